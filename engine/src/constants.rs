@@ -1,0 +1,77 @@
+//! Every bound the engine enforces, in one place. Names put the qualifier last
+//! (`segment_bytes_max`, not `max_segment_bytes`) so related bounds sort together.
+
+/// The unit of direct I/O: offsets, lengths and buffers of O_DIRECT writes are
+/// multiples of it.
+pub const IO_ALIGNMENT: u64 = 4096;
+
+/// A write to disk is issued once this many bytes of whole pages are staged,
+/// so the device sees large sequential writes when load allows.
+pub const WRITE_CHUNK_BYTES_MIN: usize = 64 * 1024;
+
+/// How many direct-I/O writes one partition keeps in flight at once.
+pub const WRITES_IN_FLIGHT_MAX: usize = 4;
+
+/// Bytes a partition may hold appended but not yet written to disk before
+/// `append` pushes back on the producer.
+pub const UNWRITTEN_BYTES_MAX: usize = 8 * 1024 * 1024;
+
+/// Kafka's default `segment.bytes`.
+pub const SEGMENT_BYTES_DEFAULT: u64 = 1 << 30;
+/// Smallest `segment.bytes` accepted (Kafka's own lower limit is 14 bytes; one
+/// page keeps the aligned writer simple and is far below any useful size).
+pub const SEGMENT_BYTES_MIN: u64 = IO_ALIGNMENT;
+/// Largest `segment.bytes`: positions inside a segment are stored as u32 in the
+/// offset index, as in Kafka.
+pub const SEGMENT_BYTES_MAX: u64 = i32::MAX as u64;
+
+/// Kafka's default `segment.ms` (7 days).
+pub const SEGMENT_MS_DEFAULT: i64 = 7 * 24 * 60 * 60 * 1000;
+
+/// Kafka's default `index.interval.bytes`: one offset-index entry per this
+/// many bytes of log.
+pub const INDEX_INTERVAL_BYTES_DEFAULT: u32 = 4096;
+
+/// Kafka's default `retention.ms` (7 days); -1 means unlimited.
+pub const RETENTION_MS_DEFAULT: i64 = 7 * 24 * 60 * 60 * 1000;
+
+/// Kafka's default `max.message.bytes` / `message.max.bytes` (1 MiB plus the
+/// record-batch overhead).
+pub const MESSAGE_BYTES_MAX_DEFAULT: u32 = 1_048_588;
+
+/// The largest record batch the engine accepts whatever the topic says; it
+/// keeps one batch inside one segment and inside one direct-I/O staging area.
+pub const BATCH_BYTES_MAX: usize = 64 * 1024 * 1024;
+
+/// Bytes read from disk per request while scanning a segment during recovery.
+pub const RECOVERY_READ_BYTES: usize = 1024 * 1024;
+
+/// Default memory budget of one shard's batch cache.
+pub const BATCH_CACHE_BYTES_DEFAULT: usize = 256 * 1024 * 1024;
+
+/// Entries of producer state kept per producer and partition (Kafka keeps the
+/// last five batches so that up to five in-flight requests can be retried).
+pub const PRODUCER_BATCHES_KEPT: usize = 5;
+
+/// Capacity of each bounded cross-shard channel.
+pub const MESH_CHANNEL_CAPACITY: usize = 1024;
+
+/// A metadata snapshot larger than this is refused as corrupt rather than read.
+pub const METADATA_SNAPSHOT_BYTES_MAX: u64 = 256 * 1024 * 1024;
+
+/// Longest topic name Kafka allows.
+pub const TOPIC_NAME_BYTES_MAX: usize = 249;
+
+/// Most partitions one topic may have (Kafka has no hard limit; this keeps a
+/// single request from asking for millions of directories).
+pub const TOPIC_PARTITIONS_MAX: i32 = 100_000;
+
+/// Most shards one process runs.
+pub const SHARDS_MAX: usize = 256;
+
+const _: () = assert!(WRITE_CHUNK_BYTES_MIN as u64 % IO_ALIGNMENT == 0);
+const _: () = assert!(UNWRITTEN_BYTES_MAX >= 2 * WRITE_CHUNK_BYTES_MIN);
+const _: () = assert!(SEGMENT_BYTES_MIN % IO_ALIGNMENT == 0);
+const _: () = assert!(SEGMENT_BYTES_DEFAULT <= SEGMENT_BYTES_MAX);
+const _: () = assert!((BATCH_BYTES_MAX as u64) < SEGMENT_BYTES_MAX);
+const _: () = assert!(MESSAGE_BYTES_MAX_DEFAULT as usize <= BATCH_BYTES_MAX);

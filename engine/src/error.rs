@@ -1,0 +1,140 @@
+//! Narrow error types per operation. Each carries what failed and where; the
+//! protocol layer maps them to Kafka error codes in one function.
+
+use std::fmt;
+use std::io;
+use std::path::PathBuf;
+
+use crate::batch::BatchError;
+
+/// An I/O failure with the operation and path it happened on.
+#[derive(Debug)]
+pub struct StorageError {
+    pub operation: &'static str,
+    pub path: PathBuf,
+    pub source: io::Error,
+}
+
+impl StorageError {
+    pub fn new(operation: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
+        StorageError { operation, path: path.into(), source }
+    }
+
+    pub fn is_disk_full(&self) -> bool {
+        crate::storage::is_disk_full(&self.source)
+    }
+}
+
+impl fmt::Display for StorageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}: {}", self.operation, self.path.display(), self.source)
+    }
+}
+
+impl std::error::Error for StorageError {}
+
+/// Why an idempotent producer's batch was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProducerError {
+    /// The batch's epoch is older than the producer's current one.
+    InvalidEpoch { current: i16, got: i16 },
+    /// The sequence is not the next one expected.
+    OutOfOrderSequence { expected: i32, got: i32 },
+}
+
+impl fmt::Display for ProducerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ProducerError::InvalidEpoch { current, got } => {
+                write!(f, "producer epoch {got} is older than the current epoch {current}")
+            }
+            ProducerError::OutOfOrderSequence { expected, got } => {
+                write!(f, "sequence {got} is out of order, expected {expected}")
+            }
+        }
+    }
+}
+
+/// Why an append failed. Nothing was appended in any case.
+#[derive(Debug)]
+pub enum AppendError {
+    Batch(BatchError),
+    Producer(ProducerError),
+    /// The log cannot write right now (disk full, I/O error); the log stays
+    /// readable, and appends resume once the writer succeeds again.
+    Storage(String),
+    /// The partition is being deleted or closed.
+    Closed,
+}
+
+impl fmt::Display for AppendError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AppendError::Batch(error) => write!(f, "invalid batch: {error}"),
+            AppendError::Producer(error) => write!(f, "producer check failed: {error}"),
+            AppendError::Storage(error) => write!(f, "storage unavailable: {error}"),
+            AppendError::Closed => write!(f, "partition is closed"),
+        }
+    }
+}
+
+impl std::error::Error for AppendError {}
+
+impl From<BatchError> for AppendError {
+    fn from(error: BatchError) -> Self {
+        AppendError::Batch(error)
+    }
+}
+
+/// Why a read failed.
+#[derive(Debug)]
+pub enum ReadError {
+    /// The offset is before the log start or after the log end.
+    OffsetOutOfRange { log_start: i64, log_end: i64 },
+    /// The disk returned bytes that fail their checksum, or an I/O error.
+    Storage(String),
+}
+
+impl fmt::Display for ReadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ReadError::OffsetOutOfRange { log_start, log_end } => {
+                write!(f, "offset outside the log [{log_start}, {log_end}]")
+            }
+            ReadError::Storage(error) => write!(f, "storage read failed: {error}"),
+        }
+    }
+}
+
+impl std::error::Error for ReadError {}
+
+/// Why opening a log or the data directory failed. Displayed as the one line
+/// the operator sees, so it names the path and the fix.
+#[derive(Debug)]
+pub enum OpenError {
+    Storage(StorageError),
+    /// A file that should be ours is not in a format we recognise.
+    Foreign { path: PathBuf, reason: String },
+}
+
+impl fmt::Display for OpenError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            OpenError::Storage(error) => write!(f, "{error}"),
+            OpenError::Foreign { path, reason } => write!(
+                f,
+                "{} is not a Sluice data file ({reason}); point --data-dir at a Sluice data \
+                 directory or an empty one",
+                path.display()
+            ),
+        }
+    }
+}
+
+impl std::error::Error for OpenError {}
+
+impl From<StorageError> for OpenError {
+    fn from(error: StorageError) -> Self {
+        OpenError::Storage(error)
+    }
+}

@@ -1,0 +1,1840 @@
+//! One partition's log: segments of record batches in Kafka's format, written
+//! with direct I/O, read from the batch cache or from disk.
+//!
+//! Appends are synchronous: validation, offset assignment, producer checks and
+//! the in-memory bookkeeping happen without an await, so appends to one
+//! partition are ordered by the shard's single thread. The bytes then go to
+//! disk through a per-partition writer task (write-behind), and durability is
+//! a separate wait (`wait_durable`) served by a group-commit sync task: one
+//! fdatasync covers every batch appended before it started.
+//!
+//! Direct-I/O writes cover whole 4 KiB pages. The writer copies staged bytes
+//! into an aligned buffer, so the last, partial page is written padded and
+//! rewritten by the next write. Writes of whole pages may be in flight
+//! together (they touch disjoint pages); a write that rewrites a partial page
+//! waits until nothing else is in flight.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::rc::{Rc, Weak};
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use crate::batch::{self, BatchHeader, BATCH_HEADER_BYTES, LOG_OVERHEAD, PATCHED_HEAD_BYTES};
+use crate::cache::{BatchCache, CacheOwner, Eviction};
+use crate::constants::*;
+use crate::error::{AppendError, OpenError, ReadError, StorageError};
+use crate::index::{OffsetEntry, SegmentIndex, TimeEntry};
+use crate::notify::Signal;
+use crate::producer::{ProducerState, SequenceCheck};
+use crate::storage::{IoBuffer, Storage, StorageFile};
+use crate::types::{now_ms, LeaderEpoch, Offset};
+
+/// How long the writer waits before retrying after a write error.
+const WRITE_RETRY_DELAY: Duration = Duration::from_millis(100);
+
+/// Bytes read per request when serving a fetch from disk, at least.
+const DISK_READ_BYTES_MIN: usize = 16 * 1024;
+
+/// Per-topic settings that shape a partition's log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogConfig {
+    pub segment_bytes: u64,
+    pub segment_ms: i64,
+    /// -1: keep forever.
+    pub retention_ms: i64,
+    /// -1: no size limit.
+    pub retention_bytes: i64,
+    pub index_interval_bytes: u32,
+    pub max_message_bytes: u32,
+    /// `message.timestamp.type=LogAppendTime`.
+    pub log_append_time: bool,
+    /// Reserve each new segment's full size up front.
+    pub preallocate: bool,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            segment_bytes: SEGMENT_BYTES_DEFAULT,
+            segment_ms: SEGMENT_MS_DEFAULT,
+            retention_ms: RETENTION_MS_DEFAULT,
+            retention_bytes: -1,
+            index_interval_bytes: INDEX_INTERVAL_BYTES_DEFAULT,
+            max_message_bytes: MESSAGE_BYTES_MAX_DEFAULT,
+            log_append_time: false,
+            preallocate: true,
+        }
+    }
+}
+
+/// Which offset ListOffsets asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OffsetQuery {
+    Earliest,
+    Latest,
+    /// The first record with a timestamp at or after this.
+    Timestamp(i64),
+    /// The record with the largest timestamp.
+    MaxTimestamp,
+}
+
+/// An offset found by [`PartitionLog::lookup`], with its timestamp (-1 if none).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FoundOffset {
+    pub offset: i64,
+    pub timestamp: i64,
+}
+
+/// The result of an append.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Appended {
+    pub base_offset: Offset,
+    pub last_offset: Offset,
+    /// The broker's timestamp for LogAppendTime topics, else -1.
+    pub log_append_time: i64,
+    /// The batch was a retry of one already in the log.
+    pub duplicate: bool,
+}
+
+/// Batches read from the log: whole batches, in order, as slices. Cached
+/// batches come as two slices (patched head, producer's bytes).
+#[derive(Debug, Default)]
+pub struct ReadChunks {
+    pub chunks: Vec<Bytes>,
+    pub bytes: usize,
+    /// Offset after the last batch returned.
+    pub next_offset: i64,
+}
+
+/// The offsets of a partition: `log_start <= lso <= hw <= leo`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Offsets {
+    pub log_start: i64,
+    pub hw: i64,
+    pub lso: i64,
+    pub leo: i64,
+    pub durable: i64,
+}
+
+struct CachedBatch {
+    base_offset: i64,
+    last_offset: i64,
+    segment_base: i64,
+    /// Position just after this batch in its segment.
+    end_position: u64,
+    head: Bytes,
+    body: Bytes,
+    sequence: u64,
+}
+
+impl CachedBatch {
+    fn bytes(&self) -> usize {
+        self.head.len() + self.body.len()
+    }
+}
+
+struct Segment<F> {
+    base_offset: i64,
+    path: PathBuf,
+    file: Option<Rc<F>>,
+    /// Logical size: every byte appended, written or not.
+    size: u64,
+    next_offset: i64,
+    /// `None` for a sealed segment whose index files were not read yet.
+    index: Option<SegmentIndex>,
+    bytes_since_index: u64,
+    max_timestamp: i64,
+    offset_of_max_timestamp: i64,
+    created_ms: i64,
+    /// Staged bytes from `queue_start` to `size`, in order.
+    queue: VecDeque<Bytes>,
+    queue_start: u64,
+    /// Bytes handed to writes.
+    issued: u64,
+    /// Bytes below which every write has completed.
+    written: u64,
+    /// Completed writes above `written`, start -> end.
+    completed: BTreeMap<u64, u64>,
+    in_flight: usize,
+    sealed: bool,
+    finalized: bool,
+}
+
+impl<F> Segment<F> {
+    fn new(dir: &Path, base_offset: i64) -> Segment<F> {
+        Segment {
+            base_offset,
+            path: dir.join(segment_file_name(base_offset, "log")),
+            file: None,
+            size: 0,
+            next_offset: base_offset,
+            index: Some(SegmentIndex::default()),
+            bytes_since_index: 0,
+            max_timestamp: -1,
+            offset_of_max_timestamp: base_offset,
+            created_ms: now_ms(),
+            queue: VecDeque::new(),
+            queue_start: 0,
+            issued: 0,
+            written: 0,
+            completed: BTreeMap::new(),
+            in_flight: 0,
+            sealed: false,
+            finalized: false,
+        }
+    }
+
+    fn has_writer_work(&self) -> bool {
+        self.issued < self.size || self.in_flight > 0 || (self.sealed && !self.finalized)
+    }
+
+    /// Copies staged bytes `[from, to)` into `out` (which starts at `from`).
+    fn copy_staged(&self, from: u64, to: u64, out: &mut [u8]) {
+        assert!(from >= self.queue_start && to <= self.size && from <= to);
+        let mut position = self.queue_start;
+        for piece in &self.queue {
+            let piece_end = position + piece.len() as u64;
+            if piece_end > from && position < to {
+                let start = from.max(position);
+                let end = to.min(piece_end);
+                let source = &piece[(start - position) as usize..(end - position) as usize];
+                let target = (start - from) as usize;
+                out[target..target + source.len()].copy_from_slice(source);
+            }
+            if piece_end >= to {
+                break;
+            }
+            position = piece_end;
+        }
+    }
+
+    fn write_completed(&mut self, start: u64, end: u64) {
+        self.completed.insert(start, end);
+        while let Some((&start, &end)) = self.completed.first_key_value() {
+            // Writes overlap on the partial page they share, so a write
+            // starting at or below `written` extends it.
+            if start > self.written {
+                break;
+            }
+            self.completed.remove(&start);
+            self.written = self.written.max(end.min(self.size));
+        }
+        // Keep the partial page at `issued` staged: the next write rewrites it.
+        let keep_from = align_down(self.written.min(self.issued));
+        while let Some(front) = self.queue.front() {
+            let front_end = self.queue_start + front.len() as u64;
+            if front_end > keep_from {
+                break;
+            }
+            self.queue_start = front_end;
+            self.queue.pop_front();
+        }
+    }
+}
+
+fn align_down(value: u64) -> u64 {
+    value - value % IO_ALIGNMENT
+}
+
+fn align_up(value: u64) -> u64 {
+    align_down(value + IO_ALIGNMENT - 1)
+}
+
+/// `00000000000000000042.log`: Kafka's segment naming, base offset in 20 digits.
+pub fn segment_file_name(base_offset: i64, extension: &str) -> String {
+    format!("{base_offset:020}.{extension}")
+}
+
+fn parse_segment_name(name: &str) -> Option<i64> {
+    let digits = name.strip_suffix(".log")?;
+    if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+struct Inner<S: Storage> {
+    config: LogConfig,
+    segments: BTreeMap<i64, Segment<S::File>>,
+    log_start: i64,
+    hw: i64,
+    leo: i64,
+    durable: i64,
+    leader_epoch: LeaderEpoch,
+    /// The high watermark follows the log end (single replica) unless a
+    /// replication layer sets it.
+    hw_follows_leo: bool,
+    cached: VecDeque<CachedBatch>,
+    producers: ProducerState,
+    /// The first offset of the producer state replayed at recovery.
+    unwritten_bytes: usize,
+    write_error: Option<String>,
+    sync_failures: u64,
+    writer_running: bool,
+    syncer_running: bool,
+    sync_wanted: bool,
+    closed: bool,
+}
+
+impl<S: Storage> Inner<S> {
+    fn active(&self) -> &Segment<S::File> {
+        match self.segments.last_key_value() {
+            Some((_, segment)) => segment,
+            None => unreachable!("a log always has an active segment"),
+        }
+    }
+
+    fn active_mut(&mut self) -> &mut Segment<S::File> {
+        match self.segments.last_entry() {
+            Some(entry) => entry.into_mut(),
+            None => unreachable!("a log always has an active segment"),
+        }
+    }
+
+    fn check_offsets(&self) {
+        assert!(self.log_start <= self.hw, "log start {} > hw {}", self.log_start, self.hw);
+        assert!(self.hw <= self.leo, "hw {} > leo {}", self.hw, self.leo);
+        assert!(self.durable <= self.leo, "durable {} > leo {}", self.durable, self.leo);
+    }
+
+    fn is_cached_batch_written(&self, batch: &CachedBatch) -> bool {
+        match self.segments.get(&batch.segment_base) {
+            Some(segment) => segment.written >= batch.end_position,
+            // The segment was deleted: nothing to pin.
+            None => true,
+        }
+    }
+}
+
+/// A partition's log on a storage backend.
+pub struct PartitionLog<S: Storage> {
+    dir: PathBuf,
+    storage: S,
+    cache: Rc<BatchCache>,
+    inner: RefCell<Inner<S>>,
+    /// Notified whenever writer, sync or append state changes.
+    signal: Signal,
+    weak_self: Weak<PartitionLog<S>>,
+}
+
+/// What the writer task does next.
+enum WriterStep<F> {
+    Open { segment_base: i64, path: PathBuf },
+    Write { file: Rc<F>, segment_base: i64, from: u64, to: u64, wait: bool, buffer_len: usize },
+    Finalize { segment_base: i64 },
+    WaitInFlight,
+    RetryLater,
+    Idle,
+}
+
+impl<S: Storage> PartitionLog<S> {
+    /// Opens (or creates) the log in `dir`, recovering after a crash: the
+    /// last non-empty segment is scanned and cut at the first bad batch.
+    pub async fn open(
+        storage: S,
+        dir: PathBuf,
+        config: LogConfig,
+        cache: Rc<BatchCache>,
+    ) -> Result<Rc<PartitionLog<S>>, OpenError> {
+        storage
+            .create_dir_all(&dir)
+            .map_err(|error| StorageError::new("create directory", &dir, error))?;
+        let names =
+            storage.list_dir(&dir).map_err(|error| StorageError::new("list", &dir, error))?;
+        let mut bases: Vec<i64> = names.iter().filter_map(|name| parse_segment_name(name)).collect();
+        bases.sort_unstable();
+        let checkpoint = read_log_start(&storage, &dir).await?;
+        let mut segments: BTreeMap<i64, Segment<S::File>> = BTreeMap::new();
+        for &base in &bases {
+            let mut segment = Segment::new(&dir, base);
+            segment.index = None;
+            segment.sealed = true;
+            segment.finalized = true;
+            segments.insert(base, segment);
+        }
+        let mut producers = load_producer_snapshot(&storage, &dir).await;
+        // Recover from the last non-empty segment on; later empty ones are
+        // dropped if they no longer follow on.
+        let mut recovered_next: Option<i64> = None;
+        let mut sizes = Vec::new();
+        for &base in bases.iter().rev() {
+            let path = dir.join(segment_file_name(base, "log"));
+            let file = storage
+                .open(&path, false)
+                .await
+                .map_err(|error| StorageError::new("open", &path, error))?;
+            let size =
+                file.size().await.map_err(|error| StorageError::new("stat", &path, error))?;
+            sizes.push((base, size));
+            if size > 0 || base == bases[0] {
+                let scanned = scan_segment(&file, &path, base, size, &config).await?;
+                if scanned.valid_bytes < size {
+                    tracing::warn!(
+                        path = %path.display(),
+                        valid = scanned.valid_bytes,
+                        size,
+                        "log ends at the first incomplete or corrupt batch; truncating"
+                    );
+                    file.truncate(scanned.valid_bytes)
+                        .await
+                        .map_err(|error| StorageError::new("truncate", &path, error))?;
+                    file.sync().await.map_err(|error| StorageError::new("sync", &path, error))?;
+                }
+                for header in &scanned.headers {
+                    if header.base_offset >= producers.snapshot_offset {
+                        producers.state.record(header, header.base_offset);
+                    }
+                }
+                if let Some(segment) = segments.get_mut(&base) {
+                    segment.size = scanned.valid_bytes;
+                    segment.next_offset = scanned.next_offset;
+                    segment.index = Some(scanned.index);
+                    segment.max_timestamp = scanned.max_timestamp;
+                    segment.offset_of_max_timestamp = scanned.offset_of_max_timestamp;
+                    segment.bytes_since_index = scanned.bytes_since_index;
+                    segment.file = Some(Rc::new(file));
+                    segment.written = scanned.valid_bytes;
+                    segment.issued = scanned.valid_bytes;
+                }
+                recovered_next = Some(scanned.next_offset);
+                break;
+            }
+        }
+        // Empty segments after the recovered one that do not continue it
+        // (their predecessor lost unsynced batches) are removed.
+        if let Some(next) = recovered_next {
+            let stale: Vec<i64> =
+                segments.range(next.saturating_add(1)..).map(|(&base, _)| base).collect();
+            for base in stale {
+                if let Some(segment) = segments.remove(&base) {
+                    storage
+                        .remove_file(&segment.path)
+                        .map_err(|error| StorageError::new("remove", &segment.path, error))?;
+                }
+            }
+        }
+        // Sealed segments: sizes from the file system, the last from the scan.
+        let _ = sizes;
+        for segment in segments.values_mut() {
+            if segment.file.is_none() {
+                let size = storage
+                    .file_size(&segment.path)
+                    .map_err(|error| StorageError::new("stat", &segment.path, error))?;
+                segment.size = size;
+                segment.written = size;
+                segment.issued = size;
+            }
+        }
+        let mut next_bases = segments.keys().skip(1).copied().collect::<Vec<_>>().into_iter();
+        for segment in segments.values_mut() {
+            match next_bases.next() {
+                Some(next_base) if segment.file.is_none() => segment.next_offset = next_base,
+                _ => {}
+            }
+        }
+        if segments.is_empty() {
+            let start = checkpoint.max(0);
+            segments.insert(start, Segment::new(&dir, start));
+        }
+        let leo = match segments.last_key_value() {
+            Some((_, last)) => last.next_offset,
+            None => unreachable!("inserted above"),
+        };
+        // The last segment is the active one: it takes appends again.
+        if let Some(mut last) = segments.last_entry() {
+            let last = last.get_mut();
+            last.sealed = false;
+            last.finalized = false;
+            let staged_from = align_down(last.size);
+            if staged_from < last.size {
+                // The partial last page is rewritten by the next write, so
+                // its bytes are staged again.
+                if let Some(file) = &last.file {
+                    let tail = file
+                        .read_at(staged_from, (last.size - staged_from) as usize)
+                        .await
+                        .map_err(|error| StorageError::new("read", &last.path, error))?;
+                    last.queue.push_back(tail);
+                }
+            }
+            last.queue_start = staged_from;
+        }
+        let first_base = segments.keys().next().copied().unwrap_or(0);
+        let log_start = checkpoint.max(first_base).min(leo);
+        let inner = Inner {
+            config,
+            segments,
+            log_start,
+            hw: leo,
+            leo,
+            durable: leo,
+            leader_epoch: LeaderEpoch(0),
+            hw_follows_leo: true,
+            cached: VecDeque::new(),
+            producers: producers.state,
+            unwritten_bytes: 0,
+            write_error: None,
+            sync_failures: 0,
+            writer_running: false,
+            syncer_running: false,
+            sync_wanted: false,
+            closed: false,
+        };
+        inner.check_offsets();
+        Ok(Rc::new_cyclic(|weak_self| PartitionLog {
+            dir,
+            storage,
+            cache,
+            inner: RefCell::new(inner),
+            signal: Signal::new(),
+            weak_self: weak_self.clone(),
+        }))
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn offsets(&self) -> Offsets {
+        let inner = self.inner.borrow();
+        Offsets {
+            log_start: inner.log_start,
+            hw: inner.hw,
+            lso: inner.hw,
+            leo: inner.leo,
+            durable: inner.durable,
+        }
+    }
+
+    pub fn config(&self) -> LogConfig {
+        self.inner.borrow().config.clone()
+    }
+
+    pub fn set_config(&self, config: LogConfig) {
+        self.inner.borrow_mut().config = config;
+    }
+
+    /// Bytes held by the log's segments.
+    pub fn size_bytes(&self) -> u64 {
+        self.inner.borrow().segments.values().map(|segment| segment.size).sum()
+    }
+
+    pub fn segment_count(&self) -> usize {
+        self.inner.borrow().segments.len()
+    }
+
+    /// A signal notified on every append and writer progress; fetch waiters
+    /// use it to wake when data arrives.
+    pub fn signal(&self) -> &Signal {
+        &self.signal
+    }
+
+    /// Whether appends would be refused right now for lack of writer room.
+    pub fn is_backlogged(&self) -> bool {
+        self.inner.borrow().unwritten_bytes >= UNWRITTEN_BYTES_MAX
+    }
+
+    /// Waits until the writer has room (bounded write-behind).
+    pub async fn wait_for_room(&self) {
+        let this = self.weak_self.clone();
+        self.signal
+            .wait_for(move || match this.upgrade() {
+                Some(log) => {
+                    let inner = log.inner.borrow();
+                    (inner.unwritten_bytes < UNWRITTEN_BYTES_MAX || inner.closed).then_some(())
+                }
+                None => Some(()),
+            })
+            .await
+    }
+
+    /// Appends the batches of one produce request to this partition (all or
+    /// nothing for validation; each batch is checked before any is appended).
+    /// The batches are the producer's bytes; base offsets and the leader
+    /// epoch are assigned here.
+    pub fn append(&self, batches: &[(BatchHeader, Bytes)]) -> Result<Appended, AppendError> {
+        let mut inner = self.inner.borrow_mut();
+        if inner.closed {
+            return Err(AppendError::Closed);
+        }
+        if let Some(error) = &inner.write_error {
+            return Err(AppendError::Storage(error.clone()));
+        }
+        let limit = inner.config.max_message_bytes as usize;
+        let mut duplicate = None;
+        for (header, bytes) in batches {
+            if bytes.len() > limit {
+                return Err(AppendError::Batch(batch::BatchError::TooLarge {
+                    bytes: bytes.len(),
+                    limit,
+                }));
+            }
+            match inner.producers.check(header).map_err(AppendError::Producer)? {
+                SequenceCheck::Accept => {}
+                SequenceCheck::Duplicate { base_offset } => {
+                    duplicate = Some((base_offset, header.last_offset_delta));
+                }
+            }
+        }
+        if let Some((base_offset, last_delta)) = duplicate {
+            if batches.len() == 1 {
+                return Ok(Appended {
+                    base_offset: Offset(base_offset),
+                    last_offset: Offset(base_offset + i64::from(last_delta)),
+                    log_append_time: -1,
+                    duplicate: true,
+                });
+            }
+        }
+        let now = now_ms();
+        let mut first_offset = None;
+        let mut log_append_time = -1;
+        for (header, bytes) in batches {
+            let base_offset = inner.leo;
+            let epoch = inner.leader_epoch;
+            let mut header = *header;
+            header.base_offset = base_offset;
+            let (head, body) = if inner.config.log_append_time {
+                // The one case where the body changes: timestamp and CRC.
+                let mut owned = bytes.to_vec();
+                batch::stamp_log_append_time(&mut owned, now);
+                header.max_timestamp = now;
+                log_append_time = now;
+                let owned = Bytes::from(owned);
+                let head = Bytes::copy_from_slice(&batch::patched_head(&owned, Offset(base_offset), epoch));
+                (head, owned.slice(PATCHED_HEAD_BYTES..))
+            } else {
+                let head = Bytes::copy_from_slice(&batch::patched_head(bytes, Offset(base_offset), epoch));
+                (head, bytes.slice(PATCHED_HEAD_BYTES..))
+            };
+            let batch_bytes = bytes.len() as u64;
+            let roll = {
+                let active = inner.active();
+                active.size > 0
+                    && (active.size + batch_bytes > inner.config.segment_bytes
+                        || now - active.created_ms > inner.config.segment_ms)
+            };
+            if roll {
+                inner.active_mut().sealed = true;
+                let dir = self.dir.clone();
+                inner.segments.insert(base_offset, Segment::new(&dir, base_offset));
+            }
+            let index_interval = u64::from(inner.config.index_interval_bytes);
+            let segment_base;
+            let end_position;
+            {
+                let active = inner.active_mut();
+                segment_base = active.base_offset;
+                let position = active.size;
+                let relative = (base_offset - active.base_offset) as u32;
+                if let Some(index) = active.index.as_mut() {
+                    if active.bytes_since_index >= index_interval || index.offsets.is_empty() && position > 0 {
+                        index.offsets.push(OffsetEntry { relative_offset: relative, position: position as u32 });
+                        active.bytes_since_index = 0;
+                    }
+                    if header.max_timestamp > active.max_timestamp {
+                        let last_relative = (header.last_offset() - active.base_offset) as u32;
+                        let newer = index.times.last().is_none_or(|entry| entry.timestamp < header.max_timestamp);
+                        if newer && active.bytes_since_index == 0 {
+                            index.times.push(TimeEntry { timestamp: header.max_timestamp, relative_offset: last_relative });
+                        }
+                    }
+                }
+                if header.max_timestamp > active.max_timestamp {
+                    active.max_timestamp = header.max_timestamp;
+                    active.offset_of_max_timestamp = header.last_offset();
+                }
+                active.bytes_since_index += batch_bytes;
+                active.size += batch_bytes;
+                active.next_offset = header.last_offset() + 1;
+                end_position = active.size;
+                active.queue.push_back(head.clone());
+                active.queue.push_back(body.clone());
+            }
+            inner.unwritten_bytes += bytes.len();
+            inner.leo = header.last_offset() + 1;
+            if inner.hw_follows_leo {
+                inner.hw = inner.leo;
+            }
+            inner.producers.record(&header, base_offset);
+            let owner: Weak<dyn CacheOwner> = self.weak_self.clone();
+            let sequence = self.cache.insert(owner, bytes.len());
+            inner.cached.push_back(CachedBatch {
+                base_offset,
+                last_offset: header.last_offset(),
+                segment_base,
+                end_position,
+                head,
+                body,
+                sequence,
+            });
+            first_offset.get_or_insert(base_offset);
+        }
+        inner.check_offsets();
+        let base_offset = first_offset.unwrap_or(inner.leo);
+        let last_offset = inner.leo - 1;
+        let start_writer = !inner.writer_running;
+        inner.writer_running = true;
+        drop(inner);
+        if start_writer {
+            self.spawn_writer();
+        }
+        self.cache.trim();
+        self.signal.notify();
+        Ok(Appended {
+            base_offset: Offset(base_offset),
+            last_offset: Offset(last_offset),
+            log_append_time,
+            duplicate: false,
+        })
+    }
+
+    fn spawn_writer(&self) {
+        let Some(log) = self.weak_self.upgrade() else {
+            return;
+        };
+        glommio::spawn_local(async move { log.run_writer().await }).detach();
+    }
+
+    fn next_writer_step(&self) -> WriterStep<S::File> {
+        let inner = self.inner.borrow();
+        if inner.write_error.is_some() {
+            return if inner.segments.values().any(|segment| segment.in_flight > 0) {
+                WriterStep::WaitInFlight
+            } else {
+                WriterStep::RetryLater
+            };
+        }
+        let Some(segment) = inner.segments.values().find(|segment| segment.has_writer_work()) else {
+            return WriterStep::Idle;
+        };
+        let Some(file) = segment.file.clone() else {
+            if segment.in_flight == 0 {
+                return WriterStep::Open { segment_base: segment.base_offset, path: segment.path.clone() };
+            }
+            return WriterStep::WaitInFlight;
+        };
+        if segment.issued < segment.size {
+            let start = align_down(segment.issued);
+            let full_pages_end = align_down(segment.size);
+            let aligned_start = segment.issued % IO_ALIGNMENT == 0;
+            if aligned_start
+                && segment.in_flight < WRITES_IN_FLIGHT_MAX
+                && full_pages_end >= start + WRITE_CHUNK_BYTES_MIN as u64
+            {
+                // Whole pages only: this write shares no page with any other.
+                let to = full_pages_end.min(start + (WRITE_CHUNK_BYTES_MIN * 16) as u64);
+                return WriterStep::Write {
+                    file,
+                    segment_base: segment.base_offset,
+                    from: start,
+                    to,
+                    wait: false,
+                    buffer_len: (to - start) as usize,
+                };
+            }
+            if segment.in_flight == 0 {
+                let to = segment.size;
+                return WriterStep::Write {
+                    file,
+                    segment_base: segment.base_offset,
+                    from: start,
+                    to,
+                    wait: true,
+                    buffer_len: (align_up(to) - start) as usize,
+                };
+            }
+            return WriterStep::WaitInFlight;
+        }
+        if segment.in_flight > 0 {
+            return WriterStep::WaitInFlight;
+        }
+        if segment.sealed && !segment.finalized {
+            return WriterStep::Finalize { segment_base: segment.base_offset };
+        }
+        WriterStep::Idle
+    }
+
+    async fn run_writer(self: Rc<Self>) {
+        loop {
+            match self.next_writer_step() {
+                WriterStep::Idle => {
+                    let mut inner = self.inner.borrow_mut();
+                    // Re-check under the same borrow that clears the flag, so
+                    // an append cannot slip between check and exit.
+                    if inner.segments.values().any(|segment| segment.has_writer_work()) {
+                        continue;
+                    }
+                    inner.writer_running = false;
+                    drop(inner);
+                    self.signal.notify();
+                    return;
+                }
+                WriterStep::Open { segment_base, path } => {
+                    if let Err(error) = self.create_segment_file(segment_base, &path).await {
+                        self.writer_failed(error);
+                    }
+                }
+                WriterStep::Write { file, segment_base, from, to, wait, buffer_len } => {
+                    let mut buffer = file.alloc(buffer_len);
+                    {
+                        let mut inner = self.inner.borrow_mut();
+                        let Some(segment) = inner.segments.get_mut(&segment_base) else {
+                            continue;
+                        };
+                        let data_len = (to - from) as usize;
+                        let bytes = buffer.bytes_mut();
+                        segment.copy_staged(from, to, &mut bytes[..data_len]);
+                        bytes[data_len..].fill(0);
+                        segment.issued = to;
+                        segment.in_flight += 1;
+                    }
+                    let log = Rc::clone(&self);
+                    let write = async move {
+                        let result = file.write_at(buffer, from).await;
+                        log.write_done(segment_base, from, to, result);
+                    };
+                    if wait {
+                        write.await;
+                    } else {
+                        glommio::spawn_local(write).detach();
+                    }
+                }
+                WriterStep::Finalize { segment_base } => {
+                    if let Err(error) = self.finalize_segment(segment_base).await {
+                        self.writer_failed(error);
+                    }
+                }
+                WriterStep::WaitInFlight => {
+                    let before = self.in_flight_total();
+                    let this = Rc::downgrade(&self);
+                    self.signal
+                        .wait_for(move || match this.upgrade() {
+                            Some(log) => (log.in_flight_total() < before).then_some(()),
+                            None => Some(()),
+                        })
+                        .await;
+                }
+                WriterStep::RetryLater => {
+                    glommio::timer::sleep(WRITE_RETRY_DELAY).await;
+                    let mut inner = self.inner.borrow_mut();
+                    if inner.closed {
+                        inner.writer_running = false;
+                        return;
+                    }
+                    // Rewind to what is known written and try again.
+                    for segment in inner.segments.values_mut() {
+                        segment.issued = segment.written;
+                        segment.completed.clear();
+                    }
+                    inner.write_error = None;
+                }
+            }
+        }
+    }
+
+    fn in_flight_total(&self) -> usize {
+        self.inner.borrow().segments.values().map(|segment| segment.in_flight).sum()
+    }
+
+    fn write_done(&self, segment_base: i64, from: u64, to: u64, result: std::io::Result<()>) {
+        let mut inner = self.inner.borrow_mut();
+        let Some(segment) = inner.segments.get_mut(&segment_base) else {
+            return;
+        };
+        segment.in_flight -= 1;
+        match result {
+            Ok(()) => {
+                let before = segment.written;
+                segment.write_completed(from, to);
+                let advanced = segment.written - before;
+                inner.unwritten_bytes = inner.unwritten_bytes.saturating_sub(advanced as usize);
+            }
+            Err(error) => {
+                let path = segment.path.clone();
+                drop(inner);
+                self.writer_failed(StorageError::new("write", path, error));
+                return;
+            }
+        }
+        drop(inner);
+        self.cache.trim();
+        self.signal.notify();
+    }
+
+    fn writer_failed(&self, error: StorageError) {
+        tracing::error!(%error, "log write failed; appends refused until a retry succeeds");
+        let mut inner = self.inner.borrow_mut();
+        inner.write_error = Some(error.to_string());
+        inner.sync_failures += 1;
+        drop(inner);
+        self.signal.notify();
+    }
+
+    async fn create_segment_file(&self, segment_base: i64, path: &Path) -> Result<(), StorageError> {
+        let preallocate = {
+            let inner = self.inner.borrow();
+            inner.config.preallocate.then_some(inner.config.segment_bytes)
+        };
+        let file = self
+            .storage
+            .open(path, true)
+            .await
+            .map_err(|error| StorageError::new("create", path, error))?;
+        if let Some(bytes) = preallocate {
+            // Reserving the whole segment keeps its extents contiguous; a
+            // file system that cannot (tmpfs) simply does not.
+            if let Err(error) = file.preallocate(bytes).await {
+                tracing::debug!(%error, path = %path.display(), "segment preallocation skipped");
+            }
+        }
+        self.storage
+            .sync_dir(&self.dir)
+            .await
+            .map_err(|error| StorageError::new("sync directory", &self.dir, error))?;
+        if let Some(segment) = self.inner.borrow_mut().segments.get_mut(&segment_base) {
+            segment.file = Some(Rc::new(file));
+        }
+        Ok(())
+    }
+
+    /// A sealed segment is fully written: cut the file to its logical size,
+    /// make it durable, write its indexes and the producer snapshot.
+    async fn finalize_segment(&self, segment_base: i64) -> Result<(), StorageError> {
+        let (file, path, size, index) = {
+            let inner = self.inner.borrow();
+            let Some(segment) = inner.segments.get(&segment_base) else {
+                return Ok(());
+            };
+            let Some(file) = segment.file.clone() else {
+                return Ok(());
+            };
+            (file, segment.path.clone(), segment.size, segment.index.clone().unwrap_or_default())
+        };
+        file.truncate(size).await.map_err(|error| StorageError::new("truncate", &path, error))?;
+        file.sync().await.map_err(|error| StorageError::new("sync", &path, error))?;
+        let index_path = self.dir.join(segment_file_name(segment_base, "index"));
+        self.storage
+            .write_small_atomic(&index_path, &index.encode_offsets())
+            .await
+            .map_err(|error| StorageError::new("write index", &index_path, error))?;
+        let time_path = self.dir.join(segment_file_name(segment_base, "timeindex"));
+        self.storage
+            .write_small_atomic(&time_path, &index.encode_times())
+            .await
+            .map_err(|error| StorageError::new("write time index", &time_path, error))?;
+        let next_base = {
+            let inner = self.inner.borrow();
+            inner.segments.range(segment_base + 1..).next().map(|(&base, _)| base)
+        };
+        if let Some(next_base) = next_base {
+            // The producer state at the next segment's start: recovery replays
+            // only the last segment on top of it.
+            let snapshot = {
+                let inner = self.inner.borrow();
+                let mut state = inner.producers.clone();
+                state.truncate_from(next_base);
+                state
+            };
+            write_producer_snapshot(&self.storage, &self.dir, next_base, &snapshot).await?;
+        }
+        let mut inner = self.inner.borrow_mut();
+        if let Some(segment) = inner.segments.get_mut(&segment_base) {
+            segment.finalized = true;
+        }
+        Ok(())
+    }
+
+    /// Resolves when every offset below `offset_end` is on stable storage,
+    /// or fails if a write or sync failed meanwhile.
+    pub async fn wait_durable(&self, offset_end: i64) -> Result<(), StorageError> {
+        let failures_before = {
+            let mut inner = self.inner.borrow_mut();
+            if inner.durable >= offset_end {
+                return Ok(());
+            }
+            inner.sync_wanted = true;
+            let start = !inner.syncer_running;
+            inner.syncer_running = true;
+            let failures = inner.sync_failures;
+            drop(inner);
+            if start {
+                if let Some(log) = self.weak_self.upgrade() {
+                    glommio::spawn_local(async move { log.run_syncer().await }).detach();
+                }
+            }
+            failures
+        };
+        let this = self.weak_self.clone();
+        let outcome = self
+            .signal
+            .wait_for(move || {
+                let log = this.upgrade()?;
+                let inner = log.inner.borrow();
+                if inner.durable >= offset_end {
+                    Some(Ok(()))
+                } else if inner.sync_failures != failures_before || inner.closed {
+                    Some(Err(()))
+                } else {
+                    None
+                }
+            })
+            .await;
+        outcome.map_err(|()| {
+            let reason = self.inner.borrow().write_error.clone().unwrap_or_else(|| "log closed".into());
+            StorageError::new("sync", &self.dir, std::io::Error::other(reason))
+        })
+    }
+
+    /// The group-commit loop: each round syncs everything appended before it
+    /// started, so concurrent waiters share one fdatasync.
+    async fn run_syncer(self: Rc<Self>) {
+        loop {
+            let (target_offset, segment_base, target_position) = {
+                let mut inner = self.inner.borrow_mut();
+                if !inner.sync_wanted || inner.durable >= inner.leo || inner.closed {
+                    inner.syncer_running = false;
+                    return;
+                }
+                inner.sync_wanted = false;
+                let active = inner.active();
+                (inner.leo, active.base_offset, active.size)
+            };
+            let failures_before = self.inner.borrow().sync_failures;
+            let this = Rc::downgrade(&self);
+            let file = self
+                .signal
+                .wait_for(move || {
+                    let log = this.upgrade()?;
+                    let inner = log.inner.borrow();
+                    if inner.sync_failures != failures_before || inner.closed {
+                        return Some(None);
+                    }
+                    let segment = inner.segments.get(&segment_base)?;
+                    if segment.written >= target_position {
+                        return Some(segment.file.clone());
+                    }
+                    None
+                })
+                .await;
+            let Some(file) = file else {
+                // The write failed or the segment went away; waiters were
+                // told through `sync_failures`. Try again if still wanted.
+                self.inner.borrow_mut().sync_wanted = true;
+                glommio::timer::sleep(WRITE_RETRY_DELAY).await;
+                continue;
+            };
+            match file.sync().await {
+                Ok(()) => {
+                    let mut inner = self.inner.borrow_mut();
+                    inner.durable = inner.durable.max(target_offset);
+                }
+                Err(error) => {
+                    let path = self.dir.clone();
+                    self.writer_failed(StorageError::new("sync", path, error));
+                }
+            }
+            self.signal.notify();
+        }
+    }
+
+    /// Reads whole batches starting with the one that holds `offset`, up to
+    /// `max_bytes` (the first batch is returned whole even if larger), never
+    /// past `upper` (exclusive; the high watermark for consumers).
+    pub async fn read(&self, offset: i64, max_bytes: usize, upper: i64) -> Result<ReadChunks, ReadError> {
+        let disk = {
+            let inner = self.inner.borrow();
+            if offset < inner.log_start || offset > inner.leo {
+                return Err(ReadError::OffsetOutOfRange { log_start: inner.log_start, log_end: inner.leo });
+            }
+            let upper = upper.min(inner.leo);
+            if offset >= upper {
+                return Ok(ReadChunks { chunks: vec![], bytes: 0, next_offset: offset });
+            }
+            if inner.cached.front().is_some_and(|front| front.base_offset <= offset) {
+                return Ok(read_cached(&inner.cached, offset, max_bytes, upper));
+            }
+            let Some((&base, segment)) = inner.segments.range(..=offset).next_back() else {
+                return Err(ReadError::OffsetOutOfRange { log_start: inner.log_start, log_end: inner.leo });
+            };
+            (base, segment.file.clone(), segment.written, segment.path.clone(), upper)
+        };
+        let (segment_base, file, readable_end, path, upper) = disk;
+        let file = match file {
+            Some(file) => file,
+            None => match self.segment_file(segment_base).await? {
+                Some(file) => file,
+                None => return Ok(ReadChunks { chunks: vec![], bytes: 0, next_offset: offset }),
+            },
+        };
+        let index = self.segment_index(segment_base).await?;
+        let relative = u32::try_from(offset - segment_base).unwrap_or(u32::MAX);
+        let start = u64::from(index.position_for(relative));
+        read_from_disk(&*file, &path, start, readable_end, offset, max_bytes, upper).await
+    }
+
+    /// The index of a segment, loading (or rebuilding) it on first use.
+    async fn segment_index(&self, segment_base: i64) -> Result<SegmentIndex, ReadError> {
+        let (file, path, size) = {
+            let inner = self.inner.borrow();
+            let Some(segment) = inner.segments.get(&segment_base) else {
+                return Ok(SegmentIndex::default());
+            };
+            if let Some(index) = &segment.index {
+                return Ok(index.clone());
+            }
+            (segment.file.clone(), segment.path.clone(), segment.size)
+        };
+        let index_path = self.dir.join(segment_file_name(segment_base, "index"));
+        let time_path = self.dir.join(segment_file_name(segment_base, "timeindex"));
+        let index_bytes_max = size / 8 * crate::index::OFFSET_ENTRY_BYTES as u64 + 4096;
+        let offsets = self.storage.read_small(&index_path, index_bytes_max).await;
+        let times = self.storage.read_small(&time_path, index_bytes_max * 2).await;
+        let loaded = match (offsets, times) {
+            (Ok(offsets), Ok(times)) => SegmentIndex::decode(&offsets, &times, size),
+            _ => None,
+        };
+        let (index, max_timestamp) = match loaded {
+            Some(index) => {
+                let max = index.times.last().map(|entry| entry.timestamp).unwrap_or(-1);
+                (index, max)
+            }
+            None => {
+                tracing::info!(path = %path.display(), "rebuilding a missing or damaged index");
+                let file = match file {
+                    Some(file) => file,
+                    None => Rc::new(self.storage.open(&path, false).await.map_err(|error| {
+                        ReadError::Storage(StorageError::new("open", &path, error).to_string())
+                    })?),
+                };
+                let config = self.config();
+                let scanned = scan_segment(&*file, &path, segment_base, size, &config)
+                    .await
+                    .map_err(|error| ReadError::Storage(error.to_string()))?;
+                (scanned.index, scanned.max_timestamp)
+            }
+        };
+        let mut inner = self.inner.borrow_mut();
+        if let Some(segment) = inner.segments.get_mut(&segment_base) {
+            segment.index = Some(index.clone());
+            if segment.max_timestamp < max_timestamp {
+                segment.max_timestamp = max_timestamp;
+            }
+        }
+        Ok(index)
+    }
+
+    /// Opens the files of sealed segments lazily: their handles are needed
+    /// only when read.
+    async fn segment_file(&self, segment_base: i64) -> Result<Option<Rc<S::File>>, ReadError> {
+        let path = {
+            let inner = self.inner.borrow();
+            let Some(segment) = inner.segments.get(&segment_base) else {
+                return Ok(None);
+            };
+            if let Some(file) = &segment.file {
+                return Ok(Some(Rc::clone(file)));
+            }
+            segment.path.clone()
+        };
+        let file = Rc::new(self.storage.open(&path, false).await.map_err(|error| {
+            ReadError::Storage(StorageError::new("open", &path, error).to_string())
+        })?);
+        if let Some(segment) = self.inner.borrow_mut().segments.get_mut(&segment_base) {
+            segment.file = Some(Rc::clone(&file));
+        }
+        Ok(Some(file))
+    }
+
+    /// ListOffsets: earliest, latest, by timestamp, max timestamp.
+    pub async fn lookup(&self, query: OffsetQuery) -> Result<Option<FoundOffset>, ReadError> {
+        match query {
+            OffsetQuery::Earliest => {
+                Ok(Some(FoundOffset { offset: self.offsets().log_start, timestamp: -1 }))
+            }
+            OffsetQuery::Latest => Ok(Some(FoundOffset { offset: self.offsets().hw, timestamp: -1 })),
+            OffsetQuery::MaxTimestamp => {
+                let bases: Vec<i64> = self.inner.borrow().segments.keys().copied().collect();
+                for &base in &bases {
+                    self.segment_index(base).await?;
+                }
+                let inner = self.inner.borrow();
+                let best = inner
+                    .segments
+                    .values()
+                    .filter(|segment| segment.max_timestamp >= 0)
+                    .max_by_key(|segment| (segment.max_timestamp, std::cmp::Reverse(segment.base_offset)));
+                Ok(best.map(|segment| FoundOffset {
+                    offset: segment.offset_of_max_timestamp,
+                    timestamp: segment.max_timestamp,
+                }))
+            }
+            OffsetQuery::Timestamp(target) => self.lookup_timestamp(target).await,
+        }
+    }
+
+    async fn lookup_timestamp(&self, target: i64) -> Result<Option<FoundOffset>, ReadError> {
+        let bases: Vec<i64> = self.inner.borrow().segments.keys().copied().collect();
+        let (log_start, hw) = {
+            let inner = self.inner.borrow();
+            (inner.log_start, inner.hw)
+        };
+        for base in bases {
+            let index = self.segment_index(base).await?;
+            let (max_timestamp, written, path, next_offset) = {
+                let inner = self.inner.borrow();
+                let Some(segment) = inner.segments.get(&base) else { continue };
+                (segment.max_timestamp, segment.written, segment.path.clone(), segment.next_offset)
+            };
+            if max_timestamp < target || next_offset <= log_start {
+                continue;
+            }
+            let Some(file) = self.segment_file(base).await? else { continue };
+            let relative = index.relative_offset_for_time(target);
+            let mut position = u64::from(index.position_for(relative));
+            // Scan batch headers forward to the first batch reaching `target`.
+            while position + BATCH_HEADER_BYTES as u64 <= written {
+                let head = file
+                    .read_at(position, BATCH_HEADER_BYTES)
+                    .await
+                    .map_err(|error| ReadError::Storage(StorageError::new("read", &path, error).to_string()))?;
+                let Ok(header) = BatchHeader::parse(&head) else { break };
+                let end = position + header.total_bytes() as u64;
+                if header.max_timestamp >= target && header.last_offset() >= log_start && header.base_offset < hw {
+                    let bytes = file
+                        .read_at(position, header.total_bytes())
+                        .await
+                        .map_err(|error| ReadError::Storage(StorageError::new("read", &path, error).to_string()))?;
+                    let found = first_record_at_or_after(&bytes, &header, target)
+                        .unwrap_or(FoundOffset { offset: header.base_offset, timestamp: header.max_timestamp });
+                    let offset = found.offset.max(log_start);
+                    return Ok(Some(FoundOffset { offset, timestamp: found.timestamp }));
+                }
+                position = end;
+            }
+            // Batches still only in memory (not yet on disk) are in the cache.
+            let inner = self.inner.borrow();
+            for cached in &inner.cached {
+                let mut whole = cached.head.to_vec();
+                whole.extend_from_slice(&cached.body);
+                let Ok(header) = BatchHeader::parse(&whole) else { continue };
+                if header.max_timestamp >= target && cached.end_position > written && cached.segment_base == base {
+                    let found = first_record_at_or_after(&whole, &header, target)
+                        .unwrap_or(FoundOffset { offset: header.base_offset, timestamp: header.max_timestamp });
+                    return Ok(Some(found));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// Moves the high watermark (replication); clamped to the log end.
+    pub fn set_high_watermark(&self, hw: i64) {
+        let mut inner = self.inner.borrow_mut();
+        inner.hw_follows_leo = false;
+        inner.hw = hw.clamp(inner.log_start, inner.leo);
+        inner.check_offsets();
+        drop(inner);
+        self.signal.notify();
+    }
+
+    pub fn set_leader_epoch(&self, epoch: LeaderEpoch) {
+        self.inner.borrow_mut().leader_epoch = epoch;
+    }
+
+    /// DeleteRecords: moves the log start forward (not past the high
+    /// watermark). Whole segments below it are removed by retention.
+    pub async fn delete_records_before(&self, offset: i64) -> Result<i64, ReadError> {
+        let new_start = {
+            let mut inner = self.inner.borrow_mut();
+            if offset > inner.hw || offset < 0 {
+                return Err(ReadError::OffsetOutOfRange { log_start: inner.log_start, log_end: inner.hw });
+            }
+            inner.log_start = inner.log_start.max(offset);
+            inner.check_offsets();
+            inner.log_start
+        };
+        write_log_start(&self.storage, &self.dir, new_start)
+            .await
+            .map_err(|error| ReadError::Storage(error.to_string()))?;
+        self.drop_cached_before(new_start);
+        Ok(new_start)
+    }
+
+    fn drop_cached_before(&self, offset: i64) {
+        let mut inner = self.inner.borrow_mut();
+        let mut released = 0;
+        while inner.cached.front().is_some_and(|front| front.last_offset < offset) {
+            if let Some(front) = inner.cached.front() {
+                if !inner.is_cached_batch_written(front) {
+                    break;
+                }
+            }
+            if let Some(batch) = inner.cached.pop_front() {
+                released += batch.bytes();
+            }
+        }
+        drop(inner);
+        if released > 0 {
+            self.cache.release(released);
+        }
+    }
+
+    /// Removes every batch at or after the one holding `offset` (a follower
+    /// truncating to its leader's log). Waits for the writer to go idle.
+    pub async fn truncate_to(&self, offset: i64) -> Result<(), StorageError> {
+        let this = self.weak_self.clone();
+        self.signal
+            .wait_for(move || {
+                let log = this.upgrade()?;
+                let inner = log.inner.borrow();
+                (!inner.writer_running).then_some(())
+            })
+            .await;
+        let (leo, log_start) = {
+            let inner = self.inner.borrow();
+            (inner.leo, inner.log_start)
+        };
+        if offset >= leo {
+            return Ok(());
+        }
+        let offset = offset.max(log_start);
+        // Find the batch holding `offset`: its start is the new end.
+        let bases: Vec<i64> = self.inner.borrow().segments.range(..=offset).map(|(&b, _)| b).collect();
+        let Some(&segment_base) = bases.last() else { return Ok(()) };
+        let index = self.segment_index(segment_base).await.map_err(|error| {
+            StorageError::new("truncate", &self.dir, std::io::Error::other(error.to_string()))
+        })?;
+        let (file, path, size) = {
+            let inner = self.inner.borrow();
+            let Some(segment) = inner.segments.get(&segment_base) else { return Ok(()) };
+            (segment.file.clone(), segment.path.clone(), segment.size)
+        };
+        let file = match file {
+            Some(file) => file,
+            None => Rc::new(self.storage.open(&path, false).await.map_err(|error| StorageError::new("open", &path, error))?),
+        };
+        let relative = u32::try_from(offset - segment_base).unwrap_or(u32::MAX);
+        let mut position = u64::from(index.position_for(relative));
+        let mut new_leo = segment_base;
+        while position + BATCH_HEADER_BYTES as u64 <= size {
+            let head = file.read_at(position, BATCH_HEADER_BYTES).await.map_err(|error| StorageError::new("read", &path, error))?;
+            let Ok(header) = BatchHeader::parse(&head) else { break };
+            if header.last_offset() >= offset {
+                break;
+            }
+            new_leo = header.last_offset() + 1;
+            position += header.total_bytes() as u64;
+        }
+        if position == 0 {
+            new_leo = segment_base;
+        }
+        // Remove later segments, then cut this one.
+        let later: Vec<Segment<S::File>> = {
+            let mut inner = self.inner.borrow_mut();
+            let keys: Vec<i64> = inner.segments.range(segment_base + 1..).map(|(&b, _)| b).collect();
+            keys.into_iter().filter_map(|base| inner.segments.remove(&base)).collect()
+        };
+        for segment in later {
+            remove_segment_files(&self.storage, &self.dir, segment.base_offset);
+        }
+        file.truncate(position).await.map_err(|error| StorageError::new("truncate", &path, error))?;
+        file.sync().await.map_err(|error| StorageError::new("sync", &path, error))?;
+        let tail = if position % IO_ALIGNMENT != 0 {
+            Some(file.read_at(align_down(position), (position % IO_ALIGNMENT) as usize).await.map_err(|error| StorageError::new("read", &path, error))?)
+        } else {
+            None
+        };
+        let mut inner = self.inner.borrow_mut();
+        let mut released = 0;
+        while inner.cached.back().is_some_and(|back| back.base_offset >= new_leo) {
+            if let Some(batch) = inner.cached.pop_back() {
+                released += batch.bytes();
+            }
+        }
+        if let Some(segment) = inner.segments.get_mut(&segment_base) {
+            segment.file = Some(Rc::clone(&file));
+            segment.size = position;
+            segment.written = position;
+            segment.issued = position;
+            segment.completed.clear();
+            segment.next_offset = new_leo;
+            segment.sealed = false;
+            segment.finalized = false;
+            segment.queue.clear();
+            segment.queue_start = align_down(position);
+            if let Some(tail) = tail {
+                segment.queue.push_back(tail);
+            }
+            if let Some(index) = segment.index.as_mut() {
+                index.truncate_from(u32::try_from(new_leo - segment_base).unwrap_or(u32::MAX));
+            }
+            segment.bytes_since_index = 0;
+        }
+        inner.leo = new_leo;
+        inner.hw = inner.hw.min(new_leo);
+        inner.durable = inner.durable.min(new_leo);
+        inner.log_start = inner.log_start.min(new_leo);
+        inner.producers.truncate_from(new_leo);
+        inner.check_offsets();
+        drop(inner);
+        if released > 0 {
+            self.cache.release(released);
+        }
+        self.signal.notify();
+        Ok(())
+    }
+
+    /// Deletes whole sealed segments by `retention.ms`, `retention.bytes` and
+    /// the log start offset. Returns how many were deleted. The active
+    /// segment is never deleted.
+    pub async fn enforce_retention(&self, now: i64) -> Result<usize, StorageError> {
+        let bases: Vec<i64> = self.inner.borrow().segments.keys().copied().collect();
+        for &base in &bases {
+            // Sealed segments' max timestamps come from their time indexes.
+            let _ = self.segment_index(base).await;
+        }
+        let doomed: Vec<i64> = {
+            let inner = self.inner.borrow();
+            let mut total: i64 = inner.segments.values().map(|segment| segment.size as i64).sum();
+            let mut doomed = Vec::new();
+            let last_base = inner.active().base_offset;
+            for segment in inner.segments.values() {
+                if segment.base_offset == last_base || !segment.finalized {
+                    break;
+                }
+                let by_start = segment.next_offset <= inner.log_start;
+                let by_size = inner.config.retention_bytes >= 0
+                    && total - segment.size as i64 >= inner.config.retention_bytes;
+                let by_time = inner.config.retention_ms >= 0
+                    && segment.max_timestamp >= 0
+                    && now - segment.max_timestamp > inner.config.retention_ms;
+                if !(by_start || by_size || by_time) {
+                    break;
+                }
+                total -= segment.size as i64;
+                doomed.push(segment.base_offset);
+            }
+            doomed
+        };
+        if doomed.is_empty() {
+            return Ok(0);
+        }
+        let new_start = {
+            let mut inner = self.inner.borrow_mut();
+            for base in &doomed {
+                inner.segments.remove(base);
+            }
+            let first = inner.segments.keys().next().copied().unwrap_or(inner.leo);
+            inner.log_start = inner.log_start.max(first);
+            if inner.hw < inner.log_start {
+                inner.hw = inner.log_start;
+            }
+            inner.check_offsets();
+            inner.log_start
+        };
+        write_log_start(&self.storage, &self.dir, new_start).await?;
+        for base in &doomed {
+            remove_segment_files(&self.storage, &self.dir, *base);
+        }
+        self.storage
+            .sync_dir(&self.dir)
+            .await
+            .map_err(|error| StorageError::new("sync directory", &self.dir, error))?;
+        self.drop_cached_before(new_start);
+        Ok(doomed.len())
+    }
+
+    /// Writes everything, syncs, truncates the active segment to its logical
+    /// size and writes its indexes: a clean stop needs no recovery scan.
+    pub async fn close(&self) -> Result<(), StorageError> {
+        let leo = self.offsets().leo;
+        self.wait_durable(leo).await?;
+        let this = self.weak_self.clone();
+        self.signal
+            .wait_for(move || {
+                let log = this.upgrade()?;
+                let inner = log.inner.borrow();
+                (!inner.writer_running).then_some(())
+            })
+            .await;
+        let (file, path, size, base) = {
+            let mut inner = self.inner.borrow_mut();
+            inner.closed = true;
+            let active = inner.active();
+            (active.file.clone(), active.path.clone(), active.size, active.base_offset)
+        };
+        self.signal.notify();
+        if let Some(file) = file {
+            file.truncate(size).await.map_err(|error| StorageError::new("truncate", &path, error))?;
+            file.sync().await.map_err(|error| StorageError::new("sync", &path, error))?;
+        }
+        // With the producer state as of the log end, a restart replays nothing.
+        let state = self.inner.borrow().producers.clone();
+        let _ = base;
+        write_producer_snapshot(&self.storage, &self.dir, leo, &state).await
+    }
+
+    /// Deletes the whole log (topic deletion).
+    pub fn delete(&self) -> Result<(), StorageError> {
+        let released = {
+            let mut inner = self.inner.borrow_mut();
+            inner.closed = true;
+            let released: usize = inner.cached.iter().map(CachedBatch::bytes).sum();
+            inner.cached.clear();
+            released
+        };
+        self.cache.release(released);
+        self.signal.notify();
+        self.storage
+            .remove_dir_all(&self.dir)
+            .map_err(|error| StorageError::new("remove", &self.dir, error))
+    }
+}
+
+impl<S: Storage> CacheOwner for PartitionLog<S> {
+    fn evict(&self, sequence: u64) -> Eviction {
+        let mut inner = self.inner.borrow_mut();
+        let Some(front) = inner.cached.front() else {
+            return Eviction::Gone;
+        };
+        if front.sequence > sequence {
+            return Eviction::Gone;
+        }
+        if !inner.is_cached_batch_written(front) {
+            return Eviction::Pinned;
+        }
+        inner.cached.pop_front();
+        Eviction::Evicted
+    }
+}
+
+fn read_cached(cached: &VecDeque<CachedBatch>, offset: i64, max_bytes: usize, upper: i64) -> ReadChunks {
+    let start = cached.partition_point(|batch| batch.last_offset < offset);
+    let mut out = ReadChunks { chunks: Vec::new(), bytes: 0, next_offset: offset };
+    for batch in cached.iter().skip(start) {
+        if batch.base_offset >= upper {
+            break;
+        }
+        let size = batch.bytes();
+        if !out.chunks.is_empty() && out.bytes + size > max_bytes {
+            break;
+        }
+        out.chunks.push(batch.head.clone());
+        out.chunks.push(batch.body.clone());
+        out.bytes += size;
+        out.next_offset = batch.last_offset + 1;
+    }
+    out
+}
+
+async fn read_from_disk<F: StorageFile>(
+    file: &F,
+    path: &Path,
+    start: u64,
+    readable_end: u64,
+    offset: i64,
+    max_bytes: usize,
+    upper: i64,
+) -> Result<ReadChunks, ReadError> {
+    let storage_error = |error: std::io::Error| ReadError::Storage(StorageError::new("read", path, error).to_string());
+    let mut position = start;
+    // Skip batches before `offset`, reading headers only.
+    let first = loop {
+        if position + BATCH_HEADER_BYTES as u64 > readable_end {
+            return Ok(ReadChunks { chunks: vec![], bytes: 0, next_offset: offset });
+        }
+        let head = file.read_at(position, BATCH_HEADER_BYTES).await.map_err(storage_error)?;
+        let header = BatchHeader::parse(&head)
+            .map_err(|error| ReadError::Storage(format!("{}: {error}", path.display())))?;
+        if header.last_offset() >= offset {
+            break header;
+        }
+        position += header.total_bytes() as u64;
+    };
+    let want = max_bytes.max(first.total_bytes()).max(DISK_READ_BYTES_MIN);
+    let len = (want as u64).min(readable_end - position) as usize;
+    let bytes = file.read_at(position, len).await.map_err(storage_error)?;
+    let mut out = ReadChunks { chunks: Vec::new(), bytes: 0, next_offset: offset };
+    let mut at = 0usize;
+    while at + BATCH_HEADER_BYTES <= bytes.len() {
+        let header = BatchHeader::parse(&bytes[at..])
+            .map_err(|error| ReadError::Storage(format!("{}: {error}", path.display())))?;
+        let size = header.total_bytes();
+        if header.base_offset >= upper || at + size > bytes.len() {
+            break;
+        }
+        if at > 0 && at + size > max_bytes {
+            break;
+        }
+        // Checked when written and again when read back: a torn or
+        // misdirected write shows here instead of reaching a consumer.
+        let batch = &bytes[at..at + size];
+        if batch::compute_crc(batch) != header.crc || header.batch_length < (BATCH_HEADER_BYTES - LOG_OVERHEAD) as i32 {
+            return Err(ReadError::Storage(format!(
+                "{}: batch at position {} fails its checksum",
+                path.display(),
+                position + at as u64
+            )));
+        }
+        at += size;
+        out.next_offset = header.last_offset() + 1;
+    }
+    if at > 0 {
+        out.chunks.push(bytes.slice(..at));
+        out.bytes = at;
+    }
+    Ok(out)
+}
+
+/// What a recovery scan of one segment found.
+struct Scanned {
+    valid_bytes: u64,
+    next_offset: i64,
+    index: SegmentIndex,
+    headers: Vec<BatchHeader>,
+    max_timestamp: i64,
+    offset_of_max_timestamp: i64,
+    bytes_since_index: u64,
+}
+
+/// Reads a segment batch by batch from the start; the log ends at the first
+/// batch that is short, zeroed, out of sequence or fails its CRC.
+async fn scan_segment<F: StorageFile>(
+    file: &F,
+    path: &Path,
+    base_offset: i64,
+    size: u64,
+    config: &LogConfig,
+) -> Result<Scanned, StorageError> {
+    let mut scanned = Scanned {
+        valid_bytes: 0,
+        next_offset: base_offset,
+        index: SegmentIndex::default(),
+        headers: Vec::new(),
+        max_timestamp: -1,
+        offset_of_max_timestamp: base_offset,
+        bytes_since_index: 0,
+    };
+    let mut position = 0u64;
+    let mut buffer = Bytes::new();
+    let mut buffer_start = 0u64;
+    loop {
+        if position + LOG_OVERHEAD as u64 > size {
+            break;
+        }
+        let buffered_end = buffer_start + buffer.len() as u64;
+        if position + BATCH_HEADER_BYTES as u64 > buffered_end {
+            let len = (RECOVERY_READ_BYTES as u64).min(size - position) as usize;
+            buffer = file.read_at(position, len).await.map_err(|error| StorageError::new("read", path, error))?;
+            buffer_start = position;
+        }
+        let at = (position - buffer_start) as usize;
+        let Ok(header) = BatchHeader::parse(&buffer[at..]) else { break };
+        let total = header.total_bytes() as u64;
+        if header.batch_length < (BATCH_HEADER_BYTES - LOG_OVERHEAD) as i32
+            || total > BATCH_BYTES_MAX as u64
+            || position + total > size
+            || header.base_offset != scanned.next_offset
+            || header.magic != batch::MAGIC_V2
+        {
+            break;
+        }
+        if position + total > buffer_start + buffer.len() as u64 {
+            let len = (RECOVERY_READ_BYTES as u64).max(total).min(size - position) as usize;
+            buffer = file.read_at(position, len).await.map_err(|error| StorageError::new("read", path, error))?;
+            buffer_start = position;
+        }
+        let at = (position - buffer_start) as usize;
+        let Some(bytes) = buffer.get(at..at + total as usize) else { break };
+        if batch::compute_crc(bytes) != header.crc || header.last_offset_delta < 0 {
+            break;
+        }
+        if scanned.bytes_since_index >= u64::from(config.index_interval_bytes) || scanned.index.offsets.is_empty() && position > 0 {
+            scanned.index.offsets.push(OffsetEntry {
+                relative_offset: (header.base_offset - base_offset) as u32,
+                position: position as u32,
+            });
+            if scanned.index.times.last().is_none_or(|entry| entry.timestamp < header.max_timestamp) {
+                scanned.index.times.push(TimeEntry {
+                    timestamp: header.max_timestamp,
+                    relative_offset: (header.last_offset() - base_offset) as u32,
+                });
+            }
+            scanned.bytes_since_index = 0;
+        }
+        scanned.bytes_since_index += total;
+        if header.max_timestamp > scanned.max_timestamp {
+            scanned.max_timestamp = header.max_timestamp;
+            scanned.offset_of_max_timestamp = header.last_offset();
+        }
+        scanned.next_offset = header.last_offset() + 1;
+        scanned.headers.push(header);
+        position += total;
+        scanned.valid_bytes = position;
+    }
+    Ok(scanned)
+}
+
+/// Finds the first record at or after `target` inside an uncompressed batch;
+/// compressed batches answer with their base offset (the engine never
+/// decompresses).
+fn first_record_at_or_after(batch: &[u8], header: &BatchHeader, target: i64) -> Option<FoundOffset> {
+    if header.compression() != 0 || header.is_log_append_time() {
+        return None;
+    }
+    let mut at = BATCH_HEADER_BYTES;
+    for _ in 0..header.record_count {
+        let (length, used) = read_varint(batch.get(at..)?)?;
+        let body = at + used;
+        let mut field = body + 1; // record attributes
+        let (timestamp_delta, used) = read_varint(batch.get(field..)?)?;
+        field += used;
+        let (offset_delta, _) = read_varint(batch.get(field..)?)?;
+        let timestamp = header.base_timestamp + timestamp_delta;
+        if timestamp >= target {
+            return Some(FoundOffset { offset: header.base_offset + offset_delta, timestamp });
+        }
+        at = body + usize::try_from(length).ok()?;
+    }
+    None
+}
+
+fn read_varint(bytes: &[u8]) -> Option<(i64, usize)> {
+    let mut value: u64 = 0;
+    for (i, &byte) in bytes.iter().enumerate().take(10) {
+        value |= u64::from(byte & 0x7f) << (7 * i);
+        if byte & 0x80 == 0 {
+            let decoded = ((value >> 1) as i64) ^ -((value & 1) as i64);
+            return Some((decoded, i + 1));
+        }
+    }
+    None
+}
+
+fn remove_segment_files<S: Storage>(storage: &S, dir: &Path, base: i64) {
+    for extension in ["log", "index", "timeindex"] {
+        let path = dir.join(segment_file_name(base, extension));
+        if let Err(error) = storage.remove_file(&path) {
+            if error.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!(%error, path = %path.display(), "could not remove segment file");
+            }
+        }
+    }
+    let snapshot = dir.join(segment_file_name(base, "snapshot"));
+    let _ = storage.remove_file(&snapshot);
+}
+
+const LOG_START_FILE: &str = "log-start-offset";
+const PRODUCER_SNAPSHOT_FILE: &str = "producer-state";
+/// Magic of Sluice's small checkpoint files ("SLCK").
+const CHECKPOINT_MAGIC: u32 = 0x534c_434b;
+const CHECKPOINT_VERSION: u16 = 1;
+
+/// Checkpoint layout: magic u32, version u16, payload length u32, payload,
+/// CRC-32C of everything before it (u32). Big-endian.
+fn encode_checkpoint(payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(payload.len() + 14);
+    out.extend_from_slice(&CHECKPOINT_MAGIC.to_be_bytes());
+    out.extend_from_slice(&CHECKPOINT_VERSION.to_be_bytes());
+    out.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    out.extend_from_slice(payload);
+    let crc = crc32c::crc32c(&out);
+    out.extend_from_slice(&crc.to_be_bytes());
+    out
+}
+
+fn decode_checkpoint(bytes: &[u8]) -> Option<&[u8]> {
+    if bytes.len() < 14 {
+        return None;
+    }
+    let (body, crc) = bytes.split_at(bytes.len() - 4);
+    if crc32c::crc32c(body).to_be_bytes() != crc {
+        return None;
+    }
+    if body[..4] != CHECKPOINT_MAGIC.to_be_bytes() || body[4..6] != CHECKPOINT_VERSION.to_be_bytes() {
+        return None;
+    }
+    let len = u32::from_be_bytes([body[6], body[7], body[8], body[9]]) as usize;
+    body.get(10..).filter(|payload| payload.len() == len)
+}
+
+async fn read_log_start<S: Storage>(storage: &S, dir: &Path) -> Result<i64, OpenError> {
+    let path = dir.join(LOG_START_FILE);
+    if !storage.exists(&path) {
+        return Ok(0);
+    }
+    let bytes = storage.read_small(&path, 64).await.map_err(|error| StorageError::new("read", &path, error))?;
+    match decode_checkpoint(&bytes).and_then(|payload| <[u8; 8]>::try_from(payload).ok()) {
+        Some(word) => Ok(i64::from_be_bytes(word)),
+        None => Err(OpenError::Foreign { path, reason: "bad checksum or format".into() }),
+    }
+}
+
+async fn write_log_start<S: Storage>(storage: &S, dir: &Path, offset: i64) -> Result<(), StorageError> {
+    let path = dir.join(LOG_START_FILE);
+    storage
+        .write_small_atomic(&path, &encode_checkpoint(&offset.to_be_bytes()))
+        .await
+        .map_err(|error| StorageError::new("write", &path, error))
+}
+
+/// Producer state as of `offset`, persisted with rkyv.
+#[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+struct ProducerSnapshot {
+    offset: i64,
+    producers: Vec<(i64, crate::producer::ProducerEntry)>,
+}
+
+struct LoadedProducers {
+    state: ProducerState,
+    snapshot_offset: i64,
+}
+
+async fn write_producer_snapshot<S: Storage>(
+    storage: &S,
+    dir: &Path,
+    offset: i64,
+    state: &ProducerState,
+) -> Result<(), StorageError> {
+    let path = dir.join(PRODUCER_SNAPSHOT_FILE);
+    let snapshot = ProducerSnapshot {
+        offset,
+        producers: state.producers.iter().map(|(id, entry)| (*id, entry.clone())).collect(),
+    };
+    let payload = rkyv::to_bytes::<rkyv::rancor::Error>(&snapshot)
+        .map_err(|error| StorageError::new("encode", &path, std::io::Error::other(error.to_string())))?;
+    storage
+        .write_small_atomic(&path, &encode_checkpoint(&payload))
+        .await
+        .map_err(|error| StorageError::new("write", &path, error))
+}
+
+async fn load_producer_snapshot<S: Storage>(storage: &S, dir: &Path) -> LoadedProducers {
+    let empty = LoadedProducers { state: ProducerState::default(), snapshot_offset: 0 };
+    let path = dir.join(PRODUCER_SNAPSHOT_FILE);
+    if !storage.exists(&path) {
+        return empty;
+    }
+    let Ok(bytes) = storage.read_small(&path, METADATA_SNAPSHOT_BYTES_MAX).await else {
+        return empty;
+    };
+    let Some(payload) = decode_checkpoint(&bytes) else {
+        // A damaged snapshot costs only duplicate detection for retries that
+        // straddle the restart; the log itself is intact.
+        tracing::warn!(path = %path.display(), "producer snapshot damaged; starting without it");
+        return empty;
+    };
+    let mut aligned = rkyv::util::AlignedVec::<16>::new();
+    aligned.extend_from_slice(payload);
+    match rkyv::from_bytes::<ProducerSnapshot, rkyv::rancor::Error>(&aligned) {
+        Ok(snapshot) => LoadedProducers {
+            state: ProducerState { producers: snapshot.producers.into_iter().collect() },
+            snapshot_offset: snapshot.offset,
+        },
+        Err(_) => empty,
+    }
+}

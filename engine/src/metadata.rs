@@ -1,0 +1,223 @@
+//! Cluster metadata on disk: topics, their ids, partition counts and configs.
+//!
+//! Stored as one rkyv snapshot framed with magic, version, length and
+//! CRC-32C, replaced atomically (temp file, fsync, rename, directory fsync).
+//! [`MetadataStore`] is the interface the Raft metadata log will replace.
+//! The data directory carries a format marker so that Sluice never mistakes
+//! a foreign directory for its own, and never reinitialises over data.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use crate::constants::METADATA_SNAPSHOT_BYTES_MAX;
+use crate::error::{OpenError, StorageError};
+use crate::storage::Storage;
+
+/// One topic as the metadata store knows it.
+#[derive(Clone, Debug, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub struct TopicMetadata {
+    pub name: String,
+    /// Kafka topic id (a UUID's 16 bytes).
+    pub id: [u8; 16],
+    pub partitions: i32,
+    /// Topic-level config overrides, Kafka's names (`retention.ms`, ...).
+    pub configs: BTreeMap<String, String>,
+}
+
+/// Everything the metadata store holds.
+#[derive(Clone, Debug, Default, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub struct ClusterMetadata {
+    /// Bumped on every change; lets shards drop stale snapshots.
+    pub version: u64,
+    pub cluster_id: String,
+    pub topics: BTreeMap<String, TopicMetadata>,
+    /// Next producer id to hand out (InitProducerId), persisted so ids are
+    /// never reused after a restart.
+    pub next_producer_id: i64,
+}
+
+/// Where cluster metadata lives. The single-node file store today; the Raft
+/// metadata log later.
+#[allow(async_fn_in_trait)]
+pub trait MetadataStore {
+    /// The stored metadata, or `None` on a fresh data directory.
+    async fn load(&self) -> Result<Option<ClusterMetadata>, OpenError>;
+    /// Stores `metadata` durably; after a crash `load` returns it or the
+    /// previous version, never a mix.
+    async fn save(&self, metadata: &ClusterMetadata) -> Result<(), StorageError>;
+}
+
+/// Marker file naming the directory's format.
+pub const FORMAT_FILE: &str = "meta/format";
+const FORMAT_LINE: &[u8] = b"sluice-data-dir 1\n";
+const SNAPSHOT_FILE: &str = "meta/cluster.snapshot";
+/// "SLMD": Sluice metadata.
+const SNAPSHOT_MAGIC: u32 = 0x534c_4d44;
+const SNAPSHOT_VERSION: u16 = 1;
+/// magic u32 + version u16 + payload length u32.
+const SNAPSHOT_HEADER_BYTES: usize = 10;
+const SNAPSHOT_CRC_BYTES: usize = 4;
+
+/// The metadata snapshot in `<data_dir>/meta/`.
+pub struct FileMetadataStore<S: Storage> {
+    storage: S,
+    data_dir: PathBuf,
+}
+
+impl<S: Storage> FileMetadataStore<S> {
+    pub fn new(storage: S, data_dir: PathBuf) -> Self {
+        FileMetadataStore { storage, data_dir }
+    }
+}
+
+/// Frames a payload: magic, version, length, payload, CRC-32C (big-endian).
+pub fn encode_snapshot(payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(SNAPSHOT_HEADER_BYTES + payload.len() + SNAPSHOT_CRC_BYTES);
+    out.extend_from_slice(&SNAPSHOT_MAGIC.to_be_bytes());
+    out.extend_from_slice(&SNAPSHOT_VERSION.to_be_bytes());
+    out.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    out.extend_from_slice(payload);
+    let crc = crc32c::crc32c(&out);
+    out.extend_from_slice(&crc.to_be_bytes());
+    out
+}
+
+/// Checks the frame and returns the payload, or why it is unusable.
+pub fn decode_snapshot(bytes: &[u8]) -> Result<&[u8], String> {
+    if bytes.len() < SNAPSHOT_HEADER_BYTES + SNAPSHOT_CRC_BYTES {
+        return Err(format!("{} bytes is too short for a snapshot", bytes.len()));
+    }
+    let (body, crc) = bytes.split_at(bytes.len() - SNAPSHOT_CRC_BYTES);
+    if body[..4] != SNAPSHOT_MAGIC.to_be_bytes() {
+        return Err("wrong magic".into());
+    }
+    let version = u16::from_be_bytes([body[4], body[5]]);
+    if version != SNAPSHOT_VERSION {
+        return Err(format!("unsupported snapshot version {version}"));
+    }
+    if crc32c::crc32c(body).to_be_bytes() != crc {
+        return Err("checksum mismatch".into());
+    }
+    let len = u32::from_be_bytes([body[6], body[7], body[8], body[9]]) as usize;
+    let payload = &body[SNAPSHOT_HEADER_BYTES..];
+    if payload.len() != len {
+        return Err(format!("length {len} does not match the {} bytes present", payload.len()));
+    }
+    Ok(payload)
+}
+
+impl<S: Storage> MetadataStore for FileMetadataStore<S> {
+    async fn load(&self) -> Result<Option<ClusterMetadata>, OpenError> {
+        let path = self.data_dir.join(SNAPSHOT_FILE);
+        if !self.storage.exists(&path) {
+            return Ok(None);
+        }
+        let bytes = self
+            .storage
+            .read_small(&path, METADATA_SNAPSHOT_BYTES_MAX)
+            .await
+            .map_err(|error| StorageError::new("read", &path, error))?;
+        let corrupt = |reason: String| OpenError::Foreign {
+            path: path.clone(),
+            reason: format!("metadata snapshot unreadable: {reason}; restore it from a backup"),
+        };
+        let payload = decode_snapshot(&bytes).map_err(corrupt)?;
+        let mut aligned = rkyv::util::AlignedVec::<16>::new();
+        aligned.extend_from_slice(payload);
+        rkyv::from_bytes::<ClusterMetadata, rkyv::rancor::Error>(&aligned)
+            .map(Some)
+            .map_err(|error| corrupt(error.to_string()))
+    }
+
+    async fn save(&self, metadata: &ClusterMetadata) -> Result<(), StorageError> {
+        let path = self.data_dir.join(SNAPSHOT_FILE);
+        let payload = rkyv::to_bytes::<rkyv::rancor::Error>(metadata).map_err(|error| {
+            StorageError::new("encode", &path, std::io::Error::other(error.to_string()))
+        })?;
+        self.storage
+            .write_small_atomic(&path, &encode_snapshot(&payload))
+            .await
+            .map_err(|error| StorageError::new("write", &path, error))
+    }
+}
+
+/// Checks (or initialises) a data directory: it must be writable, and either
+/// empty or marked as Sluice's. Errors are one line naming the path and fix.
+pub async fn prepare_data_dir<S: Storage>(storage: &S, data_dir: &Path) -> Result<(), OpenError> {
+    storage.create_dir_all(data_dir).map_err(|error| {
+        OpenError::Storage(StorageError::new("create data directory", data_dir, error))
+    })?;
+    let entries = storage
+        .list_dir(data_dir)
+        .map_err(|error| OpenError::Storage(StorageError::new("list", data_dir, error)))?;
+    let marker = data_dir.join(FORMAT_FILE);
+    if storage.exists(&marker) {
+        let bytes = storage
+            .read_small(&marker, 1024)
+            .await
+            .map_err(|error| OpenError::Storage(StorageError::new("read", &marker, error)))?;
+        if bytes != FORMAT_LINE {
+            return Err(OpenError::Foreign {
+                path: marker,
+                reason: "unrecognised format marker".into(),
+            });
+        }
+        return Ok(());
+    }
+    if let Some(stranger) = entries.iter().find(|name| !name.starts_with('.')) {
+        return Err(OpenError::Foreign {
+            path: data_dir.to_path_buf(),
+            reason: format!("it already holds '{stranger}' but no {FORMAT_FILE}"),
+        });
+    }
+    let meta = data_dir.join("meta");
+    storage
+        .create_dir_all(&meta)
+        .map_err(|error| OpenError::Storage(StorageError::new("create", &meta, error)))?;
+    storage
+        .write_small_atomic(&marker, FORMAT_LINE)
+        .await
+        .map_err(|error| OpenError::Storage(StorageError::new("write", &marker, error)))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::MemStorage;
+
+    fn block_on<F: std::future::Future>(future: F) -> F::Output {
+        futures_lite::future::block_on(future)
+    }
+
+    #[test]
+    fn snapshot_round_trip_and_corruption() {
+        let storage = MemStorage::new(1);
+        let store = FileMetadataStore::new(storage.clone(), PathBuf::from("/d"));
+        assert_eq!(block_on(store.load()).unwrap(), None);
+        let mut metadata = ClusterMetadata { version: 3, cluster_id: "c".into(), ..Default::default() };
+        metadata.topics.insert(
+            "t".into(),
+            TopicMetadata { name: "t".into(), id: [7; 16], partitions: 4, configs: BTreeMap::new() },
+        );
+        block_on(store.save(&metadata)).unwrap();
+        assert_eq!(block_on(store.load()).unwrap(), Some(metadata));
+        let path = PathBuf::from("/d").join(SNAPSHOT_FILE);
+        let mut bytes = block_on(storage.read_small(&path, 1 << 20)).unwrap();
+        let middle = bytes.len() / 2;
+        bytes[middle] ^= 0xff;
+        block_on(storage.write_small_atomic(&path, &bytes)).unwrap();
+        let error = block_on(store.load()).unwrap_err().to_string();
+        assert!(error.contains("checksum"), "{error}");
+    }
+
+    #[test]
+    fn foreign_directory_is_refused() {
+        let storage = MemStorage::new(1);
+        block_on(storage.write_small_atomic(Path::new("/x/photos.jpg"), b"jpeg")).unwrap();
+        let error = block_on(prepare_data_dir(&storage, Path::new("/x"))).unwrap_err();
+        assert!(error.to_string().contains("photos.jpg"), "{error}");
+        block_on(prepare_data_dir(&storage, Path::new("/fresh"))).unwrap();
+        block_on(prepare_data_dir(&storage, Path::new("/fresh"))).unwrap();
+    }
+}

@@ -1,0 +1,81 @@
+//! A shard-local wake-up signal: tasks wait until a condition over shared
+//! state holds, and whoever changes that state calls `notify`. No polling
+//! loops, no timers: a waiter runs again only when something changed.
+
+use std::cell::RefCell;
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll, Waker};
+
+/// Wakes every waiting task when notified. Cheap to clone; clones share waiters.
+#[derive(Clone, Default)]
+pub struct Signal {
+    waiters: Rc<RefCell<Vec<Waker>>>,
+}
+
+impl Signal {
+    pub fn new() -> Signal {
+        Signal::default()
+    }
+
+    /// Wakes every task waiting right now.
+    pub fn notify(&self) {
+        let waiters = std::mem::take(&mut *self.waiters.borrow_mut());
+        for waker in waiters {
+            waker.wake();
+        }
+    }
+
+    /// Resolves once `ready` returns `Some`, re-checking after each notify.
+    pub fn wait_for<T, F: FnMut() -> Option<T>>(&self, ready: F) -> WaitFor<F> {
+        WaitFor { signal: self.clone(), ready }
+    }
+}
+
+/// The future returned by [`Signal::wait_for`].
+pub struct WaitFor<F> {
+    signal: Signal,
+    ready: F,
+}
+
+impl<T, F: FnMut() -> Option<T> + Unpin> Future for WaitFor<F> {
+    type Output = T;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T> {
+        if let Some(value) = (self.ready)() {
+            return Poll::Ready(value);
+        }
+        let mut waiters = self.signal.waiters.borrow_mut();
+        if !waiters.iter().any(|waker| waker.will_wake(cx.waker())) {
+            waiters.push(cx.waker().clone());
+        }
+        Poll::Pending
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::Cell;
+
+    #[test]
+    fn waiter_resumes_after_condition_changes() {
+        let signal = Signal::new();
+        let value = Rc::new(Cell::new(0));
+        let waited = {
+            let value = Rc::clone(&value);
+            signal.wait_for(move || (value.get() >= 2).then_some(value.get()))
+        };
+        let mut waited = Box::pin(waited);
+        let waker = Waker::noop();
+        let mut cx = Context::from_waker(waker);
+        assert!(waited.as_mut().poll(&mut cx).is_pending());
+        value.set(1);
+        signal.notify();
+        assert!(waited.as_mut().poll(&mut cx).is_pending());
+        value.set(2);
+        signal.notify();
+        assert_eq!(waited.as_mut().poll(&mut cx), Poll::Ready(2));
+    }
+}

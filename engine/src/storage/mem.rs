@@ -1,0 +1,294 @@
+//! An in-memory disk for tests, modelling a volatile write cache and the
+//! faults real disks show: lost unsynced writes, torn writes (a prefix of a
+//! write's sectors lands), misdirected writes, EIO and ENOSPC.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, VecDeque};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use bytes::Bytes;
+
+use super::{Storage, StorageFile};
+
+/// Granularity at which a torn write stops: one disk sector.
+const SECTOR_BYTES: usize = 512;
+
+/// A fault to inject into the next matching operation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// The next write fails with EIO and changes nothing.
+    WriteEio,
+    /// The next write fails with ENOSPC and changes nothing.
+    WriteNoSpace,
+    /// The next sync fails with EIO; the writes stay volatile.
+    SyncEio,
+    /// The next write lands `by` bytes away from where it was aimed.
+    MisdirectWrite { by: i64 },
+}
+
+#[derive(Default)]
+struct MemFile {
+    /// What a crash now would keep for certain.
+    durable: Vec<u8>,
+    /// What reads see: durable plus every completed write.
+    current: Vec<u8>,
+    /// Completed writes since the last sync, oldest first.
+    unsynced: Vec<(u64, Vec<u8>)>,
+}
+
+fn write_into(target: &mut Vec<u8>, pos: u64, data: &[u8]) {
+    let end = pos as usize + data.len();
+    if target.len() < end {
+        target.resize(end, 0);
+    }
+    target[pos as usize..end].copy_from_slice(data);
+}
+
+#[derive(Default)]
+struct State {
+    files: BTreeMap<PathBuf, Rc<RefCell<MemFile>>>,
+    faults: VecDeque<Fault>,
+    rng: u64,
+}
+
+impl State {
+    fn take_fault(&mut self, matches: impl Fn(&Fault) -> bool) -> Option<Fault> {
+        let at = self.faults.iter().position(matches)?;
+        self.faults.remove(at)
+    }
+
+    fn next_random(&mut self) -> u64 {
+        // xorshift64*: deterministic per seed so failing cases replay.
+        let mut x = self.rng.max(1);
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.rng = x;
+        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+}
+
+/// An in-memory disk. Clones share the same files.
+#[derive(Clone, Default)]
+pub struct MemStorage {
+    state: Rc<RefCell<State>>,
+}
+
+impl MemStorage {
+    pub fn new(seed: u64) -> MemStorage {
+        let storage = MemStorage::default();
+        storage.state.borrow_mut().rng = seed;
+        storage
+    }
+
+    /// Queues a fault for the next operation it applies to.
+    pub fn inject(&self, fault: Fault) {
+        self.state.borrow_mut().faults.push_back(fault);
+    }
+
+    /// Simulates power loss: returns the disk as a restart would find it.
+    /// Each unsynced write independently survives whole, survives as a prefix
+    /// of its sectors (torn), or is lost.
+    pub fn crash(&self) -> MemStorage {
+        let mut state = self.state.borrow_mut();
+        let mut files = BTreeMap::new();
+        let paths: Vec<PathBuf> = state.files.keys().cloned().collect();
+        for path in paths {
+            let file = Rc::clone(&state.files[&path]);
+            let file = file.borrow();
+            let mut content = file.durable.clone();
+            for (pos, data) in &file.unsynced {
+                match state.next_random() % 3 {
+                    0 => write_into(&mut content, *pos, data),
+                    1 => {
+                        let sectors = data.len().div_ceil(SECTOR_BYTES);
+                        let kept = (state.next_random() as usize % (sectors + 1)) * SECTOR_BYTES;
+                        write_into(&mut content, *pos, &data[..kept.min(data.len())]);
+                    }
+                    _ => {}
+                }
+            }
+            let survivor = MemFile { durable: content.clone(), current: content, unsynced: vec![] };
+            files.insert(path, Rc::new(RefCell::new(survivor)));
+        }
+        let rng = state.next_random();
+        MemStorage {
+            state: Rc::new(RefCell::new(State { files, faults: VecDeque::new(), rng })),
+        }
+    }
+
+    /// A copy of the disk exactly as it is (a clean stop: nothing lost).
+    pub fn snapshot(&self) -> MemStorage {
+        let state = self.state.borrow();
+        let files = state
+            .files
+            .iter()
+            .map(|(path, file)| {
+                let file = file.borrow();
+                let copy = MemFile {
+                    durable: file.current.clone(),
+                    current: file.current.clone(),
+                    unsynced: vec![],
+                };
+                (path.clone(), Rc::new(RefCell::new(copy)))
+            })
+            .collect();
+        MemStorage {
+            state: Rc::new(RefCell::new(State { files, faults: VecDeque::new(), rng: state.rng })),
+        }
+    }
+}
+
+fn not_found(path: &Path) -> io::Error {
+    io::Error::new(io::ErrorKind::NotFound, format!("{} not found", path.display()))
+}
+
+impl Storage for MemStorage {
+    type File = MemStorageFile;
+
+    async fn open(&self, path: &Path, create: bool) -> io::Result<MemStorageFile> {
+        let mut state = self.state.borrow_mut();
+        let file = match state.files.get(path) {
+            Some(file) => Rc::clone(file),
+            None if create => {
+                let file = Rc::new(RefCell::new(MemFile::default()));
+                state.files.insert(path.to_path_buf(), Rc::clone(&file));
+                file
+            }
+            None => return Err(not_found(path)),
+        };
+        Ok(MemStorageFile { file, storage: self.clone() })
+    }
+
+    fn create_dir_all(&self, _path: &Path) -> io::Result<()> {
+        Ok(())
+    }
+
+    fn list_dir(&self, path: &Path) -> io::Result<Vec<String>> {
+        let state = self.state.borrow();
+        let mut names: Vec<String> = Vec::new();
+        for file in state.files.keys() {
+            if let Ok(rest) = file.strip_prefix(path) {
+                if let Some(first) = rest.components().next() {
+                    let name = first.as_os_str().to_string_lossy().into_owned();
+                    if names.last() != Some(&name) && !names.contains(&name) {
+                        names.push(name);
+                    }
+                }
+            }
+        }
+        Ok(names)
+    }
+
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        match self.state.borrow_mut().files.remove(path) {
+            Some(_) => Ok(()),
+            None => Err(not_found(path)),
+        }
+    }
+
+    fn remove_dir_all(&self, path: &Path) -> io::Result<()> {
+        self.state.borrow_mut().files.retain(|file, _| !file.starts_with(path));
+        Ok(())
+    }
+
+    fn exists(&self, path: &Path) -> bool {
+        let state = self.state.borrow();
+        state.files.keys().any(|file| file.starts_with(path))
+    }
+
+    fn file_size(&self, path: &Path) -> io::Result<u64> {
+        let state = self.state.borrow();
+        let file = state.files.get(path).ok_or_else(|| not_found(path))?;
+        let len = file.borrow().current.len() as u64;
+        Ok(len)
+    }
+
+    async fn sync_dir(&self, _path: &Path) -> io::Result<()> {
+        Ok(())
+    }
+
+    async fn read_small(&self, path: &Path, bytes_max: u64) -> io::Result<Vec<u8>> {
+        let state = self.state.borrow();
+        let file = state.files.get(path).ok_or_else(|| not_found(path))?;
+        let content = file.borrow().current.clone();
+        if content.len() as u64 > bytes_max {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, "file too large"));
+        }
+        Ok(content)
+    }
+
+    async fn write_small_atomic(&self, path: &Path, bytes: &[u8]) -> io::Result<()> {
+        let file = MemFile { durable: bytes.to_vec(), current: bytes.to_vec(), unsynced: vec![] };
+        self.state.borrow_mut().files.insert(path.to_path_buf(), Rc::new(RefCell::new(file)));
+        Ok(())
+    }
+}
+
+/// An open in-memory file.
+pub struct MemStorageFile {
+    file: Rc<RefCell<MemFile>>,
+    storage: MemStorage,
+}
+
+impl StorageFile for MemStorageFile {
+    type Buffer = Vec<u8>;
+
+    fn alloc(&self, len: usize) -> Vec<u8> {
+        vec![0; len]
+    }
+
+    async fn write_at(&self, buffer: Vec<u8>, pos: u64) -> io::Result<()> {
+        let fault = self.storage.state.borrow_mut().take_fault(|fault| {
+            matches!(fault, Fault::WriteEio | Fault::WriteNoSpace | Fault::MisdirectWrite { .. })
+        });
+        let pos = match fault {
+            Some(Fault::WriteEio) => return Err(io::Error::from_raw_os_error(libc::EIO)),
+            Some(Fault::WriteNoSpace) => return Err(io::Error::from_raw_os_error(libc::ENOSPC)),
+            Some(Fault::MisdirectWrite { by }) => (pos as i64 + by).max(0) as u64,
+            _ => pos,
+        };
+        let mut file = self.file.borrow_mut();
+        write_into(&mut file.current, pos, &buffer);
+        file.unsynced.push((pos, buffer));
+        Ok(())
+    }
+
+    async fn read_at(&self, pos: u64, len: usize) -> io::Result<Bytes> {
+        let file = self.file.borrow();
+        let start = (pos as usize).min(file.current.len());
+        let end = (start + len).min(file.current.len());
+        Ok(Bytes::copy_from_slice(&file.current[start..end]))
+    }
+
+    async fn sync(&self) -> io::Result<()> {
+        if self.storage.state.borrow_mut().take_fault(|f| *f == Fault::SyncEio).is_some() {
+            return Err(io::Error::from_raw_os_error(libc::EIO));
+        }
+        let mut file = self.file.borrow_mut();
+        file.durable = file.current.clone();
+        file.unsynced.clear();
+        Ok(())
+    }
+
+    async fn truncate(&self, len: u64) -> io::Result<()> {
+        let mut file = self.file.borrow_mut();
+        file.current.resize(len as usize, 0);
+        // Truncation is metadata the file system journals; model it as durable.
+        if (len as usize) < file.durable.len() {
+            file.durable.truncate(len as usize);
+        }
+        file.unsynced.retain(|(pos, _)| *pos < len);
+        Ok(())
+    }
+
+    async fn preallocate(&self, _len: u64) -> io::Result<()> {
+        Ok(())
+    }
+
+    async fn size(&self) -> io::Result<u64> {
+        Ok(self.file.borrow().current.len() as u64)
+    }
+}

@@ -1,0 +1,84 @@
+//! The storage backend: what the log needs from a file system, behind a trait
+//! so that the property tests can run the same log code over a disk that
+//! tears, loses and misdirects writes on demand.
+//!
+//! [`DmaStorage`] is the real backend (glommio DMA files, O_DIRECT, io_uring).
+//! [`MemStorage`] models a disk with a volatile write cache and injectable
+//! faults.
+
+mod dma;
+mod mem;
+
+use std::io;
+use std::path::Path;
+
+use bytes::Bytes;
+
+pub use dma::DmaStorage;
+pub use mem::{Fault, MemStorage};
+
+/// A directory tree of files. Cheap to clone; clones share the same files.
+#[allow(async_fn_in_trait)] // Shard-local futures: nothing here is ever sent to another thread.
+pub trait Storage: Clone + 'static {
+    type File: StorageFile;
+
+    /// Opens a file for direct-I/O reads and writes, creating it if asked.
+    async fn open(&self, path: &Path, create: bool) -> io::Result<Self::File>;
+    /// Creates a directory and its parents.
+    fn create_dir_all(&self, path: &Path) -> io::Result<()>;
+    /// Names of the entries of a directory.
+    fn list_dir(&self, path: &Path) -> io::Result<Vec<String>>;
+    fn remove_file(&self, path: &Path) -> io::Result<()>;
+    fn remove_dir_all(&self, path: &Path) -> io::Result<()>;
+    fn exists(&self, path: &Path) -> bool;
+    /// The size of a file without opening it.
+    fn file_size(&self, path: &Path) -> io::Result<u64>;
+    /// Makes the directory's entries (creations, renames, removals) durable.
+    async fn sync_dir(&self, path: &Path) -> io::Result<()>;
+    /// Reads a small file whole (indexes, checkpoints, snapshots).
+    async fn read_small(&self, path: &Path, bytes_max: u64) -> io::Result<Vec<u8>>;
+    /// Replaces a small file atomically: temp file, fsync, rename, directory
+    /// fsync. After a crash the file holds either the old or the new bytes.
+    async fn write_small_atomic(&self, path: &Path, bytes: &[u8]) -> io::Result<()>;
+}
+
+/// One open file. Writes take aligned buffers at aligned positions.
+#[allow(async_fn_in_trait)]
+pub trait StorageFile: 'static {
+    type Buffer: IoBuffer;
+
+    /// An aligned buffer of `len` bytes (a multiple of the I/O alignment).
+    fn alloc(&self, len: usize) -> Self::Buffer;
+    /// Writes the whole buffer at `pos`; a short write is an error.
+    async fn write_at(&self, buffer: Self::Buffer, pos: u64) -> io::Result<()>;
+    /// Reads up to `len` bytes at `pos`; fewer only at the end of the file.
+    async fn read_at(&self, pos: u64, len: usize) -> io::Result<Bytes>;
+    /// Makes every completed write durable (fdatasync).
+    async fn sync(&self) -> io::Result<()>;
+    async fn truncate(&self, len: u64) -> io::Result<()>;
+    /// Reserves space without changing the file's size.
+    async fn preallocate(&self, len: u64) -> io::Result<()>;
+    async fn size(&self) -> io::Result<u64>;
+}
+
+/// The `ENOSPC` check used to report a full disk distinctly.
+pub fn is_disk_full(error: &io::Error) -> bool {
+    error.raw_os_error() == Some(libc::ENOSPC)
+}
+
+/// A buffer a backend writes from; aligned for direct I/O where it matters.
+pub trait IoBuffer {
+    fn bytes_mut(&mut self) -> &mut [u8];
+}
+
+impl IoBuffer for Vec<u8> {
+    fn bytes_mut(&mut self) -> &mut [u8] {
+        self.as_mut_slice()
+    }
+}
+
+impl IoBuffer for glommio::io::DmaBuffer {
+    fn bytes_mut(&mut self) -> &mut [u8] {
+        self.as_bytes_mut()
+    }
+}
