@@ -1,1 +1,52 @@
-fn main() {}
+//! `sluice`: the broker, and an admin CLI that talks Kafka protocol to any
+//! broker.
+
+mod config;
+mod run;
+
+use std::process::ExitCode;
+
+const USAGE: &str = "\
+sluice: a Kafka-compatible streaming log broker
+
+USAGE:
+    sluice [--config FILE] [--data-dir DIR] [--listen HOST:PORT] [--advertised-listener HOST:PORT]
+           [--shards N] [--node-id N] [--<setting> VALUE ...]
+        Runs a single-node broker (default: 127.0.0.1:9092, data in ./data).
+        Settings come from the embedded defaults, then FILE (TOML), then SLUICE_* variables,
+        then flags.
+
+    sluice --help       This text and the list of settings.
+";
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SLUICE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.iter().any(|arg| arg == "--help" || arg == "-h") {
+        print!("{USAGE}\nSETTINGS:\n");
+        for (name, what) in config::SETTINGS {
+            println!("    {name:<30} {what}");
+        }
+        return ExitCode::SUCCESS;
+    }
+    init_logging();
+    let config = match config::from_args(&args) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("sluice: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    match run::run(config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("sluice: {error}");
+            ExitCode::from(1)
+        }
+    }
+}

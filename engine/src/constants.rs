@@ -69,9 +69,9 @@ pub const TOPIC_PARTITIONS_MAX: i32 = 100_000;
 /// Most shards one process runs.
 pub const SHARDS_MAX: usize = 256;
 
-const _: () = assert!(WRITE_CHUNK_BYTES_MIN as u64 % IO_ALIGNMENT == 0);
+const _: () = assert!((WRITE_CHUNK_BYTES_MIN as u64).is_multiple_of(IO_ALIGNMENT));
 const _: () = assert!(UNWRITTEN_BYTES_MAX >= 2 * WRITE_CHUNK_BYTES_MIN);
-const _: () = assert!(SEGMENT_BYTES_MIN % IO_ALIGNMENT == 0);
+const _: () = assert!(SEGMENT_BYTES_MIN.is_multiple_of(IO_ALIGNMENT));
 const _: () = assert!(SEGMENT_BYTES_DEFAULT <= SEGMENT_BYTES_MAX);
 const _: () = assert!((BATCH_BYTES_MAX as u64) < SEGMENT_BYTES_MAX);
 const _: () = assert!(MESSAGE_BYTES_MAX_DEFAULT as usize <= BATCH_BYTES_MAX);

@@ -81,7 +81,9 @@ impl SegmentIndex {
     /// entries out of order, positions past the segment end), in which case
     /// the caller rebuilds the index by scanning the segment.
     pub fn decode(offsets: &[u8], times: &[u8], segment_bytes: u64) -> Option<SegmentIndex> {
-        if offsets.len() % OFFSET_ENTRY_BYTES != 0 || times.len() % TIME_ENTRY_BYTES != 0 {
+        if !offsets.len().is_multiple_of(OFFSET_ENTRY_BYTES)
+            || !times.len().is_multiple_of(TIME_ENTRY_BYTES)
+        {
             return None;
         }
         let mut index = SegmentIndex::default();

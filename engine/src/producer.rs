@@ -181,7 +181,7 @@ mod tests {
             state.record(&header(1, 0, sequence, 1), i64::from(sequence));
         }
         assert_eq!(state.producers[&1].batches.len(), PRODUCER_BATCHES_KEPT);
-        assert_eq!(state.check(&header(1, 0, 0, 1)).is_err(), true);
+        assert!(state.check(&header(1, 0, 0, 1)).is_err());
         assert_eq!(state.check(&header(1, 0, 7, 1)), Ok(SequenceCheck::Duplicate { base_offset: 7 }));
     }
 }

@@ -194,7 +194,9 @@ pub fn available_cores() -> usize {
 /// them to finish.
 pub fn run_shards<G, F>(plan: &ShardPlan, body: G) -> Result<(), String>
 where
-    G: Fn(ShardId) -> F + Send + Sync + Clone + 'static,
+    // Each executor gets its own clone of `body`, so it need not be `Sync`
+    // (a glommio `MeshBuilder` captured in it is `Send` but not `Sync`).
+    G: Fn(ShardId) -> F + Send + Clone + 'static,
     F: Future<Output = ()> + 'static,
 {
     if plan.shards == 0 || plan.shards > SHARDS_MAX {

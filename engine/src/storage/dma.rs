@@ -106,7 +106,7 @@ impl StorageFile for DmaStorageFile {
     type Buffer = DmaBuffer;
 
     fn alloc(&self, len: usize) -> DmaBuffer {
-        debug_assert!(len as u64 % IO_ALIGNMENT == 0);
+        debug_assert!((len as u64).is_multiple_of(IO_ALIGNMENT));
         self.file.alloc_dma_buffer(len)
     }
 

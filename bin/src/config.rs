@@ -1,0 +1,234 @@
+//! Broker configuration: the embedded defaults, then a TOML file
+//! (`--config`), then `SLUICE_*` environment variables, then flags. Every
+//! setting has one name used in all three places (`data_dir` in TOML,
+//! `SLUICE_DATA_DIR`, `--data-dir`), and a bad value is one line naming the
+//! setting, where it came from, and what is expected.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+
+use sluice_engine::constants::{SEGMENT_BYTES_MAX, SEGMENT_BYTES_MIN, SHARDS_MAX};
+use sluice_net::BrokerConfig;
+
+/// Every setting: its name, and what it expects (for error messages and help).
+pub const SETTINGS: &[(&str, &str)] = &[
+    ("node_id", "a non-negative integer"),
+    ("data_dir", "a directory path"),
+    ("listen", "host:port to bind, e.g. 127.0.0.1:9092 (port 0 picks a free port)"),
+    ("advertised_listener", "host:port clients should connect to"),
+    ("shards", "a number of shards between 1 and 256"),
+    ("pin_shards", "true or false"),
+    ("auto_create_topics", "true or false"),
+    ("num_partitions", "a positive integer"),
+    ("segment_bytes", "bytes per segment, 4096 to 2147483647"),
+    ("segment_ms", "milliseconds, at least 1"),
+    ("retention_ms", "milliseconds, or -1 for unlimited"),
+    ("retention_bytes", "bytes, or -1 for unlimited"),
+    ("message_max_bytes", "bytes, at least 1"),
+    ("cache_bytes_per_shard", "bytes, at least 1048576"),
+    ("retention_check_interval_ms", "milliseconds, at least 1"),
+    ("connections_max_idle_ms", "milliseconds, at least 1"),
+    ("delete_topic_enable", "true or false"),
+];
+
+/// Smallest batch cache that still holds a few batches per partition.
+const CACHE_BYTES_MIN: usize = 1 << 20;
+
+/// Where a value came from, for the error message.
+#[derive(Clone, Debug)]
+pub enum Source {
+    File(PathBuf),
+    Environment(String),
+    Flag(String),
+}
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Source::File(path) => write!(f, "{}", path.display()),
+            Source::Environment(name) => write!(f, "environment variable {name}"),
+            Source::Flag(flag) => write!(f, "flag {flag}"),
+        }
+    }
+}
+
+fn expected(name: &str) -> &'static str {
+    SETTINGS.iter().find(|(setting, _)| *setting == name).map(|(_, what)| *what).unwrap_or("")
+}
+
+fn parse_bool(value: &str) -> Option<bool> {
+    match value {
+        "true" => Some(true),
+        "false" => Some(false),
+        _ => None,
+    }
+}
+
+fn resolve(value: &str) -> Option<SocketAddr> {
+    value.to_socket_addrs().ok()?.next()
+}
+
+/// Applies one setting. The error is the whole one-line message.
+pub fn apply(config: &mut BrokerConfig, name: &str, value: &str, source: &Source) -> Result<(), String> {
+    let bad = || format!("invalid value '{value}' for {name} (from {source}): expected {}", expected(name));
+    let long = |min: i64, max: i64| value.parse::<i64>().ok().filter(|v| *v >= min && *v <= max);
+    match name {
+        "node_id" => config.node_id = long(0, i32::MAX as i64).ok_or_else(bad)? as i32,
+        "data_dir" => {
+            if value.is_empty() {
+                return Err(bad());
+            }
+            config.data_dir = PathBuf::from(value);
+        }
+        "listen" => config.listen = resolve(value).ok_or_else(bad)?,
+        "advertised_listener" => {
+            let (host, port) = value.rsplit_once(':').ok_or_else(bad)?;
+            let port = port.parse::<u16>().ok().filter(|port| *port > 0).ok_or_else(bad)?;
+            if host.is_empty() {
+                return Err(bad());
+            }
+            config.advertised_host = Some(host.trim_matches(|c| c == '[' || c == ']').to_string());
+            config.advertised_port = Some(port);
+        }
+        "shards" => config.shards = long(1, SHARDS_MAX as i64).ok_or_else(bad)? as usize,
+        "pin_shards" => config.pin_shards = parse_bool(value).ok_or_else(bad)?,
+        "auto_create_topics" => config.auto_create_topics = parse_bool(value).ok_or_else(bad)?,
+        "num_partitions" => {
+            config.default_partitions =
+                long(1, sluice_engine::constants::TOPIC_PARTITIONS_MAX as i64).ok_or_else(bad)? as i32
+        }
+        "segment_bytes" => {
+            config.log.segment_bytes =
+                long(SEGMENT_BYTES_MIN as i64, SEGMENT_BYTES_MAX as i64).ok_or_else(bad)? as u64
+        }
+        "segment_ms" => config.log.segment_ms = long(1, i64::MAX).ok_or_else(bad)?,
+        "retention_ms" => config.log.retention_ms = long(-1, i64::MAX).ok_or_else(bad)?,
+        "retention_bytes" => config.log.retention_bytes = long(-1, i64::MAX).ok_or_else(bad)?,
+        "message_max_bytes" => {
+            config.log.max_message_bytes = long(1, i32::MAX as i64).ok_or_else(bad)? as u32
+        }
+        "cache_bytes_per_shard" => {
+            config.cache_bytes_per_shard = long(CACHE_BYTES_MIN as i64, i64::MAX).ok_or_else(bad)? as usize
+        }
+        "retention_check_interval_ms" => {
+            config.retention_check_interval_ms = long(1, i64::MAX).ok_or_else(bad)? as u64
+        }
+        "connections_max_idle_ms" => {
+            config.connections_max_idle_ms = long(1, i64::MAX).ok_or_else(bad)? as u64
+        }
+        "delete_topic_enable" => config.delete_topic_enable = parse_bool(value).ok_or_else(bad)?,
+        _ => {
+            return Err(format!(
+                "unknown setting '{name}' (from {source}); known settings: {}",
+                SETTINGS.iter().map(|(name, _)| *name).collect::<Vec<_>>().join(", ")
+            ))
+        }
+    }
+    Ok(())
+}
+
+/// Applies a TOML file: top-level keys are setting names.
+pub fn apply_file(config: &mut BrokerConfig, path: &PathBuf) -> Result<(), String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|error| format!("cannot read config file {}: {error}", path.display()))?;
+    let table: toml::Table = text
+        .parse()
+        .map_err(|error: toml::de::Error| {
+            format!("config file {} is not valid TOML: {}", path.display(), error.message())
+        })?;
+    let source = Source::File(path.clone());
+    for (name, value) in table {
+        let text = match value {
+            toml::Value::String(text) => text,
+            toml::Value::Integer(number) => number.to_string(),
+            toml::Value::Boolean(flag) => flag.to_string(),
+            other => {
+                return Err(format!(
+                    "invalid value for {name} (from {source}): expected {}, got {}",
+                    expected(&name),
+                    other.type_str()
+                ))
+            }
+        };
+        apply(config, &name, &text, &source)?;
+    }
+    Ok(())
+}
+
+/// Applies `SLUICE_<NAME>` variables for every known setting.
+pub fn apply_environment(config: &mut BrokerConfig) -> Result<(), String> {
+    for (name, _) in SETTINGS {
+        let variable = format!("SLUICE_{}", name.to_ascii_uppercase());
+        if let Ok(value) = std::env::var(&variable) {
+            apply(config, name, &value, &Source::Environment(variable))?;
+        }
+    }
+    Ok(())
+}
+
+/// Builds the configuration from flags (`--name value` or `--name=value`),
+/// reading `--config FILE` and the environment first.
+pub fn from_args(args: &[String]) -> Result<BrokerConfig, String> {
+    let mut flags: Vec<(String, String)> = Vec::new();
+    let mut file = None;
+    let mut iter = args.iter();
+    while let Some(arg) = iter.next() {
+        let Some(flag) = arg.strip_prefix("--") else {
+            return Err(format!("unexpected argument '{arg}'; run `sluice --help`"));
+        };
+        let (flag, value) = match flag.split_once('=') {
+            Some((flag, value)) => (flag.to_string(), value.to_string()),
+            None => {
+                let value = iter.next().ok_or_else(|| format!("flag --{flag} needs a value"))?;
+                (flag.to_string(), value.clone())
+            }
+        };
+        if flag == "config" {
+            file = Some(PathBuf::from(value));
+        } else {
+            flags.push((flag, value));
+        }
+    }
+    let mut config = BrokerConfig::default();
+    if let Some(path) = file {
+        apply_file(&mut config, &path)?;
+    }
+    apply_environment(&mut config)?;
+    for (flag, value) in flags {
+        let name = flag.replace('-', "_");
+        apply(&mut config, &name, &value, &Source::Flag(format!("--{flag}")))?;
+    }
+    Ok(config)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_override_and_errors_name_the_setting() {
+        let args: Vec<String> =
+            ["--shards", "2", "--data-dir=/tmp/x", "--listen", "127.0.0.1:0"].iter().map(|s| s.to_string()).collect();
+        let config = from_args(&args).unwrap();
+        assert_eq!(config.shards, 2);
+        assert_eq!(config.data_dir, PathBuf::from("/tmp/x"));
+        let error = from_args(&["--shards".to_string(), "zero".to_string()]).unwrap_err();
+        assert!(error.contains("shards") && error.contains("--shards"), "{error}");
+        let error = from_args(&["--nonsense".to_string(), "1".to_string()]).unwrap_err();
+        assert!(error.contains("unknown setting"), "{error}");
+    }
+
+    #[test]
+    fn file_values_are_checked() {
+        let dir = std::env::temp_dir().join(format!("sluice-config-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("sluice.toml");
+        std::fs::write(&path, "shards = 1\nsegment_bytes = 10\n").unwrap();
+        let error = from_args(&["--config".to_string(), path.display().to_string()]).unwrap_err();
+        assert!(error.contains("segment_bytes") && error.contains("sluice.toml"), "{error}");
+        std::fs::write(&path, "shards = 1\nauto_create_topics = false\n").unwrap();
+        let config = from_args(&["--config".to_string(), path.display().to_string()]).unwrap();
+        assert!(!config.auto_create_topics);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,190 @@
+//! Running the broker: data directory checks, listeners, shards, signals,
+//! clean shutdown.
+
+use std::os::fd::{FromRawFd, IntoRawFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::Duration;
+
+use glommio::net::TcpListener;
+use sluice_engine::shard::{mesh_plan, run_shards, ShardPlan};
+use sluice_engine::{DmaStorage, Mesh};
+use sluice_net::broker::{ShardRequest, ShardResponse};
+use sluice_net::{Broker, BrokerConfig};
+
+/// How often a shard checks whether a shutdown signal arrived.
+const SHUTDOWN_POLL: Duration = Duration::from_millis(50);
+/// How long in-flight requests may take to finish after a shutdown signal.
+const SHUTDOWN_GRACE: Duration = Duration::from_millis(500);
+/// The RLIMIT_MEMLOCK glommio wants for registered I/O buffers.
+const MEMLOCK_WANTED_BYTES: u64 = 512 * 1024 * 1024;
+
+/// Raises RLIMIT_MEMLOCK so glommio can register its buffers; where that is
+/// not allowed, says once what it costs and how to fix it.
+fn raise_memlock() {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit/setrlimit write/read a plain struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut limit) != 0 {
+            return;
+        }
+        if limit.rlim_cur >= MEMLOCK_WANTED_BYTES {
+            return;
+        }
+        let wanted = libc::rlimit {
+            rlim_cur: MEMLOCK_WANTED_BYTES.min(limit.rlim_max),
+            rlim_max: limit.rlim_max,
+        };
+        if wanted.rlim_cur > limit.rlim_cur && libc::setrlimit(libc::RLIMIT_MEMLOCK, &wanted) == 0 {
+            limit = wanted;
+        }
+    }
+    if limit.rlim_cur < MEMLOCK_WANTED_BYTES {
+        tracing::warn!(
+            memlock_bytes = limit.rlim_cur,
+            "RLIMIT_MEMLOCK is {} KiB: io_uring registered buffers are unavailable, so I/O uses \
+             unregistered buffers (slightly more CPU per I/O). To fix: `ulimit -l unlimited` or \
+             LimitMEMLOCK=infinity in the systemd unit",
+            limit.rlim_cur / 1024
+        );
+    }
+}
+
+/// One listening socket per shard, all on the same port (SO_REUSEPORT) so
+/// the kernel spreads connections over shards. Port 0 picks a free port for
+/// the first and the rest share it.
+fn bind_listeners(config: &BrokerConfig) -> Result<(Vec<i32>, std::net::SocketAddr), String> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let mut address = config.listen;
+    let mut fds = Vec::with_capacity(config.shards);
+    for _ in 0..config.shards {
+        let bind = || -> std::io::Result<Socket> {
+            let socket = Socket::new(Domain::for_address(address), Type::STREAM, Some(Protocol::TCP))?;
+            socket.set_reuse_port(true)?;
+            socket.set_reuse_address(true)?;
+            socket.bind(&address.into())?;
+            socket.listen(1024)?;
+            Ok(socket)
+        };
+        let socket = bind().map_err(|error| {
+            format!("cannot listen on {address}: {error}; choose another address with --listen")
+        })?;
+        if address.port() == 0 {
+            if let Some(local) = socket.local_addr().ok().and_then(|local| local.as_socket()) {
+                address = local;
+            }
+        }
+        fds.push(socket.into_raw_fd());
+    }
+    Ok((fds, address))
+}
+
+static SHUTDOWN: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    SHUTDOWN.store(true, Ordering::SeqCst);
+}
+
+fn install_signal_handlers() {
+    // SAFETY: the handler only stores to an atomic, which is signal-safe.
+    unsafe {
+        libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
+    }
+}
+
+/// Runs the broker until SIGTERM/SIGINT. Returns the one-line error that
+/// stopped it from starting, if any.
+pub fn run(config: BrokerConfig) -> Result<(), String> {
+    raise_memlock();
+    let data_dir = config.data_dir.clone();
+    glommio::LocalExecutorBuilder::default()
+        .spawn(move || async move {
+            sluice_engine::metadata::prepare_data_dir(&DmaStorage, &data_dir).await
+        })
+        .map_err(|error| format!("starting the runtime failed: {error}"))?
+        .join()
+        .map_err(|error| format!("checking the data directory failed: {error}"))?
+        .map_err(|error| error.to_string())?;
+    let (fds, address) = bind_listeners(&config)?;
+    install_signal_handlers();
+    let config = Arc::new(config);
+    let plan = mesh_plan::<ShardRequest, ShardResponse>(config.shards);
+    let (ready_sender, ready_receiver) = mpsc::channel::<Result<(), String>>();
+    let shard_plan = ShardPlan { shards: config.shards, pin: config.pin_shards, spin_before_park: None };
+    let shard_config = Arc::clone(&config);
+    let fds = Arc::new(fds);
+    let runner = std::thread::Builder::new()
+        .name("shards".into())
+        .spawn(move || {
+            run_shards(&shard_plan, move |shard| {
+                let plan = plan.clone();
+                let config = Arc::clone(&shard_config);
+                let ready = ready_sender.clone();
+                let fd = fds[shard.0 as usize];
+                async move {
+                    if let Err(error) = run_shard(config, plan, fd, address, &ready).await {
+                        let _ = ready.send(Err(error));
+                    }
+                }
+            })
+        })
+        .map_err(|error| format!("starting shards failed: {error}"))?;
+    for _ in 0..config.shards {
+        match ready_receiver.recv() {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => return Err(error),
+            Err(_) => return Err("shards stopped during start-up".into()),
+        }
+    }
+    // Tests and scripts read this line to learn the port when listening on port 0.
+    println!("sluice listening on {address}");
+    tracing::info!(%address, shards = config.shards, data_dir = %config.data_dir.display(), "broker ready");
+    match runner.join() {
+        Ok(Ok(())) => {
+            tracing::info!("broker stopped cleanly");
+            Ok(())
+        }
+        Ok(Err(error)) => Err(error),
+        Err(_) => Err("a shard panicked".into()),
+    }
+}
+
+async fn run_shard(
+    config: Arc<BrokerConfig>,
+    plan: sluice_engine::shard::MeshPlan<ShardRequest, ShardResponse>,
+    fd: i32,
+    address: std::net::SocketAddr,
+    ready: &mpsc::Sender<Result<(), String>>,
+) -> Result<(), String> {
+    let mesh = Mesh::join(plan).await?;
+    let broker = Broker::new(Arc::clone(&config), mesh).await?;
+    let host = config.advertised_host.clone().unwrap_or_else(|| address.ip().to_string());
+    broker.set_advertised(host, config.advertised_port.unwrap_or(address.port()));
+    if broker.shard.0 == 0 {
+        broker.start_controller().await?;
+    }
+    broker.wait_ready().await;
+    // SAFETY: fd is a listening socket created for this shard and owned by nobody else.
+    let listener = unsafe { TcpListener::from_raw_fd(fd) };
+    let accept = glommio::spawn_local(sluice_net::server::accept_loop(std::rc::Rc::clone(&broker), listener));
+    let background = glommio::executor()
+        .create_task_queue(glommio::Shares::Static(100), glommio::Latency::NotImportant, "retention");
+    if let Ok(task) = glommio::spawn_local_into(std::rc::Rc::clone(&broker).run_retention(), background) {
+        task.detach();
+    }
+    let _ = ready.send(Ok(()));
+    while !SHUTDOWN.load(Ordering::SeqCst) {
+        glommio::timer::sleep(SHUTDOWN_POLL).await;
+    }
+    broker.shutting_down.set(true);
+    // Wake the accept loop so it sees the flag; no new connections.
+    // SAFETY: shutting down our own listening socket.
+    unsafe {
+        libc::shutdown(fd, libc::SHUT_RDWR);
+    }
+    drop(accept);
+    glommio::timer::sleep(SHUTDOWN_GRACE).await;
+    broker.close_logs().await;
+    Ok(())
+}

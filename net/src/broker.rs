@@ -1,0 +1,888 @@
+//! One shard's broker state and the operations other shards ask of it.
+//!
+//! Every shard owns the partitions `shard_for` assigns it and serves the
+//! [`ShardRequest`]s sent to it over the mesh: produce and read for its
+//! partitions, metadata snapshots to apply, and (on shard 0, the controller)
+//! topic changes and producer-id allocation. Connections live on whichever
+//! shard accepted them; a handler splits its request once per owner shard.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use sluice_engine::batch::{self, BatchHeader};
+use sluice_engine::log::{FoundOffset, OffsetQuery};
+use sluice_engine::metadata::{FileMetadataStore, MetadataStore};
+use sluice_engine::{
+    BatchCache, ClusterMetadata, DmaStorage, LogConfig, Mesh, PartitionLog, ShardId,
+    TopicMetadata,
+};
+
+use crate::config::BrokerConfig;
+use crate::constants::PRODUCER_ID_BLOCK;
+use crate::errors::{append_error_code, batch_error_code, code, read_error_code};
+use crate::topic_config;
+
+/// A partition as the mesh addresses it.
+pub type PartitionKey = (String, i32);
+
+/// One partition's records in a produce request.
+#[derive(Debug)]
+pub struct ProduceEntry {
+    pub topic: String,
+    pub partition: i32,
+    pub records: Option<Bytes>,
+}
+
+/// The outcome of producing to one partition.
+#[derive(Clone, Debug, Default)]
+pub struct ProduceOutcome {
+    pub error_code: i16,
+    pub error_message: Option<String>,
+    pub base_offset: i64,
+    pub log_append_time: i64,
+    pub log_start_offset: i64,
+}
+
+/// One partition to read.
+#[derive(Clone, Debug)]
+pub struct ReadEntry {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub max_bytes: usize,
+    /// Read up to the last stable offset instead of the high watermark.
+    pub read_committed: bool,
+}
+
+/// What a read of one partition returned.
+#[derive(Clone, Debug, Default)]
+pub struct ReadOutcome {
+    pub error_code: i16,
+    pub high_watermark: i64,
+    pub last_stable_offset: i64,
+    pub log_start_offset: i64,
+    pub chunks: Vec<Bytes>,
+    pub bytes: usize,
+}
+
+/// A topic to create.
+#[derive(Clone, Debug)]
+pub struct NewTopic {
+    pub name: String,
+    pub partitions: i32,
+    pub configs: BTreeMap<String, String>,
+    pub validate_only: bool,
+}
+
+/// The outcome of a topic-level change.
+#[derive(Clone, Debug)]
+pub struct TopicOutcome {
+    pub name: String,
+    pub error_code: i16,
+    pub error_message: Option<String>,
+    pub topic_id: [u8; 16],
+    pub partitions: i32,
+}
+
+/// A config change (IncrementalAlterConfigs).
+#[derive(Clone, Debug)]
+pub struct ConfigChange {
+    pub name: String,
+    /// 0 SET, 1 DELETE, 2 APPEND, 3 SUBTRACT.
+    pub operation: i8,
+    pub value: Option<String>,
+}
+
+/// Requests that only the controller (shard 0) serves.
+#[derive(Debug)]
+pub enum ControllerRequest {
+    CreateTopics(Vec<NewTopic>),
+    DeleteTopics(Vec<String>),
+    CreatePartitions { topic: String, count: i32, validate_only: bool },
+    AlterTopicConfigs { topic: String, changes: Vec<ConfigChange>, validate_only: bool },
+    AllocateProducerId,
+}
+
+/// A message to a shard over the mesh.
+#[derive(Debug)]
+pub enum ShardRequest {
+    Produce { entries: Vec<ProduceEntry>, acks: i16, timeout_ms: i32 },
+    Read(Vec<ReadEntry>),
+    /// Resolves when any watched partition's log end passes its offset, or
+    /// after `wait_ms`.
+    WaitForData { watches: Vec<(String, i32, i64)>, wait_ms: u64 },
+    ListOffsets(Vec<(String, i32, i64, bool)>),
+    ApplyMetadata(Arc<ClusterMetadata>),
+    Controller(ControllerRequest),
+    LogSizes,
+    Shutdown,
+}
+
+/// A shard's answer.
+#[derive(Debug)]
+pub enum ShardResponse {
+    Produce(Vec<ProduceOutcome>),
+    Read(Vec<ReadOutcome>),
+    ListOffsets(Vec<(i16, i64, i64)>),
+    Topics(Vec<TopicOutcome>),
+    ProducerId(i64),
+    LogSizes(Vec<(String, i32, u64, i64)>),
+    Done,
+}
+
+type Log = PartitionLog<DmaStorage>;
+
+/// Producer ids handed out but not yet persisted as used.
+struct ProducerIdBlock {
+    next: i64,
+    end: i64,
+}
+
+/// Shard 0's extra state as the metadata controller.
+struct Controller {
+    store: FileMetadataStore<DmaStorage>,
+    /// Serialises metadata changes: one change is saved and published before
+    /// the next starts.
+    lock: glommio::sync::Semaphore,
+    ids: RefCell<ProducerIdBlock>,
+}
+
+/// A shard's broker.
+pub struct Broker {
+    pub config: Arc<BrokerConfig>,
+    pub shard: ShardId,
+    pub mesh: Rc<Mesh<ShardRequest, ShardResponse>>,
+    metadata: RefCell<Arc<ClusterMetadata>>,
+    logs: RefCell<HashMap<PartitionKey, Rc<Log>>>,
+    cache: Rc<BatchCache>,
+    controller: Option<Controller>,
+    advertised: RefCell<(String, u16)>,
+    ready: Cell<bool>,
+    ready_signal: sluice_engine::notify::Signal,
+    pub shutting_down: Cell<bool>,
+}
+
+fn random_id() -> [u8; 16] {
+    let mut id = [0u8; 16];
+    // getrandom(2) never fails for 16 bytes once the pool is initialised;
+    // should it, a time-derived id still keeps topic ids distinct.
+    let filled = unsafe { libc::getrandom(id.as_mut_ptr().cast(), id.len(), 0) };
+    if filled != id.len() as isize {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|elapsed| elapsed.as_nanos())
+            .unwrap_or(0);
+        id = nanos.to_be_bytes();
+    }
+    // RFC 4122 version 4 / variant bits, as Kafka's Uuid.randomUuid.
+    id[6] = (id[6] & 0x0f) | 0x40;
+    id[8] = (id[8] & 0x3f) | 0x80;
+    id
+}
+
+/// Kafka's legal topic names: 1–249 of `[a-zA-Z0-9._-]`, not `.` or `..`.
+pub fn validate_topic_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("topic name is empty".into());
+    }
+    if name.len() > sluice_engine::constants::TOPIC_NAME_BYTES_MAX {
+        return Err(format!("topic name is longer than {} characters", sluice_engine::constants::TOPIC_NAME_BYTES_MAX));
+    }
+    if name == "." || name == ".." {
+        return Err("topic name cannot be '.' or '..'".into());
+    }
+    if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-') {
+        return Err(format!("topic name '{name}' has characters outside [a-zA-Z0-9._-]"));
+    }
+    Ok(())
+}
+
+impl Broker {
+    /// Creates this shard's broker. On shard 0 this loads (or initialises)
+    /// the metadata store.
+    pub async fn new(
+        config: Arc<BrokerConfig>,
+        mesh: Rc<Mesh<ShardRequest, ShardResponse>>,
+    ) -> Result<Rc<Broker>, String> {
+        let shard = mesh.shard();
+        let controller = if shard.0 == 0 {
+            Some(Controller {
+                store: FileMetadataStore::new(DmaStorage, config.data_dir.clone()),
+                lock: glommio::sync::Semaphore::new(1),
+                ids: RefCell::new(ProducerIdBlock { next: 0, end: 0 }),
+            })
+        } else {
+            None
+        };
+        let advertised = (
+            config.advertised_host.clone().unwrap_or_else(|| config.listen.ip().to_string()),
+            config.advertised_port.unwrap_or(config.listen.port()),
+        );
+        let broker = Rc::new(Broker {
+            cache: BatchCache::new(config.cache_bytes_per_shard),
+            config,
+            shard,
+            mesh,
+            metadata: RefCell::new(Arc::new(ClusterMetadata::default())),
+            logs: RefCell::new(HashMap::new()),
+            controller,
+            advertised: RefCell::new(advertised),
+            ready: Cell::new(false),
+            ready_signal: sluice_engine::notify::Signal::new(),
+            shutting_down: Cell::new(false),
+        });
+        let served = Rc::downgrade(&broker);
+        broker.mesh.set_handler(Rc::new(move |request| {
+            let broker = served.upgrade();
+            Box::pin(async move {
+                match broker {
+                    Some(broker) => broker.serve(request).await,
+                    None => ShardResponse::Done,
+                }
+            }) as Pin<Box<dyn Future<Output = ShardResponse>>>
+        }));
+        Ok(broker)
+    }
+
+    /// Controller start-up: load metadata and publish it to every shard
+    /// (each opens its partitions). Returns when all shards are ready.
+    pub async fn start_controller(&self) -> Result<(), String> {
+        let Some(controller) = &self.controller else {
+            return Ok(());
+        };
+        let loaded = controller.store.load().await.map_err(|error| error.to_string())?;
+        let metadata = match loaded {
+            Some(metadata) => metadata,
+            None => {
+                let id = random_id();
+                let metadata = ClusterMetadata {
+                    version: 1,
+                    cluster_id: base64_url(&id),
+                    topics: BTreeMap::new(),
+                    next_producer_id: 0,
+                };
+                controller.store.save(&metadata).await.map_err(|error| error.to_string())?;
+                metadata
+            }
+        };
+        self.publish(metadata).await
+    }
+
+    /// Marks this shard ready to serve clients (its partitions are open).
+    pub async fn wait_ready(&self) {
+        let ready = &self.ready;
+        self.ready_signal.wait_for(|| ready.get().then_some(())).await;
+    }
+
+    pub fn set_advertised(&self, host: String, port: u16) {
+        *self.advertised.borrow_mut() = (host, port);
+    }
+
+    pub fn advertised(&self) -> (String, u16) {
+        self.advertised.borrow().clone()
+    }
+
+    pub fn metadata(&self) -> Arc<ClusterMetadata> {
+        Arc::clone(&self.metadata.borrow())
+    }
+
+    pub fn shards(&self) -> usize {
+        self.mesh.shards()
+    }
+
+    pub fn owner(&self, topic: &str, partition: i32) -> ShardId {
+        sluice_engine::shard_for(topic, partition, self.shards())
+    }
+
+    /// The log config of a topic as currently configured.
+    pub fn topic_log_config(&self, topic: &TopicMetadata) -> LogConfig {
+        topic_config::log_config(&self.config.log, &topic.configs)
+    }
+
+    async fn serve(self: Rc<Self>, request: ShardRequest) -> ShardResponse {
+        match request {
+            ShardRequest::Produce { entries, acks, timeout_ms } => {
+                ShardResponse::Produce(self.produce_local(entries, acks, timeout_ms).await)
+            }
+            ShardRequest::Read(entries) => ShardResponse::Read(self.read_local(entries).await),
+            ShardRequest::WaitForData { watches, wait_ms } => {
+                self.wait_for_data_local(watches, wait_ms).await;
+                ShardResponse::Done
+            }
+            ShardRequest::ListOffsets(queries) => {
+                ShardResponse::ListOffsets(self.list_offsets_local(queries).await)
+            }
+            ShardRequest::ApplyMetadata(metadata) => {
+                self.apply_metadata(metadata).await;
+                ShardResponse::Done
+            }
+            ShardRequest::Controller(request) => self.serve_controller(request).await,
+            ShardRequest::LogSizes => {
+                let logs = self.logs.borrow();
+                let mut sizes: Vec<(String, i32, u64, i64)> = logs
+                    .iter()
+                    .map(|((topic, partition), log)| {
+                        let offsets = log.offsets();
+                        (topic.clone(), *partition, log.size_bytes(), offsets.hw - offsets.leo)
+                    })
+                    .collect();
+                sizes.sort();
+                ShardResponse::LogSizes(sizes)
+            }
+            ShardRequest::Shutdown => {
+                self.close_logs().await;
+                ShardResponse::Done
+            }
+        }
+    }
+
+    /// Opens logs of partitions this shard now owns, applies config changes,
+    /// and deletes logs of deleted topics.
+    async fn apply_metadata(&self, metadata: Arc<ClusterMetadata>) {
+        if metadata.version < self.metadata.borrow().version {
+            return;
+        }
+        *self.metadata.borrow_mut() = Arc::clone(&metadata);
+        let shards = self.shards();
+        // Deleted topics (or partitions no longer present): remove their logs.
+        let stale: Vec<PartitionKey> = self
+            .logs
+            .borrow()
+            .keys()
+            .filter(|(topic, partition)| {
+                metadata.topics.get(topic).is_none_or(|meta| *partition >= meta.partitions)
+            })
+            .cloned()
+            .collect();
+        for key in stale {
+            if let Some(log) = self.logs.borrow_mut().remove(&key) {
+                if let Err(error) = log.delete() {
+                    tracing::warn!(%error, topic = %key.0, partition = key.1, "removing log failed");
+                }
+            }
+        }
+        for topic in metadata.topics.values() {
+            let config = self.topic_log_config(topic);
+            for partition in 0..topic.partitions {
+                if sluice_engine::shard_for(&topic.name, partition, shards) != self.shard {
+                    continue;
+                }
+                let key = (topic.name.clone(), partition);
+                let existing = self.logs.borrow().get(&key).cloned();
+                match existing {
+                    Some(log) => {
+                        if log.config() != config {
+                            log.set_config(config.clone());
+                        }
+                    }
+                    None => {
+                        let dir = self.config.data_dir.join(format!("{}-{}", topic.name, partition));
+                        match PartitionLog::open(DmaStorage, dir, config.clone(), Rc::clone(&self.cache)).await {
+                            Ok(log) => {
+                                self.logs.borrow_mut().insert(key, log);
+                            }
+                            Err(error) => {
+                                tracing::error!(%error, topic = %topic.name, partition, "opening partition log failed");
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        if !self.ready.get() {
+            self.ready.set(true);
+            self.ready_signal.notify();
+        }
+    }
+
+    /// Saves new metadata and publishes it to every shard (waiting for all).
+    async fn publish(&self, mut metadata: ClusterMetadata) -> Result<(), String> {
+        if let Some(controller) = &self.controller {
+            metadata.version = self.metadata.borrow().version.max(metadata.version) + 1;
+            controller.store.save(&metadata).await.map_err(|error| error.to_string())?;
+        }
+        let metadata = Arc::new(metadata);
+        let calls = (0..self.shards()).map(|shard| {
+            self.mesh.call(ShardId(shard as u16), ShardRequest::ApplyMetadata(Arc::clone(&metadata)))
+        });
+        futures_lite_join_all(calls.collect()).await;
+        Ok(())
+    }
+
+    async fn serve_controller(&self, request: ControllerRequest) -> ShardResponse {
+        let Some(controller) = &self.controller else {
+            tracing::error!("controller request reached a shard that is not the controller");
+            return ShardResponse::Done;
+        };
+        let Ok(_permit) = controller.lock.acquire_permit(1).await else {
+            return ShardResponse::Done;
+        };
+        match request {
+            ControllerRequest::CreateTopics(topics) => ShardResponse::Topics(self.create_topics(topics).await),
+            ControllerRequest::DeleteTopics(names) => ShardResponse::Topics(self.delete_topics(names).await),
+            ControllerRequest::CreatePartitions { topic, count, validate_only } => {
+                ShardResponse::Topics(vec![self.create_partitions(topic, count, validate_only).await])
+            }
+            ControllerRequest::AlterTopicConfigs { topic, changes, validate_only } => {
+                ShardResponse::Topics(vec![self.alter_configs(topic, changes, validate_only).await])
+            }
+            ControllerRequest::AllocateProducerId => ShardResponse::ProducerId(self.allocate_producer_id(controller).await),
+        }
+    }
+
+    async fn create_topics(&self, topics: Vec<NewTopic>) -> Vec<TopicOutcome> {
+        let mut metadata = (*self.metadata()).clone();
+        let mut outcomes = Vec::with_capacity(topics.len());
+        let mut changed = false;
+        for topic in topics {
+            let mut outcome = TopicOutcome {
+                name: topic.name.clone(),
+                error_code: code::NONE,
+                error_message: None,
+                topic_id: [0; 16],
+                partitions: topic.partitions,
+            };
+            let invalid = if let Err(message) = validate_topic_name(&topic.name) {
+                Some((code::INVALID_TOPIC_EXCEPTION, message))
+            } else if metadata.topics.contains_key(&topic.name) {
+                Some((code::TOPIC_ALREADY_EXISTS, format!("Topic '{}' already exists.", topic.name)))
+            } else if topic.partitions < 1 || topic.partitions > sluice_engine::constants::TOPIC_PARTITIONS_MAX {
+                Some((
+                    code::INVALID_PARTITIONS,
+                    format!(
+                        "Number of partitions must be between 1 and {}.",
+                        sluice_engine::constants::TOPIC_PARTITIONS_MAX
+                    ),
+                ))
+            } else {
+                topic
+                    .configs
+                    .iter()
+                    .find_map(|(name, value)| topic_config::validate(name, value).err())
+                    .map(|message| (code::INVALID_CONFIG, message))
+            };
+            if let Some((error_code, message)) = invalid {
+                outcome.error_code = error_code;
+                outcome.error_message = Some(message);
+            } else if !topic.validate_only {
+                let id = random_id();
+                outcome.topic_id = id;
+                metadata.topics.insert(
+                    topic.name.clone(),
+                    TopicMetadata { name: topic.name.clone(), id, partitions: topic.partitions, configs: topic.configs.clone() },
+                );
+                changed = true;
+            }
+            outcomes.push(outcome);
+        }
+        if changed {
+            if let Err(error) = self.publish(metadata).await {
+                tracing::error!(%error, "saving metadata failed");
+                for outcome in &mut outcomes {
+                    if outcome.error_code == code::NONE {
+                        outcome.error_code = code::KAFKA_STORAGE_ERROR;
+                        outcome.error_message = Some(error.clone());
+                    }
+                }
+            }
+        }
+        outcomes
+    }
+
+    async fn delete_topics(&self, names: Vec<String>) -> Vec<TopicOutcome> {
+        let mut metadata = (*self.metadata()).clone();
+        let mut outcomes = Vec::with_capacity(names.len());
+        let mut changed = false;
+        for name in names {
+            let mut outcome = TopicOutcome { name: name.clone(), error_code: code::NONE, error_message: None, topic_id: [0; 16], partitions: 0 };
+            if !self.config.delete_topic_enable {
+                outcome.error_code = code::TOPIC_DELETION_DISABLED;
+            } else {
+                match metadata.topics.remove(&name) {
+                    Some(topic) => {
+                        outcome.topic_id = topic.id;
+                        changed = true;
+                    }
+                    None => outcome.error_code = code::UNKNOWN_TOPIC_OR_PARTITION,
+                }
+            }
+            outcomes.push(outcome);
+        }
+        if changed {
+            if let Err(error) = self.publish(metadata).await {
+                tracing::error!(%error, "saving metadata failed");
+            }
+        }
+        outcomes
+    }
+
+    async fn create_partitions(&self, topic: String, count: i32, validate_only: bool) -> TopicOutcome {
+        let mut metadata = (*self.metadata()).clone();
+        let mut outcome = TopicOutcome { name: topic.clone(), error_code: code::NONE, error_message: None, topic_id: [0; 16], partitions: count };
+        let Some(existing) = metadata.topics.get_mut(&topic) else {
+            outcome.error_code = code::UNKNOWN_TOPIC_OR_PARTITION;
+            return outcome;
+        };
+        if count <= existing.partitions {
+            outcome.error_code = code::INVALID_PARTITIONS;
+            outcome.error_message = Some(format!(
+                "Topic currently has {} partitions, which is higher than the requested {}.",
+                existing.partitions, count
+            ));
+            return outcome;
+        }
+        if count > sluice_engine::constants::TOPIC_PARTITIONS_MAX {
+            outcome.error_code = code::INVALID_PARTITIONS;
+            return outcome;
+        }
+        if validate_only {
+            return outcome;
+        }
+        existing.partitions = count;
+        outcome.topic_id = existing.id;
+        if let Err(error) = self.publish(metadata).await {
+            outcome.error_code = code::KAFKA_STORAGE_ERROR;
+            outcome.error_message = Some(error);
+        }
+        outcome
+    }
+
+    async fn alter_configs(&self, topic: String, changes: Vec<ConfigChange>, validate_only: bool) -> TopicOutcome {
+        let mut metadata = (*self.metadata()).clone();
+        let mut outcome = TopicOutcome { name: topic.clone(), error_code: code::NONE, error_message: None, topic_id: [0; 16], partitions: 0 };
+        let Some(existing) = metadata.topics.get_mut(&topic) else {
+            outcome.error_code = code::UNKNOWN_TOPIC_OR_PARTITION;
+            return outcome;
+        };
+        let mut configs = existing.configs.clone();
+        for change in changes {
+            let result = match change.operation {
+                0 => match &change.value {
+                    Some(value) => topic_config::validate(&change.name, value).map(|()| {
+                        configs.insert(change.name.clone(), value.clone());
+                    }),
+                    None => Err(format!("no value given to set '{}'", change.name)),
+                },
+                1 => {
+                    if topic_config::names().any(|name| name == change.name) {
+                        configs.remove(&change.name);
+                        Ok(())
+                    } else {
+                        Err(format!("unknown topic config '{}'", change.name))
+                    }
+                }
+                2 | 3 => Err(format!("APPEND and SUBTRACT apply to list configs; '{}' is not one Sluice supports them for", change.name)),
+                other => Err(format!("unknown config operation {other}")),
+            };
+            if let Err(message) = result {
+                outcome.error_code = code::INVALID_CONFIG;
+                outcome.error_message = Some(message);
+                return outcome;
+            }
+        }
+        if validate_only {
+            return outcome;
+        }
+        existing.configs = configs;
+        if let Err(error) = self.publish(metadata).await {
+            outcome.error_code = code::KAFKA_STORAGE_ERROR;
+            outcome.error_message = Some(error);
+        }
+        outcome
+    }
+
+    /// Producer ids come from blocks persisted in the metadata, so an id is
+    /// never handed out twice, even across restarts.
+    async fn allocate_producer_id(&self, controller: &Controller) -> i64 {
+        {
+            let mut ids = controller.ids.borrow_mut();
+            if ids.next < ids.end {
+                let id = ids.next;
+                ids.next += 1;
+                return id;
+            }
+        }
+        let mut metadata = (*self.metadata()).clone();
+        let start = metadata.next_producer_id;
+        metadata.next_producer_id = start + PRODUCER_ID_BLOCK;
+        if let Err(error) = self.publish(metadata).await {
+            tracing::error!(%error, "persisting producer ids failed");
+            return -1;
+        }
+        let mut ids = controller.ids.borrow_mut();
+        ids.next = start + 1;
+        ids.end = start + PRODUCER_ID_BLOCK;
+        start
+    }
+
+    /// Sends a controller request to shard 0 and returns its answer.
+    pub async fn controller_call(&self, request: ControllerRequest) -> Option<ShardResponse> {
+        self.mesh.call(ShardId(0), ShardRequest::Controller(request)).await
+    }
+
+    fn log(&self, topic: &str, partition: i32) -> Option<Rc<Log>> {
+        self.logs.borrow().get(&(topic.to_string(), partition)).cloned()
+    }
+
+    /// The error for a partition that has no log on this shard.
+    fn missing_partition_code(&self, topic: &str, partition: i32) -> i16 {
+        match self.metadata.borrow().topics.get(topic) {
+            Some(meta) if partition >= 0 && partition < meta.partitions => code::NOT_LEADER_OR_FOLLOWER,
+            _ => code::UNKNOWN_TOPIC_OR_PARTITION,
+        }
+    }
+
+    async fn produce_local(&self, entries: Vec<ProduceEntry>, acks: i16, timeout_ms: i32) -> Vec<ProduceOutcome> {
+        let mut outcomes = Vec::with_capacity(entries.len());
+        let mut durable_waits: Vec<(usize, Rc<Log>, i64)> = Vec::new();
+        for entry in entries {
+            let mut outcome = ProduceOutcome { base_offset: -1, log_append_time: -1, log_start_offset: -1, ..Default::default() };
+            let Some(log) = self.log(&entry.topic, entry.partition) else {
+                outcome.error_code = self.missing_partition_code(&entry.topic, entry.partition);
+                outcomes.push(outcome);
+                continue;
+            };
+            let limit = log.config().max_message_bytes as usize;
+            let records = entry.records.unwrap_or_default();
+            let batches = match batch::split_and_validate(&records, limit.max(batch::BATCH_HEADER_BYTES)) {
+                Ok(batches) => batches,
+                Err(error) => {
+                    outcome.error_code = batch_error_code(&error);
+                    outcome.error_message = Some(error.to_string());
+                    outcomes.push(outcome);
+                    continue;
+                }
+            };
+            if let Some(message) = check_client_batches(&batches) {
+                outcome.error_code = code::INVALID_RECORD;
+                outcome.error_message = Some(message);
+                outcomes.push(outcome);
+                continue;
+            }
+            if log.is_backlogged() {
+                log.wait_for_room().await;
+            }
+            match log.append(&batches) {
+                Ok(appended) => {
+                    outcome.base_offset = appended.base_offset.0;
+                    outcome.log_append_time = appended.log_append_time;
+                    outcome.log_start_offset = log.offsets().log_start;
+                    if acks == -1 {
+                        durable_waits.push((outcomes.len(), Rc::clone(&log), appended.last_offset.0 + 1));
+                    }
+                }
+                Err(error) => {
+                    outcome.error_code = append_error_code(&error);
+                    outcome.error_message = Some(error.to_string());
+                }
+            }
+            outcomes.push(outcome);
+        }
+        if !durable_waits.is_empty() {
+            let timeout = Duration::from_millis(timeout_ms.max(0) as u64);
+            for (index, log, end) in durable_waits {
+                let wait = log.wait_durable(end);
+                let outcome = match glommio::timer::timeout(timeout, async { Ok(wait.await) }).await {
+                    Ok(Ok(())) => None,
+                    Ok(Err(error)) => Some((code::KAFKA_STORAGE_ERROR, error.to_string())),
+                    Err(_) => Some((code::REQUEST_TIMED_OUT, "timed out waiting for fsync".to_string())),
+                };
+                if let Some((error_code, message)) = outcome {
+                    outcomes[index].error_code = error_code;
+                    outcomes[index].error_message = Some(message);
+                }
+            }
+        }
+        outcomes
+    }
+
+    async fn read_local(&self, entries: Vec<ReadEntry>) -> Vec<ReadOutcome> {
+        let mut outcomes = Vec::with_capacity(entries.len());
+        for entry in entries {
+            let mut outcome = ReadOutcome { high_watermark: -1, last_stable_offset: -1, log_start_offset: -1, ..Default::default() };
+            let Some(log) = self.log(&entry.topic, entry.partition) else {
+                outcome.error_code = self.missing_partition_code(&entry.topic, entry.partition);
+                outcomes.push(outcome);
+                continue;
+            };
+            let offsets = log.offsets();
+            outcome.high_watermark = offsets.hw;
+            outcome.last_stable_offset = offsets.lso;
+            outcome.log_start_offset = offsets.log_start;
+            let upper = if entry.read_committed { offsets.lso } else { offsets.hw };
+            match log.read(entry.offset, entry.max_bytes, upper).await {
+                Ok(chunks) => {
+                    outcome.bytes = chunks.bytes;
+                    outcome.chunks = chunks.chunks;
+                }
+                Err(error) => outcome.error_code = read_error_code(&error),
+            }
+            outcomes.push(outcome);
+        }
+        outcomes
+    }
+
+    async fn wait_for_data_local(&self, watches: Vec<(String, i32, i64)>, wait_ms: u64) {
+        let logs: Vec<(Rc<Log>, i64)> = watches
+            .iter()
+            .filter_map(|(topic, partition, offset)| self.log(topic, *partition).map(|log| (log, *offset)))
+            .collect();
+        if logs.is_empty() {
+            glommio::timer::sleep(Duration::from_millis(wait_ms)).await;
+            return;
+        }
+        let has_data = || logs.iter().any(|(log, offset)| log.offsets().hw > *offset);
+        if has_data() {
+            return;
+        }
+        // Every log has its own signal; wait on all of them at once.
+        let waits = logs.iter().map(|(log, offset)| {
+            let offset = *offset;
+            let log = Rc::clone(log);
+            Box::pin(async move {
+                let watched = Rc::clone(&log);
+                log.signal().wait_for(move || (watched.offsets().hw > offset).then_some(())).await;
+            }) as Pin<Box<dyn Future<Output = ()>>>
+        });
+        let any = select_first(waits.collect());
+        let _ = glommio::timer::timeout(Duration::from_millis(wait_ms), async {
+            any.await;
+            Ok(())
+        })
+        .await;
+    }
+
+    async fn list_offsets_local(&self, queries: Vec<(String, i32, i64, bool)>) -> Vec<(i16, i64, i64)> {
+        let mut results = Vec::with_capacity(queries.len());
+        for (topic, partition, timestamp, read_committed) in queries {
+            let Some(log) = self.log(&topic, partition) else {
+                results.push((self.missing_partition_code(&topic, partition), -1, -1));
+                continue;
+            };
+            let query = match timestamp {
+                -1 => OffsetQuery::Latest,
+                -2 => OffsetQuery::Earliest,
+                -3 => OffsetQuery::MaxTimestamp,
+                t if t >= 0 => OffsetQuery::Timestamp(t),
+                _ => {
+                    results.push((code::INVALID_REQUEST, -1, -1));
+                    continue;
+                }
+            };
+            let found = log.lookup(query).await;
+            results.push(match found {
+                Ok(Some(FoundOffset { offset, timestamp })) => {
+                    let offset = if read_committed && query == OffsetQuery::Latest { log.offsets().lso } else { offset };
+                    (code::NONE, timestamp, offset)
+                }
+                Ok(None) => (code::NONE, -1, -1),
+                Err(error) => (read_error_code(&error), -1, -1),
+            });
+        }
+        results
+    }
+
+    /// Runs retention for this shard's logs, at low priority, forever.
+    pub async fn run_retention(self: Rc<Self>) {
+        let interval = Duration::from_millis(self.config.retention_check_interval_ms.max(1));
+        loop {
+            glommio::timer::sleep(interval).await;
+            if self.shutting_down.get() {
+                return;
+            }
+            let logs: Vec<Rc<Log>> = self.logs.borrow().values().cloned().collect();
+            let now = sluice_engine::types::now_ms();
+            for log in logs {
+                match log.enforce_retention(now).await {
+                    Ok(0) => {}
+                    Ok(deleted) => tracing::info!(dir = %log.dir().display(), deleted, "retention removed segments"),
+                    Err(error) => tracing::warn!(%error, "retention failed"),
+                }
+            }
+        }
+    }
+
+    /// Flushes and closes every log of this shard (clean shutdown).
+    pub async fn close_logs(&self) {
+        let logs: Vec<Rc<Log>> = self.logs.borrow_mut().drain().map(|(_, log)| log).collect();
+        for log in logs {
+            if let Err(error) = log.close().await {
+                tracing::warn!(%error, dir = %log.dir().display(), "closing log failed");
+            }
+        }
+    }
+}
+
+/// Checks that a produce request's batches are ones a client may send
+/// (Kafka: exactly one batch per partition for v3+, no control batches).
+fn check_client_batches(batches: &[(BatchHeader, Bytes)]) -> Option<String> {
+    if batches.len() != 1 {
+        return Some(format!("produce requests must carry exactly one record batch per partition, got {}", batches.len()));
+    }
+    if batches.iter().any(|(header, _)| header.is_control()) {
+        return Some("clients may not produce control batches".into());
+    }
+    None
+}
+
+/// Kafka prints cluster ids as URL-safe base64 without padding.
+pub fn base64_url(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        let chars = chunk.len() + 1;
+        for i in 0..chars {
+            out.push(ALPHABET[((n >> (18 - 6 * i)) & 0x3f) as usize] as char);
+        }
+    }
+    out
+}
+
+/// Awaits every future, returning outputs in order.
+pub async fn futures_lite_join_all<T>(futures: Vec<impl Future<Output = T>>) -> Vec<T> {
+    let mut futures: Vec<Pin<Box<dyn Future<Output = T> + '_>>> =
+        futures.into_iter().map(|future| Box::pin(future) as Pin<Box<dyn Future<Output = T>>>).collect();
+    let mut outputs: Vec<Option<T>> = (0..futures.len()).map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (future, output) in futures.iter_mut().zip(outputs.iter_mut()) {
+            if output.is_none() {
+                match future.as_mut().poll(cx) {
+                    std::task::Poll::Ready(value) => *output = Some(value),
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    outputs.into_iter().flatten().collect()
+}
+
+/// Resolves when the first of the futures does.
+pub async fn select_first(mut futures: Vec<Pin<Box<dyn Future<Output = ()> + '_>>>) {
+    if futures.is_empty() {
+        return;
+    }
+    std::future::poll_fn(|cx| {
+        for future in futures.iter_mut() {
+            if future.as_mut().poll(cx).is_ready() {
+                return std::task::Poll::Ready(());
+            }
+        }
+        std::task::Poll::Pending
+    })
+    .await
+}

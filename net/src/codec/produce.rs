@@ -1,0 +1,44 @@
+//! Produce (API key 0): record batches from producers.
+//!
+//! Record sets are returned as slices of the request frame, never copied, because they are
+//! by far the largest part of the request and are written to the log as they are.
+
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::{ApiKey, ProduceRequest};
+
+use super::{check_version, DecodeError, Reader};
+
+/// Produce versions Sluice decodes (v3 is the first with the v2 record-batch format).
+pub const PRODUCE_VERSIONS: (i16, i16) = (3, 11);
+
+/// First version with the flexible (compact, tagged) encoding.
+const FLEXIBLE_MIN: i16 = 9;
+
+/// Decodes a Produce request body.
+pub fn decode(r: &mut Reader, version: i16) -> Result<ProduceRequest, DecodeError> {
+    check_version(ApiKey::Produce, version, PRODUCE_VERSIONS)?;
+    let flexible = version >= FLEXIBLE_MIN;
+    let mut req = ProduceRequest::default();
+    req.transactional_id = r.nullable_string_v(flexible)?;
+    req.acks = r.i16()?;
+    req.timeout_ms = r.i32()?;
+    req.topic_data = r.array_v(flexible, |r| topic(r, flexible))?;
+    r.tagged_fields_v(flexible, &mut req.unknown_tagged_fields)?;
+    Ok(req)
+}
+
+fn topic(r: &mut Reader, flexible: bool) -> Result<TopicProduceData, DecodeError> {
+    let mut topic = TopicProduceData::default();
+    topic.name = r.string_v(flexible)?;
+    topic.partition_data = r.array_v(flexible, |r| partition(r, flexible))?;
+    r.tagged_fields_v(flexible, &mut topic.unknown_tagged_fields)?;
+    Ok(topic)
+}
+
+fn partition(r: &mut Reader, flexible: bool) -> Result<PartitionProduceData, DecodeError> {
+    let mut partition = PartitionProduceData::default();
+    partition.index = r.i32()?;
+    partition.records = r.nullable_bytes_v(flexible)?;
+    r.tagged_fields_v(flexible, &mut partition.unknown_tagged_fields)?;
+    Ok(partition)
+}

@@ -1,0 +1,82 @@
+//! Kafka error codes, and the one function that maps engine errors to them.
+
+use sluice_engine::batch::BatchError;
+use sluice_engine::{AppendError, ProducerError, ReadError};
+
+/// Kafka protocol error codes used by Sluice (values from Kafka's protocol
+/// documentation).
+pub mod code {
+    pub const NONE: i16 = 0;
+    pub const UNKNOWN_SERVER_ERROR: i16 = -1;
+    pub const OFFSET_OUT_OF_RANGE: i16 = 1;
+    pub const CORRUPT_MESSAGE: i16 = 2;
+    pub const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
+    pub const INVALID_FETCH_SIZE: i16 = 4;
+    pub const NOT_LEADER_OR_FOLLOWER: i16 = 6;
+    pub const REQUEST_TIMED_OUT: i16 = 7;
+    pub const MESSAGE_TOO_LARGE: i16 = 10;
+    pub const COORDINATOR_NOT_AVAILABLE: i16 = 15;
+    pub const NOT_COORDINATOR: i16 = 16;
+    pub const INVALID_TOPIC_EXCEPTION: i16 = 17;
+    pub const RECORD_LIST_TOO_LARGE: i16 = 18;
+    pub const NOT_ENOUGH_REPLICAS: i16 = 19;
+    pub const INVALID_REQUIRED_ACKS: i16 = 21;
+    pub const UNSUPPORTED_VERSION: i16 = 35;
+    pub const TOPIC_ALREADY_EXISTS: i16 = 36;
+    pub const INVALID_PARTITIONS: i16 = 37;
+    pub const INVALID_REPLICATION_FACTOR: i16 = 38;
+    pub const INVALID_REPLICA_ASSIGNMENT: i16 = 39;
+    pub const INVALID_CONFIG: i16 = 40;
+    pub const INVALID_REQUEST: i16 = 42;
+    pub const UNSUPPORTED_FOR_MESSAGE_FORMAT: i16 = 43;
+    pub const OUT_OF_ORDER_SEQUENCE_NUMBER: i16 = 45;
+    pub const DUPLICATE_SEQUENCE_NUMBER: i16 = 46;
+    pub const INVALID_PRODUCER_EPOCH: i16 = 47;
+    pub const INVALID_TRANSACTION_TIMEOUT: i16 = 50;
+    pub const TRANSACTIONAL_ID_AUTHORIZATION_FAILED: i16 = 53;
+    pub const KAFKA_STORAGE_ERROR: i16 = 56;
+    pub const LOG_DIR_NOT_FOUND: i16 = 57;
+    pub const UNKNOWN_PRODUCER_ID: i16 = 59;
+    pub const POLICY_VIOLATION: i16 = 44;
+    pub const INVALID_RECORD: i16 = 87;
+    pub const FETCH_SESSION_ID_NOT_FOUND: i16 = 70;
+    pub const INVALID_FETCH_SESSION_EPOCH: i16 = 71;
+    pub const UNKNOWN_TOPIC_ID: i16 = 100;
+    pub const INCONSISTENT_TOPIC_ID: i16 = 103;
+    pub const OFFSET_NOT_AVAILABLE: i16 = 78;
+    pub const TOPIC_DELETION_DISABLED: i16 = 73;
+    pub const INVALID_TXN_STATE: i16 = 48;
+    pub const RESOURCE_NOT_FOUND: i16 = 91;
+}
+
+/// The Kafka error code for a failed append.
+pub fn append_error_code(error: &AppendError) -> i16 {
+    match error {
+        AppendError::Batch(batch) => batch_error_code(batch),
+        AppendError::Producer(ProducerError::InvalidEpoch { .. }) => code::INVALID_PRODUCER_EPOCH,
+        AppendError::Producer(ProducerError::OutOfOrderSequence { .. }) => {
+            code::OUT_OF_ORDER_SEQUENCE_NUMBER
+        }
+        AppendError::Storage(_) => code::KAFKA_STORAGE_ERROR,
+        AppendError::Closed => code::NOT_LEADER_OR_FOLLOWER,
+    }
+}
+
+/// The Kafka error code for an invalid batch.
+pub fn batch_error_code(error: &BatchError) -> i16 {
+    match error {
+        BatchError::BadLength { .. } | BatchError::BadCrc { .. } => code::CORRUPT_MESSAGE,
+        BatchError::UnknownCompression(_) => code::CORRUPT_MESSAGE,
+        BatchError::UnsupportedMagic(_) => code::UNSUPPORTED_FOR_MESSAGE_FORMAT,
+        BatchError::BadRecordCount { .. } => code::INVALID_RECORD,
+        BatchError::TooLarge { .. } => code::MESSAGE_TOO_LARGE,
+    }
+}
+
+/// The Kafka error code for a failed read.
+pub fn read_error_code(error: &ReadError) -> i16 {
+    match error {
+        ReadError::OffsetOutOfRange { .. } => code::OFFSET_OUT_OF_RANGE,
+        ReadError::Storage(_) => code::KAFKA_STORAGE_ERROR,
+    }
+}

@@ -1,0 +1,45 @@
+//! CreatePartitions: grows a topic; shrinking is INVALID_PARTITIONS.
+
+use std::rc::Rc;
+
+use bytes::Bytes;
+use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
+use kafka_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse, RequestHeader};
+
+use super::{encode, str_bytes};
+use crate::broker::{Broker, ControllerRequest, ShardResponse};
+use crate::errors::code;
+
+pub const VERSIONS: (i16, i16) = (0, 3);
+
+pub async fn handle(broker: &Rc<Broker>, header: &RequestHeader, request: CreatePartitionsRequest) -> Option<Vec<Bytes>> {
+    let mut response = CreatePartitionsResponse::default();
+    for topic in &request.topics {
+        let mut result = CreatePartitionsTopicResult::default();
+        result.name = topic.name.clone();
+        let assignments_valid = topic.assignments.as_ref().is_none_or(|assignments| {
+            assignments.iter().all(|assignment| {
+                assignment.broker_ids.len() == 1 && assignment.broker_ids[0].0 == broker.config.node_id
+            })
+        });
+        if !assignments_valid {
+            result.error_code = code::INVALID_REPLICA_ASSIGNMENT;
+            result.error_message = Some(str_bytes("Replica assignments must name only this broker."));
+        } else {
+            let call = ControllerRequest::CreatePartitions {
+                topic: topic.name.0.as_str().to_string(),
+                count: topic.count,
+                validate_only: request.validate_only,
+            };
+            match broker.controller_call(call).await {
+                Some(ShardResponse::Topics(outcomes)) if !outcomes.is_empty() => {
+                    result.error_code = outcomes[0].error_code;
+                    result.error_message = outcomes[0].error_message.as_deref().map(str_bytes);
+                }
+                _ => result.error_code = code::UNKNOWN_SERVER_ERROR,
+            }
+        }
+        response.results.push(result);
+    }
+    Some(encode(&response, header.request_api_version))
+}

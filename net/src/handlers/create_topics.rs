@@ -1,0 +1,108 @@
+//! CreateTopics: validated by the controller, which saves and publishes the
+//! new metadata; every owner shard has opened the new partitions' logs by
+//! the time the response is sent.
+
+use std::collections::BTreeMap;
+use std::rc::Rc;
+
+use bytes::Bytes;
+use kafka_protocol::messages::create_topics_response::CreatableTopicResult;
+use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse, RequestHeader};
+use uuid::Uuid;
+
+use super::{encode, str_bytes};
+use crate::broker::{Broker, ControllerRequest, NewTopic, ShardResponse};
+use crate::errors::code;
+
+pub const VERSIONS: (i16, i16) = (2, 7);
+
+/// A single node holds exactly one replica of each partition.
+const REPLICATION_FACTOR: i16 = 1;
+
+pub async fn handle(broker: &Rc<Broker>, header: &RequestHeader, request: CreateTopicsRequest) -> Option<Vec<Bytes>> {
+    let version = header.request_api_version;
+    let mut results: Vec<CreatableTopicResult> = Vec::with_capacity(request.topics.len());
+    let mut to_create = Vec::new();
+    let mut positions = Vec::new();
+    for topic in &request.topics {
+        let name = topic.name.0.as_str().to_string();
+        let mut result = CreatableTopicResult::default();
+        result.name = topic.name.clone();
+        let duplicate = request.topics.iter().filter(|other| other.name == topic.name).count() > 1;
+        let partitions = if topic.num_partitions == -1 { broker.config.default_partitions } else { topic.num_partitions };
+        let mut configs = BTreeMap::new();
+        let mut invalid_config = None;
+        for config in &topic.configs {
+            match &config.value {
+                Some(value) => {
+                    configs.insert(config.name.as_str().to_string(), value.as_str().to_string());
+                }
+                None => invalid_config = Some(format!("config '{}' has no value", config.name.as_str())),
+            }
+        }
+        if duplicate {
+            result.error_code = code::INVALID_REQUEST;
+            result.error_message = Some(str_bytes("Duplicate topic name in the request."));
+        } else if topic.replication_factor != -1 && topic.replication_factor != REPLICATION_FACTOR {
+            result.error_code = code::INVALID_REPLICATION_FACTOR;
+            result.error_message = Some(str_bytes(&format!(
+                "Replication factor: {} larger than available brokers: 1.",
+                topic.replication_factor
+            )));
+        } else if !topic.assignments.is_empty() {
+            let valid = topic.assignments.iter().all(|assignment| {
+                assignment.broker_ids.len() == 1 && assignment.broker_ids[0].0 == broker.config.node_id
+            });
+            if valid && topic.num_partitions == -1 && topic.replication_factor == -1 {
+                positions.push(results.len());
+                to_create.push(NewTopic {
+                    name,
+                    partitions: topic.assignments.len() as i32,
+                    configs,
+                    validate_only: request.validate_only,
+                });
+            } else {
+                result.error_code = code::INVALID_REPLICA_ASSIGNMENT;
+                result.error_message = Some(str_bytes("Replica assignments must name only this broker."));
+            }
+        } else if let Some(message) = invalid_config {
+            result.error_code = code::INVALID_CONFIG;
+            result.error_message = Some(str_bytes(&message));
+        } else {
+            positions.push(results.len());
+            to_create.push(NewTopic { name, partitions, configs, validate_only: request.validate_only });
+        }
+        results.push(result);
+    }
+    if !to_create.is_empty() {
+        match broker.controller_call(ControllerRequest::CreateTopics(to_create)).await {
+            Some(ShardResponse::Topics(outcomes)) => {
+                for (position, outcome) in positions.into_iter().zip(outcomes) {
+                    let result = &mut results[position];
+                    result.error_code = outcome.error_code;
+                    result.error_message = outcome.error_message.as_deref().map(str_bytes);
+                    if outcome.error_code == code::NONE && version >= 7 {
+                        result.topic_id = Uuid::from_bytes(outcome.topic_id);
+                    }
+                    if outcome.error_code == code::NONE && version >= 5 {
+                        result.num_partitions = outcome.partitions;
+                        result.replication_factor = REPLICATION_FACTOR;
+                    }
+                }
+            }
+            _ => {
+                for position in positions {
+                    results[position].error_code = code::UNKNOWN_SERVER_ERROR;
+                }
+            }
+        }
+    }
+    if version < 1 {
+        for result in &mut results {
+            result.error_message = None;
+        }
+    }
+    let mut response = CreateTopicsResponse::default();
+    response.topics = results;
+    Some(encode(&response, version))
+}

@@ -1,0 +1,65 @@
+//! IncrementalAlterConfigs: topic configs (SET, DELETE). Broker configs are
+//! static (file, environment, flags) and refused with a message saying so.
+
+use std::rc::Rc;
+
+use bytes::Bytes;
+use kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse;
+use kafka_protocol::messages::{IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse, RequestHeader};
+
+use super::describe_configs::{RESOURCE_BROKER, RESOURCE_TOPIC};
+use super::{encode, str_bytes};
+use crate::broker::{Broker, ConfigChange, ControllerRequest, ShardResponse};
+use crate::errors::code;
+
+pub const VERSIONS: (i16, i16) = (0, 1);
+
+pub async fn handle(
+    broker: &Rc<Broker>,
+    header: &RequestHeader,
+    request: IncrementalAlterConfigsRequest,
+) -> Option<Vec<Bytes>> {
+    let mut response = IncrementalAlterConfigsResponse::default();
+    for resource in &request.resources {
+        let mut result = AlterConfigsResourceResponse::default();
+        result.resource_type = resource.resource_type;
+        result.resource_name = resource.resource_name.clone();
+        match resource.resource_type {
+            RESOURCE_TOPIC => {
+                let changes = resource
+                    .configs
+                    .iter()
+                    .map(|config| ConfigChange {
+                        name: config.name.as_str().to_string(),
+                        operation: config.config_operation,
+                        value: config.value.as_ref().map(|value| value.as_str().to_string()),
+                    })
+                    .collect();
+                let call = ControllerRequest::AlterTopicConfigs {
+                    topic: resource.resource_name.as_str().to_string(),
+                    changes,
+                    validate_only: request.validate_only,
+                };
+                match broker.controller_call(call).await {
+                    Some(ShardResponse::Topics(outcomes)) if !outcomes.is_empty() => {
+                        result.error_code = outcomes[0].error_code;
+                        result.error_message = outcomes[0].error_message.as_deref().map(str_bytes);
+                    }
+                    _ => result.error_code = code::UNKNOWN_SERVER_ERROR,
+                }
+            }
+            RESOURCE_BROKER => {
+                result.error_code = code::INVALID_REQUEST;
+                result.error_message = Some(str_bytes(
+                    "Sluice broker configs are static: set them in the config file, SLUICE_* variables or flags.",
+                ));
+            }
+            other => {
+                result.error_code = code::INVALID_REQUEST;
+                result.error_message = Some(str_bytes(&format!("Unsupported resource type {other}.")));
+            }
+        }
+        response.responses.push(result);
+    }
+    Some(encode(&response, header.request_api_version))
+}

@@ -1,0 +1,114 @@
+//! Produce: split per owner shard (one mesh message per shard), append
+//! there, merge the answers in request order. acks=0 gets no response;
+//! acks=all waits for the group-commit fdatasync.
+
+use std::rc::Rc;
+
+use bytes::Bytes;
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse, RequestHeader};
+use sluice_engine::ShardId;
+
+use super::{encode, str_bytes};
+use crate::broker::{futures_lite_join_all, Broker, ProduceEntry, ProduceOutcome, ShardRequest, ShardResponse};
+use crate::errors::code;
+
+pub const VERSIONS: (i16, i16) = (3, 11);
+
+pub async fn handle(broker: &Rc<Broker>, header: &RequestHeader, request: ProduceRequest) -> Option<Vec<Bytes>> {
+    let acks = request.acks;
+    let valid_acks = matches!(acks, -1 | 0 | 1);
+    // Positions of every partition in the request, grouped by owner shard.
+    let mut per_shard: Vec<(Vec<(usize, usize)>, Vec<ProduceEntry>)> =
+        (0..broker.shards()).map(|_| (Vec::new(), Vec::new())).collect();
+    let mut outcomes: Vec<Vec<ProduceOutcome>> = Vec::with_capacity(request.topic_data.len());
+    for (topic_index, topic) in request.topic_data.iter().enumerate() {
+        let name = topic.name.0.as_str();
+        let mut topic_outcomes = Vec::with_capacity(topic.partition_data.len());
+        for (partition_index, partition) in topic.partition_data.iter().enumerate() {
+            let mut outcome =
+                ProduceOutcome { base_offset: -1, log_append_time: -1, log_start_offset: -1, ..Default::default() };
+            if !valid_acks {
+                outcome.error_code = code::INVALID_REQUIRED_ACKS;
+            } else {
+                outcome.error_code = code::UNKNOWN_TOPIC_OR_PARTITION;
+                let known = broker.metadata().topics.get(name).is_some_and(|meta| {
+                    partition.index >= 0 && partition.index < meta.partitions
+                });
+                if known {
+                    let shard = broker.owner(name, partition.index);
+                    let (positions, entries) = &mut per_shard[shard.0 as usize];
+                    positions.push((topic_index, partition_index));
+                    entries.push(ProduceEntry {
+                        topic: name.to_string(),
+                        partition: partition.index,
+                        records: partition.records.clone(),
+                    });
+                }
+            }
+            topic_outcomes.push(outcome);
+        }
+        outcomes.push(topic_outcomes);
+    }
+    let mut calls = Vec::new();
+    let mut call_positions = Vec::new();
+    for (shard, (positions, entries)) in per_shard.into_iter().enumerate() {
+        if entries.is_empty() {
+            continue;
+        }
+        call_positions.push(positions);
+        calls.push(broker.mesh.call(
+            ShardId(shard as u16),
+            ShardRequest::Produce { entries, acks, timeout_ms: request.timeout_ms },
+        ));
+    }
+    let answers = futures_lite_join_all(calls).await;
+    for (positions, answer) in call_positions.into_iter().zip(answers) {
+        match answer {
+            Some(ShardResponse::Produce(results)) => {
+                for ((topic_index, partition_index), result) in positions.into_iter().zip(results) {
+                    outcomes[topic_index][partition_index] = result;
+                }
+            }
+            _ => {
+                for (topic_index, partition_index) in positions {
+                    outcomes[topic_index][partition_index].error_code = code::NOT_LEADER_OR_FOLLOWER;
+                }
+            }
+        }
+    }
+    if acks == 0 {
+        return None;
+    }
+    let mut response = ProduceResponse::default();
+    response.responses = request
+        .topic_data
+        .iter()
+        .zip(outcomes)
+        .map(|(topic, topic_outcomes)| {
+            let mut topic_response = TopicProduceResponse::default();
+            topic_response.name = topic.name.clone();
+            topic_response.partition_responses = topic
+                .partition_data
+                .iter()
+                .zip(topic_outcomes)
+                .map(|(partition, outcome)| {
+                    let mut partition_response = PartitionProduceResponse::default();
+                    partition_response.index = partition.index;
+                    partition_response.error_code = outcome.error_code;
+                    partition_response.base_offset = outcome.base_offset;
+                    partition_response.log_append_time_ms = outcome.log_append_time;
+                    if header.request_api_version >= 5 {
+                        partition_response.log_start_offset = outcome.log_start_offset;
+                    }
+                    if header.request_api_version >= 8 {
+                        partition_response.error_message = outcome.error_message.as_deref().map(str_bytes);
+                    }
+                    partition_response
+                })
+                .collect();
+            topic_response
+        })
+        .collect();
+    Some(encode(&response, header.request_api_version))
+}

@@ -1,0 +1,25 @@
+//! # sluice-net
+//!
+//! Sluice's Kafka wire-protocol layer over the storage engine.
+//!
+//! - [`codec`]: bounds-checked request decoders producing `kafka-protocol`
+//!   types (no decoder ever trusts a length from the wire).
+//! - [`server`]: per-shard listeners, framing, in-order pipelining.
+//! - [`handlers`]: one file per Kafka API, one registry, central version checks.
+//! - [`broker`]: a shard's partitions, the cross-shard operations, and the
+//!   metadata controller on shard 0.
+//! - [`wire`]: response frames as slices, written with `writev`.
+//! - [`errors`]: Kafka error codes and the one mapping from engine errors.
+
+pub mod broker;
+pub mod codec;
+pub mod config;
+pub mod constants;
+pub mod errors;
+pub mod handlers;
+pub mod server;
+pub mod topic_config;
+pub mod wire;
+
+pub use broker::Broker;
+pub use config::BrokerConfig;

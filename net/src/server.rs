@@ -1,0 +1,223 @@
+//! Connections: framing, in-order pipelining, and the per-shard accept loop.
+//!
+//! Each connection has a reader (frames → decoded requests → one handler task
+//! each) and a writer that awaits the handler tasks in the order the requests
+//! arrived, so responses keep Kafka's ordering even though handlers run
+//! concurrently. The queue between them is bounded (`IN_FLIGHT_REQUESTS_MAX`):
+//! a client that pipelines more waits, it does not grow the broker's memory.
+//! A malformed frame ends only its own connection, after the responses to
+//! the requests before it are sent.
+
+use std::io;
+use std::os::fd::AsRawFd;
+use std::rc::Rc;
+use std::time::Duration;
+
+use bytes::{Buf, Bytes, BytesMut};
+use futures_lite::AsyncReadExt;
+use glommio::channels::local_channel;
+use glommio::net::{TcpListener, TcpStream};
+use glommio::task::JoinHandle;
+use kafka_protocol::messages::ApiKey;
+
+use crate::broker::Broker;
+use crate::codec::{self, DecodeError};
+use crate::constants::{IN_FLIGHT_REQUESTS_MAX, LOGGED_STRING_BYTES_MAX, READ_CHUNK_BYTES, REQUEST_BYTES_MAX};
+use crate::handlers;
+use crate::wire::{write_frames, ResponseFrame};
+
+/// Smallest request: api key, api version, correlation id.
+const REQUEST_HEADER_BYTES_MIN: usize = 8;
+
+/// Accepts connections on this shard's listener until shutdown.
+pub async fn accept_loop(broker: Rc<Broker>, listener: TcpListener) {
+    loop {
+        let accepted = listener.accept().await;
+        if broker.shutting_down.get() {
+            return;
+        }
+        match accepted {
+            Ok(stream) => {
+                let _ = stream.set_nodelay(true);
+                let broker = Rc::clone(&broker);
+                glommio::spawn_local(async move {
+                    let peer = stream.peer_addr().map(|addr| addr.to_string()).unwrap_or_default();
+                    if let Err(reason) = serve_connection(broker, stream).await {
+                        tracing::info!(%peer, %reason, "connection closed");
+                    }
+                })
+                .detach();
+            }
+            Err(error) => {
+                tracing::warn!(%error, "accept failed");
+                glommio::timer::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+}
+
+/// Why a connection ended (logged once).
+#[derive(Debug)]
+enum Closed {
+    Io(io::Error),
+    Malformed(String),
+    Idle,
+}
+
+impl std::fmt::Display for Closed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Closed::Io(error) => write!(f, "i/o: {error}"),
+            Closed::Malformed(reason) => write!(f, "malformed request: {reason}"),
+            Closed::Idle => write!(f, "idle longer than connections.max.idle.ms"),
+        }
+    }
+}
+
+type Pending = JoinHandle<Option<ResponseFrame>>;
+
+async fn serve_connection(broker: Rc<Broker>, stream: TcpStream) -> Result<(), String> {
+    let fd = stream.as_raw_fd();
+    let (mut reader, writer) = futures_lite::io::split(stream);
+    let (sender, receiver) = local_channel::new_bounded::<Pending>(IN_FLIGHT_REQUESTS_MAX);
+    let writer_task = glommio::spawn_local(write_loop(writer, fd, receiver));
+    let idle = Duration::from_millis(broker.config.connections_max_idle_ms.max(1));
+    let mut buffer = BytesMut::with_capacity(READ_CHUNK_BYTES);
+    let outcome: Result<(), Closed> = async {
+        loop {
+            let Some(frame) = read_frame(&mut reader, &mut buffer, idle).await? else {
+                return Ok(());
+            };
+            let Some(task) = handle_frame(&broker, frame)? else {
+                continue;
+            };
+            if sender.send(task).await.is_err() {
+                // The writer stopped: the peer is gone.
+                return Ok(());
+            }
+        }
+    }
+    .await;
+    drop(sender);
+    let written = writer_task.await;
+    match (outcome, written) {
+        (Err(closed), _) => Err(closed.to_string()),
+        (Ok(()), Err(error)) => Err(format!("write: {error}")),
+        _ => Ok(()),
+    }
+}
+
+async fn write_loop(
+    mut writer: futures_lite::io::WriteHalf<TcpStream>,
+    fd: i32,
+    receiver: local_channel::LocalReceiver<Pending>,
+) -> io::Result<()> {
+    let mut pieces = Vec::new();
+    while let Some(task) = receiver.recv().await {
+        let Some(Some(frame)) = task.await else {
+            continue;
+        };
+        if frame.pieces.is_empty() {
+            return Err(io::Error::other("a response could not be encoded"));
+        }
+        pieces.extend(frame.pieces);
+        write_frames(&mut writer, fd, &mut pieces).await?;
+    }
+    Ok(())
+}
+
+/// Reads one length-prefixed frame. `None` at a clean end of stream.
+async fn read_frame(
+    reader: &mut futures_lite::io::ReadHalf<TcpStream>,
+    buffer: &mut BytesMut,
+    idle: Duration,
+) -> Result<Option<Bytes>, Closed> {
+    loop {
+        if buffer.len() >= 4 {
+            let declared = i32::from_be_bytes([buffer[0], buffer[1], buffer[2], buffer[3]]);
+            if declared < REQUEST_HEADER_BYTES_MIN as i32 || declared as usize > REQUEST_BYTES_MAX {
+                return Err(Closed::Malformed(format!(
+                    "frame length {declared} outside [{REQUEST_HEADER_BYTES_MIN}, {REQUEST_BYTES_MAX}]"
+                )));
+            }
+            let needed = 4 + declared as usize;
+            if buffer.len() >= needed {
+                buffer.advance(4);
+                return Ok(Some(buffer.split_to(declared as usize).freeze()));
+            }
+            // The length was checked against the limit: reserving it is safe.
+            buffer.reserve(needed - buffer.len());
+        }
+        let start = buffer.len();
+        let chunk = (buffer.capacity() - start).max(READ_CHUNK_BYTES);
+        buffer.resize(start + chunk, 0);
+        let read = glommio::timer::timeout(idle, async {
+            reader.read(&mut buffer[start..]).await.map_err(glommio::GlommioError::IoError)
+        })
+        .await;
+        let read = match read {
+            Ok(read) => read,
+            Err(glommio::GlommioError::TimedOut(_)) => {
+                buffer.truncate(start);
+                return Err(Closed::Idle);
+            }
+            Err(glommio::GlommioError::IoError(error)) => {
+                buffer.truncate(start);
+                return Err(Closed::Io(error));
+            }
+            Err(other) => {
+                buffer.truncate(start);
+                return Err(Closed::Io(io::Error::other(other.to_string())));
+            }
+        };
+        buffer.truncate(start + read);
+        if read == 0 {
+            if buffer.is_empty() {
+                return Ok(None);
+            }
+            return Err(Closed::Malformed("connection closed mid-frame".into()));
+        }
+    }
+}
+
+fn clip(text: &str) -> &str {
+    let mut end = text.len().min(LOGGED_STRING_BYTES_MAX);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+/// Decodes a frame and starts its handler. `None` when nothing is to be
+/// answered (never happens today: acks=0 is decided by the handler).
+fn handle_frame(broker: &Rc<Broker>, frame: Bytes) -> Result<Option<Pending>, Closed> {
+    let api_key = i16::from_be_bytes([frame[0], frame[1]]);
+    let api_version = i16::from_be_bytes([frame[2], frame[3]]);
+    let correlation_id = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
+    let mut body = frame;
+    let header = match codec::decode_request_header(&mut body, api_key, api_version) {
+        Ok(header) => header,
+        Err(error) => {
+            return Err(Closed::Malformed(format!("api key {api_key} v{api_version}: {error}")));
+        }
+    };
+    if !handlers::is_supported(api_key, api_version) {
+        if api_key == ApiKey::ApiVersions as i16 {
+            // Kafka answers an ApiVersions it cannot parse with v0 and
+            // UNSUPPORTED_VERSION, so the client can retry with a version
+            // from the list.
+            let frame = handlers::api_versions::unsupported_version_response(correlation_id);
+            return Ok(Some(glommio::spawn_local(async move { Some(frame) }).detach()));
+        }
+        let client = header.client_id.as_ref().map(|id| clip(id.as_str()).to_string()).unwrap_or_default();
+        return Err(Closed::Malformed(format!(
+            "unsupported api key {api_key} version {api_version} from client '{client}'"
+        )));
+    }
+    let request = codec::decode_request(api_key, api_version, body).map_err(|error: DecodeError| {
+        Closed::Malformed(format!("api key {api_key} v{api_version}: {error}"))
+    })?;
+    let broker = Rc::clone(broker);
+    let task = glommio::spawn_local(async move { handlers::dispatch(&broker, header, request).await });
+    Ok(Some(task.detach()))
+}

@@ -1,0 +1,96 @@
+//! Framing and the scatter-gather response writer.
+//!
+//! A response is a list of byte slices: the length prefix and response header
+//! in one small buffer, then the body as encoded pieces and record slices
+//! straight from the log. They go to the socket with `writev` on the raw
+//! (non-blocking) fd, so fetched record bytes are never copied into a single
+//! response buffer; on EAGAIN the writer waits through glommio's own write.
+
+use std::io;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use futures_lite::{AsyncWrite, AsyncWriteExt};
+
+use crate::constants::IOVECS_MAX;
+
+/// A response ready to send, minus the 4-byte length prefix.
+#[derive(Debug, Default)]
+pub struct ResponseFrame {
+    pub pieces: Vec<Bytes>,
+}
+
+impl ResponseFrame {
+    /// Builds a frame from a response header version and body pieces.
+    pub fn new(correlation_id: i32, header_version: i16, body: Vec<Bytes>) -> ResponseFrame {
+        let body_len: usize = body.iter().map(Bytes::len).sum();
+        let header_len = if header_version >= 1 { 5 } else { 4 };
+        let mut head = BytesMut::with_capacity(4 + header_len);
+        head.put_i32((header_len + body_len) as i32);
+        head.put_i32(correlation_id);
+        if header_version >= 1 {
+            // No tagged fields.
+            head.put_u8(0);
+        }
+        let mut pieces = Vec::with_capacity(body.len() + 1);
+        pieces.push(head.freeze());
+        pieces.extend(body.into_iter().filter(|piece| !piece.is_empty()));
+        ResponseFrame { pieces }
+    }
+
+    pub fn len(&self) -> usize {
+        self.pieces.iter().map(Bytes::len).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Writes all pieces to the socket: `writev` while the kernel takes data,
+/// glommio's awaited write when it would block.
+pub async fn write_frames<W: AsyncWrite + Unpin>(
+    stream: &mut W,
+    fd: i32,
+    pieces: &mut Vec<Bytes>,
+) -> io::Result<()> {
+    let mut first = 0usize;
+    while first < pieces.len() {
+        let end = (first + IOVECS_MAX).min(pieces.len());
+        let iovecs: Vec<libc::iovec> = pieces[first..end]
+            .iter()
+            .map(|piece| libc::iovec { iov_base: piece.as_ptr() as *mut libc::c_void, iov_len: piece.len() })
+            .collect();
+        // SAFETY: the iovecs point into `pieces`, alive and unchanged for the
+        // duration of the call; fd is this connection's open socket.
+        let written = unsafe { libc::writev(fd, iovecs.as_ptr(), iovecs.len() as libc::c_int) };
+        if written < 0 {
+            let error = io::Error::last_os_error();
+            match error.kind() {
+                io::ErrorKind::WouldBlock => {
+                    // Socket buffer full: let glommio wait for room while it
+                    // sends the next piece, then go back to writev.
+                    let piece = pieces[first].clone();
+                    stream.write_all(&piece).await?;
+                    first += 1;
+                    continue;
+                }
+                io::ErrorKind::Interrupted => continue,
+                _ => return Err(error),
+            }
+        }
+        let mut written = written as usize;
+        while written > 0 && first < pieces.len() {
+            let len = pieces[first].len();
+            if written >= len {
+                written -= len;
+                first += 1;
+            } else {
+                let rest = pieces[first].slice(written..);
+                pieces[first] = rest;
+                written = 0;
+            }
+        }
+    }
+    pieces.clear();
+    Ok(())
+}
