@@ -1,0 +1,114 @@
+//! Engine micro-benchmarks: batch validation (CRC-32C), index lookup, and
+//! the cross-shard hand-off. Baselines in the same run: a plain memcpy of
+//! the same bytes (for validation) and a same-shard call (for the mesh).
+
+use std::hint::black_box;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use sluice_engine::batch::{build_batch, validate};
+use sluice_engine::index::{OffsetEntry, SegmentIndex};
+use sluice_engine::shard::{mesh_plan, run_shards, ShardPlan};
+use sluice_engine::{Mesh, ShardId};
+
+fn batch_of(bytes: usize) -> Vec<u8> {
+    let record = vec![7u8; 1024];
+    let count = (bytes / 1032).max(1);
+    let values: Vec<&[u8]> = (0..count).map(|_| record.as_slice()).collect();
+    build_batch(1, &values)
+}
+
+fn validation(c: &mut Criterion) {
+    let mut group = c.benchmark_group("batch_validation");
+    for size in [16 * 1024, 1024 * 1024] {
+        let batch = batch_of(size);
+        group.throughput(Throughput::Bytes(batch.len() as u64));
+        group.bench_with_input(BenchmarkId::new("validate_crc32c", batch.len()), &batch, |b, batch| {
+            b.iter(|| validate(black_box(batch), usize::MAX).expect("valid"))
+        });
+        group.bench_with_input(BenchmarkId::new("memcpy_baseline", batch.len()), &batch, |b, batch| {
+            let mut target = vec![0u8; batch.len()];
+            b.iter(|| target.copy_from_slice(black_box(batch)))
+        });
+    }
+    group.finish();
+}
+
+fn index_lookup(c: &mut Criterion) {
+    // A full 1 GiB segment at Kafka's default index interval: 262,144 entries.
+    let entries = (1u64 << 30) / 4096;
+    let index = SegmentIndex {
+        offsets: (0..entries as u32)
+            .map(|i| OffsetEntry { relative_offset: i * 4, position: i * 4096 })
+            .collect(),
+        times: Vec::new(),
+    };
+    let mut probe = 0u32;
+    c.bench_function("index_lookup_1GiB_segment", |b| {
+        b.iter(|| {
+            probe = probe.wrapping_mul(1_103_515_245).wrapping_add(12_345) % (entries as u32 * 4);
+            black_box(index.position_for(black_box(probe)))
+        })
+    });
+}
+
+/// Round trip of one request to another shard and back, against the same
+/// request served on the caller's shard. Timed inside the executors; criterion
+/// gets the per-iteration time through `iter_custom`.
+fn cross_shard(c: &mut Criterion) {
+    let mut group = c.benchmark_group("cross_shard_handoff");
+    group.sample_size(10);
+    for remote in [false, true] {
+        let name = if remote { "mesh_round_trip" } else { "local_call_baseline" };
+        group.bench_function(name, |b| {
+            b.iter_custom(|iterations| {
+                let plan = mesh_plan::<Bytes, usize>(2);
+                let elapsed = std::sync::Arc::new(std::sync::Mutex::new(Duration::ZERO));
+                let recorded = std::sync::Arc::clone(&elapsed);
+                let shard_plan = ShardPlan { shards: 2, pin: false, spin_before_park: Some(Duration::from_micros(50)) };
+                run_shards(&shard_plan, move |shard| {
+                    let plan = plan.clone();
+                    let recorded = std::sync::Arc::clone(&recorded);
+                    async move {
+                        let mesh = Mesh::join(plan).await.expect("join");
+                        mesh.set_handler(Rc::new(|bytes: Bytes| Box::pin(async move { bytes.len() })));
+                        if shard.0 == 0 {
+                            let target = if remote { ShardId(1) } else { ShardId(0) };
+                            let payload = Bytes::from_static(&[0u8; 64]);
+                            let start = Instant::now();
+                            for _ in 0..iterations {
+                                black_box(mesh.call(target, payload.clone()).await);
+                            }
+                            *recorded.lock().expect("lock") = start.elapsed();
+                            // Tell shard 1 it may stop.
+                            let _ = mesh.call(ShardId(1), Bytes::new()).await;
+                        } else {
+                            // Serve until shard 0 sends the empty stop message.
+                            let stop = Rc::new(std::cell::Cell::new(false));
+                            let seen = Rc::clone(&stop);
+                            mesh.set_handler(Rc::new(move |bytes: Bytes| {
+                                if bytes.is_empty() {
+                                    seen.set(true);
+                                }
+                                Box::pin(async move { bytes.len() })
+                            }));
+                            while !stop.get() {
+                                glommio::timer::sleep(Duration::from_millis(1)).await;
+                            }
+                            glommio::timer::sleep(Duration::from_millis(5)).await;
+                        }
+                    }
+                })
+                .expect("shards run");
+                let total = *elapsed.lock().expect("lock");
+                total
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, validation, index_lookup, cross_shard);
+criterion_main!(benches);
