@@ -1,6 +1,7 @@
 //! `sluice`: the broker, and an admin CLI that talks Kafka protocol to any
 //! broker.
 
+mod admin;
 mod config;
 mod run;
 
@@ -16,6 +17,9 @@ USAGE:
         Settings come from the embedded defaults, then FILE (TOML), then SLUICE_* variables,
         then flags.
 
+    sluice topic ...  |  sluice cluster ...
+        Admin commands against a running broker (below).
+
     sluice --help       This text and the list of settings.
 ";
 
@@ -27,8 +31,11 @@ fn init_logging() {
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if admin::is_admin_command(&args) {
+        return admin::main(&args);
+    }
     if args.iter().any(|arg| arg == "--help" || arg == "-h") {
-        print!("{USAGE}\nSETTINGS:\n");
+        print!("{USAGE}\n{}\nSETTINGS:\n", admin::USAGE);
         for (name, what) in config::SETTINGS {
             println!("    {name:<30} {what}");
         }

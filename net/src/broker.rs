@@ -31,6 +31,13 @@ use crate::topic_config;
 /// A partition as the mesh addresses it.
 pub type PartitionKey = (String, i32);
 
+/// Work for each shard: where each item sits in the request (topic index,
+/// partition index) and the items, in the same order.
+pub type PerShard<T> = Vec<(Vec<(usize, usize)>, Vec<T>)>;
+
+/// A ListOffsets query: topic, partition, timestamp, read_committed.
+pub type OffsetQueryEntry = (String, i32, i64, bool);
+
 /// One partition's records in a produce request.
 #[derive(Debug)]
 pub struct ProduceEntry {
@@ -117,7 +124,7 @@ pub enum ShardRequest {
     /// Resolves when any watched partition's log end passes its offset, or
     /// after `wait_ms`.
     WaitForData { watches: Vec<(String, i32, i64)>, wait_ms: u64 },
-    ListOffsets(Vec<(String, i32, i64, bool)>),
+    ListOffsets(Vec<OffsetQueryEntry>),
     ApplyMetadata(Arc<ClusterMetadata>),
     Controller(ControllerRequest),
     LogSizes,
@@ -186,6 +193,30 @@ fn random_id() -> [u8; 16] {
     id
 }
 
+/// Bytes of the file that settles glommio's polled-I/O probe: one O_DIRECT
+/// block of the largest logical block size a device may have.
+const IOPOLL_PROBE_BYTES: usize = 4096;
+
+/// glommio decides once per thread and device whether reads may use the
+/// polled (IOPOLL) ring, by reading the first block of the first file the
+/// thread opens with O_DIRECT; only an ENOTSUP answer turns polling off. If
+/// that file is empty, as on a fresh data directory (the first file a shard
+/// opens is a new metadata or segment file), the read returns nothing, the
+/// probe passes, and on a device without poll queues every later read of
+/// data on that shard fails with EOPNOTSUPP: fetches of data no longer in
+/// the batch cache and timestamp lookups return KAFKA_STORAGE_ERROR until the
+/// broker restarts. Opening a file that has data first, before anything
+/// else on the shard, makes the probe see the device's real answer.
+async fn settle_iopoll_probe(data_dir: &std::path::Path, shard: ShardId) -> Result<(), String> {
+    use sluice_engine::Storage;
+    let path = data_dir.join(format!(".iopoll-probe-shard-{}", shard.0));
+    std::fs::write(&path, [0x5a; IOPOLL_PROBE_BYTES])
+        .map_err(|error| format!("writing {}: {error}", path.display()))?;
+    let opened = DmaStorage.open(&path, false).await;
+    let _ = std::fs::remove_file(&path);
+    opened.map(drop).map_err(|error| format!("opening {}: {error}", path.display()))
+}
+
 /// Kafka's legal topic names: 1–249 of `[a-zA-Z0-9._-]`, not `.` or `..`.
 pub fn validate_topic_name(name: &str) -> Result<(), String> {
     if name.is_empty() {
@@ -211,6 +242,7 @@ impl Broker {
         mesh: Rc<Mesh<ShardRequest, ShardResponse>>,
     ) -> Result<Rc<Broker>, String> {
         let shard = mesh.shard();
+        settle_iopoll_probe(&config.data_dir, shard).await?;
         let controller = if shard.0 == 0 {
             Some(Controller {
                 store: FileMetadataStore::new(DmaStorage, config.data_dir.clone()),
@@ -721,7 +753,13 @@ impl Broker {
                     outcome.bytes = chunks.bytes;
                     outcome.chunks = chunks.chunks;
                 }
-                Err(error) => outcome.error_code = read_error_code(&error),
+                Err(error) => {
+                    if !matches!(error, sluice_engine::ReadError::OffsetOutOfRange { .. }) {
+                        // The client only sees KAFKA_STORAGE_ERROR: say what failed.
+                        tracing::warn!(%error, topic = %entry.topic, partition = entry.partition, "read failed");
+                    }
+                    outcome.error_code = read_error_code(&error);
+                }
             }
             outcomes.push(outcome);
         }
@@ -758,7 +796,7 @@ impl Broker {
         .await;
     }
 
-    async fn list_offsets_local(&self, queries: Vec<(String, i32, i64, bool)>) -> Vec<(i16, i64, i64)> {
+    async fn list_offsets_local(&self, queries: Vec<OffsetQueryEntry>) -> Vec<(i16, i64, i64)> {
         let mut results = Vec::with_capacity(queries.len());
         for (topic, partition, timestamp, read_committed) in queries {
             let Some(log) = self.log(&topic, partition) else {
@@ -782,7 +820,11 @@ impl Broker {
                     (code::NONE, timestamp, offset)
                 }
                 Ok(None) => (code::NONE, -1, -1),
-                Err(error) => (read_error_code(&error), -1, -1),
+                Err(error) => {
+                    // The client only sees KAFKA_STORAGE_ERROR: say what failed.
+                    tracing::warn!(%error, %topic, partition, timestamp, "offset lookup failed");
+                    (read_error_code(&error), -1, -1)
+                }
             });
         }
         results

@@ -12,6 +12,7 @@
 //! - [`errors`]: Kafka error codes and the one mapping from engine errors.
 
 pub mod broker;
+pub mod client;
 pub mod codec;
 pub mod config;
 pub mod constants;

@@ -8,7 +8,7 @@ use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse, RequestH
 use sluice_engine::ShardId;
 
 use super::encode;
-use crate::broker::{futures_lite_join_all, Broker, ShardRequest, ShardResponse};
+use crate::broker::{futures_lite_join_all, Broker, OffsetQueryEntry, PerShard, ShardRequest, ShardResponse};
 use crate::errors::code;
 
 pub const VERSIONS: (i16, i16) = (1, 9);
@@ -18,7 +18,7 @@ const READ_COMMITTED: i8 = 1;
 
 pub async fn handle(broker: &Rc<Broker>, header: &RequestHeader, request: ListOffsetsRequest) -> Option<Vec<Bytes>> {
     let read_committed = request.isolation_level == READ_COMMITTED;
-    let mut per_shard: Vec<(Vec<(usize, usize)>, Vec<(String, i32, i64, bool)>)> =
+    let mut per_shard: PerShard<OffsetQueryEntry> =
         (0..broker.shards()).map(|_| (Vec::new(), Vec::new())).collect();
     let mut results: Vec<Vec<(i16, i64, i64)>> = Vec::new();
     for (topic_index, topic) in request.topics.iter().enumerate() {

@@ -10,16 +10,18 @@ use kafka_protocol::messages::{ProduceRequest, ProduceResponse, RequestHeader};
 use sluice_engine::ShardId;
 
 use super::{encode, str_bytes};
-use crate::broker::{futures_lite_join_all, Broker, ProduceEntry, ProduceOutcome, ShardRequest, ShardResponse};
+use crate::broker::{
+    futures_lite_join_all, Broker, PerShard, ProduceEntry, ProduceOutcome, ShardRequest, ShardResponse,
+};
 use crate::errors::code;
 
 pub const VERSIONS: (i16, i16) = (3, 11);
 
 pub async fn handle(broker: &Rc<Broker>, header: &RequestHeader, request: ProduceRequest) -> Option<Vec<Bytes>> {
     let acks = request.acks;
-    let valid_acks = matches!(acks, -1 | 0 | 1);
+    let valid_acks = (-1..=1).contains(&acks);
     // Positions of every partition in the request, grouped by owner shard.
-    let mut per_shard: Vec<(Vec<(usize, usize)>, Vec<ProduceEntry>)> =
+    let mut per_shard: PerShard<ProduceEntry> =
         (0..broker.shards()).map(|_| (Vec::new(), Vec::new())).collect();
     let mut outcomes: Vec<Vec<ProduceOutcome>> = Vec::with_capacity(request.topic_data.len());
     for (topic_index, topic) in request.topic_data.iter().enumerate() {

@@ -1,0 +1,503 @@
+//! The admin CLI against the real broker: each scenario starts `sluice` on
+//! port 0 with its own data directory and runs `sluice topic ...` and
+//! `sluice cluster ...` as separate processes, checking their exit status,
+//! their human output and that their `--json` output parses.
+//!
+//! Self-contained on purpose (no `common/` harness): the CLI is a client of
+//! any Kafka broker, and these tests only need a broker process to talk to.
+
+use std::fs;
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use rdkafka::config::ClientConfig;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use serde_json::Value;
+use sluice_net::client::{Admin, ClientOptions, ConfigResource, ConfigSource};
+
+/// How long the broker may take to print its listening line.
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long the broker may take to exit after SIGTERM before SIGKILL.
+const STOP_TIMEOUT: Duration = Duration::from_secs(20);
+/// Bound for producing the test messages on a loaded 2-core machine.
+const PRODUCE_TIMEOUT: Duration = Duration::from_secs(60);
+/// The listening line `sluice` prints on stdout once it accepts connections.
+const LISTENING_PREFIX: &str = "sluice listening on ";
+
+static NEXT_DIR: AtomicU32 = AtomicU32::new(0);
+
+/// A running broker process and the directory it owns; dropping it stops
+/// the broker (SIGTERM, then SIGKILL) and removes the directory.
+struct Broker {
+    child: Child,
+    root: PathBuf,
+    address: String,
+}
+
+impl Broker {
+    fn start() -> Broker {
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |time| time.as_nanos());
+        let root = std::env::temp_dir().join(format!(
+            "sluice-admin-cli-{}-{nanos}-{}",
+            std::process::id(),
+            NEXT_DIR.fetch_add(1, Ordering::Relaxed)
+        ));
+        fs::create_dir_all(&root).unwrap_or_else(|error| panic!("{}: {error}", root.display()));
+        let log = fs::File::create(root.join("broker.log")).expect("create the broker log");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .arg("--data-dir")
+            .arg(root.join("data"))
+            .args(["--listen", "127.0.0.1:0", "--shards", "2"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .expect("spawn the sluice broker");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (lines, listening) = mpsc::channel();
+        // Reads stdout to its end, so the broker never blocks on a full pipe.
+        thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                let _ = lines.send(line);
+            }
+        });
+        let deadline = Instant::now() + START_TIMEOUT;
+        let address = loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match listening.recv_timeout(left) {
+                Ok(line) => {
+                    if let Some(address) = line.strip_prefix(LISTENING_PREFIX) {
+                        break address.trim().to_string();
+                    }
+                }
+                Err(_) => {
+                    let log = fs::read_to_string(root.join("broker.log")).unwrap_or_default();
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    let _ = fs::remove_dir_all(&root);
+                    panic!("the broker did not start; its log:\n{log}");
+                }
+            }
+        };
+        Broker {
+            child,
+            root,
+            address,
+        }
+    }
+
+    /// Runs `sluice ARGS --bootstrap ADDRESS`.
+    fn cli(&self, args: &[&str]) -> Run {
+        let mut all: Vec<&str> = args.to_vec();
+        all.extend(["--bootstrap", &self.address]);
+        sluice(&all)
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        // SAFETY: signalling our own child process by its pid.
+        unsafe {
+            libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                break;
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        if thread::panicking() {
+            let log = fs::read_to_string(self.root.join("broker.log")).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(40).collect();
+            eprintln!(
+                "broker log (last lines, newest first):\n{}",
+                tail.join("\n")
+            );
+        }
+        let _ = fs::remove_dir_all(&self.root);
+    }
+}
+
+/// One finished CLI process.
+struct Run {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    /// Asserts success and returns stdout.
+    fn ok(self, what: &str) -> String {
+        assert_eq!(
+            self.code,
+            Some(0),
+            "{what}: stdout:\n{}\nstderr:\n{}",
+            self.stdout,
+            self.stderr
+        );
+        self.stdout
+    }
+
+    /// Asserts success and parses stdout as JSON.
+    fn json(self, what: &str) -> Value {
+        let stdout = self.ok(what);
+        serde_json::from_str(&stdout).unwrap_or_else(|error| panic!("{what}: {error}:\n{stdout}"))
+    }
+}
+
+fn sluice(args: &[&str]) -> Run {
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run the sluice CLI");
+    Run {
+        code: status.code(),
+        stdout: String::from_utf8_lossy(&stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&stderr).into_owned(),
+    }
+}
+
+/// Produces `count` messages to one partition with librdkafka.
+fn produce(address: &str, topic: &str, partition: i32, count: usize) {
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", address)
+        .set("message.timeout.ms", "30000")
+        .create()
+        .expect("create a librdkafka producer");
+    for index in 0..count {
+        let payload = format!("message {index}");
+        let record = BaseRecord::<(), _>::to(topic)
+            .partition(partition)
+            .payload(&payload);
+        if let Err((error, _)) = producer.send(record) {
+            panic!("queueing a message failed: {error}");
+        }
+    }
+    producer.flush(PRODUCE_TIMEOUT).expect("flush the producer");
+}
+
+/// The partition rows of `topic describe` output, as whitespace-split cells.
+fn partition_rows(describe: &str) -> Vec<Vec<String>> {
+    describe
+        .lines()
+        .skip_while(|line| !line.starts_with("PARTITION"))
+        .skip(1)
+        .map(|line| line.split_whitespace().map(str::to_string).collect())
+        .collect()
+}
+
+#[test]
+fn topic_lifecycle() {
+    let broker = Broker::start();
+
+    let created = broker
+        .cli(&["topic", "create", "orders", "--partitions", "3"])
+        .ok("create");
+    assert_eq!(
+        created,
+        "Created topic 'orders' with 3 partition(s) and replication factor 1.\n"
+    );
+    let json = broker.cli(&[
+        "topic",
+        "create",
+        "events",
+        "--config",
+        "retention.ms=3600000",
+        "--json",
+    ]);
+    let json = json.json("create --json");
+    assert_eq!(json["name"], "events");
+    assert_eq!(
+        json["partitions"], 1,
+        "the broker's default partition count"
+    );
+    assert!(json["topic_id"].is_string(), "{json}");
+
+    // The duplicate is the broker's refusal: one line, exit status 1.
+    let duplicate = broker.cli(&["topic", "create", "orders"]);
+    assert_eq!(duplicate.code, Some(1));
+    assert_eq!(
+        duplicate.stderr,
+        "sluice: create topic 'orders' failed: TOPIC_ALREADY_EXISTS (36): \
+         Topic 'orders' already exists.\n"
+    );
+    assert!(duplicate.stdout.is_empty());
+
+    let list = broker.cli(&["topic", "list"]).ok("list");
+    assert_eq!(
+        list,
+        "TOPIC   PARTITIONS  REPLICATION-FACTOR\n\
+         events  1           1\n\
+         orders  3           1\n"
+    );
+    let json = broker.cli(&["topic", "list", "--json"]).json("list --json");
+    let names: Vec<&str> = json["topics"]
+        .as_array()
+        .expect("topics array")
+        .iter()
+        .filter_map(|t| t["name"].as_str())
+        .collect();
+    assert_eq!(names, ["events", "orders"]);
+    assert_eq!(json["topics"][1]["partitions"], 3);
+
+    produce(&broker.address, "orders", 0, 3);
+    produce(&broker.address, "orders", 2, 5);
+
+    let describe = broker.cli(&["topic", "describe", "orders"]).ok("describe");
+    assert!(
+        describe.starts_with("Topic:              orders\n"),
+        "{describe}"
+    );
+    assert!(describe.contains("Partitions:         3\n"), "{describe}");
+    assert!(
+        describe.contains("Configs:            (none set on the topic)\n"),
+        "{describe}"
+    );
+    let rows = partition_rows(&describe);
+    let offsets: Vec<(&str, &str, &str)> = rows
+        .iter()
+        .map(|row| (row[0].as_str(), row[4].as_str(), row[5].as_str()))
+        .collect();
+    assert_eq!(
+        offsets,
+        [("0", "0", "3"), ("1", "0", "0"), ("2", "0", "5")],
+        "{describe}"
+    );
+    // One node: it leads every partition and is the only replica and ISR member.
+    assert!(
+        rows.iter().all(|row| row[1] == row[2] && row[2] == row[3]),
+        "{describe}"
+    );
+
+    let json = broker
+        .cli(&["topic", "describe", "orders", "--json"])
+        .json("describe --json");
+    let partitions = json["partitions"].as_array().expect("partitions array");
+    assert_eq!(partitions.len(), 3);
+    let latest: Vec<i64> = partitions
+        .iter()
+        .filter_map(|p| p["latest_offset"].as_i64())
+        .collect();
+    assert_eq!(latest, [3, 0, 5]);
+    assert!(partitions
+        .iter()
+        .all(|p| p["earliest_offset"] == 0 && p["isr"].as_array().is_some()));
+    assert_eq!(json["configs"], serde_json::json!({}));
+
+    // Overrides show; defaults inherited from the broker do not.
+    let altered = broker
+        .cli(&[
+            "topic",
+            "alter-config",
+            "orders",
+            "--set",
+            "retention.ms=86400000",
+            "--set",
+            "segment.ms=600000",
+        ])
+        .ok("alter-config --set");
+    assert_eq!(
+        altered,
+        "Altered configs of topic 'orders': set retention.ms=86400000, segment.ms=600000.\n"
+    );
+    let describe = broker
+        .cli(&["topic", "describe", "orders"])
+        .ok("describe after alter");
+    assert!(
+        describe.contains("Configs:\n    retention.ms = 86400000\n    segment.ms   = 600000\n"),
+        "{describe}"
+    );
+    let json = broker
+        .cli(&[
+            "topic",
+            "alter-config",
+            "orders",
+            "--delete",
+            "segment.ms",
+            "--json",
+        ])
+        .json("alter-config --delete");
+    assert_eq!(json["deleted"], serde_json::json!(["segment.ms"]));
+    let json = broker
+        .cli(&["topic", "describe", "orders", "--json"])
+        .json("describe after delete");
+    assert_eq!(
+        json["configs"],
+        serde_json::json!({ "retention.ms": "86400000" })
+    );
+    // The config given at creation is an override too.
+    let json = broker
+        .cli(&["topic", "describe", "events", "--json"])
+        .json("describe events");
+    assert_eq!(
+        json["configs"],
+        serde_json::json!({ "retention.ms": "3600000" })
+    );
+
+    let invalid = broker.cli(&[
+        "topic",
+        "alter-config",
+        "orders",
+        "--set",
+        "retention.ms=soon",
+    ]);
+    assert_eq!(invalid.code, Some(1), "{}", invalid.stderr);
+    assert!(
+        invalid
+            .stderr
+            .starts_with("sluice: alter configs of topic 'orders' failed: INVALID_CONFIG (40)"),
+        "{}",
+        invalid.stderr
+    );
+
+    assert_eq!(
+        broker.cli(&["topic", "delete", "orders"]).ok("delete"),
+        "Deleted topic 'orders'.\n"
+    );
+    let list = broker.cli(&["topic", "list"]).ok("list after delete");
+    assert!(!list.contains("orders"), "{list}");
+    assert!(list.contains("events"), "{list}");
+    let json = broker
+        .cli(&["topic", "delete", "events", "--json"])
+        .json("delete --json");
+    assert_eq!(json["deleted"], "events");
+    assert_eq!(
+        broker.cli(&["topic", "list"]).ok("empty list"),
+        "No topics.\n"
+    );
+    let json = broker
+        .cli(&["topic", "list", "--json"])
+        .json("empty list --json");
+    assert_eq!(json["topics"], serde_json::json!([]));
+
+    let missing = broker.cli(&["topic", "describe", "orders"]);
+    assert_eq!(missing.code, Some(1));
+    assert_eq!(
+        missing.stderr,
+        "sluice: describe topic 'orders' failed: UNKNOWN_TOPIC_OR_PARTITION (3): \
+         Topic 'orders' does not exist.\n"
+    );
+    let missing = broker.cli(&["topic", "delete", "orders"]);
+    assert_eq!(missing.code, Some(1));
+    assert!(
+        missing.stderr.contains("UNKNOWN_TOPIC_OR_PARTITION (3)"),
+        "{}",
+        missing.stderr
+    );
+}
+
+#[test]
+fn cluster_info() {
+    let broker = Broker::start();
+    let port = broker
+        .address
+        .rsplit_once(':')
+        .map(|(_, port)| port.to_string())
+        .expect("port");
+
+    let info = broker.cli(&["cluster", "info"]).ok("cluster info");
+    let lines: Vec<&str> = info.lines().collect();
+    assert!(
+        lines[0].starts_with("Cluster id:  ") && lines[0].len() > "Cluster id:  ".len(),
+        "{info}"
+    );
+    assert!(lines[1].starts_with("Controller:  "), "{info}");
+    assert_eq!(lines[2], "Brokers:     1");
+    assert_eq!(
+        lines[4].split_whitespace().collect::<Vec<_>>(),
+        ["BROKER", "HOST", "PORT", "RACK", "ROLE"]
+    );
+    let row: Vec<&str> = lines[5].split_whitespace().collect();
+    assert_eq!(
+        row[1..],
+        ["127.0.0.1", port.as_str(), "-", "controller"],
+        "{info}"
+    );
+
+    let json = broker
+        .cli(&["cluster", "info", "--json"])
+        .json("cluster info --json");
+    let cluster_id = json["cluster_id"].as_str().expect("cluster id");
+    assert!(lines[0].ends_with(cluster_id), "{info} vs {json}");
+    let brokers = json["brokers"].as_array().expect("brokers array");
+    assert_eq!(brokers.len(), 1);
+    assert_eq!(brokers[0]["host"], "127.0.0.1");
+    assert_eq!(
+        brokers[0]["port"].as_i64().map(|port| port.to_string()),
+        Some(port)
+    );
+    assert_eq!(json["controller_id"], brokers[0]["node_id"]);
+
+    // The library under the CLI: a broker's own configs, asked of that broker.
+    let mut admin = Admin::connect(&broker.address, ClientOptions::default()).expect("connect");
+    let node_id = json["controller_id"].as_i64().expect("controller id") as i32;
+    let configs = admin
+        .describe_configs(&ConfigResource::Broker(node_id))
+        .expect("broker configs");
+    let retention = configs
+        .iter()
+        .find(|entry| entry.name == "log.retention.ms")
+        .expect("log.retention.ms");
+    assert_eq!(retention.source, ConfigSource::StaticBroker);
+    assert!(retention.value.is_some());
+}
+
+#[test]
+fn usage_errors_and_unreachable_brokers() {
+    for args in [
+        &["topic"][..],
+        &["topic", "create"],
+        &["topic", "create", "a", "--partitions", "zero"],
+        &["topic", "alter-config", "a"],
+        &["topic", "list", "--frobnicate", "1"],
+        &["cluster", "status"],
+    ] {
+        let run = sluice(args);
+        assert_eq!(run.code, Some(2), "{args:?}: {}", run.stderr);
+        assert!(
+            run.stderr.starts_with("sluice: "),
+            "{args:?}: {}",
+            run.stderr
+        );
+        assert!(
+            run.stderr.contains("ADMIN COMMANDS"),
+            "{args:?}: usage text missing"
+        );
+        assert!(run.stdout.is_empty());
+    }
+    let help = sluice(&["--help"]).ok("--help");
+    assert!(
+        help.contains("sluice topic create NAME") && help.contains("SETTINGS:"),
+        "{help}"
+    );
+    let help = sluice(&["topic", "--help"]).ok("topic --help");
+    assert!(help.starts_with("ADMIN COMMANDS"), "{help}");
+
+    // Port 1 on loopback: nothing listens there.
+    let run = sluice(&["topic", "list", "--bootstrap", "127.0.0.1:1"]);
+    assert_eq!(run.code, Some(1));
+    assert!(
+        run.stderr
+            .starts_with("sluice: list topics failed: cannot connect to 127.0.0.1:1: "),
+        "{}",
+        run.stderr
+    );
+}

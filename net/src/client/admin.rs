@@ -1,0 +1,754 @@
+//! Admin calls: topics, configs, offsets and the cluster, as plain structs.
+//!
+//! Requests go where Kafka wants them: Metadata, DescribeCluster and topic
+//! configs to the bootstrap broker; CreateTopics and DeleteTopics to the
+//! controller (brokers of Kafka 2.8 and later forward them, older ones answer
+//! NOT_CONTROLLER, after which the call is retried once with fresh metadata);
+//! ListOffsets to each partition's leader; a broker's configs to that broker.
+
+use std::collections::btree_map::Entry;
+use std::collections::BTreeMap;
+
+use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
+use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
+use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+use kafka_protocol::messages::incremental_alter_configs_request::{
+    AlterConfigsResource, AlterableConfig,
+};
+use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::{
+    ApiKey, BrokerId, CreateTopicsRequest, DeleteTopicsRequest, DescribeClusterRequest,
+    DescribeConfigsRequest, IncrementalAlterConfigsRequest, ListOffsetsRequest, MetadataRequest,
+    TopicName,
+};
+use kafka_protocol::protocol::StrBytes;
+use uuid::Uuid;
+
+use super::connection::Connection;
+use super::error::{ClientError, KafkaError};
+use super::ClientOptions;
+
+/// Kafka's NOT_CONTROLLER error code.
+const NOT_CONTROLLER: i16 = 41;
+/// Kafka's UNKNOWN_TOPIC_OR_PARTITION error code.
+const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
+/// Kafka's LEADER_NOT_AVAILABLE error code, for partitions without a leader.
+const LEADER_NOT_AVAILABLE: i16 = 5;
+
+/// Kafka's ConfigResource type ids.
+const RESOURCE_TOPIC: i8 = 2;
+const RESOURCE_BROKER: i8 = 4;
+
+/// IncrementalAlterConfigs operation ids.
+const OPERATION_SET: i8 = 0;
+const OPERATION_DELETE: i8 = 1;
+
+/// ListOffsets timestamps that ask for the earliest and the latest offset.
+const TIMESTAMP_EARLIEST: i64 = -2;
+const TIMESTAMP_LATEST: i64 = -1;
+
+/// ListOffsets `replica_id` of an ordinary client (not a follower).
+const CONSUMER_REPLICA_ID: i32 = -1;
+
+/// CreateTopics v4 and later accept -1 for "the broker's default"; earlier
+/// versions need a number, and these are Kafka's own defaults.
+const CREATE_TOPICS_DEFAULTS_VERSION_MIN: i16 = 4;
+const PARTITIONS_FALLBACK: i32 = 1;
+const REPLICATION_FACTOR_FALLBACK: i16 = 1;
+
+/// DeleteTopics names its topics in `topics` (with optional ids) from v6 on.
+const DELETE_TOPICS_STATES_VERSION_MIN: i16 = 6;
+
+fn topic_name(name: &str) -> TopicName {
+    TopicName(StrBytes::from_string(name.to_string()))
+}
+
+fn text(value: &StrBytes) -> String {
+    value.as_str().to_string()
+}
+
+/// `host:port`, with brackets around an IPv6 host.
+fn socket_address(host: &str, port: i32) -> String {
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
+/// A broker as the cluster describes it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BrokerNode {
+    pub node_id: i32,
+    pub host: String,
+    pub port: i32,
+    pub rack: Option<String>,
+}
+
+impl BrokerNode {
+    pub fn address(&self) -> String {
+        socket_address(&self.host, self.port)
+    }
+}
+
+/// One partition of [`TopicMetadata`].
+#[derive(Clone, Debug)]
+pub struct PartitionMetadata {
+    pub partition: i32,
+    /// `None` while the partition has no leader.
+    pub leader: Option<i32>,
+    pub leader_epoch: i32,
+    pub replicas: Vec<i32>,
+    pub isr: Vec<i32>,
+    pub offline_replicas: Vec<i32>,
+    /// A partition-level error such as LEADER_NOT_AVAILABLE.
+    pub error: Option<KafkaError>,
+}
+
+/// A topic in a Metadata response.
+#[derive(Clone, Debug)]
+pub struct TopicMetadata {
+    pub name: String,
+    pub topic_id: Option<Uuid>,
+    pub internal: bool,
+    /// Sorted by partition number.
+    pub partitions: Vec<PartitionMetadata>,
+    /// A topic-level error such as UNKNOWN_TOPIC_OR_PARTITION.
+    pub error: Option<KafkaError>,
+}
+
+impl TopicMetadata {
+    /// The replication factor: the replica count of the first partition,
+    /// which Kafka keeps the same for every partition of a topic.
+    pub fn replication_factor(&self) -> usize {
+        self.partitions
+            .first()
+            .map_or(0, |partition| partition.replicas.len())
+    }
+}
+
+/// A Metadata response.
+#[derive(Clone, Debug)]
+pub struct ClusterMetadata {
+    pub cluster_id: Option<String>,
+    pub controller_id: Option<i32>,
+    pub brokers: Vec<BrokerNode>,
+    pub topics: Vec<TopicMetadata>,
+}
+
+/// The cluster's identity and members.
+#[derive(Clone, Debug)]
+pub struct ClusterInfo {
+    pub cluster_id: Option<String>,
+    pub controller_id: Option<i32>,
+    /// Sorted by node id.
+    pub brokers: Vec<BrokerNode>,
+    /// True when the broker lacked DescribeCluster and Metadata answered.
+    pub from_metadata: bool,
+}
+
+/// A topic to create. `None` leaves the choice to the broker.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NewTopic {
+    pub name: String,
+    pub partitions: Option<i32>,
+    pub replication_factor: Option<i16>,
+    pub configs: Vec<(String, String)>,
+}
+
+/// What the broker reports about a created topic; fields the negotiated
+/// CreateTopics version does not carry are `None`.
+#[derive(Clone, Debug)]
+pub struct CreatedTopic {
+    pub name: String,
+    pub topic_id: Option<Uuid>,
+    pub partitions: Option<i32>,
+    pub replication_factor: Option<i16>,
+}
+
+/// The thing whose configs are described or altered.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ConfigResource {
+    Topic(String),
+    Broker(i32),
+}
+
+impl ConfigResource {
+    fn kind_and_name(&self) -> (i8, String) {
+        match self {
+            ConfigResource::Topic(name) => (RESOURCE_TOPIC, name.clone()),
+            ConfigResource::Broker(node_id) => (RESOURCE_BROKER, node_id.to_string()),
+        }
+    }
+}
+
+/// Where a config value comes from (Kafka's `ConfigSource` ids).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConfigSource {
+    Unknown,
+    DynamicTopic,
+    DynamicBroker,
+    DynamicDefaultBroker,
+    StaticBroker,
+    Default,
+    DynamicBrokerLogger,
+    ClientMetrics,
+    Group,
+    Other(i8),
+}
+
+impl ConfigSource {
+    pub fn from_id(id: i8) -> ConfigSource {
+        match id {
+            0 => ConfigSource::Unknown,
+            1 => ConfigSource::DynamicTopic,
+            2 => ConfigSource::DynamicBroker,
+            3 => ConfigSource::DynamicDefaultBroker,
+            4 => ConfigSource::StaticBroker,
+            5 => ConfigSource::Default,
+            6 => ConfigSource::DynamicBrokerLogger,
+            7 => ConfigSource::ClientMetrics,
+            8 => ConfigSource::Group,
+            other => ConfigSource::Other(other),
+        }
+    }
+
+    /// Kafka's name for the source, as `kafka-configs.sh` prints it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            ConfigSource::Unknown => "UNKNOWN",
+            ConfigSource::DynamicTopic => "DYNAMIC_TOPIC_CONFIG",
+            ConfigSource::DynamicBroker => "DYNAMIC_BROKER_CONFIG",
+            ConfigSource::DynamicDefaultBroker => "DYNAMIC_DEFAULT_BROKER_CONFIG",
+            ConfigSource::StaticBroker => "STATIC_BROKER_CONFIG",
+            ConfigSource::Default => "DEFAULT_CONFIG",
+            ConfigSource::DynamicBrokerLogger => "DYNAMIC_BROKER_LOGGER_CONFIG",
+            ConfigSource::ClientMetrics => "CLIENT_METRICS_CONFIG",
+            ConfigSource::Group => "GROUP_CONFIG",
+            ConfigSource::Other(_) => "OTHER",
+        }
+    }
+}
+
+/// One config of a described resource.
+#[derive(Clone, Debug)]
+pub struct ConfigEntry {
+    pub name: String,
+    /// `None` for sensitive values, which brokers do not reveal.
+    pub value: Option<String>,
+    pub source: ConfigSource,
+    pub read_only: bool,
+    pub sensitive: bool,
+}
+
+/// One change of an incremental config alteration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ConfigChange {
+    Set {
+        name: String,
+        value: String,
+    },
+    /// Removes an override, so the default applies again.
+    Delete {
+        name: String,
+    },
+}
+
+/// Which offset ListOffsets asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OffsetSpec {
+    /// The log start offset.
+    Earliest,
+    /// The high watermark: the offset the next committed record will get.
+    Latest,
+}
+
+/// A partition's offset, or the broker's error for that partition.
+#[derive(Clone, Debug)]
+pub struct PartitionOffset {
+    pub partition: i32,
+    pub offset: Result<i64, KafkaError>,
+}
+
+/// An admin client: a bootstrap connection, plus connections to particular
+/// brokers opened on first use.
+pub struct Admin {
+    options: ClientOptions,
+    bootstrap: Connection,
+    /// Connections to brokers other than the bootstrap one, by node id.
+    brokers: BTreeMap<i32, Connection>,
+    /// Broker addresses from the latest Metadata response, by node id.
+    addresses: BTreeMap<i32, String>,
+    controller_id: Option<i32>,
+}
+
+impl Admin {
+    /// Connects to `bootstrap` (`host:port`) and negotiates API versions.
+    pub fn connect(bootstrap: &str, options: ClientOptions) -> Result<Admin, ClientError> {
+        let bootstrap = Connection::connect(bootstrap, &options)?;
+        Ok(Admin {
+            options,
+            bootstrap,
+            brokers: BTreeMap::new(),
+            addresses: BTreeMap::new(),
+            controller_id: None,
+        })
+    }
+
+    /// The bootstrap connection, for requests this type has no method for.
+    pub fn bootstrap(&mut self) -> &mut Connection {
+        &mut self.bootstrap
+    }
+
+    /// A connection to broker `node_id`: the bootstrap connection when the
+    /// broker advertises the bootstrap address, otherwise a cached or new one.
+    pub fn connection_to(&mut self, node_id: i32) -> Result<&mut Connection, ClientError> {
+        if !self.addresses.contains_key(&node_id) {
+            self.metadata(Some(&[]))?;
+        }
+        let Some(address) = self.addresses.get(&node_id).cloned() else {
+            return Err(ClientError::Protocol {
+                address: self.bootstrap.address().to_string(),
+                api: ApiKey::Metadata,
+                message: format!("broker {node_id} is not in the cluster metadata"),
+            });
+        };
+        if address == self.bootstrap.address() {
+            return Ok(&mut self.bootstrap);
+        }
+        match self.brokers.entry(node_id) {
+            Entry::Occupied(entry) => Ok(entry.into_mut()),
+            Entry::Vacant(entry) => Ok(entry.insert(Connection::connect(&address, &self.options)?)),
+        }
+    }
+
+    /// The controller's connection, or the bootstrap one when the cluster
+    /// names no controller (brokers then forward controller requests).
+    fn controller(&mut self) -> Result<&mut Connection, ClientError> {
+        if self.controller_id.is_none() {
+            self.metadata(Some(&[]))?;
+        }
+        match self.controller_id {
+            Some(node_id) => self.connection_to(node_id),
+            None => Ok(&mut self.bootstrap),
+        }
+    }
+
+    /// Metadata for `topics` (`None`: all topics; empty: brokers only).
+    /// Never auto-creates a topic. Topic and partition errors are reported
+    /// in the result, not as `Err`.
+    pub fn metadata(&mut self, topics: Option<&[&str]>) -> Result<ClusterMetadata, ClientError> {
+        let connection = &mut self.bootstrap;
+        let version = connection.version(ApiKey::Metadata)?;
+        let mut request = MetadataRequest::default();
+        request.topics = topics.map(|names| {
+            names
+                .iter()
+                .map(|name| {
+                    let mut topic = MetadataRequestTopic::default();
+                    topic.name = Some(topic_name(name));
+                    topic
+                })
+                .collect()
+        });
+        // Always present: the client's Metadata versions start at 4.
+        request.allow_auto_topic_creation = false;
+        let response = connection.send(&request, version)?;
+        // v13 moved errors such as authorization failures to the top level.
+        KafkaError::check(response.error_code, None)?;
+        let mut brokers: Vec<BrokerNode> = response
+            .brokers
+            .iter()
+            .map(|broker| BrokerNode {
+                node_id: broker.node_id.0,
+                host: text(&broker.host),
+                port: broker.port,
+                rack: broker.rack.as_ref().map(text),
+            })
+            .collect();
+        brokers.sort_by_key(|broker| broker.node_id);
+        let controller_id = Some(response.controller_id.0).filter(|id| *id >= 0);
+        let topics = response
+            .topics
+            .into_iter()
+            .map(|topic| {
+                let mut partitions: Vec<PartitionMetadata> = topic
+                    .partitions
+                    .into_iter()
+                    .map(|partition| PartitionMetadata {
+                        partition: partition.partition_index,
+                        leader: Some(partition.leader_id.0).filter(|id| *id >= 0),
+                        leader_epoch: partition.leader_epoch,
+                        replicas: partition.replica_nodes.iter().map(|id| id.0).collect(),
+                        isr: partition.isr_nodes.iter().map(|id| id.0).collect(),
+                        offline_replicas: partition
+                            .offline_replicas
+                            .iter()
+                            .map(|id| id.0)
+                            .collect(),
+                        error: KafkaError::check(partition.error_code, None).err(),
+                    })
+                    .collect();
+                partitions.sort_by_key(|partition| partition.partition);
+                TopicMetadata {
+                    name: topic
+                        .name
+                        .as_ref()
+                        .map(|name| text(&name.0))
+                        .unwrap_or_default(),
+                    topic_id: Some(topic.topic_id).filter(|id| !id.is_nil()),
+                    internal: topic.is_internal,
+                    partitions,
+                    error: KafkaError::check(topic.error_code, None).err(),
+                }
+            })
+            .collect();
+        self.addresses = brokers
+            .iter()
+            .map(|broker| (broker.node_id, broker.address()))
+            .collect();
+        self.controller_id = controller_id;
+        Ok(ClusterMetadata {
+            cluster_id: response.cluster_id.as_ref().map(text),
+            controller_id,
+            brokers,
+            topics,
+        })
+    }
+
+    /// One topic's metadata; a topic-level error (such as the topic not
+    /// existing) is an `Err`.
+    pub fn describe_topic(&mut self, name: &str) -> Result<TopicMetadata, ClientError> {
+        let metadata = self.metadata(Some(&[name]))?;
+        let topic = metadata
+            .topics
+            .into_iter()
+            .find(|topic| topic.name == name)
+            .ok_or_else(|| ClientError::Protocol {
+                address: self.bootstrap.address().to_string(),
+                api: ApiKey::Metadata,
+                message: format!("no result for topic '{name}'"),
+            })?;
+        match topic.error {
+            // Metadata carries no error messages; this one is common enough
+            // to deserve a sentence.
+            Some(error) if error.code == UNKNOWN_TOPIC_OR_PARTITION && error.message.is_none() => {
+                let message = format!("Topic '{name}' does not exist.");
+                Err(ClientError::Broker(KafkaError::new(
+                    error.code,
+                    Some(message),
+                )))
+            }
+            Some(error) => Err(ClientError::Broker(error)),
+            None => Ok(topic),
+        }
+    }
+
+    /// Creates one topic.
+    pub fn create_topic(&mut self, topic: &NewTopic) -> Result<CreatedTopic, ClientError> {
+        match self.create_topic_once(topic) {
+            Err(ClientError::Broker(error)) if error.code == NOT_CONTROLLER => {
+                self.metadata(Some(&[]))?;
+                self.create_topic_once(topic)
+            }
+            other => other,
+        }
+    }
+
+    fn create_topic_once(&mut self, topic: &NewTopic) -> Result<CreatedTopic, ClientError> {
+        let timeout_ms = self.options.operation_timeout_ms;
+        let connection = self.controller()?;
+        let version = connection.version(ApiKey::CreateTopics)?;
+        let broker_defaults = version >= CREATE_TOPICS_DEFAULTS_VERSION_MIN;
+        let mut creatable = CreatableTopic::default();
+        creatable.name = topic_name(&topic.name);
+        creatable.num_partitions = topic.partitions.unwrap_or(if broker_defaults {
+            -1
+        } else {
+            PARTITIONS_FALLBACK
+        });
+        creatable.replication_factor = topic.replication_factor.unwrap_or(if broker_defaults {
+            -1
+        } else {
+            REPLICATION_FACTOR_FALLBACK
+        });
+        creatable.configs = topic
+            .configs
+            .iter()
+            .map(|(name, value)| {
+                let mut config = CreatableTopicConfig::default();
+                config.name = StrBytes::from_string(name.clone());
+                config.value = Some(StrBytes::from_string(value.clone()));
+                config
+            })
+            .collect();
+        let mut request = CreateTopicsRequest::default();
+        request.topics = vec![creatable];
+        request.timeout_ms = timeout_ms;
+        let response = connection.send(&request, version)?;
+        let result = response
+            .topics
+            .into_iter()
+            .find(|result| result.name.0.as_str() == topic.name)
+            .ok_or_else(|| ClientError::Protocol {
+                address: connection.address().to_string(),
+                api: ApiKey::CreateTopics,
+                message: format!("no result for topic '{}'", topic.name),
+            })?;
+        KafkaError::check(result.error_code, result.error_message.as_ref().map(text))?;
+        Ok(CreatedTopic {
+            name: topic.name.clone(),
+            topic_id: Some(result.topic_id).filter(|id| !id.is_nil()),
+            partitions: Some(result.num_partitions).filter(|count| *count > 0),
+            replication_factor: Some(result.replication_factor).filter(|count| *count > 0),
+        })
+    }
+
+    /// Deletes one topic by name.
+    pub fn delete_topic(&mut self, name: &str) -> Result<(), ClientError> {
+        match self.delete_topic_once(name) {
+            Err(ClientError::Broker(error)) if error.code == NOT_CONTROLLER => {
+                self.metadata(Some(&[]))?;
+                self.delete_topic_once(name)
+            }
+            other => other,
+        }
+    }
+
+    fn delete_topic_once(&mut self, name: &str) -> Result<(), ClientError> {
+        let timeout_ms = self.options.operation_timeout_ms;
+        let connection = self.controller()?;
+        let version = connection.version(ApiKey::DeleteTopics)?;
+        let mut request = DeleteTopicsRequest::default();
+        if version >= DELETE_TOPICS_STATES_VERSION_MIN {
+            let mut state = DeleteTopicState::default();
+            state.name = Some(topic_name(name));
+            request.topics = vec![state];
+        } else {
+            request.topic_names = vec![topic_name(name)];
+        }
+        request.timeout_ms = timeout_ms;
+        let response = connection.send(&request, version)?;
+        let result = response
+            .responses
+            .into_iter()
+            .find(|result| {
+                result
+                    .name
+                    .as_ref()
+                    .is_some_and(|found| found.0.as_str() == name)
+            })
+            .ok_or_else(|| ClientError::Protocol {
+                address: connection.address().to_string(),
+                api: ApiKey::DeleteTopics,
+                message: format!("no result for topic '{name}'"),
+            })?;
+        KafkaError::check(result.error_code, result.error_message.as_ref().map(text))?;
+        Ok(())
+    }
+
+    /// Every config of a topic or broker, with where its value comes from.
+    pub fn describe_configs(
+        &mut self,
+        resource: &ConfigResource,
+    ) -> Result<Vec<ConfigEntry>, ClientError> {
+        let (kind, name) = resource.kind_and_name();
+        // A broker answers for its own configs only.
+        let connection = match resource {
+            ConfigResource::Topic(_) => &mut self.bootstrap,
+            ConfigResource::Broker(node_id) => self.connection_to(*node_id)?,
+        };
+        let version = connection.version(ApiKey::DescribeConfigs)?;
+        let mut described = DescribeConfigsResource::default();
+        described.resource_type = kind;
+        described.resource_name = StrBytes::from_string(name.clone());
+        described.configuration_keys = None;
+        let mut request = DescribeConfigsRequest::default();
+        request.resources = vec![described];
+        let response = connection.send(&request, version)?;
+        let result = response
+            .results
+            .into_iter()
+            .find(|result| result.resource_type == kind && result.resource_name.as_str() == name)
+            .ok_or_else(|| ClientError::Protocol {
+                address: connection.address().to_string(),
+                api: ApiKey::DescribeConfigs,
+                message: format!("no result for resource '{name}'"),
+            })?;
+        KafkaError::check(result.error_code, result.error_message.as_ref().map(text))?;
+        let mut entries: Vec<ConfigEntry> = result
+            .configs
+            .iter()
+            .map(|config| ConfigEntry {
+                name: text(&config.name),
+                value: config.value.as_ref().map(text),
+                source: ConfigSource::from_id(config.config_source),
+                read_only: config.read_only,
+                sensitive: config.is_sensitive,
+            })
+            .collect();
+        entries.sort_by(|left, right| left.name.cmp(&right.name));
+        Ok(entries)
+    }
+
+    /// Sets and deletes configs of a topic or broker in one request.
+    pub fn alter_configs(
+        &mut self,
+        resource: &ConfigResource,
+        changes: &[ConfigChange],
+    ) -> Result<(), ClientError> {
+        let (kind, name) = resource.kind_and_name();
+        let connection = match resource {
+            ConfigResource::Topic(_) => &mut self.bootstrap,
+            ConfigResource::Broker(node_id) => self.connection_to(*node_id)?,
+        };
+        let version = connection.version(ApiKey::IncrementalAlterConfigs)?;
+        let mut altered = AlterConfigsResource::default();
+        altered.resource_type = kind;
+        altered.resource_name = StrBytes::from_string(name.clone());
+        altered.configs = changes
+            .iter()
+            .map(|change| {
+                let mut config = AlterableConfig::default();
+                match change {
+                    ConfigChange::Set { name, value } => {
+                        config.name = StrBytes::from_string(name.clone());
+                        config.config_operation = OPERATION_SET;
+                        config.value = Some(StrBytes::from_string(value.clone()));
+                    }
+                    ConfigChange::Delete { name } => {
+                        config.name = StrBytes::from_string(name.clone());
+                        config.config_operation = OPERATION_DELETE;
+                        config.value = None;
+                    }
+                }
+                config
+            })
+            .collect();
+        let mut request = IncrementalAlterConfigsRequest::default();
+        request.resources = vec![altered];
+        let response = connection.send(&request, version)?;
+        let result = response
+            .responses
+            .into_iter()
+            .find(|result| result.resource_type == kind && result.resource_name.as_str() == name)
+            .ok_or_else(|| ClientError::Protocol {
+                address: connection.address().to_string(),
+                api: ApiKey::IncrementalAlterConfigs,
+                message: format!("no result for resource '{name}'"),
+            })?;
+        KafkaError::check(result.error_code, result.error_message.as_ref().map(text))?;
+        Ok(())
+    }
+
+    /// The cluster id, controller and brokers: from DescribeCluster, or from
+    /// Metadata when the broker predates DescribeCluster (Kafka < 2.8).
+    pub fn describe_cluster(&mut self) -> Result<ClusterInfo, ClientError> {
+        if !self.bootstrap.supports(ApiKey::DescribeCluster) {
+            let metadata = self.metadata(Some(&[]))?;
+            return Ok(ClusterInfo {
+                cluster_id: metadata.cluster_id,
+                controller_id: metadata.controller_id,
+                brokers: metadata.brokers,
+                from_metadata: true,
+            });
+        }
+        let connection = &mut self.bootstrap;
+        let version = connection.version(ApiKey::DescribeCluster)?;
+        // The default request asks for brokers (endpoint type 1), without
+        // authorized operations or fenced brokers.
+        let request = DescribeClusterRequest::default();
+        let response = connection.send(&request, version)?;
+        KafkaError::check(
+            response.error_code,
+            response.error_message.as_ref().map(text),
+        )?;
+        let mut brokers: Vec<BrokerNode> = response
+            .brokers
+            .iter()
+            .map(|broker| BrokerNode {
+                node_id: broker.broker_id.0,
+                host: text(&broker.host),
+                port: broker.port,
+                rack: broker.rack.as_ref().map(text),
+            })
+            .collect();
+        brokers.sort_by_key(|broker| broker.node_id);
+        Ok(ClusterInfo {
+            cluster_id: Some(text(&response.cluster_id)).filter(|id| !id.is_empty()),
+            controller_id: Some(response.controller_id.0).filter(|id| *id >= 0),
+            brokers,
+            from_metadata: false,
+        })
+    }
+
+    /// The earliest or latest offset of every partition of `topic`, asking
+    /// each partition's leader. Sorted by partition.
+    pub fn list_offsets(
+        &mut self,
+        topic: &TopicMetadata,
+        spec: OffsetSpec,
+    ) -> Result<Vec<PartitionOffset>, ClientError> {
+        let timestamp = match spec {
+            OffsetSpec::Earliest => TIMESTAMP_EARLIEST,
+            OffsetSpec::Latest => TIMESTAMP_LATEST,
+        };
+        let timeout_ms = self.options.operation_timeout_ms;
+        let mut offsets = Vec::with_capacity(topic.partitions.len());
+        let mut by_leader: BTreeMap<i32, Vec<i32>> = BTreeMap::new();
+        for partition in &topic.partitions {
+            match partition.leader {
+                Some(leader) => by_leader
+                    .entry(leader)
+                    .or_default()
+                    .push(partition.partition),
+                None => offsets.push(PartitionOffset {
+                    partition: partition.partition,
+                    offset: Err(KafkaError::new(LEADER_NOT_AVAILABLE, None)),
+                }),
+            }
+        }
+        for (leader, partitions) in by_leader {
+            let connection = self.connection_to(leader)?;
+            let version = connection.version(ApiKey::ListOffsets)?;
+            let mut listed = ListOffsetsTopic::default();
+            listed.name = topic_name(&topic.name);
+            listed.partitions = partitions
+                .iter()
+                .map(|partition| {
+                    let mut asked = ListOffsetsPartition::default();
+                    asked.partition_index = *partition;
+                    asked.timestamp = timestamp;
+                    asked
+                })
+                .collect();
+            let mut request = ListOffsetsRequest::default();
+            request.replica_id = BrokerId(CONSUMER_REPLICA_ID);
+            request.topics = vec![listed];
+            // Only v10 carries it; earlier versions leave it out when encoding.
+            request.timeout_ms = timeout_ms;
+            let response = connection.send(&request, version)?;
+            let answered: Vec<_> = response
+                .topics
+                .into_iter()
+                .filter(|answer| answer.name.0.as_str() == topic.name)
+                .flat_map(|answer| answer.partitions)
+                .collect();
+            for partition in partitions {
+                let answer = answered
+                    .iter()
+                    .find(|answer| answer.partition_index == partition)
+                    .ok_or_else(|| ClientError::Protocol {
+                        address: connection.address().to_string(),
+                        api: ApiKey::ListOffsets,
+                        message: format!("no result for partition {}-{partition}", topic.name),
+                    })?;
+                let offset = KafkaError::check(answer.error_code, None).map(|()| answer.offset);
+                offsets.push(PartitionOffset { partition, offset });
+            }
+        }
+        offsets.sort_by_key(|offset| offset.partition);
+        Ok(offsets)
+    }
+}

@@ -1,0 +1,85 @@
+//! A small blocking Kafka client for admin tools (the `sluice topic ...` and
+//! `sluice cluster ...` commands), speaking the Kafka protocol to any
+//! Kafka-compatible broker over `std::net::TcpStream`.
+//!
+//! Design notes:
+//! - Blocking, one request in flight per connection: an admin command makes
+//!   a handful of calls, so pipelining and an async runtime would buy nothing.
+//! - [`Connection`] owns framing (length prefix, request header v1/v2 and
+//!   response header v0/v1 as each API's flexible versions dictate),
+//!   correlation ids, socket timeouts, and ApiVersions negotiation: each API
+//!   is sent at the highest version both the broker and
+//!   [`connection::CLIENT_API_VERSIONS`] support.
+//! - [`Admin`] holds a bootstrap connection and opens connections to other
+//!   brokers only when a request must go to a particular one (partition
+//!   leaders for ListOffsets, the controller for CreateTopics/DeleteTopics,
+//!   a broker for its own configs).
+//! - Responses are decoded with `kafka-protocol`'s decoders. Unlike the
+//!   broker side (see [`crate::codec`]), this trusts array lengths from the
+//!   wire: a hostile broker could make the client allocate a lot and abort.
+//!   That is accepted for a CLI talking to a broker its user chose; the
+//!   frame length itself is still bounded by [`RESPONSE_BYTES_MAX`] before
+//!   anything is allocated for it.
+
+pub mod admin;
+pub mod connection;
+pub mod error;
+
+use std::time::Duration;
+
+pub use admin::{
+    Admin, BrokerNode, ClusterInfo, ClusterMetadata, ConfigChange, ConfigEntry, ConfigResource,
+    ConfigSource, CreatedTopic, NewTopic, OffsetSpec, PartitionMetadata, PartitionOffset,
+    TopicMetadata,
+};
+pub use connection::Connection;
+pub use error::{error_name, ClientError, KafkaError};
+
+/// The largest response frame accepted, matching the broker's own request
+/// bound (Kafka's `socket.request.max.bytes` default). A longer length
+/// prefix means a confused or hostile peer; it is refused before allocating.
+pub const RESPONSE_BYTES_MAX: usize = crate::constants::REQUEST_BYTES_MAX;
+
+/// The smallest response frame: the 4-byte correlation id of header v0.
+pub const RESPONSE_BYTES_MIN: usize = 4;
+
+/// How long connecting to one resolved address may take.
+pub const CONNECT_TIMEOUT_MS_DEFAULT: u64 = 10_000;
+
+/// How long one request may wait for its response (socket read and write
+/// timeouts). Kafka's `request.timeout.ms` default for admin clients.
+pub const REQUEST_TIMEOUT_MS_DEFAULT: u64 = 30_000;
+
+/// The `timeout_ms` sent in CreateTopics/DeleteTopics: how long the broker
+/// may wait for the operation to complete. Shorter than the request timeout
+/// so the broker's own timeout answer arrives before the socket gives up.
+pub const OPERATION_TIMEOUT_MS_DEFAULT: i32 = 25_000;
+
+const _: () = assert!(RESPONSE_BYTES_MIN < RESPONSE_BYTES_MAX);
+const _: () = assert!(
+    RESPONSE_BYTES_MAX <= i32::MAX as usize,
+    "frame lengths are i32"
+);
+const _: () = assert!((OPERATION_TIMEOUT_MS_DEFAULT as u64) < REQUEST_TIMEOUT_MS_DEFAULT);
+
+/// Client settings; [`Default`] gives Kafka's usual values.
+#[derive(Clone, Debug)]
+pub struct ClientOptions {
+    /// Sent in every request header; brokers log it and use it for quotas.
+    pub client_id: String,
+    pub connect_timeout: Duration,
+    pub request_timeout: Duration,
+    /// See [`OPERATION_TIMEOUT_MS_DEFAULT`].
+    pub operation_timeout_ms: i32,
+}
+
+impl Default for ClientOptions {
+    fn default() -> ClientOptions {
+        ClientOptions {
+            client_id: "sluice-admin".to_string(),
+            connect_timeout: Duration::from_millis(CONNECT_TIMEOUT_MS_DEFAULT),
+            request_timeout: Duration::from_millis(REQUEST_TIMEOUT_MS_DEFAULT),
+            operation_timeout_ms: OPERATION_TIMEOUT_MS_DEFAULT,
+        }
+    }
+}
