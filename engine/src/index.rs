@@ -36,10 +36,18 @@ impl SegmentIndex {
     /// The file position to start scanning from for `relative_offset`: the
     /// last entry at or before it, else the segment start.
     pub fn position_for(&self, relative_offset: u32) -> u32 {
+        self.entry_for(relative_offset).position
+    }
+
+    /// The last entry at or before `relative_offset`, else the segment start
+    /// (relative offset 0 at position 0). The batch at its position must have
+    /// its relative offset as base: a reader checks that, because index files
+    /// carry no checksum.
+    pub fn entry_for(&self, relative_offset: u32) -> OffsetEntry {
         let after = self.offsets.partition_point(|entry| entry.relative_offset <= relative_offset);
         match after {
-            0 => 0,
-            n => self.offsets[n - 1].position,
+            0 => OffsetEntry { relative_offset: 0, position: 0 },
+            n => self.offsets[n - 1],
         }
     }
 

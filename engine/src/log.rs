@@ -145,6 +145,13 @@ struct Segment<F> {
     next_offset: i64,
     /// `None` for a sealed segment whose index files were not read yet.
     index: Option<SegmentIndex>,
+    /// The index was read from its files rather than built from the batches,
+    /// so an entry may point at the wrong place; see `distrust_index`.
+    index_from_files: bool,
+    /// The producer state as of this segment's base offset, taken when it
+    /// was rolled, until the previous segment's finalize writes it to disk
+    /// as `<base>.snapshot`.
+    start_producers: Option<ProducerState>,
     bytes_since_index: u64,
     max_timestamp: i64,
     offset_of_max_timestamp: i64,
@@ -172,6 +179,8 @@ impl<F> Segment<F> {
             size: 0,
             next_offset: base_offset,
             index: Some(SegmentIndex::default()),
+            index_from_files: false,
+            start_producers: None,
             bytes_since_index: 0,
             max_timestamp: -1,
             offset_of_max_timestamp: base_offset,
@@ -355,7 +364,7 @@ impl<S: Storage> PartitionLog<S> {
             segment.finalized = true;
             segments.insert(base, segment);
         }
-        let mut producers = load_producer_snapshot(&storage, &dir).await;
+        let mut producers = ProducerState::default();
         // Recover from the last non-empty segment on; later empty ones are
         // dropped if they no longer follow on.
         let mut recovered_next: Option<i64> = None;
@@ -383,10 +392,11 @@ impl<S: Storage> PartitionLog<S> {
                         .map_err(|error| StorageError::new("truncate", &path, error))?;
                     file.sync().await.map_err(|error| StorageError::new("sync", &path, error))?;
                 }
+                // The producer state as of this segment's start, and then
+                // every batch the scan found in it.
+                producers = load_producer_snapshot(&storage, &dir, base).await;
                 for header in &scanned.headers {
-                    if header.base_offset >= producers.snapshot_offset {
-                        producers.state.record(header, header.base_offset);
-                    }
+                    producers.record(header, header.base_offset);
                 }
                 if let Some(segment) = segments.get_mut(&base) {
                     segment.size = scanned.valid_bytes;
@@ -413,6 +423,8 @@ impl<S: Storage> PartitionLog<S> {
                     storage
                         .remove_file(&segment.path)
                         .map_err(|error| StorageError::new("remove", &segment.path, error))?;
+                    // Its start snapshot describes offsets that are gone.
+                    remove_segment_files(&storage, &dir, base);
                 }
             }
         }
@@ -439,15 +451,48 @@ impl<S: Storage> PartitionLog<S> {
             let start = checkpoint.max(0);
             segments.insert(start, Segment::new(&dir, start));
         }
-        let leo = match segments.last_key_value() {
+        let mut leo = match segments.last_key_value() {
             Some((_, last)) => last.next_offset,
             None => unreachable!("inserted above"),
         };
+        if checkpoint > leo {
+            // DeleteRecords moved the log start past everything that survived
+            // a crash, so every surviving batch lies below the log start.
+            // As Kafka does, the log starts afresh at the log start: offsets
+            // below it are never handed out again, and the checkpoint stays
+            // true (clamping the start to the log end in memory only would
+            // let the next restart raise it over records appended meanwhile).
+            tracing::warn!(
+                dir = %dir.display(),
+                log_start = checkpoint,
+                leo,
+                "log start is past the recovered log end; starting the log at the log start"
+            );
+            for &base in segments.keys() {
+                remove_segment_files(&storage, &dir, base);
+            }
+            storage
+                .sync_dir(&dir)
+                .await
+                .map_err(|error| StorageError::new("sync directory", &dir, error))?;
+            segments.clear();
+            segments.insert(checkpoint, Segment::new(&dir, checkpoint));
+            leo = checkpoint;
+            producers = ProducerState::default();
+        }
         // The last segment is the active one: it takes appends again.
         if let Some(mut last) = segments.last_entry() {
             let last = last.get_mut();
             last.sealed = false;
             last.finalized = false;
+            if last.index.is_none() && last.size == 0 {
+                // Only an empty last segment skips the recovery scan. As the
+                // active segment it must index its appends in memory; left
+                // without an index it would add no entries, and its first
+                // read would load the `.index` file that a truncation to this
+                // segment's start left behind, pointing into old data.
+                last.index = Some(SegmentIndex::default());
+            }
             let staged_from = align_down(last.size);
             if staged_from < last.size {
                 // The partial last page is rewritten by the next write, so
@@ -474,7 +519,7 @@ impl<S: Storage> PartitionLog<S> {
             leader_epoch: LeaderEpoch(0),
             hw_follows_leo: true,
             cached: VecDeque::new(),
-            producers: producers.state,
+            producers,
             unwritten_bytes: 0,
             write_error: None,
             sync_failures: 0,
@@ -620,7 +665,11 @@ impl<S: Storage> PartitionLog<S> {
             if roll {
                 inner.active_mut().sealed = true;
                 let dir = self.dir.clone();
-                inner.segments.insert(base_offset, Segment::new(&dir, base_offset));
+                let mut segment = Segment::new(&dir, base_offset);
+                // Every batch before this one is recorded and none after: the
+                // one moment the state as of the new segment's start is exact.
+                segment.start_producers = Some(inner.producers.clone());
+                inner.segments.insert(base_offset, segment);
             }
             let index_interval = u64::from(inner.config.index_interval_bytes);
             let segment_base;
@@ -870,7 +919,15 @@ impl<S: Storage> PartitionLog<S> {
         let mut inner = self.inner.borrow_mut();
         inner.write_error = Some(error.to_string());
         inner.sync_failures += 1;
+        // Only the writer clears the error, after its retry delay. A sync can
+        // fail while the writer is idle (nothing left to write): start it, or
+        // appends would stay refused for good after one failed fdatasync.
+        let start_writer = !inner.writer_running && !inner.closed;
+        inner.writer_running |= start_writer;
         drop(inner);
+        if start_writer {
+            self.spawn_writer();
+        }
         self.signal.notify();
     }
 
@@ -912,7 +969,20 @@ impl<S: Storage> PartitionLog<S> {
             let Some(file) = segment.file.clone() else {
                 return Ok(());
             };
-            (file, segment.path.clone(), segment.size, segment.index.clone().unwrap_or_default())
+            let mut index = segment.index.clone().unwrap_or_default();
+            // Entries are added only at index points, so the segment's
+            // largest timestamp may have none. A last entry for it (as Kafka
+            // writes when it rolls) lets a reload find the segment's max
+            // timestamp and its offset without a scan.
+            if segment.max_timestamp >= 0
+                && index.times.last().is_none_or(|entry| entry.timestamp < segment.max_timestamp)
+            {
+                index.times.push(TimeEntry {
+                    timestamp: segment.max_timestamp,
+                    relative_offset: (segment.offset_of_max_timestamp - segment.base_offset) as u32,
+                });
+            }
+            (file, segment.path.clone(), segment.size, index)
         };
         file.truncate(size).await.map_err(|error| StorageError::new("truncate", &path, error))?;
         file.sync().await.map_err(|error| StorageError::new("sync", &path, error))?;
@@ -926,24 +996,32 @@ impl<S: Storage> PartitionLog<S> {
             .write_small_atomic(&time_path, &index.encode_times())
             .await
             .map_err(|error| StorageError::new("write time index", &time_path, error))?;
-        let next_base = {
+        let next = {
             let inner = self.inner.borrow();
-            inner.segments.range(segment_base + 1..).next().map(|(&base, _)| base)
+            inner
+                .segments
+                .range(segment_base + 1..)
+                .next()
+                .map(|(&base, segment)| (base, segment.start_producers.clone()))
         };
-        if let Some(next_base) = next_base {
-            // The producer state at the next segment's start: recovery replays
-            // only the last segment on top of it.
-            let snapshot = {
-                let inner = self.inner.borrow();
-                let mut state = inner.producers.clone();
-                state.truncate_from(next_base);
-                state
-            };
-            write_producer_snapshot(&self.storage, &self.dir, next_base, &snapshot).await?;
+        if let Some((next_base, Some(state))) = &next {
+            // The producer state at the next segment's start, taken at the
+            // roll: recovery and truncation replay one segment on top of it.
+            // (Cutting the current state back to `next_base` instead would
+            // lose what a producer that changed epoch since had before.)
+            // Written before the next segment's file exists, so a segment on
+            // disk always has its start state on disk too.
+            write_producer_snapshot(&self.storage, &self.dir, *next_base, state).await?;
         }
         let mut inner = self.inner.borrow_mut();
         if let Some(segment) = inner.segments.get_mut(&segment_base) {
+            segment.index = Some(index);
             segment.finalized = true;
+        }
+        if let Some((next_base, _)) = next {
+            if let Some(segment) = inner.segments.get_mut(&next_base) {
+                segment.start_producers = None;
+            }
         }
         Ok(())
     }
@@ -1070,15 +1148,79 @@ impl<S: Storage> PartitionLog<S> {
                 None => return Ok(ReadChunks { chunks: vec![], bytes: 0, next_offset: offset }),
             },
         };
-        let index = self.segment_index(segment_base).await?;
+        let mut index = self.segment_index(segment_base).await?;
         let relative = u32::try_from(offset - segment_base).unwrap_or(u32::MAX);
-        let start = u64::from(index.position_for(relative));
-        read_from_disk(&*file, &path, start, readable_end, offset, max_bytes, upper).await
+        loop {
+            let entry = index.entry_for(relative);
+            let first_base = segment_base + i64::from(entry.relative_offset);
+            let start = u64::from(entry.position);
+            let from = DiskPosition { start, first_base, readable_end };
+            let result = read_from_disk(&*file, &path, from, offset, max_bytes, upper).await;
+            if result.is_err() {
+                // A wrong entry in an index file looks like damage; rebuilt
+                // from the batches themselves, the index is right, and the
+                // read tells real damage from a bad index.
+                if let Some(rebuilt) = self.distrust_index(segment_base).await? {
+                    index = rebuilt;
+                    continue;
+                }
+            }
+            return result;
+        }
+    }
+
+    /// Called when an index entry did not point at its batch. An index read
+    /// from files is replaced by one scanned from the segment and returned;
+    /// an index built from the batches is kept (`None`): the segment itself
+    /// is damaged, and the caller reports that.
+    async fn distrust_index(&self, segment_base: i64) -> Result<Option<SegmentIndex>, ReadError> {
+        let from_files = {
+            let inner = self.inner.borrow();
+            inner.segments.get(&segment_base).is_some_and(|segment| segment.index_from_files)
+        };
+        if !from_files {
+            return Ok(None);
+        }
+        let path = self.dir.join(segment_file_name(segment_base, "index"));
+        tracing::warn!(
+            path = %path.display(),
+            "index entry does not point at its batch; rebuilding the index"
+        );
+        self.scan_index(segment_base).await.map(Some)
+    }
+
+    /// Builds a segment's index by scanning its batches, and keeps it.
+    async fn scan_index(&self, segment_base: i64) -> Result<SegmentIndex, ReadError> {
+        let (file, path, size) = {
+            let inner = self.inner.borrow();
+            let Some(segment) = inner.segments.get(&segment_base) else {
+                return Ok(SegmentIndex::default());
+            };
+            (segment.file.clone(), segment.path.clone(), segment.size)
+        };
+        let file = match file {
+            Some(file) => file,
+            None => Rc::new(self.storage.open(&path, false).await.map_err(|error| {
+                ReadError::Storage(StorageError::new("open", &path, error).to_string())
+            })?),
+        };
+        let config = self.config();
+        let scanned = scan_segment(&*file, &path, segment_base, size, &config)
+            .await
+            .map_err(|error| ReadError::Storage(error.to_string()))?;
+        let mut inner = self.inner.borrow_mut();
+        if let Some(segment) = inner.segments.get_mut(&segment_base) {
+            segment.index = Some(scanned.index.clone());
+            segment.index_from_files = false;
+            segment.max_timestamp = scanned.max_timestamp;
+            segment.offset_of_max_timestamp = scanned.offset_of_max_timestamp;
+        }
+        Ok(scanned.index)
     }
 
     /// The index of a segment, loading (or rebuilding) it on first use.
     async fn segment_index(&self, segment_base: i64) -> Result<SegmentIndex, ReadError> {
-        let (file, path, size) = {
+        let (path, size) = {
             let inner = self.inner.borrow();
             let Some(segment) = inner.segments.get(&segment_base) else {
                 return Ok(SegmentIndex::default());
@@ -1086,7 +1228,7 @@ impl<S: Storage> PartitionLog<S> {
             if let Some(index) = &segment.index {
                 return Ok(index.clone());
             }
-            (segment.file.clone(), segment.path.clone(), segment.size)
+            (segment.path.clone(), segment.size)
         };
         let index_path = self.dir.join(segment_file_name(segment_base, "index"));
         let time_path = self.dir.join(segment_file_name(segment_base, "timeindex"));
@@ -1097,31 +1239,23 @@ impl<S: Storage> PartitionLog<S> {
             (Ok(offsets), Ok(times)) => SegmentIndex::decode(&offsets, &times, size),
             _ => None,
         };
-        let (index, max_timestamp) = match loaded {
-            Some(index) => {
-                let max = index.times.last().map(|entry| entry.timestamp).unwrap_or(-1);
-                (index, max)
-            }
-            None => {
-                tracing::info!(path = %path.display(), "rebuilding a missing or damaged index");
-                let file = match file {
-                    Some(file) => file,
-                    None => Rc::new(self.storage.open(&path, false).await.map_err(|error| {
-                        ReadError::Storage(StorageError::new("open", &path, error).to_string())
-                    })?),
-                };
-                let config = self.config();
-                let scanned = scan_segment(&*file, &path, segment_base, size, &config)
-                    .await
-                    .map_err(|error| ReadError::Storage(error.to_string()))?;
-                (scanned.index, scanned.max_timestamp)
-            }
+        let Some(index) = loaded else {
+            tracing::info!(path = %path.display(), "rebuilding a missing or damaged index");
+            return self.scan_index(segment_base).await;
+        };
+        // A sealed segment's last time entry is its maximum (see
+        // `finalize_segment`).
+        let (max_timestamp, offset_of_max_timestamp) = match index.times.last() {
+            Some(entry) => (entry.timestamp, segment_base + i64::from(entry.relative_offset)),
+            None => (-1, segment_base),
         };
         let mut inner = self.inner.borrow_mut();
         if let Some(segment) = inner.segments.get_mut(&segment_base) {
             segment.index = Some(index.clone());
+            segment.index_from_files = true;
             if segment.max_timestamp < max_timestamp {
                 segment.max_timestamp = max_timestamp;
+                segment.offset_of_max_timestamp = offset_of_max_timestamp;
             }
         }
         Ok(index)
@@ -1193,8 +1327,10 @@ impl<S: Storage> PartitionLog<S> {
                 continue;
             }
             let Some(file) = self.segment_file(base).await? else { continue };
+            let mut index = index;
             let relative = index.relative_offset_for_time(target);
-            let mut position = u64::from(index.position_for(relative));
+            let mut entry = index.entry_for(relative);
+            let mut position = u64::from(entry.position);
             // Scan batch headers forward to the first batch reaching `target`.
             while position + BATCH_HEADER_BYTES as u64 <= written {
                 let head = file
@@ -1202,6 +1338,26 @@ impl<S: Storage> PartitionLog<S> {
                     .await
                     .map_err(|error| ReadError::Storage(StorageError::new("read", &path, error).to_string()))?;
                 let Ok(header) = BatchHeader::parse(&head) else { break };
+                if position == u64::from(entry.position)
+                    && (!is_plausible_header(&header)
+                        || header.base_offset != base + i64::from(entry.relative_offset))
+                {
+                    // The index entry does not point at its batch (see `read`).
+                    match self.distrust_index(base).await? {
+                        Some(rebuilt) => {
+                            index = rebuilt;
+                            entry = index.entry_for(index.relative_offset_for_time(target));
+                            position = u64::from(entry.position);
+                            continue;
+                        }
+                        None => {
+                            return Err(ReadError::Storage(format!(
+                                "{}: no batch header at position {position}: segment damaged",
+                                path.display()
+                            )))
+                        }
+                    }
+                }
                 let end = position + header.total_bytes() as u64;
                 if header.max_timestamp >= target && header.last_offset() >= log_start && header.base_offset < hw {
                     let bytes = file
@@ -1305,9 +1461,20 @@ impl<S: Storage> PartitionLog<S> {
         // Find the batch holding `offset`: its start is the new end.
         let bases: Vec<i64> = self.inner.borrow().segments.range(..=offset).map(|(&b, _)| b).collect();
         let Some(&segment_base) = bases.last() else { return Ok(()) };
-        let index = self.segment_index(segment_base).await.map_err(|error| {
+        let index_error = |error: ReadError| {
             StorageError::new("truncate", &self.dir, std::io::Error::other(error.to_string()))
-        })?;
+        };
+        let mut index = self.segment_index(segment_base).await.map_err(index_error)?;
+        let from_files = {
+            let inner = self.inner.borrow();
+            inner.segments.get(&segment_base).is_some_and(|segment| segment.index_from_files)
+        };
+        if from_files {
+            // This segment becomes the active one, whose index must be right:
+            // index files carry no checksum, so it is rebuilt from the
+            // batches (truncation is rare; the segment is fully written).
+            index = self.scan_index(segment_base).await.map_err(index_error)?;
+        }
         let (file, path, size) = {
             let inner = self.inner.borrow();
             let Some(segment) = inner.segments.get(&segment_base) else { return Ok(()) };
@@ -1318,13 +1485,38 @@ impl<S: Storage> PartitionLog<S> {
             None => Rc::new(self.storage.open(&path, false).await.map_err(|error| StorageError::new("open", &path, error))?),
         };
         let relative = u32::try_from(offset - segment_base).unwrap_or(u32::MAX);
-        let mut position = u64::from(index.position_for(relative));
+        // The segment's largest timestamp must be recomputed over what stays,
+        // or ListOffsets(MaxTimestamp) would name a truncated offset. A time
+        // index entry is the running maximum at its batch (one is added only
+        // for a new maximum), so the scan starts at the last entry before the
+        // cut, or at the segment start if there is none.
+        let last_time_entry =
+            index.times.iter().rev().find(|entry| entry.relative_offset < relative).copied();
+        let cut_search_from = u64::from(index.position_for(relative));
+        let mut position = match last_time_entry {
+            Some(entry) => {
+                u64::from(index.position_for(entry.relative_offset)).min(cut_search_from)
+            }
+            None => 0,
+        };
+        let (mut max_timestamp, mut offset_of_max_timestamp) = match last_time_entry {
+            Some(entry) => (entry.timestamp, segment_base + i64::from(entry.relative_offset)),
+            None => (-1, segment_base),
+        };
         let mut new_leo = segment_base;
         while position + BATCH_HEADER_BYTES as u64 <= size {
             let head = file.read_at(position, BATCH_HEADER_BYTES).await.map_err(|error| StorageError::new("read", &path, error))?;
             let Ok(header) = BatchHeader::parse(&head) else { break };
             if header.last_offset() >= offset {
+                // The cut starts at this batch. The index may have jumped
+                // straight to it, so the new end comes from its own header,
+                // not from the batches scanned before it (there may be none).
+                new_leo = header.base_offset;
                 break;
+            }
+            if header.max_timestamp > max_timestamp {
+                max_timestamp = header.max_timestamp;
+                offset_of_max_timestamp = header.last_offset();
             }
             new_leo = header.last_offset() + 1;
             position += header.total_bytes() as u64;
@@ -1343,48 +1535,71 @@ impl<S: Storage> PartitionLog<S> {
         }
         file.truncate(position).await.map_err(|error| StorageError::new("truncate", &path, error))?;
         file.sync().await.map_err(|error| StorageError::new("sync", &path, error))?;
+        // The producer state as of the new end, rebuilt as recovery does: the
+        // segment's start state and a replay of what stays in it. Cutting
+        // the current state back cannot undo an epoch change, which clears a
+        // producer's earlier batches: a fenced producer would be let back in.
+        // (This reads the segment once; truncation is rare.)
+        let mut producers = load_producer_snapshot(&self.storage, &self.dir, segment_base).await;
+        let kept = scan_segment(&*file, &path, segment_base, position, &self.config()).await?;
+        for header in &kept.headers {
+            producers.record(header, header.base_offset);
+        }
         let tail = if position % IO_ALIGNMENT != 0 {
             Some(file.read_at(align_down(position), (position % IO_ALIGNMENT) as usize).await.map_err(|error| StorageError::new("read", &path, error))?)
         } else {
             None
         };
-        let mut inner = self.inner.borrow_mut();
-        let mut released = 0;
-        while inner.cached.back().is_some_and(|back| back.base_offset >= new_leo) {
-            if let Some(batch) = inner.cached.pop_back() {
-                released += batch.bytes();
+        // The borrow ends with this block, before the checkpoint write awaits.
+        let (released, lowered_start) = {
+            let mut inner = self.inner.borrow_mut();
+            let mut released = 0;
+            while inner.cached.back().is_some_and(|back| back.base_offset >= new_leo) {
+                if let Some(batch) = inner.cached.pop_back() {
+                    released += batch.bytes();
+                }
             }
-        }
-        if let Some(segment) = inner.segments.get_mut(&segment_base) {
-            segment.file = Some(Rc::clone(&file));
-            segment.size = position;
-            segment.written = position;
-            segment.issued = position;
-            segment.completed.clear();
-            segment.next_offset = new_leo;
-            segment.sealed = false;
-            segment.finalized = false;
-            segment.queue.clear();
-            segment.queue_start = align_down(position);
-            if let Some(tail) = tail {
-                segment.queue.push_back(tail);
+            if let Some(segment) = inner.segments.get_mut(&segment_base) {
+                segment.file = Some(Rc::clone(&file));
+                segment.size = position;
+                segment.written = position;
+                segment.issued = position;
+                segment.completed.clear();
+                segment.next_offset = new_leo;
+                segment.sealed = false;
+                segment.finalized = false;
+                segment.queue.clear();
+                segment.queue_start = align_down(position);
+                if let Some(tail) = tail {
+                    segment.queue.push_back(tail);
+                }
+                if let Some(index) = segment.index.as_mut() {
+                    index.truncate_from(u32::try_from(new_leo - segment_base).unwrap_or(u32::MAX));
+                }
+                segment.bytes_since_index = 0;
+                segment.max_timestamp = max_timestamp;
+                segment.offset_of_max_timestamp = offset_of_max_timestamp;
             }
-            if let Some(index) = segment.index.as_mut() {
-                index.truncate_from(u32::try_from(new_leo - segment_base).unwrap_or(u32::MAX));
-            }
-            segment.bytes_since_index = 0;
-        }
-        inner.leo = new_leo;
-        inner.hw = inner.hw.min(new_leo);
-        inner.durable = inner.durable.min(new_leo);
-        inner.log_start = inner.log_start.min(new_leo);
-        inner.producers.truncate_from(new_leo);
-        inner.check_offsets();
-        drop(inner);
+            inner.leo = new_leo;
+            inner.hw = inner.hw.min(new_leo);
+            inner.durable = inner.durable.min(new_leo);
+            let lowered_start = (inner.log_start > new_leo).then_some(new_leo);
+            inner.log_start = inner.log_start.min(new_leo);
+            inner.producers = producers;
+            inner.check_offsets();
+            (released, lowered_start)
+        };
         if released > 0 {
             self.cache.release(released);
         }
         self.signal.notify();
+        if let Some(start) = lowered_start {
+            // Cutting the batch that holds the log start moves the start back
+            // to that batch's base. The checkpoint must follow, or a restart
+            // would bring the old, higher start back and hide the records
+            // appended at the new one.
+            write_log_start(&self.storage, &self.dir, start).await?;
+        }
         Ok(())
     }
 
@@ -1461,21 +1676,20 @@ impl<S: Storage> PartitionLog<S> {
                 (!inner.writer_running).then_some(())
             })
             .await;
-        let (file, path, size, base) = {
+        let (file, path, size) = {
             let mut inner = self.inner.borrow_mut();
             inner.closed = true;
             let active = inner.active();
-            (active.file.clone(), active.path.clone(), active.size, active.base_offset)
+            (active.file.clone(), active.path.clone(), active.size)
         };
         self.signal.notify();
         if let Some(file) = file {
             file.truncate(size).await.map_err(|error| StorageError::new("truncate", &path, error))?;
             file.sync().await.map_err(|error| StorageError::new("sync", &path, error))?;
         }
-        // With the producer state as of the log end, a restart replays nothing.
-        let state = self.inner.borrow().producers.clone();
-        let _ = base;
-        write_producer_snapshot(&self.storage, &self.dir, leo, &state).await
+        // The producer state needs no snapshot here: a restart replays the
+        // last segment on top of its start snapshot, as after a crash.
+        Ok(())
     }
 
     /// Deletes the whole log (topic deletion).
@@ -1492,6 +1706,20 @@ impl<S: Storage> PartitionLog<S> {
         self.storage
             .remove_dir_all(&self.dir)
             .map_err(|error| StorageError::new("remove", &self.dir, error))
+    }
+}
+
+impl<S: Storage> Drop for PartitionLog<S> {
+    fn drop(&mut self) {
+        // The cached batches go with the log. Their share of the shard's
+        // budget must go back too: the cache skips the insertions of a dead
+        // owner without releasing them, so a log closed and dropped (a
+        // restart, a partition moving away) would otherwise count against
+        // the budget forever and starve every other partition's cache.
+        let released: usize = self.inner.get_mut().cached.iter().map(CachedBatch::bytes).sum();
+        if released > 0 {
+            self.cache.release(released);
+        }
     }
 }
 
@@ -1531,28 +1759,58 @@ fn read_cached(cached: &VecDeque<CachedBatch>, offset: i64, max_bytes: usize, up
     out
 }
 
+/// Where a disk read starts: an index entry's position and the base offset
+/// of the batch there, and the end of what is written in the segment.
+struct DiskPosition {
+    start: u64,
+    first_base: i64,
+    readable_end: u64,
+}
+
 async fn read_from_disk<F: StorageFile>(
     file: &F,
     path: &Path,
-    start: u64,
-    readable_end: u64,
+    from: DiskPosition,
     offset: i64,
     max_bytes: usize,
     upper: i64,
 ) -> Result<ReadChunks, ReadError> {
+    let DiskPosition { start, first_base, readable_end } = from;
     let storage_error = |error: std::io::Error| ReadError::Storage(StorageError::new("read", path, error).to_string());
+    let damaged = |position: u64, what: String| {
+        let path = path.display();
+        ReadError::Storage(format!("{path}: {what} at position {position}: the segment is damaged"))
+    };
     let mut position = start;
-    // Skip batches before `offset`, reading headers only.
+    // The batch at `start` has the base offset the index entry names.
+    let mut next_base = Some(first_base);
+    // Skip batches before `offset`, reading headers only. In a sound segment
+    // every header on the way is a real batch following the one before, and
+    // one of them holds `offset`: the caller comes to the disk only for
+    // batches already written there. Anything else is a torn or misdirected
+    // write, reported as such; skipping over it would answer with nothing,
+    // or with a later batch than asked for, and the consumer would never know.
     let first = loop {
         if position + BATCH_HEADER_BYTES as u64 > readable_end {
-            return Ok(ReadChunks { chunks: vec![], bytes: 0, next_offset: offset });
+            return Err(damaged(position, format!("no batch holds offset {offset}")));
         }
         let head = file.read_at(position, BATCH_HEADER_BYTES).await.map_err(storage_error)?;
         let header = BatchHeader::parse(&head)
             .map_err(|error| ReadError::Storage(format!("{}: {error}", path.display())))?;
+        if !is_plausible_header(&header)
+            || next_base.is_some_and(|base| base != header.base_offset)
+            || position + header.total_bytes() as u64 > readable_end
+        {
+            return Err(damaged(position, "no batch header".into()));
+        }
         if header.last_offset() >= offset {
+            if header.base_offset > offset {
+                let what = format!("the batch holding offset {offset} is missing");
+                return Err(damaged(position, what));
+            }
             break header;
         }
+        next_base = Some(header.last_offset() + 1);
         position += header.total_bytes() as u64;
     };
     let want = max_bytes.max(first.total_bytes()).max(DISK_READ_BYTES_MIN);
@@ -1560,11 +1818,23 @@ async fn read_from_disk<F: StorageFile>(
     let bytes = file.read_at(position, len).await.map_err(storage_error)?;
     let mut out = ReadChunks { chunks: Vec::new(), bytes: 0, next_offset: offset };
     let mut at = 0usize;
+    let mut next_base = first.base_offset;
     while at + BATCH_HEADER_BYTES <= bytes.len() {
         let header = BatchHeader::parse(&bytes[at..])
             .map_err(|error| ReadError::Storage(format!("{}: {error}", path.display())))?;
+        if !is_plausible_header(&header) || header.base_offset != next_base {
+            return Err(damaged(position + at as u64, "no batch header".into()));
+        }
         let size = header.total_bytes();
-        if header.base_offset >= upper || at + size > bytes.len() {
+        if header.base_offset >= upper {
+            break;
+        }
+        if at + size > bytes.len() {
+            // Past the end of the read (or of what is written) is normal
+            // for a later batch; the first one was checked to fit.
+            if at == 0 {
+                return Err(damaged(position, "a batch runs past the written end".into()));
+            }
             break;
         }
         if at > 0 && at + size > max_bytes {
@@ -1573,7 +1843,7 @@ async fn read_from_disk<F: StorageFile>(
         // Checked when written and again when read back: a torn or
         // misdirected write shows here instead of reaching a consumer.
         let batch = &bytes[at..at + size];
-        if batch::compute_crc(batch) != header.crc || header.batch_length < (BATCH_HEADER_BYTES - LOG_OVERHEAD) as i32 {
+        if batch::compute_crc(batch) != header.crc {
             return Err(ReadError::Storage(format!(
                 "{}: batch at position {} fails its checksum",
                 path.display(),
@@ -1581,13 +1851,22 @@ async fn read_from_disk<F: StorageFile>(
             )));
         }
         at += size;
-        out.next_offset = header.last_offset() + 1;
+        next_base = header.last_offset() + 1;
+        out.next_offset = next_base;
     }
     if at > 0 {
         out.chunks.push(bytes.slice(..at));
         out.bytes = at;
     }
     Ok(out)
+}
+
+/// Whether a header read from disk can start a batch the log wrote: magic 2,
+/// a length that covers the header, a non-negative offset delta.
+fn is_plausible_header(header: &BatchHeader) -> bool {
+    header.magic == batch::MAGIC_V2
+        && header.batch_length >= (BATCH_HEADER_BYTES - LOG_OVERHEAD) as i32
+        && header.last_offset_delta >= 0
 }
 
 /// What a recovery scan of one segment found.
@@ -1658,13 +1937,16 @@ async fn scan_segment<F: StorageFile>(
                 relative_offset: (header.base_offset - base_offset) as u32,
                 position: position as u32,
             });
-            if scanned.index.times.last().is_none_or(|entry| entry.timestamp < header.max_timestamp) {
-                scanned.index.times.push(TimeEntry {
-                    timestamp: header.max_timestamp,
-                    relative_offset: (header.last_offset() - base_offset) as u32,
-                });
-            }
             scanned.bytes_since_index = 0;
+        }
+        // The same rule as `append`: a time entry at an index point (or the
+        // first batch) for a new maximum only, so every entry is the running
+        // maximum at its batch, which truncation relies on.
+        if scanned.bytes_since_index == 0 && header.max_timestamp > scanned.max_timestamp {
+            scanned.index.times.push(TimeEntry {
+                timestamp: header.max_timestamp,
+                relative_offset: (header.last_offset() - base_offset) as u32,
+            });
         }
         scanned.bytes_since_index += total;
         if header.max_timestamp > scanned.max_timestamp {
@@ -1729,7 +2011,6 @@ fn remove_segment_files<S: Storage>(storage: &S, dir: &Path, base: i64) {
 }
 
 const LOG_START_FILE: &str = "log-start-offset";
-const PRODUCER_SNAPSHOT_FILE: &str = "producer-state";
 /// Magic of Sluice's small checkpoint files ("SLCK").
 const CHECKPOINT_MAGIC: u32 = 0x534c_434b;
 const CHECKPOINT_VERSION: u16 = 1;
@@ -1782,16 +2063,12 @@ async fn write_log_start<S: Storage>(storage: &S, dir: &Path, offset: i64) -> Re
         .map_err(|error| StorageError::new("write", &path, error))
 }
 
-/// Producer state as of `offset`, persisted with rkyv.
+/// Producer state as of `offset` (every batch below it recorded), persisted
+/// with rkyv in `<offset>.snapshot`, `offset` being a segment's base.
 #[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
 struct ProducerSnapshot {
     offset: i64,
     producers: Vec<(i64, crate::producer::ProducerEntry)>,
-}
-
-struct LoadedProducers {
-    state: ProducerState,
-    snapshot_offset: i64,
 }
 
 async fn write_producer_snapshot<S: Storage>(
@@ -1800,7 +2077,7 @@ async fn write_producer_snapshot<S: Storage>(
     offset: i64,
     state: &ProducerState,
 ) -> Result<(), StorageError> {
-    let path = dir.join(PRODUCER_SNAPSHOT_FILE);
+    let path = dir.join(segment_file_name(offset, "snapshot"));
     let snapshot = ProducerSnapshot {
         offset,
         producers: state.producers.iter().map(|(id, entry)| (*id, entry.clone())).collect(),
@@ -1813,28 +2090,31 @@ async fn write_producer_snapshot<S: Storage>(
         .map_err(|error| StorageError::new("write", &path, error))
 }
 
-async fn load_producer_snapshot<S: Storage>(storage: &S, dir: &Path) -> LoadedProducers {
-    let empty = LoadedProducers { state: ProducerState::default(), snapshot_offset: 0 };
-    let path = dir.join(PRODUCER_SNAPSHOT_FILE);
+/// The producer state as of the segment starting at `base`. Empty if there is
+/// none: the log's first segment starts with no producers.
+async fn load_producer_snapshot<S: Storage>(storage: &S, dir: &Path, base: i64) -> ProducerState {
+    let path = dir.join(segment_file_name(base, "snapshot"));
     if !storage.exists(&path) {
-        return empty;
+        return ProducerState::default();
     }
     let Ok(bytes) = storage.read_small(&path, METADATA_SNAPSHOT_BYTES_MAX).await else {
-        return empty;
+        tracing::warn!(path = %path.display(), "producer snapshot unreadable; starting without it");
+        return ProducerState::default();
     };
-    let Some(payload) = decode_checkpoint(&bytes) else {
-        // A damaged snapshot costs only duplicate detection for retries that
-        // straddle the restart; the log itself is intact.
-        tracing::warn!(path = %path.display(), "producer snapshot damaged; starting without it");
-        return empty;
-    };
-    let mut aligned = rkyv::util::AlignedVec::<16>::new();
-    aligned.extend_from_slice(payload);
-    match rkyv::from_bytes::<ProducerSnapshot, rkyv::rancor::Error>(&aligned) {
-        Ok(snapshot) => LoadedProducers {
-            state: ProducerState { producers: snapshot.producers.into_iter().collect() },
-            snapshot_offset: snapshot.offset,
-        },
-        Err(_) => empty,
+    let snapshot = decode_checkpoint(&bytes).and_then(|payload| {
+        let mut aligned = rkyv::util::AlignedVec::<16>::new();
+        aligned.extend_from_slice(payload);
+        rkyv::from_bytes::<ProducerSnapshot, rkyv::rancor::Error>(&aligned).ok()
+    });
+    match snapshot {
+        Some(snapshot) if snapshot.offset == base => {
+            ProducerState { producers: snapshot.producers.into_iter().collect() }
+        }
+        _ => {
+            // A damaged snapshot costs only duplicate detection for retries
+            // that straddle the restart; the log itself is intact.
+            tracing::warn!(path = %path.display(), "producer snapshot damaged; starting without it");
+            ProducerState::default()
+        }
     }
 }

@@ -19,6 +19,7 @@ use glommio::channels::channel_mesh::{Full, MeshBuilder, Receivers, Senders};
 use glommio::{LocalExecutorBuilder, Placement};
 
 use crate::constants::{MESH_CHANNEL_CAPACITY, SHARDS_MAX};
+use crate::notify::Signal;
 use crate::types::ShardId;
 
 /// The shard that owns `partition` of `topic`, for `shards` shards.
@@ -63,6 +64,9 @@ pub struct Mesh<Req: Send + 'static, Resp: Send + 'static> {
     pending: RefCell<HashMap<u64, Rc<RefCell<Pending<Resp>>>>>,
     next_id: Cell<u64>,
     handler: RefCell<Option<Handler<Req, Resp>>>,
+    /// Notified when the handler is installed: receive loops hold a request
+    /// that arrived before it (a peer may call as soon as it has joined).
+    handler_installed: Signal,
 }
 
 /// What every shard needs to join the mesh; clone one into each executor.
@@ -87,11 +91,29 @@ impl<Req: Send + 'static, Resp: Send + 'static> Mesh<Req, Resp> {
             pending: RefCell::new(HashMap::new()),
             next_id: Cell::new(0),
             handler: RefCell::new(None),
+            handler_installed: Signal::new(),
         });
         for (_, stream) in receivers.streams() {
             let mesh = Rc::downgrade(&mesh);
             glommio::spawn_local(async move {
                 while let Some(envelope) = stream.recv().await {
+                    if matches!(envelope, Envelope::Request { .. }) {
+                        // A request that beats `set_handler` waits for it
+                        // instead of being dropped (its caller would wait
+                        // forever). The channel stays bounded meanwhile:
+                        // this loop pulls nothing else until then.
+                        let Some(signal) = mesh.upgrade().map(|m| m.handler_installed.clone())
+                        else {
+                            return;
+                        };
+                        let waiting = mesh.clone();
+                        signal
+                            .wait_for(move || match waiting.upgrade() {
+                                Some(mesh) => mesh.handler.borrow().is_some().then_some(()),
+                                None => Some(()),
+                            })
+                            .await;
+                    }
                     let Some(mesh) = mesh.upgrade() else { return };
                     mesh.receive(envelope);
                 }
@@ -112,6 +134,7 @@ impl<Req: Send + 'static, Resp: Send + 'static> Mesh<Req, Resp> {
     /// Installs the function that serves requests sent to this shard.
     pub fn set_handler(&self, handler: Handler<Req, Resp>) {
         *self.handler.borrow_mut() = Some(handler);
+        self.handler_installed.notify();
     }
 
     fn receive(self: &Rc<Self>, envelope: Envelope<Req, Resp>) {

@@ -1,6 +1,9 @@
 //! The real backend: glommio DMA files (O_DIRECT through io_uring).
 
+use std::cell::RefCell;
+use std::collections::HashSet;
 use std::io;
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use bytes::Bytes;
@@ -21,10 +24,49 @@ fn glommio_error(error: glommio::GlommioError<()>) -> io::Error {
     }
 }
 
+thread_local! {
+    /// Devices on which this thread's reactor has decided io_uring polling
+    /// with a real read (see `probe_polling`).
+    static PROBED_DEVICES: RefCell<HashSet<u64>> = RefCell::new(HashSet::new());
+}
+
+/// Probe files made by this process. Process-wide, not per thread: shards
+/// probe at the same time, and per-thread numbers gave two shards the same
+/// file name (one removed it while the other was opening it: ENOENT at
+/// start-up).
+static PROBE_FILES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// glommio decides once per thread and device whether DMA files go through
+/// the io_uring poll ring, by reading the first page of the first file it
+/// opens there. If that file is empty (a new segment) the read finishes
+/// without any I/O and glommio concludes the device can be polled; on a
+/// device that cannot (virtio and most cloud disks), every later DMA read in
+/// the thread then fails with EOPNOTSUPP. So before the first open on a
+/// device, a one-page probe file is opened to make glommio decide on a real
+/// read. (Found by the kill -9 crash test: reopening after a kill that left
+/// an empty last segment failed.)
+async fn probe_polling(dir: &Path) -> io::Result<()> {
+    let device = std::fs::metadata(dir)?.dev();
+    if PROBED_DEVICES.with(|probed| probed.borrow().contains(&device)) {
+        return Ok(());
+    }
+    let number = PROBE_FILES.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+    let probe = dir.join(format!(".sluice-poll-probe-{}-{number}", std::process::id()));
+    std::fs::write(&probe, [0u8; IO_ALIGNMENT as usize])?;
+    let opened = OpenOptions::new().read(true).dma_open(&probe).await;
+    let removed = std::fs::remove_file(&probe);
+    let file = opened.map_err(glommio_error)?;
+    file.close().await.map_err(glommio_error)?;
+    removed?;
+    PROBED_DEVICES.with(|probed| probed.borrow_mut().insert(device));
+    Ok(())
+}
+
 impl Storage for DmaStorage {
     type File = DmaStorageFile;
 
     async fn open(&self, path: &Path, create: bool) -> io::Result<DmaStorageFile> {
+        probe_polling(path.parent().unwrap_or(Path::new("."))).await?;
         let file = OpenOptions::new()
             .read(true)
             .write(true)
