@@ -26,6 +26,7 @@ pub mod log;
 pub mod metadata;
 pub mod notify;
 pub mod producer;
+pub mod recovery_point;
 pub mod shard;
 pub mod storage;
 pub mod types;

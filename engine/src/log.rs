@@ -29,6 +29,9 @@ use crate::error::{AppendError, OpenError, ReadError, StorageError};
 use crate::index::{OffsetEntry, SegmentIndex, TimeEntry};
 use crate::notify::Signal;
 use crate::producer::{ProducerState, SequenceCheck};
+use crate::recovery_point::{
+    RecoveryPoint, RECOVERY_POINT_BYTES, RECOVERY_POINT_FILE, RECOVERY_POINT_INTERVAL_BYTES,
+};
 use crate::storage::{IoBuffer, Storage, StorageFile};
 use crate::types::{now_ms, LeaderEpoch, Offset};
 
@@ -53,6 +56,9 @@ pub struct LogConfig {
     pub log_append_time: bool,
     /// Reserve each new segment's full size up front.
     pub preallocate: bool,
+    /// Durable bytes of the active segment after which a new recovery point
+    /// is written (bounds the recovery scan after a crash).
+    pub recovery_point_interval_bytes: u64,
 }
 
 impl Default for LogConfig {
@@ -66,6 +72,7 @@ impl Default for LogConfig {
             max_message_bytes: MESSAGE_BYTES_MAX_DEFAULT,
             log_append_time: false,
             preallocate: true,
+            recovery_point_interval_bytes: RECOVERY_POINT_INTERVAL_BYTES,
         }
     }
 }
@@ -286,6 +293,8 @@ struct Inner<S: Storage> {
     syncer_running: bool,
     sync_wanted: bool,
     closed: bool,
+    /// The last recovery point written: segment base and position.
+    recovery_point_at: Option<(i64, u64)>,
 }
 
 impl<S: Storage> Inner<S> {
@@ -307,6 +316,24 @@ impl<S: Storage> Inner<S> {
         assert!(self.log_start <= self.hw, "log start {} > hw {}", self.log_start, self.hw);
         assert!(self.hw <= self.leo, "hw {} > leo {}", self.hw, self.leo);
         assert!(self.durable <= self.leo, "durable {} > leo {}", self.durable, self.leo);
+    }
+
+    /// The active segment's state now, for a recovery point written once
+    /// everything appended so far is durable.
+    fn capture_recovery_point(&self) -> RecoveryCapture {
+        let active = self.active();
+        RecoveryCapture {
+            point: RecoveryPoint {
+                segment_base: active.base_offset,
+                position: active.size,
+                next_offset: active.next_offset,
+                max_timestamp: active.max_timestamp,
+                offset_of_max_timestamp: active.offset_of_max_timestamp,
+                bytes_since_index: active.bytes_since_index,
+            },
+            index: active.index.clone().unwrap_or_default(),
+            producers: self.producers.clone(),
+        }
     }
 
     fn is_cached_batch_written(&self, batch: &CachedBatch) -> bool {
@@ -365,6 +392,7 @@ impl<S: Storage> PartitionLog<S> {
             segments.insert(base, segment);
         }
         let mut producers = ProducerState::default();
+        let resume_point = load_recovery_point(&storage, &dir).await;
         // Recover from the last non-empty segment on; later empty ones are
         // dropped if they no longer follow on.
         let mut recovered_next: Option<i64> = None;
@@ -379,7 +407,22 @@ impl<S: Storage> PartitionLog<S> {
                 file.size().await.map_err(|error| StorageError::new("stat", &path, error))?;
             sizes.push((base, size));
             if size > 0 || base == bases[0] {
-                let scanned = scan_segment(&file, &path, base, size, &config).await?;
+                let resume = match &resume_point {
+                    Some((point, state))
+                        if point.segment_base == base && point.position > 0 && point.position <= size =>
+                    {
+                        load_index_files(&storage, &dir, base, point.position)
+                            .await
+                            .map(|index| (ScanStart { point: *point, index }, state.clone()))
+                    }
+                    _ => None,
+                };
+                let resumed = resume.is_some();
+                let (start, resumed_producers) = match resume {
+                    Some((start, state)) => (Some(start), Some(state)),
+                    None => (None, None),
+                };
+                let scanned = scan_segment(&file, &path, base, size, &config, start).await?;
                 if scanned.valid_bytes < size {
                     tracing::warn!(
                         path = %path.display(),
@@ -394,7 +437,10 @@ impl<S: Storage> PartitionLog<S> {
                 }
                 // The producer state as of this segment's start, and then
                 // every batch the scan found in it.
-                producers = load_producer_snapshot(&storage, &dir, base).await;
+                producers = match resumed_producers {
+                    Some(state) => state,
+                    None => load_producer_snapshot(&storage, &dir, base).await,
+                };
                 for header in &scanned.headers {
                     producers.record(header, header.base_offset);
                 }
@@ -402,6 +448,9 @@ impl<S: Storage> PartitionLog<S> {
                     segment.size = scanned.valid_bytes;
                     segment.next_offset = scanned.next_offset;
                     segment.index = Some(scanned.index);
+                    // Entries read from files are checked on use, like a
+                    // sealed segment's.
+                    segment.index_from_files = resumed;
                     segment.max_timestamp = scanned.max_timestamp;
                     segment.offset_of_max_timestamp = scanned.offset_of_max_timestamp;
                     segment.bytes_since_index = scanned.bytes_since_index;
@@ -526,6 +575,7 @@ impl<S: Storage> PartitionLog<S> {
             writer_running: false,
             syncer_running: false,
             sync_wanted: false,
+            recovery_point_at: None,
             closed: false,
         };
         inner.check_offsets();
@@ -1026,6 +1076,40 @@ impl<S: Storage> PartitionLog<S> {
         Ok(())
     }
 
+    /// Writes the active segment's index files, then the recovery point with
+    /// the producer state as of it. Failure only costs a longer scan after a
+    /// crash, so it is logged, not returned.
+    async fn write_recovery_point(&self, capture: RecoveryCapture) {
+        let base = capture.point.segment_base;
+        let still_active = {
+            let inner = self.inner.borrow();
+            inner.segments.get(&base).is_some_and(|segment| !segment.sealed)
+        };
+        if !still_active {
+            // Sealing wrote the full index; a later recovery scans the new segment.
+            return;
+        }
+        let written = async {
+            let index_path = self.dir.join(segment_file_name(base, "index"));
+            self.storage
+                .write_small_atomic(&index_path, &capture.index.encode_offsets())
+                .await
+                .map_err(|error| StorageError::new("write index", &index_path, error))?;
+            let time_path = self.dir.join(segment_file_name(base, "timeindex"));
+            self.storage
+                .write_small_atomic(&time_path, &capture.index.encode_times())
+                .await
+                .map_err(|error| StorageError::new("write time index", &time_path, error))?;
+            write_recovery_point_file(&self.storage, &self.dir, &capture).await
+        };
+        match written.await {
+            Ok(()) => {
+                self.inner.borrow_mut().recovery_point_at = Some((base, capture.point.position));
+            }
+            Err(error) => tracing::warn!(%error, "writing the recovery point failed"),
+        }
+    }
+
     /// Resolves when every offset below `offset_end` is on stable storage,
     /// or fails if a write or sync failed meanwhile.
     pub async fn wait_durable(&self, offset_end: i64) -> Result<(), StorageError> {
@@ -1071,6 +1155,7 @@ impl<S: Storage> PartitionLog<S> {
     /// started, so concurrent waiters share one fdatasync.
     async fn run_syncer(self: Rc<Self>) {
         loop {
+            let capture;
             let (target_offset, segment_base, target_position) = {
                 let mut inner = self.inner.borrow_mut();
                 if !inner.sync_wanted || inner.durable >= inner.leo || inner.closed {
@@ -1079,6 +1164,14 @@ impl<S: Storage> PartitionLog<S> {
                 }
                 inner.sync_wanted = false;
                 let active = inner.active();
+                let interval = inner.config.recovery_point_interval_bytes;
+                let due = match inner.recovery_point_at {
+                    Some((base, position)) if base == active.base_offset => {
+                        active.size >= position + interval
+                    }
+                    _ => active.size >= interval,
+                };
+                capture = due.then(|| inner.capture_recovery_point());
                 (inner.leo, active.base_offset, active.size)
             };
             let failures_before = self.inner.borrow().sync_failures;
@@ -1107,8 +1200,14 @@ impl<S: Storage> PartitionLog<S> {
             };
             match file.sync().await {
                 Ok(()) => {
-                    let mut inner = self.inner.borrow_mut();
-                    inner.durable = inner.durable.max(target_offset);
+                    {
+                        let mut inner = self.inner.borrow_mut();
+                        inner.durable = inner.durable.max(target_offset);
+                    }
+                    self.signal.notify();
+                    if let Some(capture) = capture {
+                        self.write_recovery_point(capture).await;
+                    }
                 }
                 Err(error) => {
                     let path = self.dir.clone();
@@ -1205,7 +1304,7 @@ impl<S: Storage> PartitionLog<S> {
             })?),
         };
         let config = self.config();
-        let scanned = scan_segment(&*file, &path, segment_base, size, &config)
+        let scanned = scan_segment(&*file, &path, segment_base, size, &config, None)
             .await
             .map_err(|error| ReadError::Storage(error.to_string()))?;
         let mut inner = self.inner.borrow_mut();
@@ -1457,6 +1556,15 @@ impl<S: Storage> PartitionLog<S> {
         if offset >= leo {
             return Ok(());
         }
+        // The recovery point may lie past the new end; a crash before the
+        // next one is written then scans the segment from its start.
+        let point_path = self.dir.join(RECOVERY_POINT_FILE);
+        if self.storage.exists(&point_path) {
+            self.storage
+                .remove_file(&point_path)
+                .map_err(|error| StorageError::new("remove", &point_path, error))?;
+        }
+        self.inner.borrow_mut().recovery_point_at = None;
         let offset = offset.max(log_start);
         // Find the batch holding `offset`: its start is the new end.
         let bases: Vec<i64> = self.inner.borrow().segments.range(..=offset).map(|(&b, _)| b).collect();
@@ -1541,7 +1649,7 @@ impl<S: Storage> PartitionLog<S> {
         // producer's earlier batches: a fenced producer would be let back in.
         // (This reads the segment once; truncation is rare.)
         let mut producers = load_producer_snapshot(&self.storage, &self.dir, segment_base).await;
-        let kept = scan_segment(&*file, &path, segment_base, position, &self.config()).await?;
+        let kept = scan_segment(&*file, &path, segment_base, position, &self.config(), None).await?;
         for header in &kept.headers {
             producers.record(header, header.base_offset);
         }
@@ -1687,8 +1795,9 @@ impl<S: Storage> PartitionLog<S> {
             file.truncate(size).await.map_err(|error| StorageError::new("truncate", &path, error))?;
             file.sync().await.map_err(|error| StorageError::new("sync", &path, error))?;
         }
-        // The producer state needs no snapshot here: a restart replays the
-        // last segment on top of its start snapshot, as after a crash.
+        // A recovery point at the end lets a restart skip the scan.
+        let capture = self.inner.borrow().capture_recovery_point();
+        self.write_recovery_point(capture).await;
         Ok(())
     }
 
@@ -1880,6 +1989,12 @@ struct Scanned {
     bytes_since_index: u64,
 }
 
+/// Where a scan resumes: a recovery point and the index below it.
+struct ScanStart {
+    point: RecoveryPoint,
+    index: SegmentIndex,
+}
+
 /// Reads a segment batch by batch from the start; the log ends at the first
 /// batch that is short, zeroed, out of sequence or fails its CRC.
 async fn scan_segment<F: StorageFile>(
@@ -1888,6 +2003,7 @@ async fn scan_segment<F: StorageFile>(
     base_offset: i64,
     size: u64,
     config: &LogConfig,
+    start: Option<ScanStart>,
 ) -> Result<Scanned, StorageError> {
     let mut scanned = Scanned {
         valid_bytes: 0,
@@ -1899,8 +2015,19 @@ async fn scan_segment<F: StorageFile>(
         bytes_since_index: 0,
     };
     let mut position = 0u64;
+    if let Some(start) = start {
+        // Everything before the recovery point is durable and indexed:
+        // only what follows it needs reading.
+        scanned.valid_bytes = start.point.position;
+        scanned.next_offset = start.point.next_offset;
+        scanned.index = start.index;
+        scanned.max_timestamp = start.point.max_timestamp;
+        scanned.offset_of_max_timestamp = start.point.offset_of_max_timestamp;
+        scanned.bytes_since_index = start.point.bytes_since_index;
+        position = start.point.position;
+    }
     let mut buffer = Bytes::new();
-    let mut buffer_start = 0u64;
+    let mut buffer_start = position;
     loop {
         if position + LOG_OVERHEAD as u64 > size {
             break;
@@ -2117,4 +2244,60 @@ async fn load_producer_snapshot<S: Storage>(storage: &S, dir: &Path, base: i64) 
             ProducerState::default()
         }
     }
+}
+
+/// What a recovery point records, captured when its sync round starts.
+struct RecoveryCapture {
+    point: RecoveryPoint,
+    index: SegmentIndex,
+    producers: ProducerState,
+}
+
+/// Writes `recovery-point`: the point (48 bytes) followed by the producer
+/// state as of it (rkyv), in one checkpoint frame, replaced atomically.
+async fn write_recovery_point_file<S: Storage>(
+    storage: &S,
+    dir: &Path,
+    capture: &RecoveryCapture,
+) -> Result<(), StorageError> {
+    let path = dir.join(RECOVERY_POINT_FILE);
+    let snapshot = ProducerSnapshot {
+        offset: capture.point.next_offset,
+        producers: capture.producers.producers.iter().map(|(id, entry)| (*id, entry.clone())).collect(),
+    };
+    let producers = rkyv::to_bytes::<rkyv::rancor::Error>(&snapshot)
+        .map_err(|error| StorageError::new("encode", &path, std::io::Error::other(error.to_string())))?;
+    let mut payload = capture.point.encode().to_vec();
+    payload.extend_from_slice(&producers);
+    storage
+        .write_small_atomic(&path, &encode_checkpoint(&payload))
+        .await
+        .map_err(|error| StorageError::new("write", &path, error))
+}
+
+/// Reads `recovery-point`. Anything unreadable means "scan from the start".
+async fn load_recovery_point<S: Storage>(storage: &S, dir: &Path) -> Option<(RecoveryPoint, ProducerState)> {
+    let path = dir.join(RECOVERY_POINT_FILE);
+    if !storage.exists(&path) {
+        return None;
+    }
+    let bytes = storage.read_small(&path, METADATA_SNAPSHOT_BYTES_MAX).await.ok()?;
+    let payload = decode_checkpoint(&bytes)?;
+    let point = RecoveryPoint::decode(payload.get(..RECOVERY_POINT_BYTES)?)?;
+    let mut aligned = rkyv::util::AlignedVec::<16>::new();
+    aligned.extend_from_slice(payload.get(RECOVERY_POINT_BYTES..)?);
+    let snapshot = rkyv::from_bytes::<ProducerSnapshot, rkyv::rancor::Error>(&aligned).ok()?;
+    if snapshot.offset != point.next_offset {
+        return None;
+    }
+    Some((point, ProducerState { producers: snapshot.producers.into_iter().collect() }))
+}
+
+/// The index files of a segment, if present and consistent with a segment
+/// of `valid_bytes`.
+async fn load_index_files<S: Storage>(storage: &S, dir: &Path, base: i64, valid_bytes: u64) -> Option<SegmentIndex> {
+    let bytes_max = valid_bytes / 8 * crate::index::OFFSET_ENTRY_BYTES as u64 + IO_ALIGNMENT;
+    let offsets = storage.read_small(&dir.join(segment_file_name(base, "index")), bytes_max).await.ok()?;
+    let times = storage.read_small(&dir.join(segment_file_name(base, "timeindex")), bytes_max * 2).await.ok()?;
+    SegmentIndex::decode(&offsets, &times, valid_bytes)
 }

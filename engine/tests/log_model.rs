@@ -966,6 +966,12 @@ async fn run(seed: u64) {
             INDEX_INTERVAL_BYTES_MAX as i64,
         ) as u32,
         preallocate: rng.percent(50),
+        // Small intervals so crash restarts resume from recovery points.
+        recovery_point_interval_bytes: if rng.percent(50) {
+            rng.between(1, 256 * 1024) as u64
+        } else {
+            LogConfig::default().recovery_point_interval_bytes
+        },
         ..LogConfig::default()
     };
     let cache_bytes = if rng.percent(40) {

@@ -34,6 +34,8 @@ const BASELINE_IN_FLIGHT: usize = 8;
 /// coalesces small batches into large writes, so small-block raw writes
 /// would flatter it).
 const BASELINE_BLOCK_BYTES_MIN: usize = 1024 * 1024;
+/// How often `fill` waits for durability.
+const FILL_SYNC_EVERY_BYTES: u64 = 16 * 1024 * 1024;
 /// Record value size inside benchmark batches.
 const RECORD_BYTES: usize = 1024;
 
@@ -306,18 +308,27 @@ fn fill_command(args: &HashMap<String, String>) {
     run_local(move || async move {
         let cache = BatchCache::new(CACHE_BYTES);
         let log = PartitionLog::open(DmaStorage, base.join("fill-0"), LogConfig::default(), cache).await.expect("log");
-        let (_, bytes) = make_batch(1 << 20);
+        // 512 KiB batches stay under the default max.message.bytes.
+        let (_, bytes) = make_batch(512 << 10);
         let mut written = 0u64;
         while written < mib << 20 {
             if log.is_backlogged() {
                 log.wait_for_room().await;
             }
             let batches = batch::split_and_validate(&bytes, usize::MAX).expect("valid");
-            log.append(&batches).expect("append");
+            let appended = log.append(&batches).expect("append");
             written += bytes.len() as u64;
+            if written % FILL_SYNC_EVERY_BYTES < bytes.len() as u64 {
+                // A durable producer now and then, as a broker under
+                // acks=all load would see: recovery points follow the syncs.
+                log.wait_durable(appended.last_offset.0 + 1).await.expect("durable");
+            }
         }
         let end = log.offsets().leo;
         log.wait_durable(end).await.expect("durable");
+        // The broker would keep running: give the recovery point after the
+        // last sync the moment it takes to land.
+        glommio::timer::sleep(Duration::from_millis(200)).await;
         println!("filled {written} bytes, log end offset {end}; dying without a clean close");
         // Ends the process the way kill -9 would: no close, no truncation.
         std::process::abort();

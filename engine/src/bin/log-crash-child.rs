@@ -41,6 +41,8 @@ use sluice_engine::{BatchCache, DmaStorage, LogConfig, PartitionLog};
 const WRITERS: u16 = 4;
 /// Small segments, so kills land during rolls and seals too.
 const SEGMENT_BYTES: u64 = 256 * 1024;
+/// Bytes between recovery points in the child (tiny, to exercise them).
+const RECOVERY_POINT_INTERVAL_BYTES: u64 = 16 * 1024;
 const CACHE_BYTES: usize = 8 * 1024 * 1024;
 const RECORDS_PER_BATCH_MAX: u64 = 8;
 const PAYLOAD_BYTES_MAX: u64 = 2048;
@@ -144,6 +146,9 @@ fn main() -> ExitCode {
     let handle = executor.spawn(move || async move {
         let config = LogConfig {
             segment_bytes: SEGMENT_BYTES,
+            // Frequent recovery points: kills land before, during and after
+            // their writes, and recovery resumes from them.
+            recovery_point_interval_bytes: RECOVERY_POINT_INTERVAL_BYTES,
             ..LogConfig::default()
         };
         let log =
