@@ -295,6 +295,8 @@ struct Inner<S: Storage> {
     closed: bool,
     /// The last recovery point written: segment base and position.
     recovery_point_at: Option<(i64, u64)>,
+    /// Leader epochs and the offsets they start at, oldest first.
+    epochs: Vec<(i32, i64)>,
 }
 
 impl<S: Storage> Inner<S> {
@@ -558,6 +560,15 @@ impl<S: Storage> PartitionLog<S> {
         }
         let first_base = segments.keys().next().copied().unwrap_or(0);
         let log_start = checkpoint.max(first_base).min(leo);
+        let epochs = match read_epoch_checkpoint(&storage, &dir).await? {
+            Some(epochs) => epochs,
+            None => {
+                // A new log starts leader epoch 0 at its start.
+                let epochs = vec![(0, log_start)];
+                write_epoch_checkpoint(&storage, &dir, &epochs).await?;
+                epochs
+            }
+        };
         let inner = Inner {
             config,
             segments,
@@ -565,7 +576,8 @@ impl<S: Storage> PartitionLog<S> {
             hw: leo,
             leo,
             durable: leo,
-            leader_epoch: LeaderEpoch(0),
+            leader_epoch: LeaderEpoch(epochs.last().map_or(0, |(epoch, _)| *epoch)),
+            epochs,
             hw_follows_leo: true,
             cached: VecDeque::new(),
             producers,
@@ -1496,8 +1508,25 @@ impl<S: Storage> PartitionLog<S> {
         self.signal.notify();
     }
 
-    pub fn set_leader_epoch(&self, epoch: LeaderEpoch) {
-        self.inner.borrow_mut().leader_epoch = epoch;
+    /// Starts a new leader epoch at the current log end and records it in
+    /// `leader-epoch-checkpoint` (followers truncate by it).
+    pub async fn set_leader_epoch(&self, epoch: LeaderEpoch) -> Result<(), StorageError> {
+        let entries = {
+            let mut inner = self.inner.borrow_mut();
+            if epoch <= inner.leader_epoch && !inner.epochs.is_empty() {
+                return Ok(());
+            }
+            inner.leader_epoch = epoch;
+            let leo = inner.leo;
+            inner.epochs.push((epoch.0, leo));
+            inner.epochs.clone()
+        };
+        write_epoch_checkpoint(&self.storage, &self.dir, &entries).await
+    }
+
+    /// `(epoch, start offset)` pairs of the leader epochs of this log.
+    pub fn leader_epochs(&self) -> Vec<(i32, i64)> {
+        self.inner.borrow().epochs.clone()
     }
 
     /// DeleteRecords: moves the log start forward (not past the high
@@ -2300,4 +2329,58 @@ async fn load_index_files<S: Storage>(storage: &S, dir: &Path, base: i64, valid_
     let offsets = storage.read_small(&dir.join(segment_file_name(base, "index")), bytes_max).await.ok()?;
     let times = storage.read_small(&dir.join(segment_file_name(base, "timeindex")), bytes_max * 2).await.ok()?;
     SegmentIndex::decode(&offsets, &times, valid_bytes)
+}
+
+/// Kafka's `leader-epoch-checkpoint` file name.
+const EPOCH_CHECKPOINT_FILE: &str = "leader-epoch-checkpoint";
+/// The checkpoint format version Kafka writes.
+const EPOCH_CHECKPOINT_VERSION: &str = "0";
+/// Most epoch entries read from a checkpoint (one per leader change).
+const EPOCH_ENTRIES_MAX: usize = 1 << 20;
+
+/// Kafka's text format: the version line, the entry count, then one
+/// `epoch start_offset` line per entry.
+async fn write_epoch_checkpoint<S: Storage>(storage: &S, dir: &Path, epochs: &[(i32, i64)]) -> Result<(), StorageError> {
+    let mut text = format!("{EPOCH_CHECKPOINT_VERSION}\n{}\n", epochs.len());
+    for (epoch, start) in epochs {
+        text.push_str(&format!("{epoch} {start}\n"));
+    }
+    let path = dir.join(EPOCH_CHECKPOINT_FILE);
+    storage.write_small_atomic(&path, text.as_bytes()).await.map_err(|error| StorageError::new("write", &path, error))
+}
+
+async fn read_epoch_checkpoint<S: Storage>(storage: &S, dir: &Path) -> Result<Option<Vec<(i32, i64)>>, OpenError> {
+    let path = dir.join(EPOCH_CHECKPOINT_FILE);
+    if !storage.exists(&path) {
+        return Ok(None);
+    }
+    let bytes = storage
+        .read_small(&path, (EPOCH_ENTRIES_MAX * 32) as u64)
+        .await
+        .map_err(|error| StorageError::new("read", &path, error))?;
+    let foreign = |reason: &str| OpenError::Foreign { path: path.clone(), reason: reason.to_string() };
+    let text = std::str::from_utf8(&bytes).map_err(|_| foreign("not text"))?;
+    let mut lines = text.lines();
+    if lines.next() != Some(EPOCH_CHECKPOINT_VERSION) {
+        return Err(foreign("unknown leader-epoch-checkpoint version"));
+    }
+    let count: usize = lines
+        .next()
+        .and_then(|line| line.trim().parse().ok())
+        .filter(|count| *count <= EPOCH_ENTRIES_MAX)
+        .ok_or_else(|| foreign("bad entry count"))?;
+    let mut epochs = Vec::with_capacity(count);
+    for line in lines.take(count) {
+        let mut fields = line.split_whitespace();
+        let epoch = fields.next().and_then(|field| field.parse::<i32>().ok());
+        let start = fields.next().and_then(|field| field.parse::<i64>().ok());
+        match (epoch, start) {
+            (Some(epoch), Some(start)) => epochs.push((epoch, start)),
+            _ => return Err(foreign("bad epoch entry")),
+        }
+    }
+    if epochs.len() != count {
+        return Err(foreign("fewer entries than its count"));
+    }
+    Ok(Some(epochs))
 }
