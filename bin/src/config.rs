@@ -29,7 +29,18 @@ pub const SETTINGS: &[(&str, &str)] = &[
     ("retention_check_interval_ms", "milliseconds, at least 1"),
     ("connections_max_idle_ms", "milliseconds, at least 1"),
     ("delete_topic_enable", "true or false"),
+    ("group_initial_rebalance_delay_ms", "milliseconds, 0 or more (Kafka default 3000)"),
+    ("group_min_session_timeout_ms", "milliseconds, at least 1"),
+    ("group_max_session_timeout_ms", "milliseconds, at least group_min_session_timeout_ms"),
+    ("group_max_size", "members per group, at least 1"),
+    ("offsets_topic_num_partitions", "partitions of __consumer_offsets when it is created, 1 to 1000"),
+    ("offsets_retention_minutes", "minutes, at least 1"),
+    ("offsets_retention_check_interval_ms", "milliseconds, at least 1"),
 ];
+
+/// Most partitions `__consumer_offsets` may be created with (Kafka caps
+/// nothing, but every partition is a log every restart replays).
+const OFFSETS_TOPIC_PARTITIONS_MAX: i64 = 1000;
 
 /// Smallest batch cache that still holds a few batches per partition.
 const CACHE_BYTES_MIN: usize = 1 << 20;
@@ -117,6 +128,25 @@ pub fn apply(config: &mut BrokerConfig, name: &str, value: &str, source: &Source
             config.connections_max_idle_ms = long(1, i64::MAX).ok_or_else(bad)? as u64
         }
         "delete_topic_enable" => config.delete_topic_enable = parse_bool(value).ok_or_else(bad)?,
+        "group_initial_rebalance_delay_ms" => {
+            config.groups.initial_rebalance_delay_ms = long(0, i32::MAX as i64).ok_or_else(bad)? as u64
+        }
+        "group_min_session_timeout_ms" => {
+            config.groups.min_session_timeout_ms = long(1, i32::MAX as i64).ok_or_else(bad)? as i32
+        }
+        "group_max_session_timeout_ms" => {
+            config.groups.max_session_timeout_ms = long(1, i32::MAX as i64).ok_or_else(bad)? as i32
+        }
+        "group_max_size" => config.groups.max_size = long(1, i32::MAX as i64).ok_or_else(bad)? as usize,
+        "offsets_topic_num_partitions" => {
+            config.groups.offsets_topic_partitions = long(1, OFFSETS_TOPIC_PARTITIONS_MAX).ok_or_else(bad)? as i32
+        }
+        "offsets_retention_minutes" => {
+            config.groups.offsets_retention_ms = long(1, i64::MAX / 60_000).ok_or_else(bad)? * 60_000
+        }
+        "offsets_retention_check_interval_ms" => {
+            config.groups.offsets_retention_check_interval_ms = long(1, i64::MAX).ok_or_else(bad)? as u64
+        }
         _ => {
             return Err(format!(
                 "unknown setting '{name}' (from {source}); known settings: {}",
@@ -197,6 +227,12 @@ pub fn from_args(args: &[String]) -> Result<BrokerConfig, String> {
     for (flag, value) in flags {
         let name = flag.replace('-', "_");
         apply(&mut config, &name, &value, &Source::Flag(format!("--{flag}")))?;
+    }
+    if config.groups.min_session_timeout_ms > config.groups.max_session_timeout_ms {
+        return Err(format!(
+            "group_min_session_timeout_ms ({}) is larger than group_max_session_timeout_ms ({})",
+            config.groups.min_session_timeout_ms, config.groups.max_session_timeout_ms
+        ));
     }
     Ok(config)
 }

@@ -127,6 +127,8 @@ pub enum ShardRequest {
     ListOffsets(Vec<OffsetQueryEntry>),
     ApplyMetadata(Arc<ClusterMetadata>),
     Controller(ControllerRequest),
+    /// A consumer-group request for the group's coordinator shard.
+    Group(crate::groups::GroupRequest),
     LogSizes,
     Shutdown,
 }
@@ -140,6 +142,7 @@ pub enum ShardResponse {
     Topics(Vec<TopicOutcome>),
     ProducerId(i64),
     LogSizes(Vec<(String, i32, u64, i64)>),
+    Group(crate::groups::GroupResponse),
     Done,
 }
 
@@ -173,6 +176,8 @@ pub struct Broker {
     ready: Cell<bool>,
     ready_signal: sluice_engine::notify::Signal,
     pub shutting_down: Cell<bool>,
+    /// The coordinator of the groups whose offsets partitions this shard owns.
+    pub groups: crate::groups::GroupCoordinator,
 }
 
 fn random_id() -> [u8; 16] {
@@ -191,30 +196,6 @@ fn random_id() -> [u8; 16] {
     id[6] = (id[6] & 0x0f) | 0x40;
     id[8] = (id[8] & 0x3f) | 0x80;
     id
-}
-
-/// Bytes of the file that settles glommio's polled-I/O probe: one O_DIRECT
-/// block of the largest logical block size a device may have.
-const IOPOLL_PROBE_BYTES: usize = 4096;
-
-/// glommio decides once per thread and device whether reads may use the
-/// polled (IOPOLL) ring, by reading the first block of the first file the
-/// thread opens with O_DIRECT; only an ENOTSUP answer turns polling off. If
-/// that file is empty, as on a fresh data directory (the first file a shard
-/// opens is a new metadata or segment file), the read returns nothing, the
-/// probe passes, and on a device without poll queues every later read of
-/// data on that shard fails with EOPNOTSUPP: fetches of data no longer in
-/// the batch cache and timestamp lookups return KAFKA_STORAGE_ERROR until the
-/// broker restarts. Opening a file that has data first, before anything
-/// else on the shard, makes the probe see the device's real answer.
-async fn settle_iopoll_probe(data_dir: &std::path::Path, shard: ShardId) -> Result<(), String> {
-    use sluice_engine::Storage;
-    let path = data_dir.join(format!(".iopoll-probe-shard-{}", shard.0));
-    std::fs::write(&path, [0x5a; IOPOLL_PROBE_BYTES])
-        .map_err(|error| format!("writing {}: {error}", path.display()))?;
-    let opened = DmaStorage.open(&path, false).await;
-    let _ = std::fs::remove_file(&path);
-    opened.map(drop).map_err(|error| format!("opening {}: {error}", path.display()))
 }
 
 /// Kafka's legal topic names: 1–249 of `[a-zA-Z0-9._-]`, not `.` or `..`.
@@ -242,7 +223,6 @@ impl Broker {
         mesh: Rc<Mesh<ShardRequest, ShardResponse>>,
     ) -> Result<Rc<Broker>, String> {
         let shard = mesh.shard();
-        settle_iopoll_probe(&config.data_dir, shard).await?;
         let controller = if shard.0 == 0 {
             Some(Controller {
                 store: FileMetadataStore::new(DmaStorage, config.data_dir.clone()),
@@ -256,6 +236,7 @@ impl Broker {
             config.advertised_host.clone().unwrap_or_else(|| config.listen.ip().to_string()),
             config.advertised_port.unwrap_or(config.listen.port()),
         );
+        let groups = crate::groups::GroupCoordinator::new(config.groups.clone());
         let broker = Rc::new(Broker {
             cache: BatchCache::new(config.cache_bytes_per_shard),
             config,
@@ -268,7 +249,9 @@ impl Broker {
             ready: Cell::new(false),
             ready_signal: sluice_engine::notify::Signal::new(),
             shutting_down: Cell::new(false),
+            groups,
         });
+        broker.groups.attach(Rc::downgrade(&broker));
         let served = Rc::downgrade(&broker);
         broker.mesh.set_handler(Rc::new(move |request| {
             let broker = served.upgrade();
@@ -355,6 +338,7 @@ impl Broker {
                 ShardResponse::Done
             }
             ShardRequest::Controller(request) => self.serve_controller(request).await,
+            ShardRequest::Group(request) => ShardResponse::Group(crate::groups::serve(&self, request).await),
             ShardRequest::LogSizes => {
                 let logs = self.logs.borrow();
                 let mut sizes: Vec<(String, i32, u64, i64)> = logs
@@ -427,6 +411,7 @@ impl Broker {
                 }
             }
         }
+        self.groups.on_metadata(&metadata);
         if !self.ready.get() {
             self.ready.set(true);
             self.ready_signal.notify();
@@ -658,7 +643,7 @@ impl Broker {
         self.mesh.call(ShardId(0), ShardRequest::Controller(request)).await
     }
 
-    fn log(&self, topic: &str, partition: i32) -> Option<Rc<Log>> {
+    pub(crate) fn log(&self, topic: &str, partition: i32) -> Option<Rc<Log>> {
         self.logs.borrow().get(&(topic.to_string(), partition)).cloned()
     }
 

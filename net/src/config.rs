@@ -6,7 +6,50 @@ use std::path::PathBuf;
 use sluice_engine::constants::BATCH_CACHE_BYTES_DEFAULT;
 use sluice_engine::LogConfig;
 
-use crate::constants::{AUTO_CREATE_PARTITIONS_DEFAULT, CONNECTION_IDLE_MS_DEFAULT};
+use crate::constants::{
+    AUTO_CREATE_PARTITIONS_DEFAULT, CONNECTION_IDLE_MS_DEFAULT, GROUP_INITIAL_REBALANCE_DELAY_MS_DEFAULT,
+    GROUP_SESSION_TIMEOUT_MS_MAX_DEFAULT, GROUP_SESSION_TIMEOUT_MS_MIN_DEFAULT, GROUP_SIZE_MAX_DEFAULT,
+    OFFSETS_RETENTION_CHECK_INTERVAL_MS_DEFAULT, OFFSETS_RETENTION_MS_DEFAULT, OFFSETS_REWRITE_RECORDS_MIN_DEFAULT,
+    OFFSETS_TOPIC_PARTITIONS_DEFAULT,
+};
+
+/// Group coordinator settings (Kafka's names in the comments).
+#[derive(Clone, Debug)]
+pub struct GroupConfig {
+    /// `group.initial.rebalance.delay.ms`.
+    pub initial_rebalance_delay_ms: u64,
+    /// `group.min.session.timeout.ms`.
+    pub min_session_timeout_ms: i32,
+    /// `group.max.session.timeout.ms`.
+    pub max_session_timeout_ms: i32,
+    /// `group.max.size`.
+    pub max_size: usize,
+    /// `offsets.topic.num.partitions`: used when `__consumer_offsets` is
+    /// created; afterwards the topic's own partition count decides.
+    pub offsets_topic_partitions: i32,
+    /// `offsets.retention.minutes`, in ms.
+    pub offsets_retention_ms: i64,
+    /// `offsets.retention.check.interval.ms`: also how often offsets logs are
+    /// checked for rewriting.
+    pub offsets_retention_check_interval_ms: u64,
+    /// Smallest offsets log (in records) that is rewritten to bound replay.
+    pub offsets_rewrite_records_min: i64,
+}
+
+impl Default for GroupConfig {
+    fn default() -> Self {
+        GroupConfig {
+            initial_rebalance_delay_ms: GROUP_INITIAL_REBALANCE_DELAY_MS_DEFAULT,
+            min_session_timeout_ms: GROUP_SESSION_TIMEOUT_MS_MIN_DEFAULT,
+            max_session_timeout_ms: GROUP_SESSION_TIMEOUT_MS_MAX_DEFAULT,
+            max_size: GROUP_SIZE_MAX_DEFAULT,
+            offsets_topic_partitions: OFFSETS_TOPIC_PARTITIONS_DEFAULT,
+            offsets_retention_ms: OFFSETS_RETENTION_MS_DEFAULT,
+            offsets_retention_check_interval_ms: OFFSETS_RETENTION_CHECK_INTERVAL_MS_DEFAULT,
+            offsets_rewrite_records_min: OFFSETS_REWRITE_RECORDS_MIN_DEFAULT,
+        }
+    }
+}
 
 /// Everything a broker needs to run. Built by the `sluice` binary from the
 /// embedded defaults, a TOML file, `SLUICE_*` variables and flags.
@@ -36,6 +79,8 @@ pub struct BrokerConfig {
     pub connections_max_idle_ms: u64,
     /// Kafka's `delete.topic.enable`.
     pub delete_topic_enable: bool,
+    /// Consumer groups and committed offsets.
+    pub groups: GroupConfig,
 }
 
 impl Default for BrokerConfig {
@@ -55,6 +100,7 @@ impl Default for BrokerConfig {
             retention_check_interval_ms: 5 * 60 * 1000,
             connections_max_idle_ms: CONNECTION_IDLE_MS_DEFAULT,
             delete_topic_enable: true,
+            groups: GroupConfig::default(),
         }
     }
 }

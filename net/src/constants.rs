@@ -27,6 +27,59 @@ pub const FETCH_RESPONSE_BYTES_MAX: usize = 55 * 1024 * 1024;
 /// Kafka's `offsets.topic.num.partitions` default.
 pub const OFFSETS_TOPIC_PARTITIONS_DEFAULT: i32 = 50;
 
+/// `segment.bytes` of `__consumer_offsets` (Kafka's
+/// `offsets.topic.segment.bytes` default, 100 MiB).
+pub const OFFSETS_TOPIC_SEGMENT_BYTES: u64 = 100 * 1024 * 1024;
+
+/// Kafka's `offset.metadata.max.bytes`: longer commit metadata strings get
+/// OFFSET_METADATA_TOO_LARGE.
+pub const OFFSET_METADATA_BYTES_MAX: usize = 4096;
+
+/// Kafka's `group.initial.rebalance.delay.ms` default.
+pub const GROUP_INITIAL_REBALANCE_DELAY_MS_DEFAULT: u64 = 3000;
+
+/// Kafka's `group.min.session.timeout.ms` default.
+pub const GROUP_SESSION_TIMEOUT_MS_MIN_DEFAULT: i32 = 6000;
+
+/// Kafka's `group.max.session.timeout.ms` default (30 minutes).
+pub const GROUP_SESSION_TIMEOUT_MS_MAX_DEFAULT: i32 = 30 * 60 * 1000;
+
+/// Members one group may have (Kafka's `group.max.size`, which is unbounded
+/// by default; a group's metadata record must fit `max.message.bytes`).
+pub const GROUP_SIZE_MAX_DEFAULT: usize = 1000;
+
+/// Kafka's `offsets.retention.minutes` default (7 days), in ms.
+pub const OFFSETS_RETENTION_MS_DEFAULT: i64 = 7 * 24 * 60 * 60 * 1000;
+
+/// Kafka's `offsets.retention.check.interval.ms` default.
+pub const OFFSETS_RETENTION_CHECK_INTERVAL_MS_DEFAULT: u64 = 10 * 60 * 1000;
+
+/// How long a coordinator write may take to become durable before the
+/// request fails (Kafka's `offsets.commit.timeout.ms`).
+pub const OFFSETS_WRITE_TIMEOUT_MS: u64 = 5000;
+
+/// Bytes read per step when replaying an offsets partition.
+pub const OFFSETS_LOAD_READ_BYTES: usize = 1024 * 1024;
+
+/// Pause before retrying a replay that hit a read error.
+pub const OFFSETS_LOAD_RETRY_MS: u64 = 1000;
+
+/// An offsets partition is rewritten (live state appended again, log start
+/// moved past the rest) only once its log holds at least this many records.
+pub const OFFSETS_REWRITE_RECORDS_MIN_DEFAULT: i64 = 100_000;
+
+/// ... and more than this many times its live records: replay reads at most
+/// `ratio × live` records, and each record is rewritten at most once per
+/// `ratio - 1` new ones.
+pub const OFFSETS_REWRITE_RATIO: i64 = 4;
+
+/// Batch size of a rewrite, well below the default `max.message.bytes`.
+pub const OFFSETS_REWRITE_BATCH_BYTES: usize = 256 * 1024;
+
+/// Bytes of the client or instance id that prefix a generated member id, so
+/// the id stays far below Kafka's string limit.
+pub const MEMBER_ID_PREFIX_BYTES_MAX: usize = 255;
+
 /// Kafka's `num.partitions` default for auto-created topics.
 pub const AUTO_CREATE_PARTITIONS_DEFAULT: i32 = 1;
 
@@ -39,3 +92,8 @@ pub const LOGGED_STRING_BYTES_MAX: usize = 200;
 
 const _: () = assert!(IN_FLIGHT_REQUESTS_MAX >= 5, "clients pipeline 5 requests by default");
 const _: () = assert!(FETCH_RESPONSE_BYTES_MAX <= REQUEST_BYTES_MAX);
+const _: () = assert!(OFFSETS_REWRITE_RATIO >= 2, "a rewrite must free more than it writes");
+const _: () = assert!(GROUP_SESSION_TIMEOUT_MS_MIN_DEFAULT <= GROUP_SESSION_TIMEOUT_MS_MAX_DEFAULT);
+// "<prefix>-<36-character uuid>" must be a legal Kafka string.
+const _: () = assert!(MEMBER_ID_PREFIX_BYTES_MAX + 37 <= i16::MAX as usize);
+const _: () = assert!(OFFSETS_REWRITE_BATCH_BYTES < sluice_engine::constants::MESSAGE_BYTES_MAX_DEFAULT as usize);

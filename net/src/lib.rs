@@ -9,14 +9,18 @@
 //! - [`broker`]: a shard's partitions, the cross-shard operations, and the
 //!   metadata controller on shard 0.
 //! - [`wire`]: response frames as slices, written with `writev`.
+//! - [`groups`]: the group coordinator (consumer groups, committed offsets
+//!   in `__consumer_offsets`), one per shard.
 //! - [`errors`]: Kafka error codes and the one mapping from engine errors.
 
 pub mod broker;
 pub mod client;
+pub mod glommio_client;
 pub mod codec;
 pub mod config;
 pub mod constants;
 pub mod errors;
+pub mod groups;
 pub mod handlers;
 pub mod server;
 pub mod topic_config;

@@ -133,6 +133,7 @@ async fn read_frame(
     idle: Duration,
 ) -> Result<Option<Bytes>, Closed> {
     loop {
+        let mut needed = None;
         if buffer.len() >= 4 {
             let declared = i32::from_be_bytes([buffer[0], buffer[1], buffer[2], buffer[3]]);
             if declared < REQUEST_HEADER_BYTES_MIN as i32 || declared as usize > REQUEST_BYTES_MAX {
@@ -140,16 +141,20 @@ async fn read_frame(
                     "frame length {declared} outside [{REQUEST_HEADER_BYTES_MIN}, {REQUEST_BYTES_MAX}]"
                 )));
             }
-            let needed = 4 + declared as usize;
-            if buffer.len() >= needed {
+            let frame_end = 4 + declared as usize;
+            if buffer.len() >= frame_end {
                 buffer.advance(4);
                 return Ok(Some(buffer.split_to(declared as usize).freeze()));
             }
-            // The length was checked against the limit: reserving it is safe.
-            buffer.reserve(needed - buffer.len());
+            needed = Some(frame_end - buffer.len());
         }
         let start = buffer.len();
-        let chunk = (buffer.capacity() - start).max(READ_CHUNK_BYTES);
+        // The read window grows with what the peer has actually sent (at most
+        // doubling the buffer per read), not with what its length prefix
+        // claims: sizing (and zero-filling) the buffer for the declared
+        // length made 4 bytes claiming 100 MiB cost 100 MiB of resident
+        // memory per connection.
+        let chunk = needed.map_or(READ_CHUNK_BYTES, |needed| needed.min(start)).max(READ_CHUNK_BYTES);
         buffer.resize(start + chunk, 0);
         let read = glommio::timer::timeout(idle, async {
             reader.read(&mut buffer[start..]).await.map_err(glommio::GlommioError::IoError)

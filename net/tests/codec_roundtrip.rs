@@ -565,6 +565,29 @@ fn gen_incremental_alter_configs(g: &mut Gen, v: i16) -> IncrementalAlterConfigs
     r
 }
 
+fn gen_alter_configs(g: &mut Gen, v: i16) -> AlterConfigsRequest {
+    use kafka_protocol::messages::alter_configs_request::{AlterConfigsResource, AlterableConfig};
+    let f = v >= 2;
+    let mut r = AlterConfigsRequest::default();
+    r.resources = g.vec(|g| {
+        let mut res = AlterConfigsResource::default();
+        res.resource_type = g.i8();
+        res.resource_name = g.string();
+        res.configs = g.vec(|g| {
+            let mut c = AlterableConfig::default();
+            c.name = g.string();
+            c.value = g.nullable_string();
+            c.unknown_tagged_fields = g.tags(f);
+            c
+        });
+        res.unknown_tagged_fields = g.tags(f);
+        res
+    });
+    r.validate_only = g.bool();
+    r.unknown_tagged_fields = g.tags(f);
+    r
+}
+
 fn gen_describe_cluster(g: &mut Gen, v: i16) -> DescribeClusterRequest {
     let mut r = DescribeClusterRequest::default();
     r.include_cluster_authorized_operations = g.bool();
@@ -1327,6 +1350,7 @@ api_test!(
     IncrementalAlterConfigs,
     gen_incremental_alter_configs
 );
+api_test!(alter_configs, AlterConfigs, gen_alter_configs);
 api_test!(describe_cluster, DescribeCluster, gen_describe_cluster);
 api_test!(describe_log_dirs, DescribeLogDirs, gen_describe_log_dirs);
 api_test!(find_coordinator, FindCoordinator, gen_find_coordinator);
@@ -1391,6 +1415,7 @@ const TESTED_APIS: &[ApiKey] = &[
     ApiKey::InitProducerId,
     ApiKey::DescribeConfigs,
     ApiKey::IncrementalAlterConfigs,
+    ApiKey::AlterConfigs,
     ApiKey::DescribeCluster,
     ApiKey::DescribeLogDirs,
     ApiKey::FindCoordinator,

@@ -44,6 +44,7 @@
 //! | InitProducerId (22) | 0–5 | ListGroups (16) | 0–5 |
 //! | DescribeConfigs (32) | 1–4 | DeleteGroups (42) | 0–2 |
 //! | IncrementalAlterConfigs (44) | 0–1 | OffsetDelete (47) | 0 |
+//! | AlterConfigs (33) | 0–2 | | |
 //! | DescribeCluster (60) | 0–1 | ConsumerGroupHeartbeat (68) | 0–1 |
 //! | DescribeLogDirs (35) | 1–4 | ConsumerGroupDescribe (69) | 0–1 |
 //! | AddPartitionsToTxn (24) | 0–5 | AddOffsetsToTxn (25) | 0–4 |
@@ -59,12 +60,12 @@ use std::mem;
 
 use bytes::{Buf, Bytes};
 use kafka_protocol::messages::{
-    AddOffsetsToTxnRequest, AddPartitionsToTxnRequest, ApiKey, ApiVersionsRequest,
-    ConsumerGroupDescribeRequest, ConsumerGroupHeartbeatRequest, CreatePartitionsRequest,
-    CreateTopicsRequest, DeleteGroupsRequest, DeleteRecordsRequest, DeleteTopicsRequest,
-    DescribeClusterRequest, DescribeConfigsRequest, DescribeGroupsRequest, DescribeLogDirsRequest,
-    DescribeProducersRequest, DescribeTransactionsRequest, EndTxnRequest, FetchRequest,
-    FindCoordinatorRequest, HeartbeatRequest, IncrementalAlterConfigsRequest,
+    AddOffsetsToTxnRequest, AddPartitionsToTxnRequest, AlterConfigsRequest, ApiKey,
+    ApiVersionsRequest, ConsumerGroupDescribeRequest, ConsumerGroupHeartbeatRequest,
+    CreatePartitionsRequest, CreateTopicsRequest, DeleteGroupsRequest, DeleteRecordsRequest,
+    DeleteTopicsRequest, DescribeClusterRequest, DescribeConfigsRequest, DescribeGroupsRequest,
+    DescribeLogDirsRequest, DescribeProducersRequest, DescribeTransactionsRequest, EndTxnRequest,
+    FetchRequest, FindCoordinatorRequest, HeartbeatRequest, IncrementalAlterConfigsRequest,
     InitProducerIdRequest, JoinGroupRequest, LeaveGroupRequest, ListGroupsRequest,
     ListOffsetsRequest, ListTransactionsRequest, MetadataRequest, OffsetCommitRequest,
     OffsetDeleteRequest, OffsetFetchRequest, OffsetForLeaderEpochRequest, ProduceRequest,
@@ -76,6 +77,7 @@ use uuid::Uuid;
 
 pub mod add_offsets_to_txn;
 pub mod add_partitions_to_txn;
+pub mod alter_configs;
 pub mod api_versions;
 pub mod consumer_group_describe;
 pub mod consumer_group_heartbeat;
@@ -748,6 +750,7 @@ pub enum Request {
     InitProducerId(InitProducerIdRequest),
     DescribeConfigs(DescribeConfigsRequest),
     IncrementalAlterConfigs(IncrementalAlterConfigsRequest),
+    AlterConfigs(AlterConfigsRequest),
     DescribeCluster(DescribeClusterRequest),
     DescribeLogDirs(DescribeLogDirsRequest),
     FindCoordinator(FindCoordinatorRequest),
@@ -850,6 +853,7 @@ pub const SUPPORTED_APIS: &[(ApiKey, (i16, i16))] = &[
         ApiKey::IncrementalAlterConfigs,
         incremental_alter_configs::INCREMENTAL_ALTER_CONFIGS_VERSIONS,
     ),
+    (ApiKey::AlterConfigs, alter_configs::ALTER_CONFIGS_VERSIONS),
     (ApiKey::OffsetDelete, offset_delete::OFFSET_DELETE_VERSIONS),
     (
         ApiKey::DescribeCluster,
@@ -900,6 +904,7 @@ impl Request {
             Self::InitProducerId(_) => ApiKey::InitProducerId,
             Self::DescribeConfigs(_) => ApiKey::DescribeConfigs,
             Self::IncrementalAlterConfigs(_) => ApiKey::IncrementalAlterConfigs,
+            Self::AlterConfigs(_) => ApiKey::AlterConfigs,
             Self::DescribeCluster(_) => ApiKey::DescribeCluster,
             Self::DescribeLogDirs(_) => ApiKey::DescribeLogDirs,
             Self::FindCoordinator(_) => ApiKey::FindCoordinator,
@@ -953,6 +958,7 @@ pub fn decode_request(api_key: i16, api_version: i16, body: Bytes) -> Result<Req
         ApiKey::IncrementalAlterConfigs => {
             Request::IncrementalAlterConfigs(incremental_alter_configs::decode(r, v)?)
         }
+        ApiKey::AlterConfigs => Request::AlterConfigs(alter_configs::decode(r, v)?),
         ApiKey::DescribeCluster => Request::DescribeCluster(describe_cluster::decode(r, v)?),
         ApiKey::DescribeLogDirs => Request::DescribeLogDirs(describe_log_dirs::decode(r, v)?),
         ApiKey::FindCoordinator => Request::FindCoordinator(find_coordinator::decode(r, v)?),

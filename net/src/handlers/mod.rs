@@ -2,19 +2,31 @@
 //! `handle` function of the same shape; this registry maps a decoded request
 //! to its handler and is the one place versions are checked.
 
+pub mod alter_configs;
 pub mod api_versions;
 pub mod create_partitions;
 pub mod create_topics;
+pub mod delete_groups;
 pub mod delete_topics;
+pub mod describe_groups;
 pub mod describe_cluster;
 pub mod describe_configs;
 pub mod describe_log_dirs;
 pub mod fetch;
+pub mod find_coordinator;
+pub mod heartbeat;
 pub mod incremental_alter_configs;
 pub mod init_producer_id;
+pub mod join_group;
+pub mod leave_group;
+pub mod list_groups;
 pub mod list_offsets;
 pub mod metadata;
+pub mod offset_commit;
+pub mod offset_delete;
+pub mod offset_fetch;
 pub mod produce;
+pub mod sync_group;
 
 use std::rc::Rc;
 
@@ -41,7 +53,19 @@ pub const IMPLEMENTED: &[(ApiKey, (i16, i16))] = &[
     (ApiKey::DescribeLogDirs, describe_log_dirs::VERSIONS),
     (ApiKey::CreatePartitions, create_partitions::VERSIONS),
     (ApiKey::IncrementalAlterConfigs, incremental_alter_configs::VERSIONS),
+    (ApiKey::AlterConfigs, alter_configs::VERSIONS),
     (ApiKey::DescribeCluster, describe_cluster::VERSIONS),
+    (ApiKey::FindCoordinator, find_coordinator::VERSIONS),
+    (ApiKey::JoinGroup, join_group::VERSIONS),
+    (ApiKey::SyncGroup, sync_group::VERSIONS),
+    (ApiKey::Heartbeat, heartbeat::VERSIONS),
+    (ApiKey::LeaveGroup, leave_group::VERSIONS),
+    (ApiKey::OffsetCommit, offset_commit::VERSIONS),
+    (ApiKey::OffsetFetch, offset_fetch::VERSIONS),
+    (ApiKey::OffsetDelete, offset_delete::VERSIONS),
+    (ApiKey::DescribeGroups, describe_groups::VERSIONS),
+    (ApiKey::ListGroups, list_groups::VERSIONS),
+    (ApiKey::DeleteGroups, delete_groups::VERSIONS),
 ];
 
 /// Whether `api_key` at `version` is implemented.
@@ -86,8 +110,20 @@ pub async fn dispatch(broker: &Rc<Broker>, header: RequestHeader, request: Reque
         Request::IncrementalAlterConfigs(request) => {
             incremental_alter_configs::handle(broker, &header, request).await
         }
+        Request::AlterConfigs(request) => alter_configs::handle(broker, &header, request).await,
         Request::DescribeCluster(request) => describe_cluster::handle(broker, &header, request).await,
         Request::DescribeLogDirs(request) => describe_log_dirs::handle(broker, &header, request).await,
+        Request::FindCoordinator(request) => find_coordinator::handle(broker, &header, request).await,
+        Request::JoinGroup(request) => join_group::handle(broker, &header, request).await,
+        Request::SyncGroup(request) => sync_group::handle(broker, &header, request).await,
+        Request::Heartbeat(request) => heartbeat::handle(broker, &header, request).await,
+        Request::LeaveGroup(request) => leave_group::handle(broker, &header, request).await,
+        Request::OffsetCommit(request) => offset_commit::handle(broker, &header, request).await,
+        Request::OffsetFetch(request) => offset_fetch::handle(broker, &header, request).await,
+        Request::OffsetDelete(request) => offset_delete::handle(broker, &header, request).await,
+        Request::DescribeGroups(request) => describe_groups::handle(broker, &header, request).await,
+        Request::ListGroups(request) => list_groups::handle(broker, &header, request).await,
+        Request::DeleteGroups(request) => delete_groups::handle(broker, &header, request).await,
         other => {
             // `is_supported` lets only implemented APIs through.
             tracing::error!(?api_key, "request for an API without a handler: {other:?}");

@@ -1,0 +1,766 @@
+//! Harness for the integration scenarios: runs the real `sluice` binary on
+//! 127.0.0.1 port 0 with its own data directory, and talks to it with
+//! librdkafka (the `rdkafka` crate) or raw sockets.
+//!
+//! A [`TestBroker`] owns its process: dropping it stops the broker (SIGTERM,
+//! then SIGKILL after [`STOP_TIMEOUT`]) and removes the directory. The broker's
+//! stderr goes to `broker.log` in that directory; when a test panics, the tail
+//! of the log is printed before the directory is removed, so a failure comes
+//! with the broker's side of the story.
+
+// Each scenario file uses a different part of the harness.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
+use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{Offset, TopicPartitionList};
+
+/// How long a broker may take to print its listening line.
+pub const START_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a broker may take to exit after SIGTERM before it is killed.
+pub const STOP_TIMEOUT: Duration = Duration::from_secs(20);
+/// Generous bound for client operations on a loaded 2-core CI machine.
+pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(60);
+/// Shards every test broker runs.
+pub const SHARDS: usize = 2;
+/// Lines of the broker log shown when a test fails.
+const LOG_TAIL_LINES: usize = 60;
+
+static NEXT_BROKER: AtomicU32 = AtomicU32::new(0);
+
+/// How a broker is stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stop {
+    /// SIGTERM: a clean shutdown that flushes and closes every log.
+    Term,
+    /// SIGKILL: a crash; only what was made durable survives.
+    Kill,
+}
+
+/// A running `sluice` process and the directory it owns.
+pub struct TestBroker {
+    root: PathBuf,
+    extra_args: Vec<String>,
+    child: Option<Child>,
+    address: SocketAddr,
+    starts: u32,
+}
+
+impl TestBroker {
+    /// Starts a broker with a fresh data directory.
+    pub fn start() -> TestBroker {
+        TestBroker::start_with(&[])
+    }
+
+    /// Starts a broker with extra `--setting value` flags.
+    pub fn start_with(extra_args: &[&str]) -> TestBroker {
+        let root = unique_dir();
+        fs::create_dir_all(&root).unwrap_or_else(|e| panic!("creating {}: {e}", root.display()));
+        let mut broker = TestBroker {
+            root,
+            extra_args: extra_args.iter().map(|arg| arg.to_string()).collect(),
+            child: None,
+            address: SocketAddr::from(([127, 0, 0, 1], 0)),
+            starts: 0,
+        };
+        broker.spawn();
+        broker
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.root.join("data")
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.root.join("broker.log")
+    }
+
+    /// `127.0.0.1:PORT`, for `bootstrap.servers`.
+    pub fn bootstrap(&self) -> String {
+        self.address.to_string()
+    }
+
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    /// The broker's process id (for asserting that it is still alive).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(Child::id).unwrap_or(0)
+    }
+
+    /// Panics if the broker process has exited.
+    pub fn assert_running(&mut self) {
+        let child = self.child.as_mut().expect("broker not started");
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!(
+                "the broker exited ({status}); log tail:\n{}",
+                self.log_tail()
+            );
+        }
+    }
+
+    fn spawn(&mut self) {
+        assert!(self.child.is_none(), "broker already running");
+        self.starts += 1;
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .unwrap_or_else(|e| panic!("opening the broker log: {e}"));
+        let _ = writeln!(&log, "==== start {} ====", self.starts);
+        let mut command = Command::new(env!("CARGO_BIN_EXE_sluice"));
+        command
+            .arg("--data-dir")
+            .arg(self.data_dir())
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--shards",
+                &SHARDS.to_string(),
+                "--pin-shards",
+                "false",
+            ])
+            .args(&self.extra_args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log));
+        if std::env::var_os("SLUICE_LOG").is_none() {
+            command.env("SLUICE_LOG", "info");
+        }
+        command.env("NO_COLOR", "1");
+        // If the test process dies without running destructors (a killed
+        // `cargo test`), the kernel kills the broker too.
+        // SAFETY: prctl is async-signal-safe and touches no parent state.
+        unsafe {
+            use std::os::unix::process::CommandExt;
+            command.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        let mut child = command
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting sluice: {e}"));
+        let stdout = child.stdout.take().expect("stdout is piped");
+        // A thread reads stdout for the life of the process, so the broker
+        // never blocks on a full pipe; the first listening line is the port.
+        let (sender, receiver) = mpsc::channel();
+        thread::spawn(move || {
+            let mut sender = Some(sender);
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if let Some(address) = line.strip_prefix("sluice listening on ") {
+                    if let Some(sender) = sender.take() {
+                        let _ = sender.send(address.trim().to_string());
+                    }
+                }
+            }
+        });
+        self.child = Some(child);
+        match receiver.recv_timeout(START_TIMEOUT) {
+            Ok(address) => {
+                self.address = address
+                    .parse()
+                    .unwrap_or_else(|e| panic!("bad address '{address}': {e}"));
+                assert!(
+                    self.address.ip().is_loopback(),
+                    "broker bound {address}, not loopback"
+                );
+            }
+            Err(_) => {
+                self.stop(Stop::Kill);
+                panic!(
+                    "the broker exited or did not report its port within {START_TIMEOUT:?}; log tail:\n{}",
+                    self.log_tail()
+                );
+            }
+        }
+    }
+
+    /// Stops the process (no-op if it is not running) and waits for it.
+    /// Returns whether it exited by itself with status 0 (after SIGTERM).
+    pub fn stop(&mut self, how: Stop) -> bool {
+        let Some(mut child) = self.child.take() else {
+            return false;
+        };
+        let pid = child.id() as libc::pid_t;
+        let signal = match how {
+            Stop::Term => libc::SIGTERM,
+            Stop::Kill => libc::SIGKILL,
+        };
+        // SAFETY: signalling our own child, which has not been reaped yet
+        // (so the pid cannot have been reused).
+        unsafe {
+            libc::kill(pid, signal);
+        }
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        loop {
+            match child.try_wait() {
+                Ok(Some(status)) => return status.success(),
+                Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(20)),
+                _ => break,
+            }
+        }
+        eprintln!("broker {pid} did not exit within {STOP_TIMEOUT:?} of {how:?}; killing it");
+        let _ = child.kill();
+        let _ = child.wait();
+        false
+    }
+
+    /// Stops the broker and starts it again on the same data directory (on a
+    /// new port: clients must be recreated with the new `bootstrap()`).
+    /// Panics if a SIGTERM stop was not clean.
+    pub fn restart(&mut self, how: Stop) {
+        let clean = self.stop(how);
+        if how == Stop::Term {
+            assert!(
+                clean,
+                "the broker did not shut down cleanly on SIGTERM; log tail:\n{}",
+                self.log_tail()
+            );
+        }
+        self.spawn();
+    }
+
+    /// The last lines of the broker's stderr.
+    pub fn log_tail(&self) -> String {
+        let text = fs::read_to_string(self.log_path()).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(LOG_TAIL_LINES)..].join("\n")
+    }
+
+    /// The whole broker log (for asserting on what it logged).
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    // ---- clients -------------------------------------------------------
+
+    /// A client config pointing at this broker, with short timeouts so a
+    /// broken broker fails the test instead of hanging it.
+    pub fn client_config(&self) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config
+            .set("bootstrap.servers", self.bootstrap())
+            .set("broker.address.family", "v4")
+            .set("socket.timeout.ms", "30000")
+            .set("message.timeout.ms", "60000")
+            .set("topic.metadata.refresh.interval.ms", "5000")
+            .set("log_level", "4");
+        config
+    }
+
+    pub fn admin(&self) -> AdminClient<DefaultClientContext> {
+        self.client_config()
+            .create()
+            .expect("creating the admin client")
+    }
+
+    /// A consumer that only uses `assign()` (no group coordination).
+    pub fn consumer(&self, extra: &[(&str, &str)]) -> BaseConsumer {
+        let mut config = self.client_config();
+        config
+            .set("group.id", "sluice-tests")
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("enable.partition.eof", "false")
+            .set("auto.offset.reset", "earliest");
+        for (key, value) in extra {
+            config.set(*key, *value);
+        }
+        config.create().expect("creating the consumer")
+    }
+
+    /// Creates a topic and checks that it was created.
+    pub fn create_topic(&self, name: &str, partitions: i32) {
+        create_topic(&self.admin(), name, partitions, &[]);
+    }
+}
+
+impl Drop for TestBroker {
+    fn drop(&mut self) {
+        let panicking = thread::panicking();
+        let was_running = self.child.is_some();
+        let clean = self.stop(Stop::Term);
+        if panicking {
+            eprintln!(
+                "---- broker log tail ({}) ----\n{}\n----",
+                self.root.display(),
+                self.log_tail()
+            );
+        } else if was_running && !clean {
+            // A broker that does not exit cleanly on SIGTERM is a bug, but a
+            // panic in drop would abort; say it loudly instead.
+            eprintln!(
+                "broker did not exit cleanly on SIGTERM; log tail:\n{}",
+                self.log_tail()
+            );
+        }
+        let _ = fs::remove_dir_all(&self.root);
+    }
+}
+
+fn unique_dir() -> PathBuf {
+    let n = NEXT_BROKER.fetch_add(1, Ordering::SeqCst);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| elapsed.subsec_nanos())
+        .unwrap_or(0);
+    std::env::temp_dir().join(format!("sluice-it-{}-{n}-{nanos}", std::process::id()))
+}
+
+/// Polls `condition` every 20 ms until it holds or `timeout` passes.
+pub fn wait_until(what: &str, timeout: Duration, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !condition() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+pub fn admin_options() -> AdminOptions {
+    AdminOptions::new()
+        .operation_timeout(Some(Duration::from_secs(30)))
+        .request_timeout(Some(Duration::from_secs(30)))
+}
+
+/// Creates a topic through the admin API and asserts success.
+pub fn create_topic(
+    admin: &AdminClient<DefaultClientContext>,
+    name: &str,
+    partitions: i32,
+    configs: &[(&str, &str)],
+) {
+    let mut topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
+    for (key, value) in configs {
+        topic = topic.set(key, value);
+    }
+    let results = futures_lite::future::block_on(admin.create_topics([&topic], &admin_options()))
+        .expect("CreateTopics request");
+    assert_eq!(results.len(), 1);
+    if let Err((topic, error)) = &results[0] {
+        panic!("creating topic {topic}: {error:?}");
+    }
+}
+
+/// A message as a test expects to read it back.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Record {
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<Vec<u8>>,
+    pub value: Option<Vec<u8>>,
+    pub headers: Vec<(String, Option<Vec<u8>>)>,
+    pub timestamp: Option<i64>,
+}
+
+impl Record {
+    pub fn from_message<M: Message>(message: &M) -> Record {
+        let headers = message
+            .headers()
+            .map(|headers| {
+                headers
+                    .iter()
+                    .map(|header| (header.key.to_string(), header.value.map(<[u8]>::to_vec)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Record {
+            partition: message.partition(),
+            offset: message.offset(),
+            key: message.key().map(<[u8]>::to_vec),
+            value: message.payload().map(<[u8]>::to_vec),
+            headers,
+            timestamp: message.timestamp().to_millis(),
+        }
+    }
+}
+
+/// Assigns `partitions` of `topic` from `start` and polls until `done` says
+/// the records read so far are enough, or `timeout` passes (then panics).
+/// Returns every record read, in the order read.
+pub fn consume(
+    consumer: &BaseConsumer,
+    topic: &str,
+    partitions: &[i32],
+    start: Offset,
+    timeout: Duration,
+    mut done: impl FnMut(&[Record]) -> bool,
+) -> Vec<Record> {
+    let mut assignment = TopicPartitionList::new();
+    for partition in partitions {
+        assignment
+            .add_partition_offset(topic, *partition, start)
+            .expect("adding a partition");
+    }
+    consumer.assign(&assignment).expect("assign");
+    let deadline = Instant::now() + timeout;
+    let mut records = Vec::new();
+    while !done(&records) {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} with {} records read",
+            records.len()
+        );
+        match consumer.poll(Duration::from_millis(100)) {
+            None => {}
+            Some(Ok(message)) => {
+                assert_eq!(message.topic(), topic);
+                records.push(Record::from_message(&message));
+            }
+            Some(Err(error)) => panic!("consumer error: {error}"),
+        }
+    }
+    records
+}
+
+/// Reads every partition of `topic` from the beginning up to the high
+/// watermarks as they are now, and returns the records grouped by partition.
+/// Checks on the way that each partition's offsets are contiguous from its
+/// log start offset (no gaps, no repeats).
+pub fn read_all(broker: &TestBroker, topic: &str, partitions: i32) -> BTreeMap<i32, Vec<Record>> {
+    let consumer = broker.consumer(&[]);
+    let mut ends = BTreeMap::new();
+    let mut starts = BTreeMap::new();
+    for partition in 0..partitions {
+        let (low, high) = consumer
+            .fetch_watermarks(topic, partition, CLIENT_TIMEOUT)
+            .expect("watermarks");
+        starts.insert(partition, low);
+        ends.insert(partition, high);
+    }
+    let expected: i64 = ends.iter().map(|(p, high)| high - starts[p]).sum();
+    let all: Vec<i32> = (0..partitions).collect();
+    let records = consume(
+        &consumer,
+        topic,
+        &all,
+        Offset::Beginning,
+        CLIENT_TIMEOUT,
+        |records| records.len() as i64 >= expected,
+    );
+    let mut grouped: BTreeMap<i32, Vec<Record>> =
+        (0..partitions).map(|p| (p, Vec::new())).collect();
+    for record in records {
+        grouped
+            .get_mut(&record.partition)
+            .expect("a requested partition")
+            .push(record);
+    }
+    for (partition, records) in &grouped {
+        let offsets: Vec<i64> = records.iter().map(|record| record.offset).collect();
+        let want: Vec<i64> = (starts[partition]..ends[partition]).collect();
+        assert_eq!(
+            offsets, want,
+            "partition {partition}: offsets are not contiguous from the log start"
+        );
+    }
+    grouped
+}
+
+/// What the broker said about one message.
+pub type Delivery = Result<(i32, i64), String>;
+
+/// Delivery reports by message index, filled by librdkafka's thread.
+struct Reports {
+    results: Mutex<Vec<Option<Delivery>>>,
+}
+
+struct ReportContext(Arc<Reports>);
+
+impl rdkafka::ClientContext for ReportContext {}
+
+impl rdkafka::producer::ProducerContext for ReportContext {
+    type DeliveryOpaque = Box<usize>;
+
+    fn delivery(&self, result: &rdkafka::message::DeliveryResult<'_>, index: Self::DeliveryOpaque) {
+        let outcome = match result {
+            Ok(message) => Ok((message.partition(), message.offset())),
+            Err((error, _)) => Err(error.to_string()),
+        };
+        let mut results = self.0.results.lock().expect("reports lock");
+        if results.len() <= *index {
+            results.resize(*index + 1, None);
+        }
+        results[*index] = Some(outcome);
+    }
+}
+
+/// A librdkafka producer that numbers its messages and keeps every
+/// delivery report, so a test knows exactly what the broker acknowledged.
+pub struct TrackedProducer {
+    producer: ThreadedProducer<ReportContext>,
+    reports: Arc<Reports>,
+    topic: String,
+    sent: usize,
+}
+
+impl TrackedProducer {
+    pub fn new(broker: &TestBroker, topic: &str, settings: &[(&str, &str)]) -> TrackedProducer {
+        let reports = Arc::new(Reports {
+            results: Mutex::new(Vec::new()),
+        });
+        let mut config = broker.client_config();
+        config.set("linger.ms", "5");
+        for (key, value) in settings {
+            config.set(*key, *value);
+        }
+        let producer = config
+            .create_with_context(ReportContext(Arc::clone(&reports)))
+            .expect("creating the producer");
+        TrackedProducer {
+            producer,
+            reports,
+            topic: topic.to_string(),
+            sent: 0,
+        }
+    }
+
+    /// Queues one message (waiting while librdkafka's queue is full) and
+    /// returns its index. `record.partition < 0` lets the partitioner choose.
+    pub fn send(&mut self, record: &Record) -> usize {
+        let index = self.sent;
+        let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
+        for (key, value) in &record.headers {
+            headers = headers.insert(Header {
+                key: key.as_str(),
+                value: value.as_deref(),
+            });
+        }
+        let mut message: BaseRecord<'_, [u8], [u8], Box<usize>> =
+            BaseRecord::with_opaque_to(&self.topic, Box::new(index)).headers(headers);
+        if let Some(key) = &record.key {
+            message = message.key(key.as_slice());
+        }
+        if let Some(value) = &record.value {
+            message = message.payload(value.as_slice());
+        }
+        if let Some(timestamp) = record.timestamp {
+            message = message.timestamp(timestamp);
+        }
+        if record.partition >= 0 {
+            message = message.partition(record.partition);
+        }
+        loop {
+            match self.producer.send(message) {
+                Ok(()) => break,
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                    message = back;
+                    thread::sleep(Duration::from_millis(1));
+                }
+                Err((error, _)) => panic!("producing message {index}: {error}"),
+            }
+        }
+        self.sent += 1;
+        index
+    }
+
+    /// Waits until every queued message has a delivery report.
+    pub fn flush(&self) {
+        self.producer
+            .flush(CLIENT_TIMEOUT)
+            .expect("flushing the producer");
+    }
+
+    /// Delivery reports so far, by message index (`None`: no report yet).
+    pub fn reports(&self) -> Vec<Option<Delivery>> {
+        let mut results = self.reports.results.lock().expect("reports lock").clone();
+        results.resize(self.sent, None);
+        results
+    }
+
+    /// How many messages the broker has acknowledged so far.
+    pub fn acknowledged(&self) -> usize {
+        self.reports
+            .results
+            .lock()
+            .expect("reports lock")
+            .iter()
+            .filter(|report| matches!(report, Some(Ok(_))))
+            .count()
+    }
+}
+
+/// Produces `records` to `topic` with the given producer settings and waits
+/// until every one is acknowledged (panicking on any failed delivery).
+/// Returns the (partition, offset) of each, in input order; offsets are -1
+/// for acks=0, where the broker tells nothing.
+pub fn produce_all(
+    broker: &TestBroker,
+    topic: &str,
+    settings: &[(&str, &str)],
+    records: &[Record],
+) -> Vec<(i32, i64)> {
+    let mut producer = TrackedProducer::new(broker, topic, settings);
+    for record in records {
+        producer.send(record);
+    }
+    producer.flush();
+    producer
+        .reports()
+        .into_iter()
+        .enumerate()
+        .map(|(index, report)| match report {
+            Some(Ok(position)) => position,
+            Some(Err(error)) => panic!("message {index} was not delivered: {error}"),
+            None => panic!("message {index} has no delivery report after flush"),
+        })
+        .collect()
+}
+
+/// A deterministic pseudo-random generator (xorshift), so a failing run can
+/// be reproduced and expected data regenerated without storing it.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+
+    pub fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0 = x;
+        x
+    }
+
+    pub fn below(&mut self, bound: u64) -> u64 {
+        self.next() % bound
+    }
+
+    /// `len` bytes, half of them runs of one byte so every codec has
+    /// something to compress and something it cannot.
+    pub fn bytes(&mut self, len: usize) -> Vec<u8> {
+        let mut out = Vec::with_capacity(len);
+        while out.len() < len {
+            let run = (self.below(16) + 1) as usize;
+            let byte = self.next() as u8;
+            if self.next() & 1 == 0 {
+                out.resize(out.len() + run, byte);
+            } else {
+                out.extend((0..run).map(|_| self.next() as u8));
+            }
+        }
+        out.truncate(len);
+        out
+    }
+}
+
+/// Milliseconds since the epoch now.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+// ---- raw wire helpers --------------------------------------------------
+
+/// Connects a raw TCP client with read/write timeouts.
+pub fn raw_connect(address: SocketAddr) -> TcpStream {
+    let stream = TcpStream::connect(address).expect("connecting");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("read timeout");
+    stream
+        .set_write_timeout(Some(Duration::from_secs(30)))
+        .expect("write timeout");
+    stream.set_nodelay(true).expect("nodelay");
+    stream
+}
+
+/// Reads one length-prefixed response frame (without the length).
+pub fn read_response(stream: &mut TcpStream) -> std::io::Result<Vec<u8>> {
+    let mut length = [0u8; 4];
+    stream.read_exact(&mut length)?;
+    let length = i32::from_be_bytes(length);
+    assert!((0..64 << 20).contains(&length), "response length {length}");
+    let mut frame = vec![0u8; length as usize];
+    stream.read_exact(&mut frame)?;
+    Ok(frame)
+}
+
+/// Asserts that the broker closes the connection: reading returns end of
+/// stream (or a reset) within the read timeout, with no response bytes.
+pub fn assert_closed(stream: &mut TcpStream, what: &str) {
+    let mut byte = [0u8; 1];
+    match stream.read(&mut byte) {
+        Ok(0) => {}
+        Ok(_) => panic!("{what}: the broker answered instead of closing the connection"),
+        Err(error) if error.kind() == std::io::ErrorKind::ConnectionReset => {}
+        Err(error) => panic!("{what}: expected the connection to be closed, got {error}"),
+    }
+}
+
+/// Sends one request frame: length, header (of the version the API wants
+/// at `version`), body, encoded with kafka-protocol's encoders.
+pub fn send_request<R: kafka_protocol::protocol::Encodable>(
+    stream: &mut TcpStream,
+    api_key: kafka_protocol::messages::ApiKey,
+    version: i16,
+    correlation_id: i32,
+    body: &R,
+) {
+    use kafka_protocol::protocol::{Encodable, StrBytes};
+    let mut header = kafka_protocol::messages::RequestHeader::default();
+    header.request_api_key = api_key as i16;
+    header.request_api_version = version;
+    header.correlation_id = correlation_id;
+    header.client_id = Some(StrBytes::from_static_str("sluice-raw-test"));
+    let mut frame = bytes::BytesMut::new();
+    header
+        .encode(&mut frame, api_key.request_header_version(version))
+        .expect("encoding the header");
+    body.encode(&mut frame, version).expect("encoding the body");
+    let mut out = (frame.len() as i32).to_be_bytes().to_vec();
+    out.extend_from_slice(&frame);
+    stream.write_all(&out).expect("sending the request");
+}
+
+/// Reads one response and decodes it; checks the correlation id.
+pub fn receive_response<R: kafka_protocol::protocol::Decodable>(
+    stream: &mut TcpStream,
+    api_key: kafka_protocol::messages::ApiKey,
+    version: i16,
+    correlation_id: i32,
+) -> R {
+    use kafka_protocol::protocol::Decodable;
+    let frame = read_response(stream).expect("reading the response");
+    let mut frame = bytes::Bytes::from(frame);
+    let header = kafka_protocol::messages::ResponseHeader::decode(
+        &mut frame,
+        api_key.response_header_version(version),
+    )
+    .expect("decoding the response header");
+    assert_eq!(header.correlation_id, correlation_id, "correlation id");
+    let response = R::decode(&mut frame, version).expect("decoding the response");
+    assert!(
+        frame.is_empty(),
+        "{} trailing bytes after the response",
+        frame.len()
+    );
+    response
+}

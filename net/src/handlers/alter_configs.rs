@@ -1,0 +1,89 @@
+//! AlterConfigs: the legacy config change, which replaces a topic's whole set
+//! of overrides (a config not named goes back to its default). librdkafka's
+//! `rd_kafka_AlterConfigs`, and so the `rdkafka` crate's AdminClient, can
+//! only change configs this way. It runs as one IncrementalAlterConfigs
+//! change on the controller: SET for every named config, DELETE for every
+//! other known one, validated as a whole before anything changes.
+
+use std::rc::Rc;
+
+use bytes::Bytes;
+use kafka_protocol::messages::alter_configs_response::AlterConfigsResourceResponse;
+use kafka_protocol::messages::{AlterConfigsRequest, AlterConfigsResponse, RequestHeader};
+
+use super::describe_configs::{RESOURCE_BROKER, RESOURCE_TOPIC};
+use super::{encode, str_bytes};
+use crate::broker::{Broker, ConfigChange, ControllerRequest, ShardResponse};
+use crate::errors::code;
+use crate::topic_config;
+
+pub const VERSIONS: (i16, i16) = (0, 2);
+
+/// IncrementalAlterConfigs operation codes.
+const OPERATION_SET: i8 = 0;
+const OPERATION_DELETE: i8 = 1;
+
+pub async fn handle(
+    broker: &Rc<Broker>,
+    header: &RequestHeader,
+    request: AlterConfigsRequest,
+) -> Option<Vec<Bytes>> {
+    let mut response = AlterConfigsResponse::default();
+    for resource in &request.resources {
+        let mut result = AlterConfigsResourceResponse::default();
+        result.resource_type = resource.resource_type;
+        result.resource_name = resource.resource_name.clone();
+        match resource.resource_type {
+            RESOURCE_TOPIC => {
+                let mut changes: Vec<ConfigChange> = resource
+                    .configs
+                    .iter()
+                    .map(|config| ConfigChange {
+                        name: config.name.as_str().to_string(),
+                        operation: OPERATION_SET,
+                        value: config
+                            .value
+                            .as_ref()
+                            .map(|value| value.as_str().to_string()),
+                    })
+                    .collect();
+                let named: Vec<String> = changes.iter().map(|change| change.name.clone()).collect();
+                changes.extend(
+                    topic_config::names()
+                        .filter(|name| !named.iter().any(|named| named == name))
+                        .map(|name| ConfigChange {
+                            name: name.to_string(),
+                            operation: OPERATION_DELETE,
+                            value: None,
+                        }),
+                );
+                let call = ControllerRequest::AlterTopicConfigs {
+                    topic: resource.resource_name.as_str().to_string(),
+                    changes,
+                    validate_only: request.validate_only,
+                };
+                match broker.controller_call(call).await {
+                    Some(ShardResponse::Topics(outcomes)) if !outcomes.is_empty() => {
+                        result.error_code = outcomes[0].error_code;
+                        result.error_message = outcomes[0].error_message.as_deref().map(str_bytes);
+                    }
+                    _ => result.error_code = code::UNKNOWN_SERVER_ERROR,
+                }
+            }
+            RESOURCE_BROKER => {
+                result.error_code = code::INVALID_REQUEST;
+                result.error_message = Some(str_bytes(
+                    "Sluice broker configs are static: set them in the config file, SLUICE_* \
+                     variables or flags.",
+                ));
+            }
+            other => {
+                result.error_code = code::INVALID_REQUEST;
+                result.error_message =
+                    Some(str_bytes(&format!("Unsupported resource type {other}.")));
+            }
+        }
+        response.responses.push(result);
+    }
+    Some(encode(&response, header.request_api_version))
+}

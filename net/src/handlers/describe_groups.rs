@@ -1,0 +1,100 @@
+//! DescribeGroups: each group answered by its coordinator shard, one mesh
+//! message per shard, in request order.
+
+use std::rc::Rc;
+
+use bytes::Bytes;
+use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
+use kafka_protocol::messages::{DescribeGroupsRequest, DescribeGroupsResponse, GroupId, RequestHeader};
+
+use super::{encode, str_bytes};
+use crate::broker::{futures_lite_join_all, Broker};
+use crate::errors::code;
+use crate::groups::{self, DescribedGroupOutcome, GroupRequest, GroupResponse};
+
+pub const VERSIONS: (i16, i16) = (0, 5);
+
+/// First version with group instance ids of members.
+const INSTANCE_ID_VERSION: i16 = 4;
+/// First version with authorized operations.
+const AUTHORIZED_OPERATIONS_VERSION: i16 = 3;
+/// Kafka's "authorized operations not provided" marker (no ACLs yet).
+const AUTHORIZED_OPERATIONS_UNKNOWN: i32 = i32::MIN;
+
+fn failed(group_id: &str, error_code: i16) -> DescribedGroupOutcome {
+    DescribedGroupOutcome {
+        group_id: group_id.to_string(),
+        error_code,
+        state: "",
+        protocol_type: String::new(),
+        protocol_data: String::new(),
+        members: Vec::new(),
+    }
+}
+
+pub async fn handle(broker: &Rc<Broker>, header: &RequestHeader, request: DescribeGroupsRequest) -> Option<Vec<Bytes>> {
+    let version = header.request_api_version;
+    let ids: Vec<String> = request.groups.iter().map(|group| group.to_string()).collect();
+    let (per_shard, unrouted) = groups::split_by_shard(broker, &ids);
+    let mut answers: Vec<Option<DescribedGroupOutcome>> = vec![None; ids.len()];
+    for (index, error_code) in unrouted {
+        answers[index] = Some(failed(&ids[index], error_code));
+    }
+    let mut calls = Vec::new();
+    let mut positions = Vec::new();
+    for (shard, indexes) in per_shard {
+        let subset = indexes.iter().map(|index| ids[*index].clone()).collect();
+        calls.push(groups::call(broker, shard, GroupRequest::Describe { groups: subset }));
+        positions.push(indexes);
+    }
+    for (indexes, answer) in positions.into_iter().zip(futures_lite_join_all(calls).await) {
+        match answer {
+            Some(GroupResponse::Describe(described)) if described.len() == indexes.len() => {
+                for (index, group) in indexes.into_iter().zip(described) {
+                    answers[index] = Some(group);
+                }
+            }
+            _ => {
+                for index in indexes {
+                    answers[index] = Some(failed(&ids[index], code::COORDINATOR_NOT_AVAILABLE));
+                }
+            }
+        }
+    }
+    let mut response = DescribeGroupsResponse::default();
+    response.groups = answers
+        .into_iter()
+        .zip(ids.iter())
+        .map(|(answer, id)| {
+            let outcome = answer.unwrap_or_else(|| failed(id, code::UNKNOWN_SERVER_ERROR));
+            let mut group = DescribedGroup::default();
+            group.error_code = outcome.error_code;
+            group.group_id = GroupId(str_bytes(&outcome.group_id));
+            group.group_state = str_bytes(outcome.state);
+            group.protocol_type = str_bytes(&outcome.protocol_type);
+            group.protocol_data = str_bytes(&outcome.protocol_data);
+            group.authorized_operations = AUTHORIZED_OPERATIONS_UNKNOWN;
+            if version < AUTHORIZED_OPERATIONS_VERSION {
+                group.authorized_operations = DescribedGroup::default().authorized_operations;
+            }
+            group.members = outcome
+                .members
+                .into_iter()
+                .map(|described| {
+                    let mut member = DescribedGroupMember::default();
+                    member.member_id = str_bytes(&described.member_id);
+                    if version >= INSTANCE_ID_VERSION {
+                        member.group_instance_id = described.instance_id.as_deref().map(str_bytes);
+                    }
+                    member.client_id = str_bytes(&described.client_id);
+                    member.client_host = str_bytes(&described.client_host);
+                    member.member_metadata = described.metadata;
+                    member.member_assignment = described.assignment;
+                    member
+                })
+                .collect();
+            group
+        })
+        .collect();
+    Some(encode(&response, version))
+}

@@ -1,0 +1,71 @@
+//! FindCoordinator: every group's coordinator is this node (one broker);
+//! the request creates `__consumer_offsets` on first use. Inside the
+//! broker, the group's shard is found per request (`groups::route`).
+
+use std::rc::Rc;
+
+use bytes::Bytes;
+use kafka_protocol::messages::find_coordinator_response::Coordinator;
+use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinatorResponse, RequestHeader};
+
+use super::{encode, str_bytes};
+use crate::broker::Broker;
+use crate::errors::code;
+use crate::groups;
+
+pub const VERSIONS: (i16, i16) = (0, 5);
+
+/// First version that looks up a batch of keys.
+const BATCHED_VERSION: i16 = 4;
+/// First version with an error message.
+const ERROR_MESSAGE_VERSION: i16 = 1;
+const KEY_TYPE_GROUP: i8 = 0;
+const KEY_TYPE_TRANSACTION: i8 = 1;
+
+pub async fn handle(broker: &Rc<Broker>, header: &RequestHeader, request: FindCoordinatorRequest) -> Option<Vec<Bytes>> {
+    let version = header.request_api_version;
+    let keys: Vec<_> = if version >= BATCHED_VERSION { request.coordinator_keys.clone() } else { vec![request.key.clone()] };
+    let (error_code, message) = match request.key_type {
+        KEY_TYPE_GROUP => match groups::ensure_offsets_topic(broker).await {
+            Ok(_) => (code::NONE, None),
+            Err(error_code) => (error_code, Some("The offsets topic could not be created.".to_string())),
+        },
+        // Transactions are not implemented: no coordinator for them.
+        KEY_TYPE_TRANSACTION => {
+            (code::COORDINATOR_NOT_AVAILABLE, Some("Transactions are not supported by this broker.".to_string()))
+        }
+        other => (code::INVALID_REQUEST, Some(format!("Unknown coordinator key type {other}."))),
+    };
+    let (host, port) = broker.advertised();
+    // Kafka answers an error with "no node": id -1, empty host, port -1.
+    let (node_id, host, port) = if error_code == code::NONE {
+        (broker.config.node_id, host, i32::from(port))
+    } else {
+        (-1, String::new(), -1)
+    };
+    let mut response = FindCoordinatorResponse::default();
+    if version >= BATCHED_VERSION {
+        response.coordinators = keys
+            .into_iter()
+            .map(|key| {
+                let mut coordinator = Coordinator::default();
+                coordinator.key = key;
+                coordinator.node_id = BrokerId(node_id);
+                coordinator.host = str_bytes(&host);
+                coordinator.port = port;
+                coordinator.error_code = error_code;
+                coordinator.error_message = message.as_deref().map(str_bytes);
+                coordinator
+            })
+            .collect();
+    } else {
+        response.error_code = error_code;
+        if version >= ERROR_MESSAGE_VERSION {
+            response.error_message = message.as_deref().map(str_bytes);
+        }
+        response.node_id = BrokerId(node_id);
+        response.host = str_bytes(&host);
+        response.port = port;
+    }
+    Some(encode(&response, version))
+}

@@ -1,0 +1,26 @@
+//! Heartbeat: sent to the group's coordinator shard; the answer tells a
+//! member whether to rejoin (REBALANCE_IN_PROGRESS).
+
+use std::rc::Rc;
+
+use bytes::Bytes;
+use kafka_protocol::messages::{HeartbeatRequest, HeartbeatResponse, RequestHeader};
+
+use super::encode;
+use crate::broker::Broker;
+use crate::errors::code;
+use crate::groups::{self, GroupRequest, GroupResponse};
+
+pub const VERSIONS: (i16, i16) = (0, 4);
+
+pub async fn handle(broker: &Rc<Broker>, header: &RequestHeader, request: HeartbeatRequest) -> Option<Vec<Bytes>> {
+    let group_id = request.group_id.to_string();
+    let error_code = match groups::route(broker, &group_id, GroupRequest::Heartbeat { request }).await {
+        Ok(GroupResponse::Heartbeat(error_code)) => error_code,
+        Ok(_) => code::UNKNOWN_SERVER_ERROR,
+        Err(error_code) => error_code,
+    };
+    let mut response = HeartbeatResponse::default();
+    response.error_code = error_code;
+    Some(encode(&response, header.request_api_version))
+}

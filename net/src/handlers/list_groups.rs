@@ -1,0 +1,59 @@
+//! ListGroups: every shard lists the groups it coordinates; v4+ filters by
+//! state, v5+ by type (every group here is "classic").
+
+use std::rc::Rc;
+
+use bytes::Bytes;
+use kafka_protocol::messages::list_groups_response::ListedGroup;
+use kafka_protocol::messages::{GroupId, ListGroupsRequest, ListGroupsResponse, RequestHeader};
+use sluice_engine::ShardId;
+
+use super::{encode, str_bytes};
+use crate::broker::{futures_lite_join_all, Broker};
+use crate::errors::code;
+use crate::groups::{self, GroupRequest, GroupResponse};
+
+pub const VERSIONS: (i16, i16) = (0, 5);
+
+/// First version with group states (and the states filter).
+const STATE_VERSION: i16 = 4;
+/// First version with group types (and the types filter).
+const TYPE_VERSION: i16 = 5;
+/// The type of every group Sluice runs.
+const CLASSIC: &str = "classic";
+
+pub async fn handle(broker: &Rc<Broker>, header: &RequestHeader, request: ListGroupsRequest) -> Option<Vec<Bytes>> {
+    let version = header.request_api_version;
+    let calls = (0..broker.shards()).map(|shard| groups::call(broker, ShardId(shard as u16), GroupRequest::List)).collect();
+    let mut response = ListGroupsResponse::default();
+    let states: Vec<String> = request.states_filter.iter().map(|state| state.to_lowercase()).collect();
+    let types: Vec<String> = request.types_filter.iter().map(|kind| kind.to_lowercase()).collect();
+    for answer in futures_lite_join_all(calls).await {
+        let Some(GroupResponse::List(listed)) = answer else {
+            response.error_code = code::COORDINATOR_NOT_AVAILABLE;
+            continue;
+        };
+        if listed.error_code != code::NONE {
+            response.error_code = listed.error_code;
+        }
+        for found in listed.groups {
+            if !states.is_empty() && !states.contains(&found.state.to_lowercase()) {
+                continue;
+            }
+            if !types.is_empty() && !types.iter().any(|kind| kind == CLASSIC) {
+                continue;
+            }
+            let mut group = ListedGroup::default();
+            group.group_id = GroupId(str_bytes(&found.group_id));
+            group.protocol_type = str_bytes(&found.protocol_type);
+            if version >= STATE_VERSION {
+                group.group_state = str_bytes(found.state);
+            }
+            if version >= TYPE_VERSION {
+                group.group_type = str_bytes(CLASSIC);
+            }
+            response.groups.push(group);
+        }
+    }
+    Some(encode(&response, version))
+}

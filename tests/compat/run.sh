@@ -1,0 +1,153 @@
+#!/usr/bin/env bash
+# Compatibility smoke test: the same scenario (create a topic, produce N
+# messages, consume them back, compare) with kcat, confluent-kafka (Python,
+# librdkafka inside) and kafka-python (pure Python) against a real Sluice
+# broker on 127.0.0.1.
+#
+# usage: tests/compat/run.sh [PATH/TO/sluice]
+#   Without an argument, builds the debug binary (cargo build -p sluice) and
+#   uses target/debug/sluice. COMPAT_MESSAGES sets N (default 2000).
+#   Installs what it needs: kcat (apt-get) and, in a virtualenv under
+#   ${XDG_CACHE_HOME:-~/.cache}/sluice-compat-venv, confluent-kafka and
+#   kafka-python (pip).
+# Prints one PASS/FAIL line per check and finally "N passed, M failed";
+# exits non-zero if anything failed.
+
+set -uo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+root="$(cd "$here/../.." && pwd)"
+messages="${COMPAT_MESSAGES:-2000}"
+passed=0
+failed=0
+
+say() { printf '%s\n' "$*" >&2; }
+
+if [[ $# -ge 1 ]]; then
+    binary="$1"
+else
+    say "building the broker (cargo build -p sluice)"
+    (cd "$root" && cargo build -p sluice) || { say "build failed"; echo "0 passed, 1 failed"; exit 1; }
+    binary="$root/target/debug/sluice"
+fi
+if [[ ! -x "$binary" ]]; then
+    say "no broker binary at $binary"
+    echo "0 passed, 1 failed"
+    exit 1
+fi
+
+# ---- tools -------------------------------------------------------------
+if ! command -v kcat >/dev/null 2>&1; then
+    say "installing kcat"
+    sudo_cmd=""
+    [[ $(id -u) -ne 0 ]] && sudo_cmd="sudo"
+    $sudo_cmd apt-get update -qq && $sudo_cmd apt-get install -y -qq kcat >/dev/null || say "could not install kcat"
+fi
+venv="${XDG_CACHE_HOME:-$HOME/.cache}/sluice-compat-venv"
+if [[ ! -x "$venv/bin/python" ]]; then
+    say "creating $venv"
+    python3 -m venv "$venv" || say "could not create a virtualenv"
+fi
+python="$venv/bin/python"
+if ! "$python" -c 'import confluent_kafka, kafka' >/dev/null 2>&1; then
+    say "installing confluent-kafka and kafka-python"
+    "$python" -m pip install -q --disable-pip-version-check confluent-kafka kafka-python >&2 \
+        || say "could not install the Python clients"
+fi
+
+# ---- broker ------------------------------------------------------------
+work="$(mktemp -d "${TMPDIR:-/tmp}/sluice-compat.XXXXXX")"
+broker_pid=""
+stop_broker() {
+    [[ -z "$broker_pid" ]] && return
+    kill -TERM "$broker_pid" 2>/dev/null
+    for _ in $(seq 1 100); do
+        kill -0 "$broker_pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    if kill -0 "$broker_pid" 2>/dev/null; then
+        say "broker did not stop on SIGTERM; killing it"
+        kill -KILL "$broker_pid" 2>/dev/null
+    fi
+    wait "$broker_pid" 2>/dev/null
+    broker_pid=""
+}
+cleanup() {
+    stop_broker
+    rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+"$binary" --data-dir "$work/data" --listen 127.0.0.1:0 --shards 2 --pin-shards false \
+    >"$work/stdout" 2>"$work/broker.log" &
+broker_pid=$!
+bootstrap=""
+for _ in $(seq 1 600); do
+    bootstrap="$(sed -n 's/^sluice listening on //p' "$work/stdout" | head -n1)"
+    [[ -n "$bootstrap" ]] && break
+    kill -0 "$broker_pid" 2>/dev/null || break
+    sleep 0.1
+done
+if [[ -z "$bootstrap" ]]; then
+    say "the broker did not start:"
+    tail -n 20 "$work/broker.log" >&2
+    echo "0 passed, 1 failed"
+    exit 1
+fi
+say "broker at $bootstrap (pid $broker_pid)"
+
+check() {
+    local name="$1"
+    shift
+    local output
+    if output="$("$@" 2>&1)"; then
+        passed=$((passed + 1))
+        echo "PASS $name"
+    else
+        failed=$((failed + 1))
+        echo "FAIL $name"
+        printf '%s\n' "$output" | tail -n 20 | sed 's/^/    /'
+    fi
+}
+
+# kcat: auto-created topic, keyed lines, one codec per run; reads back with
+# -e (exit at the end) and compares line for line (one partition: in order).
+kcat_roundtrip() {
+    local topic="$1" codec="$2"
+    command -v kcat >/dev/null 2>&1 || { echo "kcat is not installed"; return 1; }
+    seq 1 "$messages" | awk '{ printf "key-%d:value-%d-%s\n", $1 % 13, $1, substr("xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx", 1, $1 % 40) }' \
+        >"$work/$topic.sent"
+    kcat -b "$bootstrap" -t "$topic" -P -K: -z "$codec" -X acks=all -l "$work/$topic.sent" || return 1
+    kcat -b "$bootstrap" -L -t "$topic" | grep -q "topic \"$topic\" with 1 partitions" \
+        || { echo "metadata does not list $topic"; return 1; }
+    timeout 60 kcat -b "$bootstrap" -t "$topic" -C -e -q -o beginning -f '%k:%s\n' >"$work/$topic.got" \
+        || return 1
+    if ! cmp -s "$work/$topic.sent" "$work/$topic.got"; then
+        echo "read back $(wc -l <"$work/$topic.got") lines, sent $(wc -l <"$work/$topic.sent"); first difference:"
+        diff "$work/$topic.sent" "$work/$topic.got" | head -n 5
+        return 1
+    fi
+}
+
+check "kcat (none)" kcat_roundtrip kcat-none none
+check "kcat (snappy)" kcat_roundtrip kcat-snappy snappy
+check "kcat (lz4)" kcat_roundtrip kcat-lz4 lz4
+check "confluent-kafka" timeout 120 "$python" "$here/smoke.py" confluent "$bootstrap" confluent-topic "$messages"
+check "kafka-python" timeout 120 "$python" "$here/smoke.py" kafka-python "$bootstrap" kafka-python-topic "$messages"
+check "confluent-kafka admin" timeout 120 "$python" "$here/smoke.py" confluent-admin "$bootstrap" confluent-admin-topic 0
+check "kafka-python admin" timeout 120 "$python" "$here/smoke.py" kafka-python-admin "$bootstrap" kafka-python-admin-topic 0
+
+if ! kill -0 "$broker_pid" 2>/dev/null; then
+    failed=$((failed + 1))
+    echo "FAIL broker still running at the end"
+    tail -n 20 "$work/broker.log" | sed 's/^/    /'
+    broker_pid=""
+fi
+stop_broker
+if grep -q ' ERROR ' "$work/broker.log"; then
+    say "broker logged errors:"
+    grep ' ERROR ' "$work/broker.log" | head -n 10 >&2
+fi
+echo "$passed passed, $failed failed"
+[[ $failed -eq 0 ]]
