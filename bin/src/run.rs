@@ -123,18 +123,36 @@ pub fn run(config: BrokerConfig) -> Result<(), String> {
                 let ready = ready_sender.clone();
                 let fd = fds[shard.0 as usize];
                 async move {
-                    if let Err(error) = run_shard(config, plan, fd, address, &ready).await {
-                        let _ = ready.send(Err(error));
+                    use futures_lite::FutureExt;
+                    // A shard that panics must not leave the process waiting
+                    // for it: report it so start-up fails with a message.
+                    let shard_run = std::panic::AssertUnwindSafe(run_shard(config, plan, fd, address, &ready));
+                    match shard_run.catch_unwind().await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(error)) => {
+                            let _ = ready.send(Err(error));
+                        }
+                        Err(_) => {
+                            let _ = ready.send(Err(format!("shard {} panicked", shard.0)));
+                        }
                     }
                 }
             })
         })
         .map_err(|error| format!("starting shards failed: {error}"))?;
-    for _ in 0..config.shards {
-        match ready_receiver.recv() {
-            Ok(Ok(())) => {}
+    let mut ready = 0;
+    while ready < config.shards {
+        match ready_receiver.recv_timeout(SHUTDOWN_POLL) {
+            Ok(Ok(())) => ready += 1,
             Ok(Err(error)) => return Err(error),
-            Err(_) => return Err("shards stopped during start-up".into()),
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                if SHUTDOWN.load(Ordering::SeqCst) {
+                    return Err("stopped by a signal during start-up".into());
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                return Err("shards stopped during start-up".into())
+            }
         }
     }
     // Tests and scripts read this line to learn the port when listening on port 0.
