@@ -255,6 +255,32 @@ mod tests {
     }
 
     #[test]
+    fn group_settings_apply_and_are_checked() {
+        let args: Vec<String> = [
+            "--group-initial-rebalance-delay-ms",
+            "0",
+            "--group-min-session-timeout-ms",
+            "500",
+            "--offsets-retention-minutes",
+            "2",
+            "--offsets-topic-num-partitions",
+            "7",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let config = from_args(&args).unwrap();
+        assert_eq!(config.groups.initial_rebalance_delay_ms, 0);
+        assert_eq!(config.groups.min_session_timeout_ms, 500);
+        assert_eq!(config.groups.offsets_retention_ms, 120_000);
+        assert_eq!(config.groups.offsets_topic_partitions, 7);
+        let error = from_args(&["--group-max-session-timeout-ms".to_string(), "10".to_string()]).unwrap_err();
+        assert!(error.contains("group_min_session_timeout_ms"), "{error}");
+        let error = from_args(&["--offsets-topic-num-partitions".to_string(), "0".to_string()]).unwrap_err();
+        assert!(error.contains("offsets_topic_num_partitions"), "{error}");
+    }
+
+    #[test]
     fn file_values_are_checked() {
         let dir = std::env::temp_dir().join(format!("sluice-config-test-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();

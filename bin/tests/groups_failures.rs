@@ -13,8 +13,8 @@ mod groups_support;
 use std::time::{Duration, Instant};
 
 use groups_support::{
-    group_broker, is_exact_split, member_config, run_child_if_asked, wait_for, ChildConsumer, Member,
-    HEARTBEAT_INTERVAL_MS,
+    group_broker, is_exact_split, member_config, run_child_if_asked, wait_for, ChildConsumer,
+    Member, HEARTBEAT_INTERVAL_MS,
 };
 
 const TOPIC: &str = "jobs";
@@ -38,8 +38,20 @@ fn a_killed_member_is_evicted_after_its_session_timeout() {
     wait_for(
         "three partitions each",
         SETTLE_TIMEOUT,
-        || is_exact_split(&[survivor.state.assignment(), doomed.assignment()], PARTITIONS, Some(3)),
-        || format!("survivor {:?}, child {:?}", survivor.state.assignment(), doomed.assignment()),
+        || {
+            is_exact_split(
+                &[survivor.state.assignment(), doomed.assignment()],
+                PARTITIONS,
+                Some(3),
+            )
+        },
+        || {
+            format!(
+                "survivor {:?}, child {:?}",
+                survivor.state.assignment(),
+                doomed.assignment()
+            )
+        },
     );
     let killed_at = Instant::now();
     doomed.kill();
@@ -53,9 +65,18 @@ fn a_killed_member_is_evicted_after_its_session_timeout() {
     // Eviction is timer-driven: not before the session timeout (less the
     // child's last heartbeat interval), and not much after it.
     let earliest = Duration::from_millis(SESSION_MS - HEARTBEAT_INTERVAL_MS);
-    assert!(moved_after >= earliest, "partitions moved after {moved_after:?}, before the session timeout");
-    assert!(moved_after <= Duration::from_millis(SESSION_MS) + Duration::from_secs(15), "took {moved_after:?}");
-    eprintln!("killed member's partitions moved {:.2}s after SIGKILL (session timeout {SESSION_MS} ms)", moved_after.as_secs_f64());
+    assert!(
+        moved_after >= earliest,
+        "partitions moved after {moved_after:?}, before the session timeout"
+    );
+    assert!(
+        moved_after <= Duration::from_millis(SESSION_MS) + Duration::from_secs(15),
+        "took {moved_after:?}"
+    );
+    eprintln!(
+        "killed member's partitions moved {:.2}s after SIGKILL (session timeout {SESSION_MS} ms)",
+        moved_after.as_secs_f64()
+    );
 }
 
 #[test]
@@ -64,15 +85,35 @@ fn a_static_member_restarting_within_its_session_keeps_its_partitions() {
     let broker = group_broker();
     broker.create_topic(TOPIC, PARTITIONS);
     let other = Member::start(
-        member_config(&broker, "static", &[("group.instance.id", "other"), ("session.timeout.ms", &SESSION_MS.to_string())]),
+        member_config(
+            &broker,
+            "static",
+            &[
+                ("group.instance.id", "other"),
+                ("session.timeout.ms", &SESSION_MS.to_string()),
+            ],
+        ),
         &[TOPIC],
     );
-    let mut restarting = ChildConsumer::start(&broker, "static", TOPIC, Some("restarting"), SESSION_MS);
+    let mut restarting =
+        ChildConsumer::start(&broker, "static", TOPIC, Some("restarting"), SESSION_MS);
     wait_for(
         "three partitions each",
         SETTLE_TIMEOUT,
-        || is_exact_split(&[other.state.assignment(), restarting.assignment()], PARTITIONS, Some(3)),
-        || format!("other {:?}, child {:?}", other.state.assignment(), restarting.assignment()),
+        || {
+            is_exact_split(
+                &[other.state.assignment(), restarting.assignment()],
+                PARTITIONS,
+                Some(3),
+            )
+        },
+        || {
+            format!(
+                "other {:?}, child {:?}",
+                other.state.assignment(),
+                restarting.assignment()
+            )
+        },
     );
     let before = restarting.assignment();
     let other_before = other.state.assignment();
@@ -89,14 +130,26 @@ fn a_static_member_restarting_within_its_session_keeps_its_partitions() {
         || format!("before {before:?}, now {:?}", restarted.assignment()),
     );
     let back_after = killed_at.elapsed();
-    assert!(back_after < Duration::from_millis(SESSION_MS), "took {back_after:?}, longer than the session timeout");
+    assert!(
+        back_after < Duration::from_millis(SESSION_MS),
+        "took {back_after:?}, longer than the session timeout"
+    );
     // Past the old session's deadline: the old member id was replaced, not
     // expired, so nothing moves.
     std::thread::sleep(Duration::from_millis(SESSION_MS + 1000));
     assert_eq!(restarted.assignment(), before);
     assert_eq!(other.state.assignment(), other_before);
-    assert_eq!(other.state.assign_count(), rebalances_before, "the other member rebalanced: {:?} then {:?}", events_before, other.state.events());
+    assert_eq!(
+        other.state.assign_count(),
+        rebalances_before,
+        "the other member rebalanced: {:?} then {:?}",
+        events_before,
+        other.state.events()
+    );
     let (state, _, members) = groups_support::describe_group(&broker, "static");
     assert_eq!((state.as_str(), members), ("Stable", 2));
-    eprintln!("static member had its partitions back {:.2}s after SIGKILL", back_after.as_secs_f64());
+    eprintln!(
+        "static member had its partitions back {:.2}s after SIGKILL",
+        back_after.as_secs_f64()
+    );
 }

@@ -57,8 +57,14 @@ fn settle(members: &[&Member], each: usize, total: usize) {
         "an exact split and every message processed",
         SETTLE_TIMEOUT,
         || {
-            let assignments: Vec<Vec<i32>> = members.iter().map(|member| member.state.assignment()).collect();
-            let processed: usize = members.iter().map(|member| member.state.processed_count()).sum();
+            let assignments: Vec<Vec<i32>> = members
+                .iter()
+                .map(|member| member.state.assignment())
+                .collect();
+            let processed: usize = members
+                .iter()
+                .map(|member| member.state.processed_count())
+                .sum();
             is_exact_split(&assignments, PARTITIONS, Some(each)) && processed >= total
         },
         || describe(members),
@@ -86,7 +92,10 @@ fn produce_until(broker: &common::TestBroker, stop: &AtomicBool) -> usize {
     }
     producer.flush();
     for (index, report) in producer.reports().into_iter().enumerate() {
-        assert!(matches!(report, Some(Ok(_))), "live message {index}: {report:?}");
+        assert!(
+            matches!(report, Some(Ok(_))),
+            "live message {index}: {report:?}"
+        );
     }
     sent
 }
@@ -114,17 +123,31 @@ fn one_then_four_then_two_members_process_every_message_once() {
     let (produced, four, two, states) = std::thread::scope(|scope| {
         let producer = scope.spawn(|| produce_until(&broker, &stop));
         // Three more join: three partitions each.
-        let others: Vec<Member> = (1..4).map(|index| Member::start(config(&format!("m{index}")), &[TOPIC])).collect();
+        let others: Vec<Member> = (1..4)
+            .map(|index| Member::start(config(&format!("m{index}")), &[TOPIC]))
+            .collect();
         let all: Vec<&Member> = std::iter::once(&first).chain(others.iter()).collect();
         wait_for(
             "four members with three partitions each",
             SETTLE_TIMEOUT,
-            || is_exact_split(&all.iter().map(|member| member.state.assignment()).collect::<Vec<_>>(), PARTITIONS, Some(3)),
+            || {
+                is_exact_split(
+                    &all.iter()
+                        .map(|member| member.state.assignment())
+                        .collect::<Vec<_>>(),
+                    PARTITIONS,
+                    Some(3),
+                )
+            },
             || describe(&all),
         );
         let four = started.elapsed();
         let (state, protocol, members) = groups_support::describe_group(&broker, "billing");
-        assert_eq!((state.as_str(), members), ("Stable", 4), "protocol {protocol}");
+        assert_eq!(
+            (state.as_str(), members),
+            ("Stable", 4),
+            "protocol {protocol}"
+        );
 
         // Two leave (LeaveGroup on close); the remaining two take six each.
         let mut others = others.into_iter();
@@ -133,7 +156,13 @@ fn one_then_four_then_two_members_process_every_message_once() {
         wait_for(
             "two members with six partitions each",
             SETTLE_TIMEOUT,
-            || is_exact_split(&[first.state.assignment(), second.state.assignment()], PARTITIONS, Some(6)),
+            || {
+                is_exact_split(
+                    &[first.state.assignment(), second.state.assignment()],
+                    PARTITIONS,
+                    Some(6),
+                )
+            },
             || describe(&[&first, &second]),
         );
         let two = started.elapsed();
@@ -147,14 +176,27 @@ fn one_then_four_then_two_members_process_every_message_once() {
                 gone + first.state.processed_count() + second.state.processed_count() >= produced
             },
             || {
-                let probe: rdkafka::consumer::BaseConsumer = member_config(&broker, "billing", &[]).create().expect("probe");
+                let probe: rdkafka::consumer::BaseConsumer = member_config(&broker, "billing", &[])
+                    .create()
+                    .expect("probe");
                 let mut list = rdkafka::TopicPartitionList::new();
                 for partition in 0..PARTITIONS {
                     list.add_partition(TOPIC, partition);
                 }
-                let committed = rdkafka::consumer::Consumer::committed_offsets(&probe, list, Duration::from_secs(10));
+                let committed = rdkafka::consumer::Consumer::committed_offsets(
+                    &probe,
+                    list,
+                    Duration::from_secs(10),
+                );
                 let marks: Vec<_> = (0..PARTITIONS)
-                    .map(|partition| rdkafka::consumer::Consumer::fetch_watermarks(&probe, TOPIC, partition, Duration::from_secs(10)))
+                    .map(|partition| {
+                        rdkafka::consumer::Consumer::fetch_watermarks(
+                            &probe,
+                            TOPIC,
+                            partition,
+                            Duration::from_secs(10),
+                        )
+                    })
                     .collect();
                 let mut max_seen = BTreeMap::new();
                 for state in states.iter().chain([&first.state, &second.state]) {
@@ -176,13 +218,24 @@ fn one_then_four_then_two_members_process_every_message_once() {
     let mut by_value: BTreeMap<Vec<u8>, usize> = BTreeMap::new();
     let mut positions = BTreeSet::new();
     for state in &states {
-        assert!(state.tracker.commit_errors.lock().expect("lock").is_empty(), "commit errors: {:?}", state.tracker.commit_errors);
+        assert!(
+            state.tracker.commit_errors.lock().expect("lock").is_empty(),
+            "commit errors: {:?}",
+            state.tracker.commit_errors
+        );
         for (partition, offset, value) in state.processed.lock().expect("lock").iter() {
             *by_value.entry(value.clone()).or_default() += 1;
-            assert!(positions.insert((*partition, *offset)), "{partition}/{offset} processed twice");
+            assert!(
+                positions.insert((*partition, *offset)),
+                "{partition}/{offset} processed twice"
+            );
         }
     }
-    let twice: Vec<_> = by_value.iter().filter(|(_, count)| **count > 1).map(|(value, _)| String::from_utf8_lossy(value)).collect();
+    let twice: Vec<_> = by_value
+        .iter()
+        .filter(|(_, count)| **count > 1)
+        .map(|(value, _)| String::from_utf8_lossy(value))
+        .collect();
     assert!(twice.is_empty(), "processed more than once: {twice:?}");
     let expected: BTreeSet<Vec<u8>> = messages(0)
         .into_iter()
@@ -190,7 +243,12 @@ fn one_then_four_then_two_members_process_every_message_once() {
         .chain((0..produced - MESSAGES_PER_PHASE).map(|index| format!("live-{index}").into_bytes()))
         .collect();
     let seen: BTreeSet<Vec<u8>> = by_value.keys().cloned().collect();
-    assert_eq!(seen.len(), expected.len(), "lost {} messages", expected.difference(&seen).count());
+    assert_eq!(
+        seen.len(),
+        expected.len(),
+        "lost {} messages",
+        expected.difference(&seen).count()
+    );
     assert_eq!(seen, expected);
     let rebalances: usize = states.iter().map(|state| state.assign_count()).sum();
     eprintln!(
@@ -205,14 +263,31 @@ fn one_then_four_then_two_members_process_every_message_once() {
 fn cooperative_sticky_moves_only_the_partitions_that_change_owner() {
     let broker = group_broker();
     broker.create_topic(TOPIC, PARTITIONS);
-    let config = || member_config(&broker, "sticky", &[("partition.assignment.strategy", "cooperative-sticky")]);
+    let config = || {
+        member_config(
+            &broker,
+            "sticky",
+            &[("partition.assignment.strategy", "cooperative-sticky")],
+        )
+    };
     let first = Member::start(config(), &[TOPIC]);
-    wait_for("the first member to own everything", SETTLE_TIMEOUT, || first.state.assignment().len() == 12, || describe(&[&first]));
+    wait_for(
+        "the first member to own everything",
+        SETTLE_TIMEOUT,
+        || first.state.assignment().len() == 12,
+        || describe(&[&first]),
+    );
     let second = Member::start(config(), &[TOPIC]);
     wait_for(
         "six partitions each",
         SETTLE_TIMEOUT,
-        || is_exact_split(&[first.state.assignment(), second.state.assignment()], PARTITIONS, Some(6)),
+        || {
+            is_exact_split(
+                &[first.state.assignment(), second.state.assignment()],
+                PARTITIONS,
+                Some(6),
+            )
+        },
         || describe(&[&first, &second]),
     );
     let third = Member::start(config(), &[TOPIC]);
@@ -220,7 +295,15 @@ fn cooperative_sticky_moves_only_the_partitions_that_change_owner() {
     wait_for(
         "four partitions each",
         SETTLE_TIMEOUT,
-        || is_exact_split(&all.iter().map(|member| member.state.assignment()).collect::<Vec<_>>(), PARTITIONS, Some(4)),
+        || {
+            is_exact_split(
+                &all.iter()
+                    .map(|member| member.state.assignment())
+                    .collect::<Vec<_>>(),
+                PARTITIONS,
+                Some(4),
+            )
+        },
         || describe(&all),
     );
     // Incremental: the first member gave up exactly the partitions it lost
@@ -237,9 +320,16 @@ fn cooperative_sticky_moves_only_the_partitions_that_change_owner() {
         .collect();
     let kept = first.state.assignment();
     assert_eq!(revoked.len(), 8, "events of the first member: {events:?}");
-    assert!(revoked.iter().all(|partition| !kept.contains(partition)), "events: {events:?}");
+    assert!(
+        revoked.iter().all(|partition| !kept.contains(partition)),
+        "events: {events:?}"
+    );
     let revoked_set: BTreeSet<i32> = revoked.iter().copied().collect();
-    assert_eq!(revoked_set.len(), revoked.len(), "a partition revoked twice: {events:?}");
+    assert_eq!(
+        revoked_set.len(),
+        revoked.len(),
+        "a partition revoked twice: {events:?}"
+    );
     // The second member only ever gained partitions beyond the two it lost.
     let second_revoked: usize = second
         .state
@@ -250,9 +340,20 @@ fn cooperative_sticky_moves_only_the_partitions_that_change_owner() {
             _ => 0,
         })
         .sum();
-    assert_eq!(second_revoked, 2, "events of the second member: {:?}", second.state.events());
+    assert_eq!(
+        second_revoked,
+        2,
+        "events of the second member: {:?}",
+        second.state.events()
+    );
     for member in all {
-        assert!(member.state.tracker.commit_errors.lock().expect("lock").is_empty());
+        assert!(member
+            .state
+            .tracker
+            .commit_errors
+            .lock()
+            .expect("lock")
+            .is_empty());
     }
 }
 
@@ -274,10 +375,17 @@ fn two_groups_on_one_topic_each_read_everything() {
         || describe(&[&a, &b1, &b2]),
     );
     let count_values = |states: &[&Member]| -> BTreeSet<Vec<u8>> {
-        states.iter().flat_map(|member| member.state.processed.lock().expect("lock").clone()).map(|(_, _, value)| value).collect()
+        states
+            .iter()
+            .flat_map(|member| member.state.processed.lock().expect("lock").clone())
+            .map(|(_, _, value)| value)
+            .collect()
     };
     assert_eq!(count_values(&[&a]).len(), MESSAGES_PER_PHASE);
     assert_eq!(count_values(&[&b1, &b2]).len(), MESSAGES_PER_PHASE);
     assert_eq!(a.state.processed_count(), MESSAGES_PER_PHASE);
-    assert_eq!(b1.state.processed_count() + b2.state.processed_count(), MESSAGES_PER_PHASE);
+    assert_eq!(
+        b1.state.processed_count() + b2.state.processed_count(),
+        MESSAGES_PER_PHASE
+    );
 }

@@ -34,12 +34,16 @@ fn messages(from: usize, count: usize) -> Vec<Record> {
 }
 
 fn committed(broker: &common::TestBroker, group: &str) -> BTreeMap<i32, i64> {
-    let consumer: BaseConsumer = member_config(broker, group, &[]).create().expect("consumer");
+    let consumer: BaseConsumer = member_config(broker, group, &[])
+        .create()
+        .expect("consumer");
     let mut wanted = TopicPartitionList::new();
     for partition in 0..PARTITIONS {
         wanted.add_partition(TOPIC, partition);
     }
-    let list = consumer.committed_offsets(wanted, CLIENT_TIMEOUT).expect("OffsetFetch");
+    let list = consumer
+        .committed_offsets(wanted, CLIENT_TIMEOUT)
+        .expect("OffsetFetch");
     list.elements()
         .iter()
         .map(|element| {
@@ -57,20 +61,36 @@ fn groups_and_commits_survive_kill_9_and_consumers_resume() {
     let mut broker = group_broker();
     broker.create_topic(TOPIC, PARTITIONS);
     produce_all(&broker, TOPIC, &[], &messages(0, MESSAGES));
-    let config = |broker: &common::TestBroker| member_config(broker, "settlement", &[("session.timeout.ms", "10000")]);
+    let config = |broker: &common::TestBroker| {
+        member_config(broker, "settlement", &[("session.timeout.ms", "10000")])
+    };
     let first = Member::start(config(&broker), &[TOPIC]);
     let second = Member::start(config(&broker), &[TOPIC]);
     wait_for(
         "both members to split the topic and process everything",
         SETTLE_TIMEOUT,
         || {
-            is_exact_split(&[first.state.assignment(), second.state.assignment()], PARTITIONS, Some(3))
-                && first.state.processed_count() + second.state.processed_count() >= MESSAGES
+            is_exact_split(
+                &[first.state.assignment(), second.state.assignment()],
+                PARTITIONS,
+                Some(3),
+            ) && first.state.processed_count() + second.state.processed_count() >= MESSAGES
         },
-        || format!("{:?} {:?}", first.state.assignment(), second.state.assignment()),
+        || {
+            format!(
+                "{:?} {:?}",
+                first.state.assignment(),
+                second.state.assignment()
+            )
+        },
     );
     let before = committed(&broker, "settlement");
-    assert!(before.values().all(|offset| *offset == (MESSAGES as i64) / PARTITIONS as i64), "{before:?}");
+    assert!(
+        before
+            .values()
+            .all(|offset| *offset == (MESSAGES as i64) / PARTITIONS as i64),
+        "{before:?}"
+    );
     let (state, protocol, members) = groups_support::describe_group(&broker, "settlement");
     assert_eq!((state.as_str(), members), ("Stable", 2));
 
@@ -82,15 +102,23 @@ fn groups_and_commits_survive_kill_9_and_consumers_resume() {
         SETTLE_TIMEOUT,
         || {
             let consumer: BaseConsumer = broker.client_config().create().expect("consumer");
-            consumer.fetch_group_list(Some("settlement"), Duration::from_secs(5)).is_ok_and(|list| {
-                list.groups().iter().any(|group| group.name() == "settlement" && group.state() == "Stable")
-            })
+            consumer
+                .fetch_group_list(Some("settlement"), Duration::from_secs(5))
+                .is_ok_and(|list| {
+                    list.groups()
+                        .iter()
+                        .any(|group| group.name() == "settlement" && group.state() == "Stable")
+                })
         },
         || "group not listed".to_string(),
     );
     let loaded_after = restarted_at.elapsed();
-    let (state_after, protocol_after, members_after) = groups_support::describe_group(&broker, "settlement");
-    assert_eq!((state_after.as_str(), protocol_after.as_str(), members_after), ("Stable", protocol.as_str(), 2));
+    let (state_after, protocol_after, members_after) =
+        groups_support::describe_group(&broker, "settlement");
+    assert_eq!(
+        (state_after.as_str(), protocol_after.as_str(), members_after),
+        ("Stable", protocol.as_str(), 2)
+    );
     assert_eq!(committed(&broker, "settlement"), before);
     // The old consumers point at the dead broker's port: closing them would
     // wait for it, so they are left behind (their threads end with the test
@@ -107,16 +135,33 @@ fn groups_and_commits_survive_kill_9_and_consumers_resume() {
         "the new member to read the new messages",
         SETTLE_TIMEOUT,
         || resumed.state.processed_count() >= 600,
-        || format!("{} processed, assignment {:?}", resumed.state.processed_count(), resumed.state.assignment()),
+        || {
+            format!(
+                "{} processed, assignment {:?}",
+                resumed.state.processed_count(),
+                resumed.state.assignment()
+            )
+        },
     );
     std::thread::sleep(Duration::from_millis(500));
     let state = resumed.stop();
     let processed = state.processed.lock().expect("lock").clone();
     assert_eq!(processed.len(), 600, "read again across the crash");
     for (partition, offset, _) in &processed {
-        assert!(*offset >= before[partition], "{partition}/{offset} was committed before the crash");
+        assert!(
+            *offset >= before[partition],
+            "{partition}/{offset} was committed before the crash"
+        );
     }
     let after = committed(&broker, "settlement");
-    assert!(after.values().all(|offset| *offset == (MESSAGES as i64 + 600) / PARTITIONS as i64), "{after:?}");
-    eprintln!("coordinator state listed {:.2}s after the restart", loaded_after.as_secs_f64());
+    assert!(
+        after
+            .values()
+            .all(|offset| *offset == (MESSAGES as i64 + 600) / PARTITIONS as i64),
+        "{after:?}"
+    );
+    eprintln!(
+        "coordinator state listed {:.2}s after the restart",
+        loaded_after.as_secs_f64()
+    );
 }

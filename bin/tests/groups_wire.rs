@@ -14,9 +14,15 @@ use bytes::Bytes;
 use common::{raw_connect, receive_response, send_request, TestBroker};
 use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
 use kafka_protocol::messages::leave_group_request::MemberIdentity;
-use kafka_protocol::messages::offset_commit_request::{OffsetCommitRequestPartition, OffsetCommitRequestTopic};
-use kafka_protocol::messages::offset_delete_request::{OffsetDeleteRequestPartition, OffsetDeleteRequestTopic};
-use kafka_protocol::messages::offset_fetch_request::{OffsetFetchRequestGroup, OffsetFetchRequestTopic, OffsetFetchRequestTopics};
+use kafka_protocol::messages::offset_commit_request::{
+    OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+};
+use kafka_protocol::messages::offset_delete_request::{
+    OffsetDeleteRequestPartition, OffsetDeleteRequestTopic,
+};
+use kafka_protocol::messages::offset_fetch_request::{
+    OffsetFetchRequestGroup, OffsetFetchRequestTopic, OffsetFetchRequestTopics,
+};
 use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
@@ -34,7 +40,12 @@ struct Client {
 }
 
 impl Client {
-    fn call<Req: Encodable, Resp: Decodable>(&mut self, key: ApiKey, version: i16, request: &Req) -> Resp {
+    fn call<Req: Encodable, Resp: Decodable>(
+        &mut self,
+        key: ApiKey,
+        version: i16,
+        request: &Req,
+    ) -> Resp {
         self.correlation += 1;
         send_request(&mut self.stream, key, version, self.correlation, request);
         receive_response(&mut self.stream, key, version, self.correlation)
@@ -60,21 +71,38 @@ fn join_request(group: &str, member: &str, version: i16) -> JoinGroupRequest {
 /// Joins a one-member group at `version` (with the KIP-394 round trip from
 /// v4); returns (member id, generation).
 fn join(client: &mut Client, group: &str, version: i16) -> (String, i32) {
-    let mut response: JoinGroupResponse = client.call(ApiKey::JoinGroup, version, &join_request(group, "", version));
+    let mut response: JoinGroupResponse = client.call(
+        ApiKey::JoinGroup,
+        version,
+        &join_request(group, "", version),
+    );
     if version >= 4 {
         assert_eq!(response.error_code, 79, "MEMBER_ID_REQUIRED at v{version}");
         let member = response.member_id.to_string();
-        response = client.call(ApiKey::JoinGroup, version, &join_request(group, &member, version));
+        response = client.call(
+            ApiKey::JoinGroup,
+            version,
+            &join_request(group, &member, version),
+        );
     }
     assert_eq!(response.error_code, 0, "JoinGroup v{version}");
     assert_eq!(response.generation_id, 1, "JoinGroup v{version}");
     assert_eq!(response.leader, response.member_id, "JoinGroup v{version}");
     assert_eq!(response.members.len(), 1);
-    assert_eq!(response.protocol_name.as_ref().map(|name| name.as_str()), Some("range"));
+    assert_eq!(
+        response.protocol_name.as_ref().map(|name| name.as_str()),
+        Some("range")
+    );
     (response.member_id.to_string(), response.generation_id)
 }
 
-fn sync(client: &mut Client, group: &str, member: &str, generation: i32, version: i16) -> SyncGroupResponse {
+fn sync(
+    client: &mut Client,
+    group: &str,
+    member: &str,
+    generation: i32,
+    version: i16,
+) -> SyncGroupResponse {
     let mut request = SyncGroupRequest::default();
     request.group_id = GroupId(text(group));
     request.generation_id = generation;
@@ -119,12 +147,20 @@ fn commit_request(group: &str, version: i16, offset: i64) -> OffsetCommitRequest
 fn every_advertised_group_api_version_answers() {
     let broker: TestBroker = groups_support::group_broker();
     broker.create_topic(TOPIC, PARTITIONS);
-    let mut client = Client { stream: raw_connect(broker.address()), correlation: 0 };
+    let mut client = Client {
+        stream: raw_connect(broker.address()),
+        correlation: 0,
+    };
 
     // ApiVersions advertises the classic group APIs, not KIP-848's.
-    let versions: ApiVersionsResponse = client.call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default());
+    let versions: ApiVersionsResponse =
+        client.call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default());
     let range = |key: ApiKey| {
-        versions.api_keys.iter().find(|api| api.api_key == key as i16).map(|api| (api.min_version, api.max_version))
+        versions
+            .api_keys
+            .iter()
+            .find(|api| api.api_key == key as i16)
+            .map(|api| (api.min_version, api.max_version))
     };
     let expected = [
         (ApiKey::FindCoordinator, (0, 5)),
@@ -145,6 +181,43 @@ fn every_advertised_group_api_version_answers() {
     assert_eq!(range(ApiKey::ConsumerGroupHeartbeat), None);
     assert_eq!(range(ApiKey::ConsumerGroupDescribe), None);
 
+    // Asking for `__consumer_offsets` by name creates it as the coordinator
+    // does (50 partitions, internal), not as a one-partition auto-created
+    // topic; clients cannot write to it.
+    let mut metadata = MetadataRequest::default();
+    let mut wanted = metadata_request::MetadataRequestTopic::default();
+    wanted.name = Some(TopicName(text("__consumer_offsets")));
+    metadata.topics = Some(vec![wanted]);
+    metadata.allow_auto_topic_creation = true;
+    let response: MetadataResponse = client.call(ApiKey::Metadata, 9, &metadata);
+    let offsets_topic = &response.topics[0];
+    assert_eq!(
+        (
+            offsets_topic.error_code,
+            offsets_topic.partitions.len(),
+            offsets_topic.is_internal
+        ),
+        (0, 50, true)
+    );
+    let mut produce = ProduceRequest::default();
+    produce.acks = 1;
+    produce.timeout_ms = 5000;
+    let mut topic_data = produce_request::TopicProduceData::default();
+    topic_data.name = TopicName(text("__consumer_offsets"));
+    let mut partition_data = produce_request::PartitionProduceData::default();
+    partition_data.index = 0;
+    partition_data.records = Some(Bytes::from(sluice_engine::batch::build_batch(
+        0,
+        &[b"forged"],
+    )));
+    topic_data.partition_data = vec![partition_data];
+    produce.topic_data = vec![topic_data];
+    let response: ProduceResponse = client.call(ApiKey::Produce, 8, &produce);
+    assert_eq!(
+        response.responses[0].partition_responses[0].error_code, 17,
+        "INVALID_TOPIC_EXCEPTION"
+    );
+
     // FindCoordinator: this broker, for groups; no transaction coordinator.
     let port = i32::from(broker.address().port());
     for version in 0..=5 {
@@ -154,20 +227,40 @@ fn every_advertised_group_api_version_answers() {
         } else {
             request.key = text("a");
         }
-        let response: FindCoordinatorResponse = client.call(ApiKey::FindCoordinator, version, &request);
+        let response: FindCoordinatorResponse =
+            client.call(ApiKey::FindCoordinator, version, &request);
         if version >= 4 {
             assert_eq!(response.coordinators.len(), 2);
             for coordinator in &response.coordinators {
-                assert_eq!((coordinator.error_code, coordinator.node_id.0, coordinator.port), (0, 1, port));
+                assert_eq!(
+                    (
+                        coordinator.error_code,
+                        coordinator.node_id.0,
+                        coordinator.port
+                    ),
+                    (0, 1, port)
+                );
             }
         } else {
-            assert_eq!((response.error_code, response.node_id.0, response.port), (0, 1, port), "v{version}");
+            assert_eq!(
+                (response.error_code, response.node_id.0, response.port),
+                (0, 1, port),
+                "v{version}"
+            );
         }
         if version >= 1 {
             request.key_type = 1;
-            let response: FindCoordinatorResponse = client.call(ApiKey::FindCoordinator, version, &request);
-            let error = if version >= 4 { response.coordinators[0].error_code } else { response.error_code };
-            assert_eq!(error, 15, "transactions: COORDINATOR_NOT_AVAILABLE at v{version}");
+            let response: FindCoordinatorResponse =
+                client.call(ApiKey::FindCoordinator, version, &request);
+            let error = if version >= 4 {
+                response.coordinators[0].error_code
+            } else {
+                response.error_code
+            };
+            assert_eq!(
+                error, 15,
+                "transactions: COORDINATOR_NOT_AVAILABLE at v{version}"
+            );
         }
     }
 
@@ -178,9 +271,16 @@ fn every_advertised_group_api_version_answers() {
         let group = format!("sync-v{version}");
         let (member, generation) = join(&mut client, &group, 5);
         let response = sync(&mut client, &group, &member, generation, version);
-        assert_eq!((response.error_code, response.assignment.as_ref()), (0, &b"assignment"[..]), "v{version}");
+        assert_eq!(
+            (response.error_code, response.assignment.as_ref()),
+            (0, &b"assignment"[..]),
+            "v{version}"
+        );
         if version >= 5 {
-            assert_eq!(response.protocol_name.as_ref().map(|name| name.as_str()), Some("range"));
+            assert_eq!(
+                response.protocol_name.as_ref().map(|name| name.as_str()),
+                Some("range")
+            );
         }
     }
     let (member, generation) = stable_group(&mut client, "beating");
@@ -212,22 +312,36 @@ fn every_advertised_group_api_version_answers() {
         let response: LeaveGroupResponse = client.call(ApiKey::LeaveGroup, version, &request);
         assert_eq!(response.error_code, 0, "v{version}");
         if version >= 3 {
-            let errors: Vec<i16> = response.members.iter().map(|member| member.error_code).collect();
+            let errors: Vec<i16> = response
+                .members
+                .iter()
+                .map(|member| member.error_code)
+                .collect();
             assert_eq!(errors, vec![0, 25], "v{version}");
         }
     }
     for version in 2..=9 {
         let group = format!("commit-v{version}");
-        let response: OffsetCommitResponse = client.call(ApiKey::OffsetCommit, version, &commit_request(&group, version, 42));
+        let response: OffsetCommitResponse = client.call(
+            ApiKey::OffsetCommit,
+            version,
+            &commit_request(&group, version, 42),
+        );
         assert_eq!(response.topics[0].partitions[0].error_code, 0, "v{version}");
         let mut unknown = commit_request(&group, version, 1);
         unknown.topics[0].name = TopicName(text("no-such-topic"));
         let response: OffsetCommitResponse = client.call(ApiKey::OffsetCommit, version, &unknown);
-        assert_eq!(response.topics[0].partitions[0].error_code, 3, "UNKNOWN_TOPIC_OR_PARTITION at v{version}");
+        assert_eq!(
+            response.topics[0].partitions[0].error_code, 3,
+            "UNKNOWN_TOPIC_OR_PARTITION at v{version}"
+        );
         let mut large = commit_request(&group, version, 1);
         large.topics[0].partitions[0].committed_metadata = Some(text(&"m".repeat(4097)));
         let response: OffsetCommitResponse = client.call(ApiKey::OffsetCommit, version, &large);
-        assert_eq!(response.topics[0].partitions[0].error_code, 12, "OFFSET_METADATA_TOO_LARGE at v{version}");
+        assert_eq!(
+            response.topics[0].partitions[0].error_code, 12,
+            "OFFSET_METADATA_TOO_LARGE at v{version}"
+        );
     }
     for version in 1..=9 {
         let mut request = OffsetFetchRequest::default();
@@ -252,29 +366,72 @@ fn every_advertised_group_api_version_answers() {
         let response: OffsetFetchResponse = client.call(ApiKey::OffsetFetch, version, &request);
         let offsets: Vec<(i32, i64, String)> = if version >= 8 {
             assert_eq!(response.groups.len(), 2);
-            assert_eq!(response.groups[1].topics[0].partitions.len(), 1, "null topics: everything committed");
+            assert_eq!(
+                response.groups[1].topics[0].partitions.len(),
+                1,
+                "null topics: everything committed"
+            );
             response.groups[0].topics[0]
                 .partitions
                 .iter()
-                .map(|p| (p.partition_index, p.committed_offset, p.metadata.as_ref().map(|m| m.to_string()).unwrap_or_default()))
+                .map(|p| {
+                    (
+                        p.partition_index,
+                        p.committed_offset,
+                        p.metadata
+                            .as_ref()
+                            .map(|m| m.to_string())
+                            .unwrap_or_default(),
+                    )
+                })
                 .collect()
         } else {
             response.topics[0]
                 .partitions
                 .iter()
-                .map(|p| (p.partition_index, p.committed_offset, p.metadata.as_ref().map(|m| m.to_string()).unwrap_or_default()))
+                .map(|p| {
+                    (
+                        p.partition_index,
+                        p.committed_offset,
+                        p.metadata
+                            .as_ref()
+                            .map(|m| m.to_string())
+                            .unwrap_or_default(),
+                    )
+                })
                 .collect()
         };
-        assert_eq!(offsets, vec![(0, 42, "wire".to_string()), (1, -1, String::new())], "v{version}");
+        assert_eq!(
+            offsets,
+            vec![(0, 42, "wire".to_string()), (1, -1, String::new())],
+            "v{version}"
+        );
     }
     for version in 0..=5 {
         let mut request = DescribeGroupsRequest::default();
         request.groups = vec![GroupId(text("beating")), GroupId(text("never-existed"))];
-        let response: DescribeGroupsResponse = client.call(ApiKey::DescribeGroups, version, &request);
-        let described: Vec<(i16, String, usize)> =
-            response.groups.iter().map(|group| (group.error_code, group.group_state.to_string(), group.members.len())).collect();
-        assert_eq!(described, vec![(0, "Stable".to_string(), 1), (0, "Dead".to_string(), 0)], "v{version}");
-        assert_eq!(response.groups[0].members[0].member_assignment.as_ref(), b"assignment");
+        let response: DescribeGroupsResponse =
+            client.call(ApiKey::DescribeGroups, version, &request);
+        let described: Vec<(i16, String, usize)> = response
+            .groups
+            .iter()
+            .map(|group| {
+                (
+                    group.error_code,
+                    group.group_state.to_string(),
+                    group.members.len(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            described,
+            vec![(0, "Stable".to_string(), 1), (0, "Dead".to_string(), 0)],
+            "v{version}"
+        );
+        assert_eq!(
+            response.groups[0].members[0].member_assignment.as_ref(),
+            b"assignment"
+        );
     }
     for version in 0..=5 {
         let mut request = ListGroupsRequest::default();
@@ -283,12 +440,25 @@ fn every_advertised_group_api_version_answers() {
         }
         let response: ListGroupsResponse = client.call(ApiKey::ListGroups, version, &request);
         assert_eq!(response.error_code, 0);
-        let names: Vec<String> = response.groups.iter().map(|group| group.group_id.to_string()).collect();
-        assert!(names.contains(&"beating".to_string()), "v{version}: {names:?}");
+        let names: Vec<String> = response
+            .groups
+            .iter()
+            .map(|group| group.group_id.to_string())
+            .collect();
+        assert!(
+            names.contains(&"beating".to_string()),
+            "v{version}: {names:?}"
+        );
         if version >= 4 {
-            assert!(!names.contains(&"commit-v2".to_string()), "an Empty group passed the Stable filter");
+            assert!(
+                !names.contains(&"commit-v2".to_string()),
+                "an Empty group passed the Stable filter"
+            );
         } else {
-            assert!(names.contains(&"commit-v2".to_string()), "v{version}: {names:?}");
+            assert!(
+                names.contains(&"commit-v2".to_string()),
+                "v{version}: {names:?}"
+            );
         }
     }
     let mut request = OffsetDeleteRequest::default();
@@ -300,18 +470,34 @@ fn every_advertised_group_api_version_answers() {
     topic.partitions = vec![partition];
     request.topics = vec![topic.clone()];
     let response: OffsetDeleteResponse = client.call(ApiKey::OffsetDelete, 0, &request);
-    assert_eq!((response.error_code, response.topics[0].partitions[0].error_code), (0, 0));
+    assert_eq!(
+        (
+            response.error_code,
+            response.topics[0].partitions[0].error_code
+        ),
+        (0, 0)
+    );
     request.group_id = GroupId(text("beating"));
     let response: OffsetDeleteResponse = client.call(ApiKey::OffsetDelete, 0, &request);
-    assert_eq!(response.topics[0].partitions[0].error_code, 86, "GROUP_SUBSCRIBED_TO_TOPIC");
+    assert_eq!(
+        response.topics[0].partitions[0].error_code, 86,
+        "GROUP_SUBSCRIBED_TO_TOPIC"
+    );
     request.group_id = GroupId(text("never-existed"));
     let response: OffsetDeleteResponse = client.call(ApiKey::OffsetDelete, 0, &request);
     assert_eq!(response.error_code, 69, "GROUP_ID_NOT_FOUND");
     for version in 0..=2 {
         let mut request = DeleteGroupsRequest::default();
-        request.groups_names = vec![GroupId(text(&format!("commit-v{}", version + 2))), GroupId(text("beating"))];
+        request.groups_names = vec![
+            GroupId(text(&format!("commit-v{}", version + 2))),
+            GroupId(text("beating")),
+        ];
         let response: DeleteGroupsResponse = client.call(ApiKey::DeleteGroups, version, &request);
-        let errors: Vec<i16> = response.results.iter().map(|result| result.error_code).collect();
+        let errors: Vec<i16> = response
+            .results
+            .iter()
+            .map(|result| result.error_code)
+            .collect();
         assert_eq!(errors, vec![0, 68], "v{version}: deleted, NON_EMPTY_GROUP");
     }
 }

@@ -90,10 +90,18 @@ pub const PRODUCER_ID_BLOCK: i64 = 1000;
 /// Longest client-supplied string the broker will echo into logs.
 pub const LOGGED_STRING_BYTES_MAX: usize = 200;
 
-const _: () = assert!(IN_FLIGHT_REQUESTS_MAX >= 5, "clients pipeline 5 requests by default");
+const _: () = assert!(
+    IN_FLIGHT_REQUESTS_MAX >= 5,
+    "clients pipeline 5 requests by default"
+);
 const _: () = assert!(FETCH_RESPONSE_BYTES_MAX <= REQUEST_BYTES_MAX);
-const _: () = assert!(OFFSETS_REWRITE_RATIO >= 2, "a rewrite must free more than it writes");
+const _: () = assert!(
+    OFFSETS_REWRITE_RATIO >= 2,
+    "a rewrite must free more than it writes"
+);
 const _: () = assert!(GROUP_SESSION_TIMEOUT_MS_MIN_DEFAULT <= GROUP_SESSION_TIMEOUT_MS_MAX_DEFAULT);
 // "<prefix>-<36-character uuid>" must be a legal Kafka string.
 const _: () = assert!(MEMBER_ID_PREFIX_BYTES_MAX + 37 <= i16::MAX as usize);
-const _: () = assert!(OFFSETS_REWRITE_BATCH_BYTES < sluice_engine::constants::MESSAGE_BYTES_MAX_DEFAULT as usize);
+const _: () = assert!(
+    OFFSETS_REWRITE_BATCH_BYTES < sluice_engine::constants::MESSAGE_BYTES_MAX_DEFAULT as usize
+);

@@ -33,7 +33,12 @@ const BATCH_MESSAGES_MAX: usize = 500;
 /// Starts a broker whose groups rebalance at once (no initial delay) and
 /// accept short session timeouts.
 pub fn group_broker() -> TestBroker {
-    TestBroker::start_with(&["--group-initial-rebalance-delay-ms", "0", "--group-min-session-timeout-ms", "1000"])
+    TestBroker::start_with(&[
+        "--group-initial-rebalance-delay-ms",
+        "0",
+        "--group-min-session-timeout-ms",
+        "1000",
+    ])
 }
 
 /// A group consumer's config: manual offset stores and commits, earliest
@@ -64,7 +69,11 @@ pub enum Event {
 }
 
 fn partitions(list: &TopicPartitionList) -> Vec<i32> {
-    let mut partitions: Vec<i32> = list.elements().iter().map(|element| element.partition()).collect();
+    let mut partitions: Vec<i32> = list
+        .elements()
+        .iter()
+        .map(|element| element.partition())
+        .collect();
     partitions.sort_unstable();
     partitions
 }
@@ -94,7 +103,10 @@ impl ConsumerContext for Tracker {
                     if let Err(error) = consumer.commit_consumer_state(CommitMode::Sync) {
                         // Nothing consumed since the last commit is fine.
                         if !error.to_string().contains("No offset stored") {
-                            self.commit_errors.lock().expect("lock").push(format!("on revoke: {error}"));
+                            self.commit_errors
+                                .lock()
+                                .expect("lock")
+                                .push(format!("on revoke: {error}"));
                         }
                     }
                 }
@@ -130,7 +142,10 @@ impl MemberState {
     }
 
     pub fn assign_count(&self) -> usize {
-        self.events().iter().filter(|event| matches!(event, Event::Assign(_))).count()
+        self.events()
+            .iter()
+            .filter(|event| matches!(event, Event::Assign(_)))
+            .count()
     }
 }
 
@@ -150,7 +165,12 @@ pub struct Member {
 /// is exactly what was processed: messages it hands out while closing are
 /// never recorded, so they must not be committed either. Returns when
 /// `stop` is set.
-pub fn run_member(consumer: &BaseConsumer<Tracker>, state: &MemberState, stop: &AtomicBool, mut on_assignment: impl FnMut(&[i32])) {
+pub fn run_member(
+    consumer: &BaseConsumer<Tracker>,
+    state: &MemberState,
+    stop: &AtomicBool,
+    mut on_assignment: impl FnMut(&[i32]),
+) {
     let mut published: Option<Vec<i32>> = None;
     while !stop.load(Ordering::SeqCst) {
         let mut handled = 0;
@@ -159,9 +179,17 @@ pub fn run_member(consumer: &BaseConsumer<Tracker>, state: &MemberState, stop: &
             match consumer.poll(wait) {
                 Some(Ok(message)) => {
                     let payload = message.payload().unwrap_or_default().to_vec();
-                    state.processed.lock().expect("lock").push((message.partition(), message.offset(), payload));
+                    state.processed.lock().expect("lock").push((
+                        message.partition(),
+                        message.offset(),
+                        payload,
+                    ));
                     if let Err(error) = consumer.store_offset_from_message(&message) {
-                        state.errors.lock().expect("lock").push(format!("storing an offset: {error}"));
+                        state
+                            .errors
+                            .lock()
+                            .expect("lock")
+                            .push(format!("storing an offset: {error}"));
                     }
                     handled += 1;
                 }
@@ -175,11 +203,19 @@ pub fn run_member(consumer: &BaseConsumer<Tracker>, state: &MemberState, stop: &
             // (on revoke) and taken the partitions: nothing left to commit.
             if let Err(error) = consumer.commit_consumer_state(CommitMode::Sync) {
                 if !error.to_string().contains("No offset stored") {
-                    state.tracker.commit_errors.lock().expect("lock").push(error.to_string());
+                    state
+                        .tracker
+                        .commit_errors
+                        .lock()
+                        .expect("lock")
+                        .push(error.to_string());
                 }
             }
         }
-        let assignment = consumer.assignment().map(|list| partitions(&list)).unwrap_or_default();
+        let assignment = consumer
+            .assignment()
+            .map(|list| partitions(&list))
+            .unwrap_or_default();
         if published.as_ref() != Some(&assignment) {
             on_assignment(&assignment);
             published = Some(assignment.clone());
@@ -203,14 +239,20 @@ impl Member {
             let state = Arc::clone(&state);
             let stop = Arc::clone(&stop);
             thread::spawn(move || {
-                let consumer: BaseConsumer<Tracker> = config.create_with_context(tracker).expect("creating a consumer");
+                let consumer: BaseConsumer<Tracker> = config
+                    .create_with_context(tracker)
+                    .expect("creating a consumer");
                 let names: Vec<&str> = topics.iter().map(String::as_str).collect();
                 consumer.subscribe(&names).expect("subscribe");
                 run_member(&consumer, &state, &stop, |_| {});
                 // Dropping the consumer closes it: LeaveGroup.
             })
         };
-        Member { state, stop, thread: Some(thread) }
+        Member {
+            state,
+            stop,
+            thread: Some(thread),
+        }
     }
 
     /// Stops polling and closes the consumer (it leaves the group).
@@ -234,10 +276,19 @@ impl Drop for Member {
 
 /// Polls `condition` every 50 ms until it holds or `timeout` passes, then
 /// panics with `what` and the last `describe()`.
-pub fn wait_for(what: &str, timeout: Duration, mut condition: impl FnMut() -> bool, describe: impl Fn() -> String) {
+pub fn wait_for(
+    what: &str,
+    timeout: Duration,
+    mut condition: impl FnMut() -> bool,
+    describe: impl Fn() -> String,
+) {
     let deadline = Instant::now() + timeout;
     while !condition() {
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}; {}", describe());
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}; {}",
+            describe()
+        );
         thread::sleep(Duration::from_millis(50));
     }
 }
@@ -245,7 +296,11 @@ pub fn wait_for(what: &str, timeout: Duration, mut condition: impl FnMut() -> bo
 /// Whether the assignments split `0..partitions` exactly: every partition
 /// owned by exactly one member, and every member owning `expected_each`
 /// (when given).
-pub fn is_exact_split(assignments: &[Vec<i32>], partitions: i32, expected_each: Option<usize>) -> bool {
+pub fn is_exact_split(
+    assignments: &[Vec<i32>],
+    partitions: i32,
+    expected_each: Option<usize>,
+) -> bool {
     let mut seen = BTreeSet::new();
     for assignment in assignments {
         if expected_each.is_some_and(|count| assignment.len() != count) {
@@ -293,7 +348,9 @@ pub fn run_child_if_asked() {
         .set("max.poll.interval.ms", MAX_POLL_INTERVAL_MS.to_string())
         .set("log_level", "3");
     if let Ok(contexts) = std::env::var(CHILD_DEBUG) {
-        config.set("debug", contexts).set_log_level(rdkafka::config::RDKafkaLogLevel::Debug);
+        config
+            .set("debug", contexts)
+            .set_log_level(rdkafka::config::RDKafkaLogLevel::Debug);
     }
     let instance = env(CHILD_INSTANCE);
     if !instance.is_empty() {
@@ -306,7 +363,8 @@ pub fn run_child_if_asked() {
         tracker: tracker.clone(),
         errors: Mutex::new(Vec::new()),
     };
-    let consumer: BaseConsumer<Tracker> = config.create_with_context(tracker).expect("child consumer");
+    let consumer: BaseConsumer<Tracker> =
+        config.create_with_context(tracker).expect("child consumer");
     consumer.subscribe(&[&env(CHILD_TOPIC)]).expect("subscribe");
     let stop = AtomicBool::new(false);
     run_member(&consumer, &state, &stop, |assignment| {
@@ -324,10 +382,22 @@ pub struct ChildConsumer {
 }
 
 impl ChildConsumer {
-    pub fn start(broker: &TestBroker, group: &str, topic: &str, instance: Option<&str>, session_ms: u64) -> ChildConsumer {
+    pub fn start(
+        broker: &TestBroker,
+        group: &str,
+        topic: &str,
+        instance: Option<&str>,
+        session_ms: u64,
+    ) -> ChildConsumer {
         let exe = std::env::current_exe().expect("test binary path");
         let mut child = Command::new(exe)
-            .args(["--exact", "child_consumer", "--nocapture", "--test-threads", "1"])
+            .args([
+                "--exact",
+                "child_consumer",
+                "--nocapture",
+                "--test-threads",
+                "1",
+            ])
             .env(CHILD_BOOTSTRAP, broker.bootstrap())
             .env(CHILD_GROUP, group)
             .env(CHILD_TOPIC, topic)
@@ -337,7 +407,11 @@ impl ChildConsumer {
             .stdout(Stdio::piped())
             // SLUICE_GROUPS_CHILD_DEBUG=cgrp (a librdkafka debug context)
             // shows the child's side of the protocol.
-            .stderr(if std::env::var_os(CHILD_DEBUG).is_some() { Stdio::inherit() } else { Stdio::null() })
+            .stderr(if std::env::var_os(CHILD_DEBUG).is_some() {
+                Stdio::inherit()
+            } else {
+                Stdio::null()
+            })
             .spawn()
             .expect("starting the child consumer");
         let stdout = child.stdout.take().expect("piped stdout");
@@ -350,15 +424,26 @@ impl ChildConsumer {
                 }
                 // The test harness prints "test child_consumer ... " without
                 // a newline first, so the marker may be mid-line.
-                if let Some(list) = line.find(ASSIGNED_PREFIX).map(|at| &line[at + ASSIGNED_PREFIX.len()..]) {
-                    let parsed = list.split(',').filter(|part| !part.is_empty()).filter_map(|part| part.parse().ok()).collect();
+                if let Some(list) = line
+                    .find(ASSIGNED_PREFIX)
+                    .map(|at| &line[at + ASSIGNED_PREFIX.len()..])
+                {
+                    let parsed = list
+                        .split(',')
+                        .filter(|part| !part.is_empty())
+                        .filter_map(|part| part.parse().ok())
+                        .collect();
                     if sender.send(parsed).is_err() {
                         break;
                     }
                 }
             }
         });
-        ChildConsumer { child: Some(child), assignments, latest: Mutex::new(Vec::new()) }
+        ChildConsumer {
+            child: Some(child),
+            assignments,
+            latest: Mutex::new(Vec::new()),
+        }
     }
 
     /// Takes every assignment change reported so far; returns the latest.
@@ -388,7 +473,17 @@ impl Drop for ChildConsumer {
 /// Queries the group through librdkafka's ListGroups + DescribeGroups.
 pub fn describe_group(broker: &TestBroker, group: &str) -> (String, String, usize) {
     let consumer: BaseConsumer = broker.client_config().create().expect("admin consumer");
-    let list = consumer.fetch_group_list(Some(group), CLIENT_TIMEOUT).expect("fetch_group_list");
-    let info = list.groups().iter().find(|info| info.name() == group).expect("the group is listed");
-    (info.state().to_string(), info.protocol().to_string(), info.members().len())
+    let list = consumer
+        .fetch_group_list(Some(group), CLIENT_TIMEOUT)
+        .expect("fetch_group_list");
+    let info = list
+        .groups()
+        .iter()
+        .find(|info| info.name() == group)
+        .expect("the group is listed");
+    (
+        info.state().to_string(),
+        info.protocol().to_string(),
+        info.members().len(),
+    )
 }

@@ -15,7 +15,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use glommio::channels::local_channel::{self, LocalReceiver};
 use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
-use kafka_protocol::messages::{HeartbeatRequest, JoinGroupRequest, LeaveGroupRequest, SyncGroupRequest};
+use kafka_protocol::messages::{
+    HeartbeatRequest, JoinGroupRequest, LeaveGroupRequest, SyncGroupRequest,
+};
 
 use super::group::{Group, GroupState, JoinOutcome, JoinPhase, JoinedMember, Member, SyncOutcome};
 use super::offsets::LeaveOutcome;
@@ -39,7 +41,11 @@ enum Reply<T> {
     Now(T),
     Later(LocalReceiver<T>),
     /// Ready once the offsets partition is durable up to `end`.
-    AfterWrite { partition: i32, end: i64, value: T },
+    AfterWrite {
+        partition: i32,
+        end: i64,
+        value: T,
+    },
 }
 
 /// A JoinGroup's member description.
@@ -53,7 +59,10 @@ struct Joining {
     instance_id: Option<String>,
 }
 
-fn join_waiter() -> (local_channel::LocalSender<JoinOutcome>, LocalReceiver<JoinOutcome>) {
+fn join_waiter() -> (
+    local_channel::LocalSender<JoinOutcome>,
+    LocalReceiver<JoinOutcome>,
+) {
     // One answer per request.
     local_channel::new_bounded(1)
 }
@@ -90,7 +99,12 @@ fn current_join_outcome(group: &Group, member_id: &str) -> JoinOutcome {
 /// Kafka's static-member fencing: an instance id already bound to another
 /// member id.
 fn is_fenced(group: &Group, instance_id: Option<&str>, member_id: &str) -> bool {
-    instance_id.is_some_and(|instance| group.static_members.get(instance).is_some_and(|bound| bound != member_id))
+    instance_id.is_some_and(|instance| {
+        group
+            .static_members
+            .get(instance)
+            .is_some_and(|bound| bound != member_id)
+    })
 }
 
 impl GroupCoordinator {
@@ -111,14 +125,17 @@ impl GroupCoordinator {
             Err(error_code) => return JoinOutcome::error(error_code, &member_id),
         };
         let session = request.session_timeout_ms;
-        if session < self.config.min_session_timeout_ms || session > self.config.max_session_timeout_ms {
+        if session < self.config.min_session_timeout_ms
+            || session > self.config.max_session_timeout_ms
+        {
             return JoinOutcome::error(code::INVALID_SESSION_TIMEOUT, &member_id);
         }
-        let rebalance_timeout_ms = if version >= JOIN_REBALANCE_TIMEOUT_VERSION && request.rebalance_timeout_ms > 0 {
-            request.rebalance_timeout_ms
-        } else {
-            session
-        };
+        let rebalance_timeout_ms =
+            if version >= JOIN_REBALANCE_TIMEOUT_VERSION && request.rebalance_timeout_ms > 0 {
+                request.rebalance_timeout_ms
+            } else {
+                session
+            };
         let joining = Joining {
             client_id,
             // The handler signature carries no peer address; Kafka shows
@@ -127,19 +144,30 @@ impl GroupCoordinator {
             session_timeout_ms: session,
             rebalance_timeout_ms,
             protocol_type: request.protocol_type.to_string(),
-            protocols: request.protocols.iter().map(|protocol| (protocol.name.to_string(), protocol.metadata.clone())).collect(),
+            protocols: request
+                .protocols
+                .iter()
+                .map(|protocol| (protocol.name.to_string(), protocol.metadata.clone()))
+                .collect(),
             instance_id: request.group_instance_id.as_ref().map(|id| id.to_string()),
         };
         self.wait_for_room(broker, partition).await;
         let reply = self.join_now(broker, &group_id, partition, &member_id, joining, version);
         match reply {
             Reply::Now(outcome) => outcome,
-            Reply::Later(receiver) => {
-                receiver.recv().await.unwrap_or_else(|| JoinOutcome::error(code::NOT_COORDINATOR, &member_id))
-            }
-            Reply::AfterWrite { partition, end, value } => match self.wait_written(broker, partition, end).await {
+            Reply::Later(receiver) => receiver
+                .recv()
+                .await
+                .unwrap_or_else(|| JoinOutcome::error(code::NOT_COORDINATOR, &member_id)),
+            Reply::AfterWrite {
+                partition,
+                end,
+                value,
+            } => match self.wait_written(broker, partition, end).await {
                 Ok(()) => value,
-                Err(error) => JoinOutcome::error(write_error_code(&error, Written::Group), &member_id),
+                Err(error) => {
+                    JoinOutcome::error(write_error_code(&error, Written::Group), &member_id)
+                }
             },
         }
     }
@@ -159,7 +187,10 @@ impl GroupCoordinator {
             if !member_id.is_empty() {
                 return error(code::UNKNOWN_MEMBER_ID);
             }
-            groups.insert(group_id.to_string(), Group::new(group_id.to_string(), partition, now_ms()));
+            groups.insert(
+                group_id.to_string(),
+                Group::new(group_id.to_string(), partition, now_ms()),
+            );
         }
         let Some(group) = groups.get_mut(group_id) else {
             return error(code::UNKNOWN_MEMBER_ID);
@@ -174,12 +205,19 @@ impl GroupCoordinator {
             if group.members.len() >= self.config.max_size {
                 return error(code::GROUP_MAX_SIZE_REACHED);
             }
-            let prefix = joining.instance_id.clone().unwrap_or_else(|| joining.client_id.clone());
+            let prefix = joining
+                .instance_id
+                .clone()
+                .unwrap_or_else(|| joining.client_id.clone());
             let new_id = new_member_id(&prefix);
             if let Some(instance) = joining.instance_id.clone() {
                 return match group.static_members.get(&instance).cloned() {
-                    Some(old_id) => self.replace_static_member(broker, group, &old_id, new_id, joining),
-                    None => Reply::Later(self.add_member_and_rebalance(broker, group, new_id, joining)),
+                    Some(old_id) => {
+                        self.replace_static_member(broker, group, &old_id, new_id, joining)
+                    }
+                    None => {
+                        Reply::Later(self.add_member_and_rebalance(broker, group, new_id, joining))
+                    }
                 };
             }
             if version >= JOIN_KNOWN_MEMBER_ID_VERSION {
@@ -198,7 +236,12 @@ impl GroupCoordinator {
             if group.members.len() >= self.config.max_size {
                 return error(code::GROUP_MAX_SIZE_REACHED);
             }
-            return Reply::Later(self.add_member_and_rebalance(broker, group, member_id.to_string(), joining));
+            return Reply::Later(self.add_member_and_rebalance(
+                broker,
+                group,
+                member_id.to_string(),
+                joining,
+            ));
         }
         if let Some(instance) = &joining.instance_id {
             match group.static_members.get(instance) {
@@ -250,7 +293,9 @@ impl GroupCoordinator {
             group.protocol_type = Some(joining.protocol_type.clone());
         }
         if let Some(instance) = &joining.instance_id {
-            group.static_members.insert(instance.clone(), member_id.clone());
+            group
+                .static_members
+                .insert(instance.clone(), member_id.clone());
         }
         if group.leader.is_none() {
             group.leader = Some(member_id.clone());
@@ -274,7 +319,9 @@ impl GroupCoordinator {
             },
         );
         self.schedule_session_timer(&group.id, &member_id, token);
-        if group.state == GroupState::PreparingRebalance && group.join_phase == JoinPhase::InitialDelay {
+        if group.state == GroupState::PreparingRebalance
+            && group.join_phase == JoinPhase::InitialDelay
+        {
             group.new_member_added = true;
         }
         self.maybe_prepare_rebalance(broker, group);
@@ -300,7 +347,8 @@ impl GroupCoordinator {
             if let Some(previous) = member.join_waiter.replace(sender) {
                 // Only one join per member can be answered; the earlier one
                 // is told to retry.
-                let _ = previous.try_send(JoinOutcome::error(code::REBALANCE_IN_PROGRESS, member_id));
+                let _ =
+                    previous.try_send(JoinOutcome::error(code::REBALANCE_IN_PROGRESS, member_id));
             }
         }
         self.maybe_prepare_rebalance(broker, group);
@@ -352,7 +400,9 @@ impl GroupCoordinator {
         member.last_heartbeat = Instant::now();
         member.timer = token;
         if let Some(instance) = &joining.instance_id {
-            group.static_members.insert(instance.clone(), new_id.clone());
+            group
+                .static_members
+                .insert(instance.clone(), new_id.clone());
         }
         group.members.insert(new_id.clone(), member);
         self.schedule_session_timer(&group.id, &new_id, token);
@@ -363,9 +413,16 @@ impl GroupCoordinator {
                     let mut outcome = current_join_outcome(group, &new_id);
                     outcome.leader = previous_leader;
                     outcome.members.clear();
-                    Reply::AfterWrite { partition: group.partition, end, value: outcome }
+                    Reply::AfterWrite {
+                        partition: group.partition,
+                        end,
+                        value: outcome,
+                    }
                 }
-                Err(error) => Reply::Now(JoinOutcome::error(write_error_code(&error, Written::Group), &new_id)),
+                Err(error) => Reply::Now(JoinOutcome::error(
+                    write_error_code(&error, Written::Group),
+                    &new_id,
+                )),
             };
         }
         let (sender, receiver) = join_waiter();
@@ -440,8 +497,12 @@ impl GroupCoordinator {
             return;
         }
         group.join_phase = JoinPhase::Normal;
-        let absent: Vec<String> =
-            group.members.values().filter(|member| member.join_waiter.is_none()).map(|member| member.id.clone()).collect();
+        let absent: Vec<String> = group
+            .members
+            .values()
+            .filter(|member| member.join_waiter.is_none())
+            .map(|member| member.id.clone())
+            .collect();
         for member_id in absent {
             tracing::info!(group = %group.id, member = %member_id, "member did not rejoin in time; removed");
             self.remove_member(group, &member_id);
@@ -457,7 +518,11 @@ impl GroupCoordinator {
             return;
         }
         group.protocol = group.select_protocol();
-        if group.leader.as_ref().is_none_or(|leader| !group.members.contains_key(leader)) {
+        if group
+            .leader
+            .as_ref()
+            .is_none_or(|leader| !group.members.contains_key(leader))
+        {
             group.leader = group.members.keys().next().cloned();
         }
         group.set_state(GroupState::CompletingRebalance, now_ms());
@@ -495,7 +560,11 @@ impl GroupCoordinator {
             let _ = waiter.try_send(SyncOutcome::error(code::UNKNOWN_MEMBER_ID));
         }
         if let Some(instance) = &member.instance_id {
-            if group.static_members.get(instance).is_some_and(|bound| bound == member_id) {
+            if group
+                .static_members
+                .get(instance)
+                .is_some_and(|bound| bound == member_id)
+            {
                 group.static_members.remove(instance);
             }
         }
@@ -511,13 +580,20 @@ impl GroupCoordinator {
             return;
         }
         match group.state {
-            GroupState::Stable | GroupState::CompletingRebalance => self.prepare_rebalance(broker, group),
+            GroupState::Stable | GroupState::CompletingRebalance => {
+                self.prepare_rebalance(broker, group)
+            }
             GroupState::PreparingRebalance => self.try_complete_join(broker, group),
             GroupState::Empty | GroupState::Dead => {}
         }
     }
 
-    pub(super) async fn sync(&self, broker: &Rc<Broker>, request: SyncGroupRequest, version: i16) -> SyncOutcome {
+    pub(super) async fn sync(
+        &self,
+        broker: &Rc<Broker>,
+        request: SyncGroupRequest,
+        version: i16,
+    ) -> SyncOutcome {
         let group_id = request.group_id.to_string();
         if group_id.is_empty() {
             return SyncOutcome::error(code::INVALID_GROUP_ID);
@@ -530,12 +606,21 @@ impl GroupCoordinator {
         let reply = self.sync_now(broker, &group_id, request, version);
         match reply {
             Reply::Now(outcome) => outcome,
-            Reply::Later(receiver) => receiver.recv().await.unwrap_or_else(|| SyncOutcome::error(code::NOT_COORDINATOR)),
+            Reply::Later(receiver) => receiver
+                .recv()
+                .await
+                .unwrap_or_else(|| SyncOutcome::error(code::NOT_COORDINATOR)),
             Reply::AfterWrite { value, .. } => value,
         }
     }
 
-    fn sync_now(&self, broker: &Broker, group_id: &str, request: SyncGroupRequest, version: i16) -> Reply<SyncOutcome> {
+    fn sync_now(
+        &self,
+        broker: &Broker,
+        group_id: &str,
+        request: SyncGroupRequest,
+        version: i16,
+    ) -> Reply<SyncOutcome> {
         let member_id = request.member_id.to_string();
         let instance_id = request.group_instance_id.as_ref().map(|id| id.to_string());
         let error = |error_code| Reply::Now(SyncOutcome::error(error_code));
@@ -556,8 +641,14 @@ impl GroupCoordinator {
             return error(code::ILLEGAL_GENERATION);
         }
         if version >= SYNC_PROTOCOL_VERSION {
-            let type_differs = request.protocol_type.as_ref().is_some_and(|wanted| group.protocol_type.as_deref() != Some(wanted.as_str()));
-            let name_differs = request.protocol_name.as_ref().is_some_and(|wanted| group.protocol.as_deref() != Some(wanted.as_str()));
+            let type_differs = request
+                .protocol_type
+                .as_ref()
+                .is_some_and(|wanted| group.protocol_type.as_deref() != Some(wanted.as_str()));
+            let name_differs = request
+                .protocol_name
+                .as_ref()
+                .is_some_and(|wanted| group.protocol.as_deref() != Some(wanted.as_str()));
             if type_differs || name_differs {
                 return error(code::INCONSISTENT_GROUP_PROTOCOL);
             }
@@ -600,9 +691,16 @@ impl GroupCoordinator {
     /// The leader's assignment arrived: store it with the group metadata,
     /// become Stable, and answer every waiting member once the write is
     /// durable.
-    fn complete_sync(&self, broker: &Broker, group: &mut Group, assignments: Vec<SyncGroupRequestAssignment>) {
-        let mut by_member: HashMap<String, Bytes> =
-            assignments.into_iter().map(|assignment| (assignment.member_id.to_string(), assignment.assignment)).collect();
+    fn complete_sync(
+        &self,
+        broker: &Broker,
+        group: &mut Group,
+        assignments: Vec<SyncGroupRequestAssignment>,
+    ) {
+        let mut by_member: HashMap<String, Bytes> = assignments
+            .into_iter()
+            .map(|assignment| (assignment.member_id.to_string(), assignment.assignment))
+            .collect();
         for member in group.members.values_mut() {
             // Members the leader left out get an empty assignment.
             member.assignment = by_member.remove(&member.id).unwrap_or_default();
@@ -685,7 +783,11 @@ impl GroupCoordinator {
         if group.state == GroupState::Dead {
             return code::COORDINATOR_NOT_AVAILABLE;
         }
-        if is_fenced(group, request.group_instance_id.as_ref().map(|id| id.as_str()), member_id) {
+        if is_fenced(
+            group,
+            request.group_instance_id.as_ref().map(|id| id.as_str()),
+            member_id,
+        ) {
             return code::FENCED_INSTANCE_ID;
         }
         let state = group.state;
@@ -710,20 +812,33 @@ impl GroupCoordinator {
         }
     }
 
-    pub(super) async fn leave(&self, broker: &Rc<Broker>, request: LeaveGroupRequest, version: i16) -> LeaveOutcome {
+    pub(super) async fn leave(
+        &self,
+        broker: &Rc<Broker>,
+        request: LeaveGroupRequest,
+        version: i16,
+    ) -> LeaveOutcome {
         let identities: Vec<(String, Option<String>)> = if version < LEAVE_BATCH_VERSION {
             vec![(request.member_id.to_string(), None)]
         } else {
             request
                 .members
                 .iter()
-                .map(|member| (member.member_id.to_string(), member.group_instance_id.as_ref().map(|id| id.to_string())))
+                .map(|member| {
+                    (
+                        member.member_id.to_string(),
+                        member.group_instance_id.as_ref().map(|id| id.to_string()),
+                    )
+                })
                 .collect()
         };
         let group_id = request.group_id.to_string();
         let whole = |error_code| LeaveOutcome {
             error_code,
-            members: identities.iter().map(|(member, instance)| (member.clone(), instance.clone(), error_code)).collect(),
+            members: identities
+                .iter()
+                .map(|(member, instance)| (member.clone(), instance.clone(), error_code))
+                .collect(),
         };
         if group_id.is_empty() {
             return whole(code::INVALID_GROUP_ID);
@@ -741,25 +856,43 @@ impl GroupCoordinator {
                     members.push((member_id, instance_id, code::UNKNOWN_MEMBER_ID));
                 }
             }
-            Some(group) if group.state == GroupState::Dead => return whole(code::COORDINATOR_NOT_AVAILABLE),
+            Some(group) if group.state == GroupState::Dead => {
+                return whole(code::COORDINATOR_NOT_AVAILABLE)
+            }
             Some(group) => {
                 for (member_id, instance_id) in identities {
-                    let error_code = self.leave_one(broker, group, &member_id, instance_id.as_deref());
+                    let error_code =
+                        self.leave_one(broker, group, &member_id, instance_id.as_deref());
                     members.push((member_id, instance_id, error_code));
                 }
             }
         }
         // Before v3 the one member's error is the response's error.
-        let error_code = if version < LEAVE_BATCH_VERSION { members.first().map_or(code::NONE, |member| member.2) } else { code::NONE };
-        LeaveOutcome { error_code, members }
+        let error_code = if version < LEAVE_BATCH_VERSION {
+            members.first().map_or(code::NONE, |member| member.2)
+        } else {
+            code::NONE
+        };
+        LeaveOutcome {
+            error_code,
+            members,
+        }
     }
 
-    fn leave_one(&self, broker: &Broker, group: &mut Group, member_id: &str, instance_id: Option<&str>) -> i16 {
+    fn leave_one(
+        &self,
+        broker: &Broker,
+        group: &mut Group,
+        member_id: &str,
+        instance_id: Option<&str>,
+    ) -> i16 {
         let target = match instance_id {
             Some(instance) => match group.static_members.get(instance) {
                 None => return code::UNKNOWN_MEMBER_ID,
                 // An admin may remove a static member by instance id alone.
-                Some(bound) if !member_id.is_empty() && bound != member_id => return code::FENCED_INSTANCE_ID,
+                Some(bound) if !member_id.is_empty() && bound != member_id => {
+                    return code::FENCED_INSTANCE_ID
+                }
                 Some(bound) => bound.clone(),
             },
             None => member_id.to_string(),
@@ -781,19 +914,34 @@ impl GroupCoordinator {
     // ---- timer callbacks -----------------------------------------------
 
     /// A member's session timed out.
-    pub(super) fn expire_member(&self, broker: &Broker, group_id: &str, member_id: &str, token: u64) {
+    pub(super) fn expire_member(
+        &self,
+        broker: &Broker,
+        group_id: &str,
+        member_id: &str,
+        token: u64,
+    ) {
         let mut groups = self.groups.borrow_mut();
         let Some(group) = groups.get_mut(group_id) else {
             return;
         };
-        let expired = group.members.get(member_id).is_some_and(|member| member.timer == token && !member.is_waiting());
+        let expired = group
+            .members
+            .get(member_id)
+            .is_some_and(|member| member.timer == token && !member.is_waiting());
         if expired {
             tracing::info!(group = %group_id, member = %member_id, "member session expired; removed");
             self.remove_member_and_update_group(broker, group, member_id);
         }
     }
 
-    pub(super) fn expire_pending_member(&self, broker: &Broker, group_id: &str, member_id: &str, token: u64) {
+    pub(super) fn expire_pending_member(
+        &self,
+        broker: &Broker,
+        group_id: &str,
+        member_id: &str,
+        token: u64,
+    ) {
         let mut groups = self.groups.borrow_mut();
         let Some(group) = groups.get_mut(group_id) else {
             return;
@@ -824,7 +972,8 @@ impl GroupCoordinator {
         if let Some(remaining) = initial_remaining {
             if group.new_member_added && !remaining.is_zero() {
                 group.new_member_added = false;
-                let delay = Duration::from_millis(self.config.initial_rebalance_delay_ms).min(remaining);
+                let delay =
+                    Duration::from_millis(self.config.initial_rebalance_delay_ms).min(remaining);
                 self.schedule_join_timer(group_id, rebalance, delay, Some(remaining - delay));
                 return;
             }
@@ -839,7 +988,10 @@ impl GroupCoordinator {
         let Some(group) = groups.get_mut(group_id) else {
             return;
         };
-        let waiting_state = matches!(group.state, GroupState::CompletingRebalance | GroupState::Stable);
+        let waiting_state = matches!(
+            group.state,
+            GroupState::CompletingRebalance | GroupState::Stable
+        );
         if group.generation != generation || !waiting_state || group.awaiting_sync.is_empty() {
             return;
         }

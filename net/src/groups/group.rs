@@ -61,7 +61,12 @@ pub struct JoinOutcome {
 
 impl JoinOutcome {
     pub fn error(error_code: i16, member_id: &str) -> JoinOutcome {
-        JoinOutcome { error_code, generation: -1, member_id: member_id.to_string(), ..Default::default() }
+        JoinOutcome {
+            error_code,
+            generation: -1,
+            member_id: member_id.to_string(),
+            ..Default::default()
+        }
     }
 }
 
@@ -76,7 +81,10 @@ pub struct SyncOutcome {
 
 impl SyncOutcome {
     pub fn error(error_code: i16) -> SyncOutcome {
-        SyncOutcome { error_code, ..Default::default() }
+        SyncOutcome {
+            error_code,
+            ..Default::default()
+        }
     }
 }
 
@@ -106,7 +114,11 @@ pub struct Member {
 impl Member {
     /// The member's metadata for `protocol` (empty if it does not support it).
     pub fn metadata(&self, protocol: &str) -> Bytes {
-        self.protocols.iter().find(|(name, _)| name == protocol).map(|(_, metadata)| metadata.clone()).unwrap_or_default()
+        self.protocols
+            .iter()
+            .find(|(name, _)| name == protocol)
+            .map(|(_, metadata)| metadata.clone())
+            .unwrap_or_default()
     }
 
     /// Whether a rejoin with these protocols changes nothing.
@@ -202,7 +214,11 @@ impl Group {
     /// The largest rebalance timeout of the members: how long a rebalance
     /// may wait for them.
     pub fn rebalance_timeout_ms(&self) -> i32 {
-        self.members.values().map(|member| member.rebalance_timeout_ms).max().unwrap_or(0)
+        self.members
+            .values()
+            .map(|member| member.rebalance_timeout_ms)
+            .max()
+            .unwrap_or(0)
     }
 
     /// Protocols every member supports.
@@ -211,7 +227,11 @@ impl Group {
         let Some(first) = members.next() else {
             return Vec::new();
         };
-        let mut candidates: Vec<String> = first.protocols.iter().map(|(name, _)| name.clone()).collect();
+        let mut candidates: Vec<String> = first
+            .protocols
+            .iter()
+            .map(|(name, _)| name.clone())
+            .collect();
         for member in members {
             candidates.retain(|name| member.protocols.iter().any(|(other, _)| other == name));
         }
@@ -245,16 +265,31 @@ impl Group {
         }
         let mut votes: HashMap<&str, usize> = HashMap::new();
         for member in self.members.values() {
-            if let Some((name, _)) = member.protocols.iter().find(|(name, _)| candidates.contains(name)) {
+            if let Some((name, _)) = member
+                .protocols
+                .iter()
+                .find(|(name, _)| candidates.contains(name))
+            {
                 *votes.entry(name.as_str()).or_default() += 1;
             }
         }
-        let order: Vec<&str> = match self.leader.as_ref().and_then(|leader| self.members.get(leader)) {
-            Some(leader) => leader.protocols.iter().map(|(name, _)| name.as_str()).collect(),
+        let order: Vec<&str> = match self
+            .leader
+            .as_ref()
+            .and_then(|leader| self.members.get(leader))
+        {
+            Some(leader) => leader
+                .protocols
+                .iter()
+                .map(|(name, _)| name.as_str())
+                .collect(),
             None => candidates.iter().map(String::as_str).collect(),
         };
         let mut best: Option<(&str, usize)> = None;
-        for name in order.into_iter().filter(|name| candidates.iter().any(|candidate| candidate == name)) {
+        for name in order
+            .into_iter()
+            .filter(|name| candidates.iter().any(|candidate| candidate == name))
+        {
             let count = votes.get(name).copied().unwrap_or(0);
             if best.is_none_or(|(_, most)| count > most) {
                 best = Some((name, count));
@@ -265,7 +300,11 @@ impl Group {
 
     /// Whether every member has rejoined and no KIP-394 member is expected.
     pub fn all_members_joined(&self) -> bool {
-        self.pending_members.is_empty() && self.members.values().all(|member| member.join_waiter.is_some())
+        self.pending_members.is_empty()
+            && self
+                .members
+                .values()
+                .all(|member| member.join_waiter.is_some())
     }
 
     /// The group's metadata record value (assignments as they are now).
@@ -287,7 +326,10 @@ impl Group {
                     client_host: member.client_host.clone(),
                     rebalance_timeout_ms: member.rebalance_timeout_ms,
                     session_timeout_ms: member.session_timeout_ms,
-                    subscription: protocol.as_deref().map(|name| member.metadata(name)).unwrap_or_default(),
+                    subscription: protocol
+                        .as_deref()
+                        .map(|name| member.metadata(name))
+                        .unwrap_or_default(),
                     assignment: member.assignment.clone(),
                 })
                 .collect(),
@@ -312,7 +354,8 @@ impl Group {
             return group;
         };
         group.generation = value.generation;
-        group.protocol_type = (!value.protocol_type.is_empty()).then(|| value.protocol_type.clone());
+        group.protocol_type =
+            (!value.protocol_type.is_empty()).then(|| value.protocol_type.clone());
         group.protocol = value.protocol.clone();
         group.leader = value.leader.clone();
         if value.state_timestamp >= 0 {
@@ -324,7 +367,9 @@ impl Group {
                 None => Vec::new(),
             };
             if let Some(instance) = &stored.instance_id {
-                group.static_members.insert(instance.clone(), stored.member_id.clone());
+                group
+                    .static_members
+                    .insert(instance.clone(), stored.member_id.clone());
             }
             group.members.insert(
                 stored.member_id.clone(),
@@ -345,10 +390,18 @@ impl Group {
                 },
             );
         }
-        if group.leader.as_ref().is_some_and(|leader| !group.members.contains_key(leader)) {
+        if group
+            .leader
+            .as_ref()
+            .is_some_and(|leader| !group.members.contains_key(leader))
+        {
             group.leader = group.members.keys().next().cloned();
         }
-        group.state = if group.members.is_empty() { GroupState::Empty } else { GroupState::Stable };
+        group.state = if group.members.is_empty() {
+            GroupState::Empty
+        } else {
+            GroupState::Stable
+        };
         group.persisted = Some(value);
         group
     }
@@ -367,7 +420,10 @@ mod tests {
             session_timeout_ms: 10_000,
             rebalance_timeout_ms: 20_000,
             protocol_type: "consumer".into(),
-            protocols: protocols.iter().map(|name| (name.to_string(), Bytes::from(name.to_string()))).collect(),
+            protocols: protocols
+                .iter()
+                .map(|name| (name.to_string(), Bytes::from(name.to_string())))
+                .collect(),
             assignment: Bytes::new(),
             join_waiter: None,
             sync_waiter: None,
@@ -380,9 +436,15 @@ mod tests {
     fn protocol_selection_follows_votes_among_common_protocols() {
         let mut group = Group::new("g".into(), 0, 0);
         group.protocol_type = Some("consumer".into());
-        group.members.insert("a".into(), member("a", &["range", "roundrobin"]));
-        group.members.insert("b".into(), member("b", &["roundrobin", "range"]));
-        group.members.insert("c".into(), member("c", &["roundrobin", "sticky"]));
+        group
+            .members
+            .insert("a".into(), member("a", &["range", "roundrobin"]));
+        group
+            .members
+            .insert("b".into(), member("b", &["roundrobin", "range"]));
+        group
+            .members
+            .insert("c".into(), member("c", &["roundrobin", "sticky"]));
         group.leader = Some("a".into());
         // Only roundrobin is common to all three.
         assert_eq!(group.select_protocol().as_deref(), Some("roundrobin"));
@@ -408,15 +470,28 @@ mod tests {
         group.leader = Some("m1".into());
         let value = group.to_value();
         let mut token = 0;
-        let restored =
-            Group::from_records("g".into(), 3, Some(value), BTreeMap::new(), Instant::now(), 0, || {
+        let restored = Group::from_records(
+            "g".into(),
+            3,
+            Some(value),
+            BTreeMap::new(),
+            Instant::now(),
+            0,
+            || {
                 token += 1;
                 token
-            });
+            },
+        );
         assert_eq!(restored.state, GroupState::Stable);
         assert_eq!(restored.generation, 5);
-        assert_eq!(restored.static_members.get("i1").map(String::as_str), Some("m1"));
+        assert_eq!(
+            restored.static_members.get("i1").map(String::as_str),
+            Some("m1")
+        );
         assert_eq!(restored.members["m1"].assignment, Bytes::from_static(b"p0"));
-        assert_eq!(restored.members["m1"].metadata("range"), Bytes::from_static(b"range"));
+        assert_eq!(
+            restored.members["m1"].metadata("range"),
+            Bytes::from_static(b"range")
+        );
     }
 }

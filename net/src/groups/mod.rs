@@ -42,8 +42,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use kafka_protocol::messages::{
-    HeartbeatRequest, JoinGroupRequest, LeaveGroupRequest, OffsetCommitRequest, OffsetDeleteRequest,
-    SyncGroupRequest,
+    HeartbeatRequest, JoinGroupRequest, LeaveGroupRequest, OffsetCommitRequest,
+    OffsetDeleteRequest, SyncGroupRequest,
 };
 use sluice_engine::batch;
 use sluice_engine::{AppendError, ClusterMetadata, ShardId};
@@ -51,15 +51,15 @@ use sluice_engine::{AppendError, ClusterMetadata, ShardId};
 use crate::broker::{Broker, ControllerRequest, NewTopic, ShardRequest, ShardResponse};
 use crate::config::GroupConfig;
 use crate::constants::{
-    OFFSETS_LOAD_READ_BYTES, OFFSETS_LOAD_RETRY_MS, OFFSETS_REWRITE_BATCH_BYTES, OFFSETS_TOPIC_SEGMENT_BYTES,
-    OFFSETS_WRITE_TIMEOUT_MS,
+    OFFSETS_LOAD_READ_BYTES, OFFSETS_LOAD_RETRY_MS, OFFSETS_REWRITE_BATCH_BYTES,
+    OFFSETS_TOPIC_SEGMENT_BYTES, OFFSETS_WRITE_TIMEOUT_MS,
 };
 use crate::errors::code;
 use group::Group;
 pub use group::{GroupState, JoinOutcome, JoinedMember, SyncOutcome};
 pub use offsets::{
-    CommitOutcome, DescribedGroupOutcome, DescribedMember, FetchGroup, FetchedGroup, FetchedPartition,
-    LeaveOutcome, ListOutcome, ListedGroupOutcome, OffsetDeleteOutcome,
+    CommitOutcome, DescribedGroupOutcome, DescribedMember, FetchGroup, FetchedGroup,
+    FetchedPartition, LeaveOutcome, ListOutcome, ListedGroupOutcome, OffsetDeleteOutcome,
 };
 use records::KeyedRecord;
 
@@ -69,18 +69,41 @@ pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
 /// A group request, sent whole to the group's coordinator shard.
 #[derive(Debug)]
 pub enum GroupRequest {
-    Join { request: JoinGroupRequest, version: i16, client_id: String },
-    Sync { request: SyncGroupRequest, version: i16 },
-    Heartbeat { request: HeartbeatRequest },
-    Leave { request: LeaveGroupRequest, version: i16 },
-    OffsetCommit { request: OffsetCommitRequest, version: i16 },
+    Join {
+        request: JoinGroupRequest,
+        version: i16,
+        client_id: String,
+    },
+    Sync {
+        request: SyncGroupRequest,
+        version: i16,
+    },
+    Heartbeat {
+        request: HeartbeatRequest,
+    },
+    Leave {
+        request: LeaveGroupRequest,
+        version: i16,
+    },
+    OffsetCommit {
+        request: OffsetCommitRequest,
+        version: i16,
+    },
     /// The groups of an OffsetFetch that this shard coordinates.
-    OffsetFetch { groups: Vec<FetchGroup> },
-    OffsetDelete { request: OffsetDeleteRequest },
-    Describe { groups: Vec<String> },
+    OffsetFetch {
+        groups: Vec<FetchGroup>,
+    },
+    OffsetDelete {
+        request: OffsetDeleteRequest,
+    },
+    Describe {
+        groups: Vec<String>,
+    },
     /// Every group of this shard.
     List,
-    Delete { groups: Vec<String> },
+    Delete {
+        groups: Vec<String>,
+    },
 }
 
 /// The coordinator's answer.
@@ -123,7 +146,9 @@ impl std::fmt::Display for WriteError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             WriteError::NotCoordinator => write!(f, "the offsets partition is not on this shard"),
-            WriteError::TooLarge => write!(f, "the records exceed max.message.bytes of {OFFSETS_TOPIC}"),
+            WriteError::TooLarge => {
+                write!(f, "the records exceed max.message.bytes of {OFFSETS_TOPIC}")
+            }
             WriteError::Append(error) => write!(f, "append failed: {error}"),
             WriteError::Storage(error) => write!(f, "sync failed: {error}"),
             WriteError::TimedOut => write!(f, "not durable within {OFFSETS_WRITE_TIMEOUT_MS} ms"),
@@ -146,12 +171,18 @@ fn write_error_code(error: &WriteError, written: Written) -> i16 {
     match (error, written) {
         (WriteError::NotCoordinator, _) => code::NOT_COORDINATOR,
         (WriteError::Append(AppendError::Closed), _) => code::NOT_COORDINATOR,
-        (WriteError::Append(AppendError::Storage(_)) | WriteError::Storage(_), _) => code::NOT_COORDINATOR,
+        (WriteError::Append(AppendError::Storage(_)) | WriteError::Storage(_), _) => {
+            code::NOT_COORDINATOR
+        }
         (WriteError::TooLarge | WriteError::Append(AppendError::Batch(_)), Written::Offsets) => {
             code::INVALID_COMMIT_OFFSET_SIZE
         }
-        (WriteError::TooLarge | WriteError::Append(_), Written::Group) => code::UNKNOWN_SERVER_ERROR,
-        (WriteError::Append(AppendError::Producer(_)), Written::Offsets) => code::UNKNOWN_SERVER_ERROR,
+        (WriteError::TooLarge | WriteError::Append(_), Written::Group) => {
+            code::UNKNOWN_SERVER_ERROR
+        }
+        (WriteError::Append(AppendError::Producer(_)), Written::Offsets) => {
+            code::UNKNOWN_SERVER_ERROR
+        }
         (WriteError::TimedOut, Written::Offsets) => code::REQUEST_TIMED_OUT,
         (WriteError::TimedOut, Written::Group) => code::REBALANCE_IN_PROGRESS,
     }
@@ -192,7 +223,9 @@ fn new_member_id(prefix: &str) -> String {
     bytes[6] = (bytes[6] & 0x0f) | 0x40;
     bytes[8] = (bytes[8] & 0x3f) | 0x80;
     let uuid = uuid::Uuid::from_bytes(bytes);
-    let mut end = prefix.len().min(crate::constants::MEMBER_ID_PREFIX_BYTES_MAX);
+    let mut end = prefix
+        .len()
+        .min(crate::constants::MEMBER_ID_PREFIX_BYTES_MAX);
     while !prefix.is_char_boundary(end) {
         end -= 1;
     }
@@ -223,7 +256,11 @@ pub fn coordinator_shard(broker: &Broker, group_id: &str) -> Result<ShardId, i16
 }
 
 /// Sends a group request to `shard`; `None` if the shard is gone.
-pub async fn call(broker: &Rc<Broker>, shard: ShardId, request: GroupRequest) -> Option<GroupResponse> {
+pub async fn call(
+    broker: &Rc<Broker>,
+    shard: ShardId,
+    request: GroupRequest,
+) -> Option<GroupResponse> {
     match broker.mesh.call(shard, ShardRequest::Group(request)).await {
         Some(ShardResponse::Group(response)) => Some(response),
         _ => None,
@@ -232,15 +269,24 @@ pub async fn call(broker: &Rc<Broker>, shard: ShardId, request: GroupRequest) ->
 
 /// Sends a request to the coordinator of `group_id`: the answer, or the
 /// error code for every part of the request.
-pub async fn route(broker: &Rc<Broker>, group_id: &str, request: GroupRequest) -> Result<GroupResponse, i16> {
+pub async fn route(
+    broker: &Rc<Broker>,
+    group_id: &str,
+    request: GroupRequest,
+) -> Result<GroupResponse, i16> {
     let shard = coordinator_shard(broker, group_id)?;
-    call(broker, shard, request).await.ok_or(code::COORDINATOR_NOT_AVAILABLE)
+    call(broker, shard, request)
+        .await
+        .ok_or(code::COORDINATOR_NOT_AVAILABLE)
 }
+
+/// Positions (in a request) of groups, by coordinator shard.
+pub type PerShard = BTreeMap<ShardId, Vec<usize>>;
 
 /// Groups the request's positions by coordinator shard; groups that have no
 /// coordinator (no offsets topic yet) come back with their error.
-pub fn split_by_shard(broker: &Broker, group_ids: &[String]) -> (BTreeMap<ShardId, Vec<usize>>, Vec<(usize, i16)>) {
-    let mut per_shard: BTreeMap<ShardId, Vec<usize>> = BTreeMap::new();
+pub fn split_by_shard(broker: &Broker, group_ids: &[String]) -> (PerShard, Vec<(usize, i16)>) {
+    let mut per_shard = PerShard::new();
     let mut failed = Vec::new();
     for (index, group_id) in group_ids.iter().enumerate() {
         match coordinator_shard(broker, group_id) {
@@ -262,7 +308,10 @@ pub async fn ensure_offsets_topic(broker: &Rc<Broker>) -> Result<i32, i16> {
         // Compaction is not built yet, and time retention must never drop
         // committed offsets: the coordinator bounds the log itself.
         ("retention.ms".to_string(), "-1".to_string()),
-        ("segment.bytes".to_string(), OFFSETS_TOPIC_SEGMENT_BYTES.to_string()),
+        (
+            "segment.bytes".to_string(),
+            OFFSETS_TOPIC_SEGMENT_BYTES.to_string(),
+        ),
         // Fifty partitions of preallocated segments would reserve gigabytes
         // for a few kilobytes of offsets.
         ("preallocate".to_string(), "false".to_string()),
@@ -273,37 +322,63 @@ pub async fn ensure_offsets_topic(broker: &Rc<Broker>) -> Result<i32, i16> {
         configs,
         validate_only: false,
     };
-    match broker.controller_call(ControllerRequest::CreateTopics(vec![topic])).await {
+    match broker
+        .controller_call(ControllerRequest::CreateTopics(vec![topic]))
+        .await
+    {
         Some(ShardResponse::Topics(outcomes)) => {
             for outcome in outcomes {
-                if outcome.error_code != code::NONE && outcome.error_code != code::TOPIC_ALREADY_EXISTS {
+                if outcome.error_code != code::NONE
+                    && outcome.error_code != code::TOPIC_ALREADY_EXISTS
+                {
                     tracing::warn!(error_code = outcome.error_code, message = ?outcome.error_message, "creating {OFFSETS_TOPIC} failed");
                 }
             }
         }
         other => tracing::warn!(?other, "creating {OFFSETS_TOPIC} failed"),
     }
-    broker.metadata().topics.get(OFFSETS_TOPIC).map(|topic| topic.partitions).ok_or(code::COORDINATOR_NOT_AVAILABLE)
+    broker
+        .metadata()
+        .topics
+        .get(OFFSETS_TOPIC)
+        .map(|topic| topic.partitions)
+        .ok_or(code::COORDINATOR_NOT_AVAILABLE)
 }
 
 /// Serves a group request on its coordinator shard.
 pub async fn serve(broker: &Rc<Broker>, request: GroupRequest) -> GroupResponse {
     let groups = &broker.groups;
     match request {
-        GroupRequest::Join { request, version, client_id } => {
-            GroupResponse::Join(groups.join(broker, request, version, client_id).await)
+        GroupRequest::Join {
+            request,
+            version,
+            client_id,
+        } => GroupResponse::Join(groups.join(broker, request, version, client_id).await),
+        GroupRequest::Sync { request, version } => {
+            GroupResponse::Sync(groups.sync(broker, request, version).await)
         }
-        GroupRequest::Sync { request, version } => GroupResponse::Sync(groups.sync(broker, request, version).await),
-        GroupRequest::Heartbeat { request } => GroupResponse::Heartbeat(groups.heartbeat(broker, &request)),
-        GroupRequest::Leave { request, version } => GroupResponse::Leave(groups.leave(broker, request, version).await),
+        GroupRequest::Heartbeat { request } => {
+            GroupResponse::Heartbeat(groups.heartbeat(broker, &request))
+        }
+        GroupRequest::Leave { request, version } => {
+            GroupResponse::Leave(groups.leave(broker, request, version).await)
+        }
         GroupRequest::OffsetCommit { request, version } => {
             GroupResponse::OffsetCommit(groups.commit(broker, request, version).await)
         }
-        GroupRequest::OffsetFetch { groups: wanted } => GroupResponse::OffsetFetch(groups.fetch(broker, wanted)),
-        GroupRequest::OffsetDelete { request } => GroupResponse::OffsetDelete(groups.delete_offsets(broker, request).await),
-        GroupRequest::Describe { groups: wanted } => GroupResponse::Describe(groups.describe(broker, wanted)),
+        GroupRequest::OffsetFetch { groups: wanted } => {
+            GroupResponse::OffsetFetch(groups.fetch(broker, wanted))
+        }
+        GroupRequest::OffsetDelete { request } => {
+            GroupResponse::OffsetDelete(groups.delete_offsets(broker, request).await)
+        }
+        GroupRequest::Describe { groups: wanted } => {
+            GroupResponse::Describe(groups.describe(broker, wanted))
+        }
         GroupRequest::List => GroupResponse::List(groups.list()),
-        GroupRequest::Delete { groups: wanted } => GroupResponse::Delete(groups.delete_groups(broker, wanted).await),
+        GroupRequest::Delete { groups: wanted } => {
+            GroupResponse::Delete(groups.delete_groups(broker, wanted).await)
+        }
     }
 }
 
@@ -323,7 +398,8 @@ impl GroupCoordinator {
     /// `Broker::new`.
     pub fn attach(&self, broker: Weak<Broker>) {
         *self.broker.borrow_mut() = broker.clone();
-        let interval = Duration::from_millis(self.config.offsets_retention_check_interval_ms.max(1));
+        let interval =
+            Duration::from_millis(self.config.offsets_retention_check_interval_ms.max(1));
         spawn_detached(async move {
             loop {
                 glommio::timer::sleep(interval).await;
@@ -364,16 +440,24 @@ impl GroupCoordinator {
                 .collect(),
             None => Vec::new(),
         };
-        let gone: Vec<i32> =
-            self.partitions.borrow().keys().filter(|partition| !owned.contains(partition)).copied().collect();
+        let gone: Vec<i32> = self
+            .partitions
+            .borrow()
+            .keys()
+            .filter(|partition| !owned.contains(partition))
+            .copied()
+            .collect();
         for partition in gone {
             self.partitions.borrow_mut().remove(&partition);
             // Dropping a group drops its waiters' senders: their requests
             // answer NOT_COORDINATOR.
             let dropped: Vec<Group> = {
                 let mut groups = self.groups.borrow_mut();
-                let ids: Vec<String> =
-                    groups.values().filter(|group| group.partition == partition).map(|group| group.id.clone()).collect();
+                let ids: Vec<String> = groups
+                    .values()
+                    .filter(|group| group.partition == partition)
+                    .map(|group| group.id.clone())
+                    .collect();
                 ids.iter().filter_map(|id| groups.remove(id)).collect()
             };
             drop(dropped);
@@ -387,7 +471,9 @@ impl GroupCoordinator {
     }
 
     fn start_load(&self, partition: i32) {
-        self.partitions.borrow_mut().insert(partition, Load::Loading);
+        self.partitions
+            .borrow_mut()
+            .insert(partition, Load::Loading);
         let weak = self.weak_broker();
         spawn_detached(async move {
             if let Some(broker) = weak.upgrade() {
@@ -426,7 +512,9 @@ impl GroupCoordinator {
     async fn load_partition(&self, broker: &Rc<Broker>, partition: i32) {
         let started = Instant::now();
         loop {
-            if broker.shutting_down.get() || self.partitions.borrow().get(&partition) != Some(&Load::Loading) {
+            if broker.shutting_down.get()
+                || self.partitions.borrow().get(&partition) != Some(&Load::Loading)
+            {
                 return;
             }
             match self.replay(broker, partition).await {
@@ -439,9 +527,15 @@ impl GroupCoordinator {
                     {
                         let mut map = self.groups.borrow_mut();
                         for (id, (value, offsets)) in groups {
-                            let group = Group::from_records(id.clone(), partition, value, offsets, now, now_ms, || {
-                                self.token()
-                            });
+                            let group = Group::from_records(
+                                id.clone(),
+                                partition,
+                                value,
+                                offsets,
+                                now,
+                                now_ms,
+                                || self.token(),
+                            );
                             for member in group.members.values() {
                                 installed.push((id.clone(), member.id.clone(), member.timer));
                             }
@@ -454,9 +548,19 @@ impl GroupCoordinator {
                     self.partitions.borrow_mut().insert(partition, Load::Loaded);
                     let elapsed_ms = started.elapsed().as_millis() as u64;
                     if records > 0 {
-                        tracing::info!(partition, groups = count, records, elapsed_ms, "loaded {OFFSETS_TOPIC} partition");
+                        tracing::info!(
+                            partition,
+                            groups = count,
+                            records,
+                            elapsed_ms,
+                            "loaded {OFFSETS_TOPIC} partition"
+                        );
                     } else {
-                        tracing::debug!(partition, elapsed_ms, "loaded empty {OFFSETS_TOPIC} partition");
+                        tracing::debug!(
+                            partition,
+                            elapsed_ms,
+                            "loaded empty {OFFSETS_TOPIC} partition"
+                        );
                     }
                     return;
                 }
@@ -485,7 +589,10 @@ impl GroupCoordinator {
         let mut position = offsets.log_start;
         let mut state = replay::State::default();
         while position < end {
-            let chunks = log.read(position, OFFSETS_LOAD_READ_BYTES, end).await.map_err(|error| error.to_string())?;
+            let chunks = log
+                .read(position, OFFSETS_LOAD_READ_BYTES, end)
+                .await
+                .map_err(|error| error.to_string())?;
             if chunks.next_offset <= position {
                 // Nothing readable where the offsets say there is data.
                 return Err(format!("no batch at offset {position} below the end {end}"));
@@ -499,11 +606,16 @@ impl GroupCoordinator {
             for batch in batches {
                 match records::parse_batch(batch) {
                     Ok((_, parsed)) => {
-                        for record in parsed.into_iter().filter(|record| record.offset >= position) {
+                        for record in parsed
+                            .into_iter()
+                            .filter(|record| record.offset >= position)
+                        {
                             state.apply(partition, record);
                         }
                     }
-                    Err(error) => tracing::warn!(partition, %error, "skipping an unreadable {OFFSETS_TOPIC} batch"),
+                    Err(error) => {
+                        tracing::warn!(partition, %error, "skipping an unreadable {OFFSETS_TOPIC} batch")
+                    }
                 }
             }
             position = chunks.next_offset;
@@ -523,21 +635,36 @@ impl GroupCoordinator {
 
     /// Appends records to an offsets partition now (no await), returning
     /// the offset after the last one, for [`Self::wait_written`].
-    fn append_now(&self, broker: &Broker, partition: i32, records: &[KeyedRecord]) -> Result<i64, WriteError> {
-        let log = broker.log(OFFSETS_TOPIC, partition).ok_or(WriteError::NotCoordinator)?;
+    fn append_now(
+        &self,
+        broker: &Broker,
+        partition: i32,
+        records: &[KeyedRecord],
+    ) -> Result<i64, WriteError> {
+        let log = broker
+            .log(OFFSETS_TOPIC, partition)
+            .ok_or(WriteError::NotCoordinator)?;
         let limit = log.config().max_message_bytes as usize;
         if records::batch_bytes_bound(records) > limit.max(batch::BATCH_HEADER_BYTES) {
             return Err(WriteError::TooLarge);
         }
         let bytes = records::build_batch(records, now_ms());
-        let header = batch::validate(&bytes, usize::MAX).map_err(|error| WriteError::Append(AppendError::Batch(error)))?;
+        let header = batch::validate(&bytes, usize::MAX)
+            .map_err(|error| WriteError::Append(AppendError::Batch(error)))?;
         let appended = log.append(&[(header, bytes)]).map_err(WriteError::Append)?;
         Ok(appended.last_offset.0 + 1)
     }
 
     /// Waits until everything before `end` in the partition is durable.
-    async fn wait_written(&self, broker: &Broker, partition: i32, end: i64) -> Result<(), WriteError> {
-        let log = broker.log(OFFSETS_TOPIC, partition).ok_or(WriteError::NotCoordinator)?;
+    async fn wait_written(
+        &self,
+        broker: &Broker,
+        partition: i32,
+        end: i64,
+    ) -> Result<(), WriteError> {
+        let log = broker
+            .log(OFFSETS_TOPIC, partition)
+            .ok_or(WriteError::NotCoordinator)?;
         let timeout = Duration::from_millis(OFFSETS_WRITE_TIMEOUT_MS);
         match glommio::timer::timeout(timeout, async { Ok(log.wait_durable(end).await) }).await {
             Ok(Ok(())) => Ok(()),
@@ -550,7 +677,10 @@ impl GroupCoordinator {
     /// what a restart will see. Returns the end offset to wait for.
     fn persist_group(&self, broker: &Broker, group: &mut Group) -> Result<i64, WriteError> {
         let value = group.to_value();
-        let record = KeyedRecord { key: records::group_key(&group.id), value: Some(records::encode_group_value(&value)) };
+        let record = KeyedRecord {
+            key: records::group_key(&group.id),
+            value: Some(records::encode_group_value(&value)),
+        };
         let end = self.append_now(broker, group.partition, &[record])?;
         group.persisted = Some(value);
         Ok(end)
@@ -573,7 +703,10 @@ impl GroupCoordinator {
                         return;
                     }
                     let groups = broker.groups.groups.borrow();
-                    let Some(member) = groups.get(&group_id).and_then(|group| group.members.get(&member_id)) else {
+                    let Some(member) = groups
+                        .get(&group_id)
+                        .and_then(|group| group.members.get(&member_id))
+                    else {
                         return;
                     };
                     if member.timer != token {
@@ -590,7 +723,9 @@ impl GroupCoordinator {
                     Some(wait) if !wait.is_zero() => glommio::timer::sleep(wait).await,
                     _ => {
                         let Some(broker) = weak.upgrade() else { return };
-                        broker.groups.expire_member(&broker, &group_id, &member_id, token);
+                        broker
+                            .groups
+                            .expire_member(&broker, &group_id, &member_id, token);
                         return;
                     }
                 }
@@ -600,26 +735,42 @@ impl GroupCoordinator {
 
     /// Forgets a KIP-394 pending member that did not join within its
     /// session timeout.
-    fn schedule_pending_timer(&self, group_id: &str, member_id: &str, token: u64, session: Duration) {
+    fn schedule_pending_timer(
+        &self,
+        group_id: &str,
+        member_id: &str,
+        token: u64,
+        session: Duration,
+    ) {
         let weak = self.weak_broker();
         let group_id = group_id.to_string();
         let member_id = member_id.to_string();
         spawn_detached(async move {
             glommio::timer::sleep(session).await;
             let Some(broker) = weak.upgrade() else { return };
-            broker.groups.expire_pending_member(&broker, &group_id, &member_id, token);
+            broker
+                .groups
+                .expire_pending_member(&broker, &group_id, &member_id, token);
         });
     }
 
     /// Completes a rebalance at its deadline (`rebalance` names it, so a
     /// later rebalance's state is left alone).
-    fn schedule_join_timer(&self, group_id: &str, rebalance: u64, delay: Duration, initial_remaining: Option<Duration>) {
+    fn schedule_join_timer(
+        &self,
+        group_id: &str,
+        rebalance: u64,
+        delay: Duration,
+        initial_remaining: Option<Duration>,
+    ) {
         let weak = self.weak_broker();
         let group_id = group_id.to_string();
         spawn_detached(async move {
             glommio::timer::sleep(delay).await;
             let Some(broker) = weak.upgrade() else { return };
-            broker.groups.on_join_deadline(&broker, &group_id, rebalance, initial_remaining);
+            broker
+                .groups
+                .on_join_deadline(&broker, &group_id, rebalance, initial_remaining);
         });
     }
 
@@ -631,7 +782,9 @@ impl GroupCoordinator {
         spawn_detached(async move {
             glommio::timer::sleep(delay).await;
             let Some(broker) = weak.upgrade() else { return };
-            broker.groups.on_sync_deadline(&broker, &group_id, generation);
+            broker
+                .groups
+                .on_sync_deadline(&broker, &group_id, generation);
         });
     }
 
@@ -664,7 +817,11 @@ impl GroupCoordinator {
         }
     }
 
-    async fn rewrite_partition(&self, broker: &Rc<Broker>, partition: i32) -> Result<(), WriteError> {
+    async fn rewrite_partition(
+        &self,
+        broker: &Rc<Broker>,
+        partition: i32,
+    ) -> Result<(), WriteError> {
         let Some(log) = broker.log(OFFSETS_TOPIC, partition) else {
             return Ok(());
         };
@@ -690,7 +847,10 @@ impl GroupCoordinator {
             }
             live
         };
-        let threshold = self.config.offsets_rewrite_records_min.max(live.len() as i64 * crate::constants::OFFSETS_REWRITE_RATIO);
+        let threshold = self
+            .config
+            .offsets_rewrite_records_min
+            .max(live.len() as i64 * crate::constants::OFFSETS_REWRITE_RATIO);
         if in_log <= threshold {
             return Ok(());
         }
@@ -710,8 +870,17 @@ impl GroupCoordinator {
             end = self.append_now(broker, partition, &batch)?;
         }
         self.wait_written(broker, partition, end).await?;
-        let moved = log.delete_records_before(start).await.map_err(|error| WriteError::Storage(error.to_string()))?;
-        tracing::info!(partition, records_before = in_log, live = end - start, log_start = moved, "rewrote {OFFSETS_TOPIC} partition");
+        let moved = log
+            .delete_records_before(start)
+            .await
+            .map_err(|error| WriteError::Storage(error.to_string()))?;
+        tracing::info!(
+            partition,
+            records_before = in_log,
+            live = end - start,
+            log_start = moved,
+            "rewrote {OFFSETS_TOPIC} partition"
+        );
         Ok(())
     }
 }
@@ -747,10 +916,18 @@ mod replay {
                 }
             };
             match key {
-                RecordKey::Offset { group, topic, partition: topic_partition } => match record.value {
+                RecordKey::Offset {
+                    group,
+                    topic,
+                    partition: topic_partition,
+                } => match record.value {
                     Some(value) => match records::decode_offset_value(value) {
                         Ok(value) => {
-                            self.groups.entry(group).or_default().1.insert((topic, topic_partition), value);
+                            self.groups
+                                .entry(group)
+                                .or_default()
+                                .1
+                                .insert((topic, topic_partition), value);
                         }
                         Err(error) => {
                             tracing::warn!(partition, offset = record.offset, %error, "skipping an unreadable offset commit")

@@ -99,11 +99,21 @@ pub struct LeaveOutcome {
 /// Kafka's membership checks for a commit to an existing group. A
 /// generation of -1 from nobody is a "simple" commit, allowed only while
 /// the group has no members (assign() users).
-fn check_commit_member(group: &mut Group, generation: i32, member_id: &str, instance_id: Option<&str>) -> Result<(), i16> {
+fn check_commit_member(
+    group: &mut Group,
+    generation: i32,
+    member_id: &str,
+    instance_id: Option<&str>,
+) -> Result<(), i16> {
     if group.state == GroupState::Dead {
         return Err(code::COORDINATOR_NOT_AVAILABLE);
     }
-    if instance_id.is_some_and(|instance| group.static_members.get(instance).is_some_and(|bound| bound != member_id)) {
+    if instance_id.is_some_and(|instance| {
+        group
+            .static_members
+            .get(instance)
+            .is_some_and(|bound| bound != member_id)
+    }) {
         return Err(code::FENCED_INSTANCE_ID);
     }
     if generation < 0 && group.state == GroupState::Empty {
@@ -126,9 +136,18 @@ fn check_commit_member(group: &mut Group, generation: i32, member_id: &str, inst
 }
 
 impl GroupCoordinator {
-    pub(super) async fn commit(&self, broker: &Rc<Broker>, request: OffsetCommitRequest, version: i16) -> CommitOutcome {
+    pub(super) async fn commit(
+        &self,
+        broker: &Rc<Broker>,
+        request: OffsetCommitRequest,
+        version: i16,
+    ) -> CommitOutcome {
         let whole = |error_code| CommitOutcome {
-            topics: request.topics.iter().map(|topic| vec![error_code; topic.partitions.len()]).collect(),
+            topics: request
+                .topics
+                .iter()
+                .map(|topic| vec![error_code; topic.partitions.len()])
+                .collect(),
         };
         let group_id = request.group_id.to_string();
         let partition = match self.check_partition(broker, &group_id) {
@@ -136,10 +155,11 @@ impl GroupCoordinator {
             Err(error_code) => return whole(error_code),
         };
         self.wait_for_room(broker, partition).await;
-        let (mut outcome, written) = match self.commit_now(broker, partition, &group_id, &request, version) {
-            Ok(result) => result,
-            Err(error_code) => return whole(error_code),
-        };
+        let (mut outcome, written) =
+            match self.commit_now(broker, partition, &group_id, &request, version) {
+                Ok(result) => result,
+                Err(error_code) => return whole(error_code),
+            };
         if let Some((end, positions)) = written {
             if let Err(error) = self.wait_written(broker, partition, end).await {
                 let error_code = write_error_code(&error, Written::Offsets);
@@ -191,8 +211,14 @@ impl GroupCoordinator {
             let known = metadata.topics.get(name);
             let mut errors = Vec::with_capacity(topic.partitions.len());
             for (partition_index, entry) in topic.partitions.iter().enumerate() {
-                let metadata_text = entry.committed_metadata.as_ref().map(|text| text.as_str()).unwrap_or("");
-                if !known.is_some_and(|meta| entry.partition_index >= 0 && entry.partition_index < meta.partitions) {
+                let metadata_text = entry
+                    .committed_metadata
+                    .as_ref()
+                    .map(|text| text.as_str())
+                    .unwrap_or("");
+                if !known.is_some_and(|meta| {
+                    entry.partition_index >= 0 && entry.partition_index < meta.partitions
+                }) {
                     errors.push(code::UNKNOWN_TOPIC_OR_PARTITION);
                 } else if metadata_text.len() > OFFSET_METADATA_BYTES_MAX {
                     errors.push(code::OFFSET_METADATA_TOO_LARGE);
@@ -208,7 +234,11 @@ impl GroupCoordinator {
                         key: records::offset_key(group_id, name, entry.partition_index),
                         value: Some(records::encode_offset_value(&value)),
                     });
-                    committed.push(((topic_index, partition_index), (name.to_string(), entry.partition_index), value));
+                    committed.push((
+                        (topic_index, partition_index),
+                        (name.to_string(), entry.partition_index),
+                        value,
+                    ));
                     errors.push(code::NONE);
                 }
             }
@@ -248,12 +278,19 @@ impl GroupCoordinator {
                 metadata: Some(String::new()),
                 error_code,
             };
-            let mut fetched = FetchedGroup { group_id: request.group_id.clone(), error_code: code::NONE, topics: Vec::new() };
+            let mut fetched = FetchedGroup {
+                group_id: request.group_id.clone(),
+                error_code: code::NONE,
+                topics: Vec::new(),
+            };
             if let Err(error_code) = self.check_partition(broker, &request.group_id) {
                 fetched.error_code = error_code;
                 // v1 has no group-level error: each partition carries it.
                 for (topic, partitions) in request.topics.unwrap_or_default() {
-                    let partitions = partitions.into_iter().map(|partition| missing(partition, error_code)).collect();
+                    let partitions = partitions
+                        .into_iter()
+                        .map(|partition| missing(partition, error_code))
+                        .collect();
                     fetched.topics.push((topic, partitions));
                 }
                 answers.push(fetched);
@@ -261,7 +298,9 @@ impl GroupCoordinator {
             }
             let groups = self.groups.borrow();
             let offsets = groups.get(&request.group_id).map(|group| &group.offsets);
-            let found = |topic: &str, partition: i32| match offsets.and_then(|offsets| offsets.get(&(topic.to_string(), partition))) {
+            let found = |topic: &str, partition: i32| match offsets
+                .and_then(|offsets| offsets.get(&(topic.to_string(), partition)))
+            {
                 Some(value) => FetchedPartition {
                     partition,
                     offset: value.offset,
@@ -275,14 +314,21 @@ impl GroupCoordinator {
             match request.topics {
                 Some(topics) => {
                     for (topic, partitions) in topics {
-                        let partitions = partitions.into_iter().map(|partition| found(&topic, partition)).collect();
+                        let partitions = partitions
+                            .into_iter()
+                            .map(|partition| found(&topic, partition))
+                            .collect();
                         fetched.topics.push((topic, partitions));
                     }
                 }
                 None => {
                     let mut by_topic: BTreeMap<String, Vec<FetchedPartition>> = BTreeMap::new();
-                    for (topic, partition) in offsets.into_iter().flat_map(|offsets| offsets.keys()) {
-                        by_topic.entry(topic.clone()).or_default().push(found(topic, *partition));
+                    for (topic, partition) in offsets.into_iter().flat_map(|offsets| offsets.keys())
+                    {
+                        by_topic
+                            .entry(topic.clone())
+                            .or_default()
+                            .push(found(topic, *partition));
                     }
                     fetched.topics = by_topic.into_iter().collect();
                 }
@@ -292,8 +338,16 @@ impl GroupCoordinator {
         answers
     }
 
-    pub(super) async fn delete_offsets(&self, broker: &Rc<Broker>, request: OffsetDeleteRequest) -> OffsetDeleteOutcome {
-        let shape: Vec<usize> = request.topics.iter().map(|topic| topic.partitions.len()).collect();
+    pub(super) async fn delete_offsets(
+        &self,
+        broker: &Rc<Broker>,
+        request: OffsetDeleteRequest,
+    ) -> OffsetDeleteOutcome {
+        let shape: Vec<usize> = request
+            .topics
+            .iter()
+            .map(|topic| topic.partitions.len())
+            .collect();
         let whole = |error_code: i16| OffsetDeleteOutcome {
             error_code,
             topics: shape.iter().map(|count| vec![code::NONE; *count]).collect(),
@@ -307,7 +361,10 @@ impl GroupCoordinator {
         let end = {
             let metadata = broker.metadata();
             let mut groups = self.groups.borrow_mut();
-            let Some(group) = groups.get_mut(&group_id).filter(|group| group.state != GroupState::Dead) else {
+            let Some(group) = groups
+                .get_mut(&group_id)
+                .filter(|group| group.state != GroupState::Dead)
+            else {
                 return whole(code::GROUP_ID_NOT_FOUND);
             };
             // Offsets of topics the group's members consume cannot go.
@@ -331,14 +388,19 @@ impl GroupCoordinator {
                 let name = topic.name.0.as_str();
                 let known = metadata.topics.get(name);
                 for (partition_index, entry) in topic.partitions.iter().enumerate() {
-                    let error_code = if !known.is_some_and(|meta| entry.partition_index >= 0 && entry.partition_index < meta.partitions) {
+                    let error_code = if !known.is_some_and(|meta| {
+                        entry.partition_index >= 0 && entry.partition_index < meta.partitions
+                    }) {
                         code::UNKNOWN_TOPIC_OR_PARTITION
                     } else if subscribed.contains(name) {
                         code::GROUP_SUBSCRIBED_TO_TOPIC
                     } else {
                         let key = (name.to_string(), entry.partition_index);
                         if group.offsets.contains_key(&key) {
-                            tombstones.push(KeyedRecord { key: records::offset_key(&group_id, name, entry.partition_index), value: None });
+                            tombstones.push(KeyedRecord {
+                                key: records::offset_key(&group_id, name, entry.partition_index),
+                                value: None,
+                            });
                             removed.push(((topic_index, partition_index), key));
                         }
                         code::NONE
@@ -375,7 +437,11 @@ impl GroupCoordinator {
         outcome
     }
 
-    pub(super) fn describe(&self, broker: &Broker, wanted: Vec<String>) -> Vec<DescribedGroupOutcome> {
+    pub(super) fn describe(
+        &self,
+        broker: &Broker,
+        wanted: Vec<String>,
+    ) -> Vec<DescribedGroupOutcome> {
         wanted
             .into_iter()
             .map(|group_id| {
@@ -414,8 +480,16 @@ impl GroupCoordinator {
                         instance_id: member.instance_id.clone(),
                         client_id: member.client_id.clone(),
                         client_host: member.client_host.clone(),
-                        metadata: if stable { member.metadata(&protocol) } else { Bytes::new() },
-                        assignment: if stable { member.assignment.clone() } else { Bytes::new() },
+                        metadata: if stable {
+                            member.metadata(&protocol)
+                        } else {
+                            Bytes::new()
+                        },
+                        assignment: if stable {
+                            member.assignment.clone()
+                        } else {
+                            Bytes::new()
+                        },
                     })
                     .collect();
                 described
@@ -424,7 +498,11 @@ impl GroupCoordinator {
     }
 
     pub(super) fn list(&self) -> ListOutcome {
-        let loading = self.partitions.borrow().values().any(|load| *load == Load::Loading);
+        let loading = self
+            .partitions
+            .borrow()
+            .values()
+            .any(|load| *load == Load::Loading);
         let groups = self.groups.borrow();
         let mut listed: Vec<ListedGroupOutcome> = groups
             .values()
@@ -435,7 +513,14 @@ impl GroupCoordinator {
             })
             .collect();
         listed.sort_by(|a, b| a.group_id.cmp(&b.group_id));
-        ListOutcome { error_code: if loading { code::COORDINATOR_LOAD_IN_PROGRESS } else { code::NONE }, groups: listed }
+        ListOutcome {
+            error_code: if loading {
+                code::COORDINATOR_LOAD_IN_PROGRESS
+            } else {
+                code::NONE
+            },
+            groups: listed,
+        }
     }
 
     pub(super) async fn delete_groups(&self, broker: &Rc<Broker>, wanted: Vec<String>) -> Vec<i16> {
@@ -464,7 +549,10 @@ impl GroupCoordinator {
                             value: None,
                         })
                         .collect();
-                    tombstones.push(KeyedRecord { key: records::group_key(&group_id), value: None });
+                    tombstones.push(KeyedRecord {
+                        key: records::group_key(&group_id),
+                        value: None,
+                    });
                     match self.append_now(broker, partition, &tombstones) {
                         Ok(end) => {
                             groups.remove(&group_id);
@@ -521,7 +609,8 @@ impl GroupCoordinator {
                     .iter()
                     .filter(|(_, value)| {
                         let by_commit = now.saturating_sub(value.commit_timestamp) >= retention;
-                        let by_expiry = value.expire_timestamp >= 0 && now >= value.expire_timestamp;
+                        let by_expiry =
+                            value.expire_timestamp >= 0 && now >= value.expire_timestamp;
                         by_commit || by_expiry
                     })
                     .map(|(key, _)| key.clone())
@@ -536,7 +625,10 @@ impl GroupCoordinator {
                 })
                 .collect();
             if remove_group && group.persisted.is_some() {
-                tombstones.push(KeyedRecord { key: records::group_key(&group_id), value: None });
+                tombstones.push(KeyedRecord {
+                    key: records::group_key(&group_id),
+                    value: None,
+                });
             }
             if tombstones.is_empty() {
                 if remove_group {

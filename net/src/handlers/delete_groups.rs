@@ -14,8 +14,16 @@ use crate::groups::{self, GroupRequest, GroupResponse};
 
 pub const VERSIONS: (i16, i16) = (0, 2);
 
-pub async fn handle(broker: &Rc<Broker>, header: &RequestHeader, request: DeleteGroupsRequest) -> Option<Vec<Bytes>> {
-    let ids: Vec<String> = request.groups_names.iter().map(|group| group.to_string()).collect();
+pub async fn handle(
+    broker: &Rc<Broker>,
+    header: &RequestHeader,
+    request: DeleteGroupsRequest,
+) -> Option<Vec<Bytes>> {
+    let ids: Vec<String> = request
+        .groups_names
+        .iter()
+        .map(|group| group.to_string())
+        .collect();
     let (per_shard, unrouted) = groups::split_by_shard(broker, &ids);
     let mut errors = vec![code::UNKNOWN_SERVER_ERROR; ids.len()];
     for (index, error_code) in unrouted {
@@ -25,10 +33,17 @@ pub async fn handle(broker: &Rc<Broker>, header: &RequestHeader, request: Delete
     let mut positions = Vec::new();
     for (shard, indexes) in per_shard {
         let subset = indexes.iter().map(|index| ids[*index].clone()).collect();
-        calls.push(groups::call(broker, shard, GroupRequest::Delete { groups: subset }));
+        calls.push(groups::call(
+            broker,
+            shard,
+            GroupRequest::Delete { groups: subset },
+        ));
         positions.push(indexes);
     }
-    for (indexes, answer) in positions.into_iter().zip(futures_lite_join_all(calls).await) {
+    for (indexes, answer) in positions
+        .into_iter()
+        .zip(futures_lite_join_all(calls).await)
+    {
         match answer {
             Some(GroupResponse::Delete(results)) if results.len() == indexes.len() => {
                 for (index, error_code) in indexes.into_iter().zip(results) {

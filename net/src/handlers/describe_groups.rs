@@ -5,7 +5,9 @@ use std::rc::Rc;
 
 use bytes::Bytes;
 use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
-use kafka_protocol::messages::{DescribeGroupsRequest, DescribeGroupsResponse, GroupId, RequestHeader};
+use kafka_protocol::messages::{
+    DescribeGroupsRequest, DescribeGroupsResponse, GroupId, RequestHeader,
+};
 
 use super::{encode, str_bytes};
 use crate::broker::{futures_lite_join_all, Broker};
@@ -32,9 +34,17 @@ fn failed(group_id: &str, error_code: i16) -> DescribedGroupOutcome {
     }
 }
 
-pub async fn handle(broker: &Rc<Broker>, header: &RequestHeader, request: DescribeGroupsRequest) -> Option<Vec<Bytes>> {
+pub async fn handle(
+    broker: &Rc<Broker>,
+    header: &RequestHeader,
+    request: DescribeGroupsRequest,
+) -> Option<Vec<Bytes>> {
     let version = header.request_api_version;
-    let ids: Vec<String> = request.groups.iter().map(|group| group.to_string()).collect();
+    let ids: Vec<String> = request
+        .groups
+        .iter()
+        .map(|group| group.to_string())
+        .collect();
     let (per_shard, unrouted) = groups::split_by_shard(broker, &ids);
     let mut answers: Vec<Option<DescribedGroupOutcome>> = vec![None; ids.len()];
     for (index, error_code) in unrouted {
@@ -44,10 +54,17 @@ pub async fn handle(broker: &Rc<Broker>, header: &RequestHeader, request: Descri
     let mut positions = Vec::new();
     for (shard, indexes) in per_shard {
         let subset = indexes.iter().map(|index| ids[*index].clone()).collect();
-        calls.push(groups::call(broker, shard, GroupRequest::Describe { groups: subset }));
+        calls.push(groups::call(
+            broker,
+            shard,
+            GroupRequest::Describe { groups: subset },
+        ));
         positions.push(indexes);
     }
-    for (indexes, answer) in positions.into_iter().zip(futures_lite_join_all(calls).await) {
+    for (indexes, answer) in positions
+        .into_iter()
+        .zip(futures_lite_join_all(calls).await)
+    {
         match answer {
             Some(GroupResponse::Describe(described)) if described.len() == indexes.len() => {
                 for (index, group) in indexes.into_iter().zip(described) {

@@ -6,7 +6,9 @@ use std::rc::Rc;
 
 use bytes::Bytes;
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
-use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinatorResponse, RequestHeader};
+use kafka_protocol::messages::{
+    BrokerId, FindCoordinatorRequest, FindCoordinatorResponse, RequestHeader,
+};
 
 use super::{encode, str_bytes};
 use crate::broker::Broker;
@@ -22,19 +24,34 @@ const ERROR_MESSAGE_VERSION: i16 = 1;
 const KEY_TYPE_GROUP: i8 = 0;
 const KEY_TYPE_TRANSACTION: i8 = 1;
 
-pub async fn handle(broker: &Rc<Broker>, header: &RequestHeader, request: FindCoordinatorRequest) -> Option<Vec<Bytes>> {
+pub async fn handle(
+    broker: &Rc<Broker>,
+    header: &RequestHeader,
+    request: FindCoordinatorRequest,
+) -> Option<Vec<Bytes>> {
     let version = header.request_api_version;
-    let keys: Vec<_> = if version >= BATCHED_VERSION { request.coordinator_keys.clone() } else { vec![request.key.clone()] };
+    let keys: Vec<_> = if version >= BATCHED_VERSION {
+        request.coordinator_keys.clone()
+    } else {
+        vec![request.key.clone()]
+    };
     let (error_code, message) = match request.key_type {
         KEY_TYPE_GROUP => match groups::ensure_offsets_topic(broker).await {
             Ok(_) => (code::NONE, None),
-            Err(error_code) => (error_code, Some("The offsets topic could not be created.".to_string())),
+            Err(error_code) => (
+                error_code,
+                Some("The offsets topic could not be created.".to_string()),
+            ),
         },
         // Transactions are not implemented: no coordinator for them.
-        KEY_TYPE_TRANSACTION => {
-            (code::COORDINATOR_NOT_AVAILABLE, Some("Transactions are not supported by this broker.".to_string()))
-        }
-        other => (code::INVALID_REQUEST, Some(format!("Unknown coordinator key type {other}."))),
+        KEY_TYPE_TRANSACTION => (
+            code::COORDINATOR_NOT_AVAILABLE,
+            Some("Transactions are not supported by this broker.".to_string()),
+        ),
+        other => (
+            code::INVALID_REQUEST,
+            Some(format!("Unknown coordinator key type {other}.")),
+        ),
     };
     let (host, port) = broker.advertised();
     // Kafka answers an error with "no node": id -1, empty host, port -1.

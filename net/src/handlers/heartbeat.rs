@@ -13,13 +13,18 @@ use crate::groups::{self, GroupRequest, GroupResponse};
 
 pub const VERSIONS: (i16, i16) = (0, 4);
 
-pub async fn handle(broker: &Rc<Broker>, header: &RequestHeader, request: HeartbeatRequest) -> Option<Vec<Bytes>> {
+pub async fn handle(
+    broker: &Rc<Broker>,
+    header: &RequestHeader,
+    request: HeartbeatRequest,
+) -> Option<Vec<Bytes>> {
     let group_id = request.group_id.to_string();
-    let error_code = match groups::route(broker, &group_id, GroupRequest::Heartbeat { request }).await {
-        Ok(GroupResponse::Heartbeat(error_code)) => error_code,
-        Ok(_) => code::UNKNOWN_SERVER_ERROR,
-        Err(error_code) => error_code,
-    };
+    let error_code =
+        match groups::route(broker, &group_id, GroupRequest::Heartbeat { request }).await {
+            Ok(GroupResponse::Heartbeat(error_code)) => error_code,
+            Ok(_) => code::UNKNOWN_SERVER_ERROR,
+            Err(error_code) => error_code,
+        };
     let mut response = HeartbeatResponse::default();
     response.error_code = error_code;
     Some(encode(&response, header.request_api_version))

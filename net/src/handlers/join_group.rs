@@ -21,12 +21,30 @@ const PROTOCOL_TYPE_VERSION: i16 = 7;
 /// First version with `skip_assignment`.
 const SKIP_ASSIGNMENT_VERSION: i16 = 9;
 
-pub async fn handle(broker: &Rc<Broker>, header: &RequestHeader, request: JoinGroupRequest) -> Option<Vec<Bytes>> {
+pub async fn handle(
+    broker: &Rc<Broker>,
+    header: &RequestHeader,
+    request: JoinGroupRequest,
+) -> Option<Vec<Bytes>> {
     let version = header.request_api_version;
     let group_id = request.group_id.to_string();
     let member_id = request.member_id.to_string();
-    let client_id = header.client_id.as_ref().map(|id| id.to_string()).unwrap_or_default();
-    let outcome = match groups::route(broker, &group_id, GroupRequest::Join { request, version, client_id }).await {
+    let client_id = header
+        .client_id
+        .as_ref()
+        .map(|id| id.to_string())
+        .unwrap_or_default();
+    let outcome = match groups::route(
+        broker,
+        &group_id,
+        GroupRequest::Join {
+            request,
+            version,
+            client_id,
+        },
+    )
+    .await
+    {
         Ok(GroupResponse::Join(outcome)) => outcome,
         Ok(_) => JoinOutcome::error(code::UNKNOWN_SERVER_ERROR, &member_id),
         Err(error_code) => JoinOutcome::error(error_code, &member_id),

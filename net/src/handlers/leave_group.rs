@@ -17,7 +17,11 @@ pub const VERSIONS: (i16, i16) = (0, 5);
 /// First version with a batch of members.
 const BATCH_VERSION: i16 = 3;
 
-pub async fn handle(broker: &Rc<Broker>, header: &RequestHeader, request: LeaveGroupRequest) -> Option<Vec<Bytes>> {
+pub async fn handle(
+    broker: &Rc<Broker>,
+    header: &RequestHeader,
+    request: LeaveGroupRequest,
+) -> Option<Vec<Bytes>> {
     let version = header.request_api_version;
     let group_id = request.group_id.to_string();
     let identities: Vec<(String, Option<String>)> = if version < BATCH_VERSION {
@@ -26,19 +30,31 @@ pub async fn handle(broker: &Rc<Broker>, header: &RequestHeader, request: LeaveG
         request
             .members
             .iter()
-            .map(|member| (member.member_id.to_string(), member.group_instance_id.as_ref().map(|id| id.to_string())))
+            .map(|member| {
+                (
+                    member.member_id.to_string(),
+                    member.group_instance_id.as_ref().map(|id| id.to_string()),
+                )
+            })
             .collect()
     };
-    let outcome = match groups::route(broker, &group_id, GroupRequest::Leave { request, version }).await {
-        Ok(GroupResponse::Leave(outcome)) => outcome,
-        other => {
-            let error_code = match other {
-                Err(error_code) => error_code,
-                Ok(_) => code::UNKNOWN_SERVER_ERROR,
-            };
-            LeaveOutcome { error_code, members: identities.into_iter().map(|(id, instance)| (id, instance, error_code)).collect() }
-        }
-    };
+    let outcome =
+        match groups::route(broker, &group_id, GroupRequest::Leave { request, version }).await {
+            Ok(GroupResponse::Leave(outcome)) => outcome,
+            other => {
+                let error_code = match other {
+                    Err(error_code) => error_code,
+                    Ok(_) => code::UNKNOWN_SERVER_ERROR,
+                };
+                LeaveOutcome {
+                    error_code,
+                    members: identities
+                        .into_iter()
+                        .map(|(id, instance)| (id, instance, error_code))
+                        .collect(),
+                }
+            }
+        };
     let mut response = LeaveGroupResponse::default();
     response.error_code = outcome.error_code;
     if version >= BATCH_VERSION {

@@ -22,12 +22,26 @@ const TYPE_VERSION: i16 = 5;
 /// The type of every group Sluice runs.
 const CLASSIC: &str = "classic";
 
-pub async fn handle(broker: &Rc<Broker>, header: &RequestHeader, request: ListGroupsRequest) -> Option<Vec<Bytes>> {
+pub async fn handle(
+    broker: &Rc<Broker>,
+    header: &RequestHeader,
+    request: ListGroupsRequest,
+) -> Option<Vec<Bytes>> {
     let version = header.request_api_version;
-    let calls = (0..broker.shards()).map(|shard| groups::call(broker, ShardId(shard as u16), GroupRequest::List)).collect();
+    let calls = (0..broker.shards())
+        .map(|shard| groups::call(broker, ShardId(shard as u16), GroupRequest::List))
+        .collect();
     let mut response = ListGroupsResponse::default();
-    let states: Vec<String> = request.states_filter.iter().map(|state| state.to_lowercase()).collect();
-    let types: Vec<String> = request.types_filter.iter().map(|kind| kind.to_lowercase()).collect();
+    let states: Vec<String> = request
+        .states_filter
+        .iter()
+        .map(|state| state.to_lowercase())
+        .collect();
+    let types: Vec<String> = request
+        .types_filter
+        .iter()
+        .map(|kind| kind.to_lowercase())
+        .collect();
     for answer in futures_lite_join_all(calls).await {
         let Some(GroupResponse::List(listed)) = answer else {
             response.error_code = code::COORDINATOR_NOT_AVAILABLE;

@@ -15,6 +15,7 @@ use uuid::Uuid;
 use super::{encode, str_bytes};
 use crate::broker::{validate_topic_name, Broker, ControllerRequest, NewTopic, ShardResponse};
 use crate::errors::code;
+use crate::groups;
 
 pub const VERSIONS: (i16, i16) = (0, 12);
 
@@ -73,10 +74,26 @@ pub async fn handle(broker: &Rc<Broker>, header: &RequestHeader, request: Metada
         Some(requested) => {
             // Names first: create the missing ones in one controller call.
             let metadata = broker.metadata();
+            // `__consumer_offsets` is created by the group coordinator with
+            // its own settings (compacted, never time-retained), never as a
+            // plain auto-created topic.
+            let offsets_wanted = requested.iter().any(|topic| {
+                topic
+                    .name
+                    .as_ref()
+                    .is_some_and(|name| name.0.as_str() == groups::OFFSETS_TOPIC)
+            });
+            if allow_create
+                && offsets_wanted
+                && !metadata.topics.contains_key(groups::OFFSETS_TOPIC)
+            {
+                let _ = groups::ensure_offsets_topic(broker).await;
+            }
             let to_create: Vec<String> = requested
                 .iter()
                 .filter_map(|topic| topic.name.as_ref().map(|name| name.0.as_str().to_string()))
                 .filter(|name| !metadata.topics.contains_key(name) && validate_topic_name(name).is_ok())
+                .filter(|name| name != groups::OFFSETS_TOPIC)
                 .collect();
             if allow_create && !to_create.is_empty() {
                 let new_topics = to_create

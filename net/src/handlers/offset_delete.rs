@@ -4,7 +4,9 @@
 use std::rc::Rc;
 
 use bytes::Bytes;
-use kafka_protocol::messages::offset_delete_response::{OffsetDeleteResponsePartition, OffsetDeleteResponseTopic};
+use kafka_protocol::messages::offset_delete_response::{
+    OffsetDeleteResponsePartition, OffsetDeleteResponseTopic,
+};
 use kafka_protocol::messages::{OffsetDeleteRequest, OffsetDeleteResponse, RequestHeader};
 
 use super::encode;
@@ -14,27 +16,44 @@ use crate::groups::{self, GroupRequest, GroupResponse};
 
 pub const VERSIONS: (i16, i16) = (0, 0);
 
-pub async fn handle(broker: &Rc<Broker>, header: &RequestHeader, request: OffsetDeleteRequest) -> Option<Vec<Bytes>> {
+pub async fn handle(
+    broker: &Rc<Broker>,
+    header: &RequestHeader,
+    request: OffsetDeleteRequest,
+) -> Option<Vec<Bytes>> {
     let group_id = request.group_id.to_string();
     let shape: Vec<(kafka_protocol::messages::TopicName, Vec<i32>)> = request
         .topics
         .iter()
-        .map(|topic| (topic.name.clone(), topic.partitions.iter().map(|partition| partition.partition_index).collect()))
+        .map(|topic| {
+            (
+                topic.name.clone(),
+                topic
+                    .partitions
+                    .iter()
+                    .map(|partition| partition.partition_index)
+                    .collect(),
+            )
+        })
         .collect();
     let mut response = OffsetDeleteResponse::default();
-    let errors = match groups::route(broker, &group_id, GroupRequest::OffsetDelete { request }).await {
-        Ok(GroupResponse::OffsetDelete(outcome)) => {
-            response.error_code = outcome.error_code;
-            outcome.topics
-        }
-        other => {
-            response.error_code = match other {
-                Err(error_code) => error_code,
-                Ok(_) => code::UNKNOWN_SERVER_ERROR,
-            };
-            shape.iter().map(|(_, partitions)| vec![code::NONE; partitions.len()]).collect()
-        }
-    };
+    let errors =
+        match groups::route(broker, &group_id, GroupRequest::OffsetDelete { request }).await {
+            Ok(GroupResponse::OffsetDelete(outcome)) => {
+                response.error_code = outcome.error_code;
+                outcome.topics
+            }
+            other => {
+                response.error_code = match other {
+                    Err(error_code) => error_code,
+                    Ok(_) => code::UNKNOWN_SERVER_ERROR,
+                };
+                shape
+                    .iter()
+                    .map(|(_, partitions)| vec![code::NONE; partitions.len()])
+                    .collect()
+            }
+        };
     if response.error_code == code::NONE {
         response.topics = shape
             .into_iter()

@@ -5,15 +5,19 @@ use std::rc::Rc;
 
 use bytes::Bytes;
 use kafka_protocol::messages::offset_fetch_response::{
-    OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions, OffsetFetchResponseTopic,
-    OffsetFetchResponseTopics,
+    OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions,
+    OffsetFetchResponseTopic, OffsetFetchResponseTopics,
 };
-use kafka_protocol::messages::{GroupId, OffsetFetchRequest, OffsetFetchResponse, RequestHeader, TopicName};
+use kafka_protocol::messages::{
+    GroupId, OffsetFetchRequest, OffsetFetchResponse, RequestHeader, TopicName,
+};
 
 use super::{encode, str_bytes};
 use crate::broker::{futures_lite_join_all, Broker};
 use crate::errors::code;
-use crate::groups::{self, FetchGroup, FetchedGroup, FetchedPartition, GroupRequest, GroupResponse};
+use crate::groups::{
+    self, FetchGroup, FetchedGroup, FetchedPartition, GroupRequest, GroupResponse,
+};
 
 pub const VERSIONS: (i16, i16) = (1, 9);
 
@@ -45,7 +49,11 @@ fn failed(request: &FetchGroup, error_code: i16) -> FetchedGroup {
             (topic, partitions)
         })
         .collect();
-    FetchedGroup { group_id: request.group_id.clone(), error_code, topics }
+    FetchedGroup {
+        group_id: request.group_id.clone(),
+        error_code,
+        topics,
+    }
 }
 
 /// Fetches every group, one mesh message per coordinator shard, answers in
@@ -61,10 +69,17 @@ async fn fetch_all(broker: &Rc<Broker>, wanted: Vec<FetchGroup>) -> Vec<FetchedG
     let mut positions = Vec::new();
     for (shard, indexes) in per_shard {
         let subset: Vec<FetchGroup> = indexes.iter().map(|index| wanted[*index].clone()).collect();
-        calls.push(groups::call(broker, shard, GroupRequest::OffsetFetch { groups: subset }));
+        calls.push(groups::call(
+            broker,
+            shard,
+            GroupRequest::OffsetFetch { groups: subset },
+        ));
         positions.push(indexes);
     }
-    for (indexes, answer) in positions.into_iter().zip(futures_lite_join_all(calls).await) {
+    for (indexes, answer) in positions
+        .into_iter()
+        .zip(futures_lite_join_all(calls).await)
+    {
         match answer {
             Some(GroupResponse::OffsetFetch(fetched)) if fetched.len() == indexes.len() => {
                 for (index, group) in indexes.into_iter().zip(fetched) {
@@ -81,11 +96,17 @@ async fn fetch_all(broker: &Rc<Broker>, wanted: Vec<FetchGroup>) -> Vec<FetchedG
     answers
         .into_iter()
         .zip(wanted.iter())
-        .map(|(answer, request)| answer.unwrap_or_else(|| failed(request, code::UNKNOWN_SERVER_ERROR)))
+        .map(|(answer, request)| {
+            answer.unwrap_or_else(|| failed(request, code::UNKNOWN_SERVER_ERROR))
+        })
         .collect()
 }
 
-pub async fn handle(broker: &Rc<Broker>, header: &RequestHeader, request: OffsetFetchRequest) -> Option<Vec<Bytes>> {
+pub async fn handle(
+    broker: &Rc<Broker>,
+    header: &RequestHeader,
+    request: OffsetFetchRequest,
+) -> Option<Vec<Bytes>> {
     let version = header.request_api_version;
     let mut response = OffsetFetchResponse::default();
     // require_stable waits out pending transactional commits; there are
@@ -97,7 +118,10 @@ pub async fn handle(broker: &Rc<Broker>, header: &RequestHeader, request: Offset
             .map(|group| FetchGroup {
                 group_id: group.group_id.to_string(),
                 topics: group.topics.as_ref().map(|topics| {
-                    topics.iter().map(|topic| (topic.name.to_string(), topic.partition_indexes.clone())).collect()
+                    topics
+                        .iter()
+                        .map(|topic| (topic.name.to_string(), topic.partition_indexes.clone()))
+                        .collect()
                 }),
             })
             .collect();
@@ -124,8 +148,11 @@ pub async fn handle(broker: &Rc<Broker>, header: &RequestHeader, request: Offset
                                 partition.metadata = found.metadata.as_deref().map(str_bytes);
                                 // A group-level error is reported once, at
                                 // the group.
-                                partition.error_code =
-                                    if fetched.error_code != code::NONE { code::NONE } else { found.error_code };
+                                partition.error_code = if fetched.error_code != code::NONE {
+                                    code::NONE
+                                } else {
+                                    found.error_code
+                                };
                                 partition
                             })
                             .collect();
@@ -140,7 +167,10 @@ pub async fn handle(broker: &Rc<Broker>, header: &RequestHeader, request: Offset
     let wanted = FetchGroup {
         group_id: request.group_id.to_string(),
         topics: request.topics.as_ref().map(|topics| {
-            topics.iter().map(|topic| (topic.name.to_string(), topic.partition_indexes.clone())).collect()
+            topics
+                .iter()
+                .map(|topic| (topic.name.to_string(), topic.partition_indexes.clone()))
+                .collect()
         }),
     };
     let fetched = fetch_all(broker, vec![wanted]).await.into_iter().next()?;

@@ -32,6 +32,10 @@ pub async fn handle(broker: &Rc<Broker>, header: &RequestHeader, request: Produc
                 ProduceOutcome { base_offset: -1, log_append_time: -1, log_start_offset: -1, ..Default::default() };
             if !valid_acks {
                 outcome.error_code = code::INVALID_REQUIRED_ACKS;
+            } else if name == crate::groups::OFFSETS_TOPIC {
+                // Only the group coordinator writes its records there, as
+                // Kafka refuses client writes to internal topics.
+                outcome.error_code = code::INVALID_TOPIC_EXCEPTION;
             } else {
                 outcome.error_code = code::UNKNOWN_TOPIC_OR_PARTITION;
                 let known = broker.metadata().topics.get(name).is_some_and(|meta| {

@@ -16,14 +16,19 @@ pub const VERSIONS: (i16, i16) = (0, 5);
 /// First version carrying the protocol type and name.
 const PROTOCOL_VERSION: i16 = 5;
 
-pub async fn handle(broker: &Rc<Broker>, header: &RequestHeader, request: SyncGroupRequest) -> Option<Vec<Bytes>> {
+pub async fn handle(
+    broker: &Rc<Broker>,
+    header: &RequestHeader,
+    request: SyncGroupRequest,
+) -> Option<Vec<Bytes>> {
     let version = header.request_api_version;
     let group_id = request.group_id.to_string();
-    let outcome = match groups::route(broker, &group_id, GroupRequest::Sync { request, version }).await {
-        Ok(GroupResponse::Sync(outcome)) => outcome,
-        Ok(_) => SyncOutcome::error(code::UNKNOWN_SERVER_ERROR),
-        Err(error_code) => SyncOutcome::error(error_code),
-    };
+    let outcome =
+        match groups::route(broker, &group_id, GroupRequest::Sync { request, version }).await {
+            Ok(GroupResponse::Sync(outcome)) => outcome,
+            Ok(_) => SyncOutcome::error(code::UNKNOWN_SERVER_ERROR),
+            Err(error_code) => SyncOutcome::error(error_code),
+        };
     Some(encode(&response(outcome, version), version))
 }
 
