@@ -105,7 +105,7 @@ for workload in "${WORKLOADS[@]}"; do
             --broker "tcp://127.0.0.1:$TANSU_PORT" >/dev/null 2>&1 || true
         results+=("$(run_perf "tansu-$engine-$stem" "$workload" \
             --bootstrap "127.0.0.1:$TANSU_PORT" --broker-name "tansu-$engine" \
-            --topic-prefix "$prefix")")
+            --topic-prefix "$prefix" --broker-pid "$TANSU_PID")")
         stop_tansu
     done
 

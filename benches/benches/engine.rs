@@ -25,13 +25,19 @@ fn validation(c: &mut Criterion) {
     for size in [16 * 1024, 1024 * 1024] {
         let batch = batch_of(size);
         group.throughput(Throughput::Bytes(batch.len() as u64));
-        group.bench_with_input(BenchmarkId::new("validate_crc32c", batch.len()), &batch, |b, batch| {
-            b.iter(|| validate(black_box(batch), usize::MAX).expect("valid"))
-        });
-        group.bench_with_input(BenchmarkId::new("memcpy_baseline", batch.len()), &batch, |b, batch| {
-            let mut target = vec![0u8; batch.len()];
-            b.iter(|| target.copy_from_slice(black_box(batch)))
-        });
+        group.bench_with_input(
+            BenchmarkId::new("validate_crc32c", batch.len()),
+            &batch,
+            |b, batch| b.iter(|| validate(black_box(batch), usize::MAX).expect("valid")),
+        );
+        group.bench_with_input(
+            BenchmarkId::new("memcpy_baseline", batch.len()),
+            &batch,
+            |b, batch| {
+                let mut target = vec![0u8; batch.len()];
+                b.iter(|| target.copy_from_slice(black_box(batch)))
+            },
+        );
     }
     group.finish();
 }
@@ -41,7 +47,10 @@ fn index_lookup(c: &mut Criterion) {
     let entries = (1u64 << 30) / 4096;
     let index = SegmentIndex {
         offsets: (0..entries as u32)
-            .map(|i| OffsetEntry { relative_offset: i * 4, position: i * 4096 })
+            .map(|i| OffsetEntry {
+                relative_offset: i * 4,
+                position: i * 4096,
+            })
             .collect(),
         times: Vec::new(),
     };
@@ -61,19 +70,29 @@ fn cross_shard(c: &mut Criterion) {
     let mut group = c.benchmark_group("cross_shard_handoff");
     group.sample_size(10);
     for remote in [false, true] {
-        let name = if remote { "mesh_round_trip" } else { "local_call_baseline" };
+        let name = if remote {
+            "mesh_round_trip"
+        } else {
+            "local_call_baseline"
+        };
         group.bench_function(name, |b| {
             b.iter_custom(|iterations| {
                 let plan = mesh_plan::<Bytes, usize>(2);
                 let elapsed = std::sync::Arc::new(std::sync::Mutex::new(Duration::ZERO));
                 let recorded = std::sync::Arc::clone(&elapsed);
-                let shard_plan = ShardPlan { shards: 2, pin: false, spin_before_park: Some(Duration::from_micros(50)) };
+                let shard_plan = ShardPlan {
+                    shards: 2,
+                    pin: false,
+                    spin_before_park: Some(Duration::from_micros(50)),
+                };
                 run_shards(&shard_plan, move |shard| {
                     let plan = plan.clone();
                     let recorded = std::sync::Arc::clone(&recorded);
                     async move {
                         let mesh = Mesh::join(plan).await.expect("join");
-                        mesh.set_handler(Rc::new(|bytes: Bytes| Box::pin(async move { bytes.len() })));
+                        mesh.set_handler(Rc::new(|bytes: Bytes| {
+                            Box::pin(async move { bytes.len() })
+                        }));
                         if shard.0 == 0 {
                             let target = if remote { ShardId(1) } else { ShardId(0) };
                             let payload = Bytes::from_static(&[0u8; 64]);

@@ -14,7 +14,10 @@ use sluice_net::BrokerConfig;
 pub const SETTINGS: &[(&str, &str)] = &[
     ("node_id", "a non-negative integer"),
     ("data_dir", "a directory path"),
-    ("listen", "host:port to bind, e.g. 127.0.0.1:9092 (port 0 picks a free port)"),
+    (
+        "listen",
+        "host:port to bind, e.g. 127.0.0.1:9092 (port 0 picks a free port)",
+    ),
     ("advertised_listener", "host:port clients should connect to"),
     ("shards", "a number of shards between 1 and 256"),
     ("pin_shards", "true or false"),
@@ -29,13 +32,25 @@ pub const SETTINGS: &[(&str, &str)] = &[
     ("retention_check_interval_ms", "milliseconds, at least 1"),
     ("connections_max_idle_ms", "milliseconds, at least 1"),
     ("delete_topic_enable", "true or false"),
-    ("group_initial_rebalance_delay_ms", "milliseconds, 0 or more (Kafka default 3000)"),
+    (
+        "group_initial_rebalance_delay_ms",
+        "milliseconds, 0 or more (Kafka default 3000)",
+    ),
     ("group_min_session_timeout_ms", "milliseconds, at least 1"),
-    ("group_max_session_timeout_ms", "milliseconds, at least group_min_session_timeout_ms"),
+    (
+        "group_max_session_timeout_ms",
+        "milliseconds, at least group_min_session_timeout_ms",
+    ),
     ("group_max_size", "members per group, at least 1"),
-    ("offsets_topic_num_partitions", "partitions of __consumer_offsets when it is created, 1 to 1000"),
+    (
+        "offsets_topic_num_partitions",
+        "partitions of __consumer_offsets when it is created, 1 to 1000",
+    ),
     ("offsets_retention_minutes", "minutes, at least 1"),
-    ("offsets_retention_check_interval_ms", "milliseconds, at least 1"),
+    (
+        "offsets_retention_check_interval_ms",
+        "milliseconds, at least 1",
+    ),
 ];
 
 /// Most partitions `__consumer_offsets` may be created with (Kafka caps
@@ -64,7 +79,11 @@ impl std::fmt::Display for Source {
 }
 
 fn expected(name: &str) -> &'static str {
-    SETTINGS.iter().find(|(setting, _)| *setting == name).map(|(_, what)| *what).unwrap_or("")
+    SETTINGS
+        .iter()
+        .find(|(setting, _)| *setting == name)
+        .map(|(_, what)| *what)
+        .unwrap_or("")
 }
 
 fn parse_bool(value: &str) -> Option<bool> {
@@ -80,8 +99,18 @@ fn resolve(value: &str) -> Option<SocketAddr> {
 }
 
 /// Applies one setting. The error is the whole one-line message.
-pub fn apply(config: &mut BrokerConfig, name: &str, value: &str, source: &Source) -> Result<(), String> {
-    let bad = || format!("invalid value '{value}' for {name} (from {source}): expected {}", expected(name));
+pub fn apply(
+    config: &mut BrokerConfig,
+    name: &str,
+    value: &str,
+    source: &Source,
+) -> Result<(), String> {
+    let bad = || {
+        format!(
+            "invalid value '{value}' for {name} (from {source}): expected {}",
+            expected(name)
+        )
+    };
     let long = |min: i64, max: i64| value.parse::<i64>().ok().filter(|v| *v >= min && *v <= max);
     match name {
         "node_id" => config.node_id = long(0, i32::MAX as i64).ok_or_else(bad)? as i32,
@@ -94,7 +123,11 @@ pub fn apply(config: &mut BrokerConfig, name: &str, value: &str, source: &Source
         "listen" => config.listen = resolve(value).ok_or_else(bad)?,
         "advertised_listener" => {
             let (host, port) = value.rsplit_once(':').ok_or_else(bad)?;
-            let port = port.parse::<u16>().ok().filter(|port| *port > 0).ok_or_else(bad)?;
+            let port = port
+                .parse::<u16>()
+                .ok()
+                .filter(|port| *port > 0)
+                .ok_or_else(bad)?;
             if host.is_empty() {
                 return Err(bad());
             }
@@ -106,7 +139,8 @@ pub fn apply(config: &mut BrokerConfig, name: &str, value: &str, source: &Source
         "auto_create_topics" => config.auto_create_topics = parse_bool(value).ok_or_else(bad)?,
         "num_partitions" => {
             config.default_partitions =
-                long(1, sluice_engine::constants::TOPIC_PARTITIONS_MAX as i64).ok_or_else(bad)? as i32
+                long(1, sluice_engine::constants::TOPIC_PARTITIONS_MAX as i64).ok_or_else(bad)?
+                    as i32
         }
         "segment_bytes" => {
             config.log.segment_bytes =
@@ -119,7 +153,8 @@ pub fn apply(config: &mut BrokerConfig, name: &str, value: &str, source: &Source
             config.log.max_message_bytes = long(1, i32::MAX as i64).ok_or_else(bad)? as u32
         }
         "cache_bytes_per_shard" => {
-            config.cache_bytes_per_shard = long(CACHE_BYTES_MIN as i64, i64::MAX).ok_or_else(bad)? as usize
+            config.cache_bytes_per_shard =
+                long(CACHE_BYTES_MIN as i64, i64::MAX).ok_or_else(bad)? as usize
         }
         "retention_check_interval_ms" => {
             config.retention_check_interval_ms = long(1, i64::MAX).ok_or_else(bad)? as u64
@@ -129,7 +164,8 @@ pub fn apply(config: &mut BrokerConfig, name: &str, value: &str, source: &Source
         }
         "delete_topic_enable" => config.delete_topic_enable = parse_bool(value).ok_or_else(bad)?,
         "group_initial_rebalance_delay_ms" => {
-            config.groups.initial_rebalance_delay_ms = long(0, i32::MAX as i64).ok_or_else(bad)? as u64
+            config.groups.initial_rebalance_delay_ms =
+                long(0, i32::MAX as i64).ok_or_else(bad)? as u64
         }
         "group_min_session_timeout_ms" => {
             config.groups.min_session_timeout_ms = long(1, i32::MAX as i64).ok_or_else(bad)? as i32
@@ -137,20 +173,29 @@ pub fn apply(config: &mut BrokerConfig, name: &str, value: &str, source: &Source
         "group_max_session_timeout_ms" => {
             config.groups.max_session_timeout_ms = long(1, i32::MAX as i64).ok_or_else(bad)? as i32
         }
-        "group_max_size" => config.groups.max_size = long(1, i32::MAX as i64).ok_or_else(bad)? as usize,
+        "group_max_size" => {
+            config.groups.max_size = long(1, i32::MAX as i64).ok_or_else(bad)? as usize
+        }
         "offsets_topic_num_partitions" => {
-            config.groups.offsets_topic_partitions = long(1, OFFSETS_TOPIC_PARTITIONS_MAX).ok_or_else(bad)? as i32
+            config.groups.offsets_topic_partitions =
+                long(1, OFFSETS_TOPIC_PARTITIONS_MAX).ok_or_else(bad)? as i32
         }
         "offsets_retention_minutes" => {
-            config.groups.offsets_retention_ms = long(1, i64::MAX / 60_000).ok_or_else(bad)? * 60_000
+            config.groups.offsets_retention_ms =
+                long(1, i64::MAX / 60_000).ok_or_else(bad)? * 60_000
         }
         "offsets_retention_check_interval_ms" => {
-            config.groups.offsets_retention_check_interval_ms = long(1, i64::MAX).ok_or_else(bad)? as u64
+            config.groups.offsets_retention_check_interval_ms =
+                long(1, i64::MAX).ok_or_else(bad)? as u64
         }
         _ => {
             return Err(format!(
                 "unknown setting '{name}' (from {source}); known settings: {}",
-                SETTINGS.iter().map(|(name, _)| *name).collect::<Vec<_>>().join(", ")
+                SETTINGS
+                    .iter()
+                    .map(|(name, _)| *name)
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ))
         }
     }
@@ -161,11 +206,13 @@ pub fn apply(config: &mut BrokerConfig, name: &str, value: &str, source: &Source
 pub fn apply_file(config: &mut BrokerConfig, path: &PathBuf) -> Result<(), String> {
     let text = std::fs::read_to_string(path)
         .map_err(|error| format!("cannot read config file {}: {error}", path.display()))?;
-    let table: toml::Table = text
-        .parse()
-        .map_err(|error: toml::de::Error| {
-            format!("config file {} is not valid TOML: {}", path.display(), error.message())
-        })?;
+    let table: toml::Table = text.parse().map_err(|error: toml::de::Error| {
+        format!(
+            "config file {} is not valid TOML: {}",
+            path.display(),
+            error.message()
+        )
+    })?;
     let source = Source::File(path.clone());
     for (name, value) in table {
         let text = match value {
@@ -209,7 +256,9 @@ pub fn from_args(args: &[String]) -> Result<BrokerConfig, String> {
         let (flag, value) = match flag.split_once('=') {
             Some((flag, value)) => (flag.to_string(), value.to_string()),
             None => {
-                let value = iter.next().ok_or_else(|| format!("flag --{flag} needs a value"))?;
+                let value = iter
+                    .next()
+                    .ok_or_else(|| format!("flag --{flag} needs a value"))?;
                 (flag.to_string(), value.clone())
             }
         };
@@ -226,7 +275,12 @@ pub fn from_args(args: &[String]) -> Result<BrokerConfig, String> {
     apply_environment(&mut config)?;
     for (flag, value) in flags {
         let name = flag.replace('-', "_");
-        apply(&mut config, &name, &value, &Source::Flag(format!("--{flag}")))?;
+        apply(
+            &mut config,
+            &name,
+            &value,
+            &Source::Flag(format!("--{flag}")),
+        )?;
     }
     if config.groups.min_session_timeout_ms > config.groups.max_session_timeout_ms {
         return Err(format!(
@@ -243,13 +297,24 @@ mod tests {
 
     #[test]
     fn flags_override_and_errors_name_the_setting() {
-        let args: Vec<String> =
-            ["--shards", "2", "--data-dir=/tmp/x", "--listen", "127.0.0.1:0"].iter().map(|s| s.to_string()).collect();
+        let args: Vec<String> = [
+            "--shards",
+            "2",
+            "--data-dir=/tmp/x",
+            "--listen",
+            "127.0.0.1:0",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
         let config = from_args(&args).unwrap();
         assert_eq!(config.shards, 2);
         assert_eq!(config.data_dir, PathBuf::from("/tmp/x"));
         let error = from_args(&["--shards".to_string(), "zero".to_string()]).unwrap_err();
-        assert!(error.contains("shards") && error.contains("--shards"), "{error}");
+        assert!(
+            error.contains("shards") && error.contains("--shards"),
+            "{error}"
+        );
         let error = from_args(&["--nonsense".to_string(), "1".to_string()]).unwrap_err();
         assert!(error.contains("unknown setting"), "{error}");
     }
@@ -274,9 +339,17 @@ mod tests {
         assert_eq!(config.groups.min_session_timeout_ms, 500);
         assert_eq!(config.groups.offsets_retention_ms, 120_000);
         assert_eq!(config.groups.offsets_topic_partitions, 7);
-        let error = from_args(&["--group-max-session-timeout-ms".to_string(), "10".to_string()]).unwrap_err();
+        let error = from_args(&[
+            "--group-max-session-timeout-ms".to_string(),
+            "10".to_string(),
+        ])
+        .unwrap_err();
         assert!(error.contains("group_min_session_timeout_ms"), "{error}");
-        let error = from_args(&["--offsets-topic-num-partitions".to_string(), "0".to_string()]).unwrap_err();
+        let error = from_args(&[
+            "--offsets-topic-num-partitions".to_string(),
+            "0".to_string(),
+        ])
+        .unwrap_err();
         assert!(error.contains("offsets_topic_num_partitions"), "{error}");
     }
 
@@ -287,7 +360,10 @@ mod tests {
         let path = dir.join("sluice.toml");
         std::fs::write(&path, "shards = 1\nsegment_bytes = 10\n").unwrap();
         let error = from_args(&["--config".to_string(), path.display().to_string()]).unwrap_err();
-        assert!(error.contains("segment_bytes") && error.contains("sluice.toml"), "{error}");
+        assert!(
+            error.contains("segment_bytes") && error.contains("sluice.toml"),
+            "{error}"
+        );
         std::fs::write(&path, "shards = 1\nauto_create_topics = false\n").unwrap();
         let config = from_args(&["--config".to_string(), path.display().to_string()]).unwrap();
         assert!(!config.auto_create_topics);

@@ -22,7 +22,10 @@ const MEMLOCK_WANTED_BYTES: u64 = 512 * 1024 * 1024;
 /// Raises RLIMIT_MEMLOCK so glommio can register its buffers; where that is
 /// not allowed, says once what it costs and how to fix it.
 fn raise_memlock() {
-    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
     // SAFETY: getrlimit/setrlimit write/read a plain struct.
     unsafe {
         if libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut limit) != 0 {
@@ -59,7 +62,11 @@ fn bind_listeners(config: &BrokerConfig) -> Result<(Vec<i32>, std::net::SocketAd
     let mut fds = Vec::with_capacity(config.shards);
     for _ in 0..config.shards {
         let bind = || -> std::io::Result<Socket> {
-            let socket = Socket::new(Domain::for_address(address), Type::STREAM, Some(Protocol::TCP))?;
+            let socket = Socket::new(
+                Domain::for_address(address),
+                Type::STREAM,
+                Some(Protocol::TCP),
+            )?;
             socket.set_reuse_port(true)?;
             socket.set_reuse_address(true)?;
             socket.bind(&address.into())?;
@@ -111,7 +118,11 @@ pub fn run(config: BrokerConfig) -> Result<(), String> {
     let config = Arc::new(config);
     let plan = mesh_plan::<ShardRequest, ShardResponse>(config.shards);
     let (ready_sender, ready_receiver) = mpsc::channel::<Result<(), String>>();
-    let shard_plan = ShardPlan { shards: config.shards, pin: config.pin_shards, spin_before_park: None };
+    let shard_plan = ShardPlan {
+        shards: config.shards,
+        pin: config.pin_shards,
+        spin_before_park: None,
+    };
     let shard_config = Arc::clone(&config);
     let fds = Arc::new(fds);
     let runner = std::thread::Builder::new()
@@ -126,7 +137,8 @@ pub fn run(config: BrokerConfig) -> Result<(), String> {
                     use futures_lite::FutureExt;
                     // A shard that panics must not leave the process waiting
                     // for it: report it so start-up fails with a message.
-                    let shard_run = std::panic::AssertUnwindSafe(run_shard(config, plan, fd, address, &ready));
+                    let shard_run =
+                        std::panic::AssertUnwindSafe(run_shard(config, plan, fd, address, &ready));
                     match shard_run.catch_unwind().await {
                         Ok(Ok(())) => {}
                         Ok(Err(error)) => {
@@ -177,7 +189,10 @@ async fn run_shard(
 ) -> Result<(), String> {
     let mesh = Mesh::join(plan).await?;
     let broker = Broker::new(Arc::clone(&config), mesh).await?;
-    let host = config.advertised_host.clone().unwrap_or_else(|| address.ip().to_string());
+    let host = config
+        .advertised_host
+        .clone()
+        .unwrap_or_else(|| address.ip().to_string());
     broker.set_advertised(host, config.advertised_port.unwrap_or(address.port()));
     if broker.shard.0 == 0 {
         broker.start_controller().await?;
@@ -185,10 +200,18 @@ async fn run_shard(
     broker.wait_ready().await;
     // SAFETY: fd is a listening socket created for this shard and owned by nobody else.
     let listener = unsafe { TcpListener::from_raw_fd(fd) };
-    let accept = glommio::spawn_local(sluice_net::server::accept_loop(std::rc::Rc::clone(&broker), listener));
-    let background = glommio::executor()
-        .create_task_queue(glommio::Shares::Static(100), glommio::Latency::NotImportant, "retention");
-    if let Ok(task) = glommio::spawn_local_into(std::rc::Rc::clone(&broker).run_retention(), background) {
+    let accept = glommio::spawn_local(sluice_net::server::accept_loop(
+        std::rc::Rc::clone(&broker),
+        listener,
+    ));
+    let background = glommio::executor().create_task_queue(
+        glommio::Shares::Static(100),
+        glommio::Latency::NotImportant,
+        "retention",
+    );
+    if let Ok(task) =
+        glommio::spawn_local_into(std::rc::Rc::clone(&broker).run_retention(), background)
+    {
         task.detach();
     }
     let _ = ready.send(Ok(()));

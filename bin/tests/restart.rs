@@ -317,13 +317,16 @@ fn acknowledged_messages_survive_sigterm_and_sigkill() {
 /// log, every acks=1 acknowledgement below a durable one in its partition is
 /// too (the log survives as a prefix), and nothing else is there but
 /// messages that were sent.
+/// A message index and the (partition, offset) it was acknowledged at.
+type Delivered = (usize, (i32, i64));
+
 #[test]
 fn repeated_kill_9_keeps_a_durable_prefix() {
     const CYCLES: usize = 4;
     let topic = "rolling";
     let mut broker = TestBroker::start();
     common::create_topic(&broker.admin(), topic, 3, &[("segment.bytes", "65536")]);
-    let mut durable: Vec<(usize, Vec<(usize, (i32, i64))>)> = Vec::new();
+    let mut durable: Vec<(usize, Vec<Delivered>)> = Vec::new();
     let mut rng = Rng::new(7);
     for cycle in 0..CYCLES {
         let (durable_phase, relaxed_phase) = (10 + 2 * cycle, 11 + 2 * cycle);

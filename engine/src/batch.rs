@@ -62,7 +62,10 @@ pub enum BatchError {
     BadCrc { stored: u32, computed: u32 },
     /// Record count and last offset delta disagree, or the count is not
     /// positive (INVALID_RECORD).
-    BadRecordCount { record_count: i32, last_offset_delta: i32 },
+    BadRecordCount {
+        record_count: i32,
+        last_offset_delta: i32,
+    },
     /// A compression codec number Kafka does not define (CORRUPT_MESSAGE).
     UnknownCompression(i16),
     /// Larger than the limit in force (MESSAGE_TOO_LARGE).
@@ -73,13 +76,22 @@ impl std::fmt::Display for BatchError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             BatchError::BadLength { declared, present } => {
-                write!(f, "batch length {declared} does not match the {present} bytes present")
+                write!(
+                    f,
+                    "batch length {declared} does not match the {present} bytes present"
+                )
             }
             BatchError::UnsupportedMagic(magic) => write!(f, "record batch magic {magic} is not 2"),
             BatchError::BadCrc { stored, computed } => {
-                write!(f, "batch crc {stored:#010x} does not match computed {computed:#010x}")
+                write!(
+                    f,
+                    "batch crc {stored:#010x} does not match computed {computed:#010x}"
+                )
             }
-            BatchError::BadRecordCount { record_count, last_offset_delta } => write!(
+            BatchError::BadRecordCount {
+                record_count,
+                last_offset_delta,
+            } => write!(
                 f,
                 "record count {record_count} does not match last offset delta {last_offset_delta}"
             ),
@@ -128,7 +140,10 @@ impl BatchHeader {
     /// BATCH_HEADER_BYTES`; anything shorter is refused here too.
     pub fn parse(bytes: &[u8]) -> Result<BatchHeader, BatchError> {
         if bytes.len() < BATCH_HEADER_BYTES {
-            return Err(BatchError::BadLength { declared: -1, present: bytes.len() });
+            return Err(BatchError::BadLength {
+                declared: -1,
+                present: bytes.len(),
+            });
         }
         Ok(BatchHeader {
             base_offset: be_i64(bytes, BASE_OFFSET_AT),
@@ -188,21 +203,30 @@ pub fn compute_crc(batch: &[u8]) -> u32 {
 pub fn validate(bytes: &[u8], limit: usize) -> Result<BatchHeader, BatchError> {
     let limit = limit.min(BATCH_BYTES_MAX);
     if bytes.len() > limit {
-        return Err(BatchError::TooLarge { bytes: bytes.len(), limit });
+        return Err(BatchError::TooLarge {
+            bytes: bytes.len(),
+            limit,
+        });
     }
     let header = BatchHeader::parse(bytes)?;
     let declared = LOG_OVERHEAD as i64 + i64::from(header.batch_length);
     if header.batch_length < (BATCH_HEADER_BYTES - LOG_OVERHEAD) as i32
         || declared != bytes.len() as i64
     {
-        return Err(BatchError::BadLength { declared, present: bytes.len() });
+        return Err(BatchError::BadLength {
+            declared,
+            present: bytes.len(),
+        });
     }
     if header.magic != MAGIC_V2 {
         return Err(BatchError::UnsupportedMagic(header.magic));
     }
     let computed = compute_crc(bytes);
     if computed != header.crc {
-        return Err(BatchError::BadCrc { stored: header.crc, computed });
+        return Err(BatchError::BadCrc {
+            stored: header.crc,
+            computed,
+        });
     }
     if header.compression() > attributes::COMPRESSION_CODEC_MAX {
         return Err(BatchError::UnknownCompression(header.compression()));
@@ -232,7 +256,10 @@ pub fn split_and_validate(
     while at < records.len() {
         let rest = &records[at..];
         if rest.len() < LOG_OVERHEAD {
-            return Err(BatchError::BadLength { declared: -1, present: rest.len() });
+            return Err(BatchError::BadLength {
+                declared: -1,
+                present: rest.len(),
+            });
         }
         let length = be_i32(rest, LENGTH_AT);
         if length < 0 || LOG_OVERHEAD as u64 + length as u64 > rest.len() as u64 {
@@ -252,7 +279,11 @@ pub fn split_and_validate(
 
 /// The first `PATCHED_HEAD_BYTES` of a batch with base offset and leader
 /// epoch set by the broker.
-pub fn patched_head(batch: &[u8], base_offset: Offset, epoch: LeaderEpoch) -> [u8; PATCHED_HEAD_BYTES] {
+pub fn patched_head(
+    batch: &[u8],
+    base_offset: Offset,
+    epoch: LeaderEpoch,
+) -> [u8; PATCHED_HEAD_BYTES] {
     let mut head = [0u8; PATCHED_HEAD_BYTES];
     head.copy_from_slice(&batch[..PATCHED_HEAD_BYTES]);
     head[BASE_OFFSET_AT..LENGTH_AT].copy_from_slice(&base_offset.0.to_be_bytes());
@@ -275,7 +306,13 @@ pub fn stamp_log_append_time(batch: &mut [u8], now_ms: i64) {
 /// Builds an uncompressed v2 batch of `values` (no keys, no headers). Used by
 /// tests, benchmarks and the crash-test child; clients build their own.
 pub fn build_batch(base_timestamp: i64, values: &[&[u8]]) -> Vec<u8> {
-    build_batch_with(BuildBatch { base_timestamp, ..BuildBatch::default() }, values)
+    build_batch_with(
+        BuildBatch {
+            base_timestamp,
+            ..BuildBatch::default()
+        },
+        values,
+    )
 }
 
 /// Options for [`build_batch_with`].
@@ -369,17 +406,29 @@ mod tests {
         for at in ATTRIBUTES_AT..batch.len() {
             let mut broken = batch.clone();
             broken[at] ^= 0x01;
-            assert!(validate(&broken, usize::MAX).is_err(), "flip at {at} accepted");
+            assert!(
+                validate(&broken, usize::MAX).is_err(),
+                "flip at {at} accepted"
+            );
         }
         let mut wrong_magic = batch.clone();
         wrong_magic[MAGIC_AT] = 1;
-        assert_eq!(validate(&wrong_magic, usize::MAX), Err(BatchError::UnsupportedMagic(1)));
-        assert!(matches!(validate(&batch[..30], usize::MAX), Err(BatchError::BadLength { .. })));
+        assert_eq!(
+            validate(&wrong_magic, usize::MAX),
+            Err(BatchError::UnsupportedMagic(1))
+        );
+        assert!(matches!(
+            validate(&batch[..30], usize::MAX),
+            Err(BatchError::BadLength { .. })
+        ));
         assert!(matches!(
             validate(&batch[..batch.len() - 1], usize::MAX),
             Err(BatchError::BadLength { .. })
         ));
-        assert!(matches!(validate(&batch, 10), Err(BatchError::TooLarge { .. })));
+        assert!(matches!(
+            validate(&batch, 10),
+            Err(BatchError::TooLarge { .. })
+        ));
     }
 
     #[test]
@@ -388,7 +437,10 @@ mod tests {
         batch[RECORD_COUNT_AT..RECORD_COUNT_AT + 4].copy_from_slice(&5i32.to_be_bytes());
         let crc = compute_crc(&batch);
         batch[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
-        assert!(matches!(validate(&batch, usize::MAX), Err(BatchError::BadRecordCount { .. })));
+        assert!(matches!(
+            validate(&batch, usize::MAX),
+            Err(BatchError::BadRecordCount { .. })
+        ));
     }
 
     #[test]

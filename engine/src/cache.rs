@@ -58,7 +58,11 @@ impl BatchCache {
         let sequence = self.next_sequence.get();
         self.next_sequence.set(sequence + 1);
         self.used_bytes.set(self.used_bytes.get() + bytes);
-        self.insertions.borrow_mut().push_back(Insertion { owner, sequence, bytes });
+        self.insertions.borrow_mut().push_back(Insertion {
+            owner,
+            sequence,
+            bytes,
+        });
         sequence
     }
 

@@ -17,7 +17,11 @@ pub struct StorageError {
 
 impl StorageError {
     pub fn new(operation: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
-        StorageError { operation, path: path.into(), source }
+        StorageError {
+            operation,
+            path: path.into(),
+            source,
+        }
     }
 
     pub fn is_disk_full(&self) -> bool {
@@ -27,7 +31,13 @@ impl StorageError {
 
 impl fmt::Display for StorageError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {}: {}", self.operation, self.path.display(), self.source)
+        write!(
+            f,
+            "{} {}: {}",
+            self.operation,
+            self.path.display(),
+            self.source
+        )
     }
 }
 
@@ -46,7 +56,10 @@ impl fmt::Display for ProducerError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ProducerError::InvalidEpoch { current, got } => {
-                write!(f, "producer epoch {got} is older than the current epoch {current}")
+                write!(
+                    f,
+                    "producer epoch {got} is older than the current epoch {current}"
+                )
             }
             ProducerError::OutOfOrderSequence { expected, got } => {
                 write!(f, "sequence {got} is out of order, expected {expected}")
@@ -114,7 +127,10 @@ impl std::error::Error for ReadError {}
 pub enum OpenError {
     Storage(StorageError),
     /// A file that should be ours is not in a format we recognise.
-    Foreign { path: PathBuf, reason: String },
+    Foreign {
+        path: PathBuf,
+        reason: String,
+    },
 }
 
 impl fmt::Display for OpenError {

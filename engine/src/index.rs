@@ -44,9 +44,14 @@ impl SegmentIndex {
     /// its relative offset as base: a reader checks that, because index files
     /// carry no checksum.
     pub fn entry_for(&self, relative_offset: u32) -> OffsetEntry {
-        let after = self.offsets.partition_point(|entry| entry.relative_offset <= relative_offset);
+        let after = self
+            .offsets
+            .partition_point(|entry| entry.relative_offset <= relative_offset);
         match after {
-            0 => OffsetEntry { relative_offset: 0, position: 0 },
+            0 => OffsetEntry {
+                relative_offset: 0,
+                position: 0,
+            },
             n => self.offsets[n - 1],
         }
     }
@@ -54,7 +59,9 @@ impl SegmentIndex {
     /// The relative offset to start scanning from for the first record with
     /// a timestamp at or after `timestamp`.
     pub fn relative_offset_for_time(&self, timestamp: i64) -> u32 {
-        let before = self.times.partition_point(|entry| entry.timestamp < timestamp);
+        let before = self
+            .times
+            .partition_point(|entry| entry.timestamp < timestamp);
         match before {
             0 => 0,
             n => self.times[n - 1].relative_offset,
@@ -63,8 +70,10 @@ impl SegmentIndex {
 
     /// Drops every entry at or after `relative_offset` (log truncation).
     pub fn truncate_from(&mut self, relative_offset: u32) {
-        self.offsets.retain(|entry| entry.relative_offset < relative_offset);
-        self.times.retain(|entry| entry.relative_offset < relative_offset);
+        self.offsets
+            .retain(|entry| entry.relative_offset < relative_offset);
+        self.times
+            .retain(|entry| entry.relative_offset < relative_offset);
     }
 
     pub fn encode_offsets(&self) -> Vec<u8> {
@@ -104,7 +113,8 @@ impl SegmentIndex {
                 return None;
             }
             if let Some(last) = index.offsets.last() {
-                if entry.relative_offset <= last.relative_offset || entry.position <= last.position {
+                if entry.relative_offset <= last.relative_offset || entry.position <= last.position
+                {
                     return None;
                 }
             }
@@ -118,7 +128,8 @@ impl SegmentIndex {
                 relative_offset: u32::from_be_bytes([chunk[8], chunk[9], chunk[10], chunk[11]]),
             };
             if let Some(last) = index.times.last() {
-                if entry.timestamp < last.timestamp || entry.relative_offset < last.relative_offset {
+                if entry.timestamp < last.timestamp || entry.relative_offset < last.relative_offset
+                {
                     return None;
                 }
             }
@@ -135,12 +146,24 @@ mod tests {
     fn sample() -> SegmentIndex {
         SegmentIndex {
             offsets: vec![
-                OffsetEntry { relative_offset: 10, position: 4096 },
-                OffsetEntry { relative_offset: 20, position: 8192 },
+                OffsetEntry {
+                    relative_offset: 10,
+                    position: 4096,
+                },
+                OffsetEntry {
+                    relative_offset: 20,
+                    position: 8192,
+                },
             ],
             times: vec![
-                TimeEntry { timestamp: 100, relative_offset: 10 },
-                TimeEntry { timestamp: 200, relative_offset: 20 },
+                TimeEntry {
+                    timestamp: 100,
+                    relative_offset: 10,
+                },
+                TimeEntry {
+                    timestamp: 200,
+                    relative_offset: 20,
+                },
             ],
         }
     }

@@ -315,9 +315,19 @@ impl<S: Storage> Inner<S> {
     }
 
     fn check_offsets(&self) {
-        assert!(self.log_start <= self.hw, "log start {} > hw {}", self.log_start, self.hw);
+        assert!(
+            self.log_start <= self.hw,
+            "log start {} > hw {}",
+            self.log_start,
+            self.hw
+        );
         assert!(self.hw <= self.leo, "hw {} > leo {}", self.hw, self.leo);
-        assert!(self.durable <= self.leo, "durable {} > leo {}", self.durable, self.leo);
+        assert!(
+            self.durable <= self.leo,
+            "durable {} > leo {}",
+            self.durable,
+            self.leo
+        );
     }
 
     /// The active segment's state now, for a recovery point written once
@@ -360,9 +370,21 @@ pub struct PartitionLog<S: Storage> {
 
 /// What the writer task does next.
 enum WriterStep<F> {
-    Open { segment_base: i64, path: PathBuf },
-    Write { file: Rc<F>, segment_base: i64, from: u64, to: u64, wait: bool, buffer_len: usize },
-    Finalize { segment_base: i64 },
+    Open {
+        segment_base: i64,
+        path: PathBuf,
+    },
+    Write {
+        file: Rc<F>,
+        segment_base: i64,
+        from: u64,
+        to: u64,
+        wait: bool,
+        buffer_len: usize,
+    },
+    Finalize {
+        segment_base: i64,
+    },
     WaitInFlight,
     RetryLater,
     Idle,
@@ -380,9 +402,13 @@ impl<S: Storage> PartitionLog<S> {
         storage
             .create_dir_all(&dir)
             .map_err(|error| StorageError::new("create directory", &dir, error))?;
-        let names =
-            storage.list_dir(&dir).map_err(|error| StorageError::new("list", &dir, error))?;
-        let mut bases: Vec<i64> = names.iter().filter_map(|name| parse_segment_name(name)).collect();
+        let names = storage
+            .list_dir(&dir)
+            .map_err(|error| StorageError::new("list", &dir, error))?;
+        let mut bases: Vec<i64> = names
+            .iter()
+            .filter_map(|name| parse_segment_name(name))
+            .collect();
         bases.sort_unstable();
         let checkpoint = read_log_start(&storage, &dir).await?;
         let mut segments: BTreeMap<i64, Segment<S::File>> = BTreeMap::new();
@@ -405,17 +431,29 @@ impl<S: Storage> PartitionLog<S> {
                 .open(&path, false)
                 .await
                 .map_err(|error| StorageError::new("open", &path, error))?;
-            let size =
-                file.size().await.map_err(|error| StorageError::new("stat", &path, error))?;
+            let size = file
+                .size()
+                .await
+                .map_err(|error| StorageError::new("stat", &path, error))?;
             sizes.push((base, size));
             if size > 0 || base == bases[0] {
                 let resume = match &resume_point {
                     Some((point, state))
-                        if point.segment_base == base && point.position > 0 && point.position <= size =>
+                        if point.segment_base == base
+                            && point.position > 0
+                            && point.position <= size =>
                     {
                         load_index_files(&storage, &dir, base, point.position)
                             .await
-                            .map(|index| (ScanStart { point: *point, index }, state.clone()))
+                            .map(|index| {
+                                (
+                                    ScanStart {
+                                        point: *point,
+                                        index,
+                                    },
+                                    state.clone(),
+                                )
+                            })
                     }
                     _ => None,
                 };
@@ -435,7 +473,9 @@ impl<S: Storage> PartitionLog<S> {
                     file.truncate(scanned.valid_bytes)
                         .await
                         .map_err(|error| StorageError::new("truncate", &path, error))?;
-                    file.sync().await.map_err(|error| StorageError::new("sync", &path, error))?;
+                    file.sync()
+                        .await
+                        .map_err(|error| StorageError::new("sync", &path, error))?;
                 }
                 // The producer state as of this segment's start, and then
                 // every batch the scan found in it.
@@ -467,8 +507,10 @@ impl<S: Storage> PartitionLog<S> {
         // Empty segments after the recovered one that do not continue it
         // (their predecessor lost unsynced batches) are removed.
         if let Some(next) = recovered_next {
-            let stale: Vec<i64> =
-                segments.range(next.saturating_add(1)..).map(|(&base, _)| base).collect();
+            let stale: Vec<i64> = segments
+                .range(next.saturating_add(1)..)
+                .map(|(&base, _)| base)
+                .collect();
             for base in stale {
                 if let Some(segment) = segments.remove(&base) {
                     storage
@@ -491,7 +533,12 @@ impl<S: Storage> PartitionLog<S> {
                 segment.issued = size;
             }
         }
-        let mut next_bases = segments.keys().skip(1).copied().collect::<Vec<_>>().into_iter();
+        let mut next_bases = segments
+            .keys()
+            .skip(1)
+            .copied()
+            .collect::<Vec<_>>()
+            .into_iter();
         for segment in segments.values_mut() {
             match next_bases.next() {
                 Some(next_base) if segment.file.is_none() => segment.next_offset = next_base,
@@ -626,7 +673,12 @@ impl<S: Storage> PartitionLog<S> {
 
     /// Bytes held by the log's segments.
     pub fn size_bytes(&self) -> u64 {
-        self.inner.borrow().segments.values().map(|segment| segment.size).sum()
+        self.inner
+            .borrow()
+            .segments
+            .values()
+            .map(|segment| segment.size)
+            .sum()
     }
 
     pub fn segment_count(&self) -> usize {
@@ -679,7 +731,11 @@ impl<S: Storage> PartitionLog<S> {
                     limit,
                 }));
             }
-            match inner.producers.check(header).map_err(AppendError::Producer)? {
+            match inner
+                .producers
+                .check(header)
+                .map_err(AppendError::Producer)?
+            {
                 SequenceCheck::Accept => {}
                 SequenceCheck::Duplicate { base_offset } => {
                     duplicate = Some((base_offset, header.last_offset_delta));
@@ -711,10 +767,15 @@ impl<S: Storage> PartitionLog<S> {
                 header.max_timestamp = now;
                 log_append_time = now;
                 let owned = Bytes::from(owned);
-                let head = Bytes::copy_from_slice(&batch::patched_head(&owned, Offset(base_offset), epoch));
+                let head = Bytes::copy_from_slice(&batch::patched_head(
+                    &owned,
+                    Offset(base_offset),
+                    epoch,
+                ));
                 (head, owned.slice(PATCHED_HEAD_BYTES..))
             } else {
-                let head = Bytes::copy_from_slice(&batch::patched_head(bytes, Offset(base_offset), epoch));
+                let head =
+                    Bytes::copy_from_slice(&batch::patched_head(bytes, Offset(base_offset), epoch));
                 (head, bytes.slice(PATCHED_HEAD_BYTES..))
             };
             let batch_bytes = bytes.len() as u64;
@@ -742,15 +803,26 @@ impl<S: Storage> PartitionLog<S> {
                 let position = active.size;
                 let relative = (base_offset - active.base_offset) as u32;
                 if let Some(index) = active.index.as_mut() {
-                    if active.bytes_since_index >= index_interval || index.offsets.is_empty() && position > 0 {
-                        index.offsets.push(OffsetEntry { relative_offset: relative, position: position as u32 });
+                    if active.bytes_since_index >= index_interval
+                        || index.offsets.is_empty() && position > 0
+                    {
+                        index.offsets.push(OffsetEntry {
+                            relative_offset: relative,
+                            position: position as u32,
+                        });
                         active.bytes_since_index = 0;
                     }
                     if header.max_timestamp > active.max_timestamp {
                         let last_relative = (header.last_offset() - active.base_offset) as u32;
-                        let newer = index.times.last().is_none_or(|entry| entry.timestamp < header.max_timestamp);
+                        let newer = index
+                            .times
+                            .last()
+                            .is_none_or(|entry| entry.timestamp < header.max_timestamp);
                         if newer && active.bytes_since_index == 0 {
-                            index.times.push(TimeEntry { timestamp: header.max_timestamp, relative_offset: last_relative });
+                            index.times.push(TimeEntry {
+                                timestamp: header.max_timestamp,
+                                relative_offset: last_relative,
+                            });
                         }
                     }
                 }
@@ -819,12 +891,19 @@ impl<S: Storage> PartitionLog<S> {
                 WriterStep::RetryLater
             };
         }
-        let Some(segment) = inner.segments.values().find(|segment| segment.has_writer_work()) else {
+        let Some(segment) = inner
+            .segments
+            .values()
+            .find(|segment| segment.has_writer_work())
+        else {
             return WriterStep::Idle;
         };
         let Some(file) = segment.file.clone() else {
             if segment.in_flight == 0 {
-                return WriterStep::Open { segment_base: segment.base_offset, path: segment.path.clone() };
+                return WriterStep::Open {
+                    segment_base: segment.base_offset,
+                    path: segment.path.clone(),
+                };
             }
             return WriterStep::WaitInFlight;
         };
@@ -864,7 +943,9 @@ impl<S: Storage> PartitionLog<S> {
             return WriterStep::WaitInFlight;
         }
         if segment.sealed && !segment.finalized {
-            return WriterStep::Finalize { segment_base: segment.base_offset };
+            return WriterStep::Finalize {
+                segment_base: segment.base_offset,
+            };
         }
         WriterStep::Idle
     }
@@ -876,7 +957,11 @@ impl<S: Storage> PartitionLog<S> {
                     let mut inner = self.inner.borrow_mut();
                     // Re-check under the same borrow that clears the flag, so
                     // an append cannot slip between check and exit.
-                    if inner.segments.values().any(|segment| segment.has_writer_work()) {
+                    if inner
+                        .segments
+                        .values()
+                        .any(|segment| segment.has_writer_work())
+                    {
                         continue;
                     }
                     inner.writer_running = false;
@@ -889,7 +974,14 @@ impl<S: Storage> PartitionLog<S> {
                         self.writer_failed(error);
                     }
                 }
-                WriterStep::Write { file, segment_base, from, to, wait, buffer_len } => {
+                WriterStep::Write {
+                    file,
+                    segment_base,
+                    from,
+                    to,
+                    wait,
+                    buffer_len,
+                } => {
                     let mut buffer = file.alloc(buffer_len);
                     {
                         let mut inner = self.inner.borrow_mut();
@@ -948,7 +1040,12 @@ impl<S: Storage> PartitionLog<S> {
     }
 
     fn in_flight_total(&self) -> usize {
-        self.inner.borrow().segments.values().map(|segment| segment.in_flight).sum()
+        self.inner
+            .borrow()
+            .segments
+            .values()
+            .map(|segment| segment.in_flight)
+            .sum()
     }
 
     fn write_done(&self, segment_base: i64, from: u64, to: u64, result: std::io::Result<()>) {
@@ -993,10 +1090,17 @@ impl<S: Storage> PartitionLog<S> {
         self.signal.notify();
     }
 
-    async fn create_segment_file(&self, segment_base: i64, path: &Path) -> Result<(), StorageError> {
+    async fn create_segment_file(
+        &self,
+        segment_base: i64,
+        path: &Path,
+    ) -> Result<(), StorageError> {
         let preallocate = {
             let inner = self.inner.borrow();
-            inner.config.preallocate.then_some(inner.config.segment_bytes)
+            inner
+                .config
+                .preallocate
+                .then_some(inner.config.segment_bytes)
         };
         let file = self
             .storage
@@ -1037,7 +1141,10 @@ impl<S: Storage> PartitionLog<S> {
             // writes when it rolls) lets a reload find the segment's max
             // timestamp and its offset without a scan.
             if segment.max_timestamp >= 0
-                && index.times.last().is_none_or(|entry| entry.timestamp < segment.max_timestamp)
+                && index
+                    .times
+                    .last()
+                    .is_none_or(|entry| entry.timestamp < segment.max_timestamp)
             {
                 index.times.push(TimeEntry {
                     timestamp: segment.max_timestamp,
@@ -1046,8 +1153,12 @@ impl<S: Storage> PartitionLog<S> {
             }
             (file, segment.path.clone(), segment.size, index)
         };
-        file.truncate(size).await.map_err(|error| StorageError::new("truncate", &path, error))?;
-        file.sync().await.map_err(|error| StorageError::new("sync", &path, error))?;
+        file.truncate(size)
+            .await
+            .map_err(|error| StorageError::new("truncate", &path, error))?;
+        file.sync()
+            .await
+            .map_err(|error| StorageError::new("sync", &path, error))?;
         let index_path = self.dir.join(segment_file_name(segment_base, "index"));
         self.storage
             .write_small_atomic(&index_path, &index.encode_offsets())
@@ -1095,7 +1206,10 @@ impl<S: Storage> PartitionLog<S> {
         let base = capture.point.segment_base;
         let still_active = {
             let inner = self.inner.borrow();
-            inner.segments.get(&base).is_some_and(|segment| !segment.sealed)
+            inner
+                .segments
+                .get(&base)
+                .is_some_and(|segment| !segment.sealed)
         };
         if !still_active {
             // Sealing wrote the full index; a later recovery scans the new segment.
@@ -1158,7 +1272,12 @@ impl<S: Storage> PartitionLog<S> {
             })
             .await;
         outcome.map_err(|()| {
-            let reason = self.inner.borrow().write_error.clone().unwrap_or_else(|| "log closed".into());
+            let reason = self
+                .inner
+                .borrow()
+                .write_error
+                .clone()
+                .unwrap_or_else(|| "log closed".into());
             StorageError::new("sync", &self.dir, std::io::Error::other(reason))
         })
     }
@@ -1233,30 +1352,61 @@ impl<S: Storage> PartitionLog<S> {
     /// Reads whole batches starting with the one that holds `offset`, up to
     /// `max_bytes` (the first batch is returned whole even if larger), never
     /// past `upper` (exclusive; the high watermark for consumers).
-    pub async fn read(&self, offset: i64, max_bytes: usize, upper: i64) -> Result<ReadChunks, ReadError> {
+    pub async fn read(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        upper: i64,
+    ) -> Result<ReadChunks, ReadError> {
         let disk = {
             let inner = self.inner.borrow();
             if offset < inner.log_start || offset > inner.leo {
-                return Err(ReadError::OffsetOutOfRange { log_start: inner.log_start, log_end: inner.leo });
+                return Err(ReadError::OffsetOutOfRange {
+                    log_start: inner.log_start,
+                    log_end: inner.leo,
+                });
             }
             let upper = upper.min(inner.leo);
             if offset >= upper {
-                return Ok(ReadChunks { chunks: vec![], bytes: 0, next_offset: offset });
+                return Ok(ReadChunks {
+                    chunks: vec![],
+                    bytes: 0,
+                    next_offset: offset,
+                });
             }
-            if inner.cached.front().is_some_and(|front| front.base_offset <= offset) {
+            if inner
+                .cached
+                .front()
+                .is_some_and(|front| front.base_offset <= offset)
+            {
                 return Ok(read_cached(&inner.cached, offset, max_bytes, upper));
             }
             let Some((&base, segment)) = inner.segments.range(..=offset).next_back() else {
-                return Err(ReadError::OffsetOutOfRange { log_start: inner.log_start, log_end: inner.leo });
+                return Err(ReadError::OffsetOutOfRange {
+                    log_start: inner.log_start,
+                    log_end: inner.leo,
+                });
             };
-            (base, segment.file.clone(), segment.written, segment.path.clone(), upper)
+            (
+                base,
+                segment.file.clone(),
+                segment.written,
+                segment.path.clone(),
+                upper,
+            )
         };
         let (segment_base, file, readable_end, path, upper) = disk;
         let file = match file {
             Some(file) => file,
             None => match self.segment_file(segment_base).await? {
                 Some(file) => file,
-                None => return Ok(ReadChunks { chunks: vec![], bytes: 0, next_offset: offset }),
+                None => {
+                    return Ok(ReadChunks {
+                        chunks: vec![],
+                        bytes: 0,
+                        next_offset: offset,
+                    })
+                }
             },
         };
         let mut index = self.segment_index(segment_base).await?;
@@ -1265,7 +1415,11 @@ impl<S: Storage> PartitionLog<S> {
             let entry = index.entry_for(relative);
             let first_base = segment_base + i64::from(entry.relative_offset);
             let start = u64::from(entry.position);
-            let from = DiskPosition { start, first_base, readable_end };
+            let from = DiskPosition {
+                start,
+                first_base,
+                readable_end,
+            };
             let result = read_from_disk(&*file, &path, from, offset, max_bytes, upper).await;
             if result.is_err() {
                 // A wrong entry in an index file looks like damage; rebuilt
@@ -1287,7 +1441,10 @@ impl<S: Storage> PartitionLog<S> {
     async fn distrust_index(&self, segment_base: i64) -> Result<Option<SegmentIndex>, ReadError> {
         let from_files = {
             let inner = self.inner.borrow();
-            inner.segments.get(&segment_base).is_some_and(|segment| segment.index_from_files)
+            inner
+                .segments
+                .get(&segment_base)
+                .is_some_and(|segment| segment.index_from_files)
         };
         if !from_files {
             return Ok(None);
@@ -1345,7 +1502,10 @@ impl<S: Storage> PartitionLog<S> {
         let time_path = self.dir.join(segment_file_name(segment_base, "timeindex"));
         let index_bytes_max = size / 8 * crate::index::OFFSET_ENTRY_BYTES as u64 + 4096;
         let offsets = self.storage.read_small(&index_path, index_bytes_max).await;
-        let times = self.storage.read_small(&time_path, index_bytes_max * 2).await;
+        let times = self
+            .storage
+            .read_small(&time_path, index_bytes_max * 2)
+            .await;
         let loaded = match (offsets, times) {
             (Ok(offsets), Ok(times)) => SegmentIndex::decode(&offsets, &times, size),
             _ => None,
@@ -1357,7 +1517,10 @@ impl<S: Storage> PartitionLog<S> {
         // A sealed segment's last time entry is its maximum (see
         // `finalize_segment`).
         let (max_timestamp, offset_of_max_timestamp) = match index.times.last() {
-            Some(entry) => (entry.timestamp, segment_base + i64::from(entry.relative_offset)),
+            Some(entry) => (
+                entry.timestamp,
+                segment_base + i64::from(entry.relative_offset),
+            ),
             None => (-1, segment_base),
         };
         let mut inner = self.inner.borrow_mut();
@@ -1397,10 +1560,14 @@ impl<S: Storage> PartitionLog<S> {
     /// ListOffsets: earliest, latest, by timestamp, max timestamp.
     pub async fn lookup(&self, query: OffsetQuery) -> Result<Option<FoundOffset>, ReadError> {
         match query {
-            OffsetQuery::Earliest => {
-                Ok(Some(FoundOffset { offset: self.offsets().log_start, timestamp: -1 }))
-            }
-            OffsetQuery::Latest => Ok(Some(FoundOffset { offset: self.offsets().hw, timestamp: -1 })),
+            OffsetQuery::Earliest => Ok(Some(FoundOffset {
+                offset: self.offsets().log_start,
+                timestamp: -1,
+            })),
+            OffsetQuery::Latest => Ok(Some(FoundOffset {
+                offset: self.offsets().hw,
+                timestamp: -1,
+            })),
             OffsetQuery::MaxTimestamp => {
                 let bases: Vec<i64> = self.inner.borrow().segments.keys().copied().collect();
                 for &base in &bases {
@@ -1411,7 +1578,12 @@ impl<S: Storage> PartitionLog<S> {
                     .segments
                     .values()
                     .filter(|segment| segment.max_timestamp >= 0)
-                    .max_by_key(|segment| (segment.max_timestamp, std::cmp::Reverse(segment.base_offset)));
+                    .max_by_key(|segment| {
+                        (
+                            segment.max_timestamp,
+                            std::cmp::Reverse(segment.base_offset),
+                        )
+                    });
                 Ok(best.map(|segment| FoundOffset {
                     offset: segment.offset_of_max_timestamp,
                     timestamp: segment.max_timestamp,
@@ -1431,13 +1603,22 @@ impl<S: Storage> PartitionLog<S> {
             let index = self.segment_index(base).await?;
             let (max_timestamp, written, path, next_offset) = {
                 let inner = self.inner.borrow();
-                let Some(segment) = inner.segments.get(&base) else { continue };
-                (segment.max_timestamp, segment.written, segment.path.clone(), segment.next_offset)
+                let Some(segment) = inner.segments.get(&base) else {
+                    continue;
+                };
+                (
+                    segment.max_timestamp,
+                    segment.written,
+                    segment.path.clone(),
+                    segment.next_offset,
+                )
             };
             if max_timestamp < target || next_offset <= log_start {
                 continue;
             }
-            let Some(file) = self.segment_file(base).await? else { continue };
+            let Some(file) = self.segment_file(base).await? else {
+                continue;
+            };
             let mut index = index;
             let relative = index.relative_offset_for_time(target);
             let mut entry = index.entry_for(relative);
@@ -1447,8 +1628,12 @@ impl<S: Storage> PartitionLog<S> {
                 let head = file
                     .read_at(position, BATCH_HEADER_BYTES)
                     .await
-                    .map_err(|error| ReadError::Storage(StorageError::new("read", &path, error).to_string()))?;
-                let Ok(header) = BatchHeader::parse(&head) else { break };
+                    .map_err(|error| {
+                        ReadError::Storage(StorageError::new("read", &path, error).to_string())
+                    })?;
+                let Ok(header) = BatchHeader::parse(&head) else {
+                    break;
+                };
                 if position == u64::from(entry.position)
                     && (!is_plausible_header(&header)
                         || header.base_offset != base + i64::from(entry.relative_offset))
@@ -1470,15 +1655,28 @@ impl<S: Storage> PartitionLog<S> {
                     }
                 }
                 let end = position + header.total_bytes() as u64;
-                if header.max_timestamp >= target && header.last_offset() >= log_start && header.base_offset < hw {
-                    let bytes = file
-                        .read_at(position, header.total_bytes())
-                        .await
-                        .map_err(|error| ReadError::Storage(StorageError::new("read", &path, error).to_string()))?;
-                    let found = first_record_at_or_after(&bytes, &header, target)
-                        .unwrap_or(FoundOffset { offset: header.base_offset, timestamp: header.max_timestamp });
+                if header.max_timestamp >= target
+                    && header.last_offset() >= log_start
+                    && header.base_offset < hw
+                {
+                    let bytes =
+                        file.read_at(position, header.total_bytes())
+                            .await
+                            .map_err(|error| {
+                                ReadError::Storage(
+                                    StorageError::new("read", &path, error).to_string(),
+                                )
+                            })?;
+                    let found =
+                        first_record_at_or_after(&bytes, &header, target).unwrap_or(FoundOffset {
+                            offset: header.base_offset,
+                            timestamp: header.max_timestamp,
+                        });
                     let offset = found.offset.max(log_start);
-                    return Ok(Some(FoundOffset { offset, timestamp: found.timestamp }));
+                    return Ok(Some(FoundOffset {
+                        offset,
+                        timestamp: found.timestamp,
+                    }));
                 }
                 position = end;
             }
@@ -1487,10 +1685,18 @@ impl<S: Storage> PartitionLog<S> {
             for cached in &inner.cached {
                 let mut whole = cached.head.to_vec();
                 whole.extend_from_slice(&cached.body);
-                let Ok(header) = BatchHeader::parse(&whole) else { continue };
-                if header.max_timestamp >= target && cached.end_position > written && cached.segment_base == base {
-                    let found = first_record_at_or_after(&whole, &header, target)
-                        .unwrap_or(FoundOffset { offset: header.base_offset, timestamp: header.max_timestamp });
+                let Ok(header) = BatchHeader::parse(&whole) else {
+                    continue;
+                };
+                if header.max_timestamp >= target
+                    && cached.end_position > written
+                    && cached.segment_base == base
+                {
+                    let found =
+                        first_record_at_or_after(&whole, &header, target).unwrap_or(FoundOffset {
+                            offset: header.base_offset,
+                            timestamp: header.max_timestamp,
+                        });
                     return Ok(Some(found));
                 }
             }
@@ -1535,7 +1741,10 @@ impl<S: Storage> PartitionLog<S> {
         let new_start = {
             let mut inner = self.inner.borrow_mut();
             if offset > inner.hw || offset < 0 {
-                return Err(ReadError::OffsetOutOfRange { log_start: inner.log_start, log_end: inner.hw });
+                return Err(ReadError::OffsetOutOfRange {
+                    log_start: inner.log_start,
+                    log_end: inner.hw,
+                });
             }
             inner.log_start = inner.log_start.max(offset);
             inner.check_offsets();
@@ -1551,7 +1760,11 @@ impl<S: Storage> PartitionLog<S> {
     fn drop_cached_before(&self, offset: i64) {
         let mut inner = self.inner.borrow_mut();
         let mut released = 0;
-        while inner.cached.front().is_some_and(|front| front.last_offset < offset) {
+        while inner
+            .cached
+            .front()
+            .is_some_and(|front| front.last_offset < offset)
+        {
             if let Some(front) = inner.cached.front() {
                 if !inner.is_cached_batch_written(front) {
                     break;
@@ -1596,15 +1809,33 @@ impl<S: Storage> PartitionLog<S> {
         self.inner.borrow_mut().recovery_point_at = None;
         let offset = offset.max(log_start);
         // Find the batch holding `offset`: its start is the new end.
-        let bases: Vec<i64> = self.inner.borrow().segments.range(..=offset).map(|(&b, _)| b).collect();
-        let Some(&segment_base) = bases.last() else { return Ok(()) };
-        let index_error = |error: ReadError| {
-            StorageError::new("truncate", &self.dir, std::io::Error::other(error.to_string()))
+        let bases: Vec<i64> = self
+            .inner
+            .borrow()
+            .segments
+            .range(..=offset)
+            .map(|(&b, _)| b)
+            .collect();
+        let Some(&segment_base) = bases.last() else {
+            return Ok(());
         };
-        let mut index = self.segment_index(segment_base).await.map_err(index_error)?;
+        let index_error = |error: ReadError| {
+            StorageError::new(
+                "truncate",
+                &self.dir,
+                std::io::Error::other(error.to_string()),
+            )
+        };
+        let mut index = self
+            .segment_index(segment_base)
+            .await
+            .map_err(index_error)?;
         let from_files = {
             let inner = self.inner.borrow();
-            inner.segments.get(&segment_base).is_some_and(|segment| segment.index_from_files)
+            inner
+                .segments
+                .get(&segment_base)
+                .is_some_and(|segment| segment.index_from_files)
         };
         if from_files {
             // This segment becomes the active one, whose index must be right:
@@ -1614,12 +1845,19 @@ impl<S: Storage> PartitionLog<S> {
         }
         let (file, path, size) = {
             let inner = self.inner.borrow();
-            let Some(segment) = inner.segments.get(&segment_base) else { return Ok(()) };
+            let Some(segment) = inner.segments.get(&segment_base) else {
+                return Ok(());
+            };
             (segment.file.clone(), segment.path.clone(), segment.size)
         };
         let file = match file {
             Some(file) => file,
-            None => Rc::new(self.storage.open(&path, false).await.map_err(|error| StorageError::new("open", &path, error))?),
+            None => Rc::new(
+                self.storage
+                    .open(&path, false)
+                    .await
+                    .map_err(|error| StorageError::new("open", &path, error))?,
+            ),
         };
         let relative = u32::try_from(offset - segment_base).unwrap_or(u32::MAX);
         // The segment's largest timestamp must be recomputed over what stays,
@@ -1627,8 +1865,12 @@ impl<S: Storage> PartitionLog<S> {
         // index entry is the running maximum at its batch (one is added only
         // for a new maximum), so the scan starts at the last entry before the
         // cut, or at the segment start if there is none.
-        let last_time_entry =
-            index.times.iter().rev().find(|entry| entry.relative_offset < relative).copied();
+        let last_time_entry = index
+            .times
+            .iter()
+            .rev()
+            .find(|entry| entry.relative_offset < relative)
+            .copied();
         let cut_search_from = u64::from(index.position_for(relative));
         let mut position = match last_time_entry {
             Some(entry) => {
@@ -1637,13 +1879,21 @@ impl<S: Storage> PartitionLog<S> {
             None => 0,
         };
         let (mut max_timestamp, mut offset_of_max_timestamp) = match last_time_entry {
-            Some(entry) => (entry.timestamp, segment_base + i64::from(entry.relative_offset)),
+            Some(entry) => (
+                entry.timestamp,
+                segment_base + i64::from(entry.relative_offset),
+            ),
             None => (-1, segment_base),
         };
         let mut new_leo = segment_base;
         while position + BATCH_HEADER_BYTES as u64 <= size {
-            let head = file.read_at(position, BATCH_HEADER_BYTES).await.map_err(|error| StorageError::new("read", &path, error))?;
-            let Ok(header) = BatchHeader::parse(&head) else { break };
+            let head = file
+                .read_at(position, BATCH_HEADER_BYTES)
+                .await
+                .map_err(|error| StorageError::new("read", &path, error))?;
+            let Ok(header) = BatchHeader::parse(&head) else {
+                break;
+            };
             if header.last_offset() >= offset {
                 // The cut starts at this batch. The index may have jumped
                 // straight to it, so the new end comes from its own header,
@@ -1664,26 +1914,41 @@ impl<S: Storage> PartitionLog<S> {
         // Remove later segments, then cut this one.
         let later: Vec<Segment<S::File>> = {
             let mut inner = self.inner.borrow_mut();
-            let keys: Vec<i64> = inner.segments.range(segment_base + 1..).map(|(&b, _)| b).collect();
-            keys.into_iter().filter_map(|base| inner.segments.remove(&base)).collect()
+            let keys: Vec<i64> = inner
+                .segments
+                .range(segment_base + 1..)
+                .map(|(&b, _)| b)
+                .collect();
+            keys.into_iter()
+                .filter_map(|base| inner.segments.remove(&base))
+                .collect()
         };
         for segment in later {
             remove_segment_files(&self.storage, &self.dir, segment.base_offset);
         }
-        file.truncate(position).await.map_err(|error| StorageError::new("truncate", &path, error))?;
-        file.sync().await.map_err(|error| StorageError::new("sync", &path, error))?;
+        file.truncate(position)
+            .await
+            .map_err(|error| StorageError::new("truncate", &path, error))?;
+        file.sync()
+            .await
+            .map_err(|error| StorageError::new("sync", &path, error))?;
         // The producer state as of the new end, rebuilt as recovery does: the
         // segment's start state and a replay of what stays in it. Cutting
         // the current state back cannot undo an epoch change, which clears a
         // producer's earlier batches: a fenced producer would be let back in.
         // (This reads the segment once; truncation is rare.)
         let mut producers = load_producer_snapshot(&self.storage, &self.dir, segment_base).await;
-        let kept = scan_segment(&*file, &path, segment_base, position, &self.config(), None).await?;
+        let kept =
+            scan_segment(&*file, &path, segment_base, position, &self.config(), None).await?;
         for header in &kept.headers {
             producers.record(header, header.base_offset);
         }
         let tail = if position % IO_ALIGNMENT != 0 {
-            Some(file.read_at(align_down(position), (position % IO_ALIGNMENT) as usize).await.map_err(|error| StorageError::new("read", &path, error))?)
+            Some(
+                file.read_at(align_down(position), (position % IO_ALIGNMENT) as usize)
+                    .await
+                    .map_err(|error| StorageError::new("read", &path, error))?,
+            )
         } else {
             None
         };
@@ -1691,7 +1956,11 @@ impl<S: Storage> PartitionLog<S> {
         let (released, lowered_start) = {
             let mut inner = self.inner.borrow_mut();
             let mut released = 0;
-            while inner.cached.back().is_some_and(|back| back.base_offset >= new_leo) {
+            while inner
+                .cached
+                .back()
+                .is_some_and(|back| back.base_offset >= new_leo)
+            {
                 if let Some(batch) = inner.cached.pop_back() {
                     released += batch.bytes();
                 }
@@ -1751,7 +2020,11 @@ impl<S: Storage> PartitionLog<S> {
         }
         let doomed: Vec<i64> = {
             let inner = self.inner.borrow();
-            let mut total: i64 = inner.segments.values().map(|segment| segment.size as i64).sum();
+            let mut total: i64 = inner
+                .segments
+                .values()
+                .map(|segment| segment.size as i64)
+                .sum();
             let mut doomed = Vec::new();
             let last_base = inner.active().base_offset;
             for segment in inner.segments.values() {
@@ -1821,8 +2094,12 @@ impl<S: Storage> PartitionLog<S> {
         };
         self.signal.notify();
         if let Some(file) = file {
-            file.truncate(size).await.map_err(|error| StorageError::new("truncate", &path, error))?;
-            file.sync().await.map_err(|error| StorageError::new("sync", &path, error))?;
+            file.truncate(size)
+                .await
+                .map_err(|error| StorageError::new("truncate", &path, error))?;
+            file.sync()
+                .await
+                .map_err(|error| StorageError::new("sync", &path, error))?;
         }
         // A recovery point at the end lets a restart skip the scan.
         let capture = self.inner.borrow().capture_recovery_point();
@@ -1854,7 +2131,13 @@ impl<S: Storage> Drop for PartitionLog<S> {
         // owner without releasing them, so a log closed and dropped (a
         // restart, a partition moving away) would otherwise count against
         // the budget forever and starve every other partition's cache.
-        let released: usize = self.inner.get_mut().cached.iter().map(CachedBatch::bytes).sum();
+        let released: usize = self
+            .inner
+            .get_mut()
+            .cached
+            .iter()
+            .map(CachedBatch::bytes)
+            .sum();
         if released > 0 {
             self.cache.release(released);
         }
@@ -1878,9 +2161,18 @@ impl<S: Storage> CacheOwner for PartitionLog<S> {
     }
 }
 
-fn read_cached(cached: &VecDeque<CachedBatch>, offset: i64, max_bytes: usize, upper: i64) -> ReadChunks {
+fn read_cached(
+    cached: &VecDeque<CachedBatch>,
+    offset: i64,
+    max_bytes: usize,
+    upper: i64,
+) -> ReadChunks {
     let start = cached.partition_point(|batch| batch.last_offset < offset);
-    let mut out = ReadChunks { chunks: Vec::new(), bytes: 0, next_offset: offset };
+    let mut out = ReadChunks {
+        chunks: Vec::new(),
+        bytes: 0,
+        next_offset: offset,
+    };
     for batch in cached.iter().skip(start) {
         if batch.base_offset >= upper {
             break;
@@ -1913,11 +2205,19 @@ async fn read_from_disk<F: StorageFile>(
     max_bytes: usize,
     upper: i64,
 ) -> Result<ReadChunks, ReadError> {
-    let DiskPosition { start, first_base, readable_end } = from;
-    let storage_error = |error: std::io::Error| ReadError::Storage(StorageError::new("read", path, error).to_string());
+    let DiskPosition {
+        start,
+        first_base,
+        readable_end,
+    } = from;
+    let storage_error = |error: std::io::Error| {
+        ReadError::Storage(StorageError::new("read", path, error).to_string())
+    };
     let damaged = |position: u64, what: String| {
         let path = path.display();
-        ReadError::Storage(format!("{path}: {what} at position {position}: the segment is damaged"))
+        ReadError::Storage(format!(
+            "{path}: {what} at position {position}: the segment is damaged"
+        ))
     };
     let mut position = start;
     // The batch at `start` has the base offset the index entry names.
@@ -1932,7 +2232,10 @@ async fn read_from_disk<F: StorageFile>(
         if position + BATCH_HEADER_BYTES as u64 > readable_end {
             return Err(damaged(position, format!("no batch holds offset {offset}")));
         }
-        let head = file.read_at(position, BATCH_HEADER_BYTES).await.map_err(storage_error)?;
+        let head = file
+            .read_at(position, BATCH_HEADER_BYTES)
+            .await
+            .map_err(storage_error)?;
         let header = BatchHeader::parse(&head)
             .map_err(|error| ReadError::Storage(format!("{}: {error}", path.display())))?;
         if !is_plausible_header(&header)
@@ -1954,7 +2257,11 @@ async fn read_from_disk<F: StorageFile>(
     let want = max_bytes.max(first.total_bytes()).max(DISK_READ_BYTES_MIN);
     let len = (want as u64).min(readable_end - position) as usize;
     let bytes = file.read_at(position, len).await.map_err(storage_error)?;
-    let mut out = ReadChunks { chunks: Vec::new(), bytes: 0, next_offset: offset };
+    let mut out = ReadChunks {
+        chunks: Vec::new(),
+        bytes: 0,
+        next_offset: offset,
+    };
     let mut at = 0usize;
     let mut next_base = first.base_offset;
     while at + BATCH_HEADER_BYTES <= bytes.len() {
@@ -1971,7 +2278,10 @@ async fn read_from_disk<F: StorageFile>(
             // Past the end of the read (or of what is written) is normal
             // for a later batch; the first one was checked to fit.
             if at == 0 {
-                return Err(damaged(position, "a batch runs past the written end".into()));
+                return Err(damaged(
+                    position,
+                    "a batch runs past the written end".into(),
+                ));
             }
             break;
         }
@@ -2064,11 +2374,16 @@ async fn scan_segment<F: StorageFile>(
         let buffered_end = buffer_start + buffer.len() as u64;
         if position + BATCH_HEADER_BYTES as u64 > buffered_end {
             let len = (RECOVERY_READ_BYTES as u64).min(size - position) as usize;
-            buffer = file.read_at(position, len).await.map_err(|error| StorageError::new("read", path, error))?;
+            buffer = file
+                .read_at(position, len)
+                .await
+                .map_err(|error| StorageError::new("read", path, error))?;
             buffer_start = position;
         }
         let at = (position - buffer_start) as usize;
-        let Ok(header) = BatchHeader::parse(&buffer[at..]) else { break };
+        let Ok(header) = BatchHeader::parse(&buffer[at..]) else {
+            break;
+        };
         let total = header.total_bytes() as u64;
         if header.batch_length < (BATCH_HEADER_BYTES - LOG_OVERHEAD) as i32
             || total > BATCH_BYTES_MAX as u64
@@ -2080,15 +2395,22 @@ async fn scan_segment<F: StorageFile>(
         }
         if position + total > buffer_start + buffer.len() as u64 {
             let len = (RECOVERY_READ_BYTES as u64).max(total).min(size - position) as usize;
-            buffer = file.read_at(position, len).await.map_err(|error| StorageError::new("read", path, error))?;
+            buffer = file
+                .read_at(position, len)
+                .await
+                .map_err(|error| StorageError::new("read", path, error))?;
             buffer_start = position;
         }
         let at = (position - buffer_start) as usize;
-        let Some(bytes) = buffer.get(at..at + total as usize) else { break };
+        let Some(bytes) = buffer.get(at..at + total as usize) else {
+            break;
+        };
         if batch::compute_crc(bytes) != header.crc || header.last_offset_delta < 0 {
             break;
         }
-        if scanned.bytes_since_index >= u64::from(config.index_interval_bytes) || scanned.index.offsets.is_empty() && position > 0 {
+        if scanned.bytes_since_index >= u64::from(config.index_interval_bytes)
+            || scanned.index.offsets.is_empty() && position > 0
+        {
             scanned.index.offsets.push(OffsetEntry {
                 relative_offset: (header.base_offset - base_offset) as u32,
                 position: position as u32,
@@ -2120,7 +2442,11 @@ async fn scan_segment<F: StorageFile>(
 /// Finds the first record at or after `target` inside an uncompressed batch;
 /// compressed batches answer with their base offset (the engine never
 /// decompresses).
-fn first_record_at_or_after(batch: &[u8], header: &BatchHeader, target: i64) -> Option<FoundOffset> {
+fn first_record_at_or_after(
+    batch: &[u8],
+    header: &BatchHeader,
+    target: i64,
+) -> Option<FoundOffset> {
     if header.compression() != 0 || header.is_log_append_time() {
         return None;
     }
@@ -2134,7 +2460,10 @@ fn first_record_at_or_after(batch: &[u8], header: &BatchHeader, target: i64) -> 
         let (offset_delta, _) = read_varint(batch.get(field..)?)?;
         let timestamp = header.base_timestamp + timestamp_delta;
         if timestamp >= target {
-            return Some(FoundOffset { offset: header.base_offset + offset_delta, timestamp });
+            return Some(FoundOffset {
+                offset: header.base_offset + offset_delta,
+                timestamp,
+            });
         }
         at = body + usize::try_from(length).ok()?;
     }
@@ -2192,7 +2521,8 @@ fn decode_checkpoint(bytes: &[u8]) -> Option<&[u8]> {
     if crc32c::crc32c(body).to_be_bytes() != crc {
         return None;
     }
-    if body[..4] != CHECKPOINT_MAGIC.to_be_bytes() || body[4..6] != CHECKPOINT_VERSION.to_be_bytes() {
+    if body[..4] != CHECKPOINT_MAGIC.to_be_bytes() || body[4..6] != CHECKPOINT_VERSION.to_be_bytes()
+    {
         return None;
     }
     let len = u32::from_be_bytes([body[6], body[7], body[8], body[9]]) as usize;
@@ -2204,14 +2534,24 @@ async fn read_log_start<S: Storage>(storage: &S, dir: &Path) -> Result<i64, Open
     if !storage.exists(&path) {
         return Ok(0);
     }
-    let bytes = storage.read_small(&path, 64).await.map_err(|error| StorageError::new("read", &path, error))?;
+    let bytes = storage
+        .read_small(&path, 64)
+        .await
+        .map_err(|error| StorageError::new("read", &path, error))?;
     match decode_checkpoint(&bytes).and_then(|payload| <[u8; 8]>::try_from(payload).ok()) {
         Some(word) => Ok(i64::from_be_bytes(word)),
-        None => Err(OpenError::Foreign { path, reason: "bad checksum or format".into() }),
+        None => Err(OpenError::Foreign {
+            path,
+            reason: "bad checksum or format".into(),
+        }),
     }
 }
 
-async fn write_log_start<S: Storage>(storage: &S, dir: &Path, offset: i64) -> Result<(), StorageError> {
+async fn write_log_start<S: Storage>(
+    storage: &S,
+    dir: &Path,
+    offset: i64,
+) -> Result<(), StorageError> {
     let path = dir.join(LOG_START_FILE);
     storage
         .write_small_atomic(&path, &encode_checkpoint(&offset.to_be_bytes()))
@@ -2236,10 +2576,15 @@ async fn write_producer_snapshot<S: Storage>(
     let path = dir.join(segment_file_name(offset, "snapshot"));
     let snapshot = ProducerSnapshot {
         offset,
-        producers: state.producers.iter().map(|(id, entry)| (*id, entry.clone())).collect(),
+        producers: state
+            .producers
+            .iter()
+            .map(|(id, entry)| (*id, entry.clone()))
+            .collect(),
     };
-    let payload = rkyv::to_bytes::<rkyv::rancor::Error>(&snapshot)
-        .map_err(|error| StorageError::new("encode", &path, std::io::Error::other(error.to_string())))?;
+    let payload = rkyv::to_bytes::<rkyv::rancor::Error>(&snapshot).map_err(|error| {
+        StorageError::new("encode", &path, std::io::Error::other(error.to_string()))
+    })?;
     storage
         .write_small_atomic(&path, &encode_checkpoint(&payload))
         .await
@@ -2263,9 +2608,9 @@ async fn load_producer_snapshot<S: Storage>(storage: &S, dir: &Path, base: i64) 
         rkyv::from_bytes::<ProducerSnapshot, rkyv::rancor::Error>(&aligned).ok()
     });
     match snapshot {
-        Some(snapshot) if snapshot.offset == base => {
-            ProducerState { producers: snapshot.producers.into_iter().collect() }
-        }
+        Some(snapshot) if snapshot.offset == base => ProducerState {
+            producers: snapshot.producers.into_iter().collect(),
+        },
         _ => {
             // A damaged snapshot costs only duplicate detection for retries
             // that straddle the restart; the log itself is intact.
@@ -2292,10 +2637,16 @@ async fn write_recovery_point_file<S: Storage>(
     let path = dir.join(RECOVERY_POINT_FILE);
     let snapshot = ProducerSnapshot {
         offset: capture.point.next_offset,
-        producers: capture.producers.producers.iter().map(|(id, entry)| (*id, entry.clone())).collect(),
+        producers: capture
+            .producers
+            .producers
+            .iter()
+            .map(|(id, entry)| (*id, entry.clone()))
+            .collect(),
     };
-    let producers = rkyv::to_bytes::<rkyv::rancor::Error>(&snapshot)
-        .map_err(|error| StorageError::new("encode", &path, std::io::Error::other(error.to_string())))?;
+    let producers = rkyv::to_bytes::<rkyv::rancor::Error>(&snapshot).map_err(|error| {
+        StorageError::new("encode", &path, std::io::Error::other(error.to_string()))
+    })?;
     let mut payload = capture.point.encode().to_vec();
     payload.extend_from_slice(&producers);
     storage
@@ -2305,12 +2656,18 @@ async fn write_recovery_point_file<S: Storage>(
 }
 
 /// Reads `recovery-point`. Anything unreadable means "scan from the start".
-async fn load_recovery_point<S: Storage>(storage: &S, dir: &Path) -> Option<(RecoveryPoint, ProducerState)> {
+async fn load_recovery_point<S: Storage>(
+    storage: &S,
+    dir: &Path,
+) -> Option<(RecoveryPoint, ProducerState)> {
     let path = dir.join(RECOVERY_POINT_FILE);
     if !storage.exists(&path) {
         return None;
     }
-    let bytes = storage.read_small(&path, METADATA_SNAPSHOT_BYTES_MAX).await.ok()?;
+    let bytes = storage
+        .read_small(&path, METADATA_SNAPSHOT_BYTES_MAX)
+        .await
+        .ok()?;
     let payload = decode_checkpoint(&bytes)?;
     let point = RecoveryPoint::decode(payload.get(..RECOVERY_POINT_BYTES)?)?;
     let mut aligned = rkyv::util::AlignedVec::<16>::new();
@@ -2319,15 +2676,34 @@ async fn load_recovery_point<S: Storage>(storage: &S, dir: &Path) -> Option<(Rec
     if snapshot.offset != point.next_offset {
         return None;
     }
-    Some((point, ProducerState { producers: snapshot.producers.into_iter().collect() }))
+    Some((
+        point,
+        ProducerState {
+            producers: snapshot.producers.into_iter().collect(),
+        },
+    ))
 }
 
 /// The index files of a segment, if present and consistent with a segment
 /// of `valid_bytes`.
-async fn load_index_files<S: Storage>(storage: &S, dir: &Path, base: i64, valid_bytes: u64) -> Option<SegmentIndex> {
+async fn load_index_files<S: Storage>(
+    storage: &S,
+    dir: &Path,
+    base: i64,
+    valid_bytes: u64,
+) -> Option<SegmentIndex> {
     let bytes_max = valid_bytes / 8 * crate::index::OFFSET_ENTRY_BYTES as u64 + IO_ALIGNMENT;
-    let offsets = storage.read_small(&dir.join(segment_file_name(base, "index")), bytes_max).await.ok()?;
-    let times = storage.read_small(&dir.join(segment_file_name(base, "timeindex")), bytes_max * 2).await.ok()?;
+    let offsets = storage
+        .read_small(&dir.join(segment_file_name(base, "index")), bytes_max)
+        .await
+        .ok()?;
+    let times = storage
+        .read_small(
+            &dir.join(segment_file_name(base, "timeindex")),
+            bytes_max * 2,
+        )
+        .await
+        .ok()?;
     SegmentIndex::decode(&offsets, &times, valid_bytes)
 }
 
@@ -2340,16 +2716,26 @@ const EPOCH_ENTRIES_MAX: usize = 1 << 20;
 
 /// Kafka's text format: the version line, the entry count, then one
 /// `epoch start_offset` line per entry.
-async fn write_epoch_checkpoint<S: Storage>(storage: &S, dir: &Path, epochs: &[(i32, i64)]) -> Result<(), StorageError> {
+async fn write_epoch_checkpoint<S: Storage>(
+    storage: &S,
+    dir: &Path,
+    epochs: &[(i32, i64)],
+) -> Result<(), StorageError> {
     let mut text = format!("{EPOCH_CHECKPOINT_VERSION}\n{}\n", epochs.len());
     for (epoch, start) in epochs {
         text.push_str(&format!("{epoch} {start}\n"));
     }
     let path = dir.join(EPOCH_CHECKPOINT_FILE);
-    storage.write_small_atomic(&path, text.as_bytes()).await.map_err(|error| StorageError::new("write", &path, error))
+    storage
+        .write_small_atomic(&path, text.as_bytes())
+        .await
+        .map_err(|error| StorageError::new("write", &path, error))
 }
 
-async fn read_epoch_checkpoint<S: Storage>(storage: &S, dir: &Path) -> Result<Option<Vec<(i32, i64)>>, OpenError> {
+async fn read_epoch_checkpoint<S: Storage>(
+    storage: &S,
+    dir: &Path,
+) -> Result<Option<Vec<(i32, i64)>>, OpenError> {
     let path = dir.join(EPOCH_CHECKPOINT_FILE);
     if !storage.exists(&path) {
         return Ok(None);
@@ -2358,7 +2744,10 @@ async fn read_epoch_checkpoint<S: Storage>(storage: &S, dir: &Path) -> Result<Op
         .read_small(&path, (EPOCH_ENTRIES_MAX * 32) as u64)
         .await
         .map_err(|error| StorageError::new("read", &path, error))?;
-    let foreign = |reason: &str| OpenError::Foreign { path: path.clone(), reason: reason.to_string() };
+    let foreign = |reason: &str| OpenError::Foreign {
+        path: path.clone(),
+        reason: reason.to_string(),
+    };
     let text = std::str::from_utf8(&bytes).map_err(|_| foreign("not text"))?;
     let mut lines = text.lines();
     if lines.next() != Some(EPOCH_CHECKPOINT_VERSION) {

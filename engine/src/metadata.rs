@@ -25,7 +25,9 @@ pub struct TopicMetadata {
 }
 
 /// Everything the metadata store holds.
-#[derive(Clone, Debug, Default, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+#[derive(
+    Clone, Debug, Default, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize,
+)]
 pub struct ClusterMetadata {
     /// Bumped on every change; lets shards drop stale snapshots.
     pub version: u64,
@@ -101,7 +103,10 @@ pub fn decode_snapshot(bytes: &[u8]) -> Result<&[u8], String> {
     let len = u32::from_be_bytes([body[6], body[7], body[8], body[9]]) as usize;
     let payload = &body[SNAPSHOT_HEADER_BYTES..];
     if payload.len() != len {
-        return Err(format!("length {len} does not match the {} bytes present", payload.len()));
+        return Err(format!(
+            "length {len} does not match the {} bytes present",
+            payload.len()
+        ));
     }
     Ok(payload)
 }
@@ -195,10 +200,19 @@ mod tests {
         let storage = MemStorage::new(1);
         let store = FileMetadataStore::new(storage.clone(), PathBuf::from("/d"));
         assert_eq!(block_on(store.load()).unwrap(), None);
-        let mut metadata = ClusterMetadata { version: 3, cluster_id: "c".into(), ..Default::default() };
+        let mut metadata = ClusterMetadata {
+            version: 3,
+            cluster_id: "c".into(),
+            ..Default::default()
+        };
         metadata.topics.insert(
             "t".into(),
-            TopicMetadata { name: "t".into(), id: [7; 16], partitions: 4, configs: BTreeMap::new() },
+            TopicMetadata {
+                name: "t".into(),
+                id: [7; 16],
+                partitions: 4,
+                configs: BTreeMap::new(),
+            },
         );
         block_on(store.save(&metadata)).unwrap();
         assert_eq!(block_on(store.load()).unwrap(), Some(metadata));

@@ -29,7 +29,10 @@ impl Signal {
 
     /// Resolves once `ready` returns `Some`, re-checking after each notify.
     pub fn wait_for<T, F: FnMut() -> Option<T>>(&self, ready: F) -> WaitFor<F> {
-        WaitFor { signal: self.clone(), ready }
+        WaitFor {
+            signal: self.clone(),
+            ready,
+        }
     }
 }
 

@@ -17,7 +17,9 @@ pub struct SequenceRange {
 }
 
 /// What the log knows of one producer.
-#[derive(Clone, Debug, Default, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+#[derive(
+    Clone, Debug, Default, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize,
+)]
 pub struct ProducerEntry {
     pub epoch: i16,
     pub batches: VecDeque<SequenceRange>,
@@ -85,7 +87,9 @@ impl ProducerState {
         for batch in &entry.batches {
             if batch.first_sequence == header.base_sequence && batch.last_sequence == last_sequence
             {
-                return Ok(SequenceCheck::Duplicate { base_offset: batch.base_offset });
+                return Ok(SequenceCheck::Duplicate {
+                    base_offset: batch.base_offset,
+                });
             }
         }
         let expected = match entry.batches.back() {
@@ -159,17 +163,26 @@ mod tests {
         let first = header(7, 0, 0, 3);
         assert_eq!(state.check(&first), Ok(SequenceCheck::Accept));
         state.record(&first, 100);
-        assert_eq!(state.check(&first), Ok(SequenceCheck::Duplicate { base_offset: 100 }));
+        assert_eq!(
+            state.check(&first),
+            Ok(SequenceCheck::Duplicate { base_offset: 100 })
+        );
         let gap = header(7, 0, 5, 1);
         assert_eq!(
             state.check(&gap),
-            Err(ProducerError::OutOfOrderSequence { expected: 3, got: 5 })
+            Err(ProducerError::OutOfOrderSequence {
+                expected: 3,
+                got: 5
+            })
         );
         let next = header(7, 0, 3, 1);
         assert_eq!(state.check(&next), Ok(SequenceCheck::Accept));
         state.record(&next, 103);
         let old_epoch = header(7, -1, 4, 1);
-        assert!(matches!(state.check(&old_epoch), Err(ProducerError::InvalidEpoch { .. })));
+        assert!(matches!(
+            state.check(&old_epoch),
+            Err(ProducerError::InvalidEpoch { .. })
+        ));
         let new_epoch = header(7, 1, 0, 1);
         assert_eq!(state.check(&new_epoch), Ok(SequenceCheck::Accept));
     }
@@ -182,6 +195,9 @@ mod tests {
         }
         assert_eq!(state.producers[&1].batches.len(), PRODUCER_BATCHES_KEPT);
         assert!(state.check(&header(1, 0, 0, 1)).is_err());
-        assert_eq!(state.check(&header(1, 0, 7, 1)), Ok(SequenceCheck::Duplicate { base_offset: 7 }));
+        assert_eq!(
+            state.check(&header(1, 0, 7, 1)),
+            Ok(SequenceCheck::Duplicate { base_offset: 7 })
+        );
     }
 }

@@ -91,7 +91,10 @@ mod tests {
         };
         assert_eq!(RecoveryPoint::decode(&point.encode()), Some(point));
         assert_eq!(RecoveryPoint::decode(&point.encode()[..40]), None);
-        let inconsistent = RecoveryPoint { position: 0, ..point };
+        let inconsistent = RecoveryPoint {
+            position: 0,
+            ..point
+        };
         assert_eq!(RecoveryPoint::decode(&inconsistent.encode()), None);
     }
 }

@@ -44,8 +44,15 @@ pub fn coordinator_partition(key: &str, partitions: i32) -> i32 {
 /// A message on the mesh: a request for the receiving shard, or the answer
 /// to one this shard sent.
 pub enum Envelope<Req, Resp> {
-    Request { id: u64, from: ShardId, request: Req },
-    Response { id: u64, response: Resp },
+    Request {
+        id: u64,
+        from: ShardId,
+        request: Req,
+    },
+    Response {
+        id: u64,
+        response: Resp,
+    },
 }
 
 /// A handler run on the owner shard for each request.
@@ -81,8 +88,10 @@ impl<Req: Send + 'static, Resp: Send + 'static> Mesh<Req, Resp> {
     /// the receive loops. Requests wait until `set_handler` is called.
     pub async fn join(plan: MeshPlan<Req, Resp>) -> Result<Rc<Mesh<Req, Resp>>, String> {
         let shards = plan.nr_peers();
-        let (senders, mut receivers): (_, Receivers<Envelope<Req, Resp>>) =
-            plan.join().await.map_err(|error| format!("joining the shard mesh failed: {error}"))?;
+        let (senders, mut receivers): (_, Receivers<Envelope<Req, Resp>>) = plan
+            .join()
+            .await
+            .map_err(|error| format!("joining the shard mesh failed: {error}"))?;
         let shard = ShardId(senders.peer_id() as u16);
         let mesh = Rc::new(Mesh {
             shard,
@@ -176,10 +185,22 @@ impl<Req: Send + 'static, Resp: Send + 'static> Mesh<Req, Resp> {
         }
         let id = self.next_id.get();
         self.next_id.set(id + 1);
-        let slot = Rc::new(RefCell::new(Pending { response: None, waker: None }));
+        let slot = Rc::new(RefCell::new(Pending {
+            response: None,
+            waker: None,
+        }));
         self.pending.borrow_mut().insert(id, Rc::clone(&slot));
-        let envelope = Envelope::Request { id, from: self.shard, request };
-        if self.senders.send_to(shard.0 as usize, envelope).await.is_err() {
+        let envelope = Envelope::Request {
+            id,
+            from: self.shard,
+            request,
+        };
+        if self
+            .senders
+            .send_to(shard.0 as usize, envelope)
+            .await
+            .is_err()
+        {
             self.pending.borrow_mut().remove(&id);
             return None;
         }
@@ -210,7 +231,9 @@ pub struct ShardPlan {
 
 /// CPUs this process may run on.
 pub fn available_cores() -> usize {
-    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
 }
 
 /// Starts one executor per shard running `body(shard)` and waits for all of
@@ -223,13 +246,19 @@ where
     F: Future<Output = ()> + 'static,
 {
     if plan.shards == 0 || plan.shards > SHARDS_MAX {
-        return Err(format!("shards must be between 1 and {SHARDS_MAX}, got {}", plan.shards));
+        return Err(format!(
+            "shards must be between 1 and {SHARDS_MAX}, got {}",
+            plan.shards
+        ));
     }
     let cores = available_cores();
     let mut handles = Vec::with_capacity(plan.shards);
     for index in 0..plan.shards {
-        let placement =
-            if plan.pin { Placement::Fixed(index % cores) } else { Placement::Unbound };
+        let placement = if plan.pin {
+            Placement::Fixed(index % cores)
+        } else {
+            Placement::Unbound
+        };
         let mut builder = LocalExecutorBuilder::new(placement).name(&format!("shard-{index}"));
         if let Some(spin) = plan.spin_before_park {
             builder = builder.spin_before_park(spin);
@@ -270,7 +299,11 @@ mod tests {
     fn mesh_round_trip_between_two_shards() {
         let plan = mesh_plan::<u64, u64>(2);
         let results = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let shard_plan = ShardPlan { shards: 2, pin: false, spin_before_park: None };
+        let shard_plan = ShardPlan {
+            shards: 2,
+            pin: false,
+            spin_before_park: None,
+        };
         let recorded = std::sync::Arc::clone(&results);
         run_shards(&shard_plan, move |shard| {
             let plan = plan.clone();
@@ -282,7 +315,10 @@ mod tests {
                 let other = ShardId(1 - shard.0);
                 let answer = mesh.call(other, 7).await.expect("answer");
                 let local = mesh.call(shard, 1).await.expect("local answer");
-                recorded.lock().expect("lock").push((shard.0, answer, local));
+                recorded
+                    .lock()
+                    .expect("lock")
+                    .push((shard.0, answer, local));
                 // Stay alive until the peer has its answer too.
                 glommio::timer::sleep(Duration::from_millis(200)).await;
             }

@@ -19,8 +19,7 @@ use sluice_engine::batch::{self, BatchHeader};
 use sluice_engine::log::{FoundOffset, OffsetQuery};
 use sluice_engine::metadata::{FileMetadataStore, MetadataStore};
 use sluice_engine::{
-    BatchCache, ClusterMetadata, DmaStorage, LogConfig, Mesh, PartitionLog, ShardId,
-    TopicMetadata,
+    BatchCache, ClusterMetadata, DmaStorage, LogConfig, Mesh, PartitionLog, ShardId, TopicMetadata,
 };
 
 use crate::config::BrokerConfig;
@@ -111,19 +110,34 @@ pub struct ConfigChange {
 pub enum ControllerRequest {
     CreateTopics(Vec<NewTopic>),
     DeleteTopics(Vec<String>),
-    CreatePartitions { topic: String, count: i32, validate_only: bool },
-    AlterTopicConfigs { topic: String, changes: Vec<ConfigChange>, validate_only: bool },
+    CreatePartitions {
+        topic: String,
+        count: i32,
+        validate_only: bool,
+    },
+    AlterTopicConfigs {
+        topic: String,
+        changes: Vec<ConfigChange>,
+        validate_only: bool,
+    },
     AllocateProducerId,
 }
 
 /// A message to a shard over the mesh.
 #[derive(Debug)]
 pub enum ShardRequest {
-    Produce { entries: Vec<ProduceEntry>, acks: i16, timeout_ms: i32 },
+    Produce {
+        entries: Vec<ProduceEntry>,
+        acks: i16,
+        timeout_ms: i32,
+    },
     Read(Vec<ReadEntry>),
     /// Resolves when any watched partition's log end passes its offset, or
     /// after `wait_ms`.
-    WaitForData { watches: Vec<(String, i32, i64)>, wait_ms: u64 },
+    WaitForData {
+        watches: Vec<(String, i32, i64)>,
+        wait_ms: u64,
+    },
     ListOffsets(Vec<OffsetQueryEntry>),
     ApplyMetadata(Arc<ClusterMetadata>),
     Controller(ControllerRequest),
@@ -204,13 +218,21 @@ pub fn validate_topic_name(name: &str) -> Result<(), String> {
         return Err("topic name is empty".into());
     }
     if name.len() > sluice_engine::constants::TOPIC_NAME_BYTES_MAX {
-        return Err(format!("topic name is longer than {} characters", sluice_engine::constants::TOPIC_NAME_BYTES_MAX));
+        return Err(format!(
+            "topic name is longer than {} characters",
+            sluice_engine::constants::TOPIC_NAME_BYTES_MAX
+        ));
     }
     if name == "." || name == ".." {
         return Err("topic name cannot be '.' or '..'".into());
     }
-    if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-') {
-        return Err(format!("topic name '{name}' has characters outside [a-zA-Z0-9._-]"));
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
+    {
+        return Err(format!(
+            "topic name '{name}' has characters outside [a-zA-Z0-9._-]"
+        ));
     }
     Ok(())
 }
@@ -233,7 +255,10 @@ impl Broker {
             None
         };
         let advertised = (
-            config.advertised_host.clone().unwrap_or_else(|| config.listen.ip().to_string()),
+            config
+                .advertised_host
+                .clone()
+                .unwrap_or_else(|| config.listen.ip().to_string()),
             config.advertised_port.unwrap_or(config.listen.port()),
         );
         let groups = crate::groups::GroupCoordinator::new(config.groups.clone());
@@ -271,7 +296,11 @@ impl Broker {
         let Some(controller) = &self.controller else {
             return Ok(());
         };
-        let loaded = controller.store.load().await.map_err(|error| error.to_string())?;
+        let loaded = controller
+            .store
+            .load()
+            .await
+            .map_err(|error| error.to_string())?;
         let metadata = match loaded {
             Some(metadata) => metadata,
             None => {
@@ -282,7 +311,11 @@ impl Broker {
                     topics: BTreeMap::new(),
                     next_producer_id: 0,
                 };
-                controller.store.save(&metadata).await.map_err(|error| error.to_string())?;
+                controller
+                    .store
+                    .save(&metadata)
+                    .await
+                    .map_err(|error| error.to_string())?;
                 metadata
             }
         };
@@ -292,7 +325,9 @@ impl Broker {
     /// Marks this shard ready to serve clients (its partitions are open).
     pub async fn wait_ready(&self) {
         let ready = &self.ready;
-        self.ready_signal.wait_for(|| ready.get().then_some(())).await;
+        self.ready_signal
+            .wait_for(|| ready.get().then_some(()))
+            .await;
     }
 
     pub fn set_advertised(&self, host: String, port: u16) {
@@ -322,9 +357,11 @@ impl Broker {
 
     async fn serve(self: Rc<Self>, request: ShardRequest) -> ShardResponse {
         match request {
-            ShardRequest::Produce { entries, acks, timeout_ms } => {
-                ShardResponse::Produce(self.produce_local(entries, acks, timeout_ms).await)
-            }
+            ShardRequest::Produce {
+                entries,
+                acks,
+                timeout_ms,
+            } => ShardResponse::Produce(self.produce_local(entries, acks, timeout_ms).await),
             ShardRequest::Read(entries) => ShardResponse::Read(self.read_local(entries).await),
             ShardRequest::WaitForData { watches, wait_ms } => {
                 self.wait_for_data_local(watches, wait_ms).await;
@@ -338,14 +375,21 @@ impl Broker {
                 ShardResponse::Done
             }
             ShardRequest::Controller(request) => self.serve_controller(request).await,
-            ShardRequest::Group(request) => ShardResponse::Group(crate::groups::serve(&self, request).await),
+            ShardRequest::Group(request) => {
+                ShardResponse::Group(crate::groups::serve(&self, request).await)
+            }
             ShardRequest::LogSizes => {
                 let logs = self.logs.borrow();
                 let mut sizes: Vec<(String, i32, u64, i64)> = logs
                     .iter()
                     .map(|((topic, partition), log)| {
                         let offsets = log.offsets();
-                        (topic.clone(), *partition, log.size_bytes(), offsets.hw - offsets.leo)
+                        (
+                            topic.clone(),
+                            *partition,
+                            log.size_bytes(),
+                            offsets.hw - offsets.leo,
+                        )
                     })
                     .collect();
                 sizes.sort();
@@ -372,7 +416,10 @@ impl Broker {
             .borrow()
             .keys()
             .filter(|(topic, partition)| {
-                metadata.topics.get(topic).is_none_or(|meta| *partition >= meta.partitions)
+                metadata
+                    .topics
+                    .get(topic)
+                    .is_none_or(|meta| *partition >= meta.partitions)
             })
             .cloned()
             .collect();
@@ -398,8 +445,18 @@ impl Broker {
                         }
                     }
                     None => {
-                        let dir = self.config.data_dir.join(format!("{}-{}", topic.name, partition));
-                        match PartitionLog::open(DmaStorage, dir, config.clone(), Rc::clone(&self.cache)).await {
+                        let dir = self
+                            .config
+                            .data_dir
+                            .join(format!("{}-{}", topic.name, partition));
+                        match PartitionLog::open(
+                            DmaStorage,
+                            dir,
+                            config.clone(),
+                            Rc::clone(&self.cache),
+                        )
+                        .await
+                        {
                             Ok(log) => {
                                 self.logs.borrow_mut().insert(key, log);
                             }
@@ -422,11 +479,18 @@ impl Broker {
     async fn publish(&self, mut metadata: ClusterMetadata) -> Result<(), String> {
         if let Some(controller) = &self.controller {
             metadata.version = self.metadata.borrow().version.max(metadata.version) + 1;
-            controller.store.save(&metadata).await.map_err(|error| error.to_string())?;
+            controller
+                .store
+                .save(&metadata)
+                .await
+                .map_err(|error| error.to_string())?;
         }
         let metadata = Arc::new(metadata);
         let calls = (0..self.shards()).map(|shard| {
-            self.mesh.call(ShardId(shard as u16), ShardRequest::ApplyMetadata(Arc::clone(&metadata)))
+            self.mesh.call(
+                ShardId(shard as u16),
+                ShardRequest::ApplyMetadata(Arc::clone(&metadata)),
+            )
         });
         futures_lite_join_all(calls.collect()).await;
         Ok(())
@@ -441,15 +505,29 @@ impl Broker {
             return ShardResponse::Done;
         };
         match request {
-            ControllerRequest::CreateTopics(topics) => ShardResponse::Topics(self.create_topics(topics).await),
-            ControllerRequest::DeleteTopics(names) => ShardResponse::Topics(self.delete_topics(names).await),
-            ControllerRequest::CreatePartitions { topic, count, validate_only } => {
-                ShardResponse::Topics(vec![self.create_partitions(topic, count, validate_only).await])
+            ControllerRequest::CreateTopics(topics) => {
+                ShardResponse::Topics(self.create_topics(topics).await)
             }
-            ControllerRequest::AlterTopicConfigs { topic, changes, validate_only } => {
-                ShardResponse::Topics(vec![self.alter_configs(topic, changes, validate_only).await])
+            ControllerRequest::DeleteTopics(names) => {
+                ShardResponse::Topics(self.delete_topics(names).await)
             }
-            ControllerRequest::AllocateProducerId => ShardResponse::ProducerId(self.allocate_producer_id(controller).await),
+            ControllerRequest::CreatePartitions {
+                topic,
+                count,
+                validate_only,
+            } => ShardResponse::Topics(vec![
+                self.create_partitions(topic, count, validate_only).await,
+            ]),
+            ControllerRequest::AlterTopicConfigs {
+                topic,
+                changes,
+                validate_only,
+            } => ShardResponse::Topics(vec![
+                self.alter_configs(topic, changes, validate_only).await,
+            ]),
+            ControllerRequest::AllocateProducerId => {
+                ShardResponse::ProducerId(self.allocate_producer_id(controller).await)
+            }
         }
     }
 
@@ -468,8 +546,13 @@ impl Broker {
             let invalid = if let Err(message) = validate_topic_name(&topic.name) {
                 Some((code::INVALID_TOPIC_EXCEPTION, message))
             } else if metadata.topics.contains_key(&topic.name) {
-                Some((code::TOPIC_ALREADY_EXISTS, format!("Topic '{}' already exists.", topic.name)))
-            } else if topic.partitions < 1 || topic.partitions > sluice_engine::constants::TOPIC_PARTITIONS_MAX {
+                Some((
+                    code::TOPIC_ALREADY_EXISTS,
+                    format!("Topic '{}' already exists.", topic.name),
+                ))
+            } else if topic.partitions < 1
+                || topic.partitions > sluice_engine::constants::TOPIC_PARTITIONS_MAX
+            {
                 Some((
                     code::INVALID_PARTITIONS,
                     format!(
@@ -492,7 +575,12 @@ impl Broker {
                 outcome.topic_id = id;
                 metadata.topics.insert(
                     topic.name.clone(),
-                    TopicMetadata { name: topic.name.clone(), id, partitions: topic.partitions, configs: topic.configs.clone() },
+                    TopicMetadata {
+                        name: topic.name.clone(),
+                        id,
+                        partitions: topic.partitions,
+                        configs: topic.configs.clone(),
+                    },
                 );
                 changed = true;
             }
@@ -517,7 +605,13 @@ impl Broker {
         let mut outcomes = Vec::with_capacity(names.len());
         let mut changed = false;
         for name in names {
-            let mut outcome = TopicOutcome { name: name.clone(), error_code: code::NONE, error_message: None, topic_id: [0; 16], partitions: 0 };
+            let mut outcome = TopicOutcome {
+                name: name.clone(),
+                error_code: code::NONE,
+                error_message: None,
+                topic_id: [0; 16],
+                partitions: 0,
+            };
             if !self.config.delete_topic_enable {
                 outcome.error_code = code::TOPIC_DELETION_DISABLED;
             } else {
@@ -539,9 +633,20 @@ impl Broker {
         outcomes
     }
 
-    async fn create_partitions(&self, topic: String, count: i32, validate_only: bool) -> TopicOutcome {
+    async fn create_partitions(
+        &self,
+        topic: String,
+        count: i32,
+        validate_only: bool,
+    ) -> TopicOutcome {
         let mut metadata = (*self.metadata()).clone();
-        let mut outcome = TopicOutcome { name: topic.clone(), error_code: code::NONE, error_message: None, topic_id: [0; 16], partitions: count };
+        let mut outcome = TopicOutcome {
+            name: topic.clone(),
+            error_code: code::NONE,
+            error_message: None,
+            topic_id: [0; 16],
+            partitions: count,
+        };
         let Some(existing) = metadata.topics.get_mut(&topic) else {
             outcome.error_code = code::UNKNOWN_TOPIC_OR_PARTITION;
             return outcome;
@@ -570,9 +675,20 @@ impl Broker {
         outcome
     }
 
-    async fn alter_configs(&self, topic: String, changes: Vec<ConfigChange>, validate_only: bool) -> TopicOutcome {
+    async fn alter_configs(
+        &self,
+        topic: String,
+        changes: Vec<ConfigChange>,
+        validate_only: bool,
+    ) -> TopicOutcome {
         let mut metadata = (*self.metadata()).clone();
-        let mut outcome = TopicOutcome { name: topic.clone(), error_code: code::NONE, error_message: None, topic_id: [0; 16], partitions: 0 };
+        let mut outcome = TopicOutcome {
+            name: topic.clone(),
+            error_code: code::NONE,
+            error_message: None,
+            topic_id: [0; 16],
+            partitions: 0,
+        };
         let Some(existing) = metadata.topics.get_mut(&topic) else {
             outcome.error_code = code::UNKNOWN_TOPIC_OR_PARTITION;
             return outcome;
@@ -640,26 +756,43 @@ impl Broker {
 
     /// Sends a controller request to shard 0 and returns its answer.
     pub async fn controller_call(&self, request: ControllerRequest) -> Option<ShardResponse> {
-        self.mesh.call(ShardId(0), ShardRequest::Controller(request)).await
+        self.mesh
+            .call(ShardId(0), ShardRequest::Controller(request))
+            .await
     }
 
     pub(crate) fn log(&self, topic: &str, partition: i32) -> Option<Rc<Log>> {
-        self.logs.borrow().get(&(topic.to_string(), partition)).cloned()
+        self.logs
+            .borrow()
+            .get(&(topic.to_string(), partition))
+            .cloned()
     }
 
     /// The error for a partition that has no log on this shard.
     fn missing_partition_code(&self, topic: &str, partition: i32) -> i16 {
         match self.metadata.borrow().topics.get(topic) {
-            Some(meta) if partition >= 0 && partition < meta.partitions => code::NOT_LEADER_OR_FOLLOWER,
+            Some(meta) if partition >= 0 && partition < meta.partitions => {
+                code::NOT_LEADER_OR_FOLLOWER
+            }
             _ => code::UNKNOWN_TOPIC_OR_PARTITION,
         }
     }
 
-    async fn produce_local(&self, entries: Vec<ProduceEntry>, acks: i16, timeout_ms: i32) -> Vec<ProduceOutcome> {
+    async fn produce_local(
+        &self,
+        entries: Vec<ProduceEntry>,
+        acks: i16,
+        timeout_ms: i32,
+    ) -> Vec<ProduceOutcome> {
         let mut outcomes = Vec::with_capacity(entries.len());
         let mut durable_waits: Vec<(usize, Rc<Log>, i64)> = Vec::new();
         for entry in entries {
-            let mut outcome = ProduceOutcome { base_offset: -1, log_append_time: -1, log_start_offset: -1, ..Default::default() };
+            let mut outcome = ProduceOutcome {
+                base_offset: -1,
+                log_append_time: -1,
+                log_start_offset: -1,
+                ..Default::default()
+            };
             let Some(log) = self.log(&entry.topic, entry.partition) else {
                 outcome.error_code = self.missing_partition_code(&entry.topic, entry.partition);
                 outcomes.push(outcome);
@@ -667,15 +800,16 @@ impl Broker {
             };
             let limit = log.config().max_message_bytes as usize;
             let records = entry.records.unwrap_or_default();
-            let batches = match batch::split_and_validate(&records, limit.max(batch::BATCH_HEADER_BYTES)) {
-                Ok(batches) => batches,
-                Err(error) => {
-                    outcome.error_code = batch_error_code(&error);
-                    outcome.error_message = Some(error.to_string());
-                    outcomes.push(outcome);
-                    continue;
-                }
-            };
+            let batches =
+                match batch::split_and_validate(&records, limit.max(batch::BATCH_HEADER_BYTES)) {
+                    Ok(batches) => batches,
+                    Err(error) => {
+                        outcome.error_code = batch_error_code(&error);
+                        outcome.error_message = Some(error.to_string());
+                        outcomes.push(outcome);
+                        continue;
+                    }
+                };
             if let Some(message) = check_client_batches(&batches) {
                 outcome.error_code = code::INVALID_RECORD;
                 outcome.error_message = Some(message);
@@ -691,7 +825,11 @@ impl Broker {
                     outcome.log_append_time = appended.log_append_time;
                     outcome.log_start_offset = log.offsets().log_start;
                     if acks == -1 {
-                        durable_waits.push((outcomes.len(), Rc::clone(&log), appended.last_offset.0 + 1));
+                        durable_waits.push((
+                            outcomes.len(),
+                            Rc::clone(&log),
+                            appended.last_offset.0 + 1,
+                        ));
                     }
                 }
                 Err(error) => {
@@ -705,10 +843,14 @@ impl Broker {
             let timeout = Duration::from_millis(timeout_ms.max(0) as u64);
             for (index, log, end) in durable_waits {
                 let wait = log.wait_durable(end);
-                let outcome = match glommio::timer::timeout(timeout, async { Ok(wait.await) }).await {
+                let outcome = match glommio::timer::timeout(timeout, async { Ok(wait.await) }).await
+                {
                     Ok(Ok(())) => None,
                     Ok(Err(error)) => Some((code::KAFKA_STORAGE_ERROR, error.to_string())),
-                    Err(_) => Some((code::REQUEST_TIMED_OUT, "timed out waiting for fsync".to_string())),
+                    Err(_) => Some((
+                        code::REQUEST_TIMED_OUT,
+                        "timed out waiting for fsync".to_string(),
+                    )),
                 };
                 if let Some((error_code, message)) = outcome {
                     outcomes[index].error_code = error_code;
@@ -722,7 +864,12 @@ impl Broker {
     async fn read_local(&self, entries: Vec<ReadEntry>) -> Vec<ReadOutcome> {
         let mut outcomes = Vec::with_capacity(entries.len());
         for entry in entries {
-            let mut outcome = ReadOutcome { high_watermark: -1, last_stable_offset: -1, log_start_offset: -1, ..Default::default() };
+            let mut outcome = ReadOutcome {
+                high_watermark: -1,
+                last_stable_offset: -1,
+                log_start_offset: -1,
+                ..Default::default()
+            };
             let Some(log) = self.log(&entry.topic, entry.partition) else {
                 outcome.error_code = self.missing_partition_code(&entry.topic, entry.partition);
                 outcomes.push(outcome);
@@ -732,7 +879,11 @@ impl Broker {
             outcome.high_watermark = offsets.hw;
             outcome.last_stable_offset = offsets.lso;
             outcome.log_start_offset = offsets.log_start;
-            let upper = if entry.read_committed { offsets.lso } else { offsets.hw };
+            let upper = if entry.read_committed {
+                offsets.lso
+            } else {
+                offsets.hw
+            };
             match log.read(entry.offset, entry.max_bytes, upper).await {
                 Ok(chunks) => {
                     outcome.bytes = chunks.bytes;
@@ -754,7 +905,9 @@ impl Broker {
     async fn wait_for_data_local(&self, watches: Vec<(String, i32, i64)>, wait_ms: u64) {
         let logs: Vec<(Rc<Log>, i64)> = watches
             .iter()
-            .filter_map(|(topic, partition, offset)| self.log(topic, *partition).map(|log| (log, *offset)))
+            .filter_map(|(topic, partition, offset)| {
+                self.log(topic, *partition).map(|log| (log, *offset))
+            })
             .collect();
         if logs.is_empty() {
             glommio::timer::sleep(Duration::from_millis(wait_ms)).await;
@@ -770,7 +923,9 @@ impl Broker {
             let log = Rc::clone(log);
             Box::pin(async move {
                 let watched = Rc::clone(&log);
-                log.signal().wait_for(move || (watched.offsets().hw > offset).then_some(())).await;
+                log.signal()
+                    .wait_for(move || (watched.offsets().hw > offset).then_some(()))
+                    .await;
             }) as Pin<Box<dyn Future<Output = ()>>>
         });
         let any = select_first(waits.collect());
@@ -801,7 +956,11 @@ impl Broker {
             let found = log.lookup(query).await;
             results.push(match found {
                 Ok(Some(FoundOffset { offset, timestamp })) => {
-                    let offset = if read_committed && query == OffsetQuery::Latest { log.offsets().lso } else { offset };
+                    let offset = if read_committed && query == OffsetQuery::Latest {
+                        log.offsets().lso
+                    } else {
+                        offset
+                    };
                     (code::NONE, timestamp, offset)
                 }
                 Ok(None) => (code::NONE, -1, -1),
@@ -828,7 +987,9 @@ impl Broker {
             for log in logs {
                 match log.enforce_retention(now).await {
                     Ok(0) => {}
-                    Ok(deleted) => tracing::info!(dir = %log.dir().display(), deleted, "retention removed segments"),
+                    Ok(deleted) => {
+                        tracing::info!(dir = %log.dir().display(), deleted, "retention removed segments")
+                    }
                     Err(error) => tracing::warn!(%error, "retention failed"),
                 }
             }
@@ -850,7 +1011,10 @@ impl Broker {
 /// (Kafka: exactly one batch per partition for v3+, no control batches).
 fn check_client_batches(batches: &[(BatchHeader, Bytes)]) -> Option<String> {
     if batches.len() != 1 {
-        return Some(format!("produce requests must carry exactly one record batch per partition, got {}", batches.len()));
+        return Some(format!(
+            "produce requests must carry exactly one record batch per partition, got {}",
+            batches.len()
+        ));
     }
     if batches.iter().any(|(header, _)| header.is_control()) {
         return Some("clients may not produce control batches".into());
@@ -863,7 +1027,11 @@ pub fn base64_url(bytes: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     let mut out = String::new();
     for chunk in bytes.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         let chars = chunk.len() + 1;
         for i in 0..chars {
@@ -875,8 +1043,10 @@ pub fn base64_url(bytes: &[u8]) -> String {
 
 /// Awaits every future, returning outputs in order.
 pub async fn futures_lite_join_all<T>(futures: Vec<impl Future<Output = T>>) -> Vec<T> {
-    let mut futures: Vec<Pin<Box<dyn Future<Output = T> + '_>>> =
-        futures.into_iter().map(|future| Box::pin(future) as Pin<Box<dyn Future<Output = T>>>).collect();
+    let mut futures: Vec<Pin<Box<dyn Future<Output = T> + '_>>> = futures
+        .into_iter()
+        .map(|future| Box::pin(future) as Pin<Box<dyn Future<Output = T>>>)
+        .collect();
     let mut outputs: Vec<Option<T>> = (0..futures.len()).map(|_| None).collect();
     std::future::poll_fn(|cx| {
         let mut pending = false;

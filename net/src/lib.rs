@@ -15,11 +15,11 @@
 
 pub mod broker;
 pub mod client;
-pub mod glommio_client;
 pub mod codec;
 pub mod config;
 pub mod constants;
 pub mod errors;
+pub mod glommio_client;
 pub mod groups;
 pub mod handlers;
 pub mod server;

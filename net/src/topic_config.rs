@@ -10,7 +10,10 @@ use sluice_engine::LogConfig;
 #[derive(Clone, Copy, Debug)]
 enum Kind {
     /// An integer in `[min, max]`.
-    Long { min: i64, max: i64 },
+    Long {
+        min: i64,
+        max: i64,
+    },
     Bool,
     OneOf(&'static [&'static str]),
     /// A comma-separated list drawn from the given words.
@@ -27,36 +30,132 @@ struct Known {
 }
 
 const KNOWN: &[Known] = &[
-    Known { name: "cleanup.policy", kind: Kind::ListOf(&["delete", "compact"]), applied: false },
+    Known {
+        name: "cleanup.policy",
+        kind: Kind::ListOf(&["delete", "compact"]),
+        applied: false,
+    },
     Known {
         name: "compression.type",
         kind: Kind::OneOf(&["producer", "uncompressed", "gzip", "snappy", "lz4", "zstd"]),
         applied: false,
     },
-    Known { name: "delete.retention.ms", kind: Kind::Long { min: 0, max: i64::MAX }, applied: false },
-    Known { name: "file.delete.delay.ms", kind: Kind::Long { min: 0, max: i64::MAX }, applied: false },
-    Known { name: "flush.messages", kind: Kind::Long { min: 1, max: i64::MAX }, applied: false },
-    Known { name: "flush.ms", kind: Kind::Long { min: 0, max: i64::MAX }, applied: false },
-    Known { name: "index.interval.bytes", kind: Kind::Long { min: 0, max: i32::MAX as i64 }, applied: true },
-    Known { name: "max.message.bytes", kind: Kind::Long { min: 0, max: i32::MAX as i64 }, applied: true },
+    Known {
+        name: "delete.retention.ms",
+        kind: Kind::Long {
+            min: 0,
+            max: i64::MAX,
+        },
+        applied: false,
+    },
+    Known {
+        name: "file.delete.delay.ms",
+        kind: Kind::Long {
+            min: 0,
+            max: i64::MAX,
+        },
+        applied: false,
+    },
+    Known {
+        name: "flush.messages",
+        kind: Kind::Long {
+            min: 1,
+            max: i64::MAX,
+        },
+        applied: false,
+    },
+    Known {
+        name: "flush.ms",
+        kind: Kind::Long {
+            min: 0,
+            max: i64::MAX,
+        },
+        applied: false,
+    },
+    Known {
+        name: "index.interval.bytes",
+        kind: Kind::Long {
+            min: 0,
+            max: i32::MAX as i64,
+        },
+        applied: true,
+    },
+    Known {
+        name: "max.message.bytes",
+        kind: Kind::Long {
+            min: 0,
+            max: i32::MAX as i64,
+        },
+        applied: true,
+    },
     Known {
         name: "message.timestamp.type",
         kind: Kind::OneOf(&["CreateTime", "LogAppendTime"]),
         applied: true,
     },
-    Known { name: "min.cleanable.dirty.ratio", kind: Kind::OneOf(&["0.5"]), applied: false },
-    Known { name: "min.compaction.lag.ms", kind: Kind::Long { min: 0, max: i64::MAX }, applied: false },
-    Known { name: "min.insync.replicas", kind: Kind::Long { min: 1, max: i32::MAX as i64 }, applied: false },
-    Known { name: "preallocate", kind: Kind::Bool, applied: true },
-    Known { name: "retention.bytes", kind: Kind::Long { min: -1, max: i64::MAX }, applied: true },
-    Known { name: "retention.ms", kind: Kind::Long { min: -1, max: i64::MAX }, applied: true },
     Known {
-        name: "segment.bytes",
-        kind: Kind::Long { min: SEGMENT_BYTES_MIN as i64, max: SEGMENT_BYTES_MAX as i64 },
+        name: "min.cleanable.dirty.ratio",
+        kind: Kind::OneOf(&["0.5"]),
+        applied: false,
+    },
+    Known {
+        name: "min.compaction.lag.ms",
+        kind: Kind::Long {
+            min: 0,
+            max: i64::MAX,
+        },
+        applied: false,
+    },
+    Known {
+        name: "min.insync.replicas",
+        kind: Kind::Long {
+            min: 1,
+            max: i32::MAX as i64,
+        },
+        applied: false,
+    },
+    Known {
+        name: "preallocate",
+        kind: Kind::Bool,
         applied: true,
     },
-    Known { name: "segment.ms", kind: Kind::Long { min: 1, max: i64::MAX }, applied: true },
-    Known { name: "unclean.leader.election.enable", kind: Kind::Bool, applied: false },
+    Known {
+        name: "retention.bytes",
+        kind: Kind::Long {
+            min: -1,
+            max: i64::MAX,
+        },
+        applied: true,
+    },
+    Known {
+        name: "retention.ms",
+        kind: Kind::Long {
+            min: -1,
+            max: i64::MAX,
+        },
+        applied: true,
+    },
+    Known {
+        name: "segment.bytes",
+        kind: Kind::Long {
+            min: SEGMENT_BYTES_MIN as i64,
+            max: SEGMENT_BYTES_MAX as i64,
+        },
+        applied: true,
+    },
+    Known {
+        name: "segment.ms",
+        kind: Kind::Long {
+            min: 1,
+            max: i64::MAX,
+        },
+        applied: true,
+    },
+    Known {
+        name: "unclean.leader.election.enable",
+        kind: Kind::Bool,
+        applied: false,
+    },
 ];
 
 /// Checks one config name and value; the error is the message Kafka-style
@@ -80,7 +179,9 @@ pub fn validate(name: &str, value: &str) -> Result<(), String> {
 
 /// Whether the broker acts on this config (as opposed to storing it).
 pub fn is_applied(name: &str) -> bool {
-    KNOWN.iter().any(|known| known.name == name && known.applied)
+    KNOWN
+        .iter()
+        .any(|known| known.name == name && known.applied)
 }
 
 /// The value a topic reports for `name`: its override, else the broker default.
@@ -94,9 +195,12 @@ pub fn default_value(name: &str, defaults: &LogConfig) -> Option<String> {
         "flush.ms" => i64::MAX.to_string(),
         "index.interval.bytes" => defaults.index_interval_bytes.to_string(),
         "max.message.bytes" => defaults.max_message_bytes.to_string(),
-        "message.timestamp.type" => {
-            if defaults.log_append_time { "LogAppendTime" } else { "CreateTime" }.into()
+        "message.timestamp.type" => if defaults.log_append_time {
+            "LogAppendTime"
+        } else {
+            "CreateTime"
         }
+        .into(),
         "min.cleanable.dirty.ratio" => "0.5".into(),
         "min.compaction.lag.ms" => "0".into(),
         "min.insync.replicas" => "1".into(),
@@ -120,7 +224,11 @@ pub fn names() -> impl Iterator<Item = &'static str> {
 /// one did (a hand-edited snapshot), the default stands.
 pub fn log_config(defaults: &LogConfig, overrides: &BTreeMap<String, String>) -> LogConfig {
     let mut config = defaults.clone();
-    let long = |name: &str| overrides.get(name).and_then(|value| value.parse::<i64>().ok());
+    let long = |name: &str| {
+        overrides
+            .get(name)
+            .and_then(|value| value.parse::<i64>().ok())
+    };
     if let Some(value) = long("segment.bytes") {
         config.segment_bytes = value as u64;
     }
@@ -166,7 +274,10 @@ mod tests {
     fn overrides_shape_the_log() {
         let mut overrides = BTreeMap::new();
         overrides.insert("segment.bytes".to_string(), "1048576".to_string());
-        overrides.insert("message.timestamp.type".to_string(), "LogAppendTime".to_string());
+        overrides.insert(
+            "message.timestamp.type".to_string(),
+            "LogAppendTime".to_string(),
+        );
         let config = log_config(&LogConfig::default(), &overrides);
         assert_eq!(config.segment_bytes, 1_048_576);
         assert!(config.log_append_time);

@@ -46,6 +46,42 @@ impl ResponseFrame {
     }
 }
 
+/// Appends whatever the socket holds right now to `buffer`, reserving at
+/// least `wanted` bytes of room first, without waiting and without
+/// zero-filling that room (a zero-filled read window costs a page fault and
+/// a page clear per fresh page on every request). `Ok(None)` when nothing
+/// is there yet (EAGAIN: wait through glommio); `Ok(Some(0))` at end of
+/// stream.
+pub fn receive_ready(fd: i32, buffer: &mut BytesMut, wanted: usize) -> io::Result<Option<usize>> {
+    buffer.reserve(wanted);
+    let spare = buffer.spare_capacity_mut();
+    loop {
+        // SAFETY: recv writes at most `spare.len()` bytes into memory the
+        // buffer owns; fd is the caller's open, non-blocking socket.
+        let received = unsafe {
+            libc::recv(
+                fd,
+                spare.as_mut_ptr().cast(),
+                spare.len(),
+                libc::MSG_DONTWAIT,
+            )
+        };
+        if received >= 0 {
+            let received = received as usize;
+            // SAFETY: recv initialised exactly `received` bytes of the spare
+            // capacity, right after the current length.
+            unsafe { buffer.set_len(buffer.len() + received) };
+            return Ok(Some(received));
+        }
+        let error = io::Error::last_os_error();
+        match error.kind() {
+            io::ErrorKind::WouldBlock => return Ok(None),
+            io::ErrorKind::Interrupted => continue,
+            _ => return Err(error),
+        }
+    }
+}
+
 /// Writes all pieces to the socket: `writev` while the kernel takes data,
 /// glommio's awaited write when it would block.
 pub async fn write_frames<W: AsyncWrite + Unpin>(
@@ -58,7 +94,10 @@ pub async fn write_frames<W: AsyncWrite + Unpin>(
         let end = (first + IOVECS_MAX).min(pieces.len());
         let iovecs: Vec<libc::iovec> = pieces[first..end]
             .iter()
-            .map(|piece| libc::iovec { iov_base: piece.as_ptr() as *mut libc::c_void, iov_len: piece.len() })
+            .map(|piece| libc::iovec {
+                iov_base: piece.as_ptr() as *mut libc::c_void,
+                iov_len: piece.len(),
+            })
             .collect();
         // SAFETY: the iovecs point into `pieces`, alive and unchanged for the
         // duration of the call; fd is this connection's open socket.

@@ -27,11 +27,12 @@ use std::time::{Duration, Instant};
 use glommio::{LocalExecutorBuilder, Placement};
 use hdrhistogram::Histogram;
 use sluice_net::glommio_client::{
-    Acks, Assignment, ClientConfig, Cluster, Compression, Consumer, ConsumerConfig, Delivery, Message,
-    NewTopic, Producer, ProducerConfig, StartOffset, TopicHandle,
+    Acks, Assignment, ClientConfig, Cluster, Compression, Consumer, ConsumerConfig, Delivery,
+    Message, NewTopic, Producer, ProducerConfig, StartOffset, TopicHandle,
 };
 
 use crate::clock::{self, NANOS_PER_MILLI, NANOS_PER_SEC};
+use crate::cpu;
 use crate::payload::{self, KeyChooser};
 use crate::rate::{split_rate, Schedule};
 use crate::report::IntervalSample;
@@ -116,6 +117,8 @@ pub struct RunOptions {
     pub delete_topics: bool,
     /// Print the progress lines.
     pub verbose: bool,
+    /// The broker's process, to account for its CPU use separately.
+    pub broker_pid: Option<u32>,
 }
 
 /// What a run measured.
@@ -137,6 +140,8 @@ pub struct Measured {
     /// window, or in backlog mode the produce and the catch-up phases.
     pub produce_secs: f64,
     pub consume_secs: f64,
+    /// CPU use during the measured window.
+    pub cpu: cpu::Usage,
     pub intervals: Vec<IntervalSample>,
     pub errors: Vec<String>,
 }
@@ -963,7 +968,10 @@ pub fn run(options: &RunOptions) -> Result<Measured, String> {
         (start, u64::MAX)
     } else {
         let measure_start = start + workload.warmup_secs * NANOS_PER_SEC;
-        (measure_start, measure_start + workload.duration_secs * NANOS_PER_SEC)
+        (
+            measure_start,
+            measure_start + workload.duration_secs * NANOS_PER_SEC,
+        )
     };
     shared.measure_start.store(measure_start, Ordering::Relaxed);
     shared
@@ -979,6 +987,9 @@ pub fn run(options: &RunOptions) -> Result<Measured, String> {
     // consumers had read everything.
     let mut produced_at: Option<u64> = None;
     let mut consumed_at: Option<u64> = None;
+    // CPU counters at the start and the end of the measured window.
+    let mut cpu_before: Option<cpu::Sample> = None;
+    let mut cpu_after: Option<cpu::Sample> = None;
     if !aborted {
         std::thread::sleep(clock::instant_at(start).saturating_duration_since(Instant::now()));
         loop {
@@ -989,11 +1000,13 @@ pub fn run(options: &RunOptions) -> Result<Measured, String> {
                 shared.note_error("interrupted".to_string());
             }
             if backlog {
-                if produced_at.is_none() && shared.producers_done.load(Ordering::Relaxed) >= workers {
+                if produced_at.is_none() && shared.producers_done.load(Ordering::Relaxed) >= workers
+                {
                     produced_at = Some(now);
                     shared.consumers_go.store(true, Ordering::Relaxed);
                 }
-                let caught_up = shared.consumed.load(Ordering::Relaxed) >= shared.acked.load(Ordering::Relaxed);
+                let caught_up =
+                    shared.consumed.load(Ordering::Relaxed) >= shared.acked.load(Ordering::Relaxed);
                 if consumed_at.is_none() && produced_at.is_some() && caught_up {
                     consumed_at = Some(now);
                 }
@@ -1001,12 +1014,29 @@ pub fn run(options: &RunOptions) -> Result<Measured, String> {
             let drain_over = produced_at
                 .is_some_and(|at| now.saturating_sub(at) > options.drain_timeout.as_nanos() as u64);
             let finished = shared.abort.load(Ordering::Relaxed)
-                || if backlog { consumed_at.is_some() || drain_over } else { now >= measure_end };
+                || if backlog {
+                    consumed_at.is_some() || drain_over
+                } else {
+                    now >= measure_end
+                };
+            if cpu_before.is_none() && now >= measure_start {
+                cpu_before = Some(cpu::sample(options.broker_pid));
+            }
+            if finished && cpu_after.is_none() {
+                cpu_after = Some(cpu::sample(options.broker_pid));
+            }
             if now >= last + interval || finished {
                 let at = if backlog { now } else { now.min(measure_end) };
                 let elapsed = (at - start) as f64 / 1e9;
                 let seconds = (at - last) as f64 / 1e9;
-                intervals.push(progress(options, &shared, elapsed, seconds, &mut previous, &reports));
+                intervals.push(progress(
+                    options,
+                    &shared,
+                    elapsed,
+                    seconds,
+                    &mut previous,
+                    &reports,
+                ));
                 last = at;
             }
             if finished {
@@ -1045,7 +1075,10 @@ pub fn run(options: &RunOptions) -> Result<Measured, String> {
     let (produce_secs, consume_secs) = match (backlog, produced_at) {
         (true, Some(produced)) => {
             let consumed = consumed_at.unwrap_or_else(clock::now_nanos);
-            ((produced - start) as f64 / 1e9, (consumed - produced) as f64 / 1e9)
+            (
+                (produced - start) as f64 / 1e9,
+                (consumed - produced) as f64 / 1e9,
+            )
         }
         _ => (workload.duration_secs as f64, workload.duration_secs as f64),
     };
@@ -1084,6 +1117,10 @@ pub fn run(options: &RunOptions) -> Result<Measured, String> {
         total_consumed: shared.consumed.load(Ordering::Relaxed),
         produce_secs,
         consume_secs,
+        cpu: match (&cpu_before, &cpu_after) {
+            (Some(before), Some(after)) => cpu::usage(before, after),
+            _ => cpu::Usage::default(),
+        },
         intervals,
         errors: shared
             .errors

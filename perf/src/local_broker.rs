@@ -88,6 +88,11 @@ impl LocalBroker {
         }
     }
 
+    /// The broker's process id while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// Stops the broker: SIGTERM, then SIGKILL after the timeout.
     pub fn stop(&mut self) -> Result<(), String> {
         let Some(mut child) = self.child.take() else {

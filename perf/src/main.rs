@@ -20,6 +20,7 @@
 
 mod baseline;
 mod clock;
+mod cpu;
 mod driver;
 mod local_broker;
 mod payload;
@@ -52,6 +53,7 @@ USAGE:
       --shards N              shards of the started broker (default 2)
       --broker-arg ARG        extra argument for the started broker (repeatable)
       --broker-name NAME      name of the broker under test, for labels (default sluice / external)
+      --broker-pid PID        pid of an external broker on this machine, to report its CPU use
       --label TEXT            label of this run in tables and plots
       --client sluice|rdkafka producer client (rdkafka needs the `rdkafka` feature)
       --warmup SECS --duration SECS --rate MSG_PER_SEC (0 = max)
@@ -228,6 +230,7 @@ const RUN_FLAGS: &[&str] = &[
     "out",
     "topic-prefix",
     "backlog-mb",
+    "broker-pid",
 ];
 
 /// Applies command-line overrides to a workload.
@@ -418,11 +421,21 @@ fn run(args: &[String]) -> Result<(), String> {
         client,
         delete_topics: local.is_none() && !flags.has("keep-topics"),
         verbose: !flags.has("quiet"),
+        broker_pid: match &local {
+            Some(broker) => broker.pid(),
+            None => flags.number("broker-pid")?,
+        },
     };
     let timeline = if workload.consume_backlog_mb > 0 {
-        format!("{} MB backlog, then catch-up consume", workload.consume_backlog_mb)
+        format!(
+            "{} MB backlog, then catch-up consume",
+            workload.consume_backlog_mb
+        )
     } else {
-        format!("{} s warm-up, {} s measured", workload.warmup_secs, workload.duration_secs)
+        format!(
+            "{} s warm-up, {} s measured",
+            workload.warmup_secs, workload.duration_secs
+        )
     };
     println!(
         "running {} against {bootstrap} ({broker_name}) with the {} client: {timeline}",

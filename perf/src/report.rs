@@ -135,6 +135,8 @@ pub struct RunResult {
     pub ack_curve: Vec<[f64; 2]>,
     pub e2e_curve: Vec<[f64; 2]>,
     pub totals: Totals,
+    /// CPU use during the measured window (cores).
+    pub cpu: crate::cpu::Usage,
     pub intervals: Vec<IntervalSample>,
     pub errors: Vec<String>,
 }
@@ -183,6 +185,7 @@ impl RunResult {
                 failed: measured.total_failed,
                 consumed: measured.total_consumed,
             },
+            cpu: measured.cpu.clone(),
             intervals: measured.intervals.clone(),
             errors: measured.errors.clone(),
         }
@@ -318,6 +321,23 @@ pub fn table(result: &RunResult) -> String {
                 (result.ack_latency.p99_us - baseline.fdatasync_p99_us) / 1e3
             );
         }
+    }
+    let cpu = &result.cpu;
+    let broker = cpu
+        .broker_cores
+        .map(|cores| format!("broker {cores:.2}, "))
+        .unwrap_or_default();
+    let _ = writeln!(
+        out,
+        "\n  cpu during the window (cores): clients {:.2}, {broker}other processes {:.2}, idle {:.2}",
+        cpu.client_cores, cpu.other_cores, cpu.idle_cores
+    );
+    if cpu.other_cores > crate::cpu::OTHER_CORES_WARNING {
+        let _ = writeln!(
+            out,
+            "  WARNING: other processes used {:.2} cores during the window; the figures are low by that much",
+            cpu.other_cores
+        );
     }
     let _ = writeln!(
         out,

@@ -40,7 +40,9 @@ const FILL_SYNC_EVERY_BYTES: u64 = 16 * 1024 * 1024;
 const RECORD_BYTES: usize = 1024;
 
 fn arg<T: std::str::FromStr>(args: &HashMap<String, String>, name: &str, default: T) -> T {
-    args.get(name).and_then(|value| value.parse().ok()).unwrap_or(default)
+    args.get(name)
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(default)
 }
 
 fn parse_args(raw: &[String]) -> HashMap<String, String> {
@@ -61,7 +63,8 @@ fn make_batch(bytes: usize) -> (batch::BatchHeader, Bytes) {
     let count = (bytes / (RECORD_BYTES + 8)).max(1);
     let values: Vec<&[u8]> = (0..count).map(|_| record.as_slice()).collect();
     let raw = Bytes::from(build_batch(1_700_000_000_000, &values));
-    let mut batches = batch::split_and_validate(&raw, usize::MAX).expect("benchmark batch is valid");
+    let mut batches =
+        batch::split_and_validate(&raw, usize::MAX).expect("benchmark batch is valid");
     batches.remove(0)
 }
 
@@ -103,9 +106,14 @@ async fn engine_append(dir: PathBuf, partitions: usize, batch_bytes: usize, tota
     };
     let mut logs = Vec::with_capacity(partitions);
     for partition in 0..partitions {
-        let log = PartitionLog::open(DmaStorage, dir.join(format!("bench-{partition}")), config.clone(), Rc::clone(&cache))
-            .await
-            .expect("log opens");
+        let log = PartitionLog::open(
+            DmaStorage,
+            dir.join(format!("bench-{partition}")),
+            config.clone(),
+            Rc::clone(&cache),
+        )
+        .await
+        .expect("log opens");
         logs.push(log);
     }
     let (header, bytes) = make_batch(batch_bytes);
@@ -139,7 +147,9 @@ async fn engine_append(dir: PathBuf, partitions: usize, batch_bytes: usize, tota
     }
     // The rate counts only bytes that really are in the segment files.
     let on_disk: u64 = (0..partitions)
-        .flat_map(|partition| std::fs::read_dir(dir.join(format!("bench-{partition}"))).expect("dir"))
+        .flat_map(|partition| {
+            std::fs::read_dir(dir.join(format!("bench-{partition}"))).expect("dir")
+        })
         .filter_map(|entry| entry.ok())
         .filter(|entry| entry.file_name().to_string_lossy().ends_with(".log"))
         .map(|entry| entry.metadata().map(|meta| meta.len()).unwrap_or(0))
@@ -162,7 +172,9 @@ async fn raw_append(dir: PathBuf, partitions: usize, block: usize, total: u64) -
             .dma_open(dir.join(format!("raw-{partition}")))
             .await
             .expect("raw file");
-        let _ = file.pre_allocate(segment_bytes_for(partitions, total), true).await;
+        let _ = file
+            .pre_allocate(segment_bytes_for(partitions, total), true)
+            .await;
         files.push(Rc::new(file));
     }
     let positions: Vec<Cell<u64>> = (0..partitions).map(|_| Cell::new(0)).collect();
@@ -222,7 +234,10 @@ fn append_command(args: &HashMap<String, String>) {
         let dir = fresh_dir(&base, "engine");
         let rate = run_local(move || engine_append(dir, partitions, batch_bytes, total));
         engine.push(rate);
-        eprintln!("run {run}: engine {:.0} MB/s, raw O_DIRECT {:.0} MB/s", engine[run], raw[run]);
+        eprintln!(
+            "run {run}: engine {:.0} MB/s, raw O_DIRECT {:.0} MB/s",
+            engine[run], raw[run]
+        );
     }
     let _ = std::fs::remove_dir_all(&base);
     let engine_median = median(&mut engine);
@@ -242,7 +257,13 @@ fn durable_command(args: &HashMap<String, String>) {
     let duration = Duration::from_secs(seconds);
     let dir = fresh_dir(&base, "sync");
     let (syncs_per_second, sync_latency) = run_local(move || async move {
-        let file = OpenOptions::new().read(true).write(true).create(true).dma_open(dir.join("sync")).await.expect("file");
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .dma_open(dir.join("sync"))
+            .await
+            .expect("file");
         let mut histogram = hdrhistogram::Histogram::<u64>::new(3).expect("histogram");
         let start = Instant::now();
         let mut count = 0u64;
@@ -256,14 +277,26 @@ fn durable_command(args: &HashMap<String, String>) {
             count += 1;
         }
         let _ = file.close().await;
-        (count as f64 / start.elapsed().as_secs_f64(), percentiles(&histogram))
+        (
+            count as f64 / start.elapsed().as_secs_f64(),
+            percentiles(&histogram),
+        )
     });
     let dir = fresh_dir(&base, "durable");
     let (appends_per_second, latency) = run_local(move || async move {
         let cache = BatchCache::new(CACHE_BYTES);
-        let log = PartitionLog::open(DmaStorage, dir.join("durable-0"), LogConfig::default(), cache).await.expect("log");
+        let log = PartitionLog::open(
+            DmaStorage,
+            dir.join("durable-0"),
+            LogConfig::default(),
+            cache,
+        )
+        .await
+        .expect("log");
         let (_, bytes) = make_batch(batch_bytes);
-        let histogram = Rc::new(std::cell::RefCell::new(hdrhistogram::Histogram::<u64>::new(3).expect("histogram")));
+        let histogram = Rc::new(std::cell::RefCell::new(
+            hdrhistogram::Histogram::<u64>::new(3).expect("histogram"),
+        ));
         let count = Rc::new(Cell::new(0u64));
         let start = Instant::now();
         let mut tasks = Vec::new();
@@ -278,8 +311,12 @@ fn durable_command(args: &HashMap<String, String>) {
                         let batches = batch::split_and_validate(&bytes, usize::MAX).expect("valid");
                         let began = Instant::now();
                         let appended = log.append(&batches).expect("append");
-                        log.wait_durable(appended.last_offset.0 + 1).await.expect("durable");
-                        let _ = histogram.borrow_mut().record(began.elapsed().as_micros() as u64);
+                        log.wait_durable(appended.last_offset.0 + 1)
+                            .await
+                            .expect("durable");
+                        let _ = histogram
+                            .borrow_mut()
+                            .record(began.elapsed().as_micros() as u64);
                         count.set(count.get() + 1);
                     }
                 })
@@ -307,7 +344,9 @@ fn fill_command(args: &HashMap<String, String>) {
     std::fs::create_dir_all(&base).expect("dir");
     run_local(move || async move {
         let cache = BatchCache::new(CACHE_BYTES);
-        let log = PartitionLog::open(DmaStorage, base.join("fill-0"), LogConfig::default(), cache).await.expect("log");
+        let log = PartitionLog::open(DmaStorage, base.join("fill-0"), LogConfig::default(), cache)
+            .await
+            .expect("log");
         // 512 KiB batches stay under the default max.message.bytes.
         let (_, bytes) = make_batch(512 << 10);
         let mut written = 0u64;
@@ -321,7 +360,9 @@ fn fill_command(args: &HashMap<String, String>) {
             if written % FILL_SYNC_EVERY_BYTES < bytes.len() as u64 {
                 // A durable producer now and then, as a broker under
                 // acks=all load would see: recovery points follow the syncs.
-                log.wait_durable(appended.last_offset.0 + 1).await.expect("durable");
+                log.wait_durable(appended.last_offset.0 + 1)
+                    .await
+                    .expect("durable");
             }
         }
         let end = log.offsets().leo;
@@ -340,16 +381,25 @@ fn recover_command(args: &HashMap<String, String>) {
     let (elapsed, leo, segments) = run_local(move || async move {
         let cache = BatchCache::new(CACHE_BYTES);
         let start = Instant::now();
-        let log = PartitionLog::open(DmaStorage, base.join("fill-0"), LogConfig::default(), cache).await.expect("log");
+        let log = PartitionLog::open(DmaStorage, base.join("fill-0"), LogConfig::default(), cache)
+            .await
+            .expect("log");
         let elapsed = start.elapsed();
         (elapsed, log.offsets().leo, log.segment_count())
     });
-    println!("recover: opened log with {segments} segments, log end offset {leo}, in {:.3} s", elapsed.as_secs_f64());
+    println!(
+        "recover: opened log with {segments} segments, log end offset {leo}, in {:.3} s",
+        elapsed.as_secs_f64()
+    );
 }
 
 fn resident_bytes() -> u64 {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
-    let pages: u64 = statm.split_whitespace().nth(1).and_then(|field| field.parse().ok()).unwrap_or(0);
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|field| field.parse().ok())
+        .unwrap_or(0);
     pages * 4096
 }
 
@@ -359,13 +409,21 @@ fn idle_memory_command(args: &HashMap<String, String>) {
     let dir = fresh_dir(&base, "idle");
     let (before, after) = run_local(move || async move {
         let cache = BatchCache::new(CACHE_BYTES);
-        let config = LogConfig { preallocate: false, ..LogConfig::default() };
+        let config = LogConfig {
+            preallocate: false,
+            ..LogConfig::default()
+        };
         let before = resident_bytes();
         let mut logs = Vec::with_capacity(partitions);
         for partition in 0..partitions {
-            let log = PartitionLog::open(DmaStorage, dir.join(format!("idle-{partition}")), config.clone(), Rc::clone(&cache))
-                .await
-                .expect("log");
+            let log = PartitionLog::open(
+                DmaStorage,
+                dir.join(format!("idle-{partition}")),
+                config.clone(),
+                Rc::clone(&cache),
+            )
+            .await
+            .expect("log");
             logs.push(log);
         }
         let after = resident_bytes();

@@ -51,7 +51,10 @@ async fn probe_polling(dir: &Path) -> io::Result<()> {
         return Ok(());
     }
     let number = PROBE_FILES.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-    let probe = dir.join(format!(".sluice-poll-probe-{}-{number}", std::process::id()));
+    let probe = dir.join(format!(
+        ".sluice-poll-probe-{}-{number}",
+        std::process::id()
+    ));
     std::fs::write(&probe, [0u8; IO_ALIGNMENT as usize])?;
     let opened = OpenOptions::new().read(true).dma_open(&probe).await;
     let removed = std::fs::remove_file(&probe);
@@ -106,7 +109,9 @@ impl Storage for DmaStorage {
     }
 
     async fn sync_dir(&self, path: &Path) -> io::Result<()> {
-        let directory = glommio::io::Directory::open(path).await.map_err(glommio_error)?;
+        let directory = glommio::io::Directory::open(path)
+            .await
+            .map_err(glommio_error)?;
         directory.sync().await.map_err(glommio_error)?;
         directory.close().await.map_err(glommio_error)
     }
@@ -116,7 +121,10 @@ impl Storage for DmaStorage {
         if size > bytes_max {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
-                format!("{} is {size} bytes, more than the {bytes_max} expected", path.display()),
+                format!(
+                    "{} is {size} bytes, more than the {bytes_max} expected",
+                    path.display()
+                ),
             ));
         }
         std::fs::read(path)
@@ -154,7 +162,11 @@ impl StorageFile for DmaStorageFile {
 
     async fn write_at(&self, buffer: DmaBuffer, pos: u64) -> io::Result<()> {
         let len = buffer.len();
-        let written = self.file.write_at(buffer, pos).await.map_err(glommio_error)?;
+        let written = self
+            .file
+            .write_at(buffer, pos)
+            .await
+            .map_err(glommio_error)?;
         if written != len {
             return Err(io::Error::new(
                 io::ErrorKind::WriteZero,
@@ -180,7 +192,10 @@ impl StorageFile for DmaStorageFile {
     }
 
     async fn preallocate(&self, len: u64) -> io::Result<()> {
-        self.file.pre_allocate(len, true).await.map_err(glommio_error)
+        self.file
+            .pre_allocate(len, true)
+            .await
+            .map_err(glommio_error)
     }
 
     async fn size(&self) -> io::Result<u64> {

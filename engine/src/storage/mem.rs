@@ -110,12 +110,20 @@ impl MemStorage {
                     _ => {}
                 }
             }
-            let survivor = MemFile { durable: content.clone(), current: content, unsynced: vec![] };
+            let survivor = MemFile {
+                durable: content.clone(),
+                current: content,
+                unsynced: vec![],
+            };
             files.insert(path, Rc::new(RefCell::new(survivor)));
         }
         let rng = state.next_random();
         MemStorage {
-            state: Rc::new(RefCell::new(State { files, faults: VecDeque::new(), rng })),
+            state: Rc::new(RefCell::new(State {
+                files,
+                faults: VecDeque::new(),
+                rng,
+            })),
         }
     }
 
@@ -136,13 +144,20 @@ impl MemStorage {
             })
             .collect();
         MemStorage {
-            state: Rc::new(RefCell::new(State { files, faults: VecDeque::new(), rng: state.rng })),
+            state: Rc::new(RefCell::new(State {
+                files,
+                faults: VecDeque::new(),
+                rng: state.rng,
+            })),
         }
     }
 }
 
 fn not_found(path: &Path) -> io::Error {
-    io::Error::new(io::ErrorKind::NotFound, format!("{} not found", path.display()))
+    io::Error::new(
+        io::ErrorKind::NotFound,
+        format!("{} not found", path.display()),
+    )
 }
 
 impl Storage for MemStorage {
@@ -159,7 +174,10 @@ impl Storage for MemStorage {
             }
             None => return Err(not_found(path)),
         };
-        Ok(MemStorageFile { file, storage: self.clone() })
+        Ok(MemStorageFile {
+            file,
+            storage: self.clone(),
+        })
     }
 
     fn create_dir_all(&self, _path: &Path) -> io::Result<()> {
@@ -190,7 +208,10 @@ impl Storage for MemStorage {
     }
 
     fn remove_dir_all(&self, path: &Path) -> io::Result<()> {
-        self.state.borrow_mut().files.retain(|file, _| !file.starts_with(path));
+        self.state
+            .borrow_mut()
+            .files
+            .retain(|file, _| !file.starts_with(path));
         Ok(())
     }
 
@@ -221,8 +242,15 @@ impl Storage for MemStorage {
     }
 
     async fn write_small_atomic(&self, path: &Path, bytes: &[u8]) -> io::Result<()> {
-        let file = MemFile { durable: bytes.to_vec(), current: bytes.to_vec(), unsynced: vec![] };
-        self.state.borrow_mut().files.insert(path.to_path_buf(), Rc::new(RefCell::new(file)));
+        let file = MemFile {
+            durable: bytes.to_vec(),
+            current: bytes.to_vec(),
+            unsynced: vec![],
+        };
+        self.state
+            .borrow_mut()
+            .files
+            .insert(path.to_path_buf(), Rc::new(RefCell::new(file)));
         Ok(())
     }
 }
@@ -242,7 +270,10 @@ impl StorageFile for MemStorageFile {
 
     async fn write_at(&self, buffer: Vec<u8>, pos: u64) -> io::Result<()> {
         let fault = self.storage.state.borrow_mut().take_fault(|fault| {
-            matches!(fault, Fault::WriteEio | Fault::WriteNoSpace | Fault::MisdirectWrite { .. })
+            matches!(
+                fault,
+                Fault::WriteEio | Fault::WriteNoSpace | Fault::MisdirectWrite { .. }
+            )
         });
         let pos = match fault {
             Some(Fault::WriteEio) => return Err(io::Error::from_raw_os_error(libc::EIO)),
@@ -264,7 +295,13 @@ impl StorageFile for MemStorageFile {
     }
 
     async fn sync(&self) -> io::Result<()> {
-        if self.storage.state.borrow_mut().take_fault(|f| *f == Fault::SyncEio).is_some() {
+        if self
+            .storage
+            .state
+            .borrow_mut()
+            .take_fault(|f| *f == Fault::SyncEio)
+            .is_some()
+        {
             return Err(io::Error::from_raw_os_error(libc::EIO));
         }
         let mut file = self.file.borrow_mut();

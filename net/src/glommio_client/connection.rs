@@ -39,7 +39,7 @@ use super::constants::{
 use super::error::ClientError;
 use super::protocol::{self, ApiVersionRange, CLIENT_API_VERSIONS};
 use crate::codec::Reader;
-use crate::wire::write_frames;
+use crate::wire::{receive_ready, write_frames};
 
 /// Bytes of the length prefix in front of every frame.
 const FRAME_LENGTH_BYTES: usize = 4;
@@ -528,39 +528,6 @@ fn complete(frame: Bytes, pending: &Pending, address: &str) -> Result<Bytes, Cli
     Ok(reader.into_remaining())
 }
 
-/// Appends whatever the socket holds right now to `buffer`, without
-/// waiting and without zero-filling the buffer first. `Ok(None)` when
-/// nothing is there; `Ok(Some(0))` at end of stream.
-fn receive_ready(fd: i32, buffer: &mut BytesMut, wanted: usize) -> io::Result<Option<usize>> {
-    buffer.reserve(wanted);
-    let spare = buffer.spare_capacity_mut();
-    loop {
-        // SAFETY: recv writes at most `spare.len()` bytes into memory the
-        // buffer owns; fd is this connection's open socket.
-        let received = unsafe {
-            libc::recv(
-                fd,
-                spare.as_mut_ptr().cast(),
-                spare.len(),
-                libc::MSG_DONTWAIT,
-            )
-        };
-        if received >= 0 {
-            let received = received as usize;
-            // SAFETY: recv initialised exactly `received` bytes of the spare
-            // capacity, right after the current length.
-            unsafe { buffer.set_len(buffer.len() + received) };
-            return Ok(Some(received));
-        }
-        let error = io::Error::last_os_error();
-        match error.kind() {
-            io::ErrorKind::WouldBlock => return Ok(None),
-            io::ErrorKind::Interrupted => continue,
-            _ => return Err(error),
-        }
-    }
-}
-
 /// Reads one length-prefixed frame; `None` at a clean end of stream. The
 /// length is checked against [`RESPONSE_BYTES_MAX`] before the buffer grows
 /// to hold it.
@@ -596,8 +563,11 @@ async fn read_frame(
                 buffer.advance(FRAME_LENGTH_BYTES);
                 return Ok(Some(buffer.split_to(length).freeze()));
             }
-            // The length was checked against the bound: reserving is safe.
-            wanted = wanted.max(needed - buffer.len());
+            // Room grows with what the broker has actually sent (at most
+            // doubling per read), not with what a length prefix claims.
+            wanted = (needed - buffer.len())
+                .min(buffer.len())
+                .max(READ_CHUNK_BYTES);
         }
         match receive_ready(shared.fd, buffer, wanted).map_err(io_error)? {
             Some(0) => return end_of_stream(buffer, address),

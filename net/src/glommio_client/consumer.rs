@@ -300,7 +300,10 @@ impl Consumer {
     /// The offsets `assignments` start at, resolved now: `Earliest` and
     /// `Latest` become `At`. Lets a caller fix where to start reading
     /// before records are produced, and start fetching later.
-    pub async fn positions(&self, assignments: &[Assignment]) -> Result<Vec<Assignment>, ClientError> {
+    pub async fn positions(
+        &self,
+        assignments: &[Assignment],
+    ) -> Result<Vec<Assignment>, ClientError> {
         let resolved = self.resolve(assignments).await?;
         Ok(resolved
             .into_values()

@@ -370,8 +370,18 @@ impl<T: 'static> Producer<T> {
     /// otherwise a key picks the partition by murmur2 and unkeyed records
     /// stick to a partition per `batch.size` bytes. `token` comes back in
     /// the batch's [`Delivery`]. Waits only when `buffer.memory` is used up.
-    pub async fn send(&self, topic: TopicHandle, message: Message<'_>, token: T) -> Result<(), ClientError> {
-        let Message { partition, key, value, timestamp_ms } = message;
+    pub async fn send(
+        &self,
+        topic: TopicHandle,
+        message: Message<'_>,
+        token: T,
+    ) -> Result<(), ClientError> {
+        let Message {
+            partition,
+            key,
+            value,
+            timestamp_ms,
+        } = message;
         let inner = &self.inner;
         let limit = inner.config.buffer_memory_bytes;
         if inner.state.borrow().buffered_bytes >= limit {
@@ -469,7 +479,9 @@ impl<T: 'static> Producer<T> {
         let Some(batch) = state.partitions[slot].batches.back_mut() else {
             unreachable!("a batch was just ensured");
         };
-        let added = batch.builder.append(timestamp_ms.unwrap_or_else(now_ms), key, value);
+        let added = batch
+            .builder
+            .append(timestamp_ms.unwrap_or_else(now_ms), key, value);
         batch.tokens.push(token);
         if batch.builder.size() >= batch_bytes {
             batch.closed = true;

@@ -44,5 +44,9 @@ pub async fn handle(
 /// version 0 layout, UNSUPPORTED_VERSION, and the full list, as Kafka does.
 pub fn unsupported_version_response(correlation_id: i32) -> ResponseFrame {
     let body = encode(&response(code::UNSUPPORTED_VERSION), 0);
-    ResponseFrame::new(correlation_id, ApiKey::ApiVersions.response_header_version(0), body)
+    ResponseFrame::new(
+        correlation_id,
+        ApiKey::ApiVersions.response_header_version(0),
+        body,
+    )
 }

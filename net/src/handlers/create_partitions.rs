@@ -12,19 +12,25 @@ use crate::errors::code;
 
 pub const VERSIONS: (i16, i16) = (0, 3);
 
-pub async fn handle(broker: &Rc<Broker>, header: &RequestHeader, request: CreatePartitionsRequest) -> Option<Vec<Bytes>> {
+pub async fn handle(
+    broker: &Rc<Broker>,
+    header: &RequestHeader,
+    request: CreatePartitionsRequest,
+) -> Option<Vec<Bytes>> {
     let mut response = CreatePartitionsResponse::default();
     for topic in &request.topics {
         let mut result = CreatePartitionsTopicResult::default();
         result.name = topic.name.clone();
         let assignments_valid = topic.assignments.as_ref().is_none_or(|assignments| {
             assignments.iter().all(|assignment| {
-                assignment.broker_ids.len() == 1 && assignment.broker_ids[0].0 == broker.config.node_id
+                assignment.broker_ids.len() == 1
+                    && assignment.broker_ids[0].0 == broker.config.node_id
             })
         });
         if !assignments_valid {
             result.error_code = code::INVALID_REPLICA_ASSIGNMENT;
-            result.error_message = Some(str_bytes("Replica assignments must name only this broker."));
+            result.error_message =
+                Some(str_bytes("Replica assignments must name only this broker."));
         } else {
             let call = ControllerRequest::CreatePartitions {
                 topic: topic.name.0.as_str().to_string(),

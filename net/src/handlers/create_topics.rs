@@ -19,7 +19,11 @@ pub const VERSIONS: (i16, i16) = (2, 7);
 /// A single node holds exactly one replica of each partition.
 const REPLICATION_FACTOR: i16 = 1;
 
-pub async fn handle(broker: &Rc<Broker>, header: &RequestHeader, request: CreateTopicsRequest) -> Option<Vec<Bytes>> {
+pub async fn handle(
+    broker: &Rc<Broker>,
+    header: &RequestHeader,
+    request: CreateTopicsRequest,
+) -> Option<Vec<Bytes>> {
     let version = header.request_api_version;
     let mut results: Vec<CreatableTopicResult> = Vec::with_capacity(request.topics.len());
     let mut to_create = Vec::new();
@@ -28,8 +32,17 @@ pub async fn handle(broker: &Rc<Broker>, header: &RequestHeader, request: Create
         let name = topic.name.0.as_str().to_string();
         let mut result = CreatableTopicResult::default();
         result.name = topic.name.clone();
-        let duplicate = request.topics.iter().filter(|other| other.name == topic.name).count() > 1;
-        let partitions = if topic.num_partitions == -1 { broker.config.default_partitions } else { topic.num_partitions };
+        let duplicate = request
+            .topics
+            .iter()
+            .filter(|other| other.name == topic.name)
+            .count()
+            > 1;
+        let partitions = if topic.num_partitions == -1 {
+            broker.config.default_partitions
+        } else {
+            topic.num_partitions
+        };
         let mut configs = BTreeMap::new();
         let mut invalid_config = None;
         for config in &topic.configs {
@@ -37,7 +50,9 @@ pub async fn handle(broker: &Rc<Broker>, header: &RequestHeader, request: Create
                 Some(value) => {
                     configs.insert(config.name.as_str().to_string(), value.as_str().to_string());
                 }
-                None => invalid_config = Some(format!("config '{}' has no value", config.name.as_str())),
+                None => {
+                    invalid_config = Some(format!("config '{}' has no value", config.name.as_str()))
+                }
             }
         }
         if duplicate {
@@ -51,7 +66,8 @@ pub async fn handle(broker: &Rc<Broker>, header: &RequestHeader, request: Create
             )));
         } else if !topic.assignments.is_empty() {
             let valid = topic.assignments.iter().all(|assignment| {
-                assignment.broker_ids.len() == 1 && assignment.broker_ids[0].0 == broker.config.node_id
+                assignment.broker_ids.len() == 1
+                    && assignment.broker_ids[0].0 == broker.config.node_id
             });
             if valid && topic.num_partitions == -1 && topic.replication_factor == -1 {
                 positions.push(results.len());
@@ -63,19 +79,28 @@ pub async fn handle(broker: &Rc<Broker>, header: &RequestHeader, request: Create
                 });
             } else {
                 result.error_code = code::INVALID_REPLICA_ASSIGNMENT;
-                result.error_message = Some(str_bytes("Replica assignments must name only this broker."));
+                result.error_message =
+                    Some(str_bytes("Replica assignments must name only this broker."));
             }
         } else if let Some(message) = invalid_config {
             result.error_code = code::INVALID_CONFIG;
             result.error_message = Some(str_bytes(&message));
         } else {
             positions.push(results.len());
-            to_create.push(NewTopic { name, partitions, configs, validate_only: request.validate_only });
+            to_create.push(NewTopic {
+                name,
+                partitions,
+                configs,
+                validate_only: request.validate_only,
+            });
         }
         results.push(result);
     }
     if !to_create.is_empty() {
-        match broker.controller_call(ControllerRequest::CreateTopics(to_create)).await {
+        match broker
+            .controller_call(ControllerRequest::CreateTopics(to_create))
+            .await
+        {
             Some(ShardResponse::Topics(outcomes)) => {
                 for (position, outcome) in positions.into_iter().zip(outcomes) {
                     let result = &mut results[position];

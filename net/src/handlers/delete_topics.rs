@@ -4,7 +4,9 @@ use std::rc::Rc;
 
 use bytes::Bytes;
 use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
-use kafka_protocol::messages::{DeleteTopicsRequest, DeleteTopicsResponse, RequestHeader, TopicName};
+use kafka_protocol::messages::{
+    DeleteTopicsRequest, DeleteTopicsResponse, RequestHeader, TopicName,
+};
 use uuid::Uuid;
 
 use super::{encode, str_bytes};
@@ -13,7 +15,11 @@ use crate::errors::code;
 
 pub const VERSIONS: (i16, i16) = (1, 6);
 
-pub async fn handle(broker: &Rc<Broker>, header: &RequestHeader, request: DeleteTopicsRequest) -> Option<Vec<Bytes>> {
+pub async fn handle(
+    broker: &Rc<Broker>,
+    header: &RequestHeader,
+    request: DeleteTopicsRequest,
+) -> Option<Vec<Bytes>> {
     let version = header.request_api_version;
     let metadata = broker.metadata();
     // (name to delete or None, id, the name to report)
@@ -21,10 +27,18 @@ pub async fn handle(broker: &Rc<Broker>, header: &RequestHeader, request: Delete
     if version >= 6 {
         for topic in &request.topics {
             match &topic.name {
-                Some(name) => wanted.push((Some(name.0.as_str().to_string()), topic.topic_id, Some(name.clone()))),
+                Some(name) => wanted.push((
+                    Some(name.0.as_str().to_string()),
+                    topic.topic_id,
+                    Some(name.clone()),
+                )),
                 None => {
                     let id = *topic.topic_id.as_bytes();
-                    let found = metadata.topics.values().find(|meta| meta.id == id).map(|meta| meta.name.clone());
+                    let found = metadata
+                        .topics
+                        .values()
+                        .find(|meta| meta.id == id)
+                        .map(|meta| meta.name.clone());
                     let report = found.as_deref().map(|name| TopicName(str_bytes(name)));
                     wanted.push((found, topic.topic_id, report));
                 }
@@ -32,11 +46,21 @@ pub async fn handle(broker: &Rc<Broker>, header: &RequestHeader, request: Delete
         }
     } else {
         for name in &request.topic_names {
-            wanted.push((Some(name.0.as_str().to_string()), Uuid::nil(), Some(name.clone())));
+            wanted.push((
+                Some(name.0.as_str().to_string()),
+                Uuid::nil(),
+                Some(name.clone()),
+            ));
         }
     }
-    let names: Vec<String> = wanted.iter().filter_map(|(name, _, _)| name.clone()).collect();
-    let outcomes = match broker.controller_call(ControllerRequest::DeleteTopics(names)).await {
+    let names: Vec<String> = wanted
+        .iter()
+        .filter_map(|(name, _, _)| name.clone())
+        .collect();
+    let outcomes = match broker
+        .controller_call(ControllerRequest::DeleteTopics(names))
+        .await
+    {
         Some(ShardResponse::Topics(outcomes)) => outcomes,
         _ => Vec::new(),
     };

@@ -4,7 +4,9 @@
 use std::rc::Rc;
 
 use bytes::Bytes;
-use kafka_protocol::messages::describe_configs_response::{DescribeConfigsResourceResult, DescribeConfigsResult};
+use kafka_protocol::messages::describe_configs_response::{
+    DescribeConfigsResourceResult, DescribeConfigsResult,
+};
 use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse, RequestHeader};
 
 use super::{encode, str_bytes};
@@ -36,24 +38,46 @@ fn entry(name: &str, value: String, source: i8, read_only: bool) -> DescribeConf
 pub fn broker_configs(broker: &Broker) -> Vec<(&'static str, String)> {
     let config = &broker.config;
     vec![
-        ("auto.create.topics.enable", config.auto_create_topics.to_string()),
+        (
+            "auto.create.topics.enable",
+            config.auto_create_topics.to_string(),
+        ),
         ("broker.id", config.node_id.to_string()),
-        ("connections.max.idle.ms", config.connections_max_idle_ms.to_string()),
-        ("delete.topic.enable", config.delete_topic_enable.to_string()),
+        (
+            "connections.max.idle.ms",
+            config.connections_max_idle_ms.to_string(),
+        ),
+        (
+            "delete.topic.enable",
+            config.delete_topic_enable.to_string(),
+        ),
         ("log.dirs", config.data_dir.display().to_string()),
-        ("log.retention.bytes", config.log.retention_bytes.to_string()),
-        ("log.retention.check.interval.ms", config.retention_check_interval_ms.to_string()),
+        (
+            "log.retention.bytes",
+            config.log.retention_bytes.to_string(),
+        ),
+        (
+            "log.retention.check.interval.ms",
+            config.retention_check_interval_ms.to_string(),
+        ),
         ("log.retention.ms", config.log.retention_ms.to_string()),
         ("log.segment.bytes", config.log.segment_bytes.to_string()),
         ("log.roll.ms", config.log.segment_ms.to_string()),
-        ("message.max.bytes", config.log.max_message_bytes.to_string()),
+        (
+            "message.max.bytes",
+            config.log.max_message_bytes.to_string(),
+        ),
         ("node.id", config.node_id.to_string()),
         ("num.partitions", config.default_partitions.to_string()),
         ("socket.request.max.bytes", REQUEST_BYTES_MAX.to_string()),
     ]
 }
 
-pub async fn handle(broker: &Rc<Broker>, header: &RequestHeader, request: DescribeConfigsRequest) -> Option<Vec<Bytes>> {
+pub async fn handle(
+    broker: &Rc<Broker>,
+    header: &RequestHeader,
+    request: DescribeConfigsRequest,
+) -> Option<Vec<Bytes>> {
     let metadata = broker.metadata();
     let mut response = DescribeConfigsResponse::default();
     for resource in &request.resources {
@@ -91,14 +115,20 @@ pub async fn handle(broker: &Rc<Broker>, header: &RequestHeader, request: Descri
                     result.error_code = code::INVALID_REQUEST;
                     result.error_message = Some(str_bytes("Unknown broker id."));
                 } else {
-                    for (config, value) in broker_configs(broker).into_iter().filter(|(name, _)| wanted(name)) {
-                        result.configs.push(entry(config, value, SOURCE_STATIC_BROKER, true));
+                    for (config, value) in broker_configs(broker)
+                        .into_iter()
+                        .filter(|(name, _)| wanted(name))
+                    {
+                        result
+                            .configs
+                            .push(entry(config, value, SOURCE_STATIC_BROKER, true));
                     }
                 }
             }
             other => {
                 result.error_code = code::INVALID_REQUEST;
-                result.error_message = Some(str_bytes(&format!("Unsupported resource type {other}.")));
+                result.error_message =
+                    Some(str_bytes(&format!("Unsupported resource type {other}.")));
             }
         }
         response.results.push(result);

@@ -7,7 +7,9 @@ use bytes::Bytes;
 use kafka_protocol::messages::describe_log_dirs_response::{
     DescribeLogDirsPartition, DescribeLogDirsResult, DescribeLogDirsTopic,
 };
-use kafka_protocol::messages::{DescribeLogDirsRequest, DescribeLogDirsResponse, RequestHeader, TopicName};
+use kafka_protocol::messages::{
+    DescribeLogDirsRequest, DescribeLogDirsResponse, RequestHeader, TopicName,
+};
 use sluice_engine::ShardId;
 
 use super::{encode, str_bytes};
@@ -30,8 +32,16 @@ fn disk_space(path: &std::path::Path) -> (i64, i64) {
     (stat.f_blocks as i64 * block, stat.f_bavail as i64 * block)
 }
 
-pub async fn handle(broker: &Rc<Broker>, header: &RequestHeader, request: DescribeLogDirsRequest) -> Option<Vec<Bytes>> {
-    let calls = (0..broker.shards()).map(|shard| broker.mesh.call(ShardId(shard as u16), ShardRequest::LogSizes));
+pub async fn handle(
+    broker: &Rc<Broker>,
+    header: &RequestHeader,
+    request: DescribeLogDirsRequest,
+) -> Option<Vec<Bytes>> {
+    let calls = (0..broker.shards()).map(|shard| {
+        broker
+            .mesh
+            .call(ShardId(shard as u16), ShardRequest::LogSizes)
+    });
     let mut sizes: BTreeMap<String, Vec<(i32, u64, i64)>> = BTreeMap::new();
     for answer in futures_lite_join_all(calls.collect()).await {
         if let Some(ShardResponse::LogSizes(entries)) = answer {

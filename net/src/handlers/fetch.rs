@@ -17,7 +17,10 @@ use kafka_protocol::messages::{FetchRequest, RequestHeader};
 use sluice_engine::ShardId;
 use uuid::Uuid;
 
-use crate::broker::{futures_lite_join_all, select_first, Broker, ReadEntry, ReadOutcome, ShardRequest, ShardResponse};
+use crate::broker::{
+    futures_lite_join_all, select_first, Broker, ReadEntry, ReadOutcome, ShardRequest,
+    ShardResponse,
+};
 use crate::constants::{FETCH_RESPONSE_BYTES_MAX, FETCH_WAIT_MS_MAX};
 use crate::errors::code;
 
@@ -44,7 +47,11 @@ struct ResolvedTopic {
     id: Uuid,
 }
 
-pub async fn handle(broker: &Rc<Broker>, header: &RequestHeader, request: FetchRequest) -> Option<Vec<Bytes>> {
+pub async fn handle(
+    broker: &Rc<Broker>,
+    header: &RequestHeader,
+    request: FetchRequest,
+) -> Option<Vec<Bytes>> {
     let version = header.request_api_version;
     if request.session_id != 0 {
         // Sessions are never handed out, so a client cannot hold one.
@@ -62,7 +69,9 @@ pub async fn handle(broker: &Rc<Broker>, header: &RequestHeader, request: FetchR
             metadata.topics.get(topic.topic.0.as_str())
         };
         let resolved = ResolvedTopic {
-            name: found.map(|meta| meta.name.clone()).unwrap_or_else(|| topic.topic.0.as_str().to_string()),
+            name: found
+                .map(|meta| meta.name.clone())
+                .unwrap_or_else(|| topic.topic.0.as_str().to_string()),
             id: topic.topic_id,
         };
         for partition in &topic.partitions {
@@ -82,7 +91,8 @@ pub async fn handle(broker: &Rc<Broker>, header: &RequestHeader, request: FetchR
                             topic: meta.name.clone(),
                             partition: partition.partition,
                             offset: partition.fetch_offset,
-                            max_bytes: (partition.partition_max_bytes as usize).min(FETCH_RESPONSE_BYTES_MAX),
+                            max_bytes: (partition.partition_max_bytes as usize)
+                                .min(FETCH_RESPONSE_BYTES_MAX),
                             read_committed,
                         })
                     }
@@ -100,19 +110,28 @@ pub async fn handle(broker: &Rc<Broker>, header: &RequestHeader, request: FetchR
                     None
                 }
             };
-            slots.push(Slot { topic_index, partition: partition.partition, entry, outcome });
+            slots.push(Slot {
+                topic_index,
+                partition: partition.partition,
+                entry,
+                outcome,
+            });
         }
         topics.push(resolved);
     }
-    let max_wait = Duration::from_millis(request.max_wait_ms.clamp(0, FETCH_WAIT_MS_MAX as i32) as u64);
+    let max_wait =
+        Duration::from_millis(request.max_wait_ms.clamp(0, FETCH_WAIT_MS_MAX as i32) as u64);
     let deadline = Instant::now() + max_wait;
     let min_bytes = request.min_bytes.max(0) as usize;
     loop {
         read_round(broker, &mut slots).await;
         let available: usize = slots.iter().map(|slot| slot.outcome.bytes).sum();
-        let failed = slots.iter().any(|slot| slot.outcome.error_code != code::NONE);
+        let failed = slots
+            .iter()
+            .any(|slot| slot.outcome.error_code != code::NONE);
         let now = Instant::now();
-        if available >= min_bytes.max(1) || failed || now >= deadline || broker.shutting_down.get() {
+        if available >= min_bytes.max(1) || failed || now >= deadline || broker.shutting_down.get()
+        {
             break;
         }
         wait_for_data(broker, &slots, deadline - now).await;
@@ -128,7 +147,9 @@ pub async fn handle(broker: &Rc<Broker>, header: &RequestHeader, request: FetchR
 
 /// Reads every readable slot, one mesh message per owner shard.
 async fn read_round(broker: &Rc<Broker>, slots: &mut [Slot]) {
-    let mut per_shard: Vec<(Vec<usize>, Vec<ReadEntry>)> = (0..broker.shards()).map(|_| (Vec::new(), Vec::new())).collect();
+    let mut per_shard: Vec<(Vec<usize>, Vec<ReadEntry>)> = (0..broker.shards())
+        .map(|_| (Vec::new(), Vec::new()))
+        .collect();
     for (index, slot) in slots.iter().enumerate() {
         if let Some(entry) = &slot.entry {
             let shard = broker.owner(&entry.topic, entry.partition);
@@ -143,9 +164,16 @@ async fn read_round(broker: &Rc<Broker>, slots: &mut [Slot]) {
             continue;
         }
         positions.push(indexes);
-        calls.push(broker.mesh.call(ShardId(shard as u16), ShardRequest::Read(entries)));
+        calls.push(
+            broker
+                .mesh
+                .call(ShardId(shard as u16), ShardRequest::Read(entries)),
+        );
     }
-    for (indexes, answer) in positions.into_iter().zip(futures_lite_join_all(calls).await) {
+    for (indexes, answer) in positions
+        .into_iter()
+        .zip(futures_lite_join_all(calls).await)
+    {
         match answer {
             Some(ShardResponse::Read(outcomes)) => {
                 for (index, outcome) in indexes.into_iter().zip(outcomes) {
@@ -163,7 +191,8 @@ async fn read_round(broker: &Rc<Broker>, slots: &mut [Slot]) {
 
 /// Waits until any requested partition gets new data, or `wait` passes.
 async fn wait_for_data(broker: &Rc<Broker>, slots: &[Slot], wait: Duration) {
-    let mut per_shard: Vec<Vec<(String, i32, i64)>> = (0..broker.shards()).map(|_| Vec::new()).collect();
+    let mut per_shard: Vec<Vec<(String, i32, i64)>> =
+        (0..broker.shards()).map(|_| Vec::new()).collect();
     for slot in slots {
         if let Some(entry) = &slot.entry {
             let shard = broker.owner(&entry.topic, entry.partition);
@@ -178,7 +207,13 @@ async fn wait_for_data(broker: &Rc<Broker>, slots: &[Slot], wait: Duration) {
         .map(|(shard, watches)| {
             let broker = Rc::clone(broker);
             Box::pin(async move {
-                let _ = broker.mesh.call(ShardId(shard as u16), ShardRequest::WaitForData { watches, wait_ms }).await;
+                let _ = broker
+                    .mesh
+                    .call(
+                        ShardId(shard as u16),
+                        ShardRequest::WaitForData { watches, wait_ms },
+                    )
+                    .await;
             }) as Pin<Box<dyn Future<Output = ()>>>
         })
         .collect();
@@ -263,7 +298,10 @@ fn encode_response(version: i16, topics: &[ResolvedTopic], slots: &[Slot]) -> Ve
             out.put_i16(topic.name.len() as i16);
             out.put_slice(topic.name.as_bytes());
         }
-        let count = slots[slot_index..].iter().take_while(|slot| slot.topic_index == topic_index).count();
+        let count = slots[slot_index..]
+            .iter()
+            .take_while(|slot| slot.topic_index == topic_index)
+            .count();
         put_array_len(&mut out, count, flexible);
         for slot in &slots[slot_index..slot_index + count] {
             let outcome = &slot.outcome;
@@ -311,7 +349,10 @@ fn encode_response(version: i16, topics: &[ResolvedTopic], slots: &[Slot]) -> Ve
 #[doc(hidden)]
 pub fn encode_single_partition(version: i16, topic: &str, chunks: Vec<Bytes>) -> Vec<Bytes> {
     let bytes = chunks.iter().map(Bytes::len).sum();
-    let topics = vec![ResolvedTopic { name: topic.to_string(), id: Uuid::nil() }];
+    let topics = vec![ResolvedTopic {
+        name: topic.to_string(),
+        id: Uuid::nil(),
+    }];
     let slots = vec![Slot {
         topic_index: 0,
         partition: 0,
@@ -357,10 +398,20 @@ mod tests {
     #[test]
     fn gathered_response_decodes_with_the_reference_decoder() {
         let topics = vec![
-            ResolvedTopic { name: "alpha".into(), id: Uuid::from_bytes([1; 16]) },
-            ResolvedTopic { name: "beta".into(), id: Uuid::from_bytes([2; 16]) },
+            ResolvedTopic {
+                name: "alpha".into(),
+                id: Uuid::from_bytes([1; 16]),
+            },
+            ResolvedTopic {
+                name: "beta".into(),
+                id: Uuid::from_bytes([2; 16]),
+            },
         ];
-        let slots = vec![slot(0, 0, &[b"abc", b"def"]), slot(0, 3, &[]), slot(1, 1, &[b"xyz"])];
+        let slots = vec![
+            slot(0, 0, &[b"abc", b"def"]),
+            slot(0, 3, &[]),
+            slot(1, 1, &[b"xyz"]),
+        ];
         for version in VERSIONS.0..=VERSIONS.1 {
             let pieces = encode_response(version, &topics, &slots);
             let mut whole = BytesMut::new();
@@ -368,7 +419,8 @@ mod tests {
                 whole.put_slice(piece);
             }
             let mut whole = whole.freeze();
-            let decoded = FetchResponse::decode(&mut whole, version).unwrap_or_else(|e| panic!("v{version}: {e}"));
+            let decoded = FetchResponse::decode(&mut whole, version)
+                .unwrap_or_else(|e| panic!("v{version}: {e}"));
             assert!(whole.is_empty(), "trailing bytes at v{version}");
             assert_eq!(decoded.responses.len(), 2);
             let first = &decoded.responses[0];
@@ -381,7 +433,10 @@ mod tests {
             assert_eq!(first.partitions[0].records.as_deref(), Some(&b"abcdef"[..]));
             assert_eq!(first.partitions[0].high_watermark, 10);
             assert_eq!(first.partitions[1].partition_index, 3);
-            assert_eq!(decoded.responses[1].partitions[0].records.as_deref(), Some(&b"xyz"[..]));
+            assert_eq!(
+                decoded.responses[1].partitions[0].records.as_deref(),
+                Some(&b"xyz"[..])
+            );
         }
     }
 }

@@ -5,7 +5,9 @@ use std::rc::Rc;
 
 use bytes::Bytes;
 use kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse;
-use kafka_protocol::messages::{IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse, RequestHeader};
+use kafka_protocol::messages::{
+    IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse, RequestHeader,
+};
 
 use super::describe_configs::{RESOURCE_BROKER, RESOURCE_TOPIC};
 use super::{encode, str_bytes};
@@ -32,7 +34,10 @@ pub async fn handle(
                     .map(|config| ConfigChange {
                         name: config.name.as_str().to_string(),
                         operation: config.config_operation,
-                        value: config.value.as_ref().map(|value| value.as_str().to_string()),
+                        value: config
+                            .value
+                            .as_ref()
+                            .map(|value| value.as_str().to_string()),
                     })
                     .collect();
                 let call = ControllerRequest::AlterTopicConfigs {
@@ -56,7 +61,8 @@ pub async fn handle(
             }
             other => {
                 result.error_code = code::INVALID_REQUEST;
-                result.error_message = Some(str_bytes(&format!("Unsupported resource type {other}.")));
+                result.error_message =
+                    Some(str_bytes(&format!("Unsupported resource type {other}.")));
             }
         }
         response.responses.push(result);

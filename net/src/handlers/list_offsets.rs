@@ -3,12 +3,16 @@
 use std::rc::Rc;
 
 use bytes::Bytes;
-use kafka_protocol::messages::list_offsets_response::{ListOffsetsPartitionResponse, ListOffsetsTopicResponse};
+use kafka_protocol::messages::list_offsets_response::{
+    ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
+};
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse, RequestHeader};
 use sluice_engine::ShardId;
 
 use super::encode;
-use crate::broker::{futures_lite_join_all, Broker, OffsetQueryEntry, PerShard, ShardRequest, ShardResponse};
+use crate::broker::{
+    futures_lite_join_all, Broker, OffsetQueryEntry, PerShard, ShardRequest, ShardResponse,
+};
 use crate::errors::code;
 
 pub const VERSIONS: (i16, i16) = (1, 9);
@@ -16,26 +20,34 @@ pub const VERSIONS: (i16, i16) = (1, 9);
 /// `isolation_level` of read_committed.
 const READ_COMMITTED: i8 = 1;
 
-pub async fn handle(broker: &Rc<Broker>, header: &RequestHeader, request: ListOffsetsRequest) -> Option<Vec<Bytes>> {
+pub async fn handle(
+    broker: &Rc<Broker>,
+    header: &RequestHeader,
+    request: ListOffsetsRequest,
+) -> Option<Vec<Bytes>> {
     let read_committed = request.isolation_level == READ_COMMITTED;
-    let mut per_shard: PerShard<OffsetQueryEntry> =
-        (0..broker.shards()).map(|_| (Vec::new(), Vec::new())).collect();
+    let mut per_shard: PerShard<OffsetQueryEntry> = (0..broker.shards())
+        .map(|_| (Vec::new(), Vec::new()))
+        .collect();
     let mut results: Vec<Vec<(i16, i64, i64)>> = Vec::new();
     for (topic_index, topic) in request.topics.iter().enumerate() {
         let name = topic.name.0.as_str();
         let mut topic_results = Vec::new();
         for (partition_index, partition) in topic.partitions.iter().enumerate() {
             topic_results.push((code::UNKNOWN_TOPIC_OR_PARTITION, -1, -1));
-            let known = broker
-                .metadata()
-                .topics
-                .get(name)
-                .is_some_and(|meta| partition.partition_index >= 0 && partition.partition_index < meta.partitions);
+            let known = broker.metadata().topics.get(name).is_some_and(|meta| {
+                partition.partition_index >= 0 && partition.partition_index < meta.partitions
+            });
             if known {
                 let shard = broker.owner(name, partition.partition_index);
                 let (positions, queries) = &mut per_shard[shard.0 as usize];
                 positions.push((topic_index, partition_index));
-                queries.push((name.to_string(), partition.partition_index, partition.timestamp, read_committed));
+                queries.push((
+                    name.to_string(),
+                    partition.partition_index,
+                    partition.timestamp,
+                    read_committed,
+                ));
             }
         }
         results.push(topic_results);
@@ -47,9 +59,16 @@ pub async fn handle(broker: &Rc<Broker>, header: &RequestHeader, request: ListOf
             continue;
         }
         call_positions.push(positions);
-        calls.push(broker.mesh.call(ShardId(shard as u16), ShardRequest::ListOffsets(queries)));
+        calls.push(
+            broker
+                .mesh
+                .call(ShardId(shard as u16), ShardRequest::ListOffsets(queries)),
+        );
     }
-    for (positions, answer) in call_positions.into_iter().zip(futures_lite_join_all(calls).await) {
+    for (positions, answer) in call_positions
+        .into_iter()
+        .zip(futures_lite_join_all(calls).await)
+    {
         if let Some(ShardResponse::ListOffsets(found)) = answer {
             for ((topic_index, partition_index), result) in positions.into_iter().zip(found) {
                 results[topic_index][partition_index] = result;
@@ -68,17 +87,19 @@ pub async fn handle(broker: &Rc<Broker>, header: &RequestHeader, request: ListOf
                 .partitions
                 .iter()
                 .zip(topic_results)
-                .map(|(partition, (error_code, timestamp, offset)): (_, (i16, i64, i64))| {
-                    let mut partition_response = ListOffsetsPartitionResponse::default();
-                    partition_response.partition_index = partition.partition_index;
-                    partition_response.error_code = error_code;
-                    partition_response.timestamp = timestamp;
-                    partition_response.offset = offset;
-                    if header.request_api_version >= 4 {
-                        partition_response.leader_epoch = if offset >= 0 { 0 } else { -1 };
-                    }
-                    partition_response
-                })
+                .map(
+                    |(partition, (error_code, timestamp, offset)): (_, (i16, i64, i64))| {
+                        let mut partition_response = ListOffsetsPartitionResponse::default();
+                        partition_response.partition_index = partition.partition_index;
+                        partition_response.error_code = error_code;
+                        partition_response.timestamp = timestamp;
+                        partition_response.offset = offset;
+                        if header.request_api_version >= 4 {
+                            partition_response.leader_epoch = if offset >= 0 { 0 } else { -1 };
+                        }
+                        partition_response
+                    },
+                )
                 .collect();
             topic_response
         })

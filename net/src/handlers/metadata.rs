@@ -8,7 +8,9 @@ use bytes::Bytes;
 use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
 };
-use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, RequestHeader, TopicName};
+use kafka_protocol::messages::{
+    BrokerId, MetadataRequest, MetadataResponse, RequestHeader, TopicName,
+};
 use sluice_engine::TopicMetadata;
 use uuid::Uuid;
 
@@ -51,7 +53,11 @@ fn topic_response(broker: &Broker, topic: &TopicMetadata, version: i16) -> Metad
     response
 }
 
-fn missing_topic(name: Option<TopicName>, topic_id: Uuid, error_code: i16) -> MetadataResponseTopic {
+fn missing_topic(
+    name: Option<TopicName>,
+    topic_id: Uuid,
+    error_code: i16,
+) -> MetadataResponseTopic {
     let mut response = MetadataResponseTopic::default();
     response.error_code = error_code;
     response.name = name;
@@ -60,7 +66,11 @@ fn missing_topic(name: Option<TopicName>, topic_id: Uuid, error_code: i16) -> Me
     response
 }
 
-pub async fn handle(broker: &Rc<Broker>, header: &RequestHeader, request: MetadataRequest) -> Option<Vec<Bytes>> {
+pub async fn handle(
+    broker: &Rc<Broker>,
+    header: &RequestHeader,
+    request: MetadataRequest,
+) -> Option<Vec<Bytes>> {
     let version = header.request_api_version;
     // Before v4 every request may auto-create; from v4 the client says.
     let allow_create =
@@ -69,7 +79,12 @@ pub async fn handle(broker: &Rc<Broker>, header: &RequestHeader, request: Metada
     match request.topics {
         None => {
             let metadata = broker.metadata();
-            topics.extend(metadata.topics.values().map(|topic| topic_response(broker, topic, version)));
+            topics.extend(
+                metadata
+                    .topics
+                    .values()
+                    .map(|topic| topic_response(broker, topic, version)),
+            );
         }
         Some(requested) => {
             // Names first: create the missing ones in one controller call.
@@ -92,7 +107,9 @@ pub async fn handle(broker: &Rc<Broker>, header: &RequestHeader, request: Metada
             let to_create: Vec<String> = requested
                 .iter()
                 .filter_map(|topic| topic.name.as_ref().map(|name| name.0.as_str().to_string()))
-                .filter(|name| !metadata.topics.contains_key(name) && validate_topic_name(name).is_ok())
+                .filter(|name| {
+                    !metadata.topics.contains_key(name) && validate_topic_name(name).is_ok()
+                })
                 .filter(|name| name != groups::OFFSETS_TOPIC)
                 .collect();
             if allow_create && !to_create.is_empty() {
@@ -105,7 +122,10 @@ pub async fn handle(broker: &Rc<Broker>, header: &RequestHeader, request: Metada
                         validate_only: false,
                     })
                     .collect();
-                match broker.controller_call(ControllerRequest::CreateTopics(new_topics)).await {
+                match broker
+                    .controller_call(ControllerRequest::CreateTopics(new_topics))
+                    .await
+                {
                     Some(ShardResponse::Topics(_)) => {}
                     other => tracing::warn!(?other, "auto-creating topics failed"),
                 }
@@ -126,10 +146,18 @@ pub async fn handle(broker: &Rc<Broker>, header: &RequestHeader, request: Metada
                     },
                     None => {
                         let id = *topic.topic_id.as_bytes();
-                        match metadata.topics.values().find(|candidate| candidate.id == id) {
+                        match metadata
+                            .topics
+                            .values()
+                            .find(|candidate| candidate.id == id)
+                        {
                             Some(found) => topics.push(topic_response(broker, found, version)),
                             None => {
-                                let id = if version >= 10 { topic.topic_id } else { Uuid::nil() };
+                                let id = if version >= 10 {
+                                    topic.topic_id
+                                } else {
+                                    Uuid::nil()
+                                };
                                 topics.push(missing_topic(None, id, code::UNKNOWN_TOPIC_ID))
                             }
                         }

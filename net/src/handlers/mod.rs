@@ -8,9 +8,9 @@ pub mod create_partitions;
 pub mod create_topics;
 pub mod delete_groups;
 pub mod delete_topics;
-pub mod describe_groups;
 pub mod describe_cluster;
 pub mod describe_configs;
+pub mod describe_groups;
 pub mod describe_log_dirs;
 pub mod fetch;
 pub mod find_coordinator;
@@ -52,7 +52,10 @@ pub const IMPLEMENTED: &[(ApiKey, (i16, i16))] = &[
     (ApiKey::DescribeConfigs, describe_configs::VERSIONS),
     (ApiKey::DescribeLogDirs, describe_log_dirs::VERSIONS),
     (ApiKey::CreatePartitions, create_partitions::VERSIONS),
-    (ApiKey::IncrementalAlterConfigs, incremental_alter_configs::VERSIONS),
+    (
+        ApiKey::IncrementalAlterConfigs,
+        incremental_alter_configs::VERSIONS,
+    ),
     (ApiKey::AlterConfigs, alter_configs::VERSIONS),
     (ApiKey::DescribeCluster, describe_cluster::VERSIONS),
     (ApiKey::FindCoordinator, find_coordinator::VERSIONS),
@@ -70,7 +73,9 @@ pub const IMPLEMENTED: &[(ApiKey, (i16, i16))] = &[
 
 /// Whether `api_key` at `version` is implemented.
 pub fn is_supported(api_key: i16, version: i16) -> bool {
-    IMPLEMENTED.iter().any(|(key, (min, max))| *key as i16 == api_key && (*min..=*max).contains(&version))
+    IMPLEMENTED
+        .iter()
+        .any(|(key, (min, max))| *key as i16 == api_key && (*min..=*max).contains(&version))
 }
 
 /// Encodes a response with the crate's encoder (safe for responses).
@@ -93,7 +98,11 @@ pub fn str_bytes(text: &str) -> StrBytes {
 
 /// Runs the handler of a decoded request and frames its response. `None`
 /// when the request gets no response (produce with acks=0).
-pub async fn dispatch(broker: &Rc<Broker>, header: RequestHeader, request: Request) -> Option<ResponseFrame> {
+pub async fn dispatch(
+    broker: &Rc<Broker>,
+    header: RequestHeader,
+    request: Request,
+) -> Option<ResponseFrame> {
     let api_key = header.request_api_key;
     let version = header.request_api_version;
     let body = match request {
@@ -104,16 +113,28 @@ pub async fn dispatch(broker: &Rc<Broker>, header: RequestHeader, request: Reque
         Request::ListOffsets(request) => list_offsets::handle(broker, &header, request).await,
         Request::CreateTopics(request) => create_topics::handle(broker, &header, request).await,
         Request::DeleteTopics(request) => delete_topics::handle(broker, &header, request).await,
-        Request::CreatePartitions(request) => create_partitions::handle(broker, &header, request).await,
-        Request::InitProducerId(request) => init_producer_id::handle(broker, &header, request).await,
-        Request::DescribeConfigs(request) => describe_configs::handle(broker, &header, request).await,
+        Request::CreatePartitions(request) => {
+            create_partitions::handle(broker, &header, request).await
+        }
+        Request::InitProducerId(request) => {
+            init_producer_id::handle(broker, &header, request).await
+        }
+        Request::DescribeConfigs(request) => {
+            describe_configs::handle(broker, &header, request).await
+        }
         Request::IncrementalAlterConfigs(request) => {
             incremental_alter_configs::handle(broker, &header, request).await
         }
         Request::AlterConfigs(request) => alter_configs::handle(broker, &header, request).await,
-        Request::DescribeCluster(request) => describe_cluster::handle(broker, &header, request).await,
-        Request::DescribeLogDirs(request) => describe_log_dirs::handle(broker, &header, request).await,
-        Request::FindCoordinator(request) => find_coordinator::handle(broker, &header, request).await,
+        Request::DescribeCluster(request) => {
+            describe_cluster::handle(broker, &header, request).await
+        }
+        Request::DescribeLogDirs(request) => {
+            describe_log_dirs::handle(broker, &header, request).await
+        }
+        Request::FindCoordinator(request) => {
+            find_coordinator::handle(broker, &header, request).await
+        }
         Request::JoinGroup(request) => join_group::handle(broker, &header, request).await,
         Request::SyncGroup(request) => sync_group::handle(broker, &header, request).await,
         Request::Heartbeat(request) => heartbeat::handle(broker, &header, request).await,
@@ -134,5 +155,9 @@ pub async fn dispatch(broker: &Rc<Broker>, header: RequestHeader, request: Reque
         return Some(ResponseFrame::default());
     }
     let key = ApiKey::try_from(api_key).ok()?;
-    Some(ResponseFrame::new(header.correlation_id, key.response_header_version(version), body))
+    Some(ResponseFrame::new(
+        header.correlation_id,
+        key.response_header_version(version),
+        body,
+    ))
 }

@@ -11,25 +11,35 @@ use sluice_engine::ShardId;
 
 use super::{encode, str_bytes};
 use crate::broker::{
-    futures_lite_join_all, Broker, PerShard, ProduceEntry, ProduceOutcome, ShardRequest, ShardResponse,
+    futures_lite_join_all, Broker, PerShard, ProduceEntry, ProduceOutcome, ShardRequest,
+    ShardResponse,
 };
 use crate::errors::code;
 
 pub const VERSIONS: (i16, i16) = (3, 11);
 
-pub async fn handle(broker: &Rc<Broker>, header: &RequestHeader, request: ProduceRequest) -> Option<Vec<Bytes>> {
+pub async fn handle(
+    broker: &Rc<Broker>,
+    header: &RequestHeader,
+    request: ProduceRequest,
+) -> Option<Vec<Bytes>> {
     let acks = request.acks;
     let valid_acks = (-1..=1).contains(&acks);
     // Positions of every partition in the request, grouped by owner shard.
-    let mut per_shard: PerShard<ProduceEntry> =
-        (0..broker.shards()).map(|_| (Vec::new(), Vec::new())).collect();
+    let mut per_shard: PerShard<ProduceEntry> = (0..broker.shards())
+        .map(|_| (Vec::new(), Vec::new()))
+        .collect();
     let mut outcomes: Vec<Vec<ProduceOutcome>> = Vec::with_capacity(request.topic_data.len());
     for (topic_index, topic) in request.topic_data.iter().enumerate() {
         let name = topic.name.0.as_str();
         let mut topic_outcomes = Vec::with_capacity(topic.partition_data.len());
         for (partition_index, partition) in topic.partition_data.iter().enumerate() {
-            let mut outcome =
-                ProduceOutcome { base_offset: -1, log_append_time: -1, log_start_offset: -1, ..Default::default() };
+            let mut outcome = ProduceOutcome {
+                base_offset: -1,
+                log_append_time: -1,
+                log_start_offset: -1,
+                ..Default::default()
+            };
             if !valid_acks {
                 outcome.error_code = code::INVALID_REQUIRED_ACKS;
             } else if name == crate::groups::OFFSETS_TOPIC {
@@ -38,9 +48,10 @@ pub async fn handle(broker: &Rc<Broker>, header: &RequestHeader, request: Produc
                 outcome.error_code = code::INVALID_TOPIC_EXCEPTION;
             } else {
                 outcome.error_code = code::UNKNOWN_TOPIC_OR_PARTITION;
-                let known = broker.metadata().topics.get(name).is_some_and(|meta| {
-                    partition.index >= 0 && partition.index < meta.partitions
-                });
+                let known =
+                    broker.metadata().topics.get(name).is_some_and(|meta| {
+                        partition.index >= 0 && partition.index < meta.partitions
+                    });
                 if known {
                     let shard = broker.owner(name, partition.index);
                     let (positions, entries) = &mut per_shard[shard.0 as usize];
@@ -65,7 +76,11 @@ pub async fn handle(broker: &Rc<Broker>, header: &RequestHeader, request: Produc
         call_positions.push(positions);
         calls.push(broker.mesh.call(
             ShardId(shard as u16),
-            ShardRequest::Produce { entries, acks, timeout_ms: request.timeout_ms },
+            ShardRequest::Produce {
+                entries,
+                acks,
+                timeout_ms: request.timeout_ms,
+            },
         ));
     }
     let answers = futures_lite_join_all(calls).await;
@@ -78,7 +93,8 @@ pub async fn handle(broker: &Rc<Broker>, header: &RequestHeader, request: Produc
             }
             _ => {
                 for (topic_index, partition_index) in positions {
-                    outcomes[topic_index][partition_index].error_code = code::NOT_LEADER_OR_FOLLOWER;
+                    outcomes[topic_index][partition_index].error_code =
+                        code::NOT_LEADER_OR_FOLLOWER;
                 }
             }
         }
@@ -108,7 +124,8 @@ pub async fn handle(broker: &Rc<Broker>, header: &RequestHeader, request: Produc
                         partition_response.log_start_offset = outcome.log_start_offset;
                     }
                     if header.request_api_version >= 8 {
-                        partition_response.error_message = outcome.error_message.as_deref().map(str_bytes);
+                        partition_response.error_message =
+                            outcome.error_message.as_deref().map(str_bytes);
                     }
                     partition_response
                 })

@@ -1,0 +1,124 @@
+//! Where the machine's CPU went during the measured window: this process
+//! (the clients), the broker (when its pid is known), and everything else.
+//! Client and broker share the machine, so a throughput figure means little
+//! without knowing whether an unrelated process (a compiler, a backup) took
+//! a core meanwhile; a busy neighbour is reported next to the results.
+
+use serde::{Deserialize, Serialize};
+
+/// Other processes using more than this many cores make a run suspect.
+pub const OTHER_CORES_WARNING: f64 = 0.1;
+
+/// CPU counters at one instant, in clock ticks.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Sample {
+    busy: u64,
+    all: u64,
+    own: u64,
+    broker: Option<u64>,
+}
+
+/// CPU used between two samples, in cores (1.0 = one core busy).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Usage {
+    pub client_cores: f64,
+    pub broker_cores: Option<f64>,
+    /// Everything else (including the broker when its pid is unknown).
+    pub other_cores: f64,
+    pub idle_cores: f64,
+}
+
+/// Busy and total ticks of all CPUs, from the first line of /proc/stat.
+fn machine() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let fields: Vec<u64> = stat
+        .lines()
+        .next()?
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|field| field.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal (guest time is
+    // already inside user and nice).
+    let value = |index: usize| fields.get(index).copied().unwrap_or(0);
+    let idle = value(3) + value(4);
+    let all: u64 = (0..8).map(value).sum();
+    Some((all - idle, all))
+}
+
+/// utime + stime of a process, all threads included.
+fn process(pid: &str) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name is in parentheses and may contain spaces: count
+    // fields from the last ')'. utime and stime are fields 14 and 15.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some(utime + stime)
+}
+
+/// Reads the counters now.
+pub fn sample(broker_pid: Option<u32>) -> Sample {
+    let (busy, all) = machine().unwrap_or((0, 0));
+    Sample {
+        busy,
+        all,
+        own: process("self").unwrap_or(0),
+        broker: broker_pid.and_then(|pid| process(&pid.to_string())),
+    }
+}
+
+/// What was used between `before` and `after`.
+pub fn usage(before: &Sample, after: &Sample) -> Usage {
+    let cores = std::thread::available_parallelism()
+        .map(usize::from)
+        .unwrap_or(1) as f64;
+    let all = after.all.saturating_sub(before.all);
+    if all == 0 {
+        return Usage::default();
+    }
+    // /proc/stat's ticks cover every core: convert ticks to cores.
+    let per_core = all as f64 / cores;
+    let to_cores = |ticks: u64| ticks as f64 / per_core;
+    let busy = after.busy.saturating_sub(before.busy);
+    let own = after.own.saturating_sub(before.own);
+    let broker = match (before.broker, after.broker) {
+        (Some(before), Some(after)) => Some(after.saturating_sub(before)),
+        _ => None,
+    };
+    let other = busy.saturating_sub(own).saturating_sub(broker.unwrap_or(0));
+    Usage {
+        client_cores: to_cores(own),
+        broker_cores: broker.map(to_cores),
+        other_cores: to_cores(other),
+        idle_cores: to_cores(all.saturating_sub(busy)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_are_read_and_split() {
+        let before = sample(Some(std::process::id()));
+        // Burn a little CPU so the counters move.
+        let mut x = 0u64;
+        for index in 0..20_000_000u64 {
+            x = x.wrapping_mul(31).wrapping_add(index);
+        }
+        std::hint::black_box(x);
+        std::thread::sleep(std::time::Duration::from_millis(30));
+        let after = sample(Some(std::process::id()));
+        let used = usage(&before, &after);
+        assert!(used.client_cores >= 0.0 && used.idle_cores >= 0.0);
+        assert!(used.broker_cores.is_some());
+        let total = used.client_cores + used.other_cores + used.idle_cores;
+        let cores = std::thread::available_parallelism()
+            .map(usize::from)
+            .unwrap_or(1) as f64;
+        // The "broker" is this process too here, so it is counted twice.
+        assert!(total <= cores + 0.5, "{used:?}");
+    }
+}
