@@ -1,4 +1,5 @@
-//! The admin commands (`sluice topic ...`, `sluice cluster ...`): flag
+//! The admin commands (`sluice topic ...`, `sluice group ...`,
+//! `sluice cluster ...`): flag
 //! parsing and printing over [`sluice_net::client::Admin`], which speaks the
 //! Kafka protocol to any Kafka-compatible broker.
 //!
@@ -13,8 +14,8 @@ use std::process::ExitCode;
 use serde_json::{json, Map, Value};
 use sluice_net::broker::base64_url;
 use sluice_net::client::{
-    Admin, ClientError, ClientOptions, ConfigChange, ConfigResource, ConfigSource, NewTopic,
-    OffsetSpec, PartitionOffset,
+    Admin, ClientError, ClientOptions, CommittedOffset, ConfigChange, ConfigResource, ConfigSource,
+    KafkaError, NewTopic, OffsetSpec, PartitionOffset,
 };
 
 pub const USAGE: &str = "\
@@ -29,6 +30,16 @@ ADMIN COMMANDS (Kafka protocol; work against any Kafka-compatible broker):
     sluice topic delete NAME
     sluice topic alter-config NAME [--set KEY=VALUE ...] [--delete KEY ...]
         Sets or removes topic config overrides (IncrementalAlterConfigs).
+    sluice group list [--state STATE ...]
+        Lists consumer groups with their states (e.g. Empty, Stable).
+    sluice group describe GROUP
+        Shows the group's state, protocol and members, and per partition the committed
+        offset, the log end offset and the lag.
+    sluice group delete GROUP
+        Deletes a group that has no members, with its committed offsets.
+    sluice group reset-offsets GROUP --topic TOPIC
+            (--to-earliest | --to-latest | --to-offset N | --to-datetime MS_SINCE_EPOCH) [--execute]
+        Shows the new offsets; with --execute commits them. The group must have no members.
     sluice cluster info
         Shows the cluster id, the controller and the brokers.
 
@@ -47,7 +58,10 @@ const EXIT_USAGE: u8 = 2;
 
 /// Whether the arguments name an admin command rather than broker flags.
 pub fn is_admin_command(args: &[String]) -> bool {
-    matches!(args.first().map(String::as_str), Some("topic" | "cluster"))
+    matches!(
+        args.first().map(String::as_str),
+        Some("topic" | "group" | "cluster")
+    )
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -64,7 +78,34 @@ enum Command {
         name: String,
         changes: Vec<ConfigChange>,
     },
+    GroupList {
+        states: Vec<String>,
+    },
+    GroupDescribe {
+        group: String,
+    },
+    GroupDelete {
+        group: String,
+    },
+    GroupResetOffsets {
+        group: String,
+        topic: String,
+        target: ResetTarget,
+        execute: bool,
+    },
     ClusterInfo,
+}
+
+/// Where `group reset-offsets` moves a group's offsets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ResetTarget {
+    Earliest,
+    Latest,
+    /// Clamped into each partition's `[earliest, latest]` range, as Kafka does.
+    Offset(i64),
+    /// The first offset at or after this timestamp (ms since the epoch); the
+    /// latest offset where no record is that new.
+    Datetime(i64),
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -87,9 +128,22 @@ fn command_flags(group: &str, action: &str) -> Option<&'static [&'static str]> {
         ("topic", "create") => Some(&["partitions", "replication-factor", "config"]),
         ("topic", "list" | "describe" | "delete") | ("cluster", "info") => Some(&[]),
         ("topic", "alter-config") => Some(&["set", "delete"]),
+        ("group", "list") => Some(&["state"]),
+        ("group", "describe" | "delete") => Some(&[]),
+        ("group", "reset-offsets") => Some(&[
+            "topic",
+            "to-earliest",
+            "to-latest",
+            "to-offset",
+            "to-datetime",
+            "execute",
+        ]),
         _ => None,
     }
 }
+
+/// Flags that take no value.
+const SWITCHES: &[&str] = &["to-earliest", "to-latest", "execute"];
 
 fn key_value(flag: &str, text: &str) -> Result<(String, String), String> {
     match text.split_once('=') {
@@ -122,6 +176,10 @@ fn parse(args: &[String]) -> Result<Parsed, String> {
             json = true;
             continue;
         }
+        if SWITCHES.contains(&flag) && allowed.contains(&flag) {
+            flags.push((flag, String::new()));
+            continue;
+        }
         let (name, value) = match flag.split_once('=') {
             Some((name, value)) => (name, value.to_string()),
             None => {
@@ -139,12 +197,17 @@ fn parse(args: &[String]) -> Result<Parsed, String> {
             return Err(format!("'{group} {action}' has no option --{name}"));
         }
     }
+    let noun = if group == "group" {
+        "group id"
+    } else {
+        "topic name"
+    };
     let name = || -> Result<String, String> {
         match positionals.as_slice() {
             [name] if !name.is_empty() => Ok(name.to_string()),
-            [] => Err(format!("'{group} {action}' needs a topic name")),
+            [] => Err(format!("'{group} {action}' needs a {noun}")),
             _ => Err(format!(
-                "'{group} {action}' takes one topic name, got {positionals:?}"
+                "'{group} {action}' takes one {noun}, got {positionals:?}"
             )),
         }
     };
@@ -203,6 +266,14 @@ fn parse(args: &[String]) -> Result<Parsed, String> {
             }
             Command::TopicAlterConfig { name, changes }
         }
+        ("group", "list") => {
+            no_positionals()?;
+            let states = flags.into_iter().map(|(_, state)| state).collect();
+            Command::GroupList { states }
+        }
+        ("group", "describe") => Command::GroupDescribe { group: name()? },
+        ("group", "delete") => Command::GroupDelete { group: name()? },
+        ("group", "reset-offsets") => parse_reset_offsets(name()?, flags)?,
         _ => {
             no_positionals()?;
             Command::ClusterInfo
@@ -213,6 +284,57 @@ fn parse(args: &[String]) -> Result<Parsed, String> {
         json,
         command,
     }))
+}
+
+fn parse_reset_offsets(group: String, flags: Vec<(&str, String)>) -> Result<Command, String> {
+    let mut topic = None;
+    let mut targets = Vec::new();
+    let mut execute = false;
+    for (flag, value) in flags {
+        let number = || {
+            value
+                .parse::<i64>()
+                .map_err(|_| format!("--{flag} expects a number, got '{value}'"))
+        };
+        match flag {
+            "topic" if value.is_empty() => return Err("--topic expects a topic name".into()),
+            "topic" => topic = Some(value),
+            "execute" => execute = true,
+            "to-earliest" => targets.push(ResetTarget::Earliest),
+            "to-latest" => targets.push(ResetTarget::Latest),
+            "to-offset" => {
+                let offset = number()?;
+                if offset < 0 {
+                    return Err(format!("--to-offset expects an offset >= 0, got {offset}"));
+                }
+                targets.push(ResetTarget::Offset(offset));
+            }
+            _ => {
+                let timestamp = number()?;
+                if timestamp < 0 {
+                    return Err(format!(
+                        "--to-datetime expects milliseconds since the epoch, got {timestamp}"
+                    ));
+                }
+                targets.push(ResetTarget::Datetime(timestamp));
+            }
+        }
+    }
+    let topic = topic.ok_or("'group reset-offsets' needs --topic")?;
+    let target = match targets.as_slice() {
+        [target] => *target,
+        _ => {
+            return Err("'group reset-offsets' needs exactly one of --to-earliest, \
+                 --to-latest, --to-offset, --to-datetime"
+                .to_string())
+        }
+    };
+    Ok(Command::GroupResetOffsets {
+        group,
+        topic,
+        target,
+        execute,
+    })
 }
 
 /// A failed command: what was being done, and why it failed.
@@ -261,6 +383,10 @@ fn describe_command(command: &Command) -> String {
         Command::TopicDescribe { name } => format!("describe topic '{name}'"),
         Command::TopicDelete { name } => format!("delete topic '{name}'"),
         Command::TopicAlterConfig { name, .. } => format!("alter configs of topic '{name}'"),
+        Command::GroupList { .. } => "list groups".to_string(),
+        Command::GroupDescribe { group } => format!("describe group '{group}'"),
+        Command::GroupDelete { group } => format!("delete group '{group}'"),
+        Command::GroupResetOffsets { group, .. } => format!("reset offsets of group '{group}'"),
         Command::ClusterInfo => "describe cluster".to_string(),
     }
 }
@@ -281,6 +407,15 @@ fn execute(invocation: &Invocation) -> Result<String, Failure> {
         Command::TopicAlterConfig { name, changes } => {
             topic_alter_config(&mut admin, name, changes, json)
         }
+        Command::GroupList { states } => group_list(&mut admin, states, json),
+        Command::GroupDescribe { group } => group_describe(&mut admin, group, json),
+        Command::GroupDelete { group } => group_delete(&mut admin, group, json),
+        Command::GroupResetOffsets {
+            group,
+            topic,
+            target,
+            execute,
+        } => group_reset_offsets(&mut admin, group, topic, *target, *execute, json),
         Command::ClusterInfo => cluster_info(&mut admin, json),
     }
     .map_err(failed)
@@ -571,6 +706,381 @@ fn topic_alter_config(
     ))
 }
 
+fn group_list(admin: &mut Admin, states: &[String], json: bool) -> Result<String, ClientError> {
+    let groups = admin.list_groups(states)?;
+    if json {
+        let list: Vec<Value> = groups
+            .iter()
+            .map(|group| {
+                json!({
+                    "group_id": group.group_id,
+                    "state": group.state,
+                    "protocol_type": group.protocol_type,
+                })
+            })
+            .collect();
+        return Ok(json_text(&json!({ "groups": list })));
+    }
+    if groups.is_empty() {
+        return Ok("No groups.\n".to_string());
+    }
+    let rows: Vec<Vec<String>> = groups
+        .iter()
+        .map(|group| {
+            vec![
+                group.group_id.clone(),
+                group.state.clone().unwrap_or_else(|| "-".to_string()),
+                dash_if_empty(&group.protocol_type),
+            ]
+        })
+        .collect();
+    Ok(table(&["GROUP", "STATE", "PROTOCOL-TYPE"], &rows))
+}
+
+fn dash_if_empty(value: &str) -> String {
+    if value.is_empty() {
+        "-".to_string()
+    } else {
+        value.to_string()
+    }
+}
+
+/// One partition row of `group describe`.
+struct GroupPartition {
+    topic: String,
+    partition: i32,
+    /// `None` when the group has not committed an offset for it.
+    committed: Option<i64>,
+    log_end: Option<i64>,
+    member: Option<usize>,
+}
+
+impl GroupPartition {
+    fn lag(&self) -> Option<i64> {
+        Some(self.log_end? - self.committed?).map(|lag| lag.max(0))
+    }
+}
+
+/// The latest offset of each partition of `topic`, or none for a topic
+/// that no longer exists.
+fn log_end_offsets(admin: &mut Admin, topic: &str) -> Result<Vec<PartitionOffset>, ClientError> {
+    let metadata = match admin.describe_topic(topic) {
+        Ok(metadata) => metadata,
+        Err(ClientError::Broker(_)) => return Ok(Vec::new()),
+        Err(error) => return Err(error),
+    };
+    admin.list_offsets(&metadata, OffsetSpec::Latest)
+}
+
+fn group_describe(admin: &mut Admin, group: &str, json: bool) -> Result<String, ClientError> {
+    let description = admin.describe_group(group)?;
+    let committed = admin.committed_offsets(group)?;
+    if description.state == "Dead" && committed.is_empty() {
+        return Err(ClientError::Broker(KafkaError::new(
+            GROUP_ID_NOT_FOUND,
+            Some(format!("Group '{group}' does not exist.")),
+        )));
+    }
+    let mut partitions: Vec<GroupPartition> = committed
+        .iter()
+        .map(|offset: &CommittedOffset| GroupPartition {
+            topic: offset.topic.clone(),
+            partition: offset.partition,
+            committed: offset.offset.clone().ok().filter(|offset| *offset >= 0),
+            log_end: None,
+            member: None,
+        })
+        .collect();
+    for (index, member) in description.members.iter().enumerate() {
+        for (topic, assigned) in &member.assignment {
+            for partition in assigned {
+                let known = partitions
+                    .iter_mut()
+                    .find(|row| row.topic == *topic && row.partition == *partition);
+                match known {
+                    Some(row) => row.member = Some(index),
+                    None => partitions.push(GroupPartition {
+                        topic: topic.clone(),
+                        partition: *partition,
+                        committed: None,
+                        log_end: None,
+                        member: Some(index),
+                    }),
+                }
+            }
+        }
+    }
+    partitions
+        .sort_by(|left, right| (&left.topic, left.partition).cmp(&(&right.topic, right.partition)));
+    let mut topics: Vec<String> = partitions.iter().map(|row| row.topic.clone()).collect();
+    topics.dedup();
+    for topic in topics {
+        let ends = log_end_offsets(admin, &topic)?;
+        for row in partitions.iter_mut().filter(|row| row.topic == topic) {
+            row.log_end = offset_for(&ends, row.partition).and_then(|end| end.offset.clone().ok());
+        }
+    }
+    let members = &description.members;
+    if json {
+        let member_list: Vec<Value> = members
+            .iter()
+            .map(|member| {
+                let assignment: Vec<Value> = member
+                    .assignment
+                    .iter()
+                    .map(|(topic, partitions)| json!({ "topic": topic, "partitions": partitions }))
+                    .collect();
+                json!({
+                    "member_id": member.member_id,
+                    "group_instance_id": member.group_instance_id,
+                    "client_id": member.client_id,
+                    "host": member.client_host,
+                    "assignment": assignment,
+                })
+            })
+            .collect();
+        let offsets: Vec<Value> = partitions
+            .iter()
+            .map(|row| {
+                json!({
+                    "topic": row.topic,
+                    "partition": row.partition,
+                    "committed_offset": row.committed,
+                    "log_end_offset": row.log_end,
+                    "lag": row.lag(),
+                    "member_id": row.member.map(|index| members[index].member_id.clone()),
+                })
+            })
+            .collect();
+        return Ok(json_text(&json!({
+            "group_id": description.group_id,
+            "state": description.state,
+            "protocol_type": description.protocol_type,
+            "protocol": description.protocol,
+            "members": member_list,
+            "offsets": offsets,
+        })));
+    }
+    let mut out = String::new();
+    let _ = writeln!(out, "Group:          {}", description.group_id);
+    let _ = writeln!(out, "State:          {}", description.state);
+    let _ = writeln!(
+        out,
+        "Protocol type:  {}",
+        dash_if_empty(&description.protocol_type)
+    );
+    let _ = writeln!(
+        out,
+        "Protocol:       {}",
+        dash_if_empty(&description.protocol)
+    );
+    let _ = writeln!(out, "Members:        {}", members.len());
+    if !members.is_empty() {
+        out.push('\n');
+        let rows: Vec<Vec<String>> = members
+            .iter()
+            .map(|member| {
+                let assignment: Vec<String> = member
+                    .assignment
+                    .iter()
+                    .map(|(topic, partitions)| format!("{topic}:{}", node_list(partitions)))
+                    .collect();
+                vec![
+                    member.member_id.clone(),
+                    dash_if_empty(&member.client_id),
+                    dash_if_empty(&member.client_host),
+                    if assignment.is_empty() {
+                        "-".to_string()
+                    } else {
+                        assignment.join(" ")
+                    },
+                ]
+            })
+            .collect();
+        out.push_str(&table(
+            &["MEMBER-ID", "CLIENT-ID", "HOST", "ASSIGNMENT"],
+            &rows,
+        ));
+    }
+    out.push('\n');
+    if partitions.is_empty() {
+        out.push_str("No committed offsets or assigned partitions.\n");
+        return Ok(out);
+    }
+    let number = |value: Option<i64>| value.map_or("-".to_string(), |value| value.to_string());
+    let rows: Vec<Vec<String>> = partitions
+        .iter()
+        .map(|row| {
+            let member = row.member.map(|index| &members[index]);
+            vec![
+                row.topic.clone(),
+                row.partition.to_string(),
+                number(row.committed),
+                number(row.log_end),
+                number(row.lag()),
+                member.map_or("-".to_string(), |member| member.member_id.clone()),
+                member.map_or("-".to_string(), |member| dash_if_empty(&member.client_host)),
+                member.map_or("-".to_string(), |member| dash_if_empty(&member.client_id)),
+            ]
+        })
+        .collect();
+    out.push_str(&table(
+        &[
+            "TOPIC",
+            "PARTITION",
+            "CURRENT-OFFSET",
+            "LOG-END-OFFSET",
+            "LAG",
+            "CONSUMER-ID",
+            "HOST",
+            "CLIENT-ID",
+        ],
+        &rows,
+    ));
+    Ok(out)
+}
+
+/// Kafka's GROUP_ID_NOT_FOUND error code.
+const GROUP_ID_NOT_FOUND: i16 = 69;
+
+fn group_delete(admin: &mut Admin, group: &str, json: bool) -> Result<String, ClientError> {
+    admin.delete_group(group)?;
+    if json {
+        return Ok(json_text(&json!({ "deleted": group })));
+    }
+    Ok(format!("Deleted group '{group}'.\n"))
+}
+
+/// A partition's offset from a ListOffsets answer, its error as `Err`.
+fn required_offset(offsets: &[PartitionOffset], partition: i32) -> Result<i64, ClientError> {
+    match offset_for(offsets, partition).map(|offset| &offset.offset) {
+        Some(Ok(offset)) => Ok(*offset),
+        Some(Err(error)) => Err(ClientError::Broker(error.clone())),
+        None => Err(ClientError::Broker(KafkaError::new(
+            UNKNOWN_TOPIC_OR_PARTITION,
+            Some(format!("no offset for partition {partition}")),
+        ))),
+    }
+}
+
+/// ILLEGAL_GENERATION, UNKNOWN_MEMBER_ID and REBALANCE_IN_PROGRESS: how
+/// brokers refuse a simple commit to a group with members.
+const ACTIVE_GROUP_ERRORS: [i16; 3] = [22, 25, 27];
+
+/// Kafka's UNKNOWN_TOPIC_OR_PARTITION error code.
+const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
+
+fn group_reset_offsets(
+    admin: &mut Admin,
+    group: &str,
+    topic: &str,
+    target: ResetTarget,
+    execute: bool,
+    json: bool,
+) -> Result<String, ClientError> {
+    let metadata = admin.describe_topic(topic)?;
+    let earliest = admin.list_offsets(&metadata, OffsetSpec::Earliest)?;
+    let latest = admin.list_offsets(&metadata, OffsetSpec::Latest)?;
+    let by_time = match target {
+        ResetTarget::Datetime(timestamp) => {
+            Some(admin.list_offsets(&metadata, OffsetSpec::Timestamp(timestamp))?)
+        }
+        _ => None,
+    };
+    let committed = admin.committed_offsets(group)?;
+    let mut plan: Vec<(i32, Option<i64>, i64)> = Vec::new();
+    for partition in &metadata.partitions {
+        let index = partition.partition;
+        let low = required_offset(&earliest, index)?;
+        let high = required_offset(&latest, index)?;
+        let new_offset = match target {
+            ResetTarget::Earliest => low,
+            ResetTarget::Latest => high,
+            ResetTarget::Offset(offset) => offset.clamp(low, high.max(low)),
+            ResetTarget::Datetime(_) => {
+                let found = required_offset(by_time.as_deref().unwrap_or_default(), index)?;
+                // -1: no record that new, so the end of the log.
+                if found < 0 {
+                    high
+                } else {
+                    found
+                }
+            }
+        };
+        let current = committed
+            .iter()
+            .find(|offset| offset.topic == topic && offset.partition == index)
+            .and_then(|offset| offset.offset.clone().ok())
+            .filter(|offset| *offset >= 0);
+        plan.push((index, current, new_offset));
+    }
+    if execute {
+        let offsets: Vec<(String, i32, i64)> = plan
+            .iter()
+            .map(|(partition, _, offset)| (topic.to_string(), *partition, *offset))
+            .collect();
+        admin
+            .commit_offsets(group, &offsets)
+            .map_err(|error| match error {
+                // What a broker answers a simple commit while the group has
+                // members; its message, if any, is kept.
+                ClientError::Broker(refusal)
+                    if refusal.message.is_none() && ACTIVE_GROUP_ERRORS.contains(&refusal.code) =>
+                {
+                    ClientError::Broker(KafkaError::new(
+                        refusal.code,
+                        Some(format!(
+                            "group '{group}' has active members; stop its consumers first"
+                        )),
+                    ))
+                }
+                other => other,
+            })?;
+    }
+    if json {
+        let partitions: Vec<Value> = plan
+            .iter()
+            .map(|(partition, current, new_offset)| {
+                json!({
+                    "topic": topic,
+                    "partition": partition,
+                    "current_offset": current,
+                    "new_offset": new_offset,
+                })
+            })
+            .collect();
+        return Ok(json_text(&json!({
+            "group_id": group,
+            "executed": execute,
+            "partitions": partitions,
+        })));
+    }
+    let rows: Vec<Vec<String>> = plan
+        .iter()
+        .map(|(partition, current, new_offset)| {
+            vec![
+                topic.to_string(),
+                partition.to_string(),
+                current.map_or("-".to_string(), |offset| offset.to_string()),
+                new_offset.to_string(),
+            ]
+        })
+        .collect();
+    let mut out = table(
+        &["TOPIC", "PARTITION", "CURRENT-OFFSET", "NEW-OFFSET"],
+        &rows,
+    );
+    if execute {
+        let _ = writeln!(out, "\nCommitted the new offsets for group '{group}'.");
+    } else {
+        let _ = writeln!(
+            out,
+            "\nDry run: nothing was committed. Add --execute to commit these offsets."
+        );
+    }
+    Ok(out)
+}
+
 fn cluster_info(admin: &mut Admin, json: bool) -> Result<String, ClientError> {
     let cluster = admin.describe_cluster()?;
     if json {
@@ -682,6 +1192,38 @@ mod tests {
     }
 
     #[test]
+    fn parses_group_commands() {
+        assert_eq!(
+            run("group list --state Empty --state=Stable").command,
+            Command::GroupList {
+                states: vec!["Empty".into(), "Stable".into()]
+            }
+        );
+        assert_eq!(
+            run("group describe g1 --json").command,
+            Command::GroupDescribe { group: "g1".into() }
+        );
+        assert_eq!(
+            run("group reset-offsets g1 --topic t --to-earliest --execute").command,
+            Command::GroupResetOffsets {
+                group: "g1".into(),
+                topic: "t".into(),
+                target: ResetTarget::Earliest,
+                execute: true,
+            }
+        );
+        assert_eq!(
+            run("group reset-offsets g1 --to-datetime 1700000000000 --topic t").command,
+            Command::GroupResetOffsets {
+                group: "g1".into(),
+                topic: "t".into(),
+                target: ResetTarget::Datetime(1_700_000_000_000),
+                execute: false,
+            }
+        );
+    }
+
+    #[test]
     fn rejects_bad_command_lines() {
         for line in [
             "topic",
@@ -695,6 +1237,14 @@ mod tests {
             "topic list --partitions 3",
             "topic alter-config a",
             "cluster status",
+            "group describe",
+            "group list extra",
+            "group reset-offsets g --to-earliest",
+            "group reset-offsets g --topic t",
+            "group reset-offsets g --topic t --to-earliest --to-latest",
+            "group reset-offsets g --topic t --to-offset -1",
+            "group reset-offsets g --topic t --to-offset x",
+            "group delete a --execute",
         ] {
             assert!(parse(&args(line)).is_err(), "{line}");
         }

@@ -1,6 +1,6 @@
 //! The admin CLI against the real broker: each scenario starts `sluice` on
-//! port 0 with its own data directory and runs `sluice topic ...` and
-//! `sluice cluster ...` as separate processes, checking their exit status,
+//! port 0 with its own data directory and runs `sluice topic ...`,
+//! `sluice group ...` and `sluice cluster ...` as separate processes, checking their exit status,
 //! their human output and that their `--json` output parses.
 //!
 //! Self-contained on purpose (no `common/` harness): the CLI is a client of
@@ -16,7 +16,9 @@ use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::Message;
 use serde_json::Value;
 use sluice_net::client::{Admin, ClientOptions, ConfigResource, ConfigSource};
 
@@ -402,6 +404,250 @@ fn topic_lifecycle() {
         "{}",
         missing.stderr
     );
+}
+
+/// Bound for the group consumer's polls and for the group to settle.
+const GROUP_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The rows of `group describe` for `topic`, as whitespace-split cells.
+fn group_rows(describe: &str, topic: &str) -> Vec<Vec<String>> {
+    describe
+        .lines()
+        .skip_while(|line| !line.starts_with("TOPIC"))
+        .skip(1)
+        .map(|line| {
+            line.split_whitespace()
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        })
+        .filter(|cells| cells.first().map(String::as_str) == Some(topic))
+        .collect()
+}
+
+/// `(partition, current offset, log end offset, lag)` from `group describe`.
+fn group_offsets(describe: &str, topic: &str) -> Vec<(String, String, String, String)> {
+    group_rows(describe, topic)
+        .into_iter()
+        .map(|cells| {
+            (
+                cells[1].clone(),
+                cells[2].clone(),
+                cells[3].clone(),
+                cells[4].clone(),
+            )
+        })
+        .collect()
+}
+
+/// The `GROUP STATE` pairs of `group list`.
+fn listed_groups(list: &str) -> Vec<(String, String)> {
+    list.lines()
+        .skip(1)
+        .filter_map(|line| {
+            let mut cells = line.split_whitespace();
+            Some((cells.next()?.to_string(), cells.next()?.to_string()))
+        })
+        .collect()
+}
+
+#[test]
+fn group_commands() {
+    let broker = Broker::start();
+    broker
+        .cli(&["topic", "create", "clicks", "--partitions", "2"])
+        .ok("create");
+    produce(&broker.address, "clicks", 0, 5);
+    produce(&broker.address, "clicks", 1, 3);
+
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &broker.address)
+        .set("group.id", "g1")
+        .set("client.id", "cli-test")
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("enable.partition.eof", "false")
+        .set("session.timeout.ms", "6000")
+        .set("heartbeat.interval.ms", "500")
+        .create()
+        .expect("create a librdkafka consumer");
+    consumer.subscribe(&["clicks"]).expect("subscribe");
+    let deadline = Instant::now() + GROUP_TIMEOUT;
+    let mut received = 0;
+    while received < 8 {
+        assert!(Instant::now() < deadline, "only {received} of 8 messages");
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(message)) => {
+                assert_eq!(message.topic(), "clicks");
+                received += 1;
+            }
+            Some(Err(error)) => panic!("consumer error: {error}"),
+            None => {}
+        }
+    }
+    consumer
+        .commit_consumer_state(CommitMode::Sync)
+        .expect("commit synchronously");
+
+    // While the consumer is a member, the group is not empty: describe shows
+    // it, and the broker refuses a simple commit.
+    let live = broker.cli(&["group", "describe", "g1"]).ok("describe live");
+    assert!(live.contains("State:          Stable"), "{live}");
+    assert!(live.contains("cli-test"), "{live}");
+    assert!(live.contains("clicks:0,1"), "{live}");
+    let refused = broker.cli(&[
+        "group",
+        "reset-offsets",
+        "g1",
+        "--topic",
+        "clicks",
+        "--to-earliest",
+        "--execute",
+    ]);
+    assert_eq!(refused.code, Some(1), "{}", refused.stdout);
+    assert!(
+        refused
+            .stderr
+            .starts_with("sluice: reset offsets of group 'g1' failed: "),
+        "{}",
+        refused.stderr
+    );
+    assert!(
+        refused.stderr.contains("active members"),
+        "{}",
+        refused.stderr
+    );
+
+    consumer.unsubscribe();
+    drop(consumer);
+    // Two more messages after the commit: partition 0 lags by 2.
+    produce(&broker.address, "clicks", 0, 2);
+
+    let deadline = Instant::now() + GROUP_TIMEOUT;
+    loop {
+        let list = broker.cli(&["group", "list"]).ok("list");
+        if listed_groups(&list).contains(&("g1".to_string(), "Empty".to_string())) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "g1 did not become Empty:\n{list}"
+        );
+        thread::sleep(Duration::from_millis(200));
+    }
+    let empty_only = broker
+        .cli(&["group", "list", "--state", "Empty"])
+        .ok("list --state Empty");
+    assert!(empty_only.contains("g1"), "{empty_only}");
+    let stable_only = broker
+        .cli(&["group", "list", "--state", "Stable"])
+        .ok("list --state Stable");
+    assert!(!stable_only.contains("g1"), "{stable_only}");
+
+    let describe = broker.cli(&["group", "describe", "g1"]).ok("describe");
+    assert!(describe.contains("State:          Empty"), "{describe}");
+    assert!(describe.contains("Members:        0"), "{describe}");
+    let pair = |a: &str, b: &str, c: &str, d: &str| {
+        (a.to_string(), b.to_string(), c.to_string(), d.to_string())
+    };
+    assert_eq!(
+        group_offsets(&describe, "clicks"),
+        vec![pair("0", "5", "7", "2"), pair("1", "3", "3", "0")],
+        "{describe}"
+    );
+
+    // Without --execute: only the plan.
+    let plan = broker
+        .cli(&[
+            "group",
+            "reset-offsets",
+            "g1",
+            "--topic",
+            "clicks",
+            "--to-earliest",
+        ])
+        .ok("reset dry run");
+    assert!(plan.contains("Dry run"), "{plan}");
+    let describe = broker.cli(&["group", "describe", "g1"]).ok("describe");
+    assert_eq!(
+        group_offsets(&describe, "clicks"),
+        vec![pair("0", "5", "7", "2"), pair("1", "3", "3", "0")],
+        "{describe}"
+    );
+
+    let reset = broker
+        .cli(&[
+            "group",
+            "reset-offsets",
+            "g1",
+            "--topic",
+            "clicks",
+            "--to-earliest",
+            "--execute",
+        ])
+        .ok("reset");
+    assert!(reset.contains("Committed the new offsets"), "{reset}");
+    let describe = broker.cli(&["group", "describe", "g1"]).ok("describe");
+    assert_eq!(
+        group_offsets(&describe, "clicks"),
+        vec![pair("0", "0", "7", "7"), pair("1", "0", "3", "3")],
+        "{describe}"
+    );
+
+    let to_offset = broker
+        .cli(&[
+            "group",
+            "reset-offsets",
+            "g1",
+            "--topic",
+            "clicks",
+            "--to-offset",
+            "4",
+            "--execute",
+            "--json",
+        ])
+        .json("reset --to-offset --json");
+    assert_eq!(to_offset["executed"], true, "{to_offset}");
+    // Clamped to partition 1's log end offset.
+    let new_offsets: Vec<i64> = to_offset["partitions"]
+        .as_array()
+        .expect("partitions array")
+        .iter()
+        .map(|partition| partition["new_offset"].as_i64().expect("new_offset"))
+        .collect();
+    assert_eq!(new_offsets, [4, 3], "{to_offset}");
+
+    let json = broker
+        .cli(&["group", "describe", "g1", "--json"])
+        .json("describe --json");
+    assert_eq!(json["group_id"], "g1");
+    assert_eq!(json["state"], "Empty");
+    assert_eq!(json["members"].as_array().map(Vec::len), Some(0), "{json}");
+    let offsets = json["offsets"].as_array().expect("offsets array");
+    assert_eq!(offsets.len(), 2, "{json}");
+    assert_eq!(offsets[0]["topic"], "clicks");
+    assert_eq!(offsets[0]["committed_offset"], 4);
+    assert_eq!(offsets[0]["log_end_offset"], 7);
+    assert_eq!(offsets[0]["lag"], 3);
+    assert_eq!(offsets[1]["committed_offset"], 3);
+    assert_eq!(offsets[1]["lag"], 0);
+    let list = broker.cli(&["group", "list", "--json"]).json("list --json");
+    let groups = list["groups"].as_array().expect("groups array");
+    assert!(
+        groups
+            .iter()
+            .any(|group| group["group_id"] == "g1" && group["state"] == "Empty"),
+        "{list}"
+    );
+
+    let deleted = broker.cli(&["group", "delete", "g1"]).ok("delete");
+    assert_eq!(deleted, "Deleted group 'g1'.\n");
+    let list = broker.cli(&["group", "list"]).ok("list after delete");
+    assert!(
+        !listed_groups(&list).iter().any(|(group, _)| group == "g1"),
+        "{list}"
+    );
+    let missing = broker.cli(&["group", "describe", "g1"]);
+    assert_eq!(missing.code, Some(1), "{}", missing.stdout);
 }
 
 #[test]

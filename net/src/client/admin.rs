@@ -262,6 +262,9 @@ pub enum OffsetSpec {
     Earliest,
     /// The high watermark: the offset the next committed record will get.
     Latest,
+    /// The first offset whose record timestamp is at or after this many
+    /// milliseconds since the epoch; -1 when there is none.
+    Timestamp(i64),
 }
 
 /// A partition's offset, or the broker's error for that partition.
@@ -693,6 +696,7 @@ impl Admin {
         let timestamp = match spec {
             OffsetSpec::Earliest => TIMESTAMP_EARLIEST,
             OffsetSpec::Latest => TIMESTAMP_LATEST,
+            OffsetSpec::Timestamp(timestamp) => timestamp,
         };
         let timeout_ms = self.options.operation_timeout_ms;
         let mut offsets = Vec::with_capacity(topic.partitions.len());

@@ -30,6 +30,15 @@ pub const CLIENT_API_VERSIONS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeConfigs, 1, 4),
     (ApiKey::IncrementalAlterConfigs, 0, 1),
     (ApiKey::DescribeCluster, 0, 2),
+    (ApiKey::FindCoordinator, 0, 5),
+    (ApiKey::ListGroups, 0, 5),
+    (ApiKey::DescribeGroups, 0, 5),
+    (ApiKey::DeleteGroups, 0, 2),
+    // From v2 a null topic list fetches every committed offset; v8 moved
+    // the group to a batch array this client does not build.
+    (ApiKey::OffsetFetch, 2, 7),
+    // Up to v9 the request carries no topic ids, which this client does not use.
+    (ApiKey::OffsetCommit, 2, 9),
 ];
 
 /// Kafka's UNSUPPORTED_VERSION error code.

@@ -1,5 +1,5 @@
-//! A small blocking Kafka client for admin tools (the `sluice topic ...` and
-//! `sluice cluster ...` commands), speaking the Kafka protocol to any
+//! A small blocking Kafka client for admin tools (the `sluice topic ...`,
+//! `sluice group ...` and `sluice cluster ...` commands), speaking the Kafka protocol to any
 //! Kafka-compatible broker over `std::net::TcpStream`.
 //!
 //! Design notes:
@@ -13,7 +13,7 @@
 //! - [`Admin`] holds a bootstrap connection and opens connections to other
 //!   brokers only when a request must go to a particular one (partition
 //!   leaders for ListOffsets, the controller for CreateTopics/DeleteTopics,
-//!   a broker for its own configs).
+//!   a broker for its own configs, a group's coordinator for group calls).
 //! - Responses are decoded with `kafka-protocol`'s decoders. Unlike the
 //!   broker side (see [`crate::codec`]), this trusts array lengths from the
 //!   wire: a hostile broker could make the client allocate a lot and abort.
@@ -24,6 +24,7 @@
 pub mod admin;
 pub mod connection;
 pub mod error;
+pub mod groups;
 
 use std::time::Duration;
 
@@ -34,6 +35,7 @@ pub use admin::{
 };
 pub use connection::Connection;
 pub use error::{error_name, ClientError, KafkaError};
+pub use groups::{CommittedOffset, GroupDescription, GroupListing, GroupMember};
 
 /// The largest response frame accepted, matching the broker's own request
 /// bound (Kafka's `socket.request.max.bytes` default). A longer length
