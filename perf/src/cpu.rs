@@ -9,13 +9,17 @@ use serde::{Deserialize, Serialize};
 /// Other processes using more than this many cores make a run suspect.
 pub const OTHER_CORES_WARNING: f64 = 0.1;
 
-/// CPU counters at one instant, in clock ticks.
+/// CPU counters at one instant, in clock ticks, and the kernel's pressure
+/// stall totals (microseconds).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Sample {
     busy: u64,
     all: u64,
     own: u64,
     broker: Option<u64>,
+    io_stall_us: Option<u64>,
+    cpu_stall_us: Option<u64>,
+    at: Option<std::time::Instant>,
 }
 
 /// CPU used between two samples, in cores (1.0 = one core busy).
@@ -26,6 +30,21 @@ pub struct Usage {
     /// Everything else (including the broker when its pid is unknown).
     pub other_cores: f64,
     pub idle_cores: f64,
+    /// Share of the window in which some task waited for I/O or for a CPU
+    /// (Linux pressure stall information, `some` line): a slow or busy
+    /// shared disk shows here even when the CPUs are idle.
+    pub io_pressure_pct: Option<f64>,
+    pub cpu_pressure_pct: Option<f64>,
+}
+
+/// The `some ... total=` value of a /proc/pressure file.
+fn pressure(resource: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/pressure/{resource}")).ok()?;
+    let some = text.lines().find(|line| line.starts_with("some"))?;
+    some.split_whitespace()
+        .find_map(|field| field.strip_prefix("total="))?
+        .parse()
+        .ok()
 }
 
 /// Busy and total ticks of all CPUs, from the first line of /proc/stat.
@@ -66,6 +85,9 @@ pub fn sample(broker_pid: Option<u32>) -> Sample {
         all,
         own: process("self").unwrap_or(0),
         broker: broker_pid.and_then(|pid| process(&pid.to_string())),
+        io_stall_us: pressure("io"),
+        cpu_stall_us: pressure("cpu"),
+        at: Some(std::time::Instant::now()),
     }
 }
 
@@ -88,7 +110,19 @@ pub fn usage(before: &Sample, after: &Sample) -> Usage {
         _ => None,
     };
     let other = busy.saturating_sub(own).saturating_sub(broker.unwrap_or(0));
+    let window_us = match (before.at, after.at) {
+        (Some(before), Some(after)) => after.duration_since(before).as_micros() as f64,
+        _ => 0.0,
+    };
+    let share = |before: Option<u64>, after: Option<u64>| match (before, after) {
+        (Some(before), Some(after)) if window_us > 0.0 => {
+            Some(after.saturating_sub(before) as f64 / window_us * 100.0)
+        }
+        _ => None,
+    };
     Usage {
+        io_pressure_pct: share(before.io_stall_us, after.io_stall_us),
+        cpu_pressure_pct: share(before.cpu_stall_us, after.cpu_stall_us),
         client_cores: to_cores(own),
         broker_cores: broker.map(to_cores),
         other_cores: to_cores(other),

@@ -59,6 +59,7 @@ USAGE:
       --warmup SECS --duration SECS --rate MSG_PER_SEC (0 = max)
       --producers-per-topic N --consumers-per-topic N --partitions N --message-size BYTES
       --acks 0|1|all --compression none|gzip|snappy|lz4|zstd --batch-size BYTES --linger-ms MS
+      --max-in-flight N --fetch-pipeline-depth N
       --backlog-mb MB         consume-from-backlog mode with this backlog (0 = tail the producers)
       --threads N             client executors (default: number of cores)
       --report-interval SECS  progress line interval (default 2)
@@ -231,6 +232,8 @@ const RUN_FLAGS: &[&str] = &[
     "topic-prefix",
     "backlog-mb",
     "broker-pid",
+    "max-in-flight",
+    "fetch-pipeline-depth",
 ];
 
 /// Applies command-line overrides to a workload.
@@ -258,6 +261,12 @@ fn override_workload(workload: &mut Workload, flags: &Flags) -> Result<(), Strin
     }
     if let Some(value) = flags.number("batch-size")? {
         workload.batch_size = value;
+    }
+    if let Some(value) = flags.number("max-in-flight")? {
+        workload.max_in_flight = value;
+    }
+    if let Some(value) = flags.number("fetch-pipeline-depth")? {
+        workload.fetch_pipeline_depth = value;
     }
     if let Some(value) = flags.number("backlog-mb")? {
         workload.consume_backlog_mb = value;

@@ -332,6 +332,12 @@ pub fn table(result: &RunResult) -> String {
         "\n  cpu during the window (cores): clients {:.2}, {broker}other processes {:.2}, idle {:.2}",
         cpu.client_cores, cpu.other_cores, cpu.idle_cores
     );
+    if let (Some(io), Some(cpu_wait)) = (cpu.io_pressure_pct, cpu.cpu_pressure_pct) {
+        let _ = writeln!(
+            out,
+            "  pressure during the window: some task waited for I/O {io:.0}% and for a CPU {cpu_wait:.0}% of the time"
+        );
+    }
     if cpu.other_cores > crate::cpu::OTHER_CORES_WARNING {
         let _ = writeln!(
             out,
