@@ -726,10 +726,12 @@ async fn worker(
             for plan in &producers {
                 let name = format!("sluice-perf-producer-{}", plan.index);
                 let callback = on_delivery(&shared, &recorder, workload.message_size as u64, timed);
-                let producer =
-                    Producer::new(producer_config(workload, &options.bootstrap, name), callback)
-                        .await
-                        .map_err(|error| format!("producer: {error}"))?;
+                let producer = Producer::new(
+                    producer_config(workload, &options.bootstrap, name),
+                    callback,
+                )
+                .await
+                .map_err(|error| format!("producer: {error}"))?;
                 let topic = producer
                     .topic(&plan.topic)
                     .await
@@ -767,27 +769,30 @@ async fn worker(
         glommio::timer::sleep(wait).await;
     }
 
-    let consuming: Vec<_> = consumer_handles
+    let consuming: Result<Vec<_>, _> = consumer_handles
         .iter()
         .map(|(consumer, positions)| {
             let consumer = Rc::clone(consumer);
             let positions = positions.clone();
             let shared = Arc::clone(&shared);
             let recorder = Rc::clone(&recorder);
-            glommio::spawn_local_into(async move {
-                if !positions.is_empty() {
-                    wait_until(|| {
-                        shared.consumers_go.load(Ordering::Relaxed)
-                            || shared.stop_consumers.load(Ordering::Relaxed)
-                    })
-                    .await;
-                    if let Err(error) = consumer.assign(&positions).await {
-                        shared.note_error(format!("assign: {error}"));
-                        return;
+            glommio::spawn_local_into(
+                async move {
+                    if !positions.is_empty() {
+                        wait_until(|| {
+                            shared.consumers_go.load(Ordering::Relaxed)
+                                || shared.stop_consumers.load(Ordering::Relaxed)
+                        })
+                        .await;
+                        if let Err(error) = consumer.assign(&positions).await {
+                            shared.note_error(format!("assign: {error}"));
+                            return;
+                        }
                     }
-                }
-                consume_loop(consumer, shared, recorder).await;
-            }, consumer_queue)
+                    consume_loop(consumer, shared, recorder).await;
+                },
+                consumer_queue,
+            )
         })
         .collect::<Result<_, _>>();
     let consuming: Vec<_> = match consuming {
