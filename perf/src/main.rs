@@ -29,6 +29,7 @@ mod rate;
 mod rdkafka_driver;
 mod report;
 mod stats;
+mod summary;
 mod workload;
 
 use std::path::{Path, PathBuf};
@@ -75,6 +76,9 @@ USAGE:
   sluice-perf compare A.json B.json ... [--out PREFIX] [--title TEXT]
       One table and one plot (PREFIX.svg, default compare.svg) for several results.
 
+  sluice-perf summarize A.json B.json ...
+      Medians (and min–max) over repeated runs, grouped by label, as a Markdown table.
+
   sluice-perf baseline [--dir DIR] [--secs N] [--out FILE]
       Measures disk O_DIRECT write bandwidth, fdatasync latency (fio) and loopback TCP
       bandwidth (iperf3); perf/baseline.sh installs the tools.
@@ -115,6 +119,7 @@ fn main() -> ExitCode {
     let outcome = match args.first().map(String::as_str) {
         Some("run") => run(&args[1..]),
         Some("compare") => compare(&args[1..]),
+        Some("summarize") => summarize(&args[1..]),
         Some("baseline") => baseline_command(&args[1..]),
         Some("--help" | "-h" | "help") => {
             print!("{USAGE}");
@@ -508,6 +513,21 @@ fn compare(args: &[String]) -> Result<(), String> {
     let title = flags.get("title").unwrap_or("latency percentiles");
     write_plot(&svg, title, &results)?;
     println!("wrote {}", svg.display());
+    Ok(())
+}
+
+fn summarize(args: &[String]) -> Result<(), String> {
+    let flags = Flags::parse(args)?;
+    flags.check_known(&[])?;
+    if flags.positional.is_empty() {
+        return Err("summarize needs result files".to_string());
+    }
+    let results: Vec<RunResult> = flags
+        .positional
+        .iter()
+        .map(|path| RunResult::read(Path::new(path)))
+        .collect::<Result<_, _>>()?;
+    print!("{}", summary::markdown(&results));
     Ok(())
 }
 
