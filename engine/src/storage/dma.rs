@@ -130,20 +130,51 @@ impl Storage for DmaStorage {
         std::fs::read(path)
     }
 
+    /// Every step goes through the reactor (io_uring, or glommio's
+    /// blocking-thread pool for the rename): these files are written at
+    /// every segment roll and recovery point, often for many partitions at
+    /// once, and a blocking fsync here would stall every partition and
+    /// connection of the shard for the disk's sync latency each time.
     async fn write_small_atomic(&self, path: &Path, bytes: &[u8]) -> io::Result<()> {
         let parent = path.parent().unwrap_or(Path::new("."));
         let mut temp = path.as_os_str().to_owned();
         temp.push(".tmp");
         let temp = std::path::PathBuf::from(temp);
-        {
-            use std::io::Write;
-            let mut file = std::fs::File::create(&temp)?;
-            file.write_all(bytes)?;
-            file.sync_data()?;
-        }
-        std::fs::rename(&temp, path)?;
+        let file = glommio::io::BufferedFile::create(&temp)
+            .await
+            .map_err(glommio_error)?;
+        let written = write_all_buffered(&file, bytes).await;
+        let synced = match written {
+            Ok(()) => file.fdatasync().await.map_err(glommio_error),
+            Err(error) => Err(error),
+        };
+        let closed = file.close().await.map_err(glommio_error);
+        synced?;
+        closed?;
+        glommio::io::rename(&temp, path)
+            .await
+            .map_err(glommio_error)?;
         self.sync_dir(parent).await
     }
+}
+
+/// Writes all of `bytes` at the start of `file`.
+async fn write_all_buffered(file: &glommio::io::BufferedFile, bytes: &[u8]) -> io::Result<()> {
+    let mut position = 0usize;
+    while position < bytes.len() {
+        let written = file
+            .write_at(bytes[position..].to_vec(), position as u64)
+            .await
+            .map_err(glommio_error)?;
+        if written == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::WriteZero,
+                format!("wrote 0 of {} bytes", bytes.len() - position),
+            ));
+        }
+        position += written;
+    }
+    Ok(())
 }
 
 /// An open DMA file.
