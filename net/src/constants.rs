@@ -13,6 +13,12 @@ pub const CONNECTION_IDLE_MS_DEFAULT: u64 = 10 * 60 * 1000;
 
 /// Bytes read from a socket per read call.
 pub const READ_CHUNK_BYTES: usize = 64 * 1024;
+/// A frame up to this size gets its whole buffer as soon as its length
+/// prefix is in: growing the buffer by doubling instead re-copied every
+/// large produce request about once more (measured: 2-3 % of broker CPU at
+/// peak produce). Above it the buffer grows with what actually arrives, so a
+/// length prefix alone never reserves much memory.
+pub const FRAME_PRESIZE_BYTES_MAX: usize = 1024 * 1024;
 
 /// Most slices passed to one `writev` call (Linux IOV_MAX is 1024).
 pub const IOVECS_MAX: usize = 1024;

@@ -23,7 +23,8 @@ use kafka_protocol::messages::ApiKey;
 use crate::broker::Broker;
 use crate::codec::{self, DecodeError};
 use crate::constants::{
-    IN_FLIGHT_REQUESTS_MAX, LOGGED_STRING_BYTES_MAX, READ_CHUNK_BYTES, REQUEST_BYTES_MAX,
+    FRAME_PRESIZE_BYTES_MAX, IN_FLIGHT_REQUESTS_MAX, LOGGED_STRING_BYTES_MAX, READ_CHUNK_BYTES,
+    REQUEST_BYTES_MAX,
 };
 use crate::handlers;
 use crate::wire::{receive_ready, write_frames, ResponseFrame};
@@ -169,13 +170,19 @@ async fn read_frame(
             needed = Some(frame_end - buffer.len());
         }
         let start = buffer.len();
-        // The read window grows with what the peer has actually sent (at most
-        // doubling the buffer per read), not with what its length prefix
-        // claims: sizing the buffer for the declared length made 4 bytes
-        // claiming 100 MiB cost 100 MiB of memory per connection.
-        let chunk = needed
-            .map_or(READ_CHUNK_BYTES, |needed| needed.min(start))
-            .max(READ_CHUNK_BYTES);
+        // A frame of up to FRAME_PRESIZE_BYTES_MAX gets its room at once, so
+        // it is received without being copied again as the buffer grows.
+        // Beyond that the read window grows with what the peer has actually
+        // sent (at most doubling the buffer per read), not with what its
+        // length prefix claims: sizing the buffer for the declared length
+        // made 4 bytes claiming 100 MiB cost 100 MiB of memory per connection.
+        let chunk = match needed {
+            Some(needed) if start + needed <= FRAME_PRESIZE_BYTES_MAX => {
+                needed.max(READ_CHUNK_BYTES)
+            }
+            Some(needed) => needed.min(start).max(READ_CHUNK_BYTES),
+            None => READ_CHUNK_BYTES,
+        };
         match receive_ready(fd, buffer, chunk) {
             Ok(Some(0)) => return end_of_stream(buffer),
             Ok(Some(_)) => continue,
