@@ -938,11 +938,16 @@ impl<S: Storage> PartitionLog<S> {
     pub async fn aborted_txns(&self, from: i64, upper: i64) -> Result<Vec<AbortedTxn>, ReadError> {
         let inner = self.inner.borrow();
         let mut found = Vec::new();
-        for segment in inner.segments.values() {
-            // A segment's markers all lie below its end.
-            if segment.next_offset <= from && segment.base_offset != inner.active().base_offset {
-                continue;
-            }
+        // Segments before the one holding `from` hold only markers below it.
+        // Later segments may hold the marker of a transaction that started
+        // below `upper`, so the scan goes on to the end (most segments have
+        // no entries at all).
+        let start = inner
+            .segments
+            .range(..=from)
+            .next_back()
+            .map_or(i64::MIN, |(&base, _)| base);
+        for segment in inner.segments.range(start..).map(|(_, segment)| segment) {
             found.extend(
                 segment
                     .aborted

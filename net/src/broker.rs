@@ -1,8 +1,9 @@
 //! One shard's broker state and the operations other shards ask of it.
 //!
 //! Every shard owns the partitions `shard_for` assigns it and serves the
-//! [`ShardRequest`]s sent to it over the mesh: produce and read for its
-//! partitions, metadata snapshots to apply, and (on shard 0, the controller)
+//! [`ShardRequest`]s sent to it over the mesh: produce, read and transaction
+//! markers for its partitions, metadata snapshots to apply, and (on shard 0,
+//! the controller)
 //! topic changes and producer-id allocation. Connections live on whichever
 //! shard accepted them; a handler splits its request once per owner shard.
 
