@@ -1175,6 +1175,9 @@ fn check_client_batches(batches: &[(BatchHeader, Bytes)]) -> Option<String> {
     None
 }
 
+#[cfg(test)]
+mod txn_tests;
+
 /// Kafka prints cluster ids as URL-safe base64 without padding.
 pub fn base64_url(bytes: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
