@@ -1,8 +1,9 @@
 //! One shard's broker state and the operations other shards ask of it.
 //!
 //! Every shard owns the partitions `shard_for` assigns it and serves the
-//! [`ShardRequest`]s sent to it over the mesh: produce and read for its
-//! partitions, metadata snapshots to apply, and (on shard 0, the controller)
+//! [`ShardRequest`]s sent to it over the mesh: produce, read and transaction
+//! markers for its partitions, metadata snapshots to apply, and (on shard 0,
+//! the controller)
 //! topic changes and producer-id allocation. Connections live on whichever
 //! shard accepted them; a handler splits its request once per owner shard.
 
@@ -20,11 +21,14 @@ use sluice_engine::log::{FoundOffset, OffsetQuery};
 use sluice_engine::metadata::{FileMetadataStore, MetadataStore};
 use sluice_engine::{
     BatchCache, ClusterMetadata, DmaStorage, LogConfig, Mesh, PartitionLog, ShardId, TopicMetadata,
+    TxnMarker,
 };
 
 use crate::config::BrokerConfig;
 use crate::constants::PRODUCER_ID_BLOCK;
-use crate::errors::{append_error_code, batch_error_code, code, read_error_code};
+use crate::errors::{
+    append_error_code, batch_error_code, code, marker_append_error_code, read_error_code,
+};
 use crate::topic_config;
 
 /// A partition as the mesh addresses it.
@@ -36,6 +40,9 @@ pub type PerShard<T> = Vec<(Vec<(usize, usize)>, Vec<T>)>;
 
 /// A ListOffsets query: topic, partition, timestamp, read_committed.
 pub type OffsetQueryEntry = (String, i32, i64, bool);
+
+/// A transaction marker for one partition: topic, partition, marker.
+pub type MarkerEntry = (String, i32, TxnMarker);
 
 /// One partition's records in a produce request.
 #[derive(Debug)]
@@ -75,6 +82,9 @@ pub struct ReadOutcome {
     pub log_start_offset: i64,
     pub chunks: Vec<Bytes>,
     pub bytes: usize,
+    /// `(producer_id, first_offset)` of every aborted transaction that
+    /// overlaps the records returned; filled for read_committed reads only.
+    pub aborted_transactions: Vec<(i64, i64)>,
 }
 
 /// A topic to create.
@@ -132,17 +142,25 @@ pub enum ShardRequest {
         timeout_ms: i32,
     },
     Read(Vec<ReadEntry>),
-    /// Resolves when any watched partition's log end passes its offset, or
-    /// after `wait_ms`.
+    /// Resolves when any watched partition's high watermark (last stable
+    /// offset if `read_committed`) passes its offset, or after `wait_ms`.
     WaitForData {
         watches: Vec<(String, i32, i64)>,
         wait_ms: u64,
+        read_committed: bool,
     },
     ListOffsets(Vec<OffsetQueryEntry>),
     ApplyMetadata(Arc<ClusterMetadata>),
     Controller(ControllerRequest),
     /// A consumer-group request for the group's coordinator shard.
     Group(crate::groups::GroupRequest),
+    /// Transaction markers `(topic, partition, marker)` for partitions this
+    /// shard owns: each is appended, then all are waited on until durable.
+    /// Answered by [`ShardResponse::WriteTxnMarkers`] with one Kafka error
+    /// code per marker, in order (see [`Broker::write_markers_local`]).
+    WriteTxnMarkers {
+        markers: Vec<MarkerEntry>,
+    },
     LogSizes,
     Shutdown,
 }
@@ -157,6 +175,8 @@ pub enum ShardResponse {
     ProducerId(i64),
     LogSizes(Vec<(String, i32, u64, i64)>),
     Group(crate::groups::GroupResponse),
+    /// One Kafka error code per marker of a [`ShardRequest::WriteTxnMarkers`].
+    WriteTxnMarkers(Vec<i16>),
     Done,
 }
 
@@ -363,9 +383,17 @@ impl Broker {
                 timeout_ms,
             } => ShardResponse::Produce(self.produce_local(entries, acks, timeout_ms).await),
             ShardRequest::Read(entries) => ShardResponse::Read(self.read_local(entries).await),
-            ShardRequest::WaitForData { watches, wait_ms } => {
-                self.wait_for_data_local(watches, wait_ms).await;
+            ShardRequest::WaitForData {
+                watches,
+                wait_ms,
+                read_committed,
+            } => {
+                self.wait_for_data_local(watches, wait_ms, read_committed)
+                    .await;
                 ShardResponse::Done
+            }
+            ShardRequest::WriteTxnMarkers { markers } => {
+                ShardResponse::WriteTxnMarkers(self.write_markers_local(markers).await)
             }
             ShardRequest::ListOffsets(queries) => {
                 ShardResponse::ListOffsets(self.list_offsets_local(queries).await)
@@ -861,6 +889,98 @@ impl Broker {
         outcomes
     }
 
+    /// Writes one transaction marker to `topic`/`partition`, on whichever
+    /// shard owns it, and waits until it is durable. Returns a Kafka error
+    /// code: NONE, UNKNOWN_TOPIC_OR_PARTITION, NOT_LEADER_OR_FOLLOWER,
+    /// PRODUCER_FENCED (the marker's epoch is older than the producer's),
+    /// KAFKA_STORAGE_ERROR.
+    pub async fn write_marker(&self, topic: &str, partition: i32, marker: TxnMarker) -> i16 {
+        let codes = self
+            .write_markers(vec![(topic.to_string(), partition, marker)])
+            .await;
+        codes.first().copied().unwrap_or(code::UNKNOWN_SERVER_ERROR)
+    }
+
+    /// Writes markers to partitions on any shards: one mesh message per
+    /// owner shard, all in parallel. One error code per marker, in order.
+    pub async fn write_markers(&self, markers: Vec<MarkerEntry>) -> Vec<i16> {
+        let mut codes = vec![code::UNKNOWN_SERVER_ERROR; markers.len()];
+        let mut per_shard: Vec<(Vec<usize>, Vec<MarkerEntry>)> = (0..self.shards())
+            .map(|_| (Vec::new(), Vec::new()))
+            .collect();
+        for (index, (topic, partition, marker)) in markers.into_iter().enumerate() {
+            let shard = self.owner(&topic, partition);
+            if let Some((indexes, items)) = per_shard.get_mut(shard.0 as usize) {
+                indexes.push(index);
+                items.push((topic, partition, marker));
+            }
+        }
+        let mut positions = Vec::new();
+        let mut calls = Vec::new();
+        for (shard, (indexes, items)) in per_shard.into_iter().enumerate() {
+            if items.is_empty() {
+                continue;
+            }
+            positions.push(indexes);
+            calls.push(self.mesh.call(
+                ShardId(shard as u16),
+                ShardRequest::WriteTxnMarkers { markers: items },
+            ));
+        }
+        for (indexes, answer) in positions
+            .into_iter()
+            .zip(futures_lite_join_all(calls).await)
+        {
+            match answer {
+                Some(ShardResponse::WriteTxnMarkers(answers)) if answers.len() == indexes.len() => {
+                    for (index, answer) in indexes.into_iter().zip(answers) {
+                        codes[index] = answer;
+                    }
+                }
+                _ => {
+                    for index in indexes {
+                        codes[index] = code::NOT_LEADER_OR_FOLLOWER;
+                    }
+                }
+            }
+        }
+        codes
+    }
+
+    /// Appends markers to partitions this shard owns, then waits until they
+    /// are durable (one group commit covers them all). Codes as
+    /// [`Broker::write_marker`].
+    pub async fn write_markers_local(&self, markers: Vec<MarkerEntry>) -> Vec<i16> {
+        let mut codes = Vec::with_capacity(markers.len());
+        let mut durable_waits: Vec<(usize, Rc<Log>, i64)> = Vec::new();
+        for (topic, partition, marker) in markers {
+            let Some(log) = self.log(&topic, partition) else {
+                codes.push(self.missing_partition_code(&topic, partition));
+                continue;
+            };
+            if log.is_backlogged() {
+                log.wait_for_room().await;
+            }
+            match log.append_marker(marker) {
+                Ok(appended) => {
+                    durable_waits.push((codes.len(), log, appended.last_offset.0 + 1));
+                    codes.push(code::NONE);
+                }
+                Err(error) => {
+                    tracing::debug!(%error, %topic, partition, "transaction marker refused");
+                    codes.push(marker_append_error_code(&error));
+                }
+            }
+        }
+        for (index, log, end) in durable_waits {
+            if let Err(error) = log.wait_durable(end).await {
+                tracing::warn!(%error, "transaction marker not durable");
+                codes[index] = code::KAFKA_STORAGE_ERROR;
+            }
+        }
+        codes
+    }
+
     async fn read_local(&self, entries: Vec<ReadEntry>) -> Vec<ReadOutcome> {
         let mut outcomes = Vec::with_capacity(entries.len());
         for entry in entries {
@@ -884,7 +1004,24 @@ impl Broker {
             } else {
                 offsets.hw
             };
-            match log.read(entry.offset, entry.max_bytes, upper).await {
+            let read = match log.read(entry.offset, entry.max_bytes, upper).await {
+                Ok(chunks) if entry.read_committed && chunks.bytes > 0 => {
+                    // The consumer drops the records of these transactions
+                    // from what it was given, so only those overlapping it.
+                    match log.aborted_txns(entry.offset, chunks.next_offset).await {
+                        Ok(aborted) => {
+                            outcome.aborted_transactions = aborted
+                                .iter()
+                                .map(|txn| (txn.producer_id, txn.first_offset))
+                                .collect();
+                            Ok(chunks)
+                        }
+                        Err(error) => Err(error),
+                    }
+                }
+                other => other,
+            };
+            match read {
                 Ok(chunks) => {
                     outcome.bytes = chunks.bytes;
                     outcome.chunks = chunks.chunks;
@@ -902,7 +1039,23 @@ impl Broker {
         outcomes
     }
 
-    async fn wait_for_data_local(&self, watches: Vec<(String, i32, i64)>, wait_ms: u64) {
+    async fn wait_for_data_local(
+        &self,
+        watches: Vec<(String, i32, i64)>,
+        wait_ms: u64,
+        read_committed: bool,
+    ) {
+        // A read_committed consumer sees nothing past the last stable offset:
+        // waking it on the high watermark would spin it while a transaction
+        // is open.
+        let visible_end = move |log: &Log| {
+            let offsets = log.offsets();
+            if read_committed {
+                offsets.lso
+            } else {
+                offsets.hw
+            }
+        };
         let logs: Vec<(Rc<Log>, i64)> = watches
             .iter()
             .filter_map(|(topic, partition, offset)| {
@@ -913,7 +1066,7 @@ impl Broker {
             glommio::timer::sleep(Duration::from_millis(wait_ms)).await;
             return;
         }
-        let has_data = || logs.iter().any(|(log, offset)| log.offsets().hw > *offset);
+        let has_data = || logs.iter().any(|(log, offset)| visible_end(log) > *offset);
         if has_data() {
             return;
         }
@@ -924,7 +1077,7 @@ impl Broker {
             Box::pin(async move {
                 let watched = Rc::clone(&log);
                 log.signal()
-                    .wait_for(move || (watched.offsets().hw > offset).then_some(()))
+                    .wait_for(move || (visible_end(&watched) > offset).then_some(()))
                     .await;
             }) as Pin<Box<dyn Future<Output = ()>>>
         });
@@ -1021,6 +1174,9 @@ fn check_client_batches(batches: &[(BatchHeader, Bytes)]) -> Option<String> {
     }
     None
 }
+
+#[cfg(test)]
+mod txn_tests;
 
 /// Kafka prints cluster ids as URL-safe base64 without padding.
 pub fn base64_url(bytes: &[u8]) -> String {
