@@ -40,7 +40,6 @@ fn transactional(epoch: i16, sequence: i32, records: usize) -> Bytes {
             // Later than the plain batches (timestamp 0): the largest
             // timestamp of the partition is in a transaction.
             base_timestamp: 1_000,
-            ..BuildBatch::default()
         },
     )
 }
