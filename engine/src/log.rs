@@ -2041,9 +2041,11 @@ impl<S: Storage> PartitionLog<S> {
                 .filter_map(|base| inner.segments.remove(&base))
                 .collect()
         };
+        let permit = self.txn_index_lock.acquire_permit(1).await;
         for segment in later {
             remove_segment_files(&self.storage, &self.dir, segment.base_offset);
         }
+        drop(permit);
         file.truncate(position)
             .await
             .map_err(|error| StorageError::new("truncate", &path, error))?;
@@ -2185,9 +2187,13 @@ impl<S: Storage> PartitionLog<S> {
             inner.log_start
         };
         write_log_start(&self.storage, &self.dir, new_start).await?;
+        // A `.txnindex` write in flight for a doomed segment finishes first,
+        // so it cannot leave a file behind the removal.
+        let permit = self.txn_index_lock.acquire_permit(1).await;
         for base in &doomed {
             remove_segment_files(&self.storage, &self.dir, *base);
         }
+        drop(permit);
         self.storage
             .sync_dir(&self.dir)
             .await

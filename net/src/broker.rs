@@ -1109,12 +1109,18 @@ impl Broker {
             let found = log.lookup(query).await;
             results.push(match found {
                 Ok(Some(FoundOffset { offset, timestamp })) => {
-                    let offset = if read_committed && query == OffsetQuery::Latest {
-                        log.offsets().lso
-                    } else {
-                        offset
-                    };
-                    (code::NONE, timestamp, offset)
+                    let lso = log.offsets().lso;
+                    match query {
+                        OffsetQuery::Latest if read_committed => (code::NONE, timestamp, lso),
+                        // As Kafka: a read_committed consumer is never sent
+                        // to an offset it could not read yet.
+                        OffsetQuery::Timestamp(_) | OffsetQuery::MaxTimestamp
+                            if read_committed && offset >= lso =>
+                        {
+                            (code::NONE, -1, -1)
+                        }
+                        _ => (code::NONE, timestamp, offset),
+                    }
                 }
                 Ok(None) => (code::NONE, -1, -1),
                 Err(error) => {

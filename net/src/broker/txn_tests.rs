@@ -37,7 +37,9 @@ fn transactional(epoch: i16, sequence: i32, records: usize) -> Bytes {
             producer_epoch: epoch,
             base_sequence: sequence,
             attributes: attributes::TRANSACTIONAL,
-            ..BuildBatch::default()
+            // Later than the plain batches (timestamp 0): the largest
+            // timestamp of the partition is in a transaction.
+            base_timestamp: 1_000,
         },
     )
 }
@@ -143,6 +145,14 @@ fn open_and_aborted_transactions_through_the_broker() {
             assert!(uncommitted.aborted_transactions.is_empty());
             assert_eq!(latest(&broker, true).await, 3);
             assert_eq!(latest(&broker, false).await, 7);
+            // By time: the records at and after the LSO are not offered to
+            // read_committed consumers.
+            let max_time = |read_committed| (TOPIC.to_string(), 0, -3, read_committed);
+            let answers = broker
+                .list_offsets_local(vec![max_time(true), max_time(false)])
+                .await;
+            assert_eq!(answers[0], (code::NONE, -1, -1));
+            assert_eq!(answers[1], (code::NONE, 1_000, 4));
 
             // The coordinator aborts with a bumped epoch (marker at 7).
             let abort = TxnMarker {
