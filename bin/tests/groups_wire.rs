@@ -2,8 +2,8 @@
 //! requests encoded with kafka-protocol's encoders at each version, answers
 //! decoded with its decoders (so a field a version lacks, or a wrong
 //! encoding, fails here). librdkafka uses only some versions; this covers
-//! the rest. ApiVersions must advertise exactly these ranges, and not the
-//! KIP-848 APIs.
+//! the rest. ApiVersions must advertise exactly these ranges (KIP-848's
+//! APIs are covered by `groups_consumer_protocol.rs`).
 
 mod common;
 mod groups_support;
@@ -152,7 +152,7 @@ fn every_advertised_group_api_version_answers() {
         correlation: 0,
     };
 
-    // ApiVersions advertises the classic group APIs, not KIP-848's.
+    // ApiVersions advertises the classic group APIs and KIP-848's.
     let versions: ApiVersionsResponse =
         client.call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default());
     let range = |key: ApiKey| {
@@ -178,8 +178,8 @@ fn every_advertised_group_api_version_answers() {
     for (key, versions) in expected {
         assert_eq!(range(key), Some(versions), "{key:?}");
     }
-    assert_eq!(range(ApiKey::ConsumerGroupHeartbeat), None);
-    assert_eq!(range(ApiKey::ConsumerGroupDescribe), None);
+    assert_eq!(range(ApiKey::ConsumerGroupHeartbeat), Some((0, 1)));
+    assert_eq!(range(ApiKey::ConsumerGroupDescribe), Some((0, 1)));
 
     // Asking for `__consumer_offsets` by name creates it as the coordinator
     // does (50 partitions, internal), not as a one-partition auto-created
