@@ -651,7 +651,7 @@ fn group_and_offsets_survive_a_broker_kill_and_consumers_resume() {
         "the dead member's eviction",
         SETTLE_TIMEOUT,
         || wire.describe(group, 1).group_state.as_str() == "Empty",
-        || String::new(),
+        String::new,
     );
 
     // A new consumer resumes at the committed offsets: only new messages.
