@@ -302,6 +302,35 @@ fn heartbeat_and_describe_on_the_wire() {
     assert_eq!(commit(&mut wire, &first_id, 1), STALE_MEMBER_EPOCH);
     assert_eq!(commit(&mut wire, "stranger", 2), UNKNOWN_MEMBER_ID);
     assert_eq!(commit(&mut wire, &first_id, 2), NONE);
+    let fetch = |wire: &mut Wire, member: Option<&str>, epoch: i32| -> OffsetFetchResponse {
+        let mut request = OffsetFetchRequest::default();
+        let mut wanted = offset_fetch_request::OffsetFetchRequestGroup::default();
+        wanted.group_id = GroupId(text(group));
+        wanted.member_id = member.map(text);
+        wanted.member_epoch = epoch;
+        wanted.topics = None;
+        request.groups = vec![wanted];
+        wire.call(ApiKey::OffsetFetch, 9, &request)
+    };
+    assert_eq!(
+        fetch(&mut wire, Some(&first_id), 1).groups[0].error_code,
+        STALE_MEMBER_EPOCH
+    );
+    assert_eq!(
+        fetch(&mut wire, Some("stranger"), 2).groups[0].error_code,
+        UNKNOWN_MEMBER_ID
+    );
+    let fetched = fetch(&mut wire, Some(&first_id), 2);
+    assert_eq!(fetched.groups[0].error_code, NONE);
+    assert_eq!(
+        fetched.groups[0].topics[0].partitions[0].committed_offset,
+        5
+    );
+    assert_eq!(
+        fetch(&mut wire, None, -1).groups[0].error_code,
+        NONE,
+        "an admin read"
+    );
 
     // ListGroups v5 types the group "consumer"; DescribeGroups shows it.
     let mut list = ListGroupsRequest::default();

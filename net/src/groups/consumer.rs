@@ -1148,6 +1148,21 @@ pub(super) fn check_commit(
     Ok(())
 }
 
+/// Kafka's OffsetFetch check for a consumer-group member.
+pub(super) fn check_fetch(
+    consumer: &ConsumerGroup,
+    member_epoch: i32,
+    member_id: &str,
+) -> Result<(), i16> {
+    let Some(member) = consumer.members.get(member_id) else {
+        return Err(code::UNKNOWN_MEMBER_ID);
+    };
+    if member_epoch != member.current.member_epoch {
+        return Err(code::STALE_MEMBER_EPOCH);
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

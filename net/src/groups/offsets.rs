@@ -31,6 +31,9 @@ pub struct CommitOutcome {
 pub struct FetchGroup {
     pub group_id: String,
     pub topics: Option<Vec<(String, Vec<i32>)>>,
+    /// OffsetFetch v9's member id and member epoch, checked against a
+    /// KIP-848 consumer group.
+    pub member: Option<(String, i32)>,
 }
 
 #[derive(Clone, Debug)]
@@ -303,7 +306,26 @@ impl GroupCoordinator {
                 answers.push(fetched);
                 continue;
             }
-            let groups = self.groups.borrow();
+            let mut groups = self.groups.borrow_mut();
+            if let (Some((member_id, member_epoch)), Some(consumer)) = (
+                &request.member,
+                groups
+                    .get_mut(&request.group_id)
+                    .and_then(|group| group.consumer.as_mut()),
+            ) {
+                // Kafka's check: a member must be current; an admin (no
+                // member, negative epoch) may always read.
+                let admin = member_id.is_empty() && *member_epoch < 0;
+                if !admin {
+                    if let Err(error_code) =
+                        super::consumer::check_fetch(consumer, *member_epoch, member_id)
+                    {
+                        fetched.error_code = error_code;
+                        answers.push(fetched);
+                        continue;
+                    }
+                }
+            }
             let offsets = groups.get(&request.group_id).map(|group| &group.offsets);
             let found = |topic: &str, partition: i32| match offsets
                 .and_then(|offsets| offsets.get(&(topic.to_string(), partition)))
