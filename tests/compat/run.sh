@@ -137,6 +137,7 @@ check "confluent-kafka" timeout 120 "$python" "$here/smoke.py" confluent "$boots
 check "kafka-python" timeout 120 "$python" "$here/smoke.py" kafka-python "$bootstrap" kafka-python-topic "$messages"
 check "confluent-kafka admin" timeout 120 "$python" "$here/smoke.py" confluent-admin "$bootstrap" confluent-admin-topic 0
 check "kafka-python admin" timeout 120 "$python" "$here/smoke.py" kafka-python-admin "$bootstrap" kafka-python-admin-topic 0
+check "kafka-python group of 3" timeout 180 "$python" "$here/groups_kafka_python.py" "$bootstrap" kafka-python-group-topic "$messages"
 
 if ! kill -0 "$broker_pid" 2>/dev/null; then
     failed=$((failed + 1))
