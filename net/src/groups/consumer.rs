@@ -1249,6 +1249,60 @@ mod tests {
         assert_eq!(group.state_name(), "Stable");
     }
 
+    /// Replays records into a group, as a partition load does.
+    fn replay(records: &[KeyedRecord]) -> Option<ConsumerReplay> {
+        let mut state = super::super::replay::State::default();
+        for (offset, record) in records.iter().enumerate() {
+            state.apply(
+                0,
+                super::super::records::ParsedRecord {
+                    offset: offset as i64,
+                    key: Some(record.key.clone()),
+                    value: record.value.clone(),
+                },
+            );
+        }
+        state.groups.remove("g").and_then(|group| group.consumer)
+    }
+
+    #[test]
+    fn records_replay_to_the_same_group_and_tombstones_end_it() {
+        let config = GroupConfig::default();
+        let metadata = metadata(&[("t", 6), ("u", 2)]);
+        let mut group = ConsumerGroup::default();
+        let mut log = Vec::new();
+        let now = Instant::now();
+        join(&mut group, "a", &["t", "u"]);
+        join(&mut group, "b", &["t"]);
+        group.update("g", true, &metadata, &config, &mut log);
+        group.reconcile("a", None, now);
+        group.reconcile("b", None, now);
+        // Only the live records, as a rewrite writes them.
+        let restored = ConsumerGroup::from_replay(
+            replay(&group.live_records("g")).expect("a consumer group"),
+            now,
+            || 7,
+        );
+        assert_eq!(restored.epoch, group.epoch);
+        assert_eq!(restored.assignment_epoch, group.assignment_epoch);
+        assert_eq!(restored.topics, group.topics);
+        assert_eq!(restored.target, group.target);
+        for (id, member) in &group.members {
+            assert_eq!(restored.members[id].current, member.current);
+            assert_eq!(restored.members[id].metadata, member.metadata);
+        }
+        // A member's tombstones drop it; the group tombstones drop the group.
+        let mut records = group.live_records("g");
+        let mut removed = Vec::new();
+        group.remove_member("g", "b", &mut removed);
+        records.extend(removed);
+        let replayed = replay(&records).expect("still a group");
+        assert!(!replayed.members.contains_key("b"));
+        assert!(replayed.members.contains_key("a"));
+        records.extend(group.tombstones("g"));
+        assert!(replay(&records).is_none());
+    }
+
     #[test]
     fn validation_follows_kafka() {
         let mut request = ConsumerGroupHeartbeatRequest::default();

@@ -697,6 +697,13 @@ impl GroupCoordinator {
                     value: None,
                 });
             }
+            if remove_group {
+                // An empty consumer group goes with its records, or a
+                // restart would bring it back.
+                if let Some(consumer) = &group.consumer {
+                    tombstones.extend(consumer.tombstones(&group_id));
+                }
+            }
             if tombstones.is_empty() {
                 if remove_group {
                     groups.remove(&group_id);
