@@ -9,7 +9,8 @@
 //!   protocol (server-side `uniform`);
 //! * synchronous commit throughput and latency from many consumers of one
 //!   group, against a baseline in the same run: the same threads doing
-//!   ListOffsets round trips (the broker's cheapest request to a partition).
+//!   ListOffsets round trips (librdkafka's watermark query: two ListOffsets
+//!   per call), with fetching paused so neither waits behind a Fetch.
 //!
 //! usage: sluice-group-bench [--sluice PATH] [--members 10,100] [--runs 5]
 //!        [--commit-consumers 100] [--commit-seconds 10]
@@ -227,6 +228,7 @@ impl Members {
                 consumer.subscribe(&[&topic]).expect("subscribe");
                 let mut mine = [Vec::new(), Vec::new()];
                 let mut counter = 0i64;
+                let mut paused = false;
                 while !stop.load(Ordering::SeqCst) {
                     let _ = consumer.poll(Duration::from_millis(POLL_MS));
                     let assignment = consumer.assignment().unwrap_or_default();
@@ -238,6 +240,12 @@ impl Members {
                     let Some(first) = assignment.elements().first().map(|e| e.partition()) else {
                         continue;
                     };
+                    if !paused {
+                        // No fetches in flight: librdkafka would queue the
+                        // baseline's ListOffsets behind a long-polling Fetch
+                        // on the same connection (responses come in order).
+                        paused = consumer.pause(&assignment).is_ok();
+                    }
                     let started = Instant::now();
                     let ok = if current == PHASE_COMMIT {
                         counter += 1;
