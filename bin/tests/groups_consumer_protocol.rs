@@ -381,6 +381,49 @@ fn heartbeat_and_describe_on_the_wire() {
     assert_eq!(wire.describe("ranged", 0).assignor_name.as_str(), "range");
 }
 
+#[test]
+fn a_member_that_does_not_revoke_within_its_rebalance_timeout_is_removed() {
+    let broker = consumer_broker();
+    broker.create_topic("slow-revoke", 4);
+    let group = "slow-revoke-group";
+    let mut wire = Wire::connect(&broker);
+    wire.coordinator(group);
+    let mut slow = join(group, "", &["slow-revoke"]);
+    slow.rebalance_timeout_ms = 1000;
+    let first = wire.heartbeat(0, &slow);
+    assert_eq!(first.error_code, NONE);
+    let slow_id = first.member_id.clone().expect("member id").to_string();
+    let held = assigned(&first).expect("assignment");
+    assert_eq!(count(&held), 4);
+    let other = wire.heartbeat(1, &join(group, "patient-member-000000", &["slow-revoke"]));
+    assert_eq!(other.error_code, NONE);
+    // Asked to revoke two, the slow member keeps reporting all four.
+    let asked = wire.heartbeat(0, &beat(group, &slow_id, 1, Some(&held)));
+    assert_eq!(count(&assigned(&asked).expect("reduced")), 2);
+    let started = Instant::now();
+    let mut removed = false;
+    while started.elapsed() < Duration::from_millis(SESSION_TIMEOUT_MS - 500) {
+        std::thread::sleep(Duration::from_millis(100));
+        let response = wire.heartbeat(0, &beat(group, &slow_id, 1, Some(&held)));
+        if response.error_code == UNKNOWN_MEMBER_ID {
+            removed = true;
+            break;
+        }
+        assert_eq!(response.error_code, NONE);
+    }
+    // Removed after its 1 s rebalance timeout, although it kept
+    // heartbeating (so not by the 3 s session timeout).
+    assert!(removed, "still a member after {:?}", started.elapsed());
+    assert!(started.elapsed() >= Duration::from_millis(800));
+    let patient = wire.heartbeat(
+        1,
+        &beat(group, "patient-member-000000", 2, Some(&BTreeMap::new())),
+    );
+    assert_eq!(patient.error_code, NONE);
+    assert_eq!(assigned(&patient).map(|owned| count(&owned)), Some(4));
+    assert_eq!(patient.member_epoch, 3);
+}
+
 fn classic_join(wire: &mut Wire, group: &str, member: &str) -> JoinGroupResponse {
     let mut request = JoinGroupRequest::default();
     request.group_id = GroupId(text(group));

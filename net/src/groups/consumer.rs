@@ -924,7 +924,24 @@ impl GroupCoordinator {
             member.last_heartbeat = now;
         }
         consumer.update(group_id, bump, &metadata, config, &mut records);
+        let was_revoking = consumer
+            .members
+            .get(&member_id)
+            .is_some_and(|member| member.revoking_since.is_some());
         let changed = consumer.reconcile(&member_id, owned.as_ref(), now);
+        if !was_revoking && new_timer.is_none() {
+            // A revocation starts the rebalance timeout: the timer, asleep
+            // until the session deadline, is replaced by one that also
+            // watches this one.
+            if let Some(member) = consumer
+                .members
+                .get_mut(&member_id)
+                .filter(|member| member.revoking_since.is_some())
+            {
+                member.timer = self.token();
+                new_timer = Some(member.timer);
+            }
+        }
         if changed || epoch == JOIN_EPOCH {
             records.extend(consumer.current_record(group_id, &member_id));
         }
