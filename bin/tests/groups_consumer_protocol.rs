@@ -424,6 +424,49 @@ fn a_member_that_does_not_revoke_within_its_rebalance_timeout_is_removed() {
     assert_eq!(patient.member_epoch, 3);
 }
 
+#[test]
+fn a_static_member_keeps_its_partitions_across_a_temporary_leave() {
+    const UNRELEASED_INSTANCE_ID: i16 = 111;
+    let broker = consumer_broker();
+    broker.create_topic("static", 4);
+    let group = "static-group";
+    let mut wire = Wire::connect(&broker);
+    wire.coordinator(group);
+    let with_instance = |member: &str| {
+        let mut request = join(group, member, &["static"]);
+        request.instance_id = Some(text("instance-1"));
+        request
+    };
+    let first = wire.heartbeat(1, &with_instance("incarnation-1-0000000"));
+    assert_eq!(first.error_code, NONE);
+    let held = assigned(&first).expect("assignment");
+    assert_eq!(count(&held), 4);
+    // Another member id with the same instance id while it is there.
+    let clash = wire.heartbeat(1, &with_instance("incarnation-2-0000000"));
+    assert_eq!(clash.error_code, UNRELEASED_INSTANCE_ID);
+    // Temporary leave (epoch -2): the partitions stay reserved for it.
+    let mut leave = beat(group, "incarnation-1-0000000", -2, None);
+    leave.instance_id = Some(text("instance-1"));
+    let left = wire.heartbeat(1, &leave);
+    assert_eq!((left.error_code, left.member_epoch), (NONE, -2));
+    // The next incarnation takes over its assignment, with no rebalance.
+    let next = wire.heartbeat(1, &with_instance("incarnation-2-0000000"));
+    assert_eq!(next.error_code, NONE, "{:?}", next.error_message);
+    assert_eq!(assigned(&next), Some(held));
+    assert_eq!(next.member_epoch, first.member_epoch);
+    let described = wire.describe(group, 1);
+    assert_eq!(described.group_epoch, 1, "no rebalance");
+    assert_eq!(described.members.len(), 1);
+    assert_eq!(
+        described.members[0].member_id.as_str(),
+        "incarnation-2-0000000"
+    );
+    assert_eq!(
+        described.members[0].instance_id.as_deref(),
+        Some("instance-1")
+    );
+}
+
 fn classic_join(wire: &mut Wire, group: &str, member: &str) -> JoinGroupResponse {
     let mut request = JoinGroupRequest::default();
     request.group_id = GroupId(text(group));
