@@ -402,6 +402,38 @@ mod tests {
     }
 
     #[test]
+    fn consumer_group_settings_apply_and_are_checked() {
+        let args = |list: &[&str]| -> Vec<String> { list.iter().map(|s| s.to_string()).collect() };
+        let config = from_args(&args(&[
+            "--group-consumer-session-timeout-ms",
+            "3000",
+            "--group-consumer-heartbeat-interval-ms",
+            "300",
+            "--group-consumer-assignors",
+            "range, uniform",
+            "--group-consumer-max-size",
+            "5",
+        ]))
+        .unwrap();
+        assert_eq!(config.groups.consumer_session_timeout_ms, 3000);
+        assert_eq!(config.groups.consumer_heartbeat_interval_ms, 300);
+        assert_eq!(config.groups.consumer_assignors, vec!["range", "uniform"]);
+        assert_eq!(config.groups.consumer_max_size, 5);
+        let defaults = from_args(&[]).unwrap();
+        assert_eq!(defaults.groups.consumer_session_timeout_ms, 45_000);
+        assert_eq!(defaults.groups.consumer_heartbeat_interval_ms, 5_000);
+        assert_eq!(defaults.groups.consumer_assignors[0], "uniform");
+        let error = from_args(&args(&["--group-consumer-assignors", "sticky"])).unwrap_err();
+        assert!(error.contains("group_consumer_assignors"), "{error}");
+        let error =
+            from_args(&args(&["--group-consumer-heartbeat-interval-ms", "45000"])).unwrap_err();
+        assert!(
+            error.contains("group_consumer_heartbeat_interval_ms"),
+            "{error}"
+        );
+    }
+
+    #[test]
     fn file_values_are_checked() {
         let dir = std::env::temp_dir().join(format!("sluice-config-test-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
