@@ -199,9 +199,10 @@ fn heartbeat_and_describe_on_the_wire() {
     let mut bad = join(group, "", &["wire-cg"]);
     bad.rebalance_timeout_ms = -1;
     assert_eq!(wire.heartbeat(0, &bad).error_code, INVALID_REQUEST);
+    // A heartbeat (not a join) to a group that does not exist.
     assert_eq!(
         wire.heartbeat(0, &beat(group, "ghost", 3, None)).error_code,
-        UNKNOWN_MEMBER_ID
+        GROUP_ID_NOT_FOUND
     );
 
     // The first member (v0: the broker names it) gets all six partitions.
@@ -234,6 +235,12 @@ fn heartbeat_and_describe_on_the_wire() {
     assert_eq!(described.group_state.as_str(), "Reconciling");
     let still = wire.heartbeat(1, &beat(group, second_id, 2, Some(&BTreeMap::new())));
     assert_eq!(assigned(&still).map(|owned| count(&owned)), None);
+
+    // An unknown member of an existing group.
+    assert_eq!(
+        wire.heartbeat(0, &beat(group, "ghost", 3, None)).error_code,
+        UNKNOWN_MEMBER_ID
+    );
 
     // A wrong epoch is fenced.
     assert_eq!(

@@ -17,7 +17,8 @@
 //! and the heartbeat answers once they are durable. A group runs one
 //! protocol at a time: an empty classic group becomes a consumer group on
 //! its first consumer-protocol member and the reverse, a non-empty one
-//! answers the other protocol with INCONSISTENT_GROUP_PROTOCOL.
+//! answers the other protocol with INCONSISTENT_GROUP_PROTOCOL (Kafka 4
+//! would migrate a non-empty classic group online; that is not built).
 //!
 //! Subscriptions by regular expression (v1) are supported simply: the
 //! pattern must match a whole topic name (RE2/J semantics, as Kafka), and
@@ -687,8 +688,8 @@ impl GroupCoordinator {
         if !groups.contains_key(group_id) {
             if epoch != JOIN_EPOCH {
                 return Err((
-                    code::UNKNOWN_MEMBER_ID,
-                    Some(format!("Group {group_id} not found.")),
+                    code::GROUP_ID_NOT_FOUND,
+                    Some(format!("Consumer group {group_id} not found.")),
                 ));
             }
             groups.insert(
@@ -710,7 +711,10 @@ impl GroupCoordinator {
                 ));
             }
             if epoch != JOIN_EPOCH {
-                return Err((code::UNKNOWN_MEMBER_ID, None));
+                return Err((
+                    code::GROUP_ID_NOT_FOUND,
+                    Some(format!("Group {group_id} is not a consumer group.")),
+                ));
             }
             // An empty classic group becomes a consumer group, keeping its
             // offsets; its classic metadata record goes.
