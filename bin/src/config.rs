@@ -51,6 +51,22 @@ pub const SETTINGS: &[(&str, &str)] = &[
         "offsets_retention_check_interval_ms",
         "milliseconds, at least 1",
     ),
+    (
+        "group_consumer_session_timeout_ms",
+        "milliseconds, at least 1 (Kafka default 45000)",
+    ),
+    (
+        "group_consumer_heartbeat_interval_ms",
+        "milliseconds, at least 1 and below group_consumer_session_timeout_ms (Kafka default 5000)",
+    ),
+    (
+        "group_consumer_assignors",
+        "comma-separated server assignors, first is the default: uniform, range",
+    ),
+    (
+        "group_consumer_max_size",
+        "members per consumer group, at least 1",
+    ),
 ];
 
 /// Most partitions `__consumer_offsets` may be created with (Kafka caps
@@ -188,6 +204,32 @@ pub fn apply(
             config.groups.offsets_retention_check_interval_ms =
                 long(1, i64::MAX).ok_or_else(bad)? as u64
         }
+        "group_consumer_session_timeout_ms" => {
+            config.groups.consumer_session_timeout_ms =
+                long(1, i32::MAX as i64).ok_or_else(bad)? as i32
+        }
+        "group_consumer_heartbeat_interval_ms" => {
+            config.groups.consumer_heartbeat_interval_ms =
+                long(1, i32::MAX as i64).ok_or_else(bad)? as i32
+        }
+        "group_consumer_assignors" => {
+            let names: Vec<String> = value
+                .split(',')
+                .map(|name| name.trim().to_string())
+                .filter(|name| !name.is_empty())
+                .collect();
+            if names.is_empty()
+                || names
+                    .iter()
+                    .any(|name| name != "uniform" && name != "range")
+            {
+                return Err(bad());
+            }
+            config.groups.consumer_assignors = names;
+        }
+        "group_consumer_max_size" => {
+            config.groups.consumer_max_size = long(1, i32::MAX as i64).ok_or_else(bad)? as usize
+        }
         _ => {
             return Err(format!(
                 "unknown setting '{name}' (from {source}); known settings: {}",
@@ -282,6 +324,12 @@ pub fn from_args(args: &[String]) -> Result<BrokerConfig, String> {
             &Source::Flag(format!("--{flag}")),
         )?;
     }
+    if config.groups.consumer_heartbeat_interval_ms >= config.groups.consumer_session_timeout_ms {
+        return Err(format!(
+            "group_consumer_heartbeat_interval_ms ({}) must be below group_consumer_session_timeout_ms ({})",
+            config.groups.consumer_heartbeat_interval_ms, config.groups.consumer_session_timeout_ms
+        ));
+    }
     if config.groups.min_session_timeout_ms > config.groups.max_session_timeout_ms {
         return Err(format!(
             "group_min_session_timeout_ms ({}) is larger than group_max_session_timeout_ms ({})",
@@ -351,6 +399,38 @@ mod tests {
         ])
         .unwrap_err();
         assert!(error.contains("offsets_topic_num_partitions"), "{error}");
+    }
+
+    #[test]
+    fn consumer_group_settings_apply_and_are_checked() {
+        let args = |list: &[&str]| -> Vec<String> { list.iter().map(|s| s.to_string()).collect() };
+        let config = from_args(&args(&[
+            "--group-consumer-session-timeout-ms",
+            "3000",
+            "--group-consumer-heartbeat-interval-ms",
+            "300",
+            "--group-consumer-assignors",
+            "range, uniform",
+            "--group-consumer-max-size",
+            "5",
+        ]))
+        .unwrap();
+        assert_eq!(config.groups.consumer_session_timeout_ms, 3000);
+        assert_eq!(config.groups.consumer_heartbeat_interval_ms, 300);
+        assert_eq!(config.groups.consumer_assignors, vec!["range", "uniform"]);
+        assert_eq!(config.groups.consumer_max_size, 5);
+        let defaults = from_args(&[]).unwrap();
+        assert_eq!(defaults.groups.consumer_session_timeout_ms, 45_000);
+        assert_eq!(defaults.groups.consumer_heartbeat_interval_ms, 5_000);
+        assert_eq!(defaults.groups.consumer_assignors[0], "uniform");
+        let error = from_args(&args(&["--group-consumer-assignors", "sticky"])).unwrap_err();
+        assert!(error.contains("group_consumer_assignors"), "{error}");
+        let error =
+            from_args(&args(&["--group-consumer-heartbeat-interval-ms", "45000"])).unwrap_err();
+        assert!(
+            error.contains("group_consumer_heartbeat_interval_ms"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -2,8 +2,8 @@
 //! requests encoded with kafka-protocol's encoders at each version, answers
 //! decoded with its decoders (so a field a version lacks, or a wrong
 //! encoding, fails here). librdkafka uses only some versions; this covers
-//! the rest. ApiVersions must advertise exactly these ranges, and not the
-//! KIP-848 APIs.
+//! the rest. ApiVersions must advertise exactly these ranges (KIP-848's
+//! APIs are covered by `groups_consumer_protocol.rs`).
 
 mod common;
 mod groups_support;
@@ -152,7 +152,7 @@ fn every_advertised_group_api_version_answers() {
         correlation: 0,
     };
 
-    // ApiVersions advertises the classic group APIs, not KIP-848's.
+    // ApiVersions advertises the classic group APIs and KIP-848's.
     let versions: ApiVersionsResponse =
         client.call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default());
     let range = |key: ApiKey| {
@@ -163,7 +163,7 @@ fn every_advertised_group_api_version_answers() {
             .map(|api| (api.min_version, api.max_version))
     };
     let expected = [
-        (ApiKey::FindCoordinator, (0, 5)),
+        (ApiKey::FindCoordinator, (0, 6)),
         (ApiKey::JoinGroup, (0, 9)),
         (ApiKey::SyncGroup, (0, 5)),
         (ApiKey::Heartbeat, (0, 4)),
@@ -178,8 +178,8 @@ fn every_advertised_group_api_version_answers() {
     for (key, versions) in expected {
         assert_eq!(range(key), Some(versions), "{key:?}");
     }
-    assert_eq!(range(ApiKey::ConsumerGroupHeartbeat), None);
-    assert_eq!(range(ApiKey::ConsumerGroupDescribe), None);
+    assert_eq!(range(ApiKey::ConsumerGroupHeartbeat), Some((0, 1)));
+    assert_eq!(range(ApiKey::ConsumerGroupDescribe), Some((0, 1)));
 
     // Asking for `__consumer_offsets` by name creates it as the coordinator
     // does (50 partitions, internal), not as a one-partition auto-created
@@ -220,7 +220,7 @@ fn every_advertised_group_api_version_answers() {
 
     // FindCoordinator: this broker, for groups; no transaction coordinator.
     let port = i32::from(broker.address().port());
-    for version in 0..=5 {
+    for version in 0..=6 {
         let mut request = FindCoordinatorRequest::default();
         if version >= 4 {
             request.coordinator_keys = vec![text("a"), text("b")];
@@ -261,6 +261,20 @@ fn every_advertised_group_api_version_answers() {
                 error, 15,
                 "transactions: COORDINATOR_NOT_AVAILABLE at v{version}"
             );
+            // Share groups (key type 2, v6) are not run: INVALID_REQUEST,
+            // with no node.
+            request.key_type = 2;
+            let response: FindCoordinatorResponse =
+                client.call(ApiKey::FindCoordinator, version, &request);
+            let (error, node) = if version >= 4 {
+                (
+                    response.coordinators[0].error_code,
+                    response.coordinators[0].node_id.0,
+                )
+            } else {
+                (response.error_code, response.node_id.0)
+            };
+            assert_eq!((error, node), (42, -1), "share groups at v{version}");
         }
     }
 

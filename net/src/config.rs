@@ -8,10 +8,12 @@ use sluice_engine::LogConfig;
 
 use crate::constants::{
     AUTO_CREATE_PARTITIONS_DEFAULT, CONNECTION_IDLE_MS_DEFAULT,
-    GROUP_INITIAL_REBALANCE_DELAY_MS_DEFAULT, GROUP_SESSION_TIMEOUT_MS_MAX_DEFAULT,
-    GROUP_SESSION_TIMEOUT_MS_MIN_DEFAULT, GROUP_SIZE_MAX_DEFAULT,
-    OFFSETS_RETENTION_CHECK_INTERVAL_MS_DEFAULT, OFFSETS_RETENTION_MS_DEFAULT,
-    OFFSETS_REWRITE_RECORDS_MIN_DEFAULT, OFFSETS_TOPIC_PARTITIONS_DEFAULT,
+    CONSUMER_GROUP_HEARTBEAT_INTERVAL_MS_DEFAULT, CONSUMER_GROUP_SESSION_TIMEOUT_MS_DEFAULT,
+    CONSUMER_GROUP_SIZE_MAX_DEFAULT, GROUP_INITIAL_REBALANCE_DELAY_MS_DEFAULT,
+    GROUP_SESSION_TIMEOUT_MS_MAX_DEFAULT, GROUP_SESSION_TIMEOUT_MS_MIN_DEFAULT,
+    GROUP_SIZE_MAX_DEFAULT, OFFSETS_RETENTION_CHECK_INTERVAL_MS_DEFAULT,
+    OFFSETS_RETENTION_MS_DEFAULT, OFFSETS_REWRITE_RECORDS_MIN_DEFAULT,
+    OFFSETS_TOPIC_PARTITIONS_DEFAULT,
 };
 
 /// Group coordinator settings (Kafka's names in the comments).
@@ -35,6 +37,14 @@ pub struct GroupConfig {
     pub offsets_retention_check_interval_ms: u64,
     /// Smallest offsets log (in records) that is rewritten to bound replay.
     pub offsets_rewrite_records_min: i64,
+    /// `group.consumer.session.timeout.ms` (KIP-848 groups).
+    pub consumer_session_timeout_ms: i32,
+    /// `group.consumer.heartbeat.interval.ms`.
+    pub consumer_heartbeat_interval_ms: i32,
+    /// `group.consumer.assignors`: the first is the default.
+    pub consumer_assignors: Vec<String>,
+    /// `group.consumer.max.size`.
+    pub consumer_max_size: usize,
 }
 
 impl Default for GroupConfig {
@@ -48,6 +58,10 @@ impl Default for GroupConfig {
             offsets_retention_ms: OFFSETS_RETENTION_MS_DEFAULT,
             offsets_retention_check_interval_ms: OFFSETS_RETENTION_CHECK_INTERVAL_MS_DEFAULT,
             offsets_rewrite_records_min: OFFSETS_REWRITE_RECORDS_MIN_DEFAULT,
+            consumer_session_timeout_ms: CONSUMER_GROUP_SESSION_TIMEOUT_MS_DEFAULT,
+            consumer_heartbeat_interval_ms: CONSUMER_GROUP_HEARTBEAT_INTERVAL_MS_DEFAULT,
+            consumer_assignors: vec!["uniform".to_string(), "range".to_string()],
+            consumer_max_size: CONSUMER_GROUP_SIZE_MAX_DEFAULT,
         }
     }
 }

@@ -54,6 +54,20 @@ pub const GROUP_SESSION_TIMEOUT_MS_MAX_DEFAULT: i32 = 30 * 60 * 1000;
 /// by default; a group's metadata record must fit `max.message.bytes`).
 pub const GROUP_SIZE_MAX_DEFAULT: usize = 1000;
 
+/// Kafka's `group.consumer.session.timeout.ms` default (KIP-848 groups).
+pub const CONSUMER_GROUP_SESSION_TIMEOUT_MS_DEFAULT: i32 = 45_000;
+
+/// Kafka's `group.consumer.heartbeat.interval.ms` default.
+pub const CONSUMER_GROUP_HEARTBEAT_INTERVAL_MS_DEFAULT: i32 = 5_000;
+
+/// Members one KIP-848 consumer group may have (Kafka's
+/// `group.consumer.max.size` is unbounded; every member costs records and a
+/// share of each assignment computation).
+pub const CONSUMER_GROUP_SIZE_MAX_DEFAULT: usize = 10_000;
+
+/// Longest subscription regex a member may send (bytes).
+pub const CONSUMER_GROUP_REGEX_BYTES_MAX: usize = 1024;
+
 /// Kafka's `offsets.retention.minutes` default (7 days), in ms.
 pub const OFFSETS_RETENTION_MS_DEFAULT: i64 = 7 * 24 * 60 * 60 * 1000;
 
@@ -106,6 +120,9 @@ const _: () = assert!(
     "a rewrite must free more than it writes"
 );
 const _: () = assert!(GROUP_SESSION_TIMEOUT_MS_MIN_DEFAULT <= GROUP_SESSION_TIMEOUT_MS_MAX_DEFAULT);
+const _: () = assert!(
+    CONSUMER_GROUP_HEARTBEAT_INTERVAL_MS_DEFAULT < CONSUMER_GROUP_SESSION_TIMEOUT_MS_DEFAULT
+);
 // "<prefix>-<36-character uuid>" must be a legal Kafka string.
 const _: () = assert!(MEMBER_ID_PREFIX_BYTES_MAX + 37 <= i16::MAX as usize);
 const _: () = assert!(

@@ -1354,6 +1354,22 @@ api_test!(alter_configs, AlterConfigs, gen_alter_configs);
 api_test!(describe_cluster, DescribeCluster, gen_describe_cluster);
 api_test!(describe_log_dirs, DescribeLogDirs, gen_describe_log_dirs);
 api_test!(find_coordinator, FindCoordinator, gen_find_coordinator);
+
+/// FindCoordinator v6 (KIP-932) is v5's layout; a share-group lookup (key
+/// type 2) decodes like any other.
+#[test]
+fn find_coordinator_v6_share_key_type() {
+    assert_eq!(supported_versions(ApiKey::FindCoordinator), Some((0, 6)));
+    let mut request = FindCoordinatorRequest::default();
+    request.key_type = 2;
+    request.coordinator_keys = vec![StrBytes::from_static_str("share-group")];
+    let mut body = BytesMut::new();
+    request.encode(&mut body, 6).expect("encode");
+    match decode_request(ApiKey::FindCoordinator as i16, 6, body.freeze()) {
+        Ok(Request::FindCoordinator(decoded)) => assert_eq!(decoded, request),
+        other => panic!("decoded {other:?}"),
+    }
+}
 api_test!(join_group, JoinGroup, gen_join_group);
 api_test!(sync_group, SyncGroup, gen_sync_group);
 api_test!(heartbeat, Heartbeat, gen_heartbeat);

@@ -130,13 +130,31 @@ kcat_roundtrip() {
     fi
 }
 
+# kcat -G: a balanced (classic-protocol) group consumer of one member reads
+# every message of the topic once.
+kcat_group() {
+    local topic="$1"
+    command -v kcat >/dev/null 2>&1 || { echo "kcat is not installed"; return 1; }
+    seq 1 "$messages" | sed 's/^/group-/' >"$work/$topic.sent"
+    kcat -b "$bootstrap" -t "$topic" -P -X acks=all -l "$work/$topic.sent" || return 1
+    timeout 60 kcat -b "$bootstrap" -G "$topic-group" -o beginning -e -q -f '%s\n' "$topic" \
+        >"$work/$topic.got" || return 1
+    if ! cmp -s <(sort "$work/$topic.sent") <(sort "$work/$topic.got"); then
+        echo "kcat -G read $(wc -l <"$work/$topic.got") lines, sent $(wc -l <"$work/$topic.sent")"
+        return 1
+    fi
+}
+
 check "kcat (none)" kcat_roundtrip kcat-none none
 check "kcat (snappy)" kcat_roundtrip kcat-snappy snappy
 check "kcat (lz4)" kcat_roundtrip kcat-lz4 lz4
+check "kcat group (-G)" kcat_group kcat-group
 check "confluent-kafka" timeout 120 "$python" "$here/smoke.py" confluent "$bootstrap" confluent-topic "$messages"
 check "kafka-python" timeout 120 "$python" "$here/smoke.py" kafka-python "$bootstrap" kafka-python-topic "$messages"
 check "confluent-kafka admin" timeout 120 "$python" "$here/smoke.py" confluent-admin "$bootstrap" confluent-admin-topic 0
 check "kafka-python admin" timeout 120 "$python" "$here/smoke.py" kafka-python-admin "$bootstrap" kafka-python-admin-topic 0
+check "kafka-python group of 3" timeout 180 "$python" "$here/groups_kafka_python.py" "$bootstrap" kafka-python-group-topic "$messages"
+check "confluent-kafka group of 3 (group.protocol=consumer)" timeout 180 "$python" "$here/groups_confluent.py" "$bootstrap" confluent-group-topic "$messages"
 
 if ! kill -0 "$broker_pid" 2>/dev/null; then
     failed=$((failed + 1))

@@ -60,6 +60,30 @@ pub fn member_config(broker: &TestBroker, group: &str, extra: &[(&str, &str)]) -
     config
 }
 
+/// A KIP-848 group consumer's config (`group.protocol=consumer`): the same
+/// manual offsets as [`member_config`], but no session timeout or
+/// heartbeat interval, which librdkafka rejects in this mode (the broker's
+/// `group_consumer_*` settings decide them).
+pub fn consumer_protocol_config(
+    broker: &TestBroker,
+    group: &str,
+    extra: &[(&str, &str)],
+) -> ClientConfig {
+    let mut config = broker.client_config();
+    config
+        .set("group.id", group)
+        .set("group.protocol", "consumer")
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("enable.partition.eof", "false")
+        .set("max.poll.interval.ms", MAX_POLL_INTERVAL_MS.to_string());
+    for (key, value) in extra {
+        config.set(*key, *value);
+    }
+    config
+}
+
 /// A rebalance event as a member saw it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Event {
@@ -324,6 +348,8 @@ const CHILD_TOPIC: &str = "SLUICE_GROUPS_CHILD_TOPIC";
 const CHILD_INSTANCE: &str = "SLUICE_GROUPS_CHILD_INSTANCE";
 const CHILD_SESSION_MS: &str = "SLUICE_GROUPS_CHILD_SESSION_MS";
 const CHILD_DEBUG: &str = "SLUICE_GROUPS_CHILD_DEBUG";
+/// "consumer" for a KIP-848 child, else classic.
+const CHILD_PROTOCOL: &str = "SLUICE_GROUPS_CHILD_PROTOCOL";
 /// Lines a child prints when its assignment changes.
 const ASSIGNED_PREFIX: &str = "SLUICE-ASSIGNED ";
 
@@ -343,10 +369,15 @@ pub fn run_child_if_asked() {
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
-        .set("session.timeout.ms", env(CHILD_SESSION_MS))
-        .set("heartbeat.interval.ms", HEARTBEAT_INTERVAL_MS.to_string())
         .set("max.poll.interval.ms", MAX_POLL_INTERVAL_MS.to_string())
         .set("log_level", "3");
+    if env(CHILD_PROTOCOL) == "consumer" {
+        config.set("group.protocol", "consumer");
+    } else {
+        config
+            .set("session.timeout.ms", env(CHILD_SESSION_MS))
+            .set("heartbeat.interval.ms", HEARTBEAT_INTERVAL_MS.to_string());
+    }
     if let Ok(contexts) = std::env::var(CHILD_DEBUG) {
         config
             .set("debug", contexts)
@@ -389,6 +420,22 @@ impl ChildConsumer {
         instance: Option<&str>,
         session_ms: u64,
     ) -> ChildConsumer {
+        ChildConsumer::spawn(broker, group, topic, instance, session_ms, "classic")
+    }
+
+    /// A child with `group.protocol=consumer` (KIP-848).
+    pub fn start_consumer_protocol(broker: &TestBroker, group: &str, topic: &str) -> ChildConsumer {
+        ChildConsumer::spawn(broker, group, topic, None, 0, "consumer")
+    }
+
+    fn spawn(
+        broker: &TestBroker,
+        group: &str,
+        topic: &str,
+        instance: Option<&str>,
+        session_ms: u64,
+        protocol: &str,
+    ) -> ChildConsumer {
         let exe = std::env::current_exe().expect("test binary path");
         let mut child = Command::new(exe)
             .args([
@@ -403,6 +450,7 @@ impl ChildConsumer {
             .env(CHILD_TOPIC, topic)
             .env(CHILD_INSTANCE, instance.unwrap_or(""))
             .env(CHILD_SESSION_MS, session_ms.to_string())
+            .env(CHILD_PROTOCOL, protocol)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             // SLUICE_GROUPS_CHILD_DEBUG=cgrp (a librdkafka debug context)

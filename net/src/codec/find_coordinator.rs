@@ -4,8 +4,9 @@ use kafka_protocol::messages::{ApiKey, FindCoordinatorRequest};
 
 use super::{check_version, DecodeError, Reader};
 
-/// FindCoordinator versions Sluice decodes.
-pub const FIND_COORDINATOR_VERSIONS: (i16, i16) = (0, 5);
+/// FindCoordinator versions Sluice decodes (v6, KIP-932, only adds key
+/// type 2, share groups, to v5's layout).
+pub const FIND_COORDINATOR_VERSIONS: (i16, i16) = (0, 6);
 
 /// First version with the flexible (compact, tagged) encoding.
 const FLEXIBLE_MIN: i16 = 3;

@@ -198,6 +198,19 @@ impl GroupCoordinator {
         if group.state == GroupState::Dead {
             return error(code::COORDINATOR_NOT_AVAILABLE);
         }
+        if let Some(consumer) = &group.consumer {
+            if !consumer.members.is_empty() {
+                return error(code::INCONSISTENT_GROUP_PROTOCOL);
+            }
+            // An empty consumer group becomes a classic group, keeping its
+            // offsets; its consumer-group records go.
+            let tombstones = consumer.tombstones(group_id);
+            if let Err(error_value) = self.append_now(broker, group.partition, &tombstones) {
+                return error(write_error_code(&error_value, Written::Group));
+            }
+            group.consumer = None;
+            group.protocol_type = None;
+        }
         if !group.supports(&joining.protocol_type, &joining.protocols) {
             return error(code::INCONSISTENT_GROUP_PROTOCOL);
         }

@@ -177,6 +177,9 @@ pub struct Group {
     /// The group metadata last written to the log (what a restart sees);
     /// the log rewrite copies it.
     pub persisted: Option<GroupValue>,
+    /// Set while the group runs the KIP-848 consumer protocol; the classic
+    /// member fields are then empty.
+    pub consumer: Option<super::consumer::ConsumerGroup>,
 }
 
 impl Group {
@@ -199,6 +202,7 @@ impl Group {
             new_member_added: false,
             awaiting_sync: BTreeSet::new(),
             persisted: None,
+            consumer: None,
         }
     }
 

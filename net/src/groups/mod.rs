@@ -27,7 +27,10 @@
 //! the log start moved past everything before it, so retention can delete
 //! the old segments.
 
+mod assignor;
 mod classic;
+mod consumer;
+pub mod consumer_records;
 mod group;
 mod offsets;
 pub mod records;
@@ -42,8 +45,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use kafka_protocol::messages::{
-    HeartbeatRequest, JoinGroupRequest, LeaveGroupRequest, OffsetCommitRequest,
-    OffsetDeleteRequest, SyncGroupRequest,
+    ConsumerGroupHeartbeatRequest, HeartbeatRequest, JoinGroupRequest, LeaveGroupRequest,
+    OffsetCommitRequest, OffsetDeleteRequest, SyncGroupRequest,
 };
 use sluice_engine::batch;
 use sluice_engine::{AppendError, ClusterMetadata, ShardId};
@@ -55,6 +58,9 @@ use crate::constants::{
     OFFSETS_TOPIC_SEGMENT_BYTES, OFFSETS_WRITE_TIMEOUT_MS,
 };
 use crate::errors::code;
+pub use consumer::{
+    DescribedConsumerGroup, DescribedConsumerMember, HeartbeatOutcome, CONSUMER_PROTOCOL_TYPE,
+};
 use group::Group;
 pub use group::{GroupState, JoinOutcome, JoinedMember, SyncOutcome};
 pub use offsets::{
@@ -104,6 +110,16 @@ pub enum GroupRequest {
     Delete {
         groups: Vec<String>,
     },
+    /// KIP-848 ConsumerGroupHeartbeat.
+    ConsumerHeartbeat {
+        request: Box<ConsumerGroupHeartbeatRequest>,
+        version: i16,
+        client_id: String,
+    },
+    /// KIP-848 ConsumerGroupDescribe of the groups this shard coordinates.
+    ConsumerDescribe {
+        groups: Vec<String>,
+    },
 }
 
 /// The coordinator's answer.
@@ -119,6 +135,8 @@ pub enum GroupResponse {
     Describe(Vec<DescribedGroupOutcome>),
     List(ListOutcome),
     Delete(Vec<i16>),
+    ConsumerHeartbeat(HeartbeatOutcome),
+    ConsumerDescribe(Vec<DescribedConsumerGroup>),
 }
 
 /// Whether an offsets partition's groups are in memory yet.
@@ -379,6 +397,18 @@ pub async fn serve(broker: &Rc<Broker>, request: GroupRequest) -> GroupResponse 
         GroupRequest::Delete { groups: wanted } => {
             GroupResponse::Delete(groups.delete_groups(broker, wanted).await)
         }
+        GroupRequest::ConsumerHeartbeat {
+            request,
+            version,
+            client_id,
+        } => GroupResponse::ConsumerHeartbeat(
+            groups
+                .consumer_heartbeat(broker, *request, version, client_id)
+                .await,
+        ),
+        GroupRequest::ConsumerDescribe { groups: wanted } => {
+            GroupResponse::ConsumerDescribe(groups.consumer_describe(broker, wanted))
+        }
     }
 }
 
@@ -524,14 +554,23 @@ impl GroupCoordinator {
                     let now_ms = now_ms();
                     let count = groups.len();
                     let mut installed = Vec::new();
+                    let mut consumer_installed = Vec::new();
                     {
                         let mut map = self.groups.borrow_mut();
-                        for (id, (value, offsets)) in groups {
-                            let group = Group::from_records(
+                        for (id, replayed) in groups {
+                            // A group runs one protocol: when both kinds of
+                            // records survived, the consumer ones are newer
+                            // (conversion tombstones the classic record).
+                            let classic = if replayed.consumer.is_some() {
+                                None
+                            } else {
+                                replayed.classic
+                            };
+                            let mut group = Group::from_records(
                                 id.clone(),
                                 partition,
-                                value,
-                                offsets,
+                                classic,
+                                replayed.offsets,
                                 now,
                                 now_ms,
                                 || self.token(),
@@ -539,11 +578,30 @@ impl GroupCoordinator {
                             for member in group.members.values() {
                                 installed.push((id.clone(), member.id.clone(), member.timer));
                             }
+                            if let Some(consumer) = replayed.consumer {
+                                let consumer =
+                                    consumer::ConsumerGroup::from_replay(consumer, now, || {
+                                        self.token()
+                                    });
+                                for member in consumer.members.values() {
+                                    consumer_installed.push((
+                                        id.clone(),
+                                        member.id.clone(),
+                                        member.timer,
+                                    ));
+                                }
+                                group.consumer = Some(consumer);
+                                group.protocol_type = Some(CONSUMER_PROTOCOL_TYPE.to_string());
+                                consumer::refresh_state(&mut group);
+                            }
                             map.insert(id, group);
                         }
                     }
                     for (group_id, member_id, token) in installed {
                         self.schedule_session_timer(&group_id, &member_id, token);
+                    }
+                    for (group_id, member_id, token) in consumer_installed {
+                        self.schedule_consumer_timer(&group_id, &member_id, token);
                     }
                     self.partitions.borrow_mut().insert(partition, Load::Loaded);
                     let elapsed_ms = started.elapsed().as_millis() as u64;
@@ -838,6 +896,9 @@ impl GroupCoordinator {
                         value: Some(records::encode_group_value(value)),
                     });
                 }
+                if let Some(consumer) = &group.consumer {
+                    live.extend(consumer.live_records(&group.id));
+                }
                 for ((topic, topic_partition), value) in &group.offsets {
                     live.push(KeyedRecord {
                         key: records::offset_key(&group.id, topic, *topic_partition),
@@ -889,10 +950,24 @@ impl GroupCoordinator {
 mod replay {
     use std::collections::{BTreeMap, HashMap};
 
+    use super::consumer::ConsumerReplay;
+    use super::consumer_records::{self as crecords, ConsumerKey};
     use super::records::{self, GroupValue, OffsetValue, ParsedRecord, RecordKey};
 
-    /// A group as its records describe it: metadata (if any) and offsets.
-    pub type Replayed = (Option<GroupValue>, BTreeMap<(String, i32), OffsetValue>);
+    /// A group as its records describe it: classic metadata, consumer-group
+    /// records, offsets.
+    #[derive(Default)]
+    pub struct Replayed {
+        pub classic: Option<GroupValue>,
+        pub offsets: BTreeMap<(String, i32), OffsetValue>,
+        pub consumer: Option<ConsumerReplay>,
+    }
+
+    impl Replayed {
+        fn is_empty(&self) -> bool {
+            self.classic.is_none() && self.offsets.is_empty() && self.consumer.is_none()
+        }
+    }
 
     #[derive(Default)]
     pub struct State {
@@ -901,6 +976,13 @@ mod replay {
     }
 
     impl State {
+        /// Drops a group whose records are all gone.
+        fn forget_if_empty(&mut self, group: &str) {
+            if self.groups.get(group).is_some_and(Replayed::is_empty) {
+                self.groups.remove(group);
+            }
+        }
+
         /// Applies one record: later records win, tombstones delete.
         pub fn apply(&mut self, partition: i32, record: ParsedRecord) {
             self.records += 1;
@@ -926,7 +1008,7 @@ mod replay {
                             self.groups
                                 .entry(group)
                                 .or_default()
-                                .1
+                                .offsets
                                 .insert((topic, topic_partition), value);
                         }
                         Err(error) => {
@@ -935,30 +1017,89 @@ mod replay {
                     },
                     None => {
                         if let Some(entry) = self.groups.get_mut(&group) {
-                            entry.1.remove(&(topic, topic_partition));
-                            if entry.0.is_none() && entry.1.is_empty() {
-                                self.groups.remove(&group);
-                            }
+                            entry.offsets.remove(&(topic, topic_partition));
                         }
+                        self.forget_if_empty(&group);
                     }
                 },
                 RecordKey::Group { group } => match record.value {
                     Some(value) => match records::decode_group_value(value) {
-                        Ok(value) => self.groups.entry(group).or_default().0 = Some(value),
+                        Ok(value) => self.groups.entry(group).or_default().classic = Some(value),
                         Err(error) => {
                             tracing::warn!(partition, offset = record.offset, %error, "skipping unreadable group metadata")
                         }
                     },
                     None => {
                         if let Some(entry) = self.groups.get_mut(&group) {
-                            entry.0 = None;
-                            if entry.1.is_empty() {
-                                self.groups.remove(&group);
-                            }
+                            entry.classic = None;
                         }
+                        self.forget_if_empty(&group);
                     }
                 },
+                RecordKey::Consumer { group, key } => {
+                    if let Err(error) = self.apply_consumer(&group, key, record.value) {
+                        tracing::warn!(partition, offset = record.offset, %error, "skipping an unreadable consumer group record");
+                    }
+                    self.forget_if_empty(&group);
+                }
             }
+        }
+
+        fn apply_consumer(
+            &mut self,
+            group: &str,
+            key: ConsumerKey,
+            value: Option<bytes::Bytes>,
+        ) -> Result<(), records::RecordError> {
+            let entry = self.groups.entry(group.to_string()).or_default();
+            let Some(value) = value else {
+                // The group epoch record's tombstone ends the group (Kafka
+                // writes it last on deletion).
+                let Some(consumer) = entry.consumer.as_mut() else {
+                    return Ok(());
+                };
+                match key {
+                    ConsumerKey::Metadata => entry.consumer = None,
+                    ConsumerKey::PartitionMetadata => consumer.topics.clear(),
+                    ConsumerKey::Member(member) => {
+                        consumer.members.remove(&member);
+                    }
+                    ConsumerKey::TargetMetadata => {}
+                    ConsumerKey::TargetMember(member) => {
+                        consumer.target.remove(&member);
+                    }
+                    ConsumerKey::CurrentAssignment(member) => {
+                        consumer.current.remove(&member);
+                    }
+                }
+                return Ok(());
+            };
+            let consumer = entry.consumer.get_or_insert_with(ConsumerReplay::default);
+            match key {
+                ConsumerKey::Metadata => consumer.epoch = crecords::decode_metadata(value)?,
+                ConsumerKey::PartitionMetadata => {
+                    consumer.topics = crecords::decode_partition_metadata(value)?
+                }
+                ConsumerKey::Member(member) => {
+                    consumer
+                        .members
+                        .insert(member, crecords::decode_member(value)?);
+                }
+                ConsumerKey::TargetMetadata => {
+                    consumer.assignment_epoch = crecords::decode_target_metadata(value)?
+                }
+                ConsumerKey::TargetMember(member) => {
+                    consumer
+                        .target
+                        .insert(member, crecords::decode_target_member(value)?);
+                }
+                ConsumerKey::CurrentAssignment(member) => {
+                    consumer
+                        .current
+                        .insert(member, crecords::decode_current(value)?);
+                }
+            }
+            Ok(())
         }
     }
 }

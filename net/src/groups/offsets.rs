@@ -31,6 +31,9 @@ pub struct CommitOutcome {
 pub struct FetchGroup {
     pub group_id: String,
     pub topics: Option<Vec<(String, Vec<i32>)>>,
+    /// OffsetFetch v9's member id and member epoch, checked against a
+    /// KIP-848 consumer group.
+    pub member: Option<(String, i32)>,
 }
 
 #[derive(Clone, Debug)]
@@ -81,6 +84,8 @@ pub struct ListedGroupOutcome {
     pub group_id: String,
     pub protocol_type: String,
     pub state: &'static str,
+    /// "classic" or "consumer" (ListGroups v5).
+    pub group_type: &'static str,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -107,6 +112,11 @@ fn check_commit_member(
 ) -> Result<(), i16> {
     if group.state == GroupState::Dead {
         return Err(code::COORDINATOR_NOT_AVAILABLE);
+    }
+    if let Some(consumer) = group.consumer.as_mut() {
+        // Consumer-protocol members commit with their member epoch in the
+        // generation field.
+        return super::consumer::check_commit(consumer, generation, member_id);
     }
     if instance_id.is_some_and(|instance| {
         group
@@ -296,7 +306,26 @@ impl GroupCoordinator {
                 answers.push(fetched);
                 continue;
             }
-            let groups = self.groups.borrow();
+            let mut groups = self.groups.borrow_mut();
+            if let (Some((member_id, member_epoch)), Some(consumer)) = (
+                &request.member,
+                groups
+                    .get_mut(&request.group_id)
+                    .and_then(|group| group.consumer.as_mut()),
+            ) {
+                // Kafka's check: a member must be current; an admin (no
+                // member, negative epoch) may always read.
+                let admin = member_id.is_empty() && *member_epoch < 0;
+                if !admin {
+                    if let Err(error_code) =
+                        super::consumer::check_fetch(consumer, *member_epoch, member_id)
+                    {
+                        fetched.error_code = error_code;
+                        answers.push(fetched);
+                        continue;
+                    }
+                }
+            }
             let offsets = groups.get(&request.group_id).map(|group| &group.offsets);
             let found = |topic: &str, partition: i32| match offsets
                 .and_then(|offsets| offsets.get(&(topic.to_string(), partition)))
@@ -370,6 +399,13 @@ impl GroupCoordinator {
             // Offsets of topics the group's members consume cannot go.
             let subscribed: BTreeSet<String> = if group.state == GroupState::Empty {
                 BTreeSet::new()
+            } else if let Some(consumer) = &group.consumer {
+                consumer
+                    .members
+                    .values()
+                    .flat_map(|member| member.metadata.subscribed_topic_names.iter().cloned())
+                    .chain(consumer.topics.iter().map(|topic| topic.name.clone()))
+                    .collect()
             } else if group.protocol_type.as_deref() == Some("consumer") {
                 let protocol = group.protocol.clone().unwrap_or_default();
                 group
@@ -466,6 +502,25 @@ impl GroupCoordinator {
                 };
                 described.state = group.state.name();
                 described.protocol_type = group.protocol_type.clone().unwrap_or_default();
+                if let Some(consumer) = &group.consumer {
+                    // Consumer-protocol members have no classic metadata or
+                    // assignment bytes; the assignor stands for the protocol.
+                    described.state = consumer.state_name();
+                    described.protocol_data = consumer.assignor(&self.config);
+                    described.members = consumer
+                        .members
+                        .values()
+                        .map(|member| DescribedMember {
+                            member_id: member.id.clone(),
+                            instance_id: member.metadata.instance_id.clone(),
+                            client_id: member.metadata.client_id.clone(),
+                            client_host: member.metadata.client_host.clone(),
+                            metadata: Bytes::new(),
+                            assignment: Bytes::new(),
+                        })
+                        .collect();
+                    return described;
+                }
                 // Metadata and assignments are only meaningful once Stable.
                 let stable = group.state == GroupState::Stable;
                 let protocol = group.protocol.clone().unwrap_or_default();
@@ -506,10 +561,19 @@ impl GroupCoordinator {
         let groups = self.groups.borrow();
         let mut listed: Vec<ListedGroupOutcome> = groups
             .values()
-            .map(|group| ListedGroupOutcome {
-                group_id: group.id.clone(),
-                protocol_type: group.protocol_type.clone().unwrap_or_default(),
-                state: group.state.name(),
+            .map(|group| match &group.consumer {
+                Some(consumer) => ListedGroupOutcome {
+                    group_id: group.id.clone(),
+                    protocol_type: super::CONSUMER_PROTOCOL_TYPE.to_string(),
+                    state: consumer.state_name(),
+                    group_type: "consumer",
+                },
+                None => ListedGroupOutcome {
+                    group_id: group.id.clone(),
+                    protocol_type: group.protocol_type.clone().unwrap_or_default(),
+                    state: group.state.name(),
+                    group_type: "classic",
+                },
             })
             .collect();
         listed.sort_by(|a, b| a.group_id.cmp(&b.group_id));
@@ -549,6 +613,9 @@ impl GroupCoordinator {
                             value: None,
                         })
                         .collect();
+                    if let Some(consumer) = &group.consumer {
+                        tombstones.extend(consumer.tombstones(&group_id));
+                    }
                     tombstones.push(KeyedRecord {
                         key: records::group_key(&group_id),
                         value: None,
@@ -629,6 +696,13 @@ impl GroupCoordinator {
                     key: records::group_key(&group_id),
                     value: None,
                 });
+            }
+            if remove_group {
+                // An empty consumer group goes with its records, or a
+                // restart would bring it back.
+                if let Some(consumer) = &group.consumer {
+                    tombstones.extend(consumer.tombstones(&group_id));
+                }
             }
             if tombstones.is_empty() {
                 if remove_group {

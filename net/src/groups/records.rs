@@ -2,8 +2,9 @@
 //! the uncompressed v2 batches that carry them.
 //!
 //! Every key starts with an INT16 "version" that is really the record type:
-//! 0 and 1 are offset commits, 2 is group metadata (3+ are KIP-848 records,
-//! which Sluice neither writes nor needs and skips on replay). Values carry
+//! 0 and 1 are offset commits, 2 is group metadata, 3–8 are KIP-848
+//! consumer-group records (`consumer_records`); share-group and other types
+//! are skipped on replay. Values carry
 //! their own INT16 version. Sluice writes offset-commit key v1 / value v3 and
 //! group-metadata key v2 / value v3, and reads every version Kafka has
 //! written (value v0–v4), so a log Kafka tooling reads is a log Sluice reads.
@@ -81,6 +82,11 @@ pub enum RecordKey {
     },
     Group {
         group: String,
+    },
+    /// A KIP-848 consumer-group record (key types 3–8).
+    Consumer {
+        group: String,
+        key: super::consumer_records::ConsumerKey,
     },
 }
 
@@ -165,8 +171,8 @@ pub fn group_key(group: &str) -> Bytes {
     out.freeze()
 }
 
-/// Decodes a key. `None` for key types Sluice does not use (KIP-848 and
-/// share-group records), which replay skips.
+/// Decodes a key. `None` for key types Sluice does not use (share-group
+/// and streams records), which replay skips.
 pub fn decode_key(bytes: Bytes) -> Result<Option<RecordKey>, RecordError> {
     let mut reader = Reader::new(bytes);
     let version = reader.i16()?;
@@ -184,7 +190,10 @@ pub fn decode_key(bytes: Bytes) -> Result<Option<RecordKey>, RecordError> {
         GROUP_METADATA_KEY_VERSION => RecordKey::Group {
             group: reader.string()?.to_string(),
         },
-        _ => return Ok(None),
+        other => match super::consumer_records::decode_key(other, &mut reader)? {
+            Some((group, key)) => RecordKey::Consumer { group, key },
+            None => return Ok(None),
+        },
     };
     reader.finish()?;
     Ok(Some(key))
@@ -580,9 +589,16 @@ mod tests {
             decode_key(group_key("g")).unwrap(),
             Some(RecordKey::Group { group: "g".into() })
         );
-        // A KIP-848 key type is skipped, not an error.
+        // KIP-848 key types are read; share-group types are skipped.
         assert_eq!(
             decode_key(Bytes::from_static(&[0, 3, 0, 1, b'g'])).unwrap(),
+            Some(RecordKey::Consumer {
+                group: "g".into(),
+                key: crate::groups::consumer_records::ConsumerKey::Metadata,
+            })
+        );
+        assert_eq!(
+            decode_key(Bytes::from_static(&[0, 10, 0, 1, b'g'])).unwrap(),
             None
         );
         assert!(decode_key(Bytes::from_static(&[0, 1, 0, 9, b'g'])).is_err());

@@ -15,7 +15,7 @@ use crate::broker::Broker;
 use crate::errors::code;
 use crate::groups;
 
-pub const VERSIONS: (i16, i16) = (0, 5);
+pub const VERSIONS: (i16, i16) = (0, 6);
 
 /// First version that looks up a batch of keys.
 const BATCHED_VERSION: i16 = 4;
@@ -23,6 +23,8 @@ const BATCHED_VERSION: i16 = 4;
 const ERROR_MESSAGE_VERSION: i16 = 1;
 const KEY_TYPE_GROUP: i8 = 0;
 const KEY_TYPE_TRANSACTION: i8 = 1;
+/// v6 (KIP-932): share groups, which Sluice does not run.
+const KEY_TYPE_SHARE: i8 = 2;
 
 pub async fn handle(
     broker: &Rc<Broker>,
@@ -47,6 +49,12 @@ pub async fn handle(
         KEY_TYPE_TRANSACTION => (
             code::COORDINATOR_NOT_AVAILABLE,
             Some("Transactions are not supported by this broker.".to_string()),
+        ),
+        // Kafka answers a share-group lookup with INVALID_REQUEST when share
+        // groups are unavailable (and below v6, where the type is unknown).
+        KEY_TYPE_SHARE => (
+            code::INVALID_REQUEST,
+            Some("Share groups are not supported by this broker.".to_string()),
         ),
         other => (
             code::INVALID_REQUEST,

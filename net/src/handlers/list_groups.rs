@@ -1,5 +1,5 @@
 //! ListGroups: every shard lists the groups it coordinates; v4+ filters by
-//! state, v5+ by type (every group here is "classic").
+//! state, v5+ by type ("classic" or "consumer").
 
 use std::rc::Rc;
 
@@ -19,8 +19,6 @@ pub const VERSIONS: (i16, i16) = (0, 5);
 const STATE_VERSION: i16 = 4;
 /// First version with group types (and the types filter).
 const TYPE_VERSION: i16 = 5;
-/// The type of every group Sluice runs.
-const CLASSIC: &str = "classic";
 
 pub async fn handle(
     broker: &Rc<Broker>,
@@ -54,7 +52,7 @@ pub async fn handle(
             if !states.is_empty() && !states.contains(&found.state.to_lowercase()) {
                 continue;
             }
-            if !types.is_empty() && !types.iter().any(|kind| kind == CLASSIC) {
+            if !types.is_empty() && !types.iter().any(|kind| kind == found.group_type) {
                 continue;
             }
             let mut group = ListedGroup::default();
@@ -64,7 +62,7 @@ pub async fn handle(
                 group.group_state = str_bytes(found.state);
             }
             if version >= TYPE_VERSION {
-                group.group_type = str_bytes(CLASSIC);
+                group.group_type = str_bytes(found.group_type);
             }
             response.groups.push(group);
         }

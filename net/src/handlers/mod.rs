@@ -4,6 +4,8 @@
 
 pub mod alter_configs;
 pub mod api_versions;
+pub mod consumer_group_describe;
+pub mod consumer_group_heartbeat;
 pub mod create_partitions;
 pub mod create_topics;
 pub mod delete_groups;
@@ -69,6 +71,14 @@ pub const IMPLEMENTED: &[(ApiKey, (i16, i16))] = &[
     (ApiKey::DescribeGroups, describe_groups::VERSIONS),
     (ApiKey::ListGroups, list_groups::VERSIONS),
     (ApiKey::DeleteGroups, delete_groups::VERSIONS),
+    (
+        ApiKey::ConsumerGroupHeartbeat,
+        consumer_group_heartbeat::VERSIONS,
+    ),
+    (
+        ApiKey::ConsumerGroupDescribe,
+        consumer_group_describe::VERSIONS,
+    ),
 ];
 
 /// Whether `api_key` at `version` is implemented.
@@ -145,6 +155,12 @@ pub async fn dispatch(
         Request::DescribeGroups(request) => describe_groups::handle(broker, &header, request).await,
         Request::ListGroups(request) => list_groups::handle(broker, &header, request).await,
         Request::DeleteGroups(request) => delete_groups::handle(broker, &header, request).await,
+        Request::ConsumerGroupHeartbeat(request) => {
+            consumer_group_heartbeat::handle(broker, &header, request).await
+        }
+        Request::ConsumerGroupDescribe(request) => {
+            consumer_group_describe::handle(broker, &header, request).await
+        }
         other => {
             // `is_supported` lets only implemented APIs through.
             tracing::error!(?api_key, "request for an API without a handler: {other:?}");

@@ -123,6 +123,11 @@ pub async fn handle(
                         .map(|topic| (topic.name.to_string(), topic.partition_indexes.clone()))
                         .collect()
                 }),
+                // v9: KIP-848 members say who they are.
+                member: group
+                    .member_id
+                    .as_ref()
+                    .map(|member| (member.to_string(), group.member_epoch)),
             })
             .collect();
         response.groups = fetch_all(broker, wanted)
@@ -172,6 +177,7 @@ pub async fn handle(
                 .map(|topic| (topic.name.to_string(), topic.partition_indexes.clone()))
                 .collect()
         }),
+        member: None,
     };
     let fetched = fetch_all(broker, vec![wanted]).await.into_iter().next()?;
     if version >= TOP_LEVEL_ERROR_VERSION {
