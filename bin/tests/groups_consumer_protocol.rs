@@ -474,6 +474,26 @@ fn a_static_member_keeps_its_partitions_across_a_temporary_leave() {
     );
 }
 
+#[test]
+fn a_full_group_turns_new_members_away() {
+    const GROUP_MAX_SIZE_REACHED: i16 = 81;
+    let broker = TestBroker::start_with(&["--group-consumer-max-size", "2"]);
+    broker.create_topic("full", 3);
+    let group = "full-group";
+    let mut wire = Wire::connect(&broker);
+    wire.coordinator(group);
+    for member in ["member-a-000000000000", "member-b-000000000000"] {
+        let joined = wire.heartbeat(1, &join(group, member, &["full"]));
+        assert_eq!(joined.error_code, NONE);
+    }
+    let third = wire.heartbeat(1, &join(group, "member-c-000000000000", &["full"]));
+    assert_eq!(third.error_code, GROUP_MAX_SIZE_REACHED);
+    // Rejoining (epoch 0) as an existing member is not a new member.
+    let again = wire.heartbeat(1, &join(group, "member-a-000000000000", &["full"]));
+    assert_eq!(again.error_code, NONE);
+    assert_eq!(wire.describe(group, 1).members.len(), 2);
+}
+
 fn classic_join(wire: &mut Wire, group: &str, member: &str) -> JoinGroupResponse {
     let mut request = JoinGroupRequest::default();
     request.group_id = GroupId(text(group));
