@@ -474,6 +474,63 @@ fn a_static_member_keeps_its_partitions_across_a_temporary_leave() {
     );
 }
 
+#[test]
+fn a_full_group_turns_new_members_away() {
+    const GROUP_MAX_SIZE_REACHED: i16 = 81;
+    let broker = TestBroker::start_with(&["--group-consumer-max-size", "2"]);
+    broker.create_topic("full", 3);
+    let group = "full-group";
+    let mut wire = Wire::connect(&broker);
+    wire.coordinator(group);
+    for member in ["member-a-000000000000", "member-b-000000000000"] {
+        let joined = wire.heartbeat(1, &join(group, member, &["full"]));
+        assert_eq!(joined.error_code, NONE);
+    }
+    let third = wire.heartbeat(1, &join(group, "member-c-000000000000", &["full"]));
+    assert_eq!(third.error_code, GROUP_MAX_SIZE_REACHED);
+    // Rejoining (epoch 0) as an existing member is not a new member.
+    let again = wire.heartbeat(1, &join(group, "member-a-000000000000", &["full"]));
+    assert_eq!(again.error_code, NONE);
+    assert_eq!(wire.describe(group, 1).members.len(), 2);
+}
+
+#[test]
+fn regex_subscriptions_follow_the_topics() {
+    const INVALID_REGULAR_EXPRESSION: i16 = 128;
+    let broker = consumer_broker();
+    broker.create_topic("reg-a", 2);
+    broker.create_topic("reg-b", 2);
+    broker.create_topic("other", 2);
+    let group = "regex-group";
+    let mut wire = Wire::connect(&broker);
+    wire.coordinator(group);
+    let mut bad = join(group, "regex-member-00000000", &[]);
+    bad.subscribed_topic_names = None;
+    bad.subscribed_topic_regex = Some(text("reg-("));
+    assert_eq!(
+        wire.heartbeat(1, &bad).error_code,
+        INVALID_REGULAR_EXPRESSION
+    );
+    let mut request = join(group, "regex-member-00000000", &[]);
+    request.subscribed_topic_names = None;
+    request.subscribed_topic_regex = Some(text("reg-.*"));
+    let joined = wire.heartbeat(1, &request);
+    assert_eq!(joined.error_code, NONE, "{:?}", joined.error_message);
+    let owned = assigned(&joined).expect("assignment");
+    assert_eq!(count(&owned), 4, "reg-a and reg-b, not other");
+    // A new matching topic joins the subscription on the next heartbeat.
+    broker.create_topic("reg-c", 3);
+    let next = wire.heartbeat(1, &beat(group, "regex-member-00000000", 1, Some(&owned)));
+    assert_eq!(next.error_code, NONE);
+    assert_eq!(next.member_epoch, 2);
+    assert_eq!(assigned(&next).map(|owned| count(&owned)), Some(7));
+    let described = wire.describe(group, 1);
+    assert_eq!(
+        described.members[0].subscribed_topic_regex.as_deref(),
+        Some("reg-.*")
+    );
+}
+
 fn classic_join(wire: &mut Wire, group: &str, member: &str) -> JoinGroupResponse {
     let mut request = JoinGroupRequest::default();
     request.group_id = GroupId(text(group));
