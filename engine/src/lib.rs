@@ -29,6 +29,7 @@ pub mod producer;
 pub mod recovery_point;
 pub mod shard;
 pub mod storage;
+pub mod txn;
 pub mod types;
 
 pub use cache::BatchCache;
@@ -37,4 +38,5 @@ pub use log::{Appended, LogConfig, OffsetQuery, Offsets, PartitionLog, ReadChunk
 pub use metadata::{ClusterMetadata, FileMetadataStore, MetadataStore, TopicMetadata};
 pub use shard::{shard_for, Mesh, ShardPlan};
 pub use storage::{DmaStorage, IoBuffer, MemStorage, Storage, StorageFile};
+pub use txn::{AbortedTxn, ControlType, TxnMarker};
 pub use types::{LeaderEpoch, Offset, ProducerId, ShardId, TopicPartition};

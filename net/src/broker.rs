@@ -20,6 +20,7 @@ use sluice_engine::log::{FoundOffset, OffsetQuery};
 use sluice_engine::metadata::{FileMetadataStore, MetadataStore};
 use sluice_engine::{
     BatchCache, ClusterMetadata, DmaStorage, LogConfig, Mesh, PartitionLog, ShardId, TopicMetadata,
+    TxnMarker,
 };
 
 use crate::config::BrokerConfig;
@@ -143,6 +144,15 @@ pub enum ShardRequest {
     Controller(ControllerRequest),
     /// A consumer-group request for the group's coordinator shard.
     Group(crate::groups::GroupRequest),
+    /// Transaction markers `(topic, partition, marker)` for partitions this
+    /// shard owns: each is appended, then all are waited on until durable.
+    /// Answered by [`ShardResponse::WriteTxnMarkers`] with one Kafka error
+    /// code per marker, in order (see [`Broker::write_markers_local`]).
+    WriteTxnMarkers {
+        markers: Vec<(String, i32, TxnMarker)>,
+    },
+    /// A transaction request for the transactional id's coordinator shard.
+    Txn(crate::txn::TxnRequest),
     LogSizes,
     Shutdown,
 }
@@ -157,6 +167,9 @@ pub enum ShardResponse {
     ProducerId(i64),
     LogSizes(Vec<(String, i32, u64, i64)>),
     Group(crate::groups::GroupResponse),
+    /// One Kafka error code per marker of a [`ShardRequest::WriteTxnMarkers`].
+    WriteTxnMarkers(Vec<i16>),
+    Txn(crate::txn::TxnResponse),
     Done,
 }
 
@@ -192,6 +205,9 @@ pub struct Broker {
     pub shutting_down: Cell<bool>,
     /// The coordinator of the groups whose offsets partitions this shard owns.
     pub groups: crate::groups::GroupCoordinator,
+    /// The coordinator of the transactional ids whose state partitions this
+    /// shard owns.
+    pub txns: crate::txn::TxnCoordinator,
 }
 
 fn random_id() -> [u8; 16] {
@@ -262,6 +278,7 @@ impl Broker {
             config.advertised_port.unwrap_or(config.listen.port()),
         );
         let groups = crate::groups::GroupCoordinator::new(config.groups.clone());
+        let txns = crate::txn::TxnCoordinator::new(config.txn.clone());
         let broker = Rc::new(Broker {
             cache: BatchCache::new(config.cache_bytes_per_shard),
             config,
@@ -275,8 +292,10 @@ impl Broker {
             ready_signal: sluice_engine::notify::Signal::new(),
             shutting_down: Cell::new(false),
             groups,
+            txns,
         });
         broker.groups.attach(Rc::downgrade(&broker));
+        broker.txns.attach(Rc::downgrade(&broker));
         let served = Rc::downgrade(&broker);
         broker.mesh.set_handler(Rc::new(move |request| {
             let broker = served.upgrade();
@@ -367,6 +386,9 @@ impl Broker {
                 self.wait_for_data_local(watches, wait_ms).await;
                 ShardResponse::Done
             }
+            ShardRequest::WriteTxnMarkers { markers } => {
+                ShardResponse::WriteTxnMarkers(self.write_markers_local(markers).await)
+            }
             ShardRequest::ListOffsets(queries) => {
                 ShardResponse::ListOffsets(self.list_offsets_local(queries).await)
             }
@@ -377,6 +399,9 @@ impl Broker {
             ShardRequest::Controller(request) => self.serve_controller(request).await,
             ShardRequest::Group(request) => {
                 ShardResponse::Group(crate::groups::serve(&self, request).await)
+            }
+            ShardRequest::Txn(request) => {
+                ShardResponse::Txn(crate::txn::serve(&self, request).await)
             }
             ShardRequest::LogSizes => {
                 let logs = self.logs.borrow();
@@ -469,6 +494,7 @@ impl Broker {
             }
         }
         self.groups.on_metadata(&metadata);
+        self.txns.on_metadata(&metadata);
         if !self.ready.get() {
             self.ready.set(true);
             self.ready_signal.notify();
@@ -859,6 +885,58 @@ impl Broker {
             }
         }
         outcomes
+    }
+
+    /// Stand-in until the partition side lands: no marker is written.
+    async fn write_markers_local(&self, markers: Vec<(String, i32, TxnMarker)>) -> Vec<i16> {
+        vec![code::UNKNOWN_SERVER_ERROR; markers.len()]
+    }
+
+    #[allow(clippy::type_complexity)]
+    /// Writes markers to partitions on any shards: one mesh message per
+    /// owner shard, all in parallel. One error code per marker, in order.
+    pub async fn write_markers(&self, markers: Vec<(String, i32, TxnMarker)>) -> Vec<i16> {
+        let mut codes = vec![code::UNKNOWN_SERVER_ERROR; markers.len()];
+        let mut per_shard: Vec<(Vec<usize>, Vec<(String, i32, TxnMarker)>)> = (0..self.shards())
+            .map(|_| (Vec::new(), Vec::new()))
+            .collect();
+        for (index, (topic, partition, marker)) in markers.into_iter().enumerate() {
+            let shard = self.owner(&topic, partition);
+            if let Some((indexes, items)) = per_shard.get_mut(shard.0 as usize) {
+                indexes.push(index);
+                items.push((topic, partition, marker));
+            }
+        }
+        let mut positions = Vec::new();
+        let mut calls = Vec::new();
+        for (shard, (indexes, items)) in per_shard.into_iter().enumerate() {
+            if items.is_empty() {
+                continue;
+            }
+            positions.push(indexes);
+            calls.push(self.mesh.call(
+                ShardId(shard as u16),
+                ShardRequest::WriteTxnMarkers { markers: items },
+            ));
+        }
+        for (indexes, answer) in positions
+            .into_iter()
+            .zip(futures_lite_join_all(calls).await)
+        {
+            match answer {
+                Some(ShardResponse::WriteTxnMarkers(answers)) if answers.len() == indexes.len() => {
+                    for (index, answer) in indexes.into_iter().zip(answers) {
+                        codes[index] = answer;
+                    }
+                }
+                _ => {
+                    for index in indexes {
+                        codes[index] = code::NOT_LEADER_OR_FOLLOWER;
+                    }
+                }
+            }
+        }
+        codes
     }
 
     async fn read_local(&self, entries: Vec<ReadEntry>) -> Vec<ReadOutcome> {

@@ -31,6 +31,7 @@ mod classic;
 mod group;
 mod offsets;
 pub mod records;
+mod txn_offsets;
 
 #[cfg(test)]
 mod tests;
@@ -43,7 +44,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use kafka_protocol::messages::{
     HeartbeatRequest, JoinGroupRequest, LeaveGroupRequest, OffsetCommitRequest,
-    OffsetDeleteRequest, SyncGroupRequest,
+    OffsetDeleteRequest, SyncGroupRequest, TxnOffsetCommitRequest,
 };
 use sluice_engine::batch;
 use sluice_engine::{AppendError, ClusterMetadata, ShardId};
@@ -104,6 +105,18 @@ pub enum GroupRequest {
     Delete {
         groups: Vec<String>,
     },
+    /// Offsets committed inside a transaction: pending until its marker.
+    TxnOffsetCommit {
+        request: TxnOffsetCommitRequest,
+        version: i16,
+    },
+    /// A transaction marker was written to an offsets partition of this
+    /// shard: its pending offsets become visible (commit) or are dropped.
+    TxnMarker {
+        partition: i32,
+        producer_id: i64,
+        commit: bool,
+    },
 }
 
 /// The coordinator's answer.
@@ -119,6 +132,7 @@ pub enum GroupResponse {
     Describe(Vec<DescribedGroupOutcome>),
     List(ListOutcome),
     Delete(Vec<i16>),
+    Done,
 }
 
 /// Whether an offsets partition's groups are in memory yet.
@@ -197,6 +211,9 @@ pub struct GroupCoordinator {
     /// Groups of the loaded partitions, by id.
     groups: RefCell<HashMap<String, Group>>,
     next_token: Cell<u64>,
+    /// Offsets committed in transactions not ended yet, by offsets
+    /// partition and producer id.
+    pending_txn: RefCell<HashMap<(i32, i64), Vec<txn_offsets::PendingOffset>>>,
 }
 
 /// Milliseconds since the epoch.
@@ -379,6 +396,17 @@ pub async fn serve(broker: &Rc<Broker>, request: GroupRequest) -> GroupResponse 
         GroupRequest::Delete { groups: wanted } => {
             GroupResponse::Delete(groups.delete_groups(broker, wanted).await)
         }
+        GroupRequest::TxnOffsetCommit { request, version } => {
+            GroupResponse::OffsetCommit(groups.txn_commit(broker, request, version).await)
+        }
+        GroupRequest::TxnMarker {
+            partition,
+            producer_id,
+            commit,
+        } => {
+            groups.txn_marker(partition, producer_id, commit);
+            GroupResponse::Done
+        }
     }
 }
 
@@ -390,6 +418,7 @@ impl GroupCoordinator {
             partitions: RefCell::new(HashMap::new()),
             groups: RefCell::new(HashMap::new()),
             next_token: Cell::new(0),
+            pending_txn: RefCell::new(HashMap::new()),
         }
     }
 
@@ -449,6 +478,9 @@ impl GroupCoordinator {
             .collect();
         for partition in gone {
             self.partitions.borrow_mut().remove(&partition);
+            self.pending_txn
+                .borrow_mut()
+                .retain(|(pending_partition, _), _| *pending_partition != partition);
             // Dropping a group drops its waiters' senders: their requests
             // answer NOT_COORDINATOR.
             let dropped: Vec<Group> = {
@@ -519,7 +551,13 @@ impl GroupCoordinator {
             }
             match self.replay(broker, partition).await {
                 Ok(replayed) => {
-                    let (groups, records) = replayed;
+                    let (groups, records, pending) = replayed;
+                    {
+                        let mut pending_txn = self.pending_txn.borrow_mut();
+                        for (producer_id, offsets) in pending {
+                            pending_txn.insert((partition, producer_id), offsets);
+                        }
+                    }
                     let now = Instant::now();
                     let now_ms = now_ms();
                     let count = groups.len();
@@ -580,9 +618,16 @@ impl GroupCoordinator {
         &self,
         broker: &Broker,
         partition: i32,
-    ) -> Result<(HashMap<String, replay::Replayed>, u64), String> {
+    ) -> Result<
+        (
+            HashMap<String, replay::Replayed>,
+            u64,
+            HashMap<i64, Vec<txn_offsets::PendingOffset>>,
+        ),
+        String,
+    > {
         let Some(log) = broker.log(OFFSETS_TOPIC, partition) else {
-            return Ok((HashMap::new(), 0));
+            return Ok((HashMap::new(), 0, HashMap::new()));
         };
         let offsets = log.offsets();
         let end = offsets.hw;
@@ -604,13 +649,30 @@ impl GroupCoordinator {
             let joined = Bytes::from(joined);
             let (batches, _) = records::split_batches(&joined);
             for batch in batches {
+                // Transaction markers: the pending offsets of the producer
+                // are applied on commit and dropped on abort.
+                if let Some(control) = sluice_engine::txn::parse_control_batch(&batch) {
+                    let header = batch::BatchHeader::parse(&batch).ok();
+                    if let Some(header) = header.filter(|header| header.base_offset >= position) {
+                        state.end_txn(
+                            header.producer_id,
+                            control.control_type == sluice_engine::txn::ControlType::Commit,
+                        );
+                    }
+                    continue;
+                }
                 match records::parse_batch(batch) {
-                    Ok((_, parsed)) => {
+                    Ok((header, parsed)) => {
+                        let producer = (header.is_transactional() && !header.is_control())
+                            .then_some(header.producer_id);
                         for record in parsed
                             .into_iter()
                             .filter(|record| record.offset >= position)
                         {
-                            state.apply(partition, record);
+                            match producer {
+                                Some(producer_id) => state.hold(partition, producer_id, record),
+                                None => state.apply(partition, record),
+                            }
                         }
                     }
                     Err(error) => {
@@ -620,7 +682,8 @@ impl GroupCoordinator {
             }
             position = chunks.next_offset;
         }
-        Ok((state.groups, state.records))
+        let pending = state.pending_offsets(partition);
+        Ok((state.groups, state.records, pending))
     }
 
     /// Waits while the partition's write-behind is full (bounded memory),
@@ -825,6 +888,16 @@ impl GroupCoordinator {
         let Some(log) = broker.log(OFFSETS_TOPIC, partition) else {
             return Ok(());
         };
+        // Offsets of unfinished transactions live only in the log; moving
+        // its start past them would lose them.
+        if self
+            .pending_txn
+            .borrow()
+            .keys()
+            .any(|(pending_partition, _)| *pending_partition == partition)
+        {
+            return Ok(());
+        }
         self.wait_for_room(broker, partition).await;
         let offsets = log.offsets();
         let in_log = offsets.leo - offsets.log_start;
@@ -898,9 +971,69 @@ mod replay {
     pub struct State {
         pub groups: HashMap<String, Replayed>,
         pub records: u64,
+        /// Records of transactional batches by producer, until a marker.
+        pub pending: HashMap<i64, Vec<(i32, ParsedRecord)>>,
     }
 
     impl State {
+        /// Holds a record of a transactional batch until its marker.
+        pub fn hold(&mut self, partition: i32, producer_id: i64, record: ParsedRecord) {
+            self.pending
+                .entry(producer_id)
+                .or_default()
+                .push((partition, record));
+        }
+
+        /// A marker of `producer_id`: its held records apply or vanish.
+        pub fn end_txn(&mut self, producer_id: i64, commit: bool) {
+            self.records += 1;
+            if let Some(held) = self.pending.remove(&producer_id) {
+                if commit {
+                    for (partition, record) in held {
+                        self.apply(partition, record);
+                    }
+                }
+            }
+        }
+
+        /// The offsets of transactions the log leaves unfinished.
+        pub fn pending_offsets(
+            &mut self,
+            partition: i32,
+        ) -> HashMap<i64, Vec<super::txn_offsets::PendingOffset>> {
+            let mut out: HashMap<i64, Vec<super::txn_offsets::PendingOffset>> = HashMap::new();
+            for (producer_id, held) in self.pending.drain() {
+                for (_, record) in held {
+                    self.records += 1;
+                    let (Some(key), Some(value)) = (record.key, record.value) else {
+                        continue;
+                    };
+                    let Ok(Some(RecordKey::Offset {
+                        group,
+                        topic,
+                        partition: topic_partition,
+                    })) = records::decode_key(key)
+                    else {
+                        continue;
+                    };
+                    match records::decode_offset_value(value) {
+                        Ok(value) => out.entry(producer_id).or_default().push(
+                            super::txn_offsets::PendingOffset {
+                                group,
+                                topic,
+                                partition: topic_partition,
+                                value,
+                            },
+                        ),
+                        Err(error) => {
+                            tracing::warn!(partition, %error, "skipping an unreadable transactional offset commit")
+                        }
+                    }
+                }
+            }
+            out
+        }
+
         /// Applies one record: later records win, tombstones delete.
         pub fn apply(&mut self, partition: i32, record: ParsedRecord) {
             self.records += 1;

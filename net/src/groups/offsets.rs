@@ -99,7 +99,7 @@ pub struct LeaveOutcome {
 /// Kafka's membership checks for a commit to an existing group. A
 /// generation of -1 from nobody is a "simple" commit, allowed only while
 /// the group has no members (assign() users).
-fn check_commit_member(
+pub(super) fn check_commit_member(
     group: &mut Group,
     generation: i32,
     member_id: &str,

@@ -2,6 +2,8 @@
 //! `handle` function of the same shape; this registry maps a decoded request
 //! to its handler and is the one place versions are checked.
 
+pub mod add_offsets_to_txn;
+pub mod add_partitions_to_txn;
 pub mod alter_configs;
 pub mod api_versions;
 pub mod create_partitions;
@@ -12,6 +14,8 @@ pub mod describe_cluster;
 pub mod describe_configs;
 pub mod describe_groups;
 pub mod describe_log_dirs;
+pub mod describe_transactions;
+pub mod end_txn;
 pub mod fetch;
 pub mod find_coordinator;
 pub mod heartbeat;
@@ -21,12 +25,14 @@ pub mod join_group;
 pub mod leave_group;
 pub mod list_groups;
 pub mod list_offsets;
+pub mod list_transactions;
 pub mod metadata;
 pub mod offset_commit;
 pub mod offset_delete;
 pub mod offset_fetch;
 pub mod produce;
 pub mod sync_group;
+pub mod txn_offset_commit;
 
 use std::rc::Rc;
 
@@ -69,6 +75,15 @@ pub const IMPLEMENTED: &[(ApiKey, (i16, i16))] = &[
     (ApiKey::DescribeGroups, describe_groups::VERSIONS),
     (ApiKey::ListGroups, list_groups::VERSIONS),
     (ApiKey::DeleteGroups, delete_groups::VERSIONS),
+    (ApiKey::AddPartitionsToTxn, add_partitions_to_txn::VERSIONS),
+    (ApiKey::AddOffsetsToTxn, add_offsets_to_txn::VERSIONS),
+    (ApiKey::EndTxn, end_txn::VERSIONS),
+    (ApiKey::TxnOffsetCommit, txn_offset_commit::VERSIONS),
+    (
+        ApiKey::DescribeTransactions,
+        describe_transactions::VERSIONS,
+    ),
+    (ApiKey::ListTransactions, list_transactions::VERSIONS),
 ];
 
 /// Whether `api_key` at `version` is implemented.
@@ -145,6 +160,22 @@ pub async fn dispatch(
         Request::DescribeGroups(request) => describe_groups::handle(broker, &header, request).await,
         Request::ListGroups(request) => list_groups::handle(broker, &header, request).await,
         Request::DeleteGroups(request) => delete_groups::handle(broker, &header, request).await,
+        Request::AddPartitionsToTxn(request) => {
+            add_partitions_to_txn::handle(broker, &header, request).await
+        }
+        Request::AddOffsetsToTxn(request) => {
+            add_offsets_to_txn::handle(broker, &header, request).await
+        }
+        Request::EndTxn(request) => end_txn::handle(broker, &header, request).await,
+        Request::TxnOffsetCommit(request) => {
+            txn_offset_commit::handle(broker, &header, request).await
+        }
+        Request::DescribeTransactions(request) => {
+            describe_transactions::handle(broker, &header, request).await
+        }
+        Request::ListTransactions(request) => {
+            list_transactions::handle(broker, &header, request).await
+        }
         other => {
             // `is_supported` lets only implemented APIs through.
             tracing::error!(?api_key, "request for an API without a handler: {other:?}");
