@@ -190,8 +190,11 @@ impl TxnCoordinator {
                         && meta.last_producer_epoch >= 0
                         && expected_epoch == meta.last_producer_epoch
                         && !matches!(meta.status, TxnStatus::Ongoing);
-                    let retried_new_id = expected_id == meta.previous_producer_id
-                        && meta.producer_epoch == 0
+                    // A retry of a bump that moved to a new producer id
+                    // (the old epoch was exhausted).
+                    let retried_new_id = expected_id >= 0
+                        && expected_id == meta.previous_producer_id
+                        && expected_epoch >= EPOCH_LAST_USABLE
                         && !matches!(meta.status, TxnStatus::Ongoing);
                     if retried || retried_new_id {
                         return (code::NONE, meta.producer_id, meta.producer_epoch);
