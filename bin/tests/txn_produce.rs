@@ -12,7 +12,7 @@ use common::{TestBroker, CLIENT_TIMEOUT};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
-use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer, DefaultProducerContext};
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::{Offset, TopicPartitionList};
 
 type TxnProducer = ThreadedProducer<DefaultProducerContext>;
@@ -82,7 +82,10 @@ fn read_values(
         if done {
             break;
         }
-        assert!(Instant::now() < deadline, "reading {topic} ({isolation}) timed out; read {values:?}");
+        assert!(
+            Instant::now() < deadline,
+            "reading {topic} ({isolation}) timed out; read {values:?}"
+        );
         match consumer.poll(Duration::from_millis(100)) {
             Some(Ok(message)) => {
                 let value = message
@@ -115,7 +118,10 @@ fn committed_and_aborted_transactions_as_consumers_see_them() {
             for record in 0..2 {
                 let value = format!("t{transaction}-p{partition}-r{record}");
                 send(&producer, TOPIC, partition, &value);
-                expected_all.entry(partition).or_default().push(value.clone());
+                expected_all
+                    .entry(partition)
+                    .or_default()
+                    .push(value.clone());
                 if commit {
                     expected_committed.entry(partition).or_default().push(value);
                 }
@@ -138,14 +144,20 @@ fn committed_and_aborted_transactions_as_consumers_see_them() {
     expected_all.entry(0).or_default().push("open".to_string());
 
     let committed = read_values(&broker, TOPIC, PARTITIONS, "read_committed");
-    assert_eq!(committed, expected_committed, "read_committed sees exactly the committed records, in order");
+    assert_eq!(
+        committed, expected_committed,
+        "read_committed sees exactly the committed records, in order"
+    );
     let all = read_values(&broker, TOPIC, PARTITIONS, "read_uncommitted");
     assert_eq!(all, expected_all, "read_uncommitted sees every record");
 
     producer
         .commit_transaction(CLIENT_TIMEOUT)
         .expect("committing the open transaction");
-    expected_committed.entry(0).or_default().push("open".to_string());
+    expected_committed
+        .entry(0)
+        .or_default()
+        .push("open".to_string());
     let committed = read_values(&broker, TOPIC, PARTITIONS, "read_committed");
     assert_eq!(committed, expected_committed);
 }
@@ -178,9 +190,14 @@ fn a_second_producer_fences_the_first() {
         .commit_transaction(CLIENT_TIMEOUT)
         .expect("the new producer commits");
     let committed = read_values(&broker, TOPIC, 2, "read_committed");
-    let expected: BTreeMap<i32, Vec<String>> =
-        BTreeMap::from([(0, vec!["fresh".to_string()]), (1, vec!["fresh".to_string()])]);
-    assert_eq!(committed, expected, "only the new producer's records are committed");
+    let expected: BTreeMap<i32, Vec<String>> = BTreeMap::from([
+        (0, vec!["fresh".to_string()]),
+        (1, vec!["fresh".to_string()]),
+    ]);
+    assert_eq!(
+        committed, expected,
+        "only the new producer's records are committed"
+    );
 }
 
 #[test]

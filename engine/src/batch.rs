@@ -70,6 +70,9 @@ pub enum BatchError {
     UnknownCompression(i16),
     /// Larger than the limit in force (MESSAGE_TOO_LARGE).
     TooLarge { bytes: usize, limit: usize },
+    /// A control batch whose record is not a commit or abort marker
+    /// (INVALID_RECORD).
+    BadControlRecord,
 }
 
 impl std::fmt::Display for BatchError {
@@ -98,6 +101,9 @@ impl std::fmt::Display for BatchError {
             BatchError::UnknownCompression(codec) => write!(f, "unknown compression codec {codec}"),
             BatchError::TooLarge { bytes, limit } => {
                 write!(f, "batch of {bytes} bytes exceeds the limit of {limit}")
+            }
+            BatchError::BadControlRecord => {
+                write!(f, "control batch holds no transaction marker")
             }
         }
     }

@@ -53,6 +53,10 @@ pub const BATCH_CACHE_BYTES_DEFAULT: usize = 256 * 1024 * 1024;
 /// last five batches so that up to five in-flight requests can be retried).
 pub const PRODUCER_BATCHES_KEPT: usize = 5;
 
+/// A segment's `.txnindex` larger than this is refused as damaged (a million
+/// aborted transactions in one segment).
+pub const TXN_INDEX_BYTES_MAX: u64 = 34 * 1024 * 1024;
+
 /// Capacity of each bounded cross-shard channel.
 pub const MESH_CHANNEL_CAPACITY: usize = 1024;
 

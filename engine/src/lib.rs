@@ -8,6 +8,9 @@
 //! - [`log::PartitionLog`]: segments, indexes, write-behind direct-I/O
 //!   appends, group-commit durability, reads from the batch cache or disk,
 //!   retention, truncation, crash recovery.
+//! - [`txn`]: transaction markers (control batches) and the aborted-transaction
+//!   index; the log keeps each producer's open transaction and the last
+//!   stable offset it implies.
 //! - [`cache::BatchCache`]: the per-shard memory budget for recent batches.
 //! - [`storage`]: the backend trait, the DMA backend and a fault-injecting
 //!   in-memory disk for tests.
@@ -36,6 +39,7 @@ pub use cache::BatchCache;
 pub use error::{AppendError, OpenError, ProducerError, ReadError, StorageError};
 pub use log::{Appended, LogConfig, OffsetQuery, Offsets, PartitionLog, ReadChunks};
 pub use metadata::{ClusterMetadata, FileMetadataStore, MetadataStore, TopicMetadata};
+pub use producer::ProducerInfo;
 pub use shard::{shard_for, Mesh, ShardPlan};
 pub use storage::{DmaStorage, IoBuffer, MemStorage, Storage, StorageFile};
 pub use txn::{AbortedTxn, ControlType, TxnMarker};

@@ -28,11 +28,12 @@ use crate::constants::*;
 use crate::error::{AppendError, OpenError, ReadError, StorageError};
 use crate::index::{OffsetEntry, SegmentIndex, TimeEntry};
 use crate::notify::Signal;
-use crate::producer::{ProducerState, SequenceCheck};
+use crate::producer::{ProducerInfo, ProducerState, SequenceCheck};
 use crate::recovery_point::{
     RecoveryPoint, RECOVERY_POINT_BYTES, RECOVERY_POINT_FILE, RECOVERY_POINT_INTERVAL_BYTES,
 };
 use crate::storage::{IoBuffer, Storage, StorageFile};
+use crate::txn::{self, AbortedTxn, ControlRecord, TxnMarker};
 use crate::types::{now_ms, LeaderEpoch, Offset};
 
 /// How long the writer waits before retrying after a write error.
@@ -159,6 +160,9 @@ struct Segment<F> {
     /// was rolled, until the previous segment's finalize writes it to disk
     /// as `<base>.snapshot`.
     start_producers: Option<ProducerState>,
+    /// Transactions aborted by markers in this segment, in marker order
+    /// (the `<base>.txnindex` entries).
+    aborted: Vec<AbortedTxn>,
     bytes_since_index: u64,
     max_timestamp: i64,
     offset_of_max_timestamp: i64,
@@ -188,6 +192,7 @@ impl<F> Segment<F> {
             index: Some(SegmentIndex::default()),
             index_from_files: false,
             start_producers: None,
+            aborted: Vec::new(),
             bytes_since_index: 0,
             max_timestamp: -1,
             offset_of_max_timestamp: base_offset,
@@ -345,6 +350,7 @@ impl<S: Storage> Inner<S> {
             },
             index: active.index.clone().unwrap_or_default(),
             producers: self.producers.clone(),
+            aborted: active.aborted.clone(),
         }
     }
 
@@ -462,6 +468,17 @@ impl<S: Storage> PartitionLog<S> {
                     Some((start, state)) => (Some(start), Some(state)),
                     None => (None, None),
                 };
+                // Aborted transactions below the recovery point are in the
+                // `.txnindex` written with it; the scan finds later ones.
+                // Without a recovery point the scan finds them all.
+                let mut aborted = match &start {
+                    Some(start) => {
+                        let mut entries = load_txn_index(&storage, &dir, base).await;
+                        entries.retain(|entry| entry.last_offset < start.point.next_offset);
+                        entries
+                    }
+                    None => Vec::new(),
+                };
                 let scanned = scan_segment(&file, &path, base, size, &config, start).await?;
                 if scanned.valid_bytes < size {
                     tracing::warn!(
@@ -483,10 +500,11 @@ impl<S: Storage> PartitionLog<S> {
                     Some(state) => state,
                     None => load_producer_snapshot(&storage, &dir, base).await,
                 };
-                for header in &scanned.headers {
-                    producers.record(header, header.base_offset);
+                for (header, control) in &scanned.headers {
+                    aborted.extend(record_batch(&mut producers, header, *control));
                 }
                 if let Some(segment) = segments.get_mut(&base) {
+                    segment.aborted = aborted;
                     segment.size = scanned.valid_bytes;
                     segment.next_offset = scanned.next_offset;
                     segment.index = Some(scanned.index);
@@ -531,6 +549,10 @@ impl<S: Storage> PartitionLog<S> {
                 segment.size = size;
                 segment.written = size;
                 segment.issued = size;
+                // A sealed segment's aborted transactions: its `.txnindex`
+                // was written when it was finalized, before any later
+                // segment's file existed.
+                segment.aborted = load_txn_index(&storage, &dir, segment.base_offset).await;
             }
         }
         let mut next_bases = segments
@@ -654,10 +676,16 @@ impl<S: Storage> PartitionLog<S> {
 
     pub fn offsets(&self) -> Offsets {
         let inner = self.inner.borrow();
+        // Nothing at or after an open transaction's first batch is stable;
+        // DeleteRecords may have moved the log start past it.
+        let lso = match inner.producers.first_unstable_offset() {
+            Some(first) => first.min(inner.hw).max(inner.log_start),
+            None => inner.hw,
+        };
         Offsets {
             log_start: inner.log_start,
             hw: inner.hw,
-            lso: inner.hw,
+            lso,
             leo: inner.leo,
             durable: inner.durable,
         }
@@ -730,6 +758,9 @@ impl<S: Storage> PartitionLog<S> {
                     bytes: bytes.len(),
                     limit,
                 }));
+            }
+            if header.is_control() && txn::parse_control_batch(bytes).is_none() {
+                return Err(AppendError::Batch(batch::BatchError::BadControlRecord));
             }
             match inner
                 .producers
@@ -842,7 +873,14 @@ impl<S: Storage> PartitionLog<S> {
             if inner.hw_follows_leo {
                 inner.hw = inner.leo;
             }
-            inner.producers.record(&header, base_offset);
+            let control = if header.is_control() {
+                txn::parse_control_batch(bytes)
+            } else {
+                None
+            };
+            if let Some(aborted) = record_batch(&mut inner.producers, &header, control) {
+                inner.active_mut().aborted.push(aborted);
+            }
             let owner: Weak<dyn CacheOwner> = self.weak_self.clone();
             let sequence = self.cache.insert(owner, bytes.len());
             inner.cached.push_back(CachedBatch {
@@ -873,6 +911,57 @@ impl<S: Storage> PartitionLog<S> {
             log_append_time,
             duplicate: false,
         })
+    }
+
+    /// Appends the control batch of `marker` (the transaction coordinator
+    /// ending a transaction on this partition). As for any append, callers
+    /// that must know it is durable then `wait_durable`.
+    ///
+    /// A marker whose producer epoch is older than the producer's is
+    /// refused (`ProducerError::InvalidEpoch`); a newer epoch becomes the
+    /// producer's. A marker for a producer with no transaction open here is
+    /// still written (the coordinator sends markers to every partition it
+    /// was told of): it moves the epoch and the coordinator epoch but ends
+    /// nothing, so an abort adds no aborted-index entry.
+    pub fn append_marker(&self, marker: TxnMarker) -> Result<Appended, AppendError> {
+        let bytes = Bytes::from(txn::build_control_batch(&marker, now_ms()));
+        let header = batch::validate(&bytes, usize::MAX)?;
+        self.append(&[(header, bytes)])
+    }
+
+    /// Every aborted transaction with `last_offset >= from` and
+    /// `first_offset < upper`, in marker order: what a read_committed fetch
+    /// of `[from, upper)` returns so the consumer can drop aborted records.
+    pub async fn aborted_txns(&self, from: i64, upper: i64) -> Result<Vec<AbortedTxn>, ReadError> {
+        let inner = self.inner.borrow();
+        let mut found = Vec::new();
+        for segment in inner.segments.values() {
+            // A segment's markers all lie below its end.
+            if segment.next_offset <= from && segment.base_offset != inner.active().base_offset {
+                continue;
+            }
+            found.extend(
+                segment
+                    .aborted
+                    .iter()
+                    .filter(|entry| entry.last_offset >= from && entry.first_offset < upper),
+            );
+        }
+        Ok(found)
+    }
+
+    /// The first offset of `producer_id`'s transaction open on this
+    /// partition, if one is.
+    pub fn ongoing_txn_first_offset(&self, producer_id: i64) -> Option<i64> {
+        self.inner
+            .borrow()
+            .producers
+            .ongoing_txn_first_offset(producer_id)
+    }
+
+    /// Every producer this partition remembers (DescribeProducers).
+    pub fn producers(&self) -> Vec<ProducerInfo> {
+        self.inner.borrow().producers.describe()
     }
 
     fn spawn_writer(&self) {
@@ -1127,7 +1216,7 @@ impl<S: Storage> PartitionLog<S> {
     /// A sealed segment is fully written: cut the file to its logical size,
     /// make it durable, write its indexes and the producer snapshot.
     async fn finalize_segment(&self, segment_base: i64) -> Result<(), StorageError> {
-        let (file, path, size, index) = {
+        let (file, path, size, index, aborted) = {
             let inner = self.inner.borrow();
             let Some(segment) = inner.segments.get(&segment_base) else {
                 return Ok(());
@@ -1151,7 +1240,13 @@ impl<S: Storage> PartitionLog<S> {
                     relative_offset: (segment.offset_of_max_timestamp - segment.base_offset) as u32,
                 });
             }
-            (file, segment.path.clone(), segment.size, index)
+            (
+                file,
+                segment.path.clone(),
+                segment.size,
+                index,
+                segment.aborted.clone(),
+            )
         };
         file.truncate(size)
             .await
@@ -1169,6 +1264,9 @@ impl<S: Storage> PartitionLog<S> {
             .write_small_atomic(&time_path, &index.encode_times())
             .await
             .map_err(|error| StorageError::new("write time index", &time_path, error))?;
+        // A sealed segment takes no more markers: its aborted transactions
+        // are final, and durable before the next segment's file exists.
+        write_txn_index(&self.storage, &self.dir, segment_base, &aborted).await?;
         let next = {
             let inner = self.inner.borrow();
             inner
@@ -1226,6 +1324,7 @@ impl<S: Storage> PartitionLog<S> {
                 .write_small_atomic(&time_path, &capture.index.encode_times())
                 .await
                 .map_err(|error| StorageError::new("write time index", &time_path, error))?;
+            write_txn_index(&self.storage, &self.dir, base, &capture.aborted).await?;
             write_recovery_point_file(&self.storage, &self.dir, &capture).await
         };
         match written.await {
@@ -1940,9 +2039,13 @@ impl<S: Storage> PartitionLog<S> {
         let mut producers = load_producer_snapshot(&self.storage, &self.dir, segment_base).await;
         let kept =
             scan_segment(&*file, &path, segment_base, position, &self.config(), None).await?;
-        for header in &kept.headers {
-            producers.record(header, header.base_offset);
+        let mut aborted = Vec::new();
+        for (header, control) in &kept.headers {
+            aborted.extend(record_batch(&mut producers, header, *control));
         }
+        // The segment's `.txnindex` loses the markers cut away; later
+        // segments' went with their files.
+        write_txn_index(&self.storage, &self.dir, segment_base, &aborted).await?;
         let tail = if position % IO_ALIGNMENT != 0 {
             Some(
                 file.read_at(align_down(position), (position % IO_ALIGNMENT) as usize)
@@ -1985,6 +2088,7 @@ impl<S: Storage> PartitionLog<S> {
                 segment.bytes_since_index = 0;
                 segment.max_timestamp = max_timestamp;
                 segment.offset_of_max_timestamp = offset_of_max_timestamp;
+                segment.aborted = aborted;
             }
             inner.leo = new_leo;
             inner.hw = inner.hw.min(new_leo);
@@ -2322,7 +2426,8 @@ struct Scanned {
     valid_bytes: u64,
     next_offset: i64,
     index: SegmentIndex,
-    headers: Vec<BatchHeader>,
+    /// Every batch's header, with the marker of each control batch.
+    headers: Vec<(BatchHeader, Option<ControlRecord>)>,
     max_timestamp: i64,
     offset_of_max_timestamp: i64,
     bytes_since_index: u64,
@@ -2432,7 +2537,12 @@ async fn scan_segment<F: StorageFile>(
             scanned.offset_of_max_timestamp = header.last_offset();
         }
         scanned.next_offset = header.last_offset() + 1;
-        scanned.headers.push(header);
+        let control = if header.is_control() {
+            txn::parse_control_batch(bytes)
+        } else {
+            None
+        };
+        scanned.headers.push((header, control));
         position += total;
         scanned.valid_bytes = position;
     }
@@ -2483,7 +2593,7 @@ fn read_varint(bytes: &[u8]) -> Option<(i64, usize)> {
 }
 
 fn remove_segment_files<S: Storage>(storage: &S, dir: &Path, base: i64) {
-    for extension in ["log", "index", "timeindex"] {
+    for extension in ["log", "index", "timeindex", "txnindex"] {
         let path = dir.join(segment_file_name(base, extension));
         if let Err(error) = storage.remove_file(&path) {
             if error.kind() != std::io::ErrorKind::NotFound {
@@ -2499,13 +2609,21 @@ const LOG_START_FILE: &str = "log-start-offset";
 /// Magic of Sluice's small checkpoint files ("SLCK").
 const CHECKPOINT_MAGIC: u32 = 0x534c_434b;
 const CHECKPOINT_VERSION: u16 = 1;
+/// The frame version of producer snapshots and recovery points whose
+/// producer entries carry transaction state; version 1 frames (entries
+/// without it) are still read.
+const PRODUCER_SNAPSHOT_VERSION: u16 = 2;
 
 /// Checkpoint layout: magic u32, version u16, payload length u32, payload,
 /// CRC-32C of everything before it (u32). Big-endian.
 fn encode_checkpoint(payload: &[u8]) -> Vec<u8> {
+    encode_checkpoint_version(payload, CHECKPOINT_VERSION)
+}
+
+fn encode_checkpoint_version(payload: &[u8], version: u16) -> Vec<u8> {
     let mut out = Vec::with_capacity(payload.len() + 14);
     out.extend_from_slice(&CHECKPOINT_MAGIC.to_be_bytes());
-    out.extend_from_slice(&CHECKPOINT_VERSION.to_be_bytes());
+    out.extend_from_slice(&version.to_be_bytes());
     out.extend_from_slice(&(payload.len() as u32).to_be_bytes());
     out.extend_from_slice(payload);
     let crc = crc32c::crc32c(&out);
@@ -2514,6 +2632,13 @@ fn encode_checkpoint(payload: &[u8]) -> Vec<u8> {
 }
 
 fn decode_checkpoint(bytes: &[u8]) -> Option<&[u8]> {
+    decode_checkpoint_version(bytes)
+        .filter(|(version, _)| *version == CHECKPOINT_VERSION)
+        .map(|(_, payload)| payload)
+}
+
+/// The frame's version and payload, whatever the version.
+fn decode_checkpoint_version(bytes: &[u8]) -> Option<(u16, &[u8])> {
     if bytes.len() < 14 {
         return None;
     }
@@ -2521,12 +2646,14 @@ fn decode_checkpoint(bytes: &[u8]) -> Option<&[u8]> {
     if crc32c::crc32c(body).to_be_bytes() != crc {
         return None;
     }
-    if body[..4] != CHECKPOINT_MAGIC.to_be_bytes() || body[4..6] != CHECKPOINT_VERSION.to_be_bytes()
-    {
+    if body[..4] != CHECKPOINT_MAGIC.to_be_bytes() {
         return None;
     }
+    let version = u16::from_be_bytes([body[4], body[5]]);
     let len = u32::from_be_bytes([body[6], body[7], body[8], body[9]]) as usize;
-    body.get(10..).filter(|payload| payload.len() == len)
+    body.get(10..)
+        .filter(|payload| payload.len() == len)
+        .map(|payload| (version, payload))
 }
 
 async fn read_log_start<S: Storage>(storage: &S, dir: &Path) -> Result<i64, OpenError> {
@@ -2567,6 +2694,65 @@ struct ProducerSnapshot {
     producers: Vec<(i64, crate::producer::ProducerEntry)>,
 }
 
+impl ProducerSnapshot {
+    fn of(offset: i64, state: &ProducerState) -> ProducerSnapshot {
+        ProducerSnapshot {
+            offset,
+            producers: state
+                .producers
+                .iter()
+                .map(|(id, entry)| (*id, entry.clone()))
+                .collect(),
+        }
+    }
+}
+
+/// A producer entry as version 1 snapshots hold it (before transactions).
+#[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+struct ProducerEntryV1 {
+    epoch: i16,
+    batches: VecDeque<crate::producer::SequenceRange>,
+    last_timestamp: i64,
+}
+
+#[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+struct ProducerSnapshotV1 {
+    offset: i64,
+    producers: Vec<(i64, ProducerEntryV1)>,
+}
+
+/// Decodes a producer snapshot payload of frame `version`: the offset it is
+/// as of and the state.
+fn decode_producer_snapshot(version: u16, payload: &[u8]) -> Option<(i64, ProducerState)> {
+    let mut aligned = rkyv::util::AlignedVec::<16>::new();
+    aligned.extend_from_slice(payload);
+    match version {
+        PRODUCER_SNAPSHOT_VERSION => {
+            let snapshot =
+                rkyv::from_bytes::<ProducerSnapshot, rkyv::rancor::Error>(&aligned).ok()?;
+            Some((
+                snapshot.offset,
+                ProducerState::from_entries(snapshot.producers),
+            ))
+        }
+        CHECKPOINT_VERSION => {
+            let snapshot =
+                rkyv::from_bytes::<ProducerSnapshotV1, rkyv::rancor::Error>(&aligned).ok()?;
+            let entries = snapshot.producers.into_iter().map(|(id, old)| {
+                let entry = crate::producer::ProducerEntry {
+                    epoch: old.epoch,
+                    batches: old.batches,
+                    last_timestamp: old.last_timestamp,
+                    ..Default::default()
+                };
+                (id, entry)
+            });
+            Some((snapshot.offset, ProducerState::from_entries(entries)))
+        }
+        _ => None,
+    }
+}
+
 async fn write_producer_snapshot<S: Storage>(
     storage: &S,
     dir: &Path,
@@ -2574,19 +2760,15 @@ async fn write_producer_snapshot<S: Storage>(
     state: &ProducerState,
 ) -> Result<(), StorageError> {
     let path = dir.join(segment_file_name(offset, "snapshot"));
-    let snapshot = ProducerSnapshot {
-        offset,
-        producers: state
-            .producers
-            .iter()
-            .map(|(id, entry)| (*id, entry.clone()))
-            .collect(),
-    };
+    let snapshot = ProducerSnapshot::of(offset, state);
     let payload = rkyv::to_bytes::<rkyv::rancor::Error>(&snapshot).map_err(|error| {
         StorageError::new("encode", &path, std::io::Error::other(error.to_string()))
     })?;
     storage
-        .write_small_atomic(&path, &encode_checkpoint(&payload))
+        .write_small_atomic(
+            &path,
+            &encode_checkpoint_version(&payload, PRODUCER_SNAPSHOT_VERSION),
+        )
         .await
         .map_err(|error| StorageError::new("write", &path, error))
 }
@@ -2602,15 +2784,10 @@ async fn load_producer_snapshot<S: Storage>(storage: &S, dir: &Path, base: i64) 
         tracing::warn!(path = %path.display(), "producer snapshot unreadable; starting without it");
         return ProducerState::default();
     };
-    let snapshot = decode_checkpoint(&bytes).and_then(|payload| {
-        let mut aligned = rkyv::util::AlignedVec::<16>::new();
-        aligned.extend_from_slice(payload);
-        rkyv::from_bytes::<ProducerSnapshot, rkyv::rancor::Error>(&aligned).ok()
-    });
+    let snapshot = decode_checkpoint_version(&bytes)
+        .and_then(|(version, payload)| decode_producer_snapshot(version, payload));
     match snapshot {
-        Some(snapshot) if snapshot.offset == base => ProducerState {
-            producers: snapshot.producers.into_iter().collect(),
-        },
+        Some((offset, state)) if offset == base => state,
         _ => {
             // A damaged snapshot costs only duplicate detection for retries
             // that straddle the restart; the log itself is intact.
@@ -2625,6 +2802,69 @@ struct RecoveryCapture {
     point: RecoveryPoint,
     index: SegmentIndex,
     producers: ProducerState,
+    /// The active segment's aborted transactions.
+    aborted: Vec<AbortedTxn>,
+}
+
+/// Replays one batch into the producer state, as `append` recorded it; an
+/// abort marker's aborted-index entry is returned.
+fn record_batch(
+    producers: &mut ProducerState,
+    header: &BatchHeader,
+    control: Option<ControlRecord>,
+) -> Option<AbortedTxn> {
+    match control {
+        Some(control) => producers.record_marker(header, header.base_offset, control),
+        None => {
+            producers.record(header, header.base_offset);
+            None
+        }
+    }
+}
+
+/// Writes a segment's `<base>.txnindex`, or removes it when there are no
+/// aborted transactions (most segments never have one).
+async fn write_txn_index<S: Storage>(
+    storage: &S,
+    dir: &Path,
+    base: i64,
+    entries: &[AbortedTxn],
+) -> Result<(), StorageError> {
+    let path = dir.join(segment_file_name(base, "txnindex"));
+    if entries.is_empty() {
+        if storage.exists(&path) {
+            storage
+                .remove_file(&path)
+                .map_err(|error| StorageError::new("remove", &path, error))?;
+        }
+        return Ok(());
+    }
+    storage
+        .write_small_atomic(&path, &txn::encode_txn_index(entries))
+        .await
+        .map_err(|error| StorageError::new("write transaction index", &path, error))
+}
+
+/// Reads a segment's `<base>.txnindex`; none if absent. A damaged file is
+/// reported and read as empty: read_committed consumers of that segment
+/// would then see aborted records, so it is logged loudly.
+async fn load_txn_index<S: Storage>(storage: &S, dir: &Path, base: i64) -> Vec<AbortedTxn> {
+    let path = dir.join(segment_file_name(base, "txnindex"));
+    if !storage.exists(&path) {
+        return Vec::new();
+    }
+    let decoded = storage
+        .read_small(&path, TXN_INDEX_BYTES_MAX)
+        .await
+        .ok()
+        .and_then(|bytes| txn::decode_txn_index(&bytes));
+    match decoded {
+        Some(entries) => entries,
+        None => {
+            tracing::error!(path = %path.display(), "transaction index damaged; ignoring it");
+            Vec::new()
+        }
+    }
 }
 
 /// Writes `recovery-point`: the point (48 bytes) followed by the producer
@@ -2635,22 +2875,17 @@ async fn write_recovery_point_file<S: Storage>(
     capture: &RecoveryCapture,
 ) -> Result<(), StorageError> {
     let path = dir.join(RECOVERY_POINT_FILE);
-    let snapshot = ProducerSnapshot {
-        offset: capture.point.next_offset,
-        producers: capture
-            .producers
-            .producers
-            .iter()
-            .map(|(id, entry)| (*id, entry.clone()))
-            .collect(),
-    };
+    let snapshot = ProducerSnapshot::of(capture.point.next_offset, &capture.producers);
     let producers = rkyv::to_bytes::<rkyv::rancor::Error>(&snapshot).map_err(|error| {
         StorageError::new("encode", &path, std::io::Error::other(error.to_string()))
     })?;
     let mut payload = capture.point.encode().to_vec();
     payload.extend_from_slice(&producers);
     storage
-        .write_small_atomic(&path, &encode_checkpoint(&payload))
+        .write_small_atomic(
+            &path,
+            &encode_checkpoint_version(&payload, PRODUCER_SNAPSHOT_VERSION),
+        )
         .await
         .map_err(|error| StorageError::new("write", &path, error))
 }
@@ -2668,20 +2903,13 @@ async fn load_recovery_point<S: Storage>(
         .read_small(&path, METADATA_SNAPSHOT_BYTES_MAX)
         .await
         .ok()?;
-    let payload = decode_checkpoint(&bytes)?;
+    let (version, payload) = decode_checkpoint_version(&bytes)?;
     let point = RecoveryPoint::decode(payload.get(..RECOVERY_POINT_BYTES)?)?;
-    let mut aligned = rkyv::util::AlignedVec::<16>::new();
-    aligned.extend_from_slice(payload.get(RECOVERY_POINT_BYTES..)?);
-    let snapshot = rkyv::from_bytes::<ProducerSnapshot, rkyv::rancor::Error>(&aligned).ok()?;
-    if snapshot.offset != point.next_offset {
+    let (offset, state) = decode_producer_snapshot(version, payload.get(RECOVERY_POINT_BYTES..)?)?;
+    if offset != point.next_offset {
         return None;
     }
-    Some((
-        point,
-        ProducerState {
-            producers: snapshot.producers.into_iter().collect(),
-        },
-    ))
+    Some((point, state))
 }
 
 /// The index files of a segment, if present and consistent with a segment
@@ -2772,4 +3000,64 @@ async fn read_epoch_checkpoint<S: Storage>(
         return Err(foreign("fewer entries than its count"));
     }
     Ok(Some(epochs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::producer::{ProducerEntry, SequenceRange};
+
+    /// Snapshots written before transactions existed (frame version 1) are
+    /// still read, with no open transaction; new ones round-trip the
+    /// transaction state.
+    #[test]
+    fn producer_snapshots_of_both_versions_decode() {
+        let range = SequenceRange {
+            first_sequence: 3,
+            last_sequence: 5,
+            base_offset: 40,
+        };
+        let old = ProducerSnapshotV1 {
+            offset: 100,
+            producers: vec![(
+                7,
+                ProducerEntryV1 {
+                    epoch: 2,
+                    batches: VecDeque::from([range]),
+                    last_timestamp: 99,
+                },
+            )],
+        };
+        let payload = rkyv::to_bytes::<rkyv::rancor::Error>(&old).expect("encode");
+        let frame = encode_checkpoint_version(&payload, CHECKPOINT_VERSION);
+        let (version, payload) = decode_checkpoint_version(&frame).expect("frame");
+        let (offset, state) = decode_producer_snapshot(version, payload).expect("decode");
+        assert_eq!(offset, 100);
+        let entry = &state.producers[&7];
+        assert_eq!(entry.epoch, 2);
+        assert_eq!(entry.batches, VecDeque::from([range]));
+        assert_eq!(entry.txn_first_offset, None);
+        assert_eq!(entry.coordinator_epoch, -1);
+        assert_eq!(state.first_unstable_offset(), None);
+
+        let current = ProducerState::from_entries([(
+            9,
+            ProducerEntry {
+                epoch: 4,
+                txn_first_offset: Some(77),
+                coordinator_epoch: 3,
+                ..ProducerEntry::default()
+            },
+        )]);
+        let payload = rkyv::to_bytes::<rkyv::rancor::Error>(&ProducerSnapshot::of(80, &current))
+            .expect("encode");
+        let frame = encode_checkpoint_version(&payload, PRODUCER_SNAPSHOT_VERSION);
+        let (version, payload) = decode_checkpoint_version(&frame).expect("frame");
+        let (offset, state) = decode_producer_snapshot(version, payload).expect("decode");
+        assert_eq!(offset, 80);
+        assert_eq!(state, current);
+        assert_eq!(state.first_unstable_offset(), Some(77));
+        // The log-start checkpoint reader accepts version 1 frames only.
+        assert!(decode_checkpoint(&frame).is_none());
+    }
 }

@@ -1,12 +1,15 @@
 //! Idempotent-producer state of one partition: per producer id, its epoch
 //! and the last few batches' sequence ranges, so retries are recognised as
-//! duplicates and gaps as out-of-order.
+//! duplicates and gaps as out-of-order; and for transactional producers the
+//! first offset of the transaction open on this partition, which holds the
+//! last stable offset back until a commit or abort marker ends it.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use crate::batch::BatchHeader;
 use crate::constants::PRODUCER_BATCHES_KEPT;
 use crate::error::ProducerError;
+use crate::txn::{AbortedTxn, ControlRecord, ControlType};
 
 /// One remembered batch of a producer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
@@ -17,13 +20,42 @@ pub struct SequenceRange {
 }
 
 /// What the log knows of one producer.
-#[derive(
-    Clone, Debug, Default, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize,
-)]
+#[derive(Clone, Debug, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
 pub struct ProducerEntry {
     pub epoch: i16,
     pub batches: VecDeque<SequenceRange>,
     pub last_timestamp: i64,
+    /// The offset of the first batch of this producer's transaction open on
+    /// this partition, if one is.
+    pub txn_first_offset: Option<i64>,
+    /// The coordinator epoch of the last marker written for it, else -1.
+    pub coordinator_epoch: i32,
+}
+
+impl Default for ProducerEntry {
+    fn default() -> Self {
+        ProducerEntry {
+            epoch: 0,
+            batches: VecDeque::new(),
+            last_timestamp: -1,
+            txn_first_offset: None,
+            coordinator_epoch: -1,
+        }
+    }
+}
+
+/// One producer as DescribeProducers reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProducerInfo {
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    /// -1 if no batch with a sequence is remembered.
+    pub last_sequence: i32,
+    pub last_timestamp: i64,
+    /// The coordinator epoch of the last marker, or -1.
+    pub coordinator_epoch: i32,
+    /// The first offset of the open transaction, or -1.
+    pub current_txn_start_offset: i64,
 }
 
 /// The outcome of checking a batch against the producer state.
@@ -54,11 +86,69 @@ fn last_sequence_of(header: &BatchHeader) -> i32 {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ProducerState {
     pub producers: HashMap<i64, ProducerEntry>,
+    /// First offset -> producer id of every open transaction, derived from
+    /// `producers`: its first key bounds the last stable offset.
+    ongoing: BTreeMap<i64, i64>,
 }
 
 impl ProducerState {
+    /// A state of these entries (a snapshot read back).
+    pub fn from_entries(entries: impl IntoIterator<Item = (i64, ProducerEntry)>) -> ProducerState {
+        let producers: HashMap<i64, ProducerEntry> = entries.into_iter().collect();
+        let ongoing = producers
+            .iter()
+            .filter_map(|(&id, entry)| entry.txn_first_offset.map(|first| (first, id)))
+            .collect();
+        ProducerState { producers, ongoing }
+    }
+
+    /// The first offset of the earliest open transaction: nothing at or
+    /// after it is stable.
+    pub fn first_unstable_offset(&self) -> Option<i64> {
+        self.ongoing.keys().next().copied()
+    }
+
+    /// The first offset of `producer_id`'s open transaction, if any.
+    pub fn ongoing_txn_first_offset(&self, producer_id: i64) -> Option<i64> {
+        self.producers
+            .get(&producer_id)
+            .and_then(|entry| entry.txn_first_offset)
+    }
+
+    /// Every producer, ordered by id, as DescribeProducers reports them.
+    pub fn describe(&self) -> Vec<ProducerInfo> {
+        let mut infos: Vec<ProducerInfo> = self
+            .producers
+            .iter()
+            .map(|(&producer_id, entry)| ProducerInfo {
+                producer_id,
+                producer_epoch: entry.epoch,
+                last_sequence: entry.batches.back().map_or(-1, |batch| batch.last_sequence),
+                last_timestamp: entry.last_timestamp,
+                coordinator_epoch: entry.coordinator_epoch,
+                current_txn_start_offset: entry.txn_first_offset.unwrap_or(-1),
+            })
+            .collect();
+        infos.sort_unstable_by_key(|info| info.producer_id);
+        infos
+    }
+
     /// Checks a batch without changing anything.
     pub fn check(&self, header: &BatchHeader) -> Result<SequenceCheck, ProducerError> {
+        if header.is_control() && header.has_producer_id() {
+            // A marker fences: an older epoch than the producer's is a
+            // zombie coordinator's or producer's; a newer one is the epoch
+            // the coordinator bumped at the transaction's end.
+            if let Some(entry) = self.producers.get(&header.producer_id) {
+                if header.producer_epoch < entry.epoch {
+                    return Err(ProducerError::InvalidEpoch {
+                        current: entry.epoch,
+                        got: header.producer_epoch,
+                    });
+                }
+            }
+            return Ok(SequenceCheck::Accept);
+        }
         if !header.has_producer_id() || header.base_sequence < 0 {
             return Ok(SequenceCheck::Accept);
         }
@@ -105,7 +195,10 @@ impl ProducerState {
         Ok(SequenceCheck::Accept)
     }
 
-    /// Records an appended batch.
+    /// Records an appended batch. A transactional data batch opens the
+    /// producer's transaction on this partition (or extends it); a control
+    /// batch goes through [`ProducerState::record_marker`] instead, or, if
+    /// its marker could not be read, only moves the epoch here.
     pub fn record(&mut self, header: &BatchHeader, base_offset: i64) {
         if !header.has_producer_id() {
             return;
@@ -116,6 +209,12 @@ impl ProducerState {
             entry.batches.clear();
         }
         entry.last_timestamp = header.max_timestamp;
+        if header.is_transactional() && !header.is_control() && entry.txn_first_offset.is_none() {
+            // Kept across an epoch change: only a marker ends a transaction,
+            // and dropping it would expose records never committed.
+            entry.txn_first_offset = Some(base_offset);
+            self.ongoing.insert(base_offset, header.producer_id);
+        }
         if header.base_sequence < 0 {
             return;
         }
@@ -129,12 +228,51 @@ impl ProducerState {
         });
     }
 
-    /// Forgets batches at or after `offset` (log truncation).
+    /// Records an appended control batch at `offset` holding `control`:
+    /// the producer's epoch becomes the marker's, and its transaction on
+    /// this partition ends. An abort of a transaction that had batches here
+    /// returns its aborted-index entry; a marker with no open transaction
+    /// (the coordinator writes markers to every partition it was told of,
+    /// data or not) ends nothing and returns `None`.
+    pub fn record_marker(
+        &mut self,
+        header: &BatchHeader,
+        offset: i64,
+        control: ControlRecord,
+    ) -> Option<AbortedTxn> {
+        if !header.has_producer_id() {
+            return None;
+        }
+        self.record(header, offset);
+        let entry = self.producers.entry(header.producer_id).or_default();
+        entry.coordinator_epoch = control.coordinator_epoch;
+        let first_offset = entry.txn_first_offset.take()?;
+        self.ongoing.remove(&first_offset);
+        match control.control_type {
+            ControlType::Commit => None,
+            ControlType::Abort => Some(AbortedTxn {
+                producer_id: header.producer_id,
+                first_offset,
+                last_offset: offset,
+                // As Kafka: the first offset still unstable once this one
+                // ended, or just past the marker if none.
+                last_stable_offset: self.first_unstable_offset().unwrap_or(offset + 1),
+            }),
+        }
+    }
+
+    /// Forgets batches at or after `offset` (log truncation), and
+    /// transactions that started there.
     pub fn truncate_from(&mut self, offset: i64) {
         for entry in self.producers.values_mut() {
             entry.batches.retain(|batch| batch.base_offset < offset);
+            if entry.txn_first_offset.is_some_and(|first| first >= offset) {
+                entry.txn_first_offset = None;
+            }
         }
-        self.producers.retain(|_, entry| !entry.batches.is_empty());
+        self.ongoing.retain(|&first, _| first < offset);
+        self.producers
+            .retain(|_, entry| !entry.batches.is_empty() || entry.txn_first_offset.is_some());
     }
 }
 

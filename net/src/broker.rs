@@ -25,7 +25,9 @@ use sluice_engine::{
 
 use crate::config::BrokerConfig;
 use crate::constants::PRODUCER_ID_BLOCK;
-use crate::errors::{append_error_code, batch_error_code, code, read_error_code};
+use crate::errors::{
+    append_error_code, batch_error_code, code, marker_append_error_code, read_error_code,
+};
 use crate::topic_config;
 
 /// A partition as the mesh addresses it.
@@ -37,6 +39,9 @@ pub type PerShard<T> = Vec<(Vec<(usize, usize)>, Vec<T>)>;
 
 /// A ListOffsets query: topic, partition, timestamp, read_committed.
 pub type OffsetQueryEntry = (String, i32, i64, bool);
+
+/// A transaction marker for one partition: topic, partition, marker.
+pub type MarkerEntry = (String, i32, TxnMarker);
 
 /// One partition's records in a produce request.
 #[derive(Debug)]
@@ -76,6 +81,9 @@ pub struct ReadOutcome {
     pub log_start_offset: i64,
     pub chunks: Vec<Bytes>,
     pub bytes: usize,
+    /// `(producer_id, first_offset)` of every aborted transaction that
+    /// overlaps the records returned; filled for read_committed reads only.
+    pub aborted_transactions: Vec<(i64, i64)>,
 }
 
 /// A topic to create.
@@ -133,11 +141,12 @@ pub enum ShardRequest {
         timeout_ms: i32,
     },
     Read(Vec<ReadEntry>),
-    /// Resolves when any watched partition's log end passes its offset, or
-    /// after `wait_ms`.
+    /// Resolves when any watched partition's high watermark (last stable
+    /// offset if `read_committed`) passes its offset, or after `wait_ms`.
     WaitForData {
         watches: Vec<(String, i32, i64)>,
         wait_ms: u64,
+        read_committed: bool,
     },
     ListOffsets(Vec<OffsetQueryEntry>),
     ApplyMetadata(Arc<ClusterMetadata>),
@@ -149,7 +158,7 @@ pub enum ShardRequest {
     /// Answered by [`ShardResponse::WriteTxnMarkers`] with one Kafka error
     /// code per marker, in order (see [`Broker::write_markers_local`]).
     WriteTxnMarkers {
-        markers: Vec<(String, i32, TxnMarker)>,
+        markers: Vec<MarkerEntry>,
     },
     /// A transaction request for the transactional id's coordinator shard.
     Txn(crate::txn::TxnRequest),
@@ -382,8 +391,13 @@ impl Broker {
                 timeout_ms,
             } => ShardResponse::Produce(self.produce_local(entries, acks, timeout_ms).await),
             ShardRequest::Read(entries) => ShardResponse::Read(self.read_local(entries).await),
-            ShardRequest::WaitForData { watches, wait_ms } => {
-                self.wait_for_data_local(watches, wait_ms).await;
+            ShardRequest::WaitForData {
+                watches,
+                wait_ms,
+                read_committed,
+            } => {
+                self.wait_for_data_local(watches, wait_ms, read_committed)
+                    .await;
                 ShardResponse::Done
             }
             ShardRequest::WriteTxnMarkers { markers } => {
@@ -887,17 +901,23 @@ impl Broker {
         outcomes
     }
 
-    /// Stand-in until the partition side lands: no marker is written.
-    async fn write_markers_local(&self, markers: Vec<(String, i32, TxnMarker)>) -> Vec<i16> {
-        vec![code::UNKNOWN_SERVER_ERROR; markers.len()]
+    /// Writes one transaction marker to `topic`/`partition`, on whichever
+    /// shard owns it, and waits until it is durable. Returns a Kafka error
+    /// code: NONE, UNKNOWN_TOPIC_OR_PARTITION, NOT_LEADER_OR_FOLLOWER,
+    /// PRODUCER_FENCED (the marker's epoch is older than the producer's),
+    /// KAFKA_STORAGE_ERROR.
+    pub async fn write_marker(&self, topic: &str, partition: i32, marker: TxnMarker) -> i16 {
+        let codes = self
+            .write_markers(vec![(topic.to_string(), partition, marker)])
+            .await;
+        codes.first().copied().unwrap_or(code::UNKNOWN_SERVER_ERROR)
     }
 
-    #[allow(clippy::type_complexity)]
     /// Writes markers to partitions on any shards: one mesh message per
     /// owner shard, all in parallel. One error code per marker, in order.
-    pub async fn write_markers(&self, markers: Vec<(String, i32, TxnMarker)>) -> Vec<i16> {
+    pub async fn write_markers(&self, markers: Vec<MarkerEntry>) -> Vec<i16> {
         let mut codes = vec![code::UNKNOWN_SERVER_ERROR; markers.len()];
-        let mut per_shard: Vec<(Vec<usize>, Vec<(String, i32, TxnMarker)>)> = (0..self.shards())
+        let mut per_shard: Vec<(Vec<usize>, Vec<MarkerEntry>)> = (0..self.shards())
             .map(|_| (Vec::new(), Vec::new()))
             .collect();
         for (index, (topic, partition, marker)) in markers.into_iter().enumerate() {
@@ -939,6 +959,40 @@ impl Broker {
         codes
     }
 
+    /// Appends markers to partitions this shard owns, then waits until they
+    /// are durable (one group commit covers them all). Codes as
+    /// [`Broker::write_marker`].
+    pub async fn write_markers_local(&self, markers: Vec<MarkerEntry>) -> Vec<i16> {
+        let mut codes = Vec::with_capacity(markers.len());
+        let mut durable_waits: Vec<(usize, Rc<Log>, i64)> = Vec::new();
+        for (topic, partition, marker) in markers {
+            let Some(log) = self.log(&topic, partition) else {
+                codes.push(self.missing_partition_code(&topic, partition));
+                continue;
+            };
+            if log.is_backlogged() {
+                log.wait_for_room().await;
+            }
+            match log.append_marker(marker) {
+                Ok(appended) => {
+                    durable_waits.push((codes.len(), log, appended.last_offset.0 + 1));
+                    codes.push(code::NONE);
+                }
+                Err(error) => {
+                    tracing::debug!(%error, %topic, partition, "transaction marker refused");
+                    codes.push(marker_append_error_code(&error));
+                }
+            }
+        }
+        for (index, log, end) in durable_waits {
+            if let Err(error) = log.wait_durable(end).await {
+                tracing::warn!(%error, "transaction marker not durable");
+                codes[index] = code::KAFKA_STORAGE_ERROR;
+            }
+        }
+        codes
+    }
+
     async fn read_local(&self, entries: Vec<ReadEntry>) -> Vec<ReadOutcome> {
         let mut outcomes = Vec::with_capacity(entries.len());
         for entry in entries {
@@ -962,7 +1016,24 @@ impl Broker {
             } else {
                 offsets.hw
             };
-            match log.read(entry.offset, entry.max_bytes, upper).await {
+            let read = match log.read(entry.offset, entry.max_bytes, upper).await {
+                Ok(chunks) if entry.read_committed && chunks.bytes > 0 => {
+                    // The consumer drops the records of these transactions
+                    // from what it was given, so only those overlapping it.
+                    match log.aborted_txns(entry.offset, chunks.next_offset).await {
+                        Ok(aborted) => {
+                            outcome.aborted_transactions = aborted
+                                .iter()
+                                .map(|txn| (txn.producer_id, txn.first_offset))
+                                .collect();
+                            Ok(chunks)
+                        }
+                        Err(error) => Err(error),
+                    }
+                }
+                other => other,
+            };
+            match read {
                 Ok(chunks) => {
                     outcome.bytes = chunks.bytes;
                     outcome.chunks = chunks.chunks;
@@ -980,7 +1051,23 @@ impl Broker {
         outcomes
     }
 
-    async fn wait_for_data_local(&self, watches: Vec<(String, i32, i64)>, wait_ms: u64) {
+    async fn wait_for_data_local(
+        &self,
+        watches: Vec<(String, i32, i64)>,
+        wait_ms: u64,
+        read_committed: bool,
+    ) {
+        // A read_committed consumer sees nothing past the last stable offset:
+        // waking it on the high watermark would spin it while a transaction
+        // is open.
+        let visible_end = move |log: &Log| {
+            let offsets = log.offsets();
+            if read_committed {
+                offsets.lso
+            } else {
+                offsets.hw
+            }
+        };
         let logs: Vec<(Rc<Log>, i64)> = watches
             .iter()
             .filter_map(|(topic, partition, offset)| {
@@ -991,7 +1078,7 @@ impl Broker {
             glommio::timer::sleep(Duration::from_millis(wait_ms)).await;
             return;
         }
-        let has_data = || logs.iter().any(|(log, offset)| log.offsets().hw > *offset);
+        let has_data = || logs.iter().any(|(log, offset)| visible_end(log) > *offset);
         if has_data() {
             return;
         }
@@ -1002,7 +1089,7 @@ impl Broker {
             Box::pin(async move {
                 let watched = Rc::clone(&log);
                 log.signal()
-                    .wait_for(move || (watched.offsets().hw > offset).then_some(()))
+                    .wait_for(move || (visible_end(&watched) > offset).then_some(()))
                     .await;
             }) as Pin<Box<dyn Future<Output = ()>>>
         });

@@ -84,13 +84,24 @@ pub fn append_error_code(error: &AppendError) -> i16 {
     }
 }
 
+/// The Kafka error code for a failed transaction-marker append. A marker
+/// with an older producer epoch comes from a fenced coordinator or producer:
+/// Kafka answers PRODUCER_FENCED there (produce requests get
+/// INVALID_PRODUCER_EPOCH instead, see [`append_error_code`]).
+pub fn marker_append_error_code(error: &AppendError) -> i16 {
+    match error {
+        AppendError::Producer(ProducerError::InvalidEpoch { .. }) => code::PRODUCER_FENCED,
+        other => append_error_code(other),
+    }
+}
+
 /// The Kafka error code for an invalid batch.
 pub fn batch_error_code(error: &BatchError) -> i16 {
     match error {
         BatchError::BadLength { .. } | BatchError::BadCrc { .. } => code::CORRUPT_MESSAGE,
         BatchError::UnknownCompression(_) => code::CORRUPT_MESSAGE,
         BatchError::UnsupportedMagic(_) => code::UNSUPPORTED_FOR_MESSAGE_FORMAT,
-        BatchError::BadRecordCount { .. } => code::INVALID_RECORD,
+        BatchError::BadRecordCount { .. } | BatchError::BadControlRecord => code::INVALID_RECORD,
         BatchError::TooLarge { .. } => code::MESSAGE_TOO_LARGE,
     }
 }

@@ -134,7 +134,7 @@ pub async fn handle(
         {
             break;
         }
-        wait_for_data(broker, &slots, deadline - now).await;
+        wait_for_data(broker, &slots, deadline - now, read_committed).await;
         if Instant::now() >= deadline && min_bytes > 0 {
             // One last read below picks up whatever arrived.
             read_round(broker, &mut slots).await;
@@ -190,7 +190,7 @@ async fn read_round(broker: &Rc<Broker>, slots: &mut [Slot]) {
 }
 
 /// Waits until any requested partition gets new data, or `wait` passes.
-async fn wait_for_data(broker: &Rc<Broker>, slots: &[Slot], wait: Duration) {
+async fn wait_for_data(broker: &Rc<Broker>, slots: &[Slot], wait: Duration, read_committed: bool) {
     let mut per_shard: Vec<Vec<(String, i32, i64)>> =
         (0..broker.shards()).map(|_| Vec::new()).collect();
     for slot in slots {
@@ -211,7 +211,11 @@ async fn wait_for_data(broker: &Rc<Broker>, slots: &[Slot], wait: Duration) {
                     .mesh
                     .call(
                         ShardId(shard as u16),
-                        ShardRequest::WaitForData { watches, wait_ms },
+                        ShardRequest::WaitForData {
+                            watches,
+                            wait_ms,
+                            read_committed,
+                        },
                     )
                     .await;
             }) as Pin<Box<dyn Future<Output = ()>>>
@@ -312,9 +316,16 @@ fn encode_response(version: i16, topics: &[ResolvedTopic], slots: &[Slot]) -> Ve
             if version >= 5 {
                 out.put_i64(outcome.log_start_offset);
             }
-            // aborted_transactions: none until transactions exist; an empty
-            // list (not null) is what Kafka sends for read_committed.
-            put_array_len(&mut out, 0, flexible);
+            // aborted_transactions: filled for read_committed reads only;
+            // an empty list (never null) otherwise, which clients accept.
+            put_array_len(&mut out, outcome.aborted_transactions.len(), flexible);
+            for (producer_id, first_offset) in &outcome.aborted_transactions {
+                out.put_i64(*producer_id);
+                out.put_i64(*first_offset);
+                if flexible {
+                    out.put_u8(0); // aborted transaction tagged fields
+                }
+            }
             if version >= 11 {
                 out.put_i32(-1); // preferred_read_replica
             }
@@ -364,6 +375,7 @@ pub fn encode_single_partition(version: i16, topic: &str, chunks: Vec<Bytes>) ->
             log_start_offset: 0,
             chunks,
             bytes,
+            aborted_transactions: Vec::new(),
         },
     }];
     encode_response(version, &topics, &slots)
@@ -389,6 +401,7 @@ mod tests {
                 log_start_offset: 1,
                 chunks,
                 bytes,
+                aborted_transactions: vec![(7, 3), (9, 5)],
             },
         }
     }
@@ -432,6 +445,13 @@ mod tests {
             assert_eq!(first.partitions.len(), 2);
             assert_eq!(first.partitions[0].records.as_deref(), Some(&b"abcdef"[..]));
             assert_eq!(first.partitions[0].high_watermark, 10);
+            let aborted: Vec<(i64, i64)> = first.partitions[0]
+                .aborted_transactions
+                .iter()
+                .flatten()
+                .map(|txn| (txn.producer_id.0, txn.first_offset))
+                .collect();
+            assert_eq!(aborted, vec![(7, 3), (9, 5)], "v{version}");
             assert_eq!(first.partitions[1].partition_index, 3);
             assert_eq!(
                 decoded.responses[1].partitions[0].records.as_deref(),
