@@ -132,6 +132,9 @@ fn committed_and_aborted_transactions_as_consumers_see_them() {
                 .commit_transaction(CLIENT_TIMEOUT)
                 .expect("commit_transaction");
         } else {
+            // librdkafka drops records still queued on abort: flush first,
+            // so the aborted records are in the log.
+            producer.flush(CLIENT_TIMEOUT).expect("flush");
             producer
                 .abort_transaction(CLIENT_TIMEOUT)
                 .expect("abort_transaction");
@@ -209,15 +212,16 @@ fn the_coordinator_aborts_a_transaction_past_its_timeout() {
     ]);
     broker.create_topic(TOPIC, 2);
     let settings = [
-        ("transaction.timeout.ms", "2000"),
-        ("message.timeout.ms", "2000"),
+        ("transaction.timeout.ms", "3000"),
+        ("message.timeout.ms", "3000"),
+        ("socket.timeout.ms", "3000"),
     ];
     let slow = producer(&broker, "txn-slow", &settings);
     slow.begin_transaction().expect("begin_transaction");
     send(&slow, TOPIC, 0, "late");
     send(&slow, TOPIC, 1, "late");
     slow.flush(CLIENT_TIMEOUT).expect("flush");
-    std::thread::sleep(Duration::from_millis(5000));
+    std::thread::sleep(Duration::from_millis(7000));
     assert!(
         slow.commit_transaction(CLIENT_TIMEOUT).is_err(),
         "a commit after the coordinator aborted the transaction fails"
