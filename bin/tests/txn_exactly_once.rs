@@ -205,7 +205,7 @@ fn consume_transform_produce_survives_repeated_kill_9() {
         .collect();
     produce_input(&broker, &inputs);
 
-    let mut rng = Rng::new(0x5eed_e05);
+    let mut rng = Rng::new(0x05ee_de05);
     for _ in 0..cycles {
         let mut child = spawn_processor(&broker);
         std::thread::sleep(Duration::from_millis(200 + rng.below(1300)));
