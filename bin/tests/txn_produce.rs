@@ -237,3 +237,97 @@ fn the_coordinator_aborts_a_transaction_past_its_timeout() {
     let expected: BTreeMap<i32, Vec<String>> = BTreeMap::from([(0, vec!["on-time".to_string()])]);
     assert_eq!(committed, expected);
 }
+
+/// A broker on a fixed port, so clients reconnect after a restart.
+fn broker_on_fixed_port(extra: &[&str]) -> TestBroker {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut args = vec!["--listen", listen.as_str()];
+    args.extend_from_slice(extra);
+    TestBroker::start_with(&args)
+}
+
+#[test]
+fn broker_kill_9_mid_transactions_keeps_them_atomic() {
+    const TOPIC: &str = "txn-crash";
+    let mut broker = broker_on_fixed_port(&[]);
+    broker.create_topic(TOPIC, 2);
+    for round in 0..3u64 {
+        let committed_acks = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let worker = {
+            let committed_acks = std::sync::Arc::clone(&committed_acks);
+            let stop = std::sync::Arc::clone(&stop);
+            let config = broker.client_config();
+            std::thread::spawn(move || {
+                let mut config = config;
+                config.set("transactional.id", "txn-crash-producer");
+                let producer: TxnProducer = config.create().expect("producer");
+                if producer.init_transactions(CLIENT_TIMEOUT).is_err() {
+                    return;
+                }
+                let mut transaction = 0u64;
+                while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    transaction += 1;
+                    let name = format!("r{round}-t{transaction}");
+                    if producer.begin_transaction().is_err() {
+                        return;
+                    }
+                    send(&producer, TOPIC, 0, &name);
+                    send(&producer, TOPIC, 1, &name);
+                    match producer.commit_transaction(CLIENT_TIMEOUT) {
+                        Ok(()) => committed_acks.lock().expect("lock").push(name),
+                        Err(_) => {
+                            // Abortable errors end this transaction; fatal
+                            // ones end the producer.
+                            if producer.abort_transaction(CLIENT_TIMEOUT).is_err() {
+                                return;
+                            }
+                        }
+                    }
+                }
+            })
+        };
+        std::thread::sleep(Duration::from_millis(1500 + 700 * round));
+        broker.restart(common::Stop::Kill);
+        std::thread::sleep(Duration::from_millis(1500));
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        worker.join().expect("the producer thread");
+
+        // A new producer with the same id resolves whatever was left open,
+        // and commits one more transaction.
+        let last = producer(&broker, "txn-crash-producer", &[]);
+        last.begin_transaction().expect("begin_transaction");
+        let final_name = format!("r{round}-final");
+        send(&last, TOPIC, 0, &final_name);
+        send(&last, TOPIC, 1, &final_name);
+        last.commit_transaction(CLIENT_TIMEOUT)
+            .expect("committing after the restart");
+        drop(last);
+
+        // read_committed reaches the high watermark (the LSO is not stuck),
+        // and both partitions hold the same transactions: all or nothing.
+        let committed = read_values(&broker, TOPIC, 2, "read_committed");
+        let first = committed.get(&0).cloned().unwrap_or_default();
+        let second = committed.get(&1).cloned().unwrap_or_default();
+        assert_eq!(
+            first, second,
+            "every transaction is in both partitions or neither"
+        );
+        for name in committed_acks.lock().expect("lock").iter() {
+            assert!(first.contains(name), "{name} was acknowledged as committed");
+        }
+        assert!(first.contains(&final_name));
+        let mut unique = first.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(
+            unique.len(),
+            first.len(),
+            "no transaction is committed twice"
+        );
+    }
+}
