@@ -350,7 +350,6 @@ impl<S: Storage> Inner<S> {
             },
             index: active.index.clone().unwrap_or_default(),
             producers: self.producers.clone(),
-            aborted: active.aborted.clone(),
         }
     }
 
@@ -371,6 +370,9 @@ pub struct PartitionLog<S: Storage> {
     inner: RefCell<Inner<S>>,
     /// Notified whenever writer, sync or append state changes.
     signal: Signal,
+    /// Serialises `.txnindex` writes: each writes the segment's entries as
+    /// they are when it starts, so the last one holds them all.
+    txn_index_lock: glommio::sync::Semaphore,
     weak_self: Weak<PartitionLog<S>>,
 }
 
@@ -666,6 +668,7 @@ impl<S: Storage> PartitionLog<S> {
             cache,
             inner: RefCell::new(inner),
             signal: Signal::new(),
+            txn_index_lock: glommio::sync::Semaphore::new(1),
             weak_self: weak_self.clone(),
         }))
     }
@@ -1216,7 +1219,7 @@ impl<S: Storage> PartitionLog<S> {
     /// A sealed segment is fully written: cut the file to its logical size,
     /// make it durable, write its indexes and the producer snapshot.
     async fn finalize_segment(&self, segment_base: i64) -> Result<(), StorageError> {
-        let (file, path, size, index, aborted) = {
+        let (file, path, size, index) = {
             let inner = self.inner.borrow();
             let Some(segment) = inner.segments.get(&segment_base) else {
                 return Ok(());
@@ -1240,13 +1243,7 @@ impl<S: Storage> PartitionLog<S> {
                     relative_offset: (segment.offset_of_max_timestamp - segment.base_offset) as u32,
                 });
             }
-            (
-                file,
-                segment.path.clone(),
-                segment.size,
-                index,
-                segment.aborted.clone(),
-            )
+            (file, segment.path.clone(), segment.size, index)
         };
         file.truncate(size)
             .await
@@ -1266,7 +1263,7 @@ impl<S: Storage> PartitionLog<S> {
             .map_err(|error| StorageError::new("write time index", &time_path, error))?;
         // A sealed segment takes no more markers: its aborted transactions
         // are final, and durable before the next segment's file exists.
-        write_txn_index(&self.storage, &self.dir, segment_base, &aborted).await?;
+        self.persist_txn_index(segment_base).await?;
         let next = {
             let inner = self.inner.borrow();
             inner
@@ -1297,6 +1294,21 @@ impl<S: Storage> PartitionLog<S> {
         Ok(())
     }
 
+    /// Writes `<base>.txnindex` with the segment's aborted transactions as
+    /// they are now (removes it if there are none).
+    async fn persist_txn_index(&self, base: i64) -> Result<(), StorageError> {
+        let path = self.dir.join(segment_file_name(base, "txnindex"));
+        let _permit =
+            self.txn_index_lock.acquire_permit(1).await.map_err(|_| {
+                StorageError::new("lock", &path, std::io::Error::other("log closed"))
+            })?;
+        let entries = match self.inner.borrow().segments.get(&base) {
+            Some(segment) => segment.aborted.clone(),
+            None => return Ok(()),
+        };
+        write_txn_index(&self.storage, &self.dir, base, &entries).await
+    }
+
     /// Writes the active segment's index files, then the recovery point with
     /// the producer state as of it. Failure only costs a longer scan after a
     /// crash, so it is logged, not returned.
@@ -1324,7 +1336,9 @@ impl<S: Storage> PartitionLog<S> {
                 .write_small_atomic(&time_path, &capture.index.encode_times())
                 .await
                 .map_err(|error| StorageError::new("write time index", &time_path, error))?;
-            write_txn_index(&self.storage, &self.dir, base, &capture.aborted).await?;
+            // Entries past the point are harmless: recovery reads only
+            // those below it and rebuilds the rest from the log.
+            self.persist_txn_index(base).await?;
             write_recovery_point_file(&self.storage, &self.dir, &capture).await
         };
         match written.await {
@@ -2043,9 +2057,6 @@ impl<S: Storage> PartitionLog<S> {
         for (header, control) in &kept.headers {
             aborted.extend(record_batch(&mut producers, header, *control));
         }
-        // The segment's `.txnindex` loses the markers cut away; later
-        // segments' went with their files.
-        write_txn_index(&self.storage, &self.dir, segment_base, &aborted).await?;
         let tail = if position % IO_ALIGNMENT != 0 {
             Some(
                 file.read_at(align_down(position), (position % IO_ALIGNMENT) as usize)
@@ -2103,6 +2114,9 @@ impl<S: Storage> PartitionLog<S> {
             self.cache.release(released);
         }
         self.signal.notify();
+        // The segment's `.txnindex` loses the markers cut away; later
+        // segments' went with their files.
+        self.persist_txn_index(segment_base).await?;
         if let Some(start) = lowered_start {
             // Cutting the batch that holds the log start moves the start back
             // to that batch's base. The checkpoint must follow, or a restart
@@ -2802,8 +2816,6 @@ struct RecoveryCapture {
     point: RecoveryPoint,
     index: SegmentIndex,
     producers: ProducerState,
-    /// The active segment's aborted transactions.
-    aborted: Vec<AbortedTxn>,
 }
 
 /// Replays one batch into the producer state, as `append` recorded it; an
