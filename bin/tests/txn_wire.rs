@@ -355,3 +355,89 @@ fn a_new_producer_aborts_the_running_transaction() {
     let response = client.end(3, "wire-b", producer, true);
     assert_eq!(response.error_code, PRODUCER_FENCED);
 }
+
+/// Runs the `sluice` CLI: (exit code, stdout).
+fn cli(args: &[&str]) -> (Option<i32>, String) {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("running the sluice CLI");
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+    )
+}
+
+#[test]
+fn txn_cli_lists_and_describes() {
+    let broker = TestBroker::start();
+    broker.create_topic(TOPIC, 2);
+    let mut client = Client::new(&broker);
+    client.find_coordinator("cli-a");
+    let first = client.init("cli-a", 45_000, 1, (-1, -1));
+    assert_eq!(first.error_code, NONE);
+    let producer = (first.producer_id.0, first.producer_epoch);
+    let results = client.add_partitions(3, "cli-a", producer, &[(TOPIC, vec![1])]);
+    assert_eq!(results, vec![(TOPIC.to_string(), 1, NONE)]);
+    let idle = client.init("cli-b", 45_000, 1, (-1, -1));
+    assert_eq!(idle.error_code, NONE);
+    let bootstrap = broker.bootstrap();
+
+    let (code, out) = cli(&["txn", "list", "--bootstrap", &bootstrap]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("TRANSACTIONAL-ID"), "{out}");
+    let line_a = out
+        .lines()
+        .find(|line| line.starts_with("cli-a"))
+        .expect("cli-a listed");
+    assert!(
+        line_a.contains("Ongoing") && line_a.contains(&producer.0.to_string()),
+        "{out}"
+    );
+    let line_b = out
+        .lines()
+        .find(|line| line.starts_with("cli-b"))
+        .expect("cli-b listed");
+    assert!(line_b.contains("Empty"), "{out}");
+
+    let (code, out) = cli(&[
+        "txn",
+        "list",
+        "--state",
+        "Ongoing",
+        "--json",
+        "--bootstrap",
+        &bootstrap,
+    ]);
+    assert_eq!(code, Some(0), "{out}");
+    let listed: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    let ids: Vec<&str> = listed["transactions"]
+        .as_array()
+        .expect("an array")
+        .iter()
+        .filter_map(|txn| txn["transactional_id"].as_str())
+        .collect();
+    assert_eq!(ids, vec!["cli-a"]);
+
+    let (code, out) = cli(&[
+        "txn",
+        "describe",
+        "cli-a",
+        "--json",
+        "--bootstrap",
+        &bootstrap,
+    ]);
+    assert_eq!(code, Some(0), "{out}");
+    let described: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    assert_eq!(described["state"], "Ongoing");
+    assert_eq!(described["producer_id"], producer.0);
+    assert_eq!(described["timeout_ms"], 45_000);
+    assert_eq!(
+        described["partitions"],
+        serde_json::json!([format!("{TOPIC}-1")])
+    );
+
+    let (code, out) = cli(&["txn", "describe", "cli-missing", "--bootstrap", &bootstrap]);
+    assert_eq!(code, Some(1), "an unknown id is a broker refusal: {out}");
+}
