@@ -331,3 +331,60 @@ fn broker_kill_9_mid_transactions_keeps_them_atomic() {
         );
     }
 }
+
+#[test]
+fn describe_producers_shows_the_open_transaction() {
+    use kafka_protocol::messages::describe_producers_request::TopicRequest;
+    use kafka_protocol::messages::{
+        ApiKey, DescribeProducersRequest, DescribeProducersResponse, TopicName,
+    };
+    use kafka_protocol::protocol::StrBytes;
+    const TOPIC: &str = "txn-producers";
+    let broker = TestBroker::start();
+    broker.create_topic(TOPIC, 2);
+    let open = producer(&broker, "txn-described", &[]);
+    open.begin_transaction().expect("begin_transaction");
+    send(&open, TOPIC, 0, "a");
+    send(&open, TOPIC, 0, "b");
+    open.flush(CLIENT_TIMEOUT).expect("flush");
+
+    let describe = |stream: &mut std::net::TcpStream, correlation: i32| {
+        let mut topic = TopicRequest::default();
+        topic.name = TopicName(StrBytes::from_static_str(TOPIC));
+        topic.partition_indexes = vec![0, 1, 9];
+        let mut request = DescribeProducersRequest::default();
+        request.topics = vec![topic];
+        common::send_request(stream, ApiKey::DescribeProducers, 0, correlation, &request);
+        common::receive_response::<DescribeProducersResponse>(
+            stream,
+            ApiKey::DescribeProducers,
+            0,
+            correlation,
+        )
+    };
+    let mut stream = common::raw_connect(broker.address());
+    let response = describe(&mut stream, 1);
+    let partitions = &response.topics[0].partitions;
+    assert_eq!(partitions.len(), 3);
+    assert_eq!(partitions[0].error_code, 0);
+    assert_eq!(partitions[0].active_producers.len(), 1);
+    let state = &partitions[0].active_producers[0];
+    assert!(state.producer_id.0 >= 0);
+    assert_eq!(state.producer_epoch, 0);
+    assert_eq!(
+        state.current_txn_start_offset, 0,
+        "the open transaction starts at 0"
+    );
+    assert!(state.last_sequence >= 0);
+    assert_eq!(partitions[1].error_code, 0);
+    assert!(partitions[1].active_producers.is_empty());
+    assert_eq!(partitions[2].error_code, 3, "UNKNOWN_TOPIC_OR_PARTITION");
+
+    open.commit_transaction(CLIENT_TIMEOUT).expect("commit");
+    let response = describe(&mut stream, 2);
+    let state = &response.topics[0].partitions[0].active_producers[0];
+    assert_eq!(
+        state.current_txn_start_offset, -1,
+        "no open transaction after the commit"
+    );
+}

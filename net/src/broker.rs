@@ -162,6 +162,8 @@ pub enum ShardRequest {
     },
     /// A transaction request for the transactional id's coordinator shard.
     Txn(crate::txn::TxnRequest),
+    /// The producers each partition (of this shard) remembers.
+    DescribeProducers(Vec<PartitionKey>),
     LogSizes,
     Shutdown,
 }
@@ -179,6 +181,9 @@ pub enum ShardResponse {
     /// One Kafka error code per marker of a [`ShardRequest::WriteTxnMarkers`].
     WriteTxnMarkers(Vec<i16>),
     Txn(crate::txn::TxnResponse),
+    /// Per partition of a [`ShardRequest::DescribeProducers`]: its producers
+    /// or an error code.
+    Producers(Vec<Result<Vec<sluice_engine::ProducerInfo>, i16>>),
     Done,
 }
 
@@ -414,6 +419,15 @@ impl Broker {
             ShardRequest::Group(request) => {
                 ShardResponse::Group(crate::groups::serve(&self, request).await)
             }
+            ShardRequest::DescribeProducers(partitions) => ShardResponse::Producers(
+                partitions
+                    .iter()
+                    .map(|(topic, partition)| match self.log(topic, *partition) {
+                        Some(log) => Ok(log.producers()),
+                        None => Err(self.missing_partition_code(topic, *partition)),
+                    })
+                    .collect(),
+            ),
             ShardRequest::Txn(request) => {
                 ShardResponse::Txn(crate::txn::serve(&self, request).await)
             }

@@ -14,6 +14,7 @@ pub mod describe_cluster;
 pub mod describe_configs;
 pub mod describe_groups;
 pub mod describe_log_dirs;
+pub mod describe_producers;
 pub mod describe_transactions;
 pub mod end_txn;
 pub mod fetch;
@@ -84,6 +85,7 @@ pub const IMPLEMENTED: &[(ApiKey, (i16, i16))] = &[
         describe_transactions::VERSIONS,
     ),
     (ApiKey::ListTransactions, list_transactions::VERSIONS),
+    (ApiKey::DescribeProducers, describe_producers::VERSIONS),
 ];
 
 /// Whether `api_key` at `version` is implemented.
@@ -172,6 +174,9 @@ pub async fn dispatch(
         }
         Request::DescribeTransactions(request) => {
             describe_transactions::handle(broker, &header, request).await
+        }
+        Request::DescribeProducers(request) => {
+            describe_producers::handle(broker, &header, request).await
         }
         Request::ListTransactions(request) => {
             list_transactions::handle(broker, &header, request).await
