@@ -441,3 +441,91 @@ fn txn_cli_lists_and_describes() {
     let (code, out) = cli(&["txn", "describe", "cli-missing", "--bootstrap", &bootstrap]);
     assert_eq!(code, Some(1), "an unknown id is a broker refusal: {out}");
 }
+
+/// OffsetFetch v7 of one partition: (error, offset).
+fn fetch_offset(client: &mut Client, group: &str, require_stable: bool) -> (i16, i64) {
+    use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
+    let mut topic = OffsetFetchRequestTopic::default();
+    topic.name = TopicName(text(TOPIC));
+    topic.partition_indexes = vec![0];
+    let mut request = OffsetFetchRequest::default();
+    request.group_id = GroupId(text(group));
+    request.topics = Some(vec![topic]);
+    request.require_stable = require_stable;
+    let response: OffsetFetchResponse = client.call(ApiKey::OffsetFetch, 7, &request);
+    let partition = &response.topics[0].partitions[0];
+    (partition.error_code, partition.committed_offset)
+}
+
+#[test]
+fn txn_offset_commit_is_visible_only_after_the_commit() {
+    use kafka_protocol::messages::txn_offset_commit_request::{
+        TxnOffsetCommitRequestPartition, TxnOffsetCommitRequestTopic,
+    };
+    const UNSTABLE_OFFSET_COMMIT: i16 = 88;
+    let broker = TestBroker::start();
+    broker.create_topic(TOPIC, 1);
+    let mut client = Client::new(&broker);
+    client.find_coordinator("offsets-txn");
+    let mut find_group = FindCoordinatorRequest::default();
+    find_group.key = text("txn-group");
+    let found: FindCoordinatorResponse = client.call(ApiKey::FindCoordinator, 3, &find_group);
+    assert_eq!(found.error_code, NONE);
+    let init = client.init("offsets-txn", 60_000, 1, (-1, -1));
+    assert_eq!(init.error_code, NONE);
+    let producer = (init.producer_id.0, init.producer_epoch);
+
+    for (round, commit) in [(0, false), (1, true)] {
+        let mut add = AddOffsetsToTxnRequest::default();
+        add.transactional_id = TransactionalId(text("offsets-txn"));
+        add.producer_id = ProducerId(producer.0);
+        add.producer_epoch = producer.1;
+        add.group_id = GroupId(text("txn-group"));
+        let added: AddOffsetsToTxnResponse = client.call(ApiKey::AddOffsetsToTxn, 1, &add);
+        assert_eq!(added.error_code, NONE);
+
+        let mut partition = TxnOffsetCommitRequestPartition::default();
+        partition.partition_index = 0;
+        partition.committed_offset = 40 + round;
+        let mut topic = TxnOffsetCommitRequestTopic::default();
+        topic.name = TopicName(text(TOPIC));
+        topic.partitions = vec![partition];
+        let mut request = TxnOffsetCommitRequest::default();
+        request.transactional_id = TransactionalId(text("offsets-txn"));
+        request.group_id = GroupId(text("txn-group"));
+        request.producer_id = ProducerId(producer.0);
+        request.producer_epoch = producer.1;
+        request.generation_id = -1;
+        request.topics = vec![topic];
+        let committed: TxnOffsetCommitResponse = client.call(ApiKey::TxnOffsetCommit, 3, &request);
+        assert_eq!(committed.topics[0].partitions[0].error_code, NONE);
+
+        // Pending: unstable for require_stable readers, invisible to others.
+        assert_eq!(
+            fetch_offset(&mut client, "txn-group", true).0,
+            UNSTABLE_OFFSET_COMMIT
+        );
+        assert_eq!(fetch_offset(&mut client, "txn-group", false), (NONE, -1));
+        let ended = client.end(3, "offsets-txn", producer, commit);
+        assert_eq!(ended.error_code, NONE);
+    }
+    // The aborted round left nothing; the committed one is the offset.
+    assert_eq!(fetch_offset(&mut client, "txn-group", true), (NONE, 41));
+
+    // Replay after a crash: the commit marker makes the offset stick, the
+    // aborted one stays dropped.
+    drop(client);
+    let mut broker = broker;
+    broker.restart(Stop::Kill);
+    let mut client = Client::new(&broker);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (error, offset) = fetch_offset(&mut client, "txn-group", true);
+        if error == NONE {
+            assert_eq!(offset, 41);
+            break;
+        }
+        assert!(Instant::now() < deadline, "OffsetFetch error {error}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

@@ -31,6 +31,9 @@ pub struct CommitOutcome {
 pub struct FetchGroup {
     pub group_id: String,
     pub topics: Option<Vec<(String, Vec<i32>)>>,
+    /// KIP-447: offsets a running transaction has committed are reported
+    /// as UNSTABLE_OFFSET_COMMIT instead of the last stable offset.
+    pub require_stable: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -298,9 +301,15 @@ impl GroupCoordinator {
             }
             let groups = self.groups.borrow();
             let offsets = groups.get(&request.group_id).map(|group| &group.offsets);
+            let require_stable = request.require_stable;
             let found = |topic: &str, partition: i32| match offsets
                 .and_then(|offsets| offsets.get(&(topic.to_string(), partition)))
             {
+                _ if require_stable
+                    && self.has_pending_offset(&request.group_id, topic, partition) =>
+                {
+                    missing(partition, code::UNSTABLE_OFFSET_COMMIT)
+                }
                 Some(value) => FetchedPartition {
                     partition,
                     offset: value.offset,

@@ -262,6 +262,7 @@ fn fetch(broker: &Rc<Broker>, group: &str) -> Vec<(String, i32, i64, Option<Stri
         vec![FetchGroup {
             group_id: group.into(),
             topics: None,
+            require_stable: false,
         }],
     );
     fetched
