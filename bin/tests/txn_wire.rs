@@ -529,3 +529,68 @@ fn txn_offset_commit_is_visible_only_after_the_commit() {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// Produces one transactional batch (v9, acks -1) and returns its error.
+fn produce_txn(
+    client: &mut Client,
+    id: &str,
+    producer: (i64, i16),
+    partition: i32,
+    sequence: i32,
+) -> i16 {
+    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+    use sluice_engine::batch::{attributes, build_batch_with, BuildBatch};
+    let records = build_batch_with(
+        BuildBatch {
+            base_timestamp: 1,
+            producer_id: producer.0,
+            producer_epoch: producer.1,
+            base_sequence: sequence,
+            attributes: attributes::TRANSACTIONAL,
+        },
+        &[b"value"],
+    );
+    let mut data = PartitionProduceData::default();
+    data.index = partition;
+    data.records = Some(bytes::Bytes::from(records));
+    let mut topic = TopicProduceData::default();
+    topic.name = TopicName(text(TOPIC));
+    topic.partition_data = vec![data];
+    let mut request = ProduceRequest::default();
+    request.transactional_id = Some(TransactionalId(text(id)));
+    request.acks = -1;
+    request.timeout_ms = 10_000;
+    request.topic_data = vec![topic];
+    let response: ProduceResponse = client.call(ApiKey::Produce, 9, &request);
+    response.responses[0].partition_responses[0].error_code
+}
+
+#[test]
+fn kip_890_a_transactional_batch_needs_its_partition_added() {
+    let broker = TestBroker::start();
+    broker.create_topic(TOPIC, 2);
+    let mut client = Client::new(&broker);
+    client.find_coordinator("verify-a");
+    let init = client.init("verify-a", 60_000, 1, (-1, -1));
+    assert_eq!(init.error_code, NONE);
+    let producer = (init.producer_id.0, init.producer_epoch);
+    // No transaction: the batch would open one no marker ends.
+    assert_eq!(
+        produce_txn(&mut client, "verify-a", producer, 0, 0),
+        INVALID_TXN_STATE
+    );
+    let added = client.add_partitions(3, "verify-a", producer, &[(TOPIC, vec![0])]);
+    assert_eq!(added, vec![(TOPIC.to_string(), 0, NONE)]);
+    assert_eq!(produce_txn(&mut client, "verify-a", producer, 0, 0), NONE);
+    // Partition 1 was not added to this transaction.
+    assert_eq!(
+        produce_txn(&mut client, "verify-a", producer, 1, 0),
+        INVALID_TXN_STATE
+    );
+    // After the commit, a late batch to partition 0 is refused again.
+    assert_eq!(client.end(3, "verify-a", producer, true).error_code, NONE);
+    assert_eq!(
+        produce_txn(&mut client, "verify-a", producer, 0, 1),
+        INVALID_TXN_STATE
+    );
+}

@@ -49,6 +49,9 @@ pub struct ProduceEntry {
     pub topic: String,
     pub partition: i32,
     pub records: Option<Bytes>,
+    /// The request's transactional id, for KIP-890 verification of a
+    /// transaction's first batch in the partition.
+    pub transactional_id: Option<String>,
 }
 
 /// The outcome of producing to one partition.
@@ -833,7 +836,7 @@ impl Broker {
     }
 
     async fn produce_local(
-        &self,
+        self: &Rc<Self>,
         entries: Vec<ProduceEntry>,
         acks: i16,
         timeout_ms: i32,
@@ -867,6 +870,17 @@ impl Broker {
             if let Some(message) = check_client_batches(&batches) {
                 outcome.error_code = code::INVALID_RECORD;
                 outcome.error_message = Some(message);
+                outcomes.push(outcome);
+                continue;
+            }
+            let verified = self.verify_txn_batch(
+                (&entry.topic, entry.partition),
+                entry.transactional_id.as_deref(),
+                &log,
+                &batches,
+            );
+            if let Some(error_code) = verified.await {
+                outcome.error_code = error_code;
                 outcomes.push(outcome);
                 continue;
             }
@@ -1005,6 +1019,52 @@ impl Broker {
             }
         }
         codes
+    }
+
+    /// KIP-890 part 1: the first transactional batch of a producer in a
+    /// partition (no open transaction there yet) is accepted only if the
+    /// transaction coordinator has the partition in the producer's
+    /// transaction; a late batch of an ended or aborted transaction would
+    /// otherwise open a transaction no marker will ever end. Returns the
+    /// error to answer, if any.
+    async fn verify_txn_batch(
+        self: &Rc<Self>,
+        (topic, partition): (&str, i32),
+        transactional_id: Option<&str>,
+        log: &Log,
+        batches: &[(BatchHeader, Bytes)],
+    ) -> Option<i16> {
+        let (header, _) = batches.first()?;
+        if !header.is_transactional() || !header.has_producer_id() {
+            return None;
+        }
+        if log.ongoing_txn_first_offset(header.producer_id).is_some() {
+            return None;
+        }
+        let Some(transactional_id) = transactional_id else {
+            return Some(code::INVALID_TXN_STATE);
+        };
+        let verify = crate::txn::TxnRequest::AddPartitions {
+            transactional_id: transactional_id.to_string(),
+            producer_id: header.producer_id,
+            producer_epoch: header.producer_epoch,
+            partitions: vec![(topic.to_string(), partition)],
+            verify_only: true,
+        };
+        match crate::txn::route(self, transactional_id, verify).await {
+            Ok(crate::txn::TxnResponse::AddPartitions(Ok(errors))) => match errors.first() {
+                Some(&code::NONE) => None,
+                _ => Some(code::INVALID_TXN_STATE),
+            },
+            Ok(crate::txn::TxnResponse::AddPartitions(Err(error_code))) => Some(match error_code {
+                code::PRODUCER_FENCED => code::INVALID_PRODUCER_EPOCH,
+                code::INVALID_PRODUCER_ID_MAPPING => code::INVALID_TXN_STATE,
+                // The coordinator is moving or loading: retriable for the
+                // producer, as Kafka answers a verification it could not do.
+                _ => code::NOT_ENOUGH_REPLICAS,
+            }),
+            _ => Some(code::NOT_ENOUGH_REPLICAS),
+        }
     }
 
     async fn read_local(&self, entries: Vec<ReadEntry>) -> Vec<ReadOutcome> {

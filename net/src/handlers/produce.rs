@@ -60,6 +60,10 @@ pub async fn handle(
                         topic: name.to_string(),
                         partition: partition.index,
                         records: partition.records.clone(),
+                        transactional_id: request
+                            .transactional_id
+                            .as_ref()
+                            .map(|id| id.to_string()),
                     });
                 }
             }
