@@ -817,6 +817,13 @@ async fn write_markers(broker: &Rc<Broker>, ending: &Ending) -> bool {
                 }
             }
             code::UNKNOWN_TOPIC_OR_PARTITION => {}
+            code::PRODUCER_FENCED | code::INVALID_PRODUCER_EPOCH => {
+                // The partition has seen a newer epoch of this producer id:
+                // this transaction was superseded there, and retrying would
+                // only wedge the id in Prepare* (Kafka gives up on such a
+                // marker too).
+                tracing::warn!(%topic, partition, producer_id = marker.producer_id, "transaction marker refused for an older epoch; skipped");
+            }
             other => {
                 tracing::warn!(%topic, partition, error_code = other, "writing a transaction marker failed; retrying");
                 done = false;
