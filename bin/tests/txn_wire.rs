@@ -594,3 +594,69 @@ fn kip_890_a_transactional_batch_needs_its_partition_added() {
         INVALID_TXN_STATE
     );
 }
+
+#[test]
+fn idle_transactional_ids_expire_and_clients_cannot_write_the_state_topic() {
+    let broker = TestBroker::start_with(&[
+        "--transactional-id-expiration-ms",
+        "500",
+        "--transaction-abort-timed-out-transaction-cleanup-interval-ms",
+        "100",
+    ]);
+    broker.create_topic(TOPIC, 1);
+    let mut client = Client::new(&broker);
+    client.find_coordinator("expiring");
+    assert_eq!(
+        client.init("expiring", 60_000, 1, (-1, -1)).error_code,
+        NONE
+    );
+    let describe = |client: &mut Client| {
+        let mut request = DescribeTransactionsRequest::default();
+        request.transactional_ids = vec![TransactionalId(text("expiring"))];
+        let response: DescribeTransactionsResponse =
+            client.call(ApiKey::DescribeTransactions, 0, &request);
+        response.transaction_states[0].error_code
+    };
+    assert_eq!(describe(&mut client), NONE);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while describe(&mut client) != TRANSACTIONAL_ID_NOT_FOUND {
+        assert!(Instant::now() < deadline, "the idle id never expired");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The tombstone survives a restart: the id stays gone.
+    drop(client);
+    let mut broker = broker;
+    broker.restart(Stop::Kill);
+    let mut client = Client::new(&broker);
+    client.find_coordinator("expiring");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let error = describe(&mut client);
+        if error == TRANSACTIONAL_ID_NOT_FOUND {
+            break;
+        }
+        assert!(
+            error == COORDINATOR_LOAD_IN_PROGRESS && Instant::now() < deadline,
+            "error {error}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // Clients may not produce to the state topic (INVALID_TOPIC_EXCEPTION).
+    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+    let mut data = PartitionProduceData::default();
+    data.index = 0;
+    data.records = Some(bytes::Bytes::from(sluice_engine::batch::build_batch(
+        1,
+        &[b"x"],
+    )));
+    let mut topic = TopicProduceData::default();
+    topic.name = TopicName(text("__transaction_state"));
+    topic.partition_data = vec![data];
+    let mut request = ProduceRequest::default();
+    request.acks = 1;
+    request.timeout_ms = 5_000;
+    request.topic_data = vec![topic];
+    let response: ProduceResponse = client.call(ApiKey::Produce, 9, &request);
+    assert_eq!(response.responses[0].partition_responses[0].error_code, 17);
+}

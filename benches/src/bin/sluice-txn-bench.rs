@@ -78,7 +78,11 @@ fn start_broker(binary: &str, dir: &std::path::Path) -> Result<Broker, String> {
         .args(["--listen", "127.0.0.1:0", "--pin-shards", "false"])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(
+            std::fs::File::create(dir.join("broker.log"))
+                .map(Stdio::from)
+                .unwrap_or_else(|_| Stdio::null()),
+        )
         .spawn()
         .map_err(|error| format!("starting {binary}: {error}"))?;
     let stdout = child.stdout.take().ok_or("no stdout")?;
@@ -141,7 +145,10 @@ fn run(
     let admin: AdminClient<DefaultClientContext> =
         config.create().map_err(|error| error.to_string())?;
     let topic = format!("txn-bench-{partitions}");
-    let new_topic = NewTopic::new(&topic, partitions, TopicReplication::Fixed(1));
+    // Preallocated segments would reserve a gigabyte per partition.
+    let new_topic = NewTopic::new(&topic, partitions, TopicReplication::Fixed(1))
+        .set("preallocate", "false")
+        .set("segment.bytes", "67108864");
     let created =
         futures_lite::future::block_on(admin.create_topics([&new_topic], &AdminOptions::new()))
             .map_err(|error| error.to_string())?;
@@ -272,11 +279,16 @@ fn main() -> std::process::ExitCode {
         drop(broker);
         Ok(())
     })();
-    let _ = std::fs::remove_dir_all(&dir);
     match outcome {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+        Ok(()) => {
+            let _ = std::fs::remove_dir_all(&dir);
+            std::process::ExitCode::SUCCESS
+        }
         Err(error) => {
-            eprintln!("sluice-txn-bench: {error}");
+            eprintln!(
+                "sluice-txn-bench: {error} (broker log in {})",
+                dir.join("broker.log").display()
+            );
             std::process::ExitCode::FAILURE
         }
     }
