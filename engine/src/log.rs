@@ -938,11 +938,16 @@ impl<S: Storage> PartitionLog<S> {
     pub async fn aborted_txns(&self, from: i64, upper: i64) -> Result<Vec<AbortedTxn>, ReadError> {
         let inner = self.inner.borrow();
         let mut found = Vec::new();
-        for segment in inner.segments.values() {
-            // A segment's markers all lie below its end.
-            if segment.next_offset <= from && segment.base_offset != inner.active().base_offset {
-                continue;
-            }
+        // Segments before the one holding `from` hold only markers below it.
+        // Later segments may hold the marker of a transaction that started
+        // below `upper`, so the scan goes on to the end (most segments have
+        // no entries at all).
+        let start = inner
+            .segments
+            .range(..=from)
+            .next_back()
+            .map_or(i64::MIN, |(&base, _)| base);
+        for segment in inner.segments.range(start..).map(|(_, segment)| segment) {
             found.extend(
                 segment
                     .aborted
@@ -2036,9 +2041,11 @@ impl<S: Storage> PartitionLog<S> {
                 .filter_map(|base| inner.segments.remove(&base))
                 .collect()
         };
+        let permit = self.txn_index_lock.acquire_permit(1).await;
         for segment in later {
             remove_segment_files(&self.storage, &self.dir, segment.base_offset);
         }
+        drop(permit);
         file.truncate(position)
             .await
             .map_err(|error| StorageError::new("truncate", &path, error))?;
@@ -2180,9 +2187,13 @@ impl<S: Storage> PartitionLog<S> {
             inner.log_start
         };
         write_log_start(&self.storage, &self.dir, new_start).await?;
+        // A `.txnindex` write in flight for a doomed segment finishes first,
+        // so it cannot leave a file behind the removal.
+        let permit = self.txn_index_lock.acquire_permit(1).await;
         for base in &doomed {
             remove_segment_files(&self.storage, &self.dir, *base);
         }
+        drop(permit);
         self.storage
             .sync_dir(&self.dir)
             .await

@@ -2,9 +2,11 @@
 //!
 //! Random sequences of transactional and plain appends, commit and abort
 //! markers (with the producer's epoch, a bumped one, or a stale one that must
-//! be fenced), truncations, clean restarts and power losses through
+//! be fenced), DeleteRecords and retention, truncations, clean restarts and
+//! power losses through
 //! `MemStorage::crash` run against `PartitionLog<MemStorage>` and against a
-//! plain model: the list of batches in the log. From that list alone the
+//! plain model: the list of batches in the log, the log start (DeleteRecords)
+//! and the first offset retention kept. From those alone the
 //! model derives, by its own replay, every producer's epoch and open
 //! transaction, the aborted transactions with their last stable offsets, and
 //! the last stable offset of the partition. After every operation the log's
@@ -25,7 +27,7 @@ use bytes::Bytes;
 use glommio::LocalExecutorBuilder;
 use sluice_engine::batch::{self, attributes, BuildBatch};
 use sluice_engine::log::{LogConfig, PartitionLog};
-use sluice_engine::storage::MemStorage;
+use sluice_engine::storage::{MemStorage, Storage};
 use sluice_engine::{AbortedTxn, AppendError, BatchCache, ProducerError, ProducerInfo, TxnMarker};
 
 /// Seeds every run of `cargo test` covers.
@@ -122,6 +124,10 @@ struct Model {
     batches: Vec<ModelBatch>,
     leo: i64,
     durable: i64,
+    log_start: i64,
+    /// Retention deleted every segment below this offset, and their
+    /// aborted-transaction entries with them (producer state stays).
+    deleted_below: i64,
 }
 
 impl Model {
@@ -170,6 +176,9 @@ impl Model {
                                 .values()
                                 .filter_map(|producer| producer.txn_first_offset)
                                 .min();
+                            if batch.base < self.deleted_below {
+                                continue;
+                            }
                             aborted.push(AbortedTxn {
                                 producer_id,
                                 first_offset: first,
@@ -192,6 +201,7 @@ impl Model {
             .min()
             .unwrap_or(self.leo)
             .min(self.leo)
+            .max(self.log_start)
     }
 
     fn push(&mut self, records: i64, kind: Kind) -> ModelBatch {
@@ -212,6 +222,7 @@ impl Model {
         assert_eq!(end, leo, "the log was cut inside a batch");
         self.leo = leo;
         self.durable = self.durable.min(leo);
+        self.log_start = self.log_start.min(leo);
     }
 }
 
@@ -426,11 +437,57 @@ impl Run {
         }
         let at = self.rng.below(self.model.batches.len() as u64) as usize;
         let batch = self.model.batches[at];
-        let offset = self.rng.between(batch.base, batch.last);
+        if batch.last < self.model.log_start {
+            return;
+        }
+        let offset = self
+            .rng
+            .between(batch.base.max(self.model.log_start), batch.last);
         self.trace
             .push(format!("truncate to {offset} (batch {}..)", batch.base));
         self.log.truncate_to(offset).await.expect("truncate");
         self.model.cut_to(batch.base);
+    }
+
+    /// DeleteRecords up to a durable offset (so a crash cannot leave the
+    /// log start past the recovered end), then retention by log start.
+    async fn delete_and_retain(&mut self) {
+        let leo = self.model.leo;
+        self.log.wait_durable(leo).await.expect("durable");
+        self.model.durable = leo;
+        if self.rng.percent(70) {
+            let offset = self.rng.between(self.model.log_start, leo);
+            let start = self
+                .log
+                .delete_records_before(offset)
+                .await
+                .expect("delete records");
+            self.model.log_start = self.model.log_start.max(offset);
+            assert_eq!(start, self.model.log_start, "log start after DeleteRecords");
+        }
+        let deleted = self
+            .log
+            .enforce_retention(TIMESTAMP_START)
+            .await
+            .expect("retention");
+        let listed = self.first_listed_segment();
+        self.trace.push(format!(
+            "delete records to {}, retention deleted {deleted} segments, first segment {listed}",
+            self.model.log_start
+        ));
+        self.model.deleted_below = listed;
+        self.model.log_start = self.model.log_start.max(listed);
+    }
+
+    /// The base offset of the first segment file on disk.
+    fn first_listed_segment(&self) -> i64 {
+        let names = self.storage.list_dir(&self.dir).expect("list the log");
+        names
+            .iter()
+            .filter_map(|name| name.strip_suffix(".log"))
+            .filter_map(|digits| digits.parse::<i64>().ok())
+            .min()
+            .unwrap_or(self.model.leo)
     }
 
     async fn clean_restart(&mut self) {
@@ -482,6 +539,7 @@ impl Run {
         let derived = self.model.derive();
         let offsets = self.log.offsets();
         assert_eq!(offsets.leo, self.model.leo, "log end");
+        assert_eq!(offsets.log_start, self.model.log_start, "log start");
         assert_eq!(offsets.lso, self.model.lso(&derived), "last stable offset");
         for id in PRODUCER_ID_FIRST..PRODUCER_ID_FIRST + PRODUCERS {
             let expected = derived
@@ -577,6 +635,8 @@ async fn run(seed: u64) {
             batches: Vec::new(),
             leo: 0,
             durable: 0,
+            log_start: 0,
+            deleted_below: 0,
         },
         storage,
         dir,
@@ -592,6 +652,7 @@ async fn run(seed: u64) {
             48..=67 => run.marker(),
             68..=77 => run.wait_durable().await,
             78..=80 => run.truncate().await,
+            92..=94 => run.delete_and_retain().await,
             81..=85 => run.clean_restart().await,
             86..=91 => run.crash_restart().await,
             _ => run.yield_some().await,

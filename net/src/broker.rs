@@ -1,8 +1,9 @@
 //! One shard's broker state and the operations other shards ask of it.
 //!
 //! Every shard owns the partitions `shard_for` assigns it and serves the
-//! [`ShardRequest`]s sent to it over the mesh: produce and read for its
-//! partitions, metadata snapshots to apply, and (on shard 0, the controller)
+//! [`ShardRequest`]s sent to it over the mesh: produce, read and transaction
+//! markers for its partitions, metadata snapshots to apply, and (on shard 0,
+//! the controller)
 //! topic changes and producer-id allocation. Connections live on whichever
 //! shard accepted them; a handler splits its request once per owner shard.
 
@@ -1195,12 +1196,18 @@ impl Broker {
             let found = log.lookup(query).await;
             results.push(match found {
                 Ok(Some(FoundOffset { offset, timestamp })) => {
-                    let offset = if read_committed && query == OffsetQuery::Latest {
-                        log.offsets().lso
-                    } else {
-                        offset
-                    };
-                    (code::NONE, timestamp, offset)
+                    let lso = log.offsets().lso;
+                    match query {
+                        OffsetQuery::Latest if read_committed => (code::NONE, timestamp, lso),
+                        // As Kafka: a read_committed consumer is never sent
+                        // to an offset it could not read yet.
+                        OffsetQuery::Timestamp(_) | OffsetQuery::MaxTimestamp
+                            if read_committed && offset >= lso =>
+                        {
+                            (code::NONE, -1, -1)
+                        }
+                        _ => (code::NONE, timestamp, offset),
+                    }
                 }
                 Ok(None) => (code::NONE, -1, -1),
                 Err(error) => {
@@ -1260,6 +1267,9 @@ fn check_client_batches(batches: &[(BatchHeader, Bytes)]) -> Option<String> {
     }
     None
 }
+
+#[cfg(test)]
+mod txn_tests;
 
 /// Kafka prints cluster ids as URL-safe base64 without padding.
 pub fn base64_url(bytes: &[u8]) -> String {
