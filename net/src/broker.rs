@@ -837,7 +837,7 @@ impl Broker {
     }
 
     async fn produce_local(
-        self: &Rc<Self>,
+        &self,
         entries: Vec<ProduceEntry>,
         acks: i16,
         timeout_ms: i32,
@@ -1029,7 +1029,7 @@ impl Broker {
     /// otherwise open a transaction no marker will ever end. Returns the
     /// error to answer, if any.
     async fn verify_txn_batch(
-        self: &Rc<Self>,
+        &self,
         (topic, partition): (&str, i32),
         transactional_id: Option<&str>,
         log: &Log,
@@ -1042,9 +1042,9 @@ impl Broker {
         if log.ongoing_txn_first_offset(header.producer_id).is_some() {
             return None;
         }
-        let Some(transactional_id) = transactional_id else {
-            return Some(code::INVALID_TXN_STATE);
-        };
+        // Produce requests from clients carry the transactional id of
+        // their transactional batches; only internal callers omit it.
+        let transactional_id = transactional_id?;
         let verify = crate::txn::TxnRequest::AddPartitions {
             transactional_id: transactional_id.to_string(),
             producer_id: header.producer_id,
@@ -1052,18 +1052,26 @@ impl Broker {
             partitions: vec![(topic.to_string(), partition)],
             verify_only: true,
         };
-        match crate::txn::route(self, transactional_id, verify).await {
-            Ok(crate::txn::TxnResponse::AddPartitions(Ok(errors))) => match errors.first() {
-                Some(&code::NONE) => None,
-                _ => Some(code::INVALID_TXN_STATE),
-            },
-            Ok(crate::txn::TxnResponse::AddPartitions(Err(error_code))) => Some(match error_code {
-                code::PRODUCER_FENCED => code::INVALID_PRODUCER_EPOCH,
-                code::INVALID_PRODUCER_ID_MAPPING => code::INVALID_TXN_STATE,
-                // The coordinator is moving or loading: retriable for the
-                // producer, as Kafka answers a verification it could not do.
-                _ => code::NOT_ENOUGH_REPLICAS,
-            }),
+        let shard = match crate::txn::coordinator_shard(self, transactional_id) {
+            Ok(shard) => shard,
+            Err(_) => return Some(code::INVALID_TXN_STATE),
+        };
+        match self.mesh.call(shard, ShardRequest::Txn(verify)).await {
+            Some(ShardResponse::Txn(crate::txn::TxnResponse::AddPartitions(Ok(errors)))) => {
+                match errors.first() {
+                    Some(&code::NONE) => None,
+                    _ => Some(code::INVALID_TXN_STATE),
+                }
+            }
+            Some(ShardResponse::Txn(crate::txn::TxnResponse::AddPartitions(Err(error_code)))) => {
+                Some(match error_code {
+                    code::PRODUCER_FENCED => code::INVALID_PRODUCER_EPOCH,
+                    code::INVALID_PRODUCER_ID_MAPPING => code::INVALID_TXN_STATE,
+                    // The coordinator is moving or loading: retriable for the
+                    // producer, as Kafka answers a verification it could not do.
+                    _ => code::NOT_ENOUGH_REPLICAS,
+                })
+            }
             _ => Some(code::NOT_ENOUGH_REPLICAS),
         }
     }
