@@ -366,7 +366,7 @@ impl TxnCoordinator {
     /// `fence`, the epoch is bumped first (timeout or a new producer's
     /// InitProducerId). `bump_to`: transaction version 2's end-of-transaction
     /// epoch. Returns the end offset to wait for and the token.
-    fn end_now(
+    pub(super) fn end_now(
         &self,
         broker: &Rc<Broker>,
         transactional_id: &str,
