@@ -108,9 +108,6 @@ pub const TRANSACTION_ABORT_CHECK_INTERVAL_MS_DEFAULT: u64 = 10_000;
 /// `max.message.bytes`.
 pub const TXN_PARTITIONS_MAX: usize = 10_000;
 
-/// Bytes of a transactional id the coordinator accepts (a Kafka string).
-pub const TRANSACTIONAL_ID_BYTES_MAX: usize = i16::MAX as usize;
-
 /// How long a marker write may take per attempt before it is retried.
 pub const TXN_MARKER_TIMEOUT_MS: u64 = 10_000;
 

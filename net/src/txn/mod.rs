@@ -37,7 +37,7 @@ pub mod records;
 mod tests;
 
 use std::cell::{Cell, RefCell};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::rc::{Rc, Weak};
 use std::time::Duration;
 
@@ -708,10 +708,5 @@ impl TxnCoordinator {
             "rewrote {TXN_TOPIC} partition"
         );
         Ok(())
-    }
-
-    /// Ids whose transaction the partition holds, for tests and admin.
-    pub fn ids(&self) -> BTreeSet<String> {
-        self.txns.borrow().keys().cloned().collect()
     }
 }
