@@ -8,6 +8,7 @@
 //! ```text
 //! sluice-txn-bench --sluice target/release/sluice --dir /tmp/txn-bench \
 //!     [--seconds 10] [--partitions 1,10,100] [--records-per-partition 10] [--record-bytes 512]
+//!     [--linger-ms 1]
 //! ```
 
 use std::collections::HashMap;
@@ -137,6 +138,7 @@ fn run(
     records_per_partition: usize,
     record_bytes: usize,
     seconds: f64,
+    linger_ms: u64,
 ) -> Result<RunResult, String> {
     let mut config = ClientConfig::new();
     config
@@ -158,7 +160,7 @@ fn run(
     let mut producer_config = config.clone();
     producer_config
         .set("transactional.id", format!("txn-bench-{partitions}"))
-        .set("linger.ms", "1");
+        .set("linger.ms", linger_ms.to_string());
     // A BaseProducer: commit_transaction serves the delivery reports itself
     // (a ThreadedProducer's polling thread adds up to its poll interval to
     // every commit).
@@ -234,6 +236,7 @@ fn main() -> std::process::ExitCode {
     let seconds: f64 = arg(&args, "seconds", 10.0);
     let records_per_partition: usize = arg(&args, "records-per-partition", 10);
     let record_bytes: usize = arg(&args, "record-bytes", 512);
+    let linger_ms: u64 = arg(&args, "linger-ms", 1);
     let partitions: Vec<i32> = arg(&args, "partitions", "1,10,100".to_string())
         .split(',')
         .filter_map(|part| part.trim().parse().ok())
@@ -267,6 +270,7 @@ fn main() -> std::process::ExitCode {
                 records_per_partition,
                 record_bytes,
                 seconds,
+                linger_ms,
             )?;
             println!(
                 "{:>10} {:>8} {:>12.0} {:>8.2} {:>14.2} {:>14.2} {:>12.2}",
