@@ -1,5 +1,5 @@
 //! The admin commands (`sluice topic ...`, `sluice group ...`,
-//! `sluice cluster ...`): flag
+//! `sluice txn ...`, `sluice cluster ...`): flag
 //! parsing and printing over [`sluice_net::client::Admin`], which speaks the
 //! Kafka protocol to any Kafka-compatible broker.
 //!
@@ -40,6 +40,11 @@ ADMIN COMMANDS (Kafka protocol; work against any Kafka-compatible broker):
     sluice group reset-offsets GROUP --topic TOPIC
             (--to-earliest | --to-latest | --to-offset N | --to-datetime MS_SINCE_EPOCH) [--execute]
         Shows the new offsets; with --execute commits them. The group must have no members.
+    sluice txn list [--state STATE ...]
+        Lists transactional ids with their producer ids and states (e.g. Ongoing).
+    sluice txn describe TRANSACTIONAL_ID
+        Shows the transaction's state, producer id and epoch, timeout, start time and
+        partitions.
     sluice cluster info
         Shows the cluster id, the controller and the brokers.
 
@@ -60,7 +65,7 @@ const EXIT_USAGE: u8 = 2;
 pub fn is_admin_command(args: &[String]) -> bool {
     matches!(
         args.first().map(String::as_str),
-        Some("topic" | "group" | "cluster")
+        Some("topic" | "group" | "txn" | "cluster")
     )
 }
 
@@ -92,6 +97,12 @@ enum Command {
         topic: String,
         target: ResetTarget,
         execute: bool,
+    },
+    TxnList {
+        states: Vec<String>,
+    },
+    TxnDescribe {
+        id: String,
     },
     ClusterInfo,
 }
@@ -128,7 +139,8 @@ fn command_flags(group: &str, action: &str) -> Option<&'static [&'static str]> {
         ("topic", "create") => Some(&["partitions", "replication-factor", "config"]),
         ("topic", "list" | "describe" | "delete") | ("cluster", "info") => Some(&[]),
         ("topic", "alter-config") => Some(&["set", "delete"]),
-        ("group", "list") => Some(&["state"]),
+        ("group", "list") | ("txn", "list") => Some(&["state"]),
+        ("txn", "describe") => Some(&[]),
         ("group", "describe" | "delete") => Some(&[]),
         ("group", "reset-offsets") => Some(&[
             "topic",
@@ -199,6 +211,8 @@ fn parse(args: &[String]) -> Result<Parsed, String> {
     }
     let noun = if group == "group" {
         "group id"
+    } else if group == "txn" {
+        "transactional id"
     } else {
         "topic name"
     };
@@ -274,6 +288,12 @@ fn parse(args: &[String]) -> Result<Parsed, String> {
         ("group", "describe") => Command::GroupDescribe { group: name()? },
         ("group", "delete") => Command::GroupDelete { group: name()? },
         ("group", "reset-offsets") => parse_reset_offsets(name()?, flags)?,
+        ("txn", "list") => {
+            no_positionals()?;
+            let states = flags.into_iter().map(|(_, state)| state).collect();
+            Command::TxnList { states }
+        }
+        ("txn", "describe") => Command::TxnDescribe { id: name()? },
         _ => {
             no_positionals()?;
             Command::ClusterInfo
@@ -387,6 +407,8 @@ fn describe_command(command: &Command) -> String {
         Command::GroupDescribe { group } => format!("describe group '{group}'"),
         Command::GroupDelete { group } => format!("delete group '{group}'"),
         Command::GroupResetOffsets { group, .. } => format!("reset offsets of group '{group}'"),
+        Command::TxnList { .. } => "list transactions".to_string(),
+        Command::TxnDescribe { id } => format!("describe transactional id '{id}'"),
         Command::ClusterInfo => "describe cluster".to_string(),
     }
 }
@@ -416,6 +438,8 @@ fn execute(invocation: &Invocation) -> Result<String, Failure> {
             target,
             execute,
         } => group_reset_offsets(&mut admin, group, topic, *target, *execute, json),
+        Command::TxnList { states } => txn_list(&mut admin, states, json),
+        Command::TxnDescribe { id } => txn_describe(&mut admin, id, json),
         Command::ClusterInfo => cluster_info(&mut admin, json),
     }
     .map_err(failed)
@@ -735,6 +759,72 @@ fn group_list(admin: &mut Admin, states: &[String], json: bool) -> Result<String
         })
         .collect();
     Ok(table(&["GROUP", "STATE", "PROTOCOL-TYPE"], &rows))
+}
+
+fn txn_list(admin: &mut Admin, states: &[String], json: bool) -> Result<String, ClientError> {
+    let listed = admin.list_transactions(states)?;
+    if json {
+        let list: Vec<Value> = listed
+            .iter()
+            .map(|txn| {
+                json!({
+                    "transactional_id": txn.transactional_id,
+                    "producer_id": txn.producer_id,
+                    "state": txn.state,
+                })
+            })
+            .collect();
+        return Ok(json_text(&json!({ "transactions": list })));
+    }
+    if listed.is_empty() {
+        return Ok("No transactions.\n".to_string());
+    }
+    let rows: Vec<Vec<String>> = listed
+        .iter()
+        .map(|txn| {
+            vec![
+                txn.transactional_id.clone(),
+                txn.producer_id.to_string(),
+                txn.state.clone(),
+            ]
+        })
+        .collect();
+    Ok(table(&["TRANSACTIONAL-ID", "PRODUCER-ID", "STATE"], &rows))
+}
+
+fn txn_describe(admin: &mut Admin, id: &str, json: bool) -> Result<String, ClientError> {
+    let txn = admin.describe_transaction(id)?;
+    let partitions: Vec<String> = txn
+        .partitions
+        .iter()
+        .flat_map(|(topic, ids)| ids.iter().map(move |id| format!("{topic}-{id}")))
+        .collect();
+    if json {
+        return Ok(json_text(&json!({
+            "transactional_id": txn.transactional_id,
+            "state": txn.state,
+            "producer_id": txn.producer_id,
+            "producer_epoch": txn.producer_epoch,
+            "timeout_ms": txn.timeout_ms,
+            "start_ms": txn.start_ms,
+            "partitions": partitions,
+        })));
+    }
+    let mut out = String::new();
+    let _ = writeln!(out, "Transactional id: {}", txn.transactional_id);
+    let _ = writeln!(out, "State:            {}", txn.state);
+    let _ = writeln!(out, "Producer id:      {}", txn.producer_id);
+    let _ = writeln!(out, "Producer epoch:   {}", txn.producer_epoch);
+    let _ = writeln!(out, "Timeout:          {} ms", txn.timeout_ms);
+    if txn.start_ms >= 0 {
+        let _ = writeln!(out, "Started:          {} ms since the epoch", txn.start_ms);
+    }
+    if partitions.is_empty() {
+        let _ = writeln!(out, "Partitions:       -");
+    } else {
+        let _ = writeln!(out, "Partitions:       {}", partitions.join(", "));
+    }
+    Ok(out)
 }
 
 fn dash_if_empty(value: &str) -> String {

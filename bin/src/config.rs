@@ -67,6 +67,16 @@ pub const SETTINGS: &[(&str, &str)] = &[
         "group_consumer_max_size",
         "members per consumer group, at least 1",
     ),
+    (
+        "transaction_state_log_num_partitions",
+        "partitions of __transaction_state when it is created, 1 to 1000",
+    ),
+    ("transaction_max_timeout_ms", "milliseconds, at least 1"),
+    ("transactional_id_expiration_ms", "milliseconds, at least 1"),
+    (
+        "transaction_abort_timed_out_transaction_cleanup_interval_ms",
+        "milliseconds, at least 1",
+    ),
 ];
 
 /// Most partitions `__consumer_offsets` may be created with (Kafka caps
@@ -229,6 +239,19 @@ pub fn apply(
         }
         "group_consumer_max_size" => {
             config.groups.consumer_max_size = long(1, i32::MAX as i64).ok_or_else(bad)? as usize
+        }
+        "transaction_state_log_num_partitions" => {
+            config.txn.state_partitions =
+                long(1, OFFSETS_TOPIC_PARTITIONS_MAX).ok_or_else(bad)? as i32
+        }
+        "transaction_max_timeout_ms" => {
+            config.txn.max_timeout_ms = long(1, i32::MAX as i64).ok_or_else(bad)? as i32
+        }
+        "transactional_id_expiration_ms" => {
+            config.txn.id_expiration_ms = long(1, i64::MAX).ok_or_else(bad)?
+        }
+        "transaction_abort_timed_out_transaction_cleanup_interval_ms" => {
+            config.txn.abort_check_interval_ms = long(1, i64::MAX).ok_or_else(bad)? as u64
         }
         _ => {
             return Err(format!(

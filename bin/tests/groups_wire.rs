@@ -252,14 +252,20 @@ fn every_advertised_group_api_version_answers() {
             request.key_type = 1;
             let response: FindCoordinatorResponse =
                 client.call(ApiKey::FindCoordinator, version, &request);
-            let error = if version >= 4 {
-                response.coordinators[0].error_code
+            let answer = if version >= 4 {
+                let coordinator = &response.coordinators[0];
+                (
+                    coordinator.error_code,
+                    coordinator.node_id.0,
+                    coordinator.port,
+                )
             } else {
-                response.error_code
+                (response.error_code, response.node_id.0, response.port)
             };
             assert_eq!(
-                error, 15,
-                "transactions: COORDINATOR_NOT_AVAILABLE at v{version}"
+                answer,
+                (0, 1, port),
+                "transactions: this node coordinates them at v{version}"
             );
             // Share groups (key type 2, v6) are not run: INVALID_REQUEST,
             // with no node.

@@ -50,6 +50,9 @@ pub struct ProduceEntry {
     pub topic: String,
     pub partition: i32,
     pub records: Option<Bytes>,
+    /// The request's transactional id, for KIP-890 verification of a
+    /// transaction's first batch in the partition.
+    pub transactional_id: Option<String>,
 }
 
 /// The outcome of producing to one partition.
@@ -161,6 +164,10 @@ pub enum ShardRequest {
     WriteTxnMarkers {
         markers: Vec<MarkerEntry>,
     },
+    /// A transaction request for the transactional id's coordinator shard.
+    Txn(crate::txn::TxnRequest),
+    /// The producers each partition (of this shard) remembers.
+    DescribeProducers(Vec<PartitionKey>),
     LogSizes,
     Shutdown,
 }
@@ -177,6 +184,10 @@ pub enum ShardResponse {
     Group(crate::groups::GroupResponse),
     /// One Kafka error code per marker of a [`ShardRequest::WriteTxnMarkers`].
     WriteTxnMarkers(Vec<i16>),
+    Txn(crate::txn::TxnResponse),
+    /// Per partition of a [`ShardRequest::DescribeProducers`]: its producers
+    /// or an error code.
+    Producers(Vec<Result<Vec<sluice_engine::ProducerInfo>, i16>>),
     Done,
 }
 
@@ -212,6 +223,9 @@ pub struct Broker {
     pub shutting_down: Cell<bool>,
     /// The coordinator of the groups whose offsets partitions this shard owns.
     pub groups: crate::groups::GroupCoordinator,
+    /// The coordinator of the transactional ids whose state partitions this
+    /// shard owns.
+    pub txns: crate::txn::TxnCoordinator,
 }
 
 fn random_id() -> [u8; 16] {
@@ -282,6 +296,7 @@ impl Broker {
             config.advertised_port.unwrap_or(config.listen.port()),
         );
         let groups = crate::groups::GroupCoordinator::new(config.groups.clone());
+        let txns = crate::txn::TxnCoordinator::new(config.txn.clone());
         let broker = Rc::new(Broker {
             cache: BatchCache::new(config.cache_bytes_per_shard),
             config,
@@ -295,8 +310,10 @@ impl Broker {
             ready_signal: sluice_engine::notify::Signal::new(),
             shutting_down: Cell::new(false),
             groups,
+            txns,
         });
         broker.groups.attach(Rc::downgrade(&broker));
+        broker.txns.attach(Rc::downgrade(&broker));
         let served = Rc::downgrade(&broker);
         broker.mesh.set_handler(Rc::new(move |request| {
             let broker = served.upgrade();
@@ -406,6 +423,18 @@ impl Broker {
             ShardRequest::Group(request) => {
                 ShardResponse::Group(crate::groups::serve(&self, request).await)
             }
+            ShardRequest::DescribeProducers(partitions) => ShardResponse::Producers(
+                partitions
+                    .iter()
+                    .map(|(topic, partition)| match self.log(topic, *partition) {
+                        Some(log) => Ok(log.producers()),
+                        None => Err(self.missing_partition_code(topic, *partition)),
+                    })
+                    .collect(),
+            ),
+            ShardRequest::Txn(request) => {
+                ShardResponse::Txn(crate::txn::serve(&self, request).await)
+            }
             ShardRequest::LogSizes => {
                 let logs = self.logs.borrow();
                 let mut sizes: Vec<(String, i32, u64, i64)> = logs
@@ -497,6 +526,7 @@ impl Broker {
             }
         }
         self.groups.on_metadata(&metadata);
+        self.txns.on_metadata(&metadata);
         if !self.ready.get() {
             self.ready.set(true);
             self.ready_signal.notify();
@@ -844,6 +874,17 @@ impl Broker {
                 outcomes.push(outcome);
                 continue;
             }
+            let verified = self.verify_txn_batch(
+                (&entry.topic, entry.partition),
+                entry.transactional_id.as_deref(),
+                &log,
+                &batches,
+            );
+            if let Some(error_code) = verified.await {
+                outcome.error_code = error_code;
+                outcomes.push(outcome);
+                continue;
+            }
             if log.is_backlogged() {
                 log.wait_for_room().await;
             }
@@ -979,6 +1020,60 @@ impl Broker {
             }
         }
         codes
+    }
+
+    /// KIP-890 part 1: the first transactional batch of a producer in a
+    /// partition (no open transaction there yet) is accepted only if the
+    /// transaction coordinator has the partition in the producer's
+    /// transaction; a late batch of an ended or aborted transaction would
+    /// otherwise open a transaction no marker will ever end. Returns the
+    /// error to answer, if any.
+    async fn verify_txn_batch(
+        &self,
+        (topic, partition): (&str, i32),
+        transactional_id: Option<&str>,
+        log: &Log,
+        batches: &[(BatchHeader, Bytes)],
+    ) -> Option<i16> {
+        let (header, _) = batches.first()?;
+        if !header.is_transactional() || !header.has_producer_id() {
+            return None;
+        }
+        if log.ongoing_txn_first_offset(header.producer_id).is_some() {
+            return None;
+        }
+        // Produce requests from clients carry the transactional id of
+        // their transactional batches; only internal callers omit it.
+        let transactional_id = transactional_id?;
+        let verify = crate::txn::TxnRequest::AddPartitions {
+            transactional_id: transactional_id.to_string(),
+            producer_id: header.producer_id,
+            producer_epoch: header.producer_epoch,
+            partitions: vec![(topic.to_string(), partition)],
+            verify_only: true,
+        };
+        let shard = match crate::txn::coordinator_shard(self, transactional_id) {
+            Ok(shard) => shard,
+            Err(_) => return Some(code::INVALID_TXN_STATE),
+        };
+        match self.mesh.call(shard, ShardRequest::Txn(verify)).await {
+            Some(ShardResponse::Txn(crate::txn::TxnResponse::AddPartitions(Ok(errors)))) => {
+                match errors.first() {
+                    Some(&code::NONE) => None,
+                    _ => Some(code::INVALID_TXN_STATE),
+                }
+            }
+            Some(ShardResponse::Txn(crate::txn::TxnResponse::AddPartitions(Err(error_code)))) => {
+                Some(match error_code {
+                    code::PRODUCER_FENCED => code::INVALID_PRODUCER_EPOCH,
+                    code::INVALID_PRODUCER_ID_MAPPING => code::INVALID_TXN_STATE,
+                    // The coordinator is moving or loading: retriable for the
+                    // producer, as Kafka answers a verification it could not do.
+                    _ => code::NOT_ENOUGH_REPLICAS,
+                })
+            }
+            _ => Some(code::NOT_ENOUGH_REPLICAS),
+        }
     }
 
     async fn read_local(&self, entries: Vec<ReadEntry>) -> Vec<ReadOutcome> {

@@ -13,8 +13,35 @@ use crate::constants::{
     GROUP_SESSION_TIMEOUT_MS_MAX_DEFAULT, GROUP_SESSION_TIMEOUT_MS_MIN_DEFAULT,
     GROUP_SIZE_MAX_DEFAULT, OFFSETS_RETENTION_CHECK_INTERVAL_MS_DEFAULT,
     OFFSETS_RETENTION_MS_DEFAULT, OFFSETS_REWRITE_RECORDS_MIN_DEFAULT,
-    OFFSETS_TOPIC_PARTITIONS_DEFAULT,
+    OFFSETS_TOPIC_PARTITIONS_DEFAULT, TRANSACTIONAL_ID_EXPIRATION_MS_DEFAULT,
+    TRANSACTION_ABORT_CHECK_INTERVAL_MS_DEFAULT, TRANSACTION_MAX_TIMEOUT_MS_DEFAULT,
+    TRANSACTION_STATE_PARTITIONS_DEFAULT,
 };
+
+/// Transaction coordinator settings (Kafka's names in the comments).
+#[derive(Clone, Debug)]
+pub struct TxnConfig {
+    /// `transaction.state.log.num.partitions`: used when
+    /// `__transaction_state` is created.
+    pub state_partitions: i32,
+    /// `transaction.max.timeout.ms`: longer client timeouts are refused.
+    pub max_timeout_ms: i32,
+    /// `transactional.id.expiration.ms`: idle ids are forgotten after this.
+    pub id_expiration_ms: i64,
+    /// `transaction.abort.timed.out.transaction.cleanup.interval.ms`.
+    pub abort_check_interval_ms: u64,
+}
+
+impl Default for TxnConfig {
+    fn default() -> Self {
+        TxnConfig {
+            state_partitions: TRANSACTION_STATE_PARTITIONS_DEFAULT,
+            max_timeout_ms: TRANSACTION_MAX_TIMEOUT_MS_DEFAULT,
+            id_expiration_ms: TRANSACTIONAL_ID_EXPIRATION_MS_DEFAULT,
+            abort_check_interval_ms: TRANSACTION_ABORT_CHECK_INTERVAL_MS_DEFAULT,
+        }
+    }
+}
 
 /// Group coordinator settings (Kafka's names in the comments).
 #[derive(Clone, Debug)]
@@ -96,6 +123,8 @@ pub struct BrokerConfig {
     pub delete_topic_enable: bool,
     /// Consumer groups and committed offsets.
     pub groups: GroupConfig,
+    /// Transactions.
+    pub txn: TxnConfig,
 }
 
 impl Default for BrokerConfig {
@@ -116,6 +145,7 @@ impl Default for BrokerConfig {
             connections_max_idle_ms: CONNECTION_IDLE_MS_DEFAULT,
             delete_topic_enable: true,
             groups: GroupConfig::default(),
+            txn: TxnConfig::default(),
         }
     }
 }

@@ -110,6 +110,42 @@ pub const PRODUCER_ID_BLOCK: i64 = 1000;
 /// Longest client-supplied string the broker will echo into logs.
 pub const LOGGED_STRING_BYTES_MAX: usize = 200;
 
+/// Kafka's `transaction.state.log.num.partitions` default.
+pub const TRANSACTION_STATE_PARTITIONS_DEFAULT: i32 = 50;
+
+/// Kafka's `transaction.max.timeout.ms` default (15 minutes).
+pub const TRANSACTION_MAX_TIMEOUT_MS_DEFAULT: i32 = 15 * 60 * 1000;
+
+/// Kafka's `transactional.id.expiration.ms` default (7 days).
+pub const TRANSACTIONAL_ID_EXPIRATION_MS_DEFAULT: i64 = 7 * 24 * 60 * 60 * 1000;
+
+/// Kafka's `transaction.abort.timed.out.transaction.cleanup.interval.ms`
+/// default: how often timed-out transactions are looked for.
+pub const TRANSACTION_ABORT_CHECK_INTERVAL_MS_DEFAULT: u64 = 10_000;
+
+/// Partitions one transaction may hold; AddPartitionsToTxn beyond it is
+/// refused, so the transaction's state record stays far below
+/// `max.message.bytes`.
+pub const TXN_PARTITIONS_MAX: usize = 10_000;
+
+/// How long a marker write may take per attempt before it is retried.
+pub const TXN_MARKER_TIMEOUT_MS: u64 = 10_000;
+
+/// Pause between retries of a marker write that failed.
+pub const TXN_MARKER_RETRY_MS: u64 = 200;
+
+/// How long EndTxn waits for the markers before answering; the decision is
+/// durable by then, so the answer is success and completion continues.
+pub const TXN_END_WAIT_MS: u64 = 30_000;
+
+/// Bytes of records a replay of `__transaction_state` reads per step.
+pub const TXN_LOAD_READ_BYTES: usize = 1024 * 1024;
+
+/// A `__transaction_state` partition is rewritten (live state appended
+/// again, log start moved past the rest) once it holds this many records
+/// and more than `OFFSETS_REWRITE_RATIO` times its live ones.
+pub const TXN_REWRITE_RECORDS_MIN: i64 = 100_000;
+
 const _: () = assert!(
     IN_FLIGHT_REQUESTS_MAX >= 5,
     "clients pipeline 5 requests by default"

@@ -24,6 +24,7 @@ pub mod groups;
 pub mod handlers;
 pub mod server;
 pub mod topic_config;
+pub mod txn;
 pub mod wire;
 
 pub use broker::Broker;

@@ -49,6 +49,7 @@ async fn produce(broker: &Broker, records: Bytes) -> ProduceOutcome {
         topic: TOPIC.into(),
         partition: 0,
         records: Some(records),
+        transactional_id: None,
     };
     let mut outcomes = broker.produce_local(vec![entry], -1, 30_000).await;
     outcomes.pop().expect("one outcome")

@@ -39,6 +39,8 @@ pub const CLIENT_API_VERSIONS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::OffsetFetch, 2, 7),
     // Up to v9 the request carries no topic ids, which this client does not use.
     (ApiKey::OffsetCommit, 2, 9),
+    (ApiKey::ListTransactions, 0, 1),
+    (ApiKey::DescribeTransactions, 0, 0),
 ];
 
 /// Kafka's UNSUPPORTED_VERSION error code.

@@ -1,5 +1,5 @@
 //! A small blocking Kafka client for admin tools (the `sluice topic ...`,
-//! `sluice group ...` and `sluice cluster ...` commands), speaking the Kafka protocol to any
+//! `sluice group ...`, `sluice txn ...` and `sluice cluster ...` commands), speaking the Kafka protocol to any
 //! Kafka-compatible broker over `std::net::TcpStream`.
 //!
 //! Design notes:
@@ -25,6 +25,7 @@ pub mod admin;
 pub mod connection;
 pub mod error;
 pub mod groups;
+pub mod txns;
 
 use std::time::Duration;
 
@@ -36,6 +37,7 @@ pub use admin::{
 pub use connection::Connection;
 pub use error::{error_name, ClientError, KafkaError};
 pub use groups::{CommittedOffset, GroupDescription, GroupListing, GroupMember};
+pub use txns::{TxnDescription, TxnListing};
 
 /// The largest response frame accepted, matching the broker's own request
 /// bound (Kafka's `socket.request.max.bytes` default). A longer length

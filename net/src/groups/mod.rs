@@ -34,6 +34,7 @@ pub mod consumer_records;
 mod group;
 mod offsets;
 pub mod records;
+mod txn_offsets;
 
 #[cfg(test)]
 mod tests;
@@ -46,7 +47,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use kafka_protocol::messages::{
     ConsumerGroupHeartbeatRequest, HeartbeatRequest, JoinGroupRequest, LeaveGroupRequest,
-    OffsetCommitRequest, OffsetDeleteRequest, SyncGroupRequest,
+    OffsetCommitRequest, OffsetDeleteRequest, SyncGroupRequest, TxnOffsetCommitRequest,
 };
 use sluice_engine::batch;
 use sluice_engine::{AppendError, ClusterMetadata, ShardId};
@@ -120,6 +121,18 @@ pub enum GroupRequest {
     ConsumerDescribe {
         groups: Vec<String>,
     },
+    /// Offsets committed inside a transaction: pending until its marker.
+    TxnOffsetCommit {
+        request: TxnOffsetCommitRequest,
+        version: i16,
+    },
+    /// A transaction marker was written to an offsets partition of this
+    /// shard: its pending offsets become visible (commit) or are dropped.
+    TxnMarker {
+        partition: i32,
+        producer_id: i64,
+        commit: bool,
+    },
 }
 
 /// The coordinator's answer.
@@ -137,6 +150,7 @@ pub enum GroupResponse {
     Delete(Vec<i16>),
     ConsumerHeartbeat(HeartbeatOutcome),
     ConsumerDescribe(Vec<DescribedConsumerGroup>),
+    Done,
 }
 
 /// Whether an offsets partition's groups are in memory yet.
@@ -215,6 +229,9 @@ pub struct GroupCoordinator {
     /// Groups of the loaded partitions, by id.
     groups: RefCell<HashMap<String, Group>>,
     next_token: Cell<u64>,
+    /// Offsets committed in transactions not ended yet, by offsets
+    /// partition and producer id.
+    pending_txn: RefCell<HashMap<(i32, i64), Vec<txn_offsets::PendingOffset>>>,
 }
 
 /// Milliseconds since the epoch.
@@ -409,6 +426,17 @@ pub async fn serve(broker: &Rc<Broker>, request: GroupRequest) -> GroupResponse 
         GroupRequest::ConsumerDescribe { groups: wanted } => {
             GroupResponse::ConsumerDescribe(groups.consumer_describe(broker, wanted))
         }
+        GroupRequest::TxnOffsetCommit { request, version } => {
+            GroupResponse::OffsetCommit(groups.txn_commit(broker, request, version).await)
+        }
+        GroupRequest::TxnMarker {
+            partition,
+            producer_id,
+            commit,
+        } => {
+            groups.txn_marker(partition, producer_id, commit);
+            GroupResponse::Done
+        }
     }
 }
 
@@ -420,6 +448,7 @@ impl GroupCoordinator {
             partitions: RefCell::new(HashMap::new()),
             groups: RefCell::new(HashMap::new()),
             next_token: Cell::new(0),
+            pending_txn: RefCell::new(HashMap::new()),
         }
     }
 
@@ -479,6 +508,9 @@ impl GroupCoordinator {
             .collect();
         for partition in gone {
             self.partitions.borrow_mut().remove(&partition);
+            self.pending_txn
+                .borrow_mut()
+                .retain(|(pending_partition, _), _| *pending_partition != partition);
             // Dropping a group drops its waiters' senders: their requests
             // answer NOT_COORDINATOR.
             let dropped: Vec<Group> = {
@@ -549,7 +581,13 @@ impl GroupCoordinator {
             }
             match self.replay(broker, partition).await {
                 Ok(replayed) => {
-                    let (groups, records) = replayed;
+                    let (groups, records, pending) = replayed;
+                    {
+                        let mut pending_txn = self.pending_txn.borrow_mut();
+                        for (producer_id, offsets) in pending {
+                            pending_txn.insert((partition, producer_id), offsets);
+                        }
+                    }
                     let now = Instant::now();
                     let now_ms = now_ms();
                     let count = groups.len();
@@ -638,9 +676,16 @@ impl GroupCoordinator {
         &self,
         broker: &Broker,
         partition: i32,
-    ) -> Result<(HashMap<String, replay::Replayed>, u64), String> {
+    ) -> Result<
+        (
+            HashMap<String, replay::Replayed>,
+            u64,
+            HashMap<i64, Vec<txn_offsets::PendingOffset>>,
+        ),
+        String,
+    > {
         let Some(log) = broker.log(OFFSETS_TOPIC, partition) else {
-            return Ok((HashMap::new(), 0));
+            return Ok((HashMap::new(), 0, HashMap::new()));
         };
         let offsets = log.offsets();
         let end = offsets.hw;
@@ -662,13 +707,30 @@ impl GroupCoordinator {
             let joined = Bytes::from(joined);
             let (batches, _) = records::split_batches(&joined);
             for batch in batches {
+                // Transaction markers: the pending offsets of the producer
+                // are applied on commit and dropped on abort.
+                if let Some(control) = sluice_engine::txn::parse_control_batch(&batch) {
+                    let header = batch::BatchHeader::parse(&batch).ok();
+                    if let Some(header) = header.filter(|header| header.base_offset >= position) {
+                        state.end_txn(
+                            header.producer_id,
+                            control.control_type == sluice_engine::txn::ControlType::Commit,
+                        );
+                    }
+                    continue;
+                }
                 match records::parse_batch(batch) {
-                    Ok((_, parsed)) => {
+                    Ok((header, parsed)) => {
+                        let producer = (header.is_transactional() && !header.is_control())
+                            .then_some(header.producer_id);
                         for record in parsed
                             .into_iter()
                             .filter(|record| record.offset >= position)
                         {
-                            state.apply(partition, record);
+                            match producer {
+                                Some(producer_id) => state.hold(partition, producer_id, record),
+                                None => state.apply(partition, record),
+                            }
                         }
                     }
                     Err(error) => {
@@ -678,7 +740,8 @@ impl GroupCoordinator {
             }
             position = chunks.next_offset;
         }
-        Ok((state.groups, state.records))
+        let pending = state.pending_offsets(partition);
+        Ok((state.groups, state.records, pending))
     }
 
     /// Waits while the partition's write-behind is full (bounded memory),
@@ -883,6 +946,16 @@ impl GroupCoordinator {
         let Some(log) = broker.log(OFFSETS_TOPIC, partition) else {
             return Ok(());
         };
+        // Offsets of unfinished transactions live only in the log; moving
+        // its start past them would lose them.
+        if self
+            .pending_txn
+            .borrow()
+            .keys()
+            .any(|(pending_partition, _)| *pending_partition == partition)
+        {
+            return Ok(());
+        }
         self.wait_for_room(broker, partition).await;
         let offsets = log.offsets();
         let in_log = offsets.leo - offsets.log_start;
@@ -973,6 +1046,8 @@ mod replay {
     pub struct State {
         pub groups: HashMap<String, Replayed>,
         pub records: u64,
+        /// Records of transactional batches by producer, until a marker.
+        pub pending: HashMap<i64, Vec<(i32, ParsedRecord)>>,
     }
 
     impl State {
@@ -981,6 +1056,64 @@ mod replay {
             if self.groups.get(group).is_some_and(Replayed::is_empty) {
                 self.groups.remove(group);
             }
+        }
+
+        /// Holds a record of a transactional batch until its marker.
+        pub fn hold(&mut self, partition: i32, producer_id: i64, record: ParsedRecord) {
+            self.pending
+                .entry(producer_id)
+                .or_default()
+                .push((partition, record));
+        }
+
+        /// A marker of `producer_id`: its held records apply or vanish.
+        pub fn end_txn(&mut self, producer_id: i64, commit: bool) {
+            self.records += 1;
+            if let Some(held) = self.pending.remove(&producer_id) {
+                if commit {
+                    for (partition, record) in held {
+                        self.apply(partition, record);
+                    }
+                }
+            }
+        }
+
+        /// The offsets of transactions the log leaves unfinished.
+        pub fn pending_offsets(
+            &mut self,
+            partition: i32,
+        ) -> HashMap<i64, Vec<super::txn_offsets::PendingOffset>> {
+            let mut out: HashMap<i64, Vec<super::txn_offsets::PendingOffset>> = HashMap::new();
+            for (producer_id, held) in self.pending.drain() {
+                for (_, record) in held {
+                    self.records += 1;
+                    let (Some(key), Some(value)) = (record.key, record.value) else {
+                        continue;
+                    };
+                    let Ok(Some(RecordKey::Offset {
+                        group,
+                        topic,
+                        partition: topic_partition,
+                    })) = records::decode_key(key)
+                    else {
+                        continue;
+                    };
+                    match records::decode_offset_value(value) {
+                        Ok(value) => out.entry(producer_id).or_default().push(
+                            super::txn_offsets::PendingOffset {
+                                group,
+                                topic,
+                                partition: topic_partition,
+                                value,
+                            },
+                        ),
+                        Err(error) => {
+                            tracing::warn!(partition, %error, "skipping an unreadable transactional offset commit")
+                        }
+                    }
+                }
+            }
+            out
         }
 
         /// Applies one record: later records win, tombstones delete.

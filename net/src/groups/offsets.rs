@@ -34,6 +34,9 @@ pub struct FetchGroup {
     /// OffsetFetch v9's member id and member epoch, checked against a
     /// KIP-848 consumer group.
     pub member: Option<(String, i32)>,
+    /// KIP-447: offsets a running transaction has committed are reported
+    /// as UNSTABLE_OFFSET_COMMIT instead of the last stable offset.
+    pub require_stable: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -104,7 +107,7 @@ pub struct LeaveOutcome {
 /// Kafka's membership checks for a commit to an existing group. A
 /// generation of -1 from nobody is a "simple" commit, allowed only while
 /// the group has no members (assign() users).
-fn check_commit_member(
+pub(super) fn check_commit_member(
     group: &mut Group,
     generation: i32,
     member_id: &str,
@@ -327,9 +330,15 @@ impl GroupCoordinator {
                 }
             }
             let offsets = groups.get(&request.group_id).map(|group| &group.offsets);
+            let require_stable = request.require_stable;
             let found = |topic: &str, partition: i32| match offsets
                 .and_then(|offsets| offsets.get(&(topic.to_string(), partition)))
             {
+                _ if require_stable
+                    && self.has_pending_offset(&request.group_id, topic, partition) =>
+                {
+                    missing(partition, code::UNSTABLE_OFFSET_COMMIT)
+                }
                 Some(value) => FetchedPartition {
                     partition,
                     offset: value.offset,

@@ -368,6 +368,17 @@ fn put_varint(out: &mut BytesMut, value: i64) {
 /// Builds one uncompressed magic-2 batch of keyed records (offsets start at
 /// delta 0; the log assigns the base offset), with the CRC-32C set.
 pub fn build_batch(records: &[KeyedRecord], timestamp: i64) -> Bytes {
+    build_batch_for(records, timestamp, None)
+}
+
+/// Builds a batch as [`build_batch`] does; with a producer id and epoch it
+/// is a transactional batch of that producer (TxnOffsetCommit), base
+/// sequence -1 as Kafka writes coordinator batches.
+pub fn build_batch_for(
+    records: &[KeyedRecord],
+    timestamp: i64,
+    producer: Option<(i64, i16)>,
+) -> Bytes {
     assert!(!records.is_empty(), "a batch holds at least one record");
     let mut body = BytesMut::with_capacity(batch_bytes_bound(records));
     let mut record = BytesMut::new();
@@ -396,12 +407,18 @@ pub fn build_batch(records: &[KeyedRecord], timestamp: i64) -> Bytes {
     out.put_i32(0); // partition leader epoch, set by the log
     out.put_i8(MAGIC_V2);
     out.put_u32(0); // CRC, below
-    out.put_i16(0); // attributes: uncompressed, create time, not transactional
+                    // Attributes: uncompressed, create time, transactional for a producer.
+    out.put_i16(if producer.is_some() {
+        batch::attributes::TRANSACTIONAL
+    } else {
+        0
+    });
     out.put_i32((records.len() - 1) as i32);
     out.put_i64(timestamp); // base timestamp
     out.put_i64(timestamp); // max timestamp
-    out.put_i64(-1); // producer id: none
-    out.put_i16(-1); // producer epoch
+    let (producer_id, producer_epoch) = producer.unwrap_or((-1, -1));
+    out.put_i64(producer_id);
+    out.put_i16(producer_epoch);
     out.put_i32(-1); // base sequence
     out.put_i32(records.len() as i32);
     out.put_slice(&body);

@@ -263,6 +263,7 @@ fn fetch(broker: &Rc<Broker>, group: &str) -> Vec<(String, i32, i64, Option<Stri
             group_id: group.into(),
             topics: None,
             member: None,
+            require_stable: false,
         }],
     );
     fetched
@@ -932,7 +933,7 @@ fn coordinator_measurements() {
     with_broker(&dir, config, true, |broker| async move {
         // Replay again, timed alone (the load at start-up did the same).
         let started = Instant::now();
-        let (groups, records) = broker.groups.replay(&broker, 0).await.expect("replay");
+        let (groups, records, _) = broker.groups.replay(&broker, 0).await.expect("replay");
         let elapsed = started.elapsed();
         assert_eq!((groups.len(), records), (GROUPS, RECORDS as u64));
         eprintln!(

@@ -1,5 +1,6 @@
-//! FindCoordinator: every group's coordinator is this node (one broker);
-//! the request creates `__consumer_offsets` on first use. Inside the
+//! FindCoordinator: every group's and transactional id's coordinator is
+//! this node (one broker); the request creates `__consumer_offsets` or
+//! `__transaction_state` on first use. Inside the
 //! broker, the group's shard is found per request (`groups::route`).
 
 use std::rc::Rc;
@@ -14,6 +15,7 @@ use super::{encode, str_bytes};
 use crate::broker::Broker;
 use crate::errors::code;
 use crate::groups;
+use crate::txn;
 
 pub const VERSIONS: (i16, i16) = (0, 6);
 
@@ -45,11 +47,13 @@ pub async fn handle(
                 Some("The offsets topic could not be created.".to_string()),
             ),
         },
-        // Transactions are not implemented: no coordinator for them.
-        KEY_TYPE_TRANSACTION => (
-            code::COORDINATOR_NOT_AVAILABLE,
-            Some("Transactions are not supported by this broker.".to_string()),
-        ),
+        KEY_TYPE_TRANSACTION => match txn::ensure_txn_topic(broker).await {
+            Ok(_) => (code::NONE, None),
+            Err(error_code) => (
+                error_code,
+                Some("The transaction state topic could not be created.".to_string()),
+            ),
+        },
         // Kafka answers a share-group lookup with INVALID_REQUEST when share
         // groups are unavailable (and below v6, where the type is unknown).
         KEY_TYPE_SHARE => (

@@ -1,6 +1,7 @@
-//! InitProducerId for idempotent (non-transactional) producers: a fresh
-//! producer id from the controller, or an epoch bump for a producer that
-//! names its current id and epoch (KIP-360).
+//! InitProducerId. Idempotent producers get a fresh producer id from the
+//! controller, or an epoch bump when they name their current id and epoch
+//! (KIP-360). Transactional producers are served by the coordinator of
+//! their transactional id.
 
 use std::rc::Rc;
 
@@ -12,22 +13,53 @@ use kafka_protocol::messages::{
 use super::encode;
 use crate::broker::{Broker, ControllerRequest, ShardResponse};
 use crate::errors::code;
+use crate::txn::{self, TxnRequest, TxnResponse};
 
 pub const VERSIONS: (i16, i16) = (0, 5);
+
+/// Versions below this know INVALID_PRODUCER_EPOCH, not PRODUCER_FENCED.
+const PRODUCER_FENCED_VERSION: i16 = 4;
 
 pub async fn handle(
     broker: &Rc<Broker>,
     header: &RequestHeader,
     request: InitProducerIdRequest,
 ) -> Option<Vec<Bytes>> {
+    let version = header.request_api_version;
     let mut response = InitProducerIdResponse::default();
     response.producer_id = ProducerId(-1);
     response.producer_epoch = -1;
-    if request.transactional_id.is_some() {
-        // Transactions are not implemented yet; this is the error Kafka
-        // gives when no transaction coordinator can be found.
-        response.error_code = code::COORDINATOR_NOT_AVAILABLE;
-        return Some(encode(&response, header.request_api_version));
+    if let Some(transactional_id) = &request.transactional_id {
+        let id = transactional_id.to_string();
+        if id.is_empty() {
+            response.error_code = code::INVALID_REQUEST;
+            return Some(encode(&response, header.request_api_version));
+        }
+        let init = TxnRequest::InitProducerId {
+            transactional_id: id.clone(),
+            timeout_ms: request.transaction_timeout_ms,
+            producer_id: request.producer_id.0,
+            producer_epoch: request.producer_epoch,
+        };
+        match txn::route(broker, &id, init).await {
+            Ok(TxnResponse::Producer {
+                error_code,
+                producer_id,
+                producer_epoch,
+            }) => {
+                response.error_code =
+                    if error_code == code::PRODUCER_FENCED && version < PRODUCER_FENCED_VERSION {
+                        code::INVALID_PRODUCER_EPOCH
+                    } else {
+                        error_code
+                    };
+                response.producer_id = ProducerId(producer_id);
+                response.producer_epoch = producer_epoch;
+            }
+            Ok(_) => response.error_code = code::UNKNOWN_SERVER_ERROR,
+            Err(error_code) => response.error_code = error_code,
+        }
+        return Some(encode(&response, version));
     }
     let bump = request.producer_id.0 >= 0
         && request.producer_epoch >= 0

@@ -2,6 +2,8 @@
 //! `handle` function of the same shape; this registry maps a decoded request
 //! to its handler and is the one place versions are checked.
 
+pub mod add_offsets_to_txn;
+pub mod add_partitions_to_txn;
 pub mod alter_configs;
 pub mod api_versions;
 pub mod consumer_group_describe;
@@ -14,6 +16,9 @@ pub mod describe_cluster;
 pub mod describe_configs;
 pub mod describe_groups;
 pub mod describe_log_dirs;
+pub mod describe_producers;
+pub mod describe_transactions;
+pub mod end_txn;
 pub mod fetch;
 pub mod find_coordinator;
 pub mod heartbeat;
@@ -23,12 +28,14 @@ pub mod join_group;
 pub mod leave_group;
 pub mod list_groups;
 pub mod list_offsets;
+pub mod list_transactions;
 pub mod metadata;
 pub mod offset_commit;
 pub mod offset_delete;
 pub mod offset_fetch;
 pub mod produce;
 pub mod sync_group;
+pub mod txn_offset_commit;
 
 use std::rc::Rc;
 
@@ -79,6 +86,16 @@ pub const IMPLEMENTED: &[(ApiKey, (i16, i16))] = &[
         ApiKey::ConsumerGroupDescribe,
         consumer_group_describe::VERSIONS,
     ),
+    (ApiKey::AddPartitionsToTxn, add_partitions_to_txn::VERSIONS),
+    (ApiKey::AddOffsetsToTxn, add_offsets_to_txn::VERSIONS),
+    (ApiKey::EndTxn, end_txn::VERSIONS),
+    (ApiKey::TxnOffsetCommit, txn_offset_commit::VERSIONS),
+    (
+        ApiKey::DescribeTransactions,
+        describe_transactions::VERSIONS,
+    ),
+    (ApiKey::ListTransactions, list_transactions::VERSIONS),
+    (ApiKey::DescribeProducers, describe_producers::VERSIONS),
 ];
 
 /// Whether `api_key` at `version` is implemented.
@@ -160,6 +177,25 @@ pub async fn dispatch(
         }
         Request::ConsumerGroupDescribe(request) => {
             consumer_group_describe::handle(broker, &header, request).await
+        }
+        Request::AddPartitionsToTxn(request) => {
+            add_partitions_to_txn::handle(broker, &header, request).await
+        }
+        Request::AddOffsetsToTxn(request) => {
+            add_offsets_to_txn::handle(broker, &header, request).await
+        }
+        Request::EndTxn(request) => end_txn::handle(broker, &header, request).await,
+        Request::TxnOffsetCommit(request) => {
+            txn_offset_commit::handle(broker, &header, request).await
+        }
+        Request::DescribeTransactions(request) => {
+            describe_transactions::handle(broker, &header, request).await
+        }
+        Request::DescribeProducers(request) => {
+            describe_producers::handle(broker, &header, request).await
+        }
+        Request::ListTransactions(request) => {
+            list_transactions::handle(broker, &header, request).await
         }
         other => {
             // `is_supported` lets only implemented APIs through.

@@ -109,8 +109,9 @@ pub async fn handle(
 ) -> Option<Vec<Bytes>> {
     let version = header.request_api_version;
     let mut response = OffsetFetchResponse::default();
-    // require_stable waits out pending transactional commits; there are
-    // none without transactions, so every committed offset is stable.
+    // require_stable (v7+) reports offsets of unfinished transactions as
+    // UNSTABLE_OFFSET_COMMIT; the client retries until they end.
+    let require_stable = request.require_stable;
     if version >= BATCHED_VERSION {
         let wanted: Vec<FetchGroup> = request
             .groups
@@ -128,6 +129,7 @@ pub async fn handle(
                     .member_id
                     .as_ref()
                     .map(|member| (member.to_string(), group.member_epoch)),
+                require_stable,
             })
             .collect();
         response.groups = fetch_all(broker, wanted)
@@ -178,6 +180,7 @@ pub async fn handle(
                 .collect()
         }),
         member: None,
+        require_stable,
     };
     let fetched = fetch_all(broker, vec![wanted]).await.into_iter().next()?;
     if version >= TOP_LEVEL_ERROR_VERSION {

@@ -42,9 +42,9 @@ pub async fn handle(
             };
             if !valid_acks {
                 outcome.error_code = code::INVALID_REQUIRED_ACKS;
-            } else if name == crate::groups::OFFSETS_TOPIC {
-                // Only the group coordinator writes its records there, as
-                // Kafka refuses client writes to internal topics.
+            } else if name == crate::groups::OFFSETS_TOPIC || name == crate::txn::TXN_TOPIC {
+                // Only the coordinators write their records there, as Kafka
+                // refuses client writes to internal topics.
                 outcome.error_code = code::INVALID_TOPIC_EXCEPTION;
             } else {
                 outcome.error_code = code::UNKNOWN_TOPIC_OR_PARTITION;
@@ -60,6 +60,10 @@ pub async fn handle(
                         topic: name.to_string(),
                         partition: partition.index,
                         records: partition.records.clone(),
+                        transactional_id: request
+                            .transactional_id
+                            .as_ref()
+                            .map(|id| id.to_string()),
                     });
                 }
             }

@@ -1,0 +1,168 @@
+//! AddPartitionsToTxn: a producer adds partitions to its transaction before
+//! producing to them. v0–v3 carry one transaction; v4+ (broker to broker in
+//! Kafka) carry many and may be `verify_only` (KIP-890). Each transaction
+//! goes to its coordinator shard.
+
+use std::rc::Rc;
+
+use bytes::Bytes;
+use kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
+use kafka_protocol::messages::add_partitions_to_txn_response::{
+    AddPartitionsToTxnPartitionResult, AddPartitionsToTxnResult, AddPartitionsToTxnTopicResult,
+};
+use kafka_protocol::messages::{
+    AddPartitionsToTxnRequest, AddPartitionsToTxnResponse, ProducerId, RequestHeader,
+    TransactionalId,
+};
+
+use super::encode;
+use crate::broker::Broker;
+use crate::errors::code;
+use crate::txn::{self, TxnRequest, TxnResponse};
+
+pub const VERSIONS: (i16, i16) = (0, 5);
+
+/// First version with many transactions per request.
+const BATCHED_VERSION: i16 = 4;
+/// Versions below this know INVALID_PRODUCER_EPOCH, not PRODUCER_FENCED.
+pub const PRODUCER_FENCED_VERSION: i16 = 2;
+
+/// Kafka's answer to an old client for a fenced producer.
+pub fn fenced_for(version: i16, error_code: i16) -> i16 {
+    if error_code == code::PRODUCER_FENCED && version < PRODUCER_FENCED_VERSION {
+        code::INVALID_PRODUCER_EPOCH
+    } else {
+        error_code
+    }
+}
+
+/// Adds (or verifies) one transaction's partitions; errors per partition
+/// in the request's order.
+async fn add_one(
+    broker: &Rc<Broker>,
+    version: i16,
+    transactional_id: &TransactionalId,
+    producer_id: ProducerId,
+    producer_epoch: i16,
+    topics: &[AddPartitionsToTxnTopic],
+    verify_only: bool,
+) -> Vec<AddPartitionsToTxnTopicResult> {
+    let metadata = broker.metadata();
+    let mut partitions = Vec::new();
+    let mut unknown = false;
+    let mut errors: Vec<Vec<i16>> = Vec::with_capacity(topics.len());
+    for topic in topics {
+        let known = metadata.topics.get(topic.name.as_str());
+        let mut topic_errors = Vec::with_capacity(topic.partitions.len());
+        for partition in &topic.partitions {
+            if known.is_some_and(|meta| *partition >= 0 && *partition < meta.partitions) {
+                partitions.push((topic.name.to_string(), *partition));
+                topic_errors.push(code::NONE);
+            } else {
+                unknown = true;
+                topic_errors.push(code::UNKNOWN_TOPIC_OR_PARTITION);
+            }
+        }
+        errors.push(topic_errors);
+    }
+    let id = transactional_id.to_string();
+    if unknown {
+        // Kafka adds nothing when any partition is unknown: the others are
+        // not attempted.
+        for topic_errors in &mut errors {
+            for error in topic_errors.iter_mut() {
+                if *error == code::NONE {
+                    *error = code::OPERATION_NOT_ATTEMPTED;
+                }
+            }
+        }
+    } else if id.is_empty() {
+        for topic_errors in &mut errors {
+            topic_errors.fill(code::INVALID_REQUEST);
+        }
+    } else {
+        let request = TxnRequest::AddPartitions {
+            transactional_id: id.clone(),
+            producer_id: producer_id.0,
+            producer_epoch,
+            partitions,
+            verify_only,
+        };
+        let answer = match txn::route(broker, &id, request).await {
+            Ok(TxnResponse::AddPartitions(answer)) => answer,
+            Ok(_) => Err(code::UNKNOWN_SERVER_ERROR),
+            Err(error_code) => Err(error_code),
+        };
+        let mut per_partition = match &answer {
+            Ok(list) => list.clone().into_iter(),
+            Err(_) => Vec::new().into_iter(),
+        };
+        for topic_errors in &mut errors {
+            for error in topic_errors.iter_mut() {
+                *error = match &answer {
+                    Ok(_) => per_partition.next().unwrap_or(code::UNKNOWN_SERVER_ERROR),
+                    Err(error_code) => *error_code,
+                };
+                *error = fenced_for(version, *error);
+            }
+        }
+    }
+    topics
+        .iter()
+        .zip(errors)
+        .map(|(topic, topic_errors)| {
+            let mut result = AddPartitionsToTxnTopicResult::default();
+            result.name = topic.name.clone();
+            result.results_by_partition = topic
+                .partitions
+                .iter()
+                .zip(topic_errors)
+                .map(|(partition, error_code)| {
+                    let mut entry = AddPartitionsToTxnPartitionResult::default();
+                    entry.partition_index = *partition;
+                    entry.partition_error_code = error_code;
+                    entry
+                })
+                .collect();
+            result
+        })
+        .collect()
+}
+
+pub async fn handle(
+    broker: &Rc<Broker>,
+    header: &RequestHeader,
+    request: AddPartitionsToTxnRequest,
+) -> Option<Vec<Bytes>> {
+    let version = header.request_api_version;
+    let mut response = AddPartitionsToTxnResponse::default();
+    if version < BATCHED_VERSION {
+        response.results_by_topic_v3_and_below = add_one(
+            broker,
+            version,
+            &request.v3_and_below_transactional_id,
+            request.v3_and_below_producer_id,
+            request.v3_and_below_producer_epoch,
+            &request.v3_and_below_topics,
+            false,
+        )
+        .await;
+    } else {
+        for transaction in &request.transactions {
+            let mut result = AddPartitionsToTxnResult::default();
+            result.transactional_id = transaction.transactional_id.clone();
+            result.topic_results = add_one(
+                broker,
+                version,
+                &transaction.transactional_id,
+                transaction.producer_id,
+                transaction.producer_epoch,
+                &transaction.topics,
+                transaction.verify_only,
+            )
+            .await;
+            response.results_by_transaction.push(result);
+        }
+    }
+    Some(encode(&response, version))
+}
