@@ -14,11 +14,6 @@ pub const WRITES_IN_FLIGHT_MAX: usize = 4;
 
 /// Bytes a partition may hold appended but not yet written to disk before
 /// `append` pushes back on the producer.
-/// A preallocated segment reserves disk space this far ahead of its writes,
-/// not its whole `segment.bytes` at creation: a 1 GiB reservation per
-/// partition made a 100-partition topic hold 100 GiB of disk while nearly
-/// empty. One `fallocate` per step keeps the extents contiguous enough.
-pub const PREALLOCATE_STEP_BYTES: u64 = 32 * 1024 * 1024;
 pub const UNWRITTEN_BYTES_MAX: usize = 8 * 1024 * 1024;
 
 /// Kafka's default `segment.bytes`.

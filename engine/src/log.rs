@@ -177,9 +177,6 @@ struct Segment<F> {
     /// Completed writes above `written`, start -> end.
     completed: BTreeMap<u64, u64>,
     in_flight: usize,
-    /// Bytes of the file reserved by preallocation (0: none yet, or not
-    /// preallocated).
-    allocated: u64,
     sealed: bool,
     finalized: bool,
 }
@@ -206,7 +203,6 @@ impl<F> Segment<F> {
             written: 0,
             completed: BTreeMap::new(),
             in_flight: 0,
-            allocated: 0,
             sealed: false,
             finalized: false,
         }
@@ -1083,22 +1079,6 @@ impl<S: Storage> PartitionLog<S> {
                     wait,
                     buffer_len,
                 } => {
-                    if let Some(reserve) =
-                        self.allocation_needed(segment_base, from + buffer_len as u64)
-                    {
-                        // Reserving ahead is an optimisation: a file system
-                        // that cannot (tmpfs) or a failure here leaves the
-                        // write to allocate as it goes.
-                        if let Err(error) = file.preallocate(reserve).await {
-                            tracing::debug!(%error, "segment preallocation skipped");
-                        }
-                        if let Some(segment) =
-                            self.inner.borrow_mut().segments.get_mut(&segment_base)
-                        {
-                            segment.allocated = segment.allocated.max(reserve);
-                        }
-                        continue;
-                    }
                     let mut buffer = file.alloc(buffer_len);
                     {
                         let mut inner = self.inner.borrow_mut();
@@ -1207,35 +1187,30 @@ impl<S: Storage> PartitionLog<S> {
         self.signal.notify();
     }
 
-    /// How far to reserve the file before writing up to `end`, or `None`
-    /// when the reservation already covers it or preallocation is off.
-    fn allocation_needed(&self, segment_base: i64, end: u64) -> Option<u64> {
-        let inner = self.inner.borrow();
-        if !inner.config.preallocate {
-            return None;
-        }
-        let segment = inner.segments.get(&segment_base)?;
-        if end <= segment.allocated {
-            return None;
-        }
-        // Up to one step past the write, never (needlessly) past the
-        // segment's configured size unless a single batch is larger.
-        let limit = inner.config.segment_bytes.max(end);
-        Some((end + PREALLOCATE_STEP_BYTES).min(limit))
-    }
-
     async fn create_segment_file(
         &self,
         segment_base: i64,
         path: &Path,
     ) -> Result<(), StorageError> {
-        // Disk space is reserved step by step as writes come (see
-        // `allocation_needed`), not for the whole segment here.
+        let preallocate = {
+            let inner = self.inner.borrow();
+            inner
+                .config
+                .preallocate
+                .then_some(inner.config.segment_bytes)
+        };
         let file = self
             .storage
             .open(path, true)
             .await
             .map_err(|error| StorageError::new("create", path, error))?;
+        if let Some(bytes) = preallocate {
+            // Reserving the whole segment keeps its extents contiguous; a
+            // file system that cannot (tmpfs) simply does not.
+            if let Err(error) = file.preallocate(bytes).await {
+                tracing::debug!(%error, path = %path.display(), "segment preallocation skipped");
+            }
+        }
         self.storage
             .sync_dir(&self.dir)
             .await
