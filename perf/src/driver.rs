@@ -22,7 +22,6 @@ use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
-use std::task::Waker;
 use std::time::{Duration, Instant};
 
 use glommio::{Latency, LocalExecutorBuilder, Placement, Shares};
@@ -46,10 +45,6 @@ const QUEUE_SHARES: usize = 1000;
 /// How often consumers ask the scheduler to preempt other tasks: they time
 /// end-to-end latency, so they must not wait behind a long producer burst.
 const CONSUMER_PREEMPTION: Duration = Duration::from_millis(1);
-/// How far consumers may trail max-rate producers, in bytes of messages.
-const CONSUMER_LAG_BYTES_MAX: u64 = 64 * 1024 * 1024;
-/// Pause of a max-rate producer waiting for consumers to catch up.
-const LAG_BACKOFF: Duration = Duration::from_micros(200);
 /// Shortest pause of the scheduled load generator (see `produce_scheduled`).
 const SCHEDULE_TICK_MIN: Duration = Duration::from_micros(100);
 /// Messages a producer sends between checks for preemption, so a producer
@@ -181,31 +176,9 @@ pub(crate) struct Shared {
     consumed: AtomicU64,
     consumed_bytes: AtomicU64,
     pub(crate) errors: Mutex<Vec<String>>,
-    /// Tasks of worker executors waiting for the main thread to change
-    /// the state above; woken from the main thread (see `wake_workers`).
-    wakers: Mutex<Vec<Waker>>,
-    /// Bumped by the main thread once per reporting interval.
-    report_epoch: AtomicU64,
-    /// Max-rate producers pause while consumers trail by more than this
-    /// many messages (0: no bound; backlog mode or no consumers).
-    consumer_lag_max: u64,
 }
 
 impl Shared {
-    /// Wakes every worker task waiting on the shared state. Worker
-    /// coordination does not rely on executor timers alone: an executor
-    /// with nothing but timers to wait for was seen to miss its wake-up
-    /// (glommio 0.9) and hang until a signal interrupted it.
-    fn wake_workers(&self) {
-        let wakers = match self.wakers.lock() {
-            Ok(mut wakers) => std::mem::take(&mut *wakers),
-            Err(_) => Vec::new(),
-        };
-        for waker in wakers {
-            waker.wake();
-        }
-    }
-
     pub(crate) fn note_error(&self, error: String) {
         if let Ok(mut errors) = self.errors.lock() {
             if errors.len() < ERRORS_KEPT_MAX {
@@ -394,45 +367,9 @@ fn consumer_config(workload: &Workload, bootstrap: &str, name: String) -> Consum
 }
 
 /// Waits (on an executor) until `ready` says so.
-/// Resolves when the main thread wakes the workers and `ready` holds.
-struct Notified<'a, F> {
-    shared: &'a Shared,
-    ready: F,
-}
-
-impl<F: FnMut() -> bool + Unpin> std::future::Future for Notified<'_, F> {
-    type Output = ();
-
-    fn poll(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<()> {
-        if (self.ready)() {
-            return std::task::Poll::Ready(());
-        }
-        if let Ok(mut wakers) = self.shared.wakers.lock() {
-            // Once per task: the fallback timer re-polls this future.
-            if !wakers.iter().any(|waker| waker.will_wake(cx.waker())) {
-                wakers.push(cx.waker().clone());
-            }
-        }
-        // The state may have changed between the check and the push.
-        if (self.ready)() {
-            return std::task::Poll::Ready(());
-        }
-        std::task::Poll::Pending
-    }
-}
-
-/// Waits (on a worker executor) until `ready` holds: woken by the main
-/// thread when it changes the shared state, and by a timer as a fallback.
-async fn wait_until(shared: &Shared, mut ready: impl FnMut() -> bool + Unpin) {
+async fn wait_until(mut ready: impl FnMut() -> bool) {
     while !ready() {
-        let notified = Notified {
-            shared,
-            ready: &mut ready,
-        };
-        futures_lite::future::or(notified, glommio::timer::sleep(POLL_INTERVAL)).await;
+        glommio::timer::sleep(POLL_INTERVAL).await;
     }
 }
 
@@ -503,21 +440,6 @@ async fn produce_unlimited(mut generated: Generated, shared: Arc<Shared>, filler
             .sent
             .fetch_add(generated.index - burst_start, Ordering::Relaxed);
         glommio::yield_if_needed().await;
-        // "As fast as possible" means as fast as the whole pipeline goes:
-        // producers that outrun their consumers only measure a growing
-        // queue (OMB's max-rate mode holds the backlog bounded the same way).
-        if shared.consumer_lag_max > 0 {
-            while shared
-                .acked
-                .load(Ordering::Relaxed)
-                .saturating_sub(shared.consumed.load(Ordering::Relaxed))
-                > shared.consumer_lag_max
-                && clock::now_nanos() < end
-                && !shared.abort.load(Ordering::Relaxed)
-            {
-                glommio::timer::sleep(LAG_BACKOFF).await;
-            }
-        }
     }
 }
 
@@ -837,7 +759,7 @@ async fn worker(
         }
     };
     guard.ready();
-    wait_until(&shared, || {
+    wait_until(|| {
         shared.start.load(Ordering::Relaxed) != 0 || shared.abort.load(Ordering::Relaxed)
     })
     .await;
@@ -857,7 +779,7 @@ async fn worker(
             glommio::spawn_local_into(
                 async move {
                     if !positions.is_empty() {
-                        wait_until(&shared, || {
+                        wait_until(|| {
                             shared.consumers_go.load(Ordering::Relaxed)
                                 || shared.stop_consumers.load(Ordering::Relaxed)
                         })
@@ -886,23 +808,8 @@ async fn worker(
         let recorder = Rc::clone(&recorder);
         let shared = Arc::clone(&shared);
         glommio::spawn_local(async move {
-            let mut epoch = shared.report_epoch.load(Ordering::Relaxed);
             while !shared.stop_consumers.load(Ordering::Relaxed) {
-                // Report when the main thread starts a new interval (the
-                // timer only backs that up).
-                let next_epoch = || {
-                    shared.report_epoch.load(Ordering::Relaxed) != epoch
-                        || shared.stop_consumers.load(Ordering::Relaxed)
-                };
-                futures_lite::future::or(
-                    Notified {
-                        shared: &shared,
-                        ready: next_epoch,
-                    },
-                    glommio::timer::sleep(interval),
-                )
-                .await;
-                epoch = shared.report_epoch.load(Ordering::Relaxed);
+                glommio::timer::sleep(interval).await;
                 let mut recorder = recorder.borrow_mut();
                 let report = IntervalReport {
                     ack: std::mem::replace(&mut recorder.ack_interval, stats::histogram()),
@@ -960,7 +867,7 @@ async fn worker(
         producer.close().await;
     }
     guard.done();
-    wait_until(&shared, || shared.stop_consumers.load(Ordering::Relaxed)).await;
+    wait_until(|| shared.stop_consumers.load(Ordering::Relaxed)).await;
     for (consumer, _) in &consumer_handles {
         consumer.close();
     }
@@ -1127,13 +1034,6 @@ pub fn run(options: &RunOptions) -> Result<Measured, String> {
         consumed: AtomicU64::new(0),
         consumed_bytes: AtomicU64::new(0),
         errors: Mutex::new(Vec::new()),
-        wakers: Mutex::new(Vec::new()),
-        report_epoch: AtomicU64::new(0),
-        consumer_lag_max: if workload.consume_backlog_mb == 0 && !consumers.is_empty() {
-            (CONSUMER_LAG_BYTES_MAX / workload.message_size as u64).max(1)
-        } else {
-            0
-        },
     });
     let (report_sender, reports) = mpsc::channel();
     let mut handles = Vec::new();
@@ -1154,11 +1054,6 @@ pub fn run(options: &RunOptions) -> Result<Measured, String> {
             .filter(|(index, _)| index % threads == thread)
             .map(|(_, plan)| plan.clone())
             .collect();
-        if mine_producers.is_empty() && mine_consumers.is_empty() {
-            // Nothing to run here (e.g. librdkafka producers and no
-            // consumers): an idle executor would only wait on timers.
-            continue;
-        }
         let worker_options = options.clone();
         let worker_shared = Arc::clone(&shared);
         let sender = report_sender.clone();
@@ -1178,7 +1073,7 @@ pub fn run(options: &RunOptions) -> Result<Measured, String> {
             .map_err(|error| format!("cannot start a worker executor: {error}"))?;
         handles.push(handle);
     }
-    let mut workers = handles.len();
+    let mut workers = threads;
     if options.client == ClientKind::Rdkafka {
         rdkafka_threads =
             crate::rdkafka_driver::start(options, &producers, &shared, report_sender.clone())?;
@@ -1213,7 +1108,6 @@ pub fn run(options: &RunOptions) -> Result<Measured, String> {
         .measure_end
         .store(if aborted { start } else { measure_end }, Ordering::Relaxed);
     shared.start.store(start, Ordering::Relaxed);
-    shared.wake_workers();
 
     let mut intervals = Vec::new();
     let mut previous = [0u64; 4];
@@ -1234,14 +1128,12 @@ pub fn run(options: &RunOptions) -> Result<Measured, String> {
             if INTERRUPTED.load(Ordering::Relaxed) {
                 shared.abort.store(true, Ordering::Relaxed);
                 shared.note_error("interrupted".to_string());
-                shared.wake_workers();
             }
             if backlog {
                 if produced_at.is_none() && shared.producers_done.load(Ordering::Relaxed) >= workers
                 {
                     produced_at = Some(now);
                     shared.consumers_go.store(true, Ordering::Relaxed);
-                    shared.wake_workers();
                 }
                 let caught_up =
                     shared.consumed.load(Ordering::Relaxed) >= shared.acked.load(Ordering::Relaxed);
@@ -1267,8 +1159,6 @@ pub fn run(options: &RunOptions) -> Result<Measured, String> {
                 let at = if backlog { now } else { now.min(measure_end) };
                 let elapsed = (at - start) as f64 / 1e9;
                 let seconds = (at - last) as f64 / 1e9;
-                shared.report_epoch.fetch_add(1, Ordering::Relaxed);
-                shared.wake_workers();
                 intervals.push(progress(
                     options,
                     &shared,
@@ -1292,7 +1182,6 @@ pub fn run(options: &RunOptions) -> Result<Measured, String> {
             // Worker threads are left behind; the process exits soon.
             shared.abort.store(true, Ordering::Relaxed);
             shared.stop_consumers.store(true, Ordering::Relaxed);
-            shared.wake_workers();
             if options.delete_topics {
                 delete_topics(&options.bootstrap, topics);
             }
@@ -1324,7 +1213,6 @@ pub fn run(options: &RunOptions) -> Result<Measured, String> {
         _ => (workload.duration_secs as f64, workload.duration_secs as f64),
     };
     shared.stop_consumers.store(true, Ordering::Relaxed);
-    shared.wake_workers();
     let mut results = Vec::new();
     for handle in handles {
         results.push(
