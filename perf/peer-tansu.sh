@@ -95,7 +95,8 @@ for workload in "${WORKLOADS[@]}"; do
             start_tansu "memory://tansu/"
         else
             TANSU_DIR=$(mktemp -d)
-            start_tansu "sqlite://$TANSU_DIR/tansu.db"
+            # Four slashes: Tansu takes the URL path after "sqlite://" as relative.
+            start_tansu "sqlite:///$TANSU_DIR/tansu.db"
         fi
         # Tansu has no topic auto-creation; sluice-perf creates topics with
         # CreateTopics, and creating them with Tansu's own CLI first covers a
