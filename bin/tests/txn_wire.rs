@@ -357,6 +357,47 @@ fn a_new_producer_aborts_the_running_transaction() {
 }
 
 /// Runs the `sluice` CLI: (exit code, stdout).
+/// KIP-890 part 2: EndTxn v5 ends every transaction with the epoch bumped
+/// and hands the new epoch back; the old epoch is fenced from then on.
+#[test]
+fn end_txn_v5_bumps_the_epoch_at_every_end() {
+    let broker = TestBroker::start();
+    broker.create_topic(TOPIC, 2);
+    let mut client = Client::new(&broker);
+    client.find_coordinator("wire-v5");
+    let first = client.init("wire-v5", 60_000, 5, (-1, -1));
+    assert_eq!(first.error_code, NONE);
+    let mut producer = (first.producer_id.0, first.producer_epoch);
+    for (round, commit) in [(1i16, true), (2, false), (3, true)] {
+        let results = client.add_partitions(3, "wire-v5", producer, &[(TOPIC, vec![0, 1])]);
+        assert!(
+            results.iter().all(|(_, _, error)| *error == NONE),
+            "round {round}: {results:?}"
+        );
+        let ended = client.end(5, "wire-v5", producer, commit);
+        assert_eq!(ended.error_code, NONE, "round {round}");
+        assert_eq!(
+            ended.producer_id.0, producer.0,
+            "round {round}: same producer id"
+        );
+        assert_eq!(
+            ended.producer_epoch,
+            first.producer_epoch + round,
+            "round {round}: the epoch is bumped at every end"
+        );
+        let old = producer;
+        producer = (ended.producer_id.0, ended.producer_epoch);
+        // The epoch the transaction ran with cannot start another one.
+        let fenced = client.add_partitions(3, "wire-v5", old, &[(TOPIC, vec![0])]);
+        assert!(
+            fenced
+                .iter()
+                .all(|(_, _, error)| [PRODUCER_FENCED, INVALID_PRODUCER_EPOCH].contains(error)),
+            "round {round}: old epoch {fenced:?}"
+        );
+    }
+}
+
 fn cli(args: &[&str]) -> (Option<i32>, String) {
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
         .args(args)
