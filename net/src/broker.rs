@@ -819,6 +819,62 @@ impl Broker {
             .await
     }
 
+    /// The partitions of `topic` that this shard owns and has open, as the
+    /// metadata describes it: what a coordinator on this shard loads.
+    pub(crate) fn local_partitions(&self, metadata: &ClusterMetadata, topic: &str) -> Vec<i32> {
+        match metadata.topics.get(topic) {
+            Some(described) => (0..described.partitions)
+                .filter(|partition| {
+                    self.owner(topic, *partition) == self.shard
+                        && self.log(topic, *partition).is_some()
+                })
+                .collect(),
+            None => Vec::new(),
+        }
+    }
+
+    /// Reads a partition from its log start to its high watermark, handing
+    /// every whole batch to `visit` together with the offset its read began
+    /// at (records below it belong to an earlier read and are skipped by
+    /// the caller). The coordinators replay their internal partitions
+    /// through this.
+    pub(crate) async fn scan_batches(
+        &self,
+        topic: &str,
+        partition: i32,
+        read_bytes: usize,
+        mut visit: impl FnMut(Bytes, i64),
+    ) -> Result<(), String> {
+        let Some(log) = self.log(topic, partition) else {
+            return Ok(());
+        };
+        let offsets = log.offsets();
+        let end = offsets.hw;
+        let mut position = offsets.log_start;
+        while position < end {
+            let chunks = log
+                .read(position, read_bytes, end)
+                .await
+                .map_err(|error| error.to_string())?;
+            if chunks.next_offset <= position {
+                // Nothing readable where the offsets say there is data.
+                return Err(format!("no batch at offset {position} below the end {end}"));
+            }
+            // A cached batch comes as two slices (patched head, body):
+            // joined so that batches are contiguous for the parser.
+            let mut joined = Vec::with_capacity(chunks.bytes);
+            for chunk in &chunks.chunks {
+                joined.extend_from_slice(chunk);
+            }
+            let (batches, _) = crate::groups::records::split_batches(&Bytes::from(joined));
+            for batch in batches {
+                visit(batch, position);
+            }
+            position = chunks.next_offset;
+        }
+        Ok(())
+    }
+
     pub(crate) fn log(&self, topic: &str, partition: i32) -> Option<Rc<Log>> {
         self.logs
             .borrow()

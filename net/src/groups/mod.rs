@@ -44,7 +44,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::rc::{Rc, Weak};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use kafka_protocol::messages::{
     ConsumerGroupHeartbeatRequest, HeartbeatRequest, JoinGroupRequest, LeaveGroupRequest,
     OffsetCommitRequest, OffsetDeleteRequest, SyncGroupRequest, TxnOffsetCommitRequest,
@@ -490,15 +489,7 @@ impl GroupCoordinator {
         let Some(broker) = self.broker.borrow().upgrade() else {
             return;
         };
-        let owned: Vec<i32> = match metadata.topics.get(OFFSETS_TOPIC) {
-            Some(topic) => (0..topic.partitions)
-                .filter(|partition| {
-                    broker.owner(OFFSETS_TOPIC, *partition) == broker.shard
-                        && broker.log(OFFSETS_TOPIC, *partition).is_some()
-                })
-                .collect(),
-            None => Vec::new(),
-        };
+        let owned = broker.local_partitions(metadata, OFFSETS_TOPIC);
         let gone: Vec<i32> = self
             .partitions
             .borrow()
@@ -684,29 +675,9 @@ impl GroupCoordinator {
         ),
         String,
     > {
-        let Some(log) = broker.log(OFFSETS_TOPIC, partition) else {
-            return Ok((HashMap::new(), 0, HashMap::new()));
-        };
-        let offsets = log.offsets();
-        let end = offsets.hw;
-        let mut position = offsets.log_start;
         let mut state = replay::State::default();
-        while position < end {
-            let chunks = log
-                .read(position, OFFSETS_LOAD_READ_BYTES, end)
-                .await
-                .map_err(|error| error.to_string())?;
-            if chunks.next_offset <= position {
-                // Nothing readable where the offsets say there is data.
-                return Err(format!("no batch at offset {position} below the end {end}"));
-            }
-            let mut joined = Vec::with_capacity(chunks.bytes);
-            for chunk in &chunks.chunks {
-                joined.extend_from_slice(chunk);
-            }
-            let joined = Bytes::from(joined);
-            let (batches, _) = records::split_batches(&joined);
-            for batch in batches {
+        broker
+            .scan_batches(OFFSETS_TOPIC, partition, OFFSETS_LOAD_READ_BYTES, |batch, position| {
                 // Transaction markers: the pending offsets of the producer
                 // are applied on commit and dropped on abort.
                 if let Some(control) = sluice_engine::txn::parse_control_batch(&batch) {
@@ -717,7 +688,7 @@ impl GroupCoordinator {
                             control.control_type == sluice_engine::txn::ControlType::Commit,
                         );
                     }
-                    continue;
+                    return;
                 }
                 match records::parse_batch(batch) {
                     Ok((header, parsed)) => {
@@ -737,9 +708,8 @@ impl GroupCoordinator {
                         tracing::warn!(partition, %error, "skipping an unreadable {OFFSETS_TOPIC} batch")
                     }
                 }
-            }
-            position = chunks.next_offset;
-        }
+            })
+            .await?;
         let pending = state.pending_offsets(partition);
         Ok((state.groups, state.records, pending))
     }

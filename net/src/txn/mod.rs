@@ -41,7 +41,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::rc::{Rc, Weak};
 use std::time::Duration;
 
-use bytes::Bytes;
 use sluice_engine::{batch, AppendError, ClusterMetadata, ShardId};
 
 use crate::broker::{Broker, ControllerRequest, NewTopic, ShardRequest, ShardResponse};
@@ -396,15 +395,7 @@ impl TxnCoordinator {
         let Some(broker) = self.broker.borrow().upgrade() else {
             return;
         };
-        let owned: Vec<i32> = match metadata.topics.get(TXN_TOPIC) {
-            Some(topic) => (0..topic.partitions)
-                .filter(|partition| {
-                    broker.owner(TXN_TOPIC, *partition) == broker.shard
-                        && broker.log(TXN_TOPIC, *partition).is_some()
-                })
-                .collect(),
-            None => Vec::new(),
-        };
+        let owned = broker.local_partitions(metadata, TXN_TOPIC);
         let gone: Vec<i32> = self
             .partitions
             .borrow()
@@ -525,34 +516,15 @@ impl TxnCoordinator {
         broker: &Broker,
         partition: i32,
     ) -> Result<(HashMap<String, records::TxnValue>, u64), String> {
-        let Some(log) = broker.log(TXN_TOPIC, partition) else {
-            return Ok((HashMap::new(), 0));
-        };
-        let offsets = log.offsets();
-        let end = offsets.hw;
-        let mut position = offsets.log_start;
         let mut values = HashMap::new();
         let mut count = 0u64;
-        while position < end {
-            let chunks = log
-                .read(position, TXN_LOAD_READ_BYTES, end)
-                .await
-                .map_err(|error| error.to_string())?;
-            if chunks.next_offset <= position {
-                return Err(format!("no batch at offset {position} below the end {end}"));
-            }
-            let mut joined = Vec::with_capacity(chunks.bytes);
-            for chunk in &chunks.chunks {
-                joined.extend_from_slice(chunk);
-            }
-            let joined = Bytes::from(joined);
-            let (batches, _) = group_records::split_batches(&joined);
-            for batch in batches {
+        broker
+            .scan_batches(TXN_TOPIC, partition, TXN_LOAD_READ_BYTES, |batch, position| {
                 let parsed = match group_records::parse_batch(batch) {
                     Ok((_, parsed)) => parsed,
                     Err(error) => {
                         tracing::warn!(partition, %error, "skipping an unreadable {TXN_TOPIC} batch");
-                        continue;
+                        return;
                     }
                 };
                 for record in parsed
@@ -583,9 +555,8 @@ impl TxnCoordinator {
                         },
                     }
                 }
-            }
-            position = chunks.next_offset;
-        }
+            })
+            .await?;
         Ok((values, count))
     }
 
