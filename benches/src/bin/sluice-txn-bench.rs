@@ -24,6 +24,9 @@ use rdkafka::producer::{BaseProducer, BaseRecord, DefaultProducerContext, Produc
 
 /// How long client calls may take before the run is declared failed.
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(60);
+/// One slice of waiting for delivery reports before a commit; the slice
+/// always runs to its end, so it bounds what the wait adds to a transaction.
+const DELIVERY_POLL: Duration = Duration::from_millis(1);
 /// Bytes written before each fdatasync of the baseline.
 const BASELINE_WRITE_BYTES: usize = 4096;
 
@@ -205,6 +208,16 @@ fn run(
                 }
                 records += 1;
             }
+        }
+        // Serve the delivery reports here: rdkafka's BaseProducer::flush
+        // (which commit_transaction calls first) polls in 100 ms slices that
+        // always run to their end, adding 100 ms to every commit.
+        let flushing = Instant::now();
+        while producer.in_flight_count() > 0 {
+            if flushing.elapsed() > CLIENT_TIMEOUT {
+                return Err("records not delivered within the client timeout".to_string());
+            }
+            producer.poll(DELIVERY_POLL);
         }
         let committing = Instant::now();
         producer
