@@ -370,6 +370,10 @@ pub struct PartitionLog<S: Storage> {
     inner: RefCell<Inner<S>>,
     /// Notified whenever writer, sync or append state changes.
     signal: Signal,
+    /// Notified only when what a reader may see changes (appends, the high
+    /// watermark, truncation, close): fetch waiters watch it, so the writer's
+    /// and syncer's progress does not wake every long-polling fetch.
+    data_signal: Signal,
     /// Serialises `.txnindex` writes: each writes the segment's entries as
     /// they are when it starts, so the last one holds them all.
     txn_index_lock: glommio::sync::Semaphore,
@@ -668,6 +672,7 @@ impl<S: Storage> PartitionLog<S> {
             cache,
             inner: RefCell::new(inner),
             signal: Signal::new(),
+            data_signal: Signal::new(),
             txn_index_lock: glommio::sync::Semaphore::new(1),
             weak_self: weak_self.clone(),
         }))
@@ -716,10 +721,11 @@ impl<S: Storage> PartitionLog<S> {
         self.inner.borrow().segments.len()
     }
 
-    /// A signal notified on every append and writer progress; fetch waiters
-    /// use it to wake when data arrives.
-    pub fn signal(&self) -> &Signal {
-        &self.signal
+    /// A signal notified when the visible end (high watermark, last stable
+    /// offset) may have moved or the log closed; fetch waiters use it to
+    /// wake when data arrives.
+    pub fn data_signal(&self) -> &Signal {
+        &self.data_signal
     }
 
     /// Whether appends would be refused right now for lack of writer room.
@@ -908,6 +914,7 @@ impl<S: Storage> PartitionLog<S> {
         }
         self.cache.trim();
         self.signal.notify();
+        self.data_signal.notify();
         Ok(Appended {
             base_offset: Offset(base_offset),
             last_offset: Offset(last_offset),
@@ -1830,6 +1837,7 @@ impl<S: Storage> PartitionLog<S> {
         inner.check_offsets();
         drop(inner);
         self.signal.notify();
+        self.data_signal.notify();
     }
 
     /// Starts a new leader epoch at the current log end and records it in
@@ -2121,6 +2129,7 @@ impl<S: Storage> PartitionLog<S> {
             self.cache.release(released);
         }
         self.signal.notify();
+        self.data_signal.notify();
         // The segment's `.txnindex` loses the markers cut away; later
         // segments' went with their files.
         self.persist_txn_index(segment_base).await?;
@@ -2222,6 +2231,7 @@ impl<S: Storage> PartitionLog<S> {
             (active.file.clone(), active.path.clone(), active.size)
         };
         self.signal.notify();
+        self.data_signal.notify();
         if let Some(file) = file {
             file.truncate(size)
                 .await
@@ -2247,6 +2257,7 @@ impl<S: Storage> PartitionLog<S> {
         };
         self.cache.release(released);
         self.signal.notify();
+        self.data_signal.notify();
         self.storage
             .remove_dir_all(&self.dir)
             .map_err(|error| StorageError::new("remove", &self.dir, error))

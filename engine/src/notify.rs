@@ -2,7 +2,7 @@
 //! state holds, and whoever changes that state calls `notify`. No polling
 //! loops, no timers: a waiter runs again only when something changed.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
@@ -11,7 +11,15 @@ use std::task::{Context, Poll, Waker};
 /// Wakes every waiting task when notified. Cheap to clone; clones share waiters.
 #[derive(Clone, Default)]
 pub struct Signal {
-    waiters: Rc<RefCell<Vec<Waker>>>,
+    shared: Rc<Shared>,
+}
+
+#[derive(Default)]
+struct Shared {
+    waiters: RefCell<Vec<Waker>>,
+    /// Counts notifies: a waiter registered at generation `g` is no longer
+    /// in the list once the generation moved past `g`.
+    generation: Cell<u64>,
 }
 
 impl Signal {
@@ -21,10 +29,44 @@ impl Signal {
 
     /// Wakes every task waiting right now.
     pub fn notify(&self) {
-        let waiters = std::mem::take(&mut *self.waiters.borrow_mut());
+        self.shared
+            .generation
+            .set(self.shared.generation.get().wrapping_add(1));
+        let waiters = std::mem::take(&mut *self.shared.waiters.borrow_mut());
         for waker in waiters {
             waker.wake();
         }
+    }
+
+    /// How many notifies there have been (wrapping).
+    pub fn generation(&self) -> u64 {
+        self.shared.generation.get()
+    }
+
+    /// Registers `waker` for the next notify (once, however often it is
+    /// called before that).
+    pub fn register(&self, waker: &Waker) {
+        let mut waiters = self.shared.waiters.borrow_mut();
+        if !waiters.iter().any(|waiting| waiting.will_wake(waker)) {
+            waiters.push(waker.clone());
+        }
+    }
+
+    /// Registers `waker` for the next notify without looking for it first;
+    /// for a caller that knows from [`Signal::generation`] that it is not
+    /// registered (a task watching many signals with one condition).
+    pub fn register_fresh(&self, waker: &Waker) -> u64 {
+        self.shared.waiters.borrow_mut().push(waker.clone());
+        self.shared.generation.get()
+    }
+
+    /// Forgets `waker` if it is still registered: a task that stops waiting
+    /// before a notify leaves no stale entry behind for others to scan.
+    pub fn unregister(&self, waker: &Waker) {
+        self.shared
+            .waiters
+            .borrow_mut()
+            .retain(|waiting| !waiting.will_wake(waker));
     }
 
     /// Resolves once `ready` returns `Some`, re-checking after each notify.
@@ -49,10 +91,7 @@ impl<T, F: FnMut() -> Option<T> + Unpin> Future for WaitFor<F> {
         if let Some(value) = (self.ready)() {
             return Poll::Ready(value);
         }
-        let mut waiters = self.signal.waiters.borrow_mut();
-        if !waiters.iter().any(|waker| waker.will_wake(cx.waker())) {
-            waiters.push(cx.waker().clone());
-        }
+        self.signal.register(cx.waker());
         Poll::Pending
     }
 }

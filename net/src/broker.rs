@@ -1217,24 +1217,28 @@ impl Broker {
             glommio::timer::sleep(Duration::from_millis(wait_ms)).await;
             return;
         }
-        let has_data = || logs.iter().any(|(log, offset)| visible_end(log) > *offset);
-        if has_data() {
+        if logs.iter().any(|(log, offset)| visible_end(log) > *offset) {
             return;
         }
-        // Every log has its own signal; wait on all of them at once.
-        let waits = logs.iter().map(|(log, offset)| {
-            let offset = *offset;
-            let log = Rc::clone(log);
-            Box::pin(async move {
-                let watched = Rc::clone(&log);
-                log.signal()
-                    .wait_for(move || (visible_end(&watched) > offset).then_some(()))
-                    .await;
-            }) as Pin<Box<dyn Future<Output = ()>>>
+        // One task watches every log's data signal with one condition. Data
+        // becomes visible only in a log that notified, so a wake looks only
+        // at the logs whose signal generation moved (and registers there
+        // again): its cost does not grow with the partitions that stayed
+        // quiet.
+        let mut watch = DataWatch {
+            logs: &logs,
+            registered: vec![None; logs.len()],
+            waker: None,
+        };
+        let arrived = std::future::poll_fn(|cx| {
+            if watch.poll_arrived(cx.waker(), visible_end) {
+                std::task::Poll::Ready(())
+            } else {
+                std::task::Poll::Pending
+            }
         });
-        let any = select_first(waits.collect());
         let _ = glommio::timer::timeout(Duration::from_millis(wait_ms), async {
-            any.await;
+            arrived.await;
             Ok(())
         })
         .await;
@@ -1382,6 +1386,68 @@ pub async fn futures_lite_join_all<T>(futures: Vec<impl Future<Output = T>>) -> 
 }
 
 /// Resolves when the first of the futures does.
+/// A fetch's registration with the data signals of the logs it waits on.
+/// Dropping it (data, timeout or a closed connection) takes the waker out of
+/// every signal that was not notified since, so idle partitions' waiter
+/// lists do not grow with every long poll.
+struct DataWatch<'a> {
+    logs: &'a [(Rc<Log>, i64)],
+    /// Per log: the signal generation at which the waker was registered.
+    registered: Vec<Option<u64>>,
+    waker: Option<std::task::Waker>,
+}
+
+impl DataWatch<'_> {
+    /// Whether a watched log shows data past its offset; registers `waker`
+    /// again with every log whose signal fired (or all, if the waker
+    /// changed).
+    fn poll_arrived(
+        &mut self,
+        waker: &std::task::Waker,
+        visible_end: impl Fn(&Log) -> i64,
+    ) -> bool {
+        let same_waker = self
+            .waker
+            .as_ref()
+            .is_some_and(|known| known.will_wake(waker));
+        if !same_waker {
+            if let Some(old) = self.waker.take() {
+                self.unregister_all(&old);
+            }
+            self.registered.iter_mut().for_each(|slot| *slot = None);
+            self.waker = Some(waker.clone());
+        }
+        for ((log, offset), slot) in self.logs.iter().zip(self.registered.iter_mut()) {
+            let signal = log.data_signal();
+            if *slot == Some(signal.generation()) {
+                continue;
+            }
+            if visible_end(log) > *offset {
+                return true;
+            }
+            *slot = Some(signal.register_fresh(waker));
+        }
+        false
+    }
+
+    fn unregister_all(&self, waker: &std::task::Waker) {
+        for ((log, _), slot) in self.logs.iter().zip(&self.registered) {
+            let signal = log.data_signal();
+            if *slot == Some(signal.generation()) {
+                signal.unregister(waker);
+            }
+        }
+    }
+}
+
+impl Drop for DataWatch<'_> {
+    fn drop(&mut self) {
+        if let Some(waker) = self.waker.take() {
+            self.unregister_all(&waker);
+        }
+    }
+}
+
 pub async fn select_first(mut futures: Vec<Pin<Box<dyn Future<Output = ()> + '_>>>) {
     if futures.is_empty() {
         return;
