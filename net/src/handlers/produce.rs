@@ -209,3 +209,72 @@ pub async fn handle(
         .collect();
     Some(encode(&response, header.request_api_version))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::broker::txn_produce_error;
+    use sluice_engine::batch::{build_batch, build_batch_with, BuildBatch};
+
+    #[test]
+    fn only_a_v2_transactional_first_batch_counts() {
+        let transactional = build_batch_with(
+            BuildBatch {
+                producer_id: 7,
+                producer_epoch: 0,
+                base_sequence: 0,
+                attributes: batch::attributes::TRANSACTIONAL,
+                ..BuildBatch::default()
+            },
+            &[b"x"],
+        );
+        assert!(first_batch_is_transactional(&transactional));
+        assert!(!first_batch_is_transactional(&build_batch(0, &[b"x"])));
+        // Too short for the attributes, or another magic: left to validation.
+        assert!(!first_batch_is_transactional(
+            &transactional[..batch::ATTRIBUTES_AT + 1]
+        ));
+        assert!(!first_batch_is_transactional(&[]));
+        let mut old_magic = transactional.clone();
+        old_magic[batch::MAGIC_AT] = 1;
+        assert!(!first_batch_is_transactional(&old_magic));
+    }
+
+    #[test]
+    fn coordinator_answers_become_kafkas_produce_errors() {
+        let error = |version, coordinator| txn_produce_error(version, coordinator).0;
+        for version in [3, 9, 11, 12] {
+            assert_eq!(
+                error(version, code::PRODUCER_FENCED),
+                code::INVALID_PRODUCER_EPOCH
+            );
+            for retriable in [
+                code::COORDINATOR_LOAD_IN_PROGRESS,
+                code::COORDINATOR_NOT_AVAILABLE,
+                code::NOT_COORDINATOR,
+            ] {
+                assert_eq!(error(version, retriable), code::NOT_ENOUGH_REPLICAS);
+            }
+            assert_eq!(
+                error(version, code::INVALID_PRODUCER_ID_MAPPING),
+                code::INVALID_PRODUCER_ID_MAPPING
+            );
+        }
+        assert_eq!(
+            error(10, code::TRANSACTION_ABORTABLE),
+            code::INVALID_TXN_STATE
+        );
+        assert_eq!(
+            error(11, code::TRANSACTION_ABORTABLE),
+            code::TRANSACTION_ABORTABLE
+        );
+        assert_eq!(
+            error(11, code::CONCURRENT_TRANSACTIONS),
+            code::NOT_ENOUGH_REPLICAS
+        );
+        assert_eq!(
+            error(12, code::CONCURRENT_TRANSACTIONS),
+            code::CONCURRENT_TRANSACTIONS
+        );
+    }
+}
