@@ -16,7 +16,9 @@ mod common;
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use common::{assert_closed, consume, raw_connect, receive_response, send_request, TestBroker};
+use common::{
+    assert_closed, consume, raw_connect, receive_response, send_request, Stop, TestBroker,
+};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::txn_offset_commit_request::{
     TxnOffsetCommitRequestPartition, TxnOffsetCommitRequestTopic,
@@ -174,6 +176,29 @@ impl Client {
         let response: TxnOffsetCommitResponse =
             self.call(ApiKey::TxnOffsetCommit, version, &request);
         response.topics[0].partitions[0].error_code
+    }
+
+    /// EndTxn v5, retried while the coordinator loads (after a restart).
+    fn end_when_loaded(
+        &mut self,
+        id: &str,
+        producer: (i64, i16),
+        commit: bool,
+    ) -> (i16, (i64, i16)) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let answer = self.end(id, producer, commit);
+            let loading = [
+                COORDINATOR_LOAD_IN_PROGRESS,
+                COORDINATOR_NOT_AVAILABLE,
+                NOT_COORDINATOR,
+            ];
+            if loading.contains(&answer.0) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(100));
+                continue;
+            }
+            return answer;
+        }
     }
 
     /// EndTxn v5: the error and the producer (id, epoch) it hands back.
@@ -542,4 +567,57 @@ fn transactional_records_without_a_transactional_id_are_refused() {
     send_request(&mut stream, ApiKey::Produce, 12, 1, &request);
     assert_closed(&mut stream, "acks=0 transactional records without an id");
     assert_eq!(client.log_end(1), 0, "nothing appended");
+}
+
+/// The partitions Produce v12 and TxnOffsetCommit v5 add are in the
+/// coordinator's durable state before they are acknowledged: after a kill -9
+/// the restarted coordinator still has them, so the commit writes its
+/// markers there and the records and the offset become visible.
+#[test]
+fn partitions_added_by_produce_v12_survive_kill_9() {
+    const ID: &str = "tv2-crash";
+    const GROUP: &str = "tv2-crash-group";
+    let mut broker = TestBroker::start();
+    broker.create_topic(TOPIC, 2);
+    let mut client = Client::new(&broker);
+    client.find_coordinator(ID, 1);
+    client.find_coordinator(GROUP, 0);
+    let producer = client.init(ID);
+    for partition in [0, 1] {
+        assert_eq!(
+            client.produce_txn(12, ID, producer, partition, 0, &[b"kept"]),
+            NONE
+        );
+    }
+    assert_eq!(client.txn_offset_commit(5, ID, GROUP, producer, 11), NONE);
+
+    drop(client);
+    broker.restart(Stop::Kill);
+    let mut client = Client::new(&broker);
+    let (error, bumped) = client.end_when_loaded(ID, producer, true);
+    assert_eq!(
+        error, NONE,
+        "the restarted coordinator knows the transaction"
+    );
+    assert_eq!(bumped, (producer.0, producer.1 + 1));
+    assert_eq!(client.stable_offset(GROUP), 11);
+
+    let consumer = broker.consumer(&[("isolation.level", "read_committed")]);
+    let records = consume(
+        &consumer,
+        TOPIC,
+        &[0, 1],
+        Offset::Beginning,
+        Duration::from_secs(30),
+        |records| records.len() == 2,
+    );
+    let mut seen: Vec<(i32, Option<Vec<u8>>)> = records
+        .into_iter()
+        .map(|record| (record.partition, record.value))
+        .collect();
+    seen.sort();
+    assert_eq!(
+        seen,
+        vec![(0, Some(b"kept".to_vec())), (1, Some(b"kept".to_vec()))]
+    );
 }
