@@ -53,6 +53,10 @@ pub struct ProduceEntry {
     /// The request's transactional id, for KIP-890 verification of a
     /// transaction's first batch in the partition.
     pub transactional_id: Option<String>,
+    /// The Produce request's version: from v12 (transaction version 2) a
+    /// transaction's first batch in a partition adds the partition to the
+    /// transaction instead of only verifying it.
+    pub version: i16,
 }
 
 /// The outcome of producing to one partition.
@@ -933,11 +937,13 @@ impl Broker {
             let verified = self.verify_txn_batch(
                 (&entry.topic, entry.partition),
                 entry.transactional_id.as_deref(),
+                entry.version,
                 &log,
                 &batches,
             );
-            if let Some(error_code) = verified.await {
+            if let Some((error_code, message)) = verified.await {
                 outcome.error_code = error_code;
+                outcome.error_message = message;
                 outcomes.push(outcome);
                 continue;
             }
@@ -1078,19 +1084,22 @@ impl Broker {
         codes
     }
 
-    /// KIP-890 part 1: the first transactional batch of a producer in a
-    /// partition (no open transaction there yet) is accepted only if the
-    /// transaction coordinator has the partition in the producer's
-    /// transaction; a late batch of an ended or aborted transaction would
-    /// otherwise open a transaction no marker will ever end. Returns the
-    /// error to answer, if any.
+    /// KIP-890: the first transactional batch of a producer in a partition
+    /// (no open transaction there yet). Below Produce v12 it is accepted
+    /// only if the transaction coordinator already has the partition in the
+    /// producer's transaction (part 1: a late batch of an ended or aborted
+    /// transaction would otherwise open a transaction no marker ever ends);
+    /// from v12 (transaction version 2) the coordinator adds the partition,
+    /// as AddPartitionsToTxn would. Returns the error to answer, if any,
+    /// with Kafka's message.
     async fn verify_txn_batch(
         &self,
         (topic, partition): (&str, i32),
         transactional_id: Option<&str>,
+        version: i16,
         log: &Log,
         batches: &[(BatchHeader, Bytes)],
-    ) -> Option<i16> {
+    ) -> Option<(i16, Option<String>)> {
         let (header, _) = batches.first()?;
         if !header.is_transactional() || !header.has_producer_id() {
             return None;
@@ -1099,37 +1108,37 @@ impl Broker {
             return None;
         }
         // Produce requests from clients carry the transactional id of
-        // their transactional batches; only internal callers omit it.
+        // their transactional batches (the handler refuses them otherwise);
+        // only internal callers omit it.
         let transactional_id = transactional_id?;
-        let verify = crate::txn::TxnRequest::AddPartitions {
+        let request = crate::txn::TxnRequest::AddPartitions {
             transactional_id: transactional_id.to_string(),
             producer_id: header.producer_id,
             producer_epoch: header.producer_epoch,
             partitions: vec![(topic.to_string(), partition)],
-            verify_only: true,
+            verify_only: version < PRODUCE_ADD_PARTITION_VERSION,
         };
-        let shard = match crate::txn::coordinator_shard(self, transactional_id) {
-            Ok(shard) => shard,
-            Err(_) => return Some(code::INVALID_TXN_STATE),
-        };
-        match self.mesh.call(shard, ShardRequest::Txn(verify)).await {
-            Some(ShardResponse::Txn(crate::txn::TxnResponse::AddPartitions(Ok(errors)))) => {
-                match errors.first() {
-                    Some(&code::NONE) => None,
-                    _ => Some(code::INVALID_TXN_STATE),
+        let coordinator_error = match crate::txn::coordinator_shard(self, transactional_id) {
+            // No state topic yet: no transaction can hold the partition.
+            Err(_) => code::TRANSACTION_ABORTABLE,
+            Ok(shard) => match self.mesh.call(shard, ShardRequest::Txn(request)).await {
+                Some(ShardResponse::Txn(crate::txn::TxnResponse::AddPartitions(Ok(errors)))) => {
+                    match errors.first() {
+                        Some(&code::NONE) => return None,
+                        // The coordinator's "not in the transaction": Kafka's
+                        // verification answers TRANSACTION_ABORTABLE (KIP-1050).
+                        Some(&code::INVALID_TXN_STATE) => code::TRANSACTION_ABORTABLE,
+                        Some(&other) => other,
+                        None => code::UNKNOWN_SERVER_ERROR,
+                    }
                 }
-            }
-            Some(ShardResponse::Txn(crate::txn::TxnResponse::AddPartitions(Err(error_code)))) => {
-                Some(match error_code {
-                    code::PRODUCER_FENCED => code::INVALID_PRODUCER_EPOCH,
-                    code::INVALID_PRODUCER_ID_MAPPING => code::INVALID_TXN_STATE,
-                    // The coordinator is moving or loading: retriable for the
-                    // producer, as Kafka answers a verification it could not do.
-                    _ => code::NOT_ENOUGH_REPLICAS,
-                })
-            }
-            _ => Some(code::NOT_ENOUGH_REPLICAS),
-        }
+                Some(ShardResponse::Txn(crate::txn::TxnResponse::AddPartitions(Err(error)))) => {
+                    error
+                }
+                _ => code::COORDINATOR_NOT_AVAILABLE,
+            },
+        };
+        Some(txn_produce_error(version, coordinator_error))
     }
 
     async fn read_local(&self, entries: Vec<ReadEntry>) -> Vec<ReadOutcome> {
@@ -1461,4 +1470,50 @@ pub async fn select_first(mut futures: Vec<Pin<Box<dyn Future<Output = ()> + '_>
         std::task::Poll::Pending
     })
     .await
+}
+
+/// First Produce version of transaction version 2: a transactional batch
+/// adds its partition to the transaction (KIP-890 part 2).
+pub const PRODUCE_ADD_PARTITION_VERSION: i16 = 12;
+/// First Produce version that knows TRANSACTION_ABORTABLE (KIP-1050).
+pub const PRODUCE_TRANSACTION_ABORTABLE_VERSION: i16 = 11;
+
+/// What a Produce gets when the transaction coordinator refused to verify
+/// or add its partition, as Kafka converts it: a fenced epoch is
+/// INVALID_PRODUCER_EPOCH, TRANSACTION_ABORTABLE is INVALID_TXN_STATE for
+/// clients older than KIP-1050, and coordinator errors a producer cannot
+/// retry correctly become the retriable NOT_ENOUGH_REPLICAS (which does not
+/// refresh metadata). From v12 CONCURRENT_TRANSACTIONS stays as it is: with
+/// transaction version 2 it is the common answer while the previous
+/// transaction's markers are written, and clients retry it.
+pub fn txn_produce_error(version: i16, coordinator_error: i16) -> (i16, Option<String>) {
+    let error = match coordinator_error {
+        code::PRODUCER_FENCED => code::INVALID_PRODUCER_EPOCH,
+        code::TRANSACTION_ABORTABLE if version < PRODUCE_TRANSACTION_ABORTABLE_VERSION => {
+            code::INVALID_TXN_STATE
+        }
+        other => other,
+    };
+    let retriable = matches!(
+        error,
+        code::COORDINATOR_LOAD_IN_PROGRESS
+            | code::COORDINATOR_NOT_AVAILABLE
+            | code::NOT_COORDINATOR
+    ) || error == code::CONCURRENT_TRANSACTIONS
+        && version < PRODUCE_ADD_PARTITION_VERSION;
+    if retriable {
+        return (
+            code::NOT_ENOUGH_REPLICAS,
+            Some(format!(
+                "Unable to verify the partition has been added to the transaction (coordinator error {error})"
+            )),
+        );
+    }
+    if error == code::INVALID_TXN_STATE {
+        return (
+            error,
+            Some("The partition was not added to the transaction".to_string()),
+        );
+    }
+    (error, None)
 }

@@ -74,6 +74,9 @@ pub mod code {
     pub const STALE_MEMBER_EPOCH: i16 = 113;
     pub const INVALID_REGULAR_EXPRESSION: i16 = 128;
     pub const TRANSACTIONAL_ID_NOT_FOUND: i16 = 105;
+    /// KIP-1050: the transaction must be aborted; clients that know it
+    /// (Produce v11+, TxnOffsetCommit v4+) get it instead of INVALID_TXN_STATE.
+    pub const TRANSACTION_ABORTABLE: i16 = 120;
 }
 
 /// The Kafka error code for a failed append.

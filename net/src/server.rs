@@ -132,7 +132,14 @@ async fn write_loop(
             continue;
         };
         if frame.pieces.is_empty() {
-            return Err(io::Error::other("a response could not be encoded"));
+            // No pieces: the request is answered by closing the connection
+            // (an encoding failure, or an acks=0 produce Kafka refuses). The
+            // reader is woken by the shutdown instead of waiting for the
+            // client's next request or the idle timeout.
+            // SAFETY: `fd` belongs to the connection's stream, which stays
+            // open until both halves are dropped after this task ends.
+            unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
+            return Err(io::Error::other("the response is a closed connection"));
         }
         pieces.extend(frame.pieces);
         write_frames(&mut writer, fd, &mut pieces).await?;

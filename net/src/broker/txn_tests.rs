@@ -50,6 +50,7 @@ async fn produce(broker: &Broker, records: Bytes) -> ProduceOutcome {
         partition: 0,
         records: Some(records),
         transactional_id: None,
+        version: 9,
     };
     let mut outcomes = broker.produce_local(vec![entry], -1, 30_000).await;
     outcomes.pop().expect("one outcome")

@@ -9,7 +9,9 @@ use kafka_protocol::messages::{ApiKey, ProduceRequest};
 use super::{check_version, DecodeError, Reader};
 
 /// Produce versions Sluice decodes (v3 is the first with the v2 record-batch format).
-pub const PRODUCE_VERSIONS: (i16, i16) = (3, 11);
+/// v12 has v11's layout; the bump tells the broker the client runs transaction
+/// version 2 (KIP-890), so a transactional batch adds its partition.
+pub const PRODUCE_VERSIONS: (i16, i16) = (3, 12);
 
 /// First version with the flexible (compact, tagged) encoding.
 const FLEXIBLE_MIN: i16 = 9;

@@ -1,13 +1,20 @@
 //! Produce: split per owner shard (one mesh message per shard), append
 //! there, merge the answers in request order. acks=0 gets no response;
 //! acks=all waits for the group-commit fdatasync.
+//!
+//! Transactional batches need the request's transactional id: without it
+//! the whole request is refused with TRANSACTIONAL_ID_AUTHORIZATION_FAILED
+//! before anything is appended, as Kafka does. The version travels with each
+//! entry because it decides how a transaction's first batch in a partition
+//! is checked (KIP-890): below v12 the partition must already be in the
+//! transaction, from v12 the leader adds it.
 
 use std::rc::Rc;
 
 use bytes::Bytes;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse, RequestHeader};
-use sluice_engine::ShardId;
+use sluice_engine::{batch, ShardId};
 
 use super::{encode, str_bytes};
 use crate::broker::{
@@ -16,13 +23,75 @@ use crate::broker::{
 };
 use crate::errors::code;
 
-pub const VERSIONS: (i16, i16) = (3, 11);
+pub const VERSIONS: (i16, i16) = (3, 12);
+
+/// Whether the first batch of a partition's records is transactional, as
+/// Kafka decides it for the whole request (only the first batch of each
+/// partition is looked at). Records too short for a header, or of another
+/// magic, are left to validation.
+fn first_batch_is_transactional(records: &[u8]) -> bool {
+    if records.get(batch::MAGIC_AT).copied() != Some(batch::MAGIC_V2 as u8) {
+        return false;
+    }
+    match records.get(batch::ATTRIBUTES_AT..batch::ATTRIBUTES_AT + 2) {
+        Some(&[high, low]) => {
+            i16::from_be_bytes([high, low]) & batch::attributes::TRANSACTIONAL != 0
+        }
+        _ => false,
+    }
+}
+
+/// Kafka's answer to transactional records without a transactional id:
+/// every partition TRANSACTIONAL_ID_AUTHORIZATION_FAILED, nothing appended;
+/// with acks=0 there is no response, so the connection is closed.
+fn refuse_without_transactional_id(header: &RequestHeader, request: &ProduceRequest) -> Vec<Bytes> {
+    if request.acks == 0 {
+        return Vec::new();
+    }
+    let mut response = ProduceResponse::default();
+    response.responses = request
+        .topic_data
+        .iter()
+        .map(|topic| {
+            let mut topic_response = TopicProduceResponse::default();
+            topic_response.name = topic.name.clone();
+            topic_response.partition_responses = topic
+                .partition_data
+                .iter()
+                .map(|partition| {
+                    let mut partition_response = PartitionProduceResponse::default();
+                    partition_response.index = partition.index;
+                    partition_response.error_code = code::TRANSACTIONAL_ID_AUTHORIZATION_FAILED;
+                    partition_response.base_offset = -1;
+                    partition_response.log_append_time_ms = -1;
+                    if header.request_api_version >= 5 {
+                        partition_response.log_start_offset = -1;
+                    }
+                    partition_response
+                })
+                .collect();
+            topic_response
+        })
+        .collect();
+    encode(&response, header.request_api_version)
+}
 
 pub async fn handle(
     broker: &Rc<Broker>,
     header: &RequestHeader,
     request: ProduceRequest,
 ) -> Option<Vec<Bytes>> {
+    let transactional_records = request.topic_data.iter().any(|topic| {
+        topic.partition_data.iter().any(|partition| {
+            partition
+                .records
+                .as_deref()
+                .is_some_and(first_batch_is_transactional)
+        })
+    });
+    if transactional_records && request.transactional_id.is_none() {
+        return Some(refuse_without_transactional_id(header, &request));
+    }
     let acks = request.acks;
     let valid_acks = (-1..=1).contains(&acks);
     // Positions of every partition in the request, grouped by owner shard.
@@ -64,6 +133,7 @@ pub async fn handle(
                             .transactional_id
                             .as_ref()
                             .map(|id| id.to_string()),
+                        version: header.request_api_version,
                     });
                 }
             }
@@ -138,4 +208,73 @@ pub async fn handle(
         })
         .collect();
     Some(encode(&response, header.request_api_version))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::broker::txn_produce_error;
+    use sluice_engine::batch::{build_batch, build_batch_with, BuildBatch};
+
+    #[test]
+    fn only_a_v2_transactional_first_batch_counts() {
+        let transactional = build_batch_with(
+            BuildBatch {
+                producer_id: 7,
+                producer_epoch: 0,
+                base_sequence: 0,
+                attributes: batch::attributes::TRANSACTIONAL,
+                ..BuildBatch::default()
+            },
+            &[b"x"],
+        );
+        assert!(first_batch_is_transactional(&transactional));
+        assert!(!first_batch_is_transactional(&build_batch(0, &[b"x"])));
+        // Too short for the attributes, or another magic: left to validation.
+        assert!(!first_batch_is_transactional(
+            &transactional[..batch::ATTRIBUTES_AT + 1]
+        ));
+        assert!(!first_batch_is_transactional(&[]));
+        let mut old_magic = transactional.clone();
+        old_magic[batch::MAGIC_AT] = 1;
+        assert!(!first_batch_is_transactional(&old_magic));
+    }
+
+    #[test]
+    fn coordinator_answers_become_kafkas_produce_errors() {
+        let error = |version, coordinator| txn_produce_error(version, coordinator).0;
+        for version in [3, 9, 11, 12] {
+            assert_eq!(
+                error(version, code::PRODUCER_FENCED),
+                code::INVALID_PRODUCER_EPOCH
+            );
+            for retriable in [
+                code::COORDINATOR_LOAD_IN_PROGRESS,
+                code::COORDINATOR_NOT_AVAILABLE,
+                code::NOT_COORDINATOR,
+            ] {
+                assert_eq!(error(version, retriable), code::NOT_ENOUGH_REPLICAS);
+            }
+            assert_eq!(
+                error(version, code::INVALID_PRODUCER_ID_MAPPING),
+                code::INVALID_PRODUCER_ID_MAPPING
+            );
+        }
+        assert_eq!(
+            error(10, code::TRANSACTION_ABORTABLE),
+            code::INVALID_TXN_STATE
+        );
+        assert_eq!(
+            error(11, code::TRANSACTION_ABORTABLE),
+            code::TRANSACTION_ABORTABLE
+        );
+        assert_eq!(
+            error(11, code::CONCURRENT_TRANSACTIONS),
+            code::NOT_ENOUGH_REPLICAS
+        );
+        assert_eq!(
+            error(12, code::CONCURRENT_TRANSACTIONS),
+            code::CONCURRENT_TRANSACTIONS
+        );
+    }
 }

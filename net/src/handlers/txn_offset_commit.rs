@@ -1,5 +1,12 @@
 //! TxnOffsetCommit: offsets committed inside a transaction, sent to the
 //! group's coordinator shard; they become visible with the commit marker.
+//!
+//! Before the group writes anything, the transaction coordinator is asked
+//! about the group's `__consumer_offsets` partition, as Kafka 4 does: from
+//! v5 (transaction version 2, no AddOffsetsToTxn) it adds the partition to
+//! the transaction; below v5 it only verifies that AddOffsetsToTxn added it
+//! (KIP-890 part 1), else the transaction's end would write no marker there
+//! and the offsets would stay pending for ever.
 
 use std::rc::Rc;
 
@@ -14,8 +21,61 @@ use super::encode;
 use crate::broker::Broker;
 use crate::errors::code;
 use crate::groups::{self, GroupRequest, GroupResponse};
+use crate::txn::{self, TxnRequest, TxnResponse};
 
 pub const VERSIONS: (i16, i16) = (0, 5);
+
+/// First version of transaction version 2: the group's offsets partition
+/// is added to the transaction implicitly.
+pub const ADD_PARTITION_VERSION: i16 = 5;
+/// First version that knows TRANSACTION_ABORTABLE (KIP-1050).
+pub const TRANSACTION_ABORTABLE_VERSION: i16 = 4;
+
+/// Adds (v5+) or verifies (below) the group's offsets partition in the
+/// transaction. `Err` is the error every partition gets, converted as
+/// Kafka converts the coordinator's answer: a fenced epoch is
+/// INVALID_PRODUCER_EPOCH, and "not in the transaction" is
+/// TRANSACTION_ABORTABLE for clients that know it, else INVALID_TXN_STATE.
+async fn add_offsets_partition(
+    broker: &Rc<Broker>,
+    version: i16,
+    request: &TxnOffsetCommitRequest,
+) -> Result<(), i16> {
+    let id = request.transactional_id.to_string();
+    if id.is_empty() {
+        return Err(code::INVALID_REQUEST);
+    }
+    let partitions = groups::ensure_offsets_topic(broker).await?;
+    let partition =
+        sluice_engine::shard::coordinator_partition(request.group_id.as_str(), partitions);
+    let add = TxnRequest::AddPartitions {
+        transactional_id: id.clone(),
+        producer_id: request.producer_id.0,
+        producer_epoch: request.producer_epoch,
+        partitions: vec![(groups::OFFSETS_TOPIC.to_string(), partition)],
+        verify_only: version < ADD_PARTITION_VERSION,
+    };
+    let error = match txn::route(broker, &id, add).await {
+        Ok(TxnResponse::AddPartitions(Ok(errors))) => match errors.first() {
+            Some(&code::NONE) => return Ok(()),
+            Some(&code::INVALID_TXN_STATE) => code::TRANSACTION_ABORTABLE,
+            Some(&other) => other,
+            None => code::UNKNOWN_SERVER_ERROR,
+        },
+        Ok(TxnResponse::AddPartitions(Err(error))) => error,
+        Ok(_) => code::UNKNOWN_SERVER_ERROR,
+        // No state topic: no transaction can hold the partition.
+        Err(code::NOT_COORDINATOR) => code::TRANSACTION_ABORTABLE,
+        Err(error) => error,
+    };
+    Err(match error {
+        code::PRODUCER_FENCED => code::INVALID_PRODUCER_EPOCH,
+        code::TRANSACTION_ABORTABLE if version < TRANSACTION_ABORTABLE_VERSION => {
+            code::INVALID_TXN_STATE
+        }
+        other => other,
+    })
+}
 
 pub async fn handle(
     broker: &Rc<Broker>,
@@ -38,13 +98,18 @@ pub async fn handle(
             )
         })
         .collect();
-    let errors: Vec<Vec<i16>> = match groups::route(
-        broker,
-        &group_id,
-        GroupRequest::TxnOffsetCommit { request, version },
-    )
-    .await
-    {
+    let answer = match add_offsets_partition(broker, version, &request).await {
+        Err(error_code) => Err(error_code),
+        Ok(()) => {
+            groups::route(
+                broker,
+                &group_id,
+                GroupRequest::TxnOffsetCommit { request, version },
+            )
+            .await
+        }
+    };
+    let errors: Vec<Vec<i16>> = match answer {
         Ok(GroupResponse::OffsetCommit(outcome)) => outcome.topics,
         other => {
             let error_code = match other {
