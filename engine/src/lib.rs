@@ -37,7 +37,7 @@ pub mod types;
 
 pub use cache::BatchCache;
 pub use error::{AppendError, OpenError, ProducerError, ReadError, StorageError};
-pub use log::{Appended, LogConfig, OffsetQuery, Offsets, PartitionLog, ReadChunks};
+pub use log::{Appended, LogConfig, OffsetQuery, Offsets, PartitionLog, ReadChunks, TxnGuard};
 pub use metadata::{ClusterMetadata, FileMetadataStore, MetadataStore, TopicMetadata};
 pub use producer::ProducerInfo;
 pub use shard::{shard_for, Mesh, ShardPlan};

@@ -15,7 +15,7 @@
 //! waits until nothing else is in flight.
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::rc::{Rc, Weak};
 use std::time::Duration;
@@ -297,6 +297,10 @@ struct Inner<S: Storage> {
     writer_running: bool,
     syncer_running: bool,
     sync_wanted: bool,
+    /// Producers with a transactional append between its coordinator
+    /// check and the append itself, and how many markers for them (or
+    /// truncations) happened meanwhile; see [`TxnGuard`].
+    txn_guards: HashMap<i64, TxnGuardState>,
     closed: bool,
     /// The last recovery point written: segment base and position.
     recovery_point_at: Option<(i64, u64)>,
@@ -663,6 +667,7 @@ impl<S: Storage> PartitionLog<S> {
             syncer_running: false,
             sync_wanted: false,
             recovery_point_at: None,
+            txn_guards: HashMap::new(),
             closed: false,
         };
         inner.check_offsets();
@@ -887,6 +892,11 @@ impl<S: Storage> PartitionLog<S> {
             } else {
                 None
             };
+            if control.is_some() && header.has_producer_id() {
+                if let Some(guard) = inner.txn_guards.get_mut(&header.producer_id) {
+                    guard.ends += 1;
+                }
+            }
             if let Some(aborted) = record_batch(&mut inner.producers, &header, control) {
                 inner.active_mut().aborted.push(aborted);
             }
@@ -972,6 +982,22 @@ impl<S: Storage> PartitionLog<S> {
             .borrow()
             .producers
             .ongoing_txn_first_offset(producer_id)
+    }
+
+    /// Starts guarding `producer_id`'s next transactional append: taken
+    /// before asking the coordinator whether the partition is in the
+    /// producer's transaction, checked right before appending. A marker for
+    /// the producer (a timeout abort) landing in between would otherwise let
+    /// the batch open a transaction that no marker ever ends.
+    pub fn txn_guard(&self, producer_id: i64) -> TxnGuard<S> {
+        let mut inner = self.inner.borrow_mut();
+        let state = inner.txn_guards.entry(producer_id).or_default();
+        state.holders += 1;
+        TxnGuard {
+            log: self.weak_self.clone(),
+            producer_id,
+            ends_seen: state.ends,
+        }
     }
 
     /// Every producer this partition remembers (DescribeProducers).
@@ -2122,6 +2148,11 @@ impl<S: Storage> PartitionLog<S> {
             let lowered_start = (inner.log_start > new_leo).then_some(new_leo);
             inner.log_start = inner.log_start.min(new_leo);
             inner.producers = producers;
+            // Truncation may have cut a transaction's batches: guarded
+            // appends must check with the coordinator again.
+            for guard in inner.txn_guards.values_mut() {
+                guard.ends += 1;
+            }
             inner.check_offsets();
             (released, lowered_start)
         };
@@ -2838,6 +2869,53 @@ struct RecoveryCapture {
     point: RecoveryPoint,
     index: SegmentIndex,
     producers: ProducerState,
+}
+
+#[derive(Default)]
+struct TxnGuardState {
+    holders: u32,
+    ends: u64,
+}
+
+/// See [`PartitionLog::txn_guard`]; dropping it ends the guard.
+pub struct TxnGuard<S: Storage> {
+    log: Weak<PartitionLog<S>>,
+    producer_id: i64,
+    ends_seen: u64,
+}
+
+impl<S: Storage> TxnGuard<S> {
+    /// Whether a transactional append may go ahead: the producer's
+    /// transaction is open here, or nothing ended it since the guard began.
+    pub fn holds(&self) -> bool {
+        let Some(log) = self.log.upgrade() else {
+            return false;
+        };
+        let inner = log.inner.borrow();
+        inner
+            .producers
+            .ongoing_txn_first_offset(self.producer_id)
+            .is_some()
+            || inner
+                .txn_guards
+                .get(&self.producer_id)
+                .is_some_and(|state| state.ends == self.ends_seen)
+    }
+}
+
+impl<S: Storage> Drop for TxnGuard<S> {
+    fn drop(&mut self) {
+        let Some(log) = self.log.upgrade() else {
+            return;
+        };
+        let mut inner = log.inner.borrow_mut();
+        if let Some(state) = inner.txn_guards.get_mut(&self.producer_id) {
+            state.holders = state.holders.saturating_sub(1);
+            if state.holders == 0 {
+                inner.txn_guards.remove(&self.producer_id);
+            }
+        }
+    }
 }
 
 /// Replays one batch into the producer state, as `append` recorded it; an

@@ -836,3 +836,70 @@ fn aborted_index_follows_its_segment() {
         .expect("start an executor");
     assert!(handle.join().is_ok(), "the retention scenario failed");
 }
+
+/// A transactional append's guard (taken before the coordinator check) is
+/// voided by a marker for its producer, and only by one for its producer,
+/// unless the producer's transaction is open on the partition.
+#[test]
+fn txn_guard_is_voided_by_the_producers_marker() {
+    let handle = LocalExecutorBuilder::default()
+        .name("txn-guard")
+        .spawn(|| async {
+            let config = LogConfig {
+                preallocate: false,
+                ..LogConfig::default()
+            };
+            let cache = BatchCache::new(64 * 1024 * 1024);
+            let storage = MemStorage::new(1);
+            let dir = PathBuf::from("/data/txn-guard-0");
+            let log = open(&storage, &dir, &config, &cache).await;
+            let data = |producer_id: i64, sequence: i32| {
+                let bytes = Bytes::from(batch::build_batch_with(
+                    BuildBatch {
+                        base_timestamp: TIMESTAMP_START,
+                        producer_id,
+                        producer_epoch: 0,
+                        base_sequence: sequence,
+                        attributes: attributes::TRANSACTIONAL,
+                    },
+                    &[b"v".as_slice()],
+                ));
+                let header = batch::validate(&bytes, usize::MAX).expect("valid");
+                (header, bytes)
+            };
+            let abort = |producer_id: i64| TxnMarker {
+                producer_id,
+                producer_epoch: 0,
+                commit: false,
+                coordinator_epoch: 0,
+            };
+            // Nothing happened meanwhile: the guard holds.
+            let quiet = log.txn_guard(1);
+            assert!(quiet.holds());
+            drop(quiet);
+            // Another producer's marker does not void it.
+            let guard = log.txn_guard(1);
+            log.append(&[data(2, 0)]).expect("append");
+            log.append_marker(abort(2)).expect("marker");
+            assert!(guard.holds(), "another producer's marker voided the guard");
+            // Its own marker (a timeout abort) does.
+            log.append_marker(abort(1)).expect("marker");
+            assert!(
+                !guard.holds(),
+                "the producer's own marker left the guard holding"
+            );
+            drop(guard);
+            // Once its transaction is open here, the guard holds again.
+            let open_guard = log.txn_guard(1);
+            log.append(&[data(1, 0)]).expect("append");
+            log.append_marker(abort(3)).expect("marker");
+            assert!(open_guard.holds());
+            drop(open_guard);
+            // A fresh guard starts from the current count.
+            assert!(log.txn_guard(1).holds());
+            log.close().await.expect("close");
+            drop_log(log).await;
+        })
+        .expect("start an executor");
+    handle.join().expect("txn guard test");
+}

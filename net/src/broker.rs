@@ -934,6 +934,12 @@ impl Broker {
                 outcomes.push(outcome);
                 continue;
             }
+            // Taken before anything awaits: a marker for this producer
+            // between the checks below and the append must void them.
+            let guard = batches
+                .first()
+                .filter(|(header, _)| header.is_transactional() && header.has_producer_id())
+                .map(|(header, _)| log.txn_guard(header.producer_id));
             let verified = self.verify_txn_batch(
                 (&entry.topic, entry.partition),
                 entry.transactional_id.as_deref(),
@@ -949,6 +955,14 @@ impl Broker {
             }
             if log.is_backlogged() {
                 log.wait_for_room().await;
+            }
+            if guard.as_ref().is_some_and(|guard| !guard.holds()) {
+                let (error_code, _) = txn_produce_error(entry.version, code::TRANSACTION_ABORTABLE);
+                outcome.error_code = error_code;
+                outcome.error_message =
+                    Some("the transaction ended while this batch was checked".to_string());
+                outcomes.push(outcome);
+                continue;
             }
             match log.append(&batches) {
                 Ok(appended) => {
