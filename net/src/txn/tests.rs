@@ -1,7 +1,9 @@
 //! The coordinator through a one-shard broker: a transaction decided
 //! (PrepareCommit durable) but not completed is completed when its state
-//! partition is loaded again, markers included.
-
+//! partition is loaded again; a refused state write leaves the old state
+//! and maps the error as Kafka does; a request during a pending transition
+//! sees only durable state; a rewrite during one keeps it; exhausted epochs
+//! end with markers at Short.MAX_VALUE on the timeout and EndTxn v5 paths.
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -504,5 +506,198 @@ fn a_rewrite_keeps_the_state_of_a_transition_in_flight() {
             (before_other.producer_id, before_other.producer_epoch)
         );
         assert_eq!(before_other.producer_epoch, other.1 + 20);
+    });
+}
+
+/// Moves an id to the last usable epoch through the log, as a long life
+/// of bumps would have.
+async fn move_to_last_usable_epoch(broker: &Rc<Broker>, id: &str) -> (i64, i16) {
+    let meta = broker
+        .txns
+        .txns
+        .borrow()
+        .get(id)
+        .cloned()
+        .expect("installed");
+    let mut next = meta.clone();
+    next.producer_epoch = coordinator::EPOCH_LAST_USABLE;
+    let pair = (next.producer_id, next.producer_epoch);
+    broker
+        .txns
+        .transit(broker, Some(meta), Some(next))
+        .await
+        .expect("durable");
+    pair
+}
+
+/// Appends one transactional batch of `pair` to `data`-0 (so the partition
+/// knows the producer at that epoch) and waits until it is durable.
+async fn append_transactional(broker: &Rc<Broker>, pair: (i64, i16)) {
+    let options = sluice_engine::batch::BuildBatch {
+        producer_id: pair.0,
+        producer_epoch: pair.1,
+        base_sequence: 0,
+        attributes: sluice_engine::batch::attributes::TRANSACTIONAL,
+        base_timestamp: now_ms(),
+    };
+    let bytes = bytes::Bytes::from(sluice_engine::batch::build_batch_with(
+        options,
+        &[b"value".as_slice()],
+    ));
+    let header = batch::validate(&bytes, usize::MAX).expect("a valid batch");
+    let log = broker.log("data", 0).expect("data log");
+    let appended = log.append(&[(header, bytes)]).expect("appended");
+    log.wait_durable(appended.last_offset.0 + 1)
+        .await
+        .expect("durable");
+    let offsets = log.offsets();
+    assert!(
+        offsets.lso < offsets.hw,
+        "the transaction is open: {offsets:?}"
+    );
+}
+
+/// Waits until the `data`-0 transaction is closed by its marker.
+async fn wait_closed(broker: &Rc<Broker>) {
+    let log = broker.log("data", 0).expect("data log");
+    for _ in 0..200 {
+        let offsets = log.offsets();
+        if offsets.lso == offsets.hw && offsets.hw == offsets.leo {
+            return;
+        }
+        glommio::timer::sleep(Duration::from_millis(20)).await;
+    }
+    panic!(
+        "the marker never closed the transaction: {:?}",
+        log.offsets()
+    );
+}
+
+#[test]
+fn a_timeout_abort_at_the_last_usable_epoch_writes_its_marker_at_short_max() {
+    run(None, |broker| async move {
+        let id = "exhausted-timeout";
+        let answer = serve_loaded(&broker, || TxnRequest::InitProducerId {
+            transactional_id: id.into(),
+            timeout_ms: 50,
+            producer_id: -1,
+            producer_epoch: -1,
+        })
+        .await;
+        assert!(matches!(
+            answer,
+            TxnResponse::Producer {
+                error_code: code::NONE,
+                ..
+            }
+        ));
+        let pair = move_to_last_usable_epoch(&broker, id).await;
+        let added = serve(&broker, add_request(id, pair, vec![("data".into(), 0)])).await;
+        assert!(
+            matches!(&added, TxnResponse::AddPartitions(Ok(_))),
+            "{added:?}"
+        );
+        append_transactional(&broker, pair).await;
+
+        glommio::timer::sleep(Duration::from_millis(100)).await;
+        broker.txns.abort_timed_out(&broker).await;
+        for _ in 0..200 {
+            if described(&broker, id).state == "CompleteAbort" {
+                break;
+            }
+            glommio::timer::sleep(Duration::from_millis(20)).await;
+        }
+        let state = described(&broker, id);
+        assert_eq!(state.state, "CompleteAbort");
+        assert_eq!(
+            (state.producer_id, state.producer_epoch),
+            (pair.0, i16::MAX)
+        );
+        // The partition took the abort marker at Short.MAX_VALUE, above the
+        // producer's epoch there.
+        wait_closed(&broker).await;
+
+        // The timed-out producer is fenced, also when it tries to recover.
+        let recovered = serve(
+            &broker,
+            TxnRequest::InitProducerId {
+                transactional_id: id.into(),
+                timeout_ms: 60_000,
+                producer_id: pair.0,
+                producer_epoch: pair.1,
+            },
+        )
+        .await;
+        assert!(
+            matches!(
+                recovered,
+                TxnResponse::Producer {
+                    error_code: code::PRODUCER_FENCED,
+                    ..
+                }
+            ),
+            "{recovered:?}"
+        );
+        // A new producer continues under a new producer id at epoch 0.
+        let fresh = init(&broker, id).await;
+        assert_ne!(fresh.0, pair.0);
+        assert_eq!(fresh.1, 0);
+        let state = described(&broker, id);
+        assert_eq!((state.state, state.producer_id), ("Empty", fresh.0));
+    });
+}
+
+#[test]
+fn an_end_txn_v5_at_the_last_usable_epoch_moves_to_a_new_producer_id() {
+    run(None, |broker| async move {
+        let id = "exhausted-v2";
+        init(&broker, id).await;
+        let pair = move_to_last_usable_epoch(&broker, id).await;
+        let added = serve(&broker, add_request(id, pair, vec![("data".into(), 0)])).await;
+        assert!(
+            matches!(&added, TxnResponse::AddPartitions(Ok(_))),
+            "{added:?}"
+        );
+        append_transactional(&broker, pair).await;
+
+        let ended = serve(
+            &broker,
+            TxnRequest::EndTxn {
+                transactional_id: id.into(),
+                producer_id: pair.0,
+                producer_epoch: pair.1,
+                commit: true,
+                bump_epoch: true,
+            },
+        )
+        .await;
+        let TxnResponse::Producer {
+            error_code,
+            producer_id,
+            producer_epoch,
+        } = ended
+        else {
+            panic!("unexpected answer {ended:?}");
+        };
+        assert_eq!(error_code, code::NONE);
+        assert_ne!(producer_id, pair.0, "a new producer id");
+        assert_eq!(producer_epoch, 0);
+        // The commit marker went out under the old id at Short.MAX_VALUE:
+        // the partition, which saw the last usable epoch, took it.
+        wait_closed(&broker).await;
+        let state = described(&broker, id);
+        assert_eq!(state.state, "CompleteCommit");
+        assert_eq!((state.producer_id, state.producer_epoch), (producer_id, 0));
+
+        // The new pair starts the next transaction.
+        let added = serve(
+            &broker,
+            add_request(id, (producer_id, 0), vec![("data".into(), 0)]),
+        )
+        .await;
+        assert!(
+            matches!(&added, TxnResponse::AddPartitions(Ok(errors)) if errors == &vec![code::NONE]),
+            "{added:?}"
+        );
     });
 }
