@@ -4,6 +4,7 @@
 //! and maps the error as Kafka does; a request during a pending transition
 //! sees only durable state; a rewrite during one keeps it; exhausted epochs
 //! end with markers at Short.MAX_VALUE on the timeout and EndTxn v5 paths.
+
 use std::sync::Arc;
 use std::time::Duration;
 
