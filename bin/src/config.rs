@@ -464,6 +464,21 @@ mod tests {
     }
 
     #[test]
+    fn the_transaction_state_rewrite_threshold_applies_and_is_checked() {
+        let args = |list: &[&str]| -> Vec<String> { list.iter().map(|s| s.to_string()).collect() };
+        let defaults = from_args(&[]).unwrap();
+        assert_eq!(defaults.txn.rewrite_records_min, 100_000);
+        let config = from_args(&args(&["--transaction-state-rewrite-records-min", "200"])).unwrap();
+        assert_eq!(config.txn.rewrite_records_min, 200);
+        let error =
+            from_args(&args(&["--transaction-state-rewrite-records-min", "0"])).unwrap_err();
+        assert!(
+            error.contains("transaction_state_rewrite_records_min"),
+            "{error}"
+        );
+    }
+
+    #[test]
     fn file_values_are_checked() {
         let dir = std::env::temp_dir().join(format!("sluice-config-test-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
