@@ -15,7 +15,7 @@ use crate::constants::{
     OFFSETS_RETENTION_MS_DEFAULT, OFFSETS_REWRITE_RECORDS_MIN_DEFAULT,
     OFFSETS_TOPIC_PARTITIONS_DEFAULT, TRANSACTIONAL_ID_EXPIRATION_MS_DEFAULT,
     TRANSACTION_ABORT_CHECK_INTERVAL_MS_DEFAULT, TRANSACTION_MAX_TIMEOUT_MS_DEFAULT,
-    TRANSACTION_STATE_PARTITIONS_DEFAULT,
+    TRANSACTION_STATE_PARTITIONS_DEFAULT, TXN_REWRITE_RECORDS_MIN_DEFAULT,
 };
 
 /// Transaction coordinator settings (Kafka's names in the comments).
@@ -30,6 +30,9 @@ pub struct TxnConfig {
     pub id_expiration_ms: i64,
     /// `transaction.abort.timed.out.transaction.cleanup.interval.ms`.
     pub abort_check_interval_ms: u64,
+    /// Smallest `__transaction_state` partition log (in records) that is
+    /// rewritten to bound replay.
+    pub rewrite_records_min: i64,
 }
 
 impl Default for TxnConfig {
@@ -39,6 +42,7 @@ impl Default for TxnConfig {
             max_timeout_ms: TRANSACTION_MAX_TIMEOUT_MS_DEFAULT,
             id_expiration_ms: TRANSACTIONAL_ID_EXPIRATION_MS_DEFAULT,
             abort_check_interval_ms: TRANSACTION_ABORT_CHECK_INTERVAL_MS_DEFAULT,
+            rewrite_records_min: TXN_REWRITE_RECORDS_MIN_DEFAULT,
         }
     }
 }

@@ -143,8 +143,15 @@ pub const TXN_LOAD_READ_BYTES: usize = 1024 * 1024;
 
 /// A `__transaction_state` partition is rewritten (live state appended
 /// again, log start moved past the rest) once it holds this many records
-/// and more than `OFFSETS_REWRITE_RATIO` times its live ones.
-pub const TXN_REWRITE_RECORDS_MIN: i64 = 100_000;
+/// and more than `OFFSETS_REWRITE_RATIO` times its live ones (the default
+/// of `transaction_state_rewrite_records_min`).
+pub const TXN_REWRITE_RECORDS_MIN_DEFAULT: i64 = 100_000;
+
+/// Passes of one InitProducerId: creating the id, aborting an Ongoing
+/// transaction, allocating a new producer id and the bump itself each take
+/// one; a request still racing others after these answers
+/// CONCURRENT_TRANSACTIONS.
+pub const TXN_INIT_PASSES_MAX: usize = 4;
 
 const _: () = assert!(
     IN_FLIGHT_REQUESTS_MAX >= 5,

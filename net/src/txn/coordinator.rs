@@ -1,5 +1,14 @@
 //! The transaction state machine: what each request does to an id's state,
 //! with Kafka's error rules, and the marker writes that end a transaction.
+//!
+//! Every change is a transition: a pure function computes the next state
+//! from the installed one (`init_transition`, `add_transition`,
+//! `end_transition`, `fence_transition`, `complete_transition`), then
+//! `transit` marks the id pending, appends the next state, waits until it is
+//! durable and only then installs it. Memory therefore never runs ahead of
+//! the log: a failed append leaves the old state installed, and a request
+//! arriving while an append is in flight sees the last durable state (and
+//! answers CONCURRENT_TRANSACTIONS where Kafka does).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
@@ -8,10 +17,11 @@ use std::time::Duration;
 use sluice_engine::txn::TxnMarker;
 
 use super::records::{self, TxnStatus, TxnValue};
-use super::{now_ms, write_error_code, DescribedTxn, ListedTxn, TxnCoordinator};
+use super::{now_ms, write_error_code, DescribedTxn, ListedTxn, TxnCoordinator, WriteError};
 use crate::broker::{Broker, ControllerRequest, ShardResponse};
 use crate::constants::{
-    TXN_END_WAIT_MS, TXN_MARKER_RETRY_MS, TXN_MARKER_TIMEOUT_MS, TXN_PARTITIONS_MAX,
+    TXN_END_WAIT_MS, TXN_INIT_PASSES_MAX, TXN_MARKER_RETRY_MS, TXN_MARKER_TIMEOUT_MS,
+    TXN_PARTITIONS_MAX,
 };
 use crate::errors::code;
 use crate::groups::records::KeyedRecord;
@@ -19,13 +29,13 @@ use crate::groups::{self, GroupRequest, OFFSETS_TOPIC};
 
 /// The highest epoch handed out; at it, the next bump allocates a new
 /// producer id (Kafka keeps `Short.MAX_VALUE` free for fencing).
-const EPOCH_LAST_USABLE: i16 = i16::MAX - 1;
+pub(super) const EPOCH_LAST_USABLE: i16 = i16::MAX - 1;
 
 /// The coordinator epoch written in markers: one broker, never re-elected.
 const COORDINATOR_EPOCH: i32 = 0;
 
 /// One transactional id's state.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct TxnMeta {
     pub id: String,
     /// Its `__transaction_state` partition.
@@ -104,6 +114,408 @@ struct Ending {
     partitions: Vec<(String, i32)>,
 }
 
+/// A transition in flight: its state is appended but not yet durable, so
+/// not installed.
+#[derive(Debug)]
+pub(super) struct Pending {
+    pub partition: i32,
+    /// Tells this transition from a later one of the same id.
+    pub token: u64,
+    /// The state appended (`None`: a tombstone); a log rewrite copies it.
+    pub next: Option<TxnMeta>,
+}
+
+/// A transition between its append and its install.
+pub(super) struct Transit {
+    id: String,
+    partition: i32,
+    token: u64,
+    /// The offset after the appended record.
+    end: i64,
+    from: Option<TxnMeta>,
+    next: Option<TxnMeta>,
+}
+
+/// Why a transition was not installed.
+#[derive(Debug)]
+pub(super) enum TransitError {
+    /// Another transition of the id is pending, or the installed state is
+    /// no longer the one the transition was computed from.
+    Concurrent,
+    /// The append or its sync failed; the old state stays installed.
+    Write(WriteError),
+}
+
+impl TransitError {
+    /// The error the client gets.
+    pub(super) fn code(&self) -> i16 {
+        match self {
+            TransitError::Concurrent => code::CONCURRENT_TRANSACTIONS,
+            TransitError::Write(error) => write_error_code(error),
+        }
+    }
+}
+
+impl std::fmt::Display for TransitError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TransitError::Concurrent => write!(f, "another transition of the id is in flight"),
+            TransitError::Write(error) => write!(f, "{error}"),
+        }
+    }
+}
+
+/// Whether an Ongoing transaction passed its timeout.
+fn timed_out(meta: &TxnMeta, now: i64) -> bool {
+    meta.status == TxnStatus::Ongoing
+        && meta.start_ms >= 0
+        && now.saturating_sub(meta.start_ms) > i64::from(meta.timeout_ms)
+}
+
+/// What InitProducerId does with an existing id.
+#[derive(Debug, PartialEq)]
+pub(super) enum InitStep {
+    /// Answer with this producer id and epoch, writing nothing (a retry of
+    /// a bump that already happened).
+    Answer(i64, i16),
+    /// A transaction is Ongoing: abort it first, fencing its producer.
+    AbortFirst,
+    /// The epoch is exhausted: a new producer id must be allocated first.
+    NeedProducerId,
+    /// Install this state and answer with its producer id and epoch.
+    Next(TxnMeta),
+}
+
+/// What EndTxn does.
+#[derive(Debug, PartialEq)]
+pub(super) enum EndStep {
+    /// Answer with this producer id and epoch, writing nothing (a retry of
+    /// an end that already happened).
+    Answer(i64, i16),
+    /// Transaction version 2 at an exhausted epoch: a new producer id must
+    /// be allocated first.
+    NeedProducerId,
+    /// Install this Prepare* state, then complete the transaction.
+    Next(TxnMeta),
+}
+
+/// The state of a new transactional id.
+pub(super) fn new_meta(
+    id: &str,
+    partition: i32,
+    producer_id: i64,
+    timeout_ms: i32,
+    now: i64,
+) -> TxnMeta {
+    TxnMeta {
+        id: id.to_string(),
+        partition,
+        producer_id,
+        previous_producer_id: -1,
+        next_producer_id: -1,
+        producer_epoch: 0,
+        last_producer_epoch: -1,
+        timeout_ms,
+        status: TxnStatus::Empty,
+        partitions: BTreeSet::new(),
+        start_ms: -1,
+        last_update_ms: now,
+        client_transaction_version: 0,
+        completion: 0,
+    }
+}
+
+/// InitProducerId on an existing id (Kafka's order of checks: a pending
+/// transition, the KIP-360 producer id, the state, then the epoch).
+/// `new_producer_id` is the id allocated after an earlier
+/// `NeedProducerId`.
+pub(super) fn init_transition(
+    meta: &TxnMeta,
+    pending: bool,
+    timeout_ms: i32,
+    expected_id: i64,
+    expected_epoch: i16,
+    new_producer_id: Option<i64>,
+    now: i64,
+) -> Result<InitStep, i16> {
+    if pending {
+        return Err(code::CONCURRENT_TRANSACTIONS);
+    }
+    // KIP-360: a client recovering names the id and epoch it had.
+    let recovering = expected_id >= 0 || expected_epoch >= 0;
+    if recovering {
+        // The current producer id, or the one before a move to a new id
+        // (the client may not have seen that answer).
+        let known = expected_id == meta.producer_id
+            || (expected_id >= 0
+                && expected_id == meta.previous_producer_id
+                && expected_epoch >= EPOCH_LAST_USABLE);
+        if !known {
+            return Err(code::PRODUCER_FENCED);
+        }
+    }
+    let current = expected_id == meta.producer_id && expected_epoch == meta.producer_epoch;
+    match meta.status {
+        TxnStatus::PrepareCommit
+        | TxnStatus::PrepareAbort
+        | TxnStatus::PrepareEpochFence
+        | TxnStatus::Dead => return Err(code::CONCURRENT_TRANSACTIONS),
+        TxnStatus::Ongoing if recovering && !current => return Err(code::PRODUCER_FENCED),
+        TxnStatus::Ongoing => return Ok(InitStep::AbortFirst),
+        TxnStatus::Empty | TxnStatus::CompleteCommit | TxnStatus::CompleteAbort => {}
+    }
+    if recovering && !current {
+        // A retry of a bump that happened: the epoch before it was
+        // recorded only when the bump itself was a recovery (a new
+        // producer's InitProducerId clears it, fencing the old one). The
+        // fence epoch (Short.MAX_VALUE) is never handed out.
+        let retried = meta.last_producer_epoch >= 0
+            && expected_epoch == meta.last_producer_epoch
+            && meta.producer_epoch <= EPOCH_LAST_USABLE;
+        if retried {
+            return Ok(InitStep::Answer(meta.producer_id, meta.producer_epoch));
+        }
+        return Err(code::PRODUCER_FENCED);
+    }
+    let mut next = meta.clone();
+    if meta.producer_epoch >= EPOCH_LAST_USABLE {
+        let Some(new_id) = new_producer_id else {
+            return Ok(InitStep::NeedProducerId);
+        };
+        next.previous_producer_id = meta.producer_id;
+        next.producer_id = new_id;
+        next.producer_epoch = 0;
+        next.last_producer_epoch = if recovering { meta.producer_epoch } else { -1 };
+    } else {
+        next.producer_epoch = meta.producer_epoch + 1;
+        next.last_producer_epoch = if recovering { meta.producer_epoch } else { -1 };
+    }
+    next.next_producer_id = -1;
+    next.timeout_ms = timeout_ms;
+    next.status = TxnStatus::Empty;
+    next.partitions.clear();
+    next.start_ms = -1;
+    next.last_update_ms = now;
+    next.completion = 0;
+    Ok(InitStep::Next(next))
+}
+
+/// The checks every request of a running producer passes: the producer id
+/// is the id's current one, the epoch is current.
+fn check_producer(meta: &TxnMeta, producer_id: i64, producer_epoch: i16) -> Result<(), i16> {
+    if meta.producer_id != producer_id {
+        return Err(code::INVALID_PRODUCER_ID_MAPPING);
+    }
+    if meta.producer_epoch != producer_epoch {
+        return Err(code::PRODUCER_FENCED);
+    }
+    Ok(())
+}
+
+/// AddPartitionsToTxn / AddOffsetsToTxn. `None`: the partitions are already
+/// in the Ongoing transaction, nothing to write.
+pub(super) fn add_transition(
+    meta: &TxnMeta,
+    pending: bool,
+    producer_id: i64,
+    producer_epoch: i16,
+    partitions: &[(String, i32)],
+    now: i64,
+) -> Result<Option<TxnMeta>, i16> {
+    check_producer(meta, producer_id, producer_epoch)?;
+    if pending {
+        return Err(code::CONCURRENT_TRANSACTIONS);
+    }
+    match meta.status {
+        TxnStatus::PrepareCommit
+        | TxnStatus::PrepareAbort
+        | TxnStatus::PrepareEpochFence
+        | TxnStatus::Dead => return Err(code::CONCURRENT_TRANSACTIONS),
+        TxnStatus::Ongoing if partitions.iter().all(|key| meta.partitions.contains(key)) => {
+            return Ok(None);
+        }
+        _ => {}
+    }
+    let ongoing = meta.status == TxnStatus::Ongoing;
+    let fresh = partitions
+        .iter()
+        .filter(|key| !ongoing || !meta.partitions.contains(*key))
+        .collect::<BTreeSet<_>>()
+        .len();
+    let kept = if ongoing { meta.partitions.len() } else { 0 };
+    if kept + fresh > TXN_PARTITIONS_MAX {
+        return Err(code::INVALID_REQUEST);
+    }
+    let mut next = meta.clone();
+    if !ongoing {
+        next.partitions.clear();
+        next.start_ms = now;
+        next.status = TxnStatus::Ongoing;
+    }
+    next.partitions.extend(partitions.iter().cloned());
+    next.last_update_ms = now;
+    next.completion = 0;
+    Ok(Some(next))
+}
+
+/// EndTxn. `bump_epoch` is transaction version 2 (EndTxn v5): the epoch is
+/// bumped at every end, and at an exhausted epoch the markers carry
+/// Short.MAX_VALUE and the producer continues with a new producer id
+/// (`new_producer_id`, allocated after an earlier `NeedProducerId`).
+/// `completion` is the token of the task that will write the markers.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn end_transition(
+    meta: &TxnMeta,
+    pending: bool,
+    producer_id: i64,
+    producer_epoch: i16,
+    commit: bool,
+    bump_epoch: bool,
+    new_producer_id: Option<i64>,
+    completion: u64,
+    now: i64,
+) -> Result<EndStep, i16> {
+    let completed = matches!(
+        meta.status,
+        TxnStatus::CompleteCommit | TxnStatus::CompleteAbort
+    );
+    let same_id = producer_id == meta.producer_id;
+    // A retry of a version 2 end that moved the producer to a new id: the
+    // client still names the old id at the last usable epoch.
+    let retry_new_id = bump_epoch
+        && completed
+        && !same_id
+        && producer_id == meta.previous_producer_id
+        && producer_epoch >= EPOCH_LAST_USABLE
+        && meta.producer_epoch == 0;
+    if !same_id && !retry_new_id {
+        return Err(code::INVALID_PRODUCER_ID_MAPPING);
+    }
+    // A retry of a version 2 end carries the epoch before its bump.
+    let retry_bump = bump_epoch
+        && same_id
+        && matches!(
+            meta.status,
+            TxnStatus::CompleteCommit
+                | TxnStatus::CompleteAbort
+                | TxnStatus::PrepareCommit
+                | TxnStatus::PrepareAbort
+        )
+        && meta.last_producer_epoch >= 0
+        && producer_epoch == meta.last_producer_epoch;
+    if same_id && producer_epoch != meta.producer_epoch && !retry_bump {
+        return Err(code::PRODUCER_FENCED);
+    }
+    if pending {
+        return Err(code::CONCURRENT_TRANSACTIONS);
+    }
+    let answer = Ok(EndStep::Answer(meta.producer_id, meta.producer_epoch));
+    match meta.status {
+        TxnStatus::Ongoing if !retry_bump => {}
+        TxnStatus::CompleteCommit if commit => return answer,
+        TxnStatus::CompleteAbort if !commit => return answer,
+        TxnStatus::PrepareCommit if commit => return Err(code::CONCURRENT_TRANSACTIONS),
+        TxnStatus::PrepareAbort if !commit => return Err(code::CONCURRENT_TRANSACTIONS),
+        TxnStatus::Empty if bump_epoch && !commit => {
+            // Transaction version 2 lets a producer abort with nothing
+            // added (it may have produced before learning of an error).
+            return answer;
+        }
+        TxnStatus::PrepareEpochFence | TxnStatus::Dead => {
+            return Err(code::CONCURRENT_TRANSACTIONS);
+        }
+        _ => return Err(code::INVALID_TXN_STATE),
+    }
+    let mut next = meta.clone();
+    if bump_epoch {
+        if meta.producer_epoch >= EPOCH_LAST_USABLE {
+            let Some(new_id) = new_producer_id else {
+                return Ok(EndStep::NeedProducerId);
+            };
+            next.next_producer_id = new_id;
+        }
+        // At most Short.MAX_VALUE: the epoch handed out is at most
+        // EPOCH_LAST_USABLE, and at it the producer moves to a new id.
+        next.last_producer_epoch = meta.producer_epoch;
+        next.producer_epoch = meta.producer_epoch.saturating_add(1);
+    }
+    next.status = if commit {
+        TxnStatus::PrepareCommit
+    } else {
+        TxnStatus::PrepareAbort
+    };
+    next.last_update_ms = now;
+    next.completion = completion;
+    Ok(EndStep::Next(next))
+}
+
+/// The producer id and epoch a client continues with once `next` (an
+/// `end_transition` result) is installed.
+pub(super) fn end_answer(next: &TxnMeta) -> (i64, i16) {
+    if next.next_producer_id >= 0 {
+        (next.next_producer_id, 0)
+    } else {
+        (next.producer_id, next.producer_epoch)
+    }
+}
+
+/// Aborts an Ongoing transaction on the coordinator's own initiative (its
+/// timeout passed, or a new producer took the id): the epoch is bumped so
+/// the running producer is fenced, and the epoch before it is forgotten so
+/// that producer cannot pass for a retry. At the last usable epoch the
+/// bump reaches Short.MAX_VALUE, which is never handed out: the next
+/// InitProducerId moves the id to a new producer id.
+pub(super) fn fence_transition(
+    meta: &TxnMeta,
+    pending: bool,
+    completion: u64,
+    now: i64,
+) -> Result<TxnMeta, i16> {
+    if pending {
+        return Err(code::CONCURRENT_TRANSACTIONS);
+    }
+    if meta.status != TxnStatus::Ongoing {
+        return Err(code::INVALID_TXN_STATE);
+    }
+    let mut next = meta.clone();
+    // An epoch read from disk may already be Short.MAX_VALUE; it then
+    // stays there rather than wrapping.
+    next.producer_epoch = meta.producer_epoch.saturating_add(1);
+    next.last_producer_epoch = -1;
+    next.status = TxnStatus::PrepareAbort;
+    next.last_update_ms = now;
+    next.completion = completion;
+    Ok(next)
+}
+
+/// Records a decided transaction's completion once its markers are
+/// written. `None` when the state is not the Prepare* owned by
+/// `completion`.
+pub(super) fn complete_transition(meta: &TxnMeta, completion: u64, now: i64) -> Option<TxnMeta> {
+    if meta.completion != completion {
+        return None;
+    }
+    let status = match meta.status {
+        TxnStatus::PrepareCommit => TxnStatus::CompleteCommit,
+        TxnStatus::PrepareAbort => TxnStatus::CompleteAbort,
+        _ => return None,
+    };
+    let mut next = meta.clone();
+    next.status = status;
+    if meta.next_producer_id >= 0 {
+        // Transaction version 2 moved to a new producer id.
+        next.previous_producer_id = meta.producer_id;
+        next.producer_id = meta.next_producer_id;
+        next.next_producer_id = -1;
+        next.producer_epoch = 0;
+        next.last_producer_epoch = -1;
+    }
+    next.partitions.clear();
+    next.last_update_ms = now;
+    next.completion = 0;
+    Some(next)
+}
+
 impl TxnCoordinator {
     /// Allocates a producer id from the controller.
     async fn allocate_producer_id(&self, broker: &Rc<Broker>) -> Result<i64, i16> {
@@ -114,6 +526,14 @@ impl TxnCoordinator {
             Some(ShardResponse::ProducerId(id)) if id >= 0 => Ok(id),
             _ => Err(code::COORDINATOR_NOT_AVAILABLE),
         }
+    }
+
+    /// The installed state of an id and whether a transition is pending.
+    fn installed(&self, transactional_id: &str) -> (Option<TxnMeta>, bool) {
+        (
+            self.txns.borrow().get(transactional_id).cloned(),
+            self.pending.borrow().contains_key(transactional_id),
+        )
     }
 
     /// InitProducerId with a transactional id. Returns (error, id, epoch).
@@ -132,160 +552,88 @@ impl TxnCoordinator {
         // A fresh id may need a producer id (an await), an Ongoing
         // transaction must be aborted first (several awaits): each pass
         // re-reads the state, and every pass but the last makes progress.
-        for _ in 0..4 {
+        let mut allocated: Option<i64> = None;
+        for _ in 0..TXN_INIT_PASSES_MAX {
             let partition = match self.check_partition(broker, transactional_id) {
                 Ok(partition) => partition,
                 Err(error_code) => return failed(error_code),
             };
             self.wait_for_room(broker, partition).await;
-            let exists = self.txns.borrow().contains_key(transactional_id);
-            if !exists {
-                let producer_id = match self.allocate_producer_id(broker).await {
-                    Ok(id) => id,
-                    Err(error_code) => return failed(error_code),
+            let (installed, pending) = self.installed(transactional_id);
+            if pending {
+                return failed(code::CONCURRENT_TRANSACTIONS);
+            }
+            let Some(meta) = installed else {
+                let producer_id = match allocated.take() {
+                    Some(id) => id,
+                    None => match self.allocate_producer_id(broker).await {
+                        Ok(id) => id,
+                        Err(error_code) => return failed(error_code),
+                    },
                 };
-                if self.txns.borrow().contains_key(transactional_id) {
-                    continue;
-                }
-                let now = now_ms();
-                let meta = TxnMeta {
-                    id: transactional_id.to_string(),
+                let next = new_meta(
+                    transactional_id,
                     partition,
                     producer_id,
-                    previous_producer_id: -1,
-                    next_producer_id: -1,
-                    producer_epoch: 0,
-                    last_producer_epoch: -1,
                     timeout_ms,
-                    status: TxnStatus::Empty,
-                    partitions: BTreeSet::new(),
-                    start_ms: -1,
-                    last_update_ms: now,
-                    client_transaction_version: 0,
-                    completion: 0,
-                };
-                let end = match self.persist_now(broker, &meta) {
-                    Ok(end) => end,
-                    Err(error) => return failed(write_error_code(&error)),
-                };
-                self.txns
-                    .borrow_mut()
-                    .insert(transactional_id.to_string(), meta);
-                return match self.wait_written(broker, partition, end).await {
-                    Ok(()) => (code::NONE, producer_id, 0),
-                    Err(error) => failed(write_error_code(&error)),
-                };
-            }
-            let (status, needs_new_id) = {
-                let txns = self.txns.borrow();
-                let Some(meta) = txns.get(transactional_id) else {
-                    continue;
-                };
-                if expected_id >= 0 || expected_epoch >= 0 {
-                    // KIP-360: the client names the id and epoch it had. A
-                    // retry of the last bump gets the current pair again.
-                    let current =
-                        expected_id == meta.producer_id && expected_epoch == meta.producer_epoch;
-                    let retried = expected_id == meta.producer_id
-                        && meta.last_producer_epoch >= 0
-                        && expected_epoch == meta.last_producer_epoch
-                        && !matches!(meta.status, TxnStatus::Ongoing);
-                    // A retry of a bump that moved to a new producer id
-                    // (the old epoch was exhausted).
-                    let retried_new_id = expected_id >= 0
-                        && expected_id == meta.previous_producer_id
-                        && expected_epoch >= EPOCH_LAST_USABLE
-                        && !matches!(meta.status, TxnStatus::Ongoing);
-                    if retried || retried_new_id {
-                        return (code::NONE, meta.producer_id, meta.producer_epoch);
+                    now_ms(),
+                );
+                match self.transit(broker, None, Some(next)).await {
+                    Ok(()) => return (code::NONE, producer_id, 0),
+                    Err(TransitError::Concurrent) => {
+                        // Another request created the id meanwhile; the
+                        // allocated id is used in the next pass if needed.
+                        allocated = Some(producer_id);
+                        continue;
                     }
-                    if !current {
-                        return failed(code::PRODUCER_FENCED);
-                    }
+                    Err(error) => return failed(error.code()),
                 }
-                (meta.status, meta.producer_epoch >= EPOCH_LAST_USABLE)
             };
-            match status {
-                TxnStatus::PrepareCommit
-                | TxnStatus::PrepareAbort
-                | TxnStatus::PrepareEpochFence => return failed(code::CONCURRENT_TRANSACTIONS),
-                TxnStatus::Ongoing => {
+            let step = match init_transition(
+                &meta,
+                false,
+                timeout_ms,
+                expected_id,
+                expected_epoch,
+                allocated,
+                now_ms(),
+            ) {
+                Ok(step) => step,
+                Err(error_code) => return failed(error_code),
+            };
+            match step {
+                InitStep::Answer(producer_id, producer_epoch) => {
+                    return (code::NONE, producer_id, producer_epoch)
+                }
+                InitStep::NeedProducerId => match self.allocate_producer_id(broker).await {
+                    Ok(id) => allocated = Some(id),
+                    Err(error_code) => return failed(error_code),
+                },
+                InitStep::AbortFirst => {
                     // Fence the running producer and abort its transaction,
                     // then bump again for the new one (Kafka's order).
-                    match self.end_now(broker, transactional_id, false, true, None) {
-                        Ok((end, token)) => {
-                            if let Err(error) = self.wait_written(broker, partition, end).await {
-                                return failed(write_error_code(&error));
-                            }
-                            self.run_completion(broker, transactional_id, token).await;
-                        }
+                    let token = self.token();
+                    let next = match fence_transition(&meta, false, token, now_ms()) {
+                        Ok(next) => next,
                         Err(error_code) => return failed(error_code),
+                    };
+                    match self.transit(broker, Some(meta), Some(next)).await {
+                        Ok(()) => self.run_completion(broker, transactional_id, token).await,
+                        Err(TransitError::Concurrent) => {}
+                        Err(error) => return failed(error.code()),
                     }
-                    continue;
                 }
-                TxnStatus::Dead => return failed(code::CONCURRENT_TRANSACTIONS),
-                TxnStatus::Empty | TxnStatus::CompleteCommit | TxnStatus::CompleteAbort => {}
+                InitStep::Next(next) => {
+                    let answer = (code::NONE, next.producer_id, next.producer_epoch);
+                    match self.transit(broker, Some(meta), Some(next)).await {
+                        Ok(()) => return answer,
+                        Err(TransitError::Concurrent) => {}
+                        Err(error) => return failed(error.code()),
+                    }
+                }
             }
-            let new_id = if needs_new_id {
-                match self.allocate_producer_id(broker).await {
-                    Ok(id) => Some(id),
-                    Err(error_code) => return failed(error_code),
-                }
-            } else {
-                None
-            };
-            let now = now_ms();
-            let end = {
-                let mut txns = self.txns.borrow_mut();
-                let Some(meta) = txns.get_mut(transactional_id) else {
-                    continue;
-                };
-                if !matches!(
-                    meta.status,
-                    TxnStatus::Empty | TxnStatus::CompleteCommit | TxnStatus::CompleteAbort
-                ) {
-                    continue;
-                }
-                match new_id {
-                    Some(id) => {
-                        meta.previous_producer_id = meta.producer_id;
-                        meta.producer_id = id;
-                        meta.producer_epoch = 0;
-                        meta.last_producer_epoch = -1;
-                    }
-                    None => {
-                        meta.last_producer_epoch = meta.producer_epoch;
-                        meta.producer_epoch += 1;
-                    }
-                }
-                meta.timeout_ms = timeout_ms;
-                meta.status = TxnStatus::Empty;
-                meta.partitions.clear();
-                meta.start_ms = -1;
-                meta.last_update_ms = now;
-                match self.persist_now(broker, meta) {
-                    Ok(end) => (end, meta.producer_id, meta.producer_epoch),
-                    Err(error) => return failed(write_error_code(&error)),
-                }
-            };
-            return match self.wait_written(broker, partition, end.0).await {
-                Ok(()) => (code::NONE, end.1, end.2),
-                Err(error) => failed(write_error_code(&error)),
-            };
         }
         failed(code::CONCURRENT_TRANSACTIONS)
-    }
-
-    /// The checks every request of a running producer passes: the id is
-    /// known, the producer id is its current one, the epoch is current.
-    fn check_producer(meta: &TxnMeta, producer_id: i64, producer_epoch: i16) -> Result<(), i16> {
-        if meta.producer_id != producer_id {
-            return Err(code::INVALID_PRODUCER_ID_MAPPING);
-        }
-        if meta.producer_epoch != producer_epoch {
-            return Err(code::PRODUCER_FENCED);
-        }
-        Ok(())
     }
 
     /// AddPartitionsToTxn / AddOffsetsToTxn, or (`verify_only`) the KIP-890
@@ -300,110 +648,43 @@ impl TxnCoordinator {
         verify_only: bool,
     ) -> Result<Vec<i16>, i16> {
         let partition = self.check_partition(broker, transactional_id)?;
-        if !verify_only {
-            self.wait_for_room(broker, partition).await;
-        }
-        let end = {
-            let mut txns = self.txns.borrow_mut();
+        if verify_only {
+            // Answered from the installed (durable) state: a partition
+            // whose addition is still being written is not in yet.
+            let txns = self.txns.borrow();
             let meta = txns
-                .get_mut(transactional_id)
+                .get(transactional_id)
                 .ok_or(code::INVALID_PRODUCER_ID_MAPPING)?;
-            Self::check_producer(meta, producer_id, producer_epoch)?;
-            if verify_only {
-                let ongoing = meta.status == TxnStatus::Ongoing;
-                return Ok(partitions
-                    .iter()
-                    .map(|key| {
-                        if ongoing && meta.partitions.contains(key) {
-                            code::NONE
-                        } else {
-                            code::INVALID_TXN_STATE
-                        }
-                    })
-                    .collect());
-            }
-            match meta.status {
-                TxnStatus::PrepareCommit
-                | TxnStatus::PrepareAbort
-                | TxnStatus::PrepareEpochFence
-                | TxnStatus::Dead => return Err(code::CONCURRENT_TRANSACTIONS),
-                TxnStatus::Ongoing
-                    if partitions.iter().all(|key| meta.partitions.contains(key)) =>
-                {
-                    return Ok(vec![code::NONE; partitions.len()]);
-                }
-                _ => {}
-            }
-            let fresh = partitions
+            check_producer(meta, producer_id, producer_epoch)?;
+            let ongoing = meta.status == TxnStatus::Ongoing;
+            return Ok(partitions
                 .iter()
-                .filter(|key| !meta.partitions.contains(*key))
-                .count();
-            if meta.status == TxnStatus::Ongoing
-                && meta.partitions.len() + fresh > TXN_PARTITIONS_MAX
-                || meta.status != TxnStatus::Ongoing && fresh > TXN_PARTITIONS_MAX
-            {
-                return Err(code::INVALID_REQUEST);
-            }
-            let now = now_ms();
-            if meta.status != TxnStatus::Ongoing {
-                meta.partitions.clear();
-                meta.start_ms = now;
-                meta.status = TxnStatus::Ongoing;
-            }
-            meta.partitions.extend(partitions.iter().cloned());
-            meta.last_update_ms = now;
-            self.persist_now(broker, meta)
-                .map_err(|error| write_error_code(&error))?
-        };
-        self.wait_written(broker, partition, end)
-            .await
-            .map_err(|error| write_error_code(&error))?;
+                .map(|key| {
+                    if ongoing && meta.partitions.contains(key) {
+                        code::NONE
+                    } else {
+                        code::INVALID_TXN_STATE
+                    }
+                })
+                .collect());
+        }
+        self.wait_for_room(broker, partition).await;
+        let (installed, pending) = self.installed(transactional_id);
+        let meta = installed.ok_or(code::INVALID_PRODUCER_ID_MAPPING)?;
+        let next = add_transition(
+            &meta,
+            pending,
+            producer_id,
+            producer_epoch,
+            &partitions,
+            now_ms(),
+        )?;
+        if let Some(next) = next {
+            self.transit(broker, Some(meta), Some(next))
+                .await
+                .map_err(|error| error.code())?;
+        }
         Ok(vec![code::NONE; partitions.len()])
-    }
-
-    /// Decides the end of an Ongoing transaction now (no await): the
-    /// Prepare* state is appended and the completion token set. With
-    /// `fence`, the epoch is bumped first (timeout or a new producer's
-    /// InitProducerId). `bump_to`: transaction version 2's end-of-transaction
-    /// epoch. Returns the end offset to wait for and the token.
-    pub(super) fn end_now(
-        &self,
-        broker: &Rc<Broker>,
-        transactional_id: &str,
-        commit: bool,
-        fence: bool,
-        bump_to: Option<(i64, i16)>,
-    ) -> Result<(i64, u64), i16> {
-        let token = self.token();
-        let mut txns = self.txns.borrow_mut();
-        let meta = txns
-            .get_mut(transactional_id)
-            .ok_or(code::INVALID_PRODUCER_ID_MAPPING)?;
-        if meta.status != TxnStatus::Ongoing {
-            return Err(code::INVALID_TXN_STATE);
-        }
-        if fence && meta.producer_epoch < i16::MAX {
-            meta.last_producer_epoch = meta.producer_epoch;
-            meta.producer_epoch += 1;
-        }
-        if let Some((id, epoch)) = bump_to {
-            if id != meta.producer_id {
-                meta.next_producer_id = id;
-            }
-            meta.last_producer_epoch = meta.producer_epoch;
-            meta.producer_epoch = epoch;
-        }
-        meta.status = if commit {
-            TxnStatus::PrepareCommit
-        } else {
-            TxnStatus::PrepareAbort
-        };
-        meta.last_update_ms = now_ms();
-        meta.completion = token;
-        let end = self
-            .persist_now(broker, meta)
-            .map_err(|error| write_error_code(&error))?;
-        Ok((end, token))
     }
 
     /// Runs the completion of a decided transaction, waiting for it at most
@@ -441,93 +722,46 @@ impl TxnCoordinator {
             Err(error_code) => return failed(error_code),
         };
         self.wait_for_room(broker, partition).await;
-        let (status, current_id, current_epoch, last_epoch, exhausted) = {
-            let txns = self.txns.borrow();
-            let Some(meta) = txns.get(transactional_id) else {
+        let mut allocated: Option<i64> = None;
+        // At most two passes: the second has the producer id the first
+        // found missing.
+        for _ in 0..2 {
+            let (installed, pending) = self.installed(transactional_id);
+            let Some(meta) = installed else {
                 return failed(code::INVALID_PRODUCER_ID_MAPPING);
             };
-            (
-                meta.status,
-                meta.producer_id,
-                meta.producer_epoch,
-                meta.last_producer_epoch,
-                meta.producer_epoch >= EPOCH_LAST_USABLE,
-            )
-        };
-        let succeeded = (code::NONE, current_id, current_epoch);
-        if current_id != producer_id && !(bump_epoch && status != TxnStatus::Ongoing) {
-            return failed(code::INVALID_PRODUCER_ID_MAPPING);
-        }
-        // Transaction version 2 bumps the epoch at every end: a retry of an
-        // end that completed carries the epoch before the bump.
-        let retry_v2 = bump_epoch
-            && matches!(
-                status,
-                TxnStatus::CompleteCommit
-                    | TxnStatus::CompleteAbort
-                    | TxnStatus::PrepareCommit
-                    | TxnStatus::PrepareAbort
-            )
-            && producer_epoch == last_epoch;
-        if producer_epoch != current_epoch && !retry_v2 {
-            return failed(code::PRODUCER_FENCED);
-        }
-        match status {
-            TxnStatus::Ongoing => {}
-            TxnStatus::CompleteCommit if commit => return succeeded,
-            TxnStatus::CompleteAbort if !commit => return succeeded,
-            TxnStatus::PrepareCommit if commit => return failed(code::CONCURRENT_TRANSACTIONS),
-            TxnStatus::PrepareAbort if !commit => return failed(code::CONCURRENT_TRANSACTIONS),
-            TxnStatus::Empty if bump_epoch && !commit => {
-                // Transaction version 2 lets a producer abort with nothing
-                // added (it may have produced before learning of an error).
-                return succeeded;
-            }
-            TxnStatus::PrepareEpochFence | TxnStatus::Dead => {
-                return failed(code::CONCURRENT_TRANSACTIONS)
-            }
-            _ => return failed(code::INVALID_TXN_STATE),
-        }
-        let bump_to = if bump_epoch {
-            if exhausted {
-                match self.allocate_producer_id(broker).await {
-                    Ok(id) => Some((id, 0)),
-                    Err(error_code) => return failed(error_code),
+            let token = self.token();
+            let step = end_transition(
+                &meta,
+                pending,
+                producer_id,
+                producer_epoch,
+                commit,
+                bump_epoch,
+                allocated,
+                token,
+                now_ms(),
+            );
+            match step {
+                Err(error_code) => return failed(error_code),
+                Ok(EndStep::Answer(producer_id, producer_epoch)) => {
+                    return (code::NONE, producer_id, producer_epoch)
                 }
-            } else {
-                Some((current_id, current_epoch + 1))
+                Ok(EndStep::NeedProducerId) => match self.allocate_producer_id(broker).await {
+                    Ok(id) => allocated = Some(id),
+                    Err(error_code) => return failed(error_code),
+                },
+                Ok(EndStep::Next(next)) => {
+                    let (next_id, next_epoch) = end_answer(&next);
+                    if let Err(error) = self.transit(broker, Some(meta), Some(next)).await {
+                        return failed(error.code());
+                    }
+                    self.run_completion(broker, transactional_id, token).await;
+                    return (code::NONE, next_id, next_epoch);
+                }
             }
-        } else {
-            None
-        };
-        // The allocation may have awaited: the state must still be the one
-        // checked.
-        let unchanged = self
-            .txns
-            .borrow()
-            .get(transactional_id)
-            .is_some_and(|meta| {
-                meta.status == TxnStatus::Ongoing
-                    && meta.producer_id == current_id
-                    && meta.producer_epoch == current_epoch
-            });
-        if !unchanged {
-            return failed(code::CONCURRENT_TRANSACTIONS);
         }
-        let (end, token) = match self.end_now(broker, transactional_id, commit, false, bump_to) {
-            Ok(result) => result,
-            Err(error_code) => return failed(error_code),
-        };
-        if let Err(error) = self.wait_written(broker, partition, end).await {
-            return failed(write_error_code(&error));
-        }
-        self.run_completion(broker, transactional_id, token).await;
-        match bump_to {
-            // The markers carry the bumped epoch; with a new producer id
-            // the client continues with that id at epoch 0.
-            Some((id, epoch)) => (code::NONE, id, epoch),
-            None => (code::NONE, current_id, current_epoch),
-        }
+        failed(code::CONCURRENT_TRANSACTIONS)
     }
 
     /// Writes the markers of a decided transaction and records its
@@ -554,6 +788,12 @@ impl TxnCoordinator {
                 partitions: meta.partitions.iter().cloned().collect(),
             }
         };
+        let owned = || {
+            self.txns
+                .borrow()
+                .get(transactional_id)
+                .is_some_and(|meta| meta.completion == token)
+        };
         loop {
             if broker.shutting_down.get() {
                 return;
@@ -562,52 +802,33 @@ impl TxnCoordinator {
                 break;
             }
             glommio::timer::sleep(Duration::from_millis(TXN_MARKER_RETRY_MS)).await;
-            let owned = self
-                .txns
-                .borrow()
-                .get(transactional_id)
-                .is_some_and(|meta| meta.completion == token);
-            if !owned {
+            if !owned() {
                 return;
             }
         }
         // Markers are durable; record the completion (a crash before this
         // rewrites the markers on load, which partitions treat as no-ops).
-        let written = {
-            let mut txns = self.txns.borrow_mut();
-            let Some(meta) = txns.get_mut(transactional_id) else {
-                return;
-            };
-            if meta.completion != token {
+        // A failed write leaves Prepare* installed and is retried: the
+        // state must not claim a completion the log does not hold.
+        loop {
+            if broker.shutting_down.get() {
                 return;
             }
-            meta.status = if ending.commit {
-                TxnStatus::CompleteCommit
-            } else {
-                TxnStatus::CompleteAbort
+            let Some(meta) = self.txns.borrow().get(transactional_id).cloned() else {
+                return;
             };
-            if meta.next_producer_id >= 0 {
-                // Transaction version 2 moved to a new producer id.
-                meta.previous_producer_id = meta.producer_id;
-                meta.producer_id = meta.next_producer_id;
-                meta.next_producer_id = -1;
-                meta.producer_epoch = 0;
-                meta.last_producer_epoch = -1;
-            }
-            meta.partitions.clear();
-            meta.last_update_ms = now_ms();
-            meta.completion = 0;
-            self.persist_now(broker, meta)
-                .map(|end| (meta.partition, end))
-        };
-        match written {
-            Ok((partition, end)) => {
-                if let Err(error) = self.wait_written(broker, partition, end).await {
-                    tracing::warn!(id = %transactional_id, %error, "recording a completed transaction failed");
+            let Some(next) = complete_transition(&meta, token, now_ms()) else {
+                return;
+            };
+            match self.transit(broker, Some(meta), Some(next)).await {
+                Ok(()) => return,
+                Err(error) => {
+                    tracing::warn!(id = %transactional_id, %error, "recording a completed transaction failed; retrying");
                 }
             }
-            Err(error) => {
-                tracing::warn!(id = %transactional_id, %error, "recording a completed transaction failed")
+            glommio::timer::sleep(Duration::from_millis(TXN_MARKER_RETRY_MS)).await;
+            if !owned() {
+                return;
             }
         }
     }
@@ -615,29 +836,32 @@ impl TxnCoordinator {
     /// Aborts transactions Ongoing longer than their timeout, fencing their
     /// producer.
     pub(super) async fn abort_timed_out(&self, broker: &Rc<Broker>) {
-        let now = now_ms();
-        let expired: Vec<String> = self
-            .txns
-            .borrow()
-            .values()
-            .filter(|meta| {
-                meta.status == TxnStatus::Ongoing
-                    && meta.start_ms >= 0
-                    && now.saturating_sub(meta.start_ms) > i64::from(meta.timeout_ms)
-            })
-            .map(|meta| meta.id.clone())
-            .collect();
-        for id in expired {
-            let Some(partition) = self.txns.borrow().get(&id).map(|meta| meta.partition) else {
+        let expired: Vec<(String, i32)> = {
+            let now = now_ms();
+            self.txns
+                .borrow()
+                .values()
+                .filter(|meta| timed_out(meta, now))
+                .map(|meta| (meta.id.clone(), meta.partition))
+                .collect()
+        };
+        for (id, partition) in expired {
+            self.wait_for_room(broker, partition).await;
+            let (installed, pending) = self.installed(&id);
+            let Some(meta) = installed else {
                 continue;
             };
-            self.wait_for_room(broker, partition).await;
-            let (end, token) = match self.end_now(broker, &id, false, true, None) {
-                Ok(result) => result,
-                Err(_) => continue,
+            // Kafka skips an id with a transition in flight; the next
+            // check finds it again if it is still Ongoing.
+            if pending || !timed_out(&meta, now_ms()) {
+                continue;
+            }
+            let token = self.token();
+            let Ok(next) = fence_transition(&meta, pending, token, now_ms()) else {
+                continue;
             };
             tracing::info!(id = %id, "aborting a transaction that passed its timeout");
-            if let Err(error) = self.wait_written(broker, partition, end).await {
+            if let Err(error) = self.transit(broker, Some(meta), Some(next)).await {
                 tracing::warn!(id = %id, %error, "recording a timed-out abort failed");
                 continue;
             }
@@ -652,48 +876,139 @@ impl TxnCoordinator {
 
     /// Removes ids with no transaction running that were idle longer than
     /// `transactional.id.expiration.ms` (a tombstone, so a restart forgets
-    /// them too).
+    /// them too). The tombstones are appended together and waited for
+    /// together, each id pending meanwhile.
     pub(super) async fn expire_ids(&self, broker: &Rc<Broker>) {
         let now = now_ms();
         let expiration = self.config.id_expiration_ms;
-        let mut ends: BTreeMap<i32, i64> = BTreeMap::new();
-        {
-            let mut txns = self.txns.borrow_mut();
-            let idle: Vec<String> = txns
-                .values()
-                .filter(|meta| {
-                    matches!(
-                        meta.status,
-                        TxnStatus::Empty | TxnStatus::CompleteCommit | TxnStatus::CompleteAbort
-                    ) && now.saturating_sub(meta.last_update_ms) > expiration
-                })
-                .map(|meta| meta.id.clone())
-                .collect();
-            for id in idle {
-                let Some(partition) = txns.get(&id).map(|meta| meta.partition) else {
-                    continue;
-                };
-                let tombstone = KeyedRecord {
-                    key: records::encode_key(&id),
-                    value: None,
-                };
-                match self.append_now(broker, partition, &[tombstone]) {
-                    Ok(end) => {
-                        txns.remove(&id);
-                        ends.insert(partition, end);
-                        tracing::info!(id = %id, "transactional id expired");
-                    }
-                    Err(error) => {
-                        tracing::warn!(id = %id, %error, "expiring a transactional id failed")
-                    }
+        let idle: Vec<TxnMeta> = self
+            .txns
+            .borrow()
+            .values()
+            .filter(|meta| {
+                matches!(
+                    meta.status,
+                    TxnStatus::Empty | TxnStatus::CompleteCommit | TxnStatus::CompleteAbort
+                ) && now.saturating_sub(meta.last_update_ms) > expiration
+            })
+            .cloned()
+            .collect();
+        let mut started = Vec::new();
+        for meta in idle {
+            let id = meta.id.clone();
+            match self.begin_transit(broker, &id, meta.partition, Some(meta), None) {
+                Ok(transit) => started.push(transit),
+                Err(TransitError::Concurrent) => {}
+                Err(error) => {
+                    tracing::warn!(id = %id, %error, "expiring a transactional id failed")
                 }
             }
         }
-        for (partition, end) in ends {
-            if let Err(error) = self.wait_written(broker, partition, end).await {
-                tracing::warn!(partition, %error, "expiry tombstones not durable");
+        for transit in started {
+            let id = transit.id.clone();
+            match self.finish_transit(broker, transit).await {
+                Ok(()) => tracing::info!(id = %id, "transactional id expired"),
+                Err(error) => {
+                    tracing::warn!(id = %id, %error, "expiring a transactional id failed")
+                }
             }
         }
+    }
+
+    /// Makes `next` the installed state of its id (`None`: removes it), once
+    /// durable, if the installed state is still `from`.
+    pub(super) async fn transit(
+        &self,
+        broker: &Broker,
+        from: Option<TxnMeta>,
+        next: Option<TxnMeta>,
+    ) -> Result<(), TransitError> {
+        let (id, partition) = match (&next, &from) {
+            (Some(meta), _) | (None, Some(meta)) => (meta.id.clone(), meta.partition),
+            (None, None) => return Ok(()),
+        };
+        let transit = self.begin_transit(broker, &id, partition, from, next)?;
+        self.finish_transit(broker, transit).await
+    }
+
+    /// The first half of a transition, without an await: checks that no
+    /// other transition is pending and that `from` is installed, appends
+    /// `next`, and marks the id pending.
+    fn begin_transit(
+        &self,
+        broker: &Broker,
+        transactional_id: &str,
+        partition: i32,
+        from: Option<TxnMeta>,
+        next: Option<TxnMeta>,
+    ) -> Result<Transit, TransitError> {
+        if self.pending.borrow().contains_key(transactional_id)
+            || self.txns.borrow().get(transactional_id) != from.as_ref()
+        {
+            return Err(TransitError::Concurrent);
+        }
+        let record = KeyedRecord {
+            key: records::encode_key(transactional_id),
+            value: next
+                .as_ref()
+                .map(|meta| records::encode_value(&meta.to_value())),
+        };
+        let end = self
+            .append_now(broker, partition, &[record])
+            .map_err(TransitError::Write)?;
+        let token = self.token();
+        self.pending.borrow_mut().insert(
+            transactional_id.to_string(),
+            Pending {
+                partition,
+                token,
+                next: next.clone(),
+            },
+        );
+        Ok(Transit {
+            id: transactional_id.to_string(),
+            partition,
+            token,
+            end,
+            from,
+            next,
+        })
+    }
+
+    /// The second half: waits until the appended state is durable, clears
+    /// the pending mark, and installs the state. On failure the old state
+    /// stays installed.
+    async fn finish_transit(&self, broker: &Broker, transit: Transit) -> Result<(), TransitError> {
+        let written = self
+            .wait_written(broker, transit.partition, transit.end)
+            .await;
+        let ours = self
+            .pending
+            .borrow()
+            .get(&transit.id)
+            .is_some_and(|pending| pending.token == transit.token);
+        if ours {
+            self.pending.borrow_mut().remove(&transit.id);
+        }
+        written.map_err(TransitError::Write)?;
+        // The partition was unloaded (and maybe loaded again) meanwhile:
+        // this shard no longer decides for the id.
+        if !ours {
+            return Err(TransitError::Write(WriteError::NotCoordinator));
+        }
+        let mut txns = self.txns.borrow_mut();
+        if txns.get(&transit.id) != transit.from.as_ref() {
+            return Err(TransitError::Write(WriteError::NotCoordinator));
+        }
+        match transit.next {
+            Some(next) => {
+                txns.insert(transit.id, next);
+            }
+            None => {
+                txns.remove(&transit.id);
+            }
+        }
+        Ok(())
     }
 
     /// DescribeTransactions for ids of this shard.

@@ -8,10 +8,11 @@
 //! (`ShardRequest::Txn`).
 //!
 //! Each id's state is one record in Kafka's TransactionLog schemas
-//! (`records`), appended whenever it changes; an answer that depends on a
-//! change waits until the record is durable. A state change and its append
-//! happen without an await in between, so the log's order is the order the
-//! coordinator decided in. When a shard opens a state partition it replays
+//! (`records`), appended whenever it changes. A change is computed from the
+//! installed state, appended with the id marked pending, and installed only
+//! once durable (`coordinator::transit`); while pending, other requests for
+//! the id see the old state or CONCURRENT_TRANSACTIONS, and a failed write
+//! leaves the old state installed. When a shard opens a state partition it replays
 //! it (the last record per id wins) and until then answers
 //! COORDINATOR_LOAD_IN_PROGRESS.
 //!
@@ -35,6 +36,8 @@ pub mod records;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod transition_tests;
 
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap};
@@ -48,7 +51,6 @@ use crate::config::TxnConfig;
 use crate::constants::{
     OFFSETS_LOAD_RETRY_MS, OFFSETS_REWRITE_BATCH_BYTES, OFFSETS_REWRITE_RATIO,
     OFFSETS_TOPIC_SEGMENT_BYTES, OFFSETS_WRITE_TIMEOUT_MS, TXN_LOAD_READ_BYTES,
-    TXN_REWRITE_RECORDS_MIN,
 };
 use crate::errors::code;
 use crate::groups::records::{self as group_records, KeyedRecord};
@@ -161,13 +163,20 @@ impl std::fmt::Display for WriteError {
     }
 }
 
-/// Kafka answers a failed state write with NOT_COORDINATOR (the client
-/// looks the coordinator up again and retries), a slow one with
-/// REQUEST_TIMED_OUT... as COORDINATOR_NOT_AVAILABLE for the client.
+/// The error a client gets for a failed state write, as Kafka maps its
+/// append errors: the partition not led here or its storage failing →
+/// NOT_COORDINATOR (the client looks the coordinator up again), a write not
+/// durable in time → COORDINATOR_NOT_AVAILABLE (retried), a record the log
+/// refuses (too large) → UNKNOWN_SERVER_ERROR.
 fn write_error_code(error: &WriteError) -> i16 {
     match error {
         WriteError::TimedOut => code::COORDINATOR_NOT_AVAILABLE,
-        _ => code::NOT_COORDINATOR,
+        WriteError::NotCoordinator
+        | WriteError::Storage(_)
+        | WriteError::Append(AppendError::Storage(_))
+        | WriteError::Append(AppendError::Closed) => code::NOT_COORDINATOR,
+        WriteError::Append(AppendError::Batch(_))
+        | WriteError::Append(AppendError::Producer(_)) => code::UNKNOWN_SERVER_ERROR,
     }
 }
 
@@ -176,7 +185,10 @@ pub struct TxnCoordinator {
     config: TxnConfig,
     broker: RefCell<Weak<Broker>>,
     partitions: RefCell<HashMap<i32, Load>>,
+    /// The installed state: only what is durable in the log.
     txns: RefCell<HashMap<String, TxnMeta>>,
+    /// Ids with a transition appended but not yet durable.
+    pending: RefCell<HashMap<String, coordinator::Pending>>,
     /// Serial number of completion tasks, so a later end of the same id is
     /// not mistaken for an earlier one.
     next_token: Cell<u64>,
@@ -354,6 +366,7 @@ impl TxnCoordinator {
             broker: RefCell::new(Weak::new()),
             partitions: RefCell::new(HashMap::new()),
             txns: RefCell::new(HashMap::new()),
+            pending: RefCell::new(HashMap::new()),
             next_token: Cell::new(0),
         }
     }
@@ -408,6 +421,11 @@ impl TxnCoordinator {
             self.txns
                 .borrow_mut()
                 .retain(|_, meta| meta.partition != partition);
+            // Transitions in flight there will not install (they find their
+            // mark gone).
+            self.pending
+                .borrow_mut()
+                .retain(|_, pending| pending.partition != partition);
         }
         for partition in owned {
             if self.partitions.borrow().contains_key(&partition) {
@@ -578,15 +596,6 @@ impl TxnCoordinator {
         Ok(appended.last_offset.0 + 1)
     }
 
-    /// Appends the current state of `meta` (no await).
-    fn persist_now(&self, broker: &Broker, meta: &TxnMeta) -> Result<i64, WriteError> {
-        let record = KeyedRecord {
-            key: records::encode_key(&meta.id),
-            value: Some(records::encode_value(&meta.to_value())),
-        };
-        self.append_now(broker, meta.partition, &[record])
-    }
-
     /// Waits until everything before `end` in the partition is durable.
     async fn wait_written(
         &self,
@@ -625,16 +634,20 @@ impl TxnCoordinator {
             .map(|(partition, _)| *partition)
             .collect();
         for partition in partitions {
-            if let Err(error) = self.rewrite_partition(broker, partition).await {
+            let records_min = self.config.rewrite_records_min;
+            if let Err(error) = self.rewrite_partition(broker, partition, records_min).await {
                 tracing::warn!(partition, %error, "rewriting {TXN_TOPIC} failed; the old records stay");
             }
         }
     }
 
+    /// Rewrites one state partition if its log holds more than
+    /// `records_min` records and `OFFSETS_REWRITE_RATIO` times its live ids.
     async fn rewrite_partition(
         &self,
         broker: &Rc<Broker>,
         partition: i32,
+        records_min: i64,
     ) -> Result<(), WriteError> {
         let Some(log) = broker.log(TXN_TOPIC, partition) else {
             return Ok(());
@@ -642,17 +655,29 @@ impl TxnCoordinator {
         self.wait_for_room(broker, partition).await;
         let offsets = log.offsets();
         let in_log = offsets.leo - offsets.log_start;
-        let live: Vec<KeyedRecord> = self
-            .txns
-            .borrow()
-            .values()
-            .filter(|meta| meta.partition == partition)
-            .map(|meta| KeyedRecord {
-                key: records::encode_key(&meta.id),
-                value: Some(records::encode_value(&meta.to_value())),
-            })
-            .collect();
-        let threshold = TXN_REWRITE_RECORDS_MIN.max(live.len() as i64 * OFFSETS_REWRITE_RATIO);
+        // The live state: what is installed, except that an id with a
+        // transition in flight gets the state that transition appended (its
+        // record is about to be dropped with the rest; it installs once
+        // durable, and the rewrite's own wait covers that record too).
+        let live: Vec<KeyedRecord> = {
+            let txns = self.txns.borrow();
+            let pending = self.pending.borrow();
+            let installed = txns
+                .values()
+                .filter(|meta| meta.partition == partition && !pending.contains_key(&meta.id));
+            let in_flight = pending
+                .values()
+                .filter(|pending| pending.partition == partition)
+                .filter_map(|pending| pending.next.as_ref());
+            installed
+                .chain(in_flight)
+                .map(|meta| KeyedRecord {
+                    key: records::encode_key(&meta.id),
+                    value: Some(records::encode_value(&meta.to_value())),
+                })
+                .collect()
+        };
+        let threshold = records_min.max(live.len() as i64 * OFFSETS_REWRITE_RATIO);
         if in_log <= threshold {
             return Ok(());
         }
