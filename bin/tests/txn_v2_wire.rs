@@ -621,3 +621,43 @@ fn partitions_added_by_produce_v12_survive_kill_9() {
         vec![(0, Some(b"kept".to_vec())), (1, Some(b"kept".to_vec()))]
     );
 }
+
+/// One Produce v12 request starting a transaction in partitions owned by
+/// both shards: each shard's leader asks the coordinator to add its
+/// partitions at the same time, and the second addition finds the first
+/// being written (CONCURRENT_TRANSACTIONS). The leader retries that, as
+/// Kafka's does, so every partition of every transaction is accepted.
+#[test]
+fn concurrent_implicit_additions_from_both_shards_all_succeed() {
+    const ID: &str = "tv2-both-shards";
+    const PARTITIONS: i32 = 8;
+    const TRANSACTIONS: i32 = 10;
+    let broker = TestBroker::start();
+    broker.create_topic(TOPIC, PARTITIONS);
+    let mut client = Client::new(&broker);
+    client.find_coordinator(ID, 1);
+    let mut producer = client.init(ID);
+    for transaction in 0..TRANSACTIONS {
+        let value = format!("txn-{transaction}");
+        let entries = (0..PARTITIONS)
+            .map(|partition| (partition, txn_batch(producer, 0, &[value.as_bytes()])))
+            .collect();
+        let errors = client.produce(12, Some(ID), entries);
+        assert_eq!(
+            errors,
+            vec![NONE; PARTITIONS as usize],
+            "transaction {transaction}: every partition added and appended"
+        );
+        let (error, next) = client.end(ID, producer, true);
+        assert_eq!(error, NONE, "commit of transaction {transaction}");
+        producer = next;
+    }
+    for partition in 0..PARTITIONS {
+        // Each transaction: one record and one commit marker.
+        assert_eq!(
+            client.log_end(partition),
+            i64::from(TRANSACTIONS) * 2,
+            "partition {partition}"
+        );
+    }
+}

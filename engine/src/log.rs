@@ -2271,9 +2271,17 @@ impl<S: Storage> PartitionLog<S> {
                 .await
                 .map_err(|error| StorageError::new("sync", &path, error))?;
         }
-        // A recovery point at the end lets a restart skip the scan.
-        let capture = self.inner.borrow().capture_recovery_point();
-        self.write_recovery_point(capture).await;
+        // A recovery point at the end lets a restart skip the scan; one
+        // already at the end (nothing appended since) is not written again.
+        let capture = {
+            let inner = self.inner.borrow();
+            let active = inner.active();
+            let current = inner.recovery_point_at == Some((active.base_offset, active.size));
+            (!current).then(|| inner.capture_recovery_point())
+        };
+        if let Some(capture) = capture {
+            self.write_recovery_point(capture).await;
+        }
         Ok(())
     }
 

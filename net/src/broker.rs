@@ -25,7 +25,10 @@ use sluice_engine::{
 };
 
 use crate::config::BrokerConfig;
-use crate::constants::PRODUCER_ID_BLOCK;
+use crate::constants::{
+    LOG_CLOSE_CONCURRENCY_MAX, PRODUCER_ID_BLOCK, TXN_ADD_RETRY_BACKOFF_MS_MAX,
+    TXN_ADD_RETRY_BACKOFF_MS_MIN, TXN_ADD_RETRY_TOTAL_MS_MAX,
+};
 use crate::errors::{
     append_error_code, batch_error_code, code, marker_append_error_code, read_error_code,
 };
@@ -1132,27 +1135,46 @@ impl Broker {
             partitions: vec![(topic.to_string(), partition)],
             verify_only: version < PRODUCE_ADD_PARTITION_VERSION,
         };
-        let coordinator_error = match crate::txn::coordinator_shard(self, transactional_id) {
+        let shard = match crate::txn::coordinator_shard(self, transactional_id) {
+            Ok(shard) => shard,
             // No state topic yet: no transaction can hold the partition.
-            Err(_) => code::TRANSACTION_ABORTABLE,
-            Ok(shard) => match self.mesh.call(shard, ShardRequest::Txn(request)).await {
-                Some(ShardResponse::Txn(crate::txn::TxnResponse::AddPartitions(Ok(errors)))) => {
-                    match errors.first() {
-                        Some(&code::NONE) => return None,
-                        // The coordinator's "not in the transaction": Kafka's
-                        // verification answers TRANSACTION_ABORTABLE (KIP-1050).
-                        Some(&code::INVALID_TXN_STATE) => code::TRANSACTION_ABORTABLE,
-                        Some(&other) => other,
-                        None => code::UNKNOWN_SERVER_ERROR,
-                    }
-                }
-                Some(ShardResponse::Txn(crate::txn::TxnResponse::AddPartitions(Err(error)))) => {
-                    error
-                }
-                _ => code::COORDINATOR_NOT_AVAILABLE,
-            },
+            Err(_) => return Some(txn_produce_error(version, code::TRANSACTION_ABORTABLE)),
         };
-        Some(txn_produce_error(version, coordinator_error))
+        // Another addition to the same transaction (a request to another
+        // shard's partitions) may be being written: the leader retries for
+        // a short while, as Kafka's does, rather than fail the produce.
+        let started = std::time::Instant::now();
+        let mut backoff = Duration::from_millis(TXN_ADD_RETRY_BACKOFF_MS_MIN);
+        loop {
+            let error = self.ask_coordinator(shard, request.clone()).await;
+            let retry = error == code::CONCURRENT_TRANSACTIONS
+                && version >= PRODUCE_ADD_PARTITION_VERSION
+                && started.elapsed() + backoff <= Duration::from_millis(TXN_ADD_RETRY_TOTAL_MS_MAX);
+            if !retry {
+                return (error != code::NONE).then(|| txn_produce_error(version, error));
+            }
+            glommio::timer::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_millis(TXN_ADD_RETRY_BACKOFF_MS_MAX));
+        }
+    }
+
+    /// One AddPartitionsToTxn (or verification) of a single partition on
+    /// the coordinator's shard: its error code, NONE when in the
+    /// transaction.
+    async fn ask_coordinator(&self, shard: ShardId, request: crate::txn::TxnRequest) -> i16 {
+        match self.mesh.call(shard, ShardRequest::Txn(request)).await {
+            Some(ShardResponse::Txn(crate::txn::TxnResponse::AddPartitions(Ok(errors)))) => {
+                match errors.first() {
+                    // The coordinator's "not in the transaction": Kafka's
+                    // verification answers TRANSACTION_ABORTABLE (KIP-1050).
+                    Some(&code::INVALID_TXN_STATE) => code::TRANSACTION_ABORTABLE,
+                    Some(&other) => other,
+                    None => code::UNKNOWN_SERVER_ERROR,
+                }
+            }
+            Some(ShardResponse::Txn(crate::txn::TxnResponse::AddPartitions(Err(error)))) => error,
+            _ => code::COORDINATOR_NOT_AVAILABLE,
+        }
     }
 
     async fn read_local(&self, entries: Vec<ReadEntry>) -> Vec<ReadOutcome> {
@@ -1336,10 +1358,15 @@ impl Broker {
     /// Flushes and closes every log of this shard (clean shutdown).
     pub async fn close_logs(&self) {
         let logs: Vec<Rc<Log>> = self.logs.borrow_mut().drain().map(|(_, log)| log).collect();
-        for log in logs {
-            if let Err(error) = log.close().await {
-                tracing::warn!(%error, dir = %log.dir().display(), "closing log failed");
-            }
+        // Each close waits on a few fsyncs; one after another, ten thousand
+        // partitions took longer to stop than a service manager waits.
+        for group in logs.chunks(LOG_CLOSE_CONCURRENCY_MAX) {
+            let closes = group.iter().map(|log| async move {
+                if let Err(error) = log.close().await {
+                    tracing::warn!(%error, dir = %log.dir().display(), "closing log failed");
+                }
+            });
+            futures_lite_join_all(closes.collect()).await;
         }
     }
 }

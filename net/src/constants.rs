@@ -171,3 +171,18 @@ const _: () = assert!(MEMBER_ID_PREFIX_BYTES_MAX + 37 <= i16::MAX as usize);
 const _: () = assert!(
     OFFSETS_REWRITE_BATCH_BYTES < sluice_engine::constants::MESSAGE_BYTES_MAX_DEFAULT as usize
 );
+
+/// First wait before a partition leader asks the transaction coordinator
+/// again to add a partition (Produce v12) after CONCURRENT_TRANSACTIONS:
+/// another addition for the same transaction is being written, which takes
+/// one state-log fsync.
+pub const TXN_ADD_RETRY_BACKOFF_MS_MIN: u64 = 1;
+/// Longest wait between those tries (each wait doubles up to it).
+pub const TXN_ADD_RETRY_BACKOFF_MS_MAX: u64 = 20;
+/// How long the leader keeps trying before answering the producer with
+/// CONCURRENT_TRANSACTIONS (Kafka's leader gives up after 100 ms too).
+pub const TXN_ADD_RETRY_TOTAL_MS_MAX: u64 = 100;
+
+/// Logs a shard closes at once at shutdown: enough to keep the disk's queue
+/// busy with their final syncs, few enough not to flood io_uring.
+pub const LOG_CLOSE_CONCURRENCY_MAX: usize = 64;

@@ -656,6 +656,17 @@ impl TxnCoordinator {
                 .get(transactional_id)
                 .ok_or(code::INVALID_PRODUCER_ID_MAPPING)?;
             check_producer(meta, producer_id, producer_epoch)?;
+            // As Kafka: a decided transaction is being completed, so the
+            // batch is a late retry or early for the next transaction; the
+            // producer retries (a partition addition still being written
+            // is answered from the durable state instead, where Kafka
+            // answers CONCURRENT_TRANSACTIONS, which costs a retry).
+            if matches!(
+                meta.status,
+                TxnStatus::PrepareCommit | TxnStatus::PrepareAbort
+            ) {
+                return Err(code::CONCURRENT_TRANSACTIONS);
+            }
             let ongoing = meta.status == TxnStatus::Ongoing;
             return Ok(partitions
                 .iter()

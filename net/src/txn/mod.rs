@@ -61,7 +61,7 @@ pub use records::TxnStatus;
 pub const TXN_TOPIC: &str = "__transaction_state";
 
 /// A transaction request, sent whole to the id's coordinator shard.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub enum TxnRequest {
     InitProducerId {
         transactional_id: String,
