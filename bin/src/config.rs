@@ -8,6 +8,9 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 
 use sluice_engine::constants::{SEGMENT_BYTES_MAX, SEGMENT_BYTES_MIN, SHARDS_MAX};
+
+/// Longest spin before an idle shard parks: beyond this it is a busy loop.
+const SPIN_BEFORE_PARK_US_MAX: i64 = 10_000;
 use sluice_net::BrokerConfig;
 
 /// Every setting: its name, and what it expects (for error messages and help).
@@ -21,6 +24,10 @@ pub const SETTINGS: &[(&str, &str)] = &[
     ("advertised_listener", "host:port clients should connect to"),
     ("shards", "a number of shards between 1 and 256"),
     ("pin_shards", "true or false"),
+    (
+        "spin_before_park_us",
+        "microseconds an idle shard polls before parking, 0 to 10000 (default 0)",
+    ),
     ("auto_create_topics", "true or false"),
     ("num_partitions", "a positive integer"),
     ("segment_bytes", "bytes per segment, 4096 to 2147483647"),
@@ -166,6 +173,9 @@ pub fn apply(
         }
         "shards" => config.shards = long(1, SHARDS_MAX as i64).ok_or_else(bad)? as usize,
         "pin_shards" => config.pin_shards = parse_bool(value).ok_or_else(bad)?,
+        "spin_before_park_us" => {
+            config.spin_before_park_us = long(0, SPIN_BEFORE_PARK_US_MAX).ok_or_else(bad)? as u64
+        }
         "auto_create_topics" => config.auto_create_topics = parse_bool(value).ok_or_else(bad)?,
         "num_partitions" => {
             config.default_partitions =
@@ -476,6 +486,16 @@ mod tests {
             error.contains("transaction_state_rewrite_records_min"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn spin_before_park_is_off_by_default_and_bounded() {
+        let args = |list: &[&str]| -> Vec<String> { list.iter().map(|s| s.to_string()).collect() };
+        assert_eq!(from_args(&[]).unwrap().spin_before_park_us, 0);
+        let config = from_args(&args(&["--spin-before-park-us", "150"])).unwrap();
+        assert_eq!(config.spin_before_park_us, 150);
+        let error = from_args(&args(&["--spin-before-park-us", "10001"])).unwrap_err();
+        assert!(error.contains("spin_before_park_us"), "{error}");
     }
 
     #[test]

@@ -121,7 +121,8 @@ pub fn run(config: BrokerConfig) -> Result<(), String> {
     let shard_plan = ShardPlan {
         shards: config.shards,
         pin: config.pin_shards,
-        spin_before_park: None,
+        spin_before_park: (config.spin_before_park_us > 0)
+            .then(|| std::time::Duration::from_micros(config.spin_before_park_us)),
     };
     let shard_config = Arc::clone(&config);
     let fds = Arc::new(fds);
