@@ -661,3 +661,27 @@ fn concurrent_implicit_additions_from_both_shards_all_succeed() {
         );
     }
 }
+
+/// EndTxn v5 abort with nothing added bumps the epoch (the client may have
+/// failed before adding anything); a commit of the completed abort at the
+/// new epoch is not a retry and is refused; the retry epoch repeats the abort.
+#[test]
+fn an_empty_abort_bumps_the_epoch() {
+    const ID: &str = "tv2-empty-abort";
+    let broker = TestBroker::start();
+    broker.create_topic(TOPIC, 1);
+    let mut client = Client::new(&broker);
+    client.find_coordinator(ID, 1);
+    let first = client.init(ID);
+    let (error, second) = client.end(ID, first, false);
+    assert_eq!(error, NONE, "abort of an empty transaction");
+    assert_eq!(second, (first.0, first.1 + 1), "the epoch is bumped");
+    let (error, _) = client.end(ID, second, true);
+    assert_eq!(error, INVALID_TXN_STATE, "commit after the abort");
+    let (error, repeated) = client.end(ID, first, false);
+    assert_eq!((error, repeated), (NONE, second), "the abort's retry");
+    // The bumped epoch runs the next transaction.
+    assert_eq!(client.produce_txn(12, ID, second, 0, 0, &[b"after"]), NONE);
+    let (error, third) = client.end(ID, second, true);
+    assert_eq!((error, third), (NONE, (first.0, first.1 + 2)));
+}

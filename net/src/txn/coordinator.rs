@@ -410,23 +410,34 @@ pub(super) fn end_transition(
         return Err(code::CONCURRENT_TRANSACTIONS);
     }
     let answer = Ok(EndStep::Answer(meta.producer_id, meta.producer_epoch));
+    // Transaction version 2 answers a completed end only to its retry (the
+    // epoch before the bump); version 1 has no retry epoch.
+    let repeat = !bump_epoch || retry_bump || retry_new_id;
+    // Transaction version 2 lets a producer abort with nothing added (it
+    // may have produced before learning of an error): the epoch is bumped
+    // and an abort over no partitions is written.
+    let mut abort_nothing = false;
     match meta.status {
         TxnStatus::Ongoing if !retry_bump => {}
-        TxnStatus::CompleteCommit if commit => return answer,
-        TxnStatus::CompleteAbort if !commit => return answer,
+        TxnStatus::CompleteCommit if commit && repeat => return answer,
+        TxnStatus::CompleteAbort if !commit && repeat => return answer,
+        TxnStatus::Empty | TxnStatus::CompleteCommit | TxnStatus::CompleteAbort
+            if bump_epoch && !commit && !retry_bump && !retry_new_id =>
+        {
+            abort_nothing = true;
+        }
         TxnStatus::PrepareCommit if commit => return Err(code::CONCURRENT_TRANSACTIONS),
         TxnStatus::PrepareAbort if !commit => return Err(code::CONCURRENT_TRANSACTIONS),
-        TxnStatus::Empty if bump_epoch && !commit => {
-            // Transaction version 2 lets a producer abort with nothing
-            // added (it may have produced before learning of an error).
-            return answer;
-        }
         TxnStatus::PrepareEpochFence | TxnStatus::Dead => {
             return Err(code::CONCURRENT_TRANSACTIONS);
         }
         _ => return Err(code::INVALID_TXN_STATE),
     }
     let mut next = meta.clone();
+    if abort_nothing {
+        next.partitions.clear();
+        next.start_ms = now;
+    }
     if bump_epoch {
         if meta.producer_epoch >= EPOCH_LAST_USABLE {
             let Some(new_id) = new_producer_id else {

@@ -435,3 +435,77 @@ fn completion_belongs_to_its_token() {
     assert!(complete_transition(&fenced, 5, NOW).is_some());
     assert_eq!(complete_transition(&ongoing_at(1), 0, NOW), None);
 }
+
+/// Transaction version 2 (Kafka's EndTxn table): an abort with nothing added
+/// — from Empty, CompleteCommit or CompleteAbort at the current epoch — bumps
+/// the epoch and writes an abort over no partitions; a commit at the current
+/// epoch of a completed transaction is not a retry and is refused; only the
+/// epoch before the bump repeats a completed end.
+#[test]
+fn end_v5_aborts_nothing_with_a_bump_and_refuses_a_second_commit() {
+    for status in [
+        TxnStatus::Empty,
+        TxnStatus::CompleteCommit,
+        TxnStatus::CompleteAbort,
+    ] {
+        let mut meta = empty_at(5);
+        meta.status = status;
+        meta.last_producer_epoch = 4;
+        meta.partitions = BTreeSet::from([("data".to_string(), 3)]);
+        let next = end_next(end_transition(
+            &meta,
+            false,
+            PRODUCER_ID,
+            5,
+            false,
+            true,
+            None,
+            9,
+            NOW,
+        ));
+        assert_eq!(next.status, TxnStatus::PrepareAbort, "from {status:?}");
+        assert!(next.partitions.is_empty(), "from {status:?}");
+        assert_eq!(next.start_ms, NOW);
+        assert_eq!(end_answer(&next), (PRODUCER_ID, 6), "from {status:?}");
+        let done = complete_transition(&next, 9, NOW).expect("completed");
+        assert_eq!(done.status, TxnStatus::CompleteAbort);
+    }
+    let mut committed = empty_at(5);
+    committed.status = TxnStatus::CompleteCommit;
+    committed.last_producer_epoch = 4;
+    assert_eq!(
+        end_transition(&committed, false, PRODUCER_ID, 5, true, true, None, 9, NOW),
+        Err(code::INVALID_TXN_STATE),
+        "a commit at the current epoch is not a retry"
+    );
+    assert_eq!(
+        end_transition(&committed, false, PRODUCER_ID, 4, true, true, None, 9, NOW),
+        Ok(EndStep::Answer(PRODUCER_ID, 5)),
+        "the retry of the commit"
+    );
+    assert_eq!(
+        end_transition(&committed, false, PRODUCER_ID, 4, false, true, None, 9, NOW),
+        Err(code::INVALID_TXN_STATE),
+        "an abort retried against a commit"
+    );
+    // Version 1 (EndTxn below v5) keeps its table: a repeat of the same
+    // end answers without a write, an abort of Empty is refused.
+    assert_eq!(
+        end_transition(&committed, false, PRODUCER_ID, 5, true, false, None, 9, NOW),
+        Ok(EndStep::Answer(PRODUCER_ID, 5))
+    );
+    assert_eq!(
+        end_transition(
+            &empty_at(5),
+            false,
+            PRODUCER_ID,
+            5,
+            false,
+            false,
+            None,
+            9,
+            NOW
+        ),
+        Err(code::INVALID_TXN_STATE)
+    );
+}
