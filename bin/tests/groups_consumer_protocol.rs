@@ -7,10 +7,9 @@ mod common;
 mod groups_support;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use common::{produce_all, raw_connect, receive_response, send_request, Record, Stop, TestBroker};
+use common::{produce_all, text, Record, Stop, TestBroker, WireClient};
 use groups_support::{
     consumer_protocol_config, is_exact_split, member_config, wait_for, ChildConsumer, Member,
 };
@@ -21,7 +20,7 @@ use kafka_protocol::messages::offset_commit_request::{
     OffsetCommitRequestPartition, OffsetCommitRequestTopic,
 };
 use kafka_protocol::messages::*;
-use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 use uuid::Uuid;
@@ -57,34 +56,7 @@ fn consumer_broker() -> TestBroker {
     ])
 }
 
-fn text(value: &str) -> StrBytes {
-    StrBytes::from_string(value.to_string())
-}
-
-struct Wire {
-    stream: TcpStream,
-    correlation: i32,
-}
-
-impl Wire {
-    fn connect(broker: &TestBroker) -> Wire {
-        Wire {
-            stream: raw_connect(broker.address()),
-            correlation: 0,
-        }
-    }
-
-    fn call<Req: Encodable, Resp: Decodable>(
-        &mut self,
-        key: ApiKey,
-        version: i16,
-        request: &Req,
-    ) -> Resp {
-        self.correlation += 1;
-        send_request(&mut self.stream, key, version, self.correlation, request);
-        receive_response(&mut self.stream, key, version, self.correlation)
-    }
-
+impl WireClient {
     /// FindCoordinator (creating `__consumer_offsets`), then waits until the
     /// group's offsets partition is loaded.
     fn coordinator(&mut self, group: &str) {
@@ -180,7 +152,7 @@ fn heartbeat_and_describe_on_the_wire() {
     let broker = consumer_broker();
     broker.create_topic("wire-cg", 6);
     let group = "wire-group";
-    let mut wire = Wire::connect(&broker);
+    let mut wire = WireClient::new(&broker);
     wire.coordinator(group);
 
     // Unknown group.
@@ -291,7 +263,7 @@ fn heartbeat_and_describe_on_the_wire() {
     }
 
     // Offset commits carry the member epoch.
-    let commit = |wire: &mut Wire, member: &str, epoch: i32| -> i16 {
+    let commit = |wire: &mut WireClient, member: &str, epoch: i32| -> i16 {
         let mut request = OffsetCommitRequest::default();
         request.group_id = GroupId(text(group));
         request.generation_id_or_member_epoch = epoch;
@@ -309,7 +281,7 @@ fn heartbeat_and_describe_on_the_wire() {
     assert_eq!(commit(&mut wire, &first_id, 1), STALE_MEMBER_EPOCH);
     assert_eq!(commit(&mut wire, "stranger", 2), UNKNOWN_MEMBER_ID);
     assert_eq!(commit(&mut wire, &first_id, 2), NONE);
-    let fetch = |wire: &mut Wire, member: Option<&str>, epoch: i32| -> OffsetFetchResponse {
+    let fetch = |wire: &mut WireClient, member: Option<&str>, epoch: i32| -> OffsetFetchResponse {
         let mut request = OffsetFetchRequest::default();
         let mut wanted = offset_fetch_request::OffsetFetchRequestGroup::default();
         wanted.group_id = GroupId(text(group));
@@ -393,7 +365,7 @@ fn a_member_that_does_not_revoke_within_its_rebalance_timeout_is_removed() {
     let broker = consumer_broker();
     broker.create_topic("slow-revoke", 4);
     let group = "slow-revoke-group";
-    let mut wire = Wire::connect(&broker);
+    let mut wire = WireClient::new(&broker);
     wire.coordinator(group);
     let mut slow = join(group, "", &["slow-revoke"]);
     slow.rebalance_timeout_ms = 1000;
@@ -437,7 +409,7 @@ fn a_static_member_keeps_its_partitions_across_a_temporary_leave() {
     let broker = consumer_broker();
     broker.create_topic("static", 4);
     let group = "static-group";
-    let mut wire = Wire::connect(&broker);
+    let mut wire = WireClient::new(&broker);
     wire.coordinator(group);
     let with_instance = |member: &str| {
         let mut request = join(group, member, &["static"]);
@@ -480,7 +452,7 @@ fn a_full_group_turns_new_members_away() {
     let broker = TestBroker::start_with(&["--group-consumer-max-size", "2"]);
     broker.create_topic("full", 3);
     let group = "full-group";
-    let mut wire = Wire::connect(&broker);
+    let mut wire = WireClient::new(&broker);
     wire.coordinator(group);
     for member in ["member-a-000000000000", "member-b-000000000000"] {
         let joined = wire.heartbeat(1, &join(group, member, &["full"]));
@@ -502,7 +474,7 @@ fn regex_subscriptions_follow_the_topics() {
     broker.create_topic("reg-b", 2);
     broker.create_topic("other", 2);
     let group = "regex-group";
-    let mut wire = Wire::connect(&broker);
+    let mut wire = WireClient::new(&broker);
     wire.coordinator(group);
     let mut bad = join(group, "regex-member-00000000", &[]);
     bad.subscribed_topic_names = None;
@@ -531,7 +503,7 @@ fn regex_subscriptions_follow_the_topics() {
     );
 }
 
-fn classic_join(wire: &mut Wire, group: &str, member: &str) -> JoinGroupResponse {
+fn classic_join(wire: &mut WireClient, group: &str, member: &str) -> JoinGroupResponse {
     let mut request = JoinGroupRequest::default();
     request.group_id = GroupId(text(group));
     request.session_timeout_ms = 10_000;
@@ -551,7 +523,7 @@ fn classic_and_consumer_protocols_do_not_mix_in_a_group() {
     let broker = consumer_broker();
     broker.create_topic("mixed", 2);
     let group = "mixed-group";
-    let mut wire = Wire::connect(&broker);
+    let mut wire = WireClient::new(&broker);
     wire.coordinator(group);
 
     // A classic member joins.
@@ -664,7 +636,7 @@ fn one_then_four_then_two_consumers_split_and_process_every_message_once() {
     produce_all(&broker, TOPIC, &[], &messages(1, MESSAGES_PER_PHASE));
     let all: Vec<&Member> = std::iter::once(&first).chain(others.iter()).collect();
     settle(&all, 3, 2 * MESSAGES_PER_PHASE, 0);
-    let mut wire = Wire::connect(&broker);
+    let mut wire = WireClient::new(&broker);
     let described = wire.describe("kip848-billing", 1);
     assert_eq!(described.group_state.as_str(), "Stable");
     assert_eq!(described.members.len(), 4);
@@ -743,7 +715,7 @@ fn a_vanished_consumer_is_evicted_and_its_partitions_move() {
         moved >= Duration::from_millis(SESSION_TIMEOUT_MS / 2),
         "partitions moved after {moved:?}, before the session timeout"
     );
-    let mut wire = Wire::connect(&broker);
+    let mut wire = WireClient::new(&broker);
     let described = wire.describe(group, 1);
     assert_eq!(described.members.len(), 1);
     let owned: usize = described.members[0]
@@ -800,7 +772,7 @@ fn group_and_offsets_survive_a_broker_kill_and_consumers_resume() {
         || committed(&broker, group, SMALL) == all_committed,
         || format!("{:?}", committed(&broker, group, SMALL)),
     );
-    let mut wire = Wire::connect(&broker);
+    let mut wire = WireClient::new(&broker);
     let before = wire.describe(group, 1);
     assert_eq!(before.members.len(), 1);
 
@@ -808,7 +780,7 @@ fn group_and_offsets_survive_a_broker_kill_and_consumers_resume() {
     // come back from the log.
     broker.restart(Stop::Kill);
     child.kill();
-    let mut wire = Wire::connect(&broker);
+    let mut wire = WireClient::new(&broker);
     wire.coordinator(group);
     let after = wire.describe(group, 1);
     assert_eq!(after.error_code, NONE);

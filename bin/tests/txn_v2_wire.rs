@@ -13,18 +13,17 @@
 
 mod common;
 
-use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use common::{
-    assert_closed, consume, raw_connect, receive_response, send_request, Stop, TestBroker,
+    assert_closed, consume, raw_connect, send_request, text, Stop, TestBroker, WireClient,
 };
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::txn_offset_commit_request::{
     TxnOffsetCommitRequestPartition, TxnOffsetCommitRequestTopic,
 };
 use kafka_protocol::messages::*;
-use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+
 use rdkafka::Offset;
 use sluice_engine::batch::{attributes, build_batch, build_batch_with, BuildBatch};
 
@@ -41,34 +40,7 @@ const TRANSACTIONAL_ID_AUTHORIZATION_FAILED: i16 = 53;
 const UNSTABLE_OFFSET_COMMIT: i16 = 88;
 const TRANSACTION_ABORTABLE: i16 = 120;
 
-fn text(value: &str) -> StrBytes {
-    StrBytes::from_string(value.to_string())
-}
-
-struct Client {
-    stream: TcpStream,
-    correlation: i32,
-}
-
-impl Client {
-    fn new(broker: &TestBroker) -> Client {
-        Client {
-            stream: raw_connect(broker.address()),
-            correlation: 0,
-        }
-    }
-
-    fn call<Req: Encodable, Resp: Decodable>(
-        &mut self,
-        key: ApiKey,
-        version: i16,
-        request: &Req,
-    ) -> Resp {
-        self.correlation += 1;
-        send_request(&mut self.stream, key, version, self.correlation, request);
-        receive_response(&mut self.stream, key, version, self.correlation)
-    }
-
+impl WireClient {
     /// FindCoordinator for a transactional id (1) or a group (0); creates
     /// the internal topic behind it.
     fn find_coordinator(&mut self, key: &str, key_type: i8) {
@@ -279,7 +251,7 @@ fn txn_batch(producer: (i64, i16), sequence: i32, values: &[&[u8]]) -> Vec<u8> {
     )
 }
 
-fn api_versions(client: &mut Client, version: i16) -> ApiVersionsResponse {
+fn api_versions(client: &mut WireClient, version: i16) -> ApiVersionsResponse {
     let mut request = ApiVersionsRequest::default();
     request.client_software_name = text("sluice-tests");
     request.client_software_version = text("1.0");
@@ -294,7 +266,7 @@ fn api_versions(client: &mut Client, version: i16) -> ApiVersionsResponse {
 #[test]
 fn api_versions_advertise_transaction_version_2() {
     let broker = TestBroker::start();
-    let mut client = Client::new(&broker);
+    let mut client = WireClient::new(&broker);
     for version in [3, 4] {
         let response = api_versions(&mut client, version);
         assert_eq!(response.error_code, NONE);
@@ -363,7 +335,7 @@ fn a_tv2_transaction_commits_and_aborts_without_add_requests() {
     const GROUP: &str = "tv2-group";
     let broker = TestBroker::start();
     broker.create_topic(TOPIC, 2);
-    let mut client = Client::new(&broker);
+    let mut client = WireClient::new(&broker);
     client.find_coordinator(ID, 1);
     client.find_coordinator(GROUP, 0);
     let first = client.init(ID);
@@ -477,7 +449,7 @@ fn below_v12_the_partition_must_be_added_v12_adds_it() {
     const GROUP: &str = "tv2-verify-group";
     let broker = TestBroker::start();
     broker.create_topic(TOPIC, 2);
-    let mut client = Client::new(&broker);
+    let mut client = WireClient::new(&broker);
     client.find_coordinator(ID, 1);
     client.find_coordinator(GROUP, 0);
     let producer = client.init(ID);
@@ -532,7 +504,7 @@ fn transactional_records_without_a_transactional_id_are_refused() {
     const ID: &str = "tv2-no-id";
     let broker = TestBroker::start();
     broker.create_topic(TOPIC, 2);
-    let mut client = Client::new(&broker);
+    let mut client = WireClient::new(&broker);
     client.find_coordinator(ID, 1);
     let producer = client.init(ID);
     for version in [3, 9, 11, 12] {
@@ -579,7 +551,7 @@ fn partitions_added_by_produce_v12_survive_kill_9() {
     const GROUP: &str = "tv2-crash-group";
     let mut broker = TestBroker::start();
     broker.create_topic(TOPIC, 2);
-    let mut client = Client::new(&broker);
+    let mut client = WireClient::new(&broker);
     client.find_coordinator(ID, 1);
     client.find_coordinator(GROUP, 0);
     let producer = client.init(ID);
@@ -593,7 +565,7 @@ fn partitions_added_by_produce_v12_survive_kill_9() {
 
     drop(client);
     broker.restart(Stop::Kill);
-    let mut client = Client::new(&broker);
+    let mut client = WireClient::new(&broker);
     let (error, bumped) = client.end_when_loaded(ID, producer, true);
     assert_eq!(
         error, NONE,
@@ -634,7 +606,7 @@ fn concurrent_implicit_additions_from_both_shards_all_succeed() {
     const TRANSACTIONS: i32 = 10;
     let broker = TestBroker::start();
     broker.create_topic(TOPIC, PARTITIONS);
-    let mut client = Client::new(&broker);
+    let mut client = WireClient::new(&broker);
     client.find_coordinator(ID, 1);
     let mut producer = client.init(ID);
     for transaction in 0..TRANSACTIONS {
@@ -670,7 +642,7 @@ fn an_empty_abort_bumps_the_epoch() {
     const ID: &str = "tv2-empty-abort";
     let broker = TestBroker::start();
     broker.create_topic(TOPIC, 1);
-    let mut client = Client::new(&broker);
+    let mut client = WireClient::new(&broker);
     client.find_coordinator(ID, 1);
     let first = client.init(ID);
     let (error, second) = client.end(ID, first, false);

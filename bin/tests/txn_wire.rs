@@ -7,15 +7,13 @@
 
 mod common;
 
-use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use common::{raw_connect, receive_response, send_request, Stop, TestBroker};
+use common::{text, Stop, TestBroker, WireClient};
 use kafka_protocol::messages::add_partitions_to_txn_request::{
     AddPartitionsToTxnTopic, AddPartitionsToTxnTransaction,
 };
 use kafka_protocol::messages::*;
-use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 
 const TOPIC: &str = "txn-wire";
 
@@ -31,34 +29,7 @@ const OPERATION_NOT_ATTEMPTED: i16 = 55;
 const PRODUCER_FENCED: i16 = 90;
 const TRANSACTIONAL_ID_NOT_FOUND: i16 = 105;
 
-fn text(value: &str) -> StrBytes {
-    StrBytes::from_string(value.to_string())
-}
-
-struct Client {
-    stream: TcpStream,
-    correlation: i32,
-}
-
-impl Client {
-    fn new(broker: &TestBroker) -> Client {
-        Client {
-            stream: raw_connect(broker.address()),
-            correlation: 0,
-        }
-    }
-
-    fn call<Req: Encodable, Resp: Decodable>(
-        &mut self,
-        key: ApiKey,
-        version: i16,
-        request: &Req,
-    ) -> Resp {
-        self.correlation += 1;
-        send_request(&mut self.stream, key, version, self.correlation, request);
-        receive_response(&mut self.stream, key, version, self.correlation)
-    }
-
+impl WireClient {
     fn find_coordinator(&mut self, id: &str) {
         let mut request = FindCoordinatorRequest::default();
         request.key = text(id);
@@ -156,7 +127,7 @@ fn flatten(
 fn coordinator_error_rules_on_the_wire() {
     let broker = TestBroker::start_with(&["--transaction-max-timeout-ms", "120000"]);
     broker.create_topic(TOPIC, 3);
-    let mut client = Client::new(&broker);
+    let mut client = WireClient::new(&broker);
     client.find_coordinator("wire-a");
 
     // A timeout above transaction.max.timeout.ms is refused.
@@ -297,7 +268,7 @@ fn coordinator_error_rules_on_the_wire() {
     drop(client);
     let mut broker = broker;
     broker.restart(Stop::Kill);
-    let mut client = Client::new(&broker);
+    let mut client = WireClient::new(&broker);
     client.find_coordinator("wire-a");
     let second = client.init("wire-a", 60_000, 1, (-1, -1));
     assert_eq!(second.error_code, NONE);
@@ -327,7 +298,7 @@ fn coordinator_error_rules_on_the_wire() {
 fn a_new_producer_aborts_the_running_transaction() {
     let broker = TestBroker::start();
     broker.create_topic(TOPIC, 2);
-    let mut client = Client::new(&broker);
+    let mut client = WireClient::new(&broker);
     client.find_coordinator("wire-b");
     let first = client.init("wire-b", 60_000, 1, (-1, -1));
     assert_eq!(first.error_code, NONE);
@@ -363,7 +334,7 @@ fn a_new_producer_aborts_the_running_transaction() {
 fn end_txn_v5_bumps_the_epoch_at_every_end() {
     let broker = TestBroker::start();
     broker.create_topic(TOPIC, 2);
-    let mut client = Client::new(&broker);
+    let mut client = WireClient::new(&broker);
     client.find_coordinator("wire-v5");
     let first = client.init("wire-v5", 60_000, 5, (-1, -1));
     assert_eq!(first.error_code, NONE);
@@ -414,7 +385,7 @@ fn cli(args: &[&str]) -> (Option<i32>, String) {
 fn txn_cli_lists_and_describes() {
     let broker = TestBroker::start();
     broker.create_topic(TOPIC, 2);
-    let mut client = Client::new(&broker);
+    let mut client = WireClient::new(&broker);
     client.find_coordinator("cli-a");
     let first = client.init("cli-a", 45_000, 1, (-1, -1));
     assert_eq!(first.error_code, NONE);
@@ -484,7 +455,7 @@ fn txn_cli_lists_and_describes() {
 }
 
 /// OffsetFetch v7 of one partition: (error, offset).
-fn fetch_offset(client: &mut Client, group: &str, require_stable: bool) -> (i16, i64) {
+fn fetch_offset(client: &mut WireClient, group: &str, require_stable: bool) -> (i16, i64) {
     use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
     let mut topic = OffsetFetchRequestTopic::default();
     topic.name = TopicName(text(TOPIC));
@@ -506,7 +477,7 @@ fn txn_offset_commit_is_visible_only_after_the_commit() {
     const UNSTABLE_OFFSET_COMMIT: i16 = 88;
     let broker = TestBroker::start();
     broker.create_topic(TOPIC, 1);
-    let mut client = Client::new(&broker);
+    let mut client = WireClient::new(&broker);
     client.find_coordinator("offsets-txn");
     let mut find_group = FindCoordinatorRequest::default();
     find_group.key = text("txn-group");
@@ -558,7 +529,7 @@ fn txn_offset_commit_is_visible_only_after_the_commit() {
     drop(client);
     let mut broker = broker;
     broker.restart(Stop::Kill);
-    let mut client = Client::new(&broker);
+    let mut client = WireClient::new(&broker);
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let (error, offset) = fetch_offset(&mut client, "txn-group", true);
@@ -573,7 +544,7 @@ fn txn_offset_commit_is_visible_only_after_the_commit() {
 
 /// Produces one transactional batch (v9, acks -1) and returns its error.
 fn produce_txn(
-    client: &mut Client,
+    client: &mut WireClient,
     id: &str,
     producer: (i64, i16),
     partition: i32,
@@ -610,7 +581,7 @@ fn produce_txn(
 fn kip_890_a_transactional_batch_needs_its_partition_added() {
     let broker = TestBroker::start();
     broker.create_topic(TOPIC, 2);
-    let mut client = Client::new(&broker);
+    let mut client = WireClient::new(&broker);
     client.find_coordinator("verify-a");
     let init = client.init("verify-a", 60_000, 1, (-1, -1));
     assert_eq!(init.error_code, NONE);
@@ -645,13 +616,13 @@ fn idle_transactional_ids_expire_and_clients_cannot_write_the_state_topic() {
         "100",
     ]);
     broker.create_topic(TOPIC, 1);
-    let mut client = Client::new(&broker);
+    let mut client = WireClient::new(&broker);
     client.find_coordinator("expiring");
     assert_eq!(
         client.init("expiring", 60_000, 1, (-1, -1)).error_code,
         NONE
     );
-    let describe = |client: &mut Client| {
+    let describe = |client: &mut WireClient| {
         let mut request = DescribeTransactionsRequest::default();
         request.transactional_ids = vec![TransactionalId(text("expiring"))];
         let response: DescribeTransactionsResponse =
@@ -668,7 +639,7 @@ fn idle_transactional_ids_expire_and_clients_cannot_write_the_state_topic() {
     drop(client);
     let mut broker = broker;
     broker.restart(Stop::Kill);
-    let mut client = Client::new(&broker);
+    let mut client = WireClient::new(&broker);
     client.find_coordinator("expiring");
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {

@@ -1435,7 +1435,6 @@ pub async fn futures_lite_join_all<T>(futures: Vec<impl Future<Output = T>>) -> 
     outputs.into_iter().flatten().collect()
 }
 
-/// Resolves when the first of the futures does.
 /// A fetch's registration with the data signals of the logs it waits on.
 /// Dropping it (data, timeout or a closed connection) takes the waker out of
 /// every signal that was not notified since, so idle partitions' waiter
@@ -1498,6 +1497,7 @@ impl Drop for DataWatch<'_> {
     }
 }
 
+/// Resolves when the first of the futures does.
 pub async fn select_first(mut futures: Vec<Pin<Box<dyn Future<Output = ()> + '_>>>) {
     if futures.is_empty() {
         return;

@@ -764,3 +764,41 @@ pub fn receive_response<R: kafka_protocol::protocol::Decodable>(
     );
     response
 }
+
+/// A string field of a kafka-protocol request.
+pub fn text(value: &str) -> kafka_protocol::protocol::StrBytes {
+    kafka_protocol::protocol::StrBytes::from_string(value.to_string())
+}
+
+/// One raw Kafka-protocol connection to the broker: requests encoded with
+/// kafka-protocol, sent and answered one at a time. Scenario files add their
+/// own request helpers to it with `impl WireClient` blocks.
+pub struct WireClient {
+    stream: TcpStream,
+    correlation: i32,
+}
+
+impl WireClient {
+    pub fn new(broker: &TestBroker) -> WireClient {
+        WireClient {
+            stream: raw_connect(broker.address()),
+            correlation: 0,
+        }
+    }
+
+    /// Sends `request` at `version` and decodes the answer.
+    pub fn call<Req, Resp>(
+        &mut self,
+        key: kafka_protocol::messages::ApiKey,
+        version: i16,
+        request: &Req,
+    ) -> Resp
+    where
+        Req: kafka_protocol::protocol::Encodable,
+        Resp: kafka_protocol::protocol::Decodable,
+    {
+        self.correlation += 1;
+        send_request(&mut self.stream, key, version, self.correlation, request);
+        receive_response(&mut self.stream, key, version, self.correlation)
+    }
+}
