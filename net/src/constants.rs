@@ -20,7 +20,7 @@ pub const READ_CHUNK_BYTES: usize = 64 * 1024;
 /// length prefix alone never reserves much memory.
 pub const FRAME_PRESIZE_BYTES_MAX: usize = 1024 * 1024;
 
-/// Most slices passed to one `writev` call (Linux IOV_MAX is 1024).
+/// Most slices passed to one gathering `sendmsg` call (Linux IOV_MAX is 1024).
 pub const IOVECS_MAX: usize = 1024;
 
 /// Upper bound on a fetch's `max_wait_ms` the broker honours, so a client

@@ -8,7 +8,7 @@
 //! - [`handlers`]: one file per Kafka API, one registry, central version checks.
 //! - [`broker`]: a shard's partitions, the cross-shard operations, and the
 //!   metadata controller on shard 0.
-//! - [`wire`]: response frames as slices, written with `writev`.
+//! - [`wire`]: response frames as slices, written with a gathering `sendmsg`.
 //! - [`groups`]: the group coordinator (consumer groups, committed offsets
 //!   in `__consumer_offsets`), one per shard.
 //! - [`errors`]: Kafka error codes and the one mapping from engine errors.

@@ -2,9 +2,10 @@
 //!
 //! A response is a list of byte slices: the length prefix and response header
 //! in one small buffer, then the body as encoded pieces and record slices
-//! straight from the log. They go to the socket with `writev` on the raw
-//! (non-blocking) fd, so fetched record bytes are never copied into a single
-//! response buffer; on EAGAIN the writer waits through glommio's own write.
+//! straight from the log. They go to the socket with a gathering `sendmsg`
+//! (`MSG_DONTWAIT`: the fd itself is in blocking mode) on the raw fd, so
+//! fetched record bytes are never copied into a single response buffer; on
+//! EAGAIN the writer waits through glommio's own write.
 
 use std::io;
 
@@ -82,8 +83,8 @@ pub fn receive_ready(fd: i32, buffer: &mut BytesMut, wanted: usize) -> io::Resul
     }
 }
 
-/// Writes all pieces to the socket: `writev` while the kernel takes data,
-/// glommio's awaited write when it would block.
+/// Writes all pieces to the socket: a gathering non-blocking `sendmsg`
+/// while the kernel takes data, glommio's awaited write when it would block.
 pub async fn write_frames<W: AsyncWrite + Unpin>(
     stream: &mut W,
     fd: i32,
@@ -100,14 +101,27 @@ pub async fn write_frames<W: AsyncWrite + Unpin>(
             })
             .collect();
         // SAFETY: the iovecs point into `pieces`, alive and unchanged for the
-        // duration of the call; fd is this connection's open socket.
-        let written = unsafe { libc::writev(fd, iovecs.as_ptr(), iovecs.len() as libc::c_int) };
+        // duration of the call; the header only borrows them; fd is this
+        // connection's open socket.
+        let written = unsafe {
+            let mut header: libc::msghdr = std::mem::zeroed();
+            header.msg_iov = iovecs.as_ptr() as *mut libc::iovec;
+            header.msg_iovlen = iovecs.len();
+            // The socket is in blocking mode (glommio drives it through
+            // io_uring), so a plain writev into a full send buffer would put
+            // the whole shard to sleep until this one peer reads: every other
+            // connection and partition of the shard would stall with it, and
+            // a peer that is itself waiting on the shard would never read.
+            // MSG_DONTWAIT turns that into EAGAIN; MSG_NOSIGNAL turns a
+            // closed peer into EPIPE instead of a signal.
+            libc::sendmsg(fd, &header, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL)
+        };
         if written < 0 {
             let error = io::Error::last_os_error();
             match error.kind() {
                 io::ErrorKind::WouldBlock => {
                     // Socket buffer full: let glommio wait for room while it
-                    // sends the next piece, then go back to writev.
+                    // sends the next piece, then go back to sendmsg.
                     let piece = pieces[first].clone();
                     stream.write_all(&piece).await?;
                     first += 1;

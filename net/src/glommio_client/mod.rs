@@ -8,7 +8,7 @@
 //!   matched to a FIFO of pending requests) and negotiates API versions.
 //! - [`Producer`] writes records straight into wire-format batches per
 //!   partition (`batch.size`, `linger.ms`, the four codecs), sends at most
-//!   one batch per partition per Produce request with `writev` (batches are
+//!   one batch per partition per Produce request with one gathering send (batches are
 //!   not copied into the request), and reports each batch once, with the
 //!   caller's per-record tokens, to a callback; acks 0/1/all and optional
 //!   idempotence (InitProducerId, sequence numbers).

@@ -9,7 +9,7 @@
 //! themselves while the connection is busy. Each broker has a sender task
 //! that waits for sendable batches and for a free in-flight slot, then
 //! drains at most one batch per partition (Kafka's rule for v2 batches) up to
-//! `max.request.size` into one Produce request, written with `writev`
+//! `max.request.size` into one Produce request, written by a gathering send
 //! without copying the batches. A task per request awaits its response and
 //! reports every batch to the delivery callback with the caller's per-record
 //! tokens, so a benchmark can time each record without a future per record.

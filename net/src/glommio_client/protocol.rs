@@ -559,7 +559,7 @@ impl PieceWriter {
 
 /// Encodes a Produce request body (v3 to v9, no transactional id) as pieces:
 /// the batches are the callers' buffers, so a request of many megabytes is
-/// written with `writev` without being copied.
+/// written with one gathering send without being copied.
 pub fn encode_produce(
     version: i16,
     acks: i16,
