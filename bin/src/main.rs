@@ -44,14 +44,22 @@ const MALLOC_MMAP_THRESHOLD_BYTES: libc::c_int = 64 * 1024 * 1024;
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 const MALLOC_TRIM_THRESHOLD_BYTES: libc::c_int = 512 * 1024 * 1024;
 
-fn tune_allocator() {
+/// Returns which allocator settings were refused: glibc keeps its default
+/// for a value it refuses and says so only through mallopt's return value.
+fn tune_allocator() -> Vec<&'static str> {
+    let mut refused = Vec::new();
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only changes allocator parameters; called first thing
     // in main, before any other thread exists.
     unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, MALLOC_MMAP_THRESHOLD_BYTES);
-        libc::mallopt(libc::M_TRIM_THRESHOLD, MALLOC_TRIM_THRESHOLD_BYTES);
+        if libc::mallopt(libc::M_MMAP_THRESHOLD, MALLOC_MMAP_THRESHOLD_BYTES) != 1 {
+            refused.push("M_MMAP_THRESHOLD");
+        }
+        if libc::mallopt(libc::M_TRIM_THRESHOLD, MALLOC_TRIM_THRESHOLD_BYTES) != 1 {
+            refused.push("M_TRIM_THRESHOLD");
+        }
     }
+    refused
 }
 
 fn main() -> ExitCode {
@@ -59,7 +67,7 @@ fn main() -> ExitCode {
     if admin::is_admin_command(&args) {
         return admin::main(&args);
     }
-    tune_allocator();
+    let refused = tune_allocator();
     if args.iter().any(|arg| arg == "--help" || arg == "-h") {
         print!("{USAGE}\n{}\nSETTINGS:\n", admin::USAGE);
         for (name, what) in config::SETTINGS {
@@ -68,6 +76,12 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     init_logging();
+    if !refused.is_empty() {
+        tracing::warn!(
+            ?refused,
+            "the allocator refused a setting; request buffers may be page-faulted afresh"
+        );
+    }
     let config = match config::from_args(&args) {
         Ok(config) => config,
         Err(error) => {
@@ -81,5 +95,15 @@ fn main() -> ExitCode {
             eprintln!("sluice: {error}");
             ExitCode::from(1)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    fn the_allocator_takes_both_settings() {
+        // glibc silently keeps its default for a refused value.
+        assert_eq!(super::tune_allocator(), Vec::<&str>::new());
     }
 }
