@@ -218,6 +218,13 @@ fn topics_are_created_altered_and_deleted() {
         config(&admin, "orders", "segment.bytes").1,
         "segment.bytes was not set: default"
     );
+    // Kafka's default: reserving every segment's full size up front let a
+    // topic of 100 partitions x 1 GiB segments fill a disk with 58 GB free
+    // (KafkaStorageError on produce).
+    assert_eq!(
+        config(&admin, "orders", "preallocate"),
+        (Some("false".into()), true)
+    );
 
     // Partitions: only up.
     let more = NewPartitions::new("orders", 6);

@@ -55,7 +55,10 @@ pub struct LogConfig {
     pub max_message_bytes: u32,
     /// `message.timestamp.type=LogAppendTime`.
     pub log_append_time: bool,
-    /// Reserve each new segment's full size up front.
+    /// Reserve each new segment's full size up front (`preallocate`; off by
+    /// default, as in Kafka: the reservation is `segment.bytes` per
+    /// partition, so 100 partitions of 1 GiB segments need 100 GiB free
+    /// before a byte is written).
     pub preallocate: bool,
     /// Durable bytes of the active segment after which a new recovery point
     /// is written (bounds the recovery scan after a crash).
@@ -72,7 +75,7 @@ impl Default for LogConfig {
             index_interval_bytes: INDEX_INTERVAL_BYTES_DEFAULT,
             max_message_bytes: MESSAGE_BYTES_MAX_DEFAULT,
             log_append_time: false,
-            preallocate: true,
+            preallocate: false,
             recovery_point_interval_bytes: RECOVERY_POINT_INTERVAL_BYTES,
         }
     }
