@@ -13,7 +13,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use sluice_engine::batch::{self, BatchHeader};
@@ -26,8 +26,8 @@ use sluice_engine::{
 
 use crate::config::BrokerConfig;
 use crate::constants::{
-    LOG_CLOSE_CONCURRENCY_MAX, PRODUCER_ID_BLOCK, TXN_ADD_RETRY_BACKOFF_MS_MAX,
-    TXN_ADD_RETRY_BACKOFF_MS_MIN, TXN_ADD_RETRY_TOTAL_MS_MAX,
+    LOG_CLOSE_CONCURRENCY_MAX, PRODUCER_ID_BLOCK, SLOW_REQUEST_LOG_MS,
+    TXN_ADD_RETRY_BACKOFF_MS_MAX, TXN_ADD_RETRY_BACKOFF_MS_MIN, TXN_ADD_RETRY_TOTAL_MS_MAX,
 };
 use crate::errors::{
     append_error_code, batch_error_code, code, marker_append_error_code, read_error_code,
@@ -957,7 +957,17 @@ impl Broker {
                 continue;
             }
             if log.is_backlogged() {
+                let started = Instant::now();
                 log.wait_for_room().await;
+                let took = started.elapsed().as_millis();
+                if took > SLOW_REQUEST_LOG_MS {
+                    tracing::debug!(
+                        topic = %entry.topic,
+                        partition = entry.partition,
+                        took_ms = took as u64,
+                        "produce waited for write-behind room"
+                    );
+                }
             }
             if guard.as_ref().is_some_and(|guard| !guard.holds()) {
                 let (error_code, _) = txn_produce_error(entry.version, code::TRANSACTION_ABORTABLE);

@@ -23,6 +23,12 @@ pub const FRAME_PRESIZE_BYTES_MAX: usize = 1024 * 1024;
 /// Most slices passed to one gathering `sendmsg` call (Linux IOV_MAX is 1024).
 pub const IOVECS_MAX: usize = 1024;
 
+/// A request whose handler runs longer than this is logged at debug level
+/// (`SLUICE_LOG=sluice_net::server=debug`) with its API and time: where a
+/// latency outlier was spent, without a profiler. Long polls (Fetch,
+/// JoinGroup) exceed it by design.
+pub const SLOW_REQUEST_LOG_MS: u128 = 200;
+
 /// Upper bound on a fetch's `max_wait_ms` the broker honours, so a client
 /// cannot park a request for hours.
 pub const FETCH_WAIT_MS_MAX: i64 = 30_000;

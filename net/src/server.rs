@@ -11,7 +11,7 @@
 use std::io;
 use std::os::fd::AsRawFd;
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes, BytesMut};
 use futures_lite::AsyncReadExt;
@@ -24,7 +24,7 @@ use crate::broker::Broker;
 use crate::codec::{self, DecodeError};
 use crate::constants::{
     FRAME_PRESIZE_BYTES_MAX, IN_FLIGHT_REQUESTS_MAX, LOGGED_STRING_BYTES_MAX, READ_CHUNK_BYTES,
-    REQUEST_BYTES_MAX,
+    REQUEST_BYTES_MAX, SLOW_REQUEST_LOG_MS,
 };
 use crate::handlers;
 use crate::wire::{receive_ready, write_frames, ResponseFrame};
@@ -272,7 +272,20 @@ fn handle_frame(broker: &Rc<Broker>, frame: Bytes) -> Result<Option<Pending>, Cl
             Closed::Malformed(format!("api key {api_key} v{api_version}: {error}"))
         })?;
     let broker = Rc::clone(broker);
-    let task =
-        glommio::spawn_local(async move { handlers::dispatch(&broker, header, request).await });
+    let task = glommio::spawn_local(async move {
+        let started = Instant::now();
+        let response = handlers::dispatch(&broker, header, request).await;
+        let took = started.elapsed().as_millis();
+        if took > SLOW_REQUEST_LOG_MS {
+            tracing::debug!(
+                api_key,
+                api_version,
+                correlation_id,
+                took_ms = took as u64,
+                "slow request"
+            );
+        }
+        response
+    });
     Ok(Some(task.detach()))
 }
