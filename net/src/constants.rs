@@ -189,6 +189,11 @@ pub const TXN_ADD_RETRY_BACKOFF_MS_MAX: u64 = 20;
 /// CONCURRENT_TRANSACTIONS (Kafka's leader gives up after 100 ms too).
 pub const TXN_ADD_RETRY_TOTAL_MS_MAX: u64 = 100;
 
+/// Partitions of one fetch a shard reads at once: enough to keep the disk's
+/// queue busy for a consumer behind the cache, bounded so a fetch of
+/// thousands of partitions does not hold thousands of read buffers at once.
+pub const FETCH_READS_CONCURRENT_MAX: usize = 32;
+
 /// Logs a shard closes at once at shutdown: enough to keep the disk's queue
 /// busy with their final syncs, few enough not to flood io_uring.
 pub const LOG_CLOSE_CONCURRENCY_MAX: usize = 64;
