@@ -70,8 +70,9 @@ struct Described {
     partitions: Vec<String>,
 }
 
-fn describe(broker: &TestBroker, id: &str) -> Described {
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+/// `sluice txn describe ID --json` against the broker.
+fn run_describe(broker: &TestBroker, id: &str) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
         .args([
             "txn",
             "describe",
@@ -82,7 +83,11 @@ fn describe(broker: &TestBroker, id: &str) -> Described {
         ])
         .stdin(std::process::Stdio::null())
         .output()
-        .expect("running the sluice CLI");
+        .expect("running the sluice CLI")
+}
+
+fn describe(broker: &TestBroker, id: &str) -> Described {
+    let output = run_describe(broker, id);
     let text = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "describe {id}: {text}");
     let json: serde_json::Value = serde_json::from_str(&text).expect("JSON");
@@ -373,18 +378,7 @@ fn the_state_log_rewrite_survives_a_kill_9() {
 fn describe_loaded(broker: &TestBroker, id: &str) -> Described {
     let deadline = Instant::now() + CLIENT_TIMEOUT;
     loop {
-        let output = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
-            .args([
-                "txn",
-                "describe",
-                id,
-                "--json",
-                "--bootstrap",
-                &broker.bootstrap(),
-            ])
-            .stdin(std::process::Stdio::null())
-            .output()
-            .expect("running the sluice CLI");
+        let output = run_describe(broker, id);
         if output.status.success() || Instant::now() > deadline {
             return describe(broker, id);
         }

@@ -272,22 +272,6 @@ pub fn segment_file_name(base_offset: i64, extension: &str) -> String {
     format!("{base_offset:020}.{extension}")
 }
 
-/// Finishes deletions a crash or shutdown cut short (files and trees set
-/// aside by the storage's remove, still present at the next open).
-pub(crate) fn forget_doomed<S: Storage>(storage: &S, dir: &Path, names: &[String]) {
-    for name in names.iter().filter(|name| crate::storage::is_doomed(name)) {
-        let path = dir.join(name);
-        let removed = if path.is_dir() {
-            storage.remove_dir_all(&path)
-        } else {
-            storage.remove_file(&path)
-        };
-        if let Err(error) = removed {
-            tracing::warn!(%error, path = %path.display(), "leftover of a deletion not removed");
-        }
-    }
-}
-
 fn parse_segment_name(name: &str) -> Option<i64> {
     let digits = name.strip_suffix(".log")?;
     if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
@@ -440,7 +424,7 @@ impl<S: Storage> PartitionLog<S> {
         let names = storage
             .list_dir(&dir)
             .map_err(|error| StorageError::new("list", &dir, error))?;
-        forget_doomed(&storage, &dir, &names);
+        crate::storage::forget_doomed(&storage, &dir, &names);
         let mut bases: Vec<i64> = names
             .iter()
             .filter_map(|name| parse_segment_name(name))

@@ -156,7 +156,7 @@ pub async fn prepare_data_dir<S: Storage>(storage: &S, data_dir: &Path) -> Resul
         .list_dir(data_dir)
         .map_err(|error| OpenError::Storage(StorageError::new("list", data_dir, error)))?;
     let marker = data_dir.join(FORMAT_FILE);
-    crate::log::forget_doomed(storage, data_dir, &entries);
+    crate::storage::forget_doomed(storage, data_dir, &entries);
     if storage.exists(&marker) {
         let bytes = storage
             .read_small(&marker, 1024)

@@ -1208,11 +1208,10 @@ impl Broker {
                 }
             }
         }
-        while !on_disk.is_empty() {
-            let batch: Vec<_> = on_disk
-                .drain(..on_disk.len().min(FETCH_READS_CONCURRENT_MAX))
-                .collect();
-            let (indexes, reads): (Vec<usize>, Vec<_>) = batch.into_iter().unzip();
+        let mut on_disk = on_disk.into_iter().peekable();
+        while on_disk.peek().is_some() {
+            let (indexes, reads): (Vec<usize>, Vec<_>) =
+                on_disk.by_ref().take(FETCH_READS_CONCURRENT_MAX).unzip();
             for (index, outcome) in indexes.into_iter().zip(futures_lite_join_all(reads).await) {
                 outcomes[index] = outcome;
             }

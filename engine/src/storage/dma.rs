@@ -66,9 +66,9 @@ async fn probe_polling(dir: &Path) -> io::Result<()> {
 }
 
 /// What a removed file or directory is renamed to before it is deleted:
-/// `.<name>.deleted-<pid>-<n>`, next to where it was. The leading dot keeps
-/// it out of segment and partition listings; the suffix is unique in this
-/// process and across restarts.
+/// `.<name>.deleted-<pid>-<nanos>-<n>`, next to where it was. The leading
+/// dot keeps it out of segment and partition listings; pid, time and a
+/// counter keep it unique within a process and across restarts.
 const DOOMED_MARKER: &str = ".deleted-";
 
 static DOOMED_NAMES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);

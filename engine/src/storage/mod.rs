@@ -82,3 +82,19 @@ impl IoBuffer for glommio::io::DmaBuffer {
         self.as_bytes_mut()
     }
 }
+
+/// Finishes deletions a crash or shutdown cut short (files and trees set
+/// aside by the storage's remove, still present at the next open).
+pub(crate) fn forget_doomed<S: Storage>(storage: &S, dir: &Path, names: &[String]) {
+    for name in names.iter().filter(|name| is_doomed(name)) {
+        let path = dir.join(name);
+        let removed = if path.is_dir() {
+            storage.remove_dir_all(&path)
+        } else {
+            storage.remove_file(&path)
+        };
+        if let Err(error) = removed {
+            tracing::warn!(%error, path = %path.display(), "leftover of a deletion not removed");
+        }
+    }
+}
