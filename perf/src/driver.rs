@@ -33,6 +33,7 @@ use sluice_net::glommio_client::{
 
 use crate::clock::{self, NANOS_PER_MILLI, NANOS_PER_SEC};
 use crate::cpu;
+use crate::nudge;
 use crate::payload::{self, KeyChooser};
 use crate::rate::{split_rate, Schedule};
 use crate::report::IntervalSample;
@@ -55,17 +56,6 @@ const SENDS_BETWEEN_YIELDS: u32 = 64;
 /// run before `yield_if_needed` gives way. Short, because latency is what
 /// is being measured.
 const PREEMPT_TIMER: Duration = Duration::from_micros(500);
-/// Longest a worker executor may sleep. glommio 0.9's run loop returns
-/// "nothing ran" when its preemption timer has already fired as it starts
-/// the task queues (the thread was descheduled for longer than the timer
-/// between arming it and looking at it, common with clients and broker
-/// sharing two cores), and then parks with runnable tasks still queued: no
-/// I/O is armed for tasks that are runnable, so the executor slept until
-/// its next timer, up to the 2 s report interval. Measured with io_uring
-/// tracepoints: a worker asleep on its ring with only the ring-link poll
-/// and the reporter's timer armed while its sockets held unread responses;
-/// 3-8 stalls of 0.4-2.5 s per 20 s fixed-rate run.
-const STRAND_GUARD_INTERVAL: Duration = Duration::from_millis(1);
 /// Gap between "everyone is ready" and the common start, so every worker
 /// sees the start time before it arrives.
 const START_DELAY: Duration = Duration::from_millis(200);
@@ -659,6 +649,7 @@ async fn worker(
     consumers: Vec<ConsumerPlan>,
     shared: Arc<Shared>,
     reports: mpsc::Sender<IntervalReport>,
+    nudge: Arc<nudge::Slot>,
 ) -> WorkerResult {
     // glommio 0.9's first timer on an executor can fire tens of ms late:
     // take that hit before anything is measured.
@@ -815,13 +806,13 @@ async fn worker(
         }
     };
     // glommio 0.9 can park a worker while tasks are runnable (see
-    // STRAND_GUARD_INTERVAL): a timer that is always armed bounds that.
-    let strand_guard = {
+    // `nudge`): the nudger thread wakes this task, which ends such a sleep.
+    let nudged = {
         let shared = Arc::clone(&shared);
         glommio::spawn_local(async move {
-            while !shared.stop_consumers.load(Ordering::Relaxed) {
-                glommio::timer::sleep(STRAND_GUARD_INTERVAL).await;
-            }
+            nudge
+                .serve(|| shared.stop_consumers.load(Ordering::Relaxed))
+                .await
         })
     };
     let interval = options.report_interval;
@@ -896,7 +887,7 @@ async fn worker(
         task.await;
     }
     reporter.await;
-    strand_guard.await;
+    nudged.await;
     drop(producer_handles);
     drop(consumer_handles);
     let recorder = recorder.borrow();
@@ -1058,6 +1049,8 @@ pub fn run(options: &RunOptions) -> Result<Measured, String> {
         errors: Mutex::new(Vec::new()),
     });
     let (report_sender, reports) = mpsc::channel();
+    let slots: Vec<Arc<nudge::Slot>> = (0..threads).map(|_| Arc::default()).collect();
+    let nudger = nudge::Nudger::start(slots.clone())?;
     let mut handles = Vec::new();
     let mut rdkafka_threads = Vec::new();
     for thread in 0..threads {
@@ -1079,6 +1072,7 @@ pub fn run(options: &RunOptions) -> Result<Measured, String> {
         let worker_options = options.clone();
         let worker_shared = Arc::clone(&shared);
         let sender = report_sender.clone();
+        let slot = Arc::clone(&slots[thread]);
         let handle = LocalExecutorBuilder::new(Placement::Unbound)
             .name(&format!("perf-worker-{thread}"))
             .preempt_timer(PREEMPT_TIMER)
@@ -1090,6 +1084,7 @@ pub fn run(options: &RunOptions) -> Result<Measured, String> {
                     mine_consumers,
                     worker_shared,
                     sender,
+                    slot,
                 )
             })
             .map_err(|error| format!("cannot start a worker executor: {error}"))?;
@@ -1243,6 +1238,8 @@ pub fn run(options: &RunOptions) -> Result<Measured, String> {
                 .map_err(|error| format!("a worker executor failed: {error}"))?,
         );
     }
+    // Every executor has ended: nothing is left to wake.
+    drop(nudger);
     for thread in rdkafka_threads {
         results.push(
             thread

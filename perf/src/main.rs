@@ -23,6 +23,7 @@ mod clock;
 mod cpu;
 mod driver;
 mod local_broker;
+mod nudge;
 mod payload;
 mod plot;
 mod rate;
