@@ -9,6 +9,13 @@ pub const IO_ALIGNMENT: u64 = 4096;
 /// so the device sees large sequential writes when load allows.
 pub const WRITE_CHUNK_BYTES_MIN: usize = 64 * 1024;
 
+/// Longest the writer holds back a write smaller than `WRITE_CHUNK_BYTES_MIN`
+/// that would rewrite a partial page, waiting for more appends to fill it. A
+/// sync, a roll or close ends the wait at once, so only acks=0/1 data waits,
+/// and that is already answered (as in Kafka, acks=1 means "in the leader's
+/// log", not "on disk").
+pub const TAIL_WRITE_DELAY: std::time::Duration = std::time::Duration::from_millis(5);
+
 /// How many direct-I/O writes one partition keeps in flight at once.
 pub const WRITES_IN_FLIGHT_MAX: usize = 4;
 

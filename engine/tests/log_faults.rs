@@ -6,13 +6,14 @@
 //! damaged index files are rebuilt. (Batch validation itself, bad CRC, magic,
 //! length and count, is unit-tested in `batch.rs`.)
 
-use std::future::Future;
+mod common;
+
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use glommio::LocalExecutorBuilder;
+use common::in_executor;
 use sluice_engine::batch::{self, LENGTH_AT, LOG_OVERHEAD};
 use sluice_engine::log::{segment_file_name, FoundOffset, LogConfig, OffsetQuery};
 use sluice_engine::storage::{Fault, MemStorage, Storage, StorageFile};
@@ -65,19 +66,6 @@ struct Stored {
     last: i64,
     timestamp: i64,
     bytes: Vec<u8>,
-}
-
-fn in_executor<F, Fut>(body: F)
-where
-    F: FnOnce() -> Fut + Send + 'static,
-    Fut: Future<Output = ()> + 'static,
-{
-    let handle = LocalExecutorBuilder::default()
-        .spawn(body)
-        .expect("start an executor");
-    if handle.join().is_err() {
-        panic!("the test body panicked (see above)");
-    }
 }
 
 fn dir() -> PathBuf {

@@ -1053,7 +1053,7 @@ pub fn run(options: &RunOptions) -> Result<Measured, String> {
     let nudger = nudge::Nudger::start(slots.clone())?;
     let mut handles = Vec::new();
     let mut rdkafka_threads = Vec::new();
-    for thread in 0..threads {
+    for (thread, slot) in slots.iter().enumerate() {
         let mine_producers: Vec<ProducerPlan> = if options.client == ClientKind::Sluice {
             producers
                 .iter()
@@ -1072,7 +1072,7 @@ pub fn run(options: &RunOptions) -> Result<Measured, String> {
         let worker_options = options.clone();
         let worker_shared = Arc::clone(&shared);
         let sender = report_sender.clone();
-        let slot = Arc::clone(&slots[thread]);
+        let slot = Arc::clone(slot);
         let handle = LocalExecutorBuilder::new(Placement::Unbound)
             .name(&format!("perf-worker-{thread}"))
             .preempt_timer(PREEMPT_TIMER)

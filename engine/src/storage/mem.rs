@@ -51,6 +51,8 @@ struct State {
     files: BTreeMap<PathBuf, Rc<RefCell<MemFile>>>,
     faults: VecDeque<Fault>,
     rng: u64,
+    /// Writes completed since this disk was made (see `writes`).
+    writes: u64,
 }
 
 impl State {
@@ -88,6 +90,12 @@ impl MemStorage {
         self.state.borrow_mut().faults.push_back(fault);
     }
 
+    /// How many writes have completed, to every file: lets tests check how
+    /// the log batches its writes.
+    pub fn writes(&self) -> u64 {
+        self.state.borrow().writes
+    }
+
     /// Simulates power loss: returns the disk as a restart would find it.
     /// Each unsynced write independently survives whole, survives as a prefix
     /// of its sectors (torn), or is lost.
@@ -123,6 +131,7 @@ impl MemStorage {
                 files,
                 faults: VecDeque::new(),
                 rng,
+                writes: 0,
             })),
         }
     }
@@ -148,6 +157,7 @@ impl MemStorage {
                 files,
                 faults: VecDeque::new(),
                 rng: state.rng,
+                writes: 0,
             })),
         }
     }
@@ -281,6 +291,7 @@ impl StorageFile for MemStorageFile {
             Some(Fault::MisdirectWrite { by }) => (pos as i64 + by).max(0) as u64,
             _ => pos,
         };
+        self.storage.state.borrow_mut().writes += 1;
         let mut file = self.file.borrow_mut();
         write_into(&mut file.current, pos, &buffer);
         file.unsynced.push((pos, buffer));
