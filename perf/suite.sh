@@ -49,15 +49,30 @@ cargo build --release -q -p sluice-perf "${features[@]}"
 PERF=target/release/sluice-perf
 
 mkdir -p "$OUT"
+# The latency run is made at half of the peak the 4-producer max-rate run
+# measured in the same round (`--rate-of`); it keeps its file's fixed rate
+# when that run is not in the set or failed.
+PEAK_WORKLOAD=1-topic-100-partitions-1kb-4-producers-max
 for round in $(seq 1 "$REPEAT"); do
+    peak=""
     for workload in "${WORKLOADS[@]}"; do
-        echo "== round $round/$REPEAT: $workload"
+        name=$(basename "$workload" .toml)
+        rate=()
+        if [[ $name == *fixed-rate* && -n $peak ]]; then
+            rate=(--rate-of "$peak:0.5")
+        fi
+        echo "== round $round/$REPEAT: $workload ${rate[*]}"
         # shellcheck disable=SC2086 # EXTRA is a list of flags
-        "$PERF" run --workload "$workload" --client "$CLIENT" \
+        if "$PERF" run --workload "$workload" --client "$CLIENT" \
             --warmup "$WARMUP" --duration "$DURATION" \
             --baseline auto --baseline-secs "$BASELINE_SECS" \
-            --out "$OUT" --quiet $EXTRA >"$OUT/run-$round-$(basename "$workload" .toml).txt" 2>&1 ||
-            echo "   failed; see $OUT/run-$round-$(basename "$workload" .toml).txt"
+            --out "$OUT" --quiet "${rate[@]}" $EXTRA >"$OUT/run-$round-$name.txt" 2>&1; then
+            if [ "$name" = "$PEAK_WORKLOAD" ]; then
+                peak=$(ls -t "$OUT"/*-"$PEAK_WORKLOAD"-*.json | head -1)
+            fi
+        else
+            echo "   failed; see $OUT/run-$round-$name.txt"
+        fi
     done
 done
 "$PERF" summarize "$OUT"/*.json | tee "$OUT/summary.md"

@@ -59,6 +59,8 @@ USAGE:
       --label TEXT            label of this run in tables and plots
       --client sluice|rdkafka producer client (rdkafka needs the `rdkafka` feature)
       --warmup SECS --duration SECS --rate MSG_PER_SEC (0 = max)
+      --rate-of RESULT.json[:FRACTION]  produce at FRACTION (default 0.5) of the rate that
+                              run measured (e.g. latency at half of this session's peak)
       --producers-per-topic N --consumers-per-topic N --partitions N --message-size BYTES
       --acks 0|1|all --compression none|gzip|snappy|lz4|zstd --batch-size BYTES --linger-ms MS
       --max-in-flight N --fetch-pipeline-depth N
@@ -90,6 +92,9 @@ USAGE:
 const THREADS_DEFAULT_MAX: usize = 4;
 const REPORT_INTERVAL_SECS_DEFAULT: f64 = 2.0;
 const DRAIN_TIMEOUT_SECS_DEFAULT: u64 = 30;
+/// Share of a measured peak that `--rate-of` runs at when none is given:
+/// the latency target is stated at half of the peak.
+const RATE_OF_FRACTION_DEFAULT: f64 = 0.5;
 const LOCAL_SHARDS_DEFAULT: &str = "2";
 /// Settings of a started broker: retention runs every second, so topics
 /// with `retention.bytes` (as the throughput workloads set) stay within a
@@ -221,6 +226,7 @@ const RUN_FLAGS: &[&str] = &[
     "warmup",
     "duration",
     "rate",
+    "rate-of",
     "producers-per-topic",
     "consumers-per-topic",
     "partitions",
@@ -252,6 +258,9 @@ fn override_workload(workload: &mut Workload, flags: &Flags) -> Result<(), Strin
     }
     if let Some(value) = flags.number("rate")? {
         workload.producer_rate = value;
+    }
+    if let Some(spec) = flags.get("rate-of") {
+        workload.producer_rate = rate_of(spec)?;
     }
     if let Some(value) = flags.number("producers-per-topic")? {
         workload.producers_per_topic = value;
@@ -287,6 +296,35 @@ fn override_workload(workload: &mut Workload, flags: &Flags) -> Result<(), Strin
         workload.compression = value.to_string();
     }
     workload.validate()
+}
+
+/// `--rate-of RESULT.json[:FRACTION]`: a fraction (default one half) of the
+/// produce rate an earlier run measured, so a latency run can be made at a
+/// known share of the peak of the same machine and session.
+fn rate_of(spec: &str) -> Result<u64, String> {
+    let (path, fraction) = match spec.rsplit_once(':') {
+        Some((path, fraction)) => {
+            let fraction: f64 = fraction
+                .parse()
+                .ok()
+                .filter(|fraction: &f64| *fraction > 0.0 && *fraction <= 1.0)
+                .ok_or_else(|| {
+                    format!("--rate-of {spec}: the fraction after ':' must be in (0, 1]")
+                })?;
+            (path, fraction)
+        }
+        None => (spec, RATE_OF_FRACTION_DEFAULT),
+    };
+    let peak = report::RunResult::read(Path::new(path))?
+        .produce
+        .msg_per_sec;
+    let rate = (peak * fraction).round();
+    if rate < 1.0 {
+        return Err(format!(
+            "--rate-of {spec}: that run produced {peak:.0} msg/s, too little to take a share of"
+        ));
+    }
+    Ok(rate as u64)
 }
 
 fn safe_file_name(text: &str) -> String {

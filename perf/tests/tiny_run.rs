@@ -54,9 +54,10 @@ fn number(value: &Value, path: &[&str]) -> f64 {
         .unwrap_or_else(|| panic!("result has no number at {path:?}"))
 }
 
-#[test]
-fn tiny_workload_produces_a_consistent_result() {
-    let out = std::env::temp_dir().join(format!("sluice-perf-test-{}", std::process::id()));
+/// Runs `sluice-perf run` on the tiny workload with `extra` flags and
+/// returns its result file.
+fn run_tiny(tag: &str, extra: &[&str]) -> Value {
+    let out = std::env::temp_dir().join(format!("sluice-perf-test-{}-{tag}", std::process::id()));
     let _ = std::fs::remove_dir_all(&out);
     std::fs::create_dir_all(&out).expect("output directory");
     let broker = broker_binary();
@@ -67,6 +68,7 @@ fn tiny_workload_produces_a_consistent_result() {
         .arg(&broker)
         .args(["--baseline", "none", "--threads", "2", "--quiet", "--out"])
         .arg(&out)
+        .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -104,6 +106,12 @@ fn tiny_workload_produces_a_consistent_result() {
     let result: Value =
         serde_json::from_str(&std::fs::read_to_string(&json).expect("readable")).expect("JSON");
     let _ = std::fs::remove_dir_all(&out);
+    result
+}
+
+#[test]
+fn tiny_workload_produces_a_consistent_result() {
+    let result = run_tiny("peak", &[]);
 
     // Nothing lost: everything sent was acknowledged and consumed.
     let sent = number(&result, &["totals", "sent"]);
@@ -141,4 +149,19 @@ fn tiny_workload_produces_a_consistent_result() {
         "{}",
         result["errors"]
     );
+
+    // A second run at half of what this one measured (`--rate-of`).
+    let rate_of =
+        std::env::temp_dir().join(format!("sluice-perf-test-{}-peak.json", std::process::id()));
+    std::fs::write(&rate_of, result.to_string()).expect("write the first result");
+    let spec = format!("{}:0.5", rate_of.display());
+    let half = run_tiny("half", &["--rate-of", &spec, "--duration", "1"]);
+    let _ = std::fs::remove_file(&rate_of);
+    let wanted = (number(&result, &["produce", "msg_per_sec"]) * 0.5).round();
+    assert_eq!(
+        number(&half, &["workload", "producer_rate"]),
+        wanted,
+        "--rate-of ran at a different rate"
+    );
+    assert_eq!(number(&half, &["totals", "failed"]), 0.0);
 }
