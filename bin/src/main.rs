@@ -5,6 +5,7 @@ mod admin;
 mod config;
 mod run;
 
+use std::io::Write;
 use std::process::ExitCode;
 
 const USAGE: &str = "\
@@ -26,9 +27,14 @@ USAGE:
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("SLUICE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // The formatter reports a failed write of its own on stderr with a
+    // printing macro, which panics when stderr is what failed (a log file on
+    // a full disk): the shard that logged would die. A lost log line is
+    // better than a lost shard.
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .log_internal_errors(false)
         .init();
 }
 
@@ -62,6 +68,12 @@ fn tune_allocator() -> Vec<&'static str> {
     refused
 }
 
+/// The one-line reason for exiting, on stderr; an unwritable stderr must not
+/// turn a clean error exit into a panic.
+fn report(error: &dyn std::fmt::Display) {
+    let _ = writeln!(std::io::stderr(), "sluice: {error}");
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if admin::is_admin_command(&args) {
@@ -85,14 +97,14 @@ fn main() -> ExitCode {
     let config = match config::from_args(&args) {
         Ok(config) => config,
         Err(error) => {
-            eprintln!("sluice: {error}");
+            report(&error);
             return ExitCode::from(2);
         }
     };
     match run::run(config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("sluice: {error}");
+            report(&error);
             ExitCode::from(1)
         }
     }

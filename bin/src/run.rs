@@ -1,6 +1,7 @@
 //! Running the broker: data directory checks, listeners, shards, signals,
 //! clean shutdown.
 
+use std::io::Write;
 use std::os::fd::{FromRawFd, IntoRawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
@@ -169,7 +170,8 @@ pub fn run(config: BrokerConfig) -> Result<(), String> {
         }
     }
     // Tests and scripts read this line to learn the port when listening on port 0.
-    println!("sluice listening on {address}");
+    // Written, not printed: a closed or full stdout must not panic the broker.
+    let _ = writeln!(std::io::stdout(), "sluice listening on {address}");
     tracing::info!(%address, shards = config.shards, data_dir = %config.data_dir.display(), "broker ready");
     match runner.join() {
         Ok(Ok(())) => {

@@ -8,6 +8,7 @@ mod common;
 
 use std::io::Write;
 use std::net::TcpStream;
+use std::path::Path;
 
 use bytes::Bytes;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
@@ -20,7 +21,7 @@ use rdkafka::Offset;
 
 use common::{
     assert_closed, consume, now_ms, produce_all, raw_connect, read_response, receive_response,
-    send_request, Record, Rng, TestBroker, CLIENT_TIMEOUT,
+    send_request, Record, Rng, Stop, TestBroker, CLIENT_TIMEOUT,
 };
 
 const TOPIC: &str = "after";
@@ -361,5 +362,27 @@ fn broken_input_closes_only_its_connection() {
     assert!(
         broker.log().contains("malformed request"),
         "no 'malformed request' in the broker log"
+    );
+}
+
+/// A broker whose log cannot be written (stderr on a full disk, here
+/// `/dev/full`) keeps serving and stops cleanly. The log formatter reports
+/// its own write failures on stderr, which panics when stderr is what
+/// failed: the shard that logged died (seen when a disk shared by the data
+/// and the log filled up).
+#[test]
+fn an_unwritable_log_does_not_stop_the_broker() {
+    let mut broker = TestBroker::start_logging_to(Some(Path::new("/dev/full")), &[]);
+    broker.create_topic(TOPIC, 1);
+    let mut checks = 0i64;
+    assert_serves(&mut broker, &mut checks, "log on a full device");
+    // A malformed frame makes the broker log why it closed the connection.
+    let mut stream = raw_connect(broker.address());
+    send_raw(&mut stream, &frame(&[0, 3, 0]));
+    assert_closed(&mut stream, "3-byte frame");
+    assert_serves(&mut broker, &mut checks, "a logged connection error");
+    assert!(
+        broker.stop(Stop::Term),
+        "the broker did not stop cleanly with an unwritable log"
     );
 }

@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
@@ -61,6 +61,8 @@ pub struct TestBroker {
     child: Option<Child>,
     address: SocketAddr,
     starts: u32,
+    /// Where stderr goes instead of `broker.log`, if set.
+    stderr_path: Option<PathBuf>,
 }
 
 impl TestBroker {
@@ -71,6 +73,12 @@ impl TestBroker {
 
     /// Starts a broker with extra `--setting value` flags.
     pub fn start_with(extra_args: &[&str]) -> TestBroker {
+        TestBroker::start_logging_to(None, extra_args)
+    }
+
+    /// Starts a broker whose stderr (its log) goes to `stderr_path`, e.g.
+    /// `/dev/full` to check that a log it cannot write does not stop it.
+    pub fn start_logging_to(stderr_path: Option<&Path>, extra_args: &[&str]) -> TestBroker {
         let root = unique_dir();
         fs::create_dir_all(&root).unwrap_or_else(|e| panic!("creating {}: {e}", root.display()));
         let mut broker = TestBroker {
@@ -79,6 +87,7 @@ impl TestBroker {
             child: None,
             address: SocketAddr::from(([127, 0, 0, 1], 0)),
             starts: 0,
+            stderr_path: stderr_path.map(Path::to_path_buf),
         };
         broker.spawn();
         broker
@@ -120,11 +129,12 @@ impl TestBroker {
     fn spawn(&mut self) {
         assert!(self.child.is_none(), "broker already running");
         self.starts += 1;
+        let log_path = self.stderr_path.clone().unwrap_or_else(|| self.log_path());
         let log = fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(self.log_path())
-            .unwrap_or_else(|e| panic!("opening the broker log: {e}"));
+            .open(&log_path)
+            .unwrap_or_else(|e| panic!("opening the broker log {}: {e}", log_path.display()));
         let _ = writeln!(&log, "==== start {} ====", self.starts);
         let mut command = Command::new(env!("CARGO_BIN_EXE_sluice"));
         command
