@@ -17,6 +17,9 @@ use sluice_net::{Broker, BrokerConfig};
 const SHUTDOWN_POLL: Duration = Duration::from_millis(50);
 /// How long in-flight requests may take to finish after a shutdown signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_millis(500);
+/// How long a stopping shard waits for the file deletions it deferred to the
+/// blocking pool (a deleted topic's segments) before it ends anyway.
+const SHUTDOWN_DELETIONS_WAIT: Duration = Duration::from_secs(5);
 /// The RLIMIT_MEMLOCK glommio wants for registered I/O buffers.
 const MEMLOCK_WANTED_BYTES: u64 = 512 * 1024 * 1024;
 
@@ -230,5 +233,12 @@ async fn run_shard(
     drop(accept);
     glommio::timer::sleep(SHUTDOWN_GRACE).await;
     broker.close_logs().await;
+    let unfinished = sluice_engine::finish_deletions(SHUTDOWN_DELETIONS_WAIT).await;
+    if unfinished > 0 {
+        tracing::info!(
+            unfinished,
+            "deletions still running at shutdown; the next start finishes them"
+        );
+    }
     Ok(())
 }

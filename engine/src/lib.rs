@@ -41,6 +41,6 @@ pub use log::{Appended, LogConfig, OffsetQuery, Offsets, PartitionLog, ReadChunk
 pub use metadata::{ClusterMetadata, FileMetadataStore, MetadataStore, TopicMetadata};
 pub use producer::ProducerInfo;
 pub use shard::{shard_for, Mesh, ShardPlan};
-pub use storage::{DmaStorage, IoBuffer, MemStorage, Storage, StorageFile};
+pub use storage::{finish_deletions, DmaStorage, IoBuffer, MemStorage, Storage, StorageFile};
 pub use txn::{AbortedTxn, ControlType, TxnMarker};
 pub use types::{LeaderEpoch, Offset, ProducerId, ShardId, TopicPartition};

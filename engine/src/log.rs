@@ -314,6 +314,9 @@ struct Inner<S: Storage> {
     unwritten_bytes: usize,
     write_error: Option<String>,
     sync_failures: u64,
+    /// A write or sync failed and was logged, and none has succeeded since:
+    /// the retries of a full or failing disk log once, not every retry.
+    write_failing: bool,
     writer_running: bool,
     syncer_running: bool,
     sync_wanted: bool,
@@ -689,6 +692,7 @@ impl<S: Storage> PartitionLog<S> {
             unwritten_bytes: 0,
             write_error: None,
             sync_failures: 0,
+            write_failing: false,
             writer_running: false,
             syncer_running: false,
             sync_wanted: false,
@@ -1251,6 +1255,10 @@ impl<S: Storage> PartitionLog<S> {
                 segment.write_completed(from, to);
                 let advanced = segment.written - before;
                 inner.unwritten_bytes = inner.unwritten_bytes.saturating_sub(advanced as usize);
+                if inner.write_failing {
+                    inner.write_failing = false;
+                    tracing::info!(dir = %self.dir.display(), "log writes succeed again");
+                }
             }
             Err(error) => {
                 let path = segment.path.clone();
@@ -1265,8 +1273,13 @@ impl<S: Storage> PartitionLog<S> {
     }
 
     fn writer_failed(&self, error: StorageError) {
-        tracing::error!(%error, "log write failed; appends refused until a retry succeeds");
         let mut inner = self.inner.borrow_mut();
+        if inner.write_failing {
+            tracing::debug!(%error, "log write failed again");
+        } else {
+            tracing::error!(%error, "log write failed; appends refused until a retry succeeds");
+        }
+        inner.write_failing = true;
         inner.write_error = Some(error.to_string());
         inner.sync_failures += 1;
         // Only the writer clears the error, after its retry delay. A sync can

@@ -113,6 +113,7 @@ fn set_aside(path: &Path) -> io::Result<std::path::PathBuf> {
 /// deletion for the same reason (`file.delete.delay.ms`). A deletion cut
 /// short by a shutdown or crash is finished by the next open.
 fn forget_later(doomed: std::path::PathBuf, tree: bool) {
+    DELETIONS_PENDING.with(|pending| pending.set(pending.get() + 1));
     glommio::spawn_local(async move {
         let path = doomed.clone();
         let removed = glommio::executor()
@@ -129,8 +130,33 @@ fn forget_later(doomed: std::path::PathBuf, tree: bool) {
                 tracing::warn!(%error, path = %doomed.display(), "deleting a removed file failed");
             }
         }
+        DELETIONS_PENDING.with(|pending| pending.set(pending.get().saturating_sub(1)));
     })
     .detach();
+}
+
+thread_local! {
+    /// Deletions this shard handed to the blocking pool that have not ended.
+    static DELETIONS_PENDING: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// How often a shutting-down shard checks whether its deletions ended.
+const DELETIONS_POLL: std::time::Duration = std::time::Duration::from_millis(10);
+
+/// Waits, up to `wait_max`, for this shard's deferred deletions to end;
+/// returns how many are still running. An executor that ends while its
+/// blocking pool is still deleting makes the pool's thread panic when it
+/// hands back the result; a deletion still running at the bound is
+/// finished by the next open instead.
+pub async fn finish_deletions(wait_max: std::time::Duration) -> usize {
+    let started = std::time::Instant::now();
+    loop {
+        let pending = DELETIONS_PENDING.with(std::cell::Cell::get);
+        if pending == 0 || started.elapsed() >= wait_max {
+            return pending;
+        }
+        glommio::timer::sleep(DELETIONS_POLL).await;
+    }
 }
 
 impl Storage for DmaStorage {

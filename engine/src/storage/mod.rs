@@ -14,7 +14,7 @@ use std::path::Path;
 
 use bytes::Bytes;
 
-pub use dma::{is_doomed, DmaStorage};
+pub use dma::{finish_deletions, is_doomed, DmaStorage};
 pub use mem::{Fault, MemStorage};
 
 /// A directory tree of files. Cheap to clone; clones share the same files.
