@@ -173,6 +173,9 @@ struct Segment<F> {
     /// Staged bytes from `queue_start` to `size`, in order.
     queue: VecDeque<Bytes>,
     queue_start: u64,
+    /// The first staged piece is a copy made by `own_written_tail`, not a
+    /// slice of a request frame.
+    front_owned: bool,
     /// Bytes handed to writes.
     issued: u64,
     /// Bytes below which every write has completed.
@@ -202,6 +205,7 @@ impl<F> Segment<F> {
             created_ms: now_ms(),
             queue: VecDeque::new(),
             queue_start: 0,
+            front_owned: false,
             issued: 0,
             written: 0,
             completed: BTreeMap::new(),
@@ -255,7 +259,40 @@ impl<F> Segment<F> {
             }
             self.queue_start = front_end;
             self.queue.pop_front();
+            self.front_owned = false;
         }
+        self.own_written_tail(keep_from);
+    }
+
+    /// Staged pieces are slices of the request frames the batches came in,
+    /// and a slice keeps its whole frame (and the read buffer it was cut
+    /// from) alive. The written pieces kept only for the partial page's
+    /// rewrite are less than a page in all, but they held a frame per
+    /// partition until that partition's next write: with many partitions
+    /// that was most of the broker's memory, and every new request landed
+    /// in freshly faulted pages. Copying those bytes out lets the frames go.
+    fn own_written_tail(&mut self, keep_from: u64) {
+        let written_end = self.written.min(self.issued);
+        let mut wholly_written = 0;
+        let mut end = self.queue_start;
+        for piece in &self.queue {
+            let piece_end = end + piece.len() as u64;
+            if piece_end > written_end {
+                break;
+            }
+            end = piece_end;
+            wholly_written += 1;
+        }
+        let already_owned = wholly_written == 1 && self.front_owned;
+        if wholly_written == 0 || end <= keep_from || already_owned {
+            return;
+        }
+        let mut owned = vec![0u8; (end - keep_from) as usize];
+        self.copy_staged(keep_from, end, &mut owned);
+        self.queue.drain(..wholly_written);
+        self.queue.push_front(Bytes::from(owned));
+        self.queue_start = keep_from;
+        self.front_owned = true;
     }
 }
 
@@ -2225,6 +2262,7 @@ impl<S: Storage> PartitionLog<S> {
                 segment.sealed = false;
                 segment.finalized = false;
                 segment.queue.clear();
+                segment.front_owned = false;
                 segment.queue_start = align_down(position);
                 if let Some(tail) = tail {
                     segment.queue.push_back(tail);
