@@ -1896,10 +1896,11 @@ impl<S: Storage> PartitionLog<S> {
             let mut entry = index.entry_for(relative);
             let mut position = u64::from(entry.position);
             // Scan batch headers forward to the first batch reaching `target`.
-            while let Some(file) = file
-                .as_ref()
-                .filter(|_| position + BATCH_HEADER_BYTES as u64 <= written)
-            {
+            while position + BATCH_HEADER_BYTES as u64 <= written {
+                // `written` covers a header, so the file was opened above.
+                let Some(file) = file.as_ref() else {
+                    break;
+                };
                 let head = file
                     .read_at(position, BATCH_HEADER_BYTES)
                     .await

@@ -113,7 +113,7 @@ fn set_aside(path: &Path) -> io::Result<std::path::PathBuf> {
 /// deletion for the same reason (`file.delete.delay.ms`). A deletion cut
 /// short by a shutdown or crash is finished by the next open.
 fn forget_later(doomed: std::path::PathBuf, tree: bool) {
-    DELETIONS_PENDING.with(|pending| pending.set(pending.get() + 1));
+    DELETIONS.with(|deletions| deletions.pending.set(deletions.pending.get() + 1));
     glommio::spawn_local(async move {
         let path = doomed.clone();
         let removed = glommio::executor()
@@ -130,18 +130,27 @@ fn forget_later(doomed: std::path::PathBuf, tree: bool) {
                 tracing::warn!(%error, path = %doomed.display(), "deleting a removed file failed");
             }
         }
-        DELETIONS_PENDING.with(|pending| pending.set(pending.get().saturating_sub(1)));
+        DELETIONS.with(|deletions| {
+            deletions
+                .pending
+                .set(deletions.pending.get().saturating_sub(1));
+            deletions.ended.notify();
+        });
     })
     .detach();
 }
 
-thread_local! {
-    /// Deletions this shard handed to the blocking pool that have not ended.
-    static DELETIONS_PENDING: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+/// Deferred deletions of one shard: how many have not ended, and a signal
+/// notified as each ends.
+#[derive(Default)]
+struct Deletions {
+    pending: std::cell::Cell<usize>,
+    ended: crate::notify::Signal,
 }
 
-/// How often a shutting-down shard checks whether its deletions ended.
-const DELETIONS_POLL: std::time::Duration = std::time::Duration::from_millis(10);
+thread_local! {
+    static DELETIONS: Deletions = Deletions::default();
+}
 
 /// Waits, up to `wait_max`, for this shard's deferred deletions to end;
 /// returns how many are still running. An executor that ends while its
@@ -149,14 +158,15 @@ const DELETIONS_POLL: std::time::Duration = std::time::Duration::from_millis(10)
 /// hands back the result; a deletion still running at the bound is
 /// finished by the next open instead.
 pub async fn finish_deletions(wait_max: std::time::Duration) -> usize {
-    let started = std::time::Instant::now();
-    loop {
-        let pending = DELETIONS_PENDING.with(std::cell::Cell::get);
-        if pending == 0 || started.elapsed() >= wait_max {
-            return pending;
-        }
-        glommio::timer::sleep(DELETIONS_POLL).await;
-    }
+    let ended = DELETIONS.with(|deletions| deletions.ended.clone());
+    let none_pending =
+        ended.wait_for(|| (DELETIONS.with(|deletions| deletions.pending.get()) == 0).then_some(()));
+    let _ = glommio::timer::timeout(wait_max, async {
+        none_pending.await;
+        Ok(())
+    })
+    .await;
+    DELETIONS.with(|deletions| deletions.pending.get())
 }
 
 impl Storage for DmaStorage {
