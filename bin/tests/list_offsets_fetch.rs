@@ -30,12 +30,8 @@ const TIMED_MESSAGES: usize = 3_000;
 
 fn record(partition: i32, timestamp: i64, value: Vec<u8>) -> Record {
     Record {
-        partition,
-        offset: -1,
-        key: None,
-        value: Some(value),
-        headers: Vec::new(),
         timestamp: Some(timestamp),
+        ..Record::with_value(partition, value)
     }
 }
 

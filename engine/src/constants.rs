@@ -70,6 +70,11 @@ pub const MESH_CHANNEL_CAPACITY: usize = 1024;
 /// A metadata snapshot larger than this is refused as corrupt rather than read.
 pub const METADATA_SNAPSHOT_BYTES_MAX: u64 = 256 * 1024 * 1024;
 
+/// Space kept free for metadata snapshots on a full disk (the snapshot of
+/// 10,000 topics with a few configs each is about 1 MiB; the old snapshot
+/// stays until the new one replaces it).
+pub const METADATA_RESERVE_BYTES: usize = 16 * 1024 * 1024;
+
 /// Longest topic name Kafka allows.
 pub const TOPIC_NAME_BYTES_MAX: usize = 249;
 
@@ -79,6 +84,11 @@ pub const TOPIC_PARTITIONS_MAX: i32 = 100_000;
 
 /// Most shards one process runs.
 pub const SHARDS_MAX: usize = 256;
+
+/// Removed files and trees queued for the deletion thread (its queue's
+/// slots are allocated up front, ~40 bytes each). Deleting a topic queues
+/// one tree per partition; beyond the bound a shard deletes the file itself.
+pub const DELETIONS_QUEUED_MAX: usize = 16_384;
 
 const _: () = assert!((WRITE_CHUNK_BYTES_MIN as u64).is_multiple_of(IO_ALIGNMENT));
 const _: () = assert!(UNWRITTEN_BYTES_MAX >= 2 * WRITE_CHUNK_BYTES_MIN);

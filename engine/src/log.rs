@@ -27,7 +27,7 @@ use crate::cache::{BatchCache, CacheOwner, Eviction};
 use crate::constants::*;
 use crate::error::{AppendError, OpenError, ReadError, StorageError};
 use crate::index::{OffsetEntry, SegmentIndex, TimeEntry};
-use crate::notify::Signal;
+use crate::notify::{Signal, Turn, Turns};
 use crate::producer::{ProducerInfo, ProducerState, SequenceCheck};
 use crate::recovery_point::{
     RecoveryPoint, RECOVERY_POINT_BYTES, RECOVERY_POINT_FILE, RECOVERY_POINT_INTERVAL_BYTES,
@@ -438,6 +438,9 @@ pub struct PartitionLog<S: Storage> {
     /// watermark, truncation, close): fetch waiters watch it, so the writer's
     /// and syncer's progress does not wake every long-polling fetch.
     data_signal: Signal,
+    /// Produce requests' turns to append, in the order they reached the
+    /// shard (see [`PartitionLog::take_append_turn`]).
+    append_turns: Turns,
     /// Serialises `.txnindex` writes: each writes the segment's entries as
     /// they are when it starts, so the last one holds them all.
     txn_index_lock: glommio::sync::Semaphore,
@@ -745,6 +748,7 @@ impl<S: Storage> PartitionLog<S> {
             inner: RefCell::new(inner),
             signal: Signal::new(),
             data_signal: Signal::new(),
+            append_turns: Turns::new(),
             txn_index_lock: glommio::sync::Semaphore::new(1),
             weak_self: weak_self.clone(),
         }))
@@ -800,23 +804,51 @@ impl<S: Storage> PartitionLog<S> {
         &self.data_signal
     }
 
+    /// Takes this partition's next turn to append. A produce request takes
+    /// one for each of its partitions before it first awaits, and appends
+    /// once the turn is granted: the checks before an append may wait (for
+    /// write-behind room, for the transaction coordinator), and without
+    /// turns a request that arrived later could append while an earlier one
+    /// waited, storing one connection's records out of send order.
+    pub fn take_append_turn(&self) -> Turn {
+        self.append_turns.take()
+    }
+
     /// Whether appends would be refused right now for lack of writer room.
     pub fn is_backlogged(&self) -> bool {
         self.inner.borrow().unwritten_bytes >= UNWRITTEN_BYTES_MAX
     }
 
-    /// Waits until the writer has room (bounded write-behind).
+    /// Waits until the writer has room (bounded write-behind), the log
+    /// closes, or its writes fail: a full or failing disk frees no room
+    /// until it recovers, and the waiting appends must be refused with
+    /// [`PartitionLog::write_failure`] rather than wait for it.
     pub async fn wait_for_room(&self) {
         let this = self.weak_self.clone();
         self.signal
             .wait_for(move || match this.upgrade() {
                 Some(log) => {
                     let inner = log.inner.borrow();
-                    (inner.unwritten_bytes < UNWRITTEN_BYTES_MAX || inner.closed).then_some(())
+                    (inner.unwritten_bytes < UNWRITTEN_BYTES_MAX
+                        || inner.closed
+                        || inner.write_failing)
+                        .then_some(())
                 }
                 None => Some(()),
             })
             .await
+    }
+
+    /// Why writes are failing, if the last write or sync failed and none
+    /// has succeeded since (a full or failing disk).
+    pub fn write_failure(&self) -> Option<String> {
+        let inner = self.inner.borrow();
+        inner.write_failing.then(|| {
+            inner
+                .write_error
+                .clone()
+                .unwrap_or_else(|| "the last write failed; retrying".to_string())
+        })
     }
 
     /// Appends the batches of one produce request to this partition (all or

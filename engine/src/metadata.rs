@@ -9,9 +9,9 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use crate::constants::METADATA_SNAPSHOT_BYTES_MAX;
+use crate::constants::{METADATA_RESERVE_BYTES, METADATA_SNAPSHOT_BYTES_MAX};
 use crate::error::{OpenError, StorageError};
-use crate::storage::Storage;
+use crate::storage::{is_disk_full, Storage};
 
 /// One topic as the metadata store knows it.
 #[derive(Clone, Debug, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
@@ -49,10 +49,18 @@ pub trait MetadataStore {
     async fn save(&self, metadata: &ClusterMetadata) -> Result<(), StorageError>;
 }
 
+/// The directory fsck puts recovered files in, at a file system's root.
+const LOST_AND_FOUND: &str = "lost+found";
+
 /// Marker file naming the directory's format.
 pub const FORMAT_FILE: &str = "meta/format";
 const FORMAT_LINE: &[u8] = b"sluice-data-dir 1\n";
 const SNAPSHOT_FILE: &str = "meta/cluster.snapshot";
+/// Space held back on the data disk for metadata: when the disk fills up,
+/// the metadata snapshot could no longer be replaced, so the DeleteTopics or
+/// retention change that would free the disk could not be recorded. The
+/// reserve is released at the first save that meets a full disk.
+const RESERVE_FILE: &str = "meta/space.reserve";
 /// "SLMD": Sluice metadata.
 const SNAPSHOT_MAGIC: u32 = 0x534c_4d44;
 const SNAPSHOT_VERSION: u16 = 1;
@@ -139,10 +147,45 @@ impl<S: Storage> MetadataStore for FileMetadataStore<S> {
         let payload = rkyv::to_bytes::<rkyv::rancor::Error>(metadata).map_err(|error| {
             StorageError::new("encode", &path, std::io::Error::other(error.to_string()))
         })?;
-        self.storage
-            .write_small_atomic(&path, &encode_snapshot(&payload))
-            .await
-            .map_err(|error| StorageError::new("write", &path, error))
+        let snapshot = encode_snapshot(&payload);
+        let mut written = self.storage.write_small_atomic(&path, &snapshot).await;
+        let reserve = self.data_dir.join(RESERVE_FILE);
+        if written.as_ref().is_err_and(is_disk_full) && self.storage.exists(&reserve) {
+            // The disk is full: give up the reserve so that this change
+            // (most often the DeleteTopics or retention change that frees
+            // the disk) can still be recorded.
+            tracing::warn!(
+                path = %reserve.display(),
+                "the disk is full: releasing the metadata space reserve to save metadata"
+            );
+            if let Err(error) = self.storage.remove_file_at_once(&reserve) {
+                tracing::warn!(%error, "releasing the metadata space reserve failed");
+            }
+            written = self.storage.write_small_atomic(&path, &snapshot).await;
+        }
+        written.map_err(|error| StorageError::new("write", &path, error))?;
+        self.keep_reserve().await;
+        Ok(())
+    }
+}
+
+impl<S: Storage> FileMetadataStore<S> {
+    /// Makes sure the space reserve exists (after a successful save, and at
+    /// start): recreated as soon as the disk has room again. Failing to make
+    /// it is not an error; the broker runs without it until it can.
+    pub async fn keep_reserve(&self) {
+        let reserve = self.data_dir.join(RESERVE_FILE);
+        if self.storage.exists(&reserve) {
+            return;
+        }
+        let zeros = vec![0u8; METADATA_RESERVE_BYTES];
+        match self.storage.write_small_atomic(&reserve, &zeros).await {
+            Ok(()) => {}
+            Err(error) => {
+                tracing::debug!(%error, "no metadata space reserve for now");
+                let _ = self.storage.remove_file_at_once(&reserve);
+            }
+        }
     }
 }
 
@@ -170,7 +213,12 @@ pub async fn prepare_data_dir<S: Storage>(storage: &S, data_dir: &Path) -> Resul
         }
         return Ok(());
     }
-    if let Some(stranger) = entries.iter().find(|name| !name.starts_with('.')) {
+    // A file system's own `lost+found` (the root of a freshly made ext4
+    // volume has one) is not data: such a volume may be the data directory.
+    let stranger = entries
+        .iter()
+        .find(|name| !name.starts_with('.') && name.as_str() != LOST_AND_FOUND);
+    if let Some(stranger) = stranger {
         return Err(OpenError::Foreign {
             path: data_dir.to_path_buf(),
             reason: format!("it already holds '{stranger}' but no {FORMAT_FILE}"),
@@ -234,5 +282,25 @@ mod tests {
         assert!(error.to_string().contains("photos.jpg"), "{error}");
         block_on(prepare_data_dir(&storage, Path::new("/fresh"))).unwrap();
         block_on(prepare_data_dir(&storage, Path::new("/fresh"))).unwrap();
+    }
+
+    #[test]
+    fn a_fresh_volume_with_lost_and_found_is_taken() {
+        let storage = MemStorage::new(1);
+        block_on(storage.write_small_atomic(Path::new("/vol/lost+found/x"), b"")).unwrap();
+        block_on(prepare_data_dir(&storage, Path::new("/vol"))).unwrap();
+        assert!(storage.exists(&Path::new("/vol").join(FORMAT_FILE)));
+    }
+
+    #[test]
+    fn a_save_keeps_the_space_reserve() {
+        let storage = MemStorage::new(1);
+        let store = FileMetadataStore::new(storage.clone(), PathBuf::from("/d"));
+        block_on(store.save(&ClusterMetadata::default())).unwrap();
+        let reserve = Path::new("/d").join(RESERVE_FILE);
+        assert_eq!(
+            storage.file_size(&reserve).unwrap(),
+            METADATA_RESERVE_BYTES as u64
+        );
     }
 }

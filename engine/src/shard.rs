@@ -19,7 +19,7 @@ use glommio::channels::channel_mesh::{Full, MeshBuilder, Receivers, Senders};
 use glommio::{LocalExecutorBuilder, Placement};
 
 use crate::constants::{MESH_CHANNEL_CAPACITY, SHARDS_MAX};
-use crate::notify::Signal;
+use crate::notify::{Signal, Turns};
 use crate::types::ShardId;
 
 /// The shard that owns `partition` of `topic`, for `shards` shards.
@@ -70,6 +70,12 @@ pub struct Mesh<Req: Send + 'static, Resp: Send + 'static> {
     senders: Senders<Envelope<Req, Resp>>,
     pending: RefCell<HashMap<u64, Rc<RefCell<Pending<Resp>>>>>,
     next_id: Cell<u64>,
+    /// Per target shard, the order in which calls may put their request on
+    /// the channel: the order they were made. A call that finds the channel
+    /// full waits; without turns, a later call could find room first and
+    /// overtake it, and requests of one connection would reach their shard
+    /// out of order.
+    send_turns: Vec<Turns>,
     handler: RefCell<Option<Handler<Req, Resp>>>,
     /// Notified when the handler is installed: receive loops hold a request
     /// that arrived before it (a peer may call as soon as it has joined).
@@ -99,6 +105,7 @@ impl<Req: Send + 'static, Resp: Send + 'static> Mesh<Req, Resp> {
             senders,
             pending: RefCell::new(HashMap::new()),
             next_id: Cell::new(0),
+            send_turns: (0..shards).map(|_| Turns::new()).collect(),
             handler: RefCell::new(None),
             handler_installed: Signal::new(),
         });
@@ -183,6 +190,8 @@ impl<Req: Send + 'static, Resp: Send + 'static> Mesh<Req, Resp> {
             let handler = self.handler.borrow().clone()?;
             return Some(handler(request).await);
         }
+        // Taken before the first await: the call's place in line.
+        let turn = self.send_turns[shard.0 as usize].take();
         let id = self.next_id.get();
         self.next_id.set(id + 1);
         let slot = Rc::new(RefCell::new(Pending {
@@ -195,12 +204,10 @@ impl<Req: Send + 'static, Resp: Send + 'static> Mesh<Req, Resp> {
             from: self.shard,
             request,
         };
-        if self
-            .senders
-            .send_to(shard.0 as usize, envelope)
-            .await
-            .is_err()
-        {
+        turn.granted().await;
+        let sent = self.senders.send_to(shard.0 as usize, envelope).await;
+        drop(turn);
+        if sent.is_err() {
             self.pending.borrow_mut().remove(&id);
             return None;
         }

@@ -19,6 +19,7 @@ use bytes::Bytes;
 use sluice_engine::batch::{self, BatchHeader};
 use sluice_engine::log::{FoundOffset, OffsetQuery};
 use sluice_engine::metadata::{FileMetadataStore, MetadataStore};
+use sluice_engine::notify::Turn;
 use sluice_engine::{
     BatchCache, ClusterMetadata, DmaStorage, LogConfig, Mesh, PartitionLog, ShardId, TopicMetadata,
     TxnMarker,
@@ -26,8 +27,9 @@ use sluice_engine::{
 
 use crate::config::BrokerConfig;
 use crate::constants::{
-    FETCH_READS_CONCURRENT_MAX, LOG_CLOSE_CONCURRENCY_MAX, PRODUCER_ID_BLOCK, SLOW_REQUEST_LOG_MS,
-    TXN_ADD_RETRY_BACKOFF_MS_MAX, TXN_ADD_RETRY_BACKOFF_MS_MIN, TXN_ADD_RETRY_TOTAL_MS_MAX,
+    FETCH_READS_CONCURRENT_MAX, LOG_CLOSE_CONCURRENCY_MAX, PRODUCER_ID_BLOCK,
+    PRODUCE_WAIT_MS_DEFAULT, SLOW_REQUEST_LOG_MS, TXN_ADD_RETRY_BACKOFF_MS_MAX,
+    TXN_ADD_RETRY_BACKOFF_MS_MIN, TXN_ADD_RETRY_TOTAL_MS_MAX,
 };
 use crate::errors::{
     append_error_code, batch_error_code, code, marker_append_error_code, read_error_code,
@@ -391,6 +393,7 @@ impl Broker {
         let Some(controller) = &self.controller else {
             return Ok(());
         };
+        controller.store.keep_reserve().await;
         let loaded = controller
             .store
             .load()
@@ -743,6 +746,12 @@ impl Broker {
         if changed {
             if let Err(error) = self.publish(metadata).await {
                 tracing::error!(%error, "saving metadata failed");
+                for outcome in &mut outcomes {
+                    if outcome.error_code == code::NONE {
+                        outcome.error_code = code::KAFKA_STORAGE_ERROR;
+                        outcome.error_message = Some(error.clone());
+                    }
+                }
             }
         }
         outcomes
@@ -954,14 +963,37 @@ impl Broker {
     ) -> Vec<ProduceOutcome> {
         let mut outcomes = Vec::with_capacity(entries.len());
         let mut durable_waits: Vec<(usize, Rc<Log>, i64)> = Vec::new();
-        for entry in entries {
+        // Waits before the append (for earlier requests, for room) end at
+        // the request's timeout: every request is answered, at worst with
+        // REQUEST_TIMED_OUT. A client that sends no timeout gets Kafka's
+        // default request timeout.
+        let wait_ms = if timeout_ms > 0 {
+            timeout_ms as u64
+        } else {
+            PRODUCE_WAIT_MS_DEFAULT
+        };
+        let deadline = Instant::now() + Duration::from_millis(wait_ms);
+        // Every partition's append turn is taken before the first await, so
+        // requests append in the order they reached this shard (which, for
+        // one connection, is the order it sent them) even when one of them
+        // waits for room or for the transaction coordinator below.
+        let turns: Vec<Option<(Rc<Log>, Turn)>> = entries
+            .iter()
+            .map(|entry| {
+                self.log(&entry.topic, entry.partition).map(|log| {
+                    let turn = log.take_append_turn();
+                    (log, turn)
+                })
+            })
+            .collect();
+        for (entry, turn) in entries.into_iter().zip(turns) {
             let mut outcome = ProduceOutcome {
                 base_offset: -1,
                 log_append_time: -1,
                 log_start_offset: -1,
                 ..Default::default()
             };
-            let Some(log) = self.log(&entry.topic, entry.partition) else {
+            let Some((log, turn)) = turn else {
                 outcome.error_code = self.missing_partition_code(&entry.topic, entry.partition);
                 outcomes.push(outcome);
                 continue;
@@ -984,7 +1016,15 @@ impl Broker {
                 outcomes.push(outcome);
                 continue;
             }
-            // Taken before anything awaits: a marker for this producer
+            if !turn.is_granted() && !within(deadline, turn.granted()).await {
+                outcome.error_code = code::REQUEST_TIMED_OUT;
+                outcome.error_message = Some(
+                    "timed out waiting for earlier produce requests to this partition".to_string(),
+                );
+                outcomes.push(outcome);
+                continue;
+            }
+            // Taken before anything else awaits: a marker for this producer
             // between the checks below and the append must void them.
             let guard = batches
                 .first()
@@ -1005,7 +1045,7 @@ impl Broker {
             }
             if log.is_backlogged() {
                 let started = Instant::now();
-                log.wait_for_room().await;
+                let room = within(deadline, log.wait_for_room()).await;
                 let took = started.elapsed().as_millis();
                 if took > SLOW_REQUEST_LOG_MS {
                     tracing::debug!(
@@ -1014,6 +1054,25 @@ impl Broker {
                         took_ms = took as u64,
                         "produce waited for write-behind room"
                     );
+                }
+                // No room because the disk is full or failing: refuse now
+                // (retriable) instead of holding the request until it
+                // times out; nothing is appended.
+                let refusal = match log.write_failure() {
+                    Some(reason) if log.is_backlogged() => {
+                        Some((code::KAFKA_STORAGE_ERROR, reason))
+                    }
+                    _ if !room => Some((
+                        code::REQUEST_TIMED_OUT,
+                        "timed out waiting for write-behind room".to_string(),
+                    )),
+                    _ => None,
+                };
+                if let Some((error_code, message)) = refusal {
+                    outcome.error_code = error_code;
+                    outcome.error_message = Some(message);
+                    outcomes.push(outcome);
+                    continue;
                 }
             }
             if guard.as_ref().is_some_and(|guard| !guard.holds()) {
@@ -1498,6 +1557,17 @@ pub fn base64_url(bytes: &[u8]) -> String {
 }
 
 /// Awaits every future, returning outputs in order.
+/// Runs `wait` until `deadline`; whether it finished.
+async fn within(deadline: Instant, wait: impl Future<Output = ()>) -> bool {
+    let left = deadline.saturating_duration_since(Instant::now());
+    glommio::timer::timeout(left, async {
+        wait.await;
+        Ok(())
+    })
+    .await
+    .is_ok()
+}
+
 pub async fn futures_lite_join_all<T>(futures: Vec<impl Future<Output = T>>) -> Vec<T> {
     let mut futures: Vec<Pin<Box<dyn Future<Output = T> + '_>>> = futures
         .into_iter()

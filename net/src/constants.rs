@@ -29,6 +29,11 @@ pub const IOVECS_MAX: usize = 1024;
 /// JoinGroup) exceed it by design.
 pub const SLOW_REQUEST_LOG_MS: u128 = 200;
 
+/// How long a produce request without a timeout of its own may wait before
+/// its append (for earlier requests to the partition, for write-behind
+/// room): Kafka's default `request.timeout.ms`.
+pub const PRODUCE_WAIT_MS_DEFAULT: u64 = 30_000;
+
 /// Upper bound on a fetch's `max_wait_ms` the broker honours, so a client
 /// cannot park a request for hours.
 pub const FETCH_WAIT_MS_MAX: i64 = 30_000;

@@ -79,8 +79,19 @@ impl TestBroker {
     /// Starts a broker whose stderr (its log) goes to `stderr_path`, e.g.
     /// `/dev/full` to check that a log it cannot write does not stop it.
     pub fn start_logging_to(stderr_path: Option<&Path>, extra_args: &[&str]) -> TestBroker {
+        TestBroker::start_prepared(stderr_path, extra_args, |_| {})
+    }
+
+    /// Starts a broker after `prepare` has been given its (not yet created)
+    /// data directory, e.g. to mount a small file system there.
+    pub fn start_prepared(
+        stderr_path: Option<&Path>,
+        extra_args: &[&str],
+        prepare: impl FnOnce(&Path),
+    ) -> TestBroker {
         let root = unique_dir();
         fs::create_dir_all(&root).unwrap_or_else(|e| panic!("creating {}: {e}", root.display()));
+        prepare(&root.join("data"));
         let mut broker = TestBroker {
             root,
             extra_args: extra_args.iter().map(|arg| arg.to_string()).collect(),
@@ -374,6 +385,17 @@ pub fn create_topic(
     }
 }
 
+/// Digits of the index at the start of an [`indexed_value`].
+const INDEX_DIGITS: usize = 8;
+
+/// A value of `len` bytes that starts with `index`, so that a test can
+/// tell which record it reads back and check the order.
+pub fn indexed_value(index: usize, len: usize) -> Vec<u8> {
+    let mut value = format!("{index:0INDEX_DIGITS$}").into_bytes();
+    value.resize(len.max(INDEX_DIGITS), b'.');
+    value
+}
+
 /// A message as a test expects to read it back.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Record {
@@ -386,6 +408,29 @@ pub struct Record {
 }
 
 impl Record {
+    /// A record with a value only, for `partition` (-1: the partitioner's
+    /// choice).
+    pub fn with_value(partition: i32, value: Vec<u8>) -> Record {
+        Record {
+            partition,
+            offset: -1,
+            key: None,
+            value: Some(value),
+            headers: Vec::new(),
+            timestamp: None,
+        }
+    }
+
+    /// The index an [`indexed_value`] starts with.
+    pub fn value_index(&self) -> usize {
+        let value = self.value.as_deref().unwrap_or_default();
+        value
+            .get(..INDEX_DIGITS)
+            .and_then(|digits| std::str::from_utf8(digits).ok())
+            .and_then(|digits| digits.parse().ok())
+            .unwrap_or_else(|| panic!("offset {} holds no record index", self.offset))
+    }
+
     pub fn from_message<M: Message>(message: &M) -> Record {
         let headers = message
             .headers()

@@ -4,13 +4,19 @@ use std::cell::RefCell;
 use std::collections::HashSet;
 use std::io;
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, OnceLock};
+use std::time::Duration;
 
 use bytes::Bytes;
 use glommio::io::{DmaBuffer, DmaFile, OpenOptions};
 
 use super::{Storage, StorageFile};
-use crate::constants::IO_ALIGNMENT;
+use crate::constants::{DELETIONS_QUEUED_MAX, IO_ALIGNMENT};
+
+/// How often a stopping shard looks whether the deletion thread is done.
+const DELETIONS_POLL_INTERVAL: Duration = Duration::from_millis(10);
 
 /// Files on a real file system, written with direct I/O.
 #[derive(Clone, Copy, Debug, Default)]
@@ -82,7 +88,7 @@ pub fn is_doomed(name: &str) -> bool {
 /// Renames `path` out of the way (cheap, and frees the name at once, so a
 /// new segment of the same name can be created right after) and returns the
 /// new path. A name already set aside is returned as it is.
-fn set_aside(path: &Path) -> io::Result<std::path::PathBuf> {
+fn set_aside(path: &Path) -> io::Result<PathBuf> {
     let name = path
         .file_name()
         .map(|name| name.to_string_lossy().into_owned())
@@ -103,7 +109,7 @@ fn set_aside(path: &Path) -> io::Result<std::path::PathBuf> {
     Ok(doomed)
 }
 
-/// Deletes a set-aside file or tree on glommio's blocking thread pool.
+/// Deletes a set-aside file or tree on the process's deletion thread.
 /// Freeing a large file's blocks can take seconds where the file system
 /// discards them as it frees them (ext4 mounted with `discard`, without a
 /// journal, sends the discard and waits for it inside `unlink`): on the
@@ -112,61 +118,94 @@ fn set_aside(path: &Path) -> io::Result<std::path::PathBuf> {
 /// 2.4 s, the shard answering nothing meanwhile). Kafka defers segment
 /// deletion for the same reason (`file.delete.delay.ms`). A deletion cut
 /// short by a shutdown or crash is finished by the next open.
-fn forget_later(doomed: std::path::PathBuf, tree: bool) {
-    DELETIONS.with(|deletions| deletions.pending.set(deletions.pending.get() + 1));
-    glommio::spawn_local(async move {
-        let path = doomed.clone();
-        let removed = glommio::executor()
-            .spawn_blocking(move || {
-                if tree {
-                    std::fs::remove_dir_all(&path)
-                } else {
-                    std::fs::remove_file(&path)
-                }
-            })
-            .await;
+///
+/// The thread is a plain one, not glommio's blocking pool: a pool thread
+/// still deleting when its executor ended panicked handing back its result,
+/// so a shutdown had to wait for every deletion however long it took. A
+/// plain thread owes no executor an answer; the process may end under it.
+fn forget_later(doomed: PathBuf, tree: bool) {
+    DELETIONS_PENDING.fetch_add(1, Ordering::SeqCst);
+    let deletion = Deletion { path: doomed, tree };
+    // The queue is bounded; when it is full (or the thread could not be
+    // started) the shard deletes the file itself, slowly but surely.
+    let refused = match deleter() {
+        Some(sender) => match sender.try_send(deletion) {
+            Ok(()) => None,
+            Err(
+                mpsc::TrySendError::Full(deletion) | mpsc::TrySendError::Disconnected(deletion),
+            ) => Some(deletion),
+        },
+        None => Some(deletion),
+    };
+    if let Some(deletion) = refused {
+        deletion.run();
+    }
+}
+
+/// One set-aside file or tree to delete.
+struct Deletion {
+    path: PathBuf,
+    tree: bool,
+}
+
+impl Deletion {
+    fn run(self) {
+        let removed = if self.tree {
+            std::fs::remove_dir_all(&self.path)
+        } else {
+            std::fs::remove_file(&self.path)
+        };
         if let Err(error) = removed {
             if error.kind() != io::ErrorKind::NotFound {
-                tracing::warn!(%error, path = %doomed.display(), "deleting a removed file failed");
+                tracing::warn!(%error, path = %self.path.display(), "deleting a removed file failed");
             }
         }
-        DELETIONS.with(|deletions| {
-            deletions
-                .pending
-                .set(deletions.pending.get().saturating_sub(1));
-            deletions.ended.notify();
-        });
-    })
-    .detach();
+        DELETIONS_PENDING.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
-/// Deferred deletions of one shard: how many have not ended, and a signal
-/// notified as each ends.
-#[derive(Default)]
-struct Deletions {
-    pending: std::cell::Cell<usize>,
-    ended: crate::notify::Signal,
+/// Deletions queued or running, process-wide.
+static DELETIONS_PENDING: AtomicUsize = AtomicUsize::new(0);
+
+/// The deletion thread's queue, started at the first deletion; `None` if
+/// the thread could not be started.
+static DELETER: OnceLock<Option<mpsc::SyncSender<Deletion>>> = OnceLock::new();
+
+fn deleter() -> Option<&'static mpsc::SyncSender<Deletion>> {
+    DELETER
+        .get_or_init(|| {
+            let (sender, receiver) = mpsc::sync_channel::<Deletion>(DELETIONS_QUEUED_MAX);
+            let started = std::thread::Builder::new()
+                .name("sluice-deleter".into())
+                .spawn(move || {
+                    for deletion in receiver {
+                        deletion.run();
+                    }
+                });
+            match started {
+                Ok(_) => Some(sender),
+                Err(error) => {
+                    tracing::warn!(%error, "no deletion thread; shards delete files themselves");
+                    None
+                }
+            }
+        })
+        .as_ref()
 }
 
-thread_local! {
-    static DELETIONS: Deletions = Deletions::default();
-}
-
-/// Waits, up to `wait_max`, for this shard's deferred deletions to end;
-/// returns how many are still running. An executor that ends while its
-/// blocking pool is still deleting makes the pool's thread panic when it
-/// hands back the result; a deletion still running at the bound is
-/// finished by the next open instead.
+/// Waits, up to `wait_max`, for the deferred deletions to end; returns how
+/// many are still queued or running. A deletion still running at the bound
+/// is finished by the next open. The deletion thread cannot wake a shard,
+/// so this polls, once per `DELETIONS_POLL_INTERVAL`, at shutdown only.
 pub async fn finish_deletions(wait_max: std::time::Duration) -> usize {
-    let ended = DELETIONS.with(|deletions| deletions.ended.clone());
-    let none_pending =
-        ended.wait_for(|| (DELETIONS.with(|deletions| deletions.pending.get()) == 0).then_some(()));
-    let _ = glommio::timer::timeout(wait_max, async {
-        none_pending.await;
-        Ok(())
-    })
-    .await;
-    DELETIONS.with(|deletions| deletions.pending.get())
+    let deadline = std::time::Instant::now() + wait_max;
+    loop {
+        let pending = DELETIONS_PENDING.load(Ordering::SeqCst);
+        if pending == 0 || std::time::Instant::now() >= deadline {
+            return pending;
+        }
+        glommio::timer::sleep(DELETIONS_POLL_INTERVAL).await;
+    }
 }
 
 impl Storage for DmaStorage {
@@ -200,6 +239,10 @@ impl Storage for DmaStorage {
         let doomed = set_aside(path)?;
         forget_later(doomed, false);
         Ok(())
+    }
+
+    fn remove_file_at_once(&self, path: &Path) -> io::Result<()> {
+        std::fs::remove_file(path)
     }
 
     fn remove_dir_all(&self, path: &Path) -> io::Result<()> {
@@ -247,7 +290,7 @@ impl Storage for DmaStorage {
         let parent = path.parent().unwrap_or(Path::new("."));
         let mut temp = path.as_os_str().to_owned();
         temp.push(".tmp");
-        let temp = std::path::PathBuf::from(temp);
+        let temp = PathBuf::from(temp);
         let file = glommio::io::BufferedFile::create(&temp)
             .await
             .map_err(glommio_error)?;
@@ -257,8 +300,12 @@ impl Storage for DmaStorage {
             Err(error) => Err(error),
         };
         let closed = file.close().await.map_err(glommio_error);
-        synced?;
-        closed?;
+        if let Err(error) = synced.and(closed) {
+            // A temp file cut short by a full disk would hold on to the
+            // space it got; the old file is untouched.
+            let _ = std::fs::remove_file(&temp);
+            return Err(error);
+        }
         glommio::io::rename(&temp, path)
             .await
             .map_err(glommio_error)?;

@@ -217,6 +217,10 @@ impl Storage for MemStorage {
         }
     }
 
+    fn remove_file_at_once(&self, path: &Path) -> io::Result<()> {
+        self.remove_file(path)
+    }
+
     fn remove_dir_all(&self, path: &Path) -> io::Result<()> {
         self.state
             .borrow_mut()

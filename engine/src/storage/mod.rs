@@ -29,6 +29,9 @@ pub trait Storage: Clone + 'static {
     /// Names of the entries of a directory.
     fn list_dir(&self, path: &Path) -> io::Result<Vec<String>>;
     fn remove_file(&self, path: &Path) -> io::Result<()>;
+    /// Removes a small file on the calling thread, so that its space is
+    /// free when this returns (`remove_file` may defer the deletion).
+    fn remove_file_at_once(&self, path: &Path) -> io::Result<()>;
     fn remove_dir_all(&self, path: &Path) -> io::Result<()>;
     fn exists(&self, path: &Path) -> bool;
     /// The size of a file without opening it.
