@@ -128,9 +128,11 @@ const STREAM_AHEAD_MAX: usize = 2_000;
 impl Stream {
     fn start(broker: &TestBroker, topic: &str, phase: usize, settings: &[(&str, &str)]) -> Stream {
         let mut settings = settings.to_vec();
-        // After the kill, unacknowledged messages fail fast instead of
-        // waiting for a broker that is gone.
-        settings.extend([("message.timeout.ms", "3000"), ("linger.ms", "1")]);
+        // No short message timeout to end the stream after the kill (the
+        // stream purges instead): an idempotent librdkafka producer whose
+        // messages time out bumps its epoch and sends possibly stored
+        // messages again as new ones, a duplicate the broker cannot tell.
+        settings.push(("linger.ms", "1"));
         let mut producer = TrackedProducer::new(broker, topic, &settings);
         let stop = Arc::new(AtomicBool::new(false));
         let acknowledged = Arc::new(AtomicUsize::new(0));
@@ -149,6 +151,12 @@ impl Stream {
                             thread::sleep(Duration::from_millis(1));
                         }
                     }
+                }
+                if stop.load(Ordering::SeqCst) {
+                    // The broker is gone: what was not acknowledged fails now.
+                    producer.abandon();
+                } else {
+                    producer.flush();
                 }
                 let reports = producer.reports();
                 drop(producer);
@@ -322,13 +330,25 @@ type Delivered = (usize, (i32, i64));
 
 #[test]
 fn repeated_kill_9_keeps_a_durable_prefix() {
-    const CYCLES: usize = 4;
-    let topic = "rolling";
+    // SLUICE_KILL_CYCLES runs more cycles (a long soak of the same check).
+    let cycles: usize = std::env::var("SLUICE_KILL_CYCLES")
+        .ok()
+        .and_then(|cycles| cycles.parse().ok())
+        .unwrap_or(4);
+    // A long soak moves to a new topic every few cycles, so each check
+    // reads a bounded log instead of everything since the start.
+    const CYCLES_PER_TOPIC: usize = 4;
     let mut broker = TestBroker::start();
-    common::create_topic(&broker.admin(), topic, 3, &[("segment.bytes", "65536")]);
     let mut durable: Vec<(usize, Vec<Delivered>)> = Vec::new();
     let mut rng = Rng::new(7);
-    for cycle in 0..CYCLES {
+    let mut topic = String::new();
+    for cycle in 0..cycles {
+        if cycle % CYCLES_PER_TOPIC == 0 {
+            topic = format!("rolling-{}", cycle / CYCLES_PER_TOPIC);
+            common::create_topic(&broker.admin(), &topic, 3, &[("segment.bytes", "65536")]);
+            durable.clear();
+        }
+        let topic = topic.as_str();
         let (durable_phase, relaxed_phase) = (10 + 2 * cycle, 11 + 2 * cycle);
         let strict = Stream::start(
             &broker,

@@ -50,6 +50,10 @@ pub enum ProducerError {
     InvalidEpoch { current: i16, got: i16 },
     /// The sequence is not the next one expected.
     OutOfOrderSequence { expected: i32, got: i32 },
+    /// A retried batch came together with other batches: a duplicate is
+    /// answered with the offset it was first stored at, which one answer
+    /// for several batches cannot carry, so nothing is appended.
+    DuplicateAmongOthers { base_offset: i64 },
 }
 
 impl fmt::Display for ProducerError {
@@ -64,6 +68,10 @@ impl fmt::Display for ProducerError {
             ProducerError::OutOfOrderSequence { expected, got } => {
                 write!(f, "sequence {got} is out of order, expected {expected}")
             }
+            ProducerError::DuplicateAmongOthers { base_offset } => write!(
+                f,
+                "a batch already stored at offset {base_offset} came with other batches"
+            ),
         }
     }
 }

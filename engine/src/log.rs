@@ -25,7 +25,7 @@ use bytes::Bytes;
 use crate::batch::{self, BatchHeader, BATCH_HEADER_BYTES, LOG_OVERHEAD, PATCHED_HEAD_BYTES};
 use crate::cache::{BatchCache, CacheOwner, Eviction};
 use crate::constants::*;
-use crate::error::{AppendError, OpenError, ReadError, StorageError};
+use crate::error::{AppendError, OpenError, ProducerError, ReadError, StorageError};
 use crate::index::{OffsetEntry, SegmentIndex, TimeEntry};
 use crate::notify::{Signal, Turn, Turns};
 use crate::producer::{ProducerInfo, ProducerState, SequenceCheck};
@@ -865,6 +865,12 @@ impl<S: Storage> PartitionLog<S> {
         }
         let limit = inner.config.max_message_bytes as usize;
         let mut duplicate = None;
+        // Several batches are checked against the state as each earlier one
+        // leaves it (a copy, so a refusal changes nothing): checked against
+        // the state before the append, the second batch of a producer
+        // looked out of order, and a retried first batch followed by a new
+        // one was not seen as a duplicate and was stored again.
+        let mut scratch = (batches.len() > 1).then(|| inner.producers.clone());
         for (header, bytes) in batches {
             if bytes.len() > limit {
                 return Err(AppendError::Batch(batch::BatchError::TooLarge {
@@ -875,26 +881,31 @@ impl<S: Storage> PartitionLog<S> {
             if header.is_control() && txn::parse_control_batch(bytes).is_none() {
                 return Err(AppendError::Batch(batch::BatchError::BadControlRecord));
             }
-            match inner
-                .producers
-                .check(header)
-                .map_err(AppendError::Producer)?
-            {
+            let producers = scratch.as_ref().unwrap_or(&inner.producers);
+            match producers.check(header).map_err(AppendError::Producer)? {
                 SequenceCheck::Accept => {}
+                SequenceCheck::Duplicate { base_offset } if batches.len() > 1 => {
+                    return Err(AppendError::Producer(ProducerError::DuplicateAmongOthers {
+                        base_offset,
+                    }));
+                }
                 SequenceCheck::Duplicate { base_offset } => {
                     duplicate = Some((base_offset, header.last_offset_delta));
                 }
             }
+            if let Some(scratch) = scratch.as_mut() {
+                // The offset is only remembered for duplicate answers, which
+                // a multi-batch append refuses; the sequence is what counts.
+                scratch.record(header, header.base_offset);
+            }
         }
         if let Some((base_offset, last_delta)) = duplicate {
-            if batches.len() == 1 {
-                return Ok(Appended {
-                    base_offset: Offset(base_offset),
-                    last_offset: Offset(base_offset + i64::from(last_delta)),
-                    log_append_time: -1,
-                    duplicate: true,
-                });
-            }
+            return Ok(Appended {
+                base_offset: Offset(base_offset),
+                last_offset: Offset(base_offset + i64::from(last_delta)),
+                log_append_time: -1,
+                duplicate: true,
+            });
         }
         let now = now_ms();
         let mut first_offset = None;

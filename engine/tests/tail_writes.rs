@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::in_executor;
+use common::{in_executor, open_mem_log};
 use sluice_engine::batch;
 use sluice_engine::constants::TAIL_WRITE_DELAY;
 use sluice_engine::log::LogConfig;
@@ -30,18 +30,7 @@ const CACHE_BYTES: usize = 8 << 20;
 const TIMESTAMP_START: i64 = 1_700_000_000_000;
 
 async fn open(storage: &MemStorage) -> Rc<PartitionLog<MemStorage>> {
-    let dir = PathBuf::from("/data/tail-0");
-    match PartitionLog::open(
-        storage.clone(),
-        dir,
-        LogConfig::default(),
-        BatchCache::new(CACHE_BYTES),
-    )
-    .await
-    {
-        Ok(log) => log,
-        Err(error) => panic!("open failed: {error}"),
-    }
+    open_mem_log(storage, "/data/tail-0", CACHE_BYTES).await
 }
 
 fn append(log: &PartitionLog<MemStorage>, index: usize) {

@@ -87,6 +87,9 @@ pub fn append_error_code(error: &AppendError) -> i16 {
         AppendError::Producer(ProducerError::OutOfOrderSequence { .. }) => {
             code::OUT_OF_ORDER_SEQUENCE_NUMBER
         }
+        AppendError::Producer(ProducerError::DuplicateAmongOthers { .. }) => {
+            code::DUPLICATE_SEQUENCE_NUMBER
+        }
         AppendError::Storage(_) => code::KAFKA_STORAGE_ERROR,
         AppendError::Closed => code::NOT_LEADER_OR_FOLLOWER,
     }

@@ -28,7 +28,7 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
-use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
+use rdkafka::producer::{BaseRecord, Producer, PurgeConfig, ThreadedProducer};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
 
@@ -636,6 +636,16 @@ impl TrackedProducer {
         self.producer
             .flush(CLIENT_TIMEOUT)
             .expect("flushing the producer");
+    }
+
+    /// Fails every message not yet acknowledged, queued or in flight (a
+    /// producer whose broker is gone), and waits for their reports. A
+    /// message in flight may still have been stored; it is reported as
+    /// failed, as librdkafka reports it.
+    pub fn abandon(&self) {
+        self.producer
+            .purge(PurgeConfig::default().queue().inflight());
+        let _ = self.producer.flush(CLIENT_TIMEOUT);
     }
 
     /// Delivery reports so far, by message index (`None`: no report yet).
