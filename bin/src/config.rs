@@ -36,6 +36,10 @@ pub const SETTINGS: &[(&str, &str)] = &[
     ("retention_bytes", "bytes, or -1 for unlimited"),
     ("message_max_bytes", "bytes, at least 1"),
     ("cache_bytes_per_shard", "bytes, at least 1048576"),
+    (
+        "allocator_free_bytes_max",
+        "bytes of free memory kept resident before it is returned to the kernel, 0 = never (default 268435456)",
+    ),
     ("retention_check_interval_ms", "milliseconds, at least 1"),
     ("connections_max_idle_ms", "milliseconds, at least 1"),
     ("delete_topic_enable", "true or false"),
@@ -195,6 +199,9 @@ pub fn apply(
         "cache_bytes_per_shard" => {
             config.cache_bytes_per_shard =
                 long(CACHE_BYTES_MIN as i64, i64::MAX).ok_or_else(bad)? as usize
+        }
+        "allocator_free_bytes_max" => {
+            config.allocator_free_bytes_max = long(0, i64::MAX).ok_or_else(bad)? as usize
         }
         "retention_check_interval_ms" => {
             config.retention_check_interval_ms = long(1, i64::MAX).ok_or_else(bad)? as u64

@@ -3,6 +3,7 @@
 
 mod admin;
 mod config;
+mod memory;
 mod run;
 
 use std::io::Write;
@@ -101,6 +102,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    memory::spawn_allocator_keeper(config.allocator_free_bytes_max);
     match run::run(config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {

@@ -7,7 +7,7 @@ use sluice_engine::constants::BATCH_CACHE_BYTES_DEFAULT;
 use sluice_engine::LogConfig;
 
 use crate::constants::{
-    AUTO_CREATE_PARTITIONS_DEFAULT, CONNECTION_IDLE_MS_DEFAULT,
+    ALLOCATOR_FREE_BYTES_MAX_DEFAULT, AUTO_CREATE_PARTITIONS_DEFAULT, CONNECTION_IDLE_MS_DEFAULT,
     CONSUMER_GROUP_HEARTBEAT_INTERVAL_MS_DEFAULT, CONSUMER_GROUP_SESSION_TIMEOUT_MS_DEFAULT,
     CONSUMER_GROUP_SIZE_MAX_DEFAULT, GROUP_INITIAL_REBALANCE_DELAY_MS_DEFAULT,
     GROUP_SESSION_TIMEOUT_MS_MAX_DEFAULT, GROUP_SESSION_TIMEOUT_MS_MIN_DEFAULT,
@@ -123,6 +123,9 @@ pub struct BrokerConfig {
     pub log: LogConfig,
     /// Batch-cache budget per shard.
     pub cache_bytes_per_shard: usize,
+    /// Free memory the allocator may keep resident before it is handed
+    /// back to the kernel; 0 never hands it back.
+    pub allocator_free_bytes_max: usize,
     /// How often retention runs (Kafka's `log.retention.check.interval.ms`).
     pub retention_check_interval_ms: u64,
     /// Kafka's `connections.max.idle.ms`.
@@ -150,6 +153,7 @@ impl Default for BrokerConfig {
             default_partitions: AUTO_CREATE_PARTITIONS_DEFAULT,
             log: LogConfig::default(),
             cache_bytes_per_shard: BATCH_CACHE_BYTES_DEFAULT,
+            allocator_free_bytes_max: ALLOCATOR_FREE_BYTES_MAX_DEFAULT,
             retention_check_interval_ms: 5 * 60 * 1000,
             connections_max_idle_ms: CONNECTION_IDLE_MS_DEFAULT,
             delete_topic_enable: true,

@@ -29,6 +29,10 @@ pub const IOVECS_MAX: usize = 1024;
 /// JoinGroup) exceed it by design.
 pub const SLOW_REQUEST_LOG_MS: u128 = 200;
 
+/// Free memory the allocator may keep resident before the broker hands it
+/// back to the kernel (`allocator_free_bytes_max`): see bin/src/memory.rs.
+pub const ALLOCATOR_FREE_BYTES_MAX_DEFAULT: usize = 256 * 1024 * 1024;
+
 /// How long a produce request without a timeout of its own may wait before
 /// its append (for earlier requests to the partition, for write-behind
 /// room): Kafka's default `request.timeout.ms`.
