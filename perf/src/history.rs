@@ -1,0 +1,621 @@
+//! The history checker of the fault harness: given what clients did and saw
+//! (sends and their acknowledgements, reads, transaction outcomes, committed
+//! offsets), it finds the anomalies a Kafka-compatible broker must never
+//! show, each with the operations that show it.
+//!
+//! Values are unique per producer: `(producer, sequence)` names one send, and
+//! a producer sends its sequences in increasing order. The checker knows
+//! nothing of brokers or faults; the harness records the history and the
+//! checker is tested on histories with planted anomalies.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+/// One send: the producer and its own sequence number for it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SendId {
+    pub producer: u32,
+    pub sequence: u64,
+}
+
+/// What a reader was allowed to see.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Isolation {
+    ReadUncommitted,
+    ReadCommitted,
+}
+
+/// How a transaction ended, as its producer was told.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TxnOutcome {
+    Committed,
+    Aborted,
+}
+
+/// One recorded operation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Op {
+    /// The broker acknowledged `send` at `partition`/`offset`. `txn` names
+    /// the producer's transaction, if any.
+    Acked {
+        send: SendId,
+        partition: i32,
+        offset: i64,
+        txn: Option<u64>,
+    },
+    /// A transaction ended (`id` as in `Acked::txn`).
+    TxnEnded { id: u64, outcome: TxnOutcome },
+    /// `reader` read `send` at `partition`/`offset`.
+    Read {
+        reader: u32,
+        isolation: Isolation,
+        partition: i32,
+        offset: i64,
+        send: SendId,
+    },
+    /// A reader was assigned `partition` again from `offset` (after a seek,
+    /// a restart or a rebalance): its offsets may go back from here.
+    Seek {
+        reader: u32,
+        partition: i32,
+        offset: i64,
+    },
+    /// `group` committed `offset` for `partition`.
+    Committed {
+        group: u32,
+        partition: i32,
+        offset: i64,
+    },
+    /// `group`'s offset for `partition` was reset on purpose (it may go back).
+    OffsetReset { group: u32, partition: i32 },
+    /// The end of the run: a reader read every partition from its start to
+    /// its high watermark (read uncommitted), so every acknowledged send
+    /// must have been among its `Read`s.
+    FinalReadDone { reader: u32 },
+}
+
+/// An anomaly and the positions (in the history) of the operations that
+/// show it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Anomaly {
+    pub kind: AnomalyKind,
+    pub ops: Vec<usize>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum AnomalyKind {
+    /// An acknowledged send is missing from the final read.
+    LostWrite,
+    /// One send stored at two offsets.
+    Duplicate,
+    /// A producer's sends stored in a partition out of their send order.
+    Reordered,
+    /// One (partition, offset) read as different sends.
+    DivergentRead,
+    /// A read_committed reader read a send of an aborted transaction (G1a).
+    AbortedRead,
+    /// A read_committed reader read a send whose transaction never
+    /// committed.
+    UncommittedRead,
+    /// A read_committed reader read past a committed transaction but saw
+    /// only part of it.
+    TornTransaction,
+    /// A reader's offsets in a partition went back without a seek.
+    NonMonotonicRead,
+    /// A group's committed offset went back without a reset.
+    CommitBackwards,
+}
+
+/// Checks a history; the anomalies come sorted by kind, then position.
+pub fn check(history: &[Op]) -> Vec<Anomaly> {
+    let mut anomalies = Vec::new();
+    stored_once_in_order(history, &mut anomalies);
+    reads_agree(history, &mut anomalies);
+    transactions(history, &mut anomalies);
+    monotonic(history, &mut anomalies);
+    anomalies.sort_by(|a, b| (a.kind, &a.ops).cmp(&(b.kind, &b.ops)));
+    anomalies
+}
+
+/// Where one send was read: (partition, offset) -> positions of the reads.
+type Places = BTreeMap<(i32, i64), Vec<usize>>;
+
+/// One producer's sends stored in one partition: (sequence, offset,
+/// position of the first read).
+type Stored = Vec<(u64, i64, usize)>;
+
+/// Where every send was read.
+fn read_positions(history: &[Op]) -> HashMap<SendId, Places> {
+    let mut positions: HashMap<SendId, Places> = HashMap::new();
+    for (at, op) in history.iter().enumerate() {
+        if let Op::Read {
+            partition,
+            offset,
+            send,
+            ..
+        } = op
+        {
+            positions
+                .entry(*send)
+                .or_default()
+                .entry((*partition, *offset))
+                .or_default()
+                .push(at);
+        }
+    }
+    positions
+}
+
+/// Lost writes, duplicates and reordering.
+fn stored_once_in_order(history: &[Op], anomalies: &mut Vec<Anomaly>) {
+    let positions = read_positions(history);
+    // Lost: acknowledged, and a complete final read happened, but no read
+    // ever saw the send.
+    let final_reads: Vec<usize> = history
+        .iter()
+        .enumerate()
+        .filter(|(_, op)| matches!(op, Op::FinalReadDone { .. }))
+        .map(|(at, _)| at)
+        .collect();
+    if let Some(&last_final) = final_reads.last() {
+        for (at, op) in history.iter().enumerate() {
+            if let Op::Acked { send, .. } = op {
+                if !positions.contains_key(send) {
+                    anomalies.push(Anomaly {
+                        kind: AnomalyKind::LostWrite,
+                        ops: vec![at, last_final],
+                    });
+                }
+            }
+        }
+    }
+    // Duplicate: one send read at two different positions.
+    let mut sends: Vec<&SendId> = positions.keys().collect();
+    sends.sort();
+    for send in &sends {
+        let places = &positions[*send];
+        if places.len() > 1 {
+            anomalies.push(Anomaly {
+                kind: AnomalyKind::Duplicate,
+                ops: places.values().map(|reads| reads[0]).collect(),
+            });
+        }
+    }
+    // Reordered: within a partition, one producer's sends must sit at
+    // increasing offsets in sequence order.
+    // A send stored twice counts at its first place (the second is the
+    // duplicate, already reported).
+    let mut by_partition_producer: BTreeMap<(i32, u32), Stored> = BTreeMap::new();
+    for send in sends {
+        if let Some((&(partition, offset), reads)) = positions[send].iter().next() {
+            by_partition_producer
+                .entry((partition, send.producer))
+                .or_default()
+                .push((send.sequence, offset, reads[0]));
+        }
+    }
+    for mut stored in by_partition_producer.into_values() {
+        stored.sort();
+        for pair in stored.windows(2) {
+            let ((_, earlier_offset, earlier_read), (_, later_offset, later_read)) =
+                (pair[0], pair[1]);
+            if later_offset < earlier_offset {
+                anomalies.push(Anomaly {
+                    kind: AnomalyKind::Reordered,
+                    ops: vec![earlier_read, later_read],
+                });
+            }
+        }
+    }
+}
+
+/// Every read of one (partition, offset) names the same send.
+fn reads_agree(history: &[Op], anomalies: &mut Vec<Anomaly>) {
+    let mut first_read: HashMap<(i32, i64), (SendId, usize)> = HashMap::new();
+    let mut reported: HashSet<(i32, i64)> = HashSet::new();
+    for (at, op) in history.iter().enumerate() {
+        if let Op::Read {
+            partition,
+            offset,
+            send,
+            ..
+        } = op
+        {
+            let key = (*partition, *offset);
+            match first_read.get(&key) {
+                None => {
+                    first_read.insert(key, (*send, at));
+                }
+                Some((seen, seen_at)) if seen != send && reported.insert(key) => {
+                    anomalies.push(Anomaly {
+                        kind: AnomalyKind::DivergentRead,
+                        ops: vec![*seen_at, at],
+                    });
+                }
+                Some(_) => {}
+            }
+        }
+    }
+}
+
+/// Aborted, uncommitted and torn transaction reads by read_committed
+/// readers.
+fn transactions(history: &[Op], anomalies: &mut Vec<Anomaly>) {
+    let mut txn_of: HashMap<SendId, (u64, usize)> = HashMap::new();
+    let mut members: HashMap<u64, Vec<(i32, i64, usize)>> = HashMap::new();
+    let mut outcomes: HashMap<u64, (TxnOutcome, usize)> = HashMap::new();
+    for (at, op) in history.iter().enumerate() {
+        match op {
+            Op::Acked {
+                send,
+                partition,
+                offset,
+                txn: Some(id),
+            } => {
+                txn_of.insert(*send, (*id, at));
+                members
+                    .entry(*id)
+                    .or_default()
+                    .push((*partition, *offset, at));
+            }
+            Op::TxnEnded { id, outcome } => {
+                outcomes.insert(*id, (*outcome, at));
+            }
+            _ => {}
+        }
+    }
+    // What each read_committed reader read, per partition: the highest
+    // offset and every send.
+    let mut committed_reads: BTreeMap<u32, (HashMap<i32, i64>, HashSet<SendId>)> = BTreeMap::new();
+    for (at, op) in history.iter().enumerate() {
+        let Op::Read {
+            reader,
+            isolation: Isolation::ReadCommitted,
+            partition,
+            offset,
+            send,
+        } = op
+        else {
+            continue;
+        };
+        let (highest, seen) = committed_reads.entry(*reader).or_default();
+        let high = highest.entry(*partition).or_insert(*offset);
+        *high = (*high).max(*offset);
+        seen.insert(*send);
+        let Some(&(id, acked_at)) = txn_of.get(send) else {
+            continue;
+        };
+        match outcomes.get(&id) {
+            Some((TxnOutcome::Aborted, ended_at)) => anomalies.push(Anomaly {
+                kind: AnomalyKind::AbortedRead,
+                ops: vec![acked_at, *ended_at, at],
+            }),
+            Some((TxnOutcome::Committed, _)) => {}
+            None => anomalies.push(Anomaly {
+                kind: AnomalyKind::UncommittedRead,
+                ops: vec![acked_at, at],
+            }),
+        }
+    }
+    // Torn: a reader that read past every record of a committed transaction
+    // (in each of its partitions) must have seen all of them.
+    let sends_of: HashMap<u64, Vec<SendId>> =
+        txn_of
+            .iter()
+            .fold(HashMap::new(), |mut sends, (send, (id, _))| {
+                sends.entry(*id).or_insert_with(Vec::new).push(*send);
+                sends
+            });
+    let mut ids: Vec<&u64> = members.keys().collect();
+    ids.sort();
+    for (highest, seen) in committed_reads.values() {
+        for id in &ids {
+            if !matches!(outcomes.get(*id), Some((TxnOutcome::Committed, _))) {
+                continue;
+            }
+            let records = &members[*id];
+            let read_past = records.iter().all(|(partition, offset, _)| {
+                highest.get(partition).is_some_and(|high| high > offset)
+            });
+            let missing = sends_of[*id].iter().any(|send| !seen.contains(send));
+            if read_past && missing {
+                let mut ops: Vec<usize> = records.iter().map(|(_, _, at)| *at).collect();
+                ops.sort();
+                anomalies.push(Anomaly {
+                    kind: AnomalyKind::TornTransaction,
+                    ops,
+                });
+            }
+        }
+    }
+}
+
+/// A reader's offsets per partition and a group's committed offsets only go
+/// forward (between seeks and resets).
+fn monotonic(history: &[Op], anomalies: &mut Vec<Anomaly>) {
+    let mut last_read: HashMap<(u32, i32), (i64, usize)> = HashMap::new();
+    let mut last_commit: HashMap<(u32, i32), (i64, usize)> = HashMap::new();
+    for (at, op) in history.iter().enumerate() {
+        match op {
+            Op::Read {
+                reader,
+                partition,
+                offset,
+                ..
+            } => {
+                if let Some((previous, previous_at)) = last_read.get(&(*reader, *partition)) {
+                    if offset <= previous {
+                        anomalies.push(Anomaly {
+                            kind: AnomalyKind::NonMonotonicRead,
+                            ops: vec![*previous_at, at],
+                        });
+                    }
+                }
+                last_read.insert((*reader, *partition), (*offset, at));
+            }
+            Op::Seek {
+                reader, partition, ..
+            } => {
+                last_read.remove(&(*reader, *partition));
+            }
+            Op::Committed {
+                group,
+                partition,
+                offset,
+            } => {
+                if let Some((previous, previous_at)) = last_commit.get(&(*group, *partition)) {
+                    if offset < previous {
+                        anomalies.push(Anomaly {
+                            kind: AnomalyKind::CommitBackwards,
+                            ops: vec![*previous_at, at],
+                        });
+                    }
+                }
+                last_commit.insert((*group, *partition), (*offset, at));
+            }
+            Op::OffsetReset { group, partition } => {
+                last_commit.remove(&(*group, *partition));
+            }
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn send(producer: u32, sequence: u64) -> SendId {
+        SendId { producer, sequence }
+    }
+
+    fn acked(producer: u32, sequence: u64, offset: i64) -> Op {
+        Op::Acked {
+            send: send(producer, sequence),
+            partition: 0,
+            offset,
+            txn: None,
+        }
+    }
+
+    fn read(reader: u32, offset: i64, producer: u32, sequence: u64) -> Op {
+        Op::Read {
+            reader,
+            isolation: Isolation::ReadUncommitted,
+            partition: 0,
+            offset,
+            send: send(producer, sequence),
+        }
+    }
+
+    fn committed_read(reader: u32, partition: i32, offset: i64, sequence: u64) -> Op {
+        Op::Read {
+            reader,
+            isolation: Isolation::ReadCommitted,
+            partition,
+            offset,
+            send: send(1, sequence),
+        }
+    }
+
+    fn in_txn(sequence: u64, partition: i32, offset: i64, id: u64) -> Op {
+        Op::Acked {
+            send: send(1, sequence),
+            partition,
+            offset,
+            txn: Some(id),
+        }
+    }
+
+    fn ended(id: u64, outcome: TxnOutcome) -> Op {
+        Op::TxnEnded { id, outcome }
+    }
+
+    /// One anomaly of `kind`, shown by the operations at `ops`.
+    fn only(kind: AnomalyKind, ops: &[usize]) -> Vec<Anomaly> {
+        vec![Anomaly {
+            kind,
+            ops: ops.to_vec(),
+        }]
+    }
+
+    fn kinds(history: &[Op]) -> Vec<AnomalyKind> {
+        check(history)
+            .into_iter()
+            .map(|anomaly| anomaly.kind)
+            .collect()
+    }
+
+    /// Three sends acknowledged and read back in order by two readers.
+    fn clean() -> Vec<Op> {
+        vec![
+            acked(1, 0, 0),
+            acked(1, 1, 1),
+            acked(1, 2, 2),
+            read(7, 0, 1, 0),
+            read(7, 1, 1, 1),
+            read(7, 2, 1, 2),
+            read(8, 0, 1, 0),
+            read(8, 1, 1, 1),
+            read(8, 2, 1, 2),
+            Op::FinalReadDone { reader: 8 },
+        ]
+    }
+
+    #[test]
+    fn a_clean_history_has_no_anomaly() {
+        assert_eq!(check(&clean()), Vec::new());
+    }
+
+    #[test]
+    fn a_lost_write_is_found() {
+        let mut history = clean();
+        history.insert(3, acked(1, 3, 3));
+        assert_eq!(check(&history), only(AnomalyKind::LostWrite, &[3, 10]));
+        // Without a complete final read nothing can be called lost.
+        history.pop();
+        assert_eq!(kinds(&history), Vec::new());
+    }
+
+    #[test]
+    fn a_duplicate_is_found() {
+        let mut history = clean();
+        history.push(read(8, 3, 1, 1));
+        assert_eq!(kinds(&history), vec![AnomalyKind::Duplicate]);
+        // The same send read twice at the same place is not a duplicate.
+        let mut history = clean();
+        history.push(Op::Seek {
+            reader: 8,
+            partition: 0,
+            offset: 1,
+        });
+        history.push(read(8, 1, 1, 1));
+        assert_eq!(kinds(&history), Vec::new());
+    }
+
+    #[test]
+    fn reordering_is_found() {
+        let history = vec![
+            acked(1, 0, 0),
+            acked(1, 1, 2),
+            acked(1, 2, 1),
+            read(7, 0, 1, 0),
+            read(7, 1, 1, 2),
+            read(7, 2, 1, 1),
+        ];
+        assert_eq!(
+            check(&history),
+            // The earlier send's read, then the later send's.
+            only(AnomalyKind::Reordered, &[5, 4])
+        );
+        // Two producers interleaved is not reordering.
+        let history = vec![
+            read(7, 0, 1, 0),
+            read(7, 1, 2, 0),
+            read(7, 2, 1, 1),
+            read(7, 3, 2, 1),
+        ];
+        assert_eq!(kinds(&history), Vec::new());
+    }
+
+    #[test]
+    fn divergent_reads_are_found() {
+        let mut history = clean();
+        history.push(Op::Seek {
+            reader: 7,
+            partition: 0,
+            offset: 1,
+        });
+        history.push(read(7, 1, 2, 9));
+        assert_eq!(kinds(&history), vec![AnomalyKind::DivergentRead]);
+    }
+
+    #[test]
+    fn aborted_and_uncommitted_reads_are_found() {
+        let history = vec![
+            in_txn(0, 0, 0, 1),
+            ended(1, TxnOutcome::Aborted),
+            in_txn(1, 0, 2, 2),
+            committed_read(7, 0, 0, 0),
+            committed_read(7, 0, 2, 1),
+        ];
+        assert_eq!(
+            check(&history),
+            vec![
+                Anomaly {
+                    kind: AnomalyKind::AbortedRead,
+                    ops: vec![0, 1, 3],
+                },
+                Anomaly {
+                    kind: AnomalyKind::UncommittedRead,
+                    ops: vec![2, 4],
+                },
+            ]
+        );
+        // Read uncommitted may see both.
+        let history = vec![
+            in_txn(0, 0, 0, 1),
+            ended(1, TxnOutcome::Aborted),
+            read(7, 0, 1, 0),
+        ];
+        assert_eq!(kinds(&history), Vec::new());
+    }
+
+    #[test]
+    fn a_torn_transaction_is_found() {
+        let mut history = vec![
+            in_txn(0, 0, 0, 1),
+            in_txn(1, 1, 0, 1),
+            ended(1, TxnOutcome::Committed),
+            // Markers at offset 1 of each partition, then later data.
+            committed_read(7, 0, 0, 0),
+            committed_read(7, 0, 5, 10),
+            committed_read(7, 1, 5, 11),
+        ];
+        assert_eq!(check(&history), only(AnomalyKind::TornTransaction, &[0, 1]));
+        // The reader that saw the whole transaction is fine.
+        history.push(committed_read(8, 0, 0, 0));
+        history.push(committed_read(8, 1, 0, 1));
+        history.push(committed_read(8, 1, 6, 12));
+        assert_eq!(check(&history).len(), 1);
+        // A reader that has not yet read past it is not torn.
+        let history = vec![
+            in_txn(0, 0, 0, 1),
+            in_txn(1, 1, 0, 1),
+            ended(1, TxnOutcome::Committed),
+            committed_read(7, 0, 0, 0),
+        ];
+        assert_eq!(kinds(&history), Vec::new());
+    }
+
+    #[test]
+    fn offsets_going_back_are_found_unless_sought_or_reset() {
+        let history = vec![read(7, 5, 1, 5), read(7, 3, 1, 3)];
+        assert_eq!(kinds(&history), vec![AnomalyKind::NonMonotonicRead]);
+        let history = vec![
+            read(7, 5, 1, 5),
+            Op::Seek {
+                reader: 7,
+                partition: 0,
+                offset: 3,
+            },
+            read(7, 3, 1, 3),
+        ];
+        assert_eq!(kinds(&history), Vec::new());
+        let commit = |offset| Op::Committed {
+            group: 1,
+            partition: 0,
+            offset,
+        };
+        let history = vec![commit(10), commit(10), commit(4)];
+        assert_eq!(check(&history), only(AnomalyKind::CommitBackwards, &[1, 2]));
+        let history = vec![
+            commit(10),
+            Op::OffsetReset {
+                group: 1,
+                partition: 0,
+            },
+            commit(4),
+        ];
+        assert_eq!(kinds(&history), Vec::new());
+    }
+}
