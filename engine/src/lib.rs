@@ -38,7 +38,9 @@ pub mod types;
 pub use cache::BatchCache;
 pub use error::{AppendError, OpenError, ProducerError, ReadError, StorageError};
 pub use log::{Appended, LogConfig, OffsetQuery, Offsets, PartitionLog, ReadChunks, TxnGuard};
-pub use metadata::{ClusterMetadata, FileMetadataStore, MetadataStore, TopicMetadata};
+pub use metadata::{
+    BrokerInfo, ClusterMetadata, FileMetadataStore, MetadataStore, PartitionState, TopicMetadata,
+};
 pub use producer::ProducerInfo;
 pub use shard::{shard_for, Mesh, ShardPlan};
 pub use storage::{finish_deletions, DmaStorage, IoBuffer, MemStorage, Storage, StorageFile};

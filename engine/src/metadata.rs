@@ -13,8 +13,36 @@ use crate::constants::{METADATA_RESERVE_BYTES, METADATA_SNAPSHOT_BYTES_MAX};
 use crate::error::{OpenError, StorageError};
 use crate::storage::{is_disk_full, Storage};
 
-/// One topic as the metadata store knows it.
-#[derive(Clone, Debug, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+/// One partition's replicas and leadership, as the controller decided them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PartitionState {
+    /// Broker ids holding a replica; the first is the preferred leader.
+    pub replicas: Vec<i32>,
+    /// In-sync replicas: the replicas that hold every committed record.
+    pub isr: Vec<i32>,
+    /// The leading broker, or -1 when none is available.
+    pub leader: i32,
+    pub leader_epoch: i32,
+    /// Bumped on every change of the partition's state (AlterPartition's
+    /// fencing token).
+    pub partition_epoch: i32,
+}
+
+impl PartitionState {
+    /// A partition whose one replica, on `broker`, leads it.
+    pub fn led_by(broker: i32) -> Self {
+        PartitionState {
+            replicas: vec![broker],
+            isr: vec![broker],
+            leader: broker,
+            leader_epoch: 0,
+            partition_epoch: 0,
+        }
+    }
+}
+
+/// One topic as the metadata image knows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TopicMetadata {
     pub name: String,
     /// Kafka topic id (a UUID's 16 bytes).
@@ -22,12 +50,25 @@ pub struct TopicMetadata {
     pub partitions: i32,
     /// Topic-level config overrides, Kafka's names (`retention.ms`, ...).
     pub configs: BTreeMap<String, String>,
+    /// One entry per partition, in partition order (`partitions` long).
+    pub placement: Vec<PartitionState>,
 }
 
-/// Everything the metadata store holds.
-#[derive(
-    Clone, Debug, Default, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize,
-)]
+/// A broker as registered with the controller.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BrokerInfo {
+    pub id: i32,
+    /// Random per process start: tells a restarted broker from the old one.
+    pub incarnation: u64,
+    pub host: String,
+    pub port: u16,
+    pub rack: Option<String>,
+    /// A fenced broker leads nothing and is not offered to clients.
+    pub fenced: bool,
+}
+
+/// The metadata image: everything the metadata log describes.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ClusterMetadata {
     /// Bumped on every change; lets shards drop stale snapshots.
     pub version: u64,
@@ -36,6 +77,89 @@ pub struct ClusterMetadata {
     /// Next producer id to hand out (InitProducerId), persisted so ids are
     /// never reused after a restart.
     pub next_producer_id: i64,
+    pub brokers: BTreeMap<i32, BrokerInfo>,
+}
+
+impl ClusterMetadata {
+    /// The state of one partition, if the topic and partition exist.
+    pub fn partition(&self, topic: &str, partition: i32) -> Option<&PartitionState> {
+        let index = usize::try_from(partition).ok()?;
+        self.topics.get(topic)?.placement.get(index)
+    }
+}
+
+/// The single-node metadata file's layout (format version 1), kept to read
+/// and write data directories of single-node brokers.
+#[derive(Clone, Debug, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+struct StoredTopic {
+    name: String,
+    id: [u8; 16],
+    partitions: i32,
+    configs: BTreeMap<String, String>,
+}
+
+#[derive(
+    Clone, Debug, Default, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize,
+)]
+struct StoredMetadata {
+    version: u64,
+    cluster_id: String,
+    topics: BTreeMap<String, StoredTopic>,
+    next_producer_id: i64,
+}
+
+impl StoredMetadata {
+    /// The image of a single-node directory whose partitions `broker` leads.
+    fn into_image(self, broker: i32) -> ClusterMetadata {
+        let stored = self;
+        let topics = stored
+            .topics
+            .into_iter()
+            .map(|(name, topic)| {
+                let placement = (0..topic.partitions)
+                    .map(|_| PartitionState::led_by(broker))
+                    .collect();
+                let topic = TopicMetadata {
+                    name: topic.name,
+                    id: topic.id,
+                    partitions: topic.partitions,
+                    configs: topic.configs,
+                    placement,
+                };
+                (name, topic)
+            })
+            .collect();
+        ClusterMetadata {
+            version: stored.version,
+            cluster_id: stored.cluster_id,
+            topics,
+            next_producer_id: stored.next_producer_id,
+            brokers: BTreeMap::new(),
+        }
+    }
+}
+
+impl From<&ClusterMetadata> for StoredMetadata {
+    fn from(metadata: &ClusterMetadata) -> Self {
+        StoredMetadata {
+            version: metadata.version,
+            cluster_id: metadata.cluster_id.clone(),
+            topics: metadata
+                .topics
+                .iter()
+                .map(|(name, topic)| {
+                    let stored = StoredTopic {
+                        name: topic.name.clone(),
+                        id: topic.id,
+                        partitions: topic.partitions,
+                        configs: topic.configs.clone(),
+                    };
+                    (name.clone(), stored)
+                })
+                .collect(),
+            next_producer_id: metadata.next_producer_id,
+        }
+    }
 }
 
 /// Where cluster metadata lives. The single-node file store today; the Raft
@@ -72,11 +196,17 @@ const SNAPSHOT_CRC_BYTES: usize = 4;
 pub struct FileMetadataStore<S: Storage> {
     storage: S,
     data_dir: PathBuf,
+    /// The broker that leads every partition of this single-node store.
+    node_id: i32,
 }
 
 impl<S: Storage> FileMetadataStore<S> {
-    pub fn new(storage: S, data_dir: PathBuf) -> Self {
-        FileMetadataStore { storage, data_dir }
+    pub fn new(storage: S, data_dir: PathBuf, node_id: i32) -> Self {
+        FileMetadataStore {
+            storage,
+            data_dir,
+            node_id,
+        }
     }
 }
 
@@ -137,14 +267,15 @@ impl<S: Storage> MetadataStore for FileMetadataStore<S> {
         let payload = decode_snapshot(&bytes).map_err(corrupt)?;
         let mut aligned = rkyv::util::AlignedVec::<16>::new();
         aligned.extend_from_slice(payload);
-        rkyv::from_bytes::<ClusterMetadata, rkyv::rancor::Error>(&aligned)
-            .map(Some)
+        rkyv::from_bytes::<StoredMetadata, rkyv::rancor::Error>(&aligned)
+            .map(|stored| Some(stored.into_image(self.node_id)))
             .map_err(|error| corrupt(error.to_string()))
     }
 
     async fn save(&self, metadata: &ClusterMetadata) -> Result<(), StorageError> {
         let path = self.data_dir.join(SNAPSHOT_FILE);
-        let payload = rkyv::to_bytes::<rkyv::rancor::Error>(metadata).map_err(|error| {
+        let stored = StoredMetadata::from(metadata);
+        let payload = rkyv::to_bytes::<rkyv::rancor::Error>(&stored).map_err(|error| {
             StorageError::new("encode", &path, std::io::Error::other(error.to_string()))
         })?;
         let snapshot = encode_snapshot(&payload);
@@ -247,7 +378,7 @@ mod tests {
     #[test]
     fn snapshot_round_trip_and_corruption() {
         let storage = MemStorage::new(1);
-        let store = FileMetadataStore::new(storage.clone(), PathBuf::from("/d"));
+        let store = FileMetadataStore::new(storage.clone(), PathBuf::from("/d"), 1);
         assert_eq!(block_on(store.load()).unwrap(), None);
         let mut metadata = ClusterMetadata {
             version: 3,
@@ -259,8 +390,9 @@ mod tests {
             TopicMetadata {
                 name: "t".into(),
                 id: [7; 16],
-                partitions: 4,
+                partitions: 1,
                 configs: BTreeMap::new(),
+                placement: vec![PartitionState::led_by(1)],
             },
         );
         block_on(store.save(&metadata)).unwrap();
@@ -295,7 +427,7 @@ mod tests {
     #[test]
     fn a_save_keeps_the_space_reserve() {
         let storage = MemStorage::new(1);
-        let store = FileMetadataStore::new(storage.clone(), PathBuf::from("/d"));
+        let store = FileMetadataStore::new(storage.clone(), PathBuf::from("/d"), 1);
         block_on(store.save(&ClusterMetadata::default())).unwrap();
         let reserve = Path::new("/d").join(RESERVE_FILE);
         assert_eq!(

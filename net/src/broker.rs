@@ -21,8 +21,8 @@ use sluice_engine::log::{FoundOffset, OffsetQuery};
 use sluice_engine::metadata::{FileMetadataStore, MetadataStore};
 use sluice_engine::notify::Turn;
 use sluice_engine::{
-    BatchCache, ClusterMetadata, DmaStorage, LogConfig, Mesh, PartitionLog, ShardId, TopicMetadata,
-    TxnMarker,
+    BatchCache, ClusterMetadata, DmaStorage, LogConfig, Mesh, PartitionLog, PartitionState,
+    ShardId, TopicMetadata, TxnMarker,
 };
 
 use crate::config::BrokerConfig;
@@ -341,7 +341,7 @@ impl Broker {
         let shard = mesh.shard();
         let controller = if shard.0 == 0 {
             Some(Controller {
-                store: FileMetadataStore::new(DmaStorage, config.data_dir.clone()),
+                store: FileMetadataStore::new(DmaStorage, config.data_dir.clone(), config.node_id),
                 lock: glommio::sync::Semaphore::new(1),
                 ids: RefCell::new(ProducerIdBlock { next: 0, end: 0 }),
             })
@@ -408,6 +408,7 @@ impl Broker {
                     cluster_id: base64_url(&id),
                     topics: BTreeMap::new(),
                     next_producer_id: 0,
+                    brokers: BTreeMap::new(),
                 };
                 controller
                     .store
@@ -698,6 +699,9 @@ impl Broker {
                         id,
                         partitions: topic.partitions,
                         configs: topic.configs.clone(),
+                        placement: (0..topic.partitions)
+                            .map(|_| PartitionState::led_by(self.config.node_id))
+                            .collect(),
                     },
                 );
                 changed = true;
@@ -790,6 +794,9 @@ impl Broker {
         if validate_only {
             return outcome;
         }
+        existing.placement.resize_with(count as usize, || {
+            PartitionState::led_by(self.config.node_id)
+        });
         existing.partitions = count;
         outcome.topic_id = existing.id;
         if let Err(error) = self.publish(metadata).await {

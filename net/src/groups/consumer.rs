@@ -1198,6 +1198,7 @@ mod tests {
                     id: [index as u8 + 1; 16],
                     partitions: *partitions,
                     configs: Default::default(),
+                    placement: Vec::new(),
                 },
             );
         }

@@ -1,0 +1,28 @@
+//! Every bound of the cluster layer, in one place.
+
+/// The metadata snapshot file, read whole at start.
+pub const METADATA_SNAPSHOT_BYTES_MAX: u64 = 256 * 1024 * 1024;
+/// One metadata log entry (the records of one controller operation, e.g. a
+/// CreateTopics request): about 140,000 new partitions.
+pub const METADATA_ENTRY_BYTES_MAX: usize = 8 * 1024 * 1024;
+/// Entries applied since the last snapshot after which a new one is taken.
+pub const SNAPSHOT_ENTRIES_DEFAULT: u64 = 1024;
+/// Bytes of entries since the last snapshot after which a new one is taken.
+pub const SNAPSHOT_LOG_BYTES_DEFAULT: u64 = 16 * 1024 * 1024;
+/// The log file: entries between snapshots, plus one entry over the
+/// threshold, with room to spare.
+pub const METADATA_LOG_BYTES_MAX: u64 =
+    4 * (SNAPSHOT_LOG_BYTES_DEFAULT + METADATA_ENTRY_BYTES_MAX as u64);
+/// Raft ticks without a heartbeat before a follower stands for election
+/// (raft-rs randomises the timeout between this and twice this).
+pub const ELECTION_TICKS: usize = 10;
+/// Raft ticks between a leader's heartbeats.
+pub const HEARTBEAT_TICKS: usize = 2;
+/// Bytes of entries in one append message to a follower.
+pub const APPEND_MESSAGE_BYTES_MAX: u64 = 1024 * 1024;
+/// Append messages in flight to one follower.
+pub const APPENDS_IN_FLIGHT_MAX: usize = 64;
+
+const _: () = assert!(HEARTBEAT_TICKS < ELECTION_TICKS);
+const _: () = assert!(SNAPSHOT_LOG_BYTES_DEFAULT < METADATA_LOG_BYTES_MAX);
+const _: () = assert!(APPEND_MESSAGE_BYTES_MAX <= METADATA_ENTRY_BYTES_MAX as u64);
