@@ -9,6 +9,10 @@ use std::path::PathBuf;
 
 use sluice_engine::constants::{SEGMENT_BYTES_MAX, SEGMENT_BYTES_MIN, SHARDS_MAX};
 
+/// Below 200 ms (two quorum heartbeats) one late answer fences a healthy
+/// broker; above ten minutes a dead one keeps its partitions too long.
+const BROKER_SESSION_TIMEOUT_MS_MIN: i64 = 200;
+const BROKER_SESSION_TIMEOUT_MS_MAX: i64 = 600_000;
 /// Longest spin before an idle shard parks: beyond this it is a busy loop.
 const SPIN_BEFORE_PARK_US_MAX: i64 = 10_000;
 use sluice_net::BrokerConfig;
@@ -17,6 +21,19 @@ use sluice_net::BrokerConfig;
 pub const SETTINGS: &[(&str, &str)] = &[
     ("node_id", "a non-negative integer"),
     ("data_dir", "a directory path"),
+    (
+        "controller_listen",
+        "host:port the metadata quorum's own port binds, e.g. 127.0.0.1:9093 (needed on a voter of a quorum of more than one)",
+    ),
+    (
+        "controller_voters",
+        "the quorum's voters as ID@HOST:PORT,..., e.g. 1@10.0.0.1:9093,2@10.0.0.2:9093,3@10.0.0.3:9093 (default: this node alone)",
+    ),
+    ("rack", "a rack name, used to spread replicas"),
+    (
+        "broker_session_timeout_ms",
+        "milliseconds without an answer after which the active controller fences a broker, 200 to 600000 (default 1500)",
+    ),
     (
         "listen",
         "host:port to bind, e.g. 127.0.0.1:9092 (port 0 picks a free port)",
@@ -30,6 +47,10 @@ pub const SETTINGS: &[(&str, &str)] = &[
     ),
     ("auto_create_topics", "true or false"),
     ("num_partitions", "a positive integer"),
+    (
+        "default_replication_factor",
+        "replicas per partition when a request asks for -1, 1 to 32767 (Kafka default 1)",
+    ),
     ("segment_bytes", "bytes per segment, 4096 to 2147483647"),
     ("segment_ms", "milliseconds, at least 1"),
     ("retention_ms", "milliseconds, or -1 for unlimited"),
@@ -162,6 +183,46 @@ pub fn apply(
             config.data_dir = PathBuf::from(value);
         }
         "listen" => config.listen = resolve(value).ok_or_else(bad)?,
+        "controller_listen" => {
+            config.cluster.controller_listen = Some(resolve(value).ok_or_else(bad)?)
+        }
+        "controller_voters" => {
+            let mut voters = Vec::new();
+            for voter in value
+                .split(',')
+                .map(str::trim)
+                .filter(|voter| !voter.is_empty())
+            {
+                let (id, address) = voter.split_once('@').ok_or_else(bad)?;
+                let id = id
+                    .parse::<i32>()
+                    .ok()
+                    .filter(|id| *id >= 0)
+                    .ok_or_else(bad)?;
+                let address = resolve(address).ok_or_else(bad)?;
+                if voters.iter().any(|(known, _)| *known == id) {
+                    return Err(format!(
+                        "controller_voters (from {source}) names node {id} twice; each voter needs its own id"
+                    ));
+                }
+                voters.push((id, address));
+            }
+            if voters.is_empty() {
+                return Err(bad());
+            }
+            config.cluster.voters = voters;
+        }
+        "broker_session_timeout_ms" => {
+            config.cluster.broker_session_timeout_ms =
+                long(BROKER_SESSION_TIMEOUT_MS_MIN, BROKER_SESSION_TIMEOUT_MS_MAX)
+                    .ok_or_else(bad)? as u64
+        }
+        "rack" => {
+            if value.is_empty() {
+                return Err(bad());
+            }
+            config.cluster.rack = Some(value.to_string());
+        }
         "advertised_listener" => {
             let (host, port) = value.rsplit_once(':').ok_or_else(bad)?;
             let port = port
@@ -185,6 +246,9 @@ pub fn apply(
             config.default_partitions =
                 long(1, sluice_engine::constants::TOPIC_PARTITIONS_MAX as i64).ok_or_else(bad)?
                     as i32
+        }
+        "default_replication_factor" => {
+            config.default_replication_factor = long(1, i16::MAX as i64).ok_or_else(bad)? as i16
         }
         "segment_bytes" => {
             config.log.segment_bytes =
@@ -383,7 +447,49 @@ pub fn from_args(args: &[String]) -> Result<BrokerConfig, String> {
             config.groups.min_session_timeout_ms, config.groups.max_session_timeout_ms
         ));
     }
+    check_quorum_settings(&config)?;
     Ok(config)
+}
+
+/// The quorum settings must agree with each other: a voter of a quorum of
+/// more than one needs its controller port, and it must be the port the
+/// voter list names for it.
+fn check_quorum_settings(config: &BrokerConfig) -> Result<(), String> {
+    let cluster = &config.cluster;
+    if cluster.voters.is_empty() {
+        if cluster.controller_listen.is_some() {
+            return Err("controller_listen is set but controller_voters is not; list the quorum's voters (ID@HOST:PORT,...), this node among them".into());
+        }
+        return Ok(());
+    }
+    let own = cluster
+        .voters
+        .iter()
+        .find(|(id, _)| *id == config.node_id)
+        .map(|(_, address)| *address);
+    match (own, cluster.controller_listen) {
+        (Some(_), None) if cluster.voters.len() > 1 => Err(format!(
+            "node {} is a voter in controller_voters but controller_listen is not set; set it to the address the voter list gives for node {}",
+            config.node_id, config.node_id
+        )),
+        (Some(listed), Some(listen)) if listed.port() != listen.port() => Err(format!(
+            "controller_voters gives node {} the port {} but controller_listen binds {}; make them the same",
+            config.node_id,
+            listed.port(),
+            listen
+        )),
+        (None, _) => Err(format!(
+            "node {} is not in controller_voters ({}); every node is a voter today (brokers that only follow the quorum are not supported yet): add it, or give this node the id the list has for it",
+            config.node_id,
+            cluster
+                .voters
+                .iter()
+                .map(|(id, address)| format!("{id}@{address}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        )),
+        _ => Ok(()),
+    }
 }
 
 #[cfg(test)]
@@ -503,6 +609,54 @@ mod tests {
         assert_eq!(config.spin_before_park_us, 150);
         let error = from_args(&args(&["--spin-before-park-us", "10001"])).unwrap_err();
         assert!(error.contains("spin_before_park_us"), "{error}");
+    }
+
+    #[test]
+    fn quorum_settings_are_parsed_and_checked() {
+        let args = |list: &[&str]| list.iter().map(|arg| arg.to_string()).collect::<Vec<_>>();
+        let config = from_args(&args(&[
+            "--node-id",
+            "2",
+            "--controller-listen",
+            "127.0.0.1:9193",
+            "--controller-voters",
+            "1@127.0.0.1:9093,2@127.0.0.1:9193,3@127.0.0.1:9293",
+            "--rack",
+            "r2",
+        ]))
+        .unwrap();
+        assert_eq!(config.cluster.voters.len(), 3);
+        assert_eq!(config.cluster.voters[1].0, 2);
+        assert_eq!(config.cluster.rack.as_deref(), Some("r2"));
+        let error = from_args(&args(&[
+            "--node-id",
+            "4",
+            "--controller-listen",
+            "127.0.0.1:9193",
+            "--controller-voters",
+            "1@127.0.0.1:9093,2@127.0.0.1:9193",
+        ]))
+        .unwrap_err();
+        assert!(
+            error.contains("node 4 is not in controller_voters"),
+            "{error}"
+        );
+        let error = from_args(&args(&[
+            "--controller-voters",
+            "1@127.0.0.1:9093,1@127.0.0.1:9193",
+        ]))
+        .unwrap_err();
+        assert!(error.contains("twice"), "{error}");
+        let error = from_args(&args(&[
+            "--node-id",
+            "1",
+            "--controller-voters",
+            "1@127.0.0.1:9093,2@127.0.0.1:9193",
+        ]))
+        .unwrap_err();
+        assert!(error.contains("controller_listen is not set"), "{error}");
+        let error = from_args(&args(&["--controller-voters", "one@somewhere"])).unwrap_err();
+        assert!(error.contains("controller_voters"), "{error}");
     }
 
     #[test]

@@ -13,6 +13,13 @@ pub const SNAPSHOT_LOG_BYTES_DEFAULT: u64 = 16 * 1024 * 1024;
 /// threshold, with room to spare.
 pub const METADATA_LOG_BYTES_MAX: u64 =
     4 * (SNAPSHOT_LOG_BYTES_DEFAULT + METADATA_ENTRY_BYTES_MAX as u64);
+/// One Raft tick. With [`ELECTION_TICKS`] a follower stands for election
+/// 0.5–1 s after the leader's last heartbeat: quick failover on a LAN, and
+/// still ten heartbeats of slack for a stalled process.
+pub const TICK_INTERVAL: std::time::Duration = std::time::Duration::from_millis(50);
+/// Peer messages waiting for the quorum's driver; more are dropped (raft-rs
+/// sends again) so a flood cannot grow memory.
+pub const QUORUM_INBOX_MAX: usize = 4096;
 /// Raft ticks without a heartbeat before a follower stands for election
 /// (raft-rs randomises the timeout between this and twice this).
 pub const ELECTION_TICKS: usize = 10;
@@ -22,6 +29,18 @@ pub const HEARTBEAT_TICKS: usize = 2;
 pub const APPEND_MESSAGE_BYTES_MAX: u64 = 1024 * 1024;
 /// Append messages in flight to one follower.
 pub const APPENDS_IN_FLIGHT_MAX: usize = 64;
+
+/// A controller-port frame: a Raft message carrying a snapshot is the
+/// largest.
+pub const CONTROLLER_FRAME_BYTES_MAX: usize = METADATA_SNAPSHOT_BYTES_MAX as usize + 1024 * 1024;
+/// A frame's payload is read this much at a time, so a length that lies
+/// costs no more memory than the bytes that really arrive.
+pub const CONTROLLER_READ_CHUNK_BYTES: usize = 64 * 1024;
+/// Messages queued for one peer; more are dropped (raft-rs sends again).
+pub const PEER_QUEUE_MAX: usize = 1024;
+pub const CONTROLLER_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+/// Wait after a peer could not be reached before dialling it again.
+pub const CONTROLLER_RECONNECT_BACKOFF: std::time::Duration = std::time::Duration::from_millis(100);
 
 const _: () = assert!(HEARTBEAT_TICKS < ELECTION_TICKS);
 const _: () = assert!(SNAPSHOT_LOG_BYTES_DEFAULT < METADATA_LOG_BYTES_MAX);

@@ -15,9 +15,13 @@
 pub mod codec;
 pub mod constants;
 pub mod node;
+pub mod placement;
+pub mod quorum;
 pub mod records;
 pub mod store;
+pub mod transport;
 pub mod wal;
 
 pub use node::{MetadataNode, NodeConfig, Processed, ProposalId, ProposeError};
+pub use quorum::{Quorum, QuorumStatus, Transport, WriteError};
 pub use records::MetadataRecord;

@@ -11,8 +11,8 @@
 
 use std::collections::BTreeMap;
 
-use raft::prelude::{ConfState, Entry, EntryType, Message, Snapshot};
-use raft::{RawNode, StateRole};
+use raft::prelude::{ConfState, Entry, EntryType, Message, MessageType, Snapshot};
+use raft::{RawNode, SnapshotStatus, StateRole};
 use sluice_engine::{ClusterMetadata, Storage};
 
 use crate::codec::{Reader, Writer};
@@ -312,11 +312,12 @@ impl<S: Storage> MetadataNode<S> {
         }
     }
 
-    /// Proposes records that commit together. The answer comes through
-    /// [`Processed::applied`] once they are applied (never, if leadership
-    /// moves first: the caller times out).
+    /// Proposes records that commit together; a follower forwards them to
+    /// the leader. The answer comes through [`Processed::applied`] once they
+    /// are applied (never, if leadership moves first or the forwarded
+    /// message is lost: the caller times out).
     pub fn propose(&mut self, records: &[MetadataRecord]) -> Result<ProposalId, ProposeError> {
-        if !self.is_leader() {
+        if self.leader().is_none() {
             return Err(ProposeError::NotLeader {
                 leader: self.leader(),
             });
@@ -366,6 +367,19 @@ impl<S: Storage> MetadataNode<S> {
             }
             processed.messages.extend(ready.take_persisted_messages());
             let mut light = self.raw.advance(ready);
+            // raft-rs stops appending to a follower it sent a snapshot to
+            // until told how the send went. Delivery is best effort, so it
+            // is told at once: if the snapshot is lost, the follower's next
+            // answer shows it and the leader sends it again.
+            let snapshot_targets: Vec<u64> = processed
+                .messages
+                .iter()
+                .filter(|message| message.get_msg_type() == MessageType::MsgSnapshot)
+                .map(|message| message.to)
+                .collect();
+            for target in snapshot_targets {
+                self.raw.report_snapshot(target, SnapshotStatus::Finish);
+            }
             if let Some(commit) = light.commit_index() {
                 self.store.core.borrow_mut().hard_state.commit = commit;
             }
@@ -415,8 +429,11 @@ impl<S: Storage> MetadataNode<S> {
             self.applied = entry.index;
             self.applied_bytes += entry.data.len() as u64;
             if entry.get_entry_type() != EntryType::EntryNormal || entry.data.is_empty() {
-                // A new leader's empty entry, or a membership change (the
-                // voter set is static today).
+                // A new leader's empty entry (published, so that every
+                // broker learns the new controller), or a membership change
+                // (the voter set is static today).
+                self.image.version = entry.index;
+                processed.image_changed = true;
                 continue;
             }
             match decode_records(&entry.data) {

@@ -224,7 +224,14 @@ impl MetadataRecord {
     /// skips it alike.
     pub fn apply(&self, image: &mut ClusterMetadata) -> Result<(), String> {
         match self {
-            MetadataRecord::ClusterId { id } => image.cluster_id = id.clone(),
+            // The first id written is the cluster's: two leaders that both
+            // saw none cannot change it after brokers have seen it.
+            MetadataRecord::ClusterId { id } => {
+                if !image.cluster_id.is_empty() {
+                    return Err(format!("the cluster id is already {}", image.cluster_id));
+                }
+                image.cluster_id = id.clone();
+            }
             MetadataRecord::RegisterBroker(broker) => {
                 image.brokers.insert(broker.id, broker.clone());
             }
@@ -345,6 +352,90 @@ pub fn image_records(image: &ClusterMetadata) -> Vec<MetadataRecord> {
     records
 }
 
+/// The records that turn image `old` into image `new` (the controller
+/// computes a whole new image for an operation; the log stores what
+/// changed). Applying them to `old` gives `new`, the version aside.
+pub fn diff_records(old: &ClusterMetadata, new: &ClusterMetadata) -> Vec<MetadataRecord> {
+    let mut records = Vec::new();
+    if old.cluster_id != new.cluster_id {
+        records.push(MetadataRecord::ClusterId {
+            id: new.cluster_id.clone(),
+        });
+    }
+    for (id, broker) in &new.brokers {
+        match old.brokers.get(id) {
+            Some(known) if known == broker => {}
+            Some(known)
+                if known.incarnation == broker.incarnation
+                    && BrokerInfo {
+                        fenced: broker.fenced,
+                        ..known.clone()
+                    } == *broker =>
+            {
+                records.push(if broker.fenced {
+                    MetadataRecord::FenceBroker {
+                        id: *id,
+                        incarnation: broker.incarnation,
+                    }
+                } else {
+                    MetadataRecord::UnfenceBroker {
+                        id: *id,
+                        incarnation: broker.incarnation,
+                    }
+                });
+            }
+            _ => records.push(MetadataRecord::RegisterBroker(broker.clone())),
+        }
+    }
+    for name in old.topics.keys() {
+        if !new.topics.contains_key(name) {
+            records.push(MetadataRecord::RemoveTopic { name: name.clone() });
+        }
+    }
+    for (name, topic) in &new.topics {
+        let known = old.topics.get(name).filter(|known| known.id == topic.id);
+        let Some(known) = known else {
+            if old.topics.contains_key(name) {
+                records.push(MetadataRecord::RemoveTopic { name: name.clone() });
+            }
+            records.push(MetadataRecord::Topic {
+                name: name.clone(),
+                id: topic.id,
+                configs: topic.configs.clone(),
+            });
+            for (partition, state) in topic.placement.iter().enumerate() {
+                records.push(MetadataRecord::Partition {
+                    topic: name.clone(),
+                    partition: partition as i32,
+                    state: state.clone(),
+                });
+            }
+            continue;
+        };
+        if known.configs != topic.configs {
+            records.push(MetadataRecord::TopicConfigs {
+                name: name.clone(),
+                configs: topic.configs.clone(),
+            });
+        }
+        for (partition, state) in topic.placement.iter().enumerate() {
+            if known.placement.get(partition) != Some(state) {
+                records.push(MetadataRecord::Partition {
+                    topic: name.clone(),
+                    partition: partition as i32,
+                    state: state.clone(),
+                });
+            }
+        }
+    }
+    if old.next_producer_id != new.next_producer_id {
+        records.push(MetadataRecord::ProducerIds {
+            next: new.next_producer_id,
+        });
+    }
+    records
+}
+
 /// Rebuilds an image from a snapshot's records.
 pub fn image_from_records(records: &[MetadataRecord]) -> ClusterMetadata {
     let mut image = ClusterMetadata::default();
@@ -423,6 +514,40 @@ mod tests {
         newer.blob(&[kind::TOPIC, RECORD_VERSION + 1]);
         let error = decode_records(&newer.bytes).unwrap_err().to_string();
         assert!(error.contains("upgrade"), "{error}");
+    }
+
+    #[test]
+    fn a_diff_turns_one_image_into_the_other() {
+        let old = image_from_records(&sample());
+        let mut new = old.clone();
+        new.topics.remove("t");
+        let mut configs = BTreeMap::new();
+        configs.insert("cleanup.policy".to_string(), "compact".to_string());
+        new.topics.insert(
+            "u".into(),
+            TopicMetadata {
+                name: "u".into(),
+                id: [5; 16],
+                partitions: 2,
+                configs,
+                placement: vec![PartitionState::led_by(2), PartitionState::led_by(1)],
+            },
+        );
+        if let Some(broker) = new.brokers.get_mut(&2) {
+            broker.fenced = true;
+        }
+        new.next_producer_id = 2000;
+        let records = diff_records(&old, &new);
+        assert!(records.contains(&MetadataRecord::FenceBroker {
+            id: 2,
+            incarnation: 99
+        }));
+        let mut applied = old.clone();
+        for record in &records {
+            record.apply(&mut applied).unwrap();
+        }
+        assert_eq!(applied, new);
+        assert!(diff_records(&new, &new).is_empty());
     }
 
     #[test]

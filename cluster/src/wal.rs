@@ -17,7 +17,8 @@ use std::path::{Path, PathBuf};
 
 use raft::prelude::{ConfState, Entry, EntryType, HardState, Snapshot};
 use sluice_engine::constants::IO_ALIGNMENT;
-use sluice_engine::metadata::{decode_snapshot, encode_snapshot};
+use sluice_engine::metadata::{decode_snapshot, encode_snapshot, keep_reserve, release_reserve};
+use sluice_engine::storage::is_disk_full;
 use sluice_engine::{IoBuffer, Storage, StorageFile};
 
 use crate::codec::{DecodeError, Reader, Writer};
@@ -209,6 +210,7 @@ pub fn decode_raft_snapshot(bytes: &[u8]) -> Result<Snapshot, DecodeError> {
 /// The durable metadata log of one node.
 pub struct Wal<S: Storage> {
     storage: S,
+    data_dir: PathBuf,
     dir: PathBuf,
     file: Option<S::File>,
     /// Logical length of the log file (the valid frames).
@@ -222,6 +224,7 @@ impl<S: Storage> Wal<S> {
     pub fn new(storage: S, data_dir: &Path) -> Self {
         Wal {
             storage,
+            data_dir: data_dir.to_path_buf(),
             dir: data_dir.join(DIR),
             file: None,
             end: 0,
@@ -233,11 +236,30 @@ impl<S: Storage> Wal<S> {
         self.dir.join(name)
     }
 
+    /// Replaces a small file; on a full disk, once more after giving up
+    /// the metadata space reserve (the write may be the topic deletion that
+    /// frees the disk).
+    async fn write_small(&self, path: &Path, bytes: &[u8]) -> Result<(), WalError> {
+        let mut written = self.storage.write_small_atomic(path, bytes).await;
+        if written.as_ref().is_err_and(is_disk_full)
+            && release_reserve(&self.storage, &self.data_dir)
+        {
+            written = self.storage.write_small_atomic(path, bytes).await;
+        }
+        written.map_err(|error| io_error("write", path, error))
+    }
+
+    /// True when the data directory never held a metadata log.
+    pub fn is_new(&self) -> bool {
+        !self.storage.exists(&self.path(SNAPSHOT_FILE))
+    }
+
     /// Reads what is on disk and opens the log for appending.
     pub async fn open(&mut self) -> Result<Persisted, WalError> {
         self.storage
             .create_dir_all(&self.dir)
             .map_err(|error| io_error("create", &self.dir, error))?;
+        keep_reserve(&self.storage, &self.data_dir).await;
         let mut persisted = Persisted::default();
         let state_path = self.path(STATE_FILE);
         if self.storage.exists(&state_path) {
@@ -333,19 +355,27 @@ impl<S: Storage> Wal<S> {
             return Err(WalError(format!("{} is not open", log_path.display())));
         };
         let page_start = self.end - self.end % IO_ALIGNMENT;
-        let mut bytes = std::mem::take(&mut self.tail);
+        let mut bytes = self.tail.clone();
         bytes.extend_from_slice(&frames);
         let padded = bytes.len().div_ceil(IO_ALIGNMENT as usize) * IO_ALIGNMENT as usize;
-        let mut buffer = file.alloc(padded);
-        let target = buffer.bytes_mut();
-        target[..bytes.len()].copy_from_slice(&bytes);
-        target[bytes.len()..].fill(0);
-        let written = file.write_at(buffer, page_start).await;
-        if let Err(error) = written {
-            // The tail is kept so a retry rewrites the same page.
-            bytes.truncate(bytes.len() - frames.len());
-            self.tail = bytes;
-            return Err(io_error("write", &log_path, error));
+        let mut released = false;
+        loop {
+            let mut buffer = file.alloc(padded);
+            let target = buffer.bytes_mut();
+            target[..bytes.len()].copy_from_slice(&bytes);
+            target[bytes.len()..].fill(0);
+            match file.write_at(buffer, page_start).await {
+                Ok(()) => break,
+                Err(error)
+                    if is_disk_full(&error)
+                        && !released
+                        && release_reserve(&self.storage, &self.data_dir) =>
+                {
+                    released = true;
+                }
+                // The tail is kept, so a later append rewrites the page.
+                Err(error) => return Err(io_error("write", &log_path, error)),
+            }
         }
         self.end += frames.len() as u64;
         let new_page_start = self.end - self.end % IO_ALIGNMENT;
@@ -366,10 +396,7 @@ impl<S: Storage> Wal<S> {
 
     pub async fn save_hard_state(&self, state: &HardState) -> Result<(), WalError> {
         let path = self.path(STATE_FILE);
-        self.storage
-            .write_small_atomic(&path, &encode_hard_state(state))
-            .await
-            .map_err(|error| io_error("write", &path, error))
+        self.write_small(&path, &encode_hard_state(state)).await
     }
 
     /// Saves a snapshot and rewrites the log with only the entries after
@@ -382,20 +409,14 @@ impl<S: Storage> Wal<S> {
     ) -> Result<(), WalError> {
         let snapshot_path = self.path(SNAPSHOT_FILE);
         let bytes = encode_snapshot(&encode_raft_snapshot(snapshot));
-        self.storage
-            .write_small_atomic(&snapshot_path, &bytes)
-            .await
-            .map_err(|error| io_error("write", &snapshot_path, error))?;
+        self.write_small(&snapshot_path, &bytes).await?;
         let log_path = self.path(LOG_FILE);
         let mut frames = Vec::new();
         for entry in kept {
             frame(entry, &mut frames);
         }
         self.file = None;
-        self.storage
-            .write_small_atomic(&log_path, &frames)
-            .await
-            .map_err(|error| io_error("write", &log_path, error))?;
+        self.write_small(&log_path, &frames).await?;
         let file = self
             .storage
             .open(&log_path, false)
@@ -405,6 +426,7 @@ impl<S: Storage> Wal<S> {
         let page_start = self.end - self.end % IO_ALIGNMENT;
         self.tail = frames[page_start as usize..].to_vec();
         self.file = Some(file);
+        keep_reserve(&self.storage, &self.data_dir).await;
         Ok(())
     }
 }

@@ -78,9 +78,17 @@ pub struct ClusterMetadata {
     /// never reused after a restart.
     pub next_producer_id: i64,
     pub brokers: BTreeMap<i32, BrokerInfo>,
+    /// The active controller (the metadata quorum's leader) when this image
+    /// was published; not part of the metadata log.
+    pub controller: Option<i32>,
 }
 
 impl ClusterMetadata {
+    /// Brokers that may lead and take replicas.
+    pub fn live_brokers(&self) -> impl Iterator<Item = &BrokerInfo> {
+        self.brokers.values().filter(|broker| !broker.fenced)
+    }
+
     /// The state of one partition, if the topic and partition exist.
     pub fn partition(&self, topic: &str, partition: i32) -> Option<&PartitionState> {
         let index = usize::try_from(partition).ok()?;
@@ -135,6 +143,7 @@ impl StoredMetadata {
             topics,
             next_producer_id: stored.next_producer_id,
             brokers: BTreeMap::new(),
+            controller: None,
         }
     }
 }
@@ -280,43 +289,69 @@ impl<S: Storage> MetadataStore for FileMetadataStore<S> {
         })?;
         let snapshot = encode_snapshot(&payload);
         let mut written = self.storage.write_small_atomic(&path, &snapshot).await;
-        let reserve = self.data_dir.join(RESERVE_FILE);
-        if written.as_ref().is_err_and(is_disk_full) && self.storage.exists(&reserve) {
-            // The disk is full: give up the reserve so that this change
-            // (most often the DeleteTopics or retention change that frees
-            // the disk) can still be recorded.
-            tracing::warn!(
-                path = %reserve.display(),
-                "the disk is full: releasing the metadata space reserve to save metadata"
-            );
-            if let Err(error) = self.storage.remove_file_at_once(&reserve) {
-                tracing::warn!(%error, "releasing the metadata space reserve failed");
-            }
+        if written.as_ref().is_err_and(is_disk_full)
+            && release_reserve(&self.storage, &self.data_dir)
+        {
             written = self.storage.write_small_atomic(&path, &snapshot).await;
         }
         written.map_err(|error| StorageError::new("write", &path, error))?;
-        self.keep_reserve().await;
+        keep_reserve(&self.storage, &self.data_dir).await;
         Ok(())
     }
 }
 
+/// Gives up the metadata space reserve because the disk is full, so that a
+/// metadata change (most often the DeleteTopics or retention change that
+/// frees the disk) can still be recorded. True if there was one to give.
+pub fn release_reserve<S: Storage>(storage: &S, data_dir: &Path) -> bool {
+    let reserve = data_dir.join(RESERVE_FILE);
+    if !storage.exists(&reserve) {
+        return false;
+    }
+    tracing::warn!(
+        path = %reserve.display(),
+        "the disk is full: releasing the metadata space reserve to save metadata"
+    );
+    if let Err(error) = storage.remove_file_at_once(&reserve) {
+        tracing::warn!(%error, "releasing the metadata space reserve failed");
+        return false;
+    }
+    true
+}
+
+/// Makes sure the space reserve exists (after a successful save, and at
+/// start): recreated as soon as the disk has room again. Failing to make it
+/// is not an error; the broker runs without it until it can.
+pub async fn keep_reserve<S: Storage>(storage: &S, data_dir: &Path) {
+    let reserve = data_dir.join(RESERVE_FILE);
+    if storage.exists(&reserve) {
+        return;
+    }
+    let zeros = vec![0u8; METADATA_RESERVE_BYTES];
+    match storage.write_small_atomic(&reserve, &zeros).await {
+        Ok(()) => {}
+        Err(error) => {
+            tracing::debug!(%error, "no metadata space reserve for now");
+            let _ = storage.remove_file_at_once(&reserve);
+        }
+    }
+}
+
+/// Where a single-node metadata file goes once its contents live in the
+/// metadata log: kept for reference, never read again.
+const RETIRED_SNAPSHOT_FILE: &str = "meta/cluster.snapshot.migrated";
+
 impl<S: Storage> FileMetadataStore<S> {
-    /// Makes sure the space reserve exists (after a successful save, and at
-    /// start): recreated as soon as the disk has room again. Failing to make
-    /// it is not an error; the broker runs without it until it can.
+    /// Moves the file aside after its contents were written to the
+    /// metadata log, so that it is never taken for current metadata.
+    pub fn retire(&self) -> Result<(), StorageError> {
+        let path = self.data_dir.join(SNAPSHOT_FILE);
+        let retired = self.data_dir.join(RETIRED_SNAPSHOT_FILE);
+        std::fs::rename(&path, &retired).map_err(|error| StorageError::new("rename", &path, error))
+    }
+
     pub async fn keep_reserve(&self) {
-        let reserve = self.data_dir.join(RESERVE_FILE);
-        if self.storage.exists(&reserve) {
-            return;
-        }
-        let zeros = vec![0u8; METADATA_RESERVE_BYTES];
-        match self.storage.write_small_atomic(&reserve, &zeros).await {
-            Ok(()) => {}
-            Err(error) => {
-                tracing::debug!(%error, "no metadata space reserve for now");
-                let _ = self.storage.remove_file_at_once(&reserve);
-            }
-        }
+        keep_reserve(&self.storage, &self.data_dir).await;
     }
 }
 

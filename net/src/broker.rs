@@ -18,18 +18,17 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use sluice_engine::batch::{self, BatchHeader};
 use sluice_engine::log::{FoundOffset, OffsetQuery};
-use sluice_engine::metadata::{FileMetadataStore, MetadataStore};
 use sluice_engine::notify::Turn;
 use sluice_engine::{
-    BatchCache, ClusterMetadata, DmaStorage, LogConfig, Mesh, PartitionLog, PartitionState,
-    ShardId, TopicMetadata, TxnMarker,
+    BatchCache, ClusterMetadata, DmaStorage, LogConfig, Mesh, PartitionLog, ShardId, TopicMetadata,
+    TxnMarker,
 };
 
 use crate::config::BrokerConfig;
 use crate::constants::{
-    FETCH_READS_CONCURRENT_MAX, LOG_CLOSE_CONCURRENCY_MAX, PRODUCER_ID_BLOCK,
-    PRODUCE_WAIT_MS_DEFAULT, SLOW_REQUEST_LOG_MS, TXN_ADD_RETRY_BACKOFF_MS_MAX,
-    TXN_ADD_RETRY_BACKOFF_MS_MIN, TXN_ADD_RETRY_TOTAL_MS_MAX,
+    FETCH_READS_CONCURRENT_MAX, LOG_CLOSE_CONCURRENCY_MAX, PRODUCE_WAIT_MS_DEFAULT,
+    SLOW_REQUEST_LOG_MS, TXN_ADD_RETRY_BACKOFF_MS_MAX, TXN_ADD_RETRY_BACKOFF_MS_MIN,
+    TXN_ADD_RETRY_TOTAL_MS_MAX,
 };
 use crate::errors::{
     append_error_code, batch_error_code, code, marker_append_error_code, read_error_code,
@@ -155,6 +154,11 @@ pub struct ReadOutcome {
 pub struct NewTopic {
     pub name: String,
     pub partitions: i32,
+    /// -1: `default.replication.factor`.
+    pub replication_factor: i16,
+    /// Explicit replica lists, one per partition (empty: placed by the
+    /// controller).
+    pub assignments: Vec<Vec<i32>>,
     pub configs: BTreeMap<String, String>,
     pub validate_only: bool,
 }
@@ -167,6 +171,8 @@ pub struct TopicOutcome {
     pub error_message: Option<String>,
     pub topic_id: [u8; 16],
     pub partitions: i32,
+    /// Replicas per partition of a created topic.
+    pub replication_factor: i16,
 }
 
 /// A config change (IncrementalAlterConfigs).
@@ -229,6 +235,8 @@ pub enum ShardRequest {
     /// The producers each partition (of this shard) remembers.
     DescribeProducers(Vec<PartitionKey>),
     LogSizes,
+    /// What shard 0's member of the metadata quorum knows of it.
+    QuorumStatus,
     Shutdown,
 }
 
@@ -248,35 +256,24 @@ pub enum ShardResponse {
     /// Per partition of a [`ShardRequest::DescribeProducers`]: its producers
     /// or an error code.
     Producers(Vec<Result<Vec<sluice_engine::ProducerInfo>, i16>>),
+    Quorum(Option<sluice_cluster::QuorumStatus>),
     Done,
 }
 
 type Log = PartitionLog<DmaStorage>;
 
-/// Producer ids handed out but not yet persisted as used.
-struct ProducerIdBlock {
-    next: i64,
-    end: i64,
-}
-
-/// Shard 0's extra state as the metadata controller.
-struct Controller {
-    store: FileMetadataStore<DmaStorage>,
-    /// Serialises metadata changes: one change is saved and published before
-    /// the next starts.
-    lock: glommio::sync::Semaphore,
-    ids: RefCell<ProducerIdBlock>,
-}
-
 /// A shard's broker.
 pub struct Broker {
+    /// This broker, for tasks that outlive a call (the controller port's
+    /// forwarded requests).
+    this: std::rc::Weak<Broker>,
     pub config: Arc<BrokerConfig>,
     pub shard: ShardId,
     pub mesh: Rc<Mesh<ShardRequest, ShardResponse>>,
     metadata: RefCell<Arc<ClusterMetadata>>,
     logs: RefCell<PartitionLogs>,
     cache: Rc<BatchCache>,
-    controller: Option<Controller>,
+    controller: Option<controller::Controller>,
     advertised: RefCell<(String, u16)>,
     ready: Cell<bool>,
     ready_signal: sluice_engine::notify::Signal,
@@ -340,11 +337,7 @@ impl Broker {
     ) -> Result<Rc<Broker>, String> {
         let shard = mesh.shard();
         let controller = if shard.0 == 0 {
-            Some(Controller {
-                store: FileMetadataStore::new(DmaStorage, config.data_dir.clone(), config.node_id),
-                lock: glommio::sync::Semaphore::new(1),
-                ids: RefCell::new(ProducerIdBlock { next: 0, end: 0 }),
-            })
+            Some(controller::Controller::new())
         } else {
             None
         };
@@ -357,7 +350,8 @@ impl Broker {
         );
         let groups = crate::groups::GroupCoordinator::new(config.groups.clone());
         let txns = crate::txn::TxnCoordinator::new(config.txn.clone());
-        let broker = Rc::new(Broker {
+        let broker = Rc::new_cyclic(|this| Broker {
+            this: this.clone(),
             cache: BatchCache::new(config.cache_bytes_per_shard),
             config,
             shard,
@@ -387,40 +381,6 @@ impl Broker {
         Ok(broker)
     }
 
-    /// Controller start-up: load metadata and publish it to every shard
-    /// (each opens its partitions). Returns when all shards are ready.
-    pub async fn start_controller(&self) -> Result<(), String> {
-        let Some(controller) = &self.controller else {
-            return Ok(());
-        };
-        controller.store.keep_reserve().await;
-        let loaded = controller
-            .store
-            .load()
-            .await
-            .map_err(|error| error.to_string())?;
-        let metadata = match loaded {
-            Some(metadata) => metadata,
-            None => {
-                let id = random_id();
-                let metadata = ClusterMetadata {
-                    version: 1,
-                    cluster_id: base64_url(&id),
-                    topics: BTreeMap::new(),
-                    next_producer_id: 0,
-                    brokers: BTreeMap::new(),
-                };
-                controller
-                    .store
-                    .save(&metadata)
-                    .await
-                    .map_err(|error| error.to_string())?;
-                metadata
-            }
-        };
-        self.publish(metadata).await
-    }
-
     /// Marks this shard ready to serve clients (its partitions are open).
     pub async fn wait_ready(&self) {
         let ready = &self.ready;
@@ -435,6 +395,30 @@ impl Broker {
 
     pub fn advertised(&self) -> (String, u16) {
         self.advertised.borrow().clone()
+    }
+
+    /// The brokers clients are told about: the registered, unfenced ones
+    /// (this broker alone before its registration is applied).
+    pub fn live_brokers(&self) -> Vec<sluice_engine::BrokerInfo> {
+        let metadata = self.metadata();
+        let live: Vec<sluice_engine::BrokerInfo> = metadata.live_brokers().cloned().collect();
+        if !live.is_empty() {
+            return live;
+        }
+        let (host, port) = self.advertised();
+        vec![sluice_engine::BrokerInfo {
+            id: self.config.node_id,
+            incarnation: 0,
+            host,
+            port,
+            rack: self.config.cluster.rack.clone(),
+            fenced: false,
+        }]
+    }
+
+    /// The active controller as of the applied image, -1 when none is known.
+    pub fn controller_id(&self) -> i32 {
+        self.metadata().controller.unwrap_or(-1)
     }
 
     pub fn metadata(&self) -> Arc<ClusterMetadata> {
@@ -497,6 +481,12 @@ impl Broker {
             ShardRequest::Txn(request) => {
                 ShardResponse::Txn(crate::txn::serve(&self, request).await)
             }
+            ShardRequest::QuorumStatus => ShardResponse::Quorum(
+                self.controller
+                    .as_ref()
+                    .and_then(controller::Controller::quorum)
+                    .map(|quorum| quorum.status()),
+            ),
             ShardRequest::LogSizes => {
                 let logs = self.logs.borrow();
                 let mut sizes: Vec<(String, i32, u64, i64)> = logs
@@ -529,19 +519,25 @@ impl Broker {
         }
         *self.metadata.borrow_mut() = Arc::clone(&metadata);
         let shards = self.shards();
-        // Deleted topics (or partitions no longer present): remove their logs.
-        let stale: Vec<PartitionKey> = self
-            .logs
-            .borrow()
-            .iter()
-            .filter(|(topic, partition, _)| {
-                metadata
-                    .topics
-                    .get(*topic)
-                    .is_none_or(|meta| *partition >= meta.partitions)
-            })
-            .map(|(topic, partition, _)| (topic.to_string(), partition))
-            .collect();
+        let node = self.config.node_id;
+        // Deleted topics, partitions no longer present, and replicas moved
+        // off this node: remove their logs. Partitions this node still
+        // holds but no longer leads: close their logs and keep the files.
+        let mut stale: Vec<PartitionKey> = Vec::new();
+        let mut demoted: Vec<PartitionKey> = Vec::new();
+        for (topic, partition, _) in self.logs.borrow().iter() {
+            let key = (topic.to_string(), partition);
+            match metadata.topics.get(topic) {
+                Some(meta) if partition < meta.partitions => {
+                    match metadata.partition(topic, partition) {
+                        Some(state) if !state.replicas.contains(&node) => stale.push(key),
+                        Some(state) if state.leader != node => demoted.push(key),
+                        _ => {}
+                    }
+                }
+                _ => stale.push(key),
+            }
+        }
         for key in stale {
             if let Some(log) = self.logs.borrow_mut().remove(&key.0, key.1) {
                 if let Err(error) = log.delete() {
@@ -549,10 +545,26 @@ impl Broker {
                 }
             }
         }
+        for key in demoted {
+            let removed = self.logs.borrow_mut().remove(&key.0, key.1);
+            if let Some(log) = removed {
+                if let Err(error) = log.close().await {
+                    tracing::warn!(%error, topic = %key.0, partition = key.1, "closing log failed");
+                }
+            }
+        }
         for topic in metadata.topics.values() {
             let config = self.topic_log_config(topic);
             for partition in 0..topic.partitions {
                 if sluice_engine::shard_for(&topic.name, partition, shards) != self.shard {
+                    continue;
+                }
+                // Only the leader serves a partition; followers do not copy
+                // data yet, so their logs stay closed.
+                if metadata
+                    .partition(&topic.name, partition)
+                    .is_some_and(|state| state.leader != node)
+                {
                     continue;
                 }
                 let existing = self.logs.borrow().get(&topic.name, partition).cloned();
@@ -592,304 +604,6 @@ impl Broker {
             self.ready.set(true);
             self.ready_signal.notify();
         }
-    }
-
-    /// Saves new metadata and publishes it to every shard (waiting for all).
-    async fn publish(&self, mut metadata: ClusterMetadata) -> Result<(), String> {
-        if let Some(controller) = &self.controller {
-            metadata.version = self.metadata.borrow().version.max(metadata.version) + 1;
-            controller
-                .store
-                .save(&metadata)
-                .await
-                .map_err(|error| error.to_string())?;
-        }
-        let metadata = Arc::new(metadata);
-        let calls = (0..self.shards()).map(|shard| {
-            self.mesh.call(
-                ShardId(shard as u16),
-                ShardRequest::ApplyMetadata(Arc::clone(&metadata)),
-            )
-        });
-        futures_lite_join_all(calls.collect()).await;
-        Ok(())
-    }
-
-    async fn serve_controller(&self, request: ControllerRequest) -> ShardResponse {
-        let Some(controller) = &self.controller else {
-            tracing::error!("controller request reached a shard that is not the controller");
-            return ShardResponse::Done;
-        };
-        let Ok(_permit) = controller.lock.acquire_permit(1).await else {
-            return ShardResponse::Done;
-        };
-        match request {
-            ControllerRequest::CreateTopics(topics) => {
-                ShardResponse::Topics(self.create_topics(topics).await)
-            }
-            ControllerRequest::DeleteTopics(names) => {
-                ShardResponse::Topics(self.delete_topics(names).await)
-            }
-            ControllerRequest::CreatePartitions {
-                topic,
-                count,
-                validate_only,
-            } => ShardResponse::Topics(vec![
-                self.create_partitions(topic, count, validate_only).await,
-            ]),
-            ControllerRequest::AlterTopicConfigs {
-                topic,
-                changes,
-                validate_only,
-            } => ShardResponse::Topics(vec![
-                self.alter_configs(topic, changes, validate_only).await,
-            ]),
-            ControllerRequest::AllocateProducerId => {
-                ShardResponse::ProducerId(self.allocate_producer_id(controller).await)
-            }
-        }
-    }
-
-    async fn create_topics(&self, topics: Vec<NewTopic>) -> Vec<TopicOutcome> {
-        let mut metadata = (*self.metadata()).clone();
-        let mut outcomes = Vec::with_capacity(topics.len());
-        let mut changed = false;
-        for topic in topics {
-            let mut outcome = TopicOutcome {
-                name: topic.name.clone(),
-                error_code: code::NONE,
-                error_message: None,
-                topic_id: [0; 16],
-                partitions: topic.partitions,
-            };
-            let invalid = if let Err(message) = validate_topic_name(&topic.name) {
-                Some((code::INVALID_TOPIC_EXCEPTION, message))
-            } else if metadata.topics.contains_key(&topic.name) {
-                Some((
-                    code::TOPIC_ALREADY_EXISTS,
-                    format!("Topic '{}' already exists.", topic.name),
-                ))
-            } else if topic.partitions < 1
-                || topic.partitions > sluice_engine::constants::TOPIC_PARTITIONS_MAX
-            {
-                Some((
-                    code::INVALID_PARTITIONS,
-                    format!(
-                        "Number of partitions must be between 1 and {}.",
-                        sluice_engine::constants::TOPIC_PARTITIONS_MAX
-                    ),
-                ))
-            } else {
-                topic
-                    .configs
-                    .iter()
-                    .find_map(|(name, value)| topic_config::validate(name, value).err())
-                    .map(|message| (code::INVALID_CONFIG, message))
-            };
-            if let Some((error_code, message)) = invalid {
-                outcome.error_code = error_code;
-                outcome.error_message = Some(message);
-            } else if !topic.validate_only {
-                let id = random_id();
-                outcome.topic_id = id;
-                metadata.topics.insert(
-                    topic.name.clone(),
-                    TopicMetadata {
-                        name: topic.name.clone(),
-                        id,
-                        partitions: topic.partitions,
-                        configs: topic.configs.clone(),
-                        placement: (0..topic.partitions)
-                            .map(|_| PartitionState::led_by(self.config.node_id))
-                            .collect(),
-                    },
-                );
-                changed = true;
-            }
-            outcomes.push(outcome);
-        }
-        if changed {
-            if let Err(error) = self.publish(metadata).await {
-                tracing::error!(%error, "saving metadata failed");
-                for outcome in &mut outcomes {
-                    if outcome.error_code == code::NONE {
-                        outcome.error_code = code::KAFKA_STORAGE_ERROR;
-                        outcome.error_message = Some(error.clone());
-                    }
-                }
-            }
-        }
-        outcomes
-    }
-
-    async fn delete_topics(&self, names: Vec<String>) -> Vec<TopicOutcome> {
-        let mut metadata = (*self.metadata()).clone();
-        let mut outcomes = Vec::with_capacity(names.len());
-        let mut changed = false;
-        for name in names {
-            let mut outcome = TopicOutcome {
-                name: name.clone(),
-                error_code: code::NONE,
-                error_message: None,
-                topic_id: [0; 16],
-                partitions: 0,
-            };
-            if !self.config.delete_topic_enable {
-                outcome.error_code = code::TOPIC_DELETION_DISABLED;
-            } else {
-                match metadata.topics.remove(&name) {
-                    Some(topic) => {
-                        outcome.topic_id = topic.id;
-                        changed = true;
-                    }
-                    None => outcome.error_code = code::UNKNOWN_TOPIC_OR_PARTITION,
-                }
-            }
-            outcomes.push(outcome);
-        }
-        if changed {
-            if let Err(error) = self.publish(metadata).await {
-                tracing::error!(%error, "saving metadata failed");
-                for outcome in &mut outcomes {
-                    if outcome.error_code == code::NONE {
-                        outcome.error_code = code::KAFKA_STORAGE_ERROR;
-                        outcome.error_message = Some(error.clone());
-                    }
-                }
-            }
-        }
-        outcomes
-    }
-
-    async fn create_partitions(
-        &self,
-        topic: String,
-        count: i32,
-        validate_only: bool,
-    ) -> TopicOutcome {
-        let mut metadata = (*self.metadata()).clone();
-        let mut outcome = TopicOutcome {
-            name: topic.clone(),
-            error_code: code::NONE,
-            error_message: None,
-            topic_id: [0; 16],
-            partitions: count,
-        };
-        let Some(existing) = metadata.topics.get_mut(&topic) else {
-            outcome.error_code = code::UNKNOWN_TOPIC_OR_PARTITION;
-            return outcome;
-        };
-        if count <= existing.partitions {
-            outcome.error_code = code::INVALID_PARTITIONS;
-            outcome.error_message = Some(format!(
-                "Topic currently has {} partitions, which is higher than the requested {}.",
-                existing.partitions, count
-            ));
-            return outcome;
-        }
-        if count > sluice_engine::constants::TOPIC_PARTITIONS_MAX {
-            outcome.error_code = code::INVALID_PARTITIONS;
-            return outcome;
-        }
-        if validate_only {
-            return outcome;
-        }
-        existing.placement.resize_with(count as usize, || {
-            PartitionState::led_by(self.config.node_id)
-        });
-        existing.partitions = count;
-        outcome.topic_id = existing.id;
-        if let Err(error) = self.publish(metadata).await {
-            outcome.error_code = code::KAFKA_STORAGE_ERROR;
-            outcome.error_message = Some(error);
-        }
-        outcome
-    }
-
-    async fn alter_configs(
-        &self,
-        topic: String,
-        changes: Vec<ConfigChange>,
-        validate_only: bool,
-    ) -> TopicOutcome {
-        let mut metadata = (*self.metadata()).clone();
-        let mut outcome = TopicOutcome {
-            name: topic.clone(),
-            error_code: code::NONE,
-            error_message: None,
-            topic_id: [0; 16],
-            partitions: 0,
-        };
-        let Some(existing) = metadata.topics.get_mut(&topic) else {
-            outcome.error_code = code::UNKNOWN_TOPIC_OR_PARTITION;
-            return outcome;
-        };
-        let mut configs = existing.configs.clone();
-        for change in changes {
-            let result = match change.operation {
-                0 => match &change.value {
-                    Some(value) => topic_config::validate(&change.name, value).map(|()| {
-                        configs.insert(change.name.clone(), value.clone());
-                    }),
-                    None => Err(format!("no value given to set '{}'", change.name)),
-                },
-                1 => {
-                    if topic_config::names().any(|name| name == change.name) {
-                        configs.remove(&change.name);
-                        Ok(())
-                    } else {
-                        Err(format!("unknown topic config '{}'", change.name))
-                    }
-                }
-                2 | 3 => Err(format!("APPEND and SUBTRACT apply to list configs; '{}' is not one Sluice supports them for", change.name)),
-                other => Err(format!("unknown config operation {other}")),
-            };
-            if let Err(message) = result {
-                outcome.error_code = code::INVALID_CONFIG;
-                outcome.error_message = Some(message);
-                return outcome;
-            }
-        }
-        if validate_only {
-            return outcome;
-        }
-        existing.configs = configs;
-        if let Err(error) = self.publish(metadata).await {
-            outcome.error_code = code::KAFKA_STORAGE_ERROR;
-            outcome.error_message = Some(error);
-        }
-        outcome
-    }
-
-    /// Producer ids come from blocks persisted in the metadata, so an id is
-    /// never handed out twice, even across restarts.
-    async fn allocate_producer_id(&self, controller: &Controller) -> i64 {
-        {
-            let mut ids = controller.ids.borrow_mut();
-            if ids.next < ids.end {
-                let id = ids.next;
-                ids.next += 1;
-                return id;
-            }
-        }
-        let mut metadata = (*self.metadata()).clone();
-        let start = metadata.next_producer_id;
-        metadata.next_producer_id = start + PRODUCER_ID_BLOCK;
-        if let Err(error) = self.publish(metadata).await {
-            tracing::error!(%error, "persisting producer ids failed");
-            return -1;
-        }
-        let mut ids = controller.ids.borrow_mut();
-        ids.next = start + 1;
-        ids.end = start + PRODUCER_ID_BLOCK;
-        start
-    }
-
-    /// Sends a controller request to shard 0 and returns its answer.
-    pub async fn controller_call(&self, request: ControllerRequest) -> Option<ShardResponse> {
-        self.mesh
-            .call(ShardId(0), ShardRequest::Controller(request))
-            .await
     }
 
     /// The partitions of `topic` that this shard owns and has open, as the
@@ -1541,6 +1255,8 @@ fn check_client_batches(batches: &[(BatchHeader, Bytes)]) -> Option<String> {
     None
 }
 
+mod controller;
+mod forward;
 #[cfg(test)]
 mod txn_tests;
 

@@ -119,6 +119,9 @@ pub struct BrokerConfig {
     pub auto_create_topics: bool,
     /// Kafka's `num.partitions` for auto-created topics.
     pub default_partitions: i32,
+    /// Kafka's `default.replication.factor`: replicas per partition when a
+    /// request leaves it at -1 (Kafka's default, 1).
+    pub default_replication_factor: i16,
     /// Defaults for every topic's log (overridden per topic by configs).
     pub log: LogConfig,
     /// Batch-cache budget per shard.
@@ -136,6 +139,32 @@ pub struct BrokerConfig {
     pub groups: GroupConfig,
     /// Transactions.
     pub txn: TxnConfig,
+    /// The metadata quorum and this node's place in the cluster.
+    pub cluster: ClusterConfig,
+}
+
+/// How a node takes part in the cluster.
+#[derive(Clone, Debug)]
+pub struct ClusterConfig {
+    /// The quorum's own port (Raft traffic between voters).
+    pub controller_listen: Option<SocketAddr>,
+    /// Voters by node id; empty means a quorum of this node alone.
+    pub voters: Vec<(i32, SocketAddr)>,
+    pub rack: Option<String>,
+    /// Kafka's `broker.session.timeout.ms`: a broker not heard from for
+    /// this long is fenced.
+    pub broker_session_timeout_ms: u64,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig {
+            controller_listen: None,
+            voters: Vec::new(),
+            rack: None,
+            broker_session_timeout_ms: crate::constants::BROKER_SESSION_TIMEOUT_MS_DEFAULT,
+        }
+    }
 }
 
 impl Default for BrokerConfig {
@@ -151,6 +180,7 @@ impl Default for BrokerConfig {
             spin_before_park_us: 0,
             auto_create_topics: true,
             default_partitions: AUTO_CREATE_PARTITIONS_DEFAULT,
+            default_replication_factor: 1,
             log: LogConfig::default(),
             cache_bytes_per_shard: BATCH_CACHE_BYTES_DEFAULT,
             allocator_free_bytes_max: ALLOCATOR_FREE_BYTES_MAX_DEFAULT,
@@ -159,6 +189,7 @@ impl Default for BrokerConfig {
             delete_topic_enable: true,
             groups: GroupConfig::default(),
             txn: TxnConfig::default(),
+            cluster: ClusterConfig::default(),
         }
     }
 }

@@ -46,6 +46,8 @@ pub mod code {
     pub const KAFKA_STORAGE_ERROR: i16 = 56;
     pub const LOG_DIR_NOT_FOUND: i16 = 57;
     pub const UNKNOWN_PRODUCER_ID: i16 = 59;
+    pub const NOT_CONTROLLER: i16 = 41;
+    pub const LEADER_NOT_AVAILABLE: i16 = 5;
     pub const POLICY_VIOLATION: i16 = 44;
     pub const INVALID_RECORD: i16 = 87;
     pub const FETCH_SESSION_ID_NOT_FOUND: i16 = 70;

@@ -978,6 +978,25 @@ fn gen_describe_producers(g: &mut Gen, _v: i16) -> DescribeProducersRequest {
     r
 }
 
+fn gen_describe_quorum(g: &mut Gen, _v: i16) -> DescribeQuorumRequest {
+    use kafka_protocol::messages::describe_quorum_request::{PartitionData, TopicData};
+    let mut r = DescribeQuorumRequest::default();
+    r.topics = g.vec(|g| {
+        let mut t = TopicData::default();
+        t.topic_name = g.string();
+        t.partitions = g.vec(|g| {
+            let mut p = PartitionData::default();
+            p.partition_index = g.i32();
+            p.unknown_tagged_fields = g.tags(true);
+            p
+        });
+        t.unknown_tagged_fields = g.tags(true);
+        t
+    });
+    r.unknown_tagged_fields = g.tags(true);
+    r
+}
+
 fn gen_describe_transactions(g: &mut Gen, _v: i16) -> DescribeTransactionsRequest {
     let mut r = DescribeTransactionsRequest::default();
     r.transactional_ids = g.vec(Gen::string);
@@ -1352,6 +1371,7 @@ api_test!(
 );
 api_test!(alter_configs, AlterConfigs, gen_alter_configs);
 api_test!(describe_cluster, DescribeCluster, gen_describe_cluster);
+api_test!(describe_quorum, DescribeQuorum, gen_describe_quorum);
 api_test!(describe_log_dirs, DescribeLogDirs, gen_describe_log_dirs);
 api_test!(find_coordinator, FindCoordinator, gen_find_coordinator);
 
@@ -1433,6 +1453,7 @@ const TESTED_APIS: &[ApiKey] = &[
     ApiKey::IncrementalAlterConfigs,
     ApiKey::AlterConfigs,
     ApiKey::DescribeCluster,
+    ApiKey::DescribeQuorum,
     ApiKey::DescribeLogDirs,
     ApiKey::FindCoordinator,
     ApiKey::JoinGroup,

@@ -63,6 +63,9 @@ pub struct TestBroker {
     starts: u32,
     /// Where stderr goes instead of `broker.log`, if set.
     stderr_path: Option<PathBuf>,
+    /// The listening address, once a launched process reports it.
+    /// (In a mutex so that a broker can be shared with scoped threads.)
+    listening: Option<Mutex<mpsc::Receiver<String>>>,
 }
 
 impl TestBroker {
@@ -99,9 +102,38 @@ impl TestBroker {
             address: SocketAddr::from(([127, 0, 0, 1], 0)),
             starts: 0,
             stderr_path: stderr_path.map(Path::to_path_buf),
+            listening: None,
         };
         broker.spawn();
         broker
+    }
+
+    /// Starts brokers that only become ready together (the voters of one
+    /// metadata quorum): every process is launched before any is waited for.
+    pub fn start_together(args: &[Vec<String>]) -> Vec<TestBroker> {
+        let mut brokers: Vec<TestBroker> = args
+            .iter()
+            .map(|extra| {
+                let root = unique_dir();
+                fs::create_dir_all(&root)
+                    .unwrap_or_else(|e| panic!("creating {}: {e}", root.display()));
+                let mut broker = TestBroker {
+                    root,
+                    extra_args: extra.clone(),
+                    child: None,
+                    address: SocketAddr::from(([127, 0, 0, 1], 0)),
+                    starts: 0,
+                    stderr_path: None,
+                    listening: None,
+                };
+                broker.launch();
+                broker
+            })
+            .collect();
+        for broker in &mut brokers {
+            broker.await_listening();
+        }
+        brokers
     }
 
     pub fn data_dir(&self) -> PathBuf {
@@ -138,6 +170,12 @@ impl TestBroker {
     }
 
     fn spawn(&mut self) {
+        self.launch();
+        self.await_listening();
+    }
+
+    /// Starts the process without waiting for it to listen.
+    pub fn launch(&mut self) {
         assert!(self.child.is_none(), "broker already running");
         self.starts += 1;
         let log_path = self.stderr_path.clone().unwrap_or_else(|| self.log_path());
@@ -196,7 +234,16 @@ impl TestBroker {
             }
         });
         self.child = Some(child);
-        match receiver.recv_timeout(START_TIMEOUT) {
+        self.listening = Some(Mutex::new(receiver));
+    }
+
+    /// Waits until a launched process reports its listening address.
+    pub fn await_listening(&mut self) {
+        let receiver = self.listening.take().expect("launched");
+        let received = receiver
+            .into_inner()
+            .map(|receiver| receiver.recv_timeout(START_TIMEOUT));
+        match received.unwrap_or(Err(mpsc::RecvTimeoutError::Disconnected)) {
             Ok(address) => {
                 self.address = address
                     .parse()
@@ -258,6 +305,12 @@ impl TestBroker {
                 self.log_tail()
             );
         }
+        self.spawn();
+    }
+
+    /// Starts the broker again after [`TestBroker::stop`] (e.g. once the
+    /// test has changed its data directory).
+    pub fn start_again(&mut self) {
         self.spawn();
     }
 

@@ -116,6 +116,8 @@ fn open_and_aborted_transactions_through_the_broker() {
             let topic = NewTopic {
                 name: TOPIC.into(),
                 partitions: 1,
+                replication_factor: -1,
+                assignments: Vec::new(),
                 configs: Default::default(),
                 validate_only: false,
             };

@@ -52,7 +52,7 @@
 //! | DescribeProducers (61) | 0 | DescribeTransactions (65) | 0 |
 //! | ListTransactions (66) | 0–1 | DeleteRecords (21) | 0–2 |
 //! | OffsetForLeaderEpoch (23) | 2–4 | SaslHandshake (17) | 0–1 |
-//! | SaslAuthenticate (36) | 0–2 | | |
+//! | SaslAuthenticate (36) | 0–2 | DescribeQuorum (55) | 0–2 |
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -64,13 +64,13 @@ use kafka_protocol::messages::{
     ApiVersionsRequest, ConsumerGroupDescribeRequest, ConsumerGroupHeartbeatRequest,
     CreatePartitionsRequest, CreateTopicsRequest, DeleteGroupsRequest, DeleteRecordsRequest,
     DeleteTopicsRequest, DescribeClusterRequest, DescribeConfigsRequest, DescribeGroupsRequest,
-    DescribeLogDirsRequest, DescribeProducersRequest, DescribeTransactionsRequest, EndTxnRequest,
-    FetchRequest, FindCoordinatorRequest, HeartbeatRequest, IncrementalAlterConfigsRequest,
-    InitProducerIdRequest, JoinGroupRequest, LeaveGroupRequest, ListGroupsRequest,
-    ListOffsetsRequest, ListTransactionsRequest, MetadataRequest, OffsetCommitRequest,
-    OffsetDeleteRequest, OffsetFetchRequest, OffsetForLeaderEpochRequest, ProduceRequest,
-    RequestHeader, SaslAuthenticateRequest, SaslHandshakeRequest, SyncGroupRequest,
-    TxnOffsetCommitRequest,
+    DescribeLogDirsRequest, DescribeProducersRequest, DescribeQuorumRequest,
+    DescribeTransactionsRequest, EndTxnRequest, FetchRequest, FindCoordinatorRequest,
+    HeartbeatRequest, IncrementalAlterConfigsRequest, InitProducerIdRequest, JoinGroupRequest,
+    LeaveGroupRequest, ListGroupsRequest, ListOffsetsRequest, ListTransactionsRequest,
+    MetadataRequest, OffsetCommitRequest, OffsetDeleteRequest, OffsetFetchRequest,
+    OffsetForLeaderEpochRequest, ProduceRequest, RequestHeader, SaslAuthenticateRequest,
+    SaslHandshakeRequest, SyncGroupRequest, TxnOffsetCommitRequest,
 };
 use kafka_protocol::protocol::StrBytes;
 use uuid::Uuid;
@@ -91,6 +91,7 @@ pub mod describe_configs;
 pub mod describe_groups;
 pub mod describe_log_dirs;
 pub mod describe_producers;
+pub mod describe_quorum;
 pub mod describe_transactions;
 pub mod end_txn;
 pub mod fetch;
@@ -752,6 +753,7 @@ pub enum Request {
     IncrementalAlterConfigs(IncrementalAlterConfigsRequest),
     AlterConfigs(AlterConfigsRequest),
     DescribeCluster(DescribeClusterRequest),
+    DescribeQuorum(DescribeQuorumRequest),
     DescribeLogDirs(DescribeLogDirsRequest),
     FindCoordinator(FindCoordinatorRequest),
     JoinGroup(JoinGroupRequest),
@@ -860,6 +862,10 @@ pub const SUPPORTED_APIS: &[(ApiKey, (i16, i16))] = &[
         describe_cluster::DESCRIBE_CLUSTER_VERSIONS,
     ),
     (
+        ApiKey::DescribeQuorum,
+        describe_quorum::DESCRIBE_QUORUM_VERSIONS,
+    ),
+    (
         ApiKey::DescribeProducers,
         describe_producers::DESCRIBE_PRODUCERS_VERSIONS,
     ),
@@ -906,6 +912,7 @@ impl Request {
             Self::IncrementalAlterConfigs(_) => ApiKey::IncrementalAlterConfigs,
             Self::AlterConfigs(_) => ApiKey::AlterConfigs,
             Self::DescribeCluster(_) => ApiKey::DescribeCluster,
+            Self::DescribeQuorum(_) => ApiKey::DescribeQuorum,
             Self::DescribeLogDirs(_) => ApiKey::DescribeLogDirs,
             Self::FindCoordinator(_) => ApiKey::FindCoordinator,
             Self::JoinGroup(_) => ApiKey::JoinGroup,
@@ -960,6 +967,7 @@ pub fn decode_request(api_key: i16, api_version: i16, body: Bytes) -> Result<Req
         }
         ApiKey::AlterConfigs => Request::AlterConfigs(alter_configs::decode(r, v)?),
         ApiKey::DescribeCluster => Request::DescribeCluster(describe_cluster::decode(r, v)?),
+        ApiKey::DescribeQuorum => Request::DescribeQuorum(describe_quorum::decode(r, v)?),
         ApiKey::DescribeLogDirs => Request::DescribeLogDirs(describe_log_dirs::decode(r, v)?),
         ApiKey::FindCoordinator => Request::FindCoordinator(find_coordinator::decode(r, v)?),
         ApiKey::JoinGroup => Request::JoinGroup(join_group::decode(r, v)?),

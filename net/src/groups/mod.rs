@@ -353,6 +353,8 @@ pub async fn ensure_offsets_topic(broker: &Rc<Broker>) -> Result<i32, i16> {
     let topic = NewTopic {
         name: OFFSETS_TOPIC.to_string(),
         partitions: broker.config.groups.offsets_topic_partitions,
+        replication_factor: -1,
+        assignments: Vec::new(),
         configs,
         validate_only: false,
     };

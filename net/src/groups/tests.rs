@@ -83,6 +83,8 @@ where
                 let topic = NewTopic {
                     name: TOPIC.into(),
                     partitions: TOPIC_PARTITIONS,
+                    replication_factor: -1,
+                    assignments: Vec::new(),
                     configs: Default::default(),
                     validate_only: false,
                 };

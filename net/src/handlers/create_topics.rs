@@ -16,9 +16,6 @@ use crate::errors::code;
 
 pub const VERSIONS: (i16, i16) = (2, 7);
 
-/// A single node holds exactly one replica of each partition.
-const REPLICATION_FACTOR: i16 = 1;
-
 pub async fn handle(
     broker: &Rc<Broker>,
     header: &RequestHeader,
@@ -58,29 +55,34 @@ pub async fn handle(
         if duplicate {
             result.error_code = code::INVALID_REQUEST;
             result.error_message = Some(str_bytes("Duplicate topic name in the request."));
-        } else if topic.replication_factor != -1 && topic.replication_factor != REPLICATION_FACTOR {
-            result.error_code = code::INVALID_REPLICATION_FACTOR;
-            result.error_message = Some(str_bytes(&format!(
-                "Replication factor: {} larger than available brokers: 1.",
-                topic.replication_factor
-            )));
         } else if !topic.assignments.is_empty() {
-            let valid = topic.assignments.iter().all(|assignment| {
-                assignment.broker_ids.len() == 1
-                    && assignment.broker_ids[0].0 == broker.config.node_id
-            });
-            if valid && topic.num_partitions == -1 && topic.replication_factor == -1 {
+            // Kafka: with explicit assignments, the partition count and the
+            // replication factor must be left at -1, and the partitions are
+            // numbered 0.. in order.
+            let numbered = topic
+                .assignments
+                .iter()
+                .enumerate()
+                .all(|(index, assignment)| assignment.partition_index == index as i32);
+            if numbered && topic.num_partitions == -1 && topic.replication_factor == -1 {
                 positions.push(results.len());
                 to_create.push(NewTopic {
                     name,
                     partitions: topic.assignments.len() as i32,
+                    replication_factor: -1,
+                    assignments: topic
+                        .assignments
+                        .iter()
+                        .map(|assignment| assignment.broker_ids.iter().map(|id| id.0).collect())
+                        .collect(),
                     configs,
                     validate_only: request.validate_only,
                 });
             } else {
-                result.error_code = code::INVALID_REPLICA_ASSIGNMENT;
-                result.error_message =
-                    Some(str_bytes("Replica assignments must name only this broker."));
+                result.error_code = code::INVALID_REQUEST;
+                result.error_message = Some(str_bytes(
+                    "With replica assignments, numPartitions and replicationFactor must be -1 and partitions numbered from 0.",
+                ));
             }
         } else if let Some(message) = invalid_config {
             result.error_code = code::INVALID_CONFIG;
@@ -90,6 +92,8 @@ pub async fn handle(
             to_create.push(NewTopic {
                 name,
                 partitions,
+                replication_factor: topic.replication_factor,
+                assignments: Vec::new(),
                 configs,
                 validate_only: request.validate_only,
             });
@@ -111,7 +115,7 @@ pub async fn handle(
                     }
                     if outcome.error_code == code::NONE && version >= 5 {
                         result.num_partitions = outcome.partitions;
-                        result.replication_factor = REPLICATION_FACTOR;
+                        result.replication_factor = outcome.replication_factor;
                     }
                 }
             }

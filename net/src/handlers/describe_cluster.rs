@@ -1,4 +1,5 @@
-//! DescribeCluster: this node as the cluster's only broker and controller.
+//! DescribeCluster: the live brokers and the active controller, from the
+//! metadata image.
 
 use std::rc::Rc;
 
@@ -22,19 +23,25 @@ pub async fn handle(
     header: &RequestHeader,
     request: DescribeClusterRequest,
 ) -> Option<Vec<Bytes>> {
-    let (host, port) = broker.advertised();
     let mut response = DescribeClusterResponse::default();
     response.error_code = code::NONE;
     response.cluster_id = str_bytes(&broker.metadata().cluster_id);
-    response.controller_id = BrokerId(broker.config.node_id);
+    response.controller_id = BrokerId(broker.controller_id());
     // Endpoint type 1 is "brokers"; 2 (controllers) is answered the same
-    // way on a combined single node.
+    // way: every node is both (combined mode).
     response.endpoint_type = request.endpoint_type;
-    let mut node = DescribeClusterBroker::default();
-    node.broker_id = BrokerId(broker.config.node_id);
-    node.host = str_bytes(&host);
-    node.port = i32::from(port);
-    response.brokers = vec![node];
+    response.brokers = broker
+        .live_brokers()
+        .into_iter()
+        .map(|live| {
+            let mut node = DescribeClusterBroker::default();
+            node.broker_id = BrokerId(live.id);
+            node.host = str_bytes(&live.host);
+            node.port = i32::from(live.port);
+            node.rack = live.rack.as_deref().map(str_bytes);
+            node
+        })
+        .collect();
     response.cluster_authorized_operations = if request.include_cluster_authorized_operations {
         0
     } else {

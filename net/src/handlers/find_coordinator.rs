@@ -65,18 +65,47 @@ pub async fn handle(
             Some(format!("Unknown coordinator key type {other}.")),
         ),
     };
-    let (host, port) = broker.advertised();
-    // Kafka answers an error with "no node": id -1, empty host, port -1.
-    let (node_id, host, port) = if error_code == code::NONE {
-        (broker.config.node_id, host, i32::from(port))
-    } else {
-        (-1, String::new(), -1)
+    let topic = match request.key_type {
+        KEY_TYPE_TRANSACTION => txn::TXN_TOPIC,
+        _ => groups::OFFSETS_TOPIC,
+    };
+    let metadata = broker.metadata();
+    // The coordinator of a key is the leader of the internal partition the
+    // key hashes to. Kafka answers an error with "no node": id -1, empty
+    // host, port -1.
+    let locate = |key: &str| -> (i16, Option<String>, i32, String, i32) {
+        if error_code != code::NONE {
+            return (error_code, message.clone(), -1, String::new(), -1);
+        }
+        let leader = metadata.topics.get(topic).and_then(|described| {
+            let partition = sluice_engine::shard::coordinator_partition(key, described.partitions);
+            metadata
+                .partition(topic, partition)
+                .map(|state| state.leader)
+        });
+        let node = leader.and_then(|leader| {
+            broker
+                .live_brokers()
+                .into_iter()
+                .find(|live| live.id == leader)
+        });
+        match node {
+            Some(node) => (code::NONE, None, node.id, node.host, i32::from(node.port)),
+            None => (
+                code::COORDINATOR_NOT_AVAILABLE,
+                Some("The coordinator's partition has no live leader.".to_string()),
+                -1,
+                String::new(),
+                -1,
+            ),
+        }
     };
     let mut response = FindCoordinatorResponse::default();
     if version >= BATCHED_VERSION {
         response.coordinators = keys
             .into_iter()
             .map(|key| {
+                let (error_code, message, node_id, host, port) = locate(key.as_str());
                 let mut coordinator = Coordinator::default();
                 coordinator.key = key;
                 coordinator.node_id = BrokerId(node_id);
@@ -88,6 +117,8 @@ pub async fn handle(
             })
             .collect();
     } else {
+        let key = keys.first().map(|key| key.as_str()).unwrap_or_default();
+        let (error_code, message, node_id, host, port) = locate(key);
         response.error_code = error_code;
         if version >= ERROR_MESSAGE_VERSION {
             response.error_message = message.as_deref().map(str_bytes);

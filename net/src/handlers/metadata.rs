@@ -11,7 +11,7 @@ use kafka_protocol::messages::metadata_response::{
 use kafka_protocol::messages::{
     BrokerId, MetadataRequest, MetadataResponse, RequestHeader, TopicName,
 };
-use sluice_engine::TopicMetadata;
+use sluice_engine::{ClusterMetadata, TopicMetadata};
 use uuid::Uuid;
 
 use super::{encode, str_bytes};
@@ -24,8 +24,11 @@ pub const VERSIONS: (i16, i16) = (0, 12);
 /// Marks "authorized operations not requested" in Kafka's responses.
 const AUTHORIZED_OPERATIONS_UNKNOWN: i32 = i32::MIN;
 
-fn topic_response(broker: &Broker, topic: &TopicMetadata, version: i16) -> MetadataResponseTopic {
-    let node = BrokerId(broker.config.node_id);
+fn topic_response(
+    metadata: &ClusterMetadata,
+    topic: &TopicMetadata,
+    version: i16,
+) -> MetadataResponseTopic {
     let mut response = MetadataResponseTopic::default();
     response.error_code = code::NONE;
     response.name = Some(TopicName(str_bytes(&topic.name)));
@@ -36,17 +39,38 @@ fn topic_response(broker: &Broker, topic: &TopicMetadata, version: i16) -> Metad
         response.is_internal = topic.name.starts_with("__");
     }
     response.topic_authorized_operations = AUTHORIZED_OPERATIONS_UNKNOWN;
-    response.partitions = (0..topic.partitions)
-        .map(|index| {
+    let live = |id: &i32| {
+        metadata
+            .brokers
+            .get(id)
+            .is_some_and(|broker| !broker.fenced)
+    };
+    response.partitions = topic
+        .placement
+        .iter()
+        .enumerate()
+        .map(|(index, state)| {
             let mut partition = MetadataResponsePartition::default();
-            partition.error_code = code::NONE;
-            partition.partition_index = index;
-            partition.leader_id = node;
+            partition.partition_index = index as i32;
+            partition.error_code = if state.leader >= 0 {
+                code::NONE
+            } else {
+                code::LEADER_NOT_AVAILABLE
+            };
+            partition.leader_id = BrokerId(state.leader);
             if version >= 7 {
-                partition.leader_epoch = 0;
+                partition.leader_epoch = state.leader_epoch;
             }
-            partition.replica_nodes = vec![node];
-            partition.isr_nodes = vec![node];
+            partition.replica_nodes = state.replicas.iter().map(|id| BrokerId(*id)).collect();
+            partition.isr_nodes = state.isr.iter().map(|id| BrokerId(*id)).collect();
+            if version >= 5 {
+                partition.offline_replicas = state
+                    .replicas
+                    .iter()
+                    .filter(|id| !live(id))
+                    .map(|id| BrokerId(*id))
+                    .collect();
+            }
             partition
         })
         .collect();
@@ -83,7 +107,7 @@ pub async fn handle(
                 metadata
                     .topics
                     .values()
-                    .map(|topic| topic_response(broker, topic, version)),
+                    .map(|topic| topic_response(&metadata, topic, version)),
             );
         }
         Some(requested) => {
@@ -118,6 +142,8 @@ pub async fn handle(
                     .map(|name| NewTopic {
                         name: name.clone(),
                         partitions: broker.config.default_partitions,
+                        replication_factor: -1,
+                        assignments: Vec::new(),
                         configs: BTreeMap::new(),
                         validate_only: false,
                     })
@@ -134,7 +160,7 @@ pub async fn handle(
             for topic in requested {
                 match &topic.name {
                     Some(name) => match metadata.topics.get(name.0.as_str()) {
-                        Some(found) => topics.push(topic_response(broker, found, version)),
+                        Some(found) => topics.push(topic_response(&metadata, found, version)),
                         None => {
                             let error = if validate_topic_name(name.0.as_str()).is_err() {
                                 code::INVALID_TOPIC_EXCEPTION
@@ -151,7 +177,7 @@ pub async fn handle(
                             .values()
                             .find(|candidate| candidate.id == id)
                         {
-                            Some(found) => topics.push(topic_response(broker, found, version)),
+                            Some(found) => topics.push(topic_response(&metadata, found, version)),
                             None => {
                                 let id = if version >= 10 {
                                     topic.topic_id
@@ -166,18 +192,26 @@ pub async fn handle(
             }
         }
     }
-    let (host, port) = broker.advertised();
-    let mut node = MetadataResponseBroker::default();
-    node.node_id = BrokerId(broker.config.node_id);
-    node.host = str_bytes(&host);
-    node.port = i32::from(port);
     let mut response = MetadataResponse::default();
-    response.brokers = vec![node];
+    response.brokers = broker
+        .live_brokers()
+        .into_iter()
+        .map(|live| {
+            let mut node = MetadataResponseBroker::default();
+            node.node_id = BrokerId(live.id);
+            node.host = str_bytes(&live.host);
+            node.port = i32::from(live.port);
+            if version >= 1 {
+                node.rack = live.rack.as_deref().map(str_bytes);
+            }
+            node
+        })
+        .collect();
     if version >= 2 {
         response.cluster_id = Some(str_bytes(&broker.metadata().cluster_id));
     }
     if version >= 1 {
-        response.controller_id = BrokerId(broker.config.node_id);
+        response.controller_id = BrokerId(broker.controller_id());
     }
     response.topics = topics;
     response.cluster_authorized_operations = AUTHORIZED_OPERATIONS_UNKNOWN;

@@ -17,6 +17,7 @@ pub mod describe_configs;
 pub mod describe_groups;
 pub mod describe_log_dirs;
 pub mod describe_producers;
+pub mod describe_quorum;
 pub mod describe_transactions;
 pub mod end_txn;
 pub mod fetch;
@@ -60,6 +61,7 @@ pub const IMPLEMENTED: &[(ApiKey, (i16, i16))] = &[
     (ApiKey::InitProducerId, init_producer_id::VERSIONS),
     (ApiKey::DescribeConfigs, describe_configs::VERSIONS),
     (ApiKey::DescribeLogDirs, describe_log_dirs::VERSIONS),
+    (ApiKey::DescribeQuorum, describe_quorum::VERSIONS),
     (ApiKey::CreatePartitions, create_partitions::VERSIONS),
     (
         ApiKey::IncrementalAlterConfigs,
@@ -156,6 +158,7 @@ pub async fn dispatch(
         Request::DescribeCluster(request) => {
             describe_cluster::handle(broker, &header, request).await
         }
+        Request::DescribeQuorum(request) => describe_quorum::handle(broker, &header, request).await,
         Request::DescribeLogDirs(request) => {
             describe_log_dirs::handle(broker, &header, request).await
         }

@@ -259,6 +259,8 @@ pub async fn ensure_txn_topic(broker: &Rc<Broker>) -> Result<i32, i16> {
     let topic = NewTopic {
         name: TXN_TOPIC.to_string(),
         partitions: broker.config.txn.state_partitions,
+        replication_factor: -1,
+        assignments: Vec::new(),
         configs,
         validate_only: false,
     };

@@ -75,6 +75,8 @@ fn a_decided_transaction_is_completed_after_a_reload() {
             let topic = NewTopic {
                 name: "data".into(),
                 partitions: 1,
+                replication_factor: -1,
+                assignments: Vec::new(),
                 configs: Default::default(),
                 validate_only: false,
             };
@@ -184,6 +186,8 @@ async fn start_broker(dir: std::path::PathBuf, max_message_bytes: Option<u32>) -
     let topic = NewTopic {
         name: "data".into(),
         partitions: 1,
+        replication_factor: -1,
+        assignments: Vec::new(),
         configs: Default::default(),
         validate_only: false,
     };

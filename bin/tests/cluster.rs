@@ -1,0 +1,395 @@
+//! Three `sluice` processes form one cluster over their controller ports:
+//! a three-voter metadata quorum. librdkafka sees three brokers with their
+//! racks, topics are placed over all three with leaders balanced, records
+//! produced through one broker reach each partition's leader and are read
+//! back through another, and the metadata survives killing the whole
+//! cluster with kill -9. A killed broker is fenced and its partitions are
+//! offline until it returns (no other replica holds their data yet).
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::TcpListener;
+use std::time::{Duration, Instant};
+
+use common::{admin_options, produce_all, read_all, wait_until, Record, Stop, TestBroker};
+use rdkafka::admin::{NewTopic, TopicReplication};
+use rdkafka::consumer::Consumer;
+use rdkafka::types::RDKafkaErrorCode;
+
+const NODES: usize = 3;
+const TOPIC: &str = "spread";
+const PARTITIONS: i32 = 12;
+const RECORDS: usize = 600;
+const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Free controller ports, all held until all are chosen so they differ.
+fn free_ports(count: usize) -> Vec<u16> {
+    let listeners: Vec<TcpListener> = (0..count)
+        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind"))
+        .collect();
+    listeners
+        .iter()
+        .map(|listener| listener.local_addr().expect("address").port())
+        .collect()
+}
+
+fn start_cluster() -> Vec<TestBroker> {
+    let ports = free_ports(NODES);
+    let voters = ports
+        .iter()
+        .enumerate()
+        .map(|(index, port)| format!("{}@127.0.0.1:{port}", index + 1))
+        .collect::<Vec<_>>()
+        .join(",");
+    let args: Vec<Vec<String>> = ports
+        .iter()
+        .enumerate()
+        .map(|(index, port)| {
+            vec![
+                "--node-id".into(),
+                (index + 1).to_string(),
+                "--controller-listen".into(),
+                format!("127.0.0.1:{port}"),
+                "--controller-voters".into(),
+                voters.clone(),
+                "--rack".into(),
+                format!("rack-{}", index + 1),
+            ]
+        })
+        .collect();
+    TestBroker::start_together(&args)
+}
+
+/// (partition, leader, replicas, isr) of every partition, as one broker
+/// tells librdkafka.
+type Layout = Vec<(i32, i32, Vec<i32>, Vec<i32>)>;
+
+fn layout(broker: &TestBroker) -> Layout {
+    let consumer = broker.consumer(&[]);
+    let metadata = consumer
+        .fetch_metadata(Some(TOPIC), METADATA_TIMEOUT)
+        .expect("metadata");
+    let topic = &metadata.topics()[0];
+    let mut layout: Layout = topic
+        .partitions()
+        .iter()
+        .map(|partition| {
+            (
+                partition.id(),
+                partition.leader(),
+                partition.replicas().to_vec(),
+                partition.isr().to_vec(),
+            )
+        })
+        .collect();
+    layout.sort();
+    layout
+}
+
+fn broker_ids(broker: &TestBroker) -> BTreeSet<i32> {
+    let consumer = broker.consumer(&[]);
+    match consumer.fetch_metadata(None, METADATA_TIMEOUT) {
+        Ok(metadata) => metadata.brokers().iter().map(|node| node.id()).collect(),
+        Err(_) => BTreeSet::new(),
+    }
+}
+
+/// DescribeQuorum on every broker: the leader answers with the three
+/// voters and how far each has replicated; the others name that leader.
+fn check_quorum_description(brokers: &[TestBroker]) {
+    use kafka_protocol::messages::describe_quorum_request::{PartitionData, TopicData};
+    use kafka_protocol::messages::{ApiKey, DescribeQuorumRequest, DescribeQuorumResponse};
+    let mut request = DescribeQuorumRequest::default();
+    let mut topic = TopicData::default();
+    topic.topic_name = common::text("__cluster_metadata").into();
+    topic.partitions = vec![PartitionData::default()];
+    request.topics = vec![topic];
+    let mut leaders = BTreeSet::new();
+    let mut answered_by_leader = 0;
+    for broker in brokers {
+        let response: DescribeQuorumResponse =
+            common::WireClient::new(broker).call(ApiKey::DescribeQuorum, 2, &request);
+        let partition = &response.topics[0].partitions[0];
+        leaders.insert(partition.leader_id.0);
+        assert_eq!(
+            response.nodes.len(),
+            NODES,
+            "v2 lists the voters' endpoints"
+        );
+        if partition.error_code == 0 {
+            answered_by_leader += 1;
+            let voters: BTreeSet<i32> = partition
+                .current_voters
+                .iter()
+                .map(|voter| voter.replica_id.0)
+                .collect();
+            assert_eq!(voters, (1..=NODES as i32).collect::<BTreeSet<i32>>());
+            assert!(partition.high_watermark > 0);
+            assert!(partition
+                .current_voters
+                .iter()
+                .all(|voter| voter.log_end_offset > 0));
+        } else {
+            assert_eq!(partition.error_code, 6, "NOT_LEADER_OR_FOLLOWER");
+        }
+    }
+    assert_eq!(answered_by_leader, 1, "exactly the leader answers");
+    assert_eq!(
+        leaders.len(),
+        1,
+        "every node names the same leader: {leaders:?}"
+    );
+}
+
+/// Produces `RECORDS` records over every partition with acks=all.
+fn produce_records(broker: &TestBroker) {
+    let records: Vec<Record> = (0..RECORDS)
+        .map(|index| {
+            Record::with_value(
+                index as i32 % PARTITIONS,
+                format!("record-{index}").into_bytes(),
+            )
+        })
+        .collect();
+    produce_all(broker, TOPIC, &[("acks", "all")], &records);
+}
+
+fn create(broker: &TestBroker, name: &str, partitions: i32, replicas: i32) -> RDKafkaErrorCode {
+    let admin = broker.admin();
+    let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(replicas));
+    let results = futures_lite::future::block_on(admin.create_topics(&[topic], &admin_options()))
+        .expect("CreateTopics answered");
+    match &results[0] {
+        Ok(_) => RDKafkaErrorCode::NoError,
+        Err((_, code)) => *code,
+    }
+}
+
+#[test]
+fn three_brokers_form_one_cluster_and_place_replicas_across_it() {
+    let mut brokers = start_cluster();
+    let everyone: BTreeSet<i32> = (1..=NODES as i32).collect();
+    for broker in &brokers {
+        wait_until("every broker lists all three", METADATA_TIMEOUT, || {
+            broker_ids(broker) == everyone
+        });
+    }
+
+    check_quorum_description(&brokers);
+
+    assert_eq!(
+        create(&brokers[0], "too-wide", 1, 4),
+        RDKafkaErrorCode::InvalidReplicationFactor
+    );
+    assert_eq!(
+        create(&brokers[0], TOPIC, PARTITIONS, 3),
+        RDKafkaErrorCode::NoError
+    );
+    let first = layout(&brokers[0]);
+    assert_eq!(first.len(), PARTITIONS as usize);
+    let mut leaders: BTreeMap<i32, usize> = BTreeMap::new();
+    for (partition, leader, replicas, isr) in &first {
+        let distinct: BTreeSet<i32> = replicas.iter().copied().collect();
+        assert_eq!(
+            distinct, everyone,
+            "partition {partition} replicas {replicas:?}"
+        );
+        assert_eq!(*leader, replicas[0], "partition {partition}");
+        // Followers do not copy data yet: the ISR says so.
+        assert_eq!(isr, &vec![*leader], "partition {partition}");
+        *leaders.entry(*leader).or_default() += 1;
+    }
+    assert_eq!(
+        leaders.values().copied().collect::<Vec<_>>(),
+        vec![4, 4, 4],
+        "leaders are balanced: {leaders:?}"
+    );
+    for broker in &brokers[1..] {
+        wait_until("the same layout on every broker", METADATA_TIMEOUT, || {
+            layout(broker) == first
+        });
+    }
+
+    produce_records(&brokers[0]);
+    let read = read_all(&brokers[1], TOPIC, PARTITIONS);
+    let count: usize = read.values().map(Vec::len).sum();
+    assert_eq!(count, RECORDS);
+
+    // The whole cluster killed at once: the metadata is intact after.
+    for broker in &mut brokers {
+        broker.stop(Stop::Kill);
+    }
+    for broker in &mut brokers {
+        broker.launch();
+    }
+    for broker in &mut brokers {
+        broker.await_listening();
+    }
+    for broker in &brokers {
+        wait_until("the layout after kill -9 of all", METADATA_TIMEOUT, || {
+            layout(broker) == first
+        });
+    }
+    let read = read_all(&brokers[2], TOPIC, PARTITIONS);
+    let count: usize = read.values().map(Vec::len).sum();
+    assert_eq!(count, RECORDS, "records after the whole cluster was killed");
+}
+
+/// The partitions (leader, isr) one broker reports, by partition.
+fn leaders(broker: &TestBroker) -> BTreeMap<i32, i32> {
+    layout(broker)
+        .into_iter()
+        .map(|(partition, leader, _, _)| (partition, leader))
+        .collect()
+}
+
+#[test]
+fn a_killed_broker_is_fenced_and_leads_again_after_restart() {
+    let mut brokers = start_cluster();
+    let everyone: BTreeSet<i32> = (1..=NODES as i32).collect();
+    for broker in &brokers {
+        wait_until("every broker lists all three", METADATA_TIMEOUT, || {
+            broker_ids(broker) == everyone
+        });
+    }
+    assert_eq!(
+        create(&brokers[0], TOPIC, PARTITIONS, 3),
+        RDKafkaErrorCode::NoError
+    );
+    let before = leaders(&brokers[0]);
+    produce_records(&brokers[0]);
+
+    // kill -9 of broker 3: fenced (gone from the broker list) and its
+    // partitions without a leader, since no other replica has their data.
+    let victim = 3;
+    let killed_at = Instant::now();
+    brokers[victim as usize - 1].stop(Stop::Kill);
+    let survivors: BTreeSet<i32> = (1..victim).collect();
+    wait_until("broker 3 fenced", Duration::from_secs(20), || {
+        broker_ids(&brokers[0]) == survivors
+    });
+    let fenced_after = killed_at.elapsed();
+    let offline = leaders(&brokers[0]);
+    for (partition, leader) in &before {
+        if *leader == victim {
+            assert_eq!(
+                offline[partition], -1,
+                "partition {partition} of the fenced leader"
+            );
+        } else {
+            assert_eq!(
+                offline[partition], *leader,
+                "partition {partition} kept its leader"
+            );
+        }
+    }
+    eprintln!(
+        "broker fenced {} ms after kill -9",
+        fenced_after.as_millis()
+    );
+
+    // Restarted, it registers again and leads its partitions again, with
+    // every record.
+    brokers[victim as usize - 1].start_again();
+    for broker in &brokers {
+        wait_until("leaders restored", Duration::from_secs(20), || {
+            leaders(broker) == before
+        });
+    }
+    let read = read_all(&brokers[1], TOPIC, PARTITIONS);
+    let count: usize = read.values().map(Vec::len).sum();
+    assert_eq!(count, RECORDS, "records after the leader came back");
+}
+
+#[test]
+fn admin_requests_and_consumer_groups_work_through_any_broker() {
+    use kafka_protocol::messages::create_topics_request::CreatableTopic;
+    use kafka_protocol::messages::{ApiKey, CreateTopicsRequest, CreateTopicsResponse, TopicName};
+    use rdkafka::consumer::{BaseConsumer, CommitMode};
+    use rdkafka::{Message as _, Offset, TopicPartitionList};
+
+    let brokers = start_cluster();
+    let everyone: BTreeSet<i32> = (1..=NODES as i32).collect();
+    for broker in &brokers {
+        wait_until("every broker lists all three", METADATA_TIMEOUT, || {
+            broker_ids(broker) == everyone
+        });
+    }
+    // Sent straight to each broker rather than routed by a client to the
+    // active controller: the others forward it.
+    for (index, broker) in brokers.iter().enumerate() {
+        let mut topic = CreatableTopic::default();
+        topic.name = TopicName(common::text(&format!("direct-{index}")));
+        topic.num_partitions = 2;
+        topic.replication_factor = -1;
+        let mut request = CreateTopicsRequest::default();
+        request.topics = vec![topic];
+        request.timeout_ms = 10_000;
+        let response: CreateTopicsResponse =
+            common::WireClient::new(broker).call(ApiKey::CreateTopics, 7, &request);
+        assert_eq!(
+            response.topics[0].error_code,
+            0,
+            "CreateTopics through broker {}: {:?}",
+            index + 1,
+            response.topics[0].error_message
+        );
+    }
+
+    assert_eq!(
+        create(&brokers[0], TOPIC, PARTITIONS, 1),
+        RDKafkaErrorCode::NoError
+    );
+    produce_records(&brokers[0]);
+    let consumer: BaseConsumer = brokers[1].consumer(&[("group.id", "across-the-cluster")]);
+    consumer.subscribe(&[TOPIC]).expect("subscribe");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut read = 0;
+    let mut next: BTreeMap<i32, i64> = BTreeMap::new();
+    while read < RECORDS {
+        assert!(
+            Instant::now() < deadline,
+            "read {read} of {RECORDS} in the group"
+        );
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(message)) => {
+                assert_eq!(message.topic(), TOPIC);
+                next.insert(message.partition(), message.offset() + 1);
+                read += 1;
+            }
+            Some(Err(error)) => panic!("consumer error: {error}"),
+            None => {}
+        }
+    }
+    let mut positions = TopicPartitionList::new();
+    for (partition, offset) in &next {
+        positions
+            .add_partition_offset(TOPIC, *partition, Offset::Offset(*offset))
+            .expect("position");
+    }
+    consumer
+        .commit(&positions, CommitMode::Sync)
+        .expect("commit");
+    drop(consumer);
+
+    // Another member, through another broker, finds the group's coordinator
+    // and its committed offsets.
+    let other: BaseConsumer = brokers[2].consumer(&[("group.id", "across-the-cluster")]);
+    let mut partitions = TopicPartitionList::new();
+    for partition in 0..PARTITIONS {
+        partitions.add_partition(TOPIC, partition);
+    }
+    let committed = other
+        .committed_offsets(partitions, METADATA_TIMEOUT)
+        .expect("committed offsets");
+    let total: i64 = committed
+        .elements()
+        .iter()
+        .map(|element| match element.offset() {
+            Offset::Offset(offset) => offset,
+            other => panic!("partition {} committed {other:?}", element.partition()),
+        })
+        .sum();
+    assert_eq!(total, RECORDS as i64);
+}

@@ -1,0 +1,295 @@
+//! The metadata quorum at run time: one task on the controller shard owns
+//! the [`MetadataNode`], ticks it, feeds it peers' messages and proposals
+//! from an inbox, and publishes what it applied. Everything else holds a
+//! [`Quorum`] handle: it reads the latest image and status without waiting,
+//! and [`Quorum::write`] proposes records and waits until they are applied.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, VecDeque};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures_lite::FutureExt;
+use raft::prelude::Message;
+use sluice_engine::notify::Signal;
+use sluice_engine::{ClusterMetadata, Storage};
+
+use crate::constants::{QUORUM_INBOX_MAX, TICK_INTERVAL};
+use crate::node::{MetadataNode, ProposalId, ProposeError};
+use crate::MetadataRecord;
+
+/// Why a metadata write did not happen.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WriteError {
+    /// This node does not lead the quorum (the leader, if known): retriable
+    /// on the leader (NOT_CONTROLLER).
+    NotLeader {
+        leader: Option<i32>,
+    },
+    /// Not applied before the deadline: the quorum may have no leader, or
+    /// lost its majority (REQUEST_TIMED_OUT). It may still be applied later.
+    TimedOut,
+    TooLarge {
+        bytes: usize,
+    },
+    /// The metadata log cannot be written (KAFKA_STORAGE_ERROR).
+    Failed(String),
+}
+
+/// What a node knows of the quorum, for DescribeQuorum and the admin tool.
+#[derive(Clone, Debug, Default)]
+pub struct QuorumStatus {
+    pub leader: Option<i32>,
+    pub term: u64,
+    pub is_leader: bool,
+    /// Leads and has applied everything before its term.
+    pub can_decide: bool,
+    pub log_end: u64,
+    pub applied: u64,
+    /// Voters' replicated index, as known by the leader.
+    pub progress: BTreeMap<i32, u64>,
+}
+
+enum Command {
+    Step(Message),
+    Propose {
+        ticket: u64,
+        records: Vec<MetadataRecord>,
+    },
+}
+
+/// Sends a message to a peer (or drops it: raft-rs retries).
+pub type Transport = Rc<dyn Fn(Message)>;
+
+struct Shared {
+    inbox: RefCell<VecDeque<Command>>,
+    inbox_signal: Signal,
+    /// Notified after every round of the driver.
+    progress_signal: Signal,
+    image: RefCell<Arc<ClusterMetadata>>,
+    status: RefCell<QuorumStatus>,
+    /// Tickets of proposals the node took, by their id.
+    proposed: RefCell<BTreeMap<ProposalId, u64>>,
+    /// Outcomes by ticket, taken by the waiting writer.
+    outcomes: RefCell<BTreeMap<u64, Result<u64, WriteError>>>,
+    next_ticket: Cell<u64>,
+    failure: RefCell<Option<String>>,
+    stopping: Cell<bool>,
+    /// When a message last arrived from each peer: the voters' liveness,
+    /// which the active controller fences brokers by.
+    last_heard: RefCell<BTreeMap<i32, Instant>>,
+}
+
+/// A handle on the quorum; cheap to clone.
+#[derive(Clone)]
+pub struct Quorum {
+    shared: Rc<Shared>,
+}
+
+impl Quorum {
+    /// Starts the driver task on the current executor.
+    pub fn start<S: Storage>(node: MetadataNode<S>, transport: Transport) -> Quorum {
+        let shared = Rc::new(Shared {
+            inbox: RefCell::new(VecDeque::new()),
+            inbox_signal: Signal::new(),
+            progress_signal: Signal::new(),
+            image: RefCell::new(Arc::new(node.image().clone())),
+            status: RefCell::new(QuorumStatus::default()),
+            proposed: RefCell::new(BTreeMap::new()),
+            outcomes: RefCell::new(BTreeMap::new()),
+            next_ticket: Cell::new(0),
+            failure: RefCell::new(None),
+            stopping: Cell::new(false),
+            last_heard: RefCell::new(BTreeMap::new()),
+        });
+        let driven = Rc::clone(&shared);
+        glommio::spawn_local(drive(driven, node, transport)).detach();
+        Quorum { shared }
+    }
+
+    /// The latest applied image.
+    pub fn image(&self) -> Arc<ClusterMetadata> {
+        Arc::clone(&self.shared.image.borrow())
+    }
+
+    pub fn status(&self) -> QuorumStatus {
+        self.shared.status.borrow().clone()
+    }
+
+    /// When a message from node `id` last arrived.
+    pub fn last_heard(&self, id: i32) -> Option<Instant> {
+        self.shared.last_heard.borrow().get(&id).copied()
+    }
+
+    /// Notified whenever the image or status may have changed.
+    pub fn changes(&self) -> &Signal {
+        &self.shared.progress_signal
+    }
+
+    /// A message from a peer. Dropped when the inbox is full (the driver
+    /// fell behind): raft-rs sends again.
+    pub fn deliver(&self, message: Message) {
+        self.shared
+            .last_heard
+            .borrow_mut()
+            .insert(crate::node::node_id(message.from), Instant::now());
+        let mut inbox = self.shared.inbox.borrow_mut();
+        if inbox.len() >= QUORUM_INBOX_MAX {
+            return;
+        }
+        inbox.push_back(Command::Step(message));
+        drop(inbox);
+        self.shared.inbox_signal.notify();
+    }
+
+    /// Waits until this node can decide (it leads and has applied all
+    /// earlier terms), or the deadline.
+    pub async fn until_decides(&self, deadline: Instant) -> Result<(), WriteError> {
+        let shared = Rc::clone(&self.shared);
+        let ready = self.shared.progress_signal.wait_for(move || {
+            if let Some(failure) = shared.failure.borrow().as_ref() {
+                return Some(Err(WriteError::Failed(failure.clone())));
+            }
+            shared.status.borrow().can_decide.then_some(Ok(()))
+        });
+        within(deadline, ready).await
+    }
+
+    /// Proposes records that commit together and waits until this node has
+    /// applied them; returns the index they were applied at.
+    pub async fn write(
+        &self,
+        records: Vec<MetadataRecord>,
+        deadline: Instant,
+    ) -> Result<u64, WriteError> {
+        if let Some(failure) = self.shared.failure.borrow().as_ref() {
+            return Err(WriteError::Failed(failure.clone()));
+        }
+        let ticket = self.shared.next_ticket.get() + 1;
+        self.shared.next_ticket.set(ticket);
+        self.shared
+            .inbox
+            .borrow_mut()
+            .push_back(Command::Propose { ticket, records });
+        self.shared.inbox_signal.notify();
+        let shared = Rc::clone(&self.shared);
+        let outcome = self.shared.progress_signal.wait_for(move || {
+            if let Some(outcome) = shared.outcomes.borrow_mut().remove(&ticket) {
+                return Some(outcome);
+            }
+            let failure = shared.failure.borrow();
+            failure
+                .as_ref()
+                .map(|failure| Err(WriteError::Failed(failure.clone())))
+        });
+        let result = within(deadline, outcome).await;
+        if result.is_err() {
+            // Forget the ticket so a late outcome does not linger.
+            let shared = &self.shared;
+            shared
+                .proposed
+                .borrow_mut()
+                .retain(|_, waiting| *waiting != ticket);
+            shared.outcomes.borrow_mut().remove(&ticket);
+        }
+        result
+    }
+
+    /// Stops the driver at its next round.
+    pub fn stop(&self) {
+        self.shared.stopping.set(true);
+        self.shared.inbox_signal.notify();
+    }
+}
+
+async fn within<T>(
+    deadline: Instant,
+    future: impl std::future::Future<Output = Result<T, WriteError>>,
+) -> Result<T, WriteError> {
+    let timeout = async {
+        glommio::timer::sleep(deadline.saturating_duration_since(Instant::now())).await;
+        Err(WriteError::TimedOut)
+    };
+    future.or(timeout).await
+}
+
+async fn drive<S: Storage>(shared: Rc<Shared>, mut node: MetadataNode<S>, transport: Transport) {
+    let mut next_tick = Instant::now() + TICK_INTERVAL;
+    loop {
+        if shared.stopping.get() {
+            return;
+        }
+        let now = Instant::now();
+        if now >= next_tick {
+            node.tick();
+            next_tick = now + TICK_INTERVAL;
+        } else if shared.inbox.borrow().is_empty() {
+            let waiting = Rc::clone(&shared);
+            let woken = shared.inbox_signal.wait_for(move || {
+                (!waiting.inbox.borrow().is_empty() || waiting.stopping.get()).then_some(())
+            });
+            let slept = glommio::timer::sleep(next_tick.saturating_duration_since(now));
+            woken.or(slept).await;
+            continue;
+        }
+        let commands: Vec<Command> = shared.inbox.borrow_mut().drain(..).collect();
+        for command in commands {
+            match command {
+                Command::Step(message) => node.step(message),
+                Command::Propose { ticket, records } => match node.propose(&records) {
+                    Ok(id) => {
+                        shared.proposed.borrow_mut().insert(id, ticket);
+                    }
+                    Err(error) => {
+                        let error = match error {
+                            ProposeError::NotLeader { leader } => WriteError::NotLeader { leader },
+                            ProposeError::TooLarge { bytes } => WriteError::TooLarge { bytes },
+                        };
+                        shared.outcomes.borrow_mut().insert(ticket, Err(error));
+                    }
+                },
+            }
+        }
+        match node.process().await {
+            Ok(processed) => {
+                for message in processed.messages {
+                    transport(message);
+                }
+                for (id, index) in processed.applied {
+                    if let Some(ticket) = shared.proposed.borrow_mut().remove(&id) {
+                        shared.outcomes.borrow_mut().insert(ticket, Ok(index));
+                    }
+                }
+                if processed.image_changed {
+                    let mut image = node.image().clone();
+                    image.controller = node.leader();
+                    *shared.image.borrow_mut() = Arc::new(image);
+                }
+            }
+            Err(error) => {
+                // The in-memory log may now be ahead of the disk: this node
+                // leaves the quorum rather than vote or ack on it.
+                tracing::error!(%error, "the metadata log failed; this node stops taking part in the metadata quorum until restarted");
+                *shared.failure.borrow_mut() = Some(error.to_string());
+                shared.progress_signal.notify();
+                return;
+            }
+        }
+        let status = QuorumStatus {
+            leader: node.leader(),
+            term: node.term(),
+            is_leader: node.is_leader(),
+            can_decide: node.can_decide(),
+            log_end: node.log_end(),
+            applied: node.applied(),
+            progress: if node.is_leader() {
+                node.progress()
+            } else {
+                BTreeMap::new()
+            },
+        };
+        *shared.status.borrow_mut() = status;
+        shared.progress_signal.notify();
+    }
+}

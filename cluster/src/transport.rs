@@ -1,0 +1,314 @@
+//! The controller port: Raft messages between the quorum's voters over TCP.
+//!
+//! Each voter dials every other voter and keeps one outbound connection per
+//! peer; the connection opens with a hello frame naming the dialling node,
+//! and every later frame carries one Raft message, which must come from
+//! that node. Frames are `[u32 length][u8 kind][payload]`, big-endian. A
+//! frame's length is never trusted for allocation: the buffer grows only as
+//! bytes arrive, up to [`CONTROLLER_FRAME_BYTES_MAX`]. Anything malformed
+//! closes that connection and nothing else.
+//!
+//! Delivery is best effort, as Raft expects: messages queued for a peer
+//! that cannot be reached are dropped, and raft-rs sends again.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, VecDeque};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::time::Instant;
+
+use futures_lite::{AsyncReadExt, AsyncWriteExt, FutureExt};
+use glommio::net::{TcpListener, TcpStream};
+use protobuf::Message as _;
+use raft::prelude::Message;
+use sluice_engine::notify::Signal;
+
+use crate::constants::{
+    CONTROLLER_CONNECT_TIMEOUT, CONTROLLER_FRAME_BYTES_MAX, CONTROLLER_READ_CHUNK_BYTES,
+    CONTROLLER_RECONNECT_BACKOFF, PEER_QUEUE_MAX,
+};
+use crate::node::{node_id, raft_id};
+use crate::Quorum;
+
+const KIND_HELLO: u8 = 1;
+const KIND_RAFT: u8 = 2;
+/// A controller request from a node that is not the active controller.
+const KIND_FORWARD: u8 = 3;
+/// The active controller's answer to a forwarded request.
+const KIND_ANSWER: u8 = 4;
+
+/// Serves a forwarded controller request: request bytes in, answer out
+/// (the broker layer encodes both).
+pub type Forwarder = Rc<dyn Fn(Vec<u8>) -> Pin<Box<dyn Future<Output = Vec<u8>>>>>;
+/// Length u32 and kind u8.
+const FRAME_HEADER_BYTES: usize = 5;
+
+struct Peer {
+    address: SocketAddr,
+    queue: RefCell<VecDeque<Message>>,
+    signal: Signal,
+}
+
+/// Outbound queues to the other voters, and the tasks that drain them.
+#[derive(Clone)]
+pub struct Peers {
+    node_id: i32,
+    peers: Rc<BTreeMap<i32, Peer>>,
+}
+
+impl Peers {
+    /// `voters`: every voter's node id and controller address (this node's
+    /// own entry is skipped).
+    pub fn new(node_id: i32, voters: &[(i32, SocketAddr)]) -> Peers {
+        let peers = voters
+            .iter()
+            .filter(|(id, _)| *id != node_id)
+            .map(|(id, address)| {
+                let peer = Peer {
+                    address: *address,
+                    queue: RefCell::new(VecDeque::new()),
+                    signal: Signal::new(),
+                };
+                (*id, peer)
+            })
+            .collect();
+        Peers {
+            node_id,
+            peers: Rc::new(peers),
+        }
+    }
+
+    /// Queues a message for its peer; dropped when the queue is full or the
+    /// peer is unknown.
+    pub fn send(&self, message: Message) {
+        let Some(peer) = self.peers.get(&node_id(message.to)) else {
+            return;
+        };
+        let mut queue = peer.queue.borrow_mut();
+        if queue.len() >= PEER_QUEUE_MAX {
+            return;
+        }
+        queue.push_back(message);
+        drop(queue);
+        peer.signal.notify();
+    }
+
+    /// Starts one sender task per peer on the current executor.
+    pub fn start_senders(&self) {
+        for id in self.peers.keys() {
+            let peers = self.clone();
+            let id = *id;
+            glommio::spawn_local(async move { peers.send_loop(id).await }).detach();
+        }
+    }
+
+    async fn send_loop(self, id: i32) {
+        let Some(peer) = self.peers.get(&id) else {
+            return;
+        };
+        let mut stream: Option<TcpStream> = None;
+        loop {
+            let queued = peer
+                .signal
+                .wait_for(|| (!peer.queue.borrow().is_empty()).then_some(()));
+            queued.await;
+            if stream.is_none() {
+                match connect(peer.address, self.node_id).await {
+                    Ok(connected) => stream = Some(connected),
+                    Err(error) => {
+                        tracing::debug!(peer = id, %error, "controller peer unreachable");
+                        peer.queue.borrow_mut().clear();
+                        glommio::timer::sleep(CONTROLLER_RECONNECT_BACKOFF).await;
+                        continue;
+                    }
+                }
+            }
+            let messages: Vec<Message> = peer.queue.borrow_mut().drain(..).collect();
+            let mut bytes = Vec::new();
+            for message in messages {
+                match message.write_to_bytes() {
+                    Ok(payload) => push_frame(&mut bytes, KIND_RAFT, &payload),
+                    Err(error) => tracing::error!(%error, "a raft message could not be encoded"),
+                }
+            }
+            if let Some(connected) = stream.as_mut() {
+                if let Err(error) = connected.write_all(&bytes).await {
+                    tracing::debug!(peer = id, %error, "controller connection lost");
+                    stream = None;
+                }
+            }
+        }
+    }
+}
+
+fn push_frame(out: &mut Vec<u8>, kind: u8, payload: &[u8]) {
+    out.extend_from_slice(&((payload.len() + 1) as u32).to_be_bytes());
+    out.push(kind);
+    out.extend_from_slice(payload);
+}
+
+async fn connect(address: SocketAddr, node_id: i32) -> std::io::Result<TcpStream> {
+    let timeout = async {
+        glommio::timer::sleep(CONTROLLER_CONNECT_TIMEOUT).await;
+        Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "connect timed out",
+        ))
+    };
+    let connect = async {
+        TcpStream::connect(address)
+            .await
+            .map_err(|error| std::io::Error::other(error.to_string()))
+    };
+    let mut stream = connect.or(timeout).await?;
+    stream.set_nodelay(true).ok();
+    let mut hello = Vec::new();
+    push_frame(&mut hello, KIND_HELLO, &node_id.to_be_bytes());
+    stream.write_all(&hello).await?;
+    Ok(stream)
+}
+
+/// Reads one frame; the buffer grows only as bytes arrive.
+async fn read_frame(stream: &mut TcpStream) -> Result<Option<(u8, Vec<u8>)>, String> {
+    let mut header = [0u8; FRAME_HEADER_BYTES];
+    let mut filled = 0;
+    while filled < FRAME_HEADER_BYTES {
+        let read = stream
+            .read(&mut header[filled..])
+            .await
+            .map_err(|error| error.to_string())?;
+        if read == 0 {
+            return if filled == 0 {
+                Ok(None)
+            } else {
+                Err("closed mid-frame".into())
+            };
+        }
+        filled += read;
+    }
+    let len = u32::from_be_bytes([header[0], header[1], header[2], header[3]]) as usize;
+    if len == 0 || len > CONTROLLER_FRAME_BYTES_MAX {
+        return Err(format!(
+            "frame of {len} bytes (1 to {CONTROLLER_FRAME_BYTES_MAX} allowed)"
+        ));
+    }
+    let kind = header[4];
+    let mut payload = Vec::new();
+    let wanted = len - 1;
+    let mut chunk = vec![0u8; CONTROLLER_READ_CHUNK_BYTES];
+    while payload.len() < wanted {
+        let take = (wanted - payload.len()).min(chunk.len());
+        let read = stream
+            .read(&mut chunk[..take])
+            .await
+            .map_err(|error| error.to_string())?;
+        if read == 0 {
+            return Err("closed mid-frame".into());
+        }
+        payload.extend_from_slice(&chunk[..read]);
+    }
+    Ok(Some((kind, payload)))
+}
+
+/// Sends a controller request to the node at `address` and waits for its
+/// answer, until `deadline`.
+pub async fn forward(
+    address: SocketAddr,
+    node_id: i32,
+    request: &[u8],
+    deadline: Instant,
+) -> Result<Vec<u8>, String> {
+    let exchange = async {
+        let mut stream = connect(address, node_id)
+            .await
+            .map_err(|error| format!("connecting to {address}: {error}"))?;
+        let mut frame = Vec::with_capacity(request.len() + FRAME_HEADER_BYTES);
+        push_frame(&mut frame, KIND_FORWARD, request);
+        stream
+            .write_all(&frame)
+            .await
+            .map_err(|error| format!("sending to {address}: {error}"))?;
+        match read_frame(&mut stream).await? {
+            Some((KIND_ANSWER, answer)) => Ok(answer),
+            Some((kind, _)) => Err(format!("{address} answered with frame kind {kind}")),
+            None => Err(format!("{address} closed the connection without answering")),
+        }
+    };
+    let timeout = async {
+        glommio::timer::sleep(deadline.saturating_duration_since(Instant::now())).await;
+        Err(format!("{address} did not answer in time"))
+    };
+    exchange.or(timeout).await
+}
+
+/// Accepts peers' connections: hands their Raft messages to the quorum and
+/// serves their forwarded controller requests.
+pub async fn serve(listener: TcpListener, voters: Vec<i32>, quorum: Quorum, forwarder: Forwarder) {
+    loop {
+        let stream = match listener.accept().await {
+            Ok(stream) => stream,
+            Err(error) => {
+                tracing::warn!(%error, "accepting on the controller port failed");
+                glommio::timer::sleep(CONTROLLER_RECONNECT_BACKOFF).await;
+                continue;
+            }
+        };
+        let voters = voters.clone();
+        let quorum = quorum.clone();
+        let forwarder = Rc::clone(&forwarder);
+        glommio::spawn_local(async move {
+            let peer = stream.peer_addr().ok();
+            if let Err(reason) = serve_peer(stream, &voters, &quorum, &forwarder).await {
+                tracing::info!(?peer, %reason, "controller connection closed");
+            }
+        })
+        .detach();
+    }
+}
+
+async fn serve_peer(
+    mut stream: TcpStream,
+    voters: &[i32],
+    quorum: &Quorum,
+    forwarder: &Forwarder,
+) -> Result<(), String> {
+    let from = match read_frame(&mut stream).await? {
+        Some((KIND_HELLO, payload)) if payload.len() == 4 => {
+            i32::from_be_bytes([payload[0], payload[1], payload[2], payload[3]])
+        }
+        Some((kind, _)) => return Err(format!("expected a hello frame, got kind {kind}")),
+        None => return Ok(()),
+    };
+    if !voters.contains(&from) {
+        return Err(format!(
+            "node {from} is not a voter of this quorum (voters: {voters:?}); check controller_voters on both nodes"
+        ));
+    }
+    while let Some((kind, payload)) = read_frame(&mut stream).await? {
+        if kind == KIND_FORWARD {
+            let answer = forwarder(payload).await;
+            let mut frame = Vec::with_capacity(answer.len() + FRAME_HEADER_BYTES);
+            push_frame(&mut frame, KIND_ANSWER, &answer);
+            stream
+                .write_all(&frame)
+                .await
+                .map_err(|error| error.to_string())?;
+            continue;
+        }
+        if kind != KIND_RAFT {
+            return Err(format!("unknown frame kind {kind}"));
+        }
+        let message = Message::parse_from_bytes(&payload)
+            .map_err(|error| format!("malformed raft message: {error}"))?;
+        if message.from != raft_id(from) {
+            return Err(format!(
+                "node {from} sent a message signed as node {}",
+                node_id(message.from)
+            ));
+        }
+        quorum.deliver(message);
+    }
+    Ok(())
+}

@@ -1,0 +1,981 @@
+//! Shard 0 as the broker's controller: it runs this node's member of the
+//! metadata quorum, turns admin requests (CreateTopics, DeleteTopics,
+//! CreatePartitions, config changes, producer-id blocks) into metadata
+//! records, and publishes every applied image to all shards.
+//!
+//! An operation computes the whole new image from the current one (as the
+//! single-node broker did); the records written are the difference
+//! ([`sluice_cluster::records::diff_records`]). Operations run one at a
+//! time, each answered once its records are applied and its image is
+//! published on every shard, so a client that created a topic can produce
+//! to it at once.
+
+use std::cell::{Cell, RefCell};
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sluice_cluster::placement::{place, Candidate};
+use sluice_cluster::records::diff_records;
+use sluice_cluster::transport::{Forwarder, Peers};
+use sluice_cluster::wal::Wal;
+use sluice_cluster::{MetadataNode, MetadataRecord, NodeConfig, Quorum, WriteError};
+use sluice_engine::metadata::{FileMetadataStore, MetadataStore};
+use sluice_engine::notify::Signal;
+use sluice_engine::{
+    BrokerInfo, ClusterMetadata, DmaStorage, PartitionState, ShardId, TopicMetadata,
+};
+
+use super::{
+    base64_url, forward, futures_lite_join_all, random_id, validate_topic_name, Broker,
+    ConfigChange, ControllerRequest, NewTopic, ShardRequest, ShardResponse, TopicOutcome,
+};
+use crate::constants::{
+    LIVENESS_CHECK_INTERVAL, METADATA_WRITE_TIMEOUT, PRODUCER_ID_BLOCK,
+    QUORUM_WAIT_REPORT_INTERVAL, REGISTRATION_RETRY_BACKOFF, REGISTRATION_TIMEOUT,
+};
+use crate::errors::code;
+use crate::topic_config;
+
+/// Producer ids handed out but not yet persisted as used.
+struct ProducerIdBlock {
+    next: i64,
+    end: i64,
+}
+
+/// Shard 0's extra state as the controller.
+pub(super) struct Controller {
+    /// Set once the quorum member is started.
+    quorum: RefCell<Option<Quorum>>,
+    /// Serialises metadata changes: one change is applied and published
+    /// before the next starts.
+    lock: Rc<glommio::sync::Semaphore>,
+    ids: RefCell<ProducerIdBlock>,
+    /// The newest image version every shard has applied.
+    published: Rc<PublishedState>,
+}
+
+impl Controller {
+    pub(super) fn new() -> Controller {
+        Controller {
+            quorum: RefCell::new(None),
+            lock: Rc::new(glommio::sync::Semaphore::new(1)),
+            ids: RefCell::new(ProducerIdBlock { next: 0, end: 0 }),
+            published: Rc::new(PublishedState::default()),
+        }
+    }
+
+    pub(super) fn quorum(&self) -> Option<Quorum> {
+        self.quorum.borrow().clone()
+    }
+}
+
+/// A metadata change that was not made, as a Kafka error.
+#[derive(Debug)]
+pub struct MetadataWriteError {
+    pub code: i16,
+    pub message: String,
+}
+
+impl std::fmt::Display for MetadataWriteError {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str(&self.message)
+    }
+}
+
+fn write_error(error: WriteError) -> MetadataWriteError {
+    match error {
+        WriteError::NotLeader { leader } => MetadataWriteError {
+            code: code::NOT_CONTROLLER,
+            message: match leader {
+                Some(leader) => format!("this node is not the active controller; node {leader} is"),
+                None => "the metadata quorum has no leader at the moment".into(),
+            },
+        },
+        WriteError::TimedOut => MetadataWriteError {
+            code: code::REQUEST_TIMED_OUT,
+            message: "the metadata quorum did not apply the change in time; it may have no \
+                      leader or have lost its majority"
+                .into(),
+        },
+        WriteError::TooLarge { bytes } => MetadataWriteError {
+            code: code::POLICY_VIOLATION,
+            message: format!("the change is {bytes} bytes of metadata, more than one write may hold; make it in smaller requests"),
+        },
+        WriteError::Failed(reason) => MetadataWriteError {
+            code: code::KAFKA_STORAGE_ERROR,
+            message: format!("the metadata log cannot be written: {reason}"),
+        },
+    }
+}
+
+impl Broker {
+    /// Controller start-up: opens this node's metadata log (migrating a
+    /// single-node directory's metadata file into it the first time),
+    /// starts the quorum member, waits for the quorum to elect a leader and
+    /// publishes the image to every shard (each opens its partitions).
+    /// Returns when all shards are ready.
+    pub async fn start_controller(&self) -> Result<(), String> {
+        let Some(controller) = &self.controller else {
+            return Ok(());
+        };
+        let data_dir = self.config.data_dir.clone();
+        let node_id = self.config.node_id;
+        let wal = Wal::new(DmaStorage, &data_dir);
+        let legacy = FileMetadataStore::new(DmaStorage, data_dir.clone(), node_id);
+        let bootstrap = if wal.is_new() {
+            legacy.load().await.map_err(|error| error.to_string())?
+        } else {
+            None
+        };
+        let migrating = bootstrap.is_some();
+        let cluster = &self.config.cluster;
+        let voters: Vec<i32> = if cluster.voters.is_empty() {
+            vec![node_id]
+        } else {
+            cluster.voters.iter().map(|(id, _)| *id).collect()
+        };
+        if migrating && voters != [node_id] {
+            return Err(format!(
+                "{} holds a single-node broker's metadata file; a quorum cannot grow from one node yet: start this node alone (no controller_voters), or start the cluster on empty data directories",
+                data_dir.display()
+            ));
+        }
+        let incarnation = u64::from_be_bytes(random_id()[..8].try_into().unwrap_or([0; 8]));
+        let config = NodeConfig {
+            node_id,
+            incarnation,
+            voters: voters.clone(),
+            snapshot_entries: sluice_cluster::constants::SNAPSHOT_ENTRIES_DEFAULT,
+            snapshot_bytes: sluice_cluster::constants::SNAPSHOT_LOG_BYTES_DEFAULT,
+        };
+        let node = MetadataNode::open(config, wal, bootstrap)
+            .await
+            .map_err(|error| format!("metadata log in {}: {error}", data_dir.display()))?;
+        if migrating {
+            legacy.retire().map_err(|error| error.to_string())?;
+            tracing::info!("the single-node metadata file was moved into the metadata log");
+        }
+        let peers = Peers::new(node_id, &cluster.voters);
+        let sender = peers.clone();
+        let quorum = Quorum::start(node, Rc::new(move |message| sender.send(message)));
+        if let Some(listen) = cluster.controller_listen {
+            let listener = glommio::net::TcpListener::bind(listen)
+                .map_err(|error| format!("cannot bind the controller port {listen}: {error}"))?;
+            let this = self.this.clone();
+            let forwarder: Forwarder = Rc::new(move |bytes: Vec<u8>| {
+                let broker = this.upgrade();
+                Box::pin(async move {
+                    let answer = match (broker, forward::decode_request(&bytes)) {
+                        (Some(broker), Ok(request)) => broker.serve_controller_here(request).await,
+                        (_, Err(error)) => {
+                            tracing::warn!(%error, "a malformed forwarded controller request");
+                            ShardResponse::Done
+                        }
+                        (None, _) => ShardResponse::Done,
+                    };
+                    forward::encode_response(&answer)
+                }) as Pin<Box<dyn Future<Output = Vec<u8>>>>
+            });
+            glommio::spawn_local(sluice_cluster::transport::serve(
+                listener,
+                voters.clone(),
+                quorum.clone(),
+                forwarder,
+            ))
+            .detach();
+        }
+        peers.start_senders();
+        *controller.quorum.borrow_mut() = Some(quorum.clone());
+        self.form_cluster(&quorum, &voters).await?;
+        let (host, port) = self.advertised();
+        let me = BrokerInfo {
+            id: node_id,
+            incarnation,
+            host,
+            port,
+            rack: cluster.rack.clone(),
+            fenced: false,
+        };
+        glommio::spawn_local(keep_registered(quorum.clone(), me.clone())).detach();
+        let watched = quorum.clone();
+        quorum
+            .changes()
+            .wait_for(move || (watched.image().brokers.get(&me.id) == Some(&me)).then_some(()))
+            .await;
+        glommio::spawn_local(watch_brokers(
+            quorum.clone(),
+            Rc::clone(&controller.lock),
+            node_id,
+            Duration::from_millis(cluster.broker_session_timeout_ms),
+        ))
+        .detach();
+        glommio::spawn_local(publish_images(
+            self.mesh.clone(),
+            quorum.clone(),
+            Rc::clone(&controller.published),
+        ))
+        .detach();
+        let version = quorum.image().version;
+        self.wait_published(version).await;
+        Ok(())
+    }
+
+    /// The image controller operations start from: the quorum's newest.
+    /// Waits until the quorum has a leader and the cluster an id (the first
+    /// leader writes one). Logs while it waits: a quorum needs a majority
+    /// of its voters up.
+    async fn form_cluster(&self, quorum: &Quorum, voters: &[i32]) -> Result<(), String> {
+        let started = Instant::now();
+        let mut next_report = started + QUORUM_WAIT_REPORT_INTERVAL;
+        loop {
+            let status = quorum.status();
+            if !quorum.image().cluster_id.is_empty() {
+                return Ok(());
+            }
+            if status.can_decide {
+                let id = base64_url(&random_id());
+                let deadline = Instant::now() + METADATA_WRITE_TIMEOUT;
+                match quorum
+                    .write(vec![MetadataRecord::ClusterId { id }], deadline)
+                    .await
+                {
+                    Ok(_) => continue,
+                    Err(WriteError::Failed(reason)) => {
+                        return Err(format!("the metadata log cannot be written: {reason}"))
+                    }
+                    Err(_) => continue,
+                }
+            }
+            if Instant::now() >= next_report {
+                tracing::warn!(
+                    ?voters,
+                    leader = ?status.leader,
+                    waited_s = started.elapsed().as_secs(),
+                    "waiting for the metadata quorum: a majority of the voters must be up and reach each other's controller ports"
+                );
+                next_report = Instant::now() + QUORUM_WAIT_REPORT_INTERVAL;
+            }
+            let watched = quorum.clone();
+            let changed = quorum.changes().wait_for(move || {
+                let status = watched.status();
+                (status.can_decide || !watched.image().cluster_id.is_empty()).then_some(())
+            });
+            let _ = futures_lite::FutureExt::or(changed, async {
+                glommio::timer::sleep(QUORUM_WAIT_REPORT_INTERVAL).await;
+            })
+            .await;
+        }
+    }
+
+    fn controller_image(&self) -> Arc<ClusterMetadata> {
+        match self.controller.as_ref().and_then(Controller::quorum) {
+            Some(quorum) => quorum.image(),
+            None => self.metadata(),
+        }
+    }
+
+    async fn wait_published(&self, version: u64) {
+        let Some(controller) = &self.controller else {
+            return;
+        };
+        let state = Rc::clone(&controller.published);
+        let waiting = Rc::clone(&state);
+        state
+            .signal
+            .wait_for(move || (waiting.version.get() >= version).then_some(()))
+            .await;
+    }
+
+    /// Writes the difference between `base` and `metadata` to the metadata
+    /// log and waits until every shard has applied it.
+    async fn publish(
+        &self,
+        base: &ClusterMetadata,
+        metadata: ClusterMetadata,
+    ) -> Result<(), MetadataWriteError> {
+        let quorum = self
+            .controller
+            .as_ref()
+            .and_then(Controller::quorum)
+            .ok_or_else(|| write_error(WriteError::NotLeader { leader: None }))?;
+        let records = diff_records(base, &metadata);
+        if records.is_empty() {
+            return Ok(());
+        }
+        // Decisions are made against the image; only a leader that has
+        // applied every earlier term has the current one.
+        let status = quorum.status();
+        if !status.can_decide {
+            return Err(write_error(WriteError::NotLeader {
+                leader: status.leader,
+            }));
+        }
+        let deadline = Instant::now() + METADATA_WRITE_TIMEOUT;
+        let index = quorum.write(records, deadline).await.map_err(write_error)?;
+        self.wait_published(index).await;
+        Ok(())
+    }
+
+    /// A controller request from this node: served here when this node
+    /// is the active controller, else forwarded to it over the controller
+    /// port.
+    pub(super) async fn serve_controller(&self, request: ControllerRequest) -> ShardResponse {
+        let status = self
+            .controller
+            .as_ref()
+            .and_then(Controller::quorum)
+            .map(|quorum| quorum.status());
+        let leader = match status {
+            Some(status) if !status.can_decide => status.leader,
+            _ => None,
+        };
+        let address = leader
+            .filter(|id| *id != self.config.node_id)
+            .and_then(|id| {
+                self.config
+                    .cluster
+                    .voters
+                    .iter()
+                    .find(|(voter, _)| *voter == id)
+                    .map(|(_, address)| (id, *address))
+            });
+        let Some((leader, address)) = address else {
+            return self.serve_controller_here(request).await;
+        };
+        let deadline = Instant::now() + METADATA_WRITE_TIMEOUT;
+        let encoded = forward::encode_request(&request);
+        let answer =
+            sluice_cluster::transport::forward(address, self.config.node_id, &encoded, deadline)
+                .await;
+        match answer
+            .map(|bytes| forward::decode_response(&bytes).map_err(|error| error.to_string()))
+        {
+            Ok(Ok(response)) => response,
+            Ok(Err(reason)) | Err(reason) => {
+                tracing::warn!(leader, %reason, "forwarding a controller request failed");
+                not_controller(&request, &reason)
+            }
+        }
+    }
+
+    /// Serves a controller request on this node, never forwarding it (a
+    /// forwarded request that finds leadership moved is answered
+    /// NOT_CONTROLLER here, so requests cannot bounce between nodes).
+    pub(super) async fn serve_controller_here(&self, request: ControllerRequest) -> ShardResponse {
+        let Some(controller) = &self.controller else {
+            tracing::error!("controller request reached a shard that is not the controller");
+            return ShardResponse::Done;
+        };
+        let Ok(_permit) = controller.lock.acquire_permit(1).await else {
+            return ShardResponse::Done;
+        };
+        match request {
+            ControllerRequest::CreateTopics(topics) => {
+                ShardResponse::Topics(self.create_topics(topics).await)
+            }
+            ControllerRequest::DeleteTopics(names) => {
+                ShardResponse::Topics(self.delete_topics(names).await)
+            }
+            ControllerRequest::CreatePartitions {
+                topic,
+                count,
+                validate_only,
+            } => ShardResponse::Topics(vec![
+                self.create_partitions(topic, count, validate_only).await,
+            ]),
+            ControllerRequest::AlterTopicConfigs {
+                topic,
+                changes,
+                validate_only,
+            } => ShardResponse::Topics(vec![
+                self.alter_configs(topic, changes, validate_only).await,
+            ]),
+            ControllerRequest::AllocateProducerId => {
+                ShardResponse::ProducerId(self.allocate_producer_id(controller).await)
+            }
+        }
+    }
+
+    async fn create_topics(&self, topics: Vec<NewTopic>) -> Vec<TopicOutcome> {
+        let base = self.controller_image();
+        let mut metadata = (*base).clone();
+        let mut outcomes = Vec::with_capacity(topics.len());
+        let mut changed = false;
+        for topic in topics {
+            let mut outcome = TopicOutcome {
+                name: topic.name.clone(),
+                error_code: code::NONE,
+                error_message: None,
+                topic_id: [0; 16],
+                partitions: topic.partitions,
+                replication_factor: 0,
+            };
+            let invalid = if let Err(message) = validate_topic_name(&topic.name) {
+                Some((code::INVALID_TOPIC_EXCEPTION, message))
+            } else if metadata.topics.contains_key(&topic.name) {
+                Some((
+                    code::TOPIC_ALREADY_EXISTS,
+                    format!("Topic '{}' already exists.", topic.name),
+                ))
+            } else if topic.partitions < 1
+                || topic.partitions > sluice_engine::constants::TOPIC_PARTITIONS_MAX
+            {
+                Some((
+                    code::INVALID_PARTITIONS,
+                    format!(
+                        "Number of partitions must be between 1 and {}.",
+                        sluice_engine::constants::TOPIC_PARTITIONS_MAX
+                    ),
+                ))
+            } else {
+                topic
+                    .configs
+                    .iter()
+                    .find_map(|(name, value)| topic_config::validate(name, value).err())
+                    .map(|message| (code::INVALID_CONFIG, message))
+            };
+            let placed = match invalid {
+                Some(invalid) => Err(invalid),
+                None => self.replica_lists(
+                    &metadata,
+                    &topic.name,
+                    0,
+                    topic.partitions,
+                    topic.replication_factor,
+                    &topic.assignments,
+                ),
+            };
+            match placed {
+                Err((error_code, message)) => {
+                    outcome.error_code = error_code;
+                    outcome.error_message = Some(message);
+                }
+                Ok(replica_lists) => {
+                    outcome.replication_factor = replica_lists
+                        .first()
+                        .map_or(0, |replicas| replicas.len() as i16);
+                    if !topic.validate_only {
+                        let id = random_id();
+                        outcome.topic_id = id;
+                        let placement = replica_lists
+                            .into_iter()
+                            .map(|replicas| new_partition_state(&metadata, replicas))
+                            .collect();
+                        metadata.topics.insert(
+                            topic.name.clone(),
+                            TopicMetadata {
+                                name: topic.name.clone(),
+                                id,
+                                partitions: topic.partitions,
+                                configs: topic.configs.clone(),
+                                placement,
+                            },
+                        );
+                        changed = true;
+                    }
+                }
+            }
+            outcomes.push(outcome);
+        }
+        if changed {
+            self.publish_for(&base, metadata, &mut outcomes).await;
+        }
+        outcomes
+    }
+
+    /// Publishes a change made for several topics; if it is not made, each
+    /// topic that had no error of its own gets the reason.
+    async fn publish_for(
+        &self,
+        base: &ClusterMetadata,
+        metadata: ClusterMetadata,
+        outcomes: &mut [TopicOutcome],
+    ) {
+        if let Err(error) = self.publish(base, metadata).await {
+            tracing::warn!(%error, "a metadata change was not made");
+            for outcome in outcomes {
+                if outcome.error_code == code::NONE {
+                    outcome.error_code = error.code;
+                    outcome.error_message = Some(error.message.clone());
+                }
+            }
+        }
+    }
+
+    /// Brokers that may take new replicas: the registered, unfenced ones
+    /// (this node alone while nothing is registered yet).
+    fn candidates(&self, image: &ClusterMetadata) -> Vec<Candidate> {
+        let live: Vec<Candidate> = image
+            .live_brokers()
+            .map(|broker| Candidate {
+                id: broker.id,
+                rack: broker.rack.clone(),
+            })
+            .collect();
+        if live.is_empty() {
+            vec![Candidate {
+                id: self.config.node_id,
+                rack: self.config.cluster.rack.clone(),
+            }]
+        } else {
+            live
+        }
+    }
+
+    /// Replica lists for new partitions: the request's own assignments
+    /// (checked), or placed over the live brokers.
+    fn replica_lists(
+        &self,
+        image: &ClusterMetadata,
+        topic: &str,
+        first: i32,
+        count: i32,
+        replication_factor: i16,
+        assignments: &[Vec<i32>],
+    ) -> Result<Vec<Vec<i32>>, (i16, String)> {
+        if !assignments.is_empty() {
+            let known = |id: &i32| {
+                image.brokers.contains_key(id)
+                    || (image.brokers.is_empty() && *id == self.config.node_id)
+            };
+            let width = assignments[0].len();
+            for replicas in assignments {
+                let mut distinct = replicas.clone();
+                distinct.sort_unstable();
+                distinct.dedup();
+                let reason = if replicas.is_empty() {
+                    Some("a partition has no replicas".to_string())
+                } else if distinct.len() != replicas.len() {
+                    Some(format!("replicas {replicas:?} name a broker twice"))
+                } else if replicas.len() != width {
+                    Some("every partition must have the same number of replicas".to_string())
+                } else {
+                    replicas
+                        .iter()
+                        .find(|id| !known(id))
+                        .map(|id| format!("broker {id} is not registered"))
+                };
+                if let Some(reason) = reason {
+                    return Err((code::INVALID_REPLICA_ASSIGNMENT, reason));
+                }
+            }
+            return Ok(assignments.to_vec());
+        }
+        let replication_factor = if replication_factor == -1 {
+            self.config.default_replication_factor
+        } else {
+            replication_factor
+        };
+        if replication_factor < 1 {
+            return Err((
+                code::INVALID_REPLICATION_FACTOR,
+                "Replication factor must be larger than 0, or -1 to use the default value.".into(),
+            ));
+        }
+        place(
+            &self.candidates(image),
+            topic,
+            first,
+            count,
+            replication_factor as usize,
+        )
+        .map_err(|message| (code::INVALID_REPLICATION_FACTOR, message))
+    }
+
+    async fn delete_topics(&self, names: Vec<String>) -> Vec<TopicOutcome> {
+        let base = self.controller_image();
+        let mut metadata = (*base).clone();
+        let mut outcomes = Vec::with_capacity(names.len());
+        let mut changed = false;
+        for name in names {
+            let mut outcome = TopicOutcome {
+                name: name.clone(),
+                error_code: code::NONE,
+                error_message: None,
+                topic_id: [0; 16],
+                partitions: 0,
+                replication_factor: 0,
+            };
+            if !self.config.delete_topic_enable {
+                outcome.error_code = code::TOPIC_DELETION_DISABLED;
+            } else {
+                match metadata.topics.remove(&name) {
+                    Some(topic) => {
+                        outcome.topic_id = topic.id;
+                        changed = true;
+                    }
+                    None => outcome.error_code = code::UNKNOWN_TOPIC_OR_PARTITION,
+                }
+            }
+            outcomes.push(outcome);
+        }
+        if changed {
+            self.publish_for(&base, metadata, &mut outcomes).await;
+        }
+        outcomes
+    }
+
+    async fn create_partitions(
+        &self,
+        topic: String,
+        count: i32,
+        validate_only: bool,
+    ) -> TopicOutcome {
+        let base = self.controller_image();
+        let mut metadata = (*base).clone();
+        let mut outcome = TopicOutcome {
+            name: topic.clone(),
+            error_code: code::NONE,
+            error_message: None,
+            topic_id: [0; 16],
+            partitions: count,
+            replication_factor: 0,
+        };
+        let Some(existing) = metadata.topics.get_mut(&topic) else {
+            outcome.error_code = code::UNKNOWN_TOPIC_OR_PARTITION;
+            return outcome;
+        };
+        if count <= existing.partitions {
+            outcome.error_code = code::INVALID_PARTITIONS;
+            outcome.error_message = Some(format!(
+                "Topic currently has {} partitions, which is higher than the requested {}.",
+                existing.partitions, count
+            ));
+            return outcome;
+        }
+        if count > sluice_engine::constants::TOPIC_PARTITIONS_MAX {
+            outcome.error_code = code::INVALID_PARTITIONS;
+            return outcome;
+        }
+        let replication_factor = existing
+            .placement
+            .first()
+            .map_or(1, |state| state.replicas.len() as i16);
+        let first = existing.partitions;
+        let placed =
+            self.replica_lists(&base, &topic, first, count - first, replication_factor, &[]);
+        let replica_lists = match placed {
+            Ok(replica_lists) => replica_lists,
+            Err((error_code, message)) => {
+                outcome.error_code = error_code;
+                outcome.error_message = Some(message);
+                return outcome;
+            }
+        };
+        outcome.replication_factor = replication_factor;
+        if validate_only {
+            return outcome;
+        }
+        let Some(existing) = metadata.topics.get_mut(&topic) else {
+            outcome.error_code = code::UNKNOWN_TOPIC_OR_PARTITION;
+            return outcome;
+        };
+        existing.placement.extend(
+            replica_lists
+                .into_iter()
+                .map(|replicas| new_partition_state(&base, replicas)),
+        );
+        existing.partitions = count;
+        outcome.topic_id = existing.id;
+        if let Err(error) = self.publish(&base, metadata).await {
+            outcome.error_code = error.code;
+            outcome.error_message = Some(error.message);
+        }
+        outcome
+    }
+
+    async fn alter_configs(
+        &self,
+        topic: String,
+        changes: Vec<ConfigChange>,
+        validate_only: bool,
+    ) -> TopicOutcome {
+        let base = self.controller_image();
+        let mut metadata = (*base).clone();
+        let mut outcome = TopicOutcome {
+            name: topic.clone(),
+            error_code: code::NONE,
+            error_message: None,
+            topic_id: [0; 16],
+            partitions: 0,
+            replication_factor: 0,
+        };
+        let Some(existing) = metadata.topics.get_mut(&topic) else {
+            outcome.error_code = code::UNKNOWN_TOPIC_OR_PARTITION;
+            return outcome;
+        };
+        let mut configs = existing.configs.clone();
+        for change in changes {
+            let result = match change.operation {
+                0 => match &change.value {
+                    Some(value) => topic_config::validate(&change.name, value).map(|()| {
+                        configs.insert(change.name.clone(), value.clone());
+                    }),
+                    None => Err(format!("no value given to set '{}'", change.name)),
+                },
+                1 => {
+                    if topic_config::names().any(|name| name == change.name) {
+                        configs.remove(&change.name);
+                        Ok(())
+                    } else {
+                        Err(format!("unknown topic config '{}'", change.name))
+                    }
+                }
+                2 | 3 => Err(format!("APPEND and SUBTRACT apply to list configs; '{}' is not one Sluice supports them for", change.name)),
+                other => Err(format!("unknown config operation {other}")),
+            };
+            if let Err(message) = result {
+                outcome.error_code = code::INVALID_CONFIG;
+                outcome.error_message = Some(message);
+                return outcome;
+            }
+        }
+        if validate_only {
+            return outcome;
+        }
+        existing.configs = configs;
+        if let Err(error) = self.publish(&base, metadata).await {
+            outcome.error_code = error.code;
+            outcome.error_message = Some(error.message);
+        }
+        outcome
+    }
+
+    /// Producer ids come from blocks persisted in the metadata, so an id is
+    /// never handed out twice, even across restarts.
+    async fn allocate_producer_id(&self, controller: &Controller) -> i64 {
+        {
+            let mut ids = controller.ids.borrow_mut();
+            if ids.next < ids.end {
+                let id = ids.next;
+                ids.next += 1;
+                return id;
+            }
+        }
+        let base = self.controller_image();
+        let mut metadata = (*base).clone();
+        let start = metadata.next_producer_id;
+        metadata.next_producer_id = start + PRODUCER_ID_BLOCK;
+        if let Err(error) = self.publish(&base, metadata).await {
+            tracing::warn!(%error, "persisting producer ids failed");
+            return -1;
+        }
+        let mut ids = controller.ids.borrow_mut();
+        ids.next = start + 1;
+        ids.end = start + PRODUCER_ID_BLOCK;
+        start
+    }
+
+    /// Sends a controller request to shard 0 and returns its answer.
+    pub async fn controller_call(&self, request: ControllerRequest) -> Option<ShardResponse> {
+        self.mesh
+            .call(ShardId(0), ShardRequest::Controller(request))
+            .await
+    }
+}
+
+/// The answer to a controller request that could not reach the active
+/// controller: every topic gets NOT_CONTROLLER (retriable), a producer-id
+/// request gets no id.
+fn not_controller(request: &ControllerRequest, reason: &str) -> ShardResponse {
+    let outcome = |name: &str| TopicOutcome {
+        name: name.to_string(),
+        error_code: code::NOT_CONTROLLER,
+        error_message: Some(format!(
+            "the active controller could not be reached: {reason}"
+        )),
+        topic_id: [0; 16],
+        partitions: 0,
+        replication_factor: 0,
+    };
+    match request {
+        ControllerRequest::CreateTopics(topics) => {
+            ShardResponse::Topics(topics.iter().map(|topic| outcome(&topic.name)).collect())
+        }
+        ControllerRequest::DeleteTopics(names) => {
+            ShardResponse::Topics(names.iter().map(|name| outcome(name)).collect())
+        }
+        ControllerRequest::CreatePartitions { topic, .. }
+        | ControllerRequest::AlterTopicConfigs { topic, .. } => {
+            ShardResponse::Topics(vec![outcome(topic)])
+        }
+        ControllerRequest::AllocateProducerId => ShardResponse::ProducerId(-1),
+    }
+}
+
+/// Registers this broker (its id, incarnation, endpoint and rack) and
+/// registers it again whenever the image stops showing it so: after a
+/// restart (new incarnation) or when the controller fenced it. Proposals
+/// from a follower are forwarded to the leader by Raft.
+async fn keep_registered(quorum: Quorum, me: BrokerInfo) {
+    loop {
+        let watched = quorum.clone();
+        let wanted = me.clone();
+        quorum
+            .changes()
+            .wait_for(move || {
+                let registered = watched.image().brokers.get(&wanted.id) == Some(&wanted);
+                (!registered && watched.status().leader.is_some()).then_some(())
+            })
+            .await;
+        let deadline = Instant::now() + REGISTRATION_TIMEOUT;
+        let record = MetadataRecord::RegisterBroker(me.clone());
+        if let Err(error) = quorum.write(vec![record], deadline).await {
+            tracing::debug!(?error, "registering with the controller failed; retrying");
+            glommio::timer::sleep(REGISTRATION_RETRY_BACKOFF).await;
+        }
+    }
+}
+
+/// On the active controller: fences the brokers it has not heard from for
+/// `session` (Kafka's `broker.session.timeout.ms`), moves the leadership of
+/// their partitions to another live member of the ISR, and gives partitions
+/// left without a leader back to a live ISR member when one returns.
+/// Followers do not copy data yet, so the ISR of every partition is its
+/// leader alone: a fenced leader's partitions go offline (leader -1,
+/// LEADER_NOT_AVAILABLE) rather than move to a replica without the data
+/// (unclean election is off), and come back when it does.
+async fn watch_brokers(
+    quorum: Quorum,
+    lock: Rc<glommio::sync::Semaphore>,
+    node_id: i32,
+    session: Duration,
+) {
+    // Brokers are judged only after a full session of this node leading:
+    // a new leader has not heard from anyone yet.
+    let mut leading_since: Option<(u64, Instant)> = None;
+    loop {
+        glommio::timer::sleep(LIVENESS_CHECK_INTERVAL).await;
+        let status = quorum.status();
+        if !status.can_decide {
+            leading_since = None;
+            continue;
+        }
+        let since = match leading_since {
+            Some((term, since)) if term == status.term => since,
+            _ => {
+                let now = Instant::now();
+                leading_since = Some((status.term, now));
+                now
+            }
+        };
+        let Ok(_permit) = lock.acquire_permit(1).await else {
+            return;
+        };
+        let base = quorum.image();
+        let now = Instant::now();
+        let mut image = (*base).clone();
+        for broker in image.brokers.values_mut() {
+            let heard = quorum
+                .last_heard(broker.id)
+                .map_or(since, |heard| heard.max(since));
+            if !broker.fenced && broker.id != node_id && now.duration_since(heard) > session {
+                tracing::warn!(
+                    broker = broker.id,
+                    silent_ms = now.duration_since(heard).as_millis() as u64,
+                    "fencing a broker that stopped answering"
+                );
+                broker.fenced = true;
+            }
+        }
+        let live: Vec<i32> = image.live_brokers().map(|broker| broker.id).collect();
+        for topic in image.topics.values_mut() {
+            for state in &mut topic.placement {
+                if state.leader >= 0 {
+                    if live.contains(&state.leader) {
+                        continue;
+                    }
+                    let lost = state.leader;
+                    match state
+                        .isr
+                        .iter()
+                        .copied()
+                        .find(|id| *id != lost && live.contains(id))
+                    {
+                        Some(next) => {
+                            state.isr.retain(|id| *id != lost);
+                            state.leader = next;
+                        }
+                        // The ISR is kept: the lost leader holds the only
+                        // complete copy and leads again when it returns.
+                        None => state.leader = -1,
+                    }
+                } else {
+                    match state.isr.iter().copied().find(|id| live.contains(id)) {
+                        Some(next) => state.leader = next,
+                        None => continue,
+                    }
+                }
+                state.leader_epoch += 1;
+                state.partition_epoch += 1;
+            }
+        }
+        let records = diff_records(&base, &image);
+        if records.is_empty() {
+            continue;
+        }
+        if let Err(error) = quorum.write(records, now + METADATA_WRITE_TIMEOUT).await {
+            tracing::warn!(?error, "recording fenced brokers and leaders failed");
+        }
+    }
+}
+
+/// A new partition's state. Followers do not copy data yet, so only the
+/// leader holds the partition's records: the ISR is the leader alone, and
+/// the metadata never claims copies that do not exist. The leader is the
+/// first replica that is live.
+fn new_partition_state(image: &ClusterMetadata, replicas: Vec<i32>) -> PartitionState {
+    let live = |id: &i32| image.brokers.get(id).is_none_or(|broker| !broker.fenced);
+    let leader = replicas.iter().copied().find(live).unwrap_or(-1);
+    PartitionState {
+        isr: if leader >= 0 {
+            vec![leader]
+        } else {
+            Vec::new()
+        },
+        replicas,
+        leader,
+        leader_epoch: 0,
+        partition_epoch: 0,
+    }
+}
+
+/// What every shard has applied, shared by the publisher task and the
+/// operations waiting on it.
+#[derive(Default)]
+pub(super) struct PublishedState {
+    version: Cell<u64>,
+    signal: Signal,
+}
+
+/// Publishes each new image to every shard, in order, and records the
+/// version all of them have applied.
+async fn publish_images(
+    mesh: Rc<sluice_engine::Mesh<ShardRequest, ShardResponse>>,
+    quorum: Quorum,
+    published: Rc<PublishedState>,
+) {
+    loop {
+        let current = published.version.get();
+        let watched = quorum.clone();
+        let image = quorum
+            .changes()
+            .wait_for(move || {
+                let image = watched.image();
+                (image.version > current).then_some(image)
+            })
+            .await;
+        let calls = (0..mesh.shards()).map(|shard| {
+            mesh.call(
+                ShardId(shard as u16),
+                ShardRequest::ApplyMetadata(Arc::clone(&image)),
+            )
+        });
+        futures_lite_join_all(calls.collect()).await;
+        published.version.set(image.version);
+        published.signal.notify();
+    }
+}

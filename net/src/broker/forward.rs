@@ -1,0 +1,265 @@
+//! Controller requests forwarded between nodes: a node that is not the
+//! active controller sends the request over the controller port to the node
+//! that is, and relays its answer. The encoding uses the cluster layer's
+//! bounds-checked codec; nothing in a forwarded frame is trusted for sizes.
+
+use std::collections::BTreeMap;
+
+use sluice_cluster::codec::{DecodeError, Reader, Writer};
+
+use super::{ConfigChange, ControllerRequest, NewTopic, ShardResponse, TopicOutcome};
+
+mod tag {
+    pub const CREATE_TOPICS: u8 = 1;
+    pub const DELETE_TOPICS: u8 = 2;
+    pub const CREATE_PARTITIONS: u8 = 3;
+    pub const ALTER_TOPIC_CONFIGS: u8 = 4;
+    pub const ALLOCATE_PRODUCER_ID: u8 = 5;
+    pub const TOPICS: u8 = 101;
+    pub const PRODUCER_ID: u8 = 102;
+    pub const NONE: u8 = 103;
+}
+
+fn write_configs(writer: &mut Writer, configs: &BTreeMap<String, String>) {
+    writer.u32(configs.len() as u32);
+    for (name, value) in configs {
+        writer.str(name);
+        writer.str(value);
+    }
+}
+
+fn read_configs(reader: &mut Reader<'_>) -> Result<BTreeMap<String, String>, DecodeError> {
+    let count = reader.count(8)?;
+    let mut configs = BTreeMap::new();
+    for _ in 0..count {
+        let name = reader.str()?;
+        configs.insert(name, reader.str()?);
+    }
+    Ok(configs)
+}
+
+pub fn encode_request(request: &ControllerRequest) -> Vec<u8> {
+    let mut writer = Writer::default();
+    match request {
+        ControllerRequest::CreateTopics(topics) => {
+            writer.u8(tag::CREATE_TOPICS);
+            writer.u32(topics.len() as u32);
+            for topic in topics {
+                writer.str(&topic.name);
+                writer.i32(topic.partitions);
+                writer.u16(topic.replication_factor as u16);
+                writer.u32(topic.assignments.len() as u32);
+                for replicas in &topic.assignments {
+                    writer.i32s(replicas);
+                }
+                write_configs(&mut writer, &topic.configs);
+                writer.bool(topic.validate_only);
+            }
+        }
+        ControllerRequest::DeleteTopics(names) => {
+            writer.u8(tag::DELETE_TOPICS);
+            writer.u32(names.len() as u32);
+            for name in names {
+                writer.str(name);
+            }
+        }
+        ControllerRequest::CreatePartitions {
+            topic,
+            count,
+            validate_only,
+        } => {
+            writer.u8(tag::CREATE_PARTITIONS);
+            writer.str(topic);
+            writer.i32(*count);
+            writer.bool(*validate_only);
+        }
+        ControllerRequest::AlterTopicConfigs {
+            topic,
+            changes,
+            validate_only,
+        } => {
+            writer.u8(tag::ALTER_TOPIC_CONFIGS);
+            writer.str(topic);
+            writer.u32(changes.len() as u32);
+            for change in changes {
+                writer.str(&change.name);
+                writer.u8(change.operation as u8);
+                writer.opt_str(change.value.as_deref());
+            }
+            writer.bool(*validate_only);
+        }
+        ControllerRequest::AllocateProducerId => writer.u8(tag::ALLOCATE_PRODUCER_ID),
+    }
+    writer.bytes
+}
+
+pub fn decode_request(bytes: &[u8]) -> Result<ControllerRequest, DecodeError> {
+    let mut reader = Reader::new(bytes);
+    let request = match reader.u8()? {
+        tag::CREATE_TOPICS => {
+            // A topic is at least a name, counts and a flag: 19 bytes.
+            let count = reader.count(19)?;
+            let mut topics = Vec::with_capacity(count);
+            for _ in 0..count {
+                let name = reader.str()?;
+                let partitions = reader.i32()?;
+                let replication_factor = reader.u16()? as i16;
+                let lists = reader.count(4)?;
+                let mut assignments = Vec::with_capacity(lists);
+                for _ in 0..lists {
+                    assignments.push(reader.i32s()?);
+                }
+                let configs = read_configs(&mut reader)?;
+                let validate_only = reader.bool()?;
+                topics.push(NewTopic {
+                    name,
+                    partitions,
+                    replication_factor,
+                    assignments,
+                    configs,
+                    validate_only,
+                });
+            }
+            ControllerRequest::CreateTopics(topics)
+        }
+        tag::DELETE_TOPICS => {
+            let count = reader.count(4)?;
+            let names = (0..count)
+                .map(|_| reader.str())
+                .collect::<Result<Vec<String>, DecodeError>>()?;
+            ControllerRequest::DeleteTopics(names)
+        }
+        tag::CREATE_PARTITIONS => ControllerRequest::CreatePartitions {
+            topic: reader.str()?,
+            count: reader.i32()?,
+            validate_only: reader.bool()?,
+        },
+        tag::ALTER_TOPIC_CONFIGS => {
+            let topic = reader.str()?;
+            let count = reader.count(6)?;
+            let mut changes = Vec::with_capacity(count);
+            for _ in 0..count {
+                changes.push(ConfigChange {
+                    name: reader.str()?,
+                    operation: reader.u8()? as i8,
+                    value: reader.opt_str()?,
+                });
+            }
+            ControllerRequest::AlterTopicConfigs {
+                topic,
+                changes,
+                validate_only: reader.bool()?,
+            }
+        }
+        tag::ALLOCATE_PRODUCER_ID => ControllerRequest::AllocateProducerId,
+        other => return Err(DecodeError(format!("unknown controller request {other}"))),
+    };
+    reader.finish()?;
+    Ok(request)
+}
+
+pub fn encode_response(response: &ShardResponse) -> Vec<u8> {
+    let mut writer = Writer::default();
+    match response {
+        ShardResponse::Topics(outcomes) => {
+            writer.u8(tag::TOPICS);
+            writer.u32(outcomes.len() as u32);
+            for outcome in outcomes {
+                writer.str(&outcome.name);
+                writer.u16(outcome.error_code as u16);
+                writer.opt_str(outcome.error_message.as_deref());
+                writer.raw(&outcome.topic_id);
+                writer.i32(outcome.partitions);
+                writer.u16(outcome.replication_factor as u16);
+            }
+        }
+        ShardResponse::ProducerId(id) => {
+            writer.u8(tag::PRODUCER_ID);
+            writer.i64(*id);
+        }
+        _ => writer.u8(tag::NONE),
+    }
+    writer.bytes
+}
+
+pub fn decode_response(bytes: &[u8]) -> Result<ShardResponse, DecodeError> {
+    let mut reader = Reader::new(bytes);
+    let response = match reader.u8()? {
+        tag::TOPICS => {
+            // Name length, code, flag, id, partitions, factor: 29 bytes.
+            let count = reader.count(29)?;
+            let mut outcomes = Vec::with_capacity(count);
+            for _ in 0..count {
+                outcomes.push(TopicOutcome {
+                    name: reader.str()?,
+                    error_code: reader.u16()? as i16,
+                    error_message: reader.opt_str()?,
+                    topic_id: reader.id()?,
+                    partitions: reader.i32()?,
+                    replication_factor: reader.u16()? as i16,
+                });
+            }
+            ShardResponse::Topics(outcomes)
+        }
+        tag::PRODUCER_ID => ShardResponse::ProducerId(reader.i64()?),
+        tag::NONE => ShardResponse::Done,
+        other => return Err(DecodeError(format!("unknown controller answer {other}"))),
+    };
+    reader.finish()?;
+    Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_and_answers_round_trip_and_truncations_are_refused() {
+        let mut configs = BTreeMap::new();
+        configs.insert("retention.ms".to_string(), "60000".to_string());
+        let request = ControllerRequest::CreateTopics(vec![NewTopic {
+            name: "t".into(),
+            partitions: 3,
+            replication_factor: -1,
+            assignments: vec![vec![1, 2], vec![2, 3], vec![3, 1]],
+            configs,
+            validate_only: true,
+        }]);
+        let bytes = encode_request(&request);
+        assert_eq!(
+            format!("{:?}", decode_request(&bytes).unwrap()),
+            format!("{request:?}")
+        );
+        for len in 0..bytes.len() {
+            assert!(decode_request(&bytes[..len]).is_err(), "cut at {len}");
+        }
+        let answer = ShardResponse::Topics(vec![TopicOutcome {
+            name: "t".into(),
+            error_code: 41,
+            error_message: Some("not the controller".into()),
+            topic_id: [9; 16],
+            partitions: 3,
+            replication_factor: 2,
+        }]);
+        let bytes = encode_response(&answer);
+        assert_eq!(
+            format!("{:?}", decode_response(&bytes).unwrap()),
+            format!("{answer:?}")
+        );
+        let changes = ControllerRequest::AlterTopicConfigs {
+            topic: "t".into(),
+            changes: vec![ConfigChange {
+                name: "retention.ms".into(),
+                operation: 1,
+                value: None,
+            }],
+            validate_only: false,
+        };
+        let bytes = encode_request(&changes);
+        assert_eq!(
+            format!("{:?}", decode_request(&bytes).unwrap()),
+            format!("{changes:?}")
+        );
+        assert!(decode_request(&[0xee]).is_err());
+    }
+}
