@@ -76,7 +76,8 @@ mod kind {
 /// The smallest encoding of any record (type and version bytes).
 const RECORD_BYTES_MIN: usize = 2;
 
-fn write_configs(writer: &mut Writer, configs: &BTreeMap<String, String>) {
+/// Writes a config map: count, then name and value strings.
+pub fn write_configs(writer: &mut Writer, configs: &BTreeMap<String, String>) {
     writer.u32(configs.len() as u32);
     for (name, value) in configs {
         writer.str(name);
@@ -84,7 +85,8 @@ fn write_configs(writer: &mut Writer, configs: &BTreeMap<String, String>) {
     }
 }
 
-fn read_configs(reader: &mut Reader<'_>) -> Result<BTreeMap<String, String>, DecodeError> {
+/// Reads what [`write_configs`] wrote.
+pub fn read_configs(reader: &mut Reader<'_>) -> Result<BTreeMap<String, String>, DecodeError> {
     // A config entry is at least two empty strings (two u32 lengths).
     let count = reader.count(8)?;
     let mut configs = BTreeMap::new();

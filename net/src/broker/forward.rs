@@ -3,9 +3,8 @@
 //! that is, and relays its answer. The encoding uses the cluster layer's
 //! bounds-checked codec; nothing in a forwarded frame is trusted for sizes.
 
-use std::collections::BTreeMap;
-
 use sluice_cluster::codec::{DecodeError, Reader, Writer};
+use sluice_cluster::records::{read_configs, write_configs};
 
 use super::{ConfigChange, ControllerRequest, NewTopic, ShardResponse, TopicOutcome};
 
@@ -18,24 +17,6 @@ mod tag {
     pub const TOPICS: u8 = 101;
     pub const PRODUCER_ID: u8 = 102;
     pub const NONE: u8 = 103;
-}
-
-fn write_configs(writer: &mut Writer, configs: &BTreeMap<String, String>) {
-    writer.u32(configs.len() as u32);
-    for (name, value) in configs {
-        writer.str(name);
-        writer.str(value);
-    }
-}
-
-fn read_configs(reader: &mut Reader<'_>) -> Result<BTreeMap<String, String>, DecodeError> {
-    let count = reader.count(8)?;
-    let mut configs = BTreeMap::new();
-    for _ in 0..count {
-        let name = reader.str()?;
-        configs.insert(name, reader.str()?);
-    }
-    Ok(configs)
 }
 
 pub fn encode_request(request: &ControllerRequest) -> Vec<u8> {
@@ -211,6 +192,8 @@ pub fn decode_response(bytes: &[u8]) -> Result<ShardResponse, DecodeError> {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use super::*;
 
     #[test]
