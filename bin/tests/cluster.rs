@@ -98,18 +98,10 @@ fn broker_ids(broker: &TestBroker) -> BTreeSet<i32> {
 /// DescribeQuorum on every broker: the leader answers with the three
 /// voters and how far each has replicated; the others name that leader.
 fn check_quorum_description(brokers: &[TestBroker]) {
-    use kafka_protocol::messages::describe_quorum_request::{PartitionData, TopicData};
-    use kafka_protocol::messages::{ApiKey, DescribeQuorumRequest, DescribeQuorumResponse};
-    let mut request = DescribeQuorumRequest::default();
-    let mut topic = TopicData::default();
-    topic.topic_name = common::text("__cluster_metadata").into();
-    topic.partitions = vec![PartitionData::default()];
-    request.topics = vec![topic];
     let mut leaders = BTreeSet::new();
     let mut answered_by_leader = 0;
     for broker in brokers {
-        let response: DescribeQuorumResponse =
-            common::WireClient::new(broker).call(ApiKey::DescribeQuorum, 2, &request);
+        let response = describe_quorum(broker, 2);
         let partition = &response.topics[0].partitions[0];
         leaders.insert(partition.leader_id.0);
         assert_eq!(
@@ -259,47 +251,108 @@ fn a_killed_broker_is_fenced_and_leads_again_after_restart() {
     );
     let before = leaders(&brokers[0]);
     produce_records(&brokers[0]);
-
-    // kill -9 of broker 3: fenced (gone from the broker list) and its
-    // partitions without a leader, since no other replica has their data.
-    let victim = 3;
-    let killed_at = Instant::now();
-    brokers[victim as usize - 1].stop(Stop::Kill);
-    let survivors: BTreeSet<i32> = (1..victim).collect();
-    wait_until("broker 3 fenced", Duration::from_secs(20), || {
-        broker_ids(&brokers[0]) == survivors
-    });
-    let fenced_after = killed_at.elapsed();
-    let offline = leaders(&brokers[0]);
-    for (partition, leader) in &before {
-        if *leader == victim {
+    // SLUICE_FAILOVER_KILLS=N kills N brokers in turn (for the figures in
+    // the README); one by default.
+    let kills: usize = std::env::var("SLUICE_FAILOVER_KILLS")
+        .ok()
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(1);
+    let mut fenced_ms = Vec::new();
+    let mut elected_ms = Vec::new();
+    let mut restored_ms = Vec::new();
+    for kill in 0..kills {
+        let victim = (kill % NODES) as i32 + 1;
+        let observer = &brokers[victim as usize % NODES];
+        let controller_before = quorum_leader(observer);
+        // kill -9: fenced (gone from the broker list) and its partitions
+        // without a leader, since no other replica has their data.
+        let killed_at = Instant::now();
+        brokers[victim as usize - 1].stop(Stop::Kill);
+        let observer = &brokers[victim as usize % NODES];
+        let survivors: BTreeSet<i32> = everyone
+            .iter()
+            .copied()
+            .filter(|id| *id != victim)
+            .collect();
+        if controller_before == victim {
+            wait_until("a new controller", Duration::from_secs(20), || {
+                let leader = quorum_leader(observer);
+                leader >= 0 && leader != victim
+            });
+            elected_ms.push(killed_at.elapsed().as_millis() as u64);
+        }
+        wait_until("the killed broker fenced", Duration::from_secs(20), || {
+            broker_ids(observer) == survivors
+        });
+        fenced_ms.push(killed_at.elapsed().as_millis() as u64);
+        let offline = leaders(observer);
+        for (partition, leader) in &before {
+            let expected = if *leader == victim { -1 } else { *leader };
             assert_eq!(
-                offline[partition], -1,
-                "partition {partition} of the fenced leader"
+                offline[partition], expected,
+                "partition {partition} led by {leader} after broker {victim} was fenced"
             );
-        } else {
-            assert_eq!(
-                offline[partition], *leader,
-                "partition {partition} kept its leader"
+        }
+        // Restarted, it registers again and leads its partitions again,
+        // with every record.
+        let restarted_at = Instant::now();
+        brokers[victim as usize - 1].start_again();
+        let observer = &brokers[victim as usize % NODES];
+        wait_until("leaders restored", Duration::from_secs(20), || {
+            leaders(observer) == before
+        });
+        restored_ms.push(restarted_at.elapsed().as_millis() as u64);
+        for broker in &brokers {
+            wait_until(
+                "leaders restored everywhere",
+                Duration::from_secs(20),
+                || leaders(broker) == before,
             );
         }
     }
-    eprintln!(
-        "broker fenced {} ms after kill -9",
-        fenced_after.as_millis()
+    let summary = |name: &str, values: &mut Vec<u64>| {
+        values.sort_unstable();
+        if let (Some(median), Some(worst)) = (values.get(values.len() / 2), values.last()) {
+            eprintln!(
+                "{name}: median {median} ms, worst {worst} ms over {}",
+                values.len()
+            );
+        }
+    };
+    summary("kill -9 to fenced (seen in Metadata)", &mut fenced_ms);
+    summary(
+        "kill -9 of the controller to a new one (DescribeQuorum)",
+        &mut elected_ms,
     );
-
-    // Restarted, it registers again and leads its partitions again, with
-    // every record.
-    brokers[victim as usize - 1].start_again();
-    for broker in &brokers {
-        wait_until("leaders restored", Duration::from_secs(20), || {
-            leaders(broker) == before
-        });
-    }
+    summary(
+        "restart to leading again (process start included)",
+        &mut restored_ms,
+    );
     let read = read_all(&brokers[1], TOPIC, PARTITIONS);
     let count: usize = read.values().map(Vec::len).sum();
-    assert_eq!(count, RECORDS, "records after the leader came back");
+    assert_eq!(count, RECORDS, "records after the leaders came back");
+}
+
+/// The metadata quorum's leader as `broker` reports it (-1: none known).
+fn quorum_leader(broker: &TestBroker) -> i32 {
+    describe_quorum(broker, 0).topics[0].partitions[0]
+        .leader_id
+        .0
+}
+
+/// DescribeQuorum of `__cluster_metadata` partition 0, straight to `broker`.
+fn describe_quorum(
+    broker: &TestBroker,
+    version: i16,
+) -> kafka_protocol::messages::DescribeQuorumResponse {
+    use kafka_protocol::messages::describe_quorum_request::{PartitionData, TopicData};
+    use kafka_protocol::messages::{ApiKey, DescribeQuorumRequest};
+    let mut request = DescribeQuorumRequest::default();
+    let mut topic = TopicData::default();
+    topic.topic_name = common::text("__cluster_metadata").into();
+    topic.partitions = vec![PartitionData::default()];
+    request.topics = vec![topic];
+    common::WireClient::new(broker).call(ApiKey::DescribeQuorum, version, &request)
 }
 
 #[test]
