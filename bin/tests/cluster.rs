@@ -331,6 +331,46 @@ fn a_killed_broker_is_fenced_and_leads_again_after_restart() {
     let read = read_all(&brokers[1], TOPIC, PARTITIONS);
     let count: usize = read.values().map(Vec::len).sum();
     assert_eq!(count, RECORDS, "records after the leaders came back");
+
+    // Each fencing and each return bumped the leader epoch of broker 1's
+    // partitions: a client that sends an older epoch is fenced, a newer one
+    // is unknown, the current one is served.
+    let epoch = 2 * kills.div_ceil(NODES) as i32;
+    let (&partition, _) = before
+        .iter()
+        .find(|(_, leader)| **leader == 1)
+        .expect("broker 1 leads a partition");
+    assert_eq!(
+        list_offsets_code(&brokers[0], partition, epoch - 1),
+        74,
+        "FENCED_LEADER_EPOCH"
+    );
+    assert_eq!(
+        list_offsets_code(&brokers[0], partition, epoch + 1),
+        76,
+        "UNKNOWN_LEADER_EPOCH"
+    );
+    assert_eq!(list_offsets_code(&brokers[0], partition, epoch), 0);
+}
+
+/// The error code of ListOffsets (latest) for one partition of `TOPIC` sent
+/// with `epoch` as the client's current leader epoch.
+fn list_offsets_code(broker: &TestBroker, partition: i32, epoch: i32) -> i16 {
+    use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+    use kafka_protocol::messages::{ApiKey, ListOffsetsRequest, ListOffsetsResponse, TopicName};
+    let mut wanted = ListOffsetsPartition::default();
+    wanted.partition_index = partition;
+    wanted.current_leader_epoch = epoch;
+    wanted.timestamp = -1;
+    let mut topic = ListOffsetsTopic::default();
+    topic.name = TopicName(common::text(TOPIC));
+    topic.partitions = vec![wanted];
+    let mut request = ListOffsetsRequest::default();
+    request.replica_id = kafka_protocol::messages::BrokerId(-1);
+    request.topics = vec![topic];
+    let response: ListOffsetsResponse =
+        common::WireClient::new(broker).call(ApiKey::ListOffsets, 7, &request);
+    response.topics[0].partitions[0].error_code
 }
 
 /// The metadata quorum's leader as `broker` reports it (-1: none known).

@@ -598,6 +598,25 @@ impl Broker {
                 }
             }
         }
+        // Batches appended from now on carry the partition's leader epoch
+        // (OffsetForLeaderEpoch and followers' truncation go by it).
+        let led: Vec<(Rc<Log>, i32)> = self
+            .logs
+            .borrow()
+            .iter()
+            .filter_map(|(topic, partition, log)| {
+                let state = metadata.partition(topic, partition)?;
+                (state.leader == node).then(|| (Rc::clone(log), state.leader_epoch))
+            })
+            .collect();
+        for (log, epoch) in led {
+            if let Err(error) = log
+                .set_leader_epoch(sluice_engine::types::LeaderEpoch(epoch))
+                .await
+            {
+                tracing::warn!(%error, dir = %log.dir().display(), "recording the leader epoch failed");
+            }
+        }
         self.groups.on_metadata(&metadata);
         self.txns.on_metadata(&metadata);
         if !self.ready.get() {

@@ -47,6 +47,8 @@ pub mod code {
     pub const LOG_DIR_NOT_FOUND: i16 = 57;
     pub const UNKNOWN_PRODUCER_ID: i16 = 59;
     pub const NOT_CONTROLLER: i16 = 41;
+    pub const FENCED_LEADER_EPOCH: i16 = 74;
+    pub const UNKNOWN_LEADER_EPOCH: i16 = 76;
     pub const LEADER_NOT_AVAILABLE: i16 = 5;
     pub const POLICY_VIOLATION: i16 = 44;
     pub const INVALID_RECORD: i16 = 87;
@@ -124,5 +126,28 @@ pub fn read_error_code(error: &ReadError) -> i16 {
     match error {
         ReadError::OffsetOutOfRange { .. } => code::OFFSET_OUT_OF_RANGE,
         ReadError::Storage(_) => code::KAFKA_STORAGE_ERROR,
+    }
+}
+
+/// Kafka's check of the leader epoch a client sent with a partition (-1:
+/// none): older than the partition's current epoch is FENCED_LEADER_EPOCH
+/// (the client's metadata is stale), newer is UNKNOWN_LEADER_EPOCH (the
+/// client knows of a leader this broker has not heard of yet).
+pub fn leader_epoch_error(
+    metadata: &sluice_engine::ClusterMetadata,
+    topic: &str,
+    partition: i32,
+    client_epoch: i32,
+) -> Option<i16> {
+    if client_epoch < 0 {
+        return None;
+    }
+    let current = metadata.partition(topic, partition)?.leader_epoch;
+    if client_epoch < current {
+        Some(code::FENCED_LEADER_EPOCH)
+    } else if client_epoch > current {
+        Some(code::UNKNOWN_LEADER_EPOCH)
+    } else {
+        None
     }
 }

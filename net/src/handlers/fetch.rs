@@ -22,7 +22,7 @@ use crate::broker::{
     ShardResponse,
 };
 use crate::constants::{FETCH_RESPONSE_BYTES_MAX, FETCH_WAIT_MS_MAX};
-use crate::errors::code;
+use crate::errors::{code, leader_epoch_error};
 
 pub const VERSIONS: (i16, i16) = (4, 16);
 
@@ -83,8 +83,17 @@ pub async fn handle(
             };
             let entry = match found {
                 Some(meta) if partition.partition >= 0 && partition.partition < meta.partitions => {
+                    let epoch_error = leader_epoch_error(
+                        &metadata,
+                        &meta.name,
+                        partition.partition,
+                        partition.current_leader_epoch,
+                    );
                     if partition.partition_max_bytes < 0 {
                         outcome.error_code = code::INVALID_FETCH_SIZE;
+                        None
+                    } else if let Some(error_code) = epoch_error {
+                        outcome.error_code = error_code;
                         None
                     } else {
                         Some(ReadEntry {

@@ -13,7 +13,7 @@ use super::encode;
 use crate::broker::{
     futures_lite_join_all, Broker, OffsetQueryEntry, PerShard, ShardRequest, ShardResponse,
 };
-use crate::errors::code;
+use crate::errors::{code, leader_epoch_error};
 
 pub const VERSIONS: (i16, i16) = (1, 9);
 
@@ -35,10 +35,21 @@ pub async fn handle(
         let mut topic_results = Vec::new();
         for (partition_index, partition) in topic.partitions.iter().enumerate() {
             topic_results.push((code::UNKNOWN_TOPIC_OR_PARTITION, -1, -1));
-            let known = broker.metadata().topics.get(name).is_some_and(|meta| {
+            let metadata = broker.metadata();
+            let known = metadata.topics.get(name).is_some_and(|meta| {
                 partition.partition_index >= 0 && partition.partition_index < meta.partitions
             });
-            if known {
+            let epoch_error = leader_epoch_error(
+                &metadata,
+                name,
+                partition.partition_index,
+                partition.current_leader_epoch,
+            );
+            if let (true, Some(error_code)) = (known, epoch_error) {
+                if let Some(result) = topic_results.last_mut() {
+                    *result = (error_code, -1, -1);
+                }
+            } else if known {
                 let shard = broker.owner(name, partition.partition_index);
                 let (positions, queries) = &mut per_shard[shard.0 as usize];
                 positions.push((topic_index, partition_index));
