@@ -208,6 +208,29 @@ fn three_brokers_form_one_cluster_and_place_replicas_across_it() {
     let count: usize = read.values().map(Vec::len).sum();
     assert_eq!(count, RECORDS);
 
+    // SLUICE_METADATA_TOPICS=N creates N more topics, one CreateTopics
+    // request each (for the README's metadata-write figures); 20 by default.
+    let extra: usize = std::env::var("SLUICE_METADATA_TOPICS")
+        .ok()
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(20);
+    let admin = brokers[0].admin();
+    let started = Instant::now();
+    for index in 0..extra {
+        let name = format!("many-{index}");
+        let topic = NewTopic::new(&name, 1, TopicReplication::Fixed(3));
+        let results =
+            futures_lite::future::block_on(admin.create_topics(&[topic], &admin_options()))
+                .expect("CreateTopics answered");
+        assert!(results[0].is_ok(), "{name}: {:?}", results[0]);
+    }
+    let elapsed = started.elapsed();
+    eprintln!(
+        "{extra} topics created one request at a time in {} ms: {:.0} topics/s",
+        elapsed.as_millis(),
+        extra as f64 / elapsed.as_secs_f64()
+    );
+
     // The whole cluster killed at once: the metadata is intact after.
     for broker in &mut brokers {
         broker.stop(Stop::Kill);
