@@ -1173,7 +1173,20 @@ fn group_reset_offsets(
 
 fn cluster_info(admin: &mut Admin, json: bool) -> Result<String, ClientError> {
     let cluster = admin.describe_cluster()?;
+    let quorum = admin.describe_quorum()?;
     if json {
+        let quorum = quorum.as_ref().map(|quorum| {
+            json!({
+                "leader": quorum.leader,
+                "epoch": quorum.epoch,
+                "high_watermark": quorum.high_watermark,
+                "voters": quorum
+                    .voters
+                    .iter()
+                    .map(|(id, log_end)| json!({"node_id": id, "log_end_offset": log_end}))
+                    .collect::<Vec<Value>>(),
+            })
+        });
         let brokers: Vec<Value> = cluster
             .brokers
             .iter()
@@ -1190,6 +1203,7 @@ fn cluster_info(admin: &mut Admin, json: bool) -> Result<String, ClientError> {
             "cluster_id": cluster.cluster_id,
             "controller_id": cluster.controller_id,
             "brokers": brokers,
+            "quorum": quorum,
         })));
     }
     let mut out = String::new();
@@ -1223,6 +1237,28 @@ fn cluster_info(admin: &mut Admin, json: bool) -> Result<String, ClientError> {
         })
         .collect();
     out.push_str(&table(&["BROKER", "HOST", "PORT", "RACK", "ROLE"], &rows));
+    if let Some(quorum) = quorum {
+        out.push('\n');
+        let _ = writeln!(
+            out,
+            "Quorum:      leader {}, epoch {}, committed {}",
+            quorum.leader, quorum.epoch, quorum.high_watermark
+        );
+        out.push('\n');
+        let rows: Vec<Vec<String>> = quorum
+            .voters
+            .iter()
+            .map(|(id, log_end)| {
+                let lag = if *log_end >= 0 {
+                    (quorum.high_watermark - log_end).max(0).to_string()
+                } else {
+                    "-".to_string()
+                };
+                vec![id.to_string(), log_end.to_string(), lag]
+            })
+            .collect();
+        out.push_str(&table(&["VOTER", "LOG END", "LAG"], &rows));
+    }
     Ok(out)
 }
 

@@ -208,6 +208,8 @@ fn three_brokers_form_one_cluster_and_place_replicas_across_it() {
     let count: usize = read.values().map(Vec::len).sum();
     assert_eq!(count, RECORDS);
 
+    check_admin_output(&brokers[2], &first);
+
     // SLUICE_METADATA_TOPICS=N creates N more topics, one CreateTopics
     // request each (for the README's metadata-write figures); 20 by default.
     let extra: usize = std::env::var("SLUICE_METADATA_TOPICS")
@@ -394,6 +396,53 @@ fn list_offsets_code(broker: &TestBroker, partition: i32, epoch: i32) -> i16 {
     let response: ListOffsetsResponse =
         common::WireClient::new(broker).call(ApiKey::ListOffsets, 7, &request);
     response.topics[0].partitions[0].error_code
+}
+
+/// `sluice ARGS --bootstrap BROKER`: its standard output; it must succeed.
+fn cli(broker: &TestBroker, args: &[&str]) -> String {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(args)
+        .args(["--bootstrap", &broker.bootstrap()])
+        .output()
+        .expect("running sluice");
+    assert!(
+        output.status.success(),
+        "sluice {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// `sluice cluster info` shows the three brokers with racks, the
+/// controller and the quorum's voters; `sluice topic describe` shows each
+/// partition's leader, replicas and ISR as Metadata does.
+fn check_admin_output(broker: &TestBroker, layout: &Layout) {
+    let info = cli(broker, &["cluster", "info"]);
+    assert!(info.contains("Brokers:     3"), "{info}");
+    for node in 1..=NODES {
+        assert!(info.contains(&format!("rack-{node}")), "{info}");
+    }
+    assert!(info.contains("controller"), "{info}");
+    assert!(info.contains("Quorum:      leader"), "{info}");
+    let voters = info
+        .lines()
+        .skip_while(|line| !line.starts_with("VOTER"))
+        .skip(1)
+        .filter(|line| !line.trim().is_empty())
+        .count();
+    assert_eq!(voters, NODES, "{info}");
+    let described = cli(broker, &["topic", "describe", TOPIC]);
+    for (partition, leader, replicas, isr) in layout {
+        let row = described
+            .lines()
+            .find(|line| line.split_whitespace().next() == Some(&partition.to_string()))
+            .unwrap_or_else(|| panic!("partition {partition} missing:\n{described}"));
+        let columns: Vec<&str> = row.split_whitespace().collect();
+        assert_eq!(columns[1], leader.to_string(), "{row}");
+        let list = |ids: &[i32]| ids.iter().map(i32::to_string).collect::<Vec<_>>().join(",");
+        assert_eq!(columns[2], list(replicas), "{row}");
+        assert_eq!(columns[3], list(isr), "{row}");
+    }
 }
 
 /// The metadata quorum's leader as `broker` reports it (-1: none known).

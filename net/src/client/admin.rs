@@ -29,6 +29,8 @@ use super::connection::Connection;
 use super::error::{ClientError, KafkaError};
 use super::ClientOptions;
 
+/// The metadata log's name in DescribeQuorum (Kafka's KRaft name).
+const METADATA_LOG_TOPIC: &str = "__cluster_metadata";
 /// Kafka's NOT_CONTROLLER error code.
 const NOT_CONTROLLER: i16 = 41;
 /// Kafka's UNKNOWN_TOPIC_OR_PARTITION error code.
@@ -146,6 +148,18 @@ pub struct ClusterInfo {
     pub brokers: Vec<BrokerNode>,
     /// True when the broker lacked DescribeCluster and Metadata answered.
     pub from_metadata: bool,
+}
+
+/// The metadata quorum as its leader describes it (DescribeQuorum).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QuorumInfo {
+    pub leader: i32,
+    /// The leader's Raft term (Kafka's leader epoch of the metadata log).
+    pub epoch: i32,
+    /// The committed index.
+    pub high_watermark: i64,
+    /// Each voter and how far its log is replicated (-1: unknown).
+    pub voters: Vec<(i32, i64)>,
 }
 
 /// A topic to create. `None` leaves the choice to the broker.
@@ -684,6 +698,49 @@ impl Admin {
             brokers,
             from_metadata: false,
         })
+    }
+
+    /// The metadata quorum, asked of the active controller; `None` when the
+    /// broker does not offer DescribeQuorum.
+    pub fn describe_quorum(&mut self) -> Result<Option<QuorumInfo>, ClientError> {
+        use kafka_protocol::messages::describe_quorum_request::{PartitionData, TopicData};
+        use kafka_protocol::messages::DescribeQuorumRequest;
+        if !self.bootstrap.supports(ApiKey::DescribeQuorum) {
+            return Ok(None);
+        }
+        let mut topic = TopicData::default();
+        topic.topic_name = TopicName(StrBytes::from_static_str(METADATA_LOG_TOPIC));
+        topic.partitions = vec![PartitionData::default()];
+        let mut request = DescribeQuorumRequest::default();
+        request.topics = vec![topic];
+        let connection = self.controller()?;
+        let version = connection.version(ApiKey::DescribeQuorum)?;
+        let response = connection.send(&request, version)?;
+        KafkaError::check(
+            response.error_code,
+            response.error_message.as_ref().map(text),
+        )?;
+        let Some(partition) = response
+            .topics
+            .first()
+            .and_then(|topic| topic.partitions.first())
+        else {
+            return Ok(None);
+        };
+        KafkaError::check(
+            partition.error_code,
+            partition.error_message.as_ref().map(text),
+        )?;
+        Ok(Some(QuorumInfo {
+            leader: partition.leader_id.0,
+            epoch: partition.leader_epoch,
+            high_watermark: partition.high_watermark,
+            voters: partition
+                .current_voters
+                .iter()
+                .map(|voter| (voter.replica_id.0, voter.log_end_offset))
+                .collect(),
+        }))
     }
 
     /// The earliest or latest offset of every partition of `topic`, asking

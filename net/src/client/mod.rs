@@ -32,7 +32,7 @@ use std::time::Duration;
 pub use admin::{
     Admin, BrokerNode, ClusterInfo, ClusterMetadata, ConfigChange, ConfigEntry, ConfigResource,
     ConfigSource, CreatedTopic, NewTopic, OffsetSpec, PartitionMetadata, PartitionOffset,
-    TopicMetadata,
+    QuorumInfo, TopicMetadata,
 };
 pub use connection::Connection;
 pub use error::{error_name, ClientError, KafkaError};
