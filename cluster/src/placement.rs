@@ -45,7 +45,7 @@ fn rack_alternating(brokers: &[Candidate]) -> Vec<i32> {
 }
 
 /// A stable start position from the topic name (FNV-1a).
-pub fn start_for(topic: &str) -> usize {
+fn start_for(topic: &str) -> usize {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     for byte in topic.bytes() {
         hash ^= u64::from(byte);

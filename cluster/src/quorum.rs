@@ -75,7 +75,6 @@ struct Shared {
     outcomes: RefCell<BTreeMap<u64, Result<u64, WriteError>>>,
     next_ticket: Cell<u64>,
     failure: RefCell<Option<String>>,
-    stopping: Cell<bool>,
     /// When a message last arrived from each peer: the voters' liveness,
     /// which the active controller fences brokers by.
     last_heard: RefCell<BTreeMap<i32, Instant>>,
@@ -100,7 +99,6 @@ impl Quorum {
             outcomes: RefCell::new(BTreeMap::new()),
             next_ticket: Cell::new(0),
             failure: RefCell::new(None),
-            stopping: Cell::new(false),
             last_heard: RefCell::new(BTreeMap::new()),
         });
         let driven = Rc::clone(&shared);
@@ -143,19 +141,6 @@ impl Quorum {
         self.shared.inbox_signal.notify();
     }
 
-    /// Waits until this node can decide (it leads and has applied all
-    /// earlier terms), or the deadline.
-    pub async fn until_decides(&self, deadline: Instant) -> Result<(), WriteError> {
-        let shared = Rc::clone(&self.shared);
-        let ready = self.shared.progress_signal.wait_for(move || {
-            if let Some(failure) = shared.failure.borrow().as_ref() {
-                return Some(Err(WriteError::Failed(failure.clone())));
-            }
-            shared.status.borrow().can_decide.then_some(Ok(()))
-        });
-        within(deadline, ready).await
-    }
-
     /// Proposes records that commit together and waits until this node has
     /// applied them; returns the index they were applied at.
     pub async fn write(
@@ -195,12 +180,6 @@ impl Quorum {
         }
         result
     }
-
-    /// Stops the driver at its next round.
-    pub fn stop(&self) {
-        self.shared.stopping.set(true);
-        self.shared.inbox_signal.notify();
-    }
 }
 
 async fn within<T>(
@@ -217,18 +196,15 @@ async fn within<T>(
 async fn drive<S: Storage>(shared: Rc<Shared>, mut node: MetadataNode<S>, transport: Transport) {
     let mut next_tick = Instant::now() + TICK_INTERVAL;
     loop {
-        if shared.stopping.get() {
-            return;
-        }
         let now = Instant::now();
         if now >= next_tick {
             node.tick();
             next_tick = now + TICK_INTERVAL;
         } else if shared.inbox.borrow().is_empty() {
             let waiting = Rc::clone(&shared);
-            let woken = shared.inbox_signal.wait_for(move || {
-                (!waiting.inbox.borrow().is_empty() || waiting.stopping.get()).then_some(())
-            });
+            let woken = shared
+                .inbox_signal
+                .wait_for(move || (!waiting.inbox.borrow().is_empty()).then_some(()));
             let slept = glommio::timer::sleep(next_tick.saturating_duration_since(now));
             woken.or(slept).await;
             continue;

@@ -175,6 +175,20 @@ pub struct TopicOutcome {
     pub replication_factor: i16,
 }
 
+impl TopicOutcome {
+    /// No error yet: the outcome an operation starts from.
+    pub fn ok(name: String, partitions: i32) -> TopicOutcome {
+        TopicOutcome {
+            name,
+            error_code: code::NONE,
+            error_message: None,
+            topic_id: [0; 16],
+            partitions,
+            replication_factor: 0,
+        }
+    }
+}
+
 /// A config change (IncrementalAlterConfigs).
 #[derive(Clone, Debug)]
 pub struct ConfigChange {

@@ -405,14 +405,7 @@ impl Broker {
         let mut outcomes = Vec::with_capacity(topics.len());
         let mut changed = false;
         for topic in topics {
-            let mut outcome = TopicOutcome {
-                name: topic.name.clone(),
-                error_code: code::NONE,
-                error_message: None,
-                topic_id: [0; 16],
-                partitions: topic.partitions,
-                replication_factor: 0,
-            };
+            let mut outcome = TopicOutcome::ok(topic.name.clone(), topic.partitions);
             let invalid = if let Err(message) = validate_topic_name(&topic.name) {
                 Some((code::INVALID_TOPIC_EXCEPTION, message))
             } else if metadata.topics.contains_key(&topic.name) {
@@ -591,14 +584,7 @@ impl Broker {
         let mut outcomes = Vec::with_capacity(names.len());
         let mut changed = false;
         for name in names {
-            let mut outcome = TopicOutcome {
-                name: name.clone(),
-                error_code: code::NONE,
-                error_message: None,
-                topic_id: [0; 16],
-                partitions: 0,
-                replication_factor: 0,
-            };
+            let mut outcome = TopicOutcome::ok(name.clone(), 0);
             if !self.config.delete_topic_enable {
                 outcome.error_code = code::TOPIC_DELETION_DISABLED;
             } else {
@@ -626,14 +612,7 @@ impl Broker {
     ) -> TopicOutcome {
         let base = self.controller_image();
         let mut metadata = (*base).clone();
-        let mut outcome = TopicOutcome {
-            name: topic.clone(),
-            error_code: code::NONE,
-            error_message: None,
-            topic_id: [0; 16],
-            partitions: count,
-            replication_factor: 0,
-        };
+        let mut outcome = TopicOutcome::ok(topic.clone(), count);
         let Some(existing) = metadata.topics.get_mut(&topic) else {
             outcome.error_code = code::UNKNOWN_TOPIC_OR_PARTITION;
             return outcome;
@@ -695,14 +674,7 @@ impl Broker {
     ) -> TopicOutcome {
         let base = self.controller_image();
         let mut metadata = (*base).clone();
-        let mut outcome = TopicOutcome {
-            name: topic.clone(),
-            error_code: code::NONE,
-            error_message: None,
-            topic_id: [0; 16],
-            partitions: 0,
-            replication_factor: 0,
-        };
+        let mut outcome = TopicOutcome::ok(topic.clone(), 0);
         let Some(existing) = metadata.topics.get_mut(&topic) else {
             outcome.error_code = code::UNKNOWN_TOPIC_OR_PARTITION;
             return outcome;
@@ -782,14 +754,11 @@ impl Broker {
 /// request gets no id.
 fn not_controller(request: &ControllerRequest, reason: &str) -> ShardResponse {
     let outcome = |name: &str| TopicOutcome {
-        name: name.to_string(),
         error_code: code::NOT_CONTROLLER,
         error_message: Some(format!(
             "the active controller could not be reached: {reason}"
         )),
-        topic_id: [0; 16],
-        partitions: 0,
-        replication_factor: 0,
+        ..TopicOutcome::ok(name.to_string(), 0)
     };
     match request {
         ControllerRequest::CreateTopics(topics) => {

@@ -70,6 +70,7 @@ pub async fn handle(
         _ => groups::OFFSETS_TOPIC,
     };
     let metadata = broker.metadata();
+    let live = broker.live_brokers();
     // The coordinator of a key is the leader of the internal partition the
     // key hashes to. Kafka answers an error with "no node": id -1, empty
     // host, port -1.
@@ -83,14 +84,15 @@ pub async fn handle(
                 .partition(topic, partition)
                 .map(|state| state.leader)
         });
-        let node = leader.and_then(|leader| {
-            broker
-                .live_brokers()
-                .into_iter()
-                .find(|live| live.id == leader)
-        });
+        let node = leader.and_then(|leader| live.iter().find(|node| node.id == leader));
         match node {
-            Some(node) => (code::NONE, None, node.id, node.host, i32::from(node.port)),
+            Some(node) => (
+                code::NONE,
+                None,
+                node.id,
+                node.host.clone(),
+                i32::from(node.port),
+            ),
             None => (
                 code::COORDINATOR_NOT_AVAILABLE,
                 Some("The coordinator's partition has no live leader.".to_string()),

@@ -30,12 +30,12 @@ pub async fn handle(
         .map(|_| (Vec::new(), Vec::new()))
         .collect();
     let mut results: Vec<Vec<(i16, i64, i64)>> = Vec::new();
+    let metadata = broker.metadata();
     for (topic_index, topic) in request.topics.iter().enumerate() {
         let name = topic.name.0.as_str();
         let mut topic_results = Vec::new();
         for (partition_index, partition) in topic.partitions.iter().enumerate() {
             topic_results.push((code::UNKNOWN_TOPIC_OR_PARTITION, -1, -1));
-            let metadata = broker.metadata();
             let known = metadata.topics.get(name).is_some_and(|meta| {
                 partition.partition_index >= 0 && partition.partition_index < meta.partitions
             });
