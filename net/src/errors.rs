@@ -134,15 +134,13 @@ pub fn read_error_code(error: &ReadError) -> i16 {
 /// (the client's metadata is stale), newer is UNKNOWN_LEADER_EPOCH (the
 /// client knows of a leader this broker has not heard of yet).
 pub fn leader_epoch_error(
-    metadata: &sluice_engine::ClusterMetadata,
-    topic: &str,
-    partition: i32,
+    state: Option<&sluice_engine::PartitionState>,
     client_epoch: i32,
 ) -> Option<i16> {
     if client_epoch < 0 {
         return None;
     }
-    let current = metadata.partition(topic, partition)?.leader_epoch;
+    let current = state?.leader_epoch;
     if client_epoch < current {
         Some(code::FENCED_LEADER_EPOCH)
     } else if client_epoch > current {

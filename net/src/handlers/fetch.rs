@@ -83,10 +83,9 @@ pub async fn handle(
             };
             let entry = match found {
                 Some(meta) if partition.partition >= 0 && partition.partition < meta.partitions => {
+                    // The topic is in hand: no second lookup by name.
                     let epoch_error = leader_epoch_error(
-                        &metadata,
-                        &meta.name,
-                        partition.partition,
+                        meta.placement.get(partition.partition as usize),
                         partition.current_leader_epoch,
                     );
                     if partition.partition_max_bytes < 0 {

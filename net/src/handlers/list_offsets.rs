@@ -40,9 +40,7 @@ pub async fn handle(
                 partition.partition_index >= 0 && partition.partition_index < meta.partitions
             });
             let epoch_error = leader_epoch_error(
-                &metadata,
-                name,
-                partition.partition_index,
+                metadata.partition(name, partition.partition_index),
                 partition.current_leader_epoch,
             );
             if let (true, Some(error_code)) = (known, epoch_error) {
