@@ -13,6 +13,13 @@ use sluice_engine::constants::{SEGMENT_BYTES_MAX, SEGMENT_BYTES_MIN, SHARDS_MAX}
 /// broker; above ten minutes a dead one keeps its partitions too long.
 const BROKER_SESSION_TIMEOUT_MS_MIN: i64 = 200;
 const BROKER_SESSION_TIMEOUT_MS_MAX: i64 = 600_000;
+/// Bounds of `replica_lag_time_max_ms`: below a few fetch round trips a
+/// healthy follower would drop out of the ISR; above an hour a dead one
+/// would hold acks=all writes that long.
+const REPLICA_LAG_TIME_MS_MIN: i64 = 100;
+const REPLICA_LAG_TIME_MS_MAX: i64 = 3_600_000;
+/// A day: checking leadership balance less often than that is off.
+const LEADER_IMBALANCE_CHECK_INTERVAL_MS_MAX: i64 = 86_400_000;
 /// Longest spin before an idle shard parks: beyond this it is a busy loop.
 const SPIN_BEFORE_PARK_US_MAX: i64 = 10_000;
 use sluice_net::BrokerConfig;
@@ -30,6 +37,22 @@ pub const SETTINGS: &[(&str, &str)] = &[
         "the quorum's voters as ID@HOST:PORT,..., e.g. 1@10.0.0.1:9093,2@10.0.0.2:9093,3@10.0.0.3:9093 (default: this node alone)",
     ),
     ("rack", "a rack name, used to spread replicas"),
+    (
+        "replica_lag_time_max_ms",
+        "milliseconds a follower may stay behind the leader's log end before it leaves the ISR, 100 to 3600000 (Kafka default 30000)",
+    ),
+    (
+        "min_insync_replicas",
+        "the fewest in-sync replicas an acks=all write needs, 1 to 32767 (Kafka default 1; a topic's min.insync.replicas overrides it)",
+    ),
+    (
+        "leader_imbalance_check_interval_ms",
+        "milliseconds between moves of leadership back to preferred replicas, 0 (off) to 86400000 (Kafka default 300000)",
+    ),
+    (
+        "unclean_leader_election",
+        "true or false: elect a replica outside the ISR when no ISR member is live, losing what it lacks (Kafka default false)",
+    ),
     (
         "broker_session_timeout_ms",
         "milliseconds without an answer after which the active controller fences a broker, 200 to 600000 (default 1500)",
@@ -216,6 +239,20 @@ pub fn apply(
             config.cluster.broker_session_timeout_ms =
                 long(BROKER_SESSION_TIMEOUT_MS_MIN, BROKER_SESSION_TIMEOUT_MS_MAX)
                     .ok_or_else(bad)? as u64
+        }
+        "replica_lag_time_max_ms" => {
+            config.cluster.replica_lag_time_max_ms =
+                long(REPLICA_LAG_TIME_MS_MIN, REPLICA_LAG_TIME_MS_MAX).ok_or_else(bad)? as u64
+        }
+        "min_insync_replicas" => {
+            config.cluster.min_insync_replicas = long(1, i16::MAX as i64).ok_or_else(bad)? as i32
+        }
+        "leader_imbalance_check_interval_ms" => {
+            config.cluster.leader_imbalance_check_interval_ms =
+                long(0, LEADER_IMBALANCE_CHECK_INTERVAL_MS_MAX).ok_or_else(bad)? as u64
+        }
+        "unclean_leader_election" => {
+            config.cluster.unclean_leader_election = parse_bool(value).ok_or_else(bad)?
         }
         "rack" => {
             if value.is_empty() {

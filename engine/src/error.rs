@@ -86,6 +86,14 @@ pub enum AppendError {
     Storage(String),
     /// The partition is being deleted or closed.
     Closed,
+    /// A batch copied from the leader does not start where the log (or the
+    /// batch before it) ends. A replica keeps the leader's offsets, so a gap
+    /// or an overlap means the follower fetched from the wrong offset: it
+    /// must truncate or fetch again from its log end.
+    NotContiguous {
+        expected: i64,
+        got: i64,
+    },
 }
 
 impl fmt::Display for AppendError {
@@ -95,6 +103,10 @@ impl fmt::Display for AppendError {
             AppendError::Producer(error) => write!(f, "producer check failed: {error}"),
             AppendError::Storage(error) => write!(f, "storage unavailable: {error}"),
             AppendError::Closed => write!(f, "partition is closed"),
+            AppendError::NotContiguous { expected, got } => write!(
+                f,
+                "replica batch starts at offset {got}, the log ends at {expected}"
+            ),
         }
     }
 }

@@ -7,7 +7,9 @@
 //!   lengths, counts) without decompression, the broker-owned header fields.
 //! - [`log::PartitionLog`]: segments, indexes, write-behind direct-I/O
 //!   appends, group-commit durability, reads from the batch cache or disk,
-//!   retention, truncation, crash recovery.
+//!   retention, truncation, crash recovery; a follower's verbatim appends
+//!   of its leader's batches and the leader-epoch cache
+//!   (OffsetForLeaderEpoch).
 //! - [`txn`]: transaction markers (control batches) and the aborted-transaction
 //!   index; the log keeps each producer's open transaction and the last
 //!   stable offset it implies.
@@ -37,7 +39,10 @@ pub mod types;
 
 pub use cache::BatchCache;
 pub use error::{AppendError, OpenError, ProducerError, ReadError, StorageError};
-pub use log::{Appended, LogConfig, OffsetQuery, Offsets, PartitionLog, ReadChunks, TxnGuard};
+pub use log::{
+    Appended, LogConfig, OffsetQuery, Offsets, PartitionLog, ReadChunks, TxnGuard, UNDEFINED_EPOCH,
+    UNDEFINED_EPOCH_OFFSET,
+};
 pub use metadata::{
     BrokerInfo, ClusterMetadata, FileMetadataStore, MetadataStore, PartitionState, TopicMetadata,
 };

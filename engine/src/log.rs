@@ -366,6 +366,9 @@ struct Inner<S: Storage> {
     recovery_point_at: Option<(i64, u64)>,
     /// Leader epochs and the offsets they start at, oldest first.
     epochs: Vec<(i32, i64)>,
+    /// `epochs` changed since the leader-epoch checkpoint was last written
+    /// (or its write failed): the next append, truncation or close writes it.
+    epochs_dirty: bool,
 }
 
 impl<S: Storage> Inner<S> {
@@ -381,6 +384,37 @@ impl<S: Storage> Inner<S> {
             Some(entry) => entry.into_mut(),
             None => unreachable!("a log always has an active segment"),
         }
+    }
+
+    /// Appends are refused on a closed log and while writes are failing.
+    fn check_writable(&self) -> Result<(), AppendError> {
+        if self.closed {
+            return Err(AppendError::Closed);
+        }
+        if let Some(error) = &self.write_error {
+            return Err(AppendError::Storage(error.clone()));
+        }
+        Ok(())
+    }
+
+    /// The newest leader epoch the log holds batches of (or was told of).
+    fn latest_epoch(&self) -> Option<i32> {
+        self.epochs.last().map(|(epoch, _)| *epoch)
+    }
+
+    /// Records that `epoch` starts at `start_offset` if it is newer than the
+    /// latest epoch, as Kafka's leader-epoch cache does for every appended
+    /// batch: entries starting at or after it are dropped (a new log's
+    /// epoch-0 entry at offset 0 when the leader's first batch is of a later
+    /// epoch), so start offsets stay strictly increasing.
+    fn assign_epoch(&mut self, epoch: i32, start_offset: i64) {
+        if epoch <= self.latest_epoch().unwrap_or(UNDEFINED_EPOCH) {
+            return;
+        }
+        self.epochs.retain(|(_, start)| *start < start_offset);
+        self.epochs.push((epoch, start_offset));
+        self.leader_epoch = self.leader_epoch.max(LeaderEpoch(epoch));
+        self.epochs_dirty = true;
     }
 
     fn check_offsets(&self) {
@@ -444,6 +478,8 @@ pub struct PartitionLog<S: Storage> {
     /// Serialises `.txnindex` writes: each writes the segment's entries as
     /// they are when it starts, so the last one holds them all.
     txn_index_lock: glommio::sync::Semaphore,
+    /// Serialises `leader-epoch-checkpoint` writes in the same way.
+    epoch_checkpoint_lock: glommio::sync::Semaphore,
     weak_self: Weak<PartitionLog<S>>,
 }
 
@@ -709,7 +745,19 @@ impl<S: Storage> PartitionLog<S> {
         let first_base = segments.keys().next().copied().unwrap_or(0);
         let log_start = checkpoint.max(first_base).min(leo);
         let epochs = match read_epoch_checkpoint(&storage, &dir).await? {
-            Some(epochs) => epochs,
+            Some(mut epochs) => {
+                // The checkpoint is written when an epoch starts, before its
+                // batches are durable: a crash can lose them, and an epoch
+                // starting past the recovered log end would then answer
+                // OffsetForLeaderEpoch with offsets the log does not hold
+                // (Kafka's loader drops them too).
+                let count = epochs.len();
+                epochs.retain(|(_, start)| *start <= leo);
+                if epochs.len() != count {
+                    write_epoch_checkpoint(&storage, &dir, &epochs).await?;
+                }
+                epochs
+            }
             None => {
                 // A new log starts leader epoch 0 at its start.
                 let epochs = vec![(0, log_start)];
@@ -726,6 +774,7 @@ impl<S: Storage> PartitionLog<S> {
             durable: leo,
             leader_epoch: LeaderEpoch(epochs.last().map_or(0, |(epoch, _)| *epoch)),
             epochs,
+            epochs_dirty: false,
             hw_follows_leo: true,
             cached: VecDeque::new(),
             producers,
@@ -750,6 +799,7 @@ impl<S: Storage> PartitionLog<S> {
             data_signal: Signal::new(),
             append_turns: Turns::new(),
             txn_index_lock: glommio::sync::Semaphore::new(1),
+            epoch_checkpoint_lock: glommio::sync::Semaphore::new(1),
             weak_self: weak_self.clone(),
         }))
     }
@@ -857,12 +907,7 @@ impl<S: Storage> PartitionLog<S> {
     /// epoch are assigned here.
     pub fn append(&self, batches: &[(BatchHeader, Bytes)]) -> Result<Appended, AppendError> {
         let mut inner = self.inner.borrow_mut();
-        if inner.closed {
-            return Err(AppendError::Closed);
-        }
-        if let Some(error) = &inner.write_error {
-            return Err(AppendError::Storage(error.clone()));
-        }
+        inner.check_writable()?;
         let limit = inner.config.max_message_bytes as usize;
         let mut duplicate = None;
         // Several batches are checked against the state as each earlier one
@@ -933,99 +978,192 @@ impl<S: Storage> PartitionLog<S> {
                     Bytes::copy_from_slice(&batch::patched_head(bytes, Offset(base_offset), epoch));
                 (head, bytes.slice(PATCHED_HEAD_BYTES..))
             };
-            let batch_bytes = bytes.len() as u64;
-            let roll = {
-                let active = inner.active();
-                active.size > 0
-                    && (active.size + batch_bytes > inner.config.segment_bytes
-                        || now - active.created_ms > inner.config.segment_ms)
-            };
-            if roll {
-                inner.active_mut().sealed = true;
-                let dir = self.dir.clone();
-                let mut segment = Segment::new(&dir, base_offset);
-                // Every batch before this one is recorded and none after: the
-                // one moment the state as of the new segment's start is exact.
-                segment.start_producers = Some(inner.producers.clone());
-                inner.segments.insert(base_offset, segment);
-            }
-            let index_interval = u64::from(inner.config.index_interval_bytes);
-            let segment_base;
-            let end_position;
-            {
-                let active = inner.active_mut();
-                segment_base = active.base_offset;
-                let position = active.size;
-                let relative = (base_offset - active.base_offset) as u32;
-                if let Some(index) = active.index.as_mut() {
-                    if active.bytes_since_index >= index_interval
-                        || index.offsets.is_empty() && position > 0
-                    {
-                        index.offsets.push(OffsetEntry {
-                            relative_offset: relative,
-                            position: position as u32,
-                        });
-                        active.bytes_since_index = 0;
-                    }
-                    if header.max_timestamp > active.max_timestamp {
-                        let last_relative = (header.last_offset() - active.base_offset) as u32;
-                        let newer = index
-                            .times
-                            .last()
-                            .is_none_or(|entry| entry.timestamp < header.max_timestamp);
-                        if newer && active.bytes_since_index == 0 {
-                            index.times.push(TimeEntry {
-                                timestamp: header.max_timestamp,
-                                relative_offset: last_relative,
-                            });
-                        }
-                    }
-                }
-                if header.max_timestamp > active.max_timestamp {
-                    active.max_timestamp = header.max_timestamp;
-                    active.offset_of_max_timestamp = header.last_offset();
-                }
-                active.bytes_since_index += batch_bytes;
-                active.size += batch_bytes;
-                active.next_offset = header.last_offset() + 1;
-                end_position = active.size;
-                active.queue.push_back(head.clone());
-                active.queue.push_back(body.clone());
-            }
-            inner.unwritten_bytes += bytes.len();
-            inner.leo = header.last_offset() + 1;
-            if inner.hw_follows_leo {
-                inner.hw = inner.leo;
-            }
-            let control = if header.is_control() {
-                txn::parse_control_batch(bytes)
-            } else {
-                None
-            };
-            if control.is_some() && header.has_producer_id() {
-                if let Some(guard) = inner.txn_guards.get_mut(&header.producer_id) {
-                    guard.ends += 1;
-                }
-            }
-            if let Some(aborted) = record_batch(&mut inner.producers, &header, control) {
-                inner.active_mut().aborted.push(aborted);
-            }
-            let owner: Weak<dyn CacheOwner> = self.weak_self.clone();
-            let sequence = self.cache.insert(owner, bytes.len());
-            inner.cached.push_back(CachedBatch {
-                base_offset,
-                last_offset: header.last_offset(),
-                segment_base,
-                end_position,
-                head,
-                body,
-                sequence,
-            });
+            self.append_stored(&mut inner, &header, bytes, head, body, now);
             first_offset.get_or_insert(base_offset);
         }
-        inner.check_offsets();
         let base_offset = first_offset.unwrap_or(inner.leo);
         let last_offset = inner.leo - 1;
+        self.finish_append(inner);
+        Ok(Appended {
+            base_offset: Offset(base_offset),
+            last_offset: Offset(last_offset),
+            log_append_time,
+            duplicate: false,
+        })
+    }
+
+    /// Appends batches copied from this partition's leader (a follower's
+    /// fetch), stored verbatim: they already carry the leader's offsets,
+    /// partition leader epoch and CRC. Each must start at the log end as
+    /// the one before it leaves it; a gap or an overlap is refused with
+    /// [`AppendError::NotContiguous`] and nothing is appended. `header` must
+    /// be the batch's own (from [`batch::split_and_validate`], which checks
+    /// the CRC).
+    ///
+    /// The leader already checked sequences and sizes, so neither is checked
+    /// here, but the producer state is built exactly as the leader's append
+    /// builds it: should this replica become the leader, retries are still
+    /// answered as duplicates and open transactions stay open. The high
+    /// watermark does not move (the follower sets it from the leader's
+    /// answer with [`PartitionLog::set_high_watermark`]). A batch of a
+    /// leader epoch newer than the log's latest starts that epoch at its
+    /// base offset, and the leader-epoch checkpoint is written before this
+    /// returns; if that write fails, the batches stay appended and the
+    /// error is returned (the next call, truncation or close writes it
+    /// again).
+    pub async fn append_replica(
+        &self,
+        batches: &[(BatchHeader, Bytes)],
+    ) -> Result<Appended, AppendError> {
+        let (appended, epochs_dirty) = {
+            let mut inner = self.inner.borrow_mut();
+            inner.check_writable()?;
+            let mut expected = inner.leo;
+            for (header, bytes) in batches {
+                check_replica_batch(header, bytes, expected)?;
+                expected = header.last_offset() + 1;
+            }
+            // A follower's high watermark is the leader's, never its own
+            // log end: a record is committed once the leader says so.
+            inner.hw_follows_leo = false;
+            let base_offset = inner.leo;
+            let now = now_ms();
+            for (header, bytes) in batches {
+                inner.assign_epoch(header.leader_epoch, header.base_offset);
+                // The stored bytes are the leader's, head included: no
+                // patched copy, no copy at all.
+                let head = bytes.slice(..PATCHED_HEAD_BYTES);
+                let body = bytes.slice(PATCHED_HEAD_BYTES..);
+                self.append_stored(&mut inner, header, bytes, head, body, now);
+            }
+            let appended = Appended {
+                base_offset: Offset(base_offset),
+                last_offset: Offset(inner.leo - 1),
+                log_append_time: -1,
+                duplicate: false,
+            };
+            let epochs_dirty = inner.epochs_dirty;
+            self.finish_append(inner);
+            (appended, epochs_dirty)
+        };
+        if epochs_dirty {
+            self.persist_epochs()
+                .await
+                .map_err(|error| AppendError::Storage(error.to_string()))?;
+        }
+        Ok(appended)
+    }
+
+    /// Appends one batch whose stored bytes are `head` then `body` and whose
+    /// `header` holds its final base offset: segment roll, indexes, staging
+    /// for the writer, offsets, producer state and transaction index, and
+    /// the batch cache. `bytes` are the batch as received (for its control
+    /// record). Shared by the leader's and the follower's appends, so a
+    /// follower's log and producer state are the ones its leader built.
+    fn append_stored(
+        &self,
+        inner: &mut Inner<S>,
+        header: &BatchHeader,
+        bytes: &[u8],
+        head: Bytes,
+        body: Bytes,
+        now: i64,
+    ) {
+        let base_offset = header.base_offset;
+        let batch_bytes = bytes.len() as u64;
+        let roll = {
+            let active = inner.active();
+            active.size > 0
+                && (active.size + batch_bytes > inner.config.segment_bytes
+                    || now - active.created_ms > inner.config.segment_ms)
+        };
+        if roll {
+            inner.active_mut().sealed = true;
+            let mut segment = Segment::new(&self.dir, base_offset);
+            // Every batch before this one is recorded and none after: the
+            // one moment the state as of the new segment's start is exact.
+            segment.start_producers = Some(inner.producers.clone());
+            inner.segments.insert(base_offset, segment);
+        }
+        let index_interval = u64::from(inner.config.index_interval_bytes);
+        let segment_base;
+        let end_position;
+        {
+            let active = inner.active_mut();
+            segment_base = active.base_offset;
+            let position = active.size;
+            let relative = (base_offset - active.base_offset) as u32;
+            if let Some(index) = active.index.as_mut() {
+                if active.bytes_since_index >= index_interval
+                    || index.offsets.is_empty() && position > 0
+                {
+                    index.offsets.push(OffsetEntry {
+                        relative_offset: relative,
+                        position: position as u32,
+                    });
+                    active.bytes_since_index = 0;
+                }
+                if header.max_timestamp > active.max_timestamp {
+                    let last_relative = (header.last_offset() - active.base_offset) as u32;
+                    let newer = index
+                        .times
+                        .last()
+                        .is_none_or(|entry| entry.timestamp < header.max_timestamp);
+                    if newer && active.bytes_since_index == 0 {
+                        index.times.push(TimeEntry {
+                            timestamp: header.max_timestamp,
+                            relative_offset: last_relative,
+                        });
+                    }
+                }
+            }
+            if header.max_timestamp > active.max_timestamp {
+                active.max_timestamp = header.max_timestamp;
+                active.offset_of_max_timestamp = header.last_offset();
+            }
+            active.bytes_since_index += batch_bytes;
+            active.size += batch_bytes;
+            active.next_offset = header.last_offset() + 1;
+            end_position = active.size;
+            active.queue.push_back(head.clone());
+            active.queue.push_back(body.clone());
+        }
+        inner.unwritten_bytes += bytes.len();
+        inner.leo = header.last_offset() + 1;
+        if inner.hw_follows_leo {
+            inner.hw = inner.leo;
+        }
+        let control = if header.is_control() {
+            txn::parse_control_batch(bytes)
+        } else {
+            None
+        };
+        if control.is_some() && header.has_producer_id() {
+            if let Some(guard) = inner.txn_guards.get_mut(&header.producer_id) {
+                guard.ends += 1;
+            }
+        }
+        if let Some(aborted) = record_batch(&mut inner.producers, header, control) {
+            inner.active_mut().aborted.push(aborted);
+        }
+        let owner: Weak<dyn CacheOwner> = self.weak_self.clone();
+        let sequence = self.cache.insert(owner, bytes.len());
+        inner.cached.push_back(CachedBatch {
+            base_offset,
+            last_offset: header.last_offset(),
+            segment_base,
+            end_position,
+            head,
+            body,
+            sequence,
+        });
+    }
+
+    /// The end of every append: checks the offsets, starts the writer if it
+    /// is idle, trims the cache and wakes waiters. Takes the borrow so that
+    /// it ends before the writer is spawned and waiters run.
+    fn finish_append(&self, mut inner: std::cell::RefMut<'_, Inner<S>>) {
+        inner.check_offsets();
         let start_writer = !inner.writer_running;
         inner.writer_running = true;
         drop(inner);
@@ -1035,12 +1173,6 @@ impl<S: Storage> PartitionLog<S> {
         self.cache.trim();
         self.signal.notify();
         self.data_signal.notify();
-        Ok(Appended {
-            base_offset: Offset(base_offset),
-            last_offset: Offset(last_offset),
-            log_append_time,
-            duplicate: false,
-        })
     }
 
     /// Appends the control batch of `marker` (the transaction coordinator
@@ -2031,6 +2163,21 @@ impl<S: Storage> PartitionLog<S> {
         Ok(None)
     }
 
+    /// Lets the high watermark follow the log end again: a leader alone in
+    /// its ISR (or a partition with one replica) commits what it appends.
+    pub fn follow_log_end(&self) {
+        let mut inner = self.inner.borrow_mut();
+        if inner.hw_follows_leo && inner.hw == inner.leo {
+            return;
+        }
+        inner.hw_follows_leo = true;
+        inner.hw = inner.leo;
+        inner.check_offsets();
+        drop(inner);
+        self.signal.notify();
+        self.data_signal.notify();
+    }
+
     /// Moves the high watermark (replication); clamped to the log end.
     pub fn set_high_watermark(&self, hw: i64) {
         let mut inner = self.inner.borrow_mut();
@@ -2045,7 +2192,7 @@ impl<S: Storage> PartitionLog<S> {
     /// Starts a new leader epoch at the current log end and records it in
     /// `leader-epoch-checkpoint` (followers truncate by it).
     pub async fn set_leader_epoch(&self, epoch: LeaderEpoch) -> Result<(), StorageError> {
-        let entries = {
+        {
             let mut inner = self.inner.borrow_mut();
             if epoch <= inner.leader_epoch && !inner.epochs.is_empty() {
                 return Ok(());
@@ -2053,14 +2200,52 @@ impl<S: Storage> PartitionLog<S> {
             inner.leader_epoch = epoch;
             let leo = inner.leo;
             inner.epochs.push((epoch.0, leo));
-            inner.epochs.clone()
-        };
-        write_epoch_checkpoint(&self.storage, &self.dir, &entries).await
+            inner.epochs_dirty = true;
+        }
+        self.persist_epochs().await
     }
 
     /// `(epoch, start offset)` pairs of the leader epochs of this log.
     pub fn leader_epochs(&self) -> Vec<(i32, i64)> {
         self.inner.borrow().epochs.clone()
+    }
+
+    /// The newest leader epoch in the log's epoch list, if any.
+    pub fn latest_epoch(&self) -> Option<i32> {
+        self.inner.borrow().latest_epoch()
+    }
+
+    /// OffsetForLeaderEpoch: the end offset of `epoch` in this log and the
+    /// epoch it belongs to, as Kafka's `LeaderEpochFileCache.endOffsetFor`
+    /// answers. The latest epoch ends at the log end; an older one ends
+    /// where the next newer epoch starts, reported under the newest epoch
+    /// at or below the one asked for (or the one asked for, if it is older
+    /// than every epoch here). An epoch newer than all, or an empty list,
+    /// is answered `(UNDEFINED_EPOCH, UNDEFINED_EPOCH_OFFSET)`.
+    pub fn end_offset_for_epoch(&self, epoch: i32) -> (i32, i64) {
+        let inner = self.inner.borrow();
+        epoch_end_offset(&inner.epochs, inner.leo, epoch)
+    }
+
+    /// Writes `leader-epoch-checkpoint` with the epochs as they are once the
+    /// previous write is done, so the last write holds the newest list.
+    async fn persist_epochs(&self) -> Result<(), StorageError> {
+        let path = self.dir.join(EPOCH_CHECKPOINT_FILE);
+        let _permit = self
+            .epoch_checkpoint_lock
+            .acquire_permit(1)
+            .await
+            .map_err(|_| StorageError::new("lock", &path, std::io::Error::other("log closed")))?;
+        let entries = {
+            let mut inner = self.inner.borrow_mut();
+            inner.epochs_dirty = false;
+            inner.epochs.clone()
+        };
+        let written = write_epoch_checkpoint(&self.storage, &self.dir, &entries).await;
+        if written.is_err() {
+            self.inner.borrow_mut().epochs_dirty = true;
+        }
+        written
     }
 
     /// DeleteRecords: moves the log start forward (not past the high
@@ -2284,7 +2469,7 @@ impl<S: Storage> PartitionLog<S> {
             None
         };
         // The borrow ends with this block, before the checkpoint write awaits.
-        let (released, lowered_start) = {
+        let (released, lowered_start, epochs_dirty) = {
             let mut inner = self.inner.borrow_mut();
             let mut released = 0;
             while inner
@@ -2330,8 +2515,17 @@ impl<S: Storage> PartitionLog<S> {
             for guard in inner.txn_guards.values_mut() {
                 guard.ends += 1;
             }
+            // Epochs that started in the part cut away are no longer in this
+            // log: the leader's batches appended next start them again where
+            // they really start, and OffsetForLeaderEpoch must not answer
+            // from them meanwhile.
+            let epoch_count = inner.epochs.len();
+            inner.epochs.retain(|(_, start)| *start < new_leo);
+            if inner.epochs.len() != epoch_count {
+                inner.epochs_dirty = true;
+            }
             inner.check_offsets();
-            (released, lowered_start)
+            (released, lowered_start, inner.epochs_dirty)
         };
         if released > 0 {
             self.cache.release(released);
@@ -2347,6 +2541,9 @@ impl<S: Storage> PartitionLog<S> {
             // would bring the old, higher start back and hide the records
             // appended at the new one.
             write_log_start(&self.storage, &self.dir, start).await?;
+        }
+        if epochs_dirty {
+            self.persist_epochs().await?;
         }
         Ok(())
     }
@@ -2458,6 +2655,10 @@ impl<S: Storage> PartitionLog<S> {
         };
         if let Some(capture) = capture {
             self.write_recovery_point(capture).await;
+        }
+        // A checkpoint write that failed after an append is retried here.
+        if self.inner.borrow().epochs_dirty {
+            self.persist_epochs().await?;
         }
         Ok(())
     }
@@ -3232,6 +3433,74 @@ async fn load_index_files<S: Storage>(
     SegmentIndex::decode(&offsets, &times, valid_bytes)
 }
 
+/// Kafka's `UNDEFINED_EPOCH`: no leader epoch (OffsetForLeaderEpoch's
+/// answer for an epoch this log cannot place).
+pub const UNDEFINED_EPOCH: i32 = -1;
+/// Kafka's `UNDEFINED_EPOCH_OFFSET`, answered with `UNDEFINED_EPOCH`.
+pub const UNDEFINED_EPOCH_OFFSET: i64 = -1;
+
+/// Kafka's `LeaderEpochFileCache.endOffsetFor` over `epochs` (oldest first,
+/// epochs and start offsets increasing) of a log ending at `leo`; see
+/// [`PartitionLog::end_offset_for_epoch`].
+fn epoch_end_offset(epochs: &[(i32, i64)], leo: i64, requested: i32) -> (i32, i64) {
+    let undefined = (UNDEFINED_EPOCH, UNDEFINED_EPOCH_OFFSET);
+    let Some(&(latest, _)) = epochs.last() else {
+        return undefined;
+    };
+    if requested == UNDEFINED_EPOCH {
+        return undefined;
+    }
+    if requested == latest {
+        return (latest, leo);
+    }
+    let higher = epochs.partition_point(|(epoch, _)| *epoch <= requested);
+    let Some(&(_, higher_start)) = epochs.get(higher) else {
+        return undefined;
+    };
+    match higher.checked_sub(1).and_then(|floor| epochs.get(floor)) {
+        Some(&(floor_epoch, _)) => (floor_epoch, higher_start),
+        None => (requested, higher_start),
+    }
+}
+
+/// Checks a batch copied from the leader before anything of its call is
+/// appended. Its bytes are stored as they are, so they must start where
+/// the log (or the batch before) ends, `expected`, and must be as long as
+/// their header says; the header gives the offsets and the index entries.
+fn check_replica_batch(
+    header: &BatchHeader,
+    bytes: &[u8],
+    expected: i64,
+) -> Result<(), AppendError> {
+    if bytes.len() > BATCH_BYTES_MAX {
+        return Err(AppendError::Batch(batch::BatchError::TooLarge {
+            bytes: bytes.len(),
+            limit: BATCH_BYTES_MAX,
+        }));
+    }
+    if bytes.len() < BATCH_HEADER_BYTES || bytes.len() != header.total_bytes() {
+        return Err(AppendError::Batch(batch::BatchError::BadLength {
+            declared: header.total_bytes() as i64,
+            present: bytes.len(),
+        }));
+    }
+    if header.last_offset_delta < 0 {
+        return Err(AppendError::Batch(batch::BatchError::BadRecordCount {
+            record_count: header.record_count,
+            last_offset_delta: header.last_offset_delta,
+        }));
+    }
+    // The offset in the stored bytes is what a reader sees; the header's is
+    // what the index records. Both must be the log end.
+    let stored = BatchHeader::parse(bytes)?.base_offset;
+    for got in [header.base_offset, stored] {
+        if got != expected {
+            return Err(AppendError::NotContiguous { expected, got });
+        }
+    }
+    Ok(())
+}
+
 /// Kafka's `leader-epoch-checkpoint` file name.
 const EPOCH_CHECKPOINT_FILE: &str = "leader-epoch-checkpoint";
 /// The checkpoint format version Kafka writes.
@@ -3302,7 +3571,404 @@ async fn read_epoch_checkpoint<S: Storage>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::batch::{attributes, BuildBatch};
     use crate::producer::{ProducerEntry, SequenceRange};
+    use crate::storage::MemStorage;
+    use crate::txn::TxnMarker;
+
+    /// Enough for every batch of these tests to stay cached.
+    const TEST_CACHE_BYTES: usize = 1 << 20;
+    /// Bytes asked for per read in `read_all`.
+    const TEST_READ_BYTES: usize = 1 << 20;
+
+    fn run<F: std::future::Future<Output = ()> + 'static>(
+        future: impl FnOnce() -> F + Send + 'static,
+    ) {
+        glommio::LocalExecutorBuilder::default()
+            .spawn(future)
+            .expect("executor starts")
+            .join()
+            .expect("test body completes");
+    }
+
+    async fn open_log(
+        storage: &MemStorage,
+        dir: &str,
+        config: LogConfig,
+    ) -> Rc<PartitionLog<MemStorage>> {
+        PartitionLog::open(
+            storage.clone(),
+            PathBuf::from(dir),
+            config,
+            BatchCache::new(TEST_CACHE_BYTES),
+        )
+        .await
+        .expect("log opens")
+    }
+
+    /// `bytes` as the leader stores them: its base offset and partition
+    /// leader epoch written in.
+    fn as_leader_stored(mut bytes: Vec<u8>, base_offset: i64, epoch: i32) -> (BatchHeader, Bytes) {
+        let head = batch::patched_head(&bytes, Offset(base_offset), LeaderEpoch(epoch));
+        bytes[..PATCHED_HEAD_BYTES].copy_from_slice(&head);
+        let bytes = Bytes::from(bytes);
+        let header = batch::validate(&bytes, usize::MAX).expect("still a valid batch");
+        (header, bytes)
+    }
+
+    fn leader_batch(
+        options: BuildBatch,
+        base_offset: i64,
+        epoch: i32,
+        values: &[&[u8]],
+    ) -> (BatchHeader, Bytes) {
+        as_leader_stored(batch::build_batch_with(options, values), base_offset, epoch)
+    }
+
+    fn plain(base_offset: i64, epoch: i32, values: &[&[u8]]) -> (BatchHeader, Bytes) {
+        leader_batch(BuildBatch::default(), base_offset, epoch, values)
+    }
+
+    fn concat(batches: &[(BatchHeader, Bytes)]) -> Vec<u8> {
+        batches
+            .iter()
+            .flat_map(|(_, bytes)| bytes.iter().copied())
+            .collect()
+    }
+
+    /// Every byte of the log from its start to its end, as reads return it.
+    async fn read_all(log: &PartitionLog<MemStorage>) -> Vec<u8> {
+        let offsets = log.offsets();
+        let mut out = Vec::new();
+        let mut next = offsets.log_start;
+        while next < offsets.leo {
+            let read = log
+                .read(next, TEST_READ_BYTES, i64::MAX)
+                .await
+                .expect("read");
+            assert!(read.next_offset > next, "read at {next} made no progress");
+            for chunk in &read.chunks {
+                out.extend_from_slice(chunk);
+            }
+            next = read.next_offset;
+        }
+        out
+    }
+
+    /// The `leader-epoch-checkpoint` on disk now.
+    async fn checkpoint_text(storage: &MemStorage, dir: &str) -> String {
+        let bytes = storage
+            .read_small(&Path::new(dir).join(EPOCH_CHECKPOINT_FILE), 1024)
+            .await
+            .expect("checkpoint written");
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+
+    fn not_contiguous(result: Result<Appended, AppendError>) -> (i64, i64) {
+        match result {
+            Err(AppendError::NotContiguous { expected, got }) => (expected, got),
+            other => panic!("expected NotContiguous, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn replica_batches_are_stored_verbatim_with_the_leaders_epochs() {
+        run(|| async {
+            let storage = MemStorage::new(1);
+            let dir = "/data/replica-verbatim";
+            let log = open_log(&storage, dir, LogConfig::default()).await;
+            let first = vec![
+                plain(0, 3, &[b"a", b"b", b"c"]),
+                plain(3, 3, &[b"d", b"e"]),
+                plain(5, 5, &[b"f"]),
+            ];
+            let appended = log.append_replica(&first).await.expect("contiguous");
+            assert_eq!(appended.base_offset, Offset(0));
+            assert_eq!(appended.last_offset, Offset(5));
+            assert!(!appended.duplicate);
+            // Written before the append returned, not at close.
+            assert_eq!(checkpoint_text(&storage, dir).await, "0\n2\n3 0\n5 5\n");
+            let second = vec![plain(6, 5, &[b"g", b"h"])];
+            let appended = log.append_replica(&second).await.expect("contiguous");
+            assert_eq!(appended.base_offset, Offset(6));
+            assert_eq!(appended.last_offset, Offset(7));
+            // The follower's high watermark is the leader's, not its log end.
+            assert_eq!(log.offsets().leo, 8);
+            assert_eq!(log.offsets().hw, 0);
+            log.set_high_watermark(6);
+            log.append_replica(&[plain(8, 5, &[b"i"])])
+                .await
+                .expect("contiguous");
+            assert_eq!(log.offsets().hw, 6);
+            assert_eq!(log.leader_epochs(), vec![(3, 0), (5, 5)]);
+            assert_eq!(log.latest_epoch(), Some(5));
+
+            let all: Vec<_> = first
+                .iter()
+                .chain(&second)
+                .cloned()
+                .chain([plain(8, 5, &[b"i"])])
+                .collect();
+            let expected = concat(&all);
+            let stored = read_all(&log).await;
+            assert_eq!(stored, expected);
+            let read_back = batch::split_and_validate(&Bytes::from(stored), usize::MAX)
+                .expect("batches read back validate");
+            let placed: Vec<(i64, i32)> = read_back
+                .iter()
+                .map(|(header, _)| (header.base_offset, header.leader_epoch))
+                .collect();
+            assert_eq!(placed, vec![(0, 3), (3, 3), (5, 5), (6, 5), (8, 5)]);
+
+            log.close().await.expect("close");
+            drop(log);
+            assert_eq!(checkpoint_text(&storage, dir).await, "0\n2\n3 0\n5 5\n");
+            let reopened = open_log(&storage.snapshot(), dir, LogConfig::default()).await;
+            assert_eq!(reopened.leader_epochs(), vec![(3, 0), (5, 5)]);
+            assert_eq!(reopened.offsets().leo, 9);
+            // Read from disk now: still the leader's bytes.
+            assert_eq!(read_all(&reopened).await, expected);
+            reopened
+                .append_replica(&[plain(9, 6, &[b"j"])])
+                .await
+                .expect("continues at the log end");
+            assert_eq!(reopened.leader_epochs(), vec![(3, 0), (5, 5), (6, 9)]);
+        });
+    }
+
+    #[test]
+    fn replica_gaps_and_overlaps_append_nothing() {
+        run(|| async {
+            let storage = MemStorage::new(2);
+            let log = open_log(&storage, "/data/replica-gap", LogConfig::default()).await;
+            let first = vec![plain(0, 2, &[b"a", b"b", b"c"])];
+            log.append_replica(&first).await.expect("contiguous");
+            // The second batch leaves a gap: the first, fine on its own, is
+            // not appended either, nor is its newer epoch recorded.
+            let gap = vec![plain(3, 4, &[b"d"]), plain(5, 4, &[b"e"])];
+            assert_eq!(not_contiguous(log.append_replica(&gap).await), (4, 5));
+            let overlap = vec![plain(2, 4, &[b"x"])];
+            assert_eq!(not_contiguous(log.append_replica(&overlap).await), (3, 2));
+            // A header that does not match its bytes' offset.
+            let (mut header, bytes) = plain(2, 4, &[b"x"]);
+            header.base_offset = 3;
+            assert_eq!(
+                not_contiguous(log.append_replica(&[(header, bytes)]).await),
+                (3, 2)
+            );
+            assert_eq!(log.offsets().leo, 3);
+            assert_eq!(log.leader_epochs(), vec![(2, 0)]);
+            assert_eq!(read_all(&log).await, concat(&first));
+            let next = vec![plain(3, 4, &[b"d"])];
+            log.append_replica(&next).await.expect("contiguous");
+            assert_eq!(log.leader_epochs(), vec![(2, 0), (4, 3)]);
+            let all: Vec<_> = first.iter().chain(&next).cloned().collect();
+            assert_eq!(read_all(&log).await, concat(&all));
+        });
+    }
+
+    #[test]
+    fn producer_state_built_by_replica_appends_carries_over_to_leading() {
+        run(|| async {
+            let storage = MemStorage::new(3);
+            let log = open_log(&storage, "/data/replica-producers", LogConfig::default()).await;
+            let producer = BuildBatch {
+                producer_id: 7,
+                producer_epoch: 0,
+                base_sequence: 0,
+                ..BuildBatch::default()
+            };
+            let values: &[&[u8]] = &[b"a", b"b", b"c"];
+            log.append_replica(&[leader_batch(producer, 0, 1, values)])
+                .await
+                .expect("contiguous");
+            // The producer retries with this replica, now the leader: its
+            // own bytes, as it first sent them.
+            let retry = Bytes::from(batch::build_batch_with(producer, values));
+            let retry = batch::split_and_validate(&retry, usize::MAX).expect("valid");
+            let appended = log.append(&retry).expect("a duplicate is answered");
+            assert!(appended.duplicate);
+            assert_eq!(appended.base_offset, Offset(0));
+            assert_eq!(appended.last_offset, Offset(2));
+            assert_eq!(log.offsets().leo, 3);
+            let skipped = Bytes::from(batch::build_batch_with(
+                BuildBatch {
+                    base_sequence: 4,
+                    ..producer
+                },
+                &[b"e"],
+            ));
+            let skipped = batch::split_and_validate(&skipped, usize::MAX).expect("valid");
+            assert!(matches!(
+                log.append(&skipped),
+                Err(AppendError::Producer(ProducerError::OutOfOrderSequence {
+                    expected: 3,
+                    got: 4
+                }))
+            ));
+
+            // A transaction opened on the leader stays open here until the
+            // leader's marker ends it.
+            let transactional = BuildBatch {
+                producer_id: 9,
+                producer_epoch: 2,
+                base_sequence: 0,
+                attributes: attributes::TRANSACTIONAL,
+                ..BuildBatch::default()
+            };
+            log.append_replica(&[leader_batch(transactional, 3, 1, &[b"t"])])
+                .await
+                .expect("contiguous");
+            log.set_high_watermark(4);
+            assert_eq!(log.ongoing_txn_first_offset(9), Some(3));
+            assert_eq!(log.offsets().lso, 3);
+            let marker = TxnMarker {
+                producer_id: 9,
+                producer_epoch: 2,
+                commit: false,
+                coordinator_epoch: 0,
+            };
+            let marker = as_leader_stored(txn::build_control_batch(&marker, 0), 4, 1);
+            log.append_replica(&[marker]).await.expect("contiguous");
+            log.set_high_watermark(5);
+            assert_eq!(log.ongoing_txn_first_offset(9), None);
+            assert_eq!(log.offsets().lso, 5);
+            assert_eq!(
+                log.aborted_txns(0, 5).await.expect("aborted index"),
+                vec![AbortedTxn {
+                    producer_id: 9,
+                    first_offset: 3,
+                    last_offset: 4,
+                    last_stable_offset: 5,
+                }]
+            );
+        });
+    }
+
+    #[test]
+    fn end_offsets_for_epochs_follow_kafka() {
+        let epochs = [(3, 0), (5, 5), (7, 10)];
+        let leo = 12;
+        // The latest epoch ends at the log end.
+        assert_eq!(epoch_end_offset(&epochs, leo, 7), (7, 12));
+        // Newer than every epoch here: unknown.
+        assert_eq!(epoch_end_offset(&epochs, leo, 8), (-1, -1));
+        // An epoch of the list ends where the next starts.
+        assert_eq!(epoch_end_offset(&epochs, leo, 5), (5, 10));
+        assert_eq!(epoch_end_offset(&epochs, leo, 3), (3, 5));
+        // Between two epochs: the older one's end, under its number.
+        assert_eq!(epoch_end_offset(&epochs, leo, 4), (3, 5));
+        assert_eq!(epoch_end_offset(&epochs, leo, 6), (5, 10));
+        // Older than every epoch: the asked epoch ends at the first start.
+        assert_eq!(epoch_end_offset(&epochs, leo, 1), (1, 0));
+        assert_eq!(
+            epoch_end_offset(&epochs, leo, UNDEFINED_EPOCH),
+            (UNDEFINED_EPOCH, UNDEFINED_EPOCH_OFFSET)
+        );
+        assert_eq!(
+            epoch_end_offset(&[], leo, 3),
+            (UNDEFINED_EPOCH, UNDEFINED_EPOCH_OFFSET)
+        );
+
+        run(|| async {
+            let storage = MemStorage::new(4);
+            let log = open_log(&storage, "/data/replica-epochs", LogConfig::default()).await;
+            // A new log: epoch 0 from its start, ending at its end.
+            assert_eq!(log.end_offset_for_epoch(0), (0, 0));
+            log.append_replica(&[plain(0, 3, &[b"a", b"b"]), plain(2, 5, &[b"c"])])
+                .await
+                .expect("contiguous");
+            assert_eq!(log.leader_epochs(), vec![(3, 0), (5, 2)]);
+            assert_eq!(log.end_offset_for_epoch(5), (5, 3));
+            assert_eq!(log.end_offset_for_epoch(4), (3, 2));
+            assert_eq!(log.end_offset_for_epoch(2), (2, 0));
+            assert_eq!(log.end_offset_for_epoch(6), (-1, -1));
+            // Truncating everything away leaves no epochs.
+            log.truncate_to(0).await.expect("truncate");
+            assert_eq!(log.leader_epochs(), vec![]);
+            assert_eq!(log.latest_epoch(), None);
+            assert_eq!(log.end_offset_for_epoch(3), (-1, -1));
+            log.append_replica(&[plain(0, 6, &[b"d"])])
+                .await
+                .expect("contiguous");
+            assert_eq!(log.leader_epochs(), vec![(6, 0)]);
+            assert_eq!(log.end_offset_for_epoch(6), (6, 1));
+        });
+    }
+
+    #[test]
+    fn replica_appends_continue_after_truncation() {
+        run(|| async {
+            let storage = MemStorage::new(5);
+            let dir = "/data/replica-truncate";
+            // Small segments: the batches below span several.
+            let config = LogConfig {
+                segment_bytes: SEGMENT_BYTES_MIN,
+                ..LogConfig::default()
+            };
+            let log = open_log(&storage, dir, config.clone()).await;
+            let big = [b'x'; 700];
+            let producer = BuildBatch {
+                producer_id: 7,
+                producer_epoch: 0,
+                base_sequence: 0,
+                ..BuildBatch::default()
+            };
+            let kept = vec![
+                plain(0, 3, &[&big, &big]),
+                plain(2, 3, &[&big]),
+                plain(3, 5, &[&big, &big]),
+            ];
+            let cut = vec![
+                leader_batch(producer, 5, 5, &[&big]),
+                plain(6, 5, &[&big, &big]),
+            ];
+            log.append_replica(&kept).await.expect("contiguous");
+            log.append_replica(&cut).await.expect("contiguous");
+            assert!(log.segment_count() > 1);
+            assert_eq!(log.leader_epochs(), vec![(3, 0), (5, 3)]);
+            assert!(log.producers().iter().any(|info| info.producer_id == 7));
+            log.set_high_watermark(7);
+
+            // In the middle of epoch 5: epoch 5 stays, from where it started.
+            log.truncate_to(5).await.expect("truncate");
+            let offsets = log.offsets();
+            assert_eq!((offsets.leo, offsets.hw), (5, 5));
+            assert_eq!(log.leader_epochs(), vec![(3, 0), (5, 3)]);
+            assert!(log.producers().iter().all(|info| info.producer_id != 7));
+            assert_eq!(read_all(&log).await, concat(&kept));
+
+            let other = vec![plain(5, 5, &[b"other"]), plain(6, 7, &[&big, b"y"])];
+            log.append_replica(&other).await.expect("continues at 5");
+            assert_eq!(log.leader_epochs(), vec![(3, 0), (5, 3), (7, 6)]);
+            assert_eq!(log.end_offset_for_epoch(5), (5, 6));
+            assert_eq!(log.end_offset_for_epoch(7), (7, 8));
+            assert_eq!(log.offsets().hw, 5);
+            let all: Vec<_> = kept.iter().chain(&other).cloned().collect();
+            assert_eq!(read_all(&log).await, concat(&all));
+
+            // Before epoch 5 started: its entry goes, on disk too.
+            log.truncate_to(2).await.expect("truncate");
+            assert_eq!(log.offsets().leo, 2);
+            assert_eq!(log.leader_epochs(), vec![(3, 0)]);
+            assert_eq!(log.end_offset_for_epoch(5), (-1, -1));
+            assert_eq!(checkpoint_text(&storage, dir).await, "0\n1\n3 0\n");
+            log.close().await.expect("close");
+            drop(log);
+            let reopened = open_log(&storage.snapshot(), dir, config).await;
+            assert_eq!(reopened.leader_epochs(), vec![(3, 0)]);
+            assert_eq!(reopened.offsets().leo, 2);
+            assert_eq!(read_all(&reopened).await, concat(&kept[..1]));
+            let last = vec![plain(2, 8, &[b"z"])];
+            reopened
+                .append_replica(&last)
+                .await
+                .expect("continues at 2");
+            assert_eq!(reopened.leader_epochs(), vec![(3, 0), (8, 2)]);
+            let all: Vec<_> = kept[..1].iter().chain(&last).cloned().collect();
+            assert_eq!(read_all(&reopened).await, concat(&all));
+        });
+    }
 
     /// Snapshots written before transactions existed (frame version 1) are
     /// still read, with no open transaction; new ones round-trip the

@@ -133,6 +133,9 @@ pub struct ReadEntry {
     pub max_bytes: usize,
     /// Read up to the last stable offset instead of the high watermark.
     pub read_committed: bool,
+    /// The follower fetching, for a replica's fetch: it reads up to the
+    /// log end, and its offset tells the leader how far it has got.
+    pub replica: Option<i32>,
 }
 
 /// What a read of one partition returned.
@@ -214,6 +217,18 @@ pub enum ControllerRequest {
         validate_only: bool,
     },
     AllocateProducerId,
+    /// A partition leader's change of its ISR (Kafka's AlterPartition):
+    /// applied only if `leader`, `leader_epoch` and `partition_epoch`
+    /// still match the controller's record, so a deposed or stale leader
+    /// cannot change it.
+    AlterPartition {
+        topic: String,
+        partition: i32,
+        leader: i32,
+        leader_epoch: i32,
+        partition_epoch: i32,
+        isr: Vec<i32>,
+    },
 }
 
 /// A message to a shard over the mesh.
@@ -231,7 +246,11 @@ pub enum ShardRequest {
         watches: Vec<(String, i32, i64)>,
         wait_ms: u64,
         read_committed: bool,
+        /// A follower's fetch: wakes on the log end instead.
+        replica: bool,
     },
+    /// OffsetForLeaderEpoch: the end offset of each partition's epoch.
+    EpochEnds(Vec<crate::handlers::offset_for_leader_epoch::EpochQuery>),
     ListOffsets(Vec<OffsetQueryEntry>),
     ApplyMetadata(Arc<ClusterMetadata>),
     Controller(ControllerRequest),
@@ -260,6 +279,9 @@ pub enum ShardResponse {
     Produce(Vec<ProduceOutcome>),
     Read(Vec<ReadOutcome>),
     ListOffsets(Vec<(i16, i64, i64)>),
+    /// Per partition of a [`ShardRequest::EpochEnds`]: error code, epoch,
+    /// end offset.
+    EpochEnds(Vec<(i16, i32, i64)>),
     Topics(Vec<TopicOutcome>),
     ProducerId(i64),
     LogSizes(Vec<(String, i32, u64, i64)>),
@@ -271,6 +293,9 @@ pub enum ShardResponse {
     /// or an error code.
     Producers(Vec<Result<Vec<sluice_engine::ProducerInfo>, i16>>),
     Quorum(Option<sluice_cluster::QuorumStatus>),
+    /// The answer to [`ControllerRequest::AlterPartition`]: the partition's
+    /// state as now recorded, or a Kafka error code.
+    Partition(Result<sluice_engine::PartitionState, i16>),
     Done,
 }
 
@@ -297,6 +322,7 @@ pub struct Broker {
     /// The coordinator of the transactional ids whose state partitions this
     /// shard owns.
     pub txns: crate::txn::TxnCoordinator,
+    replication: replication::Replication,
 }
 
 fn random_id() -> [u8; 16] {
@@ -379,6 +405,7 @@ impl Broker {
             shutting_down: Cell::new(false),
             groups,
             txns,
+            replication: replication::Replication::default(),
         });
         broker.groups.attach(Rc::downgrade(&broker));
         broker.txns.attach(Rc::downgrade(&broker));
@@ -464,11 +491,26 @@ impl Broker {
                 watches,
                 wait_ms,
                 read_committed,
+                replica,
             } => {
-                self.wait_for_data_local(watches, wait_ms, read_committed)
+                self.wait_for_data_local(watches, wait_ms, read_committed, replica)
                     .await;
                 ShardResponse::Done
             }
+            ShardRequest::EpochEnds(queries) => ShardResponse::EpochEnds(
+                queries
+                    .iter()
+                    .map(
+                        |(topic, partition, epoch)| match self.log(topic, *partition) {
+                            Some(log) => {
+                                let (epoch, end) = log.end_offset_for_epoch(*epoch);
+                                (code::NONE, epoch, end)
+                            }
+                            None => (self.missing_partition_code(topic, *partition), -1, -1),
+                        },
+                    )
+                    .collect(),
+            ),
             ShardRequest::WriteTxnMarkers { markers } => {
                 ShardResponse::WriteTxnMarkers(self.write_markers_local(markers).await)
             }
@@ -535,18 +577,18 @@ impl Broker {
         let shards = self.shards();
         let node = self.config.node_id;
         // Deleted topics, partitions no longer present, and replicas moved
-        // off this node: remove their logs. Partitions this node still
-        // holds but no longer leads: close their logs and keep the files.
+        // off this node: remove their logs. A replica this node holds stays
+        // open whether it leads or follows.
         let mut stale: Vec<PartitionKey> = Vec::new();
-        let mut demoted: Vec<PartitionKey> = Vec::new();
         for (topic, partition, _) in self.logs.borrow().iter() {
             let key = (topic.to_string(), partition);
             match metadata.topics.get(topic) {
                 Some(meta) if partition < meta.partitions => {
-                    match metadata.partition(topic, partition) {
-                        Some(state) if !state.replicas.contains(&node) => stale.push(key),
-                        Some(state) if state.leader != node => demoted.push(key),
-                        _ => {}
+                    if metadata
+                        .partition(topic, partition)
+                        .is_some_and(|state| !state.replicas.contains(&node))
+                    {
+                        stale.push(key);
                     }
                 }
                 _ => stale.push(key),
@@ -559,25 +601,15 @@ impl Broker {
                 }
             }
         }
-        for key in demoted {
-            let removed = self.logs.borrow_mut().remove(&key.0, key.1);
-            if let Some(log) = removed {
-                if let Err(error) = log.close().await {
-                    tracing::warn!(%error, topic = %key.0, partition = key.1, "closing log failed");
-                }
-            }
-        }
         for topic in metadata.topics.values() {
             let config = self.topic_log_config(topic);
             for partition in 0..topic.partitions {
                 if sluice_engine::shard_for(&topic.name, partition, shards) != self.shard {
                     continue;
                 }
-                // Only the leader serves a partition; followers do not copy
-                // data yet, so their logs stay closed.
                 if metadata
                     .partition(&topic.name, partition)
-                    .is_some_and(|state| state.leader != node)
+                    .is_some_and(|state| !state.replicas.contains(&node))
                 {
                     continue;
                 }
@@ -631,6 +663,7 @@ impl Broker {
                 tracing::warn!(%error, dir = %log.dir().display(), "recording the leader epoch failed");
             }
         }
+        self.apply_replication(&metadata);
         self.groups.on_metadata(&metadata);
         self.txns.on_metadata(&metadata);
         if !self.ready.get() {
@@ -695,8 +728,11 @@ impl Broker {
         Ok(())
     }
 
+    /// The log of a partition this node leads: the only one clients and
+    /// coordinators may read or write.
     pub(crate) fn log(&self, topic: &str, partition: i32) -> Option<Rc<Log>> {
-        self.logs.borrow().get(topic, partition).cloned()
+        let log = self.logs.borrow().get(topic, partition).cloned()?;
+        self.leads(topic, partition).then_some(log)
     }
 
     /// The error for a partition that has no log on this shard.
@@ -716,7 +752,9 @@ impl Broker {
         timeout_ms: i32,
     ) -> Vec<ProduceOutcome> {
         let mut outcomes = Vec::with_capacity(entries.len());
-        let mut durable_waits: Vec<(usize, Rc<Log>, i64)> = Vec::new();
+        // acks=all: (outcome index, partition, log, end offset) of each
+        // append, answered once durable here and held by the whole ISR.
+        let mut durable_waits: Vec<(usize, PartitionKey, Rc<Log>, i64)> = Vec::new();
         // Waits before the append (for earlier requests, for room) end at
         // the request's timeout: every request is answered, at worst with
         // REQUEST_TIMED_OUT. A client that sends no timeout gets Kafka's
@@ -837,6 +875,17 @@ impl Broker {
                 outcomes.push(outcome);
                 continue;
             }
+            if acks == -1 {
+                let (isr, min) = self.insync_replicas(&entry.topic, entry.partition);
+                if isr < min {
+                    outcome.error_code = code::NOT_ENOUGH_REPLICAS;
+                    outcome.error_message = Some(format!(
+                        "the partition has {isr} in-sync replicas; acks=all needs min.insync.replicas={min}"
+                    ));
+                    outcomes.push(outcome);
+                    continue;
+                }
+            }
             match log.append(&batches) {
                 Ok(appended) => {
                     outcome.base_offset = appended.base_offset.0;
@@ -845,6 +894,7 @@ impl Broker {
                     if acks == -1 {
                         durable_waits.push((
                             outcomes.len(),
+                            (entry.topic.clone(), entry.partition),
                             Rc::clone(&log),
                             appended.last_offset.0 + 1,
                         ));
@@ -859,11 +909,12 @@ impl Broker {
         }
         if !durable_waits.is_empty() {
             let timeout = Duration::from_millis(timeout_ms.max(0) as u64);
-            for (index, log, end) in durable_waits {
+            let replicated_by = Instant::now() + timeout;
+            for (index, key, log, end) in durable_waits {
                 let wait = log.wait_durable(end);
                 let outcome = match glommio::timer::timeout(timeout, async { Ok(wait.await) }).await
                 {
-                    Ok(Ok(())) => None,
+                    Ok(Ok(())) => self.wait_replicated(&key, &log, end, replicated_by).await,
                     Ok(Err(error)) => Some((code::KAFKA_STORAGE_ERROR, error.to_string())),
                     Err(_) => Some((
                         code::REQUEST_TIMED_OUT,
@@ -1090,11 +1141,28 @@ impl Broker {
             outcome.error_code = self.missing_partition_code(&entry.topic, entry.partition);
             return outcome;
         };
+        if let Some(replica) = entry.replica {
+            // The follower's offset is its log end: recorded before the read
+            // so that the high watermark it is sent includes it.
+            let recorded = self.record_follower_fetch(
+                &entry.topic,
+                entry.partition,
+                replica,
+                entry.offset,
+                &log,
+            );
+            if let replication::FollowerFetch::Refused(error_code) = recorded {
+                outcome.error_code = error_code;
+                return outcome;
+            }
+        }
         let offsets = log.offsets();
         outcome.high_watermark = offsets.hw;
         outcome.last_stable_offset = offsets.lso;
         outcome.log_start_offset = offsets.log_start;
-        let upper = if entry.read_committed {
+        let upper = if entry.replica.is_some() {
+            offsets.leo
+        } else if entry.read_committed {
             offsets.lso
         } else {
             offsets.hw
@@ -1137,13 +1205,16 @@ impl Broker {
         watches: Vec<(String, i32, i64)>,
         wait_ms: u64,
         read_committed: bool,
+        replica: bool,
     ) {
         // A read_committed consumer sees nothing past the last stable offset:
         // waking it on the high watermark would spin it while a transaction
-        // is open.
+        // is open. A follower reads up to the log end.
         let visible_end = move |log: &Log| {
             let offsets = log.offsets();
-            if read_committed {
+            if replica {
+                offsets.leo
+            } else if read_committed {
                 offsets.lso
             } else {
                 offsets.hw
@@ -1290,6 +1361,7 @@ fn check_client_batches(batches: &[(BatchHeader, Bytes)]) -> Option<String> {
 
 mod controller;
 mod forward;
+mod replication;
 #[cfg(test)]
 mod txn_tests;
 

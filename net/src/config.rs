@@ -154,6 +154,20 @@ pub struct ClusterConfig {
     /// Kafka's `broker.session.timeout.ms`: a broker not heard from for
     /// this long is fenced.
     pub broker_session_timeout_ms: u64,
+    /// Kafka's `replica.lag.time.max.ms`: a follower that has not caught up
+    /// with the leader's log end for this long leaves the ISR.
+    pub replica_lag_time_max_ms: u64,
+    /// Kafka's broker-level `min.insync.replicas`: the ISR size below which
+    /// `acks=all` writes are refused (a topic's own setting overrides it).
+    pub min_insync_replicas: i32,
+    /// Kafka's `unclean.leader.election.enable`: when no ISR member is
+    /// live, elect any live replica (losing what it lacks) instead of
+    /// leaving the partition offline.
+    pub unclean_leader_election: bool,
+    /// Kafka's `leader.imbalance.check.interval.seconds` (in milliseconds)
+    /// for its `auto.leader.rebalance.enable`: how often the controller
+    /// gives leadership back to preferred replicas; 0 turns it off.
+    pub leader_imbalance_check_interval_ms: u64,
 }
 
 impl Default for ClusterConfig {
@@ -163,6 +177,11 @@ impl Default for ClusterConfig {
             voters: Vec::new(),
             rack: None,
             broker_session_timeout_ms: crate::constants::BROKER_SESSION_TIMEOUT_MS_DEFAULT,
+            replica_lag_time_max_ms: crate::constants::REPLICA_LAG_TIME_MAX_MS_DEFAULT,
+            min_insync_replicas: 1,
+            unclean_leader_election: false,
+            leader_imbalance_check_interval_ms:
+                crate::constants::LEADER_IMBALANCE_CHECK_INTERVAL_MS_DEFAULT,
         }
     }
 }

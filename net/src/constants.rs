@@ -224,3 +224,28 @@ pub const FETCH_READS_CONCURRENT_MAX: usize = 32;
 /// Logs a shard closes at once at shutdown: enough to keep the disk's queue
 /// busy with their final syncs, few enough not to flood io_uring.
 pub const LOG_CLOSE_CONCURRENCY_MAX: usize = 64;
+
+/// Kafka's default `replica.lag.time.max.ms`.
+pub const REPLICA_LAG_TIME_MAX_MS_DEFAULT: u64 = 30_000;
+/// How long a follower's fetch waits at the leader for new data (Kafka's
+/// `replica.fetch.wait.max.ms`): the longest a new partition given to a
+/// fetcher waits for the fetch in flight to return.
+pub const REPLICA_FETCH_WAIT_MS: i32 = 500;
+/// Bytes a follower asks for per partition in one fetch (Kafka's
+/// `replica.fetch.max.bytes`).
+pub const REPLICA_FETCH_PARTITION_BYTES: i32 = 1024 * 1024;
+/// Bytes a follower asks for per fetch (Kafka's
+/// `replica.fetch.response.max.bytes`).
+pub const REPLICA_FETCH_RESPONSE_BYTES: i32 = 10 * 1024 * 1024;
+/// How long a follower waits before fetching again after an error, and
+/// before reconnecting to a leader it could not reach.
+pub const REPLICA_FETCH_BACKOFF: std::time::Duration = std::time::Duration::from_millis(100);
+/// How long a follower's request to its leader may take (a fetch waits
+/// `REPLICA_FETCH_WAIT_MS` at most, so this only catches a dead leader).
+pub const REPLICA_REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// How long a follower's connection attempt to its leader may take.
+pub const REPLICA_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+/// How often a leader looks for followers that fell out of sync.
+pub const ISR_CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_millis(250);
+/// Kafka's default `leader.imbalance.check.interval.seconds` (300 s).
+pub const LEADER_IMBALANCE_CHECK_INTERVAL_MS_DEFAULT: u64 = 300_000;

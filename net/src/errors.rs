@@ -81,6 +81,9 @@ pub mod code {
     /// KIP-1050: the transaction must be aborted; clients that know it
     /// (Produce v11+, TxnOffsetCommit v4+) get it instead of INVALID_TXN_STATE.
     pub const TRANSACTION_ABORTABLE: i16 = 120;
+    pub const NOT_ENOUGH_REPLICAS_AFTER_APPEND: i16 = 20;
+    pub const INELIGIBLE_REPLICA: i16 = 107;
+    pub const INVALID_UPDATE_VERSION: i16 = 108;
 }
 
 /// The Kafka error code for a failed append.
@@ -96,6 +99,9 @@ pub fn append_error_code(error: &AppendError) -> i16 {
         }
         AppendError::Storage(_) => code::KAFKA_STORAGE_ERROR,
         AppendError::Closed => code::NOT_LEADER_OR_FOLLOWER,
+        // Only a follower's copy of its leader's batches can be out of
+        // place: it must find where its log and the leader's part.
+        AppendError::NotContiguous { .. } => code::OFFSET_OUT_OF_RANGE,
     }
 }
 

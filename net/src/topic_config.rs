@@ -112,7 +112,7 @@ const KNOWN: &[Known] = &[
             min: 1,
             max: i32::MAX as i64,
         },
-        applied: false,
+        applied: true,
     },
     Known {
         name: "preallocate",

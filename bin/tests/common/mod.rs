@@ -920,3 +920,113 @@ impl WireClient {
         receive_response(&mut self.stream, key, version, self.correlation)
     }
 }
+
+// ---- clusters ----------------------------------------------------------
+
+/// Free TCP ports on 127.0.0.1, all held until all are chosen so they
+/// differ.
+pub fn free_ports(count: usize) -> Vec<u16> {
+    let listeners: Vec<std::net::TcpListener> = (0..count)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("binding a free port"))
+        .collect();
+    listeners
+        .iter()
+        .map(|listener| listener.local_addr().expect("a bound address").port())
+        .collect()
+}
+
+/// Starts `nodes` brokers, node ids 1..=`nodes` on racks `rack-<id>`, as the
+/// voters of one metadata quorum, each also given `extra_args`. The broker
+/// at index `i` has node id `i + 1`.
+pub fn start_cluster_with(nodes: usize, extra_args: &[&str]) -> Vec<TestBroker> {
+    let ports = free_ports(nodes);
+    let voters = ports
+        .iter()
+        .enumerate()
+        .map(|(index, port)| format!("{}@127.0.0.1:{port}", index + 1))
+        .collect::<Vec<_>>()
+        .join(",");
+    let args: Vec<Vec<String>> = ports
+        .iter()
+        .enumerate()
+        .map(|(index, port)| {
+            let mut args: Vec<String> = vec![
+                "--node-id".into(),
+                (index + 1).to_string(),
+                "--controller-listen".into(),
+                format!("127.0.0.1:{port}"),
+                "--controller-voters".into(),
+                voters.clone(),
+                "--rack".into(),
+                format!("rack-{}", index + 1),
+            ];
+            args.extend(extra_args.iter().map(|arg| arg.to_string()));
+            args
+        })
+        .collect();
+    TestBroker::start_together(&args)
+}
+
+/// `bootstrap.servers` naming every broker of a cluster as it listens now,
+/// so that a client started from it does not depend on any one of them.
+pub fn cluster_bootstrap(brokers: &[TestBroker]) -> String {
+    brokers
+        .iter()
+        .map(TestBroker::bootstrap)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Like [`wait_until`], but checks only every `interval` (for a condition
+/// that is costly to check, such as one that starts a client), and the
+/// condition says what it saw: `Ok(value)` ends the wait and is returned,
+/// `Err(seen)` is shown if the wait times out.
+pub fn wait_for<T>(
+    what: &str,
+    timeout: Duration,
+    interval: Duration,
+    mut condition: impl FnMut() -> Result<T, String>,
+) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match condition() {
+            Ok(value) => return value,
+            Err(seen) => assert!(
+                Instant::now() < deadline,
+                "timed out after {timeout:?} waiting for {what}; last seen: {seen}"
+            ),
+        }
+        thread::sleep(interval);
+    }
+}
+
+impl TrackedProducer {
+    /// A tracked producer bootstrapped from every broker of a cluster (see
+    /// [`cluster_bootstrap`]), with `settings` on top of the test defaults.
+    pub fn for_cluster(
+        brokers: &[TestBroker],
+        topic: &str,
+        settings: &[(&str, &str)],
+    ) -> TrackedProducer {
+        let first = brokers.first().expect("a cluster has a broker");
+        let reports = Arc::new(Reports {
+            results: Mutex::new(Vec::new()),
+        });
+        let mut config = first.client_config();
+        config
+            .set("bootstrap.servers", cluster_bootstrap(brokers))
+            .set("linger.ms", "5");
+        for (key, value) in settings {
+            config.set(*key, *value);
+        }
+        let producer = config
+            .create_with_context(ReportContext(Arc::clone(&reports)))
+            .expect("creating the producer");
+        TrackedProducer {
+            producer,
+            reports,
+            topic: topic.to_string(),
+            sent: 0,
+        }
+    }
+}

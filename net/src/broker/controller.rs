@@ -209,7 +209,12 @@ impl Broker {
             quorum.clone(),
             Rc::clone(&controller.lock),
             node_id,
-            Duration::from_millis(cluster.broker_session_timeout_ms),
+            LeadershipPolicy {
+                session: Duration::from_millis(cluster.broker_session_timeout_ms),
+                unclean: cluster.unclean_leader_election,
+                rebalance_interval: (cluster.leader_imbalance_check_interval_ms > 0)
+                    .then(|| Duration::from_millis(cluster.leader_imbalance_check_interval_ms)),
+            },
         ))
         .detach();
         glommio::spawn_local(publish_images(
@@ -395,6 +400,22 @@ impl Broker {
             ]),
             ControllerRequest::AllocateProducerId => {
                 ShardResponse::ProducerId(self.allocate_producer_id(controller).await)
+            }
+            ControllerRequest::AlterPartition {
+                topic,
+                partition,
+                leader,
+                leader_epoch,
+                partition_epoch,
+                isr,
+            } => {
+                let change = IsrChange {
+                    leader,
+                    leader_epoch,
+                    partition_epoch,
+                    isr,
+                };
+                ShardResponse::Partition(self.alter_partition(&topic, partition, change).await)
             }
         }
     }
@@ -741,6 +762,45 @@ impl Broker {
         start
     }
 
+    /// AlterPartition: records a leader's new ISR if the request comes from
+    /// the partition's current leader at its current leader and partition
+    /// epochs (Kafka's checks and error codes). Members it adds must be
+    /// live: a fenced broker cannot rejoin before it registers again.
+    async fn alter_partition(
+        &self,
+        topic: &str,
+        partition: i32,
+        change: IsrChange,
+    ) -> Result<PartitionState, i16> {
+        let base = self.controller_image();
+        let mut metadata = (*base).clone();
+        let state = metadata
+            .topics
+            .get_mut(topic)
+            .and_then(|meta| meta.placement.get_mut(usize::try_from(partition).ok()?))
+            .ok_or(code::UNKNOWN_TOPIC_OR_PARTITION)?;
+        check_isr_change(state, &change, |id| {
+            base.brokers.get(&id).is_some_and(|broker| !broker.fenced)
+        })?;
+        if state.isr == change.isr {
+            return Ok(state.clone());
+        }
+        state.isr = change.isr;
+        state.partition_epoch += 1;
+        let recorded = state.clone();
+        tracing::info!(
+            topic,
+            partition,
+            isr = ?recorded.isr,
+            partition_epoch = recorded.partition_epoch,
+            "ISR changed"
+        );
+        self.publish(&base, metadata)
+            .await
+            .map_err(|error| error.code)?;
+        Ok(recorded)
+    }
+
     /// Sends a controller request to shard 0 and returns its answer.
     pub async fn controller_call(&self, request: ControllerRequest) -> Option<ShardResponse> {
         self.mesh
@@ -772,6 +832,9 @@ fn not_controller(request: &ControllerRequest, reason: &str) -> ShardResponse {
             ShardResponse::Topics(vec![outcome(topic)])
         }
         ControllerRequest::AllocateProducerId => ShardResponse::ProducerId(-1),
+        ControllerRequest::AlterPartition { .. } => {
+            ShardResponse::Partition(Err(code::NOT_CONTROLLER))
+        }
     }
 }
 
@@ -800,22 +863,20 @@ async fn keep_registered(quorum: Quorum, me: BrokerInfo) {
 }
 
 /// On the active controller: fences the brokers it has not heard from for
-/// `session` (Kafka's `broker.session.timeout.ms`), moves the leadership of
-/// their partitions to another live member of the ISR, and gives partitions
-/// left without a leader back to a live ISR member when one returns.
-/// Followers do not copy data yet, so the ISR of every partition is its
-/// leader alone: a fenced leader's partitions go offline (leader -1,
-/// LEADER_NOT_AVAILABLE) rather than move to a replica without the data
-/// (unclean election is off), and come back when it does.
+/// `session` (Kafka's `broker.session.timeout.ms`), takes them out of the
+/// ISR of their partitions, moves the leadership of their partitions to
+/// another live member of the ISR, and gives partitions left without a
+/// leader back to a live ISR member when one returns (see [`reconcile`]).
 async fn watch_brokers(
     quorum: Quorum,
     lock: Rc<glommio::sync::Semaphore>,
     node_id: i32,
-    session: Duration,
+    policy: LeadershipPolicy,
 ) {
     // Brokers are judged only after a full session of this node leading:
     // a new leader has not heard from anyone yet.
     let mut leading_since: Option<(u64, Instant)> = None;
+    let mut rebalanced_at = Instant::now();
     loop {
         glommio::timer::sleep(LIVENESS_CHECK_INTERVAL).await;
         let status = quorum.status();
@@ -841,7 +902,8 @@ async fn watch_brokers(
             let heard = quorum
                 .last_heard(broker.id)
                 .map_or(since, |heard| heard.max(since));
-            if !broker.fenced && broker.id != node_id && now.duration_since(heard) > session {
+            if !broker.fenced && broker.id != node_id && now.duration_since(heard) > policy.session
+            {
                 tracing::warn!(
                     broker = broker.id,
                     silent_ms = now.duration_since(heard).as_millis() as u64,
@@ -851,35 +913,25 @@ async fn watch_brokers(
             }
         }
         let live: Vec<i32> = image.live_brokers().map(|broker| broker.id).collect();
+        let rebalance = policy
+            .rebalance_interval
+            .is_some_and(|interval| now.duration_since(rebalanced_at) >= interval);
+        if rebalance {
+            rebalanced_at = now;
+        }
         for topic in image.topics.values_mut() {
-            for state in &mut topic.placement {
-                if state.leader >= 0 {
-                    if live.contains(&state.leader) {
-                        continue;
-                    }
-                    let lost = state.leader;
-                    match state
-                        .isr
-                        .iter()
-                        .copied()
-                        .find(|id| *id != lost && live.contains(id))
-                    {
-                        Some(next) => {
-                            state.isr.retain(|id| *id != lost);
-                            state.leader = next;
-                        }
-                        // The ISR is kept: the lost leader holds the only
-                        // complete copy and leads again when it returns.
-                        None => state.leader = -1,
-                    }
-                } else {
-                    match state.isr.iter().copied().find(|id| live.contains(id)) {
-                        Some(next) => state.leader = next,
-                        None => continue,
-                    }
+            for (partition, state) in topic.placement.iter_mut().enumerate() {
+                if rebalance && prefer(state, &live) {
+                    tracing::info!(topic = %topic.name, partition, leader = state.leader, "leadership back to the preferred replica");
                 }
-                state.leader_epoch += 1;
-                state.partition_epoch += 1;
+                if reconcile(state, &live, policy.unclean) == Reconciled::Unclean {
+                    tracing::warn!(
+                        topic = %topic.name,
+                        partition,
+                        leader = state.leader,
+                        "unclean leader election: records the new leader lacks are lost"
+                    );
+                }
             }
         }
         let records = diff_records(&base, &image);
@@ -892,24 +944,156 @@ async fn watch_brokers(
     }
 }
 
-/// A new partition's state. Followers do not copy data yet, so only the
-/// leader holds the partition's records: the ISR is the leader alone, and
-/// the metadata never claims copies that do not exist. The leader is the
-/// first replica that is live.
+/// How the active controller moves leadership.
+#[derive(Clone, Copy, Debug)]
+struct LeadershipPolicy {
+    /// Kafka's `broker.session.timeout.ms`.
+    session: Duration,
+    /// Kafka's `unclean.leader.election.enable`.
+    unclean: bool,
+    /// Kafka's `leader.imbalance.check.interval.seconds` when
+    /// `auto.leader.rebalance.enable` is on; `None` when it is off.
+    rebalance_interval: Option<Duration>,
+}
+
+/// Preferred leader election (Kafka's auto leader rebalance): gives the
+/// leadership back to the first replica when it is live and in the ISR, so
+/// that leaders spread again after a broker returns. Kafka only does this
+/// once a broker's share of non-preferred leaders passes 10%; here every
+/// partition is checked on each round. Returns whether it moved.
+fn prefer(state: &mut PartitionState, live: &[i32]) -> bool {
+    let Some(preferred) = state.replicas.first().copied() else {
+        return false;
+    };
+    if state.leader == preferred || !live.contains(&preferred) || !state.isr.contains(&preferred) {
+        return false;
+    }
+    state.leader = preferred;
+    state.leader_epoch += 1;
+    state.partition_epoch += 1;
+    true
+}
+
+/// A new partition's state: every live replica is in sync (the log is
+/// empty), and the first live replica leads.
 fn new_partition_state(image: &ClusterMetadata, replicas: Vec<i32>) -> PartitionState {
     let live = |id: &i32| image.brokers.get(id).is_none_or(|broker| !broker.fenced);
-    let leader = replicas.iter().copied().find(live).unwrap_or(-1);
+    let isr: Vec<i32> = replicas.iter().copied().filter(live).collect();
     PartitionState {
-        isr: if leader >= 0 {
-            vec![leader]
-        } else {
-            Vec::new()
-        },
+        leader: isr.first().copied().unwrap_or(-1),
+        isr,
         replicas,
-        leader,
         leader_epoch: 0,
         partition_epoch: 0,
     }
+}
+
+/// A leader's requested ISR, with the epochs it saw (AlterPartition).
+#[derive(Debug)]
+struct IsrChange {
+    leader: i32,
+    leader_epoch: i32,
+    partition_epoch: i32,
+    isr: Vec<i32>,
+}
+
+/// Kafka's AlterPartition checks, in its order: the sender must lead the
+/// partition at the recorded leader epoch, have seen the recorded partition
+/// epoch, and ask for an ISR of replicas that holds itself; a member it
+/// adds must be live.
+fn check_isr_change(
+    state: &PartitionState,
+    change: &IsrChange,
+    live: impl Fn(i32) -> bool,
+) -> Result<(), i16> {
+    if change.leader != state.leader {
+        return Err(code::NOT_LEADER_OR_FOLLOWER);
+    }
+    if change.leader_epoch != state.leader_epoch {
+        return Err(code::FENCED_LEADER_EPOCH);
+    }
+    if change.partition_epoch != state.partition_epoch {
+        return Err(code::INVALID_UPDATE_VERSION);
+    }
+    let mut distinct = change.isr.clone();
+    distinct.sort_unstable();
+    distinct.dedup();
+    if !change.isr.contains(&change.leader)
+        || distinct.len() != change.isr.len()
+        || change.isr.iter().any(|id| !state.replicas.contains(id))
+    {
+        return Err(code::INVALID_REQUEST);
+    }
+    if change
+        .isr
+        .iter()
+        .any(|id| !state.isr.contains(id) && !live(*id))
+    {
+        return Err(code::INELIGIBLE_REPLICA);
+    }
+    Ok(())
+}
+
+/// What [`reconcile`] did to a partition.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Reconciled {
+    Unchanged,
+    Changed,
+    /// A replica outside the ISR was made leader (unclean election).
+    Unclean,
+}
+
+/// Brings a partition's state in line with the live brokers, as Kafka's
+/// controller does on fencing and unfencing: fenced brokers leave the ISR
+/// (except the last member, which keeps the only complete copy on record),
+/// and a leader that is fenced or outside the ISR is replaced by the first
+/// replica, in preference order, that is live and in the ISR. With none,
+/// the partition is offline (leader -1) until an ISR member returns, unless
+/// `unclean` allows any live replica. A new leader bumps the leader epoch;
+/// every change bumps the partition epoch.
+fn reconcile(state: &mut PartitionState, live: &[i32], unclean: bool) -> Reconciled {
+    let before = state.clone();
+    let live_isr: Vec<i32> = state
+        .isr
+        .iter()
+        .copied()
+        .filter(|id| live.contains(id))
+        .collect();
+    if !live_isr.is_empty() {
+        state.isr = live_isr;
+    } else if state.leader >= 0 {
+        state.isr = vec![state.leader];
+    }
+    let mut outcome = Reconciled::Changed;
+    let leads =
+        state.leader >= 0 && live.contains(&state.leader) && state.isr.contains(&state.leader);
+    if !leads {
+        let next = state
+            .replicas
+            .iter()
+            .copied()
+            .find(|id| state.isr.contains(id) && live.contains(id));
+        let leader = match next {
+            Some(id) => id,
+            None => match state.replicas.iter().copied().find(|id| live.contains(id)) {
+                Some(id) if unclean => {
+                    state.isr = vec![id];
+                    outcome = Reconciled::Unclean;
+                    id
+                }
+                _ => -1,
+            },
+        };
+        if leader != state.leader {
+            state.leader = leader;
+            state.leader_epoch += 1;
+        }
+    }
+    if *state == before {
+        return Reconciled::Unchanged;
+    }
+    state.partition_epoch += 1;
+    outcome
 }
 
 /// What every shard has applied, shared by the publisher task and the
@@ -946,5 +1130,130 @@ async fn publish_images(
         futures_lite_join_all(calls.collect()).await;
         published.version.set(image.version);
         published.signal.notify();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(replicas: &[i32], isr: &[i32], leader: i32) -> PartitionState {
+        PartitionState {
+            replicas: replicas.to_vec(),
+            isr: isr.to_vec(),
+            leader,
+            leader_epoch: 4,
+            partition_epoch: 9,
+        }
+    }
+
+    #[test]
+    fn a_fenced_leader_is_replaced_from_the_isr_and_leaves_it() {
+        let mut partition = state(&[1, 2, 3], &[1, 2, 3], 1);
+        assert_eq!(
+            reconcile(&mut partition, &[2, 3], false),
+            Reconciled::Changed
+        );
+        assert_eq!((partition.leader, partition.isr.clone()), (2, vec![2, 3]));
+        assert_eq!((partition.leader_epoch, partition.partition_epoch), (5, 10));
+        // Nothing more to do while the same brokers are live.
+        assert_eq!(
+            reconcile(&mut partition, &[2, 3], false),
+            Reconciled::Unchanged
+        );
+        // A returning broker is not put back in the ISR by the controller:
+        // its leader does that once it has caught up.
+        assert_eq!(
+            reconcile(&mut partition, &[1, 2, 3], false),
+            Reconciled::Unchanged
+        );
+    }
+
+    #[test]
+    fn a_fenced_follower_only_leaves_the_isr() {
+        let mut partition = state(&[1, 2, 3], &[1, 2, 3], 1);
+        assert_eq!(
+            reconcile(&mut partition, &[1, 2], false),
+            Reconciled::Changed
+        );
+        assert_eq!((partition.leader, partition.isr.clone()), (1, vec![1, 2]));
+        assert_eq!((partition.leader_epoch, partition.partition_epoch), (4, 10));
+    }
+
+    #[test]
+    fn the_last_isr_member_stays_on_record_and_leads_again_when_it_returns() {
+        let mut partition = state(&[1, 2, 3], &[1], 1);
+        assert_eq!(
+            reconcile(&mut partition, &[2, 3], false),
+            Reconciled::Changed
+        );
+        assert_eq!((partition.leader, partition.isr.clone()), (-1, vec![1]));
+        assert_eq!(
+            reconcile(&mut partition, &[2, 3], false),
+            Reconciled::Unchanged
+        );
+        assert_eq!(
+            reconcile(&mut partition, &[1, 2, 3], false),
+            Reconciled::Changed
+        );
+        assert_eq!((partition.leader, partition.isr.clone()), (1, vec![1]));
+        assert_eq!(partition.leader_epoch, 6);
+    }
+
+    #[test]
+    fn preferred_election_moves_leadership_back_only_to_a_live_isr_member() {
+        let mut partition = state(&[1, 2, 3], &[2, 3], 2);
+        assert!(!prefer(&mut partition, &[1, 2, 3]), "1 is not in the ISR");
+        partition.isr = vec![2, 3, 1];
+        assert!(!prefer(&mut partition, &[2, 3]), "1 is not live");
+        assert!(prefer(&mut partition, &[1, 2, 3]));
+        assert_eq!((partition.leader, partition.leader_epoch), (1, 5));
+        assert!(!prefer(&mut partition, &[1, 2, 3]));
+    }
+
+    #[test]
+    fn unclean_election_takes_a_live_replica_outside_the_isr() {
+        let mut partition = state(&[1, 2, 3], &[1], 1);
+        assert_eq!(reconcile(&mut partition, &[3], true), Reconciled::Unclean);
+        assert_eq!((partition.leader, partition.isr.clone()), (3, vec![3]));
+    }
+
+    #[test]
+    fn isr_changes_are_checked_as_kafka_checks_them() {
+        let partition = state(&[1, 2, 3], &[1, 2], 1);
+        let change = |leader, leader_epoch, partition_epoch, isr: &[i32]| IsrChange {
+            leader,
+            leader_epoch,
+            partition_epoch,
+            isr: isr.to_vec(),
+        };
+        let live = |id: i32| id != 3;
+        assert_eq!(
+            check_isr_change(&partition, &change(1, 4, 9, &[1]), live),
+            Ok(())
+        );
+        assert_eq!(
+            check_isr_change(&partition, &change(2, 4, 9, &[2]), live),
+            Err(code::NOT_LEADER_OR_FOLLOWER)
+        );
+        assert_eq!(
+            check_isr_change(&partition, &change(1, 3, 9, &[1]), live),
+            Err(code::FENCED_LEADER_EPOCH)
+        );
+        assert_eq!(
+            check_isr_change(&partition, &change(1, 4, 8, &[1]), live),
+            Err(code::INVALID_UPDATE_VERSION)
+        );
+        for isr in [&[2][..], &[1, 1], &[1, 4]] {
+            assert_eq!(
+                check_isr_change(&partition, &change(1, 4, 9, isr), live),
+                Err(code::INVALID_REQUEST),
+                "{isr:?}"
+            );
+        }
+        assert_eq!(
+            check_isr_change(&partition, &change(1, 4, 9, &[1, 2, 3]), live),
+            Err(code::INELIGIBLE_REPLICA)
+        );
     }
 }

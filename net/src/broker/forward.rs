@@ -14,9 +14,12 @@ mod tag {
     pub const CREATE_PARTITIONS: u8 = 3;
     pub const ALTER_TOPIC_CONFIGS: u8 = 4;
     pub const ALLOCATE_PRODUCER_ID: u8 = 5;
+    pub const ALTER_PARTITION: u8 = 6;
     pub const TOPICS: u8 = 101;
     pub const PRODUCER_ID: u8 = 102;
     pub const NONE: u8 = 103;
+    pub const PARTITION: u8 = 104;
+    pub const PARTITION_ERROR: u8 = 105;
 }
 
 pub fn encode_request(request: &ControllerRequest) -> Vec<u8> {
@@ -70,6 +73,22 @@ pub fn encode_request(request: &ControllerRequest) -> Vec<u8> {
             writer.bool(*validate_only);
         }
         ControllerRequest::AllocateProducerId => writer.u8(tag::ALLOCATE_PRODUCER_ID),
+        ControllerRequest::AlterPartition {
+            topic,
+            partition,
+            leader,
+            leader_epoch,
+            partition_epoch,
+            isr,
+        } => {
+            writer.u8(tag::ALTER_PARTITION);
+            writer.str(topic);
+            writer.i32(*partition);
+            writer.i32(*leader);
+            writer.i32(*leader_epoch);
+            writer.i32(*partition_epoch);
+            writer.i32s(isr);
+        }
     }
     writer.bytes
 }
@@ -133,6 +152,14 @@ pub fn decode_request(bytes: &[u8]) -> Result<ControllerRequest, DecodeError> {
             }
         }
         tag::ALLOCATE_PRODUCER_ID => ControllerRequest::AllocateProducerId,
+        tag::ALTER_PARTITION => ControllerRequest::AlterPartition {
+            topic: reader.str()?,
+            partition: reader.i32()?,
+            leader: reader.i32()?,
+            leader_epoch: reader.i32()?,
+            partition_epoch: reader.i32()?,
+            isr: reader.i32s()?,
+        },
         other => return Err(DecodeError(format!("unknown controller request {other}"))),
     };
     reader.finish()?;
@@ -157,6 +184,18 @@ pub fn encode_response(response: &ShardResponse) -> Vec<u8> {
         ShardResponse::ProducerId(id) => {
             writer.u8(tag::PRODUCER_ID);
             writer.i64(*id);
+        }
+        ShardResponse::Partition(Ok(state)) => {
+            writer.u8(tag::PARTITION);
+            writer.i32s(&state.replicas);
+            writer.i32s(&state.isr);
+            writer.i32(state.leader);
+            writer.i32(state.leader_epoch);
+            writer.i32(state.partition_epoch);
+        }
+        ShardResponse::Partition(Err(error_code)) => {
+            writer.u8(tag::PARTITION_ERROR);
+            writer.u16(*error_code as u16);
         }
         _ => writer.u8(tag::NONE),
     }
@@ -184,6 +223,14 @@ pub fn decode_response(bytes: &[u8]) -> Result<ShardResponse, DecodeError> {
         }
         tag::PRODUCER_ID => ShardResponse::ProducerId(reader.i64()?),
         tag::NONE => ShardResponse::Done,
+        tag::PARTITION => ShardResponse::Partition(Ok(sluice_engine::PartitionState {
+            replicas: reader.i32s()?,
+            isr: reader.i32s()?,
+            leader: reader.i32()?,
+            leader_epoch: reader.i32()?,
+            partition_epoch: reader.i32()?,
+        })),
+        tag::PARTITION_ERROR => ShardResponse::Partition(Err(reader.u16()? as i16)),
         other => return Err(DecodeError(format!("unknown controller answer {other}"))),
     };
     reader.finish()?;
@@ -243,6 +290,41 @@ mod tests {
             format!("{:?}", decode_request(&bytes).unwrap()),
             format!("{changes:?}")
         );
+        let alter = ControllerRequest::AlterPartition {
+            topic: "t".into(),
+            partition: 2,
+            leader: 3,
+            leader_epoch: 7,
+            partition_epoch: 11,
+            isr: vec![3, 1],
+        };
+        let bytes = encode_request(&alter);
+        assert_eq!(
+            format!("{:?}", decode_request(&bytes).unwrap()),
+            format!("{alter:?}")
+        );
+        for len in 0..bytes.len() {
+            assert!(decode_request(&bytes[..len]).is_err(), "cut at {len}");
+        }
+        for answer in [
+            ShardResponse::Partition(Ok(sluice_engine::PartitionState {
+                replicas: vec![3, 1, 2],
+                isr: vec![3, 1],
+                leader: 3,
+                leader_epoch: 7,
+                partition_epoch: 12,
+            })),
+            ShardResponse::Partition(Err(108)),
+        ] {
+            let bytes = encode_response(&answer);
+            assert_eq!(
+                format!("{:?}", decode_response(&bytes).unwrap()),
+                format!("{answer:?}")
+            );
+            for len in 0..bytes.len() {
+                assert!(decode_response(&bytes[..len]).is_err(), "cut at {len}");
+            }
+        }
         assert!(decode_request(&[0xee]).is_err());
     }
 }

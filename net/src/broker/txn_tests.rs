@@ -63,6 +63,7 @@ async fn read(broker: &Broker, offset: i64, read_committed: bool) -> ReadOutcome
         offset,
         max_bytes: 1 << 20,
         read_committed,
+        replica: None,
     };
     broker
         .read_local(vec![entry])

@@ -35,6 +35,8 @@ pub const CLIENT_API_VERSIONS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::InitProducerId, 0, 4),
     (ApiKey::CreateTopics, 2, 7),
     (ApiKey::DeleteTopics, 1, 6),
+    // v3 carries the replica id a follower sends; v4 is flexible.
+    (ApiKey::OffsetForLeaderEpoch, 3, 4),
 ];
 
 /// First flexible (compact, tagged) version of each API.
@@ -45,6 +47,7 @@ const LIST_OFFSETS_FLEXIBLE: i16 = 6;
 const INIT_PRODUCER_ID_FLEXIBLE: i16 = 2;
 const CREATE_TOPICS_FLEXIBLE: i16 = 5;
 const DELETE_TOPICS_FLEXIBLE: i16 = 4;
+const OFFSET_FOR_LEADER_EPOCH_FLEXIBLE: i16 = 4;
 
 /// One entry of an ApiVersions response.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -266,6 +269,8 @@ pub struct FetchPartitionData {
     pub index: i32,
     pub error_code: i16,
     pub high_watermark: i64,
+    /// -1 below v5, which does not carry it.
+    pub log_start_offset: i64,
     /// Record batches, a slice of the response frame (the last one may be
     /// cut short, as Kafka allows).
     pub records: Bytes,
@@ -303,9 +308,7 @@ pub fn decode_fetch(version: i16, body: Bytes) -> Result<FetchData, ClientError>
                 let error_code = r.i16()?;
                 let high_watermark = r.i64()?;
                 r.i64()?; // last_stable_offset
-                if version >= 5 {
-                    r.i64()?; // log_start_offset
-                }
+                let log_start_offset = if version >= 5 { r.i64()? } else { -1 };
                 r.nullable_array_v(flexible, |r| {
                     r.i64()?; // producer_id
                     r.i64()?; // first_offset
@@ -320,6 +323,7 @@ pub fn decode_fetch(version: i16, body: Bytes) -> Result<FetchData, ClientError>
                     index,
                     error_code,
                     high_watermark,
+                    log_start_offset,
                     records,
                 })
             })?;
@@ -332,6 +336,50 @@ pub fn decode_fetch(version: i16, body: Bytes) -> Result<FetchData, ClientError>
     let data = parse().map_err(decode_error(ApiKey::Fetch, version))?;
     r.finish().map_err(decode_error(ApiKey::Fetch, version))?;
     Ok(data)
+}
+
+/// One partition's answer to OffsetForLeaderEpoch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EpochEndOffset {
+    pub topic: StrBytes,
+    pub partition: i32,
+    pub error_code: i16,
+    pub leader_epoch: i32,
+    pub end_offset: i64,
+}
+
+/// Decodes an OffsetForLeaderEpoch response, v3 to v4.
+pub fn decode_offset_for_leader_epoch(
+    version: i16,
+    body: Bytes,
+) -> Result<Vec<EpochEndOffset>, ClientError> {
+    let flexible = version >= OFFSET_FOR_LEADER_EPOCH_FLEXIBLE;
+    let mut r = Reader::new(body);
+    let mut parse = || -> Result<Vec<EpochEndOffset>, DecodeError> {
+        r.i32()?; // throttle_time_ms
+        let topics = r.array_v(flexible, |r| {
+            let topic: StrBytes = r.string_v(flexible)?;
+            let partitions = r.array_v(flexible, |r| {
+                let answer = EpochEndOffset {
+                    topic: topic.clone(),
+                    error_code: r.i16()?,
+                    partition: r.i32()?,
+                    leader_epoch: r.i32()?,
+                    end_offset: r.i64()?,
+                };
+                r.tagged_fields_v(flexible, &mut Default::default())?;
+                Ok(answer)
+            })?;
+            r.tagged_fields_v(flexible, &mut Default::default())?;
+            Ok(partitions)
+        })?;
+        r.tagged_fields_v(flexible, &mut Default::default())?;
+        Ok(topics.into_iter().flatten().collect())
+    };
+    let answers = parse().map_err(decode_error(ApiKey::OffsetForLeaderEpoch, version))?;
+    r.finish()
+        .map_err(decode_error(ApiKey::OffsetForLeaderEpoch, version))?;
+    Ok(answers)
 }
 
 /// Decodes an InitProducerId response, v0 to v4: `(producer id, epoch)`.

@@ -211,9 +211,10 @@ fn write_error_code(error: &WriteError, written: Written) -> i16 {
         (WriteError::TooLarge | WriteError::Append(_), Written::Group) => {
             code::UNKNOWN_SERVER_ERROR
         }
-        (WriteError::Append(AppendError::Producer(_)), Written::Offsets) => {
-            code::UNKNOWN_SERVER_ERROR
-        }
+        (
+            WriteError::Append(AppendError::Producer(_) | AppendError::NotContiguous { .. }),
+            Written::Offsets,
+        ) => code::UNKNOWN_SERVER_ERROR,
         (WriteError::TimedOut, Written::Offsets) => code::REQUEST_TIMED_OUT,
         (WriteError::TimedOut, Written::Group) => code::REBALANCE_IN_PROGRESS,
     }

@@ -31,6 +31,8 @@ const FLEXIBLE_VERSION: i16 = 12;
 /// First version addressing topics by id.
 const TOPIC_ID_VERSION: i16 = 13;
 const READ_COMMITTED: i8 = 1;
+/// First version with the follower's id in ReplicaState.
+const REPLICA_STATE_VERSION: i16 = 15;
 /// First version with fetch sessions (and a top-level error code).
 const SESSION_VERSION: i16 = 7;
 
@@ -57,7 +59,14 @@ pub async fn handle(
         // Sessions are never handed out, so a client cannot hold one.
         return Some(encode_error(version, code::FETCH_SESSION_ID_NOT_FOUND));
     }
-    let read_committed = request.isolation_level == READ_COMMITTED;
+    // A follower names itself: in the body below v15, in ReplicaState from.
+    let replica_id = if version >= REPLICA_STATE_VERSION {
+        request.replica_state.replica_id.0
+    } else {
+        request.replica_id.0
+    };
+    let replica = (replica_id >= 0).then_some(replica_id);
+    let read_committed = request.isolation_level == READ_COMMITTED && replica.is_none();
     let metadata = broker.metadata();
     let mut topics = Vec::with_capacity(request.topics.len());
     let mut slots = Vec::new();
@@ -102,6 +111,7 @@ pub async fn handle(
                             max_bytes: (partition.partition_max_bytes as usize)
                                 .min(FETCH_RESPONSE_BYTES_MAX),
                             read_committed,
+                            replica,
                         })
                     }
                 }
@@ -142,7 +152,14 @@ pub async fn handle(
         {
             break;
         }
-        wait_for_data(broker, &slots, deadline - now, read_committed).await;
+        wait_for_data(
+            broker,
+            &slots,
+            deadline - now,
+            read_committed,
+            replica.is_some(),
+        )
+        .await;
         if Instant::now() >= deadline && min_bytes > 0 {
             // One last read below picks up whatever arrived.
             read_round(broker, &mut slots).await;
@@ -198,7 +215,13 @@ async fn read_round(broker: &Rc<Broker>, slots: &mut [Slot]) {
 }
 
 /// Waits until any requested partition gets new data, or `wait` passes.
-async fn wait_for_data(broker: &Rc<Broker>, slots: &[Slot], wait: Duration, read_committed: bool) {
+async fn wait_for_data(
+    broker: &Rc<Broker>,
+    slots: &[Slot],
+    wait: Duration,
+    read_committed: bool,
+    replica: bool,
+) {
     let mut per_shard: Vec<Vec<(String, i32, i64)>> =
         (0..broker.shards()).map(|_| Vec::new()).collect();
     for slot in slots {
@@ -223,6 +246,7 @@ async fn wait_for_data(broker: &Rc<Broker>, slots: &[Slot], wait: Duration, read
                             watches,
                             wait_ms,
                             read_committed,
+                            replica,
                         },
                     )
                     .await;

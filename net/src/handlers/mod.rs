@@ -34,6 +34,7 @@ pub mod metadata;
 pub mod offset_commit;
 pub mod offset_delete;
 pub mod offset_fetch;
+pub mod offset_for_leader_epoch;
 pub mod produce;
 pub mod sync_group;
 pub mod txn_offset_commit;
@@ -76,6 +77,10 @@ pub const IMPLEMENTED: &[(ApiKey, (i16, i16))] = &[
     (ApiKey::LeaveGroup, leave_group::VERSIONS),
     (ApiKey::OffsetCommit, offset_commit::VERSIONS),
     (ApiKey::OffsetFetch, offset_fetch::VERSIONS),
+    (
+        ApiKey::OffsetForLeaderEpoch,
+        offset_for_leader_epoch::VERSIONS,
+    ),
     (ApiKey::OffsetDelete, offset_delete::VERSIONS),
     (ApiKey::DescribeGroups, describe_groups::VERSIONS),
     (ApiKey::ListGroups, list_groups::VERSIONS),
@@ -171,6 +176,9 @@ pub async fn dispatch(
         Request::LeaveGroup(request) => leave_group::handle(broker, &header, request).await,
         Request::OffsetCommit(request) => offset_commit::handle(broker, &header, request).await,
         Request::OffsetFetch(request) => offset_fetch::handle(broker, &header, request).await,
+        Request::OffsetForLeaderEpoch(request) => {
+            offset_for_leader_epoch::handle(broker, &header, request).await
+        }
         Request::OffsetDelete(request) => offset_delete::handle(broker, &header, request).await,
         Request::DescribeGroups(request) => describe_groups::handle(broker, &header, request).await,
         Request::ListGroups(request) => list_groups::handle(broker, &header, request).await,

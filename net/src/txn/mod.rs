@@ -176,7 +176,8 @@ fn write_error_code(error: &WriteError) -> i16 {
         | WriteError::Append(AppendError::Storage(_))
         | WriteError::Append(AppendError::Closed) => code::NOT_COORDINATOR,
         WriteError::Append(AppendError::Batch(_))
-        | WriteError::Append(AppendError::Producer(_)) => code::UNKNOWN_SERVER_ERROR,
+        | WriteError::Append(AppendError::Producer(_))
+        | WriteError::Append(AppendError::NotContiguous { .. }) => code::UNKNOWN_SERVER_ERROR,
     }
 }
 

@@ -1,0 +1,1072 @@
+//! Kafka-style partition replication across a three-node cluster, with real
+//! `sluice` processes and librdkafka. One topic of three partitions, each on
+//! all three brokers with `min.insync.replicas=2`, is written all along by an
+//! idempotent acks=all producer while partition leaders are killed with
+//! kill -9 one after another, or frozen with SIGSTOP past the broker session
+//! timeout (a leader that does not know it has been replaced).
+//!
+//! Afterwards: every acknowledged record is at the offset it was
+//! acknowledged at, no record is stored twice, each partition holds its
+//! records in the order they were sent, the producer made progress with a
+//! broker down, and, once the cluster is shut down, the three replicas of
+//! each partition hold the same record batches byte for byte (a follower
+//! stores the leader's batches as they are, leader epoch stamp included).
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::{
+    admin_options, read_all, start_cluster_with, wait_for, Delivery, Record, Stop, TestBroker,
+    TrackedProducer,
+};
+use rdkafka::admin::{NewTopic, TopicReplication};
+use rdkafka::consumer::Consumer;
+
+const NODES: usize = 3;
+const TOPIC: &str = "replicated";
+const PARTITIONS: i32 = 3;
+const REPLICATION_FACTOR: i32 = NODES as i32;
+/// Two of three: a partition still takes acks=all writes with one replica
+/// down, and never acknowledges a write that only one broker holds.
+const MIN_INSYNC_REPLICAS: i32 = 2;
+const _: () = assert!(MIN_INSYNC_REPLICAS < REPLICATION_FACTOR);
+
+/// Short, so that a dead or frozen broker loses its partitions within the
+/// test's time; long enough that a loaded 2-core machine does not fence a
+/// healthy broker.
+const BROKER_SESSION_TIMEOUT: Duration = Duration::from_millis(1500);
+/// How long a frozen leader stays frozen at least: well past the session
+/// timeout, so that it has certainly been fenced and replaced.
+const FROZEN_MIN: Duration = Duration::from_secs(5);
+const _: () = assert!(FROZEN_MIN.as_millis() > 2 * BROKER_SESSION_TIMEOUT.as_millis());
+
+/// Bytes of every record value; it starts with its partition and sequence
+/// number (`p1-00000042....`), so each value is unique and says where it
+/// belongs and in which order.
+const VALUE_BYTES: usize = 100;
+const SEQUENCE_DIGITS: usize = 8;
+/// The producer sends one record to every partition per tick: 300 records/s,
+/// which a 2-core machine running three brokers and the test copes with.
+const PRODUCE_TICK: Duration = Duration::from_millis(10);
+/// librdkafka's `message.timeout.ms`: long enough that records are retried
+/// across every failover rather than failed.
+const DELIVERY_TIMEOUT: Duration = Duration::from_secs(60);
+/// librdkafka's `request.timeout.ms` (default 30 s): bounds how long a
+/// request left with a frozen leader holds up its partition.
+const PRODUCE_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// One Metadata request to one broker.
+const METADATA_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// Between two metadata checks: each starts a client, and the brokers share
+/// the machine's two cores with it.
+const METADATA_POLL_INTERVAL: Duration = Duration::from_millis(200);
+/// From start-up to every broker registered with the controller.
+const REGISTRATION_TIMEOUT: Duration = Duration::from_secs(30);
+/// From creating the topic, or restarting a broker, to every replica in
+/// sync: the restarted broker catches up on what it missed first.
+const FULL_ISR_TIMEOUT: Duration = Duration::from_secs(30);
+/// From killing or freezing a leader to new leaders on every other broker:
+/// the session timeout, perhaps a new controller election, and the metadata
+/// reaching every broker.
+const FAILOVER_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long the producer goes on with a broker down before it restarts.
+/// Kills in the failover-time test when `SLUICE_REPLICATION_KILLS` is unset.
+const KILLS_DEFAULT: usize = 2;
+/// How long after a kill answers the dead broker sent before it died may
+/// still reach the client (they sit in the socket buffers).
+const STRAGGLER_ANSWERS: Duration = Duration::from_millis(20);
+/// How often the failover-time test looks for new acknowledgements.
+const FAILOVER_POLL_INTERVAL: Duration = Duration::from_millis(5);
+const PRODUCE_WHILE_DOWN: Duration = Duration::from_secs(2);
+/// For new acknowledgements in every partition.
+const PROGRESS_TIMEOUT: Duration = Duration::from_secs(20);
+const PROGRESS_POLL_INTERVAL: Duration = Duration::from_millis(50);
+/// Examples shown when a check fails.
+const EXAMPLES_MAX: usize = 10;
+
+// A stored record batch (docs/format.md, Kafka's v2 batch): only the fields
+// the test reads.
+const BATCH_BASE_OFFSET_AT: usize = 0;
+const BATCH_LENGTH_AT: usize = BATCH_BASE_OFFSET_AT + 8;
+/// Bytes before those `batch_length` counts.
+const BATCH_LOG_OVERHEAD: usize = BATCH_LENGTH_AT + 4;
+const BATCH_LAST_OFFSET_DELTA_AT: usize = 23;
+/// The batch header up to the first record.
+const BATCH_HEADER_BYTES: usize = 61;
+const _: () = assert!(BATCH_LAST_OFFSET_DELTA_AT + 4 <= BATCH_HEADER_BYTES);
+/// A segment file is named by its base offset in this many digits + `.log`.
+const SEGMENT_NAME_DIGITS: usize = 20;
+
+/// Each broker in turn, while it leads a partition, is killed with kill -9,
+/// its partitions fail over to the two others and keep taking writes, and
+/// it is restarted and catches up until all three are in sync again.
+#[test]
+fn kill_each_leader_in_turn() {
+    let mut brokers = start_replicated_cluster();
+    let mut layout = wait_for_full_isr(&brokers, "after the topic was created");
+    let load = Load::start(&brokers);
+    load.wait_for_progress(&no_acknowledgements(), "before any broker is killed");
+    let mut killed = BTreeSet::new();
+    for round in 1..=NODES {
+        let victim = choose_victim(&layout, &killed);
+        killed.insert(victim);
+        let killed_at = Instant::now();
+        brokers[index_of(victim)].stop(Stop::Kill);
+        wait_for_new_leaders(
+            &brokers,
+            victim,
+            &format!("round {round}: broker {victim} killed"),
+        );
+        let failover = killed_at.elapsed();
+        // With two replicas left, min.insync.replicas=2 is still met: the
+        // partitions take acks=all writes while the broker is down.
+        let before = load.acknowledged_by_partition();
+        thread::sleep(PRODUCE_WHILE_DOWN);
+        load.wait_for_progress(&before, &format!("round {round}: broker {victim} down"));
+        let restarted_at = Instant::now();
+        brokers[index_of(victim)].start_again();
+        layout = wait_for_full_isr(
+            &brokers,
+            &format!("round {round}: broker {victim} restarted"),
+        );
+        eprintln!(
+            "round {round}: broker {victim} killed; new leaders after {} ms; \
+             all replicas in sync {} ms after its restart",
+            failover.as_millis(),
+            restarted_at.elapsed().as_millis()
+        );
+    }
+    let outcome = load.finish();
+    check_after_scenario(&mut brokers, &outcome);
+}
+
+/// Failover as a producer sees it: from kill -9 of a leader to the first
+/// acknowledgement, in every partition it led, of a write taken by the new
+/// leader. `SLUICE_REPLICATION_KILLS=N` runs N kills (the README's figures
+/// come from a run of 21); CI runs `KILLS_DEFAULT`. Each killed broker is
+/// restarted and caught up before the next kill, and the usual checks run
+/// at the end.
+#[test]
+fn failover_time_over_repeated_kills() {
+    let kills: usize = std::env::var("SLUICE_REPLICATION_KILLS")
+        .ok()
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(KILLS_DEFAULT);
+    let mut brokers = start_replicated_cluster();
+    let mut layout = wait_for_full_isr(&brokers, "after the topic was created");
+    let load = Load::start(&brokers);
+    load.wait_for_progress(&no_acknowledgements(), "before any broker is killed");
+    let mut times = Vec::with_capacity(kills);
+    for round in 1..=kills {
+        let killed = BTreeSet::new();
+        let victim = choose_victim(&layout, &killed);
+        let led: Vec<i32> = layout
+            .iter()
+            .filter(|state| state.leader == victim)
+            .map(|state| state.partition)
+            .collect();
+        let killed_at = Instant::now();
+        brokers[index_of(victim)].stop(Stop::Kill);
+        // Answers the dead leader had already sent may still be read by the
+        // client: they are counted before the new leader's are looked for.
+        thread::sleep(STRAGGLER_ANSWERS);
+        let before = load.acknowledged_by_partition();
+        wait_for(
+            &format!("round {round}: an acknowledgement from the new leader of {led:?}"),
+            FAILOVER_TIMEOUT,
+            FAILOVER_POLL_INTERVAL,
+            || {
+                let now = load.acknowledged_by_partition();
+                match led
+                    .iter()
+                    .find(|partition| now[partition] <= before[partition])
+                {
+                    None => Ok(()),
+                    Some(partition) => Err(format!("partition {partition}: none yet")),
+                }
+            },
+        );
+        let failover = killed_at.elapsed();
+        times.push(failover);
+        brokers[index_of(victim)].start_again();
+        layout = wait_for_full_isr(
+            &brokers,
+            &format!("round {round}: broker {victim} restarted"),
+        );
+        eprintln!(
+            "failover round {round}: broker {victim} (leading {led:?}) killed; first \
+             acknowledgement from the new leaders after {} ms",
+            failover.as_millis()
+        );
+    }
+    times.sort();
+    eprintln!(
+        "failover over {kills} kills: median {} ms, worst {} ms",
+        times[times.len() / 2].as_millis(),
+        times.last().map_or(0, Duration::as_millis)
+    );
+    let outcome = load.finish();
+    check_after_scenario(&mut brokers, &outcome);
+}
+
+/// A leader frozen with SIGSTOP past the session timeout is fenced and
+/// replaced; thawed, it learns it is a follower, drops what it alone holds,
+/// and catches up.
+#[test]
+fn sigstop_leader_loses_leadership() {
+    let mut brokers = start_replicated_cluster();
+    let layout = wait_for_full_isr(&brokers, "after the topic was created");
+    let load = Load::start(&brokers);
+    load.wait_for_progress(&no_acknowledgements(), "before the leader is frozen");
+    let victim = choose_victim(&layout, &BTreeSet::new());
+    // Declared after `load` and `brokers`, so dropped (thawed) before them
+    // when the test fails.
+    let frozen = Frozen::freeze(&brokers[index_of(victim)]);
+    let frozen_at = Instant::now();
+    wait_for_new_leaders(
+        &brokers,
+        victim,
+        &format!("broker {victim} frozen with SIGSTOP"),
+    );
+    let failover = frozen_at.elapsed();
+    thread::sleep(FROZEN_MIN.saturating_sub(frozen_at.elapsed()));
+    // Thawed, it still believes it leads until it learns otherwise: it must
+    // neither acknowledge a write nor keep one the new leaders do not have.
+    frozen.thaw();
+    let thawed_at = Instant::now();
+    wait_for_full_isr(&brokers, &format!("broker {victim} thawed with SIGCONT"));
+    let in_sync = thawed_at.elapsed();
+    let before = load.acknowledged_by_partition();
+    load.wait_for_progress(&before, "after the frozen leader was thawed");
+    eprintln!(
+        "broker {victim} frozen; new leaders after {} ms; thawed after {} ms; \
+         all replicas in sync {} ms later",
+        failover.as_millis(),
+        thawed_at.duration_since(frozen_at).as_millis(),
+        in_sync.as_millis()
+    );
+    let outcome = load.finish();
+    check_after_scenario(&mut brokers, &outcome);
+}
+
+// ---- the cluster and its metadata ----------------------------------------
+
+/// The three brokers, all registered, and the topic created on them.
+fn start_replicated_cluster() -> Vec<TestBroker> {
+    let session_timeout = BROKER_SESSION_TIMEOUT.as_millis().to_string();
+    let brokers = start_cluster_with(
+        NODES,
+        &["--broker-session-timeout-ms", session_timeout.as_str()],
+    );
+    wait_for_registration(&brokers);
+    create_topic(&brokers[0]);
+    brokers
+}
+
+/// Node ids are 1..=NODES, the broker at index `i` being node `i + 1`.
+fn node_id(index: usize) -> i32 {
+    index as i32 + 1
+}
+
+fn index_of(node: i32) -> usize {
+    assert!((1..=NODES as i32).contains(&node), "no broker {node}");
+    node as usize - 1
+}
+
+fn everyone() -> Vec<i32> {
+    (1..=NODES as i32).collect()
+}
+
+fn wait_for_registration(brokers: &[TestBroker]) {
+    let everyone: BTreeSet<i32> = everyone().into_iter().collect();
+    wait_for(
+        "every broker to list all three",
+        REGISTRATION_TIMEOUT,
+        METADATA_POLL_INTERVAL,
+        || {
+            for (index, broker) in brokers.iter().enumerate() {
+                let listed: BTreeSet<i32> = broker
+                    .consumer(&[])
+                    .fetch_metadata(None, METADATA_REQUEST_TIMEOUT)
+                    .map_err(|error| format!("broker {}: Metadata: {error}", node_id(index)))?
+                    .brokers()
+                    .iter()
+                    .map(|listed| listed.id())
+                    .collect();
+                if listed != everyone {
+                    return Err(format!("broker {} lists {listed:?}", node_id(index)));
+                }
+            }
+            Ok(())
+        },
+    );
+}
+
+fn create_topic(broker: &TestBroker) {
+    let admin = broker.admin();
+    let min_insync_replicas = MIN_INSYNC_REPLICAS.to_string();
+    let topic = NewTopic::new(
+        TOPIC,
+        PARTITIONS,
+        TopicReplication::Fixed(REPLICATION_FACTOR),
+    )
+    .set("min.insync.replicas", &min_insync_replicas);
+    let results = futures_lite::future::block_on(admin.create_topics(&[topic], &admin_options()))
+        .expect("CreateTopics answered");
+    if let Err((topic, code)) = &results[0] {
+        panic!("creating topic {topic}: {code:?}");
+    }
+}
+
+/// One partition as a broker's Metadata answer shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct PartitionState {
+    partition: i32,
+    leader: i32,
+    replicas: Vec<i32>,
+    isr: Vec<i32>,
+}
+
+/// Every partition of the topic as `broker` tells a new client, by
+/// partition; an error says why not (no answer, no topic yet, ...).
+fn layout(broker: &TestBroker) -> Result<Vec<PartitionState>, String> {
+    // A new client each time: its first Metadata request goes to its one
+    // bootstrap broker, so the answer is that broker's view.
+    let consumer = broker.consumer(&[]);
+    let metadata = consumer
+        .fetch_metadata(Some(TOPIC), METADATA_REQUEST_TIMEOUT)
+        .map_err(|error| format!("Metadata: {error}"))?;
+    let topic = metadata
+        .topics()
+        .iter()
+        .find(|topic| topic.name() == TOPIC)
+        .ok_or_else(|| format!("no topic {TOPIC} in Metadata"))?;
+    if let Some(error) = topic.error() {
+        return Err(format!("topic error {error:?}"));
+    }
+    let mut layout: Vec<PartitionState> = topic
+        .partitions()
+        .iter()
+        .map(|partition| PartitionState {
+            partition: partition.id(),
+            leader: partition.leader(),
+            replicas: partition.replicas().to_vec(),
+            isr: partition.isr().to_vec(),
+        })
+        .collect();
+    layout.sort_by_key(|state| state.partition);
+    if layout.len() != PARTITIONS as usize {
+        return Err(format!("{} partitions: {layout:?}", layout.len()));
+    }
+    Ok(layout)
+}
+
+/// Every partition has a leader, all brokers as replicas, and all of them
+/// in its ISR.
+fn fully_replicated(layout: &[PartitionState]) -> Result<(), String> {
+    let everyone = everyone();
+    for state in layout {
+        let mut replicas = state.replicas.clone();
+        replicas.sort_unstable();
+        let mut isr = state.isr.clone();
+        isr.sort_unstable();
+        if state.leader < 0 || replicas != everyone || isr != everyone {
+            return Err(format!("{state:?}"));
+        }
+    }
+    Ok(())
+}
+
+/// Waits until every broker shows every partition fully replicated, and
+/// all of them the same leaders (a thawed or restarted broker has learned
+/// who leads now); returns the first broker's layout.
+fn wait_for_full_isr(brokers: &[TestBroker], why: &str) -> Vec<PartitionState> {
+    wait_for(
+        &format!("every partition fully in sync, as every broker sees it ({why})"),
+        FULL_ISR_TIMEOUT,
+        METADATA_POLL_INTERVAL,
+        || {
+            let mut agreed: Option<Vec<PartitionState>> = None;
+            for (index, broker) in brokers.iter().enumerate() {
+                let node = node_id(index);
+                let layout = layout(broker).map_err(|error| format!("broker {node}: {error}"))?;
+                fully_replicated(&layout)
+                    .map_err(|state| format!("broker {node} reports {state}"))?;
+                if let Some(agreed) = &agreed {
+                    if leaders(agreed) != leaders(&layout) {
+                        return Err(format!(
+                            "broker 1 reports leaders {:?}, broker {node} {:?}",
+                            leaders(agreed),
+                            leaders(&layout)
+                        ));
+                    }
+                }
+                if agreed.is_none() {
+                    agreed = Some(layout);
+                }
+            }
+            agreed.ok_or_else(|| "no broker".to_string())
+        },
+    )
+}
+
+/// The leader of every partition, by partition.
+fn leaders(layout: &[PartitionState]) -> Vec<i32> {
+    layout.iter().map(|state| state.leader).collect()
+}
+
+/// Waits until every broker but `victim` shows a leader other than
+/// `victim` for every partition.
+fn wait_for_new_leaders(brokers: &[TestBroker], victim: i32, why: &str) {
+    wait_for(
+        &format!("a leader other than broker {victim} for every partition ({why})"),
+        FAILOVER_TIMEOUT,
+        METADATA_POLL_INTERVAL,
+        || {
+            for (index, broker) in brokers.iter().enumerate() {
+                let node = node_id(index);
+                if node == victim {
+                    continue;
+                }
+                let layout = layout(broker).map_err(|error| format!("broker {node}: {error}"))?;
+                if let Some(state) = layout
+                    .iter()
+                    .find(|state| state.leader < 0 || state.leader == victim)
+                {
+                    return Err(format!("broker {node} reports {state:?}"));
+                }
+            }
+            Ok(())
+        },
+    );
+}
+
+/// The broker to kill (or freeze) next: one that leads a partition and,
+/// if any such broker is left, one not killed yet, so that each broker is
+/// killed once and each time as a leader.
+fn choose_victim(layout: &[PartitionState], killed: &BTreeSet<i32>) -> i32 {
+    let mut led: BTreeMap<i32, usize> = BTreeMap::new();
+    for state in layout {
+        *led.entry(state.leader).or_default() += 1;
+    }
+    let fresh = led
+        .iter()
+        .filter(|(node, _)| !killed.contains(*node))
+        .max_by_key(|(_, partitions)| **partitions)
+        .map(|(node, _)| *node);
+    match fresh {
+        Some(node) => node,
+        None => {
+            let node = *led.keys().next().expect("every partition has a leader");
+            eprintln!(
+                "no broker that was not killed yet leads a partition (leaders {led:?}); \
+                 broker {node} is killed again"
+            );
+            node
+        }
+    }
+}
+
+/// A broker process frozen with SIGSTOP. Dropping it, also when a test
+/// fails, sends SIGCONT: a stopped process would not act on the SIGTERM the
+/// harness stops it with.
+struct Frozen {
+    pid: libc::pid_t,
+    thawed: bool,
+}
+
+impl Frozen {
+    fn freeze(broker: &TestBroker) -> Frozen {
+        let pid = broker.pid() as libc::pid_t;
+        assert!(pid > 0, "the broker is not running");
+        signal(pid, libc::SIGSTOP);
+        Frozen { pid, thawed: false }
+    }
+
+    fn thaw(mut self) {
+        signal(self.pid, libc::SIGCONT);
+        self.thawed = true;
+    }
+}
+
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        if !self.thawed {
+            // SAFETY: the broker is our child and not reaped yet (its
+            // TestBroker outlives this guard), so the pid is still its own.
+            unsafe {
+                libc::kill(self.pid, libc::SIGCONT);
+            }
+        }
+    }
+}
+
+fn signal(pid: libc::pid_t, number: libc::c_int) {
+    // SAFETY: signalling our own child, which has not been reaped yet.
+    let result = unsafe { libc::kill(pid, number) };
+    assert_eq!(
+        result,
+        0,
+        "signal {number} to {pid}: {}",
+        std::io::Error::last_os_error()
+    );
+}
+
+// ---- the producer ----------------------------------------------------------
+
+fn record_value(partition: i32, sequence: u64) -> Vec<u8> {
+    let mut value = format!("p{partition}-{sequence:0SEQUENCE_DIGITS$}").into_bytes();
+    assert!(value.len() <= VALUE_BYTES);
+    value.resize(VALUE_BYTES, b'.');
+    value
+}
+
+/// The (partition, sequence) a [`record_value`] starts with.
+fn parse_value(value: &[u8]) -> Option<(i32, u64)> {
+    let text = std::str::from_utf8(value).ok()?;
+    let (partition, rest) = text.strip_prefix('p')?.split_once('-')?;
+    let sequence = rest.get(..SEQUENCE_DIGITS)?.parse().ok()?;
+    Some((partition.parse().ok()?, sequence))
+}
+
+/// A value as a failure message shows it: without its padding.
+fn shown(value: &[u8]) -> String {
+    String::from_utf8_lossy(value)
+        .trim_end_matches('.')
+        .to_string()
+}
+
+/// What the producing thread has sent, shared with the test that watches.
+struct Sent {
+    producer: TrackedProducer,
+    /// Every value sent, by the producer's message index.
+    values: Vec<Vec<u8>>,
+}
+
+/// An idempotent acks=all producer sending to every partition at a steady
+/// pace from a thread of its own, until it is finished, or dropped (when a
+/// test fails).
+struct Load {
+    sent: Arc<Mutex<Sent>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+/// What became of every record, once the producer has flushed.
+struct Outcome {
+    /// By message index.
+    values: Vec<Vec<u8>>,
+    /// By message index.
+    reports: Vec<Delivery>,
+}
+
+impl Load {
+    fn start(brokers: &[TestBroker]) -> Load {
+        let delivery_timeout = DELIVERY_TIMEOUT.as_millis().to_string();
+        let request_timeout = PRODUCE_REQUEST_TIMEOUT.as_millis().to_string();
+        // Bootstrapped from all three, so that it does not depend on any one.
+        let producer = TrackedProducer::for_cluster(
+            brokers,
+            TOPIC,
+            &[
+                ("enable.idempotence", "true"),
+                ("acks", "all"),
+                ("message.timeout.ms", delivery_timeout.as_str()),
+                ("request.timeout.ms", request_timeout.as_str()),
+            ],
+        );
+        let sent = Arc::new(Mutex::new(Sent {
+            producer,
+            values: Vec::new(),
+        }));
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let sent = Arc::clone(&sent);
+            let stop = Arc::clone(&stop);
+            thread::spawn(move || produce_steadily(&sent, &stop))
+        };
+        Load {
+            sent,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// Acknowledged records so far, by partition.
+    fn acknowledged_by_partition(&self) -> BTreeMap<i32, usize> {
+        let reports = self
+            .sent
+            .lock()
+            .expect("the producing thread panicked")
+            .producer
+            .reports();
+        let mut counts = no_acknowledgements();
+        // Reports so far (the outer flatten), and of those the successes.
+        for (partition, _) in reports.iter().flatten().flatten() {
+            *counts.entry(*partition).or_default() += 1;
+        }
+        counts
+    }
+
+    /// Waits until every partition has more acknowledged records than
+    /// `since`.
+    fn wait_for_progress(&self, since: &BTreeMap<i32, usize>, why: &str) {
+        wait_for(
+            &format!("new acknowledgements in every partition ({why})"),
+            PROGRESS_TIMEOUT,
+            PROGRESS_POLL_INTERVAL,
+            || {
+                let now = self.acknowledged_by_partition();
+                if (0..PARTITIONS).all(|partition| now[&partition] > since[&partition]) {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "acknowledged by partition {now:?}, before {since:?}"
+                    ))
+                }
+            },
+        );
+    }
+
+    /// Stops sending, waits for every delivery report, and returns them.
+    fn finish(mut self) -> Outcome {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            assert!(thread.join().is_ok(), "the producing thread panicked");
+        }
+        let mut sent = self.sent.lock().expect("the producing thread panicked");
+        sent.producer.flush();
+        let reports = sent
+            .producer
+            .reports()
+            .into_iter()
+            .enumerate()
+            .map(|(index, report)| {
+                report.unwrap_or_else(|| panic!("message {index} has no delivery report"))
+            })
+            .collect();
+        Outcome {
+            values: std::mem::take(&mut sent.values),
+            reports,
+        }
+    }
+}
+
+impl Drop for Load {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn no_acknowledgements() -> BTreeMap<i32, usize> {
+    (0..PARTITIONS).map(|partition| (partition, 0)).collect()
+}
+
+/// Sends one record to every partition per tick until `stop`. Each
+/// partition's values carry the tick number, so they increase.
+fn produce_steadily(sent: &Mutex<Sent>, stop: &AtomicBool) {
+    let mut next_tick = Instant::now();
+    let mut sequence = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        {
+            let mut sent = sent.lock().expect("the test panicked holding the producer");
+            for partition in 0..PARTITIONS {
+                let value = record_value(partition, sequence);
+                let index = sent
+                    .producer
+                    .send(&Record::with_value(partition, value.clone()));
+                assert_eq!(
+                    index,
+                    sent.values.len(),
+                    "message indexes follow the values"
+                );
+                sent.values.push(value);
+            }
+        }
+        sequence += 1;
+        // A stall (a full queue) is not made up with a burst: the pace stays
+        // what the machine was promised.
+        next_tick = (next_tick + PRODUCE_TICK).max(Instant::now());
+        thread::sleep(next_tick.saturating_duration_since(Instant::now()));
+    }
+}
+
+// ---- the checks --------------------------------------------------------------
+
+/// Reads everything back and checks it, then shuts the cluster down and
+/// compares the replicas' files.
+fn check_after_scenario(brokers: &mut [TestBroker], outcome: &Outcome) {
+    wait_for_full_isr(brokers, "after the producer stopped");
+    let read = read_all(&brokers[0], TOPIC, PARTITIONS);
+    let covered = check_read_back(outcome, &read);
+    stop_all_cleanly(brokers);
+    check_identical_replicas(brokers, &covered);
+}
+
+/// Checks what a consumer reads against what the producer was told: no
+/// acknowledged record lost or moved, none twice, each partition in send
+/// order. Returns, by partition, the offset every replica must hold the log
+/// up to: past every acknowledged record and everything read.
+fn check_read_back(outcome: &Outcome, read: &BTreeMap<i32, Vec<Record>>) -> BTreeMap<i32, i64> {
+    let stored: HashMap<(i32, i64), &[u8]> = read
+        .values()
+        .flatten()
+        .map(|record| {
+            (
+                (record.partition, record.offset),
+                record.value.as_deref().unwrap_or_default(),
+            )
+        })
+        .collect();
+    let mut covered: BTreeMap<i32, i64> = (0..PARTITIONS)
+        .map(|partition| {
+            let end = read
+                .get(&partition)
+                .and_then(|records| records.last())
+                .map_or(0, |record| record.offset + 1);
+            (partition, end)
+        })
+        .collect();
+    let mut acknowledged = 0;
+    let mut failed = Vec::new();
+    let mut lost = Vec::new();
+    for (index, (value, report)) in outcome.values.iter().zip(&outcome.reports).enumerate() {
+        let (partition, _) = parse_value(value).expect("the test's own values parse");
+        match report {
+            Ok((acknowledged_partition, offset)) => {
+                acknowledged += 1;
+                assert_eq!(
+                    *acknowledged_partition,
+                    partition,
+                    "message {index} ({}) was acknowledged in another partition",
+                    shown(value)
+                );
+                let end = covered.entry(partition).or_default();
+                *end = (*end).max(offset + 1);
+                let found = stored.get(&(partition, *offset)).copied();
+                if found != Some(value.as_slice()) {
+                    lost.push(format!(
+                        "{} acknowledged at offset {offset}, found {}",
+                        shown(value),
+                        found.map_or("nothing".to_string(), shown)
+                    ));
+                }
+            }
+            Err(error) => failed.push(format!("{}: {error}", shown(value))),
+        }
+    }
+    let read_count: usize = read.values().map(Vec::len).sum();
+    eprintln!(
+        "{} records sent, {acknowledged} acknowledged, {} failed, {read_count} read back",
+        outcome.values.len(),
+        failed.len()
+    );
+    if !failed.is_empty() {
+        // Not an error by itself (a failed record may or may not be stored),
+        // but worth seeing: with this delivery timeout none should fail.
+        eprintln!(
+            "failed deliveries, e.g.:\n{}",
+            failed[..failed.len().min(EXAMPLES_MAX)].join("\n")
+        );
+    }
+    assert!(
+        lost.is_empty(),
+        "{} of {acknowledged} acknowledged records are not where they were acknowledged, e.g.:\n{}",
+        lost.len(),
+        lost[..lost.len().min(EXAMPLES_MAX)].join("\n")
+    );
+
+    let sent: HashSet<&[u8]> = outcome.values.iter().map(Vec::as_slice).collect();
+    let mut first_seen: HashMap<&[u8], i64> = HashMap::new();
+    let mut duplicates = Vec::new();
+    let mut out_of_order = Vec::new();
+    for (partition, records) in read {
+        let mut previous: Option<(u64, i64)> = None;
+        for record in records {
+            let value = record.value.as_deref().unwrap_or_default();
+            assert!(
+                sent.contains(value),
+                "partition {partition} offset {}: a value the producer never sent: {}",
+                record.offset,
+                shown(value)
+            );
+            let (sent_to, sequence) = parse_value(value).expect("a sent value parses");
+            assert_eq!(
+                sent_to,
+                *partition,
+                "offset {}: {} is in partition {partition}",
+                record.offset,
+                shown(value)
+            );
+            if let Some(first) = first_seen.insert(value, record.offset) {
+                duplicates.push(format!(
+                    "{} at offsets {first} and {}",
+                    shown(value),
+                    record.offset
+                ));
+            }
+            if let Some((previous_sequence, previous_offset)) = previous {
+                if sequence <= previous_sequence {
+                    out_of_order.push(format!(
+                        "partition {partition}: sequence {previous_sequence} at offset \
+                         {previous_offset}, then {sequence} at offset {}",
+                        record.offset
+                    ));
+                }
+            }
+            previous = Some((sequence, record.offset));
+        }
+    }
+    assert!(
+        duplicates.is_empty(),
+        "{} records are stored twice (the idempotent producer's retries were appended again), e.g.:\n{}",
+        duplicates.len(),
+        duplicates[..duplicates.len().min(EXAMPLES_MAX)].join("\n")
+    );
+    assert!(
+        out_of_order.is_empty(),
+        "{} records are out of send order, e.g.:\n{}",
+        out_of_order.len(),
+        out_of_order[..out_of_order.len().min(EXAMPLES_MAX)].join("\n")
+    );
+    covered
+}
+
+/// SIGTERM to all three at once, as a cluster is shut down; each must exit
+/// cleanly, its logs flushed and closed.
+fn stop_all_cleanly(brokers: &mut [TestBroker]) {
+    let clean: Vec<bool> = thread::scope(|scope| {
+        let stopping: Vec<_> = brokers
+            .iter_mut()
+            .map(|broker| scope.spawn(move || broker.stop(Stop::Term)))
+            .collect();
+        stopping
+            .into_iter()
+            .map(|stopping| stopping.join().expect("stopping a broker"))
+            .collect()
+    });
+    for (index, clean) in clean.into_iter().enumerate() {
+        assert!(
+            clean,
+            "broker {} did not shut down cleanly on SIGTERM; log tail:\n{}",
+            node_id(index),
+            brokers[index].log_tail()
+        );
+    }
+}
+
+/// One record batch as stored in a segment file.
+struct StoredBatch {
+    base_offset: i64,
+    last_offset: i64,
+    /// The whole batch, from its base offset field on.
+    bytes: Vec<u8>,
+}
+
+/// The segment files (`<base offset, 20 digits>.log`) of one partition
+/// directory, in base offset order.
+fn segment_files(dir: &Path) -> Vec<(i64, PathBuf)> {
+    let entries = fs::read_dir(dir).unwrap_or_else(|error| {
+        panic!(
+            "listing {} (every replica has the partition's directory): {error}",
+            dir.display()
+        )
+    });
+    let mut segments: Vec<(i64, PathBuf)> = entries
+        .filter_map(|entry| {
+            let entry = entry.expect("reading a directory entry");
+            let name = entry.file_name().into_string().ok()?;
+            let digits = name.strip_suffix(".log")?;
+            if digits.len() != SEGMENT_NAME_DIGITS || !digits.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            Some((digits.parse().ok()?, entry.path()))
+        })
+        .collect();
+    segments.sort();
+    assert!(!segments.is_empty(), "no segment file in {}", dir.display());
+    segments
+}
+
+fn read_i64(bytes: &[u8], at: usize) -> i64 {
+    i64::from_be_bytes(bytes[at..at + 8].try_into().expect("8 bytes"))
+}
+
+fn read_i32(bytes: &[u8], at: usize) -> i32 {
+    i32::from_be_bytes(bytes[at..at + 4].try_into().expect("4 bytes"))
+}
+
+/// Every batch of one partition's log, segment after segment. A segment may
+/// end in zero padding; anything else that is not a whole batch following
+/// the one before fails the test.
+fn stored_batches(dir: &Path) -> Vec<StoredBatch> {
+    let mut batches: Vec<StoredBatch> = Vec::new();
+    for (segment_base, path) in segment_files(dir) {
+        let bytes =
+            fs::read(&path).unwrap_or_else(|error| panic!("reading {}: {error}", path.display()));
+        let mut position = 0;
+        let mut first_in_segment = true;
+        while position < bytes.len() {
+            if bytes[position..].iter().all(|byte| *byte == 0) {
+                break;
+            }
+            let at = |what: &str| format!("{} byte {position}: {what}", path.display());
+            assert!(
+                position + BATCH_HEADER_BYTES <= bytes.len(),
+                "{}",
+                at("a batch header cut short")
+            );
+            let base_offset = read_i64(&bytes, position + BATCH_BASE_OFFSET_AT);
+            let length = read_i32(&bytes, position + BATCH_LENGTH_AT);
+            assert!(
+                length >= (BATCH_HEADER_BYTES - BATCH_LOG_OVERHEAD) as i32,
+                "{}",
+                at(&format!("batch length {length}"))
+            );
+            let end = position + BATCH_LOG_OVERHEAD + length as usize;
+            assert!(end <= bytes.len(), "{}", at("a batch cut short"));
+            let last_offset_delta = read_i32(&bytes, position + BATCH_LAST_OFFSET_DELTA_AT);
+            assert!(
+                last_offset_delta >= 0,
+                "{}",
+                at(&format!("last offset delta {last_offset_delta}"))
+            );
+            if first_in_segment {
+                assert_eq!(
+                    base_offset,
+                    segment_base,
+                    "{}",
+                    at("the segment's first batch is not at its base offset")
+                );
+            }
+            if let Some(previous) = batches.last() {
+                assert_eq!(
+                    base_offset,
+                    previous.last_offset + 1,
+                    "{}",
+                    at("the batch does not follow the one before")
+                );
+            }
+            batches.push(StoredBatch {
+                base_offset,
+                last_offset: base_offset + last_offset_delta as i64,
+                bytes: bytes[position..end].to_vec(),
+            });
+            first_in_segment = false;
+            position = end;
+        }
+    }
+    batches
+}
+
+/// The batch header field at `position` (docs/format.md), for a failure
+/// message.
+fn batch_field(position: usize) -> &'static str {
+    match position {
+        0..=7 => "base_offset",
+        8..=11 => "batch_length",
+        12..=15 => "partition_leader_epoch",
+        16 => "magic",
+        17..=20 => "crc",
+        21..=22 => "attributes",
+        23..=26 => "last_offset_delta",
+        27..=34 => "base_timestamp",
+        35..=42 => "max_timestamp",
+        43..=50 => "producer_id",
+        51..=52 => "producer_epoch",
+        53..=56 => "base_sequence",
+        57..=60 => "record_count",
+        _ => "records",
+    }
+}
+
+/// With the cluster stopped: every broker holds each partition's log from
+/// offset 0 to at least `covered`, and all hold the same batches, byte for
+/// byte, up to the smallest of their log ends.
+fn check_identical_replicas(brokers: &[TestBroker], covered: &BTreeMap<i32, i64>) {
+    for partition in 0..PARTITIONS {
+        let logs: Vec<Vec<StoredBatch>> = brokers
+            .iter()
+            .map(|broker| stored_batches(&broker.data_dir().join(format!("{TOPIC}-{partition}"))))
+            .collect();
+        for (index, batches) in logs.iter().enumerate() {
+            if let Some(first) = batches.first() {
+                assert_eq!(
+                    first.base_offset,
+                    0,
+                    "broker {}: partition {partition} starts at offset {}, but nothing was deleted",
+                    node_id(index),
+                    first.base_offset
+                );
+            }
+        }
+        let ends: Vec<i64> = logs
+            .iter()
+            .map(|batches| batches.last().map_or(0, |batch| batch.last_offset + 1))
+            .collect();
+        let common_end = *ends.iter().min().expect("a broker");
+        let needed = covered.get(&partition).copied().unwrap_or(0);
+        assert!(
+            common_end >= needed,
+            "partition {partition}: the replicas' log ends {ends:?} (brokers 1..={NODES}) do \
+             not all reach offset {needed}, past every acknowledged and every read record"
+        );
+        let shared = |batches: &[StoredBatch]| -> usize {
+            batches
+                .iter()
+                .take_while(|batch| batch.base_offset < common_end)
+                .count()
+        };
+        let reference = &logs[0][..shared(logs[0].as_slice())];
+        for (index, batches) in logs.iter().enumerate().skip(1) {
+            let node = node_id(index);
+            let other = &batches[..shared(batches.as_slice())];
+            for (ours, theirs) in reference.iter().zip(other) {
+                if ours.bytes == theirs.bytes {
+                    continue;
+                }
+                let difference = ours
+                    .bytes
+                    .iter()
+                    .zip(&theirs.bytes)
+                    .position(|(a, b)| a != b);
+                panic!(
+                    "partition {partition}: brokers 1 and {node} hold different batches: at \
+                     offset {} (broker 1, {} bytes) and {} (broker {node}, {} bytes), {}",
+                    ours.base_offset,
+                    ours.bytes.len(),
+                    theirs.base_offset,
+                    theirs.bytes.len(),
+                    match difference {
+                        Some(at) => format!("first differing at byte {at} ({})", batch_field(at)),
+                        None => "one a prefix of the other".to_string(),
+                    }
+                );
+            }
+            assert_eq!(
+                reference.len(),
+                other.len(),
+                "partition {partition}: broker 1 holds {} batches below offset {common_end}, \
+                 broker {node} {}",
+                reference.len(),
+                other.len()
+            );
+        }
+        let bytes: usize = reference.iter().map(|batch| batch.bytes.len()).sum();
+        eprintln!(
+            "partition {partition}: {} batches ({bytes} bytes) identical on all {NODES} \
+             brokers up to offset {common_end} (log ends {ends:?})",
+            reference.len()
+        );
+    }
+}

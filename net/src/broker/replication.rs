@@ -1,0 +1,816 @@
+//! Partition replication, as Kafka does it: followers pull the leader's
+//! batches with Fetch (replica id set) and append them verbatim; the leader
+//! tracks each follower's log end from its fetches, advances the high
+//! watermark to the smallest log end in the ISR, and asks the controller
+//! (AlterPartition, epoch-checked) to take out followers that fall behind
+//! for `replica.lag.time.max.ms` and to take back those that caught up.
+//!
+//! Everything here runs on the shard that owns the partition. A shard runs
+//! one fetcher task per remote leader: the partitions it follows from that
+//! leader are fetched together, one request at a time, over one connection.
+//! Before a follower fetches from a leader at a new leader epoch it asks the
+//! leader where its own last epoch ends (OffsetForLeaderEpoch) and cuts off
+//! whatever its log holds beyond that: a suffix the old leader wrote but
+//! never committed.
+
+use std::collections::{HashMap, HashSet};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::offset_for_leader_epoch_request::{
+    OffsetForLeaderPartition, OffsetForLeaderTopic,
+};
+use kafka_protocol::messages::{
+    ApiKey, BrokerId, FetchRequest, OffsetForLeaderEpochRequest, TopicName,
+};
+use kafka_protocol::protocol::StrBytes;
+use sluice_engine::batch::{self, BatchHeader};
+use sluice_engine::{ClusterMetadata, PartitionState};
+
+use super::{Broker, ControllerRequest, Log, PartitionKey, ShardResponse};
+use crate::constants::{
+    ISR_CHECK_INTERVAL, REPLICA_CONNECT_TIMEOUT, REPLICA_FETCH_BACKOFF,
+    REPLICA_FETCH_PARTITION_BYTES, REPLICA_FETCH_RESPONSE_BYTES, REPLICA_FETCH_WAIT_MS,
+    REPLICA_REQUEST_TIMEOUT,
+};
+use crate::errors::code;
+use crate::glommio_client::connection::{Connection, ConnectionConfig};
+use crate::glommio_client::protocol::{decode_fetch, decode_offset_for_leader_epoch};
+
+/// Bytes of a batch's base offset and length fields, which say how long
+/// the batch is.
+const LOG_OVERHEAD: usize = 12;
+/// Requests a follower keeps in flight to one leader: one fetch at a time
+/// keeps its appends in offset order.
+const REPLICA_IN_FLIGHT: usize = 1;
+
+/// What a leader knows of one follower.
+#[derive(Clone, Copy, Debug)]
+struct Progress {
+    /// The follower's log end offset, from its last fetch (-1: not yet
+    /// heard from under this leadership).
+    log_end: i64,
+    /// When the follower last had everything the leader had.
+    caught_up: Instant,
+    last_fetch: Instant,
+    /// The leader's log end at the follower's last fetch.
+    leader_end_at_last_fetch: i64,
+}
+
+/// A partition this node leads that has other replicas.
+struct Led {
+    state: PartitionState,
+    followers: HashMap<i32, Progress>,
+    /// An AlterPartition for it is on its way to the controller.
+    altering: bool,
+}
+
+/// A partition this node follows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Followed {
+    leader: i32,
+    leader_epoch: i32,
+    /// Truncated to the leader's log at this leader epoch: it may fetch.
+    truncated: bool,
+}
+
+/// This shard's replication state.
+#[derive(Default)]
+pub(super) struct Replication {
+    led: std::cell::RefCell<HashMap<PartitionKey, Led>>,
+    followed: std::cell::RefCell<HashMap<PartitionKey, Followed>>,
+    /// Leaders a fetcher task of this shard is fetching from.
+    fetchers: std::cell::RefCell<HashSet<i32>>,
+}
+
+/// How a follower's fetch went, for the leader's bookkeeping.
+pub(super) enum FollowerFetch {
+    Accepted,
+    Refused(i16),
+}
+
+impl Broker {
+    /// Brings this shard's replication roles in line with `metadata`, after
+    /// its logs were opened: leaders start tracking their followers, and
+    /// followers get a fetcher for their leader. Waiters on a log whose
+    /// role changed are woken (an acks=all produce on a deposed leader
+    /// must answer NOT_LEADER_OR_FOLLOWER, not wait for its timeout).
+    pub(super) fn apply_replication(&self, metadata: &ClusterMetadata) {
+        let node = self.config.node_id;
+        let now = Instant::now();
+        let mut led_now: HashSet<PartitionKey> = HashSet::new();
+        let mut followed_now: HashSet<PartitionKey> = HashSet::new();
+        let mut wanted_fetchers: HashSet<i32> = HashSet::new();
+        let logs: Vec<(PartitionKey, Rc<Log>)> = self
+            .logs
+            .borrow()
+            .iter()
+            .map(|(topic, partition, log)| ((topic.to_string(), partition), Rc::clone(log)))
+            .collect();
+        for (key, log) in logs {
+            let Some(state) = metadata.partition(&key.0, key.1) else {
+                continue;
+            };
+            if state.leader == node {
+                led_now.insert(key.clone());
+                if state.replicas.len() <= 1 {
+                    log.follow_log_end();
+                    continue;
+                }
+                let became_leader = {
+                    let mut led = self.replication.led.borrow_mut();
+                    match led.get_mut(&key) {
+                        Some(entry) if entry.state.leader_epoch == state.leader_epoch => {
+                            if state.partition_epoch >= entry.state.partition_epoch {
+                                entry.state = state.clone();
+                            }
+                            false
+                        }
+                        _ => {
+                            let followers = state
+                                .replicas
+                                .iter()
+                                .filter(|id| **id != node)
+                                .map(|id| {
+                                    (
+                                        *id,
+                                        Progress {
+                                            log_end: -1,
+                                            caught_up: now,
+                                            last_fetch: now,
+                                            leader_end_at_last_fetch: -1,
+                                        },
+                                    )
+                                })
+                                .collect();
+                            led.insert(
+                                key.clone(),
+                                Led {
+                                    state: state.clone(),
+                                    followers,
+                                    altering: false,
+                                },
+                            );
+                            true
+                        }
+                    }
+                };
+                if became_leader {
+                    tracing::info!(topic = %key.0, partition = key.1, epoch = state.leader_epoch, "leading");
+                    // The high watermark stays where it was (a follower's is
+                    // at most the old leader's) until the ISR has more.
+                    let hw = log.offsets().hw;
+                    log.set_high_watermark(hw);
+                }
+                self.update_high_watermark(&key, &log);
+            } else if state.replicas.contains(&node) {
+                followed_now.insert(key.clone());
+                let follow = Followed {
+                    leader: state.leader,
+                    leader_epoch: state.leader_epoch,
+                    truncated: false,
+                };
+                let changed = {
+                    let mut followed = self.replication.followed.borrow_mut();
+                    match followed.get(&key) {
+                        Some(known)
+                            if known.leader == follow.leader
+                                && known.leader_epoch == follow.leader_epoch =>
+                        {
+                            false
+                        }
+                        _ => {
+                            followed.insert(key.clone(), follow);
+                            true
+                        }
+                    }
+                };
+                if changed {
+                    tracing::info!(topic = %key.0, partition = key.1, leader = state.leader, epoch = state.leader_epoch, "following");
+                    // A follower's visible end is what its leader says.
+                    let hw = log.offsets().hw;
+                    log.set_high_watermark(hw);
+                    log.data_signal().notify();
+                }
+                if state.leader >= 0 {
+                    wanted_fetchers.insert(state.leader);
+                }
+            }
+        }
+        self.replication.led.borrow_mut().retain(|key, _| {
+            let keep = led_now.contains(key);
+            if !keep {
+                if let Some(log) = self.logs.borrow().get(&key.0, key.1) {
+                    log.data_signal().notify();
+                }
+            }
+            keep
+        });
+        self.replication
+            .followed
+            .borrow_mut()
+            .retain(|key, _| followed_now.contains(key));
+        for leader in wanted_fetchers {
+            let started = self.replication.fetchers.borrow_mut().insert(leader);
+            if started {
+                if let Some(broker) = self.this.upgrade() {
+                    glommio::spawn_local(broker.run_fetcher(leader)).detach();
+                }
+            }
+        }
+    }
+
+    /// Whether this node leads the partition (a partition without a
+    /// recorded state is this node's alone).
+    pub(super) fn leads(&self, topic: &str, partition: i32) -> bool {
+        self.metadata
+            .borrow()
+            .partition(topic, partition)
+            .is_none_or(|state| state.leader == self.config.node_id)
+    }
+
+    /// The ISR size and the `min.insync.replicas` an acks=all write to this
+    /// partition needs (the topic's setting, else the broker's).
+    pub(super) fn insync_replicas(&self, topic: &str, partition: i32) -> (usize, usize) {
+        let metadata = self.metadata.borrow();
+        let isr = {
+            let led = self.replication.led.borrow();
+            match led.get(&(topic.to_string(), partition)) {
+                Some(entry) => entry.state.isr.len(),
+                None => metadata
+                    .partition(topic, partition)
+                    .map_or(1, |state| state.isr.len()),
+            }
+        };
+        let min = metadata
+            .topics
+            .get(topic)
+            .and_then(|meta| meta.configs.get("min.insync.replicas"))
+            .and_then(|value| value.parse::<usize>().ok())
+            .unwrap_or(self.config.cluster.min_insync_replicas.max(1) as usize);
+        (isr, min)
+    }
+
+    /// acks=all after the local append is durable: waits until the high
+    /// watermark passes `end` (every ISR member has the batch). Answers
+    /// NOT_LEADER_OR_FOLLOWER if leadership moves first, REQUEST_TIMED_OUT
+    /// at `deadline`, and NOT_ENOUGH_REPLICAS_AFTER_APPEND if the ISR
+    /// shrank below `min.insync.replicas` meanwhile (Kafka's answers).
+    pub(super) async fn wait_replicated(
+        &self,
+        key: &PartitionKey,
+        log: &Rc<Log>,
+        end: i64,
+        deadline: Instant,
+    ) -> Option<(i16, String)> {
+        let outcome = log.data_signal().wait_for(|| {
+            if !self.leads(&key.0, key.1) {
+                Some(false)
+            } else {
+                (log.offsets().hw >= end).then_some(true)
+            }
+        });
+        let wait = deadline.saturating_duration_since(Instant::now());
+        match glommio::timer::timeout(wait, async { Ok(outcome.await) }).await {
+            Ok(true) => {
+                let (isr, min) = self.insync_replicas(&key.0, key.1);
+                (isr < min).then(|| {
+                    (
+                        code::NOT_ENOUGH_REPLICAS_AFTER_APPEND,
+                        format!(
+                            "written, but the ISR shrank to {isr}, below min.insync.replicas={min}"
+                        ),
+                    )
+                })
+            }
+            Ok(false) => Some((
+                code::NOT_LEADER_OR_FOLLOWER,
+                "leadership moved before the write was replicated".to_string(),
+            )),
+            Err(_) => Some((
+                code::REQUEST_TIMED_OUT,
+                "timed out waiting for the in-sync replicas".to_string(),
+            )),
+        }
+    }
+
+    /// Records a follower's fetch at `fetch_offset` (its log end) on the
+    /// leader, moves the high watermark, and asks for the follower's return
+    /// to the ISR once it has caught up.
+    pub(super) fn record_follower_fetch(
+        &self,
+        topic: &str,
+        partition: i32,
+        replica: i32,
+        fetch_offset: i64,
+        log: &Rc<Log>,
+    ) -> FollowerFetch {
+        let key = (topic.to_string(), partition);
+        let now = Instant::now();
+        let offsets = log.offsets();
+        let expand = {
+            let mut led = self.replication.led.borrow_mut();
+            let Some(entry) = led.get_mut(&key) else {
+                return FollowerFetch::Refused(code::NOT_LEADER_OR_FOLLOWER);
+            };
+            let Some(progress) = entry.followers.get_mut(&replica) else {
+                return FollowerFetch::Refused(code::NOT_LEADER_OR_FOLLOWER);
+            };
+            if fetch_offset > offsets.leo || fetch_offset < offsets.log_start {
+                return FollowerFetch::Refused(code::OFFSET_OUT_OF_RANGE);
+            }
+            if fetch_offset >= offsets.leo {
+                progress.caught_up = now;
+            } else if fetch_offset >= progress.leader_end_at_last_fetch {
+                progress.caught_up = progress.caught_up.max(progress.last_fetch);
+            }
+            progress.log_end = fetch_offset;
+            progress.last_fetch = now;
+            progress.leader_end_at_last_fetch = offsets.leo;
+            // Kafka's condition to rejoin: the follower holds everything
+            // committed and everything of the current leader epoch.
+            let epoch_start = log
+                .leader_epochs()
+                .last()
+                .map_or(offsets.log_start, |(_, start)| *start);
+            !entry.state.isr.contains(&replica)
+                && !entry.altering
+                && fetch_offset >= offsets.hw
+                && fetch_offset >= epoch_start
+        };
+        self.update_high_watermark(&key, log);
+        if expand {
+            self.request_isr_change(key, |isr| isr.push(replica));
+        }
+        FollowerFetch::Accepted
+    }
+
+    /// The high watermark of a led partition: the smallest log end in the
+    /// ISR (the leader's own included), never moving back. A leader alone
+    /// in its ISR lets it follow its log end.
+    fn update_high_watermark(&self, key: &PartitionKey, log: &Rc<Log>) {
+        let node = self.config.node_id;
+        let led = self.replication.led.borrow();
+        let Some(entry) = led.get(key) else {
+            return;
+        };
+        if entry.state.isr.iter().all(|id| *id == node) {
+            drop(led);
+            log.follow_log_end();
+            return;
+        }
+        let offsets = log.offsets();
+        let mut hw = offsets.leo;
+        for id in entry.state.isr.iter().filter(|id| **id != node) {
+            match entry.followers.get(id) {
+                Some(progress) if progress.log_end >= 0 => hw = hw.min(progress.log_end),
+                // Not heard from yet under this leadership: nothing moves.
+                _ => return,
+            }
+        }
+        drop(led);
+        if hw > offsets.hw {
+            log.set_high_watermark(hw);
+        }
+    }
+
+    /// Sends the controller an ISR change made by `change` to the current
+    /// ISR, unless one is already on its way; the answer (or the metadata
+    /// that records it) becomes the partition's state.
+    fn request_isr_change(&self, key: PartitionKey, change: impl FnOnce(&mut Vec<i32>)) {
+        let request = {
+            let mut led = self.replication.led.borrow_mut();
+            let Some(entry) = led.get_mut(&key) else {
+                return;
+            };
+            if entry.altering {
+                return;
+            }
+            let mut isr = entry.state.isr.clone();
+            change(&mut isr);
+            if isr == entry.state.isr {
+                return;
+            }
+            entry.altering = true;
+            ControllerRequest::AlterPartition {
+                topic: key.0.clone(),
+                partition: key.1,
+                leader: self.config.node_id,
+                leader_epoch: entry.state.leader_epoch,
+                partition_epoch: entry.state.partition_epoch,
+                isr,
+            }
+        };
+        let Some(broker) = self.this.upgrade() else {
+            return;
+        };
+        glommio::spawn_local(async move {
+            let answer = broker.controller_call(request).await;
+            let log = broker.logs.borrow().get(&key.0, key.1).cloned();
+            {
+                let mut led = broker.replication.led.borrow_mut();
+                if let Some(entry) = led.get_mut(&key) {
+                    entry.altering = false;
+                    match answer {
+                        Some(ShardResponse::Partition(Ok(state)))
+                            if state.leader_epoch == entry.state.leader_epoch
+                                && state.partition_epoch > entry.state.partition_epoch =>
+                        {
+                            entry.state = state;
+                        }
+                        Some(ShardResponse::Partition(Ok(_))) => {}
+                        Some(ShardResponse::Partition(Err(error_code))) => {
+                            tracing::debug!(topic = %key.0, partition = key.1, error_code, "ISR change refused");
+                        }
+                        _ => {
+                            tracing::debug!(topic = %key.0, partition = key.1, "ISR change got no answer");
+                        }
+                    }
+                }
+            }
+            if let Some(log) = log {
+                broker.update_high_watermark(&key, &log);
+                // acks=all waiters re-check the ISR against min.insync.
+                log.data_signal().notify();
+            }
+        })
+        .detach();
+    }
+
+    /// Takes out of the ISR, through the controller, every follower that
+    /// has not caught up with its leader for `replica.lag.time.max.ms`.
+    pub async fn run_isr_checks(self: Rc<Self>) {
+        let lag = Duration::from_millis(self.config.cluster.replica_lag_time_max_ms);
+        let node = self.config.node_id;
+        loop {
+            glommio::timer::sleep(ISR_CHECK_INTERVAL).await;
+            if self.shutting_down.get() {
+                return;
+            }
+            let now = Instant::now();
+            let lagging: Vec<(PartitionKey, Vec<i32>)> = self
+                .replication
+                .led
+                .borrow()
+                .iter()
+                .filter(|(_, entry)| !entry.altering)
+                .filter_map(|(key, entry)| {
+                    let out: Vec<i32> = entry
+                        .state
+                        .isr
+                        .iter()
+                        .copied()
+                        .filter(|id| *id != node)
+                        .filter(|id| {
+                            entry.followers.get(id).is_some_and(|progress| {
+                                now.duration_since(progress.caught_up) > lag
+                            })
+                        })
+                        .collect();
+                    (!out.is_empty()).then(|| (key.clone(), out))
+                })
+                .collect();
+            for (key, out) in lagging {
+                tracing::info!(topic = %key.0, partition = key.1, followers = ?out, "followers fell behind; shrinking the ISR");
+                self.request_isr_change(key, |isr| isr.retain(|id| !out.contains(id)));
+            }
+        }
+    }
+
+    /// The partitions this shard follows from `leader`, with their logs.
+    fn followed_from(&self, leader: i32) -> Vec<(PartitionKey, Followed, Rc<Log>)> {
+        let followed = self.replication.followed.borrow();
+        let logs = self.logs.borrow();
+        followed
+            .iter()
+            .filter(|(_, follow)| follow.leader == leader)
+            .filter_map(|(key, follow)| {
+                let log = logs.get(&key.0, key.1)?;
+                Some((key.clone(), *follow, Rc::clone(log)))
+            })
+            .collect()
+    }
+
+    /// Marks a followed partition truncated for the leader epoch it was
+    /// truncated under (a newer leadership needs its own truncation).
+    fn mark_truncated(&self, key: &PartitionKey, follow: Followed) {
+        if let Some(current) = self.replication.followed.borrow_mut().get_mut(key) {
+            if current.leader == follow.leader && current.leader_epoch == follow.leader_epoch {
+                current.truncated = true;
+            }
+        }
+    }
+
+    /// Fetches from `leader` every partition this shard follows from it,
+    /// until there are none left.
+    async fn run_fetcher(self: Rc<Self>, leader: i32) {
+        let mut connection: Option<Rc<Connection>> = None;
+        loop {
+            let partitions = self.followed_from(leader);
+            if partitions.is_empty() || self.shutting_down.get() {
+                self.replication.fetchers.borrow_mut().remove(&leader);
+                return;
+            }
+            let current = match connection.as_ref().filter(|known| !known.is_failed()) {
+                Some(known) => Rc::clone(known),
+                None => match self.connect_to(leader).await {
+                    Ok(connected) => {
+                        connection = Some(Rc::clone(&connected));
+                        connected
+                    }
+                    Err(reason) => {
+                        tracing::debug!(leader, %reason, "cannot reach the leader");
+                        glommio::timer::sleep(REPLICA_FETCH_BACKOFF).await;
+                        continue;
+                    }
+                },
+            };
+            let untruncated: Vec<&(PartitionKey, Followed, Rc<Log>)> = partitions
+                .iter()
+                .filter(|(_, follow, _)| !follow.truncated)
+                .collect();
+            let progressed = if untruncated.is_empty() {
+                self.fetch_once(&current, &partitions).await
+            } else {
+                self.truncate_to_leader(&current, &untruncated).await
+            };
+            match progressed {
+                Ok(true) => {}
+                Ok(false) => glommio::timer::sleep(REPLICA_FETCH_BACKOFF).await,
+                Err(reason) => {
+                    tracing::debug!(leader, %reason, "fetching from the leader failed");
+                    connection = None;
+                    glommio::timer::sleep(REPLICA_FETCH_BACKOFF).await;
+                }
+            }
+        }
+    }
+
+    async fn connect_to(&self, leader: i32) -> Result<Rc<Connection>, String> {
+        let address = {
+            let metadata = self.metadata.borrow();
+            let broker = metadata
+                .brokers
+                .get(&leader)
+                .ok_or_else(|| format!("broker {leader} is not registered"))?;
+            format!("{}:{}", broker.host, broker.port)
+        };
+        let config = ConnectionConfig {
+            client_id: format!("sluice-replica-{}", self.config.node_id),
+            connect_timeout: REPLICA_CONNECT_TIMEOUT,
+            request_timeout: REPLICA_REQUEST_TIMEOUT,
+            in_flight_max: REPLICA_IN_FLIGHT,
+        };
+        Connection::connect(&address, &config)
+            .await
+            .map_err(|error| error.to_string())
+    }
+
+    /// OffsetForLeaderEpoch for the partitions not yet truncated under the
+    /// current leadership: each is cut back to where the leader says its
+    /// own last epoch ends. Returns whether any partition got through.
+    async fn truncate_to_leader(
+        &self,
+        connection: &Connection,
+        partitions: &[&(PartitionKey, Followed, Rc<Log>)],
+    ) -> Result<bool, String> {
+        let mut asked: Vec<&(PartitionKey, Followed, Rc<Log>)> = Vec::new();
+        let mut topics: Vec<OffsetForLeaderTopic> = Vec::new();
+        for entry in partitions {
+            let (key, follow, log) = *entry;
+            let Some(epoch) = log.latest_epoch() else {
+                // An empty log has nothing to cut.
+                self.mark_truncated(key, *follow);
+                continue;
+            };
+            let mut request = OffsetForLeaderPartition::default();
+            request.partition = key.1;
+            request.current_leader_epoch = follow.leader_epoch;
+            request.leader_epoch = epoch;
+            push_topic(
+                &mut topics,
+                &key.0,
+                request,
+                |topic| &mut topic.topic,
+                |topic| &mut topic.partitions,
+            );
+            asked.push(entry);
+        }
+        if asked.is_empty() {
+            return Ok(true);
+        }
+        let mut request = OffsetForLeaderEpochRequest::default();
+        request.replica_id = BrokerId(self.config.node_id);
+        request.topics = topics;
+        let (version, body) = connection
+            .call(ApiKey::OffsetForLeaderEpoch, &request)
+            .await
+            .map_err(|error| error.to_string())?;
+        let answers =
+            decode_offset_for_leader_epoch(version, body).map_err(|error| error.to_string())?;
+        let mut progressed = false;
+        for answer in answers {
+            let Some((key, follow, log)) = asked
+                .iter()
+                .copied()
+                .find(|(key, _, _)| key.0 == answer.topic.as_str() && key.1 == answer.partition)
+            else {
+                continue;
+            };
+            if answer.error_code != code::NONE {
+                tracing::debug!(topic = %key.0, partition = key.1, error_code = answer.error_code, "leader refused OffsetForLeaderEpoch");
+                continue;
+            }
+            let leo = log.offsets().leo;
+            let end = if answer.end_offset < 0 {
+                // The leader knows no epoch this early: keep the log.
+                leo
+            } else {
+                // The leader may end at an older epoch than ours; our own
+                // log says where that epoch ended here (KIP-279).
+                let (_, own_end) = log.end_offset_for_epoch(answer.leader_epoch);
+                let own_end = if own_end < 0 { leo } else { own_end };
+                answer.end_offset.min(own_end).min(leo)
+            };
+            if end < leo {
+                tracing::warn!(topic = %key.0, partition = key.1, from = leo, to = end, "truncating a suffix the leader does not have");
+                log.truncate_to(end)
+                    .await
+                    .map_err(|error| format!("truncating {}-{}: {error}", key.0, key.1))?;
+            }
+            self.mark_truncated(key, *follow);
+            progressed = true;
+        }
+        Ok(progressed)
+    }
+
+    /// One fetch of every followed partition from the leader, appended as
+    /// it came. Returns whether any partition was answered without error.
+    async fn fetch_once(
+        &self,
+        connection: &Connection,
+        partitions: &[(PartitionKey, Followed, Rc<Log>)],
+    ) -> Result<bool, String> {
+        let mut request = FetchRequest::default();
+        request.replica_id = BrokerId(self.config.node_id);
+        request.max_wait_ms = REPLICA_FETCH_WAIT_MS;
+        request.min_bytes = 1;
+        request.max_bytes = REPLICA_FETCH_RESPONSE_BYTES;
+        request.session_id = 0;
+        request.session_epoch = -1;
+        let mut topics: Vec<FetchTopic> = Vec::new();
+        for (key, follow, log) in partitions {
+            let offsets = log.offsets();
+            let mut fetch = FetchPartition::default();
+            fetch.partition = key.1;
+            fetch.current_leader_epoch = follow.leader_epoch;
+            fetch.fetch_offset = offsets.leo;
+            fetch.last_fetched_epoch = -1;
+            fetch.log_start_offset = offsets.log_start;
+            fetch.partition_max_bytes = REPLICA_FETCH_PARTITION_BYTES;
+            push_topic(
+                &mut topics,
+                &key.0,
+                fetch,
+                |topic| &mut topic.topic,
+                |topic| &mut topic.partitions,
+            );
+        }
+        request.topics = topics;
+        let (version, body) = connection
+            .call(ApiKey::Fetch, &request)
+            .await
+            .map_err(|error| error.to_string())?;
+        let data = decode_fetch(version, body).map_err(|error| error.to_string())?;
+        if data.error_code != code::NONE {
+            return Err(format!("fetch refused with error {}", data.error_code));
+        }
+        let mut progressed = false;
+        for topic in data.topics {
+            for answer in topic.partitions {
+                let Some((key, follow, log)) = partitions
+                    .iter()
+                    .find(|(key, _, _)| key.0 == topic.name.as_str() && key.1 == answer.index)
+                else {
+                    continue;
+                };
+                match answer.error_code {
+                    code::NONE => {}
+                    code::OFFSET_OUT_OF_RANGE | code::FENCED_LEADER_EPOCH => {
+                        // Our log and the leader's disagree: find out again
+                        // where they part.
+                        if let Some(current) = self.replication.followed.borrow_mut().get_mut(key) {
+                            if current.leader_epoch == follow.leader_epoch {
+                                current.truncated = false;
+                            }
+                        }
+                        continue;
+                    }
+                    other => {
+                        tracing::debug!(topic = %key.0, partition = key.1, error_code = other, "leader refused a fetch");
+                        continue;
+                    }
+                }
+                progressed = true;
+                let batches = whole_batches(&answer.records)
+                    .map_err(|reason| format!("{}-{}: {reason}", key.0, key.1))?;
+                if !batches.is_empty() {
+                    // The role may have changed while the fetch was out.
+                    let still = self
+                        .replication
+                        .followed
+                        .borrow()
+                        .get(key)
+                        .is_some_and(|current| current == follow);
+                    if !still {
+                        continue;
+                    }
+                    // The follower's writer is bounded like the leader's: a
+                    // slow disk here slows the fetches, not the memory.
+                    if log.is_backlogged() {
+                        log.wait_for_room().await;
+                    }
+                    log.append_replica(&batches)
+                        .await
+                        .map_err(|error| format!("appending to {}-{}: {error}", key.0, key.1))?;
+                }
+                let leo = log.offsets().leo;
+                log.set_high_watermark(answer.high_watermark.min(leo));
+            }
+        }
+        Ok(progressed)
+    }
+}
+
+/// Adds `item` to the entry of `name` in `topics` (the last one, as items
+/// come grouped by topic), or a new entry for it.
+fn push_topic<T: Default, I>(
+    topics: &mut Vec<T>,
+    name: &str,
+    item: I,
+    topic_name: impl Fn(&mut T) -> &mut TopicName,
+    items: impl Fn(&mut T) -> &mut Vec<I>,
+) {
+    if let Some(last) = topics.last_mut() {
+        if topic_name(last).0.as_str() == name {
+            items(last).push(item);
+            return;
+        }
+    }
+    let mut topic = T::default();
+    *topic_name(&mut topic) = TopicName(StrBytes::from_string(name.to_string()));
+    items(&mut topic).push(item);
+    topics.push(topic);
+}
+
+/// The whole batches of a fetched record set, each checked (length, magic,
+/// CRC) but not otherwise touched; a batch cut short at the end of the
+/// response is left for the next fetch, as Kafka allows.
+fn whole_batches(records: &Bytes) -> Result<Vec<(BatchHeader, Bytes)>, String> {
+    let mut batches = Vec::new();
+    let mut position = 0;
+    while records.len() - position >= LOG_OVERHEAD {
+        let length_at = position + 8;
+        let length = i32::from_be_bytes([
+            records[length_at],
+            records[length_at + 1],
+            records[length_at + 2],
+            records[length_at + 3],
+        ]);
+        let total = LOG_OVERHEAD + usize::try_from(length).map_err(|_| "negative batch length")?;
+        if records.len() - position < total {
+            break;
+        }
+        let bytes = records.slice(position..position + total);
+        let header = batch::validate(&bytes, usize::MAX).map_err(|error| error.to_string())?;
+        batches.push((header, bytes));
+        position += total;
+    }
+    Ok(batches)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sluice_engine::batch::build_batch;
+
+    #[test]
+    fn whole_batches_keeps_complete_batches_and_leaves_a_cut_one() {
+        let first = build_batch(1, &[b"a", b"b"]);
+        let second = build_batch(2, &[b"c"]);
+        let mut joined = first.clone();
+        joined.extend_from_slice(&second);
+        let all = whole_batches(&Bytes::from(joined.clone())).expect("valid");
+        assert_eq!(all.len(), 2);
+        assert_eq!(&all[0].1[..], &first[..]);
+        assert_eq!(&all[1].1[..], &second[..]);
+        let cut = whole_batches(&Bytes::from(joined[..joined.len() - 3].to_vec())).expect("valid");
+        assert_eq!(cut.len(), 1);
+        let mut corrupt = joined;
+        let last = corrupt.len() - 1;
+        corrupt[last] ^= 0xff;
+        assert!(whole_batches(&Bytes::from(corrupt)).is_err());
+    }
+}

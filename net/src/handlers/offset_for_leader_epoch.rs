@@ -1,0 +1,118 @@
+//! OffsetForLeaderEpoch (23): the end offset of a leader epoch in the
+//! leader's log. Followers truncate by it before fetching from a new leader;
+//! consumers (KIP-320) use it to detect that the log they read was truncated
+//! under them.
+
+use std::rc::Rc;
+
+use bytes::Bytes;
+use kafka_protocol::messages::offset_for_leader_epoch_response::{
+    EpochEndOffset, OffsetForLeaderTopicResult,
+};
+use kafka_protocol::messages::{
+    OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse, RequestHeader,
+};
+use sluice_engine::ShardId;
+
+use super::encode;
+use crate::broker::{futures_lite_join_all, Broker, PerShard, ShardRequest, ShardResponse};
+use crate::errors::{code, leader_epoch_error};
+
+pub const VERSIONS: (i16, i16) = (2, 4);
+
+/// Kafka's answer when no epoch is known: UNDEFINED_EPOCH and
+/// UNDEFINED_EPOCH_OFFSET.
+const UNDEFINED: (i32, i64) = (-1, -1);
+
+/// One partition's question to its owner shard: topic, partition, epoch.
+pub type EpochQuery = (String, i32, i32);
+
+pub async fn handle(
+    broker: &Rc<Broker>,
+    header: &RequestHeader,
+    request: OffsetForLeaderEpochRequest,
+) -> Option<Vec<Bytes>> {
+    let metadata = broker.metadata();
+    let mut per_shard: PerShard<EpochQuery> = (0..broker.shards())
+        .map(|_| (Vec::new(), Vec::new()))
+        .collect();
+    let mut results: Vec<Vec<(i16, i32, i64)>> = Vec::with_capacity(request.topics.len());
+    for (topic_index, topic) in request.topics.iter().enumerate() {
+        let name = topic.topic.0.as_str();
+        let mut topic_results = Vec::with_capacity(topic.partitions.len());
+        for (partition_index, partition) in topic.partitions.iter().enumerate() {
+            let known = metadata.topics.get(name).is_some_and(|meta| {
+                partition.partition >= 0 && partition.partition < meta.partitions
+            });
+            let epoch_error = leader_epoch_error(
+                metadata.partition(name, partition.partition),
+                partition.current_leader_epoch,
+            );
+            let result = match (known, epoch_error) {
+                (false, _) => code::UNKNOWN_TOPIC_OR_PARTITION,
+                (true, Some(error_code)) => error_code,
+                (true, None) => {
+                    let shard = broker.owner(name, partition.partition);
+                    let (positions, queries) = &mut per_shard[shard.0 as usize];
+                    positions.push((topic_index, partition_index));
+                    queries.push((
+                        name.to_string(),
+                        partition.partition,
+                        partition.leader_epoch,
+                    ));
+                    code::NOT_LEADER_OR_FOLLOWER
+                }
+            };
+            topic_results.push((result, UNDEFINED.0, UNDEFINED.1));
+        }
+        results.push(topic_results);
+    }
+    let mut calls = Vec::new();
+    let mut call_positions = Vec::new();
+    for (shard, (positions, queries)) in per_shard.into_iter().enumerate() {
+        if queries.is_empty() {
+            continue;
+        }
+        call_positions.push(positions);
+        calls.push(
+            broker
+                .mesh
+                .call(ShardId(shard as u16), ShardRequest::EpochEnds(queries)),
+        );
+    }
+    for (positions, answer) in call_positions
+        .into_iter()
+        .zip(futures_lite_join_all(calls).await)
+    {
+        if let Some(ShardResponse::EpochEnds(found)) = answer {
+            for ((topic_index, partition_index), result) in positions.into_iter().zip(found) {
+                results[topic_index][partition_index] = result;
+            }
+        }
+    }
+    let mut response = OffsetForLeaderEpochResponse::default();
+    response.topics = request
+        .topics
+        .iter()
+        .zip(results)
+        .map(|(topic, topic_results)| {
+            let mut topic_response = OffsetForLeaderTopicResult::default();
+            topic_response.topic = topic.topic.clone();
+            topic_response.partitions = topic
+                .partitions
+                .iter()
+                .zip(topic_results)
+                .map(|(partition, (error_code, leader_epoch, end_offset))| {
+                    let mut answer = EpochEndOffset::default();
+                    answer.partition = partition.partition;
+                    answer.error_code = error_code;
+                    answer.leader_epoch = leader_epoch;
+                    answer.end_offset = end_offset;
+                    answer
+                })
+                .collect();
+            topic_response
+        })
+        .collect();
+    Some(encode(&response, header.request_api_version))
+}
