@@ -10,10 +10,11 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
-use common::{admin_options, produce_all, read_all, wait_until, Record, Stop, TestBroker};
+use common::{
+    admin_options, produce_all, read_all, start_cluster_with, wait_until, Record, Stop, TestBroker,
+};
 use rdkafka::admin::{NewTopic, TopicReplication};
 use rdkafka::consumer::Consumer;
 use rdkafka::types::RDKafkaErrorCode;
@@ -27,44 +28,12 @@ const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
 /// here (Kafka's default is five minutes; the test waits for it).
 const LEADER_REBALANCE_INTERVAL_MS: u64 = 1000;
 
-/// Free controller ports, all held until all are chosen so they differ.
-fn free_ports(count: usize) -> Vec<u16> {
-    let listeners: Vec<TcpListener> = (0..count)
-        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind"))
-        .collect();
-    listeners
-        .iter()
-        .map(|listener| listener.local_addr().expect("address").port())
-        .collect()
-}
-
 fn start_cluster() -> Vec<TestBroker> {
-    let ports = free_ports(NODES);
-    let voters = ports
-        .iter()
-        .enumerate()
-        .map(|(index, port)| format!("{}@127.0.0.1:{port}", index + 1))
-        .collect::<Vec<_>>()
-        .join(",");
-    let args: Vec<Vec<String>> = ports
-        .iter()
-        .enumerate()
-        .map(|(index, port)| {
-            vec![
-                "--node-id".into(),
-                (index + 1).to_string(),
-                "--controller-listen".into(),
-                format!("127.0.0.1:{port}"),
-                "--controller-voters".into(),
-                voters.clone(),
-                "--rack".into(),
-                format!("rack-{}", index + 1),
-                "--leader-imbalance-check-interval-ms".into(),
-                LEADER_REBALANCE_INTERVAL_MS.to_string(),
-            ]
-        })
-        .collect();
-    TestBroker::start_together(&args)
+    let interval = LEADER_REBALANCE_INTERVAL_MS.to_string();
+    start_cluster_with(
+        NODES,
+        &["--leader-imbalance-check-interval-ms", interval.as_str()],
+    )
 }
 
 /// (partition, leader, replicas, isr) of every partition, as one broker

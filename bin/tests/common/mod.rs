@@ -626,10 +626,19 @@ pub struct TrackedProducer {
 
 impl TrackedProducer {
     pub fn new(broker: &TestBroker, topic: &str, settings: &[(&str, &str)]) -> TrackedProducer {
+        TrackedProducer::with_config(broker.client_config(), topic, settings)
+    }
+
+    /// A producer built from `config`, with `settings` on top of the test
+    /// defaults.
+    fn with_config(
+        mut config: ClientConfig,
+        topic: &str,
+        settings: &[(&str, &str)],
+    ) -> TrackedProducer {
         let reports = Arc::new(Reports {
             results: Mutex::new(Vec::new()),
         });
-        let mut config = broker.client_config();
         config.set("linger.ms", "5");
         for (key, value) in settings {
             config.set(*key, *value);
@@ -1009,24 +1018,8 @@ impl TrackedProducer {
         settings: &[(&str, &str)],
     ) -> TrackedProducer {
         let first = brokers.first().expect("a cluster has a broker");
-        let reports = Arc::new(Reports {
-            results: Mutex::new(Vec::new()),
-        });
         let mut config = first.client_config();
-        config
-            .set("bootstrap.servers", cluster_bootstrap(brokers))
-            .set("linger.ms", "5");
-        for (key, value) in settings {
-            config.set(*key, *value);
-        }
-        let producer = config
-            .create_with_context(ReportContext(Arc::clone(&reports)))
-            .expect("creating the producer");
-        TrackedProducer {
-            producer,
-            reports,
-            topic: topic.to_string(),
-            sent: 0,
-        }
+        config.set("bootstrap.servers", cluster_bootstrap(brokers));
+        TrackedProducer::with_config(config, topic, settings)
     }
 }
