@@ -77,14 +77,27 @@ fn process(pid: &str) -> Option<u64> {
     Some(utime + stime)
 }
 
+/// The broker's ticks: the sum over its processes (one per node of a
+/// cluster on this machine), or nothing when none is known or one cannot be
+/// read, since a partial sum would pass for the whole broker's use.
+fn brokers(broker_pids: &[u32]) -> Option<u64> {
+    if broker_pids.is_empty() {
+        return None;
+    }
+    broker_pids
+        .iter()
+        .map(|pid| process(&pid.to_string()))
+        .sum()
+}
+
 /// Reads the counters now.
-pub fn sample(broker_pid: Option<u32>) -> Sample {
+pub fn sample(broker_pids: &[u32]) -> Sample {
     let (busy, all) = machine().unwrap_or((0, 0));
     Sample {
         busy,
         all,
         own: process("self").unwrap_or(0),
-        broker: broker_pid.and_then(|pid| process(&pid.to_string())),
+        broker: brokers(broker_pids),
         io_stall_us: pressure("io"),
         cpu_stall_us: pressure("cpu"),
         at: Some(std::time::Instant::now()),
@@ -136,7 +149,7 @@ mod tests {
 
     #[test]
     fn counters_are_read_and_split() {
-        let before = sample(Some(std::process::id()));
+        let before = sample(&[std::process::id()]);
         // Burn a little CPU so the counters move.
         let mut x = 0u64;
         for index in 0..20_000_000u64 {
@@ -144,7 +157,7 @@ mod tests {
         }
         std::hint::black_box(x);
         std::thread::sleep(std::time::Duration::from_millis(30));
-        let after = sample(Some(std::process::id()));
+        let after = sample(&[std::process::id()]);
         let used = usage(&before, &after);
         assert!(used.client_cores >= 0.0 && used.idle_cores >= 0.0);
         assert!(used.broker_cores.is_some());
@@ -154,5 +167,17 @@ mod tests {
             .unwrap_or(1) as f64;
         // The "broker" is this process too here, so it is counted twice.
         assert!(total <= cores + 0.5, "{used:?}");
+    }
+
+    #[test]
+    fn several_brokers_are_summed_and_none_is_unknown() {
+        let own = process("self").expect("this process has a stat file");
+        let twice = brokers(&[std::process::id(), std::process::id()]).expect("both readable");
+        // Ticks only grow, so the sum of two later reads is at least twice
+        // the earlier one.
+        assert!(twice >= 2 * own, "{twice} < 2 * {own}");
+        assert_eq!(brokers(&[]), None);
+        // Pid 0 has no /proc entry: a sum missing a broker is no answer.
+        assert_eq!(brokers(&[std::process::id(), 0]), None);
     }
 }

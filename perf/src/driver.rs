@@ -65,8 +65,6 @@ const POLL_INTERVAL: Duration = Duration::from_millis(1);
 const SETUP_TIMEOUT: Duration = Duration::from_secs(300);
 /// Errors kept per worker for the report (the rest are only counted).
 const ERRORS_KEPT_MAX: usize = 5;
-/// Replication factor of created topics (single-node brokers need 1).
-const REPLICATION_FACTOR: i16 = 1;
 /// Kafka's TOPIC_ALREADY_EXISTS: fine when a peer's CLI created it.
 const TOPIC_ALREADY_EXISTS: i16 = 36;
 
@@ -126,8 +124,9 @@ pub struct RunOptions {
     pub delete_topics: bool,
     /// Print the progress lines.
     pub verbose: bool,
-    /// The broker's process, to account for its CPU use separately.
-    pub broker_pid: Option<u32>,
+    /// The broker's processes (several for a cluster on this machine), to
+    /// account for their CPU use separately; empty when unknown.
+    pub broker_pids: Vec<u32>,
 }
 
 /// What a run measured.
@@ -269,6 +268,9 @@ fn create_topics(options: &RunOptions) -> Result<Vec<String>, String> {
         .map(|(key, value)| (key.clone(), value.clone()))
         .collect();
     let partitions = workload.partitions_per_topic;
+    // The workload's, not a constant: 1 for a single-node broker, more only
+    // when the broker under test is a cluster that can place the replicas.
+    let replication_factor = workload.replication_factor;
     let topics = names.clone();
     let created = LocalExecutorBuilder::new(Placement::Unbound)
         .name("perf-setup")
@@ -281,7 +283,7 @@ fn create_topics(options: &RunOptions) -> Result<Vec<String>, String> {
                 .map(|name| NewTopic {
                     name: name.clone(),
                     partitions,
-                    replication_factor: REPLICATION_FACTOR,
+                    replication_factor,
                     configs: configs.clone(),
                 })
                 .collect();
@@ -1167,10 +1169,10 @@ pub fn run(options: &RunOptions) -> Result<Measured, String> {
                     now >= measure_end
                 };
             if cpu_before.is_none() && now >= measure_start {
-                cpu_before = Some(cpu::sample(options.broker_pid));
+                cpu_before = Some(cpu::sample(&options.broker_pids));
             }
             if finished && cpu_after.is_none() {
-                cpu_after = Some(cpu::sample(options.broker_pid));
+                cpu_after = Some(cpu::sample(&options.broker_pids));
             }
             if now >= last + interval || finished {
                 let at = if backlog { now } else { now.min(measure_end) };

@@ -56,12 +56,15 @@ USAGE:
       --broker-arg ARG        extra argument for the started broker (repeatable)
       --broker-name NAME      name of the broker under test, for labels (default sluice / external)
       --broker-pid PID        pid of an external broker on this machine, to report its CPU use
+                              (repeatable: the nodes of a local cluster are summed)
       --label TEXT            label of this run in tables and plots
       --client sluice|rdkafka producer client (rdkafka needs the `rdkafka` feature)
       --warmup SECS --duration SECS --rate MSG_PER_SEC (0 = max)
       --rate-of RESULT.json[:FRACTION]  produce at FRACTION (default 0.5) of the rate that
                               run measured (e.g. latency at half of this session's peak)
       --producers-per-topic N --consumers-per-topic N --partitions N --message-size BYTES
+      --replication-factor N  replicas per partition of created topics (above 1 needs a cluster
+                              of that many brokers as --bootstrap)
       --acks 0|1|all --compression none|gzip|snappy|lz4|zstd --batch-size BYTES --linger-ms MS
       --max-in-flight N --fetch-pipeline-depth N
       --backlog-mb MB         consume-from-backlog mode with this backlog (0 = tail the producers)
@@ -230,6 +233,7 @@ const RUN_FLAGS: &[&str] = &[
     "producers-per-topic",
     "consumers-per-topic",
     "partitions",
+    "replication-factor",
     "message-size",
     "acks",
     "compression",
@@ -270,6 +274,9 @@ fn override_workload(workload: &mut Workload, flags: &Flags) -> Result<(), Strin
     }
     if let Some(value) = flags.number("partitions")? {
         workload.partitions_per_topic = value;
+    }
+    if let Some(value) = flags.number("replication-factor")? {
+        workload.replication_factor = value;
     }
     if let Some(value) = flags.number("message-size")? {
         workload.message_size = value;
@@ -325,6 +332,19 @@ fn rate_of(spec: &str) -> Result<u64, String> {
         ));
     }
     Ok(rate as u64)
+}
+
+/// Every `--broker-pid`: the nodes of a cluster running on this machine
+/// are one broker under test, so their CPU is reported together.
+fn broker_pids(flags: &Flags) -> Result<Vec<u32>, String> {
+    flags
+        .all("broker-pid")
+        .iter()
+        .map(|pid| {
+            pid.parse()
+                .map_err(|_| format!("--broker-pid {pid}: not a process id"))
+        })
+        .collect()
 }
 
 fn safe_file_name(text: &str) -> String {
@@ -474,9 +494,9 @@ fn run(args: &[String]) -> Result<(), String> {
         client,
         delete_topics: local.is_none() && !flags.has("keep-topics"),
         verbose: !flags.has("quiet"),
-        broker_pid: match &local {
-            Some(broker) => broker.pid(),
-            None => flags.number("broker-pid")?,
+        broker_pids: match &local {
+            Some(broker) => broker.pid().into_iter().collect(),
+            None => broker_pids(&flags)?,
         },
     };
     let timeline = if workload.consume_backlog_mb > 0 {

@@ -249,9 +249,10 @@ pub fn table(result: &RunResult) -> String {
     );
     let _ = writeln!(
         out,
-        "   {} topic(s) x {} partitions, {} B messages, keys {:?}, {} producer(s), {} consumer(s), rate {}, acks={}, {}; {} s measured after {} s warm-up",
+        "   {} topic(s) x {} partitions x {} replica(s), {} B messages, keys {:?}, {} producer(s), {} consumer(s), rate {}, acks={}, {}; {} s measured after {} s warm-up",
         workload.topics,
         workload.partitions_per_topic,
+        workload.replication_factor,
         workload.message_size,
         workload.key_distribution,
         workload.producers(),

@@ -2,7 +2,8 @@
 //! YAML (topics, partitions per topic, message size, key distribution,
 //! producers and consumers per topic, producer rate, durations), plus the
 //! client settings OMB keeps in its driver files (acks, batching,
-//! compression), so one file says everything a run depends on.
+//! compression) and the topic settings (replication factor, topic configs),
+//! so one file says everything a run depends on.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -23,6 +24,11 @@ pub const CLIENTS_PER_TOPIC_MAX: u32 = 1_000;
 pub const LINGER_MS_MAX: f64 = 60_000.0;
 /// Most distinct keys (they are generated up front).
 pub const KEYS_MAX: u32 = 10_000_000;
+/// Most replicas per partition a workload may ask for. Every replica is a
+/// broker, and a benchmark cluster of more than a handful of brokers on the
+/// machines this suite targets is a typo; Kafka's own limit (`i16::MAX`) is
+/// far above it.
+pub const REPLICATION_FACTOR_MAX: i16 = 16;
 
 /// How keys are chosen (OMB's `keyDistributor`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -89,6 +95,9 @@ fn default_fetch_pipeline_depth() -> usize {
 fn default_keys() -> u32 {
     10_000
 }
+fn default_replication_factor() -> i16 {
+    1
+}
 
 /// One benchmark workload.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -151,6 +160,11 @@ pub struct Workload {
     /// read from the broker's cache. Durations are ignored in this mode.
     #[serde(default)]
     pub consume_backlog_mb: u64,
+    /// Replicas per partition of the created topics. 1 (the default) is
+    /// what a single-node broker can serve; above 1 the broker under test
+    /// must be a cluster of at least that many nodes.
+    #[serde(default = "default_replication_factor")]
+    pub replication_factor: i16,
     /// Topic configs passed to CreateTopics (e.g. `"flush.messages" = "1"`
     /// for brokers that fsync only when told to).
     #[serde(default)]
@@ -206,6 +220,12 @@ impl Workload {
         )?;
         within("duration_secs", self.duration_secs, 1, 24 * 3600)?;
         within("warmup_secs", self.warmup_secs, 0, 24 * 3600)?;
+        within(
+            "replication_factor",
+            self.replication_factor.max(0) as u64,
+            1,
+            REPLICATION_FACTOR_MAX as u64,
+        )?;
         if !(0.0..=LINGER_MS_MAX).contains(&self.linger_ms) {
             return Err(format!(
                 "linger_ms = {} is outside 0..={LINGER_MS_MAX}",
@@ -276,6 +296,7 @@ mod tests {
         assert_eq!(workload.topics, 1);
         assert_eq!(workload.acks, "1");
         assert_eq!(workload.duration_secs, 30);
+        assert_eq!(workload.replication_factor, 1);
         assert!(
             Workload::parse("name = 'x'\npartitions_per_topic = 3\nmessage_size = 4\n").is_err()
         );
@@ -287,5 +308,21 @@ mod tests {
             "name = 'x'\npartitions_per_topic = 3\nmessage_size = 100\ntypo = 1\n"
         )
         .is_err());
+    }
+
+    #[test]
+    fn replication_factor_is_bounded() {
+        let with = |factor: i64| {
+            Workload::parse(&format!(
+                "name = 'x'\npartitions_per_topic = 3\nmessage_size = 100\nreplication_factor = {factor}\n"
+            ))
+        };
+        assert_eq!(with(3).map(|workload| workload.replication_factor), Ok(3));
+        assert!(with(REPLICATION_FACTOR_MAX.into()).is_ok());
+        assert!(with(0).is_err());
+        assert!(with(-1).is_err());
+        assert!(with(i64::from(REPLICATION_FACTOR_MAX) + 1).is_err());
+        // Beyond i16 the TOML value does not fit the field at all.
+        assert!(with(i64::from(i16::MAX) + 1).is_err());
     }
 }
