@@ -306,7 +306,8 @@ fi
 # The ratio the pair exists for: RF=3 over RF=1, medians over the rounds.
 # shellcheck disable=SC2086 # one path per line, no spaces in them
 jq -rs '
-    def median: sort | .[length / 2 | floor];
+    def median: sort | if length % 2 == 1 then .[length / 2 | floor]
+                       else (.[length / 2 - 1] + .[length / 2]) / 2 end;
     def of($name; f): [.[] | select(.workload.name == $name) | f] | median;
     def ran($name): any(.[]; .workload.name == $name);
     if ran("replicated-rf3-acks-all") and ran("replicated-rf1-acks-all") then
