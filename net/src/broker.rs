@@ -1396,6 +1396,40 @@ async fn within(deadline: Instant, wait: impl Future<Output = ()>) -> bool {
     .is_ok()
 }
 
+/// Sends each shard its share of a request's partitions as one mesh
+/// message (`request` builds it), all in parallel, and puts every answer
+/// that `answers` extracts at its (topic, partition) position in
+/// `results`. A shard that does not answer leaves its positions as they
+/// were (the caller's default outcome).
+pub async fn fan_out<T, R>(
+    broker: &Broker,
+    per_shard: PerShard<T>,
+    request: impl Fn(Vec<T>) -> ShardRequest,
+    answers: impl Fn(ShardResponse) -> Option<Vec<R>>,
+    results: &mut [Vec<R>],
+) {
+    let mut calls = Vec::new();
+    let mut call_positions = Vec::new();
+    for (shard, (positions, items)) in per_shard.into_iter().enumerate() {
+        if items.is_empty() {
+            continue;
+        }
+        call_positions.push(positions);
+        calls.push(broker.mesh.call(ShardId(shard as u16), request(items)));
+    }
+    for (positions, answer) in call_positions
+        .into_iter()
+        .zip(futures_lite_join_all(calls).await)
+    {
+        let Some(found) = answer.and_then(&answers) else {
+            continue;
+        };
+        for ((topic_index, partition_index), result) in positions.into_iter().zip(found) {
+            results[topic_index][partition_index] = result;
+        }
+    }
+}
+
 pub async fn futures_lite_join_all<T>(futures: Vec<impl Future<Output = T>>) -> Vec<T> {
     let mut futures: Vec<Pin<Box<dyn Future<Output = T> + '_>>> = futures
         .into_iter()

@@ -7,12 +7,9 @@ use kafka_protocol::messages::list_offsets_response::{
     ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
 };
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse, RequestHeader};
-use sluice_engine::ShardId;
 
 use super::encode;
-use crate::broker::{
-    futures_lite_join_all, Broker, OffsetQueryEntry, PerShard, ShardRequest, ShardResponse,
-};
+use crate::broker::{fan_out, Broker, OffsetQueryEntry, PerShard, ShardRequest, ShardResponse};
 use crate::errors::{code, leader_epoch_error};
 
 pub const VERSIONS: (i16, i16) = (1, 9);
@@ -61,29 +58,18 @@ pub async fn handle(
         }
         results.push(topic_results);
     }
-    let mut calls = Vec::new();
-    let mut call_positions = Vec::new();
-    for (shard, (positions, queries)) in per_shard.into_iter().enumerate() {
-        if queries.is_empty() {
-            continue;
-        }
-        call_positions.push(positions);
-        calls.push(
-            broker
-                .mesh
-                .call(ShardId(shard as u16), ShardRequest::ListOffsets(queries)),
-        );
-    }
-    for (positions, answer) in call_positions
-        .into_iter()
-        .zip(futures_lite_join_all(calls).await)
-    {
-        if let Some(ShardResponse::ListOffsets(found)) = answer {
-            for ((topic_index, partition_index), result) in positions.into_iter().zip(found) {
-                results[topic_index][partition_index] = result;
-            }
-        }
-    }
+    let answers = |answer| match answer {
+        ShardResponse::ListOffsets(found) => Some(found),
+        _ => None,
+    };
+    fan_out(
+        broker,
+        per_shard,
+        ShardRequest::ListOffsets,
+        answers,
+        &mut results,
+    )
+    .await;
     let mut response = ListOffsetsResponse::default();
     response.topics = request
         .topics
