@@ -76,7 +76,7 @@ fn check_quorum_description(brokers: &[TestBroker]) {
     let mut leaders = BTreeSet::new();
     let mut answered_by_leader = 0;
     for broker in brokers {
-        let response = describe_quorum(broker, 2);
+        let response = common::describe_quorum(broker, 2);
         let partition = &response.topics[0].partitions[0];
         leaders.insert(partition.leader_id.0);
         assert_eq!(
@@ -264,7 +264,7 @@ fn a_killed_broker_is_fenced_and_leads_again_after_restart() {
     for kill in 0..kills {
         let victim = (kill % NODES) as i32 + 1;
         let observer = &brokers[victim as usize % NODES];
-        let controller_before = quorum_leader(observer);
+        let controller_before = common::quorum_leader(observer);
         // kill -9: fenced (gone from the broker list) and its partitions
         // led by another replica.
         let killed_at = Instant::now();
@@ -277,7 +277,7 @@ fn a_killed_broker_is_fenced_and_leads_again_after_restart() {
             .collect();
         if controller_before == victim {
             wait_until("a new controller", Duration::from_secs(20), || {
-                let leader = quorum_leader(observer);
+                let leader = common::quorum_leader(observer);
                 leader >= 0 && leader != victim
             });
             elected_ms.push(killed_at.elapsed().as_millis() as u64);
@@ -422,28 +422,6 @@ fn check_admin_output(broker: &TestBroker, layout: &Layout) {
         assert_eq!(columns[2], list(replicas), "{row}");
         assert_eq!(columns[3], list(isr), "{row}");
     }
-}
-
-/// The metadata quorum's leader as `broker` reports it (-1: none known).
-fn quorum_leader(broker: &TestBroker) -> i32 {
-    describe_quorum(broker, 0).topics[0].partitions[0]
-        .leader_id
-        .0
-}
-
-/// DescribeQuorum of `__cluster_metadata` partition 0, straight to `broker`.
-fn describe_quorum(
-    broker: &TestBroker,
-    version: i16,
-) -> kafka_protocol::messages::DescribeQuorumResponse {
-    use kafka_protocol::messages::describe_quorum_request::{PartitionData, TopicData};
-    use kafka_protocol::messages::{ApiKey, DescribeQuorumRequest};
-    let mut request = DescribeQuorumRequest::default();
-    let mut topic = TopicData::default();
-    topic.topic_name = common::text("__cluster_metadata").into();
-    topic.partitions = vec![PartitionData::default()];
-    request.topics = vec![topic];
-    common::WireClient::new(broker).call(ApiKey::DescribeQuorum, version, &request)
 }
 
 #[test]

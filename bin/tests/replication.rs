@@ -23,8 +23,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::{
-    admin_options, read_all, start_cluster_with, wait_for, Delivery, Record, Stop, TestBroker,
-    TrackedProducer,
+    admin_options, quorum_leader, read_all, start_cluster_with, wait_for, Delivery, Record, Stop,
+    TestBroker, TrackedProducer,
 };
 use rdkafka::admin::{NewTopic, TopicReplication};
 use rdkafka::consumer::Consumer;
@@ -218,14 +218,21 @@ fn failover_time_over_repeated_kills() {
 
 /// A leader frozen with SIGSTOP past the session timeout is fenced and
 /// replaced; thawed, it learns it is a follower, drops what it alone holds,
-/// and catches up.
+/// and catches up. The frozen broker is also the active controller: on
+/// waking it still believes it leads the quorum, and none of the decisions
+/// it makes from its stale image (fencing brokers it has not heard from
+/// while frozen, partition states from before the failover) may commit.
 #[test]
 fn sigstop_leader_loses_leadership() {
     let mut brokers = start_replicated_cluster();
     let layout = wait_for_full_isr(&brokers, "after the topic was created");
     let load = Load::start(&brokers);
     load.wait_for_progress(&no_acknowledgements(), "before the leader is frozen");
-    let victim = choose_victim(&layout, &BTreeSet::new());
+    let victim = quorum_leader(&brokers[0]);
+    assert!(
+        layout.iter().any(|state| state.leader == victim),
+        "the active controller {victim} leads no partition of {layout:?}"
+    );
     // Declared after `load` and `brokers`, so dropped (thawed) before them
     // when the test fails.
     let frozen = Frozen::freeze(&brokers[index_of(victim)]);

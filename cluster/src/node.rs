@@ -312,8 +312,32 @@ impl<S: Storage> MetadataNode<S> {
         }
     }
 
+    /// Proposes a controller decision: records computed from this node's
+    /// image while it led in `term`. Taken only while this node still leads
+    /// in that term with every earlier term applied, so the records enter
+    /// the log right after the image they were computed from. Never
+    /// forwarded: a node deposed while it was deciding (a pause, a
+    /// partition) would otherwise have the new leader commit a decision
+    /// made against an image that is no longer current, such as fencing a
+    /// broker only the paused node had not heard from, or putting back a
+    /// partition's old leader and epoch.
+    pub fn propose_decision(
+        &mut self,
+        term: u64,
+        records: &[MetadataRecord],
+    ) -> Result<ProposalId, ProposeError> {
+        if !self.can_decide() || self.term() != term {
+            return Err(ProposeError::NotLeader {
+                leader: self.leader(),
+            });
+        }
+        self.propose(records)
+    }
+
     /// Proposes records that commit together; a follower forwards them to
-    /// the leader. The answer comes through [`Processed::applied`] once they
+    /// the leader. Only for records that hold whatever the image is (a
+    /// broker's own registration); decisions go through
+    /// [`MetadataNode::propose_decision`]. The answer comes through [`Processed::applied`] once they
     /// are applied (never, if leadership moves first or the forwarded
     /// message is lost: the caller times out).
     pub fn propose(&mut self, records: &[MetadataRecord]) -> Result<ProposalId, ProposeError> {

@@ -56,6 +56,10 @@ enum Command {
     Propose {
         ticket: u64,
         records: Vec<MetadataRecord>,
+        /// A controller decision made while leading in this term (see
+        /// [`MetadataNode::propose_decision`]); `None`: forwarded to
+        /// whichever node leads.
+        decided_in: Option<u64>,
     },
 }
 
@@ -142,10 +146,34 @@ impl Quorum {
     }
 
     /// Proposes records that commit together and waits until this node has
-    /// applied them; returns the index they were applied at.
+    /// applied them; returns the index they were applied at. A follower
+    /// forwards them to the leader, so only for records that hold whatever
+    /// the image is (a broker's own registration).
     pub async fn write(
         &self,
         records: Vec<MetadataRecord>,
+        deadline: Instant,
+    ) -> Result<u64, WriteError> {
+        self.submit(records, None, deadline).await
+    }
+
+    /// Writes a controller decision computed from the image while this node
+    /// led in `term` ([`QuorumStatus::term`] when `can_decide` was true).
+    /// Fails with [`WriteError::NotLeader`] if this node no longer leads in
+    /// that term when the proposal reaches Raft, never forwarded.
+    pub async fn decide(
+        &self,
+        term: u64,
+        records: Vec<MetadataRecord>,
+        deadline: Instant,
+    ) -> Result<u64, WriteError> {
+        self.submit(records, Some(term), deadline).await
+    }
+
+    async fn submit(
+        &self,
+        records: Vec<MetadataRecord>,
+        decided_in: Option<u64>,
         deadline: Instant,
     ) -> Result<u64, WriteError> {
         if let Some(failure) = self.shared.failure.borrow().as_ref() {
@@ -153,10 +181,11 @@ impl Quorum {
         }
         let ticket = self.shared.next_ticket.get() + 1;
         self.shared.next_ticket.set(ticket);
-        self.shared
-            .inbox
-            .borrow_mut()
-            .push_back(Command::Propose { ticket, records });
+        self.shared.inbox.borrow_mut().push_back(Command::Propose {
+            ticket,
+            records,
+            decided_in,
+        });
         self.shared.inbox_signal.notify();
         let shared = Rc::clone(&self.shared);
         let outcome = self.shared.progress_signal.wait_for(move || {
@@ -213,7 +242,14 @@ async fn drive<S: Storage>(shared: Rc<Shared>, mut node: MetadataNode<S>, transp
         for command in commands {
             match command {
                 Command::Step(message) => node.step(message),
-                Command::Propose { ticket, records } => match node.propose(&records) {
+                Command::Propose {
+                    ticket,
+                    records,
+                    decided_in,
+                } => match match decided_in {
+                    Some(term) => node.propose_decision(term, &records),
+                    None => node.propose(&records),
+                } {
                     Ok(id) => {
                         shared.proposed.borrow_mut().insert(id, ticket);
                     }

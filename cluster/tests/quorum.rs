@@ -12,7 +12,7 @@ use futures_lite::future::block_on;
 use raft::prelude::Message;
 use sluice_cluster::node::node_id;
 use sluice_cluster::wal::Wal;
-use sluice_cluster::{MetadataNode, MetadataRecord, NodeConfig};
+use sluice_cluster::{MetadataNode, MetadataRecord, NodeConfig, ProposeError};
 use sluice_engine::{ClusterMetadata, MemStorage, PartitionState};
 
 /// xorshift64*: a seeded schedule without a dependency.
@@ -188,7 +188,7 @@ impl Sim {
             }
         }
         for index in 0..self.nodes.len() {
-            if self.nodes[index].is_none() && self.rng.below(5) == 0 {
+            if faults && self.nodes[index].is_none() && self.rng.below(5) == 0 {
                 let reopened = self.open(index as i32);
                 self.nodes[index] = Some(reopened);
             }
@@ -284,5 +284,102 @@ fn images_agree_under_loss_reordering_and_power_loss() {
 fn nodes_catch_up_through_snapshots() {
     for seed in 11..=16 {
         run(seed, 16);
+    }
+}
+
+fn topic_record(name: &str) -> MetadataRecord {
+    MetadataRecord::Topic {
+        name: name.to_string(),
+        id: [0xee; 16],
+        configs: BTreeMap::new(),
+    }
+}
+
+/// Steps the healthy schedule until `done` holds; panics after `steps`.
+fn step_until(sim: &mut Sim, steps: usize, what: &str, done: impl Fn(&Sim) -> bool) {
+    for _ in 0..steps {
+        if done(sim) {
+            return;
+        }
+        sim.step(false, false);
+    }
+    panic!("{what} did not happen within {steps} steps");
+}
+
+fn decider(sim: &Sim) -> Option<usize> {
+    sim.nodes
+        .iter()
+        .position(|node| node.as_ref().is_some_and(|node| node.can_decide()))
+}
+
+/// A leader paused past the election timeout (SIGSTOP, a long stall) is
+/// deposed, and on waking still believes it leads. A decision it made
+/// against its stale image must never commit: not when it reaches Raft
+/// before the node hears of the new term (it is appended in the old term
+/// and overwritten), and not after (it is refused, never forwarded to the
+/// new leader). A self-contained record through the forwarding path does
+/// commit, so the schedule could show a stale commit if one happened.
+#[test]
+fn a_deposed_leader_cannot_commit_its_stale_decisions() {
+    let mut sim = Sim::new(5, 1_000_000);
+    step_until(&mut sim, 500, "a first election", |sim| {
+        decider(sim).is_some()
+    });
+    let old = decider(&sim).expect("a leader");
+    let mut paused = sim.nodes[old].take().expect("up");
+    let old_term = paused.term();
+    step_until(
+        &mut sim,
+        500,
+        "an election without the paused leader",
+        |sim| decider(sim).is_some(),
+    );
+    let new = decider(&sim).expect("a new leader");
+    assert!(sim.nodes[new].as_ref().expect("up").term() > old_term);
+
+    // Woken, before hearing from anyone: it still leads in its old term.
+    assert!(paused.can_decide());
+    paused
+        .propose_decision(old_term, &[topic_record("decided-while-paused")])
+        .expect("still leads in its own view");
+    sim.nodes[old] = Some(paused);
+    step_until(&mut sim, 500, "the woken node following", |sim| {
+        sim.nodes[old].as_ref().expect("up").leader() == Some(new as i32)
+    });
+
+    // Now a follower: a decision from its old term is refused.
+    let woken = sim.nodes[old].as_mut().expect("up");
+    assert!(matches!(
+        woken.propose_decision(old_term, &[topic_record("decided-after-waking")]),
+        Err(ProposeError::NotLeader { leader: Some(leader) }) if leader == new as i32
+    ));
+    woken
+        .propose(&[topic_record("registered-after-waking")])
+        .expect("a follower forwards self-contained records");
+    step_until(
+        &mut sim,
+        500,
+        "the forwarded record applied everywhere",
+        |sim| {
+            sim.nodes.iter().all(|node| {
+                node.as_ref()
+                    .expect("up")
+                    .image()
+                    .topics
+                    .contains_key("registered-after-waking")
+            })
+        },
+    );
+    for _ in 0..50 {
+        sim.step(false, false);
+    }
+    for image in sim.history.values() {
+        for stale in ["decided-while-paused", "decided-after-waking"] {
+            assert!(
+                !image.topics.contains_key(stale),
+                "the deposed leader's decision {stale} was applied at index {}",
+                image.version
+            );
+        }
     }
 }

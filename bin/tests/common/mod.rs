@@ -1023,3 +1023,26 @@ impl TrackedProducer {
         TrackedProducer::with_config(config, topic, settings)
     }
 }
+
+/// DescribeQuorum of `__cluster_metadata` partition 0, straight to `broker`.
+pub fn describe_quorum(
+    broker: &TestBroker,
+    version: i16,
+) -> kafka_protocol::messages::DescribeQuorumResponse {
+    use kafka_protocol::messages::describe_quorum_request::{PartitionData, TopicData};
+    use kafka_protocol::messages::{ApiKey, DescribeQuorumRequest};
+    let mut request = DescribeQuorumRequest::default();
+    let mut topic = TopicData::default();
+    topic.topic_name = text("__cluster_metadata").into();
+    topic.partitions = vec![PartitionData::default()];
+    request.topics = vec![topic];
+    WireClient::new(broker).call(ApiKey::DescribeQuorum, version, &request)
+}
+
+/// The metadata quorum's leader (the active controller) as `broker`
+/// reports it (-1: none known).
+pub fn quorum_leader(broker: &TestBroker) -> i32 {
+    describe_quorum(broker, 0).topics[0].partitions[0]
+        .leader_id
+        .0
+}

@@ -244,7 +244,11 @@ impl Broker {
                 let id = base64_url(&random_id());
                 let deadline = Instant::now() + METADATA_WRITE_TIMEOUT;
                 match quorum
-                    .write(vec![MetadataRecord::ClusterId { id }], deadline)
+                    .decide(
+                        status.term,
+                        vec![MetadataRecord::ClusterId { id }],
+                        deadline,
+                    )
                     .await
                 {
                     Ok(_) => continue,
@@ -319,7 +323,10 @@ impl Broker {
             }));
         }
         let deadline = Instant::now() + METADATA_WRITE_TIMEOUT;
-        let index = quorum.write(records, deadline).await.map_err(write_error)?;
+        let index = quorum
+            .decide(status.term, records, deadline)
+            .await
+            .map_err(write_error)?;
         self.wait_published(index).await;
         Ok(())
     }
@@ -938,7 +945,10 @@ async fn watch_brokers(
         if records.is_empty() {
             continue;
         }
-        if let Err(error) = quorum.write(records, now + METADATA_WRITE_TIMEOUT).await {
+        if let Err(error) = quorum
+            .decide(status.term, records, now + METADATA_WRITE_TIMEOUT)
+            .await
+        {
             tracing::warn!(?error, "recording fenced brokers and leaders failed");
         }
     }
