@@ -2,8 +2,9 @@
 //! `sluice` processes and librdkafka. One topic of three partitions, each on
 //! all three brokers with `min.insync.replicas=2`, is written all along by an
 //! idempotent acks=all producer while partition leaders are killed with
-//! kill -9 one after another, or frozen with SIGSTOP past the broker session
-//! timeout (a leader that does not know it has been replaced).
+//! kill -9 one after another, frozen with SIGSTOP past the broker session
+//! timeout (a leader that does not know it has been replaced), or cut off
+//! from the other brokers by a real network partition.
 //!
 //! Afterwards: every acknowledged record is at the offset it was
 //! acknowledged at, no record is stored twice, each partition holds its
@@ -22,9 +23,10 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use common::netns::TestNetwork;
 use common::{
-    admin_options, quorum_leader, read_all, start_cluster_with, wait_for, Delivery, Record, Stop,
-    TestBroker, TrackedProducer,
+    admin_options, quorum_leader, read_all, start_cluster_on, wait_for, Delivery, Host, Record,
+    Stop, TestBroker, TrackedProducer,
 };
 use rdkafka::admin::{NewTopic, TopicReplication};
 use rdkafka::consumer::Consumer;
@@ -46,6 +48,8 @@ const BROKER_SESSION_TIMEOUT: Duration = Duration::from_millis(1500);
 /// timeout, so that it has certainly been fenced and replaced.
 const FROZEN_MIN: Duration = Duration::from_secs(5);
 const _: () = assert!(FROZEN_MIN.as_millis() > 2 * BROKER_SESSION_TIMEOUT.as_millis());
+/// How long a cut-off leader stays cut off at least, for the same reason.
+const PARTITIONED_MIN: Duration = FROZEN_MIN;
 
 /// Bytes of every record value; it starts with its partition and sequence
 /// number (`p1-00000042....`), so each value is unique and says where it
@@ -263,13 +267,74 @@ fn sigstop_leader_loses_leadership() {
     check_after_scenario(&mut brokers, &outcome);
 }
 
+/// A real network partition: each broker on its own host (network
+/// namespace), and the leader of a partition, also the active controller,
+/// cut off from both other brokers (their packets dropped) while the
+/// clients still reach it. The majority fences it, elects new leaders and
+/// keeps taking acks=all writes; the cut-off broker acknowledges none of
+/// what it alone holds (its followers stopped fetching, and it cannot
+/// shrink the ISR without the controller). Healed, it follows the new
+/// leaders, drops what it alone holds and catches up.
+#[test]
+fn network_partition_cuts_off_a_leader() {
+    let network = TestNetwork::new(NODES);
+    let hosts: Vec<Host> = (0..NODES).map(|index| network.host(index)).collect();
+    let mut brokers = start_replicated_cluster_on(&hosts);
+    let layout = wait_for_full_isr(&brokers, "after the topic was created");
+    let load = Load::start(&brokers);
+    load.wait_for_progress(&no_acknowledgements(), "before the network is cut");
+    let victim = quorum_leader(&brokers[0]);
+    assert!(
+        layout.iter().any(|state| state.leader == victim),
+        "the active controller {victim} leads no partition of {layout:?}"
+    );
+    let isolated = index_of(victim);
+    let others: Vec<usize> = (0..NODES).filter(|index| *index != isolated).collect();
+    for other in &others {
+        network.cut(isolated, *other);
+    }
+    let cut_at = Instant::now();
+    wait_for_new_leaders(
+        &brokers,
+        victim,
+        &format!("broker {victim} cut off from the others"),
+    );
+    let failover = cut_at.elapsed();
+    let before = load.acknowledged_by_partition();
+    load.wait_for_progress(&before, &format!("with broker {victim} cut off"));
+    thread::sleep(PARTITIONED_MIN.saturating_sub(cut_at.elapsed()));
+    for other in &others {
+        network.heal(isolated, *other);
+    }
+    let healed_at = Instant::now();
+    wait_for_full_isr(&brokers, &format!("the network to broker {victim} healed"));
+    let in_sync = healed_at.elapsed();
+    let before = load.acknowledged_by_partition();
+    load.wait_for_progress(&before, "after the network healed");
+    eprintln!(
+        "broker {victim} cut off; new leaders after {} ms; healed after {} ms; \
+         all replicas in sync {} ms later",
+        failover.as_millis(),
+        healed_at.duration_since(cut_at).as_millis(),
+        in_sync.as_millis()
+    );
+    let outcome = load.finish();
+    check_after_scenario(&mut brokers, &outcome);
+}
+
 // ---- the cluster and its metadata ----------------------------------------
 
 /// The three brokers, all registered, and the topic created on them.
 fn start_replicated_cluster() -> Vec<TestBroker> {
+    let hosts: Vec<Host> = (0..NODES).map(|_| Host::loopback()).collect();
+    start_replicated_cluster_on(&hosts)
+}
+
+/// Like [`start_replicated_cluster`], broker `i` on `hosts[i]`.
+fn start_replicated_cluster_on(hosts: &[Host]) -> Vec<TestBroker> {
     let session_timeout = BROKER_SESSION_TIMEOUT.as_millis().to_string();
-    let brokers = start_cluster_with(
-        NODES,
+    let brokers = start_cluster_on(
+        hosts,
         &["--broker-session-timeout-ms", session_timeout.as_str()],
     );
     wait_for_registration(&brokers);

@@ -11,6 +11,8 @@
 // Each scenario file uses a different part of the harness.
 #![allow(dead_code)]
 
+pub mod netns;
+
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -31,6 +33,8 @@ use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, Producer, PurgeConfig, ThreadedProducer};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
+
+pub use netns::Host;
 
 /// How long a broker may take to print its listening line.
 pub const START_TIMEOUT: Duration = Duration::from_secs(60);
@@ -59,6 +63,9 @@ pub struct TestBroker {
     root: PathBuf,
     extra_args: Vec<String>,
     child: Option<Child>,
+    /// Where it runs and listens (the test's own loopback unless a test
+    /// puts it on a host of a [`TestNetwork`]).
+    host: Host,
     address: SocketAddr,
     starts: u32,
     /// Where stderr goes instead of `broker.log`, if set.
@@ -99,6 +106,7 @@ impl TestBroker {
             root,
             extra_args: extra_args.iter().map(|arg| arg.to_string()).collect(),
             child: None,
+            host: Host::loopback(),
             address: SocketAddr::from(([127, 0, 0, 1], 0)),
             starts: 0,
             stderr_path: stderr_path.map(Path::to_path_buf),
@@ -111,9 +119,18 @@ impl TestBroker {
     /// Starts brokers that only become ready together (the voters of one
     /// metadata quorum): every process is launched before any is waited for.
     pub fn start_together(args: &[Vec<String>]) -> Vec<TestBroker> {
-        let mut brokers: Vec<TestBroker> = args
+        let placed: Vec<(Vec<String>, Host)> = args
             .iter()
-            .map(|extra| {
+            .map(|extra| (extra.clone(), Host::loopback()))
+            .collect();
+        TestBroker::start_together_on(&placed)
+    }
+
+    /// Like [`TestBroker::start_together`], each broker on its own host.
+    pub fn start_together_on(placed: &[(Vec<String>, Host)]) -> Vec<TestBroker> {
+        let mut brokers: Vec<TestBroker> = placed
+            .iter()
+            .map(|(extra, host)| {
                 let root = unique_dir();
                 fs::create_dir_all(&root)
                     .unwrap_or_else(|e| panic!("creating {}: {e}", root.display()));
@@ -121,7 +138,8 @@ impl TestBroker {
                     root,
                     extra_args: extra.clone(),
                     child: None,
-                    address: SocketAddr::from(([127, 0, 0, 1], 0)),
+                    host: host.clone(),
+                    address: SocketAddr::new(host.ip, 0),
                     starts: 0,
                     stderr_path: None,
                     listening: None,
@@ -189,14 +207,9 @@ impl TestBroker {
         command
             .arg("--data-dir")
             .arg(self.data_dir())
-            .args([
-                "--listen",
-                "127.0.0.1:0",
-                "--shards",
-                &SHARDS.to_string(),
-                "--pin-shards",
-                "false",
-            ])
+            .arg("--listen")
+            .arg(SocketAddr::new(self.host.ip, 0).to_string())
+            .args(["--shards", &SHARDS.to_string(), "--pin-shards", "false"])
             .args(&self.extra_args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -205,19 +218,34 @@ impl TestBroker {
             command.env("SLUICE_LOG", "info");
         }
         command.env("NO_COLOR", "1");
+        // The host's network namespace, entered between fork and exec.
+        let namespace = self.host.namespace.as_ref().map(|name| {
+            let path = Path::new("/run/netns").join(name);
+            fs::File::open(&path)
+                .unwrap_or_else(|e| panic!("opening the namespace {}: {e}", path.display()))
+        });
+        let namespace_fd = namespace.as_ref().map(std::os::fd::AsRawFd::as_raw_fd);
         // If the test process dies without running destructors (a killed
         // `cargo test`), the kernel kills the broker too.
-        // SAFETY: prctl is async-signal-safe and touches no parent state.
+        // SAFETY: prctl and setns are async-signal-safe system calls that
+        // touch no parent state; the namespace file stays open until after
+        // the spawn.
         unsafe {
             use std::os::unix::process::CommandExt;
-            command.pre_exec(|| {
+            command.pre_exec(move || {
                 libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                if let Some(fd) = namespace_fd {
+                    if libc::setns(fd, libc::CLONE_NEWNET) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
                 Ok(())
             });
         }
         let mut child = command
             .spawn()
             .unwrap_or_else(|e| panic!("starting sluice: {e}"));
+        drop(namespace);
         let stdout = child.stdout.take().expect("stdout is piped");
         // A thread reads stdout for the life of the process, so the broker
         // never blocks on a full pipe; the first listening line is the port.
@@ -248,9 +276,10 @@ impl TestBroker {
                 self.address = address
                     .parse()
                     .unwrap_or_else(|e| panic!("bad address '{address}': {e}"));
-                assert!(
-                    self.address.ip().is_loopback(),
-                    "broker bound {address}, not loopback"
+                assert_eq!(
+                    self.address.ip(),
+                    self.host.ip,
+                    "broker bound {address}, not its host's address"
                 );
             }
             Err(_) => {
@@ -948,32 +977,38 @@ pub fn free_ports(count: usize) -> Vec<u16> {
 /// voters of one metadata quorum, each also given `extra_args`. The broker
 /// at index `i` has node id `i + 1`.
 pub fn start_cluster_with(nodes: usize, extra_args: &[&str]) -> Vec<TestBroker> {
-    let ports = free_ports(nodes);
-    let voters = ports
-        .iter()
-        .enumerate()
-        .map(|(index, port)| format!("{}@127.0.0.1:{port}", index + 1))
+    let hosts: Vec<Host> = (0..nodes).map(|_| Host::loopback()).collect();
+    start_cluster_on(&hosts, extra_args)
+}
+
+/// Like [`start_cluster_with`], the broker at index `i` on `hosts[i]`.
+pub fn start_cluster_on(hosts: &[Host], extra_args: &[&str]) -> Vec<TestBroker> {
+    // Free in the test's namespace, so also in a new, empty one.
+    let ports = free_ports(hosts.len());
+    let controller = |index: usize| SocketAddr::new(hosts[index].ip, ports[index]);
+    let voters = (0..hosts.len())
+        .map(|index| format!("{}@{}", index + 1, controller(index)))
         .collect::<Vec<_>>()
         .join(",");
-    let args: Vec<Vec<String>> = ports
+    let placed: Vec<(Vec<String>, Host)> = hosts
         .iter()
         .enumerate()
-        .map(|(index, port)| {
+        .map(|(index, host)| {
             let mut args: Vec<String> = vec![
                 "--node-id".into(),
                 (index + 1).to_string(),
                 "--controller-listen".into(),
-                format!("127.0.0.1:{port}"),
+                controller(index).to_string(),
                 "--controller-voters".into(),
                 voters.clone(),
                 "--rack".into(),
                 format!("rack-{}", index + 1),
             ];
             args.extend(extra_args.iter().map(|arg| arg.to_string()));
-            args
+            (args, host.clone())
         })
         .collect();
-    TestBroker::start_together(&args)
+    TestBroker::start_together_on(&placed)
 }
 
 /// `bootstrap.servers` naming every broker of a cluster as it listens now,
