@@ -101,6 +101,10 @@ pub const SETTINGS: &[(&str, &str)] = &[
         "offsets_topic_num_partitions",
         "partitions of __consumer_offsets when it is created, 1 to 1000",
     ),
+    (
+        "offsets_topic_replication_factor",
+        "replicas of each __consumer_offsets partition when it is created, 1 to 32767, capped at the cluster's size (Kafka default 3)",
+    ),
     ("offsets_retention_minutes", "minutes, at least 1"),
     (
         "offsets_retention_check_interval_ms",
@@ -125,6 +129,14 @@ pub const SETTINGS: &[(&str, &str)] = &[
     (
         "transaction_state_log_num_partitions",
         "partitions of __transaction_state when it is created, 1 to 1000",
+    ),
+    (
+        "transaction_state_log_replication_factor",
+        "replicas of each __transaction_state partition when it is created, 1 to 32767, capped at the cluster's size (Kafka default 3)",
+    ),
+    (
+        "transaction_state_log_min_isr",
+        "min.insync.replicas of __transaction_state, 1 to 32767, capped at its replication factor (Kafka default 2)",
     ),
     ("transaction_max_timeout_ms", "milliseconds, at least 1"),
     ("transactional_id_expiration_ms", "milliseconds, at least 1"),
@@ -327,6 +339,16 @@ pub fn apply(
         "offsets_topic_num_partitions" => {
             config.groups.offsets_topic_partitions =
                 long(1, OFFSETS_TOPIC_PARTITIONS_MAX).ok_or_else(bad)? as i32
+        }
+        "offsets_topic_replication_factor" => {
+            config.groups.offsets_topic_replication_factor =
+                long(1, i16::MAX as i64).ok_or_else(bad)? as i16
+        }
+        "transaction_state_log_replication_factor" => {
+            config.txn.state_replication_factor = long(1, i16::MAX as i64).ok_or_else(bad)? as i16
+        }
+        "transaction_state_log_min_isr" => {
+            config.txn.state_min_isr = long(1, i16::MAX as i64).ok_or_else(bad)? as i16
         }
         "offsets_retention_minutes" => {
             config.groups.offsets_retention_ms =

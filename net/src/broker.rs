@@ -28,7 +28,7 @@ use crate::config::BrokerConfig;
 use crate::constants::{
     FETCH_READS_CONCURRENT_MAX, LOG_CLOSE_CONCURRENCY_MAX, PRODUCE_WAIT_MS_DEFAULT,
     SLOW_REQUEST_LOG_MS, TXN_ADD_RETRY_BACKOFF_MS_MAX, TXN_ADD_RETRY_BACKOFF_MS_MIN,
-    TXN_ADD_RETRY_TOTAL_MS_MAX,
+    TXN_ADD_RETRY_TOTAL_MS_MAX, TXN_MARKER_ACK_TIMEOUT,
 };
 use crate::errors::{
     append_error_code, batch_error_code, code, marker_append_error_code, read_error_code,
@@ -323,6 +323,7 @@ pub struct Broker {
     /// shard owns.
     pub txns: crate::txn::TxnCoordinator,
     replication: replication::Replication,
+    peers: peers::Peers,
 }
 
 fn random_id() -> [u8; 16] {
@@ -406,6 +407,7 @@ impl Broker {
             groups,
             txns,
             replication: replication::Replication::default(),
+            peers: peers::Peers::default(),
         });
         broker.groups.attach(Rc::downgrade(&broker));
         broker.txns.attach(Rc::downgrade(&broker));
@@ -908,22 +910,12 @@ impl Broker {
             outcomes.push(outcome);
         }
         if !durable_waits.is_empty() {
-            let timeout = Duration::from_millis(timeout_ms.max(0) as u64);
-            let replicated_by = Instant::now() + timeout;
+            let deadline = Instant::now() + Duration::from_millis(timeout_ms.max(0) as u64);
             for (index, key, log, end) in durable_waits {
-                let wait = log.wait_durable(end);
-                let outcome = match glommio::timer::timeout(timeout, async { Ok(wait.await) }).await
-                {
-                    Ok(Ok(())) => self.wait_replicated(&key, &log, end, replicated_by).await,
-                    Ok(Err(error)) => Some((code::KAFKA_STORAGE_ERROR, error.to_string())),
-                    Err(_) => Some((
-                        code::REQUEST_TIMED_OUT,
-                        "timed out waiting for fsync".to_string(),
-                    )),
-                };
-                if let Some((error_code, message)) = outcome {
-                    outcomes[index].error_code = error_code;
-                    outcomes[index].error_message = Some(message);
+                let acknowledged = self.wait_acknowledged(&key, &log, end, deadline).await;
+                if let Err(error) = acknowledged {
+                    outcomes[index].error_code = error.code();
+                    outcomes[index].error_message = Some(error.to_string());
                 }
             }
         }
@@ -942,9 +934,61 @@ impl Broker {
         codes.first().copied().unwrap_or(code::UNKNOWN_SERVER_ERROR)
     }
 
-    /// Writes markers to partitions on any shards: one mesh message per
-    /// owner shard, all in parallel. One error code per marker, in order.
+    /// Writes markers to partitions wherever they are led: those led by
+    /// this broker through their owner shards, those led by other brokers
+    /// with one WriteTxnMarkers request per broker, all in parallel (Kafka's
+    /// coordinator sends markers to each partition's leader). One error
+    /// code per marker, in order.
     pub async fn write_markers(&self, markers: Vec<MarkerEntry>) -> Vec<i16> {
+        let mut codes = vec![code::UNKNOWN_SERVER_ERROR; markers.len()];
+        let metadata = self.metadata();
+        let mut here: (Vec<usize>, Vec<MarkerEntry>) = (Vec::new(), Vec::new());
+        let mut elsewhere: BTreeMap<i32, (Vec<usize>, Vec<MarkerEntry>)> = BTreeMap::new();
+        for (index, entry) in markers.into_iter().enumerate() {
+            let leader = metadata
+                .partition(&entry.0, entry.1)
+                .map(|state| state.leader)
+                .filter(|leader| *leader >= 0 && *leader != self.config.node_id);
+            // Led here, unknown, or without a leader: this broker's shards
+            // answer (UNKNOWN_TOPIC_OR_PARTITION, NOT_LEADER_OR_FOLLOWER).
+            let (indexes, entries) = match leader {
+                Some(leader) => elsewhere.entry(leader).or_default(),
+                None => &mut here,
+            };
+            indexes.push(index);
+            entries.push(entry);
+        }
+        let (here_indexes, here_entries) = here;
+        let remote = futures_lite_join_all(
+            elsewhere
+                .iter()
+                .map(|(node, (_, entries))| self.write_markers_remote(*node, entries))
+                .collect(),
+        );
+        let (here_codes, remote_codes) =
+            futures_lite::future::zip(self.write_markers_here(here_entries), remote).await;
+        let answered = std::iter::once((here_indexes, here_codes)).chain(
+            elsewhere
+                .into_values()
+                .map(|(indexes, _)| indexes)
+                .zip(remote_codes),
+        );
+        for (indexes, answers) in answered {
+            for (index, answer) in indexes.into_iter().zip(answers) {
+                codes[index] = answer;
+            }
+        }
+        codes
+    }
+
+    /// Writes markers to partitions this broker leads: one mesh message per
+    /// owner shard, all in parallel; a partition led elsewhere answers
+    /// NOT_LEADER_OR_FOLLOWER (a WriteTxnMarkers request from another
+    /// broker is never passed on). One error code per marker, in order.
+    pub async fn write_markers_here(&self, markers: Vec<MarkerEntry>) -> Vec<i16> {
+        if markers.is_empty() {
+            return Vec::new();
+        }
         let mut codes = vec![code::UNKNOWN_SERVER_ERROR; markers.len()];
         let mut per_shard: Vec<(Vec<usize>, Vec<MarkerEntry>)> = (0..self.shards())
             .map(|_| (Vec::new(), Vec::new()))
@@ -988,12 +1032,13 @@ impl Broker {
         codes
     }
 
-    /// Appends markers to partitions this shard owns, then waits until they
-    /// are durable (one group commit covers them all). Codes as
+    /// Appends markers to partitions this shard leads, then waits until they
+    /// are durable (one group commit covers them all) and held by every
+    /// in-sync replica (Kafka writes markers with acks=all). Codes as
     /// [`Broker::write_marker`].
     pub async fn write_markers_local(&self, markers: Vec<MarkerEntry>) -> Vec<i16> {
         let mut codes = Vec::with_capacity(markers.len());
-        let mut durable_waits: Vec<(usize, Rc<Log>, i64)> = Vec::new();
+        let mut durable_waits: Vec<(usize, PartitionKey, Rc<Log>, i64, TxnMarker)> = Vec::new();
         for (topic, partition, marker) in markers {
             let Some(log) = self.log(&topic, partition) else {
                 codes.push(self.missing_partition_code(&topic, partition));
@@ -1004,7 +1049,8 @@ impl Broker {
             }
             match log.append_marker(marker) {
                 Ok(appended) => {
-                    durable_waits.push((codes.len(), log, appended.last_offset.0 + 1));
+                    let end = appended.last_offset.0 + 1;
+                    durable_waits.push((codes.len(), (topic, partition), log, end, marker));
                     codes.push(code::NONE);
                 }
                 Err(error) => {
@@ -1013,10 +1059,16 @@ impl Broker {
                 }
             }
         }
-        for (index, log, end) in durable_waits {
-            if let Err(error) = log.wait_durable(end).await {
-                tracing::warn!(%error, "transaction marker not durable");
-                codes[index] = code::KAFKA_STORAGE_ERROR;
+        let deadline = Instant::now() + TXN_MARKER_ACK_TIMEOUT;
+        for (index, key, log, end, marker) in durable_waits {
+            if let Err(error) = self.wait_acknowledged(&key, &log, end, deadline).await {
+                tracing::warn!(%error, topic = %key.0, partition = key.1, "transaction marker not acknowledged");
+                codes[index] = error.code();
+            } else if key.0 == crate::groups::OFFSETS_TOPIC {
+                // Offsets committed in the transaction become visible
+                // (commit) or are dropped, on this shard's coordinator.
+                self.groups
+                    .txn_marker(key.1, marker.producer_id, marker.commit);
             }
         }
         codes
@@ -1056,10 +1108,9 @@ impl Broker {
             partitions: vec![(topic.to_string(), partition)],
             verify_only: version < PRODUCE_ADD_PARTITION_VERSION,
         };
-        let shard = match crate::txn::coordinator_shard(self, transactional_id) {
-            Ok(shard) => shard,
-            // No state topic yet: no transaction can hold the partition.
-            Err(_) => return Some(txn_produce_error(version, code::TRANSACTION_ABORTABLE)),
+        let coordinator = match crate::txn::coordinator_location(self, transactional_id) {
+            Ok(coordinator) => coordinator,
+            Err(error) => return Some(txn_produce_error(version, error)),
         };
         // Another addition to the same transaction (a request to another
         // shard's partitions) may be being written: the leader retries for
@@ -1067,7 +1118,7 @@ impl Broker {
         let started = std::time::Instant::now();
         let mut backoff = Duration::from_millis(TXN_ADD_RETRY_BACKOFF_MS_MIN);
         loop {
-            let error = self.ask_coordinator(shard, request.clone()).await;
+            let error = self.ask_coordinator(coordinator, &request).await;
             let retry = error == code::CONCURRENT_TRANSACTIONS
                 && version >= PRODUCE_ADD_PARTITION_VERSION
                 && started.elapsed() + backoff <= Duration::from_millis(TXN_ADD_RETRY_TOTAL_MS_MAX);
@@ -1080,21 +1131,42 @@ impl Broker {
     }
 
     /// One AddPartitionsToTxn (or verification) of a single partition on
-    /// the coordinator's shard: its error code, NONE when in the
-    /// transaction.
-    async fn ask_coordinator(&self, shard: ShardId, request: crate::txn::TxnRequest) -> i16 {
-        match self.mesh.call(shard, ShardRequest::Txn(request)).await {
-            Some(ShardResponse::Txn(crate::txn::TxnResponse::AddPartitions(Ok(errors)))) => {
-                match errors.first() {
-                    // The coordinator's "not in the transaction": Kafka's
-                    // verification answers TRANSACTION_ABORTABLE (KIP-1050).
-                    Some(&code::INVALID_TXN_STATE) => code::TRANSACTION_ABORTABLE,
-                    Some(&other) => other,
-                    None => code::UNKNOWN_SERVER_ERROR,
+    /// the coordinator, on one of this broker's shards or on another
+    /// broker: its error code, NONE when in the transaction.
+    async fn ask_coordinator(
+        &self,
+        coordinator: crate::txn::CoordinatorAt,
+        request: &crate::txn::TxnRequest,
+    ) -> i16 {
+        let error = match coordinator {
+            crate::txn::CoordinatorAt::Shard(shard) => {
+                match self
+                    .mesh
+                    .call(shard, ShardRequest::Txn(request.clone()))
+                    .await
+                {
+                    Some(ShardResponse::Txn(crate::txn::TxnResponse::AddPartitions(Ok(
+                        errors,
+                    )))) => errors
+                        .first()
+                        .copied()
+                        .unwrap_or(code::UNKNOWN_SERVER_ERROR),
+                    Some(ShardResponse::Txn(crate::txn::TxnResponse::AddPartitions(Err(
+                        error,
+                    )))) => error,
+                    _ => code::COORDINATOR_NOT_AVAILABLE,
                 }
             }
-            Some(ShardResponse::Txn(crate::txn::TxnResponse::AddPartitions(Err(error)))) => error,
-            _ => code::COORDINATOR_NOT_AVAILABLE,
+            crate::txn::CoordinatorAt::Broker(node) => {
+                self.add_partition_remote(node, request).await
+            }
+        };
+        // The coordinator's "not in the transaction": Kafka's verification
+        // answers TRANSACTION_ABORTABLE (KIP-1050).
+        if error == code::INVALID_TXN_STATE {
+            code::TRANSACTION_ABORTABLE
+        } else {
+            error
         }
     }
 
@@ -1361,7 +1433,9 @@ fn check_client_batches(batches: &[(BatchHeader, Bytes)]) -> Option<String> {
 
 mod controller;
 mod forward;
+mod peers;
 mod replication;
+pub(crate) use replication::AckError;
 #[cfg(test)]
 mod txn_tests;
 

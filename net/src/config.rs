@@ -11,10 +11,11 @@ use crate::constants::{
     CONSUMER_GROUP_HEARTBEAT_INTERVAL_MS_DEFAULT, CONSUMER_GROUP_SESSION_TIMEOUT_MS_DEFAULT,
     CONSUMER_GROUP_SIZE_MAX_DEFAULT, GROUP_INITIAL_REBALANCE_DELAY_MS_DEFAULT,
     GROUP_SESSION_TIMEOUT_MS_MAX_DEFAULT, GROUP_SESSION_TIMEOUT_MS_MIN_DEFAULT,
-    GROUP_SIZE_MAX_DEFAULT, OFFSETS_RETENTION_CHECK_INTERVAL_MS_DEFAULT,
-    OFFSETS_RETENTION_MS_DEFAULT, OFFSETS_REWRITE_RECORDS_MIN_DEFAULT,
-    OFFSETS_TOPIC_PARTITIONS_DEFAULT, TRANSACTIONAL_ID_EXPIRATION_MS_DEFAULT,
-    TRANSACTION_ABORT_CHECK_INTERVAL_MS_DEFAULT, TRANSACTION_MAX_TIMEOUT_MS_DEFAULT,
+    GROUP_SIZE_MAX_DEFAULT, INTERNAL_TOPIC_REPLICATION_FACTOR_DEFAULT,
+    OFFSETS_RETENTION_CHECK_INTERVAL_MS_DEFAULT, OFFSETS_RETENTION_MS_DEFAULT,
+    OFFSETS_REWRITE_RECORDS_MIN_DEFAULT, OFFSETS_TOPIC_PARTITIONS_DEFAULT,
+    TRANSACTIONAL_ID_EXPIRATION_MS_DEFAULT, TRANSACTION_ABORT_CHECK_INTERVAL_MS_DEFAULT,
+    TRANSACTION_MAX_TIMEOUT_MS_DEFAULT, TRANSACTION_STATE_MIN_ISR_DEFAULT,
     TRANSACTION_STATE_PARTITIONS_DEFAULT, TXN_REWRITE_RECORDS_MIN_DEFAULT,
 };
 
@@ -24,6 +25,12 @@ pub struct TxnConfig {
     /// `transaction.state.log.num.partitions`: used when
     /// `__transaction_state` is created.
     pub state_partitions: i32,
+    /// `transaction.state.log.replication.factor` (Kafka's default 3),
+    /// capped at the cluster's size when the topic is created.
+    pub state_replication_factor: i16,
+    /// `transaction.state.log.min.isr` (Kafka's default 2): the state
+    /// topic's `min.insync.replicas`, capped at its replication factor.
+    pub state_min_isr: i16,
     /// `transaction.max.timeout.ms`: longer client timeouts are refused.
     pub max_timeout_ms: i32,
     /// `transactional.id.expiration.ms`: idle ids are forgotten after this.
@@ -39,6 +46,8 @@ impl Default for TxnConfig {
     fn default() -> Self {
         TxnConfig {
             state_partitions: TRANSACTION_STATE_PARTITIONS_DEFAULT,
+            state_replication_factor: INTERNAL_TOPIC_REPLICATION_FACTOR_DEFAULT,
+            state_min_isr: TRANSACTION_STATE_MIN_ISR_DEFAULT,
             max_timeout_ms: TRANSACTION_MAX_TIMEOUT_MS_DEFAULT,
             id_expiration_ms: TRANSACTIONAL_ID_EXPIRATION_MS_DEFAULT,
             abort_check_interval_ms: TRANSACTION_ABORT_CHECK_INTERVAL_MS_DEFAULT,
@@ -61,6 +70,9 @@ pub struct GroupConfig {
     /// `offsets.topic.num.partitions`: used when `__consumer_offsets` is
     /// created; afterwards the topic's own partition count decides.
     pub offsets_topic_partitions: i32,
+    /// `offsets.topic.replication.factor` (Kafka's default 3), capped at
+    /// the cluster's size when the topic is created.
+    pub offsets_topic_replication_factor: i16,
     /// `offsets.retention.minutes`, in ms.
     pub offsets_retention_ms: i64,
     /// `offsets.retention.check.interval.ms`: also how often offsets logs are
@@ -86,6 +98,7 @@ impl Default for GroupConfig {
             max_session_timeout_ms: GROUP_SESSION_TIMEOUT_MS_MAX_DEFAULT,
             max_size: GROUP_SIZE_MAX_DEFAULT,
             offsets_topic_partitions: OFFSETS_TOPIC_PARTITIONS_DEFAULT,
+            offsets_topic_replication_factor: INTERNAL_TOPIC_REPLICATION_FACTOR_DEFAULT,
             offsets_retention_ms: OFFSETS_RETENTION_MS_DEFAULT,
             offsets_retention_check_interval_ms: OFFSETS_RETENTION_CHECK_INTERVAL_MS_DEFAULT,
             offsets_rewrite_records_min: OFFSETS_REWRITE_RECORDS_MIN_DEFAULT,

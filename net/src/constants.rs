@@ -66,6 +66,13 @@ pub const FETCH_RESPONSE_BYTES_MAX: usize = 55 * 1024 * 1024;
 /// Kafka's `offsets.topic.num.partitions` default.
 pub const OFFSETS_TOPIC_PARTITIONS_DEFAULT: i32 = 50;
 
+/// Kafka's `offsets.topic.replication.factor` and
+/// `transaction.state.log.replication.factor`.
+pub const INTERNAL_TOPIC_REPLICATION_FACTOR_DEFAULT: i16 = 3;
+
+/// Kafka's `transaction.state.log.min.isr`.
+pub const TRANSACTION_STATE_MIN_ISR_DEFAULT: i16 = 2;
+
 /// `segment.bytes` of `__consumer_offsets` (Kafka's
 /// `offsets.topic.segment.bytes` default, 100 MiB).
 pub const OFFSETS_TOPIC_SEGMENT_BYTES: u64 = 100 * 1024 * 1024;
@@ -164,6 +171,12 @@ pub const TXN_PARTITIONS_MAX: usize = 10_000;
 /// How long a marker write may take per attempt before it is retried.
 pub const TXN_MARKER_TIMEOUT_MS: u64 = 10_000;
 
+/// How long a partition leader waits for a marker to be durable and
+/// replicated; within one attempt of the coordinator, so that the leader's
+/// answer (not the coordinator's timeout) says what went wrong.
+pub const TXN_MARKER_ACK_TIMEOUT: std::time::Duration =
+    std::time::Duration::from_millis(TXN_MARKER_TIMEOUT_MS * 4 / 5);
+
 /// Pause between retries of a marker write that failed.
 pub const TXN_MARKER_RETRY_MS: u64 = 200;
 
@@ -240,11 +253,16 @@ pub const REPLICA_FETCH_RESPONSE_BYTES: i32 = 10 * 1024 * 1024;
 /// How long a follower waits before fetching again after an error, and
 /// before reconnecting to a leader it could not reach.
 pub const REPLICA_FETCH_BACKOFF: std::time::Duration = std::time::Duration::from_millis(100);
-/// How long a follower's request to its leader may take (a fetch waits
-/// `REPLICA_FETCH_WAIT_MS` at most, so this only catches a dead leader).
-pub const REPLICA_REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
-/// How long a follower's connection attempt to its leader may take.
-pub const REPLICA_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+/// How long a request to another broker (a follower's fetch, transaction
+/// markers, a transaction check) may take before its connection is
+/// dropped; a fetch waits `REPLICA_FETCH_WAIT_MS` at most, so this only
+/// catches a dead peer.
+pub const PEER_REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// How long connecting to another broker may take.
+pub const PEER_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+/// Requests in flight on one shard's connection to another broker for
+/// markers and transaction checks.
+pub const PEER_IN_FLIGHT: usize = 16;
 /// How often a leader looks for followers that fell out of sync.
 pub const ISR_CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_millis(250);
 /// Kafka's default `leader.imbalance.check.interval.seconds` (300 s).

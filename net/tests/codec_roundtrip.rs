@@ -928,6 +928,32 @@ fn gen_end_txn(g: &mut Gen, v: i16) -> EndTxnRequest {
     r
 }
 
+fn gen_write_txn_markers(g: &mut Gen, v: i16) -> kafka_protocol::messages::WriteTxnMarkersRequest {
+    use kafka_protocol::messages::write_txn_markers_request::{
+        WritableTxnMarker, WritableTxnMarkerTopic,
+    };
+    let f = v >= 1;
+    let mut r = kafka_protocol::messages::WriteTxnMarkersRequest::default();
+    r.markers = g.vec(|g| {
+        let mut m = WritableTxnMarker::default();
+        m.producer_id = g.i64().into();
+        m.producer_epoch = g.i16();
+        m.transaction_result = g.bool();
+        m.topics = g.vec(|g| {
+            let mut t = WritableTxnMarkerTopic::default();
+            t.name = g.string();
+            t.partition_indexes = g.vec(Gen::i32);
+            t.unknown_tagged_fields = g.tags(f);
+            t
+        });
+        m.coordinator_epoch = g.i32();
+        m.unknown_tagged_fields = g.tags(f);
+        m
+    });
+    r.unknown_tagged_fields = g.tags(f);
+    r
+}
+
 fn gen_txn_offset_commit(g: &mut Gen, v: i16) -> TxnOffsetCommitRequest {
     use kafka_protocol::messages::txn_offset_commit_request::{
         TxnOffsetCommitRequestPartition, TxnOffsetCommitRequestTopic,
@@ -1417,6 +1443,7 @@ api_test!(
 );
 api_test!(add_offsets_to_txn, AddOffsetsToTxn, gen_add_offsets_to_txn);
 api_test!(end_txn, EndTxn, gen_end_txn);
+api_test!(write_txn_markers, WriteTxnMarkers, gen_write_txn_markers);
 api_test!(txn_offset_commit, TxnOffsetCommit, gen_txn_offset_commit);
 api_test!(
     describe_producers,
@@ -1441,6 +1468,7 @@ api_test!(sasl_authenticate, SaslAuthenticate, gen_sasl_authenticate);
 /// Every API in SUPPORTED_APIS must have a round-trip test above; this list mirrors them.
 const TESTED_APIS: &[ApiKey] = &[
     ApiKey::ApiVersions,
+    ApiKey::WriteTxnMarkers,
     ApiKey::Metadata,
     ApiKey::Produce,
     ApiKey::Fetch,

@@ -11,6 +11,7 @@
 //! to it at once.
 
 use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
@@ -33,8 +34,9 @@ use super::{
     ConfigChange, ControllerRequest, NewTopic, ShardRequest, ShardResponse, TopicOutcome,
 };
 use crate::constants::{
-    LIVENESS_CHECK_INTERVAL, METADATA_WRITE_TIMEOUT, PRODUCER_ID_BLOCK,
-    QUORUM_WAIT_REPORT_INTERVAL, REGISTRATION_RETRY_BACKOFF, REGISTRATION_TIMEOUT,
+    LIVENESS_CHECK_INTERVAL, METADATA_WRITE_TIMEOUT, OFFSETS_TOPIC_SEGMENT_BYTES,
+    PRODUCER_ID_BLOCK, QUORUM_WAIT_REPORT_INTERVAL, REGISTRATION_RETRY_BACKOFF,
+    REGISTRATION_TIMEOUT,
 };
 use crate::errors::code;
 use crate::topic_config;
@@ -813,6 +815,84 @@ impl Broker {
         self.mesh
             .call(ShardId(0), ShardRequest::Controller(request))
             .await
+    }
+
+    /// Creates an internal topic (`__consumer_offsets`,
+    /// `__transaction_state`) if it does not exist yet, through the
+    /// controller like any topic, and returns its partition count.
+    ///
+    /// Its replication factor is Kafka's setting (3 by default) capped at
+    /// the cluster's size, the voters or the registered brokers whichever
+    /// are more, so that a single node needs no setting; Kafka instead
+    /// refuses to create it until enough brokers are up. While too few
+    /// brokers are live for the factor, creation fails and the caller
+    /// answers COORDINATOR_NOT_AVAILABLE, which clients retry.
+    pub(crate) async fn ensure_internal_topic(
+        &self,
+        name: &str,
+        partitions: i32,
+        replication_factor: i16,
+        min_insync_replicas: Option<i16>,
+    ) -> Result<i32, i16> {
+        if let Some(topic) = self.metadata().topics.get(name) {
+            return Ok(topic.partitions);
+        }
+        let cluster_size = self
+            .config
+            .cluster
+            .voters
+            .len()
+            .max(self.metadata().brokers.len())
+            .max(1);
+        let replication_factor =
+            replication_factor.min(i16::try_from(cluster_size).unwrap_or(i16::MAX));
+        let mut configs = BTreeMap::from([
+            ("cleanup.policy".to_string(), "compact".to_string()),
+            // The coordinators bound their logs themselves; time retention
+            // must never drop committed offsets or a live id's state.
+            ("retention.ms".to_string(), "-1".to_string()),
+            (
+                "segment.bytes".to_string(),
+                OFFSETS_TOPIC_SEGMENT_BYTES.to_string(),
+            ),
+            // Fifty partitions of preallocated segments would reserve
+            // gigabytes for a few kilobytes of state.
+            ("preallocate".to_string(), "false".to_string()),
+        ]);
+        if let Some(min) = min_insync_replicas {
+            configs.insert(
+                "min.insync.replicas".to_string(),
+                min.clamp(1, replication_factor).to_string(),
+            );
+        }
+        let topic = NewTopic {
+            name: name.to_string(),
+            partitions,
+            replication_factor,
+            assignments: Vec::new(),
+            configs,
+            validate_only: false,
+        };
+        match self
+            .controller_call(ControllerRequest::CreateTopics(vec![topic]))
+            .await
+        {
+            Some(ShardResponse::Topics(outcomes)) => {
+                for outcome in outcomes {
+                    if outcome.error_code != code::NONE
+                        && outcome.error_code != code::TOPIC_ALREADY_EXISTS
+                    {
+                        tracing::warn!(topic = name, error_code = outcome.error_code, message = ?outcome.error_message, "creating an internal topic failed");
+                    }
+                }
+            }
+            other => tracing::warn!(topic = name, ?other, "creating an internal topic failed"),
+        }
+        self.metadata()
+            .topics
+            .get(name)
+            .map(|topic| topic.partitions)
+            .ok_or(code::COORDINATOR_NOT_AVAILABLE)
     }
 }
 

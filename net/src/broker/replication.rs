@@ -31,13 +31,51 @@ use sluice_engine::{ClusterMetadata, PartitionState};
 
 use super::{Broker, ControllerRequest, Log, PartitionKey, ShardResponse};
 use crate::constants::{
-    ISR_CHECK_INTERVAL, REPLICA_CONNECT_TIMEOUT, REPLICA_FETCH_BACKOFF,
-    REPLICA_FETCH_PARTITION_BYTES, REPLICA_FETCH_RESPONSE_BYTES, REPLICA_FETCH_WAIT_MS,
-    REPLICA_REQUEST_TIMEOUT,
+    ISR_CHECK_INTERVAL, REPLICA_FETCH_BACKOFF, REPLICA_FETCH_PARTITION_BYTES,
+    REPLICA_FETCH_RESPONSE_BYTES, REPLICA_FETCH_WAIT_MS,
 };
 use crate::errors::code;
-use crate::glommio_client::connection::{Connection, ConnectionConfig};
+use crate::glommio_client::connection::Connection;
 use crate::glommio_client::protocol::{decode_fetch, decode_offset_for_leader_epoch};
+
+/// Why an acks=all write (or a coordinator's write) was not acknowledged.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum AckError {
+    /// This broker no longer leads the partition.
+    NotLeader,
+    /// The local fdatasync failed.
+    Storage(String),
+    /// What it was still waiting for at the deadline.
+    TimedOut(&'static str),
+    /// Written and replicated, but the ISR shrank below the minimum.
+    NotEnoughReplicas { isr: usize, min: usize },
+}
+
+impl AckError {
+    /// The Produce error code (Kafka's answers for acks=all).
+    pub(crate) fn code(&self) -> i16 {
+        match self {
+            AckError::NotLeader => code::NOT_LEADER_OR_FOLLOWER,
+            AckError::Storage(_) => code::KAFKA_STORAGE_ERROR,
+            AckError::TimedOut(_) => code::REQUEST_TIMED_OUT,
+            AckError::NotEnoughReplicas { .. } => code::NOT_ENOUGH_REPLICAS_AFTER_APPEND,
+        }
+    }
+}
+
+impl std::fmt::Display for AckError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AckError::NotLeader => write!(f, "leadership moved before the write was replicated"),
+            AckError::Storage(error) => write!(f, "fsync failed: {error}"),
+            AckError::TimedOut(what) => write!(f, "timed out waiting for {what}"),
+            AckError::NotEnoughReplicas { isr, min } => write!(
+                f,
+                "written, but the ISR shrank to {isr}, below min.insync.replicas={min}"
+            ),
+        }
+    }
+}
 
 /// Bytes of a batch's base offset and length fields, which say how long
 /// the batch is.
@@ -253,18 +291,33 @@ impl Broker {
         (isr, min)
     }
 
+    /// A coordinator's write to its internal partition (offsets, group or
+    /// transaction state), acknowledged as an acks=all write within
+    /// `timeout`; NotLeader if this broker does not lead the partition.
+    pub(crate) async fn wait_internal_write(
+        &self,
+        topic: &str,
+        partition: i32,
+        end: i64,
+        timeout: Duration,
+    ) -> Result<(), AckError> {
+        let log = self.log(topic, partition).ok_or(AckError::NotLeader)?;
+        let key = (topic.to_string(), partition);
+        self.wait_acknowledged(&key, &log, end, Instant::now() + timeout)
+            .await
+    }
+
     /// acks=all after the local append is durable: waits until the high
-    /// watermark passes `end` (every ISR member has the batch). Answers
-    /// NOT_LEADER_OR_FOLLOWER if leadership moves first, REQUEST_TIMED_OUT
-    /// at `deadline`, and NOT_ENOUGH_REPLICAS_AFTER_APPEND if the ISR
-    /// shrank below `min.insync.replicas` meanwhile (Kafka's answers).
-    pub(super) async fn wait_replicated(
+    /// watermark passes `end` (every ISR member has the batch). Fails if
+    /// leadership moves first, at `deadline`, and if the ISR shrank below
+    /// `min.insync.replicas` meanwhile (Kafka's answers, see [`AckError`]).
+    async fn wait_replicated(
         &self,
         key: &PartitionKey,
         log: &Rc<Log>,
         end: i64,
         deadline: Instant,
-    ) -> Option<(i16, String)> {
+    ) -> Result<(), AckError> {
         let outcome = log.data_signal().wait_for(|| {
             if !self.leads(&key.0, key.1) {
                 Some(false)
@@ -276,23 +329,33 @@ impl Broker {
         match glommio::timer::timeout(wait, async { Ok(outcome.await) }).await {
             Ok(true) => {
                 let (isr, min) = self.insync_replicas(&key.0, key.1);
-                (isr < min).then(|| {
-                    (
-                        code::NOT_ENOUGH_REPLICAS_AFTER_APPEND,
-                        format!(
-                            "written, but the ISR shrank to {isr}, below min.insync.replicas={min}"
-                        ),
-                    )
-                })
+                if isr < min {
+                    return Err(AckError::NotEnoughReplicas { isr, min });
+                }
+                Ok(())
             }
-            Ok(false) => Some((
-                code::NOT_LEADER_OR_FOLLOWER,
-                "leadership moved before the write was replicated".to_string(),
-            )),
-            Err(_) => Some((
-                code::REQUEST_TIMED_OUT,
-                "timed out waiting for the in-sync replicas".to_string(),
-            )),
+            Ok(false) => Err(AckError::NotLeader),
+            Err(_) => Err(AckError::TimedOut("the in-sync replicas")),
+        }
+    }
+
+    /// Waits until everything before `end` in a led partition is durable
+    /// here and held by every in-sync replica: when an acks=all write may
+    /// be answered, and every coordinator write too (Kafka appends offset
+    /// commits, group and transaction state and markers with acks=all).
+    pub(crate) async fn wait_acknowledged(
+        &self,
+        key: &PartitionKey,
+        log: &Rc<Log>,
+        end: i64,
+        deadline: Instant,
+    ) -> Result<(), AckError> {
+        let durable = log.wait_durable(end);
+        let wait = deadline.saturating_duration_since(Instant::now());
+        match glommio::timer::timeout(wait, async { Ok(durable.await) }).await {
+            Ok(Ok(())) => self.wait_replicated(key, log, end, deadline).await,
+            Ok(Err(error)) => Err(AckError::Storage(error.to_string())),
+            Err(_) => Err(AckError::TimedOut("fsync")),
         }
     }
 
@@ -515,7 +578,7 @@ impl Broker {
             }
             let current = match connection.as_ref().filter(|known| !known.is_failed()) {
                 Some(known) => Rc::clone(known),
-                None => match self.connect_to(leader).await {
+                None => match self.connect_to(leader, "replica", REPLICA_IN_FLIGHT).await {
                     Ok(connected) => {
                         connection = Some(Rc::clone(&connected));
                         connected
@@ -546,26 +609,6 @@ impl Broker {
                 }
             }
         }
-    }
-
-    async fn connect_to(&self, leader: i32) -> Result<Rc<Connection>, String> {
-        let address = {
-            let metadata = self.metadata.borrow();
-            let broker = metadata
-                .brokers
-                .get(&leader)
-                .ok_or_else(|| format!("broker {leader} is not registered"))?;
-            format!("{}:{}", broker.host, broker.port)
-        };
-        let config = ConnectionConfig {
-            client_id: format!("sluice-replica-{}", self.config.node_id),
-            connect_timeout: REPLICA_CONNECT_TIMEOUT,
-            request_timeout: REPLICA_REQUEST_TIMEOUT,
-            in_flight_max: REPLICA_IN_FLIGHT,
-        };
-        Connection::connect(&address, &config)
-            .await
-            .map_err(|error| error.to_string())
     }
 
     /// OffsetForLeaderEpoch for the partitions not yet truncated under the

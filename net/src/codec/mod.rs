@@ -53,6 +53,7 @@
 //! | ListTransactions (66) | 0–1 | DeleteRecords (21) | 0–2 |
 //! | OffsetForLeaderEpoch (23) | 2–4 | SaslHandshake (17) | 0–1 |
 //! | SaslAuthenticate (36) | 0–2 | DescribeQuorum (55) | 0–2 |
+//! | WriteTxnMarkers (27) | 1 | | |
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -70,7 +71,7 @@ use kafka_protocol::messages::{
     LeaveGroupRequest, ListGroupsRequest, ListOffsetsRequest, ListTransactionsRequest,
     MetadataRequest, OffsetCommitRequest, OffsetDeleteRequest, OffsetFetchRequest,
     OffsetForLeaderEpochRequest, ProduceRequest, RequestHeader, SaslAuthenticateRequest,
-    SaslHandshakeRequest, SyncGroupRequest, TxnOffsetCommitRequest,
+    SaslHandshakeRequest, SyncGroupRequest, TxnOffsetCommitRequest, WriteTxnMarkersRequest,
 };
 use kafka_protocol::protocol::StrBytes;
 use uuid::Uuid;
@@ -114,6 +115,7 @@ pub mod sasl_authenticate;
 pub mod sasl_handshake;
 pub mod sync_group;
 pub mod txn_offset_commit;
+pub mod write_txn_markers;
 
 /// Longest string Kafka allows: both the classic and the compact encodings are limited to
 /// `i16::MAX` bytes by the protocol specification, whatever their length prefix could express.
@@ -771,6 +773,7 @@ pub enum Request {
     AddPartitionsToTxn(AddPartitionsToTxnRequest),
     AddOffsetsToTxn(AddOffsetsToTxnRequest),
     EndTxn(EndTxnRequest),
+    WriteTxnMarkers(WriteTxnMarkersRequest),
     TxnOffsetCommit(TxnOffsetCommitRequest),
     DescribeProducers(DescribeProducersRequest),
     DescribeTransactions(DescribeTransactionsRequest),
@@ -830,6 +833,10 @@ pub const SUPPORTED_APIS: &[(ApiKey, (i16, i16))] = &[
         add_offsets_to_txn::ADD_OFFSETS_TO_TXN_VERSIONS,
     ),
     (ApiKey::EndTxn, end_txn::END_TXN_VERSIONS),
+    (
+        ApiKey::WriteTxnMarkers,
+        write_txn_markers::WRITE_TXN_MARKERS_VERSIONS,
+    ),
     (
         ApiKey::TxnOffsetCommit,
         txn_offset_commit::TXN_OFFSET_COMMIT_VERSIONS,
@@ -930,6 +937,7 @@ impl Request {
             Self::AddPartitionsToTxn(_) => ApiKey::AddPartitionsToTxn,
             Self::AddOffsetsToTxn(_) => ApiKey::AddOffsetsToTxn,
             Self::EndTxn(_) => ApiKey::EndTxn,
+            Self::WriteTxnMarkers(_) => ApiKey::WriteTxnMarkers,
             Self::TxnOffsetCommit(_) => ApiKey::TxnOffsetCommit,
             Self::DescribeProducers(_) => ApiKey::DescribeProducers,
             Self::DescribeTransactions(_) => ApiKey::DescribeTransactions,
@@ -991,6 +999,7 @@ pub fn decode_request(api_key: i16, api_version: i16, body: Bytes) -> Result<Req
         }
         ApiKey::AddOffsetsToTxn => Request::AddOffsetsToTxn(add_offsets_to_txn::decode(r, v)?),
         ApiKey::EndTxn => Request::EndTxn(end_txn::decode(r, v)?),
+        ApiKey::WriteTxnMarkers => Request::WriteTxnMarkers(write_txn_markers::decode(r, v)?),
         ApiKey::TxnOffsetCommit => Request::TxnOffsetCommit(txn_offset_commit::decode(r, v)?),
         ApiKey::DescribeProducers => Request::DescribeProducers(describe_producers::decode(r, v)?),
         ApiKey::DescribeTransactions => {

@@ -37,6 +37,11 @@ pub const CLIENT_API_VERSIONS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DeleteTopics, 1, 6),
     // v3 carries the replica id a follower sends; v4 is flexible.
     (ApiKey::OffsetForLeaderEpoch, 3, 4),
+    // Between brokers: a coordinator's markers to partitions led elsewhere
+    // (Kafka 4 has only v1), and a leader's transaction check (the batched
+    // versions).
+    (ApiKey::WriteTxnMarkers, 1, 1),
+    (ApiKey::AddPartitionsToTxn, 4, 5),
 ];
 
 /// First flexible (compact, tagged) version of each API.
@@ -48,6 +53,7 @@ const INIT_PRODUCER_ID_FLEXIBLE: i16 = 2;
 const CREATE_TOPICS_FLEXIBLE: i16 = 5;
 const DELETE_TOPICS_FLEXIBLE: i16 = 4;
 const OFFSET_FOR_LEADER_EPOCH_FLEXIBLE: i16 = 4;
+const WRITE_TXN_MARKERS_FLEXIBLE: i16 = 1;
 
 /// One entry of an ApiVersions response.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -537,6 +543,75 @@ pub fn decode_delete_topics(version: i16, body: Bytes) -> Result<Vec<TopicResult
     Ok(topics)
 }
 
+/// Decodes a WriteTxnMarkers response, v1 (flexible; Kafka 4 has only
+/// v1): every partition's error code, in the order of the response, which
+/// lists the request's markers, topics and partitions in order.
+pub fn decode_write_txn_markers(version: i16, body: Bytes) -> Result<Vec<i16>, ClientError> {
+    let flexible = version >= WRITE_TXN_MARKERS_FLEXIBLE;
+    let mut r = Reader::new(body);
+    let mut parse = || -> Result<Vec<i16>, DecodeError> {
+        let markers = r.array_v(flexible, |r| {
+            r.i64()?; // producer_id
+            let topics = r.array_v(flexible, |r| {
+                let _name: StrBytes = r.string_v(flexible)?;
+                let partitions = r.array_v(flexible, |r| {
+                    r.i32()?; // partition_index
+                    let error_code = r.i16()?;
+                    r.tagged_fields_v(flexible, &mut Default::default())?;
+                    Ok(error_code)
+                })?;
+                r.tagged_fields_v(flexible, &mut Default::default())?;
+                Ok(partitions)
+            })?;
+            r.tagged_fields_v(flexible, &mut Default::default())?;
+            Ok(topics.into_iter().flatten().collect::<Vec<i16>>())
+        })?;
+        r.tagged_fields_v(flexible, &mut Default::default())?;
+        Ok(markers.into_iter().flatten().collect())
+    };
+    let codes = parse().map_err(decode_error(ApiKey::WriteTxnMarkers, version))?;
+    r.finish()
+        .map_err(decode_error(ApiKey::WriteTxnMarkers, version))?;
+    Ok(codes)
+}
+
+/// Decodes an AddPartitionsToTxn response of the batched versions, the
+/// only ones [`CLIENT_API_VERSIONS`] allows (v4+, sent between brokers, all
+/// flexible): the request-level error alone if there is one, else every
+/// partition's error code in order.
+pub fn decode_add_partitions_to_txn(version: i16, body: Bytes) -> Result<Vec<i16>, ClientError> {
+    let mut r = Reader::new(body);
+    let mut parse = || -> Result<Vec<i16>, DecodeError> {
+        r.i32()?; // throttle_time_ms
+        let error_code = r.i16()?;
+        let transactions = r.array_v(true, |r| {
+            let _id: StrBytes = r.string_v(true)?;
+            let topics = r.array_v(true, |r| {
+                let _name: StrBytes = r.string_v(true)?;
+                let partitions = r.array_v(true, |r| {
+                    r.i32()?; // partition_index
+                    let partition_error = r.i16()?;
+                    r.tagged_fields_v(true, &mut Default::default())?;
+                    Ok(partition_error)
+                })?;
+                r.tagged_fields_v(true, &mut Default::default())?;
+                Ok(partitions)
+            })?;
+            r.tagged_fields_v(true, &mut Default::default())?;
+            Ok(topics.into_iter().flatten().collect::<Vec<i16>>())
+        })?;
+        r.tagged_fields_v(true, &mut Default::default())?;
+        if error_code != 0 {
+            return Ok(vec![error_code]);
+        }
+        Ok(transactions.into_iter().flatten().collect())
+    };
+    let codes = parse().map_err(decode_error(ApiKey::AddPartitionsToTxn, version))?;
+    r.finish()
+        .map_err(decode_error(ApiKey::AddPartitionsToTxn, version))?;
+    Ok(codes)
+}
+
 /// One partition's batch in a Produce request.
 pub struct ProducePartition<'a> {
     pub index: i32,
@@ -767,6 +842,61 @@ mod tests {
             let partition = &data.topics[0].partitions[0];
             assert_eq!((partition.index, partition.high_watermark), (2, 99));
             assert_eq!(&partition.records[..], b"batch bytes");
+        }
+    }
+
+    #[test]
+    fn write_txn_markers_response_codes_come_back_in_order() {
+        use kafka_protocol::messages::write_txn_markers_response::{
+            WritableTxnMarkerPartitionResult, WritableTxnMarkerResult, WritableTxnMarkerTopicResult,
+        };
+        use kafka_protocol::messages::WriteTxnMarkersResponse;
+        let partition = |index: i32, error_code: i16| {
+            let mut result = WritableTxnMarkerPartitionResult::default();
+            result.partition_index = index;
+            result.error_code = error_code;
+            result
+        };
+        let marker = |producer_id: i64, codes: &[(i32, i16)]| {
+            let mut topic = WritableTxnMarkerTopicResult::default();
+            topic.name = name("events");
+            topic.partitions = codes.iter().map(|(i, c)| partition(*i, *c)).collect();
+            let mut result = WritableTxnMarkerResult::default();
+            result.producer_id = producer_id.into();
+            result.topics = vec![topic];
+            result
+        };
+        let mut response = WriteTxnMarkersResponse::default();
+        response.markers = vec![marker(7, &[(0, 0), (1, 6)]), marker(8, &[(2, 3)])];
+        let codes = decode_write_txn_markers(1, encoded(&response, 1)).expect("decodes");
+        assert_eq!(codes, vec![0, 6, 3]);
+    }
+
+    #[test]
+    fn add_partitions_to_txn_batched_response_every_version() {
+        use kafka_protocol::messages::add_partitions_to_txn_response::{
+            AddPartitionsToTxnPartitionResult, AddPartitionsToTxnResult,
+            AddPartitionsToTxnTopicResult,
+        };
+        use kafka_protocol::messages::AddPartitionsToTxnResponse;
+        for version in 4..=5 {
+            let mut partition = AddPartitionsToTxnPartitionResult::default();
+            partition.partition_index = 3;
+            partition.partition_error_code = 48; // INVALID_TXN_STATE
+            let mut topic = AddPartitionsToTxnTopicResult::default();
+            topic.name = name("events");
+            topic.results_by_partition = vec![partition];
+            let mut transaction = AddPartitionsToTxnResult::default();
+            transaction.topic_results = vec![topic];
+            let mut response = AddPartitionsToTxnResponse::default();
+            response.results_by_transaction = vec![transaction];
+            let codes = decode_add_partitions_to_txn(version, encoded(&response, version))
+                .expect("decodes");
+            assert_eq!(codes, vec![48]);
+            response.error_code = 15; // COORDINATOR_NOT_AVAILABLE
+            let codes = decode_add_partitions_to_txn(version, encoded(&response, version))
+                .expect("decodes");
+            assert_eq!(codes, vec![15], "the request-level error wins");
         }
     }
 

@@ -51,11 +51,11 @@ use kafka_protocol::messages::{
 use sluice_engine::batch;
 use sluice_engine::{AppendError, ClusterMetadata, ShardId};
 
-use crate::broker::{Broker, ControllerRequest, NewTopic, ShardRequest, ShardResponse};
+use crate::broker::{AckError, Broker, ShardRequest, ShardResponse};
 use crate::config::GroupConfig;
 use crate::constants::{
     OFFSETS_LOAD_READ_BYTES, OFFSETS_LOAD_RETRY_MS, OFFSETS_REWRITE_BATCH_BYTES,
-    OFFSETS_TOPIC_SEGMENT_BYTES, OFFSETS_WRITE_TIMEOUT_MS,
+    OFFSETS_WRITE_TIMEOUT_MS,
 };
 use crate::errors::code;
 pub use consumer::{
@@ -169,8 +169,22 @@ enum WriteError {
     Append(AppendError),
     /// fdatasync failed.
     Storage(String),
-    /// Not durable within `OFFSETS_WRITE_TIMEOUT_MS`.
+    /// Not durable and replicated within `OFFSETS_WRITE_TIMEOUT_MS`.
     TimedOut,
+    /// Replicated, but the offsets partition's ISR shrank below its
+    /// minimum meanwhile.
+    NotEnoughReplicas,
+}
+
+impl From<AckError> for WriteError {
+    fn from(error: AckError) -> Self {
+        match error {
+            AckError::NotLeader => WriteError::NotCoordinator,
+            AckError::Storage(error) => WriteError::Storage(error),
+            AckError::TimedOut(_) => WriteError::TimedOut,
+            AckError::NotEnoughReplicas { .. } => WriteError::NotEnoughReplicas,
+        }
+    }
 }
 
 impl std::fmt::Display for WriteError {
@@ -182,7 +196,11 @@ impl std::fmt::Display for WriteError {
             }
             WriteError::Append(error) => write!(f, "append failed: {error}"),
             WriteError::Storage(error) => write!(f, "sync failed: {error}"),
-            WriteError::TimedOut => write!(f, "not durable within {OFFSETS_WRITE_TIMEOUT_MS} ms"),
+            WriteError::TimedOut => write!(
+                f,
+                "not durable and replicated within {OFFSETS_WRITE_TIMEOUT_MS} ms"
+            ),
+            WriteError::NotEnoughReplicas => write!(f, "too few in-sync replicas"),
         }
     }
 }
@@ -215,6 +233,7 @@ fn write_error_code(error: &WriteError, written: Written) -> i16 {
             WriteError::Append(AppendError::Producer(_) | AppendError::NotContiguous { .. }),
             Written::Offsets,
         ) => code::UNKNOWN_SERVER_ERROR,
+        (WriteError::NotEnoughReplicas, _) => code::COORDINATOR_NOT_AVAILABLE,
         (WriteError::TimedOut, Written::Offsets) => code::REQUEST_TIMED_OUT,
         (WriteError::TimedOut, Written::Group) => code::REBALANCE_IN_PROGRESS,
     }
@@ -335,51 +354,15 @@ pub fn split_by_shard(broker: &Broker, group_ids: &[String]) -> (PerShard, Vec<(
 /// Creates `__consumer_offsets` if it does not exist yet (through the
 /// controller, like any topic) and returns its partition count.
 pub async fn ensure_offsets_topic(broker: &Rc<Broker>) -> Result<i32, i16> {
-    if let Some(topic) = broker.metadata().topics.get(OFFSETS_TOPIC) {
-        return Ok(topic.partitions);
-    }
-    let configs = BTreeMap::from([
-        ("cleanup.policy".to_string(), "compact".to_string()),
-        // Compaction is not built yet, and time retention must never drop
-        // committed offsets: the coordinator bounds the log itself.
-        ("retention.ms".to_string(), "-1".to_string()),
-        (
-            "segment.bytes".to_string(),
-            OFFSETS_TOPIC_SEGMENT_BYTES.to_string(),
-        ),
-        // Fifty partitions of preallocated segments would reserve gigabytes
-        // for a few kilobytes of offsets.
-        ("preallocate".to_string(), "false".to_string()),
-    ]);
-    let topic = NewTopic {
-        name: OFFSETS_TOPIC.to_string(),
-        partitions: broker.config.groups.offsets_topic_partitions,
-        replication_factor: -1,
-        assignments: Vec::new(),
-        configs,
-        validate_only: false,
-    };
-    match broker
-        .controller_call(ControllerRequest::CreateTopics(vec![topic]))
-        .await
-    {
-        Some(ShardResponse::Topics(outcomes)) => {
-            for outcome in outcomes {
-                if outcome.error_code != code::NONE
-                    && outcome.error_code != code::TOPIC_ALREADY_EXISTS
-                {
-                    tracing::warn!(error_code = outcome.error_code, message = ?outcome.error_message, "creating {OFFSETS_TOPIC} failed");
-                }
-            }
-        }
-        other => tracing::warn!(?other, "creating {OFFSETS_TOPIC} failed"),
-    }
+    let groups = &broker.config.groups;
     broker
-        .metadata()
-        .topics
-        .get(OFFSETS_TOPIC)
-        .map(|topic| topic.partitions)
-        .ok_or(code::COORDINATOR_NOT_AVAILABLE)
+        .ensure_internal_topic(
+            OFFSETS_TOPIC,
+            groups.offsets_topic_partitions,
+            groups.offsets_topic_replication_factor,
+            None,
+        )
+        .await
 }
 
 /// Serves a group request on its coordinator shard.
@@ -749,22 +732,20 @@ impl GroupCoordinator {
         Ok(appended.last_offset.0 + 1)
     }
 
-    /// Waits until everything before `end` in the partition is durable.
+    /// Waits until everything before `end` in the partition is durable and
+    /// held by every in-sync replica (Kafka appends coordinator state with
+    /// acks=all), so that a new leader's coordinator finds it.
     async fn wait_written(
         &self,
         broker: &Broker,
         partition: i32,
         end: i64,
     ) -> Result<(), WriteError> {
-        let log = broker
-            .log(OFFSETS_TOPIC, partition)
-            .ok_or(WriteError::NotCoordinator)?;
         let timeout = Duration::from_millis(OFFSETS_WRITE_TIMEOUT_MS);
-        match glommio::timer::timeout(timeout, async { Ok(log.wait_durable(end).await) }).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(error)) => Err(WriteError::Storage(error.to_string())),
-            Err(_) => Err(WriteError::TimedOut),
-        }
+        broker
+            .wait_internal_write(OFFSETS_TOPIC, partition, end, timeout)
+            .await
+            .map_err(WriteError::from)
     }
 
     /// Writes a group's metadata record as it is now and remembers it as

@@ -25,7 +25,7 @@ use sluice_engine::shard::mesh_plan;
 use sluice_engine::{DmaStorage, Mesh};
 
 use super::*;
-use crate::broker::{NewTopic, ShardRequest, ShardResponse};
+use crate::broker::{ControllerRequest, NewTopic, ShardRequest, ShardResponse};
 use crate::config::{BrokerConfig, GroupConfig};
 use crate::constants::OFFSET_METADATA_BYTES_MAX;
 

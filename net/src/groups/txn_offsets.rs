@@ -200,7 +200,7 @@ impl GroupCoordinator {
     }
 
     /// A marker for `producer_id` is in offsets partition `partition`.
-    pub(super) fn txn_marker(&self, partition: i32, producer_id: i64, commit: bool) {
+    pub(crate) fn txn_marker(&self, partition: i32, producer_id: i64, commit: bool) {
         let Some(held) = self
             .pending_txn
             .borrow_mut()

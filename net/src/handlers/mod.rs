@@ -38,6 +38,7 @@ pub mod offset_for_leader_epoch;
 pub mod produce;
 pub mod sync_group;
 pub mod txn_offset_commit;
+pub mod write_txn_markers;
 
 use std::rc::Rc;
 
@@ -96,6 +97,7 @@ pub const IMPLEMENTED: &[(ApiKey, (i16, i16))] = &[
     (ApiKey::AddPartitionsToTxn, add_partitions_to_txn::VERSIONS),
     (ApiKey::AddOffsetsToTxn, add_offsets_to_txn::VERSIONS),
     (ApiKey::EndTxn, end_txn::VERSIONS),
+    (ApiKey::WriteTxnMarkers, write_txn_markers::VERSIONS),
     (ApiKey::TxnOffsetCommit, txn_offset_commit::VERSIONS),
     (
         ApiKey::DescribeTransactions,
@@ -196,6 +198,9 @@ pub async fn dispatch(
             add_offsets_to_txn::handle(broker, &header, request).await
         }
         Request::EndTxn(request) => end_txn::handle(broker, &header, request).await,
+        Request::WriteTxnMarkers(request) => {
+            write_txn_markers::handle(broker, &header, request).await
+        }
         Request::TxnOffsetCommit(request) => {
             txn_offset_commit::handle(broker, &header, request).await
         }

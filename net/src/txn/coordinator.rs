@@ -25,7 +25,6 @@ use crate::constants::{
 };
 use crate::errors::code;
 use crate::groups::records::KeyedRecord;
-use crate::groups::{self, GroupRequest, OFFSETS_TOPIC};
 
 /// The highest epoch handed out; at it, the next bump allocates a new
 /// producer id (Kafka keeps `Short.MAX_VALUE` free for fencing).
@@ -1107,9 +1106,10 @@ impl TxnCoordinator {
     }
 }
 
-/// Writes a transaction's markers to every partition (the partitions' owner
-/// shards append and sync them) and tells the group coordinators of
-/// `__consumer_offsets` partitions. True when every partition has its
+/// Writes a transaction's markers to every partition (each partition's
+/// leader appends them, makes them durable and replicated, and tells its
+/// group coordinator when it is a `__consumer_offsets` partition). True
+/// when every partition has its
 /// marker (or no longer exists: Kafka skips deleted partitions).
 async fn write_markers(broker: &Rc<Broker>, ending: &Ending) -> bool {
     let marker = TxnMarker {
@@ -1138,22 +1138,9 @@ async fn write_markers(broker: &Rc<Broker>, ending: &Ending) -> bool {
     let mut done = true;
     for ((topic, partition), error_code) in ending.partitions.iter().zip(codes) {
         match error_code {
-            code::NONE => {
-                if topic == OFFSETS_TOPIC {
-                    let shard = broker.owner(topic, *partition);
-                    groups::call(
-                        broker,
-                        shard,
-                        GroupRequest::TxnMarker {
-                            partition: *partition,
-                            producer_id: marker.producer_id,
-                            commit: marker.commit,
-                        },
-                    )
-                    .await;
-                }
-            }
-            code::UNKNOWN_TOPIC_OR_PARTITION => {}
+            // The partition's leader has told its group coordinator, if it
+            // is an offsets partition (Broker::write_markers_local).
+            code::NONE | code::UNKNOWN_TOPIC_OR_PARTITION => {}
             code::PRODUCER_FENCED | code::INVALID_PRODUCER_EPOCH => {
                 // The partition has seen a newer epoch of this producer id:
                 // this transaction was superseded there, and retrying would

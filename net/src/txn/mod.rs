@@ -40,17 +40,17 @@ mod tests;
 mod transition_tests;
 
 use std::cell::{Cell, RefCell};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::rc::{Rc, Weak};
 use std::time::Duration;
 
 use sluice_engine::{batch, AppendError, ClusterMetadata, ShardId};
 
-use crate::broker::{Broker, ControllerRequest, NewTopic, ShardRequest, ShardResponse};
+use crate::broker::{AckError, Broker, ShardRequest, ShardResponse};
 use crate::config::TxnConfig;
 use crate::constants::{
     OFFSETS_LOAD_RETRY_MS, OFFSETS_REWRITE_BATCH_BYTES, OFFSETS_REWRITE_RATIO,
-    OFFSETS_TOPIC_SEGMENT_BYTES, OFFSETS_WRITE_TIMEOUT_MS, TXN_LOAD_READ_BYTES,
+    OFFSETS_WRITE_TIMEOUT_MS, TXN_LOAD_READ_BYTES,
 };
 use crate::errors::code;
 use crate::groups::records::{self as group_records, KeyedRecord};
@@ -150,6 +150,19 @@ enum WriteError {
     Append(AppendError),
     Storage(String),
     TimedOut,
+    /// Replicated, but the state partition's ISR shrank below its minimum.
+    NotEnoughReplicas,
+}
+
+impl From<AckError> for WriteError {
+    fn from(error: AckError) -> Self {
+        match error {
+            AckError::NotLeader => WriteError::NotCoordinator,
+            AckError::Storage(error) => WriteError::Storage(error),
+            AckError::TimedOut(_) => WriteError::TimedOut,
+            AckError::NotEnoughReplicas { .. } => WriteError::NotEnoughReplicas,
+        }
+    }
 }
 
 impl std::fmt::Display for WriteError {
@@ -158,7 +171,11 @@ impl std::fmt::Display for WriteError {
             WriteError::NotCoordinator => write!(f, "the state partition is not on this shard"),
             WriteError::Append(error) => write!(f, "append failed: {error}"),
             WriteError::Storage(error) => write!(f, "sync failed: {error}"),
-            WriteError::TimedOut => write!(f, "not durable within {OFFSETS_WRITE_TIMEOUT_MS} ms"),
+            WriteError::TimedOut => write!(
+                f,
+                "not durable and replicated within {OFFSETS_WRITE_TIMEOUT_MS} ms"
+            ),
+            WriteError::NotEnoughReplicas => write!(f, "too few in-sync replicas"),
         }
     }
 }
@@ -166,11 +183,12 @@ impl std::fmt::Display for WriteError {
 /// The error a client gets for a failed state write, as Kafka maps its
 /// append errors: the partition not led here or its storage failing →
 /// NOT_COORDINATOR (the client looks the coordinator up again), a write not
-/// durable in time → COORDINATOR_NOT_AVAILABLE (retried), a record the log
+/// durable and replicated in time, or left with too few in-sync replicas →
+/// COORDINATOR_NOT_AVAILABLE (retried), a record the log
 /// refuses (too large) → UNKNOWN_SERVER_ERROR.
 fn write_error_code(error: &WriteError) -> i16 {
     match error {
-        WriteError::TimedOut => code::COORDINATOR_NOT_AVAILABLE,
+        WriteError::TimedOut | WriteError::NotEnoughReplicas => code::COORDINATOR_NOT_AVAILABLE,
         WriteError::NotCoordinator
         | WriteError::Storage(_)
         | WriteError::Append(AppendError::Storage(_))
@@ -220,6 +238,41 @@ pub fn coordinator_shard(broker: &Broker, transactional_id: &str) -> Result<Shar
     Ok(broker.owner(TXN_TOPIC, partition))
 }
 
+/// Where the coordinator of a transactional id runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CoordinatorAt {
+    /// On this broker (it leads the id's state partition), on this shard.
+    Shard(ShardId),
+    /// On another broker, the leader of the id's state partition.
+    Broker(i32),
+}
+
+/// The coordinator of `transactional_id` as the metadata says: the leader
+/// of its `__transaction_state` partition. TRANSACTION_ABORTABLE while the
+/// state topic does not exist (no transaction can hold a partition yet),
+/// COORDINATOR_NOT_AVAILABLE while the partition has no leader.
+pub fn coordinator_location(broker: &Broker, transactional_id: &str) -> Result<CoordinatorAt, i16> {
+    let metadata = broker.metadata();
+    let Some(topic) = metadata.topics.get(TXN_TOPIC) else {
+        return Err(code::TRANSACTION_ABORTABLE);
+    };
+    let partition = sluice_engine::shard::coordinator_partition(transactional_id, topic.partitions);
+    // A partition without a placement is this node's own (as `leads`).
+    match metadata
+        .partition(TXN_TOPIC, partition)
+        .map(|state| state.leader)
+    {
+        Some(leader) if leader != broker.config.node_id => {
+            if leader < 0 {
+                Err(code::COORDINATOR_NOT_AVAILABLE)
+            } else {
+                Ok(CoordinatorAt::Broker(leader))
+            }
+        }
+        _ => Ok(CoordinatorAt::Shard(broker.owner(TXN_TOPIC, partition))),
+    }
+}
+
 /// Sends a request to `shard`; `None` if the shard is gone.
 pub async fn call(broker: &Rc<Broker>, shard: ShardId, request: TxnRequest) -> Option<TxnResponse> {
     match broker.mesh.call(shard, ShardRequest::Txn(request)).await {
@@ -243,49 +296,15 @@ pub async fn route(
 /// Creates `__transaction_state` if it does not exist yet and returns its
 /// partition count.
 pub async fn ensure_txn_topic(broker: &Rc<Broker>) -> Result<i32, i16> {
-    if let Some(topic) = broker.metadata().topics.get(TXN_TOPIC) {
-        return Ok(topic.partitions);
-    }
-    let configs = BTreeMap::from([
-        ("cleanup.policy".to_string(), "compact".to_string()),
-        // The coordinator bounds the log itself; time retention must never
-        // drop the state of a live id.
-        ("retention.ms".to_string(), "-1".to_string()),
-        (
-            "segment.bytes".to_string(),
-            OFFSETS_TOPIC_SEGMENT_BYTES.to_string(),
-        ),
-        ("preallocate".to_string(), "false".to_string()),
-    ]);
-    let topic = NewTopic {
-        name: TXN_TOPIC.to_string(),
-        partitions: broker.config.txn.state_partitions,
-        replication_factor: -1,
-        assignments: Vec::new(),
-        configs,
-        validate_only: false,
-    };
-    match broker
-        .controller_call(ControllerRequest::CreateTopics(vec![topic]))
-        .await
-    {
-        Some(ShardResponse::Topics(outcomes)) => {
-            for outcome in outcomes {
-                if outcome.error_code != code::NONE
-                    && outcome.error_code != code::TOPIC_ALREADY_EXISTS
-                {
-                    tracing::warn!(error_code = outcome.error_code, message = ?outcome.error_message, "creating {TXN_TOPIC} failed");
-                }
-            }
-        }
-        other => tracing::warn!(?other, "creating {TXN_TOPIC} failed"),
-    }
+    let txn = &broker.config.txn;
     broker
-        .metadata()
-        .topics
-        .get(TXN_TOPIC)
-        .map(|topic| topic.partitions)
-        .ok_or(code::COORDINATOR_NOT_AVAILABLE)
+        .ensure_internal_topic(
+            TXN_TOPIC,
+            txn.state_partitions,
+            txn.state_replication_factor,
+            Some(txn.state_min_isr),
+        )
+        .await
 }
 
 /// Serves a transaction request on its coordinator shard.
@@ -599,22 +618,20 @@ impl TxnCoordinator {
         Ok(appended.last_offset.0 + 1)
     }
 
-    /// Waits until everything before `end` in the partition is durable.
+    /// Waits until everything before `end` in the partition is durable and
+    /// held by every in-sync replica (Kafka appends coordinator state with
+    /// acks=all), so that a new leader's coordinator finds it.
     async fn wait_written(
         &self,
         broker: &Broker,
         partition: i32,
         end: i64,
     ) -> Result<(), WriteError> {
-        let log = broker
-            .log(TXN_TOPIC, partition)
-            .ok_or(WriteError::NotCoordinator)?;
         let timeout = Duration::from_millis(OFFSETS_WRITE_TIMEOUT_MS);
-        match glommio::timer::timeout(timeout, async { Ok(log.wait_durable(end).await) }).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(error)) => Err(WriteError::Storage(error.to_string())),
-            Err(_) => Err(WriteError::TimedOut),
-        }
+        broker
+            .wait_internal_write(TXN_TOPIC, partition, end, timeout)
+            .await
+            .map_err(WriteError::from)
     }
 
     /// Waits while the partition's write-behind is full.

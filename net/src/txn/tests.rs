@@ -12,6 +12,7 @@ use sluice_engine::shard::mesh_plan;
 use sluice_engine::{DmaStorage, Mesh};
 
 use super::*;
+use crate::broker::{ControllerRequest, NewTopic};
 use crate::config::BrokerConfig;
 
 fn temp_dir() -> std::path::PathBuf {

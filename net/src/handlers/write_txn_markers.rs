@@ -1,0 +1,74 @@
+//! WriteTxnMarkers: another broker's transaction coordinator asks this
+//! broker to write commit or abort markers to partitions it leads. Each
+//! marker is appended, made durable and replicated like an acks=all write;
+//! a partition this broker does not lead answers NOT_LEADER_OR_FOLLOWER and
+//! is never passed on (the coordinator retries with newer metadata).
+
+use std::rc::Rc;
+
+use bytes::Bytes;
+use kafka_protocol::messages::write_txn_markers_response::{
+    WritableTxnMarkerPartitionResult, WritableTxnMarkerResult, WritableTxnMarkerTopicResult,
+};
+use kafka_protocol::messages::{RequestHeader, WriteTxnMarkersRequest, WriteTxnMarkersResponse};
+use sluice_engine::TxnMarker;
+
+use super::encode;
+use crate::broker::Broker;
+use crate::codec::write_txn_markers::WRITE_TXN_MARKERS_VERSIONS;
+
+pub const VERSIONS: (i16, i16) = WRITE_TXN_MARKERS_VERSIONS;
+
+pub async fn handle(
+    broker: &Rc<Broker>,
+    header: &RequestHeader,
+    request: WriteTxnMarkersRequest,
+) -> Option<Vec<Bytes>> {
+    let mut entries = Vec::new();
+    for written in &request.markers {
+        let marker = TxnMarker {
+            producer_id: written.producer_id.0,
+            producer_epoch: written.producer_epoch,
+            commit: written.transaction_result,
+            coordinator_epoch: written.coordinator_epoch,
+        };
+        for topic in &written.topics {
+            for partition in &topic.partition_indexes {
+                entries.push((topic.name.to_string(), *partition, marker));
+            }
+        }
+    }
+    let mut codes = broker.write_markers_here(entries).await.into_iter();
+    let mut response = WriteTxnMarkersResponse::default();
+    response.markers = request
+        .markers
+        .iter()
+        .map(|written| {
+            let mut result = WritableTxnMarkerResult::default();
+            result.producer_id = written.producer_id;
+            result.topics = written
+                .topics
+                .iter()
+                .map(|topic| {
+                    let mut topic_result = WritableTxnMarkerTopicResult::default();
+                    topic_result.name = topic.name.clone();
+                    topic_result.partitions = topic
+                        .partition_indexes
+                        .iter()
+                        .map(|partition| {
+                            let mut partition_result = WritableTxnMarkerPartitionResult::default();
+                            partition_result.partition_index = *partition;
+                            partition_result.error_code = codes
+                                .next()
+                                .unwrap_or(crate::errors::code::UNKNOWN_SERVER_ERROR);
+                            partition_result
+                        })
+                        .collect();
+                    topic_result
+                })
+                .collect();
+            result
+        })
+        .collect();
+    Some(encode(&response, header.request_api_version))
+}
