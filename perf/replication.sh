@@ -39,20 +39,6 @@ else
 fi
 
 NODES=3
-# Ports are drawn below the kernel's ephemeral range (32768 and up by
-# default), so an outgoing connection cannot take one between the check and
-# the broker's bind.
-PORT_MIN=20000
-PORT_SPAN=12000
-PORT_ATTEMPTS_MAX=200
-# A node that is not listening by then has failed to start (a release build
-# starts in well under a second; recovery of an empty directory is instant).
-LISTEN_TIMEOUT_SECS=60
-# Brokers register with the controller after the quorum elects a leader;
-# until all three have, an RF=3 topic cannot be placed.
-REGISTER_TIMEOUT_SECS=60
-# How long a node may take to stop on SIGTERM before it is killed.
-STOP_TIMEOUT_SECS=10
 # Seconds the idle cluster's CPU use is measured over, to tell the
 # per-MB figures' fixed part (quorum heartbeats, follower fetch polls)
 # from the part that grows with the data.
@@ -61,6 +47,8 @@ BYTES_PER_MB=1000000
 
 SLUICE=target/release/sluice
 PERF=target/release/sluice-perf
+# shellcheck source=perf/cluster-lib.sh
+source perf/cluster-lib.sh
 if [ "$BUILD" = 1 ]; then
     cargo build --release -q -p sluice
     cargo build --release -q -p sluice-perf
@@ -71,33 +59,11 @@ for binary in "$SLUICE" "$PERF"; do
         exit 1
     }
 done
-if ! command -v jq >/dev/null 2>&1; then
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq jq >/dev/null
-fi
+require_jq
 
 mkdir -p "$OUT"
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/sluice-replication.XXXXXX")
-pids=()
-
-stop_cluster() {
-    local pid waited
-    for pid in "${pids[@]}"; do
-        kill "$pid" 2>/dev/null || true
-    done
-    for pid in "${pids[@]}"; do
-        waited=0
-        while kill -0 "$pid" 2>/dev/null && [ "$waited" -lt $((STOP_TIMEOUT_SECS * 10)) ]; do
-            sleep 0.1
-            waited=$((waited + 1))
-        done
-        kill -9 "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-    done
-    pids=()
-    rm -rf "$WORK"
-}
+LOG_DIR=$OUT
 trap stop_cluster EXIT
 trap 'exit 130' INT TERM
 
@@ -115,89 +81,7 @@ else
     baseline_flag=(--baseline none)
 fi
 
-port_in_use() {
-    ss -Htln "sport = :$1" | grep -q .
-}
-
-# A port nobody listens on and this script has not handed out yet (its
-# callers run it in a subshell, so they record what it chose).
-chosen=()
-free_port() {
-    local port
-    for _ in $(seq 1 "$PORT_ATTEMPTS_MAX"); do
-        port=$((PORT_MIN + RANDOM % PORT_SPAN))
-        if [[ " ${chosen[*]} " != *" $port "* ]] && ! port_in_use "$port"; then
-            echo "$port"
-            return 0
-        fi
-    done
-    echo "no free port found in $PORT_ATTEMPTS_MAX attempts" >&2
-    return 1
-}
-
-kafka_ports=()
-controller_ports=()
-voters=""
-for node in $(seq 1 "$NODES"); do
-    port=$(free_port)
-    chosen+=("$port")
-    kafka_ports+=("$port")
-    port=$(free_port)
-    chosen+=("$port")
-    controller_ports+=("$port")
-    voters+="${voters:+,}$node@127.0.0.1:$port"
-done
-# One shard, unpinned: three brokers and the clients share two cores, and
-# pinned shards would make the nodes fight over the same core.
-for node in $(seq 1 "$NODES"); do
-    mkdir -p "$WORK/$node"
-    # shellcheck disable=SC2086 # BROKER_ARGS is a list of flags
-    "$SLUICE" --node-id "$node" --data-dir "$WORK/$node" \
-        --listen "127.0.0.1:${kafka_ports[node - 1]}" \
-        --controller-listen "127.0.0.1:${controller_ports[node - 1]}" \
-        --controller-voters "$voters" --shards 1 --pin-shards false \
-        $BROKER_ARGS >"$OUT/broker-$node.log" 2>&1 &
-    pids+=($!)
-done
-BOOTSTRAP=127.0.0.1:${kafka_ports[0]}
-
-waited=0
-for node in $(seq 1 "$NODES"); do
-    until port_in_use "${kafka_ports[node - 1]}"; do
-        if ! kill -0 "${pids[node - 1]}" 2>/dev/null || [ "$waited" -ge $((LISTEN_TIMEOUT_SECS * 10)) ]; then
-            echo "node $node did not start listening; its log:" >&2
-            tail -n 20 "$OUT/broker-$node.log" >&2
-            exit 1
-        fi
-        sleep 0.1
-        waited=$((waited + 1))
-    done
-done
-waited=0
-until [ "$("$SLUICE" cluster info --bootstrap "$BOOTSTRAP" --json 2>/dev/null |
-    jq '.brokers | length' 2>/dev/null)" = "$NODES" ]; do
-    if [ "$waited" -ge $((REGISTER_TIMEOUT_SECS * 10)) ]; then
-        echo "fewer than $NODES brokers registered after $REGISTER_TIMEOUT_SECS s" >&2
-        "$SLUICE" cluster info --bootstrap "$BOOTSTRAP" >&2 || true
-        exit 1
-    fi
-    sleep 0.1
-    waited=$((waited + 1))
-done
-echo "cluster up: nodes on ports ${kafka_ports[*]} (quorum ${controller_ports[*]}), pids ${pids[*]}"
-
-# A node that died mid-session makes every later figure meaningless: stop
-# with its log rather than measure a 2-node cluster.
-check_alive() {
-    local node
-    for node in $(seq 1 "$NODES"); do
-        if ! kill -0 "${pids[node - 1]}" 2>/dev/null; then
-            echo "node $node (pid ${pids[node - 1]}) has exited; its log:" >&2
-            tail -n 20 "$OUT/broker-$node.log" >&2
-            exit 1
-        fi
-    done
-}
+start_cluster
 
 TICKS_PER_SEC=$(getconf CLK_TCK)
 # utime + stime of every broker, in clock ticks. The command name in field 2

@@ -225,6 +225,9 @@ async fn run_shard(
     while !SHUTDOWN.load(Ordering::SeqCst) {
         glommio::timer::sleep(SHUTDOWN_POLL).await;
     }
+    // Still serving while the leaderships move, so that requests in flight
+    // are answered (NOT_LEADER_OR_FOLLOWER once a leadership has moved).
+    broker.controlled_shutdown().await;
     broker.shutting_down.set(true);
     // Wake the accept loop so it sees the flag; no new connections.
     // SAFETY: shutting down our own listening socket.

@@ -229,6 +229,12 @@ pub enum ControllerRequest {
         partition_epoch: i32,
         isr: Vec<i32>,
     },
+    /// Kafka's controlled shutdown: the broker is stopping; fence it now,
+    /// moving its leaderships to other in-sync replicas and taking it out
+    /// of every ISR. Answered `Done`, or `Partition(Err(code))`.
+    ShutDownBroker {
+        id: i32,
+    },
 }
 
 /// A message to a shard over the mesh.

@@ -263,6 +263,14 @@ pub const PEER_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_
 /// Requests in flight on one shard's connection to another broker for
 /// markers and transaction checks.
 pub const PEER_IN_FLIGHT: usize = 16;
+/// How long a stopping broker waits for the controller to move its
+/// leaderships (controlled shutdown) before it stops anyway.
+pub const CONTROLLED_SHUTDOWN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// How often a stopping broker checks whether its leaderships have moved.
+pub const CONTROLLED_SHUTDOWN_POLL: std::time::Duration = std::time::Duration::from_millis(20);
+/// Between a stopping broker's requests to a controller that did not
+/// accept its shutdown (none elected, or unreachable).
+pub const CONTROLLED_SHUTDOWN_RETRY: std::time::Duration = std::time::Duration::from_millis(250);
 /// How often a leader looks for followers that fell out of sync.
 pub const ISR_CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_millis(250);
 /// Kafka's default `leader.imbalance.check.interval.seconds` (300 s).

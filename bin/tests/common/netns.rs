@@ -19,6 +19,10 @@ const NETWORKS_PER_PROCESS: u32 = 4;
 /// First octet pair `10.SUBNET_BASE.x.0/24` of every test network.
 const SUBNET_BASE: u8 = 213;
 
+/// Set (to anything) where network namespaces must work, as in CI: a test
+/// that cannot create them fails instead of being skipped.
+const REQUIRE_VARIABLE: &str = "SLUICE_REQUIRE_NETNS";
+
 static NEXT_NETWORK: AtomicU32 = AtomicU32::new(0);
 
 /// Where a broker runs: the network namespace it is started in (`None`:
@@ -49,7 +53,9 @@ pub struct TestNetwork {
 }
 
 impl TestNetwork {
-    pub fn new(hosts: usize) -> TestNetwork {
+    /// Creates the network, or says why it cannot be created here (not
+    /// root, no iproute2, namespaces not permitted).
+    pub fn try_new(hosts: usize) -> Result<TestNetwork, String> {
         assert!(
             hosts < BRIDGE_HOST as usize,
             "{hosts} hosts do not fit a /24"
@@ -68,27 +74,46 @@ impl TestNetwork {
             namespaces: Vec::new(),
             third,
         };
-        ip(&["link", "add", &network.bridge, "type", "bridge"]);
+        ip(&["link", "add", &network.bridge, "type", "bridge"])?;
         let bridge_address = format!("{}/24", network.address(BRIDGE_HOST));
-        ip(&["addr", "add", &bridge_address, "dev", &network.bridge]);
-        ip(&["link", "set", &network.bridge, "up"]);
+        ip(&["addr", "add", &bridge_address, "dev", &network.bridge])?;
+        ip(&["link", "set", &network.bridge, "up"])?;
         for index in 0..hosts {
             let namespace = format!("sluice-{tag}-{}", index + 1);
-            ip(&["netns", "add", &namespace]);
+            ip(&["netns", "add", &namespace])?;
             network.namespaces.push(namespace.clone());
             let outside = format!("sv{tag}h{}", index + 1);
             ip(&[
                 "link", "add", &outside, "type", "veth", "peer", "name", "eth0", "netns",
                 &namespace,
-            ]);
-            ip(&["link", "set", &outside, "master", &network.bridge]);
-            ip(&["link", "set", &outside, "up"]);
+            ])?;
+            ip(&["link", "set", &outside, "master", &network.bridge])?;
+            ip(&["link", "set", &outside, "up"])?;
             let address = format!("{}/24", network.address(host_number(index)));
-            ip(&["-n", &namespace, "addr", "add", &address, "dev", "eth0"]);
-            ip(&["-n", &namespace, "link", "set", "eth0", "up"]);
-            ip(&["-n", &namespace, "link", "set", "lo", "up"]);
+            ip(&["-n", &namespace, "addr", "add", &address, "dev", "eth0"])?;
+            ip(&["-n", &namespace, "link", "set", "eth0", "up"])?;
+            ip(&["-n", &namespace, "link", "set", "lo", "up"])?;
         }
-        network
+        Ok(network)
+    }
+
+    /// [`TestNetwork::try_new`], or `None` after saying on stderr why the
+    /// calling test is skipped. With `SLUICE_REQUIRE_NETNS` set (CI runs as
+    /// root) it panics instead, so the test cannot silently not run.
+    pub fn or_skip(hosts: usize, test: &str) -> Option<TestNetwork> {
+        match TestNetwork::try_new(hosts) {
+            Ok(network) => Some(network),
+            Err(reason) if std::env::var_os(REQUIRE_VARIABLE).is_some() => {
+                panic!("{test}: {REQUIRE_VARIABLE} is set but {reason}")
+            }
+            Err(reason) => {
+                eprintln!(
+                    "SKIPPED {test}: network namespaces cannot be created here ({reason}); \
+                     it needs root and iproute2 (set {REQUIRE_VARIABLE}=1 to make this a failure)"
+                );
+                None
+            }
+        }
     }
 
     fn address(&self, host: u8) -> Ipv4Addr {
@@ -118,7 +143,7 @@ impl TestNetwork {
 
     fn blackhole(&self, action: &str, from: usize, to: usize) {
         let target = format!("{}/32", self.address(host_number(to)));
-        ip(&[
+        let routed = ip(&[
             "-n",
             &self.namespaces[from],
             "route",
@@ -126,6 +151,9 @@ impl TestNetwork {
             "blackhole",
             &target,
         ]);
+        if let Err(reason) = routed {
+            panic!("{reason}");
+        }
     }
 }
 
@@ -146,21 +174,18 @@ fn host_number(index: usize) -> u8 {
     u8::try_from(index + 1).expect("fewer than 254 hosts")
 }
 
-/// Runs `ip` with `args`; panics with its error output if it fails.
-fn ip(args: &[&str]) {
+/// Runs `ip` with `args`; its error output if it fails.
+fn ip(args: &[&str]) -> Result<(), String> {
     let output = Command::new("ip")
         .args(args)
         .output()
-        .unwrap_or_else(|error| {
-            panic!(
-                "running `ip {}`: {error} (iproute2 is needed)",
-                args.join(" ")
-            )
-        });
-    assert!(
-        output.status.success(),
-        "`ip {}` failed (network namespaces need root): {}",
+        .map_err(|error| format!("running `ip {}`: {error}", args.join(" ")))?;
+    if output.status.success() {
+        return Ok(());
+    }
+    Err(format!(
+        "`ip {}` failed: {}",
         args.join(" "),
         String::from_utf8_lossy(&output.stderr).trim()
-    );
+    ))
 }

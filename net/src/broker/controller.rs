@@ -34,6 +34,7 @@ use super::{
     ConfigChange, ControllerRequest, NewTopic, ShardRequest, ShardResponse, TopicOutcome,
 };
 use crate::constants::{
+    CONTROLLED_SHUTDOWN_POLL, CONTROLLED_SHUTDOWN_RETRY, CONTROLLED_SHUTDOWN_TIMEOUT,
     LIVENESS_CHECK_INTERVAL, METADATA_WRITE_TIMEOUT, OFFSETS_TOPIC_SEGMENT_BYTES,
     PRODUCER_ID_BLOCK, QUORUM_WAIT_REPORT_INTERVAL, REGISTRATION_RETRY_BACKOFF,
     REGISTRATION_TIMEOUT,
@@ -57,6 +58,9 @@ pub(super) struct Controller {
     ids: RefCell<ProducerIdBlock>,
     /// The newest image version every shard has applied.
     published: Rc<PublishedState>,
+    /// Set on a controlled shutdown: the broker stays fenced instead of
+    /// registering again.
+    stopping: Rc<Cell<bool>>,
 }
 
 impl Controller {
@@ -66,6 +70,7 @@ impl Controller {
             lock: Rc::new(glommio::sync::Semaphore::new(1)),
             ids: RefCell::new(ProducerIdBlock { next: 0, end: 0 }),
             published: Rc::new(PublishedState::default()),
+            stopping: Rc::new(Cell::new(false)),
         }
     }
 
@@ -201,7 +206,12 @@ impl Broker {
             rack: cluster.rack.clone(),
             fenced: false,
         };
-        glommio::spawn_local(keep_registered(quorum.clone(), me.clone())).detach();
+        glommio::spawn_local(keep_registered(
+            quorum.clone(),
+            me.clone(),
+            Rc::clone(&controller.stopping),
+        ))
+        .detach();
         let watched = quorum.clone();
         quorum
             .changes()
@@ -426,6 +436,86 @@ impl Broker {
                 };
                 ShardResponse::Partition(self.alter_partition(&topic, partition, change).await)
             }
+            ControllerRequest::ShutDownBroker { id } => self.shut_down_broker(id).await,
+        }
+    }
+
+    /// A broker's controlled shutdown, on the active controller: fences it
+    /// as if its session had expired, so each partition it leads moves to
+    /// the first live ISR member (offline if it was the only one, as it
+    /// will be once it stops) and it leaves every ISR.
+    async fn shut_down_broker(&self, id: i32) -> ShardResponse {
+        let base = self.controller_image();
+        let mut metadata = (*base).clone();
+        match metadata.brokers.get_mut(&id) {
+            Some(broker) if !broker.fenced => broker.fenced = true,
+            _ => return ShardResponse::Done,
+        }
+        let live: Vec<i32> = metadata.live_brokers().map(|broker| broker.id).collect();
+        for topic in metadata.topics.values_mut() {
+            for state in topic.placement.iter_mut() {
+                reconcile(state, &live, false);
+            }
+        }
+        match self.publish(&base, metadata).await {
+            Ok(()) => {
+                tracing::info!(broker = id, "controlled shutdown: leaderships moved");
+                ShardResponse::Done
+            }
+            Err(error) => ShardResponse::Partition(Err(error.code)),
+        }
+    }
+
+    /// Kafka's controlled shutdown, before this broker stops on SIGTERM:
+    /// shard 0 asks the active controller to fence it, which moves its
+    /// leaderships to other in-sync replicas at once (clients move on
+    /// instead of waiting out the session timeout), and every shard waits
+    /// until its image shows this broker fenced, at most
+    /// [`CONTROLLED_SHUTDOWN_TIMEOUT`]. A broker alone in its cluster, or
+    /// the last one live, has nothing to hand over.
+    pub async fn controlled_shutdown(&self) {
+        let others_live = self
+            .metadata()
+            .live_brokers()
+            .any(|broker| broker.id != self.config.node_id);
+        if self.config.cluster.voters.len() <= 1 || !others_live {
+            return;
+        }
+        let node = self.config.node_id;
+        let deadline = Instant::now() + CONTROLLED_SHUTDOWN_TIMEOUT;
+        let fenced = || {
+            self.metadata()
+                .brokers
+                .get(&node)
+                .is_none_or(|broker| broker.fenced)
+        };
+        if let Some(controller) = &self.controller {
+            controller.stopping.set(true);
+            while !fenced() && Instant::now() < deadline {
+                let request = ControllerRequest::ShutDownBroker { id: node };
+                let wait = deadline.saturating_duration_since(Instant::now());
+                let answer = glommio::timer::timeout(wait, async {
+                    Ok(self.serve_controller(request).await)
+                })
+                .await;
+                if matches!(answer, Ok(ShardResponse::Done)) {
+                    break;
+                }
+                tracing::debug!(?answer, "controlled shutdown not accepted yet; retrying");
+                glommio::timer::sleep(CONTROLLED_SHUTDOWN_RETRY).await;
+            }
+        }
+        while !fenced() {
+            if Instant::now() >= deadline {
+                tracing::warn!(
+                    "controlled shutdown timed out: stopping while still leading; the controller moves the leaderships after the session timeout"
+                );
+                return;
+            }
+            glommio::timer::sleep(CONTROLLED_SHUTDOWN_POLL).await;
+        }
+        if self.shard.0 == 0 {
+            tracing::info!("leaderships handed over; stopping");
         }
     }
 
@@ -919,7 +1009,7 @@ fn not_controller(request: &ControllerRequest, reason: &str) -> ShardResponse {
             ShardResponse::Topics(vec![outcome(topic)])
         }
         ControllerRequest::AllocateProducerId => ShardResponse::ProducerId(-1),
-        ControllerRequest::AlterPartition { .. } => {
+        ControllerRequest::AlterPartition { .. } | ControllerRequest::ShutDownBroker { .. } => {
             ShardResponse::Partition(Err(code::NOT_CONTROLLER))
         }
     }
@@ -929,7 +1019,7 @@ fn not_controller(request: &ControllerRequest, reason: &str) -> ShardResponse {
 /// registers it again whenever the image stops showing it so: after a
 /// restart (new incarnation) or when the controller fenced it. Proposals
 /// from a follower are forwarded to the leader by Raft.
-async fn keep_registered(quorum: Quorum, me: BrokerInfo) {
+async fn keep_registered(quorum: Quorum, me: BrokerInfo, stopping: Rc<Cell<bool>>) {
     loop {
         let watched = quorum.clone();
         let wanted = me.clone();
@@ -940,6 +1030,10 @@ async fn keep_registered(quorum: Quorum, me: BrokerInfo) {
                 (!registered && watched.status().leader.is_some()).then_some(())
             })
             .await;
+        if stopping.get() {
+            // Fenced by its own controlled shutdown: stays fenced.
+            return;
+        }
         let deadline = Instant::now() + REGISTRATION_TIMEOUT;
         let record = MetadataRecord::RegisterBroker(me.clone());
         if let Err(error) = quorum.write(vec![record], deadline).await {

@@ -15,6 +15,7 @@ mod tag {
     pub const ALTER_TOPIC_CONFIGS: u8 = 4;
     pub const ALLOCATE_PRODUCER_ID: u8 = 5;
     pub const ALTER_PARTITION: u8 = 6;
+    pub const SHUT_DOWN_BROKER: u8 = 7;
     pub const TOPICS: u8 = 101;
     pub const PRODUCER_ID: u8 = 102;
     pub const NONE: u8 = 103;
@@ -89,6 +90,10 @@ pub fn encode_request(request: &ControllerRequest) -> Vec<u8> {
             writer.i32(*partition_epoch);
             writer.i32s(isr);
         }
+        ControllerRequest::ShutDownBroker { id } => {
+            writer.u8(tag::SHUT_DOWN_BROKER);
+            writer.i32(*id);
+        }
     }
     writer.bytes
 }
@@ -160,6 +165,7 @@ pub fn decode_request(bytes: &[u8]) -> Result<ControllerRequest, DecodeError> {
             partition_epoch: reader.i32()?,
             isr: reader.i32s()?,
         },
+        tag::SHUT_DOWN_BROKER => ControllerRequest::ShutDownBroker { id: reader.i32()? },
         other => return Err(DecodeError(format!("unknown controller request {other}"))),
     };
     reader.finish()?;
@@ -298,13 +304,15 @@ mod tests {
             partition_epoch: 11,
             isr: vec![3, 1],
         };
-        let bytes = encode_request(&alter);
-        assert_eq!(
-            format!("{:?}", decode_request(&bytes).unwrap()),
-            format!("{alter:?}")
-        );
-        for len in 0..bytes.len() {
-            assert!(decode_request(&bytes[..len]).is_err(), "cut at {len}");
+        for request in [alter, ControllerRequest::ShutDownBroker { id: 3 }] {
+            let bytes = encode_request(&request);
+            assert_eq!(
+                format!("{:?}", decode_request(&bytes).unwrap()),
+                format!("{request:?}")
+            );
+            for len in 0..bytes.len() {
+                assert!(decode_request(&bytes[..len]).is_err(), "cut at {len}");
+            }
         }
         for answer in [
             ShardResponse::Partition(Ok(sluice_engine::PartitionState {
