@@ -33,7 +33,10 @@ use rdkafka::{Offset, TopicPartitionList};
 const NODES: usize = 3;
 const TOPIC: &str = "cluster-txn";
 const PARTITIONS: i32 = 3;
+/// Transactional groups are named `GROUP-<n>`: the first whose
+/// coordinator is not the transaction coordinator's broker is used.
 const GROUP: &str = "cluster-txn-group";
+const GROUP_CANDIDATES: usize = 30;
 const TXN_ID: &str = "cluster-txn-producer";
 /// Two of three: writes go on with one broker down.
 const MIN_INSYNC_REPLICAS: &str = "2";
@@ -84,7 +87,8 @@ fn transactions_survive_the_loss_of_their_coordinator() {
 
 fn transactions_scenario(kill_coordinator: bool) {
     let mut brokers = start_cluster_with_topic();
-    let (producer, group) = clients(&brokers);
+    let group_id = group_elsewhere(&brokers);
+    let (producer, group) = clients(&brokers, &group_id);
     let mut outcome = Outcome::default();
     let mut next = 0;
     run_phase(&producer, &group, &mut next, &mut outcome);
@@ -94,7 +98,32 @@ fn transactions_scenario(kill_coordinator: bool) {
         run_phase(&producer, &group, &mut next, &mut outcome);
     }
     drop(producer);
-    check_transactions(&brokers, &outcome);
+    check_transactions(&brokers, &group_id, &outcome);
+}
+
+/// A group id whose coordinator is on another broker than the transaction
+/// coordinator of [`TXN_ID`], so that TxnOffsetCommit's check with the
+/// transaction coordinator crosses brokers.
+fn group_elsewhere(brokers: &[TestBroker]) -> String {
+    let located = |key_type: i8, key: &str| {
+        wait_for(
+            &format!("a coordinator for {key}"),
+            CLUSTER_TIMEOUT,
+            POLL_INTERVAL,
+            || {
+                let node = coordinator(&brokers[0], key_type, key);
+                (node > 0).then_some(node).ok_or(format!("node {node}"))
+            },
+        )
+    };
+    let transactions = located(KEY_TYPE_TRANSACTION, TXN_ID);
+    for candidate in 0..GROUP_CANDIDATES {
+        let group_id = format!("{GROUP}-{candidate}");
+        if located(KEY_TYPE_GROUP, &group_id) != transactions {
+            return group_id;
+        }
+    }
+    panic!("every candidate group is coordinated by broker {transactions}");
 }
 
 /// Kills the transaction coordinator's broker, runs a phase without it,
@@ -134,7 +163,7 @@ fn kill_and_restart_coordinator(
 }
 
 /// What a read_committed consumer and the group's offset show.
-fn check_transactions(brokers: &[TestBroker], outcome: &Outcome) {
+fn check_transactions(brokers: &[TestBroker], group_id: &str, outcome: &Outcome) {
     assert!(
         outcome.committed.len() >= TRANSACTIONS_PER_PHASE * PARTITIONS as usize,
         "only {} records committed",
@@ -170,7 +199,7 @@ fn check_transactions(brokers: &[TestBroker], outcome: &Outcome) {
         "read from aborted transactions: {from_aborted:?}"
     );
     assert!(unknown.is_empty(), "read but never sent: {unknown:?}");
-    let committed_offset = group_offset(brokers);
+    let committed_offset = group_offset(brokers, group_id);
     assert_eq!(
         Some(committed_offset),
         outcome.last_committed_offset,
@@ -314,7 +343,10 @@ fn start_cluster_with_topic() -> Vec<TestBroker> {
     brokers
 }
 
-fn clients(brokers: &[TestBroker]) -> (ThreadedProducer<DefaultProducerContext>, BaseConsumer) {
+fn clients(
+    brokers: &[TestBroker],
+    group_id: &str,
+) -> (ThreadedProducer<DefaultProducerContext>, BaseConsumer) {
     let mut config = brokers[0].client_config();
     config.set("bootstrap.servers", cluster_bootstrap(brokers));
     let mut producer_config = config.clone();
@@ -327,7 +359,7 @@ fn clients(brokers: &[TestBroker]) -> (ThreadedProducer<DefaultProducerContext>,
         .init_transactions(CLIENT_TIMEOUT)
         .expect("init_transactions");
     let group: BaseConsumer = config
-        .set("group.id", GROUP)
+        .set("group.id", group_id)
         .set("enable.auto.commit", "false")
         .create()
         .expect("group consumer");
@@ -557,10 +589,10 @@ fn read_committed(brokers: &[TestBroker]) -> Vec<String> {
 }
 
 /// The group's committed offset of partition 0.
-fn group_offset(brokers: &[TestBroker]) -> i64 {
+fn group_offset(brokers: &[TestBroker], group_id: &str) -> i64 {
     let consumer = brokers[0].consumer(&[
         ("bootstrap.servers", &cluster_bootstrap(brokers)),
-        ("group.id", GROUP),
+        ("group.id", group_id),
         ("enable.auto.commit", "false"),
     ]);
     let mut wanted = TopicPartitionList::new();

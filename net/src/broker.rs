@@ -1139,7 +1139,7 @@ impl Broker {
     /// One AddPartitionsToTxn (or verification) of a single partition on
     /// the coordinator, on one of this broker's shards or on another
     /// broker: its error code, NONE when in the transaction.
-    async fn ask_coordinator(
+    pub(crate) async fn ask_coordinator(
         &self,
         coordinator: crate::txn::CoordinatorAt,
         request: &crate::txn::TxnRequest,

@@ -21,7 +21,7 @@ use super::encode;
 use crate::broker::Broker;
 use crate::errors::code;
 use crate::groups::{self, GroupRequest, GroupResponse};
-use crate::txn::{self, TxnRequest, TxnResponse};
+use crate::txn::{self, TxnRequest};
 
 pub const VERSIONS: (i16, i16) = (0, 5);
 
@@ -55,19 +55,17 @@ async fn add_offsets_partition(
         partitions: vec![(groups::OFFSETS_TOPIC.to_string(), partition)],
         verify_only: version < ADD_PARTITION_VERSION,
     };
-    let error = match txn::route(broker, &id, add).await {
-        Ok(TxnResponse::AddPartitions(Ok(errors))) => match errors.first() {
-            Some(&code::NONE) => return Ok(()),
-            Some(&code::INVALID_TXN_STATE) => code::TRANSACTION_ABORTABLE,
-            Some(&other) => other,
-            None => code::UNKNOWN_SERVER_ERROR,
-        },
-        Ok(TxnResponse::AddPartitions(Err(error))) => error,
-        Ok(_) => code::UNKNOWN_SERVER_ERROR,
-        // No state topic: no transaction can hold the partition.
-        Err(code::NOT_COORDINATOR) => code::TRANSACTION_ABORTABLE,
+    // The transaction coordinator may be on another broker than the
+    // group's: asked where it is, as a partition leader asks it about a
+    // transactional batch. No state topic yet answers TRANSACTION_ABORTABLE
+    // (no transaction can hold the partition).
+    let error = match txn::coordinator_location(broker, &id) {
+        Ok(coordinator) => broker.ask_coordinator(coordinator, &add).await,
         Err(error) => error,
     };
+    if error == code::NONE {
+        return Ok(());
+    }
     Err(match error {
         code::PRODUCER_FENCED => code::INVALID_PRODUCER_EPOCH,
         code::TRANSACTION_ABORTABLE if version < TRANSACTION_ABORTABLE_VERSION => {
