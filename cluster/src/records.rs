@@ -12,8 +12,13 @@ use sluice_engine::{BrokerInfo, ClusterMetadata, PartitionState, TopicMetadata};
 
 use crate::codec::{DecodeError, Reader, Writer};
 
-/// Every record type is at version 1 today.
+/// Every record type is at version 1, except a partition under
+/// reassignment.
 const RECORD_VERSION: u8 = 1;
+/// A partition record that carries a reassignment (its adding and removing
+/// replicas). Written only while one runs, so brokers that predate
+/// reassignment read every log that never had one.
+const PARTITION_REASSIGNING_VERSION: u8 = 2;
 
 /// One change to the cluster's metadata.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -104,16 +109,30 @@ fn write_partition_state(writer: &mut Writer, state: &PartitionState) {
     writer.i32(state.leader);
     writer.i32(state.leader_epoch);
     writer.i32(state.partition_epoch);
+    if state.reassigning() {
+        writer.i32s(&state.adding);
+        writer.i32s(&state.removing);
+    }
 }
 
-fn read_partition_state(reader: &mut Reader<'_>) -> Result<PartitionState, DecodeError> {
-    Ok(PartitionState {
+fn read_partition_state(
+    reader: &mut Reader<'_>,
+    version: u8,
+) -> Result<PartitionState, DecodeError> {
+    let mut state = PartitionState {
         replicas: reader.i32s()?,
         isr: reader.i32s()?,
         leader: reader.i32()?,
         leader_epoch: reader.i32()?,
         partition_epoch: reader.i32()?,
-    })
+        adding: Vec::new(),
+        removing: Vec::new(),
+    };
+    if version >= PARTITION_REASSIGNING_VERSION {
+        state.adding = reader.i32s()?;
+        state.removing = reader.i32s()?;
+    }
+    Ok(state)
 }
 
 impl MetadataRecord {
@@ -130,7 +149,12 @@ impl MetadataRecord {
             MetadataRecord::ProducerIds { .. } => kind::PRODUCER_IDS,
         };
         writer.u8(kind);
-        writer.u8(RECORD_VERSION);
+        writer.u8(match self {
+            MetadataRecord::Partition { state, .. } if state.reassigning() => {
+                PARTITION_REASSIGNING_VERSION
+            }
+            _ => RECORD_VERSION,
+        });
         match self {
             MetadataRecord::ClusterId { id } => writer.str(id),
             MetadataRecord::RegisterBroker(broker) => {
@@ -172,7 +196,9 @@ impl MetadataRecord {
     pub fn decode(reader: &mut Reader<'_>) -> Result<MetadataRecord, DecodeError> {
         let kind = reader.u8()?;
         let version = reader.u8()?;
-        if !(kind::CLUSTER_ID..=kind::PRODUCER_IDS).contains(&kind) || version != RECORD_VERSION {
+        let known = version == RECORD_VERSION
+            || (kind == kind::PARTITION && version == PARTITION_REASSIGNING_VERSION);
+        if !(kind::CLUSTER_ID..=kind::PRODUCER_IDS).contains(&kind) || !known {
             return Err(DecodeError(format!(
                 "metadata record type {kind} version {version} is unknown to this broker; \
                  a newer Sluice wrote it: upgrade this broker"
@@ -204,7 +230,7 @@ impl MetadataRecord {
             kind::PARTITION => MetadataRecord::Partition {
                 topic: reader.str()?,
                 partition: reader.i32()?,
-                state: read_partition_state(reader)?,
+                state: read_partition_state(reader, version)?,
             },
             kind::REMOVE_TOPIC => MetadataRecord::RemoveTopic {
                 name: reader.str()?,
@@ -484,6 +510,21 @@ mod tests {
                     leader: 2,
                     leader_epoch: 4,
                     partition_epoch: 7,
+                    adding: Vec::new(),
+                    removing: Vec::new(),
+                },
+            },
+            MetadataRecord::Partition {
+                topic: "t".into(),
+                partition: 1,
+                state: PartitionState {
+                    replicas: vec![4, 1, 3],
+                    isr: vec![1, 3],
+                    leader: 1,
+                    leader_epoch: 2,
+                    partition_epoch: 5,
+                    adding: vec![4],
+                    removing: vec![3],
                 },
             },
             MetadataRecord::ProducerIds { next: 1000 },
@@ -498,11 +539,23 @@ mod tests {
         let image = image_from_records(&decoded);
         assert_eq!(image.cluster_id, "c1");
         assert!(!image.brokers[&2].fenced);
-        assert_eq!(image.topics["t"].partitions, 1);
+        assert_eq!(image.topics["t"].partitions, 2);
         assert_eq!(image.partition("t", 0).unwrap().leader_epoch, 4);
+        assert_eq!(image.partition("t", 1).unwrap().adding, vec![4]);
         assert_eq!(image.next_producer_id, 1000);
         let again = image_from_records(&image_records(&image));
         assert_eq!(again, image);
+        // Only a partition under reassignment needs the newer version, so
+        // brokers that predate it read every other log.
+        let versions: Vec<u8> = records
+            .iter()
+            .map(|record| {
+                let mut writer = Writer::default();
+                record.encode(&mut writer);
+                writer.bytes[1]
+            })
+            .collect();
+        assert_eq!(versions.iter().filter(|version| **version == 2).count(), 1);
     }
 
     #[test]

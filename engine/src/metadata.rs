@@ -26,6 +26,11 @@ pub struct PartitionState {
     /// Bumped on every change of the partition's state (AlterPartition's
     /// fencing token).
     pub partition_epoch: i32,
+    /// While a reassignment runs: replicas being added (in `replicas`, not
+    /// yet in the ISR of the target assignment)...
+    pub adding: Vec<i32>,
+    /// ...and replicas to remove once every added one is in the ISR.
+    pub removing: Vec<i32>,
 }
 
 impl PartitionState {
@@ -37,7 +42,24 @@ impl PartitionState {
             leader: broker,
             leader_epoch: 0,
             partition_epoch: 0,
+            adding: Vec::new(),
+            removing: Vec::new(),
         }
+    }
+
+    /// Whether a reassignment of the partition is under way.
+    pub fn reassigning(&self) -> bool {
+        !self.adding.is_empty() || !self.removing.is_empty()
+    }
+
+    /// The replicas the partition ends with: a reassignment's target, else
+    /// its replicas.
+    pub fn target_replicas(&self) -> Vec<i32> {
+        self.replicas
+            .iter()
+            .copied()
+            .filter(|id| !self.removing.contains(id))
+            .collect()
     }
 }
 

@@ -201,6 +201,23 @@ pub struct ConfigChange {
     pub value: Option<String>,
 }
 
+/// One partition's reassignment (AlterPartitionReassignments).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reassignment {
+    pub topic: String,
+    pub partition: i32,
+    /// The replicas the partition should end with, the first preferred as
+    /// leader; `None` cancels the reassignment under way.
+    pub replicas: Option<Vec<i32>>,
+}
+
+/// The outcome of one [`Reassignment`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReassignmentOutcome {
+    pub error_code: i16,
+    pub error_message: Option<String>,
+}
+
 /// Requests that only the controller (shard 0) serves.
 #[derive(Debug)]
 pub enum ControllerRequest {
@@ -235,6 +252,9 @@ pub enum ControllerRequest {
     ShutDownBroker {
         id: i32,
     },
+    /// Starts or cancels partition reassignments; answered
+    /// `Reassignments` with one outcome per entry, in order.
+    AlterReassignments(Vec<Reassignment>),
 }
 
 /// A message to a shard over the mesh.
@@ -302,6 +322,8 @@ pub enum ShardResponse {
     /// The answer to [`ControllerRequest::AlterPartition`]: the partition's
     /// state as now recorded, or a Kafka error code.
     Partition(Result<sluice_engine::PartitionState, i16>),
+    /// The answer to [`ControllerRequest::AlterReassignments`].
+    Reassignments(Vec<ReassignmentOutcome>),
     Done,
 }
 
@@ -1440,6 +1462,7 @@ fn check_client_batches(batches: &[(BatchHeader, Bytes)]) -> Option<String> {
 mod controller;
 mod forward;
 mod peers;
+mod reassignment;
 mod replication;
 pub(crate) use replication::AckError;
 #[cfg(test)]

@@ -65,6 +65,7 @@ pub mod code {
     pub const MEMBER_ID_REQUIRED: i16 = 79;
     pub const GROUP_MAX_SIZE_REACHED: i16 = 81;
     pub const FENCED_INSTANCE_ID: i16 = 82;
+    pub const NO_REASSIGNMENT_IN_PROGRESS: i16 = 85;
     pub const GROUP_SUBSCRIBED_TO_TOPIC: i16 = 86;
     // The transaction coordinator's codes.
     pub const INVALID_PRODUCER_ID_MAPPING: i16 = 49;

@@ -291,7 +291,7 @@ impl Broker {
         }
     }
 
-    fn controller_image(&self) -> Arc<ClusterMetadata> {
+    pub(super) fn controller_image(&self) -> Arc<ClusterMetadata> {
         match self.controller.as_ref().and_then(Controller::quorum) {
             Some(quorum) => quorum.image(),
             None => self.metadata(),
@@ -312,7 +312,7 @@ impl Broker {
 
     /// Writes the difference between `base` and `metadata` to the metadata
     /// log and waits until every shard has applied it.
-    async fn publish(
+    pub(super) async fn publish(
         &self,
         base: &ClusterMetadata,
         metadata: ClusterMetadata,
@@ -437,6 +437,9 @@ impl Broker {
                 ShardResponse::Partition(self.alter_partition(&topic, partition, change).await)
             }
             ControllerRequest::ShutDownBroker { id } => self.shut_down_broker(id).await,
+            ControllerRequest::AlterReassignments(reassignments) => {
+                ShardResponse::Reassignments(self.alter_reassignments(reassignments).await)
+            }
         }
     }
 
@@ -886,6 +889,10 @@ impl Broker {
         }
         state.isr = change.isr;
         state.partition_epoch += 1;
+        let live: Vec<i32> = base.live_brokers().map(|broker| broker.id).collect();
+        if super::reassignment::finish(state, &live) {
+            tracing::info!(topic, partition, replicas = ?state.replicas, leader = state.leader, "reassignment completed");
+        }
         let recorded = state.clone();
         tracing::info!(
             topic,
@@ -1012,6 +1019,17 @@ fn not_controller(request: &ControllerRequest, reason: &str) -> ShardResponse {
         ControllerRequest::AlterPartition { .. } | ControllerRequest::ShutDownBroker { .. } => {
             ShardResponse::Partition(Err(code::NOT_CONTROLLER))
         }
+        ControllerRequest::AlterReassignments(reassignments) => ShardResponse::Reassignments(
+            reassignments
+                .iter()
+                .map(|_| super::ReassignmentOutcome {
+                    error_code: code::NOT_CONTROLLER,
+                    error_message: Some(format!(
+                        "the active controller could not be reached: {reason}"
+                    )),
+                })
+                .collect(),
+        ),
     }
 }
 
@@ -1105,6 +1123,9 @@ async fn watch_brokers(
                 if rebalance && prefer(state, &live) {
                     tracing::info!(topic = %topic.name, partition, leader = state.leader, "leadership back to the preferred replica");
                 }
+                if super::reassignment::finish(state, &live) {
+                    tracing::info!(topic = %topic.name, partition, replicas = ?state.replicas, leader = state.leader, "reassignment completed");
+                }
                 if reconcile(state, &live, policy.unclean) == Reconciled::Unclean {
                     tracing::warn!(
                         topic = %topic.name,
@@ -1167,8 +1188,7 @@ fn new_partition_state(image: &ClusterMetadata, replicas: Vec<i32>) -> Partition
         leader: isr.first().copied().unwrap_or(-1),
         isr,
         replicas,
-        leader_epoch: 0,
-        partition_epoch: 0,
+        ..PartitionState::default()
     }
 }
 
@@ -1328,6 +1348,7 @@ mod tests {
             leader,
             leader_epoch: 4,
             partition_epoch: 9,
+            ..PartitionState::default()
         }
     }
 

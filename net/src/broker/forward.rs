@@ -6,7 +6,10 @@
 use sluice_cluster::codec::{DecodeError, Reader, Writer};
 use sluice_cluster::records::{read_configs, write_configs};
 
-use super::{ConfigChange, ControllerRequest, NewTopic, ShardResponse, TopicOutcome};
+use super::{
+    ConfigChange, ControllerRequest, NewTopic, Reassignment, ReassignmentOutcome, ShardResponse,
+    TopicOutcome,
+};
 
 mod tag {
     pub const CREATE_TOPICS: u8 = 1;
@@ -16,11 +19,13 @@ mod tag {
     pub const ALLOCATE_PRODUCER_ID: u8 = 5;
     pub const ALTER_PARTITION: u8 = 6;
     pub const SHUT_DOWN_BROKER: u8 = 7;
+    pub const ALTER_REASSIGNMENTS: u8 = 8;
     pub const TOPICS: u8 = 101;
     pub const PRODUCER_ID: u8 = 102;
     pub const NONE: u8 = 103;
     pub const PARTITION: u8 = 104;
     pub const PARTITION_ERROR: u8 = 105;
+    pub const REASSIGNMENTS: u8 = 106;
 }
 
 pub fn encode_request(request: &ControllerRequest) -> Vec<u8> {
@@ -94,6 +99,18 @@ pub fn encode_request(request: &ControllerRequest) -> Vec<u8> {
             writer.u8(tag::SHUT_DOWN_BROKER);
             writer.i32(*id);
         }
+        ControllerRequest::AlterReassignments(reassignments) => {
+            writer.u8(tag::ALTER_REASSIGNMENTS);
+            writer.u32(reassignments.len() as u32);
+            for reassignment in reassignments {
+                writer.str(&reassignment.topic);
+                writer.i32(reassignment.partition);
+                writer.bool(reassignment.replicas.is_some());
+                if let Some(replicas) = &reassignment.replicas {
+                    writer.i32s(replicas);
+                }
+            }
+        }
     }
     writer.bytes
 }
@@ -166,6 +183,26 @@ pub fn decode_request(bytes: &[u8]) -> Result<ControllerRequest, DecodeError> {
             isr: reader.i32s()?,
         },
         tag::SHUT_DOWN_BROKER => ControllerRequest::ShutDownBroker { id: reader.i32()? },
+        tag::ALTER_REASSIGNMENTS => {
+            // A name length, a partition and a flag: 9 bytes at least.
+            let count = reader.count(9)?;
+            let mut reassignments = Vec::with_capacity(count);
+            for _ in 0..count {
+                let topic = reader.str()?;
+                let partition = reader.i32()?;
+                let replicas = if reader.bool()? {
+                    Some(reader.i32s()?)
+                } else {
+                    None
+                };
+                reassignments.push(Reassignment {
+                    topic,
+                    partition,
+                    replicas,
+                });
+            }
+            ControllerRequest::AlterReassignments(reassignments)
+        }
         other => return Err(DecodeError(format!("unknown controller request {other}"))),
     };
     reader.finish()?;
@@ -198,10 +235,20 @@ pub fn encode_response(response: &ShardResponse) -> Vec<u8> {
             writer.i32(state.leader);
             writer.i32(state.leader_epoch);
             writer.i32(state.partition_epoch);
+            writer.i32s(&state.adding);
+            writer.i32s(&state.removing);
         }
         ShardResponse::Partition(Err(error_code)) => {
             writer.u8(tag::PARTITION_ERROR);
             writer.u16(*error_code as u16);
+        }
+        ShardResponse::Reassignments(outcomes) => {
+            writer.u8(tag::REASSIGNMENTS);
+            writer.u32(outcomes.len() as u32);
+            for outcome in outcomes {
+                writer.u16(outcome.error_code as u16);
+                writer.opt_str(outcome.error_message.as_deref());
+            }
         }
         _ => writer.u8(tag::NONE),
     }
@@ -235,8 +282,22 @@ pub fn decode_response(bytes: &[u8]) -> Result<ShardResponse, DecodeError> {
             leader: reader.i32()?,
             leader_epoch: reader.i32()?,
             partition_epoch: reader.i32()?,
+            adding: reader.i32s()?,
+            removing: reader.i32s()?,
         })),
         tag::PARTITION_ERROR => ShardResponse::Partition(Err(reader.u16()? as i16)),
+        tag::REASSIGNMENTS => {
+            // A code and a flag: 3 bytes at least.
+            let count = reader.count(3)?;
+            let mut outcomes = Vec::with_capacity(count);
+            for _ in 0..count {
+                outcomes.push(ReassignmentOutcome {
+                    error_code: reader.u16()? as i16,
+                    error_message: reader.opt_str()?,
+                });
+            }
+            ShardResponse::Reassignments(outcomes)
+        }
         other => return Err(DecodeError(format!("unknown controller answer {other}"))),
     };
     reader.finish()?;
@@ -304,7 +365,19 @@ mod tests {
             partition_epoch: 11,
             isr: vec![3, 1],
         };
-        for request in [alter, ControllerRequest::ShutDownBroker { id: 3 }] {
+        let reassign = ControllerRequest::AlterReassignments(vec![
+            Reassignment {
+                topic: "t".into(),
+                partition: 1,
+                replicas: Some(vec![4, 2, 3]),
+            },
+            Reassignment {
+                topic: "u".into(),
+                partition: 0,
+                replicas: None,
+            },
+        ]);
+        for request in [alter, ControllerRequest::ShutDownBroker { id: 3 }, reassign] {
             let bytes = encode_request(&request);
             assert_eq!(
                 format!("{:?}", decode_request(&bytes).unwrap()),
@@ -321,8 +394,20 @@ mod tests {
                 leader: 3,
                 leader_epoch: 7,
                 partition_epoch: 12,
+                adding: vec![2],
+                removing: vec![4],
             })),
             ShardResponse::Partition(Err(108)),
+            ShardResponse::Reassignments(vec![
+                ReassignmentOutcome {
+                    error_code: 0,
+                    error_message: None,
+                },
+                ReassignmentOutcome {
+                    error_code: 85,
+                    error_message: Some("none under way".into()),
+                },
+            ]),
         ] {
             let bytes = encode_response(&answer);
             assert_eq!(

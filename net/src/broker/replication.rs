@@ -97,6 +97,16 @@ struct Progress {
     leader_end_at_last_fetch: i64,
 }
 
+/// A follower not yet heard from under this leadership.
+fn unheard(now: Instant) -> Progress {
+    Progress {
+        log_end: -1,
+        caught_up: now,
+        last_fetch: now,
+        leader_end_at_last_fetch: -1,
+    }
+}
+
 /// A partition this node leads that has other replicas.
 struct Led {
     state: PartitionState,
@@ -154,6 +164,8 @@ impl Broker {
             if state.leader == node {
                 led_now.insert(key.clone());
                 if state.replicas.len() <= 1 {
+                    // Alone (perhaps since a reassignment): nothing to track.
+                    self.replication.led.borrow_mut().remove(&key);
                     log.follow_log_end();
                     continue;
                 }
@@ -163,6 +175,12 @@ impl Broker {
                         Some(entry) if entry.state.leader_epoch == state.leader_epoch => {
                             if state.partition_epoch >= entry.state.partition_epoch {
                                 entry.state = state.clone();
+                                // A reassignment adds and removes followers
+                                // under the same leadership.
+                                entry.followers.retain(|id, _| state.replicas.contains(id));
+                                for id in state.replicas.iter().filter(|id| **id != node) {
+                                    entry.followers.entry(*id).or_insert_with(|| unheard(now));
+                                }
                             }
                             false
                         }
@@ -171,17 +189,7 @@ impl Broker {
                                 .replicas
                                 .iter()
                                 .filter(|id| **id != node)
-                                .map(|id| {
-                                    (
-                                        *id,
-                                        Progress {
-                                            log_end: -1,
-                                            caught_up: now,
-                                            last_fetch: now,
-                                            leader_end_at_last_fetch: -1,
-                                        },
-                                    )
-                                })
+                                .map(|id| (*id, unheard(now)))
                                 .collect();
                             led.insert(
                                 key.clone(),
