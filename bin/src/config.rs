@@ -537,8 +537,8 @@ fn check_quorum_settings(config: &BrokerConfig) -> Result<(), String> {
             listed.port(),
             listen
         )),
-        (None, _) => Err(format!(
-            "node {} is not in controller_voters ({}); every node is a voter today (brokers that only follow the quorum are not supported yet): add it, or give this node the id the list has for it",
+        (None, Some(listen)) => Err(format!(
+            "node {} is not in controller_voters ({}) but controller_listen is set to {listen}; a broker that is not a voter has no controller port: drop controller_listen, or add the node to controller_voters",
             config.node_id,
             cluster
                 .voters

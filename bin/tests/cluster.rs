@@ -515,3 +515,88 @@ fn admin_requests_and_consumer_groups_work_through_any_broker() {
         .sum();
     assert_eq!(total, RECORDS as i64);
 }
+
+/// A broker that is not a voter (an observer) joins a running cluster:
+/// every broker lists it, replicas are placed on it, it serves produce and
+/// fetch for the partitions it leads and forwards admin requests, it keeps
+/// following the metadata across a failover of the active controller, and
+/// it is fenced when killed and registers again when restarted.
+#[test]
+fn a_broker_that_is_not_a_voter_follows_the_quorum() {
+    const OBSERVER: i32 = NODES as i32 + 1;
+    let mut brokers = start_cluster();
+    let observer = common::start_observer(&brokers, OBSERVER, &[]);
+    let everyone: BTreeSet<i32> = (1..=OBSERVER).collect();
+    for broker in brokers.iter().chain(std::iter::once(&observer)) {
+        wait_until("every broker lists all four", METADATA_TIMEOUT, || {
+            broker_ids(broker) == everyone
+        });
+    }
+    // Created through the observer: its request goes to the active
+    // controller; with four brokers, RF=2 places replicas on it.
+    assert_eq!(
+        create(&observer, TOPIC, PARTITIONS, 2),
+        RDKafkaErrorCode::NoError
+    );
+    wait_until(
+        "the observer sees the topic placed",
+        METADATA_TIMEOUT,
+        || layout(&observer).len() == PARTITIONS as usize,
+    );
+    let placed = layout(&observer);
+    assert_eq!(placed, layout(&brokers[0]), "the same metadata everywhere");
+    let on_observer = placed
+        .iter()
+        .filter(|(_, _, replicas, _)| replicas.contains(&OBSERVER))
+        .count();
+    let led_by_observer = placed
+        .iter()
+        .filter(|(_, leader, _, _)| *leader == OBSERVER)
+        .count();
+    assert!(
+        on_observer >= PARTITIONS as usize / 4 && led_by_observer > 0,
+        "replicas spread over all four brokers: {placed:?}"
+    );
+    produce_records(&observer);
+    let read = read_all(&observer, TOPIC, PARTITIONS);
+    assert_eq!(read.values().map(Vec::len).sum::<usize>(), RECORDS);
+
+    // kill -9 of the active controller: the observer follows the new one.
+    let controller = common::quorum_leader(&brokers[0]);
+    assert!((1..=NODES as i32).contains(&controller));
+    brokers[controller as usize - 1].stop(Stop::Kill);
+    wait_until(
+        "the observer names a new controller",
+        Duration::from_secs(20),
+        || {
+            let leader = common::quorum_leader(&observer);
+            leader >= 0 && leader != controller
+        },
+    );
+    assert_eq!(
+        create(&observer, "after-failover", 2, 2),
+        RDKafkaErrorCode::NoError,
+        "admin requests through the observer reach the new controller"
+    );
+    brokers[controller as usize - 1].start_again();
+
+    // kill -9 of the observer: fenced, then back after a restart.
+    let mut observer = observer;
+    observer.stop(Stop::Kill);
+    let voters: BTreeSet<i32> = (1..=NODES as i32).collect();
+    wait_until("the observer fenced", Duration::from_secs(20), || {
+        broker_ids(&brokers[0]) == voters
+    });
+    observer.start_again();
+    wait_until(
+        "the observer registered again",
+        Duration::from_secs(20),
+        || broker_ids(&brokers[0]) == everyone && broker_ids(&observer) == everyone,
+    );
+    let read = read_all(&observer, TOPIC, PARTITIONS);
+    assert_eq!(
+        read.values().map(Vec::len).sum::<usize>(),
+        RECORDS,
+        "every record is still there after the restarts"
+    );
+}

@@ -42,6 +42,16 @@ pub const CONTROLLER_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration:
 /// Wait after a peer could not be reached before dialling it again.
 pub const CONTROLLER_RECONNECT_BACKOFF: std::time::Duration = std::time::Duration::from_millis(100);
 
+/// How long a voter holds an observer's poll open when it has nothing
+/// newer: the observer's heartbeat interval on the active controller, well
+/// inside the default 1.5 s broker session.
+pub const OBSERVER_FETCH_WAIT: std::time::Duration = std::time::Duration::from_millis(250);
+/// Time beyond [`OBSERVER_FETCH_WAIT`] an observer waits for an answer
+/// before it tries the next voter.
+pub const OBSERVER_FETCH_GRACE: std::time::Duration = std::time::Duration::from_millis(750);
+/// How long a voter waits for an observer's proposal to apply.
+pub const OBSERVER_PROPOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 const _: () = assert!(HEARTBEAT_TICKS < ELECTION_TICKS);
 const _: () = assert!(SNAPSHOT_LOG_BYTES_DEFAULT < METADATA_LOG_BYTES_MAX);
 const _: () = assert!(APPEND_MESSAGE_BYTES_MAX <= METADATA_ENTRY_BYTES_MAX as u64);

@@ -15,6 +15,7 @@
 pub mod codec;
 pub mod constants;
 pub mod node;
+pub mod observer;
 pub mod placement;
 pub mod quorum;
 pub mod records;

@@ -82,6 +82,9 @@ struct Shared {
     /// When a message last arrived from each peer: the voters' liveness,
     /// which the active controller fences brokers by.
     last_heard: RefCell<BTreeMap<i32, Instant>>,
+    /// Set on a broker that is not a voter: it follows the image from the
+    /// voters instead of taking part in Raft.
+    observing: Option<Rc<crate::observer::Observing>>,
 }
 
 /// A handle on the quorum; cheap to clone.
@@ -104,10 +107,74 @@ impl Quorum {
             next_ticket: Cell::new(0),
             failure: RefCell::new(None),
             last_heard: RefCell::new(BTreeMap::new()),
+            observing: None,
         });
         let driven = Rc::clone(&shared);
         glommio::spawn_local(drive(driven, node, transport)).detach();
         Quorum { shared }
+    }
+
+    /// A broker that is not a voter (an observer): follows the committed
+    /// image from the voters' controller ports, and sends its writes (its
+    /// registration) to them.
+    pub fn observe(node_id: i32, voters: Vec<(i32, std::net::SocketAddr)>) -> Quorum {
+        let observing = Rc::new(crate::observer::Observing { node_id, voters });
+        let shared = Rc::new(Shared {
+            inbox: RefCell::new(VecDeque::new()),
+            inbox_signal: Signal::new(),
+            progress_signal: Signal::new(),
+            image: RefCell::new(Arc::new(ClusterMetadata::default())),
+            status: RefCell::new(QuorumStatus::default()),
+            proposed: RefCell::new(BTreeMap::new()),
+            outcomes: RefCell::new(BTreeMap::new()),
+            next_ticket: Cell::new(0),
+            failure: RefCell::new(None),
+            last_heard: RefCell::new(BTreeMap::new()),
+            observing: Some(Rc::clone(&observing)),
+        });
+        let quorum = Quorum { shared };
+        glommio::spawn_local(crate::observer::follow(quorum.clone(), observing)).detach();
+        quorum
+    }
+
+    /// Whether this node only observes the quorum.
+    pub fn is_observer(&self) -> bool {
+        self.shared.observing.is_some()
+    }
+
+    /// An observer's newest image from the voters, and the leader they
+    /// named.
+    pub(crate) fn observed(&self, image: ClusterMetadata, leader: Option<i32>) {
+        *self.shared.status.borrow_mut() = QuorumStatus {
+            leader,
+            applied: image.version,
+            log_end: image.version,
+            ..QuorumStatus::default()
+        };
+        *self.shared.image.borrow_mut() = Arc::new(image);
+        self.shared.progress_signal.notify();
+    }
+
+    /// The voters' answer about their leader, without a new image.
+    pub(crate) fn observed_leader(&self, leader: Option<i32>) {
+        let changed = {
+            let mut status = self.shared.status.borrow_mut();
+            let changed = status.leader != leader;
+            status.leader = leader;
+            changed
+        };
+        if changed {
+            self.shared.progress_signal.notify();
+        }
+    }
+
+    /// Records that node `id` was heard from (a voter's Raft message, an
+    /// observer's fetch): the liveness the active controller fences by.
+    pub fn heard(&self, id: i32) {
+        self.shared
+            .last_heard
+            .borrow_mut()
+            .insert(id, Instant::now());
     }
 
     /// The latest applied image.
@@ -132,10 +199,7 @@ impl Quorum {
     /// A message from a peer. Dropped when the inbox is full (the driver
     /// fell behind): raft-rs sends again.
     pub fn deliver(&self, message: Message) {
-        self.shared
-            .last_heard
-            .borrow_mut()
-            .insert(crate::node::node_id(message.from), Instant::now());
+        self.heard(crate::node::node_id(message.from));
         let mut inbox = self.shared.inbox.borrow_mut();
         if inbox.len() >= QUORUM_INBOX_MAX {
             return;
@@ -178,6 +242,15 @@ impl Quorum {
     ) -> Result<u64, WriteError> {
         if let Some(failure) = self.shared.failure.borrow().as_ref() {
             return Err(WriteError::Failed(failure.clone()));
+        }
+        if let Some(observing) = &self.shared.observing {
+            if decided_in.is_some() {
+                return Err(WriteError::NotLeader {
+                    leader: self.status().leader,
+                });
+            }
+            return crate::observer::propose(observing, self.status().leader, &records, deadline)
+                .await;
         }
         let ticket = self.shared.next_ticket.get() + 1;
         self.shared.next_ticket.set(ticket);

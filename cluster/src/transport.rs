@@ -1,4 +1,6 @@
-//! The controller port: Raft messages between the quorum's voters over TCP.
+//! The controller port: Raft messages between the quorum's voters over TCP,
+//! forwarded controller requests, and observers following the metadata
+//! (see [`crate::observer`]).
 //!
 //! Each voter dials every other voter and keeps one outbound connection per
 //! peer; the connection opens with a hello frame naming the dialling node,
@@ -143,13 +145,13 @@ impl Peers {
     }
 }
 
-fn push_frame(out: &mut Vec<u8>, kind: u8, payload: &[u8]) {
+pub(crate) fn push_frame(out: &mut Vec<u8>, kind: u8, payload: &[u8]) {
     out.extend_from_slice(&((payload.len() + 1) as u32).to_be_bytes());
     out.push(kind);
     out.extend_from_slice(payload);
 }
 
-async fn connect(address: SocketAddr, node_id: i32) -> std::io::Result<TcpStream> {
+pub(crate) async fn connect(address: SocketAddr, node_id: i32) -> std::io::Result<TcpStream> {
     let timeout = async {
         glommio::timer::sleep(CONTROLLER_CONNECT_TIMEOUT).await;
         Err(std::io::Error::new(
@@ -171,7 +173,7 @@ async fn connect(address: SocketAddr, node_id: i32) -> std::io::Result<TcpStream
 }
 
 /// Reads one frame; the buffer grows only as bytes arrive.
-async fn read_frame(stream: &mut TcpStream) -> Result<Option<(u8, Vec<u8>)>, String> {
+pub(crate) async fn read_frame(stream: &mut TcpStream) -> Result<Option<(u8, Vec<u8>)>, String> {
     let mut header = [0u8; FRAME_HEADER_BYTES];
     let mut filled = 0;
     while filled < FRAME_HEADER_BYTES {
@@ -281,21 +283,41 @@ async fn serve_peer(
         Some((kind, _)) => return Err(format!("expected a hello frame, got kind {kind}")),
         None => return Ok(()),
     };
-    if !voters.contains(&from) {
-        return Err(format!(
-            "node {from} is not a voter of this quorum (voters: {voters:?}); check controller_voters on both nodes"
-        ));
-    }
-    while let Some((kind, payload)) = read_frame(&mut stream).await? {
-        if kind == KIND_FORWARD {
-            let answer = forwarder(payload).await;
+    let voter = voters.contains(&from);
+    let mut served = crate::observer::Served::default();
+    while let Some((kind, mut payload)) = read_frame(&mut stream).await? {
+        // Any frame is a sign of life (an observer's polls are its only
+        // heartbeats).
+        quorum.heard(from);
+        let answer = match kind {
+            KIND_FORWARD => Some((KIND_ANSWER, forwarder(std::mem::take(&mut payload)).await)),
+            crate::observer::KIND_FETCH => Some((
+                crate::observer::KIND_IMAGE,
+                crate::observer::answer_fetch(quorum, &mut served, &payload)
+                    .await
+                    .map_err(|error| error.to_string())?,
+            )),
+            crate::observer::KIND_PROPOSE => Some((
+                crate::observer::KIND_PROPOSED,
+                crate::observer::answer_propose(quorum, from, &payload)
+                    .await
+                    .map_err(|error| error.to_string())?,
+            )),
+            _ => None,
+        };
+        if let Some((answer_kind, answer)) = answer {
             let mut frame = Vec::with_capacity(answer.len() + FRAME_HEADER_BYTES);
-            push_frame(&mut frame, KIND_ANSWER, &answer);
+            push_frame(&mut frame, answer_kind, &answer);
             stream
                 .write_all(&frame)
                 .await
                 .map_err(|error| error.to_string())?;
             continue;
+        }
+        if kind == KIND_RAFT && !voter {
+            return Err(format!(
+                "node {from} is not a voter of this quorum (voters: {voters:?}) and sent a Raft message; check controller_voters on both nodes"
+            ));
         }
         if kind != KIND_RAFT {
             return Err(format!("unknown frame kind {kind}"));

@@ -1011,6 +1011,33 @@ pub fn start_cluster_on(hosts: &[Host], extra_args: &[&str]) -> Vec<TestBroker> 
     TestBroker::start_together_on(&placed)
 }
 
+/// Starts a broker that is not a voter (an observer of the metadata
+/// quorum) with node id `node_id` in the cluster of `voters` (started by
+/// [`start_cluster_with`]), on rack `rack-<id>`, with `extra_args`.
+pub fn start_observer(voters: &[TestBroker], node_id: i32, extra_args: &[&str]) -> TestBroker {
+    let listed = voters
+        .first()
+        .and_then(|voter| {
+            let at = voter
+                .extra_args
+                .iter()
+                .position(|arg| arg == "--controller-voters")?;
+            voter.extra_args.get(at + 1).cloned()
+        })
+        .expect("a cluster started with --controller-voters");
+    let mut args: Vec<String> = vec![
+        "--node-id".into(),
+        node_id.to_string(),
+        "--controller-voters".into(),
+        listed,
+        "--rack".into(),
+        format!("rack-{node_id}"),
+    ];
+    args.extend(extra_args.iter().map(|arg| arg.to_string()));
+    let mut started = TestBroker::start_together(&[args]);
+    started.pop().expect("one broker started")
+}
+
 /// `bootstrap.servers` naming every broker of a cluster as it listens now,
 /// so that a client started from it does not depend on any one of them.
 pub fn cluster_bootstrap(brokers: &[TestBroker]) -> String {

@@ -119,82 +119,35 @@ fn write_error(error: WriteError) -> MetadataWriteError {
 }
 
 impl Broker {
-    /// Controller start-up: opens this node's metadata log (migrating a
-    /// single-node directory's metadata file into it the first time),
-    /// starts the quorum member, waits for the quorum to elect a leader and
+    /// Controller start-up: starts this node's part in the metadata quorum
+    /// (a voter's member, or an observer that follows the voters), waits
+    /// for the quorum to elect a leader, registers this broker, and
     /// publishes the image to every shard (each opens its partitions).
     /// Returns when all shards are ready.
     pub async fn start_controller(&self) -> Result<(), String> {
         let Some(controller) = &self.controller else {
             return Ok(());
         };
-        let data_dir = self.config.data_dir.clone();
         let node_id = self.config.node_id;
-        let wal = Wal::new(DmaStorage, &data_dir);
-        let legacy = FileMetadataStore::new(DmaStorage, data_dir.clone(), node_id);
-        let bootstrap = if wal.is_new() {
-            legacy.load().await.map_err(|error| error.to_string())?
-        } else {
-            None
-        };
-        let migrating = bootstrap.is_some();
         let cluster = &self.config.cluster;
         let voters: Vec<i32> = if cluster.voters.is_empty() {
             vec![node_id]
         } else {
             cluster.voters.iter().map(|(id, _)| *id).collect()
         };
-        if migrating && voters != [node_id] {
-            return Err(format!(
-                "{} holds a single-node broker's metadata file; a quorum cannot grow from one node yet: start this node alone (no controller_voters), or start the cluster on empty data directories",
-                data_dir.display()
-            ));
-        }
-        let incarnation = u64::from_be_bytes(random_id()[..8].try_into().unwrap_or([0; 8]));
-        let config = NodeConfig {
-            node_id,
-            incarnation,
-            voters: voters.clone(),
-            snapshot_entries: sluice_cluster::constants::SNAPSHOT_ENTRIES_DEFAULT,
-            snapshot_bytes: sluice_cluster::constants::SNAPSHOT_LOG_BYTES_DEFAULT,
+        let (quorum, incarnation) = if voters.contains(&node_id) {
+            self.start_voter(&voters).await?
+        } else {
+            tracing::info!(
+                ?voters,
+                "this broker is not a voter: it follows the metadata from the voters"
+            );
+            let incarnation = u64::from_be_bytes(random_id()[..8].try_into().unwrap_or([0; 8]));
+            (
+                Quorum::observe(node_id, cluster.voters.clone()),
+                incarnation,
+            )
         };
-        let node = MetadataNode::open(config, wal, bootstrap)
-            .await
-            .map_err(|error| format!("metadata log in {}: {error}", data_dir.display()))?;
-        if migrating {
-            legacy.retire().map_err(|error| error.to_string())?;
-            tracing::info!("the single-node metadata file was moved into the metadata log");
-        }
-        let peers = Peers::new(node_id, &cluster.voters);
-        let sender = peers.clone();
-        let quorum = Quorum::start(node, Rc::new(move |message| sender.send(message)));
-        if let Some(listen) = cluster.controller_listen {
-            let listener = glommio::net::TcpListener::bind(listen)
-                .map_err(|error| format!("cannot bind the controller port {listen}: {error}"))?;
-            let this = self.this.clone();
-            let forwarder: Forwarder = Rc::new(move |bytes: Vec<u8>| {
-                let broker = this.upgrade();
-                Box::pin(async move {
-                    let answer = match (broker, forward::decode_request(&bytes)) {
-                        (Some(broker), Ok(request)) => broker.serve_controller_here(request).await,
-                        (_, Err(error)) => {
-                            tracing::warn!(%error, "a malformed forwarded controller request");
-                            ShardResponse::Done
-                        }
-                        (None, _) => ShardResponse::Done,
-                    };
-                    forward::encode_response(&answer)
-                }) as Pin<Box<dyn Future<Output = Vec<u8>>>>
-            });
-            glommio::spawn_local(sluice_cluster::transport::serve(
-                listener,
-                voters.clone(),
-                quorum.clone(),
-                forwarder,
-            ))
-            .detach();
-        }
-        peers.start_senders();
         *controller.quorum.borrow_mut() = Some(quorum.clone());
         self.form_cluster(&quorum, &voters).await?;
         let (host, port) = self.advertised();
@@ -238,6 +191,75 @@ impl Broker {
         let version = quorum.image().version;
         self.wait_published(version).await;
         Ok(())
+    }
+
+    /// A voter's start: opens this node's metadata log (migrating a
+    /// single-node directory's metadata file into it the first time),
+    /// starts its quorum member and the controller port.
+    async fn start_voter(&self, voters: &[i32]) -> Result<(Quorum, u64), String> {
+        let data_dir = self.config.data_dir.clone();
+        let node_id = self.config.node_id;
+        let wal = Wal::new(DmaStorage, &data_dir);
+        let legacy = FileMetadataStore::new(DmaStorage, data_dir.clone(), node_id);
+        let bootstrap = if wal.is_new() {
+            legacy.load().await.map_err(|error| error.to_string())?
+        } else {
+            None
+        };
+        let migrating = bootstrap.is_some();
+        let cluster = &self.config.cluster;
+        if migrating && voters != [node_id] {
+            return Err(format!(
+                "{} holds a single-node broker's metadata file; a quorum cannot grow from one node yet: start this node alone (no controller_voters), or start the cluster on empty data directories",
+                data_dir.display()
+            ));
+        }
+        let incarnation = u64::from_be_bytes(random_id()[..8].try_into().unwrap_or([0; 8]));
+        let config = NodeConfig {
+            node_id,
+            incarnation,
+            voters: voters.to_vec(),
+            snapshot_entries: sluice_cluster::constants::SNAPSHOT_ENTRIES_DEFAULT,
+            snapshot_bytes: sluice_cluster::constants::SNAPSHOT_LOG_BYTES_DEFAULT,
+        };
+        let node = MetadataNode::open(config, wal, bootstrap)
+            .await
+            .map_err(|error| format!("metadata log in {}: {error}", data_dir.display()))?;
+        if migrating {
+            legacy.retire().map_err(|error| error.to_string())?;
+            tracing::info!("the single-node metadata file was moved into the metadata log");
+        }
+        let peers = Peers::new(node_id, &cluster.voters);
+        let sender = peers.clone();
+        let quorum = Quorum::start(node, Rc::new(move |message| sender.send(message)));
+        if let Some(listen) = cluster.controller_listen {
+            let listener = glommio::net::TcpListener::bind(listen)
+                .map_err(|error| format!("cannot bind the controller port {listen}: {error}"))?;
+            let this = self.this.clone();
+            let forwarder: Forwarder = Rc::new(move |bytes: Vec<u8>| {
+                let broker = this.upgrade();
+                Box::pin(async move {
+                    let answer = match (broker, forward::decode_request(&bytes)) {
+                        (Some(broker), Ok(request)) => broker.serve_controller_here(request).await,
+                        (_, Err(error)) => {
+                            tracing::warn!(%error, "a malformed forwarded controller request");
+                            ShardResponse::Done
+                        }
+                        (None, _) => ShardResponse::Done,
+                    };
+                    forward::encode_response(&answer)
+                }) as Pin<Box<dyn Future<Output = Vec<u8>>>>
+            });
+            glommio::spawn_local(sluice_cluster::transport::serve(
+                listener,
+                voters.to_vec(),
+                quorum.clone(),
+                forwarder,
+            ))
+            .detach();
+        }
+        peers.start_senders();
+        Ok((quorum, incarnation))
     }
 
     /// The image controller operations start from: the quorum's newest.
