@@ -6,6 +6,13 @@
 //! Output is built into one string and written at the end, so a closed pipe
 //! (`sluice topic list | head -1`) is not a panic. Exit status: 0 on success,
 //! 1 when the broker refuses or cannot be reached, 2 for usage errors.
+//!
+//! Partition reassignments (`topic reassign`, `topic reassignments`,
+//! `cluster rebalance`) live in [`reassign`], the rebalance planner in
+//! [`rebalance`].
+
+mod reassign;
+mod rebalance;
 
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -30,6 +37,13 @@ ADMIN COMMANDS (Kafka protocol; work against any Kafka-compatible broker):
     sluice topic delete NAME
     sluice topic alter-config NAME [--set KEY=VALUE ...] [--delete KEY ...]
         Sets or removes topic config overrides (IncrementalAlterConfigs).
+    sluice topic reassign NAME --partition N (--replicas ID,ID,... | --cancel) [--wait]
+        Moves a partition to the given brokers (the first is its preferred leader), or
+        cancels the move in progress. --wait waits until the move has finished and shows
+        the partition's replicas and ISR.
+    sluice topic reassignments [NAME]
+        Lists the partition reassignments in progress, with the replicas being added and
+        removed.
     sluice group list [--state STATE ...]
         Lists consumer groups with their states (e.g. Empty, Stable).
     sluice group describe GROUP
@@ -47,6 +61,11 @@ ADMIN COMMANDS (Kafka protocol; work against any Kafka-compatible broker):
         partitions.
     sluice cluster info
         Shows the cluster id, the controller and the brokers.
+    sluice cluster rebalance [--topic NAME] [--dry-run] [--wait]
+        Plans reassignments that spread every topic's replicas and preferred leaders evenly
+        over the live brokers, keeping replication factors and moving as few replicas as
+        possible; prints the plan and starts it (--dry-run only prints it). --wait waits
+        until every move has finished.
 
     Options of every admin command:
         --bootstrap HOST:PORT   broker to connect to (default 127.0.0.1:9092)
@@ -83,6 +102,16 @@ enum Command {
         name: String,
         changes: Vec<ConfigChange>,
     },
+    /// `replicas: None` cancels the reassignment in progress.
+    TopicReassign {
+        name: String,
+        partition: i32,
+        replicas: Option<Vec<i32>>,
+        wait: bool,
+    },
+    TopicReassignments {
+        name: Option<String>,
+    },
     GroupList {
         states: Vec<String>,
     },
@@ -105,6 +134,11 @@ enum Command {
         id: String,
     },
     ClusterInfo,
+    ClusterRebalance {
+        topic: Option<String>,
+        dry_run: bool,
+        wait: bool,
+    },
 }
 
 /// Where `group reset-offsets` moves a group's offsets.
@@ -139,6 +173,9 @@ fn command_flags(group: &str, action: &str) -> Option<&'static [&'static str]> {
         ("topic", "create") => Some(&["partitions", "replication-factor", "config"]),
         ("topic", "list" | "describe" | "delete") | ("cluster", "info") => Some(&[]),
         ("topic", "alter-config") => Some(&["set", "delete"]),
+        ("topic", "reassign") => Some(&["partition", "replicas", "cancel", "wait"]),
+        ("topic", "reassignments") => Some(&[]),
+        ("cluster", "rebalance") => Some(&["topic", "dry-run", "wait"]),
         ("group", "list") | ("txn", "list") => Some(&["state"]),
         ("txn", "describe") => Some(&[]),
         ("group", "describe" | "delete") => Some(&[]),
@@ -155,7 +192,14 @@ fn command_flags(group: &str, action: &str) -> Option<&'static [&'static str]> {
 }
 
 /// Flags that take no value.
-const SWITCHES: &[&str] = &["to-earliest", "to-latest", "execute"];
+const SWITCHES: &[&str] = &[
+    "to-earliest",
+    "to-latest",
+    "execute",
+    "cancel",
+    "wait",
+    "dry-run",
+];
 
 fn key_value(flag: &str, text: &str) -> Result<(String, String), String> {
     match text.split_once('=') {
@@ -294,6 +338,18 @@ fn parse(args: &[String]) -> Result<Parsed, String> {
             Command::TxnList { states }
         }
         ("txn", "describe") => Command::TxnDescribe { id: name()? },
+        ("topic", "reassign") => reassign::parse_reassign(name()?, flags)?,
+        ("topic", "reassignments") => match positionals.as_slice() {
+            [] => Command::TopicReassignments { name: None },
+            [name] if !name.is_empty() => Command::TopicReassignments {
+                name: Some(name.to_string()),
+            },
+            _ => return Err(format!("'{group} {action}' takes at most one {noun}")),
+        },
+        ("cluster", "rebalance") => {
+            no_positionals()?;
+            reassign::parse_rebalance(flags)?
+        }
         _ => {
             no_positionals()?;
             Command::ClusterInfo
@@ -382,7 +438,11 @@ pub fn main(args: &[String]) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(Failure { doing, error }) => {
-            eprintln!("sluice: {doing} failed: {error}");
+            let why = match &error {
+                ClientError::Broker(refusal) => reassign::refusal_text(refusal),
+                other => other.to_string(),
+            };
+            eprintln!("sluice: {doing} failed: {why}");
             ExitCode::from(EXIT_FAILED)
         }
     }
@@ -403,6 +463,19 @@ fn describe_command(command: &Command) -> String {
         Command::TopicDescribe { name } => format!("describe topic '{name}'"),
         Command::TopicDelete { name } => format!("delete topic '{name}'"),
         Command::TopicAlterConfig { name, .. } => format!("alter configs of topic '{name}'"),
+        Command::TopicReassign {
+            name,
+            partition,
+            replicas: Some(_),
+            ..
+        } => format!("reassign partition {partition} of topic '{name}'"),
+        Command::TopicReassign {
+            name,
+            partition,
+            replicas: None,
+            ..
+        } => format!("cancel the reassignment of partition {partition} of topic '{name}'"),
+        Command::TopicReassignments { .. } => "list reassignments".to_string(),
         Command::GroupList { .. } => "list groups".to_string(),
         Command::GroupDescribe { group } => format!("describe group '{group}'"),
         Command::GroupDelete { group } => format!("delete group '{group}'"),
@@ -410,6 +483,7 @@ fn describe_command(command: &Command) -> String {
         Command::TxnList { .. } => "list transactions".to_string(),
         Command::TxnDescribe { id } => format!("describe transactional id '{id}'"),
         Command::ClusterInfo => "describe cluster".to_string(),
+        Command::ClusterRebalance { .. } => "rebalance the cluster".to_string(),
     }
 }
 
@@ -441,6 +515,27 @@ fn execute(invocation: &Invocation) -> Result<String, Failure> {
         Command::TxnList { states } => txn_list(&mut admin, states, json),
         Command::TxnDescribe { id } => txn_describe(&mut admin, id, json),
         Command::ClusterInfo => cluster_info(&mut admin, json),
+        Command::TopicReassign {
+            name,
+            partition,
+            replicas,
+            wait,
+        } => reassign::topic_reassign(
+            &mut admin,
+            name,
+            *partition,
+            replicas.as_deref(),
+            *wait,
+            json,
+        ),
+        Command::TopicReassignments { name } => {
+            reassign::topic_reassignments(&mut admin, name.as_deref(), json)
+        }
+        Command::ClusterRebalance {
+            topic,
+            dry_run,
+            wait,
+        } => reassign::cluster_rebalance(&mut admin, topic.as_deref(), *dry_run, *wait, json),
     }
     .map_err(failed)
 }
@@ -1350,6 +1445,62 @@ mod tests {
     }
 
     #[test]
+    fn parses_reassignment_commands() {
+        assert_eq!(
+            run("topic reassign orders --partition 3 --replicas 4,2,3 --wait").command,
+            Command::TopicReassign {
+                name: "orders".into(),
+                partition: 3,
+                replicas: Some(vec![4, 2, 3]),
+                wait: true,
+            }
+        );
+        assert_eq!(
+            run("topic reassign orders --cancel --partition=0").command,
+            Command::TopicReassign {
+                name: "orders".into(),
+                partition: 0,
+                replicas: None,
+                wait: false,
+            }
+        );
+        assert_eq!(
+            run("topic reassignments").command,
+            Command::TopicReassignments { name: None }
+        );
+        assert_eq!(
+            run("topic reassignments orders --json").command,
+            Command::TopicReassignments {
+                name: Some("orders".into())
+            }
+        );
+        assert_eq!(
+            run("cluster rebalance").command,
+            Command::ClusterRebalance {
+                topic: None,
+                dry_run: false,
+                wait: false,
+            }
+        );
+        assert_eq!(
+            run("cluster rebalance --topic orders --wait").command,
+            Command::ClusterRebalance {
+                topic: Some("orders".into()),
+                dry_run: false,
+                wait: true,
+            }
+        );
+        assert_eq!(
+            run("cluster rebalance --dry-run").command,
+            Command::ClusterRebalance {
+                topic: None,
+                dry_run: true,
+                wait: false,
+            }
+        );
+    }
+
+    #[test]
     fn rejects_bad_command_lines() {
         for line in [
             "topic",
@@ -1371,6 +1522,19 @@ mod tests {
             "group reset-offsets g --topic t --to-offset -1",
             "group reset-offsets g --topic t --to-offset x",
             "group delete a --execute",
+            "topic reassign t --replicas 1,2",
+            "topic reassign t --partition 0",
+            "topic reassign t --partition 0 --replicas 1,2 --cancel",
+            "topic reassign t --partition -1 --replicas 1",
+            "topic reassign t --partition 0 --replicas 1,1",
+            "topic reassign t --partition 0 --replicas 1,,2",
+            "topic reassign t --partition 0 --replicas -3",
+            "topic reassign --partition 0 --replicas 1",
+            "topic reassignments a b",
+            "topic reassignments --wait",
+            "cluster rebalance extra",
+            "cluster rebalance --dry-run --wait",
+            "cluster rebalance --partition 1",
         ] {
             assert!(parse(&args(line)).is_err(), "{line}");
         }

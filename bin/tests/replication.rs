@@ -83,6 +83,10 @@ const FAILOVER_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long the producer goes on with a broker down before it restarts.
 /// Kills in the failover-time test when `SLUICE_REPLICATION_KILLS` is unset.
 const KILLS_DEFAULT: usize = 2;
+/// The broker added (not a voter) by the reassignment scenario.
+const NEW_NODE: i32 = NODES as i32 + 1;
+/// Time for a reassignment to copy a partition and switch over.
+const REASSIGNMENT_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long after a kill answers the dead broker sent before it died may
 /// still reach the client (they sit in the socket buffers).
 const STRAGGLER_ANSWERS: Duration = Duration::from_millis(20);
@@ -370,6 +374,120 @@ fn network_partition_cuts_off_a_leader() {
 
 // ---- the cluster and its metadata ----------------------------------------
 
+/// Reassignment while the producer keeps writing: a fourth broker, not a
+/// voter, joins the running cluster; partition 0 moves off its leader onto
+/// it (the leadership moves with it) and partition 1 swaps a follower for
+/// it. Each added replica copies the log from the leader, joins the ISR,
+/// and then the removed replicas go; afterwards the usual checks run over
+/// the new placement, and the removed brokers hold no copy.
+#[test]
+fn reassignment_to_a_new_broker_under_load() {
+    let mut brokers = start_replicated_cluster();
+    let initial = wait_for_full_isr(&brokers, "after the topic was created");
+    let load = Load::start(&brokers);
+    load.wait_for_progress(&no_acknowledgements(), "before the fourth broker starts");
+    brokers.push(common::start_observer(&brokers, NEW_NODE, &[]));
+    wait_for_registration(&brokers);
+    let moved_leader = &initial[0];
+    let mut off_the_leader = vec![NEW_NODE];
+    off_the_leader.extend(
+        moved_leader
+            .replicas
+            .iter()
+            .copied()
+            .filter(|id| *id != moved_leader.leader),
+    );
+    let swapped = &initial[1];
+    let follower = *swapped
+        .replicas
+        .iter()
+        .rev()
+        .find(|id| **id != swapped.leader)
+        .expect("a follower");
+    let swapped_follower: Vec<i32> = swapped
+        .replicas
+        .iter()
+        .map(|id| if *id == follower { NEW_NODE } else { *id })
+        .collect();
+    let targets = BTreeMap::from([(0, off_the_leader), (1, swapped_follower)]);
+    let before = load.acknowledged_by_partition();
+    let started = Instant::now();
+    alter_reassignments(&brokers[0], &targets);
+    let done = wait_for(
+        "the reassignments to complete",
+        REASSIGNMENT_TIMEOUT,
+        METADATA_POLL_INTERVAL,
+        || {
+            let now = layout(&brokers[NEW_NODE as usize - 1])?;
+            for (partition, target) in &targets {
+                let state = &now[*partition as usize];
+                let mut isr = state.isr.clone();
+                isr.sort_unstable();
+                let mut wanted = target.clone();
+                wanted.sort_unstable();
+                if state.replicas != *target || isr != wanted {
+                    return Err(format!("{state:?}"));
+                }
+            }
+            Ok(now)
+        },
+    );
+    eprintln!(
+        "reassignments complete after {} ms: {:?}",
+        started.elapsed().as_millis(),
+        &done[..2]
+    );
+    assert_eq!(
+        done[0].leader, NEW_NODE,
+        "partition 0's leader left its replicas, so the first target replica leads"
+    );
+    assert_eq!(
+        done[1].leader, swapped.leader,
+        "partition 1 kept its leader"
+    );
+    load.wait_for_progress(&before, "across the reassignments");
+    let outcome = load.finish();
+    check_after_scenario(&mut brokers, &outcome);
+}
+
+/// Starts the reassignments (partition to target replicas) with
+/// AlterPartitionReassignments, as Kafka's admin tools send it; every
+/// partition must be accepted.
+fn alter_reassignments(broker: &TestBroker, targets: &BTreeMap<i32, Vec<i32>>) {
+    use kafka_protocol::messages::alter_partition_reassignments_request::{
+        ReassignablePartition, ReassignableTopic,
+    };
+    use kafka_protocol::messages::{
+        AlterPartitionReassignmentsRequest, AlterPartitionReassignmentsResponse, ApiKey, BrokerId,
+    };
+    let mut topic = ReassignableTopic::default();
+    topic.name = common::text(TOPIC).into();
+    topic.partitions = targets
+        .iter()
+        .map(|(partition, replicas)| {
+            let mut entry = ReassignablePartition::default();
+            entry.partition_index = *partition;
+            entry.replicas = Some(replicas.iter().copied().map(BrokerId).collect());
+            entry
+        })
+        .collect();
+    let mut request = AlterPartitionReassignmentsRequest::default();
+    request.timeout_ms = 30_000;
+    request.topics = vec![topic];
+    let response: AlterPartitionReassignmentsResponse =
+        common::WireClient::new(broker).call(ApiKey::AlterPartitionReassignments, 0, &request);
+    assert_eq!(response.error_code, 0, "{:?}", response.error_message);
+    for topic in &response.responses {
+        for partition in &topic.partitions {
+            assert_eq!(
+                partition.error_code, 0,
+                "partition {}: {:?}",
+                partition.partition_index, partition.error_message
+            );
+        }
+    }
+}
+
 /// The three brokers, all registered, and the topic created on them.
 fn start_replicated_cluster() -> Vec<TestBroker> {
     let hosts: Vec<Host> = (0..NODES).map(|_| Host::loopback()).collect();
@@ -394,18 +512,14 @@ fn node_id(index: usize) -> i32 {
 }
 
 fn index_of(node: i32) -> usize {
-    assert!((1..=NODES as i32).contains(&node), "no broker {node}");
+    assert!((1..=NEW_NODE).contains(&node), "no broker {node}");
     node as usize - 1
 }
 
-fn everyone() -> Vec<i32> {
-    (1..=NODES as i32).collect()
-}
-
 fn wait_for_registration(brokers: &[TestBroker]) {
-    let everyone: BTreeSet<i32> = everyone().into_iter().collect();
+    let everyone: BTreeSet<i32> = (1..=brokers.len() as i32).collect();
     wait_for(
-        "every broker to list all three",
+        "every broker to list all of them",
         REGISTRATION_TIMEOUT,
         METADATA_POLL_INTERVAL,
         || {
@@ -486,16 +600,15 @@ fn layout(broker: &TestBroker) -> Result<Vec<PartitionState>, String> {
     Ok(layout)
 }
 
-/// Every partition has a leader, all brokers as replicas, and all of them
-/// in its ISR.
+/// Every partition has a leader, its replication factor of replicas (no
+/// reassignment under way), and all of them in its ISR.
 fn fully_replicated(layout: &[PartitionState]) -> Result<(), String> {
-    let everyone = everyone();
     for state in layout {
         let mut replicas = state.replicas.clone();
         replicas.sort_unstable();
         let mut isr = state.isr.clone();
         isr.sort_unstable();
-        if state.leader < 0 || replicas != everyone || isr != everyone {
+        if state.leader < 0 || replicas.len() != REPLICATION_FACTOR as usize || isr != replicas {
             return Err(format!("{state:?}"));
         }
     }
@@ -824,11 +937,11 @@ fn produce_steadily(sent: &Mutex<Sent>, stop: &AtomicBool) {
 /// Reads everything back and checks it, then shuts the cluster down and
 /// compares the replicas' files.
 fn check_after_scenario(brokers: &mut [TestBroker], outcome: &Outcome) {
-    wait_for_full_isr(brokers, "after the producer stopped");
+    let layout = wait_for_full_isr(brokers, "after the producer stopped");
     let read = read_all(&brokers[0], TOPIC, PARTITIONS);
     let covered = check_read_back(outcome, &read);
     stop_all_cleanly(brokers);
-    check_identical_replicas(brokers, &covered);
+    check_identical_replicas(brokers, &covered, &layout);
 }
 
 /// Checks what a consumer reads against what the producer was told: no
@@ -1108,15 +1221,37 @@ fn batch_field(position: usize) -> &'static str {
     }
 }
 
-/// With the cluster stopped: every broker holds each partition's log from
-/// offset 0 to at least `covered`, and all hold the same batches, byte for
-/// byte, up to the smallest of their log ends.
-fn check_identical_replicas(brokers: &[TestBroker], covered: &BTreeMap<i32, i64>) {
+/// With the cluster stopped: every replica of each partition (as `layout`
+/// places them) holds its log from offset 0 to at least `covered`, all
+/// hold the same batches, byte for byte, up to the smallest of their log
+/// ends, and a broker that is not a replica holds none of it.
+fn check_identical_replicas(
+    brokers: &[TestBroker],
+    covered: &BTreeMap<i32, i64>,
+    layout: &[PartitionState],
+) {
     for partition in 0..PARTITIONS {
-        let logs: Vec<Vec<StoredBatch>> = brokers
-            .iter()
-            .map(|broker| stored_batches(&broker.data_dir().join(format!("{TOPIC}-{partition}"))))
+        let replicas = &layout[partition as usize].replicas;
+        let dir = |index: usize| {
+            brokers[index]
+                .data_dir()
+                .join(format!("{TOPIC}-{partition}"))
+        };
+        let holders: Vec<usize> = (0..brokers.len())
+            .filter(|index| replicas.contains(&node_id(*index)))
             .collect();
+        for index in (0..brokers.len()).filter(|index| !holders.contains(index)) {
+            assert!(
+                !dir(index).exists(),
+                "broker {} still holds partition {partition}, whose replicas are {replicas:?}",
+                node_id(index)
+            );
+        }
+        let logs: Vec<Vec<StoredBatch>> = holders
+            .iter()
+            .map(|index| stored_batches(&dir(*index)))
+            .collect();
+        let node_id = |position: usize| node_id(holders[position]);
         for (index, batches) in logs.iter().enumerate() {
             if let Some(first) = batches.first() {
                 assert_eq!(
@@ -1136,7 +1271,7 @@ fn check_identical_replicas(brokers: &[TestBroker], covered: &BTreeMap<i32, i64>
         let needed = covered.get(&partition).copied().unwrap_or(0);
         assert!(
             common_end >= needed,
-            "partition {partition}: the replicas' log ends {ends:?} (brokers 1..={NODES}) do \
+            "partition {partition}: the replicas' log ends {ends:?} (brokers {replicas:?}) do \
              not all reach offset {needed}, past every acknowledged and every read record"
         );
         let shared = |batches: &[StoredBatch]| -> usize {
@@ -1159,9 +1294,11 @@ fn check_identical_replicas(brokers: &[TestBroker], covered: &BTreeMap<i32, i64>
                     .zip(&theirs.bytes)
                     .position(|(a, b)| a != b);
                 panic!(
-                    "partition {partition}: brokers 1 and {node} hold different batches: at \
-                     offset {} (broker 1, {} bytes) and {} (broker {node}, {} bytes), {}",
+                    "partition {partition}: brokers {} and {node} hold different batches: at \
+                     offset {} (broker {}, {} bytes) and {} (broker {node}, {} bytes), {}",
+                    node_id(0),
                     ours.base_offset,
+                    node_id(0),
                     ours.bytes.len(),
                     theirs.base_offset,
                     theirs.bytes.len(),
@@ -1174,16 +1311,17 @@ fn check_identical_replicas(brokers: &[TestBroker], covered: &BTreeMap<i32, i64>
             assert_eq!(
                 reference.len(),
                 other.len(),
-                "partition {partition}: broker 1 holds {} batches below offset {common_end}, \
+                "partition {partition}: broker {} holds {} batches below offset {common_end}, \
                  broker {node} {}",
+                node_id(0),
                 reference.len(),
                 other.len()
             );
         }
         let bytes: usize = reference.iter().map(|batch| batch.bytes.len()).sum();
         eprintln!(
-            "partition {partition}: {} batches ({bytes} bytes) identical on all {NODES} \
-             brokers up to offset {common_end} (log ends {ends:?})",
+            "partition {partition}: {} batches ({bytes} bytes) identical on brokers \
+             {replicas:?} up to offset {common_end} (log ends {ends:?})",
             reference.len()
         );
     }

@@ -1023,6 +1023,48 @@ fn gen_describe_quorum(g: &mut Gen, _v: i16) -> DescribeQuorumRequest {
     r
 }
 
+fn gen_alter_partition_reassignments(g: &mut Gen, v: i16) -> AlterPartitionReassignmentsRequest {
+    use kafka_protocol::messages::alter_partition_reassignments_request::{
+        ReassignablePartition, ReassignableTopic,
+    };
+    let mut r = AlterPartitionReassignmentsRequest::default();
+    r.timeout_ms = g.i32();
+    // v0 has no such field and stands for "allowed"; its encoder refuses false.
+    if v >= 1 {
+        r.allow_replication_factor_change = g.bool();
+    }
+    r.topics = g.vec(|g| {
+        let mut t = ReassignableTopic::default();
+        t.name = g.string();
+        t.partitions = g.vec(|g| {
+            let mut p = ReassignablePartition::default();
+            p.partition_index = g.i32();
+            p.replicas = g.nullable_vec(|g| g.i32().into());
+            p.unknown_tagged_fields = g.tags(true);
+            p
+        });
+        t.unknown_tagged_fields = g.tags(true);
+        t
+    });
+    r.unknown_tagged_fields = g.tags(true);
+    r
+}
+
+fn gen_list_partition_reassignments(g: &mut Gen, _v: i16) -> ListPartitionReassignmentsRequest {
+    use kafka_protocol::messages::list_partition_reassignments_request::ListPartitionReassignmentsTopics;
+    let mut r = ListPartitionReassignmentsRequest::default();
+    r.timeout_ms = g.i32();
+    r.topics = g.nullable_vec(|g| {
+        let mut t = ListPartitionReassignmentsTopics::default();
+        t.name = g.string();
+        t.partition_indexes = g.vec(Gen::i32);
+        t.unknown_tagged_fields = g.tags(true);
+        t
+    });
+    r.unknown_tagged_fields = g.tags(true);
+    r
+}
+
 fn gen_describe_transactions(g: &mut Gen, _v: i16) -> DescribeTransactionsRequest {
     let mut r = DescribeTransactionsRequest::default();
     r.transactional_ids = g.vec(Gen::string);
@@ -1398,6 +1440,16 @@ api_test!(
 api_test!(alter_configs, AlterConfigs, gen_alter_configs);
 api_test!(describe_cluster, DescribeCluster, gen_describe_cluster);
 api_test!(describe_quorum, DescribeQuorum, gen_describe_quorum);
+api_test!(
+    alter_partition_reassignments,
+    AlterPartitionReassignments,
+    gen_alter_partition_reassignments
+);
+api_test!(
+    list_partition_reassignments,
+    ListPartitionReassignments,
+    gen_list_partition_reassignments
+);
 api_test!(describe_log_dirs, DescribeLogDirs, gen_describe_log_dirs);
 api_test!(find_coordinator, FindCoordinator, gen_find_coordinator);
 
@@ -1482,6 +1534,8 @@ const TESTED_APIS: &[ApiKey] = &[
     ApiKey::AlterConfigs,
     ApiKey::DescribeCluster,
     ApiKey::DescribeQuorum,
+    ApiKey::AlterPartitionReassignments,
+    ApiKey::ListPartitionReassignments,
     ApiKey::DescribeLogDirs,
     ApiKey::FindCoordinator,
     ApiKey::JoinGroup,

@@ -9,6 +9,9 @@
 use std::collections::btree_map::Entry;
 use std::collections::BTreeMap;
 
+use kafka_protocol::messages::alter_partition_reassignments_request::{
+    ReassignablePartition, ReassignableTopic,
+};
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
@@ -16,11 +19,12 @@ use kafka_protocol::messages::incremental_alter_configs_request::{
     AlterConfigsResource, AlterableConfig,
 };
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+use kafka_protocol::messages::list_partition_reassignments_request::ListPartitionReassignmentsTopics;
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::{
-    ApiKey, BrokerId, CreateTopicsRequest, DeleteTopicsRequest, DescribeClusterRequest,
-    DescribeConfigsRequest, IncrementalAlterConfigsRequest, ListOffsetsRequest, MetadataRequest,
-    TopicName,
+    AlterPartitionReassignmentsRequest, ApiKey, BrokerId, CreateTopicsRequest, DeleteTopicsRequest,
+    DescribeClusterRequest, DescribeConfigsRequest, IncrementalAlterConfigsRequest,
+    ListOffsetsRequest, ListPartitionReassignmentsRequest, MetadataRequest, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use uuid::Uuid;
@@ -61,6 +65,10 @@ const REPLICATION_FACTOR_FALLBACK: i16 = 1;
 
 /// DeleteTopics names its topics in `topics` (with optional ids) from v6 on.
 const DELETE_TOPICS_STATES_VERSION_MIN: i16 = 6;
+
+/// AlterPartitionReassignments can refuse replication-factor changes from
+/// v1 on (KIP-860); v0 always allows them.
+const REASSIGNMENT_FACTOR_GUARD_VERSION_MIN: i16 = 1;
 
 fn topic_name(name: &str) -> TopicName {
     TopicName(StrBytes::from_string(name.to_string()))
@@ -286,6 +294,48 @@ pub enum OffsetSpec {
 pub struct PartitionOffset {
     pub partition: i32,
     pub offset: Result<i64, KafkaError>,
+}
+
+/// One partition's reassignment to ask for: the replicas it should end with
+/// (the first is the preferred leader), or `None` to cancel the one in
+/// progress.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PartitionReassignment {
+    pub topic: String,
+    pub partition: i32,
+    pub replicas: Option<Vec<i32>>,
+}
+
+/// What the controller said about one [`PartitionReassignment`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReassignmentResult {
+    pub topic: String,
+    pub partition: i32,
+    pub result: Result<(), KafkaError>,
+}
+
+/// A reassignment in progress (ListPartitionReassignments).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OngoingReassignment {
+    pub topic: String,
+    pub partition: i32,
+    /// The union of the old and new replicas while the move runs.
+    pub replicas: Vec<i32>,
+    /// Replicas being added, not yet caught up.
+    pub adding: Vec<i32>,
+    /// Replicas to be removed once every added one is in sync.
+    pub removing: Vec<i32>,
+}
+
+impl OngoingReassignment {
+    /// The replicas the partition will end with.
+    pub fn target(&self) -> Vec<i32> {
+        self.replicas
+            .iter()
+            .copied()
+            .filter(|id| !self.removing.contains(id))
+            .collect()
+    }
 }
 
 /// An admin client: a bootstrap connection, plus connections to particular
@@ -811,5 +861,199 @@ impl Admin {
         }
         offsets.sort_by_key(|offset| offset.partition);
         Ok(offsets)
+    }
+
+    /// Starts or cancels partition reassignments (AlterPartitionReassignments,
+    /// sent to the controller) and returns the controller's answer for each,
+    /// in the order asked. With `allow_replication_factor_change` false, a
+    /// broker of Kafka 3.9 or later (request v1) refuses a target whose size
+    /// differs from the partition's replica count; older brokers cannot be
+    /// asked to refuse.
+    ///
+    /// Entries answered NOT_CONTROLLER (the controller moved while the
+    /// request was on its way) are asked once more of the new controller:
+    /// asking for the same target twice is harmless.
+    pub fn alter_partition_reassignments(
+        &mut self,
+        reassignments: &[PartitionReassignment],
+        allow_replication_factor_change: bool,
+    ) -> Result<Vec<ReassignmentResult>, ClientError> {
+        let mut results =
+            self.alter_reassignments_round(reassignments, allow_replication_factor_change)?;
+        let moved = |result: &ReassignmentResult| matches!(&result.result, Err(error) if error.code == NOT_CONTROLLER);
+        let again: Vec<PartitionReassignment> = reassignments
+            .iter()
+            .zip(&results)
+            .filter(|(_, result)| moved(result))
+            .map(|(asked, _)| asked.clone())
+            .collect();
+        if again.is_empty() {
+            return Ok(results);
+        }
+        self.metadata(Some(&[]))?;
+        let mut answers = self
+            .alter_reassignments_round(&again, allow_replication_factor_change)?
+            .into_iter();
+        for result in results.iter_mut().filter(|result| moved(result)) {
+            if let Some(answer) = answers.next() {
+                *result = answer;
+            }
+        }
+        Ok(results)
+    }
+
+    /// One AlterPartitionReassignments request (sent again once if the
+    /// whole request was answered NOT_CONTROLLER), its answers matched to
+    /// the entries asked.
+    fn alter_reassignments_round(
+        &mut self,
+        reassignments: &[PartitionReassignment],
+        allow_replication_factor_change: bool,
+    ) -> Result<Vec<ReassignmentResult>, ClientError> {
+        let answers =
+            match self.alter_reassignments_once(reassignments, allow_replication_factor_change) {
+                Err(ClientError::Broker(error)) if error.code == NOT_CONTROLLER => {
+                    self.metadata(Some(&[]))?;
+                    self.alter_reassignments_once(reassignments, allow_replication_factor_change)
+                }
+                other => other,
+            }?;
+        reassignments
+            .iter()
+            .map(|asked| {
+                let result = answers
+                    .iter()
+                    .find(|(topic, partition, _)| {
+                        *topic == asked.topic && *partition == asked.partition
+                    })
+                    .map(|(_, _, result)| result.clone())
+                    .ok_or_else(|| ClientError::Protocol {
+                        address: self.bootstrap.address().to_string(),
+                        api: ApiKey::AlterPartitionReassignments,
+                        message: format!(
+                            "no result for partition {}-{}",
+                            asked.topic, asked.partition
+                        ),
+                    })?;
+                Ok(ReassignmentResult {
+                    topic: asked.topic.clone(),
+                    partition: asked.partition,
+                    result,
+                })
+            })
+            .collect()
+    }
+
+    /// One AlterPartitionReassignments exchange with the controller: each
+    /// answered partition with its result.
+    #[allow(clippy::type_complexity)]
+    fn alter_reassignments_once(
+        &mut self,
+        reassignments: &[PartitionReassignment],
+        allow_replication_factor_change: bool,
+    ) -> Result<Vec<(String, i32, Result<(), KafkaError>)>, ClientError> {
+        let mut topics: Vec<ReassignableTopic> = Vec::new();
+        for reassignment in reassignments {
+            let mut partition = ReassignablePartition::default();
+            partition.partition_index = reassignment.partition;
+            partition.replicas = reassignment
+                .replicas
+                .as_ref()
+                .map(|replicas| replicas.iter().copied().map(BrokerId).collect());
+            let name = topic_name(&reassignment.topic);
+            match topics.iter_mut().find(|topic| topic.name == name) {
+                Some(topic) => topic.partitions.push(partition),
+                None => {
+                    let mut topic = ReassignableTopic::default();
+                    topic.name = name;
+                    topic.partitions = vec![partition];
+                    topics.push(topic);
+                }
+            }
+        }
+        let timeout_ms = self.options.operation_timeout_ms;
+        let connection = self.controller()?;
+        let version = connection.version(ApiKey::AlterPartitionReassignments)?;
+        let mut request = AlterPartitionReassignmentsRequest::default();
+        request.timeout_ms = timeout_ms;
+        // v0 has no such field, and its encoder refuses anything but true.
+        request.allow_replication_factor_change =
+            allow_replication_factor_change || version < REASSIGNMENT_FACTOR_GUARD_VERSION_MIN;
+        request.topics = topics;
+        let response = connection.send(&request, version)?;
+        KafkaError::check(
+            response.error_code,
+            response.error_message.as_ref().map(text),
+        )?;
+        Ok(response
+            .responses
+            .iter()
+            .flat_map(|topic| {
+                topic.partitions.iter().map(|partition| {
+                    (
+                        text(&topic.name.0),
+                        partition.partition_index,
+                        KafkaError::check(
+                            partition.error_code,
+                            partition.error_message.as_ref().map(text),
+                        ),
+                    )
+                })
+            })
+            .collect())
+    }
+
+    /// The reassignments in progress (ListPartitionReassignments, asked of
+    /// the controller): all of them, or those of the `partitions` named.
+    /// Sorted by topic and partition.
+    pub fn list_partition_reassignments(
+        &mut self,
+        partitions: Option<&[(&str, i32)]>,
+    ) -> Result<Vec<OngoingReassignment>, ClientError> {
+        let timeout_ms = self.options.operation_timeout_ms;
+        let mut request = ListPartitionReassignmentsRequest::default();
+        request.timeout_ms = timeout_ms;
+        request.topics = partitions.map(|partitions| {
+            let mut by_topic: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
+            for (topic, partition) in partitions {
+                by_topic.entry(topic).or_default().push(*partition);
+            }
+            by_topic
+                .into_iter()
+                .map(|(name, indexes)| {
+                    let mut topic = ListPartitionReassignmentsTopics::default();
+                    topic.name = topic_name(name);
+                    topic.partition_indexes = indexes;
+                    topic
+                })
+                .collect()
+        });
+        let connection = self.controller()?;
+        let version = connection.version(ApiKey::ListPartitionReassignments)?;
+        let response = connection.send(&request, version)?;
+        KafkaError::check(
+            response.error_code,
+            response.error_message.as_ref().map(text),
+        )?;
+        let mut ongoing: Vec<OngoingReassignment> = response
+            .topics
+            .iter()
+            .flat_map(|topic| {
+                topic
+                    .partitions
+                    .iter()
+                    .map(|partition| OngoingReassignment {
+                        topic: text(&topic.name.0),
+                        partition: partition.partition_index,
+                        replicas: partition.replicas.iter().map(|id| id.0).collect(),
+                        adding: partition.adding_replicas.iter().map(|id| id.0).collect(),
+                        removing: partition.removing_replicas.iter().map(|id| id.0).collect(),
+                    })
+            })
+            .collect();
+        ongoing.sort_by(|left, right| {
+            (left.topic.as_str(), left.partition).cmp(&(right.topic.as_str(), right.partition))
+        });
+        Ok(ongoing)
     }
 }

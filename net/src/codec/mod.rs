@@ -53,7 +53,8 @@
 //! | ListTransactions (66) | 0–1 | DeleteRecords (21) | 0–2 |
 //! | OffsetForLeaderEpoch (23) | 2–4 | SaslHandshake (17) | 0–1 |
 //! | SaslAuthenticate (36) | 0–2 | DescribeQuorum (55) | 0–2 |
-//! | WriteTxnMarkers (27) | 1 | | |
+//! | WriteTxnMarkers (27) | 1 | AlterPartitionReassignments (45) | 0–1 |
+//! | ListPartitionReassignments (46) | 0 | | |
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -61,14 +62,15 @@ use std::mem;
 
 use bytes::{Buf, Bytes};
 use kafka_protocol::messages::{
-    AddOffsetsToTxnRequest, AddPartitionsToTxnRequest, AlterConfigsRequest, ApiKey,
-    ApiVersionsRequest, ConsumerGroupDescribeRequest, ConsumerGroupHeartbeatRequest,
-    CreatePartitionsRequest, CreateTopicsRequest, DeleteGroupsRequest, DeleteRecordsRequest,
-    DeleteTopicsRequest, DescribeClusterRequest, DescribeConfigsRequest, DescribeGroupsRequest,
-    DescribeLogDirsRequest, DescribeProducersRequest, DescribeQuorumRequest,
-    DescribeTransactionsRequest, EndTxnRequest, FetchRequest, FindCoordinatorRequest,
-    HeartbeatRequest, IncrementalAlterConfigsRequest, InitProducerIdRequest, JoinGroupRequest,
-    LeaveGroupRequest, ListGroupsRequest, ListOffsetsRequest, ListTransactionsRequest,
+    AddOffsetsToTxnRequest, AddPartitionsToTxnRequest, AlterConfigsRequest,
+    AlterPartitionReassignmentsRequest, ApiKey, ApiVersionsRequest, ConsumerGroupDescribeRequest,
+    ConsumerGroupHeartbeatRequest, CreatePartitionsRequest, CreateTopicsRequest,
+    DeleteGroupsRequest, DeleteRecordsRequest, DeleteTopicsRequest, DescribeClusterRequest,
+    DescribeConfigsRequest, DescribeGroupsRequest, DescribeLogDirsRequest,
+    DescribeProducersRequest, DescribeQuorumRequest, DescribeTransactionsRequest, EndTxnRequest,
+    FetchRequest, FindCoordinatorRequest, HeartbeatRequest, IncrementalAlterConfigsRequest,
+    InitProducerIdRequest, JoinGroupRequest, LeaveGroupRequest, ListGroupsRequest,
+    ListOffsetsRequest, ListPartitionReassignmentsRequest, ListTransactionsRequest,
     MetadataRequest, OffsetCommitRequest, OffsetDeleteRequest, OffsetFetchRequest,
     OffsetForLeaderEpochRequest, ProduceRequest, RequestHeader, SaslAuthenticateRequest,
     SaslHandshakeRequest, SyncGroupRequest, TxnOffsetCommitRequest, WriteTxnMarkersRequest,
@@ -79,6 +81,7 @@ use uuid::Uuid;
 pub mod add_offsets_to_txn;
 pub mod add_partitions_to_txn;
 pub mod alter_configs;
+pub mod alter_partition_reassignments;
 pub mod api_versions;
 pub mod consumer_group_describe;
 pub mod consumer_group_heartbeat;
@@ -104,6 +107,7 @@ pub mod join_group;
 pub mod leave_group;
 pub mod list_groups;
 pub mod list_offsets;
+pub mod list_partition_reassignments;
 pub mod list_transactions;
 pub mod metadata;
 pub mod offset_commit;
@@ -756,6 +760,8 @@ pub enum Request {
     AlterConfigs(AlterConfigsRequest),
     DescribeCluster(DescribeClusterRequest),
     DescribeQuorum(DescribeQuorumRequest),
+    AlterPartitionReassignments(AlterPartitionReassignmentsRequest),
+    ListPartitionReassignments(ListPartitionReassignmentsRequest),
     DescribeLogDirs(DescribeLogDirsRequest),
     FindCoordinator(FindCoordinatorRequest),
     JoinGroup(JoinGroupRequest),
@@ -873,6 +879,14 @@ pub const SUPPORTED_APIS: &[(ApiKey, (i16, i16))] = &[
         describe_quorum::DESCRIBE_QUORUM_VERSIONS,
     ),
     (
+        ApiKey::AlterPartitionReassignments,
+        alter_partition_reassignments::ALTER_PARTITION_REASSIGNMENTS_VERSIONS,
+    ),
+    (
+        ApiKey::ListPartitionReassignments,
+        list_partition_reassignments::LIST_PARTITION_REASSIGNMENTS_VERSIONS,
+    ),
+    (
         ApiKey::DescribeProducers,
         describe_producers::DESCRIBE_PRODUCERS_VERSIONS,
     ),
@@ -920,6 +934,8 @@ impl Request {
             Self::AlterConfigs(_) => ApiKey::AlterConfigs,
             Self::DescribeCluster(_) => ApiKey::DescribeCluster,
             Self::DescribeQuorum(_) => ApiKey::DescribeQuorum,
+            Self::AlterPartitionReassignments(_) => ApiKey::AlterPartitionReassignments,
+            Self::ListPartitionReassignments(_) => ApiKey::ListPartitionReassignments,
             Self::DescribeLogDirs(_) => ApiKey::DescribeLogDirs,
             Self::FindCoordinator(_) => ApiKey::FindCoordinator,
             Self::JoinGroup(_) => ApiKey::JoinGroup,
@@ -976,6 +992,12 @@ pub fn decode_request(api_key: i16, api_version: i16, body: Bytes) -> Result<Req
         ApiKey::AlterConfigs => Request::AlterConfigs(alter_configs::decode(r, v)?),
         ApiKey::DescribeCluster => Request::DescribeCluster(describe_cluster::decode(r, v)?),
         ApiKey::DescribeQuorum => Request::DescribeQuorum(describe_quorum::decode(r, v)?),
+        ApiKey::AlterPartitionReassignments => {
+            Request::AlterPartitionReassignments(alter_partition_reassignments::decode(r, v)?)
+        }
+        ApiKey::ListPartitionReassignments => {
+            Request::ListPartitionReassignments(list_partition_reassignments::decode(r, v)?)
+        }
         ApiKey::DescribeLogDirs => Request::DescribeLogDirs(describe_log_dirs::decode(r, v)?),
         ApiKey::FindCoordinator => Request::FindCoordinator(find_coordinator::decode(r, v)?),
         ApiKey::JoinGroup => Request::JoinGroup(join_group::decode(r, v)?),

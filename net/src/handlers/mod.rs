@@ -5,6 +5,7 @@
 pub mod add_offsets_to_txn;
 pub mod add_partitions_to_txn;
 pub mod alter_configs;
+pub mod alter_partition_reassignments;
 pub mod api_versions;
 pub mod consumer_group_describe;
 pub mod consumer_group_heartbeat;
@@ -29,6 +30,7 @@ pub mod join_group;
 pub mod leave_group;
 pub mod list_groups;
 pub mod list_offsets;
+pub mod list_partition_reassignments;
 pub mod list_transactions;
 pub mod metadata;
 pub mod offset_commit;
@@ -64,6 +66,14 @@ pub const IMPLEMENTED: &[(ApiKey, (i16, i16))] = &[
     (ApiKey::DescribeConfigs, describe_configs::VERSIONS),
     (ApiKey::DescribeLogDirs, describe_log_dirs::VERSIONS),
     (ApiKey::DescribeQuorum, describe_quorum::VERSIONS),
+    (
+        ApiKey::AlterPartitionReassignments,
+        alter_partition_reassignments::VERSIONS,
+    ),
+    (
+        ApiKey::ListPartitionReassignments,
+        list_partition_reassignments::VERSIONS,
+    ),
     (ApiKey::CreatePartitions, create_partitions::VERSIONS),
     (
         ApiKey::IncrementalAlterConfigs,
@@ -166,6 +176,12 @@ pub async fn dispatch(
             describe_cluster::handle(broker, &header, request).await
         }
         Request::DescribeQuorum(request) => describe_quorum::handle(broker, &header, request).await,
+        Request::AlterPartitionReassignments(request) => {
+            alter_partition_reassignments::handle(broker, &header, request).await
+        }
+        Request::ListPartitionReassignments(request) => {
+            list_partition_reassignments::handle(broker, &header, request).await
+        }
         Request::DescribeLogDirs(request) => {
             describe_log_dirs::handle(broker, &header, request).await
         }
