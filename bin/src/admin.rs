@@ -9,8 +9,9 @@
 //!
 //! Partition reassignments (`topic reassign`, `topic reassignments`,
 //! `cluster rebalance`) live in [`reassign`], the rebalance planner in
-//! [`rebalance`].
+//! [`rebalance`], leader elections (`cluster elect-leaders`) in [`elect`].
 
+mod elect;
 mod reassign;
 mod rebalance;
 
@@ -20,6 +21,7 @@ use std::process::ExitCode;
 
 use serde_json::{json, Map, Value};
 use sluice_net::broker::base64_url;
+use sluice_net::client::admin::ElectionType;
 use sluice_net::client::{
     Admin, ClientError, ClientOptions, CommittedOffset, ConfigChange, ConfigResource, ConfigSource,
     KafkaError, NewTopic, OffsetSpec, PartitionOffset,
@@ -66,6 +68,12 @@ ADMIN COMMANDS (Kafka protocol; work against any Kafka-compatible broker):
         over the live brokers, keeping replication factors and moving as few replicas as
         possible; prints the plan and starts it (--dry-run only prints it). --wait waits
         until every move has finished.
+    sluice cluster elect-leaders [--type preferred|unclean] [--topic NAME [--partition N]]
+        Gives each partition's leadership back to its preferred replica (the first), when
+        that replica is live and in sync. --type unclean instead gives a partition with no
+        live in-sync replica to any live replica, losing the records that replica lacks.
+        Without --topic, every partition of every topic. Prints each partition's result;
+        ELECTION_NOT_NEEDED (already led as asked) is not an error.
 
     Options of every admin command:
         --bootstrap HOST:PORT   broker to connect to (default 127.0.0.1:9092)
@@ -139,6 +147,12 @@ enum Command {
         dry_run: bool,
         wait: bool,
     },
+    /// `partition` only with `topic`; neither: every partition.
+    ClusterElectLeaders {
+        election: ElectionType,
+        topic: Option<String>,
+        partition: Option<i32>,
+    },
 }
 
 /// Where `group reset-offsets` moves a group's offsets.
@@ -176,6 +190,7 @@ fn command_flags(group: &str, action: &str) -> Option<&'static [&'static str]> {
         ("topic", "reassign") => Some(&["partition", "replicas", "cancel", "wait"]),
         ("topic", "reassignments") => Some(&[]),
         ("cluster", "rebalance") => Some(&["topic", "dry-run", "wait"]),
+        ("cluster", "elect-leaders") => Some(&["type", "topic", "partition"]),
         ("group", "list") | ("txn", "list") => Some(&["state"]),
         ("txn", "describe") => Some(&[]),
         ("group", "describe" | "delete") => Some(&[]),
@@ -350,6 +365,10 @@ fn parse(args: &[String]) -> Result<Parsed, String> {
             no_positionals()?;
             reassign::parse_rebalance(flags)?
         }
+        ("cluster", "elect-leaders") => {
+            no_positionals()?;
+            elect::parse_elect_leaders(flags)?
+        }
         _ => {
             no_positionals()?;
             Command::ClusterInfo
@@ -439,7 +458,7 @@ pub fn main(args: &[String]) -> ExitCode {
         }
         Err(Failure { doing, error }) => {
             let why = match &error {
-                ClientError::Broker(refusal) => reassign::refusal_text(refusal),
+                ClientError::Broker(refusal) => elect::refusal_text(refusal),
                 other => other.to_string(),
             };
             eprintln!("sluice: {doing} failed: {why}");
@@ -484,6 +503,10 @@ fn describe_command(command: &Command) -> String {
         Command::TxnDescribe { id } => format!("describe transactional id '{id}'"),
         Command::ClusterInfo => "describe cluster".to_string(),
         Command::ClusterRebalance { .. } => "rebalance the cluster".to_string(),
+        Command::ClusterElectLeaders {
+            topic: Some(topic), ..
+        } => format!("elect leaders of topic '{topic}'"),
+        Command::ClusterElectLeaders { topic: None, .. } => "elect leaders".to_string(),
     }
 }
 
@@ -536,6 +559,13 @@ fn execute(invocation: &Invocation) -> Result<String, Failure> {
             dry_run,
             wait,
         } => reassign::cluster_rebalance(&mut admin, topic.as_deref(), *dry_run, *wait, json),
+        Command::ClusterElectLeaders {
+            election,
+            topic,
+            partition,
+        } => {
+            elect::cluster_elect_leaders(&mut admin, *election, topic.as_deref(), *partition, json)
+        }
     }
     .map_err(failed)
 }
@@ -1501,6 +1531,34 @@ mod tests {
     }
 
     #[test]
+    fn parses_elect_leaders() {
+        assert_eq!(
+            run("cluster elect-leaders").command,
+            Command::ClusterElectLeaders {
+                election: ElectionType::Preferred,
+                topic: None,
+                partition: None,
+            }
+        );
+        assert_eq!(
+            run("cluster elect-leaders --type unclean --topic orders --partition=2 --json").command,
+            Command::ClusterElectLeaders {
+                election: ElectionType::Unclean,
+                topic: Some("orders".into()),
+                partition: Some(2),
+            }
+        );
+        assert_eq!(
+            run("cluster elect-leaders --type=preferred --topic orders").command,
+            Command::ClusterElectLeaders {
+                election: ElectionType::Preferred,
+                topic: Some("orders".into()),
+                partition: None,
+            }
+        );
+    }
+
+    #[test]
     fn rejects_bad_command_lines() {
         for line in [
             "topic",
@@ -1535,6 +1593,13 @@ mod tests {
             "cluster rebalance extra",
             "cluster rebalance --dry-run --wait",
             "cluster rebalance --partition 1",
+            "cluster elect-leaders extra",
+            "cluster elect-leaders --type dirty",
+            "cluster elect-leaders --partition 0",
+            "cluster elect-leaders --topic t --partition -1",
+            "cluster elect-leaders --topic t --partition x",
+            "cluster elect-leaders --topic=",
+            "cluster elect-leaders --wait",
         ] {
             assert!(parse(&args(line)).is_err(), "{line}");
         }

@@ -450,6 +450,115 @@ fn reassignment_to_a_new_broker_under_load() {
     check_after_scenario(&mut brokers, &outcome);
 }
 
+/// Records deleted on the leader (DeleteRecords) before a partition moves
+/// to a new broker: the new replica, whose log ends before the leader's
+/// starts, starts its log afresh at the leader's log start and copies the
+/// rest; the replicas that stay move their log start with the leader, so
+/// whichever of them leads next starts where the leader did.
+#[test]
+fn a_new_replica_starts_at_the_leaders_log_start() {
+    const RECORDS: usize = 300;
+    const CUT: i64 = 180;
+    let mut brokers = start_replicated_cluster();
+    let initial = wait_for_full_isr(&brokers, "after the topic was created");
+    let records: Vec<Record> = (0..RECORDS)
+        .map(|index| Record::with_value(0, record_value(0, index as u64)))
+        .collect();
+    common::produce_all(&brokers[0], TOPIC, &[("acks", "all")], &records);
+    let mut cut = rdkafka::TopicPartitionList::new();
+    cut.add_partition_offset(TOPIC, 0, rdkafka::Offset::Offset(CUT))
+        .expect("an offset");
+    let deleted =
+        futures_lite::future::block_on(brokers[0].admin().delete_records(&cut, &admin_options()))
+            .expect("DeleteRecords answered");
+    assert_eq!(
+        (
+            deleted.elements()[0].offset(),
+            deleted.elements()[0].error()
+        ),
+        (rdkafka::Offset::Offset(CUT), Ok(())),
+        "DeleteRecords moved the log start"
+    );
+    assert_eq!(
+        brokers[0]
+            .consumer(&[])
+            .fetch_watermarks(TOPIC, 0, METADATA_REQUEST_TIMEOUT)
+            .map_err(|error| error.to_string()),
+        Ok((CUT, RECORDS as i64)),
+        "the leader's log starts at the cut"
+    );
+    brokers.push(common::start_observer(&brokers, NEW_NODE, &[]));
+    wait_for_registration(&brokers);
+    let moved = &initial[0];
+    let mut target = vec![NEW_NODE];
+    target.extend(
+        moved
+            .replicas
+            .iter()
+            .copied()
+            .filter(|id| *id != moved.leader),
+    );
+    alter_reassignments(&brokers[0], &BTreeMap::from([(0, target.clone())]));
+    wait_for(
+        "partition 0 to move onto the new broker",
+        REASSIGNMENT_TIMEOUT,
+        METADATA_POLL_INTERVAL,
+        || {
+            let now = layout(&brokers[0])?;
+            let mut isr = now[0].isr.clone();
+            isr.sort_unstable();
+            let mut wanted = target.clone();
+            wanted.sort_unstable();
+            if now[0].replicas == target && isr == wanted && now[0].leader == NEW_NODE {
+                Ok(())
+            } else {
+                Err(format!("{:?}", now[0]))
+            }
+        },
+    );
+    let watermarks = |broker: &TestBroker| {
+        broker
+            .consumer(&[])
+            .fetch_watermarks(TOPIC, 0, METADATA_REQUEST_TIMEOUT)
+            .map_err(|error| format!("ListOffsets: {error}"))
+    };
+    let new_node = &brokers[NEW_NODE as usize - 1];
+    assert_eq!(
+        watermarks(new_node),
+        Ok((CUT, RECORDS as i64)),
+        "the new replica leads from the leader's log start"
+    );
+    // The replicas that stayed: one of them leads once the new one is gone.
+    brokers[NEW_NODE as usize - 1].stop(Stop::Kill);
+    let survivor = &brokers[index_of(target[1])];
+    let after = wait_for(
+        "a replica that stayed to lead partition 0",
+        FAILOVER_TIMEOUT,
+        METADATA_POLL_INTERVAL,
+        || {
+            let now = layout(survivor)?;
+            if now[0].leader >= 0 && now[0].leader != NEW_NODE {
+                watermarks(survivor)
+            } else {
+                Err(format!("{:?}", now[0]))
+            }
+        },
+    );
+    assert_eq!(
+        after,
+        (CUT, RECORDS as i64),
+        "the log start followed the leader's on the replicas that stayed"
+    );
+    let read = read_all(survivor, TOPIC, 1);
+    let values: Vec<Option<Vec<u8>>> = read[&0].iter().map(|record| record.value.clone()).collect();
+    let expected: Vec<Option<Vec<u8>>> = records[CUT as usize..]
+        .iter()
+        .map(|record| record.value.clone())
+        .collect();
+    assert_eq!(values.len(), expected.len());
+    assert!(values == expected, "the records from the cut on, in order");
+}
+
 /// Starts the reassignments (partition to target replicas) with
 /// AlterPartitionReassignments, as Kafka's admin tools send it; every
 /// partition must be accepted.

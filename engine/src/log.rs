@@ -804,6 +804,33 @@ impl<S: Storage> PartitionLog<S> {
         }))
     }
 
+    /// Opens a new log in `dir`, which must hold none, starting at offset
+    /// `start`: a follower whose leader's log starts past the end of its
+    /// own replaces its log with this one (Kafka's truncate-fully-and-
+    /// start-at), so that it can fetch from the leader's log start.
+    pub async fn create_at(
+        storage: S,
+        dir: PathBuf,
+        config: LogConfig,
+        cache: Rc<BatchCache>,
+        start: i64,
+    ) -> Result<Rc<PartitionLog<S>>, OpenError> {
+        storage
+            .create_dir_all(&dir)
+            .map_err(|error| StorageError::new("create directory", &dir, error))?;
+        let names = storage
+            .list_dir(&dir)
+            .map_err(|error| StorageError::new("list", &dir, error))?;
+        if let Some(name) = names.iter().find(|name| parse_segment_name(name).is_some()) {
+            return Err(OpenError::Foreign {
+                path: dir.join(name),
+                reason: "a new log was to start here, but a segment is left".into(),
+            });
+        }
+        write_log_start(&storage, &dir, start).await?;
+        PartitionLog::open(storage, dir, config, cache).await
+    }
+
     pub fn dir(&self) -> &Path {
         &self.dir
     }
@@ -3967,6 +3994,53 @@ mod tests {
             assert_eq!(reopened.leader_epochs(), vec![(3, 0), (8, 2)]);
             let all: Vec<_> = kept[..1].iter().chain(&last).cloned().collect();
             assert_eq!(read_all(&reopened).await, concat(&all));
+        });
+    }
+
+    #[test]
+    fn a_log_created_at_an_offset_takes_replica_batches_from_there() {
+        run(|| async {
+            let storage = MemStorage::new(5);
+            let dir = PathBuf::from("/data/created-at");
+            let log = PartitionLog::create_at(
+                storage.clone(),
+                dir.clone(),
+                LogConfig::default(),
+                BatchCache::new(TEST_CACHE_BYTES),
+                500,
+            )
+            .await
+            .expect("created");
+            let offsets = log.offsets();
+            assert_eq!((offsets.log_start, offsets.leo), (500, 500));
+            let batches = vec![plain(500, 4, &[b"a", b"b"]), plain(502, 4, &[b"c"])];
+            log.append_replica(&batches)
+                .await
+                .expect("continues at 500");
+            assert_eq!(log.offsets().leo, 503);
+            assert_eq!(read_all(&log).await, concat(&batches));
+            log.close().await.expect("close");
+            drop(log);
+            let reopened = open_log(
+                &storage.snapshot(),
+                "/data/created-at",
+                LogConfig::default(),
+            )
+            .await;
+            assert_eq!(reopened.offsets().log_start, 500);
+            assert_eq!(reopened.offsets().leo, 503);
+            assert!(
+                PartitionLog::create_at(
+                    storage.clone(),
+                    dir,
+                    LogConfig::default(),
+                    BatchCache::new(TEST_CACHE_BYTES),
+                    9,
+                )
+                .await
+                .is_err(),
+                "a directory with a log is refused"
+            );
         });
     }
 

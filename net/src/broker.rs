@@ -96,6 +96,10 @@ pub type PerShard<T> = Vec<(Vec<(usize, usize)>, Vec<T>)>;
 /// A ListOffsets query: topic, partition, timestamp, read_committed.
 pub type OffsetQueryEntry = (String, i32, i64, bool);
 
+/// A DeleteRecords entry: topic, partition, the offset to delete before
+/// (-1: the high watermark).
+pub type DeleteRecordsEntry = (String, i32, i64);
+
 /// A transaction marker for one partition: topic, partition, marker.
 pub type MarkerEntry = (String, i32, TxnMarker);
 
@@ -255,6 +259,13 @@ pub enum ControllerRequest {
     /// Starts or cancels partition reassignments; answered
     /// `Reassignments` with one outcome per entry, in order.
     AlterReassignments(Vec<Reassignment>),
+    /// Leader elections an operator asks for (ElectLeaders) on the named
+    /// partitions, or on every partition when `topics` is `None`; answered
+    /// `Elections`.
+    ElectLeaders {
+        election: elect::ElectionType,
+        topics: Option<Vec<elect::ElectionTopic>>,
+    },
 }
 
 /// A message to a shard over the mesh.
@@ -278,6 +289,7 @@ pub enum ShardRequest {
     /// OffsetForLeaderEpoch: the end offset of each partition's epoch.
     EpochEnds(Vec<crate::handlers::offset_for_leader_epoch::EpochQuery>),
     ListOffsets(Vec<OffsetQueryEntry>),
+    DeleteRecords(Vec<DeleteRecordsEntry>),
     ApplyMetadata(Arc<ClusterMetadata>),
     Controller(ControllerRequest),
     /// A consumer-group request for the group's coordinator shard.
@@ -305,6 +317,9 @@ pub enum ShardResponse {
     Produce(Vec<ProduceOutcome>),
     Read(Vec<ReadOutcome>),
     ListOffsets(Vec<(i16, i64, i64)>),
+    /// Per partition of a [`ShardRequest::DeleteRecords`]: error code and
+    /// the new log start.
+    DeleteRecords(Vec<(i16, i64)>),
     /// Per partition of a [`ShardRequest::EpochEnds`]: error code, epoch,
     /// end offset.
     EpochEnds(Vec<(i16, i32, i64)>),
@@ -324,6 +339,10 @@ pub enum ShardResponse {
     Partition(Result<sluice_engine::PartitionState, i16>),
     /// The answer to [`ControllerRequest::AlterReassignments`].
     Reassignments(Vec<ReassignmentOutcome>),
+    /// The answer to [`ControllerRequest::ElectLeaders`]: one outcome per
+    /// partition named, in order (for every partition: per partition that
+    /// needed an election), or why none was made.
+    Elections(Result<Vec<elect::ElectionOutcome>, elect::ElectionFailure>),
     Done,
 }
 
@@ -546,6 +565,28 @@ impl Broker {
             }
             ShardRequest::ListOffsets(queries) => {
                 ShardResponse::ListOffsets(self.list_offsets_local(queries).await)
+            }
+            ShardRequest::DeleteRecords(entries) => {
+                let mut results = Vec::with_capacity(entries.len());
+                for (topic, partition, offset) in entries {
+                    let Some(log) = self.log(&topic, partition) else {
+                        results.push((self.missing_partition_code(&topic, partition), -1));
+                        continue;
+                    };
+                    let before = if offset == -1 {
+                        log.offsets().hw
+                    } else {
+                        offset
+                    };
+                    results.push(match log.delete_records_before(before).await {
+                        Ok(start) => (code::NONE, start),
+                        Err(error) => {
+                            tracing::debug!(%error, %topic, partition, offset, "DeleteRecords refused");
+                            (read_error_code(&error), -1)
+                        }
+                    });
+                }
+                ShardResponse::DeleteRecords(results)
             }
             ShardRequest::ApplyMetadata(metadata) => {
                 self.apply_metadata(metadata).await;
@@ -1253,6 +1294,13 @@ impl Broker {
             );
             if let replication::FollowerFetch::Refused(error_code) = recorded {
                 outcome.error_code = error_code;
+                if error_code == code::OFFSET_OUT_OF_RANGE {
+                    // Where the leader's log starts: a follower behind it
+                    // starts its log afresh there.
+                    let offsets = log.offsets();
+                    outcome.high_watermark = offsets.hw;
+                    outcome.log_start_offset = offsets.log_start;
+                }
                 return outcome;
             }
         }
@@ -1460,6 +1508,8 @@ fn check_client_batches(batches: &[(BatchHeader, Bytes)]) -> Option<String> {
 }
 
 mod controller;
+mod elect;
+pub(crate) use elect::{ElectionOutcome, ElectionTopic, ElectionType};
 mod forward;
 mod peers;
 mod reassignment;

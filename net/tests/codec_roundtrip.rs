@@ -1065,6 +1065,27 @@ fn gen_list_partition_reassignments(g: &mut Gen, _v: i16) -> ListPartitionReassi
     r
 }
 
+fn gen_elect_leaders(g: &mut Gen, v: i16) -> ElectLeadersRequest {
+    use kafka_protocol::messages::elect_leaders_request::TopicPartitions;
+    let flexible = v >= 2;
+    let mut r = ElectLeadersRequest::default();
+    // v0 has no election type and stands for "preferred"; its encoder refuses
+    // anything else.
+    if v >= 1 {
+        r.election_type = g.i8();
+    }
+    r.topic_partitions = g.nullable_vec(|g| {
+        let mut t = TopicPartitions::default();
+        t.topic = g.string();
+        t.partitions = g.vec(Gen::i32);
+        t.unknown_tagged_fields = g.tags(flexible);
+        t
+    });
+    r.timeout_ms = g.i32();
+    r.unknown_tagged_fields = g.tags(flexible);
+    r
+}
+
 fn gen_describe_transactions(g: &mut Gen, _v: i16) -> DescribeTransactionsRequest {
     let mut r = DescribeTransactionsRequest::default();
     r.transactional_ids = g.vec(Gen::string);
@@ -1450,6 +1471,7 @@ api_test!(
     ListPartitionReassignments,
     gen_list_partition_reassignments
 );
+api_test!(elect_leaders, ElectLeaders, gen_elect_leaders);
 api_test!(describe_log_dirs, DescribeLogDirs, gen_describe_log_dirs);
 api_test!(find_coordinator, FindCoordinator, gen_find_coordinator);
 
@@ -1536,6 +1558,7 @@ const TESTED_APIS: &[ApiKey] = &[
     ApiKey::DescribeQuorum,
     ApiKey::AlterPartitionReassignments,
     ApiKey::ListPartitionReassignments,
+    ApiKey::ElectLeaders,
     ApiKey::DescribeLogDirs,
     ApiKey::FindCoordinator,
     ApiKey::JoinGroup,

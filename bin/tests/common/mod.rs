@@ -417,7 +417,9 @@ impl Drop for TestBroker {
                 self.log_tail()
             );
         }
-        let _ = fs::remove_dir_all(&self.root);
+        if std::env::var_os("SLUICE_TEST_KEEP").is_none() {
+            let _ = fs::remove_dir_all(&self.root);
+        }
     }
 }
 

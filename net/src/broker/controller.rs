@@ -1,7 +1,8 @@
 //! Shard 0 as the broker's controller: it runs this node's member of the
 //! metadata quorum, turns admin requests (CreateTopics, DeleteTopics,
-//! CreatePartitions, config changes, producer-id blocks) into metadata
-//! records, and publishes every applied image to all shards.
+//! CreatePartitions, config changes, producer-id blocks, reassignments,
+//! leader elections) into metadata records, and publishes every applied
+//! image to all shards.
 //!
 //! An operation computes the whole new image from the current one (as the
 //! single-node broker did); the records written are the difference
@@ -461,6 +462,9 @@ impl Broker {
             ControllerRequest::ShutDownBroker { id } => self.shut_down_broker(id).await,
             ControllerRequest::AlterReassignments(reassignments) => {
                 ShardResponse::Reassignments(self.alter_reassignments(reassignments).await)
+            }
+            ControllerRequest::ElectLeaders { election, topics } => {
+                ShardResponse::Elections(self.elect_leaders(election, topics).await)
             }
         }
     }
@@ -1052,6 +1056,10 @@ fn not_controller(request: &ControllerRequest, reason: &str) -> ShardResponse {
                 })
                 .collect(),
         ),
+        ControllerRequest::ElectLeaders { .. } => ShardResponse::Elections(Err((
+            code::NOT_CONTROLLER,
+            format!("the active controller could not be reached: {reason}"),
+        ))),
     }
 }
 
@@ -1188,7 +1196,7 @@ struct LeadershipPolicy {
 /// that leaders spread again after a broker returns. Kafka only does this
 /// once a broker's share of non-preferred leaders passes 10%; here every
 /// partition is checked on each round. Returns whether it moved.
-fn prefer(state: &mut PartitionState, live: &[i32]) -> bool {
+pub(super) fn prefer(state: &mut PartitionState, live: &[i32]) -> bool {
     let Some(preferred) = state.replicas.first().copied() else {
         return false;
     };
@@ -1262,7 +1270,7 @@ fn check_isr_change(
 
 /// What [`reconcile`] did to a partition.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Reconciled {
+pub(super) enum Reconciled {
     Unchanged,
     Changed,
     /// A replica outside the ISR was made leader (unclean election).
@@ -1277,7 +1285,7 @@ enum Reconciled {
 /// the partition is offline (leader -1) until an ISR member returns, unless
 /// `unclean` allows any live replica. A new leader bumps the leader epoch;
 /// every change bumps the partition epoch.
-fn reconcile(state: &mut PartitionState, live: &[i32], unclean: bool) -> Reconciled {
+pub(super) fn reconcile(state: &mut PartitionState, live: &[i32], unclean: bool) -> Reconciled {
     let before = state.clone();
     let live_isr: Vec<i32> = state
         .isr

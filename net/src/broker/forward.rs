@@ -7,8 +7,8 @@ use sluice_cluster::codec::{DecodeError, Reader, Writer};
 use sluice_cluster::records::{read_configs, write_configs};
 
 use super::{
-    ConfigChange, ControllerRequest, NewTopic, Reassignment, ReassignmentOutcome, ShardResponse,
-    TopicOutcome,
+    ConfigChange, ControllerRequest, ElectionOutcome, ElectionTopic, ElectionType, NewTopic,
+    Reassignment, ReassignmentOutcome, ShardResponse, TopicOutcome,
 };
 
 mod tag {
@@ -20,12 +20,15 @@ mod tag {
     pub const ALTER_PARTITION: u8 = 6;
     pub const SHUT_DOWN_BROKER: u8 = 7;
     pub const ALTER_REASSIGNMENTS: u8 = 8;
+    pub const ELECT_LEADERS: u8 = 9;
     pub const TOPICS: u8 = 101;
     pub const PRODUCER_ID: u8 = 102;
     pub const NONE: u8 = 103;
     pub const PARTITION: u8 = 104;
     pub const PARTITION_ERROR: u8 = 105;
     pub const REASSIGNMENTS: u8 = 106;
+    pub const ELECTIONS: u8 = 107;
+    pub const ELECTIONS_FAILED: u8 = 108;
 }
 
 pub fn encode_request(request: &ControllerRequest) -> Vec<u8> {
@@ -108,6 +111,18 @@ pub fn encode_request(request: &ControllerRequest) -> Vec<u8> {
                 writer.bool(reassignment.replicas.is_some());
                 if let Some(replicas) = &reassignment.replicas {
                     writer.i32s(replicas);
+                }
+            }
+        }
+        ControllerRequest::ElectLeaders { election, topics } => {
+            writer.u8(tag::ELECT_LEADERS);
+            writer.u8(election.id() as u8);
+            writer.bool(topics.is_some());
+            if let Some(topics) = topics {
+                writer.u32(topics.len() as u32);
+                for topic in topics {
+                    writer.str(&topic.topic);
+                    writer.i32s(&topic.partitions);
                 }
             }
         }
@@ -203,6 +218,26 @@ pub fn decode_request(bytes: &[u8]) -> Result<ControllerRequest, DecodeError> {
             }
             ControllerRequest::AlterReassignments(reassignments)
         }
+        tag::ELECT_LEADERS => {
+            let id = reader.u8()? as i8;
+            let election = ElectionType::from_id(id)
+                .ok_or_else(|| DecodeError(format!("unknown election type {id}")))?;
+            let topics = if reader.bool()? {
+                // A name length and a partition count: 8 bytes at least.
+                let count = reader.count(8)?;
+                let mut topics = Vec::with_capacity(count);
+                for _ in 0..count {
+                    topics.push(ElectionTopic {
+                        topic: reader.str()?,
+                        partitions: reader.i32s()?,
+                    });
+                }
+                Some(topics)
+            } else {
+                None
+            };
+            ControllerRequest::ElectLeaders { election, topics }
+        }
         other => return Err(DecodeError(format!("unknown controller request {other}"))),
     };
     reader.finish()?;
@@ -249,6 +284,21 @@ pub fn encode_response(response: &ShardResponse) -> Vec<u8> {
                 writer.u16(outcome.error_code as u16);
                 writer.opt_str(outcome.error_message.as_deref());
             }
+        }
+        ShardResponse::Elections(Ok(outcomes)) => {
+            writer.u8(tag::ELECTIONS);
+            writer.u32(outcomes.len() as u32);
+            for outcome in outcomes {
+                writer.str(&outcome.topic);
+                writer.i32(outcome.partition);
+                writer.u16(outcome.error_code as u16);
+                writer.opt_str(outcome.error_message.as_deref());
+            }
+        }
+        ShardResponse::Elections(Err((error_code, message))) => {
+            writer.u8(tag::ELECTIONS_FAILED);
+            writer.u16(*error_code as u16);
+            writer.str(message);
         }
         _ => writer.u8(tag::NONE),
     }
@@ -297,6 +347,23 @@ pub fn decode_response(bytes: &[u8]) -> Result<ShardResponse, DecodeError> {
                 });
             }
             ShardResponse::Reassignments(outcomes)
+        }
+        tag::ELECTIONS => {
+            // A name length, a partition, a code and a flag: 11 bytes at least.
+            let count = reader.count(11)?;
+            let mut outcomes = Vec::with_capacity(count);
+            for _ in 0..count {
+                outcomes.push(ElectionOutcome {
+                    topic: reader.str()?,
+                    partition: reader.i32()?,
+                    error_code: reader.u16()? as i16,
+                    error_message: reader.opt_str()?,
+                });
+            }
+            ShardResponse::Elections(Ok(outcomes))
+        }
+        tag::ELECTIONS_FAILED => {
+            ShardResponse::Elections(Err((reader.u16()? as i16, reader.str()?)))
         }
         other => return Err(DecodeError(format!("unknown controller answer {other}"))),
     };
@@ -377,7 +444,30 @@ mod tests {
                 replicas: None,
             },
         ]);
-        for request in [alter, ControllerRequest::ShutDownBroker { id: 3 }, reassign] {
+        let elect_named = ControllerRequest::ElectLeaders {
+            election: ElectionType::Unclean,
+            topics: Some(vec![
+                ElectionTopic {
+                    topic: "t".into(),
+                    partitions: vec![0, 2],
+                },
+                ElectionTopic {
+                    topic: "u".into(),
+                    partitions: Vec::new(),
+                },
+            ]),
+        };
+        let elect_all = ControllerRequest::ElectLeaders {
+            election: ElectionType::Preferred,
+            topics: None,
+        };
+        for request in [
+            alter,
+            ControllerRequest::ShutDownBroker { id: 3 },
+            reassign,
+            elect_named,
+            elect_all,
+        ] {
             let bytes = encode_request(&request);
             assert_eq!(
                 format!("{:?}", decode_request(&bytes).unwrap()),
@@ -408,6 +498,21 @@ mod tests {
                     error_message: Some("none under way".into()),
                 },
             ]),
+            ShardResponse::Elections(Ok(vec![
+                ElectionOutcome {
+                    topic: "t".into(),
+                    partition: 0,
+                    error_code: 0,
+                    error_message: None,
+                },
+                ElectionOutcome {
+                    topic: "t".into(),
+                    partition: 2,
+                    error_code: 84,
+                    error_message: Some("the preferred replica 1 already leads".into()),
+                },
+            ])),
+            ShardResponse::Elections(Err((41, "no quorum leader".into()))),
         ] {
             let bytes = encode_response(&answer);
             assert_eq!(
@@ -419,5 +524,12 @@ mod tests {
             }
         }
         assert!(decode_request(&[0xee]).is_err());
+        // An election type the controller does not know is refused.
+        let mut unknown_election = encode_request(&ControllerRequest::ElectLeaders {
+            election: ElectionType::Preferred,
+            topics: None,
+        });
+        unknown_election[1] = 7;
+        assert!(decode_request(&unknown_election).is_err());
     }
 }

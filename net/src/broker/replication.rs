@@ -749,6 +749,15 @@ impl Broker {
                 };
                 match answer.error_code {
                     code::NONE => {}
+                    code::OFFSET_OUT_OF_RANGE if answer.log_start_offset > log.offsets().leo => {
+                        // Retention or DeleteRecords removed, on the leader,
+                        // everything this replica lacks: it starts afresh
+                        // at the leader's log start.
+                        self.restart_log_at(key, log, answer.log_start_offset)
+                            .await?;
+                        progressed = true;
+                        continue;
+                    }
                     code::OFFSET_OUT_OF_RANGE | code::FENCED_LEADER_EPOCH => {
                         // Our log and the leader's disagree: find out again
                         // where they part.
@@ -767,6 +776,7 @@ impl Broker {
                 progressed = true;
                 let batches = whole_batches(&answer.records)
                     .map_err(|reason| format!("{}-{}: {reason}", key.0, key.1))?;
+                let mut log = Rc::clone(log);
                 if !batches.is_empty() {
                     // The role may have changed while the fetch was out.
                     let still = self
@@ -783,15 +793,75 @@ impl Broker {
                     if log.is_backlogged() {
                         log.wait_for_room().await;
                     }
+                    let offsets = log.offsets();
+                    let first_base = batches
+                        .first()
+                        .map_or(offsets.leo, |(head, _)| head.base_offset);
+                    if offsets.leo == offsets.log_start && first_base < offsets.leo {
+                        // An empty log started at the leader's log start,
+                        // which lies inside a batch: the log starts at that
+                        // batch instead (as Kafka's followers do), and its
+                        // start moves up to the leader's below.
+                        log = self.restart_log_at(key, &log, first_base).await?;
+                    }
                     log.append_replica(&batches)
                         .await
                         .map_err(|error| format!("appending to {}-{}: {error}", key.0, key.1))?;
                 }
                 let leo = log.offsets().leo;
                 log.set_high_watermark(answer.high_watermark.min(leo));
+                // The log start follows the leader's (DeleteRecords, the
+                // leader's retention), up to what this replica has committed.
+                let offsets = log.offsets();
+                let start = answer.log_start_offset.min(offsets.hw);
+                if start > offsets.log_start {
+                    log.delete_records_before(start).await.map_err(|error| {
+                        format!("{}-{}: moving the log start: {error}", key.0, key.1)
+                    })?;
+                }
             }
         }
         Ok(progressed)
+    }
+
+    /// Replaces a follower's log with an empty one starting at `start` (the
+    /// leader's log start, past this log's end, or the base of the batch
+    /// holding it), and returns it.
+    async fn restart_log_at(
+        &self,
+        key: &PartitionKey,
+        log: &Rc<Log>,
+        start: i64,
+    ) -> Result<Rc<Log>, String> {
+        let offsets = log.offsets();
+        tracing::warn!(
+            topic = %key.0,
+            partition = key.1,
+            log_end = offsets.leo,
+            start,
+            "this replica's log ends before its leader's starts; starting it afresh at the leader's log start"
+        );
+        let failed = |what: &str, error: &dyn std::fmt::Display| {
+            format!("{}-{}: {what}: {error}", key.0, key.1)
+        };
+        log.close()
+            .await
+            .map_err(|error| failed("closing the old log", &error))?;
+        log.delete()
+            .map_err(|error| failed("removing the old log", &error))?;
+        let fresh = sluice_engine::PartitionLog::create_at(
+            sluice_engine::DmaStorage,
+            log.dir().to_path_buf(),
+            log.config(),
+            Rc::clone(&self.cache),
+            start,
+        )
+        .await
+        .map_err(|error| failed("creating the new log", &error))?;
+        self.logs
+            .borrow_mut()
+            .insert(&key.0, key.1, Rc::clone(&fresh));
+        Ok(fresh)
     }
 }
 

@@ -15,6 +15,7 @@ use kafka_protocol::messages::alter_partition_reassignments_request::{
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+use kafka_protocol::messages::elect_leaders_request::TopicPartitions;
 use kafka_protocol::messages::incremental_alter_configs_request::{
     AlterConfigsResource, AlterableConfig,
 };
@@ -23,8 +24,9 @@ use kafka_protocol::messages::list_partition_reassignments_request::ListPartitio
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::{
     AlterPartitionReassignmentsRequest, ApiKey, BrokerId, CreateTopicsRequest, DeleteTopicsRequest,
-    DescribeClusterRequest, DescribeConfigsRequest, IncrementalAlterConfigsRequest,
-    ListOffsetsRequest, ListPartitionReassignmentsRequest, MetadataRequest, TopicName,
+    DescribeClusterRequest, DescribeConfigsRequest, ElectLeadersRequest,
+    IncrementalAlterConfigsRequest, ListOffsetsRequest, ListPartitionReassignmentsRequest,
+    MetadataRequest, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use uuid::Uuid;
@@ -69,6 +71,10 @@ const DELETE_TOPICS_STATES_VERSION_MIN: i16 = 6;
 /// AlterPartitionReassignments can refuse replication-factor changes from
 /// v1 on (KIP-860); v0 always allows them.
 const REASSIGNMENT_FACTOR_GUARD_VERSION_MIN: i16 = 1;
+
+/// ElectLeaders carries an election type from v1 on (KIP-460); v0 can ask
+/// for preferred elections only.
+const ELECTION_TYPE_VERSION_MIN: i16 = 1;
 
 fn topic_name(name: &str) -> TopicName {
     TopicName(StrBytes::from_string(name.to_string()))
@@ -336,6 +342,45 @@ impl OngoingReassignment {
             .filter(|id| !self.removing.contains(id))
             .collect()
     }
+}
+
+/// Which leader election to ask for (ElectLeaders' election types).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ElectionType {
+    /// The leadership goes back to the partition's first replica, when that
+    /// replica is live and in sync.
+    Preferred,
+    /// A partition without a live in-sync replica gets any live replica as
+    /// leader, losing the records that replica lacks.
+    Unclean,
+}
+
+impl ElectionType {
+    /// Kafka's id of the type.
+    fn id(self) -> i8 {
+        match self {
+            ElectionType::Preferred => 0,
+            ElectionType::Unclean => 1,
+        }
+    }
+
+    /// Kafka's name for the type, as `kafka-leader-election.sh` takes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            ElectionType::Preferred => "preferred",
+            ElectionType::Unclean => "unclean",
+        }
+    }
+}
+
+/// What the controller said about one partition's election: `Ok` when the
+/// leadership moved; ELECTION_NOT_NEEDED (84) when it already was where the
+/// election would put it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ElectionResult {
+    pub topic: String,
+    pub partition: i32,
+    pub result: Result<(), KafkaError>,
 }
 
 /// An admin client: a bootstrap connection, plus connections to particular
@@ -1055,5 +1100,152 @@ impl Admin {
             (left.topic.as_str(), left.partition).cmp(&(right.topic.as_str(), right.partition))
         });
         Ok(ongoing)
+    }
+
+    /// Asks the controller for leader elections (ElectLeaders) on the
+    /// `partitions` named, or on every partition (`None`; then, as Kafka
+    /// answers, the partitions that need no election are left out). Returns
+    /// each partition's result: in the order asked, or for every partition
+    /// sorted by topic and partition.
+    ///
+    /// Partitions answered NOT_CONTROLLER (the controller moved while the
+    /// request was on its way) are asked once more of the new controller;
+    /// one whose election the old controller had made is then reported as
+    /// not needed.
+    pub fn elect_leaders(
+        &mut self,
+        election: ElectionType,
+        partitions: Option<&[(&str, i32)]>,
+    ) -> Result<Vec<ElectionResult>, ClientError> {
+        let mut results = self.elect_leaders_round(election, partitions)?;
+        let Some(partitions) = partitions else {
+            return Ok(results);
+        };
+        let moved = |result: &ElectionResult| matches!(&result.result, Err(error) if error.code == NOT_CONTROLLER);
+        let again: Vec<(&str, i32)> = partitions
+            .iter()
+            .zip(&results)
+            .filter(|(_, result)| moved(result))
+            .map(|(asked, _)| *asked)
+            .collect();
+        if again.is_empty() {
+            return Ok(results);
+        }
+        self.metadata(Some(&[]))?;
+        let mut answers = self
+            .elect_leaders_round(election, Some(&again))?
+            .into_iter();
+        for result in results.iter_mut().filter(|result| moved(result)) {
+            if let Some(answer) = answers.next() {
+                *result = answer;
+            }
+        }
+        Ok(results)
+    }
+
+    /// One ElectLeaders request (sent again once if the whole request was
+    /// answered NOT_CONTROLLER), its answers matched to the partitions asked.
+    fn elect_leaders_round(
+        &mut self,
+        election: ElectionType,
+        partitions: Option<&[(&str, i32)]>,
+    ) -> Result<Vec<ElectionResult>, ClientError> {
+        let mut answers = match self.elect_leaders_once(election, partitions) {
+            Err(ClientError::Broker(error)) if error.code == NOT_CONTROLLER => {
+                self.metadata(Some(&[]))?;
+                self.elect_leaders_once(election, partitions)
+            }
+            other => other,
+        }?;
+        let Some(partitions) = partitions else {
+            answers.sort_by(|left, right| {
+                (left.topic.as_str(), left.partition).cmp(&(right.topic.as_str(), right.partition))
+            });
+            return Ok(answers);
+        };
+        partitions
+            .iter()
+            .map(|&(topic, partition)| {
+                answers
+                    .iter()
+                    .find(|answer| answer.topic == topic && answer.partition == partition)
+                    .cloned()
+                    .ok_or_else(|| ClientError::Protocol {
+                        address: self.bootstrap.address().to_string(),
+                        api: ApiKey::ElectLeaders,
+                        message: format!("no result for partition {topic}-{partition}"),
+                    })
+            })
+            .collect()
+    }
+
+    /// One ElectLeaders exchange with the controller: each answered
+    /// partition with its result. A top-level error (v1+) is an `Err`,
+    /// with the first partition's message when the response has one.
+    fn elect_leaders_once(
+        &mut self,
+        election: ElectionType,
+        partitions: Option<&[(&str, i32)]>,
+    ) -> Result<Vec<ElectionResult>, ClientError> {
+        let topics = partitions.map(|partitions| {
+            let mut topics: Vec<TopicPartitions> = Vec::new();
+            for &(name, partition) in partitions {
+                let name = topic_name(name);
+                match topics.iter_mut().find(|topic| topic.topic == name) {
+                    Some(topic) => topic.partitions.push(partition),
+                    None => {
+                        let mut topic = TopicPartitions::default();
+                        topic.topic = name;
+                        topic.partitions = vec![partition];
+                        topics.push(topic);
+                    }
+                }
+            }
+            topics
+        });
+        let timeout_ms = self.options.operation_timeout_ms;
+        let connection = self.controller()?;
+        let version = connection.version(ApiKey::ElectLeaders)?;
+        if election != ElectionType::Preferred && version < ELECTION_TYPE_VERSION_MIN {
+            return Err(ClientError::Encode {
+                api: ApiKey::ElectLeaders,
+                version,
+                message: format!(
+                    "the broker speaks ElectLeaders v{version}, which cannot ask for {} \
+                     elections (v{ELECTION_TYPE_VERSION_MIN} can)",
+                    election.name()
+                ),
+            });
+        }
+        let mut request = ElectLeadersRequest::default();
+        if version >= ELECTION_TYPE_VERSION_MIN {
+            request.election_type = election.id();
+        }
+        request.topic_partitions = topics;
+        request.timeout_ms = timeout_ms;
+        let response = connection.send(&request, version)?;
+        let first_message = response
+            .replica_election_results
+            .iter()
+            .flat_map(|topic| &topic.partition_result)
+            .find_map(|partition| partition.error_message.as_ref().map(text));
+        KafkaError::check(response.error_code, first_message)?;
+        Ok(response
+            .replica_election_results
+            .iter()
+            .flat_map(|topic| {
+                topic
+                    .partition_result
+                    .iter()
+                    .map(|partition| ElectionResult {
+                        topic: text(&topic.topic.0),
+                        partition: partition.partition_id,
+                        result: KafkaError::check(
+                            partition.error_code,
+                            partition.error_message.as_ref().map(text),
+                        ),
+                    })
+            })
+            .collect())
     }
 }

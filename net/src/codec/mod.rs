@@ -54,7 +54,7 @@
 //! | OffsetForLeaderEpoch (23) | 2–4 | SaslHandshake (17) | 0–1 |
 //! | SaslAuthenticate (36) | 0–2 | DescribeQuorum (55) | 0–2 |
 //! | WriteTxnMarkers (27) | 1 | AlterPartitionReassignments (45) | 0–1 |
-//! | ListPartitionReassignments (46) | 0 | | |
+//! | ListPartitionReassignments (46) | 0 | ElectLeaders (43) | 0–2 |
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -67,13 +67,14 @@ use kafka_protocol::messages::{
     ConsumerGroupHeartbeatRequest, CreatePartitionsRequest, CreateTopicsRequest,
     DeleteGroupsRequest, DeleteRecordsRequest, DeleteTopicsRequest, DescribeClusterRequest,
     DescribeConfigsRequest, DescribeGroupsRequest, DescribeLogDirsRequest,
-    DescribeProducersRequest, DescribeQuorumRequest, DescribeTransactionsRequest, EndTxnRequest,
-    FetchRequest, FindCoordinatorRequest, HeartbeatRequest, IncrementalAlterConfigsRequest,
-    InitProducerIdRequest, JoinGroupRequest, LeaveGroupRequest, ListGroupsRequest,
-    ListOffsetsRequest, ListPartitionReassignmentsRequest, ListTransactionsRequest,
-    MetadataRequest, OffsetCommitRequest, OffsetDeleteRequest, OffsetFetchRequest,
-    OffsetForLeaderEpochRequest, ProduceRequest, RequestHeader, SaslAuthenticateRequest,
-    SaslHandshakeRequest, SyncGroupRequest, TxnOffsetCommitRequest, WriteTxnMarkersRequest,
+    DescribeProducersRequest, DescribeQuorumRequest, DescribeTransactionsRequest,
+    ElectLeadersRequest, EndTxnRequest, FetchRequest, FindCoordinatorRequest, HeartbeatRequest,
+    IncrementalAlterConfigsRequest, InitProducerIdRequest, JoinGroupRequest, LeaveGroupRequest,
+    ListGroupsRequest, ListOffsetsRequest, ListPartitionReassignmentsRequest,
+    ListTransactionsRequest, MetadataRequest, OffsetCommitRequest, OffsetDeleteRequest,
+    OffsetFetchRequest, OffsetForLeaderEpochRequest, ProduceRequest, RequestHeader,
+    SaslAuthenticateRequest, SaslHandshakeRequest, SyncGroupRequest, TxnOffsetCommitRequest,
+    WriteTxnMarkersRequest,
 };
 use kafka_protocol::protocol::StrBytes;
 use uuid::Uuid;
@@ -97,6 +98,7 @@ pub mod describe_log_dirs;
 pub mod describe_producers;
 pub mod describe_quorum;
 pub mod describe_transactions;
+pub mod elect_leaders;
 pub mod end_txn;
 pub mod fetch;
 pub mod find_coordinator;
@@ -762,6 +764,7 @@ pub enum Request {
     DescribeQuorum(DescribeQuorumRequest),
     AlterPartitionReassignments(AlterPartitionReassignmentsRequest),
     ListPartitionReassignments(ListPartitionReassignmentsRequest),
+    ElectLeaders(ElectLeadersRequest),
     DescribeLogDirs(DescribeLogDirsRequest),
     FindCoordinator(FindCoordinatorRequest),
     JoinGroup(JoinGroupRequest),
@@ -886,6 +889,7 @@ pub const SUPPORTED_APIS: &[(ApiKey, (i16, i16))] = &[
         ApiKey::ListPartitionReassignments,
         list_partition_reassignments::LIST_PARTITION_REASSIGNMENTS_VERSIONS,
     ),
+    (ApiKey::ElectLeaders, elect_leaders::ELECT_LEADERS_VERSIONS),
     (
         ApiKey::DescribeProducers,
         describe_producers::DESCRIBE_PRODUCERS_VERSIONS,
@@ -936,6 +940,7 @@ impl Request {
             Self::DescribeQuorum(_) => ApiKey::DescribeQuorum,
             Self::AlterPartitionReassignments(_) => ApiKey::AlterPartitionReassignments,
             Self::ListPartitionReassignments(_) => ApiKey::ListPartitionReassignments,
+            Self::ElectLeaders(_) => ApiKey::ElectLeaders,
             Self::DescribeLogDirs(_) => ApiKey::DescribeLogDirs,
             Self::FindCoordinator(_) => ApiKey::FindCoordinator,
             Self::JoinGroup(_) => ApiKey::JoinGroup,
@@ -998,6 +1003,7 @@ pub fn decode_request(api_key: i16, api_version: i16, body: Bytes) -> Result<Req
         ApiKey::ListPartitionReassignments => {
             Request::ListPartitionReassignments(list_partition_reassignments::decode(r, v)?)
         }
+        ApiKey::ElectLeaders => Request::ElectLeaders(elect_leaders::decode(r, v)?),
         ApiKey::DescribeLogDirs => Request::DescribeLogDirs(describe_log_dirs::decode(r, v)?),
         ApiKey::FindCoordinator => Request::FindCoordinator(find_coordinator::decode(r, v)?),
         ApiKey::JoinGroup => Request::JoinGroup(join_group::decode(r, v)?),

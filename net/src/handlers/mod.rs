@@ -12,6 +12,7 @@ pub mod consumer_group_heartbeat;
 pub mod create_partitions;
 pub mod create_topics;
 pub mod delete_groups;
+pub mod delete_records;
 pub mod delete_topics;
 pub mod describe_cluster;
 pub mod describe_configs;
@@ -20,6 +21,7 @@ pub mod describe_log_dirs;
 pub mod describe_producers;
 pub mod describe_quorum;
 pub mod describe_transactions;
+pub mod elect_leaders;
 pub mod end_txn;
 pub mod fetch;
 pub mod find_coordinator;
@@ -62,6 +64,7 @@ pub const IMPLEMENTED: &[(ApiKey, (i16, i16))] = &[
     (ApiKey::ApiVersions, api_versions::VERSIONS),
     (ApiKey::CreateTopics, create_topics::VERSIONS),
     (ApiKey::DeleteTopics, delete_topics::VERSIONS),
+    (ApiKey::DeleteRecords, delete_records::VERSIONS),
     (ApiKey::InitProducerId, init_producer_id::VERSIONS),
     (ApiKey::DescribeConfigs, describe_configs::VERSIONS),
     (ApiKey::DescribeLogDirs, describe_log_dirs::VERSIONS),
@@ -74,6 +77,7 @@ pub const IMPLEMENTED: &[(ApiKey, (i16, i16))] = &[
         ApiKey::ListPartitionReassignments,
         list_partition_reassignments::VERSIONS,
     ),
+    (ApiKey::ElectLeaders, elect_leaders::VERSIONS),
     (ApiKey::CreatePartitions, create_partitions::VERSIONS),
     (
         ApiKey::IncrementalAlterConfigs,
@@ -159,6 +163,7 @@ pub async fn dispatch(
         Request::ListOffsets(request) => list_offsets::handle(broker, &header, request).await,
         Request::CreateTopics(request) => create_topics::handle(broker, &header, request).await,
         Request::DeleteTopics(request) => delete_topics::handle(broker, &header, request).await,
+        Request::DeleteRecords(request) => delete_records::handle(broker, &header, request).await,
         Request::CreatePartitions(request) => {
             create_partitions::handle(broker, &header, request).await
         }
@@ -182,6 +187,7 @@ pub async fn dispatch(
         Request::ListPartitionReassignments(request) => {
             list_partition_reassignments::handle(broker, &header, request).await
         }
+        Request::ElectLeaders(request) => elect_leaders::handle(broker, &header, request).await,
         Request::DescribeLogDirs(request) => {
             describe_log_dirs::handle(broker, &header, request).await
         }
