@@ -249,8 +249,16 @@ fn a_full_disk_refuses_produce_and_deleting_a_topic_frees_it() {
     );
 
     // Producing works again once the space is back (the partition's writer
-    // retries on its own).
-    let mut after = TrackedProducer::new(&broker, "keep", &[("acks", "all")]);
+    // retries on its own). This producer retries, and a batch answered
+    // KAFKA_STORAGE_ERROR while the writer was still failing can be written
+    // by the writer's own retry once space is back: as with Kafka's
+    // retriable errors, only an idempotent producer's retry is then
+    // recognised as the same batch, so this one is idempotent.
+    let mut after = TrackedProducer::new(
+        &broker,
+        "keep",
+        &[("acks", "all"), ("enable.idempotence", "true")],
+    );
     after.send(&record(0, sent));
     after.flush();
     assert!(
