@@ -75,12 +75,7 @@ fn transactions_span_brokers() {
 }
 
 /// The same across kill -9 of the transaction coordinator's broker.
-/// Ignored: in about half the runs the producer stalls for minutes after
-/// the kill (seen when the kill lands between the markers and the
-/// completion record of the last transaction); not diagnosed yet. Run it
-/// with `cargo test --test coordinators -- --ignored`.
 #[test]
-#[ignore = "stalls in about half the runs after the coordinator's broker is killed; not diagnosed yet"]
 fn transactions_survive_the_loss_of_their_coordinator() {
     transactions_scenario(true);
 }

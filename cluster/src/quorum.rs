@@ -82,6 +82,10 @@ struct Shared {
     /// When a message last arrived from each peer: the voters' liveness,
     /// which the active controller fences brokers by.
     last_heard: RefCell<BTreeMap<i32, Instant>>,
+    /// When each peer's liveness-carrying connection (Raft messages, an
+    /// observer's polls) closed with nothing heard from it since: a process
+    /// that died (its kernel closed its sockets), unless it reconnects.
+    disconnected: RefCell<BTreeMap<i32, Instant>>,
     /// Set on a broker that is not a voter: it follows the image from the
     /// voters instead of taking part in Raft.
     observing: Option<Rc<crate::observer::Observing>>,
@@ -107,6 +111,7 @@ impl Quorum {
             next_ticket: Cell::new(0),
             failure: RefCell::new(None),
             last_heard: RefCell::new(BTreeMap::new()),
+            disconnected: RefCell::new(BTreeMap::new()),
             observing: None,
         });
         let driven = Rc::clone(&shared);
@@ -130,6 +135,7 @@ impl Quorum {
             next_ticket: Cell::new(0),
             failure: RefCell::new(None),
             last_heard: RefCell::new(BTreeMap::new()),
+            disconnected: RefCell::new(BTreeMap::new()),
             observing: Some(Rc::clone(&observing)),
         });
         let quorum = Quorum { shared };
@@ -175,6 +181,23 @@ impl Quorum {
             .last_heard
             .borrow_mut()
             .insert(id, Instant::now());
+        if !self.shared.disconnected.borrow().is_empty() {
+            self.shared.disconnected.borrow_mut().remove(&id);
+        }
+    }
+
+    /// Records that node `id`'s connection carrying its heartbeats closed.
+    pub fn disconnected(&self, id: i32) {
+        self.shared
+            .disconnected
+            .borrow_mut()
+            .insert(id, Instant::now());
+    }
+
+    /// Since when node `id` has been disconnected with nothing heard from
+    /// it, if it is.
+    pub fn disconnected_since(&self, id: i32) -> Option<Instant> {
+        self.shared.disconnected.borrow().get(&id).copied()
     }
 
     /// The latest applied image.

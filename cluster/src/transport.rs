@@ -283,12 +283,43 @@ async fn serve_peer(
         Some((kind, _)) => return Err(format!("expected a hello frame, got kind {kind}")),
         None => return Ok(()),
     };
+    let mut heartbeats = false;
+    let outcome = serve_frames(
+        &mut stream,
+        from,
+        voters,
+        quorum,
+        forwarder,
+        &mut heartbeats,
+    )
+    .await;
+    if heartbeats {
+        // The peer's kernel closes its sockets when the process dies: the
+        // active controller may fence it without waiting out its session
+        // (a live peer reconnects at once and is heard again).
+        quorum.disconnected(from);
+    }
+    outcome
+}
+
+/// Serves the frames of node `from`'s connection; sets `heartbeats` once
+/// it has carried a frame the peer's liveness is judged by (Raft messages,
+/// an observer's polls), not only forwarded requests.
+async fn serve_frames(
+    stream: &mut TcpStream,
+    from: i32,
+    voters: &[i32],
+    quorum: &Quorum,
+    forwarder: &Forwarder,
+    heartbeats: &mut bool,
+) -> Result<(), String> {
     let voter = voters.contains(&from);
     let mut served = crate::observer::Served::default();
-    while let Some((kind, mut payload)) = read_frame(&mut stream).await? {
+    while let Some((kind, mut payload)) = read_frame(stream).await? {
         // Any frame is a sign of life (an observer's polls are its only
         // heartbeats).
         quorum.heard(from);
+        *heartbeats |= kind == KIND_RAFT || kind == crate::observer::KIND_FETCH;
         let answer = match kind {
             KIND_FORWARD => Some((KIND_ANSWER, forwarder(std::mem::take(&mut payload)).await)),
             crate::observer::KIND_FETCH => Some((

@@ -37,16 +37,21 @@ pub const ALLOCATOR_FREE_BYTES_MAX_DEFAULT: usize = 256 * 1024 * 1024;
 /// its append (for earlier requests to the partition, for write-behind
 /// room): Kafka's default `request.timeout.ms`.
 pub const PRODUCE_WAIT_MS_DEFAULT: u64 = 30_000;
-/// A metadata change (topic created, deleted, reconfigured) that the quorum
-/// has not applied by then is answered REQUEST_TIMED_OUT: the quorum may
-/// have no leader or have lost its majority. Also the wait at start for the
-/// quorum to elect a leader.
+/// How long the active controller waits, after a broker's heartbeat
+/// connection closed, for it to reconnect before fencing it. A process
+/// that dies has its sockets closed by its kernel, so a crash is seen in
+/// well under the session timeout; a live broker whose connection broke
+/// reconnects with its next heartbeat (every 100 ms) and is heard again.
+/// A host that hangs or vanishes closes nothing and is fenced after
+/// `broker_session_timeout_ms`.
+pub const DISCONNECTED_FENCE_GRACE: std::time::Duration = std::time::Duration::from_millis(250);
 /// How often the active controller checks which brokers answer.
 pub const LIVENESS_CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
 /// Kafka's `broker.session.timeout.ms` (Kafka: 9 s). A voter answers the
 /// quorum leader's heartbeats every 100 ms, so 1.5 s is fifteen missed
-/// answers: a dead broker is fenced within 1.6 s, and a process stalled
-/// for less than that keeps its leaderships.
+/// answers: a broker that hangs or is cut off is fenced within 1.6 s (one
+/// that dies, sooner: see [`DISCONNECTED_FENCE_GRACE`]), and a process
+/// stalled for less than that keeps its leaderships.
 pub const BROKER_SESSION_TIMEOUT_MS_DEFAULT: u64 = 1500;
 /// A broker's registration not applied by then is proposed again.
 pub const REGISTRATION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
@@ -54,6 +59,10 @@ pub const REGISTRATION_TIMEOUT: std::time::Duration = std::time::Duration::from_
 pub const REGISTRATION_RETRY_BACKOFF: std::time::Duration = std::time::Duration::from_millis(200);
 /// How often a node waiting for its metadata quorum to form says so.
 pub const QUORUM_WAIT_REPORT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+/// A metadata change (topic created, deleted, reconfigured) that the quorum
+/// has not applied by then is answered REQUEST_TIMED_OUT: the quorum may
+/// have no leader or have lost its majority. Also the wait at start for the
+/// quorum to elect a leader.
 pub const METADATA_WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Upper bound on a fetch's `max_wait_ms` the broker honours, so a client

@@ -36,9 +36,9 @@ use super::{
 };
 use crate::constants::{
     CONTROLLED_SHUTDOWN_POLL, CONTROLLED_SHUTDOWN_RETRY, CONTROLLED_SHUTDOWN_TIMEOUT,
-    LIVENESS_CHECK_INTERVAL, METADATA_WRITE_TIMEOUT, OFFSETS_TOPIC_SEGMENT_BYTES,
-    PRODUCER_ID_BLOCK, QUORUM_WAIT_REPORT_INTERVAL, REGISTRATION_RETRY_BACKOFF,
-    REGISTRATION_TIMEOUT,
+    DISCONNECTED_FENCE_GRACE, LIVENESS_CHECK_INTERVAL, METADATA_WRITE_TIMEOUT,
+    OFFSETS_TOPIC_SEGMENT_BYTES, PRODUCER_ID_BLOCK, QUORUM_WAIT_REPORT_INTERVAL,
+    REGISTRATION_RETRY_BACKOFF, REGISTRATION_TIMEOUT,
 };
 use crate::errors::code;
 use crate::topic_config;
@@ -1131,8 +1131,20 @@ async fn watch_brokers(
             let heard = quorum
                 .last_heard(broker.id)
                 .map_or(since, |heard| heard.max(since));
-            if !broker.fenced && broker.id != node_id && now.duration_since(heard) > policy.session
-            {
+            if broker.fenced || broker.id == node_id {
+                continue;
+            }
+            let gone = quorum
+                .disconnected_since(broker.id)
+                .filter(|closed| now.duration_since(*closed) > DISCONNECTED_FENCE_GRACE);
+            if let Some(closed) = gone {
+                tracing::warn!(
+                    broker = broker.id,
+                    closed_ms_ago = now.duration_since(closed).as_millis() as u64,
+                    "fencing a broker whose connection closed and that has not reconnected"
+                );
+                broker.fenced = true;
+            } else if now.duration_since(heard) > policy.session {
                 tracing::warn!(
                     broker = broker.id,
                     silent_ms = now.duration_since(heard).as_millis() as u64,
