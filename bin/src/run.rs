@@ -221,6 +221,7 @@ async fn run_shard(
         task.detach();
     }
     glommio::spawn_local(std::rc::Rc::clone(&broker).run_isr_checks()).detach();
+    glommio::spawn_local(std::rc::Rc::clone(&broker).watch_storage()).detach();
     let _ = ready.send(Ok(()));
     while !SHUTDOWN.load(Ordering::SeqCst) {
         glommio::timer::sleep(SHUTDOWN_POLL).await;

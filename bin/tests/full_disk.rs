@@ -8,11 +8,9 @@
 
 mod common;
 
-use std::fs;
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::disk::{fill_up, SmallDisk};
 use common::{
     admin_options, indexed_value, read_all, wait_until, Record, Stop, TestBroker, TrackedProducer,
 };
@@ -28,81 +26,6 @@ const FILL_RECORDS_MAX: usize = (2 * DISK_BYTES as usize) / RECORD_BYTES;
 const BURST_RECORDS: usize = 400;
 /// Refused deliveries to see before the disk counts as full.
 const REFUSALS_WANTED: usize = 20;
-
-/// A loop-mounted ext4 file system, unmounted and removed on drop.
-struct SmallDisk {
-    image: PathBuf,
-    mount_point: PathBuf,
-}
-
-fn run(command: &mut Command) {
-    let output = command
-        .output()
-        .unwrap_or_else(|e| panic!("running {command:?}: {e}"));
-    assert!(
-        output.status.success(),
-        "{command:?} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
-impl SmallDisk {
-    fn mount(mount_point: &Path) -> SmallDisk {
-        let image = mount_point.with_extension("img");
-        let file = fs::File::create(&image).expect("creating the disk image");
-        file.set_len(DISK_BYTES).expect("sizing the disk image");
-        drop(file);
-        // No blocks reserved for root: the broker runs as root here.
-        run(Command::new("mkfs.ext4")
-            .args(["-q", "-F", "-m", "0"])
-            .arg(&image));
-        fs::create_dir_all(mount_point).expect("creating the mount point");
-        let disk = SmallDisk {
-            image,
-            mount_point: mount_point.to_path_buf(),
-        };
-        run(Command::new("mount")
-            .args(["-o", "loop"])
-            .arg(&disk.image)
-            .arg(mount_point));
-        disk
-    }
-}
-
-impl Drop for SmallDisk {
-    fn drop(&mut self) {
-        for _ in 0..50 {
-            let unmounted = Command::new("umount")
-                .arg(&self.mount_point)
-                .status()
-                .is_ok_and(|status| status.success());
-            if unmounted {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = fs::remove_dir_all(&self.mount_point);
-        let _ = fs::remove_file(&self.image);
-    }
-}
-
-/// Writes `path` until the file system has no block left.
-fn fill_up(path: &Path) {
-    use std::io::Write;
-    let mut file = fs::File::create(path).expect("creating the ballast file");
-    // Large pieces first, then smaller ones down to single bytes: the last
-    // block of a file takes sub-block writes after a whole block is refused.
-    for piece in [1024 * 1024, 4096, 512, 64, 1] {
-        let bytes = vec![0xAAu8; piece];
-        loop {
-            match file.write_all(&bytes).and_then(|()| file.sync_data()) {
-                Ok(()) => {}
-                Err(error) if error.raw_os_error() == Some(libc::ENOSPC) => break,
-                Err(error) => panic!("filling the disk: {error}"),
-            }
-        }
-    }
-}
 
 fn record(partition: i32, index: usize) -> Record {
     Record::with_value(partition, indexed_value(index, RECORD_BYTES))
@@ -127,7 +50,7 @@ fn stored_indexes(broker: &TestBroker) -> Vec<usize> {
 fn a_full_disk_refuses_produce_and_deleting_a_topic_frees_it() {
     let mut disk = None;
     let mut broker = TestBroker::start_prepared(None, &[], |data_dir| {
-        disk = Some(SmallDisk::mount(data_dir));
+        disk = Some(SmallDisk::mount(data_dir, DISK_BYTES));
     });
     broker.create_topic("keep", 1);
     broker.create_topic("filler", 1);

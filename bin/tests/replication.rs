@@ -23,6 +23,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use common::disk::{fill_up, SmallDisk};
 use common::netns::TestNetwork;
 use common::{
     admin_options, quorum_leader, read_all, start_cluster_on, wait_for, Delivery, Host, Record,
@@ -85,6 +86,19 @@ const FAILOVER_TIMEOUT: Duration = Duration::from_secs(20);
 const KILLS_DEFAULT: usize = 2;
 /// The broker added (not a voter) by the reassignment scenario.
 const NEW_NODE: i32 = NODES as i32 + 1;
+/// The small file system the full-disk test moves one broker onto.
+const SMALL_DISK_BYTES: u64 = 128 * 1024 * 1024;
+/// How soon a broker whose disk is full must leave every ISR and lead
+/// nothing: well under `replica.lag.time.max.ms` (30 s), the time a
+/// follower that cannot write would take to fall out of the ISRs on its
+/// own, and a leader that cannot write would never give its leadership up.
+const STEP_OUT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Leadership moves back to preferred replicas this often in the full-disk
+/// test, so the broker whose disk fills leads partitions again after its
+/// restart.
+const LEADER_REBALANCE_INTERVAL_MS: &str = "1000";
+/// Between takes of the space the full disk's file system frees.
+const REFILL_INTERVAL: Duration = Duration::from_millis(20);
 /// Time for a reassignment to copy a partition and switch over.
 const REASSIGNMENT_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long after a kill answers the dead broker sent before it died may
@@ -559,6 +573,108 @@ fn a_new_replica_starts_at_the_leaders_log_start() {
     assert!(values == expected, "the records from the cut on, in order");
 }
 
+/// A broker whose disk fills up (to its writes, a failing disk) steps out
+/// of the cluster: its leaderships move and it leaves every ISR long
+/// before `replica.lag.time.max.ms` would take it out, while acks=all
+/// writes go on with the two others; once space returns it registers
+/// again, catches up and rejoins every ISR. Nothing acknowledged is lost
+/// or doubled, and the replicas end byte-identical. Needs root (a
+/// loop-mounted file system), as CI runs it.
+#[test]
+fn a_full_disk_takes_only_its_broker_out_of_the_isrs() {
+    // Declared before the brokers: unmounted after they have stopped.
+    let disk: SmallDisk;
+    let hosts: Vec<Host> = (0..NODES).map(|_| Host::loopback()).collect();
+    let mut brokers = start_replicated_cluster_with(
+        &hosts,
+        &[
+            "--leader-imbalance-check-interval-ms",
+            LEADER_REBALANCE_INTERVAL_MS,
+        ],
+    );
+    let layout_before = wait_for_full_isr(&brokers, "after the topic was created");
+    let victim = choose_victim(&layout_before, &BTreeSet::new());
+    let index = index_of(victim);
+    brokers[index].stop(Stop::Term);
+    disk = SmallDisk::move_onto(&brokers[index].data_dir(), SMALL_DISK_BYTES);
+    brokers[index].start_again();
+    wait_for(
+        &format!("broker {victim} leading again on its small disk"),
+        FULL_ISR_TIMEOUT,
+        METADATA_POLL_INTERVAL,
+        || {
+            let layout = layout(&brokers[0])?;
+            fully_replicated(&layout)?;
+            leaders(&layout)
+                .contains(&victim)
+                .then_some(())
+                .ok_or_else(|| format!("leaders {:?}", leaders(&layout)))
+        },
+    );
+    let load = Load::start(&brokers);
+    load.wait_for_progress(&no_acknowledgements(), "before the disk fills");
+    let led: Vec<i32> = layout(&brokers[0])
+        .expect("layout")
+        .iter()
+        .filter(|state| state.leader == victim)
+        .map(|state| state.partition)
+        .collect();
+    let ballast = brokers[index].data_dir().join(".ballast");
+    let filled_at = Instant::now();
+    fill_up(&ballast);
+    let filled = filled_at.elapsed();
+    // The file system hands back blocks it had reserved (the broker's own
+    // allocations): keep taking them, so the disk stays full.
+    let keep_full = Arc::new(AtomicBool::new(true));
+    let refill = {
+        let keep_full = Arc::clone(&keep_full);
+        let ballast = ballast.clone();
+        thread::spawn(move || {
+            while keep_full.load(Ordering::Relaxed) {
+                fill_up(&ballast);
+                thread::sleep(REFILL_INTERVAL);
+            }
+        })
+    };
+    wait_for(
+        &format!("broker {victim}, its disk full, out of every ISR and leading nothing"),
+        STEP_OUT_TIMEOUT,
+        METADATA_POLL_INTERVAL,
+        || {
+            for (other, broker) in brokers.iter().enumerate() {
+                if other == index {
+                    continue;
+                }
+                for state in layout(broker)? {
+                    if state.leader == victim || state.isr.contains(&victim) {
+                        return Err(format!("broker {} reports {state:?}", node_id(other)));
+                    }
+                }
+            }
+            Ok(())
+        },
+    );
+    let stepped_out = filled_at.elapsed();
+    let since = load.acknowledged_by_partition();
+    load.wait_for_progress(&since, "with the full disk's broker out of the ISRs");
+    keep_full.store(false, Ordering::Relaxed);
+    refill.join().expect("the refilling thread");
+    fs::remove_file(&ballast).expect("removing the ballast");
+    let freed_at = Instant::now();
+    wait_for_full_isr(&brokers, "space returned on the full disk");
+    eprintln!(
+        "broker {victim} (leading {led:?}): disk filled in {} ms; out of every ISR {} ms \
+         after the filling began; back in every ISR {} ms after space returned",
+        filled.as_millis(),
+        stepped_out.as_millis(),
+        freed_at.elapsed().as_millis()
+    );
+    let outcome = load.finish();
+    check_after_scenario(&mut brokers, &outcome);
+    drop(brokers);
+    drop(disk);
+}
+
 /// Starts the reassignments (partition to target replicas) with
 /// AlterPartitionReassignments, as Kafka's admin tools send it; every
 /// partition must be accepted.
@@ -605,11 +721,15 @@ fn start_replicated_cluster() -> Vec<TestBroker> {
 
 /// Like [`start_replicated_cluster`], broker `i` on `hosts[i]`.
 fn start_replicated_cluster_on(hosts: &[Host]) -> Vec<TestBroker> {
+    start_replicated_cluster_with(hosts, &[])
+}
+
+/// Like [`start_replicated_cluster_on`], with more flags for every broker.
+fn start_replicated_cluster_with(hosts: &[Host], extra_args: &[&str]) -> Vec<TestBroker> {
     let session_timeout = BROKER_SESSION_TIMEOUT.as_millis().to_string();
-    let brokers = start_cluster_on(
-        hosts,
-        &["--broker-session-timeout-ms", session_timeout.as_str()],
-    );
+    let mut args = vec!["--broker-session-timeout-ms", session_timeout.as_str()];
+    args.extend_from_slice(extra_args);
+    let brokers = start_cluster_on(hosts, &args);
     wait_for_registration(&brokers);
     create_topic(&brokers[0]);
     brokers

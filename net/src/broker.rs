@@ -306,6 +306,12 @@ pub enum ShardRequest {
     /// The producers each partition (of this shard) remembers.
     DescribeProducers(Vec<PartitionKey>),
     LogSizes,
+    /// To shard 0: whether a shard's logs are failing their writes (see
+    /// `storage_health`).
+    StorageFailing {
+        shard: ShardId,
+        failing: bool,
+    },
     /// What shard 0's member of the metadata quorum knows of it.
     QuorumStatus,
     Shutdown,
@@ -593,6 +599,10 @@ impl Broker {
                 ShardResponse::Done
             }
             ShardRequest::Controller(request) => self.serve_controller(request).await,
+            ShardRequest::StorageFailing { shard, failing } => {
+                self.storage_report(shard, failing);
+                ShardResponse::Done
+            }
             ShardRequest::Group(request) => {
                 ShardResponse::Group(crate::groups::serve(&self, request).await)
             }
@@ -1412,6 +1422,11 @@ impl Broker {
                 results.push((self.missing_partition_code(&topic, partition), -1, -1));
                 continue;
             };
+            if self.high_watermark_behind_epoch_start(&topic, partition, log.offsets().hw) {
+                // Retriable: the followers' next fetches move it.
+                results.push((code::OFFSET_NOT_AVAILABLE, -1, -1));
+                continue;
+            }
             let query = match timestamp {
                 -1 => OffsetQuery::Latest,
                 -2 => OffsetQuery::Earliest,
@@ -1514,6 +1529,7 @@ mod forward;
 mod peers;
 mod reassignment;
 mod replication;
+mod storage_health;
 pub(crate) use replication::AckError;
 #[cfg(test)]
 mod txn_tests;

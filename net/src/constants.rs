@@ -280,6 +280,15 @@ pub const CONTROLLED_SHUTDOWN_POLL: std::time::Duration = std::time::Duration::f
 /// Between a stopping broker's requests to a controller that did not
 /// accept its shutdown (none elected, or unreachable).
 pub const CONTROLLED_SHUTDOWN_RETRY: std::time::Duration = std::time::Duration::from_millis(250);
+/// How often each shard looks for logs whose writes are failing: a broker
+/// whose disk fails steps out of the ISRs within about this long after its
+/// first failed write.
+pub const STORAGE_CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_millis(200);
+/// How long a broker's writes must succeed, after they failed, before it
+/// registers again and may lead: a disk whose space comes and goes (one
+/// kept nearly full by something else) must not move leaderships back and
+/// forth.
+pub const STORAGE_RECOVERY_HOLD: std::time::Duration = std::time::Duration::from_secs(2);
 /// How often a leader looks for followers that fell out of sync.
 pub const ISR_CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_millis(250);
 /// Kafka's default `leader.imbalance.check.interval.seconds` (300 s).

@@ -11,6 +11,7 @@
 // Each scenario file uses a different part of the harness.
 #![allow(dead_code)]
 
+pub mod disk;
 pub mod netns;
 
 use std::collections::BTreeMap;

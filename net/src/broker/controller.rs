@@ -62,6 +62,12 @@ pub(super) struct Controller {
     /// Set on a controlled shutdown: the broker stays fenced instead of
     /// registering again.
     stopping: Rc<Cell<bool>>,
+    /// The shards whose logs are failing their writes (see
+    /// `storage_health`).
+    pub(super) storage_failing: RefCell<std::collections::BTreeSet<u16>>,
+    /// Set while storage fails: the broker stays fenced instead of
+    /// registering again.
+    pub(super) withdrawn: Rc<Cell<bool>>,
 }
 
 impl Controller {
@@ -72,6 +78,8 @@ impl Controller {
             ids: RefCell::new(ProducerIdBlock { next: 0, end: 0 }),
             published: Rc::new(PublishedState::default()),
             stopping: Rc::new(Cell::new(false)),
+            storage_failing: RefCell::new(std::collections::BTreeSet::new()),
+            withdrawn: Rc::new(Cell::new(false)),
         }
     }
 
@@ -164,6 +172,7 @@ impl Broker {
             quorum.clone(),
             me.clone(),
             Rc::clone(&controller.stopping),
+            Rc::clone(&controller.withdrawn),
         ))
         .detach();
         let watched = quorum.clone();
@@ -1067,15 +1076,24 @@ fn not_controller(request: &ControllerRequest, reason: &str) -> ShardResponse {
 /// registers it again whenever the image stops showing it so: after a
 /// restart (new incarnation) or when the controller fenced it. Proposals
 /// from a follower are forwarded to the leader by Raft.
-async fn keep_registered(quorum: Quorum, me: BrokerInfo, stopping: Rc<Cell<bool>>) {
+async fn keep_registered(
+    quorum: Quorum,
+    me: BrokerInfo,
+    stopping: Rc<Cell<bool>>,
+    withdrawn: Rc<Cell<bool>>,
+) {
     loop {
         let watched = quorum.clone();
         let wanted = me.clone();
+        let stepped_out = Rc::clone(&withdrawn);
         quorum
             .changes()
             .wait_for(move || {
                 let registered = watched.image().brokers.get(&wanted.id) == Some(&wanted);
-                (!registered && watched.status().leader.is_some()).then_some(())
+                // Fenced because its storage fails: stays fenced until
+                // it works again (`storage_health` wakes this).
+                (!registered && watched.status().leader.is_some() && !stepped_out.get())
+                    .then_some(())
             })
             .await;
         if stopping.get() {
@@ -1134,9 +1152,13 @@ async fn watch_brokers(
             if broker.fenced || broker.id == node_id {
                 continue;
             }
-            let gone = quorum
-                .disconnected_since(broker.id)
-                .filter(|closed| now.duration_since(*closed) > DISCONNECTED_FENCE_GRACE);
+            // A peer talks to the quorum's leader, not to every voter: a
+            // connection that closed before this node led (a restart, a
+            // reconnect to the then leader) is evidence only once the peer
+            // has had the grace to answer this leader.
+            let gone = quorum.disconnected_since(broker.id).filter(|closed| {
+                now.duration_since((*closed).max(since)) > DISCONNECTED_FENCE_GRACE
+            });
             if let Some(closed) = gone {
                 tracing::warn!(
                     broker = broker.id,

@@ -113,6 +113,10 @@ struct Led {
     followers: HashMap<i32, Progress>,
     /// An AlterPartition for it is on its way to the controller.
     altering: bool,
+    /// The log end when this leadership began: until the high watermark
+    /// reaches it, the high watermark this node inherited as a follower
+    /// may be behind what the previous leader acknowledged.
+    epoch_start: i64,
 }
 
 /// A partition this node follows.
@@ -197,6 +201,7 @@ impl Broker {
                                     state: state.clone(),
                                     followers,
                                     altering: false,
+                                    epoch_start: log.offsets().leo,
                                 },
                             );
                             true
@@ -275,6 +280,24 @@ impl Broker {
             .borrow()
             .partition(topic, partition)
             .is_none_or(|state| state.leader == self.config.node_id)
+    }
+
+    /// Whether this node leads the partition and its high watermark has not
+    /// yet reached the log end its leadership began at (Kafka's KIP-207):
+    /// the high watermark it inherited may be behind what the previous
+    /// leader acknowledged, so offsets are not answered from it until the
+    /// followers have fetched past that point.
+    pub(super) fn high_watermark_behind_epoch_start(
+        &self,
+        topic: &str,
+        partition: i32,
+        hw: i64,
+    ) -> bool {
+        self.replication
+            .led
+            .borrow()
+            .get(&(topic.to_string(), partition))
+            .is_some_and(|led| hw < led.epoch_start)
     }
 
     /// The ISR size and the `min.insync.replicas` an acks=all write to this

@@ -1,0 +1,101 @@
+//! A small data disk for tests of a full or failing disk: a loop-mounted
+//! ext4 file system (needs root, as CI runs the tests), and a way to fill
+//! it to the last byte.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+/// A loop-mounted ext4 file system, unmounted and removed on drop.
+pub struct SmallDisk {
+    image: PathBuf,
+    mount_point: PathBuf,
+}
+
+fn run(command: &mut Command) {
+    let output = command
+        .output()
+        .unwrap_or_else(|e| panic!("running {command:?}: {e}"));
+    assert!(
+        output.status.success(),
+        "{command:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+impl SmallDisk {
+    pub fn mount(mount_point: &Path, bytes: u64) -> SmallDisk {
+        let image = mount_point.with_extension("img");
+        let file = fs::File::create(&image).expect("creating the disk image");
+        file.set_len(bytes).expect("sizing the disk image");
+        drop(file);
+        // No blocks reserved for root: the broker runs as root here.
+        run(Command::new("mkfs.ext4")
+            .args(["-q", "-F", "-m", "0"])
+            .arg(&image));
+        fs::create_dir_all(mount_point).expect("creating the mount point");
+        let disk = SmallDisk {
+            image,
+            mount_point: mount_point.to_path_buf(),
+        };
+        run(Command::new("mount")
+            .args(["-o", "loop"])
+            .arg(&disk.image)
+            .arg(mount_point));
+        disk
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        for _ in 0..50 {
+            let unmounted = Command::new("umount")
+                .arg(&self.mount_point)
+                .status()
+                .is_ok_and(|status| status.success());
+            if unmounted {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = fs::remove_dir_all(&self.mount_point);
+        let _ = fs::remove_file(&self.image);
+    }
+}
+
+/// Writes `path` until the file system has no block left.
+pub fn fill_up(path: &Path) {
+    use std::io::Write;
+    // Appends: called again, it takes whatever space was freed since.
+    let mut file = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .expect("opening the ballast file");
+    // Large pieces first, then smaller ones down to single bytes: the last
+    // block of a file takes sub-block writes after a whole block is refused.
+    for piece in [1024 * 1024, 4096, 512, 64, 1] {
+        let bytes = vec![0xAAu8; piece];
+        loop {
+            match file.write_all(&bytes).and_then(|()| file.sync_data()) {
+                Ok(()) => {}
+                Err(error) if error.raw_os_error() == Some(libc::ENOSPC) => break,
+                Err(error) => panic!("filling the disk: {error}"),
+            }
+        }
+    }
+}
+
+impl SmallDisk {
+    /// Moves the existing directory `dir` (of a stopped broker) onto a new
+    /// small file system mounted in its place.
+    pub fn move_onto(dir: &Path, bytes: u64) -> SmallDisk {
+        let moving = dir.with_extension("moving");
+        fs::rename(dir, &moving).expect("setting the directory aside");
+        let disk = SmallDisk::mount(dir, bytes);
+        run(Command::new("cp").arg("-a").arg(moving.join(".")).arg(dir));
+        fs::remove_dir_all(&moving).expect("removing the directory set aside");
+        disk
+    }
+}
