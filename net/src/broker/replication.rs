@@ -36,7 +36,9 @@ use crate::constants::{
 };
 use crate::errors::code;
 use crate::glommio_client::connection::Connection;
-use crate::glommio_client::protocol::{decode_fetch, decode_offset_for_leader_epoch};
+use crate::glommio_client::protocol::{
+    decode_fetch, decode_offset_for_leader_epoch, FetchPartitionData,
+};
 
 /// Why an acks=all write (or a coordinator's write) was not acknowledged.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -796,55 +798,77 @@ impl Broker {
                         continue;
                     }
                 }
-                progressed = true;
-                let batches = whole_batches(&answer.records)
-                    .map_err(|reason| format!("{}-{}: {reason}", key.0, key.1))?;
-                let mut log = Rc::clone(log);
-                if !batches.is_empty() {
-                    // The role may have changed while the fetch was out.
-                    let still = self
-                        .replication
-                        .followed
-                        .borrow()
-                        .get(key)
-                        .is_some_and(|current| current == follow);
-                    if !still {
-                        continue;
+                // One partition's failure (its disk, a batch it cannot
+                // take) must not hold back the others fetched with it: it
+                // is fetched again from the same offset next time (after a
+                // backoff, if nothing else got through). A failing disk is
+                // reported by `storage_health`.
+                match self.apply_fetched(key, follow, log, &answer).await {
+                    Ok(()) => progressed = true,
+                    Err(reason) => {
+                        tracing::debug!(topic = %key.0, partition = key.1, %reason, "applying fetched data failed; fetching it again");
                     }
-                    // The follower's writer is bounded like the leader's: a
-                    // slow disk here slows the fetches, not the memory.
-                    if log.is_backlogged() {
-                        log.wait_for_room().await;
-                    }
-                    let offsets = log.offsets();
-                    let first_base = batches
-                        .first()
-                        .map_or(offsets.leo, |(head, _)| head.base_offset);
-                    if offsets.leo == offsets.log_start && first_base < offsets.leo {
-                        // An empty log started at the leader's log start,
-                        // which lies inside a batch: the log starts at that
-                        // batch instead (as Kafka's followers do), and its
-                        // start moves up to the leader's below.
-                        log = self.restart_log_at(key, &log, first_base).await?;
-                    }
-                    log.append_replica(&batches)
-                        .await
-                        .map_err(|error| format!("appending to {}-{}: {error}", key.0, key.1))?;
-                }
-                let leo = log.offsets().leo;
-                log.set_high_watermark(answer.high_watermark.min(leo));
-                // The log start follows the leader's (DeleteRecords, the
-                // leader's retention), up to what this replica has committed.
-                let offsets = log.offsets();
-                let start = answer.log_start_offset.min(offsets.hw);
-                if start > offsets.log_start {
-                    log.delete_records_before(start).await.map_err(|error| {
-                        format!("{}-{}: moving the log start: {error}", key.0, key.1)
-                    })?;
                 }
             }
         }
         Ok(progressed)
+    }
+
+    /// Appends one partition's fetched batches and moves its high
+    /// watermark and log start as the leader's answer says.
+    async fn apply_fetched(
+        &self,
+        key: &PartitionKey,
+        follow: &Followed,
+        log: &Rc<Log>,
+        answer: &FetchPartitionData,
+    ) -> Result<(), String> {
+        let batches = whole_batches(&answer.records)
+            .map_err(|reason| format!("{}-{}: {reason}", key.0, key.1))?;
+        let mut log = Rc::clone(log);
+        if !batches.is_empty() {
+            // The role may have changed while the fetch was out.
+            let still = self
+                .replication
+                .followed
+                .borrow()
+                .get(key)
+                .is_some_and(|current| current == follow);
+            if !still {
+                return Ok(());
+            }
+            // The follower's writer is bounded like the leader's: a
+            // slow disk here slows the fetches, not the memory.
+            if log.is_backlogged() {
+                log.wait_for_room().await;
+            }
+            let offsets = log.offsets();
+            let first_base = batches
+                .first()
+                .map_or(offsets.leo, |(head, _)| head.base_offset);
+            if offsets.leo == offsets.log_start && first_base < offsets.leo {
+                // An empty log started at the leader's log start,
+                // which lies inside a batch: the log starts at that
+                // batch instead (as Kafka's followers do), and its
+                // start moves up to the leader's below.
+                log = self.restart_log_at(key, &log, first_base).await?;
+            }
+            log.append_replica(&batches)
+                .await
+                .map_err(|error| format!("appending to {}-{}: {error}", key.0, key.1))?;
+        }
+        let leo = log.offsets().leo;
+        log.set_high_watermark(answer.high_watermark.min(leo));
+        // The log start follows the leader's (DeleteRecords, the
+        // leader's retention), up to what this replica has committed.
+        let offsets = log.offsets();
+        let start = answer.log_start_offset.min(offsets.hw);
+        if start > offsets.log_start {
+            log.delete_records_before(start)
+                .await
+                .map_err(|error| format!("{}-{}: moving the log start: {error}", key.0, key.1))?;
+        }
+        Ok(())
     }
 
     /// Replaces a follower's log with an empty one starting at `start` (the

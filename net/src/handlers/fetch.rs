@@ -6,6 +6,10 @@
 //! append to any requested partition (no polling), up to `max_wait_ms`.
 //! Fetch sessions (KIP-227) are answered sessionless: session id 0 tells the
 //! client to send full requests, which Kafka clients handle.
+//!
+//! From v16 a partition answered NOT_LEADER_OR_FOLLOWER or
+//! FENCED_LEADER_EPOCH names its current leader and the response carries
+//! that leader's endpoint (KIP-951, see `leader_hints`).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -17,6 +21,7 @@ use kafka_protocol::messages::{FetchRequest, RequestHeader};
 use sluice_engine::ShardId;
 use uuid::Uuid;
 
+use super::leader_hints::{wants_hint, CurrentLeader, LeaderHints};
 use crate::broker::{
     futures_lite_join_all, select_first, Broker, ReadEntry, ReadOutcome, ShardRequest,
     ShardResponse,
@@ -35,6 +40,17 @@ const READ_COMMITTED: i8 = 1;
 const REPLICA_STATE_VERSION: i16 = 15;
 /// First version with fetch sessions (and a top-level error code).
 const SESSION_VERSION: i16 = 7;
+/// First version whose responses carry leader hints (KIP-951). A partition's
+/// `CurrentLeader` is in the schema from v12, but Kafka fills it, and the
+/// response's `NodeEndpoints` that came with it, from v16; so does Sluice.
+const LEADER_HINTS_VERSION: i16 = 16;
+/// Tag of a partition's `CurrentLeader` field.
+const TAG_CURRENT_LEADER: u64 = 1;
+/// Bytes of an encoded `CurrentLeader`: leader id, leader epoch and the
+/// struct's own (empty) tagged fields.
+const CURRENT_LEADER_BYTES: u64 = 4 + 4 + 1;
+/// Tag of the response's `NodeEndpoints` field.
+const TAG_NODE_ENDPOINTS: u64 = 0;
 
 /// One requested partition and what was found for it.
 struct Slot {
@@ -42,6 +58,9 @@ struct Slot {
     partition: i32,
     entry: Option<ReadEntry>,
     outcome: ReadOutcome,
+    /// The leader to name (v16+); `UNKNOWN`, the schema's default, is not
+    /// encoded.
+    current_leader: CurrentLeader,
 }
 
 struct ResolvedTopic {
@@ -133,6 +152,7 @@ pub async fn handle(
                 partition: partition.partition,
                 entry,
                 outcome,
+                current_leader: CurrentLeader::UNKNOWN,
             });
         }
         topics.push(resolved);
@@ -167,7 +187,28 @@ pub async fn handle(
         }
     }
     apply_response_limit(&mut slots, request.max_bytes);
-    Some(encode_response(version, &topics, &slots))
+    // Looked up only when some partition needs a hint, so that the read
+    // path costs nothing more; and in the image as of the answer, not of the
+    // request, so that a hint names the leader the partition has now.
+    let hinted = slots.iter().any(|slot| wants_hint(slot.outcome.error_code));
+    let mut hints = (version >= LEADER_HINTS_VERSION && hinted)
+        .then(|| LeaderHints::new(broker.metadata(), broker.live_brokers()));
+    if let Some(hints) = hints.as_mut() {
+        name_leaders(hints, &topics, &mut slots);
+    }
+    Some(encode_response(version, &topics, &slots, hints.as_ref()))
+}
+
+/// Gives each slot whose error says the client's leader is out of date the
+/// leader to name.
+fn name_leaders(hints: &mut LeaderHints, topics: &[ResolvedTopic], slots: &mut [Slot]) {
+    for slot in slots {
+        // Slots index the topics they were made from.
+        let topic = topics[slot.topic_index].name.as_str();
+        if let Some(leader) = hints.for_error(slot.outcome.error_code, topic, slot.partition) {
+            slot.current_leader = leader;
+        }
+    }
 }
 
 /// Reads every readable slot, one mesh message per owner shard.
@@ -296,6 +337,54 @@ fn put_array_len(out: &mut BytesMut, len: usize, flexible: bool) {
     }
 }
 
+fn put_compact_string(out: &mut BytesMut, text: &str) {
+    put_unsigned_varint(out, text.len() as u64 + 1);
+    out.put_slice(text.as_bytes());
+}
+
+/// A partition's tagged fields: `CurrentLeader` when there is a leader to
+/// name (v16+), else none.
+fn put_partition_tags(out: &mut BytesMut, version: i16, leader: CurrentLeader) {
+    if version < LEADER_HINTS_VERSION || leader == CurrentLeader::UNKNOWN {
+        out.put_u8(0);
+        return;
+    }
+    put_unsigned_varint(out, 1); // one tagged field
+    put_unsigned_varint(out, TAG_CURRENT_LEADER);
+    put_unsigned_varint(out, CURRENT_LEADER_BYTES);
+    out.put_i32(leader.leader_id);
+    out.put_i32(leader.leader_epoch);
+    out.put_u8(0); // CurrentLeader's own tagged fields
+}
+
+/// The response's tagged fields: `NodeEndpoints` when a leader named has a
+/// known endpoint (v16+), else none.
+fn put_response_tags(out: &mut BytesMut, version: i16, hints: Option<&LeaderHints>) {
+    let hints = hints.filter(|_| version >= LEADER_HINTS_VERSION);
+    let Some(hints) = hints.filter(|hints| hints.endpoints().next().is_some()) else {
+        out.put_u8(0);
+        return;
+    };
+    // The field is sized before it is written: encode it aside first. It
+    // only exists in answers naming a moved leader, never on the read path.
+    let mut endpoints = BytesMut::new();
+    put_array_len(&mut endpoints, hints.endpoints().count(), true);
+    for broker in hints.endpoints() {
+        endpoints.put_i32(broker.id);
+        put_compact_string(&mut endpoints, &broker.host);
+        endpoints.put_i32(i32::from(broker.port));
+        match &broker.rack {
+            Some(rack) => put_compact_string(&mut endpoints, rack),
+            None => put_unsigned_varint(&mut endpoints, 0), // null
+        }
+        endpoints.put_u8(0); // the endpoint's tagged fields
+    }
+    put_unsigned_varint(out, 1); // one tagged field
+    put_unsigned_varint(out, TAG_NODE_ENDPOINTS);
+    put_unsigned_varint(out, endpoints.len() as u64);
+    out.put_slice(&endpoints);
+}
+
 fn encode_error(version: i16, error_code: i16) -> Vec<Bytes> {
     let flexible = version >= FLEXIBLE_VERSION;
     let mut out = BytesMut::with_capacity(16);
@@ -312,8 +401,14 @@ fn encode_error(version: i16, error_code: i16) -> Vec<Bytes> {
 }
 
 /// Encodes the response as pieces: fixed fields in small buffers, record
-/// slices as they came from the log.
-fn encode_response(version: i16, topics: &[ResolvedTopic], slots: &[Slot]) -> Vec<Bytes> {
+/// slices as they came from the log. `hints` lists the endpoints of the
+/// leaders the slots name; both are encoded from v16 only.
+fn encode_response(
+    version: i16,
+    topics: &[ResolvedTopic],
+    slots: &[Slot],
+    hints: Option<&LeaderHints>,
+) -> Vec<Bytes> {
     let flexible = version >= FLEXIBLE_VERSION;
     let mut pieces = Vec::new();
     let mut out = BytesMut::with_capacity(256);
@@ -372,7 +467,7 @@ fn encode_response(version: i16, topics: &[ResolvedTopic], slots: &[Slot]) -> Ve
                 out = BytesMut::with_capacity(64);
             }
             if flexible {
-                out.put_u8(0); // partition tagged fields
+                put_partition_tags(&mut out, version, slot.current_leader);
             }
         }
         if flexible {
@@ -381,7 +476,7 @@ fn encode_response(version: i16, topics: &[ResolvedTopic], slots: &[Slot]) -> Ve
         slot_index += count;
     }
     if flexible {
-        out.put_u8(0); // response tagged fields
+        put_response_tags(&mut out, version, hints);
     }
     pieces.push(out.freeze());
     pieces
@@ -409,13 +504,15 @@ pub fn encode_single_partition(version: i16, topic: &str, chunks: Vec<Bytes>) ->
             bytes,
             aborted_transactions: Vec::new(),
         },
+        current_leader: CurrentLeader::UNKNOWN,
     }];
-    encode_response(version, &topics, &slots)
+    encode_response(version, &topics, &slots, None)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::handlers::leader_hints::tests::{broker_info, hints};
     use kafka_protocol::messages::FetchResponse;
     use kafka_protocol::protocol::Decodable;
 
@@ -435,7 +532,16 @@ mod tests {
                 bytes,
                 aborted_transactions: vec![(7, 3), (9, 5)],
             },
+            current_leader: CurrentLeader::UNKNOWN,
         }
+    }
+
+    fn joined(pieces: &[Bytes]) -> Bytes {
+        let mut whole = BytesMut::new();
+        for piece in pieces {
+            whole.put_slice(piece);
+        }
+        whole.freeze()
     }
 
     /// The scatter-gather encoding, concatenated, decodes with the reference
@@ -458,7 +564,7 @@ mod tests {
             slot(1, 1, &[b"xyz"]),
         ];
         for version in VERSIONS.0..=VERSIONS.1 {
-            let pieces = encode_response(version, &topics, &slots);
+            let pieces = encode_response(version, &topics, &slots, None);
             let mut whole = BytesMut::new();
             for piece in &pieces {
                 whole.put_slice(piece);
@@ -490,5 +596,146 @@ mod tests {
                 Some(&b"xyz"[..])
             );
         }
+    }
+
+    /// Topic `t` of the `hints()` image read at partitions 0 (not led
+    /// here), 2 (read, with data), 1 (fenced epoch, leader not live) and 3
+    /// (an error that is not about leadership); the slots name their
+    /// leaders as the handler has them do.
+    fn hinted_slots() -> (Vec<ResolvedTopic>, Vec<Slot>, LeaderHints) {
+        let topics = vec![ResolvedTopic {
+            name: "t".into(),
+            id: Uuid::from_bytes([7; 16]),
+        }];
+        let failed = |partition, error_code| {
+            let mut failed = slot(0, partition, &[]);
+            failed.outcome.error_code = error_code;
+            failed.outcome.aborted_transactions.clear();
+            failed
+        };
+        let mut slots = vec![
+            failed(0, code::NOT_LEADER_OR_FOLLOWER),
+            slot(0, 2, &[b"abc"]),
+            failed(1, code::FENCED_LEADER_EPOCH),
+            failed(3, code::OFFSET_OUT_OF_RANGE),
+        ];
+        let mut hints = hints();
+        name_leaders(&mut hints, &topics, &mut slots);
+        (topics, slots, hints)
+    }
+
+    #[test]
+    fn leader_hints_are_encoded_at_v16_only() {
+        let (topics, slots, hints) = hinted_slots();
+        let plain_slots: Vec<Slot> = hinted_slots()
+            .1
+            .into_iter()
+            .map(|slot| Slot {
+                current_leader: CurrentLeader::UNKNOWN,
+                ..slot
+            })
+            .collect();
+        for version in VERSIONS.0..=VERSIONS.1 {
+            let whole = joined(&encode_response(version, &topics, &slots, Some(&hints)));
+            if version < LEADER_HINTS_VERSION {
+                let plain = joined(&encode_response(version, &topics, &plain_slots, None));
+                assert_eq!(whole, plain, "v{version} unchanged");
+                continue;
+            }
+            let mut rest = whole.clone();
+            let decoded = FetchResponse::decode(&mut rest, version)
+                .unwrap_or_else(|e| panic!("v{version}: {e}"));
+            assert!(rest.is_empty(), "trailing bytes at v{version}");
+            let partitions = &decoded.responses[0].partitions;
+            let leaders: Vec<(i32, i32, i32)> = partitions
+                .iter()
+                .map(|p| {
+                    let leader = &p.current_leader;
+                    (p.partition_index, leader.leader_id.0, leader.leader_epoch)
+                })
+                .collect();
+            assert_eq!(
+                leaders,
+                vec![(0, 2, 5), (2, -1, -1), (1, 3, 7), (3, -1, -1)],
+                "v{version}"
+            );
+            assert_eq!(partitions[1].records.as_deref(), Some(&b"abc"[..]));
+            // Broker 3 is not live: only broker 2's endpoint is listed.
+            assert_eq!(decoded.node_endpoints.len(), 1, "v{version}");
+            let endpoint = &decoded.node_endpoints[0];
+            let expected = broker_info(2, None);
+            assert_eq!(endpoint.node_id.0, expected.id);
+            assert_eq!(endpoint.host.as_str(), expected.host);
+            assert_eq!(endpoint.port, i32::from(expected.port));
+            assert_eq!(endpoint.rack, None);
+            // Partition 0's tagged fields as the schema lays them out: one
+            // field, tag 1, 9 bytes (leader id, epoch, the struct's empty
+            // tagged fields).
+            let partition_tags = [1, 1, 9, 0, 0, 0, 2, 0, 0, 0, 5, 0];
+            assert!(
+                whole
+                    .windows(partition_tags.len())
+                    .any(|w| w == partition_tags),
+                "v{version}: {whole:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn node_endpoints_carry_the_rack() {
+        let topics = vec![ResolvedTopic {
+            name: "t".into(),
+            id: Uuid::from_bytes([7; 16]),
+        }];
+        let mut failed = slot(0, 0, &[]);
+        failed.outcome.error_code = code::NOT_LEADER_OR_FOLLOWER;
+        let mut slots = vec![failed];
+        let mut metadata = sluice_engine::ClusterMetadata::default();
+        let mut state = sluice_engine::PartitionState::led_by(1);
+        state.leader_epoch = 4;
+        metadata.topics.insert(
+            "t".into(),
+            sluice_engine::TopicMetadata {
+                name: "t".into(),
+                id: [7; 16],
+                partitions: 1,
+                configs: Default::default(),
+                placement: vec![state],
+            },
+        );
+        let live = vec![broker_info(1, Some("rack-1"))];
+        let mut hints = LeaderHints::new(std::sync::Arc::new(metadata), live);
+        name_leaders(&mut hints, &topics, &mut slots);
+        let version = LEADER_HINTS_VERSION;
+        let mut whole = joined(&encode_response(version, &topics, &slots, Some(&hints)));
+        let decoded = FetchResponse::decode(&mut whole, version).expect("decodes");
+        assert!(whole.is_empty());
+        let leader = &decoded.responses[0].partitions[0].current_leader;
+        assert_eq!((leader.leader_id.0, leader.leader_epoch), (1, 4));
+        assert_eq!(decoded.node_endpoints.len(), 1);
+        assert_eq!(
+            decoded.node_endpoints[0]
+                .rack
+                .as_ref()
+                .map(|rack| rack.as_str()),
+            Some("rack-1")
+        );
+    }
+
+    #[test]
+    fn without_a_leadership_error_v16_is_unchanged() {
+        let topics = vec![ResolvedTopic {
+            name: "t".into(),
+            id: Uuid::from_bytes([7; 16]),
+        }];
+        let mut slots = vec![slot(0, 0, &[b"abc"]), slot(0, 1, &[])];
+        slots[1].outcome.error_code = code::UNKNOWN_LEADER_EPOCH;
+        let mut hints = hints();
+        name_leaders(&mut hints, &topics, &mut slots);
+        let version = LEADER_HINTS_VERSION;
+        assert_eq!(
+            joined(&encode_response(version, &topics, &slots, Some(&hints))),
+            joined(&encode_response(version, &topics, &slots, None))
+        );
     }
 }

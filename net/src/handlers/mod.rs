@@ -44,6 +44,9 @@ pub mod sync_group;
 pub mod txn_offset_commit;
 pub mod write_txn_markers;
 
+/// Not an API: the leader hints Produce and Fetch share (KIP-951).
+mod leader_hints;
+
 use std::rc::Rc;
 
 use bytes::{Bytes, BytesMut};

@@ -8,14 +8,21 @@
 //! entry because it decides how a transaction's first batch in a partition
 //! is checked (KIP-890): below v12 the partition must already be in the
 //! transaction, from v12 the leader adds it.
+//!
+//! From v10 a partition answered NOT_LEADER_OR_FOLLOWER names its current
+//! leader and the response carries that leader's endpoint (KIP-951, see
+//! `leader_hints`).
 
 use std::rc::Rc;
 
 use bytes::Bytes;
-use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
-use kafka_protocol::messages::{ProduceRequest, ProduceResponse, RequestHeader};
+use kafka_protocol::messages::produce_response::{
+    LeaderIdAndEpoch, NodeEndpoint, PartitionProduceResponse, TopicProduceResponse,
+};
+use kafka_protocol::messages::{BrokerId, ProduceRequest, ProduceResponse, RequestHeader};
 use sluice_engine::{batch, ShardId};
 
+use super::leader_hints::{wants_hint, LeaderHints};
 use super::{encode, str_bytes};
 use crate::broker::{
     futures_lite_join_all, Broker, PerShard, ProduceEntry, ProduceOutcome, ShardRequest,
@@ -24,6 +31,10 @@ use crate::broker::{
 use crate::errors::code;
 
 pub const VERSIONS: (i16, i16) = (3, 12);
+
+/// First version whose responses carry leader hints (KIP-951): a partition's
+/// `CurrentLeader` and the response's `NodeEndpoints`, both tagged fields.
+const LEADER_HINTS_VERSION: i16 = 10;
 
 /// Whether the first batch of a partition's records is transactional, as
 /// Kafka decides it for the whole request (only the first batch of each
@@ -176,45 +187,198 @@ pub async fn handle(
     if acks == 0 {
         return None;
     }
-    let mut response = ProduceResponse::default();
-    response.responses = request
-        .topic_data
+    let version = header.request_api_version;
+    // Looked up only when some partition needs a hint, so that successful
+    // requests cost nothing more; and in the image as of the answer, not of
+    // the request, so that a hint names the leader the partition has now.
+    let hinted = outcomes
         .iter()
-        .zip(outcomes)
-        .map(|(topic, topic_outcomes)| {
-            let mut topic_response = TopicProduceResponse::default();
-            topic_response.name = topic.name.clone();
-            topic_response.partition_responses = topic
-                .partition_data
-                .iter()
-                .zip(topic_outcomes)
-                .map(|(partition, outcome)| {
-                    let mut partition_response = PartitionProduceResponse::default();
-                    partition_response.index = partition.index;
-                    partition_response.error_code = outcome.error_code;
-                    partition_response.base_offset = outcome.base_offset;
-                    partition_response.log_append_time_ms = outcome.log_append_time;
-                    if header.request_api_version >= 5 {
-                        partition_response.log_start_offset = outcome.log_start_offset;
-                    }
-                    if header.request_api_version >= 8 {
-                        partition_response.error_message =
-                            outcome.error_message.as_deref().map(str_bytes);
-                    }
-                    partition_response
-                })
-                .collect();
-            topic_response
-        })
-        .collect();
-    Some(encode(&response, header.request_api_version))
+        .flatten()
+        .any(|outcome| wants_hint(outcome.error_code));
+    let mut hints = (version >= LEADER_HINTS_VERSION && hinted)
+        .then(|| LeaderHints::new(broker.metadata(), broker.live_brokers()));
+    let response = response(version, &request, outcomes, hints.as_mut());
+    Some(encode(&response, version))
+}
+
+/// The answer to `request`, one partition per outcome in request order.
+/// With `hints` (v10+), a partition that lost or never had its leader here
+/// names the current one, and the response lists the leaders' endpoints.
+fn response(
+    version: i16,
+    request: &ProduceRequest,
+    outcomes: Vec<Vec<ProduceOutcome>>,
+    hints: Option<&mut LeaderHints>,
+) -> ProduceResponse {
+    // Older versions have no field for a hint: their bytes stay as they were.
+    let mut hints = hints.filter(|_| version >= LEADER_HINTS_VERSION);
+    let mut response = ProduceResponse::default();
+    response.responses = Vec::with_capacity(request.topic_data.len());
+    for (topic, topic_outcomes) in request.topic_data.iter().zip(outcomes) {
+        let mut topic_response = TopicProduceResponse::default();
+        topic_response.name = topic.name.clone();
+        topic_response.partition_responses = Vec::with_capacity(topic.partition_data.len());
+        for (partition, outcome) in topic.partition_data.iter().zip(topic_outcomes) {
+            let mut partition_response = PartitionProduceResponse::default();
+            partition_response.index = partition.index;
+            partition_response.error_code = outcome.error_code;
+            partition_response.base_offset = outcome.base_offset;
+            partition_response.log_append_time_ms = outcome.log_append_time;
+            if version >= 5 {
+                partition_response.log_start_offset = outcome.log_start_offset;
+            }
+            if version >= 8 {
+                partition_response.error_message = outcome.error_message.as_deref().map(str_bytes);
+            }
+            let hint = hints.as_deref_mut().and_then(|hints| {
+                hints.for_error(outcome.error_code, topic.name.0.as_str(), partition.index)
+            });
+            if let Some(leader) = hint {
+                let mut current = LeaderIdAndEpoch::default();
+                current.leader_id = BrokerId(leader.leader_id);
+                current.leader_epoch = leader.leader_epoch;
+                partition_response.current_leader = current;
+            }
+            topic_response.partition_responses.push(partition_response);
+        }
+        response.responses.push(topic_response);
+    }
+    if let Some(hints) = hints {
+        response.node_endpoints = hints
+            .endpoints()
+            .map(|broker| {
+                let mut endpoint = NodeEndpoint::default();
+                endpoint.node_id = BrokerId(broker.id);
+                endpoint.host = str_bytes(&broker.host);
+                endpoint.port = i32::from(broker.port);
+                endpoint.rack = broker.rack.as_deref().map(str_bytes);
+                endpoint
+            })
+            .collect();
+    }
+    response
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::broker::txn_produce_error;
+    use crate::handlers::leader_hints::tests::{broker_info, hints};
+    use bytes::BytesMut;
+    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+    use kafka_protocol::messages::TopicName;
+    use kafka_protocol::protocol::{Decodable, Encodable};
     use sluice_engine::batch::{build_batch, build_batch_with, BuildBatch};
+
+    /// A request for partitions 0 to 3 of `t`, and their outcomes: 0 and 1
+    /// not led here (leaders 2 and 3, of which 3 is not live), 2 appended,
+    /// 3 refused for a reason that is not leadership.
+    fn request_and_outcomes() -> (ProduceRequest, Vec<Vec<ProduceOutcome>>) {
+        let mut topic = TopicProduceData::default();
+        topic.name = TopicName(str_bytes("t"));
+        topic.partition_data = (0..4)
+            .map(|index| {
+                let mut partition = PartitionProduceData::default();
+                partition.index = index;
+                partition
+            })
+            .collect();
+        let mut request = ProduceRequest::default();
+        request.acks = -1;
+        request.topic_data = vec![topic];
+        let outcome = |error_code, base_offset| ProduceOutcome {
+            error_code,
+            base_offset,
+            log_append_time: -1,
+            log_start_offset: -1,
+            error_message: None,
+        };
+        let outcomes = vec![vec![
+            outcome(code::NOT_LEADER_OR_FOLLOWER, -1),
+            outcome(code::NOT_LEADER_OR_FOLLOWER, -1),
+            outcome(code::NONE, 42),
+            outcome(code::NOT_ENOUGH_REPLICAS, -1),
+        ]];
+        (request, outcomes)
+    }
+
+    fn encoded(response: &ProduceResponse, version: i16) -> Vec<u8> {
+        let mut buffer = BytesMut::new();
+        response
+            .encode(&mut buffer, version)
+            .unwrap_or_else(|e| panic!("v{version}: {e}"));
+        buffer.to_vec()
+    }
+
+    #[test]
+    fn leader_hints_are_encoded_from_v10_only() {
+        let (request, outcomes) = request_and_outcomes();
+        for version in VERSIONS.0..=VERSIONS.1 {
+            let mut hints = hints();
+            let hinted = response(version, &request, outcomes.clone(), Some(&mut hints));
+            let plain = response(version, &request, outcomes.clone(), None);
+            let bytes = encoded(&hinted, version);
+            if version < LEADER_HINTS_VERSION {
+                assert_eq!(bytes, encoded(&plain, version), "v{version} unchanged");
+                continue;
+            }
+            let decoded = ProduceResponse::decode(&mut Bytes::from(bytes.clone()), version)
+                .unwrap_or_else(|e| panic!("v{version}: {e}"));
+            let leaders: Vec<(i32, i32)> = decoded.responses[0]
+                .partition_responses
+                .iter()
+                .map(|p| (p.current_leader.leader_id.0, p.current_leader.leader_epoch))
+                .collect();
+            // Partitions without a leadership error carry the default,
+            // which is left out of the tagged fields.
+            assert_eq!(
+                leaders,
+                vec![(2, 5), (3, 7), (-1, -1), (-1, -1)],
+                "v{version}"
+            );
+            // Only the live leader named is listed, with what Metadata says.
+            assert_eq!(decoded.node_endpoints.len(), 1, "v{version}");
+            let endpoint = &decoded.node_endpoints[0];
+            let expected = broker_info(2, None);
+            assert_eq!(endpoint.node_id.0, expected.id);
+            assert_eq!(endpoint.host.as_str(), expected.host);
+            assert_eq!(endpoint.port, i32::from(expected.port));
+            assert_eq!(endpoint.rack, None);
+            // Partition 0's tagged fields as the schema lays them out: one
+            // field, tag 0, 9 bytes (leader id, epoch, the struct's empty
+            // tagged fields), then the partition's end.
+            let partition_tags = [1, 0, 9, 0, 0, 0, 2, 0, 0, 0, 5, 0];
+            assert!(
+                bytes
+                    .windows(partition_tags.len())
+                    .any(|w| w == partition_tags),
+                "v{version}: {bytes:?}"
+            );
+            // The response's tagged fields end it: NodeEndpoints, tag 0.
+            let host = expected.host.as_bytes();
+            let mut tail = vec![1, 0, (1 + 4 + 1 + host.len() + 4 + 1 + 1) as u8, 2];
+            tail.extend_from_slice(&expected.id.to_be_bytes());
+            tail.push(host.len() as u8 + 1);
+            tail.extend_from_slice(host);
+            tail.extend_from_slice(&i32::from(expected.port).to_be_bytes());
+            tail.extend_from_slice(&[0, 0]); // null rack, endpoint tags
+            assert!(bytes.ends_with(&tail), "v{version}: {bytes:?}");
+        }
+    }
+
+    #[test]
+    fn without_a_leadership_error_v10_is_unchanged() {
+        let (request, mut outcomes) = request_and_outcomes();
+        outcomes[0][0].error_code = code::NONE;
+        outcomes[0][1].error_code = code::KAFKA_STORAGE_ERROR;
+        for version in LEADER_HINTS_VERSION..=VERSIONS.1 {
+            let mut hints = hints();
+            let hinted = response(version, &request, outcomes.clone(), Some(&mut hints));
+            let plain = response(version, &request, outcomes.clone(), None);
+            assert_eq!(encoded(&hinted, version), encoded(&plain, version));
+            assert!(hinted.node_endpoints.is_empty());
+        }
+    }
 
     #[test]
     fn only_a_v2_transactional_first_batch_counts() {
