@@ -43,6 +43,8 @@ pub const START_TIMEOUT: Duration = Duration::from_secs(60);
 pub const STOP_TIMEOUT: Duration = Duration::from_secs(20);
 /// Generous bound for client operations on a loaded 2-core CI machine.
 pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(60);
+/// Between watermark queries a new leader refused as not caught up.
+const WATERMARK_RETRY_INTERVAL: Duration = Duration::from_millis(50);
 /// Shards every test broker runs.
 pub const SHARDS: usize = 2;
 /// Lines of the broker log shown when a test fails.
@@ -584,9 +586,19 @@ pub fn read_all(broker: &TestBroker, topic: &str, partitions: i32) -> BTreeMap<i
     let mut ends = BTreeMap::new();
     let mut starts = BTreeMap::new();
     for partition in 0..partitions {
-        let (low, high) = consumer
-            .fetch_watermarks(topic, partition, CLIENT_TIMEOUT)
-            .expect("watermarks");
+        // A leader that just took over answers OFFSET_NOT_AVAILABLE
+        // (retriable) until its high watermark has caught up (KIP-207);
+        // librdkafka hands that to the caller of a watermark query.
+        let (low, high) = wait_for(
+            &format!("the watermarks of {topic}-{partition}"),
+            CLIENT_TIMEOUT,
+            WATERMARK_RETRY_INTERVAL,
+            || {
+                consumer
+                    .fetch_watermarks(topic, partition, CLIENT_TIMEOUT)
+                    .map_err(|error| error.to_string())
+            },
+        );
         starts.insert(partition, low);
         ends.insert(partition, high);
     }
