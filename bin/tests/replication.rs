@@ -1167,10 +1167,57 @@ fn produce_steadily(sent: &Mutex<Sent>, stop: &AtomicBool) {
 /// compares the replicas' files.
 fn check_after_scenario(brokers: &mut [TestBroker], outcome: &Outcome) {
     let layout = wait_for_full_isr(brokers, "after the producer stopped");
+    wait_for_acknowledged_visible(&brokers[0], outcome);
     let read = read_all(&brokers[0], TOPIC, PARTITIONS);
     let covered = check_read_back(outcome, &read);
     stop_all_cleanly(brokers);
     check_identical_replicas(brokers, &covered, &layout);
+}
+
+/// Waits until every partition's high watermark, as its leader answers a
+/// client, covers every record acknowledged in it: an acknowledged record
+/// must become readable. A leader that just took over may briefly answer
+/// with a high watermark behind what its predecessor acknowledged (it
+/// learns the rest from its followers' next fetches); one that stays
+/// behind fails the test here, naming the partition.
+fn wait_for_acknowledged_visible(broker: &TestBroker, outcome: &Outcome) {
+    let mut wanted: BTreeMap<i32, i64> = BTreeMap::new();
+    for (partition, offset) in outcome
+        .reports
+        .iter()
+        .filter_map(|report| report.as_ref().ok())
+    {
+        let end = wanted.entry(*partition).or_default();
+        *end = (*end).max(offset + 1);
+    }
+    let consumer = broker.consumer(&[]);
+    let started = Instant::now();
+    wait_for(
+        "every acknowledged record below its partition's high watermark",
+        FULL_ISR_TIMEOUT,
+        METADATA_POLL_INTERVAL,
+        || {
+            for (partition, end) in &wanted {
+                let (_, high) = consumer
+                    .fetch_watermarks(TOPIC, *partition, METADATA_REQUEST_TIMEOUT)
+                    .map_err(|error| format!("partition {partition}: {error}"))?;
+                if high < *end {
+                    return Err(format!(
+                        "partition {partition}: high watermark {high}, acknowledged up to {}",
+                        end - 1
+                    ));
+                }
+            }
+            Ok(())
+        },
+    );
+    let waited = started.elapsed();
+    if waited > METADATA_POLL_INTERVAL {
+        eprintln!(
+            "the high watermarks covered every acknowledged record after {} ms",
+            waited.as_millis()
+        );
+    }
 }
 
 /// Checks what a consumer reads against what the producer was told: no
