@@ -11,7 +11,7 @@
 #      (3 kills), SIGSTOP past the session timeout, SIGTERM, a network
 #      partition (needs root), a full disk (needs root), a reassignment
 #      under load; and the transaction test across kill -9 of its
-#      coordinator (bin/tests/coordinators.rs).
+#      coordinator (bin/tests/coordinators.rs). Ignored tests run too.
 #
 # Prints each part's outcome and a summary line: faults injected, parts
 # passed and failed, and the failover times over the kills. Exit status 1
@@ -75,10 +75,10 @@ run_part "failover-$KILLS-kills" "$KILLS" \
 for round in $(seq 1 "$ROUNDS"); do
     for scenario in "${!FAULTS[@]}"; do
         run_part "$scenario-$round" "${FAULTS[$scenario]}" \
-            "$replication" --exact "$scenario" --nocapture
+            "$replication" --exact "$scenario" --include-ignored --nocapture
     done
     run_part "transactions-coordinator-kill-$round" 1 \
-        "$coordinators" --exact transactions_survive_the_loss_of_their_coordinator --nocapture
+        "$coordinators" --exact transactions_survive_the_loss_of_their_coordinator --include-ignored --nocapture
 done
 grep -h "failover over" "$OUT"/failover-*.log || true
 echo "soak: $faults faults injected; $passed parts passed, $failed failed (logs of failures in $OUT)"
