@@ -63,6 +63,9 @@ fn raise_memlock() {
 fn bind_listeners(config: &BrokerConfig) -> Result<(Vec<i32>, std::net::SocketAddr), String> {
     use socket2::{Domain, Protocol, Socket, Type};
     let mut address = config.listen;
+    if address.port() != 0 {
+        check_port_free(address)?;
+    }
     let mut fds = Vec::with_capacity(config.shards);
     for _ in 0..config.shards {
         let bind = || -> std::io::Result<Socket> {
@@ -88,6 +91,37 @@ fn bind_listeners(config: &BrokerConfig) -> Result<(Vec<i32>, std::net::SocketAd
         fds.push(socket.into_raw_fd());
     }
     Ok((fds, address))
+}
+
+/// Fails when another process listens on `address` already. The shards'
+/// sockets share their port through SO_REUSEPORT, which would as well let
+/// a second broker started with the same listener (a copy of this one's
+/// configuration, its node id included) bind it and take a share of the
+/// clients' connections; a socket without SO_REUSEPORT cannot bind while
+/// any listener holds the port.
+fn check_port_free(address: std::net::SocketAddr) -> Result<(), String> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let probe = Socket::new(
+        Domain::for_address(address),
+        Type::STREAM,
+        Some(Protocol::TCP),
+    )
+    .and_then(|socket| {
+        // Connections of an earlier process lingering in TIME_WAIT do not
+        // hold the port.
+        socket.set_reuse_address(true)?;
+        socket.bind(&address.into())
+    });
+    match probe {
+        Ok(()) => Ok(()),
+        Err(error) if error.kind() == std::io::ErrorKind::AddrInUse => Err(format!(
+            "cannot listen on {address}: another process listens there already (a second \
+             broker started with this one's settings?); choose another address with --listen"
+        )),
+        Err(error) => Err(format!(
+            "cannot listen on {address}: {error}; choose another address with --listen"
+        )),
+    }
 }
 
 static SHUTDOWN: AtomicBool = AtomicBool::new(false);

@@ -25,6 +25,11 @@ pub const QUORUM_INBOX_MAX: usize = 4096;
 pub const ELECTION_TICKS: usize = 10;
 /// Raft ticks between a leader's heartbeats.
 pub const HEARTBEAT_TICKS: usize = 2;
+/// The shortest election timeout: a voter silent for this long would not be
+/// counted as active by the leader's check-quorum, so it is no target for a
+/// leadership transfer.
+pub const ELECTION_TIMEOUT_MIN: std::time::Duration =
+    std::time::Duration::from_millis(TICK_INTERVAL.as_millis() as u64 * ELECTION_TICKS as u64);
 /// Bytes of entries in one append message to a follower.
 pub const APPEND_MESSAGE_BYTES_MAX: u64 = 1024 * 1024;
 /// Append messages in flight to one follower.
@@ -51,6 +56,11 @@ pub const OBSERVER_FETCH_WAIT: std::time::Duration = std::time::Duration::from_m
 pub const OBSERVER_FETCH_GRACE: std::time::Duration = std::time::Duration::from_millis(750);
 /// How long a voter waits for an observer's proposal to apply.
 pub const OBSERVER_PROPOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+/// Incarnations of one node id whose last frame the quorum remembers: the
+/// live one, a restarted one, and a duplicate (a second process with the
+/// same id); more are forgotten oldest first, so a peer that sends hellos
+/// with ever new incarnations costs no more memory.
+pub const INCARNATIONS_HEARD_MAX: usize = 4;
 
 const _: () = assert!(HEARTBEAT_TICKS < ELECTION_TICKS);
 const _: () = assert!(SNAPSHOT_LOG_BYTES_DEFAULT < METADATA_LOG_BYTES_MAX);

@@ -304,6 +304,18 @@ impl<S: Storage> MetadataNode<S> {
         self.raw.tick();
     }
 
+    /// Hands the leadership to voter `to` (raft-rs's MsgTransferLeader):
+    /// the leader sends it what it lacks, then MsgTimeoutNow, and it stands
+    /// for election at once, its vote requests marked as a transfer so
+    /// that the other voters grant them despite their leader lease.
+    /// Proposals are refused meanwhile; raft-rs gives up after an election
+    /// timeout. Does nothing unless this node leads.
+    pub fn transfer_leadership(&mut self, to: i32) {
+        if self.is_leader() {
+            self.raw.transfer_leader(raft_id(to));
+        }
+    }
+
     /// A message from a peer. Malformed or stale messages are dropped by
     /// raft-rs; an error here is logged, never fatal.
     pub fn step(&mut self, message: Message) {

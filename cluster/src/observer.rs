@@ -15,15 +15,22 @@
 //!
 //! An observer's writes (its registration) go to a voter, which proposes
 //! them to Raft as its own forwarded proposals; it may only register
-//! itself.
+//! itself. A registration that would replace another incarnation of its id
+//! that is not fenced is judged by the active controller alone, which
+//! refuses it while that incarnation has been heard from within the broker
+//! session (Kafka's DUPLICATE_BROKER_REGISTRATION): a second process
+//! started with a live broker's id is turned away instead of taking the id
+//! over and each of the two re-registering in turn, while a broker
+//! restarted after a crash gets its id back once the old process's session
+//! has run out.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use futures_lite::{AsyncWriteExt, FutureExt};
 use glommio::net::TcpStream;
-use sluice_engine::ClusterMetadata;
+use sluice_engine::{BrokerInfo, ClusterMetadata};
 
 use crate::codec::{DecodeError, Reader, Writer};
 use crate::constants::{
@@ -31,7 +38,7 @@ use crate::constants::{
     OBSERVER_PROPOSE_TIMEOUT,
 };
 use crate::records::{decode_records, diff_records, encode_records, image_from_records};
-use crate::transport::{connect, push_frame, read_frame};
+use crate::transport::{connect, push_frame, read_frame, Hello};
 use crate::{MetadataRecord, Quorum, WriteError};
 
 /// An observer asks for an image newer than the version it names.
@@ -60,11 +67,14 @@ mod outcome {
     pub const TIMED_OUT: u8 = 2;
     pub const TOO_LARGE: u8 = 3;
     pub const FAILED: u8 = 4;
+    pub const DUPLICATE_BROKER: u8 = 5;
 }
 
 /// Who an observer is and whom it follows.
 pub struct Observing {
     pub node_id: i32,
+    /// This process's, named in every connection's hello.
+    pub incarnation: u64,
     /// Every voter's node id and controller address.
     pub voters: Vec<(i32, SocketAddr)>,
 }
@@ -114,26 +124,38 @@ pub(crate) async fn answer_fetch(
     Ok(writer.bytes)
 }
 
-/// Answers an observer's proposal: only its own registration is taken.
+/// Answers an observer's proposal: only its own registration is taken,
+/// and not while another live broker holds its id (see
+/// [`duplicate_registration`]).
 pub(crate) async fn answer_propose(
     quorum: &Quorum,
-    from: i32,
+    hello: Hello,
+    broker_session: Duration,
     payload: &[u8],
 ) -> Result<Vec<u8>, DecodeError> {
+    let from = hello.from;
     let mut reader = Reader::new(payload);
     let records = decode_records(reader.blob()?)?;
     reader.finish()?;
     let own = records.iter().all(
         |record| matches!(record, MetadataRecord::RegisterBroker(broker) if broker.id == from),
     );
-    let result = if own && !records.is_empty() {
-        quorum
-            .write(records, Instant::now() + OBSERVER_PROPOSE_TIMEOUT)
-            .await
-    } else {
+    let refused = records.iter().find_map(|record| match record {
+        MetadataRecord::RegisterBroker(broker) => {
+            duplicate_registration(quorum, broker, broker_session, Instant::now()).err()
+        }
+        _ => None,
+    });
+    let result = if !own || records.is_empty() {
         Err(WriteError::Failed(format!(
             "node {from} is not a voter and may only register itself"
         )))
+    } else if let Some(refused) = refused {
+        Err(refused)
+    } else {
+        quorum
+            .write(records, Instant::now() + OBSERVER_PROPOSE_TIMEOUT)
+            .await
     };
     let mut writer = Writer::default();
     match result {
@@ -154,8 +176,66 @@ pub(crate) async fn answer_propose(
             writer.u8(outcome::FAILED);
             writer.str(&reason);
         }
+        Err(WriteError::DuplicateBroker(reason)) => {
+            writer.u8(outcome::DUPLICATE_BROKER);
+            writer.str(&reason);
+        }
     }
     Ok(writer.bytes)
+}
+
+/// Whether `broker`'s registration may be written now. One that replaces
+/// another incarnation of its id, not fenced, is judged only on the active
+/// controller, the one node that hears every broker (a voter that is not
+/// answers NotLeader, and the observer asks the leader): it is refused
+/// while that incarnation has been heard from within `broker_session`,
+/// counted from no earlier than when this node began leading (a new leader
+/// has heard from nobody yet, as when it fences brokers). The leader's own
+/// id is always live: it is this process.
+fn duplicate_registration(
+    quorum: &Quorum,
+    broker: &BrokerInfo,
+    broker_session: Duration,
+    now: Instant,
+) -> Result<(), WriteError> {
+    let image = quorum.image();
+    let Some(registered) = image.brokers.get(&broker.id) else {
+        return Ok(());
+    };
+    if registered.fenced || registered.incarnation == broker.incarnation {
+        return Ok(());
+    }
+    let status = quorum.status();
+    let Some(leading_since) = status.leading_since.filter(|_| status.is_leader) else {
+        return Err(WriteError::NotLeader {
+            leader: status.leader,
+        });
+    };
+    let id = broker.id;
+    let endpoint = format!("{}:{}", registered.host, registered.port);
+    if quorum.voter_id() == Some(id) {
+        return Err(WriteError::DuplicateBroker(format!(
+            "node id {id} belongs to a live broker: the active controller itself ({endpoint})"
+        )));
+    }
+    let heard = quorum.incarnation_heard(id, registered.incarnation);
+    let since = heard.map_or(leading_since, |heard| heard.max(leading_since));
+    let silent = now.saturating_duration_since(since);
+    if silent >= broker_session {
+        return Ok(());
+    }
+    Err(WriteError::DuplicateBroker(match heard {
+        Some(_) => format!(
+            "node id {id} belongs to a live broker ({endpoint}, heard from {} ms ago)",
+            silent.as_millis()
+        ),
+        None => format!(
+            "node id {id} is registered to {endpoint}, whose session has not expired yet \
+             (the active controller has led for {} ms of the {} ms session)",
+            silent.as_millis(),
+            broker_session.as_millis()
+        ),
+    }))
 }
 
 /// Sends records to the quorum's leader (or, not knowing it, to a voter,
@@ -176,7 +256,7 @@ pub(crate) async fn propose(
     let mut payload = Writer::default();
     payload.blob(&encode_records(records));
     let exchange = async {
-        let mut stream = connect(address, observing.node_id)
+        let mut stream = connect(address, observing.node_id, Some(observing.incarnation))
             .await
             .map_err(|error| error.to_string())?;
         let answer = exchange(&mut stream, KIND_PROPOSE, &payload.bytes, KIND_PROPOSED).await?;
@@ -210,6 +290,7 @@ fn decode_proposed(bytes: &[u8]) -> Result<Result<u64, WriteError>, DecodeError>
             bytes: usize::try_from(reader.u64()?).unwrap_or(usize::MAX),
         }),
         outcome::FAILED => Err(WriteError::Failed(reader.str()?)),
+        outcome::DUPLICATE_BROKER => Err(WriteError::DuplicateBroker(reader.str()?)),
         other => return Err(DecodeError(format!("unknown proposal outcome {other}"))),
     };
     reader.finish()?;
@@ -278,7 +359,7 @@ pub(crate) async fn follow(quorum: Quorum, observing: std::rc::Rc<Observing>) {
         let (voter, address) = voters[target % voters.len()];
         let connected = match stream.as_mut() {
             Some(connected) => connected,
-            None => match connect(address, observing.node_id).await {
+            None => match connect(address, observing.node_id, Some(observing.incarnation)).await {
                 Ok(connected) => stream.insert(connected),
                 Err(error) => {
                     tracing::debug!(voter, %error, "cannot reach a voter's controller port");
@@ -374,5 +455,14 @@ mod tests {
             Err(WriteError::NotLeader { leader: None })
         );
         assert!(decode_proposed(&[9]).is_err());
+        let mut writer = Writer::default();
+        writer.u8(outcome::DUPLICATE_BROKER);
+        writer.str("node id 4 belongs to a live broker");
+        assert_eq!(
+            decode_proposed(&writer.bytes).unwrap(),
+            Err(WriteError::DuplicateBroker(
+                "node id 4 belongs to a live broker".into()
+            ))
+        );
     }
 }

@@ -15,7 +15,9 @@ use raft::prelude::Message;
 use sluice_engine::notify::Signal;
 use sluice_engine::{ClusterMetadata, Storage};
 
-use crate::constants::{QUORUM_INBOX_MAX, TICK_INTERVAL};
+use crate::constants::{
+    ELECTION_TIMEOUT_MIN, INCARNATIONS_HEARD_MAX, QUORUM_INBOX_MAX, TICK_INTERVAL,
+};
 use crate::node::{MetadataNode, ProposalId, ProposeError};
 use crate::MetadataRecord;
 
@@ -35,6 +37,9 @@ pub enum WriteError {
     },
     /// The metadata log cannot be written (KAFKA_STORAGE_ERROR).
     Failed(String),
+    /// A registration refused because another live broker holds the id
+    /// (Kafka's DUPLICATE_BROKER_REGISTRATION); says which.
+    DuplicateBroker(String),
 }
 
 /// What a node knows of the quorum, for DescribeQuorum and the admin tool.
@@ -49,6 +54,10 @@ pub struct QuorumStatus {
     pub applied: u64,
     /// Voters' replicated index, as known by the leader.
     pub progress: BTreeMap<i32, u64>,
+    /// When this node began leading in `term` (`None` unless it leads): a
+    /// new leader has heard from nobody yet, so it judges no broker silent
+    /// before it has led for a session.
+    pub leading_since: Option<Instant>,
 }
 
 enum Command {
@@ -61,6 +70,8 @@ enum Command {
         /// whichever node leads.
         decided_in: Option<u64>,
     },
+    /// Hand the leadership to this voter (a controlled shutdown).
+    TransferLeadership(i32),
 }
 
 /// Sends a message to a peer (or drops it: raft-rs retries).
@@ -89,6 +100,14 @@ struct Shared {
     /// Set on a broker that is not a voter: it follows the image from the
     /// voters instead of taking part in Raft.
     observing: Option<Rc<crate::observer::Observing>>,
+    /// This node's id when it is a voter.
+    voter_id: Option<i32>,
+    /// When a frame last arrived from each incarnation of each peer (the
+    /// incarnation its hello named), newest last, at most
+    /// [`INCARNATIONS_HEARD_MAX`] per id: tells a live broker from a
+    /// second process started with its id, whose frames carry the same
+    /// node id but another incarnation.
+    incarnations_heard: RefCell<BTreeMap<i32, Vec<(u64, Instant)>>>,
 }
 
 /// A handle on the quorum; cheap to clone.
@@ -113,6 +132,8 @@ impl Quorum {
             last_heard: RefCell::new(BTreeMap::new()),
             disconnected: RefCell::new(BTreeMap::new()),
             observing: None,
+            voter_id: Some(node.node_id()),
+            incarnations_heard: RefCell::new(BTreeMap::new()),
         });
         let driven = Rc::clone(&shared);
         glommio::spawn_local(drive(driven, node, transport)).detach();
@@ -122,8 +143,18 @@ impl Quorum {
     /// A broker that is not a voter (an observer): follows the committed
     /// image from the voters' controller ports, and sends its writes (its
     /// registration) to them.
-    pub fn observe(node_id: i32, voters: Vec<(i32, std::net::SocketAddr)>) -> Quorum {
-        let observing = Rc::new(crate::observer::Observing { node_id, voters });
+    /// `incarnation` is this process's, named to the voters in every
+    /// connection's hello.
+    pub fn observe(
+        node_id: i32,
+        incarnation: u64,
+        voters: Vec<(i32, std::net::SocketAddr)>,
+    ) -> Quorum {
+        let observing = Rc::new(crate::observer::Observing {
+            node_id,
+            incarnation,
+            voters,
+        });
         let shared = Rc::new(Shared {
             inbox: RefCell::new(VecDeque::new()),
             inbox_signal: Signal::new(),
@@ -137,6 +168,8 @@ impl Quorum {
             last_heard: RefCell::new(BTreeMap::new()),
             disconnected: RefCell::new(BTreeMap::new()),
             observing: Some(Rc::clone(&observing)),
+            voter_id: None,
+            incarnations_heard: RefCell::new(BTreeMap::new()),
         });
         let quorum = Quorum { shared };
         glommio::spawn_local(crate::observer::follow(quorum.clone(), observing)).detach();
@@ -192,6 +225,68 @@ impl Quorum {
             .disconnected
             .borrow_mut()
             .insert(id, Instant::now());
+    }
+
+    /// Records that incarnation `incarnation` of node `id` was heard from
+    /// (any frame on a connection whose hello named it).
+    pub fn heard_incarnation(&self, id: i32, incarnation: u64) {
+        let now = Instant::now();
+        let mut heard = self.shared.incarnations_heard.borrow_mut();
+        let known = heard.entry(id).or_default();
+        known.retain(|(other, _)| *other != incarnation);
+        if known.len() >= INCARNATIONS_HEARD_MAX {
+            known.remove(0);
+        }
+        known.push((incarnation, now));
+    }
+
+    /// When incarnation `incarnation` of node `id` was last heard from.
+    pub fn incarnation_heard(&self, id: i32, incarnation: u64) -> Option<Instant> {
+        self.shared
+            .incarnations_heard
+            .borrow()
+            .get(&id)?
+            .iter()
+            .find(|(other, _)| *other == incarnation)
+            .map(|(_, at)| *at)
+    }
+
+    /// This node's id, if it is a voter.
+    pub fn voter_id(&self) -> Option<i32> {
+        self.shared.voter_id
+    }
+
+    /// Hands the quorum's leadership to the most caught-up other voter
+    /// heard from within [`ELECTION_TIMEOUT_MIN`] (raft-rs's
+    /// MsgTransferLeader: the leader brings it up to date and tells it to
+    /// stand at once, so the quorum is leaderless for a round trip instead
+    /// of an election timeout). Returns the voter chosen; `None` when this
+    /// node does not lead or no other voter is live.
+    pub fn transfer_leadership(&self) -> Option<i32> {
+        let me = self.shared.voter_id?;
+        let status = self.status();
+        if !status.is_leader {
+            return None;
+        }
+        let now = Instant::now();
+        let live = |id: i32| {
+            self.last_heard(id)
+                .is_some_and(|heard| now.saturating_duration_since(heard) < ELECTION_TIMEOUT_MIN)
+        };
+        // The most caught-up first; among equals, the lowest id, so the
+        // choice is deterministic.
+        let (target, _) = status
+            .progress
+            .iter()
+            .filter(|(id, _)| **id != me && live(**id))
+            .max_by_key(|(id, matched)| (**matched, std::cmp::Reverse(**id)))?;
+        let target = *target;
+        self.shared
+            .inbox
+            .borrow_mut()
+            .push_back(Command::TransferLeadership(target));
+        self.shared.inbox_signal.notify();
+        Some(target)
     }
 
     /// Since when node `id` has been disconnected with nothing heard from
@@ -357,6 +452,7 @@ async fn drive<S: Storage>(shared: Rc<Shared>, mut node: MetadataNode<S>, transp
                         shared.outcomes.borrow_mut().insert(ticket, Err(error));
                     }
                 },
+                Command::TransferLeadership(target) => node.transfer_leadership(target),
             }
         }
         match node.process().await {
@@ -384,6 +480,15 @@ async fn drive<S: Storage>(shared: Rc<Shared>, mut node: MetadataNode<S>, transp
                 return;
             }
         }
+        // Kept while this node leads in the same term; a new term, or a
+        // first round as leader, starts the clock again.
+        let leading_since = node.is_leader().then(|| {
+            let previous = shared.status.borrow();
+            match previous.leading_since {
+                Some(since) if previous.is_leader && previous.term == node.term() => since,
+                _ => Instant::now(),
+            }
+        });
         let status = QuorumStatus {
             leader: node.leader(),
             term: node.term(),
@@ -396,6 +501,7 @@ async fn drive<S: Storage>(shared: Rc<Shared>, mut node: MetadataNode<S>, transp
             } else {
                 BTreeMap::new()
             },
+            leading_since,
         };
         *shared.status.borrow_mut() = status;
         shared.progress_signal.notify();

@@ -3,9 +3,10 @@
 //! (see [`crate::observer`]).
 //!
 //! Each voter dials every other voter and keeps one outbound connection per
-//! peer; the connection opens with a hello frame naming the dialling node,
-//! and every later frame carries one Raft message, which must come from
-//! that node. Frames are `[u32 length][u8 kind][payload]`, big-endian. A
+//! peer; the connection opens with a hello frame naming the dialling node
+//! and its incarnation (random per process start, so that the quorum tells
+//! a live broker from a second process started with its id), and every
+//! later frame carries one Raft message, which must come from that node. Frames are `[u32 length][u8 kind][payload]`, big-endian. A
 //! frame's length is never trusted for allocation: the buffer grows only as
 //! bytes arrive, up to [`CONTROLLER_FRAME_BYTES_MAX`]. Anything malformed
 //! closes that connection and nothing else.
@@ -19,7 +20,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::rc::Rc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use futures_lite::{AsyncReadExt, AsyncWriteExt, FutureExt};
 use glommio::net::{TcpListener, TcpStream};
@@ -27,6 +28,7 @@ use protobuf::Message as _;
 use raft::prelude::Message;
 use sluice_engine::notify::Signal;
 
+use crate::codec::{DecodeError, Reader};
 use crate::constants::{
     CONTROLLER_CONNECT_TIMEOUT, CONTROLLER_FRAME_BYTES_MAX, CONTROLLER_READ_CHUNK_BYTES,
     CONTROLLER_RECONNECT_BACKOFF, PEER_QUEUE_MAX,
@@ -57,13 +59,15 @@ struct Peer {
 #[derive(Clone)]
 pub struct Peers {
     node_id: i32,
+    /// This process's incarnation, named in every hello.
+    incarnation: u64,
     peers: Rc<BTreeMap<i32, Peer>>,
 }
 
 impl Peers {
     /// `voters`: every voter's node id and controller address (this node's
     /// own entry is skipped).
-    pub fn new(node_id: i32, voters: &[(i32, SocketAddr)]) -> Peers {
+    pub fn new(node_id: i32, incarnation: u64, voters: &[(i32, SocketAddr)]) -> Peers {
         let peers = voters
             .iter()
             .filter(|(id, _)| *id != node_id)
@@ -78,6 +82,7 @@ impl Peers {
             .collect();
         Peers {
             node_id,
+            incarnation,
             peers: Rc::new(peers),
         }
     }
@@ -117,7 +122,7 @@ impl Peers {
                 .wait_for(|| (!peer.queue.borrow().is_empty()).then_some(()));
             queued.await;
             if stream.is_none() {
-                match connect(peer.address, self.node_id).await {
+                match connect(peer.address, self.node_id, Some(self.incarnation)).await {
                     Ok(connected) => stream = Some(connected),
                     Err(error) => {
                         tracing::debug!(peer = id, %error, "controller peer unreachable");
@@ -151,7 +156,14 @@ pub(crate) fn push_frame(out: &mut Vec<u8>, kind: u8, payload: &[u8]) {
     out.extend_from_slice(payload);
 }
 
-pub(crate) async fn connect(address: SocketAddr, node_id: i32) -> std::io::Result<TcpStream> {
+/// Dials a peer's controller port and says who is calling: the node id,
+/// and the process's incarnation when the connection carries its liveness
+/// or its registration (a forwarded request names none).
+pub(crate) async fn connect(
+    address: SocketAddr,
+    node_id: i32,
+    incarnation: Option<u64>,
+) -> std::io::Result<TcpStream> {
     let timeout = async {
         glommio::timer::sleep(CONTROLLER_CONNECT_TIMEOUT).await;
         Err(std::io::Error::new(
@@ -166,8 +178,12 @@ pub(crate) async fn connect(address: SocketAddr, node_id: i32) -> std::io::Resul
     };
     let mut stream = connect.or(timeout).await?;
     stream.set_nodelay(true).ok();
+    let mut payload = node_id.to_be_bytes().to_vec();
+    if let Some(incarnation) = incarnation {
+        payload.extend_from_slice(&incarnation.to_be_bytes());
+    }
     let mut hello = Vec::new();
-    push_frame(&mut hello, KIND_HELLO, &node_id.to_be_bytes());
+    push_frame(&mut hello, KIND_HELLO, &payload);
     stream.write_all(&hello).await?;
     Ok(stream)
 }
@@ -223,7 +239,7 @@ pub async fn forward(
     deadline: Instant,
 ) -> Result<Vec<u8>, String> {
     let exchange = async {
-        let mut stream = connect(address, node_id)
+        let mut stream = connect(address, node_id, None)
             .await
             .map_err(|error| format!("connecting to {address}: {error}"))?;
         let mut frame = Vec::with_capacity(request.len() + FRAME_HEADER_BYTES);
@@ -247,7 +263,12 @@ pub async fn forward(
 
 /// Accepts peers' connections: hands their Raft messages to the quorum and
 /// serves their forwarded controller requests.
-pub async fn serve(listener: TcpListener, voters: Vec<i32>, quorum: Quorum, forwarder: Forwarder) {
+pub async fn serve(
+    listener: TcpListener,
+    config: ServeConfig,
+    quorum: Quorum,
+    forwarder: Forwarder,
+) {
     loop {
         let stream = match listener.accept().await {
             Ok(stream) => stream,
@@ -257,12 +278,12 @@ pub async fn serve(listener: TcpListener, voters: Vec<i32>, quorum: Quorum, forw
                 continue;
             }
         };
-        let voters = voters.clone();
+        let config = config.clone();
         let quorum = quorum.clone();
         let forwarder = Rc::clone(&forwarder);
         glommio::spawn_local(async move {
             let peer = stream.peer_addr().ok();
-            if let Err(reason) = serve_peer(stream, &voters, &quorum, &forwarder).await {
+            if let Err(reason) = serve_peer(stream, &config, &quorum, &forwarder).await {
                 tracing::info!(?peer, %reason, "controller connection closed");
             }
         })
@@ -270,30 +291,77 @@ pub async fn serve(listener: TcpListener, voters: Vec<i32>, quorum: Quorum, forw
     }
 }
 
+/// What the controller port's server needs besides the quorum.
+#[derive(Clone, Debug)]
+pub struct ServeConfig {
+    /// Node ids of the voters: only they may send Raft messages.
+    pub voters: Vec<i32>,
+    /// Kafka's `broker.session.timeout.ms`: a registration that would
+    /// replace a broker heard from within it is refused (see
+    /// [`crate::observer`]).
+    pub broker_session: Duration,
+}
+
+/// Who dialled, from the connection's hello.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Hello {
+    pub from: i32,
+    /// The dialling process's incarnation; `None` from a forwarded
+    /// request's connection, or from a node that predates it.
+    pub incarnation: Option<u64>,
+}
+
+/// A hello's payload: the node id (i32), then optionally the incarnation
+/// (u64).
+fn decode_hello(payload: &[u8]) -> Result<Hello, DecodeError> {
+    let mut reader = Reader::new(payload);
+    let from = reader.i32()?;
+    let incarnation = if payload.len() > 4 {
+        Some(reader.u64()?)
+    } else {
+        None
+    };
+    reader.finish()?;
+    Ok(Hello { from, incarnation })
+}
+
 async fn serve_peer(
     mut stream: TcpStream,
-    voters: &[i32],
+    config: &ServeConfig,
     quorum: &Quorum,
     forwarder: &Forwarder,
 ) -> Result<(), String> {
-    let from = match read_frame(&mut stream).await? {
-        Some((KIND_HELLO, payload)) if payload.len() == 4 => {
-            i32::from_be_bytes([payload[0], payload[1], payload[2], payload[3]])
+    let hello = match read_frame(&mut stream).await? {
+        Some((KIND_HELLO, payload)) => {
+            decode_hello(&payload).map_err(|error| format!("a malformed hello: {error}"))?
         }
         Some((kind, _)) => return Err(format!("expected a hello frame, got kind {kind}")),
         None => return Ok(()),
     };
+    let from = hello.from;
     let mut heartbeats = false;
     let outcome = serve_frames(
         &mut stream,
-        from,
-        voters,
+        hello,
+        config,
         quorum,
         forwarder,
         &mut heartbeats,
     )
     .await;
-    if heartbeats {
+    // Only the registered process's connection closing tells of its death:
+    // a second process started with its id (refused, and exiting) closes
+    // connections of its own.
+    let registered = quorum
+        .image()
+        .brokers
+        .get(&from)
+        .map(|broker| broker.incarnation);
+    let of_registered = match (hello.incarnation, registered) {
+        (Some(incarnation), Some(registered)) => incarnation == registered,
+        _ => true,
+    };
+    if heartbeats && of_registered {
         // The peer's kernel closes its sockets when the process dies: the
         // active controller may fence it without waiting out its session
         // (a live peer reconnects at once and is heard again).
@@ -307,18 +375,23 @@ async fn serve_peer(
 /// an observer's polls), not only forwarded requests.
 async fn serve_frames(
     stream: &mut TcpStream,
-    from: i32,
-    voters: &[i32],
+    hello: Hello,
+    config: &ServeConfig,
     quorum: &Quorum,
     forwarder: &Forwarder,
     heartbeats: &mut bool,
 ) -> Result<(), String> {
+    let from = hello.from;
+    let voters = &config.voters;
     let voter = voters.contains(&from);
     let mut served = crate::observer::Served::default();
     while let Some((kind, mut payload)) = read_frame(stream).await? {
         // Any frame is a sign of life (an observer's polls are its only
         // heartbeats).
         quorum.heard(from);
+        if let Some(incarnation) = hello.incarnation {
+            quorum.heard_incarnation(from, incarnation);
+        }
         *heartbeats |= kind == KIND_RAFT || kind == crate::observer::KIND_FETCH;
         let answer = match kind {
             KIND_FORWARD => Some((KIND_ANSWER, forwarder(std::mem::take(&mut payload)).await)),
@@ -330,7 +403,7 @@ async fn serve_frames(
             )),
             crate::observer::KIND_PROPOSE => Some((
                 crate::observer::KIND_PROPOSED,
-                crate::observer::answer_propose(quorum, from, &payload)
+                crate::observer::answer_propose(quorum, hello, config.broker_session, &payload)
                     .await
                     .map_err(|error| error.to_string())?,
             )),
@@ -364,4 +437,34 @@ async fn serve_frames(
         quorum.deliver(message);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hellos_name_the_node_and_maybe_its_incarnation() {
+        let mut with = 4i32.to_be_bytes().to_vec();
+        assert_eq!(
+            decode_hello(&with).unwrap(),
+            Hello {
+                from: 4,
+                incarnation: None
+            }
+        );
+        with.extend_from_slice(&7u64.to_be_bytes());
+        assert_eq!(
+            decode_hello(&with).unwrap(),
+            Hello {
+                from: 4,
+                incarnation: Some(7)
+            }
+        );
+        for len in [0, 3, 5, 11] {
+            assert!(decode_hello(&with[..len]).is_err(), "cut at {len}");
+        }
+        with.push(0);
+        assert!(decode_hello(&with).is_err(), "a byte too many");
+    }
 }

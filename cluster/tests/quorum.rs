@@ -383,3 +383,57 @@ fn a_deposed_leader_cannot_commit_its_stale_decisions() {
         }
     }
 }
+
+/// A leader's handover (the active controller's controlled shutdown): the
+/// voter it names leads after a few message rounds and no tick at all,
+/// where the others would wait out an election timeout (at least
+/// `ELECTION_TICKS` ticks) after losing it; in the next term (a transfer
+/// skips pre-vote) and with every acknowledged entry.
+#[test]
+fn a_leader_hands_over_to_the_voter_it_names_without_waiting_for_a_timeout() {
+    /// Message rounds a handover takes: append, its answer, MsgTimeoutNow,
+    /// vote requests, votes, the new leader's first entry and its
+    /// acknowledgements, with room to spare.
+    const ROUNDS_MAX: usize = 12;
+    let mut sim = Sim::new(7, 1_000_000);
+    step_until(&mut sim, 500, "a first election", |sim| {
+        decider(sim).is_some()
+    });
+    let old = decider(&sim).expect("a leader");
+    for _ in 0..5 {
+        sim.propose();
+        sim.step(false, false);
+    }
+    let term = sim.nodes[old].as_ref().expect("up").term();
+    let target = (old + 1) % VOTERS.len();
+    sim.nodes[old]
+        .as_mut()
+        .expect("up")
+        .transfer_leadership(target as i32);
+    sim.process(old);
+    let mut rounds = 0;
+    while !sim.nodes[target].as_ref().expect("up").can_decide() {
+        assert!(
+            rounds < ROUNDS_MAX,
+            "node {target} did not lead within {rounds} message rounds of the handover"
+        );
+        // Messages only: no node ticks, so no timeout can elect anyone.
+        for message in std::mem::take(&mut sim.network) {
+            let to = node_id(message.to) as usize;
+            if let Some(node) = sim.nodes.get_mut(to).and_then(Option::as_mut) {
+                node.step(message);
+            }
+        }
+        for index in 0..sim.nodes.len() {
+            sim.process(index);
+        }
+        rounds += 1;
+    }
+    let new = sim.nodes[target].as_ref().expect("up");
+    assert_eq!(new.term(), term + 1, "one election, without pre-vote");
+    assert!(!sim.nodes[old].as_ref().expect("up").is_leader());
+    assert!(!sim.acknowledged.is_empty());
+    for topic in &sim.acknowledged {
+        assert!(new.image().topics.contains_key(topic), "{topic} lost");
+    }
+}

@@ -1528,6 +1528,7 @@ pub(crate) use elect::{ElectionOutcome, ElectionTopic, ElectionType};
 mod forward;
 mod peers;
 mod reassignment;
+mod registration;
 mod replication;
 mod storage_health;
 pub(crate) use replication::AckError;

@@ -280,6 +280,28 @@ pub const CONTROLLED_SHUTDOWN_POLL: std::time::Duration = std::time::Duration::f
 /// Between a stopping broker's requests to a controller that did not
 /// accept its shutdown (none elected, or unreachable).
 pub const CONTROLLED_SHUTDOWN_RETRY: std::time::Duration = std::time::Duration::from_millis(250);
+/// How long a stopping active controller waits for the voter it hands the
+/// quorum's leadership to to take it, before it stops anyway (the others
+/// then elect a leader after an election timeout, 0.5-1 s). A transfer
+/// takes a round trip and an fsync of the vote on each voter, a few
+/// milliseconds, unless the chosen voter must first catch up or died just
+/// then; raft-rs itself gives up after one election timeout.
+pub const CONTROLLER_HANDOVER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+/// A broker whose registration the active controller refuses because
+/// another live broker holds its node id (DUPLICATE_BROKER_REGISTRATION)
+/// for this many broker sessions in a row stops with an error. A broker
+/// restarted at once after a crash is refused for at most one session
+/// (until the old process's runs out), and for one more when a controller
+/// elected meanwhile, which judges nobody before it has led for a session;
+/// the third leaves room for retries on a slow machine. (Kafka's broker
+/// gives up after `initial.broker.registration.timeout.ms`, 60 s.)
+pub const DUPLICATE_REGISTRATION_SESSIONS: u32 = 3;
+/// How often a running broker whose id another process took over says so.
+pub const DUPLICATE_REGISTRATION_REPORT_INTERVAL: std::time::Duration =
+    std::time::Duration::from_secs(5);
+/// The cluster id file of a broker that is not a voter (`meta/cluster-id`):
+/// a cluster id is 22 characters; anything much longer is not one.
+pub const CLUSTER_ID_FILE_BYTES_MAX: u64 = 256;
 /// How often each shard looks for logs whose writes are failing: a broker
 /// whose disk fails steps out of the ISRs within about this long after its
 /// first failed write.

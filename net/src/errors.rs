@@ -56,6 +56,8 @@ pub mod code {
     pub const INVALID_FETCH_SESSION_EPOCH: i16 = 71;
     pub const UNKNOWN_TOPIC_ID: i16 = 100;
     pub const INCONSISTENT_TOPIC_ID: i16 = 103;
+    /// Another live broker is registered with this node id.
+    pub const DUPLICATE_BROKER_REGISTRATION: i16 = 101;
     pub const OFFSET_NOT_AVAILABLE: i16 = 78;
     pub const TOPIC_DELETION_DISABLED: i16 = 73;
     pub const INVALID_TXN_STATE: i16 = 48;

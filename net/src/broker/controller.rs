@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use sluice_cluster::placement::{place, Candidate};
 use sluice_cluster::records::diff_records;
-use sluice_cluster::transport::{Forwarder, Peers};
+use sluice_cluster::transport::{Forwarder, Peers, ServeConfig};
 use sluice_cluster::wal::Wal;
 use sluice_cluster::{MetadataNode, MetadataRecord, NodeConfig, Quorum, WriteError};
 use sluice_engine::metadata::{FileMetadataStore, MetadataStore};
@@ -30,15 +30,16 @@ use sluice_engine::{
     BrokerInfo, ClusterMetadata, DmaStorage, PartitionState, ShardId, TopicMetadata,
 };
 
+use super::registration::{check_cluster_id, check_observer_data_dir, Refusals, Registration};
 use super::{
     base64_url, forward, futures_lite_join_all, random_id, validate_topic_name, Broker,
     ConfigChange, ControllerRequest, NewTopic, ShardRequest, ShardResponse, TopicOutcome,
 };
 use crate::constants::{
     CONTROLLED_SHUTDOWN_POLL, CONTROLLED_SHUTDOWN_RETRY, CONTROLLED_SHUTDOWN_TIMEOUT,
-    DISCONNECTED_FENCE_GRACE, LIVENESS_CHECK_INTERVAL, METADATA_WRITE_TIMEOUT,
-    OFFSETS_TOPIC_SEGMENT_BYTES, PRODUCER_ID_BLOCK, QUORUM_WAIT_REPORT_INTERVAL,
-    REGISTRATION_RETRY_BACKOFF, REGISTRATION_TIMEOUT,
+    CONTROLLER_HANDOVER_TIMEOUT, DISCONNECTED_FENCE_GRACE, LIVENESS_CHECK_INTERVAL,
+    METADATA_WRITE_TIMEOUT, OFFSETS_TOPIC_SEGMENT_BYTES, PRODUCER_ID_BLOCK,
+    QUORUM_WAIT_REPORT_INTERVAL, REGISTRATION_RETRY_BACKOFF, REGISTRATION_TIMEOUT,
 };
 use crate::errors::code;
 use crate::topic_config;
@@ -124,6 +125,10 @@ fn write_error(error: WriteError) -> MetadataWriteError {
             code: code::KAFKA_STORAGE_ERROR,
             message: format!("the metadata log cannot be written: {reason}"),
         },
+        WriteError::DuplicateBroker(reason) => MetadataWriteError {
+            code: code::DUPLICATE_BROKER_REGISTRATION,
+            message: reason,
+        },
     }
 }
 
@@ -151,14 +156,23 @@ impl Broker {
                 ?voters,
                 "this broker is not a voter: it follows the metadata from the voters"
             );
+            check_observer_data_dir(&self.config.data_dir, node_id, &cluster.voters)?;
             let incarnation = u64::from_be_bytes(random_id()[..8].try_into().unwrap_or([0; 8]));
             (
-                Quorum::observe(node_id, cluster.voters.clone()),
+                Quorum::observe(node_id, incarnation, cluster.voters.clone()),
                 incarnation,
             )
         };
         *controller.quorum.borrow_mut() = Some(quorum.clone());
         self.form_cluster(&quorum, &voters).await?;
+        if quorum.is_observer() {
+            // Before it registers: a broker must not join another cluster
+            // with the data of its own.
+            let cluster_id = quorum.image().cluster_id.clone();
+            check_cluster_id(&self.config.data_dir, &cluster_id, &cluster.voters).await?;
+        }
+        let session = Duration::from_millis(cluster.broker_session_timeout_ms);
+        let registration = Rc::new(Registration::default());
         let (host, port) = self.advertised();
         let me = BrokerInfo {
             id: node_id,
@@ -171,15 +185,25 @@ impl Broker {
         glommio::spawn_local(keep_registered(
             quorum.clone(),
             me.clone(),
+            session,
             Rc::clone(&controller.stopping),
             Rc::clone(&controller.withdrawn),
+            Rc::clone(&registration),
         ))
         .detach();
         let watched = quorum.clone();
-        quorum
-            .changes()
-            .wait_for(move || (watched.image().brokers.get(&me.id) == Some(&me)).then_some(()))
-            .await;
+        let registered = async {
+            quorum
+                .changes()
+                .wait_for(move || (watched.image().brokers.get(&me.id) == Some(&me)).then_some(()))
+                .await;
+            Ok(())
+        };
+        // Another live broker holds this id: stop with the controller's
+        // reason rather than wait forever or take the id over.
+        let refused = async { Err(registration.given_up().await) };
+        futures_lite::FutureExt::or(registered, refused).await?;
+        registration.started();
         glommio::spawn_local(watch_brokers(
             quorum.clone(),
             Rc::clone(&controller.lock),
@@ -239,12 +263,20 @@ impl Broker {
             legacy.retire().map_err(|error| error.to_string())?;
             tracing::info!("the single-node metadata file was moved into the metadata log");
         }
-        let peers = Peers::new(node_id, &cluster.voters);
+        let peers = Peers::new(node_id, incarnation, &cluster.voters);
         let sender = peers.clone();
         let quorum = Quorum::start(node, Rc::new(move |message| sender.send(message)));
         if let Some(listen) = cluster.controller_listen {
-            let listener = glommio::net::TcpListener::bind(listen)
-                .map_err(|error| format!("cannot bind the controller port {listen}: {error}"))?;
+            let listener = bind_controller_port(listen).map_err(|error| {
+                format!(
+                    "cannot bind the controller port {listen} of node {node_id}: {error}{}",
+                    if error.kind() == std::io::ErrorKind::AddrInUse {
+                        " (is another process running as this node, or is it another's port?)"
+                    } else {
+                        ""
+                    }
+                )
+            })?;
             let this = self.this.clone();
             let forwarder: Forwarder = Rc::new(move |bytes: Vec<u8>| {
                 let broker = this.upgrade();
@@ -260,9 +292,13 @@ impl Broker {
                     forward::encode_response(&answer)
                 }) as Pin<Box<dyn Future<Output = Vec<u8>>>>
             });
+            let serving = ServeConfig {
+                voters: voters.to_vec(),
+                broker_session: Duration::from_millis(cluster.broker_session_timeout_ms),
+            };
             glommio::spawn_local(sluice_cluster::transport::serve(
                 listener,
-                voters.to_vec(),
+                serving,
                 quorum.clone(),
                 forwarder,
             ))
@@ -505,13 +541,20 @@ impl Broker {
     }
 
     /// Kafka's controlled shutdown, before this broker stops on SIGTERM:
-    /// shard 0 asks the active controller to fence it, which moves its
-    /// leaderships to other in-sync replicas at once (clients move on
-    /// instead of waiting out the session timeout), and every shard waits
-    /// until its image shows this broker fenced, at most
+    /// its partition leaderships move first, then, if it is the active
+    /// controller, the metadata quorum's leadership.
+    pub async fn controlled_shutdown(&self) {
+        self.move_leaderships().await;
+        self.hand_over_controller().await;
+    }
+
+    /// Shard 0 asks the active controller to fence this broker, which
+    /// moves its leaderships to other in-sync replicas at once (clients
+    /// move on instead of waiting out the session timeout), and every shard
+    /// waits until its image shows this broker fenced, at most
     /// [`CONTROLLED_SHUTDOWN_TIMEOUT`]. A broker alone in its cluster, or
     /// the last one live, has nothing to hand over.
-    pub async fn controlled_shutdown(&self) {
+    async fn move_leaderships(&self) {
         let others_live = self
             .metadata()
             .live_brokers()
@@ -554,6 +597,44 @@ impl Broker {
         }
         if self.shard.0 == 0 {
             tracing::info!("leaderships handed over; stopping");
+        }
+    }
+
+    /// On the active controller (shard 0), once its own broker is fenced:
+    /// hands the metadata quorum's leadership to the most caught-up live
+    /// voter (raft-rs's leader transfer) and waits until that voter leads,
+    /// so the quorum goes without a leader for a round trip instead of an
+    /// election timeout after this process is gone, with no metadata
+    /// written meanwhile. Stops anyway, saying so, after
+    /// [`CONTROLLER_HANDOVER_TIMEOUT`]: the others then elect a leader as
+    /// after a crash.
+    async fn hand_over_controller(&self) {
+        let Some(quorum) = self.controller.as_ref().and_then(Controller::quorum) else {
+            return;
+        };
+        let Some(chosen) = quorum.transfer_leadership() else {
+            return;
+        };
+        let node = self.config.node_id;
+        let started = Instant::now();
+        let watched = quorum.clone();
+        let handed = quorum
+            .changes()
+            .wait_for(move || watched.status().leader.filter(|leader| *leader != node));
+        match glommio::timer::timeout(CONTROLLER_HANDOVER_TIMEOUT, async { Ok(handed.await) }).await
+        {
+            Ok(leader) => tracing::info!(
+                leader,
+                chosen,
+                handover_ms = started.elapsed().as_millis() as u64,
+                "the metadata quorum's leadership handed over; stopping"
+            ),
+            Err(_) => tracing::warn!(
+                chosen,
+                waited_ms = started.elapsed().as_millis() as u64,
+                "the metadata quorum's leadership was not taken over in time; stopping anyway: \
+                 the other voters elect a leader after an election timeout"
+            ),
         }
     }
 
@@ -1072,16 +1153,38 @@ fn not_controller(request: &ControllerRequest, reason: &str) -> ShardResponse {
     }
 }
 
+/// Binds the controller port for this process alone. glommio's own bind
+/// sets SO_REUSEPORT, with which a second process started as the same
+/// voter would bind the port too and the kernel would hand it part of the
+/// other voters' connections: two members answering as one in the Raft
+/// quorum. std's bind sets only SO_REUSEADDR (a restart may bind while the
+/// old connections linger in TIME_WAIT, but not while a listener holds
+/// the port).
+fn bind_controller_port(
+    address: std::net::SocketAddr,
+) -> std::io::Result<glommio::net::TcpListener> {
+    use std::os::fd::{FromRawFd, IntoRawFd};
+    let listener = std::net::TcpListener::bind(address)?;
+    // SAFETY: the descriptor is a listening socket just created and given
+    // up by `listener`; the glommio listener owns it from here on.
+    Ok(unsafe { glommio::net::TcpListener::from_raw_fd(listener.into_raw_fd()) })
+}
+
 /// Registers this broker (its id, incarnation, endpoint and rack) and
 /// registers it again whenever the image stops showing it so: after a
 /// restart (new incarnation) or when the controller fenced it. Proposals
-/// from a follower are forwarded to the leader by Raft.
+/// from a follower are forwarded to the leader by Raft. A refusal because
+/// another live broker holds the id is retried for a few sessions, then
+/// given up (see [`Refusals`]).
 async fn keep_registered(
     quorum: Quorum,
     me: BrokerInfo,
+    session: Duration,
     stopping: Rc<Cell<bool>>,
     withdrawn: Rc<Cell<bool>>,
+    registration: Rc<Registration>,
 ) {
+    let mut refusals = Refusals::new(session);
     loop {
         let watched = quorum.clone();
         let wanted = me.clone();
@@ -1102,9 +1205,14 @@ async fn keep_registered(
         }
         let deadline = Instant::now() + REGISTRATION_TIMEOUT;
         let record = MetadataRecord::RegisterBroker(me.clone());
-        if let Err(error) = quorum.write(vec![record], deadline).await {
-            tracing::debug!(?error, "registering with the controller failed; retrying");
-            glommio::timer::sleep(REGISTRATION_RETRY_BACKOFF).await;
+        match quorum.write(vec![record], deadline).await {
+            Ok(_) => refusals.accepted(),
+            Err(error) => {
+                if refusals.failed(error, &registration) {
+                    return;
+                }
+                glommio::timer::sleep(REGISTRATION_RETRY_BACKOFF).await;
+            }
         }
     }
 }
