@@ -49,6 +49,16 @@ impl SmallDisk {
 
 impl Drop for SmallDisk {
     fn drop(&mut self) {
+        if std::env::var_os("SLUICE_TEST_KEEP").is_some() {
+            // Kept for a post-mortem, as the brokers' own directories are:
+            // the file system itself goes with its image.
+            let kept = self.mount_point.with_extension("kept");
+            let _ = Command::new("cp")
+                .arg("-a")
+                .arg(&self.mount_point)
+                .arg(&kept)
+                .status();
+        }
         for _ in 0..50 {
             let unmounted = Command::new("umount")
                 .arg(&self.mount_point)

@@ -109,12 +109,32 @@ fn unheard(now: Instant) -> Progress {
     }
 }
 
+/// An ISR change sent to the controller whose outcome this leader does
+/// not know yet.
+#[derive(Clone, Debug)]
+struct PendingIsr {
+    isr: Vec<i32>,
+    /// The partition epoch it was sent at: a partition state with a newer
+    /// one has decided it, one way or the other (the controller takes a
+    /// change only at the epoch it was made against).
+    partition_epoch: i32,
+    /// No answer came back (or an ambiguous one): the controller may not
+    /// have seen it, so it is sent again.
+    resend: bool,
+}
+
 /// A partition this node leads that has other replicas.
 struct Led {
     state: PartitionState,
     followers: HashMap<i32, Progress>,
     /// An AlterPartition for it is on its way to the controller.
     altering: bool,
+    /// The last ISR change asked for, until its outcome is known. While it
+    /// is, the high watermark counts the members of both ISRs (Kafka's
+    /// "maximal ISR"): a follower being added may already be in the
+    /// controller's ISR, and so electable, and must not lack anything the
+    /// high watermark covers.
+    pending: Option<PendingIsr>,
     /// The log end when this leadership began: until the high watermark
     /// reaches it, the high watermark this node inherited as a follower
     /// may be behind what the previous leader acknowledged.
@@ -181,6 +201,11 @@ impl Broker {
                         Some(entry) if entry.state.leader_epoch == state.leader_epoch => {
                             if state.partition_epoch >= entry.state.partition_epoch {
                                 entry.state = state.clone();
+                                if entry.pending.as_ref().is_some_and(|pending| {
+                                    pending.partition_epoch < state.partition_epoch
+                                }) {
+                                    entry.pending = None;
+                                }
                                 // A reassignment adds and removes followers
                                 // under the same leadership.
                                 entry.followers.retain(|id, _| state.replicas.contains(id));
@@ -203,6 +228,7 @@ impl Broker {
                                     state: state.clone(),
                                     followers,
                                     altering: false,
+                                    pending: None,
                                     epoch_start: log.offsets().leo,
                                 },
                             );
@@ -433,6 +459,7 @@ impl Broker {
                 .map_or(offsets.log_start, |(_, start)| *start);
             !entry.state.isr.contains(&replica)
                 && !entry.altering
+                && entry.pending.is_none()
                 && fetch_offset >= offsets.hw
                 && fetch_offset >= epoch_start
         };
@@ -452,23 +479,16 @@ impl Broker {
         let Some(entry) = led.get(key) else {
             return;
         };
-        if entry.state.isr.iter().all(|id| *id == node) {
-            drop(led);
-            log.follow_log_end();
-            return;
-        }
         let offsets = log.offsets();
-        let mut hw = offsets.leo;
-        for id in entry.state.isr.iter().filter(|id| **id != node) {
-            match entry.followers.get(id) {
-                Some(progress) if progress.log_end >= 0 => hw = hw.min(progress.log_end),
-                // Not heard from yet under this leadership: nothing moves.
-                _ => return,
-            }
-        }
+        let pending = entry.pending.as_ref().map(|pending| pending.isr.as_slice());
+        let wanted = high_watermark(node, offsets.leo, &entry.state.isr, pending, |id| {
+            entry.followers.get(&id).map(|progress| progress.log_end)
+        });
         drop(led);
-        if hw > offsets.hw {
-            log.set_high_watermark(hw);
+        match wanted {
+            Watermark::FollowsLogEnd => log.follow_log_end(),
+            Watermark::At(hw) if hw > offsets.hw => log.set_high_watermark(hw),
+            Watermark::At(_) | Watermark::Unknown => {}
         }
     }
 
@@ -476,12 +496,12 @@ impl Broker {
     /// ISR, unless one is already on its way; the answer (or the metadata
     /// that records it) becomes the partition's state.
     fn request_isr_change(&self, key: PartitionKey, change: impl FnOnce(&mut Vec<i32>)) {
-        let request = {
+        {
             let mut led = self.replication.led.borrow_mut();
             let Some(entry) = led.get_mut(&key) else {
                 return;
             };
-            if entry.altering {
+            if entry.altering || entry.pending.is_some() {
                 return;
             }
             let mut isr = entry.state.isr.clone();
@@ -489,14 +509,39 @@ impl Broker {
             if isr == entry.state.isr {
                 return;
             }
+            entry.pending = Some(PendingIsr {
+                isr,
+                partition_epoch: entry.state.partition_epoch,
+                resend: false,
+            });
+        }
+        // Counts the new members from now on.
+        if let Some(log) = self.logs.borrow().get(&key.0, key.1) {
+            self.update_high_watermark(&key, log);
+        }
+        self.send_isr_change(key);
+    }
+
+    /// Sends the partition's pending ISR change to the controller, unless
+    /// one is on its way already, and takes in the answer.
+    fn send_isr_change(&self, key: PartitionKey) {
+        let request = {
+            let mut led = self.replication.led.borrow_mut();
+            let Some(entry) = led.get_mut(&key) else {
+                return;
+            };
+            let Some(pending) = entry.pending.as_mut().filter(|_| !entry.altering) else {
+                return;
+            };
+            pending.resend = false;
             entry.altering = true;
             ControllerRequest::AlterPartition {
                 topic: key.0.clone(),
                 partition: key.1,
                 leader: self.config.node_id,
                 leader_epoch: entry.state.leader_epoch,
-                partition_epoch: entry.state.partition_epoch,
-                isr,
+                partition_epoch: pending.partition_epoch,
+                isr: pending.isr.clone(),
             }
         };
         let Some(broker) = self.this.upgrade() else {
@@ -510,18 +555,43 @@ impl Broker {
                 if let Some(entry) = led.get_mut(&key) {
                     entry.altering = false;
                     match answer {
-                        Some(ShardResponse::Partition(Ok(state)))
+                        Some(ShardResponse::Partition(Ok(state))) => {
+                            // The controller's ISR now (the change made, or
+                            // made already): nothing is pending.
                             if state.leader_epoch == entry.state.leader_epoch
-                                && state.partition_epoch > entry.state.partition_epoch =>
-                        {
-                            entry.state = state;
+                                && state.partition_epoch > entry.state.partition_epoch
+                            {
+                                entry.state = state;
+                            }
+                            entry.pending = None;
                         }
-                        Some(ShardResponse::Partition(Ok(_))) => {}
-                        Some(ShardResponse::Partition(Err(error_code))) => {
-                            tracing::debug!(topic = %key.0, partition = key.1, error_code, "ISR change refused");
+                        Some(ShardResponse::Partition(Err(
+                            code::INELIGIBLE_REPLICA
+                            | code::INVALID_REQUEST
+                            | code::UNKNOWN_TOPIC_OR_PARTITION,
+                        ))) => {
+                            // Refused before anything was written.
+                            tracing::debug!(topic = %key.0, partition = key.1, "ISR change refused");
+                            entry.pending = None;
                         }
-                        _ => {
-                            tracing::debug!(topic = %key.0, partition = key.1, "ISR change got no answer");
+                        Some(ShardResponse::Partition(Err(
+                            error_code @ (code::FENCED_LEADER_EPOCH
+                            | code::INVALID_UPDATE_VERSION
+                            | code::NOT_LEADER_OR_FOLLOWER),
+                        ))) => {
+                            // The partition changed meanwhile (perhaps by
+                            // this very change, its answer lost): the
+                            // metadata that shows the change decides it.
+                            tracing::debug!(topic = %key.0, partition = key.1, error_code, "ISR change refused: the partition changed meanwhile");
+                        }
+                        other => {
+                            // No answer, or the controller could not be
+                            // reached or could not write: it may or may not
+                            // have taken the change. Sent again.
+                            tracing::debug!(topic = %key.0, partition = key.1, answer = ?other.map(|_| ()), "ISR change got no clear answer; sending it again");
+                            if let Some(pending) = entry.pending.as_mut() {
+                                pending.resend = true;
+                            }
                         }
                     }
                 }
@@ -546,12 +616,25 @@ impl Broker {
                 return;
             }
             let now = Instant::now();
+            let resend: Vec<PartitionKey> = self
+                .replication
+                .led
+                .borrow()
+                .iter()
+                .filter(|(_, entry)| {
+                    !entry.altering && entry.pending.as_ref().is_some_and(|pending| pending.resend)
+                })
+                .map(|(key, _)| key.clone())
+                .collect();
+            for key in resend {
+                self.send_isr_change(key);
+            }
             let lagging: Vec<(PartitionKey, Vec<i32>)> = self
                 .replication
                 .led
                 .borrow()
                 .iter()
-                .filter(|(_, entry)| !entry.altering)
+                .filter(|(_, entry)| !entry.altering && entry.pending.is_none())
                 .filter_map(|(key, entry)| {
                     let out: Vec<i32> = entry
                         .state
@@ -912,6 +995,44 @@ impl Broker {
     }
 }
 
+/// What a leader's high watermark should be.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Watermark {
+    /// Alone in the ISR: the log end.
+    FollowsLogEnd,
+    /// The smallest log end among the members.
+    At(i64),
+    /// A member not heard from under this leadership: it stays put.
+    Unknown,
+}
+
+/// The high watermark of a led partition whose log ends at `leo`: the
+/// smallest log end among the members of `isr` and of a `pending` ISR
+/// change (whichever way the controller decides it, every replica that may
+/// be in the ISR holds everything below the high watermark, so none of
+/// them can be elected without an acknowledged record). `log_end` gives a
+/// follower's log end as of its last fetch (negative: not yet heard from).
+fn high_watermark(
+    node: i32,
+    leo: i64,
+    isr: &[i32],
+    pending: Option<&[i32]>,
+    log_end: impl Fn(i32) -> Option<i64>,
+) -> Watermark {
+    let members = || isr.iter().chain(pending.unwrap_or_default()).copied();
+    if members().all(|id| id == node) {
+        return Watermark::FollowsLogEnd;
+    }
+    let mut hw = leo;
+    for id in members().filter(|id| *id != node) {
+        match log_end(id) {
+            Some(end) if end >= 0 => hw = hw.min(end),
+            _ => return Watermark::Unknown,
+        }
+    }
+    Watermark::At(hw)
+}
+
 /// Adds `item` to the entry of `name` in `topics` (the last one, as items
 /// come grouped by topic), or a new entry for it.
 fn push_topic<T: Default, I>(
@@ -963,6 +1084,51 @@ fn whole_batches(records: &Bytes) -> Result<Vec<(BatchHeader, Bytes)>, String> {
 mod tests {
     use super::*;
     use sluice_engine::batch::build_batch;
+
+    #[test]
+    fn the_high_watermark_waits_for_members_being_added() {
+        // Leader 1 at log end 558; follower 2 in the ISR has everything,
+        // follower 3 rejoins at 557.
+        let ends = |id: i32| match id {
+            2 => Some(558),
+            3 => Some(557),
+            _ => None,
+        };
+        assert_eq!(
+            high_watermark(1, 558, &[1, 2], None, ends),
+            Watermark::At(558)
+        );
+        // Once its return is asked for, it may be in the controller's ISR
+        // (and so be elected) before the answer arrives: nothing it lacks
+        // may count as committed.
+        let adding = [1, 2, 3];
+        assert_eq!(
+            high_watermark(1, 558, &[1, 2], Some(&adding), ends),
+            Watermark::At(557)
+        );
+        // While a removal is pending, the member being removed still counts.
+        let removing = [1, 2];
+        assert_eq!(
+            high_watermark(1, 558, &[1, 2, 3], Some(&removing), ends),
+            Watermark::At(557)
+        );
+        // Alone, the leader's log end; alone but for a member being added,
+        // not.
+        assert_eq!(
+            high_watermark(1, 558, &[1], None, ends),
+            Watermark::FollowsLogEnd
+        );
+        let joining = [1, 3];
+        assert_eq!(
+            high_watermark(1, 558, &[1], Some(&joining), ends),
+            Watermark::At(557)
+        );
+        // A member not heard from under this leadership holds it.
+        assert_eq!(
+            high_watermark(1, 558, &[1, 4], None, ends),
+            Watermark::Unknown
+        );
+    }
 
     #[test]
     fn whole_batches_keeps_complete_batches_and_leaves_a_cut_one() {
