@@ -386,6 +386,66 @@ fn network_partition_cuts_off_a_leader() {
     check_after_scenario(&mut brokers, &outcome);
 }
 
+/// A follower that crashes and is restarted before the active controller
+/// noticed must not come back into the ISRs as if nothing happened: its
+/// new process lost whatever the old one had not written yet, and an ISR
+/// member may be elected leader. Its previous process is fenced first
+/// (which takes it out of the ISRs), then it registers again and rejoins
+/// once caught up. The crash here happens while the follower is cut off,
+/// so the controller never sees its connections close and only the
+/// session timeout can tell: a restarted process talking under the same
+/// node id must not keep its dead predecessor alive. Skipped where network
+/// namespaces cannot be created (CI requires them).
+#[test]
+fn a_follower_restarted_before_it_was_fenced_leaves_the_isrs_first() {
+    let Some(network) = TestNetwork::or_skip(
+        NODES,
+        "a_follower_restarted_before_it_was_fenced_leaves_the_isrs_first",
+    ) else {
+        return;
+    };
+    let hosts: Vec<Host> = (0..NODES).map(|index| network.host(index)).collect();
+    let mut brokers = start_replicated_cluster_on(&hosts);
+    wait_for_full_isr(&brokers, "after the topic was created");
+    let controller = quorum_leader(&brokers[0]);
+    let victim = (1..=NODES as i32)
+        .find(|node| *node != controller)
+        .expect("a voter that is not the controller");
+    let index = index_of(victim);
+    let others: Vec<usize> = (0..NODES).filter(|other| *other != index).collect();
+    for other in &others {
+        network.cut(index, *other);
+    }
+    brokers[index].stop(Stop::Kill);
+    for other in &others {
+        network.heal(index, *other);
+    }
+    let restarted_at = Instant::now();
+    brokers[index].start_again();
+    let registered = restarted_at.elapsed();
+    let fenced = |broker: &TestBroker| {
+        broker.log().lines().any(|line| {
+            line.contains("fencing a broker") && line.contains(&format!("broker={victim} "))
+        })
+    };
+    assert!(
+        others.iter().any(|other| fenced(&brokers[*other])),
+        "the previous process of broker {victim} was never fenced"
+    );
+    // (It waits only if it starts within the session timeout; on a loaded
+    // machine its start may take longer.)
+    let waited = brokers[index]
+        .log()
+        .contains("waiting for the active controller to fence this node's previous process");
+    wait_for_full_isr(&brokers, &format!("broker {victim} restarted"));
+    eprintln!(
+        "broker {victim} killed while cut off and restarted at once: registered {} ms after \
+         the restart (waited for its previous process to be fenced: {waited})",
+        registered.as_millis()
+    );
+    stop_all_cleanly(&mut brokers);
+}
+
 // ---- the cluster and its metadata ----------------------------------------
 
 /// Reassignment while the producer keeps writing: a fourth broker, not a

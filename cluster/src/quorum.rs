@@ -315,9 +315,9 @@ impl Quorum {
     }
 
     /// A message from a peer. Dropped when the inbox is full (the driver
-    /// fell behind): raft-rs sends again.
+    /// fell behind): raft-rs sends again. (Its transport records the peer
+    /// as heard from, if it is the registered process.)
     pub fn deliver(&self, message: Message) {
-        self.heard(crate::node::node_id(message.from));
         let mut inbox = self.shared.inbox.borrow_mut();
         if inbox.len() >= QUORUM_INBOX_MAX {
             return;

@@ -352,22 +352,28 @@ async fn serve_peer(
     // Only the registered process's connection closing tells of its death:
     // a second process started with its id (refused, and exiting) closes
     // connections of its own.
-    let registered = quorum
-        .image()
-        .brokers
-        .get(&from)
-        .map(|broker| broker.incarnation);
-    let of_registered = match (hello.incarnation, registered) {
-        (Some(incarnation), Some(registered)) => incarnation == registered,
-        _ => true,
-    };
-    if heartbeats && of_registered {
+    if heartbeats && of_registered(quorum, &hello) {
         // The peer's kernel closes its sockets when the process dies: the
         // active controller may fence it without waiting out its session
         // (a live peer reconnects at once and is heard again).
         quorum.disconnected(from);
     }
     outcome
+}
+
+/// Whether a connection's peer is the process registered under its node
+/// id (or cannot be told apart from it: no hello incarnation, a forwarded
+/// request, or no registration yet).
+fn of_registered(quorum: &Quorum, hello: &Hello) -> bool {
+    let registered = quorum
+        .image()
+        .brokers
+        .get(&hello.from)
+        .map(|broker| broker.incarnation);
+    match (hello.incarnation, registered) {
+        (Some(incarnation), Some(registered)) => incarnation == registered,
+        _ => true,
+    }
 }
 
 /// Serves the frames of node `from`'s connection; sets `heartbeats` once
@@ -387,8 +393,13 @@ async fn serve_frames(
     let mut served = crate::observer::Served::default();
     while let Some((kind, mut payload)) = read_frame(stream).await? {
         // Any frame is a sign of life (an observer's polls are its only
-        // heartbeats).
-        quorum.heard(from);
+        // heartbeats), but only of the registered process: a restarted
+        // one, not registered yet, must not keep its dead predecessor
+        // from being fenced (and so taken out of the ISRs, whose data it
+        // may have lost) by talking under the same id.
+        if of_registered(quorum, &hello) {
+            quorum.heard(from);
+        }
         if let Some(incarnation) = hello.incarnation {
             quorum.heard_incarnation(from, incarnation);
         }

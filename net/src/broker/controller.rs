@@ -191,6 +191,21 @@ impl Broker {
             Rc::clone(&registration),
         ))
         .detach();
+        // Runs from before this broker is registered: if this node leads the
+        // quorum, it is the one to fence its own previous process (see
+        // `keep_registered`) and any broker that died meanwhile.
+        glommio::spawn_local(watch_brokers(
+            quorum.clone(),
+            Rc::clone(&controller.lock),
+            (node_id, incarnation),
+            LeadershipPolicy {
+                session: Duration::from_millis(cluster.broker_session_timeout_ms),
+                unclean: cluster.unclean_leader_election,
+                rebalance_interval: (cluster.leader_imbalance_check_interval_ms > 0)
+                    .then(|| Duration::from_millis(cluster.leader_imbalance_check_interval_ms)),
+            },
+        ))
+        .detach();
         let watched = quorum.clone();
         let registered = async {
             quorum
@@ -204,18 +219,6 @@ impl Broker {
         let refused = async { Err(registration.given_up().await) };
         futures_lite::FutureExt::or(registered, refused).await?;
         registration.started();
-        glommio::spawn_local(watch_brokers(
-            quorum.clone(),
-            Rc::clone(&controller.lock),
-            node_id,
-            LeadershipPolicy {
-                session: Duration::from_millis(cluster.broker_session_timeout_ms),
-                unclean: cluster.unclean_leader_election,
-                rebalance_interval: (cluster.leader_imbalance_check_interval_ms > 0)
-                    .then(|| Duration::from_millis(cluster.leader_imbalance_check_interval_ms)),
-            },
-        ))
-        .detach();
         glommio::spawn_local(publish_images(
             self.mesh.clone(),
             quorum.clone(),
@@ -1203,6 +1206,27 @@ async fn keep_registered(
             // Fenced by its own controlled shutdown: stays fenced.
             return;
         }
+        if !quorum.is_observer() && previous_process_unfenced(&quorum.image(), &me) {
+            // This node restarted (a crash) before the active controller
+            // fenced its previous process, which may be in ISRs with data
+            // this process does not have (its unwritten tail is lost). The
+            // fence takes it out of them; registering over it first would
+            // keep this process in them, electable. A voter's registration
+            // goes straight into Raft, so it waits here; an observer's is
+            // refused by the active controller until then.
+            tracing::info!(
+                "waiting for the active controller to fence this node's previous process before registering"
+            );
+            let watched = quorum.clone();
+            let wanted = me.clone();
+            quorum
+                .changes()
+                .wait_for(move || {
+                    (!previous_process_unfenced(&watched.image(), &wanted)).then_some(())
+                })
+                .await;
+            continue;
+        }
         let deadline = Instant::now() + REGISTRATION_TIMEOUT;
         let record = MetadataRecord::RegisterBroker(me.clone());
         match quorum.write(vec![record], deadline).await {
@@ -1217,6 +1241,21 @@ async fn keep_registered(
     }
 }
 
+/// Whether `me`'s node id is registered, unfenced, by another process (its
+/// previous one) in a cluster with other brokers. Alone, a broker is in no
+/// ISR with anyone, and replaces its own registration at once.
+fn previous_process_unfenced(image: &ClusterMetadata, me: &BrokerInfo) -> bool {
+    image
+        .brokers
+        .get(&me.id)
+        .is_some_and(|registered| !registered.fenced && registered.incarnation != me.incarnation)
+        && others_registered(image, me.id)
+}
+
+fn others_registered(image: &ClusterMetadata, node_id: i32) -> bool {
+    image.brokers.keys().any(|id| *id != node_id)
+}
+
 /// On the active controller: fences the brokers it has not heard from for
 /// `session` (Kafka's `broker.session.timeout.ms`), takes them out of the
 /// ISR of their partitions, moves the leadership of their partitions to
@@ -1225,7 +1264,7 @@ async fn keep_registered(
 async fn watch_brokers(
     quorum: Quorum,
     lock: Rc<glommio::sync::Semaphore>,
-    node_id: i32,
+    (node_id, incarnation): (i32, u64),
     policy: LeadershipPolicy,
 ) {
     // Brokers are judged only after a full session of this node leading:
@@ -1257,7 +1296,19 @@ async fn watch_brokers(
             let heard = quorum
                 .last_heard(broker.id)
                 .map_or(since, |heard| heard.max(since));
-            if broker.fenced || broker.id == node_id {
+            if broker.fenced {
+                continue;
+            }
+            if broker.id == node_id {
+                // This process leads the quorum, so a registration of this
+                // node by another process is of its dead predecessor.
+                if broker.incarnation != incarnation && others_registered(&base, node_id) {
+                    tracing::warn!(
+                        broker = broker.id,
+                        "fencing this node's previous process (restarted before it was fenced)"
+                    );
+                    broker.fenced = true;
+                }
                 continue;
             }
             // A peer talks to the quorum's leader, not to every voter: a
