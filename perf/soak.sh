@@ -10,7 +10,8 @@
 #   2. the fault scenarios ROUNDS times each: kill -9 of each leader in turn
 #      (3 kills), SIGSTOP past the session timeout, SIGTERM, a network
 #      partition (needs root), a full disk (needs root), a reassignment
-#      under load; and the transaction test across kill -9 of its
+#      under load, a follower killed while cut off and restarted at once
+#      (needs root); and the transaction test across kill -9 of its
 #      coordinator (bin/tests/coordinators.rs). Ignored tests run too.
 #
 # Prints each part's outcome and a summary line: faults injected, parts
@@ -37,6 +38,7 @@ declare -A FAULTS=(
     [network_partition_cuts_off_a_leader]=1
     [a_full_disk_takes_only_its_broker_out_of_the_isrs]=1
     [reassignment_to_a_new_broker_under_load]=1
+    [a_follower_restarted_before_it_was_fenced_leaves_the_isrs_first]=1
 )
 
 test_binary() {
