@@ -93,6 +93,36 @@ impl PartitionLogs {
 /// partition index) and the items, in the same order.
 pub type PerShard<T> = Vec<(Vec<(usize, usize)>, Vec<T>)>;
 
+/// A ListOffsets answer for one partition.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ListedOffset {
+    pub error_code: i16,
+    pub timestamp: i64,
+    pub offset: i64,
+    /// The leader epoch of the offset (v4+): the partition's current
+    /// epoch for the log end, else the epoch of the batch at the offset;
+    /// -1 unknown. Clients keep it with their position and, after a leader
+    /// change, ask OffsetForLeaderEpoch where that epoch ends (KIP-320): a
+    /// wrong epoch there reads as a truncated log, and librdkafka then
+    /// moves the consumer back to where the stated epoch ended.
+    pub leader_epoch: i32,
+}
+
+impl ListedOffset {
+    fn none() -> ListedOffset {
+        ListedOffset::failed(code::NONE)
+    }
+
+    pub(crate) fn failed(error_code: i16) -> ListedOffset {
+        ListedOffset {
+            error_code,
+            timestamp: -1,
+            offset: -1,
+            leader_epoch: -1,
+        }
+    }
+}
+
 /// A ListOffsets query: topic, partition, timestamp, read_committed.
 pub type OffsetQueryEntry = (String, i32, i64, bool);
 
@@ -322,7 +352,7 @@ pub enum ShardRequest {
 pub enum ShardResponse {
     Produce(Vec<ProduceOutcome>),
     Read(Vec<ReadOutcome>),
-    ListOffsets(Vec<(i16, i64, i64)>),
+    ListOffsets(Vec<ListedOffset>),
     /// Per partition of a [`ShardRequest::DeleteRecords`]: error code and
     /// the new log start.
     DeleteRecords(Vec<(i16, i64)>),
@@ -1415,16 +1445,18 @@ impl Broker {
         .await;
     }
 
-    async fn list_offsets_local(&self, queries: Vec<OffsetQueryEntry>) -> Vec<(i16, i64, i64)> {
+    async fn list_offsets_local(&self, queries: Vec<OffsetQueryEntry>) -> Vec<ListedOffset> {
         let mut results = Vec::with_capacity(queries.len());
         for (topic, partition, timestamp, read_committed) in queries {
             let Some(log) = self.log(&topic, partition) else {
-                results.push((self.missing_partition_code(&topic, partition), -1, -1));
+                results.push(ListedOffset::failed(
+                    self.missing_partition_code(&topic, partition),
+                ));
                 continue;
             };
             if self.high_watermark_behind_epoch_start(&topic, partition, log.offsets().hw) {
                 // Retriable: the followers' next fetches move it.
-                results.push((code::OFFSET_NOT_AVAILABLE, -1, -1));
+                results.push(ListedOffset::failed(code::OFFSET_NOT_AVAILABLE));
                 continue;
             }
             let query = match timestamp {
@@ -1433,31 +1465,57 @@ impl Broker {
                 -3 => OffsetQuery::MaxTimestamp,
                 t if t >= 0 => OffsetQuery::Timestamp(t),
                 _ => {
-                    results.push((code::INVALID_REQUEST, -1, -1));
+                    results.push(ListedOffset::failed(code::INVALID_REQUEST));
                     continue;
                 }
             };
             let found = log.lookup(query).await;
+            let epoch_of = |offset: i64| {
+                log.leader_epochs()
+                    .iter()
+                    .rev()
+                    .find(|(_, start)| *start <= offset)
+                    .map_or(-1, |(epoch, _)| *epoch)
+            };
+            // As Kafka: the log end is answered with the partition's
+            // current leader epoch.
+            let current_epoch = || {
+                self.metadata
+                    .borrow()
+                    .partition(&topic, partition)
+                    .map(|state| state.leader_epoch)
+                    .or_else(|| log.latest_epoch())
+                    .unwrap_or(-1)
+            };
+            let listed = |timestamp: i64, offset: i64, leader_epoch: i32| ListedOffset {
+                error_code: code::NONE,
+                timestamp,
+                offset,
+                leader_epoch,
+            };
             results.push(match found {
                 Ok(Some(FoundOffset { offset, timestamp })) => {
                     let lso = log.offsets().lso;
                     match query {
-                        OffsetQuery::Latest if read_committed => (code::NONE, timestamp, lso),
+                        OffsetQuery::Latest if read_committed => {
+                            listed(timestamp, lso, current_epoch())
+                        }
+                        OffsetQuery::Latest => listed(timestamp, offset, current_epoch()),
                         // As Kafka: a read_committed consumer is never sent
                         // to an offset it could not read yet.
                         OffsetQuery::Timestamp(_) | OffsetQuery::MaxTimestamp
                             if read_committed && offset >= lso =>
                         {
-                            (code::NONE, -1, -1)
+                            ListedOffset::none()
                         }
-                        _ => (code::NONE, timestamp, offset),
+                        _ => listed(timestamp, offset, epoch_of(offset)),
                     }
                 }
-                Ok(None) => (code::NONE, -1, -1),
+                Ok(None) => ListedOffset::none(),
                 Err(error) => {
                     // The client only sees KAFKA_STORAGE_ERROR: say what failed.
                     tracing::warn!(%error, %topic, partition, timestamp, "offset lookup failed");
-                    (read_error_code(&error), -1, -1)
+                    ListedOffset::failed(read_error_code(&error))
                 }
             });
         }

@@ -89,8 +89,8 @@ fn last_offset_read(outcome: &ReadOutcome) -> i64 {
 async fn latest(broker: &Broker, read_committed: bool) -> i64 {
     let query = (TOPIC.to_string(), 0, -1, read_committed);
     let answers = broker.list_offsets_local(vec![query]).await;
-    assert_eq!(answers[0].0, code::NONE);
-    answers[0].2
+    assert_eq!(answers[0].error_code, code::NONE);
+    answers[0].offset
 }
 
 #[test]
@@ -156,8 +156,22 @@ fn open_and_aborted_transactions_through_the_broker() {
             let answers = broker
                 .list_offsets_local(vec![max_time(true), max_time(false)])
                 .await;
-            assert_eq!(answers[0], (code::NONE, -1, -1));
-            assert_eq!(answers[1], (code::NONE, 1_000, 4));
+            assert_eq!(
+                (
+                    answers[0].error_code,
+                    answers[0].timestamp,
+                    answers[0].offset
+                ),
+                (code::NONE, -1, -1)
+            );
+            assert_eq!(
+                (
+                    answers[1].error_code,
+                    answers[1].timestamp,
+                    answers[1].offset
+                ),
+                (code::NONE, 1_000, 4)
+            );
 
             // The coordinator aborts with a bumped epoch (marker at 7).
             let abort = TxnMarker {

@@ -9,7 +9,9 @@ use kafka_protocol::messages::list_offsets_response::{
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse, RequestHeader};
 
 use super::encode;
-use crate::broker::{fan_out, Broker, OffsetQueryEntry, PerShard, ShardRequest, ShardResponse};
+use crate::broker::{
+    fan_out, Broker, ListedOffset, OffsetQueryEntry, PerShard, ShardRequest, ShardResponse,
+};
 use crate::errors::{code, leader_epoch_error};
 
 pub const VERSIONS: (i16, i16) = (1, 9);
@@ -26,13 +28,13 @@ pub async fn handle(
     let mut per_shard: PerShard<OffsetQueryEntry> = (0..broker.shards())
         .map(|_| (Vec::new(), Vec::new()))
         .collect();
-    let mut results: Vec<Vec<(i16, i64, i64)>> = Vec::new();
+    let mut results: Vec<Vec<ListedOffset>> = Vec::new();
     let metadata = broker.metadata();
     for (topic_index, topic) in request.topics.iter().enumerate() {
         let name = topic.name.0.as_str();
         let mut topic_results = Vec::new();
         for (partition_index, partition) in topic.partitions.iter().enumerate() {
-            topic_results.push((code::UNKNOWN_TOPIC_OR_PARTITION, -1, -1));
+            topic_results.push(ListedOffset::failed(code::UNKNOWN_TOPIC_OR_PARTITION));
             let known = metadata.topics.get(name).is_some_and(|meta| {
                 partition.partition_index >= 0 && partition.partition_index < meta.partitions
             });
@@ -42,7 +44,7 @@ pub async fn handle(
             );
             if let (true, Some(error_code)) = (known, epoch_error) {
                 if let Some(result) = topic_results.last_mut() {
-                    *result = (error_code, -1, -1);
+                    *result = ListedOffset::failed(error_code);
                 }
             } else if known {
                 let shard = broker.owner(name, partition.partition_index);
@@ -82,19 +84,17 @@ pub async fn handle(
                 .partitions
                 .iter()
                 .zip(topic_results)
-                .map(
-                    |(partition, (error_code, timestamp, offset)): (_, (i16, i64, i64))| {
-                        let mut partition_response = ListOffsetsPartitionResponse::default();
-                        partition_response.partition_index = partition.partition_index;
-                        partition_response.error_code = error_code;
-                        partition_response.timestamp = timestamp;
-                        partition_response.offset = offset;
-                        if header.request_api_version >= 4 {
-                            partition_response.leader_epoch = if offset >= 0 { 0 } else { -1 };
-                        }
-                        partition_response
-                    },
-                )
+                .map(|(partition, listed): (_, ListedOffset)| {
+                    let mut partition_response = ListOffsetsPartitionResponse::default();
+                    partition_response.partition_index = partition.partition_index;
+                    partition_response.error_code = listed.error_code;
+                    partition_response.timestamp = listed.timestamp;
+                    partition_response.offset = listed.offset;
+                    if header.request_api_version >= 4 {
+                        partition_response.leader_epoch = listed.leader_epoch;
+                    }
+                    partition_response
+                })
                 .collect();
             topic_response
         })
