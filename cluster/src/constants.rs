@@ -30,6 +30,11 @@ pub const HEARTBEAT_TICKS: usize = 2;
 /// leadership transfer.
 pub const ELECTION_TIMEOUT_MIN: std::time::Duration =
     std::time::Duration::from_millis(TICK_INTERVAL.as_millis() as u64 * ELECTION_TICKS as u64);
+/// How long a follower waits, after its quorum leader's connection closed,
+/// for a sign of life before standing for election at once: a live leader
+/// whose connection broke reconnects with its next message (heartbeats
+/// every `HEARTBEAT_TICKS` ticks, 100 ms).
+pub const LEADER_LOSS_GRACE: std::time::Duration = std::time::Duration::from_millis(200);
 /// Bytes of entries in one append message to a follower.
 pub const APPEND_MESSAGE_BYTES_MAX: u64 = 1024 * 1024;
 /// Append messages in flight to one follower.
@@ -63,5 +68,7 @@ pub const OBSERVER_PROPOSE_TIMEOUT: std::time::Duration = std::time::Duration::f
 pub const INCARNATIONS_HEARD_MAX: usize = 4;
 
 const _: () = assert!(HEARTBEAT_TICKS < ELECTION_TICKS);
+const _: () =
+    assert!(LEADER_LOSS_GRACE.as_millis() > TICK_INTERVAL.as_millis() * HEARTBEAT_TICKS as u128);
 const _: () = assert!(SNAPSHOT_LOG_BYTES_DEFAULT < METADATA_LOG_BYTES_MAX);
 const _: () = assert!(APPEND_MESSAGE_BYTES_MAX <= METADATA_ENTRY_BYTES_MAX as u64);

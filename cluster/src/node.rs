@@ -316,6 +316,32 @@ impl<S: Storage> MetadataNode<S> {
         }
     }
 
+    /// Stands for election at once if `leader` still leads in `term` as
+    /// far as this follower knows, as the target of a leadership transfer
+    /// does (raft-rs's MsgTimeoutNow: no pre-vote round, and the vote
+    /// requests are marked as a transfer, which voters grant despite their
+    /// leader lease). For a follower that saw its leader's process die:
+    /// the quorum elects a new leader in a round trip instead of an
+    /// election timeout. The usual vote rules still hold: a candidate
+    /// whose log is behind is refused.
+    pub fn campaign_now(&mut self, leader: i32, term: u64) {
+        if self.is_leader() || self.leader() != Some(leader) || self.term() != term {
+            return;
+        }
+        let mut timeout_now = Message::default();
+        timeout_now.set_msg_type(MessageType::MsgTimeoutNow);
+        timeout_now.from = raft_id(leader);
+        timeout_now.to = raft_id(self.node_id());
+        timeout_now.term = term;
+        tracing::info!(
+            target: "sluice::raft",
+            leader,
+            term,
+            "the quorum leader's process is gone: standing for election at once"
+        );
+        self.step(timeout_now);
+    }
+
     /// A message from a peer. Malformed or stale messages are dropped by
     /// raft-rs; an error here is logged, never fatal.
     pub fn step(&mut self, message: Message) {

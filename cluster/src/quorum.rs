@@ -72,6 +72,11 @@ enum Command {
     },
     /// Hand the leadership to this voter (a controlled shutdown).
     TransferLeadership(i32),
+    /// Stand for election at once if this leader still leads in this term.
+    CampaignNow {
+        leader: i32,
+        term: u64,
+    },
 }
 
 /// Sends a message to a peer (or drops it: raft-rs retries).
@@ -289,6 +294,16 @@ impl Quorum {
         Some(target)
     }
 
+    /// Asks this voter to stand for election at once if `leader` still
+    /// leads in `term` (see [`MetadataNode::campaign_now`]).
+    pub fn campaign_now(&self, leader: i32, term: u64) {
+        self.shared
+            .inbox
+            .borrow_mut()
+            .push_back(Command::CampaignNow { leader, term });
+        self.shared.inbox_signal.notify();
+    }
+
     /// Since when node `id` has been disconnected with nothing heard from
     /// it, if it is.
     pub fn disconnected_since(&self, id: i32) -> Option<Instant> {
@@ -453,6 +468,7 @@ async fn drive<S: Storage>(shared: Rc<Shared>, mut node: MetadataNode<S>, transp
                     }
                 },
                 Command::TransferLeadership(target) => node.transfer_leadership(target),
+                Command::CampaignNow { leader, term } => node.campaign_now(leader, term),
             }
         }
         match node.process().await {

@@ -384,6 +384,29 @@ fn a_deposed_leader_cannot_commit_its_stale_decisions() {
     }
 }
 
+/// Delivers messages, round after round, with no node ticking (so no
+/// timeout can elect anyone), until node `target` leads; at most
+/// `rounds_max` rounds.
+fn deliver_until_it_leads(sim: &mut Sim, target: usize, rounds_max: usize) {
+    let mut rounds = 0;
+    while !sim.nodes[target].as_ref().expect("up").can_decide() {
+        assert!(
+            rounds < rounds_max,
+            "node {target} did not lead within {rounds} message rounds"
+        );
+        for message in std::mem::take(&mut sim.network) {
+            let to = node_id(message.to) as usize;
+            if let Some(node) = sim.nodes.get_mut(to).and_then(Option::as_mut) {
+                node.step(message);
+            }
+        }
+        for index in 0..sim.nodes.len() {
+            sim.process(index);
+        }
+        rounds += 1;
+    }
+}
+
 /// A leader's handover (the active controller's controlled shutdown): the
 /// voter it names leads after a few message rounds and no tick at all,
 /// where the others would wait out an election timeout (at least
@@ -411,27 +434,51 @@ fn a_leader_hands_over_to_the_voter_it_names_without_waiting_for_a_timeout() {
         .expect("up")
         .transfer_leadership(target as i32);
     sim.process(old);
-    let mut rounds = 0;
-    while !sim.nodes[target].as_ref().expect("up").can_decide() {
-        assert!(
-            rounds < ROUNDS_MAX,
-            "node {target} did not lead within {rounds} message rounds of the handover"
-        );
-        // Messages only: no node ticks, so no timeout can elect anyone.
-        for message in std::mem::take(&mut sim.network) {
-            let to = node_id(message.to) as usize;
-            if let Some(node) = sim.nodes.get_mut(to).and_then(Option::as_mut) {
-                node.step(message);
-            }
-        }
-        for index in 0..sim.nodes.len() {
-            sim.process(index);
-        }
-        rounds += 1;
-    }
+    deliver_until_it_leads(&mut sim, target, ROUNDS_MAX);
     let new = sim.nodes[target].as_ref().expect("up");
     assert_eq!(new.term(), term + 1, "one election, without pre-vote");
     assert!(!sim.nodes[old].as_ref().expect("up").is_leader());
+    assert!(!sim.acknowledged.is_empty());
+    for topic in &sim.acknowledged {
+        assert!(new.image().topics.contains_key(topic), "{topic} lost");
+    }
+}
+
+/// A follower that saw its leader's process die stands at once: it leads
+/// after a few message rounds and no tick (the other follower grants its
+/// vote despite its leader lease), in the next term and with every
+/// acknowledged entry. A request naming a leader or term that is no longer
+/// current changes nothing.
+#[test]
+fn a_follower_replaces_a_dead_leader_without_waiting_for_a_timeout() {
+    /// Message rounds an election takes: vote requests, votes, the new
+    /// leader's first entry and its acknowledgements, with room to spare.
+    const ROUNDS_MAX: usize = 12;
+    let mut sim = Sim::new(11, 1_000_000);
+    step_until(&mut sim, 500, "a first election", |sim| {
+        decider(sim).is_some()
+    });
+    let old = decider(&sim).expect("a leader");
+    for _ in 0..5 {
+        sim.propose();
+        sim.step(false, false);
+    }
+    let term = sim.nodes[old].as_ref().expect("up").term();
+    let target = (old + 1) % VOTERS.len();
+    // The leader's process dies: it sends nothing more.
+    sim.nodes[old] = None;
+    sim.network
+        .retain(|message| node_id(message.from) as usize != old);
+    let stale = (old + 2) % VOTERS.len();
+    let follower = sim.nodes[target].as_mut().expect("up");
+    follower.campaign_now(stale as i32, term);
+    follower.campaign_now(old as i32, term + 1);
+    assert_eq!(follower.term(), term, "stale requests change nothing");
+    follower.campaign_now(old as i32, term);
+    sim.process(target);
+    deliver_until_it_leads(&mut sim, target, ROUNDS_MAX);
+    let new = sim.nodes[target].as_ref().expect("up");
+    assert_eq!(new.term(), term + 1, "one election, without pre-vote");
     assert!(!sim.acknowledged.is_empty());
     for topic in &sim.acknowledged {
         assert!(new.image().topics.contains_key(topic), "{topic} lost");
