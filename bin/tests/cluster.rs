@@ -5,7 +5,9 @@
 //! back through another, and the metadata survives killing the whole
 //! cluster with kill -9. A killed broker is fenced, its partitions move to
 //! another replica of their ISR, and once it is back in sync the controller
-//! gives it its preferred leaderships back.
+//! gives it its preferred leaderships back. Topics created while the
+//! active controller is killed are each created or refused with a
+//! retriable error, and every broker ends with the same topics.
 
 mod common;
 
@@ -614,5 +616,294 @@ fn a_broker_that_is_not_a_voter_follows_the_quorum() {
         read.values().map(Vec::len).sum::<usize>(),
         RECORDS,
         "every record is still there after the restarts"
+    );
+}
+
+/// How long each thread of the creation test keeps creating topics after
+/// the kill at most; a new controller takes about a second.
+const CREATE_AFTER_KILL_MAX: Duration = Duration::from_secs(30);
+/// Creations (over both threads) before the kill, and by each thread after
+/// it: enough to show the writes went on under the new controller.
+const CREATED_BEFORE_KILL: usize = 20;
+const CREATED_AFTER_KILL: usize = 10;
+/// Pause between one thread's creations, so the controller dies while
+/// requests are in flight rather than between two bursts.
+const CREATE_PAUSE: Duration = Duration::from_millis(10);
+/// The broker's wait for a forwarded or quorum write, as a client sets it.
+const CREATE_TIMEOUT_MS: i32 = 5_000;
+/// Kafka error codes a CreateTopics may fail with while the controller
+/// changes: the client tries again (REQUEST_TIMED_OUT, NOT_CONTROLLER).
+const RETRIABLE_CREATE_CODES: [i16; 2] = [7, 41];
+
+/// What one creation thread saw: each topic's name, whether the controller
+/// had been killed before it was sent, when the answer came, and the
+/// outcome (`Ok` or the error).
+type Creations = Vec<(String, bool, Instant, Result<(), String>)>;
+
+/// Every topic of the cluster as one broker lists it: name → (topic id,
+/// each partition's replicas).
+type TopicImage = BTreeMap<String, (String, Vec<Vec<i32>>)>;
+
+fn topic_image(broker: &TestBroker) -> Result<TopicImage, String> {
+    use kafka_protocol::messages::{ApiKey, MetadataRequest, MetadataResponse};
+    // A null topic list asks for every topic (an empty one for none).
+    let mut request = MetadataRequest::default();
+    request.topics = None;
+    let response: MetadataResponse =
+        common::WireClient::new(broker).call(ApiKey::Metadata, 12, &request);
+    let mut image = BTreeMap::new();
+    for topic in &response.topics {
+        if topic.error_code != 0 {
+            return Err(format!(
+                "topic {:?}: error {}",
+                topic.name, topic.error_code
+            ));
+        }
+        let name = topic
+            .name
+            .as_ref()
+            .map(|name| name.0.to_string())
+            .ok_or("a topic without a name")?;
+        let mut partitions: Vec<(i32, Vec<i32>)> = topic
+            .partitions
+            .iter()
+            .map(|partition| {
+                (
+                    partition.partition_index,
+                    partition.replica_nodes.iter().map(|id| id.0).collect(),
+                )
+            })
+            .collect();
+        partitions.sort();
+        image.insert(
+            name,
+            (
+                topic.topic_id.to_string(),
+                partitions
+                    .into_iter()
+                    .map(|(_, replicas)| replicas)
+                    .collect(),
+            ),
+        );
+    }
+    Ok(image)
+}
+
+/// Creates topics `<prefix>-<n>` (1 partition × 2 replicas, so that two
+/// brokers can hold them) one per request until `stop`, noting for each
+/// whether `killed` was already set when it was sent.
+fn create_until(
+    stop: &std::sync::atomic::AtomicBool,
+    killed: &std::sync::atomic::AtomicBool,
+    created: &std::sync::atomic::AtomicUsize,
+    mut create: impl FnMut(&str) -> Result<(), String>,
+    prefix: &str,
+) -> Creations {
+    use std::sync::atomic::Ordering;
+    let mut seen = Vec::new();
+    for index in 0.. {
+        if stop.load(Ordering::SeqCst) {
+            break;
+        }
+        let name = format!("{prefix}-{index}");
+        let after_kill = killed.load(Ordering::SeqCst);
+        let outcome = create(&name);
+        if outcome.is_ok() {
+            created.fetch_add(1, Ordering::SeqCst);
+        }
+        seen.push((name, after_kill, Instant::now(), outcome));
+        std::thread::sleep(CREATE_PAUSE);
+    }
+    seen
+}
+
+/// kill -9 of the active controller while topics are being created, one per
+/// request, by two clients at once: librdkafka's admin client (which sends
+/// CreateTopics to the controller it learned from Metadata, and follows a
+/// new one) and a raw connection to a broker that stays up (which forwards
+/// each request to the controller). Every creation succeeds or fails with a
+/// retriable error, creations succeed again under the new controller, and
+/// once the killed broker is back all three brokers list the same topics
+/// with the same ids and replicas, including every topic whose creation
+/// succeeded.
+#[test]
+fn the_active_controller_killed_while_topics_are_created() {
+    use kafka_protocol::messages::create_topics_request::CreatableTopic;
+    use kafka_protocol::messages::{ApiKey, CreateTopicsRequest, CreateTopicsResponse, TopicName};
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    let mut brokers = start_cluster();
+    let everyone: BTreeSet<i32> = (1..=NODES as i32).collect();
+    for broker in &brokers {
+        wait_until("every broker lists all three", METADATA_TIMEOUT, || {
+            broker_ids(broker) == everyone
+        });
+    }
+    let mut controller = -1;
+    wait_until("an active controller", METADATA_TIMEOUT, || {
+        controller = common::quorum_leader(&brokers[0]);
+        controller > 0
+    });
+    let survivor = controller as usize % NODES;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let killed = Arc::new(AtomicBool::new(false));
+    let created = Arc::new(AtomicUsize::new(0));
+    let admin_thread = {
+        let (stop, killed, created) = (stop.clone(), killed.clone(), created.clone());
+        let mut config = brokers[0].client_config();
+        config.set("bootstrap.servers", common::cluster_bootstrap(&brokers));
+        let admin: rdkafka::admin::AdminClient<rdkafka::client::DefaultClientContext> =
+            config.create().expect("admin client");
+        std::thread::spawn(move || {
+            let options = rdkafka::admin::AdminOptions::new()
+                .operation_timeout(Some(Duration::from_millis(CREATE_TIMEOUT_MS as u64)))
+                .request_timeout(Some(Duration::from_millis(2 * CREATE_TIMEOUT_MS as u64)));
+            let create = |name: &str| {
+                let topic = NewTopic::new(name, 1, TopicReplication::Fixed(2));
+                match futures_lite::future::block_on(admin.create_topics([&topic], &options)) {
+                    Ok(results) => match &results[..] {
+                        [Ok(_)] => Ok(()),
+                        [Err((_, code))] => Err(format!("{code:?}")),
+                        other => Err(format!("{} results", other.len())),
+                    },
+                    Err(error) => Err(format!("request: {error}")),
+                }
+            };
+            create_until(&stop, &killed, &created, create, "admin")
+        })
+    };
+    let wire_thread = {
+        let (stop, killed, created) = (stop.clone(), killed.clone(), created.clone());
+        let mut client = common::WireClient::new(&brokers[survivor]);
+        std::thread::spawn(move || {
+            let create = |name: &str| {
+                let mut topic = CreatableTopic::default();
+                topic.name = TopicName(common::text(name));
+                topic.num_partitions = 1;
+                topic.replication_factor = 2;
+                let mut request = CreateTopicsRequest::default();
+                request.topics = vec![topic];
+                request.timeout_ms = CREATE_TIMEOUT_MS;
+                let response: CreateTopicsResponse = client.call(ApiKey::CreateTopics, 7, &request);
+                match response.topics[0].error_code {
+                    0 => Ok(()),
+                    code => Err(format!("code {code}")),
+                }
+            };
+            create_until(&stop, &killed, &created, create, "wire")
+        })
+    };
+
+    wait_until(
+        "topics created before the kill",
+        common::CLIENT_TIMEOUT,
+        || created.load(Ordering::SeqCst) >= CREATED_BEFORE_KILL,
+    );
+    killed.store(true, Ordering::SeqCst);
+    let killed_at = Instant::now();
+    brokers[controller as usize - 1].stop(Stop::Kill);
+    let created_at_kill = created.load(Ordering::SeqCst);
+    wait_until(
+        "creations under the new controller",
+        CREATE_AFTER_KILL_MAX,
+        || created.load(Ordering::SeqCst) >= created_at_kill + 2 * CREATED_AFTER_KILL,
+    );
+    stop.store(true, Ordering::SeqCst);
+    let admin_seen = admin_thread.join().expect("admin thread");
+    let wire_seen = wire_thread.join().expect("wire thread");
+    let new_controller = common::quorum_leader(&brokers[survivor]);
+    assert!(
+        new_controller > 0 && new_controller != controller,
+        "a new controller: {new_controller} (killed {controller})"
+    );
+
+    // Every outcome is a success or an error a client retries.
+    for (name, _, _, outcome) in &admin_seen {
+        if let Err(error) = outcome {
+            let retriable = ["NotController", "RequestTimedOut", "OperationTimedOut"]
+                .iter()
+                .any(|code| error.contains(code))
+                || error.starts_with("request:");
+            assert!(retriable, "admin creation of {name}: {error}");
+        }
+    }
+    for (name, _, _, outcome) in &wire_seen {
+        if let Err(error) = outcome {
+            let retriable = RETRIABLE_CREATE_CODES
+                .iter()
+                .any(|code| error == &format!("code {code}"));
+            assert!(retriable, "forwarded creation of {name}: {error}");
+        }
+    }
+    let mut first_after_kill = Vec::new();
+    for (what, seen) in [("admin", &admin_seen), ("forwarded", &wire_seen)] {
+        let first = seen
+            .iter()
+            .filter(|(_, after_kill, _, outcome)| *after_kill && outcome.is_ok())
+            .map(|(_, _, done, _)| done.duration_since(killed_at).as_millis())
+            .min();
+        let Some(first) = first else {
+            panic!("no {what} creation succeeded after the kill: {seen:?}");
+        };
+        first_after_kill.push(first);
+    }
+
+    // The killed broker comes back, and all three converge on one image
+    // that holds every topic whose creation succeeded.
+    brokers[controller as usize - 1].start_again();
+    let images = common::wait_for(
+        "the same topics on every broker",
+        Duration::from_secs(30),
+        Duration::from_millis(200),
+        || {
+            let images = brokers
+                .iter()
+                .map(topic_image)
+                .collect::<Result<Vec<_>, String>>()?;
+            if images.windows(2).all(|pair| pair[0] == pair[1]) {
+                Ok(images)
+            } else {
+                let counts: Vec<usize> = images.iter().map(BTreeMap::len).collect();
+                Err(format!("topic counts {counts:?}"))
+            }
+        },
+    );
+    let image = &images[0];
+    // Each error seen, how often, and how many of those topics exist all
+    // the same (the write committed but its answer was lost with the
+    // controller).
+    let mut failed: BTreeMap<String, (usize, usize)> = BTreeMap::new();
+    for (name, _, _, outcome) in admin_seen.iter().chain(&wire_seen) {
+        match outcome {
+            Ok(()) => {
+                let (_, partitions) = image
+                    .get(name)
+                    .unwrap_or_else(|| panic!("{name} was created but is gone"));
+                assert_eq!(partitions.len(), 1, "{name}");
+                assert_eq!(partitions[0].len(), 2, "{name}: two replicas");
+            }
+            Err(error) => {
+                let entry = failed.entry(error.clone()).or_default();
+                entry.0 += 1;
+                entry.1 += usize::from(image.contains_key(name.as_str()));
+            }
+        }
+    }
+    // Only topics the clients asked for exist, each once.
+    for name in image.keys() {
+        assert!(
+            name.starts_with("admin-") || name.starts_with("wire-") || name.starts_with("__"),
+            "unexpected topic {name}"
+        );
+    }
+    eprintln!(
+        "controller {controller} killed; {} admin and {} forwarded creations; failed \
+         (count, of which created after all): {failed:?}; first success after the kill (admin, forwarded): {first_after_kill:?} ms \
+         under controller {new_controller}; {} topics on every broker",
+        admin_seen.len(),
+        wire_seen.len(),
+        image.len()
     );
 }
