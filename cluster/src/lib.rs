@@ -23,6 +23,6 @@ pub mod store;
 pub mod transport;
 pub mod wal;
 
-pub use node::{MetadataNode, NodeConfig, Processed, ProposalId, ProposeError};
+pub use node::{Diverged, MetadataNode, NodeConfig, Processed, ProposalId, ProposeError};
 pub use quorum::{Quorum, QuorumStatus, Transport, WriteError};
 pub use records::MetadataRecord;

@@ -103,6 +103,22 @@ pub struct Processed {
     pub image_changed: bool,
 }
 
+/// This node's metadata log contradicts what its peers know in a way Raft
+/// cannot repair: typically a leader says an index is committed that this
+/// node's log does not reach, because entries it had acknowledged were lost
+/// (a damaged or replaced metadata directory, a disk that lied about a
+/// sync), or a peer sent a message no correct Raft node sends. raft-rs
+/// panics there; the node reports it instead so that its owner can leave
+/// the quorum with a log line rather than take the broker down.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diverged(pub String);
+
+impl std::fmt::Display for Diverged {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str(&self.0)
+    }
+}
+
 pub struct MetadataNode<S: Storage> {
     config: NodeConfig,
     raw: RawNode<LogStore>,
@@ -324,9 +340,9 @@ impl<S: Storage> MetadataNode<S> {
     /// the quorum elects a new leader in a round trip instead of an
     /// election timeout. The usual vote rules still hold: a candidate
     /// whose log is behind is refused.
-    pub fn campaign_now(&mut self, leader: i32, term: u64) {
+    pub fn campaign_now(&mut self, leader: i32, term: u64) -> Result<(), Diverged> {
         if self.is_leader() || self.leader() != Some(leader) || self.term() != term {
-            return;
+            return Ok(());
         }
         let mut timeout_now = Message::default();
         timeout_now.set_msg_type(MessageType::MsgTimeoutNow);
@@ -339,14 +355,33 @@ impl<S: Storage> MetadataNode<S> {
             term,
             "the quorum leader's process is gone: standing for election at once"
         );
-        self.step(timeout_now);
+        self.step(timeout_now)
     }
 
     /// A message from a peer. Malformed or stale messages are dropped by
-    /// raft-rs; an error here is logged, never fatal.
-    pub fn step(&mut self, message: Message) {
-        if let Err(error) = self.raw.step(message) {
-            tracing::debug!(target: "sluice::raft", %error, "message dropped");
+    /// raft-rs; an error here is logged, never fatal. A message that
+    /// contradicts this node's log in a way raft-rs cannot go on from makes
+    /// raft-rs panic; that is caught and returned as [`Diverged`], after
+    /// which this node must not be used again.
+    pub fn step(&mut self, message: Message) -> Result<(), Diverged> {
+        let (from, kind) = (node_id(message.from), message.get_msg_type());
+        let raw = &mut self.raw;
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| raw.step(message))) {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(error)) => {
+                tracing::debug!(target: "sluice::raft", %error, "message dropped");
+                Ok(())
+            }
+            Err(panic) => {
+                let said = panic
+                    .downcast_ref::<String>()
+                    .map(String::as_str)
+                    .or_else(|| panic.downcast_ref::<&str>().copied())
+                    .unwrap_or("no reason given");
+                Err(Diverged(format!(
+                    "raft-rs stopped on a {kind:?} from node {from}: {said}"
+                )))
+            }
         }
     }
 

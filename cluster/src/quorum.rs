@@ -428,6 +428,19 @@ async fn within<T>(
     future.or(timeout).await
 }
 
+/// Stops this node's part in the metadata quorum for good (until the
+/// process restarts): its writes fail with `reason` from now on, and the
+/// other voters stop hearing from it, so the active controller fences its
+/// broker and moves its leaderships.
+fn leave_quorum(shared: &Shared, reason: String) {
+    tracing::error!(
+        %reason,
+        "this node stops taking part in the metadata quorum until restarted"
+    );
+    *shared.failure.borrow_mut() = Some(reason);
+    shared.progress_signal.notify();
+}
+
 async fn drive<S: Storage>(shared: Rc<Shared>, mut node: MetadataNode<S>, transport: Transport) {
     let mut next_tick = Instant::now() + TICK_INTERVAL;
     loop {
@@ -446,7 +459,7 @@ async fn drive<S: Storage>(shared: Rc<Shared>, mut node: MetadataNode<S>, transp
         }
         let commands: Vec<Command> = shared.inbox.borrow_mut().drain(..).collect();
         for command in commands {
-            match command {
+            let stepped = match command {
                 Command::Step(message) => node.step(message),
                 Command::Propose {
                     ticket,
@@ -458,6 +471,7 @@ async fn drive<S: Storage>(shared: Rc<Shared>, mut node: MetadataNode<S>, transp
                 } {
                     Ok(id) => {
                         shared.proposed.borrow_mut().insert(id, ticket);
+                        Ok(())
                     }
                     Err(error) => {
                         let error = match error {
@@ -465,10 +479,21 @@ async fn drive<S: Storage>(shared: Rc<Shared>, mut node: MetadataNode<S>, transp
                             ProposeError::TooLarge { bytes } => WriteError::TooLarge { bytes },
                         };
                         shared.outcomes.borrow_mut().insert(ticket, Err(error));
+                        Ok(())
                     }
                 },
-                Command::TransferLeadership(target) => node.transfer_leadership(target),
+                Command::TransferLeadership(target) => {
+                    node.transfer_leadership(target);
+                    Ok(())
+                }
                 Command::CampaignNow { leader, term } => node.campaign_now(leader, term),
+            };
+            if let Err(diverged) = stepped {
+                leave_quorum(
+                    &shared,
+                    format!("this node's metadata log disagrees with the quorum's ({diverged}); its metadata directory is damaged or was replaced"),
+                );
+                return;
             }
         }
         match node.process().await {
@@ -490,9 +515,7 @@ async fn drive<S: Storage>(shared: Rc<Shared>, mut node: MetadataNode<S>, transp
             Err(error) => {
                 // The in-memory log may now be ahead of the disk: this node
                 // leaves the quorum rather than vote or ack on it.
-                tracing::error!(%error, "the metadata log failed; this node stops taking part in the metadata quorum until restarted");
-                *shared.failure.borrow_mut() = Some(error.to_string());
-                shared.progress_signal.notify();
+                leave_quorum(&shared, format!("the metadata log failed: {error}"));
                 return;
             }
         }

@@ -172,7 +172,7 @@ impl Sim {
             }
             let to = node_id(message.to) as usize;
             if let Some(node) = self.nodes.get_mut(to).and_then(Option::as_mut) {
-                node.step(message);
+                node.step(message).expect("no node's log diverges");
             }
         }
         for index in 0..self.nodes.len() {
@@ -397,7 +397,7 @@ fn deliver_until_it_leads(sim: &mut Sim, target: usize, rounds_max: usize) {
         for message in std::mem::take(&mut sim.network) {
             let to = node_id(message.to) as usize;
             if let Some(node) = sim.nodes.get_mut(to).and_then(Option::as_mut) {
-                node.step(message);
+                node.step(message).expect("no node's log diverges");
             }
         }
         for index in 0..sim.nodes.len() {
@@ -471,10 +471,11 @@ fn a_follower_replaces_a_dead_leader_without_waiting_for_a_timeout() {
         .retain(|message| node_id(message.from) as usize != old);
     let stale = (old + 2) % VOTERS.len();
     let follower = sim.nodes[target].as_mut().expect("up");
-    follower.campaign_now(stale as i32, term);
-    follower.campaign_now(old as i32, term + 1);
+    let stand = "standing for election";
+    follower.campaign_now(stale as i32, term).expect(stand);
+    follower.campaign_now(old as i32, term + 1).expect(stand);
     assert_eq!(follower.term(), term, "stale requests change nothing");
-    follower.campaign_now(old as i32, term);
+    follower.campaign_now(old as i32, term).expect(stand);
     sim.process(target);
     deliver_until_it_leads(&mut sim, target, ROUNDS_MAX);
     let new = sim.nodes[target].as_ref().expect("up");
@@ -483,4 +484,77 @@ fn a_follower_replaces_a_dead_leader_without_waiting_for_a_timeout() {
     for topic in &sim.acknowledged {
         assert!(new.image().topics.contains_key(topic), "{topic} lost");
     }
+}
+
+/// A follower whose metadata log lost entries it had acknowledged (its
+/// directory replaced by an empty one here; a damaged one or a disk that
+/// lied about a sync does the same) hears from a leader that counts those
+/// entries as replicated to it. raft-rs cannot go on from there and
+/// panics; the node returns [`Diverged`] instead, naming the message, so
+/// that its owner leaves the quorum with a log line and the broker stays
+/// up. The other two keep the quorum and go on committing.
+#[test]
+fn a_follower_that_lost_acknowledged_entries_reports_it_instead_of_panicking() {
+    /// Healthy steps in which the leader must reach the wiped follower.
+    const STEPS_MAX: usize = 200;
+    let mut sim = Sim::new(21, 1_000_000);
+    step_until(&mut sim, 500, "a first election", |sim| {
+        decider(sim).is_some()
+    });
+    for _ in 0..5 {
+        sim.propose();
+        sim.step(false, false);
+    }
+    let leader = decider(&sim).expect("a leader");
+    let victim = (leader + 1) % VOTERS.len();
+    step_until(&mut sim, 200, "the entries on every node", |sim| {
+        let applied = |index: usize| sim.nodes[index].as_ref().expect("up").applied();
+        applied(victim) == applied(leader)
+    });
+    let acknowledged_before = sim.acknowledged.len();
+    assert!(acknowledged_before > 0);
+    sim.nodes[victim] = None;
+    sim.storages[victim] = sluice_engine::MemStorage::new(99);
+    let wiped = sim.open(victim as i32);
+    sim.nodes[victim] = Some(wiped);
+
+    let mut diverged = None;
+    for _ in 0..STEPS_MAX {
+        for node in sim.nodes.iter_mut().flatten() {
+            node.tick();
+        }
+        sim.propose();
+        for message in std::mem::take(&mut sim.network) {
+            let to = node_id(message.to) as usize;
+            let Some(node) = sim.nodes.get_mut(to).and_then(Option::as_mut) else {
+                continue;
+            };
+            match node.step(message) {
+                Ok(()) => {}
+                Err(error) if to == victim => {
+                    diverged = Some(error);
+                    // Its owner stops using it: gone from the quorum.
+                    sim.nodes[victim] = None;
+                }
+                Err(error) => panic!("node {to} diverged: {error}"),
+            }
+        }
+        for index in 0..sim.nodes.len() {
+            sim.process(index);
+        }
+        if diverged.is_some() && sim.acknowledged.len() > acknowledged_before + 3 {
+            break;
+        }
+    }
+    let diverged = diverged.expect("the wiped follower's log contradicts the leader's");
+    assert!(
+        diverged.0.contains(&format!("from node {leader}")),
+        "names the leader's message: {diverged}"
+    );
+    assert!(
+        sim.acknowledged.len() > acknowledged_before + 3,
+        "the other two go on committing: {} then {}",
+        acknowledged_before,
+        sim.acknowledged.len()
+    );
 }
