@@ -12,6 +12,7 @@
 //! broker down, and, once the cluster is shut down, the three replicas of
 //! each partition hold the same record batches byte for byte (a follower
 //! stores the leader's batches as they are, leader epoch stamp included).
+//! A group's offsets, committed all along, are the last ones committed.
 
 mod common;
 
@@ -112,6 +113,16 @@ const PROGRESS_TIMEOUT: Duration = Duration::from_secs(20);
 const PROGRESS_POLL_INTERVAL: Duration = Duration::from_millis(50);
 /// Examples shown when a check fails.
 const EXAMPLES_MAX: usize = 10;
+/// The group whose offsets a thread of the load commits all along: its
+/// committed offsets must come through every scenario as the records do
+/// (they live in `__consumer_offsets`, replicated like any partition, and
+/// its coordinator fails over with that partition's leader).
+const GROUP: &str = "replicated-offsets";
+/// Between two offset commits of that thread.
+const COMMIT_INTERVAL: Duration = Duration::from_millis(100);
+/// Fewest commits that must succeed over a scenario: the committer made
+/// progress, so the check below has something to check.
+const COMMITS_MIN: u64 = 5;
 
 // A stored record batch (docs/format.md, Kafka's v2 batch): only the fields
 // the test reads.
@@ -1082,6 +1093,7 @@ struct Load {
     sent: Arc<Mutex<Sent>>,
     stop: Arc<AtomicBool>,
     thread: Option<thread::JoinHandle<()>>,
+    committer: Option<thread::JoinHandle<Commits>>,
 }
 
 /// What became of every record, once the producer has flushed.
@@ -1090,6 +1102,21 @@ struct Outcome {
     values: Vec<Vec<u8>>,
     /// By message index.
     reports: Vec<Delivery>,
+    commits: Commits,
+}
+
+/// The offset commits of [`GROUP`]: the n-th attempt commits offset n for
+/// every partition, so the committed offset tells which commit it was.
+#[derive(Debug, Default)]
+struct Commits {
+    /// The last attempt that succeeded (0: none).
+    last_succeeded: u64,
+    /// The last attempt made; one that failed may still have been stored
+    /// (its answer lost in a failover), so the committed offset may be
+    /// any attempt from `last_succeeded` on.
+    last_attempted: u64,
+    succeeded: u64,
+    failed: u64,
 }
 
 impl Load {
@@ -1117,10 +1144,16 @@ impl Load {
             let stop = Arc::clone(&stop);
             thread::spawn(move || produce_steadily(&sent, &stop))
         };
+        let committer = {
+            let stop = Arc::clone(&stop);
+            let consumer = group_member(brokers);
+            thread::spawn(move || commit_steadily(&consumer, &stop))
+        };
         Load {
             sent,
             stop,
             thread: Some(thread),
+            committer: Some(committer),
         }
     }
 
@@ -1166,6 +1199,11 @@ impl Load {
         if let Some(thread) = self.thread.take() {
             assert!(thread.join().is_ok(), "the producing thread panicked");
         }
+        let commits = self
+            .committer
+            .take()
+            .map(|committer| committer.join().expect("the committing thread panicked"))
+            .unwrap_or_default();
         let mut sent = self.sent.lock().expect("the producing thread panicked");
         sent.producer.flush();
         let reports = sent
@@ -1180,6 +1218,7 @@ impl Load {
         Outcome {
             values: std::mem::take(&mut sent.values),
             reports,
+            commits,
         }
     }
 }
@@ -1190,7 +1229,105 @@ impl Drop for Load {
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
+        if let Some(committer) = self.committer.take() {
+            let _ = committer.join();
+        }
     }
+}
+
+/// A client of [`GROUP`] that commits offsets without joining it (as a
+/// consumer with assigned partitions does), bootstrapped from every broker.
+fn group_member(brokers: &[TestBroker]) -> rdkafka::consumer::BaseConsumer {
+    let first = brokers.first().expect("a cluster has a broker");
+    let mut config = first.client_config();
+    config
+        .set("bootstrap.servers", common::cluster_bootstrap(brokers))
+        .set("group.id", GROUP)
+        .set("enable.auto.commit", "false");
+    config.create().expect("a group client")
+}
+
+/// Commits offset n for every partition at the n-th attempt, every
+/// `COMMIT_INTERVAL`, until `stop`; failures (a coordinator that died or
+/// moved) are counted, not retried.
+fn commit_steadily(consumer: &rdkafka::consumer::BaseConsumer, stop: &AtomicBool) -> Commits {
+    use rdkafka::consumer::CommitMode;
+    let mut commits = Commits::default();
+    while !stop.load(Ordering::Relaxed) {
+        let attempt = commits.last_attempted + 1;
+        let mut offsets = rdkafka::TopicPartitionList::new();
+        for partition in 0..PARTITIONS {
+            offsets
+                .add_partition_offset(TOPIC, partition, rdkafka::Offset::Offset(attempt as i64))
+                .expect("an offset");
+        }
+        commits.last_attempted = attempt;
+        match consumer.commit(&offsets, CommitMode::Sync) {
+            Ok(()) => {
+                commits.last_succeeded = attempt;
+                commits.succeeded += 1;
+            }
+            Err(_) => commits.failed += 1,
+        }
+        thread::sleep(COMMIT_INTERVAL);
+    }
+    commits
+}
+
+/// The group's committed offsets are the last commit that succeeded, or a
+/// later attempt whose answer was lost; never an earlier one (a lost or
+/// rolled-back commit), and the same for every partition.
+fn check_committed_offsets(brokers: &[TestBroker], commits: &Commits) {
+    assert!(
+        commits.succeeded >= COMMITS_MIN,
+        "too few offset commits succeeded: {commits:?}"
+    );
+    let consumer = group_member(brokers);
+    let mut partitions = rdkafka::TopicPartitionList::new();
+    for partition in 0..PARTITIONS {
+        partitions.add_partition(TOPIC, partition);
+    }
+    let committed = wait_for(
+        "the group's committed offsets",
+        FULL_ISR_TIMEOUT,
+        METADATA_POLL_INTERVAL,
+        || {
+            consumer
+                .committed_offsets(partitions.clone(), METADATA_REQUEST_TIMEOUT)
+                .map_err(|error| error.to_string())
+        },
+    );
+    for element in committed.elements() {
+        let offset = match element.offset() {
+            rdkafka::Offset::Offset(offset) => offset as u64,
+            other => panic!(
+                "partition {}: no committed offset ({other:?}); commits {commits:?}",
+                element.partition()
+            ),
+        };
+        assert!(
+            (commits.last_succeeded..=commits.last_attempted).contains(&offset),
+            "partition {}: committed offset {offset}, but commit {} succeeded last \
+             (commits {commits:?})",
+            element.partition(),
+            commits.last_succeeded
+        );
+    }
+    let distinct: BTreeSet<String> = committed
+        .elements()
+        .iter()
+        .map(|element| format!("{:?}", element.offset()))
+        .collect();
+    assert_eq!(
+        distinct.len(),
+        1,
+        "one commit holds every partition's offset (one batch in the \
+         group's offsets partition): {distinct:?}"
+    );
+    eprintln!(
+        "group offsets: {} commits succeeded, {} failed, the last one kept",
+        commits.succeeded, commits.failed
+    );
 }
 
 fn no_acknowledgements() -> BTreeMap<i32, usize> {
@@ -1232,6 +1369,7 @@ fn produce_steadily(sent: &Mutex<Sent>, stop: &AtomicBool) {
 /// compares the replicas' files.
 fn check_after_scenario(brokers: &mut [TestBroker], outcome: &Outcome) {
     let layout = wait_for_full_isr(brokers, "after the producer stopped");
+    check_committed_offsets(brokers, &outcome.commits);
     wait_for_acknowledged_visible(&brokers[0], outcome);
     let read = read_all(&brokers[0], TOPIC, PARTITIONS);
     let covered = check_read_back(outcome, &read);
