@@ -167,5 +167,74 @@ if grep -q ' ERROR ' "$work/broker.log"; then
     say "broker logged errors:"
     grep ' ERROR ' "$work/broker.log" | head -n 10 >&2
 fi
+
+# ---- a three-broker cluster --------------------------------------------
+# Each client must see three brokers and a 12-partition, 3-replica topic
+# spread evenly (4 leaders and 12 replicas per broker), and produce and read
+# through the partitions' leaders. The cluster comes from perf/cluster-lib.sh
+# (free ports, one data directory per node under $work).
+SLUICE="$binary"
+WORK="$work/cluster"
+LOG_DIR="$work"
+NODES=3
+# shellcheck source=perf/cluster-lib.sh
+source "$root/perf/cluster-lib.sh"
+cleanup() {
+    stop_broker
+    stop_cluster
+    rm -rf "$work"
+}
+require_jq
+mkdir -p "$WORK"
+start_cluster >&2
+cluster_bootstrap=""
+for port in "${kafka_ports[@]}"; do
+    cluster_bootstrap+="${cluster_bootstrap:+,}127.0.0.1:$port"
+done
+
+# kcat cannot create a topic with replicas; the admin CLI does, and kcat -L
+# must then list three brokers and every partition's leader, replicas and
+# ISR (lines "partition N, leader L, replicas: 1,2,3, isrs: 1,2,3").
+kcat_cluster() {
+    local topic=kcat-spread layout
+    command -v kcat >/dev/null 2>&1 || { echo "kcat is not installed"; return 1; }
+    "$binary" topic create "$topic" --partitions 12 --replication-factor 3 \
+        --bootstrap "$BOOTSTRAP" >/dev/null || return 1
+    for _ in $(seq 1 300); do
+        layout="$(kcat -b "$cluster_bootstrap" -L -t "$topic" 2>/dev/null)"
+        awk '
+            # A list such as "3,1,2," names brokers 1, 2 and 3 once each.
+            function all_three(list,    ids, n, i, seen, count) {
+                n = split(list, ids, ",")
+                count = 0
+                for (i = 1; i <= n; i++) {
+                    if (ids[i] ~ /^[123]$/ && !(ids[i] in seen)) { seen[ids[i]] = 1; count++ }
+                    else if (ids[i] != "") return 0
+                }
+                return count == 3
+            }
+            / brokers:$/ { brokers = $1 }
+            /partition [0-9]+, leader/ {
+                partitions++
+                leader = $4; sub(",", "", leader); leading[leader]++
+                if (all_three($6)) replicated++
+                if (all_three($8)) in_sync++
+            }
+            END {
+                even = (leading[1] == 4 && leading[2] == 4 && leading[3] == 4)
+                exit !(brokers == 3 && partitions == 12 && replicated == 12 && in_sync == 12 && even)
+            }' <<<"$layout" && return 0
+        sleep 0.2
+    done
+    echo "kcat -L did not show 3 brokers and 12 partitions x 3 replicas, 4 leaders each:"
+    printf '%s\n' "$layout" | head -n 20
+    return 1
+}
+
+check "kcat sees the cluster" kcat_cluster
+check "confluent-kafka sees the cluster" timeout 180 "$python" "$here/cluster.py" confluent "$cluster_bootstrap" confluent-spread "$messages"
+check "kafka-python sees the cluster" timeout 180 "$python" "$here/cluster.py" kafka-python "$cluster_bootstrap" kafka-python-spread "$messages"
+check_alive
+stop_cluster
 echo "$passed passed, $failed failed"
 [[ $failed -eq 0 ]]
