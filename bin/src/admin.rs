@@ -76,7 +76,8 @@ ADMIN COMMANDS (Kafka protocol; work against any Kafka-compatible broker):
         ELECTION_NOT_NEEDED (already led as asked) is not an error.
 
     Options of every admin command:
-        --bootstrap HOST:PORT   broker to connect to (default 127.0.0.1:9092)
+        --bootstrap HOST:PORT[,HOST:PORT...]
+                                broker(s) to connect to, tried in order (default 127.0.0.1:9092)
         --json                  print JSON instead of tables
     Exit status: 0 on success, 1 if the broker refuses or cannot be reached, 2 on usage errors.
 ";

@@ -692,6 +692,21 @@ fn cluster_info() {
     );
     assert_eq!(json["controller_id"], brokers[0]["node_id"]);
 
+    // A bootstrap list, as Kafka's tools take: a broker that is not there
+    // is passed over for the next one.
+    // A port that was free a moment ago: nobody listens there.
+    let gone = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port();
+    let listed = format!("127.0.0.1:{gone},{}", broker.address);
+    let again =
+        sluice(&["cluster", "info", "--json", "--bootstrap", &listed]).json("a bootstrap list");
+    assert_eq!(again["cluster_id"], json["cluster_id"]);
+    let nobody = format!("127.0.0.1:{gone}, 127.0.0.1:{gone}");
+    let run = sluice(&["cluster", "info", "--bootstrap", &nobody]);
+    assert_eq!(run.code, Some(1), "nobody listening: {}", run.stderr);
+
     // The library under the CLI: a broker's own configs, asked of that broker.
     let mut admin = Admin::connect(&broker.address, ClientOptions::default()).expect("connect");
     let node_id = json["controller_id"].as_i64().expect("controller id") as i32;

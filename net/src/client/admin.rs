@@ -396,16 +396,33 @@ pub struct Admin {
 }
 
 impl Admin {
-    /// Connects to `bootstrap` (`host:port`) and negotiates API versions.
+    /// Connects to `bootstrap` and negotiates API versions. `bootstrap` is
+    /// `host:port`, or several separated by commas as in Kafka's
+    /// `bootstrap.servers`: they are tried in order and the first that
+    /// answers is used, so a cluster stays reachable with one broker down.
     pub fn connect(bootstrap: &str, options: ClientOptions) -> Result<Admin, ClientError> {
-        let bootstrap = Connection::connect(bootstrap, &options)?;
-        Ok(Admin {
-            options,
-            bootstrap,
-            brokers: BTreeMap::new(),
-            addresses: BTreeMap::new(),
-            controller_id: None,
-        })
+        let mut last_error = None;
+        for address in bootstrap.split(',').map(str::trim) {
+            if address.is_empty() {
+                continue;
+            }
+            match Connection::connect(address, &options) {
+                Ok(bootstrap) => {
+                    return Ok(Admin {
+                        options,
+                        bootstrap,
+                        brokers: BTreeMap::new(),
+                        addresses: BTreeMap::new(),
+                        controller_id: None,
+                    })
+                }
+                Err(error) => last_error = Some(error),
+            }
+        }
+        Err(last_error.unwrap_or(ClientError::Resolve {
+            address: bootstrap.to_string(),
+            source: None,
+        }))
     }
 
     /// The bootstrap connection, for requests this type has no method for.
