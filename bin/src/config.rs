@@ -86,6 +86,14 @@ pub const SETTINGS: &[(&str, &str)] = &[
     ),
     ("retention_check_interval_ms", "milliseconds, at least 1"),
     ("connections_max_idle_ms", "milliseconds, at least 1"),
+    (
+        "max_connections",
+        "connections open at once over the whole broker, at least 1 (default 20000); a full broker stops accepting",
+    ),
+    (
+        "max_connections_per_ip",
+        "connections open at once from one address, at least 1 (default unlimited); more are closed at once",
+    ),
     ("delete_topic_enable", "true or false"),
     (
         "group_initial_rebalance_delay_ms",
@@ -321,6 +329,12 @@ pub fn apply(
         }
         "connections_max_idle_ms" => {
             config.connections_max_idle_ms = long(1, i64::MAX).ok_or_else(bad)? as u64
+        }
+        "max_connections" => {
+            config.max_connections = long(1, i32::MAX as i64).ok_or_else(bad)? as usize
+        }
+        "max_connections_per_ip" => {
+            config.max_connections_per_ip = long(1, i32::MAX as i64).ok_or_else(bad)? as usize
         }
         "delete_topic_enable" => config.delete_topic_enable = parse_bool(value).ok_or_else(bad)?,
         "group_initial_rebalance_delay_ms" => {

@@ -66,22 +66,6 @@ fn assert_serves(broker: &mut TestBroker, checks: &mut i64, case: &str) {
     *checks += 1;
 }
 
-/// Resident memory of the broker process, from /proc.
-fn rss_bytes(pid: u32) -> u64 {
-    let status =
-        std::fs::read_to_string(format!("/proc/{pid}/status")).expect("reading /proc status");
-    let line = status
-        .lines()
-        .find(|line| line.starts_with("VmRSS:"))
-        .expect("VmRSS line");
-    let kib: u64 = line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|n| n.parse().ok())
-        .expect("VmRSS value");
-    kib * 1024
-}
-
 /// A request frame: length prefix + header fields given as raw bytes.
 fn frame(body: &[u8]) -> Vec<u8> {
     let mut out = (body.len() as i32).to_be_bytes().to_vec();
@@ -125,7 +109,7 @@ fn broken_input_closes_only_its_connection() {
     let address = broker.address();
     let mut checks = 0i64;
     assert_serves(&mut broker, &mut checks, "start");
-    let rss_before = rss_bytes(broker.pid());
+    let rss_before = broker.rss_bytes();
 
     // A frame shorter than any request header.
     let mut stream = raw_connect(address);
@@ -251,7 +235,7 @@ fn broken_input_closes_only_its_connection() {
     // There is no reply to wait for; a full produce-and-consume round trip
     // on other connections gives the broker time to read what was sent.
     assert_serves(&mut broker, &mut checks, "declared 100 MiB frames");
-    let rss_declared = rss_bytes(broker.pid());
+    let rss_declared = broker.rss_bytes();
     assert!(
         rss_declared < rss_before + RSS_GROWTH_BYTES_MAX,
         "4 connections declaring 100 MiB frames took the broker from {} to {} MiB resident",
@@ -351,7 +335,7 @@ fn broken_input_closes_only_its_connection() {
     checks += 1;
     assert_serves(&mut broker, &mut checks, "bad CRC");
 
-    let rss_after = rss_bytes(broker.pid());
+    let rss_after = broker.rss_bytes();
     assert!(
         rss_after < rss_before + RSS_GROWTH_BYTES_MAX,
         "resident memory grew from {} to {} MiB",

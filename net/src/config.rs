@@ -11,12 +11,13 @@ use crate::constants::{
     CONSUMER_GROUP_HEARTBEAT_INTERVAL_MS_DEFAULT, CONSUMER_GROUP_SESSION_TIMEOUT_MS_DEFAULT,
     CONSUMER_GROUP_SIZE_MAX_DEFAULT, GROUP_INITIAL_REBALANCE_DELAY_MS_DEFAULT,
     GROUP_SESSION_TIMEOUT_MS_MAX_DEFAULT, GROUP_SESSION_TIMEOUT_MS_MIN_DEFAULT,
-    GROUP_SIZE_MAX_DEFAULT, INTERNAL_TOPIC_REPLICATION_FACTOR_DEFAULT,
-    OFFSETS_RETENTION_CHECK_INTERVAL_MS_DEFAULT, OFFSETS_RETENTION_MS_DEFAULT,
-    OFFSETS_REWRITE_RECORDS_MIN_DEFAULT, OFFSETS_TOPIC_PARTITIONS_DEFAULT,
-    TRANSACTIONAL_ID_EXPIRATION_MS_DEFAULT, TRANSACTION_ABORT_CHECK_INTERVAL_MS_DEFAULT,
-    TRANSACTION_MAX_TIMEOUT_MS_DEFAULT, TRANSACTION_STATE_MIN_ISR_DEFAULT,
-    TRANSACTION_STATE_PARTITIONS_DEFAULT, TXN_REWRITE_RECORDS_MIN_DEFAULT,
+    GROUP_SIZE_MAX_DEFAULT, INTERNAL_TOPIC_REPLICATION_FACTOR_DEFAULT, MAX_CONNECTIONS_DEFAULT,
+    MAX_CONNECTIONS_PER_IP_DEFAULT, OFFSETS_RETENTION_CHECK_INTERVAL_MS_DEFAULT,
+    OFFSETS_RETENTION_MS_DEFAULT, OFFSETS_REWRITE_RECORDS_MIN_DEFAULT,
+    OFFSETS_TOPIC_PARTITIONS_DEFAULT, TRANSACTIONAL_ID_EXPIRATION_MS_DEFAULT,
+    TRANSACTION_ABORT_CHECK_INTERVAL_MS_DEFAULT, TRANSACTION_MAX_TIMEOUT_MS_DEFAULT,
+    TRANSACTION_STATE_MIN_ISR_DEFAULT, TRANSACTION_STATE_PARTITIONS_DEFAULT,
+    TXN_REWRITE_RECORDS_MIN_DEFAULT,
 };
 
 /// Transaction coordinator settings (Kafka's names in the comments).
@@ -146,6 +147,10 @@ pub struct BrokerConfig {
     pub retention_check_interval_ms: u64,
     /// Kafka's `connections.max.idle.ms`.
     pub connections_max_idle_ms: u64,
+    /// Kafka's `max.connections`: connections open at once, whole broker.
+    pub max_connections: usize,
+    /// Kafka's `max.connections.per.ip`.
+    pub max_connections_per_ip: usize,
     /// Kafka's `delete.topic.enable`.
     pub delete_topic_enable: bool,
     /// Consumer groups and committed offsets.
@@ -218,6 +223,8 @@ impl Default for BrokerConfig {
             allocator_free_bytes_max: ALLOCATOR_FREE_BYTES_MAX_DEFAULT,
             retention_check_interval_ms: 5 * 60 * 1000,
             connections_max_idle_ms: CONNECTION_IDLE_MS_DEFAULT,
+            max_connections: MAX_CONNECTIONS_DEFAULT,
+            max_connections_per_ip: MAX_CONNECTIONS_PER_IP_DEFAULT,
             delete_topic_enable: true,
             groups: GroupConfig::default(),
             txn: TxnConfig::default(),

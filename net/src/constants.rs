@@ -11,6 +11,22 @@ pub const IN_FLIGHT_REQUESTS_MAX: usize = 64;
 /// Kafka's `connections.max.idle.ms` default (10 minutes).
 pub const CONNECTION_IDLE_MS_DEFAULT: u64 = 10 * 60 * 1000;
 
+/// `max.connections` default: connections open at once over the whole
+/// broker. Kafka's default is unlimited; a connection here holds at most
+/// about 80 KiB of read buffers while idle (`READ_CHUNK_BYTES` plus the
+/// wait buffer; an idle one touches about 15 KiB of it, measured over 1,600
+/// connections), so this caps what idle connections can take at about
+/// 1.6 GiB, far above what clients open (one or two connections per client
+/// per broker). While the broker is full it stops accepting, as Kafka's
+/// acceptor does: newcomers wait in the kernel's backlog.
+pub const MAX_CONNECTIONS_DEFAULT: usize = 20_000;
+/// `max.connections.per.ip` default: unlimited, as in Kafka (clients behind
+/// one NAT address share it). A connection over the limit is closed at once.
+pub const MAX_CONNECTIONS_PER_IP_DEFAULT: usize = i32::MAX as usize;
+/// How often a full broker's accept loops look for a free slot again: a
+/// slot freed on another shard does not wake this one.
+pub const FULL_ACCEPT_POLL_MS: u64 = 10;
+
 /// Bytes read from a socket per read call.
 pub const READ_CHUNK_BYTES: usize = 64 * 1024;
 /// A frame up to this size gets its whole buffer as soon as its length

@@ -8,9 +8,12 @@
 //! A malformed frame ends only its own connection, after the responses to
 //! the requests before it are sent.
 
+use std::collections::BTreeMap;
 use std::io;
+use std::net::IpAddr;
 use std::os::fd::AsRawFd;
 use std::rc::Rc;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -23,8 +26,8 @@ use kafka_protocol::messages::ApiKey;
 use crate::broker::Broker;
 use crate::codec::{self, DecodeError};
 use crate::constants::{
-    FRAME_PRESIZE_BYTES_MAX, IN_FLIGHT_REQUESTS_MAX, LOGGED_STRING_BYTES_MAX, READ_CHUNK_BYTES,
-    REQUEST_BYTES_MAX, SLOW_REQUEST_LOG_MS,
+    FRAME_PRESIZE_BYTES_MAX, FULL_ACCEPT_POLL_MS, IN_FLIGHT_REQUESTS_MAX, LOGGED_STRING_BYTES_MAX,
+    READ_CHUNK_BYTES, REQUEST_BYTES_MAX, SLOW_REQUEST_LOG_MS,
 };
 use crate::handlers;
 use crate::wire::{receive_ready, write_frames, ResponseFrame};
@@ -37,22 +40,123 @@ const WAIT_READ_BYTES: usize = 16 * 1024;
 /// Smallest request: api key, api version, correlation id.
 const REQUEST_HEADER_BYTES_MIN: usize = 8;
 
+/// Connections open in this process, over all shards (each shard accepts on
+/// its own listener): `max.connections` and `max.connections.per.ip` are
+/// per broker, as in Kafka. Taken once per accepted and once per closed
+/// connection, never per request.
+struct OpenConnections {
+    total: usize,
+    by_ip: BTreeMap<IpAddr, usize>,
+}
+
+static OPEN_CONNECTIONS: Mutex<OpenConnections> = Mutex::new(OpenConnections {
+    total: 0,
+    by_ip: BTreeMap::new(),
+});
+
+fn open_connections() -> std::sync::MutexGuard<'static, OpenConnections> {
+    // The counts stay consistent even if a holder panicked: every update
+    // is a single increment or decrement.
+    OPEN_CONNECTIONS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Why a connection was not admitted.
+enum Refused {
+    /// `max.connections`: it waits for a slot.
+    BrokerFull,
+    /// `max.connections.per.ip`: it is closed.
+    AddressFull,
+}
+
+/// A connection counted against the limits; dropping it gives its slot back.
+struct Admitted {
+    ip: IpAddr,
+}
+
+impl Admitted {
+    /// Counts a connection from `ip`, unless the broker or that address is
+    /// at its limit.
+    fn admit(ip: IpAddr, config: &crate::config::BrokerConfig) -> Result<Admitted, Refused> {
+        let mut open = open_connections();
+        if open.total >= config.max_connections {
+            return Err(Refused::BrokerFull);
+        }
+        let from_ip = open.by_ip.entry(ip).or_insert(0);
+        if *from_ip >= config.max_connections_per_ip {
+            return Err(Refused::AddressFull);
+        }
+        *from_ip += 1;
+        open.total += 1;
+        Ok(Admitted { ip })
+    }
+}
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        let mut open = open_connections();
+        open.total = open.total.saturating_sub(1);
+        if let Some(from_ip) = open.by_ip.get_mut(&self.ip) {
+            *from_ip = from_ip.saturating_sub(1);
+            if *from_ip == 0 {
+                open.by_ip.remove(&self.ip);
+            }
+        }
+    }
+}
+
 /// Accepts connections on this shard's listener until shutdown.
 pub async fn accept_loop(broker: Rc<Broker>, listener: TcpListener) {
     loop {
+        // A full broker stops accepting, as Kafka's acceptor does: clients
+        // wait in the kernel's backlog (or time out connecting) instead of
+        // being accepted and closed over and over.
+        while open_connections().total >= broker.config.max_connections {
+            if broker.shutting_down.get() {
+                return;
+            }
+            glommio::timer::sleep(Duration::from_millis(FULL_ACCEPT_POLL_MS)).await;
+        }
         let accepted = listener.accept().await;
         if broker.shutting_down.get() {
             return;
         }
         match accepted {
             Ok(stream) => {
+                let peer = stream.peer_addr();
+                let ip = peer
+                    .as_ref()
+                    .map(|addr| addr.ip())
+                    .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
+                // Another shard may have taken the last slot since the check
+                // above: the connection then waits for a slot, unserved, as
+                // it would have in the backlog (this loop accepts nothing
+                // else meanwhile). An address over its own limit is closed.
+                let admitted = loop {
+                    match Admitted::admit(ip, &broker.config) {
+                        Ok(admitted) => break Some(admitted),
+                        Err(Refused::AddressFull) => {
+                            tracing::debug!(%ip, "connection closed: max.connections.per.ip reached");
+                            break None;
+                        }
+                        Err(Refused::BrokerFull) => {
+                            if broker.shutting_down.get() {
+                                return;
+                            }
+                            glommio::timer::sleep(Duration::from_millis(FULL_ACCEPT_POLL_MS)).await;
+                        }
+                    }
+                };
+                let Some(admitted) = admitted else {
+                    drop(stream);
+                    continue;
+                };
                 let _ = stream.set_nodelay(true);
                 let broker = Rc::clone(&broker);
                 glommio::spawn_local(async move {
-                    let peer = stream
-                        .peer_addr()
-                        .map(|addr| addr.to_string())
-                        .unwrap_or_default();
+                    let _admitted = admitted;
+                    let peer = peer.map(|addr| addr.to_string()).unwrap_or_default();
                     if let Err(reason) = serve_connection(broker, stream).await {
                         tracing::info!(%peer, %reason, "connection closed");
                     }

@@ -179,6 +179,23 @@ impl TestBroker {
         self.child.as_ref().map(Child::id).unwrap_or(0)
     }
 
+    /// Resident memory of the broker process, from /proc.
+    pub fn rss_bytes(&self) -> u64 {
+        let pid = self.pid();
+        let status =
+            fs::read_to_string(format!("/proc/{pid}/status")).expect("reading /proc status");
+        let line = status
+            .lines()
+            .find(|line| line.starts_with("VmRSS:"))
+            .expect("VmRSS line");
+        let kib: u64 = line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|n| n.parse().ok())
+            .expect("VmRSS value");
+        kib * 1024
+    }
+
     /// Panics if the broker process has exited.
     pub fn assert_running(&mut self) {
         let child = self.child.as_mut().expect("broker not started");

@@ -63,6 +63,11 @@ pub fn broker_configs(broker: &Broker) -> Vec<(&'static str, String)> {
         ("log.retention.ms", config.log.retention_ms.to_string()),
         ("log.segment.bytes", config.log.segment_bytes.to_string()),
         ("log.roll.ms", config.log.segment_ms.to_string()),
+        ("max.connections", config.max_connections.to_string()),
+        (
+            "max.connections.per.ip",
+            config.max_connections_per_ip.to_string(),
+        ),
         (
             "message.max.bytes",
             config.log.max_message_bytes.to_string(),
