@@ -94,6 +94,10 @@ pub enum AppendError {
         expected: i64,
         got: i64,
     },
+    /// A follower's truncation to its leader's log is cutting this log: it
+    /// is changing roles, so a leader's append is refused (the client
+    /// retries, as during any leadership move).
+    Truncating,
 }
 
 impl fmt::Display for AppendError {
@@ -103,6 +107,9 @@ impl fmt::Display for AppendError {
             AppendError::Producer(error) => write!(f, "producer check failed: {error}"),
             AppendError::Storage(error) => write!(f, "storage unavailable: {error}"),
             AppendError::Closed => write!(f, "partition is closed"),
+            AppendError::Truncating => {
+                write!(f, "partition is being truncated to its leader's log")
+            }
             AppendError::NotContiguous { expected, got } => write!(
                 f,
                 "replica batch starts at offset {got}, the log ends at {expected}"

@@ -355,6 +355,11 @@ struct Inner<S: Storage> {
     /// the retries of a full or failing disk log once, not every retry.
     write_failing: bool,
     writer_running: bool,
+    /// A truncation is cutting the log: from when the writer went idle
+    /// until every file it touches is consistent again. Appends meanwhile
+    /// would land on state the truncation is about to reset (their batches
+    /// dropped after they were answered, or written while the file is cut).
+    truncating: bool,
     syncer_running: bool,
     sync_wanted: bool,
     /// Producers with a transactional append between its coordinator
@@ -390,6 +395,9 @@ impl<S: Storage> Inner<S> {
     fn check_writable(&self) -> Result<(), AppendError> {
         if self.closed {
             return Err(AppendError::Closed);
+        }
+        if self.truncating {
+            return Err(AppendError::Truncating);
         }
         if let Some(error) = &self.write_error {
             return Err(AppendError::Storage(error.clone()));
@@ -783,6 +791,7 @@ impl<S: Storage> PartitionLog<S> {
             sync_failures: 0,
             write_failing: false,
             writer_running: false,
+            truncating: false,
             syncer_running: false,
             sync_wanted: false,
             recovery_point_at: None,
@@ -1042,6 +1051,17 @@ impl<S: Storage> PartitionLog<S> {
         &self,
         batches: &[(BatchHeader, Bytes)],
     ) -> Result<Appended, AppendError> {
+        // A truncation in progress (a newer leader's fetcher cutting this
+        // log) decides where the log ends: these batches are checked
+        // against that end, not staged on the one it is removing.
+        let this = self.weak_self.clone();
+        self.signal
+            .wait_for(move || {
+                let log = this.upgrade()?;
+                let truncating = log.inner.borrow().truncating;
+                (!truncating).then_some(())
+            })
+            .await;
         let (appended, epochs_dirty) = {
             let mut inner = self.inner.borrow_mut();
             inner.check_writable()?;
@@ -2328,9 +2348,12 @@ impl<S: Storage> PartitionLog<S> {
             .wait_for(move || {
                 let log = this.upgrade()?;
                 let inner = log.inner.borrow();
-                (!inner.writer_running).then_some(())
+                (!inner.writer_running && !inner.truncating).then_some(())
             })
             .await;
+        // No await since the wait: the writer is still idle, and stays so
+        // while appends are held off.
+        let _truncating = Truncating::begin(self);
         let (leo, log_start) = {
             let inner = self.inner.borrow();
             (inner.leo, inner.log_start)
@@ -3331,6 +3354,27 @@ impl<S: Storage> Drop for TxnGuard<S> {
     }
 }
 
+/// Marks a log as being truncated for as long as it lives; dropping it (at
+/// the end of the truncation, or on any error out of it) lets appends in
+/// again and wakes the ones waiting.
+struct Truncating<'a, S: Storage> {
+    log: &'a PartitionLog<S>,
+}
+
+impl<'a, S: Storage> Truncating<'a, S> {
+    fn begin(log: &'a PartitionLog<S>) -> Self {
+        log.inner.borrow_mut().truncating = true;
+        Truncating { log }
+    }
+}
+
+impl<S: Storage> Drop for Truncating<'_, S> {
+    fn drop(&mut self) {
+        self.log.inner.borrow_mut().truncating = false;
+        self.log.signal.notify();
+    }
+}
+
 /// Replays one batch into the producer state, as `append` recorded it; an
 /// abort marker's aborted-index entry is returned.
 fn record_batch(
@@ -3920,6 +3964,76 @@ mod tests {
                 .expect("contiguous");
             assert_eq!(log.leader_epochs(), vec![(6, 0)]);
             assert_eq!(log.end_offset_for_epoch(6), (6, 1));
+        });
+    }
+
+    /// A follower's truncation awaits between deciding where the log ends
+    /// and cutting it. Appends that came in meanwhile were staged on the
+    /// old end, answered, and then reset away by the truncation (or written
+    /// while the file was being cut): a newer leader's fetcher truncating
+    /// while an older one's batches were still being applied.
+    #[test]
+    fn appends_wait_for_a_truncation_in_progress() {
+        /// Scheduler turns given to the other tasks: far more than they
+        /// need to reach their next await on the in-memory disk.
+        const TURNS: usize = 50;
+        run(|| async {
+            let storage = MemStorage::new(6);
+            let log = open_log(&storage, "/data/truncate-race", LogConfig::default()).await;
+            let kept = vec![plain(0, 3, &[b"a", b"b"])];
+            let cut = vec![plain(2, 3, &[b"c"])];
+            log.append_replica(&kept).await.expect("contiguous");
+            log.append_replica(&cut).await.expect("contiguous");
+            // Written out, so the truncation need not wait for the writer.
+            log.wait_durable(3).await.expect("durable");
+            // The truncation stops at this lock, half done.
+            let held = log
+                .txn_index_lock
+                .acquire_permit(1)
+                .await
+                .expect("lock is open");
+            let truncation = glommio::spawn_local({
+                let log = Rc::clone(&log);
+                async move { log.truncate_to(2).await }
+            });
+            for _ in 0..TURNS {
+                futures_lite::future::yield_now().await;
+            }
+            // A leader's append is refused, retriably.
+            let refused = log.append(&[plain(0, 4, &[b"new"])]);
+            assert!(
+                matches!(refused, Err(AppendError::Truncating)),
+                "{refused:?}"
+            );
+            // An older leader's batch, continuing the end being cut, waits.
+            let late = glommio::spawn_local({
+                let log = Rc::clone(&log);
+                async move { log.append_replica(&[plain(3, 3, &[b"late"])]).await }
+            });
+            for _ in 0..TURNS {
+                futures_lite::future::yield_now().await;
+            }
+            assert_eq!(log.offsets().leo, 3, "nothing staged during the cut");
+            drop(held);
+            truncation.await.expect("truncate");
+            let late = late.await;
+            assert!(
+                matches!(
+                    late,
+                    Err(AppendError::NotContiguous {
+                        expected: 2,
+                        got: 3
+                    })
+                ),
+                "{late:?}"
+            );
+            assert_eq!(log.offsets().leo, 2);
+            assert_eq!(read_all(&log).await, concat(&kept));
+            // The log takes appends again where the truncation left it.
+            log.append_replica(&[plain(2, 4, &[b"d"])])
+                .await
+                .expect("continues at 2");
+            assert_eq!(log.offsets().leo, 3);
         });
     }
 

@@ -101,7 +101,7 @@ pub fn append_error_code(error: &AppendError) -> i16 {
             code::DUPLICATE_SEQUENCE_NUMBER
         }
         AppendError::Storage(_) => code::KAFKA_STORAGE_ERROR,
-        AppendError::Closed => code::NOT_LEADER_OR_FOLLOWER,
+        AppendError::Closed | AppendError::Truncating => code::NOT_LEADER_OR_FOLLOWER,
         // Only a follower's copy of its leader's batches can be out of
         // place: it must find where its log and the leader's part.
         AppendError::NotContiguous { .. } => code::OFFSET_OUT_OF_RANGE,

@@ -219,7 +219,9 @@ enum Written {
 fn write_error_code(error: &WriteError, written: Written) -> i16 {
     match (error, written) {
         (WriteError::NotCoordinator, _) => code::NOT_COORDINATOR,
-        (WriteError::Append(AppendError::Closed), _) => code::NOT_COORDINATOR,
+        (WriteError::Append(AppendError::Closed | AppendError::Truncating), _) => {
+            code::NOT_COORDINATOR
+        }
         (WriteError::Append(AppendError::Storage(_)) | WriteError::Storage(_), _) => {
             code::NOT_COORDINATOR
         }

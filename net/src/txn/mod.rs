@@ -192,7 +192,9 @@ fn write_error_code(error: &WriteError) -> i16 {
         WriteError::NotCoordinator
         | WriteError::Storage(_)
         | WriteError::Append(AppendError::Storage(_))
-        | WriteError::Append(AppendError::Closed) => code::NOT_COORDINATOR,
+        | WriteError::Append(AppendError::Closed | AppendError::Truncating) => {
+            code::NOT_COORDINATOR
+        }
         WriteError::Append(AppendError::Batch(_))
         | WriteError::Append(AppendError::Producer(_))
         | WriteError::Append(AppendError::NotContiguous { .. }) => code::UNKNOWN_SERVER_ERROR,
