@@ -63,6 +63,14 @@ pub const PRODUCE_WAIT_MS_DEFAULT: u64 = 30_000;
 pub const DISCONNECTED_FENCE_GRACE: std::time::Duration = std::time::Duration::from_millis(250);
 /// How often the active controller checks which brokers answer.
 pub const LIVENESS_CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
+/// A liveness check that runs this much later than `LIVENESS_CHECK_INTERVAL`
+/// after the previous one means the active controller itself was stalled
+/// (descheduled, its shard busy): what its peers sent meanwhile may still
+/// sit unread in its sockets, so their silence is not evidence. Judging
+/// starts again from the end of the stall. Seen: a controller whose shard
+/// stalled 6 s under a saturating replicated load fenced both other
+/// brokers on waking, although they had heartbeated throughout.
+pub const CONTROLLER_STALL_TOLERANCE: std::time::Duration = std::time::Duration::from_millis(200);
 /// Kafka's `broker.session.timeout.ms` (Kafka: 9 s). A voter answers the
 /// quorum leader's heartbeats every 100 ms, so 1.5 s is fifteen missed
 /// answers: a broker that hangs or is cut off is fenced within 1.6 s (one

@@ -37,9 +37,10 @@ use super::{
 };
 use crate::constants::{
     CONTROLLED_SHUTDOWN_POLL, CONTROLLED_SHUTDOWN_RETRY, CONTROLLED_SHUTDOWN_TIMEOUT,
-    CONTROLLER_HANDOVER_TIMEOUT, DISCONNECTED_FENCE_GRACE, LIVENESS_CHECK_INTERVAL,
-    METADATA_WRITE_TIMEOUT, OFFSETS_TOPIC_SEGMENT_BYTES, PRODUCER_ID_BLOCK,
-    QUORUM_WAIT_REPORT_INTERVAL, REGISTRATION_RETRY_BACKOFF, REGISTRATION_TIMEOUT,
+    CONTROLLER_HANDOVER_TIMEOUT, CONTROLLER_STALL_TOLERANCE, DISCONNECTED_FENCE_GRACE,
+    LIVENESS_CHECK_INTERVAL, METADATA_WRITE_TIMEOUT, OFFSETS_TOPIC_SEGMENT_BYTES,
+    PRODUCER_ID_BLOCK, QUORUM_WAIT_REPORT_INTERVAL, REGISTRATION_RETRY_BACKOFF,
+    REGISTRATION_TIMEOUT,
 };
 use crate::errors::code;
 use crate::topic_config;
@@ -1271,8 +1272,21 @@ async fn watch_brokers(
     // a new leader has not heard from anyone yet.
     let mut leading_since: Option<(u64, Instant)> = None;
     let mut rebalanced_at = Instant::now();
+    let mut checked_at = Instant::now();
+    // The end of this node's last stall: silence before it is not evidence.
+    let mut resumed_at = checked_at;
     loop {
         glommio::timer::sleep(LIVENESS_CHECK_INTERVAL).await;
+        let woke = Instant::now();
+        let late = woke.duration_since(checked_at);
+        checked_at = woke;
+        if late > LIVENESS_CHECK_INTERVAL + CONTROLLER_STALL_TOLERANCE {
+            tracing::warn!(
+                stalled_ms = late.as_millis() as u64,
+                "the liveness check ran late: this node was stalled, so brokers get a new session before any is fenced"
+            );
+            resumed_at = woke;
+        }
         let status = quorum.status();
         if !status.can_decide {
             leading_since = None;
@@ -1285,7 +1299,8 @@ async fn watch_brokers(
                 leading_since = Some((status.term, now));
                 now
             }
-        };
+        }
+        .max(resumed_at);
         let Ok(_permit) = lock.acquire_permit(1).await else {
             return;
         };
