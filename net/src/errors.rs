@@ -48,7 +48,7 @@ pub mod code {
     pub const UNKNOWN_PRODUCER_ID: i16 = 59;
     pub const NOT_CONTROLLER: i16 = 41;
     pub const FENCED_LEADER_EPOCH: i16 = 74;
-    pub const UNKNOWN_LEADER_EPOCH: i16 = 76;
+    pub const UNKNOWN_LEADER_EPOCH: i16 = 75;
     pub const LEADER_NOT_AVAILABLE: i16 = 5;
     pub const POLICY_VIOLATION: i16 = 44;
     pub const INVALID_RECORD: i16 = 87;
