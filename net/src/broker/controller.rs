@@ -1272,14 +1272,17 @@ async fn watch_brokers(
     // a new leader has not heard from anyone yet.
     let mut leading_since: Option<(u64, Instant)> = None;
     let mut rebalanced_at = Instant::now();
-    let mut checked_at = Instant::now();
     // The end of this node's last stall: silence before it is not evidence.
-    let mut resumed_at = checked_at;
+    let mut resumed_at = Instant::now();
     loop {
+        // Measured around the sleep alone: a timer that fires late means
+        // the shard did not run, while time spent waiting for the
+        // controller lock below (a topic creation holding it) is not a
+        // stall and must not postpone fencing.
+        let slept_at = Instant::now();
         glommio::timer::sleep(LIVENESS_CHECK_INTERVAL).await;
         let woke = Instant::now();
-        let late = woke.duration_since(checked_at);
-        checked_at = woke;
+        let late = woke.duration_since(slept_at);
         if late > LIVENESS_CHECK_INTERVAL + CONTROLLER_STALL_TOLERANCE {
             tracing::warn!(
                 stalled_ms = late.as_millis() as u64,
