@@ -27,11 +27,14 @@ use std::time::{Duration, Instant};
 use common::disk::{fill_up, SmallDisk};
 use common::netns::TestNetwork;
 use common::{
-    admin_options, quorum_leader, read_all, start_cluster_on, wait_for, Delivery, Host, Record,
-    Stop, TestBroker, TrackedProducer,
+    admin_options, quorum_leader, read_all, start_cluster_on, text, wait_for, Delivery, Host,
+    Record, Stop, TestBroker, TrackedProducer, WireClient,
 };
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse, TopicName};
 use rdkafka::admin::{NewTopic, TopicReplication};
 use rdkafka::consumer::Consumer;
+use sluice_engine::batch::build_batch;
 
 const NODES: usize = 3;
 const TOPIC: &str = "replicated";
@@ -52,6 +55,13 @@ const FROZEN_MIN: Duration = Duration::from_secs(5);
 const _: () = assert!(FROZEN_MIN.as_millis() > 2 * BROKER_SESSION_TIMEOUT.as_millis());
 /// How long a cut-off leader stays cut off at least, for the same reason.
 const PARTITIONED_MIN: Duration = FROZEN_MIN;
+/// How often the lease test sends a write to a cut-off leader.
+const LEASE_PROBE_INTERVAL: Duration = Duration::from_millis(50);
+/// Kafka's NONE and NOT_LEADER_OR_FOLLOWER error codes.
+const ERROR_NONE: i16 = 0;
+const NOT_LEADER_OR_FOLLOWER: i16 = 6;
+/// Produce v9: the version librdkafka 2.x sends.
+const PRODUCE_VERSION: i16 = 9;
 
 /// Bytes of every record value; it starts with its partition and sequence
 /// number (`p1-00000042....`), so each value is unique and says where it
@@ -337,6 +347,19 @@ fn sigterm_hands_leadership_over_first() {
     brokers[index_of(victim)].start_again();
     wait_for_full_isr(&brokers, &format!("broker {victim} restarted"));
     let outcome = load.finish();
+    // A controlled shutdown shows the producer retriable errors at most:
+    // every record it sent is delivered in the end.
+    let failed: Vec<&String> = outcome
+        .reports
+        .iter()
+        .filter_map(|report| report.as_ref().err())
+        .collect();
+    assert!(
+        failed.is_empty(),
+        "{} deliveries failed across broker {victim}'s controlled shutdown, e.g. {:?}",
+        failed.len(),
+        &failed[..failed.len().min(EXAMPLES_MAX)]
+    );
     check_after_scenario(&mut brokers, &outcome);
 }
 
@@ -395,6 +418,112 @@ fn network_partition_cuts_off_a_leader() {
     );
     let outcome = load.finish();
     check_after_scenario(&mut brokers, &outcome);
+}
+
+/// A partition leader cut off from the controller (and from the other
+/// brokers) while clients still reach it stops acknowledging writes before
+/// the controller can have fenced it and elected another leader: acks=1
+/// writes it took after that would be thrown away when it rejoins (as a
+/// Kafka broker's are). The leader chosen is not the active controller
+/// (if any such leader exists), which is the case no quorum machinery
+/// covers: a follower of the quorum that simply stops hearing from it.
+/// Skipped where network namespaces cannot be created (CI requires them).
+#[test]
+fn a_cut_off_leader_stops_taking_writes_before_it_is_replaced() {
+    let Some(network) = TestNetwork::or_skip(
+        NODES,
+        "a_cut_off_leader_stops_taking_writes_before_it_is_replaced",
+    ) else {
+        return;
+    };
+    let hosts: Vec<Host> = (0..NODES).map(|index| network.host(index)).collect();
+    let brokers = start_replicated_cluster_on(&hosts);
+    let layout = wait_for_full_isr(&brokers, "after the topic was created");
+    let controller = quorum_leader(&brokers[0]);
+    let chosen = layout
+        .iter()
+        .find(|state| state.leader != controller)
+        .or_else(|| layout.first())
+        .expect("a partition");
+    let (victim, partition) = (chosen.leader, chosen.partition);
+    let index = index_of(victim);
+    let mut client = WireClient::new(&brokers[index]);
+    assert_eq!(
+        produce_acks_1(&mut client, partition),
+        ERROR_NONE,
+        "broker {victim} takes writes to partition {partition} before the cut"
+    );
+    let others: Vec<usize> = (0..NODES).filter(|other| *other != index).collect();
+    for other in &others {
+        network.cut(index, *other);
+    }
+    let cut_at = Instant::now();
+    // (when sent after the cut, answer), for every write sent to it.
+    let mut answers: Vec<(Duration, i16)> = Vec::new();
+    while cut_at.elapsed() < PARTITIONED_MIN {
+        let sent = cut_at.elapsed();
+        answers.push((sent, produce_acks_1(&mut client, partition)));
+        thread::sleep(LEASE_PROBE_INTERVAL);
+    }
+    for other in &others {
+        network.heal(index, *other);
+    }
+    wait_for_full_isr(&brokers, &format!("the network to broker {victim} healed"));
+    let last_acknowledged = answers
+        .iter()
+        .filter(|(_, code)| *code == ERROR_NONE)
+        .map(|(sent, _)| *sent)
+        .max();
+    let first_refused = answers
+        .iter()
+        .find(|(_, code)| *code == NOT_LEADER_OR_FOLLOWER)
+        .map(|(sent, _)| *sent);
+    eprintln!(
+        "broker {victim} (controller: {controller}) cut off: {} writes sent, last acknowledged \
+         {last_acknowledged:?} after the cut, first refused {first_refused:?} after it",
+        answers.len()
+    );
+    assert!(
+        last_acknowledged.is_none_or(|sent| sent < BROKER_SESSION_TIMEOUT),
+        "broker {victim} acknowledged a write sent {last_acknowledged:?} after it was cut off, \
+         when the controller may already have fenced it (session {BROKER_SESSION_TIMEOUT:?})"
+    );
+    let unexpected: Vec<&(Duration, i16)> = answers
+        .iter()
+        .filter(|(_, code)| ![ERROR_NONE, NOT_LEADER_OR_FOLLOWER].contains(code))
+        .collect();
+    assert!(
+        unexpected.is_empty(),
+        "answers other than NONE or NOT_LEADER_OR_FOLLOWER: {unexpected:?}"
+    );
+    assert!(
+        answers
+            .iter()
+            .any(|(sent, code)| *sent > BROKER_SESSION_TIMEOUT && *code == NOT_LEADER_OR_FOLLOWER),
+        "broker {victim} stopped answering instead of refusing: {answers:?}"
+    );
+}
+
+/// One acks=1 Produce of a single record to `partition`, answered with the
+/// partition's error code.
+fn produce_acks_1(client: &mut WireClient, partition: i32) -> i16 {
+    let mut data = PartitionProduceData::default();
+    data.index = partition;
+    data.records = Some(bytes::Bytes::from(build_batch(0, &[b"leased"])));
+    let mut topic = TopicProduceData::default();
+    topic.name = TopicName(text(TOPIC));
+    topic.partition_data = vec![data];
+    let mut request = ProduceRequest::default();
+    request.acks = 1;
+    request.timeout_ms = i32::try_from(PRODUCE_REQUEST_TIMEOUT.as_millis()).unwrap_or(i32::MAX);
+    request.topic_data = vec![topic];
+    let response: ProduceResponse = client.call(ApiKey::Produce, PRODUCE_VERSION, &request);
+    response
+        .responses
+        .first()
+        .and_then(|topic| topic.partition_responses.first())
+        .map(|answer| answer.error_code)
+        .expect("an answer for the partition")
 }
 
 /// A follower that crashes and is restarted before the active controller

@@ -346,6 +346,14 @@ fn decode_image(bytes: &[u8]) -> Result<ImageAnswer, DecodeError> {
 
 /// The observer's task: polls the voters for the image, forever, moving
 /// to the leader they name and to the next voter when one fails.
+/// Why a metadata poll brought nothing.
+enum PollFailure {
+    /// The connection failed or the answer did not come in time.
+    Transport(String),
+    /// The answer came but does not decode.
+    Unreadable(String),
+}
+
 pub(crate) async fn follow(quorum: Quorum, observing: std::rc::Rc<Observing>) {
     let voters = &observing.voters;
     if voters.is_empty() {
@@ -372,24 +380,44 @@ pub(crate) async fn follow(quorum: Quorum, observing: std::rc::Rc<Observing>) {
         let known = if whole { 0 } else { quorum.image().version };
         let mut payload = Writer::default();
         payload.u64(known);
+        let sent = std::time::Instant::now();
         let polled = async {
-            let bytes = exchange(connected, KIND_FETCH, &payload.bytes, KIND_IMAGE).await?;
-            decode_image(&bytes).map_err(|error| error.to_string())
+            let bytes = exchange(connected, KIND_FETCH, &payload.bytes, KIND_IMAGE)
+                .await
+                .map_err(PollFailure::Transport)?;
+            decode_image(&bytes).map_err(|error| PollFailure::Unreadable(error.to_string()))
         };
         let timeout = async {
             glommio::timer::sleep(OBSERVER_FETCH_WAIT + OBSERVER_FETCH_GRACE).await;
-            Err("no answer in time".to_string())
+            Err(PollFailure::Transport("no answer in time".to_string()))
         };
         let answer = match polled.or(timeout).await {
             Ok(answer) => answer,
-            Err(reason) => {
-                tracing::debug!(voter, %reason, "following the metadata from a voter failed");
+            Err(failure) => {
+                match failure {
+                    // Metadata this broker cannot read (a record of a newer
+                    // version): it cannot follow the cluster until it is
+                    // upgraded, which the operator must hear about.
+                    PollFailure::Unreadable(reason) => tracing::error!(
+                        voter,
+                        %reason,
+                        "this broker cannot read the metadata the voters send; upgrade it to the voters' version"
+                    ),
+                    PollFailure::Transport(reason) => tracing::debug!(
+                        voter,
+                        %reason,
+                        "following the metadata from a voter failed"
+                    ),
+                }
                 stream = None;
                 target += 1;
                 glommio::timer::sleep(CONTROLLER_RECONNECT_BACKOFF).await;
                 continue;
             }
         };
+        if answer.leader == Some(voter) {
+            quorum.answered_by_leader(sent);
+        }
         match answer.form {
             form::UNCHANGED => quorum.observed_leader(answer.leader),
             form::WHOLE => {

@@ -113,6 +113,9 @@ struct Shared {
     /// second process started with its id, whose frames carry the same
     /// node id but another incarnation.
     incarnations_heard: RefCell<BTreeMap<i32, Vec<(u64, Instant)>>>,
+    /// On an observer: when the last poll that the quorum leader answered
+    /// was sent (the leader heard from this node after that moment).
+    observer_contact: Cell<Option<Instant>>,
 }
 
 /// A handle on the quorum; cheap to clone.
@@ -139,6 +142,7 @@ impl Quorum {
             observing: None,
             voter_id: Some(node.node_id()),
             incarnations_heard: RefCell::new(BTreeMap::new()),
+            observer_contact: Cell::new(None),
         });
         let driven = Rc::clone(&shared);
         glommio::spawn_local(drive(driven, node, transport)).detach();
@@ -175,6 +179,7 @@ impl Quorum {
             observing: Some(Rc::clone(&observing)),
             voter_id: None,
             incarnations_heard: RefCell::new(BTreeMap::new()),
+            observer_contact: Cell::new(None),
         });
         let quorum = Quorum { shared };
         glommio::spawn_local(crate::observer::follow(quorum.clone(), observing)).detach();
@@ -222,6 +227,50 @@ impl Quorum {
         if !self.shared.disconnected.borrow().is_empty() {
             self.shared.disconnected.borrow_mut().remove(&id);
         }
+    }
+
+    /// On an observer: a poll sent at `sent` was answered by the quorum
+    /// leader itself.
+    pub(crate) fn answered_by_leader(&self, sent: Instant) {
+        self.shared.observer_contact.set(Some(sent));
+    }
+
+    /// When this node was last known in touch with the active controller
+    /// (`None`: not yet), for the lease under which it may go on taking
+    /// writes as a partition leader: the
+    /// controller fences a broker it has not heard from for a session, and
+    /// a broker that has lost touch for nearly that long must assume it
+    /// was fenced and its partitions handed to others.
+    pub fn controller_contact(&self) -> Option<Instant> {
+        if self.shared.observing.is_some() {
+            return self.shared.observer_contact.get();
+        }
+        let me = self.shared.voter_id?;
+        let status = self.status();
+        if status.is_leader {
+            // Leading, this node is the controller until a majority elects
+            // another, which it can only do once this node has not been
+            // heard from by it: it is in touch as long as a majority
+            // (itself and the freshest others) has been heard from. (A
+            // quorum of one needs no lease; its caller knows the voters.)
+            let others: Vec<i32> = status
+                .progress
+                .keys()
+                .copied()
+                .filter(|id| *id != me)
+                .collect();
+            let needed = others.len().div_ceil(2);
+            let mut heard: Vec<Instant> = others
+                .iter()
+                .filter_map(|id| self.last_heard(*id))
+                .collect();
+            heard.sort_unstable_by(|a, b| b.cmp(a));
+            return needed.checked_sub(1).and_then(|at| heard.get(at).copied());
+        }
+        // Following: what the leader last sent. The leader hears this
+        // node's answers over the same links, so in a network partition
+        // both sides lose touch together (a one-way cut is not covered).
+        status.leader.and_then(|leader| self.last_heard(leader))
     }
 
     /// Records that node `id`'s connection carrying its heartbeats closed.

@@ -880,9 +880,16 @@ impl Broker {
         // requests append in the order they reached this shard (which, for
         // one connection, is the order it sent them) even when one of them
         // waits for room or for the transaction coordinator below.
+        // Out of touch with the controller for nearly a session, this
+        // broker may have been fenced and its partitions given to others:
+        // it takes no writes until it is back in touch (`broker::lease`).
+        let leased = self.config.lease.holds();
         let turns: Vec<Option<(Rc<Log>, Turn)>> = entries
             .iter()
             .map(|entry| {
+                if !leased {
+                    return None;
+                }
                 self.log(&entry.topic, entry.partition).map(|log| {
                     let turn = log.take_append_turn();
                     (log, turn)
@@ -898,6 +905,12 @@ impl Broker {
             };
             let Some((log, turn)) = turn else {
                 outcome.error_code = self.missing_partition_code(&entry.topic, entry.partition);
+                if !leased && outcome.error_code == code::NOT_LEADER_OR_FOLLOWER {
+                    outcome.error_message = Some(
+                        "this broker has lost touch with the controller and takes no writes until it is back"
+                            .to_string(),
+                    );
+                }
                 outcomes.push(outcome);
                 continue;
             };
@@ -1584,6 +1597,8 @@ mod controller;
 mod elect;
 pub(crate) use elect::{ElectionOutcome, ElectionTopic, ElectionType};
 mod forward;
+mod lease;
+pub use lease::ControllerLease;
 mod peers;
 mod reassignment;
 mod registration;

@@ -159,6 +159,10 @@ pub struct BrokerConfig {
     pub txn: TxnConfig,
     /// The metadata quorum and this node's place in the cluster.
     pub cluster: ClusterConfig,
+    /// Not a setting: the process's lease for taking writes (see
+    /// `broker::lease`), renewed by shard 0 and read by every shard, which
+    /// all hold this configuration.
+    pub lease: std::sync::Arc<crate::broker::ControllerLease>,
 }
 
 /// How a node takes part in the cluster.
@@ -229,6 +233,7 @@ impl Default for BrokerConfig {
             groups: GroupConfig::default(),
             txn: TxnConfig::default(),
             cluster: ClusterConfig::default(),
+            lease: std::sync::Arc::default(),
         }
     }
 }

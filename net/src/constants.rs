@@ -71,6 +71,14 @@ pub const LIVENESS_CHECK_INTERVAL: std::time::Duration = std::time::Duration::fr
 /// stalled 6 s under a saturating replicated load fenced both other
 /// brokers on waking, although they had heartbeated throughout.
 pub const CONTROLLER_STALL_TOLERANCE: std::time::Duration = std::time::Duration::from_millis(200);
+/// How long before the controller may fence it a broker out of touch with
+/// the controller stops taking writes (see `broker::lease`). It covers the
+/// controller's liveness check period (100 ms), the renewal period below,
+/// and scheduling delays on a loaded host; on separate hosts, clock rate
+/// differences are far smaller.
+pub const LEASE_SAFETY_MARGIN: std::time::Duration = std::time::Duration::from_millis(300);
+/// How often shard 0 renews the controller lease from its quorum member.
+pub const LEASE_RENEW_INTERVAL: std::time::Duration = std::time::Duration::from_millis(20);
 /// Kafka's `broker.session.timeout.ms` (Kafka: 9 s). A voter answers the
 /// quorum leader's heartbeats every 100 ms, so 1.5 s is fifteen missed
 /// answers: a broker that hangs or is cut off is fenced within 1.6 s (one

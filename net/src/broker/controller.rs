@@ -165,6 +165,13 @@ impl Broker {
             )
         };
         *controller.quorum.borrow_mut() = Some(quorum.clone());
+        glommio::spawn_local(super::lease::renew_lease(
+            quorum.clone(),
+            Arc::clone(&self.config.lease),
+            voters.len(),
+            Duration::from_millis(cluster.broker_session_timeout_ms),
+        ))
+        .detach();
         self.form_cluster(&quorum, &voters).await?;
         if quorum.is_observer() {
             // Before it registers: a broker must not join another cluster
