@@ -12,14 +12,17 @@
 # directory, so it must take the whole image from the quorum. The
 # difference between the two medians is what the partitions cost. Last, a
 # voter is restarted REPEAT times (its own metadata log and snapshot
-# replayed, its 10,000 replicas' logs opened), timed the same way.
+# replayed, its 10,000 replicas' logs opened), timed the same way and
+# also until it is back in the ISR of every partition it holds (its
+# leaders ask the controller to take it back: thousands of ISR changes).
 #
 #   perf/metadata-catchup.sh
 #
 # Environment: TOPICS (default 10), PARTITIONS (per topic, default 1000),
 # REPLICATION_FACTOR (default 3), REPEAT (joins each way, default 5), OUT
 # (result directory), BUILD (1, the default, builds the release binary
-# first; 0 uses it as it is), BROKER_ARGS (more flags for every node).
+# first; 0 uses it as it is), SLUICE (the binary, with BUILD=0), BROKER_ARGS
+# (more flags for every node).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # $EPOCHREALTIME, awk and sort read and write numbers with a decimal point.
@@ -56,6 +59,9 @@ POLL_SECS=0.05
 # A joiner that has not caught up by then is stuck: the run stops with its
 # log.
 CATCHUP_TIMEOUT_SECS=300
+# Poll interval for whole ISRs: one poll describes every topic, which
+# costs more than a Metadata request.
+ISR_POLL_SECS=0.2
 
 fail_usage() {
     echo "$1" >&2
@@ -72,7 +78,7 @@ is_count "$REPEAT" || fail_usage "REPEAT must be a positive integer, got '$REPEA
 [[ $BUILD == [01] ]] || fail_usage "BUILD must be 0 or 1, got '$BUILD'"
 TOTAL=$((TOPICS * PARTITIONS))
 
-SLUICE=target/release/sluice
+SLUICE=${SLUICE:-target/release/sluice}
 # shellcheck source=perf/cluster-lib.sh
 source perf/cluster-lib.sh
 if [ "$BUILD" = 1 ]; then
@@ -109,6 +115,35 @@ partitions_seen() {
         jq '[.topics[] | select(.name | startswith("meta-")) | .partitions] | add // 0' 2>/dev/null || true
 }
 
+# Whether more than CATCHUP_TIMEOUT_SECS passed since $1.
+timed_out() {
+    awk -v start="$1" -v now="$(now)" -v limit="$CATCHUP_TIMEOUT_SECS" \
+        'BEGIN { exit !(now - start > limit) }'
+}
+
+# Stops the run with message $1 and the tail of node $2's log.
+fail_with_log() {
+    echo "$1; its log:" >&2
+    tail -n 20 "$LOG_DIR/broker-$2.log" >&2
+    exit 1
+}
+
+# Partitions of the benchmark's topics whose ISR (as node 1 answers) lacks
+# a replica, or "?" while node 1 does not answer.
+partitions_short_of_isr() {
+    local topic short=0 count
+    for topic in $(seq 1 "$TOPICS"); do
+        count=$("$SLUICE" topic describe "meta-$topic" --bootstrap "$BOOTSTRAP" --json 2>/dev/null |
+            jq '[.partitions[] | select((.isr | length) < (.replicas | length))] | length' 2>/dev/null) || count=""
+        if [ -z "$count" ]; then
+            echo "?"
+            return
+        fi
+        short=$((short + count))
+    done
+    echo "$short"
+}
+
 # Starts the joiner from an empty data directory and prints, tab-separated,
 # the seconds from its launch until it listened and until its Metadata
 # named all `$1` partitions; then stops it (SIGTERM) and removes its data.
@@ -126,15 +161,10 @@ join_once() {
     joiner_pid=$!
     while [ -z "$caught" ]; do
         if ! kill -0 "$joiner_pid" 2>/dev/null; then
-            echo "the joining broker exited; its log:" >&2
-            tail -n 20 "$LOG_DIR/broker-$JOINER.log" >&2
-            exit 1
+            fail_with_log "the joining broker exited" "$JOINER"
         fi
-        if awk -v start="$started" -v now="$(now)" -v limit="$CATCHUP_TIMEOUT_SECS" \
-            'BEGIN { exit !(now - start > limit) }'; then
-            echo "the joining broker had not caught up after $CATCHUP_TIMEOUT_SECS s; its log:" >&2
-            tail -n 20 "$LOG_DIR/broker-$JOINER.log" >&2
-            exit 1
+        if timed_out "$started"; then
+            fail_with_log "the joining broker had not caught up after $CATCHUP_TIMEOUT_SECS s" "$JOINER"
         fi
         if [ -z "$listening" ] && port_in_use "$port"; then
             listening=$(now)
@@ -155,13 +185,13 @@ join_once() {
 }
 
 TSV=$OUT/metadata-catchup.tsv
-printf 'partitions\trun\tlistening_s\tcaught_up_s\n' >"$TSV"
+printf 'partitions\trun\tlistening_s\tcaught_up_s\tisr_whole_s\n' >"$TSV"
 join_rounds() {
     local expected=$1 run row
     for run in $(seq 1 "$REPEAT"); do
         check_alive
         row=$(join_once "$expected")
-        printf '%s\t%s\t%s\n' "$expected" "$run" "$row" | tee -a "$TSV"
+        printf '%s\t%s\t%s\t-\n' "$expected" "$run" "$row" | tee -a "$TSV"
     done
 }
 
@@ -205,18 +235,22 @@ for run in $(seq 1 "$REPEAT"); do
     listening=""
     until [ "$(partitions_seen "$address")" = "$TOTAL" ]; do
         [ -z "$listening" ] && port_in_use "${kafka_ports[RESTARTED - 1]}" && listening=$(now)
-        if ! kill -0 "${pids[RESTARTED - 1]}" 2>/dev/null ||
-            awk -v start="$started" -v now="$(now)" -v limit="$CATCHUP_TIMEOUT_SECS" \
-                'BEGIN { exit !(now - start > limit) }'; then
-            echo "voter $RESTARTED did not catch up; its log:" >&2
-            tail -n 20 "$LOG_DIR/broker-$RESTARTED.log" >&2
-            exit 1
+        if ! kill -0 "${pids[RESTARTED - 1]}" 2>/dev/null || timed_out "$started"; then
+            fail_with_log "voter $RESTARTED did not catch up" "$RESTARTED"
         fi
         sleep "$POLL_SECS"
     done
     caught=$(now)
     [ -n "$listening" ] || listening=$caught
-    row=$(awk -v s="$started" -v l="$listening" -v c="$caught" 'BEGIN { printf "%.3f\t%.3f", l - s, c - s }')
+    until [ "$(partitions_short_of_isr)" = 0 ]; do
+        check_alive
+        if timed_out "$started"; then
+            fail_with_log "voter $RESTARTED was not back in every ISR after $CATCHUP_TIMEOUT_SECS s" "$RESTARTED"
+        fi
+        sleep "$ISR_POLL_SECS"
+    done
+    whole=$(now)
+    row=$(awk -v s="$started" -v l="$listening" -v c="$caught" -v w="$whole" 'BEGIN { printf "%.3f\t%.3f\t%.3f", l - s, c - s, w - s }')
     printf 'restart-%s\t%s\t%s\n' "$TOTAL" "$run" "$row" | tee -a "$TSV"
     # The next restart starts from a cluster whose ISRs are whole again.
     wait_registered "$NODES"
@@ -238,6 +272,8 @@ SUMMARY=$OUT/metadata-catchup-summary.md
     echo "| no topics | $REPEAT | $(median 0 3) s ($(range 0 3)) | $(median 0 4) s ($(range 0 4)) |"
     echo "| $TOTAL partitions × $REPLICATION_FACTOR | $REPEAT | $(median "$TOTAL" 3) s ($(range "$TOTAL" 3)) | $(median "$TOTAL" 4) s ($(range "$TOTAL" 4)) |"
     echo "| $TOTAL partitions × $REPLICATION_FACTOR, voter $RESTARTED restarted | $REPEAT | $(median "restart-$TOTAL" 3) s ($(range "restart-$TOTAL" 3)) | $(median "restart-$TOTAL" 4) s ($(range "restart-$TOTAL" 4)) |"
+    echo
+    echo "The restarted voter was back in every ISR $(median "restart-$TOTAL" 5) s ($(range "restart-$TOTAL" 5)) after its launch."
     echo
     echo "Creating the $TOPICS topics ($TOTAL partitions) took $create_secs s; node 1's metadata directory (log and snapshots) holds $meta_bytes bytes."
 } | tee "$SUMMARY"

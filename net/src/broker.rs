@@ -252,6 +252,19 @@ pub struct ReassignmentOutcome {
     pub error_message: Option<String>,
 }
 
+/// A partition leader's change of its ISR: applied only if `leader`,
+/// `leader_epoch` and `partition_epoch` still match the controller's
+/// record, so a deposed or stale leader cannot change it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IsrChange {
+    pub topic: String,
+    pub partition: i32,
+    pub leader: i32,
+    pub leader_epoch: i32,
+    pub partition_epoch: i32,
+    pub isr: Vec<i32>,
+}
+
 /// Requests that only the controller (shard 0) serves.
 #[derive(Debug)]
 pub enum ControllerRequest {
@@ -268,18 +281,12 @@ pub enum ControllerRequest {
         validate_only: bool,
     },
     AllocateProducerId,
-    /// A partition leader's change of its ISR (Kafka's AlterPartition):
-    /// applied only if `leader`, `leader_epoch` and `partition_epoch`
-    /// still match the controller's record, so a deposed or stale leader
-    /// cannot change it.
-    AlterPartition {
-        topic: String,
-        partition: i32,
-        leader: i32,
-        leader_epoch: i32,
-        partition_epoch: i32,
-        isr: Vec<i32>,
-    },
+    /// Partition leaders' changes of their ISRs (Kafka's AlterPartition,
+    /// which carries many partitions too): a leader's changes go together,
+    /// so the controller writes one metadata entry for all of them instead
+    /// of one per partition. Answered `Partitions`, one outcome per change
+    /// in order.
+    AlterPartitions(Vec<IsrChange>),
     /// Kafka's controlled shutdown: the broker is stopping; fence it now,
     /// moving its leaderships to other in-sync replicas and taking it out
     /// of every ISR. Answered `Done`, or `Partition(Err(code))`.
@@ -370,9 +377,12 @@ pub enum ShardResponse {
     /// or an error code.
     Producers(Vec<Result<Vec<sluice_engine::ProducerInfo>, i16>>),
     Quorum(Option<sluice_cluster::QuorumStatus>),
-    /// The answer to [`ControllerRequest::AlterPartition`]: the partition's
-    /// state as now recorded, or a Kafka error code.
+    /// A partition's state as now recorded, or a Kafka error code (a
+    /// refused [`ControllerRequest::ShutDownBroker`]).
     Partition(Result<sluice_engine::PartitionState, i16>),
+    /// The answer to [`ControllerRequest::AlterPartitions`]: per change, in
+    /// order, the partition's state as now recorded or a Kafka error code.
+    Partitions(Vec<Result<sluice_engine::PartitionState, i16>>),
     /// The answer to [`ControllerRequest::AlterReassignments`].
     Reassignments(Vec<ReassignmentOutcome>),
     /// The answer to [`ControllerRequest::ElectLeaders`]: one outcome per

@@ -343,6 +343,10 @@ pub const STORAGE_CHECK_INTERVAL: std::time::Duration = std::time::Duration::fro
 /// kept nearly full by something else) must not move leaderships back and
 /// forth.
 pub const STORAGE_RECOVERY_HOLD: std::time::Duration = std::time::Duration::from_secs(2);
+/// ISR changes in one AlterPartition request to the controller: one
+/// metadata write for up to this many partitions (a few hundred KiB of
+/// records, well inside a metadata entry).
+pub const ISR_CHANGES_PER_REQUEST_MAX: usize = 1000;
 /// How often a leader looks for followers that fell out of sync.
 pub const ISR_CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_millis(250);
 /// Kafka's default `leader.imbalance.check.interval.seconds` (300 s).

@@ -33,7 +33,8 @@ use sluice_engine::{
 use super::registration::{check_cluster_id, check_observer_data_dir, Refusals, Registration};
 use super::{
     base64_url, forward, futures_lite_join_all, random_id, validate_topic_name, Broker,
-    ConfigChange, ControllerRequest, NewTopic, ShardRequest, ShardResponse, TopicOutcome,
+    ConfigChange, ControllerRequest, IsrChange, NewTopic, ShardRequest, ShardResponse,
+    TopicOutcome,
 };
 use crate::constants::{
     CONTROLLED_SHUTDOWN_POLL, CONTROLLED_SHUTDOWN_RETRY, CONTROLLED_SHUTDOWN_TIMEOUT,
@@ -499,21 +500,8 @@ impl Broker {
             ControllerRequest::AllocateProducerId => {
                 ShardResponse::ProducerId(self.allocate_producer_id(controller).await)
             }
-            ControllerRequest::AlterPartition {
-                topic,
-                partition,
-                leader,
-                leader_epoch,
-                partition_epoch,
-                isr,
-            } => {
-                let change = IsrChange {
-                    leader,
-                    leader_epoch,
-                    partition_epoch,
-                    isr,
-                };
-                ShardResponse::Partition(self.alter_partition(&topic, partition, change).await)
+            ControllerRequest::AlterPartitions(changes) => {
+                ShardResponse::Partitions(self.alter_partitions(changes).await)
             }
             ControllerRequest::ShutDownBroker { id } => self.shut_down_broker(id).await,
             ControllerRequest::AlterReassignments(reassignments) => {
@@ -991,47 +979,38 @@ impl Broker {
         start
     }
 
-    /// AlterPartition: records a leader's new ISR if the request comes from
+    /// AlterPartition: records leaders' new ISRs, each if it comes from
     /// the partition's current leader at its current leader and partition
-    /// epochs (Kafka's checks and error codes). Members it adds must be
-    /// live: a fenced broker cannot rejoin before it registers again.
-    async fn alter_partition(
-        &self,
-        topic: &str,
-        partition: i32,
-        change: IsrChange,
-    ) -> Result<PartitionState, i16> {
+    /// epochs (Kafka's checks and error codes), all in one metadata write.
+    /// Members a change adds must be live: a fenced broker cannot rejoin
+    /// before it registers again. A failed write fails every change it
+    /// carried; those refused or already made are answered as they are.
+    async fn alter_partitions(&self, changes: Vec<IsrChange>) -> Vec<Result<PartitionState, i16>> {
         let base = self.controller_image();
         let mut metadata = (*base).clone();
-        let state = metadata
-            .topics
-            .get_mut(topic)
-            .and_then(|meta| meta.placement.get_mut(usize::try_from(partition).ok()?))
-            .ok_or(code::UNKNOWN_TOPIC_OR_PARTITION)?;
-        check_isr_change(state, &change, |id| {
-            base.brokers.get(&id).is_some_and(|broker| !broker.fenced)
-        })?;
-        if state.isr == change.isr {
-            return Ok(state.clone());
+        let mut outcomes: Vec<Result<PartitionState, i16>> = Vec::with_capacity(changes.len());
+        let mut written = Vec::new();
+        for change in &changes {
+            match apply_isr_change(&base, &mut metadata, change) {
+                Ok((state, changed)) => {
+                    if changed {
+                        written.push(outcomes.len());
+                    }
+                    outcomes.push(Ok(state));
+                }
+                Err(error_code) => outcomes.push(Err(error_code)),
+            }
         }
-        state.isr = change.isr;
-        state.partition_epoch += 1;
-        let live: Vec<i32> = base.live_brokers().map(|broker| broker.id).collect();
-        if super::reassignment::finish(state, &live) {
-            tracing::info!(topic, partition, replicas = ?state.replicas, leader = state.leader, "reassignment completed");
+        if written.is_empty() {
+            return outcomes;
         }
-        let recorded = state.clone();
-        tracing::info!(
-            topic,
-            partition,
-            isr = ?recorded.isr,
-            partition_epoch = recorded.partition_epoch,
-            "ISR changed"
-        );
-        self.publish(&base, metadata)
-            .await
-            .map_err(|error| error.code)?;
-        Ok(recorded)
+        if let Err(error) = self.publish(&base, metadata).await {
+            tracing::warn!(%error, changes = written.len(), "ISR changes were not written");
+            for index in written {
+                outcomes[index] = Err(error.code);
+            }
+        }
+        outcomes
     }
 
     /// Sends a controller request to shard 0 and returns its answer.
@@ -1143,7 +1122,10 @@ fn not_controller(request: &ControllerRequest, reason: &str) -> ShardResponse {
             ShardResponse::Topics(vec![outcome(topic)])
         }
         ControllerRequest::AllocateProducerId => ShardResponse::ProducerId(-1),
-        ControllerRequest::AlterPartition { .. } | ControllerRequest::ShutDownBroker { .. } => {
+        ControllerRequest::AlterPartitions(changes) => {
+            ShardResponse::Partitions(vec![Err(code::NOT_CONTROLLER); changes.len()])
+        }
+        ControllerRequest::ShutDownBroker { .. } => {
             ShardResponse::Partition(Err(code::NOT_CONTROLLER))
         }
         ControllerRequest::AlterReassignments(reassignments) => ShardResponse::Reassignments(
@@ -1281,6 +1263,9 @@ async fn watch_brokers(
     let mut rebalanced_at = Instant::now();
     // The end of this node's last stall: silence before it is not evidence.
     let mut resumed_at = Instant::now();
+    // The image version and live brokers of the last sweep that changed
+    // nothing.
+    let mut quiet: Option<(u64, Vec<i32>)> = None;
     loop {
         // Measured around the sleep alone: a timer that fires late means
         // the shard did not run, while time spent waiting for the
@@ -1316,8 +1301,8 @@ async fn watch_brokers(
         };
         let base = quorum.image();
         let now = Instant::now();
-        let mut image = (*base).clone();
-        for broker in image.brokers.values_mut() {
+        let mut fence: Vec<i32> = Vec::new();
+        for broker in base.brokers.values() {
             let heard = quorum
                 .last_heard(broker.id)
                 .map_or(since, |heard| heard.max(since));
@@ -1332,7 +1317,7 @@ async fn watch_brokers(
                         broker = broker.id,
                         "fencing this node's previous process (restarted before it was fenced)"
                     );
-                    broker.fenced = true;
+                    fence.push(broker.id);
                 }
                 continue;
             }
@@ -1349,22 +1334,40 @@ async fn watch_brokers(
                     closed_ms_ago = now.duration_since(closed).as_millis() as u64,
                     "fencing a broker whose connection closed and that has not reconnected"
                 );
-                broker.fenced = true;
+                fence.push(broker.id);
             } else if now.duration_since(heard) > policy.session {
                 tracing::warn!(
                     broker = broker.id,
                     silent_ms = now.duration_since(heard).as_millis() as u64,
                     "fencing a broker that stopped answering"
                 );
-                broker.fenced = true;
+                fence.push(broker.id);
             }
         }
-        let live: Vec<i32> = image.live_brokers().map(|broker| broker.id).collect();
+        let live: Vec<i32> = base
+            .live_brokers()
+            .map(|broker| broker.id)
+            .filter(|id| !fence.contains(id))
+            .collect();
         let rebalance = policy
             .rebalance_interval
             .is_some_and(|interval| now.duration_since(rebalanced_at) >= interval);
         if rebalance {
             rebalanced_at = now;
+        }
+        // The sweep below depends only on the image and the live brokers:
+        // when neither changed since a sweep that found nothing to do, it
+        // would find nothing again, and at 10,000 partitions copying the
+        // image ten times a second is most of a controller's idle work.
+        let settled = (base.version, live.clone());
+        if fence.is_empty() && !rebalance && quiet.as_ref() == Some(&settled) {
+            continue;
+        }
+        let mut image = (*base).clone();
+        for id in &fence {
+            if let Some(broker) = image.brokers.get_mut(id) {
+                broker.fenced = true;
+            }
         }
         for topic in image.topics.values_mut() {
             for (partition, state) in topic.placement.iter_mut().enumerate() {
@@ -1386,8 +1389,10 @@ async fn watch_brokers(
         }
         let records = diff_records(&base, &image);
         if records.is_empty() {
+            quiet = Some(settled);
             continue;
         }
+        quiet = None;
         if let Err(error) = quorum
             .decide(status.term, records, now + METADATA_WRITE_TIMEOUT)
             .await
@@ -1440,13 +1445,43 @@ fn new_partition_state(image: &ClusterMetadata, replicas: Vec<i32>) -> Partition
     }
 }
 
-/// A leader's requested ISR, with the epochs it saw (AlterPartition).
-#[derive(Debug)]
-struct IsrChange {
-    leader: i32,
-    leader_epoch: i32,
-    partition_epoch: i32,
-    isr: Vec<i32>,
+/// Applies one leader's ISR change to `metadata` after Kafka's checks
+/// against it (liveness from `base`): the partition's state afterwards,
+/// and whether the change altered it (a change made already is answered
+/// with the state that has it, as Kafka does for a retried request).
+fn apply_isr_change(
+    base: &ClusterMetadata,
+    metadata: &mut ClusterMetadata,
+    change: &IsrChange,
+) -> Result<(PartitionState, bool), i16> {
+    let state = metadata
+        .topics
+        .get_mut(&change.topic)
+        .and_then(|meta| {
+            meta.placement
+                .get_mut(usize::try_from(change.partition).ok()?)
+        })
+        .ok_or(code::UNKNOWN_TOPIC_OR_PARTITION)?;
+    check_isr_change(state, change, |id| {
+        base.brokers.get(&id).is_some_and(|broker| !broker.fenced)
+    })?;
+    if state.isr == change.isr {
+        return Ok((state.clone(), false));
+    }
+    state.isr = change.isr.clone();
+    state.partition_epoch += 1;
+    let live: Vec<i32> = base.live_brokers().map(|broker| broker.id).collect();
+    if super::reassignment::finish(state, &live) {
+        tracing::info!(topic = %change.topic, partition = change.partition, replicas = ?state.replicas, leader = state.leader, "reassignment completed");
+    }
+    tracing::info!(
+        topic = %change.topic,
+        partition = change.partition,
+        isr = ?state.isr,
+        partition_epoch = state.partition_epoch,
+        "ISR changed"
+    );
+    Ok((state.clone(), true))
 }
 
 /// Kafka's AlterPartition checks, in its order: the sender must lead the
@@ -1672,9 +1707,89 @@ mod tests {
     }
 
     #[test]
+    fn a_batch_of_isr_changes_is_checked_and_applied_change_by_change() {
+        let mut base = ClusterMetadata::default();
+        for id in 1..=3 {
+            base.brokers.insert(
+                id,
+                BrokerInfo {
+                    id,
+                    incarnation: 1,
+                    host: "127.0.0.1".to_string(),
+                    port: 9092,
+                    rack: None,
+                    fenced: id == 3,
+                },
+            );
+        }
+        base.topics.insert(
+            "t".to_string(),
+            TopicMetadata {
+                name: "t".to_string(),
+                id: [1; 16],
+                partitions: 3,
+                configs: BTreeMap::new(),
+                placement: vec![
+                    state(&[1, 2, 3], &[1, 2], 1),
+                    state(&[2, 1, 3], &[2, 1], 2),
+                    state(&[1, 3, 2], &[1], 1),
+                ],
+            },
+        );
+        let change = |partition, leader, isr: &[i32]| IsrChange {
+            topic: "t".to_string(),
+            partition,
+            leader,
+            leader_epoch: 4,
+            partition_epoch: 9,
+            isr: isr.to_vec(),
+        };
+        let mut image = base.clone();
+        // Per change: the ISR and partition epoch after it, and whether it
+        // changed the partition; or the error code.
+        type Outcome = Result<(Vec<i32>, i32, bool), i16>;
+        let outcomes: Vec<Outcome> = [
+            change(0, 1, &[1]),
+            change(1, 2, &[2, 1]),
+            change(2, 1, &[1, 3]),
+            change(2, 2, &[1]),
+            change(7, 1, &[1]),
+        ]
+        .iter()
+        .map(|change| {
+            apply_isr_change(&base, &mut image, change)
+                .map(|(state, changed)| (state.isr, state.partition_epoch, changed))
+        })
+        .collect();
+        assert_eq!(
+            outcomes,
+            vec![
+                Ok((vec![1], 10, true)),
+                Ok((vec![2, 1], 9, false)),
+                Err(code::INELIGIBLE_REPLICA),
+                Err(code::NOT_LEADER_OR_FOLLOWER),
+                Err(code::UNKNOWN_TOPIC_OR_PARTITION),
+            ]
+        );
+        let placement = &image.topics["t"].placement;
+        assert_eq!(
+            placement[0].isr,
+            vec![1],
+            "the accepted change is in the image"
+        );
+        assert_eq!(placement[1], base.topics["t"].placement[1]);
+        assert_eq!(
+            placement[2], base.topics["t"].placement[2],
+            "refused changes leave no trace"
+        );
+    }
+
+    #[test]
     fn isr_changes_are_checked_as_kafka_checks_them() {
         let partition = state(&[1, 2, 3], &[1, 2], 1);
         let change = |leader, leader_epoch, partition_epoch, isr: &[i32]| IsrChange {
+            topic: "t".to_string(),
+            partition: 0,
             leader,
             leader_epoch,
             partition_epoch,

@@ -7,8 +7,8 @@ use sluice_cluster::codec::{DecodeError, Reader, Writer};
 use sluice_cluster::records::{read_configs, write_configs};
 
 use super::{
-    ConfigChange, ControllerRequest, ElectionOutcome, ElectionTopic, ElectionType, NewTopic,
-    Reassignment, ReassignmentOutcome, ShardResponse, TopicOutcome,
+    ConfigChange, ControllerRequest, ElectionOutcome, ElectionTopic, ElectionType, IsrChange,
+    NewTopic, Reassignment, ReassignmentOutcome, ShardResponse, TopicOutcome,
 };
 
 mod tag {
@@ -17,7 +17,8 @@ mod tag {
     pub const CREATE_PARTITIONS: u8 = 3;
     pub const ALTER_TOPIC_CONFIGS: u8 = 4;
     pub const ALLOCATE_PRODUCER_ID: u8 = 5;
-    pub const ALTER_PARTITION: u8 = 6;
+    /// 6 was a single partition's ISR change, before they were batched.
+    pub const ALTER_PARTITIONS: u8 = 10;
     pub const SHUT_DOWN_BROKER: u8 = 7;
     pub const ALTER_REASSIGNMENTS: u8 = 8;
     pub const ELECT_LEADERS: u8 = 9;
@@ -29,6 +30,7 @@ mod tag {
     pub const REASSIGNMENTS: u8 = 106;
     pub const ELECTIONS: u8 = 107;
     pub const ELECTIONS_FAILED: u8 = 108;
+    pub const PARTITIONS: u8 = 109;
 }
 
 pub fn encode_request(request: &ControllerRequest) -> Vec<u8> {
@@ -82,21 +84,17 @@ pub fn encode_request(request: &ControllerRequest) -> Vec<u8> {
             writer.bool(*validate_only);
         }
         ControllerRequest::AllocateProducerId => writer.u8(tag::ALLOCATE_PRODUCER_ID),
-        ControllerRequest::AlterPartition {
-            topic,
-            partition,
-            leader,
-            leader_epoch,
-            partition_epoch,
-            isr,
-        } => {
-            writer.u8(tag::ALTER_PARTITION);
-            writer.str(topic);
-            writer.i32(*partition);
-            writer.i32(*leader);
-            writer.i32(*leader_epoch);
-            writer.i32(*partition_epoch);
-            writer.i32s(isr);
+        ControllerRequest::AlterPartitions(changes) => {
+            writer.u8(tag::ALTER_PARTITIONS);
+            writer.u32(changes.len() as u32);
+            for change in changes {
+                writer.str(&change.topic);
+                writer.i32(change.partition);
+                writer.i32(change.leader);
+                writer.i32(change.leader_epoch);
+                writer.i32(change.partition_epoch);
+                writer.i32s(&change.isr);
+            }
         }
         ControllerRequest::ShutDownBroker { id } => {
             writer.u8(tag::SHUT_DOWN_BROKER);
@@ -189,14 +187,22 @@ pub fn decode_request(bytes: &[u8]) -> Result<ControllerRequest, DecodeError> {
             }
         }
         tag::ALLOCATE_PRODUCER_ID => ControllerRequest::AllocateProducerId,
-        tag::ALTER_PARTITION => ControllerRequest::AlterPartition {
-            topic: reader.str()?,
-            partition: reader.i32()?,
-            leader: reader.i32()?,
-            leader_epoch: reader.i32()?,
-            partition_epoch: reader.i32()?,
-            isr: reader.i32s()?,
-        },
+        tag::ALTER_PARTITIONS => {
+            // A name length, four numbers and an ISR count: 24 bytes.
+            let count = reader.count(24)?;
+            let mut changes = Vec::with_capacity(count);
+            for _ in 0..count {
+                changes.push(IsrChange {
+                    topic: reader.str()?,
+                    partition: reader.i32()?,
+                    leader: reader.i32()?,
+                    leader_epoch: reader.i32()?,
+                    partition_epoch: reader.i32()?,
+                    isr: reader.i32s()?,
+                });
+            }
+            ControllerRequest::AlterPartitions(changes)
+        }
         tag::SHUT_DOWN_BROKER => ControllerRequest::ShutDownBroker { id: reader.i32()? },
         tag::ALTER_REASSIGNMENTS => {
             // A name length, a partition and a flag: 9 bytes at least.
@@ -263,19 +269,13 @@ pub fn encode_response(response: &ShardResponse) -> Vec<u8> {
             writer.u8(tag::PRODUCER_ID);
             writer.i64(*id);
         }
-        ShardResponse::Partition(Ok(state)) => {
-            writer.u8(tag::PARTITION);
-            writer.i32s(&state.replicas);
-            writer.i32s(&state.isr);
-            writer.i32(state.leader);
-            writer.i32(state.leader_epoch);
-            writer.i32(state.partition_epoch);
-            writer.i32s(&state.adding);
-            writer.i32s(&state.removing);
-        }
-        ShardResponse::Partition(Err(error_code)) => {
-            writer.u8(tag::PARTITION_ERROR);
-            writer.u16(*error_code as u16);
+        ShardResponse::Partition(outcome) => write_partition_outcome(&mut writer, outcome),
+        ShardResponse::Partitions(outcomes) => {
+            writer.u8(tag::PARTITIONS);
+            writer.u32(outcomes.len() as u32);
+            for outcome in outcomes {
+                write_partition_outcome(&mut writer, outcome);
+            }
         }
         ShardResponse::Reassignments(outcomes) => {
             writer.u8(tag::REASSIGNMENTS);
@@ -305,6 +305,49 @@ pub fn encode_response(response: &ShardResponse) -> Vec<u8> {
     writer.bytes
 }
 
+fn write_partition_outcome(
+    writer: &mut Writer,
+    outcome: &Result<sluice_engine::PartitionState, i16>,
+) {
+    match outcome {
+        Ok(state) => {
+            writer.u8(tag::PARTITION);
+            writer.i32s(&state.replicas);
+            writer.i32s(&state.isr);
+            writer.i32(state.leader);
+            writer.i32(state.leader_epoch);
+            writer.i32(state.partition_epoch);
+            writer.i32s(&state.adding);
+            writer.i32s(&state.removing);
+        }
+        Err(error_code) => {
+            writer.u8(tag::PARTITION_ERROR);
+            writer.u16(*error_code as u16);
+        }
+    }
+}
+
+fn read_partition_outcome(
+    kind: u8,
+    reader: &mut Reader<'_>,
+) -> Result<Result<sluice_engine::PartitionState, i16>, DecodeError> {
+    match kind {
+        tag::PARTITION => Ok(Ok(sluice_engine::PartitionState {
+            replicas: reader.i32s()?,
+            isr: reader.i32s()?,
+            leader: reader.i32()?,
+            leader_epoch: reader.i32()?,
+            partition_epoch: reader.i32()?,
+            adding: reader.i32s()?,
+            removing: reader.i32s()?,
+        })),
+        tag::PARTITION_ERROR => Ok(Err(reader.u16()? as i16)),
+        other => Err(DecodeError(format!(
+            "a partition outcome of unknown kind {other}"
+        ))),
+    }
+}
+
 pub fn decode_response(bytes: &[u8]) -> Result<ShardResponse, DecodeError> {
     let mut reader = Reader::new(bytes);
     let response = match reader.u8()? {
@@ -326,16 +369,19 @@ pub fn decode_response(bytes: &[u8]) -> Result<ShardResponse, DecodeError> {
         }
         tag::PRODUCER_ID => ShardResponse::ProducerId(reader.i64()?),
         tag::NONE => ShardResponse::Done,
-        tag::PARTITION => ShardResponse::Partition(Ok(sluice_engine::PartitionState {
-            replicas: reader.i32s()?,
-            isr: reader.i32s()?,
-            leader: reader.i32()?,
-            leader_epoch: reader.i32()?,
-            partition_epoch: reader.i32()?,
-            adding: reader.i32s()?,
-            removing: reader.i32s()?,
-        })),
-        tag::PARTITION_ERROR => ShardResponse::Partition(Err(reader.u16()? as i16)),
+        kind @ (tag::PARTITION | tag::PARTITION_ERROR) => {
+            ShardResponse::Partition(read_partition_outcome(kind, &mut reader)?)
+        }
+        tag::PARTITIONS => {
+            // A tag and an error code at least: 3 bytes.
+            let count = reader.count(3)?;
+            let mut outcomes = Vec::with_capacity(count);
+            for _ in 0..count {
+                let kind = reader.u8()?;
+                outcomes.push(read_partition_outcome(kind, &mut reader)?);
+            }
+            ShardResponse::Partitions(outcomes)
+        }
         tag::REASSIGNMENTS => {
             // A code and a flag: 3 bytes at least.
             let count = reader.count(3)?;
@@ -424,14 +470,24 @@ mod tests {
             format!("{:?}", decode_request(&bytes).unwrap()),
             format!("{changes:?}")
         );
-        let alter = ControllerRequest::AlterPartition {
-            topic: "t".into(),
-            partition: 2,
-            leader: 3,
-            leader_epoch: 7,
-            partition_epoch: 11,
-            isr: vec![3, 1],
-        };
+        let alter = ControllerRequest::AlterPartitions(vec![
+            IsrChange {
+                topic: "t".into(),
+                partition: 2,
+                leader: 3,
+                leader_epoch: 7,
+                partition_epoch: 11,
+                isr: vec![3, 1],
+            },
+            IsrChange {
+                topic: "u".into(),
+                partition: 0,
+                leader: 1,
+                leader_epoch: 2,
+                partition_epoch: 3,
+                isr: vec![1],
+            },
+        ]);
         let reassign = ControllerRequest::AlterReassignments(vec![
             Reassignment {
                 topic: "t".into(),
@@ -488,6 +544,18 @@ mod tests {
                 removing: vec![4],
             })),
             ShardResponse::Partition(Err(108)),
+            ShardResponse::Partitions(vec![
+                Err(41),
+                Ok(sluice_engine::PartitionState {
+                    replicas: vec![1, 2],
+                    isr: vec![1],
+                    leader: 1,
+                    leader_epoch: 2,
+                    partition_epoch: 4,
+                    adding: Vec::new(),
+                    removing: Vec::new(),
+                }),
+            ]),
             ShardResponse::Reassignments(vec![
                 ReassignmentOutcome {
                     error_code: 0,

@@ -29,10 +29,10 @@ use kafka_protocol::protocol::StrBytes;
 use sluice_engine::batch::{self, BatchHeader};
 use sluice_engine::{ClusterMetadata, PartitionState};
 
-use super::{Broker, ControllerRequest, Log, PartitionKey, ShardResponse};
+use super::{Broker, ControllerRequest, IsrChange, Log, PartitionKey, ShardResponse};
 use crate::constants::{
-    ISR_CHECK_INTERVAL, REPLICA_FETCH_BACKOFF, REPLICA_FETCH_PARTITION_BYTES,
-    REPLICA_FETCH_RESPONSE_BYTES, REPLICA_FETCH_WAIT_MS,
+    ISR_CHANGES_PER_REQUEST_MAX, ISR_CHECK_INTERVAL, REPLICA_FETCH_BACKOFF,
+    REPLICA_FETCH_PARTITION_BYTES, REPLICA_FETCH_RESPONSE_BYTES, REPLICA_FETCH_WAIT_MS,
 };
 use crate::errors::code;
 use crate::glommio_client::connection::Connection;
@@ -157,6 +157,11 @@ pub(super) struct Replication {
     followed: std::cell::RefCell<HashMap<PartitionKey, Followed>>,
     /// Leaders a fetcher task of this shard is fetching from.
     fetchers: std::cell::RefCell<HashSet<i32>>,
+    /// Led partitions whose pending ISR change waits for the next
+    /// AlterPartition request.
+    isr_queue: std::cell::RefCell<HashSet<PartitionKey>>,
+    /// Wakes the ISR change sender.
+    isr_signal: sluice_engine::notify::Signal,
 }
 
 /// How a follower's fetch went, for the leader's bookkeeping.
@@ -522,97 +527,159 @@ impl Broker {
         self.send_isr_change(key);
     }
 
-    /// Sends the partition's pending ISR change to the controller, unless
-    /// one is on its way already, and takes in the answer.
+    /// Queues the partition's pending ISR change for the controller: this
+    /// shard's changes go together in one AlterPartition request, one
+    /// request at a time (Kafka's brokers batch theirs the same way), so
+    /// thousands of partitions changing at once cost the controller a few
+    /// metadata writes rather than one each.
     fn send_isr_change(&self, key: PartitionKey) {
-        let request = {
-            let mut led = self.replication.led.borrow_mut();
-            let Some(entry) = led.get_mut(&key) else {
+        self.replication.isr_queue.borrow_mut().insert(key);
+        self.replication.isr_signal.notify();
+    }
+
+    /// Sends this shard's queued ISR changes to the controller, at most
+    /// [`ISR_CHANGES_PER_REQUEST_MAX`] in one request, and takes in the
+    /// answers; runs until shutdown.
+    async fn run_isr_sender(self: Rc<Self>) {
+        loop {
+            let queue = Rc::clone(&self);
+            self.replication
+                .isr_signal
+                .wait_for(move || {
+                    (queue.shutting_down.get() || !queue.replication.isr_queue.borrow().is_empty())
+                        .then_some(())
+                })
+                .await;
+            if self.shutting_down.get() {
                 return;
-            };
-            let Some(pending) = entry.pending.as_mut().filter(|_| !entry.altering) else {
-                return;
-            };
-            pending.resend = false;
-            entry.altering = true;
-            ControllerRequest::AlterPartition {
-                topic: key.0.clone(),
-                partition: key.1,
-                leader: self.config.node_id,
-                leader_epoch: entry.state.leader_epoch,
-                partition_epoch: pending.partition_epoch,
-                isr: pending.isr.clone(),
             }
-        };
-        let Some(broker) = self.this.upgrade() else {
-            return;
-        };
-        glommio::spawn_local(async move {
-            let answer = broker.controller_call(request).await;
-            let log = broker.logs.borrow().get(&key.0, key.1).cloned();
+            let keys: Vec<PartitionKey> = {
+                let mut queue = self.replication.isr_queue.borrow_mut();
+                let keys: Vec<PartitionKey> = queue
+                    .iter()
+                    .take(ISR_CHANGES_PER_REQUEST_MAX)
+                    .cloned()
+                    .collect();
+                for key in &keys {
+                    queue.remove(key);
+                }
+                keys
+            };
+            let mut sent = Vec::with_capacity(keys.len());
+            let mut changes = Vec::with_capacity(keys.len());
             {
-                let mut led = broker.replication.led.borrow_mut();
-                if let Some(entry) = led.get_mut(&key) {
-                    entry.altering = false;
-                    match answer {
-                        Some(ShardResponse::Partition(Ok(state))) => {
-                            // The controller's ISR now (the change made, or
-                            // made already): nothing is pending.
-                            if state.leader_epoch == entry.state.leader_epoch
-                                && state.partition_epoch > entry.state.partition_epoch
-                            {
-                                entry.state = state;
-                            }
-                            entry.pending = None;
-                        }
-                        Some(ShardResponse::Partition(Err(
-                            code::INELIGIBLE_REPLICA
-                            | code::INVALID_REQUEST
-                            | code::UNKNOWN_TOPIC_OR_PARTITION,
-                        ))) => {
-                            // Refused before anything was written.
-                            tracing::debug!(topic = %key.0, partition = key.1, "ISR change refused");
-                            entry.pending = None;
-                        }
-                        Some(ShardResponse::Partition(Err(
-                            error_code @ (code::FENCED_LEADER_EPOCH
-                            | code::INVALID_UPDATE_VERSION
-                            | code::NOT_LEADER_OR_FOLLOWER),
-                        ))) => {
-                            // The partition changed meanwhile (perhaps by
-                            // this very change, its answer lost): the
-                            // metadata that shows the change decides it.
-                            tracing::debug!(topic = %key.0, partition = key.1, error_code, "ISR change refused: the partition changed meanwhile");
-                        }
-                        other => {
-                            // No answer, or the controller could not be
-                            // reached or could not write: it may or may not
-                            // have taken the change. Sent again.
-                            tracing::debug!(topic = %key.0, partition = key.1, answer = ?other.map(|_| ()), "ISR change got no clear answer; sending it again");
-                            if let Some(pending) = entry.pending.as_mut() {
-                                pending.resend = true;
-                            }
-                        }
+                let mut led = self.replication.led.borrow_mut();
+                for key in keys {
+                    let Some(entry) = led.get_mut(&key) else {
+                        continue;
+                    };
+                    let Some(pending) = entry.pending.as_mut().filter(|_| !entry.altering) else {
+                        continue;
+                    };
+                    pending.resend = false;
+                    entry.altering = true;
+                    changes.push(IsrChange {
+                        topic: key.0.clone(),
+                        partition: key.1,
+                        leader: self.config.node_id,
+                        leader_epoch: entry.state.leader_epoch,
+                        partition_epoch: pending.partition_epoch,
+                        isr: pending.isr.clone(),
+                    });
+                    sent.push(key);
+                }
+            }
+            if changes.is_empty() {
+                continue;
+            }
+            let count = changes.len();
+            let answer = self
+                .controller_call(ControllerRequest::AlterPartitions(changes))
+                .await;
+            let outcomes: Vec<Option<Result<PartitionState, i16>>> = match answer {
+                Some(ShardResponse::Partitions(outcomes)) if outcomes.len() == count => {
+                    outcomes.into_iter().map(Some).collect()
+                }
+                other => {
+                    tracing::debug!(changes = count, answer = ?other.map(|_| ()), "ISR changes got no answer");
+                    vec![None; count]
+                }
+            };
+            for (key, outcome) in sent.into_iter().zip(outcomes) {
+                self.take_isr_answer(&key, outcome);
+            }
+        }
+    }
+
+    /// Takes in the controller's answer to one partition's ISR change:
+    /// `None` when none came.
+    fn take_isr_answer(&self, key: &PartitionKey, answer: Option<Result<PartitionState, i16>>) {
+        let log = self.logs.borrow().get(&key.0, key.1).cloned();
+        {
+            let mut led = self.replication.led.borrow_mut();
+            let Some(entry) = led.get_mut(key) else {
+                return;
+            };
+            entry.altering = false;
+            match answer {
+                Some(Ok(state)) => {
+                    // The controller's ISR now (the change made, or made
+                    // already): nothing is pending.
+                    if state.leader_epoch == entry.state.leader_epoch
+                        && state.partition_epoch > entry.state.partition_epoch
+                    {
+                        entry.state = state;
+                    }
+                    entry.pending = None;
+                }
+                Some(Err(
+                    code::INELIGIBLE_REPLICA
+                    | code::INVALID_REQUEST
+                    | code::UNKNOWN_TOPIC_OR_PARTITION,
+                )) => {
+                    // Refused before anything was written.
+                    tracing::debug!(topic = %key.0, partition = key.1, "ISR change refused");
+                    entry.pending = None;
+                }
+                Some(Err(
+                    error_code @ (code::FENCED_LEADER_EPOCH
+                    | code::INVALID_UPDATE_VERSION
+                    | code::NOT_LEADER_OR_FOLLOWER),
+                )) => {
+                    // The partition changed meanwhile (perhaps by this very
+                    // change, its answer lost): the metadata that shows the
+                    // change decides it.
+                    tracing::debug!(topic = %key.0, partition = key.1, error_code, "ISR change refused: the partition changed meanwhile");
+                }
+                other => {
+                    // No answer, or the controller could not be reached or
+                    // could not write: it may or may not have taken the
+                    // change. Sent again by the next ISR check.
+                    tracing::debug!(topic = %key.0, partition = key.1, answer = ?other, "ISR change got no clear answer; sending it again");
+                    if let Some(pending) = entry.pending.as_mut() {
+                        pending.resend = true;
                     }
                 }
             }
-            if let Some(log) = log {
-                broker.update_high_watermark(&key, &log);
-                // acks=all waiters re-check the ISR against min.insync.
-                log.data_signal().notify();
-            }
-        })
-        .detach();
+        }
+        if let Some(log) = log {
+            self.update_high_watermark(key, &log);
+            // acks=all waiters re-check the ISR against min.insync.
+            log.data_signal().notify();
+        }
     }
 
     /// Takes out of the ISR, through the controller, every follower that
     /// has not caught up with its leader for `replica.lag.time.max.ms`.
     pub async fn run_isr_checks(self: Rc<Self>) {
+        glommio::spawn_local(Rc::clone(&self).run_isr_sender()).detach();
         let lag = Duration::from_millis(self.config.cluster.replica_lag_time_max_ms);
         let node = self.config.node_id;
         loop {
             glommio::timer::sleep(ISR_CHECK_INTERVAL).await;
             if self.shutting_down.get() {
+                // The sender stops too.
+                self.replication.isr_signal.notify();
                 return;
             }
             let now = Instant::now();
@@ -769,12 +836,16 @@ impl Broker {
             .map_err(|error| error.to_string())?;
         let answers =
             decode_offset_for_leader_epoch(version, body).map_err(|error| error.to_string())?;
+        // By name and index: a leader answers thousands of partitions.
+        let by_key: HashMap<(&str, i32), &(PartitionKey, Followed, Rc<Log>)> = asked
+            .iter()
+            .map(|entry| ((entry.0 .0.as_str(), entry.0 .1), *entry))
+            .collect();
         let mut progressed = false;
         for answer in answers {
-            let Some((key, follow, log)) = asked
-                .iter()
+            let Some((key, follow, log)) = by_key
+                .get(&(answer.topic.as_str(), answer.partition))
                 .copied()
-                .find(|(key, _, _)| key.0 == answer.topic.as_str() && key.1 == answer.partition)
             else {
                 continue;
             };
@@ -846,12 +917,16 @@ impl Broker {
         if data.error_code != code::NONE {
             return Err(format!("fetch refused with error {}", data.error_code));
         }
+        // By name and index: a leader answers thousands of partitions.
+        let by_key: HashMap<(&str, i32), &(PartitionKey, Followed, Rc<Log>)> = partitions
+            .iter()
+            .map(|entry| ((entry.0 .0.as_str(), entry.0 .1), entry))
+            .collect();
         let mut progressed = false;
         for topic in data.topics {
             for answer in topic.partitions {
-                let Some((key, follow, log)) = partitions
-                    .iter()
-                    .find(|(key, _, _)| key.0 == topic.name.as_str() && key.1 == answer.index)
+                let Some((key, follow, log)) =
+                    by_key.get(&(topic.name.as_str(), answer.index)).copied()
                 else {
                     continue;
                 };

@@ -337,6 +337,30 @@ impl Cluster {
         Ok(offsets)
     }
 
+    /// The topic's metadata and the earliest or latest offset of each of
+    /// its partitions, waiting for leaders and trying again after a
+    /// retriable error (a leader that moved between the metadata and the
+    /// request, or a new leader whose high watermark has not caught up
+    /// yet, KIP-207's OFFSET_NOT_AVAILABLE), as Kafka's clients do.
+    pub async fn topic_offsets(
+        &self,
+        name: &str,
+        spec: OffsetSpec,
+    ) -> Result<(TopicInfo, HashMap<i32, i64>), ClientError> {
+        let mut attempt = 0;
+        loop {
+            let info = self.wait_for_topic(name).await?;
+            match self.list_offsets(&info, spec).await {
+                Ok(offsets) => return Ok((info, offsets)),
+                Err(error) if error.is_retriable() && attempt + 1 < METADATA_ATTEMPTS_MAX => {
+                    attempt += 1;
+                    glommio::timer::sleep(Duration::from_millis(METADATA_RETRY_BACKOFF_MS)).await;
+                }
+                Err(error) => return Err(error),
+            }
+        }
+    }
+
     /// An InitProducerId for an idempotent (non-transactional) producer.
     pub async fn init_producer_id(&self) -> Result<(i64, i16), ClientError> {
         let mut request = kafka_protocol::messages::InitProducerIdRequest::default();

@@ -241,7 +241,7 @@ impl Consumer {
         topics.dedup();
         let mut by_leader: HashMap<i32, Vec<LanePartition>> = HashMap::new();
         for name in topics {
-            let info = inner.cluster.wait_for_topic(name).await?;
+            let mut info = inner.cluster.wait_for_topic(name).await?;
             let wanted: Vec<&Assignment> = assignments
                 .iter()
                 .filter(|assignment| assignment.topic == name)
@@ -249,18 +249,22 @@ impl Consumer {
             let needs =
                 |spec: StartOffset| wanted.iter().any(|assignment| assignment.start == spec);
             let earliest = if needs(StartOffset::Earliest) {
-                inner
+                let (fresh, offsets) = inner
                     .cluster
-                    .list_offsets(&info, OffsetSpec::Earliest)
-                    .await?
+                    .topic_offsets(name, OffsetSpec::Earliest)
+                    .await?;
+                info = fresh;
+                offsets
             } else {
                 HashMap::new()
             };
             let latest = if needs(StartOffset::Latest) {
-                inner
+                let (fresh, offsets) = inner
                     .cluster
-                    .list_offsets(&info, OffsetSpec::Latest)
-                    .await?
+                    .topic_offsets(name, OffsetSpec::Latest)
+                    .await?;
+                info = fresh;
+                offsets
             } else {
                 HashMap::new()
             };
