@@ -26,9 +26,10 @@ use sluice_engine::{
 
 use crate::config::BrokerConfig;
 use crate::constants::{
-    FETCH_READS_CONCURRENT_MAX, LOG_CLOSE_CONCURRENCY_MAX, PRODUCE_WAIT_MS_DEFAULT,
-    SLOW_REQUEST_LOG_MS, TXN_ADD_RETRY_BACKOFF_MS_MAX, TXN_ADD_RETRY_BACKOFF_MS_MIN,
-    TXN_ADD_RETRY_TOTAL_MS_MAX, TXN_MARKER_ACK_TIMEOUT,
+    FETCH_READS_CONCURRENT_MAX, LEADER_EPOCH_WRITES_IN_FLIGHT, LOG_CLOSE_CONCURRENCY_MAX,
+    LOG_OPENS_IN_FLIGHT, PRODUCE_WAIT_MS_DEFAULT, SLOW_REQUEST_LOG_MS,
+    TXN_ADD_RETRY_BACKOFF_MS_MAX, TXN_ADD_RETRY_BACKOFF_MS_MIN, TXN_ADD_RETRY_TOTAL_MS_MAX,
+    TXN_MARKER_ACK_TIMEOUT,
 };
 use crate::errors::{
     append_error_code, batch_error_code, code, marker_append_error_code, read_error_code,
@@ -722,6 +723,7 @@ impl Broker {
                 }
             }
         }
+        let mut to_open: Vec<(&str, i32, LogConfig)> = Vec::new();
         for topic in metadata.topics.values() {
             let config = self.topic_log_config(topic);
             for partition in 0..topic.partitions {
@@ -741,26 +743,30 @@ impl Broker {
                             log.set_config(config.clone());
                         }
                     }
-                    None => {
-                        let dir = self
-                            .config
-                            .data_dir
-                            .join(format!("{}-{}", topic.name, partition));
-                        match PartitionLog::open(
-                            DmaStorage,
-                            dir,
-                            config.clone(),
-                            Rc::clone(&self.cache),
-                        )
-                        .await
-                        {
-                            Ok(log) => {
-                                self.logs.borrow_mut().insert(&topic.name, partition, log);
-                            }
-                            Err(error) => {
-                                tracing::error!(%error, topic = %topic.name, partition, "opening partition log failed");
-                            }
-                        }
+                    None => to_open.push((topic.name.as_str(), partition, config.clone())),
+                }
+            }
+        }
+        // A new log is directories and files created and synced: opened
+        // together, a topic of thousands of partitions is ready in a few
+        // journal commits instead of one per partition.
+        for chunk in to_open.chunks(LOG_OPENS_IN_FLIGHT) {
+            let opens = chunk.iter().map(|(topic, partition, config)| {
+                let dir = self.config.data_dir.join(format!("{topic}-{partition}"));
+                async move {
+                    let opened =
+                        PartitionLog::open(DmaStorage, dir, config.clone(), Rc::clone(&self.cache))
+                            .await;
+                    (*topic, *partition, opened)
+                }
+            });
+            for (topic, partition, opened) in futures_lite_join_all(opens.collect()).await {
+                match opened {
+                    Ok(log) => {
+                        self.logs.borrow_mut().insert(topic, partition, log);
+                    }
+                    Err(error) => {
+                        tracing::error!(%error, topic, partition, "opening partition log failed");
                     }
                 }
             }
@@ -776,13 +782,21 @@ impl Broker {
                 (state.leader == node).then(|| (Rc::clone(log), state.leader_epoch))
             })
             .collect();
-        for (log, epoch) in led {
-            if let Err(error) = log
-                .set_leader_epoch(sluice_engine::types::LeaderEpoch(epoch))
-                .await
-            {
-                tracing::warn!(%error, dir = %log.dir().display(), "recording the leader epoch failed");
-            }
+        // A new epoch is a checkpoint file written and synced (two fsyncs)
+        // per partition: one at a time, taking over a dead broker's
+        // thousands of leaderships kept this shard from serving them for
+        // most of a minute; together, the file system commits them in a
+        // few journal commits.
+        for chunk in led.chunks(LEADER_EPOCH_WRITES_IN_FLIGHT) {
+            let writes = chunk.iter().map(|(log, epoch)| async move {
+                if let Err(error) = log
+                    .set_leader_epoch(sluice_engine::types::LeaderEpoch(*epoch))
+                    .await
+                {
+                    tracing::warn!(%error, dir = %log.dir().display(), "recording the leader epoch failed");
+                }
+            });
+            futures_lite_join_all(writes.collect()).await;
         }
         self.apply_replication(&metadata);
         self.groups.on_metadata(&metadata);

@@ -347,6 +347,13 @@ pub const STORAGE_RECOVERY_HOLD: std::time::Duration = std::time::Duration::from
 /// metadata write for up to this many partitions (a few hundred KiB of
 /// records, well inside a metadata entry).
 pub const ISR_CHANGES_PER_REQUEST_MAX: usize = 1000;
+/// Leader-epoch checkpoints a shard writes at once when metadata gives
+/// it new leaderships: enough to fill a journal commit, few enough not to
+/// hold thousands of files open.
+pub const LEADER_EPOCH_WRITES_IN_FLIGHT: usize = 64;
+/// Partition logs a shard opens at once when metadata gives it new
+/// replicas (a topic created, a reassignment).
+pub const LOG_OPENS_IN_FLIGHT: usize = 64;
 /// How often a leader looks for followers that fell out of sync.
 pub const ISR_CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_millis(250);
 /// Kafka's default `leader.imbalance.check.interval.seconds` (300 s).

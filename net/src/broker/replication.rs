@@ -593,9 +593,15 @@ impl Broker {
                 continue;
             }
             let count = changes.len();
+            let sent_at = Instant::now();
             let answer = self
                 .controller_call(ControllerRequest::AlterPartitions(changes))
                 .await;
+            tracing::debug!(
+                changes = count,
+                answered_ms = sent_at.elapsed().as_millis() as u64,
+                "ISR changes sent to the controller"
+            );
             let outcomes: Vec<Option<Result<PartitionState, i16>>> = match answer {
                 Some(ShardResponse::Partitions(outcomes)) if outcomes.len() == count => {
                     outcomes.into_iter().map(Some).collect()
