@@ -27,8 +27,8 @@ use std::time::{Duration, Instant};
 use common::disk::{fill_up, SmallDisk};
 use common::netns::TestNetwork;
 use common::{
-    admin_options, quorum_leader, read_all, start_cluster_on, text, wait_for, Delivery, Host,
-    Record, Stop, TestBroker, TrackedProducer, WireClient,
+    admin_options, quorum_leader, read_all, start_cluster_on, text, wait_for, Delivery, Frozen,
+    Host, Record, Stop, TestBroker, TrackedProducer, WireClient,
 };
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse, TopicName};
@@ -1137,51 +1137,6 @@ fn choose_victim(layout: &[PartitionState], killed: &BTreeSet<i32>) -> i32 {
             node
         }
     }
-}
-
-/// A broker process frozen with SIGSTOP. Dropping it, also when a test
-/// fails, sends SIGCONT: a stopped process would not act on the SIGTERM the
-/// harness stops it with.
-struct Frozen {
-    pid: libc::pid_t,
-    thawed: bool,
-}
-
-impl Frozen {
-    fn freeze(broker: &TestBroker) -> Frozen {
-        let pid = broker.pid() as libc::pid_t;
-        assert!(pid > 0, "the broker is not running");
-        signal(pid, libc::SIGSTOP);
-        Frozen { pid, thawed: false }
-    }
-
-    fn thaw(mut self) {
-        signal(self.pid, libc::SIGCONT);
-        self.thawed = true;
-    }
-}
-
-impl Drop for Frozen {
-    fn drop(&mut self) {
-        if !self.thawed {
-            // SAFETY: the broker is our child and not reaped yet (its
-            // TestBroker outlives this guard), so the pid is still its own.
-            unsafe {
-                libc::kill(self.pid, libc::SIGCONT);
-            }
-        }
-    }
-}
-
-fn signal(pid: libc::pid_t, number: libc::c_int) {
-    // SAFETY: signalling our own child, which has not been reaped yet.
-    let result = unsafe { libc::kill(pid, number) };
-    assert_eq!(
-        result,
-        0,
-        "signal {number} to {pid}: {}",
-        std::io::Error::last_os_error()
-    );
 }
 
 // ---- the producer ----------------------------------------------------------

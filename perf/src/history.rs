@@ -85,6 +85,9 @@ pub struct Anomaly {
 pub enum AnomalyKind {
     /// An acknowledged send is missing from the final read.
     LostWrite,
+    /// A send that was not acknowledged but that a reader was given is
+    /// missing from the final read: readers see only what is committed.
+    LostRead,
     /// One send stored at two offsets.
     Duplicate,
     /// A producer's sends stored in a partition out of their send order.
@@ -148,24 +151,53 @@ fn read_positions(history: &[Op]) -> HashMap<SendId, Places> {
 /// Lost writes, duplicates and reordering.
 fn stored_once_in_order(history: &[Op], anomalies: &mut Vec<Anomaly>) {
     let positions = read_positions(history);
-    // Lost: acknowledged, and a complete final read happened, but no read
-    // ever saw the send.
-    let final_reads: Vec<usize> = history
+    // Lost: the last complete final read did not see a send that was
+    // acknowledged, or that another reader was given (a reader gets only
+    // what is below the high watermark: committed, so it must stay). A
+    // read by someone else earlier does not make up for it: the record
+    // may have been there and gone since.
+    let last_final = history
         .iter()
         .enumerate()
-        .filter(|(_, op)| matches!(op, Op::FinalReadDone { .. }))
-        .map(|(at, _)| at)
-        .collect();
-    if let Some(&last_final) = final_reads.last() {
+        .rev()
+        .find_map(|(at, op)| match op {
+            Op::FinalReadDone { reader } => Some((at, *reader)),
+            _ => None,
+        });
+    if let Some((last_final, final_reader)) = last_final {
+        let finally_read: HashSet<SendId> = history
+            .iter()
+            .filter_map(|op| match op {
+                Op::Read { reader, send, .. } if *reader == final_reader => Some(*send),
+                _ => None,
+            })
+            .collect();
+        let mut acknowledged: HashSet<SendId> = HashSet::new();
         for (at, op) in history.iter().enumerate() {
             if let Op::Acked { send, .. } = op {
-                if !positions.contains_key(send) {
+                acknowledged.insert(*send);
+                if !finally_read.contains(send) {
                     anomalies.push(Anomaly {
                         kind: AnomalyKind::LostWrite,
                         ops: vec![at, last_final],
                     });
                 }
             }
+        }
+        let mut read_then_lost: Vec<(usize, SendId)> = positions
+            .iter()
+            .filter(|(send, _)| !finally_read.contains(*send) && !acknowledged.contains(*send))
+            .filter_map(|(send, places)| {
+                let first = places.values().flatten().min()?;
+                Some((*first, *send))
+            })
+            .collect();
+        read_then_lost.sort();
+        for (first_read, _) in read_then_lost {
+            anomalies.push(Anomaly {
+                kind: AnomalyKind::LostRead,
+                ops: vec![first_read, last_final],
+            });
         }
     }
     // Duplicate: one send read at two different positions.
@@ -477,6 +509,21 @@ mod tests {
     }
 
     #[test]
+    fn a_write_read_early_and_gone_later_is_lost() {
+        // Reader 7 saw the third send while it was there; the final read
+        // by reader 8 ends before it.
+        let mut history = clean();
+        history.remove(8);
+        assert_eq!(check(&history), only(AnomalyKind::LostWrite, &[2, 8]));
+        // The same for a send nobody acknowledged (its producer gave up)
+        // but a reader was given.
+        let mut history = clean();
+        history.remove(8);
+        history.remove(2);
+        assert_eq!(check(&history), only(AnomalyKind::LostRead, &[4, 7]));
+    }
+
+    #[test]
     fn a_duplicate_is_found() {
         let mut history = clean();
         history.push(read(8, 3, 1, 1));
@@ -526,7 +573,12 @@ mod tests {
             offset: 1,
         });
         history.push(read(7, 1, 2, 9));
-        assert_eq!(kinds(&history), vec![AnomalyKind::DivergentRead]);
+        // The send read instead is not in the final read either: what a
+        // reader was given is gone.
+        assert_eq!(
+            kinds(&history),
+            vec![AnomalyKind::LostRead, AnomalyKind::DivergentRead]
+        );
     }
 
     #[test]

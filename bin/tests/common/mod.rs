@@ -1005,6 +1005,51 @@ pub fn free_ports(count: usize) -> Vec<u16> {
         .collect()
 }
 
+/// A broker process frozen with SIGSTOP. Dropping it, also when a test
+/// fails, sends SIGCONT: a stopped process would not act on the SIGTERM the
+/// harness stops it with.
+pub struct Frozen {
+    pid: libc::pid_t,
+    thawed: bool,
+}
+
+impl Frozen {
+    pub fn freeze(broker: &TestBroker) -> Frozen {
+        let pid = broker.pid() as libc::pid_t;
+        assert!(pid > 0, "the broker is not running");
+        signal(pid, libc::SIGSTOP);
+        Frozen { pid, thawed: false }
+    }
+
+    pub fn thaw(mut self) {
+        signal(self.pid, libc::SIGCONT);
+        self.thawed = true;
+    }
+}
+
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        if !self.thawed {
+            // SAFETY: the broker is our child and not reaped yet (its
+            // TestBroker outlives this guard), so the pid is still its own.
+            unsafe {
+                libc::kill(self.pid, libc::SIGCONT);
+            }
+        }
+    }
+}
+
+pub fn signal(pid: libc::pid_t, number: libc::c_int) {
+    // SAFETY: signalling our own child, which has not been reaped yet.
+    let result = unsafe { libc::kill(pid, number) };
+    assert_eq!(
+        result,
+        0,
+        "signal {number} to {pid}: {}",
+        std::io::Error::last_os_error()
+    );
+}
+
 /// Starts `nodes` brokers, node ids 1..=`nodes` on racks `rack-<id>`, as the
 /// voters of one metadata quorum, each also given `extra_args`. The broker
 /// at index `i` has node id `i + 1`.

@@ -1,0 +1,1187 @@
+//! The fault harness: real librdkafka clients record a history
+//! of what they did and saw on a three-node cluster while a seeded nemesis
+//! injects faults, and the history checker (`sluice_perf::history`) judges
+//! it.
+//!
+//! The workload is a keyed append: idempotent acks=all producers send values
+//! that name their send (`p<producer>-s<sequence>`), each acknowledgement
+//! recorded as `Op::Acked`; a reader tails every partition with `assign`
+//! (read_uncommitted), now and then rewinding one partition so that it
+//! reads offsets again across failovers; at the end a fresh reader reads
+//! every partition from its start to its high watermark. The nemesis kills
+//! (kill -9), freezes (SIGSTOP past the session timeout) or stops (SIGTERM)
+//! one random broker at a time and waits for the cluster to be whole again
+//! before the next fault.
+//!
+//! `SLUICE_CHAOS_SEED` fixes the schedule (faults, victims, pauses);
+//! `SLUICE_CHAOS_SECS` how long faults are injected. The interleaving of
+//! clients and brokers is not reproducible, only the schedule is.
+//! `SLUICE_TEST_KEEP=1` keeps the brokers' directories and logs.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::{
+    admin_options, cluster_bootstrap, start_cluster_with, wait_for, Frozen, Rng, Stop, TestBroker,
+    CLIENT_TIMEOUT,
+};
+use rdkafka::admin::{NewTopic, TopicReplication};
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{DeliveryResult, Message};
+use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use sluice_perf::history::{check, Anomaly, AnomalyKind, Isolation, Op, SendId};
+
+const NODES: usize = 3;
+const TOPIC: &str = "chaos";
+const PARTITIONS: i32 = 6;
+const REPLICATION_FACTOR: i32 = NODES as i32;
+/// Two of three: writes go on with one broker down, and no write is
+/// acknowledged that only one broker holds.
+const MIN_INSYNC_REPLICAS: i32 = 2;
+const _: () = assert!(MIN_INSYNC_REPLICAS < REPLICATION_FACTOR);
+
+/// Short, so that a dead or frozen broker loses its partitions within the
+/// test's time; long enough that a loaded 2-core machine does not fence a
+/// healthy broker (as in replication.rs).
+const BROKER_SESSION_TIMEOUT: Duration = Duration::from_millis(1500);
+
+/// The schedule when `SLUICE_CHAOS_SEED` is unset.
+const SEED_DEFAULT: u64 = 16;
+/// Seconds of faults when `SLUICE_CHAOS_SECS` is unset: short enough for CI.
+const CHAOS_SECS_DEFAULT: u64 = 75;
+/// Between the cluster being whole again and the next fault.
+const FAULT_PAUSE_MIN: Duration = Duration::from_millis(500);
+const FAULT_PAUSE_MAX: Duration = Duration::from_secs(4);
+/// How long a killed broker stays down before it is restarted.
+const KILLED_MAX: Duration = Duration::from_secs(3);
+/// How long a frozen broker stays frozen: always well past the session
+/// timeout, so that it has been fenced and its partitions have moved.
+const FROZEN_MIN: Duration = Duration::from_secs(4);
+const FROZEN_MAX: Duration = Duration::from_secs(8);
+const _: () = assert!(FROZEN_MIN.as_millis() > 2 * BROKER_SESSION_TIMEOUT.as_millis());
+const _: () = assert!(FROZEN_MIN.as_millis() < FROZEN_MAX.as_millis());
+/// From a fault's end to every partition fully in sync again, as every
+/// broker tells it: a restarted broker first catches up on what it missed.
+const IN_SYNC_TIMEOUT: Duration = Duration::from_secs(60);
+/// For every producer to have new acknowledgements.
+const PROGRESS_TIMEOUT: Duration = Duration::from_secs(30);
+const PROGRESS_POLL_INTERVAL: Duration = Duration::from_millis(50);
+/// One Metadata or ListOffsets request.
+const METADATA_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// Between two metadata checks: each starts a client, and the brokers share
+/// the machine's two cores with the test.
+const METADATA_POLL_INTERVAL: Duration = Duration::from_millis(200);
+/// Fewest faults and acknowledged sends of a chaos run: fewer means the run
+/// tested nothing, whatever the checker says.
+const FAULTS_MIN: usize = 3;
+const ACKNOWLEDGED_MIN: u64 = 5_000;
+
+/// Idempotent producers, each sending one value per tick: 600 sends/s in
+/// all, which three debug brokers on two cores keep up with.
+const PRODUCERS: u32 = 3;
+const SEND_INTERVAL: Duration = Duration::from_millis(5);
+/// Keys per producer, spread over the partitions by the partitioner.
+const KEYS_PER_PRODUCER: u64 = 64;
+/// librdkafka's `message.timeout.ms`: long enough that a send is retried
+/// across every failover rather than failed.
+const DELIVERY_TIMEOUT: Duration = Duration::from_secs(60);
+/// librdkafka's `request.timeout.ms`: bounds how long a request left with a
+/// frozen leader holds up its partition.
+const PRODUCE_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// For every delivery report once the producers stop sending.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(90);
+const _: () = assert!(FLUSH_TIMEOUT.as_millis() > DELIVERY_TIMEOUT.as_millis());
+/// Digits of the sequence in a value.
+const SEQUENCE_DIGITS: usize = 12;
+
+/// The reader that tails the partitions all along, and the one that reads
+/// everything at the end.
+const LIVE_READER: u32 = 1;
+const FINAL_READER: u32 = 2;
+/// Between two rewinds of the live reader.
+const REWIND_INTERVAL_MIN: Duration = Duration::from_millis(500);
+const REWIND_INTERVAL_MAX: Duration = Duration::from_secs(4);
+/// How far back a rewind goes, at most.
+const REWIND_RECORDS_MAX: u64 = 2_000;
+/// Mixed into the seed for the live reader's rewinds.
+const LIVE_READER_SEED: u64 = 0x5EED_0F2E_AD00_0001;
+const READ_POLL_TIMEOUT: Duration = Duration::from_millis(100);
+/// From the producers' flush to the high watermarks covering every
+/// acknowledged send.
+const HIGH_WATERMARK_TIMEOUT: Duration = Duration::from_secs(30);
+/// For the final reader to reach every high watermark.
+const FINAL_READ_TIMEOUT: Duration = Duration::from_secs(120);
+/// Client errors kept for the report, per client.
+const ERRORS_KEPT_MAX: usize = 5;
+/// Anomalies printed in full when the check fails.
+const ANOMALIES_SHOWN_MAX: usize = 20;
+
+/// How long the clean run of the second test produces.
+const SHORT_RUN: Duration = Duration::from_secs(4);
+const SHORT_RUN_ACKNOWLEDGED_MIN: u64 = 200;
+
+/// Faults one at a time, each followed by a wait for a whole cluster, with
+/// the clients recording all along; then the final read and the check.
+#[test]
+fn faults_leave_no_anomaly_in_the_history() {
+    let seed = env_number("SLUICE_CHAOS_SEED", SEED_DEFAULT);
+    let chaos_secs = env_number("SLUICE_CHAOS_SECS", CHAOS_SECS_DEFAULT);
+    eprintln!(
+        "chaos: seed {seed}, {chaos_secs} s of faults (SLUICE_CHAOS_SEED, SLUICE_CHAOS_SECS)"
+    );
+    let started = Instant::now();
+    let mut brokers = start_chaos_cluster();
+    let mut workload = Workload::start(&brokers, seed);
+    workload.wait_for_progress(&brokers, "before the first fault");
+    let mut rng = Rng::new(seed);
+    let mut faults = Faults::default();
+    let faults_until = Instant::now() + Duration::from_secs(chaos_secs);
+    while Instant::now() < faults_until {
+        thread::sleep(between(&mut rng, FAULT_PAUSE_MIN, FAULT_PAUSE_MAX));
+        let fault = match rng.below(3) {
+            0 => Fault::Kill,
+            1 => Fault::Freeze,
+            _ => Fault::Terminate,
+        };
+        let victim = rng.below(NODES as u64) as usize;
+        let began = Instant::now();
+        let done = inject(&mut brokers, victim, fault, &mut rng);
+        let why = format!("after {done}");
+        wait_in_sync(&brokers, &why);
+        workload.wait_for_progress(&brokers, &why);
+        faults.count(fault);
+        eprintln!(
+            "chaos: {:.1} s: {done}; whole again {} ms after the fault began",
+            started.elapsed().as_secs_f64(),
+            began.elapsed().as_millis()
+        );
+    }
+    let finished = workload.finish();
+    wait_in_sync(&brokers, "after the producers flushed");
+    let final_read = read_everything(&brokers, &workload.history);
+    let history = workload.take_history();
+    let anomalies = check(&history);
+    eprintln!(
+        "chaos: seed {seed}, {} faults (kill9 {}, stop {}, term {}), {} acknowledged \
+         ({} sent, {} failed), {} reads (live {}, final {}; {} rewinds, {} resets), \
+         anomalies: {}, {:.0} s",
+        faults.total(),
+        faults.killed,
+        faults.frozen,
+        faults.terminated,
+        thousands(finished.acknowledged),
+        thousands(finished.sent),
+        thousands(finished.failed),
+        thousands(finished.reader.reads + final_read.reads),
+        thousands(finished.reader.reads),
+        thousands(final_read.reads),
+        finished.reader.rewinds,
+        finished.reader.resets,
+        anomalies.len(),
+        started.elapsed().as_secs_f64()
+    );
+    finished.report_errors();
+    assert!(
+        anomalies.is_empty(),
+        "seed {seed}: {} anomalies in a history of {} operations:\n{}",
+        anomalies.len(),
+        history.len(),
+        describe(&history, &anomalies)
+    );
+    assert!(
+        faults.total() >= FAULTS_MIN,
+        "only {} faults were injected in {chaos_secs} s; the run proves little",
+        faults.total()
+    );
+    assert!(
+        finished.acknowledged >= ACKNOWLEDGED_MIN,
+        "only {} sends were acknowledged; the run proves little",
+        finished.acknowledged
+    );
+    assert_eq!(
+        finished.acknowledged_without_offset, 0,
+        "acknowledgements without an offset cannot be checked"
+    );
+}
+
+/// The harness records histories in the form the checker needs: a short
+/// run without faults gives a clean history, and the same history with a
+/// write taken away, or with a record stored twice, is caught.
+#[test]
+fn the_checker_catches_a_broken_recorded_history() {
+    let brokers = start_chaos_cluster();
+    let mut workload = Workload::start(&brokers, SEED_DEFAULT);
+    workload.wait_for_progress(&brokers, "at the start");
+    thread::sleep(SHORT_RUN);
+    let finished = workload.finish();
+    let final_read = read_everything(&brokers, &workload.history);
+    let history = workload.take_history();
+    assert!(
+        finished.acknowledged >= SHORT_RUN_ACKNOWLEDGED_MIN,
+        "only {} sends were acknowledged",
+        finished.acknowledged
+    );
+    let anomalies = check(&history);
+    assert!(
+        anomalies.is_empty(),
+        "a run without faults:\n{}",
+        describe(&history, &anomalies)
+    );
+
+    // A lost write: the last acknowledged send missing from the final
+    // read, as if it was gone after the live reader had seen it (cut off
+    // with a log's tail).
+    let lost = history
+        .iter()
+        .rev()
+        .find_map(|op| match op {
+            Op::Acked { send, .. } => Some(*send),
+            _ => None,
+        })
+        .expect("a send was acknowledged");
+    let broken: Vec<Op> = history
+        .iter()
+        .filter(|op| !matches!(op, Op::Read { reader: FINAL_READER, send, .. } if *send == lost))
+        .cloned()
+        .collect();
+    let dropped_final_read = history
+        .iter()
+        .any(|op| matches!(op, Op::Read { reader: FINAL_READER, send, .. } if *send == lost));
+    assert!(dropped_final_read, "the final reader read {lost:?}");
+    let acked_at = broken
+        .iter()
+        .position(|op| matches!(op, Op::Acked { send, .. } if *send == lost))
+        .expect("the acknowledgement is kept");
+    assert_eq!(
+        check(&broken),
+        vec![Anomaly {
+            kind: AnomalyKind::LostWrite,
+            ops: vec![acked_at, final_read_done_at(&broken)],
+        }],
+        "{lost:?} taken out of the history"
+    );
+
+    // A duplicate: the final reader reads one of its records again at the
+    // end of the partition, as if a retried send had been appended twice.
+    let (partition, offset, send) = history
+        .iter()
+        .find_map(|op| match op {
+            Op::Read {
+                reader: FINAL_READER,
+                partition,
+                offset,
+                send,
+                ..
+            } => Some((*partition, *offset, *send)),
+            _ => None,
+        })
+        .expect("the final reader read something");
+    let end = final_read.high_watermarks[&partition];
+    let mut broken = history.clone();
+    let done_at = final_read_done_at(&broken);
+    broken.insert(
+        done_at,
+        Op::Read {
+            reader: FINAL_READER,
+            isolation: Isolation::ReadUncommitted,
+            partition,
+            offset: end,
+            send,
+        },
+    );
+    let first_read_at = broken
+        .iter()
+        .position(|op| {
+            matches!(op, Op::Read { partition: p, offset: o, send: s, .. }
+                if (*p, *o, *s) == (partition, offset, send))
+        })
+        .expect("the original read is kept");
+    assert_eq!(
+        check(&broken),
+        vec![Anomaly {
+            kind: AnomalyKind::Duplicate,
+            ops: vec![first_read_at, done_at],
+        }],
+        "{send:?} stored again at {partition}/{end}"
+    );
+    eprintln!(
+        "chaos: a clean history of {} operations ({} acknowledged); a lost write and a \
+         duplicate planted in it were found",
+        thousands(history.len() as u64),
+        thousands(finished.acknowledged)
+    );
+}
+
+// ---- the cluster --------------------------------------------------------------
+
+/// Three voters, all registered, the topic created and fully in sync.
+fn start_chaos_cluster() -> Vec<TestBroker> {
+    let session_timeout = BROKER_SESSION_TIMEOUT.as_millis().to_string();
+    let brokers = start_cluster_with(
+        NODES,
+        &["--broker-session-timeout-ms", session_timeout.as_str()],
+    );
+    // The topic's replicas are placed on registered brokers only.
+    wait_for(
+        "every broker to list all of them",
+        IN_SYNC_TIMEOUT,
+        METADATA_POLL_INTERVAL,
+        || {
+            for (index, broker) in brokers.iter().enumerate() {
+                let listed = broker
+                    .consumer(&[])
+                    .fetch_metadata(None, METADATA_REQUEST_TIMEOUT)
+                    .map_err(|error| format!("broker {}: Metadata: {error}", index + 1))?
+                    .brokers()
+                    .len();
+                if listed != NODES {
+                    return Err(format!("broker {} lists {listed} brokers", index + 1));
+                }
+            }
+            Ok(())
+        },
+    );
+    let min_insync_replicas = MIN_INSYNC_REPLICAS.to_string();
+    let topic = NewTopic::new(
+        TOPIC,
+        PARTITIONS,
+        TopicReplication::Fixed(REPLICATION_FACTOR),
+    )
+    .set("min.insync.replicas", &min_insync_replicas);
+    let admin = brokers[0].admin();
+    let results = futures_lite::future::block_on(admin.create_topics(&[topic], &admin_options()))
+        .expect("CreateTopics answered");
+    if let Some(Err((topic, code))) = results.first() {
+        panic!("creating topic {topic}: {code:?}");
+    }
+    wait_in_sync(&brokers, "after the topic was created");
+    brokers
+}
+
+/// A client config bootstrapped from every broker as it listens now. A
+/// restarted broker listens on a new port; the clients learn it from the
+/// Metadata the others answer.
+fn cluster_config(brokers: &[TestBroker]) -> ClientConfig {
+    let mut config = brokers
+        .first()
+        .expect("a cluster has a broker")
+        .client_config();
+    config.set("bootstrap.servers", cluster_bootstrap(brokers));
+    config
+}
+
+/// Waits until every broker lists all of them and shows every partition
+/// with a leader and all its replicas in sync, and all brokers name the
+/// same leaders (a thawed or restarted broker has learned who leads now).
+fn wait_in_sync(brokers: &[TestBroker], why: &str) {
+    wait_for(
+        &format!("every partition fully in sync, as every broker sees it ({why})"),
+        IN_SYNC_TIMEOUT,
+        METADATA_POLL_INTERVAL,
+        || {
+            let mut agreed: Option<Vec<i32>> = None;
+            for (index, broker) in brokers.iter().enumerate() {
+                let node = index + 1;
+                let leaders =
+                    in_sync_leaders(broker).map_err(|error| format!("broker {node}: {error}"))?;
+                match &agreed {
+                    Some(agreed) if *agreed != leaders => {
+                        return Err(format!(
+                            "broker 1 names leaders {agreed:?}, broker {node} {leaders:?}"
+                        ))
+                    }
+                    Some(_) => {}
+                    None => agreed = Some(leaders),
+                }
+            }
+            Ok(())
+        },
+    );
+}
+
+/// The leader of every partition as `broker` tells a new client, if it
+/// lists every broker and every partition is fully in sync.
+fn in_sync_leaders(broker: &TestBroker) -> Result<Vec<i32>, String> {
+    // A new client each time: its first Metadata request goes to its one
+    // bootstrap broker, so the answer is that broker's view.
+    let metadata = broker
+        .consumer(&[])
+        .fetch_metadata(Some(TOPIC), METADATA_REQUEST_TIMEOUT)
+        .map_err(|error| format!("Metadata: {error}"))?;
+    if metadata.brokers().len() != NODES {
+        return Err(format!("{} brokers listed", metadata.brokers().len()));
+    }
+    let topic = metadata
+        .topics()
+        .iter()
+        .find(|topic| topic.name() == TOPIC)
+        .ok_or_else(|| format!("no topic {TOPIC}"))?;
+    if let Some(error) = topic.error() {
+        return Err(format!("topic error {error:?}"));
+    }
+    let mut leaders = vec![-1; PARTITIONS as usize];
+    for partition in topic.partitions() {
+        let mut replicas = partition.replicas().to_vec();
+        replicas.sort_unstable();
+        let mut isr = partition.isr().to_vec();
+        isr.sort_unstable();
+        let in_sync = partition.leader() >= 0
+            && replicas.len() == REPLICATION_FACTOR as usize
+            && isr == replicas;
+        let slot = usize::try_from(partition.id())
+            .ok()
+            .and_then(|id| leaders.get_mut(id));
+        match slot {
+            Some(slot) if in_sync => *slot = partition.leader(),
+            _ => {
+                return Err(format!(
+                    "partition {}: leader {}, replicas {replicas:?}, isr {isr:?}",
+                    partition.id(),
+                    partition.leader()
+                ))
+            }
+        }
+    }
+    match leaders.iter().position(|leader| *leader < 0) {
+        Some(missing) => Err(format!("partition {missing} not listed")),
+        None => Ok(leaders),
+    }
+}
+
+// ---- the nemesis --------------------------------------------------------------
+
+#[derive(Clone, Copy, Debug)]
+enum Fault {
+    /// kill -9, then a restart after a short random delay.
+    Kill,
+    /// SIGSTOP past the session timeout, then SIGCONT.
+    Freeze,
+    /// SIGTERM (a controlled shutdown), then a restart.
+    Terminate,
+}
+
+#[derive(Debug, Default)]
+struct Faults {
+    killed: usize,
+    frozen: usize,
+    terminated: usize,
+}
+
+impl Faults {
+    fn count(&mut self, fault: Fault) {
+        match fault {
+            Fault::Kill => self.killed += 1,
+            Fault::Freeze => self.frozen += 1,
+            Fault::Terminate => self.terminated += 1,
+        }
+    }
+
+    fn total(&self) -> usize {
+        self.killed + self.frozen + self.terminated
+    }
+}
+
+/// Injects `fault` into the broker at `victim` and ends it (the broker
+/// restarted or thawed); says what it did.
+fn inject(brokers: &mut [TestBroker], victim: usize, fault: Fault, rng: &mut Rng) -> String {
+    let node = victim + 1;
+    let broker = &mut brokers[victim];
+    match fault {
+        Fault::Kill => {
+            let down = between(rng, Duration::ZERO, KILLED_MAX);
+            broker.stop(Stop::Kill);
+            thread::sleep(down);
+            broker.start_again();
+            format!(
+                "kill -9 of broker {node}, restarted {} ms later",
+                down.as_millis()
+            )
+        }
+        Fault::Freeze => {
+            let frozen_for = between(rng, FROZEN_MIN, FROZEN_MAX);
+            // Thawed when dropped, also when the test fails while it is
+            // frozen: a stopped process would not act on the SIGTERM the
+            // harness stops it with.
+            let frozen = Frozen::freeze(broker);
+            thread::sleep(frozen_for);
+            frozen.thaw();
+            format!("SIGSTOP of broker {node} for {} ms", frozen_for.as_millis())
+        }
+        Fault::Terminate => {
+            broker.restart(Stop::Term);
+            format!("SIGTERM restart of broker {node}")
+        }
+    }
+}
+
+/// A duration in `[min, max)` drawn from `rng`.
+fn between(rng: &mut Rng, min: Duration, max: Duration) -> Duration {
+    let span = max.saturating_sub(min).as_millis().max(1) as u64;
+    min + Duration::from_millis(rng.below(span))
+}
+
+// ---- the workload --------------------------------------------------------------
+
+/// Every operation the clients observed, in the order they observed them.
+type History = Arc<Mutex<Vec<Op>>>;
+
+/// Appends to the history. Called from librdkafka's callbacks, where a
+/// panic would abort the test process: a poisoned lock (another thread
+/// panicked) is used as it is.
+fn record(history: &Mutex<Vec<Op>>, op: Op) {
+    history
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .push(op);
+}
+
+/// The value of a send: it names the send, so a reader knows what it read.
+fn value_of(send: SendId) -> String {
+    format!("p{}-s{:0SEQUENCE_DIGITS$}", send.producer, send.sequence)
+}
+
+/// The send a [`value_of`] names.
+fn parse_value(value: &[u8]) -> Option<SendId> {
+    let text = std::str::from_utf8(value).ok()?;
+    let (producer, sequence) = text.strip_prefix('p')?.split_once("-s")?;
+    Some(SendId {
+        producer: producer.parse().ok()?,
+        sequence: sequence.parse().ok()?,
+    })
+}
+
+/// What one producer's delivery reports said.
+#[derive(Default)]
+struct DeliveryCounts {
+    sent: AtomicU64,
+    acknowledged: AtomicU64,
+    failed: AtomicU64,
+    acknowledged_without_offset: AtomicU64,
+    /// The first few failures, for the report.
+    errors: Mutex<Vec<String>>,
+}
+
+/// A producer's context: each delivery report becomes an `Op::Acked` (a
+/// failed delivery is recorded as not acknowledged: it may or may not have
+/// been stored, and the checker allows either).
+struct Recorder {
+    producer: u32,
+    history: History,
+    counts: Arc<DeliveryCounts>,
+}
+
+impl ClientContext for Recorder {}
+
+impl ProducerContext for Recorder {
+    /// The send's sequence.
+    type DeliveryOpaque = Box<u64>;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, sequence: Box<u64>) {
+        let send = SendId {
+            producer: self.producer,
+            sequence: *sequence,
+        };
+        match result {
+            Ok(message) => {
+                if message.offset() < 0 {
+                    self.counts
+                        .acknowledged_without_offset
+                        .fetch_add(1, Ordering::Relaxed);
+                }
+                record(
+                    &self.history,
+                    Op::Acked {
+                        send,
+                        partition: message.partition(),
+                        offset: message.offset(),
+                        txn: None,
+                    },
+                );
+                self.counts.acknowledged.fetch_add(1, Ordering::Relaxed);
+            }
+            Err((error, _)) => {
+                self.counts.failed.fetch_add(1, Ordering::Relaxed);
+                let mut errors = self
+                    .counts
+                    .errors
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner);
+                if errors.len() < ERRORS_KEPT_MAX {
+                    errors.push(format!("{send:?}: {error}"));
+                }
+            }
+        }
+    }
+}
+
+type RecordingProducer = ThreadedProducer<Recorder>;
+
+/// What the live reader did.
+#[derive(Debug, Default)]
+struct ReaderCounts {
+    reads: u64,
+    rewinds: u64,
+    /// Positions the broker refused (out of range, truncated), after which
+    /// the reader started again from the beginning.
+    resets: u64,
+    errors: u64,
+    /// The first few errors, for the report.
+    kept_errors: Vec<String>,
+}
+
+/// The producers and the live reader, each on threads of its own, until
+/// finished, or dropped (when a test fails).
+struct Workload {
+    history: History,
+    stop: Arc<AtomicBool>,
+    producers: Vec<Arc<RecordingProducer>>,
+    counts: Vec<Arc<DeliveryCounts>>,
+    senders: Vec<thread::JoinHandle<()>>,
+    reader: Option<thread::JoinHandle<ReaderCounts>>,
+}
+
+/// What the workload did, once its producers have flushed.
+struct Finished {
+    sent: u64,
+    acknowledged: u64,
+    failed: u64,
+    acknowledged_without_offset: u64,
+    producer_errors: Vec<String>,
+    reader: ReaderCounts,
+}
+
+impl Finished {
+    /// Failed deliveries and reader errors are no anomaly, but worth seeing.
+    fn report_errors(&self) {
+        if !self.producer_errors.is_empty() {
+            eprintln!(
+                "chaos: failed deliveries, e.g.:\n  {}",
+                self.producer_errors.join("\n  ")
+            );
+        }
+        if !self.reader.kept_errors.is_empty() {
+            eprintln!(
+                "chaos: {} live reader errors, e.g.:\n  {}",
+                self.reader.errors,
+                self.reader.kept_errors.join("\n  ")
+            );
+        }
+    }
+}
+
+impl Workload {
+    fn start(brokers: &[TestBroker], seed: u64) -> Workload {
+        let history: History = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let delivery_timeout = DELIVERY_TIMEOUT.as_millis().to_string();
+        let request_timeout = PRODUCE_REQUEST_TIMEOUT.as_millis().to_string();
+        let mut producers = Vec::new();
+        let mut counts = Vec::new();
+        let mut senders = Vec::new();
+        for producer in 1..=PRODUCERS {
+            let delivered = Arc::new(DeliveryCounts::default());
+            let recorder = Recorder {
+                producer,
+                history: Arc::clone(&history),
+                counts: Arc::clone(&delivered),
+            };
+            let client: RecordingProducer = cluster_config(brokers)
+                .set("enable.idempotence", "true")
+                .set("acks", "all")
+                .set("linger.ms", "5")
+                .set("message.timeout.ms", delivery_timeout.as_str())
+                .set("request.timeout.ms", request_timeout.as_str())
+                .create_with_context(recorder)
+                .expect("creating a producer");
+            let client = Arc::new(client);
+            senders.push({
+                let client = Arc::clone(&client);
+                let delivered = Arc::clone(&delivered);
+                let stop = Arc::clone(&stop);
+                thread::spawn(move || send_steadily(&client, producer, &delivered, &stop))
+            });
+            producers.push(client);
+            counts.push(delivered);
+        }
+        let reader = {
+            let consumer = reader_consumer(brokers);
+            let history = Arc::clone(&history);
+            let stop = Arc::clone(&stop);
+            thread::spawn(move || read_live(&consumer, &history, &stop, seed))
+        };
+        Workload {
+            history,
+            stop,
+            producers,
+            counts,
+            senders,
+            reader: Some(reader),
+        }
+    }
+
+    /// Acknowledged sends so far, by producer.
+    fn acknowledged(&self) -> Vec<u64> {
+        self.counts
+            .iter()
+            .map(|counts| counts.acknowledged.load(Ordering::Relaxed))
+            .collect()
+    }
+
+    /// Waits until every producer has new acknowledgements.
+    fn wait_for_progress(&self, brokers: &[TestBroker], why: &str) {
+        let before = self.acknowledged();
+        wait_for(
+            &format!("new acknowledgements for every producer ({why})"),
+            PROGRESS_TIMEOUT,
+            PROGRESS_POLL_INTERVAL,
+            || {
+                for (index, producer) in self.producers.iter().enumerate() {
+                    if let Some((code, reason)) = producer.client().fatal_error() {
+                        panic!(
+                            "producer {} hit a fatal error ({why}): {code:?}: {reason}; \
+                             brokers at {}",
+                            index + 1,
+                            cluster_bootstrap(brokers)
+                        );
+                    }
+                }
+                let now = self.acknowledged();
+                if now.iter().zip(&before).all(|(now, before)| now > before) {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "acknowledged by producer {now:?}, before {before:?}"
+                    ))
+                }
+            },
+        );
+    }
+
+    /// Stops sending and reading, and waits for every delivery report.
+    fn finish(&mut self) -> Finished {
+        self.stop.store(true, Ordering::Relaxed);
+        for sender in self.senders.drain(..) {
+            assert!(sender.join().is_ok(), "a sending thread panicked");
+        }
+        let reader = self
+            .reader
+            .take()
+            .map(|reader| reader.join().expect("the live reader panicked"))
+            .unwrap_or_default();
+        for (index, producer) in self.producers.iter().enumerate() {
+            producer.flush(FLUSH_TIMEOUT).unwrap_or_else(|error| {
+                panic!(
+                    "producer {}: not every send has a delivery report {FLUSH_TIMEOUT:?} \
+                     after the last: {error}",
+                    index + 1
+                )
+            });
+        }
+        let total = |field: fn(&DeliveryCounts) -> &AtomicU64| -> u64 {
+            self.counts
+                .iter()
+                .map(|counts| field(counts).load(Ordering::Relaxed))
+                .sum()
+        };
+        let producer_errors = self
+            .counts
+            .iter()
+            .flat_map(|counts| {
+                counts
+                    .errors
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .clone()
+            })
+            .collect();
+        Finished {
+            sent: total(|counts| &counts.sent),
+            acknowledged: total(|counts| &counts.acknowledged),
+            failed: total(|counts| &counts.failed),
+            acknowledged_without_offset: total(|counts| &counts.acknowledged_without_offset),
+            producer_errors,
+            reader,
+        }
+    }
+
+    /// The history, once no client records any more.
+    fn take_history(&self) -> Vec<Op> {
+        std::mem::take(&mut *self.history.lock().expect("a client thread panicked"))
+    }
+}
+
+impl Drop for Workload {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for sender in self.senders.drain(..) {
+            let _ = sender.join();
+        }
+        if let Some(reader) = self.reader.take() {
+            let _ = reader.join();
+        }
+    }
+}
+
+/// Sends one value per tick until `stop`, keys spread over the partitions.
+fn send_steadily(
+    producer: &RecordingProducer,
+    id: u32,
+    counts: &DeliveryCounts,
+    stop: &AtomicBool,
+) {
+    let mut next_tick = Instant::now();
+    let mut sequence = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        let value = value_of(SendId {
+            producer: id,
+            sequence,
+        });
+        let key = format!("p{id}-k{}", sequence % KEYS_PER_PRODUCER);
+        let mut message = BaseRecord::with_opaque_to(TOPIC, Box::new(sequence))
+            .key(key.as_bytes())
+            .payload(value.as_bytes());
+        loop {
+            match producer.send(message) {
+                Ok(()) => break,
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                    // Never queued, so never sent: stopping here leaves no
+                    // gap in what the producer sent.
+                    if stop.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    message = back;
+                    thread::sleep(Duration::from_millis(1));
+                }
+                Err((error, _)) => panic!("producer {id}: queueing send {sequence}: {error}"),
+            }
+        }
+        counts.sent.fetch_add(1, Ordering::Relaxed);
+        sequence += 1;
+        // A stall (a full queue) is not made up with a burst.
+        next_tick = (next_tick + SEND_INTERVAL).max(Instant::now());
+        thread::sleep(next_tick.saturating_duration_since(Instant::now()));
+    }
+}
+
+/// A consumer that only uses `assign`, reads uncommitted, and reports a
+/// refused position as an error instead of moving it silently (a move the
+/// history would not know of).
+fn reader_consumer(brokers: &[TestBroker]) -> BaseConsumer {
+    cluster_config(brokers)
+        .set("group.id", "sluice-chaos-readers")
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("enable.partition.eof", "false")
+        .set("auto.offset.reset", "error")
+        .set("isolation.level", "read_uncommitted")
+        .create()
+        .expect("creating a reader")
+}
+
+/// Assigns every partition at `positions`.
+fn assign_at(consumer: &BaseConsumer, positions: &[i64]) {
+    let mut assignment = TopicPartitionList::new();
+    for (partition, position) in (0..PARTITIONS).zip(positions) {
+        assignment
+            .add_partition_offset(TOPIC, partition, Offset::Offset(*position))
+            .expect("adding a partition");
+    }
+    consumer
+        .assign(&assignment)
+        .expect("assigning the partitions");
+}
+
+/// Positions from the start of every partition (0: nothing is ever
+/// deleted from the topic), recorded as seeks.
+fn start_over(consumer: &BaseConsumer, history: &Mutex<Vec<Op>>, reader: u32) -> Vec<i64> {
+    let positions = vec![0; PARTITIONS as usize];
+    for partition in 0..PARTITIONS {
+        record(
+            history,
+            Op::Seek {
+                reader,
+                partition,
+                offset: 0,
+            },
+        );
+    }
+    assign_at(consumer, &positions);
+    positions
+}
+
+/// The send a message names, as a read by `reader`.
+fn read_op(reader: u32, message: &impl Message) -> Op {
+    let send = message.payload().and_then(parse_value).unwrap_or_else(|| {
+        panic!(
+            "reader {reader}: {}/{} holds a value no producer of this test sent: {:?}",
+            message.partition(),
+            message.offset(),
+            message.payload().map(String::from_utf8_lossy)
+        )
+    });
+    Op::Read {
+        reader,
+        isolation: Isolation::ReadUncommitted,
+        partition: message.partition(),
+        offset: message.offset(),
+        send,
+    }
+}
+
+/// Whether a consumer error means the broker refused the reader's position.
+fn position_refused(error: &KafkaError) -> bool {
+    matches!(
+        error,
+        KafkaError::MessageConsumption(
+            RDKafkaErrorCode::AutoOffsetReset
+                | RDKafkaErrorCode::OffsetOutOfRange
+                | RDKafkaErrorCode::LogTruncation
+        )
+    )
+}
+
+/// Tails every partition until `stop`, now and then rewinding one of them
+/// (a seek back, so that it reads offsets again, across failovers).
+fn read_live(
+    consumer: &BaseConsumer,
+    history: &Mutex<Vec<Op>>,
+    stop: &AtomicBool,
+    seed: u64,
+) -> ReaderCounts {
+    // A stream of its own: the nemesis's draws stay the same whatever the
+    // reader does.
+    let mut rng = Rng::new(seed ^ LIVE_READER_SEED);
+    let mut counts = ReaderCounts::default();
+    let mut positions = start_over(consumer, history, LIVE_READER);
+    let mut next_rewind =
+        Instant::now() + between(&mut rng, REWIND_INTERVAL_MIN, REWIND_INTERVAL_MAX);
+    while !stop.load(Ordering::Relaxed) {
+        if Instant::now() >= next_rewind {
+            let partition = rng.below(PARTITIONS as u64) as usize;
+            let position = positions[partition];
+            if position > 0 {
+                let back = 1 + rng.below((position as u64).min(REWIND_RECORDS_MAX));
+                positions[partition] = position - back as i64;
+                record(
+                    history,
+                    Op::Seek {
+                        reader: LIVE_READER,
+                        partition: partition as i32,
+                        offset: positions[partition],
+                    },
+                );
+                assign_at(consumer, &positions);
+                counts.rewinds += 1;
+            }
+            next_rewind =
+                Instant::now() + between(&mut rng, REWIND_INTERVAL_MIN, REWIND_INTERVAL_MAX);
+        }
+        match consumer.poll(READ_POLL_TIMEOUT) {
+            None => {}
+            Some(Ok(message)) => {
+                record(history, read_op(LIVE_READER, &message));
+                if let Some(position) = usize::try_from(message.partition())
+                    .ok()
+                    .and_then(|partition| positions.get_mut(partition))
+                {
+                    *position = message.offset() + 1;
+                }
+                counts.reads += 1;
+            }
+            Some(Err(error)) => {
+                counts.errors += 1;
+                if counts.kept_errors.len() < ERRORS_KEPT_MAX {
+                    counts.kept_errors.push(error.to_string());
+                }
+                // The error does not say which partition: every one
+                // starts over.
+                if position_refused(&error) {
+                    counts.resets += 1;
+                    positions = start_over(consumer, history, LIVE_READER);
+                }
+            }
+        }
+    }
+    counts
+}
+
+/// What the final read did.
+struct FinalRead {
+    reads: u64,
+    /// Where it read every partition up to.
+    high_watermarks: BTreeMap<i32, i64>,
+}
+
+/// The final read: a fresh reader reads every partition from its start to
+/// its high watermark, recorded as reads and then `Op::FinalReadDone`.
+fn read_everything(brokers: &[TestBroker], history: &Mutex<Vec<Op>>) -> FinalRead {
+    let consumer = reader_consumer(brokers);
+    let high_watermarks = high_watermarks_covering_acknowledged(&consumer, history);
+    let mut positions = start_over(&consumer, history, FINAL_READER);
+    let deadline = Instant::now() + FINAL_READ_TIMEOUT;
+    let mut reads = 0;
+    let reached = |positions: &[i64]| {
+        (0..PARTITIONS)
+            .zip(positions)
+            .all(|(partition, position)| *position >= high_watermarks[&partition])
+    };
+    while !reached(&positions) {
+        assert!(
+            Instant::now() < deadline,
+            "the final reader is at {positions:?} after {FINAL_READ_TIMEOUT:?}, the high \
+             watermarks are {high_watermarks:?}"
+        );
+        match consumer.poll(READ_POLL_TIMEOUT) {
+            None => {}
+            Some(Ok(message)) => {
+                record(history, read_op(FINAL_READER, &message));
+                if let Some(position) = usize::try_from(message.partition())
+                    .ok()
+                    .and_then(|partition| positions.get_mut(partition))
+                {
+                    *position = message.offset() + 1;
+                }
+                reads += 1;
+            }
+            Some(Err(error)) => {
+                // Reading from the start to the high watermark of a quiet
+                // cluster, no position can be out of range.
+                assert!(
+                    !position_refused(&error),
+                    "the final reader's position was refused: {error}"
+                );
+            }
+        }
+    }
+    record(
+        history,
+        Op::FinalReadDone {
+            reader: FINAL_READER,
+        },
+    );
+    FinalRead {
+        reads,
+        high_watermarks,
+    }
+}
+
+/// Every partition's high watermark once it covers every send acknowledged
+/// in it. A new leader may answer with a high watermark behind what its
+/// predecessor acknowledged until its followers' next fetches; one that
+/// stays behind is not waited for forever: the read goes up to it, and
+/// the checker names the acknowledged sends it does not reach.
+fn high_watermarks_covering_acknowledged(
+    consumer: &BaseConsumer,
+    history: &Mutex<Vec<Op>>,
+) -> BTreeMap<i32, i64> {
+    let mut acknowledged_ends: BTreeMap<i32, i64> = (0..PARTITIONS).map(|p| (p, 0)).collect();
+    for op in history.lock().expect("a client thread panicked").iter() {
+        if let Op::Acked {
+            partition, offset, ..
+        } = op
+        {
+            let end = acknowledged_ends.entry(*partition).or_default();
+            *end = (*end).max(offset + 1);
+        }
+    }
+    let deadline = Instant::now() + HIGH_WATERMARK_TIMEOUT;
+    loop {
+        let mut high_watermarks = BTreeMap::new();
+        let mut behind = Vec::new();
+        for partition in 0..PARTITIONS {
+            // A leader that just took over answers OFFSET_NOT_AVAILABLE
+            // (retriable) until its high watermark has caught up (KIP-207).
+            let high = wait_for(
+                &format!("the high watermark of {TOPIC}-{partition}"),
+                CLIENT_TIMEOUT,
+                METADATA_POLL_INTERVAL,
+                || {
+                    consumer
+                        .fetch_watermarks(TOPIC, partition, METADATA_REQUEST_TIMEOUT)
+                        .map(|(_, high)| high)
+                        .map_err(|error| error.to_string())
+                },
+            );
+            if high < acknowledged_ends[&partition] {
+                behind.push(format!(
+                    "partition {partition}: high watermark {high}, acknowledged up to {}",
+                    acknowledged_ends[&partition] - 1
+                ));
+            }
+            high_watermarks.insert(partition, high);
+        }
+        if behind.is_empty() {
+            return high_watermarks;
+        }
+        if Instant::now() >= deadline {
+            eprintln!(
+                "chaos: the high watermarks stay behind acknowledged sends after \
+                 {HIGH_WATERMARK_TIMEOUT:?}: {}",
+                behind.join("; ")
+            );
+            return high_watermarks;
+        }
+        thread::sleep(METADATA_POLL_INTERVAL);
+    }
+}
+
+// ---- reporting -------------------------------------------------------------------
+
+/// Each anomaly with the operations it names (their positions index the
+/// history).
+fn describe(history: &[Op], anomalies: &[Anomaly]) -> String {
+    let mut text = String::new();
+    for anomaly in anomalies.iter().take(ANOMALIES_SHOWN_MAX) {
+        text.push_str(&format!("{:?}:\n", anomaly.kind));
+        for at in &anomaly.ops {
+            text.push_str(&format!("  #{at}: {:?}\n", history.get(*at)));
+        }
+    }
+    if anomalies.len() > ANOMALIES_SHOWN_MAX {
+        text.push_str(&format!(
+            "... and {} more\n",
+            anomalies.len() - ANOMALIES_SHOWN_MAX
+        ));
+    }
+    text
+}
+
+fn final_read_done_at(history: &[Op]) -> usize {
+    history
+        .iter()
+        .rposition(|op| matches!(op, Op::FinalReadDone { .. }))
+        .expect("the history ends with a final read")
+}
+
+/// `12,345,678`.
+fn thousands(number: u64) -> String {
+    let digits = number.to_string();
+    let mut groups = Vec::new();
+    let mut end = digits.len();
+    while end > 3 {
+        groups.push(&digits[end - 3..end]);
+        end -= 3;
+    }
+    groups.push(&digits[..end]);
+    groups.reverse();
+    groups.join(",")
+}
+
+/// A number from the environment, or `default` when unset.
+fn env_number(name: &str, default: u64) -> u64 {
+    match std::env::var(name) {
+        Ok(value) => value
+            .parse()
+            .unwrap_or_else(|error| panic!("{name}={value}: not a number: {error}")),
+        Err(_) => default,
+    }
+}
