@@ -748,8 +748,8 @@ impl Broker {
             }
         }
         // A new log is directories and files created and synced: opened
-        // together, a topic of thousands of partitions is ready in a few
-        // journal commits instead of one per partition.
+        // together, their syncs overlap in the disk's queue, and a topic of
+        // thousands of partitions is not ready only after one sync at a time.
         for chunk in to_open.chunks(LOG_OPENS_IN_FLIGHT) {
             let opens = chunk.iter().map(|(topic, partition, config)| {
                 let dir = self.config.data_dir.join(format!("{topic}-{partition}"));
@@ -785,8 +785,8 @@ impl Broker {
         // A new epoch is a checkpoint file written and synced (two fsyncs)
         // per partition: one at a time, taking over a dead broker's
         // thousands of leaderships kept this shard from serving them for
-        // most of a minute; together, the file system commits them in a
-        // few journal commits.
+        // most of a minute; together, their syncs overlap in the disk's
+        // queue.
         for chunk in led.chunks(LEADER_EPOCH_WRITES_IN_FLIGHT) {
             let writes = chunk.iter().map(|(log, epoch)| async move {
                 if let Err(error) = log

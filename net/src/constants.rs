@@ -348,8 +348,8 @@ pub const STORAGE_RECOVERY_HOLD: std::time::Duration = std::time::Duration::from
 /// records, well inside a metadata entry).
 pub const ISR_CHANGES_PER_REQUEST_MAX: usize = 1000;
 /// Leader-epoch checkpoints a shard writes at once when metadata gives
-/// it new leaderships: enough to fill a journal commit, few enough not to
-/// hold thousands of files open.
+/// it new leaderships: enough syncs in flight to keep the disk's queue
+/// busy, few enough not to hold thousands of files open.
 pub const LEADER_EPOCH_WRITES_IN_FLIGHT: usize = 64;
 /// Partition logs a shard opens at once when metadata gives it new
 /// replicas (a topic created, a reassignment).
