@@ -7,7 +7,9 @@
 //! another replica of their ISR, and once it is back in sync the controller
 //! gives it its preferred leaderships back. Topics created while the
 //! active controller is killed are each created or refused with a
-//! retriable error, and every broker ends with the same topics.
+//! retriable error, and every broker ends with the same topics. A voter
+//! left alone (two of three killed) never leads the quorum by itself and
+//! answers admin writes NOT_CONTROLLER until the others are back.
 
 mod common;
 
@@ -961,5 +963,141 @@ fn the_active_controller_killed_while_topics_are_created() {
         admin_seen.len(),
         wire_seen.len(),
         image.len()
+    );
+}
+
+const NOT_CONTROLLER: i16 = 41;
+const REQUEST_TIMED_OUT: i16 = 7;
+
+/// One CreateTopics (v5) of a 1-partition, 1-replica topic sent on the wire
+/// to `broker`, answered with the topic's error code.
+fn raw_create_topic_code(broker: &TestBroker, name: &str) -> i16 {
+    use kafka_protocol::messages::create_topics_request::CreatableTopic;
+    use kafka_protocol::messages::{ApiKey, CreateTopicsRequest, CreateTopicsResponse, TopicName};
+    let mut topic = CreatableTopic::default();
+    topic.name = TopicName(common::text(name));
+    topic.num_partitions = 1;
+    topic.replication_factor = 1;
+    let mut request = CreateTopicsRequest::default();
+    request.topics = vec![topic];
+    request.timeout_ms = 5_000;
+    let response: CreateTopicsResponse =
+        common::WireClient::new(broker).call(ApiKey::CreateTopics, 5, &request);
+    response
+        .topics
+        .first()
+        .map(|topic| topic.error_code)
+        .expect("an answer for the topic")
+}
+
+/// The longest an admin write may go unanswered while the quorum has no
+/// majority: the controller's own write timeout (30 s) plus librdkafka's
+/// retries within its 30 s request timeout, with room for a loaded machine.
+const NO_QUORUM_ANSWER_BOUND: Duration = Duration::from_secs(75);
+/// How long the lone survivor is watched for electing itself: many election
+/// timeouts (0.5-1 s each).
+const LONE_VOTER_WATCH: Duration = Duration::from_secs(6);
+const LONE_VOTER_POLL: Duration = Duration::from_millis(200);
+/// For the two killed voters to be back and the quorum to have a leader.
+const QUORUM_BACK_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A quorum that has lost its majority: two of the three voters killed -9.
+/// The survivor never leads the metadata quorum alone, and an admin write
+/// sent to it gets a retriable error instead of hanging; once the two are
+/// back, a leader is elected and admin writes succeed again.
+#[test]
+fn a_quorum_without_its_majority_takes_no_admin_writes_until_it_is_back() {
+    let mut brokers = start_cluster();
+    assert_eq!(
+        create(&brokers[0], "before-outage", 1, 3),
+        RDKafkaErrorCode::NoError
+    );
+    let leader = common::quorum_leader(&brokers[0]);
+    // A voter that is not the quorum leader survives; the leader and the
+    // other voter are killed.
+    let survivor = (0..NODES)
+        .find(|index| *index as i32 + 1 != leader)
+        .expect("a voter other than the leader");
+    let survivor_id = survivor as i32 + 1;
+    let killed: Vec<usize> = (0..NODES).filter(|index| *index != survivor).collect();
+    for index in &killed {
+        brokers[*index].stop(Stop::Kill);
+    }
+
+    let watch_until = Instant::now() + LONE_VOTER_WATCH;
+    while Instant::now() < watch_until {
+        let named = common::quorum_leader(&brokers[survivor]);
+        assert_ne!(
+            named, survivor_id,
+            "broker {survivor_id} made itself the quorum leader without a majority"
+        );
+        std::thread::sleep(LONE_VOTER_POLL);
+    }
+
+    let sent = Instant::now();
+    let admin = brokers[survivor].admin();
+    let topic = NewTopic::new("during-outage", 1, TopicReplication::Fixed(1));
+    // librdkafka may give up on the whole request (its own timeout) or
+    // pass on the broker's error for the topic: both are answers.
+    let code = match futures_lite::future::block_on(admin.create_topics(&[topic], &admin_options()))
+    {
+        Ok(results) => match &results[0] {
+            Ok(_) => RDKafkaErrorCode::NoError,
+            Err((_, code)) => *code,
+        },
+        Err(rdkafka::error::KafkaError::AdminOp(code)) => code,
+        Err(other) => panic!("CreateTopics without a quorum failed oddly: {other}"),
+    };
+    let waited = sent.elapsed();
+    assert!(
+        matches!(
+            code,
+            RDKafkaErrorCode::NotController
+                | RDKafkaErrorCode::RequestTimedOut
+                | RDKafkaErrorCode::OperationTimedOut
+        ),
+        "CreateTopics without a quorum answered {code:?}, not a retriable error"
+    );
+    assert!(
+        waited < NO_QUORUM_ANSWER_BOUND,
+        "CreateTopics without a quorum took {waited:?}"
+    );
+    eprintln!("without a quorum, librdkafka's CreateTopics ended {code:?} after {waited:?}");
+    // The broker's own answer, without librdkafka's retries in between.
+    let sent = Instant::now();
+    let raw = raw_create_topic_code(&brokers[survivor], "during-outage-raw");
+    let waited = sent.elapsed();
+    assert!(
+        raw == NOT_CONTROLLER || raw == REQUEST_TIMED_OUT,
+        "CreateTopics without a quorum answered error code {raw}"
+    );
+    assert!(
+        waited < NO_QUORUM_ANSWER_BOUND,
+        "CreateTopics without a quorum took {waited:?}"
+    );
+    eprintln!(
+        "without a quorum, the broker answered CreateTopics with code {raw} after {waited:?}"
+    );
+
+    for index in &killed {
+        brokers[*index].start_again();
+    }
+    wait_until("a quorum leader again", QUORUM_BACK_TIMEOUT, || {
+        common::quorum_leader(&brokers[survivor]) > 0
+    });
+    wait_until("CreateTopics succeeds again", QUORUM_BACK_TIMEOUT, || {
+        create(&brokers[survivor], "after-outage", 1, 3) == RDKafkaErrorCode::NoError
+    });
+    let names: BTreeSet<String> = topics_json(&brokers[survivor])
+        .iter()
+        .filter_map(|topic| topic["name"].as_str().map(str::to_string))
+        .collect();
+    assert!(
+        names.contains("before-outage") && names.contains("after-outage"),
+        "{names:?}"
+    );
+    assert!(
+        !names.contains("during-outage") && !names.contains("during-outage-raw"),
+        "a topic created without a quorum: {names:?}"
     );
 }
