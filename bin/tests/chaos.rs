@@ -9,9 +9,10 @@
 //! (read_uncommitted), now and then rewinding one partition so that it
 //! reads offsets again across failovers; at the end a fresh reader reads
 //! every partition from its start to its high watermark. The nemesis kills
-//! (kill -9), freezes (SIGSTOP past the session timeout) or stops (SIGTERM)
-//! one random broker at a time and waits for the cluster to be whole again
-//! before the next fault.
+//! (kill -9), freezes (SIGSTOP past the session timeout), stops (SIGTERM)
+//! or, where network namespaces can be made, cuts off from the other
+//! brokers (past the session timeout) one random broker at a time and waits
+//! for the cluster to be whole again before the next fault.
 //!
 //! `SLUICE_CHAOS_SEED` fixes the schedule (faults, victims, pauses);
 //! `SLUICE_CHAOS_SECS` how long faults are injected. The interleaving of
@@ -26,9 +27,10 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use common::netns::TestNetwork;
 use common::{
-    admin_options, cluster_bootstrap, start_cluster_with, wait_for, Frozen, Rng, Stop, TestBroker,
-    CLIENT_TIMEOUT,
+    admin_options, cluster_bootstrap, start_cluster_on, wait_for, Frozen, Host, Rng, Stop,
+    TestBroker, CLIENT_TIMEOUT,
 };
 use rdkafka::admin::{NewTopic, TopicReplication};
 use rdkafka::config::ClientConfig;
@@ -69,6 +71,11 @@ const FROZEN_MIN: Duration = Duration::from_secs(4);
 const FROZEN_MAX: Duration = Duration::from_secs(8);
 const _: () = assert!(FROZEN_MIN.as_millis() > 2 * BROKER_SESSION_TIMEOUT.as_millis());
 const _: () = assert!(FROZEN_MIN.as_millis() < FROZEN_MAX.as_millis());
+/// How long a broker stays cut off: past the session timeout, so that the
+/// others fence it and its leader lease has lapsed.
+const PARTITIONED_MIN: Duration = Duration::from_secs(4);
+const PARTITIONED_MAX: Duration = Duration::from_secs(8);
+const _: () = assert!(PARTITIONED_MIN.as_millis() > 2 * BROKER_SESSION_TIMEOUT.as_millis());
 /// From a fault's end to every partition fully in sync again, as every
 /// broker tells it: a restarted broker first catches up on what it missed.
 const IN_SYNC_TIMEOUT: Duration = Duration::from_secs(60);
@@ -139,7 +146,17 @@ fn faults_leave_no_anomaly_in_the_history() {
         "chaos: seed {seed}, {chaos_secs} s of faults (SLUICE_CHAOS_SEED, SLUICE_CHAOS_SECS)"
     );
     let started = Instant::now();
-    let mut brokers = start_chaos_cluster();
+    // Brokers in network namespaces when they can be made (root), so that
+    // the nemesis can cut one off from the others; on loopback otherwise,
+    // without that fault.
+    let network = TestNetwork::or_skip(NODES, "chaos: network partitions");
+    let hosts: Vec<Host> = (0..NODES)
+        .map(|index| match &network {
+            Some(network) => network.host(index),
+            None => Host::loopback(),
+        })
+        .collect();
+    let mut brokers = start_chaos_cluster(&hosts);
     let mut workload = Workload::start(&brokers, seed);
     workload.wait_for_progress(&brokers, "before the first fault");
     let mut rng = Rng::new(seed);
@@ -147,14 +164,16 @@ fn faults_leave_no_anomaly_in_the_history() {
     let faults_until = Instant::now() + Duration::from_secs(chaos_secs);
     while Instant::now() < faults_until {
         thread::sleep(between(&mut rng, FAULT_PAUSE_MIN, FAULT_PAUSE_MAX));
-        let fault = match rng.below(3) {
+        let kinds = if network.is_some() { 4 } else { 3 };
+        let fault = match rng.below(kinds) {
             0 => Fault::Kill,
             1 => Fault::Freeze,
-            _ => Fault::Terminate,
+            2 => Fault::Terminate,
+            _ => Fault::Partition,
         };
         let victim = rng.below(NODES as u64) as usize;
         let began = Instant::now();
-        let done = inject(&mut brokers, victim, fault, &mut rng);
+        let done = inject(&mut brokers, network.as_ref(), victim, fault, &mut rng);
         let why = format!("after {done}");
         wait_in_sync(&brokers, &why);
         workload.wait_for_progress(&brokers, &why);
@@ -171,13 +190,14 @@ fn faults_leave_no_anomaly_in_the_history() {
     let history = workload.take_history();
     let anomalies = check(&history);
     eprintln!(
-        "chaos: seed {seed}, {} faults (kill9 {}, stop {}, term {}), {} acknowledged \
+        "chaos: seed {seed}, {} faults (kill9 {}, stop {}, term {}, cut {}), {} acknowledged \
          ({} sent, {} failed), {} reads (live {}, final {}; {} rewinds, {} resets), \
          anomalies: {}, {:.0} s",
         faults.total(),
         faults.killed,
         faults.frozen,
         faults.terminated,
+        faults.partitioned,
         thousands(finished.acknowledged),
         thousands(finished.sent),
         thousands(finished.failed),
@@ -218,7 +238,8 @@ fn faults_leave_no_anomaly_in_the_history() {
 /// write taken away, or with a record stored twice, is caught.
 #[test]
 fn the_checker_catches_a_broken_recorded_history() {
-    let brokers = start_chaos_cluster();
+    let hosts: Vec<Host> = (0..NODES).map(|_| Host::loopback()).collect();
+    let brokers = start_chaos_cluster(&hosts);
     let mut workload = Workload::start(&brokers, SEED_DEFAULT);
     workload.wait_for_progress(&brokers, "at the start");
     thread::sleep(SHORT_RUN);
@@ -324,10 +345,10 @@ fn the_checker_catches_a_broken_recorded_history() {
 // ---- the cluster --------------------------------------------------------------
 
 /// Three voters, all registered, the topic created and fully in sync.
-fn start_chaos_cluster() -> Vec<TestBroker> {
+fn start_chaos_cluster(hosts: &[Host]) -> Vec<TestBroker> {
     let session_timeout = BROKER_SESSION_TIMEOUT.as_millis().to_string();
-    let brokers = start_cluster_with(
-        NODES,
+    let brokers = start_cluster_on(
+        hosts,
         &["--broker-session-timeout-ms", session_timeout.as_str()],
     );
     // The topic's replicas are placed on registered brokers only.
@@ -467,6 +488,10 @@ enum Fault {
     Freeze,
     /// SIGTERM (a controlled shutdown), then a restart.
     Terminate,
+    /// Cut off from the other brokers (every packet between them dropped,
+    /// the clients still reaching it) past the session timeout, then the
+    /// network healed.
+    Partition,
 }
 
 #[derive(Debug, Default)]
@@ -474,6 +499,7 @@ struct Faults {
     killed: usize,
     frozen: usize,
     terminated: usize,
+    partitioned: usize,
 }
 
 impl Faults {
@@ -482,17 +508,24 @@ impl Faults {
             Fault::Kill => self.killed += 1,
             Fault::Freeze => self.frozen += 1,
             Fault::Terminate => self.terminated += 1,
+            Fault::Partition => self.partitioned += 1,
         }
     }
 
     fn total(&self) -> usize {
-        self.killed + self.frozen + self.terminated
+        self.killed + self.frozen + self.terminated + self.partitioned
     }
 }
 
 /// Injects `fault` into the broker at `victim` and ends it (the broker
 /// restarted or thawed); says what it did.
-fn inject(brokers: &mut [TestBroker], victim: usize, fault: Fault, rng: &mut Rng) -> String {
+fn inject(
+    brokers: &mut [TestBroker],
+    network: Option<&TestNetwork>,
+    victim: usize,
+    fault: Fault,
+    rng: &mut Rng,
+) -> String {
     let node = victim + 1;
     let broker = &mut brokers[victim];
     match fault {
@@ -519,6 +552,22 @@ fn inject(brokers: &mut [TestBroker], victim: usize, fault: Fault, rng: &mut Rng
         Fault::Terminate => {
             broker.restart(Stop::Term);
             format!("SIGTERM restart of broker {node}")
+        }
+        Fault::Partition => {
+            let network = network.expect("partitions are drawn only with a network");
+            let cut_for = between(rng, PARTITIONED_MIN, PARTITIONED_MAX);
+            let others: Vec<usize> = (0..NODES).filter(|index| *index != victim).collect();
+            for other in &others {
+                network.cut(victim, *other);
+            }
+            thread::sleep(cut_for);
+            for other in &others {
+                network.heal(victim, *other);
+            }
+            format!(
+                "broker {node} cut off from the others for {} ms",
+                cut_for.as_millis()
+            )
         }
     }
 }
