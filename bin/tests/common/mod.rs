@@ -52,6 +52,15 @@ const LOG_TAIL_LINES: usize = 60;
 
 static NEXT_BROKER: AtomicU32 = AtomicU32::new(0);
 
+/// The broker binary the tests start: this build's, or the one
+/// `SLUICE_TEST_BINARY` names (a copy that a rebuild during a long run
+/// cannot replace, or a build with a planted defect).
+fn broker_binary() -> PathBuf {
+    std::env::var_os("SLUICE_TEST_BINARY")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_sluice")))
+}
+
 /// How a broker is stopped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Stop {
@@ -223,7 +232,7 @@ impl TestBroker {
             .open(&log_path)
             .unwrap_or_else(|e| panic!("opening the broker log {}: {e}", log_path.display()));
         let _ = writeln!(&log, "==== start {} ====", self.starts);
-        let mut command = Command::new(env!("CARGO_BIN_EXE_sluice"));
+        let mut command = Command::new(broker_binary());
         command
             .arg("--data-dir")
             .arg(self.data_dir())
