@@ -464,7 +464,10 @@ async fn produce_scheduled(
     let end = shared.measure_end.load(Ordering::Relaxed);
     loop {
         let now = clock::now_nanos();
-        if now >= end || shared.abort.load(Ordering::Relaxed) || producers.is_empty() {
+        // A wake-up that comes after `end` still sends what was due before
+        // it (the schedule puts exactly rate × duration messages in the
+        // window); the loop ends once nothing is due before `end`.
+        if shared.abort.load(Ordering::Relaxed) || producers.is_empty() {
             break;
         }
         let mut next = u64::MAX;
