@@ -133,7 +133,8 @@ fn read_frames(bytes: &[u8]) -> (Vec<Entry>, usize) {
         }
         // An entry replaces every entry at or after its index.
         if let Some(first) = entries.first().map(|first| first.index) {
-            if entry.index < first || entry.index > first + entries.len() as u64 {
+            // Indexes come from disk: a huge one must not overflow the sum.
+            if entry.index < first || entry.index > first.saturating_add(entries.len() as u64) {
                 break;
             }
             entries.truncate((entry.index - first) as usize);
@@ -447,6 +448,20 @@ mod tests {
             data: data.to_vec().into(),
             ..Default::default()
         }
+    }
+
+    /// Found by fuzzing: after a frame at index `u64::MAX`, the check of
+    /// where the next frame may go overflowed. The next one at the same
+    /// index replaces it, as any rewritten entry does.
+    #[test]
+    fn frames_at_the_largest_index_do_not_overflow() {
+        let mut bytes = Vec::new();
+        frame(&entry(u64::MAX, 1, b"a"), &mut bytes);
+        frame(&entry(u64::MAX, 2, b"b"), &mut bytes);
+        let (entries, valid) = read_frames(&bytes);
+        assert_eq!(valid, bytes.len());
+        assert_eq!(entries.len(), 1);
+        assert_eq!((entries[0].index, entries[0].term), (u64::MAX, 2));
     }
 
     #[test]

@@ -3071,10 +3071,12 @@ fn first_record_at_or_after(
         let (timestamp_delta, used) = read_varint(batch.get(field..)?)?;
         field += used;
         let (offset_delta, _) = read_varint(batch.get(field..)?)?;
-        let timestamp = header.base_timestamp + timestamp_delta;
+        // Deltas are the producer's: a batch whose sums overflow holds no
+        // answer.
+        let timestamp = header.base_timestamp.checked_add(timestamp_delta)?;
         if timestamp >= target {
             return Some(FoundOffset {
-                offset: header.base_offset + offset_delta,
+                offset: header.base_offset.checked_add(offset_delta)?,
                 timestamp,
             });
         }

@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use crate::constants::{METADATA_RESERVE_BYTES, METADATA_SNAPSHOT_BYTES_MAX};
+use crate::constants::{METADATA_RESERVE_BYTES, METADATA_SNAPSHOT_BYTES_MAX, TOPIC_PARTITIONS_MAX};
 use crate::error::{OpenError, StorageError};
 use crate::storage::{is_disk_full, Storage};
 
@@ -140,33 +140,38 @@ struct StoredMetadata {
 
 impl StoredMetadata {
     /// The image of a single-node directory whose partitions `broker` leads.
-    fn into_image(self, broker: i32) -> ClusterMetadata {
+    /// Refuses a partition count no topic can have: the file's checksum
+    /// holds, but a count read from disk must not size an allocation.
+    fn into_image(self, broker: i32) -> Result<ClusterMetadata, String> {
         let stored = self;
-        let topics = stored
-            .topics
-            .into_iter()
-            .map(|(name, topic)| {
-                let placement = (0..topic.partitions)
-                    .map(|_| PartitionState::led_by(broker))
-                    .collect();
-                let topic = TopicMetadata {
-                    name: topic.name,
-                    id: topic.id,
-                    partitions: topic.partitions,
-                    configs: topic.configs,
-                    placement,
-                };
-                (name, topic)
-            })
-            .collect();
-        ClusterMetadata {
+        let mut topics = BTreeMap::new();
+        for (name, topic) in stored.topics {
+            if !(0..=TOPIC_PARTITIONS_MAX).contains(&topic.partitions) {
+                return Err(format!(
+                    "topic {name} has {} partitions (at most {TOPIC_PARTITIONS_MAX})",
+                    topic.partitions
+                ));
+            }
+            let placement = (0..topic.partitions)
+                .map(|_| PartitionState::led_by(broker))
+                .collect();
+            let topic = TopicMetadata {
+                name: topic.name,
+                id: topic.id,
+                partitions: topic.partitions,
+                configs: topic.configs,
+                placement,
+            };
+            topics.insert(name, topic);
+        }
+        Ok(ClusterMetadata {
             version: stored.version,
             cluster_id: stored.cluster_id,
             topics,
             next_producer_id: stored.next_producer_id,
             brokers: BTreeMap::new(),
             controller: None,
-        }
+        })
     }
 }
 
@@ -298,9 +303,9 @@ impl<S: Storage> MetadataStore for FileMetadataStore<S> {
         let payload = decode_snapshot(&bytes).map_err(corrupt)?;
         let mut aligned = rkyv::util::AlignedVec::<16>::new();
         aligned.extend_from_slice(payload);
-        rkyv::from_bytes::<StoredMetadata, rkyv::rancor::Error>(&aligned)
-            .map(|stored| Some(stored.into_image(self.node_id)))
-            .map_err(|error| corrupt(error.to_string()))
+        let stored = rkyv::from_bytes::<StoredMetadata, rkyv::rancor::Error>(&aligned)
+            .map_err(|error| corrupt(error.to_string()))?;
+        stored.into_image(self.node_id).map(Some).map_err(corrupt)
     }
 
     async fn save(&self, metadata: &ClusterMetadata) -> Result<(), StorageError> {
@@ -430,6 +435,27 @@ mod tests {
 
     fn block_on<F: std::future::Future>(future: F) -> F::Output {
         futures_lite::future::block_on(future)
+    }
+
+    /// Found by fuzzing: a stored partition count sized an allocation.
+    #[test]
+    fn a_stored_partition_count_past_the_limit_is_refused() {
+        let mut stored = StoredMetadata::default();
+        stored.topics.insert(
+            "t".into(),
+            StoredTopic {
+                name: "t".into(),
+                id: [1; 16],
+                partitions: i32::MAX,
+                configs: BTreeMap::new(),
+            },
+        );
+        let refused = stored.clone().into_image(1).unwrap_err();
+        assert!(refused.contains("partitions"), "{refused}");
+        if let Some(topic) = stored.topics.get_mut("t") {
+            topic.partitions = -1;
+        }
+        assert!(stored.into_image(1).is_err());
     }
 
     #[test]
