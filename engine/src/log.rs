@@ -3641,6 +3641,10 @@ async fn read_epoch_checkpoint<S: Storage>(
     Ok(Some(epochs))
 }
 
+/// The private readers above, reachable by the fuzz targets in `tests/fuzz/`.
+#[cfg(feature = "fuzzing")]
+pub mod fuzz_api;
+
 #[cfg(test)]
 mod tests {
     use super::*;

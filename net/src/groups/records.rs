@@ -547,11 +547,17 @@ pub fn parse_batch(bytes: Bytes) -> Result<(BatchHeader, Vec<ParsedRecord>), Rec
             record.take(key_len.max(0) as usize)?;
             record.nullable_field()?;
         }
-        records.push(ParsedRecord {
-            offset: header.base_offset + i64::from(offset_delta),
-            key,
-            value,
-        });
+        // Both come from the log: a sum that overflows is a corrupt batch.
+        let offset = header
+            .base_offset
+            .checked_add(i64::from(offset_delta))
+            .ok_or_else(|| {
+                RecordError::Record(format!(
+                    "offset delta {offset_delta} past the largest offset from base {}",
+                    header.base_offset
+                ))
+            })?;
+        records.push(ParsedRecord { offset, key, value });
     }
     Ok((header, records))
 }
