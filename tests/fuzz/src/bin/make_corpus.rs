@@ -227,7 +227,9 @@ fn requests(corpus: &mut Corpus) {
             .with_metadata(Bytes::from_static(
                 b"\x00\x01\x00\x00\x00\x01\x00\x06orders",
             ))]);
-    let filled: [(ApiKey, Vec<(i16, Option<Vec<u8>>)>); 5] = [
+    // Each API with the versions to encode it at and the encoded body.
+    type Bodies = Vec<(i16, Option<Vec<u8>>)>;
+    let filled: [(ApiKey, Bodies); 5] = [
         (
             ApiKey::Produce,
             vec![
@@ -600,14 +602,18 @@ fn metadata_records(corpus: &mut Corpus) {
         corpus.put(TARGET, &format!("record-{at}"), &input);
     }
 
-    let mut snapshot = Snapshot::default();
-    snapshot.data = encode_records(&records[..6]).into();
+    let mut snapshot = Snapshot {
+        data: encode_records(&records[..6]).into(),
+        ..Snapshot::default()
+    };
     let metadata = snapshot.mut_metadata();
     metadata.index = 40;
     metadata.term = 3;
-    let mut conf = ConfState::default();
-    conf.voters = vec![1, 2, 3];
-    conf.learners = vec![4];
+    let conf = ConfState {
+        voters: vec![1, 2, 3],
+        learners: vec![4],
+        ..ConfState::default()
+    };
     metadata.set_conf_state(conf);
     let mut input = vec![metadata_mode::RAFT_SNAPSHOT];
     input.extend_from_slice(&encode_raft_snapshot(&snapshot));
@@ -621,10 +627,12 @@ fn metadata_records(corpus: &mut Corpus) {
         wal.open()
             .await
             .unwrap_or_else(|error| panic!("wal open: {error:?}"));
-        let mut state = HardState::default();
-        state.term = 3;
-        state.vote = 1;
-        state.commit = 41;
+        let state = HardState {
+            term: 3,
+            vote: 1,
+            commit: 41,
+            ..HardState::default()
+        };
         wal.save_hard_state(&state)
             .await
             .unwrap_or_else(|error| panic!("hard state: {error:?}"));
@@ -632,12 +640,11 @@ fn metadata_records(corpus: &mut Corpus) {
             .await
             .unwrap_or_else(|error| panic!("snapshot: {error:?}"));
         let entries: Vec<Entry> = (41..44)
-            .map(|index| {
-                let mut entry = Entry::default();
-                entry.index = index;
-                entry.term = 3;
-                entry.data = encode_records(&records[6..]).into();
-                entry
+            .map(|index| Entry {
+                index,
+                term: 3,
+                data: encode_records(&records[6..]).into(),
+                ..Entry::default()
             })
             .collect();
         wal.append(&entries)
