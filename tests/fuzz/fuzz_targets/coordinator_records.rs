@@ -16,7 +16,7 @@ use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
 use sluice_engine::batch::BatchHeader;
 use sluice_engine::txn::parse_control_batch;
-use sluice_fuzz::{coordinator_mode, known};
+use sluice_fuzz::coordinator_mode;
 use sluice_net::groups::consumer_records::{self, ConsumerKey};
 use sluice_net::groups::records::{self, RecordKey};
 use sluice_net::txn::records as txn_records;
@@ -108,20 +108,6 @@ fn batches(records: Bytes) {
     for batch in batches {
         if parse_control_batch(&batch).is_some() {
             let _ = BatchHeader::parse(&batch);
-            continue;
-        }
-        if sluice_fuzz::skips_known(known::GROUP_BATCH_OFFSET_OVERFLOW)
-            && BatchHeader::parse(&batch).is_ok_and(|header| {
-                header
-                    .base_offset
-                    .checked_add(i64::from(i32::MAX))
-                    .is_none()
-                    || header
-                        .base_offset
-                        .checked_add(i64::from(i32::MIN))
-                        .is_none()
-            })
-        {
             continue;
         }
         let Ok((_header, parsed)) = records::parse_batch(batch) else {

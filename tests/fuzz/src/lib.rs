@@ -17,13 +17,9 @@ pub const SKIP_KNOWN_VAR: &str = "SLUICE_FUZZ_SKIP_KNOWN";
 /// `SLUICE_FUZZ_SKIP_KNOWN` uses (reproducers in `known_crashes/`). A shallow
 /// crash would otherwise end every run within seconds and hide anything
 /// behind it; a run that names them keeps looking for new ones. Fixed ones
-/// leave this list, and their reproducers move to `regressions/`.
-pub mod known {
-    /// `net/src/groups/records.rs` `parse_batch`: a batch's base offset plus
-    /// a record's offset delta overflows when the base offset (outside the
-    /// CRC) is near `i64::MIN` or `i64::MAX`.
-    pub const GROUP_BATCH_OFFSET_OVERFLOW: &str = "group-batch-offset-overflow";
-}
+/// leave this list, and their reproducers move to `regressions/`. Empty:
+/// every crash found so far is fixed.
+pub mod known {}
 
 /// Whether `SLUICE_FUZZ_SKIP_KNOWN` (comma separated, or `all`) names the
 /// known crash `name`. Unset, nothing is skipped: a plain run fails on every
