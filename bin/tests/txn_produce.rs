@@ -240,10 +240,7 @@ fn the_coordinator_aborts_a_transaction_past_its_timeout() {
 
 /// A broker on a fixed port, so clients reconnect after a restart.
 fn broker_on_fixed_port(extra: &[&str]) -> TestBroker {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("a free port")
-        .port();
+    let port = common::free_ports(1)[0];
     let listen = format!("127.0.0.1:{port}");
     let mut args = vec!["--listen", listen.as_str()];
     args.extend_from_slice(extra);

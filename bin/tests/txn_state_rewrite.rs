@@ -210,10 +210,7 @@ fn read_values(broker: &TestBroker, isolation: &str) -> BTreeMap<i32, Vec<String
 
 #[test]
 fn the_state_log_rewrite_survives_a_kill_9() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("a free port")
-        .port();
+    let port = common::free_ports(1)[0];
     let listen = format!("127.0.0.1:{port}");
     let mut broker = TestBroker::start_with(&[
         "--listen",

@@ -1002,14 +1002,64 @@ impl WireClient {
 
 // ---- clusters ----------------------------------------------------------
 
-/// Free TCP ports on 127.0.0.1, all held until all are chosen so they
-/// differ.
+/// The lowest port [`free_ports`] hands out: above the well-known and
+/// commonly configured service ports.
+const FIXED_PORT_LOW: u16 = 10_000;
+
+/// The kernel's default first ephemeral port, used when
+/// `ip_local_port_range` cannot be read.
+const EPHEMERAL_PORT_LOW_DEFAULT: u16 = 32_768;
+
+/// The next candidate [`free_ports`] tries, shared by every test of this
+/// process so two tests never get the same port (0: not seeded yet).
+static NEXT_FIXED_PORT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+/// Free TCP ports on 127.0.0.1 for a process to bind later (controller
+/// ports, or a client port that must survive a restart), all held until all
+/// are chosen so they differ.
+///
+/// They are taken below the kernel's ephemeral range, never from it: a port
+/// from bind(0) is free only until it is released, and the kernel hands
+/// the same ephemeral ports to every later bind(0) (another broker's client
+/// listener) and to outgoing connections, so a broker started or
+/// restarted later could find its port taken. Ports outside that range
+/// are only ever bound on purpose; within this process they are handed out
+/// once, and the start point depends on the process id so test processes
+/// run side by side rarely meet.
 pub fn free_ports(count: usize) -> Vec<u16> {
-    let listeners: Vec<std::net::TcpListener> = (0..count)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("binding a free port"))
-        .collect();
-    listeners
-        .iter()
+    use std::sync::atomic::Ordering;
+    let ephemeral_low = fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(EPHEMERAL_PORT_LOW_DEFAULT);
+    assert!(
+        ephemeral_low > FIXED_PORT_LOW + 1_000,
+        "the ephemeral port range starts at {ephemeral_low}: too low to keep fixed test ports apart"
+    );
+    let span = u32::from(ephemeral_low - FIXED_PORT_LOW);
+    let _ = NEXT_FIXED_PORT.compare_exchange(
+        0,
+        std::process::id().wrapping_mul(7_919) % span + 1,
+        Ordering::Relaxed,
+        Ordering::Relaxed,
+    );
+    let mut held = Vec::with_capacity(count);
+    for _ in 0..span {
+        if held.len() == count {
+            break;
+        }
+        let step = NEXT_FIXED_PORT.fetch_add(1, Ordering::Relaxed);
+        let port = FIXED_PORT_LOW + ((step - 1) % span) as u16;
+        if let Ok(listener) = std::net::TcpListener::bind(("127.0.0.1", port)) {
+            held.push(listener);
+        }
+    }
+    assert_eq!(
+        held.len(),
+        count,
+        "no {count} free ports below {ephemeral_low}"
+    );
+    held.iter()
         .map(|listener| listener.local_addr().expect("a bound address").port())
         .collect()
 }
