@@ -4217,4 +4217,79 @@ mod tests {
         // The log-start checkpoint reader accepts version 1 frames only.
         assert!(decode_checkpoint(&frame).is_none());
     }
+
+    /// A delta of a record as one varint byte (zigzag), as `read_varint`
+    /// reads it: small enough that it takes the place of the zero delta
+    /// `build_batch` wrote without moving a byte after it.
+    fn one_byte_varint(delta: i8) -> u8 {
+        let zigzag = (i64::from(delta) << 1) ^ (i64::from(delta) >> 63);
+        u8::try_from(zigzag)
+            .ok()
+            .filter(|byte| *byte < 0x80)
+            .expect("a delta within -64..=63")
+    }
+
+    /// A stored one-record batch whose record carries the given timestamp
+    /// and offset deltas. The deltas are the producer's and the base offset
+    /// lies outside the CRC, so a log may hold any of these.
+    fn batch_with_deltas(
+        base_offset: i64,
+        base_timestamp: i64,
+        timestamp_delta: i8,
+        offset_delta: i8,
+    ) -> (BatchHeader, Bytes) {
+        let mut bytes = batch::build_batch(base_timestamp, &[b"v"]);
+        // The record: its length (one byte for so short a record), the
+        // attributes byte, then the two deltas.
+        let timestamp_delta_at = BATCH_HEADER_BYTES + 2;
+        let deltas = [
+            (timestamp_delta_at, timestamp_delta),
+            (timestamp_delta_at + 1, offset_delta),
+        ];
+        for (at, delta) in deltas {
+            assert_eq!(bytes[at], 0, "build_batch wrote a zero delta at {at}");
+            bytes[at] = one_byte_varint(delta);
+        }
+        let crc = batch::compute_crc(&bytes);
+        bytes[batch::CRC_AT..batch::ATTRIBUTES_AT].copy_from_slice(&crc.to_be_bytes());
+        as_leader_stored(bytes, base_offset, 0)
+    }
+
+    /// Found by fuzzing: ListOffsets by timestamp added a batch's base
+    /// offset and a record's offset delta unchecked, and overflowed.
+    #[test]
+    fn a_record_offset_past_the_offset_range_is_no_timestamp_answer() {
+        let (header, bytes) = batch_with_deltas(i64::MAX - 1, 1_000, 0, 1);
+        assert_eq!(
+            first_record_at_or_after(&bytes, &header, 1_000),
+            Some(FoundOffset {
+                offset: i64::MAX,
+                timestamp: 1_000
+            })
+        );
+        for (base_offset, offset_delta) in [(i64::MAX, 1), (i64::MIN, -1)] {
+            let (header, bytes) = batch_with_deltas(base_offset, 1_000, 0, offset_delta);
+            assert_eq!(first_record_at_or_after(&bytes, &header, 1_000), None);
+        }
+    }
+
+    /// Found by fuzzing: the same lookup added a batch's base timestamp and
+    /// a record's timestamp delta unchecked, and overflowed.
+    #[test]
+    fn a_record_timestamp_past_the_timestamp_range_is_no_timestamp_answer() {
+        let (header, bytes) = batch_with_deltas(5, i64::MAX - 1, 1, 0);
+        assert_eq!(
+            first_record_at_or_after(&bytes, &header, i64::MAX),
+            Some(FoundOffset {
+                offset: 5,
+                timestamp: i64::MAX
+            })
+        );
+        for (base_timestamp, timestamp_delta) in [(i64::MAX, 1), (i64::MIN, -1)] {
+            let (header, bytes) = batch_with_deltas(5, base_timestamp, timestamp_delta, 0);
+            for target in [i64::MIN, 0, i64::MAX] {
+                assert_eq!(first_record_at_or_after(&bytes, &header, target), None);
+            }
+        }
+    }
 }

@@ -458,6 +458,47 @@ mod tests {
         assert!(stored.into_image(1).is_err());
     }
 
+    /// The same finding through `load`, as a broker starting on such a
+    /// directory meets it: the file's checksum holds, so only the count
+    /// check stands between the file and the allocation it would size.
+    /// Counts just past the bounds keep the test cheap without the check
+    /// (it then loads them and fails here, where `i32::MAX` would abort).
+    #[test]
+    fn a_metadata_file_with_a_partition_count_past_the_limit_is_refused_on_load() {
+        let storage = MemStorage::new(1);
+        let store = FileMetadataStore::new(storage, PathBuf::from("/d"), 1);
+        let with_partitions = |partitions: i32| {
+            let mut metadata = ClusterMetadata::default();
+            // Only the count is stored; the placement is rebuilt on load.
+            metadata.topics.insert(
+                "t".into(),
+                TopicMetadata {
+                    name: "t".into(),
+                    id: [1; 16],
+                    partitions,
+                    configs: BTreeMap::new(),
+                    placement: Vec::new(),
+                },
+            );
+            metadata
+        };
+        for partitions in [TOPIC_PARTITIONS_MAX + 1, -1] {
+            block_on(store.save(&with_partitions(partitions))).unwrap();
+            match block_on(store.load()) {
+                Err(OpenError::Foreign { reason, .. }) => {
+                    assert!(reason.contains("partitions"), "{reason}")
+                }
+                other => panic!("{partitions} partitions loaded: {:?}", other.map(|_| ())),
+            }
+        }
+        block_on(store.save(&with_partitions(TOPIC_PARTITIONS_MAX))).unwrap();
+        let loaded = block_on(store.load()).unwrap().unwrap();
+        assert_eq!(
+            loaded.topics["t"].placement.len(),
+            TOPIC_PARTITIONS_MAX as usize
+        );
+    }
+
     #[test]
     fn snapshot_round_trip_and_corruption() {
         let storage = MemStorage::new(1);
