@@ -738,6 +738,38 @@ mod tests {
         }
     }
 
+    /// Found by fuzzing: replaying a coordinator's log added a batch's base
+    /// offset and a record's offset delta unchecked, and overflowed. The
+    /// base offset lies outside the CRC, so a damaged log may hold any.
+    #[test]
+    fn a_record_offset_past_the_offset_range_is_a_record_error() {
+        let records = [
+            KeyedRecord {
+                key: group_key("g"),
+                value: Some(Bytes::from_static(b"x")),
+            },
+            KeyedRecord {
+                key: group_key("g"),
+                value: None,
+            },
+        ];
+        let with_base_offset = |base_offset: i64| {
+            let mut bytes = build_batch(&records, 0).to_vec();
+            bytes[batch::BASE_OFFSET_AT..batch::LENGTH_AT]
+                .copy_from_slice(&base_offset.to_be_bytes());
+            Bytes::from(bytes)
+        };
+        // The second record (delta 1) lands on the last offset there is...
+        let (_, parsed) = parse_batch(with_base_offset(i64::MAX - 1)).unwrap();
+        let offsets: Vec<i64> = parsed.iter().map(|record| record.offset).collect();
+        assert_eq!(offsets, [i64::MAX - 1, i64::MAX]);
+        // ...and one further it is past it.
+        match parse_batch(with_base_offset(i64::MAX)) {
+            Err(RecordError::Record(reason)) => assert!(reason.contains("offset"), "{reason}"),
+            other => panic!("a batch past the last offset parsed: {other:?}"),
+        }
+    }
+
     #[test]
     fn subscription_topics_are_read() {
         let mut metadata = BytesMut::new();
