@@ -1,12 +1,20 @@
 #!/usr/bin/env bash
-# Builds Sluice's cargo-fuzz targets and runs each for a while.
+# Builds Sluice's cargo-fuzz targets and runs each for a while, or (with
+# --replay) builds them quickly and runs each once over fixed inputs.
 #
-# Usage: tests/fuzz/run.sh [--seeds] [--help] [TARGET...]
+# Usage: tests/fuzz/run.sh [--seeds] [--replay] [--help] [TARGET...]
 #
 #   TARGET...  targets to run (default: all of them, see TARGETS below)
 #   --seeds    regenerate the seed corpora in tests/fuzz/corpus/ first
 #              (with the make_corpus generator) instead of using them as
 #              they are
+#   --replay   no fuzzing: build the targets without optimisation or
+#              sanitizer (debug assertions and overflow checks stay on) and
+#              run each target once on every seed and every regressions/
+#              input; fails if any crashes. CI runs this (tests/run-all.sh)
+#              so that the targets keep compiling and the fixed crashes stay
+#              fixed. Builds in tests/fuzz/target/<triple>/debug/, apart
+#              from the fuzzing build's release/.
 #   --help     this text
 #
 # Environment:
@@ -14,11 +22,6 @@
 #   FUZZ_JOBS   parallel libFuzzer jobs per target (default 1)
 #   FUZZ_NICE   nice level of the fuzzers (default 10)
 #   FUZZ_RSS_MB libFuzzer's RSS limit per process, MiB (default 2048)
-#   SLUICE_FUZZ_SKIP_KNOWN  comma-separated known crashes the targets step
-#               around (or `all`); unset, every open bug fails the run. The
-#               names are in src/lib.rs (`known`), their reproducers in
-#               known_crashes/ (cargo +nightly fuzz run --fuzz-dir tests/fuzz
-#               <target> tests/fuzz/known_crashes/<file>)
 #
 # regressions/<target>/ holds the inputs of crashes since fixed; every run
 # replays them before fuzzing.
@@ -34,6 +37,7 @@ root="$(cd "$here/../.." && pwd)"
 TARGETS=(request_decode record_batch engine_files metadata_records coordinator_records)
 
 seeds=0
+replay=0
 selected=()
 for arg in "$@"; do
     case "$arg" in
@@ -42,6 +46,7 @@ for arg in "$@"; do
             exit 0
             ;;
         --seeds) seeds=1 ;;
+        --replay) replay=1 ;;
         -*)
             echo "unknown option $arg (see --help)" >&2
             exit 2
@@ -67,15 +72,69 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
     cargo install cargo-fuzz --locked
 fi
 
+# Fuzzing wants speed and AddressSanitizer (cargo-fuzz's defaults: release,
+# with debug assertions). A replay runs a few hundred inputs once: a debug
+# build without sanitizer still compiles and links every target against
+# libFuzzer, keeps overflow checks, and builds cold in a fraction of the time.
+build=()
+profile=release
+if [ "$replay" -eq 1 ]; then
+    build=(--dev --sanitizer none)
+    profile=debug
+fi
+
 cd "$root"
 fuzz=(cargo +nightly fuzz)
-echo "building fuzz targets"
-"${fuzz[@]}" build --fuzz-dir tests/fuzz
+echo "building fuzz targets (${build[*]:-release, AddressSanitizer})"
+"${fuzz[@]}" build "${build[@]}" --fuzz-dir tests/fuzz
 if [ "$seeds" -eq 1 ]; then
-    "${fuzz[@]}" build --fuzz-dir tests/fuzz --features corpus make_corpus
-    generator="$here/target/x86_64-unknown-linux-gnu/release/make_corpus"
+    "${fuzz[@]}" build "${build[@]}" --fuzz-dir tests/fuzz --features corpus make_corpus
+    generator="$here/target/x86_64-unknown-linux-gnu/$profile/make_corpus"
     rm -rf "$here/corpus"
     "$generator" "$here/corpus"
+fi
+
+if [ "$replay" -eq 1 ]; then
+    # libFuzzer's output goes to a scratch log, shown only for a failure: a
+    # replay prints two lines per input.
+    logs="$(mktemp -d)"
+    trap 'rm -rf "$logs"' EXIT
+    failed=()
+    for target in "${selected[@]}"; do
+        # Files, not directories: given only files, libFuzzer runs each once
+        # and exits instead of fuzzing.
+        inputs=()
+        for dir in "$here/corpus/$target" "$here/regressions/$target"; do
+            if [ -d "$dir" ]; then
+                while IFS= read -r -d '' file; do
+                    inputs+=("$file")
+                done < <(find "$dir" -type f -print0 | sort -z)
+            fi
+        done
+        if [ "${#inputs[@]}" -eq 0 ]; then
+            echo "== $target: no inputs to replay" >&2
+            failed+=("$target")
+            continue
+        fi
+        echo "== $target: replaying ${#inputs[@]} inputs"
+        mkdir -p "$logs/$target"
+        if ! "${fuzz[@]}" run "${build[@]}" --fuzz-dir tests/fuzz "$target" \
+            "${inputs[@]}" -- \
+            -rss_limit_mb="$rss_mb" -timeout=25 \
+            -artifact_prefix="$logs/$target/" >"$logs/$target.log" 2>&1; then
+            # From the input that crashed ("Running: <file>") to the end:
+            # its panic and backtrace.
+            awk '/^Running: /{shown=""} {shown=shown $0 "\n"} END{printf "%s", shown}' \
+                "$logs/$target.log" >&2
+            failed+=("$target")
+        fi
+    done
+    if [ "${#failed[@]}" -gt 0 ]; then
+        echo "FAILED: replay of ${failed[*]}" >&2
+        exit 1
+    fi
+    echo "all ${#selected[@]} fuzz targets built and ran their seeds and regressions without a crash"
+    exit 0
 fi
 
 # -jobs=1 would still fork a worker and hide its output in a log file.
