@@ -32,7 +32,9 @@ bash tests/compat/run.sh target/debug/sluice
 # build is a debug one without sanitizer: 2 to 4 minutes cold on a busy
 # 2-core machine, where the fuzzing build (release, AddressSanitizer) took 9
 # to 18 (see tests/fuzz/run.sh --help).
-if cargo +nightly --version >/dev/null 2>&1; then
+# RUSTUP_AUTO_INSTALL=0: asked for a toolchain it lacks, rustup would
+# otherwise download it, and this checks what the machine has.
+if RUSTUP_AUTO_INSTALL=0 cargo +nightly --version >/dev/null 2>&1; then
     bash tests/fuzz/run.sh --replay
 else
     echo "SKIPPED: fuzz targets not built or replayed: no nightly toolchain (rustup toolchain install nightly)"

@@ -63,7 +63,9 @@ jobs="${FUZZ_JOBS:-1}"
 niceness="${FUZZ_NICE:-10}"
 rss_mb="${FUZZ_RSS_MB:-2048}"
 
-if ! cargo +nightly --version >/dev/null 2>&1; then
+# Without RUSTUP_AUTO_INSTALL=0 rustup would download a missing nightly
+# unasked.
+if ! RUSTUP_AUTO_INSTALL=0 cargo +nightly --version >/dev/null 2>&1; then
     echo "the nightly toolchain is missing: rustup toolchain install nightly" >&2
     exit 1
 fi
