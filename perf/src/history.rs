@@ -29,6 +29,10 @@ pub enum Isolation {
 pub enum TxnOutcome {
     Committed,
     Aborted,
+    /// The producer could not learn the outcome (its commit failed fatally
+    /// or timed out): the transaction may have committed or aborted, but
+    /// it is all or nothing either way.
+    Unknown,
 }
 
 /// One recorded operation.
@@ -67,10 +71,20 @@ pub enum Op {
     },
     /// `group`'s offset for `partition` was reset on purpose (it may go back).
     OffsetReset { group: u32, partition: i32 },
+    /// A member of `group` processed the record at `partition`/`offset`
+    /// (before committing past it); `output` is the send it produced from
+    /// it, if the group transforms records (in a transaction).
+    Processed {
+        group: u32,
+        partition: i32,
+        offset: i64,
+        output: Option<SendId>,
+    },
     /// The end of the run: a reader read every partition from its start to
-    /// its high watermark (read uncommitted), so every acknowledged send
-    /// must have been among its `Read`s.
-    FinalReadDone { reader: u32 },
+    /// its high watermark. Read uncommitted, every acknowledged send must
+    /// have been among its `Read`s; read committed, it shows which
+    /// transactions took effect.
+    FinalReadDone { reader: u32, isolation: Isolation },
 }
 
 /// An anomaly and the positions (in the history) of the operations that
@@ -106,6 +120,12 @@ pub enum AnomalyKind {
     NonMonotonicRead,
     /// A group's committed offset went back without a reset.
     CommitBackwards,
+    /// A record below a group's last committed offset that the group never
+    /// processed, or whose output no committed transaction holds.
+    Skipped,
+    /// A record a transforming group turned into outputs of two committed
+    /// transactions (exactly once broken).
+    ProcessedTwice,
 }
 
 /// Checks a history; the anomalies come sorted by kind, then position.
@@ -115,6 +135,7 @@ pub fn check(history: &[Op]) -> Vec<Anomaly> {
     reads_agree(history, &mut anomalies);
     transactions(history, &mut anomalies);
     monotonic(history, &mut anomalies);
+    processed_once(history, &mut anomalies);
     anomalies.sort_by(|a, b| (a.kind, &a.ops).cmp(&(b.kind, &b.ops)));
     anomalies
 }
@@ -125,6 +146,35 @@ type Places = BTreeMap<(i32, i64), Vec<usize>>;
 /// One producer's sends stored in one partition: (sequence, offset,
 /// position of the first read).
 type Stored = Vec<(u64, i64, usize)>;
+
+/// The last complete final read with `isolation`: its position and reader.
+fn last_final_read(history: &[Op], isolation: Isolation) -> Option<(usize, u32)> {
+    history
+        .iter()
+        .enumerate()
+        .rev()
+        .find_map(|(at, op)| match op {
+            Op::FinalReadDone {
+                reader,
+                isolation: done,
+            } if *done == isolation => Some((at, *reader)),
+            _ => None,
+        })
+}
+
+/// What `reader` read: (partition, offset, send).
+fn reads_by(history: &[Op], reader: u32) -> impl Iterator<Item = (i32, i64, SendId)> + '_ {
+    history.iter().filter_map(move |op| match op {
+        Op::Read {
+            reader: by,
+            partition,
+            offset,
+            send,
+            ..
+        } if *by == reader => Some((*partition, *offset, *send)),
+        _ => None,
+    })
+}
 
 /// Where every send was read.
 fn read_positions(history: &[Op]) -> HashMap<SendId, Places> {
@@ -156,21 +206,9 @@ fn stored_once_in_order(history: &[Op], anomalies: &mut Vec<Anomaly>) {
     // what is below the high watermark: committed, so it must stay). A
     // read by someone else earlier does not make up for it: the record
     // may have been there and gone since.
-    let last_final = history
-        .iter()
-        .enumerate()
-        .rev()
-        .find_map(|(at, op)| match op {
-            Op::FinalReadDone { reader } => Some((at, *reader)),
-            _ => None,
-        });
-    if let Some((last_final, final_reader)) = last_final {
-        let finally_read: HashSet<SendId> = history
-            .iter()
-            .filter_map(|op| match op {
-                Op::Read { reader, send, .. } if *reader == final_reader => Some(*send),
-                _ => None,
-            })
+    if let Some((last_final, final_reader)) = last_final_read(history, Isolation::ReadUncommitted) {
+        let finally_read: HashSet<SendId> = reads_by(history, final_reader)
+            .map(|(_, _, send)| send)
             .collect();
         let mut acknowledged: HashSet<SendId> = HashSet::new();
         for (at, op) in history.iter().enumerate() {
@@ -321,7 +359,7 @@ fn transactions(history: &[Op], anomalies: &mut Vec<Anomaly>) {
                 kind: AnomalyKind::AbortedRead,
                 ops: vec![acked_at, *ended_at, at],
             }),
-            Some((TxnOutcome::Committed, _)) => {}
+            Some((TxnOutcome::Committed | TxnOutcome::Unknown, _)) => {}
             None => anomalies.push(Anomaly {
                 kind: AnomalyKind::UncommittedRead,
                 ops: vec![acked_at, at],
@@ -341,15 +379,20 @@ fn transactions(history: &[Op], anomalies: &mut Vec<Anomaly>) {
     ids.sort();
     for (highest, seen) in committed_reads.values() {
         for id in &ids {
-            if !matches!(outcomes.get(*id), Some((TxnOutcome::Committed, _))) {
-                continue;
-            }
+            // Committed: all of it; unknown: all or nothing.
+            let all_or_nothing = match outcomes.get(*id) {
+                Some((TxnOutcome::Committed, _)) => false,
+                Some((TxnOutcome::Unknown, _)) => true,
+                _ => continue,
+            };
             let records = &members[*id];
             let read_past = records.iter().all(|(partition, offset, _)| {
                 highest.get(partition).is_some_and(|high| high > offset)
             });
-            let missing = sends_of[*id].iter().any(|send| !seen.contains(send));
-            if read_past && missing {
+            let sends = &sends_of[*id];
+            let missing = sends.iter().any(|send| !seen.contains(send));
+            let some_seen = sends.iter().any(|send| seen.contains(send));
+            if read_past && missing && (some_seen || !all_or_nothing) {
                 let mut ops: Vec<usize> = records.iter().map(|(_, _, at)| *at).collect();
                 ops.sort();
                 anomalies.push(Anomaly {
@@ -409,6 +452,109 @@ fn monotonic(history: &[Op], anomalies: &mut Vec<Anomaly>) {
             }
             _ => {}
         }
+    }
+}
+
+/// Each group processed every record below its last committed offset (at
+/// least once; a transforming group's output of it in a committed
+/// transaction), and a transforming group committed no record's output
+/// twice. Needs the final reads: which records exist (read uncommitted)
+/// and which outputs took effect (read committed).
+fn processed_once(history: &[Op], anomalies: &mut Vec<Anomaly>) {
+    let Some((uncommitted_done, uncommitted_reader)) =
+        last_final_read(history, Isolation::ReadUncommitted)
+    else {
+        return;
+    };
+    let committed_final = last_final_read(history, Isolation::ReadCommitted);
+    // Where the committed reader found each output.
+    let visible: HashMap<SendId, (i32, i64)> = committed_final
+        .map(|(_, reader)| {
+            reads_by(history, reader)
+                .map(|(partition, offset, send)| (send, (partition, offset)))
+                .collect()
+        })
+        .unwrap_or_default();
+    // Per group: the last committed offset of each partition, and every
+    // processing of each record (its position and output).
+    let mut last_commit: BTreeMap<(u32, i32), (i64, usize)> = BTreeMap::new();
+    type Processings = HashMap<(u32, i32, i64), Vec<(usize, Option<SendId>)>>;
+    let mut processed: Processings = HashMap::new();
+    for (at, op) in history.iter().enumerate() {
+        match op {
+            Op::Committed {
+                group,
+                partition,
+                offset,
+            } => {
+                last_commit.insert((*group, *partition), (*offset, at));
+            }
+            Op::Processed {
+                group,
+                partition,
+                offset,
+                output,
+            } => processed
+                .entry((*group, *partition, *offset))
+                .or_default()
+                .push((at, *output)),
+            _ => {}
+        }
+    }
+    let mut records: BTreeMap<i32, Vec<i64>> = BTreeMap::new();
+    for (partition, offset, _) in reads_by(history, uncommitted_reader) {
+        records.entry(partition).or_default().push(offset);
+    }
+    for (&(group, partition), &(committed, commit_at)) in &last_commit {
+        for &offset in records.get(&partition).into_iter().flatten() {
+            if offset >= committed {
+                continue;
+            }
+            let processings = processed.get(&(group, partition, offset));
+            let done = processings.is_some_and(|processings| {
+                processings.iter().any(|(_, output)| match output {
+                    None => true,
+                    Some(output) => visible.contains_key(output),
+                })
+            });
+            // A transforming group can only be judged with a committed
+            // final read.
+            let judged = committed_final.is_some()
+                || processings.is_none_or(|processings| {
+                    processings.iter().all(|(_, output)| output.is_none())
+                });
+            if !done && judged {
+                let mut ops: Vec<usize> = processings
+                    .into_iter()
+                    .flatten()
+                    .map(|(at, _)| *at)
+                    .collect();
+                ops.push(commit_at);
+                ops.push(uncommitted_done);
+                anomalies.push(Anomaly {
+                    kind: AnomalyKind::Skipped,
+                    ops,
+                });
+            }
+        }
+    }
+    let mut twice: Vec<Vec<usize>> = processed
+        .values()
+        .filter_map(|processings| {
+            let took_effect: Vec<usize> = processings
+                .iter()
+                .filter(|(_, output)| output.is_some_and(|output| visible.contains_key(&output)))
+                .map(|(at, _)| *at)
+                .collect();
+            (took_effect.len() > 1).then_some(took_effect)
+        })
+        .collect();
+    twice.sort();
+    for ops in twice {
+        anomalies.push(Anomaly {
+            kind: AnomalyKind::ProcessedTwice,
+            ops,
+        });
     }
 }
 
@@ -489,7 +635,10 @@ mod tests {
             read(8, 0, 1, 0),
             read(8, 1, 1, 1),
             read(8, 2, 1, 2),
-            Op::FinalReadDone { reader: 8 },
+            Op::FinalReadDone {
+                reader: 8,
+                isolation: Isolation::ReadUncommitted,
+            },
         ]
     }
 
@@ -667,6 +816,156 @@ mod tests {
                 partition: 0,
             },
             commit(4),
+        ];
+        assert_eq!(kinds(&history), Vec::new());
+    }
+
+    fn processed(group: u32, offset: i64, output: Option<u64>) -> Op {
+        Op::Processed {
+            group,
+            partition: 0,
+            offset,
+            output: output.map(|sequence| send(9, sequence)),
+        }
+    }
+
+    fn group_commit(group: u32, offset: i64) -> Op {
+        Op::Committed {
+            group,
+            partition: 0,
+            offset,
+        }
+    }
+
+    #[test]
+    fn a_group_skipping_a_record_is_found() {
+        // Group 3 processed offsets 0 and 2 and committed past all three.
+        let mut history = clean();
+        let done = history.pop().expect("the final read");
+        history.extend([
+            processed(3, 0, None),
+            processed(3, 2, None),
+            group_commit(3, 3),
+            done,
+        ]);
+        assert_eq!(check(&history), only(AnomalyKind::Skipped, &[11, 12]));
+        // Processed twice is at least once, which is all a group promises.
+        history.insert(11, processed(3, 1, None));
+        history.insert(11, processed(3, 1, None));
+        assert_eq!(kinds(&history), Vec::new());
+        // Not yet committed past a record is not skipping it.
+        let mut history = clean();
+        let done = history.pop().expect("the final read");
+        history.extend([processed(3, 0, None), group_commit(3, 1), done]);
+        assert_eq!(kinds(&history), Vec::new());
+    }
+
+    /// Offsets 0..3 of partition 0 transformed by group 3 into sends of
+    /// producer 9 in transactions, the outputs at partition 5; the final
+    /// reads, read uncommitted and read committed.
+    fn transformed(outcomes: [TxnOutcome; 3], committed_sees: &[u64]) -> Vec<Op> {
+        let mut history = clean();
+        history.pop();
+        for (offset, outcome) in outcomes.into_iter().enumerate() {
+            let sequence = offset as u64;
+            history.push(processed(3, offset as i64, Some(sequence)));
+            history.push(Op::Acked {
+                send: send(9, sequence),
+                partition: 5,
+                offset: 2 * offset as i64,
+                txn: Some(sequence),
+            });
+            history.push(ended(sequence, outcome));
+        }
+        history.push(group_commit(3, 3));
+        history.push(Op::FinalReadDone {
+            reader: 8,
+            isolation: Isolation::ReadUncommitted,
+        });
+        for sequence in committed_sees {
+            history.push(Op::Read {
+                reader: 20,
+                isolation: Isolation::ReadCommitted,
+                partition: 5,
+                offset: 2 * *sequence as i64,
+                send: send(9, *sequence),
+            });
+        }
+        history.push(Op::FinalReadDone {
+            reader: 20,
+            isolation: Isolation::ReadCommitted,
+        });
+        history
+    }
+
+    #[test]
+    fn a_transforming_group_is_checked_for_exactly_once() {
+        use TxnOutcome::{Aborted, Committed, Unknown};
+        // The final uncommitted reader here read only the input partition;
+        // the outputs are left out of its reads on purpose, so lost writes
+        // of them are expected and filtered out.
+        let exactly_once = |history: &[Op]| -> Vec<AnomalyKind> {
+            kinds(history)
+                .into_iter()
+                .filter(|kind| *kind != AnomalyKind::LostWrite)
+                .collect()
+        };
+        let history = transformed([Committed, Committed, Unknown], &[0, 1, 2]);
+        assert_eq!(exactly_once(&history), Vec::new());
+        // Offset 1's only output was aborted, yet the group committed past
+        // it.
+        let history = transformed([Committed, Aborted, Committed], &[0, 2]);
+        assert_eq!(exactly_once(&history), vec![AnomalyKind::Skipped]);
+        // An unknown outcome that did not take effect is the same.
+        let history = transformed([Committed, Committed, Unknown], &[0, 1]);
+        assert_eq!(exactly_once(&history), vec![AnomalyKind::Skipped]);
+        // Offset 1 transformed again into a second committed output.
+        let mut history = transformed([Committed, Committed, Committed], &[0, 1, 2, 3]);
+        let at = history
+            .iter()
+            .position(|op| matches!(op, Op::Committed { .. }))
+            .expect("the group's commit");
+        history.insert(at, ended(3, Committed));
+        history.insert(
+            at,
+            Op::Acked {
+                send: send(9, 3),
+                partition: 5,
+                offset: 6,
+                txn: Some(3),
+            },
+        );
+        history.insert(at, processed(3, 1, Some(3)));
+        let found = check(&history);
+        let twice: Vec<&Anomaly> = found
+            .iter()
+            .filter(|anomaly| anomaly.kind == AnomalyKind::ProcessedTwice)
+            .collect();
+        assert_eq!(twice.len(), 1, "{found:?}");
+        assert_eq!(twice[0].ops, vec![12, at]);
+    }
+
+    #[test]
+    fn an_unknown_outcome_is_all_or_nothing() {
+        let history = vec![
+            in_txn(0, 0, 0, 1),
+            in_txn(1, 1, 0, 1),
+            ended(1, TxnOutcome::Unknown),
+            committed_read(7, 0, 0, 0),
+            committed_read(7, 0, 5, 10),
+            committed_read(7, 1, 5, 11),
+        ];
+        assert_eq!(check(&history), only(AnomalyKind::TornTransaction, &[0, 1]));
+        // Seen whole or not at all, either is fine.
+        let history = vec![
+            in_txn(0, 0, 0, 1),
+            in_txn(1, 1, 0, 1),
+            ended(1, TxnOutcome::Unknown),
+            committed_read(7, 0, 5, 10),
+            committed_read(7, 1, 5, 11),
+            committed_read(8, 0, 0, 0),
+            committed_read(8, 1, 0, 1),
+            committed_read(8, 1, 6, 12),
         ];
         assert_eq!(kinds(&history), Vec::new());
     }

@@ -1,0 +1,603 @@
+//! The fault harness's transactional workload: consume-transform-produce.
+//!
+//! A transformer reads the keyed-append topic read_committed, from its
+//! group's committed offsets, and turns each record into one send to the
+//! output topic (same partition number), in transactions that also commit
+//! the input offsets (`send_offsets_to_transaction`). Some transactions
+//! are aborted on purpose; after an abort, or a commit whose outcome is
+//! unknown, it reads again from the committed offsets. Each output names
+//! a send of its own (`p<TRANSFORMER>-s<n>`, n counting every attempt), so
+//! the history says which input each output came from (`Op::Processed`)
+//! and how each transaction ended (`Op::TxnEnded`); a read_committed
+//! reader tails the output. The checker then finds aborted or uncommitted
+//! reads, torn transactions, inputs skipped or transformed into two
+//! committed outputs.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{DeliveryResult, Message};
+use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use sluice_perf::history::{Isolation, Op, SendId, TxnOutcome};
+
+use super::{
+    cluster_config, parse_value, record, value_of, History, ERRORS_KEPT_MAX, PARTITIONS,
+    READ_POLL_TIMEOUT, TOPIC,
+};
+use crate::common::{Rng, TestBroker};
+
+/// The topic the transformer writes.
+pub const OUTPUT_TOPIC: &str = "chaos-out";
+/// Output partition `p` is partition `OUTPUT_PARTITION_BASE + p` in the
+/// history, apart from the input's.
+pub const OUTPUT_PARTITION_BASE: i32 = 100;
+/// The transformer's producer number in its sends (the keyed-append
+/// producers are 1..=3).
+const TRANSFORMER: u32 = 10;
+/// The transformer's group, as the history names it.
+pub const TRANSFORM_GROUP: u32 = 1;
+const TRANSFORM_GROUP_ID: &str = "sluice-chaos-transform";
+const TRANSACTIONAL_ID: &str = "sluice-chaos-transformer";
+/// Input records per transaction, at most.
+const TXN_RECORDS_MAX: usize = 50;
+/// How long a transaction gathers input before it ends.
+const TXN_GATHER: Duration = Duration::from_millis(100);
+/// One transaction in this many is aborted on purpose.
+const ABORT_ONE_IN: u64 = 4;
+/// The transaction timeout: past the longest fault, so the coordinator
+/// does not abort a transaction the nemesis merely delayed.
+const TRANSACTION_TIMEOUT: Duration = Duration::from_secs(60);
+/// Bound on each transactional call (init, offsets, commit, abort).
+const TXN_CALL_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often a retriable commit is tried again before it counts as an
+/// unknown outcome.
+const COMMIT_ATTEMPTS_MAX: u32 = 5;
+/// The transformer's random stream, apart from the nemesis's.
+const TRANSFORMER_SEED: u64 = 0x5EED_7A45_F0E0_0002;
+/// How long the final read_committed read may take: past the transaction
+/// timeout, in case a transaction was left open after all.
+const FINAL_COMMITTED_READ_TIMEOUT: Duration = Duration::from_secs(120);
+const _: () = assert!(FINAL_COMMITTED_READ_TIMEOUT.as_secs() > TRANSACTION_TIMEOUT.as_secs());
+/// Set, the transformer's producer logs librdkafka's transaction debug
+/// lines.
+const TXN_DEBUG: &str = "SLUICE_CHAOS_TXN_DEBUG";
+/// The live read_committed reader of the output.
+pub const LIVE_COMMITTED_READER: u32 = 3;
+
+/// What the transformer did.
+#[derive(Debug, Default)]
+pub struct TransformCounts {
+    pub processed: u64,
+    pub committed: u64,
+    pub aborted: u64,
+    /// Commits whose outcome the producer could not learn.
+    pub unknown: u64,
+    /// Producers made again after a fatal error.
+    pub restarts: u64,
+    pub errors: Vec<String>,
+}
+
+/// Transactions committed so far, for the harness's progress check.
+pub type CommittedCount = Arc<AtomicU64>;
+
+/// Delivery reports become `Op::Acked` of the transaction they belong to.
+struct TxnRecorder {
+    history: History,
+}
+
+impl ClientContext for TxnRecorder {
+    /// librdkafka's own account of the transaction, to line up with the
+    /// brokers' logs when the transformer stalls (`SLUICE_CHAOS_TXN_DEBUG`
+    /// turns on its `eos` debug lines).
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, facility: &str, message: &str) {
+        use rdkafka::config::RDKafkaLogLevel::{Alert, Critical, Emerg, Error, Warning};
+        let serious = matches!(level, Emerg | Alert | Critical | Error | Warning);
+        if serious || std::env::var_os(TXN_DEBUG).is_some() {
+            eprintln!("chaos: transformer's producer: {level:?} {facility}: {message}");
+        }
+    }
+}
+
+impl ProducerContext for TxnRecorder {
+    /// (sequence, transaction).
+    type DeliveryOpaque = Box<(u64, u64)>;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, opaque: Box<(u64, u64)>) {
+        let (sequence, txn) = *opaque;
+        // A failed delivery fails its transaction's commit; nothing to
+        // record.
+        if let Ok(message) = result {
+            record(
+                &self.history,
+                Op::Acked {
+                    send: SendId {
+                        producer: TRANSFORMER,
+                        sequence,
+                    },
+                    partition: OUTPUT_PARTITION_BASE + message.partition(),
+                    offset: message.offset(),
+                    txn: Some(txn),
+                },
+            );
+        }
+    }
+}
+
+type TxnProducer = ThreadedProducer<TxnRecorder>;
+
+/// The transformer and the output's live reader, on threads of their own.
+pub struct Transform {
+    pub committed: CommittedCount,
+    transformer: Option<thread::JoinHandle<TransformCounts>>,
+    reader: Option<thread::JoinHandle<u64>>,
+}
+
+impl Transform {
+    pub fn start(
+        brokers: &[TestBroker],
+        history: &History,
+        stop: &Arc<AtomicBool>,
+        seed: u64,
+    ) -> Transform {
+        let committed = CommittedCount::default();
+        let transformer = {
+            let config = cluster_config(brokers);
+            let history = Arc::clone(history);
+            let stop = Arc::clone(stop);
+            let committed = Arc::clone(&committed);
+            thread::spawn(move || transform(&config, &history, &stop, &committed, seed))
+        };
+        let reader = {
+            let consumer = committed_reader(brokers);
+            let history = Arc::clone(history);
+            let stop = Arc::clone(stop);
+            thread::spawn(move || read_output(&consumer, &history, &stop))
+        };
+        Transform {
+            committed,
+            transformer: Some(transformer),
+            reader: Some(reader),
+        }
+    }
+
+    /// Waits for both threads (after `stop` was set): what the transformer
+    /// did and how many outputs the live reader read.
+    pub fn finish(&mut self) -> (TransformCounts, u64) {
+        let counts = self
+            .transformer
+            .take()
+            .map(|thread| thread.join().expect("the transformer panicked"))
+            .unwrap_or_default();
+        let reads = self
+            .reader
+            .take()
+            .map(|thread| thread.join().expect("the output reader panicked"))
+            .unwrap_or_default();
+        (counts, reads)
+    }
+}
+
+impl Drop for Transform {
+    fn drop(&mut self) {
+        if let Some(thread) = self.transformer.take() {
+            let _ = thread.join();
+        }
+        if let Some(thread) = self.reader.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// A transactional producer, its transactions initialised (which also
+/// ends whatever a previous producer of the same id left open).
+fn transactional_producer(
+    config: &rdkafka::config::ClientConfig,
+    history: &History,
+) -> Result<TxnProducer, KafkaError> {
+    let mut config = config.clone();
+    if std::env::var_os(TXN_DEBUG).is_some() {
+        config
+            .set("debug", "eos,protocol")
+            .set_log_level(rdkafka::config::RDKafkaLogLevel::Debug);
+    }
+    let producer: TxnProducer = config
+        .set("transactional.id", TRANSACTIONAL_ID)
+        .set(
+            "transaction.timeout.ms",
+            TRANSACTION_TIMEOUT.as_millis().to_string(),
+        )
+        .create_with_context(TxnRecorder {
+            history: Arc::clone(history),
+        })?;
+    producer.init_transactions(TXN_CALL_TIMEOUT)?;
+    Ok(producer)
+}
+
+/// The transformer's input consumer: every input partition assigned at the
+/// group's committed offsets (read again after every abort).
+fn input_consumer(config: &rdkafka::config::ClientConfig) -> BaseConsumer {
+    config
+        .clone()
+        .set("group.id", TRANSFORM_GROUP_ID)
+        .set("isolation.level", "read_committed")
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("enable.partition.eof", "false")
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .expect("creating the transformer's consumer")
+}
+
+/// (Re)assigns every input partition at the group's committed offset.
+fn from_committed(consumer: &BaseConsumer) {
+    let mut assignment = TopicPartitionList::new();
+    for partition in 0..PARTITIONS {
+        assignment
+            .add_partition_offset(TOPIC, partition, Offset::Stored)
+            .expect("adding a partition");
+    }
+    // Unassigning first drops what was fetched past the committed offsets.
+    let _ = consumer.unassign();
+    consumer
+        .assign(&assignment)
+        .expect("assigning the input partitions");
+}
+
+/// How a transaction's commit went.
+enum Ended {
+    Committed,
+    Aborted,
+    /// The producer cannot go on (fatal error) or never learned the
+    /// outcome: a new one is needed.
+    Unknown(String),
+}
+
+fn transform(
+    config: &rdkafka::config::ClientConfig,
+    history: &History,
+    stop: &AtomicBool,
+    committed: &AtomicU64,
+    seed: u64,
+) -> TransformCounts {
+    let mut rng = Rng::new(seed ^ TRANSFORMER_SEED);
+    let mut counts = TransformCounts::default();
+    let started = Instant::now();
+    let keep_error = |counts: &mut TransformCounts, error: String| {
+        // As they happen, to line up with the nemesis's lines.
+        eprintln!(
+            "chaos: {:.1} s: transformer: {error}",
+            started.elapsed().as_secs_f64()
+        );
+        if counts.errors.len() < ERRORS_KEPT_MAX {
+            counts.errors.push(error);
+        }
+    };
+    let consumer = input_consumer(config);
+    let mut producer: Option<TxnProducer> = None;
+    let mut sequence = 0u64;
+    let mut txn = 0u64;
+    from_committed(&consumer);
+    while !stop.load(Ordering::Relaxed) {
+        let Some(active) = producer.as_ref() else {
+            match transactional_producer(config, history) {
+                Ok(made) => producer = Some(made),
+                Err(error) => {
+                    keep_error(&mut counts, format!("init_transactions: {error}"));
+                    thread::sleep(READ_POLL_TIMEOUT);
+                }
+            }
+            // The previous producer's transaction has ended now, one way
+            // or the other: read from what was committed.
+            from_committed(&consumer);
+            continue;
+        };
+        // Gather a transaction's input.
+        let mut batch: Vec<(i32, i64)> = Vec::new();
+        let gather_until = Instant::now() + TXN_GATHER;
+        while batch.len() < TXN_RECORDS_MAX && Instant::now() < gather_until {
+            match consumer.poll(READ_POLL_TIMEOUT) {
+                Some(Ok(message)) => batch.push((message.partition(), message.offset())),
+                Some(Err(error)) => keep_error(&mut counts, format!("input: {error}")),
+                None => {}
+            }
+        }
+        if batch.is_empty() {
+            continue;
+        }
+        txn += 1;
+        let ended = run_transaction(
+            active,
+            &consumer,
+            history,
+            &batch,
+            txn,
+            &mut sequence,
+            rng.below(ABORT_ONE_IN) == 0,
+        );
+        counts.processed += batch.len() as u64;
+        let outcome = match ended {
+            Ended::Committed => {
+                counts.committed += 1;
+                committed.fetch_add(1, Ordering::Relaxed);
+                TxnOutcome::Committed
+            }
+            Ended::Aborted => {
+                counts.aborted += 1;
+                TxnOutcome::Aborted
+            }
+            Ended::Unknown(error) => {
+                counts.unknown += 1;
+                counts.restarts += 1;
+                keep_error(&mut counts, error);
+                producer = None;
+                TxnOutcome::Unknown
+            }
+        };
+        record(history, Op::TxnEnded { id: txn, outcome });
+        match outcome {
+            TxnOutcome::Committed => {
+                let mut next: std::collections::BTreeMap<i32, i64> = Default::default();
+                for (partition, offset) in &batch {
+                    next.insert(*partition, offset + 1);
+                }
+                for (partition, offset) in next {
+                    record(
+                        history,
+                        Op::Committed {
+                            group: TRANSFORM_GROUP,
+                            partition,
+                            offset,
+                        },
+                    );
+                }
+            }
+            TxnOutcome::Aborted => from_committed(&consumer),
+            // Read again once a new producer has ended the transaction.
+            TxnOutcome::Unknown => {}
+        }
+    }
+    // A transaction of unknown outcome may still be open: a new producer
+    // of the same id ends it, so the final read_committed read does not
+    // wait out its timeout.
+    for _ in 0..COMMIT_ATTEMPTS_MAX {
+        if producer.is_some() {
+            break;
+        }
+        match transactional_producer(config, history) {
+            Ok(made) => producer = Some(made),
+            Err(error) => keep_error(
+                &mut counts,
+                format!("init_transactions at the end: {error}"),
+            ),
+        }
+    }
+    counts
+}
+
+/// One transaction: the batch's outputs and its input offsets, then a
+/// commit (or an abort, if `abort`).
+fn run_transaction(
+    producer: &TxnProducer,
+    consumer: &BaseConsumer,
+    history: &History,
+    batch: &[(i32, i64)],
+    txn: u64,
+    sequence: &mut u64,
+    abort: bool,
+) -> Ended {
+    let failed = |what: &str, error: KafkaError| -> Ended {
+        // An error that only needs an abort ends the transaction for sure.
+        let abortable =
+            matches!(&error, KafkaError::Transaction(inner) if inner.txn_requires_abort());
+        if abortable && producer.abort_transaction(TXN_CALL_TIMEOUT).is_ok() {
+            return Ended::Aborted;
+        }
+        Ended::Unknown(format!("{what}: {error}"))
+    };
+    if let Err(error) = producer.begin_transaction() {
+        return Ended::Unknown(format!("begin_transaction: {error}"));
+    }
+    let mut next: std::collections::BTreeMap<i32, i64> = Default::default();
+    for (partition, offset) in batch {
+        let output = SendId {
+            producer: TRANSFORMER,
+            sequence: *sequence,
+        };
+        *sequence += 1;
+        record(
+            history,
+            Op::Processed {
+                group: TRANSFORM_GROUP,
+                partition: *partition,
+                offset: *offset,
+                output: Some(output),
+            },
+        );
+        let value = value_of(output);
+        let message =
+            BaseRecord::<(), _, _>::with_opaque_to(OUTPUT_TOPIC, Box::new((output.sequence, txn)))
+                .partition(*partition)
+                .payload(value.as_bytes());
+        if let Err((error, _)) = producer.send(message) {
+            return failed("send", error);
+        }
+        next.insert(*partition, offset + 1);
+    }
+    if abort {
+        return match producer.abort_transaction(TXN_CALL_TIMEOUT) {
+            Ok(()) => Ended::Aborted,
+            Err(error) => Ended::Unknown(format!("abort_transaction: {error}")),
+        };
+    }
+    let mut offsets = TopicPartitionList::new();
+    for (partition, offset) in next {
+        offsets
+            .add_partition_offset(TOPIC, partition, Offset::Offset(offset))
+            .expect("adding an offset");
+    }
+    let Some(metadata) = consumer.group_metadata() else {
+        return failed("group metadata", KafkaError::Canceled);
+    };
+    if let Err(error) = producer.send_offsets_to_transaction(&offsets, &metadata, TXN_CALL_TIMEOUT)
+    {
+        return failed("send_offsets_to_transaction", error);
+    }
+    for _ in 0..COMMIT_ATTEMPTS_MAX {
+        match producer.commit_transaction(TXN_CALL_TIMEOUT) {
+            Ok(()) => return Ended::Committed,
+            Err(KafkaError::Transaction(inner)) if inner.is_retriable() => continue,
+            Err(error) => return failed("commit_transaction", error),
+        }
+    }
+    Ended::Unknown(format!(
+        "commit_transaction: still retriable after {COMMIT_ATTEMPTS_MAX} attempts"
+    ))
+}
+
+/// A read_committed reader of the output topic, on `assign`.
+pub fn committed_reader(brokers: &[TestBroker]) -> BaseConsumer {
+    cluster_config(brokers)
+        .set("group.id", "sluice-chaos-output-readers")
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("enable.partition.eof", "false")
+        .set("auto.offset.reset", "error")
+        .set("isolation.level", "read_committed")
+        .create()
+        .expect("creating an output reader")
+}
+
+/// Assigns every output partition from its start, recorded as seeks.
+pub fn output_from_start(consumer: &BaseConsumer, history: &Mutex<Vec<Op>>, reader: u32) {
+    let mut assignment = TopicPartitionList::new();
+    for partition in 0..PARTITIONS {
+        record(
+            history,
+            Op::Seek {
+                reader,
+                partition: OUTPUT_PARTITION_BASE + partition,
+                offset: 0,
+            },
+        );
+        assignment
+            .add_partition_offset(OUTPUT_TOPIC, partition, Offset::Offset(0))
+            .expect("adding a partition");
+    }
+    consumer
+        .assign(&assignment)
+        .expect("assigning the output partitions");
+}
+
+/// An output record as a read by `reader` with `isolation`.
+pub fn output_read(reader: u32, isolation: Isolation, message: &impl Message) -> Op {
+    let send = message.payload().and_then(parse_value).unwrap_or_else(|| {
+        panic!(
+            "reader {reader}: {OUTPUT_TOPIC} {}/{} holds a value the transformer did not send: {:?}",
+            message.partition(),
+            message.offset(),
+            message.payload().map(String::from_utf8_lossy)
+        )
+    });
+    Op::Read {
+        reader,
+        isolation,
+        partition: OUTPUT_PARTITION_BASE + message.partition(),
+        offset: message.offset(),
+        send,
+    }
+}
+
+/// Tails the output read_committed until `stop`; a refused position
+/// starts every partition over.
+fn read_output(consumer: &BaseConsumer, history: &Mutex<Vec<Op>>, stop: &AtomicBool) -> u64 {
+    let mut reads = 0;
+    output_from_start(consumer, history, LIVE_COMMITTED_READER);
+    while !stop.load(Ordering::Relaxed) {
+        match consumer.poll(READ_POLL_TIMEOUT) {
+            None => {}
+            Some(Ok(message)) => {
+                record(
+                    history,
+                    output_read(LIVE_COMMITTED_READER, Isolation::ReadCommitted, &message),
+                );
+                reads += 1;
+            }
+            Some(Err(error)) if super::position_refused(&error) => {
+                output_from_start(consumer, history, LIVE_COMMITTED_READER);
+            }
+            Some(Err(_)) => {}
+        }
+    }
+    reads
+}
+
+/// The final read_committed read of the output: from the start of every
+/// partition until the reader's position reaches its high watermark (the
+/// position, not the last record: a transaction's marker ends a partition),
+/// then `Op::FinalReadDone`.
+pub fn read_output_committed(brokers: &[TestBroker], history: &Mutex<Vec<Op>>, reader: u32) -> u64 {
+    let consumer = committed_reader(brokers);
+    let mut ends = Vec::new();
+    for partition in 0..PARTITIONS {
+        let (_, high) = crate::common::wait_for(
+            &format!("the high watermark of {OUTPUT_TOPIC}-{partition}"),
+            crate::common::CLIENT_TIMEOUT,
+            READ_POLL_TIMEOUT,
+            || {
+                consumer
+                    .fetch_watermarks(OUTPUT_TOPIC, partition, READ_POLL_TIMEOUT * 10)
+                    .map_err(|error| error.to_string())
+            },
+        );
+        ends.push(high);
+    }
+    output_from_start(&consumer, history, reader);
+    let deadline = Instant::now() + FINAL_COMMITTED_READ_TIMEOUT;
+    let mut reads = 0;
+    loop {
+        let positions = consumer.position().expect("the reader's positions");
+        let reached = (0..PARTITIONS).zip(&ends).all(|(partition, end)| {
+            *end == 0
+                || matches!(
+                    positions.find_partition(OUTPUT_TOPIC, partition).map(|tp| tp.offset()),
+                    Some(Offset::Offset(at)) if at >= *end
+                )
+        });
+        if reached {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the final read_committed reader is at {positions:?} after \
+             {FINAL_COMMITTED_READ_TIMEOUT:?}; the high watermarks are {ends:?} (an open \
+             transaction holds the last stable offset back?)"
+        );
+        match consumer.poll(READ_POLL_TIMEOUT) {
+            None => {}
+            Some(Ok(message)) => {
+                record(
+                    history,
+                    output_read(reader, Isolation::ReadCommitted, &message),
+                );
+                reads += 1;
+            }
+            Some(Err(error)) => assert!(
+                !super::position_refused(&error),
+                "the final read_committed reader's position was refused: {error}"
+            ),
+        }
+    }
+    record(
+        history,
+        Op::FinalReadDone {
+            reader,
+            isolation: Isolation::ReadCommitted,
+        },
+    );
+    reads
+}
