@@ -11,7 +11,9 @@
 //! every partition from its start to its high watermark. Alongside, a
 //! transformer turns the topic into an output topic in transactions
 //! (consume-transform-produce, `chaos_parts/transform.rs`), read by a
-//! read_committed reader and, at the end, read both ways. The nemesis kills
+//! read_committed reader and, at the end, read both ways. Members of a
+//! consumer group, each a process of its own, join, leave and crash while
+//! they read the topic and commit (`chaos_parts/groups.rs`). The nemesis kills
 //! (kill -9), freezes (SIGSTOP past the session timeout), stops (SIGTERM)
 //! or, where network namespaces can be made, cuts off from the other
 //! brokers (past the session timeout) one random broker at a time and waits
@@ -23,6 +25,10 @@
 //! `SLUICE_TEST_KEEP=1` keeps the brokers' directories and logs.
 
 mod common;
+#[path = "chaos_parts/disks.rs"]
+mod disks;
+#[path = "chaos_parts/groups.rs"]
+mod groups;
 #[path = "chaos_parts/transform.rs"]
 mod transform;
 
@@ -37,6 +43,8 @@ use common::{
     admin_options, cluster_bootstrap, start_cluster_on, wait_for, Frozen, Host, Rng, Stop,
     TestBroker, CLIENT_TIMEOUT,
 };
+use disks::{Disks, Slowed};
+use groups::{GroupCounts, Groups};
 use rdkafka::admin::{NewTopic, TopicReplication};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -81,6 +89,11 @@ const _: () = assert!(FROZEN_MIN.as_millis() < FROZEN_MAX.as_millis());
 /// others fence it and its leader lease has lapsed.
 const PARTITIONED_MIN: Duration = Duration::from_secs(4);
 const PARTITIONED_MAX: Duration = Duration::from_secs(8);
+/// How long a broker's data disk stays full, or slowed to a trickle.
+const DISK_FULL_MIN: Duration = Duration::from_secs(4);
+const DISK_FULL_MAX: Duration = Duration::from_secs(8);
+const DISK_SLOW_MIN: Duration = Duration::from_secs(4);
+const DISK_SLOW_MAX: Duration = Duration::from_secs(8);
 const _: () = assert!(PARTITIONED_MIN.as_millis() > 2 * BROKER_SESSION_TIMEOUT.as_millis());
 /// From a fault's end to every partition fully in sync again, as every
 /// broker tells it: a restarted broker first catches up on what it missed.
@@ -148,6 +161,40 @@ const SHORT_RUN_ACKNOWLEDGED_MIN: u64 = 200;
 /// The chaos tests run one at a time: each runs three brokers and a dozen
 /// clients, which two at once would starve on a small machine.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+/// The same across test processes (another build's chaos test, a soak
+/// script's): an exclusive `flock` on this file in the temporary directory.
+const ONE_AT_A_TIME_LOCK_FILE: &str = "sluice-chaos.lock";
+
+/// Held while a chaos test runs: the in-process lock, then the file lock,
+/// which the kernel releases when the file is closed, even by a killed
+/// test.
+struct Alone {
+    _file: Option<std::fs::File>,
+    _guard: std::sync::MutexGuard<'static, ()>,
+}
+
+fn alone() -> Alone {
+    use std::os::fd::AsRawFd;
+    let guard = ONE_AT_A_TIME.lock().unwrap_or_else(PoisonError::into_inner);
+    let path = std::env::temp_dir().join(ONE_AT_A_TIME_LOCK_FILE);
+    // Without the file (a read-only temporary directory) the tests of
+    // this process still run one at a time.
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .ok()
+        .filter(|file| {
+            // SAFETY: flock on a descriptor this function owns; it blocks
+            // until no other process holds the lock.
+            unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) == 0 }
+        });
+    Alone {
+        _file: file,
+        _guard: guard,
+    }
+}
 
 /// What a chaos run drives and injects.
 #[derive(Clone, Copy)]
@@ -157,6 +204,9 @@ struct Shape {
     transform: bool,
     /// Network partitions among the faults (where namespaces can be made).
     partitions: bool,
+    /// Consumer group members joining, leaving and crashing while they
+    /// commit.
+    groups: bool,
 }
 
 /// The keyed append under every fault, network partitions included.
@@ -165,32 +215,29 @@ fn faults_leave_no_anomaly_in_the_history() {
     run_chaos(Shape {
         transform: false,
         partitions: true,
+        groups: true,
     });
 }
 
 /// Consume-transform-produce in transactions, with the keyed append as its
-/// input, under kill -9, SIGSTOP and SIGTERM. Ignored until a defect it
-/// found is fixed: after a fault the transformer stops committing. After a
-/// network partition healed, librdkafka's send_offsets_to_transaction
-/// waited without end, never sending the TxnOffsetCommit to the group
-/// coordinator (the cut-off broker); after a SIGSTOP of a broker it
-/// stalled too (not yet examined). Whether the broker or the client is at
-/// fault is not known yet. `SLUICE_CHAOS_TXN_DEBUG=1` logs the producer's
-/// transaction protocol. The no-fault run of the transformer is part of
-/// `the_checker_catches_a_broken_recorded_history`.
+/// input, under every fault. The transformer's producer closes idle
+/// connections after a few seconds to get around a librdkafka defect
+/// (its issue 5511; see `transform::PRODUCER_IDLE_CLOSE`) that otherwise
+/// stalls it for ten minutes after its group coordinator is fenced.
+/// `SLUICE_CHAOS_TXN_DEBUG=1` logs the producer's transaction protocol.
 #[test]
-#[ignore = "the transformer stalls after a fault (see the comment); run with --ignored"]
 fn transactions_survive_faults() {
     run_chaos(Shape {
         transform: true,
-        partitions: false,
+        partitions: true,
+        groups: false,
     });
 }
 
 /// Faults one at a time, each followed by a wait for a whole cluster, with
 /// the clients recording all along; then the final read and the check.
 fn run_chaos(shape: Shape) {
-    let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(PoisonError::into_inner);
+    let _alone = alone();
     let seed = env_number("SLUICE_CHAOS_SEED", SEED_DEFAULT);
     let chaos_secs = env_number("SLUICE_CHAOS_SECS", CHAOS_SECS_DEFAULT);
     eprintln!(
@@ -211,21 +258,29 @@ fn run_chaos(shape: Shape) {
             None => Host::loopback(),
         })
         .collect();
+    // Declared before the brokers: unmounted after they have stopped.
+    let disks: Option<Disks>;
     let mut brokers = start_chaos_cluster(&hosts);
-    let mut workload = Workload::start(&brokers, seed, shape.transform);
+    // Where namespaces can be made the harness is root, and can also give
+    // each broker a small disk of its own to fill or slow down.
+    disks = network
+        .is_some()
+        .then(|| Disks::move_brokers_onto(&mut brokers));
+    let mut workload = Workload::start(&brokers, seed, shape.transform, shape.groups);
     workload.wait_for_progress(&brokers, "before the first fault");
+    let mut kinds = vec![Fault::Kill, Fault::Freeze, Fault::Terminate];
+    if network.is_some() {
+        kinds.push(Fault::Partition);
+    }
+    if disks.as_ref().is_some_and(|disks| disks.len() == NODES) {
+        kinds.extend([Fault::DiskFull, Fault::DiskSlow]);
+    }
     let mut rng = Rng::new(seed);
     let mut faults = Faults::default();
     let faults_until = Instant::now() + Duration::from_secs(chaos_secs);
     while Instant::now() < faults_until {
         thread::sleep(between(&mut rng, FAULT_PAUSE_MIN, FAULT_PAUSE_MAX));
-        let kinds = if network.is_some() { 4 } else { 3 };
-        let fault = match rng.below(kinds) {
-            0 => Fault::Kill,
-            1 => Fault::Freeze,
-            2 => Fault::Terminate,
-            _ => Fault::Partition,
-        };
+        let fault = kinds[rng.below(kinds.len() as u64) as usize];
         let victim = rng.below(NODES as u64) as usize;
         let began = Instant::now();
         let done = inject(&mut brokers, network.as_ref(), victim, fault, &mut rng);
@@ -245,15 +300,18 @@ fn run_chaos(shape: Shape) {
     let history = workload.take_history();
     let anomalies = check(&history);
     eprintln!(
-        "chaos: seed {seed}, {} faults (kill9 {}, stop {}, term {}, cut {}), {} acknowledged \
-         ({} sent, {} failed), {} reads (live {}, final {}; {} rewinds, {} resets), \
+        "chaos: seed {seed}, {} faults (kill9 {}, stop {}, term {}, cut {}, \
+         disk full {}, disk slow {}), {} acknowledged ({} sent, {} failed), {} reads (live {}, final {}; {} rewinds, {} resets), \
          transformer: {} records in {} committed, {} aborted, {} unknown transactions, \
-         {} outputs read committed (live {}, final {}), anomalies: {}, {:.0} s",
+         {} outputs read committed (live {}, final {}), group: {} members started ({} left, \
+         {} killed, {} refused), {} reads, {} commits ({} failed), anomalies: {}, {:.0} s",
         faults.total(),
         faults.killed,
         faults.frozen,
         faults.terminated,
         faults.partitioned,
+        faults.filled,
+        faults.slowed,
         thousands(finished.acknowledged),
         thousands(finished.sent),
         thousands(finished.failed),
@@ -269,6 +327,13 @@ fn run_chaos(shape: Shape) {
         thousands(finished.output_reads + final_read.committed_reads),
         thousands(finished.output_reads),
         thousands(final_read.committed_reads),
+        finished.groups.started,
+        finished.groups.left,
+        finished.groups.killed,
+        finished.groups.refused,
+        thousands(finished.groups.reads),
+        thousands(finished.groups.commits),
+        finished.groups.commit_failures,
         anomalies.len(),
         started.elapsed().as_secs_f64()
     );
@@ -301,10 +366,10 @@ fn run_chaos(shape: Shape) {
 /// write taken away, or with a record stored twice, is caught.
 #[test]
 fn the_checker_catches_a_broken_recorded_history() {
-    let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(PoisonError::into_inner);
+    let _alone = alone();
     let hosts: Vec<Host> = (0..NODES).map(|_| Host::loopback()).collect();
     let brokers = start_chaos_cluster(&hosts);
-    let mut workload = Workload::start(&brokers, SEED_DEFAULT, true);
+    let mut workload = Workload::start(&brokers, SEED_DEFAULT, true, true);
     workload.wait_for_progress(&brokers, "at the start");
     thread::sleep(SHORT_RUN);
     let finished = workload.finish();
@@ -398,12 +463,25 @@ fn the_checker_catches_a_broken_recorded_history() {
         }],
         "{send:?} stored again at {partition}/{end}"
     );
+    groups::plant_anomalies(&history);
     eprintln!(
-        "chaos: a clean history of {} operations ({} acknowledged); a lost write and a \
-         duplicate planted in it were found",
+        "chaos: a clean history of {} operations ({} acknowledged, {} group members started, \
+         {} group commits); a lost write, a duplicate, a group commit going back and a record \
+         the group skipped planted in it were found",
         thousands(history.len() as u64),
-        thousands(finished.acknowledged)
+        thousands(finished.acknowledged),
+        finished.groups.started,
+        thousands(finished.groups.commits)
     );
+}
+
+/// A member of the group workload (`chaos_parts/groups.rs`): the harness
+/// runs this test binary again with only this test, so that a member is a
+/// process of its own, which a crash can kill.
+#[test]
+#[ignore = "a group member process of the chaos harness; the harness starts it"]
+fn chaos_group_member() {
+    groups::member_main();
 }
 
 // ---- the cluster --------------------------------------------------------------
@@ -563,6 +641,11 @@ enum Fault {
     /// the clients still reaching it) past the session timeout, then the
     /// network healed.
     Partition,
+    /// Its data disk full to the last byte (writes fail with ENOSPC), then
+    /// the space freed.
+    DiskFull,
+    /// Its data disk throttled to a few dozen I/Os a second, then not.
+    DiskSlow,
 }
 
 #[derive(Debug, Default)]
@@ -571,6 +654,8 @@ struct Faults {
     frozen: usize,
     terminated: usize,
     partitioned: usize,
+    filled: usize,
+    slowed: usize,
 }
 
 impl Faults {
@@ -580,11 +665,13 @@ impl Faults {
             Fault::Freeze => self.frozen += 1,
             Fault::Terminate => self.terminated += 1,
             Fault::Partition => self.partitioned += 1,
+            Fault::DiskFull => self.filled += 1,
+            Fault::DiskSlow => self.slowed += 1,
         }
     }
 
     fn total(&self) -> usize {
-        self.killed + self.frozen + self.terminated + self.partitioned
+        self.killed + self.frozen + self.terminated + self.partitioned + self.filled + self.slowed
     }
 }
 
@@ -638,6 +725,21 @@ fn inject(
             format!(
                 "broker {node} cut off from the others for {} ms",
                 cut_for.as_millis()
+            )
+        }
+        Fault::DiskFull => {
+            let full_for = between(rng, DISK_FULL_MIN, DISK_FULL_MAX);
+            disks::fill_for(broker, full_for);
+            format!("disk of broker {node} full for {} ms", full_for.as_millis())
+        }
+        Fault::DiskSlow => {
+            let slow_for = between(rng, DISK_SLOW_MIN, DISK_SLOW_MAX);
+            let slowed = Slowed::slow(broker);
+            thread::sleep(slow_for);
+            drop(slowed);
+            format!(
+                "disk of broker {node} slowed for {} ms",
+                slow_for.as_millis()
             )
         }
     }
@@ -769,6 +871,8 @@ struct Workload {
     reader: Option<thread::JoinHandle<ReaderCounts>>,
     /// The transactional workload, if this run has it.
     transform: Option<Transform>,
+    /// The consumer group workload, if this run has it.
+    groups: Option<Groups>,
 }
 
 /// What the workload did, once its producers have flushed.
@@ -782,6 +886,7 @@ struct Finished {
     transform: TransformCounts,
     /// Outputs the live read_committed reader read.
     output_reads: u64,
+    groups: GroupCounts,
 }
 
 impl Finished {
@@ -806,11 +911,12 @@ impl Finished {
                 self.reader.kept_errors.join("\n  ")
             );
         }
+        self.groups.report_errors();
     }
 }
 
 impl Workload {
-    fn start(brokers: &[TestBroker], seed: u64, transform: bool) -> Workload {
+    fn start(brokers: &[TestBroker], seed: u64, transform: bool, groups: bool) -> Workload {
         let history: History = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
         let delivery_timeout = DELIVERY_TIMEOUT.as_millis().to_string();
@@ -850,6 +956,7 @@ impl Workload {
             thread::spawn(move || read_live(&consumer, &history, &stop, seed))
         };
         let transform = transform.then(|| Transform::start(brokers, &history, &stop, seed));
+        let groups = groups.then(|| Groups::start(brokers, seed));
         Workload {
             history,
             stop,
@@ -858,6 +965,7 @@ impl Workload {
             senders,
             reader: Some(reader),
             transform,
+            groups,
         }
     }
 
@@ -869,9 +977,14 @@ impl Workload {
             .collect()
     }
 
-    /// Waits until every producer has new acknowledgements and the
-    /// transformer has committed a new transaction.
+    /// Waits until every producer has new acknowledgements, the
+    /// transformer has committed a new transaction and the group has
+    /// committed further in every partition.
     fn wait_for_progress(&self, brokers: &[TestBroker], why: &str) {
+        if let Some(groups) = &self.groups {
+            groups.follow(brokers);
+        }
+        let group_before = self.groups.as_ref().map(Groups::committed);
         let before = self.acknowledged();
         let transactions = || {
             self.transform
@@ -896,14 +1009,23 @@ impl Workload {
                 }
                 let now = self.acknowledged();
                 let committed = transactions();
+                let group_now = self.groups.as_ref().map(Groups::committed);
+                let group_advanced = match (&group_now, &group_before) {
+                    (Some(now), Some(before)) => {
+                        now.iter().zip(before).all(|(now, before)| now > before)
+                    }
+                    _ => true,
+                };
                 if now.iter().zip(&before).all(|(now, before)| now > before)
                     && (committed.is_none() || committed > committed_before)
+                    && group_advanced
                 {
                     Ok(())
                 } else {
                     Err(format!(
                         "acknowledged by producer {now:?}, before {before:?}; transactions \
-                         committed by the transformer {committed:?}, before {committed_before:?}"
+                         committed by the transformer {committed:?}, before {committed_before:?}; \
+                         the group's commits by partition {group_now:?}, before {group_before:?}"
                     ))
                 }
             },
@@ -935,6 +1057,11 @@ impl Workload {
                 )
             });
         }
+        let groups = self
+            .groups
+            .as_mut()
+            .map(|groups| groups.finish(&self.history))
+            .unwrap_or_default();
         let total = |field: fn(&DeliveryCounts) -> &AtomicU64| -> u64 {
             self.counts
                 .iter()
@@ -961,6 +1088,7 @@ impl Workload {
             reader,
             transform,
             output_reads,
+            groups,
         }
     }
 

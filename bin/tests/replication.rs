@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::disk::{fill_up, SmallDisk};
+use common::disk::{KeptFull, SmallDisk};
 use common::netns::TestNetwork;
 use common::{
     admin_options, quorum_leader, read_all, start_cluster_on, text, wait_for, Delivery, Frozen,
@@ -108,8 +108,6 @@ const STEP_OUT_TIMEOUT: Duration = Duration::from_secs(10);
 /// test, so the broker whose disk fills leads partitions again after its
 /// restart.
 const LEADER_REBALANCE_INTERVAL_MS: &str = "1000";
-/// Between takes of the space the full disk's file system frees.
-const REFILL_INTERVAL: Duration = Duration::from_millis(20);
 /// Time for a reassignment to copy a partition and switch over.
 const REASSIGNMENT_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long after a kill answers the dead broker sent before it died may
@@ -826,21 +824,8 @@ fn a_full_disk_takes_only_its_broker_out_of_the_isrs() {
         .collect();
     let ballast = brokers[index].data_dir().join(".ballast");
     let filled_at = Instant::now();
-    fill_up(&ballast);
+    let full = KeptFull::fill(&ballast);
     let filled = filled_at.elapsed();
-    // The file system hands back blocks it had reserved (the broker's own
-    // allocations): keep taking them, so the disk stays full.
-    let keep_full = Arc::new(AtomicBool::new(true));
-    let refill = {
-        let keep_full = Arc::clone(&keep_full);
-        let ballast = ballast.clone();
-        thread::spawn(move || {
-            while keep_full.load(Ordering::Relaxed) {
-                fill_up(&ballast);
-                thread::sleep(REFILL_INTERVAL);
-            }
-        })
-    };
     wait_for(
         &format!("broker {victim}, its disk full, out of every ISR and leading nothing"),
         STEP_OUT_TIMEOUT,
@@ -862,9 +847,7 @@ fn a_full_disk_takes_only_its_broker_out_of_the_isrs() {
     let stepped_out = filled_at.elapsed();
     let since = load.acknowledged_by_partition();
     load.wait_for_progress(&since, "with the full disk's broker out of the ISRs");
-    keep_full.store(false, Ordering::Relaxed);
-    refill.join().expect("the refilling thread");
-    fs::remove_file(&ballast).expect("removing the ballast");
+    full.free();
     let freed_at = Instant::now();
     wait_for_full_isr(&brokers, "space returned on the full disk");
     eprintln!(

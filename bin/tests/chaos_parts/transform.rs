@@ -54,6 +54,19 @@ const ABORT_ONE_IN: u64 = 4;
 const TRANSACTION_TIMEOUT: Duration = Duration::from_secs(60);
 /// Bound on each transactional call (init, offsets, commit, abort).
 const TXN_CALL_TIMEOUT: Duration = Duration::from_secs(30);
+/// librdkafka's `connections.max.idle.ms` for the transactional producer.
+/// librdkafka up to at least 2.12 (its issue 5511) can wait forever in
+/// `send_offsets_to_transaction` when the group coordinator it cached left
+/// the Metadata answers in the meantime (as a fenced broker does, here and
+/// in Apache Kafka): it drops that broker's handle but keeps waiting for
+/// the handle to come up, and asks for the coordinator again only when
+/// some other broker connection changes state. Closing idle connections
+/// is such a change, and a stalled producer's connections are all idle;
+/// without this the stall lasts until a broker closes the idle connection
+/// (`connections.max.idle.ms`, 10 minutes). The timeout does not help:
+/// that call ignores it (librdkafka issue 5456).
+const PRODUCER_IDLE_CLOSE: Duration = Duration::from_secs(5);
+const _: () = assert!(PRODUCER_IDLE_CLOSE.as_secs() < TXN_CALL_TIMEOUT.as_secs());
 /// How often a retriable commit is tried again before it counts as an
 /// unknown outcome.
 const COMMIT_ATTEMPTS_MAX: u32 = 5;
@@ -130,6 +143,24 @@ impl ProducerContext for TxnRecorder {
 
 type TxnProducer = ThreadedProducer<TxnRecorder>;
 
+/// The input consumer's librdkafka lines, as the producer's
+/// (`SLUICE_CHAOS_TXN_DEBUG` adds its group and broker debug lines).
+struct InputLogger;
+
+impl ClientContext for InputLogger {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, facility: &str, message: &str) {
+        use rdkafka::config::RDKafkaLogLevel::{Alert, Critical, Emerg, Error, Warning};
+        let serious = matches!(level, Emerg | Alert | Critical | Error | Warning);
+        if serious || std::env::var_os(TXN_DEBUG).is_some() {
+            eprintln!("chaos: transformer's consumer: {level:?} {facility}: {message}");
+        }
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for InputLogger {}
+
+type InputConsumer = BaseConsumer<InputLogger>;
+
 /// The transformer and the output's live reader, on threads of their own.
 pub struct Transform {
     pub committed: CommittedCount,
@@ -184,6 +215,11 @@ impl Transform {
 
 impl Drop for Transform {
     fn drop(&mut self) {
+        // After a failed check the transformer may be the thing that is
+        // stuck: joining it would hang the test instead of failing it.
+        if thread::panicking() {
+            return;
+        }
         if let Some(thread) = self.transformer.take() {
             let _ = thread.join();
         }
@@ -202,11 +238,15 @@ fn transactional_producer(
     let mut config = config.clone();
     if std::env::var_os(TXN_DEBUG).is_some() {
         config
-            .set("debug", "eos,protocol")
+            .set("debug", "eos,protocol,broker")
             .set_log_level(rdkafka::config::RDKafkaLogLevel::Debug);
     }
     let producer: TxnProducer = config
         .set("transactional.id", TRANSACTIONAL_ID)
+        .set(
+            "connections.max.idle.ms",
+            PRODUCER_IDLE_CLOSE.as_millis().to_string(),
+        )
         .set(
             "transaction.timeout.ms",
             TRANSACTION_TIMEOUT.as_millis().to_string(),
@@ -220,21 +260,26 @@ fn transactional_producer(
 
 /// The transformer's input consumer: every input partition assigned at the
 /// group's committed offsets (read again after every abort).
-fn input_consumer(config: &rdkafka::config::ClientConfig) -> BaseConsumer {
+fn input_consumer(config: &rdkafka::config::ClientConfig) -> InputConsumer {
+    let mut config = config.clone();
+    if std::env::var_os(TXN_DEBUG).is_some() {
+        config
+            .set("debug", "cgrp,broker,protocol")
+            .set_log_level(rdkafka::config::RDKafkaLogLevel::Debug);
+    }
     config
-        .clone()
         .set("group.id", TRANSFORM_GROUP_ID)
         .set("isolation.level", "read_committed")
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("enable.partition.eof", "false")
         .set("auto.offset.reset", "earliest")
-        .create()
+        .create_with_context(InputLogger)
         .expect("creating the transformer's consumer")
 }
 
 /// (Re)assigns every input partition at the group's committed offset.
-fn from_committed(consumer: &BaseConsumer) {
+fn from_committed(consumer: &InputConsumer) {
     let mut assignment = TopicPartitionList::new();
     for partition in 0..PARTITIONS {
         assignment
@@ -383,7 +428,7 @@ fn transform(
 /// commit (or an abort, if `abort`).
 fn run_transaction(
     producer: &TxnProducer,
-    consumer: &BaseConsumer,
+    consumer: &InputConsumer,
     history: &History,
     batch: &[(i32, i64)],
     txn: u64,

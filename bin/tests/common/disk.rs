@@ -5,7 +5,15 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread;
 use std::time::Duration;
+
+/// Between two top-ups of a full disk: the file system hands back blocks
+/// it had reserved for the broker's own files, which would let writes
+/// through.
+const REFILL_INTERVAL: Duration = Duration::from_millis(20);
 
 /// A loop-mounted ext4 file system, unmounted and removed on drop.
 pub struct SmallDisk {
@@ -107,5 +115,60 @@ impl SmallDisk {
         run(Command::new("cp").arg("-a").arg(moving.join(".")).arg(dir));
         fs::remove_dir_all(&moving).expect("removing the directory set aside");
         disk
+    }
+}
+
+/// A disk kept full: `ballast` written until no block is left, then topped
+/// up on a thread of its own until [`KeptFull::free`].
+pub struct KeptFull {
+    ballast: PathBuf,
+    keep_full: Arc<AtomicBool>,
+    refill: Option<thread::JoinHandle<()>>,
+}
+
+impl KeptFull {
+    /// Returns once the disk is full.
+    pub fn fill(ballast: &Path) -> KeptFull {
+        fill_up(ballast);
+        let keep_full = Arc::new(AtomicBool::new(true));
+        let refill = {
+            let keep_full = Arc::clone(&keep_full);
+            let ballast = ballast.to_path_buf();
+            thread::spawn(move || {
+                while keep_full.load(Ordering::Relaxed) {
+                    fill_up(&ballast);
+                    thread::sleep(REFILL_INTERVAL);
+                }
+            })
+        };
+        KeptFull {
+            ballast: ballast.to_path_buf(),
+            keep_full,
+            refill: Some(refill),
+        }
+    }
+
+    /// Stops topping up and removes the ballast: the space is back.
+    pub fn free(mut self) {
+        self.stop_refilling();
+        fs::remove_file(&self.ballast).expect("removing the ballast");
+    }
+
+    fn stop_refilling(&mut self) {
+        self.keep_full.store(false, Ordering::Relaxed);
+        if let Some(refill) = self.refill.take() {
+            refill.join().expect("the refilling thread");
+        }
+    }
+}
+
+impl Drop for KeptFull {
+    /// A failed test stops the refilling too: the thread would otherwise
+    /// keep the file system busy when it is unmounted.
+    fn drop(&mut self) {
+        self.keep_full.store(false, Ordering::Relaxed);
+        if let Some(refill) = self.refill.take() {
+            let _ = refill.join();
+        }
     }
 }
