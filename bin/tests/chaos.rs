@@ -268,6 +268,7 @@ fn run_chaos(shape: Shape) {
         .then(|| Disks::move_brokers_onto(&mut brokers));
     let mut workload = Workload::start(&brokers, seed, shape.transform, shape.groups);
     workload.wait_for_progress(&brokers, "before the first fault");
+    let mut fatal_after = None;
     let mut kinds = vec![Fault::Kill, Fault::Freeze, Fault::Terminate];
     if network.is_some() {
         kinds.push(Fault::Partition);
@@ -288,6 +289,10 @@ fn run_chaos(shape: Shape) {
         wait_in_sync(&brokers, &why);
         workload.wait_for_progress(&brokers, &why);
         faults.count(fault);
+        if !workload.fatal_errors().is_empty() {
+            fatal_after = Some(why);
+            break;
+        }
         eprintln!(
             "chaos: {:.1} s: {done}; whole again {} ms after the fault began",
             started.elapsed().as_secs_f64(),
@@ -338,6 +343,17 @@ fn run_chaos(shape: Shape) {
         started.elapsed().as_secs_f64()
     );
     finished.report_errors();
+    let fatal = workload.fatal_errors();
+    assert!(
+        fatal.is_empty(),
+        "seed {seed}: producers hit fatal errors ({}; brokers at {}), with {} anomalies in the \
+         history:\n{}\n{}",
+        fatal_after.as_deref().unwrap_or("before the first fault"),
+        cluster_bootstrap(&brokers),
+        anomalies.len(),
+        fatal.join("\n"),
+        describe(&history, &anomalies)
+    );
     assert!(
         anomalies.is_empty(),
         "seed {seed}: {} anomalies in a history of {} operations:\n{}",
@@ -372,6 +388,11 @@ fn the_checker_catches_a_broken_recorded_history() {
     let mut workload = Workload::start(&brokers, SEED_DEFAULT, true, true);
     workload.wait_for_progress(&brokers, "at the start");
     thread::sleep(SHORT_RUN);
+    assert_eq!(
+        workload.fatal_errors(),
+        Vec::<String>::new(),
+        "without faults"
+    );
     let finished = workload.finish();
     let final_read = read_everything(&brokers, &workload.history);
     let history = workload.take_history();
@@ -801,7 +822,23 @@ struct Recorder {
     counts: Arc<DeliveryCounts>,
 }
 
-impl ClientContext for Recorder {}
+/// Set to librdkafka debug contexts (e.g. `msg,eos,protocol`), the
+/// keyed-append producers log those debug lines, to line up with the
+/// brokers' logs when a producer fails.
+const PRODUCER_DEBUG: &str = "SLUICE_CHAOS_PRODUCER_DEBUG";
+
+impl ClientContext for Recorder {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, facility: &str, message: &str) {
+        use rdkafka::config::RDKafkaLogLevel::{Alert, Critical, Emerg, Error, Warning};
+        let serious = matches!(level, Emerg | Alert | Critical | Error | Warning);
+        if serious || std::env::var_os(PRODUCER_DEBUG).is_some() {
+            eprintln!(
+                "chaos: producer {}: {level:?} {facility}: {message}",
+                self.producer
+            );
+        }
+    }
+}
 
 impl ProducerContext for Recorder {
     /// The send's sequence.
@@ -931,7 +968,13 @@ impl Workload {
                 history: Arc::clone(&history),
                 counts: Arc::clone(&delivered),
             };
-            let client: RecordingProducer = cluster_config(brokers)
+            let mut config = cluster_config(brokers);
+            if let Some(contexts) = std::env::var_os(PRODUCER_DEBUG) {
+                config
+                    .set("debug", contexts.to_string_lossy())
+                    .set_log_level(rdkafka::config::RDKafkaLogLevel::Debug);
+            }
+            let client: RecordingProducer = config
                 .set("enable.idempotence", "true")
                 .set("acks", "all")
                 .set("linger.ms", "5")
@@ -997,15 +1040,11 @@ impl Workload {
             PROGRESS_TIMEOUT,
             PROGRESS_POLL_INTERVAL,
             || {
-                for (index, producer) in self.producers.iter().enumerate() {
-                    if let Some((code, reason)) = producer.client().fatal_error() {
-                        panic!(
-                            "producer {} hit a fatal error ({why}): {code:?}: {reason}; \
-                             brokers at {}",
-                            index + 1,
-                            cluster_bootstrap(brokers)
-                        );
-                    }
+                // No progress can come from a producer that hit a fatal
+                // error: the run goes on to its final read and check,
+                // which say what the broker did (`fatal_errors`).
+                if !self.fatal_errors().is_empty() {
+                    return Ok(());
                 }
                 let now = self.acknowledged();
                 let committed = transactions();
@@ -1032,6 +1071,19 @@ impl Workload {
         );
     }
 
+    /// The fatal errors the producers hit (an idempotent producer's
+    /// sequence out of order, say): each says what the broker answered.
+    fn fatal_errors(&self) -> Vec<String> {
+        self.producers
+            .iter()
+            .enumerate()
+            .filter_map(|(index, producer)| {
+                let (code, reason) = producer.client().fatal_error()?;
+                Some(format!("producer {}: {code:?}: {reason}", index + 1))
+            })
+            .collect()
+    }
+
     /// Stops sending and reading, and waits for every delivery report.
     fn finish(&mut self) -> Finished {
         self.stop.store(true, Ordering::Relaxed);
@@ -1049,6 +1101,11 @@ impl Workload {
             .map(Transform::finish)
             .unwrap_or_default();
         for (index, producer) in self.producers.iter().enumerate() {
+            if producer.client().fatal_error().is_some() {
+                // Its queue was failed with the fatal error: there is
+                // nothing to wait for.
+                continue;
+            }
             producer.flush(FLUSH_TIMEOUT).unwrap_or_else(|error| {
                 panic!(
                     "producer {}: not every send has a delivery report {FLUSH_TIMEOUT:?} \
@@ -1140,6 +1197,9 @@ fn send_steadily(
                     message = back;
                     thread::sleep(Duration::from_millis(1));
                 }
+                // The producer cannot go on; the harness reports why
+                // (`Workload::fatal_errors`).
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::Fatal), _)) => return,
                 Err((error, _)) => panic!("producer {id}: queueing send {sequence}: {error}"),
             }
         }
