@@ -63,7 +63,11 @@ pub enum Op {
         partition: i32,
         offset: i64,
     },
-    /// `group` committed `offset` for `partition`.
+    /// `group` committed `offset` for `partition`. Commits come in the
+    /// order they were acknowledged, whichever member made them (a harness
+    /// whose members are processes of their own orders them by a clock
+    /// they share): none may go back, not even a fenced member's, since a
+    /// coordinator refuses commits of an older generation.
     Committed {
         group: u32,
         partition: i32,
@@ -858,6 +862,68 @@ mod tests {
         let done = history.pop().expect("the final read");
         history.extend([processed(3, 0, None), group_commit(3, 1), done]);
         assert_eq!(kinds(&history), Vec::new());
+    }
+
+    fn seek(reader: u32, offset: i64) -> Op {
+        Op::Seek {
+            reader,
+            partition: 0,
+            offset,
+        }
+    }
+
+    /// A read of offset `offset` by a member of group 3 (as `reader`),
+    /// which is also the group's processing of it.
+    fn member_read(reader: u32, offset: i64) -> [Op; 2] {
+        [
+            read(reader, offset, 1, offset as u64),
+            processed(3, offset, None),
+        ]
+    }
+
+    /// Group 3's members 20 and 21 (as readers) hand partition 0 over:
+    /// 20 reads offsets 0 and 1 and commits 2, then 21 is assigned the
+    /// partition, reads 1 again (at least once allows that) and 2, and
+    /// commits 3.
+    fn handed_over() -> Vec<Op> {
+        let mut history = clean();
+        let done = history.pop().expect("the final read");
+        history.push(seek(20, 0));
+        history.extend(member_read(20, 0));
+        history.extend(member_read(20, 1));
+        history.push(group_commit(3, 2));
+        history.push(seek(21, 1));
+        history.extend(member_read(21, 1));
+        history.extend(member_read(21, 2));
+        history.push(group_commit(3, 3));
+        history.push(done);
+        history
+    }
+
+    #[test]
+    fn a_group_is_checked_across_its_members() {
+        assert_eq!(check(&handed_over()), Vec::new());
+        // Member 21 commits 1 after member 20's 2: back, whoever made it.
+        let mut history = handed_over();
+        history.insert(15, group_commit(3, 1));
+        assert_eq!(
+            check(&history),
+            only(AnomalyKind::CommitBackwards, &[14, 15])
+        );
+        // Member 21 assigned the partition past the committed offset: it
+        // never reads offset 2, yet the group commits past it.
+        let mut history = handed_over();
+        history.drain(15..21);
+        history.insert(15, seek(21, 3));
+        history.insert(16, group_commit(3, 3));
+        assert_eq!(check(&history), only(AnomalyKind::Skipped, &[16, 17]));
+        // Member 21's offsets going back within one assignment.
+        let mut history = handed_over();
+        history.insert(20, read(21, 1, 1, 1));
+        assert_eq!(
+            check(&history),
+            only(AnomalyKind::NonMonotonicRead, &[18, 20])
+        );
     }
 
     /// Offsets 0..3 of partition 0 transformed by group 3 into sends of
