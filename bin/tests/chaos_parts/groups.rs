@@ -629,6 +629,7 @@ impl Groups {
             }
         }
         self.shared.phase.store(HOLD, Ordering::Relaxed);
+        let began = Instant::now();
         wait_for(
             "the group to commit every acknowledged record (a group stuck with data available)",
             GROUP_CATCH_UP_TIMEOUT,
@@ -648,10 +649,17 @@ impl Groups {
                 }
             },
         );
+        let caught_up = began.elapsed();
         self.shared.phase.store(FINISH, Ordering::Relaxed);
         if let Some(controller) = self.controller.take() {
             assert!(controller.join().is_ok(), "the member controller panicked");
         }
+        eprintln!(
+            "chaos: the group had committed every acknowledged record {} ms after the \
+             producers' flush; its members were gone {} ms later",
+            caught_up.as_millis(),
+            (began.elapsed() - caught_up).as_millis()
+        );
         let line_readers = std::mem::take(
             &mut *self
                 .shared
