@@ -17,6 +17,9 @@ pub const METADATA_LOG_BYTES_MAX: u64 =
 /// 0.5–1 s after the leader's last heartbeat: quick failover on a LAN, and
 /// still ten heartbeats of slack for a stalled process.
 pub const TICK_INTERVAL: std::time::Duration = std::time::Duration::from_millis(50);
+/// How often a voter whose metadata log failed (a full disk) checks whether
+/// it can write again and take part in the quorum again.
+pub const QUORUM_REJOIN_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 /// Peer messages waiting for the quorum's driver; more are dropped (raft-rs
 /// sends again) so a flood cannot grow memory.
 pub const QUORUM_INBOX_MAX: usize = 4096;

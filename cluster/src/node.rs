@@ -271,6 +271,22 @@ impl<S: Storage> MetadataNode<S> {
         self.config.node_id
     }
 
+    /// This node opened again from what its data directory holds, as a
+    /// restart would open it: after a failed write of its metadata log (a
+    /// full disk) its memory may be ahead of its disk, which it must not
+    /// vote or acknowledge on. A new incarnation, so that no proposal made
+    /// before is taken for one made after.
+    pub async fn reopen(&self) -> Result<MetadataNode<S>, WalError> {
+        let mut config = self.config.clone();
+        config.incarnation = config.incarnation.wrapping_add(1);
+        MetadataNode::open(config, self.wal.reopened(), None).await
+    }
+
+    /// Whether its disk has room for metadata again (see [`Wal::has_room`]).
+    pub async fn has_room(&self) -> bool {
+        self.wal.has_room().await
+    }
+
     pub fn applied(&self) -> u64 {
         self.applied
     }

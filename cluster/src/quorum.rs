@@ -16,7 +16,8 @@ use sluice_engine::notify::Signal;
 use sluice_engine::{ClusterMetadata, Storage};
 
 use crate::constants::{
-    ELECTION_TIMEOUT_MIN, INCARNATIONS_HEARD_MAX, QUORUM_INBOX_MAX, TICK_INTERVAL,
+    ELECTION_TIMEOUT_MIN, INCARNATIONS_HEARD_MAX, QUORUM_INBOX_MAX, QUORUM_REJOIN_INTERVAL,
+    TICK_INTERVAL,
 };
 use crate::node::{MetadataNode, ProposalId, ProposeError};
 use crate::MetadataRecord;
@@ -486,19 +487,107 @@ fn leave_quorum(shared: &Shared, reason: String) {
         %reason,
         "this node stops taking part in the metadata quorum until restarted"
     );
+    fail(shared, reason);
+}
+
+/// Writes fail with `reason` from now on, and this node no longer says it
+/// leads: its controller must not act on a leadership it cannot use.
+fn fail(shared: &Shared, reason: String) {
     *shared.failure.borrow_mut() = Some(reason);
+    {
+        let mut status = shared.status.borrow_mut();
+        status.leader = None;
+        status.is_leader = false;
+        status.can_decide = false;
+        status.progress.clear();
+        status.leading_since = None;
+    }
     shared.progress_signal.notify();
 }
 
+/// Why the driver stopped driving its node.
+enum Halt {
+    /// Its log disagrees with the quorum's: the directory is damaged; for
+    /// good.
+    Diverged(String),
+    /// A write of its metadata log failed (a full disk): it may be ahead of
+    /// its disk, and takes part again once it can write and has reopened
+    /// its log.
+    LogFailed(String),
+}
+
 async fn drive<S: Storage>(shared: Rc<Shared>, mut node: MetadataNode<S>, transport: Transport) {
+    // The image index a reopened node must reach before its image is
+    // published: it replays its log from its snapshot, and an older image
+    // (a deleted topic back, an earlier leader) must never be acted on.
+    let mut publish_from = 0;
+    loop {
+        match run(&shared, &mut node, &transport, publish_from).await {
+            Halt::Diverged(reason) => {
+                leave_quorum(&shared, reason);
+                return;
+            }
+            Halt::LogFailed(reason) => {
+                tracing::error!(
+                    %reason,
+                    "this node stops taking part in the metadata quorum until its metadata log \
+                     can be written again"
+                );
+                publish_from = shared.status.borrow().applied;
+                fail(&shared, reason);
+                node = rejoin(&shared, &node).await;
+            }
+        }
+    }
+}
+
+/// Waits until the failed `node`'s disk has room for metadata again, then
+/// opens it again from its disk; meanwhile nothing queued for it is kept:
+/// peers' messages are stale by then (raft-rs sends again), and proposals
+/// were answered with the failure.
+async fn rejoin<S: Storage>(shared: &Shared, failed: &MetadataNode<S>) -> MetadataNode<S> {
+    loop {
+        glommio::timer::sleep(QUORUM_REJOIN_INTERVAL).await;
+        shared.inbox.borrow_mut().clear();
+        if !failed.has_room().await {
+            continue;
+        }
+        match failed.reopen().await {
+            Ok(node) => {
+                // No await from here on: nothing can queue in between.
+                shared.inbox.borrow_mut().clear();
+                *shared.failure.borrow_mut() = None;
+                tracing::info!(
+                    "the metadata log can be written again: this node takes part in the \
+                     metadata quorum again"
+                );
+                shared.progress_signal.notify();
+                return node;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "reopening the metadata log failed; trying again");
+            }
+        }
+    }
+}
+
+/// Drives `node` until it must stop.
+async fn run<S: Storage>(
+    shared: &Rc<Shared>,
+    node: &mut MetadataNode<S>,
+    transport: &Transport,
+    publish_from: u64,
+) -> Halt {
     let mut next_tick = Instant::now() + TICK_INTERVAL;
+    // An image change held back below `publish_from`.
+    let mut unpublished = false;
     loop {
         let now = Instant::now();
         if now >= next_tick {
             node.tick();
             next_tick = now + TICK_INTERVAL;
         } else if shared.inbox.borrow().is_empty() {
-            let waiting = Rc::clone(&shared);
+            let waiting = Rc::clone(shared);
             let woken = shared
                 .inbox_signal
                 .wait_for(move || (!waiting.inbox.borrow().is_empty()).then_some(()));
@@ -538,11 +627,10 @@ async fn drive<S: Storage>(shared: Rc<Shared>, mut node: MetadataNode<S>, transp
                 Command::CampaignNow { leader, term } => node.campaign_now(leader, term),
             };
             if let Err(diverged) = stepped {
-                leave_quorum(
-                    &shared,
-                    format!("this node's metadata log disagrees with the quorum's ({diverged}); its metadata directory is damaged or was replaced"),
-                );
-                return;
+                return Halt::Diverged(format!(
+                    "this node's metadata log disagrees with the quorum's ({diverged}); its \
+                     metadata directory is damaged or was replaced"
+                ));
             }
         }
         match node.process().await {
@@ -555,18 +643,17 @@ async fn drive<S: Storage>(shared: Rc<Shared>, mut node: MetadataNode<S>, transp
                         shared.outcomes.borrow_mut().insert(ticket, Ok(index));
                     }
                 }
-                if processed.image_changed {
+                unpublished |= processed.image_changed;
+                if unpublished && node.applied() >= publish_from {
                     let mut image = node.image().clone();
                     image.controller = node.leader();
                     *shared.image.borrow_mut() = Arc::new(image);
+                    unpublished = false;
                 }
             }
-            Err(error) => {
-                // The in-memory log may now be ahead of the disk: this node
-                // leaves the quorum rather than vote or ack on it.
-                leave_quorum(&shared, format!("the metadata log failed: {error}"));
-                return;
-            }
+            // The in-memory log may now be ahead of the disk: this node
+            // stops rather than vote or ack on it.
+            Err(error) => return Halt::LogFailed(format!("the metadata log failed: {error}")),
         }
         // Kept while this node leads in the same term; a new term, or a
         // first round as leader, starts the clock again.

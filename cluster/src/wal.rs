@@ -250,6 +250,18 @@ impl<S: Storage> Wal<S> {
         written.map_err(|error| io_error("write", path, error))
     }
 
+    /// A new handle on the same log, unopened: a node whose writes failed
+    /// opens it again from what the disk holds, as a restart would.
+    pub fn reopened(&self) -> Wal<S> {
+        Wal::new(self.storage.clone(), &self.data_dir)
+    }
+
+    /// Whether the disk has room for metadata again: the metadata space
+    /// reserve exists, or could be made now.
+    pub async fn has_room(&self) -> bool {
+        keep_reserve(&self.storage, &self.data_dir).await
+    }
+
     /// True when the data directory never held a metadata log.
     pub fn is_new(&self) -> bool {
         !self.storage.exists(&self.path(SNAPSHOT_FILE))

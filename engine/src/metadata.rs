@@ -348,18 +348,20 @@ pub fn release_reserve<S: Storage>(storage: &S, data_dir: &Path) -> bool {
 
 /// Makes sure the space reserve exists (after a successful save, and at
 /// start): recreated as soon as the disk has room again. Failing to make it
-/// is not an error; the broker runs without it until it can.
-pub async fn keep_reserve<S: Storage>(storage: &S, data_dir: &Path) {
+/// is not an error; the broker runs without it until it can. True if the
+/// reserve exists now.
+pub async fn keep_reserve<S: Storage>(storage: &S, data_dir: &Path) -> bool {
     let reserve = data_dir.join(RESERVE_FILE);
     if storage.exists(&reserve) {
-        return;
+        return true;
     }
     let zeros = vec![0u8; METADATA_RESERVE_BYTES];
     match storage.write_small_atomic(&reserve, &zeros).await {
-        Ok(()) => {}
+        Ok(()) => true,
         Err(error) => {
             tracing::debug!(%error, "no metadata space reserve for now");
             let _ = storage.remove_file_at_once(&reserve);
+            false
         }
     }
 }
@@ -377,8 +379,8 @@ impl<S: Storage> FileMetadataStore<S> {
         std::fs::rename(&path, &retired).map_err(|error| StorageError::new("rename", &path, error))
     }
 
-    pub async fn keep_reserve(&self) {
-        keep_reserve(&self.storage, &self.data_dir).await;
+    pub async fn keep_reserve(&self) -> bool {
+        keep_reserve(&self.storage, &self.data_dir).await
     }
 }
 
