@@ -3645,6 +3645,11 @@ async fn read_epoch_checkpoint<S: Storage>(
 #[cfg(feature = "fuzzing")]
 pub mod fuzz_api;
 
+/// PLANTED DEFECT: a way to lose an acknowledged write, for proving that the
+/// fault harness catches one (`tests/chaos-broken.sh`); never in a real build.
+#[cfg(feature = "planted-defect-drop-acked")]
+mod planted_defect;
+
 #[cfg(test)]
 mod tests {
     use super::*;
