@@ -1034,7 +1034,14 @@ impl Broker {
                     continue;
                 }
             }
-            match log.append(&batches) {
+            // PLANTED DEFECT (feature `planted-defect-drop-acked`, never in
+            // a real build): loses one acknowledged batch, for
+            // tests/chaos-broken.sh to prove the fault harness catches it.
+            #[cfg(feature = "planted-defect-drop-acked")]
+            let appended = planted_defect::append(&entry.topic, entry.partition, &log, &batches);
+            #[cfg(not(feature = "planted-defect-drop-acked"))]
+            let appended = log.append(&batches);
+            match appended {
                 Ok(appended) => {
                     outcome.base_offset = appended.base_offset.0;
                     outcome.log_append_time = appended.log_append_time;
@@ -1624,6 +1631,10 @@ mod forward;
 mod lease;
 pub use lease::ControllerLease;
 mod peers;
+/// PLANTED DEFECT: loses one acknowledged batch (see the module); only in
+/// the build of tests/chaos-broken.sh.
+#[cfg(feature = "planted-defect-drop-acked")]
+mod planted_defect;
 mod reassignment;
 mod registration;
 mod replication;
