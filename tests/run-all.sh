@@ -27,6 +27,9 @@ cargo clippy --workspace --all-targets -- -D warnings
 # CI runs as root, so the network-partition test must run, not skip.
 SLUICE_REQUIRE_NETNS=1 cargo test --workspace
 bash tests/compat/run.sh target/debug/sluice
+# tests/chaos-broken.sh (the fault harness must fail against a broker with a
+# planted lost write) is not run here: its separate build takes 10 minutes
+# on a fresh 2-core machine, twice the budget of one CI step.
 # The fuzz targets (tests/fuzz, a workspace of their own) need nightly, which
 # a CI machine may lack; built there, they cannot rot unnoticed. The replay
 # build is a debug one without sanitizer: 2 to 4 minutes cold on a busy
