@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
+use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::message::{DeliveryResult, Message};
 use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
@@ -293,6 +294,23 @@ fn from_committed(consumer: &InputConsumer) {
         .expect("assigning the input partitions");
 }
 
+/// Whether `error` is librdkafka telling that the committed offsets of an
+/// assignment could not be fetched (its group coordinator moved: the
+/// OffsetFetch went to the old one). librdkafka then leaves those
+/// partitions unstarted until the application assigns them again
+/// (`rd_kafka_assignment_apply_offsets`: "only reside on .all until the
+/// application unassigns it"); it does not ask the new coordinator itself.
+fn committed_offsets_lost(error: &KafkaError) -> bool {
+    matches!(
+        error,
+        KafkaError::MessageConsumption(
+            RDKafkaErrorCode::NotCoordinator
+                | RDKafkaErrorCode::CoordinatorNotAvailable
+                | RDKafkaErrorCode::CoordinatorLoadInProgress
+        )
+    )
+}
+
 /// How a transaction's commit went.
 enum Ended {
     Committed,
@@ -347,7 +365,16 @@ fn transform(
         while batch.len() < TXN_RECORDS_MAX && Instant::now() < gather_until {
             match consumer.poll(READ_POLL_TIMEOUT) {
                 Some(Ok(message)) => batch.push((message.partition(), message.offset())),
-                Some(Err(error)) => keep_error(&mut counts, format!("input: {error}")),
+                Some(Err(error)) => {
+                    let refetch = committed_offsets_lost(&error);
+                    keep_error(&mut counts, format!("input: {error}"));
+                    if refetch {
+                        // What was gathered comes again from the committed
+                        // offsets: kept, it would be processed twice.
+                        batch.clear();
+                        from_committed(&consumer);
+                    }
+                }
                 None => {}
             }
         }
