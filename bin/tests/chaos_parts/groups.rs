@@ -494,6 +494,11 @@ struct Shared {
     /// The highest acknowledged commit per partition, for the progress
     /// checks.
     committed: Mutex<Vec<i64>>,
+    /// When the controller was started, and whether the group has
+    /// committed past offset 0 in every partition since: how long a new
+    /// group takes to get going is a cost of every run.
+    started: Instant,
+    under_way: AtomicBool,
     counts: Mutex<GroupCounts>,
     /// The threads reading the members' lines, until their processes end.
     line_readers: Mutex<Vec<thread::JoinHandle<()>>>,
@@ -568,6 +573,8 @@ impl Groups {
             phase: AtomicU8::new(CHURN),
             ops: Mutex::new(first),
             committed: Mutex::new(vec![0; PARTITIONS as usize]),
+            started: Instant::now(),
+            under_way: AtomicBool::new(false),
             counts: Mutex::default(),
             line_readers: Mutex::default(),
         });
@@ -947,6 +954,15 @@ fn record_lines(shared: &Shared, member: u32, stdout: std::process::ChildStdout)
                     {
                         *highest = (*highest).max(*offset);
                     }
+                }
+                if committed.iter().all(|offset| *offset > 0)
+                    && !shared.under_way.swap(true, Ordering::Relaxed)
+                {
+                    eprintln!(
+                        "chaos: the group committed in every partition {} ms after its first \
+                         members were started",
+                        shared.started.elapsed().as_millis()
+                    );
                 }
             }
             Said::Foreign(value) => shared.counts().failures.push(format!(
