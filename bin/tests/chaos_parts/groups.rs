@@ -33,7 +33,9 @@ use std::time::{Duration, Instant};
 
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
+use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use sluice_perf::history::{check, Anomaly, AnomalyKind, Isolation, Op, SendId};
 
@@ -234,6 +236,39 @@ fn read_one(state: &Mutex<MemberState>, message: &impl Message) {
     }
 }
 
+/// Whether `error` is librdkafka telling that the committed offsets of the
+/// assignment could not be fetched (the OffsetFetch went to a group
+/// coordinator that had moved): it then leaves those partitions unstarted
+/// until the application assigns them again (as the transformer found,
+/// `chaos_parts/transform.rs`), and the group would stall.
+fn committed_offsets_lost(error: &KafkaError) -> bool {
+    matches!(
+        error,
+        KafkaError::MessageConsumption(
+            RDKafkaErrorCode::NotCoordinator
+                | RDKafkaErrorCode::CoordinatorNotAvailable
+                | RDKafkaErrorCode::CoordinatorLoadInProgress
+        )
+    )
+}
+
+/// Assigns the member's partitions again, so that librdkafka fetches their
+/// committed offsets again: each starts over from there, recorded as a
+/// seek before its next read.
+fn assign_again(consumer: &BaseConsumer<MemberContext>, state: &Mutex<MemberState>) {
+    let assignment = match consumer.assignment() {
+        Ok(assignment) => assignment,
+        Err(error) => return say(format_args!("error reading the assignment: {error}")),
+    };
+    {
+        let mut state = state.lock().unwrap_or_else(PoisonError::into_inner);
+        state.fresh = state.assigned.clone();
+    }
+    if let Err(error) = consumer.assign(&assignment) {
+        say(format_args!("error assigning again: {error}"));
+    }
+}
+
 /// The body of [`MEMBER_TEST`]: one member, until SIGTERM (or a position
 /// the brokers refuse, after which a new member takes over).
 pub fn member_main() {
@@ -299,7 +334,12 @@ pub fn member_main() {
                 say(format_args!("refused {error}"));
                 break;
             }
-            Some(Err(error)) => say(format_args!("error {error}")),
+            Some(Err(error)) => {
+                say(format_args!("error {error}"));
+                if committed_offsets_lost(&error) {
+                    assign_again(&consumer, &state);
+                }
+            }
         }
         if Instant::now() >= next_commit {
             commit_positions(&consumer, &state);
