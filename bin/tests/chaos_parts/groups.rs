@@ -33,12 +33,11 @@ use std::time::{Duration, Instant};
 
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
-use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
-use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use sluice_perf::history::{check, Anomaly, AnomalyKind, Isolation, Op, SendId};
 
+use super::transform::committed_offsets_lost;
 use super::{
     between, cluster_config, parse_value, position_refused, History, ERRORS_KEPT_MAX,
     METADATA_POLL_INTERVAL, METADATA_REQUEST_TIMEOUT, PARTITIONS, PROGRESS_POLL_INTERVAL,
@@ -234,22 +233,6 @@ fn read_one(state: &Mutex<MemberState>, message: &impl Message) {
     if state.assigned.contains(&partition) {
         state.positions.insert(partition, offset + 1);
     }
-}
-
-/// Whether `error` is librdkafka telling that the committed offsets of the
-/// assignment could not be fetched (the OffsetFetch went to a group
-/// coordinator that had moved): it then leaves those partitions unstarted
-/// until the application assigns them again (as the transformer found,
-/// `chaos_parts/transform.rs`), and the group would stall.
-fn committed_offsets_lost(error: &KafkaError) -> bool {
-    matches!(
-        error,
-        KafkaError::MessageConsumption(
-            RDKafkaErrorCode::NotCoordinator
-                | RDKafkaErrorCode::CoordinatorNotAvailable
-                | RDKafkaErrorCode::CoordinatorLoadInProgress
-        )
-    )
 }
 
 /// Assigns the member's partitions again, so that librdkafka fetches their

@@ -20,9 +20,9 @@ use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
-use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::message::{DeliveryResult, Message};
 use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use sluice_perf::history::{Isolation, Op, SendId, TxnOutcome};
 
@@ -300,7 +300,8 @@ fn from_committed(consumer: &InputConsumer) {
 /// partitions unstarted until the application assigns them again
 /// (`rd_kafka_assignment_apply_offsets`: "only reside on .all until the
 /// application unassigns it"); it does not ask the new coordinator itself.
-fn committed_offsets_lost(error: &KafkaError) -> bool {
+/// The group workload's members (`chaos_parts/groups.rs`) act on it too.
+pub fn committed_offsets_lost(error: &KafkaError) -> bool {
     matches!(
         error,
         KafkaError::MessageConsumption(
