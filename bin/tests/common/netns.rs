@@ -18,6 +18,8 @@ const BRIDGE_HOST: u8 = 254;
 const NETWORKS_PER_PROCESS: u32 = 4;
 /// First octet pair `10.SUBNET_BASE.x.0/24` of every test network.
 const SUBNET_BASE: u8 = 213;
+/// Third octets a test network may use (`10.SUBNET_BASE.0-249.0/24`).
+const SUBNETS: u32 = 250;
 
 /// Set (to anything) where network namespaces must work, as in CI: a test
 /// that cannot create them fails instead of being skipped.
@@ -66,7 +68,7 @@ impl TestNetwork {
             n < NETWORKS_PER_PROCESS,
             "more than {NETWORKS_PER_PROCESS} networks in one test process"
         );
-        let third = ((pid * NETWORKS_PER_PROCESS + n) % 250) as u8;
+        let third = free_third(((pid * NETWORKS_PER_PROCESS + n) % SUBNETS) as u8);
         // Interface names are at most 15 bytes.
         let tag = format!("{}{n}", pid % 100_000);
         let mut network = TestNetwork {
@@ -175,6 +177,26 @@ fn host_number(index: usize) -> u8 {
 }
 
 /// Runs `ip` with `args`; its error output if it fails.
+/// `wanted`, or the next third octet after it whose subnet no route of
+/// this host uses: a test process killed before it could delete its
+/// network leaves its bridge and route behind, and a new network on the
+/// same subnet would not reach its hosts.
+fn free_third(wanted: u8) -> u8 {
+    let prefix = format!("10.{SUBNET_BASE}.");
+    let used: std::collections::BTreeSet<u8> = Command::new("ip")
+        .args(["-4", "route", "show"])
+        .output()
+        .map(|output| String::from_utf8_lossy(&output.stdout).into_owned())
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|line| line.strip_prefix(&prefix)?.split('.').next()?.parse().ok())
+        .collect();
+    (0..SUBNETS)
+        .map(|step| ((u32::from(wanted) + step) % SUBNETS) as u8)
+        .find(|third| !used.contains(third))
+        .unwrap_or(wanted)
+}
+
 fn ip(args: &[&str]) -> Result<(), String> {
     let output = Command::new("ip")
         .args(args)
