@@ -821,11 +821,20 @@ impl Broker {
         }
     }
 
-    /// Reads a partition from its log start to its high watermark, handing
-    /// every whole batch to `visit` together with the offset its read began
-    /// at (records below it belong to an earlier read and are skipped by
-    /// the caller). The coordinators replay their internal partitions
-    /// through this.
+    /// Reads a partition from its log start to its log end, handing every
+    /// whole batch to `visit` together with the offset its read began at
+    /// (records below it belong to an earlier read and are skipped by the
+    /// caller). The coordinators replay their internal partitions through
+    /// this when they become its leader.
+    ///
+    /// To the log end, not the high watermark, as Kafka's coordinators load
+    /// (`FetchIsolation.LOG_END`): a new leader's high watermark lags its
+    /// log, and a record past it is still this leader's to complete. A
+    /// transactional offset commit the old leader had replicated but not yet
+    /// counted, left out of the replay, was never made visible by the commit
+    /// marker the transaction coordinator then wrote here, and the group
+    /// read its input again from the older offset (the chaos harness: input
+    /// records transformed in two committed transactions).
     pub(crate) async fn scan_batches(
         &self,
         topic: &str,
@@ -837,7 +846,7 @@ impl Broker {
             return Ok(());
         };
         let offsets = log.offsets();
-        let end = offsets.hw;
+        let end = offsets.leo;
         let mut position = offsets.log_start;
         while position < end {
             let chunks = log

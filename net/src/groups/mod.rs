@@ -647,8 +647,8 @@ impl GroupCoordinator {
         }
     }
 
-    /// Reads an offsets partition from its log start to its high watermark
-    /// and folds its records into per-group state. Returns the groups and
+    /// Reads an offsets partition from its log start to its log end (see
+    /// [`Broker::scan_batches`]) and folds its records into per-group state. Returns the groups and
     /// the number of records read.
     #[allow(clippy::type_complexity)]
     async fn replay(
