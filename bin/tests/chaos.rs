@@ -829,14 +829,25 @@ const PRODUCER_DEBUG: &str = "SLUICE_CHAOS_PRODUCER_DEBUG";
 
 impl ClientContext for Recorder {
     fn log(&self, level: rdkafka::config::RDKafkaLogLevel, facility: &str, message: &str) {
-        use rdkafka::config::RDKafkaLogLevel::{Alert, Critical, Emerg, Error, Warning};
-        let serious = matches!(level, Emerg | Alert | Critical | Error | Warning);
-        if serious || std::env::var_os(PRODUCER_DEBUG).is_some() {
-            eprintln!(
-                "chaos: producer {}: {level:?} {facility}: {message}",
-                self.producer
-            );
-        }
+        let client = format!("producer {}", self.producer);
+        log_client_line(&client, PRODUCER_DEBUG, level, facility, message);
+    }
+}
+
+/// Prints a librdkafka log line of `client`: warnings and worse always,
+/// everything else (its debug lines) only when the variable `debug` is
+/// set, to line up with the brokers' logs.
+fn log_client_line(
+    client: &str,
+    debug: &str,
+    level: rdkafka::config::RDKafkaLogLevel,
+    facility: &str,
+    message: &str,
+) {
+    use rdkafka::config::RDKafkaLogLevel::{Alert, Critical, Emerg, Error, Warning};
+    let serious = matches!(level, Emerg | Alert | Critical | Error | Warning);
+    if serious || std::env::var_os(debug).is_some() {
+        eprintln!("chaos: {client}: {level:?} {facility}: {message}");
     }
 }
 

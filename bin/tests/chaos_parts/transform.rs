@@ -27,8 +27,8 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use sluice_perf::history::{Isolation, Op, SendId, TxnOutcome};
 
 use super::{
-    cluster_config, parse_value, record, value_of, History, ERRORS_KEPT_MAX, PARTITIONS,
-    READ_POLL_TIMEOUT, TOPIC,
+    cluster_config, log_client_line, parse_value, record, value_of, History, ERRORS_KEPT_MAX,
+    PARTITIONS, READ_POLL_TIMEOUT, TOPIC,
 };
 use crate::common::{Rng, TestBroker};
 
@@ -109,11 +109,13 @@ impl ClientContext for TxnRecorder {
     /// brokers' logs when the transformer stalls (`SLUICE_CHAOS_TXN_DEBUG`
     /// turns on its `eos` debug lines).
     fn log(&self, level: rdkafka::config::RDKafkaLogLevel, facility: &str, message: &str) {
-        use rdkafka::config::RDKafkaLogLevel::{Alert, Critical, Emerg, Error, Warning};
-        let serious = matches!(level, Emerg | Alert | Critical | Error | Warning);
-        if serious || std::env::var_os(TXN_DEBUG).is_some() {
-            eprintln!("chaos: transformer's producer: {level:?} {facility}: {message}");
-        }
+        log_client_line(
+            "transformer's producer",
+            TXN_DEBUG,
+            level,
+            facility,
+            message,
+        );
     }
 }
 
@@ -150,11 +152,13 @@ struct InputLogger;
 
 impl ClientContext for InputLogger {
     fn log(&self, level: rdkafka::config::RDKafkaLogLevel, facility: &str, message: &str) {
-        use rdkafka::config::RDKafkaLogLevel::{Alert, Critical, Emerg, Error, Warning};
-        let serious = matches!(level, Emerg | Alert | Critical | Error | Warning);
-        if serious || std::env::var_os(TXN_DEBUG).is_some() {
-            eprintln!("chaos: transformer's consumer: {level:?} {facility}: {message}");
-        }
+        log_client_line(
+            "transformer's consumer",
+            TXN_DEBUG,
+            level,
+            facility,
+            message,
+        );
     }
 }
 
