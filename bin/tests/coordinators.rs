@@ -57,6 +57,11 @@ const KEY_TYPE_TRANSACTION: i8 = 1;
 const CONSUMER_GROUP: &str = "cluster-consumers";
 /// Records produced before the consumer starts, and again after it is done.
 const RECORDS: usize = 300;
+/// Kills of a coordinator right after an acknowledged commit: each
+/// follower's fetch must have been parked at the time (see the test).
+const KILL_AFTER_COMMIT_ROUNDS: u32 = 3;
+/// The offset a group commits before the one that is checked.
+const COMMITTED_BEFORE: i64 = 1_000;
 const RECORDS_AFTER: usize = 30;
 
 #[derive(Default)]
@@ -247,6 +252,104 @@ fn consumer_group_survives_the_loss_of_its_coordinator() {
     assert_eq!(
         after, expected,
         "the new member did not start at the committed offsets"
+    );
+}
+
+/// An acknowledged offset commit survives kill -9 of its coordinator's
+/// broker right after the acknowledgement. The commit is acknowledged once
+/// the followers hold it, but they learn the high watermark that covers it
+/// only with their next fetch answer, up to a fetch wait later; killed
+/// before that, the leader leaves a new one whose high watermark is below
+/// the commit. A coordinator that replayed its partition only to the high
+/// watermark missed the commit, and answered OffsetFetch with the one
+/// before, for good. Kafka's coordinators replay to the log end.
+#[test]
+fn an_offset_commit_survives_a_kill_right_after_its_acknowledgement() {
+    let mut brokers = start_cluster_with_topic();
+    for round in 1..=KILL_AFTER_COMMIT_ROUNDS {
+        let group_id = format!("{CONSUMER_GROUP}-kill-after-commit-{round}");
+        let committer = brokers[0].consumer(&[
+            ("bootstrap.servers", &cluster_bootstrap(&brokers)),
+            ("group.id", &group_id),
+            ("enable.auto.commit", "false"),
+        ]);
+        // Committed once to find the coordinator (and have an earlier
+        // commit for a stale one to answer with), then for the check.
+        commit_offset(&committer, COMMITTED_BEFORE);
+        let victim = wait_for(
+            &format!("the coordinator of {group_id}"),
+            CLUSTER_TIMEOUT,
+            POLL_INTERVAL,
+            || {
+                let node = coordinator(&brokers[0], KEY_TYPE_GROUP, &group_id);
+                (node > 0).then_some(node).ok_or(format!("node {node}"))
+            },
+        );
+        let victim_index = usize::try_from(victim - 1).expect("node ids start at 1");
+        let committed = COMMITTED_BEFORE + i64::from(round);
+        commit_offset(&committer, committed);
+        brokers[victim_index].stop(Stop::Kill);
+        drop(committer);
+        eprintln!("round {round}: committed {committed}, then killed broker {victim}");
+        let survivor = &brokers[(victim_index + 1) % NODES];
+        wait_for(
+            &format!("a new coordinator of {group_id}"),
+            CLUSTER_TIMEOUT,
+            POLL_INTERVAL,
+            || {
+                let now = coordinator(survivor, KEY_TYPE_GROUP, &group_id);
+                (now != victim && now > 0)
+                    .then_some(())
+                    .ok_or(format!("coordinator {now}"))
+            },
+        );
+        let fetched = wait_for(
+            &format!("OffsetFetch of {group_id} from its new coordinator"),
+            CLUSTER_TIMEOUT,
+            POLL_INTERVAL,
+            || {
+                let consumer = survivor.consumer(&[
+                    ("bootstrap.servers", &cluster_bootstrap(&brokers)),
+                    ("group.id", &group_id),
+                    ("enable.auto.commit", "false"),
+                ]);
+                let mut wanted = TopicPartitionList::new();
+                wanted.add_partition(TOPIC, 0);
+                consumer
+                    .committed_offsets(wanted, METADATA_TIMEOUT)
+                    .map_err(|error| format!("OffsetFetch: {error}"))
+                    .map(|list| {
+                        list.find_partition(TOPIC, 0)
+                            .and_then(|entry| entry.offset().to_raw())
+                            .unwrap_or(-1)
+                    })
+            },
+        );
+        assert_eq!(
+            fetched, committed,
+            "round {round}: the new coordinator of {group_id} lost the commit acknowledged \
+             just before broker {victim} was killed"
+        );
+        brokers[victim_index].start_again();
+        wait_for_full_isr(&brokers, Some(TOPIC), "the killed broker came back");
+    }
+}
+
+/// Commits `offset` for partition 0 of the topic, retrying while the
+/// coordinator is not yet known or is moving.
+fn commit_offset(consumer: &BaseConsumer, offset: i64) {
+    let mut list = TopicPartitionList::new();
+    list.add_partition_offset(TOPIC, 0, Offset::Offset(offset))
+        .expect("partition");
+    wait_for(
+        &format!("a commit of offset {offset}"),
+        CLUSTER_TIMEOUT,
+        POLL_INTERVAL,
+        || {
+            consumer
+                .commit(&list, CommitMode::Sync)
+                .map_err(|error| format!("commit: {error}"))
+        },
     );
 }
 
