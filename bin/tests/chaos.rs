@@ -20,7 +20,9 @@
 //! for the cluster to be whole again before the next fault.
 //!
 //! `SLUICE_CHAOS_SEED` fixes the schedule (faults, victims, pauses);
-//! `SLUICE_CHAOS_SECS` how long faults are injected. The interleaving of
+//! `SLUICE_CHAOS_SECS` how long faults are injected, and
+//! `SLUICE_CHAOS_FAULTS` how many at least (the faults go on past the
+//! time until there were that many). The interleaving of
 //! clients and brokers is not reproducible, only the schedule is.
 //! `SLUICE_TEST_KEEP=1` keeps the brokers' directories and logs.
 
@@ -74,27 +76,58 @@ const BROKER_SESSION_TIMEOUT: Duration = Duration::from_millis(1500);
 const SEED_DEFAULT: u64 = 16;
 /// Seconds of faults when `SLUICE_CHAOS_SECS` is unset: short enough for CI.
 const CHAOS_SECS_DEFAULT: u64 = 75;
-/// Between the cluster being whole again and the next fault.
-const FAULT_PAUSE_MIN: Duration = Duration::from_millis(500);
-const FAULT_PAUSE_MAX: Duration = Duration::from_secs(4);
-/// How long a killed broker stays down before it is restarted.
-const KILLED_MAX: Duration = Duration::from_secs(3);
-/// How long a frozen broker stays frozen: always well past the session
-/// timeout, so that it has been fenced and its partitions have moved.
-const FROZEN_MIN: Duration = Duration::from_secs(4);
-const FROZEN_MAX: Duration = Duration::from_secs(8);
-const _: () = assert!(FROZEN_MIN.as_millis() > 2 * BROKER_SESSION_TIMEOUT.as_millis());
-const _: () = assert!(FROZEN_MIN.as_millis() < FROZEN_MAX.as_millis());
-/// How long a broker stays cut off: past the session timeout, so that the
-/// others fence it and its leader lease has lapsed.
-const PARTITIONED_MIN: Duration = Duration::from_secs(4);
-const PARTITIONED_MAX: Duration = Duration::from_secs(8);
-/// How long a broker's data disk stays full, or slowed to a trickle.
-const DISK_FULL_MIN: Duration = Duration::from_secs(4);
-const DISK_FULL_MAX: Duration = Duration::from_secs(8);
-const DISK_SLOW_MIN: Duration = Duration::from_secs(4);
-const DISK_SLOW_MAX: Duration = Duration::from_secs(8);
-const _: () = assert!(PARTITIONED_MIN.as_millis() > 2 * BROKER_SESSION_TIMEOUT.as_millis());
+/// How fast faults come, and how long each lasts.
+struct Pace {
+    /// Between the cluster being whole again and the next fault.
+    pause: (Duration, Duration),
+    /// How long a killed broker stays down before it is restarted.
+    killed_max: Duration,
+    /// How long a frozen broker stays frozen: always well past the session
+    /// timeout, so that it has been fenced and its partitions have moved.
+    frozen: (Duration, Duration),
+    /// How long a broker stays cut off: past the session timeout, so that
+    /// the others fence it and its leader lease has lapsed.
+    partitioned: (Duration, Duration),
+    /// How long a broker's data disk stays full, or slowed to a trickle.
+    disk_full: (Duration, Duration),
+    disk_slow: (Duration, Duration),
+}
+
+/// The tests CI runs: faults that last, with time to settle between them.
+const PACE_SETTLED: Pace = Pace {
+    pause: (Duration::from_millis(500), Duration::from_secs(4)),
+    killed_max: Duration::from_secs(3),
+    frozen: (Duration::from_secs(4), Duration::from_secs(8)),
+    partitioned: (Duration::from_secs(4), Duration::from_secs(8)),
+    disk_full: (Duration::from_secs(4), Duration::from_secs(8)),
+    disk_slow: (Duration::from_secs(4), Duration::from_secs(8)),
+};
+/// The long schedule: each fault as short as still does its harm (a
+/// frozen or cut-off broker is fenced all the same), the next one right
+/// after the cluster is whole, so that an hour holds as many faults as it
+/// can.
+const PACE_BRISK: Pace = Pace {
+    pause: (Duration::from_millis(200), Duration::from_secs(1)),
+    killed_max: Duration::from_secs(2),
+    frozen: (Duration::from_millis(3200), Duration::from_secs(5)),
+    partitioned: (Duration::from_millis(3200), Duration::from_secs(5)),
+    disk_full: (Duration::from_secs(2), Duration::from_secs(4)),
+    disk_slow: (Duration::from_secs(2), Duration::from_secs(4)),
+};
+const _: () = assert!(PACE_SETTLED.fenced_every_time() && PACE_BRISK.fenced_every_time());
+
+impl Pace {
+    /// A frozen or cut-off broker stays so for more than twice the session
+    /// timeout: fenced, with its partitions moved, every time.
+    const fn fenced_every_time(&self) -> bool {
+        let fenced = 2 * BROKER_SESSION_TIMEOUT.as_millis();
+        self.frozen.0.as_millis() > fenced
+            && self.frozen.0.as_millis() < self.frozen.1.as_millis()
+            && self.partitioned.0.as_millis() > fenced
+            && self.partitioned.0.as_millis() < self.partitioned.1.as_millis()
+    }
+}
+
 /// From a fault's end to every partition fully in sync again, as every
 /// broker tells it: a restarted broker first catches up on what it missed.
 const IN_SYNC_TIMEOUT: Duration = Duration::from_secs(60);
@@ -207,6 +240,7 @@ struct Shape {
     /// Consumer group members joining, leaving and crashing while they
     /// commit.
     groups: bool,
+    pace: &'static Pace,
 }
 
 /// The keyed append under every fault, network partitions included.
@@ -216,6 +250,7 @@ fn faults_leave_no_anomaly_in_the_history() {
         transform: false,
         partitions: true,
         groups: true,
+        pace: &PACE_SETTLED,
     });
 }
 
@@ -231,6 +266,7 @@ fn transactions_survive_faults() {
         transform: true,
         partitions: true,
         groups: false,
+        pace: &PACE_SETTLED,
     });
 }
 
@@ -265,7 +301,7 @@ fn run_chaos(shape: Shape) {
     // each broker a small disk of its own to fill or slow down.
     disks = network
         .is_some()
-        .then(|| Disks::move_brokers_onto(&mut brokers));
+        .then(|| Disks::move_brokers_onto(&mut brokers, Duration::from_secs(chaos_secs)));
     let mut workload = Workload::start(&brokers, seed, shape.transform, shape.groups);
     workload.wait_for_progress(&brokers, "before the first fault");
     let mut fatal_after = None;
@@ -279,12 +315,19 @@ fn run_chaos(shape: Shape) {
     let mut rng = Rng::new(seed);
     let mut faults = Faults::default();
     let faults_until = Instant::now() + Duration::from_secs(chaos_secs);
-    while Instant::now() < faults_until {
-        thread::sleep(between(&mut rng, FAULT_PAUSE_MIN, FAULT_PAUSE_MAX));
+    let faults_wanted = env_number("SLUICE_CHAOS_FAULTS", 0);
+    while Instant::now() < faults_until || (faults.total() as u64) < faults_wanted {
+        thread::sleep(between(&mut rng, shape.pace.pause.0, shape.pace.pause.1));
         let fault = kinds[rng.below(kinds.len() as u64) as usize];
         let victim = rng.below(NODES as u64) as usize;
         let began = Instant::now();
-        let done = inject(&mut brokers, network.as_ref(), victim, fault, &mut rng);
+        let done = inject(
+            &mut brokers,
+            network.as_ref(),
+            (victim, fault),
+            shape.pace,
+            &mut rng,
+        );
         let why = format!("after {done}");
         wait_in_sync(&brokers, &why);
         workload.wait_for_progress(&brokers, &why);
@@ -496,6 +539,22 @@ fn the_checker_catches_a_broken_recorded_history() {
     );
 }
 
+/// Every workload at once (keyed append, consumer group, consume-transform-
+/// produce) under every fault, at the brisk pace: the long schedule, run
+/// by hand as `SLUICE_CHAOS_SECS=3600 SLUICE_CHAOS_FAULTS=1000 cargo test
+/// -p sluice --test chaos -- --ignored --exact every_workload_under_faults`
+/// (see the README).
+#[test]
+#[ignore = "the long schedule; run by hand with SLUICE_CHAOS_SECS"]
+fn every_workload_under_faults() {
+    run_chaos(Shape {
+        transform: true,
+        partitions: true,
+        groups: true,
+        pace: &PACE_BRISK,
+    });
+}
+
 /// A member of the group workload (`chaos_parts/groups.rs`): the harness
 /// runs this test binary again with only this test, so that a member is a
 /// process of its own, which a crash can kill.
@@ -701,15 +760,15 @@ impl Faults {
 fn inject(
     brokers: &mut [TestBroker],
     network: Option<&TestNetwork>,
-    victim: usize,
-    fault: Fault,
+    (victim, fault): (usize, Fault),
+    pace: &Pace,
     rng: &mut Rng,
 ) -> String {
     let node = victim + 1;
     let broker = &mut brokers[victim];
     match fault {
         Fault::Kill => {
-            let down = between(rng, Duration::ZERO, KILLED_MAX);
+            let down = between(rng, Duration::ZERO, pace.killed_max);
             broker.stop(Stop::Kill);
             thread::sleep(down);
             broker.start_again();
@@ -719,7 +778,7 @@ fn inject(
             )
         }
         Fault::Freeze => {
-            let frozen_for = between(rng, FROZEN_MIN, FROZEN_MAX);
+            let frozen_for = between(rng, pace.frozen.0, pace.frozen.1);
             // Thawed when dropped, also when the test fails while it is
             // frozen: a stopped process would not act on the SIGTERM the
             // harness stops it with.
@@ -734,7 +793,7 @@ fn inject(
         }
         Fault::Partition => {
             let network = network.expect("partitions are drawn only with a network");
-            let cut_for = between(rng, PARTITIONED_MIN, PARTITIONED_MAX);
+            let cut_for = between(rng, pace.partitioned.0, pace.partitioned.1);
             let others: Vec<usize> = (0..NODES).filter(|index| *index != victim).collect();
             for other in &others {
                 network.cut(victim, *other);
@@ -749,12 +808,12 @@ fn inject(
             )
         }
         Fault::DiskFull => {
-            let full_for = between(rng, DISK_FULL_MIN, DISK_FULL_MAX);
+            let full_for = between(rng, pace.disk_full.0, pace.disk_full.1);
             disks::fill_for(broker, full_for);
             format!("disk of broker {node} full for {} ms", full_for.as_millis())
         }
         Fault::DiskSlow => {
-            let slow_for = between(rng, DISK_SLOW_MIN, DISK_SLOW_MAX);
+            let slow_for = between(rng, pace.disk_slow.0, pace.disk_slow.1);
             let slowed = Slowed::slow(broker);
             thread::sleep(slow_for);
             drop(slowed);

@@ -14,10 +14,14 @@ use rdkafka::consumer::Consumer;
 use crate::common::disk::{KeptFull, SmallDisk};
 use crate::common::{wait_for, Stop, TestBroker};
 
-/// Each broker's file system: room for a chaos run's logs several times
-/// over (a 75 s run writes a few MiB a broker), so only the nemesis fills
-/// it.
+/// Each broker's file system: room for a short chaos run's logs several
+/// times over (a 75 s run writes a few MiB a broker), so only the nemesis
+/// fills it; a long run gets `DISK_BYTES_PER_SECOND` more for each second
+/// of faults. The image is sparse: only what is written takes space.
 const DISK_BYTES: u64 = 256 * 1024 * 1024;
+/// About four times what every workload together writes to a broker each
+/// second (22 MB in a 79 s run).
+const DISK_BYTES_PER_SECOND: u64 = 1024 * 1024;
 /// The file that fills a disk, next to the broker's own files.
 const BALLAST: &str = ".chaos-ballast";
 /// The v1 blkio hierarchy, where the throttling control groups are made.
@@ -42,11 +46,12 @@ impl Disks {
     /// Moves every broker, one after the other, onto a small file system
     /// of its own (stopped with SIGTERM, its directory copied over,
     /// started again), waiting each time until all brokers list it again.
-    pub fn move_brokers_onto(brokers: &mut [TestBroker]) -> Disks {
+    pub fn move_brokers_onto(brokers: &mut [TestBroker], faults_for: Duration) -> Disks {
+        let bytes = DISK_BYTES + faults_for.as_secs() * DISK_BYTES_PER_SECOND;
         let mut disks = Vec::with_capacity(brokers.len());
         for index in 0..brokers.len() {
             brokers[index].stop(Stop::Term);
-            disks.push(SmallDisk::move_onto(&brokers[index].data_dir(), DISK_BYTES));
+            disks.push(SmallDisk::move_onto(&brokers[index].data_dir(), bytes));
             brokers[index].start_again();
             wait_for(
                 &format!("broker {} back on its small disk", index + 1),
