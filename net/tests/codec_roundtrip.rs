@@ -1004,6 +1004,27 @@ fn gen_describe_producers(g: &mut Gen, _v: i16) -> DescribeProducersRequest {
     r
 }
 
+fn gen_describe_topic_partitions(g: &mut Gen, _v: i16) -> DescribeTopicPartitionsRequest {
+    use kafka_protocol::messages::describe_topic_partitions_request::{Cursor, TopicRequest};
+    let mut r = DescribeTopicPartitionsRequest::default();
+    r.topics = g.vec(|g| {
+        let mut t = TopicRequest::default();
+        t.name = g.string();
+        t.unknown_tagged_fields = g.tags(true);
+        t
+    });
+    r.response_partition_limit = g.i32();
+    if g.one_each || g.below(4) != 0 {
+        let mut cursor = Cursor::default();
+        cursor.topic_name = g.string();
+        cursor.partition_index = g.i32();
+        cursor.unknown_tagged_fields = g.tags(true);
+        r.cursor = Some(cursor);
+    }
+    r.unknown_tagged_fields = g.tags(true);
+    r
+}
+
 fn gen_describe_quorum(g: &mut Gen, _v: i16) -> DescribeQuorumRequest {
     use kafka_protocol::messages::describe_quorum_request::{PartitionData, TopicData};
     let mut r = DescribeQuorumRequest::default();
@@ -1530,6 +1551,11 @@ api_test!(
     gen_describe_transactions
 );
 api_test!(list_transactions, ListTransactions, gen_list_transactions);
+api_test!(
+    describe_topic_partitions,
+    DescribeTopicPartitions,
+    gen_describe_topic_partitions
+);
 api_test!(delete_records, DeleteRecords, gen_delete_records);
 api_test!(
     offset_for_leader_epoch,
@@ -1580,6 +1606,7 @@ const TESTED_APIS: &[ApiKey] = &[
     ApiKey::DescribeProducers,
     ApiKey::DescribeTransactions,
     ApiKey::ListTransactions,
+    ApiKey::DescribeTopicPartitions,
     ApiKey::DeleteRecords,
     ApiKey::OffsetForLeaderEpoch,
     ApiKey::SaslHandshake,

@@ -55,6 +55,7 @@
 //! | SaslAuthenticate (36) | 0–2 | DescribeQuorum (55) | 0–2 |
 //! | WriteTxnMarkers (27) | 1 | AlterPartitionReassignments (45) | 0–1 |
 //! | ListPartitionReassignments (46) | 0 | ElectLeaders (43) | 0–2 |
+//! | DescribeTopicPartitions (75) | 0 | | |
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -67,14 +68,14 @@ use kafka_protocol::messages::{
     ConsumerGroupHeartbeatRequest, CreatePartitionsRequest, CreateTopicsRequest,
     DeleteGroupsRequest, DeleteRecordsRequest, DeleteTopicsRequest, DescribeClusterRequest,
     DescribeConfigsRequest, DescribeGroupsRequest, DescribeLogDirsRequest,
-    DescribeProducersRequest, DescribeQuorumRequest, DescribeTransactionsRequest,
-    ElectLeadersRequest, EndTxnRequest, FetchRequest, FindCoordinatorRequest, HeartbeatRequest,
-    IncrementalAlterConfigsRequest, InitProducerIdRequest, JoinGroupRequest, LeaveGroupRequest,
-    ListGroupsRequest, ListOffsetsRequest, ListPartitionReassignmentsRequest,
-    ListTransactionsRequest, MetadataRequest, OffsetCommitRequest, OffsetDeleteRequest,
-    OffsetFetchRequest, OffsetForLeaderEpochRequest, ProduceRequest, RequestHeader,
-    SaslAuthenticateRequest, SaslHandshakeRequest, SyncGroupRequest, TxnOffsetCommitRequest,
-    WriteTxnMarkersRequest,
+    DescribeProducersRequest, DescribeQuorumRequest, DescribeTopicPartitionsRequest,
+    DescribeTransactionsRequest, ElectLeadersRequest, EndTxnRequest, FetchRequest,
+    FindCoordinatorRequest, HeartbeatRequest, IncrementalAlterConfigsRequest,
+    InitProducerIdRequest, JoinGroupRequest, LeaveGroupRequest, ListGroupsRequest,
+    ListOffsetsRequest, ListPartitionReassignmentsRequest, ListTransactionsRequest,
+    MetadataRequest, OffsetCommitRequest, OffsetDeleteRequest, OffsetFetchRequest,
+    OffsetForLeaderEpochRequest, ProduceRequest, RequestHeader, SaslAuthenticateRequest,
+    SaslHandshakeRequest, SyncGroupRequest, TxnOffsetCommitRequest, WriteTxnMarkersRequest,
 };
 use kafka_protocol::protocol::StrBytes;
 use uuid::Uuid;
@@ -97,6 +98,7 @@ pub mod describe_groups;
 pub mod describe_log_dirs;
 pub mod describe_producers;
 pub mod describe_quorum;
+pub mod describe_topic_partitions;
 pub mod describe_transactions;
 pub mod elect_leaders;
 pub mod end_txn;
@@ -786,6 +788,7 @@ pub enum Request {
     TxnOffsetCommit(TxnOffsetCommitRequest),
     DescribeProducers(DescribeProducersRequest),
     DescribeTransactions(DescribeTransactionsRequest),
+    DescribeTopicPartitions(DescribeTopicPartitionsRequest),
     ListTransactions(ListTransactionsRequest),
     DeleteRecords(DeleteRecordsRequest),
     OffsetForLeaderEpoch(OffsetForLeaderEpochRequest),
@@ -899,6 +902,10 @@ pub const SUPPORTED_APIS: &[(ApiKey, (i16, i16))] = &[
         describe_transactions::DESCRIBE_TRANSACTIONS_VERSIONS,
     ),
     (
+        ApiKey::DescribeTopicPartitions,
+        describe_topic_partitions::DESCRIBE_TOPIC_PARTITIONS_VERSIONS,
+    ),
+    (
         ApiKey::ListTransactions,
         list_transactions::LIST_TRANSACTIONS_VERSIONS,
     ),
@@ -962,6 +969,7 @@ impl Request {
             Self::TxnOffsetCommit(_) => ApiKey::TxnOffsetCommit,
             Self::DescribeProducers(_) => ApiKey::DescribeProducers,
             Self::DescribeTransactions(_) => ApiKey::DescribeTransactions,
+            Self::DescribeTopicPartitions(_) => ApiKey::DescribeTopicPartitions,
             Self::ListTransactions(_) => ApiKey::ListTransactions,
             Self::DeleteRecords(_) => ApiKey::DeleteRecords,
             Self::OffsetForLeaderEpoch(_) => ApiKey::OffsetForLeaderEpoch,
@@ -1032,6 +1040,9 @@ pub fn decode_request(api_key: i16, api_version: i16, body: Bytes) -> Result<Req
         ApiKey::DescribeProducers => Request::DescribeProducers(describe_producers::decode(r, v)?),
         ApiKey::DescribeTransactions => {
             Request::DescribeTransactions(describe_transactions::decode(r, v)?)
+        }
+        ApiKey::DescribeTopicPartitions => {
+            Request::DescribeTopicPartitions(describe_topic_partitions::decode(r, v)?)
         }
         ApiKey::ListTransactions => Request::ListTransactions(list_transactions::decode(r, v)?),
         ApiKey::DeleteRecords => Request::DeleteRecords(delete_records::decode(r, v)?),

@@ -20,6 +20,7 @@ pub mod describe_groups;
 pub mod describe_log_dirs;
 pub mod describe_producers;
 pub mod describe_quorum;
+pub mod describe_topic_partitions;
 pub mod describe_transactions;
 pub mod elect_leaders;
 pub mod end_txn;
@@ -122,6 +123,10 @@ pub const IMPLEMENTED: &[(ApiKey, (i16, i16))] = &[
     ),
     (ApiKey::ListTransactions, list_transactions::VERSIONS),
     (ApiKey::DescribeProducers, describe_producers::VERSIONS),
+    (
+        ApiKey::DescribeTopicPartitions,
+        describe_topic_partitions::VERSIONS,
+    ),
 ];
 
 /// Whether `api_key` at `version` is implemented.
@@ -234,6 +239,9 @@ pub async fn dispatch(
         }
         Request::DescribeProducers(request) => {
             describe_producers::handle(broker, &header, request).await
+        }
+        Request::DescribeTopicPartitions(request) => {
+            describe_topic_partitions::handle(broker, &header, request).await
         }
         Request::ListTransactions(request) => {
             list_transactions::handle(broker, &header, request).await
