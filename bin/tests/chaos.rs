@@ -42,8 +42,8 @@ use std::time::{Duration, Instant};
 
 use common::netns::TestNetwork;
 use common::{
-    admin_options, cluster_bootstrap, start_cluster_on, wait_for, Frozen, Host, Rng, Stop,
-    TestBroker, CLIENT_TIMEOUT,
+    admin_options, cluster_bootstrap, start_cluster_on, try_wait_for, wait_for, Frozen, Host, Rng,
+    Stop, TestBroker, CLIENT_TIMEOUT,
 };
 use disks::{Disks, Slowed};
 use groups::{GroupCounts, Groups};
@@ -303,7 +303,12 @@ fn run_chaos(shape: Shape) {
         .is_some()
         .then(|| Disks::move_brokers_onto(&mut brokers, Duration::from_secs(chaos_secs)));
     let mut workload = Workload::start(&brokers, seed, shape.transform, shape.groups);
-    workload.wait_for_progress(&brokers, "before the first fault");
+    // A workload that stops making progress ends the faults, like a fatal
+    // error; the final read and the check still run, so that a stall is
+    // never reported without what the history shows.
+    let mut stalled = workload
+        .wait_for_progress(&brokers, "before the first fault")
+        .err();
     let mut fatal_after = None;
     let mut kinds = vec![Fault::Kill, Fault::Freeze, Fault::Terminate];
     if network.is_some() {
@@ -316,7 +321,9 @@ fn run_chaos(shape: Shape) {
     let mut faults = Faults::default();
     let faults_until = Instant::now() + Duration::from_secs(chaos_secs);
     let faults_wanted = env_number("SLUICE_CHAOS_FAULTS", 0);
-    while Instant::now() < faults_until || (faults.total() as u64) < faults_wanted {
+    while stalled.is_none()
+        && (Instant::now() < faults_until || (faults.total() as u64) < faults_wanted)
+    {
         thread::sleep(between(&mut rng, shape.pace.pause.0, shape.pace.pause.1));
         let fault = kinds[rng.below(kinds.len() as u64) as usize];
         let victim = rng.below(NODES as u64) as usize;
@@ -330,8 +337,11 @@ fn run_chaos(shape: Shape) {
         );
         let why = format!("after {done}");
         wait_in_sync(&brokers, &why);
-        workload.wait_for_progress(&brokers, &why);
+        stalled = workload.wait_for_progress(&brokers, &why).err();
         faults.count(fault);
+        if stalled.is_some() {
+            break;
+        }
         if !workload.fatal_errors().is_empty() {
             fatal_after = Some(why);
             break;
@@ -404,6 +414,9 @@ fn run_chaos(shape: Shape) {
         history.len(),
         describe(&history, &anomalies)
     );
+    if let Some(stall) = stalled {
+        panic!("seed {seed}: a workload stopped making progress (the history above has no anomaly): {stall}");
+    }
     assert!(
         faults.total() >= FAULTS_MIN,
         "only {} faults were injected in {chaos_secs} s; the run proves little",
@@ -429,7 +442,9 @@ fn the_checker_catches_a_broken_recorded_history() {
     let hosts: Vec<Host> = (0..NODES).map(|_| Host::loopback()).collect();
     let brokers = start_chaos_cluster(&hosts);
     let mut workload = Workload::start(&brokers, SEED_DEFAULT, true, true);
-    workload.wait_for_progress(&brokers, "at the start");
+    if let Err(stall) = workload.wait_for_progress(&brokers, "at the start") {
+        panic!("without faults: {stall}");
+    }
     thread::sleep(SHORT_RUN);
     assert_eq!(
         workload.fatal_errors(),
@@ -1093,7 +1108,10 @@ impl Workload {
     /// Waits until every producer has new acknowledgements, the
     /// transformer has committed a new transaction and the group has
     /// committed further in every partition.
-    fn wait_for_progress(&self, brokers: &[TestBroker], why: &str) {
+    /// Waits for every workload to make progress; a timeout says which
+    /// did not, and is returned rather than failing the test there, so
+    /// that the run still reads everything back and checks the history.
+    fn wait_for_progress(&self, brokers: &[TestBroker], why: &str) -> Result<(), String> {
         if let Some(groups) = &self.groups {
             groups.follow(brokers);
         }
@@ -1105,7 +1123,7 @@ impl Workload {
                 .map(|transform| transform.committed.load(Ordering::Relaxed))
         };
         let committed_before = transactions();
-        wait_for(
+        try_wait_for(
             &format!("new acknowledgements for every producer ({why})"),
             PROGRESS_TIMEOUT,
             PROGRESS_POLL_INTERVAL,
@@ -1138,7 +1156,7 @@ impl Workload {
                     ))
                 }
             },
-        );
+        )
     }
 
     /// The fatal errors the producers hit (an idempotent producer's

@@ -1192,16 +1192,32 @@ pub fn wait_for<T>(
     what: &str,
     timeout: Duration,
     interval: Duration,
-    mut condition: impl FnMut() -> Result<T, String>,
+    condition: impl FnMut() -> Result<T, String>,
 ) -> T {
+    try_wait_for(what, timeout, interval, condition)
+        .unwrap_or_else(|timed_out| panic!("{timed_out}"))
+}
+
+/// [`wait_for`] that returns the timeout, saying what it waited for and
+/// what it saw last, instead of failing the test there: for a caller that
+/// still has checks to make before it fails.
+#[allow(dead_code)] // Not every test binary that includes this module uses it.
+pub fn try_wait_for<T>(
+    what: &str,
+    timeout: Duration,
+    interval: Duration,
+    mut condition: impl FnMut() -> Result<T, String>,
+) -> Result<T, String> {
     let deadline = Instant::now() + timeout;
     loop {
         match condition() {
-            Ok(value) => return value,
-            Err(seen) => assert!(
-                Instant::now() < deadline,
-                "timed out after {timeout:?} waiting for {what}; last seen: {seen}"
-            ),
+            Ok(value) => return Ok(value),
+            Err(seen) if Instant::now() >= deadline => {
+                return Err(format!(
+                    "timed out after {timeout:?} waiting for {what}; last seen: {seen}"
+                ))
+            }
+            Err(_) => {}
         }
         thread::sleep(interval);
     }
