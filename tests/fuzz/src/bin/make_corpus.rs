@@ -150,6 +150,7 @@ fn default_body(key: ApiKey, version: i16) -> Option<Vec<u8>> {
         ListTransactions => ListTransactionsRequest,
         ConsumerGroupHeartbeat => ConsumerGroupHeartbeatRequest,
         ConsumerGroupDescribe => ConsumerGroupDescribeRequest,
+        DescribeTopicPartitions => DescribeTopicPartitionsRequest,
     )
 }
 
