@@ -119,6 +119,10 @@ const STRAGGLER_ANSWERS: Duration = Duration::from_millis(20);
 /// How often the failover-time test looks for new acknowledgements.
 const FAILOVER_POLL_INTERVAL: Duration = Duration::from_millis(5);
 const PRODUCE_WHILE_DOWN: Duration = Duration::from_secs(2);
+/// How long an acks=all write to a leader whose followers are frozen waits
+/// for them: well under the session timeout, so they stay in the ISR.
+const UNREPLICATED_WAIT: Duration = Duration::from_millis(700);
+const _: () = assert!(UNREPLICATED_WAIT.as_millis() < BROKER_SESSION_TIMEOUT.as_millis());
 /// For new acknowledgements in every partition.
 const PROGRESS_TIMEOUT: Duration = Duration::from_secs(20);
 const PROGRESS_POLL_INTERVAL: Duration = Duration::from_millis(50);
@@ -505,9 +509,98 @@ fn a_cut_off_leader_stops_taking_writes_before_it_is_replaced() {
     );
 }
 
-/// One acks=1 Produce of a single record to `partition`, answered with the
-/// partition's error code.
-fn produce_acks_1(client: &mut WireClient, partition: i32) -> i16 {
+/// A leader that was alone in its ISR commits what it appends at once; once
+/// its followers are back in the ISR, acks=all must wait for them again.
+/// Its two followers (observers of the metadata quorum, so that freezing
+/// both leaves the quorum whole) are frozen until fenced, which leaves the
+/// leader alone in the ISR, then thawed until both are back in it, then
+/// frozen again: a write sent now cannot be acknowledged, as no follower
+/// can fetch it. A leader whose high watermark still followed its log end
+/// acknowledged it at once, and a failover then lost it (the fault harness
+/// found this as acknowledged records missing from the new leader).
+#[test]
+fn acks_all_waits_for_followers_back_in_the_isr() {
+    let session_timeout = BROKER_SESSION_TIMEOUT.as_millis().to_string();
+    let args = ["--broker-session-timeout-ms", session_timeout.as_str()];
+    let mut brokers = common::start_cluster_with(NODES, &args);
+    let followers = [NEW_NODE, NEW_NODE + 1];
+    for node in followers {
+        brokers.push(common::start_observer(&brokers, node, &args));
+    }
+    wait_for_registration(&brokers);
+    let leader = node_id(0);
+    let replicas = [leader, followers[0], followers[1]];
+    let admin = brokers[0].admin();
+    let min_insync_replicas = MIN_INSYNC_REPLICAS.to_string();
+    let assignment: [&[i32]; 1] = [&replicas];
+    let topic = NewTopic::new(TOPIC, 1, TopicReplication::Variable(&assignment))
+        .set("min.insync.replicas", &min_insync_replicas);
+    let results = futures_lite::future::block_on(admin.create_topics(&[topic], &admin_options()))
+        .expect("CreateTopics answered");
+    if let Err((topic, code)) = &results[0] {
+        panic!("creating topic {topic}: {code:?}");
+    }
+    let isr_is = |wanted: &[i32], why: &str| {
+        let mut wanted = wanted.to_vec();
+        wanted.sort_unstable();
+        wait_for(
+            &format!("ISR {wanted:?} with leader {leader} ({why})"),
+            FAILOVER_TIMEOUT,
+            METADATA_POLL_INTERVAL,
+            || {
+                let metadata = brokers[0]
+                    .consumer(&[])
+                    .fetch_metadata(Some(TOPIC), METADATA_REQUEST_TIMEOUT)
+                    .map_err(|error| format!("Metadata: {error}"))?;
+                let partition = metadata
+                    .topics()
+                    .first()
+                    .and_then(|topic| topic.partitions().first())
+                    .ok_or("no partition")?;
+                let mut isr = partition.isr().to_vec();
+                isr.sort_unstable();
+                if partition.leader() == leader && isr == wanted {
+                    Ok(())
+                } else {
+                    Err(format!("leader {} isr {isr:?}", partition.leader()))
+                }
+            },
+        )
+    };
+    isr_is(&replicas, "after the topic was created");
+    let mut client = WireClient::new(&brokers[0]);
+    assert_eq!(
+        produce_one(&mut client, 0, -1, PRODUCE_REQUEST_TIMEOUT),
+        ERROR_NONE,
+        "acks=all with every replica in sync"
+    );
+    let frozen: Vec<Frozen> = followers
+        .iter()
+        .map(|node| Frozen::freeze(&brokers[*node as usize - 1]))
+        .collect();
+    isr_is(&[leader], "both followers frozen and fenced");
+    for follower in frozen {
+        follower.thaw();
+    }
+    isr_is(&replicas, "both followers thawed and caught up");
+    let _frozen: Vec<Frozen> = followers
+        .iter()
+        .map(|node| Frozen::freeze(&brokers[*node as usize - 1]))
+        .collect();
+    // Well within the session timeout: both followers are still in the ISR
+    // for the whole wait, and hold nothing of the write.
+    let code = produce_one(&mut client, 0, -1, UNREPLICATED_WAIT);
+    assert_ne!(
+        code, ERROR_NONE,
+        "broker {leader} acknowledged an acks=all write that neither follower in its ISR \
+         could have fetched (both frozen)"
+    );
+    eprintln!("acks=all with both followers frozen in the ISR: error code {code}");
+}
+
+/// One Produce of a single record to `partition` with `acks`, answered
+/// within `timeout` with the partition's error code.
+fn produce_one(client: &mut WireClient, partition: i32, acks: i16, timeout: Duration) -> i16 {
     let mut data = PartitionProduceData::default();
     data.index = partition;
     data.records = Some(bytes::Bytes::from(build_batch(0, &[b"leased"])));
@@ -515,8 +608,8 @@ fn produce_acks_1(client: &mut WireClient, partition: i32) -> i16 {
     topic.name = TopicName(text(TOPIC));
     topic.partition_data = vec![data];
     let mut request = ProduceRequest::default();
-    request.acks = 1;
-    request.timeout_ms = i32::try_from(PRODUCE_REQUEST_TIMEOUT.as_millis()).unwrap_or(i32::MAX);
+    request.acks = acks;
+    request.timeout_ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
     request.topic_data = vec![topic];
     let response: ProduceResponse = client.call(ApiKey::Produce, PRODUCE_VERSION, &request);
     response
@@ -525,6 +618,12 @@ fn produce_acks_1(client: &mut WireClient, partition: i32) -> i16 {
         .and_then(|topic| topic.partition_responses.first())
         .map(|answer| answer.error_code)
         .expect("an answer for the partition")
+}
+
+/// One acks=1 Produce of a single record to `partition`, answered with the
+/// partition's error code.
+fn produce_acks_1(client: &mut WireClient, partition: i32) -> i16 {
+    produce_one(client, partition, 1, PRODUCE_REQUEST_TIMEOUT)
 }
 
 /// A follower that crashes and is restarted before the active controller

@@ -2225,6 +2225,12 @@ impl<S: Storage> PartitionLog<S> {
         self.data_signal.notify();
     }
 
+    /// Whether the high watermark follows the log end (see
+    /// [`PartitionLog::follow_log_end`]) rather than being set.
+    pub fn high_watermark_follows_log_end(&self) -> bool {
+        self.inner.borrow().hw_follows_leo
+    }
+
     /// Moves the high watermark (replication); clamped to the log end.
     pub fn set_high_watermark(&self, hw: i64) {
         let mut inner = self.inner.borrow_mut();

@@ -493,6 +493,19 @@ impl Broker {
         match wanted {
             Watermark::FollowsLogEnd => log.follow_log_end(),
             Watermark::At(hw) if hw > offsets.hw => log.set_high_watermark(hw),
+            // The ISR has other members again (or is about to): the high
+            // watermark stops following the log end where it is, and moves
+            // on only as they fetch. Left following it, a leader that had
+            // been alone in its ISR went on committing, and answering
+            // acks=all for, what only it held, and the next leader lacked
+            // acknowledged records (the fault harness: a leader that had
+            // been alone stalled after its followers had rejoined; the new
+            // leader cut 231 records from it, acknowledged ones among them,
+            // and every idempotent producer then failed with
+            // OUT_OF_ORDER_SEQUENCE_NUMBER).
+            Watermark::At(_) | Watermark::Unknown if log.high_watermark_follows_log_end() => {
+                log.set_high_watermark(offsets.hw);
+            }
             Watermark::At(_) | Watermark::Unknown => {}
         }
     }
