@@ -171,7 +171,7 @@ fn every_advertised_group_api_version_answers() {
         (ApiKey::OffsetCommit, (2, 9)),
         (ApiKey::OffsetFetch, (1, 9)),
         (ApiKey::OffsetDelete, (0, 0)),
-        (ApiKey::DescribeGroups, (0, 5)),
+        (ApiKey::DescribeGroups, (0, 6)),
         (ApiKey::ListGroups, (0, 5)),
         (ApiKey::DeleteGroups, (0, 2)),
     ];

@@ -542,15 +542,31 @@ impl Broker {
         if !live.is_empty() {
             return live;
         }
+        vec![self.itself()]
+    }
+
+    /// Every registered broker, fenced or not (this one alone before the
+    /// first metadata image names it, as in [`Broker::live_brokers`]).
+    pub fn registered_brokers(&self) -> Vec<sluice_engine::BrokerInfo> {
+        let metadata = self.metadata();
+        if metadata.brokers.is_empty() {
+            return vec![self.itself()];
+        }
+        metadata.brokers.values().cloned().collect()
+    }
+
+    /// This broker as it advertises itself, for answers given before the
+    /// metadata image lists any broker.
+    fn itself(&self) -> sluice_engine::BrokerInfo {
         let (host, port) = self.advertised();
-        vec![sluice_engine::BrokerInfo {
+        sluice_engine::BrokerInfo {
             id: self.config.node_id,
             incarnation: 0,
             host,
             port,
             rack: self.config.cluster.rack.clone(),
             fenced: false,
-        }]
+        }
     }
 
     /// The active controller as of the applied image, -1 when none is known.

@@ -149,6 +149,15 @@ pub const CONSUMER_GROUP_SIZE_MAX_DEFAULT: usize = 10_000;
 /// Longest subscription regex a member may send (bytes).
 pub const CONSUMER_GROUP_REGEX_BYTES_MAX: usize = 1024;
 
+/// Longest transactional id pattern a ListTransactions v2 request may send
+/// (bytes); Kafka sets none, but a pattern is compiled per request, and
+/// transactional ids are short.
+pub const TRANSACTIONAL_ID_PATTERN_BYTES_MAX: usize = 1024;
+/// Most memory one compiled transactional id pattern may take: a short
+/// pattern with nested counted repetitions can otherwise compile to
+/// megabytes.
+pub const TRANSACTIONAL_ID_PATTERN_COMPILED_BYTES_MAX: usize = 1 << 20;
+
 /// Kafka's `offsets.retention.minutes` default (7 days), in ms.
 pub const OFFSETS_RETENTION_MS_DEFAULT: i64 = 7 * 24 * 60 * 60 * 1000;
 

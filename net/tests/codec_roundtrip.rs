@@ -594,6 +594,9 @@ fn gen_describe_cluster(g: &mut Gen, v: i16) -> DescribeClusterRequest {
     if v >= 1 {
         r.endpoint_type = g.i8();
     }
+    if v >= 2 {
+        r.include_fenced_brokers = g.bool();
+    }
     r.unknown_tagged_fields = g.tags(true);
     r
 }
@@ -1120,6 +1123,9 @@ fn gen_list_transactions(g: &mut Gen, v: i16) -> ListTransactionsRequest {
     r.producer_id_filters = g.vec(|g| g.i64().into());
     if v >= 1 {
         r.duration_filter = g.i64();
+    }
+    if v >= 2 {
+        r.transactional_id_pattern = g.nullable_string();
     }
     r.unknown_tagged_fields = g.tags(true);
     r

@@ -5,7 +5,7 @@ use kafka_protocol::messages::{ApiKey, DescribeClusterRequest};
 use super::{check_version, DecodeError, Reader};
 
 /// DescribeCluster versions Sluice decodes.
-pub const DESCRIBE_CLUSTER_VERSIONS: (i16, i16) = (0, 1);
+pub const DESCRIBE_CLUSTER_VERSIONS: (i16, i16) = (0, 2);
 
 /// Decodes a DescribeCluster request body; every version is flexible.
 pub fn decode(r: &mut Reader, version: i16) -> Result<DescribeClusterRequest, DecodeError> {
@@ -14,6 +14,9 @@ pub fn decode(r: &mut Reader, version: i16) -> Result<DescribeClusterRequest, De
     req.include_cluster_authorized_operations = r.bool()?;
     if version >= 1 {
         req.endpoint_type = r.i8()?;
+    }
+    if version >= 2 {
+        req.include_fenced_brokers = r.bool()?;
     }
     r.tagged_fields(&mut req.unknown_tagged_fields)?;
     Ok(req)

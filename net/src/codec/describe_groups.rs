@@ -5,7 +5,7 @@ use kafka_protocol::messages::{ApiKey, DescribeGroupsRequest};
 use super::{check_version, DecodeError, Reader};
 
 /// DescribeGroups versions Sluice decodes.
-pub const DESCRIBE_GROUPS_VERSIONS: (i16, i16) = (0, 5);
+pub const DESCRIBE_GROUPS_VERSIONS: (i16, i16) = (0, 6);
 
 /// First version with the flexible (compact, tagged) encoding.
 const FLEXIBLE_MIN: i16 = 5;

@@ -5,7 +5,7 @@ use kafka_protocol::messages::{ApiKey, ListTransactionsRequest};
 use super::{check_version, DecodeError, Reader};
 
 /// ListTransactions versions Sluice decodes; every version is flexible.
-pub const LIST_TRANSACTIONS_VERSIONS: (i16, i16) = (0, 1);
+pub const LIST_TRANSACTIONS_VERSIONS: (i16, i16) = (0, 2);
 
 /// Decodes a ListTransactions request body.
 pub fn decode(r: &mut Reader, version: i16) -> Result<ListTransactionsRequest, DecodeError> {
@@ -19,6 +19,9 @@ pub fn decode(r: &mut Reader, version: i16) -> Result<ListTransactionsRequest, D
     req.producer_id_filters = r.compact_array(|r| r.i64().map(Into::into))?;
     if version >= 1 {
         req.duration_filter = r.i64()?;
+    }
+    if version >= 2 {
+        req.transactional_id_pattern = r.compact_nullable_string()?;
     }
     r.tagged_fields(&mut req.unknown_tagged_fields)?;
     Ok(req)

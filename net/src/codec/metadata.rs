@@ -6,7 +6,7 @@ use kafka_protocol::messages::{ApiKey, MetadataRequest};
 use super::{check_version, DecodeError, Reader};
 
 /// Metadata versions Sluice decodes.
-pub const METADATA_VERSIONS: (i16, i16) = (0, 12);
+pub const METADATA_VERSIONS: (i16, i16) = (0, 13);
 
 /// First version with the flexible (compact, tagged) encoding.
 const FLEXIBLE_MIN: i16 = 9;

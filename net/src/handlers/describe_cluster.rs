@@ -1,5 +1,7 @@
 //! DescribeCluster: the live brokers and the active controller, from the
-//! metadata image.
+//! metadata image. From v2 (KIP-1073) a client may ask for the fenced
+//! brokers too, each marked as fenced, as Kafka 4 admin tools do to show
+//! every registered broker.
 
 use std::rc::Rc;
 
@@ -13,7 +15,10 @@ use super::{encode, str_bytes};
 use crate::broker::Broker;
 use crate::errors::code;
 
-pub const VERSIONS: (i16, i16) = (0, 1);
+pub const VERSIONS: (i16, i16) = (0, 2);
+
+/// First version that may list fenced brokers.
+const FENCED_BROKERS_VERSION: i16 = 2;
 
 /// Kafka's "authorized operations not requested" marker.
 const AUTHORIZED_OPERATIONS_UNKNOWN: i32 = i32::MIN;
@@ -30,15 +35,23 @@ pub async fn handle(
     // Endpoint type 1 is "brokers"; 2 (controllers) is answered the same
     // way: every node is both (combined mode).
     response.endpoint_type = request.endpoint_type;
-    response.brokers = broker
-        .live_brokers()
+    let version = header.request_api_version;
+    let registered = if version >= FENCED_BROKERS_VERSION && request.include_fenced_brokers {
+        broker.registered_brokers()
+    } else {
+        broker.live_brokers()
+    };
+    response.brokers = registered
         .into_iter()
-        .map(|live| {
+        .map(|known| {
             let mut node = DescribeClusterBroker::default();
-            node.broker_id = BrokerId(live.id);
-            node.host = str_bytes(&live.host);
-            node.port = i32::from(live.port);
-            node.rack = live.rack.as_deref().map(str_bytes);
+            node.broker_id = BrokerId(known.id);
+            node.host = str_bytes(&known.host);
+            node.port = i32::from(known.port);
+            node.rack = known.rack.as_deref().map(str_bytes);
+            if version >= FENCED_BROKERS_VERSION {
+                node.is_fenced = known.fenced;
+            }
             node
         })
         .collect();
@@ -47,5 +60,5 @@ pub async fn handle(
     } else {
         AUTHORIZED_OPERATIONS_UNKNOWN
     };
-    Some(encode(&response, header.request_api_version))
+    Some(encode(&response, version))
 }

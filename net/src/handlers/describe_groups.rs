@@ -1,5 +1,10 @@
 //! DescribeGroups: each group answered by its coordinator shard, one mesh
 //! message per shard, in request order.
+//!
+//! A group that does not exist is described as Dead with no error before
+//! v6; from v6 (KIP-1043) it gets GROUP_ID_NOT_FOUND and a message, as
+//! Kafka answers, so that admin tools can tell "no such group" from an
+//! empty one.
 
 use std::rc::Rc;
 
@@ -12,9 +17,13 @@ use kafka_protocol::messages::{
 use super::{encode, str_bytes};
 use crate::broker::{futures_lite_join_all, Broker};
 use crate::errors::code;
-use crate::groups::{self, DescribedGroupOutcome, GroupRequest, GroupResponse};
+use crate::groups::{self, DescribedGroupOutcome, GroupRequest, GroupResponse, GroupState};
 
-pub const VERSIONS: (i16, i16) = (0, 5);
+pub const VERSIONS: (i16, i16) = (0, 6);
+
+/// First version that reports an unknown group as GROUP_ID_NOT_FOUND, with
+/// an error message.
+const GROUP_ID_NOT_FOUND_VERSION: i16 = 6;
 
 /// First version with group instance ids of members.
 const INSTANCE_ID_VERSION: i16 = 4;
@@ -86,6 +95,16 @@ pub async fn handle(
             let outcome = answer.unwrap_or_else(|| failed(id, code::UNKNOWN_SERVER_ERROR));
             let mut group = DescribedGroup::default();
             group.error_code = outcome.error_code;
+            // The coordinator describes a group it does not have as Dead
+            // with no error (what Kafka answers before v6).
+            let not_found = outcome.error_code == code::NONE
+                && outcome.state == GroupState::Dead.name()
+                && outcome.members.is_empty();
+            if not_found && version >= GROUP_ID_NOT_FOUND_VERSION {
+                group.error_code = code::GROUP_ID_NOT_FOUND;
+                group.error_message =
+                    Some(str_bytes(&format!("Group {} not found.", outcome.group_id)));
+            }
             group.group_id = GroupId(str_bytes(&outcome.group_id));
             group.group_state = str_bytes(outcome.state);
             group.protocol_type = str_bytes(&outcome.protocol_type);

@@ -1,5 +1,9 @@
 //! ListTransactions: every shard's transactional ids, filtered by state,
-//! producer id and (v1, KIP-994) how long the transaction has been running.
+//! producer id, (v1, KIP-994) how long the transaction has been running and
+//! (v2, KIP-1152) a regular expression the whole transactional id must
+//! match. Kafka compiles the pattern with RE2/J; the `regex` crate follows
+//! the same RE2 syntax and linear-time matching. A pattern that does not
+//! compile gets INVALID_REGULAR_EXPRESSION.
 
 use std::rc::Rc;
 
@@ -12,13 +16,34 @@ use sluice_engine::ShardId;
 
 use super::{encode, str_bytes};
 use crate::broker::{futures_lite_join_all, Broker};
+use crate::constants::{
+    TRANSACTIONAL_ID_PATTERN_BYTES_MAX, TRANSACTIONAL_ID_PATTERN_COMPILED_BYTES_MAX,
+};
 use crate::errors::code;
 use crate::txn::{self, TxnRequest, TxnResponse, TxnStatus};
 
-pub const VERSIONS: (i16, i16) = (0, 1);
+pub const VERSIONS: (i16, i16) = (0, 2);
 
 /// First version with the duration filter.
 const DURATION_FILTER_VERSION: i16 = 1;
+/// First version with the transactional id pattern.
+const PATTERN_FILTER_VERSION: i16 = 2;
+
+/// The transactional id pattern of a request, anchored to whole ids;
+/// `Ok(None)` when there is none (null or empty, as Kafka reads both).
+fn id_pattern(pattern: Option<&str>) -> Result<Option<regex::Regex>, ()> {
+    let Some(pattern) = pattern.filter(|pattern| !pattern.is_empty()) else {
+        return Ok(None);
+    };
+    if pattern.len() > TRANSACTIONAL_ID_PATTERN_BYTES_MAX {
+        return Err(());
+    }
+    regex::RegexBuilder::new(&format!("^(?:{pattern})$"))
+        .size_limit(TRANSACTIONAL_ID_PATTERN_COMPILED_BYTES_MAX)
+        .build()
+        .map(Some)
+        .map_err(|_| ())
+}
 
 pub async fn handle(
     broker: &Rc<Broker>,
@@ -27,6 +52,15 @@ pub async fn handle(
 ) -> Option<Vec<Bytes>> {
     let version = header.request_api_version;
     let mut response = ListTransactionsResponse::default();
+    let requested_pattern = request
+        .transactional_id_pattern
+        .as_ref()
+        .filter(|_| version >= PATTERN_FILTER_VERSION)
+        .map(|pattern| pattern.as_str());
+    let Ok(id_pattern) = id_pattern(requested_pattern) else {
+        response.error_code = code::INVALID_REGULAR_EXPRESSION;
+        return Some(encode(&response, version));
+    };
     let mut states = Vec::new();
     for name in &request.state_filters {
         match TxnStatus::from_name(name.as_str()) {
@@ -59,6 +93,12 @@ pub async fn handle(
         match answer {
             Some(TxnResponse::List(Ok(listed))) => {
                 for entry in listed {
+                    if id_pattern
+                        .as_ref()
+                        .is_some_and(|pattern| !pattern.is_match(&entry.transactional_id))
+                    {
+                        continue;
+                    }
                     let mut state = TransactionState::default();
                     state.transactional_id = TransactionalId(str_bytes(&entry.transactional_id));
                     state.producer_id = ProducerId(entry.producer_id);

@@ -1,5 +1,9 @@
 //! Metadata: brokers, topics, partitions and leaders; creates requested
 //! topics that do not exist when `auto.create.topics.enable` allows.
+//!
+//! v13 (KIP-1102) adds a top-level error code for REBOOTSTRAP_REQUIRED,
+//! which a broker sends when the client's bootstrap servers no longer lead
+//! it anywhere; a Sluice broker always answers for itself, so it is NONE.
 
 use std::collections::BTreeMap;
 use std::rc::Rc;
@@ -19,7 +23,7 @@ use crate::broker::{validate_topic_name, Broker, ControllerRequest, NewTopic, Sh
 use crate::errors::code;
 use crate::groups;
 
-pub const VERSIONS: (i16, i16) = (0, 12);
+pub const VERSIONS: (i16, i16) = (0, 13);
 
 /// Marks "authorized operations not requested" in Kafka's responses.
 const AUTHORIZED_OPERATIONS_UNKNOWN: i32 = i32::MIN;
@@ -215,5 +219,6 @@ pub async fn handle(
     }
     response.topics = topics;
     response.cluster_authorized_operations = AUTHORIZED_OPERATIONS_UNKNOWN;
+    response.error_code = code::NONE;
     Some(encode(&response, version))
 }

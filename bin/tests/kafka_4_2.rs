@@ -1,0 +1,532 @@
+//! Kafka 4.2's protocol: the API versions a Kafka 4.2.0 broker advertises,
+//! against Sluice's ApiVersions answer (every difference a reviewed entry of
+//! [`DIFFERENCES`]), and the semantics of the versions newer than those
+//! Sluice served before: Metadata v13, DescribeGroups v6, DescribeCluster
+//! v2, ListTransactions v2.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use common::{start_cluster_with, text, wait_for, Stop, TestBroker, WireClient};
+use kafka_protocol::messages::describe_groups_response::DescribedGroup;
+use kafka_protocol::messages::{
+    ApiKey, ApiVersionsRequest, ApiVersionsResponse, DescribeClusterRequest,
+    DescribeClusterResponse, DescribeGroupsRequest, DescribeGroupsResponse, GroupId,
+    ListTransactionsRequest, ListTransactionsResponse, MetadataRequest, MetadataResponse,
+};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{BaseProducer, Producer};
+
+/// An inclusive range of versions.
+type Versions = (i16, i16);
+
+/// Every API a Kafka 4.2.0 broker's client listener advertises, with the
+/// range it advertises: the `validVersions` of the release's message JSON
+/// files (`clients/src/main/resources/common/message/*Request.json`), less
+/// a newest version marked `latestVersionUnstable` (InitProducerId v6), and
+/// Produce from 0, which Kafka advertises but refuses below 3 (KAFKA-18659:
+/// older librdkafka releases need 0 listed).
+const KAFKA_4_2: &[(i16, &str, Versions)] = &[
+    (0, "Produce", (0, 13)),
+    (1, "Fetch", (4, 18)),
+    (2, "ListOffsets", (1, 11)),
+    (3, "Metadata", (0, 13)),
+    (8, "OffsetCommit", (2, 10)),
+    (9, "OffsetFetch", (1, 10)),
+    (10, "FindCoordinator", (0, 6)),
+    (11, "JoinGroup", (0, 9)),
+    (12, "Heartbeat", (0, 4)),
+    (13, "LeaveGroup", (0, 5)),
+    (14, "SyncGroup", (0, 5)),
+    (15, "DescribeGroups", (0, 6)),
+    (16, "ListGroups", (0, 5)),
+    (17, "SaslHandshake", (0, 1)),
+    (18, "ApiVersions", (0, 4)),
+    (19, "CreateTopics", (2, 7)),
+    (20, "DeleteTopics", (1, 6)),
+    (21, "DeleteRecords", (0, 2)),
+    (22, "InitProducerId", (0, 5)),
+    (23, "OffsetForLeaderEpoch", (2, 4)),
+    (24, "AddPartitionsToTxn", (0, 5)),
+    (25, "AddOffsetsToTxn", (0, 4)),
+    (26, "EndTxn", (0, 5)),
+    (27, "WriteTxnMarkers", (1, 2)),
+    (28, "TxnOffsetCommit", (0, 5)),
+    (29, "DescribeAcls", (1, 3)),
+    (30, "CreateAcls", (1, 3)),
+    (31, "DeleteAcls", (1, 3)),
+    (32, "DescribeConfigs", (1, 4)),
+    (33, "AlterConfigs", (0, 2)),
+    (34, "AlterReplicaLogDirs", (1, 2)),
+    (35, "DescribeLogDirs", (1, 4)),
+    (36, "SaslAuthenticate", (0, 2)),
+    (37, "CreatePartitions", (0, 3)),
+    (38, "CreateDelegationToken", (1, 3)),
+    (39, "RenewDelegationToken", (1, 2)),
+    (40, "ExpireDelegationToken", (1, 2)),
+    (41, "DescribeDelegationToken", (1, 3)),
+    (42, "DeleteGroups", (0, 2)),
+    (43, "ElectLeaders", (0, 2)),
+    (44, "IncrementalAlterConfigs", (0, 1)),
+    (45, "AlterPartitionReassignments", (0, 1)),
+    (46, "ListPartitionReassignments", (0, 0)),
+    (47, "OffsetDelete", (0, 0)),
+    (48, "DescribeClientQuotas", (0, 1)),
+    (49, "AlterClientQuotas", (0, 1)),
+    (50, "DescribeUserScramCredentials", (0, 0)),
+    (51, "AlterUserScramCredentials", (0, 0)),
+    (55, "DescribeQuorum", (0, 2)),
+    (57, "UpdateFeatures", (0, 2)),
+    (60, "DescribeCluster", (0, 2)),
+    (61, "DescribeProducers", (0, 0)),
+    (64, "UnregisterBroker", (0, 0)),
+    (65, "DescribeTransactions", (0, 0)),
+    (66, "ListTransactions", (0, 2)),
+    (68, "ConsumerGroupHeartbeat", (0, 1)),
+    (69, "ConsumerGroupDescribe", (0, 1)),
+    (71, "GetTelemetrySubscriptions", (0, 0)),
+    (72, "PushTelemetry", (0, 0)),
+    (74, "ListConfigResources", (0, 1)),
+    (75, "DescribeTopicPartitions", (0, 0)),
+    (76, "ShareGroupHeartbeat", (1, 1)),
+    (77, "ShareGroupDescribe", (1, 1)),
+    (78, "ShareFetch", (1, 2)),
+    (79, "ShareAcknowledge", (1, 2)),
+    (80, "AddRaftVoter", (0, 1)),
+    (81, "RemoveRaftVoter", (0, 0)),
+    (83, "InitializeShareGroupState", (0, 0)),
+    (84, "ReadShareGroupState", (0, 0)),
+    (85, "WriteShareGroupState", (0, 1)),
+    (86, "DeleteShareGroupState", (0, 0)),
+    (87, "ReadShareGroupStateSummary", (0, 1)),
+    (88, "StreamsGroupHeartbeat", (0, 0)),
+    (89, "StreamsGroupDescribe", (0, 0)),
+    (90, "DescribeShareGroupOffsets", (0, 1)),
+    (91, "AlterShareGroupOffsets", (0, 0)),
+    (92, "DeleteShareGroupOffsets", (0, 0)),
+];
+
+/// Where Sluice's ApiVersions answer differs from Kafka 4.2's, reviewed:
+/// the API key, what Sluice advertises (`None`: not at all), and why.
+/// The test fails on any difference not listed here, and on an entry that
+/// no longer differs, so this list is always the whole, current truth.
+const DIFFERENCES: &[(i16, Option<Versions>, &str)] = &[
+    (
+        0,
+        Some((3, 12)),
+        "Produce: v0-2 are refused anyway; v13 (topic ids, KIP-516) not yet",
+    ),
+    (1, Some((4, 16)), "Fetch: v17 and v18 (KIP-1166) not yet"),
+    (2, Some((1, 9)), "ListOffsets: v10 and v11 not yet"),
+    (8, Some((2, 9)), "OffsetCommit: v10 (topic ids) not yet"),
+    (9, Some((1, 9)), "OffsetFetch: v10 (topic ids) not yet"),
+    (17, None, "SaslHandshake: no SASL yet (security issue)"),
+    (
+        27,
+        Some((1, 1)),
+        "WriteTxnMarkers: v2 (KIP-1228 transaction version) not yet",
+    ),
+    (29, None, "DescribeAcls: no ACLs yet (security issue)"),
+    (30, None, "CreateAcls: no ACLs yet (security issue)"),
+    (31, None, "DeleteAcls: no ACLs yet (security issue)"),
+    (
+        34,
+        None,
+        "AlterReplicaLogDirs: one data directory per broker yet",
+    ),
+    (36, None, "SaslAuthenticate: no SASL yet (security issue)"),
+    (38, None, "CreateDelegationToken: no delegation tokens"),
+    (39, None, "RenewDelegationToken: no delegation tokens"),
+    (40, None, "ExpireDelegationToken: no delegation tokens"),
+    (41, None, "DescribeDelegationToken: no delegation tokens"),
+    (
+        48,
+        None,
+        "DescribeClientQuotas: no quotas yet (security issue)",
+    ),
+    (
+        49,
+        None,
+        "AlterClientQuotas: no quotas yet (security issue)",
+    ),
+    (
+        50,
+        None,
+        "DescribeUserScramCredentials: no SCRAM yet (security issue)",
+    ),
+    (
+        51,
+        None,
+        "AlterUserScramCredentials: no SCRAM yet (security issue)",
+    ),
+    (
+        57,
+        None,
+        "UpdateFeatures: Sluice's feature levels are fixed (see api_versions.rs)",
+    ),
+    (
+        64,
+        None,
+        "UnregisterBroker: brokers leave by being fenced; no operator removal yet",
+    ),
+    (
+        71,
+        None,
+        "GetTelemetrySubscriptions: no client metrics (KIP-714); clients then send none",
+    ),
+    (
+        72,
+        None,
+        "PushTelemetry: no client metrics (KIP-714); clients then send none",
+    ),
+    (74, None, "ListConfigResources: not yet"),
+    (76, None, "ShareGroupHeartbeat: no share groups (KIP-932)"),
+    (77, None, "ShareGroupDescribe: no share groups (KIP-932)"),
+    (78, None, "ShareFetch: no share groups (KIP-932)"),
+    (79, None, "ShareAcknowledge: no share groups (KIP-932)"),
+    (
+        80,
+        None,
+        "AddRaftVoter: the voter set is static (--controller-voters)",
+    ),
+    (
+        81,
+        None,
+        "RemoveRaftVoter: the voter set is static (--controller-voters)",
+    ),
+    (
+        83,
+        None,
+        "InitializeShareGroupState: no share groups (KIP-932)",
+    ),
+    (84, None, "ReadShareGroupState: no share groups (KIP-932)"),
+    (85, None, "WriteShareGroupState: no share groups (KIP-932)"),
+    (86, None, "DeleteShareGroupState: no share groups (KIP-932)"),
+    (
+        87,
+        None,
+        "ReadShareGroupStateSummary: no share groups (KIP-932)",
+    ),
+    (
+        88,
+        None,
+        "StreamsGroupHeartbeat: no streams groups (KIP-1071)",
+    ),
+    (
+        89,
+        None,
+        "StreamsGroupDescribe: no streams groups (KIP-1071)",
+    ),
+    (
+        90,
+        None,
+        "DescribeShareGroupOffsets: no share groups (KIP-932)",
+    ),
+    (
+        91,
+        None,
+        "AlterShareGroupOffsets: no share groups (KIP-932)",
+    ),
+    (
+        92,
+        None,
+        "DeleteShareGroupOffsets: no share groups (KIP-932)",
+    ),
+];
+
+/// ApiVersions v3 is the first flexible one; v4 is the newest.
+const API_VERSIONS_VERSIONS: [i16; 2] = [3, 4];
+/// The versions these tests exercise.
+const METADATA_VERSION: i16 = 13;
+const DESCRIBE_GROUPS_VERSION: i16 = 6;
+const DESCRIBE_GROUPS_OLD_VERSION: i16 = 5;
+const DESCRIBE_CLUSTER_VERSION: i16 = 2;
+const DESCRIBE_CLUSTER_OLD_VERSION: i16 = 1;
+const LIST_TRANSACTIONS_VERSION: i16 = 2;
+/// Kafka's error codes checked here.
+const NONE: i16 = 0;
+const GROUP_ID_NOT_FOUND: i16 = 69;
+const INVALID_REGULAR_EXPRESSION: i16 = 128;
+/// Three brokers for the fenced-broker test; the killed one is the last.
+const NODES: usize = 3;
+/// Session timeout of that cluster: short, so the fence comes soon.
+const BROKER_SESSION_TIMEOUT_MS: &str = "1500";
+const FENCE_TIMEOUT: Duration = Duration::from_secs(30);
+const POLL_INTERVAL: Duration = Duration::from_millis(100);
+const PRODUCER_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[test]
+fn api_versions_match_kafka_4_2_but_for_the_reviewed_differences() {
+    let kafka: BTreeMap<i16, (&str, (i16, i16))> = KAFKA_4_2
+        .iter()
+        .map(|(key, name, range)| (*key, (*name, *range)))
+        .collect();
+    assert_eq!(kafka.len(), KAFKA_4_2.len(), "an API listed twice");
+    let differences: BTreeMap<i16, Option<(i16, i16)>> = DIFFERENCES
+        .iter()
+        .map(|(key, range, _)| (*key, *range))
+        .collect();
+    assert_eq!(
+        differences.len(),
+        DIFFERENCES.len(),
+        "a difference listed twice"
+    );
+
+    let broker = TestBroker::start();
+    let mut client = WireClient::new(&broker);
+    for version in API_VERSIONS_VERSIONS {
+        let answer: ApiVersionsResponse =
+            client.call(ApiKey::ApiVersions, version, &ApiVersionsRequest::default());
+        assert_eq!(answer.error_code, NONE, "ApiVersions v{version}");
+        let sluice: BTreeMap<i16, (i16, i16)> = answer
+            .api_keys
+            .iter()
+            .map(|api| (api.api_key, (api.min_version, api.max_version)))
+            .collect();
+        assert_eq!(
+            sluice.len(),
+            answer.api_keys.len(),
+            "v{version}: an API twice"
+        );
+        let mut wrong = Vec::new();
+        for (key, (name, kafka_range)) in &kafka {
+            let expected = differences.get(key).copied().unwrap_or(Some(*kafka_range));
+            let advertised = sluice.get(key).copied();
+            if advertised != expected {
+                wrong.push(format!(
+                    "{name} ({key}): Sluice advertises {advertised:?}, the table expects \
+                     {expected:?} (Kafka 4.2: {kafka_range:?})"
+                ));
+            }
+            if differences.contains_key(key) && expected == Some(*kafka_range) {
+                wrong.push(format!(
+                    "{name} ({key}): listed as a difference but matches Kafka 4.2"
+                ));
+            }
+        }
+        for key in sluice.keys().filter(|key| !kafka.contains_key(key)) {
+            wrong.push(format!(
+                "API {key}: advertised, but Kafka 4.2 has no such API"
+            ));
+        }
+        for key in differences.keys().filter(|key| !kafka.contains_key(key)) {
+            wrong.push(format!("API {key}: a difference, but not a Kafka 4.2 API"));
+        }
+        assert!(
+            wrong.is_empty(),
+            "ApiVersions v{version}:\n{}",
+            wrong.join("\n")
+        );
+    }
+    let same = kafka.len() - differences.len();
+    eprintln!(
+        "{same} of Kafka 4.2's {} APIs advertised at its exact versions; {} reviewed differences",
+        kafka.len(),
+        differences.len()
+    );
+}
+
+/// Metadata v13 adds a top-level error code (KIP-1102), NONE here, and is
+/// otherwise v12.
+#[test]
+fn metadata_v13_answers_with_no_top_level_error() {
+    let broker = TestBroker::start();
+    broker.create_topic("orders", 3);
+    let mut client = WireClient::new(&broker);
+    let mut request = MetadataRequest::default();
+    request.topics = None;
+    let answer: MetadataResponse = client.call(ApiKey::Metadata, METADATA_VERSION, &request);
+    assert_eq!(answer.error_code, NONE);
+    assert_eq!(answer.brokers.len(), 1);
+    let orders = answer
+        .topics
+        .iter()
+        .find(|topic| {
+            topic
+                .name
+                .as_ref()
+                .is_some_and(|name| name.0.as_str() == "orders")
+        })
+        .expect("the topic listed");
+    assert_eq!(orders.error_code, NONE);
+    assert_eq!(orders.partitions.len(), 3);
+    assert!(!orders.topic_id.is_nil(), "v10+ carries the topic id");
+}
+
+/// DescribeGroups v6 (KIP-1043): a group that does not exist gets
+/// GROUP_ID_NOT_FOUND and Kafka's message; v5 still describes it as Dead
+/// with no error; a group that exists is described as before.
+#[test]
+fn describe_groups_v6_reports_unknown_groups_as_not_found() {
+    let broker = TestBroker::start();
+    broker.create_topic("orders", 1);
+    // A group known to its coordinator: one member, kept for the test.
+    let consumer: BaseConsumer = broker
+        .client_config()
+        .set("group.id", "known")
+        .create()
+        .expect("consumer");
+    consumer.subscribe(&["orders"]).expect("subscribe");
+    wait_for("the group to assign", FENCE_TIMEOUT, POLL_INTERVAL, || {
+        let _ = consumer.poll(POLL_INTERVAL);
+        match consumer.assignment() {
+            Ok(assigned) if assigned.count() == 1 => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    });
+    let mut client = WireClient::new(&broker);
+    let describe = |client: &mut WireClient, version: i16| -> Vec<DescribedGroup> {
+        let mut request = DescribeGroupsRequest::default();
+        request.groups = vec![GroupId(text("nobody")), GroupId(text("known"))];
+        let answer: DescribeGroupsResponse = client.call(ApiKey::DescribeGroups, version, &request);
+        answer.groups
+    };
+    let groups = describe(&mut client, DESCRIBE_GROUPS_VERSION);
+    assert_eq!(groups.len(), 2);
+    assert_eq!(groups[0].group_id.0.as_str(), "nobody");
+    assert_eq!(groups[0].error_code, GROUP_ID_NOT_FOUND);
+    assert_eq!(
+        groups[0]
+            .error_message
+            .as_ref()
+            .map(|message| message.as_str()),
+        Some("Group nobody not found.")
+    );
+    assert_eq!(groups[0].group_state.as_str(), "Dead");
+    assert_eq!(groups[1].group_id.0.as_str(), "known");
+    assert_eq!(groups[1].error_code, NONE, "{:?}", groups[1]);
+    assert_eq!(groups[1].error_message, None);
+    assert_eq!(groups[1].group_state.as_str(), "Stable");
+    assert_eq!(groups[1].members.len(), 1);
+
+    let old = describe(&mut client, DESCRIBE_GROUPS_OLD_VERSION);
+    assert_eq!(
+        old[0].error_code, NONE,
+        "before v6 an unknown group is no error"
+    );
+    assert_eq!(old[0].group_state.as_str(), "Dead");
+    assert_eq!(old[1].error_code, NONE);
+}
+
+/// DescribeCluster v2 (KIP-1073): a fenced broker is listed, marked fenced,
+/// only when the request asks for fenced brokers; v1 never lists it.
+#[test]
+fn describe_cluster_v2_lists_fenced_brokers_when_asked() {
+    let args = ["--broker-session-timeout-ms", BROKER_SESSION_TIMEOUT_MS];
+    let mut brokers = start_cluster_with(NODES, &args);
+    let describe = |client: &mut WireClient, version: i16, fenced: bool| {
+        let mut request = DescribeClusterRequest::default();
+        request.include_fenced_brokers = fenced;
+        let answer: DescribeClusterResponse =
+            client.call(ApiKey::DescribeCluster, version, &request);
+        assert_eq!(answer.error_code, NONE);
+        let mut listed: Vec<(i32, bool)> = answer
+            .brokers
+            .iter()
+            .map(|broker| (broker.broker_id.0, broker.is_fenced))
+            .collect();
+        listed.sort_unstable();
+        listed
+    };
+    let mut client = WireClient::new(&brokers[0]);
+    wait_for(
+        "all three brokers registered",
+        FENCE_TIMEOUT,
+        POLL_INTERVAL,
+        || {
+            let listed = describe(&mut client, DESCRIBE_CLUSTER_VERSION, true);
+            if listed == [(1, false), (2, false), (3, false)] {
+                Ok(())
+            } else {
+                Err(format!("{listed:?}"))
+            }
+        },
+    );
+    let killed = NODES as i32;
+    brokers[NODES - 1].stop(Stop::Kill);
+    wait_for(
+        "the killed broker fenced",
+        FENCE_TIMEOUT,
+        POLL_INTERVAL,
+        || {
+            let listed = describe(&mut client, DESCRIBE_CLUSTER_VERSION, true);
+            if listed == [(1, false), (2, false), (killed, true)] {
+                Ok(())
+            } else {
+                Err(format!("{listed:?}"))
+            }
+        },
+    );
+    assert_eq!(
+        describe(&mut client, DESCRIBE_CLUSTER_VERSION, false),
+        [(1, false), (2, false)],
+        "v2 without include_fenced_brokers"
+    );
+    assert_eq!(
+        describe(&mut client, DESCRIBE_CLUSTER_OLD_VERSION, false),
+        [(1, false), (2, false)],
+        "v1"
+    );
+}
+
+/// ListTransactions v2 (KIP-1152): the pattern must match the whole
+/// transactional id; a pattern that does not compile is
+/// INVALID_REGULAR_EXPRESSION; none (null or empty) lists every one.
+#[test]
+fn list_transactions_v2_filters_by_a_whole_id_pattern() {
+    let broker = TestBroker::start();
+    let ids = ["orders-1", "orders-2", "billing-1"];
+    let _producers: Vec<BaseProducer> = ids
+        .iter()
+        .map(|id| {
+            let producer: BaseProducer = broker
+                .client_config()
+                .set("transactional.id", *id)
+                .create()
+                .expect("transactional producer");
+            producer
+                .init_transactions(PRODUCER_TIMEOUT)
+                .expect("InitProducerId");
+            producer
+        })
+        .collect();
+    let mut client = WireClient::new(&broker);
+    let mut list = |pattern: Option<&str>| -> (i16, Vec<String>) {
+        let mut request = ListTransactionsRequest::default();
+        request.transactional_id_pattern = pattern.map(text);
+        let answer: ListTransactionsResponse = client.call(
+            ApiKey::ListTransactions,
+            LIST_TRANSACTIONS_VERSION,
+            &request,
+        );
+        let mut listed: Vec<String> = answer
+            .transaction_states
+            .iter()
+            .map(|state| state.transactional_id.0.to_string())
+            .collect();
+        listed.sort_unstable();
+        (answer.error_code, listed)
+    };
+    let all = (
+        NONE,
+        vec!["billing-1".into(), "orders-1".into(), "orders-2".into()],
+    );
+    assert_eq!(list(None), all);
+    assert_eq!(list(Some("")), all, "an empty pattern filters nothing");
+    assert_eq!(
+        list(Some("orders-.*")),
+        (NONE, vec!["orders-1".into(), "orders-2".into()])
+    );
+    assert_eq!(
+        list(Some("orders")),
+        (NONE, vec![]),
+        "the whole id must match"
+    );
+    assert_eq!(
+        list(Some(".*-1")),
+        (NONE, vec!["billing-1".into(), "orders-1".into()])
+    );
+    assert_eq!(list(Some("(orders")), (INVALID_REGULAR_EXPRESSION, vec![]));
+}
