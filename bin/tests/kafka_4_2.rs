@@ -2,20 +2,26 @@
 //! against Sluice's ApiVersions answer (every difference a reviewed entry of
 //! [`DIFFERENCES`]), and the semantics of the versions newer than those
 //! Sluice served before: Metadata v13, DescribeGroups v6, DescribeCluster
-//! v2, ListTransactions v2.
+//! v2, ListTransactions v2, ListOffsets v10 and v11.
 
 mod common;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::{start_cluster_with, text, wait_for, Stop, TestBroker, WireClient};
+use common::{
+    produce_all, raw_connect, receive_response, start_cluster_with, text, wait_for, Record, Stop,
+    TestBroker, WireClient,
+};
 use kafka_protocol::messages::describe_groups_response::DescribedGroup;
+use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, ApiVersionsResponse, DescribeClusterRequest,
     DescribeClusterResponse, DescribeGroupsRequest, DescribeGroupsResponse, GroupId,
-    ListTransactionsRequest, ListTransactionsResponse, MetadataRequest, MetadataResponse,
+    ListOffsetsRequest, ListOffsetsResponse, ListTransactionsRequest, ListTransactionsResponse,
+    MetadataRequest, MetadataResponse, RequestHeader, TopicName,
 };
+use kafka_protocol::protocol::Encodable;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{BaseProducer, Producer};
 
@@ -119,7 +125,6 @@ const DIFFERENCES: &[(i16, Option<Versions>, &str)] = &[
         "Produce: v0-2 are refused anyway; v13 (topic ids, KIP-516) not yet",
     ),
     (1, Some((4, 16)), "Fetch: v17 and v18 (KIP-1166) not yet"),
-    (2, Some((1, 9)), "ListOffsets: v10 and v11 not yet"),
     (8, Some((2, 9)), "OffsetCommit: v10 (topic ids) not yet"),
     (9, Some((1, 9)), "OffsetFetch: v10 (topic ids) not yet"),
     (17, None, "SaslHandshake: no SASL yet (security issue)"),
@@ -248,7 +253,14 @@ const LIST_TRANSACTIONS_VERSION: i16 = 2;
 /// Kafka's error codes checked here.
 const NONE: i16 = 0;
 const GROUP_ID_NOT_FOUND: i16 = 69;
+const UNSUPPORTED_VERSION: i16 = 35;
 const INVALID_REGULAR_EXPRESSION: i16 = 128;
+/// ListOffsets v11 has v10's bytes (it only allows timestamp -6), and the
+/// kafka-protocol crate stops at v10: the test sends v10's bytes under v11.
+const LIST_OFFSETS_V11: i16 = 11;
+const LIST_OFFSETS_V11_BYTES_OF: i16 = 10;
+/// Records in the ListOffsets topic.
+const LIST_OFFSETS_RECORDS: usize = 5;
 /// Three brokers for the fenced-broker test; the killed one is the last.
 const NODES: usize = 3;
 /// Session timeout of that cluster: short, so the fence comes soon.
@@ -529,4 +541,95 @@ fn list_transactions_v2_filters_by_a_whole_id_pattern() {
         (NONE, vec!["billing-1".into(), "orders-1".into()])
     );
     assert_eq!(list(Some("(orders")), (INVALID_REGULAR_EXPRESSION, vec![]));
+}
+
+/// ListOffsets (v11, KIP-1023's -6 included): each special timestamp from
+/// the version Kafka accepts it at, UNSUPPORTED_VERSION below it (and for
+/// a negative timestamp Kafka does not define), and the tiered-storage
+/// ones answered as a Kafka broker without remote storage answers them.
+#[test]
+fn list_offsets_answers_each_special_timestamp_from_its_version() {
+    let broker = TestBroker::start();
+    broker.create_topic("orders", 1);
+    let records: Vec<Record> = (0..LIST_OFFSETS_RECORDS)
+        .map(|index| Record::with_value(0, common::indexed_value(index, 16)))
+        .collect();
+    produce_all(&broker, "orders", &[], &records);
+    let end = LIST_OFFSETS_RECORDS as i64;
+    let mut stream = raw_connect(broker.address());
+    let mut correlation = 0;
+    let mut list = |version: i16, timestamp: i64| -> (i16, i64, i32) {
+        correlation += 1;
+        let mut partition = ListOffsetsPartition::default();
+        partition.partition_index = 0;
+        partition.timestamp = timestamp;
+        let mut topic = ListOffsetsTopic::default();
+        topic.name = TopicName(text("orders"));
+        topic.partitions = vec![partition];
+        let mut request = ListOffsetsRequest::default();
+        request.replica_id = (-1).into();
+        request.topics = vec![topic];
+        let wire = if version == LIST_OFFSETS_V11 {
+            LIST_OFFSETS_V11_BYTES_OF
+        } else {
+            version
+        };
+        send_as(&mut stream, version, wire, correlation, &request);
+        let answer: ListOffsetsResponse =
+            receive_response(&mut stream, ApiKey::ListOffsets, wire, correlation);
+        let partition = &answer.topics[0].partitions[0];
+        (
+            partition.error_code,
+            partition.offset,
+            partition.leader_epoch,
+        )
+    };
+    // Latest and earliest, at the newest version.
+    assert_eq!(list(LIST_OFFSETS_V11, -1).1, end);
+    let earliest = list(LIST_OFFSETS_V11, -2);
+    assert_eq!((earliest.0, earliest.1), (NONE, 0));
+    // -6, earliest pending upload: v11 and later; nothing is tiered.
+    assert_eq!(list(LIST_OFFSETS_V11, -6), (NONE, -1, -1));
+    assert_eq!(list(10, -6).0, UNSUPPORTED_VERSION);
+    // -5, latest tiered: v9 and later; nothing is tiered.
+    assert_eq!(list(9, -5), (NONE, -1, -1));
+    assert_eq!(list(10, -5), (NONE, -1, -1));
+    assert_eq!(list(8, -5).0, UNSUPPORTED_VERSION);
+    // -4, earliest local: v8 and later; the whole log is local.
+    assert_eq!(list(8, -4), earliest);
+    assert_eq!(list(LIST_OFFSETS_V11, -4), earliest);
+    assert_eq!(list(7, -4).0, UNSUPPORTED_VERSION);
+    // -3, max timestamp: v7 and later.
+    let max = list(7, -3);
+    assert_eq!(max.0, NONE);
+    assert!((0..end).contains(&max.1), "{max:?}");
+    assert_eq!(list(6, -3).0, UNSUPPORTED_VERSION);
+    // A negative timestamp Kafka does not define.
+    assert_eq!(list(LIST_OFFSETS_V11, -7).0, UNSUPPORTED_VERSION);
+    // By timestamp, at the newest version.
+    assert_eq!(list(LIST_OFFSETS_V11, 0).1, 0);
+}
+
+/// Sends `body` encoded at `wire` under a header that says `version`.
+fn send_as<R: Encodable>(
+    stream: &mut std::net::TcpStream,
+    version: i16,
+    wire: i16,
+    correlation_id: i32,
+    body: &R,
+) {
+    use std::io::Write;
+    let mut header = RequestHeader::default();
+    header.request_api_key = ApiKey::ListOffsets as i16;
+    header.request_api_version = version;
+    header.correlation_id = correlation_id;
+    header.client_id = Some(text("sluice-kafka-4-2-test"));
+    let mut frame = bytes::BytesMut::new();
+    header
+        .encode(&mut frame, ApiKey::ListOffsets.request_header_version(wire))
+        .expect("encoding the header");
+    body.encode(&mut frame, wire).expect("encoding the body");
+    let mut out = (frame.len() as i32).to_be_bytes().to_vec();
+    out.extend_from_slice(&frame);
+    stream.write_all(&out).expect("sending the request");
 }

@@ -109,6 +109,18 @@ pub struct ListedOffset {
     pub leader_epoch: i32,
 }
 
+/// ListOffsets' special timestamps (Kafka's `ListOffsetsRequest`
+/// constants): what a negative timestamp asks for.
+pub const LATEST_TIMESTAMP: i64 = -1;
+pub const EARLIEST_TIMESTAMP: i64 = -2;
+pub const MAX_TIMESTAMP: i64 = -3;
+/// The first offset on local disk (KIP-405); the log start without tiering.
+pub const EARLIEST_LOCAL_TIMESTAMP: i64 = -4;
+/// The last offset in remote storage (KIP-1005).
+pub const LATEST_TIERED_TIMESTAMP: i64 = -5;
+/// The first offset not yet copied to remote storage (KIP-1023).
+pub const EARLIEST_PENDING_UPLOAD_TIMESTAMP: i64 = -6;
+
 impl ListedOffset {
     fn none() -> ListedOffset {
         ListedOffset::failed(code::NONE)
@@ -1529,12 +1541,20 @@ impl Broker {
                 continue;
             }
             let query = match timestamp {
-                -1 => OffsetQuery::Latest,
-                -2 => OffsetQuery::Earliest,
-                -3 => OffsetQuery::MaxTimestamp,
+                LATEST_TIMESTAMP => OffsetQuery::Latest,
+                // Without tiered storage the whole log is local.
+                EARLIEST_TIMESTAMP | EARLIEST_LOCAL_TIMESTAMP => OffsetQuery::Earliest,
+                MAX_TIMESTAMP => OffsetQuery::MaxTimestamp,
+                // Nothing is tiered: no such offset, as a Kafka broker
+                // without remote storage answers.
+                LATEST_TIERED_TIMESTAMP | EARLIEST_PENDING_UPLOAD_TIMESTAMP => {
+                    results.push(ListedOffset::none());
+                    continue;
+                }
                 t if t >= 0 => OffsetQuery::Timestamp(t),
                 _ => {
-                    results.push(ListedOffset::failed(code::INVALID_REQUEST));
+                    // The handler refuses the others before they get here.
+                    results.push(ListedOffset::failed(code::UNSUPPORTED_VERSION));
                     continue;
                 }
             };

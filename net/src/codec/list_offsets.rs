@@ -6,10 +6,12 @@ use kafka_protocol::messages::{ApiKey, ListOffsetsRequest};
 use super::{check_version, DecodeError, Reader};
 
 /// ListOffsets versions Sluice decodes (v0, with its offset-count field, is long obsolete).
-pub const LIST_OFFSETS_VERSIONS: (i16, i16) = (1, 9);
+pub const LIST_OFFSETS_VERSIONS: (i16, i16) = (1, 11);
 
 /// First version with the flexible (compact, tagged) encoding.
 const FLEXIBLE_MIN: i16 = 6;
+/// First version with the timeout for tiered-storage lookups (KIP-1075).
+const TIMEOUT_MIN: i16 = 10;
 
 /// Decodes a ListOffsets request body.
 pub fn decode(r: &mut Reader, version: i16) -> Result<ListOffsetsRequest, DecodeError> {
@@ -21,6 +23,9 @@ pub fn decode(r: &mut Reader, version: i16) -> Result<ListOffsetsRequest, Decode
         req.isolation_level = r.i8()?;
     }
     req.topics = r.array_v(flexible, |r| topic(r, version, flexible))?;
+    if version >= TIMEOUT_MIN {
+        req.timeout_ms = r.i32()?;
+    }
     r.tagged_fields_v(flexible, &mut req.unknown_tagged_fields)?;
     Ok(req)
 }

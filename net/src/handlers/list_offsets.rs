@@ -1,4 +1,14 @@
 //! ListOffsets: earliest, latest, by timestamp and max timestamp.
+//!
+//! The special (negative) timestamps, each from the version Kafka accepts
+//! it at: -1 latest and -2 earliest (v1), -3 max timestamp (v7), -4
+//! earliest local (v8), -5 latest tiered (v9), -6 earliest pending upload
+//! (v11). Sluice has no tiered storage, so it answers the last three as a
+//! Kafka broker without remote storage does: earliest local is the log
+//! start, and the other two are "none" (offset -1, leader epoch -1). A
+//! timestamp the request's version may not use, or an unknown negative
+//! one, is UNSUPPORTED_VERSION for its partition, as Kafka answers. v10
+//! adds a timeout for remote lookups (KIP-1075), which Sluice never makes.
 
 use std::rc::Rc;
 
@@ -12,9 +22,31 @@ use super::encode;
 use crate::broker::{
     fan_out, Broker, ListedOffset, OffsetQueryEntry, PerShard, ShardRequest, ShardResponse,
 };
+use crate::broker::{
+    EARLIEST_LOCAL_TIMESTAMP, EARLIEST_PENDING_UPLOAD_TIMESTAMP, EARLIEST_TIMESTAMP,
+    LATEST_TIERED_TIMESTAMP, LATEST_TIMESTAMP, MAX_TIMESTAMP,
+};
 use crate::errors::{code, leader_epoch_error};
 
-pub const VERSIONS: (i16, i16) = (1, 9);
+pub const VERSIONS: (i16, i16) = (1, 11);
+
+/// The newest version the response encoder knows: v11 only allows a new
+/// timestamp in the request, and its response is v10's byte for byte.
+const RESPONSE_ENCODING_MAX: i16 = 10;
+
+/// The first version that may ask for a special (negative) timestamp
+/// (Kafka's `timestampMinSupportedVersion`); `None` for one Kafka does not
+/// define.
+fn special_timestamp_version(timestamp: i64) -> Option<i16> {
+    match timestamp {
+        LATEST_TIMESTAMP | EARLIEST_TIMESTAMP => Some(1),
+        MAX_TIMESTAMP => Some(7),
+        EARLIEST_LOCAL_TIMESTAMP => Some(8),
+        LATEST_TIERED_TIMESTAMP => Some(9),
+        EARLIEST_PENDING_UPLOAD_TIMESTAMP => Some(11),
+        _ => None,
+    }
+}
 
 /// `isolation_level` of read_committed.
 const READ_COMMITTED: i8 = 1;
@@ -24,6 +56,7 @@ pub async fn handle(
     header: &RequestHeader,
     request: ListOffsetsRequest,
 ) -> Option<Vec<Bytes>> {
+    let version = header.request_api_version;
     let read_committed = request.isolation_level == READ_COMMITTED;
     let mut per_shard: PerShard<OffsetQueryEntry> = (0..broker.shards())
         .map(|_| (Vec::new(), Vec::new()))
@@ -34,6 +67,13 @@ pub async fn handle(
         let name = topic.name.0.as_str();
         let mut topic_results = Vec::new();
         for (partition_index, partition) in topic.partitions.iter().enumerate() {
+            let timestamp_supported = partition.timestamp >= 0
+                || special_timestamp_version(partition.timestamp)
+                    .is_some_and(|first| version >= first);
+            if !timestamp_supported {
+                topic_results.push(ListedOffset::failed(code::UNSUPPORTED_VERSION));
+                continue;
+            }
             topic_results.push(ListedOffset::failed(code::UNKNOWN_TOPIC_OR_PARTITION));
             let known = metadata.topics.get(name).is_some_and(|meta| {
                 partition.partition_index >= 0 && partition.partition_index < meta.partitions
@@ -90,7 +130,7 @@ pub async fn handle(
                     partition_response.error_code = listed.error_code;
                     partition_response.timestamp = listed.timestamp;
                     partition_response.offset = listed.offset;
-                    if header.request_api_version >= 4 {
+                    if version >= 4 {
                         partition_response.leader_epoch = listed.leader_epoch;
                     }
                     partition_response
@@ -99,5 +139,5 @@ pub async fn handle(
             topic_response
         })
         .collect();
-    Some(encode(&response, header.request_api_version))
+    Some(encode(&response, version.min(RESPONSE_ENCODING_MAX)))
 }
