@@ -2,24 +2,25 @@
 //! against Sluice's ApiVersions answer (every difference a reviewed entry of
 //! [`DIFFERENCES`]), and the semantics of the versions newer than those
 //! Sluice served before: Metadata v13, DescribeGroups v6, DescribeCluster
-//! v2, ListTransactions v2, ListOffsets v10 and v11.
+//! v2, ListTransactions v2, ListOffsets v10 and v11, Fetch v17 and v18.
 
 mod common;
 
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::{
     produce_all, raw_connect, receive_response, start_cluster_with, text, wait_for, Record, Stop,
     TestBroker, WireClient,
 };
 use kafka_protocol::messages::describe_groups_response::DescribedGroup;
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic, ReplicaState};
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, ApiVersionsResponse, DescribeClusterRequest,
-    DescribeClusterResponse, DescribeGroupsRequest, DescribeGroupsResponse, GroupId,
-    ListOffsetsRequest, ListOffsetsResponse, ListTransactionsRequest, ListTransactionsResponse,
-    MetadataRequest, MetadataResponse, RequestHeader, TopicName,
+    ApiKey, ApiVersionsRequest, ApiVersionsResponse, BrokerId, DescribeClusterRequest,
+    DescribeClusterResponse, DescribeGroupsRequest, DescribeGroupsResponse, FetchRequest,
+    FetchResponse, GroupId, ListOffsetsRequest, ListOffsetsResponse, ListTransactionsRequest,
+    ListTransactionsResponse, MetadataRequest, MetadataResponse, RequestHeader, TopicName,
 };
 use kafka_protocol::protocol::Encodable;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -124,7 +125,6 @@ const DIFFERENCES: &[(i16, Option<Versions>, &str)] = &[
         Some((3, 12)),
         "Produce: v0-2 are refused anyway; v13 (topic ids, KIP-516) not yet",
     ),
-    (1, Some((4, 16)), "Fetch: v17 and v18 (KIP-1166) not yet"),
     (8, Some((2, 9)), "OffsetCommit: v10 (topic ids) not yet"),
     (9, Some((1, 9)), "OffsetFetch: v10 (topic ids) not yet"),
     (17, None, "SaslHandshake: no SASL yet (security issue)"),
@@ -261,6 +261,20 @@ const LIST_OFFSETS_V11: i16 = 11;
 const LIST_OFFSETS_V11_BYTES_OF: i16 = 10;
 /// Records in the ListOffsets topic.
 const LIST_OFFSETS_RECORDS: usize = 5;
+/// Fetch v18: a follower states its high watermark (KIP-1166).
+const FETCH_VERSION: i16 = 18;
+/// Records in the replicated topic of the Fetch test.
+const REPLICATED_RECORDS: usize = 3;
+/// A parked fetch's wait in the Fetch test: one answered well before it
+/// was not parked; one that waits is answered no earlier than this less
+/// the slack.
+const FETCH_WAIT: Duration = Duration::from_millis(2_000);
+const FETCH_WAIT_SLACK: Duration = Duration::from_millis(100);
+const FETCH_BYTES_MAX: i32 = 1 << 20;
+/// The follower the Fetch test speaks for.
+const FOLLOWER: i32 = 2;
+/// The schema's "no high watermark stated".
+const HIGH_WATERMARK_UNSTATED: i64 = i64::MAX;
 /// Three brokers for the fenced-broker test; the killed one is the last.
 const NODES: usize = 3;
 /// Session timeout of that cluster: short, so the fence comes soon.
@@ -632,4 +646,110 @@ fn send_as<R: Encodable>(
     let mut out = (frame.len() as i32).to_be_bytes().to_vec();
     out.extend_from_slice(&frame);
     stream.write_all(&out).expect("sending the request");
+}
+
+/// Fetch v18 (KIP-1166): a follower whose high watermark is behind the
+/// leader's gets its answer at once instead of a parked fetch, so the
+/// high watermark reaches it without waiting out `max_wait_ms`; a follower
+/// that is not behind, or a consumer (for which the field means nothing),
+/// is parked as before. v17 (KIP-853's directory id) is read and changes
+/// nothing.
+#[test]
+fn fetch_v18_answers_a_follower_behind_on_the_high_watermark_at_once() {
+    let args = ["--broker-session-timeout-ms", BROKER_SESSION_TIMEOUT_MS];
+    let brokers = start_cluster_with(NODES, &args);
+    let leader = &brokers[0];
+    let replicas: [i32; 3] = [1, 2, 3];
+    let assignment: [&[i32]; 1] = [&replicas];
+    let topic = rdkafka::admin::NewTopic::new(
+        "replicated",
+        1,
+        rdkafka::admin::TopicReplication::Variable(&assignment),
+    );
+    let created = futures_lite::future::block_on(
+        leader
+            .admin()
+            .create_topics(&[topic], &common::admin_options()),
+    )
+    .expect("CreateTopics answered");
+    assert!(created[0].is_ok(), "{created:?}");
+    let records: Vec<Record> = (0..REPLICATED_RECORDS)
+        .map(|index| Record::with_value(0, common::indexed_value(index, 16)))
+        .collect();
+    produce_all(leader, "replicated", &[("acks", "all")], &records);
+    let end = REPLICATED_RECORDS as i64;
+    let mut client = WireClient::new(leader);
+    let mut metadata_request = MetadataRequest::default();
+    metadata_request.topics = None;
+    let metadata: MetadataResponse =
+        client.call(ApiKey::Metadata, METADATA_VERSION, &metadata_request);
+    let topic_id = metadata
+        .topics
+        .iter()
+        .find(|topic| {
+            topic
+                .name
+                .as_ref()
+                .is_some_and(|name| name.0.as_str() == "replicated")
+        })
+        .map(|topic| topic.topic_id)
+        .expect("the topic listed");
+    let mut fetch = |replica: i32, held_high_watermark: i64, version: i16| {
+        let mut partition = FetchPartition::default();
+        partition.partition = 0;
+        partition.current_leader_epoch = -1;
+        partition.fetch_offset = end;
+        partition.last_fetched_epoch = -1;
+        partition.partition_max_bytes = FETCH_BYTES_MAX;
+        partition.high_watermark = held_high_watermark;
+        let mut topic = FetchTopic::default();
+        topic.topic_id = topic_id;
+        topic.partitions = vec![partition];
+        let mut request = FetchRequest::default();
+        let mut state = ReplicaState::default();
+        state.replica_id = BrokerId(replica);
+        state.replica_epoch = -1;
+        request.replica_state = state;
+        request.max_wait_ms = FETCH_WAIT.as_millis() as i32;
+        request.min_bytes = 1;
+        request.max_bytes = FETCH_BYTES_MAX;
+        request.session_epoch = -1;
+        request.topics = vec![topic];
+        let started = Instant::now();
+        let answer: FetchResponse = client.call(ApiKey::Fetch, version, &request);
+        let partition = &answer.responses[0].partitions[0];
+        (
+            partition.error_code,
+            partition.high_watermark,
+            started.elapsed(),
+        )
+    };
+    // The leader's high watermark covers every acks=all record.
+    let (error, high_watermark, _) = fetch(-1, HIGH_WATERMARK_UNSTATED, FETCH_VERSION);
+    assert_eq!((error, high_watermark), (NONE, end));
+
+    let (error, high_watermark, took) = fetch(FOLLOWER, 1, FETCH_VERSION);
+    assert_eq!((error, high_watermark), (NONE, end));
+    assert!(
+        took < FETCH_WAIT / 2,
+        "a follower behind on the high watermark waited {took:?}"
+    );
+    for (replica, held, version, who) in [
+        (FOLLOWER, end, FETCH_VERSION, "a follower not behind"),
+        (
+            FOLLOWER,
+            HIGH_WATERMARK_UNSTATED,
+            FETCH_VERSION,
+            "a follower that says nothing",
+        ),
+        (FOLLOWER, 1, 17, "a follower at v17 (no such field)"),
+        (-1, 1, FETCH_VERSION, "a consumer"),
+    ] {
+        let (error, high_watermark, took) = fetch(replica, held, version);
+        assert_eq!((error, high_watermark), (NONE, end), "{who}");
+        assert!(
+            took >= FETCH_WAIT - FETCH_WAIT_SLACK,
+            "{who} answered after {took:?}"
+        );
+    }
 }

@@ -374,6 +374,13 @@ fn gen_fetch(g: &mut Gen, v: i16) -> FetchRequest {
                 p.log_start_offset = g.i64();
             }
             p.partition_max_bytes = g.i32();
+            // Tagged: sent only when not the default, so some are left out.
+            if v >= 17 && g.bool() {
+                p.replica_directory_id = g.uuid();
+            }
+            if v >= 18 && g.bool() {
+                p.high_watermark = g.i64();
+            }
             p.unknown_tagged_fields = g.tags(f);
             p
         });

@@ -8,7 +8,7 @@ use kafka_protocol::messages::{ApiKey, FetchRequest};
 use super::{check_version, DecodeError, Reader};
 
 /// Fetch versions Sluice decodes.
-pub const FETCH_VERSIONS: (i16, i16) = (4, 16);
+pub const FETCH_VERSIONS: (i16, i16) = (4, 18);
 
 /// First version with the flexible (compact, tagged) encoding.
 const FLEXIBLE_MIN: i16 = 12;
@@ -21,9 +21,11 @@ const TAG_REPLICA_STATE: u32 = 1;
 
 /// Tag of a partition's `ReplicaDirectoryId` field, which only exists from v17.
 const TAG_REPLICA_DIRECTORY_ID: u32 = 0;
+const REPLICA_DIRECTORY_ID_MIN: i16 = 17;
 
 /// Tag of a partition's `HighWatermark` field, which only exists from v18.
 const TAG_HIGH_WATERMARK: u32 = 1;
+const HIGH_WATERMARK_MIN: i16 = 18;
 
 /// Decodes a Fetch request body.
 pub fn decode(r: &mut Reader, version: i16) -> Result<FetchRequest, DecodeError> {
@@ -104,14 +106,29 @@ fn partition(r: &mut Reader, version: i16, flexible: bool) -> Result<FetchPartit
     }
     partition.partition_max_bytes = r.i32()?;
     if flexible {
-        // Both known partition tags belong to versions above FETCH_VERSIONS, so in the
-        // versions decoded here they are as malformed as they would be to Kafka's parser.
-        r.tagged_fields_with(&mut partition.unknown_tagged_fields, |tag, _| match tag {
-            TAG_REPLICA_DIRECTORY_ID | TAG_HIGH_WATERMARK => {
-                Err(DecodeError::InvalidTag { tag, version })
-            }
-            _ => Ok(false),
-        })?;
+        // Below the version that defines it, a known tag is as malformed as
+        // it would be to Kafka's parser.
+        let (directory_id, high_watermark) = (
+            &mut partition.replica_directory_id,
+            &mut partition.high_watermark,
+        );
+        r.tagged_fields_with(
+            &mut partition.unknown_tagged_fields,
+            |tag, field| match tag {
+                TAG_REPLICA_DIRECTORY_ID if version >= REPLICA_DIRECTORY_ID_MIN => {
+                    *directory_id = field.uuid()?;
+                    Ok(true)
+                }
+                TAG_HIGH_WATERMARK if version >= HIGH_WATERMARK_MIN => {
+                    *high_watermark = field.i64()?;
+                    Ok(true)
+                }
+                TAG_REPLICA_DIRECTORY_ID | TAG_HIGH_WATERMARK => {
+                    Err(DecodeError::InvalidTag { tag, version })
+                }
+                _ => Ok(false),
+            },
+        )?;
     }
     Ok(partition)
 }

@@ -10,6 +10,13 @@
 //! From v16 a partition answered NOT_LEADER_OR_FOLLOWER or
 //! FENCED_LEADER_EPOCH names its current leader and the response carries
 //! that leader's endpoint (KIP-951, see `leader_hints`).
+//!
+//! v17 lets a follower name its log directory (KIP-853, for KRaft voters;
+//! nothing here uses it). From v18 a follower says its own high watermark
+//! per partition (KIP-1166): when the leader's is ahead, the fetch is
+//! answered at once instead of parking, so the new high watermark reaches
+//! the follower without waiting out `max_wait_ms`. Responses of v17 and v18
+//! are v16's.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -29,7 +36,7 @@ use crate::broker::{
 use crate::constants::{FETCH_RESPONSE_BYTES_MAX, FETCH_WAIT_MS_MAX};
 use crate::errors::{code, leader_epoch_error};
 
-pub const VERSIONS: (i16, i16) = (4, 16);
+pub const VERSIONS: (i16, i16) = (4, 18);
 
 /// First version with compact (flexible) encoding.
 const FLEXIBLE_VERSION: i16 = 12;
@@ -38,6 +45,8 @@ const TOPIC_ID_VERSION: i16 = 13;
 const READ_COMMITTED: i8 = 1;
 /// First version with the follower's id in ReplicaState.
 const REPLICA_STATE_VERSION: i16 = 15;
+/// First version in which a follower states its high watermark (KIP-1166).
+const FOLLOWER_HIGH_WATERMARK_VERSION: i16 = 18;
 /// First version with fetch sessions (and a top-level error code).
 const SESSION_VERSION: i16 = 7;
 /// First version whose responses carry leader hints (KIP-951). A partition's
@@ -89,6 +98,9 @@ pub async fn handle(
     let metadata = broker.metadata();
     let mut topics = Vec::with_capacity(request.topics.len());
     let mut slots = Vec::new();
+    // Beside `slots`: the high watermark the follower holds for each
+    // partition (v18), `i64::MAX` (the schema's "not said") otherwise.
+    let mut follower_high_watermarks = Vec::new();
     for (topic_index, topic) in request.topics.iter().enumerate() {
         let found = if version >= TOPIC_ID_VERSION {
             let id = *topic.topic_id.as_bytes();
@@ -147,6 +159,13 @@ pub async fn handle(
                     None
                 }
             };
+            follower_high_watermarks.push(
+                if replica.is_some() && version >= FOLLOWER_HIGH_WATERMARK_VERSION {
+                    partition.high_watermark
+                } else {
+                    i64::MAX
+                },
+            );
             slots.push(Slot {
                 topic_index,
                 partition: partition.partition,
@@ -167,8 +186,16 @@ pub async fn handle(
         let failed = slots
             .iter()
             .any(|slot| slot.outcome.error_code != code::NONE);
+        let follower_behind = slots
+            .iter()
+            .zip(&follower_high_watermarks)
+            .any(|(slot, held)| *held < slot.outcome.high_watermark);
         let now = Instant::now();
-        if available >= min_bytes.max(1) || failed || now >= deadline || broker.shutting_down.get()
+        if available >= min_bytes.max(1)
+            || failed
+            || follower_behind
+            || now >= deadline
+            || broker.shutting_down.get()
         {
             break;
         }
