@@ -2,7 +2,8 @@
 //! against Sluice's ApiVersions answer (every difference a reviewed entry of
 //! [`DIFFERENCES`]), and the semantics of the versions newer than those
 //! Sluice served before: Metadata v13, DescribeGroups v6, DescribeCluster
-//! v2, ListTransactions v2, ListOffsets v10 and v11, Fetch v17 and v18.
+//! v2, ListTransactions v2, ListOffsets v10 and v11, Fetch v17 and v18,
+//! Produce v13.
 
 mod common;
 
@@ -16,15 +17,19 @@ use common::{
 use kafka_protocol::messages::describe_groups_response::DescribedGroup;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic, ReplicaState};
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, ApiVersionsResponse, BrokerId, DescribeClusterRequest,
     DescribeClusterResponse, DescribeGroupsRequest, DescribeGroupsResponse, FetchRequest,
     FetchResponse, GroupId, ListOffsetsRequest, ListOffsetsResponse, ListTransactionsRequest,
-    ListTransactionsResponse, MetadataRequest, MetadataResponse, RequestHeader, TopicName,
+    ListTransactionsResponse, MetadataRequest, MetadataResponse, ProduceRequest, ProduceResponse,
+    RequestHeader, TopicName,
 };
 use kafka_protocol::protocol::Encodable;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{BaseProducer, Producer};
+use sluice_engine::batch::build_batch;
+use uuid::Uuid;
 
 /// An inclusive range of versions.
 type Versions = (i16, i16);
@@ -122,8 +127,8 @@ const KAFKA_4_2: &[(i16, &str, Versions)] = &[
 const DIFFERENCES: &[(i16, Option<Versions>, &str)] = &[
     (
         0,
-        Some((3, 12)),
-        "Produce: v0-2 are refused anyway; v13 (topic ids, KIP-516) not yet",
+        Some((3, 13)),
+        "Produce: v0-2 are refused, so not advertised (Kafka lists them only for old librdkafka)",
     ),
     (8, Some((2, 9)), "OffsetCommit: v10 (topic ids) not yet"),
     (9, Some((1, 9)), "OffsetFetch: v10 (topic ids) not yet"),
@@ -273,6 +278,10 @@ const FETCH_WAIT_SLACK: Duration = Duration::from_millis(100);
 const FETCH_BYTES_MAX: i32 = 1 << 20;
 /// The follower the Fetch test speaks for.
 const FOLLOWER: i32 = 2;
+/// Produce v13 names topics by id (KIP-516).
+const PRODUCE_VERSION: i16 = 13;
+const PRODUCE_TIMEOUT_MS: i32 = 30_000;
+const UNKNOWN_TOPIC_ID: i16 = 100;
 /// The schema's "no high watermark stated".
 const HIGH_WATERMARK_UNSTATED: i64 = i64::MAX;
 /// Three brokers for the fenced-broker test; the killed one is the last.
@@ -752,4 +761,97 @@ fn fetch_v18_answers_a_follower_behind_on_the_high_watermark_at_once() {
             "{who} answered after {took:?}"
         );
     }
+}
+
+/// Produce v13 (KIP-516): topics named by id, answered by id; the records
+/// land in the topic the id names and read back through a consumer; an id
+/// no topic has is UNKNOWN_TOPIC_ID for each of its partitions, next to a
+/// known one that is written.
+#[test]
+fn produce_v13_writes_to_topics_named_by_id() {
+    let broker = TestBroker::start();
+    broker.create_topic("orders", 2);
+    let mut client = WireClient::new(&broker);
+    let mut metadata_request = MetadataRequest::default();
+    metadata_request.topics = None;
+    let metadata: MetadataResponse =
+        client.call(ApiKey::Metadata, METADATA_VERSION, &metadata_request);
+    let orders = metadata
+        .topics
+        .iter()
+        .find(|topic| {
+            topic
+                .name
+                .as_ref()
+                .is_some_and(|name| name.0.as_str() == "orders")
+        })
+        .map(|topic| topic.topic_id)
+        .expect("the topic listed");
+    let nowhere = Uuid::from_u128(0x5eed);
+    assert_ne!(orders, nowhere);
+    let topic = |id: Uuid, partitions: &[(i32, &[&[u8]])]| {
+        let mut topic = TopicProduceData::default();
+        topic.topic_id = id;
+        topic.partition_data = partitions
+            .iter()
+            .map(|(index, values)| {
+                let mut data = PartitionProduceData::default();
+                data.index = *index;
+                data.records = Some(bytes::Bytes::from(build_batch(0, values)));
+                data
+            })
+            .collect();
+        topic
+    };
+    let mut request = ProduceRequest::default();
+    request.acks = -1;
+    request.timeout_ms = PRODUCE_TIMEOUT_MS;
+    request.topic_data = vec![
+        topic(orders, &[(0, &[b"zero-a", b"zero-b"]), (1, &[b"one-a"])]),
+        topic(nowhere, &[(0, &[b"lost"])]),
+    ];
+    let answer: ProduceResponse = client.call(ApiKey::Produce, PRODUCE_VERSION, &request);
+    // Per topic: its id, and each partition's index, error and base offset.
+    type Answered = (Uuid, Vec<(i32, i16, i64)>);
+    let answered: Vec<Answered> = answer
+        .responses
+        .iter()
+        .map(|topic| {
+            let partitions = topic
+                .partition_responses
+                .iter()
+                .map(|partition| (partition.index, partition.error_code, partition.base_offset))
+                .collect();
+            (topic.topic_id, partitions)
+        })
+        .collect();
+    assert_eq!(
+        answered,
+        vec![
+            (orders, vec![(0, NONE, 0), (1, NONE, 0)]),
+            (nowhere, vec![(0, UNKNOWN_TOPIC_ID, -1)]),
+        ]
+    );
+    // A second request appends after the first.
+    request.topic_data = vec![topic(orders, &[(0, &[b"zero-c"])])];
+    let answer: ProduceResponse = client.call(ApiKey::Produce, PRODUCE_VERSION, &request);
+    let partition = &answer.responses[0].partition_responses[0];
+    assert_eq!((partition.error_code, partition.base_offset), (NONE, 2));
+
+    let read = common::read_all(&broker, "orders", 2);
+    let values = |partition: i32| -> Vec<Vec<u8>> {
+        read.get(&partition)
+            .map(|records| {
+                records
+                    .iter()
+                    .map(|record| record.value.clone().unwrap_or_default())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    assert_eq!(
+        values(0),
+        [b"zero-a".to_vec(), b"zero-b".to_vec(), b"zero-c".to_vec()]
+    );
+    assert_eq!(values(1), [b"one-a".to_vec()]);
 }

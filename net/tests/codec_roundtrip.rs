@@ -311,7 +311,11 @@ fn gen_produce(g: &mut Gen, v: i16) -> ProduceRequest {
     r.timeout_ms = g.i32();
     r.topic_data = g.vec(|g| {
         let mut t = TopicProduceData::default();
-        t.name = g.string();
+        if v >= 13 {
+            t.topic_id = g.uuid();
+        } else {
+            t.name = g.string();
+        }
         t.partition_data = g.vec(|g| {
             let mut p = PartitionProduceData::default();
             p.index = g.i32();

@@ -11,7 +11,8 @@
 //!
 //! From v10 a partition answered NOT_LEADER_OR_FOLLOWER names its current
 //! leader and the response carries that leader's endpoint (KIP-951, see
-//! `leader_hints`).
+//! `leader_hints`). From v13 topics come and go by id (KIP-516), the same
+//! id on every broker, and an id no topic has is UNKNOWN_TOPIC_ID.
 
 use std::rc::Rc;
 
@@ -19,7 +20,9 @@ use bytes::Bytes;
 use kafka_protocol::messages::produce_response::{
     LeaderIdAndEpoch, NodeEndpoint, PartitionProduceResponse, TopicProduceResponse,
 };
-use kafka_protocol::messages::{BrokerId, ProduceRequest, ProduceResponse, RequestHeader};
+use kafka_protocol::messages::{
+    BrokerId, ProduceRequest, ProduceResponse, RequestHeader, TopicName,
+};
 use sluice_engine::{batch, ShardId};
 
 use super::leader_hints::{wants_hint, LeaderHints};
@@ -30,7 +33,10 @@ use crate::broker::{
 };
 use crate::errors::code;
 
-pub const VERSIONS: (i16, i16) = (3, 12);
+pub const VERSIONS: (i16, i16) = (3, 13);
+
+/// First version that names topics by id.
+const TOPIC_ID_VERSION: i16 = 13;
 
 /// First version whose responses carry leader hints (KIP-951): a partition's
 /// `CurrentLeader` and the response's `NodeEndpoints`, both tagged fields.
@@ -66,6 +72,7 @@ fn refuse_without_transactional_id(header: &RequestHeader, request: &ProduceRequ
         .map(|topic| {
             let mut topic_response = TopicProduceResponse::default();
             topic_response.name = topic.name.clone();
+            topic_response.topic_id = topic.topic_id;
             topic_response.partition_responses = topic
                 .partition_data
                 .iter()
@@ -90,8 +97,12 @@ fn refuse_without_transactional_id(header: &RequestHeader, request: &ProduceRequ
 pub async fn handle(
     broker: &Rc<Broker>,
     header: &RequestHeader,
-    request: ProduceRequest,
+    mut request: ProduceRequest,
 ) -> Option<Vec<Bytes>> {
+    // From v13 topics come by id: each is named from the metadata image,
+    // so that everything below works by name; an id no topic has is
+    // UNKNOWN_TOPIC_ID for each of its partitions.
+    let unknown_ids = name_topics_by_id(broker, header.request_api_version, &mut request);
     let transactional_records = request.topic_data.iter().any(|topic| {
         topic.partition_data.iter().any(|partition| {
             partition
@@ -122,6 +133,8 @@ pub async fn handle(
             };
             if !valid_acks {
                 outcome.error_code = code::INVALID_REQUIRED_ACKS;
+            } else if unknown_ids.get(topic_index).copied().unwrap_or(false) {
+                outcome.error_code = code::UNKNOWN_TOPIC_ID;
             } else if name == crate::groups::OFFSETS_TOPIC || name == crate::txn::TXN_TOPIC {
                 // Only the coordinators write their records there, as Kafka
                 // refuses client writes to internal topics.
@@ -201,6 +214,29 @@ pub async fn handle(
     Some(encode(&response, version))
 }
 
+/// Names each topic of a v13+ request from its id (KIP-516); says, per
+/// topic, whether its id names no topic. Older versions come by name.
+fn name_topics_by_id(broker: &Broker, version: i16, request: &mut ProduceRequest) -> Vec<bool> {
+    if version < TOPIC_ID_VERSION {
+        return Vec::new();
+    }
+    let metadata = broker.metadata();
+    request
+        .topic_data
+        .iter_mut()
+        .map(|topic| {
+            let id = *topic.topic_id.as_bytes();
+            match metadata.topics.values().find(|meta| meta.id == id) {
+                Some(meta) => {
+                    topic.name = TopicName(str_bytes(&meta.name));
+                    false
+                }
+                None => true,
+            }
+        })
+        .collect()
+}
+
 /// The answer to `request`, one partition per outcome in request order.
 /// With `hints` (v10+), a partition that lost or never had its leader here
 /// names the current one, and the response lists the leaders' endpoints.
@@ -216,7 +252,9 @@ fn response(
     response.responses = Vec::with_capacity(request.topic_data.len());
     for (topic, topic_outcomes) in request.topic_data.iter().zip(outcomes) {
         let mut topic_response = TopicProduceResponse::default();
+        // The version's encoder writes the one it has.
         topic_response.name = topic.name.clone();
+        topic_response.topic_id = topic.topic_id;
         topic_response.partition_responses = Vec::with_capacity(topic.partition_data.len());
         for (partition, outcome) in topic.partition_data.iter().zip(topic_outcomes) {
             let mut partition_response = PartitionProduceResponse::default();
