@@ -20,6 +20,8 @@ import time
 
 PARTITIONS = 3
 TIMEOUT_S = 60
+# The Kafka release kafka-python must infer from Sluice's ApiVersions.
+INFERRED_KAFKA = (4, 2)
 
 
 def expected(count):
@@ -119,6 +121,12 @@ def run_kafka_python(bootstrap, topic, count):
     from kafka.admin import NewTopic
 
     admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=TIMEOUT_S * 1000)
+    # Left to inference (no api_version), kafka-python names the broker's
+    # Kafka release from its ApiVersions answer (ListOffsets v11 is 4.2's),
+    # and then speaks the newest versions both sides have.
+    inferred = tuple(admin._client.check_version()[:2])
+    if inferred != INFERRED_KAFKA:
+        return f"kafka-python inferred Kafka {inferred} from ApiVersions, expected {INFERRED_KAFKA}"
     admin.create_topics([NewTopic(topic, num_partitions=PARTITIONS, replication_factor=1)])
     admin.close()
 
