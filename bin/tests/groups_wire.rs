@@ -168,8 +168,10 @@ fn every_advertised_group_api_version_answers() {
         (ApiKey::SyncGroup, (0, 5)),
         (ApiKey::Heartbeat, (0, 4)),
         (ApiKey::LeaveGroup, (0, 5)),
-        (ApiKey::OffsetCommit, (2, 9)),
-        (ApiKey::OffsetFetch, (1, 9)),
+        // v10 (topic ids) has bytes the kafka-protocol crate cannot write;
+        // kafka_4_2.rs exercises it.
+        (ApiKey::OffsetCommit, (2, 10)),
+        (ApiKey::OffsetFetch, (1, 10)),
         (ApiKey::OffsetDelete, (0, 0)),
         (ApiKey::DescribeGroups, (0, 6)),
         (ApiKey::ListGroups, (0, 5)),

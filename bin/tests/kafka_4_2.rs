@@ -3,7 +3,7 @@
 //! [`DIFFERENCES`]), and the semantics of the versions newer than those
 //! Sluice served before: Metadata v13, DescribeGroups v6, DescribeCluster
 //! v2, ListTransactions v2, ListOffsets v10 and v11, Fetch v17 and v18,
-//! Produce v13.
+//! Produce v13, OffsetCommit and OffsetFetch v10.
 
 mod common;
 
@@ -17,15 +17,22 @@ use common::{
 use kafka_protocol::messages::describe_groups_response::DescribedGroup;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic, ReplicaState};
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+use kafka_protocol::messages::offset_commit_request::{
+    OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+};
+use kafka_protocol::messages::offset_fetch_request::{
+    OffsetFetchRequestGroup, OffsetFetchRequestTopics,
+};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, ApiVersionsResponse, BrokerId, DescribeClusterRequest,
     DescribeClusterResponse, DescribeGroupsRequest, DescribeGroupsResponse, FetchRequest,
-    FetchResponse, GroupId, ListOffsetsRequest, ListOffsetsResponse, ListTransactionsRequest,
-    ListTransactionsResponse, MetadataRequest, MetadataResponse, ProduceRequest, ProduceResponse,
-    RequestHeader, TopicName,
+    FetchResponse, FindCoordinatorRequest, FindCoordinatorResponse, GroupId, ListOffsetsRequest,
+    ListOffsetsResponse, ListTransactionsRequest, ListTransactionsResponse, MetadataRequest,
+    MetadataResponse, OffsetCommitRequest, OffsetCommitResponse, OffsetFetchRequest,
+    OffsetFetchResponse, ProduceRequest, ProduceResponse, RequestHeader, TopicName,
 };
-use kafka_protocol::protocol::Encodable;
+use kafka_protocol::protocol::{Decodable, Encodable};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{BaseProducer, Producer};
 use sluice_engine::batch::build_batch;
@@ -130,8 +137,6 @@ const DIFFERENCES: &[(i16, Option<Versions>, &str)] = &[
         Some((3, 13)),
         "Produce: v0-2 are refused, so not advertised (Kafka lists them only for old librdkafka)",
     ),
-    (8, Some((2, 9)), "OffsetCommit: v10 (topic ids) not yet"),
-    (9, Some((1, 9)), "OffsetFetch: v10 (topic ids) not yet"),
     (17, None, "SaslHandshake: no SASL yet (security issue)"),
     (
         27,
@@ -282,6 +287,17 @@ const FOLLOWER: i32 = 2;
 const PRODUCE_VERSION: i16 = 13;
 const PRODUCE_TIMEOUT_MS: i32 = 30_000;
 const UNKNOWN_TOPIC_ID: i16 = 100;
+/// OffsetCommit and OffsetFetch v10 name topics by id; their bytes are
+/// v9's with ids for names, and kafka-protocol stops at v9.
+const BY_ID_VERSION: i16 = 10;
+const BY_ID_BYTES_OF: i16 = 9;
+/// Topic names whose compact strings are exactly an id's 16 bytes.
+const ID_SIZED_TOPIC: &str = "fifteen-letters";
+const ID_SIZED_NOWHERE: &str = "unknown-letters";
+/// FindCoordinator v4 takes a batch of keys.
+const FIND_COORDINATOR_VERSION: i16 = 4;
+/// COORDINATOR_LOAD_IN_PROGRESS, COORDINATOR_NOT_AVAILABLE, NOT_COORDINATOR.
+const RETRIABLE_COORDINATOR_ERRORS: [i16; 3] = [14, 15, 16];
 /// The schema's "no high watermark stated".
 const HIGH_WATERMARK_UNSTATED: i64 = i64::MAX;
 /// Three brokers for the fenced-broker test; the killed one is the last.
@@ -641,17 +657,30 @@ fn send_as<R: Encodable>(
     correlation_id: i32,
     body: &R,
 ) {
+    let mut bytes = bytes::BytesMut::new();
+    body.encode(&mut bytes, wire).expect("encoding the body");
+    send_bytes(stream, ApiKey::ListOffsets, version, correlation_id, &bytes);
+}
+
+/// Sends one request: a header that says `key` and `version`, then `body`.
+fn send_bytes(
+    stream: &mut std::net::TcpStream,
+    key: ApiKey,
+    version: i16,
+    correlation_id: i32,
+    body: &[u8],
+) {
     use std::io::Write;
     let mut header = RequestHeader::default();
-    header.request_api_key = ApiKey::ListOffsets as i16;
+    header.request_api_key = key as i16;
     header.request_api_version = version;
     header.correlation_id = correlation_id;
     header.client_id = Some(text("sluice-kafka-4-2-test"));
     let mut frame = bytes::BytesMut::new();
     header
-        .encode(&mut frame, ApiKey::ListOffsets.request_header_version(wire))
+        .encode(&mut frame, key.request_header_version(version))
         .expect("encoding the header");
-    body.encode(&mut frame, wire).expect("encoding the body");
+    frame.extend_from_slice(body);
     let mut out = (frame.len() as i32).to_be_bytes().to_vec();
     out.extend_from_slice(&frame);
     stream.write_all(&out).expect("sending the request");
@@ -688,21 +717,7 @@ fn fetch_v18_answers_a_follower_behind_on_the_high_watermark_at_once() {
     produce_all(leader, "replicated", &[("acks", "all")], &records);
     let end = REPLICATED_RECORDS as i64;
     let mut client = WireClient::new(leader);
-    let mut metadata_request = MetadataRequest::default();
-    metadata_request.topics = None;
-    let metadata: MetadataResponse =
-        client.call(ApiKey::Metadata, METADATA_VERSION, &metadata_request);
-    let topic_id = metadata
-        .topics
-        .iter()
-        .find(|topic| {
-            topic
-                .name
-                .as_ref()
-                .is_some_and(|name| name.0.as_str() == "replicated")
-        })
-        .map(|topic| topic.topic_id)
-        .expect("the topic listed");
+    let topic_id = topic_id_of(&mut client, "replicated");
     let mut fetch = |replica: i32, held_high_watermark: i64, version: i16| {
         let mut partition = FetchPartition::default();
         partition.partition = 0;
@@ -772,21 +787,7 @@ fn produce_v13_writes_to_topics_named_by_id() {
     let broker = TestBroker::start();
     broker.create_topic("orders", 2);
     let mut client = WireClient::new(&broker);
-    let mut metadata_request = MetadataRequest::default();
-    metadata_request.topics = None;
-    let metadata: MetadataResponse =
-        client.call(ApiKey::Metadata, METADATA_VERSION, &metadata_request);
-    let orders = metadata
-        .topics
-        .iter()
-        .find(|topic| {
-            topic
-                .name
-                .as_ref()
-                .is_some_and(|name| name.0.as_str() == "orders")
-        })
-        .map(|topic| topic.topic_id)
-        .expect("the topic listed");
+    let orders = topic_id_of(&mut client, "orders");
     let nowhere = Uuid::from_u128(0x5eed);
     assert_ne!(orders, nowhere);
     let topic = |id: Uuid, partitions: &[(i32, &[&[u8]])]| {
@@ -854,4 +855,253 @@ fn produce_v13_writes_to_topics_named_by_id() {
         [b"zero-a".to_vec(), b"zero-b".to_vec(), b"zero-c".to_vec()]
     );
     assert_eq!(values(1), [b"one-a".to_vec()]);
+}
+
+/// OffsetCommit and OffsetFetch v10 (KIP-848): topics named by id. A commit
+/// by id lands under the topic's name (OffsetFetch v9 reads it), a fetch by
+/// id and an all-topics fetch answer with the id, and an id no topic has is
+/// UNKNOWN_TOPIC_ID for each of its partitions. The kafka-protocol crate
+/// stops at v9, and v10's bytes are v9's with ids for names: the requests
+/// are v9's encoding with 15-byte names (16 bytes as compact strings)
+/// swapped for ids, the answers read back as v9 after the reverse swap.
+#[test]
+fn offset_commit_and_fetch_v10_name_topics_by_id() {
+    let broker = TestBroker::start();
+    broker.create_topic(ID_SIZED_TOPIC, 2);
+    let mut client = WireClient::new(&broker);
+    let topic_id = topic_id_of(&mut client, ID_SIZED_TOPIC);
+    let nowhere = Uuid::from_u128(0x5eed_0000_0000_0000_0000_0000_0000_0001);
+    let swaps = [(ID_SIZED_TOPIC, topic_id), (ID_SIZED_NOWHERE, nowhere)];
+    let mut stream = raw_connect(broker.address());
+
+    // Commit by id: partition 0 at 42, partition 1 at 7; and the unknown id.
+    let commit_topic = |name: &str, partitions: &[(i32, i64)]| {
+        let mut topic = OffsetCommitRequestTopic::default();
+        topic.name = TopicName(text(name));
+        topic.partitions = partitions
+            .iter()
+            .map(|(index, offset)| {
+                let mut partition = OffsetCommitRequestPartition::default();
+                partition.partition_index = *index;
+                partition.committed_offset = *offset;
+                partition
+            })
+            .collect();
+        topic
+    };
+    let mut commit = OffsetCommitRequest::default();
+    commit.group_id = GroupId(text("by-id"));
+    commit.generation_id_or_member_epoch = -1;
+    commit.topics = vec![
+        commit_topic(ID_SIZED_TOPIC, &[(0, 42), (1, 7)]),
+        commit_topic(ID_SIZED_NOWHERE, &[(0, 1)]),
+    ];
+    // A client finds the group's coordinator first, which creates
+    // `__consumer_offsets`; the coordinator answers NOT_COORDINATOR or
+    // COORDINATOR_LOAD_IN_PROGRESS until its partition is led and loaded,
+    // and a client retries.
+    let mut find = FindCoordinatorRequest::default();
+    find.coordinator_keys = vec![text("by-id")];
+    let _: FindCoordinatorResponse =
+        client.call(ApiKey::FindCoordinator, FIND_COORDINATOR_VERSION, &find);
+    let committed = wait_for(
+        "the group's coordinator to take commits",
+        FENCE_TIMEOUT,
+        POLL_INTERVAL,
+        || {
+            let answer: OffsetCommitResponse = call_by_id(
+                &mut stream,
+                ApiKey::OffsetCommit,
+                BY_ID_VERSION,
+                &commit,
+                &swaps,
+            );
+            let committed: Vec<(String, Vec<(i32, i16)>)> = answer
+                .topics
+                .iter()
+                .map(|topic| {
+                    let partitions = topic
+                        .partitions
+                        .iter()
+                        .map(|partition| (partition.partition_index, partition.error_code))
+                        .collect();
+                    (topic.name.0.to_string(), partitions)
+                })
+                .collect();
+            let retriable = committed[0]
+                .1
+                .iter()
+                .any(|(_, error)| RETRIABLE_COORDINATOR_ERRORS.contains(error));
+            if retriable {
+                Err(format!("{committed:?}"))
+            } else {
+                Ok(committed)
+            }
+        },
+    );
+    assert_eq!(
+        committed,
+        vec![
+            (ID_SIZED_TOPIC.to_string(), vec![(0, NONE), (1, NONE)]),
+            (ID_SIZED_NOWHERE.to_string(), vec![(0, UNKNOWN_TOPIC_ID)]),
+        ]
+    );
+
+    // Fetch by id (the topic and the unknown id) and every topic.
+    let fetch_topic = |name: &str, partitions: &[i32]| {
+        let mut topic = OffsetFetchRequestTopics::default();
+        topic.name = TopicName(text(name));
+        topic.partition_indexes = partitions.to_vec();
+        topic
+    };
+    let mut named = OffsetFetchRequestGroup::default();
+    named.group_id = GroupId(text("by-id"));
+    named.topics = Some(vec![
+        fetch_topic(ID_SIZED_TOPIC, &[0, 1]),
+        fetch_topic(ID_SIZED_NOWHERE, &[3]),
+    ]);
+    let mut every = OffsetFetchRequestGroup::default();
+    every.group_id = GroupId(text("by-id"));
+    every.topics = None;
+    let mut fetch = OffsetFetchRequest::default();
+    fetch.groups = vec![named, every];
+    let answer: OffsetFetchResponse = call_by_id(
+        &mut stream,
+        ApiKey::OffsetFetch,
+        BY_ID_VERSION,
+        &fetch,
+        &swaps,
+    );
+    // Per group, per topic: its name, and each partition's index,
+    // committed offset and error code.
+    type Fetched = Vec<(String, Vec<(i32, i64, i16)>)>;
+    let fetched: Vec<Fetched> = answer
+        .groups
+        .iter()
+        .map(|group| {
+            assert_eq!(group.error_code, NONE);
+            group
+                .topics
+                .iter()
+                .map(|topic| {
+                    let partitions = topic
+                        .partitions
+                        .iter()
+                        .map(|partition| {
+                            (
+                                partition.partition_index,
+                                partition.committed_offset,
+                                partition.error_code,
+                            )
+                        })
+                        .collect();
+                    (topic.name.0.to_string(), partitions)
+                })
+                .collect()
+        })
+        .collect();
+    let the_topic = (
+        ID_SIZED_TOPIC.to_string(),
+        vec![(0, 42, NONE), (1, 7, NONE)],
+    );
+    assert_eq!(
+        fetched,
+        vec![
+            vec![
+                the_topic.clone(),
+                (
+                    ID_SIZED_NOWHERE.to_string(),
+                    vec![(3, -1, UNKNOWN_TOPIC_ID)]
+                ),
+            ],
+            vec![the_topic],
+        ]
+    );
+
+    // The commit by id is the topic's, by name too.
+    let mut by_name = OffsetFetchRequestGroup::default();
+    by_name.group_id = GroupId(text("by-id"));
+    by_name.topics = Some(vec![fetch_topic(ID_SIZED_TOPIC, &[0, 1])]);
+    let mut fetch = OffsetFetchRequest::default();
+    fetch.groups = vec![by_name];
+    let answer: OffsetFetchResponse = client.call(ApiKey::OffsetFetch, 9, &fetch);
+    let offsets: Vec<i64> = answer.groups[0].topics[0]
+        .partitions
+        .iter()
+        .map(|partition| partition.committed_offset)
+        .collect();
+    assert_eq!(offsets, [42, 7]);
+}
+
+/// The id the broker's Metadata gives `name`.
+fn topic_id_of(client: &mut WireClient, name: &str) -> Uuid {
+    let mut request = MetadataRequest::default();
+    request.topics = None;
+    let metadata: MetadataResponse = client.call(ApiKey::Metadata, METADATA_VERSION, &request);
+    metadata
+        .topics
+        .iter()
+        .find(|topic| {
+            topic
+                .name
+                .as_ref()
+                .is_some_and(|listed| listed.0.as_str() == name)
+        })
+        .map(|topic| topic.topic_id)
+        .expect("the topic listed")
+}
+
+/// Sends `request` at `version` (v10) as its v9 encoding with each name of
+/// `swaps` (compact strings of 16 bytes) replaced by its id, and reads the
+/// answer back as v9 after swapping the ids for the names again.
+fn call_by_id<Req: Encodable, Resp: Decodable>(
+    stream: &mut std::net::TcpStream,
+    key: ApiKey,
+    version: i16,
+    request: &Req,
+    swaps: &[(&str, Uuid)],
+) -> Resp {
+    let compact_name = |name: &str| {
+        let mut bytes = vec![name.len() as u8 + 1];
+        bytes.extend_from_slice(name.as_bytes());
+        assert_eq!(bytes.len(), 16, "{name}: not the size of an id");
+        bytes
+    };
+    let swap = |bytes: &mut Vec<u8>, from: &[u8], to: &[u8]| {
+        let at = bytes
+            .windows(from.len())
+            .position(|window| window == from)
+            .expect("the bytes to swap are there");
+        bytes[at..at + from.len()].copy_from_slice(to);
+    };
+    let mut body = bytes::BytesMut::new();
+    request
+        .encode(&mut body, BY_ID_BYTES_OF)
+        .expect("encoding the body");
+    let mut body = body.to_vec();
+    for (name, id) in swaps {
+        if body
+            .windows(16)
+            .any(|window| window == compact_name(name).as_slice())
+        {
+            swap(&mut body, &compact_name(name), id.as_bytes());
+        }
+    }
+    send_bytes(stream, key, version, 1, &body);
+    let frame = common::read_response(stream).expect("reading the response");
+    let mut frame = frame;
+    for (name, id) in swaps {
+        while frame.windows(16).any(|window| window == id.as_bytes()) {
+            swap(&mut frame, id.as_bytes(), &compact_name(name));
+        }
+    }
+    let mut frame = bytes::Bytes::from(frame);
+    kafka_protocol::messages::ResponseHeader::decode(
+        &mut frame,
+        key.response_header_version(BY_ID_BYTES_OF),
+    )
+    .expect("decoding the response header");
+    let response = Resp::decode(&mut frame, BY_ID_BYTES_OF).expect("decoding the response");
+    assert!(frame.is_empty(), "trailing bytes");
+    response
 }

@@ -1059,6 +1059,30 @@ pub fn decode_request(api_key: i16, api_version: i16, body: Bytes) -> Result<Req
     Ok(request)
 }
 
+/// Test support for the versions that name topics by id where an older
+/// version of the same message names them (OffsetCommit and OffsetFetch
+/// v10 against v9): the kafka-protocol crate writes only the older one, and
+/// a 15-byte name's compact string is exactly an id's 16 bytes.
+#[cfg(test)]
+pub(crate) mod by_id {
+    /// A topic name whose compact string takes exactly an id's 16 bytes.
+    pub(crate) const NAME_OF_ID_LENGTH: &str = "fifteen-letters";
+
+    /// `bytes` with the first compact string of [`NAME_OF_ID_LENGTH`]
+    /// replaced by `id`.
+    pub(crate) fn name_to_id(bytes: &[u8], id: &uuid::Uuid) -> Vec<u8> {
+        let mut name = vec![NAME_OF_ID_LENGTH.len() as u8 + 1];
+        name.extend_from_slice(NAME_OF_ID_LENGTH.as_bytes());
+        let at = bytes
+            .windows(name.len())
+            .position(|window| window == name.as_slice())
+            .expect("the name is in the bytes");
+        let mut out = bytes.to_vec();
+        out[at..at + name.len()].copy_from_slice(id.as_bytes());
+        out
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

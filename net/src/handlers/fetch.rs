@@ -28,6 +28,7 @@ use kafka_protocol::messages::{FetchRequest, RequestHeader};
 use sluice_engine::ShardId;
 use uuid::Uuid;
 
+use super::compact::{put_compact_string, put_unsigned_varint};
 use super::leader_hints::{wants_hint, CurrentLeader, LeaderHints};
 use crate::broker::{
     futures_lite_join_all, select_first, Broker, ReadEntry, ReadOutcome, ShardRequest,
@@ -348,25 +349,12 @@ fn apply_response_limit(slots: &mut [Slot], max_bytes: i32) {
     }
 }
 
-fn put_unsigned_varint(out: &mut BytesMut, mut value: u64) {
-    while value >= 0x80 {
-        out.put_u8((value as u8) | 0x80);
-        value >>= 7;
-    }
-    out.put_u8(value as u8);
-}
-
 fn put_array_len(out: &mut BytesMut, len: usize, flexible: bool) {
     if flexible {
         put_unsigned_varint(out, len as u64 + 1);
     } else {
         out.put_i32(len as i32);
     }
-}
-
-fn put_compact_string(out: &mut BytesMut, text: &str) {
-    put_unsigned_varint(out, text.len() as u64 + 1);
-    out.put_slice(text.as_bytes());
 }
 
 /// A partition's tagged fields: `CurrentLeader` when there is a leader to

@@ -45,6 +45,8 @@ pub mod sync_group;
 pub mod txn_offset_commit;
 pub mod write_txn_markers;
 
+/// Not an API: the flexible encoding of hand-written responses.
+mod compact;
 /// Not an API: the leader hints Produce and Fetch share (KIP-951).
 mod leader_hints;
 
