@@ -39,9 +39,9 @@ use sluice_perf::history::{check, Anomaly, AnomalyKind, Isolation, Op, SendId};
 
 use super::transform::committed_offsets_lost;
 use super::{
-    between, cluster_config, parse_value, position_refused, History, ERRORS_KEPT_MAX,
-    METADATA_POLL_INTERVAL, METADATA_REQUEST_TIMEOUT, PARTITIONS, PROGRESS_POLL_INTERVAL,
-    READ_POLL_TIMEOUT, TOPIC,
+    between, cluster_config, parse_value, position_refused, AssignSpacing, History,
+    ERRORS_KEPT_MAX, METADATA_POLL_INTERVAL, METADATA_REQUEST_TIMEOUT, PARTITIONS,
+    PROGRESS_POLL_INTERVAL, READ_POLL_TIMEOUT, TOPIC,
 };
 use crate::common::{wait_for, Rng, TestBroker, CLIENT_TIMEOUT};
 
@@ -309,6 +309,7 @@ pub fn member_main() {
         .expect("creating a group member");
     consumer.subscribe(&[TOPIC]).expect("subscribing");
     let mut next_commit = Instant::now() + COMMIT_INTERVAL;
+    let mut again = AssignSpacing::default();
     while !LEAVING.load(Ordering::Relaxed) {
         match consumer.poll(READ_POLL_TIMEOUT) {
             None => {}
@@ -319,10 +320,11 @@ pub fn member_main() {
             }
             Some(Err(error)) => {
                 say(format_args!("error {error}"));
-                if committed_offsets_lost(&error) {
-                    assign_again(&consumer, &state);
-                }
+                again.want(committed_offsets_lost(&error));
             }
+        }
+        if again.due() {
+            assign_again(&consumer, &state);
         }
         if Instant::now() >= next_commit {
             commit_positions(&consumer, &state);

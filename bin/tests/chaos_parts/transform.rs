@@ -27,8 +27,8 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use sluice_perf::history::{Isolation, Op, SendId, TxnOutcome};
 
 use super::{
-    cluster_config, log_client_line, parse_value, record, value_of, History, ERRORS_KEPT_MAX,
-    PARTITIONS, READ_POLL_TIMEOUT, TOPIC,
+    cluster_config, log_client_line, parse_value, record, value_of, AssignSpacing, History,
+    ERRORS_KEPT_MAX, PARTITIONS, READ_POLL_TIMEOUT, TOPIC,
 };
 use crate::common::{Rng, TestBroker};
 
@@ -284,15 +284,18 @@ fn input_consumer(config: &rdkafka::config::ClientConfig) -> InputConsumer {
 }
 
 /// (Re)assigns every input partition at the group's committed offset.
-fn from_committed(consumer: &InputConsumer) {
+fn from_committed(consumer: &InputConsumer, spacing: &mut AssignSpacing) {
+    spacing.wait();
+    spacing.made();
     let mut assignment = TopicPartitionList::new();
     for partition in 0..PARTITIONS {
         assignment
             .add_partition_offset(TOPIC, partition, Offset::Stored)
             .expect("adding a partition");
     }
-    // Unassigning first drops what was fetched past the committed offsets.
-    let _ = consumer.unassign();
+    // An assign replaces the whole assignment, dropping what was fetched
+    // past the committed offsets; an unassign before it would be a second
+    // removal of partitions still stopping (see `ASSIGN_SPACING`).
     consumer
         .assign(&assignment)
         .expect("assigning the input partitions");
@@ -349,7 +352,8 @@ fn transform(
     let mut producer: Option<TxnProducer> = None;
     let mut sequence = 0u64;
     let mut txn = 0u64;
-    from_committed(&consumer);
+    let mut assign_again = AssignSpacing::default();
+    from_committed(&consumer, &mut assign_again);
     while !stop.load(Ordering::Relaxed) {
         let Some(active) = producer.as_ref() else {
             match transactional_producer(config, history) {
@@ -361,7 +365,7 @@ fn transform(
             }
             // The previous producer's transaction has ended now, one way
             // or the other: read from what was committed.
-            from_committed(&consumer);
+            from_committed(&consumer, &mut assign_again);
             continue;
         };
         // Gather a transaction's input.
@@ -371,16 +375,16 @@ fn transform(
             match consumer.poll(READ_POLL_TIMEOUT) {
                 Some(Ok(message)) => batch.push((message.partition(), message.offset())),
                 Some(Err(error)) => {
-                    let refetch = committed_offsets_lost(&error);
+                    assign_again.want(committed_offsets_lost(&error));
                     keep_error(&mut counts, format!("input: {error}"));
-                    if refetch {
-                        // What was gathered comes again from the committed
-                        // offsets: kept, it would be processed twice.
-                        batch.clear();
-                        from_committed(&consumer);
-                    }
                 }
                 None => {}
+            }
+            if assign_again.due() {
+                // What was gathered comes again from the committed
+                // offsets: kept, it would be processed twice.
+                batch.clear();
+                from_committed(&consumer, &mut assign_again);
             }
         }
         if batch.is_empty() {
@@ -433,7 +437,7 @@ fn transform(
                     );
                 }
             }
-            TxnOutcome::Aborted => from_committed(&consumer),
+            TxnOutcome::Aborted => from_committed(&consumer, &mut assign_again),
             // Read again once a new producer has ended the transaction.
             TxnOutcome::Unknown => {}
         }
