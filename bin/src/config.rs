@@ -425,6 +425,9 @@ pub fn apply(
             ))
         }
     }
+    if let Some((known, _)) = SETTINGS.iter().find(|(setting, _)| *setting == name) {
+        config.set_by_operator.insert(known);
+    }
     Ok(())
 }
 

@@ -717,8 +717,14 @@ fn cluster_info() {
         .iter()
         .find(|entry| entry.name == "log.retention.ms")
         .expect("log.retention.ms");
-    assert_eq!(retention.source, ConfigSource::StaticBroker);
-    assert!(retention.value.is_some());
+    // Not set by the test's flags: Kafka's default, as Kafka reports it.
+    assert_eq!(retention.source, ConfigSource::Default);
+    assert_eq!(retention.value.as_deref(), Some("604800000"));
+    let data_dir = configs
+        .iter()
+        .find(|entry| entry.name == "log.dirs")
+        .expect("log.dirs");
+    assert_eq!(data_dir.source, ConfigSource::StaticBroker);
 }
 
 #[test]

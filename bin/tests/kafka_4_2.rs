@@ -3,7 +3,9 @@
 //! [`DIFFERENCES`]), and the semantics of the versions newer than those
 //! Sluice served before: Metadata v13, DescribeGroups v6, DescribeCluster
 //! v2, ListTransactions v2, ListOffsets v10 and v11, Fetch v17 and v18,
-//! Produce v13, OffsetCommit and OffsetFetch v10.
+//! Produce v13, OffsetCommit and OffsetFetch v10; DescribeConfigs as Kafka
+//! answers it (types, sources, synonyms, documentation) and
+//! ListConfigResources.
 
 mod common;
 
@@ -196,7 +198,6 @@ const DIFFERENCES: &[(i16, Option<Versions>, &str)] = &[
         None,
         "PushTelemetry: no client metrics (KIP-714); clients then send none",
     ),
-    (74, None, "ListConfigResources: not yet"),
     (76, None, "ShareGroupHeartbeat: no share groups (KIP-932)"),
     (77, None, "ShareGroupDescribe: no share groups (KIP-932)"),
     (78, None, "ShareFetch: no share groups (KIP-932)"),
@@ -1104,4 +1105,268 @@ fn call_by_id<Req: Encodable, Resp: Decodable>(
     let response = Resp::decode(&mut frame, BY_ID_BYTES_OF).expect("decoding the response");
     assert!(frame.is_empty(), "trailing bytes");
     response
+}
+
+/// Kafka's ConfigSource and ConfigType values the configs test expects.
+const SOURCE_TOPIC: i8 = 1;
+const SOURCE_STATIC_BROKER: i8 = 4;
+const SOURCE_DEFAULT: i8 = 5;
+const TYPE_INT: i8 = 3;
+const TYPE_LONG: i8 = 5;
+const TYPE_LIST: i8 = 7;
+const INVALID_REQUEST: i16 = 42;
+/// DescribeConfigs: v3 adds types and documentation.
+const DESCRIBE_CONFIGS_VERSION: i16 = 4;
+const DESCRIBE_CONFIGS_UNTYPED_VERSION: i16 = 2;
+/// The operator's retention for the configs test, and Kafka's default.
+const OPERATOR_RETENTION_MS: &str = "3600000";
+const DEFAULT_RETENTION_MS: &str = "604800000";
+/// Broker configs a Kafka admin expects to find described (issue list).
+const EXPECTED_BROKER_CONFIGS: &[&str] = &[
+    "advertised.listeners",
+    "listeners",
+    "log.dirs",
+    "num.partitions",
+    "default.replication.factor",
+    "min.insync.replicas",
+    "log.retention.ms",
+    "log.retention.bytes",
+    "log.retention.check.interval.ms",
+    "log.segment.bytes",
+    "group.initial.rebalance.delay.ms",
+    "group.consumer.session.timeout.ms",
+    "transaction.max.timeout.ms",
+    "transaction.state.log.replication.factor",
+];
+
+/// One described config, as the test compares it: value, source, read
+/// only, type, whether documented, and its synonyms (name, value, source).
+type Described = (
+    Option<String>,
+    i8,
+    bool,
+    i8,
+    bool,
+    Vec<(String, Option<String>, i8)>,
+);
+
+fn describe_configs(
+    client: &mut WireClient,
+    version: i16,
+    resource_type: i8,
+    name: &str,
+) -> (i16, BTreeMap<String, Described>) {
+    use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+    use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse};
+    let mut resource = DescribeConfigsResource::default();
+    resource.resource_type = resource_type;
+    resource.resource_name = text(name);
+    resource.configuration_keys = None;
+    let mut request = DescribeConfigsRequest::default();
+    request.resources = vec![resource];
+    request.include_synonyms = true;
+    request.include_documentation = version >= 3;
+    let response: DescribeConfigsResponse = client.call(ApiKey::DescribeConfigs, version, &request);
+    let result = &response.results[0];
+    let configs = result
+        .configs
+        .iter()
+        .map(|config| {
+            let synonyms = config
+                .synonyms
+                .iter()
+                .map(|synonym| {
+                    (
+                        synonym.name.to_string(),
+                        synonym.value.as_ref().map(ToString::to_string),
+                        synonym.source,
+                    )
+                })
+                .collect();
+            (
+                config.name.to_string(),
+                (
+                    config.value.as_ref().map(ToString::to_string),
+                    config.config_source,
+                    config.read_only,
+                    config.config_type,
+                    config
+                        .documentation
+                        .as_ref()
+                        .is_some_and(|doc| !doc.is_empty()),
+                    synonyms,
+                ),
+            )
+        })
+        .collect();
+    (result.error_code, configs)
+}
+
+/// DescribeConfigs as Kafka answers it: a broker's settings with their
+/// sources (STATIC_BROKER_CONFIG for what the operator set, DEFAULT_CONFIG
+/// otherwise), synonyms (the operator's value, then the default), types
+/// and documentation from v3, read only (static here); a topic's configs
+/// with their own value first and the broker setting they fall back to as
+/// synonyms; librdkafka sees the same sources. Altering a broker config is
+/// refused naming it; ListConfigResources lists topics and brokers.
+#[test]
+fn describe_configs_answers_types_sources_and_synonyms_as_kafka() {
+    let broker = TestBroker::start_with(&["--retention-ms", OPERATOR_RETENTION_MS]);
+    broker.create_topic("described", 1);
+    let mut client = WireClient::new(&broker);
+
+    let (error, configs) = describe_configs(&mut client, DESCRIBE_CONFIGS_VERSION, 4, "1");
+    assert_eq!(error, NONE);
+    for name in EXPECTED_BROKER_CONFIGS {
+        assert!(configs.contains_key(*name), "broker config {name} missing");
+    }
+    let retention = |value: &str, source: i8| {
+        (
+            "log.retention.ms".to_string(),
+            Some(value.to_string()),
+            source,
+        )
+    };
+    assert_eq!(
+        configs["log.retention.ms"],
+        (
+            Some(OPERATOR_RETENTION_MS.to_string()),
+            SOURCE_STATIC_BROKER,
+            true,
+            TYPE_LONG,
+            true,
+            vec![
+                retention(OPERATOR_RETENTION_MS, SOURCE_STATIC_BROKER),
+                retention(DEFAULT_RETENTION_MS, SOURCE_DEFAULT),
+            ],
+        )
+    );
+    let segment = &configs["log.segment.bytes"];
+    assert_eq!((segment.1, segment.3), (SOURCE_DEFAULT, TYPE_INT));
+    assert_eq!(segment.5.len(), 1, "{segment:?}");
+    assert_eq!(configs["group.consumer.assignors"].3, TYPE_LIST);
+    assert_eq!(
+        configs["advertised.listeners"].0,
+        Some(format!("PLAINTEXT://{}", broker.address()))
+    );
+    // Every config of every broker is documented and typed at v3+.
+    for (name, described) in &configs {
+        assert!(described.4 && described.3 != 0, "{name}: {described:?}");
+    }
+    // Before v3 there are no types (the field is not on the wire).
+    let (_, untyped) = describe_configs(&mut client, DESCRIBE_CONFIGS_UNTYPED_VERSION, 4, "1");
+    assert_eq!(untyped["log.retention.ms"].3, 0);
+    // Another broker's id is not this broker's to describe.
+    let (error, _) = describe_configs(&mut client, DESCRIBE_CONFIGS_VERSION, 4, "7");
+    assert_eq!(error, INVALID_REQUEST);
+
+    // A topic: its own value first, then the broker setting it falls back to.
+    let admin = broker.admin();
+    let mut change =
+        rdkafka::admin::AlterConfig::new(rdkafka::admin::ResourceSpecifier::Topic("described"));
+    change = change.set("retention.ms", "120000");
+    let altered =
+        futures_lite::future::block_on(admin.alter_configs([&change], &common::admin_options()))
+            .expect("AlterConfigs");
+    assert_eq!(altered.len(), 1);
+    let (error, topic) = describe_configs(&mut client, DESCRIBE_CONFIGS_VERSION, 2, "described");
+    assert_eq!(error, NONE);
+    assert_eq!(
+        topic["retention.ms"],
+        (
+            Some("120000".to_string()),
+            SOURCE_TOPIC,
+            false,
+            TYPE_LONG,
+            true,
+            vec![
+                (
+                    "retention.ms".to_string(),
+                    Some("120000".to_string()),
+                    SOURCE_TOPIC
+                ),
+                retention(OPERATOR_RETENTION_MS, SOURCE_STATIC_BROKER),
+                retention(DEFAULT_RETENTION_MS, SOURCE_DEFAULT),
+            ],
+        )
+    );
+    let segment_ms = &topic["segment.ms"];
+    assert_eq!(segment_ms.1, SOURCE_DEFAULT);
+    assert_eq!(segment_ms.5[0].0, "log.roll.ms");
+
+    // librdkafka reads the same sources.
+    let described = futures_lite::future::block_on(admin.describe_configs(
+        [&rdkafka::admin::ResourceSpecifier::Broker(1)],
+        &common::admin_options(),
+    ))
+    .expect("DescribeConfigs");
+    let resource = described[0].as_ref().expect("the broker described");
+    let entry = resource.get("log.retention.ms").expect("log.retention.ms");
+    assert_eq!(entry.value.as_deref(), Some(OPERATOR_RETENTION_MS));
+    assert_eq!(entry.source, rdkafka::admin::ConfigSource::StaticBroker);
+    assert!(entry.is_read_only && !entry.is_default && !entry.is_sensitive);
+    let entry = resource
+        .get("log.segment.bytes")
+        .expect("log.segment.bytes");
+    assert_eq!(entry.source, rdkafka::admin::ConfigSource::Default);
+
+    // Altering a broker config: refused, naming the config.
+    {
+        use kafka_protocol::messages::incremental_alter_configs_request::{
+            AlterConfigsResource, AlterableConfig,
+        };
+        use kafka_protocol::messages::{
+            IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse,
+        };
+        let mut config = AlterableConfig::default();
+        config.name = text("log.retention.ms");
+        config.value = Some(text("1000"));
+        let mut resource = AlterConfigsResource::default();
+        resource.resource_type = 4;
+        resource.resource_name = text("1");
+        resource.configs = vec![config];
+        let mut request = IncrementalAlterConfigsRequest::default();
+        request.resources = vec![resource];
+        let response: IncrementalAlterConfigsResponse =
+            client.call(ApiKey::IncrementalAlterConfigs, 1, &request);
+        let answer = &response.responses[0];
+        assert_eq!(answer.error_code, INVALID_REQUEST);
+        let message = answer.error_message.as_ref().map(ToString::to_string);
+        assert!(
+            message
+                .as_deref()
+                .is_some_and(|message| message.contains("log.retention.ms")
+                    && message.contains("retention_ms")),
+            "{message:?}"
+        );
+    }
+
+    // ListConfigResources: every type by default, one type, an unknown one.
+    {
+        use kafka_protocol::messages::{ListConfigResourcesRequest, ListConfigResourcesResponse};
+        let mut list = |version: i16, types: &[i8]| {
+            let mut request = ListConfigResourcesRequest::default();
+            request.resource_types = types.to_vec();
+            let response: ListConfigResourcesResponse =
+                client.call(ApiKey::ListConfigResources, version, &request);
+            let mut listed: Vec<(String, i8)> = response
+                .config_resources
+                .iter()
+                .map(|resource| (resource.resource_name.to_string(), resource.resource_type))
+                .collect();
+            listed.sort();
+            (response.error_code, listed)
+        };
+        let topic = ("described".to_string(), 2);
+        let this_broker = ("1".to_string(), 4);
+        assert_eq!(
+            list(1, &[]),
+            (NONE, vec![this_broker.clone(), topic.clone()])
+        );
+        assert_eq!(list(1, &[2]), (NONE, vec![topic]));
+        assert_eq!(list(1, &[4, 16]), (NONE, vec![this_broker]));
+        assert_eq!(list(1, &[99]), (UNSUPPORTED_VERSION, vec![]));
+        // v0: client-metrics resources, of which there are none.
+        assert_eq!(list(0, &[]), (NONE, vec![]));
+    }
 }

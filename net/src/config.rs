@@ -159,6 +159,10 @@ pub struct BrokerConfig {
     pub txn: TxnConfig,
     /// The metadata quorum and this node's place in the cluster.
     pub cluster: ClusterConfig,
+    /// The settings (by their Sluice names) the operator set, by flag or
+    /// config file: DescribeConfigs reports them as STATIC_BROKER_CONFIG
+    /// and the others as DEFAULT_CONFIG.
+    pub set_by_operator: std::collections::BTreeSet<&'static str>,
     /// Not a setting: the process's lease for taking writes (see
     /// `broker::lease`), renewed by shard 0 and read by every shard, which
     /// all hold this configuration.
@@ -233,6 +237,7 @@ impl Default for BrokerConfig {
             groups: GroupConfig::default(),
             txn: TxnConfig::default(),
             cluster: ClusterConfig::default(),
+            set_by_operator: std::collections::BTreeSet::new(),
             lease: std::sync::Arc::default(),
         }
     }

@@ -17,6 +17,7 @@ pub mod broker;
 pub mod client;
 pub mod codec;
 pub mod config;
+pub mod config_catalog;
 pub mod constants;
 pub mod errors;
 pub mod glommio_client;

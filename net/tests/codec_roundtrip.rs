@@ -1021,6 +1021,15 @@ fn gen_describe_producers(g: &mut Gen, _v: i16) -> DescribeProducersRequest {
     r
 }
 
+fn gen_list_config_resources(g: &mut Gen, v: i16) -> ListConfigResourcesRequest {
+    let mut r = ListConfigResourcesRequest::default();
+    if v >= 1 {
+        r.resource_types = g.vec(Gen::i8);
+    }
+    r.unknown_tagged_fields = g.tags(true);
+    r
+}
+
 fn gen_describe_topic_partitions(g: &mut Gen, _v: i16) -> DescribeTopicPartitionsRequest {
     use kafka_protocol::messages::describe_topic_partitions_request::{Cursor, TopicRequest};
     let mut r = DescribeTopicPartitionsRequest::default();
@@ -1598,6 +1607,11 @@ api_test!(
     DescribeTopicPartitions,
     gen_describe_topic_partitions
 );
+api_test!(
+    list_config_resources,
+    ListConfigResources,
+    gen_list_config_resources
+);
 api_test!(delete_records, DeleteRecords, gen_delete_records);
 api_test!(
     offset_for_leader_epoch,
@@ -1649,6 +1663,7 @@ const TESTED_APIS: &[ApiKey] = &[
     ApiKey::DescribeTransactions,
     ApiKey::ListTransactions,
     ApiKey::DescribeTopicPartitions,
+    ApiKey::ListConfigResources,
     ApiKey::DeleteRecords,
     ApiKey::OffsetForLeaderEpoch,
     ApiKey::SaslHandshake,

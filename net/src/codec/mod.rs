@@ -55,7 +55,7 @@
 //! | SaslAuthenticate (36) | 0–2 | DescribeQuorum (55) | 0–2 |
 //! | WriteTxnMarkers (27) | 1 | AlterPartitionReassignments (45) | 0–1 |
 //! | ListPartitionReassignments (46) | 0 | ElectLeaders (43) | 0–2 |
-//! | DescribeTopicPartitions (75) | 0 | | |
+//! | DescribeTopicPartitions (75) | 0 | ListConfigResources (74) | 0–1 |
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -71,11 +71,12 @@ use kafka_protocol::messages::{
     DescribeProducersRequest, DescribeQuorumRequest, DescribeTopicPartitionsRequest,
     DescribeTransactionsRequest, ElectLeadersRequest, EndTxnRequest, FetchRequest,
     FindCoordinatorRequest, HeartbeatRequest, IncrementalAlterConfigsRequest,
-    InitProducerIdRequest, JoinGroupRequest, LeaveGroupRequest, ListGroupsRequest,
-    ListOffsetsRequest, ListPartitionReassignmentsRequest, ListTransactionsRequest,
-    MetadataRequest, OffsetCommitRequest, OffsetDeleteRequest, OffsetFetchRequest,
-    OffsetForLeaderEpochRequest, ProduceRequest, RequestHeader, SaslAuthenticateRequest,
-    SaslHandshakeRequest, SyncGroupRequest, TxnOffsetCommitRequest, WriteTxnMarkersRequest,
+    InitProducerIdRequest, JoinGroupRequest, LeaveGroupRequest, ListConfigResourcesRequest,
+    ListGroupsRequest, ListOffsetsRequest, ListPartitionReassignmentsRequest,
+    ListTransactionsRequest, MetadataRequest, OffsetCommitRequest, OffsetDeleteRequest,
+    OffsetFetchRequest, OffsetForLeaderEpochRequest, ProduceRequest, RequestHeader,
+    SaslAuthenticateRequest, SaslHandshakeRequest, SyncGroupRequest, TxnOffsetCommitRequest,
+    WriteTxnMarkersRequest,
 };
 use kafka_protocol::protocol::StrBytes;
 use uuid::Uuid;
@@ -109,6 +110,7 @@ pub mod incremental_alter_configs;
 pub mod init_producer_id;
 pub mod join_group;
 pub mod leave_group;
+pub mod list_config_resources;
 pub mod list_groups;
 pub mod list_offsets;
 pub mod list_partition_reassignments;
@@ -789,6 +791,7 @@ pub enum Request {
     DescribeProducers(DescribeProducersRequest),
     DescribeTransactions(DescribeTransactionsRequest),
     DescribeTopicPartitions(DescribeTopicPartitionsRequest),
+    ListConfigResources(ListConfigResourcesRequest),
     ListTransactions(ListTransactionsRequest),
     DeleteRecords(DeleteRecordsRequest),
     OffsetForLeaderEpoch(OffsetForLeaderEpochRequest),
@@ -919,6 +922,10 @@ pub const SUPPORTED_APIS: &[(ApiKey, (i16, i16))] = &[
         ApiKey::DescribeTopicPartitions,
         describe_topic_partitions::DESCRIBE_TOPIC_PARTITIONS_VERSIONS,
     ),
+    (
+        ApiKey::ListConfigResources,
+        list_config_resources::LIST_CONFIG_RESOURCES_VERSIONS,
+    ),
 ];
 
 /// The inclusive version range [`decode_request`] accepts for `api_key`, if it decodes it.
@@ -972,6 +979,7 @@ impl Request {
             Self::DescribeProducers(_) => ApiKey::DescribeProducers,
             Self::DescribeTransactions(_) => ApiKey::DescribeTransactions,
             Self::DescribeTopicPartitions(_) => ApiKey::DescribeTopicPartitions,
+            Self::ListConfigResources(_) => ApiKey::ListConfigResources,
             Self::ListTransactions(_) => ApiKey::ListTransactions,
             Self::DeleteRecords(_) => ApiKey::DeleteRecords,
             Self::OffsetForLeaderEpoch(_) => ApiKey::OffsetForLeaderEpoch,
@@ -1045,6 +1053,9 @@ pub fn decode_request(api_key: i16, api_version: i16, body: Bytes) -> Result<Req
         }
         ApiKey::DescribeTopicPartitions => {
             Request::DescribeTopicPartitions(describe_topic_partitions::decode(r, v)?)
+        }
+        ApiKey::ListConfigResources => {
+            Request::ListConfigResources(list_config_resources::decode(r, v)?)
         }
         ApiKey::ListTransactions => Request::ListTransactions(list_transactions::decode(r, v)?),
         ApiKey::DeleteRecords => Request::DeleteRecords(delete_records::decode(r, v)?),

@@ -14,6 +14,7 @@ use kafka_protocol::messages::{AlterConfigsRequest, AlterConfigsResponse, Reques
 use super::describe_configs::{RESOURCE_BROKER, RESOURCE_TOPIC};
 use super::{encode, str_bytes};
 use crate::broker::{Broker, ConfigChange, ControllerRequest, ShardResponse};
+use crate::config_catalog::static_broker_configs;
 use crate::errors::code;
 use crate::topic_config;
 
@@ -72,10 +73,9 @@ pub async fn handle(
             }
             RESOURCE_BROKER => {
                 result.error_code = code::INVALID_REQUEST;
-                result.error_message = Some(str_bytes(
-                    "Sluice broker configs are static: set them in the config file, SLUICE_* \
-                     variables or flags.",
-                ));
+                result.error_message = Some(str_bytes(&static_broker_configs(
+                    resource.configs.iter().map(|config| config.name.as_str()),
+                )));
             }
             other => {
                 result.error_code = code::INVALID_REQUEST;

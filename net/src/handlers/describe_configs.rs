@@ -1,17 +1,23 @@
-//! DescribeConfigs: topic configs (overrides and defaults) and the broker
-//! configs in use.
+//! DescribeConfigs: topic configs (overrides, and the broker settings or
+//! defaults they fall back to) and the broker's settings, each with its
+//! source, its synonyms when asked (v1+), and from v3 its type and, when
+//! asked, its documentation, as Kafka answers it (`config_catalog`).
 
 use std::rc::Rc;
 
 use bytes::Bytes;
 use kafka_protocol::messages::describe_configs_response::{
-    DescribeConfigsResourceResult, DescribeConfigsResult,
+    DescribeConfigsResourceResult, DescribeConfigsResult, DescribeConfigsSynonym,
 };
 use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse, RequestHeader};
 
 use super::{encode, str_bytes};
 use crate::broker::Broker;
-use crate::constants::REQUEST_BYTES_MAX;
+use crate::config::BrokerConfig;
+use crate::config_catalog::{
+    self, broker_setting, broker_synonym, broker_values, source, ConfigType, Sourced,
+    BROKER_SETTINGS,
+};
 use crate::errors::code;
 use crate::topic_config;
 
@@ -20,62 +26,87 @@ pub const VERSIONS: (i16, i16) = (1, 4);
 /// Kafka's ConfigResource types.
 pub const RESOURCE_TOPIC: i8 = 2;
 pub const RESOURCE_BROKER: i8 = 4;
-/// Kafka's config sources.
-const SOURCE_DYNAMIC_TOPIC: i8 = 1;
-const SOURCE_STATIC_BROKER: i8 = 4;
-const SOURCE_DEFAULT: i8 = 5;
 
-fn entry(name: &str, value: String, source: i8, read_only: bool) -> DescribeConfigsResourceResult {
+/// What a request asks to be told besides the values.
+#[derive(Clone, Copy)]
+struct Asked {
+    synonyms: bool,
+    documentation: bool,
+}
+
+/// One config's entry: `values` is the value in use first, then the
+/// values it would fall back to (its synonyms).
+fn entry(
+    name: &str,
+    values: &[Sourced],
+    kind: ConfigType,
+    doc: &str,
+    read_only: bool,
+    asked: Asked,
+) -> DescribeConfigsResourceResult {
     let mut result = DescribeConfigsResourceResult::default();
     result.name = str_bytes(name);
-    result.value = Some(str_bytes(&value));
-    result.config_source = source;
+    if let Some(first) = values.first() {
+        result.value = first.value.as_deref().map(str_bytes);
+        result.config_source = first.source;
+    }
     result.read_only = read_only;
+    result.is_sensitive = false;
+    result.config_type = kind as i8;
+    if asked.documentation {
+        result.documentation = Some(str_bytes(doc));
+    }
+    if asked.synonyms {
+        result.synonyms = values
+            .iter()
+            .map(|value| {
+                let mut synonym = DescribeConfigsSynonym::default();
+                synonym.name = str_bytes(value.name);
+                synonym.value = value.value.as_deref().map(str_bytes);
+                synonym.source = value.source;
+                synonym
+            })
+            .collect();
+    }
     result
 }
 
-/// The broker's configs, as `(name, value)`, for DescribeConfigs.
-pub fn broker_configs(broker: &Broker) -> Vec<(&'static str, String)> {
-    let config = &broker.config;
-    vec![
-        (
-            "auto.create.topics.enable",
-            config.auto_create_topics.to_string(),
-        ),
-        ("broker.id", config.node_id.to_string()),
-        (
-            "connections.max.idle.ms",
-            config.connections_max_idle_ms.to_string(),
-        ),
-        (
-            "delete.topic.enable",
-            config.delete_topic_enable.to_string(),
-        ),
-        ("log.dirs", config.data_dir.display().to_string()),
-        (
-            "log.retention.bytes",
-            config.log.retention_bytes.to_string(),
-        ),
-        (
-            "log.retention.check.interval.ms",
-            config.retention_check_interval_ms.to_string(),
-        ),
-        ("log.retention.ms", config.log.retention_ms.to_string()),
-        ("log.segment.bytes", config.log.segment_bytes.to_string()),
-        ("log.roll.ms", config.log.segment_ms.to_string()),
-        ("max.connections", config.max_connections.to_string()),
-        (
-            "max.connections.per.ip",
-            config.max_connections_per_ip.to_string(),
-        ),
-        (
-            "message.max.bytes",
-            config.log.max_message_bytes.to_string(),
-        ),
-        ("node.id", config.node_id.to_string()),
-        ("num.partitions", config.default_partitions.to_string()),
-        ("socket.request.max.bytes", REQUEST_BYTES_MAX.to_string()),
-    ]
+/// The broker's configuration with the addresses it has in fact: a listen
+/// port of 0 is the port the kernel picked, and clients are told the
+/// advertised address the broker registered.
+fn bound_config(broker: &Broker) -> BrokerConfig {
+    let mut config = BrokerConfig::clone(&broker.config);
+    let (host, port) = broker.advertised();
+    if config.listen.port() == 0 && config.advertised_port.is_none() {
+        config.listen.set_port(port);
+    }
+    config.advertised_host = Some(host);
+    config.advertised_port = Some(port);
+    config
+}
+
+/// A topic config's value and its synonyms: the topic's own value, then
+/// the broker setting it falls back to (the operator's value, its
+/// default), or Kafka's default when there is no such setting.
+fn topic_values(broker: &Broker, name: &'static str, own: Option<&String>) -> Option<Vec<Sourced>> {
+    let mut values = Vec::new();
+    if let Some(value) = own {
+        values.push(Sourced {
+            name,
+            value: Some(value.clone()),
+            source: source::TOPIC,
+        });
+    }
+    match broker_synonym(name).and_then(broker_setting) {
+        Some(setting) => values.extend(broker_values(setting, &broker.config)),
+        None if values.is_empty() => values.push(Sourced {
+            name,
+            value: Some(topic_config::default_value(name, &broker.config.log)?),
+            source: source::DEFAULT,
+        }),
+        None => {}
+    }
+    Some(values)
 }
 
 pub async fn handle(
@@ -85,6 +116,10 @@ pub async fn handle(
 ) -> Option<Vec<Bytes>> {
     let metadata = broker.metadata();
     let mut response = DescribeConfigsResponse::default();
+    let asked = Asked {
+        synonyms: request.include_synonyms,
+        documentation: request.include_documentation,
+    };
     for resource in &request.resources {
         let mut result = DescribeConfigsResult::default();
         result.resource_type = resource.resource_type;
@@ -99,14 +134,14 @@ pub async fn handle(
             RESOURCE_TOPIC => match metadata.topics.get(resource.resource_name.as_str()) {
                 Some(topic) => {
                     for name in topic_config::names().filter(|name| wanted(name)) {
-                        let (value, source) = match topic.configs.get(name) {
-                            Some(value) => (value.clone(), SOURCE_DYNAMIC_TOPIC),
-                            None => match topic_config::default_value(name, &broker.config.log) {
-                                Some(value) => (value, SOURCE_DEFAULT),
-                                None => continue,
-                            },
+                        let Some(values) = topic_values(broker, name, topic.configs.get(name))
+                        else {
+                            continue;
                         };
-                        result.configs.push(entry(name, value, source, false));
+                        let (kind, doc) = config_catalog::topic_info(name);
+                        result
+                            .configs
+                            .push(entry(name, &values, kind, doc, false, asked));
                     }
                 }
                 None => {
@@ -118,15 +153,25 @@ pub async fn handle(
                 let name = resource.resource_name.as_str();
                 if !name.is_empty() && name != broker.config.node_id.to_string() {
                     result.error_code = code::INVALID_REQUEST;
-                    result.error_message = Some(str_bytes("Unknown broker id."));
+                    result.error_message = Some(str_bytes(&format!(
+                        "Unexpected broker id, expected {} but received {name}.",
+                        broker.config.node_id
+                    )));
                 } else {
-                    for (config, value) in broker_configs(broker)
-                        .into_iter()
-                        .filter(|(name, _)| wanted(name))
+                    let config = bound_config(broker);
+                    for setting in BROKER_SETTINGS
+                        .iter()
+                        .filter(|setting| wanted(setting.name))
                     {
-                        result
-                            .configs
-                            .push(entry(config, value, SOURCE_STATIC_BROKER, true));
+                        let values = broker_values(setting, &config);
+                        result.configs.push(entry(
+                            setting.name,
+                            &values,
+                            setting.kind,
+                            setting.doc,
+                            true,
+                            asked,
+                        ));
                     }
                 }
             }

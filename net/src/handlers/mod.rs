@@ -31,6 +31,7 @@ pub mod incremental_alter_configs;
 pub mod init_producer_id;
 pub mod join_group;
 pub mod leave_group;
+pub mod list_config_resources;
 pub mod list_groups;
 pub mod list_offsets;
 pub mod list_partition_reassignments;
@@ -129,6 +130,7 @@ pub const IMPLEMENTED: &[(ApiKey, (i16, i16))] = &[
         ApiKey::DescribeTopicPartitions,
         describe_topic_partitions::VERSIONS,
     ),
+    (ApiKey::ListConfigResources, list_config_resources::VERSIONS),
 ];
 
 /// Whether `api_key` at `version` is implemented.
@@ -244,6 +246,9 @@ pub async fn dispatch(
         }
         Request::DescribeTopicPartitions(request) => {
             describe_topic_partitions::handle(broker, &header, request).await
+        }
+        Request::ListConfigResources(request) => {
+            list_config_resources::handle(broker, &header, request).await
         }
         Request::ListTransactions(request) => {
             list_transactions::handle(broker, &header, request).await

@@ -151,6 +151,7 @@ fn default_body(key: ApiKey, version: i16) -> Option<Vec<u8>> {
         ConsumerGroupHeartbeat => ConsumerGroupHeartbeatRequest,
         ConsumerGroupDescribe => ConsumerGroupDescribeRequest,
         DescribeTopicPartitions => DescribeTopicPartitionsRequest,
+        ListConfigResources => ListConfigResourcesRequest,
     )
 }
 
