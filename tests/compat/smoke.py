@@ -241,6 +241,33 @@ def run_kafka_python_admin(bootstrap, topic, _count):
     if (now.get("retention.ms"), now.get("segment.bytes")) != ("100000", "2097152"):
         return f"after legacy alter: {now}"
 
+    # Broker configs as Kafka describes them: source, type and synonyms.
+    broker_id = admin.describe_cluster()["brokers"][0]["broker_id"]
+    described = admin.describe_configs([ConfigResource(ConfigResourceType.BROKER, str(broker_id))],
+                                       include_synonyms=True, config_filter="all")
+    broker = described["broker"][str(broker_id)]
+    retention = broker.get("log.retention.ms", {})
+    shape = (retention.get("value"), retention.get("config_source"), retention.get("config_type"),
+             [(synonym["name"], synonym["source"]) for synonym in retention.get("synonyms", [])])
+    if shape != ("604800000", "DEFAULT_CONFIG", "LONG", [("log.retention.ms", "DEFAULT_CONFIG")]):
+        return f"broker log.retention.ms: {retention}"
+    log_dirs = broker.get("log.dirs", {})
+    if (log_dirs.get("config_source"), log_dirs.get("config_type"), log_dirs.get("read_only")) != \
+            ("STATIC_BROKER_CONFIG", "STRING", True):
+        return f"broker log.dirs: {log_dirs}"
+    # A topic config's synonyms: its own value, then the broker's default.
+    described = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)],
+                                       include_synonyms=True, config_filter="all")
+    retention = described["topic"][topic].get("retention.ms", {})
+    synonyms = [(synonym["name"], synonym["value"], synonym["source"])
+                for synonym in retention.get("synonyms", [])]
+    if synonyms != [("retention.ms", "100000", "DYNAMIC_TOPIC_CONFIG"),
+                    ("log.retention.ms", "604800000", "DEFAULT_CONFIG")]:
+        return f"topic retention.ms synonyms: {retention}"
+    listed = admin.list_config_resources()
+    if topic not in listed.get("topic", []) or listed.get("broker") != [str(broker_id)]:
+        return f"list_config_resources: {listed}"
+
     admin.create_partitions({topic: NewPartitions(total_count=4)})
     described = admin.describe_topics([topic])
     if len(described) != 1 or len(described[0]["partitions"]) != 4:
