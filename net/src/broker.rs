@@ -416,6 +416,11 @@ pub struct Broker {
     pub shard: ShardId,
     pub mesh: Rc<Mesh<ShardRequest, ShardResponse>>,
     metadata: RefCell<Arc<ClusterMetadata>>,
+    /// Topic names by id in the image [`Broker::metadata`] holds: requests
+    /// that name topics by id (Fetch v13+, Produce v13, OffsetCommit and
+    /// OffsetFetch v10, Metadata, DeleteTopics) look each up in one step
+    /// instead of a walk over every topic.
+    topic_ids: RefCell<TopicIds>,
     logs: RefCell<PartitionLogs>,
     cache: Rc<BatchCache>,
     controller: Option<controller::Controller>,
@@ -430,6 +435,24 @@ pub struct Broker {
     pub txns: crate::txn::TxnCoordinator,
     replication: replication::Replication,
     peers: peers::Peers,
+}
+
+/// The index behind [`Broker::topic_by_id`], for the image the shard holds.
+#[derive(Default)]
+struct TopicIds {
+    names: std::collections::HashMap<[u8; 16], String>,
+}
+
+impl TopicIds {
+    fn of(metadata: &ClusterMetadata) -> TopicIds {
+        TopicIds {
+            names: metadata
+                .topics
+                .values()
+                .map(|topic| (topic.id, topic.name.clone()))
+                .collect(),
+        }
+    }
 }
 
 fn random_id() -> [u8; 16] {
@@ -504,6 +527,7 @@ impl Broker {
             shard,
             mesh,
             metadata: RefCell::new(Arc::new(ClusterMetadata::default())),
+            topic_ids: RefCell::new(TopicIds::default()),
             logs: RefCell::new(PartitionLogs::default()),
             controller,
             advertised: RefCell::new(advertised),
@@ -588,6 +612,28 @@ impl Broker {
 
     pub fn metadata(&self) -> Arc<ClusterMetadata> {
         Arc::clone(&self.metadata.borrow())
+    }
+
+    /// The topic `id` names in `metadata`, if any: through the index of
+    /// this shard's image when `metadata` is that image, else (an image a
+    /// request took before a newer one arrived) by a walk over its topics.
+    pub fn topic_by_id<'m>(
+        &self,
+        metadata: &'m ClusterMetadata,
+        id: &[u8; 16],
+    ) -> Option<&'m TopicMetadata> {
+        // The index is rebuilt with every image this shard takes, so it
+        // is the index of `metadata` exactly when that is the image held.
+        let current = std::ptr::eq(metadata, Arc::as_ptr(&self.metadata.borrow()));
+        let index = self.topic_ids.borrow();
+        if current {
+            return index
+                .names
+                .get(id)
+                .and_then(|name| metadata.topics.get(name))
+                .filter(|topic| topic.id == *id);
+        }
+        metadata.topics.values().find(|topic| topic.id == *id)
     }
 
     pub fn shards(&self) -> usize {
@@ -724,6 +770,7 @@ impl Broker {
             return;
         }
         *self.metadata.borrow_mut() = Arc::clone(&metadata);
+        *self.topic_ids.borrow_mut() = TopicIds::of(&metadata);
         let shards = self.shards();
         let node = self.config.node_id;
         // Deleted topics, partitions no longer present, and replicas moved

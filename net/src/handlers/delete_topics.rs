@@ -33,11 +33,8 @@ pub async fn handle(
                     Some(name.clone()),
                 )),
                 None => {
-                    let id = *topic.topic_id.as_bytes();
-                    let found = metadata
-                        .topics
-                        .values()
-                        .find(|meta| meta.id == id)
+                    let found = broker
+                        .topic_by_id(&metadata, topic.topic_id.as_bytes())
                         .map(|meta| meta.name.clone());
                     let report = found.as_deref().map(|name| TopicName(str_bytes(name)));
                     wanted.push((found, topic.topic_id, report));

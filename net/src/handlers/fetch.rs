@@ -104,8 +104,7 @@ pub async fn handle(
     let mut follower_high_watermarks = Vec::new();
     for (topic_index, topic) in request.topics.iter().enumerate() {
         let found = if version >= TOPIC_ID_VERSION {
-            let id = *topic.topic_id.as_bytes();
-            metadata.topics.values().find(|meta| meta.id == id)
+            broker.topic_by_id(&metadata, topic.topic_id.as_bytes())
         } else {
             metadata.topics.get(topic.topic.0.as_str())
         };

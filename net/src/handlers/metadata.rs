@@ -174,24 +174,17 @@ pub async fn handle(
                             topics.push(missing_topic(Some(name.clone()), Uuid::nil(), error));
                         }
                     },
-                    None => {
-                        let id = *topic.topic_id.as_bytes();
-                        match metadata
-                            .topics
-                            .values()
-                            .find(|candidate| candidate.id == id)
-                        {
-                            Some(found) => topics.push(topic_response(&metadata, found, version)),
-                            None => {
-                                let id = if version >= 10 {
-                                    topic.topic_id
-                                } else {
-                                    Uuid::nil()
-                                };
-                                topics.push(missing_topic(None, id, code::UNKNOWN_TOPIC_ID))
-                            }
+                    None => match broker.topic_by_id(&metadata, topic.topic_id.as_bytes()) {
+                        Some(found) => topics.push(topic_response(&metadata, found, version)),
+                        None => {
+                            let id = if version >= 10 {
+                                topic.topic_id
+                            } else {
+                                Uuid::nil()
+                            };
+                            topics.push(missing_topic(None, id, code::UNKNOWN_TOPIC_ID))
                         }
-                    }
+                    },
                 }
             }
         }

@@ -51,8 +51,7 @@ pub async fn handle(
     if version >= TOPIC_ID_VERSION {
         let metadata = broker.metadata();
         for topic in &mut request.topics {
-            let id = *topic.topic_id.as_bytes();
-            let found = metadata.topics.values().find(|meta| meta.id == id);
+            let found = broker.topic_by_id(&metadata, topic.topic_id.as_bytes());
             if let Some(meta) = found {
                 topic.name = TopicName(str_bytes(&meta.name));
             }

@@ -145,8 +145,7 @@ pub async fn handle(
                                     topic.partition_indexes.clone(),
                                 ));
                             }
-                            let id = *topic.topic_id.as_bytes();
-                            match metadata.topics.values().find(|meta| meta.id == id) {
+                            match broker.topic_by_id(&metadata, topic.topic_id.as_bytes()) {
                                 Some(meta) => {
                                     Some((meta.name.clone(), topic.partition_indexes.clone()))
                                 }

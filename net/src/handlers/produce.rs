@@ -224,16 +224,15 @@ fn name_topics_by_id(broker: &Broker, version: i16, request: &mut ProduceRequest
     request
         .topic_data
         .iter_mut()
-        .map(|topic| {
-            let id = *topic.topic_id.as_bytes();
-            match metadata.topics.values().find(|meta| meta.id == id) {
+        .map(
+            |topic| match broker.topic_by_id(&metadata, topic.topic_id.as_bytes()) {
                 Some(meta) => {
                     topic.name = TopicName(str_bytes(&meta.name));
                     false
                 }
                 None => true,
-            }
-        })
+            },
+        )
         .collect()
 }
 
