@@ -42,6 +42,26 @@ pub struct Disks {
     disks: Vec<SmallDisk>,
 }
 
+impl Drop for Disks {
+    /// Unmounts the file systems, then removes the brokers' own
+    /// directories they were mounted in: each broker, stopped before, could
+    /// not remove its directory while a file system was mounted in it, and
+    /// left its log there.
+    fn drop(&mut self) {
+        let roots: Vec<PathBuf> = self
+            .disks
+            .iter()
+            .filter_map(|disk| disk.mount_point().parent().map(Path::to_path_buf))
+            .collect();
+        self.disks.clear();
+        if std::env::var_os("SLUICE_TEST_KEEP").is_none() {
+            for root in roots {
+                let _ = fs::remove_dir_all(root);
+            }
+        }
+    }
+}
+
 impl Disks {
     /// Moves every broker, one after the other, onto a small file system
     /// of its own (stopped with SIGTERM, its directory copied over,

@@ -82,6 +82,13 @@ impl Drop for SmallDisk {
     }
 }
 
+impl SmallDisk {
+    /// Where the file system is mounted.
+    pub fn mount_point(&self) -> &Path {
+        &self.mount_point
+    }
+}
+
 /// Writes `path` until the file system has no block left.
 pub fn fill_up(path: &Path) {
     use std::io::Write;
