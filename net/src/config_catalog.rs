@@ -448,8 +448,13 @@ pub struct Sourced {
 }
 
 /// A broker setting's values, the one in use first: the operator's (if
-/// set) and the default.
-pub fn broker_values(setting: &BrokerSetting, config: &BrokerConfig) -> Vec<Sourced> {
+/// set) and the default. `defaults` is [`defaults_of`] `config`, made once
+/// for a whole request.
+pub fn broker_values(
+    setting: &BrokerSetting,
+    config: &BrokerConfig,
+    defaults: &BrokerConfig,
+) -> Vec<Sourced> {
     let mut values = Vec::with_capacity(2);
     if config.set_by_operator.contains(setting.setting) {
         values.push(Sourced {
@@ -460,7 +465,7 @@ pub fn broker_values(setting: &BrokerSetting, config: &BrokerConfig) -> Vec<Sour
     }
     values.push(Sourced {
         name: setting.name,
-        value: (setting.value)(&defaults_of(config)),
+        value: (setting.value)(defaults),
         source: source::DEFAULT,
     });
     values
@@ -468,7 +473,7 @@ pub fn broker_values(setting: &BrokerSetting, config: &BrokerConfig) -> Vec<Sour
 
 /// Kafka's defaults, with what cannot have a default (where the broker is
 /// and who it is) kept as the broker has it.
-fn defaults_of(config: &BrokerConfig) -> BrokerConfig {
+pub fn defaults_of(config: &BrokerConfig) -> BrokerConfig {
     let mut defaults = BrokerConfig {
         node_id: config.node_id,
         listen: config.listen,
@@ -504,7 +509,7 @@ mod tests {
         config.log.retention_ms = 1234;
         config.set_by_operator.insert("retention_ms");
         let setting = broker_setting("log.retention.ms").expect("known");
-        let values = broker_values(setting, &config);
+        let values = broker_values(setting, &config, &defaults_of(&config));
         assert_eq!(values[0].value.as_deref(), Some("1234"));
         assert_eq!(values[0].source, source::STATIC_BROKER);
         assert_eq!(values[1].source, source::DEFAULT);
@@ -513,7 +518,7 @@ mod tests {
             Some(BrokerConfig::default().log.retention_ms.to_string())
         );
         let setting = broker_setting("log.segment.bytes").expect("known");
-        let values = broker_values(setting, &config);
+        let values = broker_values(setting, &config, &defaults_of(&config));
         assert_eq!(values.len(), 1);
         assert_eq!(values[0].source, source::DEFAULT);
     }

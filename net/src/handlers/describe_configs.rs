@@ -15,7 +15,7 @@ use super::{encode, str_bytes};
 use crate::broker::Broker;
 use crate::config::BrokerConfig;
 use crate::config_catalog::{
-    self, broker_setting, broker_synonym, broker_values, source, ConfigType, Sourced,
+    self, broker_setting, broker_synonym, broker_values, defaults_of, source, ConfigType, Sourced,
     BROKER_SETTINGS,
 };
 use crate::errors::code;
@@ -88,7 +88,12 @@ fn bound_config(broker: &Broker) -> BrokerConfig {
 /// A topic config's value and its synonyms: the topic's own value, then
 /// the broker setting it falls back to (the operator's value, its
 /// default), or Kafka's default when there is no such setting.
-fn topic_values(broker: &Broker, name: &'static str, own: Option<&String>) -> Option<Vec<Sourced>> {
+fn topic_values(
+    broker: &Broker,
+    defaults: &BrokerConfig,
+    name: &'static str,
+    own: Option<&String>,
+) -> Option<Vec<Sourced>> {
     let mut values = Vec::new();
     if let Some(value) = own {
         values.push(Sourced {
@@ -98,7 +103,7 @@ fn topic_values(broker: &Broker, name: &'static str, own: Option<&String>) -> Op
         });
     }
     match broker_synonym(name).and_then(broker_setting) {
-        Some(setting) => values.extend(broker_values(setting, &broker.config)),
+        Some(setting) => values.extend(broker_values(setting, &broker.config, defaults)),
         None if values.is_empty() => values.push(Sourced {
             name,
             value: Some(topic_config::default_value(name, &broker.config.log)?),
@@ -133,8 +138,10 @@ pub async fn handle(
         match resource.resource_type {
             RESOURCE_TOPIC => match metadata.topics.get(resource.resource_name.as_str()) {
                 Some(topic) => {
+                    let defaults = defaults_of(&broker.config);
                     for name in topic_config::names().filter(|name| wanted(name)) {
-                        let Some(values) = topic_values(broker, name, topic.configs.get(name))
+                        let Some(values) =
+                            topic_values(broker, &defaults, name, topic.configs.get(name))
                         else {
                             continue;
                         };
@@ -159,11 +166,12 @@ pub async fn handle(
                     )));
                 } else {
                     let config = bound_config(broker);
+                    let defaults = defaults_of(&config);
                     for setting in BROKER_SETTINGS
                         .iter()
                         .filter(|setting| wanted(setting.name))
                     {
-                        let values = broker_values(setting, &config);
+                        let values = broker_values(setting, &config, &defaults);
                         result.configs.push(entry(
                             setting.name,
                             &values,
