@@ -435,6 +435,8 @@ pub struct Broker {
     pub txns: crate::txn::TxnCoordinator,
     replication: replication::Replication,
     peers: peers::Peers,
+    /// The incremental fetch sessions (KIP-227) of this shard's connections.
+    pub fetch_sessions: RefCell<crate::handlers::fetch_session::FetchSessions>,
 }
 
 /// The index behind [`Broker::topic_by_id`], for the image the shard holds.
@@ -455,7 +457,7 @@ impl TopicIds {
     }
 }
 
-fn random_id() -> [u8; 16] {
+pub(crate) fn random_id() -> [u8; 16] {
     let mut id = [0u8; 16];
     // getrandom(2) never fails for 16 bytes once the pool is initialised;
     // should it, a time-derived id still keeps topic ids distinct.
@@ -538,6 +540,7 @@ impl Broker {
             txns,
             replication: replication::Replication::default(),
             peers: peers::Peers::default(),
+            fetch_sessions: RefCell::default(),
         });
         broker.groups.attach(Rc::downgrade(&broker));
         broker.txns.attach(Rc::downgrade(&broker));

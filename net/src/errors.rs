@@ -56,6 +56,9 @@ pub mod code {
     pub const INVALID_FETCH_SESSION_EPOCH: i16 = 71;
     pub const UNKNOWN_TOPIC_ID: i16 = 100;
     pub const INCONSISTENT_TOPIC_ID: i16 = 103;
+    /// An incremental fetch named topics by id in a session opened by name,
+    /// or the other way round.
+    pub const FETCH_SESSION_TOPIC_ID_ERROR: i16 = 106;
     /// Another live broker is registered with this node id.
     pub const DUPLICATE_BROKER_REGISTRATION: i16 = 101;
     pub const OFFSET_NOT_AVAILABLE: i16 = 78;

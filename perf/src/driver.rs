@@ -366,6 +366,7 @@ fn consumer_config(workload: &Workload, bootstrap: &str, name: String) -> Consum
     config.fetch_min_bytes = workload.fetch_min_bytes;
     config.fetch_max_wait = Duration::from_millis(workload.fetch_max_wait_ms);
     config.pipeline_depth = workload.fetch_pipeline_depth;
+    config.fetch_sessions = workload.fetch_sessions;
     config
 }
 

@@ -67,6 +67,8 @@ USAGE:
                               of that many brokers as --bootstrap)
       --acks 0|1|all --compression none|gzip|snappy|lz4|zstd --batch-size BYTES --linger-ms MS
       --max-in-flight N --fetch-pipeline-depth N
+      --fetch-sessions true|false  consumers fetch in incremental fetch sessions (KIP-227;
+                              default true, as Kafka's Java consumer)
       --backlog-mb MB         consume-from-backlog mode with this backlog (0 = tail the producers)
       --threads N             client executors (default: number of cores)
       --report-interval SECS  progress line interval (default 2)
@@ -250,6 +252,7 @@ const RUN_FLAGS: &[&str] = &[
     "broker-pid",
     "max-in-flight",
     "fetch-pipeline-depth",
+    "fetch-sessions",
 ];
 
 /// Applies command-line overrides to a workload.
@@ -289,6 +292,17 @@ fn override_workload(workload: &mut Workload, flags: &Flags) -> Result<(), Strin
     }
     if let Some(value) = flags.number("fetch-pipeline-depth")? {
         workload.fetch_pipeline_depth = value;
+    }
+    if let Some(value) = flags.get("fetch-sessions") {
+        workload.fetch_sessions = match value {
+            "true" => true,
+            "false" => false,
+            other => {
+                return Err(format!(
+                    "--fetch-sessions takes true or false, not {other:?}"
+                ))
+            }
+        };
     }
     if let Some(value) = flags.number("backlog-mb")? {
         workload.consume_backlog_mb = value;

@@ -92,6 +92,9 @@ fn default_fetch_min_bytes() -> i32 {
 fn default_fetch_pipeline_depth() -> usize {
     1
 }
+fn default_fetch_sessions() -> bool {
+    true
+}
 fn default_keys() -> u32 {
     10_000
 }
@@ -149,6 +152,10 @@ pub struct Workload {
     pub fetch_max_wait_ms: u64,
     #[serde(default = "default_fetch_pipeline_depth")]
     pub fetch_pipeline_depth: usize,
+    /// Consumers fetch in incremental fetch sessions (KIP-227), as Kafka's
+    /// Java consumer does.
+    #[serde(default = "default_fetch_sessions")]
+    pub fetch_sessions: bool,
     #[serde(default = "default_warmup_secs")]
     pub warmup_secs: u64,
     #[serde(default = "default_duration_secs")]

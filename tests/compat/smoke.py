@@ -6,7 +6,8 @@ usage: smoke.py {confluent,kafka-python,confluent-admin,kafka-python-admin} BOOT
 confluent, kafka-python: creates TOPIC (3 partitions) with the client's
 admin API, produces COUNT keyed messages with headers, reads every
 partition back from the beginning with assign(), and compares keys, values,
-headers and per-partition order with what was sent.
+headers and per-partition order with what was sent. kafka-python's consumer
+must also have read in an incremental fetch session (KIP-227).
 
 confluent-admin, kafka-python-admin: the topic administration round trip
 (create with a config, describe and alter configs, add partitions, describe
@@ -15,6 +16,7 @@ the cluster, delete) through the client's admin API; COUNT is unused.
 Exits 0 on success, 1 with a reason otherwise.
 """
 
+import logging
 import sys
 import time
 
@@ -22,6 +24,10 @@ PARTITIONS = 3
 TIMEOUT_S = 60
 # The Kafka release kafka-python must infer from Sluice's ApiVersions.
 INFERRED_KAFKA = (4, 2)
+# Incremental fetches kafka-python must have had answered in its session,
+# and how long it may poll after catching up to get them.
+SESSION_FETCHES_MIN = 3
+QUIET_FETCHES_S = 10
 
 
 def expected(count):
@@ -141,8 +147,13 @@ def run_kafka_python(bootstrap, topic, count):
             return f"message {i} not delivered: {error}"
     producer.close()
 
+    # kafka-python fetches in incremental fetch sessions (KIP-227) by
+    # default; its session handler logs how the broker answered each fetch.
+    sessions = SessionLog()
+    logging.getLogger("kafka.consumer.fetcher").addHandler(sessions)
+    logging.getLogger("kafka.consumer.fetcher").setLevel(logging.DEBUG)
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None,
-                             auto_offset_reset="earliest")
+                             auto_offset_reset="earliest", max_partition_fetch_bytes=4096)
     partitions = [TopicPartition(topic, p) for p in range(PARTITIONS)]
     consumer.assign(partitions)
     consumer.seek_to_beginning(*partitions)
@@ -152,8 +163,44 @@ def run_kafka_python(bootstrap, topic, count):
         for records in consumer.poll(timeout_ms=500).values():
             for record in records:
                 got.append((record.partition, record.offset, record.key, record.value, list(record.headers)))
+    # Caught up: fetches with no news, answered about no partition.
+    quiet_until = time.monotonic() + QUIET_FETCHES_S
+    while sessions.incremental < SESSION_FETCHES_MIN and time.monotonic() < quiet_until:
+        for records in consumer.poll(timeout_ms=300).values():
+            got.extend((r.partition, r.offset, r.key, r.value, list(r.headers)) for r in records)
     consumer.close()
-    return compare(sent, got)
+    difference = compare(sent, got)
+    if difference is not None:
+        return difference
+    return sessions.problem()
+
+
+class SessionLog(logging.Handler):
+    """Counts how the broker answered kafka-python's fetches."""
+
+    def __init__(self):
+        super().__init__(logging.DEBUG)
+        self.opened = 0
+        self.incremental = 0
+        self.failures = []
+
+    def emit(self, record):
+        text = record.getMessage()
+        if "created a new incremental fetch session" in text:
+            self.opened += 1
+        elif "sent an incremental fetch response for session" in text:
+            self.incremental += 1
+        elif "invalid" in text or "unable to process" in text:
+            self.failures.append(text)
+
+    def problem(self):
+        if self.failures:
+            return f"fetch session failure: {self.failures[0]}"
+        if self.opened == 0:
+            return "no fetch session was opened"
+        if self.incremental < SESSION_FETCHES_MIN:
+            return f"only {self.incremental} incremental fetches were answered in a session"
+        return None
 
 
 def run_confluent_admin(bootstrap, topic, _count):

@@ -44,9 +44,15 @@ use super::records::{complete_batches, BatchIter};
 /// Kafka's isolation levels.
 const READ_UNCOMMITTED: i8 = 0;
 const READ_COMMITTED: i8 = 1;
-/// Fetch session fields for a sessionless full fetch (KIP-227).
+/// Fetch session fields (KIP-227): no session, the epoch of a full fetch
+/// that opens one, and of a sessionless fetch.
 const NO_SESSION_ID: i32 = 0;
+const INITIAL_SESSION_EPOCH: i32 = 0;
 const FINAL_SESSION_EPOCH: i32 = -1;
+/// The session errors after which a lane opens a new session.
+const FETCH_SESSION_ID_NOT_FOUND: i16 = 70;
+const INVALID_FETCH_SESSION_EPOCH: i16 = 71;
+const FETCH_SESSION_TOPIC_ID_ERROR: i16 = 106;
 
 /// Consumer settings; [`ConsumerConfig::new`] gives Kafka's defaults.
 #[derive(Clone, Debug)]
@@ -56,6 +62,9 @@ pub struct ConsumerConfig {
     pub fetch_min_bytes: i32,
     /// Kafka's `fetch.max.wait.ms`.
     pub fetch_max_wait: Duration,
+    /// Fetch in incremental fetch sessions (KIP-227), as Kafka's Java
+    /// consumer always does; off, every fetch lists every partition.
+    pub fetch_sessions: bool,
     /// Kafka's `fetch.max.bytes`.
     pub fetch_max_bytes: i32,
     /// Kafka's `max.partition.fetch.bytes`.
@@ -76,6 +85,7 @@ impl ConsumerConfig {
             client,
             fetch_min_bytes: FETCH_MIN_BYTES_DEFAULT,
             fetch_max_wait: Duration::from_millis(FETCH_MAX_WAIT_MS_DEFAULT as u64),
+            fetch_sessions: true,
             fetch_max_bytes: FETCH_MAX_BYTES_DEFAULT,
             partition_fetch_max_bytes: PARTITION_FETCH_MAX_BYTES_DEFAULT,
             pipeline_depth: FETCH_PIPELINE_DEPTH_DEFAULT,
@@ -363,11 +373,76 @@ impl Drop for Consumer {
     }
 }
 
-/// Sends one Fetch for the lane's partitions at their current offsets.
+/// A lane's fetch session (KIP-227): the broker remembers the lane's
+/// partitions and where they were last asked from, so a fetch names only
+/// the partitions whose offset moved, and the answer only those with news.
+struct LaneSession {
+    id: i32,
+    /// The epoch of the next fetch: `INITIAL_SESSION_EPOCH` for a full
+    /// fetch that opens a session, `FINAL_SESSION_EPOCH` without sessions.
+    epoch: i32,
+    /// The offset each partition was last asked from in this session.
+    sent: Vec<i64>,
+}
+
+impl LaneSession {
+    fn new(sessions: bool, partitions: usize) -> LaneSession {
+        LaneSession {
+            id: NO_SESSION_ID,
+            epoch: if sessions {
+                INITIAL_SESSION_EPOCH
+            } else {
+                FINAL_SESSION_EPOCH
+            },
+            sent: vec![i64::MIN; partitions],
+        }
+    }
+
+    fn full(&self) -> bool {
+        self.epoch <= INITIAL_SESSION_EPOCH
+    }
+
+    /// Takes the broker's answer to the fetch sent last: a session opened
+    /// or continued moves the epoch on, anything else starts over with a
+    /// full fetch (which also closes a session the broker still holds).
+    fn answered(&mut self, error_code: i16, session_id: i32) {
+        if self.epoch == FINAL_SESSION_EPOCH {
+            return;
+        }
+        let continued = error_code == 0
+            && session_id != NO_SESSION_ID
+            && (self.full() || session_id == self.id);
+        if continued {
+            self.id = session_id;
+            self.epoch = if self.epoch == i32::MAX {
+                1
+            } else {
+                self.epoch + 1
+            };
+        } else {
+            if error_code == FETCH_SESSION_ID_NOT_FOUND {
+                self.id = NO_SESSION_ID;
+            }
+            self.epoch = INITIAL_SESSION_EPOCH;
+        }
+    }
+}
+
+/// Whether an error is about the fetch session rather than the fetch.
+fn session_error(error_code: i16) -> bool {
+    matches!(
+        error_code,
+        FETCH_SESSION_ID_NOT_FOUND | INVALID_FETCH_SESSION_EPOCH | FETCH_SESSION_TOPIC_ID_ERROR
+    )
+}
+
+/// Sends one Fetch for the lane's partitions at their current offsets: all
+/// of them in a full fetch, those whose offset moved in an incremental one.
 async fn send_fetch(
     inner: &Inner,
     connection: &Connection,
     partitions: &[LanePartition],
+    session: &mut LaneSession,
 ) -> Result<(i16, InFlight), ClientError> {
     let config = &inner.config;
     let mut request = FetchRequest::default();
@@ -380,10 +455,15 @@ async fn send_fetch(
     } else {
         READ_UNCOMMITTED
     };
-    request.session_id = NO_SESSION_ID;
-    request.session_epoch = FINAL_SESSION_EPOCH;
+    request.session_id = session.id;
+    request.session_epoch = session.epoch;
+    let full = session.full();
     let mut topics: Vec<FetchTopic> = Vec::new();
-    for partition in partitions {
+    for (partition, sent) in partitions.iter().zip(session.sent.iter_mut()) {
+        if !full && *sent == partition.offset {
+            continue;
+        }
+        *sent = partition.offset;
         let mut fetch = FetchPartition::default();
         fetch.partition = partition.partition;
         fetch.current_leader_epoch = -1;
@@ -427,7 +507,8 @@ async fn lane_loop(
         .map(|(position, partition)| ((Rc::clone(&partition.topic), partition.partition), position))
         .collect();
     let check_crcs = inner.config.check_crcs;
-    let mut next = send_fetch(&inner, &connection, &partitions).await;
+    let mut session = LaneSession::new(inner.config.fetch_sessions, partitions.len());
+    let mut next = send_fetch(&inner, &connection, &partitions, &mut session).await;
     loop {
         if inner.queue.closed.get() {
             return;
@@ -449,7 +530,10 @@ async fn lane_loop(
         };
         let mut chunks: Vec<Item> = Vec::new();
         let mut back_off = false;
-        if data.error_code != 0 {
+        session.answered(data.error_code, data.session_id);
+        if session_error(data.error_code) {
+            // Nothing was read; the next fetch is a full one.
+        } else if data.error_code != 0 {
             chunks.push(Err(ClientError::kafka(data.error_code, "fetch")));
             back_off = true;
         }
@@ -486,11 +570,63 @@ async fn lane_loop(
         if back_off {
             glommio::timer::sleep(Duration::from_millis(METADATA_RETRY_BACKOFF_MS)).await;
         }
-        next = send_fetch(&inner, &connection, &partitions).await;
+        next = send_fetch(&inner, &connection, &partitions, &mut session).await;
         for chunk in chunks {
             if !inner.queue.push(chunk).await {
                 return;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lane_session_opens_continues_and_starts_over() {
+        let mut session = LaneSession::new(true, 2);
+        assert!(session.full());
+        assert_eq!(
+            (session.id, session.epoch),
+            (NO_SESSION_ID, INITIAL_SESSION_EPOCH)
+        );
+        // The broker opened session 9: incremental fetches from epoch 1.
+        session.answered(0, 9);
+        assert_eq!((session.id, session.epoch), (9, 1));
+        session.answered(0, 9);
+        assert_eq!((session.id, session.epoch), (9, 2));
+        // A wrong epoch: a full fetch that names (and so closes) session 9.
+        session.answered(INVALID_FETCH_SESSION_EPOCH, 0);
+        assert_eq!((session.id, session.epoch), (9, INITIAL_SESSION_EPOCH));
+        session.answered(0, 11);
+        assert_eq!((session.id, session.epoch), (11, 1));
+        // The broker closed the session by answering without it.
+        session.answered(0, NO_SESSION_ID);
+        assert!(session.full());
+        // An unknown session is not named again.
+        session.answered(0, 12);
+        session.answered(FETCH_SESSION_ID_NOT_FOUND, 0);
+        assert_eq!(
+            (session.id, session.epoch),
+            (NO_SESSION_ID, INITIAL_SESSION_EPOCH)
+        );
+        // The broker had no room: full fetches until it has.
+        session.answered(0, NO_SESSION_ID);
+        assert_eq!(
+            (session.id, session.epoch),
+            (NO_SESSION_ID, INITIAL_SESSION_EPOCH)
+        );
+    }
+
+    #[test]
+    fn without_sessions_every_fetch_is_sessionless() {
+        let mut session = LaneSession::new(false, 1);
+        session.answered(0, 5);
+        assert_eq!(
+            (session.id, session.epoch),
+            (NO_SESSION_ID, FINAL_SESSION_EPOCH)
+        );
+        assert!(session.full());
     }
 }

@@ -293,6 +293,8 @@ pub struct FetchTopicData {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct FetchData {
     pub error_code: i16,
+    /// The fetch session the broker answered in (KIP-227); 0 for none.
+    pub session_id: i32,
     pub topics: Vec<FetchTopicData>,
 }
 
@@ -303,9 +305,10 @@ pub fn decode_fetch(version: i16, body: Bytes) -> Result<FetchData, ClientError>
     let mut parse = || -> Result<FetchData, DecodeError> {
         r.i32()?; // throttle_time_ms
         let mut error_code = 0;
+        let mut session_id = 0;
         if version >= 7 {
             error_code = r.i16()?;
-            r.i32()?; // session_id
+            session_id = r.i32()?;
         }
         let topics = r.array_v(flexible, |r| {
             let name = r.string_v(flexible)?;
@@ -337,7 +340,11 @@ pub fn decode_fetch(version: i16, body: Bytes) -> Result<FetchData, ClientError>
             Ok(FetchTopicData { name, partitions })
         })?;
         r.tagged_fields_v(flexible, &mut Default::default())?;
-        Ok(FetchData { error_code, topics })
+        Ok(FetchData {
+            error_code,
+            session_id,
+            topics,
+        })
     };
     let data = parse().map_err(decode_error(ApiKey::Fetch, version))?;
     r.finish().map_err(decode_error(ApiKey::Fetch, version))?;

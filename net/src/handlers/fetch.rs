@@ -4,8 +4,9 @@
 //! The request is split once per owner shard. If fewer than `min_bytes` are
 //! available, the handler asks the owner shards to wake it on the next
 //! append to any requested partition (no polling), up to `max_wait_ms`.
-//! Fetch sessions (KIP-227) are answered sessionless: session id 0 tells the
-//! client to send full requests, which Kafka clients handle.
+//! Fetch sessions (KIP-227, `fetch_session`): a full request opens one, and
+//! an incremental request is answered about every partition of its session
+//! but names only those with news.
 //!
 //! From v16 a partition answered NOT_LEADER_OR_FOLLOWER or
 //! FENCED_LEADER_EPOCH names its current leader and the response carries
@@ -29,6 +30,7 @@ use sluice_engine::ShardId;
 use uuid::Uuid;
 
 use super::compact::{put_compact_string, put_unsigned_varint};
+use super::fetch_session::{Answer, PartitionKey, Plan, TopicRef, Wanted};
 use super::leader_hints::{wants_hint, CurrentLeader, LeaderHints};
 use crate::broker::{
     futures_lite_join_all, select_first, Broker, ReadEntry, ReadOutcome, ShardRequest,
@@ -84,10 +86,7 @@ pub async fn handle(
     request: FetchRequest,
 ) -> Option<Vec<Bytes>> {
     let version = header.request_api_version;
-    if request.session_id != 0 {
-        // Sessions are never handed out, so a client cannot hold one.
-        return Some(encode_error(version, code::FETCH_SESSION_ID_NOT_FOUND));
-    }
+    let uses_topic_ids = version >= TOPIC_ID_VERSION;
     // A follower names itself: in the body below v15, in ReplicaState from.
     let replica_id = if version >= REPLICA_STATE_VERSION {
         request.replica_state.replica_id.0
@@ -96,85 +95,93 @@ pub async fn handle(
     };
     let replica = (replica_id >= 0).then_some(replica_id);
     let read_committed = request.isolation_level == READ_COMMITTED && replica.is_none();
+    let requested = wanted_of(&request, version, replica.is_some());
+    let plan = if version >= SESSION_VERSION {
+        let forgotten = forgotten_of(&request, uses_topic_ids);
+        broker.fetch_sessions.borrow_mut().plan(
+            request.session_id,
+            request.session_epoch,
+            uses_topic_ids,
+            &requested,
+            &forgotten,
+            Instant::now(),
+        )
+    } else {
+        Plan::Sessionless
+    };
+    let (wanted, session) = match plan {
+        Plan::Error(error_code) => return Some(encode_error(version, error_code)),
+        Plan::Sessionless => (requested, SessionUse::None),
+        Plan::Full => (requested, SessionUse::Open),
+        Plan::Incremental { id, wanted } => (wanted, SessionUse::Incremental(id)),
+    };
     let metadata = broker.metadata();
-    let mut topics = Vec::with_capacity(request.topics.len());
-    let mut slots = Vec::new();
+    let mut topics: Vec<ResolvedTopic> = Vec::new();
+    let mut slots = Vec::with_capacity(wanted.len());
     // Beside `slots`: the high watermark the follower holds for each
     // partition (v18), `i64::MAX` (the schema's "not said") otherwise.
-    let mut follower_high_watermarks = Vec::new();
-    for (topic_index, topic) in request.topics.iter().enumerate() {
-        let found = if version >= TOPIC_ID_VERSION {
-            broker.topic_by_id(&metadata, topic.topic_id.as_bytes())
-        } else {
-            metadata.topics.get(topic.topic.0.as_str())
-        };
-        let resolved = ResolvedTopic {
-            name: found
-                .map(|meta| meta.name.clone())
-                .unwrap_or_else(|| topic.topic.0.as_str().to_string()),
-            id: topic.topic_id,
-        };
-        for partition in &topic.partitions {
-            let mut outcome = ReadOutcome {
-                high_watermark: -1,
-                last_stable_offset: -1,
-                log_start_offset: -1,
-                ..Default::default()
-            };
-            let entry = match found {
-                Some(meta) if partition.partition >= 0 && partition.partition < meta.partitions => {
-                    // The topic is in hand: no second lookup by name.
-                    let epoch_error = leader_epoch_error(
-                        meta.placement.get(partition.partition as usize),
-                        partition.current_leader_epoch,
-                    );
-                    if partition.partition_max_bytes < 0 {
-                        outcome.error_code = code::INVALID_FETCH_SIZE;
-                        None
-                    } else if let Some(error_code) = epoch_error {
-                        outcome.error_code = error_code;
-                        None
-                    } else {
-                        Some(ReadEntry {
-                            topic: meta.name.clone(),
-                            partition: partition.partition,
-                            offset: partition.fetch_offset,
-                            max_bytes: (partition.partition_max_bytes as usize)
-                                .min(FETCH_RESPONSE_BYTES_MAX),
-                            read_committed,
-                            replica,
-                        })
-                    }
-                }
-                Some(_) => {
-                    outcome.error_code = code::UNKNOWN_TOPIC_OR_PARTITION;
-                    None
-                }
-                None if version >= TOPIC_ID_VERSION => {
-                    outcome.error_code = code::UNKNOWN_TOPIC_ID;
-                    None
-                }
-                None => {
-                    outcome.error_code = code::UNKNOWN_TOPIC_OR_PARTITION;
-                    None
-                }
-            };
-            follower_high_watermarks.push(
-                if replica.is_some() && version >= FOLLOWER_HIGH_WATERMARK_VERSION {
-                    partition.high_watermark
-                } else {
-                    i64::MAX
-                },
-            );
-            slots.push(Slot {
-                topic_index,
-                partition: partition.partition,
-                entry,
-                outcome,
-                current_leader: CurrentLeader::UNKNOWN,
-            });
+    let mut follower_high_watermarks = Vec::with_capacity(wanted.len());
+    let mut found = None;
+    for (position, want) in wanted.iter().enumerate() {
+        // Partitions of one topic come together: each run of them is one
+        // topic of the response, looked up once.
+        if position == 0 || wanted[position - 1].key.topic != want.key.topic {
+            let (resolved, meta) = resolve_topic(broker, &metadata, &want.key.topic);
+            topics.push(resolved);
+            found = meta;
         }
-        topics.push(resolved);
+        let topic_index = topics.len() - 1;
+        let partition = want.key.partition;
+        let mut outcome = ReadOutcome {
+            high_watermark: -1,
+            last_stable_offset: -1,
+            log_start_offset: -1,
+            ..Default::default()
+        };
+        let entry = match found {
+            Some(meta) if partition >= 0 && partition < meta.partitions => {
+                // The topic is in hand: no second lookup by name.
+                let epoch_error = leader_epoch_error(
+                    meta.placement.get(partition as usize),
+                    want.current_leader_epoch,
+                );
+                if want.max_bytes < 0 {
+                    outcome.error_code = code::INVALID_FETCH_SIZE;
+                    None
+                } else if let Some(error_code) = epoch_error {
+                    outcome.error_code = error_code;
+                    None
+                } else {
+                    Some(ReadEntry {
+                        topic: meta.name.clone(),
+                        partition,
+                        offset: want.fetch_offset,
+                        max_bytes: (want.max_bytes as usize).min(FETCH_RESPONSE_BYTES_MAX),
+                        read_committed,
+                        replica,
+                    })
+                }
+            }
+            Some(_) => {
+                outcome.error_code = code::UNKNOWN_TOPIC_OR_PARTITION;
+                None
+            }
+            None => {
+                outcome.error_code = match want.key.topic {
+                    TopicRef::Id(_) => code::UNKNOWN_TOPIC_ID,
+                    TopicRef::Name(_) => code::UNKNOWN_TOPIC_OR_PARTITION,
+                };
+                None
+            }
+        };
+        follower_high_watermarks.push(want.follower_high_watermark);
+        slots.push(Slot {
+            topic_index,
+            partition,
+            entry,
+            outcome,
+            current_leader: CurrentLeader::UNKNOWN,
+        });
     }
     let max_wait =
         Duration::from_millis(request.max_wait_ms.clamp(0, FETCH_WAIT_MS_MAX as i32) as u64);
@@ -214,6 +221,26 @@ pub async fn handle(
         }
     }
     apply_response_limit(&mut slots, request.max_bytes);
+    let answers: Vec<Answer> = slots.iter().map(|slot| answer_of(&slot.outcome)).collect();
+    let session_id = match session {
+        SessionUse::None => 0,
+        SessionUse::Open => broker.fetch_sessions.borrow_mut().open(
+            &wanted,
+            &answers,
+            uses_topic_ids,
+            replica.is_some(),
+            Instant::now(),
+        ),
+        SessionUse::Incremental(id) => {
+            let named = broker
+                .fetch_sessions
+                .borrow_mut()
+                .answered(id, &wanted, &answers);
+            let mut named = named.into_iter();
+            slots.retain(|_| named.next().unwrap_or(true));
+            id
+        }
+    };
     // Looked up only when some partition needs a hint, so that the read
     // path costs nothing more; and in the image as of the answer, not of the
     // request, so that a hint names the leader the partition has now.
@@ -223,7 +250,108 @@ pub async fn handle(
     if let Some(hints) = hints.as_mut() {
         name_leaders(hints, &topics, &mut slots);
     }
-    Some(encode_response(version, &topics, &slots, hints.as_ref()))
+    Some(encode_response(
+        version,
+        session_id,
+        &topics,
+        &slots,
+        hints.as_ref(),
+    ))
+}
+
+/// What a handled request does with a fetch session.
+enum SessionUse {
+    None,
+    /// Open one once answered.
+    Open,
+    /// Answer from this session.
+    Incremental(i32),
+}
+
+/// The partitions a request names, in its order.
+fn wanted_of(request: &FetchRequest, version: i16, follower: bool) -> Vec<Wanted> {
+    let says_high_watermark = follower && version >= FOLLOWER_HIGH_WATERMARK_VERSION;
+    let mut wanted = Vec::new();
+    for topic in &request.topics {
+        let topic_ref = if version >= TOPIC_ID_VERSION {
+            TopicRef::Id(*topic.topic_id.as_bytes())
+        } else {
+            TopicRef::Name(topic.topic.0.as_str().to_string())
+        };
+        for partition in &topic.partitions {
+            wanted.push(Wanted {
+                key: PartitionKey {
+                    topic: topic_ref.clone(),
+                    partition: partition.partition,
+                },
+                fetch_offset: partition.fetch_offset,
+                max_bytes: partition.partition_max_bytes,
+                current_leader_epoch: partition.current_leader_epoch,
+                follower_high_watermark: if says_high_watermark {
+                    partition.high_watermark
+                } else {
+                    i64::MAX
+                },
+            });
+        }
+    }
+    wanted
+}
+
+/// The partitions an incremental request drops from its session.
+fn forgotten_of(request: &FetchRequest, uses_topic_ids: bool) -> Vec<PartitionKey> {
+    let mut keys = Vec::new();
+    for topic in &request.forgotten_topics_data {
+        let topic_ref = if uses_topic_ids {
+            TopicRef::Id(*topic.topic_id.as_bytes())
+        } else {
+            TopicRef::Name(topic.topic.0.as_str().to_string())
+        };
+        for &partition in &topic.partitions {
+            keys.push(PartitionKey {
+                topic: topic_ref.clone(),
+                partition,
+            });
+        }
+    }
+    keys
+}
+
+/// The topic a request names, as the response names it back, and its
+/// metadata if it exists.
+fn resolve_topic<'a>(
+    broker: &Broker,
+    metadata: &'a sluice_engine::ClusterMetadata,
+    topic: &TopicRef,
+) -> (ResolvedTopic, Option<&'a sluice_engine::TopicMetadata>) {
+    match topic {
+        TopicRef::Id(id) => {
+            let found = broker.topic_by_id(metadata, id);
+            let resolved = ResolvedTopic {
+                name: found.map(|meta| meta.name.clone()).unwrap_or_default(),
+                id: Uuid::from_bytes(*id),
+            };
+            (resolved, found)
+        }
+        TopicRef::Name(name) => {
+            let found = metadata.topics.get(name.as_str());
+            let resolved = ResolvedTopic {
+                name: name.clone(),
+                id: Uuid::nil(),
+            };
+            (resolved, found)
+        }
+    }
+}
+
+fn answer_of(outcome: &ReadOutcome) -> Answer {
+    Answer {
+        error_code: outcome.error_code,
+        has_records: outcome.bytes > 0,
+        high_watermark: outcome.high_watermark,
+        last_stable_offset: outcome.last_stable_offset,
+        log_start_offset: outcome.log_start_offset,
+    }
 }
 
 /// Gives each slot whose error says the client's leader is out of date the
@@ -415,10 +543,13 @@ fn encode_error(version: i16, error_code: i16) -> Vec<Bytes> {
 }
 
 /// Encodes the response as pieces: fixed fields in small buffers, record
-/// slices as they came from the log. `hints` lists the endpoints of the
+/// slices as they came from the log. Each run of slots of one topic is one
+/// topic of the response; a topic with no slot left (an incremental answer
+/// with no news for it) is not named. `hints` lists the endpoints of the
 /// leaders the slots name; both are encoded from v16 only.
 fn encode_response(
     version: i16,
+    session_id: i32,
     topics: &[ResolvedTopic],
     slots: &[Slot],
     hints: Option<&LeaderHints>,
@@ -429,11 +560,18 @@ fn encode_response(
     out.put_i32(0); // throttle_time_ms
     if version >= SESSION_VERSION {
         out.put_i16(code::NONE);
-        out.put_i32(0); // session_id: sessionless
+        out.put_i32(session_id);
     }
-    put_array_len(&mut out, topics.len(), flexible);
+    let runs = slots
+        .iter()
+        .enumerate()
+        .filter(|(index, slot)| *index == 0 || slots[index - 1].topic_index != slot.topic_index)
+        .count();
+    put_array_len(&mut out, runs, flexible);
     let mut slot_index = 0;
-    for (topic_index, topic) in topics.iter().enumerate() {
+    while slot_index < slots.len() {
+        let topic_index = slots[slot_index].topic_index;
+        let topic = &topics[topic_index];
         if version >= TOPIC_ID_VERSION {
             out.put_slice(topic.id.as_bytes());
         } else if flexible {
@@ -520,7 +658,7 @@ pub fn encode_single_partition(version: i16, topic: &str, chunks: Vec<Bytes>) ->
         },
         current_leader: CurrentLeader::UNKNOWN,
     }];
-    encode_response(version, &topics, &slots, None)
+    encode_response(version, 0, &topics, &slots, None)
 }
 
 #[cfg(test)]
@@ -578,7 +716,7 @@ mod tests {
             slot(1, 1, &[b"xyz"]),
         ];
         for version in VERSIONS.0..=VERSIONS.1 {
-            let pieces = encode_response(version, &topics, &slots, None);
+            let pieces = encode_response(version, 0, &topics, &slots, None);
             let mut whole = BytesMut::new();
             for piece in &pieces {
                 whole.put_slice(piece);
@@ -650,9 +788,9 @@ mod tests {
             })
             .collect();
         for version in VERSIONS.0..=VERSIONS.1 {
-            let whole = joined(&encode_response(version, &topics, &slots, Some(&hints)));
+            let whole = joined(&encode_response(version, 0, &topics, &slots, Some(&hints)));
             if version < LEADER_HINTS_VERSION {
-                let plain = joined(&encode_response(version, &topics, &plain_slots, None));
+                let plain = joined(&encode_response(version, 0, &topics, &plain_slots, None));
                 assert_eq!(whole, plain, "v{version} unchanged");
                 continue;
             }
@@ -721,7 +859,7 @@ mod tests {
         let mut hints = LeaderHints::new(std::sync::Arc::new(metadata), live);
         name_leaders(&mut hints, &topics, &mut slots);
         let version = LEADER_HINTS_VERSION;
-        let mut whole = joined(&encode_response(version, &topics, &slots, Some(&hints)));
+        let mut whole = joined(&encode_response(version, 0, &topics, &slots, Some(&hints)));
         let decoded = FetchResponse::decode(&mut whole, version).expect("decodes");
         assert!(whole.is_empty());
         let leader = &decoded.responses[0].partitions[0].current_leader;
@@ -748,8 +886,8 @@ mod tests {
         name_leaders(&mut hints, &topics, &mut slots);
         let version = LEADER_HINTS_VERSION;
         assert_eq!(
-            joined(&encode_response(version, &topics, &slots, Some(&hints))),
-            joined(&encode_response(version, &topics, &slots, None))
+            joined(&encode_response(version, 0, &topics, &slots, Some(&hints))),
+            joined(&encode_response(version, 0, &topics, &slots, None))
         );
     }
 }
