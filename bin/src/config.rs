@@ -27,7 +27,14 @@ use sluice_net::BrokerConfig;
 /// Every setting: its name, and what it expects (for error messages and help).
 pub const SETTINGS: &[(&str, &str)] = &[
     ("node_id", "a non-negative integer"),
-    ("data_dir", "a directory path"),
+    (
+        "data_dir",
+        "a directory path: the one data directory (the one-directory form of log_dirs)",
+    ),
+    (
+        "log_dirs",
+        "data directory paths separated by commas, e.g. /disk1/sluice,/disk2/sluice (Kafka's log.dirs): each partition lives in one of them; the first also holds the metadata",
+    ),
     (
         "controller_listen",
         "host:port the metadata quorum's own port binds, e.g. 127.0.0.1:9093 (needed on a voter of a quorum of more than one)",
@@ -224,6 +231,32 @@ pub fn apply(
                 return Err(bad());
             }
             config.data_dir = PathBuf::from(value);
+            config.extra_log_dirs.clear();
+        }
+        "log_dirs" => {
+            let dirs: Vec<PathBuf> = value
+                .split(',')
+                .map(str::trim)
+                .filter(|dir| !dir.is_empty())
+                .map(PathBuf::from)
+                .collect();
+            let Some((first, rest)) = dirs.split_first() else {
+                return Err(bad());
+            };
+            if let Some(twice) = dirs
+                .iter()
+                .enumerate()
+                .find(|(index, dir)| dirs[..*index].contains(dir))
+            {
+                return Err(format!(
+                    "invalid value '{value}' for {name} (from {source}): {} is listed twice",
+                    twice.1.display()
+                ));
+            }
+            config.data_dir = first.clone();
+            config.extra_log_dirs = rest.to_vec();
+            // Reported as log.dirs, whose source the catalog reads here.
+            config.set_by_operator.insert("data_dir");
         }
         "listen" => config.listen = resolve(value).ok_or_else(bad)?,
         "controller_listen" => {

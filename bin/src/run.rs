@@ -142,15 +142,20 @@ fn install_signal_handlers() {
 /// stopped it from starting, if any.
 pub fn run(config: BrokerConfig) -> Result<(), String> {
     raise_memlock();
-    let data_dir = config.data_dir.clone();
+    let log_dirs = config.log_dirs();
+    let checked = log_dirs.clone();
     glommio::LocalExecutorBuilder::default()
         .spawn(move || async move {
-            sluice_engine::metadata::prepare_data_dir(&DmaStorage, &data_dir).await
+            for dir in &checked {
+                sluice_engine::metadata::prepare_data_dir(&DmaStorage, dir).await?;
+            }
+            Ok::<(), sluice_engine::OpenError>(())
         })
         .map_err(|error| format!("starting the runtime failed: {error}"))?
         .join()
         .map_err(|error| format!("checking the data directory failed: {error}"))?
         .map_err(|error| error.to_string())?;
+    sluice_net::log_dirs::scan(&log_dirs)?;
     let (fds, address) = bind_listeners(&config)?;
     install_signal_handlers();
     let config = Arc::new(config);
@@ -209,7 +214,11 @@ pub fn run(config: BrokerConfig) -> Result<(), String> {
     // Tests and scripts read this line to learn the port when listening on port 0.
     // Written, not printed: a closed or full stdout must not panic the broker.
     let _ = writeln!(std::io::stdout(), "sluice listening on {address}");
-    tracing::info!(%address, shards = config.shards, data_dir = %config.data_dir.display(), "broker ready");
+    let dirs: Vec<String> = log_dirs
+        .iter()
+        .map(|dir| dir.display().to_string())
+        .collect();
+    tracing::info!(%address, shards = config.shards, data_dirs = %dirs.join(","), "broker ready");
     match runner.join() {
         Ok(Ok(())) => {
             tracing::info!("broker stopped cleanly");

@@ -386,6 +386,8 @@ impl<S: Storage> FileMetadataStore<S> {
 
 /// Checks (or initialises) a data directory: it must be writable, and either
 /// empty or marked as Sluice's. Errors are one line naming the path and fix.
+/// Every data directory of a broker gets the same marker (in `meta/`);
+/// only the first holds the metadata itself.
 pub async fn prepare_data_dir<S: Storage>(storage: &S, data_dir: &Path) -> Result<(), OpenError> {
     storage.create_dir_all(data_dir).map_err(|error| {
         OpenError::Storage(StorageError::new("create data directory", data_dir, error))

@@ -381,7 +381,9 @@ pub enum ShardResponse {
     EpochEnds(Vec<(i16, i32, i64)>),
     Topics(Vec<TopicOutcome>),
     ProducerId(i64),
-    LogSizes(Vec<(String, i32, u64, i64)>),
+    /// (topic, partition, bytes, high watermark minus log end, index of
+    /// its data directory) of every log of a shard.
+    LogSizes(Vec<(String, i32, u64, i64, usize)>),
     Group(crate::groups::GroupResponse),
     /// One Kafka error code per marker of a [`ShardRequest::WriteTxnMarkers`].
     WriteTxnMarkers(Vec<i16>),
@@ -435,6 +437,8 @@ pub struct Broker {
     pub txns: crate::txn::TxnCoordinator,
     replication: replication::Replication,
     peers: peers::Peers,
+    /// Which data directory holds each of this shard's partitions.
+    log_dirs: RefCell<crate::log_dirs::LogDirs>,
     /// The incremental fetch sessions (KIP-227) of this shard's connections.
     pub fetch_sessions: RefCell<crate::handlers::fetch_session::FetchSessions>,
 }
@@ -522,6 +526,7 @@ impl Broker {
         );
         let groups = crate::groups::GroupCoordinator::new(config.groups.clone());
         let txns = crate::txn::TxnCoordinator::new(config.txn.clone());
+        let log_dirs = crate::log_dirs::LogDirs::new(config.log_dirs())?;
         let broker = Rc::new_cyclic(|this| Broker {
             this: this.clone(),
             cache: BatchCache::new(config.cache_bytes_per_shard),
@@ -540,6 +545,7 @@ impl Broker {
             txns,
             replication: replication::Replication::default(),
             peers: peers::Peers::default(),
+            log_dirs: RefCell::new(log_dirs),
             fetch_sessions: RefCell::default(),
         });
         broker.groups.attach(Rc::downgrade(&broker));
@@ -744,7 +750,8 @@ impl Broker {
             ),
             ShardRequest::LogSizes => {
                 let logs = self.logs.borrow();
-                let mut sizes: Vec<(String, i32, u64, i64)> = logs
+                let log_dirs = self.log_dirs.borrow();
+                let mut sizes: Vec<(String, i32, u64, i64, usize)> = logs
                     .iter()
                     .map(|(topic, partition, log)| {
                         let offsets = log.offsets();
@@ -753,6 +760,7 @@ impl Broker {
                             partition,
                             log.size_bytes(),
                             offsets.hw - offsets.leo,
+                            log_dirs.index_of(log.dir()).unwrap_or(0),
                         )
                     })
                     .collect();
@@ -796,6 +804,7 @@ impl Broker {
         }
         for key in stale {
             if let Some(log) = self.logs.borrow_mut().remove(&key.0, key.1) {
+                self.log_dirs.borrow_mut().released(log.dir());
                 if let Err(error) = log.delete() {
                     tracing::warn!(%error, topic = %key.0, partition = key.1, "removing log failed");
                 }
@@ -830,20 +839,25 @@ impl Broker {
         // thousands of partitions is not ready only after one sync at a time.
         for chunk in to_open.chunks(LOG_OPENS_IN_FLIGHT) {
             let opens = chunk.iter().map(|(topic, partition, config)| {
-                let dir = self.config.data_dir.join(format!("{topic}-{partition}"));
+                let dir = self.log_dirs.borrow_mut().place(topic, *partition);
                 async move {
-                    let opened =
-                        PartitionLog::open(DmaStorage, dir, config.clone(), Rc::clone(&self.cache))
-                            .await;
-                    (*topic, *partition, opened)
+                    let opened = PartitionLog::open(
+                        DmaStorage,
+                        dir.clone(),
+                        config.clone(),
+                        Rc::clone(&self.cache),
+                    )
+                    .await;
+                    (*topic, *partition, dir, opened)
                 }
             });
-            for (topic, partition, opened) in futures_lite_join_all(opens.collect()).await {
+            for (topic, partition, dir, opened) in futures_lite_join_all(opens.collect()).await {
                 match opened {
                     Ok(log) => {
                         self.logs.borrow_mut().insert(topic, partition, log);
                     }
                     Err(error) => {
+                        self.log_dirs.borrow_mut().unplaced(&dir);
                         tracing::error!(%error, topic, partition, "opening partition log failed");
                     }
                 }

@@ -116,7 +116,10 @@ impl Default for GroupConfig {
 #[derive(Clone, Debug)]
 pub struct BrokerConfig {
     pub node_id: i32,
+    /// The first data directory; it also holds the broker's metadata.
     pub data_dir: PathBuf,
+    /// The other data directories (`log.dirs` lists `data_dir` and these).
+    pub extra_log_dirs: Vec<PathBuf>,
     /// Address every shard's listener binds (SO_REUSEPORT); port 0 picks one.
     pub listen: SocketAddr,
     /// Host and port clients are told to connect to; defaults to `listen`.
@@ -212,11 +215,21 @@ impl Default for ClusterConfig {
     }
 }
 
+impl BrokerConfig {
+    /// Every data directory, the metadata's first (Kafka's `log.dirs`).
+    pub fn log_dirs(&self) -> Vec<PathBuf> {
+        std::iter::once(self.data_dir.clone())
+            .chain(self.extra_log_dirs.iter().cloned())
+            .collect()
+    }
+}
+
 impl Default for BrokerConfig {
     fn default() -> Self {
         BrokerConfig {
             node_id: 1,
             data_dir: PathBuf::from("./data"),
+            extra_log_dirs: Vec::new(),
             listen: SocketAddr::from(([127, 0, 0, 1], 9092)),
             advertised_host: None,
             advertised_port: None,

@@ -200,8 +200,15 @@ pub const BROKER_SETTINGS: &[BrokerSetting] = &[
         name: "log.dirs",
         setting: "data_dir",
         kind: ConfigType::String,
-        doc: "The directory the broker keeps its partitions and metadata in.",
-        value: |config| Some(config.data_dir.display().to_string()),
+        doc: "The directories the broker keeps its partitions in; the first also holds its metadata.",
+        value: |config| {
+            let dirs: Vec<String> = config
+                .log_dirs()
+                .iter()
+                .map(|dir| dir.display().to_string())
+                .collect();
+            Some(dirs.join(","))
+        },
     },
     BrokerSetting {
         name: "log.retention.bytes",
@@ -480,6 +487,7 @@ pub fn defaults_of(config: &BrokerConfig) -> BrokerConfig {
         advertised_host: config.advertised_host.clone(),
         advertised_port: config.advertised_port,
         data_dir: config.data_dir.clone(),
+        extra_log_dirs: config.extra_log_dirs.clone(),
         ..BrokerConfig::default()
     };
     defaults.cluster.voters = config.cluster.voters.clone();

@@ -23,6 +23,7 @@ pub mod errors;
 pub mod glommio_client;
 pub mod groups;
 pub mod handlers;
+pub mod log_dirs;
 pub mod server;
 pub mod topic_config;
 pub mod txn;

@@ -1,4 +1,5 @@
-//! DescribeLogDirs: the data directory with every partition's size.
+//! DescribeLogDirs: each data directory, its size and free space, and the
+//! partitions it holds with their sizes.
 
 use std::collections::BTreeMap;
 use std::rc::Rc;
@@ -15,22 +16,12 @@ use sluice_engine::ShardId;
 use super::{encode, str_bytes};
 use crate::broker::{futures_lite_join_all, Broker, ShardRequest, ShardResponse};
 use crate::errors::code;
+use crate::log_dirs::disk_space;
 
 pub const VERSIONS: (i16, i16) = (1, 4);
 
-/// Total and free bytes of the file system holding `path`.
-fn disk_space(path: &std::path::Path) -> (i64, i64) {
-    let Ok(c_path) = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()) else {
-        return (-1, -1);
-    };
-    let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
-    // SAFETY: c_path is a valid C string; stat is a plain struct statvfs fills.
-    if unsafe { libc::statvfs(c_path.as_ptr(), &mut stat) } != 0 {
-        return (-1, -1);
-    }
-    let block = stat.f_frsize as i64;
-    (stat.f_blocks as i64 * block, stat.f_bavail as i64 * block)
-}
+/// One data directory's partitions, by topic: (partition, bytes, lag).
+type TopicSizes = BTreeMap<String, Vec<(i32, u64, i64)>>;
 
 pub async fn handle(
     broker: &Rc<Broker>,
@@ -42,11 +33,17 @@ pub async fn handle(
             .mesh
             .call(ShardId(shard as u16), ShardRequest::LogSizes)
     });
-    let mut sizes: BTreeMap<String, Vec<(i32, u64, i64)>> = BTreeMap::new();
+    let dirs = broker.config.log_dirs();
+    let mut sizes: Vec<TopicSizes> = vec![BTreeMap::new(); dirs.len()];
     for answer in futures_lite_join_all(calls.collect()).await {
         if let Some(ShardResponse::LogSizes(entries)) = answer {
-            for (topic, partition, size, lag) in entries {
-                sizes.entry(topic).or_default().push((partition, size, lag));
+            for (topic, partition, size, lag, dir) in entries {
+                if let Some(dir_sizes) = sizes.get_mut(dir) {
+                    dir_sizes
+                        .entry(topic)
+                        .or_default()
+                        .push((partition, size, lag));
+                }
             }
         }
     }
@@ -56,33 +53,37 @@ pub async fn handle(
             .iter()
             .any(|entry| entry.topic.0.as_str() == topic && entry.partitions.contains(&partition)),
     };
-    let mut result = DescribeLogDirsResult::default();
-    result.error_code = code::NONE;
-    result.log_dir = str_bytes(&broker.config.data_dir.display().to_string());
-    let (total, usable) = disk_space(&broker.config.data_dir);
-    if header.request_api_version >= 4 {
-        result.total_bytes = total;
-        result.usable_bytes = usable;
-    }
-    for (topic, mut partitions) in sizes {
-        partitions.sort();
-        let mut entry = DescribeLogDirsTopic::default();
-        entry.name = TopicName(str_bytes(&topic));
-        for (partition, size, lag) in partitions {
-            if !wanted(&topic, partition) {
-                continue;
+    let mut results = Vec::with_capacity(dirs.len());
+    for (dir, dir_sizes) in dirs.iter().zip(sizes) {
+        let mut result = DescribeLogDirsResult::default();
+        result.error_code = code::NONE;
+        result.log_dir = str_bytes(&dir.display().to_string());
+        let (total, usable) = disk_space(dir);
+        if header.request_api_version >= 4 {
+            result.total_bytes = total;
+            result.usable_bytes = usable;
+        }
+        for (topic, mut partitions) in dir_sizes {
+            partitions.sort();
+            let mut entry = DescribeLogDirsTopic::default();
+            entry.name = TopicName(str_bytes(&topic));
+            for (partition, size, lag) in partitions {
+                if !wanted(&topic, partition) {
+                    continue;
+                }
+                let mut described = DescribeLogDirsPartition::default();
+                described.partition_index = partition;
+                described.partition_size = size as i64;
+                described.offset_lag = lag.max(0);
+                entry.partitions.push(described);
             }
-            let mut described = DescribeLogDirsPartition::default();
-            described.partition_index = partition;
-            described.partition_size = size as i64;
-            described.offset_lag = lag.max(0);
-            entry.partitions.push(described);
+            if !entry.partitions.is_empty() {
+                result.topics.push(entry);
+            }
         }
-        if !entry.partitions.is_empty() {
-            result.topics.push(entry);
-        }
+        results.push(result);
     }
     let mut response = DescribeLogDirsResponse::default();
-    response.results = vec![result];
+    response.results = results;
     Some(encode(&response, header.request_api_version))
 }

@@ -1,0 +1,242 @@
+//! Several data directories (`log_dirs`, Kafka's `log.dirs`): partitions
+//! spread over them, each in one; DescribeLogDirs reports each directory
+//! with the partitions it holds; a restart finds every partition where it
+//! was; and a list naming a directory twice, or two copies of one
+//! partition, is refused at start with one line.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use kafka_protocol::messages::{ApiKey, DescribeLogDirsRequest, DescribeLogDirsResponse};
+
+use common::{
+    produce_all, raw_connect, read_all, receive_response, send_request, Record, Stop, TestBroker,
+    SHARDS,
+};
+
+const TOPIC: &str = "spread";
+const PARTITIONS: i32 = 8;
+const MESSAGES: usize = 800;
+const DESCRIBE_LOG_DIRS_VERSION: i16 = 4;
+
+/// Directories removed when dropped.
+struct Disks(PathBuf);
+
+impl Disks {
+    fn new(name: &str) -> Disks {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |since| since.as_nanos());
+        let root = std::env::temp_dir().join(format!(
+            "sluice-it-dirs-{name}-{}-{nanos}",
+            std::process::id()
+        ));
+        fs::create_dir_all(&root).expect("a temp dir");
+        Disks(root)
+    }
+
+    fn dir(&self, index: usize) -> PathBuf {
+        self.0.join(format!("disk{index}"))
+    }
+
+    fn list(&self, count: usize) -> String {
+        (0..count)
+            .map(|index| self.dir(index).display().to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
+impl Drop for Disks {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The partitions of `topic` with a directory in `dir`.
+fn partitions_in(dir: &Path, topic: &str) -> Vec<i32> {
+    let mut found: Vec<i32> = fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter_map(|entry| {
+                    let name = entry.file_name().into_string().ok()?;
+                    name.strip_prefix(&format!("{topic}-"))?.parse().ok()
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    found.sort();
+    found
+}
+
+/// DescribeLogDirs: each directory reported, with the partitions of
+/// `topic` it holds.
+fn described(broker: &TestBroker, topic: &str) -> BTreeMap<String, Vec<i32>> {
+    let mut stream = raw_connect(broker.address());
+    let mut request = DescribeLogDirsRequest::default();
+    // Null: every topic (an empty list would ask for none).
+    request.topics = None;
+    send_request(
+        &mut stream,
+        ApiKey::DescribeLogDirs,
+        DESCRIBE_LOG_DIRS_VERSION,
+        1,
+        &request,
+    );
+    let response: DescribeLogDirsResponse = receive_response(
+        &mut stream,
+        ApiKey::DescribeLogDirs,
+        DESCRIBE_LOG_DIRS_VERSION,
+        1,
+    );
+    response
+        .results
+        .iter()
+        .map(|result| {
+            assert_eq!(result.error_code, 0, "{}", result.log_dir.as_str());
+            assert!(result.total_bytes > 0 && result.usable_bytes > 0);
+            let mut partitions: Vec<i32> = result
+                .topics
+                .iter()
+                .filter(|entry| entry.name.0.as_str() == topic)
+                .flat_map(|entry| entry.partitions.iter().map(|p| p.partition_index))
+                .collect();
+            partitions.sort();
+            (result.log_dir.to_string(), partitions)
+        })
+        .collect()
+}
+
+fn records() -> Vec<Record> {
+    (0..MESSAGES)
+        .map(|index| {
+            Record::with_value(
+                index as i32 % PARTITIONS,
+                format!("record-{index}").into_bytes(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn partitions_spread_over_every_data_directory_and_stay_there() {
+    let disks = Disks::new("spread");
+    let list = disks.list(2);
+    let mut broker = TestBroker::start_with(&["--log-dirs", &list]);
+    broker.create_topic(TOPIC, PARTITIONS);
+    produce_all(&broker, TOPIC, &[("acks", "all")], &records());
+
+    let first = partitions_in(&disks.dir(0), TOPIC);
+    let second = partitions_in(&disks.dir(1), TOPIC);
+    eprintln!("disk0 {first:?}, disk1 {second:?}");
+    // Each shard balances its own partitions: within one per shard.
+    assert_eq!(first.len() + second.len(), PARTITIONS as usize);
+    assert!(
+        first.len().abs_diff(second.len()) <= SHARDS,
+        "{first:?} / {second:?}"
+    );
+    assert!(first.iter().all(|partition| !second.contains(partition)));
+
+    let expected: BTreeMap<String, Vec<i32>> = BTreeMap::from([
+        (disks.dir(0).display().to_string(), first.clone()),
+        (disks.dir(1).display().to_string(), second.clone()),
+    ]);
+    assert_eq!(described(&broker, TOPIC), expected);
+
+    // A restart (kill -9) finds each partition where it was, with its
+    // records; a topic made after it spreads too.
+    broker.restart(Stop::Kill);
+    assert_eq!(partitions_in(&disks.dir(0), TOPIC), first);
+    assert_eq!(partitions_in(&disks.dir(1), TOPIC), second);
+    let read = read_all(&broker, TOPIC, PARTITIONS);
+    let total: usize = read.values().map(Vec::len).sum();
+    assert_eq!(total, MESSAGES);
+    assert_eq!(described(&broker, TOPIC), expected);
+    broker.create_topic("later", PARTITIONS);
+    let later = (
+        partitions_in(&disks.dir(0), "later").len(),
+        partitions_in(&disks.dir(1), "later").len(),
+    );
+    assert_eq!(later.0 + later.1, PARTITIONS as usize);
+    assert!(
+        (first.len() + later.0).abs_diff(second.len() + later.1) <= SHARDS,
+        "{later:?}"
+    );
+}
+
+/// Exit status of a broker refusing its settings, and of one refusing to
+/// start on what it found.
+const BAD_SETTING: i32 = 2;
+const CANNOT_START: i32 = 1;
+
+/// Runs `sluice` expecting it to refuse to start with exit status
+/// `status`; returns its last line.
+fn refused(args: &[&str], status: i32) -> String {
+    let output = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--shards",
+            "1",
+            "--pin-shards",
+            "false",
+        ])
+        .args(args)
+        .env("SLUICE_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .expect("running sluice");
+    let text = String::from_utf8_lossy(&output.stderr).to_string();
+    assert_eq!(output.status.code(), Some(status), "{text}");
+    let last = text.lines().last().unwrap_or_default().to_string();
+    assert!(last.starts_with("sluice: "), "{text}");
+    last
+}
+
+#[test]
+fn a_bad_list_of_data_directories_is_refused_with_one_line() {
+    let disks = Disks::new("bad");
+    let twice = format!("{},{}", disks.dir(0).display(), disks.dir(0).display());
+    let line = refused(&["--log-dirs", &twice], BAD_SETTING);
+    assert!(line.contains("listed twice"), "{line}");
+
+    // The same partition in both directories (as a copy by hand would
+    // leave it): which copy is current cannot be told.
+    let list = disks.list(2);
+    let mut broker = TestBroker::start_with(&["--log-dirs", &list]);
+    broker.create_topic("orders", 4);
+    broker.stop(Stop::Term);
+    let (from, to) = if disks.dir(0).join("orders-3").is_dir() {
+        (disks.dir(0), disks.dir(1))
+    } else {
+        (disks.dir(1), disks.dir(0))
+    };
+    assert!(from.join("orders-3").is_dir());
+    fs::create_dir_all(to.join("orders-3")).expect("a second copy");
+    for entry in fs::read_dir(from.join("orders-3"))
+        .expect("the partition")
+        .flatten()
+    {
+        fs::copy(entry.path(), to.join("orders-3").join(entry.file_name())).expect("copying");
+    }
+    let line = refused(&["--log-dirs", &list], CANNOT_START);
+    assert!(
+        line.contains("orders-3") && line.contains("two data directories"),
+        "{line}"
+    );
+
+    // A directory that cannot be made (under a file).
+    let blocker = disks.0.join("file");
+    fs::write(&blocker, b"x").expect("a file");
+    let under_file = format!("{},{}", disks.dir(0).display(), blocker.join("d").display());
+    let line = refused(&["--log-dirs", &under_file], CANNOT_START);
+    assert!(line.contains(&blocker.display().to_string()), "{line}");
+}
