@@ -1,8 +1,10 @@
 //! Several data directories (`log_dirs`, Kafka's `log.dirs`): partitions
 //! spread over them, each in one; DescribeLogDirs reports each directory
 //! with the partitions it holds; a restart finds every partition where it
-//! was; and a list naming a directory twice, or two copies of one
-//! partition, is refused at start with one line.
+//! was; a full directory (a small loop-mounted file system, so this test
+//! needs root, as CI runs it) refuses only its own partitions' records
+//! with KAFKA_STORAGE_ERROR; and a list naming a directory twice, or two
+//! copies of one partition, is refused at start with one line.
 
 mod common;
 
@@ -13,9 +15,10 @@ use std::process::{Command, Stdio};
 
 use kafka_protocol::messages::{ApiKey, DescribeLogDirsRequest, DescribeLogDirsResponse};
 
+use common::disk::{KeptFull, SmallDisk};
 use common::{
-    produce_all, raw_connect, read_all, receive_response, send_request, Record, Stop, TestBroker,
-    SHARDS,
+    indexed_value, produce_all, raw_connect, read_all, receive_response, send_request, Record,
+    Stop, TestBroker, TrackedProducer, SHARDS,
 };
 
 const TOPIC: &str = "spread";
@@ -239,4 +242,125 @@ fn a_bad_list_of_data_directories_is_refused_with_one_line() {
     let under_file = format!("{},{}", disks.dir(0).display(), blocker.join("d").display());
     let line = refused(&["--log-dirs", &under_file], CANNOT_START);
     assert!(line.contains(&blocker.display().to_string()), "{line}");
+}
+
+/// The small directory's file system: big enough for a topic's segments,
+/// small enough to fill at once.
+const SMALL_DISK_BYTES: u64 = 64 * 1024 * 1024;
+/// Each record takes new blocks, so none fits on the full disk.
+const RECORD_BYTES: usize = 64 * 1024;
+const FULL_ROUNDS: usize = 40;
+
+#[test]
+fn a_full_data_directory_fails_only_its_own_partitions() {
+    let disks = Disks::new("full");
+    fs::create_dir_all(disks.dir(0)).expect("the first directory");
+    // The second directory is a small file system of its own; the first
+    // holds the metadata and stays healthy.
+    let small = SmallDisk::mount(&disks.dir(1), SMALL_DISK_BYTES);
+    let list = disks.list(2);
+    let broker = TestBroker::start_with(&["--log-dirs", &list]);
+    let partitions = 4;
+    broker.create_topic(TOPIC, partitions);
+    let on_small = partitions_in(small.mount_point(), TOPIC);
+    assert!(
+        !on_small.is_empty() && on_small.len() < partitions as usize,
+        "{on_small:?}"
+    );
+
+    let full = KeptFull::fill(&small.mount_point().join(".ballast"));
+    let mut producer = TrackedProducer::new(
+        &broker,
+        TOPIC,
+        &[
+            ("acks", "all"),
+            ("retries", "0"),
+            ("request.timeout.ms", "30000"),
+        ],
+    );
+    let sent = FULL_ROUNDS * partitions as usize;
+    for index in 0..sent {
+        producer.send(&Record::with_value(
+            index as i32 % partitions,
+            indexed_value(index, RECORD_BYTES),
+        ));
+    }
+    producer.flush();
+    let reports = producer.reports();
+    let mut refused_on_small = 0;
+    for (index, report) in reports.iter().enumerate() {
+        let partition = index as i32 % partitions;
+        match report {
+            Some(Ok(_)) => {}
+            Some(Err(error)) if on_small.contains(&partition) => {
+                assert!(
+                    error.contains("KafkaStorageError"),
+                    "record {index} to the full directory failed with {error}"
+                );
+                refused_on_small += 1;
+            }
+            Some(Err(error)) => {
+                panic!("record {index} to partition {partition}, on the healthy directory, failed: {error}")
+            }
+            None => panic!("record {index} has no delivery report after flush"),
+        }
+    }
+    assert!(refused_on_small > 0, "the full directory took every record");
+    let acknowledged: Vec<usize> = reports
+        .iter()
+        .enumerate()
+        .filter(|(_, report)| matches!(report, Some(Ok(_))))
+        .map(|(index, _)| index)
+        .collect();
+    drop(producer);
+
+    // Space back: every partition takes records again (an idempotent
+    // producer, so a batch its writer's own retry already wrote is not
+    // written twice).
+    full.free();
+    let mut after = TrackedProducer::new(
+        &broker,
+        TOPIC,
+        &[("acks", "all"), ("enable.idempotence", "true")],
+    );
+    for partition in 0..partitions {
+        after.send(&Record::with_value(
+            partition,
+            indexed_value(sent + partition as usize, RECORD_BYTES),
+        ));
+    }
+    after.flush();
+    for (partition, report) in after.reports().iter().enumerate() {
+        assert!(
+            matches!(report, Some(Ok(_))),
+            "partition {partition} after the space came back: {report:?}"
+        );
+    }
+    drop(after);
+
+    // Every acknowledged record is there, once, in order.
+    let stored = read_all(&broker, TOPIC, partitions);
+    let mut all: Vec<usize> = Vec::new();
+    for (partition, records) in &stored {
+        let indexes: Vec<usize> = records.iter().map(Record::value_index).collect();
+        assert!(
+            indexes.windows(2).all(|pair| pair[0] < pair[1]),
+            "partition {partition} holds {indexes:?}"
+        );
+        all.extend(indexes);
+    }
+    all.sort();
+    for index in &acknowledged {
+        assert!(
+            all.binary_search(index).is_ok(),
+            "acknowledged record {index} is missing"
+        );
+    }
+    for index in sent..sent + partitions as usize {
+        assert!(
+            all.binary_search(&index).is_ok(),
+            "record {index} is missing"
+        );
+    }
+    drop(broker);
 }
