@@ -32,6 +32,10 @@ pub const SETTINGS: &[(&str, &str)] = &[
         "a directory path: the one data directory (the one-directory form of log_dirs)",
     ),
     (
+        "start_without_missing_log_dirs",
+        "true or false: start even if a data directory this broker kept partitions in is missing or empty, leaving it out (default false: refuse to start)",
+    ),
+    (
         "log_dirs",
         "data directory paths separated by commas, e.g. /disk1/sluice,/disk2/sluice (Kafka's log.dirs): each partition lives in one of them; the first also holds the metadata",
     ),
@@ -232,6 +236,9 @@ pub fn apply(
             }
             config.data_dir = PathBuf::from(value);
             config.extra_log_dirs.clear();
+        }
+        "start_without_missing_log_dirs" => {
+            config.start_without_missing_log_dirs = parse_bool(value).ok_or_else(bad)?
         }
         "log_dirs" => {
             let dirs: Vec<PathBuf> = value

@@ -140,8 +140,9 @@ fn install_signal_handlers() {
 
 /// Runs the broker until SIGTERM/SIGINT. Returns the one-line error that
 /// stopped it from starting, if any.
-pub fn run(config: BrokerConfig) -> Result<(), String> {
+pub fn run(mut config: BrokerConfig) -> Result<(), String> {
     raise_memlock();
+    sluice_net::log_dirs::check_missing(&mut config)?;
     let log_dirs = config.log_dirs();
     let checked = log_dirs.clone();
     glommio::LocalExecutorBuilder::default()
@@ -156,6 +157,7 @@ pub fn run(config: BrokerConfig) -> Result<(), String> {
         .map_err(|error| format!("checking the data directory failed: {error}"))?
         .map_err(|error| error.to_string())?;
     sluice_net::log_dirs::scan(&log_dirs)?;
+    sluice_net::log_dirs::record(&config)?;
     let (fds, address) = bind_listeners(&config)?;
     install_signal_handlers();
     let config = Arc::new(config);

@@ -25,6 +25,7 @@ const TOPIC: &str = "spread";
 const PARTITIONS: i32 = 8;
 const MESSAGES: usize = 800;
 const DESCRIBE_LOG_DIRS_VERSION: i16 = 4;
+const KAFKA_STORAGE_ERROR: i16 = 56;
 
 /// Directories removed when dropped.
 struct Disks(PathBuf);
@@ -77,9 +78,8 @@ fn partitions_in(dir: &Path, topic: &str) -> Vec<i32> {
     found
 }
 
-/// DescribeLogDirs: each directory reported, with the partitions of
-/// `topic` it holds.
-fn described(broker: &TestBroker, topic: &str) -> BTreeMap<String, Vec<i32>> {
+/// DescribeLogDirs of every topic, as the broker answers it.
+fn describe_log_dirs(broker: &TestBroker) -> DescribeLogDirsResponse {
     let mut stream = raw_connect(broker.address());
     let mut request = DescribeLogDirsRequest::default();
     // Null: every topic (an empty list would ask for none).
@@ -91,16 +91,27 @@ fn described(broker: &TestBroker, topic: &str) -> BTreeMap<String, Vec<i32>> {
         1,
         &request,
     );
-    let response: DescribeLogDirsResponse = receive_response(
+    receive_response(
         &mut stream,
         ApiKey::DescribeLogDirs,
         DESCRIBE_LOG_DIRS_VERSION,
         1,
-    );
+    )
+}
+
+/// DescribeLogDirs: each directory reported, with the partitions of
+/// `topic` it holds (none for an offline one).
+fn described(broker: &TestBroker, topic: &str) -> BTreeMap<String, Vec<i32>> {
+    let response = describe_log_dirs(broker);
     response
         .results
         .iter()
         .map(|result| {
+            if result.error_code == KAFKA_STORAGE_ERROR {
+                // Offline: reported with nothing in it.
+                assert!(result.topics.is_empty());
+                return (result.log_dir.to_string(), Vec::new());
+            }
             assert_eq!(result.error_code, 0, "{}", result.log_dir.as_str());
             assert!(result.total_bytes > 0 && result.usable_bytes > 0);
             let mut partitions: Vec<i32> = result
@@ -363,4 +374,67 @@ fn a_full_data_directory_fails_only_its_own_partitions() {
         );
     }
     drop(broker);
+}
+
+#[test]
+fn a_missing_data_directory_is_refused_unless_the_operator_says_so() {
+    let disks = Disks::new("missing");
+    let list = disks.list(2);
+    let mut broker = TestBroker::start_with(&["--log-dirs", &list]);
+    broker.create_topic(TOPIC, PARTITIONS);
+    produce_all(&broker, TOPIC, &[("acks", "all")], &records());
+    broker.stop(Stop::Term);
+    drop(broker);
+    let kept_on_first = partitions_in(&disks.dir(0), TOPIC);
+    let on_second = partitions_in(&disks.dir(1), TOPIC);
+    assert!(!on_second.is_empty());
+
+    // The second disk "not mounted": its mount point is there, empty.
+    let away = disks.0.join("disk1-away");
+    fs::rename(disks.dir(1), &away).expect("moving the directory away");
+    fs::create_dir_all(disks.dir(1)).expect("an empty mount point");
+    let line = refused(&["--log-dirs", &list], CANNOT_START);
+    let second = disks.dir(1).display().to_string();
+    assert!(
+        line.contains(&second) && line.contains("missing or empty"),
+        "{line}"
+    );
+    // Not there at all: the same.
+    fs::remove_dir(disks.dir(1)).expect("removing the mount point");
+    let line = refused(&["--log-dirs", &list], CANNOT_START);
+    assert!(line.contains(&second), "{line}");
+    // Nothing was made in its place.
+    assert!(!disks.dir(1).exists());
+
+    // Told to, the broker starts without it: the first directory's
+    // partitions keep their records, the directory is reported offline.
+    let broker = TestBroker::start_with(&[
+        "--log-dirs",
+        &list,
+        "--start-without-missing-log-dirs",
+        "true",
+    ]);
+    let stored = read_all(&broker, TOPIC, PARTITIONS);
+    for partition in &kept_on_first {
+        assert_eq!(
+            stored[partition].len(),
+            MESSAGES / PARTITIONS as usize,
+            "partition {partition}"
+        );
+    }
+    let response = describe_log_dirs(&broker);
+    let offline: Vec<&str> = response
+        .results
+        .iter()
+        .filter(|result| result.error_code == KAFKA_STORAGE_ERROR)
+        .map(|result| result.log_dir.as_str())
+        .collect();
+    assert_eq!(offline, [second.as_str()]);
+    drop(broker);
+
+    // The disk back while its partitions were made anew on the first: two
+    // copies, refused rather than one picked.
+    fs::rename(&away, disks.dir(1)).expect("moving the directory back");
+    let line = refused(&["--log-dirs", &list], CANNOT_START);
+    assert!(line.contains("two data directories"), "{line}");
 }

@@ -120,6 +120,11 @@ pub struct BrokerConfig {
     pub data_dir: PathBuf,
     /// The other data directories (`log.dirs` lists `data_dir` and these).
     pub extra_log_dirs: Vec<PathBuf>,
+    /// Start without a data directory that is missing (see
+    /// `log_dirs::check_missing`); off, such a start is refused.
+    pub start_without_missing_log_dirs: bool,
+    /// Data directories left out at start because they were missing.
+    pub offline_log_dirs: Vec<PathBuf>,
     /// Address every shard's listener binds (SO_REUSEPORT); port 0 picks one.
     pub listen: SocketAddr,
     /// Host and port clients are told to connect to; defaults to `listen`.
@@ -230,6 +235,8 @@ impl Default for BrokerConfig {
             node_id: 1,
             data_dir: PathBuf::from("./data"),
             extra_log_dirs: Vec::new(),
+            start_without_missing_log_dirs: false,
+            offline_log_dirs: Vec::new(),
             listen: SocketAddr::from(([127, 0, 0, 1], 9092)),
             advertised_host: None,
             advertised_port: None,

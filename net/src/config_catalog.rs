@@ -488,6 +488,7 @@ pub fn defaults_of(config: &BrokerConfig) -> BrokerConfig {
         advertised_port: config.advertised_port,
         data_dir: config.data_dir.clone(),
         extra_log_dirs: config.extra_log_dirs.clone(),
+        offline_log_dirs: config.offline_log_dirs.clone(),
         ..BrokerConfig::default()
     };
     defaults.cluster.voters = config.cluster.voters.clone();

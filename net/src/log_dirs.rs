@@ -12,6 +12,88 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+use crate::config::BrokerConfig;
+
+/// In the first directory: every data directory this broker has kept
+/// partitions in, one path a line. A listed directory found without its
+/// format marker at start is a disk that is not there (not mounted, or
+/// replaced), not a new directory to initialise.
+const RECORD_FILE: &str = "meta/log-dirs";
+
+/// The directories recorded in `first`.
+fn recorded(first: &Path) -> Vec<PathBuf> {
+    std::fs::read_to_string(first.join(RECORD_FILE))
+        .map(|text| {
+            text.lines()
+                .filter(|line| !line.is_empty())
+                .map(PathBuf::from)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Before the directories are prepared: a directory this broker kept
+/// partitions in that is now missing or empty refuses the start with one
+/// line, unless `start_without_missing_log_dirs` is set; then it is left
+/// out (its partitions are empty on this broker, re-fetched from their
+/// leaders if replicated) and reported offline.
+pub fn check_missing(config: &mut BrokerConfig) -> Result<(), String> {
+    let known = recorded(&config.data_dir);
+    let missing: Vec<PathBuf> = config
+        .extra_log_dirs
+        .iter()
+        .filter(|dir| known.contains(dir))
+        .filter(|dir| !dir.join(sluice_engine::metadata::FORMAT_FILE).exists())
+        .cloned()
+        .collect();
+    let Some(first) = missing.first() else {
+        return Ok(());
+    };
+    if !config.start_without_missing_log_dirs {
+        return Err(format!(
+            "data directory {} is missing or empty, though this broker keeps partitions there (is its disk mounted?): mount it, or set start_without_missing_log_dirs=true to start without it",
+            first.display()
+        ));
+    }
+    for dir in &missing {
+        tracing::warn!(dir = %dir.display(), "data directory missing: starting without it; its partitions are empty on this broker");
+    }
+    config.extra_log_dirs.retain(|dir| !missing.contains(dir));
+    config.offline_log_dirs = missing;
+    Ok(())
+}
+
+/// After the directories are prepared: records them (with any offline
+/// ones, still this broker's) in the first.
+pub fn record(config: &BrokerConfig) -> Result<(), String> {
+    let mut dirs = recorded(&config.data_dir);
+    for dir in config
+        .log_dirs()
+        .into_iter()
+        .chain(config.offline_log_dirs.iter().cloned())
+    {
+        if !dirs.contains(&dir) {
+            dirs.push(dir);
+        }
+    }
+    let mut text = String::new();
+    for dir in &dirs {
+        text.push_str(&dir.display().to_string());
+        text.push('\n');
+    }
+    let path = config.data_dir.join(RECORD_FILE);
+    let staged = path.with_extension("new");
+    std::fs::write(&staged, text)
+        .and_then(|()| std::fs::File::open(&staged)?.sync_all())
+        .and_then(|()| std::fs::rename(&staged, &path))
+        .map_err(|error| {
+            format!(
+                "cannot record the data directories in {}: {error}",
+                path.display()
+            )
+        })
+}
+
 /// Which directory holds each partition directory found on disk:
 /// `<topic>-<partition>` → index into the directory list. Two copies of one
 /// partition in different directories are refused with one line: which

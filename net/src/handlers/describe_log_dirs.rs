@@ -83,6 +83,16 @@ pub async fn handle(
         }
         results.push(result);
     }
+    // Left out at start (missing): offline, as Kafka reports a failed
+    // directory.
+    for dir in &broker.config.offline_log_dirs {
+        let mut result = DescribeLogDirsResult::default();
+        result.error_code = code::KAFKA_STORAGE_ERROR;
+        result.log_dir = str_bytes(&dir.display().to_string());
+        result.total_bytes = -1;
+        result.usable_bytes = -1;
+        results.push(result);
+    }
     let mut response = DescribeLogDirsResponse::default();
     response.results = results;
     Some(encode(&response, header.request_api_version))
