@@ -156,6 +156,7 @@ pub fn run(mut config: BrokerConfig) -> Result<(), String> {
         .join()
         .map_err(|error| format!("checking the data directory failed: {error}"))?
         .map_err(|error| error.to_string())?;
+    sluice_net::broker::finish_moves(&log_dirs)?;
     sluice_net::log_dirs::scan(&log_dirs)?;
     sluice_net::log_dirs::record(&config)?;
     let (fds, address) = bind_listeners(&config)?;

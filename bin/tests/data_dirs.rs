@@ -26,6 +26,8 @@ const PARTITIONS: i32 = 8;
 const MESSAGES: usize = 800;
 const DESCRIBE_LOG_DIRS_VERSION: i16 = 4;
 const KAFKA_STORAGE_ERROR: i16 = 56;
+const LOG_DIR_NOT_FOUND: i16 = 57;
+const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
 
 /// Directories removed when dropped.
 struct Disks(PathBuf);
@@ -437,4 +439,128 @@ fn a_missing_data_directory_is_refused_unless_the_operator_says_so() {
     fs::rename(&away, disks.dir(1)).expect("moving the directory back");
     let line = refused(&["--log-dirs", &list], CANNOT_START);
     assert!(line.contains("two data directories"), "{line}");
+}
+
+/// Records in the partition before the move starts (the copy has work).
+const MOVE_BACKLOG: usize = 2_000;
+/// Records sent while the move runs, at most.
+const MOVE_LOAD_MAX: usize = 20_000;
+const MOVE_RECORD_BYTES: usize = 4096;
+
+/// AlterReplicaLogDirs of one partition to `dir`; the partition's code.
+fn alter_replica_log_dir(broker: &TestBroker, dir: &Path, topic: &str, partition: i32) -> i16 {
+    use kafka_protocol::messages::alter_replica_log_dirs_request::{
+        AlterReplicaLogDir, AlterReplicaLogDirTopic,
+    };
+    use kafka_protocol::messages::{AlterReplicaLogDirsRequest, AlterReplicaLogDirsResponse};
+    const VERSION: i16 = 2;
+    let mut wanted = AlterReplicaLogDirTopic::default();
+    wanted.name = kafka_protocol::messages::TopicName(common::text(topic));
+    wanted.partitions = vec![partition];
+    let mut target = AlterReplicaLogDir::default();
+    target.path = common::text(&dir.display().to_string());
+    target.topics = vec![wanted];
+    let mut request = AlterReplicaLogDirsRequest::default();
+    request.dirs = vec![target];
+    let mut stream = raw_connect(broker.address());
+    send_request(
+        &mut stream,
+        ApiKey::AlterReplicaLogDirs,
+        VERSION,
+        1,
+        &request,
+    );
+    let response: AlterReplicaLogDirsResponse =
+        receive_response(&mut stream, ApiKey::AlterReplicaLogDirs, VERSION, 1);
+    assert_eq!(response.results.len(), 1);
+    assert_eq!(response.results[0].partitions.len(), 1);
+    response.results[0].partitions[0].error_code
+}
+
+#[test]
+fn a_partition_moves_to_another_directory_under_load_with_nothing_lost() {
+    let disks = Disks::new("move");
+    let list = disks.list(2);
+    let broker = TestBroker::start_with(&["--log-dirs", &list]);
+    broker.create_topic(TOPIC, 2);
+    let from = if partitions_in(&disks.dir(0), TOPIC).contains(&0) {
+        0
+    } else {
+        1
+    };
+    let to = 1 - from;
+
+    // Errors first: a directory the broker does not have, a partition it
+    // does not know.
+    assert_eq!(
+        alter_replica_log_dir(&broker, &disks.0.join("elsewhere"), TOPIC, 0),
+        LOG_DIR_NOT_FOUND
+    );
+    assert_eq!(
+        alter_replica_log_dir(&broker, &disks.dir(to), "no-such-topic", 0),
+        UNKNOWN_TOPIC_OR_PARTITION
+    );
+
+    let mut producer = TrackedProducer::new(
+        &broker,
+        TOPIC,
+        &[
+            ("acks", "all"),
+            ("enable.idempotence", "true"),
+            ("linger.ms", "1"),
+        ],
+    );
+    let mut sent = 0;
+    let mut send = |producer: &mut TrackedProducer, count: usize| {
+        for _ in 0..count {
+            producer.send(&Record::with_value(
+                0,
+                indexed_value(sent, MOVE_RECORD_BYTES),
+            ));
+            sent += 1;
+        }
+    };
+    send(&mut producer, MOVE_BACKLOG);
+    producer.flush();
+
+    assert_eq!(alter_replica_log_dir(&broker, &disks.dir(to), TOPIC, 0), 0);
+    // Producing on while it moves, until DescribeLogDirs shows it moved.
+    let started = std::time::Instant::now();
+    let target = disks.dir(to).display().to_string();
+    let mut during = 0;
+    loop {
+        send(&mut producer, 10);
+        during += 10;
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        let moved = described(&broker, TOPIC)
+            .get(&target)
+            .is_some_and(|partitions| partitions.contains(&0));
+        if moved || during >= MOVE_LOAD_MAX {
+            break;
+        }
+    }
+    producer.flush();
+    eprintln!(
+        "moved in {} ms with {during} records sent meanwhile",
+        started.elapsed().as_millis()
+    );
+    assert!(partitions_in(&disks.dir(to), TOPIC).contains(&0));
+    assert!(!partitions_in(&disks.dir(from), TOPIC).contains(&0));
+    for (index, report) in producer.reports().iter().enumerate() {
+        assert!(matches!(report, Some(Ok(_))), "record {index}: {report:?}");
+    }
+    drop(producer);
+
+    // Every record once, in order, before and after a restart (which
+    // finds the partition in its new directory).
+    let check = |broker: &TestBroker| {
+        let stored = read_all(broker, TOPIC, 2);
+        let indexes: Vec<usize> = stored[&0].iter().map(Record::value_index).collect();
+        assert_eq!(indexes, (0..sent).collect::<Vec<_>>());
+    };
+    check(&broker);
+    let mut broker = broker;
+    broker.restart(Stop::Kill);
+    check(&broker);
+    assert!(partitions_in(&disks.dir(to), TOPIC).contains(&0));
 }

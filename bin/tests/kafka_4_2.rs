@@ -148,11 +148,6 @@ const DIFFERENCES: &[(i16, Option<Versions>, &str)] = &[
     (29, None, "DescribeAcls: no ACLs yet (security issue)"),
     (30, None, "CreateAcls: no ACLs yet (security issue)"),
     (31, None, "DeleteAcls: no ACLs yet (security issue)"),
-    (
-        34,
-        None,
-        "AlterReplicaLogDirs: one data directory per broker yet",
-    ),
     (36, None, "SaslAuthenticate: no SASL yet (security issue)"),
     (38, None, "CreateDelegationToken: no delegation tokens"),
     (39, None, "RenewDelegationToken: no delegation tokens"),

@@ -356,6 +356,10 @@ pub enum ShardRequest {
     /// The producers each partition (of this shard) remembers.
     DescribeProducers(Vec<PartitionKey>),
     LogSizes,
+    /// AlterReplicaLogDirs: `(topic, partition, data directory index)` of
+    /// this shard's partitions to move; answered by
+    /// [`ShardResponse::Codes`], one per move.
+    MoveLogs(Vec<(String, i32, usize)>),
     /// To shard 0: whether a shard's logs are failing their writes (see
     /// `storage_health`).
     StorageFailing {
@@ -387,6 +391,8 @@ pub enum ShardResponse {
     Group(crate::groups::GroupResponse),
     /// One Kafka error code per marker of a [`ShardRequest::WriteTxnMarkers`].
     WriteTxnMarkers(Vec<i16>),
+    /// One Kafka error code per item of the request, in order.
+    Codes(Vec<i16>),
     Txn(crate::txn::TxnResponse),
     /// Per partition of a [`ShardRequest::DescribeProducers`]: its producers
     /// or an error code.
@@ -439,6 +445,9 @@ pub struct Broker {
     peers: peers::Peers,
     /// Which data directory holds each of this shard's partitions.
     log_dirs: RefCell<crate::log_dirs::LogDirs>,
+    /// Partitions being moved to another data directory (`move_log`): out
+    /// of `logs` for a moment, and not to be opened again meanwhile.
+    moving: RefCell<std::collections::HashSet<PartitionKey>>,
     /// The incremental fetch sessions (KIP-227) of this shard's connections.
     pub fetch_sessions: RefCell<crate::handlers::fetch_session::FetchSessions>,
 }
@@ -546,6 +555,7 @@ impl Broker {
             replication: replication::Replication::default(),
             peers: peers::Peers::default(),
             log_dirs: RefCell::new(log_dirs),
+            moving: RefCell::default(),
             fetch_sessions: RefCell::default(),
         });
         broker.groups.attach(Rc::downgrade(&broker));
@@ -748,6 +758,7 @@ impl Broker {
                     .and_then(controller::Controller::quorum)
                     .map(|quorum| quorum.status()),
             ),
+            ShardRequest::MoveLogs(moves) => ShardResponse::Codes(self.start_moves(moves)),
             ShardRequest::LogSizes => {
                 let logs = self.logs.borrow();
                 let log_dirs = self.log_dirs.borrow();
@@ -820,6 +831,13 @@ impl Broker {
                 if metadata
                     .partition(&topic.name, partition)
                     .is_some_and(|state| !state.replicas.contains(&node))
+                {
+                    continue;
+                }
+                if self
+                    .moving
+                    .borrow()
+                    .contains(&(topic.name.clone(), partition))
                 {
                     continue;
                 }
@@ -1738,7 +1756,9 @@ mod elect;
 pub(crate) use elect::{ElectionOutcome, ElectionTopic, ElectionType};
 mod forward;
 mod lease;
+mod move_log;
 pub use lease::ControllerLease;
+pub use move_log::finish_moves;
 mod peers;
 /// PLANTED DEFECT: loses one acknowledged batch (see the module); only in
 /// the build of tests/chaos-broken.sh.

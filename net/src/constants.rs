@@ -367,3 +367,8 @@ pub const LOG_OPENS_IN_FLIGHT: usize = 64;
 pub const ISR_CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_millis(250);
 /// Kafka's default `leader.imbalance.check.interval.seconds` (300 s).
 pub const LEADER_IMBALANCE_CHECK_INTERVAL_MS_DEFAULT: u64 = 300_000;
+
+/// How often a shard looks whether file work handed to a thread of its own
+/// (a partition's move to another data directory) is done: a plain thread
+/// cannot wake a shard.
+pub const OFF_SHARD_POLL: std::time::Duration = std::time::Duration::from_millis(5);

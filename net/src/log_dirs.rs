@@ -197,6 +197,22 @@ impl LogDirs {
         }
     }
 
+    /// A partition made here later goes to directory `target` (an
+    /// AlterReplicaLogDirs for a replica this broker does not have yet).
+    pub fn prefer(&mut self, topic: &str, partition: i32, target: usize) {
+        if target < self.dirs.len() {
+            self.found.insert(format!("{topic}-{partition}"), target);
+        }
+    }
+
+    /// A log moved into directory `target` under `name`.
+    pub fn placed_at(&mut self, name: &str, target: usize) {
+        if let Some(count) = self.counts.get_mut(target) {
+            *count += 1;
+            self.found.insert(name.to_string(), target);
+        }
+    }
+
     /// A log placed in `log_dir` could not be opened: it no longer counts,
     /// but a partition found there stays there (placing it elsewhere would
     /// make a second copy).

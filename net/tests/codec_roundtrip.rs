@@ -615,6 +615,29 @@ fn gen_describe_cluster(g: &mut Gen, v: i16) -> DescribeClusterRequest {
     r
 }
 
+fn gen_alter_replica_log_dirs(g: &mut Gen, v: i16) -> AlterReplicaLogDirsRequest {
+    use kafka_protocol::messages::alter_replica_log_dirs_request::{
+        AlterReplicaLogDir, AlterReplicaLogDirTopic,
+    };
+    let f = v >= 2;
+    let mut r = AlterReplicaLogDirsRequest::default();
+    r.dirs = g.vec(|g| {
+        let mut d = AlterReplicaLogDir::default();
+        d.path = g.string();
+        d.topics = g.vec(|g| {
+            let mut t = AlterReplicaLogDirTopic::default();
+            t.name = g.string();
+            t.partitions = g.vec(Gen::i32);
+            t.unknown_tagged_fields = g.tags(f);
+            t
+        });
+        d.unknown_tagged_fields = g.tags(f);
+        d
+    });
+    r.unknown_tagged_fields = g.tags(f);
+    r
+}
+
 fn gen_describe_log_dirs(g: &mut Gen, v: i16) -> DescribeLogDirsRequest {
     use kafka_protocol::messages::describe_log_dirs_request::DescribableLogDirTopic;
     let f = v >= 2;
@@ -1545,6 +1568,11 @@ api_test!(
 );
 api_test!(elect_leaders, ElectLeaders, gen_elect_leaders);
 api_test!(describe_log_dirs, DescribeLogDirs, gen_describe_log_dirs);
+api_test!(
+    alter_replica_log_dirs,
+    AlterReplicaLogDirs,
+    gen_alter_replica_log_dirs
+);
 api_test!(find_coordinator, FindCoordinator, gen_find_coordinator);
 
 /// FindCoordinator v6 (KIP-932) is v5's layout; a share-group lookup (key
@@ -1642,6 +1670,7 @@ const TESTED_APIS: &[ApiKey] = &[
     ApiKey::ListPartitionReassignments,
     ApiKey::ElectLeaders,
     ApiKey::DescribeLogDirs,
+    ApiKey::AlterReplicaLogDirs,
     ApiKey::FindCoordinator,
     ApiKey::JoinGroup,
     ApiKey::SyncGroup,

@@ -47,6 +47,7 @@
 //! | AlterConfigs (33) | 0–2 | | |
 //! | DescribeCluster (60) | 0–1 | ConsumerGroupHeartbeat (68) | 0–1 |
 //! | DescribeLogDirs (35) | 1–4 | ConsumerGroupDescribe (69) | 0–1 |
+//! | AlterReplicaLogDirs (34) | 1–2 | | |
 //! | AddPartitionsToTxn (24) | 0–5 | AddOffsetsToTxn (25) | 0–4 |
 //! | EndTxn (26) | 0–5 | TxnOffsetCommit (28) | 0–5 |
 //! | DescribeProducers (61) | 0 | DescribeTransactions (65) | 0 |
@@ -64,10 +65,10 @@ use std::mem;
 use bytes::{Buf, Bytes};
 use kafka_protocol::messages::{
     AddOffsetsToTxnRequest, AddPartitionsToTxnRequest, AlterConfigsRequest,
-    AlterPartitionReassignmentsRequest, ApiKey, ApiVersionsRequest, ConsumerGroupDescribeRequest,
-    ConsumerGroupHeartbeatRequest, CreatePartitionsRequest, CreateTopicsRequest,
-    DeleteGroupsRequest, DeleteRecordsRequest, DeleteTopicsRequest, DescribeClusterRequest,
-    DescribeConfigsRequest, DescribeGroupsRequest, DescribeLogDirsRequest,
+    AlterPartitionReassignmentsRequest, AlterReplicaLogDirsRequest, ApiKey, ApiVersionsRequest,
+    ConsumerGroupDescribeRequest, ConsumerGroupHeartbeatRequest, CreatePartitionsRequest,
+    CreateTopicsRequest, DeleteGroupsRequest, DeleteRecordsRequest, DeleteTopicsRequest,
+    DescribeClusterRequest, DescribeConfigsRequest, DescribeGroupsRequest, DescribeLogDirsRequest,
     DescribeProducersRequest, DescribeQuorumRequest, DescribeTopicPartitionsRequest,
     DescribeTransactionsRequest, ElectLeadersRequest, EndTxnRequest, FetchRequest,
     FindCoordinatorRequest, HeartbeatRequest, IncrementalAlterConfigsRequest,
@@ -85,6 +86,7 @@ pub mod add_offsets_to_txn;
 pub mod add_partitions_to_txn;
 pub mod alter_configs;
 pub mod alter_partition_reassignments;
+pub mod alter_replica_log_dirs;
 pub mod api_versions;
 pub mod consumer_group_describe;
 pub mod consumer_group_heartbeat;
@@ -770,6 +772,7 @@ pub enum Request {
     ListPartitionReassignments(ListPartitionReassignmentsRequest),
     ElectLeaders(ElectLeadersRequest),
     DescribeLogDirs(DescribeLogDirsRequest),
+    AlterReplicaLogDirs(AlterReplicaLogDirsRequest),
     FindCoordinator(FindCoordinatorRequest),
     JoinGroup(JoinGroupRequest),
     SyncGroup(SyncGroupRequest),
@@ -926,6 +929,10 @@ pub const SUPPORTED_APIS: &[(ApiKey, (i16, i16))] = &[
         ApiKey::ListConfigResources,
         list_config_resources::LIST_CONFIG_RESOURCES_VERSIONS,
     ),
+    (
+        ApiKey::AlterReplicaLogDirs,
+        alter_replica_log_dirs::ALTER_REPLICA_LOG_DIRS_VERSIONS,
+    ),
 ];
 
 /// The inclusive version range [`decode_request`] accepts for `api_key`, if it decodes it.
@@ -958,6 +965,7 @@ impl Request {
             Self::ListPartitionReassignments(_) => ApiKey::ListPartitionReassignments,
             Self::ElectLeaders(_) => ApiKey::ElectLeaders,
             Self::DescribeLogDirs(_) => ApiKey::DescribeLogDirs,
+            Self::AlterReplicaLogDirs(_) => ApiKey::AlterReplicaLogDirs,
             Self::FindCoordinator(_) => ApiKey::FindCoordinator,
             Self::JoinGroup(_) => ApiKey::JoinGroup,
             Self::SyncGroup(_) => ApiKey::SyncGroup,
@@ -1023,6 +1031,9 @@ pub fn decode_request(api_key: i16, api_version: i16, body: Bytes) -> Result<Req
         }
         ApiKey::ElectLeaders => Request::ElectLeaders(elect_leaders::decode(r, v)?),
         ApiKey::DescribeLogDirs => Request::DescribeLogDirs(describe_log_dirs::decode(r, v)?),
+        ApiKey::AlterReplicaLogDirs => {
+            Request::AlterReplicaLogDirs(alter_replica_log_dirs::decode(r, v)?)
+        }
         ApiKey::FindCoordinator => Request::FindCoordinator(find_coordinator::decode(r, v)?),
         ApiKey::JoinGroup => Request::JoinGroup(join_group::decode(r, v)?),
         ApiKey::SyncGroup => Request::SyncGroup(sync_group::decode(r, v)?),

@@ -6,6 +6,7 @@ pub mod add_offsets_to_txn;
 pub mod add_partitions_to_txn;
 pub mod alter_configs;
 pub mod alter_partition_reassignments;
+pub mod alter_replica_log_dirs;
 pub mod api_versions;
 pub mod consumer_group_describe;
 pub mod consumer_group_heartbeat;
@@ -76,6 +77,10 @@ pub const IMPLEMENTED: &[(ApiKey, (i16, i16))] = &[
     (ApiKey::InitProducerId, init_producer_id::VERSIONS),
     (ApiKey::DescribeConfigs, describe_configs::VERSIONS),
     (ApiKey::DescribeLogDirs, describe_log_dirs::VERSIONS),
+    (
+        ApiKey::AlterReplicaLogDirs,
+        alter_replica_log_dirs::VERSIONS,
+    ),
     (ApiKey::DescribeQuorum, describe_quorum::VERSIONS),
     (
         ApiKey::AlterPartitionReassignments,
@@ -203,6 +208,9 @@ pub async fn dispatch(
         Request::ElectLeaders(request) => elect_leaders::handle(broker, &header, request).await,
         Request::DescribeLogDirs(request) => {
             describe_log_dirs::handle(broker, &header, request).await
+        }
+        Request::AlterReplicaLogDirs(request) => {
+            alter_replica_log_dirs::handle(broker, &header, request).await
         }
         Request::FindCoordinator(request) => {
             find_coordinator::handle(broker, &header, request).await

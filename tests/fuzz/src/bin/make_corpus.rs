@@ -152,6 +152,7 @@ fn default_body(key: ApiKey, version: i16) -> Option<Vec<u8>> {
         ConsumerGroupDescribe => ConsumerGroupDescribeRequest,
         DescribeTopicPartitions => DescribeTopicPartitionsRequest,
         ListConfigResources => ListConfigResourcesRequest,
+        AlterReplicaLogDirs => AlterReplicaLogDirsRequest,
     )
 }
 
