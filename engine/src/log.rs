@@ -360,6 +360,14 @@ struct Inner<S: Storage> {
     /// would land on state the truncation is about to reset (their batches
     /// dropped after they were answered, or written while the file is cut).
     truncating: bool,
+    /// Truncations so far. A recovery point captured before one describes
+    /// a log that no longer exists (its position may sit inside a batch
+    /// written since): it must never be written after it.
+    truncations: u64,
+    /// A recovery point is being written: a truncation waits for it, since
+    /// the file it writes would land after the truncation removed the old
+    /// one.
+    writing_recovery_point: bool,
     syncer_running: bool,
     sync_wanted: bool,
     /// Producers with a transactional append between its coordinator
@@ -456,6 +464,7 @@ impl<S: Storage> Inner<S> {
             },
             index: active.index.clone().unwrap_or_default(),
             producers: self.producers.clone(),
+            truncations: self.truncations,
         }
     }
 
@@ -792,6 +801,8 @@ impl<S: Storage> PartitionLog<S> {
             write_failing: false,
             writer_running: false,
             truncating: false,
+            truncations: 0,
+            writing_recovery_point: false,
             syncer_running: false,
             sync_wanted: false,
             recovery_point_at: None,
@@ -1685,17 +1696,30 @@ impl<S: Storage> PartitionLog<S> {
     /// crash, so it is logged, not returned.
     async fn write_recovery_point(&self, capture: RecoveryCapture) {
         let base = capture.point.segment_base;
-        let still_active = {
-            let inner = self.inner.borrow();
-            inner
+        {
+            let mut inner = self.inner.borrow_mut();
+            let still_active = inner
                 .segments
                 .get(&base)
-                .is_some_and(|segment| !segment.sealed)
-        };
-        if !still_active {
-            // Sealing wrote the full index; a later recovery scans the new segment.
-            return;
+                .is_some_and(|segment| !segment.sealed);
+            if !still_active {
+                // Sealing wrote the full index; a later recovery scans the new segment.
+                return;
+            }
+            // Captured before a truncation (the syncer captures when its
+            // round starts and writes after the sync): the point would name
+            // a position inside what was written since, and a restart would
+            // resume there, cut the log mid-batch, and claim offsets it does
+            // not hold.
+            if inner.truncating
+                || inner.truncations != capture.truncations
+                || inner.writing_recovery_point
+            {
+                return;
+            }
+            inner.writing_recovery_point = true;
         }
+        let _writing = WritingRecoveryPoint { log: self };
         let written = async {
             let index_path = self.dir.join(segment_file_name(base, "index"));
             self.storage
@@ -2354,11 +2378,13 @@ impl<S: Storage> PartitionLog<S> {
             .wait_for(move || {
                 let log = this.upgrade()?;
                 let inner = log.inner.borrow();
-                (!inner.writer_running && !inner.truncating).then_some(())
+                (!inner.writer_running && !inner.truncating && !inner.writing_recovery_point)
+                    .then_some(())
             })
             .await;
         // No await since the wait: the writer is still idle, and stays so
-        // while appends are held off.
+        // while appends are held off; no recovery point is being written,
+        // and none captured before this one will be.
         let _truncating = Truncating::begin(self);
         let (leo, log_start) = {
             let inner = self.inner.borrow();
@@ -2682,7 +2708,9 @@ impl<S: Storage> PartitionLog<S> {
             .wait_for(move || {
                 let log = this.upgrade()?;
                 let inner = log.inner.borrow();
-                (!inner.writer_running).then_some(())
+                // The syncer's recovery point, if one is being written,
+                // first: the one written below is the last word.
+                (!inner.writer_running && !inner.writing_recovery_point).then_some(())
             })
             .await;
         let (file, path, size) = {
@@ -3313,6 +3341,8 @@ struct RecoveryCapture {
     point: RecoveryPoint,
     index: SegmentIndex,
     producers: ProducerState,
+    /// `Inner::truncations` when it was captured.
+    truncations: u64,
 }
 
 #[derive(Default)]
@@ -3371,8 +3401,22 @@ struct Truncating<'a, S: Storage> {
 
 impl<'a, S: Storage> Truncating<'a, S> {
     fn begin(log: &'a PartitionLog<S>) -> Self {
-        log.inner.borrow_mut().truncating = true;
+        let mut inner = log.inner.borrow_mut();
+        inner.truncating = true;
+        inner.truncations += 1;
         Truncating { log }
+    }
+}
+
+/// Marks a recovery point write in progress until dropped.
+struct WritingRecoveryPoint<'a, S: Storage> {
+    log: &'a PartitionLog<S>,
+}
+
+impl<S: Storage> Drop for WritingRecoveryPoint<'_, S> {
+    fn drop(&mut self) {
+        self.log.inner.borrow_mut().writing_recovery_point = false;
+        self.log.signal.notify();
     }
 }
 
@@ -4051,6 +4095,45 @@ mod tests {
                 .await
                 .expect("continues at 2");
             assert_eq!(log.offsets().leo, 3);
+        });
+    }
+
+    /// The syncer captures a recovery point when its round starts and
+    /// writes it after the sync; a truncation in between (a follower
+    /// cutting what its new leader lacks) must not let that point be
+    /// written, or a restart resumes inside a batch written since, cuts
+    /// the log there and claims an offset it no longer holds (seen in the
+    /// fault harness: a follower whose restarted log began its next fetch
+    /// one offset late, and never caught up).
+    #[test]
+    fn a_recovery_point_captured_before_a_truncation_is_never_written() {
+        run(|| async {
+            let storage = MemStorage::new(11);
+            let dir = "/data/stale-point";
+            let config = LogConfig::default();
+            let log = open_log(&storage, dir, config.clone()).await;
+            let old = vec![plain(0, 1, &[b"a", b"b"]), plain(2, 1, &[b"c", b"d"])];
+            log.append_replica(&old).await.expect("appends");
+            log.wait_durable(4).await.expect("durable");
+            let stale = log.inner.borrow().capture_recovery_point();
+            assert_eq!(stale.point.next_offset, 4);
+
+            log.truncate_to(2).await.expect("truncate");
+            // A longer batch now covers where the old log ended.
+            let big = vec![b'x'; 300];
+            let new = vec![plain(2, 2, &[&big]), plain(3, 2, &[b"y", b"z"])];
+            log.append_replica(&new)
+                .await
+                .expect("appends after the cut");
+            log.wait_durable(5).await.expect("durable");
+            log.write_recovery_point(stale).await;
+
+            // A crash now: the log reopened from what is on disk holds
+            // exactly what was appended, and ends where it did.
+            let reopened = open_log(&storage.snapshot(), dir, config).await;
+            assert_eq!(reopened.offsets().leo, 5);
+            let all: Vec<_> = old[..1].iter().chain(&new).cloned().collect();
+            assert_eq!(read_all(&reopened).await, concat(&all));
         });
     }
 
