@@ -312,6 +312,47 @@ pub async fn ensure_txn_topic(broker: &Rc<Broker>) -> Result<i32, i16> {
 /// Serves a transaction request on its coordinator shard.
 pub async fn serve(broker: &Rc<Broker>, request: TxnRequest) -> TxnResponse {
     let txns = &broker.txns;
+    let started = std::time::Instant::now();
+    let id = match &request {
+        TxnRequest::InitProducerId {
+            transactional_id, ..
+        }
+        | TxnRequest::AddPartitions {
+            transactional_id, ..
+        }
+        | TxnRequest::EndTxn {
+            transactional_id, ..
+        } => Some(transactional_id.clone()),
+        TxnRequest::Describe(_) | TxnRequest::List { .. } => None,
+    };
+    let response = serve_request(broker, txns, request).await;
+    // Each request's outcome and the id's state after it
+    // (`SLUICE_LOG=sluice_net::txn=debug`): a transaction that stops
+    // moving shows which answer it keeps getting.
+    if let Some(id) = id {
+        let outcome = match &response {
+            TxnResponse::Producer { error_code, .. } => format!("error {error_code}"),
+            TxnResponse::AddPartitions(Ok(codes)) => format!("partitions {codes:?}"),
+            TxnResponse::AddPartitions(Err(error_code)) => format!("error {error_code}"),
+            _ => String::new(),
+        };
+        let state = txns
+            .txns
+            .borrow()
+            .get(&id)
+            .map(|meta| meta.status.name())
+            .unwrap_or("none");
+        let pending = txns.pending.borrow().contains_key(&id);
+        tracing::debug!(%id, %outcome, state, pending, took_ms = started.elapsed().as_millis() as u64, "transaction request answered");
+    }
+    response
+}
+
+async fn serve_request(
+    broker: &Rc<Broker>,
+    txns: &TxnCoordinator,
+    request: TxnRequest,
+) -> TxnResponse {
     match request {
         TxnRequest::InitProducerId {
             transactional_id,
