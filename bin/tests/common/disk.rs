@@ -79,6 +79,23 @@ impl Drop for SmallDisk {
         }
         let _ = fs::remove_dir_all(&self.mount_point);
         let _ = fs::remove_file(&self.image);
+        // A disk mounted on a test broker's data directory outlives the
+        // broker (it is declared first, so that it is unmounted after the
+        // broker stopped): the broker's own removal of its directory
+        // failed on the mount, leaving its log behind. The directory is
+        // the broker's alone, and the broker is gone.
+        let parent = self.mount_point.parent();
+        let broker_root = parent.filter(|dir| {
+            dir.file_name()
+                .and_then(|name| name.to_str())
+                .is_some_and(|name| name.starts_with("sluice-it-"))
+                && dir.join("broker.log").exists()
+        });
+        if let Some(root) = broker_root {
+            if std::env::var_os("SLUICE_TEST_KEEP").is_none() {
+                let _ = fs::remove_dir_all(root);
+            }
+        }
     }
 }
 
