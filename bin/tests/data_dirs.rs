@@ -102,8 +102,19 @@ fn describe_log_dirs(broker: &TestBroker) -> DescribeLogDirsResponse {
 }
 
 /// DescribeLogDirs: each directory reported, with the partitions of
-/// `topic` it holds (none for an offline one).
+/// `topic` it holds (none for an offline one; a move's future replica is
+/// not held yet).
 fn described(broker: &TestBroker, topic: &str) -> BTreeMap<String, Vec<i32>> {
+    described_as(broker, topic, false)
+}
+
+/// The future replicas (copies being made by a move) of `topic`, by
+/// directory.
+fn moving_into(broker: &TestBroker, topic: &str) -> BTreeMap<String, Vec<i32>> {
+    described_as(broker, topic, true)
+}
+
+fn described_as(broker: &TestBroker, topic: &str, future: bool) -> BTreeMap<String, Vec<i32>> {
     let response = describe_log_dirs(broker);
     response
         .results
@@ -120,7 +131,13 @@ fn described(broker: &TestBroker, topic: &str) -> BTreeMap<String, Vec<i32>> {
                 .topics
                 .iter()
                 .filter(|entry| entry.name.0.as_str() == topic)
-                .flat_map(|entry| entry.partitions.iter().map(|p| p.partition_index))
+                .flat_map(|entry| {
+                    entry
+                        .partitions
+                        .iter()
+                        .filter(|p| p.is_future_key == future)
+                        .map(|p| p.partition_index)
+                })
                 .collect();
             partitions.sort();
             (result.log_dir.to_string(), partitions)
@@ -441,8 +458,9 @@ fn a_missing_data_directory_is_refused_unless_the_operator_says_so() {
     assert!(line.contains("two data directories"), "{line}");
 }
 
-/// Records in the partition before the move starts (the copy has work).
-const MOVE_BACKLOG: usize = 2_000;
+/// Records in the partition before the move starts: 32 MiB, so that the
+/// copy takes far longer than a DescribeLogDirs round trip.
+const MOVE_BACKLOG: usize = 8_000;
 /// Records sent while the move runs, at most.
 const MOVE_LOAD_MAX: usize = 20_000;
 const MOVE_RECORD_BYTES: usize = 4096;
@@ -524,9 +542,13 @@ fn a_partition_moves_to_another_directory_under_load_with_nothing_lost() {
     producer.flush();
 
     assert_eq!(alter_replica_log_dir(&broker, &disks.dir(to), TOPIC, 0), 0);
+    // Under way: the copy is listed in the target as a future replica, the
+    // partition itself still in its directory.
+    let target = disks.dir(to).display().to_string();
+    assert_eq!(moving_into(&broker, TOPIC).get(&target), Some(&vec![0]));
+    assert!(described(&broker, TOPIC)[&disks.dir(from).display().to_string()].contains(&0));
     // Producing on while it moves, until DescribeLogDirs shows it moved.
     let started = std::time::Instant::now();
-    let target = disks.dir(to).display().to_string();
     let mut during = 0;
     loop {
         send(&mut producer, 10);
@@ -546,6 +568,7 @@ fn a_partition_moves_to_another_directory_under_load_with_nothing_lost() {
     );
     assert!(partitions_in(&disks.dir(to), TOPIC).contains(&0));
     assert!(!partitions_in(&disks.dir(from), TOPIC).contains(&0));
+    assert!(moving_into(&broker, TOPIC).values().all(Vec::is_empty));
     for (index, report) in producer.reports().iter().enumerate() {
         assert!(matches!(report, Some(Ok(_))), "record {index}: {report:?}");
     }

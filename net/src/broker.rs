@@ -371,6 +371,20 @@ pub enum ShardRequest {
     Shutdown,
 }
 
+/// One log's line in DescribeLogDirs.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct LogSize {
+    pub topic: String,
+    pub partition: i32,
+    pub bytes: u64,
+    /// High watermark minus log end (0 or less on a leader).
+    pub lag: i64,
+    /// Index of its data directory.
+    pub dir: usize,
+    /// The copy a move to `dir` is making (Kafka's future replica).
+    pub future: bool,
+}
+
 /// A shard's answer.
 #[derive(Debug)]
 pub enum ShardResponse {
@@ -385,9 +399,8 @@ pub enum ShardResponse {
     EpochEnds(Vec<(i16, i32, i64)>),
     Topics(Vec<TopicOutcome>),
     ProducerId(i64),
-    /// (topic, partition, bytes, high watermark minus log end, index of
-    /// its data directory) of every log of a shard.
-    LogSizes(Vec<(String, i32, u64, i64, usize)>),
+    /// Every log of a shard, and every copy of one being moved.
+    LogSizes(Vec<LogSize>),
     Group(crate::groups::GroupResponse),
     /// One Kafka error code per marker of a [`ShardRequest::WriteTxnMarkers`].
     WriteTxnMarkers(Vec<i16>),
@@ -447,7 +460,8 @@ pub struct Broker {
     log_dirs: RefCell<crate::log_dirs::LogDirs>,
     /// Partitions being moved to another data directory (`move_log`): out
     /// of `logs` for a moment, and not to be opened again meanwhile.
-    moving: RefCell<std::collections::HashSet<PartitionKey>>,
+    /// Each with the index of the directory it is moving to.
+    moving: RefCell<std::collections::HashMap<PartitionKey, usize>>,
     /// The incremental fetch sessions (KIP-227) of this shard's connections.
     pub fetch_sessions: RefCell<crate::handlers::fetch_session::FetchSessions>,
 }
@@ -762,18 +776,29 @@ impl Broker {
             ShardRequest::LogSizes => {
                 let logs = self.logs.borrow();
                 let log_dirs = self.log_dirs.borrow();
-                let mut sizes: Vec<(String, i32, u64, i64, usize)> = logs
+                let moving = self.moving.borrow();
+                let futures = moving.iter().map(|((topic, partition), dir)| LogSize {
+                    topic: topic.clone(),
+                    partition: *partition,
+                    bytes: 0,
+                    lag: 0,
+                    dir: *dir,
+                    future: true,
+                });
+                let mut sizes: Vec<LogSize> = logs
                     .iter()
                     .map(|(topic, partition, log)| {
                         let offsets = log.offsets();
-                        (
-                            topic.to_string(),
+                        LogSize {
+                            topic: topic.to_string(),
                             partition,
-                            log.size_bytes(),
-                            offsets.hw - offsets.leo,
-                            log_dirs.index_of(log.dir()).unwrap_or(0),
-                        )
+                            bytes: log.size_bytes(),
+                            lag: offsets.hw - offsets.leo,
+                            dir: log_dirs.index_of(log.dir()).unwrap_or(0),
+                            future: false,
+                        }
                     })
+                    .chain(futures)
                     .collect();
                 sizes.sort();
                 ShardResponse::LogSizes(sizes)
@@ -837,7 +862,7 @@ impl Broker {
                 if self
                     .moving
                     .borrow()
-                    .contains(&(topic.name.clone(), partition))
+                    .contains_key(&(topic.name.clone(), partition))
                 {
                     continue;
                 }

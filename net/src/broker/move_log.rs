@@ -45,11 +45,11 @@ impl Broker {
             return code::NONE;
         }
         let key: PartitionKey = (topic, partition);
-        if self.moving.borrow().contains(&key) {
+        if self.moving.borrow().contains_key(&key) {
             // One move at a time per partition; it goes where it was sent.
             return code::NONE;
         }
-        self.moving.borrow_mut().insert(key.clone());
+        self.moving.borrow_mut().insert(key.clone(), target);
         let this = Rc::clone(self);
         glommio::spawn_local(async move {
             match this.move_log(&key, target).await {

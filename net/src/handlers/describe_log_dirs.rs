@@ -1,5 +1,7 @@
 //! DescribeLogDirs: each data directory, its size and free space, and the
-//! partitions it holds with their sizes.
+//! partitions it holds with their sizes; a partition being moved is also
+//! listed under its target directory as a future replica (`is_future_key`),
+//! as Kafka lists one.
 
 use std::collections::BTreeMap;
 use std::rc::Rc;
@@ -20,8 +22,9 @@ use crate::log_dirs::disk_space;
 
 pub const VERSIONS: (i16, i16) = (1, 4);
 
-/// One data directory's partitions, by topic: (partition, bytes, lag).
-type TopicSizes = BTreeMap<String, Vec<(i32, u64, i64)>>;
+/// One data directory's partitions, by topic: (partition, bytes, lag,
+/// whether it is the copy a move is making).
+type TopicSizes = BTreeMap<String, Vec<(i32, u64, i64, bool)>>;
 
 pub async fn handle(
     broker: &Rc<Broker>,
@@ -37,12 +40,14 @@ pub async fn handle(
     let mut sizes: Vec<TopicSizes> = vec![BTreeMap::new(); dirs.len()];
     for answer in futures_lite_join_all(calls.collect()).await {
         if let Some(ShardResponse::LogSizes(entries)) = answer {
-            for (topic, partition, size, lag, dir) in entries {
-                if let Some(dir_sizes) = sizes.get_mut(dir) {
-                    dir_sizes
-                        .entry(topic)
-                        .or_default()
-                        .push((partition, size, lag));
+            for entry in entries {
+                if let Some(dir_sizes) = sizes.get_mut(entry.dir) {
+                    dir_sizes.entry(entry.topic).or_default().push((
+                        entry.partition,
+                        entry.bytes,
+                        entry.lag,
+                        entry.future,
+                    ));
                 }
             }
         }
@@ -67,7 +72,7 @@ pub async fn handle(
             partitions.sort();
             let mut entry = DescribeLogDirsTopic::default();
             entry.name = TopicName(str_bytes(&topic));
-            for (partition, size, lag) in partitions {
+            for (partition, size, lag, future) in partitions {
                 if !wanted(&topic, partition) {
                     continue;
                 }
@@ -75,6 +80,7 @@ pub async fn handle(
                 described.partition_index = partition;
                 described.partition_size = size as i64;
                 described.offset_lag = lag.max(0);
+                described.is_future_key = future;
                 entry.partitions.push(described);
             }
             if !entry.partitions.is_empty() {
