@@ -1115,6 +1115,9 @@ impl Workload {
         if let Some(groups) = &self.groups {
             groups.follow(brokers);
         }
+        if let Some(transform) = &self.transform {
+            transform.follow(brokers);
+        }
         let group_before = self.groups.as_ref().map(Groups::committed);
         let before = self.acknowledged();
         let transactions = || {

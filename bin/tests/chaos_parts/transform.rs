@@ -169,6 +169,9 @@ type InputConsumer = BaseConsumer<InputLogger>;
 /// The transformer and the output's live reader, on threads of their own.
 pub struct Transform {
     pub committed: CommittedCount,
+    /// Where the brokers listen now: a new transactional producer
+    /// bootstraps from it (see [`Transform::follow`]).
+    bootstrap: Bootstrap,
     transformer: Option<thread::JoinHandle<TransformCounts>>,
     reader: Option<thread::JoinHandle<u64>>,
 }
@@ -181,12 +184,14 @@ impl Transform {
         seed: u64,
     ) -> Transform {
         let committed = CommittedCount::default();
+        let bootstrap: Bootstrap = Arc::new(Mutex::new(super::cluster_bootstrap(brokers)));
         let transformer = {
             let config = cluster_config(brokers);
             let history = Arc::clone(history);
             let stop = Arc::clone(stop);
             let committed = Arc::clone(&committed);
-            thread::spawn(move || transform(&config, &history, &stop, &committed, seed))
+            let bootstrap = Arc::clone(&bootstrap);
+            thread::spawn(move || transform(&config, &bootstrap, &history, &stop, &committed, seed))
         };
         let reader = {
             let consumer = committed_reader(brokers);
@@ -196,9 +201,23 @@ impl Transform {
         };
         Transform {
             committed,
+            bootstrap,
             transformer: Some(transformer),
             reader: Some(reader),
         }
+    }
+
+    /// Follows the brokers to where they listen now. A restarted broker
+    /// listens on a new port; a producer made after every broker restarted
+    /// once, bootstrapped from the addresses of the start, reached none of
+    /// them and could never initialise (the long schedule, seeds 55 and
+    /// 57: after a transaction of unknown outcome the transformer's new
+    /// producer timed out in `init_transactions` for good).
+    pub fn follow(&self, brokers: &[TestBroker]) {
+        *self
+            .bootstrap
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = super::cluster_bootstrap(brokers);
     }
 
     /// Waits for both threads (after `stop` was set): what the transformer
@@ -238,9 +257,17 @@ impl Drop for Transform {
 /// ends whatever a previous producer of the same id left open).
 fn transactional_producer(
     config: &rdkafka::config::ClientConfig,
+    bootstrap: &Bootstrap,
     history: &History,
 ) -> Result<TxnProducer, KafkaError> {
     let mut config = config.clone();
+    config.set(
+        "bootstrap.servers",
+        bootstrap
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .as_str(),
+    );
     if std::env::var_os(TXN_DEBUG).is_some() {
         config
             .set("debug", "eos,protocol,broker")
@@ -328,8 +355,12 @@ enum Ended {
     Unknown(String),
 }
 
+/// The brokers' addresses as they listen now, shared with the transformer.
+type Bootstrap = Arc<Mutex<String>>;
+
 fn transform(
     config: &rdkafka::config::ClientConfig,
+    bootstrap: &Bootstrap,
     history: &History,
     stop: &AtomicBool,
     committed: &AtomicU64,
@@ -356,7 +387,7 @@ fn transform(
     from_committed(&consumer, &mut assign_again);
     while !stop.load(Ordering::Relaxed) {
         let Some(active) = producer.as_ref() else {
-            match transactional_producer(config, history) {
+            match transactional_producer(config, bootstrap, history) {
                 Ok(made) => producer = Some(made),
                 Err(error) => {
                     keep_error(&mut counts, format!("init_transactions: {error}"));
@@ -449,7 +480,7 @@ fn transform(
         if producer.is_some() {
             break;
         }
-        match transactional_producer(config, history) {
+        match transactional_producer(config, bootstrap, history) {
             Ok(made) => producer = Some(made),
             Err(error) => keep_error(
                 &mut counts,
