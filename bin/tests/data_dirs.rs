@@ -12,6 +12,9 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::Consumer;
 
 use kafka_protocol::messages::{ApiKey, DescribeLogDirsRequest, DescribeLogDirsResponse};
 
@@ -392,6 +395,183 @@ fn a_full_data_directory_fails_only_its_own_partitions() {
             "record {index} is missing"
         );
     }
+    drop(broker);
+}
+
+/// Every record of one partition, from its start to its high watermark.
+fn read_partition(broker: &TestBroker, topic: &str, partition: i32) -> Vec<Record> {
+    let consumer = broker.consumer(&[]);
+    let (low, high) = consumer
+        .fetch_watermarks(topic, partition, CLIENT_TIMEOUT)
+        .expect("the partition's watermarks");
+    let wanted = usize::try_from(high - low).expect("watermarks in order");
+    common::consume(
+        &consumer,
+        topic,
+        &[partition],
+        rdkafka::Offset::Beginning,
+        CLIENT_TIMEOUT,
+        |records| records.len() >= wanted,
+    )
+}
+
+/// Sends of the failing-directory test: one to each partition in turn,
+/// this far apart, with the disk failing part way.
+const FAILING_ROUNDS: usize = 150;
+const FAILING_SEND_INTERVAL: Duration = Duration::from_millis(10);
+/// Into the sends, when the disk fails.
+const FAILING_AFTER: Duration = Duration::from_millis(500);
+const FAILING_RECORD_BYTES: usize = 1024;
+/// One watermark query or read of the failing-directory test.
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(30);
+/// What the broker logs, once, when a data directory starts failing.
+const DIR_FAILING_LINE: &str = "data directory failing";
+
+#[test]
+fn a_failing_data_directory_takes_only_its_partitions_offline() {
+    let disks = Disks::new("failing");
+    fs::create_dir_all(disks.dir(0)).expect("the first directory");
+    // The second directory is a file system of its own, which dies under
+    // load: from then on every I/O on it fails with EIO.
+    let small = SmallDisk::mount(&disks.dir(1), SMALL_DISK_BYTES);
+    let list = disks.list(2);
+    let broker = TestBroker::start_with(&["--log-dirs", &list]);
+    let partitions = 4;
+    broker.create_topic(TOPIC, partitions);
+    let on_failing = partitions_in(small.mount_point(), TOPIC);
+    assert!(
+        !on_failing.is_empty() && on_failing.len() < partitions as usize,
+        "{on_failing:?}"
+    );
+
+    let mut producer = TrackedProducer::new(
+        &broker,
+        TOPIC,
+        &[
+            ("acks", "all"),
+            ("retries", "0"),
+            ("linger.ms", "0"),
+            ("request.timeout.ms", "30000"),
+        ],
+    );
+    let sent = FAILING_ROUNDS * partitions as usize;
+    let failed_at = Instant::now() + FAILING_AFTER;
+    let mut failed = false;
+    for index in 0..sent {
+        if !failed && Instant::now() >= failed_at {
+            small.fail();
+            failed = true;
+        }
+        producer.send(&Record::with_value(
+            index as i32 % partitions,
+            indexed_value(index, FAILING_RECORD_BYTES),
+        ));
+        std::thread::sleep(FAILING_SEND_INTERVAL);
+    }
+    assert!(failed, "the sends ended before the disk failed");
+    producer.flush();
+    let reports = producer.reports();
+    let (mut refused, mut taken_before) = (0, 0);
+    for (index, report) in reports.iter().enumerate() {
+        let partition = index as i32 % partitions;
+        match report {
+            Some(Ok(_)) if on_failing.contains(&partition) => taken_before += 1,
+            Some(Ok(_)) => {}
+            Some(Err(error)) if on_failing.contains(&partition) => {
+                assert!(
+                    error.contains("KafkaStorageError"),
+                    "record {index} to the failed directory failed with {error}"
+                );
+                refused += 1;
+            }
+            Some(Err(error)) => panic!(
+                "record {index} to partition {partition}, on the working directory, failed: {error}"
+            ),
+            None => panic!("record {index} has no delivery report after flush"),
+        }
+    }
+    assert!(refused > 0, "the failed directory took every record");
+    assert!(
+        taken_before > 0,
+        "the directory took nothing before it failed"
+    );
+    drop(producer);
+
+    // DescribeLogDirs reports the failed directory as Kafka reports an
+    // offline one, and the other as working.
+    let response = describe_log_dirs(&broker);
+    let codes: BTreeMap<String, i16> = response
+        .results
+        .iter()
+        .map(|result| (result.log_dir.to_string(), result.error_code))
+        .collect();
+    let failed_dir = small.mount_point().display().to_string();
+    let working_dir = disks.dir(0).display().to_string();
+    assert_eq!(
+        codes.get(&failed_dir),
+        Some(&KAFKA_STORAGE_ERROR),
+        "{codes:?}"
+    );
+    assert_eq!(codes.get(&working_dir), Some(&0), "{codes:?}");
+
+    // The failure is logged once for the directory, not once per
+    // partition.
+    common::wait_until("the failed directory logged", CLIENT_TIMEOUT, || {
+        broker.log().contains(DIR_FAILING_LINE)
+    });
+    let logged = broker.log().matches(DIR_FAILING_LINE).count();
+    assert_eq!(logged, 1, "the failure was logged {logged} times");
+
+    // The working directory keeps serving: more records, and a new topic,
+    // whose partitions all go to the directory that works.
+    let mut after = TrackedProducer::new(&broker, TOPIC, &[("acks", "all")]);
+    let working: Vec<i32> = (0..partitions)
+        .filter(|p| !on_failing.contains(p))
+        .collect();
+    for (offset, partition) in working.iter().enumerate() {
+        after.send(&Record::with_value(
+            *partition,
+            indexed_value(sent + offset, FAILING_RECORD_BYTES),
+        ));
+    }
+    after.flush();
+    for report in after.reports() {
+        assert!(matches!(report, Some(Ok(_))), "{report:?}");
+    }
+    drop(after);
+    let fresh = "after-the-failure";
+    broker.create_topic(fresh, partitions);
+    assert_eq!(partitions_in(small.mount_point(), fresh), Vec::<i32>::new());
+    assert_eq!(
+        partitions_in(&disks.dir(0), fresh),
+        (0..partitions).collect::<Vec<_>>()
+    );
+
+    // Every record acknowledged on the working directory is there, once,
+    // in send order.
+    let acknowledged: Vec<usize> = reports
+        .iter()
+        .enumerate()
+        .filter(|(index, report)| {
+            matches!(report, Some(Ok(_))) && working.contains(&(*index as i32 % partitions))
+        })
+        .map(|(index, _)| index)
+        .collect();
+    let mut stored: Vec<usize> = Vec::new();
+    for partition in &working {
+        let records = read_partition(&broker, TOPIC, *partition);
+        let indexes: Vec<usize> = records.iter().map(Record::value_index).collect();
+        assert!(
+            indexes.windows(2).all(|pair| pair[0] < pair[1]),
+            "partition {partition} holds {indexes:?}"
+        );
+        stored.extend(indexes);
+    }
+    stored.sort();
+    let mut expected = acknowledged;
+    expected.extend(sent..sent + working.len());
+    expected.sort();
+    assert_eq!(stored, expected);
     drop(broker);
 }
 

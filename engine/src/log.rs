@@ -1527,7 +1527,7 @@ impl<S: Storage> PartitionLog<S> {
                 inner.unwritten_bytes = inner.unwritten_bytes.saturating_sub(advanced as usize);
                 if inner.write_failing {
                     inner.write_failing = false;
-                    tracing::info!(dir = %self.dir.display(), "log writes succeed again");
+                    tracing::debug!(dir = %self.dir.display(), "log writes succeed again");
                 }
             }
             Err(error) => {
@@ -1544,10 +1544,13 @@ impl<S: Storage> PartitionLog<S> {
 
     fn writer_failed(&self, error: StorageError) {
         let mut inner = self.inner.borrow_mut();
+        // Debug only: the broker logs a failing data directory once, not
+        // once for each of its partitions (a failed disk holding a
+        // thousand partitions is one event).
         if inner.write_failing {
             tracing::debug!(%error, "log write failed again");
         } else {
-            tracing::error!(%error, "log write failed; appends refused until a retry succeeds");
+            tracing::debug!(%error, "log write failed; appends refused until a retry succeeds");
         }
         inner.write_failing = true;
         inner.write_error = Some(error.to_string());

@@ -360,12 +360,18 @@ pub enum ShardRequest {
     /// this shard's partitions to move; answered by
     /// [`ShardResponse::Codes`], one per move.
     MoveLogs(Vec<(String, i32, usize)>),
-    /// To shard 0: whether a shard's logs are failing their writes (see
-    /// `storage_health`).
+    /// To shard 0: the data directories (by index) where a shard's logs
+    /// are failing their writes, empty once none are (see
+    /// `storage_health`), with one of the failures.
     StorageFailing {
         shard: ShardId,
-        failing: bool,
+        dirs: Vec<usize>,
+        error: Option<String>,
     },
+    /// From shard 0 to every shard: the data directories (by index) that
+    /// some shard reports failing, so that no shard places a new partition
+    /// in one, whether or not it has a log there itself.
+    DirsFailing(Vec<usize>),
     /// What shard 0's member of the metadata quorum knows of it.
     QuorumStatus,
     Shutdown,
@@ -383,6 +389,8 @@ pub struct LogSize {
     pub dir: usize,
     /// The copy a move to `dir` is making (Kafka's future replica).
     pub future: bool,
+    /// Its last write or sync failed: its directory is failing.
+    pub failing: bool,
 }
 
 /// A shard's answer.
@@ -464,6 +472,12 @@ pub struct Broker {
     moving: RefCell<std::collections::HashMap<PartitionKey, usize>>,
     /// The incremental fetch sessions (KIP-227) of this shard's connections.
     pub fetch_sessions: RefCell<crate::handlers::fetch_session::FetchSessions>,
+    /// On shard 0: each failing data directory (by index) with the shards
+    /// that report it (see `storage_health`).
+    failing_dirs_by_shard:
+        RefCell<std::collections::BTreeMap<usize, std::collections::BTreeSet<u16>>>,
+    /// The data directories failing on any shard, as shard 0 last said.
+    dirs_failing: RefCell<Vec<usize>>,
 }
 
 /// The index behind [`Broker::topic_by_id`], for the image the shard holds.
@@ -571,6 +585,8 @@ impl Broker {
             log_dirs: RefCell::new(log_dirs),
             moving: RefCell::default(),
             fetch_sessions: RefCell::default(),
+            failing_dirs_by_shard: RefCell::default(),
+            dirs_failing: RefCell::default(),
         });
         broker.groups.attach(Rc::downgrade(&broker));
         broker.txns.attach(Rc::downgrade(&broker));
@@ -747,8 +763,12 @@ impl Broker {
                 ShardResponse::Done
             }
             ShardRequest::Controller(request) => self.serve_controller(request).await,
-            ShardRequest::StorageFailing { shard, failing } => {
-                self.storage_report(shard, failing);
+            ShardRequest::StorageFailing { shard, dirs, error } => {
+                self.storage_report(shard, &dirs, error.as_deref());
+                ShardResponse::Done
+            }
+            ShardRequest::DirsFailing(dirs) => {
+                *self.dirs_failing.borrow_mut() = dirs;
                 ShardResponse::Done
             }
             ShardRequest::Group(request) => {
@@ -784,6 +804,7 @@ impl Broker {
                     lag: 0,
                     dir: *dir,
                     future: true,
+                    failing: false,
                 });
                 let mut sizes: Vec<LogSize> = logs
                     .iter()
@@ -796,6 +817,7 @@ impl Broker {
                             lag: offsets.hw - offsets.leo,
                             dir: log_dirs.index_of(log.dir()).unwrap_or(0),
                             future: false,
+                            failing: log.write_failure().is_some(),
                         }
                     })
                     .chain(futures)
@@ -880,9 +902,20 @@ impl Broker {
         // A new log is directories and files created and synced: opened
         // together, their syncs overlap in the disk's queue, and a topic of
         // thousands of partitions is not ready only after one sync at a time.
+        // A new partition goes to a directory whose writes work.
+        let failing: Vec<usize> = if to_open.is_empty() {
+            Vec::new()
+        } else {
+            let mut failing = self.dirs_failing.borrow().clone();
+            failing.extend(self.failing_dirs().into_keys());
+            failing
+        };
         for chunk in to_open.chunks(LOG_OPENS_IN_FLIGHT) {
             let opens = chunk.iter().map(|(topic, partition, config)| {
-                let dir = self.log_dirs.borrow_mut().place(topic, *partition);
+                let dir = self
+                    .log_dirs
+                    .borrow_mut()
+                    .place(topic, *partition, &failing);
                 async move {
                     let opened = PartitionLog::open(
                         DmaStorage,

@@ -175,11 +175,14 @@ impl LogDirs {
     }
 
     /// The directory of a log about to be opened, counted as this shard's.
-    pub fn place(&mut self, topic: &str, partition: i32) -> PathBuf {
+    /// A new partition avoids the directories in `failing` (whose writes
+    /// fail), unless every directory fails; one found on disk stays where
+    /// it is.
+    pub fn place(&mut self, topic: &str, partition: i32, failing: &[usize]) -> PathBuf {
         let name = format!("{topic}-{partition}");
         let index = match self.found.get(&name) {
             Some(&index) => index,
-            None => self.emptiest(),
+            None => self.emptiest(failing),
         };
         self.counts[index] += 1;
         self.dirs[index].join(name)
@@ -228,11 +231,23 @@ impl LogDirs {
         self.dirs.iter().position(|dir| dir == parent)
     }
 
-    /// The directory with the fewest of this shard's logs; ties go to the
-    /// most free space, then to the first listed.
-    fn emptiest(&self) -> usize {
-        let fewest = self.counts.iter().copied().min().unwrap_or(0);
-        let tied: Vec<usize> = (0..self.dirs.len())
+    /// The directory with the fewest of this shard's logs, among those not
+    /// `failing` (among all when every one is); ties go to the most free
+    /// space, then to the first listed.
+    fn emptiest(&self, failing: &[usize]) -> usize {
+        let mut candidates: Vec<usize> = (0..self.dirs.len())
+            .filter(|index| !failing.contains(index))
+            .collect();
+        if candidates.is_empty() {
+            candidates = (0..self.dirs.len()).collect();
+        }
+        let fewest = candidates
+            .iter()
+            .map(|&index| self.counts[index])
+            .min()
+            .unwrap_or(0);
+        let tied: Vec<usize> = candidates
+            .into_iter()
             .filter(|&index| self.counts[index] == fewest)
             .collect();
         if tied.len() == 1 {
@@ -291,12 +306,12 @@ mod tests {
         std::fs::create_dir_all(list[1].join("kept-0")).expect("a partition directory");
         std::fs::create_dir_all(list[1].join("meta")).expect("not a partition");
         let mut log_dirs = LogDirs::new(list.clone()).expect("scans");
-        assert_eq!(log_dirs.place("kept", 0), list[1].join("kept-0"));
+        assert_eq!(log_dirs.place("kept", 0, &[]), list[1].join("kept-0"));
         // Directory 1 holds one already: the first new one goes to 0, and
         // then they stay within one of each other.
-        assert_eq!(log_dirs.place("new", 0), list[0].join("new-0"));
+        assert_eq!(log_dirs.place("new", 0, &[]), list[0].join("new-0"));
         for partition in 1..9 {
-            let placed = log_dirs.place("new", partition);
+            let placed = log_dirs.place("new", partition, &[]);
             assert_eq!(
                 placed.file_name(),
                 list[0].join(format!("new-{partition}")).file_name()
@@ -312,8 +327,25 @@ mod tests {
         assert_eq!(log_dirs.counts.iter().sum::<usize>(), 9);
         assert_eq!(log_dirs.index_of(&list[0].join("new-0")), Some(0));
         // Released: made again, it is placed afresh, in the emptier one.
-        let again = log_dirs.place("kept", 0);
+        let again = log_dirs.place("kept", 0, &[]);
         assert_eq!(log_dirs.index_of(&again), Some(1));
+    }
+
+    #[test]
+    fn new_partitions_avoid_failing_directories() {
+        let (_root, list) = dirs(3);
+        std::fs::create_dir_all(list[1].join("kept-0")).expect("a partition directory");
+        let mut log_dirs = LogDirs::new(list.clone()).expect("scans");
+        // One found in a failing directory stays there.
+        assert_eq!(log_dirs.place("kept", 0, &[1]), list[1].join("kept-0"));
+        for partition in 0..6 {
+            let placed = log_dirs.place("new", partition, &[1]);
+            assert_ne!(log_dirs.index_of(&placed), Some(1), "{placed:?}");
+        }
+        assert_eq!(log_dirs.counts, vec![3, 1, 3]);
+        // Every directory failing: placed as if none were.
+        let placed = log_dirs.place("last", 0, &[0, 1, 2]);
+        assert_eq!(log_dirs.index_of(&placed), Some(1));
     }
 
     #[test]

@@ -99,10 +99,36 @@ impl Drop for SmallDisk {
     }
 }
 
+/// ext4's `EXT4_IOC_SHUTDOWN`, `_IOR('X', 125, __u32)`: the file system
+/// stops, as on a disk that died; every I/O on it fails with EIO from then
+/// on, until it is unmounted.
+const EXT4_IOC_SHUTDOWN: libc::c_ulong = 0x8004_587D;
+/// Shut down without flushing the journal: nothing more reaches the disk.
+const EXT4_GOING_FLAGS_NOLOGFLUSH: u32 = 2;
+
 impl SmallDisk {
     /// Where the file system is mounted.
     pub fn mount_point(&self) -> &Path {
         &self.mount_point
+    }
+
+    /// Fails the disk: every read, write and sync on its file system
+    /// fails with EIO from now on (the file system is shut down, as ext4
+    /// does itself on a disk error with `errors=` set to stop).
+    pub fn fail(&self) {
+        use std::os::fd::AsRawFd;
+        let root = fs::File::open(&self.mount_point).expect("opening the mount point");
+        let flags: u32 = EXT4_GOING_FLAGS_NOLOGFLUSH;
+        // SAFETY: an ioctl on a descriptor this function owns, with a
+        // pointer to a u32 that outlives the call, as the ioctl expects.
+        let status = unsafe { libc::ioctl(root.as_raw_fd(), EXT4_IOC_SHUTDOWN, &flags) };
+        assert_eq!(
+            status,
+            0,
+            "shutting down {}: {}",
+            self.mount_point.display(),
+            std::io::Error::last_os_error()
+        );
     }
 }
 

@@ -17,7 +17,13 @@
 //! A broker alone in its cluster, or the last one live, has nobody to hand
 //! over to: it keeps answering KAFKA_STORAGE_ERROR until its writes
 //! succeed, as a single node does.
+//!
+//! The reports name the data directories whose logs fail, so shard 0
+//! logs each directory's failure once for the whole broker (not once per
+//! partition: a failed disk of a thousand partitions is one event), and
+//! its recovery once.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
 use std::time::Instant;
 
@@ -28,35 +34,43 @@ use crate::constants::{CONTROLLED_SHUTDOWN_RETRY, STORAGE_CHECK_INTERVAL, STORAG
 
 impl Broker {
     /// Runs on every shard until shutdown: reports to shard 0 whenever
-    /// this shard's logs start or stop failing their writes.
+    /// the set of data directories whose logs fail their writes changes.
     pub async fn watch_storage(self: Rc<Self>) {
-        let mut reported = false;
-        let mut healthy_since = Instant::now();
+        // A directory that failed must keep working for a while before it
+        // counts as working again: a full disk whose space comes and goes
+        // would otherwise move leaderships back and forth, and log its
+        // failure over and over.
+        let mut last_failed: BTreeMap<usize, Instant> = BTreeMap::new();
+        let mut reported: BTreeSet<usize> = BTreeSet::new();
         loop {
             glommio::timer::sleep(STORAGE_CHECK_INTERVAL).await;
             if self.shutting_down.get() {
                 return;
             }
             let now = Instant::now();
-            if self
-                .logs
-                .borrow()
-                .iter()
-                .any(|(_, _, log)| log.write_failure().is_some())
-            {
-                healthy_since = now;
+            let failing_now = self.failing_dirs();
+            let mut error = None;
+            for (dir, failure) in &failing_now {
+                last_failed.insert(*dir, now);
+                error.get_or_insert_with(|| failure.clone());
             }
-            // A disk that failed must keep working for a while before the
-            // broker takes partitions again: a full disk whose space comes
-            // and goes would otherwise move leaderships back and forth.
-            let failing = healthy_since == now
-                || (reported && now.duration_since(healthy_since) < STORAGE_RECOVERY_HOLD);
+            let failing: BTreeSet<usize> = last_failed
+                .iter()
+                .filter(|(dir, since)| {
+                    failing_now.contains_key(dir)
+                        || (reported.contains(dir)
+                            && now.duration_since(**since) < STORAGE_RECOVERY_HOLD)
+                })
+                .map(|(dir, _)| *dir)
+                .collect();
+            last_failed.retain(|dir, _| failing.contains(dir));
             if failing == reported {
                 continue;
             }
             let report = ShardRequest::StorageFailing {
                 shard: self.shard,
-                failing,
+                dirs: failing.iter().copied().collect(),
+                error,
             };
             if self.mesh.call(ShardId(0), report).await.is_some() {
                 reported = failing;
@@ -64,31 +78,74 @@ impl Broker {
         }
     }
 
-    /// On shard 0: a shard's report. Steps out when the first shard fails
-    /// and back in when the last one recovers.
-    pub(super) fn storage_report(&self, shard: ShardId, failing: bool) {
-        let Some(controller) = &self.controller else {
-            return;
-        };
-        let (was, now) = {
-            let mut shards = controller.storage_failing.borrow_mut();
-            let was = !shards.is_empty();
-            if failing {
-                shards.insert(shard.0);
-            } else {
-                shards.remove(&shard.0);
+    /// This shard's data directories (by index) holding a log whose last
+    /// write or sync failed, each with one such failure.
+    pub(super) fn failing_dirs(&self) -> BTreeMap<usize, String> {
+        let logs = self.logs.borrow();
+        let log_dirs = self.log_dirs.borrow();
+        let mut failing = BTreeMap::new();
+        for (_, _, log) in logs.iter() {
+            if let Some(failure) = log.write_failure() {
+                let dir = log_dirs.index_of(log.dir()).unwrap_or(0);
+                failing.entry(dir).or_insert(failure);
             }
-            (was, !shards.is_empty())
+        }
+        failing
+    }
+
+    /// On shard 0: a shard's report of its failing data directories. Logs
+    /// each directory's failure and recovery once for the broker; steps
+    /// out of the cluster when the first directory fails and back in when
+    /// the last one recovers.
+    pub(super) fn storage_report(&self, shard: ShardId, dirs: &[usize], error: Option<&str>) {
+        let (was, now) = {
+            let mut failing = self.failing_dirs_by_shard.borrow_mut();
+            let before: BTreeSet<usize> = failing.keys().copied().collect();
+            for (dir, shards) in failing.iter_mut() {
+                if !dirs.contains(dir) {
+                    shards.remove(&shard.0);
+                }
+            }
+            for dir in dirs {
+                failing.entry(*dir).or_default().insert(shard.0);
+            }
+            failing.retain(|_, shards| !shards.is_empty());
+            let after: BTreeSet<usize> = failing.keys().copied().collect();
+            let names = self.config.log_dirs();
+            let name = |dir: &usize| {
+                names
+                    .get(*dir)
+                    .map_or_else(|| format!("#{dir}"), |path| path.display().to_string())
+            };
+            for dir in after.difference(&before) {
+                tracing::error!(
+                    dir = %name(dir),
+                    error = error.unwrap_or("a write failed"),
+                    "data directory failing: its partitions refuse writes with KAFKA_STORAGE_ERROR until they succeed; the other directories keep serving"
+                );
+            }
+            for dir in before.difference(&after) {
+                tracing::info!(dir = %name(dir), "data directory takes writes again");
+            }
+            if before != after {
+                self.tell_shards_dirs_failing(after.iter().copied().collect());
+            }
+            (!before.is_empty(), !after.is_empty())
         };
         if was == now {
             return;
         }
+        let Some(controller) = &self.controller else {
+            return;
+        };
         if now {
+            controller.storage_failing.set(true);
             let Some(this) = self.this.upgrade() else {
                 return;
             };
             glommio::spawn_local(async move { this.step_out().await }).detach();
         } else {
+            controller.storage_failing.set(false);
             controller.withdrawn.set(false);
             tracing::info!("storage writes succeed again: registering with the controller");
             // keep_registered waits on the image's changes; wake it.
@@ -96,6 +153,21 @@ impl Broker {
                 quorum.changes().notify();
             }
         }
+    }
+
+    /// On shard 0: tells every shard which directories fail now.
+    fn tell_shards_dirs_failing(&self, dirs: Vec<usize>) {
+        let Some(this) = self.this.upgrade() else {
+            return;
+        };
+        glommio::spawn_local(async move {
+            for shard in 0..this.shards() {
+                let told = ShardRequest::DirsFailing(dirs.clone());
+                // A shard that cannot be reached is stopping.
+                let _ = this.mesh.call(ShardId(shard as u16), told).await;
+            }
+        })
+        .detach();
     }
 
     /// Asks the active controller to fence this broker until it is fenced
@@ -115,7 +187,7 @@ impl Broker {
         let Some(controller) = &self.controller else {
             return;
         };
-        if controller.storage_failing.borrow().is_empty() {
+        if !controller.storage_failing.get() {
             // Recovered before this task ran.
             return;
         }

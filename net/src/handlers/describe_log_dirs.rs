@@ -26,6 +26,13 @@ pub const VERSIONS: (i16, i16) = (1, 4);
 /// whether it is the copy a move is making).
 type TopicSizes = BTreeMap<String, Vec<(i32, u64, i64, bool)>>;
 
+/// A data directory's partitions and whether any of them fails its writes.
+#[derive(Clone, Default)]
+struct DirState {
+    sizes: TopicSizes,
+    failing: bool,
+}
+
 pub async fn handle(
     broker: &Rc<Broker>,
     header: &RequestHeader,
@@ -37,12 +44,13 @@ pub async fn handle(
             .call(ShardId(shard as u16), ShardRequest::LogSizes)
     });
     let dirs = broker.config.log_dirs();
-    let mut sizes: Vec<TopicSizes> = vec![BTreeMap::new(); dirs.len()];
+    let mut states: Vec<DirState> = vec![DirState::default(); dirs.len()];
     for answer in futures_lite_join_all(calls.collect()).await {
         if let Some(ShardResponse::LogSizes(entries)) = answer {
             for entry in entries {
-                if let Some(dir_sizes) = sizes.get_mut(entry.dir) {
-                    dir_sizes.entry(entry.topic).or_default().push((
+                if let Some(state) = states.get_mut(entry.dir) {
+                    state.failing |= entry.failing;
+                    state.sizes.entry(entry.topic).or_default().push((
                         entry.partition,
                         entry.bytes,
                         entry.lag,
@@ -59,16 +67,23 @@ pub async fn handle(
             .any(|entry| entry.topic.0.as_str() == topic && entry.partitions.contains(&partition)),
     };
     let mut results = Vec::with_capacity(dirs.len());
-    for (dir, dir_sizes) in dirs.iter().zip(sizes) {
+    for (dir, state) in dirs.iter().zip(states) {
         let mut result = DescribeLogDirsResult::default();
-        result.error_code = code::NONE;
+        // A directory whose writes fail is reported as Kafka reports an
+        // offline one; its partitions are still listed, as it holds them
+        // and takes writes again once they succeed (a full disk freed).
+        result.error_code = if state.failing {
+            code::KAFKA_STORAGE_ERROR
+        } else {
+            code::NONE
+        };
         result.log_dir = str_bytes(&dir.display().to_string());
         let (total, usable) = disk_space(dir);
         if header.request_api_version >= 4 {
             result.total_bytes = total;
             result.usable_bytes = usable;
         }
-        for (topic, mut partitions) in dir_sizes {
+        for (topic, mut partitions) in state.sizes {
             partitions.sort();
             let mut entry = DescribeLogDirsTopic::default();
             entry.name = TopicName(str_bytes(&topic));
