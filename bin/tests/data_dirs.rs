@@ -419,7 +419,7 @@ fn read_partition(broker: &TestBroker, topic: &str, partition: i32) -> Vec<Recor
 /// this far apart, with the disk failing part way.
 const FAILING_ROUNDS: usize = 150;
 const FAILING_SEND_INTERVAL: Duration = Duration::from_millis(10);
-/// Into the sends, when the disk fails.
+/// Into the sends, when the disk fails (once it has taken records).
 const FAILING_AFTER: Duration = Duration::from_millis(500);
 const FAILING_RECORD_BYTES: usize = 1024;
 /// One watermark query or read of the failing-directory test.
@@ -455,12 +455,24 @@ fn a_failing_data_directory_takes_only_its_partitions_offline() {
         ],
     );
     let sent = FAILING_ROUNDS * partitions as usize;
-    let failed_at = Instant::now() + FAILING_AFTER;
+    // The disk fails once it has taken records (a loaded machine may take
+    // a while to deliver the first), a while into the sends.
+    let fail_after = Instant::now() + FAILING_AFTER;
     let mut failed = false;
     for index in 0..sent {
-        if !failed && Instant::now() >= failed_at {
-            small.fail();
-            failed = true;
+        if !failed && Instant::now() >= fail_after {
+            let taken = producer
+                .reports()
+                .iter()
+                .enumerate()
+                .any(|(index, report)| {
+                    matches!(report, Some(Ok(_)))
+                        && on_failing.contains(&(index as i32 % partitions))
+                });
+            if taken {
+                small.fail();
+                failed = true;
+            }
         }
         producer.send(&Record::with_value(
             index as i32 % partitions,

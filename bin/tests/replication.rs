@@ -977,6 +977,235 @@ fn a_full_disk_takes_only_its_broker_out_of_the_isrs() {
     drop(disk);
 }
 
+/// The second topic of the failing-directory test: enough partitions
+/// that the broker whose second directory fails leads some of them there.
+const SPREAD_TOPIC: &str = "spread";
+const SPREAD_PARTITIONS: i32 = 12;
+/// Sends to the second topic, one to each partition in turn, this far
+/// apart.
+const SPREAD_ROUNDS: usize = 40;
+const SPREAD_SEND_INTERVAL: Duration = Duration::from_millis(5);
+
+/// Kafka's JBOD failure handling: one of a broker's two data directories
+/// dies under load (its file system shut down: EIO on every I/O). Only the
+/// broker's replicas in it leave their ISRs and hand over their
+/// leaderships; the broker stays registered and keeps leading, and in the
+/// ISRs of, the partitions in its working directory. Records sent to the
+/// failed directory's partitions are acknowledged by the new leaders, and
+/// nothing acknowledged anywhere is lost.
+#[test]
+fn a_failing_data_directory_moves_only_its_own_partitions() {
+    // Declared before the brokers: unmounted after they have stopped.
+    let disk: SmallDisk;
+    let hosts: Vec<Host> = (0..NODES).map(|_| Host::loopback()).collect();
+    // Leaderships go back to preferred replicas soon, so the victim leads
+    // again after its restart.
+    let mut brokers = start_replicated_cluster_with(
+        &hosts,
+        &[
+            "--leader-imbalance-check-interval-ms",
+            LEADER_REBALANCE_INTERVAL_MS,
+        ],
+    );
+    let layout_before = wait_for_full_isr(&brokers, "after the topic was created");
+    let victim = choose_victim(&layout_before, &BTreeSet::new());
+    let index = index_of(victim);
+    // The victim gets a second directory, on a disk of its own.
+    brokers[index].stop(Stop::Term);
+    let second = brokers[index].root().join("disk1");
+    disk = SmallDisk::mount(&second, SMALL_DISK_BYTES);
+    let dirs = format!(
+        "{},{}",
+        brokers[index].data_dir().display(),
+        second.display()
+    );
+    brokers[index].add_args(&["--log-dirs", &dirs]);
+    brokers[index].start_again();
+    wait_for_full_isr(&brokers, "the victim back with two directories");
+    // A second topic: on the victim its partitions go to the new, empty
+    // directory first (each shard fills its emptiest directory).
+    let admin = brokers[0].admin();
+    let min_insync_replicas = MIN_INSYNC_REPLICAS.to_string();
+    let spread = NewTopic::new(
+        SPREAD_TOPIC,
+        SPREAD_PARTITIONS,
+        TopicReplication::Fixed(REPLICATION_FACTOR),
+    )
+    .set("min.insync.replicas", &min_insync_replicas);
+    let results = futures_lite::future::block_on(admin.create_topics(&[spread], &admin_options()))
+        .expect("CreateTopics answered");
+    assert!(results[0].is_ok(), "{results:?}");
+    let on_failing = spread_partitions_in(&second);
+    let spread_before = wait_for(
+        "the second topic fully in sync",
+        FULL_ISR_TIMEOUT,
+        METADATA_POLL_INTERVAL,
+        || {
+            let layout = topic_layout(&brokers[0], SPREAD_TOPIC, SPREAD_PARTITIONS)?;
+            fully_replicated(&layout)?;
+            Ok(layout)
+        },
+    );
+    let led_there: Vec<i32> = spread_before
+        .iter()
+        .filter(|state| state.leader == victim && on_failing.contains(&state.partition))
+        .map(|state| state.partition)
+        .collect();
+    assert!(
+        !led_there.is_empty(),
+        "broker {victim} leads none of {on_failing:?} in its second directory: {spread_before:?}"
+    );
+    let kept_before = wait_for(
+        &format!("broker {victim} leading again in its first directory"),
+        FULL_ISR_TIMEOUT,
+        METADATA_POLL_INTERVAL,
+        || {
+            let layout = layout(&brokers[0])?;
+            fully_replicated(&layout)?;
+            leaders(&layout)
+                .contains(&victim)
+                .then_some(layout.clone())
+                .ok_or_else(|| format!("leaders {:?}", leaders(&layout)))
+        },
+    );
+    let led_elsewhere: Vec<i32> = kept_before
+        .iter()
+        .filter(|state| state.leader == victim)
+        .map(|state| state.partition)
+        .collect();
+
+    let load = Load::start(&brokers);
+    load.wait_for_progress(&no_acknowledgements(), "before the directory fails");
+    let mut producer = TrackedProducer::for_cluster(
+        &brokers,
+        SPREAD_TOPIC,
+        &[
+            ("enable.idempotence", "true"),
+            ("acks", "all"),
+            (
+                "message.timeout.ms",
+                &DELIVERY_TIMEOUT.as_millis().to_string(),
+            ),
+        ],
+    );
+    let sends = SPREAD_ROUNDS * SPREAD_PARTITIONS as usize;
+    for sequence in 0..sends {
+        if sequence == sends / 2 {
+            disk.fail();
+        }
+        let partition = sequence as i32 % SPREAD_PARTITIONS;
+        producer.send(&Record::with_value(
+            partition,
+            record_value(partition, sequence as u64),
+        ));
+        thread::sleep(SPREAD_SEND_INTERVAL);
+    }
+    let failed_at = Instant::now();
+    wait_for(
+        &format!("broker {victim} out of the ISRs of its failed directory's partitions only"),
+        STEP_OUT_TIMEOUT,
+        METADATA_POLL_INTERVAL,
+        || {
+            for (other, broker) in brokers.iter().enumerate() {
+                if other == index {
+                    continue;
+                }
+                let spread = topic_layout(broker, SPREAD_TOPIC, SPREAD_PARTITIONS)?;
+                for state in &spread {
+                    let out = state.leader != victim && !state.isr.contains(&victim);
+                    if on_failing.contains(&state.partition) != out {
+                        return Err(format!("broker {} reports {state:?}", node_id(other)));
+                    }
+                }
+                let kept = layout(broker)?;
+                fully_replicated(&kept)?;
+                for partition in &led_elsewhere {
+                    let state = &kept[*partition as usize];
+                    if state.leader != victim {
+                        return Err(format!("broker {} reports {state:?}", node_id(other)));
+                    }
+                }
+            }
+            Ok(())
+        },
+    );
+    let moved = failed_at.elapsed();
+    producer.flush();
+    let reports = producer.reports();
+    for (sequence, report) in reports.iter().enumerate() {
+        assert!(
+            matches!(report, Some(Ok(_))),
+            "record {sequence} of the second topic: {report:?}"
+        );
+    }
+    assert_eq!(reports.len(), sends);
+    drop(producer);
+    // The broker is still registered and unfenced: every broker lists it.
+    wait_for_registration(&brokers);
+    let since = load.acknowledged_by_partition();
+    load.wait_for_progress(&since, "with one directory of a broker failed");
+    eprintln!(
+        "broker {victim}: its second directory failed; partitions {on_failing:?} there (leading \
+         {led_there:?}) out of its hands {} ms after the last send, its leaderships {led_elsewhere:?} \
+         of the first directory kept",
+        moved.as_millis()
+    );
+    // Every record sent to the second topic is there once, in send order,
+    // on the leaders now serving it.
+    let read = read_all(
+        &brokers[(index + 1) % NODES],
+        SPREAD_TOPIC,
+        SPREAD_PARTITIONS,
+    );
+    for (partition, records) in &read {
+        let sequences: Vec<u64> = records
+            .iter()
+            .map(|record| {
+                let (from, sequence) = record
+                    .value
+                    .as_deref()
+                    .and_then(parse_value)
+                    .expect("a value this test sent");
+                assert_eq!(from, *partition);
+                sequence
+            })
+            .collect();
+        let wanted: Vec<u64> = (0..sends as u64)
+            .filter(|sequence| *sequence as i32 % SPREAD_PARTITIONS == *partition)
+            .collect();
+        assert_eq!(
+            sequences, wanted,
+            "partition {partition} of the second topic"
+        );
+    }
+    let outcome = load.finish();
+    // The victim's failed directory keeps its replicas out of sync, so the
+    // first topic is checked on its own brokers' terms: every
+    // acknowledged record once, in order.
+    wait_for_acknowledged_visible(&brokers[0], &outcome);
+    let first = read_all(&brokers[0], TOPIC, PARTITIONS);
+    check_read_back(&outcome, &first);
+    drop(brokers);
+    drop(disk);
+}
+
+/// The partitions of the second topic with a directory in `dir`.
+fn spread_partitions_in(dir: &Path) -> Vec<i32> {
+    let mut found: Vec<i32> = fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter_map(|entry| {
+                    let name = entry.file_name().into_string().ok()?;
+                    name.strip_prefix(&format!("{SPREAD_TOPIC}-"))?.parse().ok()
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    found.sort();
+    found
+}
+
 /// Starts the reassignments (partition to target replicas) with
 /// AlterPartitionReassignments, as Kafka's admin tools send it; every
 /// partition must be accepted.
@@ -1100,17 +1329,26 @@ struct PartitionState {
 /// Every partition of the topic as `broker` tells a new client, by
 /// partition; an error says why not (no answer, no topic yet, ...).
 fn layout(broker: &TestBroker) -> Result<Vec<PartitionState>, String> {
+    topic_layout(broker, TOPIC, PARTITIONS)
+}
+
+/// Like [`layout`], of any topic of `partitions` partitions.
+fn topic_layout(
+    broker: &TestBroker,
+    name: &str,
+    partitions: i32,
+) -> Result<Vec<PartitionState>, String> {
     // A new client each time: its first Metadata request goes to its one
     // bootstrap broker, so the answer is that broker's view.
     let consumer = broker.consumer(&[]);
     let metadata = consumer
-        .fetch_metadata(Some(TOPIC), METADATA_REQUEST_TIMEOUT)
+        .fetch_metadata(Some(name), METADATA_REQUEST_TIMEOUT)
         .map_err(|error| format!("Metadata: {error}"))?;
     let topic = metadata
         .topics()
         .iter()
-        .find(|topic| topic.name() == TOPIC)
-        .ok_or_else(|| format!("no topic {TOPIC} in Metadata"))?;
+        .find(|topic| topic.name() == name)
+        .ok_or_else(|| format!("no topic {name} in Metadata"))?;
     if let Some(error) = topic.error() {
         return Err(format!("topic error {error:?}"));
     }
@@ -1125,7 +1363,7 @@ fn layout(broker: &TestBroker) -> Result<Vec<PartitionState>, String> {
         })
         .collect();
     layout.sort_by_key(|state| state.partition);
-    if layout.len() != PARTITIONS as usize {
+    if layout.len() != partitions as usize {
         return Err(format!("{} partitions: {layout:?}", layout.len()));
     }
     Ok(layout)

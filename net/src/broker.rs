@@ -306,6 +306,17 @@ pub enum ControllerRequest {
     ShutDownBroker {
         id: i32,
     },
+    /// A broker with several data directories whose failing ones hold
+    /// these partitions (Kafka's offline log directory): it leaves their
+    /// ISRs and each it leads moves to another in-sync replica, while its
+    /// other partitions stay as they are. A partition it is the only
+    /// in-sync replica of stays with it (refusing writes until its
+    /// directory works again, as a single replica does). Answered `Done`,
+    /// or `Partition(Err(code))`.
+    ResignReplicas {
+        id: i32,
+        partitions: Vec<PartitionKey>,
+    },
     /// Starts or cancels partition reassignments; answered
     /// `Reassignments` with one outcome per entry, in order.
     AlterReassignments(Vec<Reassignment>),

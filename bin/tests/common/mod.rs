@@ -166,6 +166,18 @@ impl TestBroker {
         brokers
     }
 
+    /// More flags for the next start (a broker stopped first).
+    pub fn add_args(&mut self, args: &[&str]) {
+        assert!(self.child.is_none(), "broker running");
+        self.extra_args
+            .extend(args.iter().map(|arg| arg.to_string()));
+    }
+
+    /// The directory this broker's own directories live in.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
     pub fn data_dir(&self) -> PathBuf {
         self.root.join("data")
     }

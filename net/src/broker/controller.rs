@@ -33,7 +33,7 @@ use sluice_engine::{
 use super::registration::{check_cluster_id, check_observer_data_dir, Refusals, Registration};
 use super::{
     base64_url, forward, futures_lite_join_all, random_id, validate_topic_name, Broker,
-    ConfigChange, ControllerRequest, IsrChange, NewTopic, ShardRequest, ShardResponse,
+    ConfigChange, ControllerRequest, IsrChange, NewTopic, PartitionKey, ShardRequest, ShardResponse,
     TopicOutcome,
 };
 use crate::constants::{
@@ -504,6 +504,9 @@ impl Broker {
                 ShardResponse::Partitions(self.alter_partitions(changes).await)
             }
             ControllerRequest::ShutDownBroker { id } => self.shut_down_broker(id).await,
+            ControllerRequest::ResignReplicas { id, partitions } => {
+                self.resign_replicas(id, &partitions).await
+            }
             ControllerRequest::AlterReassignments(reassignments) => {
                 ShardResponse::Reassignments(self.alter_reassignments(reassignments).await)
             }
@@ -533,6 +536,59 @@ impl Broker {
         match self.publish(&base, metadata).await {
             Ok(()) => {
                 tracing::info!(broker = id, "controlled shutdown: leaderships moved");
+                ShardResponse::Done
+            }
+            Err(error) => ShardResponse::Partition(Err(error.code)),
+        }
+    }
+
+    /// On the active controller: broker `id` cannot serve `partitions`
+    /// (their data directory fails). It leaves each one's ISR, and a
+    /// partition it leads moves to the first live ISR member left, as on
+    /// its fencing, but for these partitions only. One it is the only
+    /// in-sync replica of stays as it is: no other replica holds every
+    /// acknowledged record.
+    async fn resign_replicas(&self, id: i32, partitions: &[PartitionKey]) -> ShardResponse {
+        let base = self.controller_image();
+        let mut metadata = (*base).clone();
+        let live: Vec<i32> = metadata
+            .live_brokers()
+            .map(|broker| broker.id)
+            .filter(|broker| *broker != id)
+            .collect();
+        let mut moved = 0;
+        for (topic, partition) in partitions {
+            let Some(state) = metadata
+                .topics
+                .get_mut(topic)
+                .and_then(|meta| {
+                    let index = usize::try_from(*partition).ok()?;
+                    meta.placement.get_mut(index)
+                })
+            else {
+                continue;
+            };
+            let others_in_sync = state
+                .isr
+                .iter()
+                .any(|member| *member != id && live.contains(member));
+            if !state.isr.contains(&id) || !others_in_sync {
+                continue;
+            }
+            if reconcile(state, &live, false) != Reconciled::Unchanged {
+                moved += 1;
+            }
+        }
+        if moved == 0 {
+            return ShardResponse::Done;
+        }
+        match self.publish(&base, metadata).await {
+            Ok(()) => {
+                tracing::info!(
+                    broker = id,
+                    partitions = moved,
+                    "replicas in a failing data directory left their ISRs and leaderships"
+                );
                 ShardResponse::Done
             }
             Err(error) => ShardResponse::Partition(Err(error.code)),
@@ -1125,7 +1181,7 @@ fn not_controller(request: &ControllerRequest, reason: &str) -> ShardResponse {
         ControllerRequest::AlterPartitions(changes) => {
             ShardResponse::Partitions(vec![Err(code::NOT_CONTROLLER); changes.len()])
         }
-        ControllerRequest::ShutDownBroker { .. } => {
+        ControllerRequest::ShutDownBroker { .. } | ControllerRequest::ResignReplicas { .. } => {
             ShardResponse::Partition(Err(code::NOT_CONTROLLER))
         }
         ControllerRequest::AlterReassignments(reassignments) => ShardResponse::Reassignments(

@@ -22,6 +22,7 @@ mod tag {
     pub const SHUT_DOWN_BROKER: u8 = 7;
     pub const ALTER_REASSIGNMENTS: u8 = 8;
     pub const ELECT_LEADERS: u8 = 9;
+    pub const RESIGN_REPLICAS: u8 = 11;
     pub const TOPICS: u8 = 101;
     pub const PRODUCER_ID: u8 = 102;
     pub const NONE: u8 = 103;
@@ -99,6 +100,15 @@ pub fn encode_request(request: &ControllerRequest) -> Vec<u8> {
         ControllerRequest::ShutDownBroker { id } => {
             writer.u8(tag::SHUT_DOWN_BROKER);
             writer.i32(*id);
+        }
+        ControllerRequest::ResignReplicas { id, partitions } => {
+            writer.u8(tag::RESIGN_REPLICAS);
+            writer.i32(*id);
+            writer.u32(partitions.len() as u32);
+            for (topic, partition) in partitions {
+                writer.str(topic);
+                writer.i32(*partition);
+            }
         }
         ControllerRequest::AlterReassignments(reassignments) => {
             writer.u8(tag::ALTER_REASSIGNMENTS);
@@ -204,6 +214,16 @@ pub fn decode_request(bytes: &[u8]) -> Result<ControllerRequest, DecodeError> {
             ControllerRequest::AlterPartitions(changes)
         }
         tag::SHUT_DOWN_BROKER => ControllerRequest::ShutDownBroker { id: reader.i32()? },
+        tag::RESIGN_REPLICAS => {
+            let id = reader.i32()?;
+            // A name length and a partition: 8 bytes at least.
+            let count = reader.count(8)?;
+            let mut partitions = Vec::with_capacity(count);
+            for _ in 0..count {
+                partitions.push((reader.str()?, reader.i32()?));
+            }
+            ControllerRequest::ResignReplicas { id, partitions }
+        }
         tag::ALTER_REASSIGNMENTS => {
             // A name length, a partition and a flag: 9 bytes at least.
             let count = reader.count(9)?;
@@ -520,6 +540,10 @@ mod tests {
         for request in [
             alter,
             ControllerRequest::ShutDownBroker { id: 3 },
+            ControllerRequest::ResignReplicas {
+                id: 2,
+                partitions: vec![("t".into(), 0), ("u".into(), 7)],
+            },
             reassign,
             elect_named,
             elect_all,

@@ -773,10 +773,20 @@ impl Broker {
     async fn run_fetcher(self: Rc<Self>, leader: i32) {
         let mut connection: Option<Rc<Connection>> = None;
         loop {
-            let partitions = self.followed_from(leader);
+            let mut partitions = self.followed_from(leader);
             if partitions.is_empty() || self.shutting_down.get() {
                 self.replication.fetchers.borrow_mut().remove(&leader);
                 return;
+            }
+            // A log whose writes fail (its data directory failing) fetches
+            // nothing until they succeed again: it could not store the
+            // records, and a follower that kept fetching would look caught
+            // up on an idle partition and be taken back into the ISR it was
+            // moved out of. The fetcher stays, for when they succeed.
+            partitions.retain(|(_, _, log)| log.write_failure().is_none());
+            if partitions.is_empty() {
+                glommio::timer::sleep(REPLICA_FETCH_BACKOFF).await;
+                continue;
             }
             let current = match connection.as_ref().filter(|known| !known.is_failed()) {
                 Some(known) => Rc::clone(known),

@@ -29,7 +29,7 @@ use std::time::Instant;
 
 use sluice_engine::ShardId;
 
-use super::{Broker, ControllerRequest, ShardRequest, ShardResponse};
+use super::{Broker, ControllerRequest, PartitionKey, ShardRequest, ShardResponse};
 use crate::constants::{CONTROLLED_SHUTDOWN_RETRY, STORAGE_CHECK_INTERVAL, STORAGE_RECOVERY_HOLD};
 
 impl Broker {
@@ -64,6 +64,9 @@ impl Broker {
                 .map(|(dir, _)| *dir)
                 .collect();
             last_failed.retain(|dir, _| failing.contains(dir));
+            if !failing_now.is_empty() {
+                self.resign_failing_replicas(&failing_now).await;
+            }
             if failing == reported {
                 continue;
             }
@@ -93,10 +96,78 @@ impl Broker {
         failing
     }
 
+    /// Whether the failing directories `dirs` (with those other shards
+    /// report) take the whole broker out of the cluster: the first
+    /// directory (it holds the broker's metadata) or every directory. With
+    /// only some of several failing, only their partitions move.
+    fn storage_fails_whole(&self, dirs: impl Iterator<Item = usize>) -> bool {
+        let total = self.config.log_dirs().len();
+        let mut failing: BTreeSet<usize> = self.dirs_failing.borrow().iter().copied().collect();
+        failing.extend(dirs);
+        failing.contains(&0) || failing.len() >= total
+    }
+
+    /// In a cluster, while only some of several data directories fail:
+    /// asks the controller to take this broker out of the ISRs (and
+    /// leaderships) of this shard's partitions in them, as Kafka takes an
+    /// offline directory's replicas offline; its other partitions go on.
+    /// Only partitions another live replica is in sync for are named, so
+    /// this stops asking once the controller has moved them.
+    async fn resign_failing_replicas(&self, failing: &BTreeMap<usize, String>) {
+        if self.storage_fails_whole(failing.keys().copied()) {
+            return;
+        }
+        let node = self.config.node_id;
+        let metadata = self.metadata();
+        let live: BTreeSet<i32> = metadata
+            .live_brokers()
+            .map(|broker| broker.id)
+            .filter(|broker| *broker != node)
+            .collect();
+        if live.is_empty() {
+            return;
+        }
+        let partitions: Vec<PartitionKey> = {
+            let logs = self.logs.borrow();
+            let log_dirs = self.log_dirs.borrow();
+            logs.iter()
+                .filter(|(_, _, log)| {
+                    log.write_failure().is_some()
+                        && log_dirs
+                            .index_of(log.dir())
+                            .is_some_and(|dir| failing.contains_key(&dir))
+                })
+                .filter(|(topic, partition, _)| {
+                    metadata.partition(topic, *partition).is_some_and(|state| {
+                        state.isr.contains(&node)
+                            && state.isr.iter().any(|member| live.contains(member))
+                    })
+                })
+                .map(|(topic, partition, _)| (topic.to_string(), partition))
+                .collect()
+        };
+        if partitions.is_empty() {
+            return;
+        }
+        let count = partitions.len();
+        let answer = self
+            .controller_call(ControllerRequest::ResignReplicas {
+                id: node,
+                partitions,
+            })
+            .await;
+        if !matches!(answer, Some(ShardResponse::Done)) {
+            // Asked again at the next check.
+            tracing::debug!(?answer, count, "handing over partitions of a failing directory not accepted yet");
+        }
+    }
+
     /// On shard 0: a shard's report of its failing data directories. Logs
-    /// each directory's failure and recovery once for the broker; steps
-    /// out of the cluster when the first directory fails and back in when
-    /// the last one recovers.
+    /// each directory's failure and recovery once for the broker. When the
+    /// failures take the whole broker out (`storage_fails_whole`), steps
+    /// out of the cluster, and back in once they no longer do; with only
+    /// some of several directories failing, each shard hands over just
+    /// their partitions (`resign_failing_replicas`).
     pub(super) fn storage_report(&self, shard: ShardId, dirs: &[usize], error: Option<&str>) {
         let (was, now) = {
             let mut failing = self.failing_dirs_by_shard.borrow_mut();
@@ -128,9 +199,12 @@ impl Broker {
                 tracing::info!(dir = %name(dir), "data directory takes writes again");
             }
             if before != after {
+                *self.dirs_failing.borrow_mut() = after.iter().copied().collect();
                 self.tell_shards_dirs_failing(after.iter().copied().collect());
             }
-            (!before.is_empty(), !after.is_empty())
+            let total = names.len();
+            let whole = |dirs: &BTreeSet<usize>| dirs.contains(&0) || dirs.len() >= total;
+            (whole(&before), whole(&after))
         };
         if was == now {
             return;
