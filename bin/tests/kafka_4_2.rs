@@ -5,7 +5,7 @@
 //! v2, ListTransactions v2, ListOffsets v10 and v11, Fetch v17 and v18,
 //! Produce v13, OffsetCommit and OffsetFetch v10; DescribeConfigs as Kafka
 //! answers it (types, sources, synonyms, documentation) and
-//! ListConfigResources.
+//! ListConfigResources. WriteTxnMarkers v2's are in `txn_v2_wire.rs`.
 
 mod common;
 
@@ -140,11 +140,6 @@ const DIFFERENCES: &[(i16, Option<Versions>, &str)] = &[
         "Produce: v0-2 are refused, so not advertised (Kafka lists them only for old librdkafka)",
     ),
     (17, None, "SaslHandshake: no SASL yet (security issue)"),
-    (
-        27,
-        Some((1, 1)),
-        "WriteTxnMarkers: v2 (KIP-1228 transaction version) not yet",
-    ),
     (29, None, "DescribeAcls: no ACLs yet (security issue)"),
     (30, None, "CreateAcls: no ACLs yet (security issue)"),
     (31, None, "DeleteAcls: no ACLs yet (security issue)"),

@@ -2,8 +2,9 @@
 //! ApiVersions advertises, Produce v12 and TxnOffsetCommit v5 adding their
 //! partitions to the transaction (no AddPartitionsToTxn, no
 //! AddOffsetsToTxn), EndTxn v5 bumping the epoch, the older versions still
-//! verified (KIP-890 part 1, KIP-1050 errors), and transactional records
-//! without a transactional id refused.
+//! verified (KIP-890 part 1, KIP-1050 errors), transactional records
+//! without a transactional id refused, and WriteTxnMarkers v2 (KIP-1228):
+//! a marker of transaction version 2 must carry the bumped epoch.
 //!
 //! The requests are encoded with kafka-protocol because no client available
 //! here speaks transaction version 2: librdkafka 2.12 (the one the rdkafka
@@ -13,10 +14,13 @@
 
 mod common;
 
+use std::io::Write;
+use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use common::{
-    assert_closed, consume, raw_connect, send_request, text, Stop, TestBroker, WireClient,
+    admin_options, assert_closed, consume, raw_connect, receive_response, send_request,
+    start_cluster_with, text, Stop, TestBroker, WireClient,
 };
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::txn_offset_commit_request::{
@@ -39,6 +43,26 @@ const CONCURRENT_TRANSACTIONS: i16 = 51;
 const TRANSACTIONAL_ID_AUTHORIZATION_FAILED: i16 = 53;
 const UNSTABLE_OFFSET_COMMIT: i16 = 88;
 const TRANSACTION_ABORTABLE: i16 = 120;
+const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
+const NOT_LEADER_OR_FOLLOWER: i16 = 6;
+
+/// The cluster of the cross-broker test: one partition led by each broker.
+const NODES: usize = 3;
+/// How long a fresh cluster may take to find a coordinator or a leader.
+const CLUSTER_TIMEOUT: Duration = Duration::from_secs(60);
+const RETRY_INTERVAL: Duration = Duration::from_millis(100);
+
+/// WriteTxnMarkers v2 adds each marker's transaction version (KIP-1228);
+/// kafka-protocol stops at v1, whose response bytes v2's are.
+const WRITE_TXN_MARKERS_V2: i16 = 2;
+const WRITE_TXN_MARKERS_V1: i16 = 1;
+/// Transaction versions a marker may carry: from 2 on its coordinator ends
+/// a transaction at a bumped epoch.
+const TV1: i8 = 1;
+const TV2: i8 = 2;
+/// The largest count or string length one varint byte holds stored plus
+/// one, as compact arrays and strings store them.
+const ONE_BYTE_COMPACT_MAX: usize = 0x7e;
 
 impl WireClient {
     /// FindCoordinator for a transactional id (1) or a group (0); creates
@@ -235,6 +259,93 @@ impl WireClient {
         assert_eq!(partition.error_code, NONE, "ListOffsets");
         partition.offset
     }
+}
+
+/// One marker of a WriteTxnMarkers request, for partitions of `TOPIC`.
+#[derive(Clone)]
+struct Marker {
+    producer: (i64, i16),
+    commit: bool,
+    transaction_version: i8,
+    partitions: Vec<i32>,
+}
+
+/// A WriteTxnMarkers body at `version`, laid out by hand from Kafka's
+/// schema (kafka-protocol stops at v1): at v2 each marker's transaction
+/// version follows its coordinator epoch.
+fn write_txn_markers_body(version: i16, markers: &[Marker]) -> Vec<u8> {
+    let compact = |len: usize| {
+        assert!(len <= ONE_BYTE_COMPACT_MAX, "a length of {len}");
+        len as u8 + 1
+    };
+    let mut body = vec![compact(markers.len())];
+    for marker in markers {
+        body.extend_from_slice(&marker.producer.0.to_be_bytes());
+        body.extend_from_slice(&marker.producer.1.to_be_bytes());
+        body.push(u8::from(marker.commit));
+        body.push(compact(1));
+        body.push(compact(TOPIC.len()));
+        body.extend_from_slice(TOPIC.as_bytes());
+        body.push(compact(marker.partitions.len()));
+        for partition in &marker.partitions {
+            body.extend_from_slice(&partition.to_be_bytes());
+        }
+        body.push(0); // the topic's tagged fields
+        body.extend_from_slice(&0i32.to_be_bytes()); // coordinator epoch
+        if version >= WRITE_TXN_MARKERS_V2 {
+            body.extend_from_slice(&marker.transaction_version.to_be_bytes());
+        }
+        body.push(0); // the marker's tagged fields
+    }
+    body.push(0); // the request's tagged fields
+    body
+}
+
+/// WriteTxnMarkers at `version` on a raw connection, as a coordinator on
+/// another broker sends it: each partition's error, in request order.
+fn write_markers(
+    stream: &mut TcpStream,
+    correlation_id: i32,
+    version: i16,
+    markers: &[Marker],
+) -> Vec<i16> {
+    use kafka_protocol::protocol::Encodable;
+    let key = ApiKey::WriteTxnMarkers;
+    let mut header = RequestHeader::default();
+    header.request_api_key = key as i16;
+    header.request_api_version = version;
+    header.correlation_id = correlation_id;
+    header.client_id = Some(text("sluice-txn-v2-test"));
+    let mut frame = bytes::BytesMut::new();
+    header
+        .encode(&mut frame, key.request_header_version(version))
+        .expect("encoding the header");
+    frame.extend_from_slice(&write_txn_markers_body(version, markers));
+    let mut out = (frame.len() as i32).to_be_bytes().to_vec();
+    out.extend_from_slice(&frame);
+    stream.write_all(&out).expect("sending the request");
+    let response: WriteTxnMarkersResponse =
+        receive_response(stream, key, WRITE_TXN_MARKERS_V1, correlation_id);
+    assert_eq!(response.markers.len(), markers.len());
+    let mut errors = Vec::new();
+    for (answer, marker) in response.markers.iter().zip(markers) {
+        assert_eq!(answer.producer_id.0, marker.producer.0);
+        assert_eq!(answer.topics.len(), 1);
+        assert_eq!(answer.topics[0].name.0.as_str(), TOPIC);
+        let partitions: Vec<i32> = answer.topics[0]
+            .partitions
+            .iter()
+            .map(|partition| partition.partition_index)
+            .collect();
+        assert_eq!(partitions, marker.partitions);
+        errors.extend(
+            answer.topics[0]
+                .partitions
+                .iter()
+                .map(|partition| partition.error_code),
+        );
+    }
+    errors
 }
 
 /// An uncompressed transactional batch of `producer` at `sequence`.
@@ -660,4 +771,252 @@ fn an_empty_abort_bumps_the_epoch() {
     assert_eq!(client.produce_txn(12, ID, second, 0, 0, &[b"after"]), NONE);
     let (error, third) = client.end(ID, second, true);
     assert_eq!((error, third), (NONE, (first.0, first.1 + 2)));
+}
+
+/// WriteTxnMarkers v2 (KIP-1228), as a transaction coordinator on another
+/// broker sends it. A marker of transaction version 2 at the epoch of the
+/// transaction open in the partition is not the bumped epoch that ends it
+/// (a late or duplicate marker): refused with INVALID_PRODUCER_EPOCH, as
+/// Kafka's partition leader refuses it, and nothing is written, while the
+/// other marker of the same request is written. The same marker of version
+/// 1, or sent at v1 (which has no version), passes the older check and ends
+/// the transaction. The bumped epoch ends a transaction of version 2; that
+/// marker again, with nothing open, is a retry and is accepted (Kafka,
+/// KAFKA-19999); an older epoch is refused at any version.
+#[test]
+fn write_txn_markers_v2_refuses_a_tv2_marker_at_the_transactions_epoch() {
+    const ID: &str = "tv2-markers";
+    let broker = TestBroker::start();
+    broker.create_topic(TOPIC, 1);
+    let mut client = WireClient::new(&broker);
+    client.find_coordinator(ID, 1);
+    let producer = client.init(ID);
+    let marker = |epoch: i16, transaction_version: i8| Marker {
+        producer: (producer.0, epoch),
+        commit: false,
+        transaction_version,
+        partitions: vec![0],
+    };
+    let same = producer.1;
+    let bumped = producer.1 + 1;
+    let mut stream = raw_connect(broker.address());
+
+    assert_eq!(client.produce_txn(12, ID, producer, 0, 0, &[b"one"]), NONE);
+    let another = Marker {
+        producer: (producer.0 + 1, 0),
+        commit: true,
+        transaction_version: TV2,
+        partitions: vec![0],
+    };
+    assert_eq!(
+        write_markers(
+            &mut stream,
+            1,
+            WRITE_TXN_MARKERS_V2,
+            &[marker(same, TV2), another]
+        ),
+        vec![INVALID_PRODUCER_EPOCH, NONE]
+    );
+    assert_eq!(
+        client.log_end(0),
+        2,
+        "the batch and the other producer's marker"
+    );
+    assert_eq!(
+        write_markers(&mut stream, 2, WRITE_TXN_MARKERS_V2, &[marker(same, TV1)]),
+        vec![NONE]
+    );
+    assert_eq!(client.log_end(0), 3, "the version 1 marker is written");
+
+    // The coordinator still has the partition in the transaction: the next
+    // batch opens a transaction there again.
+    assert_eq!(client.produce_txn(12, ID, producer, 0, 1, &[b"two"]), NONE);
+    assert_eq!(
+        write_markers(&mut stream, 3, WRITE_TXN_MARKERS_V2, &[marker(same, TV2)]),
+        vec![INVALID_PRODUCER_EPOCH]
+    );
+    assert_eq!(client.log_end(0), 4, "nothing written");
+    assert_eq!(
+        write_markers(&mut stream, 4, WRITE_TXN_MARKERS_V1, &[marker(same, TV2)]),
+        vec![NONE],
+        "v1 carries no transaction version"
+    );
+    assert_eq!(client.log_end(0), 5);
+
+    assert_eq!(
+        client.produce_txn(12, ID, producer, 0, 2, &[b"three"]),
+        NONE
+    );
+    for (correlation_id, what) in [(5, "the bumped epoch"), (6, "its retry")] {
+        assert_eq!(
+            write_markers(
+                &mut stream,
+                correlation_id,
+                WRITE_TXN_MARKERS_V2,
+                &[marker(bumped, TV2)]
+            ),
+            vec![NONE],
+            "{what}"
+        );
+    }
+    assert_eq!(client.log_end(0), 8);
+    for (correlation_id, version, transaction_version) in [
+        (7, WRITE_TXN_MARKERS_V2, TV2),
+        (8, WRITE_TXN_MARKERS_V2, TV1),
+        (9, WRITE_TXN_MARKERS_V1, TV1),
+    ] {
+        assert_eq!(
+            write_markers(
+                &mut stream,
+                correlation_id,
+                version,
+                &[marker(same, transaction_version)]
+            ),
+            vec![INVALID_PRODUCER_EPOCH],
+            "an older epoch at v{version}, transaction version {transaction_version}"
+        );
+    }
+    assert_eq!(client.log_end(0), 8);
+
+    // Every transaction here was aborted: a read_committed consumer reads
+    // only the plain record after them.
+    let committed = {
+        let errors = client.produce(9, None, vec![(0, build_batch(2, &[b"end"]))]);
+        assert_eq!(errors, vec![NONE]);
+        let consumer = broker.consumer(&[("isolation.level", "read_committed")]);
+        consume(
+            &consumer,
+            TOPIC,
+            &[0],
+            Offset::Beginning,
+            Duration::from_secs(30),
+            |records| {
+                records
+                    .iter()
+                    .any(|record| record.value.as_deref() == Some(&b"end"[..]))
+            },
+        )
+    };
+    let values: Vec<Option<Vec<u8>>> = committed.into_iter().map(|record| record.value).collect();
+    assert_eq!(
+        values,
+        vec![Some(b"end".to_vec())],
+        "every transaction aborted"
+    );
+}
+
+/// A transaction of version 2 whose partitions are led by other brokers
+/// than its coordinator: the coordinator sends each leader WriteTxnMarkers
+/// v2 with transaction version 2 and the epoch bumped at the end, which
+/// passes the leader's check (above the transaction's epoch), so every
+/// partition gets its marker; the next transaction at the bumped epoch
+/// commits the same way. Markers at the transaction's own epoch would be
+/// refused, the partitions would stay open and read_committed would see
+/// nothing.
+#[test]
+fn tv2_markers_to_other_brokers_carry_the_bumped_epoch() {
+    const ID: &str = "tv2-across";
+    let brokers = start_cluster_with(NODES, &[]);
+    let replicas: Vec<[i32; 1]> = (1..=NODES as i32).map(|node| [node]).collect();
+    let assignment: Vec<&[i32]> = replicas.iter().map(|replica| &replica[..]).collect();
+    let topic = rdkafka::admin::NewTopic::new(
+        TOPIC,
+        NODES as i32,
+        rdkafka::admin::TopicReplication::Variable(&assignment),
+    );
+    let created = futures_lite::future::block_on(
+        brokers[0].admin().create_topics(&[topic], &admin_options()),
+    )
+    .expect("CreateTopics answered");
+    assert!(created[0].is_ok(), "{created:?}");
+
+    // The coordinator, from any broker once the state topic has leaders.
+    let mut any = WireClient::new(&brokers[0]);
+    let deadline = Instant::now() + CLUSTER_TIMEOUT;
+    let coordinator = loop {
+        let mut request = FindCoordinatorRequest::default();
+        request.key = text(ID);
+        request.key_type = 1;
+        let response: FindCoordinatorResponse = any.call(ApiKey::FindCoordinator, 3, &request);
+        if response.error_code == NONE {
+            break response.node_id.0;
+        }
+        assert!(Instant::now() < deadline, "no coordinator: {response:?}");
+        std::thread::sleep(RETRY_INTERVAL);
+    };
+    let node_index = |node: i32| usize::try_from(node - 1).expect("node ids start at 1");
+    let mut coordinator_client = WireClient::new(&brokers[node_index(coordinator)]);
+    let mut leaders: Vec<WireClient> = brokers.iter().map(WireClient::new).collect();
+    let mut producer = coordinator_client.init(ID);
+    for transaction in 0..2 {
+        for (partition, leader) in leaders.iter_mut().enumerate() {
+            let partition = partition as i32;
+            let value = format!("txn-{transaction}-{partition}");
+            let deadline = Instant::now() + CLUSTER_TIMEOUT;
+            loop {
+                let error = leader.produce_txn(12, ID, producer, partition, 0, &[value.as_bytes()]);
+                // A leader that has not learnt of the partition yet, a
+                // coordinator still loading, or the previous transaction's
+                // markers still being written: a client retries these.
+                let retriable = [
+                    UNKNOWN_TOPIC_OR_PARTITION,
+                    NOT_LEADER_OR_FOLLOWER,
+                    COORDINATOR_LOAD_IN_PROGRESS,
+                    COORDINATOR_NOT_AVAILABLE,
+                    NOT_COORDINATOR,
+                    CONCURRENT_TRANSACTIONS,
+                ];
+                if retriable.contains(&error) && Instant::now() < deadline {
+                    std::thread::sleep(RETRY_INTERVAL);
+                    continue;
+                }
+                assert_eq!(
+                    error, NONE,
+                    "transaction {transaction}, partition {partition}"
+                );
+                break;
+            }
+        }
+        let (error, next) = coordinator_client.end(ID, producer, true);
+        assert_eq!(error, NONE, "commit of transaction {transaction}");
+        assert_eq!(
+            next,
+            (producer.0, producer.1 + 1),
+            "EndTxn v5 bumps the epoch"
+        );
+        producer = next;
+    }
+
+    // Each partition, on its own leader: two records and two commit
+    // markers, every transaction ended.
+    for (partition, leader) in leaders.iter_mut().enumerate() {
+        let deadline = Instant::now() + CLUSTER_TIMEOUT;
+        while leader.log_end(partition as i32) < 4 && Instant::now() < deadline {
+            std::thread::sleep(RETRY_INTERVAL);
+        }
+        assert_eq!(leader.log_end(partition as i32), 4, "partition {partition}");
+    }
+    let partitions: Vec<i32> = (0..NODES as i32).collect();
+    let consumer = brokers[0].consumer(&[("isolation.level", "read_committed")]);
+    let records = consume(
+        &consumer,
+        TOPIC,
+        &partitions,
+        Offset::Beginning,
+        CLUSTER_TIMEOUT,
+        |records| records.len() == 2 * NODES,
+    );
+    let mut values: Vec<String> = records
+        .iter()
+        .map(|record| {
+            String::from_utf8_lossy(record.value.as_deref().unwrap_or_default()).into_owned()
+        })
+        .collect();
+    values.sort();
+    let expected: Vec<String> = (0..2)
+        .flat_map(|transaction| {
+            (0..NODES).map(move |partition| format!("txn-{transaction}-{partition}"))
+        })
+        .collect();
+    assert_eq!(values, expected);
 }

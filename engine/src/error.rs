@@ -48,6 +48,11 @@ impl std::error::Error for StorageError {}
 pub enum ProducerError {
     /// The batch's epoch is older than the producer's current one.
     InvalidEpoch { current: i16, got: i16 },
+    /// A marker of a transaction version that bumps the epoch at every
+    /// transaction end (KIP-1228) carrying the producer's current epoch
+    /// while a transaction of that epoch is open: not the bumped epoch
+    /// that ends it, so a late or duplicate marker of an earlier one.
+    MarkerEpochNotBumped { current: i16, got: i16 },
     /// The sequence is not the next one expected.
     OutOfOrderSequence { expected: i32, got: i32 },
     /// A retried batch came together with other batches: a duplicate is
@@ -65,6 +70,11 @@ impl fmt::Display for ProducerError {
                     "producer epoch {got} is older than the current epoch {current}"
                 )
             }
+            ProducerError::MarkerEpochNotBumped { current, got } => write!(
+                f,
+                "marker epoch {got} is not above the epoch {current} of the open transaction \
+                 (transaction version 2 ends a transaction at a bumped epoch)"
+            ),
             ProducerError::OutOfOrderSequence { expected, got } => {
                 write!(f, "sequence {got} is out of order, expected {expected}")
             }

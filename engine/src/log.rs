@@ -1239,11 +1239,26 @@ impl<S: Storage> PartitionLog<S> {
     ///
     /// A marker whose producer epoch is older than the producer's is
     /// refused (`ProducerError::InvalidEpoch`); a newer epoch becomes the
-    /// producer's. A marker for a producer with no transaction open here is
-    /// still written (the coordinator sends markers to every partition it
-    /// was told of): it moves the epoch and the coordinator epoch but ends
-    /// nothing, so an abort adds no aborted-index entry.
+    /// producer's. A marker of transaction version 2 or later at the
+    /// producer's epoch is refused too while a transaction is open here
+    /// (`ProducerError::MarkerEpochNotBumped`, KIP-1228): its coordinator
+    /// ends a transaction at a bumped epoch. A marker for a producer with no
+    /// transaction open here is still written (the coordinator sends markers
+    /// to every partition it was told of): it moves the epoch and the
+    /// coordinator epoch but ends nothing, so an abort adds no aborted-index
+    /// entry.
     pub fn append_marker(&self, marker: TxnMarker) -> Result<Appended, AppendError> {
+        if marker.bumps_epoch() {
+            // Checked here, not in `append`: the version is the request's,
+            // not the batch's, and a follower copying the leader's marker
+            // has only the batch (the leader checked it).
+            let inner = self.inner.borrow();
+            inner.check_writable()?;
+            inner
+                .producers
+                .check_bumped_marker(marker.producer_id, marker.producer_epoch)
+                .map_err(AppendError::Producer)?;
+        }
         let bytes = Bytes::from(txn::build_control_batch(&marker, now_ms()));
         let header = batch::validate(&bytes, usize::MAX)?;
         self.append(&[(header, bytes)])
@@ -3962,6 +3977,7 @@ mod tests {
                 producer_epoch: 2,
                 commit: false,
                 coordinator_epoch: 0,
+                transaction_version: 0,
             };
             let marker = as_leader_stored(txn::build_control_batch(&marker, 0), 4, 1);
             log.append_replica(&[marker]).await.expect("contiguous");

@@ -195,6 +195,30 @@ impl ProducerState {
         Ok(SequenceCheck::Accept)
     }
 
+    /// What a marker of a transaction version that bumps the epoch at every
+    /// transaction end (KIP-1228, [`crate::TxnMarker::bumps_epoch`]) must
+    /// pass besides [`ProducerState::check`]: its epoch is the bumped one,
+    /// above that of the transaction it ends, so one at the producer's
+    /// current epoch while a transaction is open here is late or a
+    /// duplicate, and would end the open transaction it does not belong
+    /// to. At that epoch with no transaction open it is a retry of a marker
+    /// already written (a coordinator that lost the answer, or reloaded a
+    /// decided transaction and writes its markers again): accepted, ending
+    /// nothing, as Kafka does (KAFKA-19999), since refusing it would leave
+    /// that coordinator retrying for good. An older epoch is `check`'s
+    /// refusal.
+    pub fn check_bumped_marker(&self, producer_id: i64, epoch: i16) -> Result<(), ProducerError> {
+        match self.producers.get(&producer_id) {
+            Some(entry) if epoch == entry.epoch && entry.txn_first_offset.is_some() => {
+                Err(ProducerError::MarkerEpochNotBumped {
+                    current: entry.epoch,
+                    got: epoch,
+                })
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// Records an appended batch. A transactional data batch opens the
     /// producer's transaction on this partition (or extends it); a control
     /// batch goes through [`ProducerState::record_marker`] instead, or, if
@@ -323,6 +347,48 @@ mod tests {
         ));
         let new_epoch = header(7, 1, 0, 1);
         assert_eq!(state.check(&new_epoch), Ok(SequenceCheck::Accept));
+    }
+
+    /// KIP-1228: a transaction version 2 marker at the epoch of the
+    /// transaction open here is refused; the bumped epoch ends it, and the
+    /// same epoch again once it ended is a retry, accepted.
+    #[test]
+    fn a_bumped_marker_must_be_above_the_open_transactions_epoch() {
+        let mut state = ProducerState::default();
+        assert_eq!(state.check_bumped_marker(7, 3), Ok(()), "unknown producer");
+        let values: [&[u8]; 1] = [b"v"];
+        let data = validate(
+            &build_batch_with(
+                BuildBatch {
+                    producer_id: 7,
+                    producer_epoch: 3,
+                    base_sequence: 0,
+                    attributes: crate::batch::attributes::TRANSACTIONAL,
+                    ..BuildBatch::default()
+                },
+                &values,
+            ),
+            usize::MAX,
+        )
+        .unwrap();
+        state.record(&data, 10);
+        assert_eq!(
+            state.check_bumped_marker(7, 3),
+            Err(ProducerError::MarkerEpochNotBumped { current: 3, got: 3 })
+        );
+        assert_eq!(state.check_bumped_marker(7, 4), Ok(()));
+        assert_eq!(state.check_bumped_marker(8, 3), Ok(()), "another producer");
+        let marker = crate::txn::TxnMarker {
+            producer_id: 7,
+            producer_epoch: 4,
+            commit: true,
+            coordinator_epoch: 0,
+            transaction_version: crate::txn::TxnMarker::EPOCH_BUMP_TRANSACTION_VERSION,
+        };
+        let bytes = crate::txn::build_control_batch(&marker, 11);
+        let control = crate::txn::parse_control_batch(&bytes).unwrap();
+        state.record_marker(&validate(&bytes, usize::MAX).unwrap(), 11, control);
+        assert_eq!(state.check_bumped_marker(7, 4), Ok(()), "a retry");
     }
 
     #[test]

@@ -51,9 +51,30 @@ pub struct TxnMarker {
     /// Commit (`true`) or abort (`false`).
     pub commit: bool,
     pub coordinator_epoch: i32,
+    /// Kafka's `transaction.version` of the transaction the marker ends
+    /// (KIP-1228; WriteTxnMarkers v2 carries it, older requests mean 0). It
+    /// is not written into the control batch: it only decides how strictly
+    /// the partition checks the marker's producer epoch, see
+    /// [`TxnMarker::bumps_epoch`].
+    pub transaction_version: i8,
 }
 
 impl TxnMarker {
+    /// The first transaction version whose coordinator bumps the producer
+    /// epoch at every transaction end (KIP-890 part 2).
+    pub const EPOCH_BUMP_TRANSACTION_VERSION: i8 = 2;
+
+    /// Whether the marker's epoch is the one its coordinator bumped at the
+    /// transaction's end, above the epoch of every batch of the
+    /// transaction. A partition then refuses one at the epoch of the
+    /// transaction open there (a late or duplicate marker, which would
+    /// otherwise end a transaction it does not belong to); the older
+    /// versions end a transaction at its own epoch, so only an older epoch
+    /// is refused.
+    pub fn bumps_epoch(&self) -> bool {
+        self.transaction_version >= Self::EPOCH_BUMP_TRANSACTION_VERSION
+    }
+
     pub fn control_type(&self) -> ControlType {
         if self.commit {
             ControlType::Commit
@@ -263,6 +284,7 @@ mod tests {
             producer_epoch: 7,
             commit,
             coordinator_epoch: 13,
+            transaction_version: 0,
         }
     }
 

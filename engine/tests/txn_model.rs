@@ -2,8 +2,8 @@
 //!
 //! Random sequences of transactional and plain appends, commit and abort
 //! markers (with the producer's epoch, a bumped one, or a stale one that must
-//! be fenced), DeleteRecords and retention, truncations, clean restarts and
-//! power losses through
+//! be fenced; of transaction version 0 or 2), DeleteRecords and retention,
+//! truncations, clean restarts and power losses through
 //! `MemStorage::crash` run against `PartitionLog<MemStorage>` and against a
 //! plain model: the list of batches in the log, the log start (DeleteRecords)
 //! and the first offset retention kept. From those alone the
@@ -382,28 +382,46 @@ impl Run {
     }
 
     /// A coordinator ends a transaction: with the producer's epoch, a bumped
-    /// one, or (to be fenced) an older one.
+    /// one, or (to be fenced) an older one; of transaction version 0 or 2,
+    /// where a version 2 marker at the epoch of a transaction open here is
+    /// not the bumped one that ends it, and is refused (KIP-1228).
     fn marker(&mut self) {
         let producer_id = self.pick_producer();
         let derived = self.model.derive();
-        let current = derived.producers.get(&producer_id).map(|p| p.epoch);
+        let producer = derived.producers.get(&producer_id);
+        let current = producer.map(|p| p.epoch);
+        let open = producer.is_some_and(|p| p.txn_first_offset.is_some());
         let (epoch, fenced) = match (current, self.rng.below(10)) {
             (Some(epoch), 0) if epoch > 0 => (epoch - 1, true),
             (Some(epoch), 1..=3) => (epoch + 1, false),
             (Some(epoch), _) => (epoch, false),
             (None, _) => (self.rng.between(0, 3) as i16, false),
         };
+        let transaction_version = if self.rng.percent(50) {
+            TxnMarker::EPOCH_BUMP_TRANSACTION_VERSION
+        } else {
+            0
+        };
+        let not_bumped = transaction_version >= TxnMarker::EPOCH_BUMP_TRANSACTION_VERSION
+            && current == Some(epoch)
+            && open;
         let marker = TxnMarker {
             producer_id,
             producer_epoch: epoch,
             commit: self.rng.percent(50),
             coordinator_epoch: self.rng.between(0, 5) as i32,
+            transaction_version,
         };
-        self.trace
-            .push(format!("marker {marker:?} (fenced {fenced})"));
+        self.trace.push(format!(
+            "marker {marker:?} (fenced {fenced}, not bumped {not_bumped})"
+        ));
         match self.log.append_marker(marker) {
             Ok(appended) => {
                 assert!(!fenced, "a marker with a stale epoch was accepted");
+                assert!(
+                    !not_bumped,
+                    "a version 2 marker at the open transaction's epoch was accepted"
+                );
                 let batch = self.model.push(
                     1,
                     Kind::Marker {
@@ -418,6 +436,12 @@ impl Run {
             }
             Err(AppendError::Producer(ProducerError::InvalidEpoch { current, got })) => {
                 assert!(fenced, "marker refused: epoch {got} < {current}");
+            }
+            Err(AppendError::Producer(ProducerError::MarkerEpochNotBumped { current, got })) => {
+                assert!(
+                    not_bumped,
+                    "marker refused: epoch {got} not above {current}"
+                );
             }
             Err(error) => panic!("marker append failed: {error}"),
         }
@@ -756,6 +780,7 @@ fn aborted_index_follows_its_segment() {
                 producer_epoch: 0,
                 commit: false,
                 coordinator_epoch: 0,
+                transaction_version: 0,
             };
             let marker = log.append_marker(abort).expect("marker").base_offset.0;
             // A second abort ends nothing: no entry with a made-up start.
@@ -872,6 +897,7 @@ fn txn_guard_is_voided_by_the_producers_marker() {
                 producer_epoch: 0,
                 commit: false,
                 coordinator_epoch: 0,
+                transaction_version: 0,
             };
             // Nothing happened meanwhile: the guard holds.
             let quiet = log.txn_guard(1);

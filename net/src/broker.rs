@@ -31,9 +31,7 @@ use crate::constants::{
     TXN_ADD_RETRY_BACKOFF_MS_MAX, TXN_ADD_RETRY_BACKOFF_MS_MIN, TXN_ADD_RETRY_TOTAL_MS_MAX,
     TXN_MARKER_ACK_TIMEOUT,
 };
-use crate::errors::{
-    append_error_code, batch_error_code, code, marker_append_error_code, read_error_code,
-};
+use crate::errors::{append_error_code, batch_error_code, code, read_error_code};
 use crate::topic_config;
 
 /// A partition as the mesh addresses it.
@@ -1266,8 +1264,9 @@ impl Broker {
     /// Writes one transaction marker to `topic`/`partition`, on whichever
     /// shard owns it, and waits until it is durable. Returns a Kafka error
     /// code: NONE, UNKNOWN_TOPIC_OR_PARTITION, NOT_LEADER_OR_FOLLOWER,
-    /// PRODUCER_FENCED (the marker's epoch is older than the producer's),
-    /// KAFKA_STORAGE_ERROR.
+    /// INVALID_PRODUCER_EPOCH (the marker's epoch is older than the
+    /// producer's, or, at transaction version 2, not above the epoch of the
+    /// transaction open there), KAFKA_STORAGE_ERROR.
     pub async fn write_marker(&self, topic: &str, partition: i32, marker: TxnMarker) -> i16 {
         let codes = self
             .write_markers(vec![(topic.to_string(), partition, marker)])
@@ -1396,7 +1395,7 @@ impl Broker {
                 }
                 Err(error) => {
                     tracing::debug!(%error, %topic, partition, "transaction marker refused");
-                    codes.push(marker_append_error_code(&error));
+                    codes.push(append_error_code(&error));
                 }
             }
         }

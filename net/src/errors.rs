@@ -96,7 +96,13 @@ pub mod code {
 pub fn append_error_code(error: &AppendError) -> i16 {
     match error {
         AppendError::Batch(batch) => batch_error_code(batch),
-        AppendError::Producer(ProducerError::InvalidEpoch { .. }) => code::INVALID_PRODUCER_EPOCH,
+        // A marker's too: Kafka's partition leader refuses both with
+        // InvalidProducerEpochException, which a WriteTxnMarkers answer
+        // carries as INVALID_PRODUCER_EPOCH (and Kafka's coordinator then
+        // stops sending that transaction's markers).
+        AppendError::Producer(
+            ProducerError::InvalidEpoch { .. } | ProducerError::MarkerEpochNotBumped { .. },
+        ) => code::INVALID_PRODUCER_EPOCH,
         AppendError::Producer(ProducerError::OutOfOrderSequence { .. }) => {
             code::OUT_OF_ORDER_SEQUENCE_NUMBER
         }
@@ -108,17 +114,6 @@ pub fn append_error_code(error: &AppendError) -> i16 {
         // Only a follower's copy of its leader's batches can be out of
         // place: it must find where its log and the leader's part.
         AppendError::NotContiguous { .. } => code::OFFSET_OUT_OF_RANGE,
-    }
-}
-
-/// The Kafka error code for a failed transaction-marker append. A marker
-/// with an older producer epoch comes from a fenced coordinator or producer:
-/// Kafka answers PRODUCER_FENCED there (produce requests get
-/// INVALID_PRODUCER_EPOCH instead, see [`append_error_code`]).
-pub fn marker_append_error_code(error: &AppendError) -> i16 {
-    match error {
-        AppendError::Producer(ProducerError::InvalidEpoch { .. }) => code::PRODUCER_FENCED,
-        other => append_error_code(other),
     }
 }
 

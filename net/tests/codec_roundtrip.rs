@@ -19,6 +19,7 @@ use std::fmt::Debug;
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use sluice_net::codec::write_txn_markers::TRANSACTION_VERSION_DEFAULT;
 use sluice_net::codec::{
     decode_request, decode_request_header, supported_versions, DecodeError, Request, SUPPORTED_APIS,
 };
@@ -1517,9 +1518,15 @@ const SAME_WIRE_AS: &[(ApiKey, i16, i16)] = &[(ApiKey::ListOffsets, 11, 10)];
 
 /// Versions newer than kafka-protocol knows, with bytes of their own: no
 /// reference encoder to compare with, so the codec's unit tests cover them
-/// (`net/src/codec/offset_commit.rs`, `offset_fetch.rs`): topic ids in
-/// place of names (KIP-848).
-const BEYOND_THE_CRATE: &[(ApiKey, i16)] = &[(ApiKey::OffsetCommit, 10), (ApiKey::OffsetFetch, 10)];
+/// (`net/src/codec/offset_commit.rs`, `offset_fetch.rs`: topic ids in place
+/// of names, KIP-848; `write_txn_markers.rs` and the peer encoder's round
+/// trip in `net/src/glommio_client/protocol.rs`: a transaction version per
+/// marker, KIP-1228).
+const BEYOND_THE_CRATE: &[(ApiKey, i16)] = &[
+    (ApiKey::OffsetCommit, 10),
+    (ApiKey::OffsetFetch, 10),
+    (ApiKey::WriteTxnMarkers, 2),
+];
 
 macro_rules! api_test {
     ($test:ident, $variant:ident, $generate:ident) => {
@@ -1617,7 +1624,29 @@ api_test!(
 );
 api_test!(add_offsets_to_txn, AddOffsetsToTxn, gen_add_offsets_to_txn);
 api_test!(end_txn, EndTxn, gen_end_txn);
-api_test!(write_txn_markers, WriteTxnMarkers, gen_write_txn_markers);
+
+/// WriteTxnMarkers decodes to kafka-protocol's request with each marker's
+/// transaction version beside it: below v2, the versions compared with the
+/// crate here, every one is the schema's default.
+#[test]
+fn write_txn_markers() {
+    Api {
+        key: ApiKey::WriteTxnMarkers,
+        generate: gen_write_txn_markers,
+        unwrap: |request| match request {
+            Request::WriteTxnMarkers(inner) => {
+                assert_eq!(
+                    inner.transaction_versions,
+                    vec![TRANSACTION_VERSION_DEFAULT; inner.request.markers.len()]
+                );
+                Some(inner.request)
+            }
+            _ => None,
+        },
+    }
+    .run();
+}
+
 api_test!(txn_offset_commit, TxnOffsetCommit, gen_txn_offset_commit);
 api_test!(
     describe_producers,

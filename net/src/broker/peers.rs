@@ -22,10 +22,14 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::{Encodable, StrBytes};
 
 use super::{Broker, MarkerEntry};
+use crate::codec::write_txn_markers::WriteTxnMarkers;
 use crate::constants::{PEER_CONNECT_TIMEOUT, PEER_IN_FLIGHT, PEER_REQUEST_TIMEOUT};
 use crate::errors::code;
-use crate::glommio_client::connection::{Connection, ConnectionConfig};
-use crate::glommio_client::protocol::{decode_add_partitions_to_txn, decode_write_txn_markers};
+use crate::glommio_client::connection::{self, Connection, ConnectionConfig};
+use crate::glommio_client::error::ClientError;
+use crate::glommio_client::protocol::{
+    decode_add_partitions_to_txn, decode_write_txn_markers, encode_write_txn_markers,
+};
 
 /// This shard's connections to other brokers, by node id.
 #[derive(Default)]
@@ -70,6 +74,20 @@ impl Broker {
         api: ApiKey,
         request: &R,
     ) -> Result<(i16, Bytes), String> {
+        self.call_peer_with(node, api, |version| {
+            connection::encode(api, version, request)
+        })
+        .await
+    }
+
+    /// As [`Broker::call_peer`], with a body `encode_at` writes for the
+    /// version agreed with the peer.
+    async fn call_peer_with(
+        &self,
+        node: i32,
+        api: ApiKey,
+        encode_at: impl FnOnce(i16) -> Result<Bytes, ClientError>,
+    ) -> Result<(i16, Bytes), String> {
         let known = self
             .peers
             .connections
@@ -89,7 +107,7 @@ impl Broker {
             }
         };
         connection
-            .call(api, request)
+            .call_with(api, encode_at)
             .await
             .map_err(|error| error.to_string())
     }
@@ -98,7 +116,10 @@ impl Broker {
     /// one marker entry per partition so that answers match by position).
     /// One Kafka error code per marker, in order; a broker that cannot be
     /// reached or answers badly gives NOT_LEADER_OR_FOLLOWER to all, which
-    /// the coordinator retries after the metadata moves on.
+    /// the coordinator retries after the metadata moves on. A peer that
+    /// speaks v2 gets each marker's transaction version (KIP-1228); to one
+    /// that stops at v1 the markers are of version 0, which a bumped epoch
+    /// passes as well.
     pub(super) async fn write_markers_remote(
         &self,
         node: i32,
@@ -120,8 +141,17 @@ impl Broker {
                 written
             })
             .collect();
+        let request = WriteTxnMarkers {
+            request,
+            transaction_versions: markers
+                .iter()
+                .map(|(_, _, marker)| marker.transaction_version)
+                .collect(),
+        };
         let answer = self
-            .call_peer(node, ApiKey::WriteTxnMarkers, &request)
+            .call_peer_with(node, ApiKey::WriteTxnMarkers, |version| {
+                encode_write_txn_markers(version, &request)
+            })
             .await
             .and_then(|(version, body)| {
                 decode_write_txn_markers(version, body).map_err(|error| error.to_string())

@@ -179,6 +179,7 @@ fn open_and_aborted_transactions_through_the_broker() {
                 producer_epoch: 1,
                 commit: false,
                 coordinator_epoch: 0,
+                transaction_version: 0,
             };
             assert_eq!(broker.write_marker(TOPIC, 0, abort).await, code::NONE);
             let committed = read(&broker, 0, true).await;
@@ -195,15 +196,15 @@ fn open_and_aborted_transactions_through_the_broker() {
             assert!(past.aborted_transactions.is_empty(), "the abort lies below");
             assert_eq!(latest(&broker, true).await, 9);
 
-            // The old epoch is fenced: markers get PRODUCER_FENCED, produce
-            // requests INVALID_PRODUCER_EPOCH.
+            // The old epoch is fenced: markers and produce requests get
+            // INVALID_PRODUCER_EPOCH, as from Kafka's partition leader.
             let stale = TxnMarker {
                 producer_epoch: 0,
                 ..abort
             };
             assert_eq!(
                 broker.write_marker(TOPIC, 0, stale).await,
-                code::PRODUCER_FENCED
+                code::INVALID_PRODUCER_EPOCH
             );
             let fenced = produce(&broker, transactional(0, 2, 1)).await;
             assert_eq!(fenced.error_code, code::INVALID_PRODUCER_EPOCH);

@@ -54,7 +54,7 @@
 //! | ListTransactions (66) | 0–1 | DeleteRecords (21) | 0–2 |
 //! | OffsetForLeaderEpoch (23) | 2–4 | SaslHandshake (17) | 0–1 |
 //! | SaslAuthenticate (36) | 0–2 | DescribeQuorum (55) | 0–2 |
-//! | WriteTxnMarkers (27) | 1 | AlterPartitionReassignments (45) | 0–1 |
+//! | WriteTxnMarkers (27) | 1–2 | AlterPartitionReassignments (45) | 0–1 |
 //! | ListPartitionReassignments (46) | 0 | ElectLeaders (43) | 0–2 |
 //! | DescribeTopicPartitions (75) | 0 | ListConfigResources (74) | 0–1 |
 
@@ -77,7 +77,6 @@ use kafka_protocol::messages::{
     ListTransactionsRequest, MetadataRequest, OffsetCommitRequest, OffsetDeleteRequest,
     OffsetFetchRequest, OffsetForLeaderEpochRequest, ProduceRequest, RequestHeader,
     SaslAuthenticateRequest, SaslHandshakeRequest, SyncGroupRequest, TxnOffsetCommitRequest,
-    WriteTxnMarkersRequest,
 };
 use kafka_protocol::protocol::StrBytes;
 use uuid::Uuid;
@@ -789,7 +788,9 @@ pub enum Request {
     AddPartitionsToTxn(AddPartitionsToTxnRequest),
     AddOffsetsToTxn(AddOffsetsToTxnRequest),
     EndTxn(EndTxnRequest),
-    WriteTxnMarkers(WriteTxnMarkersRequest),
+    /// kafka-protocol's request stops at v1: v2's transaction versions
+    /// come beside it.
+    WriteTxnMarkers(write_txn_markers::WriteTxnMarkers),
     TxnOffsetCommit(TxnOffsetCommitRequest),
     DescribeProducers(DescribeProducersRequest),
     DescribeTransactions(DescribeTransactionsRequest),

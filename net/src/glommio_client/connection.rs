@@ -417,8 +417,20 @@ impl Connection {
         api: ApiKey,
         request: &R,
     ) -> Result<(i16, Bytes), ClientError> {
+        self.call_with(api, |version| encode(api, version, request))
+            .await
+    }
+
+    /// Sends a request whose body `encode_at` writes for the agreed version
+    /// (for versions `kafka-protocol` does not know) and waits for the
+    /// response.
+    pub async fn call_with(
+        &self,
+        api: ApiKey,
+        encode_at: impl FnOnce(i16) -> Result<Bytes, ClientError>,
+    ) -> Result<(i16, Bytes), ClientError> {
         let version = self.version(api)?;
-        let body = encode(api, version, request)?;
+        let body = encode_at(version)?;
         let slot = self.slot().await?;
         let in_flight = self.send(slot, api, version, vec![body], true).await?;
         Ok((version, in_flight.response().await?))

@@ -1,6 +1,7 @@
 //! The client's side of the wire format: the API versions it speaks, a
 //! scatter-gather Produce request encoder, and bounds-checked decoders for
-//! every response it reads.
+//! every response it reads, and an encoder for WriteTxnMarkers, whose v2
+//! kafka-protocol does not know.
 //!
 //! Responses are decoded here with [`crate::codec::Reader`] rather than with
 //! `kafka-protocol`'s decoders, which size arrays from the wire before
@@ -8,14 +9,19 @@
 //! that can send garbage, and a benchmark client must survive a broken one.
 //! Each decoder reads exactly the fields of its version and insists that
 //! nothing is left over. Record sets stay zero-copy slices of the frame.
-//! Requests other than Produce are encoded with `kafka-protocol`'s encoders,
-//! which only write.
+//! Requests other than Produce and WriteTxnMarkers are encoded with
+//! `kafka-protocol`'s encoders, which only write.
+
+use std::collections::BTreeMap;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::ApiKey;
 use kafka_protocol::protocol::StrBytes;
 
 use super::error::ClientError;
+use crate::codec::write_txn_markers::{
+    WriteTxnMarkers, TRANSACTION_VERSION_MIN, WRITE_TXN_MARKERS_VERSIONS,
+};
 use crate::codec::{DecodeError, Reader};
 
 /// The versions of each API this client builds requests for and decodes
@@ -38,9 +44,9 @@ pub const CLIENT_API_VERSIONS: &[(ApiKey, i16, i16)] = &[
     // v3 carries the replica id a follower sends; v4 is flexible.
     (ApiKey::OffsetForLeaderEpoch, 3, 4),
     // Between brokers: a coordinator's markers to partitions led elsewhere
-    // (Kafka 4 has only v1), and a leader's transaction check (the batched
-    // versions).
-    (ApiKey::WriteTxnMarkers, 1, 1),
+    // (Kafka 4 dropped v0; v2 tells each marker's transaction version), and
+    // a leader's transaction check (the batched versions).
+    (ApiKey::WriteTxnMarkers, 1, 2),
     (ApiKey::AddPartitionsToTxn, 4, 5),
 ];
 
@@ -550,9 +556,85 @@ pub fn decode_delete_topics(version: i16, body: Bytes) -> Result<Vec<TopicResult
     Ok(topics)
 }
 
-/// Decodes a WriteTxnMarkers response, v1 (flexible; Kafka 4 has only
-/// v1): every partition's error code, in the order of the response, which
-/// lists the request's markers, topics and partitions in order.
+/// Writes `value` as an unsigned varint: seven bits a byte, the lowest
+/// first, the high bit set on every byte but the last.
+fn put_unsigned_varint(out: &mut BytesMut, mut value: u32) {
+    while value >= 0x80 {
+        out.put_u8((value & 0x7f) as u8 | 0x80);
+        value >>= 7;
+    }
+    out.put_u8(value as u8);
+}
+
+/// Encodes a WriteTxnMarkers request at `version` (1 or 2, both flexible;
+/// v2 adds each marker's TransactionVersion after its coordinator epoch,
+/// KIP-1228). v1's bytes are kafka-protocol's; the unit tests compare.
+pub fn encode_write_txn_markers(
+    version: i16,
+    request: &WriteTxnMarkers,
+) -> Result<Bytes, ClientError> {
+    let api = ApiKey::WriteTxnMarkers;
+    let failed = |message: String| ClientError::Encode {
+        api,
+        version,
+        message,
+    };
+    let (min, max) = WRITE_TXN_MARKERS_VERSIONS;
+    if !(min..=max).contains(&version) {
+        return Err(failed("no such version".to_string()));
+    }
+    // A compact array's or string's length, stored plus one.
+    let compact_length = |out: &mut BytesMut, len: usize, what: &str| {
+        let stored = u32::try_from(len)
+            .ok()
+            .and_then(|len| len.checked_add(1))
+            .ok_or_else(|| failed(format!("{len} {what} do not fit a compact length")))?;
+        put_unsigned_varint(out, stored);
+        Ok(())
+    };
+    let tagged_fields = |out: &mut BytesMut, fields: &BTreeMap<i32, Bytes>| {
+        let count = u32::try_from(fields.len())
+            .map_err(|_| failed(format!("{} tagged fields", fields.len())))?;
+        put_unsigned_varint(out, count);
+        for (tag, value) in fields {
+            let tag = u32::try_from(*tag).map_err(|_| failed(format!("tag {tag}")))?;
+            let len = u32::try_from(value.len())
+                .map_err(|_| failed(format!("a tagged field of {} bytes", value.len())))?;
+            put_unsigned_varint(out, tag);
+            put_unsigned_varint(out, len);
+            out.put_slice(value);
+        }
+        Ok(())
+    };
+    let mut out = BytesMut::new();
+    compact_length(&mut out, request.request.markers.len(), "markers")?;
+    for (marker, transaction_version) in request.markers() {
+        out.put_i64(marker.producer_id.0);
+        out.put_i16(marker.producer_epoch);
+        out.put_u8(u8::from(marker.transaction_result));
+        compact_length(&mut out, marker.topics.len(), "topics")?;
+        for topic in &marker.topics {
+            compact_length(&mut out, topic.name.len(), "name bytes")?;
+            out.put_slice(topic.name.as_bytes());
+            compact_length(&mut out, topic.partition_indexes.len(), "partitions")?;
+            for partition in &topic.partition_indexes {
+                out.put_i32(*partition);
+            }
+            tagged_fields(&mut out, &topic.unknown_tagged_fields)?;
+        }
+        out.put_i32(marker.coordinator_epoch);
+        if version >= TRANSACTION_VERSION_MIN {
+            out.put_i8(transaction_version);
+        }
+        tagged_fields(&mut out, &marker.unknown_tagged_fields)?;
+    }
+    tagged_fields(&mut out, &request.request.unknown_tagged_fields)?;
+    Ok(out.freeze())
+}
+
+/// Decodes a WriteTxnMarkers response, v1 or v2 (the same layout, flexible):
+/// every partition's error code, in the order of the response, which lists
+/// the request's markers, topics and partitions in order.
 pub fn decode_write_txn_markers(version: i16, body: Bytes) -> Result<Vec<i16>, ClientError> {
     let flexible = version >= WRITE_TXN_MARKERS_FLEXIBLE;
     let mut r = Reader::new(body);
@@ -875,8 +957,80 @@ mod tests {
         };
         let mut response = WriteTxnMarkersResponse::default();
         response.markers = vec![marker(7, &[(0, 0), (1, 6)]), marker(8, &[(2, 3)])];
-        let codes = decode_write_txn_markers(1, encoded(&response, 1)).expect("decodes");
-        assert_eq!(codes, vec![0, 6, 3]);
+        // v2's response is v1's, which is as far as kafka-protocol goes.
+        for version in 1..=2 {
+            let codes = decode_write_txn_markers(version, encoded(&response, 1)).expect("decodes");
+            assert_eq!(codes, vec![0, 6, 3]);
+        }
+    }
+
+    /// A WriteTxnMarkers request with two markers, topics and tagged fields.
+    fn write_txn_markers_request() -> WriteTxnMarkers {
+        use kafka_protocol::messages::write_txn_markers_request::{
+            WritableTxnMarker, WritableTxnMarkerTopic,
+        };
+        use kafka_protocol::messages::WriteTxnMarkersRequest;
+        let topic = |text: &str, partitions: Vec<i32>| {
+            let mut topic = WritableTxnMarkerTopic::default();
+            topic.name = name(text);
+            topic.partition_indexes = partitions;
+            topic
+        };
+        let mut first = WritableTxnMarker::default();
+        first.producer_id = 7.into();
+        first.producer_epoch = 3;
+        first.transaction_result = true;
+        first.topics = vec![topic("events", vec![0, 2]), topic("other", vec![])];
+        first.coordinator_epoch = 4;
+        let mut tagged = topic("tagged", vec![1]);
+        tagged
+            .unknown_tagged_fields
+            .insert(3, Bytes::from_static(b"x"));
+        let mut second = WritableTxnMarker::default();
+        second.producer_id = (-1).into();
+        second.producer_epoch = i16::MAX;
+        second.topics = vec![tagged];
+        second.coordinator_epoch = -1;
+        second
+            .unknown_tagged_fields
+            .insert(200, Bytes::from(vec![5; 300]));
+        let mut request = WriteTxnMarkersRequest::default();
+        request.markers = vec![first, second];
+        request
+            .unknown_tagged_fields
+            .insert(0, Bytes::from_static(b"top"));
+        WriteTxnMarkers {
+            request,
+            transaction_versions: vec![2, 0],
+        }
+    }
+
+    #[test]
+    fn write_txn_markers_v1_is_kafka_protocols_encoding() {
+        let request = write_txn_markers_request();
+        let ours = encode_write_txn_markers(1, &request).expect("encodes");
+        assert_eq!(ours, encoded(&request.request, 1));
+    }
+
+    /// v2's bytes are v1's with one TransactionVersion byte after each
+    /// marker's coordinator epoch, and the broker's decoder reads back the
+    /// request and its versions.
+    #[test]
+    fn write_txn_markers_v2_round_trips_through_the_decoder() {
+        let request = write_txn_markers_request();
+        let v1 = encode_write_txn_markers(1, &request).expect("v1");
+        let v2 = encode_write_txn_markers(2, &request).expect("v2");
+        assert_eq!(v2.len(), v1.len() + request.request.markers.len());
+        let mut reader = Reader::new(v2);
+        let decoded = crate::codec::write_txn_markers::decode(&mut reader, 2).expect("decodes");
+        reader.finish().expect("nothing left over");
+        assert_eq!(decoded, request);
+        for version in [0, 3] {
+            assert!(
+                encode_write_txn_markers(version, &request).is_err(),
+                "v{version}"
+            );
+        }
     }
 
     #[test]

@@ -3,6 +3,12 @@
 //! marker is appended, made durable and replicated like an acks=all write;
 //! a partition this broker does not lead answers NOT_LEADER_OR_FOLLOWER and
 //! is never passed on (the coordinator retries with newer metadata).
+//!
+//! v2 (KIP-1228) tells each marker's transaction version: from version 2 on
+//! the coordinator ends a transaction at a bumped epoch, so the partition
+//! refuses a marker at the epoch of the transaction open there
+//! (INVALID_PRODUCER_EPOCH, as for an older epoch). Below v2 a marker is
+//! checked as one of version 0.
 
 use std::rc::Rc;
 
@@ -10,27 +16,32 @@ use bytes::Bytes;
 use kafka_protocol::messages::write_txn_markers_response::{
     WritableTxnMarkerPartitionResult, WritableTxnMarkerResult, WritableTxnMarkerTopicResult,
 };
-use kafka_protocol::messages::{RequestHeader, WriteTxnMarkersRequest, WriteTxnMarkersResponse};
+use kafka_protocol::messages::{RequestHeader, WriteTxnMarkersResponse};
 use sluice_engine::TxnMarker;
 
 use super::encode;
 use crate::broker::Broker;
-use crate::codec::write_txn_markers::WRITE_TXN_MARKERS_VERSIONS;
+use crate::codec::write_txn_markers::{WriteTxnMarkers, WRITE_TXN_MARKERS_VERSIONS};
 
 pub const VERSIONS: (i16, i16) = WRITE_TXN_MARKERS_VERSIONS;
+
+/// The newest version the response encoder knows: v2 changed only the
+/// request, and its response is v1's byte for byte.
+const RESPONSE_ENCODING_MAX: i16 = 1;
 
 pub async fn handle(
     broker: &Rc<Broker>,
     header: &RequestHeader,
-    request: WriteTxnMarkersRequest,
+    request: WriteTxnMarkers,
 ) -> Option<Vec<Bytes>> {
     let mut entries = Vec::new();
-    for written in &request.markers {
+    for (written, transaction_version) in request.markers() {
         let marker = TxnMarker {
             producer_id: written.producer_id.0,
             producer_epoch: written.producer_epoch,
             commit: written.transaction_result,
             coordinator_epoch: written.coordinator_epoch,
+            transaction_version,
         };
         for topic in &written.topics {
             for partition in &topic.partition_indexes {
@@ -41,6 +52,7 @@ pub async fn handle(
     let mut codes = broker.write_markers_here(entries).await.into_iter();
     let mut response = WriteTxnMarkersResponse::default();
     response.markers = request
+        .request
         .markers
         .iter()
         .map(|written| {
@@ -70,5 +82,8 @@ pub async fn handle(
             result
         })
         .collect();
-    Some(encode(&response, header.request_api_version))
+    Some(encode(
+        &response,
+        header.request_api_version.min(RESPONSE_ENCODING_MAX),
+    ))
 }

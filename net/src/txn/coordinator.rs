@@ -111,6 +111,17 @@ struct Ending {
     producer_epoch: i16,
     commit: bool,
     partitions: Vec<(String, i32)>,
+    /// The client's transaction version, which its markers carry: from 2
+    /// on, `producer_epoch` is the one bumped at the end, and partitions
+    /// refuse a marker at the epoch of the transaction (KIP-1228).
+    transaction_version: i8,
+}
+
+/// A client's transaction version as a marker carries it (an int8 on the
+/// wire, an int16 in the transaction log). A version past int8 from a
+/// damaged record stays above every known one.
+pub(super) fn marker_transaction_version(client_transaction_version: i16) -> i8 {
+    i8::try_from(client_transaction_version.max(0)).unwrap_or(i8::MAX)
 }
 
 /// A transition in flight: its state is appended but not yet durable, so
@@ -437,6 +448,14 @@ pub(super) fn end_transition(
         next.partitions.clear();
         next.start_ms = now;
     }
+    // The version this end's markers carry, as Kafka derives it from the
+    // EndTxn version: v5 and later are a client of transaction version 2,
+    // every earlier one of version 0.
+    next.client_transaction_version = if bump_epoch {
+        i16::from(TxnMarker::EPOCH_BUMP_TRANSACTION_VERSION)
+    } else {
+        0
+    };
     if bump_epoch {
         if meta.producer_epoch >= EPOCH_LAST_USABLE {
             let Some(new_id) = new_producer_id else {
@@ -807,6 +826,7 @@ impl TxnCoordinator {
                 producer_epoch: meta.producer_epoch,
                 commit,
                 partitions: meta.partitions.iter().cloned().collect(),
+                transaction_version: marker_transaction_version(meta.client_transaction_version),
             }
         };
         let owned = || {
@@ -1117,6 +1137,7 @@ async fn write_markers(broker: &Rc<Broker>, ending: &Ending) -> bool {
         producer_epoch: ending.producer_epoch,
         commit: ending.commit,
         coordinator_epoch: COORDINATOR_EPOCH,
+        transaction_version: ending.transaction_version,
     };
     let markers: Vec<(String, i32, TxnMarker)> = ending
         .partitions
@@ -1141,6 +1162,8 @@ async fn write_markers(broker: &Rc<Broker>, ending: &Ending) -> bool {
             // The partition's leader has told its group coordinator, if it
             // is an offsets partition (Broker::write_markers_local).
             code::NONE | code::UNKNOWN_TOPIC_OR_PARTITION => {}
+            // INVALID_PRODUCER_EPOCH as Kafka's leaders answer it; brokers
+            // before WriteTxnMarkers v2 answered PRODUCER_FENCED.
             code::PRODUCER_FENCED | code::INVALID_PRODUCER_EPOCH => {
                 // The partition has seen a newer epoch of this producer id:
                 // this transaction was superseded there, and retrying would

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 
 use super::coordinator::{
     add_transition, complete_transition, end_answer, end_transition, fence_transition,
-    init_transition, new_meta, EndStep, InitStep, EPOCH_LAST_USABLE,
+    init_transition, marker_transaction_version, new_meta, EndStep, InitStep, EPOCH_LAST_USABLE,
 };
 use super::{TxnMeta, TxnStatus};
 use crate::errors::code;
@@ -270,6 +270,36 @@ fn end_v5_bumps_the_epoch_and_a_retry_gets_the_bumped_pair() {
         end_transition(&done, false, PRODUCER_ID, 4, true, true, None, 10, NOW),
         Err(code::PRODUCER_FENCED)
     );
+}
+
+/// An end records the client's transaction version, which its markers
+/// carry (KIP-1228): 2 from EndTxn v5 on, whose end bumps the epoch, and 0
+/// below, as Kafka derives it from the EndTxn version; the completion
+/// keeps it.
+#[test]
+fn an_end_records_the_transaction_version_its_markers_carry() {
+    for (bump_epoch, version) in [(false, 0), (true, 2)] {
+        let mut meta = ongoing_at(5);
+        meta.client_transaction_version = 2 - version;
+        let next = end_next(end_transition(
+            &meta,
+            false,
+            PRODUCER_ID,
+            5,
+            true,
+            bump_epoch,
+            None,
+            9,
+            NOW,
+        ));
+        assert_eq!(next.client_transaction_version, version);
+        let done = complete_transition(&next, 9, NOW).expect("completed");
+        assert_eq!(done.client_transaction_version, version);
+        assert_eq!(marker_transaction_version(version), version as i8);
+    }
+    // A damaged record's version stays on its side of version 2.
+    assert_eq!(marker_transaction_version(-3), 0);
+    assert_eq!(marker_transaction_version(300), i8::MAX);
 }
 
 #[test]

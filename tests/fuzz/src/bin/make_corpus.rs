@@ -315,6 +315,7 @@ fn record_batches(corpus: &mut Corpus) {
             producer_epoch: 0,
             commit: true,
             coordinator_epoch: 3,
+            transaction_version: 0,
         },
         TIMESTAMP,
     );
@@ -392,6 +393,7 @@ fn real_log_files() -> BTreeMap<String, Vec<u8>> {
                 producer_epoch: 0,
                 commit: false,
                 coordinator_epoch: 1,
+                transaction_version: 0,
             };
             log.append_marker(abort)
                 .unwrap_or_else(|error| panic!("marker: {error}"));
@@ -832,6 +834,7 @@ fn coordinator_records(corpus: &mut Corpus) {
             producer_epoch: 2,
             commit: true,
             coordinator_epoch: 0,
+            transaction_version: 0,
         },
         TIMESTAMP,
     ));
