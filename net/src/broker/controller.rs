@@ -33,8 +33,8 @@ use sluice_engine::{
 use super::registration::{check_cluster_id, check_observer_data_dir, Refusals, Registration};
 use super::{
     base64_url, forward, futures_lite_join_all, random_id, validate_topic_name, Broker,
-    ConfigChange, ControllerRequest, IsrChange, NewTopic, PartitionKey, ShardRequest, ShardResponse,
-    TopicOutcome,
+    ConfigChange, ControllerRequest, IsrChange, NewTopic, PartitionKey, ShardRequest,
+    ShardResponse, TopicOutcome,
 };
 use crate::constants::{
     CONTROLLED_SHUTDOWN_POLL, CONTROLLED_SHUTDOWN_RETRY, CONTROLLED_SHUTDOWN_TIMEOUT,
@@ -558,14 +558,10 @@ impl Broker {
             .collect();
         let mut moved = 0;
         for (topic, partition) in partitions {
-            let Some(state) = metadata
-                .topics
-                .get_mut(topic)
-                .and_then(|meta| {
-                    let index = usize::try_from(*partition).ok()?;
-                    meta.placement.get_mut(index)
-                })
-            else {
+            let Some(state) = metadata.topics.get_mut(topic).and_then(|meta| {
+                let index = usize::try_from(*partition).ok()?;
+                meta.placement.get_mut(index)
+            }) else {
                 continue;
             };
             let others_in_sync = state

@@ -158,7 +158,11 @@ impl Broker {
             .await;
         if !matches!(answer, Some(ShardResponse::Done)) {
             // Asked again at the next check.
-            tracing::debug!(?answer, count, "handing over partitions of a failing directory not accepted yet");
+            tracing::debug!(
+                ?answer,
+                count,
+                "handing over partitions of a failing directory not accepted yet"
+            );
         }
     }
 
