@@ -38,9 +38,13 @@ mkdir -p "$OUT"
 
 work=$(mktemp -d /var/tmp/sluice-two-disks.XXXXXX)
 mounts=()
+loops=()
 cleanup() {
     for mount in "${mounts[@]}"; do
         umount "$mount" 2>/dev/null || true
+    done
+    for loop in "${loops[@]}"; do
+        losetup -d "$loop" 2>/dev/null || true
     done
     rm -rf "$work"
 }
@@ -52,14 +56,15 @@ make_disk() {
     local mount="$work/$name"
     mkdir -p "$mount"
     if [ -z "$device" ]; then
-        device="$work/$name.img"
-        truncate -s "${DISK_GIB}G" "$device"
-        mkfs.ext4 -q -F -m 0 "$device"
-        mount -o loop "$device" "$mount"
-    else
-        mkfs.ext4 -q -F -m 0 "$device"
-        mount "$device" "$mount"
+        # Direct I/O from the loop device to its file: otherwise the
+        # backing file's page cache absorbs the writes, and O_DIRECT on the
+        # file system measures memory, not the disk.
+        truncate -s "${DISK_GIB}G" "$work/$name.img"
+        device=$(losetup --find --show --direct-io=on "$work/$name.img")
+        loops+=("$device")
     fi
+    mkfs.ext4 -q -F -m 0 "$device"
+    mount "$device" "$mount"
     mounts+=("$mount")
     mkdir -p "$mount/sluice"
 }
@@ -78,7 +83,9 @@ fio_mb() {
     done
     fio --runtime="$FIO_SECS" "${FIO_ARGS[@]}" "${jobs[@]}" |
         jq '[.jobs[].write.bw_bytes] | add / 1000000 | floor'
-    rm -f "$@"/w*.0.0
+    for dir in "$@"; do
+        rm -f "$dir"/w*.0.0
+    done
 }
 
 {
