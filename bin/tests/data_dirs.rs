@@ -18,7 +18,7 @@ use rdkafka::consumer::Consumer;
 
 use kafka_protocol::messages::{ApiKey, DescribeLogDirsRequest, DescribeLogDirsResponse};
 
-use common::disk::{KeptFull, SmallDisk};
+use common::disk::{partitions_in, KeptFull, SmallDisk};
 use common::{
     indexed_value, produce_all, raw_connect, read_all, receive_response, send_request, Record,
     Stop, TestBroker, TrackedProducer, SHARDS,
@@ -64,23 +64,6 @@ impl Drop for Disks {
     fn drop(&mut self) {
         let _ = fs::remove_dir_all(&self.0);
     }
-}
-
-/// The partitions of `topic` with a directory in `dir`.
-fn partitions_in(dir: &Path, topic: &str) -> Vec<i32> {
-    let mut found: Vec<i32> = fs::read_dir(dir)
-        .map(|entries| {
-            entries
-                .flatten()
-                .filter_map(|entry| {
-                    let name = entry.file_name().into_string().ok()?;
-                    name.strip_prefix(&format!("{topic}-"))?.parse().ok()
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    found.sort();
-    found
 }
 
 /// DescribeLogDirs of every topic, as the broker answers it.

@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::disk::{KeptFull, SmallDisk};
+use common::disk::{partitions_in, KeptFull, SmallDisk};
 use common::netns::TestNetwork;
 use common::{
     admin_options, quorum_leader, read_all, start_cluster_on, text, wait_for, Delivery, Frozen,
@@ -1035,7 +1035,7 @@ fn a_failing_data_directory_moves_only_its_own_partitions() {
     let results = futures_lite::future::block_on(admin.create_topics(&[spread], &admin_options()))
         .expect("CreateTopics answered");
     assert!(results[0].is_ok(), "{results:?}");
-    let on_failing = spread_partitions_in(&second);
+    let on_failing = partitions_in(&second, SPREAD_TOPIC);
     let spread_before = wait_for(
         "the second topic fully in sync",
         FULL_ISR_TIMEOUT,
@@ -1187,23 +1187,6 @@ fn a_failing_data_directory_moves_only_its_own_partitions() {
     check_read_back(&outcome, &first);
     drop(brokers);
     drop(disk);
-}
-
-/// The partitions of the second topic with a directory in `dir`.
-fn spread_partitions_in(dir: &Path) -> Vec<i32> {
-    let mut found: Vec<i32> = fs::read_dir(dir)
-        .map(|entries| {
-            entries
-                .flatten()
-                .filter_map(|entry| {
-                    let name = entry.file_name().into_string().ok()?;
-                    name.strip_prefix(&format!("{SPREAD_TOPIC}-"))?.parse().ok()
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    found.sort();
-    found
 }
 
 /// Starts the reassignments (partition to target replicas) with

@@ -258,3 +258,20 @@ impl Drop for KeptFull {
         }
     }
 }
+
+/// The partitions of `topic` with a directory in `dir`.
+pub fn partitions_in(dir: &Path, topic: &str) -> Vec<i32> {
+    let mut found: Vec<i32> = fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter_map(|entry| {
+                    let name = entry.file_name().into_string().ok()?;
+                    name.strip_prefix(&format!("{topic}-"))?.parse().ok()
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    found.sort();
+    found
+}
