@@ -65,9 +65,6 @@ pub(super) struct Controller {
     /// Set on a controlled shutdown: the broker stays fenced instead of
     /// registering again.
     stopping: Rc<Cell<bool>>,
-    /// Set while any data directory of this broker fails its writes (see
-    /// `storage_health`).
-    pub(super) storage_failing: Cell<bool>,
     /// Set while storage fails: the broker stays fenced instead of
     /// registering again.
     pub(super) withdrawn: Rc<Cell<bool>>,
@@ -81,7 +78,6 @@ impl Controller {
             ids: RefCell::new(ProducerIdBlock { next: 0, end: 0 }),
             published: Rc::new(PublishedState::default()),
             stopping: Rc::new(Cell::new(false)),
-            storage_failing: Cell::new(false),
             withdrawn: Rc::new(Cell::new(false)),
         }
     }

@@ -97,14 +97,11 @@ impl Broker {
     }
 
     /// Whether the failing directories `dirs` (with those other shards
-    /// report) take the whole broker out of the cluster: the first
-    /// directory (it holds the broker's metadata) or every directory. With
-    /// only some of several failing, only their partitions move.
+    /// report) take the whole broker out of the cluster.
     fn storage_fails_whole(&self, dirs: impl Iterator<Item = usize>) -> bool {
-        let total = self.config.log_dirs().len();
         let mut failing: BTreeSet<usize> = self.dirs_failing.borrow().iter().copied().collect();
         failing.extend(dirs);
-        failing.contains(&0) || failing.len() >= total
+        fails_whole(&failing, self.config.log_dirs().len())
     }
 
     /// In a cluster, while only some of several data directories fail:
@@ -129,14 +126,9 @@ impl Broker {
         }
         let partitions: Vec<PartitionKey> = {
             let logs = self.logs.borrow();
-            let log_dirs = self.log_dirs.borrow();
+            // A log whose writes fail is in a failing directory.
             logs.iter()
-                .filter(|(_, _, log)| {
-                    log.write_failure().is_some()
-                        && log_dirs
-                            .index_of(log.dir())
-                            .is_some_and(|dir| failing.contains_key(&dir))
-                })
+                .filter(|(_, _, log)| log.write_failure().is_some())
                 .filter(|(topic, partition, _)| {
                     metadata.partition(topic, *partition).is_some_and(|state| {
                         state.isr.contains(&node)
@@ -207,8 +199,7 @@ impl Broker {
                 self.tell_shards_dirs_failing(after.iter().copied().collect());
             }
             let total = names.len();
-            let whole = |dirs: &BTreeSet<usize>| dirs.contains(&0) || dirs.len() >= total;
-            (whole(&before), whole(&after))
+            (fails_whole(&before, total), fails_whole(&after, total))
         };
         if was == now {
             return;
@@ -217,13 +208,11 @@ impl Broker {
             return;
         };
         if now {
-            controller.storage_failing.set(true);
             let Some(this) = self.this.upgrade() else {
                 return;
             };
             glommio::spawn_local(async move { this.step_out().await }).detach();
         } else {
-            controller.storage_failing.set(false);
             controller.withdrawn.set(false);
             tracing::info!("storage writes succeed again: registering with the controller");
             // keep_registered waits on the image's changes; wake it.
@@ -265,7 +254,13 @@ impl Broker {
         let Some(controller) = &self.controller else {
             return;
         };
-        if !controller.storage_failing.get() {
+        let failing: BTreeSet<usize> = self
+            .failing_dirs_by_shard
+            .borrow()
+            .keys()
+            .copied()
+            .collect();
+        if !fails_whole(&failing, self.config.log_dirs().len()) {
             // Recovered before this task ran.
             return;
         }
@@ -290,4 +285,11 @@ impl Broker {
             glommio::timer::sleep(CONTROLLED_SHUTDOWN_RETRY).await;
         }
     }
+}
+
+/// Whether `failing` data directories of `total` take the whole broker out
+/// of the cluster: the first (it holds the broker's metadata) or every one.
+/// With only some of several failing, only their partitions move.
+fn fails_whole(failing: &BTreeSet<usize>, total: usize) -> bool {
+    failing.contains(&0) || failing.len() >= total
 }
