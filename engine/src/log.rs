@@ -974,7 +974,23 @@ impl<S: Storage> PartitionLog<S> {
                 return Err(AppendError::Batch(batch::BatchError::BadControlRecord));
             }
             let producers = scratch.as_ref().unwrap_or(&inner.producers);
-            match producers.check(header).map_err(AppendError::Producer)? {
+            let checked = producers.check(header).inspect_err(|error| {
+                // Rare, and what makes a client bump its epoch and
+                // renumber what it holds: worth a line for the operator,
+                // with what the log remembers of that producer.
+                tracing::info!(
+                    dir = %self.dir.display(),
+                    producer_id = header.producer_id,
+                    epoch = header.producer_epoch,
+                    base_sequence = header.base_sequence,
+                    records = header.last_offset_delta + 1,
+                    log_end = inner.leo,
+                    remembered = ?producers.producers.get(&header.producer_id),
+                    %error,
+                    "produce refused by the producer state"
+                );
+            });
+            match checked.map_err(AppendError::Producer)? {
                 SequenceCheck::Accept => {}
                 SequenceCheck::Duplicate { base_offset } if batches.len() > 1 => {
                     return Err(AppendError::Producer(ProducerError::DuplicateAmongOthers {
