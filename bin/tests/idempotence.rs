@@ -2,7 +2,9 @@
 //! is answered with its original offset and not appended again (before and
 //! after a clean restart and a `kill -9`), a sequence gap is refused with
 //! OUT_OF_ORDER_SEQUENCE_NUMBER, a stale epoch with INVALID_PRODUCER_EPOCH,
-//! and producer ids are never handed out twice, even across restarts.
+//! and producer ids are never handed out twice, even across restarts. A
+//! batch whose only gap is an earlier batch refused with a retriable error
+//! gets that error, not OUT_OF_ORDER_SEQUENCE_NUMBER.
 
 mod common;
 
@@ -15,6 +17,8 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 use sluice_engine::batch::{build_batch_with, BuildBatch};
 
+use rdkafka::admin::{AlterConfig, ResourceSpecifier};
+
 use common::{now_ms, raw_connect, read_all, receive_response, send_request, Stop, TestBroker};
 
 const TOPIC: &str = "exactly-once";
@@ -22,6 +26,7 @@ const PRODUCE_VERSION: i16 = 9;
 const INIT_VERSION: i16 = 4;
 const OUT_OF_ORDER_SEQUENCE_NUMBER: i16 = 45;
 const INVALID_PRODUCER_EPOCH: i16 = 47;
+const NOT_ENOUGH_REPLICAS: i16 = 19;
 
 struct Client {
     stream: std::net::TcpStream,
@@ -201,4 +206,78 @@ fn retried_batches_are_written_once_across_restarts() {
         after.0,
         other.0
     );
+}
+
+/// A client pipelines its batches: when the first is refused with a
+/// retriable error (here NOT_ENOUGH_REPLICAS) and the condition clears
+/// before the second arrives, the second finds a sequence gap. Answered
+/// OUT_OF_ORDER_SEQUENCE_NUMBER, it makes librdkafka bump its epoch and
+/// renumber every batch it holds for retry, on all partitions, so batches
+/// another broker stored without acknowledging are stored twice
+/// (librdkafka issue 4953; the fault harness found such duplicates). The
+/// second batch gets the first one's error instead, and both are then
+/// retried in order with their own sequences, each stored once.
+#[test]
+fn a_batch_behind_a_refused_one_gets_its_error() {
+    let broker = TestBroker::start();
+    let admin = broker.admin();
+    // One replica with min.insync.replicas=2: acks=all is refused with
+    // NOT_ENOUGH_REPLICAS until the setting is lowered.
+    common::create_topic(&admin, TOPIC, 1, &[("min.insync.replicas", "2")]);
+    let set_min_insync = |value: &str| {
+        let change =
+            AlterConfig::new(ResourceSpecifier::Topic(TOPIC)).set("min.insync.replicas", value);
+        futures_lite::future::block_on(admin.alter_configs([&change], &common::admin_options()))
+            .expect("AlterConfigs request");
+    };
+    let mut client = Client::connect(&broker);
+    let producer = client.init_producer_id();
+    let first = batch(producer, 0, 3);
+    let second = batch(producer, 3, 2);
+    assert_eq!(
+        client.produce(&first).0,
+        NOT_ENOUGH_REPLICAS,
+        "first batch with too few in-sync replicas"
+    );
+    set_min_insync("1");
+    assert_eq!(
+        client.produce(&second).0,
+        NOT_ENOUGH_REPLICAS,
+        "the batch behind the refused one"
+    );
+    assert_eq!(
+        client.produce(&batch(producer, 7, 1)).0,
+        NOT_ENOUGH_REPLICAS,
+        "a later batch behind the same refused one"
+    );
+    assert_eq!(client.produce(&first), (0, 0), "the refused batch, retried");
+    assert_eq!(client.produce(&second), (0, 3), "the batch behind it");
+    // A gap that is not a refused batch is out of order, as before.
+    assert_eq!(
+        client.produce(&batch(producer, 9, 1)).0,
+        OUT_OF_ORDER_SEQUENCE_NUMBER,
+        "a gap with no refused batch in it"
+    );
+    assert_eq!(values(&broker), expected_values(producer, 0..5));
+
+    // The same for a producer the partition knows: the gap it expects to
+    // be filled is the refused batch.
+    set_min_insync("2");
+    let third = batch(producer, 5, 1);
+    let fourth = batch(producer, 6, 2);
+    assert_eq!(client.produce(&third).0, NOT_ENOUGH_REPLICAS, "third batch");
+    set_min_insync("1");
+    assert_eq!(
+        client.produce(&second),
+        (0, 3),
+        "a retry of a stored batch is still answered as one"
+    );
+    assert_eq!(
+        client.produce(&fourth).0,
+        NOT_ENOUGH_REPLICAS,
+        "the batch behind the refused third"
+    );
+    assert_eq!(client.produce(&third), (0, 5));
+    assert_eq!(client.produce(&fourth), (0, 6));
+    assert_eq!(values(&broker), expected_values(producer, 0..8));
 }

@@ -60,6 +60,14 @@ pub const BATCH_CACHE_BYTES_DEFAULT: usize = 256 * 1024 * 1024;
 /// last five batches so that up to five in-flight requests can be retried).
 pub const PRODUCER_BATCHES_KEPT: usize = 5;
 
+/// Producers per partition whose refused batch is remembered (see
+/// `PartitionLog::note_refused`); past it, a new note replaces them all.
+pub const REFUSED_BATCHES_KEPT: usize = 1024;
+
+/// How long a refused batch is remembered: Kafka's default
+/// `delivery.timeout.ms`, after which a client has given the batch up.
+pub const REFUSED_BATCH_KEPT_MS: i64 = 120_000;
+
 /// A segment's `.txnindex` larger than this is refused as damaged (a million
 /// aborted transactions in one segment).
 pub const TXN_INDEX_BYTES_MAX: u64 = 34 * 1024 * 1024;

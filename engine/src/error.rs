@@ -59,6 +59,14 @@ pub enum ProducerError {
     /// answered with the offset it was first stored at, which one answer
     /// for several batches cannot carry, so nothing is appended.
     DuplicateAmongOthers { base_offset: i64 },
+    /// The batch follows one of the same producer and epoch that was
+    /// refused before its append with the retriable `error_code` and not
+    /// retried yet (see `PartitionLog::note_refused`): it gets that error.
+    BehindRefused {
+        refused_sequence: i32,
+        got: i32,
+        error_code: i16,
+    },
 }
 
 impl fmt::Display for ProducerError {
@@ -78,6 +86,15 @@ impl fmt::Display for ProducerError {
             ProducerError::OutOfOrderSequence { expected, got } => {
                 write!(f, "sequence {got} is out of order, expected {expected}")
             }
+            ProducerError::BehindRefused {
+                refused_sequence,
+                got,
+                error_code,
+            } => write!(
+                f,
+                "sequence {got} follows sequence {refused_sequence}, refused with error \
+                 {error_code}: that batch must be retried first"
+            ),
             ProducerError::DuplicateAmongOthers { base_offset } => write!(
                 f,
                 "a batch already stored at offset {base_offset} came with other batches"

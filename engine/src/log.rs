@@ -334,6 +334,45 @@ fn parse_segment_name(name: &str) -> Option<i64> {
     digits.parse().ok()
 }
 
+/// An idempotent producer's batch refused before its append with a
+/// retriable error, and the error it got.
+#[derive(Clone, Copy, Debug)]
+struct RefusedBatch {
+    epoch: i16,
+    first_sequence: i32,
+    error_code: i16,
+    at_ms: i64,
+}
+
+/// [`ProducerError::BehindRefused`] if `header`'s batch comes after a
+/// refused batch of its producer that was not retried yet: the producer
+/// state expects the refused batch's sequence, or (a producer new here,
+/// or at a new epoch) holds nothing of this epoch and the batch's
+/// sequence is past the refused one.
+fn behind_refused(
+    refused: &HashMap<i64, RefusedBatch>,
+    producers: &ProducerState,
+    header: &BatchHeader,
+) -> Option<ProducerError> {
+    if refused.is_empty() || !header.has_producer_id() || header.base_sequence < 0 {
+        return None;
+    }
+    let note = refused.get(&header.producer_id)?;
+    let recent = now_ms().saturating_sub(note.at_ms) <= REFUSED_BATCH_KEPT_MS;
+    if !recent || note.epoch != header.producer_epoch {
+        return None;
+    }
+    let behind = match producers.expected_sequence(header.producer_id, header.producer_epoch) {
+        Some(expected) => expected == note.first_sequence && header.base_sequence != expected,
+        None => header.base_sequence > note.first_sequence,
+    };
+    behind.then_some(ProducerError::BehindRefused {
+        refused_sequence: note.first_sequence,
+        got: header.base_sequence,
+        error_code: note.error_code,
+    })
+}
+
 struct Inner<S: Storage> {
     config: LogConfig,
     segments: BTreeMap<i64, Segment<S::File>>,
@@ -374,6 +413,9 @@ struct Inner<S: Storage> {
     /// check and the append itself, and how many markers for them (or
     /// truncations) happened meanwhile; see [`TxnGuard`].
     txn_guards: HashMap<i64, TxnGuardState>,
+    /// Per producer id, its batch last refused before the append with a
+    /// retriable error; see [`PartitionLog::note_refused`].
+    refused: HashMap<i64, RefusedBatch>,
     closed: bool,
     /// The last recovery point written: segment base and position.
     recovery_point_at: Option<(i64, u64)>,
@@ -807,6 +849,7 @@ impl<S: Storage> PartitionLog<S> {
             sync_wanted: false,
             recovery_point_at: None,
             txn_guards: HashMap::new(),
+            refused: HashMap::new(),
             closed: false,
         };
         inner.check_offsets();
@@ -974,7 +1017,19 @@ impl<S: Storage> PartitionLog<S> {
                 return Err(AppendError::Batch(batch::BatchError::BadControlRecord));
             }
             let producers = scratch.as_ref().unwrap_or(&inner.producers);
-            let checked = producers.check(header).inspect_err(|error| {
+            let checked = match producers.check(header) {
+                // A retry of a stored batch is answered as such; a gap, or
+                // a start a new producer may make, may be a refused batch.
+                checked @ (Ok(SequenceCheck::Accept)
+                | Err(ProducerError::OutOfOrderSequence { .. })) => {
+                    match behind_refused(&inner.refused, producers, header) {
+                        Some(error) => Err(error),
+                        None => checked,
+                    }
+                }
+                checked => checked,
+            };
+            let checked = checked.inspect_err(|error| {
                 // Rare, and what makes a client bump its epoch and
                 // renumber what it holds: worth a line for the operator,
                 // with what the log remembers of that producer.
@@ -1043,6 +1098,10 @@ impl<S: Storage> PartitionLog<S> {
             };
             self.append_stored(&mut inner, &header, bytes, head, body, now);
             first_offset.get_or_insert(base_offset);
+            if !inner.refused.is_empty() && header.has_producer_id() {
+                // Its refused batch came again, or the producer moved on.
+                inner.refused.remove(&header.producer_id);
+            }
         }
         let base_offset = first_offset.unwrap_or(inner.leo);
         let last_offset = inner.leo - 1;
@@ -1329,6 +1388,40 @@ impl<S: Storage> PartitionLog<S> {
             producer_id,
             ends_seen: state.ends,
         }
+    }
+
+    /// Remembers that the batch with `header` (its request's first for
+    /// this partition) was refused with the retriable `error_code` before
+    /// being appended. A client pipelines up to five requests per
+    /// partition: the ones sent after it find a sequence gap where the
+    /// refused batch should be, and OUT_OF_ORDER_SEQUENCE_NUMBER for them
+    /// makes librdkafka (2.12) bump its epoch and renumber every batch it
+    /// holds for retry, on every partition, including batches another
+    /// broker stored but never acknowledged: those are stored twice
+    /// (librdkafka issue 4953). And if the producer is new here, a later
+    /// batch is accepted ahead of the refused one, whose retry then finds
+    /// the sequence moved past it. With the note, they get the refused
+    /// batch's own error instead ([`ProducerError::BehindRefused`]), and
+    /// the client retries all of them in order, with their sequences.
+    pub fn note_refused(&self, header: &BatchHeader, error_code: i16) {
+        if !header.has_producer_id() || header.base_sequence < 0 || header.is_control() {
+            return;
+        }
+        let mut inner = self.inner.borrow_mut();
+        if inner.refused.len() >= REFUSED_BATCHES_KEPT
+            && !inner.refused.contains_key(&header.producer_id)
+        {
+            inner.refused.clear();
+        }
+        inner.refused.insert(
+            header.producer_id,
+            RefusedBatch {
+                epoch: header.producer_epoch,
+                first_sequence: header.base_sequence,
+                error_code,
+                at_ms: now_ms(),
+            },
+        );
     }
 
     /// Every producer this partition remembers (DescribeProducers).

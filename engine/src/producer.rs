@@ -195,6 +195,20 @@ impl ProducerState {
         Ok(SequenceCheck::Accept)
     }
 
+    /// The sequence the next batch of `producer_id` at `epoch` must start
+    /// with, if this partition remembers a batch of that producer and
+    /// epoch.
+    pub fn expected_sequence(&self, producer_id: i64, epoch: i16) -> Option<i32> {
+        let entry = self.producers.get(&producer_id)?;
+        if entry.epoch != epoch {
+            return None;
+        }
+        entry
+            .batches
+            .back()
+            .map(|batch| next_sequence(batch.last_sequence))
+    }
+
     /// What a marker of a transaction version that bumps the epoch at every
     /// transaction end (KIP-1228, [`crate::TxnMarker::bumps_epoch`]) must
     /// pass besides [`ProducerState::check`]: its epoch is the bumped one,

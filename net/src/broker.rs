@@ -20,8 +20,8 @@ use sluice_engine::batch::{self, BatchHeader};
 use sluice_engine::log::{FoundOffset, OffsetQuery};
 use sluice_engine::notify::Turn;
 use sluice_engine::{
-    BatchCache, ClusterMetadata, DmaStorage, LogConfig, Mesh, PartitionLog, ShardId, TopicMetadata,
-    TxnMarker,
+    AppendError, BatchCache, ClusterMetadata, DmaStorage, LogConfig, Mesh, PartitionLog, ShardId,
+    TopicMetadata, TxnMarker,
 };
 
 use crate::config::BrokerConfig;
@@ -1056,6 +1056,26 @@ impl Broker {
         self.leads(topic, partition).then_some(log)
     }
 
+    /// Notes a refusal (see `PartitionLog::note_refused`) on this node's
+    /// replica of a partition it does not lead, or not now, if it has one.
+    fn note_refused_on_replica(&self, entry: &ProduceEntry, error_code: i16) {
+        let Some(log) = self
+            .logs
+            .borrow()
+            .get(&entry.topic, entry.partition)
+            .cloned()
+        else {
+            return;
+        };
+        let Some(records) = entry.records.as_ref() else {
+            return;
+        };
+        let limit = (log.config().max_message_bytes as usize).max(batch::BATCH_HEADER_BYTES);
+        if let Ok(batches) = batch::split_and_validate(records, limit) {
+            note_refused(&log, &batches, error_code);
+        }
+    }
+
     /// The error for a partition that has no log on this shard.
     fn missing_partition_code(&self, topic: &str, partition: i32) -> i16 {
         match self.metadata.borrow().topics.get(topic) {
@@ -1115,6 +1135,11 @@ impl Broker {
             };
             let Some((log, turn)) = turn else {
                 outcome.error_code = self.missing_partition_code(&entry.topic, entry.partition);
+                if outcome.error_code == code::NOT_LEADER_OR_FOLLOWER {
+                    // This replica may lead (again) by the time the
+                    // producer's next batch comes: it must not find a gap.
+                    self.note_refused_on_replica(&entry, code::NOT_LEADER_OR_FOLLOWER);
+                }
                 if !leased && outcome.error_code == code::NOT_LEADER_OR_FOLLOWER {
                     outcome.error_message = Some(
                         "this broker has lost touch with the controller and takes no writes until it is back"
@@ -1143,6 +1168,7 @@ impl Broker {
                 continue;
             }
             if !turn.is_granted() && !within(deadline, turn.granted()).await {
+                note_refused(&log, &batches, code::REQUEST_TIMED_OUT);
                 outcome.error_code = code::REQUEST_TIMED_OUT;
                 outcome.error_message = Some(
                     "timed out waiting for earlier produce requests to this partition".to_string(),
@@ -1195,6 +1221,7 @@ impl Broker {
                     _ => None,
                 };
                 if let Some((error_code, message)) = refusal {
+                    note_refused(&log, &batches, error_code);
                     outcome.error_code = error_code;
                     outcome.error_message = Some(message);
                     outcomes.push(outcome);
@@ -1212,6 +1239,7 @@ impl Broker {
             if acks == -1 {
                 let (isr, min) = self.insync_replicas(&entry.topic, entry.partition);
                 if isr < min {
+                    note_refused(&log, &batches, code::NOT_ENOUGH_REPLICAS);
                     outcome.error_code = code::NOT_ENOUGH_REPLICAS;
                     outcome.error_message = Some(format!(
                         "the partition has {isr} in-sync replicas; acks=all needs min.insync.replicas={min}"
@@ -1244,6 +1272,12 @@ impl Broker {
                 Err(error) => {
                     outcome.error_code = append_error_code(&error);
                     outcome.error_message = Some(error.to_string());
+                    if matches!(
+                        error,
+                        AppendError::Storage(_) | AppendError::Closed | AppendError::Truncating
+                    ) {
+                        note_refused(&log, &batches, outcome.error_code);
+                    }
                 }
             }
             outcomes.push(outcome);
@@ -2053,4 +2087,13 @@ pub fn txn_produce_error(version: i16, coordinator_error: i16) -> (i16, Option<S
         );
     }
     (error, None)
+}
+
+/// Remembers a refusal of an idempotent producer's batch before its append
+/// (see `PartitionLog::note_refused`); the request's first batch for the
+/// partition is the one its later requests would find missing.
+fn note_refused(log: &Log, batches: &[(BatchHeader, Bytes)], error_code: i16) {
+    if let Some((header, _)) = batches.first() {
+        log.note_refused(header, error_code);
+    }
 }

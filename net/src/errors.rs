@@ -106,6 +106,7 @@ pub fn append_error_code(error: &AppendError) -> i16 {
         AppendError::Producer(ProducerError::OutOfOrderSequence { .. }) => {
             code::OUT_OF_ORDER_SEQUENCE_NUMBER
         }
+        AppendError::Producer(ProducerError::BehindRefused { error_code, .. }) => *error_code,
         AppendError::Producer(ProducerError::DuplicateAmongOthers { .. }) => {
             code::DUPLICATE_SEQUENCE_NUMBER
         }
