@@ -1942,7 +1942,10 @@ impl<S: Storage> PartitionLog<S> {
                 capture = due.then(|| inner.capture_recovery_point());
                 (inner.leo, active.base_offset, active.size)
             };
-            let failures_before = self.inner.borrow().sync_failures;
+            let (failures_before, truncations_before) = {
+                let inner = self.inner.borrow();
+                (inner.sync_failures, inner.truncations)
+            };
             let this = Rc::downgrade(&self);
             let file = self
                 .signal
@@ -1950,6 +1953,11 @@ impl<S: Storage> PartitionLog<S> {
                     let log = this.upgrade()?;
                     let inner = log.inner.borrow();
                     if inner.sync_failures != failures_before || inner.closed {
+                        return Some(None);
+                    }
+                    if inner.truncations != truncations_before {
+                        // The target was cut away: its offset and position
+                        // now name other batches, or none (see below).
                         return Some(None);
                     }
                     let segment = inner.segments.get(&segment_base)?;
@@ -1960,17 +1968,36 @@ impl<S: Storage> PartitionLog<S> {
                 })
                 .await;
             let Some(file) = file else {
-                // The write failed or the segment went away; waiters were
-                // told through `sync_failures`. Try again if still wanted.
-                self.inner.borrow_mut().sync_wanted = true;
-                glommio::timer::sleep(WRITE_RETRY_DELAY).await;
+                // The write failed, the segment went away or a truncation
+                // cut the target; waiters were told through
+                // `sync_failures`, or wait on. Try again if still wanted.
+                let truncated = {
+                    let mut inner = self.inner.borrow_mut();
+                    inner.sync_wanted = true;
+                    inner.truncations != truncations_before
+                };
+                if !truncated {
+                    glommio::timer::sleep(WRITE_RETRY_DELAY).await;
+                }
                 continue;
             };
             match file.sync().await {
                 Ok(()) => {
                     {
+                        // A truncation during the sync makes the target
+                        // offset name batches appended since, which this
+                        // sync may not cover: it counts for nothing, and
+                        // the next round syncs them. (Raised here, the
+                        // durable offset passed the log end after a
+                        // follower's truncation and the offset check
+                        // stopped the shard: the long fault schedule,
+                        // seed 58.)
                         let mut inner = self.inner.borrow_mut();
-                        inner.durable = inner.durable.max(target_offset);
+                        if inner.truncations == truncations_before {
+                            inner.durable = inner.durable.max(target_offset);
+                        } else {
+                            inner.sync_wanted = true;
+                        }
                     }
                     self.signal.notify();
                     if let Some(capture) = capture {
@@ -4262,6 +4289,50 @@ mod tests {
             assert_eq!(reopened.offsets().leo, 5);
             let all: Vec<_> = old[..1].iter().chain(&new).cloned().collect();
             assert_eq!(read_all(&reopened).await, concat(&all));
+        });
+    }
+
+    /// A sync in flight across a truncation: the offset it was to make
+    /// durable was cut away and the log now ends before it. Counting the
+    /// sync raised the durable offset past the log end, and the next
+    /// append's offset check stopped the shard (the long fault schedule,
+    /// seed 58: a follower truncating while its syncer ran).
+    #[test]
+    fn a_sync_across_a_truncation_does_not_count() {
+        run(|| async {
+            let storage = MemStorage::new(12);
+            let log = open_log(&storage, "/data/sync-truncate", LogConfig::default()).await;
+            let old = vec![plain(0, 1, &[b"a", b"b"]), plain(2, 1, &[b"c", b"d"])];
+            log.append_replica(&old).await.expect("appends");
+            // Written (the new segment file synced with it) before any sync
+            // is held: the truncation waits for an idle writer.
+            glommio::timer::sleep(Duration::from_millis(20)).await;
+            storage.hold_next_sync();
+            let waiting = {
+                let log = Rc::clone(&log);
+                glommio::spawn_local(async move { log.wait_durable(4).await })
+            };
+            // Long enough for the syncer to start its sync.
+            glommio::timer::sleep(Duration::from_millis(20)).await;
+            assert_eq!(log.offsets().durable, 0, "the sync is held");
+            log.truncate_to(2).await.expect("truncate");
+            log.append_replica(&[plain(2, 2, &[b"x"])])
+                .await
+                .expect("appends after the cut");
+            storage.release_sync();
+            log.wait_durable(3).await.expect("durable");
+            let offsets = log.offsets();
+            assert!(
+                offsets.durable <= offsets.leo,
+                "durable {} past the log end {}",
+                offsets.durable,
+                offsets.leo
+            );
+            log.append_replica(&[plain(3, 2, &[b"y"])])
+                .await
+                .expect("appends on");
+            log.wait_durable(4).await.expect("durable");
+            drop(waiting);
         });
     }
 

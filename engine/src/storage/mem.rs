@@ -15,6 +15,9 @@ use super::{Storage, StorageFile};
 /// Granularity at which a torn write stops: one disk sector.
 const SECTOR_BYTES: usize = 512;
 
+/// How often a held sync looks whether it was released.
+const SYNC_HOLD_POLL: std::time::Duration = std::time::Duration::from_millis(1);
+
 /// A fault to inject into the next matching operation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Fault {
@@ -53,6 +56,10 @@ struct State {
     rng: u64,
     /// Writes completed since this disk was made (see `writes`).
     writes: u64,
+    /// The next sync is to wait (see `hold_next_sync`).
+    hold_next_sync: bool,
+    /// A held sync waits while set.
+    sync_held: bool,
 }
 
 impl State {
@@ -88,6 +95,18 @@ impl MemStorage {
     /// Queues a fault for the next operation it applies to.
     pub fn inject(&self, fault: Fault) {
         self.state.borrow_mut().faults.push_back(fault);
+    }
+
+    /// The next sync to start waits until [`MemStorage::release_sync`]
+    /// (later ones do not): lets a test run other operations while one
+    /// sync is in flight.
+    pub fn hold_next_sync(&self) {
+        self.state.borrow_mut().hold_next_sync = true;
+    }
+
+    /// Lets the held sync finish.
+    pub fn release_sync(&self) {
+        self.state.borrow_mut().sync_held = false;
     }
 
     /// How many writes have completed, to every file: lets tests check how
@@ -132,6 +151,8 @@ impl MemStorage {
                 faults: VecDeque::new(),
                 rng,
                 writes: 0,
+                hold_next_sync: false,
+                sync_held: false,
             })),
         }
     }
@@ -158,6 +179,8 @@ impl MemStorage {
                 faults: VecDeque::new(),
                 rng: state.rng,
                 writes: 0,
+                hold_next_sync: false,
+                sync_held: false,
             })),
         }
     }
@@ -310,6 +333,15 @@ impl StorageFile for MemStorageFile {
     }
 
     async fn sync(&self) -> io::Result<()> {
+        let held = {
+            let mut state = self.storage.state.borrow_mut();
+            let held = std::mem::take(&mut state.hold_next_sync);
+            state.sync_held |= held;
+            held
+        };
+        while held && self.storage.state.borrow().sync_held {
+            glommio::timer::sleep(SYNC_HOLD_POLL).await;
+        }
         if self
             .storage
             .state
