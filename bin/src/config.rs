@@ -73,6 +73,10 @@ pub const SETTINGS: &[(&str, &str)] = &[
         "host:port to bind, e.g. 127.0.0.1:9092 (port 0 picks a free port)",
     ),
     ("advertised_listener", "host:port clients should connect to"),
+    (
+        "admin_listen",
+        "host:port of the admin port (HTTP: /metrics in Prometheus text, /health, /ready), e.g. 127.0.0.1:9644; empty or absent: off (port 0 picks a free port)",
+    ),
     ("shards", "a number of shards between 1 and 256"),
     ("pin_shards", "true or false"),
     (
@@ -266,6 +270,13 @@ pub fn apply(
             config.set_by_operator.insert("data_dir");
         }
         "listen" => config.listen = resolve(value).ok_or_else(bad)?,
+        "admin_listen" => {
+            config.admin_listen = if value.trim().is_empty() {
+                None
+            } else {
+                Some(resolve(value).ok_or_else(bad)?)
+            }
+        }
         "controller_listen" => {
             config.cluster.controller_listen = Some(resolve(value).ok_or_else(bad)?)
         }
@@ -713,6 +724,26 @@ mod tests {
             from_args(&args(&["--transaction-state-rewrite-records-min", "0"])).unwrap_err();
         assert!(
             error.contains("transaction_state_rewrite_records_min"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn the_admin_port_is_off_unless_set() {
+        let args = |list: &[&str]| -> Vec<String> { list.iter().map(|s| s.to_string()).collect() };
+        assert_eq!(from_args(&[]).unwrap().admin_listen, None);
+        let config = from_args(&args(&["--admin-listen", "127.0.0.1:9644"])).unwrap();
+        assert_eq!(
+            config.admin_listen,
+            Some(SocketAddr::from(([127, 0, 0, 1], 9644)))
+        );
+        assert_eq!(
+            from_args(&args(&["--admin-listen="])).unwrap().admin_listen,
+            None
+        );
+        let error = from_args(&args(&["--admin-listen", "nowhere"])).unwrap_err();
+        assert!(
+            error.contains("admin_listen") && error.contains("--admin-listen"),
             "{error}"
         );
     }

@@ -2,6 +2,7 @@
 //! broker.
 
 mod admin;
+mod admin_port;
 mod config;
 mod memory;
 mod run;
@@ -14,7 +15,7 @@ sluice: a Kafka-compatible streaming log broker
 
 USAGE:
     sluice [--config FILE] [--data-dir DIR] [--listen HOST:PORT] [--advertised-listener HOST:PORT]
-           [--shards N] [--node-id N] [--<setting> VALUE ...]
+           [--shards N] [--node-id N] [--admin-listen HOST:PORT] [--<setting> VALUE ...]
         Runs a single-node broker (default: 127.0.0.1:9092, data in ./data).
         Settings come from the embedded defaults, then FILE (TOML), then SLUICE_* variables,
         then flags.

@@ -65,7 +65,7 @@ fn keep_allocator(free_bytes_max: usize) {
 }
 
 /// The process's resident memory, from /proc (0 if unreadable).
-fn resident_bytes() -> usize {
+pub fn resident_bytes() -> usize {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
     let pages: usize = statm
         .split_whitespace()

@@ -160,6 +160,23 @@ pub fn run(mut config: BrokerConfig) -> Result<(), String> {
     sluice_net::log_dirs::scan(&log_dirs)?;
     sluice_net::log_dirs::record(&config)?;
     let (fds, address) = bind_listeners(&config)?;
+    // Bound before the shards start, so that a taken port is a start error;
+    // served from now on, so that /health answers and /ready says 503
+    // while the data loads.
+    let admin = match config.admin_listen {
+        Some(admin_listen) => {
+            let (listener, admin_address) = crate::admin_port::bind(admin_listen)?;
+            crate::admin_port::spawn(
+                listener,
+                crate::admin_port::AdminState {
+                    metrics: Arc::clone(&config.metrics),
+                    data_dirs: log_dirs.clone(),
+                },
+            )?;
+            Some(admin_address)
+        }
+        None => None,
+    };
     install_signal_handlers();
     let config = Arc::new(config);
     let plan = mesh_plan::<ShardRequest, ShardResponse>(config.shards);
@@ -214,6 +231,11 @@ pub fn run(mut config: BrokerConfig) -> Result<(), String> {
             }
         }
     }
+    // Before the line below: whoever reads it may ask /ready at once.
+    config.metrics.set_ready(true);
+    if let Some(admin) = admin {
+        let _ = writeln!(std::io::stdout(), "sluice admin port listening on {admin}");
+    }
     // Tests and scripts read this line to learn the port when listening on port 0.
     // Written, not printed: a closed or full stdout must not panic the broker.
     let _ = writeln!(std::io::stdout(), "sluice listening on {address}");
@@ -221,7 +243,7 @@ pub fn run(mut config: BrokerConfig) -> Result<(), String> {
         .iter()
         .map(|dir| dir.display().to_string())
         .collect();
-    tracing::info!(%address, shards = config.shards, data_dirs = %dirs.join(","), "broker ready");
+    tracing::info!(%address, admin = ?admin, shards = config.shards, data_dirs = %dirs.join(","), "broker ready");
     match runner.join() {
         Ok(Ok(())) => {
             tracing::info!("broker stopped cleanly");
@@ -268,10 +290,20 @@ async fn run_shard(
     }
     glommio::spawn_local(std::rc::Rc::clone(&broker).run_isr_checks()).detach();
     glommio::spawn_local(std::rc::Rc::clone(&broker).watch_storage()).detach();
+    if config.admin_listen.is_some() {
+        if let Ok(task) =
+            glommio::spawn_local_into(std::rc::Rc::clone(&broker).publish_metrics(), background)
+        {
+            task.detach();
+        }
+    }
     let _ = ready.send(Ok(()));
     while !SHUTDOWN.load(Ordering::SeqCst) {
         glommio::timer::sleep(SHUTDOWN_POLL).await;
     }
+    // A stopping broker is not ready: /ready turns clients and load
+    // balancers away while it hands over its leaderships.
+    config.metrics.set_ready(false);
     // Still serving while the leaderships move, so that requests in flight
     // are answered (NOT_LEADER_OR_FOLLOWER once a leadership has moved).
     broker.controlled_shutdown().await;

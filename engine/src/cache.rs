@@ -41,6 +41,10 @@ pub struct BatchCache {
     used_bytes: Cell<usize>,
     insertions: RefCell<VecDeque<Insertion>>,
     next_sequence: Cell<u64>,
+    /// Log reads served from the cache and from disk, for the hit ratio
+    /// the metrics report.
+    reads_from_cache: Cell<u64>,
+    reads_from_disk: Cell<u64>,
 }
 
 impl BatchCache {
@@ -50,7 +54,24 @@ impl BatchCache {
             used_bytes: Cell::new(0),
             insertions: RefCell::new(VecDeque::new()),
             next_sequence: Cell::new(0),
+            reads_from_cache: Cell::new(0),
+            reads_from_disk: Cell::new(0),
         })
+    }
+
+    /// Counts one log read, served from the cache or from disk.
+    pub fn count_read(&self, from_cache: bool) {
+        let counter = if from_cache {
+            &self.reads_from_cache
+        } else {
+            &self.reads_from_disk
+        };
+        counter.set(counter.get().wrapping_add(1));
+    }
+
+    /// Log reads served from the cache and from disk so far.
+    pub fn reads(&self) -> (u64, u64) {
+        (self.reads_from_cache.get(), self.reads_from_disk.get())
     }
 
     /// Accounts a new batch of `bytes` and returns its sequence number.

@@ -2043,8 +2043,10 @@ impl<S: Storage> PartitionLog<S> {
                 .front()
                 .is_some_and(|front| front.base_offset <= offset)
             {
+                self.cache.count_read(true);
                 return Ok(read_cached(&inner.cached, offset, max_bytes, upper));
             }
+            self.cache.count_read(false);
             let Some((&base, segment)) = inner.segments.range(..=offset).next_back() else {
                 return Err(ReadError::OffsetOutOfRange {
                     log_start: inner.log_start,

@@ -487,6 +487,9 @@ pub struct Broker {
         RefCell<std::collections::BTreeMap<usize, std::collections::BTreeSet<u16>>>,
     /// The data directories failing on any shard, as shard 0 last said.
     dirs_failing: RefCell<Vec<usize>>,
+    /// This shard's request counters and the figures it publishes for the
+    /// admin port (see `metrics_snapshot`).
+    pub metrics: crate::metrics::ShardRecorder,
 }
 
 /// The index behind [`Broker::topic_by_id`], for the image the shard holds.
@@ -573,6 +576,10 @@ impl Broker {
         let groups = crate::groups::GroupCoordinator::new(config.groups.clone());
         let txns = crate::txn::TxnCoordinator::new(config.txn.clone());
         let log_dirs = crate::log_dirs::LogDirs::new(config.log_dirs())?;
+        let metrics = crate::metrics::ShardRecorder::new(
+            config.metrics.register(shard),
+            config.admin_listen.is_some(),
+        );
         let broker = Rc::new_cyclic(|this| Broker {
             this: this.clone(),
             cache: BatchCache::new(config.cache_bytes_per_shard),
@@ -596,6 +603,7 @@ impl Broker {
             fetch_sessions: RefCell::default(),
             failing_dirs_by_shard: RefCell::default(),
             dirs_failing: RefCell::default(),
+            metrics,
         });
         broker.groups.attach(Rc::downgrade(&broker));
         broker.txns.attach(Rc::downgrade(&broker));
@@ -1858,6 +1866,7 @@ mod elect;
 pub(crate) use elect::{ElectionOutcome, ElectionTopic, ElectionType};
 mod forward;
 mod lease;
+mod metrics_snapshot;
 mod move_log;
 pub use lease::ControllerLease;
 pub use move_log::finish_moves;

@@ -127,6 +127,9 @@ pub struct BrokerConfig {
     pub offline_log_dirs: Vec<PathBuf>,
     /// Address every shard's listener binds (SO_REUSEPORT); port 0 picks one.
     pub listen: SocketAddr,
+    /// The admin port (HTTP: `/metrics`, `/health`, `/ready`), off when
+    /// `None`; port 0 picks a free port.
+    pub admin_listen: Option<SocketAddr>,
     /// Host and port clients are told to connect to; defaults to `listen`.
     pub advertised_host: Option<String>,
     pub advertised_port: Option<u16>,
@@ -175,6 +178,9 @@ pub struct BrokerConfig {
     /// `broker::lease`), renewed by shard 0 and read by every shard, which
     /// all hold this configuration.
     pub lease: std::sync::Arc<crate::broker::ControllerLease>,
+    /// Not a setting either: the counters and snapshots every shard
+    /// writes and the admin port reads.
+    pub metrics: std::sync::Arc<crate::metrics::Metrics>,
 }
 
 /// How a node takes part in the cluster.
@@ -238,6 +244,7 @@ impl Default for BrokerConfig {
             start_without_missing_log_dirs: false,
             offline_log_dirs: Vec::new(),
             listen: SocketAddr::from(([127, 0, 0, 1], 9092)),
+            admin_listen: None,
             advertised_host: None,
             advertised_port: None,
             shards: sluice_engine::shard::available_cores(),
@@ -259,6 +266,7 @@ impl Default for BrokerConfig {
             cluster: ClusterConfig::default(),
             set_by_operator: std::collections::BTreeSet::new(),
             lease: std::sync::Arc::default(),
+            metrics: std::sync::Arc::default(),
         }
     }
 }

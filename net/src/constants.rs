@@ -372,3 +372,34 @@ pub const LEADER_IMBALANCE_CHECK_INTERVAL_MS_DEFAULT: u64 = 300_000;
 /// (a partition's move to another data directory) is done: a plain thread
 /// cannot wake a shard.
 pub const OFF_SHARD_POLL: std::time::Duration = std::time::Duration::from_millis(5);
+
+/// How often each shard publishes its metrics snapshot (partition gauges,
+/// bytes per topic, committed offsets, executor and cache figures) for the
+/// admin port to read. A scrape sees values at most this old; the work per
+/// shard is one walk over its partitions per interval, whatever the scrape
+/// rate, so scrapes cannot add load to a shard.
+pub const METRICS_PUBLISH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+/// Request counters are kept per Kafka api key, indexed by the key: every
+/// key Sluice implements (the highest is ListConfigResources, 74) is below
+/// this. A request of a larger key is refused before it is counted.
+pub const METRICS_API_KEYS_MAX: usize = 128;
+/// Upper bounds, in microseconds, of the request-duration histogram's
+/// buckets (the `le` labels, in seconds), from a cached produce to a fetch
+/// long-polled to its longest wait.
+pub const REQUEST_DURATION_BUCKETS_MICROS: [u64; 16] = [
+    100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000,
+    1_000_000, 2_500_000, 5_000_000, 10_000_000,
+];
+const _: () = {
+    let buckets = &REQUEST_DURATION_BUCKETS_MICROS;
+    let mut index = 1;
+    while index < buckets.len() {
+        assert!(buckets[index - 1] < buckets[index]);
+        index += 1;
+    }
+};
+/// Committed offsets (group, partition) a shard publishes for the consumer
+/// lag gauges: beyond it the rest are left out of the scrape (and a warning
+/// logged once), so that thousands of groups cannot make every scrape
+/// huge.
+pub const METRICS_COMMITTED_OFFSETS_MAX: usize = 100_000;

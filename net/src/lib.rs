@@ -12,6 +12,8 @@
 //! - [`groups`]: the group coordinator (consumer groups, committed offsets
 //!   in `__consumer_offsets`), one per shard.
 //! - [`errors`]: Kafka error codes and the one mapping from engine errors.
+//! - [`metrics`]: per-shard counters and published snapshots, and their
+//!   Prometheus text, for the admin port.
 
 pub mod broker;
 pub mod client;
@@ -24,6 +26,7 @@ pub mod glommio_client;
 pub mod groups;
 pub mod handlers;
 pub mod log_dirs;
+pub mod metrics;
 pub mod server;
 pub mod topic_config;
 pub mod txn;

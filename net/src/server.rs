@@ -376,10 +376,20 @@ fn handle_frame(broker: &Rc<Broker>, frame: Bytes) -> Result<Option<Pending>, Cl
             Closed::Malformed(format!("api key {api_key} v{api_version}: {error}"))
         })?;
     let broker = Rc::clone(broker);
+    broker.metrics.shared().request_started(api_key);
     let task = glommio::spawn_local(async move {
         let started = Instant::now();
         let response = handlers::dispatch(&broker, header, request).await;
-        let took = started.elapsed().as_millis();
+        let elapsed = started.elapsed();
+        // No pieces: answered by closing the connection (see write_loop).
+        if response
+            .as_ref()
+            .is_some_and(|frame| frame.pieces.is_empty())
+        {
+            broker.metrics.request_failed(api_key);
+        }
+        broker.metrics.shared().request_finished(api_key, elapsed);
+        let took = elapsed.as_millis();
         if took > SLOW_REQUEST_LOG_MS {
             tracing::debug!(
                 api_key,

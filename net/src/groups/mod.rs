@@ -439,6 +439,27 @@ impl GroupCoordinator {
         }
     }
 
+    /// The committed offsets of this shard's groups, for the consumer lag
+    /// gauges: at most `limit` of them, and whether some were left out.
+    pub fn committed_offsets(&self, limit: usize) -> (Vec<crate::metrics::CommittedOffset>, bool) {
+        let groups = self.groups.borrow();
+        let mut committed = Vec::new();
+        for group in groups.values() {
+            for ((topic, partition), value) in &group.offsets {
+                if committed.len() == limit {
+                    return (committed, true);
+                }
+                committed.push(crate::metrics::CommittedOffset {
+                    group: group.id.clone(),
+                    topic: topic.clone(),
+                    partition: *partition,
+                    offset: value.offset,
+                });
+            }
+        }
+        (committed, false)
+    }
+
     /// Connects the coordinator to its broker and starts the periodic
     /// maintenance (offset expiry, log rewrite). Called once, by
     /// `Broker::new`.

@@ -25,7 +25,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use bytes::{BufMut, Bytes, BytesMut};
-use kafka_protocol::messages::{FetchRequest, RequestHeader};
+use kafka_protocol::messages::{ApiKey, FetchRequest, RequestHeader};
 use sluice_engine::ShardId;
 use uuid::Uuid;
 
@@ -110,7 +110,10 @@ pub async fn handle(
         Plan::Sessionless
     };
     let (wanted, session) = match plan {
-        Plan::Error(error_code) => return Some(encode_error(version, error_code)),
+        Plan::Error(error_code) => {
+            broker.metrics.request_failed(ApiKey::Fetch as i16);
+            return Some(encode_error(version, error_code));
+        }
         Plan::Sessionless => (requested, SessionUse::None),
         Plan::Full => (requested, SessionUse::Open),
         Plan::Incremental { id, wanted } => (wanted, SessionUse::Incremental(id)),
@@ -221,6 +224,7 @@ pub async fn handle(
         }
     }
     apply_response_limit(&mut slots, request.max_bytes);
+    count_traffic(broker, &topics, &slots, replica.is_none());
     let answers: Vec<Answer> = slots.iter().map(|slot| answer_of(&slot.outcome)).collect();
     let session_id = match session {
         SessionUse::None => 0,
@@ -257,6 +261,43 @@ pub async fn handle(
         &slots,
         hints.as_ref(),
     ))
+}
+
+/// The metrics of an answered fetch: the record bytes returned per topic
+/// (a consumer's only: a follower's fetch is replication), and the request
+/// as failed when any partition has an error code.
+fn count_traffic(broker: &Broker, topics: &[ResolvedTopic], slots: &[Slot], consumer: bool) {
+    let count = |topic_index: usize, bytes: u64| {
+        if let Some(topic) = topics.get(topic_index) {
+            broker.metrics.bytes_out(&topic.name, bytes);
+        }
+    };
+    let mut failed = false;
+    let mut run: Option<(usize, u64)> = None;
+    for slot in slots {
+        failed |= slot.outcome.error_code != code::NONE;
+        if !consumer || slot.outcome.bytes == 0 {
+            continue;
+        }
+        // Slots of one topic come together: one count per run of them.
+        match &mut run {
+            Some((topic_index, bytes)) if *topic_index == slot.topic_index => {
+                *bytes += slot.outcome.bytes as u64;
+            }
+            _ => {
+                if let Some((topic_index, bytes)) = run {
+                    count(topic_index, bytes);
+                }
+                run = Some((slot.topic_index, slot.outcome.bytes as u64));
+            }
+        }
+    }
+    if let Some((topic_index, bytes)) = run {
+        count(topic_index, bytes);
+    }
+    if failed {
+        broker.metrics.request_failed(ApiKey::Fetch as i16);
+    }
 }
 
 /// What a handled request does with a fetch session.

@@ -21,7 +21,7 @@ use kafka_protocol::messages::produce_response::{
     LeaderIdAndEpoch, NodeEndpoint, PartitionProduceResponse, TopicProduceResponse,
 };
 use kafka_protocol::messages::{
-    BrokerId, ProduceRequest, ProduceResponse, RequestHeader, TopicName,
+    ApiKey, BrokerId, ProduceRequest, ProduceResponse, RequestHeader, TopicName,
 };
 use sluice_engine::{batch, ShardId};
 
@@ -112,6 +112,7 @@ pub async fn handle(
         })
     });
     if transactional_records && request.transactional_id.is_none() {
+        broker.metrics.request_failed(ApiKey::Produce as i16);
         return Some(refuse_without_transactional_id(header, &request));
     }
     let acks = request.acks;
@@ -197,6 +198,7 @@ pub async fn handle(
             }
         }
     }
+    count_traffic(broker, &request, &outcomes);
     if acks == 0 {
         return None;
     }
@@ -212,6 +214,29 @@ pub async fn handle(
         .then(|| LeaderHints::new(broker.metadata(), broker.live_brokers()));
     let response = response(version, &request, outcomes, hints.as_mut());
     Some(encode(&response, version))
+}
+
+/// The metrics of an answered produce: the record bytes of every partition
+/// that took its records, per topic, and the request as failed when any
+/// partition was refused.
+fn count_traffic(broker: &Broker, request: &ProduceRequest, outcomes: &[Vec<ProduceOutcome>]) {
+    let mut failed = false;
+    for (topic, topic_outcomes) in request.topic_data.iter().zip(outcomes) {
+        let mut bytes = 0;
+        for (partition, outcome) in topic.partition_data.iter().zip(topic_outcomes) {
+            if outcome.error_code == code::NONE {
+                bytes += partition.records.as_ref().map_or(0, Bytes::len) as u64;
+            } else {
+                failed = true;
+            }
+        }
+        if bytes > 0 {
+            broker.metrics.bytes_in(topic.name.0.as_str(), bytes);
+        }
+    }
+    if failed {
+        broker.metrics.request_failed(ApiKey::Produce as i16);
+    }
 }
 
 /// Names each topic of a v13+ request from its id (KIP-516); says, per

@@ -1,0 +1,484 @@
+//! The admin port (`--admin-listen`): `/metrics` scraped and read with a
+//! Prometheus text parser, its figures checked against traffic the test
+//! made and knows; `/health` and `/ready`; and HTTP requests that are too
+//! large, malformed or never finished get an error while Kafka clients
+//! keep being served.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use common::{free_ports, produce_all, read_all, wait_until, Record, TestBroker, WireClient};
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::{
+    ApiKey, ApiVersionsRequest, ApiVersionsResponse, ProduceRequest, ProduceResponse, TopicName,
+};
+use kafka_protocol::protocol::StrBytes;
+use prometheus_parse::{Scrape, Value};
+use rdkafka::consumer::{CommitMode, Consumer};
+use rdkafka::{Offset, TopicPartitionList};
+
+const TOPIC: &str = "metered";
+const PARTITIONS: i32 = 3;
+/// Records produced to each partition: different counts, so that a gauge
+/// reporting the wrong partition's figure shows.
+const RECORDS_PER_PARTITION: [usize; PARTITIONS as usize] = [40, 25, 10];
+const VALUE_BYTES: usize = 300;
+/// ApiVersions requests sent on a raw connection, counted exactly.
+const API_VERSIONS_REQUESTS: usize = 7;
+const GROUP: &str = "metered-group";
+/// The offset the group commits on partition 0.
+const COMMITTED_OFFSET: i64 = 12;
+/// How long an HTTP exchange may take (the broker gives a silent client 2 s).
+const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long published figures may take to show (they are published every
+/// second; generous for a loaded machine).
+const PUBLISH_TIMEOUT: Duration = Duration::from_secs(30);
+
+fn start_with_admin_port() -> (TestBroker, SocketAddr) {
+    let port = free_ports(1)[0];
+    let admin = SocketAddr::from(([127, 0, 0, 1], port));
+    let broker = TestBroker::start_with(&["--admin-listen", &admin.to_string()]);
+    (broker, admin)
+}
+
+/// Sends `request` as is and returns the status and body of the answer.
+fn http(address: SocketAddr, request: &[u8]) -> (u16, String) {
+    let mut stream = TcpStream::connect_timeout(&address, HTTP_TIMEOUT).expect("connect");
+    stream
+        .set_read_timeout(Some(HTTP_TIMEOUT))
+        .expect("timeout");
+    stream
+        .set_write_timeout(Some(HTTP_TIMEOUT))
+        .expect("timeout");
+    // An oversized request may be answered before it is all written.
+    let _ = stream.write_all(request);
+    let mut response = Vec::new();
+    stream
+        .read_to_end(&mut response)
+        .expect("reading the response");
+    let response = String::from_utf8(response).expect("a UTF-8 response");
+    let (head, body) = response
+        .split_once("\r\n\r\n")
+        .unwrap_or_else(|| panic!("no end of headers in {response:?}"));
+    let status = head
+        .strip_prefix("HTTP/1.1 ")
+        .and_then(|rest| rest.get(..3))
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in {head:?}"));
+    let length: usize = head
+        .lines()
+        .find_map(|line| line.strip_prefix("Content-Length: "))
+        .and_then(|length| length.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no Content-Length in {head:?}"));
+    assert_eq!(body.len(), length, "Content-Length");
+    (status, body.to_string())
+}
+
+fn get(address: SocketAddr, path: &str) -> (u16, String) {
+    http(
+        address,
+        format!("GET {path} HTTP/1.1\r\nHost: test\r\n\r\n").as_bytes(),
+    )
+}
+
+/// A scrape, parsed; every sample line must have been understood.
+fn scrape(address: SocketAddr) -> Scrape {
+    let (status, text) = get(address, "/metrics");
+    assert_eq!(status, 200, "{text}");
+    let parsed = Scrape::parse(text.lines().map(|line| Ok(line.to_string()))).expect("parsed");
+    let sample_lines = text
+        .lines()
+        .filter(|line| !line.trim().is_empty() && !line.starts_with('#'))
+        .count();
+    let understood: usize = parsed
+        .samples
+        .iter()
+        .map(|sample| match &sample.value {
+            Value::Histogram(buckets) => buckets.len(),
+            _ => 1,
+        })
+        .sum();
+    assert_eq!(
+        understood, sample_lines,
+        "lines the parser skipped in\n{text}"
+    );
+    parsed
+}
+
+/// The value of the sample `metric` with exactly these labels' values.
+fn value(scrape: &Scrape, metric: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    scrape
+        .samples
+        .iter()
+        .filter(|sample| sample.metric == metric)
+        .find(|sample| {
+            labels
+                .iter()
+                .all(|(name, wanted)| sample.labels.get(name) == Some(*wanted))
+        })
+        .and_then(|sample| match &sample.value {
+            Value::Counter(value) | Value::Gauge(value) | Value::Untyped(value) => Some(*value),
+            _ => None,
+        })
+}
+
+fn partition_value(scrape: &Scrape, metric: &str, partition: i32) -> Option<f64> {
+    value(
+        scrape,
+        metric,
+        &[("topic", TOPIC), ("partition", &partition.to_string())],
+    )
+}
+
+fn requests(scrape: &Scrape, api: &str) -> f64 {
+    value(scrape, "sluice_requests_total", &[("api", api)]).unwrap_or(0.0)
+}
+
+fn produce_to_missing_partition(client: &mut WireClient) -> i16 {
+    let mut partition = PartitionProduceData::default();
+    partition.index = PARTITIONS + 5;
+    partition.records = Some(bytes::Bytes::from_static(&[0; 70]));
+    let mut topic = TopicProduceData::default();
+    topic.name = TopicName(StrBytes::from_static_str(TOPIC));
+    topic.partition_data = vec![partition];
+    let mut request = ProduceRequest::default();
+    request.acks = -1;
+    request.timeout_ms = 10_000;
+    request.topic_data = vec![topic];
+    let response: ProduceResponse = client.call(ApiKey::Produce, 9, &request);
+    response.responses[0].partition_responses[0].error_code
+}
+
+#[test]
+fn scraped_figures_match_the_traffic() {
+    let (broker, admin) = start_with_admin_port();
+    assert_eq!(get(admin, "/health"), (200, "ok\n".to_string()));
+    assert_eq!(get(admin, "/ready"), (200, "ready\n".to_string()));
+    broker.create_topic(TOPIC, PARTITIONS);
+
+    let mut records = Vec::new();
+    for (partition, count) in RECORDS_PER_PARTITION.iter().enumerate() {
+        for index in 0..*count {
+            let value = common::indexed_value(index, VALUE_BYTES);
+            records.push(Record::with_value(partition as i32, value));
+        }
+    }
+    let positions = produce_all(&broker, TOPIC, &[("acks", "all")], &records);
+    for (partition, count) in RECORDS_PER_PARTITION.iter().enumerate() {
+        let in_partition = positions
+            .iter()
+            .filter(|(at, _)| *at == partition as i32)
+            .count();
+        assert_eq!(
+            in_partition, *count,
+            "records delivered to partition {partition}"
+        );
+    }
+    let read = read_all(&broker, TOPIC, PARTITIONS);
+    assert_eq!(
+        read.values().map(Vec::len).sum::<usize>(),
+        records.len(),
+        "records read back"
+    );
+
+    // The group commits an offset on partition 0 only.
+    {
+        let consumer = broker.consumer(&[("group.id", GROUP)]);
+        let mut offsets = TopicPartitionList::new();
+        offsets
+            .add_partition_offset(TOPIC, 0, Offset::Offset(COMMITTED_OFFSET))
+            .expect("offset");
+        consumer.commit(&offsets, CommitMode::Sync).expect("commit");
+    }
+
+    // Partition gauges, bytes and committed offsets are published once a
+    // second: wait for a scrape that has them all.
+    let mut last = None;
+    let deadline = Instant::now() + PUBLISH_TIMEOUT;
+    let scraped = loop {
+        let scraped = scrape(admin);
+        let complete = (0..PARTITIONS).all(|partition| {
+            partition_value(&scraped, "sluice_partition_log_end_offset", partition)
+                == Some(RECORDS_PER_PARTITION[partition as usize] as f64)
+        }) && value(
+            &scraped,
+            "sluice_topic_bytes_out_total",
+            &[("topic", TOPIC)],
+        )
+        .is_some()
+            && value(
+                &scraped,
+                "sluice_consumer_group_lag",
+                &[("group", GROUP), ("topic", TOPIC), ("partition", "0")],
+            )
+            .is_some();
+        if complete {
+            break scraped;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the published figures never matched the traffic; last scrape's partition gauges: {:?}",
+            last.as_ref().map(|scrape: &Scrape| (0..PARTITIONS)
+                .map(|partition| partition_value(
+                    scrape,
+                    "sluice_partition_log_end_offset",
+                    partition
+                ))
+                .collect::<Vec<_>>())
+        );
+        last = Some(scraped);
+        std::thread::sleep(Duration::from_millis(200));
+    };
+
+    // Every produced record is in its partition, from offset 0; the log's
+    // size is the batches it took, which are the bytes produce accepted.
+    let mut size = 0.0;
+    for partition in 0..PARTITIONS {
+        let count = RECORDS_PER_PARTITION[partition as usize] as f64;
+        let gauge = |metric| partition_value(&scraped, metric, partition);
+        assert_eq!(gauge("sluice_partition_log_start_offset"), Some(0.0));
+        assert_eq!(gauge("sluice_partition_high_watermark"), Some(count));
+        assert_eq!(gauge("sluice_partition_leader"), Some(1.0));
+        let bytes = gauge("sluice_partition_size_bytes").expect("a size");
+        // At least the values themselves, at most that plus generous
+        // per-record and per-batch overhead.
+        assert!(
+            bytes >= count * VALUE_BYTES as f64,
+            "partition {partition}: {bytes} bytes"
+        );
+        assert!(
+            bytes <= count * (VALUE_BYTES as f64 + 100.0) + 1_000.0,
+            "partition {partition}: {bytes} bytes"
+        );
+        size += bytes;
+    }
+    let bytes_in = value(&scraped, "sluice_topic_bytes_in_total", &[("topic", TOPIC)]);
+    assert_eq!(bytes_in, Some(size), "bytes in = the batches the logs hold");
+    // The consumer read every batch once at least (librdkafka may fetch one
+    // again when it refetches after a partial response).
+    let bytes_out = value(
+        &scraped,
+        "sluice_topic_bytes_out_total",
+        &[("topic", TOPIC)],
+    )
+    .expect("bytes out");
+    assert!(
+        (size..=2.0 * size).contains(&bytes_out),
+        "bytes out {bytes_out} for {size} stored"
+    );
+
+    let lag = value(
+        &scraped,
+        "sluice_consumer_group_lag",
+        &[("group", GROUP), ("topic", TOPIC), ("partition", "0")],
+    );
+    assert_eq!(
+        lag,
+        Some(RECORDS_PER_PARTITION[0] as f64 - COMMITTED_OFFSET as f64)
+    );
+    assert_eq!(
+        value(
+            &scraped,
+            "sluice_consumer_group_committed_offset",
+            &[("group", GROUP), ("topic", TOPIC), ("partition", "0")],
+        ),
+        Some(COMMITTED_OFFSET as f64)
+    );
+    assert_eq!(
+        value(&scraped, "sluice_under_replicated_partitions", &[]),
+        Some(0.0)
+    );
+    assert_eq!(value(&scraped, "sluice_offline_partitions", &[]), Some(0.0));
+    assert_eq!(value(&scraped, "sluice_ready", &[]), Some(1.0));
+    let dir = broker.data_dir().display().to_string();
+    let free = value(&scraped, "sluice_data_dir_free_bytes", &[("dir", &dir)]).expect("disk free");
+    let whole = value(&scraped, "sluice_data_dir_size_bytes", &[("dir", &dir)]).expect("disk size");
+    assert!(free > 0.0 && free <= whole, "free {free} of {whole}");
+    for shard in ["0", "1"] {
+        let busy = value(
+            &scraped,
+            "sluice_shard_busy_seconds_total",
+            &[("shard", shard)],
+        );
+        assert!(
+            busy.is_some_and(|busy| busy > 0.0),
+            "shard {shard} busy {busy:?}"
+        );
+        let cache = value(
+            &scraped,
+            "sluice_batch_cache_budget_bytes",
+            &[("shard", shard)],
+        );
+        assert!(
+            cache.is_some_and(|cache| cache > 0.0),
+            "shard {shard} cache {cache:?}"
+        );
+    }
+    assert!(requests(&scraped, "Produce") >= 1.0);
+    assert!(requests(&scraped, "Fetch") >= 1.0);
+
+    // Every histogram is cumulative and counts what its counter counts.
+    for sample in &scraped.samples {
+        let Value::Histogram(buckets) = &sample.value else {
+            continue;
+        };
+        assert_eq!(sample.metric, "sluice_request_duration_seconds");
+        let api = sample.labels.get("api").expect("an api label");
+        let counts: Vec<f64> = buckets.iter().map(|bucket| bucket.count).collect();
+        assert!(
+            counts.windows(2).all(|pair| pair[0] <= pair[1]),
+            "{api}: {counts:?}"
+        );
+        let infinite = buckets
+            .iter()
+            .find(|bucket| bucket.less_than.is_infinite())
+            .map(|bucket| bucket.count);
+        assert_eq!(
+            infinite,
+            Some(requests(&scraped, api)),
+            "{api}: +Inf bucket"
+        );
+        let count = value(
+            &scraped,
+            "sluice_request_duration_seconds_count",
+            &[("api", api)],
+        );
+        assert_eq!(count, Some(requests(&scraped, api)), "{api}: _count");
+    }
+
+    // Exact counts: nothing else talks to the broker now.
+    let before = scrape(admin);
+    let mut client = WireClient::new(&broker);
+    for _ in 0..API_VERSIONS_REQUESTS {
+        let _: ApiVersionsResponse =
+            client.call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default());
+    }
+    let error_code = produce_to_missing_partition(&mut client);
+    assert_ne!(error_code, 0, "a produce to a missing partition is refused");
+    let after = scrape(admin);
+    assert_eq!(
+        requests(&after, "ApiVersions") - requests(&before, "ApiVersions"),
+        API_VERSIONS_REQUESTS as f64
+    );
+    assert_eq!(
+        requests(&after, "Produce") - requests(&before, "Produce"),
+        1.0
+    );
+    let errors = |scrape: &Scrape| {
+        value(scrape, "sluice_request_errors_total", &[("api", "Produce")]).unwrap_or(0.0)
+    };
+    assert_eq!(
+        errors(&after) - errors(&before),
+        1.0,
+        "the refused produce is an error"
+    );
+    assert_eq!(
+        value(
+            &after,
+            "sluice_request_errors_total",
+            &[("api", "ApiVersions")]
+        ),
+        Some(0.0)
+    );
+}
+
+#[test]
+fn bad_http_requests_get_errors_and_kafka_keeps_serving() {
+    let (broker, admin) = start_with_admin_port();
+    broker.create_topic(TOPIC, 1);
+
+    // A client that connects and sends nothing holds the admin port for its
+    // deadline only; meanwhile Kafka clients are served.
+    let mut silent = TcpStream::connect(admin).expect("connect");
+    silent
+        .set_read_timeout(Some(HTTP_TIMEOUT))
+        .expect("timeout");
+    let records: Vec<Record> = (0..50)
+        .map(|index| Record::with_value(0, common::indexed_value(index, 100)))
+        .collect();
+    let started = Instant::now();
+    produce_all(&broker, TOPIC, &[], &records);
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "producing took {:?} while the admin port was held",
+        started.elapsed()
+    );
+    let mut answer = String::new();
+    silent.read_to_string(&mut answer).expect("an answer");
+    assert!(answer.starts_with("HTTP/1.1 408 "), "{answer}");
+
+    let oversized = format!(
+        "GET /metrics HTTP/1.1\r\nX-Padding: {}\r\n\r\n",
+        "x".repeat(20 * 1024)
+    );
+    assert_eq!(http(admin, oversized.as_bytes()).0, 431);
+    assert_eq!(
+        http(
+            admin,
+            b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n"
+        )
+        .0,
+        400
+    );
+    assert_eq!(http(admin, b"GET /metrics\r\n\r\n").0, 400);
+    assert_eq!(
+        http(
+            admin,
+            b"POST /metrics HTTP/1.1\r\nContent-Length: 0\r\n\r\n"
+        )
+        .0,
+        405
+    );
+    assert_eq!(get(admin, "/admin/shutdown").0, 404);
+    // A half-sent request, then the peer goes away: no answer, no harm.
+    {
+        let mut partial = TcpStream::connect(admin).expect("connect");
+        partial.write_all(b"GET /metr").expect("write");
+    }
+
+    // Still serving both ports.
+    assert_eq!(get(admin, "/health").0, 200);
+    let scraped = scrape(admin);
+    assert!(requests(&scraped, "Produce") >= 1.0);
+    let read = read_all(&broker, TOPIC, 1);
+    assert_eq!(read[&0].len(), records.len());
+    wait_until("a scrape showing the records", PUBLISH_TIMEOUT, || {
+        partition_value(&scrape(admin), "sluice_partition_log_end_offset", 0)
+            == Some(records.len() as f64)
+    });
+}
+
+#[test]
+fn a_taken_admin_port_is_a_start_error() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let address = taken.local_addr().expect("address");
+    let dir = std::env::temp_dir().join(format!("sluice-admin-taken-{}", std::process::id()));
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--shards",
+            "1",
+            "--pin-shards",
+            "false",
+        ])
+        .arg("--data-dir")
+        .arg(&dir)
+        .args(["--admin-listen", &address.to_string()])
+        .env("SLUICE_LOG", "error")
+        .output()
+        .expect("running sluice");
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "one line: {stderr}");
+    assert!(
+        lines[0].contains("admin port") && lines[0].contains(&address.to_string()),
+        "{stderr}"
+    );
+    drop(taken);
+}
