@@ -22,6 +22,8 @@ const REPLICA_LAG_TIME_MS_MAX: i64 = 3_600_000;
 const LEADER_IMBALANCE_CHECK_INTERVAL_MS_MAX: i64 = 86_400_000;
 /// Longest spin before an idle shard parks: beyond this it is a busy loop.
 const SPIN_BEFORE_PARK_US_MAX: i64 = 10_000;
+use sluice_net::config::SecurityProtocol;
+use sluice_net::sasl::session::{parse_mechanisms, parse_super_users};
 use sluice_net::BrokerConfig;
 
 /// Every setting: its name, and what it expects (for error messages and help).
@@ -110,6 +112,18 @@ pub const SETTINGS: &[(&str, &str)] = &[
         "connections open at once from one address, at least 1 (default unlimited); more are closed at once",
     ),
     ("delete_topic_enable", "true or false"),
+    (
+        "listener_security_protocol",
+        "the client listener's security protocol, Kafka's names: PLAINTEXT (default) or SASL_PLAINTEXT (SSL and SASL_SSL need TLS, not built yet)",
+    ),
+    (
+        "sasl_enabled_mechanisms",
+        "SASL mechanisms a SASL_PLAINTEXT listener offers, separated by commas: PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 (default all three)",
+    ),
+    (
+        "super_users",
+        "principals separated by semicolons, e.g. User:admin;User:ops (Kafka's super.users); kept for the ACL step, nothing is authorized by it yet",
+    ),
     (
         "group_initial_rebalance_delay_ms",
         "milliseconds, 0 or more (Kafka default 3000)",
@@ -388,6 +402,28 @@ pub fn apply(
             config.max_connections_per_ip = long(1, i32::MAX as i64).ok_or_else(bad)? as usize
         }
         "delete_topic_enable" => config.delete_topic_enable = parse_bool(value).ok_or_else(bad)?,
+        "listener_security_protocol" => {
+            config.security_protocol = match value {
+                "PLAINTEXT" => SecurityProtocol::Plaintext,
+                "SASL_PLAINTEXT" => SecurityProtocol::SaslPlaintext,
+                "SSL" | "SASL_SSL" => {
+                    return Err(format!(
+                        "{name} {value} (from {source}) needs TLS, which Sluice does not have yet; use PLAINTEXT or SASL_PLAINTEXT"
+                    ))
+                }
+                _ => return Err(bad()),
+            }
+        }
+        "sasl_enabled_mechanisms" => {
+            config.sasl.enabled_mechanisms = parse_mechanisms(value).map_err(|reason| {
+                format!("invalid value '{value}' for {name} (from {source}): {reason}")
+            })?
+        }
+        "super_users" => {
+            config.sasl.super_users = parse_super_users(value).map_err(|reason| {
+                format!("invalid value '{value}' for {name} (from {source}): {reason}")
+            })?
+        }
         "group_initial_rebalance_delay_ms" => {
             config.groups.initial_rebalance_delay_ms =
                 long(0, i32::MAX as i64).ok_or_else(bad)? as u64
@@ -575,7 +611,27 @@ pub fn from_args(args: &[String]) -> Result<BrokerConfig, String> {
         ));
     }
     check_quorum_settings(&config)?;
+    check_security_settings(&config)?;
     Ok(config)
+}
+
+/// SASL_PLAINTEXT is for a broker on its own so far: brokers reach each
+/// other (replica fetches, transaction markers) through the client
+/// listener, and do not authenticate to each other yet.
+fn check_security_settings(config: &BrokerConfig) -> Result<(), String> {
+    let alone = match config.cluster.voters.as_slice() {
+        [] => true,
+        [(only, _)] => *only == config.node_id,
+        _ => false,
+    };
+    if config.security_protocol.is_sasl() && !alone {
+        return Err(format!(
+            "listener_security_protocol {} works on a single broker only: brokers of a cluster \
+             connect to each other through the client listener and cannot authenticate yet",
+            config.security_protocol.name()
+        ));
+    }
+    Ok(())
 }
 
 /// The quorum settings must agree with each other: a voter of a quorum of
@@ -804,6 +860,52 @@ mod tests {
         assert!(error.contains("controller_listen is not set"), "{error}");
         let error = from_args(&args(&["--controller-voters", "one@somewhere"])).unwrap_err();
         assert!(error.contains("controller_voters"), "{error}");
+    }
+
+    #[test]
+    fn security_settings_are_parsed_and_checked() {
+        let args = |list: &[&str]| list.iter().map(|arg| arg.to_string()).collect::<Vec<_>>();
+        let defaults = from_args(&[]).unwrap();
+        assert_eq!(defaults.security_protocol, SecurityProtocol::Plaintext);
+        assert_eq!(defaults.sasl.enabled_mechanisms.len(), 3);
+        let config = from_args(&args(&[
+            "--listener-security-protocol",
+            "SASL_PLAINTEXT",
+            "--sasl-enabled-mechanisms",
+            "SCRAM-SHA-512",
+            "--super-users",
+            "User:admin;User:ops",
+        ]))
+        .unwrap();
+        assert_eq!(config.security_protocol, SecurityProtocol::SaslPlaintext);
+        assert_eq!(
+            config.sasl.enabled_mechanisms,
+            vec![sluice_net::sasl::Mechanism::ScramSha512]
+        );
+        assert_eq!(config.sasl.super_users, vec!["admin", "ops"]);
+        for protocol in ["SSL", "SASL_SSL"] {
+            let error = from_args(&args(&["--listener-security-protocol", protocol])).unwrap_err();
+            assert!(error.contains("TLS"), "{error}");
+            assert_eq!(error.lines().count(), 1, "{error}");
+        }
+        let error = from_args(&args(&["--listener-security-protocol", "sasl"])).unwrap_err();
+        assert!(error.contains("listener_security_protocol"), "{error}");
+        let error = from_args(&args(&["--sasl-enabled-mechanisms", "GSSAPI"])).unwrap_err();
+        assert!(error.contains("GSSAPI"), "{error}");
+        let error = from_args(&args(&["--super-users", "admin"])).unwrap_err();
+        assert!(error.contains("super_users"), "{error}");
+        let error = from_args(&args(&[
+            "--listener-security-protocol",
+            "SASL_PLAINTEXT",
+            "--node-id",
+            "1",
+            "--controller-listen",
+            "127.0.0.1:9093",
+            "--controller-voters",
+            "1@127.0.0.1:9093,2@127.0.0.1:9193",
+        ]))
+        .unwrap_err();
+        assert!(error.contains("single broker"), "{error}");
     }
 
     #[test]

@@ -6,6 +6,7 @@ mod admin_port;
 mod config;
 mod memory;
 mod run;
+mod user;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -22,6 +23,9 @@ USAGE:
 
     sluice topic ...  |  sluice group ...  |  sluice cluster ...
         Admin commands against a running broker (below).
+
+    sluice user ...
+        SASL users in a stopped broker's data directory (below).
 
     sluice --help       This text and the list of settings.
 ";
@@ -81,9 +85,12 @@ fn main() -> ExitCode {
     if admin::is_admin_command(&args) {
         return admin::main(&args);
     }
+    if user::is_user_command(&args) {
+        return user::main(&args);
+    }
     let refused = tune_allocator();
     if args.iter().any(|arg| arg == "--help" || arg == "-h") {
-        print!("{USAGE}\n{}\nSETTINGS:\n", admin::USAGE);
+        print!("{USAGE}\n{}\n{}\nSETTINGS:\n", admin::USAGE, user::USAGE);
         for (name, what) in config::SETTINGS {
             println!("    {name:<30} {what}");
         }

@@ -11,6 +11,8 @@ use glommio::net::TcpListener;
 use sluice_engine::shard::{mesh_plan, run_shards, ShardPlan};
 use sluice_engine::{DmaStorage, Mesh};
 use sluice_net::broker::{ShardRequest, ShardResponse};
+use sluice_net::sasl::credentials::CREDENTIALS_FILE;
+use sluice_net::sasl::CredentialStore;
 use sluice_net::{Broker, BrokerConfig};
 
 /// How often a shard checks whether a shutdown signal arrived.
@@ -124,6 +126,27 @@ fn check_port_free(address: std::net::SocketAddr) -> Result<(), String> {
     }
 }
 
+/// The SASL users' credentials in the first data directory; without any,
+/// one line says how to create the first user (no client can log in).
+fn load_credentials(data_dir: &std::path::Path) -> Result<CredentialStore, String> {
+    let store = match CredentialStore::load(data_dir)? {
+        Some(store) => store,
+        None => CredentialStore::empty()?,
+    };
+    let users: std::collections::BTreeSet<&str> = store.iter().map(|(user, _, _)| user).collect();
+    if users.is_empty() {
+        tracing::warn!(
+            "SASL is on but {} holds no users, so no client can log in; create the first one \
+             with `sluice user create --data-dir {} --user NAME` (password on stdin) and restart",
+            data_dir.join(CREDENTIALS_FILE).display(),
+            data_dir.display()
+        );
+    } else {
+        tracing::info!(users = users.len(), "SASL credentials loaded");
+    }
+    Ok(store)
+}
+
 static SHUTDOWN: AtomicBool = AtomicBool::new(false);
 
 extern "C" fn on_signal(_: libc::c_int) {
@@ -159,6 +182,9 @@ pub fn run(mut config: BrokerConfig) -> Result<(), String> {
     sluice_net::broker::finish_moves(&log_dirs)?;
     sluice_net::log_dirs::scan(&log_dirs)?;
     sluice_net::log_dirs::record(&config)?;
+    if config.security_protocol.is_sasl() {
+        config.sasl.credentials = Some(Arc::new(load_credentials(&config.data_dir)?));
+    }
     let (fds, address) = bind_listeners(&config)?;
     // Bound before the shards start, so that a taken port is a start error;
     // served from now on, so that /health answers and /ready says 503
@@ -243,7 +269,14 @@ pub fn run(mut config: BrokerConfig) -> Result<(), String> {
         .iter()
         .map(|dir| dir.display().to_string())
         .collect();
-    tracing::info!(%address, admin = ?admin, shards = config.shards, data_dirs = %dirs.join(","), "broker ready");
+    tracing::info!(
+        %address,
+        admin = ?admin,
+        security_protocol = config.security_protocol.name(),
+        shards = config.shards,
+        data_dirs = %dirs.join(","),
+        "broker ready"
+    );
     match runner.join() {
         Ok(Ok(())) => {
             tracing::info!("broker stopped cleanly");

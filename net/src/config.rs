@@ -6,6 +6,8 @@ use std::path::PathBuf;
 use sluice_engine::constants::BATCH_CACHE_BYTES_DEFAULT;
 use sluice_engine::LogConfig;
 
+pub use crate::sasl::session::SaslConfig;
+
 use crate::constants::{
     ALLOCATOR_FREE_BYTES_MAX_DEFAULT, AUTO_CREATE_PARTITIONS_DEFAULT, CONNECTION_IDLE_MS_DEFAULT,
     CONSUMER_GROUP_HEARTBEAT_INTERVAL_MS_DEFAULT, CONSUMER_GROUP_SESSION_TIMEOUT_MS_DEFAULT,
@@ -19,6 +21,28 @@ use crate::constants::{
     TRANSACTION_STATE_MIN_ISR_DEFAULT, TRANSACTION_STATE_PARTITIONS_DEFAULT,
     TXN_REWRITE_RECORDS_MIN_DEFAULT,
 };
+
+/// The client listener's security protocol, by Kafka's names (the value
+/// `listener.security.protocol.map` gives the listener). SSL and SASL_SSL
+/// come with TLS.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SecurityProtocol {
+    Plaintext,
+    SaslPlaintext,
+}
+
+impl SecurityProtocol {
+    pub fn name(self) -> &'static str {
+        match self {
+            SecurityProtocol::Plaintext => "PLAINTEXT",
+            SecurityProtocol::SaslPlaintext => "SASL_PLAINTEXT",
+        }
+    }
+
+    pub fn is_sasl(self) -> bool {
+        self == SecurityProtocol::SaslPlaintext
+    }
+}
 
 /// Transaction coordinator settings (Kafka's names in the comments).
 #[derive(Clone, Debug)]
@@ -164,6 +188,11 @@ pub struct BrokerConfig {
     pub max_connections_per_ip: usize,
     /// Kafka's `delete.topic.enable`.
     pub delete_topic_enable: bool,
+    /// The client listener's security protocol.
+    pub security_protocol: SecurityProtocol,
+    /// SASL mechanisms, super users and credentials, used when
+    /// `security_protocol` is SASL_PLAINTEXT.
+    pub sasl: SaslConfig,
     /// Consumer groups and committed offsets.
     pub groups: GroupConfig,
     /// Transactions.
@@ -261,6 +290,8 @@ impl Default for BrokerConfig {
             max_connections: MAX_CONNECTIONS_DEFAULT,
             max_connections_per_ip: MAX_CONNECTIONS_PER_IP_DEFAULT,
             delete_topic_enable: true,
+            security_protocol: SecurityProtocol::Plaintext,
+            sasl: SaslConfig::default(),
             groups: GroupConfig::default(),
             txn: TxnConfig::default(),
             cluster: ClusterConfig::default(),

@@ -5,8 +5,9 @@
 //! Every broker setting here is static: Sluice reads its settings once, at
 //! start, and has no dynamic broker configs yet, so each is read-only and
 //! its source is STATIC_BROKER_CONFIG when the operator set it, else
-//! DEFAULT_CONFIG. No setting is a secret today (there is no SASL or TLS),
-//! so none is sensitive; a secret's value would never be returned.
+//! DEFAULT_CONFIG. No setting is a secret today (SASL credentials are not
+//! settings but a file, and there is no TLS), so none is sensitive; a
+//! secret's value would never be returned.
 
 use crate::config::BrokerConfig;
 use crate::constants::REQUEST_BYTES_MAX;
@@ -42,12 +43,14 @@ pub struct BrokerSetting {
     pub value: fn(&BrokerConfig) -> Option<String>,
 }
 
-/// A listener as Kafka writes it.
-fn plaintext(host: &str, port: u16) -> String {
+/// A listener as Kafka writes it: named by its security protocol (Kafka's
+/// default mapping, where a listener's name is its protocol's).
+fn listener(config: &BrokerConfig, host: &str, port: u16) -> String {
+    let protocol = config.security_protocol.name();
     if host.contains(':') {
-        format!("PLAINTEXT://[{host}]:{port}")
+        format!("{protocol}://[{host}]:{port}")
     } else {
-        format!("PLAINTEXT://{host}:{port}")
+        format!("{protocol}://{host}:{port}")
     }
 }
 
@@ -64,7 +67,7 @@ pub const BROKER_SETTINGS: &[BrokerSetting] = &[
                 .clone()
                 .unwrap_or_else(|| config.listen.ip().to_string());
             let port = config.advertised_port.unwrap_or(config.listen.port());
-            Some(plaintext(&host, port))
+            Some(listener(config, &host, port))
         },
     },
     BrokerSetting {
@@ -190,11 +193,27 @@ pub const BROKER_SETTINGS: &[BrokerSetting] = &[
         value: |config| Some(config.groups.min_session_timeout_ms.to_string()),
     },
     BrokerSetting {
+        name: "listener.security.protocol.map",
+        setting: "listener_security_protocol",
+        kind: ConfigType::String,
+        doc: "The security protocol of each listener, as LISTENER:PROTOCOL; Sluice has one client listener, named by its protocol.",
+        value: |config| {
+            let protocol = config.security_protocol.name();
+            Some(format!("{protocol}:{protocol}"))
+        },
+    },
+    BrokerSetting {
         name: "listeners",
         setting: "listen",
         kind: ConfigType::String,
         doc: "The address the broker binds for clients.",
-        value: |config| Some(plaintext(&config.listen.ip().to_string(), config.listen.port())),
+        value: |config| {
+            Some(listener(
+                config,
+                &config.listen.ip().to_string(),
+                config.listen.port(),
+            ))
+        },
     },
     BrokerSetting {
         name: "log.dirs",
@@ -323,11 +342,41 @@ pub const BROKER_SETTINGS: &[BrokerSetting] = &[
         value: |config| Some(config.cluster.replica_lag_time_max_ms.to_string()),
     },
     BrokerSetting {
+        name: "sasl.enabled.mechanisms",
+        setting: "sasl_enabled_mechanisms",
+        kind: ConfigType::List,
+        doc: "The SASL mechanisms a SASL listener offers.",
+        value: |config| {
+            let names: Vec<&str> = config
+                .sasl
+                .enabled_mechanisms
+                .iter()
+                .map(|mechanism| mechanism.name())
+                .collect();
+            Some(names.join(","))
+        },
+    },
+    BrokerSetting {
         name: "socket.request.max.bytes",
         setting: "",
         kind: ConfigType::Int,
         doc: "The largest request the broker reads; fixed in Sluice.",
         value: |_| Some(REQUEST_BYTES_MAX.to_string()),
+    },
+    BrokerSetting {
+        name: "super.users",
+        setting: "super_users",
+        kind: ConfigType::List,
+        doc: "Principals that will bypass authorization checks; Sluice has no authorization yet.",
+        value: |config| {
+            let principals: Vec<String> = config
+                .sasl
+                .super_users
+                .iter()
+                .map(|user| format!("User:{user}"))
+                .collect();
+            Some(principals.join(";"))
+        },
     },
     BrokerSetting {
         name: "transaction.abort.timed.out.transaction.cleanup.interval.ms",

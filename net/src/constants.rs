@@ -403,3 +403,50 @@ const _: () = {
 /// logged once), so that thousands of groups cannot make every scrape
 /// huge.
 pub const METRICS_COMMITTED_OFFSETS_MAX: usize = 100_000;
+
+// ---- SASL (src/sasl) --------------------------------------------------
+
+/// Longest frame read from a connection on a SASL listener before it has
+/// authenticated. The requests allowed then (ApiVersions, SaslHandshake,
+/// SaslAuthenticate carrying a PLAIN or SCRAM message) take a few hundred
+/// bytes; Kafka's own cap (`sasl.server.max.receive.size`) is 512 KiB, which
+/// GSSAPI and OAUTHBEARER tokens need and these mechanisms do not. A client
+/// that has not said who it is gets no more of the broker's memory.
+pub const UNAUTHENTICATED_REQUEST_BYTES_MAX: usize = 16 * 1024;
+const _: () = assert!(UNAUTHENTICATED_REQUEST_BYTES_MAX <= REQUEST_BYTES_MAX);
+const _: () =
+    assert!(UNAUTHENTICATED_REQUEST_BYTES_MAX > SASL_USER_BYTES_MAX + SASL_PASSWORD_BYTES_MAX);
+/// Fewest and most PBKDF2 iterations of a stored SCRAM credential: Kafka's
+/// bounds (RFC 7677 asks for at least 4096; above 16384 every PLAIN login
+/// and every credential change costs more CPU than it buys).
+pub const SCRAM_ITERATIONS_MIN: u32 = 4096;
+pub const SCRAM_ITERATIONS_MAX: u32 = 16384;
+/// Iterations of a credential `sluice user create` makes (Kafka's default).
+pub const SCRAM_ITERATIONS_DEFAULT: u32 = 4096;
+const _: () = assert!(
+    SCRAM_ITERATIONS_MIN <= SCRAM_ITERATIONS_DEFAULT
+        && SCRAM_ITERATIONS_DEFAULT <= SCRAM_ITERATIONS_MAX
+);
+/// Random salt bytes of a new credential (RFC 5802 asks for a salt unique
+/// per user; 32 random bytes make a repeat across users unthinkable).
+pub const SCRAM_SALT_BYTES: usize = 32;
+/// Salt lengths a stored credential may have: RFC 5802 sets none; 8 bytes
+/// is the least any SCRAM implementation writes, 64 more than any needs.
+pub const SCRAM_SALT_BYTES_MIN: usize = 8;
+pub const SCRAM_SALT_BYTES_MAX: usize = 64;
+const _: () =
+    assert!(SCRAM_SALT_BYTES_MIN <= SCRAM_SALT_BYTES && SCRAM_SALT_BYTES <= SCRAM_SALT_BYTES_MAX);
+/// Random bytes of the server's nonce (base64: 32 characters), as much
+/// entropy as a SHA-256 output.
+pub const SCRAM_SERVER_NONCE_BYTES: usize = 24;
+/// Longest client nonce accepted: librdkafka and the Java client send
+/// 32 to 48 characters.
+pub const SCRAM_CLIENT_NONCE_BYTES_MAX: usize = 256;
+/// Longest user name (RFC 4616's limit for PLAIN's authentication id, kept
+/// for SCRAM too so that one credential serves both).
+pub const SASL_USER_BYTES_MAX: usize = 255;
+/// Longest password accepted by PLAIN and by `sluice user create`.
+pub const SASL_PASSWORD_BYTES_MAX: usize = 1024;
+/// Largest credential file read at start (about 50,000 users with both
+/// SCRAM mechanisms): a bigger one is refused rather than read.
+pub const CREDENTIALS_FILE_BYTES_MAX: usize = 16 * 1024 * 1024;

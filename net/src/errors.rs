@@ -31,6 +31,12 @@ pub mod code {
     pub const REBALANCE_IN_PROGRESS: i16 = 27;
     pub const INVALID_COMMIT_OFFSET_SIZE: i16 = 28;
     pub const UNSUPPORTED_VERSION: i16 = 35;
+    /// SaslHandshake named a mechanism the listener does not enable.
+    pub const UNSUPPORTED_SASL_MECHANISM: i16 = 33;
+    /// A SASL request out of Kafka's sequence (KIP-43, KIP-152).
+    pub const ILLEGAL_SASL_STATE: i16 = 34;
+    /// A wrong password or an unknown user (not said which).
+    pub const SASL_AUTHENTICATION_FAILED: i16 = 58;
     pub const TOPIC_ALREADY_EXISTS: i16 = 36;
     pub const INVALID_PARTITIONS: i16 = 37;
     pub const INVALID_REPLICATION_FACTOR: i16 = 38;

@@ -11,6 +11,8 @@
 //! - [`wire`]: response frames as slices, written with a gathering `sendmsg`.
 //! - [`groups`]: the group coordinator (consumer groups, committed offsets
 //!   in `__consumer_offsets`), one per shard.
+//! - [`sasl`]: SASL PLAIN and SCRAM authentication of client connections,
+//!   and the credential store.
 //! - [`errors`]: Kafka error codes and the one mapping from engine errors.
 //! - [`metrics`]: per-shard counters and published snapshots, and their
 //!   Prometheus text, for the admin port.
@@ -27,6 +29,7 @@ pub mod groups;
 pub mod handlers;
 pub mod log_dirs;
 pub mod metrics;
+pub mod sasl;
 pub mod server;
 pub mod topic_config;
 pub mod txn;

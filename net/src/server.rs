@@ -7,6 +7,12 @@
 //! a client that pipelines more waits, it does not grow the broker's memory.
 //! A malformed frame ends only its own connection, after the responses to
 //! the requests before it are sent.
+//!
+//! On a SASL_PLAINTEXT listener a connection first authenticates (see
+//! `sasl::session`): until then its frames are capped at
+//! `UNAUTHENTICATED_REQUEST_BYTES_MAX`, only ApiVersions, SaslHandshake and
+//! SaslAuthenticate are decoded, and the SASL steps are answered in the
+//! reader itself, in order, since each one moves the connection's state.
 
 use std::collections::BTreeMap;
 use std::io;
@@ -21,15 +27,17 @@ use futures_lite::AsyncReadExt;
 use glommio::channels::local_channel;
 use glommio::net::{TcpListener, TcpStream};
 use glommio::task::JoinHandle;
-use kafka_protocol::messages::ApiKey;
+use kafka_protocol::messages::{ApiKey, RequestHeader};
 
 use crate::broker::Broker;
-use crate::codec::{self, DecodeError};
+use crate::codec::{self, DecodeError, Request};
 use crate::constants::{
     FRAME_PRESIZE_BYTES_MAX, FULL_ACCEPT_POLL_MS, IN_FLIGHT_REQUESTS_MAX, LOGGED_STRING_BYTES_MAX,
-    READ_CHUNK_BYTES, REQUEST_BYTES_MAX, SLOW_REQUEST_LOG_MS,
+    READ_CHUNK_BYTES, REQUEST_BYTES_MAX, SLOW_REQUEST_LOG_MS, UNAUTHENTICATED_REQUEST_BYTES_MAX,
 };
 use crate::handlers;
+use crate::sasl::session::Authenticate;
+use crate::sasl::Authenticator;
 use crate::wire::{receive_ready, write_frames, ResponseFrame};
 
 /// Bytes read through glommio when a connection's socket is empty: the
@@ -39,6 +47,30 @@ const WAIT_READ_BYTES: usize = 16 * 1024;
 
 /// Smallest request: api key, api version, correlation id.
 const REQUEST_HEADER_BYTES_MIN: usize = 8;
+
+/// The lengths a frame may declare, by where the connection stands.
+#[derive(Clone, Copy)]
+struct FrameBounds {
+    min: usize,
+    max: usize,
+}
+
+/// A PLAINTEXT listener's connection, or a SASL one that authenticated.
+const AUTHENTICATED_FRAMES: FrameBounds = FrameBounds {
+    min: REQUEST_HEADER_BYTES_MIN,
+    max: REQUEST_BYTES_MAX,
+};
+/// Before SASL authentication only small requests are read.
+const UNAUTHENTICATED_FRAMES: FrameBounds = FrameBounds {
+    min: REQUEST_HEADER_BYTES_MIN,
+    max: UNAUTHENTICATED_REQUEST_BYTES_MAX,
+};
+/// After a SaslHandshake v0, bare SASL tokens: no Kafka header, at least
+/// one byte (no PLAIN or SCRAM client message is empty).
+const RAW_TOKEN_FRAMES: FrameBounds = FrameBounds {
+    min: 1,
+    max: UNAUTHENTICATED_REQUEST_BYTES_MAX,
+};
 
 /// Connections open in this process, over all shards (each shard accepts on
 /// its own listener): `max.connections` and `max.connections.per.ip` are
@@ -177,6 +209,13 @@ enum Closed {
     Io(io::Error),
     Malformed(String),
     Idle,
+    /// A request other than ApiVersions, SaslHandshake and SaslAuthenticate
+    /// before the connection authenticated; its body was not decoded.
+    Unauthenticated {
+        api_key: i16,
+    },
+    /// A SASL step failed (after its error response, if it has one).
+    Authentication(String),
 }
 
 impl std::fmt::Display for Closed {
@@ -185,6 +224,10 @@ impl std::fmt::Display for Closed {
             Closed::Io(error) => write!(f, "i/o: {error}"),
             Closed::Malformed(reason) => write!(f, "malformed request: {reason}"),
             Closed::Idle => write!(f, "idle longer than connections.max.idle.ms"),
+            Closed::Unauthenticated { api_key } => {
+                write!(f, "api key {api_key} before SASL authentication")
+            }
+            Closed::Authentication(reason) => write!(f, "{reason}"),
         }
     }
 }
@@ -199,19 +242,44 @@ async fn serve_connection(broker: Rc<Broker>, stream: TcpStream) -> Result<(), S
     let idle = Duration::from_millis(broker.config.connections_max_idle_ms.max(1));
     let mut buffer = BytesMut::with_capacity(READ_CHUNK_BYTES);
     let mut wait_buffer = vec![0u8; WAIT_READ_BYTES];
+    // On a SASL listener the connection authenticates first; the principal
+    // it then holds is for the ACL step (nothing is authorized by it yet).
+    let mut authenticator = broker
+        .config
+        .security_protocol
+        .is_sasl()
+        .then(Authenticator::new);
     let outcome: Result<(), Closed> = async {
         loop {
+            let pending = authenticator
+                .as_ref()
+                .filter(|authenticator| !authenticator.is_authenticated());
+            let bounds = match pending {
+                None => AUTHENTICATED_FRAMES,
+                Some(authenticator) if authenticator.expects_raw_token() => RAW_TOKEN_FRAMES,
+                Some(_) => UNAUTHENTICATED_FRAMES,
+            };
             let Some(frame) =
-                read_frame(&mut reader, &mut buffer, &mut wait_buffer, fd, idle).await?
+                read_frame(&mut reader, &mut buffer, &mut wait_buffer, fd, idle, bounds).await?
             else {
                 return Ok(());
             };
-            let Some(task) = handle_frame(&broker, frame)? else {
-                continue;
+            let (task, closing) = match authenticator.as_mut() {
+                Some(authenticator) if !authenticator.is_authenticated() => {
+                    authenticate_frame(&broker, authenticator, frame)?
+                }
+                _ => (handle_frame(&broker, frame)?, None),
             };
-            if sender.send(task).await.is_err() {
-                // The writer stopped: the peer is gone.
-                return Ok(());
+            if let Some(task) = task {
+                if sender.send(task).await.is_err() {
+                    // The writer stopped: the peer is gone.
+                    return Ok(());
+                }
+            }
+            if let Some(reason) = closing {
+                // The answer is queued; the writer sends it, then the
+                // connection closes.
+                return Err(Closed::Authentication(reason));
             }
         }
     }
@@ -263,14 +331,16 @@ async fn read_frame(
     wait_buffer: &mut [u8],
     fd: i32,
     idle: Duration,
+    bounds: FrameBounds,
 ) -> Result<Option<Bytes>, Closed> {
     loop {
         let mut needed = None;
         if buffer.len() >= 4 {
             let declared = i32::from_be_bytes([buffer[0], buffer[1], buffer[2], buffer[3]]);
-            if declared < REQUEST_HEADER_BYTES_MIN as i32 || declared as usize > REQUEST_BYTES_MAX {
+            if declared < bounds.min as i32 || declared as usize > bounds.max {
                 return Err(Closed::Malformed(format!(
-                    "frame length {declared} outside [{REQUEST_HEADER_BYTES_MIN}, {REQUEST_BYTES_MAX}]"
+                    "frame length {declared} outside [{}, {}]",
+                    bounds.min, bounds.max
                 )));
             }
             let frame_end = 4 + declared as usize;
@@ -329,7 +399,8 @@ fn end_of_stream(buffer: &BytesMut) -> Result<Option<Bytes>, Closed> {
     }
 }
 
-fn clip(text: &str) -> &str {
+/// `text` cut to what a log line takes of a client's string.
+pub(crate) fn clip(text: &str) -> &str {
     let mut end = text.len().min(LOGGED_STRING_BYTES_MAX);
     while !text.is_char_boundary(end) {
         end -= 1;
@@ -337,9 +408,17 @@ fn clip(text: &str) -> &str {
     &text[..end]
 }
 
-/// Decodes a frame and starts its handler. `None` when nothing is to be
-/// answered (never happens today: acks=0 is decided by the handler).
-fn handle_frame(broker: &Rc<Broker>, frame: Bytes) -> Result<Option<Pending>, Closed> {
+/// A frame decoded, or an ApiVersions of a version Sluice does not know.
+// Made once per request and taken apart at once: boxing the large variant
+// would cost an allocation per request for nothing.
+#[allow(clippy::large_enum_variant)]
+enum Decoded {
+    Request(RequestHeader, Request),
+    UnknownApiVersions { correlation_id: i32 },
+}
+
+/// Decodes a frame's header and body.
+fn decode_frame(frame: Bytes) -> Result<Decoded, Closed> {
     let api_key = i16::from_be_bytes([frame[0], frame[1]]);
     let api_version = i16::from_be_bytes([frame[2], frame[3]]);
     let correlation_id = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
@@ -354,13 +433,7 @@ fn handle_frame(broker: &Rc<Broker>, frame: Bytes) -> Result<Option<Pending>, Cl
     };
     if !handlers::is_supported(api_key, api_version) {
         if api_key == ApiKey::ApiVersions as i16 {
-            // Kafka answers an ApiVersions it cannot parse with v0 and
-            // UNSUPPORTED_VERSION, so the client can retry with a version
-            // from the list.
-            let frame = handlers::api_versions::unsupported_version_response(correlation_id);
-            return Ok(Some(
-                glommio::spawn_local(async move { Some(frame) }).detach(),
-            ));
+            return Ok(Decoded::UnknownApiVersions { correlation_id });
         }
         let client = header
             .client_id
@@ -375,9 +448,38 @@ fn handle_frame(broker: &Rc<Broker>, frame: Bytes) -> Result<Option<Pending>, Cl
         codec::decode_request(api_key, api_version, body).map_err(|error: DecodeError| {
             Closed::Malformed(format!("api key {api_key} v{api_version}: {error}"))
         })?;
+    Ok(Decoded::Request(header, request))
+}
+
+/// A response that is ready now, as a task the writer awaits in turn.
+fn ready(frame: ResponseFrame) -> Pending {
+    glommio::spawn_local(async move { Some(frame) }).detach()
+}
+
+/// Decodes a frame and starts its handler. `None` when nothing is to be
+/// answered (never happens today: acks=0 is decided by the handler).
+fn handle_frame(broker: &Rc<Broker>, frame: Bytes) -> Result<Option<Pending>, Closed> {
+    let (header, request) = match decode_frame(frame)? {
+        Decoded::Request(header, request) => (header, request),
+        Decoded::UnknownApiVersions { correlation_id } => {
+            // Kafka answers an ApiVersions it cannot parse with v0 and
+            // UNSUPPORTED_VERSION, so the client can retry with a version
+            // from the list.
+            let frame = handlers::api_versions::unsupported_version_response(correlation_id);
+            return Ok(Some(ready(frame)));
+        }
+    };
+    Ok(Some(dispatch_task(broker, header, request)))
+}
+
+/// Starts the handler of a decoded request.
+fn dispatch_task(broker: &Rc<Broker>, header: RequestHeader, request: Request) -> Pending {
     let broker = Rc::clone(broker);
+    let api_key = header.request_api_key;
     broker.metrics.shared().request_started(api_key);
     let task = glommio::spawn_local(async move {
+        let api_version = header.request_api_version;
+        let correlation_id = header.correlation_id;
         let started = Instant::now();
         let response = handlers::dispatch(&broker, header, request).await;
         let elapsed = started.elapsed();
@@ -401,5 +503,72 @@ fn handle_frame(broker: &Rc<Broker>, frame: Bytes) -> Result<Option<Pending>, Cl
         }
         response
     });
-    Ok(Some(task.detach()))
+    task.detach()
+}
+
+/// A frame of a connection on a SASL listener that has not authenticated:
+/// a bare token after a v0 handshake, else one of the three requests
+/// allowed before authentication. Any other request closes the connection
+/// without its body being decoded. Returns the answer and, when the
+/// connection closes after it, why.
+fn authenticate_frame(
+    broker: &Rc<Broker>,
+    authenticator: &mut Authenticator,
+    frame: Bytes,
+) -> Result<(Option<Pending>, Option<String>), Closed> {
+    let config = &broker.config.sasl;
+    if authenticator.expects_raw_token() {
+        let mechanism = authenticator
+            .mechanism()
+            .map(|mechanism| mechanism.name())
+            .unwrap_or("SASL");
+        return match authenticator.authenticate(&frame, config) {
+            Authenticate::Continue(token) | Authenticate::Done(token) => {
+                Ok((Some(ready(ResponseFrame::raw_token(token))), None))
+            }
+            // Kafka closes a v0 exchange that failed without a word: the
+            // bare-token protocol has no way to carry an error.
+            Authenticate::Failed(failure) => Err(Closed::Authentication(
+                handlers::sasl_authenticate::failure_reason(mechanism, &failure),
+            )),
+            Authenticate::IllegalState => Err(Closed::Authentication(
+                "a SASL token out of sequence".to_string(),
+            )),
+        };
+    }
+    let api_key = i16::from_be_bytes([frame[0], frame[1]]);
+    let allowed = match ApiKey::try_from(api_key) {
+        Ok(ApiKey::ApiVersions) => authenticator.serves_api_versions(),
+        Ok(ApiKey::SaslHandshake | ApiKey::SaslAuthenticate) => true,
+        _ => false,
+    };
+    if !allowed {
+        return Err(Closed::Unauthenticated { api_key });
+    }
+    let (header, request) = match decode_frame(frame)? {
+        Decoded::Request(header, request) => (header, request),
+        Decoded::UnknownApiVersions { correlation_id } => {
+            let frame = handlers::api_versions::unsupported_version_response(correlation_id);
+            return Ok((Some(ready(frame)), None));
+        }
+    };
+    let answered = match request {
+        Request::SaslHandshake(request) => {
+            handlers::sasl_handshake::exchange(authenticator, config, &header, request)
+        }
+        Request::SaslAuthenticate(request) => {
+            let answered =
+                handlers::sasl_authenticate::exchange(authenticator, config, &header, request);
+            if let Some(principal) = authenticator.principal() {
+                tracing::debug!(%principal, super_user = principal.super_user, "authenticated");
+            }
+            answered
+        }
+        request => {
+            // ApiVersions: served as on any connection.
+            let task = dispatch_task(broker, header, request);
+            return Ok((Some(task), None));
+        }
+    };
+    Ok((Some(ready(answered.frame)), answered.closing))
 }

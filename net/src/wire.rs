@@ -38,6 +38,17 @@ impl ResponseFrame {
         ResponseFrame { pieces }
     }
 
+    /// A bare SASL token, length-prefixed without a Kafka header: the
+    /// answers after a SaslHandshake v0.
+    pub fn raw_token(token: Vec<u8>) -> ResponseFrame {
+        let mut frame = BytesMut::with_capacity(4 + token.len());
+        frame.put_i32(token.len() as i32);
+        frame.extend_from_slice(&token);
+        ResponseFrame {
+            pieces: vec![frame.freeze()],
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.pieces.iter().map(Bytes::len).sum()
     }

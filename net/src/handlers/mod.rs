@@ -44,6 +44,8 @@ pub mod offset_delete;
 pub mod offset_fetch;
 pub mod offset_for_leader_epoch;
 pub mod produce;
+pub mod sasl_authenticate;
+pub mod sasl_handshake;
 pub mod sync_group;
 pub mod txn_offset_commit;
 pub mod write_txn_markers;
@@ -137,6 +139,10 @@ pub const IMPLEMENTED: &[(ApiKey, (i16, i16))] = &[
         describe_topic_partitions::VERSIONS,
     ),
     (ApiKey::ListConfigResources, list_config_resources::VERSIONS),
+    // Listed on every listener, as Kafka lists them; a PLAINTEXT listener
+    // answers them ILLEGAL_SASL_STATE.
+    (ApiKey::SaslHandshake, sasl_handshake::VERSIONS),
+    (ApiKey::SaslAuthenticate, sasl_authenticate::VERSIONS),
 ];
 
 /// Whether `api_key` at `version` is implemented.
@@ -162,6 +168,14 @@ pub fn encode<R: Encodable>(response: &R, version: i16) -> Vec<Bytes> {
 
 pub fn str_bytes(text: &str) -> StrBytes {
     StrBytes::from_string(text.to_string())
+}
+
+/// The answer to a SASL request on a connection that has not
+/// authenticated, and whether the connection closes after it (with the
+/// reason to log).
+pub struct Answered {
+    pub frame: ResponseFrame,
+    pub closing: Option<String>,
 }
 
 /// Runs the handler of a decoded request and frames its response. `None`
@@ -262,10 +276,9 @@ pub async fn dispatch(
         Request::ListTransactions(request) => {
             list_transactions::handle(broker, &header, request).await
         }
-        other => {
-            // `is_supported` lets only implemented APIs through.
-            tracing::error!(?api_key, "request for an API without a handler: {other:?}");
-            None
+        Request::SaslHandshake(request) => sasl_handshake::handle(broker, &header, request).await,
+        Request::SaslAuthenticate(request) => {
+            sasl_authenticate::handle(broker, &header, request).await
         }
     }?;
     if body.is_empty() {
