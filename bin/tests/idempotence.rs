@@ -280,4 +280,22 @@ fn a_batch_behind_a_refused_one_gets_its_error() {
     assert_eq!(client.produce(&third), (0, 5));
     assert_eq!(client.produce(&fourth), (0, 6));
     assert_eq!(values(&broker), expected_values(producer, 0..8));
+
+    // Two batches in a row refused: the gap starts at the first of them,
+    // so a third one is still behind a refused batch (the fault schedule
+    // saw this: the second refusal had replaced the first).
+    set_min_insync("2");
+    let fifth = batch(producer, 8, 1);
+    let sixth = batch(producer, 9, 1);
+    assert_eq!(client.produce(&fifth).0, NOT_ENOUGH_REPLICAS, "fifth batch");
+    assert_eq!(client.produce(&sixth).0, NOT_ENOUGH_REPLICAS, "sixth batch");
+    set_min_insync("1");
+    assert_eq!(
+        client.produce(&batch(producer, 10, 1)).0,
+        NOT_ENOUGH_REPLICAS,
+        "the batch behind two refused ones"
+    );
+    assert_eq!(client.produce(&fifth), (0, 8));
+    assert_eq!(client.produce(&sixth), (0, 9));
+    assert_eq!(values(&broker), expected_values(producer, 0..10));
 }

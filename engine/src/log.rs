@@ -1408,6 +1408,18 @@ impl<S: Storage> PartitionLog<S> {
             return;
         }
         let mut inner = self.inner.borrow_mut();
+        let now = now_ms();
+        if let Some(earlier) = inner.refused.get(&header.producer_id) {
+            // Refusals in a row (nothing of this producer appended since,
+            // or the note would be gone): the gap starts at the first.
+            let recent = now.saturating_sub(earlier.at_ms) <= REFUSED_BATCH_KEPT_MS;
+            if recent
+                && earlier.epoch == header.producer_epoch
+                && earlier.first_sequence < header.base_sequence
+            {
+                return;
+            }
+        }
         if inner.refused.len() >= REFUSED_BATCHES_KEPT
             && !inner.refused.contains_key(&header.producer_id)
         {
@@ -1419,7 +1431,7 @@ impl<S: Storage> PartitionLog<S> {
                 epoch: header.producer_epoch,
                 first_sequence: header.base_sequence,
                 error_code,
-                at_ms: now_ms(),
+                at_ms: now,
             },
         );
     }
