@@ -23,6 +23,12 @@ const SHUTDOWN_GRACE: Duration = Duration::from_millis(500);
 /// blocking pool (a deleted topic's segments) before it ends anyway.
 const SHUTDOWN_DELETIONS_WAIT: Duration = Duration::from_secs(5);
 /// The RLIMIT_MEMLOCK glommio wants for registered I/O buffers.
+/// How long a fixed listening port held by another listener is retried
+/// before starting fails. A broker killed a moment ago (kill -9, then a
+/// supervisor's restart) leaves its listeners open until the kernel has torn
+/// down its io_uring rings, which happens after the process is reaped.
+const PORT_HELD_WAIT: Duration = Duration::from_secs(10);
+const PORT_HELD_RETRY: Duration = Duration::from_millis(100);
 const MEMLOCK_WANTED_BYTES: u64 = 512 * 1024 * 1024;
 
 /// Raises RLIMIT_MEMLOCK so glommio can register its buffers; where that is
@@ -102,6 +108,36 @@ fn bind_listeners(config: &BrokerConfig) -> Result<(Vec<i32>, std::net::SocketAd
 /// clients' connections; a socket without SO_REUSEPORT cannot bind while
 /// any listener holds the port.
 fn check_port_free(address: std::net::SocketAddr) -> Result<(), String> {
+    let deadline = std::time::Instant::now() + PORT_HELD_WAIT;
+    loop {
+        match probe_port(address) {
+            Err(PortProbe::Held) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(PORT_HELD_RETRY);
+            }
+            Err(PortProbe::Held) => {
+                return Err(format!(
+                    "cannot listen on {address}: another process listens there already (a \
+                     second broker started with this one's settings?); choose another address \
+                     with --listen"
+                ))
+            }
+            Err(PortProbe::Failed(error)) => {
+                return Err(format!(
+                    "cannot listen on {address}: {error}; choose another address with --listen"
+                ))
+            }
+            Ok(()) => return Ok(()),
+        }
+    }
+}
+
+enum PortProbe {
+    /// Another listener holds the port.
+    Held,
+    Failed(std::io::Error),
+}
+
+fn probe_port(address: std::net::SocketAddr) -> Result<(), PortProbe> {
     use socket2::{Domain, Protocol, Socket, Type};
     let probe = Socket::new(
         Domain::for_address(address),
@@ -116,13 +152,8 @@ fn check_port_free(address: std::net::SocketAddr) -> Result<(), String> {
     });
     match probe {
         Ok(()) => Ok(()),
-        Err(error) if error.kind() == std::io::ErrorKind::AddrInUse => Err(format!(
-            "cannot listen on {address}: another process listens there already (a second \
-             broker started with this one's settings?); choose another address with --listen"
-        )),
-        Err(error) => Err(format!(
-            "cannot listen on {address}: {error}; choose another address with --listen"
-        )),
+        Err(error) if error.kind() == std::io::ErrorKind::AddrInUse => Err(PortProbe::Held),
+        Err(error) => Err(PortProbe::Failed(error)),
     }
 }
 

@@ -180,8 +180,16 @@ const READ_POLL_TIMEOUT: Duration = Duration::from_millis(100);
 /// From the producers' flush to the high watermarks covering every
 /// acknowledged send.
 const HIGH_WATERMARK_TIMEOUT: Duration = Duration::from_secs(30);
+/// For the final reader to read anything: a reader that reads nothing for
+/// this long is stuck. A long schedule leaves millions of records, which a
+/// debug-built reader takes minutes to read, so the whole read gets
+/// [`FINAL_READ_TIMEOUT`].
+const FINAL_READ_STALL_TIMEOUT: Duration = Duration::from_secs(120);
 /// For the final reader to reach every high watermark.
-const FINAL_READ_TIMEOUT: Duration = Duration::from_secs(120);
+const FINAL_READ_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+/// Records read between two looks at the consumer's positions (each look
+/// walks every assigned partition in librdkafka).
+const FINAL_READ_POSITION_CHECK_READS: u64 = 10_000;
 /// Client errors kept for the report, per client.
 const ERRORS_KEPT_MAX: usize = 5;
 /// Anomalies printed in full when the check fails.
@@ -1555,7 +1563,7 @@ fn read_everything(brokers: &[TestBroker], history: &Mutex<Vec<Op>>) -> FinalRea
         .assign(&assignment)
         .expect("assigning the partitions");
     let deadline = Instant::now() + FINAL_READ_TIMEOUT;
-    let mut reads = 0;
+    let mut reads = 0u64;
     // The consumer's position, not the last record read: a transaction's
     // marker can end a partition of the output.
     let reached = |positions: &mut BTreeMap<i32, i64>| {
@@ -1572,15 +1580,30 @@ fn read_everything(brokers: &[TestBroker], history: &Mutex<Vec<Op>>) -> FinalRea
             .iter()
             .all(|(partition, position)| *position >= high_watermarks[partition])
     };
-    while !reached(&mut positions) {
+    let mut last_read = Instant::now();
+    let mut look_at_positions = true;
+    loop {
+        let read_to_the_end = positions
+            .iter()
+            .all(|(partition, position)| *position >= high_watermarks[partition]);
+        if (look_at_positions || read_to_the_end) && reached(&mut positions) {
+            break;
+        }
+        look_at_positions = false;
         assert!(
             Instant::now() < deadline,
-            "the final reader is at {positions:?} after {FINAL_READ_TIMEOUT:?}, the high \
-             watermarks are {high_watermarks:?}"
+            "the final reader is at {positions:?} after {FINAL_READ_TIMEOUT:?} ({reads} records \
+             read), the high watermarks are {high_watermarks:?}"
+        );
+        assert!(
+            last_read.elapsed() < FINAL_READ_STALL_TIMEOUT,
+            "the final reader read nothing for {FINAL_READ_STALL_TIMEOUT:?} at {positions:?} \
+             ({reads} records read), the high watermarks are {high_watermarks:?}"
         );
         match consumer.poll(READ_POLL_TIMEOUT) {
-            None => {}
+            None => look_at_positions = true,
             Some(Ok(message)) => {
+                last_read = Instant::now();
                 let read = if message.topic() == OUTPUT_TOPIC {
                     transform::output_read(FINAL_READER, Isolation::ReadUncommitted, &message)
                 } else {
@@ -1594,6 +1617,7 @@ fn read_everything(brokers: &[TestBroker], history: &Mutex<Vec<Op>>) -> FinalRea
                 }
                 record(history, read);
                 reads += 1;
+                look_at_positions = reads.is_multiple_of(FINAL_READ_POSITION_CHECK_READS);
             }
             Some(Err(error)) => {
                 // Reading from the start to the high watermark of a quiet
