@@ -619,12 +619,7 @@ pub fn from_args(args: &[String]) -> Result<BrokerConfig, String> {
 /// other (replica fetches, transaction markers) through the client
 /// listener, and do not authenticate to each other yet.
 fn check_security_settings(config: &BrokerConfig) -> Result<(), String> {
-    let alone = match config.cluster.voters.as_slice() {
-        [] => true,
-        [(only, _)] => *only == config.node_id,
-        _ => false,
-    };
-    if config.security_protocol.is_sasl() && !alone {
+    if config.security_protocol.is_sasl() && !config.is_single_node() {
         return Err(format!(
             "listener_security_protocol {} works on a single broker only: brokers of a cluster \
              connect to each other through the client listener and cannot authenticate yet",

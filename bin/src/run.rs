@@ -11,6 +11,7 @@ use glommio::net::TcpListener;
 use sluice_engine::shard::{mesh_plan, run_shards, ShardPlan};
 use sluice_engine::{DmaStorage, Mesh};
 use sluice_net::broker::{ShardRequest, ShardResponse};
+use sluice_net::sasl::alter::SharedCredentials;
 use sluice_net::sasl::credentials::CREDENTIALS_FILE;
 use sluice_net::sasl::CredentialStore;
 use sluice_net::{Broker, BrokerConfig};
@@ -159,13 +160,15 @@ fn probe_port(address: std::net::SocketAddr) -> Result<(), PortProbe> {
 
 /// The SASL users' credentials in the first data directory; without any,
 /// one line says how to create the first user (no client can log in).
-fn load_credentials(data_dir: &std::path::Path) -> Result<CredentialStore, String> {
+fn load_credentials(data_dir: &std::path::Path, sasl: bool) -> Result<CredentialStore, String> {
     let store = match CredentialStore::load(data_dir)? {
         Some(store) => store,
         None => CredentialStore::empty()?,
     };
     let users: std::collections::BTreeSet<&str> = store.iter().map(|(user, _, _)| user).collect();
-    if users.is_empty() {
+    if !sasl {
+        tracing::debug!(users = users.len(), "SASL credentials loaded");
+    } else if users.is_empty() {
         tracing::warn!(
             "SASL is on but {} holds no users, so no client can log in; create the first one \
              with `sluice user create --data-dir {} --user NAME` (password on stdin) and restart",
@@ -213,8 +216,14 @@ pub fn run(mut config: BrokerConfig) -> Result<(), String> {
     sluice_net::broker::finish_moves(&log_dirs)?;
     sluice_net::log_dirs::scan(&log_dirs)?;
     sluice_net::log_dirs::record(&config)?;
-    if config.security_protocol.is_sasl() {
-        config.sasl.credentials = Some(Arc::new(load_credentials(&config.data_dir)?));
+    // A broker on its own keeps its SCRAM users (for a SASL listener now,
+    // or one configured later) and serves the credential APIs; a cluster's
+    // would need them in its metadata log, which does not hold them yet.
+    if config.is_single_node() {
+        config.sasl.credentials = Some(Arc::new(SharedCredentials::new(
+            load_credentials(&config.data_dir, config.security_protocol.is_sasl())?,
+            config.data_dir.clone(),
+        )));
     }
     let (fds, address) = bind_listeners(&config)?;
     // Bound before the shards start, so that a taken port is a start error;

@@ -256,6 +256,16 @@ impl Default for ClusterConfig {
 }
 
 impl BrokerConfig {
+    /// Whether the broker runs on its own: no quorum, or one whose only
+    /// voter is this broker.
+    pub fn is_single_node(&self) -> bool {
+        match self.cluster.voters.as_slice() {
+            [] => true,
+            [(only, _)] => *only == self.node_id,
+            _ => false,
+        }
+    }
+
     /// Every data directory, the metadata's first (Kafka's `log.dirs`).
     pub fn log_dirs(&self) -> Vec<PathBuf> {
         std::iter::once(self.data_dir.clone())

@@ -71,6 +71,11 @@ pub mod code {
     pub const TOPIC_DELETION_DISABLED: i16 = 73;
     pub const INVALID_TXN_STATE: i16 = 48;
     pub const RESOURCE_NOT_FOUND: i16 = 91;
+    /// A credential API named one user twice in one request.
+    pub const DUPLICATE_RESOURCE: i16 = 92;
+    /// A SCRAM credential outside what the broker accepts (iterations, name).
+    pub const UNACCEPTABLE_CREDENTIAL: i16 = 93;
+    pub const CLUSTER_AUTHORIZATION_FAILED: i16 = 31;
     pub const NON_EMPTY_GROUP: i16 = 68;
     pub const GROUP_ID_NOT_FOUND: i16 = 69;
     pub const MEMBER_ID_REQUIRED: i16 = 79;

@@ -35,7 +35,7 @@ use crate::constants::{
     FRAME_PRESIZE_BYTES_MAX, FULL_ACCEPT_POLL_MS, IN_FLIGHT_REQUESTS_MAX, LOGGED_STRING_BYTES_MAX,
     READ_CHUNK_BYTES, REQUEST_BYTES_MAX, SLOW_REQUEST_LOG_MS, UNAUTHENTICATED_REQUEST_BYTES_MAX,
 };
-use crate::handlers;
+use crate::handlers::{self, Session};
 use crate::sasl::session::Authenticate;
 use crate::sasl::Authenticator;
 use crate::wire::{receive_ready, write_frames, ResponseFrame};
@@ -243,12 +243,13 @@ async fn serve_connection(broker: Rc<Broker>, stream: TcpStream) -> Result<(), S
     let mut buffer = BytesMut::with_capacity(READ_CHUNK_BYTES);
     let mut wait_buffer = vec![0u8; WAIT_READ_BYTES];
     // On a SASL listener the connection authenticates first; the principal
-    // it then holds is for the ACL step (nothing is authorized by it yet).
+    // it then holds goes with each of its requests.
     let mut authenticator = broker
         .config
         .security_protocol
         .is_sasl()
         .then(Authenticator::new);
+    let mut session = Session::default();
     let outcome: Result<(), Closed> = async {
         loop {
             let pending = authenticator
@@ -266,9 +267,13 @@ async fn serve_connection(broker: Rc<Broker>, stream: TcpStream) -> Result<(), S
             };
             let (task, closing) = match authenticator.as_mut() {
                 Some(authenticator) if !authenticator.is_authenticated() => {
-                    authenticate_frame(&broker, authenticator, frame)?
+                    let answer = authenticate_frame(&broker, authenticator, frame)?;
+                    if let Some(principal) = authenticator.principal() {
+                        session = Session::of(principal.clone());
+                    }
+                    answer
                 }
-                _ => (handle_frame(&broker, frame)?, None),
+                _ => (handle_frame(&broker, &session, frame)?, None),
             };
             if let Some(task) = task {
                 if sender.send(task).await.is_err() {
@@ -458,7 +463,11 @@ fn ready(frame: ResponseFrame) -> Pending {
 
 /// Decodes a frame and starts its handler. `None` when nothing is to be
 /// answered (never happens today: acks=0 is decided by the handler).
-fn handle_frame(broker: &Rc<Broker>, frame: Bytes) -> Result<Option<Pending>, Closed> {
+fn handle_frame(
+    broker: &Rc<Broker>,
+    session: &Session,
+    frame: Bytes,
+) -> Result<Option<Pending>, Closed> {
     let (header, request) = match decode_frame(frame)? {
         Decoded::Request(header, request) => (header, request),
         Decoded::UnknownApiVersions { correlation_id } => {
@@ -469,11 +478,21 @@ fn handle_frame(broker: &Rc<Broker>, frame: Bytes) -> Result<Option<Pending>, Cl
             return Ok(Some(ready(frame)));
         }
     };
-    Ok(Some(dispatch_task(broker, header, request)))
+    Ok(Some(dispatch_task(
+        broker,
+        session.clone(),
+        header,
+        request,
+    )))
 }
 
 /// Starts the handler of a decoded request.
-fn dispatch_task(broker: &Rc<Broker>, header: RequestHeader, request: Request) -> Pending {
+fn dispatch_task(
+    broker: &Rc<Broker>,
+    session: Session,
+    header: RequestHeader,
+    request: Request,
+) -> Pending {
     let broker = Rc::clone(broker);
     let api_key = header.request_api_key;
     broker.metrics.shared().request_started(api_key);
@@ -481,7 +500,7 @@ fn dispatch_task(broker: &Rc<Broker>, header: RequestHeader, request: Request) -
         let api_version = header.request_api_version;
         let correlation_id = header.correlation_id;
         let started = Instant::now();
-        let response = handlers::dispatch(&broker, header, request).await;
+        let response = handlers::dispatch(&broker, &session, header, request).await;
         let elapsed = started.elapsed();
         // No pieces: answered by closing the connection (see write_loop).
         if response
@@ -566,7 +585,7 @@ fn authenticate_frame(
         }
         request => {
             // ApiVersions: served as on any connection.
-            let task = dispatch_task(broker, header, request);
+            let task = dispatch_task(broker, Session::default(), header, request);
             return Ok((Some(task), None));
         }
     };

@@ -1242,6 +1242,48 @@ fn gen_sasl_authenticate(g: &mut Gen, v: i16) -> SaslAuthenticateRequest {
     r
 }
 
+fn gen_describe_user_scram_credentials(
+    g: &mut Gen,
+    _v: i16,
+) -> DescribeUserScramCredentialsRequest {
+    use kafka_protocol::messages::describe_user_scram_credentials_request::UserName;
+    let mut r = DescribeUserScramCredentialsRequest::default();
+    r.users = g.nullable_vec(|g| {
+        let mut user = UserName::default();
+        user.name = g.string();
+        user.unknown_tagged_fields = g.tags(true);
+        user
+    });
+    r.unknown_tagged_fields = g.tags(true);
+    r
+}
+
+fn gen_alter_user_scram_credentials(g: &mut Gen, _v: i16) -> AlterUserScramCredentialsRequest {
+    use kafka_protocol::messages::alter_user_scram_credentials_request::{
+        ScramCredentialDeletion, ScramCredentialUpsertion,
+    };
+    let mut r = AlterUserScramCredentialsRequest::default();
+    r.deletions = g.vec(|g| {
+        let mut deletion = ScramCredentialDeletion::default();
+        deletion.name = g.string();
+        deletion.mechanism = g.i8();
+        deletion.unknown_tagged_fields = g.tags(true);
+        deletion
+    });
+    r.upsertions = g.vec(|g| {
+        let mut upsertion = ScramCredentialUpsertion::default();
+        upsertion.name = g.string();
+        upsertion.mechanism = g.i8();
+        upsertion.iterations = g.i32();
+        upsertion.salt = g.bytes();
+        upsertion.salted_password = g.bytes();
+        upsertion.unknown_tagged_fields = g.tags(true);
+        upsertion
+    });
+    r.unknown_tagged_fields = g.tags(true);
+    r
+}
+
 // ---------------------------------------------------------------------------------------------
 // The checks
 // ---------------------------------------------------------------------------------------------
@@ -1677,6 +1719,16 @@ api_test!(
 );
 api_test!(sasl_handshake, SaslHandshake, gen_sasl_handshake);
 api_test!(sasl_authenticate, SaslAuthenticate, gen_sasl_authenticate);
+api_test!(
+    describe_user_scram_credentials,
+    DescribeUserScramCredentials,
+    gen_describe_user_scram_credentials
+);
+api_test!(
+    alter_user_scram_credentials,
+    AlterUserScramCredentials,
+    gen_alter_user_scram_credentials
+);
 
 /// Every API in SUPPORTED_APIS must have a round-trip test above; this list mirrors them.
 const TESTED_APIS: &[ApiKey] = &[
@@ -1726,6 +1778,8 @@ const TESTED_APIS: &[ApiKey] = &[
     ApiKey::OffsetForLeaderEpoch,
     ApiKey::SaslHandshake,
     ApiKey::SaslAuthenticate,
+    ApiKey::DescribeUserScramCredentials,
+    ApiKey::AlterUserScramCredentials,
 ];
 
 #[test]

@@ -79,23 +79,29 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-"$binary" --data-dir "$work/data" --listen 127.0.0.1:0 --shards 2 --pin-shards false \
-    >"$work/stdout" 2>"$work/broker.log" &
-broker_pid=$!
-bootstrap=""
-for _ in $(seq 1 600); do
-    bootstrap="$(sed -n 's/^sluice listening on //p' "$work/stdout" | head -n1)"
-    [[ -n "$bootstrap" ]] && break
-    kill -0 "$broker_pid" 2>/dev/null || break
-    sleep 0.1
-done
-if [[ -z "$bootstrap" ]]; then
-    say "the broker did not start:"
-    tail -n 20 "$work/broker.log" >&2
-    echo "0 passed, 1 failed"
-    exit 1
-fi
-say "broker at $bootstrap (pid $broker_pid)"
+# start_broker DATA_DIR [FLAG ...]: starts a broker on a free port, sets
+# broker_pid and bootstrap; returns non-zero if it did not start.
+start_broker() {
+    local data="$1"
+    shift
+    "$binary" --data-dir "$data" --listen 127.0.0.1:0 --shards 2 --pin-shards false "$@" \
+        >"$work/stdout" 2>>"$work/broker.log" &
+    broker_pid=$!
+    bootstrap=""
+    for _ in $(seq 1 600); do
+        bootstrap="$(sed -n 's/^sluice listening on //p' "$work/stdout" | head -n1)"
+        [[ -n "$bootstrap" ]] && break
+        kill -0 "$broker_pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    if [[ -z "$bootstrap" ]]; then
+        say "the broker did not start:"
+        tail -n 20 "$work/broker.log" >&2
+        return 1
+    fi
+    say "broker at $bootstrap (pid $broker_pid)"
+}
+start_broker "$work/data" || { echo "0 passed, 1 failed"; exit 1; }
 
 check() {
     local name="$1"
@@ -167,6 +173,30 @@ if grep -q ' ERROR ' "$work/broker.log"; then
     say "broker logged errors:"
     grep ' ERROR ' "$work/broker.log" | head -n 10 >&2
 fi
+
+# ---- SCRAM users over the protocol (KIP-554) ---------------------------
+# A SASL broker whose only user, the super user admin, was created offline;
+# confluent-kafka then manages users with Alter/DescribeUserScramCredentials,
+# and the changes must survive a restart.
+scram_steps() {
+    local data="$work/sasl-data" password="admin-secret"
+    local flags=(--listener-security-protocol SASL_PLAINTEXT --super-users User:admin)
+    printf '%s\n' "$password" | "$binary" user create --data-dir "$data" --user admin >/dev/null \
+        || return 1
+    start_broker "$data" "${flags[@]}" || return 1
+    timeout 180 "$python" "$here/scram.py" alter "$bootstrap" "$password" scram-topic || return 1
+    stop_broker
+    start_broker "$data" "${flags[@]}" || return 1
+    timeout 120 "$python" "$here/scram.py" after-restart "$bootstrap" "$password" scram-topic
+}
+# `check` runs it in a subshell, so the broker it starts is stopped there.
+scram_users() {
+    scram_steps
+    local status=$?
+    stop_broker
+    return $status
+}
+check "confluent-kafka manages SCRAM users (KIP-554)" scram_users
 
 # ---- a three-broker cluster --------------------------------------------
 # Each client must see three brokers and a 12-partition, 3-replica topic

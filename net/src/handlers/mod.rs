@@ -7,6 +7,7 @@ pub mod add_partitions_to_txn;
 pub mod alter_configs;
 pub mod alter_partition_reassignments;
 pub mod alter_replica_log_dirs;
+pub mod alter_user_scram_credentials;
 pub mod api_versions;
 pub mod consumer_group_describe;
 pub mod consumer_group_heartbeat;
@@ -23,6 +24,7 @@ pub mod describe_producers;
 pub mod describe_quorum;
 pub mod describe_topic_partitions;
 pub mod describe_transactions;
+pub mod describe_user_scram_credentials;
 pub mod elect_leaders;
 pub mod end_txn;
 pub mod fetch;
@@ -63,6 +65,7 @@ use kafka_protocol::protocol::{Encodable, StrBytes};
 
 use crate::broker::Broker;
 use crate::codec::Request;
+use crate::sasl::Principal;
 use crate::wire::ResponseFrame;
 
 /// The APIs Sluice implements and tests, with their version ranges.
@@ -143,6 +146,14 @@ pub const IMPLEMENTED: &[(ApiKey, (i16, i16))] = &[
     // answers them ILLEGAL_SASL_STATE.
     (ApiKey::SaslHandshake, sasl_handshake::VERSIONS),
     (ApiKey::SaslAuthenticate, sasl_authenticate::VERSIONS),
+    (
+        ApiKey::DescribeUserScramCredentials,
+        describe_user_scram_credentials::VERSIONS,
+    ),
+    (
+        ApiKey::AlterUserScramCredentials,
+        alter_user_scram_credentials::VERSIONS,
+    ),
 ];
 
 /// Whether `api_key` at `version` is implemented.
@@ -178,10 +189,42 @@ pub struct Answered {
     pub closing: Option<String>,
 }
 
+/// Who sent a request.
+#[derive(Clone, Debug, Default)]
+pub struct Session {
+    /// The principal the connection authenticated as; `None` on a
+    /// listener without authentication (Kafka's `User:ANONYMOUS`).
+    pub principal: Option<Rc<Principal>>,
+}
+
+impl Session {
+    pub fn of(principal: Principal) -> Session {
+        Session {
+            principal: Some(Rc::new(principal)),
+        }
+    }
+
+    /// Whether the sender may manage the cluster's security (its users'
+    /// credentials). Until Sluice has an authorizer: anyone on a listener
+    /// without authentication, as Kafka without an authorizer allows
+    /// anyone; a super user on a SASL listener, which is stricter than
+    /// Kafka without an authorizer, so that turning SASL on is enough to
+    /// keep an ordinary user from adding users.
+    pub fn may_manage_security(&self, broker: &Broker) -> bool {
+        if !broker.config.security_protocol.is_sasl() {
+            return true;
+        }
+        self.principal
+            .as_ref()
+            .is_some_and(|principal| principal.super_user)
+    }
+}
+
 /// Runs the handler of a decoded request and frames its response. `None`
 /// when the request gets no response (produce with acks=0).
 pub async fn dispatch(
     broker: &Rc<Broker>,
+    session: &Session,
     header: RequestHeader,
     request: Request,
 ) -> Option<ResponseFrame> {
@@ -279,6 +322,12 @@ pub async fn dispatch(
         Request::SaslHandshake(request) => sasl_handshake::handle(broker, &header, request).await,
         Request::SaslAuthenticate(request) => {
             sasl_authenticate::handle(broker, &header, request).await
+        }
+        Request::DescribeUserScramCredentials(request) => {
+            describe_user_scram_credentials::handle(broker, session, &header, request).await
+        }
+        Request::AlterUserScramCredentials(request) => {
+            alter_user_scram_credentials::handle(broker, session, &header, request).await
         }
     }?;
     if body.is_empty() {

@@ -97,6 +97,7 @@ pub fn check_user_name(user: &str) -> Result<(), String> {
 }
 
 /// Every user's credentials, by user and mechanism.
+#[derive(Clone)]
 pub struct CredentialStore {
     credentials: BTreeMap<(String, Mechanism), ScramCredential>,
     /// Unknown users' dummy credentials are derived from it, so that they

@@ -18,6 +18,7 @@
 //!   in [`session`] and the SaslHandshake/SaslAuthenticate handlers; the
 //!   mechanisms here know nothing of Kafka's framing.
 
+pub mod alter;
 pub mod credentials;
 pub mod plain;
 pub mod scram;

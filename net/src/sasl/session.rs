@@ -13,7 +13,7 @@
 //! connection too (after its error response), so a client gets one try per
 //! connection, as with Kafka.
 
-use super::credentials::CredentialStore;
+use super::alter::SharedCredentials;
 use super::scram::{ScramServer, Step};
 use super::{plain, AuthFailure, Mechanism, Principal};
 
@@ -24,9 +24,10 @@ pub struct SaslConfig {
     pub enabled_mechanisms: Vec<Mechanism>,
     /// Kafka's `super.users`, as user names (the `User:` prefix taken off).
     pub super_users: Vec<String>,
-    /// The users' credentials, read at start; `None` until then (no user
-    /// can log in).
-    pub credentials: Option<std::sync::Arc<CredentialStore>>,
+    /// The users' credentials, read at start and changed by
+    /// AlterUserScramCredentials; `None` until then (no user can log in),
+    /// and on a broker of a cluster, which has no credential store yet.
+    pub credentials: Option<std::sync::Arc<SharedCredentials>>,
 }
 
 impl Default for SaslConfig {
@@ -155,12 +156,13 @@ impl Authenticator {
             *self = Authenticator::Failed;
             return Authenticate::IllegalState;
         };
-        let Some(store) = config.credentials.as_deref() else {
+        let Some(shared) = config.credentials.as_deref() else {
             // Not loaded: nobody can log in, so there is no user whose
             // existence the failure could give away.
             *self = Authenticator::Failed;
             return Authenticate::Failed(AuthFailure::Unsupported("no credentials loaded"));
         };
+        let store = &*shared.read();
         let outcome = match scram {
             None => plain::authenticate(token, store).map(|user| (user, Vec::new())),
             Some(server) => match server.step(token, store) {
@@ -234,7 +236,7 @@ pub fn parse_mechanisms(value: &str) -> Result<Vec<Mechanism>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sasl::ScramCredential;
+    use crate::sasl::{CredentialStore, ScramCredential};
 
     fn config(enabled: &[Mechanism]) -> SaslConfig {
         let mut store = CredentialStore::empty().unwrap();
@@ -246,7 +248,10 @@ mod tests {
         SaslConfig {
             enabled_mechanisms: enabled.to_vec(),
             super_users: vec!["admin".into()],
-            credentials: Some(std::sync::Arc::new(store)),
+            credentials: Some(std::sync::Arc::new(SharedCredentials::new(
+                store,
+                std::path::PathBuf::from("/nonexistent"),
+            ))),
         }
     }
 

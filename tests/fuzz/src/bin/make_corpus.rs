@@ -153,6 +153,8 @@ fn default_body(key: ApiKey, version: i16) -> Option<Vec<u8>> {
         DescribeTopicPartitions => DescribeTopicPartitionsRequest,
         ListConfigResources => ListConfigResourcesRequest,
         AlterReplicaLogDirs => AlterReplicaLogDirsRequest,
+        DescribeUserScramCredentials => DescribeUserScramCredentialsRequest,
+        AlterUserScramCredentials => AlterUserScramCredentialsRequest,
     )
 }
 

@@ -1,0 +1,100 @@
+//! AlterUserScramCredentials (51, KIP-554): creates, replaces and removes
+//! users' SCRAM credentials. The client sends the salted password, never
+//! the password; the broker keeps the keys derived from it. A change is in
+//! the credentials file before the answer, and authenticates the next
+//! login on every shard.
+
+use std::rc::Rc;
+
+use bytes::Bytes;
+use kafka_protocol::messages::alter_user_scram_credentials_response::AlterUserScramCredentialsResult;
+use kafka_protocol::messages::{
+    AlterUserScramCredentialsRequest, AlterUserScramCredentialsResponse, RequestHeader,
+};
+
+use super::{encode, str_bytes, Session};
+use crate::broker::Broker;
+use crate::errors::code;
+use crate::sasl::alter::{Deletion, Upsertion, UserOutcome};
+
+pub const VERSIONS: (i16, i16) = (0, 0);
+
+pub async fn handle(
+    broker: &Rc<Broker>,
+    session: &Session,
+    header: &RequestHeader,
+    request: AlterUserScramCredentialsRequest,
+) -> Option<Vec<Bytes>> {
+    let version = header.request_api_version;
+    let deletions: Vec<Deletion> = request
+        .deletions
+        .iter()
+        .map(|deletion| Deletion {
+            user: deletion.name.to_string(),
+            mechanism: deletion.mechanism,
+        })
+        .collect();
+    let upsertions: Vec<Upsertion> = request
+        .upsertions
+        .iter()
+        .map(|upsertion| Upsertion {
+            user: upsertion.name.to_string(),
+            mechanism: upsertion.mechanism,
+            iterations: upsertion.iterations,
+            salt: upsertion.salt.to_vec(),
+            salted_password: upsertion.salted_password.to_vec(),
+        })
+        .collect();
+    let refuse_all = |error_code: i16, message: &str| {
+        let mut users: Vec<&str> = Vec::new();
+        for user in deletions
+            .iter()
+            .map(|deletion| deletion.user.as_str())
+            .chain(upsertions.iter().map(|upsertion| upsertion.user.as_str()))
+        {
+            if !users.contains(&user) {
+                users.push(user);
+            }
+        }
+        users
+            .into_iter()
+            .map(|user| UserOutcome {
+                user: user.to_string(),
+                error_code,
+                message: Some(message.to_string()),
+            })
+            .collect::<Vec<_>>()
+    };
+    let outcomes = if !session.may_manage_security(broker) {
+        refuse_all(
+            code::CLUSTER_AUTHORIZATION_FAILED,
+            "changing SCRAM credentials takes a super user",
+        )
+    } else if let Some(shared) = broker.config.sasl.credentials.clone() {
+        // The file is written and synced on a blocking thread, not on the
+        // shard's executor.
+        glommio::executor()
+            .spawn_blocking(move || shared.alter(&deletions, &upsertions))
+            .await
+    } else {
+        refuse_all(
+            code::UNSUPPORTED_VERSION,
+            "a broker of a cluster keeps no SCRAM credentials the APIs can reach yet",
+        )
+    };
+    for outcome in outcomes.iter().filter(|outcome| outcome.error_code == 0) {
+        tracing::info!(user = %outcome.user, "SCRAM credentials of a user changed");
+    }
+    let mut response = AlterUserScramCredentialsResponse::default();
+    response.results = outcomes
+        .into_iter()
+        .map(|outcome| {
+            let mut result = AlterUserScramCredentialsResult::default();
+            result.user = str_bytes(&outcome.user);
+            result.error_code = outcome.error_code;
+            result.error_message = outcome.message.as_deref().map(str_bytes);
+            result
+        })
+        .collect();
+    Some(encode(&response, version))
+}
