@@ -157,16 +157,6 @@ const DIFFERENCES: &[(i16, Option<Versions>, &str)] = &[
         "AlterClientQuotas: no quotas yet (security issue)",
     ),
     (
-        50,
-        None,
-        "DescribeUserScramCredentials: no SCRAM yet (security issue)",
-    ),
-    (
-        51,
-        None,
-        "AlterUserScramCredentials: no SCRAM yet (security issue)",
-    ),
-    (
         57,
         None,
         "UpdateFeatures: Sluice's feature levels are fixed (see api_versions.rs)",
