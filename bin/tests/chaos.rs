@@ -592,10 +592,18 @@ fn chaos_group_member() {
 /// Three voters, all registered, the topic created and fully in sync.
 fn start_chaos_cluster(hosts: &[Host]) -> Vec<TestBroker> {
     let session_timeout = BROKER_SESSION_TIMEOUT.as_millis().to_string();
-    let brokers = start_cluster_on(
+    let mut brokers = start_cluster_on(
         hosts,
         &["--broker-session-timeout-ms", session_timeout.as_str()],
     );
+    // A broker that restarts comes back on its port, as a deployed one
+    // does: on a new one, librdkafka's transactional producer kept calling
+    // a coordinator's old port for 30 s and more (it maps a coordinator's
+    // node id to the address its metadata holds), and the transformer
+    // stalled.
+    for broker in &mut brokers {
+        broker.keep_port();
+    }
     // The topic's replicas are placed on registered brokers only.
     wait_for(
         "every broker to list all of them",

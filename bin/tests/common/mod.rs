@@ -85,6 +85,9 @@ pub struct TestBroker {
     /// The listening address, once a launched process reports it.
     /// (In a mutex so that a broker can be shared with scoped threads.)
     listening: Option<Mutex<mpsc::Receiver<String>>>,
+    /// Whether a restart listens on the port of the first start, as a
+    /// deployed broker does, instead of a new one.
+    keep_port: bool,
 }
 
 impl TestBroker {
@@ -123,6 +126,7 @@ impl TestBroker {
             starts: 0,
             stderr_path: stderr_path.map(Path::to_path_buf),
             listening: None,
+            keep_port: false,
         };
         broker.spawn();
         broker
@@ -155,6 +159,7 @@ impl TestBroker {
                     starts: 0,
                     stderr_path: None,
                     listening: None,
+                    keep_port: false,
                 };
                 broker.launch();
                 broker
@@ -233,6 +238,26 @@ impl TestBroker {
         self.await_listening();
     }
 
+    /// From now on, restarts listen on the port the broker listens on now
+    /// (a port chosen at the first start, so only on a host of its own,
+    /// where no other process takes ports, is it sure to be free).
+    /// librdkafka finds a coordinator's address by its node id in the
+    /// metadata it holds, not in the FindCoordinator answer, so a broker
+    /// that comes back on a new port leaves a transactional producer
+    /// calling the old one until its next metadata refresh.
+    pub fn keep_port(&mut self) {
+        self.keep_port = true;
+    }
+
+    fn listen_address(&self) -> SocketAddr {
+        let port = if self.keep_port {
+            self.address.port()
+        } else {
+            0
+        };
+        SocketAddr::new(self.host.ip, port)
+    }
+
     /// Starts the process without waiting for it to listen.
     pub fn launch(&mut self) {
         assert!(self.child.is_none(), "broker already running");
@@ -249,7 +274,7 @@ impl TestBroker {
             .arg("--data-dir")
             .arg(self.data_dir())
             .arg("--listen")
-            .arg(SocketAddr::new(self.host.ip, 0).to_string())
+            .arg(self.listen_address().to_string())
             .args(["--shards", &SHARDS.to_string(), "--pin-shards", "false"])
             .args(&self.extra_args)
             .stdin(Stdio::null())
