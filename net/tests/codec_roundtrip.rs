@@ -1396,8 +1396,16 @@ where
             self.key
         );
 
+        // AlterUserScramCredentials takes one trailing empty tag section
+        // (librdkafka writes it twice; see its decoder): a byte that is
+        // not one is refused there too.
+        let trailing = if self.key == ApiKey::AlterUserScramCredentials {
+            1
+        } else {
+            0
+        };
         let mut extended = BytesMut::from(&frame[..]);
-        extended.extend_from_slice(&[0]);
+        extended.extend_from_slice(&[trailing]);
         assert_eq!(
             decode_request(key, v, extended.freeze()),
             Err(DecodeError::TrailingBytes(1)),
