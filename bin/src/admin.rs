@@ -9,11 +9,13 @@
 //!
 //! Partition reassignments (`topic reassign`, `topic reassignments`,
 //! `cluster rebalance`) live in [`reassign`], the rebalance planner in
-//! [`rebalance`], leader elections (`cluster elect-leaders`) in [`elect`].
+//! [`rebalance`], leader elections (`cluster elect-leaders`) in [`elect`],
+//! record removal (`topic trim`) in [`trim`].
 
 mod elect;
 mod reassign;
 mod rebalance;
+mod trim;
 
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -38,7 +40,15 @@ ADMIN COMMANDS (Kafka protocol; work against any Kafka-compatible broker):
         configs set on the topic.
     sluice topic delete NAME
     sluice topic alter-config NAME [--set KEY=VALUE ...] [--delete KEY ...]
-        Sets or removes topic config overrides (IncrementalAlterConfigs).
+            [--append KEY=VALUE ...] [--subtract KEY=VALUE ...]
+        Sets or removes topic config overrides (IncrementalAlterConfigs). --append and
+        --subtract add items to or remove them from a list config such as cleanup.policy
+        (VALUE: items separated by commas).
+    sluice topic trim NAME (--partition N ... | --all-partitions) --before OFFSET|latest
+        Removes the records before OFFSET (latest: every record written so far) from the
+        partitions (DeleteRecords) and prints where each partition now starts (its low
+        watermark, the earliest offset consumers can read). OFFSET may not be past a
+        partition's latest offset.
     sluice topic reassign NAME --partition N (--replicas ID,ID,... | --cancel) [--wait]
         Moves a partition to the given brokers (the first is its preferred leader), or
         cancels the move in progress. --wait waits until the move has finished and shows
@@ -110,6 +120,13 @@ enum Command {
     TopicAlterConfig {
         name: String,
         changes: Vec<ConfigChange>,
+    },
+    /// `partitions: None` trims every partition; `before` may be
+    /// [`sluice_net::client::DELETE_BEFORE_HIGH_WATERMARK`].
+    TopicTrim {
+        name: String,
+        partitions: Option<Vec<i32>>,
+        before: i64,
     },
     /// `replicas: None` cancels the reassignment in progress.
     TopicReassign {
@@ -187,7 +204,8 @@ fn command_flags(group: &str, action: &str) -> Option<&'static [&'static str]> {
     match (group, action) {
         ("topic", "create") => Some(&["partitions", "replication-factor", "config"]),
         ("topic", "list" | "describe" | "delete") | ("cluster", "info") => Some(&[]),
-        ("topic", "alter-config") => Some(&["set", "delete"]),
+        ("topic", "alter-config") => Some(&["set", "delete", "append", "subtract"]),
+        ("topic", "trim") => Some(&["partition", "all-partitions", "before"]),
         ("topic", "reassign") => Some(&["partition", "replicas", "cancel", "wait"]),
         ("topic", "reassignments") => Some(&[]),
         ("cluster", "rebalance") => Some(&["topic", "dry-run", "wait"]),
@@ -215,6 +233,7 @@ const SWITCHES: &[&str] = &[
     "cancel",
     "wait",
     "dry-run",
+    "all-partitions",
 ];
 
 fn key_value(flag: &str, text: &str) -> Result<(String, String), String> {
@@ -326,17 +345,26 @@ fn parse(args: &[String]) -> Result<Parsed, String> {
             let name = name()?;
             let mut changes = Vec::new();
             for (flag, value) in flags {
-                if flag == "set" {
-                    let (name, value) = key_value(flag, &value)?;
-                    changes.push(ConfigChange::Set { name, value });
-                } else if value.is_empty() {
-                    return Err("--delete expects a config name".to_string());
-                } else {
-                    changes.push(ConfigChange::Delete { name: value });
-                }
+                let change = match flag {
+                    "delete" if value.is_empty() => {
+                        return Err("--delete expects a config name".to_string())
+                    }
+                    "delete" => ConfigChange::Delete { name: value },
+                    _ => {
+                        let (name, value) = key_value(flag, &value)?;
+                        match flag {
+                            "set" => ConfigChange::Set { name, value },
+                            "append" => ConfigChange::Append { name, value },
+                            _ => ConfigChange::Subtract { name, value },
+                        }
+                    }
+                };
+                changes.push(change);
             }
             if changes.is_empty() {
-                return Err("'topic alter-config' needs at least one --set or --delete".to_string());
+                return Err("'topic alter-config' needs at least one --set, --delete, \
+                     --append or --subtract"
+                    .to_string());
             }
             Command::TopicAlterConfig { name, changes }
         }
@@ -355,6 +383,7 @@ fn parse(args: &[String]) -> Result<Parsed, String> {
         }
         ("txn", "describe") => Command::TxnDescribe { id: name()? },
         ("topic", "reassign") => reassign::parse_reassign(name()?, flags)?,
+        ("topic", "trim") => trim::parse_trim(name()?, flags)?,
         ("topic", "reassignments") => match positionals.as_slice() {
             [] => Command::TopicReassignments { name: None },
             [name] if !name.is_empty() => Command::TopicReassignments {
@@ -483,6 +512,7 @@ fn describe_command(command: &Command) -> String {
         Command::TopicDescribe { name } => format!("describe topic '{name}'"),
         Command::TopicDelete { name } => format!("delete topic '{name}'"),
         Command::TopicAlterConfig { name, .. } => format!("alter configs of topic '{name}'"),
+        Command::TopicTrim { name, .. } => format!("trim topic '{name}'"),
         Command::TopicReassign {
             name,
             partition,
@@ -527,6 +557,11 @@ fn execute(invocation: &Invocation) -> Result<String, Failure> {
         Command::TopicAlterConfig { name, changes } => {
             topic_alter_config(&mut admin, name, changes, json)
         }
+        Command::TopicTrim {
+            name,
+            partitions,
+            before,
+        } => trim::topic_trim(&mut admin, name, partitions.as_deref(), *before, json),
         Command::GroupList { states } => group_list(&mut admin, states, json),
         Command::GroupDescribe { group } => group_describe(&mut admin, group, json),
         Command::GroupDelete { group } => group_delete(&mut admin, group, json),
@@ -823,32 +858,50 @@ fn topic_alter_config(
     admin.alter_configs(&ConfigResource::Topic(name.to_string()), changes)?;
     let mut set = Map::new();
     let mut deleted = Vec::new();
+    let mut appended = Map::new();
+    let mut subtracted = Map::new();
+    // In the order given, for the human output.
+    let mut set_pairs = Vec::new();
+    let mut appended_pairs = Vec::new();
+    let mut subtracted_pairs = Vec::new();
     for change in changes {
         match change {
             ConfigChange::Set { name, value } => {
                 set.insert(name.clone(), json!(value));
+                set_pairs.push(format!("{name}={value}"));
             }
             ConfigChange::Delete { name } => deleted.push(name.clone()),
+            ConfigChange::Append { name, value } => {
+                appended.insert(name.clone(), json!(value));
+                appended_pairs.push(format!("{value} to {name}"));
+            }
+            ConfigChange::Subtract { name, value } => {
+                subtracted.insert(name.clone(), json!(value));
+                subtracted_pairs.push(format!("{value} from {name}"));
+            }
         }
     }
     if json {
-        return Ok(json_text(
-            &json!({ "topic": name, "set": set, "deleted": deleted }),
-        ));
+        return Ok(json_text(&json!({
+            "topic": name,
+            "set": set,
+            "deleted": deleted,
+            "appended": appended,
+            "subtracted": subtracted,
+        })));
     }
     let mut parts = Vec::new();
-    if !set.is_empty() {
-        let pairs: Vec<String> = changes
-            .iter()
-            .filter_map(|change| match change {
-                ConfigChange::Set { name, value } => Some(format!("{name}={value}")),
-                ConfigChange::Delete { .. } => None,
-            })
-            .collect();
-        parts.push(format!("set {}", pairs.join(", ")));
+    if !set_pairs.is_empty() {
+        parts.push(format!("set {}", set_pairs.join(", ")));
     }
     if !deleted.is_empty() {
         parts.push(format!("deleted {}", deleted.join(", ")));
+    }
+    if !appended_pairs.is_empty() {
+        parts.push(format!("appended {}", appended_pairs.join(", ")));
+    }
+    if !subtracted_pairs.is_empty() {
+        parts.push(format!("subtracted {}", subtracted_pairs.join(", ")));
     }
     Ok(format!(
         "Altered configs of topic '{name}': {}.\n",

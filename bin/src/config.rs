@@ -612,7 +612,30 @@ pub fn from_args(args: &[String]) -> Result<BrokerConfig, String> {
     }
     check_quorum_settings(&config)?;
     check_security_settings(&config)?;
+    absolute_data_dirs(&mut config)?;
     Ok(config)
+}
+
+/// Makes the data directories absolute, resolved against the working
+/// directory the broker starts in. glommio's direct-I/O files fail on a
+/// relative path (EBADF at the first write), which made a relative
+/// `--data-dir`, the default `./data` included, stop the start.
+fn absolute_data_dirs(config: &mut BrokerConfig) -> Result<(), String> {
+    let absolute = |dir: &PathBuf| {
+        std::path::absolute(dir).map_err(|error| {
+            format!(
+                "cannot resolve the data directory {} against the working directory: {error}",
+                dir.display()
+            )
+        })
+    };
+    config.data_dir = absolute(&config.data_dir)?;
+    config.extra_log_dirs = config
+        .extra_log_dirs
+        .iter()
+        .map(absolute)
+        .collect::<Result<_, _>>()?;
+    Ok(())
 }
 
 /// SASL_PLAINTEXT is for a broker on its own so far: brokers reach each
@@ -689,6 +712,14 @@ mod tests {
         let config = from_args(&args).unwrap();
         assert_eq!(config.shards, 2);
         assert_eq!(config.data_dir, PathBuf::from("/tmp/x"));
+        let relative: Vec<String> = ["--log-dirs", "a,./b", "--listen", "127.0.0.1:0"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let config = from_args(&relative).unwrap();
+        let here = std::env::current_dir().unwrap();
+        assert_eq!(config.data_dir, here.join("a"));
+        assert_eq!(config.extra_log_dirs, [here.join("b")]);
         let error = from_args(&["--shards".to_string(), "zero".to_string()]).unwrap_err();
         assert!(
             error.contains("shards") && error.contains("--shards"),

@@ -23,14 +23,55 @@ const SHUTDOWN_GRACE: Duration = Duration::from_millis(500);
 /// How long a stopping shard waits for the file deletions it deferred to the
 /// blocking pool (a deleted topic's segments) before it ends anyway.
 const SHUTDOWN_DELETIONS_WAIT: Duration = Duration::from_secs(5);
-/// The RLIMIT_MEMLOCK glommio wants for registered I/O buffers.
 /// How long a fixed listening port held by another listener is retried
 /// before starting fails. A broker killed a moment ago (kill -9, then a
 /// supervisor's restart) leaves its listeners open until the kernel has torn
 /// down its io_uring rings, which happens after the process is reaped.
 const PORT_HELD_WAIT: Duration = Duration::from_secs(10);
 const PORT_HELD_RETRY: Duration = Duration::from_millis(100);
+/// The RLIMIT_MEMLOCK glommio wants for registered I/O buffers.
 const MEMLOCK_WANTED_BYTES: u64 = 512 * 1024 * 1024;
+
+/// `struct io_uring_params` in 32-bit words (120 bytes): what
+/// io_uring_setup reads and fills in. The kernel refuses it unless its
+/// reserved words are zero, so it starts all zeroes.
+const IO_URING_PARAMS_WORDS: usize = 30;
+/// Entries of the ring made only to see whether io_uring is allowed.
+const IO_URING_PROBE_ENTRIES: u32 = 1;
+
+/// Fails with one line when this process may not use io_uring. glommio
+/// would otherwise panic inside its first executor with a message about old
+/// kernels, whatever the cause; in practice the cause is a container's
+/// seccomp profile (Docker's default refuses io_uring since Docker 25) or
+/// the `kernel.io_uring_disabled` sysctl.
+fn check_io_uring() -> Result<(), String> {
+    let mut params = [0u32; IO_URING_PARAMS_WORDS];
+    // SAFETY: io_uring_setup reads and writes the params struct, which
+    // `params` is large enough and aligned for; the ring it returns is a
+    // file descriptor closed right away.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_io_uring_setup,
+            IO_URING_PROBE_ENTRIES,
+            params.as_mut_ptr(),
+        )
+    };
+    if fd < 0 {
+        let error = std::io::Error::last_os_error();
+        return Err(format!(
+            "io_uring is not available to this process (io_uring_setup: {error}), and Sluice \
+             needs it. In a container, allow io_uring_setup, io_uring_enter and \
+             io_uring_register in its seccomp profile (docker run --security-opt \
+             seccomp=deploy/seccomp-io_uring.json); on a host, the sysctl \
+             kernel.io_uring_disabled must be 0, and the kernel 5.8 or later"
+        ));
+    }
+    // SAFETY: closing the ring this function opened.
+    unsafe {
+        libc::close(fd as libc::c_int);
+    }
+    Ok(())
+}
 
 /// Raises RLIMIT_MEMLOCK so glommio can register its buffers; where that is
 /// not allowed, says once what it costs and how to fix it.
@@ -198,6 +239,7 @@ fn install_signal_handlers() {
 /// Runs the broker until SIGTERM/SIGINT. Returns the one-line error that
 /// stopped it from starting, if any.
 pub fn run(mut config: BrokerConfig) -> Result<(), String> {
+    check_io_uring()?;
     raise_memlock();
     sluice_net::log_dirs::check_missing(&mut config)?;
     let log_dirs = config.log_dirs();

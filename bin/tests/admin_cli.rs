@@ -15,10 +15,12 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
+use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-use rdkafka::Message;
+use rdkafka::{Message, Offset, TopicPartitionList};
 use serde_json::Value;
 use sluice_net::client::{Admin, ClientOptions, ConfigResource, ConfigSource};
 
@@ -28,6 +30,8 @@ const START_TIMEOUT: Duration = Duration::from_secs(60);
 const STOP_TIMEOUT: Duration = Duration::from_secs(20);
 /// Bound for producing the test messages on a loaded 2-core machine.
 const PRODUCE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Bound for one librdkafka metadata, offsets or config request.
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(30);
 /// The listening line `sluice` prints on stdout once it accepts connections.
 const LISTENING_PREFIX: &str = "sluice listening on ";
 
@@ -735,6 +739,19 @@ fn usage_errors_and_unreachable_brokers() {
         &["topic", "create", "a", "--partitions", "zero"],
         &["topic", "alter-config", "a"],
         &["topic", "list", "--frobnicate", "1"],
+        &["topic", "trim", "a", "--before", "1"],
+        &["topic", "trim", "a", "--partition", "0"],
+        &[
+            "topic",
+            "trim",
+            "a",
+            "--partition",
+            "0",
+            "--all-partitions",
+            "--before",
+            "1",
+        ],
+        &["topic", "alter-config", "a", "--append", "cleanup.policy"],
         &["cluster", "status"],
     ] {
         let run = sluice(args);
@@ -752,7 +769,9 @@ fn usage_errors_and_unreachable_brokers() {
     }
     let help = sluice(&["--help"]).ok("--help");
     assert!(
-        help.contains("sluice topic create NAME") && help.contains("SETTINGS:"),
+        help.contains("sluice topic create NAME")
+            && help.contains("sluice topic trim NAME")
+            && help.contains("SETTINGS:"),
         "{help}"
     );
     let help = sluice(&["topic", "--help"]).ok("topic --help");
@@ -766,5 +785,352 @@ fn usage_errors_and_unreachable_brokers() {
             .starts_with("sluice: list topics failed: cannot connect to 127.0.0.1:1: "),
         "{}",
         run.stderr
+    );
+}
+
+/// The earliest and latest offsets of a partition, as librdkafka reads them.
+fn watermarks(address: &str, topic: &str, partition: i32) -> (i64, i64) {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", address)
+        .create()
+        .expect("create a librdkafka consumer");
+    consumer
+        .fetch_watermarks(topic, partition, CLIENT_TIMEOUT)
+        .expect("fetch the watermarks")
+}
+
+/// The offset and payload of the first record a librdkafka consumer reads
+/// when it starts a partition from the beginning.
+fn first_record(address: &str, topic: &str, partition: i32) -> (i64, String) {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", address)
+        .set("group.id", "trim-reader")
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "false")
+        .create()
+        .expect("create a librdkafka consumer");
+    let mut assignment = TopicPartitionList::new();
+    assignment
+        .add_partition_offset(topic, partition, Offset::Beginning)
+        .expect("assign from the beginning");
+    consumer.assign(&assignment).expect("assign");
+    let deadline = Instant::now() + CLIENT_TIMEOUT;
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "no record from {topic}-{partition}"
+        );
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(message)) => {
+                let payload = message
+                    .payload_view::<str>()
+                    .and_then(Result::ok)
+                    .unwrap_or_default()
+                    .to_string();
+                return (message.offset(), payload);
+            }
+            Some(Err(error)) => panic!("consumer error: {error}"),
+            None => {}
+        }
+    }
+}
+
+#[test]
+fn topic_trim() {
+    let broker = Broker::start();
+    broker
+        .cli(&["topic", "create", "trimmed", "--partitions", "2"])
+        .ok("create");
+    produce(&broker.address, "trimmed", 0, 10);
+    produce(&broker.address, "trimmed", 1, 4);
+
+    let trimmed = broker
+        .cli(&[
+            "topic",
+            "trim",
+            "trimmed",
+            "--partition",
+            "0",
+            "--before",
+            "6",
+        ])
+        .ok("trim partition 0");
+    assert_eq!(
+        trimmed,
+        "Trimmed topic 'trimmed'; each partition now starts at:\n\
+         PARTITION  LOW-WATERMARK\n\
+         0          6\n"
+    );
+    assert_eq!(watermarks(&broker.address, "trimmed", 0), (6, 10));
+    assert_eq!(
+        watermarks(&broker.address, "trimmed", 1),
+        (0, 4),
+        "the other partition is untouched"
+    );
+    assert_eq!(
+        first_record(&broker.address, "trimmed", 0),
+        (6, "message 6".to_string())
+    );
+    let describe = broker.cli(&["topic", "describe", "trimmed"]).ok("describe");
+    let earliest: Vec<(String, String)> = partition_rows(&describe)
+        .iter()
+        .map(|row| (row[4].clone(), row[5].clone()))
+        .collect();
+    assert_eq!(
+        earliest,
+        [("6".into(), "10".into()), ("0".into(), "4".into())],
+        "{describe}"
+    );
+
+    // Several partitions, one refused: every result is printed, then the
+    // error, and the refused partition keeps its records.
+    let partly = broker.cli(&[
+        "topic",
+        "trim",
+        "trimmed",
+        "--all-partitions",
+        "--before",
+        "8",
+    ]);
+    assert_eq!(partly.code, Some(1), "{}", partly.stderr);
+    let rows: Vec<Vec<&str>> = partly
+        .stdout
+        .lines()
+        .skip(2)
+        .map(|line| line.split_whitespace().collect())
+        .collect();
+    assert_eq!(rows[0], ["0", "8"], "{}", partly.stdout);
+    assert_eq!(
+        rows[1][..3],
+        ["1", "-", "OFFSET_OUT_OF_RANGE"],
+        "{}",
+        partly.stdout
+    );
+    assert_eq!(
+        partly.stderr,
+        "sluice: trim topic 'trimmed' failed: OFFSET_OUT_OF_RANGE (1): 1 of 2 partition(s) \
+         refused; the first, partition 1: offset 8 is past partition 1's high watermark 4; \
+         records can be removed up to the high watermark only\n"
+    );
+    assert_eq!(watermarks(&broker.address, "trimmed", 0), (8, 10));
+    assert_eq!(watermarks(&broker.address, "trimmed", 1), (0, 4));
+
+    // One partition refused: one line, nothing on stdout.
+    let past = broker.cli(&[
+        "topic",
+        "trim",
+        "trimmed",
+        "--partition",
+        "0",
+        "--before",
+        "11",
+    ]);
+    assert_eq!(past.code, Some(1));
+    assert!(past.stdout.is_empty(), "{}", past.stdout);
+    assert_eq!(
+        past.stderr,
+        "sluice: trim topic 'trimmed' failed: OFFSET_OUT_OF_RANGE (1): offset 11 is past \
+         partition 0's high watermark 10; records can be removed up to the high watermark \
+         only\n"
+    );
+    let unknown = broker.cli(&[
+        "topic",
+        "trim",
+        "trimmed",
+        "--partition",
+        "5",
+        "--before",
+        "1",
+    ]);
+    assert_eq!(unknown.code, Some(1));
+    assert_eq!(
+        unknown.stderr,
+        "sluice: trim topic 'trimmed' failed: UNKNOWN_TOPIC_OR_PARTITION (3): \
+         Topic 'trimmed' has no partition 5 (it has 2).\n"
+    );
+    let missing = broker.cli(&[
+        "topic",
+        "trim",
+        "nothing",
+        "--partition",
+        "0",
+        "--before",
+        "1",
+    ]);
+    assert_eq!(missing.code, Some(1));
+    assert_eq!(
+        missing.stderr,
+        "sluice: trim topic 'nothing' failed: UNKNOWN_TOPIC_OR_PARTITION (3): \
+         Topic 'nothing' does not exist.\n"
+    );
+    // Port 1 on loopback: nothing listens there.
+    let unreachable = sluice(&[
+        "topic",
+        "trim",
+        "trimmed",
+        "--partition",
+        "0",
+        "--before",
+        "1",
+        "--bootstrap",
+        "127.0.0.1:1",
+    ]);
+    assert_eq!(unreachable.code, Some(1));
+    assert!(
+        unreachable
+            .stderr
+            .starts_with("sluice: trim topic 'trimmed' failed: cannot connect to 127.0.0.1:1: "),
+        "{}",
+        unreachable.stderr
+    );
+    assert_eq!(
+        unreachable.stderr.lines().count(),
+        1,
+        "{}",
+        unreachable.stderr
+    );
+    assert_eq!(watermarks(&broker.address, "trimmed", 0), (8, 10));
+
+    // Everything written so far, on every partition.
+    let json = broker
+        .cli(&[
+            "topic",
+            "trim",
+            "trimmed",
+            "--all-partitions",
+            "--before",
+            "latest",
+            "--json",
+        ])
+        .json("trim --before latest");
+    assert_eq!(
+        json,
+        serde_json::json!({
+            "topic": "trimmed",
+            "partitions": [
+                { "partition": 0, "low_watermark": 10, "error": null },
+                { "partition": 1, "low_watermark": 4, "error": null },
+            ],
+        })
+    );
+    assert_eq!(watermarks(&broker.address, "trimmed", 0), (10, 10));
+    assert_eq!(watermarks(&broker.address, "trimmed", 1), (4, 4));
+    let json = broker
+        .cli(&["topic", "describe", "trimmed", "--json"])
+        .json("describe --json");
+    let earliest: Vec<i64> = json["partitions"]
+        .as_array()
+        .expect("partitions array")
+        .iter()
+        .filter_map(|partition| partition["earliest_offset"].as_i64())
+        .collect();
+    assert_eq!(earliest, [10, 4]);
+}
+
+/// `cleanup.policy` as librdkafka's DescribeConfigs reports it, with
+/// whether it is the topic's own value.
+fn cleanup_policy(admin: &AdminClient<DefaultClientContext>, topic: &str) -> (String, bool) {
+    let options = AdminOptions::new().request_timeout(Some(CLIENT_TIMEOUT));
+    let described = futures_lite::future::block_on(
+        admin.describe_configs([&ResourceSpecifier::Topic(topic)], &options),
+    )
+    .expect("DescribeConfigs");
+    let resource = described[0].as_ref().expect("the topic described");
+    let entry = resource.get("cleanup.policy").expect("cleanup.policy");
+    (
+        entry.value.clone().unwrap_or_default(),
+        entry.source == rdkafka::admin::ConfigSource::DynamicTopic,
+    )
+}
+
+/// APPEND and SUBTRACT (IncrementalAlterConfigs operations 2 and 3) on the
+/// list config `cleanup.policy`, sent by the CLI and read back by
+/// librdkafka: they start from Kafka's default, never repeat an item, are
+/// refused on configs that are not lists and when they would leave an
+/// empty list.
+#[test]
+fn list_configs_append_and_subtract() {
+    let broker = Broker::start();
+    broker.cli(&["topic", "create", "policies"]).ok("create");
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", &broker.address)
+        .create()
+        .expect("create a librdkafka admin client");
+    assert_eq!(cleanup_policy(&admin, "policies"), ("delete".into(), false));
+
+    let alter = |args: &[&str]| {
+        let mut all = vec!["topic", "alter-config", "policies"];
+        all.extend(args);
+        broker.cli(&all)
+    };
+    assert_eq!(
+        alter(&["--append", "cleanup.policy=compact"]).ok("append"),
+        "Altered configs of topic 'policies': appended compact to cleanup.policy.\n"
+    );
+    assert_eq!(
+        cleanup_policy(&admin, "policies"),
+        ("delete,compact".into(), true),
+        "appended to Kafka's default"
+    );
+    let json = alter(&["--subtract", "cleanup.policy=delete", "--json"]).json("subtract");
+    assert_eq!(
+        json["subtracted"],
+        serde_json::json!({ "cleanup.policy": "delete" })
+    );
+    assert_eq!(cleanup_policy(&admin, "policies"), ("compact".into(), true));
+    alter(&["--append", "cleanup.policy=compact"]).ok("append what is there");
+    assert_eq!(cleanup_policy(&admin, "policies"), ("compact".into(), true));
+
+    // A compact-only topic keeps its records for their keys: no trimming.
+    let kept = broker.cli(&[
+        "topic",
+        "trim",
+        "policies",
+        "--partition",
+        "0",
+        "--before",
+        "0",
+    ]);
+    assert_eq!(kept.code, Some(1));
+    assert!(
+        kept.stderr
+            .starts_with("sluice: trim topic 'policies' failed: POLICY_VIOLATION (44): "),
+        "{}",
+        kept.stderr
+    );
+
+    for (args, why) in [
+        (
+            &["--subtract", "cleanup.policy=compact"][..],
+            "cannot be an empty list",
+        ),
+        (
+            &["--append", "cleanup.policy=shred"],
+            "'shred' is not one of delete, compact",
+        ),
+        (&["--append", "retention.ms=1000"], "not a list config"),
+        (&["--subtract", "no.such.config=1"], "unknown topic config"),
+    ] {
+        let refused = alter(args);
+        assert_eq!(refused.code, Some(1), "{args:?}: {}", refused.stdout);
+        assert!(
+            refused.stderr.starts_with(
+                "sluice: alter configs of topic 'policies' failed: INVALID_CONFIG (40): "
+            ) && refused.stderr.contains(why),
+            "{args:?}: {}",
+            refused.stderr
+        );
+        assert_eq!(
+            cleanup_policy(&admin, "policies"),
+            ("compact".into(), true),
+            "{args:?} changed nothing"
+        );
+    }
+
+    // Several items at once, in the order given, after those already there.
+    alter(&["--append", "cleanup.policy=delete,compact"]).ok("append two");
+    assert_eq!(
+        cleanup_policy(&admin, "policies"),
+        ("compact,delete".into(), true)
     );
 }

@@ -241,9 +241,19 @@ impl TopicOutcome {
 #[derive(Clone, Debug)]
 pub struct ConfigChange {
     pub name: String,
-    /// 0 SET, 1 DELETE, 2 APPEND, 3 SUBTRACT.
+    /// One of [`config_operation`]'s ids.
     pub operation: i8,
     pub value: Option<String>,
+}
+
+/// IncrementalAlterConfigs' operation ids (Kafka's `AlterConfigOp.OpType`).
+pub mod config_operation {
+    pub const SET: i8 = 0;
+    pub const DELETE: i8 = 1;
+    /// Adds items to a list config.
+    pub const APPEND: i8 = 2;
+    /// Removes items from a list config.
+    pub const SUBTRACT: i8 = 3;
 }
 
 /// One partition's reassignment (AlterPartitionReassignments).

@@ -16,8 +16,13 @@ enum Kind {
     },
     Bool,
     OneOf(&'static [&'static str]),
-    /// A comma-separated list drawn from the given words.
-    ListOf(&'static [&'static str]),
+    /// A comma-separated list drawn from `words`, each at most once (Kafka's
+    /// LIST type). `default` is Kafka's own default, the list that APPEND
+    /// and SUBTRACT start from when the topic has no value of its own.
+    ListOf {
+        words: &'static [&'static str],
+        default: &'static str,
+    },
 }
 
 /// A topic config Sluice knows: Kafka's name and what it accepts. Configs
@@ -29,10 +34,16 @@ struct Known {
     applied: bool,
 }
 
+/// Kafka's default `cleanup.policy`.
+const CLEANUP_POLICY_DEFAULT: &str = "delete";
+
 const KNOWN: &[Known] = &[
     Known {
         name: "cleanup.policy",
-        kind: Kind::ListOf(&["delete", "compact"]),
+        kind: Kind::ListOf {
+            words: &["delete", "compact"],
+            default: CLEANUP_POLICY_DEFAULT,
+        },
         applied: false,
     },
     Known {
@@ -168,13 +179,101 @@ pub fn validate(name: &str, value: &str) -> Result<(), String> {
         Kind::Long { min, max } => value.parse::<i64>().is_ok_and(|v| v >= min && v <= max),
         Kind::Bool => value == "true" || value == "false",
         Kind::OneOf(words) => words.contains(&value),
-        Kind::ListOf(words) => value.split(',').all(|word| words.contains(&word.trim())),
+        Kind::ListOf { words, .. } => return validate_list(name, value, words),
     };
     if ok {
         Ok(())
     } else {
         Err(format!("invalid value '{value}' for topic config '{name}'"))
     }
+}
+
+/// Checks a list config's value as Kafka (4.1 and later) checks its LIST
+/// configs: items separated by commas, spaces around them ignored, none
+/// empty, none twice, each one of `words`.
+fn validate_list(name: &str, value: &str, words: &[&str]) -> Result<(), String> {
+    if value.trim().is_empty() {
+        // Kafka 4.1 and later take an empty cleanup.policy to mean "neither
+        // delete nor compact": every record is kept. Sluice applies
+        // retention whatever the policy says, so it would store the value
+        // and still delete; refusing is the honest answer.
+        return Err(format!(
+            "'{name}' cannot be an empty list in Sluice: Kafka reads an empty \
+             cleanup.policy as keeping every record, which Sluice does not implement; \
+             retention.ms=-1 and retention.bytes=-1 keep every record"
+        ));
+    }
+    let items: Vec<&str> = value.split(',').map(str::trim).collect();
+    for (index, item) in items.iter().enumerate() {
+        if item.is_empty() {
+            return Err(format!(
+                "invalid value '{value}' for topic config '{name}': an item is empty"
+            ));
+        }
+        if !words.contains(item) {
+            return Err(format!(
+                "invalid value '{value}' for topic config '{name}': '{item}' is not one of {}",
+                words.join(", ")
+            ));
+        }
+        if items[..index].contains(item) {
+            return Err(format!(
+                "invalid value '{value}' for topic config '{name}': '{item}' is named twice"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The IncrementalAlterConfigs operations that edit a list config.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ListEdit {
+    /// Adds the items the list lacks, after those it has.
+    Append,
+    /// Removes the items named.
+    Subtract,
+}
+
+/// The value a list config takes after APPEND or SUBTRACT of `items` (a
+/// comma-separated list; `None` changes nothing), starting from `current`,
+/// the topic's own value, or Kafka's default when it has none, as Kafka
+/// does. The caller validates the result as it would a SET: an APPEND of a
+/// word the config does not know, or a SUBTRACT down to nothing, is refused
+/// there. Configs that are not lists are refused here.
+pub fn edit_list(
+    name: &str,
+    current: Option<&str>,
+    edit: ListEdit,
+    items: Option<&str>,
+) -> Result<String, String> {
+    let Some(known) = KNOWN.iter().find(|known| known.name == name) else {
+        return Err(format!("unknown topic config '{name}'"));
+    };
+    let Kind::ListOf { default, .. } = known.kind else {
+        let operation = match edit {
+            ListEdit::Append => "APPEND",
+            ListEdit::Subtract => "SUBTRACT",
+        };
+        return Err(format!(
+            "cannot {operation} to '{name}': it is not a list config (APPEND and SUBTRACT \
+             apply to list configs such as cleanup.policy)"
+        ));
+    };
+    let mut list: Vec<&str> = current
+        .unwrap_or(default)
+        .split(',')
+        .map(str::trim)
+        .filter(|item| !item.is_empty())
+        .collect();
+    for item in items.into_iter().flat_map(|items| items.split(',')) {
+        let item = item.trim();
+        match edit {
+            ListEdit::Append if !list.contains(&item) => list.push(item),
+            ListEdit::Append => {}
+            ListEdit::Subtract => list.retain(|kept| *kept != item),
+        }
+    }
+    Ok(list.join(","))
 }
 
 /// Whether the broker acts on this config (as opposed to storing it).
@@ -187,7 +286,7 @@ pub fn is_applied(name: &str) -> bool {
 /// The value a topic reports for `name`: its override, else the broker default.
 pub fn default_value(name: &str, defaults: &LogConfig) -> Option<String> {
     Some(match name {
-        "cleanup.policy" => "delete".into(),
+        "cleanup.policy" => CLEANUP_POLICY_DEFAULT.into(),
         "compression.type" => "producer".into(),
         "delete.retention.ms" => "86400000".into(),
         "file.delete.delay.ms" => "60000".into(),
@@ -268,6 +367,44 @@ mod tests {
         assert!(validate("cleanup.policy", "compact,delete").is_ok());
         assert!(validate("message.timestamp.type", "LogAppendTime").is_ok());
         assert!(validate("no.such.config", "1").is_err());
+    }
+
+    #[test]
+    fn lists_refuse_empty_repeated_and_unknown_items() {
+        assert!(validate("cleanup.policy", "delete, compact").is_ok());
+        for refused in ["", " ", "delete,,compact", "delete,delete", "delete,shred"] {
+            assert!(validate("cleanup.policy", refused).is_err(), "{refused:?}");
+        }
+    }
+
+    #[test]
+    fn append_and_subtract_start_from_the_default_and_keep_order() {
+        let policy = "cleanup.policy";
+        let append = |current, items| edit_list(policy, current, ListEdit::Append, Some(items));
+        let subtract = |current, items| edit_list(policy, current, ListEdit::Subtract, Some(items));
+        assert_eq!(append(None, "compact"), Ok("delete,compact".to_string()));
+        assert_eq!(
+            append(Some("compact"), "delete,compact"),
+            Ok("compact,delete".to_string())
+        );
+        assert_eq!(append(Some("delete"), "delete"), Ok("delete".to_string()));
+        assert_eq!(
+            subtract(Some("compact,delete"), "compact"),
+            Ok("delete".to_string())
+        );
+        assert_eq!(
+            subtract(Some("delete"), "compact"),
+            Ok("delete".to_string())
+        );
+        // Down to nothing: computed here, refused by the validation after it.
+        assert_eq!(subtract(None, "delete"), Ok(String::new()));
+        assert!(validate(policy, "").is_err());
+        assert_eq!(
+            edit_list(policy, Some("compact"), ListEdit::Append, None),
+            Ok("compact".to_string())
+        );
+        assert!(edit_list("retention.ms", None, ListEdit::Append, Some("1")).is_err());
+        assert!(edit_list("no.such.config", None, ListEdit::Subtract, Some("x")).is_err());
     }
 
     #[test]

@@ -159,6 +159,7 @@ check "confluent-kafka" timeout 120 "$python" "$here/smoke.py" confluent "$boots
 check "kafka-python" timeout 120 "$python" "$here/smoke.py" kafka-python "$bootstrap" kafka-python-topic "$messages"
 check "confluent-kafka admin" timeout 120 "$python" "$here/smoke.py" confluent-admin "$bootstrap" confluent-admin-topic 0
 check "kafka-python admin" timeout 120 "$python" "$here/smoke.py" kafka-python-admin "$bootstrap" kafka-python-admin-topic 0
+check "confluent-kafka incremental APPEND/SUBTRACT" timeout 120 "$python" "$here/list_configs.py" "$bootstrap" confluent-list-configs
 check "kafka-python group of 3" timeout 180 "$python" "$here/groups_kafka_python.py" "$bootstrap" kafka-python-group-topic "$messages"
 check "confluent-kafka group of 3 (group.protocol=consumer)" timeout 180 "$python" "$here/groups_confluent.py" "$bootstrap" confluent-group-topic "$messages"
 

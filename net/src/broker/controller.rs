@@ -32,8 +32,8 @@ use sluice_engine::{
 
 use super::registration::{check_cluster_id, check_observer_data_dir, Refusals, Registration};
 use super::{
-    base64_url, forward, futures_lite_join_all, random_id, validate_topic_name, Broker,
-    ConfigChange, ControllerRequest, IsrChange, NewTopic, PartitionKey, ShardRequest,
+    base64_url, config_operation, forward, futures_lite_join_all, random_id, validate_topic_name,
+    Broker, ConfigChange, ControllerRequest, IsrChange, NewTopic, PartitionKey, ShardRequest,
     ShardResponse, TopicOutcome,
 };
 use crate::constants::{
@@ -44,7 +44,7 @@ use crate::constants::{
     REGISTRATION_TIMEOUT,
 };
 use crate::errors::code;
-use crate::topic_config;
+use crate::topic_config::{self, ListEdit};
 
 /// Producer ids handed out but not yet persisted as used.
 struct ProducerIdBlock {
@@ -967,14 +967,21 @@ impl Broker {
         };
         let mut configs = existing.configs.clone();
         for change in changes {
+            let edit = |how| {
+                let current = configs.get(&change.name).map(String::as_str);
+                let value =
+                    topic_config::edit_list(&change.name, current, how, change.value.as_deref())?;
+                // The edited list is checked as a SET of it would be.
+                topic_config::validate(&change.name, &value).map(|()| value)
+            };
             let result = match change.operation {
-                0 => match &change.value {
+                config_operation::SET => match &change.value {
                     Some(value) => topic_config::validate(&change.name, value).map(|()| {
                         configs.insert(change.name.clone(), value.clone());
                     }),
                     None => Err(format!("no value given to set '{}'", change.name)),
                 },
-                1 => {
+                config_operation::DELETE => {
                     if topic_config::names().any(|name| name == change.name) {
                         configs.remove(&change.name);
                         Ok(())
@@ -982,7 +989,12 @@ impl Broker {
                         Err(format!("unknown topic config '{}'", change.name))
                     }
                 }
-                2 | 3 => Err(format!("APPEND and SUBTRACT apply to list configs; '{}' is not one Sluice supports them for", change.name)),
+                config_operation::APPEND => edit(ListEdit::Append).map(|value| {
+                    configs.insert(change.name.clone(), value);
+                }),
+                config_operation::SUBTRACT => edit(ListEdit::Subtract).map(|value| {
+                    configs.insert(change.name.clone(), value);
+                }),
                 other => Err(format!("unknown config operation {other}")),
             };
             if let Err(message) = result {

@@ -4,7 +4,8 @@
 //! configs to the bootstrap broker; CreateTopics and DeleteTopics to the
 //! controller (brokers of Kafka 2.8 and later forward them, older ones answer
 //! NOT_CONTROLLER, after which the call is retried once with fresh metadata);
-//! ListOffsets to each partition's leader; a broker's configs to that broker.
+//! ListOffsets (and DeleteRecords, in [`super::records`]) to each partition's
+//! leader; a broker's configs to that broker.
 
 use std::collections::btree_map::Entry;
 use std::collections::BTreeMap;
@@ -51,6 +52,8 @@ const RESOURCE_BROKER: i8 = 4;
 /// IncrementalAlterConfigs operation ids.
 const OPERATION_SET: i8 = 0;
 const OPERATION_DELETE: i8 = 1;
+const OPERATION_APPEND: i8 = 2;
+const OPERATION_SUBTRACT: i8 = 3;
 
 /// ListOffsets timestamps that ask for the earliest and the latest offset.
 const TIMESTAMP_EARLIEST: i64 = -2;
@@ -281,6 +284,17 @@ pub enum ConfigChange {
     Delete {
         name: String,
     },
+    /// Adds the comma-separated `value`'s items that a list config (such
+    /// as `cleanup.policy`) lacks.
+    Append {
+        name: String,
+        value: String,
+    },
+    /// Removes the comma-separated `value`'s items from a list config.
+    Subtract {
+        name: String,
+        value: String,
+    },
 }
 
 /// Which offset ListOffsets asks for.
@@ -428,6 +442,11 @@ impl Admin {
     /// The bootstrap connection, for requests this type has no method for.
     pub fn bootstrap(&mut self) -> &mut Connection {
         &mut self.bootstrap
+    }
+
+    /// The settings the client was made with.
+    pub fn options(&self) -> &ClientOptions {
+        &self.options
     }
 
     /// A connection to broker `node_id`: the bootstrap connection when the
@@ -721,7 +740,8 @@ impl Admin {
         Ok(entries)
     }
 
-    /// Sets and deletes configs of a topic or broker in one request.
+    /// Sets, deletes, appends to and subtracts from configs of a topic or
+    /// broker in one request.
     pub fn alter_configs(
         &mut self,
         resource: &ConfigResource,
@@ -739,19 +759,18 @@ impl Admin {
         altered.configs = changes
             .iter()
             .map(|change| {
+                let (name, operation, value) = match change {
+                    ConfigChange::Set { name, value } => (name, OPERATION_SET, Some(value)),
+                    ConfigChange::Delete { name } => (name, OPERATION_DELETE, None),
+                    ConfigChange::Append { name, value } => (name, OPERATION_APPEND, Some(value)),
+                    ConfigChange::Subtract { name, value } => {
+                        (name, OPERATION_SUBTRACT, Some(value))
+                    }
+                };
                 let mut config = AlterableConfig::default();
-                match change {
-                    ConfigChange::Set { name, value } => {
-                        config.name = StrBytes::from_string(name.clone());
-                        config.config_operation = OPERATION_SET;
-                        config.value = Some(StrBytes::from_string(value.clone()));
-                    }
-                    ConfigChange::Delete { name } => {
-                        config.name = StrBytes::from_string(name.clone());
-                        config.config_operation = OPERATION_DELETE;
-                        config.value = None;
-                    }
-                }
+                config.name = StrBytes::from_string(name.clone());
+                config.config_operation = operation;
+                config.value = value.map(|value| StrBytes::from_string(value.clone()));
                 config
             })
             .collect();

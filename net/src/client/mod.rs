@@ -25,6 +25,7 @@ pub mod admin;
 pub mod connection;
 pub mod error;
 pub mod groups;
+pub mod records;
 pub mod txns;
 
 use std::time::Duration;
@@ -37,6 +38,7 @@ pub use admin::{
 pub use connection::Connection;
 pub use error::{error_name, ClientError, KafkaError};
 pub use groups::{CommittedOffset, GroupDescription, GroupListing, GroupMember};
+pub use records::{LowWatermark, DELETE_BEFORE_HIGH_WATERMARK};
 pub use txns::{TxnDescription, TxnListing};
 
 /// The largest response frame accepted, matching the broker's own request

@@ -13,16 +13,12 @@ use kafka_protocol::messages::{AlterConfigsRequest, AlterConfigsResponse, Reques
 
 use super::describe_configs::{RESOURCE_BROKER, RESOURCE_TOPIC};
 use super::{encode, str_bytes};
-use crate::broker::{Broker, ConfigChange, ControllerRequest, ShardResponse};
+use crate::broker::{config_operation, Broker, ConfigChange, ControllerRequest, ShardResponse};
 use crate::config_catalog::static_broker_configs;
 use crate::errors::code;
 use crate::topic_config;
 
 pub const VERSIONS: (i16, i16) = (0, 2);
-
-/// IncrementalAlterConfigs operation codes.
-const OPERATION_SET: i8 = 0;
-const OPERATION_DELETE: i8 = 1;
 
 pub async fn handle(
     broker: &Rc<Broker>,
@@ -41,7 +37,7 @@ pub async fn handle(
                     .iter()
                     .map(|config| ConfigChange {
                         name: config.name.as_str().to_string(),
-                        operation: OPERATION_SET,
+                        operation: config_operation::SET,
                         value: config
                             .value
                             .as_ref()
@@ -54,7 +50,7 @@ pub async fn handle(
                         .filter(|name| !named.iter().any(|named| named == name))
                         .map(|name| ConfigChange {
                             name: name.to_string(),
-                            operation: OPERATION_DELETE,
+                            operation: config_operation::DELETE,
                             value: None,
                         }),
                 );

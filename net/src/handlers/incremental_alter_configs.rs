@@ -1,4 +1,5 @@
-//! IncrementalAlterConfigs: topic configs (SET, DELETE). Broker configs are
+//! IncrementalAlterConfigs: topic configs (SET, DELETE, and APPEND and
+//! SUBTRACT on list configs, applied by the controller). Broker configs are
 //! static (file, environment, flags) and refused with a message saying so.
 
 use std::rc::Rc;
