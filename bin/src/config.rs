@@ -122,7 +122,15 @@ pub const SETTINGS: &[(&str, &str)] = &[
     ),
     (
         "super_users",
-        "principals separated by semicolons, e.g. User:admin;User:ops (Kafka's super.users); kept for the ACL step, nothing is authorized by it yet",
+        "principals separated by semicolons, e.g. User:admin;User:ops (Kafka's super.users): with the acl authorizer they may do everything; on a SASL listener without one, they alone may manage SCRAM users",
+    ),
+    (
+        "authorizer",
+        "none (default: every request is allowed) or acl: requests are checked against the ACLs that CreateAcls makes (Kafka's authorizer.class.name); a single broker only",
+    ),
+    (
+        "allow_everyone_if_no_acl_found",
+        "true or false (default false): with the acl authorizer, whether a resource no ACL names is open to everyone",
     ),
     (
         "group_initial_rebalance_delay_ms",
@@ -424,6 +432,16 @@ pub fn apply(
                 format!("invalid value '{value}' for {name} (from {source}): {reason}")
             })?
         }
+        "authorizer" => {
+            config.acl_authorizer = match value {
+                "none" => false,
+                "acl" => true,
+                _ => return Err(bad()),
+            }
+        }
+        "allow_everyone_if_no_acl_found" => {
+            config.allow_everyone_if_no_acl_found = parse_bool(value).ok_or_else(bad)?
+        }
         "group_initial_rebalance_delay_ms" => {
             config.groups.initial_rebalance_delay_ms =
                 long(0, i32::MAX as i64).ok_or_else(bad)? as u64
@@ -642,6 +660,13 @@ fn absolute_data_dirs(config: &mut BrokerConfig) -> Result<(), String> {
 /// other (replica fetches, transaction markers) through the client
 /// listener, and do not authenticate to each other yet.
 fn check_security_settings(config: &BrokerConfig) -> Result<(), String> {
+    if config.acl_authorizer && !config.is_single_node() {
+        return Err(
+            "authorizer acl works on a single broker only: a cluster's ACLs would belong in its \
+             metadata log, which does not hold them yet"
+                .to_string(),
+        );
+    }
     if config.security_protocol.is_sasl() && !config.is_single_node() {
         return Err(format!(
             "listener_security_protocol {} works on a single broker only: brokers of a cluster \

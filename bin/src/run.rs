@@ -10,6 +10,7 @@ use std::time::Duration;
 use glommio::net::TcpListener;
 use sluice_engine::shard::{mesh_plan, run_shards, ShardPlan};
 use sluice_engine::{DmaStorage, Mesh};
+use sluice_net::acl::{AclStore, Authorizer, SharedAcls};
 use sluice_net::broker::{ShardRequest, ShardResponse};
 use sluice_net::sasl::alter::SharedCredentials;
 use sluice_net::sasl::credentials::CREDENTIALS_FILE;
@@ -266,6 +267,18 @@ pub fn run(mut config: BrokerConfig) -> Result<(), String> {
             load_credentials(&config.data_dir, config.security_protocol.is_sasl())?,
             config.data_dir.clone(),
         )));
+    }
+    if config.acl_authorizer {
+        let store = AclStore::load(&config.data_dir)?.unwrap_or_default();
+        tracing::info!(
+            acls = store.len(),
+            allow_everyone_if_no_acl_found = config.allow_everyone_if_no_acl_found,
+            "ACL authorizer on"
+        );
+        config.authorizer = Some(Arc::new(Authorizer {
+            acls: Arc::new(SharedAcls::new(store, config.data_dir.clone())),
+            allow_if_no_acl: config.allow_everyone_if_no_acl_found,
+        }));
     }
     let (fds, address) = bind_listeners(&config)?;
     // Bound before the shards start, so that a taken port is a start error;

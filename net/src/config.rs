@@ -193,6 +193,16 @@ pub struct BrokerConfig {
     /// SASL mechanisms, super users and credentials, used when
     /// `security_protocol` is SASL_PLAINTEXT.
     pub sasl: SaslConfig,
+    /// The `authorizer` setting (Kafka's `authorizer.class.name`): whether
+    /// requests are checked against ACLs.
+    pub acl_authorizer: bool,
+    /// The ACL authorizer, made at start when `acl_authorizer` is set; off
+    /// when `None`: then every request is allowed, as in Kafka without one.
+    pub authorizer: Option<std::sync::Arc<crate::acl::Authorizer>>,
+    /// Kafka's `allow.everyone.if.no.acl.found` (default false): whether a
+    /// resource no ACL names is open to everyone. Read when the authorizer
+    /// is made at start.
+    pub allow_everyone_if_no_acl_found: bool,
     /// Consumer groups and committed offsets.
     pub groups: GroupConfig,
     /// Transactions.
@@ -302,6 +312,9 @@ impl Default for BrokerConfig {
             delete_topic_enable: true,
             security_protocol: SecurityProtocol::Plaintext,
             sasl: SaslConfig::default(),
+            acl_authorizer: false,
+            authorizer: None,
+            allow_everyone_if_no_acl_found: false,
             groups: GroupConfig::default(),
             txn: TxnConfig::default(),
             cluster: ClusterConfig::default(),

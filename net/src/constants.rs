@@ -450,3 +450,14 @@ pub const SASL_PASSWORD_BYTES_MAX: usize = 1024;
 /// Largest credential file read at start (about 50,000 users with both
 /// SCRAM mechanisms): a bigger one is refused rather than read.
 pub const CREDENTIALS_FILE_BYTES_MAX: usize = 16 * 1024 * 1024;
+
+/// Most ACLs a broker keeps: CreateAcls refuses more, and a larger file is
+/// not read. Each check walks the ACLs of one resource only, so the bound
+/// is on the file and on memory, not on the cost of a request.
+pub const ACLS_MAX: usize = 100_000;
+/// Largest ACL file read at start: `ACLS_MAX` entries with names, principals
+/// and hosts of a few hundred bytes each.
+pub const ACLS_FILE_BYTES_MAX: usize = 64 * 1024 * 1024;
+/// Longest resource name, principal or host an ACL holds (a u16 on disk;
+/// Kafka's topic names are at most 249 bytes).
+pub const ACL_FIELD_BYTES_MAX: usize = 4096;

@@ -76,6 +76,10 @@ pub mod code {
     /// A SCRAM credential outside what the broker accepts (iterations, name).
     pub const UNACCEPTABLE_CREDENTIAL: i16 = 93;
     pub const CLUSTER_AUTHORIZATION_FAILED: i16 = 31;
+    pub const TOPIC_AUTHORIZATION_FAILED: i16 = 29;
+    pub const GROUP_AUTHORIZATION_FAILED: i16 = 30;
+    /// An ACL API on a broker without an authorizer.
+    pub const SECURITY_DISABLED: i16 = 54;
     pub const NON_EMPTY_GROUP: i16 = 68;
     pub const GROUP_ID_NOT_FOUND: i16 = 69;
     pub const MEMBER_ID_REQUIRED: i16 = 79;

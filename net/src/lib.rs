@@ -13,10 +13,13 @@
 //!   in `__consumer_offsets`), one per shard.
 //! - [`sasl`]: SASL PLAIN and SCRAM authentication of client connections,
 //!   and the credential store.
+//! - [`acl`]: ACLs in Kafka's model, their file, and the authorizer every
+//!   handler asks.
 //! - [`errors`]: Kafka error codes and the one mapping from engine errors.
 //! - [`metrics`]: per-shard counters and published snapshots, and their
 //!   Prometheus text, for the admin port.
 
+pub mod acl;
 pub mod broker;
 pub mod client;
 pub mod codec;
@@ -28,6 +31,7 @@ pub mod glommio_client;
 pub mod groups;
 pub mod handlers;
 pub mod log_dirs;
+pub mod meta_file;
 pub mod metrics;
 pub mod sasl;
 pub mod server;

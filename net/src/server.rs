@@ -236,6 +236,12 @@ type Pending = JoinHandle<Option<ResponseFrame>>;
 
 async fn serve_connection(broker: Rc<Broker>, stream: TcpStream) -> Result<(), String> {
     let fd = stream.as_raw_fd();
+    // ACLs name hosts by address; a peer whose address cannot be read
+    // matches only ACLs for every host.
+    let host = stream
+        .peer_addr()
+        .map(|address| address.ip().to_string())
+        .unwrap_or_default();
     let (mut reader, writer) = futures_lite::io::split(stream);
     let (sender, receiver) = local_channel::new_bounded::<Pending>(IN_FLIGHT_REQUESTS_MAX);
     let writer_task = glommio::spawn_local(write_loop(writer, fd, receiver));
@@ -249,7 +255,7 @@ async fn serve_connection(broker: Rc<Broker>, stream: TcpStream) -> Result<(), S
         .security_protocol
         .is_sasl()
         .then(Authenticator::new);
-    let mut session = Session::default();
+    let mut session = Session::anonymous(&broker, &host);
     let outcome: Result<(), Closed> = async {
         loop {
             let pending = authenticator
@@ -269,7 +275,7 @@ async fn serve_connection(broker: Rc<Broker>, stream: TcpStream) -> Result<(), S
                 Some(authenticator) if !authenticator.is_authenticated() => {
                     let answer = authenticate_frame(&broker, authenticator, frame)?;
                     if let Some(principal) = authenticator.principal() {
-                        session = Session::of(principal.clone());
+                        session = session.authenticated(principal.clone());
                     }
                     answer
                 }

@@ -1284,6 +1284,57 @@ fn gen_alter_user_scram_credentials(g: &mut Gen, _v: i16) -> AlterUserScramCrede
     r
 }
 
+fn gen_describe_acls(g: &mut Gen, _v: i16) -> DescribeAclsRequest {
+    let mut r = DescribeAclsRequest::default();
+    r.resource_type_filter = g.i8();
+    r.resource_name_filter = g.nullable_string();
+    r.pattern_type_filter = g.i8();
+    r.principal_filter = g.nullable_string();
+    r.host_filter = g.nullable_string();
+    r.operation = g.i8();
+    r.permission_type = g.i8();
+    r.unknown_tagged_fields = g.tags(true);
+    r
+}
+
+fn gen_create_acls(g: &mut Gen, _v: i16) -> CreateAclsRequest {
+    use kafka_protocol::messages::create_acls_request::AclCreation;
+    let mut r = CreateAclsRequest::default();
+    r.creations = g.vec(|g| {
+        let mut creation = AclCreation::default();
+        creation.resource_type = g.i8();
+        creation.resource_name = g.string();
+        creation.resource_pattern_type = g.i8();
+        creation.principal = g.string();
+        creation.host = g.string();
+        creation.operation = g.i8();
+        creation.permission_type = g.i8();
+        creation.unknown_tagged_fields = g.tags(true);
+        creation
+    });
+    r.unknown_tagged_fields = g.tags(true);
+    r
+}
+
+fn gen_delete_acls(g: &mut Gen, _v: i16) -> DeleteAclsRequest {
+    use kafka_protocol::messages::delete_acls_request::DeleteAclsFilter;
+    let mut r = DeleteAclsRequest::default();
+    r.filters = g.vec(|g| {
+        let mut filter = DeleteAclsFilter::default();
+        filter.resource_type_filter = g.i8();
+        filter.resource_name_filter = g.nullable_string();
+        filter.pattern_type_filter = g.i8();
+        filter.principal_filter = g.nullable_string();
+        filter.host_filter = g.nullable_string();
+        filter.operation = g.i8();
+        filter.permission_type = g.i8();
+        filter.unknown_tagged_fields = g.tags(true);
+        filter
+    });
+    r.unknown_tagged_fields = g.tags(true);
+    r
+}
+
 // ---------------------------------------------------------------------------------------------
 // The checks
 // ---------------------------------------------------------------------------------------------
@@ -1737,6 +1788,9 @@ api_test!(
     AlterUserScramCredentials,
     gen_alter_user_scram_credentials
 );
+api_test!(describe_acls, DescribeAcls, gen_describe_acls);
+api_test!(create_acls, CreateAcls, gen_create_acls);
+api_test!(delete_acls, DeleteAcls, gen_delete_acls);
 
 /// Every API in SUPPORTED_APIS must have a round-trip test above; this list mirrors them.
 const TESTED_APIS: &[ApiKey] = &[
@@ -1788,6 +1842,9 @@ const TESTED_APIS: &[ApiKey] = &[
     ApiKey::SaslAuthenticate,
     ApiKey::DescribeUserScramCredentials,
     ApiKey::AlterUserScramCredentials,
+    ApiKey::DescribeAcls,
+    ApiKey::CreateAcls,
+    ApiKey::DeleteAcls,
 ];
 
 #[test]

@@ -43,18 +43,18 @@ use kafka_protocol::messages::{
     AddOffsetsToTxnRequest, AddPartitionsToTxnRequest, AlterConfigsRequest,
     AlterPartitionReassignmentsRequest, AlterReplicaLogDirsRequest,
     AlterUserScramCredentialsRequest, ApiKey, ApiVersionsRequest, ConsumerGroupDescribeRequest,
-    ConsumerGroupHeartbeatRequest, CreatePartitionsRequest, CreateTopicsRequest,
-    DeleteGroupsRequest, DeleteRecordsRequest, DeleteTopicsRequest, DescribeClusterRequest,
-    DescribeConfigsRequest, DescribeGroupsRequest, DescribeLogDirsRequest,
-    DescribeProducersRequest, DescribeQuorumRequest, DescribeTopicPartitionsRequest,
-    DescribeTransactionsRequest, DescribeUserScramCredentialsRequest, ElectLeadersRequest,
-    EndTxnRequest, FetchRequest, FindCoordinatorRequest, HeartbeatRequest,
-    IncrementalAlterConfigsRequest, InitProducerIdRequest, JoinGroupRequest, LeaveGroupRequest,
-    ListConfigResourcesRequest, ListGroupsRequest, ListOffsetsRequest,
-    ListPartitionReassignmentsRequest, ListTransactionsRequest, MetadataRequest,
-    OffsetCommitRequest, OffsetDeleteRequest, OffsetFetchRequest, OffsetForLeaderEpochRequest,
-    ProduceRequest, RequestHeader, SaslAuthenticateRequest, SaslHandshakeRequest, SyncGroupRequest,
-    TxnOffsetCommitRequest,
+    ConsumerGroupHeartbeatRequest, CreateAclsRequest, CreatePartitionsRequest, CreateTopicsRequest,
+    DeleteAclsRequest, DeleteGroupsRequest, DeleteRecordsRequest, DeleteTopicsRequest,
+    DescribeAclsRequest, DescribeClusterRequest, DescribeConfigsRequest, DescribeGroupsRequest,
+    DescribeLogDirsRequest, DescribeProducersRequest, DescribeQuorumRequest,
+    DescribeTopicPartitionsRequest, DescribeTransactionsRequest,
+    DescribeUserScramCredentialsRequest, ElectLeadersRequest, EndTxnRequest, FetchRequest,
+    FindCoordinatorRequest, HeartbeatRequest, IncrementalAlterConfigsRequest,
+    InitProducerIdRequest, JoinGroupRequest, LeaveGroupRequest, ListConfigResourcesRequest,
+    ListGroupsRequest, ListOffsetsRequest, ListPartitionReassignmentsRequest,
+    ListTransactionsRequest, MetadataRequest, OffsetCommitRequest, OffsetDeleteRequest,
+    OffsetFetchRequest, OffsetForLeaderEpochRequest, ProduceRequest, RequestHeader,
+    SaslAuthenticateRequest, SaslHandshakeRequest, SyncGroupRequest, TxnOffsetCommitRequest,
 };
 use kafka_protocol::protocol::StrBytes;
 use uuid::Uuid;
@@ -68,11 +68,14 @@ pub mod alter_user_scram_credentials;
 pub mod api_versions;
 pub mod consumer_group_describe;
 pub mod consumer_group_heartbeat;
+pub mod create_acls;
 pub mod create_partitions;
 pub mod create_topics;
+pub mod delete_acls;
 pub mod delete_groups;
 pub mod delete_records;
 pub mod delete_topics;
+pub mod describe_acls;
 pub mod describe_cluster;
 pub mod describe_configs;
 pub mod describe_groups;
@@ -783,6 +786,9 @@ pub enum Request {
     SaslAuthenticate(SaslAuthenticateRequest),
     DescribeUserScramCredentials(DescribeUserScramCredentialsRequest),
     AlterUserScramCredentials(AlterUserScramCredentialsRequest),
+    DescribeAcls(DescribeAclsRequest),
+    CreateAcls(CreateAclsRequest),
+    DeleteAcls(DeleteAclsRequest),
 }
 
 /// Every API [`decode_request`] accepts, with its inclusive version range.
@@ -924,6 +930,9 @@ pub const SUPPORTED_APIS: &[(ApiKey, (i16, i16))] = &[
         ApiKey::AlterUserScramCredentials,
         alter_user_scram_credentials::ALTER_USER_SCRAM_CREDENTIALS_VERSIONS,
     ),
+    (ApiKey::DescribeAcls, describe_acls::DESCRIBE_ACLS_VERSIONS),
+    (ApiKey::CreateAcls, create_acls::CREATE_ACLS_VERSIONS),
+    (ApiKey::DeleteAcls, delete_acls::DELETE_ACLS_VERSIONS),
 ];
 
 /// The inclusive version range [`decode_request`] accepts for `api_key`, if it decodes it.
@@ -986,6 +995,9 @@ impl Request {
             Self::SaslAuthenticate(_) => ApiKey::SaslAuthenticate,
             Self::DescribeUserScramCredentials(_) => ApiKey::DescribeUserScramCredentials,
             Self::AlterUserScramCredentials(_) => ApiKey::AlterUserScramCredentials,
+            Self::DescribeAcls(_) => ApiKey::DescribeAcls,
+            Self::CreateAcls(_) => ApiKey::CreateAcls,
+            Self::DeleteAcls(_) => ApiKey::DeleteAcls,
         }
     }
 }
@@ -1074,6 +1086,9 @@ pub fn decode_request(api_key: i16, api_version: i16, body: Bytes) -> Result<Req
         ApiKey::AlterUserScramCredentials => {
             Request::AlterUserScramCredentials(alter_user_scram_credentials::decode(r, v)?)
         }
+        ApiKey::DescribeAcls => Request::DescribeAcls(describe_acls::decode(r, v)?),
+        ApiKey::CreateAcls => Request::CreateAcls(create_acls::decode(r, v)?),
+        ApiKey::DeleteAcls => Request::DeleteAcls(delete_acls::decode(r, v)?),
         _ => return Err(DecodeError::UnsupportedApiKey(api_key)),
     };
     mem::take(r).finish()?;

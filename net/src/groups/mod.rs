@@ -341,10 +341,20 @@ pub type PerShard = BTreeMap<ShardId, Vec<usize>>;
 
 /// Groups the request's positions by coordinator shard; groups that have no
 /// coordinator (no offsets topic yet) come back with their error.
-pub fn split_by_shard(broker: &Broker, group_ids: &[String]) -> (PerShard, Vec<(usize, i16)>) {
+/// A group `allowed` refuses fails with GROUP_AUTHORIZATION_FAILED before
+/// its coordinator is looked for.
+pub fn split_by_shard(
+    broker: &Broker,
+    group_ids: &[String],
+    allowed: impl Fn(&str) -> bool,
+) -> (PerShard, Vec<(usize, i16)>) {
     let mut per_shard = PerShard::new();
     let mut failed = Vec::new();
     for (index, group_id) in group_ids.iter().enumerate() {
+        if !allowed(group_id) {
+            failed.push((index, code::GROUP_AUTHORIZATION_FAILED));
+            continue;
+        }
         match coordinator_shard(broker, group_id) {
             Ok(shard) => per_shard.entry(shard).or_default().push(index),
             Err(error_code) => failed.push((index, error_code)),

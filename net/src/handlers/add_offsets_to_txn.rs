@@ -8,6 +8,7 @@ use kafka_protocol::messages::{AddOffsetsToTxnRequest, AddOffsetsToTxnResponse, 
 
 use super::add_partitions_to_txn::fenced_for;
 use super::encode;
+use super::Session;
 use crate::broker::Broker;
 use crate::errors::code;
 use crate::groups;
@@ -17,6 +18,7 @@ pub const VERSIONS: (i16, i16) = (0, 4);
 
 pub async fn handle(
     broker: &Rc<Broker>,
+    _session: &Session,
     header: &RequestHeader,
     request: AddOffsetsToTxnRequest,
 ) -> Option<Vec<Bytes>> {

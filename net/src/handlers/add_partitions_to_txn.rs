@@ -16,6 +16,7 @@ use kafka_protocol::messages::{
 };
 
 use super::encode;
+use super::Session;
 use crate::broker::Broker;
 use crate::errors::code;
 use crate::txn::{self, TxnRequest, TxnResponse};
@@ -131,6 +132,7 @@ async fn add_one(
 
 pub async fn handle(
     broker: &Rc<Broker>,
+    _session: &Session,
     header: &RequestHeader,
     request: AddPartitionsToTxnRequest,
 ) -> Option<Vec<Bytes>> {

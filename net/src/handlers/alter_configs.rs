@@ -12,6 +12,7 @@ use kafka_protocol::messages::alter_configs_response::AlterConfigsResourceRespon
 use kafka_protocol::messages::{AlterConfigsRequest, AlterConfigsResponse, RequestHeader};
 
 use super::describe_configs::{RESOURCE_BROKER, RESOURCE_TOPIC};
+use super::Session;
 use super::{encode, str_bytes};
 use crate::broker::{config_operation, Broker, ConfigChange, ControllerRequest, ShardResponse};
 use crate::config_catalog::static_broker_configs;
@@ -22,6 +23,7 @@ pub const VERSIONS: (i16, i16) = (0, 2);
 
 pub async fn handle(
     broker: &Rc<Broker>,
+    _session: &Session,
     header: &RequestHeader,
     request: AlterConfigsRequest,
 ) -> Option<Vec<Bytes>> {

@@ -26,6 +26,7 @@ use kafka_protocol::messages::{
 };
 use sluice_engine::ClusterMetadata;
 
+use super::Session;
 use super::{encode, str_bytes};
 use crate::broker::{Broker, ControllerRequest, Reassignment, ReassignmentOutcome, ShardResponse};
 use crate::codec::alter_partition_reassignments::ALTER_PARTITION_REASSIGNMENTS_VERSIONS;
@@ -186,6 +187,7 @@ fn respond(
 
 pub async fn handle(
     broker: &Rc<Broker>,
+    _session: &Session,
     header: &RequestHeader,
     request: AlterPartitionReassignmentsRequest,
 ) -> Option<Vec<Bytes>> {

@@ -68,7 +68,7 @@ pub async fn handle(
     let outcomes = if !session.may_manage_security(broker) {
         refuse_all(
             code::CLUSTER_AUTHORIZATION_FAILED,
-            "changing SCRAM credentials takes a super user",
+            "changing SCRAM credentials takes ALTER on the cluster (a super user without an authorizer)",
         )
     } else if let Some(shared) = broker.config.sasl.credentials.clone() {
         // The file is written and synced on a blocking thread, not on the

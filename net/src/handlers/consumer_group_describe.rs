@@ -11,7 +11,9 @@ use kafka_protocol::messages::{
     ConsumerGroupDescribeRequest, ConsumerGroupDescribeResponse, GroupId, RequestHeader, TopicName,
 };
 
+use super::Session;
 use super::{encode, str_bytes};
+use crate::acl::Operation;
 use crate::broker::{futures_lite_join_all, Broker};
 use crate::errors::code;
 use crate::groups::{self, DescribedConsumerGroup, GroupRequest, GroupResponse};
@@ -48,6 +50,7 @@ fn assignment(partitions: Vec<([u8; 16], String, Vec<i32>)>) -> Assignment {
 
 pub async fn handle(
     broker: &Rc<Broker>,
+    session: &Session,
     header: &RequestHeader,
     request: ConsumerGroupDescribeRequest,
 ) -> Option<Vec<Bytes>> {
@@ -57,7 +60,9 @@ pub async fn handle(
         .iter()
         .map(|group| group.to_string())
         .collect();
-    let (per_shard, unrouted) = groups::split_by_shard(broker, &ids);
+    let (per_shard, unrouted) = groups::split_by_shard(broker, &ids, |group| {
+        session.may_on_group(broker, Operation::Describe, group)
+    });
     let mut answers: Vec<Option<DescribedConsumerGroup>> = vec![None; ids.len()];
     for (index, error_code) in unrouted {
         if let (Some(slot), Some(id)) = (answers.get_mut(index), ids.get(index)) {

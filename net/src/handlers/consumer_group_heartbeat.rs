@@ -11,6 +11,8 @@ use kafka_protocol::messages::{
 };
 
 use super::{encode, str_bytes};
+use super::{group_call, Session};
+use crate::acl::Operation;
 use crate::broker::Broker;
 use crate::errors::code;
 use crate::groups::{self, GroupRequest, GroupResponse, HeartbeatOutcome};
@@ -21,6 +23,7 @@ pub const VERSIONS: (i16, i16) = (0, 1);
 
 pub async fn handle(
     broker: &Rc<Broker>,
+    session: &Session,
     header: &RequestHeader,
     request: ConsumerGroupHeartbeatRequest,
 ) -> Option<Vec<Bytes>> {
@@ -34,14 +37,17 @@ pub async fn handle(
     let outcome = if group_id.is_empty() {
         HeartbeatOutcome::error(code::INVALID_REQUEST, "GroupId can't be empty.".to_string())
     } else {
-        match groups::route(
-            broker,
-            &group_id,
-            GroupRequest::ConsumerHeartbeat {
-                request: Box::new(request),
-                version,
-                client_id,
-            },
+        match group_call(
+            session.may_on_group(broker, Operation::Read, &group_id),
+            groups::route(
+                broker,
+                &group_id,
+                GroupRequest::ConsumerHeartbeat {
+                    request: Box::new(request),
+                    version,
+                    client_id,
+                },
+            ),
         )
         .await
         {

@@ -6,7 +6,9 @@ use bytes::Bytes;
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
 use kafka_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse, RequestHeader};
 
+use super::Session;
 use super::{encode, str_bytes};
+use crate::acl::Operation;
 use crate::broker::{Broker, ControllerRequest, ShardResponse};
 use crate::errors::code;
 
@@ -14,6 +16,7 @@ pub const VERSIONS: (i16, i16) = (0, 3);
 
 pub async fn handle(
     broker: &Rc<Broker>,
+    session: &Session,
     header: &RequestHeader,
     request: CreatePartitionsRequest,
 ) -> Option<Vec<Bytes>> {
@@ -27,7 +30,9 @@ pub async fn handle(
                     && assignment.broker_ids[0].0 == broker.config.node_id
             })
         });
-        if !assignments_valid {
+        if !session.may_on_topic(broker, Operation::Alter, topic.name.0.as_str()) {
+            result.error_code = code::TOPIC_AUTHORIZATION_FAILED;
+        } else if !assignments_valid {
             result.error_code = code::INVALID_REPLICA_ASSIGNMENT;
             result.error_message =
                 Some(str_bytes("Replica assignments must name only this broker."));

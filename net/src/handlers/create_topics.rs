@@ -10,7 +10,9 @@ use kafka_protocol::messages::create_topics_response::CreatableTopicResult;
 use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse, RequestHeader};
 use uuid::Uuid;
 
+use super::Session;
 use super::{encode, str_bytes};
+use crate::acl::Operation;
 use crate::broker::{Broker, ControllerRequest, NewTopic, ShardResponse};
 use crate::errors::code;
 
@@ -18,6 +20,7 @@ pub const VERSIONS: (i16, i16) = (2, 7);
 
 pub async fn handle(
     broker: &Rc<Broker>,
+    session: &Session,
     header: &RequestHeader,
     request: CreateTopicsRequest,
 ) -> Option<Vec<Bytes>> {
@@ -52,7 +55,14 @@ pub async fn handle(
                 }
             }
         }
-        if duplicate {
+        let may_create = session.may_on_cluster(broker, Operation::Create)
+            || session.may_on_topic(broker, Operation::Create, &name);
+        if !may_create {
+            result.error_code = code::TOPIC_AUTHORIZATION_FAILED;
+            result.error_message = Some(str_bytes(
+                "Authorization failed: creating a topic takes CREATE on the cluster or on the topic.",
+            ));
+        } else if duplicate {
             result.error_code = code::INVALID_REQUEST;
             result.error_message = Some(str_bytes("Duplicate topic name in the request."));
         } else if !topic.assignments.is_empty() {

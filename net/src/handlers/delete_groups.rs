@@ -7,7 +7,9 @@ use bytes::Bytes;
 use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
 use kafka_protocol::messages::{DeleteGroupsRequest, DeleteGroupsResponse, GroupId, RequestHeader};
 
+use super::Session;
 use super::{encode, str_bytes};
+use crate::acl::Operation;
 use crate::broker::{futures_lite_join_all, Broker};
 use crate::errors::code;
 use crate::groups::{self, GroupRequest, GroupResponse};
@@ -16,6 +18,7 @@ pub const VERSIONS: (i16, i16) = (0, 2);
 
 pub async fn handle(
     broker: &Rc<Broker>,
+    session: &Session,
     header: &RequestHeader,
     request: DeleteGroupsRequest,
 ) -> Option<Vec<Bytes>> {
@@ -24,7 +27,9 @@ pub async fn handle(
         .iter()
         .map(|group| group.to_string())
         .collect();
-    let (per_shard, unrouted) = groups::split_by_shard(broker, &ids);
+    let (per_shard, unrouted) = groups::split_by_shard(broker, &ids, |group| {
+        session.may_on_group(broker, Operation::Delete, group)
+    });
     let mut errors = vec![code::UNKNOWN_SERVER_ERROR; ids.len()];
     for (index, error_code) in unrouted {
         errors[index] = error_code;

@@ -11,6 +11,8 @@ use kafka_protocol::messages::delete_records_response::{
 use kafka_protocol::messages::{DeleteRecordsRequest, DeleteRecordsResponse, RequestHeader};
 
 use super::encode;
+use super::Session;
+use crate::acl::Operation;
 use crate::broker::{fan_out, Broker, DeleteRecordsEntry, PerShard, ShardRequest, ShardResponse};
 use crate::errors::code;
 
@@ -18,6 +20,7 @@ pub const VERSIONS: (i16, i16) = crate::codec::delete_records::DELETE_RECORDS_VE
 
 pub async fn handle(
     broker: &Rc<Broker>,
+    session: &Session,
     header: &RequestHeader,
     request: DeleteRecordsRequest,
 ) -> Option<Vec<Bytes>> {
@@ -28,6 +31,7 @@ pub async fn handle(
     let metadata = broker.metadata();
     for (topic_index, topic) in request.topics.iter().enumerate() {
         let name = topic.name.0.as_str();
+        let allowed = session.may_on_topic(broker, Operation::Delete, name);
         let described = metadata.topics.get(name);
         // Kafka keeps a compacted topic's records for its keys' sake.
         let compact_only = described
@@ -38,7 +42,9 @@ pub async fn handle(
             let known = described.is_some_and(|meta| {
                 partition.partition_index >= 0 && partition.partition_index < meta.partitions
             });
-            if !known {
+            if !allowed {
+                topic_results.push((code::TOPIC_AUTHORIZATION_FAILED, -1));
+            } else if !known {
                 topic_results.push((code::UNKNOWN_TOPIC_OR_PARTITION, -1));
             } else if compact_only {
                 topic_results.push((code::POLICY_VIOLATION, -1));

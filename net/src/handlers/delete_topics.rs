@@ -9,7 +9,9 @@ use kafka_protocol::messages::{
 };
 use uuid::Uuid;
 
+use super::Session;
 use super::{encode, str_bytes};
+use crate::acl::Operation;
 use crate::broker::{Broker, ControllerRequest, ShardResponse};
 use crate::errors::code;
 
@@ -17,6 +19,7 @@ pub const VERSIONS: (i16, i16) = (1, 6);
 
 pub async fn handle(
     broker: &Rc<Broker>,
+    session: &Session,
     header: &RequestHeader,
     request: DeleteTopicsRequest,
 ) -> Option<Vec<Bytes>> {
@@ -50,9 +53,19 @@ pub async fn handle(
             ));
         }
     }
+    // Each topic takes DELETE on it; the refused ones are not asked for.
+    let allowed: Vec<bool> = wanted
+        .iter()
+        .map(|(name, _, _)| {
+            name.as_deref()
+                .is_none_or(|name| session.may_on_topic(broker, Operation::Delete, name))
+        })
+        .collect();
     let names: Vec<String> = wanted
         .iter()
-        .filter_map(|(name, _, _)| name.clone())
+        .zip(&allowed)
+        .filter(|(_, allowed)| **allowed)
+        .filter_map(|((name, _, _), _)| name.clone())
         .collect();
     let outcomes = match broker
         .controller_call(ControllerRequest::DeleteTopics(names))
@@ -63,11 +76,12 @@ pub async fn handle(
     };
     let mut outcomes = outcomes.into_iter();
     let mut response = DeleteTopicsResponse::default();
-    for (name, id, report) in wanted {
+    for ((name, id, report), allowed) in wanted.into_iter().zip(allowed) {
         let mut result = DeletableTopicResult::default();
         result.name = report;
         result.topic_id = id;
         match name {
+            Some(_) if !allowed => result.error_code = code::TOPIC_AUTHORIZATION_FAILED,
             Some(_) => match outcomes.next() {
                 Some(outcome) => {
                     result.error_code = outcome.error_code;

@@ -11,6 +11,7 @@ use kafka_protocol::messages::{
     BrokerId, DescribeClusterRequest, DescribeClusterResponse, RequestHeader,
 };
 
+use super::Session;
 use super::{encode, str_bytes};
 use crate::broker::Broker;
 use crate::errors::code;
@@ -25,6 +26,7 @@ const AUTHORIZED_OPERATIONS_UNKNOWN: i32 = i32::MIN;
 
 pub async fn handle(
     broker: &Rc<Broker>,
+    _session: &Session,
     header: &RequestHeader,
     request: DescribeClusterRequest,
 ) -> Option<Vec<Bytes>> {

@@ -11,6 +11,7 @@ use kafka_protocol::messages::describe_configs_response::{
 };
 use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse, RequestHeader};
 
+use super::Session;
 use super::{encode, str_bytes};
 use crate::broker::Broker;
 use crate::config::BrokerConfig;
@@ -116,6 +117,7 @@ fn topic_values(
 
 pub async fn handle(
     broker: &Rc<Broker>,
+    _session: &Session,
     header: &RequestHeader,
     request: DescribeConfigsRequest,
 ) -> Option<Vec<Bytes>> {

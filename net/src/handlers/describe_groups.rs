@@ -14,7 +14,9 @@ use kafka_protocol::messages::{
     DescribeGroupsRequest, DescribeGroupsResponse, GroupId, RequestHeader,
 };
 
+use super::Session;
 use super::{encode, str_bytes};
+use crate::acl::Operation;
 use crate::broker::{futures_lite_join_all, Broker};
 use crate::errors::code;
 use crate::groups::{self, DescribedGroupOutcome, GroupRequest, GroupResponse, GroupState};
@@ -45,6 +47,7 @@ fn failed(group_id: &str, error_code: i16) -> DescribedGroupOutcome {
 
 pub async fn handle(
     broker: &Rc<Broker>,
+    session: &Session,
     header: &RequestHeader,
     request: DescribeGroupsRequest,
 ) -> Option<Vec<Bytes>> {
@@ -54,7 +57,9 @@ pub async fn handle(
         .iter()
         .map(|group| group.to_string())
         .collect();
-    let (per_shard, unrouted) = groups::split_by_shard(broker, &ids);
+    let (per_shard, unrouted) = groups::split_by_shard(broker, &ids, |group| {
+        session.may_on_group(broker, Operation::Describe, group)
+    });
     let mut answers: Vec<Option<DescribedGroupOutcome>> = vec![None; ids.len()];
     for (index, error_code) in unrouted {
         answers[index] = Some(failed(&ids[index], error_code));

@@ -15,6 +15,7 @@ use kafka_protocol::messages::{
 };
 use sluice_engine::ShardId;
 
+use super::Session;
 use super::{encode, str_bytes};
 use crate::broker::{futures_lite_join_all, Broker, ShardRequest, ShardResponse};
 use crate::errors::code;
@@ -35,6 +36,7 @@ struct DirState {
 
 pub async fn handle(
     broker: &Rc<Broker>,
+    _session: &Session,
     header: &RequestHeader,
     request: DescribeLogDirsRequest,
 ) -> Option<Vec<Bytes>> {

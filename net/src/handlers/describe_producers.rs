@@ -15,6 +15,7 @@ use kafka_protocol::messages::{
 use sluice_engine::ShardId;
 
 use super::encode;
+use super::Session;
 use crate::broker::{Broker, PartitionKey, ShardRequest, ShardResponse};
 use crate::errors::code;
 
@@ -25,6 +26,7 @@ type Located = ((usize, usize), PartitionKey);
 
 pub async fn handle(
     broker: &Rc<Broker>,
+    _session: &Session,
     header: &RequestHeader,
     request: DescribeProducersRequest,
 ) -> Option<Vec<Bytes>> {

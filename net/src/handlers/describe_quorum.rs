@@ -14,6 +14,7 @@ use kafka_protocol::messages::{
 };
 use sluice_engine::ShardId;
 
+use super::Session;
 use super::{encode, str_bytes};
 use crate::broker::{Broker, ShardRequest, ShardResponse};
 use crate::errors::code;
@@ -27,6 +28,7 @@ const CONTROLLER_LISTENER: &str = "CONTROLLER";
 
 pub async fn handle(
     broker: &Rc<Broker>,
+    _session: &Session,
     header: &RequestHeader,
     request: DescribeQuorumRequest,
 ) -> Option<Vec<Bytes>> {

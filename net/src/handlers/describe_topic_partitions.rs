@@ -38,6 +38,7 @@ use kafka_protocol::messages::{
 use sluice_engine::{ClusterMetadata, PartitionState, TopicMetadata};
 use uuid::Uuid;
 
+use super::Session;
 use super::{encode, str_bytes};
 use crate::broker::{validate_topic_name, Broker};
 use crate::errors::code;
@@ -326,6 +327,7 @@ fn refused(requested: &[&str]) -> Vec<DescribeTopicPartitionsResponseTopic> {
 
 pub async fn handle(
     broker: &Rc<Broker>,
+    _session: &Session,
     header: &RequestHeader,
     request: DescribeTopicPartitionsRequest,
 ) -> Option<Vec<Bytes>> {

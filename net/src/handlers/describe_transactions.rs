@@ -11,6 +11,7 @@ use kafka_protocol::messages::{
     TopicName, TransactionalId,
 };
 
+use super::Session;
 use super::{encode, str_bytes};
 use crate::broker::Broker;
 use crate::errors::code;
@@ -20,6 +21,7 @@ pub const VERSIONS: (i16, i16) = (0, 0);
 
 pub async fn handle(
     broker: &Rc<Broker>,
+    _session: &Session,
     header: &RequestHeader,
     request: DescribeTransactionsRequest,
 ) -> Option<Vec<Bytes>> {

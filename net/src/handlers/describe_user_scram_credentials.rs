@@ -29,9 +29,11 @@ pub async fn handle(
 ) -> Option<Vec<Bytes>> {
     let version = header.request_api_version;
     let mut response = DescribeUserScramCredentialsResponse::default();
-    if !session.may_manage_security(broker) {
+    if !session.may_describe_security(broker) {
         response.error_code = code::CLUSTER_AUTHORIZATION_FAILED;
-        response.error_message = Some(str_bytes("describing SCRAM credentials takes a super user"));
+        response.error_message = Some(str_bytes(
+            "describing SCRAM credentials takes DESCRIBE on the cluster (a super user without an authorizer)",
+        ));
         return Some(encode(&response, version));
     }
     let Some(shared) = broker.config.sasl.credentials.as_ref() else {

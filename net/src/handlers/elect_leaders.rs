@@ -17,6 +17,7 @@ use bytes::Bytes;
 use kafka_protocol::messages::elect_leaders_response::{PartitionResult, ReplicaElectionResult};
 use kafka_protocol::messages::{ElectLeadersRequest, ElectLeadersResponse, RequestHeader};
 
+use super::Session;
 use super::{encode, str_bytes};
 use crate::broker::{
     Broker, ControllerRequest, ElectionOutcome, ElectionTopic, ElectionType, ShardResponse,
@@ -138,6 +139,7 @@ fn respond(
 
 pub async fn handle(
     broker: &Rc<Broker>,
+    _session: &Session,
     header: &RequestHeader,
     request: ElectLeadersRequest,
 ) -> Option<Vec<Bytes>> {

@@ -8,6 +8,7 @@ use kafka_protocol::messages::{EndTxnRequest, EndTxnResponse, ProducerId, Reques
 
 use super::add_partitions_to_txn::fenced_for;
 use super::encode;
+use super::Session;
 use crate::broker::Broker;
 use crate::errors::code;
 use crate::txn::{self, TxnRequest, TxnResponse};
@@ -19,6 +20,7 @@ const EPOCH_BUMP_VERSION: i16 = 5;
 
 pub async fn handle(
     broker: &Rc<Broker>,
+    _session: &Session,
     header: &RequestHeader,
     request: EndTxnRequest,
 ) -> Option<Vec<Bytes>> {

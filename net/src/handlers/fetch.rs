@@ -32,6 +32,8 @@ use uuid::Uuid;
 use super::compact::{put_compact_string, put_unsigned_varint};
 use super::fetch_session::{Answer, PartitionKey, Plan, TopicRef, Wanted};
 use super::leader_hints::{wants_hint, CurrentLeader, LeaderHints};
+use super::Session;
+use crate::acl::Operation;
 use crate::broker::{
     futures_lite_join_all, select_first, Broker, ReadEntry, ReadOutcome, ShardRequest,
     ShardResponse,
@@ -82,6 +84,7 @@ struct ResolvedTopic {
 
 pub async fn handle(
     broker: &Rc<Broker>,
+    sender: &Session,
     header: &RequestHeader,
     request: FetchRequest,
 ) -> Option<Vec<Bytes>> {
@@ -125,6 +128,13 @@ pub async fn handle(
     // partition (v18), `i64::MAX` (the schema's "not said") otherwise.
     let mut follower_high_watermarks = Vec::with_capacity(wanted.len());
     let mut found = None;
+    // Whether the sender may read the topic in hand: a follower needs
+    // CLUSTER_ACTION on the cluster, a consumer READ on the topic.
+    let mut allowed = true;
+    let may_read = |name: &str| match replica {
+        Some(_) => sender.may_on_cluster(broker, Operation::ClusterAction),
+        None => sender.may_on_topic(broker, Operation::Read, name),
+    };
     for (position, want) in wanted.iter().enumerate() {
         // Partitions of one topic come together: each run of them is one
         // topic of the response, looked up once.
@@ -132,6 +142,12 @@ pub async fn handle(
             let (resolved, meta) = resolve_topic(broker, &metadata, &want.key.topic);
             topics.push(resolved);
             found = meta;
+            allowed = match (meta, &want.key.topic) {
+                (Some(meta), _) => may_read(&meta.name),
+                (None, TopicRef::Name(name)) => may_read(name),
+                // An id no topic has is answered UNKNOWN_TOPIC_ID.
+                (None, TopicRef::Id(_)) => true,
+            };
         }
         let topic_index = topics.len() - 1;
         let partition = want.key.partition;
@@ -142,6 +158,10 @@ pub async fn handle(
             ..Default::default()
         };
         let entry = match found {
+            _ if !allowed => {
+                outcome.error_code = code::TOPIC_AUTHORIZATION_FAILED;
+                None
+            }
             Some(meta) if partition >= 0 && partition < meta.partitions => {
                 // The topic is in hand: no second lookup by name.
                 let epoch_error = leader_epoch_error(

@@ -11,6 +11,7 @@ use kafka_protocol::messages::{
     BrokerId, FindCoordinatorRequest, FindCoordinatorResponse, RequestHeader,
 };
 
+use super::Session;
 use super::{encode, str_bytes};
 use crate::broker::Broker;
 use crate::errors::code;
@@ -30,6 +31,7 @@ const KEY_TYPE_SHARE: i8 = 2;
 
 pub async fn handle(
     broker: &Rc<Broker>,
+    _session: &Session,
     header: &RequestHeader,
     request: FindCoordinatorRequest,
 ) -> Option<Vec<Bytes>> {

@@ -11,6 +11,7 @@ use kafka_protocol::messages::{
 };
 
 use super::describe_configs::{RESOURCE_BROKER, RESOURCE_TOPIC};
+use super::Session;
 use super::{encode, str_bytes};
 use crate::broker::{Broker, ConfigChange, ControllerRequest, ShardResponse};
 use crate::config_catalog::static_broker_configs;
@@ -20,6 +21,7 @@ pub const VERSIONS: (i16, i16) = (0, 1);
 
 pub async fn handle(
     broker: &Rc<Broker>,
+    _session: &Session,
     header: &RequestHeader,
     request: IncrementalAlterConfigsRequest,
 ) -> Option<Vec<Bytes>> {

@@ -11,6 +11,7 @@ use kafka_protocol::messages::{
 };
 
 use super::encode;
+use super::Session;
 use crate::broker::{Broker, ControllerRequest, ShardResponse};
 use crate::errors::code;
 use crate::txn::{self, TxnRequest, TxnResponse};
@@ -22,6 +23,7 @@ const PRODUCER_FENCED_VERSION: i16 = 4;
 
 pub async fn handle(
     broker: &Rc<Broker>,
+    _session: &Session,
     header: &RequestHeader,
     request: InitProducerIdRequest,
 ) -> Option<Vec<Bytes>> {

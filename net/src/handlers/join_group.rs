@@ -8,6 +8,8 @@ use kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
 use kafka_protocol::messages::{JoinGroupRequest, JoinGroupResponse, RequestHeader};
 
 use super::{encode, str_bytes};
+use super::{group_call, Session};
+use crate::acl::Operation;
 use crate::broker::Broker;
 use crate::errors::code;
 use crate::groups::{self, GroupRequest, GroupResponse, JoinOutcome};
@@ -23,6 +25,7 @@ const SKIP_ASSIGNMENT_VERSION: i16 = 9;
 
 pub async fn handle(
     broker: &Rc<Broker>,
+    session: &Session,
     header: &RequestHeader,
     request: JoinGroupRequest,
 ) -> Option<Vec<Bytes>> {
@@ -34,14 +37,17 @@ pub async fn handle(
         .as_ref()
         .map(|id| id.to_string())
         .unwrap_or_default();
-    let outcome = match groups::route(
-        broker,
-        &group_id,
-        GroupRequest::Join {
-            request,
-            version,
-            client_id,
-        },
+    let outcome = match group_call(
+        session.may_on_group(broker, Operation::Read, &group_id),
+        groups::route(
+            broker,
+            &group_id,
+            GroupRequest::Join {
+                request,
+                version,
+                client_id,
+            },
+        ),
     )
     .await
     {

@@ -8,6 +8,8 @@ use kafka_protocol::messages::leave_group_response::MemberResponse;
 use kafka_protocol::messages::{LeaveGroupRequest, LeaveGroupResponse, RequestHeader};
 
 use super::{encode, str_bytes};
+use super::{group_call, Session};
+use crate::acl::Operation;
 use crate::broker::Broker;
 use crate::errors::code;
 use crate::groups::{self, GroupRequest, GroupResponse, LeaveOutcome};
@@ -19,6 +21,7 @@ const BATCH_VERSION: i16 = 3;
 
 pub async fn handle(
     broker: &Rc<Broker>,
+    session: &Session,
     header: &RequestHeader,
     request: LeaveGroupRequest,
 ) -> Option<Vec<Bytes>> {
@@ -38,23 +41,27 @@ pub async fn handle(
             })
             .collect()
     };
-    let outcome =
-        match groups::route(broker, &group_id, GroupRequest::Leave { request, version }).await {
-            Ok(GroupResponse::Leave(outcome)) => outcome,
-            other => {
-                let error_code = match other {
-                    Err(error_code) => error_code,
-                    Ok(_) => code::UNKNOWN_SERVER_ERROR,
-                };
-                LeaveOutcome {
-                    error_code,
-                    members: identities
-                        .into_iter()
-                        .map(|(id, instance)| (id, instance, error_code))
-                        .collect(),
-                }
+    let outcome = match group_call(
+        session.may_on_group(broker, Operation::Read, &group_id),
+        groups::route(broker, &group_id, GroupRequest::Leave { request, version }),
+    )
+    .await
+    {
+        Ok(GroupResponse::Leave(outcome)) => outcome,
+        other => {
+            let error_code = match other {
+                Err(error_code) => error_code,
+                Ok(_) => code::UNKNOWN_SERVER_ERROR,
+            };
+            LeaveOutcome {
+                error_code,
+                members: identities
+                    .into_iter()
+                    .map(|(id, instance)| (id, instance, error_code))
+                    .collect(),
             }
-        };
+        }
+    };
     let mut response = LeaveGroupResponse::default();
     response.error_code = outcome.error_code;
     if version >= BATCH_VERSION {

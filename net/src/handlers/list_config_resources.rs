@@ -16,6 +16,7 @@ use kafka_protocol::messages::{
 };
 
 use super::describe_configs::{RESOURCE_BROKER, RESOURCE_TOPIC};
+use super::Session;
 use super::{encode, str_bytes};
 use crate::broker::Broker;
 use crate::errors::code;
@@ -37,6 +38,7 @@ const KAFKA_TYPES: [i8; 5] = [
 
 pub async fn handle(
     broker: &Rc<Broker>,
+    _session: &Session,
     header: &RequestHeader,
     request: ListConfigResourcesRequest,
 ) -> Option<Vec<Bytes>> {

@@ -8,6 +8,7 @@ use kafka_protocol::messages::list_groups_response::ListedGroup;
 use kafka_protocol::messages::{GroupId, ListGroupsRequest, ListGroupsResponse, RequestHeader};
 use sluice_engine::ShardId;
 
+use super::Session;
 use super::{encode, str_bytes};
 use crate::broker::{futures_lite_join_all, Broker};
 use crate::errors::code;
@@ -22,6 +23,7 @@ const TYPE_VERSION: i16 = 5;
 
 pub async fn handle(
     broker: &Rc<Broker>,
+    _session: &Session,
     header: &RequestHeader,
     request: ListGroupsRequest,
 ) -> Option<Vec<Bytes>> {

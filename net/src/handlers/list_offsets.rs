@@ -19,6 +19,8 @@ use kafka_protocol::messages::list_offsets_response::{
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse, RequestHeader};
 
 use super::encode;
+use super::Session;
+use crate::acl::Operation;
 use crate::broker::{
     fan_out, Broker, ListedOffset, OffsetQueryEntry, PerShard, ShardRequest, ShardResponse,
 };
@@ -53,6 +55,7 @@ const READ_COMMITTED: i8 = 1;
 
 pub async fn handle(
     broker: &Rc<Broker>,
+    session: &Session,
     header: &RequestHeader,
     request: ListOffsetsRequest,
 ) -> Option<Vec<Bytes>> {
@@ -65,8 +68,13 @@ pub async fn handle(
     let metadata = broker.metadata();
     for (topic_index, topic) in request.topics.iter().enumerate() {
         let name = topic.name.0.as_str();
+        let allowed = session.may_on_topic(broker, Operation::Describe, name);
         let mut topic_results = Vec::new();
         for (partition_index, partition) in topic.partitions.iter().enumerate() {
+            if !allowed {
+                topic_results.push(ListedOffset::failed(code::TOPIC_AUTHORIZATION_FAILED));
+                continue;
+            }
             let timestamp_supported = partition.timestamp >= 0
                 || special_timestamp_version(partition.timestamp)
                     .is_some_and(|first| version >= first);

@@ -19,6 +19,7 @@ use kafka_protocol::messages::{
 };
 use sluice_engine::{ClusterMetadata, PartitionState};
 
+use super::Session;
 use super::{encode, str_bytes};
 use crate::broker::Broker;
 use crate::codec::list_partition_reassignments::LIST_PARTITION_REASSIGNMENTS_VERSIONS;
@@ -111,6 +112,7 @@ fn respond(
 
 pub async fn handle(
     broker: &Rc<Broker>,
+    _session: &Session,
     header: &RequestHeader,
     request: ListPartitionReassignmentsRequest,
 ) -> Option<Vec<Bytes>> {

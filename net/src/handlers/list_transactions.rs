@@ -14,6 +14,7 @@ use kafka_protocol::messages::{
 };
 use sluice_engine::ShardId;
 
+use super::Session;
 use super::{encode, str_bytes};
 use crate::broker::{futures_lite_join_all, Broker};
 use crate::constants::{
@@ -47,6 +48,7 @@ fn id_pattern(pattern: Option<&str>) -> Result<Option<regex::Regex>, ()> {
 
 pub async fn handle(
     broker: &Rc<Broker>,
+    _session: &Session,
     header: &RequestHeader,
     request: ListTransactionsRequest,
 ) -> Option<Vec<Bytes>> {

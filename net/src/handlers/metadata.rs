@@ -18,7 +18,9 @@ use kafka_protocol::messages::{
 use sluice_engine::{ClusterMetadata, TopicMetadata};
 use uuid::Uuid;
 
+use super::Session;
 use super::{encode, str_bytes};
+use crate::acl::Operation;
 use crate::broker::{validate_topic_name, Broker, ControllerRequest, NewTopic, ShardResponse};
 use crate::errors::code;
 use crate::groups;
@@ -96,6 +98,7 @@ fn missing_topic(
 
 pub async fn handle(
     broker: &Rc<Broker>,
+    session: &Session,
     header: &RequestHeader,
     request: MetadataRequest,
 ) -> Option<Vec<Bytes>> {
@@ -103,14 +106,23 @@ pub async fn handle(
     // Before v4 every request may auto-create; from v4 the client says.
     let allow_create =
         broker.config.auto_create_topics && (version < 4 || request.allow_auto_topic_creation);
+    let may_describe = |name: &str| session.may_on_topic(broker, Operation::Describe, name);
+    // Kafka's auto-creation needs CREATE on the cluster or on the topic; a
+    // topic the sender may not create is answered as unauthorized.
+    let may_create = |name: &str| {
+        session.may_on_cluster(broker, Operation::Create)
+            || session.may_on_topic(broker, Operation::Create, name)
+    };
     let mut topics = Vec::new();
     match request.topics {
         None => {
+            // Every topic the sender may describe; the others are not named.
             let metadata = broker.metadata();
             topics.extend(
                 metadata
                     .topics
                     .values()
+                    .filter(|topic| may_describe(&topic.name))
                     .map(|topic| topic_response(&metadata, topic, version)),
             );
         }
@@ -138,6 +150,7 @@ pub async fn handle(
                 .filter(|name| {
                     !metadata.topics.contains_key(name) && validate_topic_name(name).is_ok()
                 })
+                .filter(|name| may_describe(name) && may_create(name))
                 .filter(|name| name != groups::OFFSETS_TOPIC)
                 .collect();
             if allow_create && !to_create.is_empty() {
@@ -163,11 +176,18 @@ pub async fn handle(
             let metadata = broker.metadata();
             for topic in requested {
                 match &topic.name {
+                    Some(name) if !may_describe(name.0.as_str()) => topics.push(missing_topic(
+                        Some(name.clone()),
+                        Uuid::nil(),
+                        code::TOPIC_AUTHORIZATION_FAILED,
+                    )),
                     Some(name) => match metadata.topics.get(name.0.as_str()) {
                         Some(found) => topics.push(topic_response(&metadata, found, version)),
                         None => {
                             let error = if validate_topic_name(name.0.as_str()).is_err() {
                                 code::INVALID_TOPIC_EXCEPTION
+                            } else if allow_create && !may_create(name.0.as_str()) {
+                                code::TOPIC_AUTHORIZATION_FAILED
                             } else {
                                 code::UNKNOWN_TOPIC_OR_PARTITION
                             };
@@ -175,6 +195,11 @@ pub async fn handle(
                         }
                     },
                     None => match broker.topic_by_id(&metadata, topic.topic_id.as_bytes()) {
+                        Some(found) if !may_describe(&found.name) => topics.push(missing_topic(
+                            None,
+                            topic.topic_id,
+                            code::TOPIC_AUTHORIZATION_FAILED,
+                        )),
                         Some(found) => topics.push(topic_response(&metadata, found, version)),
                         None => {
                             let id = if version >= 10 {

@@ -11,11 +11,14 @@ pub mod alter_user_scram_credentials;
 pub mod api_versions;
 pub mod consumer_group_describe;
 pub mod consumer_group_heartbeat;
+pub mod create_acls;
 pub mod create_partitions;
 pub mod create_topics;
+pub mod delete_acls;
 pub mod delete_groups;
 pub mod delete_records;
 pub mod delete_topics;
+pub mod describe_acls;
 pub mod describe_cluster;
 pub mod describe_configs;
 pub mod describe_groups;
@@ -63,6 +66,7 @@ use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestHeader};
 use kafka_protocol::protocol::{Encodable, StrBytes};
 
+use crate::acl;
 use crate::broker::Broker;
 use crate::codec::Request;
 use crate::sasl::Principal;
@@ -154,6 +158,9 @@ pub const IMPLEMENTED: &[(ApiKey, (i16, i16))] = &[
         ApiKey::AlterUserScramCredentials,
         alter_user_scram_credentials::VERSIONS,
     ),
+    (ApiKey::DescribeAcls, describe_acls::VERSIONS),
+    (ApiKey::CreateAcls, create_acls::VERSIONS),
+    (ApiKey::DeleteAcls, delete_acls::VERSIONS),
 ];
 
 /// Whether `api_key` at `version` is implemented.
@@ -190,33 +197,152 @@ pub struct Answered {
 }
 
 /// Who sent a request.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct Session {
     /// The principal the connection authenticated as; `None` on a
     /// listener without authentication (Kafka's `User:ANONYMOUS`).
     pub principal: Option<Rc<Principal>>,
+    /// The principal as ACLs name it: `User:<name>`.
+    principal_name: Rc<str>,
+    /// The client's address as ACLs name hosts (`127.0.0.1`).
+    host: Rc<str>,
+    /// Named in `super_users`: every check passes.
+    super_user: bool,
+}
+
+impl Default for Session {
+    /// A connection without authentication whose address is not known.
+    fn default() -> Session {
+        Session {
+            principal: None,
+            principal_name: Rc::from(acl::ANONYMOUS),
+            host: Rc::from(""),
+            super_user: false,
+        }
+    }
 }
 
 impl Session {
-    pub fn of(principal: Principal) -> Session {
+    /// A connection from `host` that has not authenticated (or never will,
+    /// on a PLAINTEXT listener): `User:ANONYMOUS`, a super user only if
+    /// `super_users` names it.
+    pub fn anonymous(broker: &Broker, host: &str) -> Session {
+        let anonymous = acl::ANONYMOUS.trim_start_matches("User:");
         Session {
-            principal: Some(Rc::new(principal)),
+            principal: None,
+            principal_name: Rc::from(acl::ANONYMOUS),
+            host: Rc::from(host),
+            super_user: broker
+                .config
+                .sasl
+                .super_users
+                .iter()
+                .any(|user| user == anonymous),
         }
     }
 
-    /// Whether the sender may manage the cluster's security (its users'
-    /// credentials). Until Sluice has an authorizer: anyone on a listener
-    /// without authentication, as Kafka without an authorizer allows
-    /// anyone; a super user on a SASL listener, which is stricter than
-    /// Kafka without an authorizer, so that turning SASL on is enough to
-    /// keep an ordinary user from adding users.
+    /// The same connection, now authenticated as `principal`.
+    pub fn authenticated(&self, principal: Principal) -> Session {
+        Session {
+            principal_name: Rc::from(principal.to_string()),
+            super_user: principal.super_user,
+            principal: Some(Rc::new(principal)),
+            host: Rc::clone(&self.host),
+        }
+    }
+
+    /// Who the authorizer sees.
+    pub fn requester(&self) -> acl::Requester<'_> {
+        acl::Requester {
+            principal: &self.principal_name,
+            host: &self.host,
+            super_user: self.super_user,
+        }
+    }
+
+    /// Whether the sender may do `operation` on the resource `name` of
+    /// `resource_type`: always, without an authorizer (as Kafka without
+    /// `authorizer.class.name`).
+    pub fn may(
+        &self,
+        broker: &Broker,
+        operation: acl::Operation,
+        resource_type: acl::ResourceType,
+        name: &str,
+    ) -> bool {
+        broker.config.authorizer.as_ref().is_none_or(|authorizer| {
+            authorizer.authorize(&self.requester(), operation, resource_type, name)
+        })
+    }
+
+    /// Whether the sender may do `operation` on the cluster.
+    pub fn may_on_cluster(&self, broker: &Broker, operation: acl::Operation) -> bool {
+        self.may(
+            broker,
+            operation,
+            acl::ResourceType::Cluster,
+            acl::CLUSTER_NAME,
+        )
+    }
+
+    /// Whether the sender may do `operation` on the topic `name`.
+    pub fn may_on_topic(&self, broker: &Broker, operation: acl::Operation, name: &str) -> bool {
+        self.may(broker, operation, acl::ResourceType::Topic, name)
+    }
+
+    /// Whether the sender may do `operation` on the group `name`.
+    pub fn may_on_group(&self, broker: &Broker, operation: acl::Operation, name: &str) -> bool {
+        self.may(broker, operation, acl::ResourceType::Group, name)
+    }
+
+    /// Whether the sender may do `operation` on the transactional id `name`.
+    pub fn may_on_transactional_id(
+        &self,
+        broker: &Broker,
+        operation: acl::Operation,
+        name: &str,
+    ) -> bool {
+        self.may(broker, operation, acl::ResourceType::TransactionalId, name)
+    }
+
+    /// Whether the sender may manage the cluster's security (users'
+    /// credentials). With an authorizer: ALTER on the cluster, as Kafka
+    /// asks. Without one: anyone on a listener without authentication, as
+    /// Kafka without an authorizer allows anyone; a super user on a SASL
+    /// listener, which is stricter than Kafka without an authorizer, so
+    /// that turning SASL on is enough to keep an ordinary user from adding
+    /// users.
     pub fn may_manage_security(&self, broker: &Broker) -> bool {
+        if broker.config.authorizer.is_some() {
+            return self.may_on_cluster(broker, acl::Operation::Alter);
+        }
         if !broker.config.security_protocol.is_sasl() {
             return true;
         }
-        self.principal
-            .as_ref()
-            .is_some_and(|principal| principal.super_user)
+        self.super_user
+    }
+
+    /// Whether the sender may read the cluster's security settings (users'
+    /// credentials, ACLs): DESCRIBE on the cluster with an authorizer,
+    /// else as [`Session::may_manage_security`].
+    pub fn may_describe_security(&self, broker: &Broker) -> bool {
+        if broker.config.authorizer.is_some() {
+            return self.may_on_cluster(broker, acl::Operation::Describe);
+        }
+        self.may_manage_security(broker)
+    }
+}
+
+/// `call`'s answer when `allowed`, else GROUP_AUTHORIZATION_FAILED without
+/// `call` running: a future does nothing until it is awaited.
+pub async fn group_call<T>(
+    allowed: bool,
+    call: impl std::future::Future<Output = Result<T, i16>>,
+) -> Result<T, i16> {
+    if allowed {
+        call.await
+    } else {
+        Err(crate::errors::code::GROUP_AUTHORIZATION_FAILED)
     }
 }
 
@@ -232,92 +358,120 @@ pub async fn dispatch(
     let version = header.request_api_version;
     let body = match request {
         Request::ApiVersions(request) => api_versions::handle(broker, &header, request).await,
-        Request::Metadata(request) => metadata::handle(broker, &header, request).await,
-        Request::Produce(request) => produce::handle(broker, &header, request).await,
-        Request::Fetch(request) => fetch::handle(broker, &header, request).await,
-        Request::ListOffsets(request) => list_offsets::handle(broker, &header, request).await,
-        Request::CreateTopics(request) => create_topics::handle(broker, &header, request).await,
-        Request::DeleteTopics(request) => delete_topics::handle(broker, &header, request).await,
-        Request::DeleteRecords(request) => delete_records::handle(broker, &header, request).await,
+        Request::Metadata(request) => metadata::handle(broker, session, &header, request).await,
+        Request::Produce(request) => produce::handle(broker, session, &header, request).await,
+        Request::Fetch(request) => fetch::handle(broker, session, &header, request).await,
+        Request::ListOffsets(request) => {
+            list_offsets::handle(broker, session, &header, request).await
+        }
+        Request::CreateTopics(request) => {
+            create_topics::handle(broker, session, &header, request).await
+        }
+        Request::DeleteTopics(request) => {
+            delete_topics::handle(broker, session, &header, request).await
+        }
+        Request::DeleteRecords(request) => {
+            delete_records::handle(broker, session, &header, request).await
+        }
         Request::CreatePartitions(request) => {
-            create_partitions::handle(broker, &header, request).await
+            create_partitions::handle(broker, session, &header, request).await
         }
         Request::InitProducerId(request) => {
-            init_producer_id::handle(broker, &header, request).await
+            init_producer_id::handle(broker, session, &header, request).await
         }
         Request::DescribeConfigs(request) => {
-            describe_configs::handle(broker, &header, request).await
+            describe_configs::handle(broker, session, &header, request).await
         }
         Request::IncrementalAlterConfigs(request) => {
-            incremental_alter_configs::handle(broker, &header, request).await
+            incremental_alter_configs::handle(broker, session, &header, request).await
         }
-        Request::AlterConfigs(request) => alter_configs::handle(broker, &header, request).await,
+        Request::AlterConfigs(request) => {
+            alter_configs::handle(broker, session, &header, request).await
+        }
         Request::DescribeCluster(request) => {
-            describe_cluster::handle(broker, &header, request).await
+            describe_cluster::handle(broker, session, &header, request).await
         }
-        Request::DescribeQuorum(request) => describe_quorum::handle(broker, &header, request).await,
+        Request::DescribeQuorum(request) => {
+            describe_quorum::handle(broker, session, &header, request).await
+        }
         Request::AlterPartitionReassignments(request) => {
-            alter_partition_reassignments::handle(broker, &header, request).await
+            alter_partition_reassignments::handle(broker, session, &header, request).await
         }
         Request::ListPartitionReassignments(request) => {
-            list_partition_reassignments::handle(broker, &header, request).await
+            list_partition_reassignments::handle(broker, session, &header, request).await
         }
-        Request::ElectLeaders(request) => elect_leaders::handle(broker, &header, request).await,
+        Request::ElectLeaders(request) => {
+            elect_leaders::handle(broker, session, &header, request).await
+        }
         Request::DescribeLogDirs(request) => {
-            describe_log_dirs::handle(broker, &header, request).await
+            describe_log_dirs::handle(broker, session, &header, request).await
         }
         Request::AlterReplicaLogDirs(request) => {
-            alter_replica_log_dirs::handle(broker, &header, request).await
+            alter_replica_log_dirs::handle(broker, session, &header, request).await
         }
         Request::FindCoordinator(request) => {
-            find_coordinator::handle(broker, &header, request).await
+            find_coordinator::handle(broker, session, &header, request).await
         }
-        Request::JoinGroup(request) => join_group::handle(broker, &header, request).await,
-        Request::SyncGroup(request) => sync_group::handle(broker, &header, request).await,
-        Request::Heartbeat(request) => heartbeat::handle(broker, &header, request).await,
-        Request::LeaveGroup(request) => leave_group::handle(broker, &header, request).await,
-        Request::OffsetCommit(request) => offset_commit::handle(broker, &header, request).await,
-        Request::OffsetFetch(request) => offset_fetch::handle(broker, &header, request).await,
+        Request::JoinGroup(request) => join_group::handle(broker, session, &header, request).await,
+        Request::SyncGroup(request) => sync_group::handle(broker, session, &header, request).await,
+        Request::Heartbeat(request) => heartbeat::handle(broker, session, &header, request).await,
+        Request::LeaveGroup(request) => {
+            leave_group::handle(broker, session, &header, request).await
+        }
+        Request::OffsetCommit(request) => {
+            offset_commit::handle(broker, session, &header, request).await
+        }
+        Request::OffsetFetch(request) => {
+            offset_fetch::handle(broker, session, &header, request).await
+        }
         Request::OffsetForLeaderEpoch(request) => {
-            offset_for_leader_epoch::handle(broker, &header, request).await
+            offset_for_leader_epoch::handle(broker, session, &header, request).await
         }
-        Request::OffsetDelete(request) => offset_delete::handle(broker, &header, request).await,
-        Request::DescribeGroups(request) => describe_groups::handle(broker, &header, request).await,
-        Request::ListGroups(request) => list_groups::handle(broker, &header, request).await,
-        Request::DeleteGroups(request) => delete_groups::handle(broker, &header, request).await,
+        Request::OffsetDelete(request) => {
+            offset_delete::handle(broker, session, &header, request).await
+        }
+        Request::DescribeGroups(request) => {
+            describe_groups::handle(broker, session, &header, request).await
+        }
+        Request::ListGroups(request) => {
+            list_groups::handle(broker, session, &header, request).await
+        }
+        Request::DeleteGroups(request) => {
+            delete_groups::handle(broker, session, &header, request).await
+        }
         Request::ConsumerGroupHeartbeat(request) => {
-            consumer_group_heartbeat::handle(broker, &header, request).await
+            consumer_group_heartbeat::handle(broker, session, &header, request).await
         }
         Request::ConsumerGroupDescribe(request) => {
-            consumer_group_describe::handle(broker, &header, request).await
+            consumer_group_describe::handle(broker, session, &header, request).await
         }
         Request::AddPartitionsToTxn(request) => {
-            add_partitions_to_txn::handle(broker, &header, request).await
+            add_partitions_to_txn::handle(broker, session, &header, request).await
         }
         Request::AddOffsetsToTxn(request) => {
-            add_offsets_to_txn::handle(broker, &header, request).await
+            add_offsets_to_txn::handle(broker, session, &header, request).await
         }
-        Request::EndTxn(request) => end_txn::handle(broker, &header, request).await,
+        Request::EndTxn(request) => end_txn::handle(broker, session, &header, request).await,
         Request::WriteTxnMarkers(request) => {
-            write_txn_markers::handle(broker, &header, request).await
+            write_txn_markers::handle(broker, session, &header, request).await
         }
         Request::TxnOffsetCommit(request) => {
-            txn_offset_commit::handle(broker, &header, request).await
+            txn_offset_commit::handle(broker, session, &header, request).await
         }
         Request::DescribeTransactions(request) => {
-            describe_transactions::handle(broker, &header, request).await
+            describe_transactions::handle(broker, session, &header, request).await
         }
         Request::DescribeProducers(request) => {
-            describe_producers::handle(broker, &header, request).await
+            describe_producers::handle(broker, session, &header, request).await
         }
         Request::DescribeTopicPartitions(request) => {
-            describe_topic_partitions::handle(broker, &header, request).await
+            describe_topic_partitions::handle(broker, session, &header, request).await
         }
         Request::ListConfigResources(request) => {
-            list_config_resources::handle(broker, &header, request).await
+            list_config_resources::handle(broker, session, &header, request).await
         }
         Request::ListTransactions(request) => {
-            list_transactions::handle(broker, &header, request).await
+            list_transactions::handle(broker, session, &header, request).await
         }
         Request::SaslHandshake(request) => sasl_handshake::handle(broker, &header, request).await,
         Request::SaslAuthenticate(request) => {
@@ -328,6 +482,15 @@ pub async fn dispatch(
         }
         Request::AlterUserScramCredentials(request) => {
             alter_user_scram_credentials::handle(broker, session, &header, request).await
+        }
+        Request::DescribeAcls(request) => {
+            describe_acls::handle(broker, session, &header, request).await
+        }
+        Request::CreateAcls(request) => {
+            create_acls::handle(broker, session, &header, request).await
+        }
+        Request::DeleteAcls(request) => {
+            delete_acls::handle(broker, session, &header, request).await
         }
     }?;
     if body.is_empty() {

@@ -19,6 +19,7 @@ use kafka_protocol::messages::{
 use uuid::Uuid;
 
 use super::compact::{put_compact_len, put_no_tags};
+use super::Session;
 use super::{encode, str_bytes};
 use crate::broker::Broker;
 use crate::errors::code;
@@ -39,6 +40,7 @@ struct TopicAnswer {
 
 pub async fn handle(
     broker: &Rc<Broker>,
+    _session: &Session,
     header: &RequestHeader,
     mut request: OffsetCommitRequest,
 ) -> Option<Vec<Bytes>> {

@@ -10,6 +10,7 @@ use kafka_protocol::messages::offset_delete_response::{
 use kafka_protocol::messages::{OffsetDeleteRequest, OffsetDeleteResponse, RequestHeader};
 
 use super::encode;
+use super::Session;
 use crate::broker::Broker;
 use crate::errors::code;
 use crate::groups::{self, GroupRequest, GroupResponse};
@@ -18,6 +19,7 @@ pub const VERSIONS: (i16, i16) = (0, 0);
 
 pub async fn handle(
     broker: &Rc<Broker>,
+    _session: &Session,
     header: &RequestHeader,
     request: OffsetDeleteRequest,
 ) -> Option<Vec<Bytes>> {

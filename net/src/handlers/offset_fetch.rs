@@ -22,7 +22,9 @@ use kafka_protocol::messages::{
 use super::compact::{
     put_compact_len, put_compact_nullable_string, put_compact_string, put_no_tags,
 };
+use super::Session;
 use super::{encode, str_bytes};
+use crate::acl::Operation;
 use crate::broker::{futures_lite_join_all, Broker};
 use crate::errors::code;
 use crate::groups::{
@@ -69,10 +71,47 @@ fn failed(request: &FetchGroup, error_code: i16) -> FetchedGroup {
 }
 
 /// Fetches every group, one mesh message per coordinator shard, answers in
-/// request order.
-async fn fetch_all(broker: &Rc<Broker>, wanted: Vec<FetchGroup>) -> Vec<FetchedGroup> {
+/// request order. A group takes DESCRIBE on it, each topic DESCRIBE on the
+/// topic: a named topic the sender may not describe is answered
+/// TOPIC_AUTHORIZATION_FAILED, and left out of an answer for every topic.
+async fn fetch_all(
+    broker: &Rc<Broker>,
+    session: &Session,
+    wanted: Vec<FetchGroup>,
+) -> Vec<FetchedGroup> {
+    let mut fetched = fetch_groups(broker, session, &wanted).await;
+    for (group, request) in fetched.iter_mut().zip(&wanted) {
+        let may_describe = |topic: &str| session.may_on_topic(broker, Operation::Describe, topic);
+        if request.topics.is_none() {
+            group.topics.retain(|(topic, _)| may_describe(topic));
+            continue;
+        }
+        for (topic, partitions) in group.topics.iter_mut() {
+            if !may_describe(topic) {
+                for partition in partitions.iter_mut() {
+                    *partition = FetchedPartition {
+                        partition: partition.partition,
+                        offset: -1,
+                        leader_epoch: -1,
+                        metadata: Some(String::new()),
+                        error_code: code::TOPIC_AUTHORIZATION_FAILED,
+                    };
+                }
+            }
+        }
+    }
+    fetched
+}
+
+async fn fetch_groups(
+    broker: &Rc<Broker>,
+    session: &Session,
+    wanted: &[FetchGroup],
+) -> Vec<FetchedGroup> {
     let ids: Vec<String> = wanted.iter().map(|group| group.group_id.clone()).collect();
-    let (per_shard, unrouted) = groups::split_by_shard(broker, &ids);
+    let (per_shard, unrouted) = groups::split_by_shard(broker, &ids, |group| {
+        session.may_on_group(broker, Operation::Describe, group)
+    });
     let mut answers: Vec<Option<FetchedGroup>> = vec![None; wanted.len()];
     for (index, error_code) in unrouted {
         answers[index] = Some(failed(&wanted[index], error_code));
@@ -116,6 +155,7 @@ async fn fetch_all(broker: &Rc<Broker>, wanted: Vec<FetchGroup>) -> Vec<FetchedG
 
 pub async fn handle(
     broker: &Rc<Broker>,
+    session: &Session,
     header: &RequestHeader,
     request: OffsetFetchRequest,
 ) -> Option<Vec<Bytes>> {
@@ -182,7 +222,7 @@ pub async fn handle(
                     .unwrap_or_default()
             })
             .collect();
-        response.groups = fetch_all(broker, wanted)
+        response.groups = fetch_all(broker, session, wanted)
             .await
             .into_iter()
             .zip(unknown_of)
@@ -243,7 +283,10 @@ pub async fn handle(
         member: None,
         require_stable,
     };
-    let fetched = fetch_all(broker, vec![wanted]).await.into_iter().next()?;
+    let fetched = fetch_all(broker, session, vec![wanted])
+        .await
+        .into_iter()
+        .next()?;
     if version >= TOP_LEVEL_ERROR_VERSION {
         response.error_code = fetched.error_code;
     }

@@ -14,6 +14,8 @@ use kafka_protocol::messages::{
 };
 
 use super::encode;
+use super::Session;
+use crate::acl::Operation;
 use crate::broker::{fan_out, Broker, PerShard, ShardRequest, ShardResponse};
 use crate::errors::{code, leader_epoch_error};
 
@@ -28,6 +30,7 @@ pub type EpochQuery = (String, i32, i32);
 
 pub async fn handle(
     broker: &Rc<Broker>,
+    session: &Session,
     header: &RequestHeader,
     request: OffsetForLeaderEpochRequest,
 ) -> Option<Vec<Bytes>> {
@@ -38,6 +41,13 @@ pub async fn handle(
     let mut results: Vec<Vec<(i16, i32, i64)>> = Vec::with_capacity(request.topics.len());
     for (topic_index, topic) in request.topics.iter().enumerate() {
         let name = topic.topic.0.as_str();
+        // A follower needs CLUSTER_ACTION on the cluster, a client DESCRIBE
+        // on the topic.
+        let allowed = if request.replica_id.0 >= 0 {
+            session.may_on_cluster(broker, Operation::ClusterAction)
+        } else {
+            session.may_on_topic(broker, Operation::Describe, name)
+        };
         let mut topic_results = Vec::with_capacity(topic.partitions.len());
         for (partition_index, partition) in topic.partitions.iter().enumerate() {
             let known = metadata.topics.get(name).is_some_and(|meta| {
@@ -48,6 +58,7 @@ pub async fn handle(
                 partition.current_leader_epoch,
             );
             let result = match (known, epoch_error) {
+                _ if !allowed => code::TOPIC_AUTHORIZATION_FAILED,
                 (false, _) => code::UNKNOWN_TOPIC_OR_PARTITION,
                 (true, Some(error_code)) => error_code,
                 (true, None) => {

@@ -26,7 +26,9 @@ use kafka_protocol::messages::{
 use sluice_engine::{batch, ShardId};
 
 use super::leader_hints::{wants_hint, LeaderHints};
+use super::Session;
 use super::{encode, str_bytes};
+use crate::acl::Operation;
 use crate::broker::{
     futures_lite_join_all, Broker, PerShard, ProduceEntry, ProduceOutcome, ShardRequest,
     ShardResponse,
@@ -58,10 +60,15 @@ fn first_batch_is_transactional(records: &[u8]) -> bool {
     }
 }
 
-/// Kafka's answer to transactional records without a transactional id:
-/// every partition TRANSACTIONAL_ID_AUTHORIZATION_FAILED, nothing appended;
-/// with acks=0 there is no response, so the connection is closed.
-fn refuse_without_transactional_id(header: &RequestHeader, request: &ProduceRequest) -> Vec<Bytes> {
+/// Kafka's answer to transactional records without a transactional id, or
+/// with one the sender may not write: every partition `error_code`,
+/// nothing appended; with acks=0 there is no response, so the connection
+/// is closed.
+fn refuse_every_partition(
+    header: &RequestHeader,
+    request: &ProduceRequest,
+    error_code: i16,
+) -> Vec<Bytes> {
     if request.acks == 0 {
         return Vec::new();
     }
@@ -79,7 +86,7 @@ fn refuse_without_transactional_id(header: &RequestHeader, request: &ProduceRequ
                 .map(|partition| {
                     let mut partition_response = PartitionProduceResponse::default();
                     partition_response.index = partition.index;
-                    partition_response.error_code = code::TRANSACTIONAL_ID_AUTHORIZATION_FAILED;
+                    partition_response.error_code = error_code;
                     partition_response.base_offset = -1;
                     partition_response.log_append_time_ms = -1;
                     if header.request_api_version >= 5 {
@@ -96,6 +103,7 @@ fn refuse_without_transactional_id(header: &RequestHeader, request: &ProduceRequ
 
 pub async fn handle(
     broker: &Rc<Broker>,
+    session: &Session,
     header: &RequestHeader,
     mut request: ProduceRequest,
 ) -> Option<Vec<Bytes>> {
@@ -111,9 +119,19 @@ pub async fn handle(
                 .is_some_and(first_batch_is_transactional)
         })
     });
-    if transactional_records && request.transactional_id.is_none() {
+    // Transactional records need a transactional id the sender may WRITE,
+    // as Kafka checks before any partition.
+    let transactional_id_refused = match request.transactional_id.as_deref() {
+        None => transactional_records,
+        Some(id) => !session.may_on_transactional_id(broker, Operation::Write, id),
+    };
+    if transactional_id_refused {
         broker.metrics.request_failed(ApiKey::Produce as i16);
-        return Some(refuse_without_transactional_id(header, &request));
+        return Some(refuse_every_partition(
+            header,
+            &request,
+            code::TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+        ));
     }
     let acks = request.acks;
     let valid_acks = (-1..=1).contains(&acks);
@@ -136,6 +154,8 @@ pub async fn handle(
                 outcome.error_code = code::INVALID_REQUIRED_ACKS;
             } else if unknown_ids.get(topic_index).copied().unwrap_or(false) {
                 outcome.error_code = code::UNKNOWN_TOPIC_ID;
+            } else if !session.may_on_topic(broker, Operation::Write, name) {
+                outcome.error_code = code::TOPIC_AUTHORIZATION_FAILED;
             } else if name == crate::groups::OFFSETS_TOPIC || name == crate::txn::TXN_TOPIC {
                 // Only the coordinators write their records there, as Kafka
                 // refuses client writes to internal topics.

@@ -7,6 +7,8 @@ use bytes::Bytes;
 use kafka_protocol::messages::{RequestHeader, SyncGroupRequest, SyncGroupResponse};
 
 use super::{encode, str_bytes};
+use super::{group_call, Session};
+use crate::acl::Operation;
 use crate::broker::Broker;
 use crate::errors::code;
 use crate::groups::{self, GroupRequest, GroupResponse, SyncOutcome};
@@ -18,17 +20,22 @@ const PROTOCOL_VERSION: i16 = 5;
 
 pub async fn handle(
     broker: &Rc<Broker>,
+    session: &Session,
     header: &RequestHeader,
     request: SyncGroupRequest,
 ) -> Option<Vec<Bytes>> {
     let version = header.request_api_version;
     let group_id = request.group_id.to_string();
-    let outcome =
-        match groups::route(broker, &group_id, GroupRequest::Sync { request, version }).await {
-            Ok(GroupResponse::Sync(outcome)) => outcome,
-            Ok(_) => SyncOutcome::error(code::UNKNOWN_SERVER_ERROR),
-            Err(error_code) => SyncOutcome::error(error_code),
-        };
+    let outcome = match group_call(
+        session.may_on_group(broker, Operation::Read, &group_id),
+        groups::route(broker, &group_id, GroupRequest::Sync { request, version }),
+    )
+    .await
+    {
+        Ok(GroupResponse::Sync(outcome)) => outcome,
+        Ok(_) => SyncOutcome::error(code::UNKNOWN_SERVER_ERROR),
+        Err(error_code) => SyncOutcome::error(error_code),
+    };
     Some(encode(&response(outcome, version), version))
 }
 

@@ -18,6 +18,7 @@ use kafka_protocol::messages::{RequestHeader, TxnOffsetCommitRequest, TxnOffsetC
 
 use super::add_partitions_to_txn::fenced_for;
 use super::encode;
+use super::Session;
 use crate::broker::Broker;
 use crate::errors::code;
 use crate::groups::{self, GroupRequest, GroupResponse};
@@ -77,6 +78,7 @@ async fn add_offsets_partition(
 
 pub async fn handle(
     broker: &Rc<Broker>,
+    _session: &Session,
     header: &RequestHeader,
     request: TxnOffsetCommitRequest,
 ) -> Option<Vec<Bytes>> {

@@ -20,6 +20,7 @@ use kafka_protocol::messages::{RequestHeader, WriteTxnMarkersResponse};
 use sluice_engine::TxnMarker;
 
 use super::encode;
+use super::Session;
 use crate::broker::Broker;
 use crate::codec::write_txn_markers::{WriteTxnMarkers, WRITE_TXN_MARKERS_VERSIONS};
 
@@ -31,6 +32,7 @@ const RESPONSE_ENCODING_MAX: i16 = 1;
 
 pub async fn handle(
     broker: &Rc<Broker>,
+    _session: &Session,
     header: &RequestHeader,
     request: WriteTxnMarkers,
 ) -> Option<Vec<Bytes>> {

@@ -8,7 +8,6 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use super::{scram, Mechanism};
@@ -17,6 +16,7 @@ use crate::constants::{
     SCRAM_ITERATIONS_MAX, SCRAM_ITERATIONS_MIN, SCRAM_SALT_BYTES, SCRAM_SALT_BYTES_MAX,
     SCRAM_SALT_BYTES_MIN,
 };
+use crate::meta_file::{read_bounded, save_atomically, Cursor};
 
 /// Where the credentials live, under the first data directory.
 pub const CREDENTIALS_FILE: &str = "meta/scram-credentials";
@@ -309,7 +309,7 @@ impl CredentialStore {
     /// The error is one line naming the file.
     pub fn load(data_dir: &Path) -> Result<Option<CredentialStore>, String> {
         let path = data_dir.join(CREDENTIALS_FILE);
-        let bytes = match read_bounded(&path) {
+        let bytes = match read_bounded(&path, CREDENTIALS_FILE_BYTES_MAX) {
             Ok(bytes) => bytes,
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(error) => return Err(format!("cannot read {}: {error}", path.display())),
@@ -324,10 +324,6 @@ impl CredentialStore {
     /// directory is synced, so a crash leaves the old file or the new one.
     pub fn save(&self, data_dir: &Path) -> Result<PathBuf, String> {
         let path = data_dir.join(CREDENTIALS_FILE);
-        let temporary = path.with_extension("tmp");
-        let fail = |what: &str, at: &Path, error: std::io::Error| {
-            format!("cannot {what} {}: {error}", at.display())
-        };
         let bytes = self.encode();
         if bytes.len() > CREDENTIALS_FILE_BYTES_MAX {
             return Err(format!(
@@ -336,80 +332,10 @@ impl CredentialStore {
                 bytes.len()
             ));
         }
-        // A temporary file left by an interrupted run is replaced, so the
-        // new one is created with the mode below.
-        let _ = std::fs::remove_file(&temporary);
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            // Readable by the broker's user alone: the keys are not the
-            // password, but they let anyone who has them try passwords
-            // offline.
-            let mut file = std::fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(&temporary)
-                .map_err(|error| fail("create", &temporary, error))?;
-            file.write_all(&bytes)
-                .map_err(|error| fail("write", &temporary, error))?;
-            file.sync_all()
-                .map_err(|error| fail("sync", &temporary, error))?;
-        }
-        std::fs::rename(&temporary, &path).map_err(|error| fail("rename", &temporary, error))?;
-        let directory = path.parent().unwrap_or(data_dir);
-        std::fs::File::open(directory)
-            .and_then(|dir| dir.sync_all())
-            .map_err(|error| fail("sync", directory, error))?;
+        // The keys are not the password, but they let anyone who has them
+        // try passwords offline: the file is the broker user's alone.
+        save_atomically(&path, &bytes)?;
         Ok(path)
-    }
-}
-
-/// Reads at most `CREDENTIALS_FILE_BYTES_MAX` (+1, to see it is larger).
-fn read_bounded(path: &Path) -> std::io::Result<Vec<u8>> {
-    use std::io::Read;
-    let file = std::fs::File::open(path)?;
-    let mut bytes = Vec::new();
-    file.take(CREDENTIALS_FILE_BYTES_MAX as u64 + 1)
-        .read_to_end(&mut bytes)?;
-    if bytes.len() > CREDENTIALS_FILE_BYTES_MAX {
-        return Err(std::io::Error::other(format!(
-            "larger than {CREDENTIALS_FILE_BYTES_MAX} bytes"
-        )));
-    }
-    Ok(bytes)
-}
-
-/// A bounds-checked reader of big-endian fields.
-struct Cursor<'a> {
-    bytes: &'a [u8],
-}
-
-impl<'a> Cursor<'a> {
-    fn take(&mut self, len: usize) -> Result<&'a [u8], String> {
-        if self.bytes.len() < len {
-            return Err(format!(
-                "cut short: {len} bytes wanted, {} left",
-                self.bytes.len()
-            ));
-        }
-        let (taken, rest) = self.bytes.split_at(len);
-        self.bytes = rest;
-        Ok(taken)
-    }
-
-    fn u8(&mut self) -> Result<u8, String> {
-        Ok(self.take(1)?[0])
-    }
-
-    fn u16(&mut self) -> Result<u16, String> {
-        let bytes = self.take(2)?;
-        Ok(u16::from_be_bytes([bytes[0], bytes[1]]))
-    }
-
-    fn u32(&mut self) -> Result<u32, String> {
-        let bytes = self.take(4)?;
-        Ok(u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]))
     }
 }
 

@@ -80,8 +80,7 @@ impl fmt::Display for Mechanism {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Principal {
     pub user: String,
-    /// Named in `super_users`. Nothing is authorized by it yet (there are
-    /// no ACLs); it is kept for the ACL step.
+    /// Named in `super_users`: the authorizer allows it everything.
     pub super_user: bool,
 }
 
