@@ -9,6 +9,7 @@ use kafka_protocol::messages::{AddOffsetsToTxnRequest, AddOffsetsToTxnResponse, 
 use super::add_partitions_to_txn::fenced_for;
 use super::encode;
 use super::Session;
+use crate::acl::Operation;
 use crate::broker::Broker;
 use crate::errors::code;
 use crate::groups;
@@ -18,7 +19,7 @@ pub const VERSIONS: (i16, i16) = (0, 4);
 
 pub async fn handle(
     broker: &Rc<Broker>,
-    _session: &Session,
+    session: &Session,
     header: &RequestHeader,
     request: AddOffsetsToTxnRequest,
 ) -> Option<Vec<Bytes>> {
@@ -27,6 +28,10 @@ pub async fn handle(
     let id = request.transactional_id.to_string();
     response.error_code = if id.is_empty() {
         code::INVALID_REQUEST
+    } else if !session.may_on_transactional_id(broker, Operation::Write, &id) {
+        code::TRANSACTIONAL_ID_AUTHORIZATION_FAILED
+    } else if !session.may_on_group(broker, Operation::Read, request.group_id.as_str()) {
+        code::GROUP_AUTHORIZATION_FAILED
     } else {
         match groups::ensure_offsets_topic(broker).await {
             Err(error_code) => error_code,

@@ -17,6 +17,7 @@ use kafka_protocol::messages::{
 
 use super::encode;
 use super::Session;
+use crate::acl::Operation;
 use crate::broker::Broker;
 use crate::errors::code;
 use crate::txn::{self, TxnRequest, TxnResponse};
@@ -37,14 +38,21 @@ pub fn fenced_for(version: i16, error_code: i16) -> i16 {
     }
 }
 
+/// The producer a transaction belongs to, as the request names it.
+#[derive(Clone, Copy)]
+struct Producer {
+    id: ProducerId,
+    epoch: i16,
+}
+
 /// Adds (or verifies) one transaction's partitions; errors per partition
 /// in the request's order.
 async fn add_one(
     broker: &Rc<Broker>,
+    session: &Session,
     version: i16,
     transactional_id: &TransactionalId,
-    producer_id: ProducerId,
-    producer_epoch: i16,
+    producer: Producer,
     topics: &[AddPartitionsToTxnTopic],
     verify_only: bool,
 ) -> Vec<AddPartitionsToTxnTopicResult> {
@@ -52,11 +60,22 @@ async fn add_one(
     let mut partitions = Vec::new();
     let mut unknown = false;
     let mut errors: Vec<Vec<i16>> = Vec::with_capacity(topics.len());
+    // Kafka's checks: WRITE on the transactional id refuses every
+    // partition; a topic the sender may not WRITE is refused and, as with
+    // an unknown partition, nothing else is attempted.
+    let id_allowed = session.may_on_transactional_id(broker, Operation::Write, transactional_id);
     for topic in topics {
         let known = metadata.topics.get(topic.name.as_str());
+        let topic_allowed = session.may_on_topic(broker, Operation::Write, topic.name.as_str());
         let mut topic_errors = Vec::with_capacity(topic.partitions.len());
         for partition in &topic.partitions {
-            if known.is_some_and(|meta| *partition >= 0 && *partition < meta.partitions) {
+            if !id_allowed {
+                unknown = true;
+                topic_errors.push(code::TRANSACTIONAL_ID_AUTHORIZATION_FAILED);
+            } else if !topic_allowed {
+                unknown = true;
+                topic_errors.push(code::TOPIC_AUTHORIZATION_FAILED);
+            } else if known.is_some_and(|meta| *partition >= 0 && *partition < meta.partitions) {
                 partitions.push((topic.name.to_string(), *partition));
                 topic_errors.push(code::NONE);
             } else {
@@ -84,8 +103,8 @@ async fn add_one(
     } else {
         let request = TxnRequest::AddPartitions {
             transactional_id: id.clone(),
-            producer_id: producer_id.0,
-            producer_epoch,
+            producer_id: producer.id.0,
+            producer_epoch: producer.epoch,
             partitions,
             verify_only,
         };
@@ -132,7 +151,7 @@ async fn add_one(
 
 pub async fn handle(
     broker: &Rc<Broker>,
-    _session: &Session,
+    session: &Session,
     header: &RequestHeader,
     request: AddPartitionsToTxnRequest,
 ) -> Option<Vec<Bytes>> {
@@ -141,24 +160,33 @@ pub async fn handle(
     if version < BATCHED_VERSION {
         response.results_by_topic_v3_and_below = add_one(
             broker,
+            session,
             version,
             &request.v3_and_below_transactional_id,
-            request.v3_and_below_producer_id,
-            request.v3_and_below_producer_epoch,
+            Producer {
+                id: request.v3_and_below_producer_id,
+                epoch: request.v3_and_below_producer_epoch,
+            },
             &request.v3_and_below_topics,
             false,
         )
         .await;
+    } else if !session.may_on_cluster(broker, Operation::ClusterAction) {
+        // The batched versions are for brokers verifying transactions.
+        response.error_code = code::CLUSTER_AUTHORIZATION_FAILED;
     } else {
         for transaction in &request.transactions {
             let mut result = AddPartitionsToTxnResult::default();
             result.transactional_id = transaction.transactional_id.clone();
             result.topic_results = add_one(
                 broker,
+                session,
                 version,
                 &transaction.transactional_id,
-                transaction.producer_id,
-                transaction.producer_epoch,
+                Producer {
+                    id: transaction.producer_id,
+                    epoch: transaction.producer_epoch,
+                },
                 &transaction.topics,
                 transaction.verify_only,
             )

@@ -14,6 +14,7 @@ use kafka_protocol::messages::{AlterConfigsRequest, AlterConfigsResponse, Reques
 use super::describe_configs::{RESOURCE_BROKER, RESOURCE_TOPIC};
 use super::Session;
 use super::{encode, str_bytes};
+use crate::acl::Operation;
 use crate::broker::{config_operation, Broker, ConfigChange, ControllerRequest, ShardResponse};
 use crate::config_catalog::static_broker_configs;
 use crate::errors::code;
@@ -23,7 +24,7 @@ pub const VERSIONS: (i16, i16) = (0, 2);
 
 pub async fn handle(
     broker: &Rc<Broker>,
-    _session: &Session,
+    session: &Session,
     header: &RequestHeader,
     request: AlterConfigsRequest,
 ) -> Option<Vec<Bytes>> {
@@ -32,6 +33,16 @@ pub async fn handle(
         let mut result = AlterConfigsResourceResponse::default();
         result.resource_type = resource.resource_type;
         result.resource_name = resource.resource_name.clone();
+        if let Some(error_code) = session.config_refusal(
+            broker,
+            resource.resource_type,
+            resource.resource_name.as_str(),
+            Operation::AlterConfigs,
+        ) {
+            result.error_code = error_code;
+            response.responses.push(result);
+            continue;
+        }
         match resource.resource_type {
             RESOURCE_TOPIC => {
                 let mut changes: Vec<ConfigChange> = resource

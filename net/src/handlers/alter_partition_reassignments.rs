@@ -28,6 +28,7 @@ use sluice_engine::ClusterMetadata;
 
 use super::Session;
 use super::{encode, str_bytes};
+use crate::acl::Operation;
 use crate::broker::{Broker, ControllerRequest, Reassignment, ReassignmentOutcome, ShardResponse};
 use crate::codec::alter_partition_reassignments::ALTER_PARTITION_REASSIGNMENTS_VERSIONS;
 use crate::errors::code;
@@ -187,10 +188,18 @@ fn respond(
 
 pub async fn handle(
     broker: &Rc<Broker>,
-    _session: &Session,
+    session: &Session,
     header: &RequestHeader,
     request: AlterPartitionReassignmentsRequest,
 ) -> Option<Vec<Bytes>> {
+    if !session.may_on_cluster(broker, Operation::Alter) {
+        let mut response = AlterPartitionReassignmentsResponse::default();
+        response.error_code = code::CLUSTER_AUTHORIZATION_FAILED;
+        response.error_message = Some(str_bytes(
+            "Reassigning partitions takes ALTER on the cluster.",
+        ));
+        return Some(encode(&response, header.request_api_version));
+    }
     let plan = plan(&request, &broker.metadata());
     let answered = if plan.asked.is_empty() {
         Some(Vec::new())

@@ -17,6 +17,7 @@ use sluice_engine::ShardId;
 
 use super::Session;
 use super::{encode, str_bytes};
+use crate::acl::Operation;
 use crate::broker::{futures_lite_join_all, Broker, ShardRequest, ShardResponse};
 use crate::errors::code;
 
@@ -34,7 +35,7 @@ fn canonical(path: &Path) -> Option<PathBuf> {
 
 pub async fn handle(
     broker: &Rc<Broker>,
-    _session: &Session,
+    session: &Session,
     header: &RequestHeader,
     request: AlterReplicaLogDirsRequest,
 ) -> Option<Vec<Bytes>> {
@@ -57,6 +58,7 @@ pub async fn handle(
     let mut per_shard: Vec<ShardMoves> = (0..broker.shards())
         .map(|_| (Vec::new(), Vec::new()))
         .collect();
+    let allowed = session.may_on_cluster(broker, Operation::Alter);
     for dir in &request.dirs {
         let requested = Path::new(dir.path.as_str());
         let wanted = canonical(requested);
@@ -76,7 +78,9 @@ pub async fn handle(
         for topic in &dir.topics {
             let name = topic.name.0.as_str();
             for &partition in &topic.partitions {
-                let error = if dir_error != code::NONE {
+                let error = if !allowed {
+                    code::CLUSTER_AUTHORIZATION_FAILED
+                } else if dir_error != code::NONE {
                     dir_error
                 } else {
                     match metadata.partition(name, partition) {

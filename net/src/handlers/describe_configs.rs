@@ -13,6 +13,7 @@ use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse, 
 
 use super::Session;
 use super::{encode, str_bytes};
+use crate::acl::Operation;
 use crate::broker::Broker;
 use crate::config::BrokerConfig;
 use crate::config_catalog::{
@@ -117,7 +118,7 @@ fn topic_values(
 
 pub async fn handle(
     broker: &Rc<Broker>,
-    _session: &Session,
+    session: &Session,
     header: &RequestHeader,
     request: DescribeConfigsRequest,
 ) -> Option<Vec<Bytes>> {
@@ -131,6 +132,16 @@ pub async fn handle(
         let mut result = DescribeConfigsResult::default();
         result.resource_type = resource.resource_type;
         result.resource_name = resource.resource_name.clone();
+        if let Some(error_code) = session.config_refusal(
+            broker,
+            resource.resource_type,
+            resource.resource_name.as_str(),
+            Operation::DescribeConfigs,
+        ) {
+            result.error_code = error_code;
+            response.results.push(result);
+            continue;
+        }
         let wanted = |name: &str| {
             resource
                 .configuration_keys

@@ -17,6 +17,7 @@ use sluice_engine::ShardId;
 
 use super::Session;
 use super::{encode, str_bytes};
+use crate::acl::Operation;
 use crate::broker::{futures_lite_join_all, Broker, ShardRequest, ShardResponse};
 use crate::errors::code;
 use crate::log_dirs::disk_space;
@@ -36,10 +37,17 @@ struct DirState {
 
 pub async fn handle(
     broker: &Rc<Broker>,
-    _session: &Session,
+    session: &Session,
     header: &RequestHeader,
     request: DescribeLogDirsRequest,
 ) -> Option<Vec<Bytes>> {
+    if !session.may_on_cluster(broker, Operation::Describe) {
+        // Kafka answers an unauthorized request with no directories (and,
+        // from v3, the error).
+        let mut response = DescribeLogDirsResponse::default();
+        response.error_code = code::CLUSTER_AUTHORIZATION_FAILED;
+        return Some(encode(&response, header.request_api_version));
+    }
     let calls = (0..broker.shards()).map(|shard| {
         broker
             .mesh

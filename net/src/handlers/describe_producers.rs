@@ -16,6 +16,7 @@ use sluice_engine::ShardId;
 
 use super::encode;
 use super::Session;
+use crate::acl::Operation;
 use crate::broker::{Broker, PartitionKey, ShardRequest, ShardResponse};
 use crate::errors::code;
 
@@ -26,7 +27,7 @@ type Located = ((usize, usize), PartitionKey);
 
 pub async fn handle(
     broker: &Rc<Broker>,
-    _session: &Session,
+    session: &Session,
     header: &RequestHeader,
     request: DescribeProducersRequest,
 ) -> Option<Vec<Bytes>> {
@@ -38,9 +39,12 @@ pub async fn handle(
     let mut per_shard: BTreeMap<ShardId, Vec<Located>> = BTreeMap::new();
     for (topic_index, topic) in request.topics.iter().enumerate() {
         let known = metadata.topics.get(topic.name.as_str());
+        let allowed = session.may_on_topic(broker, Operation::Read, topic.name.as_str());
         for (partition_index, partition) in topic.partition_indexes.iter().enumerate() {
             let position = (topic_index, partition_index);
-            if known.is_some_and(|meta| *partition >= 0 && *partition < meta.partitions) {
+            if !allowed {
+                answers.insert(position, Err(code::TOPIC_AUTHORIZATION_FAILED));
+            } else if known.is_some_and(|meta| *partition >= 0 && *partition < meta.partitions) {
                 per_shard
                     .entry(broker.owner(topic.name.as_str(), *partition))
                     .or_default()

@@ -16,6 +16,7 @@ use sluice_engine::ShardId;
 
 use super::Session;
 use super::{encode, str_bytes};
+use crate::acl::Operation;
 use crate::broker::{Broker, ShardRequest, ShardResponse};
 use crate::errors::code;
 
@@ -28,11 +29,16 @@ const CONTROLLER_LISTENER: &str = "CONTROLLER";
 
 pub async fn handle(
     broker: &Rc<Broker>,
-    _session: &Session,
+    session: &Session,
     header: &RequestHeader,
     request: DescribeQuorumRequest,
 ) -> Option<Vec<Bytes>> {
     let version = header.request_api_version;
+    if !session.may_on_cluster(broker, Operation::Describe) {
+        let mut response = DescribeQuorumResponse::default();
+        response.error_code = code::CLUSTER_AUTHORIZATION_FAILED;
+        return Some(encode(&response, version));
+    }
     let status = match broker
         .mesh
         .call(ShardId(0), ShardRequest::QuorumStatus)

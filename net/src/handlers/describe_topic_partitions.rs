@@ -40,6 +40,7 @@ use uuid::Uuid;
 
 use super::Session;
 use super::{encode, str_bytes};
+use crate::acl::Operation;
 use crate::broker::{validate_topic_name, Broker};
 use crate::errors::code;
 use crate::groups::OFFSETS_TOPIC;
@@ -327,23 +328,36 @@ fn refused(requested: &[&str]) -> Vec<DescribeTopicPartitionsResponseTopic> {
 
 pub async fn handle(
     broker: &Rc<Broker>,
-    _session: &Session,
+    session: &Session,
     header: &RequestHeader,
     request: DescribeTopicPartitionsRequest,
 ) -> Option<Vec<Bytes>> {
     let metadata = broker.metadata();
-    let requested: Vec<&str> = request
+    let may_describe = |name: &str| session.may_on_topic(broker, Operation::Describe, name);
+    // A named topic the sender may not describe is answered
+    // TOPIC_AUTHORIZATION_FAILED (on the first page only, which has no
+    // cursor); with every topic asked for, it is left out.
+    let (requested, denied): (Vec<&str>, Vec<&str>) = request
         .topics
         .iter()
         .map(|topic| topic.name.0.as_str())
-        .collect();
+        .partition(|name| may_describe(name));
+    if requested.is_empty() && !denied.is_empty() {
+        let mut response = DescribeTopicPartitionsResponse::default();
+        response.topics = denied
+            .iter()
+            .map(|name| topic_response(name, code::TOPIC_AUTHORIZATION_FAILED, Uuid::nil()))
+            .collect();
+        return Some(encode(&response, header.request_api_version));
+    }
     let cursor = request.cursor.as_ref().map(|cursor| Position {
         topic: cursor.topic_name.0.as_str(),
         partition: cursor.partition_index,
     });
     let mut response = DescribeTopicPartitionsResponse::default();
     match topics_to_describe(&requested, &metadata, cursor) {
-        Ok(topics) => {
+        Ok(mut topics) => {
+            topics.retain(|name| may_describe(name));
             let partitions_max = response_partitions(request.response_partition_limit);
             let page = page(
                 &metadata,
@@ -357,6 +371,11 @@ pub async fn handle(
                 .into_iter()
                 .map(|entry| entry_response(&metadata, entry))
                 .collect();
+            if cursor.is_none() {
+                response.topics.extend(denied.iter().map(|name| {
+                    topic_response(name, code::TOPIC_AUTHORIZATION_FAILED, Uuid::nil())
+                }));
+            }
             response.next_cursor = page.next.map(|next| {
                 let mut cursor = Cursor::default();
                 cursor.topic_name = TopicName(str_bytes(next.topic));

@@ -13,6 +13,7 @@ use kafka_protocol::messages::{
 
 use super::Session;
 use super::{encode, str_bytes};
+use crate::acl::Operation;
 use crate::broker::Broker;
 use crate::errors::code;
 use crate::txn::{self, DescribedTxn, TxnRequest, TxnResponse};
@@ -21,7 +22,7 @@ pub const VERSIONS: (i16, i16) = (0, 0);
 
 pub async fn handle(
     broker: &Rc<Broker>,
-    _session: &Session,
+    session: &Session,
     header: &RequestHeader,
     request: DescribeTransactionsRequest,
 ) -> Option<Vec<Bytes>> {
@@ -44,6 +45,13 @@ pub async fn handle(
         partitions: Vec::new(),
     };
     for id in &ids {
+        if !session.may_on_transactional_id(broker, Operation::Describe, id) {
+            described.insert(
+                id.clone(),
+                failed(id, code::TRANSACTIONAL_ID_AUTHORIZATION_FAILED),
+            );
+            continue;
+        }
         match txn::coordinator_shard(broker, id) {
             Ok(shard) => per_shard.entry(shard).or_default().push(id.clone()),
             Err(error_code) => {

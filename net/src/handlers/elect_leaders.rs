@@ -19,6 +19,7 @@ use kafka_protocol::messages::{ElectLeadersRequest, ElectLeadersResponse, Reques
 
 use super::Session;
 use super::{encode, str_bytes};
+use crate::acl::Operation;
 use crate::broker::{
     Broker, ControllerRequest, ElectionOutcome, ElectionTopic, ElectionType, ShardResponse,
 };
@@ -139,11 +140,20 @@ fn respond(
 
 pub async fn handle(
     broker: &Rc<Broker>,
-    _session: &Session,
+    session: &Session,
     header: &RequestHeader,
     request: ElectLeadersRequest,
 ) -> Option<Vec<Bytes>> {
     let version = header.request_api_version;
+    if !session.may_on_cluster(broker, Operation::Alter) {
+        let message = "Electing leaders takes ALTER on the cluster.";
+        let response = respond(
+            &request,
+            version,
+            Err((code::CLUSTER_AUTHORIZATION_FAILED, message)),
+        );
+        return Some(encode(&response, version));
+    }
     let Some(election) = ElectionType::from_id(request.election_type) else {
         let message = format!("Unknown election type {}.", request.election_type);
         let response = respond(&request, version, Err((code::INVALID_REQUEST, &message)));

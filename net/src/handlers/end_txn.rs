@@ -9,6 +9,7 @@ use kafka_protocol::messages::{EndTxnRequest, EndTxnResponse, ProducerId, Reques
 use super::add_partitions_to_txn::fenced_for;
 use super::encode;
 use super::Session;
+use crate::acl::Operation;
 use crate::broker::Broker;
 use crate::errors::code;
 use crate::txn::{self, TxnRequest, TxnResponse};
@@ -20,7 +21,7 @@ const EPOCH_BUMP_VERSION: i16 = 5;
 
 pub async fn handle(
     broker: &Rc<Broker>,
-    _session: &Session,
+    session: &Session,
     header: &RequestHeader,
     request: EndTxnRequest,
 ) -> Option<Vec<Bytes>> {
@@ -31,6 +32,10 @@ pub async fn handle(
     let id = request.transactional_id.to_string();
     if id.is_empty() {
         response.error_code = code::INVALID_REQUEST;
+        return Some(encode(&response, version));
+    }
+    if !session.may_on_transactional_id(broker, Operation::Write, &id) {
+        response.error_code = code::TRANSACTIONAL_ID_AUTHORIZATION_FAILED;
         return Some(encode(&response, version));
     }
     let end = TxnRequest::EndTxn {

@@ -13,6 +13,7 @@ use kafka_protocol::messages::{
 
 use super::Session;
 use super::{encode, str_bytes};
+use crate::acl::Operation;
 use crate::broker::Broker;
 use crate::errors::code;
 use crate::groups;
@@ -31,7 +32,7 @@ const KEY_TYPE_SHARE: i8 = 2;
 
 pub async fn handle(
     broker: &Rc<Broker>,
-    _session: &Session,
+    session: &Session,
     header: &RequestHeader,
     request: FindCoordinatorRequest,
 ) -> Option<Vec<Bytes>> {
@@ -79,6 +80,19 @@ pub async fn handle(
     let locate = |key: &str| -> (i16, Option<String>, i32, String, i32) {
         if error_code != code::NONE {
             return (error_code, message.clone(), -1, String::new(), -1);
+        }
+        // Finding a coordinator takes DESCRIBE on the group or the
+        // transactional id.
+        let refused = match request.key_type {
+            KEY_TYPE_TRANSACTION => {
+                (!session.may_on_transactional_id(broker, Operation::Describe, key))
+                    .then_some(code::TRANSACTIONAL_ID_AUTHORIZATION_FAILED)
+            }
+            _ => (!session.may_on_group(broker, Operation::Describe, key))
+                .then_some(code::GROUP_AUTHORIZATION_FAILED),
+        };
+        if let Some(error_code) = refused {
+            return (error_code, None, -1, String::new(), -1);
         }
         let leader = metadata.topics.get(topic).and_then(|described| {
             let partition = sluice_engine::shard::coordinator_partition(key, described.partitions);

@@ -13,6 +13,7 @@ use kafka_protocol::messages::{
 use super::describe_configs::{RESOURCE_BROKER, RESOURCE_TOPIC};
 use super::Session;
 use super::{encode, str_bytes};
+use crate::acl::Operation;
 use crate::broker::{Broker, ConfigChange, ControllerRequest, ShardResponse};
 use crate::config_catalog::static_broker_configs;
 use crate::errors::code;
@@ -21,7 +22,7 @@ pub const VERSIONS: (i16, i16) = (0, 1);
 
 pub async fn handle(
     broker: &Rc<Broker>,
-    _session: &Session,
+    session: &Session,
     header: &RequestHeader,
     request: IncrementalAlterConfigsRequest,
 ) -> Option<Vec<Bytes>> {
@@ -30,6 +31,16 @@ pub async fn handle(
         let mut result = AlterConfigsResourceResponse::default();
         result.resource_type = resource.resource_type;
         result.resource_name = resource.resource_name.clone();
+        if let Some(error_code) = session.config_refusal(
+            broker,
+            resource.resource_type,
+            resource.resource_name.as_str(),
+            Operation::AlterConfigs,
+        ) {
+            result.error_code = error_code;
+            response.responses.push(result);
+            continue;
+        }
         match resource.resource_type {
             RESOURCE_TOPIC => {
                 let changes = resource

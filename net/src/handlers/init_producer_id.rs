@@ -12,6 +12,7 @@ use kafka_protocol::messages::{
 
 use super::encode;
 use super::Session;
+use crate::acl::Operation;
 use crate::broker::{Broker, ControllerRequest, ShardResponse};
 use crate::errors::code;
 use crate::txn::{self, TxnRequest, TxnResponse};
@@ -23,7 +24,7 @@ const PRODUCER_FENCED_VERSION: i16 = 4;
 
 pub async fn handle(
     broker: &Rc<Broker>,
-    _session: &Session,
+    session: &Session,
     header: &RequestHeader,
     request: InitProducerIdRequest,
 ) -> Option<Vec<Bytes>> {
@@ -36,6 +37,10 @@ pub async fn handle(
         if id.is_empty() {
             response.error_code = code::INVALID_REQUEST;
             return Some(encode(&response, header.request_api_version));
+        }
+        if !session.may_on_transactional_id(broker, Operation::Write, &id) {
+            response.error_code = code::TRANSACTIONAL_ID_AUTHORIZATION_FAILED;
+            return Some(encode(&response, version));
         }
         let init = TxnRequest::InitProducerId {
             transactional_id: id.clone(),
@@ -61,6 +66,20 @@ pub async fn handle(
             Ok(_) => response.error_code = code::UNKNOWN_SERVER_ERROR,
             Err(error_code) => response.error_code = error_code,
         }
+        return Some(encode(&response, version));
+    }
+    // An idempotent producer takes IDEMPOTENT_WRITE on the cluster, or
+    // WRITE on some topic (Kafka 2.8 and later, KIP-679).
+    let may_be_idempotent = session.may_on_cluster(broker, Operation::IdempotentWrite)
+        || broker.config.authorizer.as_ref().is_none_or(|authorizer| {
+            authorizer.authorize_any(
+                &session.requester(),
+                Operation::Write,
+                crate::acl::ResourceType::Topic,
+            )
+        });
+    if !may_be_idempotent {
+        response.error_code = code::CLUSTER_AUTHORIZATION_FAILED;
         return Some(encode(&response, version));
     }
     let bump = request.producer_id.0 >= 0

@@ -18,6 +18,7 @@ use kafka_protocol::messages::{
 use super::describe_configs::{RESOURCE_BROKER, RESOURCE_TOPIC};
 use super::Session;
 use super::{encode, str_bytes};
+use crate::acl::Operation;
 use crate::broker::Broker;
 use crate::errors::code;
 
@@ -38,11 +39,15 @@ const KAFKA_TYPES: [i8; 5] = [
 
 pub async fn handle(
     broker: &Rc<Broker>,
-    _session: &Session,
+    session: &Session,
     header: &RequestHeader,
     request: ListConfigResourcesRequest,
 ) -> Option<Vec<Bytes>> {
     let mut response = ListConfigResourcesResponse::default();
+    if !session.may_on_cluster(broker, Operation::DescribeConfigs) {
+        response.error_code = code::CLUSTER_AUTHORIZATION_FAILED;
+        return Some(encode(&response, header.request_api_version));
+    }
     // v0 lists client-metrics resources only.
     let wanted: Vec<i8> = if header.request_api_version == 0 {
         vec![RESOURCE_CLIENT_METRICS]

@@ -10,6 +10,7 @@ use sluice_engine::ShardId;
 
 use super::Session;
 use super::{encode, str_bytes};
+use crate::acl::Operation;
 use crate::broker::{futures_lite_join_all, Broker};
 use crate::errors::code;
 use crate::groups::{self, GroupRequest, GroupResponse};
@@ -23,7 +24,7 @@ const TYPE_VERSION: i16 = 5;
 
 pub async fn handle(
     broker: &Rc<Broker>,
-    _session: &Session,
+    session: &Session,
     header: &RequestHeader,
     request: ListGroupsRequest,
 ) -> Option<Vec<Bytes>> {
@@ -32,6 +33,7 @@ pub async fn handle(
         .map(|shard| groups::call(broker, ShardId(shard as u16), GroupRequest::List))
         .collect();
     let mut response = ListGroupsResponse::default();
+    let may_list_all = session.may_on_cluster(broker, Operation::Describe);
     let states: Vec<String> = request
         .states_filter
         .iter()
@@ -51,6 +53,12 @@ pub async fn handle(
             response.error_code = listed.error_code;
         }
         for found in listed.groups {
+            // DESCRIBE on the cluster lists every group; else only the
+            // groups the sender may describe.
+            if !may_list_all && !session.may_on_group(broker, Operation::Describe, &found.group_id)
+            {
+                continue;
+            }
             if !states.is_empty() && !states.contains(&found.state.to_lowercase()) {
                 continue;
             }

@@ -21,6 +21,7 @@ use sluice_engine::{ClusterMetadata, PartitionState};
 
 use super::Session;
 use super::{encode, str_bytes};
+use crate::acl::Operation;
 use crate::broker::Broker;
 use crate::codec::list_partition_reassignments::LIST_PARTITION_REASSIGNMENTS_VERSIONS;
 use crate::errors::code;
@@ -112,11 +113,17 @@ fn respond(
 
 pub async fn handle(
     broker: &Rc<Broker>,
-    _session: &Session,
+    session: &Session,
     header: &RequestHeader,
     request: ListPartitionReassignmentsRequest,
 ) -> Option<Vec<Bytes>> {
-    let response = respond(&broker.metadata(), &request);
+    let response = if session.may_on_cluster(broker, Operation::Describe) {
+        respond(&broker.metadata(), &request)
+    } else {
+        let mut response = ListPartitionReassignmentsResponse::default();
+        response.error_code = code::CLUSTER_AUTHORIZATION_FAILED;
+        response
+    };
     Some(encode(&response, header.request_api_version))
 }
 

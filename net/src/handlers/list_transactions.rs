@@ -16,6 +16,7 @@ use sluice_engine::ShardId;
 
 use super::Session;
 use super::{encode, str_bytes};
+use crate::acl::Operation;
 use crate::broker::{futures_lite_join_all, Broker};
 use crate::constants::{
     TRANSACTIONAL_ID_PATTERN_BYTES_MAX, TRANSACTIONAL_ID_PATTERN_COMPILED_BYTES_MAX,
@@ -48,7 +49,7 @@ fn id_pattern(pattern: Option<&str>) -> Result<Option<regex::Regex>, ()> {
 
 pub async fn handle(
     broker: &Rc<Broker>,
-    _session: &Session,
+    session: &Session,
     header: &RequestHeader,
     request: ListTransactionsRequest,
 ) -> Option<Vec<Bytes>> {
@@ -99,6 +100,14 @@ pub async fn handle(
                         .as_ref()
                         .is_some_and(|pattern| !pattern.is_match(&entry.transactional_id))
                     {
+                        continue;
+                    }
+                    // Only the ids the sender may describe are listed.
+                    if !session.may_on_transactional_id(
+                        broker,
+                        Operation::Describe,
+                        &entry.transactional_id,
+                    ) {
                         continue;
                     }
                     let mut state = TransactionState::default();

@@ -305,6 +305,38 @@ impl Session {
         self.may(broker, operation, acl::ResourceType::TransactionalId, name)
     }
 
+    /// The error for a config resource (DescribeConfigs, AlterConfigs,
+    /// IncrementalAlterConfigs) the sender may not do `operation` on, as
+    /// Kafka maps config resource types to ACL resources: a topic to the
+    /// topic, a group to the group, every broker resource to the cluster.
+    pub fn config_refusal(
+        &self,
+        broker: &Broker,
+        resource_type: i8,
+        name: &str,
+        operation: acl::Operation,
+    ) -> Option<i16> {
+        use crate::errors::code;
+        /// Kafka's config resource types (`ConfigResource.Type`).
+        const TOPIC: i8 = 2;
+        const GROUP: i8 = 32;
+        let (allowed, refusal) = match resource_type {
+            TOPIC => (
+                self.may_on_topic(broker, operation, name),
+                code::TOPIC_AUTHORIZATION_FAILED,
+            ),
+            GROUP => (
+                self.may_on_group(broker, operation, name),
+                code::GROUP_AUTHORIZATION_FAILED,
+            ),
+            _ => (
+                self.may_on_cluster(broker, operation),
+                code::CLUSTER_AUTHORIZATION_FAILED,
+            ),
+        };
+        (!allowed).then_some(refusal)
+    }
+
     /// Whether the sender may manage the cluster's security (users'
     /// credentials). With an authorizer: ALTER on the cluster, as Kafka
     /// asks. Without one: anyone on a listener without authentication, as

@@ -19,8 +19,9 @@ use kafka_protocol::messages::{
 use uuid::Uuid;
 
 use super::compact::{put_compact_len, put_no_tags};
-use super::Session;
 use super::{encode, str_bytes};
+use super::{group_call, Session};
+use crate::acl::Operation;
 use crate::broker::Broker;
 use crate::errors::code;
 use crate::groups::{self, GroupRequest, GroupResponse};
@@ -40,7 +41,7 @@ struct TopicAnswer {
 
 pub async fn handle(
     broker: &Rc<Broker>,
-    _session: &Session,
+    session: &Session,
     header: &RequestHeader,
     mut request: OffsetCommitRequest,
 ) -> Option<Vec<Bytes>> {
@@ -62,9 +63,14 @@ pub async fn handle(
     } else {
         unknown.resize(request.topics.len(), false);
     }
-    for (topic, unknown) in request.topics.iter().zip(&unknown) {
+    // A topic the sender may not READ is answered here too, as Kafka
+    // answers it, and not sent on.
+    for (topic, unknown) in request.topics.iter().zip(unknown.iter_mut()) {
         let error_code = if *unknown {
             code::UNKNOWN_TOPIC_ID
+        } else if !session.may_on_topic(broker, Operation::Read, topic.name.0.as_str()) {
+            *unknown = true;
+            code::TOPIC_AUTHORIZATION_FAILED
         } else {
             code::NONE
         };
@@ -93,10 +99,13 @@ pub async fn handle(
         None
     } else {
         Some(
-            match groups::route(
-                broker,
-                &group_id,
-                GroupRequest::OffsetCommit { request, version },
+            match group_call(
+                session.may_on_group(broker, Operation::Read, &group_id),
+                groups::route(
+                    broker,
+                    &group_id,
+                    GroupRequest::OffsetCommit { request, version },
+                ),
             )
             .await
             {

@@ -10,7 +10,8 @@ use kafka_protocol::messages::offset_delete_response::{
 use kafka_protocol::messages::{OffsetDeleteRequest, OffsetDeleteResponse, RequestHeader};
 
 use super::encode;
-use super::Session;
+use super::{group_call, Session};
+use crate::acl::Operation;
 use crate::broker::Broker;
 use crate::errors::code;
 use crate::groups::{self, GroupRequest, GroupResponse};
@@ -19,11 +20,36 @@ pub const VERSIONS: (i16, i16) = (0, 0);
 
 pub async fn handle(
     broker: &Rc<Broker>,
-    _session: &Session,
+    session: &Session,
     header: &RequestHeader,
-    request: OffsetDeleteRequest,
+    mut request: OffsetDeleteRequest,
 ) -> Option<Vec<Bytes>> {
     let group_id = request.group_id.to_string();
+    // A topic the sender may not READ is answered TOPIC_AUTHORIZATION_FAILED
+    // and its offsets are kept, as Kafka does.
+    let topic_refused: Vec<bool> = request
+        .topics
+        .iter()
+        .map(|topic| !session.may_on_topic(broker, Operation::Read, topic.name.0.as_str()))
+        .collect();
+    let all_topics: Vec<(kafka_protocol::messages::TopicName, Vec<i32>)> = request
+        .topics
+        .iter()
+        .map(|topic| {
+            (
+                topic.name.clone(),
+                topic
+                    .partitions
+                    .iter()
+                    .map(|partition| partition.partition_index)
+                    .collect(),
+            )
+        })
+        .collect();
+    let mut kept = topic_refused.iter();
+    request
+        .topics
+        .retain(|_| kept.next().is_some_and(|refused| !refused));
     let shape: Vec<(kafka_protocol::messages::TopicName, Vec<i32>)> = request
         .topics
         .iter()
@@ -39,27 +65,43 @@ pub async fn handle(
         })
         .collect();
     let mut response = OffsetDeleteResponse::default();
-    let errors =
-        match groups::route(broker, &group_id, GroupRequest::OffsetDelete { request }).await {
-            Ok(GroupResponse::OffsetDelete(outcome)) => {
-                response.error_code = outcome.error_code;
-                outcome.topics
-            }
-            other => {
-                response.error_code = match other {
-                    Err(error_code) => error_code,
-                    Ok(_) => code::UNKNOWN_SERVER_ERROR,
-                };
-                shape
-                    .iter()
-                    .map(|(_, partitions)| vec![code::NONE; partitions.len()])
-                    .collect()
-            }
-        };
+    let errors = match group_call(
+        session.may_on_group(broker, Operation::Delete, &group_id),
+        groups::route(broker, &group_id, GroupRequest::OffsetDelete { request }),
+    )
+    .await
+    {
+        Ok(GroupResponse::OffsetDelete(outcome)) => {
+            response.error_code = outcome.error_code;
+            outcome.topics
+        }
+        other => {
+            response.error_code = match other {
+                Err(error_code) => error_code,
+                Ok(_) => code::UNKNOWN_SERVER_ERROR,
+            };
+            shape
+                .iter()
+                .map(|(_, partitions)| vec![code::NONE; partitions.len()])
+                .collect()
+        }
+    };
     if response.error_code == code::NONE {
-        response.topics = shape
+        let mut sent = shape.into_iter().zip(errors);
+        let answered: Vec<_> = all_topics
             .into_iter()
-            .zip(errors)
+            .zip(&topic_refused)
+            .filter_map(|((name, partitions), refused)| {
+                if *refused {
+                    let errors = vec![code::TOPIC_AUTHORIZATION_FAILED; partitions.len()];
+                    Some(((name, partitions), errors))
+                } else {
+                    sent.next()
+                }
+            })
+            .collect();
+        response.topics = answered
+            .into_iter()
             .map(|((name, partitions), errors)| {
                 let mut topic = OffsetDeleteResponseTopic::default();
                 topic.name = name;

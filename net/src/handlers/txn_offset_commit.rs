@@ -14,15 +14,21 @@ use bytes::Bytes;
 use kafka_protocol::messages::txn_offset_commit_response::{
     TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic,
 };
-use kafka_protocol::messages::{RequestHeader, TxnOffsetCommitRequest, TxnOffsetCommitResponse};
+use kafka_protocol::messages::{
+    RequestHeader, TopicName, TxnOffsetCommitRequest, TxnOffsetCommitResponse,
+};
 
 use super::add_partitions_to_txn::fenced_for;
 use super::encode;
 use super::Session;
+use crate::acl::Operation;
 use crate::broker::Broker;
 use crate::errors::code;
 use crate::groups::{self, GroupRequest, GroupResponse};
 use crate::txn::{self, TxnRequest};
+
+/// A topic's partitions and their errors, in the request's order.
+type TopicErrors = ((TopicName, Vec<i32>), Vec<i16>);
 
 pub const VERSIONS: (i16, i16) = (0, 5);
 
@@ -78,12 +84,36 @@ async fn add_offsets_partition(
 
 pub async fn handle(
     broker: &Rc<Broker>,
-    _session: &Session,
+    session: &Session,
     header: &RequestHeader,
-    request: TxnOffsetCommitRequest,
+    mut request: TxnOffsetCommitRequest,
 ) -> Option<Vec<Bytes>> {
     let version = header.request_api_version;
     let group_id = request.group_id.to_string();
+    // Kafka's checks, in its order: WRITE on the transactional id and READ
+    // on the group refuse every partition; a topic the sender may not READ
+    // is answered TOPIC_AUTHORIZATION_FAILED and not committed.
+    let refused = if !session.may_on_transactional_id(
+        broker,
+        Operation::Write,
+        request.transactional_id.as_str(),
+    ) {
+        Some(code::TRANSACTIONAL_ID_AUTHORIZATION_FAILED)
+    } else if !session.may_on_group(broker, Operation::Read, &group_id) {
+        Some(code::GROUP_AUTHORIZATION_FAILED)
+    } else {
+        None
+    };
+    let topic_refused: Vec<bool> = request
+        .topics
+        .iter()
+        .map(|topic| !session.may_on_topic(broker, Operation::Read, topic.name.0.as_str()))
+        .collect();
+    let all_topics = request.topics.clone();
+    let mut kept = topic_refused.iter();
+    request
+        .topics
+        .retain(|_| kept.next().is_some_and(|refused| !refused));
     let shape: Vec<(kafka_protocol::messages::TopicName, Vec<i32>)> = request
         .topics
         .iter()
@@ -98,15 +128,22 @@ pub async fn handle(
             )
         })
         .collect();
-    let answer = match add_offsets_partition(broker, version, &request).await {
-        Err(error_code) => Err(error_code),
-        Ok(()) => {
-            groups::route(
-                broker,
-                &group_id,
-                GroupRequest::TxnOffsetCommit { request, version },
-            )
-            .await
+    let answer = if let Some(error_code) = refused {
+        Err(error_code)
+    } else if request.topics.is_empty() && !all_topics.is_empty() {
+        // Every topic was refused: nothing to add to the transaction.
+        Ok(GroupResponse::OffsetCommit(Default::default()))
+    } else {
+        match add_offsets_partition(broker, version, &request).await {
+            Err(error_code) => Err(error_code),
+            Ok(()) => {
+                groups::route(
+                    broker,
+                    &group_id,
+                    GroupRequest::TxnOffsetCommit { request, version },
+                )
+                .await
+            }
         }
     };
     let errors: Vec<Vec<i16>> = match answer {
@@ -122,10 +159,29 @@ pub async fn handle(
                 .collect()
         }
     };
+    // The answers of the topics sent on, with the refused ones put back in
+    // the request's order.
+    let mut sent = shape.into_iter().zip(errors);
+    let answered: Vec<TopicErrors> = all_topics
+        .iter()
+        .zip(&topic_refused)
+        .filter_map(|(topic, refused)| {
+            if *refused {
+                let partitions: Vec<i32> = topic
+                    .partitions
+                    .iter()
+                    .map(|partition| partition.partition_index)
+                    .collect();
+                let errors = vec![code::TOPIC_AUTHORIZATION_FAILED; partitions.len()];
+                Some(((topic.name.clone(), partitions), errors))
+            } else {
+                sent.next()
+            }
+        })
+        .collect();
     let mut response = TxnOffsetCommitResponse::default();
-    response.topics = shape
+    response.topics = answered
         .into_iter()
-        .zip(errors)
         .map(|((name, partitions), errors)| {
             let mut topic = TxnOffsetCommitResponseTopic::default();
             topic.name = name;

@@ -21,6 +21,7 @@ use sluice_engine::TxnMarker;
 
 use super::encode;
 use super::Session;
+use crate::acl::Operation;
 use crate::broker::Broker;
 use crate::codec::write_txn_markers::{WriteTxnMarkers, WRITE_TXN_MARKERS_VERSIONS};
 
@@ -32,7 +33,7 @@ const RESPONSE_ENCODING_MAX: i16 = 1;
 
 pub async fn handle(
     broker: &Rc<Broker>,
-    _session: &Session,
+    session: &Session,
     header: &RequestHeader,
     request: WriteTxnMarkers,
 ) -> Option<Vec<Bytes>> {
@@ -51,7 +52,13 @@ pub async fn handle(
             }
         }
     }
-    let mut codes = broker.write_markers_here(entries).await.into_iter();
+    // Markers come from transaction coordinators: CLUSTER_ACTION.
+    let mut codes = if session.may_on_cluster(broker, Operation::ClusterAction) {
+        broker.write_markers_here(entries).await
+    } else {
+        vec![crate::errors::code::CLUSTER_AUTHORIZATION_FAILED; entries.len()]
+    }
+    .into_iter();
     let mut response = WriteTxnMarkersResponse::default();
     response.markers = request
         .request
