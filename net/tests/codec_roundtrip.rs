@@ -1284,7 +1284,7 @@ fn gen_alter_user_scram_credentials(g: &mut Gen, _v: i16) -> AlterUserScramCrede
     r
 }
 
-fn gen_describe_acls(g: &mut Gen, _v: i16) -> DescribeAclsRequest {
+fn gen_describe_acls(g: &mut Gen, v: i16) -> DescribeAclsRequest {
     let mut r = DescribeAclsRequest::default();
     r.resource_type_filter = g.i8();
     r.resource_name_filter = g.nullable_string();
@@ -1293,11 +1293,11 @@ fn gen_describe_acls(g: &mut Gen, _v: i16) -> DescribeAclsRequest {
     r.host_filter = g.nullable_string();
     r.operation = g.i8();
     r.permission_type = g.i8();
-    r.unknown_tagged_fields = g.tags(true);
+    r.unknown_tagged_fields = g.tags(v >= 2);
     r
 }
 
-fn gen_create_acls(g: &mut Gen, _v: i16) -> CreateAclsRequest {
+fn gen_create_acls(g: &mut Gen, v: i16) -> CreateAclsRequest {
     use kafka_protocol::messages::create_acls_request::AclCreation;
     let mut r = CreateAclsRequest::default();
     r.creations = g.vec(|g| {
@@ -1309,14 +1309,14 @@ fn gen_create_acls(g: &mut Gen, _v: i16) -> CreateAclsRequest {
         creation.host = g.string();
         creation.operation = g.i8();
         creation.permission_type = g.i8();
-        creation.unknown_tagged_fields = g.tags(true);
+        creation.unknown_tagged_fields = g.tags(v >= 2);
         creation
     });
-    r.unknown_tagged_fields = g.tags(true);
+    r.unknown_tagged_fields = g.tags(v >= 2);
     r
 }
 
-fn gen_delete_acls(g: &mut Gen, _v: i16) -> DeleteAclsRequest {
+fn gen_delete_acls(g: &mut Gen, v: i16) -> DeleteAclsRequest {
     use kafka_protocol::messages::delete_acls_request::DeleteAclsFilter;
     let mut r = DeleteAclsRequest::default();
     r.filters = g.vec(|g| {
@@ -1328,10 +1328,10 @@ fn gen_delete_acls(g: &mut Gen, _v: i16) -> DeleteAclsRequest {
         filter.host_filter = g.nullable_string();
         filter.operation = g.i8();
         filter.permission_type = g.i8();
-        filter.unknown_tagged_fields = g.tags(true);
+        filter.unknown_tagged_fields = g.tags(v >= 2);
         filter
     });
-    r.unknown_tagged_fields = g.tags(true);
+    r.unknown_tagged_fields = g.tags(v >= 2);
     r
 }
 

@@ -365,6 +365,33 @@ impl Session {
     }
 }
 
+/// A topic's name and partition indexes, with the errors answered for
+/// them.
+pub type TopicErrors = ((kafka_protocol::messages::TopicName, Vec<i32>), Vec<i16>);
+
+/// The topics of a request in its order: each refused before the call
+/// (`refused`, beside `all`) with every partition `refusal`, the others
+/// with the answers of the call (`sent`, in order).
+pub fn with_refused_topics(
+    all: Vec<(kafka_protocol::messages::TopicName, Vec<i32>)>,
+    refused: &[bool],
+    sent: Vec<TopicErrors>,
+    refusal: i16,
+) -> Vec<TopicErrors> {
+    let mut sent = sent.into_iter();
+    all.into_iter()
+        .zip(refused)
+        .filter_map(|((name, partitions), refused)| {
+            if *refused {
+                let errors = vec![refusal; partitions.len()];
+                Some(((name, partitions), errors))
+            } else {
+                sent.next()
+            }
+        })
+        .collect()
+}
+
 /// `call`'s answer when `allowed`, else GROUP_AUTHORIZATION_FAILED without
 /// `call` running: a future does nothing until it is awaited.
 pub async fn group_call<T>(

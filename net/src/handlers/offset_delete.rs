@@ -10,7 +10,7 @@ use kafka_protocol::messages::offset_delete_response::{
 use kafka_protocol::messages::{OffsetDeleteRequest, OffsetDeleteResponse, RequestHeader};
 
 use super::encode;
-use super::{group_call, Session};
+use super::{group_call, with_refused_topics, Session};
 use crate::acl::Operation;
 use crate::broker::Broker;
 use crate::errors::code;
@@ -50,19 +50,11 @@ pub async fn handle(
     request
         .topics
         .retain(|_| kept.next().is_some_and(|refused| !refused));
-    let shape: Vec<(kafka_protocol::messages::TopicName, Vec<i32>)> = request
-        .topics
+    let shape: Vec<(kafka_protocol::messages::TopicName, Vec<i32>)> = all_topics
         .iter()
-        .map(|topic| {
-            (
-                topic.name.clone(),
-                topic
-                    .partitions
-                    .iter()
-                    .map(|partition| partition.partition_index)
-                    .collect(),
-            )
-        })
+        .zip(&topic_refused)
+        .filter(|(_, refused)| !**refused)
+        .map(|(topic, _)| topic.clone())
         .collect();
     let mut response = OffsetDeleteResponse::default();
     let errors = match group_call(
@@ -87,19 +79,12 @@ pub async fn handle(
         }
     };
     if response.error_code == code::NONE {
-        let mut sent = shape.into_iter().zip(errors);
-        let answered: Vec<_> = all_topics
-            .into_iter()
-            .zip(&topic_refused)
-            .filter_map(|((name, partitions), refused)| {
-                if *refused {
-                    let errors = vec![code::TOPIC_AUTHORIZATION_FAILED; partitions.len()];
-                    Some(((name, partitions), errors))
-                } else {
-                    sent.next()
-                }
-            })
-            .collect();
+        let answered = with_refused_topics(
+            all_topics,
+            &topic_refused,
+            shape.into_iter().zip(errors).collect(),
+            code::TOPIC_AUTHORIZATION_FAILED,
+        );
         response.topics = answered
             .into_iter()
             .map(|((name, partitions), errors)| {

@@ -14,21 +14,16 @@ use bytes::Bytes;
 use kafka_protocol::messages::txn_offset_commit_response::{
     TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic,
 };
-use kafka_protocol::messages::{
-    RequestHeader, TopicName, TxnOffsetCommitRequest, TxnOffsetCommitResponse,
-};
+use kafka_protocol::messages::{RequestHeader, TxnOffsetCommitRequest, TxnOffsetCommitResponse};
 
 use super::add_partitions_to_txn::fenced_for;
 use super::encode;
-use super::Session;
+use super::{with_refused_topics, Session};
 use crate::acl::Operation;
 use crate::broker::Broker;
 use crate::errors::code;
 use crate::groups::{self, GroupRequest, GroupResponse};
 use crate::txn::{self, TxnRequest};
-
-/// A topic's partitions and their errors, in the request's order.
-type TopicErrors = ((TopicName, Vec<i32>), Vec<i16>);
 
 pub const VERSIONS: (i16, i16) = (0, 5);
 
@@ -159,26 +154,23 @@ pub async fn handle(
                 .collect()
         }
     };
-    // The answers of the topics sent on, with the refused ones put back in
-    // the request's order.
-    let mut sent = shape.into_iter().zip(errors);
-    let answered: Vec<TopicErrors> = all_topics
+    let all_shapes = all_topics
         .iter()
-        .zip(&topic_refused)
-        .filter_map(|(topic, refused)| {
-            if *refused {
-                let partitions: Vec<i32> = topic
-                    .partitions
-                    .iter()
-                    .map(|partition| partition.partition_index)
-                    .collect();
-                let errors = vec![code::TOPIC_AUTHORIZATION_FAILED; partitions.len()];
-                Some(((topic.name.clone(), partitions), errors))
-            } else {
-                sent.next()
-            }
+        .map(|topic| {
+            let partitions = topic
+                .partitions
+                .iter()
+                .map(|partition| partition.partition_index)
+                .collect();
+            (topic.name.clone(), partitions)
         })
         .collect();
+    let answered = with_refused_topics(
+        all_shapes,
+        &topic_refused,
+        shape.into_iter().zip(errors).collect(),
+        code::TOPIC_AUTHORIZATION_FAILED,
+    );
     let mut response = TxnOffsetCommitResponse::default();
     response.topics = answered
         .into_iter()
