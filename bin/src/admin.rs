@@ -10,11 +10,15 @@
 //! Partition reassignments (`topic reassign`, `topic reassignments`,
 //! `cluster rebalance`) live in [`reassign`], the rebalance planner in
 //! [`rebalance`], leader elections (`cluster elect-leaders`) in [`elect`],
-//! record removal (`topic trim`) in [`trim`].
+//! record removal (`topic trim`) in [`trim`]. `sluice produce` streams
+//! records rather than print one answer; it lives in [`produce`], its flag
+//! handling in [`stream`].
 
 mod elect;
+mod produce;
 mod reassign;
 mod rebalance;
+mod stream;
 mod trim;
 
 use std::fmt::Write as _;
@@ -85,10 +89,21 @@ ADMIN COMMANDS (Kafka protocol; work against any Kafka-compatible broker):
         Without --topic, every partition of every topic. Prints each partition's result;
         ELECTION_NOT_NEEDED (already led as asked) is not an error.
 
+    sluice produce TOPIC [--partition N] [--key-delimiter DELIM | -K DELIM] [--header K=V ...]
+            [--compression none|gzip|snappy|lz4|zstd] [--acks 0|1|all] [--file PATH]
+        Sends each line of stdin (or PATH) as one record; with a key delimiter the part
+        of a line before it is the key (a line without it has no key). Every record gets
+        the --header headers. Keyed records go to murmur2(key) % partitions, as Kafka's
+        Java client and librdkafka's murmur2_random partitioner place them (not
+        librdkafka's default, consistent_random); records without a key are spread over
+        the partitions (the sticky partitioner); --partition sends every record to N.
+        Acks default to all. Shows progress on stderr when it is a terminal, and the
+        totals (records, MB/s) at the end.
+
     Options of every admin command:
         --bootstrap HOST:PORT[,HOST:PORT...]
                                 broker(s) to connect to, tried in order (default 127.0.0.1:9092)
-        --json                  print JSON instead of tables
+        --json                  print JSON instead of tables (not produce)
     Exit status: 0 on success, 1 if the broker refuses or cannot be reached, 2 on usage errors.
 ";
 
@@ -103,7 +118,7 @@ const EXIT_USAGE: u8 = 2;
 pub fn is_admin_command(args: &[String]) -> bool {
     matches!(
         args.first().map(String::as_str),
-        Some("topic" | "group" | "txn" | "cluster")
+        Some("topic" | "group" | "txn" | "cluster" | "produce")
     )
 }
 
@@ -470,6 +485,9 @@ struct Failure {
 
 /// Runs an admin command line (`args` without the program name).
 pub fn main(args: &[String]) -> ExitCode {
+    if args.first().map(String::as_str) == Some("produce") {
+        return produce::main(&args[1..]);
+    }
     let invocation = match parse(args) {
         Ok(Parsed::Run(invocation)) => invocation,
         Ok(Parsed::Help) => {
@@ -486,15 +504,18 @@ pub fn main(args: &[String]) -> ExitCode {
             emit(&output);
             ExitCode::SUCCESS
         }
-        Err(Failure { doing, error }) => {
-            let why = match &error {
-                ClientError::Broker(refusal) => elect::refusal_text(refusal),
-                other => other.to_string(),
-            };
-            eprintln!("sluice: {doing} failed: {why}");
-            ExitCode::from(EXIT_FAILED)
-        }
+        Err(Failure { doing, error }) => report_failure(&doing, &error),
     }
+}
+
+/// The one line on stderr for a failed command, and its exit status.
+fn report_failure(doing: &str, error: &ClientError) -> ExitCode {
+    let why = match error {
+        ClientError::Broker(refusal) => elect::refusal_text(refusal),
+        other => other.to_string(),
+    };
+    eprintln!("sluice: {doing} failed: {why}");
+    ExitCode::from(EXIT_FAILED)
 }
 
 /// Writes the output; a reader that went away is not an error worth a panic.
