@@ -10,10 +10,11 @@
 //! Partition reassignments (`topic reassign`, `topic reassignments`,
 //! `cluster rebalance`) live in [`reassign`], the rebalance planner in
 //! [`rebalance`], leader elections (`cluster elect-leaders`) in [`elect`],
-//! record removal (`topic trim`) in [`trim`]. `sluice produce` streams
-//! records rather than print one answer; it lives in [`produce`], its flag
-//! handling in [`stream`].
+//! record removal (`topic trim`) in [`trim`]. `sluice produce` and
+//! `sluice consume` stream records rather than print one answer; they live
+//! in [`produce`] and [`consume`], with what they share in [`stream`].
 
+mod consume;
 mod elect;
 mod produce;
 mod reassign;
@@ -99,11 +100,22 @@ ADMIN COMMANDS (Kafka protocol; work against any Kafka-compatible broker):
         the partitions (the sticky partitioner); --partition sends every record to N.
         Acks default to all. Shows progress on stderr when it is a terminal, and the
         totals (records, MB/s) at the end.
+    sluice consume TOPIC [--partition N ...] [--offset earliest|latest|N|-N | --timestamp MS]
+            [--group GROUP] [--num N] [--follow | -f] [--format FMT]
+        Prints records, by default each value on its own line, up to the end offsets seen
+        at the start; --follow keeps waiting for new ones, --num N stops after N records.
+        Starts at --offset (-N: N before the end) or the first record at or after
+        --timestamp, else at GROUP's committed offsets, else at the earliest. --group
+        commits the offsets printed for GROUP (a simple commit: no group is joined, and
+        the group must have no members). Reads uncommitted transactional records too.
+        FMT (like kcat -f): %s value, %k key, %S and %K their lengths (-1: null), %p
+        partition, %o offset, %T timestamp (ms), %h headers (k=v,k=v), %t topic, %% a %;
+        \n \t \r \0 \\ escapes.
 
     Options of every admin command:
         --bootstrap HOST:PORT[,HOST:PORT...]
                                 broker(s) to connect to, tried in order (default 127.0.0.1:9092)
-        --json                  print JSON instead of tables (not produce)
+        --json                  print JSON instead of tables (not produce and consume)
     Exit status: 0 on success, 1 if the broker refuses or cannot be reached, 2 on usage errors.
 ";
 
@@ -118,7 +130,7 @@ const EXIT_USAGE: u8 = 2;
 pub fn is_admin_command(args: &[String]) -> bool {
     matches!(
         args.first().map(String::as_str),
-        Some("topic" | "group" | "txn" | "cluster" | "produce")
+        Some("topic" | "group" | "txn" | "cluster" | "produce" | "consume")
     )
 }
 
@@ -485,8 +497,10 @@ struct Failure {
 
 /// Runs an admin command line (`args` without the program name).
 pub fn main(args: &[String]) -> ExitCode {
-    if args.first().map(String::as_str) == Some("produce") {
-        return produce::main(&args[1..]);
+    match args.first().map(String::as_str) {
+        Some("produce") => return produce::main(&args[1..]),
+        Some("consume") => return consume::main(&args[1..]),
+        _ => {}
     }
     let invocation = match parse(args) {
         Ok(Parsed::Run(invocation)) => invocation,

@@ -1,6 +1,6 @@
 //! A small blocking Kafka client for admin tools (the `sluice topic ...`,
 //! `sluice group ...`, `sluice txn ...` and `sluice cluster ...` commands)
-//! and for `sluice produce`, speaking the Kafka protocol
+//! and for `sluice produce` and `sluice consume`, speaking the Kafka protocol
 //! to any Kafka-compatible broker over `std::net::TcpStream`.
 //!
 //! Design notes:
@@ -25,6 +25,7 @@
 pub mod admin;
 pub mod connection;
 pub mod error;
+pub mod fetch;
 pub mod groups;
 pub mod produce;
 pub mod records;
@@ -39,6 +40,7 @@ pub use admin::{
 };
 pub use connection::Connection;
 pub use error::{error_name, ClientError, KafkaError};
+pub use fetch::{for_each_record, FetchLimits, FetchedPartition, PartitionRecords, Visit};
 pub use groups::{CommittedOffset, GroupDescription, GroupListing, GroupMember};
 pub use produce::{compression_from_name, Acks, Producer, ProducerRecord, ProducerSettings};
 pub use records::{LowWatermark, DELETE_BEFORE_HIGH_WATERMARK};
@@ -87,12 +89,31 @@ pub const PRODUCE_RETRY_BACKOFF_MS: u64 = 200;
 /// for the in-sync replicas under acks=all.
 pub const PRODUCE_TIMEOUT_MS: i32 = 25_000;
 
+/// Bytes one Fetch response may carry (Kafka's `fetch.max.bytes` is 50 MiB;
+/// a CLI printing records needs far less per round trip).
+pub const FETCH_RESPONSE_BYTES_MAX: i32 = 16 * 1024 * 1024;
+
+/// Bytes per partition in one Fetch response (Kafka's
+/// `max.partition.fetch.bytes` default).
+pub const FETCH_PARTITION_BYTES_MAX: i32 = 1024 * 1024;
+
+/// How long a Fetch may wait for records to arrive (Kafka's
+/// `fetch.max.wait.ms` default). Short enough that a follow loop over
+/// several leaders, asked one after another, stays responsive.
+pub const FETCH_MAX_WAIT_MS: i32 = 500;
+
 const _: () = assert!(RESPONSE_BYTES_MIN < RESPONSE_BYTES_MAX);
 const _: () = assert!(PRODUCE_BATCH_BYTES_MAX < PRODUCE_PENDING_BYTES_MAX);
 const _: () = assert!(
     PRODUCE_PENDING_BYTES_MAX < RESPONSE_BYTES_MAX,
     "one flush's request must stay below the broker's request bound"
 );
+const _: () = assert!(FETCH_PARTITION_BYTES_MAX <= FETCH_RESPONSE_BYTES_MAX);
+const _: () = assert!(
+    (FETCH_RESPONSE_BYTES_MAX as usize) < RESPONSE_BYTES_MAX,
+    "a fetch response must fit the response frame bound"
+);
+const _: () = assert!((FETCH_MAX_WAIT_MS as u64) < REQUEST_TIMEOUT_MS_DEFAULT);
 const _: () = assert!((PRODUCE_TIMEOUT_MS as u64) < REQUEST_TIMEOUT_MS_DEFAULT);
 const _: () = assert!(
     RESPONSE_BYTES_MAX <= i32::MAX as usize,
