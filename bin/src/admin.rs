@@ -10,7 +10,8 @@
 //! Partition reassignments (`topic reassign`, `topic reassignments`,
 //! `cluster rebalance`) live in [`reassign`], the rebalance planner in
 //! [`rebalance`], leader elections (`cluster elect-leaders`) in [`elect`],
-//! record removal (`topic trim`) in [`trim`]. `sluice produce` and
+//! record removal (`topic trim`) in [`trim`], sizes and offset counts
+//! (`topic describe --stats`) in [`stats`]. `sluice produce` and
 //! `sluice consume` stream records rather than print one answer; they live
 //! in [`produce`] and [`consume`], with what they share in [`stream`].
 
@@ -19,6 +20,7 @@ mod elect;
 mod produce;
 mod reassign;
 mod rebalance;
+mod stats;
 mod stream;
 mod trim;
 
@@ -40,9 +42,10 @@ ADMIN COMMANDS (Kafka protocol; work against any Kafka-compatible broker):
         Creates a topic; partitions and replication factor default to the broker's.
     sluice topic list
         Lists topics with their partition counts and replication factors.
-    sluice topic describe NAME
+    sluice topic describe NAME [--stats]
         Shows partitions (leader, replicas, ISR, earliest and latest offsets) and the
-        configs set on the topic.
+        configs set on the topic. --stats shows instead each partition's offsets, offset
+        count and size on its leader's disk (DescribeLogDirs), with the topic's totals.
     sluice topic delete NAME
     sluice topic alter-config NAME [--set KEY=VALUE ...] [--delete KEY ...]
             [--append KEY=VALUE ...] [--subtract KEY=VALUE ...]
@@ -138,8 +141,11 @@ pub fn is_admin_command(args: &[String]) -> bool {
 enum Command {
     TopicCreate(NewTopic),
     TopicList,
+    /// `stats`: sizes on disk and record counts instead of replicas and
+    /// configs.
     TopicDescribe {
         name: String,
+        stats: bool,
     },
     TopicDelete {
         name: String,
@@ -230,7 +236,8 @@ enum Parsed {
 fn command_flags(group: &str, action: &str) -> Option<&'static [&'static str]> {
     match (group, action) {
         ("topic", "create") => Some(&["partitions", "replication-factor", "config"]),
-        ("topic", "list" | "describe" | "delete") | ("cluster", "info") => Some(&[]),
+        ("topic", "list" | "delete") | ("cluster", "info") => Some(&[]),
+        ("topic", "describe") => Some(&["stats"]),
         ("topic", "alter-config") => Some(&["set", "delete", "append", "subtract"]),
         ("topic", "trim") => Some(&["partition", "all-partitions", "before"]),
         ("topic", "reassign") => Some(&["partition", "replicas", "cancel", "wait"]),
@@ -261,6 +268,7 @@ const SWITCHES: &[&str] = &[
     "wait",
     "dry-run",
     "all-partitions",
+    "stats",
 ];
 
 fn key_value(flag: &str, text: &str) -> Result<(String, String), String> {
@@ -366,7 +374,10 @@ fn parse(args: &[String]) -> Result<Parsed, String> {
             no_positionals()?;
             Command::TopicList
         }
-        ("topic", "describe") => Command::TopicDescribe { name: name()? },
+        ("topic", "describe") => Command::TopicDescribe {
+            name: name()?,
+            stats: !flags.is_empty(),
+        },
         ("topic", "delete") => Command::TopicDelete { name: name()? },
         ("topic", "alter-config") => {
             let name = name()?;
@@ -544,7 +555,7 @@ fn describe_command(command: &Command) -> String {
     match command {
         Command::TopicCreate(topic) => format!("create topic '{}'", topic.name),
         Command::TopicList => "list topics".to_string(),
-        Command::TopicDescribe { name } => format!("describe topic '{name}'"),
+        Command::TopicDescribe { name, .. } => format!("describe topic '{name}'"),
         Command::TopicDelete { name } => format!("delete topic '{name}'"),
         Command::TopicAlterConfig { name, .. } => format!("alter configs of topic '{name}'"),
         Command::TopicTrim { name, .. } => format!("trim topic '{name}'"),
@@ -587,7 +598,8 @@ fn execute(invocation: &Invocation) -> Result<String, Failure> {
     match &invocation.command {
         Command::TopicCreate(topic) => topic_create(&mut admin, topic, json),
         Command::TopicList => topic_list(&mut admin, json),
-        Command::TopicDescribe { name } => topic_describe(&mut admin, name, json),
+        Command::TopicDescribe { name, stats: false } => topic_describe(&mut admin, name, json),
+        Command::TopicDescribe { name, stats: true } => stats::topic_stats(&mut admin, name, json),
         Command::TopicDelete { name } => topic_delete(&mut admin, name, json),
         Command::TopicAlterConfig { name, changes } => {
             topic_alter_config(&mut admin, name, changes, json)

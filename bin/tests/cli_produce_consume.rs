@@ -1,7 +1,8 @@
 //! `sluice produce` and `sluice consume` against the real broker, each run
 //! as its own process:
 //! - 100,000 keyed lines with headers go in with `sluice produce` and come
-//!   out of `sluice consume` byte-equal, partition by partition in order.
+//!   out of `sluice consume` byte-equal, partition by partition in order;
+//!   `topic describe --stats` counts them.
 //! - librdkafka reads what `sluice produce` wrote (keys, values, headers),
 //!   and each key sits in the partition librdkafka's `murmur2_random`
 //!   partitioner picks for it.
@@ -240,6 +241,48 @@ fn hundred_thousand_lines_round_trip_byte_equal() {
     let values = lines_of(&out);
     assert_eq!(values.len(), 5);
     assert!(values.iter().all(|value| value.starts_with(b"value ")));
+
+    // The stats count every record and see bytes on disk.
+    let stats = sluice(
+        &[
+            "topic",
+            "describe",
+            "lines",
+            "--stats",
+            "--json",
+            "--bootstrap",
+            &broker.bootstrap(),
+        ],
+        &[],
+    )
+    .ok("stats");
+    let stats: serde_json::Value = serde_json::from_slice(&stats).expect("stats JSON");
+    assert_eq!(stats["total_offsets"], LINES as i64, "{stats}");
+    assert!(
+        stats["total_size_bytes"].as_i64().unwrap_or(0) > 0,
+        "{stats}"
+    );
+    let table = sluice(
+        &[
+            "topic",
+            "describe",
+            "lines",
+            "--stats",
+            "--bootstrap",
+            &broker.bootstrap(),
+        ],
+        &[],
+    )
+    .ok("stats table");
+    let table = String::from_utf8_lossy(&table);
+    assert!(
+        table.starts_with("PARTITION  LEADER  EARLIEST  LATEST  OFFSETS"),
+        "{table}"
+    );
+    assert!(
+        table.contains(&format!("Total: {LINES} offsets")),
+        "{table}"
+    );
 }
 
 #[test]
