@@ -8,7 +8,8 @@
 //!   partitioner picks for it.
 //! - `sluice consume` reads what librdkafka wrote with every codec.
 //! - `--group` commits what was printed and resumes from it; `--num`,
-//!   `--offset` and `--partition` pick the records.
+//!   `--offset` and `--partition` pick the records; `--follow` waits for
+//!   records produced later.
 //! - An unknown topic, an unreachable broker and a bad command line give
 //!   one line on stderr and exit status 1, 1 and 2.
 
@@ -477,6 +478,33 @@ fn group_offsets_are_committed_and_resumed() {
     // At the end, the group has nothing more to print.
     let out = consume(&broker, "resume", &["--group", "g"]).ok("nothing left");
     assert!(out.is_empty());
+}
+
+#[test]
+fn follow_waits_for_records_produced_later() {
+    let broker = TestBroker::start();
+    broker.create_topic("live", 3);
+    produce(&broker, "live", &[], b"old\n").ok("produce before");
+    let bootstrap = broker.bootstrap();
+    // Without --follow it would stop after "old", the end it sees at the
+    // start; --num ends it. (Were it slow to start it would read all four
+    // at once, so a slow machine cannot hang the test.)
+    let follower = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["consume", "live", "--bootstrap", &bootstrap])
+        .args(["--follow", "--num", "4"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the follower");
+    // Time for the follower to start fetching; then what it waits for.
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    produce(&broker, "live", &["-K", ":"], b"a:1\nb:2\nc:3\n").ok("produce after");
+    let output = follower.wait_with_output().expect("the follower ends");
+    assert_eq!(output.status.code(), Some(0));
+    let mut values = lines_of(&output.stdout);
+    values.sort_unstable();
+    assert_eq!(values, [&b"1"[..], b"2", b"3", b"old"]);
 }
 
 #[test]
