@@ -10,11 +10,18 @@
 //! Partition reassignments (`topic reassign`, `topic reassignments`,
 //! `cluster rebalance`) live in [`reassign`], the rebalance planner in
 //! [`rebalance`], leader elections (`cluster elect-leaders`) in [`elect`],
-//! record removal (`topic trim`) in [`trim`].
+//! record removal (`topic trim`) in [`trim`], sizes and offset counts
+//! (`topic describe --stats`) in [`stats`]. `sluice produce` and
+//! `sluice consume` stream records rather than print one answer; they live
+//! in [`produce`] and [`consume`], with what they share in [`stream`].
 
+mod consume;
 mod elect;
+mod produce;
 mod reassign;
 mod rebalance;
+mod stats;
+mod stream;
 mod trim;
 
 use std::fmt::Write as _;
@@ -35,9 +42,10 @@ ADMIN COMMANDS (Kafka protocol; work against any Kafka-compatible broker):
         Creates a topic; partitions and replication factor default to the broker's.
     sluice topic list
         Lists topics with their partition counts and replication factors.
-    sluice topic describe NAME
+    sluice topic describe NAME [--stats]
         Shows partitions (leader, replicas, ISR, earliest and latest offsets) and the
-        configs set on the topic.
+        configs set on the topic. --stats shows instead each partition's offsets, offset
+        count and size on its leader's disk (DescribeLogDirs), with the topic's totals.
     sluice topic delete NAME
     sluice topic alter-config NAME [--set KEY=VALUE ...] [--delete KEY ...]
             [--append KEY=VALUE ...] [--subtract KEY=VALUE ...]
@@ -85,10 +93,32 @@ ADMIN COMMANDS (Kafka protocol; work against any Kafka-compatible broker):
         Without --topic, every partition of every topic. Prints each partition's result;
         ELECTION_NOT_NEEDED (already led as asked) is not an error.
 
+    sluice produce TOPIC [--partition N] [--key-delimiter DELIM | -K DELIM] [--header K=V ...]
+            [--compression none|gzip|snappy|lz4|zstd] [--acks 0|1|all] [--file PATH]
+        Sends each line of stdin (or PATH) as one record; with a key delimiter the part
+        of a line before it is the key (a line without it has no key). Every record gets
+        the --header headers. Keyed records go to murmur2(key) % partitions, as Kafka's
+        Java client and librdkafka's murmur2_random partitioner place them (not
+        librdkafka's default, consistent_random); records without a key are spread over
+        the partitions (the sticky partitioner); --partition sends every record to N.
+        Acks default to all. Shows progress on stderr when it is a terminal, and the
+        totals (records, MB/s) at the end.
+    sluice consume TOPIC [--partition N ...] [--offset earliest|latest|N|-N | --timestamp MS]
+            [--group GROUP] [--num N] [--follow | -f] [--format FMT]
+        Prints records, by default each value on its own line, up to the end offsets seen
+        at the start; --follow keeps waiting for new ones, --num N stops after N records.
+        Starts at --offset (-N: N before the end) or the first record at or after
+        --timestamp, else at GROUP's committed offsets, else at the earliest. --group
+        commits the offsets printed for GROUP (a simple commit: no group is joined, and
+        the group must have no members). Reads uncommitted transactional records too.
+        FMT (like kcat -f): %s value, %k key, %S and %K their lengths (-1: null), %p
+        partition, %o offset, %T timestamp (ms), %h headers (k=v,k=v), %t topic, %% a %;
+        \n \t \r \0 \\ escapes.
+
     Options of every admin command:
         --bootstrap HOST:PORT[,HOST:PORT...]
                                 broker(s) to connect to, tried in order (default 127.0.0.1:9092)
-        --json                  print JSON instead of tables
+        --json                  print JSON instead of tables (not produce and consume)
     Exit status: 0 on success, 1 if the broker refuses or cannot be reached, 2 on usage errors.
 ";
 
@@ -103,7 +133,7 @@ const EXIT_USAGE: u8 = 2;
 pub fn is_admin_command(args: &[String]) -> bool {
     matches!(
         args.first().map(String::as_str),
-        Some("topic" | "group" | "txn" | "cluster")
+        Some("topic" | "group" | "txn" | "cluster" | "produce" | "consume")
     )
 }
 
@@ -111,8 +141,11 @@ pub fn is_admin_command(args: &[String]) -> bool {
 enum Command {
     TopicCreate(NewTopic),
     TopicList,
+    /// `stats`: sizes on disk and record counts instead of replicas and
+    /// configs.
     TopicDescribe {
         name: String,
+        stats: bool,
     },
     TopicDelete {
         name: String,
@@ -203,7 +236,8 @@ enum Parsed {
 fn command_flags(group: &str, action: &str) -> Option<&'static [&'static str]> {
     match (group, action) {
         ("topic", "create") => Some(&["partitions", "replication-factor", "config"]),
-        ("topic", "list" | "describe" | "delete") | ("cluster", "info") => Some(&[]),
+        ("topic", "list" | "delete") | ("cluster", "info") => Some(&[]),
+        ("topic", "describe") => Some(&["stats"]),
         ("topic", "alter-config") => Some(&["set", "delete", "append", "subtract"]),
         ("topic", "trim") => Some(&["partition", "all-partitions", "before"]),
         ("topic", "reassign") => Some(&["partition", "replicas", "cancel", "wait"]),
@@ -234,6 +268,7 @@ const SWITCHES: &[&str] = &[
     "wait",
     "dry-run",
     "all-partitions",
+    "stats",
 ];
 
 fn key_value(flag: &str, text: &str) -> Result<(String, String), String> {
@@ -339,7 +374,10 @@ fn parse(args: &[String]) -> Result<Parsed, String> {
             no_positionals()?;
             Command::TopicList
         }
-        ("topic", "describe") => Command::TopicDescribe { name: name()? },
+        ("topic", "describe") => Command::TopicDescribe {
+            name: name()?,
+            stats: !flags.is_empty(),
+        },
         ("topic", "delete") => Command::TopicDelete { name: name()? },
         ("topic", "alter-config") => {
             let name = name()?;
@@ -470,6 +508,11 @@ struct Failure {
 
 /// Runs an admin command line (`args` without the program name).
 pub fn main(args: &[String]) -> ExitCode {
+    match args.first().map(String::as_str) {
+        Some("produce") => return produce::main(&args[1..]),
+        Some("consume") => return consume::main(&args[1..]),
+        _ => {}
+    }
     let invocation = match parse(args) {
         Ok(Parsed::Run(invocation)) => invocation,
         Ok(Parsed::Help) => {
@@ -486,15 +529,18 @@ pub fn main(args: &[String]) -> ExitCode {
             emit(&output);
             ExitCode::SUCCESS
         }
-        Err(Failure { doing, error }) => {
-            let why = match &error {
-                ClientError::Broker(refusal) => elect::refusal_text(refusal),
-                other => other.to_string(),
-            };
-            eprintln!("sluice: {doing} failed: {why}");
-            ExitCode::from(EXIT_FAILED)
-        }
+        Err(Failure { doing, error }) => report_failure(&doing, &error),
     }
+}
+
+/// The one line on stderr for a failed command, and its exit status.
+fn report_failure(doing: &str, error: &ClientError) -> ExitCode {
+    let why = match error {
+        ClientError::Broker(refusal) => elect::refusal_text(refusal),
+        other => other.to_string(),
+    };
+    eprintln!("sluice: {doing} failed: {why}");
+    ExitCode::from(EXIT_FAILED)
 }
 
 /// Writes the output; a reader that went away is not an error worth a panic.
@@ -509,7 +555,7 @@ fn describe_command(command: &Command) -> String {
     match command {
         Command::TopicCreate(topic) => format!("create topic '{}'", topic.name),
         Command::TopicList => "list topics".to_string(),
-        Command::TopicDescribe { name } => format!("describe topic '{name}'"),
+        Command::TopicDescribe { name, .. } => format!("describe topic '{name}'"),
         Command::TopicDelete { name } => format!("delete topic '{name}'"),
         Command::TopicAlterConfig { name, .. } => format!("alter configs of topic '{name}'"),
         Command::TopicTrim { name, .. } => format!("trim topic '{name}'"),
@@ -552,7 +598,8 @@ fn execute(invocation: &Invocation) -> Result<String, Failure> {
     match &invocation.command {
         Command::TopicCreate(topic) => topic_create(&mut admin, topic, json),
         Command::TopicList => topic_list(&mut admin, json),
-        Command::TopicDescribe { name } => topic_describe(&mut admin, name, json),
+        Command::TopicDescribe { name, stats: false } => topic_describe(&mut admin, name, json),
+        Command::TopicDescribe { name, stats: true } => stats::topic_stats(&mut admin, name, json),
         Command::TopicDelete { name } => topic_delete(&mut admin, name, json),
         Command::TopicAlterConfig { name, changes } => {
             topic_alter_config(&mut admin, name, changes, json)

@@ -24,6 +24,9 @@ USAGE:
     sluice topic ...  |  sluice group ...  |  sluice cluster ...
         Admin commands against a running broker (below).
 
+    sluice produce TOPIC ...  |  sluice consume TOPIC ...
+        Write lines as records, print records (below).
+
     sluice user ...
         SASL users in a stopped broker's data directory (below).
 

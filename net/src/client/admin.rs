@@ -145,6 +145,29 @@ impl TopicMetadata {
             .first()
             .map_or(0, |partition| partition.replicas.len())
     }
+
+    /// The leader of `partition`, or the error a broker would give for it:
+    /// LEADER_NOT_AVAILABLE, or UNKNOWN_TOPIC_OR_PARTITION for a partition
+    /// the topic lacks.
+    pub fn leader_of(&self, partition: i32) -> Result<i32, KafkaError> {
+        let known = self
+            .partitions
+            .iter()
+            .find(|known| known.partition == partition)
+            .ok_or_else(|| {
+                KafkaError::new(
+                    UNKNOWN_TOPIC_OR_PARTITION,
+                    Some(format!(
+                        "Topic '{}' has no partition {partition} (it has {}).",
+                        self.name,
+                        self.partitions.len()
+                    )),
+                )
+            })?;
+        known
+            .leader
+            .ok_or_else(|| KafkaError::new(LEADER_NOT_AVAILABLE, None))
+    }
 }
 
 /// A Metadata response.

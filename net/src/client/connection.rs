@@ -48,6 +48,13 @@ pub const CLIENT_API_VERSIONS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::OffsetCommit, 2, 9),
     (ApiKey::ListTransactions, 0, 1),
     (ApiKey::DescribeTransactions, 0, 0),
+    // v3 is the first that carries v2 record batches (and a transactional
+    // id); v13 names topics by id, which this client does not use.
+    (ApiKey::Produce, 3, 12),
+    // v4 is the first with an isolation level and v2 record batches; v13
+    // names topics by id.
+    (ApiKey::Fetch, 4, 12),
+    (ApiKey::DescribeLogDirs, 1, 4),
 ];
 
 /// Kafka's UNSUPPORTED_VERSION error code.
@@ -202,6 +209,17 @@ impl Connection {
             .map_err(|error| self.decode_error(api, version, error))
     }
 
+    /// Sends `request` at `version` without waiting for an answer: for
+    /// Produce with acks=0, which the broker does not answer.
+    pub fn send_without_response<R: Request>(
+        &mut self,
+        request: &R,
+        version: i16,
+    ) -> Result<(), ClientError> {
+        self.write_request(api_of::<R>(), version, request)
+            .map(|_| ())
+    }
+
     /// Asks for the broker's API versions, once more at the broker's own
     /// highest ApiVersions version if it does not know ours (KIP-511).
     fn negotiate(&mut self) -> Result<(), ClientError> {
@@ -260,6 +278,17 @@ impl Connection {
         version: i16,
         request: &Q,
     ) -> Result<Bytes, ClientError> {
+        let correlation_id = self.write_request(api, version, request)?;
+        self.read_response(api, version, correlation_id)
+    }
+
+    /// Writes one request frame; returns its correlation id.
+    fn write_request<Q: Encodable>(
+        &mut self,
+        api: ApiKey,
+        version: i16,
+        request: &Q,
+    ) -> Result<i32, ClientError> {
         self.correlation_id = self.correlation_id.wrapping_add(1);
         let correlation_id = self.correlation_id;
         let mut header = RequestHeader::default();
@@ -286,7 +315,17 @@ impl Connection {
         self.stream
             .write_all(&frame)
             .map_err(|error| self.io_error(api, error))?;
+        Ok(correlation_id)
+    }
 
+    /// Reads the response frame to the request `correlation_id`; returns
+    /// its body after the response header.
+    fn read_response(
+        &mut self,
+        api: ApiKey,
+        version: i16,
+        correlation_id: i32,
+    ) -> Result<Bytes, ClientError> {
         let mut prefix = [0u8; FRAME_LENGTH_BYTES];
         self.stream
             .read_exact(&mut prefix)

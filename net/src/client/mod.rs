@@ -1,6 +1,7 @@
 //! A small blocking Kafka client for admin tools (the `sluice topic ...`,
-//! `sluice group ...`, `sluice txn ...` and `sluice cluster ...` commands), speaking the Kafka protocol to any
-//! Kafka-compatible broker over `std::net::TcpStream`.
+//! `sluice group ...`, `sluice txn ...` and `sluice cluster ...` commands)
+//! and for `sluice produce` and `sluice consume`, speaking the Kafka protocol
+//! to any Kafka-compatible broker over `std::net::TcpStream`.
 //!
 //! Design notes:
 //! - Blocking, one request in flight per connection: an admin command makes
@@ -24,7 +25,10 @@
 pub mod admin;
 pub mod connection;
 pub mod error;
+pub mod fetch;
 pub mod groups;
+pub mod log_dirs;
+pub mod produce;
 pub mod records;
 pub mod txns;
 
@@ -37,7 +41,10 @@ pub use admin::{
 };
 pub use connection::Connection;
 pub use error::{error_name, ClientError, KafkaError};
+pub use fetch::{for_each_record, FetchLimits, FetchedPartition, PartitionRecords, Visit};
 pub use groups::{CommittedOffset, GroupDescription, GroupListing, GroupMember};
+pub use log_dirs::ReplicaSize;
+pub use produce::{compression_from_name, Acks, Producer, ProducerRecord, ProducerSettings};
 pub use records::{LowWatermark, DELETE_BEFORE_HIGH_WATERMARK};
 pub use txns::{TxnDescription, TxnListing};
 
@@ -61,7 +68,55 @@ pub const REQUEST_TIMEOUT_MS_DEFAULT: u64 = 30_000;
 /// so the broker's own timeout answer arrives before the socket gives up.
 pub const OPERATION_TIMEOUT_MS_DEFAULT: i32 = 25_000;
 
+/// Uncompressed bytes of records one produce batch collects before it is
+/// sent: half of Kafka's default `max.message.bytes` (1 MiB), so that the
+/// batch framing and a long last record still fit a default broker.
+pub const PRODUCE_BATCH_BYTES_MAX: usize = 512 * 1024;
+
+/// Records one produce batch collects before it is sent, whatever their
+/// size: tiny records would otherwise make batches of 100,000s of records.
+pub const PRODUCE_BATCH_RECORDS_MAX: usize = 16 * 1024;
+
+/// Uncompressed bytes waiting in all partitions' batches together; past it
+/// every batch is sent, so a topic with many partitions does not hold
+/// `partitions * PRODUCE_BATCH_BYTES_MAX` in memory.
+pub const PRODUCE_PENDING_BYTES_MAX: usize = 8 * 1024 * 1024;
+
+/// How often a produce request refused with a retriable error (the leader
+/// moved, or has not been elected yet) is sent again, with fresh metadata.
+pub const PRODUCE_ATTEMPTS_MAX: u32 = 5;
+pub const PRODUCE_RETRY_BACKOFF_MS: u64 = 200;
+
+/// The `timeout_ms` of a Produce request: how long the leader may wait
+/// for the in-sync replicas under acks=all.
+pub const PRODUCE_TIMEOUT_MS: i32 = 25_000;
+
+/// Bytes one Fetch response may carry (Kafka's `fetch.max.bytes` is 50 MiB;
+/// a CLI printing records needs far less per round trip).
+pub const FETCH_RESPONSE_BYTES_MAX: i32 = 16 * 1024 * 1024;
+
+/// Bytes per partition in one Fetch response (Kafka's
+/// `max.partition.fetch.bytes` default).
+pub const FETCH_PARTITION_BYTES_MAX: i32 = 1024 * 1024;
+
+/// How long a Fetch may wait for records to arrive (Kafka's
+/// `fetch.max.wait.ms` default). Short enough that a follow loop over
+/// several leaders, asked one after another, stays responsive.
+pub const FETCH_MAX_WAIT_MS: i32 = 500;
+
 const _: () = assert!(RESPONSE_BYTES_MIN < RESPONSE_BYTES_MAX);
+const _: () = assert!(PRODUCE_BATCH_BYTES_MAX < PRODUCE_PENDING_BYTES_MAX);
+const _: () = assert!(
+    PRODUCE_PENDING_BYTES_MAX < RESPONSE_BYTES_MAX,
+    "one flush's request must stay below the broker's request bound"
+);
+const _: () = assert!(FETCH_PARTITION_BYTES_MAX <= FETCH_RESPONSE_BYTES_MAX);
+const _: () = assert!(
+    (FETCH_RESPONSE_BYTES_MAX as usize) < RESPONSE_BYTES_MAX,
+    "a fetch response must fit the response frame bound"
+);
+const _: () = assert!((FETCH_MAX_WAIT_MS as u64) < REQUEST_TIMEOUT_MS_DEFAULT);
+const _: () = assert!((PRODUCE_TIMEOUT_MS as u64) < REQUEST_TIMEOUT_MS_DEFAULT);
 const _: () = assert!(
     RESPONSE_BYTES_MAX <= i32::MAX as usize,
     "frame lengths are i32"

@@ -323,6 +323,66 @@ pub struct Record<'a> {
     pub timestamp: i64,
     pub key: Option<&'a [u8]>,
     pub value: Option<&'a [u8]>,
+    pub headers: RecordHeaders<'a>,
+}
+
+/// A record's headers, read only when asked for: most readers never look
+/// at them, and a header's bytes are checked as it is read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RecordHeaders<'a> {
+    count: i32,
+    rest: &'a [u8],
+}
+
+impl<'a> RecordHeaders<'a> {
+    /// How many headers the record says it has.
+    pub fn count(&self) -> usize {
+        usize::try_from(self.count).unwrap_or(0)
+    }
+
+    /// Each header's key and value (`None`: a null value), in record
+    /// order; keys may repeat, as Kafka allows. Stops after the first
+    /// header that does not fit the record.
+    pub fn iter(&self) -> HeaderIter<'a> {
+        HeaderIter {
+            left: self.count,
+            rest: self.rest,
+        }
+    }
+}
+
+/// Iterates the headers of a [`Record`].
+pub struct HeaderIter<'a> {
+    left: i32,
+    rest: &'a [u8],
+}
+
+/// One header: its key and its value (`None` for a null value).
+pub type Header<'a> = (&'a [u8], Option<&'a [u8]>);
+
+impl<'a> HeaderIter<'a> {
+    fn next_header(&mut self) -> Result<Header<'a>, ClientError> {
+        let key = read_field(&mut self.rest, "header key")?
+            .ok_or_else(|| ClientError::Records("header key is null".into()))?;
+        let value = read_field(&mut self.rest, "header value")?;
+        Ok((key, value))
+    }
+}
+
+impl<'a> Iterator for HeaderIter<'a> {
+    type Item = Result<Header<'a>, ClientError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.left <= 0 {
+            return None;
+        }
+        self.left -= 1;
+        let header = self.next_header();
+        if header.is_err() {
+            self.left = 0;
+        }
+        Some(header)
+    }
 }
 
 impl RecordBatch {
@@ -404,12 +464,17 @@ impl<'a> RecordIter<'a> {
         let offset_delta = read_varint(&mut body)?;
         let key = read_field(&mut body, "key")?;
         let value = read_field(&mut body, "value")?;
+        let count = read_varint(&mut body)?;
+        if count < 0 {
+            return Err(ClientError::Records(format!("header count {count}")));
+        }
         let header = &self.batch.header;
         Ok(Record {
             offset: header.base_offset.wrapping_add(i64::from(offset_delta)),
             timestamp: header.base_timestamp.wrapping_add(timestamp_delta),
             key,
             value,
+            headers: RecordHeaders { count, rest: body },
         })
     }
 }
