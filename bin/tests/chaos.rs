@@ -143,6 +143,9 @@ const METADATA_POLL_INTERVAL: Duration = Duration::from_millis(200);
 /// tested nothing, whatever the checker says.
 const FAULTS_MIN: usize = 3;
 const ACKNOWLEDGED_MIN: u64 = 5_000;
+/// At least this many acknowledgements per one without an offset (an
+/// implicit acknowledgement of librdkafka's, see `run_chaos`).
+const ACKNOWLEDGED_PER_OFFSETLESS_MIN: u64 = 10_000;
 
 /// Idempotent producers, each sending one value per tick: 600 sends/s in
 /// all, which three debug brokers on two cores keep up with.
@@ -435,9 +438,18 @@ fn run_chaos(shape: Shape) {
         "only {} sends were acknowledged; the run proves little",
         finished.acknowledged
     );
-    assert_eq!(
-        finished.acknowledged_without_offset, 0,
-        "acknowledgements without an offset cannot be checked"
+    // librdkafka acknowledges without an offset the messages of a request
+    // that failed once a later batch of the same producer succeeds
+    // ("implicitly acked by subsequent batch success": sequences are in
+    // order, so they are stored). The checker still checks them for loss
+    // (by send), not for their place; more than a trace of them would leave
+    // the order checks with little to check.
+    assert!(
+        finished.acknowledged_without_offset * ACKNOWLEDGED_PER_OFFSETLESS_MIN
+            <= finished.acknowledged,
+        "{} of {} acknowledgements came without an offset: too many to check their order",
+        finished.acknowledged_without_offset,
+        finished.acknowledged
     );
 }
 
