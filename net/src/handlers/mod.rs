@@ -369,6 +369,18 @@ impl Session {
 /// them.
 pub type TopicErrors = ((kafka_protocol::messages::TopicName, Vec<i32>), Vec<i16>);
 
+/// The topics of `all` not `refused` (beside them): the ones sent on.
+pub fn kept_topics(
+    all: &[(kafka_protocol::messages::TopicName, Vec<i32>)],
+    refused: &[bool],
+) -> Vec<(kafka_protocol::messages::TopicName, Vec<i32>)> {
+    all.iter()
+        .zip(refused)
+        .filter(|(_, refused)| !**refused)
+        .map(|(topic, _)| topic.clone())
+        .collect()
+}
+
 /// The topics of a request in its order: each refused before the call
 /// (`refused`, beside `all`) with every partition `refusal`, the others
 /// with the answers of the call (`sent`, in order).

@@ -10,7 +10,7 @@ use kafka_protocol::messages::offset_delete_response::{
 use kafka_protocol::messages::{OffsetDeleteRequest, OffsetDeleteResponse, RequestHeader};
 
 use super::encode;
-use super::{group_call, with_refused_topics, Session};
+use super::{group_call, kept_topics, with_refused_topics, Session};
 use crate::acl::Operation;
 use crate::broker::Broker;
 use crate::errors::code;
@@ -50,12 +50,7 @@ pub async fn handle(
     request
         .topics
         .retain(|_| kept.next().is_some_and(|refused| !refused));
-    let shape: Vec<(kafka_protocol::messages::TopicName, Vec<i32>)> = all_topics
-        .iter()
-        .zip(&topic_refused)
-        .filter(|(_, refused)| !**refused)
-        .map(|(topic, _)| topic.clone())
-        .collect();
+    let shape = kept_topics(&all_topics, &topic_refused);
     let mut response = OffsetDeleteResponse::default();
     let errors = match group_call(
         session.may_on_group(broker, Operation::Delete, &group_id),

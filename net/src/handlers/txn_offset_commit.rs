@@ -18,7 +18,7 @@ use kafka_protocol::messages::{RequestHeader, TxnOffsetCommitRequest, TxnOffsetC
 
 use super::add_partitions_to_txn::fenced_for;
 use super::encode;
-use super::{with_refused_topics, Session};
+use super::{kept_topics, with_refused_topics, Session};
 use crate::acl::Operation;
 use crate::broker::Broker;
 use crate::errors::code;
@@ -104,28 +104,26 @@ pub async fn handle(
         .iter()
         .map(|topic| !session.may_on_topic(broker, Operation::Read, topic.name.0.as_str()))
         .collect();
-    let all_topics = request.topics.clone();
+    let all_shapes: Vec<(kafka_protocol::messages::TopicName, Vec<i32>)> = request
+        .topics
+        .iter()
+        .map(|topic| {
+            let partitions = topic
+                .partitions
+                .iter()
+                .map(|partition| partition.partition_index)
+                .collect();
+            (topic.name.clone(), partitions)
+        })
+        .collect();
     let mut kept = topic_refused.iter();
     request
         .topics
         .retain(|_| kept.next().is_some_and(|refused| !refused));
-    let shape: Vec<(kafka_protocol::messages::TopicName, Vec<i32>)> = request
-        .topics
-        .iter()
-        .map(|topic| {
-            (
-                topic.name.clone(),
-                topic
-                    .partitions
-                    .iter()
-                    .map(|partition| partition.partition_index)
-                    .collect(),
-            )
-        })
-        .collect();
+    let shape = kept_topics(&all_shapes, &topic_refused);
     let answer = if let Some(error_code) = refused {
         Err(error_code)
-    } else if request.topics.is_empty() && !all_topics.is_empty() {
+    } else if request.topics.is_empty() && !all_shapes.is_empty() {
         // Every topic was refused: nothing to add to the transaction.
         Ok(GroupResponse::OffsetCommit(Default::default()))
     } else {
@@ -154,17 +152,6 @@ pub async fn handle(
                 .collect()
         }
     };
-    let all_shapes = all_topics
-        .iter()
-        .map(|topic| {
-            let partitions = topic
-                .partitions
-                .iter()
-                .map(|partition| partition.partition_index)
-                .collect();
-            (topic.name.clone(), partitions)
-        })
-        .collect();
     let answered = with_refused_topics(
         all_shapes,
         &topic_refused,
