@@ -356,23 +356,41 @@ fn put_varint(out: &mut Vec<u8>, value: i64) {
     }
 }
 
+/// A record to build: its key and its value, `None` for null.
+pub type KeyValue<'a> = (Option<&'a [u8]>, Option<&'a [u8]>);
+
 /// Builds an uncompressed v2 batch with the given producer fields.
 pub fn build_batch_with(options: BuildBatch, values: &[&[u8]]) -> Vec<u8> {
-    assert!(!values.is_empty(), "a batch holds at least one record");
-    let mut records = Vec::new();
-    for (delta, value) in values.iter().enumerate() {
-        let mut body = Vec::with_capacity(value.len() + 16);
+    let records: Vec<KeyValue<'_>> = values.iter().map(|value| (None, Some(*value))).collect();
+    build_keyed_batch(options, &records)
+}
+
+/// Builds an uncompressed v2 batch of `(key, value)` records (`None`: a
+/// null key, or a null value: a tombstone), record `i` at offset delta `i`,
+/// every record at the base timestamp.
+pub fn build_keyed_batch(options: BuildBatch, records: &[KeyValue<'_>]) -> Vec<u8> {
+    assert!(!records.is_empty(), "a batch holds at least one record");
+    let mut area = Vec::new();
+    for (delta, (key, value)) in records.iter().enumerate() {
+        let mut body = Vec::with_capacity(16);
         body.push(0); // record attributes
         put_varint(&mut body, 0); // timestamp delta
         put_varint(&mut body, delta as i64); // offset delta
-        put_varint(&mut body, -1); // null key
-        put_varint(&mut body, value.len() as i64);
-        body.extend_from_slice(value);
+        for field in [key, value] {
+            match field {
+                Some(bytes) => {
+                    put_varint(&mut body, bytes.len() as i64);
+                    body.extend_from_slice(bytes);
+                }
+                None => put_varint(&mut body, -1),
+            }
+        }
         put_varint(&mut body, 0); // no headers
-        put_varint(&mut records, body.len() as i64);
-        records.extend_from_slice(&body);
+        put_varint(&mut area, body.len() as i64);
+        area.extend_from_slice(&body);
     }
-    let total = BATCH_HEADER_BYTES + records.len();
+    let count = records.len() as i32;
+    let total = BATCH_HEADER_BYTES + area.len();
     let mut out = Vec::with_capacity(total);
     out.extend_from_slice(&0i64.to_be_bytes());
     out.extend_from_slice(&((total - LOG_OVERHEAD) as i32).to_be_bytes());
@@ -380,14 +398,14 @@ pub fn build_batch_with(options: BuildBatch, values: &[&[u8]]) -> Vec<u8> {
     out.push(MAGIC_V2 as u8);
     out.extend_from_slice(&0u32.to_be_bytes());
     out.extend_from_slice(&options.attributes.to_be_bytes());
-    out.extend_from_slice(&((values.len() - 1) as i32).to_be_bytes());
+    out.extend_from_slice(&(count - 1).to_be_bytes());
     out.extend_from_slice(&options.base_timestamp.to_be_bytes());
     out.extend_from_slice(&options.base_timestamp.to_be_bytes());
     out.extend_from_slice(&options.producer_id.to_be_bytes());
     out.extend_from_slice(&options.producer_epoch.to_be_bytes());
     out.extend_from_slice(&options.base_sequence.to_be_bytes());
-    out.extend_from_slice(&(values.len() as i32).to_be_bytes());
-    out.extend_from_slice(&records);
+    out.extend_from_slice(&count.to_be_bytes());
+    out.extend_from_slice(&area);
     let crc = compute_crc(&out);
     out[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
     out

@@ -41,6 +41,10 @@ pub const INDEX_INTERVAL_BYTES_DEFAULT: u32 = 4096;
 
 /// Kafka's default `retention.ms` (7 days); -1 means unlimited.
 pub const RETENTION_MS_DEFAULT: i64 = 7 * 24 * 60 * 60 * 1000;
+/// Kafka's default `delete.retention.ms`: a cleaned tombstone stays a day.
+pub const DELETE_RETENTION_MS_DEFAULT: i64 = 24 * 60 * 60 * 1000;
+/// Kafka's default `min.cleanable.dirty.ratio`.
+pub const MIN_CLEANABLE_DIRTY_RATIO_DEFAULT: f64 = 0.5;
 
 /// Kafka's default `max.message.bytes` / `message.max.bytes` (1 MiB plus the
 /// record-batch overhead).

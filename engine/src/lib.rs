@@ -24,6 +24,7 @@
 
 pub mod batch;
 pub mod cache;
+pub mod compaction;
 pub mod constants;
 pub mod error;
 pub mod index;

@@ -43,7 +43,7 @@ const WRITE_RETRY_DELAY: Duration = Duration::from_millis(100);
 const DISK_READ_BYTES_MIN: usize = 16 * 1024;
 
 /// Per-topic settings that shape a partition's log.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct LogConfig {
     pub segment_bytes: u64,
     pub segment_ms: i64,
@@ -63,6 +63,21 @@ pub struct LogConfig {
     /// Durable bytes of the active segment after which a new recovery point
     /// is written (bounds the recovery scan after a crash).
     pub recovery_point_interval_bytes: u64,
+    /// `cleanup.policy` holds `delete`: retention removes old segments.
+    pub delete: bool,
+    /// `cleanup.policy` holds `compact`: the cleaner keeps the latest
+    /// record of each key (see `log/compact.rs`).
+    pub compact: bool,
+    /// `min.cleanable.dirty.ratio`: the share of the cleanable log not yet
+    /// cleaned at which a cleaning pass is due.
+    pub min_cleanable_dirty_ratio: f64,
+    /// `min.compaction.lag.ms`: records younger than this are not cleaned.
+    pub min_compaction_lag_ms: i64,
+    /// `max.compaction.lag.ms`: dirty records older than this make a pass
+    /// due whatever the dirty ratio.
+    pub max_compaction_lag_ms: i64,
+    /// `delete.retention.ms`: how long a cleaned tombstone stays.
+    pub delete_retention_ms: i64,
 }
 
 impl Default for LogConfig {
@@ -77,6 +92,12 @@ impl Default for LogConfig {
             log_append_time: false,
             preallocate: false,
             recovery_point_interval_bytes: RECOVERY_POINT_INTERVAL_BYTES,
+            delete: true,
+            compact: false,
+            min_cleanable_dirty_ratio: MIN_CLEANABLE_DIRTY_RATIO_DEFAULT,
+            min_compaction_lag_ms: 0,
+            max_compaction_lag_ms: i64::MAX,
+            delete_retention_ms: DELETE_RETENTION_MS_DEFAULT,
         }
     }
 }
@@ -424,6 +445,12 @@ struct Inner<S: Storage> {
     /// `epochs` changed since the leader-epoch checkpoint was last written
     /// (or its write failed): the next append, truncation or close writes it.
     epochs_dirty: bool,
+    /// The cleaner checkpoint: offsets below it were cleaned (compacted
+    /// logs only; see `log/compact.rs`).
+    clean_end: i64,
+    /// Segments the cleaner replaced so far: a read that found a segment's
+    /// file before a replacement and its index after retries.
+    compactions: u64,
 }
 
 impl<S: Storage> Inner<S> {
@@ -585,6 +612,8 @@ impl<S: Storage> PartitionLog<S> {
             .list_dir(&dir)
             .map_err(|error| StorageError::new("list", &dir, error))?;
         crate::storage::forget_doomed(&storage, &dir, &names);
+        compact::forget_cleaned_copies(&storage, &dir, &names);
+        let clean_end = compact::read_clean_end(&storage, &dir).await;
         let mut bases: Vec<i64> = names
             .iter()
             .filter_map(|name| parse_segment_name(name))
@@ -851,6 +880,8 @@ impl<S: Storage> PartitionLog<S> {
             txn_guards: HashMap::new(),
             refused: HashMap::new(),
             closed: false,
+            clean_end: clean_end.clamp(log_start, leo),
+            compactions: 0,
         };
         inner.check_offsets();
         Ok(Rc::new_cyclic(|weak_self| PartitionLog {
@@ -1748,22 +1779,7 @@ impl<S: Storage> PartitionLog<S> {
             let Some(file) = segment.file.clone() else {
                 return Ok(());
             };
-            let mut index = segment.index.clone().unwrap_or_default();
-            // Entries are added only at index points, so the segment's
-            // largest timestamp may have none. A last entry for it (as Kafka
-            // writes when it rolls) lets a reload find the segment's max
-            // timestamp and its offset without a scan.
-            if segment.max_timestamp >= 0
-                && index
-                    .times
-                    .last()
-                    .is_none_or(|entry| entry.timestamp < segment.max_timestamp)
-            {
-                index.times.push(TimeEntry {
-                    timestamp: segment.max_timestamp,
-                    relative_offset: (segment.offset_of_max_timestamp - segment.base_offset) as u32,
-                });
-            }
+            let index = sealed_index(segment, segment.index.clone().unwrap_or_default());
             (file, segment.path.clone(), segment.size, index)
         };
         file.truncate(size)
@@ -1772,16 +1788,7 @@ impl<S: Storage> PartitionLog<S> {
         file.sync()
             .await
             .map_err(|error| StorageError::new("sync", &path, error))?;
-        let index_path = self.dir.join(segment_file_name(segment_base, "index"));
-        self.storage
-            .write_small_atomic(&index_path, &index.encode_offsets())
-            .await
-            .map_err(|error| StorageError::new("write index", &index_path, error))?;
-        let time_path = self.dir.join(segment_file_name(segment_base, "timeindex"));
-        self.storage
-            .write_small_atomic(&time_path, &index.encode_times())
-            .await
-            .map_err(|error| StorageError::new("write time index", &time_path, error))?;
+        self.write_index_files(segment_base, &index).await?;
         // A sealed segment takes no more markers: its aborted transactions
         // are final, and durable before the next segment's file exists.
         self.persist_txn_index(segment_base).await?;
@@ -1813,6 +1820,40 @@ impl<S: Storage> PartitionLog<S> {
             }
         }
         Ok(())
+    }
+
+    async fn write_index_files(
+        &self,
+        segment_base: i64,
+        index: &SegmentIndex,
+    ) -> Result<(), StorageError> {
+        let index_path = self.dir.join(segment_file_name(segment_base, "index"));
+        self.storage
+            .write_small_atomic(&index_path, &index.encode_offsets())
+            .await
+            .map_err(|error| StorageError::new("write index", &index_path, error))?;
+        let time_path = self.dir.join(segment_file_name(segment_base, "timeindex"));
+        self.storage
+            .write_small_atomic(&time_path, &index.encode_times())
+            .await
+            .map_err(|error| StorageError::new("write time index", &time_path, error))
+    }
+
+    /// Writes the index files of a sealed segment from `index` (scanned
+    /// from its batches), with the last time entry a reload relies on.
+    async fn write_sealed_index(
+        &self,
+        segment_base: i64,
+        index: SegmentIndex,
+    ) -> Result<(), StorageError> {
+        let index = {
+            let inner = self.inner.borrow();
+            let Some(segment) = inner.segments.get(&segment_base) else {
+                return Ok(());
+            };
+            sealed_index(segment, index)
+        };
+        self.write_index_files(segment_base, &index).await
     }
 
     /// Writes `<base>.txnindex` with the segment's aborted transactions as
@@ -2029,6 +2070,24 @@ impl<S: Storage> PartitionLog<S> {
     /// `max_bytes` (the first batch is returned whole even if larger), never
     /// past `upper` (exclusive; the high watermark for consumers).
     pub async fn read(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        upper: i64,
+    ) -> Result<ReadChunks, ReadError> {
+        // A segment the cleaner replaces between this read taking its file
+        // and its index would pair one file with the other's positions:
+        // such a read starts again (a replacement is rare, so this ends).
+        loop {
+            let compactions = self.inner.borrow().compactions;
+            let result = self.read_once(offset, max_bytes, upper).await;
+            if result.is_ok() || self.inner.borrow().compactions == compactions {
+                return result;
+            }
+        }
+    }
+
+    async fn read_once(
         &self,
         offset: i64,
         max_bytes: usize,
@@ -2755,6 +2814,7 @@ impl<S: Storage> PartitionLog<S> {
                 segment.aborted = aborted;
             }
             inner.leo = new_leo;
+            inner.clean_end = inner.clean_end.min(new_leo);
             inner.hw = inner.hw.min(new_leo);
             inner.durable = inner.durable.min(new_leo);
             let lowered_start = (inner.log_start > new_leo).then_some(new_leo);
@@ -2821,9 +2881,13 @@ impl<S: Storage> PartitionLog<S> {
                     break;
                 }
                 let by_start = segment.next_offset <= inner.log_start;
-                let by_size = inner.config.retention_bytes >= 0
+                // `cleanup.policy=compact` alone: only the log start removes.
+                let retains = inner.config.delete;
+                let by_size = retains
+                    && inner.config.retention_bytes >= 0
                     && total - segment.size as i64 >= inner.config.retention_bytes;
-                let by_time = inner.config.retention_ms >= 0
+                let by_time = retains
+                    && inner.config.retention_ms >= 0
                     && segment.max_timestamp >= 0
                     && now - segment.max_timestamp > inner.config.retention_ms;
                 if !(by_start || by_size || by_time) {
@@ -3297,6 +3361,25 @@ fn read_varint(bytes: &[u8]) -> Option<(i64, usize)> {
         }
     }
     None
+}
+
+/// A sealed segment's index as written to its files. Entries are added
+/// only at index points, so the segment's largest timestamp may have none. A
+/// last entry for it (as Kafka writes when it rolls) lets a reload find the
+/// segment's max timestamp and its offset without a scan.
+fn sealed_index<F>(segment: &Segment<F>, mut index: SegmentIndex) -> SegmentIndex {
+    if segment.max_timestamp >= 0
+        && index
+            .times
+            .last()
+            .is_none_or(|entry| entry.timestamp < segment.max_timestamp)
+    {
+        index.times.push(TimeEntry {
+            timestamp: segment.max_timestamp,
+            relative_offset: (segment.offset_of_max_timestamp - segment.base_offset) as u32,
+        });
+    }
+    index
 }
 
 fn remove_segment_files<S: Storage>(storage: &S, dir: &Path, base: i64) {
@@ -3860,6 +3943,9 @@ async fn read_epoch_checkpoint<S: Storage>(
 }
 
 /// The private readers above, reachable by the fuzz targets in `tests/fuzz/`.
+mod compact;
+pub use compact::{CompactionError, CompactionLimits, CompactionReport};
+
 #[cfg(feature = "fuzzing")]
 pub mod fuzz_api;
 

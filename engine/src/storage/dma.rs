@@ -251,6 +251,10 @@ impl Storage for DmaStorage {
         Ok(())
     }
 
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        std::fs::rename(from, to)
+    }
+
     fn exists(&self, path: &Path) -> bool {
         path.exists()
     }

@@ -252,6 +252,15 @@ impl Storage for MemStorage {
         Ok(())
     }
 
+    /// Directory changes are durable at once here (the model's volatile
+    /// cache holds file contents only).
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        let mut state = self.state.borrow_mut();
+        let file = state.files.remove(from).ok_or_else(|| not_found(from))?;
+        state.files.insert(to.to_path_buf(), file);
+        Ok(())
+    }
+
     fn exists(&self, path: &Path) -> bool {
         let state = self.state.borrow();
         state.files.keys().any(|file| file.starts_with(path))

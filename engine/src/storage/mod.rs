@@ -33,6 +33,9 @@ pub trait Storage: Clone + 'static {
     /// free when this returns (`remove_file` may defer the deletion).
     fn remove_file_at_once(&self, path: &Path) -> io::Result<()>;
     fn remove_dir_all(&self, path: &Path) -> io::Result<()>;
+    /// Renames a file over `to` (replacing it atomically, as rename(2)
+    /// does); durable once the directory is synced.
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
     fn exists(&self, path: &Path) -> bool;
     /// The size of a file without opening it.
     fn file_size(&self, path: &Path) -> io::Result<u64>;
