@@ -22,7 +22,7 @@ const REPLICA_LAG_TIME_MS_MAX: i64 = 3_600_000;
 const LEADER_IMBALANCE_CHECK_INTERVAL_MS_MAX: i64 = 86_400_000;
 /// Longest spin before an idle shard parks: beyond this it is a busy loop.
 const SPIN_BEFORE_PARK_US_MAX: i64 = 10_000;
-use sluice_net::config::SecurityProtocol;
+use sluice_net::config::{SecurityProtocol, LOG_CLEANER_DEDUPE_BUFFER_BYTES_MIN};
 use sluice_net::sasl::session::{parse_mechanisms, parse_super_users};
 use sluice_net::BrokerConfig;
 
@@ -102,6 +102,19 @@ pub const SETTINGS: &[(&str, &str)] = &[
         "bytes of free memory kept resident before it is returned to the kernel, 0 = never (default 268435456)",
     ),
     ("retention_check_interval_ms", "milliseconds, at least 1"),
+    ("log_cleaner_enable", "true or false (default true)"),
+    (
+        "log_cleaner_backoff_ms",
+        "milliseconds a shard's cleaner sleeps when no compacted log is dirty enough, at least 1 (default 15000)",
+    ),
+    (
+        "log_cleaner_dedupe_buffer_bytes",
+        "bytes of one shard's cleaner key map, at least 1048576 (default 33554432)",
+    ),
+    (
+        "log_cleaner_io_max_bytes_per_second",
+        "bytes per second one shard's cleaner reads and writes at most, 0 = no limit (default 0)",
+    ),
     ("connections_max_idle_ms", "milliseconds, at least 1"),
     (
         "max_connections",
@@ -396,6 +409,17 @@ pub fn apply(
         }
         "allocator_free_bytes_max" => {
             config.allocator_free_bytes_max = long(0, i64::MAX).ok_or_else(bad)? as usize
+        }
+        "log_cleaner_enable" => config.cleaner.enable = parse_bool(value).ok_or_else(bad)?,
+        "log_cleaner_backoff_ms" => {
+            config.cleaner.backoff_ms = long(1, i64::MAX).ok_or_else(bad)? as u64
+        }
+        "log_cleaner_dedupe_buffer_bytes" => {
+            config.cleaner.dedupe_buffer_bytes =
+                long(LOG_CLEANER_DEDUPE_BUFFER_BYTES_MIN as i64, i64::MAX).ok_or_else(bad)? as u64
+        }
+        "log_cleaner_io_max_bytes_per_second" => {
+            config.cleaner.io_max_bytes_per_second = long(0, i64::MAX).ok_or_else(bad)? as u64
         }
         "retention_check_interval_ms" => {
             config.retention_check_interval_ms = long(1, i64::MAX).ok_or_else(bad)? as u64

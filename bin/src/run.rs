@@ -416,6 +416,11 @@ async fn run_shard(
     {
         task.detach();
     }
+    if let Ok(task) =
+        glommio::spawn_local_into(std::rc::Rc::clone(&broker).run_cleaner(), background)
+    {
+        task.detach();
+    }
     glommio::spawn_local(std::rc::Rc::clone(&broker).run_isr_checks()).detach();
     glommio::spawn_local(std::rc::Rc::clone(&broker).watch_storage()).detach();
     if config.admin_listen.is_some() {

@@ -207,6 +207,18 @@ pub fn compute_crc(batch: &[u8]) -> u32 {
 /// Checks one complete batch (exactly `bytes`, no trailing data) without
 /// decompressing it: length, magic, CRC, compression codec and record count.
 pub fn validate(bytes: &[u8], limit: usize) -> Result<BatchHeader, BatchError> {
+    validate_as(bytes, limit, false)
+}
+
+/// [`validate`] for a batch read from a log rather than sent by a
+/// producer: compaction removes records from batches without changing the
+/// offsets they cover, so the record count may be anything from 0 to the
+/// offsets covered (a follower copies such batches from its leader).
+pub fn validate_stored(bytes: &[u8], limit: usize) -> Result<BatchHeader, BatchError> {
+    validate_as(bytes, limit, true)
+}
+
+fn validate_as(bytes: &[u8], limit: usize, compacted: bool) -> Result<BatchHeader, BatchError> {
     let limit = limit.min(BATCH_BYTES_MAX);
     if bytes.len() > limit {
         return Err(BatchError::TooLarge {
@@ -239,10 +251,14 @@ pub fn validate(bytes: &[u8], limit: usize) -> Result<BatchHeader, BatchError> {
     }
     // Kafka requires lastOffsetDelta + 1 == recordCount for v2 batches; a
     // batch that lies about its count would assign the wrong offsets.
-    if header.record_count < 1
-        || header.last_offset_delta < 0
-        || i64::from(header.last_offset_delta) + 1 != i64::from(header.record_count)
-    {
+    let covered = i64::from(header.last_offset_delta) + 1;
+    let count = i64::from(header.record_count);
+    let count_ok = if compacted {
+        (0..=covered).contains(&count)
+    } else {
+        count >= 1 && count == covered
+    };
+    if header.last_offset_delta < 0 || !count_ok {
         return Err(BatchError::BadRecordCount {
             record_count: header.record_count,
             last_offset_delta: header.last_offset_delta,

@@ -7,11 +7,12 @@
 //! the same and the log's batches still follow on one from the next. The
 //! readers, the recovery scan and a follower's appends all check that
 //! continuity, and it holds without a special case for compacted logs.
-//! A batch whose records are all removed shrinks to a bare header: one per
-//! batch of an idempotent producer (its producer id, epoch and sequence are
-//! what a follower rebuilds its producer state from, as Kafka keeps such
-//! batches), one per run for the rest. What remains in bytes is at most one
-//! 61-byte header per removed batch of an idempotent producer.
+//! A batch whose records are all removed shrinks to a bare header. A run of
+//! such batches becomes one header; a producer's last batch keeps its own,
+//! with its producer id, epoch and sequence, which a follower or a recovery
+//! rebuilds the producer's state from (Kafka keeps it for the same reason).
+//! Kafka also merges small cleaned segments; Sluice does not yet, so a
+//! cleaned segment stays a file of its own however small.
 //!
 //! Compressed batches are decompressed to read their keys and compressed
 //! again with the same codec when rewritten. The engine has no codecs of its

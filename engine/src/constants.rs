@@ -108,3 +108,7 @@ const _: () = assert!(SEGMENT_BYTES_MIN.is_multiple_of(IO_ALIGNMENT));
 const _: () = assert!(SEGMENT_BYTES_DEFAULT <= SEGMENT_BYTES_MAX);
 const _: () = assert!((BATCH_BYTES_MAX as u64) < SEGMENT_BYTES_MAX);
 const _: () = assert!(MESSAGE_BYTES_MAX_DEFAULT as usize <= BATCH_BYTES_MAX);
+
+/// Segments one read may go on into while what it found holds no record
+/// (a compacted log's stretches of emptied batches); see `PartitionLog::read`.
+pub const READ_SPAN_SEGMENTS_MAX: usize = 64;

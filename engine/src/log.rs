@@ -2075,6 +2075,43 @@ impl<S: Storage> PartitionLog<S> {
         max_bytes: usize,
         upper: i64,
     ) -> Result<ReadChunks, ReadError> {
+        let mut out = self.read_retrying(offset, max_bytes, upper).await?;
+        // A compacted log can hold stretches of batches whose records were
+        // all removed (bare headers). A fetch answered with those alone
+        // makes librdkafka take its fetch size for too small and double it,
+        // and after ten such answers in a row it fails the partition with
+        // MSG_SIZE_TOO_LARGE; so the read goes on into later segments until
+        // it holds a record.
+        let mut spanned = 0;
+        while spanned < READ_SPAN_SEGMENTS_MAX
+            && out.bytes < max_bytes
+            && out.next_offset < upper
+            && !out.chunks.is_empty()
+            && !holds_records(&out.chunks)
+        {
+            let Ok(more) = self
+                .read_retrying(out.next_offset, max_bytes - out.bytes, upper)
+                .await
+            else {
+                break;
+            };
+            if more.chunks.is_empty() {
+                break;
+            }
+            out.chunks.extend(more.chunks);
+            out.bytes += more.bytes;
+            out.next_offset = more.next_offset;
+            spanned += 1;
+        }
+        Ok(out)
+    }
+
+    async fn read_retrying(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        upper: i64,
+    ) -> Result<ReadChunks, ReadError> {
         // A segment the cleaner replaces between this read taking its file
         // and its index would pair one file with the other's positions:
         // such a read starts again (a replacement is rare, so this ends).
@@ -3060,6 +3097,25 @@ fn read_cached(
         out.next_offset = batch.last_offset + 1;
     }
     out
+}
+
+/// Whether read chunks hold a data record. Chunks of cached batches (a
+/// patched head, then the producer's bytes) always do: appends carry
+/// records. Chunks read from disk are whole batches, walked by header.
+fn holds_records(chunks: &[Bytes]) -> bool {
+    for chunk in chunks {
+        let mut at = 0;
+        while at < chunk.len() {
+            let Ok(header) = BatchHeader::parse(&chunk[at..]) else {
+                return true;
+            };
+            if header.record_count > 0 && !header.is_control() {
+                return true;
+            }
+            at += header.total_bytes().max(BATCH_HEADER_BYTES);
+        }
+    }
+    false
 }
 
 /// Where a disk read starts: an index entry's position and the base offset

@@ -167,6 +167,8 @@ pub struct ProduceOutcome {
     pub base_offset: i64,
     pub log_append_time: i64,
     pub log_start_offset: i64,
+    /// The records that failed the batch, by index, with why (Produce v8+).
+    pub record_errors: Vec<(i32, String)>,
 }
 
 /// One partition to read.
@@ -1185,6 +1187,19 @@ impl Broker {
                 outcomes.push(outcome);
                 continue;
             }
+            if log.config().compact {
+                // Kafka's check: a compacted topic keeps the latest record of
+                // each key, and a record without one could never be kept.
+                if let Err((message, record_errors)) =
+                    cleaner::check_keys(&entry.topic, entry.partition, &batches)
+                {
+                    outcome.error_code = code::INVALID_RECORD;
+                    outcome.error_message = Some(message);
+                    outcome.record_errors = record_errors;
+                    outcomes.push(outcome);
+                    continue;
+                }
+            }
             if !turn.is_granted() && !within(deadline, turn.granted()).await {
                 note_refused(&log, &batches, code::REQUEST_TIMED_OUT);
                 outcome.error_code = code::REQUEST_TIMED_OUT;
@@ -1871,6 +1886,7 @@ fn check_client_batches(batches: &[(BatchHeader, Bytes)]) -> Option<String> {
     None
 }
 
+mod cleaner;
 mod controller;
 mod elect;
 pub(crate) use elect::{ElectionOutcome, ElectionTopic, ElectionType};

@@ -180,6 +180,8 @@ pub struct BrokerConfig {
     pub allocator_free_bytes_max: usize,
     /// How often retention runs (Kafka's `log.retention.check.interval.ms`).
     pub retention_check_interval_ms: u64,
+    /// The cleaner of compacted topics (`log.cleaner.*`).
+    pub cleaner: CleanerConfig,
     /// Kafka's `connections.max.idle.ms`.
     pub connections_max_idle_ms: u64,
     /// Kafka's `max.connections`: connections open at once, whole broker.
@@ -306,6 +308,7 @@ impl Default for BrokerConfig {
             cache_bytes_per_shard: BATCH_CACHE_BYTES_DEFAULT,
             allocator_free_bytes_max: ALLOCATOR_FREE_BYTES_MAX_DEFAULT,
             retention_check_interval_ms: 5 * 60 * 1000,
+            cleaner: CleanerConfig::default(),
             connections_max_idle_ms: CONNECTION_IDLE_MS_DEFAULT,
             max_connections: MAX_CONNECTIONS_DEFAULT,
             max_connections_per_ip: MAX_CONNECTIONS_PER_IP_DEFAULT,
@@ -321,6 +324,40 @@ impl Default for BrokerConfig {
             set_by_operator: std::collections::BTreeSet::new(),
             lease: std::sync::Arc::default(),
             metrics: std::sync::Arc::default(),
+        }
+    }
+}
+
+/// Kafka's default `log.cleaner.backoff.ms`: how long a shard's cleaner
+/// waits when no log is dirty enough.
+pub const LOG_CLEANER_BACKOFF_MS_DEFAULT: u64 = 15_000;
+/// Bytes of a shard's cleaner key map (Kafka's
+/// `log.cleaner.dedupe.buffer.size` is 128 MiB for all cleaner threads).
+pub const LOG_CLEANER_DEDUPE_BUFFER_BYTES_DEFAULT: u64 = 32 * 1024 * 1024;
+/// The smallest key map a cleaner is given: a pass must hold some keys.
+pub const LOG_CLEANER_DEDUPE_BUFFER_BYTES_MIN: u64 = 1024 * 1024;
+
+/// The log cleaner of compacted topics, one per shard.
+#[derive(Clone, Debug)]
+pub struct CleanerConfig {
+    /// `log.cleaner.enable`.
+    pub enable: bool,
+    /// `log.cleaner.backoff.ms`.
+    pub backoff_ms: u64,
+    /// `log.cleaner.dedupe.buffer.size`, per shard.
+    pub dedupe_buffer_bytes: u64,
+    /// `log.cleaner.io.max.bytes.per.second`, per shard; 0: no limit (Kafka
+    /// has none by default either).
+    pub io_max_bytes_per_second: u64,
+}
+
+impl Default for CleanerConfig {
+    fn default() -> Self {
+        CleanerConfig {
+            enable: true,
+            backoff_ms: LOG_CLEANER_BACKOFF_MS_DEFAULT,
+            dedupe_buffer_bytes: LOG_CLEANER_DEDUPE_BUFFER_BYTES_DEFAULT,
+            io_max_bytes_per_second: 0,
         }
     }
 }

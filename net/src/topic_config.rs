@@ -15,6 +15,8 @@ enum Kind {
         max: i64,
     },
     Bool,
+    /// A decimal number in `[0, 1]` (Kafka's DOUBLE with that range).
+    Ratio,
     OneOf(&'static [&'static str]),
     /// A comma-separated list drawn from `words`, each at most once (Kafka's
     /// LIST type). `default` is Kafka's own default, the list that APPEND
@@ -44,7 +46,7 @@ const KNOWN: &[Known] = &[
             words: &["delete", "compact"],
             default: CLEANUP_POLICY_DEFAULT,
         },
-        applied: false,
+        applied: true,
     },
     Known {
         name: "compression.type",
@@ -57,7 +59,7 @@ const KNOWN: &[Known] = &[
             min: 0,
             max: i64::MAX,
         },
-        applied: false,
+        applied: true,
     },
     Known {
         name: "file.delete.delay.ms",
@@ -92,6 +94,14 @@ const KNOWN: &[Known] = &[
         applied: true,
     },
     Known {
+        name: "max.compaction.lag.ms",
+        kind: Kind::Long {
+            min: 1,
+            max: i64::MAX,
+        },
+        applied: true,
+    },
+    Known {
         name: "max.message.bytes",
         kind: Kind::Long {
             min: 0,
@@ -106,8 +116,8 @@ const KNOWN: &[Known] = &[
     },
     Known {
         name: "min.cleanable.dirty.ratio",
-        kind: Kind::OneOf(&["0.5"]),
-        applied: false,
+        kind: Kind::Ratio,
+        applied: true,
     },
     Known {
         name: "min.compaction.lag.ms",
@@ -115,7 +125,7 @@ const KNOWN: &[Known] = &[
             min: 0,
             max: i64::MAX,
         },
-        applied: false,
+        applied: true,
     },
     Known {
         name: "min.insync.replicas",
@@ -178,6 +188,7 @@ pub fn validate(name: &str, value: &str) -> Result<(), String> {
     let ok = match known.kind {
         Kind::Long { min, max } => value.parse::<i64>().is_ok_and(|v| v >= min && v <= max),
         Kind::Bool => value == "true" || value == "false",
+        Kind::Ratio => value.parse::<f64>().is_ok_and(|v| (0.0..=1.0).contains(&v)),
         Kind::OneOf(words) => words.contains(&value),
         Kind::ListOf { words, .. } => return validate_list(name, value, words),
     };
@@ -194,13 +205,11 @@ pub fn validate(name: &str, value: &str) -> Result<(), String> {
 fn validate_list(name: &str, value: &str, words: &[&str]) -> Result<(), String> {
     if value.trim().is_empty() {
         // Kafka 4.1 and later take an empty cleanup.policy to mean "neither
-        // delete nor compact": every record is kept. Sluice applies
-        // retention whatever the policy says, so it would store the value
-        // and still delete; refusing is the honest answer.
+        // delete nor compact", and older versions refuse it; Sluice refuses
+        // it too, pointing at the settings that keep every record.
         return Err(format!(
-            "'{name}' cannot be an empty list in Sluice: Kafka reads an empty \
-             cleanup.policy as keeping every record, which Sluice does not implement; \
-             retention.ms=-1 and retention.bytes=-1 keep every record"
+            "'{name}' cannot be an empty list in Sluice; to keep every record use \
+             cleanup.policy=delete with retention.ms=-1 and retention.bytes=-1"
         ));
     }
     let items: Vec<&str> = value.split(',').map(str::trim).collect();
@@ -288,10 +297,11 @@ pub fn default_value(name: &str, defaults: &LogConfig) -> Option<String> {
     Some(match name {
         "cleanup.policy" => CLEANUP_POLICY_DEFAULT.into(),
         "compression.type" => "producer".into(),
-        "delete.retention.ms" => "86400000".into(),
+        "delete.retention.ms" => defaults.delete_retention_ms.to_string(),
         "file.delete.delay.ms" => "60000".into(),
         "flush.messages" => i64::MAX.to_string(),
         "flush.ms" => i64::MAX.to_string(),
+        "max.compaction.lag.ms" => i64::MAX.to_string(),
         "index.interval.bytes" => defaults.index_interval_bytes.to_string(),
         "max.message.bytes" => defaults.max_message_bytes.to_string(),
         "message.timestamp.type" => if defaults.log_append_time {
@@ -300,8 +310,8 @@ pub fn default_value(name: &str, defaults: &LogConfig) -> Option<String> {
             "CreateTime"
         }
         .into(),
-        "min.cleanable.dirty.ratio" => "0.5".into(),
-        "min.compaction.lag.ms" => "0".into(),
+        "min.cleanable.dirty.ratio" => defaults.min_cleanable_dirty_ratio.to_string(),
+        "min.compaction.lag.ms" => defaults.min_compaction_lag_ms.to_string(),
         "min.insync.replicas" => "1".into(),
         "preallocate" => defaults.preallocate.to_string(),
         "retention.bytes" => defaults.retention_bytes.to_string(),
@@ -351,6 +361,26 @@ pub fn log_config(defaults: &LogConfig, overrides: &BTreeMap<String, String>) ->
     }
     if let Some(value) = overrides.get("preallocate") {
         config.preallocate = value == "true";
+    }
+    if let Some(policy) = overrides.get("cleanup.policy") {
+        let has = |word: &str| policy.split(',').any(|item| item.trim() == word);
+        config.delete = has("delete");
+        config.compact = has("compact");
+    }
+    if let Some(value) = long("delete.retention.ms") {
+        config.delete_retention_ms = value;
+    }
+    if let Some(value) = long("min.compaction.lag.ms") {
+        config.min_compaction_lag_ms = value;
+    }
+    if let Some(value) = long("max.compaction.lag.ms") {
+        config.max_compaction_lag_ms = value;
+    }
+    if let Some(value) = overrides
+        .get("min.cleanable.dirty.ratio")
+        .and_then(|value| value.parse::<f64>().ok())
+    {
+        config.min_cleanable_dirty_ratio = value;
     }
     config
 }

@@ -402,6 +402,18 @@ impl<S: Storage> PartitionLog<S> {
         }
         // Phase 2: every cleanable segment up to `end`, rewritten.
         let delete_retention_ms = self.inner.borrow().config.delete_retention_ms;
+        // A producer's last batch stays, emptied or not, with its producer
+        // id, epoch and sequence: a follower or a recovery rebuilding the
+        // producer state from the log finds them there, as in Kafka. Other
+        // emptied batches join runs of bare headers.
+        let last_batches: std::collections::HashSet<i64> = self
+            .inner
+            .borrow()
+            .producers
+            .producers
+            .values()
+            .filter_map(|entry| entry.batches.back().map(|batch| batch.base_offset))
+            .collect();
         let keep = |header: &BatchHeader, record: &crate::compaction::RecordView<'_>| {
             let Some(key) = record.key else {
                 return false;
@@ -460,7 +472,7 @@ impl<S: Storage> PartitionLog<S> {
                     kept_whole = kept.len() == records.len();
                     if kept_whole {
                         None
-                    } else if kept.is_empty() && !header.has_producer_id() {
+                    } else if kept.is_empty() && !last_batches.contains(&header.base_offset) {
                         // Joins the run of emptied batches before it.
                         match &mut run {
                             Some(run) if header.last_offset() - run.base <= i64::from(i32::MAX) => {

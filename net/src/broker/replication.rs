@@ -1177,7 +1177,8 @@ fn whole_batches(records: &Bytes) -> Result<Vec<(BatchHeader, Bytes)>, String> {
             break;
         }
         let bytes = records.slice(position..position + total);
-        let header = batch::validate(&bytes, usize::MAX).map_err(|error| error.to_string())?;
+        let header =
+            batch::validate_stored(&bytes, usize::MAX).map_err(|error| error.to_string())?;
         batches.push((header, bytes));
         position += total;
     }

@@ -18,7 +18,8 @@ use std::rc::Rc;
 
 use bytes::Bytes;
 use kafka_protocol::messages::produce_response::{
-    LeaderIdAndEpoch, NodeEndpoint, PartitionProduceResponse, TopicProduceResponse,
+    BatchIndexAndErrorMessage, LeaderIdAndEpoch, NodeEndpoint, PartitionProduceResponse,
+    TopicProduceResponse,
 };
 use kafka_protocol::messages::{
     ApiKey, BrokerId, ProduceRequest, ProduceResponse, RequestHeader, TopicName,
@@ -311,6 +312,15 @@ fn response(
             }
             if version >= 8 {
                 partition_response.error_message = outcome.error_message.as_deref().map(str_bytes);
+                partition_response.record_errors = outcome
+                    .record_errors
+                    .iter()
+                    .map(|(index, message)| {
+                        BatchIndexAndErrorMessage::default()
+                            .with_batch_index(*index)
+                            .with_batch_index_error_message(Some(str_bytes(message)))
+                    })
+                    .collect();
             }
             let hint = hints.as_deref_mut().and_then(|hints| {
                 hints.for_error(outcome.error_code, topic.name.0.as_str(), partition.index)
@@ -374,6 +384,7 @@ mod tests {
             log_append_time: -1,
             log_start_offset: -1,
             error_message: None,
+            record_errors: Vec::new(),
         };
         let outcomes = vec![vec![
             outcome(code::NOT_LEADER_OR_FOLLOWER, -1),
