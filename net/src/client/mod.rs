@@ -25,6 +25,7 @@
 //!   frame length itself is still bounded by [`RESPONSE_BYTES_MAX`] before
 //!   anything is allocated for it.
 
+pub mod acls;
 pub mod admin;
 pub mod connection;
 pub mod error;
@@ -34,10 +35,12 @@ pub mod log_dirs;
 pub mod produce;
 pub mod records;
 pub mod sasl;
+pub mod scram_users;
 pub mod txns;
 
 use std::time::Duration;
 
+pub use acls::{DeletedAcl, FilterDeletion};
 pub use admin::{
     Admin, BrokerNode, ClusterInfo, ClusterMetadata, ConfigChange, ConfigEntry, ConfigResource,
     ConfigSource, CreatedTopic, NewTopic, OffsetSpec, PartitionMetadata, PartitionOffset,
@@ -51,6 +54,7 @@ pub use log_dirs::ReplicaSize;
 pub use produce::{compression_from_name, Acks, Producer, ProducerRecord, ProducerSettings};
 pub use records::{LowWatermark, DELETE_BEFORE_HIGH_WATERMARK};
 pub use sasl::{AuthenticationError, SaslCredentials};
+pub use scram_users::{ScramDeletion, ScramUpsertion, UserAlteration, UserScramCredentials};
 pub use txns::{TxnDescription, TxnListing};
 
 /// The largest response frame accepted, matching the broker's own request
