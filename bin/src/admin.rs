@@ -14,9 +14,12 @@
 //! (`topic describe --stats`) in [`stats`]. `sluice produce` and
 //! `sluice consume` stream records rather than print one answer; they live
 //! in [`produce`] and [`consume`], with what they share in [`stream`].
-//! The `--command-config` file every command takes (how to log in) is read
-//! in [`command_config`].
+//! ACLs (`sluice acl ...`) live in [`acl`], a running broker's SCRAM users
+//! (`sluice user ... --bootstrap-server`) in [`users`], and the
+//! `--command-config` file every command takes (how to log in) in
+//! [`command_config`].
 
+mod acl;
 mod command_config;
 mod consume;
 mod elect;
@@ -26,6 +29,9 @@ mod rebalance;
 mod stats;
 mod stream;
 mod trim;
+pub mod users;
+
+pub use acl::USAGE as ACL_USAGE;
 
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -139,7 +145,7 @@ const EXIT_USAGE: u8 = 2;
 pub fn is_admin_command(args: &[String]) -> bool {
     matches!(
         args.first().map(String::as_str),
-        Some("topic" | "group" | "txn" | "cluster" | "produce" | "consume")
+        Some("topic" | "group" | "txn" | "cluster" | "produce" | "consume" | "acl")
     )
 }
 
@@ -524,6 +530,7 @@ pub fn main(args: &[String]) -> ExitCode {
     match args.first().map(String::as_str) {
         Some("produce") => return produce::main(&args[1..]),
         Some("consume") => return consume::main(&args[1..]),
+        Some("acl") => return acl::main(&args[1..]),
         _ => {}
     }
     let invocation = match parse(args) {
