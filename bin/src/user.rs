@@ -291,7 +291,8 @@ pub fn main(args: &[String]) -> ExitCode {
     let invocation = match parse(args) {
         Ok(Some(invocation)) => invocation,
         Ok(None) => {
-            let _ = std::io::stdout().write_all(USAGE.as_bytes());
+            let both = format!("{USAGE}\n{}", crate::admin::users::USAGE);
+            let _ = std::io::stdout().write_all(both.as_bytes());
             return ExitCode::SUCCESS;
         }
         Err(message) => {

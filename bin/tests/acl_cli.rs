@@ -361,9 +361,9 @@ fn the_security_cli_manages_users_and_acls_that_librdkafka_meets() {
     // ... and `other` refuses her.
     let refused = produce_as_alice(&broker, OTHER);
     assert!(
-        refused
-            .iter()
-            .all(|report| report.as_ref().is_err_and(|e| e.contains("authorization"))),
+        refused.iter().all(|report| report
+            .as_ref()
+            .is_err_and(|e| e.contains("TopicAuthorizationFailed"))),
         "deliveries to a topic without an ACL: {refused:?}"
     );
 
@@ -392,9 +392,9 @@ fn the_security_cli_manages_users_and_acls_that_librdkafka_meets() {
     assert_eq!(acl_lines(&listed).len(), 1, "{listed}");
     let refused = produce_as_alice(&broker, GRANTED);
     assert!(
-        refused
-            .iter()
-            .all(|report| report.as_ref().is_err_and(|e| e.contains("authorization"))),
+        refused.iter().all(|report| report
+            .as_ref()
+            .is_err_and(|e| e.contains("TopicAuthorizationFailed"))),
         "deliveries after the WRITE ACL was removed: {refused:?}"
     );
 
