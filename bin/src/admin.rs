@@ -14,7 +14,13 @@
 //! (`topic describe --stats`) in [`stats`]. `sluice produce` and
 //! `sluice consume` stream records rather than print one answer; they live
 //! in [`produce`] and [`consume`], with what they share in [`stream`].
+//! ACLs (`sluice acl ...`) live in [`acl`], a running broker's SCRAM users
+//! (`sluice user ... --bootstrap-server`) in [`users`], and the
+//! `--command-config` file every command takes (how to log in) in
+//! [`command_config`].
 
+mod acl;
+mod command_config;
 mod consume;
 mod elect;
 mod produce;
@@ -23,6 +29,9 @@ mod rebalance;
 mod stats;
 mod stream;
 mod trim;
+pub mod users;
+
+pub use acl::USAGE as ACL_USAGE;
 
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -116,8 +125,11 @@ ADMIN COMMANDS (Kafka protocol; work against any Kafka-compatible broker):
         \n \t \r \0 \\ escapes.
 
     Options of every admin command:
-        --bootstrap HOST:PORT[,HOST:PORT...]
+        --bootstrap HOST:PORT[,HOST:PORT...]  (or --bootstrap-server)
                                 broker(s) to connect to, tried in order (default 127.0.0.1:9092)
+        --command-config FILE   Kafka client properties: security.protocol (PLAINTEXT or
+                                SASL_PLAINTEXT), sasl.mechanism, and sasl.jaas.config or
+                                sasl.username and sasl.password
         --json                  print JSON instead of tables (not produce and consume)
     Exit status: 0 on success, 1 if the broker refuses or cannot be reached, 2 on usage errors.
 ";
@@ -133,7 +145,7 @@ const EXIT_USAGE: u8 = 2;
 pub fn is_admin_command(args: &[String]) -> bool {
     matches!(
         args.first().map(String::as_str),
-        Some("topic" | "group" | "txn" | "cluster" | "produce" | "consume")
+        Some("topic" | "group" | "txn" | "cluster" | "produce" | "consume" | "acl")
     )
 }
 
@@ -221,6 +233,8 @@ enum ResetTarget {
 #[derive(Debug, PartialEq, Eq)]
 struct Invocation {
     bootstrap: String,
+    /// `--command-config FILE`, read once the command line parsed.
+    command_config: Option<String>,
     json: bool,
     command: Command,
 }
@@ -232,7 +246,8 @@ enum Parsed {
     Help,
 }
 
-/// The flags each command takes besides `--bootstrap` and `--json`.
+/// The flags each command takes besides `--bootstrap`, `--command-config`
+/// and `--json`.
 fn command_flags(group: &str, action: &str) -> Option<&'static [&'static str]> {
     match (group, action) {
         ("topic", "create") => Some(&["partitions", "replication-factor", "config"]),
@@ -289,6 +304,7 @@ fn parse(args: &[String]) -> Result<Parsed, String> {
     let allowed = command_flags(group, action)
         .ok_or_else(|| format!("unknown command '{group} {action}'"))?;
     let mut bootstrap = BOOTSTRAP_DEFAULT.to_string();
+    let mut command_config = None;
     let mut json = false;
     let mut positionals: Vec<&str> = Vec::new();
     let mut flags: Vec<(&str, String)> = Vec::new();
@@ -315,8 +331,10 @@ fn parse(args: &[String]) -> Result<Parsed, String> {
                 (flag, value.clone())
             }
         };
-        if name == "bootstrap" {
+        if name == "bootstrap" || name == "bootstrap-server" {
             bootstrap = value;
+        } else if name == "command-config" {
+            command_config = Some(value);
         } else if allowed.contains(&name) {
             flags.push((name, value));
         } else {
@@ -444,6 +462,7 @@ fn parse(args: &[String]) -> Result<Parsed, String> {
     };
     Ok(Parsed::Run(Invocation {
         bootstrap,
+        command_config,
         json,
         command,
     }))
@@ -511,6 +530,7 @@ pub fn main(args: &[String]) -> ExitCode {
     match args.first().map(String::as_str) {
         Some("produce") => return produce::main(&args[1..]),
         Some("consume") => return consume::main(&args[1..]),
+        Some("acl") => return acl::main(&args[1..]),
         _ => {}
     }
     let invocation = match parse(args) {
@@ -524,7 +544,14 @@ pub fn main(args: &[String]) -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
-    match execute(&invocation) {
+    let options = match command_config::client_options(invocation.command_config.as_deref()) {
+        Ok(options) => options,
+        Err(message) => {
+            eprintln!("sluice: {message}");
+            return ExitCode::from(EXIT_FAILED);
+        }
+    };
+    match execute(&invocation, options) {
         Ok(output) => {
             emit(&output);
             ExitCode::SUCCESS
@@ -587,13 +614,12 @@ fn describe_command(command: &Command) -> String {
     }
 }
 
-fn execute(invocation: &Invocation) -> Result<String, Failure> {
+fn execute(invocation: &Invocation, options: ClientOptions) -> Result<String, Failure> {
     let failed = |error| Failure {
         doing: describe_command(&invocation.command),
         error,
     };
-    let mut admin =
-        Admin::connect(&invocation.bootstrap, ClientOptions::default()).map_err(failed)?;
+    let mut admin = Admin::connect(&invocation.bootstrap, options).map_err(failed)?;
     let json = invocation.json;
     match &invocation.command {
         Command::TopicCreate(topic) => topic_create(&mut admin, topic, json),

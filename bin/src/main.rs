@@ -27,8 +27,11 @@ USAGE:
     sluice produce TOPIC ...  |  sluice consume TOPIC ...
         Write lines as records, print records (below).
 
+    sluice acl ...
+        ACLs of a running broker (below).
+
     sluice user ...
-        SASL users in a stopped broker's data directory (below).
+        SASL users in a stopped broker's data directory, or of a running broker (below).
 
     sluice --help       This text and the list of settings.
 ";
@@ -93,7 +96,13 @@ fn main() -> ExitCode {
     }
     let refused = tune_allocator();
     if args.iter().any(|arg| arg == "--help" || arg == "-h") {
-        print!("{USAGE}\n{}\n{}\nSETTINGS:\n", admin::USAGE, user::USAGE);
+        print!(
+            "{USAGE}\n{}\n{}\n{}\n{}\nSETTINGS:\n",
+            admin::USAGE,
+            admin::ACL_USAGE,
+            user::USAGE,
+            admin::users::USAGE
+        );
         for (name, what) in config::SETTINGS {
             println!("    {name:<30} {what}");
         }

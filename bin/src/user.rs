@@ -1,4 +1,6 @@
-//! `sluice user ...`: SASL users, offline. The commands edit the credential
+//! `sluice user ...`: SASL users, offline. (With `--bootstrap-server` the
+//! same commands manage a running broker's users instead: see
+//! [`crate::admin::users`].) The offline commands edit the credential
 //! file in a broker's first data directory while the broker is stopped (as
 //! Kafka's `kafka-storage format --add-scram` does before a first start),
 //! so the first user exists before any client connects; a broker reads the
@@ -23,7 +25,7 @@ use sluice_net::sasl::credentials::check_user_name;
 use sluice_net::sasl::{CredentialStore, Mechanism, ScramCredential};
 
 pub const USAGE: &str = "\
-USER COMMANDS (offline: run them while the broker is stopped; it reads users at start):
+USER COMMANDS, OFFLINE (run them while the broker is stopped; it reads users at start):
     sluice user create --data-dir DIR --user NAME [--mechanism SCRAM-SHA-256|SCRAM-SHA-512]
             [--iterations N] [--password-file FILE]
         Stores salted SCRAM credentials for NAME (both mechanisms unless --mechanism; PLAIN
@@ -156,7 +158,7 @@ fn parse(args: &[String]) -> Result<Option<Invocation>, String> {
 /// The password: the first line of the file or of stdin, without its line
 /// end. Bounded, UTF-8 (clients send the password's UTF-8 bytes), not
 /// empty.
-fn read_password(file: Option<&Path>) -> Result<String, String> {
+pub(crate) fn read_password(file: Option<&Path>) -> Result<String, String> {
     let source = file.map_or("stdin".to_string(), |path| path.display().to_string());
     let mut bytes = Vec::new();
     // One more than a password and its line end, to see a longer one.
@@ -283,10 +285,14 @@ fn execute(invocation: &Invocation) -> Result<String, String> {
 }
 
 pub fn main(args: &[String]) -> ExitCode {
+    if crate::admin::users::is_online(args) {
+        return crate::admin::users::main(args);
+    }
     let invocation = match parse(args) {
         Ok(Some(invocation)) => invocation,
         Ok(None) => {
-            let _ = std::io::stdout().write_all(USAGE.as_bytes());
+            let both = format!("{USAGE}\n{}", crate::admin::users::USAGE);
+            let _ = std::io::stdout().write_all(both.as_bytes());
             return ExitCode::SUCCESS;
         }
         Err(message) => {

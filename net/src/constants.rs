@@ -442,6 +442,10 @@ pub const SCRAM_SERVER_NONCE_BYTES: usize = 24;
 /// Longest client nonce accepted: librdkafka and the Java client send
 /// 32 to 48 characters.
 pub const SCRAM_CLIENT_NONCE_BYTES_MAX: usize = 256;
+/// Random bytes of the nonce Sluice's own client sends (base64: 32
+/// characters), as much entropy as the server's.
+pub const SCRAM_CLIENT_NONCE_BYTES: usize = 24;
+const _: () = assert!(SCRAM_CLIENT_NONCE_BYTES.div_ceil(3) * 4 <= SCRAM_CLIENT_NONCE_BYTES_MAX);
 /// Longest user name (RFC 4616's limit for PLAIN's authentication id, kept
 /// for SCRAM too so that one credential serves both).
 pub const SASL_USER_BYTES_MAX: usize = 255;

@@ -16,8 +16,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use sluice_net::client::{
-    for_each_record, Admin, ClientOptions, FetchLimits, KafkaError, OffsetSpec, PartitionOffset,
-    TopicMetadata, Visit, FETCH_MAX_WAIT_MS, FETCH_PARTITION_BYTES_MAX, FETCH_RESPONSE_BYTES_MAX,
+    for_each_record, Admin, FetchLimits, KafkaError, OffsetSpec, PartitionOffset, TopicMetadata,
+    Visit, FETCH_MAX_WAIT_MS, FETCH_PARTITION_BYTES_MAX, FETCH_RESPONSE_BYTES_MAX,
 };
 use sluice_net::glommio_client::records::Record;
 
@@ -39,6 +39,8 @@ const LEADER_RETRY_BACKOFF: Duration = Duration::from_millis(250);
 
 const FLAGS: &[FlagSpec] = &[
     stream::BOOTSTRAP,
+    stream::BOOTSTRAP_SERVER,
+    stream::COMMAND_CONFIG,
     stream::PARTITION,
     FlagSpec {
         long: "offset",
@@ -105,6 +107,7 @@ enum Piece {
 struct ConsumeArgs {
     topic: String,
     bootstrap: String,
+    command_config: Option<String>,
     /// Empty: every partition.
     partitions: Vec<i32>,
     /// `None`: the group's committed offsets, else the earliest.
@@ -183,6 +186,7 @@ fn parse(args: &[String]) -> Result<ConsumeArgs, String> {
     let mut parsed = ConsumeArgs {
         topic: stream::one_topic("consume", &split.positionals)?,
         bootstrap: super::BOOTSTRAP_DEFAULT.to_string(),
+        command_config: None,
         partitions: Vec::new(),
         start: None,
         group: None,
@@ -192,7 +196,8 @@ fn parse(args: &[String]) -> Result<ConsumeArgs, String> {
     };
     for (flag, value) in split.flags {
         match flag {
-            "bootstrap" => parsed.bootstrap = value,
+            "bootstrap" | "bootstrap-server" => parsed.bootstrap = value,
+            "command-config" => parsed.command_config = Some(value),
             "partition" => parsed.partitions.push(stream::partition_number(&value)?),
             "offset" | "timestamp" if parsed.start.is_some() => {
                 return Err("give one of --offset and --timestamp, once".to_string())
@@ -375,7 +380,9 @@ fn write_record(
 }
 
 fn consume(parsed: &ConsumeArgs, out: &mut impl Write) -> Result<(), Failed> {
-    let mut admin = Admin::connect(&parsed.bootstrap, ClientOptions::default())?;
+    let options = super::command_config::client_options(parsed.command_config.as_deref())
+        .map_err(Failed::Local)?;
+    let mut admin = Admin::connect(&parsed.bootstrap, options)?;
     let mut topic = admin.describe_topic(&parsed.topic)?;
     let mut readings = plan(&mut admin, &topic, parsed)?;
     let limits = FetchLimits {

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use kafka_protocol::records::Compression;
 use sluice_net::client::{
-    compression_from_name, Acks, Admin, ClientOptions, Producer, ProducerRecord, ProducerSettings,
+    compression_from_name, Acks, Admin, Producer, ProducerRecord, ProducerSettings,
 };
 
 use super::stream::{self, Failed, FlagSpec};
@@ -32,6 +32,8 @@ const BYTES_PER_MB: f64 = 1_000_000.0;
 
 const FLAGS: &[FlagSpec] = &[
     stream::BOOTSTRAP,
+    stream::BOOTSTRAP_SERVER,
+    stream::COMMAND_CONFIG,
     stream::PARTITION,
     FlagSpec {
         long: "key-delimiter",
@@ -65,6 +67,7 @@ const FLAGS: &[FlagSpec] = &[
 struct ProduceArgs {
     topic: String,
     bootstrap: String,
+    command_config: Option<String>,
     partition: Option<i32>,
     key_delimiter: Option<Vec<u8>>,
     headers: Vec<(String, Bytes)>,
@@ -78,6 +81,7 @@ fn parse(args: &[String]) -> Result<ProduceArgs, String> {
     let mut parsed = ProduceArgs {
         topic: stream::one_topic("produce", &split.positionals)?,
         bootstrap: super::BOOTSTRAP_DEFAULT.to_string(),
+        command_config: None,
         partition: None,
         key_delimiter: None,
         headers: Vec::new(),
@@ -87,7 +91,8 @@ fn parse(args: &[String]) -> Result<ProduceArgs, String> {
     };
     for (flag, value) in split.flags {
         match flag {
-            "bootstrap" => parsed.bootstrap = value,
+            "bootstrap" | "bootstrap-server" => parsed.bootstrap = value,
+            "command-config" => parsed.command_config = Some(value),
             "partition" => parsed.partition = Some(stream::partition_number(&value)?),
             "key-delimiter" => {
                 let delimiter = stream::unescape(&value);
@@ -210,7 +215,9 @@ impl Progress {
 }
 
 fn produce(parsed: &ProduceArgs, mut input: impl BufRead) -> Result<(), Failed> {
-    let mut admin = Admin::connect(&parsed.bootstrap, ClientOptions::default())?;
+    let options = super::command_config::client_options(parsed.command_config.as_deref())
+        .map_err(Failed::Local)?;
+    let mut admin = Admin::connect(&parsed.bootstrap, options)?;
     let settings = ProducerSettings {
         acks: parsed.acks,
         compression: parsed.compression,
@@ -272,6 +279,7 @@ mod tests {
             ProduceArgs {
                 topic: "orders".into(),
                 bootstrap: "h:1".into(),
+                command_config: None,
                 partition: Some(2),
                 key_delimiter: Some(b":".to_vec()),
                 headers: vec![

@@ -55,6 +55,20 @@ pub(super) const BOOTSTRAP: FlagSpec = FlagSpec {
     takes_value: true,
 };
 
+/// `--bootstrap-server`, Kafka's tools' name for `--bootstrap`.
+pub(super) const BOOTSTRAP_SERVER: FlagSpec = FlagSpec {
+    long: "bootstrap-server",
+    short: None,
+    takes_value: true,
+};
+
+/// `--command-config FILE`: how to log in (see [`super::command_config`]).
+pub(super) const COMMAND_CONFIG: FlagSpec = FlagSpec {
+    long: "command-config",
+    short: None,
+    takes_value: true,
+};
+
 /// `--partition N` (`-p N`), which both commands take.
 pub(super) const PARTITION: FlagSpec = FlagSpec {
     long: "partition",

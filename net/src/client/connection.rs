@@ -55,6 +55,16 @@ pub const CLIENT_API_VERSIONS: &[(ApiKey, i16, i16)] = &[
     // names topics by id.
     (ApiKey::Fetch, 4, 12),
     (ApiKey::DescribeLogDirs, 1, 4),
+    // v0 sends the mechanism's messages as bare tokens outside Kafka's
+    // framing; v1 (KIP-152) wraps them in SaslAuthenticate.
+    (ApiKey::SaslHandshake, 1, 1),
+    (ApiKey::SaslAuthenticate, 0, 2),
+    // v0 knows only literal patterns (KIP-290 added the pattern type in v1).
+    (ApiKey::DescribeAcls, 1, 3),
+    (ApiKey::CreateAcls, 1, 3),
+    (ApiKey::DeleteAcls, 1, 3),
+    (ApiKey::DescribeUserScramCredentials, 0, 0),
+    (ApiKey::AlterUserScramCredentials, 0, 0),
 ];
 
 /// Kafka's UNSUPPORTED_VERSION error code.
@@ -111,10 +121,15 @@ pub struct Connection {
     request_timeout_ms: u64,
     correlation_id: i32,
     versions: Vec<(ApiKey, i16)>,
+    /// Whether the connection logs in: a SASL listener closes a connection
+    /// that has not at its first request past ApiVersions, and an error
+    /// without SASL says so.
+    logs_in: bool,
 }
 
 impl Connection {
-    /// Connects to `address` (`host:port`) and negotiates API versions.
+    /// Connects to `address` (`host:port`), negotiates API versions and,
+    /// with [`ClientOptions::sasl`], logs in.
     pub fn connect(address: &str, options: &ClientOptions) -> Result<Connection, ClientError> {
         let resolved: Vec<SocketAddr> = address
             .to_socket_addrs()
@@ -169,8 +184,12 @@ impl Connection {
                 .unwrap_or(u64::MAX),
             correlation_id: 0,
             versions: Vec::new(),
+            logs_in: options.sasl.is_some(),
         };
         connection.negotiate()?;
+        if let Some(credentials) = &options.sasl {
+            super::sasl::authenticate(&mut connection, credentials)?;
+        }
         Ok(connection)
     }
 
@@ -372,7 +391,12 @@ impl Connection {
                 api,
                 source: io::Error::new(
                     io::ErrorKind::UnexpectedEof,
-                    "the broker closed the connection",
+                    if self.logs_in || api == ApiKey::ApiVersions {
+                        "the broker closed the connection"
+                    } else {
+                        "the broker closed the connection (no SASL login is configured, and a \
+                         SASL listener closes a connection that has not logged in)"
+                    },
                 ),
             },
             _ => ClientError::Io {

@@ -6,6 +6,9 @@ use std::io;
 
 use kafka_protocol::messages::ApiKey;
 
+use super::sasl::AuthenticationError;
+use crate::sasl::Mechanism;
+
 /// Kafka's names for the error codes an admin client commonly meets (from
 /// Kafka's `Errors.java`). Codes not listed print as `UNKNOWN_ERROR_CODE`,
 /// still with their number, so nothing is lost.
@@ -52,6 +55,7 @@ const ERROR_NAMES: &[(i16, &str)] = &[
     (42, "INVALID_REQUEST"),
     (43, "UNSUPPORTED_FOR_MESSAGE_FORMAT"),
     (44, "POLICY_VIOLATION"),
+    (53, "TRANSACTIONAL_ID_AUTHORIZATION_FAILED"),
     (54, "SECURITY_DISABLED"),
     (55, "OPERATION_NOT_ATTEMPTED"),
     (56, "KAFKA_STORAGE_ERROR"),
@@ -70,6 +74,7 @@ const ERROR_NAMES: &[(i16, &str)] = &[
     (89, "THROTTLING_QUOTA_EXCEEDED"),
     (91, "RESOURCE_NOT_FOUND"),
     (92, "DUPLICATE_RESOURCE"),
+    (93, "UNACCEPTABLE_CREDENTIAL"),
     (100, "UNKNOWN_TOPIC_ID"),
     (103, "INCONSISTENT_TOPIC_ID"),
 ];
@@ -184,6 +189,15 @@ pub enum ClientError {
     },
     /// The broker refused the request with a Kafka error code.
     Broker(KafkaError),
+    /// Logging in as `user` failed. (The reason is boxed: it is the
+    /// largest of the reasons, and every `Result` of the client carries
+    /// this type.)
+    Authentication {
+        address: String,
+        user: String,
+        mechanism: Mechanism,
+        reason: Box<AuthenticationError>,
+    },
 }
 
 impl ClientError {
@@ -284,6 +298,15 @@ impl fmt::Display for ClientError {
                 write!(f, "unexpected {api:?} response from {address}: {message}")
             }
             ClientError::Broker(error) => write!(f, "{error}"),
+            ClientError::Authentication {
+                address,
+                user,
+                mechanism,
+                reason,
+            } => write!(
+                f,
+                "authentication failed for user {user} at {address} ({mechanism}): {reason}"
+            ),
         }
     }
 }

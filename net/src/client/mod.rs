@@ -1,7 +1,8 @@
 //! A small blocking Kafka client for admin tools (the `sluice topic ...`,
-//! `sluice group ...`, `sluice txn ...` and `sluice cluster ...` commands)
-//! and for `sluice produce` and `sluice consume`, speaking the Kafka protocol
-//! to any Kafka-compatible broker over `std::net::TcpStream`.
+//! `sluice group ...`, `sluice txn ...`, `sluice cluster ...`,
+//! `sluice acl ...` and online `sluice user ...` commands) and for
+//! `sluice produce` and `sluice consume`, speaking the Kafka protocol to any
+//! Kafka-compatible broker over `std::net::TcpStream`.
 //!
 //! Design notes:
 //! - Blocking, one request in flight per connection: an admin command makes
@@ -11,6 +12,8 @@
 //!   correlation ids, socket timeouts, and ApiVersions negotiation: each API
 //!   is sent at the highest version both the broker and
 //!   [`connection::CLIENT_API_VERSIONS`] support.
+//! - With [`ClientOptions::sasl`] every connection logs in right after the
+//!   ApiVersions exchange ([`sasl`]), so the calls never see SASL.
 //! - [`Admin`] holds a bootstrap connection and opens connections to other
 //!   brokers only when a request must go to a particular one (partition
 //!   leaders for ListOffsets, the controller for CreateTopics/DeleteTopics,
@@ -22,6 +25,7 @@
 //!   frame length itself is still bounded by [`RESPONSE_BYTES_MAX`] before
 //!   anything is allocated for it.
 
+pub mod acls;
 pub mod admin;
 pub mod connection;
 pub mod error;
@@ -30,10 +34,13 @@ pub mod groups;
 pub mod log_dirs;
 pub mod produce;
 pub mod records;
+pub mod sasl;
+pub mod scram_users;
 pub mod txns;
 
 use std::time::Duration;
 
+pub use acls::{DeletedAcl, FilterDeletion};
 pub use admin::{
     Admin, BrokerNode, ClusterInfo, ClusterMetadata, ConfigChange, ConfigEntry, ConfigResource,
     ConfigSource, CreatedTopic, NewTopic, OffsetSpec, PartitionMetadata, PartitionOffset,
@@ -46,6 +53,8 @@ pub use groups::{CommittedOffset, GroupDescription, GroupListing, GroupMember};
 pub use log_dirs::ReplicaSize;
 pub use produce::{compression_from_name, Acks, Producer, ProducerRecord, ProducerSettings};
 pub use records::{LowWatermark, DELETE_BEFORE_HIGH_WATERMARK};
+pub use sasl::{AuthenticationError, SaslCredentials};
+pub use scram_users::{ScramDeletion, ScramUpsertion, UserAlteration, UserScramCredentials};
 pub use txns::{TxnDescription, TxnListing};
 
 /// The largest response frame accepted, matching the broker's own request
@@ -132,6 +141,9 @@ pub struct ClientOptions {
     pub request_timeout: Duration,
     /// See [`OPERATION_TIMEOUT_MS_DEFAULT`].
     pub operation_timeout_ms: i32,
+    /// Log every connection in with these (a SASL_PLAINTEXT listener);
+    /// `None` for a PLAINTEXT one.
+    pub sasl: Option<SaslCredentials>,
 }
 
 impl Default for ClientOptions {
@@ -141,6 +153,7 @@ impl Default for ClientOptions {
             connect_timeout: Duration::from_millis(CONNECT_TIMEOUT_MS_DEFAULT),
             request_timeout: Duration::from_millis(REQUEST_TIMEOUT_MS_DEFAULT),
             operation_timeout_ms: OPERATION_TIMEOUT_MS_DEFAULT,
+            sasl: None,
         }
     }
 }

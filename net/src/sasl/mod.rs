@@ -17,11 +17,14 @@
 //! - The wire side (which request may come when, the Kafka error codes) is
 //!   in [`session`] and the SaslHandshake/SaslAuthenticate handlers; the
 //!   mechanisms here know nothing of Kafka's framing.
+//! - [`scram_client`] is the other side of SCRAM, for Sluice's own admin
+//!   client ([`crate::client`]), built on the same key functions.
 
 pub mod alter;
 pub mod credentials;
 pub mod plain;
 pub mod scram;
+pub mod scram_client;
 pub mod session;
 
 pub use credentials::{CredentialStore, ScramCredential};

@@ -87,12 +87,28 @@ pub fn salted_password(
     out
 }
 
+/// ClientKey = HMAC(SaltedPassword, "Client Key"): what a client proves
+/// it knows.
+pub fn client_key(mechanism: Mechanism, salted: &[u8]) -> Vec<u8> {
+    hmac(mechanism, salted, CLIENT_KEY_LABEL)
+}
+
+/// ServerKey = HMAC(SaltedPassword, "Server Key"): what the server signs
+/// its final message with.
+pub fn server_key(mechanism: Mechanism, salted: &[u8]) -> Vec<u8> {
+    hmac(mechanism, salted, SERVER_KEY_LABEL)
+}
+
 /// StoredKey and ServerKey of a salted password.
 pub fn keys(mechanism: Mechanism, salted: &[u8]) -> (Vec<u8>, Vec<u8>) {
-    let client_key = hmac(mechanism, salted, CLIENT_KEY_LABEL);
-    let stored_key = hash(mechanism, &client_key);
-    let server_key = hmac(mechanism, salted, SERVER_KEY_LABEL);
-    (stored_key, server_key)
+    let stored_key = hash(mechanism, &client_key(mechanism, salted));
+    (stored_key, server_key(mechanism, salted))
+}
+
+/// A user name in SCRAM's escaping: `,` as `=2C` and `=` as `=3D`, which
+/// the attribute syntax reserves (RFC 5802 section 5.1).
+pub fn encode_sasl_name(user: &str) -> String {
+    user.replace('=', "=3D").replace(',', "=2C")
 }
 
 /// Whether `password` is the one `credential` was made from: StoredKey
