@@ -17,12 +17,15 @@
 //!
 //! Deterministic per seed; `SLUICE_COMPACTION_MODEL_SEEDS` adds seeds.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::rc::{Rc, Weak};
+use std::rc::Rc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use common::{drop_log, open_log_with, Rng};
 use glommio::LocalExecutorBuilder;
 use sluice_engine::batch::{self, attributes, BatchHeader, BuildBatch, BATCH_HEADER_BYTES};
 use sluice_engine::compaction::{parse_records, NoCodecs};
@@ -41,37 +44,9 @@ const SEGMENT_BYTES_MAX: i64 = 16 * 1024;
 const TRANSACTIONAL_PRODUCERS: [i64; 2] = [9000, 9001];
 const IDEMPOTENT_PRODUCER: i64 = 9100;
 const DELETE_RETENTION_MS: i64 = 10_000;
-const DROP_WAIT_MAX: Duration = Duration::from_secs(2);
 const TRACE_LINES_MAX: usize = 40;
 /// Bytes asked of one read while reading the whole log back.
 const READ_BYTES: usize = 64 * 1024;
-
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Rng {
-        Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1)
-    }
-
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, bound: u64) -> u64 {
-        self.next() % bound.max(1)
-    }
-
-    fn between(&mut self, low: i64, high: i64) -> i64 {
-        low + self.below((high - low + 1) as u64) as i64
-    }
-
-    fn percent(&mut self, chance: u64) -> bool {
-        self.below(100) < chance
-    }
-}
 
 #[derive(Clone, Debug, PartialEq)]
 struct Record {
@@ -193,38 +168,6 @@ struct Run {
     timestamp: i64,
     /// Records the passes removed, over the run.
     records_removed: u64,
-}
-
-async fn open(
-    run_storage: &MemStorage,
-    dir: &std::path::Path,
-    config: &LogConfig,
-    cache: &Rc<BatchCache>,
-) -> Rc<PartitionLog<MemStorage>> {
-    match PartitionLog::open(
-        run_storage.clone(),
-        dir.to_path_buf(),
-        config.clone(),
-        Rc::clone(cache),
-    )
-    .await
-    {
-        Ok(log) => log,
-        Err(error) => panic!("opening the log failed: {error}"),
-    }
-}
-
-async fn drop_log(log: Rc<PartitionLog<MemStorage>>) {
-    let weak: Weak<PartitionLog<MemStorage>> = Rc::downgrade(&log);
-    drop(log);
-    let started = std::time::Instant::now();
-    while weak.strong_count() > 0 {
-        assert!(
-            started.elapsed() < DROP_WAIT_MAX,
-            "a dropped log is still held by its tasks"
-        );
-        glommio::timer::sleep(Duration::from_millis(1)).await;
-    }
 }
 
 impl Run {
@@ -464,7 +407,7 @@ impl Run {
     }
 
     async fn reopen(&mut self, storage: MemStorage) {
-        let log = open(&storage, &self.dir, &self.config, &self.cache).await;
+        let log = open_log_with(&storage, &self.dir, &self.config, &self.cache).await;
         let old = std::mem::replace(&mut self.log, log);
         self.storage = storage;
         drop_log(old).await;
@@ -649,7 +592,7 @@ async fn run(seed: u64) {
     });
     let storage = MemStorage::new(seed);
     let dir = PathBuf::from("/data/compaction-model-0");
-    let log = open(&storage, &dir, &config, &cache).await;
+    let log = open_log_with(&storage, &dir, &config, &cache).await;
     let mut trace = Trace {
         seed,
         lines: Vec::new(),
@@ -722,30 +665,10 @@ async fn run(seed: u64) {
     );
 }
 
-fn extra_seeds() -> Vec<u64> {
-    let Ok(spec) = std::env::var("SLUICE_COMPACTION_MODEL_SEEDS") else {
-        return Vec::new();
-    };
-    let mut seeds = Vec::new();
-    for part in spec
-        .split(',')
-        .map(str::trim)
-        .filter(|part| !part.is_empty())
-    {
-        match part.split_once("..") {
-            Some((start, end)) => seeds.extend(
-                start.parse::<u64>().expect("range start")..end.parse::<u64>().expect("range end"),
-            ),
-            None => seeds.push(part.parse().expect("seed")),
-        }
-    }
-    seeds
-}
-
 #[test]
 fn compaction_agrees_with_model() {
     let mut seeds: Vec<u64> = SEEDS_DEFAULT.collect();
-    seeds.extend(extra_seeds());
+    seeds.extend(common::seeds_from_env("SLUICE_COMPACTION_MODEL_SEEDS"));
     for seed in seeds {
         let handle = LocalExecutorBuilder::default()
             .name("compaction-model")

@@ -44,3 +44,91 @@ pub async fn open_mem_log(
         Err(error) => panic!("opening {dir} failed: {error}"),
     }
 }
+
+/// How long a dropped log may take to be freed by its finishing tasks.
+const DROP_WAIT_MAX: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Opens (or creates) the log in `dir` with `config`, sharing `cache`.
+pub async fn open_log_with(
+    storage: &MemStorage,
+    dir: &std::path::Path,
+    config: &LogConfig,
+    cache: &Rc<BatchCache>,
+) -> Rc<PartitionLog<MemStorage>> {
+    match PartitionLog::open(
+        storage.clone(),
+        dir.to_path_buf(),
+        config.clone(),
+        Rc::clone(cache),
+    )
+    .await
+    {
+        Ok(log) => log,
+        Err(error) => panic!("opening the log failed: {error}"),
+    }
+}
+
+/// Drops a log and waits until its tasks let it go.
+pub async fn drop_log(log: Rc<PartitionLog<MemStorage>>) {
+    let weak = Rc::downgrade(&log);
+    drop(log);
+    let started = std::time::Instant::now();
+    while weak.strong_count() > 0 {
+        assert!(
+            started.elapsed() < DROP_WAIT_MAX,
+            "a dropped log is still held by its tasks"
+        );
+        glommio::timer::sleep(std::time::Duration::from_millis(1)).await;
+    }
+}
+
+/// Seeds from the environment variable `name`: `7,9,100..200`.
+pub fn seeds_from_env(name: &str) -> Vec<u64> {
+    let Ok(spec) = std::env::var(name) else {
+        return Vec::new();
+    };
+    let mut seeds = Vec::new();
+    for part in spec
+        .split(',')
+        .map(str::trim)
+        .filter(|part| !part.is_empty())
+    {
+        match part.split_once("..") {
+            Some((start, end)) => {
+                let start: u64 = start.parse().expect("bad range start");
+                let end: u64 = end.parse().expect("bad range end");
+                seeds.extend(start..end);
+            }
+            None => seeds.push(part.parse().expect("bad seed")),
+        }
+    }
+    seeds
+}
+
+/// xorshift64*: small, deterministic, good enough to pick operations.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1)
+    }
+
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    pub fn below(&mut self, bound: u64) -> u64 {
+        self.next() % bound.max(1)
+    }
+
+    pub fn between(&mut self, low: i64, high: i64) -> i64 {
+        low + self.below((high - low + 1) as u64) as i64
+    }
+
+    pub fn percent(&mut self, chance: u64) -> bool {
+        self.below(100) < chance
+    }
+}
