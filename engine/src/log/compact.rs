@@ -36,6 +36,9 @@ use crate::txn::AbortedTxn;
 
 /// Bytes the cleaner reads from a segment at a time.
 const CLEANER_READ_BYTES: usize = 1 << 20;
+/// Bytes the cleaner reads or writes between two turns it gives the shard's
+/// other task queues (see `Throttle::account`).
+const CLEANER_YIELD_BYTES: usize = 64 * 1024;
 /// Bytes of a cleaned segment gathered before they are written.
 const CLEANER_WRITE_BYTES: usize = 1 << 20;
 /// The cleaner checkpoint: the end of the part of the log already cleaned.
@@ -104,6 +107,9 @@ struct Throttle {
     bytes_per_second: u64,
     started: Instant,
     bytes: u64,
+    /// Bytes handled since the cleaner last let the shard's other task
+    /// queues run.
+    since_yield: usize,
 }
 
 impl Throttle {
@@ -112,19 +118,31 @@ impl Throttle {
             bytes_per_second,
             started: Instant::now(),
             bytes: 0,
+            since_yield: 0,
         }
     }
 
     async fn account(&mut self, bytes: usize) {
         self.bytes += bytes as u64;
+        self.since_yield += bytes;
         if self.bytes_per_second > 0 {
             let due = Duration::from_secs_f64(self.bytes as f64 / self.bytes_per_second as f64);
             let elapsed = self.started.elapsed();
             if due > elapsed {
                 glommio::timer::sleep(due - elapsed).await;
+                self.since_yield = 0;
             }
         }
-        glommio::yield_if_needed().await;
+        if self.since_yield >= CLEANER_YIELD_BYTES {
+            // glommio yields a queue only once its preemption timer fired,
+            // which let a pass run for milliseconds while produce and fetch
+            // requests of the shard waited; so the cleaner hands the shard
+            // over itself, often.
+            self.since_yield = 0;
+            glommio::executor().yield_task_queue_now().await;
+        } else {
+            glommio::yield_if_needed().await;
+        }
     }
 }
 
