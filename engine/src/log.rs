@@ -2363,7 +2363,15 @@ impl<S: Storage> PartitionLog<S> {
                     timestamp: segment.max_timestamp,
                 }))
             }
-            OffsetQuery::Timestamp(target) => self.lookup_timestamp(target).await,
+            // As `read`: a segment replaced by the cleaner between taking its
+            // index and reading its file makes the lookup start again.
+            OffsetQuery::Timestamp(target) => loop {
+                let compactions = self.inner.borrow().compactions;
+                let result = self.lookup_timestamp(target).await;
+                if result.is_ok() || self.inner.borrow().compactions == compactions {
+                    return result;
+                }
+            },
         }
     }
 
