@@ -1169,7 +1169,9 @@ impl Broker {
                 outcomes.push(outcome);
                 continue;
             };
-            let limit = log.config().max_message_bytes as usize;
+            // One read of the partition's settings per append: `config()` clones.
+            let config = log.config();
+            let limit = config.max_message_bytes as usize;
             let records = entry.records.unwrap_or_default();
             let batches =
                 match batch::split_and_validate(&records, limit.max(batch::BATCH_HEADER_BYTES)) {
@@ -1187,7 +1189,7 @@ impl Broker {
                 outcomes.push(outcome);
                 continue;
             }
-            if log.config().compact {
+            if config.compact {
                 // Kafka's check: a compacted topic keeps the latest record of
                 // each key, and a record without one could never be kept.
                 if let Err((message, record_errors)) =
