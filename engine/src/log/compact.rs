@@ -2,7 +2,11 @@
 //! as Kafka's log cleaner defines it: the latest record of every key stays,
 //! older records of the same key go, records without a key go, tombstones
 //! go once they have stayed through one cleaning and `delete.retention.ms`,
-//! records of aborted transactions go, transaction markers stay.
+//! records of aborted transactions go. A transaction marker goes on the same
+//! terms as a tombstone, and only once no batch of its transaction is left
+//! and the transaction began in the marker's own segment: a replay of that
+//! segment from its start snapshot (a truncation) must not find the
+//! transaction open with no marker to close it.
 //!
 //! A pass has two phases. The dirty part of the log (the cleanable segments
 //! after the cleaner checkpoint) is read to map each key to its latest
@@ -19,6 +23,7 @@
 //! it leaves the new one. Either way the segment has no index files, and
 //! its first read rebuilds them from its batches.
 
+use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -31,6 +36,7 @@ use crate::compaction::{
 };
 use crate::constants::{BATCH_BYTES_MAX, IO_ALIGNMENT};
 use crate::error::StorageError;
+use crate::producer::ProducerState;
 use crate::storage::{IoBuffer, Storage, StorageFile};
 use crate::txn::AbortedTxn;
 
@@ -67,6 +73,8 @@ pub struct CompactionReport {
     pub bytes_before: u64,
     pub bytes_after: u64,
     pub records_removed: u64,
+    /// Transaction markers removed (counted in `records_removed` too).
+    pub markers_removed: u64,
     /// The cleaner checkpoint after the pass.
     pub clean_end: i64,
 }
@@ -271,6 +279,16 @@ impl<F: StorageFile> CleanedFile<F> {
     }
 }
 
+/// What a cleaning pass does with one batch.
+enum Fate {
+    /// Copied as it is.
+    Whole,
+    /// Replaced by a copy holding fewer records.
+    Rewritten(Vec<u8>),
+    /// Nothing of it stays but its offsets, in a run of bare headers.
+    Emptied,
+}
+
 /// Batches of removed records waiting to become one bare header.
 struct EmptyRun {
     base: i64,
@@ -447,6 +465,9 @@ impl<S: Storage> PartitionLog<S> {
                 && now.saturating_sub(header.max_timestamp) > delete_retention_ms;
             !(record.tombstone && expired)
         };
+        // Producer -> whether this pass kept a batch of its open
+        // transaction, reset at each of its markers.
+        let mut txn_kept: HashMap<i64, bool> = HashMap::new();
         let mut report = CompactionReport::default();
         for &(base, size, _) in plan.segments.iter().filter(|s| s.2 <= end) {
             report.segments_cleaned += 1;
@@ -469,12 +490,36 @@ impl<S: Storage> PartitionLog<S> {
             };
             let mut removed = 0u64;
             let mut run: Option<EmptyRun> = None;
+            // Transactions open where this segment starts (loaded on its
+            // first marker): see `marker_removable`.
+            let mut open_at_start: Option<ProducerState> = None;
+            let mut removed_markers: Vec<i64> = Vec::new();
             let mut batches = self.segment_batches(base, size).await?;
             while let Some((header, bytes)) = batches.next().await? {
-                let kept_whole;
-                let rewritten = if header.is_control() {
-                    kept_whole = true;
-                    None
+                let fate = if header.is_control() {
+                    let kept_data = txn_kept.remove(&header.producer_id).unwrap_or(false);
+                    let expired = header.base_offset < plan.first_dirty
+                        && now.saturating_sub(header.max_timestamp) > delete_retention_ms;
+                    if kept_data || !expired {
+                        Fate::Whole
+                    } else {
+                        if open_at_start.is_none() {
+                            open_at_start = Some(
+                                super::load_producer_snapshot(&self.storage, &self.dir, base).await,
+                            );
+                        }
+                        let opened_before = open_at_start.as_ref().is_some_and(|state| {
+                            state.ongoing_txn_first_offset(header.producer_id).is_some()
+                        });
+                        if opened_before {
+                            Fate::Whole
+                        } else {
+                            removed += u64::from(header.record_count.max(0).unsigned_abs());
+                            report.markers_removed += 1;
+                            removed_markers.push(header.base_offset);
+                            Fate::Emptied
+                        }
+                    }
                 } else {
                     let area = record_area(&bytes, &header, codec, BATCH_BYTES_MAX)
                         .map_err(|error| self.record_error(base, &header, error))?;
@@ -487,10 +532,32 @@ impl<S: Storage> PartitionLog<S> {
                         .copied()
                         .collect();
                     removed += (records.len() - kept.len()) as u64;
-                    kept_whole = kept.len() == records.len();
-                    if kept_whole {
-                        None
+                    let fate = if kept.len() == records.len() {
+                        Fate::Whole
                     } else if kept.is_empty() && !last_batches.contains(&header.base_offset) {
+                        Fate::Emptied
+                    } else {
+                        let batch =
+                            rewrite_batch(&bytes, &header, &kept, codec).map_err(|error| {
+                                self.record_error(
+                                    base,
+                                    &header,
+                                    crate::compaction::RecordError::Codec(error),
+                                )
+                            })?;
+                        Fate::Rewritten(batch)
+                    };
+                    if header.is_transactional() {
+                        // A batch that stays with its producer id (whole,
+                        // rewritten, or emptied as its producer's last)
+                        // keeps its transaction's marker.
+                        *txn_kept.entry(header.producer_id).or_default() |=
+                            !matches!(fate, Fate::Emptied);
+                    }
+                    fate
+                };
+                match fate {
+                    Fate::Emptied => {
                         // Joins the run of emptied batches before it.
                         match &mut run {
                             Some(run) if header.last_offset() - run.base <= i64::from(i32::MAX) => {
@@ -508,26 +575,14 @@ impl<S: Storage> PartitionLog<S> {
                                 });
                             }
                         }
-                        throttle.account(bytes.len()).await;
-                        continue;
-                    } else {
-                        let batch =
-                            rewrite_batch(&bytes, &header, &kept, codec).map_err(|error| {
-                                self.record_error(
-                                    base,
-                                    &header,
-                                    crate::compaction::RecordError::Codec(error),
-                                )
-                            })?;
-                        Some(batch)
                     }
-                };
-                flush_run(&mut copy, run.take(), &mut throttle).await?;
-                match rewritten {
-                    Some(batch) => copy.push(&batch, &mut throttle).await?,
-                    None => {
-                        debug_assert!(kept_whole);
-                        copy.push(&bytes, &mut throttle).await?
+                    Fate::Whole => {
+                        flush_run(&mut copy, run.take(), &mut throttle).await?;
+                        copy.push(&bytes, &mut throttle).await?;
+                    }
+                    Fate::Rewritten(batch) => {
+                        flush_run(&mut copy, run.take(), &mut throttle).await?;
+                        copy.push(&batch, &mut throttle).await?;
                     }
                 }
                 throttle.account(bytes.len()).await;
@@ -540,6 +595,9 @@ impl<S: Storage> PartitionLog<S> {
                 continue;
             }
             let new_size = copy.finish().await?;
+            if !removed_markers.is_empty() {
+                self.forget_aborted(base, &removed_markers).await?;
+            }
             if self.swap_in(base, size, new_size, &cleaned_path).await? {
                 report.segments_rewritten += 1;
                 report.records_removed += removed;
@@ -593,6 +651,41 @@ impl<S: Storage> PartitionLog<S> {
             buffer: Bytes::new(),
             buffer_start: 0,
         })
+    }
+
+    /// Drops the aborted-transaction entries of removed markers from
+    /// segment `base`, in memory and in its `.txnindex`, before the copy
+    /// without those markers replaces it. A read_committed consumer given an
+    /// entry skips its producer's transactional batches until it meets the
+    /// abort marker; with the marker gone it would skip that producer's
+    /// later, committed transactions too. The other order is harmless: a
+    /// marker is removed only once no batch of its transaction is left, so
+    /// the old segment read without the entry shows no aborted record.
+    async fn forget_aborted(&self, base: i64, markers: &[i64]) -> Result<(), CompactionError> {
+        let path = self.dir.join(segment_file_name(base, "txnindex"));
+        let _permit =
+            self.txn_index_lock.acquire_permit(1).await.map_err(|_| {
+                StorageError::new("lock", &path, std::io::Error::other("log closed"))
+            })?;
+        let entries = {
+            let mut inner = self.inner.borrow_mut();
+            let Some(segment) = inner.segments.get_mut(&base) else {
+                return Ok(());
+            };
+            if !segment
+                .aborted
+                .iter()
+                .any(|entry| markers.contains(&entry.last_offset))
+            {
+                return Ok(());
+            }
+            segment
+                .aborted
+                .retain(|entry| !markers.contains(&entry.last_offset));
+            segment.aborted.clone()
+        };
+        super::write_txn_index(&self.storage, &self.dir, base, &entries).await?;
+        Ok(())
     }
 
     /// Puts the cleaned copy in place of segment `base` if the segment is
