@@ -202,10 +202,6 @@ pub const SETTINGS: &[(&str, &str)] = &[
         "transaction_abort_timed_out_transaction_cleanup_interval_ms",
         "milliseconds, at least 1",
     ),
-    (
-        "transaction_state_rewrite_records_min",
-        "records, at least 1: a __transaction_state partition log holding more (and 4 times its live ids) is rewritten to bound replay (default 100000)",
-    ),
 ];
 
 /// Most partitions `__consumer_offsets` may be created with (Kafka caps
@@ -540,9 +536,6 @@ pub fn apply(
         "transaction_abort_timed_out_transaction_cleanup_interval_ms" => {
             config.txn.abort_check_interval_ms = long(1, i64::MAX).ok_or_else(bad)? as u64
         }
-        "transaction_state_rewrite_records_min" => {
-            config.txn.rewrite_records_min = long(1, i64::MAX).ok_or_else(bad)?
-        }
         _ => {
             return Err(format!(
                 "unknown setting '{name}' (from {source}); known settings: {}",
@@ -840,21 +833,6 @@ mod tests {
             from_args(&args(&["--group-consumer-heartbeat-interval-ms", "45000"])).unwrap_err();
         assert!(
             error.contains("group_consumer_heartbeat_interval_ms"),
-            "{error}"
-        );
-    }
-
-    #[test]
-    fn the_transaction_state_rewrite_threshold_applies_and_is_checked() {
-        let args = |list: &[&str]| -> Vec<String> { list.iter().map(|s| s.to_string()).collect() };
-        let defaults = from_args(&[]).unwrap();
-        assert_eq!(defaults.txn.rewrite_records_min, 100_000);
-        let config = from_args(&args(&["--transaction-state-rewrite-records-min", "200"])).unwrap();
-        assert_eq!(config.txn.rewrite_records_min, 200);
-        let error =
-            from_args(&args(&["--transaction-state-rewrite-records-min", "0"])).unwrap_err();
-        assert!(
-            error.contains("transaction_state_rewrite_records_min"),
             "{error}"
         );
     }

@@ -1889,6 +1889,8 @@ fn check_client_batches(batches: &[(BatchHeader, Bytes)]) -> Option<String> {
 }
 
 mod cleaner;
+#[cfg(test)]
+pub(crate) use cleaner::clean_now;
 mod controller;
 mod elect;
 pub(crate) use elect::{ElectionOutcome, ElectionTopic, ElectionType};

@@ -15,11 +15,10 @@ use crate::constants::{
     GROUP_SESSION_TIMEOUT_MS_MAX_DEFAULT, GROUP_SESSION_TIMEOUT_MS_MIN_DEFAULT,
     GROUP_SIZE_MAX_DEFAULT, INTERNAL_TOPIC_REPLICATION_FACTOR_DEFAULT, MAX_CONNECTIONS_DEFAULT,
     MAX_CONNECTIONS_PER_IP_DEFAULT, OFFSETS_RETENTION_CHECK_INTERVAL_MS_DEFAULT,
-    OFFSETS_RETENTION_MS_DEFAULT, OFFSETS_REWRITE_RECORDS_MIN_DEFAULT,
-    OFFSETS_TOPIC_PARTITIONS_DEFAULT, TRANSACTIONAL_ID_EXPIRATION_MS_DEFAULT,
-    TRANSACTION_ABORT_CHECK_INTERVAL_MS_DEFAULT, TRANSACTION_MAX_TIMEOUT_MS_DEFAULT,
-    TRANSACTION_STATE_MIN_ISR_DEFAULT, TRANSACTION_STATE_PARTITIONS_DEFAULT,
-    TXN_REWRITE_RECORDS_MIN_DEFAULT,
+    OFFSETS_RETENTION_MS_DEFAULT, OFFSETS_TOPIC_PARTITIONS_DEFAULT,
+    TRANSACTIONAL_ID_EXPIRATION_MS_DEFAULT, TRANSACTION_ABORT_CHECK_INTERVAL_MS_DEFAULT,
+    TRANSACTION_MAX_TIMEOUT_MS_DEFAULT, TRANSACTION_STATE_MIN_ISR_DEFAULT,
+    TRANSACTION_STATE_PARTITIONS_DEFAULT,
 };
 
 /// The client listener's security protocol, by Kafka's names (the value
@@ -62,9 +61,6 @@ pub struct TxnConfig {
     pub id_expiration_ms: i64,
     /// `transaction.abort.timed.out.transaction.cleanup.interval.ms`.
     pub abort_check_interval_ms: u64,
-    /// Smallest `__transaction_state` partition log (in records) that is
-    /// rewritten to bound replay.
-    pub rewrite_records_min: i64,
 }
 
 impl Default for TxnConfig {
@@ -76,7 +72,6 @@ impl Default for TxnConfig {
             max_timeout_ms: TRANSACTION_MAX_TIMEOUT_MS_DEFAULT,
             id_expiration_ms: TRANSACTIONAL_ID_EXPIRATION_MS_DEFAULT,
             abort_check_interval_ms: TRANSACTION_ABORT_CHECK_INTERVAL_MS_DEFAULT,
-            rewrite_records_min: TXN_REWRITE_RECORDS_MIN_DEFAULT,
         }
     }
 }
@@ -100,11 +95,8 @@ pub struct GroupConfig {
     pub offsets_topic_replication_factor: i16,
     /// `offsets.retention.minutes`, in ms.
     pub offsets_retention_ms: i64,
-    /// `offsets.retention.check.interval.ms`: also how often offsets logs are
-    /// checked for rewriting.
+    /// `offsets.retention.check.interval.ms`.
     pub offsets_retention_check_interval_ms: u64,
-    /// Smallest offsets log (in records) that is rewritten to bound replay.
-    pub offsets_rewrite_records_min: i64,
     /// `group.consumer.session.timeout.ms` (KIP-848 groups).
     pub consumer_session_timeout_ms: i32,
     /// `group.consumer.heartbeat.interval.ms`.
@@ -126,7 +118,6 @@ impl Default for GroupConfig {
             offsets_topic_replication_factor: INTERNAL_TOPIC_REPLICATION_FACTOR_DEFAULT,
             offsets_retention_ms: OFFSETS_RETENTION_MS_DEFAULT,
             offsets_retention_check_interval_ms: OFFSETS_RETENTION_CHECK_INTERVAL_MS_DEFAULT,
-            offsets_rewrite_records_min: OFFSETS_REWRITE_RECORDS_MIN_DEFAULT,
             consumer_session_timeout_ms: CONSUMER_GROUP_SESSION_TIMEOUT_MS_DEFAULT,
             consumer_heartbeat_interval_ms: CONSUMER_GROUP_HEARTBEAT_INTERVAL_MS_DEFAULT,
             consumer_assignors: vec!["uniform".to_string(), "range".to_string()],

@@ -174,18 +174,6 @@ pub const OFFSETS_LOAD_READ_BYTES: usize = 1024 * 1024;
 /// Pause before retrying a replay that hit a read error.
 pub const OFFSETS_LOAD_RETRY_MS: u64 = 1000;
 
-/// An offsets partition is rewritten (live state appended again, log start
-/// moved past the rest) only once its log holds at least this many records.
-pub const OFFSETS_REWRITE_RECORDS_MIN_DEFAULT: i64 = 100_000;
-
-/// ... and more than this many times its live records: replay reads at most
-/// `ratio × live` records, and each record is rewritten at most once per
-/// `ratio - 1` new ones.
-pub const OFFSETS_REWRITE_RATIO: i64 = 4;
-
-/// Batch size of a rewrite, well below the default `max.message.bytes`.
-pub const OFFSETS_REWRITE_BATCH_BYTES: usize = 256 * 1024;
-
 /// Bytes of the client or instance id that prefix a generated member id, so
 /// the id stays far below Kafka's string limit.
 pub const MEMBER_ID_PREFIX_BYTES_MAX: usize = 255;
@@ -237,12 +225,6 @@ pub const TXN_END_WAIT_MS: u64 = 30_000;
 /// Bytes of records a replay of `__transaction_state` reads per step.
 pub const TXN_LOAD_READ_BYTES: usize = 1024 * 1024;
 
-/// A `__transaction_state` partition is rewritten (live state appended
-/// again, log start moved past the rest) once it holds this many records
-/// and more than `OFFSETS_REWRITE_RATIO` times its live ones (the default
-/// of `transaction_state_rewrite_records_min`).
-pub const TXN_REWRITE_RECORDS_MIN_DEFAULT: i64 = 100_000;
-
 /// Passes of one InitProducerId: creating the id, aborting an Ongoing
 /// transaction, allocating a new producer id and the bump itself each take
 /// one; a request still racing others after these answers
@@ -254,19 +236,12 @@ const _: () = assert!(
     "clients pipeline 5 requests by default"
 );
 const _: () = assert!(FETCH_RESPONSE_BYTES_MAX <= REQUEST_BYTES_MAX);
-const _: () = assert!(
-    OFFSETS_REWRITE_RATIO >= 2,
-    "a rewrite must free more than it writes"
-);
 const _: () = assert!(GROUP_SESSION_TIMEOUT_MS_MIN_DEFAULT <= GROUP_SESSION_TIMEOUT_MS_MAX_DEFAULT);
 const _: () = assert!(
     CONSUMER_GROUP_HEARTBEAT_INTERVAL_MS_DEFAULT < CONSUMER_GROUP_SESSION_TIMEOUT_MS_DEFAULT
 );
 // "<prefix>-<36-character uuid>" must be a legal Kafka string.
 const _: () = assert!(MEMBER_ID_PREFIX_BYTES_MAX + 37 <= i16::MAX as usize);
-const _: () = assert!(
-    OFFSETS_REWRITE_BATCH_BYTES < sluice_engine::constants::MESSAGE_BYTES_MAX_DEFAULT as usize
-);
 
 /// First wait before a partition leader asks the transaction coordinator
 /// again to add a partition (Produce v12) after CONCURRENT_TRANSACTIONS:

@@ -109,6 +109,19 @@ impl Broker {
     }
 }
 
+/// One cleaning pass over `log` for a test, which must be due.
+#[cfg(test)]
+pub(crate) async fn clean_now(log: &Log) -> sluice_engine::log::CompactionReport {
+    let limits = CompactionLimits {
+        key_map_entries_max: 1 << 16,
+        io_bytes_per_second: 0,
+    };
+    log.compact(sluice_engine::types::now_ms(), &limits, &WireCodecs)
+        .await
+        .expect("a cleaning pass")
+        .expect("the pass was due")
+}
+
 /// Record errors a Produce response lists at most; the rest are counted in
 /// the partition's error message.
 const RECORD_ERRORS_MAX: usize = 100;

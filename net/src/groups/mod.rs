@@ -21,11 +21,9 @@
 //! only waits (for a rebalance, for durability) are awaited, and whatever
 //! runs after one re-checks the group.
 //!
-//! Replay cost is bounded without compaction by rewriting: when a partition's
-//! log holds many more records than its live state (see
-//! [`GroupCoordinator::rewrite_logs`]), the live state is appended again and
-//! the log start moved past everything before it, so retention can delete
-//! the old segments.
+//! Replay cost is bounded by the log cleaner: `__consumer_offsets` is a
+//! compacted topic, so a replay reads the latest record of each key in the
+//! cleaned segments and whatever the uncleaned ones hold, as in Kafka.
 
 mod assignor;
 mod classic;
@@ -53,10 +51,7 @@ use sluice_engine::{AppendError, ClusterMetadata, ShardId};
 
 use crate::broker::{AckError, Broker, ShardRequest, ShardResponse};
 use crate::config::GroupConfig;
-use crate::constants::{
-    OFFSETS_LOAD_READ_BYTES, OFFSETS_LOAD_RETRY_MS, OFFSETS_REWRITE_BATCH_BYTES,
-    OFFSETS_WRITE_TIMEOUT_MS,
-};
+use crate::constants::{OFFSETS_LOAD_READ_BYTES, OFFSETS_LOAD_RETRY_MS, OFFSETS_WRITE_TIMEOUT_MS};
 use crate::errors::code;
 pub use consumer::{
     DescribedConsumerGroup, DescribedConsumerMember, HeartbeatOutcome, CONSUMER_PROTOCOL_TYPE,
@@ -471,7 +466,7 @@ impl GroupCoordinator {
     }
 
     /// Connects the coordinator to its broker and starts the periodic
-    /// maintenance (offset expiry, log rewrite). Called once, by
+    /// maintenance (offset expiry). Called once, by
     /// `Broker::new`.
     pub fn attach(&self, broker: Weak<Broker>) {
         *self.broker.borrow_mut() = broker.clone();
@@ -487,7 +482,6 @@ impl GroupCoordinator {
                     return;
                 }
                 broker.groups.expire_offsets(&broker).await;
-                broker.groups.rewrite_logs(&broker).await;
             }
         });
     }
@@ -894,115 +888,6 @@ impl GroupCoordinator {
                 .groups
                 .on_sync_deadline(&broker, &group_id, generation);
         });
-    }
-
-    // ---- maintenance ----------------------------------------------------
-
-    /// Rewrites the live state of offsets partitions whose logs have grown
-    /// well past it, then moves the log start past the old records.
-    ///
-    /// A partition qualifies when it holds more than
-    /// `offsets_rewrite_records_min` records and more than
-    /// `OFFSETS_REWRITE_RATIO` times its live records. The live state is
-    /// appended in one synchronous step (nothing interleaves), made durable,
-    /// and only then is the log start moved, so a crash at any point replays
-    /// to the same state. Each rewrite costs the live state once, and happens
-    /// only after `ratio - 1` times as many new records: replay is bounded by
-    /// `ratio × live records` (or the minimum), at an amortised constant
-    /// cost per write.
-    pub async fn rewrite_logs(&self, broker: &Rc<Broker>) {
-        let partitions: Vec<i32> = self
-            .partitions
-            .borrow()
-            .iter()
-            .filter(|(_, load)| **load == Load::Loaded)
-            .map(|(partition, _)| *partition)
-            .collect();
-        for partition in partitions {
-            if let Err(error) = self.rewrite_partition(broker, partition).await {
-                tracing::warn!(partition, %error, "rewriting {OFFSETS_TOPIC} failed; the old records stay");
-            }
-        }
-    }
-
-    async fn rewrite_partition(
-        &self,
-        broker: &Rc<Broker>,
-        partition: i32,
-    ) -> Result<(), WriteError> {
-        let Some(log) = broker.log(OFFSETS_TOPIC, partition) else {
-            return Ok(());
-        };
-        // Offsets of unfinished transactions live only in the log; moving
-        // its start past them would lose them.
-        if self
-            .pending_txn
-            .borrow()
-            .keys()
-            .any(|(pending_partition, _)| *pending_partition == partition)
-        {
-            return Ok(());
-        }
-        self.wait_for_room(broker, partition).await;
-        let offsets = log.offsets();
-        let in_log = offsets.leo - offsets.log_start;
-        let live: Vec<KeyedRecord> = {
-            let groups = self.groups.borrow();
-            let mut live = Vec::new();
-            for group in groups.values().filter(|group| group.partition == partition) {
-                if let Some(value) = &group.persisted {
-                    live.push(KeyedRecord {
-                        key: records::group_key(&group.id),
-                        value: Some(records::encode_group_value(value)),
-                    });
-                }
-                if let Some(consumer) = &group.consumer {
-                    live.extend(consumer.live_records(&group.id));
-                }
-                for ((topic, topic_partition), value) in &group.offsets {
-                    live.push(KeyedRecord {
-                        key: records::offset_key(&group.id, topic, *topic_partition),
-                        value: Some(records::encode_offset_value(value)),
-                    });
-                }
-            }
-            live
-        };
-        let threshold = self
-            .config
-            .offsets_rewrite_records_min
-            .max(live.len() as i64 * crate::constants::OFFSETS_REWRITE_RATIO);
-        if in_log <= threshold {
-            return Ok(());
-        }
-        let start = offsets.leo;
-        let mut end = start;
-        // All batches are appended before any await: no other write can
-        // land between them.
-        let mut batch: Vec<KeyedRecord> = Vec::new();
-        for record in live {
-            batch.push(record);
-            if records::batch_bytes_bound(&batch) >= OFFSETS_REWRITE_BATCH_BYTES {
-                end = self.append_now(broker, partition, &batch)?;
-                batch.clear();
-            }
-        }
-        if !batch.is_empty() {
-            end = self.append_now(broker, partition, &batch)?;
-        }
-        self.wait_written(broker, partition, end).await?;
-        let moved = log
-            .delete_records_before(start)
-            .await
-            .map_err(|error| WriteError::Storage(error.to_string()))?;
-        tracing::info!(
-            partition,
-            records_before = in_log,
-            live = end - start,
-            log_start = moved,
-            "rewrote {OFFSETS_TOPIC} partition"
-        );
-        Ok(())
     }
 }
 

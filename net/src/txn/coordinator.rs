@@ -131,8 +131,6 @@ pub(super) struct Pending {
     pub partition: i32,
     /// Tells this transition from a later one of the same id.
     pub token: u64,
-    /// The state appended (`None`: a tombstone); a log rewrite copies it.
-    pub next: Option<TxnMeta>,
 }
 
 /// A transition between its append and its install.
@@ -998,14 +996,9 @@ impl TxnCoordinator {
             .append_now(broker, partition, &[record])
             .map_err(TransitError::Write)?;
         let token = self.token();
-        self.pending.borrow_mut().insert(
-            transactional_id.to_string(),
-            Pending {
-                partition,
-                token,
-                next: next.clone(),
-            },
-        );
+        self.pending
+            .borrow_mut()
+            .insert(transactional_id.to_string(), Pending { partition, token });
         Ok(Transit {
             id: transactional_id.to_string(),
             partition,

@@ -48,10 +48,7 @@ use sluice_engine::{batch, AppendError, ClusterMetadata, ShardId};
 
 use crate::broker::{AckError, Broker, ShardRequest, ShardResponse};
 use crate::config::TxnConfig;
-use crate::constants::{
-    OFFSETS_LOAD_RETRY_MS, OFFSETS_REWRITE_BATCH_BYTES, OFFSETS_REWRITE_RATIO,
-    OFFSETS_WRITE_TIMEOUT_MS, TXN_LOAD_READ_BYTES,
-};
+use crate::constants::{OFFSETS_LOAD_RETRY_MS, OFFSETS_WRITE_TIMEOUT_MS, TXN_LOAD_READ_BYTES};
 use crate::errors::code;
 use crate::groups::records::{self as group_records, KeyedRecord};
 pub use coordinator::TxnMeta;
@@ -437,7 +434,8 @@ impl TxnCoordinator {
     }
 
     /// Connects the coordinator to its broker and starts the periodic work:
-    /// aborting timed-out transactions, expiring idle ids, bounding the log.
+    /// aborting timed-out transactions and expiring idle ids (the log
+    /// cleaner bounds the log: `__transaction_state` is compacted).
     pub fn attach(&self, broker: Weak<Broker>) {
         *self.broker.borrow_mut() = broker.clone();
         let interval = Duration::from_millis(self.config.abort_check_interval_ms.max(1));
@@ -452,7 +450,6 @@ impl TxnCoordinator {
                 }
                 broker.txns.abort_timed_out(&broker).await;
                 broker.txns.expire_ids(&broker).await;
-                broker.txns.rewrite_logs(&broker).await;
             }
         });
     }
@@ -684,88 +681,5 @@ impl TxnCoordinator {
                 log.wait_for_room().await;
             }
         }
-    }
-
-    /// Rewrites state partitions whose logs hold far more records than live
-    /// ids (see the groups module for why this bounds replay).
-    async fn rewrite_logs(&self, broker: &Rc<Broker>) {
-        let partitions: Vec<i32> = self
-            .partitions
-            .borrow()
-            .iter()
-            .filter(|(_, load)| **load == Load::Loaded)
-            .map(|(partition, _)| *partition)
-            .collect();
-        for partition in partitions {
-            let records_min = self.config.rewrite_records_min;
-            if let Err(error) = self.rewrite_partition(broker, partition, records_min).await {
-                tracing::warn!(partition, %error, "rewriting {TXN_TOPIC} failed; the old records stay");
-            }
-        }
-    }
-
-    /// Rewrites one state partition if its log holds more than
-    /// `records_min` records and `OFFSETS_REWRITE_RATIO` times its live ids.
-    async fn rewrite_partition(
-        &self,
-        broker: &Rc<Broker>,
-        partition: i32,
-        records_min: i64,
-    ) -> Result<(), WriteError> {
-        let Some(log) = broker.log(TXN_TOPIC, partition) else {
-            return Ok(());
-        };
-        self.wait_for_room(broker, partition).await;
-        let offsets = log.offsets();
-        let in_log = offsets.leo - offsets.log_start;
-        // The live state: what is installed, except that an id with a
-        // transition in flight gets the state that transition appended (its
-        // record is about to be dropped with the rest; it installs once
-        // durable, and the rewrite's own wait covers that record too).
-        let live: Vec<KeyedRecord> = {
-            let txns = self.txns.borrow();
-            let pending = self.pending.borrow();
-            let installed = txns
-                .values()
-                .filter(|meta| meta.partition == partition && !pending.contains_key(&meta.id));
-            let in_flight = pending
-                .values()
-                .filter(|pending| pending.partition == partition)
-                .filter_map(|pending| pending.next.as_ref());
-            installed
-                .chain(in_flight)
-                .map(|meta| KeyedRecord {
-                    key: records::encode_key(&meta.id),
-                    value: Some(records::encode_value(&meta.to_value())),
-                })
-                .collect()
-        };
-        let threshold = records_min.max(live.len() as i64 * OFFSETS_REWRITE_RATIO);
-        if in_log <= threshold {
-            return Ok(());
-        }
-        let start = offsets.leo;
-        let mut end = start;
-        let mut batch: Vec<KeyedRecord> = Vec::new();
-        for record in live {
-            batch.push(record);
-            if group_records::batch_bytes_bound(&batch) >= OFFSETS_REWRITE_BATCH_BYTES {
-                end = self.append_now(broker, partition, &batch)?;
-                batch.clear();
-            }
-        }
-        if !batch.is_empty() {
-            end = self.append_now(broker, partition, &batch)?;
-        }
-        self.wait_written(broker, partition, end).await?;
-        log.delete_records_before(start)
-            .await
-            .map_err(|error| WriteError::Storage(error.to_string()))?;
-        tracing::info!(
-            partition,
-            records_before = in_log,
-            "rewrote {TXN_TOPIC} partition"
-        );
-        Ok(())
     }
 }

@@ -2,7 +2,7 @@
 //! (PrepareCommit durable) but not completed is completed when its state
 //! partition is loaded again; a refused state write leaves the old state
 //! and maps the error as Kafka does; a request during a pending transition
-//! sees only durable state; a rewrite during one keeps it; exhausted epochs
+//! sees only durable state; a cleaning pass during one keeps it; exhausted epochs
 //! end with markers at Short.MAX_VALUE on the timeout and EndTxn v5 paths.
 
 use std::sync::Arc;
@@ -434,12 +434,19 @@ fn a_request_during_a_pending_transition_sees_only_durable_state() {
 }
 
 #[test]
-fn a_rewrite_keeps_the_state_of_a_transition_in_flight() {
+fn a_cleaning_pass_keeps_the_state_of_a_transition_in_flight() {
     run(None, |broker| async move {
         let pair = init(&broker, "rewritten").await;
         let other = init(&broker, "other").await;
+        // Small segments, so that the records below fill sealed ones the
+        // cleaner may take.
+        let state_log = broker.log(TXN_TOPIC, 0).expect("state log");
+        state_log.set_config(sluice_engine::log::LogConfig {
+            segment_bytes: sluice_engine::constants::SEGMENT_BYTES_MIN,
+            ..state_log.config()
+        });
         // Fill the log with superseded records of "other".
-        for _ in 0..20 {
+        for _ in 0..OTHER_BUMPS {
             let answer = serve(
                 &broker,
                 TxnRequest::InitProducerId {
@@ -475,16 +482,10 @@ fn a_rewrite_keeps_the_state_of_a_transition_in_flight() {
             futures_lite::future::yield_now().await;
         }
         assert!(broker.txns.pending.borrow().contains_key("rewritten"));
-        let state_log = broker.log(TXN_TOPIC, 0).expect("state log");
-        let start_before = state_log.offsets().log_start;
-        broker
-            .txns
-            .rewrite_partition(&broker, 0, 10)
-            .await
-            .expect("rewritten");
+        let report = crate::broker::clean_now(&state_log).await;
         assert!(
-            state_log.offsets().log_start > start_before,
-            "the log start moved"
+            report.records_removed > 0,
+            "superseded states removed: {report:?}"
         );
         let first = first.await;
         assert!(
@@ -492,7 +493,7 @@ fn a_rewrite_keeps_the_state_of_a_transition_in_flight() {
             "{first:?}"
         );
 
-        // Replay from the rewritten log: the in-flight addition survived.
+        // Replay from the cleaned log: the in-flight addition survived.
         let before_other = described(&broker, "other");
         broker.txns.partitions.borrow_mut().clear();
         broker.txns.txns.borrow_mut().clear();
@@ -511,9 +512,13 @@ fn a_rewrite_keeps_the_state_of_a_transition_in_flight() {
             (after_other.producer_id, after_other.producer_epoch),
             (before_other.producer_id, before_other.producer_epoch)
         );
-        assert_eq!(before_other.producer_epoch, other.1 + 20);
+        assert_eq!(before_other.producer_epoch, other.1 + OTHER_BUMPS);
     });
 }
+
+/// Epoch bumps of "other" in the cleaning test: enough records of one key
+/// to fill several of the smallest segments.
+const OTHER_BUMPS: i16 = 100;
 
 /// Moves an id to the last usable epoch through the log, as a long life
 /// of bumps would have.

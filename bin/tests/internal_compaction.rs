@@ -1,8 +1,9 @@
-//! The coordinator's bounded replay: enough transactions make it rewrite
-//! its `__transaction_state` partition (live state appended again, log
-//! start moved past the rest); after a kill -9 and a restart every id's
-//! state is what it was, a new InitProducerId bumps each epoch by one, and
-//! a transaction left open is aborted once its timeout passes.
+//! The coordinators' logs are bounded by the log cleaner: with small
+//! segments, enough transactions and offset commits make it compact
+//! `__transaction_state` and `__consumer_offsets`; after a kill -9 and a
+//! restart every id's state and every committed offset is what it was, a
+//! new InitProducerId bumps each epoch by one, and a transaction left open
+//! is aborted once its timeout passes.
 
 mod common;
 
@@ -14,21 +15,27 @@ use common::{
 };
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::admin::{AlterConfig, ResourceSpecifier};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::{Offset, TopicPartitionList};
 
 type TxnProducer = ThreadedProducer<DefaultProducerContext>;
 
-const TOPIC: &str = "rewrite-data";
+const TOPIC: &str = "compacted-data";
 const STATE_TOPIC: &str = "__transaction_state";
-/// Records in the state log above which (and above 4 per live id) the
-/// coordinator rewrites it.
-const REWRITE_RECORDS_MIN: &str = "200";
+const OFFSETS_TOPIC: &str = "__consumer_offsets";
+/// The internal topics' segments in this test: small, so that a few hundred
+/// records fill sealed segments the cleaner takes.
+const SEGMENT_BYTES: &str = "8192";
+/// Offset commits of one partition by one group: all but the last are
+/// superseded.
+const COMMITS: i64 = 300;
+const GROUP: &str = "compacted-group";
 /// Committing producers and their transactions each: every transaction
 /// writes at least three state records (Ongoing, PrepareCommit,
-/// CompleteCommit), well past the threshold.
+/// CompleteCommit) of the producer's one key.
 const PRODUCERS: usize = 3;
 const TRANSACTIONS: usize = 40;
 const NONE: i16 = 0;
@@ -150,12 +157,89 @@ fn init_producer_id(broker: &TestBroker, id: &str) -> (i64, i16) {
     }
 }
 
-/// The state partition's log start and end offsets.
-fn state_log_offsets(broker: &TestBroker) -> (i64, i64) {
+/// Gives an internal topic small segments, keeping the configs the broker
+/// created it with (AlterConfigs replaces the whole set).
+fn shrink_segments(broker: &TestBroker, topic: &str) {
+    let change = AlterConfig::new(ResourceSpecifier::Topic(topic))
+        .set("cleanup.policy", "compact")
+        .set("retention.ms", "-1")
+        .set("preallocate", "false")
+        .set("segment.bytes", SEGMENT_BYTES);
+    let results = futures_lite::future::block_on(
+        broker
+            .admin()
+            .alter_configs([&change], &common::admin_options()),
+    )
+    .expect("AlterConfigs request");
+    assert!(
+        results.iter().all(Result::is_ok),
+        "AlterConfigs of {topic}: {results:?}"
+    );
+}
+
+/// Records left in a partition from its start to its end, and the end.
+fn records_left(broker: &TestBroker, topic: &str, partition: i32) -> (usize, i64) {
     let consumer: BaseConsumer = broker.consumer(&[]);
-    consumer
-        .fetch_watermarks(STATE_TOPIC, 0, CLIENT_TIMEOUT)
-        .expect("watermarks of the state partition")
+    let (_, end) = consumer
+        .fetch_watermarks(topic, partition, CLIENT_TIMEOUT)
+        .expect("watermarks");
+    let mut assignment = TopicPartitionList::new();
+    assignment
+        .add_partition_offset(topic, partition, Offset::Beginning)
+        .expect("adding a partition");
+    consumer.assign(&assignment).expect("assign");
+    let mut count = 0;
+    let deadline = Instant::now() + CLIENT_TIMEOUT;
+    loop {
+        let position = consumer
+            .position()
+            .expect("position")
+            .find_partition(topic, partition)
+            .map(|entry| entry.offset());
+        if matches!(position, Some(Offset::Offset(at)) if at >= end) || end == 0 {
+            return (count, end);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "reading {topic}-{partition} timed out"
+        );
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(_)) => count += 1,
+            Some(Err(error)) => panic!("consumer error: {error}"),
+            None => {}
+        }
+    }
+}
+
+/// Waits until the cleaner has compacted `topic`-`partition` to less than
+/// half of the records written to it, and returns (left, end).
+fn wait_compacted(broker: &TestBroker, topic: &str, partition: i32) -> (usize, i64) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (left, end) = records_left(broker, topic, partition);
+        if (left as i64) * 2 < end {
+            return (left, end);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{topic}-{partition} not compacted: {left} of {end} records left"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+/// The group's committed offset of `TOPIC` partition 0.
+fn committed_offset(broker: &TestBroker) -> Option<i64> {
+    let consumer: BaseConsumer = broker.consumer(&[("group.id", GROUP)]);
+    let mut wanted = TopicPartitionList::new();
+    wanted.add_partition(TOPIC, 0);
+    let offsets = consumer
+        .committed_offsets(wanted, CLIENT_TIMEOUT)
+        .expect("committed offsets");
+    match offsets.find_partition(TOPIC, 0).map(|entry| entry.offset()) {
+        Some(Offset::Offset(offset)) => Some(offset),
+        _ => None,
+    }
 }
 
 /// Every value of `TOPIC` a consumer with `isolation` reads, by partition.
@@ -209,7 +293,7 @@ fn read_values(broker: &TestBroker, isolation: &str) -> BTreeMap<i32, Vec<String
 }
 
 #[test]
-fn the_state_log_rewrite_survives_a_kill_9() {
+fn compacted_coordinator_logs_survive_a_kill_9() {
     let port = common::free_ports(1)[0];
     let listen = format!("127.0.0.1:{port}");
     let mut broker = TestBroker::start_with(&[
@@ -217,15 +301,35 @@ fn the_state_log_rewrite_survives_a_kill_9() {
         &listen,
         "--transaction-state-log-num-partitions",
         "1",
-        "--transaction-state-rewrite-records-min",
-        REWRITE_RECORDS_MIN,
+        "--offsets-topic-num-partitions",
+        "1",
+        "--log-cleaner-backoff-ms",
+        "100",
         "--transaction-abort-timed-out-transaction-cleanup-interval-ms",
         "200",
     ]);
     broker.create_topic(TOPIC, 2);
 
-    let ids: Vec<String> = (0..PRODUCERS).map(|n| format!("rewrite-{n}")).collect();
+    let ids: Vec<String> = (0..PRODUCERS).map(|n| format!("compacted-{n}")).collect();
     let producers: Vec<TxnProducer> = ids.iter().map(|id| producer(&broker, id, &[])).collect();
+    shrink_segments(&broker, STATE_TOPIC);
+
+    // A group's offset of one partition, committed over and over.
+    let committer: BaseConsumer = broker.consumer(&[("group.id", GROUP)]);
+    let commit = |offset: i64| {
+        let mut offsets = TopicPartitionList::new();
+        offsets
+            .add_partition_offset(TOPIC, 0, Offset::Offset(offset))
+            .expect("adding an offset");
+        committer
+            .commit(&offsets, CommitMode::Sync)
+            .expect("committing an offset");
+    };
+    commit(0);
+    shrink_segments(&broker, OFFSETS_TOPIC);
+    for offset in 1..COMMITS {
+        commit(offset);
+    }
     let mut committed: BTreeMap<i32, Vec<String>> = BTreeMap::new();
     let mut aborted = 0;
     for transaction in 0..TRANSACTIONS {
@@ -251,39 +355,24 @@ fn the_state_log_rewrite_survives_a_kill_9() {
     }
     assert!(aborted > 0);
 
-    // The rewrite runs with the periodic coordinator work: the log start
-    // moves past the superseded records.
-    let (_, end_before) = state_log_offsets(&broker);
+    // The cleaner compacts both coordinator logs: each keeps few records
+    // past the superseded ones.
+    let (left, end) = wait_compacted(&broker, STATE_TOPIC, 0);
+    eprintln!("{STATE_TOPIC}-0: {left} of {end} records left");
+    let (left, end) = wait_compacted(&broker, OFFSETS_TOPIC, 0);
+    eprintln!("{OFFSETS_TOPIC}-0: {left} of {end} records left");
     assert!(
-        end_before > REWRITE_RECORDS_MIN.parse::<i64>().unwrap_or(0),
-        "enough state records: {end_before}"
+        broker.log().contains("log cleaned"),
+        "the cleaner logs its passes"
     );
-    wait_until(
-        "the state log was rewritten",
-        Duration::from_secs(30),
-        || state_log_offsets(&broker).0 > 0,
-    );
-    let (start, end) = state_log_offsets(&broker);
-    // What is left: one record per live id from the last rewrite, and at
-    // most the threshold's worth of records appended since.
-    let threshold: i64 = REWRITE_RECORDS_MIN.parse().unwrap_or(0);
-    assert!(
-        end - start <= threshold + PRODUCERS as i64,
-        "the rewritten log is bounded: {start}..{end}"
-    );
-    assert!(
-        broker
-            .log()
-            .contains("rewrote __transaction_state partition"),
-        "the rewrite is logged"
-    );
+    assert_eq!(committed_offset(&broker), Some(COMMITS - 1));
 
     // An idle id and a transaction left open (with a short timeout) join
-    // after the rewrite.
-    let idle = producer(&broker, "rewrite-idle", &[]);
+    // after the cleaning.
+    let idle = producer(&broker, "compacted-idle", &[]);
     let open = producer(
         &broker,
-        "rewrite-open",
+        "compacted-open",
         &[
             ("transaction.timeout.ms", "4000"),
             ("message.timeout.ms", "4000"),
@@ -299,7 +388,7 @@ fn the_state_log_rewrite_survives_a_kill_9() {
     for id in ids
         .iter()
         .map(String::as_str)
-        .chain(["rewrite-idle", "rewrite-open"])
+        .chain(["compacted-idle", "compacted-open"])
     {
         before.insert(id.to_string(), describe(&broker, id));
     }
@@ -310,8 +399,8 @@ fn the_state_log_rewrite_survives_a_kill_9() {
             "{id}: {state:?}"
         );
     }
-    assert_eq!(before["rewrite-idle"].state, "Empty");
-    let open_before = before["rewrite-open"].clone();
+    assert_eq!(before["compacted-idle"].state, "Empty");
+    let open_before = before["compacted-open"].clone();
     assert_eq!(open_before.state, "Ongoing");
     assert_eq!(
         open_before.partitions,
@@ -319,12 +408,24 @@ fn the_state_log_rewrite_survives_a_kill_9() {
     );
 
     broker.restart(Stop::Kill);
+    drop(committer);
     drop(producers);
     drop(idle);
     drop(open);
 
+    // The group's offset is the last one committed.
+    let deadline = Instant::now() + CLIENT_TIMEOUT;
+    while committed_offset(&broker) != Some(COMMITS - 1) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(
+        committed_offset(&broker),
+        Some(COMMITS - 1),
+        "after the restart"
+    );
+
     // Every finished id is exactly as it was.
-    for id in ids.iter().map(String::as_str).chain(["rewrite-idle"]) {
+    for id in ids.iter().map(String::as_str).chain(["compacted-idle"]) {
         let mut after = describe_loaded(&broker, id);
         if after != before[id] {
             // Give a slow load one more chance before failing.
@@ -335,17 +436,17 @@ fn the_state_log_rewrite_survives_a_kill_9() {
     }
     // The open transaction is still open, then aborted at its timeout
     // with its producer fenced (epoch + 1).
-    let open_after = describe_loaded(&broker, "rewrite-open");
+    let open_after = describe_loaded(&broker, "compacted-open");
     assert!(
         open_after == open_before || open_after.state == "CompleteAbort",
-        "rewrite-open after the restart: {open_after:?}"
+        "compacted-open after the restart: {open_after:?}"
     );
     wait_until(
         "the open transaction is aborted",
         Duration::from_secs(30),
-        || describe(&broker, "rewrite-open").state == "CompleteAbort",
+        || describe(&broker, "compacted-open").state == "CompleteAbort",
     );
-    let open_aborted = describe(&broker, "rewrite-open");
+    let open_aborted = describe(&broker, "compacted-open");
     assert_eq!(open_aborted.producer_id, open_before.producer_id);
     assert_eq!(open_aborted.producer_epoch, open_before.producer_epoch + 1);
     assert!(open_aborted.partitions.is_empty());
@@ -362,7 +463,7 @@ fn the_state_log_rewrite_survives_a_kill_9() {
     for id in ids
         .iter()
         .map(String::as_str)
-        .chain(["rewrite-idle", "rewrite-open"])
+        .chain(["compacted-idle", "compacted-open"])
     {
         let expected = describe(&broker, id);
         let (producer_id, epoch) = init_producer_id(&broker, id);
