@@ -476,22 +476,17 @@ impl<S: Storage> PartitionLog<S> {
                 "{}{CLEANED_SUFFIX}",
                 segment_file_name(base, "log")
             ));
-            let _ = self.storage.remove_file_at_once(&cleaned_path);
-            let file = self
-                .storage
-                .open(&cleaned_path, true)
-                .await
-                .map_err(|error| StorageError::new("create", &cleaned_path, error))?;
-            let mut copy = CleanedFile {
-                file,
-                path: cleaned_path.clone(),
-                pending: Vec::new(),
-                written: 0,
-            };
+            // The copy is started at the first batch that changes: most
+            // segments of a log cleaned before have nothing to remove, and
+            // writing them out only to delete the copy would cost the
+            // shard's producers a segment of writes each.
+            let mut copy: Option<CleanedFile<S::File>> = None;
+            // Bytes at the start of the segment that stay as they are.
+            let mut untouched = 0u64;
             let mut removed = 0u64;
             let mut run: Option<EmptyRun> = None;
             // Transactions open where this segment starts (loaded on its
-            // first marker): see `marker_removable`.
+            // first marker): see the module's documentation.
             let mut open_at_start: Option<ProducerState> = None;
             let mut removed_markers: Vec<i64> = Vec::new();
             let mut batches = self.segment_batches(base, size).await?;
@@ -556,6 +551,18 @@ impl<S: Storage> PartitionLog<S> {
                     }
                     fate
                 };
+                let copy = match &mut copy {
+                    Some(copy) => copy,
+                    None if matches!(fate, Fate::Whole) => {
+                        untouched += bytes.len() as u64;
+                        throttle.account(bytes.len()).await;
+                        continue;
+                    }
+                    None => copy.insert(
+                        self.start_copy(base, &cleaned_path, untouched, &mut throttle)
+                            .await?,
+                    ),
+                };
                 match fate {
                     Fate::Emptied => {
                         // Joins the run of emptied batches before it.
@@ -566,7 +573,7 @@ impl<S: Storage> PartitionLog<S> {
                                 run.timestamp = run.timestamp.max(header.max_timestamp);
                             }
                             _ => {
-                                flush_run(&mut copy, run.take(), &mut throttle).await?;
+                                flush_run(copy, run.take(), &mut throttle).await?;
                                 run = Some(EmptyRun {
                                     base: header.base_offset,
                                     last: header.last_offset(),
@@ -577,23 +584,22 @@ impl<S: Storage> PartitionLog<S> {
                         }
                     }
                     Fate::Whole => {
-                        flush_run(&mut copy, run.take(), &mut throttle).await?;
+                        flush_run(copy, run.take(), &mut throttle).await?;
                         copy.push(&bytes, &mut throttle).await?;
                     }
                     Fate::Rewritten(batch) => {
-                        flush_run(&mut copy, run.take(), &mut throttle).await?;
+                        flush_run(copy, run.take(), &mut throttle).await?;
                         copy.push(&batch, &mut throttle).await?;
                     }
                 }
                 throttle.account(bytes.len()).await;
             }
-            flush_run(&mut copy, run.take(), &mut throttle).await?;
-            if removed == 0 {
-                drop(copy);
-                let _ = self.storage.remove_file_at_once(&cleaned_path);
+            let Some(mut copy) = copy else {
+                debug_assert_eq!(removed, 0);
                 report.bytes_after += size;
                 continue;
-            }
+            };
+            flush_run(&mut copy, run.take(), &mut throttle).await?;
             let new_size = copy.finish().await?;
             if !removed_markers.is_empty() {
                 self.forget_aborted(base, &removed_markers).await?;
@@ -651,6 +657,49 @@ impl<S: Storage> PartitionLog<S> {
             buffer: Bytes::new(),
             buffer_start: 0,
         })
+    }
+
+    /// Starts the cleaned copy of segment `base` with the segment's first
+    /// `untouched` bytes, which stay as they are.
+    async fn start_copy(
+        &self,
+        base: i64,
+        cleaned_path: &std::path::Path,
+        untouched: u64,
+        throttle: &mut Throttle,
+    ) -> Result<CleanedFile<S::File>, CompactionError> {
+        let _ = self.storage.remove_file_at_once(cleaned_path);
+        let file = self
+            .storage
+            .open(cleaned_path, true)
+            .await
+            .map_err(|error| StorageError::new("create", cleaned_path, error))?;
+        let mut copy = CleanedFile {
+            file,
+            path: cleaned_path.to_path_buf(),
+            pending: Vec::new(),
+            written: 0,
+        };
+        let original = self.segment_batches(base, untouched).await?;
+        let mut position = 0u64;
+        while position < untouched {
+            let len = (CLEANER_READ_BYTES as u64).min(untouched - position) as usize;
+            let bytes = original
+                .file
+                .read_at(position, len)
+                .await
+                .map_err(|error| StorageError::new("read", &original.path, error))?;
+            if bytes.len() != len {
+                return Err(CompactionError(format!(
+                    "{}: a short read at position {position}",
+                    original.path.display()
+                )));
+            }
+            position += len as u64;
+            copy.push(&bytes, throttle).await?;
+            throttle.account(len).await;
+        }
+        Ok(copy)
     }
 
     /// Drops the aborted-transaction entries of removed markers from
