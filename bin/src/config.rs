@@ -26,182 +26,630 @@ use sluice_net::config::{SecurityProtocol, LOG_CLEANER_DEDUPE_BUFFER_BYTES_MIN};
 use sluice_net::sasl::session::{parse_mechanisms, parse_super_users};
 use sluice_net::BrokerConfig;
 
-/// Every setting: its name, and what it expects (for error messages and help).
-pub const SETTINGS: &[(&str, &str)] = &[
-    ("node_id", "a non-negative integer"),
-    (
-        "data_dir",
-        "a directory path: the one data directory (the one-directory form of log_dirs)",
-    ),
-    (
-        "start_without_missing_log_dirs",
-        "true or false: start even if a data directory this broker kept partitions in is missing or empty, leaving it out (default false: refuse to start)",
-    ),
-    (
-        "log_dirs",
-        "data directory paths separated by commas, e.g. /disk1/sluice,/disk2/sluice (Kafka's log.dirs): each partition lives in one of them; the first also holds the metadata",
-    ),
-    (
-        "controller_listen",
-        "host:port the metadata quorum's own port binds, e.g. 127.0.0.1:9093 (needed on a voter of a quorum of more than one)",
-    ),
-    (
-        "controller_voters",
-        "the quorum's voters as ID@HOST:PORT,..., e.g. 1@10.0.0.1:9093,2@10.0.0.2:9093,3@10.0.0.3:9093 (default: this node alone)",
-    ),
-    ("rack", "a rack name, used to spread replicas"),
-    (
-        "replica_lag_time_max_ms",
-        "milliseconds a follower may stay behind the leader's log end before it leaves the ISR, 100 to 3600000 (Kafka default 30000)",
-    ),
-    (
-        "min_insync_replicas",
-        "the fewest in-sync replicas an acks=all write needs, 1 to 32767 (Kafka default 1; a topic's min.insync.replicas overrides it)",
-    ),
-    (
-        "leader_imbalance_check_interval_ms",
-        "milliseconds between moves of leadership back to preferred replicas, 0 (off) to 86400000 (Kafka default 300000)",
-    ),
-    (
-        "unclean_leader_election",
-        "true or false: elect a replica outside the ISR when no ISR member is live, losing what it lacks (Kafka default false)",
-    ),
-    (
-        "broker_session_timeout_ms",
-        "milliseconds without an answer after which the active controller fences a broker, 200 to 600000 (default 1500)",
-    ),
-    (
-        "listen",
-        "host:port to bind, e.g. 127.0.0.1:9092 (port 0 picks a free port)",
-    ),
-    ("advertised_listener", "host:port clients should connect to"),
-    (
-        "admin_listen",
-        "host:port of the admin port (HTTP: /metrics in Prometheus text, /health, /ready), e.g. 127.0.0.1:9644; empty or absent: off (port 0 picks a free port)",
-    ),
-    ("shards", "a number of shards between 1 and 256"),
-    ("pin_shards", "true or false"),
-    (
-        "spin_before_park_us",
-        "microseconds an idle shard polls before parking, 0 to 10000 (default 0)",
-    ),
-    ("auto_create_topics", "true or false"),
-    ("num_partitions", "a positive integer"),
-    (
-        "default_replication_factor",
-        "replicas per partition when a request asks for -1, 1 to 32767 (Kafka default 1)",
-    ),
-    ("segment_bytes", "bytes per segment, 4096 to 2147483647"),
-    ("segment_ms", "milliseconds, at least 1"),
-    ("retention_ms", "milliseconds, or -1 for unlimited"),
-    ("retention_bytes", "bytes, or -1 for unlimited"),
-    ("message_max_bytes", "bytes, at least 1"),
-    ("cache_bytes_per_shard", "bytes, at least 1048576"),
-    (
-        "allocator_free_bytes_max",
-        "bytes of free memory kept resident before it is returned to the kernel, 0 = never (default 268435456)",
-    ),
-    ("retention_check_interval_ms", "milliseconds, at least 1"),
-    ("log_cleaner_enable", "true or false (default true)"),
-    (
-        "log_cleaner_backoff_ms",
-        "milliseconds a shard's cleaner sleeps when no compacted log is dirty enough, at least 1 (default 15000)",
-    ),
-    (
-        "log_cleaner_dedupe_buffer_bytes",
-        "bytes of one shard's cleaner key map, at least 1048576 (default 33554432)",
-    ),
-    (
-        "log_cleaner_io_max_bytes_per_second",
-        "bytes per second one shard's cleaner reads and writes at most, 0 = no limit (default 0)",
-    ),
-    ("connections_max_idle_ms", "milliseconds, at least 1"),
-    (
-        "max_connections",
-        "connections open at once over the whole broker, at least 1 (default 20000); a full broker stops accepting",
-    ),
-    (
-        "max_connections_per_ip",
-        "connections open at once from one address, at least 1 (default unlimited); more are closed at once",
-    ),
-    ("delete_topic_enable", "true or false"),
-    (
-        "listener_security_protocol",
-        "the client listener's security protocol, Kafka's names: PLAINTEXT (default) or SASL_PLAINTEXT (SSL and SASL_SSL need TLS, not built yet)",
-    ),
-    (
-        "sasl_enabled_mechanisms",
-        "SASL mechanisms a SASL_PLAINTEXT listener offers, separated by commas: PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 (default all three)",
-    ),
-    (
-        "super_users",
-        "principals separated by semicolons, e.g. User:admin;User:ops (Kafka's super.users): with the acl authorizer they may do everything; on a SASL listener without one, they alone may manage SCRAM users",
-    ),
-    (
-        "authorizer",
-        "none (default: every request is allowed) or acl: requests are checked against the ACLs that CreateAcls makes (Kafka's authorizer.class.name); a single broker only",
-    ),
-    (
-        "allow_everyone_if_no_acl_found",
-        "true or false (default false): with the acl authorizer, whether a resource no ACL names is open to everyone",
-    ),
-    (
-        "group_initial_rebalance_delay_ms",
-        "milliseconds, 0 or more (Kafka default 3000)",
-    ),
-    ("group_min_session_timeout_ms", "milliseconds, at least 1"),
-    (
-        "group_max_session_timeout_ms",
-        "milliseconds, at least group_min_session_timeout_ms",
-    ),
-    ("group_max_size", "members per group, at least 1"),
-    (
-        "offsets_topic_num_partitions",
-        "partitions of __consumer_offsets when it is created, 1 to 1000",
-    ),
-    (
-        "offsets_topic_replication_factor",
-        "replicas of each __consumer_offsets partition when it is created, 1 to 32767, capped at the cluster's size (Kafka default 3)",
-    ),
-    ("offsets_retention_minutes", "minutes, at least 1"),
-    (
-        "offsets_retention_check_interval_ms",
-        "milliseconds, at least 1",
-    ),
-    (
-        "group_consumer_session_timeout_ms",
-        "milliseconds, at least 1 (Kafka default 45000)",
-    ),
-    (
-        "group_consumer_heartbeat_interval_ms",
-        "milliseconds, at least 1 and below group_consumer_session_timeout_ms (Kafka default 5000)",
-    ),
-    (
-        "group_consumer_assignors",
-        "comma-separated server assignors, first is the default: uniform, range",
-    ),
-    (
-        "group_consumer_max_size",
-        "members per consumer group, at least 1",
-    ),
-    (
-        "transaction_state_log_num_partitions",
-        "partitions of __transaction_state when it is created, 1 to 1000",
-    ),
-    (
-        "transaction_state_log_replication_factor",
-        "replicas of each __transaction_state partition when it is created, 1 to 32767, capped at the cluster's size (Kafka default 3)",
-    ),
-    (
-        "transaction_state_log_min_isr",
-        "min.insync.replicas of __transaction_state, 1 to 32767, capped at its replication factor (Kafka default 2)",
-    ),
-    ("transaction_max_timeout_ms", "milliseconds, at least 1"),
-    ("transactional_id_expiration_ms", "milliseconds, at least 1"),
-    (
-        "transaction_abort_timed_out_transaction_cleanup_interval_ms",
-        "milliseconds, at least 1",
-    ),
+/// Why a value was refused; [`apply`] turns it into the one-line message
+/// that names the setting and where the value came from.
+enum Refused {
+    /// The value is not what the setting's `expects` describes.
+    Expected,
+    /// A reason more precise than `expects`.
+    Because(String),
+}
+
+type Applied = Result<(), Refused>;
+
+/// One setting: its name (the TOML key; upper-cased behind `SLUICE_` the
+/// environment variable; with dashes the flag), what it expects (for error
+/// messages and `--help`), and how a value in text form changes the
+/// configuration.
+#[derive(Debug)]
+pub struct Setting {
+    pub name: &'static str,
+    pub expects: &'static str,
+    apply: fn(&mut BrokerConfig, &str) -> Applied,
+}
+
+impl Setting {
+    /// The environment variable: `SLUICE_DATA_DIR` for `data_dir`.
+    pub fn variable(&self) -> String {
+        format!("SLUICE_{}", self.name.to_ascii_uppercase())
+    }
+
+    /// The flag without its dashes: `data-dir` for `data_dir`.
+    pub fn flag(&self) -> String {
+        self.name.replace('_', "-")
+    }
+}
+
+/// Every setting, the one list the TOML file, the environment and the
+/// flags are read by.
+pub const SETTINGS: &[Setting] = &[
+    Setting {
+        name: "node_id",
+        expects: "a non-negative integer",
+        apply: |c, value| {
+c.node_id = long(value, 0, i32::MAX as i64)? as i32;
+Ok(())
+},
+    },
+    Setting {
+        name: "data_dir",
+        expects: "a directory path: the one data directory (the one-directory form of log_dirs)",
+        apply: |c, value| {
+            if value.is_empty() {
+                return Err(Refused::Expected);
+            }
+            c.data_dir = PathBuf::from(value);
+            c.extra_log_dirs.clear();
+ Ok(())
+},
+    },
+    Setting {
+        name: "start_without_missing_log_dirs",
+        expects: "true or false: start even if a data directory this broker kept partitions in is missing or empty, leaving it out (default false: refuse to start)",
+        apply: |c, value| {
+            c.start_without_missing_log_dirs = boolean(value)?;
+ Ok(())
+},
+    },
+    Setting {
+        name: "log_dirs",
+        expects: "data directory paths separated by commas, e.g. /disk1/sluice,/disk2/sluice (Kafka's log.dirs): each partition lives in one of them; the first also holds the metadata",
+        apply: |c, value| {
+            let dirs: Vec<PathBuf> = value
+                .split(',')
+                .map(str::trim)
+                .filter(|dir| !dir.is_empty())
+                .map(PathBuf::from)
+                .collect();
+            let Some((first, rest)) = dirs.split_first() else {
+                return Err(Refused::Expected);
+            };
+            if let Some(twice) = dirs
+                .iter()
+                .enumerate()
+                .find(|(index, dir)| dirs[..*index].contains(dir))
+            {
+                return Err(Refused::Because(format!(
+                    "{} is listed twice",
+                    twice.1.display()
+                )));
+            }
+            c.data_dir = first.clone();
+            c.extra_log_dirs = rest.to_vec();
+            // Reported as log.dirs, whose source the catalog reads here.
+            c.set_by_operator.insert("data_dir");
+ Ok(())
+},
+    },
+    Setting {
+        name: "controller_listen",
+        expects: "host:port the metadata quorum's own port binds, e.g. 127.0.0.1:9093 (needed on a voter of a quorum of more than one)",
+        apply: |c, value| {
+            c.cluster.controller_listen = Some(address(value)?);
+ Ok(())
+},
+    },
+    Setting {
+        name: "controller_voters",
+        expects: "the quorum's voters as ID@HOST:PORT,..., e.g. 1@10.0.0.1:9093,2@10.0.0.2:9093,3@10.0.0.3:9093 (default: this node alone)",
+        apply: |c, value| {
+            let mut voters = Vec::new();
+            for voter in value
+                .split(',')
+                .map(str::trim)
+                .filter(|voter| !voter.is_empty())
+            {
+                let (id, address) = voter.split_once('@').ok_or(Refused::Expected)?;
+                let id = id
+                    .parse::<i32>()
+                    .ok()
+                    .filter(|id| *id >= 0)
+                    .ok_or(Refused::Expected)?;
+                let address = resolve(address).ok_or(Refused::Expected)?;
+                if voters.iter().any(|(known, _)| *known == id) {
+                    return Err(Refused::Because(format!(
+                        "it names node {id} twice; each voter needs its own id"
+                    )));
+                }
+                voters.push((id, address));
+            }
+            if voters.is_empty() {
+                return Err(Refused::Expected);
+            }
+            c.cluster.voters = voters;
+ Ok(())
+},
+    },
+    Setting {
+        name: "rack",
+        expects: "a rack name, used to spread replicas",
+        apply: |c, value| {
+            if value.is_empty() {
+                return Err(Refused::Expected);
+            }
+            c.cluster.rack = Some(value.to_string());
+ Ok(())
+},
+    },
+    Setting {
+        name: "replica_lag_time_max_ms",
+        expects: "milliseconds a follower may stay behind the leader's log end before it leaves the ISR, 100 to 3600000 (Kafka default 30000)",
+        apply: |c, value| {
+            c.cluster.replica_lag_time_max_ms =
+                long(value, REPLICA_LAG_TIME_MS_MIN, REPLICA_LAG_TIME_MS_MAX)? as u64;
+ Ok(())
+},
+    },
+    Setting {
+        name: "min_insync_replicas",
+        expects: "the fewest in-sync replicas an acks=all write needs, 1 to 32767 (Kafka default 1; a topic's min.insync.replicas overrides it)",
+        apply: |c, value| {
+            c.cluster.min_insync_replicas = long(value, 1, i16::MAX as i64)? as i32;
+ Ok(())
+},
+    },
+    Setting {
+        name: "leader_imbalance_check_interval_ms",
+        expects: "milliseconds between moves of leadership back to preferred replicas, 0 (off) to 86400000 (Kafka default 300000)",
+        apply: |c, value| {
+            c.cluster.leader_imbalance_check_interval_ms =
+                long(value, 0, LEADER_IMBALANCE_CHECK_INTERVAL_MS_MAX)? as u64;
+ Ok(())
+},
+    },
+    Setting {
+        name: "unclean_leader_election",
+        expects: "true or false: elect a replica outside the ISR when no ISR member is live, losing what it lacks (Kafka default false)",
+        apply: |c, value| {
+            c.cluster.unclean_leader_election = boolean(value)?;
+ Ok(())
+},
+    },
+    Setting {
+        name: "broker_session_timeout_ms",
+        expects: "milliseconds without an answer after which the active controller fences a broker, 200 to 600000 (default 1500)",
+        apply: |c, value| {
+            c.cluster.broker_session_timeout_ms =
+                long(value, BROKER_SESSION_TIMEOUT_MS_MIN, BROKER_SESSION_TIMEOUT_MS_MAX)? as u64;
+ Ok(())
+},
+    },
+    Setting {
+        name: "listen",
+        expects: "host:port to bind, e.g. 127.0.0.1:9092 (port 0 picks a free port)",
+        apply: |c, value| {
+c.listen = address(value)?;
+Ok(())
+},
+    },
+    Setting {
+        name: "advertised_listener",
+        expects: "host:port clients should connect to",
+        apply: |c, value| {
+            let (host, port) = value.rsplit_once(':').ok_or(Refused::Expected)?;
+            let port = port
+                .parse::<u16>()
+                .ok()
+                .filter(|port| *port > 0)
+                .ok_or(Refused::Expected)?;
+            if host.is_empty() {
+                return Err(Refused::Expected);
+            }
+            c.advertised_host = Some(host.trim_matches(|c| c == '[' || c == ']').to_string());
+            c.advertised_port = Some(port);
+ Ok(())
+},
+    },
+    Setting {
+        name: "admin_listen",
+        expects: "host:port of the admin port (HTTP: /metrics in Prometheus text, /health, /ready), e.g. 127.0.0.1:9644; empty or absent: off (port 0 picks a free port)",
+        apply: |c, value| {
+            c.admin_listen = if value.trim().is_empty() {
+                None
+            } else {
+                Some(address(value)?)
+            };
+ Ok(())
+},
+    },
+    Setting {
+        name: "shards",
+        expects: "a number of shards between 1 and 256",
+        apply: |c, value| {
+c.shards = long(value, 1, SHARDS_MAX as i64)? as usize;
+Ok(())
+},
+    },
+    Setting {
+        name: "pin_shards",
+        expects: "true or false",
+        apply: |c, value| {
+c.pin_shards = boolean(value)?;
+Ok(())
+},
+    },
+    Setting {
+        name: "spin_before_park_us",
+        expects: "microseconds an idle shard polls before parking, 0 to 10000 (default 0)",
+        apply: |c, value| {
+            c.spin_before_park_us = long(value, 0, SPIN_BEFORE_PARK_US_MAX)? as u64;
+ Ok(())
+},
+    },
+    Setting {
+        name: "auto_create_topics",
+        expects: "true or false",
+        apply: |c, value| {
+c.auto_create_topics = boolean(value)?;
+Ok(())
+},
+    },
+    Setting {
+        name: "num_partitions",
+        expects: "a positive integer",
+        apply: |c, value| {
+            c.default_partitions =
+                long(value, 1, sluice_engine::constants::TOPIC_PARTITIONS_MAX as i64)?
+                    as i32;
+ Ok(())
+},
+    },
+    Setting {
+        name: "default_replication_factor",
+        expects: "replicas per partition when a request asks for -1, 1 to 32767 (Kafka default 1)",
+        apply: |c, value| {
+            c.default_replication_factor = long(value, 1, i16::MAX as i64)? as i16;
+ Ok(())
+},
+    },
+    Setting {
+        name: "segment_bytes",
+        expects: "bytes per segment, 4096 to 2147483647",
+        apply: |c, value| {
+            c.log.segment_bytes =
+                long(value, SEGMENT_BYTES_MIN as i64, SEGMENT_BYTES_MAX as i64)? as u64;
+ Ok(())
+},
+    },
+    Setting {
+        name: "segment_ms",
+        expects: "milliseconds, at least 1",
+        apply: |c, value| {
+c.log.segment_ms = long(value, 1, i64::MAX)?;
+Ok(())
+},
+    },
+    Setting {
+        name: "retention_ms",
+        expects: "milliseconds, or -1 for unlimited",
+        apply: |c, value| {
+c.log.retention_ms = long(value, -1, i64::MAX)?;
+Ok(())
+},
+    },
+    Setting {
+        name: "retention_bytes",
+        expects: "bytes, or -1 for unlimited",
+        apply: |c, value| {
+c.log.retention_bytes = long(value, -1, i64::MAX)?;
+Ok(())
+},
+    },
+    Setting {
+        name: "message_max_bytes",
+        expects: "bytes, at least 1",
+        apply: |c, value| {
+            c.log.max_message_bytes = long(value, 1, i32::MAX as i64)? as u32;
+ Ok(())
+},
+    },
+    Setting {
+        name: "cache_bytes_per_shard",
+        expects: "bytes, at least 1048576",
+        apply: |c, value| {
+            c.cache_bytes_per_shard =
+                long(value, CACHE_BYTES_MIN as i64, i64::MAX)? as usize;
+ Ok(())
+},
+    },
+    Setting {
+        name: "allocator_free_bytes_max",
+        expects: "bytes of free memory kept resident before it is returned to the kernel, 0 = never (default 268435456)",
+        apply: |c, value| {
+            c.allocator_free_bytes_max = long(value, 0, i64::MAX)? as usize;
+ Ok(())
+},
+    },
+    Setting {
+        name: "retention_check_interval_ms",
+        expects: "milliseconds, at least 1",
+        apply: |c, value| {
+            c.retention_check_interval_ms = long(value, 1, i64::MAX)? as u64;
+ Ok(())
+},
+    },
+    Setting {
+        name: "log_cleaner_enable",
+        expects: "true or false (default true)",
+        apply: |c, value| {
+c.cleaner.enable = boolean(value)?;
+Ok(())
+},
+    },
+    Setting {
+        name: "log_cleaner_backoff_ms",
+        expects: "milliseconds a shard's cleaner sleeps when no compacted log is dirty enough, at least 1 (default 15000)",
+        apply: |c, value| {
+            c.cleaner.backoff_ms = long(value, 1, i64::MAX)? as u64;
+ Ok(())
+},
+    },
+    Setting {
+        name: "log_cleaner_dedupe_buffer_bytes",
+        expects: "bytes of one shard's cleaner key map, at least 1048576 (default 33554432)",
+        apply: |c, value| {
+            c.cleaner.dedupe_buffer_bytes =
+                long(value, LOG_CLEANER_DEDUPE_BUFFER_BYTES_MIN as i64, i64::MAX)? as u64;
+ Ok(())
+},
+    },
+    Setting {
+        name: "log_cleaner_io_max_bytes_per_second",
+        expects: "bytes per second one shard's cleaner reads and writes at most, 0 = no limit (default 0)",
+        apply: |c, value| {
+            c.cleaner.io_max_bytes_per_second = long(value, 0, i64::MAX)? as u64;
+ Ok(())
+},
+    },
+    Setting {
+        name: "connections_max_idle_ms",
+        expects: "milliseconds, at least 1",
+        apply: |c, value| {
+            c.connections_max_idle_ms = long(value, 1, i64::MAX)? as u64;
+ Ok(())
+},
+    },
+    Setting {
+        name: "max_connections",
+        expects: "connections open at once over the whole broker, at least 1 (default 20000); a full broker stops accepting",
+        apply: |c, value| {
+            c.max_connections = long(value, 1, i32::MAX as i64)? as usize;
+ Ok(())
+},
+    },
+    Setting {
+        name: "max_connections_per_ip",
+        expects: "connections open at once from one address, at least 1 (default unlimited); more are closed at once",
+        apply: |c, value| {
+            c.max_connections_per_ip = long(value, 1, i32::MAX as i64)? as usize;
+ Ok(())
+},
+    },
+    Setting {
+        name: "delete_topic_enable",
+        expects: "true or false",
+        apply: |c, value| {
+c.delete_topic_enable = boolean(value)?;
+Ok(())
+},
+    },
+    Setting {
+        name: "listener_security_protocol",
+        expects: "the client listener's security protocol, Kafka's names: PLAINTEXT (default) or SASL_PLAINTEXT (SSL and SASL_SSL need TLS, not built yet)",
+        apply: |c, value| {
+            c.security_protocol = match value {
+                "PLAINTEXT" => SecurityProtocol::Plaintext,
+                "SASL_PLAINTEXT" => SecurityProtocol::SaslPlaintext,
+                "SSL" | "SASL_SSL" => {
+                    return Err(Refused::Because(
+                        "it needs TLS, which Sluice does not have yet; use PLAINTEXT or SASL_PLAINTEXT".to_string()
+                    ))
+                }
+                _ => return Err(Refused::Expected),
+            };
+ Ok(())
+},
+    },
+    Setting {
+        name: "sasl_enabled_mechanisms",
+        expects: "SASL mechanisms a SASL_PLAINTEXT listener offers, separated by commas: PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 (default all three)",
+        apply: |c, value| {
+            c.sasl.enabled_mechanisms = parse_mechanisms(value).map_err(Refused::Because)?;
+ Ok(())
+},
+    },
+    Setting {
+        name: "super_users",
+        expects: "principals separated by semicolons, e.g. User:admin;User:ops (Kafka's super.users): with the acl authorizer they may do everything; on a SASL listener without one, they alone may manage SCRAM users",
+        apply: |c, value| {
+            c.sasl.super_users = parse_super_users(value).map_err(Refused::Because)?;
+ Ok(())
+},
+    },
+    Setting {
+        name: "authorizer",
+        expects: "none (default: every request is allowed) or acl: requests are checked against the ACLs that CreateAcls makes (Kafka's authorizer.class.name); a single broker only",
+        apply: |c, value| {
+            c.acl_authorizer = match value {
+                "none" => false,
+                "acl" => true,
+                _ => return Err(Refused::Expected),
+            };
+ Ok(())
+},
+    },
+    Setting {
+        name: "allow_everyone_if_no_acl_found",
+        expects: "true or false (default false): with the acl authorizer, whether a resource no ACL names is open to everyone",
+        apply: |c, value| {
+            c.allow_everyone_if_no_acl_found = boolean(value)?;
+ Ok(())
+},
+    },
+    Setting {
+        name: "group_initial_rebalance_delay_ms",
+        expects: "milliseconds, 0 or more (Kafka default 3000)",
+        apply: |c, value| {
+            c.groups.initial_rebalance_delay_ms =
+                long(value, 0, i32::MAX as i64)? as u64;
+ Ok(())
+},
+    },
+    Setting {
+        name: "group_min_session_timeout_ms",
+        expects: "milliseconds, at least 1",
+        apply: |c, value| {
+            c.groups.min_session_timeout_ms = long(value, 1, i32::MAX as i64)? as i32;
+ Ok(())
+},
+    },
+    Setting {
+        name: "group_max_session_timeout_ms",
+        expects: "milliseconds, at least group_min_session_timeout_ms",
+        apply: |c, value| {
+            c.groups.max_session_timeout_ms = long(value, 1, i32::MAX as i64)? as i32;
+ Ok(())
+},
+    },
+    Setting {
+        name: "group_max_size",
+        expects: "members per group, at least 1",
+        apply: |c, value| {
+            c.groups.max_size = long(value, 1, i32::MAX as i64)? as usize;
+ Ok(())
+},
+    },
+    Setting {
+        name: "offsets_topic_num_partitions",
+        expects: "partitions of __consumer_offsets when it is created, 1 to 1000",
+        apply: |c, value| {
+            c.groups.offsets_topic_partitions =
+                long(value, 1, OFFSETS_TOPIC_PARTITIONS_MAX)? as i32;
+ Ok(())
+},
+    },
+    Setting {
+        name: "offsets_topic_replication_factor",
+        expects: "replicas of each __consumer_offsets partition when it is created, 1 to 32767, capped at the cluster's size (Kafka default 3)",
+        apply: |c, value| {
+            c.groups.offsets_topic_replication_factor =
+                long(value, 1, i16::MAX as i64)? as i16;
+ Ok(())
+},
+    },
+    Setting {
+        name: "offsets_retention_minutes",
+        expects: "minutes, at least 1",
+        apply: |c, value| {
+            c.groups.offsets_retention_ms =
+                long(value, 1, i64::MAX / 60_000)? * 60_000;
+ Ok(())
+},
+    },
+    Setting {
+        name: "offsets_retention_check_interval_ms",
+        expects: "milliseconds, at least 1",
+        apply: |c, value| {
+            c.groups.offsets_retention_check_interval_ms =
+                long(value, 1, i64::MAX)? as u64;
+ Ok(())
+},
+    },
+    Setting {
+        name: "group_consumer_session_timeout_ms",
+        expects: "milliseconds, at least 1 (Kafka default 45000)",
+        apply: |c, value| {
+            c.groups.consumer_session_timeout_ms =
+                long(value, 1, i32::MAX as i64)? as i32;
+ Ok(())
+},
+    },
+    Setting {
+        name: "group_consumer_heartbeat_interval_ms",
+        expects: "milliseconds, at least 1 and below group_consumer_session_timeout_ms (Kafka default 5000)",
+        apply: |c, value| {
+            c.groups.consumer_heartbeat_interval_ms =
+                long(value, 1, i32::MAX as i64)? as i32;
+ Ok(())
+},
+    },
+    Setting {
+        name: "group_consumer_assignors",
+        expects: "comma-separated server assignors, first is the default: uniform, range",
+        apply: |c, value| {
+            let names: Vec<String> = value
+                .split(',')
+                .map(|name| name.trim().to_string())
+                .filter(|name| !name.is_empty())
+                .collect();
+            if names.is_empty()
+                || names
+                    .iter()
+                    .any(|name| name != "uniform" && name != "range")
+            {
+                return Err(Refused::Expected);
+            }
+            c.groups.consumer_assignors = names;
+ Ok(())
+},
+    },
+    Setting {
+        name: "group_consumer_max_size",
+        expects: "members per consumer group, at least 1",
+        apply: |c, value| {
+            c.groups.consumer_max_size = long(value, 1, i32::MAX as i64)? as usize;
+ Ok(())
+},
+    },
+    Setting {
+        name: "transaction_state_log_num_partitions",
+        expects: "partitions of __transaction_state when it is created, 1 to 1000",
+        apply: |c, value| {
+            c.txn.state_partitions =
+                long(value, 1, OFFSETS_TOPIC_PARTITIONS_MAX)? as i32;
+ Ok(())
+},
+    },
+    Setting {
+        name: "transaction_state_log_replication_factor",
+        expects: "replicas of each __transaction_state partition when it is created, 1 to 32767, capped at the cluster's size (Kafka default 3)",
+        apply: |c, value| {
+            c.txn.state_replication_factor = long(value, 1, i16::MAX as i64)? as i16;
+ Ok(())
+},
+    },
+    Setting {
+        name: "transaction_state_log_min_isr",
+        expects: "min.insync.replicas of __transaction_state, 1 to 32767, capped at its replication factor (Kafka default 2)",
+        apply: |c, value| {
+            c.txn.state_min_isr = long(value, 1, i16::MAX as i64)? as i16;
+ Ok(())
+},
+    },
+    Setting {
+        name: "transaction_max_timeout_ms",
+        expects: "milliseconds, at least 1",
+        apply: |c, value| {
+            c.txn.max_timeout_ms = long(value, 1, i32::MAX as i64)? as i32;
+ Ok(())
+},
+    },
+    Setting {
+        name: "transactional_id_expiration_ms",
+        expects: "milliseconds, at least 1",
+        apply: |c, value| {
+            c.txn.id_expiration_ms = long(value, 1, i64::MAX)?;
+ Ok(())
+},
+    },
+    Setting {
+        name: "transaction_abort_timed_out_transaction_cleanup_interval_ms",
+        expects: "milliseconds, at least 1",
+        apply: |c, value| {
+            c.txn.abort_check_interval_ms = long(value, 1, i64::MAX)? as u64;
+ Ok(())
+},
+    },
 ];
 
 /// Most partitions `__consumer_offsets` may be created with (Kafka caps
@@ -229,24 +677,33 @@ impl std::fmt::Display for Source {
     }
 }
 
-fn expected(name: &str) -> &'static str {
-    SETTINGS
-        .iter()
-        .find(|(setting, _)| *setting == name)
-        .map(|(_, what)| *what)
-        .unwrap_or("")
+fn find(name: &str) -> Option<&'static Setting> {
+    SETTINGS.iter().find(|setting| setting.name == name)
 }
 
-fn parse_bool(value: &str) -> Option<bool> {
+fn boolean(value: &str) -> Result<bool, Refused> {
     match value {
-        "true" => Some(true),
-        "false" => Some(false),
-        _ => None,
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err(Refused::Expected),
     }
+}
+
+/// An integer in `[min, max]`.
+fn long(value: &str, min: i64, max: i64) -> Result<i64, Refused> {
+    value
+        .parse::<i64>()
+        .ok()
+        .filter(|number| (min..=max).contains(number))
+        .ok_or(Refused::Expected)
 }
 
 fn resolve(value: &str) -> Option<SocketAddr> {
     value.to_socket_addrs().ok()?.next()
+}
+
+fn address(value: &str) -> Result<SocketAddr, Refused> {
+    resolve(value).ok_or(Refused::Expected)
 }
 
 /// Applies one setting. The error is the whole one-line message.
@@ -256,300 +713,24 @@ pub fn apply(
     value: &str,
     source: &Source,
 ) -> Result<(), String> {
-    let bad = || {
-        format!(
-            "invalid value '{value}' for {name} (from {source}): expected {}",
-            expected(name)
-        )
-    };
-    let long = |min: i64, max: i64| value.parse::<i64>().ok().filter(|v| *v >= min && *v <= max);
-    match name {
-        "node_id" => config.node_id = long(0, i32::MAX as i64).ok_or_else(bad)? as i32,
-        "data_dir" => {
-            if value.is_empty() {
-                return Err(bad());
-            }
-            config.data_dir = PathBuf::from(value);
-            config.extra_log_dirs.clear();
-        }
-        "start_without_missing_log_dirs" => {
-            config.start_without_missing_log_dirs = parse_bool(value).ok_or_else(bad)?
-        }
-        "log_dirs" => {
-            let dirs: Vec<PathBuf> = value
-                .split(',')
-                .map(str::trim)
-                .filter(|dir| !dir.is_empty())
-                .map(PathBuf::from)
-                .collect();
-            let Some((first, rest)) = dirs.split_first() else {
-                return Err(bad());
-            };
-            if let Some(twice) = dirs
+    let Some(setting) = find(name) else {
+        return Err(format!(
+            "unknown setting '{name}' (from {source}); known settings: {}",
+            SETTINGS
                 .iter()
-                .enumerate()
-                .find(|(index, dir)| dirs[..*index].contains(dir))
-            {
-                return Err(format!(
-                    "invalid value '{value}' for {name} (from {source}): {} is listed twice",
-                    twice.1.display()
-                ));
-            }
-            config.data_dir = first.clone();
-            config.extra_log_dirs = rest.to_vec();
-            // Reported as log.dirs, whose source the catalog reads here.
-            config.set_by_operator.insert("data_dir");
-        }
-        "listen" => config.listen = resolve(value).ok_or_else(bad)?,
-        "admin_listen" => {
-            config.admin_listen = if value.trim().is_empty() {
-                None
-            } else {
-                Some(resolve(value).ok_or_else(bad)?)
-            }
-        }
-        "controller_listen" => {
-            config.cluster.controller_listen = Some(resolve(value).ok_or_else(bad)?)
-        }
-        "controller_voters" => {
-            let mut voters = Vec::new();
-            for voter in value
-                .split(',')
-                .map(str::trim)
-                .filter(|voter| !voter.is_empty())
-            {
-                let (id, address) = voter.split_once('@').ok_or_else(bad)?;
-                let id = id
-                    .parse::<i32>()
-                    .ok()
-                    .filter(|id| *id >= 0)
-                    .ok_or_else(bad)?;
-                let address = resolve(address).ok_or_else(bad)?;
-                if voters.iter().any(|(known, _)| *known == id) {
-                    return Err(format!(
-                        "controller_voters (from {source}) names node {id} twice; each voter needs its own id"
-                    ));
-                }
-                voters.push((id, address));
-            }
-            if voters.is_empty() {
-                return Err(bad());
-            }
-            config.cluster.voters = voters;
-        }
-        "broker_session_timeout_ms" => {
-            config.cluster.broker_session_timeout_ms =
-                long(BROKER_SESSION_TIMEOUT_MS_MIN, BROKER_SESSION_TIMEOUT_MS_MAX)
-                    .ok_or_else(bad)? as u64
-        }
-        "replica_lag_time_max_ms" => {
-            config.cluster.replica_lag_time_max_ms =
-                long(REPLICA_LAG_TIME_MS_MIN, REPLICA_LAG_TIME_MS_MAX).ok_or_else(bad)? as u64
-        }
-        "min_insync_replicas" => {
-            config.cluster.min_insync_replicas = long(1, i16::MAX as i64).ok_or_else(bad)? as i32
-        }
-        "leader_imbalance_check_interval_ms" => {
-            config.cluster.leader_imbalance_check_interval_ms =
-                long(0, LEADER_IMBALANCE_CHECK_INTERVAL_MS_MAX).ok_or_else(bad)? as u64
-        }
-        "unclean_leader_election" => {
-            config.cluster.unclean_leader_election = parse_bool(value).ok_or_else(bad)?
-        }
-        "rack" => {
-            if value.is_empty() {
-                return Err(bad());
-            }
-            config.cluster.rack = Some(value.to_string());
-        }
-        "advertised_listener" => {
-            let (host, port) = value.rsplit_once(':').ok_or_else(bad)?;
-            let port = port
-                .parse::<u16>()
-                .ok()
-                .filter(|port| *port > 0)
-                .ok_or_else(bad)?;
-            if host.is_empty() {
-                return Err(bad());
-            }
-            config.advertised_host = Some(host.trim_matches(|c| c == '[' || c == ']').to_string());
-            config.advertised_port = Some(port);
-        }
-        "shards" => config.shards = long(1, SHARDS_MAX as i64).ok_or_else(bad)? as usize,
-        "pin_shards" => config.pin_shards = parse_bool(value).ok_or_else(bad)?,
-        "spin_before_park_us" => {
-            config.spin_before_park_us = long(0, SPIN_BEFORE_PARK_US_MAX).ok_or_else(bad)? as u64
-        }
-        "auto_create_topics" => config.auto_create_topics = parse_bool(value).ok_or_else(bad)?,
-        "num_partitions" => {
-            config.default_partitions =
-                long(1, sluice_engine::constants::TOPIC_PARTITIONS_MAX as i64).ok_or_else(bad)?
-                    as i32
-        }
-        "default_replication_factor" => {
-            config.default_replication_factor = long(1, i16::MAX as i64).ok_or_else(bad)? as i16
-        }
-        "segment_bytes" => {
-            config.log.segment_bytes =
-                long(SEGMENT_BYTES_MIN as i64, SEGMENT_BYTES_MAX as i64).ok_or_else(bad)? as u64
-        }
-        "segment_ms" => config.log.segment_ms = long(1, i64::MAX).ok_or_else(bad)?,
-        "retention_ms" => config.log.retention_ms = long(-1, i64::MAX).ok_or_else(bad)?,
-        "retention_bytes" => config.log.retention_bytes = long(-1, i64::MAX).ok_or_else(bad)?,
-        "message_max_bytes" => {
-            config.log.max_message_bytes = long(1, i32::MAX as i64).ok_or_else(bad)? as u32
-        }
-        "cache_bytes_per_shard" => {
-            config.cache_bytes_per_shard =
-                long(CACHE_BYTES_MIN as i64, i64::MAX).ok_or_else(bad)? as usize
-        }
-        "allocator_free_bytes_max" => {
-            config.allocator_free_bytes_max = long(0, i64::MAX).ok_or_else(bad)? as usize
-        }
-        "log_cleaner_enable" => config.cleaner.enable = parse_bool(value).ok_or_else(bad)?,
-        "log_cleaner_backoff_ms" => {
-            config.cleaner.backoff_ms = long(1, i64::MAX).ok_or_else(bad)? as u64
-        }
-        "log_cleaner_dedupe_buffer_bytes" => {
-            config.cleaner.dedupe_buffer_bytes =
-                long(LOG_CLEANER_DEDUPE_BUFFER_BYTES_MIN as i64, i64::MAX).ok_or_else(bad)? as u64
-        }
-        "log_cleaner_io_max_bytes_per_second" => {
-            config.cleaner.io_max_bytes_per_second = long(0, i64::MAX).ok_or_else(bad)? as u64
-        }
-        "retention_check_interval_ms" => {
-            config.retention_check_interval_ms = long(1, i64::MAX).ok_or_else(bad)? as u64
-        }
-        "connections_max_idle_ms" => {
-            config.connections_max_idle_ms = long(1, i64::MAX).ok_or_else(bad)? as u64
-        }
-        "max_connections" => {
-            config.max_connections = long(1, i32::MAX as i64).ok_or_else(bad)? as usize
-        }
-        "max_connections_per_ip" => {
-            config.max_connections_per_ip = long(1, i32::MAX as i64).ok_or_else(bad)? as usize
-        }
-        "delete_topic_enable" => config.delete_topic_enable = parse_bool(value).ok_or_else(bad)?,
-        "listener_security_protocol" => {
-            config.security_protocol = match value {
-                "PLAINTEXT" => SecurityProtocol::Plaintext,
-                "SASL_PLAINTEXT" => SecurityProtocol::SaslPlaintext,
-                "SSL" | "SASL_SSL" => {
-                    return Err(format!(
-                        "{name} {value} (from {source}) needs TLS, which Sluice does not have yet; use PLAINTEXT or SASL_PLAINTEXT"
-                    ))
-                }
-                _ => return Err(bad()),
-            }
-        }
-        "sasl_enabled_mechanisms" => {
-            config.sasl.enabled_mechanisms = parse_mechanisms(value).map_err(|reason| {
-                format!("invalid value '{value}' for {name} (from {source}): {reason}")
-            })?
-        }
-        "super_users" => {
-            config.sasl.super_users = parse_super_users(value).map_err(|reason| {
-                format!("invalid value '{value}' for {name} (from {source}): {reason}")
-            })?
-        }
-        "authorizer" => {
-            config.acl_authorizer = match value {
-                "none" => false,
-                "acl" => true,
-                _ => return Err(bad()),
-            }
-        }
-        "allow_everyone_if_no_acl_found" => {
-            config.allow_everyone_if_no_acl_found = parse_bool(value).ok_or_else(bad)?
-        }
-        "group_initial_rebalance_delay_ms" => {
-            config.groups.initial_rebalance_delay_ms =
-                long(0, i32::MAX as i64).ok_or_else(bad)? as u64
-        }
-        "group_min_session_timeout_ms" => {
-            config.groups.min_session_timeout_ms = long(1, i32::MAX as i64).ok_or_else(bad)? as i32
-        }
-        "group_max_session_timeout_ms" => {
-            config.groups.max_session_timeout_ms = long(1, i32::MAX as i64).ok_or_else(bad)? as i32
-        }
-        "group_max_size" => {
-            config.groups.max_size = long(1, i32::MAX as i64).ok_or_else(bad)? as usize
-        }
-        "offsets_topic_num_partitions" => {
-            config.groups.offsets_topic_partitions =
-                long(1, OFFSETS_TOPIC_PARTITIONS_MAX).ok_or_else(bad)? as i32
-        }
-        "offsets_topic_replication_factor" => {
-            config.groups.offsets_topic_replication_factor =
-                long(1, i16::MAX as i64).ok_or_else(bad)? as i16
-        }
-        "transaction_state_log_replication_factor" => {
-            config.txn.state_replication_factor = long(1, i16::MAX as i64).ok_or_else(bad)? as i16
-        }
-        "transaction_state_log_min_isr" => {
-            config.txn.state_min_isr = long(1, i16::MAX as i64).ok_or_else(bad)? as i16
-        }
-        "offsets_retention_minutes" => {
-            config.groups.offsets_retention_ms =
-                long(1, i64::MAX / 60_000).ok_or_else(bad)? * 60_000
-        }
-        "offsets_retention_check_interval_ms" => {
-            config.groups.offsets_retention_check_interval_ms =
-                long(1, i64::MAX).ok_or_else(bad)? as u64
-        }
-        "group_consumer_session_timeout_ms" => {
-            config.groups.consumer_session_timeout_ms =
-                long(1, i32::MAX as i64).ok_or_else(bad)? as i32
-        }
-        "group_consumer_heartbeat_interval_ms" => {
-            config.groups.consumer_heartbeat_interval_ms =
-                long(1, i32::MAX as i64).ok_or_else(bad)? as i32
-        }
-        "group_consumer_assignors" => {
-            let names: Vec<String> = value
-                .split(',')
-                .map(|name| name.trim().to_string())
-                .filter(|name| !name.is_empty())
-                .collect();
-            if names.is_empty()
-                || names
-                    .iter()
-                    .any(|name| name != "uniform" && name != "range")
-            {
-                return Err(bad());
-            }
-            config.groups.consumer_assignors = names;
-        }
-        "group_consumer_max_size" => {
-            config.groups.consumer_max_size = long(1, i32::MAX as i64).ok_or_else(bad)? as usize
-        }
-        "transaction_state_log_num_partitions" => {
-            config.txn.state_partitions =
-                long(1, OFFSETS_TOPIC_PARTITIONS_MAX).ok_or_else(bad)? as i32
-        }
-        "transaction_max_timeout_ms" => {
-            config.txn.max_timeout_ms = long(1, i32::MAX as i64).ok_or_else(bad)? as i32
-        }
-        "transactional_id_expiration_ms" => {
-            config.txn.id_expiration_ms = long(1, i64::MAX).ok_or_else(bad)?
-        }
-        "transaction_abort_timed_out_transaction_cleanup_interval_ms" => {
-            config.txn.abort_check_interval_ms = long(1, i64::MAX).ok_or_else(bad)? as u64
-        }
-        _ => {
-            return Err(format!(
-                "unknown setting '{name}' (from {source}); known settings: {}",
-                SETTINGS
-                    .iter()
-                    .map(|(name, _)| *name)
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ))
-        }
-    }
-    if let Some((known, _)) = SETTINGS.iter().find(|(setting, _)| *setting == name) {
-        config.set_by_operator.insert(known);
-    }
+                .map(|setting| setting.name)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    };
+    (setting.apply)(config, value).map_err(|refused| {
+        let why = match refused {
+            Refused::Expected => format!("expected {}", setting.expects),
+            Refused::Because(reason) => reason,
+        };
+        format!("invalid value '{value}' for {name} (from {source}): {why}")
+    })?;
+    config.set_by_operator.insert(setting.name);
     Ok(())
 }
 
@@ -573,7 +754,7 @@ pub fn apply_file(config: &mut BrokerConfig, path: &PathBuf) -> Result<(), Strin
             other => {
                 return Err(format!(
                     "invalid value for {name} (from {source}): expected {}, got {}",
-                    expected(&name),
+                    find(&name).map_or("a setting's name", |setting| setting.expects),
                     other.type_str()
                 ))
             }
@@ -585,54 +766,99 @@ pub fn apply_file(config: &mut BrokerConfig, path: &PathBuf) -> Result<(), Strin
 
 /// Applies `SLUICE_<NAME>` variables for every known setting.
 pub fn apply_environment(config: &mut BrokerConfig) -> Result<(), String> {
-    for (name, _) in SETTINGS {
-        let variable = format!("SLUICE_{}", name.to_ascii_uppercase());
+    for setting in SETTINGS {
+        let variable = setting.variable();
         if let Ok(value) = std::env::var(&variable) {
-            apply(config, name, &value, &Source::Environment(variable))?;
+            apply(config, setting.name, &value, &Source::Environment(variable))?;
         }
     }
     Ok(())
 }
 
-/// Builds the configuration from flags (`--name value` or `--name=value`),
-/// reading `--config FILE` and the environment first.
-pub fn from_args(args: &[String]) -> Result<BrokerConfig, String> {
-    let mut flags: Vec<(String, String)> = Vec::new();
-    let mut file = None;
-    let mut iter = args.iter();
-    while let Some(arg) = iter.next() {
-        let Some(flag) = arg.strip_prefix("--") else {
-            return Err(format!("unexpected argument '{arg}'; run `sluice --help`"));
-        };
-        let (flag, value) = match flag.split_once('=') {
-            Some((flag, value)) => (flag.to_string(), value.to_string()),
-            None => {
-                let value = iter
-                    .next()
-                    .ok_or_else(|| format!("flag --{flag} needs a value"))?;
-                (flag.to_string(), value.clone())
-            }
-        };
-        if flag == "config" {
-            file = Some(PathBuf::from(value));
-        } else {
-            flags.push((flag, value));
+/// The id of the `--config FILE` argument.
+const CONFIG_FILE: &str = "config";
+
+/// The broker's command line: `--config FILE` and one flag per setting,
+/// made from [`SETTINGS`] so that a setting's flag cannot drift from its
+/// TOML key and environment variable. The values stay text until
+/// [`BrokerArgs::resolve`] applies them over the file and the environment,
+/// so a bad one is reported as the other sources' are.
+#[derive(Debug, Default)]
+pub struct BrokerArgs {
+    file: Option<PathBuf>,
+    /// Setting names and values, in command-line order (of two flags that
+    /// set the data directory, the later wins).
+    flags: Vec<(&'static Setting, String)>,
+}
+
+impl clap::FromArgMatches for BrokerArgs {
+    fn from_arg_matches(matches: &clap::ArgMatches) -> Result<Self, clap::Error> {
+        let mut flags: Vec<(usize, &'static Setting, String)> = SETTINGS
+            .iter()
+            .filter_map(|setting| {
+                let value = matches.get_one::<String>(setting.name)?;
+                let index = matches.index_of(setting.name)?;
+                Some((index, setting, value.clone()))
+            })
+            .collect();
+        flags.sort_unstable_by_key(|(index, _, _)| *index);
+        Ok(BrokerArgs {
+            file: matches.get_one::<PathBuf>(CONFIG_FILE).cloned(),
+            flags: flags
+                .into_iter()
+                .map(|(_, setting, value)| (setting, value))
+                .collect(),
+        })
+    }
+
+    fn update_from_arg_matches(&mut self, matches: &clap::ArgMatches) -> Result<(), clap::Error> {
+        *self = Self::from_arg_matches(matches)?;
+        Ok(())
+    }
+}
+
+impl clap::Args for BrokerArgs {
+    fn augment_args(command: clap::Command) -> clap::Command {
+        let file = clap::Arg::new(CONFIG_FILE)
+            .long(CONFIG_FILE)
+            .value_name("FILE")
+            .value_parser(clap::value_parser!(PathBuf))
+            .help("TOML file of settings, keys named as below with underscores (data_dir)");
+        let settings = SETTINGS.iter().map(|setting| {
+            clap::Arg::new(setting.name)
+                .long(setting.flag())
+                .value_name("VALUE")
+                .help(format!("{} [env: {}]", setting.expects, setting.variable()))
+                .help_heading("Settings")
+        });
+        command.arg(file).args(settings)
+    }
+
+    fn augment_args_for_update(command: clap::Command) -> clap::Command {
+        Self::augment_args(command)
+    }
+}
+
+impl BrokerArgs {
+    /// The configuration: the embedded defaults, then the file, then the
+    /// environment, then the flags.
+    pub fn resolve(self) -> Result<BrokerConfig, String> {
+        let mut config = BrokerConfig::default();
+        if let Some(path) = &self.file {
+            apply_file(&mut config, path)?;
         }
+        apply_environment(&mut config)?;
+        for (setting, value) in &self.flags {
+            let flag = Source::Flag(format!("--{}", setting.flag()));
+            apply(&mut config, setting.name, value, &flag)?;
+        }
+        check(config)
     }
-    let mut config = BrokerConfig::default();
-    if let Some(path) = file {
-        apply_file(&mut config, &path)?;
-    }
-    apply_environment(&mut config)?;
-    for (flag, value) in flags {
-        let name = flag.replace('-', "_");
-        apply(
-            &mut config,
-            &name,
-            &value,
-            &Source::Flag(format!("--{flag}")),
-        )?;
-    }
+}
+
+/// Checks the settings that depend on each other, and makes the data
+/// directories absolute.
+fn check(mut config: BrokerConfig) -> Result<BrokerConfig, String> {
     if config.groups.consumer_heartbeat_interval_ms >= config.groups.consumer_session_timeout_ms {
         return Err(format!(
             "group_consumer_heartbeat_interval_ms ({}) must be below group_consumer_session_timeout_ms ({})",
@@ -738,6 +964,14 @@ fn check_quorum_settings(config: &BrokerConfig) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::Parser;
+
+    /// The broker's configuration from a command line, as `sluice` builds it.
+    fn from_args(args: &[String]) -> Result<BrokerConfig, String> {
+        let line = std::iter::once("sluice".to_string()).chain(args.iter().cloned());
+        let cli = crate::cli::Cli::try_parse_from(line).map_err(|error| error.to_string())?;
+        cli.broker.resolve()
+    }
 
     #[test]
     fn flags_override_and_errors_name_the_setting() {
@@ -768,7 +1002,10 @@ mod tests {
             "{error}"
         );
         let error = from_args(&["--nonsense".to_string(), "1".to_string()]).unwrap_err();
-        assert!(error.contains("unknown setting"), "{error}");
+        assert!(
+            error.contains("unexpected argument '--nonsense'"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 mod admin;
 mod admin_port;
+mod cli;
 mod config;
 mod memory;
 mod run;
@@ -11,30 +12,7 @@ mod user;
 use std::io::Write;
 use std::process::ExitCode;
 
-const USAGE: &str = "\
-sluice: a Kafka-compatible streaming log broker
-
-USAGE:
-    sluice [--config FILE] [--data-dir DIR] [--listen HOST:PORT] [--advertised-listener HOST:PORT]
-           [--shards N] [--node-id N] [--admin-listen HOST:PORT] [--<setting> VALUE ...]
-        Runs a single-node broker (default: 127.0.0.1:9092, data in ./data).
-        Settings come from the embedded defaults, then FILE (TOML), then SLUICE_* variables,
-        then flags.
-
-    sluice topic ...  |  sluice group ...  |  sluice cluster ...
-        Admin commands against a running broker (below).
-
-    sluice produce TOPIC ...  |  sluice consume TOPIC ...
-        Write lines as records, print records (below).
-
-    sluice acl ...
-        ACLs of a running broker (below).
-
-    sluice user ...
-        SASL users in a stopped broker's data directory, or of a running broker (below).
-
-    sluice --help       This text and the list of settings.
-";
+use clap::Parser;
 
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("SLUICE_LOG")
@@ -94,19 +72,15 @@ fn main() -> ExitCode {
     if user::is_user_command(&args) {
         return user::main(&args);
     }
+    let cli = cli::Cli::parse();
     let refused = tune_allocator();
-    if args.iter().any(|arg| arg == "--help" || arg == "-h") {
-        print!(
-            "{USAGE}\n{}\n{}\n{}\n{}\nSETTINGS:\n",
-            admin::USAGE,
-            admin::ACL_USAGE,
-            user::USAGE,
-            admin::users::USAGE
-        );
-        for (name, what) in config::SETTINGS {
-            println!("    {name:<30} {what}");
-        }
-        return ExitCode::SUCCESS;
+    if let Some(command) = cli.command {
+        return match command {
+            cli::Command::Completions { shell } => {
+                cli::completions(shell, &mut std::io::stdout().lock());
+                ExitCode::SUCCESS
+            }
+        };
     }
     init_logging();
     if !refused.is_empty() {
@@ -115,7 +89,7 @@ fn main() -> ExitCode {
             "the allocator refused a setting; request buffers may be page-faulted afresh"
         );
     }
-    let config = match config::from_args(&args) {
+    let config = match cli.broker.resolve() {
         Ok(config) => config,
         Err(error) => {
             report(&error);
