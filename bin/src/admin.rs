@@ -19,19 +19,18 @@
 //! `--command-config` file every command takes (how to log in) in
 //! [`command_config`].
 
-mod acl;
+pub mod acl;
+pub mod args;
 mod command_config;
-mod consume;
+pub mod consume;
 mod elect;
-mod produce;
+pub mod produce;
 mod reassign;
 mod rebalance;
 mod stats;
 mod stream;
 mod trim;
 pub mod users;
-
-pub use acl::USAGE as ACL_USAGE;
 
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -45,112 +44,13 @@ use sluice_net::client::{
     KafkaError, NewTopic, OffsetSpec, PartitionOffset,
 };
 
-pub const USAGE: &str = "\
-ADMIN COMMANDS (Kafka protocol; work against any Kafka-compatible broker):
-    sluice topic create NAME [--partitions N] [--replication-factor N] [--config KEY=VALUE ...]
-        Creates a topic; partitions and replication factor default to the broker's.
-    sluice topic list
-        Lists topics with their partition counts and replication factors.
-    sluice topic describe NAME [--stats]
-        Shows partitions (leader, replicas, ISR, earliest and latest offsets) and the
-        configs set on the topic. --stats shows instead each partition's offsets, offset
-        count and size on its leader's disk (DescribeLogDirs), with the topic's totals.
-    sluice topic delete NAME
-    sluice topic alter-config NAME [--set KEY=VALUE ...] [--delete KEY ...]
-            [--append KEY=VALUE ...] [--subtract KEY=VALUE ...]
-        Sets or removes topic config overrides (IncrementalAlterConfigs). --append and
-        --subtract add items to or remove them from a list config such as cleanup.policy
-        (VALUE: items separated by commas).
-    sluice topic trim NAME (--partition N ... | --all-partitions) --before OFFSET|latest
-        Removes the records before OFFSET (latest: every record written so far) from the
-        partitions (DeleteRecords) and prints where each partition now starts (its low
-        watermark, the earliest offset consumers can read). OFFSET may not be past a
-        partition's latest offset.
-    sluice topic reassign NAME --partition N (--replicas ID,ID,... | --cancel) [--wait]
-        Moves a partition to the given brokers (the first is its preferred leader), or
-        cancels the move in progress. --wait waits until the move has finished and shows
-        the partition's replicas and ISR.
-    sluice topic reassignments [NAME]
-        Lists the partition reassignments in progress, with the replicas being added and
-        removed.
-    sluice group list [--state STATE ...]
-        Lists consumer groups with their states (e.g. Empty, Stable).
-    sluice group describe GROUP
-        Shows the group's state, protocol and members, and per partition the committed
-        offset, the log end offset and the lag.
-    sluice group delete GROUP
-        Deletes a group that has no members, with its committed offsets.
-    sluice group reset-offsets GROUP --topic TOPIC
-            (--to-earliest | --to-latest | --to-offset N | --to-datetime MS_SINCE_EPOCH) [--execute]
-        Shows the new offsets; with --execute commits them. The group must have no members.
-    sluice txn list [--state STATE ...]
-        Lists transactional ids with their producer ids and states (e.g. Ongoing).
-    sluice txn describe TRANSACTIONAL_ID
-        Shows the transaction's state, producer id and epoch, timeout, start time and
-        partitions.
-    sluice cluster info
-        Shows the cluster id, the controller and the brokers.
-    sluice cluster rebalance [--topic NAME] [--dry-run] [--wait]
-        Plans reassignments that spread every topic's replicas and preferred leaders evenly
-        over the live brokers, keeping replication factors and moving as few replicas as
-        possible; prints the plan and starts it (--dry-run only prints it). --wait waits
-        until every move has finished.
-    sluice cluster elect-leaders [--type preferred|unclean] [--topic NAME [--partition N]]
-        Gives each partition's leadership back to its preferred replica (the first), when
-        that replica is live and in sync. --type unclean instead gives a partition with no
-        live in-sync replica to any live replica, losing the records that replica lacks.
-        Without --topic, every partition of every topic. Prints each partition's result;
-        ELECTION_NOT_NEEDED (already led as asked) is not an error.
-
-    sluice produce TOPIC [--partition N] [--key-delimiter DELIM | -K DELIM] [--header K=V ...]
-            [--compression none|gzip|snappy|lz4|zstd] [--acks 0|1|all] [--file PATH]
-        Sends each line of stdin (or PATH) as one record; with a key delimiter the part
-        of a line before it is the key (a line without it has no key). Every record gets
-        the --header headers. Keyed records go to murmur2(key) % partitions, as Kafka's
-        Java client and librdkafka's murmur2_random partitioner place them (not
-        librdkafka's default, consistent_random); records without a key are spread over
-        the partitions (the sticky partitioner); --partition sends every record to N.
-        Acks default to all. Shows progress on stderr when it is a terminal, and the
-        totals (records, MB/s) at the end.
-    sluice consume TOPIC [--partition N ...] [--offset earliest|latest|N|-N | --timestamp MS]
-            [--group GROUP] [--num N] [--follow | -f] [--format FMT]
-        Prints records, by default each value on its own line, up to the end offsets seen
-        at the start; --follow keeps waiting for new ones, --num N stops after N records.
-        Starts at --offset (-N: N before the end) or the first record at or after
-        --timestamp, else at GROUP's committed offsets, else at the earliest. --group
-        commits the offsets printed for GROUP (a simple commit: no group is joined, and
-        the group must have no members). Reads uncommitted transactional records too.
-        FMT (like kcat -f): %s value, %k key, %S and %K their lengths (-1: null), %p
-        partition, %o offset, %T timestamp (ms), %h headers (k=v,k=v), %t topic, %% a %;
-        \n \t \r \0 \\ escapes.
-
-    Options of every admin command:
-        --bootstrap HOST:PORT[,HOST:PORT...]  (or --bootstrap-server)
-                                broker(s) to connect to, tried in order (default 127.0.0.1:9092)
-        --command-config FILE   Kafka client properties: security.protocol (PLAINTEXT or
-                                SASL_PLAINTEXT), sasl.mechanism, and sasl.jaas.config or
-                                sasl.username and sasl.password
-        --json                  print JSON instead of tables (not produce and consume)
-    Exit status: 0 on success, 1 if the broker refuses or cannot be reached, 2 on usage errors.
-";
-
 const BOOTSTRAP_DEFAULT: &str = "127.0.0.1:9092";
 
 /// Exit status when the broker refuses a request or cannot be reached.
 const EXIT_FAILED: u8 = 1;
-/// Exit status for a command line that does not parse.
-const EXIT_USAGE: u8 = 2;
-
-/// Whether the arguments name an admin command rather than broker flags.
-pub fn is_admin_command(args: &[String]) -> bool {
-    matches!(
-        args.first().map(String::as_str),
-        Some("topic" | "group" | "txn" | "cluster" | "produce" | "consume" | "acl")
-    )
-}
 
 #[derive(Debug, PartialEq, Eq)]
-enum Command {
+pub enum Command {
     TopicCreate(NewTopic),
     TopicList,
     /// `stats`: sizes on disk and record counts instead of replicas and
@@ -220,7 +120,7 @@ enum Command {
 
 /// Where `group reset-offsets` moves a group's offsets.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum ResetTarget {
+pub enum ResetTarget {
     Earliest,
     Latest,
     /// Clamped into each partition's `[earliest, latest]` range, as Kafka does.
@@ -231,292 +131,12 @@ enum ResetTarget {
 }
 
 #[derive(Debug, PartialEq, Eq)]
-struct Invocation {
+pub struct Invocation {
     bootstrap: String,
     /// `--command-config FILE`, read once the command line parsed.
     command_config: Option<String>,
     json: bool,
     command: Command,
-}
-
-/// What the command line asked for: a command, or the usage text.
-#[derive(Debug, PartialEq, Eq)]
-enum Parsed {
-    Run(Invocation),
-    Help,
-}
-
-/// The flags each command takes besides `--bootstrap`, `--command-config`
-/// and `--json`.
-fn command_flags(group: &str, action: &str) -> Option<&'static [&'static str]> {
-    match (group, action) {
-        ("topic", "create") => Some(&["partitions", "replication-factor", "config"]),
-        ("topic", "list" | "delete") | ("cluster", "info") => Some(&[]),
-        ("topic", "describe") => Some(&["stats"]),
-        ("topic", "alter-config") => Some(&["set", "delete", "append", "subtract"]),
-        ("topic", "trim") => Some(&["partition", "all-partitions", "before"]),
-        ("topic", "reassign") => Some(&["partition", "replicas", "cancel", "wait"]),
-        ("topic", "reassignments") => Some(&[]),
-        ("cluster", "rebalance") => Some(&["topic", "dry-run", "wait"]),
-        ("cluster", "elect-leaders") => Some(&["type", "topic", "partition"]),
-        ("group", "list") | ("txn", "list") => Some(&["state"]),
-        ("txn", "describe") => Some(&[]),
-        ("group", "describe" | "delete") => Some(&[]),
-        ("group", "reset-offsets") => Some(&[
-            "topic",
-            "to-earliest",
-            "to-latest",
-            "to-offset",
-            "to-datetime",
-            "execute",
-        ]),
-        _ => None,
-    }
-}
-
-/// Flags that take no value.
-const SWITCHES: &[&str] = &[
-    "to-earliest",
-    "to-latest",
-    "execute",
-    "cancel",
-    "wait",
-    "dry-run",
-    "all-partitions",
-    "stats",
-];
-
-fn key_value(flag: &str, text: &str) -> Result<(String, String), String> {
-    match text.split_once('=') {
-        Some((key, value)) if !key.is_empty() => Ok((key.to_string(), value.to_string())),
-        _ => Err(format!("--{flag} expects KEY=VALUE, got '{text}'")),
-    }
-}
-
-fn parse(args: &[String]) -> Result<Parsed, String> {
-    if args.iter().any(|arg| arg == "--help" || arg == "-h") {
-        return Ok(Parsed::Help);
-    }
-    let group = args.first().map(String::as_str).unwrap_or_default();
-    let Some(action) = args.get(1).map(String::as_str) else {
-        return Err(format!("'{group}' needs a subcommand"));
-    };
-    let allowed = command_flags(group, action)
-        .ok_or_else(|| format!("unknown command '{group} {action}'"))?;
-    let mut bootstrap = BOOTSTRAP_DEFAULT.to_string();
-    let mut command_config = None;
-    let mut json = false;
-    let mut positionals: Vec<&str> = Vec::new();
-    let mut flags: Vec<(&str, String)> = Vec::new();
-    let mut rest = args.iter().skip(2);
-    while let Some(arg) = rest.next() {
-        let Some(flag) = arg.strip_prefix("--") else {
-            positionals.push(arg);
-            continue;
-        };
-        if flag == "json" {
-            json = true;
-            continue;
-        }
-        if SWITCHES.contains(&flag) && allowed.contains(&flag) {
-            flags.push((flag, String::new()));
-            continue;
-        }
-        let (name, value) = match flag.split_once('=') {
-            Some((name, value)) => (name, value.to_string()),
-            None => {
-                let value = rest
-                    .next()
-                    .ok_or_else(|| format!("--{flag} needs a value"))?;
-                (flag, value.clone())
-            }
-        };
-        if name == "bootstrap" || name == "bootstrap-server" {
-            bootstrap = value;
-        } else if name == "command-config" {
-            command_config = Some(value);
-        } else if allowed.contains(&name) {
-            flags.push((name, value));
-        } else {
-            return Err(format!("'{group} {action}' has no option --{name}"));
-        }
-    }
-    let noun = if group == "group" {
-        "group id"
-    } else if group == "txn" {
-        "transactional id"
-    } else {
-        "topic name"
-    };
-    let name = || -> Result<String, String> {
-        match positionals.as_slice() {
-            [name] if !name.is_empty() => Ok(name.to_string()),
-            [] => Err(format!("'{group} {action}' needs a {noun}")),
-            _ => Err(format!(
-                "'{group} {action}' takes one {noun}, got {positionals:?}"
-            )),
-        }
-    };
-    let no_positionals = || -> Result<(), String> {
-        match positionals.first() {
-            None => Ok(()),
-            Some(extra) => Err(format!("'{group} {action}' takes no argument '{extra}'")),
-        }
-    };
-    let command = match (group, action) {
-        ("topic", "create") => {
-            let mut topic = NewTopic {
-                name: name()?,
-                ..NewTopic::default()
-            };
-            for (flag, value) in flags {
-                match flag {
-                    "partitions" => {
-                        let count = value.parse::<i32>().ok().filter(|count| *count >= 1);
-                        topic.partitions = Some(count.ok_or_else(|| {
-                            format!("--partitions expects a positive number, got '{value}'")
-                        })?);
-                    }
-                    "replication-factor" => {
-                        let factor = value.parse::<i16>().ok().filter(|factor| *factor >= 1);
-                        topic.replication_factor = Some(factor.ok_or_else(|| {
-                            format!("--replication-factor expects a positive number, got '{value}'")
-                        })?);
-                    }
-                    _ => topic.configs.push(key_value(flag, &value)?),
-                }
-            }
-            Command::TopicCreate(topic)
-        }
-        ("topic", "list") => {
-            no_positionals()?;
-            Command::TopicList
-        }
-        ("topic", "describe") => Command::TopicDescribe {
-            name: name()?,
-            stats: !flags.is_empty(),
-        },
-        ("topic", "delete") => Command::TopicDelete { name: name()? },
-        ("topic", "alter-config") => {
-            let name = name()?;
-            let mut changes = Vec::new();
-            for (flag, value) in flags {
-                let change = match flag {
-                    "delete" if value.is_empty() => {
-                        return Err("--delete expects a config name".to_string())
-                    }
-                    "delete" => ConfigChange::Delete { name: value },
-                    _ => {
-                        let (name, value) = key_value(flag, &value)?;
-                        match flag {
-                            "set" => ConfigChange::Set { name, value },
-                            "append" => ConfigChange::Append { name, value },
-                            _ => ConfigChange::Subtract { name, value },
-                        }
-                    }
-                };
-                changes.push(change);
-            }
-            if changes.is_empty() {
-                return Err("'topic alter-config' needs at least one --set, --delete, \
-                     --append or --subtract"
-                    .to_string());
-            }
-            Command::TopicAlterConfig { name, changes }
-        }
-        ("group", "list") => {
-            no_positionals()?;
-            let states = flags.into_iter().map(|(_, state)| state).collect();
-            Command::GroupList { states }
-        }
-        ("group", "describe") => Command::GroupDescribe { group: name()? },
-        ("group", "delete") => Command::GroupDelete { group: name()? },
-        ("group", "reset-offsets") => parse_reset_offsets(name()?, flags)?,
-        ("txn", "list") => {
-            no_positionals()?;
-            let states = flags.into_iter().map(|(_, state)| state).collect();
-            Command::TxnList { states }
-        }
-        ("txn", "describe") => Command::TxnDescribe { id: name()? },
-        ("topic", "reassign") => reassign::parse_reassign(name()?, flags)?,
-        ("topic", "trim") => trim::parse_trim(name()?, flags)?,
-        ("topic", "reassignments") => match positionals.as_slice() {
-            [] => Command::TopicReassignments { name: None },
-            [name] if !name.is_empty() => Command::TopicReassignments {
-                name: Some(name.to_string()),
-            },
-            _ => return Err(format!("'{group} {action}' takes at most one {noun}")),
-        },
-        ("cluster", "rebalance") => {
-            no_positionals()?;
-            reassign::parse_rebalance(flags)?
-        }
-        ("cluster", "elect-leaders") => {
-            no_positionals()?;
-            elect::parse_elect_leaders(flags)?
-        }
-        _ => {
-            no_positionals()?;
-            Command::ClusterInfo
-        }
-    };
-    Ok(Parsed::Run(Invocation {
-        bootstrap,
-        command_config,
-        json,
-        command,
-    }))
-}
-
-fn parse_reset_offsets(group: String, flags: Vec<(&str, String)>) -> Result<Command, String> {
-    let mut topic = None;
-    let mut targets = Vec::new();
-    let mut execute = false;
-    for (flag, value) in flags {
-        let number = || {
-            value
-                .parse::<i64>()
-                .map_err(|_| format!("--{flag} expects a number, got '{value}'"))
-        };
-        match flag {
-            "topic" if value.is_empty() => return Err("--topic expects a topic name".into()),
-            "topic" => topic = Some(value),
-            "execute" => execute = true,
-            "to-earliest" => targets.push(ResetTarget::Earliest),
-            "to-latest" => targets.push(ResetTarget::Latest),
-            "to-offset" => {
-                let offset = number()?;
-                if offset < 0 {
-                    return Err(format!("--to-offset expects an offset >= 0, got {offset}"));
-                }
-                targets.push(ResetTarget::Offset(offset));
-            }
-            _ => {
-                let timestamp = number()?;
-                if timestamp < 0 {
-                    return Err(format!(
-                        "--to-datetime expects milliseconds since the epoch, got {timestamp}"
-                    ));
-                }
-                targets.push(ResetTarget::Datetime(timestamp));
-            }
-        }
-    }
-    let topic = topic.ok_or("'group reset-offsets' needs --topic")?;
-    let target = match targets.as_slice() {
-        [target] => *target,
-        _ => {
-            return Err("'group reset-offsets' needs exactly one of --to-earliest, \
-                 --to-latest, --to-offset, --to-datetime"
-                .to_string())
-        }
-    };
-    Ok(Command::GroupResetOffsets {
-        group,
-        topic,
-        target,
-        execute,
-    })
 }
 
 /// A failed command: what was being done, and why it failed.
@@ -525,25 +145,8 @@ struct Failure {
     error: ClientError,
 }
 
-/// Runs an admin command line (`args` without the program name).
-pub fn main(args: &[String]) -> ExitCode {
-    match args.first().map(String::as_str) {
-        Some("produce") => return produce::main(&args[1..]),
-        Some("consume") => return consume::main(&args[1..]),
-        Some("acl") => return acl::main(&args[1..]),
-        _ => {}
-    }
-    let invocation = match parse(args) {
-        Ok(Parsed::Run(invocation)) => invocation,
-        Ok(Parsed::Help) => {
-            emit(USAGE);
-            return ExitCode::SUCCESS;
-        }
-        Err(message) => {
-            eprintln!("sluice: {message}\n\n{USAGE}");
-            return ExitCode::from(EXIT_USAGE);
-        }
-    };
+/// Runs an admin command.
+pub fn run(invocation: Invocation) -> ExitCode {
     let options = match command_config::client_options(invocation.command_config.as_deref()) {
         Ok(options) => options,
         Err(message) => {
@@ -1518,14 +1121,53 @@ fn cluster_info(admin: &mut Admin, json: bool) -> Result<String, ClientError> {
 mod tests {
     use super::*;
 
-    fn args(line: &str) -> Vec<String> {
-        line.split_whitespace().map(str::to_string).collect()
+    use crate::cli::{Cli, Command as CliCommand};
+    use clap::Parser;
+    use sluice_net::client::DELETE_BEFORE_HIGH_WATERMARK;
+
+    /// The invocation of an admin command line; the error is clap's.
+    fn parse(line: &str) -> Result<Invocation, clap::Error> {
+        let words = std::iter::once("sluice").chain(line.split_whitespace());
+        match Cli::try_parse_from(words)?.command {
+            Some(CliCommand::Topic(args)) => Ok(args.invocation()),
+            Some(CliCommand::Group(args)) => Ok(args.invocation()),
+            Some(CliCommand::Txn(args)) => Ok(args.invocation()),
+            Some(CliCommand::Cluster(args)) => Ok(args.invocation()),
+            other => panic!("{line}: not an admin command: {other:?}"),
+        }
     }
 
     fn run(line: &str) -> Invocation {
-        match parse(&args(line)) {
-            Ok(Parsed::Run(invocation)) => invocation,
-            other => panic!("{line}: {other:?}"),
+        parse(line).unwrap_or_else(|error| panic!("{line}: {error}"))
+    }
+
+    #[test]
+    fn parses_trim() {
+        assert_eq!(
+            run("topic trim t --partition 2 --partition 0 -b h:1 --before 7").command,
+            Command::TopicTrim {
+                name: "t".into(),
+                partitions: Some(vec![0, 2]),
+                before: 7
+            }
+        );
+        assert_eq!(
+            run("topic trim t --all-partitions --before latest").command,
+            Command::TopicTrim {
+                name: "t".into(),
+                partitions: None,
+                before: DELETE_BEFORE_HIGH_WATERMARK
+            }
+        );
+        for refused in [
+            "topic trim t --partition 0",
+            "topic trim t --before 1",
+            "topic trim t --partition 0 --all-partitions --before 1",
+            "topic trim t --partition -1 --before 1",
+            "topic trim t --partition 0 --before -1",
+            "topic trim t --partition 0 --before 1 --before 2",
+        ] {
+            assert!(parse(refused).is_err(), "{refused}");
         }
     }
 
@@ -1728,9 +1370,10 @@ mod tests {
             "cluster elect-leaders --topic=",
             "cluster elect-leaders --wait",
         ] {
-            assert!(parse(&args(line)).is_err(), "{line}");
+            assert!(parse(line).is_err(), "{line}");
         }
-        assert_eq!(parse(&args("topic create --help")), Ok(Parsed::Help));
+        let help = parse("topic create --help").map(|_| ()).unwrap_err();
+        assert_eq!(help.kind(), clap::error::ErrorKind::DisplayHelp);
     }
 
     #[test]

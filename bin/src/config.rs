@@ -823,13 +823,17 @@ impl clap::Args for BrokerArgs {
             .long(CONFIG_FILE)
             .value_name("FILE")
             .value_parser(clap::value_parser!(PathBuf))
-            .help("TOML file of settings, keys named as below with underscores (data_dir)");
+            .help("TOML file of settings, keys named as below with underscores (data_dir)")
+            .overrides_with(CONFIG_FILE);
         let settings = SETTINGS.iter().map(|setting| {
             clap::Arg::new(setting.name)
                 .long(setting.flag())
                 .value_name("VALUE")
                 .help(format!("{} [env: {}]", setting.expects, setting.variable()))
                 .help_heading("Settings")
+                // A flag given twice takes its last value, as a setting repeated
+                // in the environment and on the command line does.
+                .overrides_with(setting.name)
         });
         command.arg(file).args(settings)
     }

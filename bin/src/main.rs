@@ -65,23 +65,11 @@ fn report(error: &dyn std::fmt::Display) {
 }
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if admin::is_admin_command(&args) {
-        return admin::main(&args);
-    }
-    if user::is_user_command(&args) {
-        return user::main(&args);
-    }
     let cli = cli::Cli::parse();
-    let refused = tune_allocator();
     if let Some(command) = cli.command {
-        return match command {
-            cli::Command::Completions { shell } => {
-                cli::completions(shell, &mut std::io::stdout().lock());
-                ExitCode::SUCCESS
-            }
-        };
+        return cli::run(command);
     }
+    let refused = tune_allocator();
     init_logging();
     if !refused.is_empty() {
         tracing::warn!(

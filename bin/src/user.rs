@@ -16,6 +16,7 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use clap::{Args, Subcommand};
 use serde_json::json;
 use sluice_engine::DmaStorage;
 use sluice_net::constants::{
@@ -24,26 +25,120 @@ use sluice_net::constants::{
 use sluice_net::sasl::credentials::check_user_name;
 use sluice_net::sasl::{CredentialStore, Mechanism, ScramCredential};
 
-pub const USAGE: &str = "\
-USER COMMANDS, OFFLINE (run them while the broker is stopped; it reads users at start):
-    sluice user create --data-dir DIR --user NAME [--mechanism SCRAM-SHA-256|SCRAM-SHA-512]
-            [--iterations N] [--password-file FILE]
-        Stores salted SCRAM credentials for NAME (both mechanisms unless --mechanism; PLAIN
-        logins check either) in DIR, the broker's first data directory, creating it if
-        needed. The password is the first line of FILE, or of stdin without
-        --password-file. Iterations: 4096 (default) to 16384. Replaces NAME's credential.
-    sluice user delete --data-dir DIR --user NAME [--mechanism SCRAM-SHA-256|SCRAM-SHA-512]
-    sluice user list --data-dir DIR [--json]
-        Lists users with their mechanisms and iteration counts (no keys).
-";
+use crate::cli::usage_error;
+
+/// `sluice user ACTION`: SCRAM users, offline with `--data-dir` (the
+/// broker stopped; it reads users when it starts) or online with
+/// `--bootstrap-server` (AlterUserScramCredentials,
+/// DescribeUserScramCredentials).
+#[derive(Debug, Subcommand)]
+pub enum UserAction {
+    /// Creates or replaces a user's SCRAM credentials (both mechanisms unless
+    /// --mechanism; PLAIN logins check either).
+    ///
+    /// Offline, the credentials go to DIR, the broker's first data directory, created
+    /// if needed. Online, the password is salted and hashed here; only the salted
+    /// password is sent. The password is the first line of --password-file, or of
+    /// stdin.
+    Create {
+        #[command(flatten)]
+        target: Target,
+        #[command(flatten)]
+        user: UserName,
+        #[command(flatten)]
+        mechanism: MechanismArg,
+        /// SCRAM iterations.
+        #[arg(
+            long,
+            value_name = "N",
+            default_value_t = SCRAM_ITERATIONS_DEFAULT,
+            value_parser = clap::value_parser!(u32)
+                .range(i64::from(SCRAM_ITERATIONS_MIN)..=i64::from(SCRAM_ITERATIONS_MAX))
+        )]
+        iterations: u32,
+        /// The password itself (online only; ps and shell history show it).
+        #[arg(long, group = "password_source")]
+        password: Option<String>,
+        /// Reads the password from the first line of FILE.
+        #[arg(long, value_name = "FILE", group = "password_source")]
+        password_file: Option<PathBuf>,
+        /// Reads the password from the first line of stdin (the default).
+        #[arg(long, group = "password_source")]
+        password_stdin: bool,
+    },
+    /// Removes a user's credential for one mechanism, or all of its credentials.
+    Delete {
+        #[command(flatten)]
+        target: Target,
+        #[command(flatten)]
+        user: UserName,
+        #[command(flatten)]
+        mechanism: MechanismArg,
+    },
+    /// Lists users with their mechanisms and iteration counts (never a salt or key).
+    List {
+        #[command(flatten)]
+        target: Target,
+        /// Only this user (online only); may be given more than once.
+        #[arg(long = "user", value_name = "NAME", value_parser = user_name)]
+        users: Vec<String>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Where the users are: a stopped broker's data directory, or a running
+/// broker.
+#[derive(Debug, Args)]
+pub struct Target {
+    /// The stopped broker's first data directory (offline).
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["bootstrap", "command_config"])]
+    data_dir: Option<PathBuf>,
+    /// The running broker (online).
+    #[arg(long, visible_alias = "bootstrap-server", value_name = "HOST:PORT")]
+    pub bootstrap: Option<String>,
+    /// Kafka client properties of the online form (how to log in).
+    #[arg(long, value_name = "FILE")]
+    pub command_config: Option<String>,
+}
+
+impl Target {
+    /// Whether the command names the broker to talk to rather than a data
+    /// directory.
+    pub fn is_online(&self) -> bool {
+        self.bootstrap.is_some() || self.command_config.is_some()
+    }
+}
+
+/// `--user NAME`.
+#[derive(Debug, Args)]
+pub struct UserName {
+    /// The user's name.
+    #[arg(long = "user", value_name = "NAME", value_parser = user_name)]
+    pub name: String,
+}
+
+/// `--mechanism`: one SCRAM mechanism.
+#[derive(Debug, Args)]
+pub struct MechanismArg {
+    /// Only this mechanism (default: both).
+    #[arg(long = "mechanism", value_name = "SCRAM-SHA-256|SCRAM-SHA-512", value_parser = scram)]
+    pub only: Option<Mechanism>,
+}
+
+fn user_name(text: &str) -> Result<String, String> {
+    check_user_name(text)?;
+    Ok(text.to_string())
+}
+
+fn scram(text: &str) -> Result<Mechanism, String> {
+    Mechanism::from_name(text)
+        .filter(|mechanism| mechanism.is_scram())
+        .ok_or_else(|| format!("expected SCRAM-SHA-256 or SCRAM-SHA-512, got '{text}'"))
+}
 
 const EXIT_FAILED: u8 = 1;
-const EXIT_USAGE: u8 = 2;
-
-/// Whether the arguments name a user command.
-pub fn is_user_command(args: &[String]) -> bool {
-    args.first().map(String::as_str) == Some("user")
-}
 
 #[derive(Debug, PartialEq, Eq)]
 enum Command {
@@ -68,91 +163,59 @@ struct Invocation {
     command: Command,
 }
 
-fn parse(args: &[String]) -> Result<Option<Invocation>, String> {
-    let action = match args.get(1).map(String::as_str) {
-        Some("--help" | "-h") | None => return Ok(None),
-        Some(action @ ("create" | "delete" | "list")) => action,
-        Some(other) => return Err(format!("unknown user command '{other}'")),
-    };
-    let mut flags: BTreeMap<&str, String> = BTreeMap::new();
-    let mut json = false;
-    let mut rest = args[2..].iter();
-    while let Some(arg) = rest.next() {
-        let flag = arg.as_str();
-        match flag {
-            "--help" | "-h" => return Ok(None),
-            "--json" if action == "list" => json = true,
-            "--data-dir" | "--user" | "--mechanism" | "--iterations" | "--password-file" => {
-                let value = rest
-                    .next()
-                    .ok_or_else(|| format!("flag {flag} needs a value"))?;
-                if flags.insert(flag, value.clone()).is_some() {
-                    return Err(format!("flag {flag} given twice"));
-                }
-            }
-            other => return Err(format!("unexpected argument '{other}' for `user {action}`")),
-        }
-    }
-    let allowed: &[&str] = match action {
-        "create" => &[
-            "--data-dir",
-            "--user",
-            "--mechanism",
-            "--iterations",
-            "--password-file",
-        ],
-        "delete" => &["--data-dir", "--user", "--mechanism"],
-        _ => &["--data-dir"],
-    };
-    if let Some(flag) = flags.keys().find(|flag| !allowed.contains(*flag)) {
-        return Err(format!("`user {action}` takes no {flag}"));
-    }
-    let data_dir = flags
-        .remove("--data-dir")
-        .map(PathBuf::from)
-        .ok_or("--data-dir DIR is required")?;
-    let mechanism = flags
-        .remove("--mechanism")
-        .map(|name| {
-            Mechanism::from_name(&name)
-                .filter(|mechanism| mechanism.is_scram())
-                .ok_or(format!(
-                    "--mechanism takes SCRAM-SHA-256 or SCRAM-SHA-512, not '{name}'"
-                ))
-        })
-        .transpose()?;
-    let mut user = || -> Result<String, String> {
-        let user = flags.remove("--user").ok_or("--user NAME is required")?;
-        check_user_name(&user).map_err(|reason| format!("--user: {reason}"))?;
-        Ok(user)
-    };
-    let command = match action {
-        "create" => {
-            let user = user()?;
-            let iterations = match flags.remove("--iterations") {
-                None => SCRAM_ITERATIONS_DEFAULT,
-                Some(text) => text
-                    .parse::<u32>()
-                    .ok()
-                    .filter(|n| (SCRAM_ITERATIONS_MIN..=SCRAM_ITERATIONS_MAX).contains(n))
-                    .ok_or(format!(
-                        "--iterations takes {SCRAM_ITERATIONS_MIN} to {SCRAM_ITERATIONS_MAX}, not '{text}'"
-                    ))?,
-            };
-            Command::Create {
-                user,
-                mechanisms: mechanism.map_or(Mechanism::SCRAM.to_vec(), |m| vec![m]),
-                iterations,
-                password_file: flags.remove("--password-file").map(PathBuf::from),
-            }
-        }
-        "delete" => Command::Delete {
-            user: user()?,
+/// The offline invocation `action` asks for; the error is a usage error.
+fn offline(action: UserAction) -> Result<Invocation, String> {
+    let (target, command) = match action {
+        UserAction::Create {
+            target,
+            user,
             mechanism,
-        },
-        _ => Command::List { json },
+            iterations,
+            password,
+            password_file,
+            password_stdin: _,
+        } => {
+            if password.is_some() {
+                return Err("--password is for the online form (--bootstrap-server); \
+                            offline, give --password-file or stdin"
+                    .to_string());
+            }
+            let command = Command::Create {
+                user: user.name,
+                mechanisms: mechanism
+                    .only
+                    .map_or(Mechanism::SCRAM.to_vec(), |m| vec![m]),
+                iterations,
+                password_file,
+            };
+            (target, command)
+        }
+        UserAction::Delete {
+            target,
+            user,
+            mechanism,
+        } => {
+            let command = Command::Delete {
+                user: user.name,
+                mechanism: mechanism.only,
+            };
+            (target, command)
+        }
+        UserAction::List {
+            target,
+            users,
+            json,
+        } => {
+            if !users.is_empty() {
+                return Err("--user is for the online form (--bootstrap-server)".to_string());
+            }
+            (target, Command::List { json })
+        }
     };
-    Ok(Some(Invocation { data_dir, command }))
+    let data_dir = target
+        .data_dir
+        .ok_or("give --data-dir DIR (offline, the broker stopped) or --bootstrap-server")?;
+    Ok(Invocation { data_dir, command })
 }
 
 /// The password: the first line of the file or of stdin, without its line
@@ -284,22 +347,17 @@ fn execute(invocation: &Invocation) -> Result<String, String> {
     }
 }
 
-pub fn main(args: &[String]) -> ExitCode {
-    if crate::admin::users::is_online(args) {
-        return crate::admin::users::main(args);
-    }
-    let invocation = match parse(args) {
-        Ok(Some(invocation)) => invocation,
-        Ok(None) => {
-            let both = format!("{USAGE}\n{}", crate::admin::users::USAGE);
-            let _ = std::io::stdout().write_all(both.as_bytes());
-            return ExitCode::SUCCESS;
-        }
-        Err(message) => {
-            let _ = writeln!(std::io::stderr(), "sluice: {message}\n\n{USAGE}");
-            return ExitCode::from(EXIT_USAGE);
-        }
+/// Runs `sluice user`: online when it names a broker, else offline.
+pub fn run(action: UserAction) -> ExitCode {
+    let target = match &action {
+        UserAction::Create { target, .. }
+        | UserAction::Delete { target, .. }
+        | UserAction::List { target, .. } => target,
     };
+    if target.is_online() {
+        return crate::admin::users::run(action);
+    }
+    let invocation = offline(action).unwrap_or_else(|message| usage_error(message));
     match execute(&invocation) {
         Ok(output) => {
             let mut stdout = std::io::stdout().lock();
@@ -318,26 +376,25 @@ pub fn main(args: &[String]) -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::Parser;
 
-    fn args(list: &[&str]) -> Vec<String> {
-        list.iter().map(|arg| arg.to_string()).collect()
+    /// The offline invocation of a `sluice user ...` line.
+    pub(crate) fn parse(line: &str) -> Result<Invocation, String> {
+        let words = std::iter::once("sluice").chain(line.split_whitespace());
+        match crate::cli::Cli::try_parse_from(words).map_err(|error| error.to_string())? {
+            crate::cli::Cli {
+                command: Some(crate::cli::Command::User { action }),
+                ..
+            } => offline(action),
+            other => panic!("{line}: not a user command: {other:?}"),
+        }
     }
 
     #[test]
     fn commands_parse_and_refuse_bad_flags() {
-        let parsed = parse(&args(&[
-            "user",
-            "create",
-            "--data-dir",
-            "/d",
-            "--user",
-            "admin",
-            "--mechanism",
-            "SCRAM-SHA-512",
-            "--iterations",
-            "8192",
-        ]))
-        .unwrap()
+        let parsed = parse(
+            "user create --data-dir /d --user admin --mechanism SCRAM-SHA-512 --iterations 8192",
+        )
         .unwrap();
         assert_eq!(
             parsed,
@@ -351,75 +408,33 @@ mod tests {
                 },
             }
         );
-        let both = parse(&args(&[
-            "user",
-            "create",
-            "--data-dir",
-            "/d",
-            "--user",
-            "a",
-        ]))
-        .unwrap()
-        .unwrap();
+        let both = parse("user create --data-dir /d --user a").unwrap();
         assert!(
             matches!(both.command, Command::Create { ref mechanisms, .. } if mechanisms.len() == 2)
         );
         for (bad, says) in [
-            (&["user", "create", "--user", "a"][..], "--data-dir"),
-            (&["user", "create", "--data-dir", "/d"], "--user"),
+            ("user create --user a", "--data-dir"),
+            ("user create --data-dir /d", "--user"),
             (
-                &[
-                    "user",
-                    "create",
-                    "--data-dir",
-                    "/d",
-                    "--user",
-                    "a",
-                    "--mechanism",
-                    "PLAIN",
-                ],
+                "user create --data-dir /d --user a --mechanism PLAIN",
                 "--mechanism",
             ),
             (
-                &[
-                    "user",
-                    "create",
-                    "--data-dir",
-                    "/d",
-                    "--user",
-                    "a",
-                    "--iterations",
-                    "10",
-                ],
+                "user create --data-dir /d --user a --iterations 10",
                 "--iterations",
             ),
             (
-                &[
-                    "user",
-                    "create",
-                    "--data-dir",
-                    "/d",
-                    "--user",
-                    "a",
-                    "--password",
-                    "x",
-                ],
+                "user create --data-dir /d --user a --password x",
                 "--password",
             ),
-            (
-                &["user", "list", "--data-dir", "/d", "--user", "a"],
-                "--user",
-            ),
-            (&["user", "rename"], "rename"),
-            (
-                &["user", "create", "--data-dir", "/d", "--user", ""],
-                "--user",
-            ),
+            ("user list --data-dir /d --user a", "--user"),
+            ("user list --data-dir /d --bootstrap h:1", "--bootstrap"),
+            ("user rename", "rename"),
+            ("user create --data-dir /d --user=", "--user"),
         ] {
-            let error = parse(&args(bad)).unwrap_err();
+            let error = parse(bad).unwrap_err();
             assert!(error.contains(says), "{bad:?}: {error}");
         }
-        assert_eq!(parse(&args(&["user"])).unwrap(), None);
     }
 
     #[test]

@@ -23,78 +23,90 @@ use sluice_net::acl::{
 };
 use sluice_net::client::{Admin, ClientError, KafkaError};
 
-use super::stream::{self, FlagSpec};
+use clap::{Args, Subcommand};
+
+use super::args::{self, AdminOptions};
 use super::{command_config, emit, json_text, report_failure, table};
+use crate::cli::usage_error;
 
-pub const USAGE: &str = "\
-ACL COMMANDS (CreateAcls, DeleteAcls, DescribeAcls; the broker runs with --authorizer acl):
-    sluice acl add (--allow-principal P ... | --deny-principal P ...) --operation OP ...
-            RESOURCE ... [--allow-host H ...] [--deny-host H ...]
-            [--resource-pattern-type literal|prefixed]
-        Adds an ACL for every resource, principal, host and operation given: ALLOW for
-        --allow-principal, DENY for --deny-principal. Hosts default to * (every host).
-    sluice acl remove RESOURCE ... [--allow-principal P ...] [--deny-principal P ...]
-            [--principal P ...] [--allow-host H ...] [--deny-host H ...] [--operation OP ...]
-            [--resource-pattern-type literal|prefixed|match|any]
-        Removes the ACLs of the resources that match every flag given (a flag not given
-        matches anything; --principal matches ALLOW and DENY ACLs) and prints them.
-    sluice acl list [RESOURCE ...] [same filters as remove]
-        Prints one line per ACL; without a resource, every ACL of the broker.
-    RESOURCE: --topic NAME | --group NAME | --transactional-id NAME | --cluster
-    P: a principal, User:NAME (User:* for every user). OP: Read, Write, Create, Delete,
-    Alter, Describe, ClusterAction, DescribeConfigs, AlterConfigs, IdempotentWrite, All.
-    The pattern type defaults to literal when a resource is given; list without a resource
-    shows every pattern type. match selects the ACLs that apply to the named resource
-    (literal, * and prefixed ones); any the ACLs of exactly that name, of any pattern type.
-    Options: --bootstrap-server HOST:PORT (or --bootstrap), --command-config FILE (Kafka
-    client properties: security.protocol, sasl.mechanism, sasl.jaas.config or
-    sasl.username and sasl.password), --json.
-";
+/// `sluice acl ACTION ...`: ACLs of a running broker (CreateAcls,
+/// DeleteAcls, DescribeAcls; the broker runs with --authorizer acl).
+#[derive(Debug, Args)]
+pub struct AclArgs {
+    #[command(flatten)]
+    options: AdminOptions,
+    #[command(subcommand)]
+    action: AclAction,
+}
 
-/// Flags that take a value, and may be repeated where the usage says so.
-const VALUE_FLAGS: &[&str] = &[
-    "bootstrap",
-    "bootstrap-server",
-    "command-config",
-    "allow-principal",
-    "deny-principal",
-    "principal",
-    "allow-host",
-    "deny-host",
-    "operation",
-    "topic",
-    "group",
-    "transactional-id",
-    "resource-pattern-type",
-];
+#[derive(Debug, Subcommand)]
+enum AclAction {
+    /// Adds an ACL for every resource, principal, host and operation given: ALLOW for
+    /// --allow-principal, DENY for --deny-principal. Hosts default to * (every host).
+    Add(AclFlags),
+    /// Removes the ACLs of the resources that match every flag given (a flag not given
+    /// matches anything; --principal matches ALLOW and DENY ACLs) and prints them.
+    Remove(AclFlags),
+    /// Prints one line per ACL; without a resource, every ACL of the broker.
+    List(AclFlags),
+}
 
-/// Flags without a value.
-const SWITCHES: &[&str] = &["cluster", "json"];
+/// What the resource flags mean, after an ACL command's flags.
+const ACL_HELP: &str = "\
+P: a principal, User:NAME (User:* for every user). OP: Read, Write, Create, Delete, Alter,
+Describe, ClusterAction, DescribeConfigs, AlterConfigs, IdempotentWrite, All. The pattern type
+defaults to literal when a resource is given; list without a resource shows every pattern type.
+match selects the ACLs that apply to the named resource (literal, * and prefixed ones); any the
+ACLs of exactly that name, of any pattern type.";
 
-/// Flags given once at most.
-const SINGLE_FLAGS: &[&str] = &[
-    "bootstrap",
-    "bootstrap-server",
-    "command-config",
-    "resource-pattern-type",
-    "cluster",
-    "json",
-];
-
-fn flag_specs() -> Vec<FlagSpec> {
-    VALUE_FLAGS
-        .iter()
-        .map(|&long| FlagSpec {
-            long,
-            short: None,
-            takes_value: true,
-        })
-        .chain(SWITCHES.iter().map(|&long| FlagSpec {
-            long,
-            short: None,
-            takes_value: false,
-        }))
-        .collect()
+/// The resources, principals, hosts and operations an ACL command names.
+#[derive(Debug, Args)]
+#[command(after_help = ACL_HELP)]
+struct AclFlags {
+    /// A topic (resource); may be given more than once.
+    #[arg(long = "topic", value_name = "NAME", value_parser = args::name)]
+    topics: Vec<String>,
+    /// A consumer group (resource); may be given more than once.
+    #[arg(long = "group", value_name = "NAME", value_parser = args::name)]
+    groups: Vec<String>,
+    /// A transactional id (resource); may be given more than once.
+    #[arg(long = "transactional-id", value_name = "NAME", value_parser = args::name)]
+    transactional_ids: Vec<String>,
+    /// The cluster (resource).
+    #[arg(long)]
+    cluster: bool,
+    /// A principal the ACLs allow; may be given more than once.
+    #[arg(long = "allow-principal", value_name = "P", value_parser = principal_of)]
+    allow_principals: Vec<String>,
+    /// A principal the ACLs deny; may be given more than once.
+    #[arg(long = "deny-principal", value_name = "P", value_parser = principal_of)]
+    deny_principals: Vec<String>,
+    /// A principal to match, allowed or denied (remove and list only).
+    #[arg(long = "principal", value_name = "P", value_parser = principal_of)]
+    principals: Vec<String>,
+    /// A host the allowing ACLs are for (* for every host).
+    #[arg(
+        long = "allow-host",
+        value_name = "H",
+        value_parser = args::name,
+        requires = "allow_principals"
+    )]
+    allow_hosts: Vec<String>,
+    /// A host the denying ACLs are for (* for every host).
+    #[arg(
+        long = "deny-host",
+        value_name = "H",
+        value_parser = args::name,
+        requires = "deny_principals"
+    )]
+    deny_hosts: Vec<String>,
+    /// An operation; may be given more than once.
+    #[arg(long = "operation", value_name = "OP", value_parser = operation_of)]
+    operations: Vec<Operation>,
+    /// How resource names match: literal or prefixed (add), also match or any (remove,
+    /// list).
+    #[arg(long, value_name = "literal|prefixed|match|any", value_parser = pattern_type_of)]
+    resource_pattern_type: Option<PatternType>,
 }
 
 /// What the command line asks of the broker.
@@ -113,27 +125,6 @@ struct Invocation {
     action: Action,
 }
 
-/// The flags' values, by flag, in the order given.
-struct Flags(Vec<(&'static str, String)>);
-
-impl Flags {
-    fn all(&self, flag: &str) -> Vec<String> {
-        self.0
-            .iter()
-            .filter(|(name, _)| *name == flag)
-            .map(|(_, value)| value.clone())
-            .collect()
-    }
-
-    fn one(&self, flag: &str) -> Option<String> {
-        self.all(flag).pop()
-    }
-
-    fn has(&self, flag: &str) -> bool {
-        self.0.iter().any(|(name, _)| *name == flag)
-    }
-}
-
 /// An operation by Kafka's Java name (`ClusterAction`) or wire name
 /// (`CLUSTER_ACTION`), in any case.
 fn operation_of(text: &str) -> Result<Operation, String> {
@@ -148,37 +139,95 @@ fn operation_of(text: &str) -> Result<Operation, String> {
                 .replace('_', "")
                 .eq_ignore_ascii_case(&wanted)
         })
-        .ok_or_else(|| format!("--operation: unknown operation '{text}'"))
+        .ok_or_else(|| format!("unknown operation '{text}'"))
 }
 
 /// A principal is `Type:name`, as Kafka parses it.
-fn principal_of(flag: &str, text: &str) -> Result<String, String> {
+fn principal_of(text: &str) -> Result<String, String> {
     match text.split_once(':') {
         Some((kind, name)) if !kind.is_empty() && !name.is_empty() => Ok(text.to_string()),
         _ => Err(format!(
-            "--{flag} expects a principal such as User:alice, got '{text}'"
+            "expected a principal such as User:alice, got '{text}'"
         )),
     }
 }
 
-fn resources_of(flags: &Flags) -> Result<Vec<(ResourceType, String)>, String> {
-    let mut resources = Vec::new();
-    for (flag, resource_type) in [
-        ("topic", ResourceType::Topic),
-        ("group", ResourceType::Group),
-        ("transactional-id", ResourceType::TransactionalId),
-    ] {
-        for name in flags.all(flag) {
-            if name.is_empty() {
-                return Err(format!("--{flag} expects a name"));
-            }
-            resources.push((resource_type, name));
+fn pattern_type_of(text: &str) -> Result<PatternType, String> {
+    PatternType::of_name(text)
+        .ok_or_else(|| format!("expected literal, prefixed, match or any, got '{text}'"))
+}
+
+impl AclFlags {
+    fn resources(&self) -> Vec<(ResourceType, String)> {
+        let mut resources = Vec::new();
+        for (names, resource_type) in [
+            (&self.topics, ResourceType::Topic),
+            (&self.groups, ResourceType::Group),
+            (&self.transactional_ids, ResourceType::TransactionalId),
+        ] {
+            resources.extend(names.iter().map(|name| (resource_type, name.clone())));
         }
+        if self.cluster {
+            resources.push((ResourceType::Cluster, CLUSTER_NAME.to_string()));
+        }
+        resources
     }
-    if flags.has("cluster") {
-        resources.push((ResourceType::Cluster, CLUSTER_NAME.to_string()));
+
+    /// The allowing side, then the denying side, each if it names a principal.
+    fn sides(&self) -> Vec<Side> {
+        [
+            (Permission::Allow, &self.allow_principals, &self.allow_hosts),
+            (Permission::Deny, &self.deny_principals, &self.deny_hosts),
+        ]
+        .into_iter()
+        .filter(|(_, principals, _)| !principals.is_empty())
+        .map(|(permission, principals, hosts)| Side {
+            permission,
+            principals: principals.clone(),
+            hosts: hosts.clone(),
+        })
+        .collect()
     }
-    Ok(resources)
+}
+
+impl AclAction {
+    /// What the broker is asked; the error is a usage error.
+    fn action(self) -> Result<Action, String> {
+        let (AclAction::Add(flags) | AclAction::Remove(flags) | AclAction::List(flags)) = &self;
+        let resources = flags.resources();
+        let sides = flags.sides();
+        let operations = &flags.operations;
+        let pattern_type = flags.resource_pattern_type;
+        Ok(match &self {
+            AclAction::Add(_) => {
+                if !flags.principals.is_empty() {
+                    return Err("'acl add' takes --allow-principal or --deny-principal".to_string());
+                }
+                Action::Add(bindings_of(&resources, &sides, operations, pattern_type)?)
+            }
+            AclAction::Remove(_) => {
+                if resources.is_empty() {
+                    return Err("'acl remove' needs a resource: --topic, --group, \
+                                --transactional-id or --cluster"
+                        .to_string());
+                }
+                Action::Remove(filters_of(
+                    flags,
+                    &resources,
+                    &sides,
+                    operations,
+                    pattern_type,
+                ))
+            }
+            AclAction::List(_) => Action::List(filters_of(
+                flags,
+                &resources,
+                &sides,
+                operations,
+                pattern_type,
+            )),
+        })
+    }
 }
 
 /// One side of the principals: who, from where, with which permission.
@@ -187,113 +236,6 @@ struct Side {
     principals: Vec<String>,
     /// Empty: the default (`*` for add, any host for a filter).
     hosts: Vec<String>,
-}
-
-fn sides_of(flags: &Flags) -> Result<Vec<Side>, String> {
-    let mut sides = Vec::new();
-    for (side, permission) in [("allow", Permission::Allow), ("deny", Permission::Deny)] {
-        let principal_flag = format!("{side}-principal");
-        let host_flag = format!("{side}-host");
-        let principals = flags
-            .all(&principal_flag)
-            .iter()
-            .map(|text| principal_of(&principal_flag, text))
-            .collect::<Result<Vec<_>, _>>()?;
-        let hosts = flags.all(&host_flag);
-        if hosts.iter().any(String::is_empty) {
-            return Err(format!("--{host_flag} expects a host or *"));
-        }
-        if principals.is_empty() && !hosts.is_empty() {
-            return Err(format!("--{host_flag} needs --{principal_flag}"));
-        }
-        if !principals.is_empty() {
-            sides.push(Side {
-                permission,
-                principals,
-                hosts,
-            });
-        }
-    }
-    Ok(sides)
-}
-
-fn pattern_type_of(flags: &Flags) -> Result<Option<PatternType>, String> {
-    flags
-        .one("resource-pattern-type")
-        .map(|text| {
-            PatternType::of_name(&text).ok_or_else(|| {
-                format!(
-                    "--resource-pattern-type expects literal, prefixed, match or any, got '{text}'"
-                )
-            })
-        })
-        .transpose()
-}
-
-fn parse(args: &[String]) -> Result<Invocation, String> {
-    let action = match args.first().map(String::as_str) {
-        Some(action @ ("add" | "remove" | "list")) => action,
-        Some(other) => return Err(format!("unknown command 'acl {other}'")),
-        None => return Err("'acl' needs a subcommand: add, remove or list".to_string()),
-    };
-    let command = format!("acl {action}");
-    let specs = flag_specs();
-    let split = stream::split(&command, &args[1..], &specs)?;
-    if let Some(extra) = split.positionals.first() {
-        return Err(format!("'{command}' takes no argument '{extra}'"));
-    }
-    for flag in SINGLE_FLAGS {
-        if split.flags.iter().filter(|(name, _)| name == flag).count() > 1 {
-            return Err(format!("--{flag} is given twice"));
-        }
-    }
-    let flags = Flags(split.flags);
-    let operations = flags
-        .all("operation")
-        .iter()
-        .map(|text| operation_of(text))
-        .collect::<Result<Vec<_>, _>>()?;
-    let resources = resources_of(&flags)?;
-    let sides = sides_of(&flags)?;
-    let pattern_type = pattern_type_of(&flags)?;
-    let action = match action {
-        "add" => {
-            if flags.has("principal") {
-                return Err("'acl add' takes --allow-principal or --deny-principal".to_string());
-            }
-            Action::Add(bindings_of(&resources, &sides, &operations, pattern_type)?)
-        }
-        "remove" => {
-            if resources.is_empty() {
-                return Err("'acl remove' needs a resource: --topic, --group, \
-                            --transactional-id or --cluster"
-                    .to_string());
-            }
-            Action::Remove(filters_of(
-                &flags,
-                &resources,
-                &sides,
-                &operations,
-                pattern_type,
-            )?)
-        }
-        _ => Action::List(filters_of(
-            &flags,
-            &resources,
-            &sides,
-            &operations,
-            pattern_type,
-        )?),
-    };
-    Ok(Invocation {
-        bootstrap: flags
-            .one("bootstrap-server")
-            .or_else(|| flags.one("bootstrap"))
-            .unwrap_or_else(|| super::BOOTSTRAP_DEFAULT.to_string()),
-        command_config: flags.one("command-config"),
-        json: flags.has("json"),
-        action,
-    })
 }
 
 fn bindings_of(
@@ -354,12 +296,12 @@ fn bindings_of(
 }
 
 fn filters_of(
-    flags: &Flags,
+    flags: &AclFlags,
     resources: &[(ResourceType, String)],
     sides: &[Side],
     operations: &[Operation],
     pattern_type: Option<PatternType>,
-) -> Result<Vec<AclFilter>, String> {
+) -> Vec<AclFilter> {
     // (resource type, name, pattern type)
     let patterns: Vec<(ResourceType, Option<String>, PatternType)> = if resources.is_empty() {
         vec![(
@@ -391,12 +333,8 @@ fn filters_of(
             principals.push((side.permission, Some(principal.clone()), hosts.clone()));
         }
     }
-    for text in flags.all("principal") {
-        principals.push((
-            Permission::Any,
-            Some(principal_of("principal", &text)?),
-            vec![None],
-        ));
+    for principal in &flags.principals {
+        principals.push((Permission::Any, Some(principal.clone()), vec![None]));
     }
     if principals.is_empty() {
         principals.push((Permission::Any, None, vec![None]));
@@ -427,22 +365,22 @@ fn filters_of(
             }
         }
     }
-    Ok(filters)
+    filters
 }
 
-/// Runs `sluice acl ARGS` (`args` after the word `acl`).
-pub(super) fn main(args: &[String]) -> ExitCode {
-    if args.iter().any(|arg| arg == "--help" || arg == "-h") {
-        emit(USAGE);
-        return ExitCode::SUCCESS;
-    }
-    let invocation = match parse(args) {
-        Ok(invocation) => invocation,
-        Err(message) => {
-            eprintln!("sluice: {message}\n\n{USAGE}");
-            return ExitCode::from(super::EXIT_USAGE);
-        }
-    };
+/// The invocation `sluice acl` asks for; the error is a usage error.
+fn invocation(args: AclArgs) -> Result<Invocation, String> {
+    Ok(Invocation {
+        bootstrap: args.options.connection.bootstrap,
+        command_config: args.options.connection.command_config,
+        json: args.options.json,
+        action: args.action.action()?,
+    })
+}
+
+/// Runs `sluice acl`.
+pub fn run(args: AclArgs) -> ExitCode {
+    let invocation = invocation(args).unwrap_or_else(|message| usage_error(message));
     let doing = match &invocation.action {
         Action::Add(_) => "add ACLs",
         Action::Remove(_) => "remove ACLs",
@@ -642,8 +580,12 @@ fn list(admin: &mut Admin, filters: &[AclFilter], json: bool) -> Result<String, 
 mod tests {
     use super::*;
 
+    fn parse(line: &[String]) -> Result<Invocation, String> {
+        super::super::stream::parse_as::<AclArgs>(line).and_then(invocation)
+    }
+
     fn args(line: &str) -> Vec<String> {
-        line.split_whitespace().map(str::to_string).collect()
+        super::super::stream::words(line)
     }
 
     fn action(line: &str) -> Action {
@@ -781,15 +723,15 @@ mod tests {
                 "add --allow-principal User:a --topic t --operation Read --resource-pattern-type match",
                 "literal or prefixed",
             ),
-            ("add --allow-principal User:a --topic t --operation Read --allow-host", "needs a value"),
-            ("add --deny-host 1.2.3.4 --allow-principal User:a --topic t --operation Read", "--deny-host needs --deny-principal"),
+            ("add --allow-principal User:a --topic t --operation Read --allow-host", "a value is required"),
+            ("add --deny-host 1.2.3.4 --allow-principal User:a --topic t --operation Read", "--deny-principal"),
             ("remove --allow-principal User:a", "needs a resource"),
             ("list --resource-pattern-type sometimes", "'sometimes'"),
-            ("list --cluster --cluster", "given twice"),
-            ("list extra", "takes no argument 'extra'"),
-            ("list --force", "no option --force"),
-            ("rename", "unknown command 'acl rename'"),
-            ("", "needs a subcommand"),
+            ("list --cluster --cluster", "cannot be used multiple times"),
+            ("list extra", "unexpected argument 'extra'"),
+            ("list --force", "unexpected argument '--force'"),
+            ("rename", "unrecognized subcommand 'rename'"),
+            ("", "Usage:"),
         ] {
             let error = parse(&args(line)).unwrap_err();
             assert!(error.contains(says), "{line}: {error}");

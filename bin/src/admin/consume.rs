@@ -21,7 +21,10 @@ use sluice_net::client::{
 };
 use sluice_net::glommio_client::records::Record;
 
-use super::stream::{self, Failed, FlagSpec};
+use clap::Args;
+
+use super::args::{self, Connection};
+use super::stream::{self, Failed};
 
 /// The format when none is given: each value on its own line.
 const FORMAT_DEFAULT: &str = "%s\\n";
@@ -37,42 +40,47 @@ const LEADER_MOVED: [i16; 4] = [6, 5, 74, 75];
 const LEADER_ATTEMPTS_MAX: u32 = 20;
 const LEADER_RETRY_BACKOFF: Duration = Duration::from_millis(250);
 
-const FLAGS: &[FlagSpec] = &[
-    stream::BOOTSTRAP,
-    stream::BOOTSTRAP_SERVER,
-    stream::COMMAND_CONFIG,
-    stream::PARTITION,
-    FlagSpec {
-        long: "offset",
-        short: Some('o'),
-        takes_value: true,
-    },
-    FlagSpec {
-        long: "timestamp",
-        short: None,
-        takes_value: true,
-    },
-    FlagSpec {
-        long: "group",
-        short: Some('G'),
-        takes_value: true,
-    },
-    FlagSpec {
-        long: "num",
-        short: Some('c'),
-        takes_value: true,
-    },
-    FlagSpec {
-        long: "follow",
-        short: Some('f'),
-        takes_value: false,
-    },
-    FlagSpec {
-        long: "format",
-        short: None,
-        takes_value: true,
-    },
-];
+/// `sluice consume TOPIC ...`, as clap parses it.
+#[derive(Debug, Args)]
+pub struct ConsumeCommand {
+    /// The topic to read.
+    #[arg(value_parser = args::name)]
+    topic: String,
+    #[command(flatten)]
+    connection: Connection,
+    /// Reads only this partition; may be given more than once (default: every one).
+    #[arg(long = "partition", short = 'p', value_name = "N", value_parser = args::partition)]
+    partitions: Vec<i32>,
+    /// Where to start: earliest, latest, an offset, or -N (N records before the end).
+    #[arg(
+        long,
+        short = 'o',
+        value_name = "earliest|latest|N|-N",
+        value_parser = parse_start,
+        allow_hyphen_values = true,
+        conflicts_with = "timestamp"
+    )]
+    offset: Option<Start>,
+    /// Starts at the first record at or after this time (milliseconds since the epoch).
+    #[arg(long, value_name = "MS", value_parser = clap::value_parser!(i64).range(0..))]
+    timestamp: Option<i64>,
+    /// Starts at GROUP's committed offsets and commits the offsets printed (a simple
+    /// commit: no group is joined, and the group must have no members).
+    #[arg(long, short = 'G', value_parser = args::name)]
+    group: Option<String>,
+    /// Stops after N records.
+    #[arg(long, short = 'c', value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    num: Option<u64>,
+    /// Keeps waiting for new records instead of stopping at the end offsets seen at the
+    /// start.
+    #[arg(long, short = 'f')]
+    follow: bool,
+    /// How each record is printed (like kcat -f): %s value, %k key, %S and %K their
+    /// lengths (-1: null), %p partition, %o offset, %T timestamp (ms), %h headers
+    /// (k=v,k=v), %t topic, %% a %; \n \t \r \0 \\ escapes.
+    #[arg(long, value_name = "FMT", value_parser = parse_format, default_value = FORMAT_DEFAULT)]
+    format: Format,
+}
 
 /// Where each partition starts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -118,9 +126,13 @@ struct ConsumeArgs {
     format: Vec<Piece>,
 }
 
+/// A parsed `--format`.
+#[derive(Clone, Debug)]
+struct Format(Vec<Piece>);
+
 /// Parses a kcat-style format: `%k %K %s %S %p %o %T %h %t %%` and the
 /// escapes `\n \t \r \0 \\`.
-fn parse_format(format: &str) -> Result<Vec<Piece>, String> {
+fn parse_format(format: &str) -> Result<Format, String> {
     let mut pieces = Vec::new();
     let mut literal = Vec::new();
     let bytes = stream::unescape(format);
@@ -144,13 +156,8 @@ fn parse_format(format: &str) -> Result<Vec<Piece>, String> {
             Some(b'T') => Piece::Timestamp,
             Some(b'h') => Piece::Headers,
             Some(b't') => Piece::Topic,
-            Some(other) => {
-                return Err(format!(
-                    "--format has an unknown field %{}",
-                    char::from(*other)
-                ))
-            }
-            None => return Err("--format ends in a lone %".to_string()),
+            Some(other) => return Err(format!("unknown field %{}", char::from(*other))),
+            None => return Err("the format ends in a lone %".to_string()),
         };
         if !literal.is_empty() {
             pieces.push(Piece::Literal(std::mem::take(&mut literal)));
@@ -160,7 +167,7 @@ fn parse_format(format: &str) -> Result<Vec<Piece>, String> {
     if !literal.is_empty() {
         pieces.push(Piece::Literal(literal));
     }
-    Ok(pieces)
+    Ok(Format(pieces))
 }
 
 fn parse_start(value: &str) -> Result<Start, String> {
@@ -170,9 +177,7 @@ fn parse_start(value: &str) -> Result<Start, String> {
         _ => {}
     }
     let number = value.parse::<i64>().map_err(|_| {
-        format!(
-            "--offset expects earliest, latest, an offset or -N (N before the end), got '{value}'"
-        )
+        format!("expected earliest, latest, an offset or -N (N before the end), got '{value}'")
     })?;
     Ok(if number < 0 {
         Start::FromEnd(number.saturating_neg())
@@ -181,58 +186,28 @@ fn parse_start(value: &str) -> Result<Start, String> {
     })
 }
 
-fn parse(args: &[String]) -> Result<ConsumeArgs, String> {
-    let split = stream::split("consume", args, FLAGS)?;
-    let mut parsed = ConsumeArgs {
-        topic: stream::one_topic("consume", &split.positionals)?,
-        bootstrap: super::BOOTSTRAP_DEFAULT.to_string(),
-        command_config: None,
-        partitions: Vec::new(),
-        start: None,
-        group: None,
-        num: None,
-        follow: false,
-        format: parse_format(FORMAT_DEFAULT)?,
-    };
-    for (flag, value) in split.flags {
-        match flag {
-            "bootstrap" | "bootstrap-server" => parsed.bootstrap = value,
-            "command-config" => parsed.command_config = Some(value),
-            "partition" => parsed.partitions.push(stream::partition_number(&value)?),
-            "offset" | "timestamp" if parsed.start.is_some() => {
-                return Err("give one of --offset and --timestamp, once".to_string())
-            }
-            "offset" => parsed.start = Some(parse_start(&value)?),
-            "timestamp" => {
-                let timestamp = value.parse::<i64>().ok().filter(|ms| *ms >= 0);
-                parsed.start = Some(Start::Timestamp(timestamp.ok_or_else(|| {
-                    format!("--timestamp expects milliseconds since the epoch, got '{value}'")
-                })?));
-            }
-            "group" if value.is_empty() => return Err("--group expects a group id".to_string()),
-            "group" => parsed.group = Some(value),
-            "num" => {
-                let num = value.parse::<u64>().ok().filter(|num| *num > 0);
-                parsed.num =
-                    Some(num.ok_or_else(|| {
-                        format!("--num expects a positive number, got '{value}'")
-                    })?);
-            }
-            "follow" => parsed.follow = true,
-            _ => parsed.format = parse_format(&value)?,
+impl From<ConsumeCommand> for ConsumeArgs {
+    fn from(command: ConsumeCommand) -> ConsumeArgs {
+        let mut partitions = command.partitions;
+        partitions.sort_unstable();
+        partitions.dedup();
+        ConsumeArgs {
+            topic: command.topic,
+            bootstrap: command.connection.bootstrap,
+            command_config: command.connection.command_config,
+            partitions,
+            start: command.offset.or(command.timestamp.map(Start::Timestamp)),
+            group: command.group,
+            num: command.num,
+            follow: command.follow,
+            format: command.format.0,
         }
     }
-    parsed.partitions.sort_unstable();
-    parsed.partitions.dedup();
-    Ok(parsed)
 }
 
-/// Runs `sluice consume ARGS` (`args` after the word `consume`).
-pub(super) fn main(args: &[String]) -> ExitCode {
-    let parsed = match stream::parse_or_exit(args, parse) {
-        Ok(parsed) => parsed,
-        Err(exit) => return exit,
-    };
+/// Runs `sluice consume`.
+pub fn run(command: ConsumeCommand) -> ExitCode {
+    let parsed = ConsumeArgs::from(command);
     let doing = format!("consume from topic '{}'", parsed.topic);
     let mut out = BufWriter::new(std::io::stdout().lock());
     match consume(&parsed, &mut out) {
@@ -548,6 +523,10 @@ fn commit(
 mod tests {
     use super::*;
 
+    fn parse(line: &[String]) -> Result<ConsumeArgs, String> {
+        stream::parse_as::<ConsumeCommand>(line).map(ConsumeArgs::from)
+    }
+
     #[test]
     fn parses_every_option() {
         let parsed = parse(&stream::words(
@@ -611,7 +590,7 @@ mod tests {
     #[test]
     fn percent_percent_is_a_literal_percent() {
         assert_eq!(
-            parse_format("%%s%s").expect("parses"),
+            parse_format("%%s%s").expect("parses").0,
             [Piece::Literal(b"%s".to_vec()), Piece::Value]
         );
     }

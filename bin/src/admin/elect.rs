@@ -18,7 +18,7 @@ use serde_json::{json, Value};
 use sluice_net::client::admin::{ElectionResult, ElectionType};
 use sluice_net::client::{Admin, ClientError, KafkaError};
 
-use super::{emit, json_text, reassign, table, Command};
+use super::{emit, json_text, reassign, table};
 
 /// Kafka's ELECTION_NOT_NEEDED error code.
 const ELECTION_NOT_NEEDED: i16 = 84;
@@ -52,44 +52,6 @@ pub(super) fn refusal_text(error: &KafkaError) -> String {
         Some(message) => format!("{} ({}): {message}", error_name(error), error.code),
         None => format!("{} ({})", error_name(error), error.code),
     }
-}
-
-/// The flags of `cluster elect-leaders`.
-pub(super) fn parse_elect_leaders(flags: Vec<(&str, String)>) -> Result<Command, String> {
-    let mut election = ElectionType::Preferred;
-    let mut topic = None;
-    let mut partition = None;
-    for (flag, value) in flags {
-        match flag {
-            "type" => {
-                election = match value.as_str() {
-                    "preferred" => ElectionType::Preferred,
-                    "unclean" => ElectionType::Unclean,
-                    _ => {
-                        return Err(format!(
-                            "--type expects preferred or unclean, got '{value}'"
-                        ))
-                    }
-                }
-            }
-            "topic" if value.is_empty() => return Err("--topic expects a topic name".into()),
-            "topic" => topic = Some(value),
-            _ => {
-                let index = value.parse::<i32>().ok().filter(|index| *index >= 0);
-                partition = Some(index.ok_or_else(|| {
-                    format!("--partition expects a partition number, got '{value}'")
-                })?);
-            }
-        }
-    }
-    if partition.is_some() && topic.is_none() {
-        return Err("--partition needs --topic".into());
-    }
-    Ok(Command::ClusterElectLeaders {
-        election,
-        topic,
-        partition,
-    })
 }
 
 /// The partitions to elect leaders for: the one named, those of `topic`,

@@ -17,7 +17,11 @@ use sluice_net::client::{
     compression_from_name, Acks, Admin, Producer, ProducerRecord, ProducerSettings,
 };
 
-use super::stream::{self, Failed, FlagSpec};
+use clap::Args;
+
+use super::args::{self, Connection};
+use super::stream::{self, Failed};
+use crate::cli::usage_error;
 
 /// The longest input line taken as one record: Kafka's default
 /// `max.message.bytes` (1 MiB); a broker refuses a longer record anyway.
@@ -30,37 +34,61 @@ const PROGRESS_INTERVAL: Duration = Duration::from_secs(1);
 /// perf tools print).
 const BYTES_PER_MB: f64 = 1_000_000.0;
 
-const FLAGS: &[FlagSpec] = &[
-    stream::BOOTSTRAP,
-    stream::BOOTSTRAP_SERVER,
-    stream::COMMAND_CONFIG,
-    stream::PARTITION,
-    FlagSpec {
-        long: "key-delimiter",
-        short: Some('K'),
-        takes_value: true,
-    },
-    FlagSpec {
-        long: "header",
-        short: Some('H'),
-        takes_value: true,
-    },
-    FlagSpec {
-        long: "compression",
-        short: Some('z'),
-        takes_value: true,
-    },
-    FlagSpec {
-        long: "acks",
-        short: None,
-        takes_value: true,
-    },
-    FlagSpec {
-        long: "file",
-        short: None,
-        takes_value: true,
-    },
-];
+/// `sluice produce TOPIC ...`, as clap parses it.
+#[derive(Debug, Args)]
+pub struct ProduceCommand {
+    /// The topic to write to.
+    #[arg(value_parser = args::name)]
+    topic: String,
+    #[command(flatten)]
+    connection: Connection,
+    /// Sends every record to this partition.
+    #[arg(long, short = 'p', value_name = "N", value_parser = args::partition)]
+    partition: Option<i32>,
+    /// The part of a line before DELIM is the record's key (a line without it has no
+    /// key); \n \t \r \0 \\ escapes.
+    #[arg(long, short = 'K', value_name = "DELIM", value_parser = delimiter)]
+    key_delimiter: Option<Delimiter>,
+    /// A header every record gets; may be given more than once.
+    #[arg(long = "header", short = 'H', value_name = "KEY=VALUE", value_parser = args::key_value)]
+    headers: Vec<(String, String)>,
+    /// How the batches are compressed.
+    #[arg(
+        long,
+        short = 'z',
+        value_name = "none|gzip|snappy|lz4|zstd",
+        value_parser = compression,
+        default_value = "none"
+    )]
+    compression: Compression,
+    /// The acknowledgement each batch waits for.
+    #[arg(long, value_name = "0|1|all", value_parser = acks, default_value = "all")]
+    acks: Acks,
+    /// Reads the lines from PATH instead of stdin.
+    #[arg(long, value_name = "PATH")]
+    file: Option<String>,
+}
+
+/// A key delimiter, its escapes replaced.
+#[derive(Clone, Debug)]
+struct Delimiter(Vec<u8>);
+
+fn delimiter(text: &str) -> Result<Delimiter, String> {
+    let delimiter = stream::unescape(text);
+    if delimiter.is_empty() {
+        return Err("the key delimiter may not be empty".to_string());
+    }
+    Ok(Delimiter(delimiter))
+}
+
+fn compression(text: &str) -> Result<Compression, String> {
+    compression_from_name(text)
+        .ok_or_else(|| format!("expected none, gzip, snappy, lz4 or zstd, got '{text}'"))
+}
+
+fn acks(text: &str) -> Result<Acks, String> {
+    Acks::parse(text).ok_or_else(|| format!("expected 0, 1 or all, got '{text}'"))
+}
 
 /// A parsed `sluice produce` command line.
 #[derive(Debug, PartialEq)]
@@ -76,61 +104,36 @@ struct ProduceArgs {
     file: Option<String>,
 }
 
-fn parse(args: &[String]) -> Result<ProduceArgs, String> {
-    let split = stream::split("produce", args, FLAGS)?;
-    let mut parsed = ProduceArgs {
-        topic: stream::one_topic("produce", &split.positionals)?,
-        bootstrap: super::BOOTSTRAP_DEFAULT.to_string(),
-        command_config: None,
-        partition: None,
-        key_delimiter: None,
-        headers: Vec::new(),
-        compression: Compression::None,
-        acks: Acks::All,
-        file: None,
-    };
-    for (flag, value) in split.flags {
-        match flag {
-            "bootstrap" | "bootstrap-server" => parsed.bootstrap = value,
-            "command-config" => parsed.command_config = Some(value),
-            "partition" => parsed.partition = Some(stream::partition_number(&value)?),
-            "key-delimiter" => {
-                let delimiter = stream::unescape(&value);
-                if delimiter.is_empty() {
-                    return Err("--key-delimiter may not be empty".to_string());
-                }
-                parsed.key_delimiter = Some(delimiter);
+impl TryFrom<ProduceCommand> for ProduceArgs {
+    type Error = String;
+
+    fn try_from(command: ProduceCommand) -> Result<ProduceArgs, String> {
+        let mut headers: Vec<(String, Bytes)> = Vec::new();
+        for (key, value) in command.headers {
+            // Kafka allows a key twice, but the record encoder keeps
+            // headers in a map: refuse rather than drop one.
+            if headers.iter().any(|(known, _)| *known == key) {
+                return Err(format!("--header {key} is given twice"));
             }
-            "header" => {
-                let (key, header_value) = super::key_value(flag, &value)?;
-                // Kafka allows a key twice, but the record encoder keeps
-                // headers in a map: refuse rather than drop one.
-                if parsed.headers.iter().any(|(known, _)| *known == key) {
-                    return Err(format!("--header {key} is given twice"));
-                }
-                parsed.headers.push((key, Bytes::from(header_value)));
-            }
-            "compression" => {
-                parsed.compression = compression_from_name(&value).ok_or_else(|| {
-                    format!("--compression expects none, gzip, snappy, lz4 or zstd, got '{value}'")
-                })?;
-            }
-            "acks" => {
-                parsed.acks = Acks::parse(&value)
-                    .ok_or_else(|| format!("--acks expects 0, 1 or all, got '{value}'"))?;
-            }
-            _ => parsed.file = Some(value),
+            headers.push((key, Bytes::from(value)));
         }
+        Ok(ProduceArgs {
+            topic: command.topic,
+            bootstrap: command.connection.bootstrap,
+            command_config: command.connection.command_config,
+            partition: command.partition,
+            key_delimiter: command.key_delimiter.map(|Delimiter(bytes)| bytes),
+            headers,
+            compression: command.compression,
+            acks: command.acks,
+            file: command.file,
+        })
     }
-    Ok(parsed)
 }
 
-/// Runs `sluice produce ARGS` (`args` after the word `produce`).
-pub(super) fn main(args: &[String]) -> ExitCode {
-    let parsed = match stream::parse_or_exit(args, parse) {
-        Ok(parsed) => parsed,
-        Err(exit) => return exit,
-    };
+/// Runs `sluice produce`.
+pub fn run(command: ProduceCommand) -> ExitCode {
+    let parsed = ProduceArgs::try_from(command).unwrap_or_else(|message| usage_error(message));
     let input: Box<dyn Read> = match &parsed.file {
         Some(path) => match File::open(path) {
             Ok(file) => Box::new(file),
@@ -267,6 +270,10 @@ fn produce(parsed: &ProduceArgs, mut input: impl BufRead) -> Result<(), Failed> 
 mod tests {
     use super::*;
 
+    fn parse(line: &[String]) -> Result<ProduceArgs, String> {
+        stream::parse_as::<ProduceCommand>(line).and_then(ProduceArgs::try_from)
+    }
+
     #[test]
     fn parses_every_option() {
         let parsed = parse(&stream::words(
@@ -305,6 +312,7 @@ mod tests {
             "t --partition -1",
             "t -K",
             "t --key-delimiter=",
+            "t --header a=1 -H a=2",
             "t --json",
         ] {
             assert!(parse(&stream::words(bad)).is_err(), "{bad}");

@@ -17,7 +17,7 @@ use sluice_net::client::admin::{OngoingReassignment, PartitionReassignment};
 use sluice_net::client::{Admin, ClientError, KafkaError};
 
 use super::rebalance::{self, CurrentPartition, Plan};
-use super::{emit, json_text, node_list, table, Command};
+use super::{emit, json_text, node_list, table};
 
 /// How long `--wait` waits for reassignments to finish. Moving a large
 /// partition takes as long as copying it, so this is generous; the moves go
@@ -54,79 +54,6 @@ fn refusal_json(error: &KafkaError) -> Value {
     json!({
         "code": error.code,
         "message": refusal_text(error),
-    })
-}
-
-/// Broker ids as `4,2,3`: at least one, none negative, none twice.
-fn parse_replicas(text: &str) -> Result<Vec<i32>, String> {
-    let mut replicas = Vec::new();
-    for part in text.split(',') {
-        let id = part
-            .trim()
-            .parse::<i32>()
-            .ok()
-            .filter(|id| *id >= 0)
-            .ok_or_else(|| format!("--replicas expects broker ids like 1,2,3, got '{text}'"))?;
-        if replicas.contains(&id) {
-            return Err(format!("--replicas names broker {id} twice"));
-        }
-        replicas.push(id);
-    }
-    Ok(replicas)
-}
-
-pub(super) fn parse_reassign(name: String, flags: Vec<(&str, String)>) -> Result<Command, String> {
-    let mut partition = None;
-    let mut replicas = None;
-    let mut cancel = false;
-    let mut wait = false;
-    for (flag, value) in flags {
-        match flag {
-            "partition" => {
-                let index = value.parse::<i32>().ok().filter(|index| *index >= 0);
-                partition = Some(index.ok_or_else(|| {
-                    format!("--partition expects a partition number, got '{value}'")
-                })?);
-            }
-            "replicas" => replicas = Some(parse_replicas(&value)?),
-            "cancel" => cancel = true,
-            _ => wait = true,
-        }
-    }
-    let partition = partition.ok_or("'topic reassign' needs --partition")?;
-    let replicas = match (replicas, cancel) {
-        (Some(replicas), false) => Some(replicas),
-        (None, true) => None,
-        _ => return Err("'topic reassign' needs exactly one of --replicas and --cancel".into()),
-    };
-    Ok(Command::TopicReassign {
-        name,
-        partition,
-        replicas,
-        wait,
-    })
-}
-
-/// The flags of `cluster rebalance`.
-pub(super) fn parse_rebalance(flags: Vec<(&str, String)>) -> Result<Command, String> {
-    let mut topic = None;
-    let mut dry_run = false;
-    let mut wait = false;
-    for (flag, value) in flags {
-        match flag {
-            "topic" if value.is_empty() => return Err("--topic expects a topic name".to_string()),
-            "topic" => topic = Some(value),
-            "dry-run" => dry_run = true,
-            _ => wait = true,
-        }
-    }
-    if dry_run && wait {
-        return Err("--dry-run starts nothing, so there is nothing to --wait for".into());
-    }
-    Ok(Command::ClusterRebalance {
-        topic,
-        dry_run,
-        wait,
     })
 }
 

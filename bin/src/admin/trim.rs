@@ -14,64 +14,15 @@
 use std::fmt::Write as _;
 
 use serde_json::{json, Value};
-use sluice_net::client::{
-    Admin, ClientError, KafkaError, LowWatermark, OffsetSpec, DELETE_BEFORE_HIGH_WATERMARK,
-};
+use sluice_net::client::{Admin, ClientError, KafkaError, LowWatermark, OffsetSpec};
 
-use super::{emit, json_text, offset_for, table, Command};
+use super::{emit, json_text, offset_for, table};
 
 /// Kafka's OFFSET_OUT_OF_RANGE error code.
 const OFFSET_OUT_OF_RANGE: i16 = 1;
 /// Kafka's POLICY_VIOLATION error code: Sluice's answer for a compact-only
 /// topic, whose records are kept for their keys.
 const POLICY_VIOLATION: i16 = 44;
-
-/// The word `--before` takes for "everything committed so far".
-const BEFORE_LATEST: &str = "latest";
-
-/// The flags of `topic trim`.
-pub(super) fn parse_trim(name: String, flags: Vec<(&str, String)>) -> Result<Command, String> {
-    let mut partitions = Vec::new();
-    let mut all_partitions = false;
-    let mut before = None;
-    for (flag, value) in flags {
-        match flag {
-            "partition" => {
-                let index = value.parse::<i32>().ok().filter(|index| *index >= 0);
-                partitions.push(index.ok_or_else(|| {
-                    format!("--partition expects a partition number, got '{value}'")
-                })?);
-            }
-            "all-partitions" => all_partitions = true,
-            _ if before.is_some() => return Err("--before is given twice".to_string()),
-            _ if value == BEFORE_LATEST => before = Some(DELETE_BEFORE_HIGH_WATERMARK),
-            _ => {
-                let offset = value.parse::<i64>().ok().filter(|offset| *offset >= 0);
-                before = Some(offset.ok_or_else(|| {
-                    format!("--before expects an offset >= 0 or '{BEFORE_LATEST}', got '{value}'")
-                })?);
-            }
-        }
-    }
-    let before = before.ok_or("'topic trim' needs --before OFFSET")?;
-    let partitions = match (partitions.is_empty(), all_partitions) {
-        (false, false) => {
-            partitions.sort_unstable();
-            partitions.dedup();
-            Some(partitions)
-        }
-        (true, true) => None,
-        (true, false) => return Err("'topic trim' needs --partition N or --all-partitions".into()),
-        (false, true) => {
-            return Err("'topic trim' takes --partition or --all-partitions, not both".into())
-        }
-    };
-    Ok(Command::TopicTrim {
-        name,
-        partitions,
-        before,
-    })
-}
 
 /// `sluice topic trim`: trims the partitions and prints each one's low
 /// watermark; fails (after printing, when there were several) if a
@@ -209,44 +160,6 @@ fn results_text(name: &str, results: &[LowWatermark], json: bool) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn parse(flags: &[(&'static str, &str)]) -> Result<Command, String> {
-        let flags = flags
-            .iter()
-            .map(|(flag, value)| (*flag, value.to_string()))
-            .collect();
-        parse_trim("t".to_string(), flags)
-    }
-
-    #[test]
-    fn flags_name_partitions_or_all_and_one_offset() {
-        assert_eq!(
-            parse(&[("partition", "2"), ("partition", "0"), ("before", "7")]),
-            Ok(Command::TopicTrim {
-                name: "t".into(),
-                partitions: Some(vec![0, 2]),
-                before: 7
-            })
-        );
-        assert_eq!(
-            parse(&[("all-partitions", ""), ("before", "latest")]),
-            Ok(Command::TopicTrim {
-                name: "t".into(),
-                partitions: None,
-                before: DELETE_BEFORE_HIGH_WATERMARK
-            })
-        );
-        for refused in [
-            &[("partition", "0")][..],
-            &[("before", "1")],
-            &[("partition", "0"), ("all-partitions", ""), ("before", "1")],
-            &[("partition", "-1"), ("before", "1")],
-            &[("partition", "0"), ("before", "-1")],
-            &[("partition", "0"), ("before", "1"), ("before", "2")],
-        ] {
-            assert!(parse(refused).is_err(), "{refused:?}");
-        }
-    }
 
     #[test]
     fn refusals_get_their_own_column() {

@@ -9,58 +9,28 @@
 //! printed. A broker refuses every change of a user named twice in one
 //! request, so each mechanism of a user is changed by its own request.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use serde_json::json;
 use sluice_net::client::{
     Admin, ClientError, KafkaError, ScramDeletion, ScramUpsertion, UserAlteration,
 };
-use sluice_net::constants::{
-    SASL_PASSWORD_BYTES_MAX, SCRAM_ITERATIONS_DEFAULT, SCRAM_ITERATIONS_MAX, SCRAM_ITERATIONS_MIN,
-};
-use sluice_net::sasl::credentials::check_user_name;
+use sluice_net::constants::SASL_PASSWORD_BYTES_MAX;
 use sluice_net::sasl::Mechanism;
 
-use super::stream::{self, FlagSpec};
 use super::{command_config, emit, json_text, report_failure, table};
-
-pub const USAGE: &str = "\
-USER COMMANDS, ONLINE (AlterUserScramCredentials, DescribeUserScramCredentials):
-    sluice user create --bootstrap-server HOST:PORT --user NAME
-            [--mechanism SCRAM-SHA-256|SCRAM-SHA-512] [--iterations N]
-            [--password PASSWORD | --password-file FILE | --password-stdin]
-        Creates or replaces NAME's SCRAM credentials (both mechanisms unless --mechanism)
-        on the running broker. The password is salted and hashed here; only the salted
-        password is sent. Without --password or --password-file it is the first line of
-        stdin. Iterations: 4096 (default) to 16384.
-    sluice user delete --bootstrap-server HOST:PORT --user NAME [--mechanism M]
-        Removes NAME's credential for M, or all of NAME's credentials.
-    sluice user list --bootstrap-server HOST:PORT [--user NAME ...] [--json]
-        Lists users with their mechanisms and iteration counts (never a salt or key).
-    Options: --command-config FILE (Kafka client properties, as for `sluice acl`);
-    --bootstrap works as --bootstrap-server.
-";
+use crate::cli::usage_error;
+use crate::user::UserAction;
 
 /// Kafka's RESOURCE_NOT_FOUND error code: the user has no credential.
 const RESOURCE_NOT_FOUND: i16 = 91;
-
-/// Whether `args` (`user ...`) name the broker to talk to rather than a
-/// data directory.
-pub fn is_online(args: &[String]) -> bool {
-    args.iter().any(|arg| {
-        let flag = arg.split_once('=').map_or(arg.as_str(), |(flag, _)| flag);
-        matches!(
-            flag,
-            "--bootstrap-server" | "--bootstrap" | "--command-config"
-        )
-    })
-}
 
 /// Where the password comes from.
 #[derive(Clone, PartialEq, Eq)]
 enum PasswordSource {
     Given(String),
-    File(String),
+    File(PathBuf),
     Stdin,
 }
 
@@ -100,169 +70,55 @@ struct Invocation {
     action: Action,
 }
 
-const fn value_flag(long: &'static str) -> FlagSpec {
-    FlagSpec {
-        long,
-        short: None,
-        takes_value: true,
-    }
-}
-
-const fn switch(long: &'static str) -> FlagSpec {
-    FlagSpec {
-        long,
-        short: None,
-        takes_value: false,
-    }
-}
-
-const FLAGS: &[FlagSpec] = &[
-    value_flag("bootstrap"),
-    value_flag("bootstrap-server"),
-    value_flag("command-config"),
-    value_flag("user"),
-    value_flag("mechanism"),
-    value_flag("iterations"),
-    value_flag("password"),
-    value_flag("password-file"),
-    switch("password-stdin"),
-    switch("json"),
-    // Named only to say that it is the offline form's.
-    value_flag("data-dir"),
-];
-
-/// The flags each action takes besides the connection's and `--json`.
-fn allowed(action: &str) -> &'static [&'static str] {
-    match action {
-        "create" => &[
-            "user",
-            "mechanism",
-            "iterations",
-            "password",
-            "password-file",
-            "password-stdin",
-        ],
-        "delete" => &["user", "mechanism"],
-        _ => &["user"],
-    }
-}
-
-/// Refuses a flag given a second time.
-fn once<T>(flag: &str, slot: &Option<T>) -> Result<(), String> {
-    match slot {
-        Some(_) => Err(format!("--{flag} is given twice")),
-        None => Ok(()),
-    }
-}
-
-fn parse(args: &[String]) -> Result<Invocation, String> {
-    let action = match args.get(1).map(String::as_str) {
-        Some(action @ ("create" | "delete" | "list")) => action,
-        Some(other) => return Err(format!("unknown user command '{other}'")),
-        None => return Err("'user' needs a subcommand: create, delete or list".to_string()),
-    };
-    let command = format!("user {action}");
-    let split = stream::split(&command, &args[2..], FLAGS)?;
-    if let Some(extra) = split.positionals.first() {
-        return Err(format!("'{command}' takes no argument '{extra}'"));
-    }
-    let mut bootstrap = None;
-    let mut command_config = None;
-    let mut json = false;
-    let mut users = Vec::new();
-    let mut mechanism = None;
-    let mut iterations = None;
-    let mut password = None;
-    for (flag, value) in split.flags {
-        let common = matches!(
-            flag,
-            "bootstrap" | "bootstrap-server" | "command-config" | "json"
-        );
-        if flag == "data-dir" {
-            return Err(
-                "give --data-dir (offline, the broker stopped) or --bootstrap-server \
-                        (online), not both"
-                    .to_string(),
-            );
-        }
-        if !common && !allowed(action).contains(&flag) {
-            return Err(format!("'{command}' takes no --{flag}"));
-        }
-        match flag {
-            "bootstrap" | "bootstrap-server" => {
-                once(flag, &bootstrap)?;
-                bootstrap = Some(value);
-            }
-            "command-config" => {
-                once(flag, &command_config)?;
-                command_config = Some(value);
-            }
-            "json" if action == "list" => json = true,
-            "json" => return Err(format!("'{command}' takes no --json")),
-            "user" => {
-                check_user_name(&value).map_err(|reason| format!("--user: {reason}"))?;
-                users.push(value);
-            }
-            "mechanism" => {
-                once(flag, &mechanism)?;
-                mechanism = Some(
-                    Mechanism::from_name(&value)
-                        .filter(|mechanism| mechanism.is_scram())
-                        .ok_or(format!(
-                            "--mechanism takes SCRAM-SHA-256 or SCRAM-SHA-512, not '{value}'"
-                        ))?,
-                );
-            }
-            "iterations" => {
-                once(flag, &iterations)?;
-                iterations = Some(
-                    value
-                        .parse::<u32>()
-                        .ok()
-                        .filter(|n| (SCRAM_ITERATIONS_MIN..=SCRAM_ITERATIONS_MAX).contains(n))
-                        .ok_or(format!(
-                            "--iterations takes {SCRAM_ITERATIONS_MIN} to \
-                             {SCRAM_ITERATIONS_MAX}, not '{value}'"
-                        ))?,
-                );
-            }
-            "password" | "password-file" | "password-stdin" => {
-                if password.is_some() {
-                    return Err(
-                        "give one of --password, --password-file and --password-stdin".to_string(),
-                    );
-                }
-                password = Some(match flag {
-                    "password" => PasswordSource::Given(value),
-                    "password-file" => PasswordSource::File(value),
-                    _ => PasswordSource::Stdin,
-                });
-            }
-            _ => unreachable!("every flag of FLAGS is matched above"),
-        }
-    }
-    let bootstrap = bootstrap.unwrap_or_else(|| super::BOOTSTRAP_DEFAULT.to_string());
-    let one_user = || match users.as_slice() {
-        [user] => Ok(user.clone()),
-        [] => Err(format!("'{command}' needs --user NAME")),
-        _ => Err(format!("'{command}' takes one --user")),
-    };
-    let action = match action {
-        "create" => Action::Create {
-            user: one_user()?,
-            mechanisms: mechanism.map_or(Mechanism::SCRAM.to_vec(), |m| vec![m]),
-            iterations: iterations.unwrap_or(SCRAM_ITERATIONS_DEFAULT),
-            password: password.unwrap_or(PasswordSource::Stdin),
-        },
-        "delete" => Action::Delete {
-            user: one_user()?,
+/// The online invocation `action` asks for; the error is a usage error.
+fn online(action: UserAction) -> Result<Invocation, String> {
+    let (target, json, action) = match action {
+        UserAction::Create {
+            target,
+            user,
             mechanism,
-        },
-        _ => Action::List { users },
+            iterations,
+            password,
+            password_file,
+            password_stdin: _,
+        } => {
+            let password = match (password, password_file) {
+                (Some(password), _) => PasswordSource::Given(password),
+                (None, Some(path)) => PasswordSource::File(path),
+                (None, None) => PasswordSource::Stdin,
+            };
+            let action = Action::Create {
+                user: user.name,
+                mechanisms: mechanism
+                    .only
+                    .map_or(Mechanism::SCRAM.to_vec(), |m| vec![m]),
+                iterations,
+                password,
+            };
+            (target, false, action)
+        }
+        UserAction::Delete {
+            target,
+            user,
+            mechanism,
+        } => {
+            let action = Action::Delete {
+                user: user.name,
+                mechanism: mechanism.only,
+            };
+            (target, false, action)
+        }
+        UserAction::List {
+            target,
+            users,
+            json,
+        } => (target, json, Action::List { users }),
     };
     Ok(Invocation {
-        bootstrap,
-        command_config,
+        bootstrap: target
+            .bootstrap
+            .unwrap_or_else(|| super::BOOTSTRAP_DEFAULT.to_string()),
+        command_config: target.command_config,
         json,
         action,
     })
@@ -279,24 +135,14 @@ fn read_password(source: &PasswordSource) -> Result<String, String> {
             }
             Ok(password.clone())
         }
-        PasswordSource::File(path) => crate::user::read_password(Some(std::path::Path::new(path))),
+        PasswordSource::File(path) => crate::user::read_password(Some(path)),
         PasswordSource::Stdin => crate::user::read_password(None),
     }
 }
 
-/// Runs an online `sluice user ...` (`args` from the word `user`).
-pub fn main(args: &[String]) -> ExitCode {
-    if args.iter().any(|arg| arg == "--help" || arg == "-h") {
-        emit(USAGE);
-        return ExitCode::SUCCESS;
-    }
-    let invocation = match parse(args) {
-        Ok(invocation) => invocation,
-        Err(message) => {
-            eprintln!("sluice: {message}\n\n{USAGE}");
-            return ExitCode::from(super::EXIT_USAGE);
-        }
-    };
+/// Runs an online `sluice user ...`.
+pub fn run(action: UserAction) -> ExitCode {
+    let invocation = online(action).unwrap_or_else(|message| usage_error(message));
     let doing = match &invocation.action {
         Action::Create { user, .. } => format!("create user '{user}'"),
         Action::Delete { user, .. } => format!("delete user '{user}'"),
@@ -482,24 +328,27 @@ fn list(admin: &mut Admin, users: &[String], json: bool) -> Result<String, Clien
 mod tests {
     use super::*;
 
-    fn args(line: &str) -> Vec<String> {
-        line.split_whitespace().map(str::to_string).collect()
-    }
+    use clap::Parser;
+    use sluice_net::constants::SCRAM_ITERATIONS_DEFAULT;
 
-    #[test]
-    fn online_commands_are_told_from_offline_ones() {
-        assert!(is_online(&args("user list --bootstrap-server h:1")));
-        assert!(is_online(&args("user list --bootstrap=h:1")));
-        assert!(is_online(&args("user list --command-config c.properties")));
-        assert!(!is_online(&args("user list --data-dir /d")));
+    /// The online invocation of a `sluice user ...` line.
+    fn parse(line: &str) -> Result<Invocation, String> {
+        let words = std::iter::once("sluice").chain(line.split_whitespace());
+        match crate::cli::Cli::try_parse_from(words).map_err(|error| error.to_string())? {
+            crate::cli::Cli {
+                command: Some(crate::cli::Command::User { action }),
+                ..
+            } => online(action),
+            other => panic!("{line}: not a user command: {other:?}"),
+        }
     }
 
     #[test]
     fn commands_parse() {
-        let invocation = parse(&args(
+        let invocation = parse(
             "user create --bootstrap-server h:1 --command-config c --user alice \
              --mechanism SCRAM-SHA-512 --iterations 8192 --password s3cret",
-        ))
+        )
         .unwrap();
         assert_eq!(invocation.bootstrap, "h:1");
         assert_eq!(invocation.command_config.as_deref(), Some("c"));
@@ -513,7 +362,7 @@ mod tests {
             }
         );
         assert!(!format!("{invocation:?}").contains("s3cret"));
-        let defaults = parse(&args("user create --bootstrap h:1 --user bob")).unwrap();
+        let defaults = parse("user create --bootstrap h:1 --user bob").unwrap();
         assert_eq!(
             defaults.action,
             Action::Create {
@@ -524,7 +373,7 @@ mod tests {
             }
         );
         assert_eq!(
-            parse(&args("user delete --bootstrap h:1 --user bob"))
+            parse("user delete --bootstrap h:1 --user bob")
                 .unwrap()
                 .action,
             Action::Delete {
@@ -532,7 +381,7 @@ mod tests {
                 mechanism: None
             }
         );
-        let list = parse(&args("user list --bootstrap h:1 --user a --user b --json")).unwrap();
+        let list = parse("user list --bootstrap h:1 --user a --user b --json").unwrap();
         assert!(list.json);
         assert_eq!(
             list.action,
@@ -540,15 +389,17 @@ mod tests {
                 users: vec!["a".into(), "b".into()]
             }
         );
+        let config_only = parse("user list --command-config c.properties").unwrap();
+        assert_eq!(config_only.bootstrap, super::super::BOOTSTRAP_DEFAULT);
     }
 
     #[test]
     fn bad_command_lines_are_refused() {
         for (line, says) in [
-            ("user create --bootstrap h:1", "needs --user"),
+            ("user create --bootstrap h:1", "--user"),
             (
                 "user create --bootstrap h:1 --user a --password x --password-stdin",
-                "give one of",
+                "cannot be used with",
             ),
             (
                 "user create --bootstrap h:1 --user a --iterations 100",
@@ -558,19 +409,22 @@ mod tests {
                 "user create --bootstrap h:1 --user a --mechanism PLAIN",
                 "--mechanism",
             ),
-            (
-                "user create --bootstrap h:1 --user a --json",
-                "takes no --json",
-            ),
+            ("user create --bootstrap h:1 --user a --json", "'--json'"),
             (
                 "user delete --bootstrap h:1 --user a --password x",
-                "takes no --password",
+                "'--password'",
             ),
-            ("user list --bootstrap h:1 --data-dir /d", "not both"),
-            ("user list --bootstrap h:1 --bootstrap h:2", "given twice"),
-            ("user rename --bootstrap h:1", "unknown user command"),
+            (
+                "user list --bootstrap h:1 --data-dir /d",
+                "cannot be used with",
+            ),
+            (
+                "user list --bootstrap h:1 --bootstrap h:2",
+                "cannot be used multiple times",
+            ),
+            ("user rename --bootstrap h:1", "unrecognized subcommand"),
         ] {
-            let error = parse(&args(line)).unwrap_err();
+            let error = parse(line).unwrap_err();
             assert!(error.contains(says), "{line}: {error}");
         }
     }
