@@ -3,6 +3,8 @@
 //! one subcommand per area. Each subcommand's arguments are declared beside
 //! the code that runs it; this file only gathers them.
 
+use std::io::Write;
+
 use clap::{CommandFactory, Parser, Subcommand};
 
 use crate::admin::acl::AclArgs;
@@ -39,16 +41,12 @@ pub struct Cli {
 pub enum Command {
     /// Topics of a running broker: create, list, describe, delete, alter-config, trim,
     /// reassign, reassignments.
-    #[command(arg_required_else_help = true)]
     Topic(AdminArgs<TopicAction>),
     /// Consumer groups of a running broker: list, describe, delete, reset-offsets.
-    #[command(arg_required_else_help = true)]
     Group(AdminArgs<GroupAction>),
     /// Transactions of a running broker: list, describe.
-    #[command(arg_required_else_help = true)]
     Txn(AdminArgs<TxnAction>),
     /// The cluster: info, rebalance, elect-leaders.
-    #[command(arg_required_else_help = true)]
     Cluster(AdminArgs<ClusterAction>),
     /// Sends each line of stdin (or --file) as one record.
     ///
@@ -66,11 +64,9 @@ pub enum Command {
     /// transactional records too.
     Consume(ConsumeCommand),
     /// ACLs of a running broker (its authorizer set to acl): add, remove, list.
-    #[command(arg_required_else_help = true)]
     Acl(AclArgs),
     /// SASL users: offline in a stopped broker's data directory (--data-dir), or of a
     /// running broker (--bootstrap-server).
-    #[command(arg_required_else_help = true)]
     User {
         #[command(subcommand)]
         action: UserAction,
@@ -107,10 +103,126 @@ pub fn completions(shell: clap_complete::Shell, out: &mut dyn std::io::Write) {
     clap_complete::generate(shell, &mut command, "sluice", out);
 }
 
+/// The command line, or the process leaves: help on stdout with status 0,
+/// a usage error on stderr with status 2.
+pub fn parse() -> Cli {
+    Cli::try_parse().unwrap_or_else(|error| leave(&error))
+}
+
 /// Leaves with clap's usage error (exit status 2) for a check that clap's
-/// declarations cannot express, such as a header key given twice.
-pub fn usage_error(message: impl std::fmt::Display) -> ! {
-    Cli::command()
-        .error(clap::error::ErrorKind::ValueValidation, message)
-        .exit()
+/// declarations cannot express, such as a header key given twice; `path`
+/// names the subcommand (`["user", "create"]`) whose usage is shown.
+pub fn usage_error(path: &[&str], message: impl std::fmt::Display) -> ! {
+    let mut command = Cli::command();
+    // Built, each subcommand knows its whole name (`sluice user create`).
+    command.build();
+    for name in path {
+        match command.find_subcommand(name) {
+            Some(subcommand) => command = subcommand.clone(),
+            None => break,
+        }
+    }
+    let error = command.error(clap::error::ErrorKind::ValueValidation, message);
+    leave(&error)
+}
+
+/// Prints what clap made of the command line and exits with its status.
+/// Errors start with `sluice: `, as every other error of the command does,
+/// rather than clap's `error: `.
+fn leave(error: &clap::Error) -> ! {
+    let text = error.render().to_string();
+    let result = match text.strip_prefix("error: ") {
+        Some(text) => write!(std::io::stderr(), "sluice: {text}"),
+        // A command that needs a subcommand and was given none: its help.
+        None if error.use_stderr() => {
+            write!(
+                std::io::stderr(),
+                "sluice: a subcommand is needed\n\n{text}"
+            )
+        }
+        None => write!(std::io::stdout(), "{text}"),
+    };
+    // A closed stdout or stderr loses the text, not the exit status.
+    drop(result);
+    std::process::exit(error.exit_code())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::error::ErrorKind;
+
+    fn parse_line(line: &str) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("sluice").chain(line.split_whitespace()))
+    }
+
+    #[test]
+    fn the_command_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn a_typo_gets_a_suggestion() {
+        let error = parse_line("topci list").unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::InvalidSubcommand);
+        let text = error.render().to_string();
+        assert!(
+            text.contains("similar subcommand exists: 'topic'"),
+            "{text}"
+        );
+        let text = parse_line("--shrads 2").unwrap_err().render().to_string();
+        assert!(
+            text.contains("similar argument exists: '--shards'"),
+            "{text}"
+        );
+        let text = parse_line("topic creat t")
+            .unwrap_err()
+            .render()
+            .to_string();
+        assert!(text.contains("'create'"), "{text}");
+    }
+
+    #[test]
+    fn every_subcommand_has_help() {
+        let command = Cli::command();
+        let names: Vec<&str> = command
+            .get_subcommands()
+            .map(|sub| sub.get_name())
+            .collect();
+        for expected in [
+            "topic", "group", "txn", "cluster", "produce", "consume", "acl",
+        ] {
+            assert!(
+                names.contains(&expected),
+                "{expected} missing from {names:?}"
+            );
+        }
+        for name in names.iter().chain(&["user", "completions"]) {
+            let error = parse_line(&format!("{name} --help")).unwrap_err();
+            assert_eq!(error.kind(), ErrorKind::DisplayHelp, "{name}");
+            let help = error.render().to_string();
+            assert!(help.contains(&format!("Usage: sluice {name}")), "{help}");
+        }
+        for sub in command.get_subcommands() {
+            assert!(sub.get_about().is_some(), "{} has no about", sub.get_name());
+            for nested in sub.get_subcommands() {
+                assert!(
+                    nested.get_about().is_some(),
+                    "{} {} has no about",
+                    sub.get_name(),
+                    nested.get_name()
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_bash_completion_knows_the_subcommands() {
+        let mut script = Vec::new();
+        completions(clap_complete::Shell::Bash, &mut script);
+        let script = String::from_utf8_lossy(&script);
+        for word in ["topic", "consume", "reset-offsets", "--data-dir"] {
+            assert!(script.contains(word), "{word} missing");
+        }
+    }
 }

@@ -765,10 +765,15 @@ pub fn apply_file(config: &mut BrokerConfig, path: &PathBuf) -> Result<(), Strin
 }
 
 /// Applies `SLUICE_<NAME>` variables for every known setting.
-pub fn apply_environment(config: &mut BrokerConfig) -> Result<(), String> {
+/// `variable` looks a variable up: the process environment, or a test's.
+pub fn apply_environment(
+    config: &mut BrokerConfig,
+    variable: &dyn Fn(&str) -> Option<String>,
+) -> Result<(), String> {
     for setting in SETTINGS {
-        let variable = setting.variable();
-        if let Ok(value) = std::env::var(&variable) {
+        let name = setting.variable();
+        if let Some(value) = variable(&name) {
+            let variable = name;
             apply(config, setting.name, &value, &Source::Environment(variable))?;
         }
     }
@@ -847,11 +852,19 @@ impl BrokerArgs {
     /// The configuration: the embedded defaults, then the file, then the
     /// environment, then the flags.
     pub fn resolve(self) -> Result<BrokerConfig, String> {
+        self.resolve_with(&|name| std::env::var(name).ok())
+    }
+
+    /// [`BrokerArgs::resolve`] with `variable` as the environment.
+    fn resolve_with(
+        self,
+        variable: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<BrokerConfig, String> {
         let mut config = BrokerConfig::default();
         if let Some(path) = &self.file {
             apply_file(&mut config, path)?;
         }
-        apply_environment(&mut config)?;
+        apply_environment(&mut config, variable)?;
         for (setting, value) in &self.flags {
             let flag = Source::Flag(format!("--{}", setting.flag()));
             apply(&mut config, setting.name, value, &flag)?;
@@ -1074,6 +1087,58 @@ mod tests {
             from_args(&args(&["--group-consumer-heartbeat-interval-ms", "45000"])).unwrap_err();
         assert!(
             error.contains("group_consumer_heartbeat_interval_ms"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn flags_beat_the_environment_which_beats_the_file() {
+        let dir = std::env::temp_dir().join(format!("sluice-precedence-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("sluice.toml");
+        std::fs::write(&path, "rack = \"from-file\"\n").unwrap();
+        let file = format!("--config={}", path.display());
+        let resolve = |args: &[&str], environment: Option<&str>| {
+            let line = ["sluice"].iter().chain(args).copied();
+            let cli = crate::cli::Cli::try_parse_from(line).unwrap();
+            let variable = |name: &str| match (name, environment) {
+                ("SLUICE_RACK", Some(value)) => Some(value.to_string()),
+                _ => None,
+            };
+            cli.broker.resolve_with(&variable).unwrap().cluster.rack
+        };
+        assert_eq!(resolve(&[&file], None).as_deref(), Some("from-file"));
+        assert_eq!(
+            resolve(&[&file], Some("from-env")).as_deref(),
+            Some("from-env")
+        );
+        assert_eq!(
+            resolve(&[&file, "--rack", "from-flag"], Some("from-env")).as_deref(),
+            Some("from-flag")
+        );
+        assert_eq!(
+            resolve(&["--rack", "first", "--rack", "last"], None).as_deref(),
+            Some("last")
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_bad_value_is_one_line_naming_setting_source_and_expectation() {
+        let error = from_args(&["--shards".to_string(), "zero".to_string()]).unwrap_err();
+        assert_eq!(
+            error,
+            "invalid value 'zero' for shards (from flag --shards): expected a number of shards \
+             between 1 and 256"
+        );
+        let mut config = BrokerConfig::default();
+        let variable = |name: &str| (name == "SLUICE_SEGMENT_MS").then(|| "0".to_string());
+        let error = apply_environment(&mut config, &variable).unwrap_err();
+        assert_eq!(error.lines().count(), 1, "{error}");
+        assert!(
+            error.contains("segment_ms")
+                && error.contains("environment variable SLUICE_SEGMENT_MS")
+                && error.contains("expected milliseconds, at least 1"),
             "{error}"
         );
     }

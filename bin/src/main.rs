@@ -12,8 +12,6 @@ mod user;
 use std::io::Write;
 use std::process::ExitCode;
 
-use clap::Parser;
-
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("SLUICE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -65,7 +63,7 @@ fn report(error: &dyn std::fmt::Display) {
 }
 
 fn main() -> ExitCode {
-    let cli = cli::Cli::parse();
+    let cli = cli::parse();
     if let Some(command) = cli.command {
         return cli::run(command);
     }

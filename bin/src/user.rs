@@ -357,7 +357,7 @@ pub fn run(action: UserAction) -> ExitCode {
     if target.is_online() {
         return crate::admin::users::run(action);
     }
-    let invocation = offline(action).unwrap_or_else(|message| usage_error(message));
+    let invocation = offline(action).unwrap_or_else(|message| usage_error(&["user"], message));
     match execute(&invocation) {
         Ok(output) => {
             let mut stdout = std::io::stdout().lock();

@@ -528,7 +528,7 @@ fn errors_are_one_line_with_the_right_exit_status() {
 
     produce(&broker, "present", &["--acks", "2"], b"").fails(2, "--acks");
     consume(&broker, "present", &["--format", "%q"]).fails(2, "%q");
-    sluice(&["consume"], &[]).fails(2, "needs a topic name");
+    sluice(&["consume"], &[]).fails(2, "required arguments were not provided");
     let missing_file = Path::new("/nonexistent/input.txt");
     produce(
         &broker,

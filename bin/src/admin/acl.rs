@@ -380,7 +380,7 @@ fn invocation(args: AclArgs) -> Result<Invocation, String> {
 
 /// Runs `sluice acl`.
 pub fn run(args: AclArgs) -> ExitCode {
-    let invocation = invocation(args).unwrap_or_else(|message| usage_error(message));
+    let invocation = invocation(args).unwrap_or_else(|message| usage_error(&["acl"], message));
     let doing = match &invocation.action {
         Action::Add(_) => "add ACLs",
         Action::Remove(_) => "remove ACLs",

@@ -133,7 +133,8 @@ impl TryFrom<ProduceCommand> for ProduceArgs {
 
 /// Runs `sluice produce`.
 pub fn run(command: ProduceCommand) -> ExitCode {
-    let parsed = ProduceArgs::try_from(command).unwrap_or_else(|message| usage_error(message));
+    let parsed =
+        ProduceArgs::try_from(command).unwrap_or_else(|message| usage_error(&["produce"], message));
     let input: Box<dyn Read> = match &parsed.file {
         Some(path) => match File::open(path) {
             Ok(file) => Box::new(file),

@@ -142,7 +142,7 @@ fn read_password(source: &PasswordSource) -> Result<String, String> {
 
 /// Runs an online `sluice user ...`.
 pub fn run(action: UserAction) -> ExitCode {
-    let invocation = online(action).unwrap_or_else(|message| usage_error(message));
+    let invocation = online(action).unwrap_or_else(|message| usage_error(&["user"], message));
     let doing = match &invocation.action {
         Action::Create { user, .. } => format!("create user '{user}'"),
         Action::Delete { user, .. } => format!("delete user '{user}'"),
