@@ -1,7 +1,8 @@
 //! The admin commands (`sluice topic ...`, `sluice group ...`,
-//! `sluice txn ...`, `sluice cluster ...`): flag
-//! parsing and printing over [`sluice_net::client::Admin`], which speaks the
-//! Kafka protocol to any Kafka-compatible broker.
+//! `sluice txn ...`, `sluice cluster ...`): printing over
+//! [`sluice_net::client::Admin`], which speaks the Kafka protocol to any
+//! Kafka-compatible broker. Their command line is declared for clap in
+//! [`args`].
 //!
 //! Output is built into one string and written at the end, so a closed pipe
 //! (`sluice topic list | head -1`) is not a panic. Exit status: 0 on success,

@@ -12,7 +12,7 @@ use crate::admin::args::{AdminArgs, ClusterAction, GroupAction, TopicAction, Txn
 use crate::admin::consume::ConsumeCommand;
 use crate::admin::produce::ProduceCommand;
 use crate::config::BrokerArgs;
-use crate::user::UserAction;
+use crate::user::{Target, UserAction};
 
 /// Said after the broker's own help: where settings come from.
 const SETTINGS_HELP: &str = "\
@@ -68,6 +68,8 @@ pub enum Command {
     /// SASL users: offline in a stopped broker's data directory (--data-dir), or of a
     /// running broker (--bootstrap-server).
     User {
+        #[command(flatten)]
+        target: Target,
         #[command(subcommand)]
         action: UserAction,
     },
@@ -89,7 +91,7 @@ pub fn run(command: Command) -> std::process::ExitCode {
         Command::Produce(command) => crate::admin::produce::run(command),
         Command::Consume(command) => crate::admin::consume::run(command),
         Command::Acl(args) => crate::admin::acl::run(args),
-        Command::User { action } => crate::user::run(action),
+        Command::User { target, action } => crate::user::run(target, action),
         Command::Completions { shell } => {
             completions(shell, &mut std::io::stdout().lock());
             std::process::ExitCode::SUCCESS

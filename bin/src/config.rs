@@ -66,35 +66,38 @@ pub const SETTINGS: &[Setting] = &[
     Setting {
         name: "node_id",
         expects: "a non-negative integer",
-        apply: |c, value| {
-c.node_id = long(value, 0, i32::MAX as i64)? as i32;
-Ok(())
-},
+        apply: |config, value| {
+            config.node_id = long(value, 0, i32::MAX as i64)? as i32;
+            Ok(())
+        },
     },
     Setting {
         name: "data_dir",
         expects: "a directory path: the one data directory (the one-directory form of log_dirs)",
-        apply: |c, value| {
+        apply: |config, value| {
             if value.is_empty() {
                 return Err(Refused::Expected);
             }
-            c.data_dir = PathBuf::from(value);
-            c.extra_log_dirs.clear();
- Ok(())
-},
+            config.data_dir = PathBuf::from(value);
+            config.extra_log_dirs.clear();
+            Ok(())
+        },
     },
     Setting {
         name: "start_without_missing_log_dirs",
-        expects: "true or false: start even if a data directory this broker kept partitions in is missing or empty, leaving it out (default false: refuse to start)",
-        apply: |c, value| {
-            c.start_without_missing_log_dirs = boolean(value)?;
- Ok(())
-},
+        expects: "true or false: start even if a data directory this broker kept partitions in is \
+            missing or empty, leaving it out (default false: refuse to start)",
+        apply: |config, value| {
+            config.start_without_missing_log_dirs = boolean(value)?;
+            Ok(())
+        },
     },
     Setting {
         name: "log_dirs",
-        expects: "data directory paths separated by commas, e.g. /disk1/sluice,/disk2/sluice (Kafka's log.dirs): each partition lives in one of them; the first also holds the metadata",
-        apply: |c, value| {
+        expects: "data directory paths separated by commas, e.g. /disk1/sluice,/disk2/sluice \
+            (Kafka's log.dirs): each partition lives in one of them; the first also holds the \
+            metadata",
+        apply: |config, value| {
             let dirs: Vec<PathBuf> = value
                 .split(',')
                 .map(str::trim)
@@ -114,25 +117,28 @@ Ok(())
                     twice.1.display()
                 )));
             }
-            c.data_dir = first.clone();
-            c.extra_log_dirs = rest.to_vec();
+            config.data_dir = first.clone();
+            config.extra_log_dirs = rest.to_vec();
             // Reported as log.dirs, whose source the catalog reads here.
-            c.set_by_operator.insert("data_dir");
- Ok(())
-},
+            config.set_by_operator.insert("data_dir");
+            Ok(())
+        },
     },
     Setting {
         name: "controller_listen",
-        expects: "host:port the metadata quorum's own port binds, e.g. 127.0.0.1:9093 (needed on a voter of a quorum of more than one)",
-        apply: |c, value| {
-            c.cluster.controller_listen = Some(address(value)?);
- Ok(())
-},
+        expects:
+            "host:port the metadata quorum's own port binds, e.g. 127.0.0.1:9093 (needed on a \
+            voter of a quorum of more than one)",
+        apply: |config, value| {
+            config.cluster.controller_listen = Some(address(value)?);
+            Ok(())
+        },
     },
     Setting {
         name: "controller_voters",
-        expects: "the quorum's voters as ID@HOST:PORT,..., e.g. 1@10.0.0.1:9093,2@10.0.0.2:9093,3@10.0.0.3:9093 (default: this node alone)",
-        apply: |c, value| {
+        expects: "the quorum's voters as ID@HOST:PORT,..., e.g. \
+            1@10.0.0.1:9093,2@10.0.0.2:9093,3@10.0.0.3:9093 (default: this node alone)",
+        apply: |config, value| {
             let mut voters = Vec::new();
             for voter in value
                 .split(',')
@@ -156,76 +162,84 @@ Ok(())
             if voters.is_empty() {
                 return Err(Refused::Expected);
             }
-            c.cluster.voters = voters;
- Ok(())
-},
+            config.cluster.voters = voters;
+            Ok(())
+        },
     },
     Setting {
         name: "rack",
         expects: "a rack name, used to spread replicas",
-        apply: |c, value| {
+        apply: |config, value| {
             if value.is_empty() {
                 return Err(Refused::Expected);
             }
-            c.cluster.rack = Some(value.to_string());
- Ok(())
-},
+            config.cluster.rack = Some(value.to_string());
+            Ok(())
+        },
     },
     Setting {
         name: "replica_lag_time_max_ms",
-        expects: "milliseconds a follower may stay behind the leader's log end before it leaves the ISR, 100 to 3600000 (Kafka default 30000)",
-        apply: |c, value| {
-            c.cluster.replica_lag_time_max_ms =
+        expects: "milliseconds a follower may stay behind the leader's log end before it leaves \
+            the ISR, 100 to 3600000 (Kafka default 30000)",
+        apply: |config, value| {
+            config.cluster.replica_lag_time_max_ms =
                 long(value, REPLICA_LAG_TIME_MS_MIN, REPLICA_LAG_TIME_MS_MAX)? as u64;
- Ok(())
-},
+            Ok(())
+        },
     },
     Setting {
         name: "min_insync_replicas",
-        expects: "the fewest in-sync replicas an acks=all write needs, 1 to 32767 (Kafka default 1; a topic's min.insync.replicas overrides it)",
-        apply: |c, value| {
-            c.cluster.min_insync_replicas = long(value, 1, i16::MAX as i64)? as i32;
- Ok(())
-},
+        expects: "the fewest in-sync replicas an acks=all write needs, 1 to 32767 (Kafka default \
+            1; a topic's min.insync.replicas overrides it)",
+        apply: |config, value| {
+            config.cluster.min_insync_replicas = long(value, 1, i16::MAX as i64)? as i32;
+            Ok(())
+        },
     },
     Setting {
         name: "leader_imbalance_check_interval_ms",
-        expects: "milliseconds between moves of leadership back to preferred replicas, 0 (off) to 86400000 (Kafka default 300000)",
-        apply: |c, value| {
-            c.cluster.leader_imbalance_check_interval_ms =
+        expects: "milliseconds between moves of leadership back to preferred replicas, 0 (off) to \
+            86400000 (Kafka default 300000)",
+        apply: |config, value| {
+            config.cluster.leader_imbalance_check_interval_ms =
                 long(value, 0, LEADER_IMBALANCE_CHECK_INTERVAL_MS_MAX)? as u64;
- Ok(())
-},
+            Ok(())
+        },
     },
     Setting {
         name: "unclean_leader_election",
-        expects: "true or false: elect a replica outside the ISR when no ISR member is live, losing what it lacks (Kafka default false)",
-        apply: |c, value| {
-            c.cluster.unclean_leader_election = boolean(value)?;
- Ok(())
-},
+        expects: "true or false: elect a replica outside the ISR when no ISR member is live, \
+            losing what it lacks (Kafka default false)",
+        apply: |config, value| {
+            config.cluster.unclean_leader_election = boolean(value)?;
+            Ok(())
+        },
     },
     Setting {
         name: "broker_session_timeout_ms",
-        expects: "milliseconds without an answer after which the active controller fences a broker, 200 to 600000 (default 1500)",
-        apply: |c, value| {
-            c.cluster.broker_session_timeout_ms =
-                long(value, BROKER_SESSION_TIMEOUT_MS_MIN, BROKER_SESSION_TIMEOUT_MS_MAX)? as u64;
- Ok(())
-},
+        expects: "milliseconds without an answer after which the active controller fences a \
+            broker, 200 to 600000 (default 1500)",
+        apply: |config, value| {
+            config.cluster.broker_session_timeout_ms = long(
+                value,
+                BROKER_SESSION_TIMEOUT_MS_MIN,
+                BROKER_SESSION_TIMEOUT_MS_MAX,
+            )? as u64;
+            Ok(())
+        },
     },
     Setting {
         name: "listen",
         expects: "host:port to bind, e.g. 127.0.0.1:9092 (port 0 picks a free port)",
-        apply: |c, value| {
-c.listen = address(value)?;
-Ok(())
-},
+        apply: |config, value| {
+            config.listen = address(value)?;
+            Ok(())
+        },
     },
     Setting {
         name: "advertised_listener",
         expects: "host:port clients should connect to",
-        apply: |c, value| {
+        apply: |config, value| {
             let (host, port) = value.rsplit_once(':').ok_or(Refused::Expected)?;
             let port = port
                 .parse::<u16>()
@@ -235,348 +249,357 @@ Ok(())
             if host.is_empty() {
                 return Err(Refused::Expected);
             }
-            c.advertised_host = Some(host.trim_matches(|c| c == '[' || c == ']').to_string());
-            c.advertised_port = Some(port);
- Ok(())
-},
+            config.advertised_host = Some(host.trim_matches(|c| c == '[' || c == ']').to_string());
+            config.advertised_port = Some(port);
+            Ok(())
+        },
     },
     Setting {
         name: "admin_listen",
-        expects: "host:port of the admin port (HTTP: /metrics in Prometheus text, /health, /ready), e.g. 127.0.0.1:9644; empty or absent: off (port 0 picks a free port)",
-        apply: |c, value| {
-            c.admin_listen = if value.trim().is_empty() {
+        expects: "host:port of the admin port (HTTP: /metrics in Prometheus text, /health, \
+            /ready), e.g. 127.0.0.1:9644; empty or absent: off (port 0 picks a free port)",
+        apply: |config, value| {
+            config.admin_listen = if value.trim().is_empty() {
                 None
             } else {
                 Some(address(value)?)
             };
- Ok(())
-},
+            Ok(())
+        },
     },
     Setting {
         name: "shards",
         expects: "a number of shards between 1 and 256",
-        apply: |c, value| {
-c.shards = long(value, 1, SHARDS_MAX as i64)? as usize;
-Ok(())
-},
+        apply: |config, value| {
+            config.shards = long(value, 1, SHARDS_MAX as i64)? as usize;
+            Ok(())
+        },
     },
     Setting {
         name: "pin_shards",
         expects: "true or false",
-        apply: |c, value| {
-c.pin_shards = boolean(value)?;
-Ok(())
-},
+        apply: |config, value| {
+            config.pin_shards = boolean(value)?;
+            Ok(())
+        },
     },
     Setting {
         name: "spin_before_park_us",
         expects: "microseconds an idle shard polls before parking, 0 to 10000 (default 0)",
-        apply: |c, value| {
-            c.spin_before_park_us = long(value, 0, SPIN_BEFORE_PARK_US_MAX)? as u64;
- Ok(())
-},
+        apply: |config, value| {
+            config.spin_before_park_us = long(value, 0, SPIN_BEFORE_PARK_US_MAX)? as u64;
+            Ok(())
+        },
     },
     Setting {
         name: "auto_create_topics",
         expects: "true or false",
-        apply: |c, value| {
-c.auto_create_topics = boolean(value)?;
-Ok(())
-},
+        apply: |config, value| {
+            config.auto_create_topics = boolean(value)?;
+            Ok(())
+        },
     },
     Setting {
         name: "num_partitions",
         expects: "a positive integer",
-        apply: |c, value| {
-            c.default_partitions =
-                long(value, 1, sluice_engine::constants::TOPIC_PARTITIONS_MAX as i64)?
-                    as i32;
- Ok(())
-},
+        apply: |config, value| {
+            config.default_partitions = long(
+                value,
+                1,
+                sluice_engine::constants::TOPIC_PARTITIONS_MAX as i64,
+            )? as i32;
+            Ok(())
+        },
     },
     Setting {
         name: "default_replication_factor",
         expects: "replicas per partition when a request asks for -1, 1 to 32767 (Kafka default 1)",
-        apply: |c, value| {
-            c.default_replication_factor = long(value, 1, i16::MAX as i64)? as i16;
- Ok(())
-},
+        apply: |config, value| {
+            config.default_replication_factor = long(value, 1, i16::MAX as i64)? as i16;
+            Ok(())
+        },
     },
     Setting {
         name: "segment_bytes",
         expects: "bytes per segment, 4096 to 2147483647",
-        apply: |c, value| {
-            c.log.segment_bytes =
+        apply: |config, value| {
+            config.log.segment_bytes =
                 long(value, SEGMENT_BYTES_MIN as i64, SEGMENT_BYTES_MAX as i64)? as u64;
- Ok(())
-},
+            Ok(())
+        },
     },
     Setting {
         name: "segment_ms",
         expects: "milliseconds, at least 1",
-        apply: |c, value| {
-c.log.segment_ms = long(value, 1, i64::MAX)?;
-Ok(())
-},
+        apply: |config, value| {
+            config.log.segment_ms = long(value, 1, i64::MAX)?;
+            Ok(())
+        },
     },
     Setting {
         name: "retention_ms",
         expects: "milliseconds, or -1 for unlimited",
-        apply: |c, value| {
-c.log.retention_ms = long(value, -1, i64::MAX)?;
-Ok(())
-},
+        apply: |config, value| {
+            config.log.retention_ms = long(value, -1, i64::MAX)?;
+            Ok(())
+        },
     },
     Setting {
         name: "retention_bytes",
         expects: "bytes, or -1 for unlimited",
-        apply: |c, value| {
-c.log.retention_bytes = long(value, -1, i64::MAX)?;
-Ok(())
-},
+        apply: |config, value| {
+            config.log.retention_bytes = long(value, -1, i64::MAX)?;
+            Ok(())
+        },
     },
     Setting {
         name: "message_max_bytes",
         expects: "bytes, at least 1",
-        apply: |c, value| {
-            c.log.max_message_bytes = long(value, 1, i32::MAX as i64)? as u32;
- Ok(())
-},
+        apply: |config, value| {
+            config.log.max_message_bytes = long(value, 1, i32::MAX as i64)? as u32;
+            Ok(())
+        },
     },
     Setting {
         name: "cache_bytes_per_shard",
         expects: "bytes, at least 1048576",
-        apply: |c, value| {
-            c.cache_bytes_per_shard =
-                long(value, CACHE_BYTES_MIN as i64, i64::MAX)? as usize;
- Ok(())
-},
+        apply: |config, value| {
+            config.cache_bytes_per_shard = long(value, CACHE_BYTES_MIN as i64, i64::MAX)? as usize;
+            Ok(())
+        },
     },
     Setting {
         name: "allocator_free_bytes_max",
-        expects: "bytes of free memory kept resident before it is returned to the kernel, 0 = never (default 268435456)",
-        apply: |c, value| {
-            c.allocator_free_bytes_max = long(value, 0, i64::MAX)? as usize;
- Ok(())
-},
+        expects: "bytes of free memory kept resident before it is returned to the kernel, 0 = \
+            never (default 268435456)",
+        apply: |config, value| {
+            config.allocator_free_bytes_max = long(value, 0, i64::MAX)? as usize;
+            Ok(())
+        },
     },
     Setting {
         name: "retention_check_interval_ms",
         expects: "milliseconds, at least 1",
-        apply: |c, value| {
-            c.retention_check_interval_ms = long(value, 1, i64::MAX)? as u64;
- Ok(())
-},
+        apply: |config, value| {
+            config.retention_check_interval_ms = long(value, 1, i64::MAX)? as u64;
+            Ok(())
+        },
     },
     Setting {
         name: "log_cleaner_enable",
         expects: "true or false (default true)",
-        apply: |c, value| {
-c.cleaner.enable = boolean(value)?;
-Ok(())
-},
+        apply: |config, value| {
+            config.cleaner.enable = boolean(value)?;
+            Ok(())
+        },
     },
     Setting {
         name: "log_cleaner_backoff_ms",
-        expects: "milliseconds a shard's cleaner sleeps when no compacted log is dirty enough, at least 1 (default 15000)",
-        apply: |c, value| {
-            c.cleaner.backoff_ms = long(value, 1, i64::MAX)? as u64;
- Ok(())
-},
+        expects: "milliseconds a shard's cleaner sleeps when no compacted log is dirty enough, at \
+            least 1 (default 15000)",
+        apply: |config, value| {
+            config.cleaner.backoff_ms = long(value, 1, i64::MAX)? as u64;
+            Ok(())
+        },
     },
     Setting {
         name: "log_cleaner_dedupe_buffer_bytes",
         expects: "bytes of one shard's cleaner key map, at least 1048576 (default 33554432)",
-        apply: |c, value| {
-            c.cleaner.dedupe_buffer_bytes =
+        apply: |config, value| {
+            config.cleaner.dedupe_buffer_bytes =
                 long(value, LOG_CLEANER_DEDUPE_BUFFER_BYTES_MIN as i64, i64::MAX)? as u64;
- Ok(())
-},
+            Ok(())
+        },
     },
     Setting {
         name: "log_cleaner_io_max_bytes_per_second",
-        expects: "bytes per second one shard's cleaner reads and writes at most, 0 = no limit (default 0)",
-        apply: |c, value| {
-            c.cleaner.io_max_bytes_per_second = long(value, 0, i64::MAX)? as u64;
- Ok(())
-},
+        expects: "bytes per second one shard's cleaner reads and writes at most, 0 = no limit \
+            (default 0)",
+        apply: |config, value| {
+            config.cleaner.io_max_bytes_per_second = long(value, 0, i64::MAX)? as u64;
+            Ok(())
+        },
     },
     Setting {
         name: "connections_max_idle_ms",
         expects: "milliseconds, at least 1",
-        apply: |c, value| {
-            c.connections_max_idle_ms = long(value, 1, i64::MAX)? as u64;
- Ok(())
-},
+        apply: |config, value| {
+            config.connections_max_idle_ms = long(value, 1, i64::MAX)? as u64;
+            Ok(())
+        },
     },
     Setting {
         name: "max_connections",
-        expects: "connections open at once over the whole broker, at least 1 (default 20000); a full broker stops accepting",
-        apply: |c, value| {
-            c.max_connections = long(value, 1, i32::MAX as i64)? as usize;
- Ok(())
-},
+        expects: "connections open at once over the whole broker, at least 1 (default 20000); a \
+            full broker stops accepting",
+        apply: |config, value| {
+            config.max_connections = long(value, 1, i32::MAX as i64)? as usize;
+            Ok(())
+        },
     },
     Setting {
         name: "max_connections_per_ip",
-        expects: "connections open at once from one address, at least 1 (default unlimited); more are closed at once",
-        apply: |c, value| {
-            c.max_connections_per_ip = long(value, 1, i32::MAX as i64)? as usize;
- Ok(())
-},
+        expects: "connections open at once from one address, at least 1 (default unlimited); more \
+            are closed at once",
+        apply: |config, value| {
+            config.max_connections_per_ip = long(value, 1, i32::MAX as i64)? as usize;
+            Ok(())
+        },
     },
     Setting {
         name: "delete_topic_enable",
         expects: "true or false",
-        apply: |c, value| {
-c.delete_topic_enable = boolean(value)?;
-Ok(())
-},
+        apply: |config, value| {
+            config.delete_topic_enable = boolean(value)?;
+            Ok(())
+        },
     },
     Setting {
         name: "listener_security_protocol",
-        expects: "the client listener's security protocol, Kafka's names: PLAINTEXT (default) or SASL_PLAINTEXT (SSL and SASL_SSL need TLS, not built yet)",
-        apply: |c, value| {
-            c.security_protocol = match value {
+        expects: "the client listener's security protocol, Kafka's names: PLAINTEXT (default) or \
+            SASL_PLAINTEXT (SSL and SASL_SSL need TLS, not built yet)",
+        apply: |config, value| {
+            config.security_protocol = match value {
                 "PLAINTEXT" => SecurityProtocol::Plaintext,
                 "SASL_PLAINTEXT" => SecurityProtocol::SaslPlaintext,
-                "SSL" | "SASL_SSL" => {
-                    return Err(Refused::Because(
-                        "it needs TLS, which Sluice does not have yet; use PLAINTEXT or SASL_PLAINTEXT".to_string()
-                    ))
-                }
+                "SSL" | "SASL_SSL" => return Err(Refused::Because(
+                    "it needs TLS, which Sluice does not have yet; use PLAINTEXT or SASL_PLAINTEXT"
+                        .to_string(),
+                )),
                 _ => return Err(Refused::Expected),
             };
- Ok(())
-},
+            Ok(())
+        },
     },
     Setting {
         name: "sasl_enabled_mechanisms",
-        expects: "SASL mechanisms a SASL_PLAINTEXT listener offers, separated by commas: PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 (default all three)",
-        apply: |c, value| {
-            c.sasl.enabled_mechanisms = parse_mechanisms(value).map_err(Refused::Because)?;
- Ok(())
-},
+        expects: "SASL mechanisms a SASL_PLAINTEXT listener offers, separated by commas: PLAIN, \
+            SCRAM-SHA-256, SCRAM-SHA-512 (default all three)",
+        apply: |config, value| {
+            config.sasl.enabled_mechanisms = parse_mechanisms(value).map_err(Refused::Because)?;
+            Ok(())
+        },
     },
     Setting {
         name: "super_users",
-        expects: "principals separated by semicolons, e.g. User:admin;User:ops (Kafka's super.users): with the acl authorizer they may do everything; on a SASL listener without one, they alone may manage SCRAM users",
-        apply: |c, value| {
-            c.sasl.super_users = parse_super_users(value).map_err(Refused::Because)?;
- Ok(())
-},
+        expects: "principals separated by semicolons, e.g. User:admin;User:ops (Kafka's \
+            super.users): with the acl authorizer they may do everything; on a SASL listener \
+            without one, they alone may manage SCRAM users",
+        apply: |config, value| {
+            config.sasl.super_users = parse_super_users(value).map_err(Refused::Because)?;
+            Ok(())
+        },
     },
     Setting {
         name: "authorizer",
-        expects: "none (default: every request is allowed) or acl: requests are checked against the ACLs that CreateAcls makes (Kafka's authorizer.class.name); a single broker only",
-        apply: |c, value| {
-            c.acl_authorizer = match value {
+        expects: "none (default: every request is allowed) or acl: requests are checked against \
+            the ACLs that CreateAcls makes (Kafka's authorizer.class.name); a single broker only",
+        apply: |config, value| {
+            config.acl_authorizer = match value {
                 "none" => false,
                 "acl" => true,
                 _ => return Err(Refused::Expected),
             };
- Ok(())
-},
+            Ok(())
+        },
     },
     Setting {
         name: "allow_everyone_if_no_acl_found",
-        expects: "true or false (default false): with the acl authorizer, whether a resource no ACL names is open to everyone",
-        apply: |c, value| {
-            c.allow_everyone_if_no_acl_found = boolean(value)?;
- Ok(())
-},
+        expects: "true or false (default false): with the acl authorizer, whether a resource no \
+            ACL names is open to everyone",
+        apply: |config, value| {
+            config.allow_everyone_if_no_acl_found = boolean(value)?;
+            Ok(())
+        },
     },
     Setting {
         name: "group_initial_rebalance_delay_ms",
         expects: "milliseconds, 0 or more (Kafka default 3000)",
-        apply: |c, value| {
-            c.groups.initial_rebalance_delay_ms =
-                long(value, 0, i32::MAX as i64)? as u64;
- Ok(())
-},
+        apply: |config, value| {
+            config.groups.initial_rebalance_delay_ms = long(value, 0, i32::MAX as i64)? as u64;
+            Ok(())
+        },
     },
     Setting {
         name: "group_min_session_timeout_ms",
         expects: "milliseconds, at least 1",
-        apply: |c, value| {
-            c.groups.min_session_timeout_ms = long(value, 1, i32::MAX as i64)? as i32;
- Ok(())
-},
+        apply: |config, value| {
+            config.groups.min_session_timeout_ms = long(value, 1, i32::MAX as i64)? as i32;
+            Ok(())
+        },
     },
     Setting {
         name: "group_max_session_timeout_ms",
         expects: "milliseconds, at least group_min_session_timeout_ms",
-        apply: |c, value| {
-            c.groups.max_session_timeout_ms = long(value, 1, i32::MAX as i64)? as i32;
- Ok(())
-},
+        apply: |config, value| {
+            config.groups.max_session_timeout_ms = long(value, 1, i32::MAX as i64)? as i32;
+            Ok(())
+        },
     },
     Setting {
         name: "group_max_size",
         expects: "members per group, at least 1",
-        apply: |c, value| {
-            c.groups.max_size = long(value, 1, i32::MAX as i64)? as usize;
- Ok(())
-},
+        apply: |config, value| {
+            config.groups.max_size = long(value, 1, i32::MAX as i64)? as usize;
+            Ok(())
+        },
     },
     Setting {
         name: "offsets_topic_num_partitions",
         expects: "partitions of __consumer_offsets when it is created, 1 to 1000",
-        apply: |c, value| {
-            c.groups.offsets_topic_partitions =
+        apply: |config, value| {
+            config.groups.offsets_topic_partitions =
                 long(value, 1, OFFSETS_TOPIC_PARTITIONS_MAX)? as i32;
- Ok(())
-},
+            Ok(())
+        },
     },
     Setting {
         name: "offsets_topic_replication_factor",
-        expects: "replicas of each __consumer_offsets partition when it is created, 1 to 32767, capped at the cluster's size (Kafka default 3)",
-        apply: |c, value| {
-            c.groups.offsets_topic_replication_factor =
+        expects: "replicas of each __consumer_offsets partition when it is created, 1 to 32767, \
+            capped at the cluster's size (Kafka default 3)",
+        apply: |config, value| {
+            config.groups.offsets_topic_replication_factor =
                 long(value, 1, i16::MAX as i64)? as i16;
- Ok(())
-},
+            Ok(())
+        },
     },
     Setting {
         name: "offsets_retention_minutes",
         expects: "minutes, at least 1",
-        apply: |c, value| {
-            c.groups.offsets_retention_ms =
-                long(value, 1, i64::MAX / 60_000)? * 60_000;
- Ok(())
-},
+        apply: |config, value| {
+            config.groups.offsets_retention_ms = long(value, 1, i64::MAX / 60_000)? * 60_000;
+            Ok(())
+        },
     },
     Setting {
         name: "offsets_retention_check_interval_ms",
         expects: "milliseconds, at least 1",
-        apply: |c, value| {
-            c.groups.offsets_retention_check_interval_ms =
-                long(value, 1, i64::MAX)? as u64;
- Ok(())
-},
+        apply: |config, value| {
+            config.groups.offsets_retention_check_interval_ms = long(value, 1, i64::MAX)? as u64;
+            Ok(())
+        },
     },
     Setting {
         name: "group_consumer_session_timeout_ms",
         expects: "milliseconds, at least 1 (Kafka default 45000)",
-        apply: |c, value| {
-            c.groups.consumer_session_timeout_ms =
-                long(value, 1, i32::MAX as i64)? as i32;
- Ok(())
-},
+        apply: |config, value| {
+            config.groups.consumer_session_timeout_ms = long(value, 1, i32::MAX as i64)? as i32;
+            Ok(())
+        },
     },
     Setting {
         name: "group_consumer_heartbeat_interval_ms",
-        expects: "milliseconds, at least 1 and below group_consumer_session_timeout_ms (Kafka default 5000)",
-        apply: |c, value| {
-            c.groups.consumer_heartbeat_interval_ms =
-                long(value, 1, i32::MAX as i64)? as i32;
- Ok(())
-},
+        expects: "milliseconds, at least 1 and below group_consumer_session_timeout_ms (Kafka \
+            default 5000)",
+        apply: |config, value| {
+            config.groups.consumer_heartbeat_interval_ms = long(value, 1, i32::MAX as i64)? as i32;
+            Ok(())
+        },
     },
     Setting {
         name: "group_consumer_assignors",
         expects: "comma-separated server assignors, first is the default: uniform, range",
-        apply: |c, value| {
+        apply: |config, value| {
             let names: Vec<String> = value
                 .split(',')
                 .map(|name| name.trim().to_string())
@@ -589,66 +612,67 @@ Ok(())
             {
                 return Err(Refused::Expected);
             }
-            c.groups.consumer_assignors = names;
- Ok(())
-},
+            config.groups.consumer_assignors = names;
+            Ok(())
+        },
     },
     Setting {
         name: "group_consumer_max_size",
         expects: "members per consumer group, at least 1",
-        apply: |c, value| {
-            c.groups.consumer_max_size = long(value, 1, i32::MAX as i64)? as usize;
- Ok(())
-},
+        apply: |config, value| {
+            config.groups.consumer_max_size = long(value, 1, i32::MAX as i64)? as usize;
+            Ok(())
+        },
     },
     Setting {
         name: "transaction_state_log_num_partitions",
         expects: "partitions of __transaction_state when it is created, 1 to 1000",
-        apply: |c, value| {
-            c.txn.state_partitions =
-                long(value, 1, OFFSETS_TOPIC_PARTITIONS_MAX)? as i32;
- Ok(())
-},
+        apply: |config, value| {
+            config.txn.state_partitions = long(value, 1, OFFSETS_TOPIC_PARTITIONS_MAX)? as i32;
+            Ok(())
+        },
     },
     Setting {
         name: "transaction_state_log_replication_factor",
-        expects: "replicas of each __transaction_state partition when it is created, 1 to 32767, capped at the cluster's size (Kafka default 3)",
-        apply: |c, value| {
-            c.txn.state_replication_factor = long(value, 1, i16::MAX as i64)? as i16;
- Ok(())
-},
+        expects: "replicas of each __transaction_state partition when it is created, 1 to 32767, \
+            capped at the cluster's size (Kafka default 3)",
+        apply: |config, value| {
+            config.txn.state_replication_factor = long(value, 1, i16::MAX as i64)? as i16;
+            Ok(())
+        },
     },
     Setting {
         name: "transaction_state_log_min_isr",
-        expects: "min.insync.replicas of __transaction_state, 1 to 32767, capped at its replication factor (Kafka default 2)",
-        apply: |c, value| {
-            c.txn.state_min_isr = long(value, 1, i16::MAX as i64)? as i16;
- Ok(())
-},
+        expects: "min.insync.replicas of __transaction_state, 1 to 32767, capped at its \
+            replication factor (Kafka default 2)",
+        apply: |config, value| {
+            config.txn.state_min_isr = long(value, 1, i16::MAX as i64)? as i16;
+            Ok(())
+        },
     },
     Setting {
         name: "transaction_max_timeout_ms",
         expects: "milliseconds, at least 1",
-        apply: |c, value| {
-            c.txn.max_timeout_ms = long(value, 1, i32::MAX as i64)? as i32;
- Ok(())
-},
+        apply: |config, value| {
+            config.txn.max_timeout_ms = long(value, 1, i32::MAX as i64)? as i32;
+            Ok(())
+        },
     },
     Setting {
         name: "transactional_id_expiration_ms",
         expects: "milliseconds, at least 1",
-        apply: |c, value| {
-            c.txn.id_expiration_ms = long(value, 1, i64::MAX)?;
- Ok(())
-},
+        apply: |config, value| {
+            config.txn.id_expiration_ms = long(value, 1, i64::MAX)?;
+            Ok(())
+        },
     },
     Setting {
         name: "transaction_abort_timed_out_transaction_cleanup_interval_ms",
         expects: "milliseconds, at least 1",
-        apply: |c, value| {
-            c.txn.abort_check_interval_ms = long(value, 1, i64::MAX)? as u64;
- Ok(())
-},
+        apply: |config, value| {
+            config.txn.abort_check_interval_ms = long(value, 1, i64::MAX)? as u64;
+            Ok(())
+        },
     },
 ];
 
@@ -801,14 +825,19 @@ impl clap::FromArgMatches for BrokerArgs {
         let mut flags: Vec<(usize, &'static Setting, String)> = SETTINGS
             .iter()
             .filter_map(|setting| {
-                let value = matches.get_one::<String>(setting.name)?;
+                // `try_`: a mismatch is a bug, but it must not panic on input.
+                let value = matches.try_get_one::<String>(setting.name).ok()??;
                 let index = matches.index_of(setting.name)?;
                 Some((index, setting, value.clone()))
             })
             .collect();
         flags.sort_unstable_by_key(|(index, _, _)| *index);
         Ok(BrokerArgs {
-            file: matches.get_one::<PathBuf>(CONFIG_FILE).cloned(),
+            file: matches
+                .try_get_one::<PathBuf>(CONFIG_FILE)
+                .ok()
+                .flatten()
+                .cloned(),
             flags: flags
                 .into_iter()
                 .map(|(_, setting, value)| (setting, value))
@@ -834,6 +863,8 @@ impl clap::Args for BrokerArgs {
             clap::Arg::new(setting.name)
                 .long(setting.flag())
                 .value_name("VALUE")
+                // -1 is a value (retention_ms: unlimited), not a flag.
+                .allow_hyphen_values(true)
                 .help(format!("{} [env: {}]", setting.expects, setting.variable()))
                 .help_heading("Settings")
                 // A flag given twice takes its last value, as a setting repeated

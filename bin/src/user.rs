@@ -40,36 +40,9 @@ pub enum UserAction {
     /// if needed. Online, the password is salted and hashed here; only the salted
     /// password is sent. The password is the first line of --password-file, or of
     /// stdin.
-    Create {
-        #[command(flatten)]
-        target: Target,
-        #[command(flatten)]
-        user: UserName,
-        #[command(flatten)]
-        mechanism: MechanismArg,
-        /// SCRAM iterations.
-        #[arg(
-            long,
-            value_name = "N",
-            default_value_t = SCRAM_ITERATIONS_DEFAULT,
-            value_parser = clap::value_parser!(u32)
-                .range(i64::from(SCRAM_ITERATIONS_MIN)..=i64::from(SCRAM_ITERATIONS_MAX))
-        )]
-        iterations: u32,
-        /// The password itself (online only; ps and shell history show it).
-        #[arg(long, group = "password_source")]
-        password: Option<String>,
-        /// Reads the password from the first line of FILE.
-        #[arg(long, value_name = "FILE", group = "password_source")]
-        password_file: Option<PathBuf>,
-        /// Reads the password from the first line of stdin (the default).
-        #[arg(long, group = "password_source")]
-        password_stdin: bool,
-    },
+    Create(CreateArgs),
     /// Removes a user's credential for one mechanism, or all of its credentials.
     Delete {
-        #[command(flatten)]
-        target: Target,
         #[command(flatten)]
         user: UserName,
         #[command(flatten)]
@@ -77,8 +50,6 @@ pub enum UserAction {
     },
     /// Lists users with their mechanisms and iteration counts (never a salt or key).
     List {
-        #[command(flatten)]
-        target: Target,
         /// Only this user (online only); may be given more than once.
         #[arg(long = "user", value_name = "NAME", value_parser = user_name)]
         users: Vec<String>,
@@ -88,18 +59,65 @@ pub enum UserAction {
     },
 }
 
+/// The arguments of `user create`.
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    #[command(flatten)]
+    pub user: UserName,
+    #[command(flatten)]
+    pub mechanism: MechanismArg,
+    /// SCRAM iterations.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = SCRAM_ITERATIONS_DEFAULT,
+        value_parser = clap::value_parser!(u32)
+            .range(i64::from(SCRAM_ITERATIONS_MIN)..=i64::from(SCRAM_ITERATIONS_MAX))
+    )]
+    pub iterations: u32,
+    /// The password itself (online only; ps and shell history show it).
+    #[arg(long, group = "password_source")]
+    pub password: Option<String>,
+    /// Reads the password from the first line of FILE.
+    #[arg(long, value_name = "FILE", group = "password_source")]
+    pub password_file: Option<PathBuf>,
+    /// Reads the password from the first line of stdin (the default).
+    #[arg(long, group = "password_source")]
+    pub password_stdin: bool,
+}
+
 /// Where the users are: a stopped broker's data directory, or a running
-/// broker.
+/// broker. Given after the action (`user create --data-dir DIR`), as every
+/// action takes them. Their ids are their own: a global argument's value
+/// reaches the top-level matches too, where `data_dir` is the broker's
+/// setting.
 #[derive(Debug, Args)]
 pub struct Target {
     /// The stopped broker's first data directory (offline).
-    #[arg(long, value_name = "DIR", conflicts_with_all = ["bootstrap", "command_config"])]
+    #[arg(
+        id = "user_data_dir",
+        long = "data-dir",
+        value_name = "DIR",
+        conflicts_with_all = ["user_bootstrap", "user_command_config"],
+        global = true
+    )]
     data_dir: Option<PathBuf>,
     /// The running broker (online).
-    #[arg(long, visible_alias = "bootstrap-server", value_name = "HOST:PORT")]
+    #[arg(
+        id = "user_bootstrap",
+        long = "bootstrap",
+        visible_alias = "bootstrap-server",
+        value_name = "HOST:PORT",
+        global = true
+    )]
     pub bootstrap: Option<String>,
     /// Kafka client properties of the online form (how to log in).
-    #[arg(long, value_name = "FILE")]
+    #[arg(
+        id = "user_command_config",
+        long = "command-config",
+        value_name = "FILE",
+        global = true
+    )]
     pub command_config: Option<String>,
 }
 
@@ -125,6 +143,14 @@ pub struct MechanismArg {
     /// Only this mechanism (default: both).
     #[arg(long = "mechanism", value_name = "SCRAM-SHA-256|SCRAM-SHA-512", value_parser = scram)]
     pub only: Option<Mechanism>,
+}
+
+impl MechanismArg {
+    /// The mechanism named, or every SCRAM mechanism.
+    pub fn mechanisms(&self) -> Vec<Mechanism> {
+        self.only
+            .map_or(Mechanism::SCRAM.to_vec(), |mechanism| vec![mechanism])
+    }
 }
 
 fn user_name(text: &str) -> Result<String, String> {
@@ -164,52 +190,30 @@ struct Invocation {
 }
 
 /// The offline invocation `action` asks for; the error is a usage error.
-fn offline(action: UserAction) -> Result<Invocation, String> {
-    let (target, command) = match action {
-        UserAction::Create {
-            target,
-            user,
-            mechanism,
-            iterations,
-            password,
-            password_file,
-            password_stdin: _,
-        } => {
-            if password.is_some() {
+fn offline(target: Target, action: UserAction) -> Result<Invocation, String> {
+    let command = match action {
+        UserAction::Create(create) => {
+            if create.password.is_some() {
                 return Err("--password is for the online form (--bootstrap-server); \
                             offline, give --password-file or stdin"
                     .to_string());
             }
-            let command = Command::Create {
-                user: user.name,
-                mechanisms: mechanism
-                    .only
-                    .map_or(Mechanism::SCRAM.to_vec(), |m| vec![m]),
-                iterations,
-                password_file,
-            };
-            (target, command)
+            Command::Create {
+                mechanisms: create.mechanism.mechanisms(),
+                user: create.user.name,
+                iterations: create.iterations,
+                password_file: create.password_file,
+            }
         }
-        UserAction::Delete {
-            target,
-            user,
-            mechanism,
-        } => {
-            let command = Command::Delete {
-                user: user.name,
-                mechanism: mechanism.only,
-            };
-            (target, command)
-        }
-        UserAction::List {
-            target,
-            users,
-            json,
-        } => {
+        UserAction::Delete { user, mechanism } => Command::Delete {
+            user: user.name,
+            mechanism: mechanism.only,
+        },
+        UserAction::List { users, json } => {
             if !users.is_empty() {
                 return Err("--user is for the online form (--bootstrap-server)".to_string());
             }
-            (target, Command::List { json })
+            Command::List { json }
         }
     };
     let data_dir = target
@@ -348,16 +352,12 @@ fn execute(invocation: &Invocation) -> Result<String, String> {
 }
 
 /// Runs `sluice user`: online when it names a broker, else offline.
-pub fn run(action: UserAction) -> ExitCode {
-    let target = match &action {
-        UserAction::Create { target, .. }
-        | UserAction::Delete { target, .. }
-        | UserAction::List { target, .. } => target,
-    };
+pub fn run(target: Target, action: UserAction) -> ExitCode {
     if target.is_online() {
-        return crate::admin::users::run(action);
+        return crate::admin::users::run(target, action);
     }
-    let invocation = offline(action).unwrap_or_else(|message| usage_error(&["user"], message));
+    let invocation =
+        offline(target, action).unwrap_or_else(|message| usage_error(&["user"], message));
     match execute(&invocation) {
         Ok(output) => {
             let mut stdout = std::io::stdout().lock();
@@ -383,9 +383,9 @@ mod tests {
         let words = std::iter::once("sluice").chain(line.split_whitespace());
         match crate::cli::Cli::try_parse_from(words).map_err(|error| error.to_string())? {
             crate::cli::Cli {
-                command: Some(crate::cli::Command::User { action }),
+                command: Some(crate::cli::Command::User { target, action }),
                 ..
-            } => offline(action),
+            } => offline(target, action),
             other => panic!("{line}: not a user command: {other:?}"),
         }
     }

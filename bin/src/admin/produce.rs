@@ -47,7 +47,13 @@ pub struct ProduceCommand {
     partition: Option<i32>,
     /// The part of a line before DELIM is the record's key (a line without it has no
     /// key); \n \t \r \0 \\ escapes.
-    #[arg(long, short = 'K', value_name = "DELIM", value_parser = delimiter)]
+    #[arg(
+        long,
+        short = 'K',
+        value_name = "DELIM",
+        value_parser = delimiter,
+        allow_hyphen_values = true
+    )]
     key_delimiter: Option<Delimiter>,
     /// A header every record gets; may be given more than once.
     #[arg(long = "header", short = 'H', value_name = "KEY=VALUE", value_parser = args::key_value)]

@@ -20,8 +20,7 @@ use sluice_net::constants::SASL_PASSWORD_BYTES_MAX;
 use sluice_net::sasl::Mechanism;
 
 use super::{command_config, emit, json_text, report_failure, table};
-use crate::cli::usage_error;
-use crate::user::UserAction;
+use crate::user::{Target, UserAction};
 
 /// Kafka's RESOURCE_NOT_FOUND error code: the user has no credential.
 const RESOURCE_NOT_FOUND: i16 = 91;
@@ -70,58 +69,40 @@ struct Invocation {
     action: Action,
 }
 
-/// The online invocation `action` asks for; the error is a usage error.
-fn online(action: UserAction) -> Result<Invocation, String> {
-    let (target, json, action) = match action {
-        UserAction::Create {
-            target,
-            user,
-            mechanism,
-            iterations,
-            password,
-            password_file,
-            password_stdin: _,
-        } => {
-            let password = match (password, password_file) {
+/// The online invocation `action` asks for.
+fn online(target: Target, action: UserAction) -> Invocation {
+    let (json, action) = match action {
+        UserAction::Create(create) => {
+            let password = match (create.password, create.password_file) {
                 (Some(password), _) => PasswordSource::Given(password),
                 (None, Some(path)) => PasswordSource::File(path),
                 (None, None) => PasswordSource::Stdin,
             };
             let action = Action::Create {
-                user: user.name,
-                mechanisms: mechanism
-                    .only
-                    .map_or(Mechanism::SCRAM.to_vec(), |m| vec![m]),
-                iterations,
+                mechanisms: create.mechanism.mechanisms(),
+                user: create.user.name,
+                iterations: create.iterations,
                 password,
             };
-            (target, false, action)
+            (false, action)
         }
-        UserAction::Delete {
-            target,
-            user,
-            mechanism,
-        } => {
+        UserAction::Delete { user, mechanism } => {
             let action = Action::Delete {
                 user: user.name,
                 mechanism: mechanism.only,
             };
-            (target, false, action)
+            (false, action)
         }
-        UserAction::List {
-            target,
-            users,
-            json,
-        } => (target, json, Action::List { users }),
+        UserAction::List { users, json } => (json, Action::List { users }),
     };
-    Ok(Invocation {
+    Invocation {
         bootstrap: target
             .bootstrap
             .unwrap_or_else(|| super::BOOTSTRAP_DEFAULT.to_string()),
         command_config: target.command_config,
         json,
         action,
-    })
+    }
 }
 
 /// The password of a create, checked as the offline form checks it.
@@ -141,8 +122,8 @@ fn read_password(source: &PasswordSource) -> Result<String, String> {
 }
 
 /// Runs an online `sluice user ...`.
-pub fn run(action: UserAction) -> ExitCode {
-    let invocation = online(action).unwrap_or_else(|message| usage_error(&["user"], message));
+pub fn run(target: Target, action: UserAction) -> ExitCode {
+    let invocation = online(target, action);
     let doing = match &invocation.action {
         Action::Create { user, .. } => format!("create user '{user}'"),
         Action::Delete { user, .. } => format!("delete user '{user}'"),
@@ -336,9 +317,9 @@ mod tests {
         let words = std::iter::once("sluice").chain(line.split_whitespace());
         match crate::cli::Cli::try_parse_from(words).map_err(|error| error.to_string())? {
             crate::cli::Cli {
-                command: Some(crate::cli::Command::User { action }),
+                command: Some(crate::cli::Command::User { target, action }),
                 ..
-            } => online(action),
+            } => Ok(online(target, action)),
             other => panic!("{line}: not a user command: {other:?}"),
         }
     }
