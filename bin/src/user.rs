@@ -66,7 +66,7 @@ pub struct CreateArgs {
     pub user: UserName,
     #[command(flatten)]
     pub mechanism: MechanismArg,
-    /// SCRAM iterations.
+    /// SCRAM iterations, 4096 to 16384.
     #[arg(
         long,
         value_name = "N",
