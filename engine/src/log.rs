@@ -1788,7 +1788,7 @@ impl<S: Storage> PartitionLog<S> {
         file.sync()
             .await
             .map_err(|error| StorageError::new("sync", &path, error))?;
-        self.write_index_files(segment_base, &index).await?;
+        self.write_index_files(segment_base, &index, true).await?;
         // A sealed segment takes no more markers: its aborted transactions
         // are final, and durable before the next segment's file exists.
         self.persist_txn_index(segment_base).await?;
@@ -1822,25 +1822,36 @@ impl<S: Storage> PartitionLog<S> {
         Ok(())
     }
 
+    /// Writes a segment's `.index` and `.timeindex`; `durable`: synced,
+    /// else (a cleaned segment's) only written, since a missing or damaged
+    /// index is rebuilt from the segment's batches.
     async fn write_index_files(
         &self,
         segment_base: i64,
         index: &SegmentIndex,
+        durable: bool,
     ) -> Result<(), StorageError> {
-        let index_path = self.dir.join(segment_file_name(segment_base, "index"));
-        self.storage
-            .write_small_atomic(&index_path, &index.encode_offsets())
-            .await
-            .map_err(|error| StorageError::new("write index", &index_path, error))?;
-        let time_path = self.dir.join(segment_file_name(segment_base, "timeindex"));
-        self.storage
-            .write_small_atomic(&time_path, &index.encode_times())
-            .await
-            .map_err(|error| StorageError::new("write time index", &time_path, error))
+        let files = [
+            ("index", "write index", index.encode_offsets()),
+            ("timeindex", "write time index", index.encode_times()),
+        ];
+        for (extension, what, bytes) in files {
+            let path = self.dir.join(segment_file_name(segment_base, extension));
+            let written = if durable {
+                self.storage.write_small_atomic(&path, &bytes).await
+            } else {
+                self.storage.write_small_unsynced(&path, &bytes).await
+            };
+            written.map_err(|error| StorageError::new(what, &path, error))?;
+        }
+        Ok(())
     }
 
-    /// Writes the index files of a sealed segment from `index` (scanned
-    /// from its batches), with the last time entry a reload relies on.
+    /// Writes the index files of a cleaned segment from `index` (scanned
+    /// from its batches), with the last time entry a reload relies on;
+    /// unsynced: the cleaner replaces many segments, and two fsyncs per
+    /// file each (a journal commit and a device flush) stalled producers'
+    /// writes on the same disk.
     async fn write_sealed_index(
         &self,
         segment_base: i64,
@@ -1853,7 +1864,7 @@ impl<S: Storage> PartitionLog<S> {
             };
             sealed_index(segment, index)
         };
-        self.write_index_files(segment_base, &index).await
+        self.write_index_files(segment_base, &index, false).await
     }
 
     /// Writes `<base>.txnindex` with the segment's aborted transactions as
@@ -2284,6 +2295,10 @@ impl<S: Storage> PartitionLog<S> {
             (Ok(offsets), Ok(times)) => SegmentIndex::decode(&offsets, &times, size),
             _ => None,
         };
+        // A sealed segment with batches has a last time entry; an empty
+        // time index is one a crash cut short (a cleaned segment's index
+        // files are written unsynced).
+        let loaded = loaded.filter(|index| size == 0 || !index.times.is_empty());
         let Some(index) = loaded else {
             tracing::info!(path = %path.display(), "rebuilding a missing or damaged index");
             return self.scan_index(segment_base).await;

@@ -291,6 +291,19 @@ impl Storage for DmaStorage {
     /// once, and a blocking fsync here would stall every partition and
     /// connection of the shard for the disk's sync latency each time.
     async fn write_small_atomic(&self, path: &Path, bytes: &[u8]) -> io::Result<()> {
+        self.replace_small(path, bytes, true).await
+    }
+
+    async fn write_small_unsynced(&self, path: &Path, bytes: &[u8]) -> io::Result<()> {
+        self.replace_small(path, bytes, false).await
+    }
+}
+
+impl DmaStorage {
+    /// Writes `bytes` to a temp file beside `path` and renames it over
+    /// `path`; `durable`: with the file's fsync before the rename and the
+    /// directory's after it.
+    async fn replace_small(&self, path: &Path, bytes: &[u8], durable: bool) -> io::Result<()> {
         let parent = path.parent().unwrap_or(Path::new("."));
         let mut temp = path.as_os_str().to_owned();
         temp.push(".tmp");
@@ -300,8 +313,8 @@ impl Storage for DmaStorage {
             .map_err(glommio_error)?;
         let written = write_all_buffered(&file, bytes).await;
         let synced = match written {
-            Ok(()) => file.fdatasync().await.map_err(glommio_error),
-            Err(error) => Err(error),
+            Ok(()) if durable => file.fdatasync().await.map_err(glommio_error),
+            other => other,
         };
         let closed = file.close().await.map_err(glommio_error);
         if let Err(error) = synced.and(closed) {
@@ -313,7 +326,10 @@ impl Storage for DmaStorage {
         glommio::io::rename(&temp, path)
             .await
             .map_err(glommio_error)?;
-        self.sync_dir(parent).await
+        if durable {
+            self.sync_dir(parent).await?;
+        }
+        Ok(())
     }
 }
 

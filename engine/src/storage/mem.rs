@@ -288,8 +288,21 @@ impl Storage for MemStorage {
     }
 
     async fn write_small_atomic(&self, path: &Path, bytes: &[u8]) -> io::Result<()> {
+        self.replace_small(path, bytes, bytes.to_vec());
+        Ok(())
+    }
+
+    async fn write_small_unsynced(&self, path: &Path, bytes: &[u8]) -> io::Result<()> {
+        // A crash loses the bytes, leaving an empty file.
+        self.replace_small(path, bytes, Vec::new());
+        Ok(())
+    }
+}
+
+impl MemStorage {
+    fn replace_small(&self, path: &Path, bytes: &[u8], durable: Vec<u8>) {
         let file = MemFile {
-            durable: bytes.to_vec(),
+            durable,
             current: bytes.to_vec(),
             unsynced: vec![],
         };
@@ -297,7 +310,6 @@ impl Storage for MemStorage {
             .borrow_mut()
             .files
             .insert(path.to_path_buf(), Rc::new(RefCell::new(file)));
-        Ok(())
     }
 }
 

@@ -46,6 +46,11 @@ pub trait Storage: Clone + 'static {
     /// Replaces a small file atomically: temp file, fsync, rename, directory
     /// fsync. After a crash the file holds either the old or the new bytes.
     async fn write_small_atomic(&self, path: &Path, bytes: &[u8]) -> io::Result<()>;
+    /// Replaces a small file through a temp file and a rename, with no
+    /// fsync: other readers see the old file or the whole new one, but
+    /// after a crash it may be missing, empty or partial. For files whose
+    /// damage is detected and that are rebuilt from others (index files).
+    async fn write_small_unsynced(&self, path: &Path, bytes: &[u8]) -> io::Result<()>;
 }
 
 /// One open file. Writes take aligned buffers at aligned positions.
