@@ -30,6 +30,7 @@ from confluent_kafka import (
     KafkaError,
     KafkaException,
     Producer,
+    TopicCollection,
     TopicPartition,
 )
 from confluent_kafka.admin import (
@@ -556,6 +557,76 @@ def matrix():
     print("prefixed ACLs and a wrong password: as expected")
 
 
+def authorized_operations():
+    """KIP-430: what a client may do on a topic, group and the cluster, as
+    DescribeTopics, DescribeConsumerGroups and DescribeCluster report it."""
+    topic = f"ops-{uuid.uuid4().hex[:8]}"
+    group = f"ops-group-{uuid.uuid4().hex[:8]}"
+    wait(admin_of("admin").create_topics([NewTopic(topic, 1, 1)])[topic])
+    grant(
+        [
+            binding(ResourceType.TOPIC, topic, "alice", AclOperation.READ, AclPermissionType.ALLOW),
+            binding(ResourceType.TOPIC, topic, "alice", AclOperation.DESCRIBE, AclPermissionType.ALLOW),
+            binding(ResourceType.GROUP, group, "alice", AclOperation.READ, AclPermissionType.ALLOW),
+        ]
+    )
+    # A member reads and commits, so that the group exists when described.
+    produce("admin", topic)
+    read("alice", topic, group)
+
+    def topic_ops(user):
+        described = admin_of(user).describe_topics(
+            TopicCollection([topic]), include_authorized_operations=True
+        )
+        return set(wait(described[topic]).authorized_operations or [])
+
+    def group_ops(user):
+        described = admin_of(user).describe_consumer_groups(
+            [group], include_authorized_operations=True
+        )
+        return set(wait(described[group]).authorized_operations or [])
+
+    def cluster_ops(user):
+        described = admin_of(user).describe_cluster(include_authorized_operations=True)
+        return set(wait(described).authorized_operations or [])
+
+    every_topic_operation = {
+        AclOperation.READ,
+        AclOperation.WRITE,
+        AclOperation.CREATE,
+        AclOperation.DELETE,
+        AclOperation.ALTER,
+        AclOperation.DESCRIBE,
+        AclOperation.DESCRIBE_CONFIGS,
+        AclOperation.ALTER_CONFIGS,
+    }
+    checks = [
+        ("alice on the topic", topic_ops("alice"), {AclOperation.READ, AclOperation.DESCRIBE}),
+        ("admin on the topic", topic_ops("admin"), every_topic_operation),
+        # READ implies DESCRIBE, as in Kafka.
+        ("alice on the group", group_ops("alice"), {AclOperation.READ, AclOperation.DESCRIBE}),
+        ("admin on the group", group_ops("admin"), {AclOperation.READ, AclOperation.DESCRIBE, AclOperation.DELETE}),
+        ("alice on the cluster", cluster_ops("alice"), set()),
+        (
+            "admin on the cluster",
+            cluster_ops("admin"),
+            {
+                AclOperation.CREATE,
+                AclOperation.ALTER,
+                AclOperation.DESCRIBE,
+                AclOperation.CLUSTER_ACTION,
+                AclOperation.DESCRIBE_CONFIGS,
+                AclOperation.ALTER_CONFIGS,
+                AclOperation.IDEMPOTENT_WRITE,
+            },
+        ),
+    ]
+    for what, got, expected in checks:
+        if got != expected:
+            fail(f"authorized operations of {what}: {sorted(map(str, got))}, expected {sorted(map(str, expected))}")
+    print(f"authorized operations: {len(checks)} checks as Kafka answers them")
+
+
 def after_restart():
     try:
         produce("alice", "m-produce")
@@ -572,6 +643,7 @@ def after_restart():
 
 if mode == "matrix":
     matrix()
+    authorized_operations()
 elif mode == "after-restart":
     after_restart()
 else:

@@ -12,7 +12,7 @@ use kafka_protocol::messages::{
 };
 
 use super::Session;
-use super::{encode, str_bytes};
+use super::{encode, str_bytes, AUTHORIZED_OPERATIONS_UNKNOWN, GROUP_OPERATIONS};
 use crate::acl::Operation;
 use crate::broker::{futures_lite_join_all, Broker};
 use crate::errors::code;
@@ -20,8 +20,6 @@ use crate::groups::{self, DescribedConsumerGroup, GroupRequest, GroupResponse};
 
 pub const VERSIONS: (i16, i16) = (0, 1);
 
-/// Kafka's "authorized operations not provided" marker (no ACLs yet).
-const AUTHORIZED_OPERATIONS_UNKNOWN: i32 = i32::MIN;
 /// ConsumerGroupDescribe v1's member type of a consumer-protocol member.
 const MEMBER_TYPE_CONSUMER: i8 = 1;
 
@@ -119,7 +117,17 @@ pub async fn handle(
             group.group_epoch = found.epoch;
             group.assignment_epoch = found.assignment_epoch;
             group.assignor_name = str_bytes(&found.assignor);
-            group.authorized_operations = AUTHORIZED_OPERATIONS_UNKNOWN;
+            group.authorized_operations =
+                if request.include_authorized_operations && found.error_code == code::NONE {
+                    session.authorized_operations(
+                        broker,
+                        crate::acl::ResourceType::Group,
+                        &found.group_id,
+                        GROUP_OPERATIONS,
+                    )
+                } else {
+                    AUTHORIZED_OPERATIONS_UNKNOWN
+                };
             group.members = found
                 .members
                 .into_iter()

@@ -12,7 +12,7 @@ use kafka_protocol::messages::{
 };
 
 use super::Session;
-use super::{encode, str_bytes};
+use super::{encode, str_bytes, AUTHORIZED_OPERATIONS_UNKNOWN, CLUSTER_OPERATIONS};
 use crate::acl::Operation;
 use crate::broker::Broker;
 use crate::errors::code;
@@ -21,20 +21,6 @@ pub const VERSIONS: (i16, i16) = (0, 2);
 
 /// First version that may list fenced brokers.
 const FENCED_BROKERS_VERSION: i16 = 2;
-
-/// The operations Kafka reports on the cluster resource.
-const CLUSTER_OPERATIONS: &[Operation] = &[
-    Operation::Create,
-    Operation::Alter,
-    Operation::Describe,
-    Operation::ClusterAction,
-    Operation::DescribeConfigs,
-    Operation::AlterConfigs,
-    Operation::IdempotentWrite,
-];
-
-/// Kafka's "authorized operations not requested" marker.
-const AUTHORIZED_OPERATIONS_UNKNOWN: i32 = i32::MIN;
 
 pub async fn handle(
     broker: &Rc<Broker>,
@@ -72,17 +58,25 @@ pub async fn handle(
     // As Kafka: anyone may describe the cluster; what the sender may do on
     // it is told to a sender that may DESCRIBE it, and nothing to others.
     response.cluster_authorized_operations = if request.include_cluster_authorized_operations {
-        if broker.config.authorizer.is_some() && session.may_on_cluster(broker, Operation::Describe)
-        {
-            CLUSTER_OPERATIONS
-                .iter()
-                .filter(|operation| session.may_on_cluster(broker, **operation))
-                .fold(0, |bits, operation| bits | 1 << operation.code())
-        } else {
-            0
-        }
+        cluster_operations(broker, session)
     } else {
         AUTHORIZED_OPERATIONS_UNKNOWN
     };
     Some(encode(&response, version))
+}
+
+/// What the sender may do on the cluster, told to a sender that may
+/// DESCRIBE it, and nothing (0) to others, as Kafka answers DescribeCluster
+/// and Metadata.
+pub fn cluster_operations(broker: &Broker, session: &Session) -> i32 {
+    if session.may_on_cluster(broker, Operation::Describe) {
+        session.authorized_operations(
+            broker,
+            crate::acl::ResourceType::Cluster,
+            crate::acl::CLUSTER_NAME,
+            CLUSTER_OPERATIONS,
+        )
+    } else {
+        0
+    }
 }

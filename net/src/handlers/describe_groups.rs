@@ -15,7 +15,7 @@ use kafka_protocol::messages::{
 };
 
 use super::Session;
-use super::{encode, str_bytes};
+use super::{encode, str_bytes, AUTHORIZED_OPERATIONS_UNKNOWN, GROUP_OPERATIONS};
 use crate::acl::Operation;
 use crate::broker::{futures_lite_join_all, Broker};
 use crate::errors::code;
@@ -31,8 +31,6 @@ const GROUP_ID_NOT_FOUND_VERSION: i16 = 6;
 const INSTANCE_ID_VERSION: i16 = 4;
 /// First version with authorized operations.
 const AUTHORIZED_OPERATIONS_VERSION: i16 = 3;
-/// Kafka's "authorized operations not provided" marker (no ACLs yet).
-const AUTHORIZED_OPERATIONS_UNKNOWN: i32 = i32::MIN;
 
 fn failed(group_id: &str, error_code: i16) -> DescribedGroupOutcome {
     DescribedGroupOutcome {
@@ -114,10 +112,18 @@ pub async fn handle(
             group.group_state = str_bytes(outcome.state);
             group.protocol_type = str_bytes(&outcome.protocol_type);
             group.protocol_data = str_bytes(&outcome.protocol_data);
-            group.authorized_operations = AUTHORIZED_OPERATIONS_UNKNOWN;
-            if version < AUTHORIZED_OPERATIONS_VERSION {
-                group.authorized_operations = DescribedGroup::default().authorized_operations;
-            }
+            group.authorized_operations = if version < AUTHORIZED_OPERATIONS_VERSION {
+                DescribedGroup::default().authorized_operations
+            } else if request.include_authorized_operations && group.error_code == code::NONE {
+                session.authorized_operations(
+                    broker,
+                    crate::acl::ResourceType::Group,
+                    &outcome.group_id,
+                    GROUP_OPERATIONS,
+                )
+            } else {
+                AUTHORIZED_OPERATIONS_UNKNOWN
+            };
             group.members = outcome
                 .members
                 .into_iter()

@@ -39,7 +39,7 @@ use sluice_engine::{ClusterMetadata, PartitionState, TopicMetadata};
 use uuid::Uuid;
 
 use super::Session;
-use super::{encode, str_bytes};
+use super::{encode, str_bytes, TOPIC_OPERATIONS};
 use crate::acl::Operation;
 use crate::broker::{validate_topic_name, Broker};
 use crate::errors::code;
@@ -63,25 +63,6 @@ const _: () = assert!(RESPONSE_PARTITIONS_MIN <= RESPONSE_PARTITIONS_MAX);
 /// every name that starts with `__`.
 const SHARE_GROUP_STATE_TOPIC: &str = "__share_group_state";
 const INTERNAL_TOPICS: [&str; 3] = [OFFSETS_TOPIC, TXN_TOPIC, SHARE_GROUP_STATE_TOPIC];
-
-/// Kafka's `AclOperation` codes of the operations a topic supports: READ,
-/// WRITE, CREATE, DELETE, ALTER, DESCRIBE, DESCRIBE_CONFIGS, ALTER_CONFIGS.
-const TOPIC_OPERATIONS: [u32; 8] = [3, 4, 5, 6, 7, 8, 10, 11];
-
-/// Sluice has no authorizer, so every client may do everything a topic
-/// supports. Kafka without an authorizer answers exactly that bitfield
-/// (this request has no flag to leave it out).
-const TOPIC_AUTHORIZED_OPERATIONS: i32 = operations_bitfield(&TOPIC_OPERATIONS);
-
-const fn operations_bitfield(operations: &[u32]) -> i32 {
-    let mut bits = 0;
-    let mut index = 0;
-    while index < operations.len() {
-        bits |= 1 << operations[index];
-        index += 1;
-    }
-    bits
-}
 
 /// Where a page starts (the request's cursor) or where the next one would
 /// (the response's).
@@ -283,7 +264,6 @@ fn topic_response(
     response.name = Some(TopicName(str_bytes(name)));
     response.topic_id = topic_id;
     response.is_internal = INTERNAL_TOPICS.contains(&name);
-    response.topic_authorized_operations = TOPIC_AUTHORIZED_OPERATIONS;
     response
 }
 
@@ -371,6 +351,18 @@ pub async fn handle(
                 .into_iter()
                 .map(|entry| entry_response(&metadata, entry))
                 .collect();
+            // Kafka answers what the sender may do on each topic described
+            // (this request has no flag to leave it out).
+            for topic in &mut response.topics {
+                if let (code::NONE, Some(name)) = (topic.error_code, &topic.name) {
+                    topic.topic_authorized_operations = session.authorized_operations(
+                        broker,
+                        crate::acl::ResourceType::Topic,
+                        name.0.as_str(),
+                        TOPIC_OPERATIONS,
+                    );
+                }
+            }
             if cursor.is_none() {
                 response.topics.extend(denied.iter().map(|name| {
                     topic_response(name, code::TOPIC_AUTHORIZATION_FAILED, Uuid::nil())
@@ -611,7 +603,12 @@ mod tests {
     }
 
     #[test]
-    fn authorized_operations_are_every_topic_operation() {
-        assert_eq!(TOPIC_AUTHORIZED_OPERATIONS, 0b1101_1111_1000);
+    fn topic_operations_are_kafkas() {
+        // READ, WRITE, CREATE, DELETE, ALTER, DESCRIBE, DESCRIBE_CONFIGS and
+        // ALTER_CONFIGS: the bitfield Kafka without an authorizer answers.
+        let bits = TOPIC_OPERATIONS
+            .iter()
+            .fold(0, |bits, operation| bits | 1 << operation.code());
+        assert_eq!(bits, 0b1101_1111_1000);
     }
 }

@@ -19,7 +19,7 @@ use sluice_engine::{ClusterMetadata, TopicMetadata};
 use uuid::Uuid;
 
 use super::Session;
-use super::{encode, str_bytes};
+use super::{encode, str_bytes, AUTHORIZED_OPERATIONS_UNKNOWN, TOPIC_OPERATIONS};
 use crate::acl::Operation;
 use crate::broker::{validate_topic_name, Broker, ControllerRequest, NewTopic, ShardResponse};
 use crate::errors::code;
@@ -27,8 +27,6 @@ use crate::groups;
 
 pub const VERSIONS: (i16, i16) = (0, 13);
 
-/// Marks "authorized operations not requested" in Kafka's responses.
-const AUTHORIZED_OPERATIONS_UNKNOWN: i32 = i32::MIN;
 
 fn topic_response(
     metadata: &ClusterMetadata,
@@ -236,7 +234,24 @@ pub async fn handle(
         response.controller_id = BrokerId(broker.controller_id());
     }
     response.topics = topics;
-    response.cluster_authorized_operations = AUTHORIZED_OPERATIONS_UNKNOWN;
+    // Asked for from v8; the cluster's field went in v11.
+    if request.include_topic_authorized_operations {
+        for topic in &mut response.topics {
+            if let (code::NONE, Some(name)) = (topic.error_code, &topic.name) {
+                topic.topic_authorized_operations = session.authorized_operations(
+                    broker,
+                    crate::acl::ResourceType::Topic,
+                    name.0.as_str(),
+                    TOPIC_OPERATIONS,
+                );
+            }
+        }
+    }
+    response.cluster_authorized_operations = if request.include_cluster_authorized_operations {
+        super::describe_cluster::cluster_operations(broker, session)
+    } else {
+        AUTHORIZED_OPERATIONS_UNKNOWN
+    };
     response.error_code = code::NONE;
     Some(encode(&response, version))
 }

@@ -67,10 +67,37 @@ use kafka_protocol::messages::{ApiKey, RequestHeader};
 use kafka_protocol::protocol::{Encodable, StrBytes};
 
 use crate::acl;
+use crate::acl::Operation;
 use crate::broker::Broker;
 use crate::codec::Request;
 use crate::sasl::Principal;
 use crate::wire::ResponseFrame;
+
+/// Kafka's marker in a response for "authorized operations not requested".
+pub const AUTHORIZED_OPERATIONS_UNKNOWN: i32 = i32::MIN;
+
+/// The operations Kafka reports on each resource type
+/// (`AclEntry.supportedOperations`).
+pub const CLUSTER_OPERATIONS: &[Operation] = &[
+    Operation::Create,
+    Operation::Alter,
+    Operation::Describe,
+    Operation::ClusterAction,
+    Operation::DescribeConfigs,
+    Operation::AlterConfigs,
+    Operation::IdempotentWrite,
+];
+pub const TOPIC_OPERATIONS: &[Operation] = &[
+    Operation::Read,
+    Operation::Write,
+    Operation::Create,
+    Operation::Delete,
+    Operation::Alter,
+    Operation::Describe,
+    Operation::DescribeConfigs,
+    Operation::AlterConfigs,
+];
+pub const GROUP_OPERATIONS: &[Operation] = &[Operation::Read, Operation::Describe, Operation::Delete];
 
 /// The APIs Sluice implements and tests, with their version ranges.
 /// ApiVersions advertises exactly this list.
@@ -273,6 +300,22 @@ impl Session {
         broker.config.authorizer.as_ref().is_none_or(|authorizer| {
             authorizer.authorize(&self.requester(), operation, resource_type, name)
         })
+    }
+
+    /// Kafka's authorized-operations bitfield of a resource: bit `code`
+    /// set for each of the resource type's `supported` operations the
+    /// sender may do; all of them without an authorizer, as Kafka answers.
+    pub fn authorized_operations(
+        &self,
+        broker: &Broker,
+        resource_type: acl::ResourceType,
+        name: &str,
+        supported: &[acl::Operation],
+    ) -> i32 {
+        supported
+            .iter()
+            .filter(|operation| self.may(broker, **operation, resource_type, name))
+            .fold(0, |bits, operation| bits | 1 << operation.code())
     }
 
     /// Whether the sender may do `operation` on the cluster.
