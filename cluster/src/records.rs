@@ -114,7 +114,9 @@ pub fn read_quota_name(reader: &mut Reader<'_>) -> Result<Option<QuotaName>, Dec
         quota_name::ABSENT => Ok(None),
         quota_name::DEFAULT => Ok(Some(QuotaName::Default)),
         quota_name::NAMED => Ok(Some(QuotaName::Named(reader.str()?))),
-        other => Err(DecodeError(format!("unknown quota entity name tag {other}"))),
+        other => Err(DecodeError(format!(
+            "unknown quota entity name tag {other}"
+        ))),
     }
 }
 

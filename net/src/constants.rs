@@ -486,5 +486,8 @@ pub const QUOTA_SENSORS_MAX: usize = 10_000;
 pub const QUOTA_ENTRIES_MAX: usize = 1_000;
 /// Client quota entities the cluster holds.
 pub const QUOTA_ENTITIES_MAX: usize = 100_000;
-const _: () = assert!(QUOTA_WINDOW_SAMPLES >= 2, "Kafka's rate needs a full sample");
+const _: () = assert!(
+    QUOTA_WINDOW_SAMPLES >= 2,
+    "Kafka's rate needs a full sample"
+);
 const _: () = assert!(QUOTA_ENTRIES_MAX <= QUOTA_ENTITIES_MAX);

@@ -74,8 +74,7 @@ pub fn entity_of(parts: &[(&str, Option<&str>)]) -> Result<QuotaEntity, String> 
             CLIENT_ID => &mut entity.client_id,
             IP => {
                 return Err(
-                    "ip quotas (connection creation rates) are not supported by this broker"
-                        .into(),
+                    "ip quotas (connection creation rates) are not supported by this broker".into(),
                 )
             }
             other => return Err(format!("Unhandled client quota entity type: {other}")),
@@ -114,7 +113,9 @@ pub fn check_change(key: &str, value: Option<f64>) -> Result<(), String> {
         return Ok(());
     };
     if !value.is_finite() || value <= 0.0 {
-        return Err(format!("Quota {key} must be a positive number, not {value}"));
+        return Err(format!(
+            "Quota {key} must be a positive number, not {value}"
+        ));
     }
     if WHOLE_KEYS.contains(&key) && (value.fract() != 0.0 || value > i64::MAX as f64) {
         return Err(format!("Configuration {key} must be a Long value"));
@@ -284,7 +285,10 @@ const SAMPLE: Duration = Duration::from_millis(QUOTA_WINDOW_SAMPLE_MS);
 impl Rate {
     fn new(now: Instant) -> Rate {
         let mut samples = [None; QUOTA_WINDOW_SAMPLES];
-        samples[0] = Some(Sample { start: now, total: 0.0 });
+        samples[0] = Some(Sample {
+            start: now,
+            total: 0.0,
+        });
         Rate {
             samples,
             current: 0,
@@ -298,7 +302,10 @@ impl Rate {
             .is_some_and(|sample| now.saturating_duration_since(sample.start) < SAMPLE);
         if !fresh {
             self.current = (self.current + 1) % QUOTA_WINDOW_SAMPLES;
-            self.samples[self.current] = Some(Sample { start: now, total: 0.0 });
+            self.samples[self.current] = Some(Sample {
+                start: now,
+                total: 0.0,
+            });
         }
         if let Some(sample) = &mut self.samples[self.current] {
             sample.total += value;
@@ -391,10 +398,7 @@ impl QuotaSensors {
     /// whole window of their consumer quota (Kafka caps a fetch response
     /// so, so that one response cannot take many windows' worth), or
     /// `None` without a quota.
-    pub fn fetch_bytes_max(
-        image: &ClusterMetadata,
-        identity: (&str, &str),
-    ) -> Option<usize> {
+    pub fn fetch_bytes_max(image: &ClusterMetadata, identity: (&str, &str)) -> Option<usize> {
         if image.client_quotas.is_empty() {
             return None;
         }
@@ -447,7 +451,12 @@ mod tests {
                 .iter()
                 .enumerate()
                 .map(|(index, (user, client))| {
-                    (user.clone(), client.clone(), PRODUCER_BYTE_RATE, (first + index + 1) as f64)
+                    (
+                        user.clone(),
+                        client.clone(),
+                        PRODUCER_BYTE_RATE,
+                        (first + index + 1) as f64,
+                    )
                 })
                 .collect();
             let image = image(&entries);
@@ -494,10 +503,21 @@ mod tests {
         let image = image(&[(None, named("slow"), PRODUCER_BYTE_RATE, 1000.0)]);
         let mut sensors = QuotaSensors::default();
         let now = Instant::now();
-        let free = sensors.record(&image, PRODUCER_BYTE_RATE, ("ANONYMOUS", "fast"), 1 << 20, now);
+        let free = sensors.record(
+            &image,
+            PRODUCER_BYTE_RATE,
+            ("ANONYMOUS", "fast"),
+            1 << 20,
+            now,
+        );
         assert_eq!(free, Duration::ZERO);
-        let throttled =
-            sensors.record(&image, PRODUCER_BYTE_RATE, ("ANONYMOUS", "slow"), 20_000, now);
+        let throttled = sensors.record(
+            &image,
+            PRODUCER_BYTE_RATE,
+            ("ANONYMOUS", "slow"),
+            20_000,
+            now,
+        );
         assert_eq!(throttled, Duration::from_secs(10));
         assert_eq!(
             QuotaSensors::fetch_bytes_max(&image, ("ANONYMOUS", "slow")),
@@ -557,7 +577,10 @@ mod tests {
         assert!(count(&[component("group", match_type::ANY, None)], false).is_err());
         assert!(count(&[component(USER, 7, None)], false).is_err());
         assert!(count(
-            &[component(USER, match_type::ANY, None), component(USER, match_type::ANY, None)],
+            &[
+                component(USER, match_type::ANY, None),
+                component(USER, match_type::ANY, None)
+            ],
             false
         )
         .is_err());

@@ -83,8 +83,7 @@ mod tests {
             for len in 0..bytes.len() {
                 assert!(decode_request(49, version, bytes.slice(..len)).is_err());
             }
-            let Ok(Request::AlterClientQuotas(decoded)) = decode_request(49, version, bytes)
-            else {
+            let Ok(Request::AlterClientQuotas(decoded)) = decode_request(49, version, bytes) else {
                 panic!("v{version} did not decode");
             };
             assert_eq!(decoded, alter);

@@ -10,7 +10,9 @@ use std::rc::Rc;
 use bytes::Bytes;
 use kafka_protocol::messages::alter_client_quotas_request::EntryData;
 use kafka_protocol::messages::alter_client_quotas_response::{self, EntityData};
-use kafka_protocol::messages::{AlterClientQuotasRequest, AlterClientQuotasResponse, RequestHeader};
+use kafka_protocol::messages::{
+    AlterClientQuotasRequest, AlterClientQuotasResponse, RequestHeader,
+};
 
 use super::{encode, str_bytes, Session};
 use crate::acl::Operation;

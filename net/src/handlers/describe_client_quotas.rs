@@ -6,9 +6,7 @@
 use std::rc::Rc;
 
 use bytes::Bytes;
-use kafka_protocol::messages::describe_client_quotas_response::{
-    EntityData, EntryData, ValueData,
-};
+use kafka_protocol::messages::describe_client_quotas_response::{EntityData, EntryData, ValueData};
 use kafka_protocol::messages::{
     DescribeClientQuotasRequest, DescribeClientQuotasResponse, RequestHeader,
 };

@@ -286,7 +286,10 @@ impl Session {
         }
         if version >= mute_version {
             let until = Instant::now() + throttle;
-            let later = self.muted_until.get().map_or(until, |muted| muted.max(until));
+            let later = self
+                .muted_until
+                .get()
+                .map_or(until, |muted| muted.max(until));
             self.muted_until.set(Some(later));
         } else {
             glommio::timer::sleep(throttle).await;
