@@ -274,9 +274,7 @@ async fn serve_connection(broker: Rc<Broker>, stream: TcpStream) -> Result<(), S
             // A throttled connection (KIP-219) handles nothing more until
             // its throttle time is over; what the client sends meanwhile
             // waits in the socket.
-            if let Some(muted) = session.muted_for() {
-                glommio::timer::sleep(muted).await;
-            }
+            session.wait_unmuted().await;
             let (task, closing) = match authenticator.as_mut() {
                 Some(authenticator) if !authenticator.is_authenticated() => {
                     let answer = authenticate_frame(&broker, authenticator, frame)?;

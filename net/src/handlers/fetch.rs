@@ -92,6 +92,9 @@ pub async fn handle(
     header: &RequestHeader,
     request: FetchRequest,
 ) -> Option<Vec<Bytes>> {
+    // A fetch pipelined behind a throttled one starts when the throttle
+    // time is over (see produce).
+    sender.wait_unmuted().await;
     let version = header.request_api_version;
     let uses_topic_ids = version >= TOPIC_ID_VERSION;
     // A follower names itself: in the body below v15, in ReplicaState from.

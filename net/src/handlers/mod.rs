@@ -297,16 +297,18 @@ impl Session {
         i32::try_from(throttle.as_millis()).unwrap_or(i32::MAX)
     }
 
-    /// How long the connection must still wait before it reads its next
-    /// request, if it is throttled.
-    pub fn muted_for(&self) -> Option<Duration> {
-        let until = self.muted_until.get()?;
+    /// Waits until the connection's throttle time, if any, is over.
+    pub async fn wait_unmuted(&self) {
+        let Some(until) = self.muted_until.get() else {
+            return;
+        };
         let left = until.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            self.muted_until.set(None);
-            return None;
+        if !left.is_zero() {
+            glommio::timer::sleep(left).await;
         }
-        Some(left)
+        if self.muted_until.get() == Some(until) {
+            self.muted_until.set(None);
+        }
     }
 
     /// Who the authorizer sees.

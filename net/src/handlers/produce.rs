@@ -114,6 +114,13 @@ pub async fn handle(
     header: &RequestHeader,
     mut request: ProduceRequest,
 ) -> Option<Vec<Bytes>> {
+    // A request pipelined behind one that was throttled starts when the
+    // throttle time is over, as if the connection had not been read
+    // meanwhile (Kafka reads one request of a connection at a time). It is
+    // measured before anything awaits, so the next pipelined request sees
+    // its throttle.
+    session.wait_unmuted().await;
+    let throttle_time_ms = throttle(broker, session, header, &request).await;
     // From v13 topics come by id: each is named from the metadata image,
     // so that everything below works by name; an id no topic has is
     // UNKNOWN_TOPIC_ID for each of its partitions.
@@ -227,7 +234,6 @@ pub async fn handle(
     }
     count_traffic(broker, &request, &outcomes);
     let version = header.request_api_version;
-    let throttle_time_ms = throttle(broker, session, header, &request).await;
     if acks == 0 {
         return None;
     }
