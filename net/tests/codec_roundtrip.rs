@@ -1366,8 +1366,10 @@ fn gen_alter_client_quotas(g: &mut Gen, v: i16) -> AlterClientQuotasRequest {
         entry.ops = g.vec(|g| {
             let mut op = OpData::default();
             op.key = g.string();
-            // A whole number: every value compares equal after a round trip.
-            op.value = f64::from(g.i8());
+            // Never NaN (it would not equal itself), and with low mantissa
+            // bytes that are not zero: the count sweep below takes every
+            // 00 00 00 01 in the frame for an array count.
+            op.value = (f64::from(g.i8()) + 0.1) / 3.0;
             op.remove = g.bool();
             op.unknown_tagged_fields = g.tags(v >= 1);
             op
