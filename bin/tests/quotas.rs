@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{Stop, TestBroker, CLIENT_TIMEOUT};
+use common::{start_cluster_with, wait_until, Stop, TestBroker, CLIENT_TIMEOUT};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::message::{Message, OwnedMessage};
@@ -210,6 +210,38 @@ fn quotas_are_altered_described_removed_and_kept_across_a_restart() {
     broker.restart(Stop::Term);
     let mut admin = self::admin(&broker);
     assert_eq!(described(&mut admin, &[], false), expected);
+}
+
+#[test]
+fn quotas_are_the_same_on_every_broker_of_a_cluster() {
+    let brokers = start_cluster_with(3, &[]);
+    // Each broker takes a change: the ones that are not the active
+    // controller forward it there.
+    for (index, broker) in brokers.iter().enumerate() {
+        let user = format!("user-{index}");
+        let change = alteration(
+            &[("user", Some(user.as_str()))],
+            &[("producer_byte_rate", Some(1000.0 * (index + 1) as f64))],
+        );
+        // Right after the start a quorum may still be settling: NOT_CONTROLLER
+        // is retried, as clients retry it.
+        wait_until("the change is written", CLIENT_TIMEOUT, || {
+            admin(broker)
+                .alter_client_quotas(std::slice::from_ref(&change), false)
+                .is_ok_and(|answers| answers.iter().all(Result::is_ok))
+        });
+    }
+    let expected: Vec<QuotaEntry> = (0..brokers.len())
+        .map(|index| QuotaEntry {
+            entity: entity(&[("user", Some(format!("user-{index}").as_str()))]),
+            values: values(&[("producer_byte_rate", 1000.0 * (index + 1) as f64)]),
+        })
+        .collect();
+    for broker in &brokers {
+        wait_until("every broker describes every quota", CLIENT_TIMEOUT, || {
+            described(&mut admin(broker), &[], false) == expected
+        });
+    }
 }
 
 /// Counts what the client was told: the largest throttle time librdkafka's
