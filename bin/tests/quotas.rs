@@ -294,7 +294,17 @@ fn config(broker: &TestBroker, client_id: &str) -> ClientConfig {
 /// Produces to `topic` as fast as it can for [`RUN`]; the bytes delivered
 /// per second and the largest throttle time reported.
 fn produce_flat_out(broker: &TestBroker, topic: &str, client_id: &str) -> (f64, i64) {
-    let context = CountingContext::default();
+    produce_flat_out_with(broker, topic, client_id, CountingContext::default())
+}
+
+/// [`produce_flat_out`] counting into `context`, which other producers may
+/// share.
+fn produce_flat_out_with(
+    broker: &TestBroker,
+    topic: &str,
+    client_id: &str,
+    context: CountingContext,
+) -> (f64, i64) {
     let producer: ThreadedProducer<CountingContext> = config(broker, client_id)
         .set("acks", "1")
         .set("linger.ms", "5")
@@ -320,6 +330,34 @@ fn produce_flat_out(broker: &TestBroker, topic: &str, client_id: &str) -> (f64, 
     producer.purge(rdkafka::producer::PurgeConfig::default().queue().inflight());
     std::thread::sleep(Duration::from_millis(500));
     (rate, context.0.throttle_ms_max.load(Ordering::Relaxed))
+}
+
+/// [`produce_flat_out`] with `producers` producers of one client id at
+/// once, each with its own connection: the bytes all of them delivered
+/// per second, and the largest throttle time any saw.
+fn produce_flat_out_together(
+    broker: &TestBroker,
+    topic: &str,
+    client_id: &str,
+    producers: usize,
+) -> (f64, i64) {
+    let context = CountingContext::default();
+    std::thread::scope(|scope| {
+        let runs: Vec<_> = (0..producers)
+            .map(|_| {
+                let context = context.clone();
+                scope.spawn(move || produce_flat_out_with(broker, topic, client_id, context))
+            })
+            .collect();
+        let rates: Vec<f64> = runs
+            .into_iter()
+            .map(|run| run.join().expect("a producer thread").0)
+            .collect();
+        // Each run divides the shared count by its own time: the same
+        // bytes, so any one of them is the total rate.
+        let rate = rates.into_iter().fold(0.0, f64::max);
+        (rate, context.0.throttle_ms_max.load(Ordering::Relaxed))
+    })
 }
 
 /// Consumes `topic`'s partition 0 from the start as fast as it can for
@@ -396,6 +434,30 @@ fn a_producer_byte_rate_quota_holds_a_producer_to_it() {
     let throttled = produce_flat_out(&broker, "quota-produce", "slow-producer");
     let free = produce_flat_out(&broker, "quota-produce", "free-producer");
     assert_held_to_quota("producer", throttled, free);
+}
+
+/// A quota is the broker's, not a connection's or a shard's: producers of
+/// one client id whose connections land on different shards are held to
+/// it together (the shards report their rates to each other).
+#[test]
+fn a_quota_holds_a_clients_connections_together() {
+    const PRODUCERS: usize = 4;
+    let broker = TestBroker::start();
+    broker.create_topic("quota-shared", 1);
+    set_quota(&broker, "shared-producer", "producer_byte_rate");
+    let (together, throttle_ms) =
+        produce_flat_out_together(&broker, "quota-shared", "shared-producer", PRODUCERS);
+    let rate_max = (QUOTA_BYTES_PER_SECOND * QUOTA_WINDOW_MIN_SECONDS
+        + (PRODUCERS * PRODUCER_IN_FLIGHT) as f64 * REQUEST_BYTES)
+        / RUN_SECONDS as f64;
+    eprintln!(
+        "{PRODUCERS} producers of one client id: {:.2} MiB/s together with a 1 MiB/s quota \
+         (throttle max {throttle_ms} ms; bound {:.2} MiB/s)",
+        megabytes(together),
+        megabytes(rate_max),
+    );
+    assert!(together <= rate_max, "{together} B/s");
+    assert!(throttle_ms > 0, "librdkafka saw no throttle");
 }
 
 #[test]

@@ -353,6 +353,12 @@ pub enum ControllerRequest {
 /// A message to a shard over the mesh.
 #[derive(Debug)]
 pub enum ShardRequest {
+    /// Another shard's rates of the client quota sensors active there
+    /// (`quota_share`); answered `Done`.
+    QuotaUsage {
+        from: u16,
+        rates: Vec<(crate::quota::SensorKey, f64)>,
+    },
     Produce {
         entries: Vec<ProduceEntry>,
         acks: i16,
@@ -746,6 +752,12 @@ impl Broker {
 
     async fn serve(self: Rc<Self>, request: ShardRequest) -> ShardResponse {
         match request {
+            ShardRequest::QuotaUsage { from, rates } => {
+                self.quota_sensors
+                    .borrow_mut()
+                    .take_remote(from, rates, Instant::now());
+                ShardResponse::Done
+            }
             ShardRequest::Produce {
                 entries,
                 acks,
@@ -1920,6 +1932,7 @@ mod peers;
 /// the build of tests/chaos-broken.sh.
 #[cfg(feature = "planted-defect-drop-acked")]
 mod planted_defect;
+mod quota_share;
 mod reassignment;
 mod registration;
 mod replication;

@@ -481,6 +481,16 @@ pub const QUOTA_THROTTLE_MS_MAX: u64 = QUOTA_WINDOW_SAMPLES as u64 * QUOTA_WINDO
 /// first; if none is, the new client is measured from nothing each time
 /// (it is never refused).
 pub const QUOTA_SENSORS_MAX: usize = 10_000;
+/// How often a shard whose quota sensors are active reports their rates to
+/// the other shards (see `quota`): what another shard took is seen at most
+/// this late.
+pub const QUOTA_SHARE_INTERVAL_MS: u64 = 100;
+/// Intervals a shard's report counts for.
+pub const QUOTA_SHARE_STALE_INTERVALS: u64 = 5;
+const _: () = assert!(
+    QUOTA_SHARE_INTERVAL_MS * QUOTA_SHARE_STALE_INTERVALS < QUOTA_WINDOW_SAMPLE_MS,
+    "a report counts for less than one sample"
+);
 /// Client quota entities in one AlterClientQuotas request, and values of
 /// one entity: the metadata image holds them all on every shard.
 pub const QUOTA_ENTRIES_MAX: usize = 1_000;

@@ -7,16 +7,19 @@
 //! so they are the same on every broker and survive restarts; this module
 //! only reads the image.
 //!
-//! **Per shard, not per broker.** Kafka measures a client's bytes over all
-//! its connections to one broker. Here each shard measures the connections
-//! it accepted and holds them to the whole quota, so a client whose
-//! connections land on k shards may reach up to k times its quota on one
-//! broker. Sharing the usage over the cross-shard mesh would put a
-//! cross-shard round trip (about 14-150 µs, see DESIGN.md) on every produce
-//! and fetch of every client with a quota, and dividing the quota by the
-//! shard count would hold the usual client, which produces or fetches over
-//! one connection per broker (librdkafka, the Java clients), to a fraction
-//! of its quota. The usual client therefore gets exactly Kafka's behaviour.
+//! **Per broker, shared late.** Kafka measures a client's bytes over all
+//! its connections to one broker; here a client's connections may sit on
+//! several shards. Each shard measures the connections it accepted, and
+//! while any of its sensors is active it sends the others its measured
+//! rates every `QUOTA_SHARE_INTERVAL_MS` over the mesh
+//! (`broker::quota_share`); a shard throttles on its own rate plus the
+//! other shards' last reported ones. Asking the other shards on every
+//! request would put a cross-shard round trip (about 14-150 µs, see
+//! DESIGN.md) on every produce and fetch of a client with a quota, and
+//! dividing the quota by the shard count would hold the usual client,
+//! which produces or fetches over one connection per broker (librdkafka,
+//! the Java clients), to a fraction of its quota. The price: what another
+//! shard took in the last interval is seen that much late.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -24,7 +27,8 @@ use std::time::{Duration, Instant};
 use sluice_engine::{ClusterMetadata, QuotaEntity, QuotaName, QuotaValue, QuotaValues};
 
 use crate::constants::{
-    QUOTA_SENSORS_MAX, QUOTA_THROTTLE_MS_MAX, QUOTA_WINDOW_SAMPLES, QUOTA_WINDOW_SAMPLE_MS,
+    QUOTA_SENSORS_MAX, QUOTA_SHARE_INTERVAL_MS, QUOTA_SHARE_STALE_INTERVALS, QUOTA_THROTTLE_MS_MAX,
+    QUOTA_WINDOW_SAMPLES, QUOTA_WINDOW_SAMPLE_MS,
 };
 
 /// Kafka's entity types.
@@ -216,7 +220,7 @@ pub fn describe<'m>(
 /// each `None` when the quota that applies does not tell them apart (a
 /// user's quota shared by all its client ids).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
-struct SensorKey {
+pub struct SensorKey {
     key: &'static str,
     user: Option<String>,
     client_id: Option<String>,
@@ -352,17 +356,34 @@ fn throttle_for(rate: f64, quota: f64, window: Duration) -> Duration {
     Duration::from_millis((millis as u64).min(QUOTA_THROTTLE_MS_MAX))
 }
 
-/// One shard's rates, one per user and client id a quota applies to.
+/// Another shard's last reported rate of a sensor, and when it came.
+struct RemoteRate {
+    shard: u16,
+    rate: f64,
+    at: Instant,
+}
+
+/// One shard's rates, one per user and client id a quota applies to, and
+/// the other shards' reports of theirs.
 #[derive(Default)]
 pub struct QuotaSensors {
     rates: HashMap<SensorKey, Rate>,
+    remote: HashMap<SensorKey, Vec<RemoteRate>>,
+    /// Whether this shard's task that reports its rates runs.
+    pub sharing: bool,
 }
+
+/// How long another shard's report counts: a few intervals, so that one
+/// late report does not drop it, and a shard that went quiet stops
+/// counting soon after.
+const REMOTE_RATE_STALE: Duration =
+    Duration::from_millis(QUOTA_SHARE_INTERVAL_MS * QUOTA_SHARE_STALE_INTERVALS);
 
 impl QuotaSensors {
     /// Records `bytes` of `key` (`PRODUCER_BYTE_RATE` or
     /// `CONSUMER_BYTE_RATE`) for `user` and `client_id`, and returns how
-    /// long they are throttled for: zero without a quota. Costs nothing
-    /// while the cluster has no client quota.
+    /// long they are throttled for; `None` when no quota applies to them.
+    /// Costs nothing while the cluster has no client quota.
     pub fn record(
         &mut self,
         image: &ClusterMetadata,
@@ -370,14 +391,12 @@ impl QuotaSensors {
         identity: (&str, &str),
         bytes: usize,
         now: Instant,
-    ) -> Duration {
+    ) -> Option<Duration> {
         if image.client_quotas.is_empty() {
-            return Duration::ZERO;
+            return None;
         }
         let (user, client_id) = identity;
-        let Some((quota, sensor)) = resolve(image, key, user, client_id) else {
-            return Duration::ZERO;
-        };
+        let (quota, sensor) = resolve(image, key, user, client_id)?;
         if !self.rates.contains_key(&sensor) && self.rates.len() >= QUOTA_SENSORS_MAX {
             self.rates.retain(|_, rate| !rate.idle(now));
         }
@@ -386,12 +405,54 @@ impl QuotaSensors {
             let mut rate = Rate::new(now);
             rate.record(bytes as f64, now);
             let (measured, window) = rate.measure(now);
-            return throttle_for(measured, quota, window);
+            return Some(throttle_for(measured, quota, window));
         }
+        let remote = self.remote_rate(&sensor, now);
         let rate = self.rates.entry(sensor).or_insert_with(|| Rate::new(now));
         rate.record(bytes as f64, now);
         let (measured, window) = rate.measure(now);
-        throttle_for(measured, quota, window)
+        Some(throttle_for(measured + remote, quota, window))
+    }
+
+    /// The other shards' rates of `sensor`, as last reported.
+    fn remote_rate(&mut self, sensor: &SensorKey, now: Instant) -> f64 {
+        let Some(reports) = self.remote.get_mut(sensor) else {
+            return 0.0;
+        };
+        reports.retain(|report| now.saturating_duration_since(report.at) < REMOTE_RATE_STALE);
+        let total = reports.iter().map(|report| report.rate).sum();
+        if reports.is_empty() {
+            self.remote.remove(sensor);
+        }
+        total
+    }
+
+    /// This shard's rates of the sensors recorded in the last `recent`, to
+    /// report to the other shards; empty when none was.
+    pub fn active_rates(&mut self, now: Instant, recent: Duration) -> Vec<(SensorKey, f64)> {
+        self.rates
+            .iter_mut()
+            .filter(|(_, rate)| now.saturating_duration_since(rate.last_recorded) < recent)
+            .map(|(sensor, rate)| (sensor.clone(), rate.measure(now).0))
+            .collect()
+    }
+
+    /// Takes shard `shard`'s report of its rates.
+    pub fn take_remote(&mut self, shard: u16, rates: Vec<(SensorKey, f64)>, now: Instant) {
+        for (sensor, rate) in rates {
+            let known = self.remote.contains_key(&sensor);
+            if !known && self.remote.len() >= QUOTA_SENSORS_MAX {
+                // Full: the report is dropped; the shard measures alone.
+                continue;
+            }
+            let reports = self.remote.entry(sensor).or_default();
+            reports.retain(|report| report.shard != shard);
+            reports.push(RemoteRate {
+                shard,
+                rate,
+                at: now,
+            });
+        }
     }
 
     /// The most bytes one fetch may return to `user` and `client_id`: a
@@ -510,7 +571,7 @@ mod tests {
             1 << 20,
             now,
         );
-        assert_eq!(free, Duration::ZERO);
+        assert_eq!(free, None);
         let throttled = sensors.record(
             &image,
             PRODUCER_BYTE_RATE,
@@ -518,11 +579,37 @@ mod tests {
             20_000,
             now,
         );
-        assert_eq!(throttled, Duration::from_secs(10));
+        assert_eq!(throttled, Some(Duration::from_secs(10)));
         assert_eq!(
             QuotaSensors::fetch_bytes_max(&image, ("ANONYMOUS", "slow")),
             None
         );
+    }
+
+    #[test]
+    fn another_shards_report_counts_until_it_is_stale() {
+        let image = image(&[(None, named("c"), PRODUCER_BYTE_RATE, 1000.0)]);
+        let (mut here, mut there) = (QuotaSensors::default(), QuotaSensors::default());
+        let now = Instant::now();
+        let identity = ("ANONYMOUS", "c");
+        // Each shard alone is at its quota: 10 s of it over the window.
+        assert!(
+            there.record(&image, PRODUCER_BYTE_RATE, identity, 10_000, now) == Some(Duration::ZERO)
+        );
+        assert!(
+            here.record(&image, PRODUCER_BYTE_RATE, identity, 10_000, now) == Some(Duration::ZERO)
+        );
+        let report = there.active_rates(now, SAMPLE);
+        assert_eq!(report.len(), 1);
+        here.take_remote(1, report, now);
+        // Together they are at twice the quota: another window to wait.
+        let throttle = here.record(&image, PRODUCER_BYTE_RATE, identity, 0, now);
+        assert_eq!(throttle, Some(Duration::from_secs(10)));
+        let later = now + REMOTE_RATE_STALE;
+        assert!(
+            here.record(&image, PRODUCER_BYTE_RATE, identity, 0, later) == Some(Duration::ZERO)
+        );
+        assert!(here.active_rates(later + SAMPLE, SAMPLE).is_empty());
     }
 
     #[test]

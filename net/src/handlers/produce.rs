@@ -15,7 +15,6 @@
 //! id on every broker, and an id no topic has is UNKNOWN_TOPIC_ID.
 
 use std::rc::Rc;
-use std::time::Instant;
 
 use bytes::Bytes;
 use kafka_protocol::messages::produce_response::{
@@ -257,7 +256,7 @@ pub async fn handle(
 /// With acks=0 there is no answer to carry it, so the connection is muted
 /// whatever the version, as Kafka does.
 async fn throttle(
-    broker: &Broker,
+    broker: &Rc<Broker>,
     session: &Session,
     header: &RequestHeader,
     request: &ProduceRequest,
@@ -272,13 +271,7 @@ async fn throttle(
         session.quota_user(),
         header.client_id.as_deref().unwrap_or(""),
     );
-    let throttle = broker.quota_sensors.borrow_mut().record(
-        &broker.metadata(),
-        PRODUCER_BYTE_RATE,
-        identity,
-        bytes,
-        Instant::now(),
-    );
+    let throttle = broker.record_quota(PRODUCER_BYTE_RATE, identity, bytes);
     let mute_version = if request.acks == 0 {
         0
     } else {

@@ -1,0 +1,70 @@
+//! Client quota usage shared between shards (see `crate::quota`): a shard
+//! whose quota sensors are active reports their rates to every other shard
+//! every `QUOTA_SHARE_INTERVAL_MS` over the mesh, and throttles on its own
+//! rates plus the others' last reports. The reporting task starts at the
+//! shard's first measurement and ends once an interval passed without
+//! one, so a broker without quotas, or with idle clients, never runs it.
+
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use sluice_engine::ShardId;
+
+use super::{futures_lite_join_all, Broker, ShardRequest};
+use crate::constants::QUOTA_SHARE_INTERVAL_MS;
+
+impl Broker {
+    /// Records `bytes` of quota `key` (`quota::PRODUCER_BYTE_RATE` or
+    /// `quota::CONSUMER_BYTE_RATE`) for `identity` (user, client id) and
+    /// returns how long the sender is throttled for (zero without a quota).
+    pub(crate) fn record_quota(
+        self: &Rc<Self>,
+        key: &'static str,
+        identity: (&str, &str),
+        bytes: usize,
+    ) -> Duration {
+        let image = self.metadata();
+        if image.client_quotas.is_empty() {
+            return Duration::ZERO;
+        }
+        let mut sensors = self.quota_sensors.borrow_mut();
+        let Some(throttle) = sensors.record(&image, key, identity, bytes, Instant::now()) else {
+            return Duration::ZERO;
+        };
+        if !sensors.sharing && self.shards() > 1 {
+            sensors.sharing = true;
+            glommio::spawn_local(Rc::clone(self).share_quota_usage()).detach();
+        }
+        throttle
+    }
+
+    /// Reports this shard's active rates to the other shards every
+    /// interval until none is active.
+    async fn share_quota_usage(self: Rc<Self>) {
+        let interval = Duration::from_millis(QUOTA_SHARE_INTERVAL_MS);
+        loop {
+            glommio::timer::sleep(interval).await;
+            let rates = self
+                .quota_sensors
+                .borrow_mut()
+                .active_rates(Instant::now(), interval);
+            if rates.is_empty() || self.shutting_down.get() {
+                self.quota_sensors.borrow_mut().sharing = false;
+                return;
+            }
+            let calls = (0..self.shards())
+                .filter(|shard| *shard != self.shard.0 as usize)
+                .map(|shard| {
+                    self.mesh.call(
+                        ShardId(shard as u16),
+                        ShardRequest::QuotaUsage {
+                            from: self.shard.0,
+                            rates: rates.clone(),
+                        },
+                    )
+                })
+                .collect();
+            futures_lite_join_all(calls).await;
+        }
+    }
+}
