@@ -282,6 +282,8 @@ struct Rate {
     samples: [Option<Sample>; QUOTA_WINDOW_SAMPLES],
     current: usize,
     last_recorded: Instant,
+    /// Bytes recorded since this shard last reported the rate.
+    unreported: f64,
 }
 
 const SAMPLE: Duration = Duration::from_millis(QUOTA_WINDOW_SAMPLE_MS);
@@ -297,11 +299,13 @@ impl Rate {
             samples,
             current: 0,
             last_recorded: now,
+            unreported: 0.0,
         }
     }
 
     fn record(&mut self, value: f64, now: Instant) {
         self.last_recorded = now;
+        self.unreported += value;
         let fresh = self.samples[self.current]
             .is_some_and(|sample| now.saturating_duration_since(sample.start) < SAMPLE);
         if !fresh {
@@ -371,7 +375,14 @@ pub struct QuotaSensors {
     remote: HashMap<SensorKey, Vec<RemoteRate>>,
     /// Whether this shard's task that reports its rates runs.
     pub sharing: bool,
+    /// Set when a sensor took more than `QUOTA_SHARE_EAGER_SECONDS` of its
+    /// quota since it was last reported: report before the interval ends.
+    pub report_now: bool,
 }
+
+/// A sensor that took this many seconds' worth of its quota since its last
+/// report is reported at once.
+const QUOTA_SHARE_EAGER_SECONDS: f64 = 0.1;
 
 /// How long another shard's report counts: a few intervals, so that one
 /// late report does not drop it, and a shard that went quiet stops
@@ -410,6 +421,11 @@ impl QuotaSensors {
         let remote = self.remote_rate(&sensor, now);
         let rate = self.rates.entry(sensor).or_insert_with(|| Rate::new(now));
         rate.record(bytes as f64, now);
+        // A burst is reported at once rather than at the next interval:
+        // a client's first window of quota goes by in milliseconds.
+        if rate.unreported >= quota * QUOTA_SHARE_EAGER_SECONDS {
+            self.report_now = true;
+        }
         let (measured, window) = rate.measure(now);
         Some(throttle_for(measured + remote, quota, window))
     }
@@ -430,10 +446,14 @@ impl QuotaSensors {
     /// This shard's rates of the sensors recorded in the last `recent`, to
     /// report to the other shards; empty when none was.
     pub fn active_rates(&mut self, now: Instant, recent: Duration) -> Vec<(SensorKey, f64)> {
+        self.report_now = false;
         self.rates
             .iter_mut()
             .filter(|(_, rate)| now.saturating_duration_since(rate.last_recorded) < recent)
-            .map(|(sensor, rate)| (sensor.clone(), rate.measure(now).0))
+            .map(|(sensor, rate)| {
+                rate.unreported = 0.0;
+                (sensor.clone(), rate.measure(now).0)
+            })
             .collect()
     }
 

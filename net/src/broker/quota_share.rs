@@ -1,7 +1,8 @@
 //! Client quota usage shared between shards (see `crate::quota`): a shard
 //! whose quota sensors are active reports their rates to every other shard
-//! every `QUOTA_SHARE_INTERVAL_MS` over the mesh, and throttles on its own
-//! rates plus the others' last reports. The reporting task starts at the
+//! every `QUOTA_SHARE_INTERVAL_MS` over the mesh (and at once when a
+//! sensor took a tenth of a second of its quota since its last report), and
+//! throttles on its own rates plus the others' last reports. The reporting task starts at the
 //! shard's first measurement and ends once an interval passed without
 //! one, so a broker without quotas, or with idle clients, never runs it.
 
@@ -12,6 +13,8 @@ use sluice_engine::ShardId;
 
 use super::{futures_lite_join_all, Broker, ShardRequest};
 use crate::constants::QUOTA_SHARE_INTERVAL_MS;
+
+const SHARE_INTERVAL: Duration = Duration::from_millis(QUOTA_SHARE_INTERVAL_MS);
 
 impl Broker {
     /// Records `bytes` of quota `key` (`quota::PRODUCER_BYTE_RATE` or
@@ -31,9 +34,14 @@ impl Broker {
         let Some(throttle) = sensors.record(&image, key, identity, bytes, Instant::now()) else {
             return Duration::ZERO;
         };
-        if !sensors.sharing && self.shards() > 1 {
-            sensors.sharing = true;
-            glommio::spawn_local(Rc::clone(self).share_quota_usage()).detach();
+        if self.shards() > 1 {
+            if !sensors.sharing {
+                sensors.sharing = true;
+                glommio::spawn_local(Rc::clone(self).share_quota_usage()).detach();
+            } else if sensors.report_now {
+                let rates = sensors.active_rates(Instant::now(), SHARE_INTERVAL);
+                glommio::spawn_local(Rc::clone(self).report_quota_usage(rates)).detach();
+            }
         }
         throttle
     }
@@ -41,7 +49,7 @@ impl Broker {
     /// Reports this shard's active rates to the other shards every
     /// interval until none is active.
     async fn share_quota_usage(self: Rc<Self>) {
-        let interval = Duration::from_millis(QUOTA_SHARE_INTERVAL_MS);
+        let interval = SHARE_INTERVAL;
         loop {
             glommio::timer::sleep(interval).await;
             let rates = self
@@ -52,19 +60,24 @@ impl Broker {
                 self.quota_sensors.borrow_mut().sharing = false;
                 return;
             }
-            let calls = (0..self.shards())
-                .filter(|shard| *shard != self.shard.0 as usize)
-                .map(|shard| {
-                    self.mesh.call(
-                        ShardId(shard as u16),
-                        ShardRequest::QuotaUsage {
-                            from: self.shard.0,
-                            rates: rates.clone(),
-                        },
-                    )
-                })
-                .collect();
-            futures_lite_join_all(calls).await;
+            Rc::clone(&self).report_quota_usage(rates).await;
         }
+    }
+
+    /// Sends `rates` to every other shard.
+    async fn report_quota_usage(self: Rc<Self>, rates: Vec<(crate::quota::SensorKey, f64)>) {
+        let calls = (0..self.shards())
+            .filter(|shard| *shard != self.shard.0 as usize)
+            .map(|shard| {
+                self.mesh.call(
+                    ShardId(shard as u16),
+                    ShardRequest::QuotaUsage {
+                        from: self.shard.0,
+                        rates: rates.clone(),
+                    },
+                )
+            })
+            .collect();
+        futures_lite_join_all(calls).await;
     }
 }
