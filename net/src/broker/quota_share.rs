@@ -2,9 +2,10 @@
 //! whose quota sensors are active reports their rates to every other shard
 //! every `QUOTA_SHARE_INTERVAL_MS` over the mesh (and at once when a
 //! sensor took a tenth of a second of its quota since its last report), and
-//! throttles on its own rates plus the others' last reports. The reporting task starts at the
-//! shard's first measurement and ends once an interval passed without
-//! one, so a broker without quotas, or with idle clients, never runs it.
+//! throttles on its own rates plus the others' last reports. The reporting
+//! task starts at the shard's first measurement and ends once no sensor
+//! recorded anything for a whole quota window, so a broker without quotas,
+//! or with idle clients, does not run it.
 
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -39,7 +40,7 @@ impl Broker {
                 sensors.sharing = true;
                 glommio::spawn_local(Rc::clone(self).share_quota_usage()).detach();
             } else if sensors.report_now {
-                let rates = sensors.active_rates(Instant::now(), SHARE_INTERVAL);
+                let rates = sensors.active_rates(Instant::now());
                 glommio::spawn_local(Rc::clone(self).report_quota_usage(rates)).detach();
             }
         }
@@ -52,10 +53,7 @@ impl Broker {
         let interval = SHARE_INTERVAL;
         loop {
             glommio::timer::sleep(interval).await;
-            let rates = self
-                .quota_sensors
-                .borrow_mut()
-                .active_rates(Instant::now(), interval);
+            let rates = self.quota_sensors.borrow_mut().active_rates(Instant::now());
             if rates.is_empty() || self.shutting_down.get() {
                 self.quota_sensors.borrow_mut().sharing = false;
                 return;
