@@ -144,16 +144,6 @@ const DIFFERENCES: &[(i16, Option<Versions>, &str)] = &[
     (40, None, "ExpireDelegationToken: no delegation tokens"),
     (41, None, "DescribeDelegationToken: no delegation tokens"),
     (
-        48,
-        None,
-        "DescribeClientQuotas: no quotas yet (security issue)",
-    ),
-    (
-        49,
-        None,
-        "AlterClientQuotas: no quotas yet (security issue)",
-    ),
-    (
         57,
         None,
         "UpdateFeatures: Sluice's feature levels are fixed (see api_versions.rs)",

@@ -8,7 +8,10 @@
 
 use std::collections::BTreeMap;
 
-use sluice_engine::{BrokerInfo, ClusterMetadata, PartitionState, TopicMetadata};
+use sluice_engine::{
+    BrokerInfo, ClusterMetadata, PartitionState, QuotaEntity, QuotaName, QuotaValue, QuotaValues,
+    TopicMetadata,
+};
 
 use crate::codec::{DecodeError, Reader, Writer};
 
@@ -64,6 +67,12 @@ pub enum MetadataRecord {
     ProducerIds {
         next: i64,
     },
+    /// A client quota entity's values, replaced whole; no values removes
+    /// the entity.
+    ClientQuotas {
+        entity: QuotaEntity,
+        values: QuotaValues,
+    },
 }
 
 mod kind {
@@ -76,6 +85,66 @@ mod kind {
     pub const REMOVE_TOPIC: u8 = 7;
     pub const TOPIC_CONFIGS: u8 = 8;
     pub const PRODUCER_IDS: u8 = 9;
+    pub const CLIENT_QUOTAS: u8 = 10;
+}
+
+/// How a part of a quota entity is written: a tag byte, then the name for
+/// a named one.
+mod quota_name {
+    pub const ABSENT: u8 = 0;
+    pub const DEFAULT: u8 = 1;
+    pub const NAMED: u8 = 2;
+}
+
+/// Writes one part of a quota entity (also used by forwarded requests).
+pub fn write_quota_name(writer: &mut Writer, name: Option<&QuotaName>) {
+    match name {
+        None => writer.u8(quota_name::ABSENT),
+        Some(QuotaName::Default) => writer.u8(quota_name::DEFAULT),
+        Some(QuotaName::Named(name)) => {
+            writer.u8(quota_name::NAMED);
+            writer.str(name);
+        }
+    }
+}
+
+/// Reads what [`write_quota_name`] wrote.
+pub fn read_quota_name(reader: &mut Reader<'_>) -> Result<Option<QuotaName>, DecodeError> {
+    match reader.u8()? {
+        quota_name::ABSENT => Ok(None),
+        quota_name::DEFAULT => Ok(Some(QuotaName::Default)),
+        quota_name::NAMED => Ok(Some(QuotaName::Named(reader.str()?))),
+        other => Err(DecodeError(format!(
+            "unknown quota entity name tag {other}"
+        ))),
+    }
+}
+
+/// Writes a quota entity and its values: the user, the client id, then a
+/// count of (key, value as IEEE-754 bits) pairs.
+fn write_client_quotas(writer: &mut Writer, entity: &QuotaEntity, values: &QuotaValues) {
+    write_quota_name(writer, entity.user.as_ref());
+    write_quota_name(writer, entity.client_id.as_ref());
+    writer.u32(values.len() as u32);
+    for (key, value) in values {
+        writer.str(key);
+        writer.u64(value.0.to_bits());
+    }
+}
+
+fn read_client_quotas(reader: &mut Reader<'_>) -> Result<MetadataRecord, DecodeError> {
+    let entity = QuotaEntity {
+        user: read_quota_name(reader)?,
+        client_id: read_quota_name(reader)?,
+    };
+    // A value is at least an empty key (its u32 length) and eight bytes.
+    let count = reader.count(12)?;
+    let mut values = QuotaValues::new();
+    for _ in 0..count {
+        let key = reader.str()?;
+        values.insert(key, QuotaValue(f64::from_bits(reader.u64()?)));
+    }
+    Ok(MetadataRecord::ClientQuotas { entity, values })
 }
 
 /// The smallest encoding of any record (type and version bytes).
@@ -147,6 +216,7 @@ impl MetadataRecord {
             MetadataRecord::RemoveTopic { .. } => kind::REMOVE_TOPIC,
             MetadataRecord::TopicConfigs { .. } => kind::TOPIC_CONFIGS,
             MetadataRecord::ProducerIds { .. } => kind::PRODUCER_IDS,
+            MetadataRecord::ClientQuotas { .. } => kind::CLIENT_QUOTAS,
         };
         writer.u8(kind);
         writer.u8(match self {
@@ -190,6 +260,9 @@ impl MetadataRecord {
                 write_configs(writer, configs);
             }
             MetadataRecord::ProducerIds { next } => writer.i64(*next),
+            MetadataRecord::ClientQuotas { entity, values } => {
+                write_client_quotas(writer, entity, values)
+            }
         }
     }
 
@@ -198,7 +271,7 @@ impl MetadataRecord {
         let version = reader.u8()?;
         let known = version == RECORD_VERSION
             || (kind == kind::PARTITION && version == PARTITION_REASSIGNING_VERSION);
-        if !(kind::CLUSTER_ID..=kind::PRODUCER_IDS).contains(&kind) || !known {
+        if !(kind::CLUSTER_ID..=kind::CLIENT_QUOTAS).contains(&kind) || !known {
             return Err(DecodeError(format!(
                 "metadata record type {kind} version {version} is unknown to this broker; \
                  a newer Sluice wrote it: upgrade this broker"
@@ -239,9 +312,10 @@ impl MetadataRecord {
                 name: reader.str()?,
                 configs: read_configs(reader)?,
             },
-            _ => MetadataRecord::ProducerIds {
+            kind::PRODUCER_IDS => MetadataRecord::ProducerIds {
                 next: reader.i64()?,
             },
+            _ => read_client_quotas(reader)?,
         };
         Ok(record)
     }
@@ -320,6 +394,16 @@ impl MetadataRecord {
             MetadataRecord::ProducerIds { next } => {
                 image.next_producer_id = image.next_producer_id.max(*next);
             }
+            MetadataRecord::ClientQuotas { entity, values } => {
+                if entity.user.is_none() && entity.client_id.is_none() {
+                    return Err("client quotas of an empty entity".to_string());
+                }
+                if values.is_empty() {
+                    image.client_quotas.remove(entity);
+                } else {
+                    image.client_quotas.insert(entity.clone(), values.clone());
+                }
+            }
         }
         Ok(())
     }
@@ -377,6 +461,12 @@ pub fn image_records(image: &ClusterMetadata) -> Vec<MetadataRecord> {
     records.push(MetadataRecord::ProducerIds {
         next: image.next_producer_id,
     });
+    for (entity, values) in &image.client_quotas {
+        records.push(MetadataRecord::ClientQuotas {
+            entity: entity.clone(),
+            values: values.clone(),
+        });
+    }
     records
 }
 
@@ -461,6 +551,22 @@ pub fn diff_records(old: &ClusterMetadata, new: &ClusterMetadata) -> Vec<Metadat
             next: new.next_producer_id,
         });
     }
+    for entity in old.client_quotas.keys() {
+        if !new.client_quotas.contains_key(entity) {
+            records.push(MetadataRecord::ClientQuotas {
+                entity: entity.clone(),
+                values: QuotaValues::new(),
+            });
+        }
+    }
+    for (entity, values) in &new.client_quotas {
+        if old.client_quotas.get(entity) != Some(values) {
+            records.push(MetadataRecord::ClientQuotas {
+                entity: entity.clone(),
+                values: values.clone(),
+            });
+        }
+    }
     records
 }
 
@@ -528,6 +634,16 @@ mod tests {
                 },
             },
             MetadataRecord::ProducerIds { next: 1000 },
+            MetadataRecord::ClientQuotas {
+                entity: QuotaEntity {
+                    user: Some(QuotaName::Named("alice".into())),
+                    client_id: Some(QuotaName::Default),
+                },
+                values: QuotaValues::from([
+                    ("producer_byte_rate".to_string(), QuotaValue(1048576.0)),
+                    ("request_percentage".to_string(), QuotaValue(12.5)),
+                ]),
+            },
         ]
     }
 
@@ -543,6 +659,7 @@ mod tests {
         assert_eq!(image.partition("t", 0).unwrap().leader_epoch, 4);
         assert_eq!(image.partition("t", 1).unwrap().adding, vec![4]);
         assert_eq!(image.next_producer_id, 1000);
+        assert_eq!(image.client_quotas.len(), 1);
         let again = image_from_records(&image_records(&image));
         assert_eq!(again, image);
         // Only a partition under reassignment needs the newer version, so
@@ -592,6 +709,14 @@ mod tests {
             broker.fenced = true;
         }
         new.next_producer_id = 2000;
+        new.client_quotas.clear();
+        new.client_quotas.insert(
+            QuotaEntity {
+                user: None,
+                client_id: Some(QuotaName::Named("c".into())),
+            },
+            QuotaValues::from([("consumer_byte_rate".to_string(), QuotaValue(2.0))]),
+        );
         let records = diff_records(&old, &new);
         assert!(records.contains(&MetadataRecord::FenceBroker {
             id: 2,

@@ -45,7 +45,8 @@ pub use log::{
     UNDEFINED_EPOCH_OFFSET,
 };
 pub use metadata::{
-    BrokerInfo, ClusterMetadata, FileMetadataStore, MetadataStore, PartitionState, TopicMetadata,
+    BrokerInfo, ClusterMetadata, FileMetadataStore, MetadataStore, PartitionState, QuotaEntity,
+    QuotaName, QuotaValue, QuotaValues, TopicMetadata,
 };
 pub use producer::ProducerInfo;
 pub use shard::{shard_for, Mesh, ShardPlan};

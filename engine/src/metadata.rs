@@ -89,6 +89,58 @@ pub struct BrokerInfo {
     pub fenced: bool,
 }
 
+/// One part of a client quota entity (KIP-546): a name, or the default
+/// that applies to every name without a quota of its own (Kafka's `null`
+/// entity name, `<default>` in its tools).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum QuotaName {
+    Default,
+    Named(String),
+}
+
+impl QuotaName {
+    /// Kafka's wire form: `None` for the default.
+    pub fn as_wire(&self) -> Option<&str> {
+        match self {
+            QuotaName::Default => None,
+            QuotaName::Named(name) => Some(name),
+        }
+    }
+
+    /// From Kafka's wire form.
+    pub fn from_wire(name: Option<&str>) -> QuotaName {
+        match name {
+            None => QuotaName::Default,
+            Some(name) => QuotaName::Named(name.to_string()),
+        }
+    }
+}
+
+/// A client quota entity: a user, a client id, or a user's client id
+/// (`/users/u/clients/c`); at least one of the two is set.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct QuotaEntity {
+    pub user: Option<QuotaName>,
+    pub client_id: Option<QuotaName>,
+}
+
+/// A quota's value: Kafka's quota values are doubles. Compared by bits, so
+/// that an image equals itself (values are checked finite and positive
+/// before they are stored, so no NaN gets in).
+#[derive(Clone, Copy, Debug)]
+pub struct QuotaValue(pub f64);
+
+impl PartialEq for QuotaValue {
+    fn eq(&self, other: &QuotaValue) -> bool {
+        self.0.to_bits() == other.0.to_bits()
+    }
+}
+
+impl Eq for QuotaValue {}
+
+/// An entity's quotas by Kafka's key (`producer_byte_rate`, ...).
+pub type QuotaValues = BTreeMap<String, QuotaValue>;
+
 /// The metadata image: everything the metadata log describes.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ClusterMetadata {
@@ -100,6 +152,9 @@ pub struct ClusterMetadata {
     /// never reused after a restart.
     pub next_producer_id: i64,
     pub brokers: BTreeMap<i32, BrokerInfo>,
+    /// Client quotas (KIP-13, KIP-546): every entity with at least one
+    /// value; an entity whose last value is removed is dropped.
+    pub client_quotas: BTreeMap<QuotaEntity, QuotaValues>,
     /// The active controller (the metadata quorum's leader) when this image
     /// was published; not part of the metadata log.
     pub controller: Option<i32>,
@@ -170,6 +225,8 @@ impl StoredMetadata {
             topics,
             next_producer_id: stored.next_producer_id,
             brokers: BTreeMap::new(),
+            // The single-node file predates client quotas.
+            client_quotas: BTreeMap::new(),
             controller: None,
         })
     }

@@ -288,6 +288,14 @@ pub struct IsrChange {
     pub isr: Vec<i32>,
 }
 
+/// One entity's client quota changes (AlterClientQuotas), already
+/// checked: each key with its new value, `None` to remove it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct QuotaAlteration {
+    pub entity: sluice_engine::QuotaEntity,
+    pub changes: Vec<(String, Option<f64>)>,
+}
+
 /// Requests that only the controller (shard 0) serves.
 #[derive(Debug)]
 pub enum ControllerRequest {
@@ -337,11 +345,20 @@ pub enum ControllerRequest {
         election: elect::ElectionType,
         topics: Option<Vec<elect::ElectionTopic>>,
     },
+    /// Client quota changes, written together in one metadata entry;
+    /// answered `ClientQuotas`.
+    AlterClientQuotas(Vec<QuotaAlteration>),
 }
 
 /// A message to a shard over the mesh.
 #[derive(Debug)]
 pub enum ShardRequest {
+    /// Another shard's rates of the client quota sensors active there
+    /// (`quota_share`); answered `Done`.
+    QuotaUsage {
+        from: u16,
+        rates: Vec<(crate::quota::SensorKey, f64)>,
+    },
     Produce {
         entries: Vec<ProduceEntry>,
         acks: i16,
@@ -452,6 +469,9 @@ pub enum ShardResponse {
     /// partition named, in order (for every partition: per partition that
     /// needed an election), or why none was made.
     Elections(Result<Vec<elect::ElectionOutcome>, elect::ElectionFailure>),
+    /// The answer to [`ControllerRequest::AlterClientQuotas`]: every change
+    /// written, or none and why (a Kafka error code and message).
+    ClientQuotas(Result<(), (i16, String)>),
     Done,
 }
 
@@ -493,6 +513,8 @@ pub struct Broker {
     moving: RefCell<std::collections::HashMap<PartitionKey, usize>>,
     /// The incremental fetch sessions (KIP-227) of this shard's connections.
     pub fetch_sessions: RefCell<crate::handlers::fetch_session::FetchSessions>,
+    /// This shard's measurements of client quota usage (see [`crate::quota`]).
+    pub quota_sensors: RefCell<crate::quota::QuotaSensors>,
     /// On shard 0: each failing data directory (by index) with the shards
     /// that report it (see `storage_health`).
     failing_dirs_by_shard:
@@ -613,6 +635,7 @@ impl Broker {
             log_dirs: RefCell::new(log_dirs),
             moving: RefCell::default(),
             fetch_sessions: RefCell::default(),
+            quota_sensors: RefCell::default(),
             failing_dirs_by_shard: RefCell::default(),
             dirs_failing: RefCell::default(),
             metrics,
@@ -729,6 +752,12 @@ impl Broker {
 
     async fn serve(self: Rc<Self>, request: ShardRequest) -> ShardResponse {
         match request {
+            ShardRequest::QuotaUsage { from, rates } => {
+                self.quota_sensors
+                    .borrow_mut()
+                    .take_remote(from, rates, Instant::now());
+                ShardResponse::Done
+            }
             ShardRequest::Produce {
                 entries,
                 acks,
@@ -1905,6 +1934,7 @@ mod peers;
 /// the build of tests/chaos-broken.sh.
 #[cfg(feature = "planted-defect-drop-acked")]
 mod planted_defect;
+mod quota_share;
 mod reassignment;
 mod registration;
 mod replication;

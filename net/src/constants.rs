@@ -440,3 +440,40 @@ pub const ACLS_FILE_BYTES_MAX: usize = 64 * 1024 * 1024;
 /// Longest resource name, principal or host an ACL holds (a u16 on disk;
 /// Kafka's topic names are at most 249 bytes).
 pub const ACL_FIELD_BYTES_MAX: usize = 4096;
+
+/// Kafka's `quota.window.num` default: client quota rates are measured over
+/// this many samples...
+pub const QUOTA_WINDOW_SAMPLES: usize = 11;
+/// ...each Kafka's `quota.window.size.seconds` default long.
+pub const QUOTA_WINDOW_SAMPLE_MS: u64 = 1_000;
+/// The longest throttle a quota imposes on one response: the whole quota
+/// window. Kafka's formula has no bound; one so large that a client would
+/// stop reading for longer than its request timeout (30 s by default) helps
+/// nobody, and the window is where the rate is measured anyway.
+pub const QUOTA_THROTTLE_MS_MAX: u64 = QUOTA_WINDOW_SAMPLES as u64 * QUOTA_WINDOW_SAMPLE_MS;
+/// Rate sensors one shard keeps (one per user and client id a quota
+/// applies to). Past it, the sensors idle for a whole window are dropped
+/// first; if none is, the new client is measured from nothing each time
+/// (it is never refused).
+pub const QUOTA_SENSORS_MAX: usize = 10_000;
+/// How often a shard whose quota sensors are active reports their rates to
+/// the other shards (see `quota`): what another shard took is seen at most
+/// this late, but for bursts, which are reported at once (a client's first
+/// window of quota goes by in milliseconds).
+pub const QUOTA_SHARE_INTERVAL_MS: u64 = 100;
+/// Intervals a shard's report counts for.
+pub const QUOTA_SHARE_STALE_INTERVALS: u64 = 5;
+const _: () = assert!(
+    QUOTA_SHARE_INTERVAL_MS * QUOTA_SHARE_STALE_INTERVALS < QUOTA_WINDOW_SAMPLE_MS,
+    "a report counts for less than one sample"
+);
+/// Client quota entities in one AlterClientQuotas request, and values of
+/// one entity: the metadata image holds them all on every shard.
+pub const QUOTA_ENTRIES_MAX: usize = 1_000;
+/// Client quota entities the cluster holds.
+pub const QUOTA_ENTITIES_MAX: usize = 100_000;
+const _: () = assert!(
+    QUOTA_WINDOW_SAMPLES >= 2,
+    "Kafka's rate needs a full sample"
+);
+const _: () = assert!(QUOTA_ENTRIES_MAX <= QUOTA_ENTITIES_MAX);

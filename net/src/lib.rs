@@ -15,6 +15,8 @@
 //!   and the credential store.
 //! - [`acl`]: ACLs in Kafka's model, their file, and the authorizer every
 //!   handler asks.
+//! - [`quota`]: client quotas (KIP-13, KIP-546): entities, checks, the
+//!   precedence that picks a client's quota, and per-shard rate sensors.
 //! - [`errors`]: Kafka error codes and the one mapping from engine errors.
 //! - [`metrics`]: per-shard counters and published snapshots, and their
 //!   Prometheus text, for the admin port.
@@ -33,6 +35,7 @@ pub mod handlers;
 pub mod log_dirs;
 pub mod meta_file;
 pub mod metrics;
+pub mod quota;
 pub mod sasl;
 pub mod server;
 pub mod topic_config;

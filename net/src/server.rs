@@ -271,6 +271,10 @@ async fn serve_connection(broker: Rc<Broker>, stream: TcpStream) -> Result<(), S
             else {
                 return Ok(());
             };
+            // A throttled connection (KIP-219) handles nothing more until
+            // its throttle time is over; what the client sends meanwhile
+            // waits in the socket.
+            session.wait_unmuted().await;
             let (task, closing) = match authenticator.as_mut() {
                 Some(authenticator) if !authenticator.is_authenticated() => {
                     let answer = authenticate_frame(&broker, authenticator, frame)?;

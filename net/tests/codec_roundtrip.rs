@@ -1335,6 +1335,53 @@ fn gen_delete_acls(g: &mut Gen, v: i16) -> DeleteAclsRequest {
     r
 }
 
+fn gen_describe_client_quotas(g: &mut Gen, v: i16) -> DescribeClientQuotasRequest {
+    use kafka_protocol::messages::describe_client_quotas_request::ComponentData;
+    let mut r = DescribeClientQuotasRequest::default();
+    r.components = g.vec(|g| {
+        let mut component = ComponentData::default();
+        component.entity_type = g.string();
+        component.match_type = g.i8();
+        component._match = g.nullable_string();
+        component.unknown_tagged_fields = g.tags(v >= 1);
+        component
+    });
+    r.strict = g.bool();
+    r.unknown_tagged_fields = g.tags(v >= 1);
+    r
+}
+
+fn gen_alter_client_quotas(g: &mut Gen, v: i16) -> AlterClientQuotasRequest {
+    use kafka_protocol::messages::alter_client_quotas_request::{EntityData, EntryData, OpData};
+    let mut r = AlterClientQuotasRequest::default();
+    r.entries = g.vec(|g| {
+        let mut entry = EntryData::default();
+        entry.entity = g.vec(|g| {
+            let mut entity = EntityData::default();
+            entity.entity_type = g.string();
+            entity.entity_name = g.nullable_string();
+            entity.unknown_tagged_fields = g.tags(v >= 1);
+            entity
+        });
+        entry.ops = g.vec(|g| {
+            let mut op = OpData::default();
+            op.key = g.string();
+            // Never NaN (it would not equal itself), and with low mantissa
+            // bytes that are not zero: the count sweep below takes every
+            // 00 00 00 01 in the frame for an array count.
+            op.value = (f64::from(g.i8()) + 0.1) / 3.0;
+            op.remove = g.bool();
+            op.unknown_tagged_fields = g.tags(v >= 1);
+            op
+        });
+        entry.unknown_tagged_fields = g.tags(v >= 1);
+        entry
+    });
+    r.validate_only = g.bool();
+    r.unknown_tagged_fields = g.tags(v >= 1);
+    r
+}
+
 // ---------------------------------------------------------------------------------------------
 // The checks
 // ---------------------------------------------------------------------------------------------
@@ -1791,6 +1838,16 @@ api_test!(
 api_test!(describe_acls, DescribeAcls, gen_describe_acls);
 api_test!(create_acls, CreateAcls, gen_create_acls);
 api_test!(delete_acls, DeleteAcls, gen_delete_acls);
+api_test!(
+    describe_client_quotas,
+    DescribeClientQuotas,
+    gen_describe_client_quotas
+);
+api_test!(
+    alter_client_quotas,
+    AlterClientQuotas,
+    gen_alter_client_quotas
+);
 
 /// Every API in SUPPORTED_APIS must have a round-trip test above; this list mirrors them.
 const TESTED_APIS: &[ApiKey] = &[
@@ -1845,6 +1902,8 @@ const TESTED_APIS: &[ApiKey] = &[
     ApiKey::DescribeAcls,
     ApiKey::CreateAcls,
     ApiKey::DeleteAcls,
+    ApiKey::DescribeClientQuotas,
+    ApiKey::AlterClientQuotas,
 ];
 
 #[test]

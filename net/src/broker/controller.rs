@@ -33,14 +33,14 @@ use sluice_engine::{
 use super::registration::{check_cluster_id, check_observer_data_dir, Refusals, Registration};
 use super::{
     base64_url, config_operation, forward, futures_lite_join_all, random_id, validate_topic_name,
-    Broker, ConfigChange, ControllerRequest, IsrChange, NewTopic, PartitionKey, ShardRequest,
-    ShardResponse, TopicOutcome,
+    Broker, ConfigChange, ControllerRequest, IsrChange, NewTopic, PartitionKey, QuotaAlteration,
+    ShardRequest, ShardResponse, TopicOutcome,
 };
 use crate::constants::{
     CONTROLLED_SHUTDOWN_POLL, CONTROLLED_SHUTDOWN_RETRY, CONTROLLED_SHUTDOWN_TIMEOUT,
     CONTROLLER_HANDOVER_TIMEOUT, CONTROLLER_STALL_TOLERANCE, DISCONNECTED_FENCE_GRACE,
     LIVENESS_CHECK_INTERVAL, METADATA_WRITE_TIMEOUT, OFFSETS_TOPIC_SEGMENT_BYTES,
-    PRODUCER_ID_BLOCK, QUORUM_WAIT_REPORT_INTERVAL, REGISTRATION_RETRY_BACKOFF,
+    PRODUCER_ID_BLOCK, QUORUM_WAIT_REPORT_INTERVAL, QUOTA_ENTITIES_MAX, REGISTRATION_RETRY_BACKOFF,
     REGISTRATION_TIMEOUT,
 };
 use crate::errors::code;
@@ -509,7 +509,43 @@ impl Broker {
             ControllerRequest::ElectLeaders { election, topics } => {
                 ShardResponse::Elections(self.elect_leaders(election, topics).await)
             }
+            ControllerRequest::AlterClientQuotas(alterations) => {
+                ShardResponse::ClientQuotas(self.alter_client_quotas(alterations).await)
+            }
         }
+    }
+
+    /// AlterClientQuotas: the changes (checked by the handler) applied to
+    /// the image and written as one metadata entry, one record per entity.
+    async fn alter_client_quotas(
+        &self,
+        alterations: Vec<QuotaAlteration>,
+    ) -> Result<(), (i16, String)> {
+        let base = self.controller_image();
+        let mut metadata = (*base).clone();
+        for alteration in &alterations {
+            let mut values = metadata
+                .client_quotas
+                .remove(&alteration.entity)
+                .unwrap_or_default();
+            crate::quota::apply_changes(&mut values, &alteration.changes);
+            if !values.is_empty() {
+                metadata
+                    .client_quotas
+                    .insert(alteration.entity.clone(), values);
+            }
+        }
+        if metadata.client_quotas.len() > QUOTA_ENTITIES_MAX
+            && metadata.client_quotas.len() > base.client_quotas.len()
+        {
+            return Err((
+                code::POLICY_VIOLATION,
+                format!("the cluster holds at most {QUOTA_ENTITIES_MAX} client quota entities"),
+            ));
+        }
+        self.publish(&base, metadata)
+            .await
+            .map_err(|error| (error.code, error.message))
     }
 
     /// A broker's controlled shutdown, on the active controller: fences it
@@ -1200,6 +1236,10 @@ fn not_controller(request: &ControllerRequest, reason: &str) -> ShardResponse {
                 .collect(),
         ),
         ControllerRequest::ElectLeaders { .. } => ShardResponse::Elections(Err((
+            code::NOT_CONTROLLER,
+            format!("the active controller could not be reached: {reason}"),
+        ))),
+        ControllerRequest::AlterClientQuotas(_) => ShardResponse::ClientQuotas(Err((
             code::NOT_CONTROLLER,
             format!("the active controller could not be reached: {reason}"),
         ))),

@@ -4,11 +4,11 @@
 //! bounds-checked codec; nothing in a forwarded frame is trusted for sizes.
 
 use sluice_cluster::codec::{DecodeError, Reader, Writer};
-use sluice_cluster::records::{read_configs, write_configs};
+use sluice_cluster::records::{read_configs, read_quota_name, write_configs, write_quota_name};
 
 use super::{
     ConfigChange, ControllerRequest, ElectionOutcome, ElectionTopic, ElectionType, IsrChange,
-    NewTopic, Reassignment, ReassignmentOutcome, ShardResponse, TopicOutcome,
+    NewTopic, QuotaAlteration, Reassignment, ReassignmentOutcome, ShardResponse, TopicOutcome,
 };
 
 mod tag {
@@ -23,6 +23,7 @@ mod tag {
     pub const ALTER_REASSIGNMENTS: u8 = 8;
     pub const ELECT_LEADERS: u8 = 9;
     pub const RESIGN_REPLICAS: u8 = 11;
+    pub const ALTER_CLIENT_QUOTAS: u8 = 12;
     pub const TOPICS: u8 = 101;
     pub const PRODUCER_ID: u8 = 102;
     pub const NONE: u8 = 103;
@@ -32,6 +33,8 @@ mod tag {
     pub const ELECTIONS: u8 = 107;
     pub const ELECTIONS_FAILED: u8 = 108;
     pub const PARTITIONS: u8 = 109;
+    pub const CLIENT_QUOTAS_WRITTEN: u8 = 110;
+    pub const CLIENT_QUOTAS_REFUSED: u8 = 111;
 }
 
 pub fn encode_request(request: &ControllerRequest) -> Vec<u8> {
@@ -131,6 +134,22 @@ pub fn encode_request(request: &ControllerRequest) -> Vec<u8> {
                 for topic in topics {
                     writer.str(&topic.topic);
                     writer.i32s(&topic.partitions);
+                }
+            }
+        }
+        ControllerRequest::AlterClientQuotas(alterations) => {
+            writer.u8(tag::ALTER_CLIENT_QUOTAS);
+            writer.u32(alterations.len() as u32);
+            for alteration in alterations {
+                write_quota_name(&mut writer, alteration.entity.user.as_ref());
+                write_quota_name(&mut writer, alteration.entity.client_id.as_ref());
+                writer.u32(alteration.changes.len() as u32);
+                for (key, value) in &alteration.changes {
+                    writer.str(key);
+                    writer.bool(value.is_some());
+                    if let Some(value) = value {
+                        writer.u64(value.to_bits());
+                    }
                 }
             }
         }
@@ -264,6 +283,31 @@ pub fn decode_request(bytes: &[u8]) -> Result<ControllerRequest, DecodeError> {
             };
             ControllerRequest::ElectLeaders { election, topics }
         }
+        tag::ALTER_CLIENT_QUOTAS => {
+            // Two absent entity parts and a change count: 6 bytes at least.
+            let count = reader.count(6)?;
+            let mut alterations = Vec::with_capacity(count);
+            for _ in 0..count {
+                let entity = sluice_engine::QuotaEntity {
+                    user: read_quota_name(&mut reader)?,
+                    client_id: read_quota_name(&mut reader)?,
+                };
+                // A key length and a flag: 5 bytes at least.
+                let changes_count = reader.count(5)?;
+                let mut changes = Vec::with_capacity(changes_count);
+                for _ in 0..changes_count {
+                    let key = reader.str()?;
+                    let value = if reader.bool()? {
+                        Some(f64::from_bits(reader.u64()?))
+                    } else {
+                        None
+                    };
+                    changes.push((key, value));
+                }
+                alterations.push(QuotaAlteration { entity, changes });
+            }
+            ControllerRequest::AlterClientQuotas(alterations)
+        }
         other => return Err(DecodeError(format!("unknown controller request {other}"))),
     };
     reader.finish()?;
@@ -317,6 +361,12 @@ pub fn encode_response(response: &ShardResponse) -> Vec<u8> {
         }
         ShardResponse::Elections(Err((error_code, message))) => {
             writer.u8(tag::ELECTIONS_FAILED);
+            writer.u16(*error_code as u16);
+            writer.str(message);
+        }
+        ShardResponse::ClientQuotas(Ok(())) => writer.u8(tag::CLIENT_QUOTAS_WRITTEN),
+        ShardResponse::ClientQuotas(Err((error_code, message))) => {
+            writer.u8(tag::CLIENT_QUOTAS_REFUSED);
             writer.u16(*error_code as u16);
             writer.str(message);
         }
@@ -430,6 +480,10 @@ pub fn decode_response(bytes: &[u8]) -> Result<ShardResponse, DecodeError> {
         }
         tag::ELECTIONS_FAILED => {
             ShardResponse::Elections(Err((reader.u16()? as i16, reader.str()?)))
+        }
+        tag::CLIENT_QUOTAS_WRITTEN => ShardResponse::ClientQuotas(Ok(())),
+        tag::CLIENT_QUOTAS_REFUSED => {
+            ShardResponse::ClientQuotas(Err((reader.u16()? as i16, reader.str()?)))
         }
         other => return Err(DecodeError(format!("unknown controller answer {other}"))),
     };
@@ -547,6 +601,16 @@ mod tests {
             reassign,
             elect_named,
             elect_all,
+            ControllerRequest::AlterClientQuotas(vec![QuotaAlteration {
+                entity: sluice_engine::QuotaEntity {
+                    user: Some(sluice_engine::QuotaName::Named("u".into())),
+                    client_id: Some(sluice_engine::QuotaName::Default),
+                },
+                changes: vec![
+                    ("producer_byte_rate".into(), Some(1024.0)),
+                    ("request_percentage".into(), None),
+                ],
+            }]),
         ] {
             let bytes = encode_request(&request);
             assert_eq!(
@@ -568,6 +632,8 @@ mod tests {
                 removing: vec![4],
             })),
             ShardResponse::Partition(Err(108)),
+            ShardResponse::ClientQuotas(Ok(())),
+            ShardResponse::ClientQuotas(Err((41, "not the controller".into()))),
             ShardResponse::Partitions(vec![
                 Err(41),
                 Ok(sluice_engine::PartitionState {

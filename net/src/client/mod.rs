@@ -1,7 +1,7 @@
 //! A small blocking Kafka client for admin tools (the `sluice topic ...`,
 //! `sluice group ...`, `sluice txn ...`, `sluice cluster ...`,
-//! `sluice acl ...` and online `sluice user ...` commands) and for
-//! `sluice produce` and `sluice consume`, speaking the Kafka protocol to any
+//! `sluice acl ...` and online `sluice user ...` commands, and client quota
+//! calls) and for `sluice produce` and `sluice consume`, speaking the Kafka protocol to any
 //! Kafka-compatible broker over `std::net::TcpStream`.
 //!
 //! Design notes:
@@ -33,6 +33,7 @@ pub mod fetch;
 pub mod groups;
 pub mod log_dirs;
 pub mod produce;
+pub mod quotas;
 pub mod records;
 pub mod sasl;
 pub mod scram_users;
@@ -52,6 +53,7 @@ pub use fetch::{for_each_record, FetchLimits, FetchedPartition, PartitionRecords
 pub use groups::{CommittedOffset, GroupDescription, GroupListing, GroupMember};
 pub use log_dirs::ReplicaSize;
 pub use produce::{compression_from_name, Acks, Producer, ProducerRecord, ProducerSettings};
+pub use quotas::{QuotaAlteration, QuotaEntityParts, QuotaEntry, QuotaFilterComponent, QuotaMatch};
 pub use records::{LowWatermark, DELETE_BEFORE_HIGH_WATERMARK};
 pub use sasl::{AuthenticationError, SaslCredentials};
 pub use scram_users::{ScramDeletion, ScramUpsertion, UserAlteration, UserScramCredentials};

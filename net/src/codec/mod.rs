@@ -40,27 +40,29 @@ use std::mem;
 
 use bytes::{Buf, Bytes};
 use kafka_protocol::messages::{
-    AddOffsetsToTxnRequest, AddPartitionsToTxnRequest, AlterConfigsRequest,
-    AlterPartitionReassignmentsRequest, AlterReplicaLogDirsRequest,
+    AddOffsetsToTxnRequest, AddPartitionsToTxnRequest, AlterClientQuotasRequest,
+    AlterConfigsRequest, AlterPartitionReassignmentsRequest, AlterReplicaLogDirsRequest,
     AlterUserScramCredentialsRequest, ApiKey, ApiVersionsRequest, ConsumerGroupDescribeRequest,
     ConsumerGroupHeartbeatRequest, CreateAclsRequest, CreatePartitionsRequest, CreateTopicsRequest,
     DeleteAclsRequest, DeleteGroupsRequest, DeleteRecordsRequest, DeleteTopicsRequest,
-    DescribeAclsRequest, DescribeClusterRequest, DescribeConfigsRequest, DescribeGroupsRequest,
-    DescribeLogDirsRequest, DescribeProducersRequest, DescribeQuorumRequest,
-    DescribeTopicPartitionsRequest, DescribeTransactionsRequest,
-    DescribeUserScramCredentialsRequest, ElectLeadersRequest, EndTxnRequest, FetchRequest,
-    FindCoordinatorRequest, HeartbeatRequest, IncrementalAlterConfigsRequest,
-    InitProducerIdRequest, JoinGroupRequest, LeaveGroupRequest, ListConfigResourcesRequest,
-    ListGroupsRequest, ListOffsetsRequest, ListPartitionReassignmentsRequest,
-    ListTransactionsRequest, MetadataRequest, OffsetCommitRequest, OffsetDeleteRequest,
-    OffsetFetchRequest, OffsetForLeaderEpochRequest, ProduceRequest, RequestHeader,
-    SaslAuthenticateRequest, SaslHandshakeRequest, SyncGroupRequest, TxnOffsetCommitRequest,
+    DescribeAclsRequest, DescribeClientQuotasRequest, DescribeClusterRequest,
+    DescribeConfigsRequest, DescribeGroupsRequest, DescribeLogDirsRequest,
+    DescribeProducersRequest, DescribeQuorumRequest, DescribeTopicPartitionsRequest,
+    DescribeTransactionsRequest, DescribeUserScramCredentialsRequest, ElectLeadersRequest,
+    EndTxnRequest, FetchRequest, FindCoordinatorRequest, HeartbeatRequest,
+    IncrementalAlterConfigsRequest, InitProducerIdRequest, JoinGroupRequest, LeaveGroupRequest,
+    ListConfigResourcesRequest, ListGroupsRequest, ListOffsetsRequest,
+    ListPartitionReassignmentsRequest, ListTransactionsRequest, MetadataRequest,
+    OffsetCommitRequest, OffsetDeleteRequest, OffsetFetchRequest, OffsetForLeaderEpochRequest,
+    ProduceRequest, RequestHeader, SaslAuthenticateRequest, SaslHandshakeRequest, SyncGroupRequest,
+    TxnOffsetCommitRequest,
 };
 use kafka_protocol::protocol::StrBytes;
 use uuid::Uuid;
 
 pub mod add_offsets_to_txn;
 pub mod add_partitions_to_txn;
+pub mod alter_client_quotas;
 pub mod alter_configs;
 pub mod alter_partition_reassignments;
 pub mod alter_replica_log_dirs;
@@ -76,6 +78,7 @@ pub mod delete_groups;
 pub mod delete_records;
 pub mod delete_topics;
 pub mod describe_acls;
+pub mod describe_client_quotas;
 pub mod describe_cluster;
 pub mod describe_configs;
 pub mod describe_groups;
@@ -789,6 +792,8 @@ pub enum Request {
     DescribeAcls(DescribeAclsRequest),
     CreateAcls(CreateAclsRequest),
     DeleteAcls(DeleteAclsRequest),
+    DescribeClientQuotas(DescribeClientQuotasRequest),
+    AlterClientQuotas(AlterClientQuotasRequest),
 }
 
 /// Every API [`decode_request`] accepts, with its inclusive version range.
@@ -933,6 +938,14 @@ pub const SUPPORTED_APIS: &[(ApiKey, (i16, i16))] = &[
     (ApiKey::DescribeAcls, describe_acls::DESCRIBE_ACLS_VERSIONS),
     (ApiKey::CreateAcls, create_acls::CREATE_ACLS_VERSIONS),
     (ApiKey::DeleteAcls, delete_acls::DELETE_ACLS_VERSIONS),
+    (
+        ApiKey::DescribeClientQuotas,
+        describe_client_quotas::DESCRIBE_CLIENT_QUOTAS_VERSIONS,
+    ),
+    (
+        ApiKey::AlterClientQuotas,
+        alter_client_quotas::ALTER_CLIENT_QUOTAS_VERSIONS,
+    ),
 ];
 
 /// The inclusive version range [`decode_request`] accepts for `api_key`, if it decodes it.
@@ -998,6 +1011,8 @@ impl Request {
             Self::DescribeAcls(_) => ApiKey::DescribeAcls,
             Self::CreateAcls(_) => ApiKey::CreateAcls,
             Self::DeleteAcls(_) => ApiKey::DeleteAcls,
+            Self::DescribeClientQuotas(_) => ApiKey::DescribeClientQuotas,
+            Self::AlterClientQuotas(_) => ApiKey::AlterClientQuotas,
         }
     }
 }
@@ -1089,6 +1104,10 @@ pub fn decode_request(api_key: i16, api_version: i16, body: Bytes) -> Result<Req
         ApiKey::DescribeAcls => Request::DescribeAcls(describe_acls::decode(r, v)?),
         ApiKey::CreateAcls => Request::CreateAcls(create_acls::decode(r, v)?),
         ApiKey::DeleteAcls => Request::DeleteAcls(delete_acls::decode(r, v)?),
+        ApiKey::DescribeClientQuotas => {
+            Request::DescribeClientQuotas(describe_client_quotas::decode(r, v)?)
+        }
+        ApiKey::AlterClientQuotas => Request::AlterClientQuotas(alter_client_quotas::decode(r, v)?),
         _ => return Err(DecodeError::UnsupportedApiKey(api_key)),
     };
     mem::take(r).finish()?;

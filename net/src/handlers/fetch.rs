@@ -40,6 +40,7 @@ use crate::broker::{
 };
 use crate::constants::{FETCH_RESPONSE_BYTES_MAX, FETCH_WAIT_MS_MAX};
 use crate::errors::{code, leader_epoch_error};
+use crate::quota::{QuotaSensors, CONSUMER_BYTE_RATE};
 
 pub const VERSIONS: (i16, i16) = (4, 18);
 
@@ -54,6 +55,9 @@ const REPLICA_STATE_VERSION: i16 = 15;
 const FOLLOWER_HIGH_WATERMARK_VERSION: i16 = 18;
 /// First version with fetch sessions (and a top-level error code).
 const SESSION_VERSION: i16 = 7;
+/// First version whose client backs off itself when throttled (KIP-219):
+/// the response goes at once and the connection is muted instead.
+const THROTTLE_MUTE_VERSION: i16 = 8;
 /// First version whose responses carry leader hints (KIP-951). A partition's
 /// `CurrentLeader` is in the schema from v12, but Kafka fills it, and the
 /// response's `NodeEndpoints` that came with it, from v16; so does Sluice.
@@ -88,6 +92,9 @@ pub async fn handle(
     header: &RequestHeader,
     request: FetchRequest,
 ) -> Option<Vec<Bytes>> {
+    // A fetch pipelined behind a throttled one starts when the throttle
+    // time is over (see produce).
+    sender.wait_unmuted().await;
     let version = header.request_api_version;
     let uses_topic_ids = version >= TOPIC_ID_VERSION;
     // A follower names itself: in the body below v15, in ReplicaState from.
@@ -243,8 +250,34 @@ pub async fn handle(
             break;
         }
     }
-    apply_response_limit(&mut slots, request.max_bytes);
+    // A consumer with a byte-rate quota gets at most a quota window's worth
+    // in one response, as Kafka limits it; a follower has no quota.
+    let identity = (
+        sender.quota_user(),
+        header.client_id.as_deref().unwrap_or(""),
+    );
+    let quota_bytes_max = match replica {
+        Some(_) => None,
+        None => QuotaSensors::fetch_bytes_max(&metadata, identity),
+    };
+    let max_bytes = match quota_bytes_max {
+        Some(quota_bytes) => request
+            .max_bytes
+            .min(i32::try_from(quota_bytes).unwrap_or(i32::MAX)),
+        None => request.max_bytes,
+    };
+    apply_response_limit(&mut slots, max_bytes);
     count_traffic(broker, &topics, &slots, replica.is_none());
+    let throttle_time_ms = match replica {
+        Some(_) => 0,
+        None => {
+            let bytes: usize = slots.iter().map(|slot| slot.outcome.bytes).sum();
+            let throttle = broker.record_quota(CONSUMER_BYTE_RATE, identity, bytes);
+            sender
+                .throttle(throttle, version, THROTTLE_MUTE_VERSION)
+                .await
+        }
+    };
     let answers: Vec<Answer> = slots.iter().map(|slot| answer_of(&slot.outcome)).collect();
     let session_id = match session {
         SessionUse::None => 0,
@@ -276,6 +309,7 @@ pub async fn handle(
     }
     Some(encode_response(
         version,
+        throttle_time_ms,
         session_id,
         &topics,
         &slots,
@@ -610,6 +644,7 @@ fn encode_error(version: i16, error_code: i16) -> Vec<Bytes> {
 /// leaders the slots name; both are encoded from v16 only.
 fn encode_response(
     version: i16,
+    throttle_time_ms: i32,
     session_id: i32,
     topics: &[ResolvedTopic],
     slots: &[Slot],
@@ -618,7 +653,7 @@ fn encode_response(
     let flexible = version >= FLEXIBLE_VERSION;
     let mut pieces = Vec::new();
     let mut out = BytesMut::with_capacity(256);
-    out.put_i32(0); // throttle_time_ms
+    out.put_i32(throttle_time_ms);
     if version >= SESSION_VERSION {
         out.put_i16(code::NONE);
         out.put_i32(session_id);
@@ -719,7 +754,7 @@ pub fn encode_single_partition(version: i16, topic: &str, chunks: Vec<Bytes>) ->
         },
         current_leader: CurrentLeader::UNKNOWN,
     }];
-    encode_response(version, 0, &topics, &slots, None)
+    encode_response(version, 0, 0, &topics, &slots, None)
 }
 
 #[cfg(test)]
@@ -777,7 +812,7 @@ mod tests {
             slot(1, 1, &[b"xyz"]),
         ];
         for version in VERSIONS.0..=VERSIONS.1 {
-            let pieces = encode_response(version, 0, &topics, &slots, None);
+            let pieces = encode_response(version, 0, 0, &topics, &slots, None);
             let mut whole = BytesMut::new();
             for piece in &pieces {
                 whole.put_slice(piece);
@@ -849,9 +884,16 @@ mod tests {
             })
             .collect();
         for version in VERSIONS.0..=VERSIONS.1 {
-            let whole = joined(&encode_response(version, 0, &topics, &slots, Some(&hints)));
+            let whole = joined(&encode_response(
+                version,
+                0,
+                0,
+                &topics,
+                &slots,
+                Some(&hints),
+            ));
             if version < LEADER_HINTS_VERSION {
-                let plain = joined(&encode_response(version, 0, &topics, &plain_slots, None));
+                let plain = joined(&encode_response(version, 0, 0, &topics, &plain_slots, None));
                 assert_eq!(whole, plain, "v{version} unchanged");
                 continue;
             }
@@ -920,7 +962,14 @@ mod tests {
         let mut hints = LeaderHints::new(std::sync::Arc::new(metadata), live);
         name_leaders(&mut hints, &topics, &mut slots);
         let version = LEADER_HINTS_VERSION;
-        let mut whole = joined(&encode_response(version, 0, &topics, &slots, Some(&hints)));
+        let mut whole = joined(&encode_response(
+            version,
+            0,
+            0,
+            &topics,
+            &slots,
+            Some(&hints),
+        ));
         let decoded = FetchResponse::decode(&mut whole, version).expect("decodes");
         assert!(whole.is_empty());
         let leader = &decoded.responses[0].partitions[0].current_leader;
@@ -947,8 +996,15 @@ mod tests {
         name_leaders(&mut hints, &topics, &mut slots);
         let version = LEADER_HINTS_VERSION;
         assert_eq!(
-            joined(&encode_response(version, 0, &topics, &slots, Some(&hints))),
-            joined(&encode_response(version, 0, &topics, &slots, None))
+            joined(&encode_response(
+                version,
+                0,
+                0,
+                &topics,
+                &slots,
+                Some(&hints)
+            )),
+            joined(&encode_response(version, 0, 0, &topics, &slots, None))
         );
     }
 }

@@ -4,6 +4,7 @@
 
 pub mod add_offsets_to_txn;
 pub mod add_partitions_to_txn;
+pub mod alter_client_quotas;
 pub mod alter_configs;
 pub mod alter_partition_reassignments;
 pub mod alter_replica_log_dirs;
@@ -19,6 +20,7 @@ pub mod delete_groups;
 pub mod delete_records;
 pub mod delete_topics;
 pub mod describe_acls;
+pub mod describe_client_quotas;
 pub mod describe_cluster;
 pub mod describe_configs;
 pub mod describe_groups;
@@ -60,7 +62,9 @@ mod compact;
 /// Not an API: the leader hints Produce and Fetch share (KIP-951).
 mod leader_hints;
 
+use std::cell::Cell;
 use std::rc::Rc;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestHeader};
@@ -188,6 +192,11 @@ pub const IMPLEMENTED: &[(ApiKey, (i16, i16))] = &[
     (ApiKey::DescribeAcls, describe_acls::VERSIONS),
     (ApiKey::CreateAcls, create_acls::VERSIONS),
     (ApiKey::DeleteAcls, delete_acls::VERSIONS),
+    (
+        ApiKey::DescribeClientQuotas,
+        describe_client_quotas::VERSIONS,
+    ),
+    (ApiKey::AlterClientQuotas, alter_client_quotas::VERSIONS),
 ];
 
 /// Whether `api_key` at `version` is implemented.
@@ -235,6 +244,9 @@ pub struct Session {
     host: Rc<str>,
     /// Named in `super_users`: every check passes.
     super_user: bool,
+    /// Until when the connection reads no request (KIP-219): set by a
+    /// throttled response, shared by every request of the connection.
+    muted_until: Rc<Cell<Option<Instant>>>,
 }
 
 impl Default for Session {
@@ -245,6 +257,7 @@ impl Default for Session {
             principal_name: Rc::from(acl::ANONYMOUS),
             host: Rc::from(""),
             super_user: false,
+            muted_until: Rc::default(),
         }
     }
 }
@@ -265,6 +278,7 @@ impl Session {
                 .super_users
                 .iter()
                 .any(|user| user == anonymous),
+            muted_until: Rc::default(),
         }
     }
 
@@ -275,6 +289,52 @@ impl Session {
             super_user: principal.super_user,
             principal: Some(Rc::new(principal)),
             host: Rc::clone(&self.host),
+            muted_until: Rc::clone(&self.muted_until),
+        }
+    }
+
+    /// The user a client quota names: the principal's name (`ANONYMOUS`
+    /// on a listener without authentication), as Kafka's quota entities
+    /// name users.
+    pub fn quota_user(&self) -> &str {
+        self.principal_name
+            .strip_prefix("User:")
+            .unwrap_or(&self.principal_name)
+    }
+
+    /// Throttles the connection for `throttle` (a quota was exceeded) and
+    /// returns the `throttle_time_ms` to answer. From `mute_version` on the
+    /// client backs off itself (KIP-219): the response goes at once and the
+    /// connection reads nothing more until the time is over. Older
+    /// versions get their response that much later, as Kafka delays it.
+    pub async fn throttle(&self, throttle: Duration, version: i16, mute_version: i16) -> i32 {
+        if throttle.is_zero() {
+            return 0;
+        }
+        if version >= mute_version {
+            let until = Instant::now() + throttle;
+            let later = self
+                .muted_until
+                .get()
+                .map_or(until, |muted| muted.max(until));
+            self.muted_until.set(Some(later));
+        } else {
+            glommio::timer::sleep(throttle).await;
+        }
+        i32::try_from(throttle.as_millis()).unwrap_or(i32::MAX)
+    }
+
+    /// Waits until the connection's throttle time, if any, is over.
+    pub async fn wait_unmuted(&self) {
+        let Some(until) = self.muted_until.get() else {
+            return;
+        };
+        let left = until.saturating_duration_since(Instant::now());
+        if !left.is_zero() {
+            glommio::timer::sleep(left).await;
+        }
+        if self.muted_until.get() == Some(until) {
+            self.muted_until.set(None);
         }
     }
 
@@ -605,6 +665,12 @@ pub async fn dispatch(
         }
         Request::DeleteAcls(request) => {
             delete_acls::handle(broker, session, &header, request).await
+        }
+        Request::DescribeClientQuotas(request) => {
+            describe_client_quotas::handle(broker, session, &header, request).await
+        }
+        Request::AlterClientQuotas(request) => {
+            alter_client_quotas::handle(broker, session, &header, request).await
         }
     }?;
     if body.is_empty() {

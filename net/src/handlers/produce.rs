@@ -35,8 +35,13 @@ use crate::broker::{
     ShardResponse,
 };
 use crate::errors::code;
+use crate::quota::PRODUCER_BYTE_RATE;
 
 pub const VERSIONS: (i16, i16) = (3, 13);
+
+/// First version whose client backs off itself when throttled (KIP-219):
+/// the response goes at once and the connection is muted instead.
+const THROTTLE_MUTE_VERSION: i16 = 6;
 
 /// First version that names topics by id.
 const TOPIC_ID_VERSION: i16 = 13;
@@ -108,6 +113,13 @@ pub async fn handle(
     header: &RequestHeader,
     mut request: ProduceRequest,
 ) -> Option<Vec<Bytes>> {
+    // A request pipelined behind one that was throttled starts when the
+    // throttle time is over, as if the connection had not been read
+    // meanwhile (Kafka reads one request of a connection at a time). It is
+    // measured before anything awaits, so the next pipelined request sees
+    // its throttle.
+    session.wait_unmuted().await;
+    let throttle_time_ms = throttle(broker, session, header, &request).await;
     // From v13 topics come by id: each is named from the metadata image,
     // so that everything below works by name; an id no topic has is
     // UNKNOWN_TOPIC_ID for each of its partitions.
@@ -220,10 +232,10 @@ pub async fn handle(
         }
     }
     count_traffic(broker, &request, &outcomes);
+    let version = header.request_api_version;
     if acks == 0 {
         return None;
     }
-    let version = header.request_api_version;
     // Looked up only when some partition needs a hint, so that successful
     // requests cost nothing more; and in the image as of the answer, not of
     // the request, so that a hint names the leader the partition has now.
@@ -233,8 +245,41 @@ pub async fn handle(
         .any(|outcome| wants_hint(outcome.error_code));
     let mut hints = (version >= LEADER_HINTS_VERSION && hinted)
         .then(|| LeaderHints::new(broker.metadata(), broker.live_brokers()));
-    let response = response(version, &request, outcomes, hints.as_mut());
+    let mut response = response(version, &request, outcomes, hints.as_mut());
+    response.throttle_time_ms = throttle_time_ms;
     Some(encode(&response, version))
+}
+
+/// Records the request's record bytes against the sender's producer quota
+/// (Kafka counts the whole request; the records are nearly all of it) and
+/// throttles the connection when it is over: `throttle_time_ms` to answer.
+/// With acks=0 there is no answer to carry it, so the connection is muted
+/// whatever the version, as Kafka does.
+async fn throttle(
+    broker: &Rc<Broker>,
+    session: &Session,
+    header: &RequestHeader,
+    request: &ProduceRequest,
+) -> i32 {
+    let bytes: usize = request
+        .topic_data
+        .iter()
+        .flat_map(|topic| &topic.partition_data)
+        .map(|partition| partition.records.as_ref().map_or(0, Bytes::len))
+        .sum();
+    let identity = (
+        session.quota_user(),
+        header.client_id.as_deref().unwrap_or(""),
+    );
+    let throttle = broker.record_quota(PRODUCER_BYTE_RATE, identity, bytes);
+    let mute_version = if request.acks == 0 {
+        0
+    } else {
+        THROTTLE_MUTE_VERSION
+    };
+    session
+        .throttle(throttle, header.request_api_version, mute_version)
+        .await
 }
 
 /// The metrics of an answered produce: the record bytes of every partition
