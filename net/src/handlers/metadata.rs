@@ -27,7 +27,6 @@ use crate::groups;
 
 pub const VERSIONS: (i16, i16) = (0, 13);
 
-
 fn topic_response(
     metadata: &ClusterMetadata,
     topic: &TopicMetadata,

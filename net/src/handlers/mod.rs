@@ -101,7 +101,8 @@ pub const TOPIC_OPERATIONS: &[Operation] = &[
     Operation::DescribeConfigs,
     Operation::AlterConfigs,
 ];
-pub const GROUP_OPERATIONS: &[Operation] = &[Operation::Read, Operation::Describe, Operation::Delete];
+pub const GROUP_OPERATIONS: &[Operation] =
+    &[Operation::Read, Operation::Describe, Operation::Delete];
 
 /// The APIs Sluice implements and tests, with their version ranges.
 /// ApiVersions advertises exactly this list.
