@@ -39,7 +39,7 @@ use sluice_engine::{ClusterMetadata, PartitionState, TopicMetadata};
 use uuid::Uuid;
 
 use super::Session;
-use super::{encode, str_bytes, TOPIC_OPERATIONS};
+use super::{encode, str_bytes};
 use crate::acl::Operation;
 use crate::broker::{validate_topic_name, Broker};
 use crate::errors::code;
@@ -355,12 +355,7 @@ pub async fn handle(
             // (this request has no flag to leave it out).
             for topic in &mut response.topics {
                 if let (code::NONE, Some(name)) = (topic.error_code, &topic.name) {
-                    topic.topic_authorized_operations = session.authorized_operations(
-                        broker,
-                        crate::acl::ResourceType::Topic,
-                        name.0.as_str(),
-                        TOPIC_OPERATIONS,
-                    );
+                    topic.topic_authorized_operations = session.topic_operations(broker, name);
                 }
             }
             if cursor.is_none() {
@@ -606,7 +601,7 @@ mod tests {
     fn topic_operations_are_kafkas() {
         // READ, WRITE, CREATE, DELETE, ALTER, DESCRIBE, DESCRIBE_CONFIGS and
         // ALTER_CONFIGS: the bitfield Kafka without an authorizer answers.
-        let bits = TOPIC_OPERATIONS
+        let bits = crate::handlers::TOPIC_OPERATIONS
             .iter()
             .fold(0, |bits, operation| bits | 1 << operation.code());
         assert_eq!(bits, 0b1101_1111_1000);

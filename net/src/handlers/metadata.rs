@@ -19,7 +19,7 @@ use sluice_engine::{ClusterMetadata, TopicMetadata};
 use uuid::Uuid;
 
 use super::Session;
-use super::{encode, str_bytes, AUTHORIZED_OPERATIONS_UNKNOWN, TOPIC_OPERATIONS};
+use super::{encode, str_bytes, AUTHORIZED_OPERATIONS_UNKNOWN};
 use crate::acl::Operation;
 use crate::broker::{validate_topic_name, Broker, ControllerRequest, NewTopic, ShardResponse};
 use crate::errors::code;
@@ -237,12 +237,7 @@ pub async fn handle(
     if request.include_topic_authorized_operations {
         for topic in &mut response.topics {
             if let (code::NONE, Some(name)) = (topic.error_code, &topic.name) {
-                topic.topic_authorized_operations = session.authorized_operations(
-                    broker,
-                    crate::acl::ResourceType::Topic,
-                    name.0.as_str(),
-                    TOPIC_OPERATIONS,
-                );
+                topic.topic_authorized_operations = session.topic_operations(broker, name);
             }
         }
     }

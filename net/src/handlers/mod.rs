@@ -379,6 +379,11 @@ impl Session {
             .fold(0, |bits, operation| bits | 1 << operation.code())
     }
 
+    /// What the sender may do on the topic `name` (Kafka's bitfield).
+    pub fn topic_operations(&self, broker: &Broker, name: &str) -> i32 {
+        self.authorized_operations(broker, acl::ResourceType::Topic, name, TOPIC_OPERATIONS)
+    }
+
     /// Whether the sender may do `operation` on the cluster.
     pub fn may_on_cluster(&self, broker: &Broker, operation: acl::Operation) -> bool {
         self.may(
