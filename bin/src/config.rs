@@ -24,6 +24,7 @@ const LEADER_IMBALANCE_CHECK_INTERVAL_MS_MAX: i64 = 86_400_000;
 const SPIN_BEFORE_PARK_US_MAX: i64 = 10_000;
 use sluice_net::config::{SecurityProtocol, LOG_CLEANER_DEDUPE_BUFFER_BYTES_MIN};
 use sluice_net::sasl::session::{parse_mechanisms, parse_super_users};
+use sluice_net::tls::{ClientAuth, TlsProtocol};
 use sluice_net::BrokerConfig;
 
 /// Why a value was refused; [`apply`] turns it into the one-line message
@@ -456,18 +457,72 @@ pub const SETTINGS: &[Setting] = &[
     },
     Setting {
         name: "listener_security_protocol",
-        expects: "the client listener's security protocol, Kafka's names: PLAINTEXT (default) or \
-            SASL_PLAINTEXT (SSL and SASL_SSL need TLS, not built yet)",
+        expects: "the client listener's security protocol, Kafka's names: PLAINTEXT (default), \
+            SASL_PLAINTEXT, SSL or SASL_SSL (TLS: see ssl_keystore_location)",
         apply: |config, value| {
-            config.security_protocol = match value {
-                "PLAINTEXT" => SecurityProtocol::Plaintext,
-                "SASL_PLAINTEXT" => SecurityProtocol::SaslPlaintext,
-                "SSL" | "SASL_SSL" => return Err(Refused::Because(
-                    "it needs TLS, which Sluice does not have yet; use PLAINTEXT or SASL_PLAINTEXT"
-                        .to_string(),
-                )),
+            config.security_protocol = SecurityProtocol::parse(value).ok_or(Refused::Expected)?;
+            Ok(())
+        },
+    },
+    Setting {
+        name: "ssl_keystore_location",
+        expects: "a PEM file with the listener's private key (unencrypted) and its certificate \
+            chain, server certificate first (Kafka's ssl.keystore.location with \
+            ssl.keystore.type=PEM); read again on SIGHUP",
+        apply: |config, value| {
+            if value.is_empty() {
+                return Err(Refused::Expected);
+            }
+            config.tls_settings.keystore_location = Some(PathBuf::from(value));
+            Ok(())
+        },
+    },
+    Setting {
+        name: "ssl_truststore_location",
+        expects: "a PEM file with the CA certificates client certificates must chain to (Kafka's \
+            ssl.truststore.location with ssl.truststore.type=PEM); read again on SIGHUP",
+        apply: |config, value| {
+            if value.is_empty() {
+                return Err(Refused::Expected);
+            }
+            config.tls_settings.truststore_location = Some(PathBuf::from(value));
+            Ok(())
+        },
+    },
+    Setting {
+        name: "ssl_client_auth",
+        expects: "none (default), requested or required (Kafka's ssl.client.auth): whether TLS \
+            clients are asked for a certificate; on SSL its subject is the principal",
+        apply: |config, value| {
+            config.tls_settings.client_auth = match value {
+                "none" => ClientAuth::None,
+                "requested" => ClientAuth::Requested,
+                "required" => ClientAuth::Required,
                 _ => return Err(Refused::Expected),
             };
+            Ok(())
+        },
+    },
+    Setting {
+        name: "ssl_enabled_protocols",
+        expects: "TLS versions separated by commas: TLSv1.2, TLSv1.3 (default both; Kafka's \
+            ssl.enabled.protocols)",
+        apply: |config, value| {
+            let mut protocols = Vec::new();
+            for name in value
+                .split(',')
+                .map(str::trim)
+                .filter(|name| !name.is_empty())
+            {
+                let protocol = TlsProtocol::parse(name).ok_or(Refused::Expected)?;
+                if !protocols.contains(&protocol) {
+                    protocols.push(protocol);
+                }
+            }
+            if protocols.is_empty() {
+                return Err(Refused::Expected);
+            }
+            config.tls_settings.enabled_protocols = protocols;
             Ok(())
         },
     },
@@ -947,9 +1002,9 @@ fn absolute_data_dirs(config: &mut BrokerConfig) -> Result<(), String> {
     Ok(())
 }
 
-/// SASL_PLAINTEXT is for a broker on its own so far: brokers reach each
-/// other (replica fetches, transaction markers) through the client
-/// listener, and do not authenticate to each other yet.
+/// SASL and TLS listeners are for a broker on its own so far: brokers reach
+/// each other (replica fetches, transaction markers) through the client
+/// listener, and speak neither to each other yet.
 fn check_security_settings(config: &BrokerConfig) -> Result<(), String> {
     if config.acl_authorizer && !config.is_single_node() {
         return Err(
@@ -958,10 +1013,12 @@ fn check_security_settings(config: &BrokerConfig) -> Result<(), String> {
                 .to_string(),
         );
     }
-    if config.security_protocol.is_sasl() && !config.is_single_node() {
+    let secured = config.security_protocol.is_sasl() || config.security_protocol.is_tls();
+    if secured && !config.is_single_node() {
         return Err(format!(
             "listener_security_protocol {} works on a single broker only: brokers of a cluster \
-             connect to each other through the client listener and cannot authenticate yet",
+             connect to each other through the client listener, in plaintext and without \
+             authenticating, so far",
             config.security_protocol.name()
         ));
     }
@@ -1273,9 +1330,35 @@ mod tests {
             vec![sluice_net::sasl::Mechanism::ScramSha512]
         );
         assert_eq!(config.sasl.super_users, vec!["admin", "ops"]);
-        for protocol in ["SSL", "SASL_SSL"] {
-            let error = from_args(&args(&["--listener-security-protocol", protocol])).unwrap_err();
-            assert!(error.contains("TLS"), "{error}");
+        let config = from_args(&args(&[
+            "--listener-security-protocol",
+            "SASL_SSL",
+            "--ssl-keystore-location",
+            "/etc/sluice/keystore.pem",
+            "--ssl-client-auth",
+            "requested",
+            "--ssl-enabled-protocols",
+            "TLSv1.3, TLSv1.3",
+        ]))
+        .unwrap();
+        assert_eq!(config.security_protocol, SecurityProtocol::SaslSsl);
+        assert_eq!(
+            config.tls_settings.keystore_location,
+            Some(PathBuf::from("/etc/sluice/keystore.pem"))
+        );
+        assert_eq!(config.tls_settings.client_auth, ClientAuth::Requested);
+        assert_eq!(
+            config.tls_settings.enabled_protocols,
+            vec![TlsProtocol::Tls13]
+        );
+        for (flag, value) in [
+            ("--ssl-client-auth", "always"),
+            ("--ssl-enabled-protocols", "TLSv1.1"),
+            ("--ssl-enabled-protocols", ","),
+            ("--ssl-keystore-location", ""),
+        ] {
+            let error = from_args(&args(&[flag, value])).unwrap_err();
+            assert!(error.contains(&flag[2..].replace('-', "_")), "{error}");
             assert_eq!(error.lines().count(), 1, "{error}");
         }
         let error = from_args(&args(&["--listener-security-protocol", "sasl"])).unwrap_err();

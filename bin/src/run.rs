@@ -224,22 +224,59 @@ fn load_credentials(data_dir: &std::path::Path, sasl: bool) -> Result<Credential
 }
 
 static SHUTDOWN: AtomicBool = AtomicBool::new(false);
+/// Set by SIGHUP: read the TLS files again.
+static RELOAD: AtomicBool = AtomicBool::new(false);
 
 extern "C" fn on_signal(_: libc::c_int) {
     SHUTDOWN.store(true, Ordering::SeqCst);
 }
 
+extern "C" fn on_hangup(_: libc::c_int) {
+    RELOAD.store(true, Ordering::SeqCst);
+}
+
 fn install_signal_handlers() {
-    // SAFETY: the handler only stores to an atomic, which is signal-safe.
+    // SAFETY: the handlers only store to atomics, which is signal-safe.
     unsafe {
         libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
         libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGHUP, on_hangup as *const () as libc::sighandler_t);
     }
+}
+
+/// Reloads the listener's certificate, key and truststore on each SIGHUP,
+/// off the shards: the files are read and parsed on this thread, and the
+/// shards' next handshakes pick up the result. A reload that fails keeps
+/// what is in use and says why in one line.
+fn spawn_tls_reloader(tls: Arc<sluice_net::tls::Tls>) -> Result<(), String> {
+    std::thread::Builder::new()
+        .name("tls-reload".into())
+        .spawn(move || loop {
+            std::thread::sleep(SHUTDOWN_POLL);
+            if SHUTDOWN.load(Ordering::SeqCst) {
+                return;
+            }
+            if RELOAD.swap(false, Ordering::SeqCst) {
+                match tls.reload() {
+                    Ok(()) => tracing::info!("TLS certificate and truststore reloaded (SIGHUP)"),
+                    Err(error) => {
+                        tracing::warn!(%error, "TLS reload failed; the files loaded before stay in use")
+                    }
+                }
+            }
+        })
+        .map(drop)
+        .map_err(|error| format!("starting the TLS reload thread failed: {error}"))
 }
 
 /// Runs the broker until SIGTERM/SIGINT. Returns the one-line error that
 /// stopped it from starting, if any.
 pub fn run(mut config: BrokerConfig) -> Result<(), String> {
+    // First: a certificate that cannot be used is a configuration error,
+    // said before anything else is looked at.
+    if config.security_protocol.is_tls() {
+        config.tls = Some(Arc::new(sluice_net::tls::Tls::load(&config.tls_settings)?));
+    }
     check_io_uring()?;
     raise_memlock();
     sluice_net::log_dirs::check_missing(&mut config)?;
@@ -299,6 +336,9 @@ pub fn run(mut config: BrokerConfig) -> Result<(), String> {
         None => None,
     };
     install_signal_handlers();
+    if let Some(tls) = &config.tls {
+        spawn_tls_reloader(Arc::clone(tls))?;
+    }
     let config = Arc::new(config);
     let plan = mesh_plan::<ShardRequest, ShardResponse>(config.shards);
     let (ready_sender, ready_receiver) = mpsc::channel::<Result<(), String>>();

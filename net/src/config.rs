@@ -22,12 +22,13 @@ use crate::constants::{
 };
 
 /// The client listener's security protocol, by Kafka's names (the value
-/// `listener.security.protocol.map` gives the listener). SSL and SASL_SSL
-/// come with TLS.
+/// `listener.security.protocol.map` gives the listener).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SecurityProtocol {
     Plaintext,
     SaslPlaintext,
+    Ssl,
+    SaslSsl,
 }
 
 impl SecurityProtocol {
@@ -35,11 +36,31 @@ impl SecurityProtocol {
         match self {
             SecurityProtocol::Plaintext => "PLAINTEXT",
             SecurityProtocol::SaslPlaintext => "SASL_PLAINTEXT",
+            SecurityProtocol::Ssl => "SSL",
+            SecurityProtocol::SaslSsl => "SASL_SSL",
         }
     }
 
+    pub fn parse(name: &str) -> Option<SecurityProtocol> {
+        [
+            SecurityProtocol::Plaintext,
+            SecurityProtocol::SaslPlaintext,
+            SecurityProtocol::Ssl,
+            SecurityProtocol::SaslSsl,
+        ]
+        .into_iter()
+        .find(|protocol| protocol.name() == name)
+    }
+
     pub fn is_sasl(self) -> bool {
-        self == SecurityProtocol::SaslPlaintext
+        matches!(
+            self,
+            SecurityProtocol::SaslPlaintext | SecurityProtocol::SaslSsl
+        )
+    }
+
+    pub fn is_tls(self) -> bool {
+        matches!(self, SecurityProtocol::Ssl | SecurityProtocol::SaslSsl)
     }
 }
 
@@ -184,8 +205,14 @@ pub struct BrokerConfig {
     /// The client listener's security protocol.
     pub security_protocol: SecurityProtocol,
     /// SASL mechanisms, super users and credentials, used when
-    /// `security_protocol` is SASL_PLAINTEXT.
+    /// `security_protocol` is SASL_PLAINTEXT or SASL_SSL.
     pub sasl: SaslConfig,
+    /// The `ssl_*` settings, used when `security_protocol` is SSL or
+    /// SASL_SSL.
+    pub tls_settings: crate::tls::TlsSettings,
+    /// The listener's TLS, loaded at start from `tls_settings` when the
+    /// protocol is SSL or SASL_SSL.
+    pub tls: Option<std::sync::Arc<crate::tls::Tls>>,
     /// The `authorizer` setting (Kafka's `authorizer.class.name`): whether
     /// requests are checked against ACLs.
     pub acl_authorizer: bool,
@@ -305,6 +332,8 @@ impl Default for BrokerConfig {
             max_connections_per_ip: MAX_CONNECTIONS_PER_IP_DEFAULT,
             delete_topic_enable: true,
             security_protocol: SecurityProtocol::Plaintext,
+            tls_settings: crate::tls::TlsSettings::default(),
+            tls: None,
             sasl: SaslConfig::default(),
             acl_authorizer: false,
             authorizer: None,

@@ -27,6 +27,16 @@ pub const MAX_CONNECTIONS_PER_IP_DEFAULT: usize = i32::MAX as usize;
 /// slot freed on another shard does not wake this one.
 pub const FULL_ACCEPT_POLL_MS: u64 = 10;
 
+/// How long a TLS client may take over its handshake before the connection
+/// is closed: a client that opens a connection and sends nothing holds a
+/// connection slot for this long, not for `connections.max.idle.ms`.
+pub const TLS_HANDSHAKE_TIMEOUT_MS: u64 = 10_000;
+
+/// Plaintext gathered into one TLS write: a TLS record carries at most
+/// 16 KiB, so small response pieces (headers, encoded fields) go out in
+/// full records instead of a record each.
+pub const TLS_WRITE_GATHER_BYTES: usize = 16 * 1024;
+
 /// Bytes read from a socket per read call.
 pub const READ_CHUNK_BYTES: usize = 64 * 1024;
 /// A frame up to this size gets its whole buffer as soon as its length

@@ -38,6 +38,7 @@ pub mod metrics;
 pub mod quota;
 pub mod sasl;
 pub mod server;
+pub mod tls;
 pub mod topic_config;
 pub mod txn;
 pub mod wire;

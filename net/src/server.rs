@@ -13,17 +13,25 @@
 //! `UNAUTHENTICATED_REQUEST_BYTES_MAX`, only ApiVersions, SaslHandshake and
 //! SaslAuthenticate are decoded, and the SASL steps are answered in the
 //! reader itself, in order, since each one moves the connection's state.
+//!
+//! On an SSL or SASL_SSL listener the connection is a TLS stream
+//! (`tls.rs`) from its first byte: the handshake comes first, within
+//! `TLS_HANDSHAKE_TIMEOUT_MS`, and requests and responses then pass through
+//! rustls, which copies them once as it encrypts and decrypts (the gathering
+//! `sendmsg` of plaintext connections has no TLS counterpart here).
 
 use std::collections::BTreeMap;
 use std::io;
 use std::net::IpAddr;
 use std::os::fd::AsRawFd;
+use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Mutex;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes, BytesMut};
-use futures_lite::AsyncReadExt;
+use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use glommio::channels::local_channel;
 use glommio::net::{TcpListener, TcpStream};
 use glommio::task::JoinHandle;
@@ -33,11 +41,12 @@ use crate::broker::Broker;
 use crate::codec::{self, DecodeError, Request};
 use crate::constants::{
     FRAME_PRESIZE_BYTES_MAX, FULL_ACCEPT_POLL_MS, IN_FLIGHT_REQUESTS_MAX, LOGGED_STRING_BYTES_MAX,
-    READ_CHUNK_BYTES, REQUEST_BYTES_MAX, SLOW_REQUEST_LOG_MS, UNAUTHENTICATED_REQUEST_BYTES_MAX,
+    READ_CHUNK_BYTES, REQUEST_BYTES_MAX, SLOW_REQUEST_LOG_MS, TLS_HANDSHAKE_TIMEOUT_MS,
+    TLS_WRITE_GATHER_BYTES, UNAUTHENTICATED_REQUEST_BYTES_MAX,
 };
 use crate::handlers::{self, Session};
 use crate::sasl::session::Authenticate;
-use crate::sasl::Authenticator;
+use crate::sasl::{Authenticator, Principal};
 use crate::wire::{receive_ready, write_frames, ResponseFrame};
 
 /// Bytes read through glommio when a connection's socket is empty: the
@@ -234,17 +243,124 @@ impl std::fmt::Display for Closed {
 
 type Pending = JoinHandle<Option<ResponseFrame>>;
 
+/// A connection's byte stream: the socket itself, or TLS over it.
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<futures_rustls::server::TlsStream<TcpStream>>),
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        context: &mut Context<'_>,
+        buffer: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(stream) => Pin::new(stream).poll_read(context, buffer),
+            Stream::Tls(stream) => Pin::new(stream.as_mut()).poll_read(context, buffer),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        context: &mut Context<'_>,
+        buffer: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(stream) => Pin::new(stream).poll_write(context, buffer),
+            Stream::Tls(stream) => Pin::new(stream.as_mut()).poll_write(context, buffer),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(stream) => Pin::new(stream).poll_flush(context),
+            Stream::Tls(stream) => Pin::new(stream.as_mut()).poll_flush(context),
+        }
+    }
+
+    fn poll_close(self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(stream) => Pin::new(stream).poll_close(context),
+            Stream::Tls(stream) => Pin::new(stream.as_mut()).poll_close(context),
+        }
+    }
+}
+
+/// The TLS handshake of a connection to an SSL or SASL_SSL listener, and
+/// the principal its client certificate names (SSL only: on SASL_SSL the
+/// principal comes from SASL, as in Kafka).
+async fn tls_handshake(
+    broker: &Broker,
+    tls: &crate::tls::Tls,
+    stream: TcpStream,
+) -> Result<(Stream, Option<Principal>), String> {
+    let accepted =
+        glommio::timer::timeout(Duration::from_millis(TLS_HANDSHAKE_TIMEOUT_MS), async {
+            tls.acceptor()
+                .accept(stream)
+                .await
+                .map_err(glommio::GlommioError::IoError)
+        })
+        .await;
+    let stream = match accepted {
+        Ok(stream) => stream,
+        Err(glommio::GlommioError::TimedOut(_)) => {
+            return Err(format!(
+                "no TLS handshake within {TLS_HANDSHAKE_TIMEOUT_MS} ms"
+            ))
+        }
+        Err(error) => return Err(format!("TLS handshake failed: {error}")),
+    };
+    let principal = if broker.config.security_protocol.is_sasl() {
+        None
+    } else {
+        let certificate = stream
+            .get_ref()
+            .1
+            .peer_certificates()
+            .and_then(|chain| chain.first());
+        match certificate {
+            None => None,
+            Some(certificate) => {
+                let Some(user) = crate::tls::subject_name(certificate) else {
+                    return Err("the client certificate's subject cannot be read".to_string());
+                };
+                let super_user = broker.config.sasl.super_users.contains(&user);
+                Some(Principal { user, super_user })
+            }
+        }
+    };
+    Ok((Stream::Tls(Box::new(stream)), principal))
+}
+
 async fn serve_connection(broker: Rc<Broker>, stream: TcpStream) -> Result<(), String> {
-    let fd = stream.as_raw_fd();
+    let socket_fd = stream.as_raw_fd();
     // ACLs name hosts by address; a peer whose address cannot be read
     // matches only ACLs for every host.
     let host = stream
         .peer_addr()
         .map(|address| address.ip().to_string())
         .unwrap_or_default();
+    let mut session = Session::anonymous(&broker, &host);
+    // Plaintext connections read and write their socket directly (`fd`);
+    // TLS ones only through rustls.
+    let (stream, fd) = match broker.config.tls.clone() {
+        None => (Stream::Plain(stream), Some(socket_fd)),
+        Some(tls) => {
+            let (stream, principal) = tls_handshake(&broker, &tls, stream).await?;
+            if let Some(principal) = principal {
+                tracing::debug!(%principal, super_user = principal.super_user, "TLS client certificate");
+                session = session.authenticated(principal);
+            }
+            (stream, None)
+        }
+    };
     let (mut reader, writer) = futures_lite::io::split(stream);
     let (sender, receiver) = local_channel::new_bounded::<Pending>(IN_FLIGHT_REQUESTS_MAX);
-    let writer_task = glommio::spawn_local(write_loop(writer, fd, receiver));
+    let writer_task = glommio::spawn_local(write_loop(writer, socket_fd, fd, receiver));
     let idle = Duration::from_millis(broker.config.connections_max_idle_ms.max(1));
     let mut buffer = BytesMut::with_capacity(READ_CHUNK_BYTES);
     let mut wait_buffer = vec![0u8; WAIT_READ_BYTES];
@@ -255,7 +371,6 @@ async fn serve_connection(broker: Rc<Broker>, stream: TcpStream) -> Result<(), S
         .security_protocol
         .is_sasl()
         .then(Authenticator::new);
-    let mut session = Session::anonymous(&broker, &host);
     let outcome: Result<(), Closed> = async {
         loop {
             let pending = authenticator
@@ -308,11 +423,16 @@ async fn serve_connection(broker: Rc<Broker>, stream: TcpStream) -> Result<(), S
     }
 }
 
+/// Sends the responses in request order. `socket_fd` is the connection's
+/// socket; `fd` the same when the connection is plaintext, whose pieces go
+/// out with a gathering `sendmsg`, and `None` on TLS.
 async fn write_loop(
-    mut writer: futures_lite::io::WriteHalf<TcpStream>,
-    fd: i32,
+    mut writer: futures_lite::io::WriteHalf<Stream>,
+    socket_fd: i32,
+    fd: Option<i32>,
     receiver: local_channel::LocalReceiver<Pending>,
 ) -> io::Result<()> {
+    let mut gathered = Vec::new();
     let mut pieces = Vec::new();
     while let Some(task) = receiver.recv().await {
         let Some(Some(frame)) = task.await else {
@@ -323,15 +443,44 @@ async fn write_loop(
             // (an encoding failure, or an acks=0 produce Kafka refuses). The
             // reader is woken by the shutdown instead of waiting for the
             // client's next request or the idle timeout.
-            // SAFETY: `fd` belongs to the connection's stream, which stays
-            // open until both halves are dropped after this task ends.
-            unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
+            // SAFETY: `socket_fd` belongs to the connection's stream, which
+            // stays open until both halves are dropped after this task ends.
+            unsafe { libc::shutdown(socket_fd, libc::SHUT_RDWR) };
             return Err(io::Error::other("the response is a closed connection"));
         }
         pieces.extend(frame.pieces);
-        write_frames(&mut writer, fd, &mut pieces).await?;
+        match fd {
+            Some(fd) => write_frames(&mut writer, fd, &mut pieces).await?,
+            None => write_tls(&mut writer, &mut gathered, &mut pieces).await?,
+        }
     }
     Ok(())
+}
+
+/// Writes the pieces through TLS: small ones gathered into records of up
+/// to `TLS_WRITE_GATHER_BYTES`, large ones (fetched records) handed over
+/// as they are; then flushed, so that the response leaves now.
+async fn write_tls<W: AsyncWrite + Unpin>(
+    writer: &mut W,
+    gathered: &mut Vec<u8>,
+    pieces: &mut Vec<Bytes>,
+) -> io::Result<()> {
+    for piece in pieces.drain(..) {
+        if gathered.len() + piece.len() > TLS_WRITE_GATHER_BYTES && !gathered.is_empty() {
+            writer.write_all(gathered).await?;
+            gathered.clear();
+        }
+        if piece.len() >= TLS_WRITE_GATHER_BYTES {
+            writer.write_all(&piece).await?;
+        } else {
+            gathered.extend_from_slice(&piece);
+        }
+    }
+    if !gathered.is_empty() {
+        writer.write_all(gathered).await?;
+        gathered.clear();
+    }
+    writer.flush().await
 }
 
 /// Reads one length-prefixed frame. `None` at a clean end of stream.
@@ -341,10 +490,10 @@ async fn write_loop(
 /// does the reader wait through glommio (with the idle timeout), on a small
 /// buffer of its own.
 async fn read_frame(
-    reader: &mut futures_lite::io::ReadHalf<TcpStream>,
+    reader: &mut futures_lite::io::ReadHalf<Stream>,
     buffer: &mut BytesMut,
     wait_buffer: &mut [u8],
-    fd: i32,
+    fd: Option<i32>,
     idle: Duration,
     bounds: FrameBounds,
 ) -> Result<Option<Bytes>, Closed> {
@@ -379,11 +528,14 @@ async fn read_frame(
             Some(needed) => needed.min(start).max(READ_CHUNK_BYTES),
             None => READ_CHUNK_BYTES,
         };
-        match receive_ready(fd, buffer, chunk) {
-            Ok(Some(0)) => return end_of_stream(buffer),
-            Ok(Some(_)) => continue,
-            Ok(None) => {}
-            Err(error) => return Err(Closed::Io(error)),
+        // TLS bytes are only read through rustls, below.
+        if let Some(fd) = fd {
+            match receive_ready(fd, buffer, chunk) {
+                Ok(Some(0)) => return end_of_stream(buffer),
+                Ok(Some(_)) => continue,
+                Ok(None) => {}
+                Err(error) => return Err(Closed::Io(error)),
+            }
         }
         let read = glommio::timer::timeout(idle, async {
             reader

@@ -55,7 +55,7 @@ static NEXT_BROKER: AtomicU32 = AtomicU32::new(0);
 /// The broker binary the tests start: this build's, or the one
 /// `SLUICE_TEST_BINARY` names (a copy that a rebuild during a long run
 /// cannot replace, or a build with a planted defect).
-fn broker_binary() -> PathBuf {
+pub fn broker_binary() -> PathBuf {
     std::env::var_os("SLUICE_TEST_BINARY")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_sluice")))

@@ -1,0 +1,455 @@
+//! TLS for the client listener (Kafka's SSL and SASL_SSL): rustls, with the
+//! `ring` provider, driven over glommio's sockets by futures-rustls.
+//!
+//! The server certificate and key come from one PEM file, as Kafka's
+//! `ssl.keystore.type=PEM` keystore holds them; client certificates are
+//! checked against the CAs of a PEM truststore when `ssl_client_auth` asks
+//! for them, and the principal of such a client is its certificate's
+//! subject, written as Kafka's default principal builder writes it (the
+//! RFC 2253 form Java's `X500Principal.getName()` gives). The files are read
+//! again on SIGHUP: connections made after a reload use the new ones, those
+//! open keep theirs, and a reload that fails keeps the old ones.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, PoisonError, RwLock};
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::WebPkiClientVerifier;
+use rustls::{RootCertStore, ServerConfig, SupportedProtocolVersion};
+
+/// Kafka's `ssl.client.auth`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClientAuth {
+    /// No client certificate is asked for.
+    None,
+    /// A client certificate is asked for; a client without one connects
+    /// as `User:ANONYMOUS`, one with a certificate the truststore does not
+    /// vouch for is refused.
+    Requested,
+    /// A client without a certificate the truststore vouches for is
+    /// refused.
+    Required,
+}
+
+impl ClientAuth {
+    pub fn name(self) -> &'static str {
+        match self {
+            ClientAuth::None => "none",
+            ClientAuth::Requested => "requested",
+            ClientAuth::Required => "required",
+        }
+    }
+}
+
+/// A TLS version of `ssl_enabled_protocols`, by Kafka's names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TlsProtocol {
+    Tls12,
+    Tls13,
+}
+
+impl TlsProtocol {
+    pub fn name(self) -> &'static str {
+        match self {
+            TlsProtocol::Tls12 => "TLSv1.2",
+            TlsProtocol::Tls13 => "TLSv1.3",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<TlsProtocol> {
+        match name {
+            "TLSv1.2" => Some(TlsProtocol::Tls12),
+            "TLSv1.3" => Some(TlsProtocol::Tls13),
+            _ => None,
+        }
+    }
+
+    fn version(self) -> &'static SupportedProtocolVersion {
+        match self {
+            TlsProtocol::Tls12 => &rustls::version::TLS12,
+            TlsProtocol::Tls13 => &rustls::version::TLS13,
+        }
+    }
+}
+
+/// The TLS settings, by Kafka's names with underscores.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsSettings {
+    /// `ssl.keystore.location` (PEM): the private key and the certificate
+    /// chain, server certificate first.
+    pub keystore_location: Option<PathBuf>,
+    /// `ssl.truststore.location` (PEM): the CAs client certificates must
+    /// chain to.
+    pub truststore_location: Option<PathBuf>,
+    /// `ssl.client.auth`.
+    pub client_auth: ClientAuth,
+    /// `ssl.enabled.protocols`.
+    pub enabled_protocols: Vec<TlsProtocol>,
+}
+
+impl Default for TlsSettings {
+    /// Kafka's defaults: no client certificates, TLS 1.2 and 1.3.
+    fn default() -> TlsSettings {
+        TlsSettings {
+            keystore_location: None,
+            truststore_location: None,
+            client_auth: ClientAuth::None,
+            enabled_protocols: vec![TlsProtocol::Tls12, TlsProtocol::Tls13],
+        }
+    }
+}
+
+/// The listener's TLS configuration, shared by every shard and replaced
+/// whole on a reload.
+pub struct Tls {
+    settings: TlsSettings,
+    current: RwLock<Arc<ServerConfig>>,
+}
+
+impl std::fmt::Debug for Tls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tls")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Tls {
+    /// Reads the keystore (and truststore): a one-line error saying what
+    /// to fix when they cannot be used.
+    pub fn load(settings: &TlsSettings) -> Result<Tls, String> {
+        let config = server_config(settings)?;
+        Ok(Tls {
+            settings: settings.clone(),
+            current: RwLock::new(Arc::new(config)),
+        })
+    }
+
+    /// What a new connection's handshake uses.
+    pub fn acceptor(&self) -> futures_rustls::TlsAcceptor {
+        let current = self.current.read().unwrap_or_else(PoisonError::into_inner);
+        futures_rustls::TlsAcceptor::from(Arc::clone(&current))
+    }
+
+    /// Reads the files again; on an error the configuration in use stays.
+    pub fn reload(&self) -> Result<(), String> {
+        let config = server_config(&self.settings)?;
+        *self.current.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(config);
+        Ok(())
+    }
+}
+
+fn read_pem(setting: &str, path: &Path) -> Result<Vec<u8>, String> {
+    fs::read(path).map_err(|error| format!("cannot read {setting} {}: {error}", path.display()))
+}
+
+fn certificates(
+    setting: &str,
+    path: &Path,
+    pem: &[u8],
+) -> Result<Vec<CertificateDer<'static>>, String> {
+    let certificates = CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|error| format!("{setting} {}: not PEM: {error}", path.display()))?;
+    if certificates.is_empty() {
+        return Err(format!(
+            "{setting} {} holds no CERTIFICATE block",
+            path.display()
+        ));
+    }
+    Ok(certificates)
+}
+
+/// Builds the rustls configuration the settings describe.
+fn server_config(settings: &TlsSettings) -> Result<ServerConfig, String> {
+    const KEYSTORE: &str = "ssl_keystore_location";
+    const TRUSTSTORE: &str = "ssl_truststore_location";
+    let keystore = settings.keystore_location.as_deref().ok_or_else(|| {
+        format!("an SSL or SASL_SSL listener needs {KEYSTORE}: a PEM file with the private key and the certificate chain")
+    })?;
+    let pem = read_pem(KEYSTORE, keystore)?;
+    let chain = certificates(KEYSTORE, keystore, &pem)?;
+    let key = PrivateKeyDer::from_pem_slice(&pem).map_err(|error| {
+        format!(
+            "{KEYSTORE} {} holds no usable private key ({error}); an unencrypted PKCS#8, \
+             PKCS#1 or SEC1 PEM key is needed",
+            keystore.display()
+        )
+    })?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let versions: Vec<&'static SupportedProtocolVersion> = settings
+        .enabled_protocols
+        .iter()
+        .map(|protocol| protocol.version())
+        .collect();
+    let builder = ServerConfig::builder_with_provider(Arc::clone(&provider))
+        .with_protocol_versions(&versions)
+        .map_err(|error| format!("ssl_enabled_protocols: {error}"))?;
+    let builder = match settings.client_auth {
+        ClientAuth::None => builder.with_no_client_auth(),
+        ClientAuth::Requested | ClientAuth::Required => {
+            let truststore = settings.truststore_location.as_deref().ok_or_else(|| {
+                format!(
+                    "ssl_client_auth {} needs {TRUSTSTORE}: a PEM file with the CAs client \
+                     certificates are signed by",
+                    settings.client_auth.name()
+                )
+            })?;
+            let pem = read_pem(TRUSTSTORE, truststore)?;
+            let mut roots = RootCertStore::empty();
+            for certificate in certificates(TRUSTSTORE, truststore, &pem)? {
+                roots
+                    .add(certificate)
+                    .map_err(|error| format!("{TRUSTSTORE} {}: {error}", truststore.display()))?;
+            }
+            let verifier =
+                WebPkiClientVerifier::builder_with_provider(Arc::new(roots), Arc::clone(&provider));
+            let verifier = if settings.client_auth == ClientAuth::Requested {
+                verifier.allow_unauthenticated()
+            } else {
+                verifier
+            };
+            let verifier = verifier
+                .build()
+                .map_err(|error| format!("{TRUSTSTORE} {}: {error}", truststore.display()))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    builder.with_single_cert(chain, key).map_err(|error| {
+        format!(
+            "{KEYSTORE} {}: the key and certificate cannot be used together: {error}",
+            keystore.display()
+        )
+    })
+}
+
+/// The subject of a DER certificate as Kafka names an SSL principal: the
+/// RFC 2253 form (last relative name first, `CN=alice,OU=eng,O=acme`).
+/// `None` when the certificate cannot be read (rustls verified it, so this
+/// is a certificate whose subject uses encodings this reader does not know).
+pub fn subject_name(certificate: &[u8]) -> Option<String> {
+    let (_, certificate, _) = der::element(certificate, der::SEQUENCE)?;
+    let (_, mut tbs, _) = der::element(certificate, der::SEQUENCE)?;
+    // version [0] EXPLICIT, absent in v1 certificates.
+    if tbs.first() == Some(&der::VERSION) {
+        tbs = der::element(tbs, der::VERSION)?.2;
+    }
+    // serialNumber, signature, issuer, validity: skipped in order.
+    for tag in [der::INTEGER, der::SEQUENCE, der::SEQUENCE, der::SEQUENCE] {
+        tbs = der::element(tbs, tag)?.2;
+    }
+    let (_, mut subject, _) = der::element(tbs, der::SEQUENCE)?;
+    let mut names = Vec::new();
+    while !subject.is_empty() {
+        let (_, mut set, rest) = der::element(subject, der::SET)?;
+        subject = rest;
+        let mut attributes = Vec::new();
+        while !set.is_empty() {
+            let (_, attribute, rest) = der::element(set, der::SEQUENCE)?;
+            set = rest;
+            let (_, oid, value) = der::element(attribute, der::OID)?;
+            let (tag, content, rest) = der::any(value)?;
+            if !rest.is_empty() {
+                return None;
+            }
+            let value_der = &value[..value.len() - rest.len()];
+            attributes.push(attribute_text(oid, tag, content, value_der)?);
+        }
+        names.push(attributes.join("+"));
+    }
+    names.reverse();
+    Some(names.join(","))
+}
+
+/// One `type=value` of a relative name: a known type by its keyword and a
+/// string value escaped, else the dotted OID and the value's DER in hex,
+/// as RFC 2253 (and Java) write them.
+fn attribute_text(oid: &[u8], tag: u8, content: &[u8], value_der: &[u8]) -> Option<String> {
+    let keyword = KEYWORDS
+        .iter()
+        .find(|(known, _)| *known == oid)
+        .map(|(_, keyword)| *keyword);
+    match (keyword, der::string(tag, content)) {
+        (Some(keyword), Some(text)) => Some(format!("{keyword}={}", escape(&text))),
+        _ => {
+            let hex: String = value_der.iter().map(|byte| format!("{byte:02x}")).collect();
+            Some(format!("{}=#{hex}", der::dotted(oid)?))
+        }
+    }
+}
+
+/// The attribute types RFC 2253 names by keyword, by their OID's DER.
+const KEYWORDS: &[(&[u8], &str)] = &[
+    (&[0x55, 0x04, 0x03], "CN"),
+    (&[0x55, 0x04, 0x07], "L"),
+    (&[0x55, 0x04, 0x08], "ST"),
+    (&[0x55, 0x04, 0x0a], "O"),
+    (&[0x55, 0x04, 0x0b], "OU"),
+    (&[0x55, 0x04, 0x06], "C"),
+    (&[0x55, 0x04, 0x09], "STREET"),
+    (
+        &[0x09, 0x92, 0x26, 0x89, 0x93, 0xf2, 0x2c, 0x64, 0x01, 0x19],
+        "DC",
+    ),
+    (
+        &[0x09, 0x92, 0x26, 0x89, 0x93, 0xf2, 0x2c, 0x64, 0x01, 0x01],
+        "UID",
+    ),
+];
+
+/// RFC 2253 section 2.4: `,+"\<>;` escaped anywhere, `#` and space at the
+/// start, space at the end.
+fn escape(value: &str) -> String {
+    let last = value.chars().count().saturating_sub(1);
+    let mut escaped = String::with_capacity(value.len());
+    for (index, character) in value.chars().enumerate() {
+        let special = matches!(character, ',' | '+' | '"' | '\\' | '<' | '>' | ';')
+            || (index == 0 && (character == '#' || character == ' '))
+            || (index == last && character == ' ');
+        if special {
+            escaped.push('\\');
+        }
+        escaped.push(character);
+    }
+    escaped
+}
+
+/// Just enough DER to find a certificate's subject. Every length is
+/// checked against the bytes there: a short or odd certificate gives
+/// `None`, never a panic.
+mod der {
+    pub const SEQUENCE: u8 = 0x30;
+    pub const SET: u8 = 0x31;
+    pub const INTEGER: u8 = 0x02;
+    pub const OID: u8 = 0x06;
+    /// `[0] EXPLICIT Version` of a TBSCertificate.
+    pub const VERSION: u8 = 0xa0;
+
+    const UTF8_STRING: u8 = 0x0c;
+    const PRINTABLE_STRING: u8 = 0x13;
+    const TELETEX_STRING: u8 = 0x14;
+    const IA5_STRING: u8 = 0x16;
+    const BMP_STRING: u8 = 0x1e;
+
+    /// Longest length field taken: 4 bytes, far past any certificate.
+    const LENGTH_BYTES_MAX: usize = 4;
+
+    /// The next element, whatever its tag: (tag, content, what follows).
+    pub fn any(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+        let (&tag, rest) = input.split_first()?;
+        let (&first, rest) = rest.split_first()?;
+        let (length, rest) = if first < 0x80 {
+            (first as usize, rest)
+        } else {
+            let bytes = (first & 0x7f) as usize;
+            if bytes == 0 || bytes > LENGTH_BYTES_MAX || rest.len() < bytes {
+                return None;
+            }
+            let (digits, rest) = rest.split_at(bytes);
+            let length = digits
+                .iter()
+                .fold(0usize, |length, &digit| (length << 8) | digit as usize);
+            (length, rest)
+        };
+        if rest.len() < length {
+            return None;
+        }
+        let (content, rest) = rest.split_at(length);
+        Some((tag, content, rest))
+    }
+
+    /// The next element, which must have `tag`.
+    pub fn element(input: &[u8], tag: u8) -> Option<(u8, &[u8], &[u8])> {
+        any(input).filter(|(found, _, _)| *found == tag)
+    }
+
+    /// A directory string's text; `None` for a type this does not read.
+    pub fn string(tag: u8, content: &[u8]) -> Option<String> {
+        match tag {
+            UTF8_STRING | PRINTABLE_STRING | IA5_STRING => {
+                std::str::from_utf8(content).ok().map(str::to_string)
+            }
+            // T.61 read as Latin-1, as most readers do.
+            TELETEX_STRING => Some(content.iter().map(|&byte| byte as char).collect()),
+            BMP_STRING if content.len().is_multiple_of(2) => {
+                let units: Vec<u16> = content
+                    .chunks_exact(2)
+                    .map(|pair| u16::from_be_bytes([pair[0], pair[1]]))
+                    .collect();
+                String::from_utf16(&units).ok()
+            }
+            _ => None,
+        }
+    }
+
+    /// An OID's content as dotted decimal.
+    pub fn dotted(oid: &[u8]) -> Option<String> {
+        let mut arcs: Vec<u64> = Vec::new();
+        let mut value: u64 = 0;
+        for &byte in oid {
+            value = value.checked_mul(128)?.checked_add((byte & 0x7f) as u64)?;
+            if byte & 0x80 == 0 {
+                if arcs.is_empty() {
+                    let first = (value / 40).min(2);
+                    arcs.push(first);
+                    arcs.push(value - first * 40);
+                } else {
+                    arcs.push(value);
+                }
+                value = 0;
+            }
+        }
+        if arcs.is_empty() || oid.last().is_some_and(|byte| byte & 0x80 != 0) {
+            return None;
+        }
+        Some(
+            arcs.iter()
+                .map(u64::to_string)
+                .collect::<Vec<_>>()
+                .join("."),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_as_rfc_2253_says() {
+        assert_eq!(escape("a,b+c"), "a\\,b\\+c");
+        assert_eq!(escape("#x"), "\\#x");
+        assert_eq!(escape(" x "), "\\ x\\ ");
+        assert_eq!(escape("x#y"), "x#y");
+        assert_eq!(
+            escape("say \"hi\"; <me>\\"),
+            "say \\\"hi\\\"\\; \\<me\\>\\\\"
+        );
+    }
+
+    #[test]
+    fn dotted_oids() {
+        assert_eq!(der::dotted(&[0x55, 0x04, 0x03]).as_deref(), Some("2.5.4.3"));
+        assert_eq!(
+            der::dotted(&[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x09, 0x01]).as_deref(),
+            Some("1.2.840.113549.1.9.1")
+        );
+        assert_eq!(der::dotted(&[0x86]), None);
+        assert_eq!(der::dotted(&[]), None);
+    }
+
+    #[test]
+    fn a_truncated_certificate_has_no_subject() {
+        // A SEQUENCE claiming 300 bytes with 3 there, and long-form lengths
+        // of 0 and of 5 bytes.
+        assert_eq!(
+            subject_name(&[0x30, 0x82, 0x01, 0x2c, 0x30, 0x00, 0x02]),
+            None
+        );
+        assert_eq!(subject_name(&[0x30, 0x80]), None);
+        assert_eq!(subject_name(&[0x30, 0x85, 1, 2, 3, 4, 5]), None);
+        assert_eq!(subject_name(&[]), None);
+    }
+}
