@@ -222,6 +222,77 @@ acl_matrix() {
 }
 check "confluent-kafka: every API refused without its ACL, allowed with it, refused under a DENY" acl_matrix
 
+# ---- TLS ---------------------------------------------------------------
+# Certificates made now with openssl: a CA, the broker's certificate for
+# 127.0.0.1, and a client certificate. A SASL_SSL broker is then used by
+# kcat, confluent-kafka and kafka-python with PLAIN, SCRAM-SHA-256 and
+# SCRAM-SHA-512; an SSL broker that requires client certificates by each
+# of them with the client certificate.
+make_pki() {
+    local pki="$1"
+    mkdir -p "$pki" && cd "$pki" || return 1
+    local ec=(-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes)
+    openssl req -x509 "${ec[@]}" -days 2 -subj /CN=compat-ca -keyout ca.key -out ca.pem 2>/dev/null || return 1
+    printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' >san.ext
+    for name in server client; do
+        openssl req -new "${ec[@]}" -subj "/CN=$name" -keyout "$name.key" -out "$name.csr" 2>/dev/null \
+            || return 1
+        openssl x509 -req -days 2 -in "$name.csr" -CA ca.pem -CAkey ca.key -CAcreateserial \
+            -extfile san.ext -out "$name.pem" 2>/dev/null || return 1
+    done
+    cat server.key server.pem >server.keystore
+}
+kcat_tls() {
+    local topic="$1"
+    shift
+    command -v kcat >/dev/null 2>&1 || { echo "kcat is not installed"; return 1; }
+    seq 1 "$messages" | sed 's/^/tls-/' >"$work/$topic.sent"
+    kcat -b "$bootstrap" "$@" -t "$topic" -P -X acks=all -l "$work/$topic.sent" || return 1
+    timeout 60 kcat -b "$bootstrap" "$@" -t "$topic" -C -e -q -o beginning -f '%s\n' \
+        >"$work/$topic.got" || return 1
+    cmp -s "$work/$topic.sent" "$work/$topic.got" \
+        || { echo "kcat over TLS read $(wc -l <"$work/$topic.got") lines, sent $messages"; return 1; }
+}
+tls_steps() {
+    local pki="$work/pki" data="$work/tls-data" password="admin-secret"
+    (make_pki "$pki") || { echo "openssl could not make the certificates"; return 1; }
+    printf '%s\n' "$password" | "$binary" user create --data-dir "$data" --user admin >/dev/null \
+        || return 1
+    start_broker "$data" --listener-security-protocol SASL_SSL \
+        --ssl-keystore-location "$pki/server.keystore" || return 1
+    local mechanism
+    for mechanism in PLAIN SCRAM-SHA-256 SCRAM-SHA-512; do
+        timeout 120 "$python" "$here/tls.py" confluent "$bootstrap" "$pki" SASL_SSL "$mechanism" \
+            "$password" "confluent-sasl-ssl-$mechanism" "$messages" || return 1
+        timeout 120 "$python" "$here/tls.py" kafka-python "$bootstrap" "$pki" SASL_SSL "$mechanism" \
+            "$password" "kafka-python-sasl-ssl-$mechanism" "$messages" || return 1
+        kcat_tls "kcat-sasl-ssl-$mechanism" -X security.protocol=SASL_SSL -X "ssl.ca.location=$pki/ca.pem" \
+            -X "sasl.mechanisms=$mechanism" -X sasl.username=admin -X "sasl.password=$password" || return 1
+    done
+    stop_broker
+    start_broker "$work/ssl-data" --listener-security-protocol SSL --ssl-client-auth required \
+        --ssl-keystore-location "$pki/server.keystore" --ssl-truststore-location "$pki/ca.pem" || return 1
+    timeout 120 "$python" "$here/tls.py" confluent "$bootstrap" "$pki" SSL - - confluent-ssl "$messages" \
+        || return 1
+    timeout 120 "$python" "$here/tls.py" kafka-python "$bootstrap" "$pki" SSL - - kafka-python-ssl \
+        "$messages" || return 1
+    kcat_tls kcat-ssl -X security.protocol=SSL -X "ssl.ca.location=$pki/ca.pem" \
+        -X "ssl.certificate.location=$pki/client.pem" -X "ssl.key.location=$pki/client.key" || return 1
+    # Without its certificate the same client is refused.
+    if timeout 30 kcat -b "$bootstrap" -X security.protocol=SSL -X "ssl.ca.location=$pki/ca.pem" \
+        -L -m 5 >/dev/null 2>&1; then
+        echo "a client without a certificate was served"
+        return 1
+    fi
+}
+tls_clients() {
+    tls_steps
+    local status=$?
+    stop_broker
+    return $status
+}
+check "kcat, confluent-kafka and kafka-python over SASL_SSL (3 mechanisms) and SSL (client certificates)" tls_clients
+
 # ---- a three-broker cluster --------------------------------------------
 # Each client must see three brokers and a 12-partition, 3-replica topic
 # spread evenly (4 leaders and 12 replicas per broker), and produce and read
