@@ -352,6 +352,34 @@ fn ssl_with_client_certificates_names_the_principal() {
         reaches_broker(&alice_config, CLIENT_TIMEOUT),
         "alice still served"
     );
+
+    // Sluice's CLI, with Kafka's client properties: alice's PEM keystore
+    // gets her in, no certificate does not (one line, a failing exit).
+    let alice_properties = root.join("alice.properties");
+    std::fs::write(
+        &alice_properties,
+        format!(
+            "security.protocol=SSL\nssl.truststore.type=PEM\nssl.truststore.location={}\n\
+             ssl.keystore.type=PEM\nssl.keystore.location={}\n",
+            pki.path_text("ca.pem"),
+            pki.path_text("alice.keystore")
+        ),
+    )
+    .expect("properties");
+    let (ok, out, err) = topic_list(&broker, &alice_properties);
+    assert!(ok && out.contains("secure"), "{out}{err}");
+    let anonymous_properties = root.join("anonymous.properties");
+    std::fs::write(
+        &anonymous_properties,
+        format!(
+            "security.protocol=SSL\nssl.ca.location={}\n",
+            pki.path_text("ca.pem")
+        ),
+    )
+    .expect("properties");
+    let (ok, out, err) = topic_list(&broker, &anonymous_properties);
+    assert!(!ok, "listed without a certificate: {out}");
+    assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
     let log = broker.log();
     assert!(log.contains("TLS handshake failed"), "log: {log}");
 }
@@ -405,6 +433,21 @@ fn scram_over_sasl_ssl() {
         &settings("SCRAM-SHA-512", "wrong-password-Hh21"),
         REFUSED_TIMEOUT
     ));
+    let properties = root.join("carol.properties");
+    std::fs::write(
+        &properties,
+        format!(
+            "security.protocol=SASL_SSL\nssl.ca.location={}\nsasl.mechanism=SCRAM-SHA-256\n\
+             sasl.username={USER}\nsasl.password={PASSWORD}\n",
+            pki.path_text("ca.pem")
+        ),
+    )
+    .expect("properties");
+    let (ok, out, err) = topic_list(&broker, &properties);
+    assert!(
+        ok && out.contains("scrammed"),
+        "sluice topic list over SASL_SSL: {out}{err}"
+    );
     // SASL without TLS on a SASL_SSL listener is no way in either.
     let mut plain_sasl = broker.client_config();
     plain_sasl
@@ -507,6 +550,23 @@ fn a_tls_listener_without_a_keystore_does_not_start() {
         stderr.contains("cannot read ssl_keystore_location"),
         "{stderr}"
     );
+}
+
+/// `sluice topic list` through `--command-config`: (success, stdout,
+/// stderr).
+fn topic_list(broker: &TestBroker, properties: &Path) -> (bool, String, String) {
+    let output = Command::new(broker_binary())
+        .args(["topic", "list", "--bootstrap-server", &broker.bootstrap()])
+        .arg("--command-config")
+        .arg(properties)
+        .stdin(Stdio::null())
+        .output()
+        .expect("sluice topic list");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
 }
 
 /// Whether `openssl s_client` completes a handshake with `version`.

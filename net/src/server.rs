@@ -24,14 +24,12 @@ use std::collections::BTreeMap;
 use std::io;
 use std::net::IpAddr;
 use std::os::fd::AsRawFd;
-use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Mutex;
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes, BytesMut};
-use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use futures_lite::AsyncReadExt;
 use glommio::channels::local_channel;
 use glommio::net::{TcpListener, TcpStream};
 use glommio::task::JoinHandle;
@@ -42,11 +40,12 @@ use crate::codec::{self, DecodeError, Request};
 use crate::constants::{
     FRAME_PRESIZE_BYTES_MAX, FULL_ACCEPT_POLL_MS, IN_FLIGHT_REQUESTS_MAX, LOGGED_STRING_BYTES_MAX,
     READ_CHUNK_BYTES, REQUEST_BYTES_MAX, SLOW_REQUEST_LOG_MS, TLS_HANDSHAKE_TIMEOUT_MS,
-    TLS_WRITE_GATHER_BYTES, UNAUTHENTICATED_REQUEST_BYTES_MAX,
+    UNAUTHENTICATED_REQUEST_BYTES_MAX,
 };
 use crate::handlers::{self, Session};
 use crate::sasl::session::Authenticate;
 use crate::sasl::{Authenticator, Principal};
+use crate::tls::{write_gathered, Stream};
 use crate::wire::{receive_ready, write_frames, ResponseFrame};
 
 /// Bytes read through glommio when a connection's socket is empty: the
@@ -243,52 +242,6 @@ impl std::fmt::Display for Closed {
 
 type Pending = JoinHandle<Option<ResponseFrame>>;
 
-/// A connection's byte stream: the socket itself, or TLS over it.
-enum Stream {
-    Plain(TcpStream),
-    Tls(Box<futures_rustls::server::TlsStream<TcpStream>>),
-}
-
-impl AsyncRead for Stream {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        context: &mut Context<'_>,
-        buffer: &mut [u8],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Stream::Plain(stream) => Pin::new(stream).poll_read(context, buffer),
-            Stream::Tls(stream) => Pin::new(stream.as_mut()).poll_read(context, buffer),
-        }
-    }
-}
-
-impl AsyncWrite for Stream {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        context: &mut Context<'_>,
-        buffer: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Stream::Plain(stream) => Pin::new(stream).poll_write(context, buffer),
-            Stream::Tls(stream) => Pin::new(stream.as_mut()).poll_write(context, buffer),
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Stream::Plain(stream) => Pin::new(stream).poll_flush(context),
-            Stream::Tls(stream) => Pin::new(stream.as_mut()).poll_flush(context),
-        }
-    }
-
-    fn poll_close(self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Stream::Plain(stream) => Pin::new(stream).poll_close(context),
-            Stream::Tls(stream) => Pin::new(stream.as_mut()).poll_close(context),
-        }
-    }
-}
-
 /// The TLS handshake of a connection to an SSL or SASL_SSL listener, and
 /// the principal its client certificate names (SSL only: on SASL_SSL the
 /// principal comes from SASL, as in Kafka).
@@ -333,7 +286,10 @@ async fn tls_handshake(
             }
         }
     };
-    Ok((Stream::Tls(Box::new(stream)), principal))
+    Ok((
+        Stream::Tls(Box::new(futures_rustls::TlsStream::Server(stream))),
+        principal,
+    ))
 }
 
 async fn serve_connection(broker: Rc<Broker>, stream: TcpStream) -> Result<(), String> {
@@ -451,36 +407,10 @@ async fn write_loop(
         pieces.extend(frame.pieces);
         match fd {
             Some(fd) => write_frames(&mut writer, fd, &mut pieces).await?,
-            None => write_tls(&mut writer, &mut gathered, &mut pieces).await?,
+            None => write_gathered(&mut writer, &mut gathered, &mut pieces).await?,
         }
     }
     Ok(())
-}
-
-/// Writes the pieces through TLS: small ones gathered into records of up
-/// to `TLS_WRITE_GATHER_BYTES`, large ones (fetched records) handed over
-/// as they are; then flushed, so that the response leaves now.
-async fn write_tls<W: AsyncWrite + Unpin>(
-    writer: &mut W,
-    gathered: &mut Vec<u8>,
-    pieces: &mut Vec<Bytes>,
-) -> io::Result<()> {
-    for piece in pieces.drain(..) {
-        if gathered.len() + piece.len() > TLS_WRITE_GATHER_BYTES && !gathered.is_empty() {
-            writer.write_all(gathered).await?;
-            gathered.clear();
-        }
-        if piece.len() >= TLS_WRITE_GATHER_BYTES {
-            writer.write_all(&piece).await?;
-        } else {
-            gathered.extend_from_slice(&piece);
-        }
-    }
-    if !gathered.is_empty() {
-        writer.write_all(gathered).await?;
-        gathered.clear();
-    }
-    writer.flush().await
 }
 
 /// Reads one length-prefixed frame. `None` at a clean end of stream.

@@ -9,15 +9,26 @@
 //! RFC 2253 form Java's `X500Principal.getName()` gives). The files are read
 //! again on SIGHUP: connections made after a reload use the new ones, those
 //! open keep theirs, and a reload that fails keeps the old ones.
+//!
+//! Sluice's own glommio client (the benchmark's) speaks TLS the same way,
+//! trusting the CAs of one PEM file.
 
 use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::sync::{Arc, PoisonError, RwLock};
+use std::task::{Context, Poll};
 
+use bytes::Bytes;
+use futures_lite::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use glommio::net::TcpStream;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{RootCertStore, ServerConfig, SupportedProtocolVersion};
+
+use crate::constants::TLS_WRITE_GATHER_BYTES;
 
 /// Kafka's `ssl.client.auth`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -139,6 +150,206 @@ impl Tls {
         *self.current.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(config);
         Ok(())
     }
+}
+
+/// A connection's byte stream: the socket itself, or TLS over it (either
+/// end of it: the broker's or a client's).
+pub enum Stream {
+    Plain(TcpStream),
+    Tls(Box<futures_rustls::TlsStream<TcpStream>>),
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        context: &mut Context<'_>,
+        buffer: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(stream) => Pin::new(stream).poll_read(context, buffer),
+            Stream::Tls(stream) => Pin::new(stream.as_mut()).poll_read(context, buffer),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        context: &mut Context<'_>,
+        buffer: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(stream) => Pin::new(stream).poll_write(context, buffer),
+            Stream::Tls(stream) => Pin::new(stream.as_mut()).poll_write(context, buffer),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(stream) => Pin::new(stream).poll_flush(context),
+            Stream::Tls(stream) => Pin::new(stream.as_mut()).poll_flush(context),
+        }
+    }
+
+    fn poll_close(self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(stream) => Pin::new(stream).poll_close(context),
+            Stream::Tls(stream) => Pin::new(stream.as_mut()).poll_close(context),
+        }
+    }
+}
+
+/// Writes pieces through TLS: small ones gathered into records of up to
+/// `TLS_WRITE_GATHER_BYTES`, large ones (record batches) handed over as
+/// they are; then flushed, so that they leave now. Each TLS write becomes
+/// at least one record, so a piece per write would send a record per
+/// header field.
+pub async fn write_gathered<W: AsyncWrite + Unpin>(
+    writer: &mut W,
+    gathered: &mut Vec<u8>,
+    pieces: &mut Vec<Bytes>,
+) -> io::Result<()> {
+    for piece in pieces.drain(..) {
+        if gathered.len() + piece.len() > TLS_WRITE_GATHER_BYTES && !gathered.is_empty() {
+            writer.write_all(gathered).await?;
+            gathered.clear();
+        }
+        if piece.len() >= TLS_WRITE_GATHER_BYTES {
+            writer.write_all(&piece).await?;
+        } else {
+            gathered.extend_from_slice(&piece);
+        }
+    }
+    if !gathered.is_empty() {
+        writer.write_all(gathered).await?;
+        gathered.clear();
+    }
+    writer.flush().await
+}
+
+/// A client's TLS: the CAs it trusts.
+pub type ClientTls = Arc<rustls::ClientConfig>;
+
+/// A client's certificate for brokers that ask for one: the PEM file with
+/// its chain and the PEM file with its private key (one file may hold
+/// both, as Kafka's PEM keystore does).
+pub struct ClientIdentity<'a> {
+    pub certificate: &'a Path,
+    pub key: &'a Path,
+}
+
+/// A client configuration trusting the CAs of the PEM file `ca`, with a
+/// client certificate when `identity` names one.
+pub fn client_config(ca: &Path, identity: Option<ClientIdentity<'_>>) -> Result<ClientTls, String> {
+    const SETTING: &str = "the CA file";
+    let pem = read_pem(SETTING, ca)?;
+    let mut roots = RootCertStore::empty();
+    for certificate in certificates(SETTING, ca, &pem)? {
+        roots
+            .add(certificate)
+            .map_err(|error| format!("{SETTING} {}: {error}", ca.display()))?;
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|error| error.to_string())?
+    .with_root_certificates(roots);
+    let config = match identity {
+        None => builder.with_no_client_auth(),
+        Some(identity) => {
+            const CERTIFICATE: &str = "the client certificate";
+            const KEY: &str = "the client key";
+            let pem = read_pem(CERTIFICATE, identity.certificate)?;
+            let chain = certificates(CERTIFICATE, identity.certificate, &pem)?;
+            let pem = read_pem(KEY, identity.key)?;
+            let key = PrivateKeyDer::from_pem_slice(&pem).map_err(|error| {
+                format!(
+                    "{KEY} {} holds no usable private key ({error})",
+                    identity.key.display()
+                )
+            })?;
+            builder
+                .with_client_auth_cert(chain, key)
+                .map_err(|error| format!("{CERTIFICATE}: {error}"))?
+        }
+    };
+    Ok(Arc::new(config))
+}
+
+/// The name a broker's certificate must carry: the host of `address`
+/// (`host:port`, `[v6]:port`), a DNS name or an IP address.
+pub fn server_name(address: &str) -> io::Result<ServerName<'static>> {
+    let host = address
+        .rsplit_once(':')
+        .map_or(address, |(host, _)| host)
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    ServerName::try_from(host.to_string())
+        .map_err(|error| io::Error::new(io::ErrorKind::InvalidInput, error))
+}
+
+/// A blocking connection's byte stream (Sluice's admin client): the
+/// socket, or TLS over it.
+pub enum BlockingStream {
+    Plain(std::net::TcpStream),
+    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream>>),
+}
+
+impl BlockingStream {
+    /// TLS over `socket` to `address`; the handshake is done here, so that
+    /// a broker that cannot be trusted fails the connect, not a request.
+    pub fn connect_tls(
+        tls: &ClientTls,
+        address: &str,
+        mut socket: std::net::TcpStream,
+    ) -> io::Result<BlockingStream> {
+        let mut connection = rustls::ClientConnection::new(Arc::clone(tls), server_name(address)?)
+            .map_err(io::Error::other)?;
+        while connection.is_handshaking() {
+            connection.complete_io(&mut socket)?;
+        }
+        Ok(BlockingStream::Tls(Box::new(rustls::StreamOwned::new(
+            connection, socket,
+        ))))
+    }
+}
+
+impl io::Read for BlockingStream {
+    fn read(&mut self, buffer: &mut [u8]) -> io::Result<usize> {
+        match self {
+            BlockingStream::Plain(stream) => stream.read(buffer),
+            BlockingStream::Tls(stream) => stream.read(buffer),
+        }
+    }
+}
+
+impl io::Write for BlockingStream {
+    fn write(&mut self, buffer: &[u8]) -> io::Result<usize> {
+        match self {
+            BlockingStream::Plain(stream) => stream.write(buffer),
+            BlockingStream::Tls(stream) => stream.write(buffer),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            BlockingStream::Plain(stream) => stream.flush(),
+            BlockingStream::Tls(stream) => stream.flush(),
+        }
+    }
+}
+
+/// Connects TLS over `stream` to `address` (`host:port`), checking the
+/// broker's certificate names the host.
+pub async fn connect(tls: &ClientTls, address: &str, stream: TcpStream) -> io::Result<Stream> {
+    let name = server_name(address)?;
+    let stream = futures_rustls::TlsConnector::from(Arc::clone(tls))
+        .connect(name, stream)
+        .await?;
+    Ok(Stream::Tls(Box::new(futures_rustls::TlsStream::Client(
+        stream,
+    ))))
 }
 
 fn read_pem(setting: &str, path: &Path) -> Result<Vec<u8>, String> {

@@ -127,6 +127,21 @@ pub struct RunOptions {
     /// The broker's processes (several for a cluster on this machine), to
     /// account for their CPU use separately; empty when unknown.
     pub broker_pids: Vec<u32>,
+    /// `--tls-ca`: connect over TLS (an SSL listener), trusting the CAs of
+    /// this PEM file, with `tls` made from it (the librdkafka producers
+    /// read the file themselves).
+    #[cfg_attr(not(feature = "rdkafka"), allow(dead_code))]
+    pub tls_ca: Option<std::path::PathBuf>,
+    pub tls: Option<sluice_net::tls::ClientTls>,
+}
+
+impl RunOptions {
+    /// The client settings every connection of the run starts from.
+    fn client_config(&self) -> ClientConfig {
+        let mut client = ClientConfig::new(&self.bootstrap);
+        client.tls = self.tls.clone();
+        client
+    }
 }
 
 /// What a run measured.
@@ -261,7 +276,7 @@ fn create_topics(options: &RunOptions) -> Result<Vec<String>, String> {
     let names: Vec<String> = (0..workload.topics)
         .map(|index| format!("{}-{index}", options.topic_prefix))
         .collect();
-    let bootstrap = options.bootstrap.clone();
+    let client = options.client_config();
     let configs: Vec<(String, String)> = workload
         .topic_config
         .iter()
@@ -275,7 +290,7 @@ fn create_topics(options: &RunOptions) -> Result<Vec<String>, String> {
     let created = LocalExecutorBuilder::new(Placement::Unbound)
         .name("perf-setup")
         .spawn(move || async move {
-            let cluster = Cluster::connect(ClientConfig::new(&bootstrap))
+            let cluster = Cluster::connect(client)
                 .await
                 .map_err(|error| error.to_string())?;
             let new_topics: Vec<NewTopic> = topics
@@ -322,12 +337,11 @@ fn create_topics(options: &RunOptions) -> Result<Vec<String>, String> {
 }
 
 /// Deletes the run's topics (best effort).
-fn delete_topics(bootstrap: &str, names: Vec<String>) {
-    let bootstrap = bootstrap.to_string();
+fn delete_topics(client: ClientConfig, names: Vec<String>) {
     let outcome = LocalExecutorBuilder::new(Placement::Unbound)
         .name("perf-cleanup")
         .spawn(move || async move {
-            let cluster = Cluster::connect(ClientConfig::new(&bootstrap))
+            let cluster = Cluster::connect(client)
                 .await
                 .map_err(|error| error.to_string())?;
             cluster
@@ -343,8 +357,7 @@ fn delete_topics(bootstrap: &str, names: Vec<String>) {
     }
 }
 
-fn producer_config(workload: &Workload, bootstrap: &str, name: String) -> ProducerConfig {
-    let mut client = ClientConfig::new(bootstrap);
+fn producer_config(workload: &Workload, mut client: ClientConfig, name: String) -> ProducerConfig {
     client.client_id = name;
     let mut config = ProducerConfig::new(client);
     // Both were validated with the workload.
@@ -359,8 +372,7 @@ fn producer_config(workload: &Workload, bootstrap: &str, name: String) -> Produc
     config
 }
 
-fn consumer_config(workload: &Workload, bootstrap: &str, name: String) -> ConsumerConfig {
-    let mut client = ClientConfig::new(bootstrap);
+fn consumer_config(workload: &Workload, mut client: ClientConfig, name: String) -> ConsumerConfig {
     client.client_id = name;
     let mut config = ConsumerConfig::new(client);
     config.fetch_min_bytes = workload.fetch_min_bytes;
@@ -692,9 +704,10 @@ async fn worker(
             let mut consumer_handles = Vec::new();
             for (index, plan) in consumers.iter().enumerate() {
                 let name = format!("sluice-perf-consumer-{id}-{index}");
-                let consumer = Consumer::new(consumer_config(workload, &options.bootstrap, name))
-                    .await
-                    .map_err(|error| format!("consumer: {error}"))?;
+                let consumer =
+                    Consumer::new(consumer_config(workload, options.client_config(), name))
+                        .await
+                        .map_err(|error| format!("consumer: {error}"))?;
                 let assignments: Vec<Assignment> = plan
                     .partitions
                     .iter()
@@ -735,7 +748,7 @@ async fn worker(
                 let name = format!("sluice-perf-producer-{}", plan.index);
                 let callback = on_delivery(&shared, &recorder, workload.message_size as u64, timed);
                 let producer = Producer::new(
-                    producer_config(workload, &options.bootstrap, name),
+                    producer_config(workload, options.client_config(), name),
                     callback,
                 )
                 .await
@@ -1206,7 +1219,7 @@ pub fn run(options: &RunOptions) -> Result<Measured, String> {
             shared.abort.store(true, Ordering::Relaxed);
             shared.stop_consumers.store(true, Ordering::Relaxed);
             if options.delete_topics {
-                delete_topics(&options.bootstrap, topics);
+                delete_topics(options.client_config(), topics);
             }
             return Err(format!(
                 "producers did not finish within {} s of the end of the run (is the broker stuck?); errors: {}",
@@ -1298,7 +1311,7 @@ pub fn run(options: &RunOptions) -> Result<Measured, String> {
     measured.ack = ack;
     measured.e2e = e2e;
     if options.delete_topics {
-        delete_topics(&options.bootstrap, topics);
+        delete_topics(options.client_config(), topics);
     }
     if aborted {
         return Err(format!(

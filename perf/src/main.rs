@@ -59,6 +59,9 @@ USAGE:
                               (repeatable: the nodes of a local cluster are summed)
       --label TEXT            label of this run in tables and plots
       --client sluice|rdkafka producer client (rdkafka needs the `rdkafka` feature)
+      --tls-ca PEM            connect over TLS (an SSL listener), trusting the CAs in PEM; for
+                              the started broker, also pass its --listener-security-protocol SSL
+                              and --ssl-keystore-location as --broker-arg
       --warmup SECS --duration SECS --rate MSG_PER_SEC (0 = max)
       --rate-of RESULT.json[:FRACTION]  produce at FRACTION (default 0.5) of the rate that
                               run measured (e.g. latency at half of this session's peak)
@@ -228,6 +231,7 @@ const RUN_FLAGS: &[&str] = &[
     "broker-name",
     "label",
     "client",
+    "tls-ca",
     "warmup",
     "duration",
     "rate",
@@ -417,6 +421,7 @@ fn run(args: &[String]) -> Result<(), String> {
             .unwrap_or(1)
             .min(THREADS_DEFAULT_MAX),
     };
+    let tls_ca = flags.get("tls-ca").map(PathBuf::from);
     let out_dir = PathBuf::from(flags.get("out").unwrap_or("perf-results"));
     std::fs::create_dir_all(&out_dir)
         .map_err(|error| format!("cannot create {}: {error}", out_dir.display()))?;
@@ -512,6 +517,11 @@ fn run(args: &[String]) -> Result<(), String> {
             Some(broker) => broker.pid().into_iter().collect(),
             None => broker_pids(&flags)?,
         },
+        tls_ca: tls_ca.clone(),
+        tls: tls_ca
+            .as_deref()
+            .map(|ca| sluice_net::tls::client_config(ca, None))
+            .transpose()?,
     };
     let timeline = if workload.consume_backlog_mb > 0 {
         format!(

@@ -133,6 +133,11 @@ mod with_rdkafka {
             .set("enable.idempotence", workload.idempotence.to_string())
             // The glommio client's default, so both partition keys alike.
             .set("partitioner", "murmur2_random");
+        if let Some(ca) = &options.tls_ca {
+            config
+                .set("security.protocol", "SSL")
+                .set("ssl.ca.location", ca.display().to_string());
+        }
         config
     }
 

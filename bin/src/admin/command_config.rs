@@ -3,8 +3,11 @@
 //! connect: `security.protocol`, `sasl.mechanism`, and the credentials
 //! from `sasl.jaas.config` (Kafka's form) or `sasl.username` and
 //! `sasl.password` (librdkafka's). `sasl.jaas.config` wins when both are
-//! given. Other keys are ignored, as Kafka's tools ignore the ones they do
-//! not use.
+//! given. For SSL and SASL_SSL, the CAs to trust from
+//! `ssl.truststore.location` (a PEM truststore) or `ssl.ca.location`, and a
+//! client certificate from `ssl.keystore.location` (a PEM keystore) or
+//! `ssl.certificate.location` with `ssl.key.location`. Other keys are
+//! ignored, as Kafka's tools ignore the ones they do not use.
 //!
 //! The file is read in `java.util.Properties` syntax: `key=value` or
 //! `key: value`, `#` and `!` comments, a line ending in `\` continued on
@@ -17,8 +20,10 @@ use std::io::Read;
 use std::path::Path;
 
 use sluice_net::client::{ClientOptions, SaslCredentials};
+use sluice_net::config::SecurityProtocol;
 use sluice_net::constants::{SASL_PASSWORD_BYTES_MAX, SASL_USER_BYTES_MAX};
 use sluice_net::sasl::Mechanism;
+use sluice_net::tls::{ClientIdentity, ClientTls};
 
 /// Largest command config read: a client properties file is a few hundred
 /// bytes, and a larger file is more likely a wrong path than a config.
@@ -33,18 +38,19 @@ const CONTROL_FLAGS: &[&str] = &["required", "requisite", "sufficient", "optiona
 /// The settings of every admin command: the defaults, with the SASL login
 /// of `command_config` when a path is given.
 pub(super) fn client_options(command_config: Option<&str>) -> Result<ClientOptions, String> {
-    let sasl = match command_config {
-        None => None,
+    let (sasl, tls) = match command_config {
+        None => (None, None),
         Some(path) => load(Path::new(path))?,
     };
     Ok(ClientOptions {
         sasl,
+        tls,
         ..ClientOptions::default()
     })
 }
 
-/// The SASL login a command config asks for; `None` for PLAINTEXT.
-fn load(path: &Path) -> Result<Option<SaslCredentials>, String> {
+/// The SASL login and the TLS a command config asks for.
+fn load(path: &Path) -> Result<(Option<SaslCredentials>, Option<ClientTls>), String> {
     let shown = path.display();
     let mut bytes = Vec::new();
     std::fs::File::open(path)
@@ -64,7 +70,10 @@ fn load(path: &Path) -> Result<Option<SaslCredentials>, String> {
         String::from_utf8(bytes).map_err(|_| format!("the command config {shown} is not UTF-8"))?;
     let properties = parse_properties(&text)
         .map_err(|(line, reason)| format!("command config {shown} line {line}: {reason}"))?;
-    sasl_of(&properties).map_err(|reason| format!("command config {shown}: {reason}"))
+    let sasl =
+        sasl_of(&properties).map_err(|reason| format!("command config {shown}: {reason}"))?;
+    let tls = tls_of(&properties).map_err(|reason| format!("command config {shown}: {reason}"))?;
+    Ok((sasl, tls))
 }
 
 /// One `key=value` of the file, with the line it starts on.
@@ -176,36 +185,95 @@ fn value_of<'a>(properties: &'a [Property], key: &str) -> Option<&'a Property> {
     properties.iter().rev().find(|property| property.key == key)
 }
 
-/// The login the properties describe.
-fn sasl_of(properties: &[Property]) -> Result<Option<SaslCredentials>, String> {
+/// `security.protocol` (PLAINTEXT when absent), upper-cased.
+fn protocol_of(properties: &[Property]) -> Result<SecurityProtocol, String> {
     let protocol = value_of(properties, "security.protocol")
         .map_or("PLAINTEXT".to_string(), |property| {
             property.value.trim().to_ascii_uppercase()
         });
-    match protocol.as_str() {
-        // Kafka's clients ignore the SASL settings without a SASL protocol.
-        "PLAINTEXT" => return Ok(None),
-        "SASL_PLAINTEXT" => {}
-        "SSL" | "SASL_SSL" => {
-            return Err(format!(
-                "security.protocol={protocol}: TLS is not supported yet (use PLAINTEXT or \
-                 SASL_PLAINTEXT)"
-            ))
-        }
-        other => {
-            return Err(format!(
-                "security.protocol: unknown protocol '{other}' (PLAINTEXT or SASL_PLAINTEXT; \
-                 SSL and SASL_SSL are not supported yet)"
-            ))
+    SecurityProtocol::parse(&protocol).ok_or_else(|| {
+        format!(
+            "security.protocol: unknown protocol '{protocol}' (PLAINTEXT, SASL_PLAINTEXT, SSL \
+             or SASL_SSL)"
+        )
+    })
+}
+
+/// The TLS the properties describe; `None` without SSL or SASL_SSL (Kafka's
+/// clients ignore the `ssl.*` settings then).
+fn tls_of(properties: &[Property]) -> Result<Option<ClientTls>, String> {
+    let protocol = protocol_of(properties)?;
+    if !protocol.is_tls() {
+        return Ok(None);
+    }
+    let protocol = protocol.name();
+    let path_of = |key: &str| {
+        value_of(properties, key)
+            .map(|property| property.value.trim())
+            .filter(|value| !value.is_empty())
+            .map(Path::new)
+    };
+    for key in ["ssl.truststore.type", "ssl.keystore.type"] {
+        if let Some(kind) = value_of(properties, key) {
+            if !kind.value.trim().eq_ignore_ascii_case("PEM") {
+                return Err(format!(
+                    "line {}: {key} {}: only PEM files are read (JKS and PKCS12 are not)",
+                    kind.line,
+                    kind.value.trim()
+                ));
+            }
         }
     }
-    let mechanism = match value_of(properties, "sasl.mechanism") {
-        None => {
+    if value_of(properties, "ssl.key.password").is_some() {
+        return Err(
+            "ssl.key.password: encrypted private keys are not read; give an unencrypted PEM key"
+                .to_string(),
+        );
+    }
+    let ca = path_of("ssl.truststore.location")
+        .or_else(|| path_of("ssl.ca.location"))
+        .ok_or_else(|| {
+            format!(
+                "{protocol} needs the CA the brokers' certificates chain to: \
+                 ssl.truststore.location (PEM) or ssl.ca.location"
+            )
+        })?;
+    let identity = match (
+        path_of("ssl.keystore.location"),
+        path_of("ssl.certificate.location"),
+        path_of("ssl.key.location"),
+    ) {
+        (Some(keystore), _, _) => Some(ClientIdentity {
+            certificate: keystore,
+            key: keystore,
+        }),
+        (None, Some(certificate), Some(key)) => Some(ClientIdentity { certificate, key }),
+        (None, None, None) => None,
+        (None, _, _) => {
             return Err(
-                "SASL_PLAINTEXT needs sasl.mechanism: Kafka's default, GSSAPI \
-                        (Kerberos), is not supported; use PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512"
+                "a client certificate needs both ssl.certificate.location and ssl.key.location"
                     .to_string(),
             )
+        }
+    };
+    sluice_net::tls::client_config(ca, identity).map(Some)
+}
+
+/// The login the properties describe; `None` without SASL_PLAINTEXT or
+/// SASL_SSL.
+fn sasl_of(properties: &[Property]) -> Result<Option<SaslCredentials>, String> {
+    let protocol = protocol_of(properties)?;
+    // Kafka's clients ignore the SASL settings without a SASL protocol.
+    if !protocol.is_sasl() {
+        return Ok(None);
+    }
+    let protocol = protocol.name();
+    let mechanism = match value_of(properties, "sasl.mechanism") {
+        None => {
+            return Err(format!(
+                "{protocol} needs sasl.mechanism: Kafka's default, GSSAPI (Kerberos), is not \
+                 supported; use PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512"
+            ))
         }
         Some(property) => {
             let name = property.value.trim();
@@ -227,9 +295,10 @@ fn sasl_of(properties: &[Property]) -> Result<Option<SaslCredentials>, String> {
             match (user, password) {
                 (Some(user), Some(password)) => (user.value.clone(), password.value.clone()),
                 _ => {
-                    return Err("SASL_PLAINTEXT needs credentials: sasl.jaas.config, or \
-                                sasl.username and sasl.password"
-                        .to_string())
+                    return Err(format!(
+                        "{protocol} needs credentials: sasl.jaas.config, or sasl.username and \
+                         sasl.password"
+                    ))
                 }
             }
         }
@@ -422,6 +491,46 @@ some.unknown.key=whatever
         assert_eq!(twice.user, "second");
     }
 
+    fn tls(text: &str) -> Result<bool, String> {
+        let properties =
+            parse_properties(text).map_err(|(line, reason)| format!("line {line}: {reason}"))?;
+        tls_of(&properties).map(|tls| tls.is_some())
+    }
+
+    #[test]
+    fn tls_settings_are_read_and_checked() {
+        assert_eq!(tls("security.protocol=SASL_PLAINTEXT\n"), Ok(false));
+        assert_eq!(
+            tls("ssl.ca.location=/nowhere\n"),
+            Ok(false),
+            "ignored on PLAINTEXT"
+        );
+        for (text, says) in [
+            ("security.protocol=SSL\n", "SSL needs the CA"),
+            ("security.protocol=sasl_ssl\n", "SASL_SSL needs the CA"),
+            (
+                "security.protocol=SSL\nssl.truststore.type=JKS\nssl.truststore.location=t.jks\n",
+                "line 2: ssl.truststore.type JKS: only PEM files are read",
+            ),
+            (
+                "security.protocol=SSL\nssl.ca.location=/nowhere/ca.pem\n",
+                "cannot read the CA file /nowhere/ca.pem",
+            ),
+            (
+                "security.protocol=SSL\nssl.ca.location=ca.pem\nssl.key.password=s3cret\n",
+                "encrypted private keys are not read",
+            ),
+            (
+                "security.protocol=SSL\nssl.ca.location=ca.pem\nssl.key.location=k.pem\n",
+                "needs both ssl.certificate.location and ssl.key.location",
+            ),
+        ] {
+            let error = tls(text).expect_err(text);
+            assert!(error.contains(says), "{text}: {error}");
+            assert!(!error.contains("s3cret"), "{error}");
+        }
+    }
+
     #[test]
     fn plaintext_and_empty_files_need_no_login() {
         assert_eq!(sasl(""), Ok(None));
@@ -435,8 +544,7 @@ some.unknown.key=whatever
     #[test]
     fn refusals_name_the_problem_and_never_the_password() {
         for (text, says) in [
-            ("security.protocol=SSL\n", "TLS is not supported yet"),
-            ("security.protocol=SASL_SSL\n", "TLS is not supported yet"),
+            ("security.protocol=SASL_SSL\n", "SASL_SSL needs sasl.mechanism"),
             ("security.protocol=QUIC\n", "unknown protocol 'QUIC'"),
             ("security.protocol=SASL_PLAINTEXT\n", "sasl.mechanism"),
             (

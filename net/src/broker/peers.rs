@@ -60,6 +60,9 @@ impl Broker {
             connect_timeout: PEER_CONNECT_TIMEOUT,
             request_timeout: PEER_REQUEST_TIMEOUT,
             in_flight_max: in_flight,
+            // Brokers of a cluster listen in plaintext so far (the
+            // configuration refuses SSL and SASL_SSL there).
+            tls: None,
         };
         Connection::connect(&address, &config)
             .await

@@ -14,6 +14,7 @@ use kafka_protocol::protocol::{Decodable, Encodable, Request, StrBytes};
 
 use super::error::{ClientError, KafkaError};
 use super::{ClientOptions, RESPONSE_BYTES_MAX, RESPONSE_BYTES_MIN};
+use crate::tls::BlockingStream;
 
 /// The versions of each API this client can build requests for and read
 /// responses of, `(api, min, max)`. Each lower bound is where a field the
@@ -115,7 +116,7 @@ fn encode_error(api: ApiKey, version: i16, error: impl fmt::Display) -> ClientEr
 
 /// A connection to one broker, with the API versions agreed on it.
 pub struct Connection {
-    stream: TcpStream,
+    stream: BlockingStream,
     /// `host:port` as given, for messages and for recognising a broker's
     /// advertised address as this connection.
     address: String,
@@ -178,6 +179,15 @@ impl Connection {
             address: address.to_string(),
             source,
         })?;
+        let stream = match &options.tls {
+            None => BlockingStream::Plain(stream),
+            Some(tls) => BlockingStream::connect_tls(tls, address, stream).map_err(|source| {
+                ClientError::Connect {
+                    address: address.to_string(),
+                    source,
+                }
+            })?,
+        };
         let mut connection = Connection {
             stream,
             address: address.to_string(),

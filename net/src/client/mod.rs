@@ -143,9 +143,11 @@ pub struct ClientOptions {
     pub request_timeout: Duration,
     /// See [`OPERATION_TIMEOUT_MS_DEFAULT`].
     pub operation_timeout_ms: i32,
-    /// Log every connection in with these (a SASL_PLAINTEXT listener);
-    /// `None` for a PLAINTEXT one.
+    /// Log every connection in with these (a SASL_PLAINTEXT or SASL_SSL
+    /// listener); `None` for a PLAINTEXT or SSL one.
     pub sasl: Option<SaslCredentials>,
+    /// TLS to the brokers (an SSL or SASL_SSL listener).
+    pub tls: Option<crate::tls::ClientTls>,
 }
 
 impl Default for ClientOptions {
@@ -156,6 +158,7 @@ impl Default for ClientOptions {
             request_timeout: Duration::from_millis(REQUEST_TIMEOUT_MS_DEFAULT),
             operation_timeout_ms: OPERATION_TIMEOUT_MS_DEFAULT,
             sasl: None,
+            tls: None,
         }
     }
 }

@@ -41,6 +41,8 @@ pub struct ClientConfig {
     pub client_id: String,
     pub connect_timeout: Duration,
     pub request_timeout: Duration,
+    /// TLS to the brokers (an SSL listener), or plaintext when `None`.
+    pub tls: Option<crate::tls::ClientTls>,
 }
 
 impl ClientConfig {
@@ -53,6 +55,7 @@ impl ClientConfig {
             client_id: "sluice-glommio-client".to_string(),
             connect_timeout: Duration::from_millis(CONNECT_TIMEOUT_MS_DEFAULT),
             request_timeout: Duration::from_millis(REQUEST_TIMEOUT_MS_DEFAULT),
+            tls: None,
         }
     }
 
@@ -63,6 +66,7 @@ impl ClientConfig {
             connect_timeout: self.connect_timeout,
             request_timeout: self.request_timeout,
             in_flight_max,
+            tls: self.tls.clone(),
         }
     }
 }

@@ -39,6 +39,7 @@ use super::constants::{
 use super::error::ClientError;
 use super::protocol::{self, ApiVersionRange, CLIENT_API_VERSIONS};
 use crate::codec::Reader;
+use crate::tls::{self, write_gathered, ClientTls, Stream};
 use crate::wire::{receive_ready, write_frames};
 
 /// Bytes of the length prefix in front of every frame.
@@ -57,6 +58,8 @@ pub struct ConnectionConfig {
     pub request_timeout: Duration,
     /// Requests in flight at once (at most [`IN_FLIGHT_REQUESTS_MAX`]).
     pub in_flight_max: usize,
+    /// TLS to the broker (an SSL listener), or plaintext when `None`.
+    pub tls: Option<ClientTls>,
 }
 
 /// A single-use channel: the reader task completes one request with it.
@@ -138,6 +141,9 @@ struct Shared {
     /// Set once; every later operation fails with it.
     failed: RefCell<Option<ClientError>>,
     fd: i32,
+    /// `fd` on a plaintext connection, read and written directly; `None`
+    /// on TLS, where every byte goes through rustls.
+    plain_fd: Option<i32>,
 }
 
 impl Shared {
@@ -216,7 +222,9 @@ impl InFlight {
 /// A connection to one broker with the API versions agreed on it.
 pub struct Connection {
     shared: Rc<Shared>,
-    writer: RefCell<Option<WriteHalf<TcpStream>>>,
+    writer: RefCell<Option<WriteHalf<Stream>>>,
+    /// Where a TLS connection gathers small pieces into records.
+    gathered: RefCell<Vec<u8>>,
     /// One permit: whoever holds it owns `writer` for one frame.
     write_lock: Semaphore,
     in_flight: Rc<Semaphore>,
@@ -265,12 +273,27 @@ impl Connection {
             .set_nodelay(true)
             .map_err(|error| connect_error(io::Error::other(error.to_string())))?;
         let fd = stream.as_raw_fd();
+        let (stream, plain_fd) = match &config.tls {
+            None => (Stream::Plain(stream), Some(fd)),
+            Some(tls) => {
+                let handshake = glommio::timer::timeout(config.connect_timeout, async {
+                    tls::connect(tls, address, stream)
+                        .await
+                        .map_err(glommio::GlommioError::IoError)
+                });
+                let stream = handshake
+                    .await
+                    .map_err(|error| connect_error(io::Error::other(error.to_string())))?;
+                (stream, None)
+            }
+        };
         let (reader, writer) = futures_lite::io::split(stream);
         let shared = Rc::new(Shared {
             address: address.to_string(),
             pending: RefCell::new(VecDeque::new()),
             failed: RefCell::new(None),
             fd,
+            plain_fd,
         });
         glommio::spawn_local(read_loop(reader, Rc::clone(&shared))).detach();
         let in_flight_max = config.in_flight_max.clamp(1, IN_FLIGHT_REQUESTS_MAX);
@@ -282,6 +305,7 @@ impl Connection {
         let connection = Rc::new(Connection {
             shared,
             writer: RefCell::new(Some(writer)),
+            gathered: RefCell::new(Vec::new()),
             write_lock: Semaphore::new(1),
             in_flight: Rc::new(Semaphore::new(in_flight_max as u64)),
             correlation_id: Cell::new(0),
@@ -391,7 +415,15 @@ impl Connection {
                 address: self.shared.address.clone(),
             });
         };
-        let written = write_frames(&mut writer, self.shared.fd, &mut pieces).await;
+        let written = match self.shared.plain_fd {
+            Some(fd) => write_frames(&mut writer, fd, &mut pieces).await,
+            None => {
+                let mut gathered = std::mem::take(&mut *self.gathered.borrow_mut());
+                let written = write_gathered(&mut writer, &mut gathered, &mut pieces).await;
+                *self.gathered.borrow_mut() = gathered;
+                written
+            }
+        };
         *self.writer.borrow_mut() = Some(writer);
         if let Err(error) = written {
             let error = ClientError::Io {
@@ -479,7 +511,7 @@ pub fn pick_versions(broker: &[ApiVersionRange]) -> Vec<(ApiKey, i16)> {
 
 /// Reads response frames until the connection fails, completing pending
 /// requests in order.
-async fn read_loop(mut reader: ReadHalf<TcpStream>, shared: Rc<Shared>) {
+async fn read_loop(mut reader: ReadHalf<Stream>, shared: Rc<Shared>) {
     let mut buffer = BytesMut::with_capacity(READ_CHUNK_BYTES);
     let mut wait_buffer = vec![0u8; WAIT_READ_BYTES];
     loop {
@@ -549,7 +581,7 @@ fn complete(frame: Bytes, pending: &Pending, address: &str) -> Result<Bytes, Cli
 /// zero-fill of a large read buffer); only when the socket is empty does
 /// the reader wait through glommio, on a small buffer of its own.
 async fn read_frame(
-    reader: &mut ReadHalf<TcpStream>,
+    reader: &mut ReadHalf<Stream>,
     buffer: &mut BytesMut,
     wait_buffer: &mut [u8],
     shared: &Shared,
@@ -581,10 +613,12 @@ async fn read_frame(
                 .min(buffer.len())
                 .max(READ_CHUNK_BYTES);
         }
-        match receive_ready(shared.fd, buffer, wanted).map_err(io_error)? {
-            Some(0) => return end_of_stream(buffer, address),
-            Some(_) => continue,
-            None => {}
+        if let Some(fd) = shared.plain_fd {
+            match receive_ready(fd, buffer, wanted).map_err(io_error)? {
+                Some(0) => return end_of_stream(buffer, address),
+                Some(_) => continue,
+                None => {}
+            }
         }
         let read = reader.read(wait_buffer).await.map_err(io_error)?;
         if read == 0 {
