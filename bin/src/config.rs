@@ -536,6 +536,16 @@ pub const SETTINGS: &[Setting] = &[
         },
     },
     Setting {
+        name: "connections_max_reauth_ms",
+        expects: "milliseconds an authenticated SASL session lasts before the client must \
+            authenticate again on its connection (Kafka's connections.max.reauth.ms, KIP-368); \
+            0 (default) for ever",
+        apply: |config, value| {
+            config.sasl.reauth_ms = long(value, 0, i64::MAX)? as u64;
+            Ok(())
+        },
+    },
+    Setting {
         name: "super_users",
         expects: "principals separated by semicolons, e.g. User:admin;User:ops (Kafka's \
             super.users): with the acl authorizer they may do everything; on a SASL listener \

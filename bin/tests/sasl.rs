@@ -178,7 +178,11 @@ impl ClientContext for RecordingContext {
 impl rdkafka::producer::ProducerContext for RecordingContext {
     type DeliveryOpaque = ();
 
-    fn delivery(&self, _: &rdkafka::message::DeliveryResult<'_>, _: Self::DeliveryOpaque) {}
+    fn delivery(&self, result: &rdkafka::message::DeliveryResult<'_>, _: Self::DeliveryOpaque) {
+        if let (Err((error, _)), Ok(mut errors)) = (result, self.0 .0.lock()) {
+            errors.push((error.clone(), "delivery failed".to_string()));
+        }
+    }
 }
 
 impl RecordingContext {
@@ -675,4 +679,155 @@ fn the_user_command_lists_replaces_deletes_and_refuses_bad_input() {
     );
     assert!(!ok && err.contains("something"), "{err}");
     std::fs::remove_dir_all(&root).expect("cleaning up");
+}
+
+/// The session lifetime of the re-authentication tests.
+const REAUTH_MS: u64 = 1500;
+
+/// KIP-368 with a raw client: the lifetime is announced, a
+/// re-authentication as the same principal renews the session, an
+/// expired session is closed at its next request, and a
+/// re-authentication as someone else is refused and closed.
+#[test]
+fn sessions_expire_unless_the_client_authenticates_again() {
+    let reauth = REAUTH_MS.to_string();
+    let broker = TestBroker::start_prepared(
+        None,
+        &[
+            "--listener-security-protocol",
+            "SASL_PLAINTEXT",
+            "--connections-max-reauth-ms",
+            &reauth,
+        ],
+        create_users,
+    );
+    let lifetime = Duration::from_millis(REAUTH_MS);
+    let mut stream = raw_connect(broker.address());
+    assert_eq!(handshake(&mut stream, "PLAIN", 1).error_code, NONE);
+    let first = authenticate(&mut stream, &plain_token(ADMIN, ADMIN_PASSWORD), 2);
+    let authenticated = Instant::now();
+    assert_eq!(first.error_code, NONE);
+    assert_eq!(first.session_lifetime_ms, REAUTH_MS as i64);
+    assert_eq!(metadata(&mut stream, 3).brokers.len(), 1);
+    // Renewed two thirds in, then used past the first session's end.
+    std::thread::sleep(lifetime * 2 / 3);
+    assert_eq!(handshake(&mut stream, "PLAIN", 4).error_code, NONE);
+    let again = authenticate(&mut stream, &plain_token(ADMIN, ADMIN_PASSWORD), 5);
+    let renewed = Instant::now();
+    assert_eq!(again.error_code, NONE);
+    assert_eq!(again.session_lifetime_ms, REAUTH_MS as i64);
+    std::thread::sleep(
+        (authenticated + lifetime + lifetime / 5).saturating_duration_since(Instant::now()),
+    );
+    assert!(
+        renewed.elapsed() < lifetime,
+        "the machine was too slow to test this"
+    );
+    assert_eq!(
+        metadata(&mut stream, 6).brokers.len(),
+        1,
+        "served on the renewed session"
+    );
+    // Not renewed: the next request closes the connection.
+    std::thread::sleep(
+        (renewed + lifetime + lifetime / 5).saturating_duration_since(Instant::now()),
+    );
+    let mut request = MetadataRequest::default();
+    request.topics = Some(Vec::new());
+    send_request(&mut stream, ApiKey::Metadata, METADATA_VERSION, 7, &request);
+    assert_closed(&mut stream, "a request after the session expired");
+
+    // Re-authenticating as another user: refused, then closed.
+    let mut stream = raw_connect(broker.address());
+    assert_eq!(handshake(&mut stream, "PLAIN", 1).error_code, NONE);
+    assert_eq!(
+        authenticate(&mut stream, &plain_token(ADMIN, ADMIN_PASSWORD), 2).error_code,
+        NONE
+    );
+    assert_eq!(handshake(&mut stream, "PLAIN", 3).error_code, NONE);
+    let changed = authenticate(&mut stream, &plain_token(ALICE, ALICE_PASSWORD), 4);
+    assert_eq!(changed.error_code, SASL_AUTHENTICATION_FAILED);
+    assert_eq!(
+        changed.error_message.as_deref(),
+        Some("Cannot change principals during re-authentication")
+    );
+    assert_closed(&mut stream, "after re-authenticating as another user");
+    let log = broker.log();
+    assert!(
+        log.contains("session expired without re-authentication"),
+        "{log}"
+    );
+}
+
+/// librdkafka (2.2 and later) re-authenticates on its own when the broker
+/// announces a session lifetime: a producer that sends for several
+/// lifetimes sees no error at all (a refused re-authentication would be
+/// one, and so would a connection cut off), and every record is
+/// acknowledged and read back.
+#[test]
+fn librdkafka_reauthenticates_before_its_session_expires() {
+    const SENDING: Duration = Duration::from_secs(6);
+    const PAUSE: Duration = Duration::from_millis(20);
+    let reauth = REAUTH_MS.to_string();
+    let broker = TestBroker::start_prepared(
+        None,
+        &[
+            "--listener-security-protocol",
+            "SASL_PLAINTEXT",
+            "--connections-max-reauth-ms",
+            &reauth,
+        ],
+        create_users,
+    );
+    for mechanism in ["SCRAM-SHA-256", "PLAIN"] {
+        let settings = sasl_settings(mechanism, ADMIN, ADMIN_PASSWORD);
+        let topic = format!("reauth-{}", mechanism.to_ascii_lowercase());
+        let admin: AdminClient<DefaultClientContext> = config_with(&broker, &settings)
+            .create()
+            .expect("creating the admin client");
+        create_topic(&admin, &topic, 1, &[]);
+        let context = RecordingContext::default();
+        let producer: BaseProducer<RecordingContext> = config_with(&broker, &settings)
+            .create_with_context(context.clone())
+            .expect("creating the producer");
+        let started = Instant::now();
+        let mut sent = 0;
+        while started.elapsed() < SENDING {
+            let value = format!("{mechanism}-{sent}");
+            producer
+                .send(rdkafka::producer::BaseRecord::<(), _>::to(&topic).payload(&value))
+                .map_err(|(error, _)| error)
+                .expect("queueing a record");
+            sent += 1;
+            producer.poll(PAUSE);
+        }
+        producer.flush(CLIENT_TIMEOUT).expect("flush");
+        let errors: Vec<String> = context
+            .0
+             .0
+            .lock()
+            .map(|errors| {
+                errors
+                    .iter()
+                    .map(|(error, reason)| format!("{error}: {reason}"))
+                    .collect()
+            })
+            .unwrap_or_default();
+        assert!(errors.is_empty(), "{mechanism}: client errors: {errors:?}");
+        let consumer = broker.consumer(&settings);
+        let read = consume(
+            &consumer,
+            &topic,
+            &[0],
+            Offset::Beginning,
+            CLIENT_TIMEOUT,
+            |read| read.len() >= sent,
+        );
+        assert_eq!(read.len(), sent, "{mechanism}: read back");
+    }
+    let log = broker.log();
+    assert!(
+        !log.contains("session expired without re-authentication"),
+        "a librdkafka connection was cut off: {log}"
+    );
 }

@@ -106,6 +106,13 @@ pub const BROKER_SETTINGS: &[BrokerSetting] = &[
         value: |config| Some(config.connections_max_idle_ms.to_string()),
     },
     BrokerSetting {
+        name: "connections.max.reauth.ms",
+        setting: "connections_max_reauth_ms",
+        kind: ConfigType::Long,
+        doc: "How long an authenticated SASL session lasts before the client must authenticate again; 0 is for ever.",
+        value: |config| Some(config.sasl.reauth_ms.to_string()),
+    },
+    BrokerSetting {
         name: "controller.quorum.voters",
         setting: "controller_voters",
         kind: ConfigType::List,
@@ -390,6 +397,68 @@ pub const BROKER_SETTINGS: &[BrokerSetting] = &[
         kind: ConfigType::Int,
         doc: "The largest request the broker reads; fixed in Sluice.",
         value: |_| Some(REQUEST_BYTES_MAX.to_string()),
+    },
+    BrokerSetting {
+        name: "ssl.client.auth",
+        setting: "ssl_client_auth",
+        kind: ConfigType::String,
+        doc: "Whether TLS clients are asked for a certificate: none, requested or required.",
+        value: |config| Some(config.tls_settings.client_auth.name().to_string()),
+    },
+    BrokerSetting {
+        name: "ssl.enabled.protocols",
+        setting: "ssl_enabled_protocols",
+        kind: ConfigType::List,
+        doc: "The TLS versions the listener accepts.",
+        value: |config| {
+            let names: Vec<&str> = config
+                .tls_settings
+                .enabled_protocols
+                .iter()
+                .map(|protocol| protocol.name())
+                .collect();
+            Some(names.join(","))
+        },
+    },
+    BrokerSetting {
+        name: "ssl.keystore.location",
+        setting: "ssl_keystore_location",
+        kind: ConfigType::String,
+        doc: "The PEM file with the listener's private key and certificate chain.",
+        value: |config| {
+            config
+                .tls_settings
+                .keystore_location
+                .as_ref()
+                .map(|path| path.display().to_string())
+        },
+    },
+    BrokerSetting {
+        name: "ssl.keystore.type",
+        setting: "ssl_keystore_location",
+        kind: ConfigType::String,
+        doc: "The keystore's format: PEM, the only one read.",
+        value: |_| Some("PEM".to_string()),
+    },
+    BrokerSetting {
+        name: "ssl.truststore.location",
+        setting: "ssl_truststore_location",
+        kind: ConfigType::String,
+        doc: "The PEM file with the CAs client certificates must chain to.",
+        value: |config| {
+            config
+                .tls_settings
+                .truststore_location
+                .as_ref()
+                .map(|path| path.display().to_string())
+        },
+    },
+    BrokerSetting {
+        name: "ssl.truststore.type",
+        setting: "ssl_truststore_location",
+        kind: ConfigType::String,
+        doc: "The truststore's format: PEM, the only one read.",
+        value: |_| Some("PEM".to_string()),
     },
     BrokerSetting {
         name: "super.users",

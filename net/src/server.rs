@@ -327,6 +327,10 @@ async fn serve_connection(broker: Rc<Broker>, stream: TcpStream) -> Result<(), S
         .security_protocol
         .is_sasl()
         .then(Authenticator::new);
+    // KIP-368: when the session authenticated last must be renewed by, and
+    // during a re-authentication the principal it must keep.
+    let mut session_expires: Option<Instant> = None;
+    let mut reauthenticating: Option<Principal> = None;
     let outcome: Result<(), Closed> = async {
         loop {
             let pending = authenticator
@@ -346,15 +350,38 @@ async fn serve_connection(broker: Rc<Broker>, stream: TcpStream) -> Result<(), S
             // its throttle time is over; what the client sends meanwhile
             // waits in the socket.
             session.wait_unmuted().await;
+            if let Some(authenticator) = authenticator.as_mut() {
+                if starts_reauthentication(&broker, authenticator, &frame) {
+                    // KIP-368: the connection authenticates again from the
+                    // handshake on, and must come out as the same principal.
+                    reauthenticating = authenticator.principal().cloned();
+                    *authenticator = Authenticator::new();
+                }
+            }
             let (task, closing) = match authenticator.as_mut() {
                 Some(authenticator) if !authenticator.is_authenticated() => {
-                    let answer = authenticate_frame(&broker, authenticator, frame)?;
+                    let answer =
+                        authenticate_frame(&broker, authenticator, &mut reauthenticating, frame)?;
                     if let Some(principal) = authenticator.principal() {
                         session = session.authenticated(principal.clone());
+                        session_expires = (broker.config.sasl.reauth_ms > 0).then(|| {
+                            Instant::now() + Duration::from_millis(broker.config.sasl.reauth_ms)
+                        });
                     }
                     answer
                 }
-                _ => (handle_frame(&broker, &session, frame)?, None),
+                _ => {
+                    if session_expires.is_some_and(|expires| Instant::now() >= expires) {
+                        // Kafka closes a connection whose session expired
+                        // at its next request other than a re-authentication.
+                        return Err(Closed::Authentication(
+                            "session expired without re-authentication \
+                             (connections.max.reauth.ms)"
+                                .to_string(),
+                        ));
+                    }
+                    (handle_frame(&broker, &session, frame)?, None)
+                }
             };
             if let Some(task) = task {
                 if sender.send(task).await.is_err() {
@@ -578,6 +605,20 @@ fn handle_frame(
     )))
 }
 
+/// Whether `frame`, on a connection that authenticated, begins a KIP-368
+/// re-authentication: a SaslHandshake of v1 or later (v0 hands the
+/// mechanism's messages over bare, which a connection with requests in
+/// flight cannot do) on a listener whose sessions expire. Any other
+/// SaslHandshake goes to the registry, which answers ILLEGAL_SASL_STATE.
+fn starts_reauthentication(broker: &Broker, authenticator: &Authenticator, frame: &Bytes) -> bool {
+    const HANDSHAKE_VERSION_MIN: i16 = 1;
+    broker.config.sasl.reauth_ms > 0
+        && authenticator.is_authenticated()
+        && frame.len() >= REQUEST_HEADER_BYTES_MIN
+        && i16::from_be_bytes([frame[0], frame[1]]) == ApiKey::SaslHandshake as i16
+        && i16::from_be_bytes([frame[2], frame[3]]) >= HANDSHAKE_VERSION_MIN
+}
+
 /// Starts the handler of a decoded request.
 fn dispatch_task(
     broker: &Rc<Broker>,
@@ -625,6 +666,7 @@ fn dispatch_task(
 fn authenticate_frame(
     broker: &Rc<Broker>,
     authenticator: &mut Authenticator,
+    reauthenticating: &mut Option<Principal>,
     frame: Bytes,
 ) -> Result<(Option<Pending>, Option<String>), Closed> {
     let config = &broker.config.sasl;
@@ -670,10 +712,29 @@ fn authenticate_frame(
         Request::SaslAuthenticate(request) => {
             let answered =
                 handlers::sasl_authenticate::exchange(authenticator, config, &header, request);
-            if let Some(principal) = authenticator.principal() {
-                tracing::debug!(%principal, super_user = principal.super_user, "authenticated");
+            match authenticator.principal() {
+                // A SCRAM exchange half-way: the principal to keep stays.
+                None => answered,
+                Some(principal) => match reauthenticating.take() {
+                    Some(was) if was.user != principal.user => {
+                        let refused = handlers::sasl_authenticate::principal_changed(
+                            &header,
+                            &was.user,
+                            &principal.user,
+                        );
+                        *authenticator = Authenticator::Failed;
+                        refused
+                    }
+                    Some(_) => {
+                        tracing::debug!(%principal, "re-authenticated");
+                        answered
+                    }
+                    None => {
+                        tracing::debug!(%principal, super_user = principal.super_user, "authenticated");
+                        answered
+                    }
+                },
             }
-            answered
         }
         request => {
             // ApiVersions: served as on any connection.

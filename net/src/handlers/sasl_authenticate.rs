@@ -6,8 +6,8 @@
 //! Before a connection on a SASL listener has authenticated, the server
 //! passes the request to [`exchange`]. Through the registry (an
 //! authenticated connection, or a PLAINTEXT listener) it is answered
-//! ILLEGAL_SASL_STATE, as Kafka does: re-authentication (KIP-368) is not
-//! built.
+//! ILLEGAL_SASL_STATE, as Kafka does: a re-authentication (KIP-368) starts
+//! with a SaslHandshake, which the server routes to [`exchange`] again.
 
 use std::rc::Rc;
 
@@ -30,9 +30,8 @@ pub const VERSIONS: (i16, i16) = (0, 2);
 pub const AUTHENTICATION_FAILED_MESSAGE: &str =
     "Authentication failed: invalid user name or password";
 
-/// v1+: how long the session may last before the client must
-/// authenticate again; 0 is "no limit" (KIP-368 is not built).
-const SESSION_LIFETIME_MS: i64 = 0;
+/// The message of a re-authentication as someone else (Kafka's words).
+pub const PRINCIPAL_CHANGED_MESSAGE: &str = "Cannot change principals during re-authentication";
 
 fn response(
     error_code: i16,
@@ -43,7 +42,6 @@ fn response(
     response.error_code = error_code;
     response.error_message = message.map(str_bytes);
     response.auth_bytes = Bytes::from(auth_bytes);
-    response.session_lifetime_ms = SESSION_LIFETIME_MS;
     response
 }
 
@@ -73,6 +71,29 @@ pub fn failure_reason(mechanism: &str, failure: &AuthFailure) -> String {
     }
 }
 
+/// The answer to a re-authentication that logged in as another principal:
+/// SASL_AUTHENTICATION_FAILED, and the connection closes after it.
+pub fn principal_changed(header: &RequestHeader, was: &str, now: &str) -> Answered {
+    let version = header.request_api_version;
+    let body = response(
+        code::SASL_AUTHENTICATION_FAILED,
+        Some(PRINCIPAL_CHANGED_MESSAGE),
+        Vec::new(),
+    );
+    Answered {
+        frame: ResponseFrame::new(
+            header.correlation_id,
+            ApiKey::SaslAuthenticate.response_header_version(version),
+            encode(&body, version),
+        ),
+        closing: Some(format!(
+            "re-authentication as User:{} on a connection of User:{}",
+            clip(now),
+            clip(was)
+        )),
+    }
+}
+
 /// A SaslAuthenticate on a connection that has not authenticated yet.
 pub fn exchange(
     authenticator: &mut Authenticator,
@@ -86,8 +107,15 @@ pub fn exchange(
         .map(|mechanism| mechanism.name())
         .unwrap_or("SASL");
     let (body, closing) = match authenticator.authenticate(&request.auth_bytes, config) {
-        Authenticate::Continue(token) | Authenticate::Done(token) => {
-            (response(code::NONE, None, token), None)
+        Authenticate::Continue(token) => (response(code::NONE, None, token), None),
+        Authenticate::Done(token) => {
+            let mut body = response(code::NONE, None, token);
+            // v1+ (KIP-368): the session's lifetime, after which the
+            // client authenticates again; 0 when sessions do not expire.
+            if version >= 1 {
+                body.session_lifetime_ms = i64::try_from(config.reauth_ms).unwrap_or(i64::MAX);
+            }
+            (body, None)
         }
         Authenticate::Failed(failure) => {
             // The client learns only that its credentials were refused, or

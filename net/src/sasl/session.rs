@@ -28,6 +28,10 @@ pub struct SaslConfig {
     /// AlterUserScramCredentials; `None` until then (no user can log in),
     /// and on a broker of a cluster, which has no credential store yet.
     pub credentials: Option<std::sync::Arc<SharedCredentials>>,
+    /// Kafka's `connections.max.reauth.ms` (KIP-368): how long an
+    /// authenticated session lasts before the client must authenticate
+    /// again on the same connection; 0 (Kafka's default) is for ever.
+    pub reauth_ms: u64,
 }
 
 impl Default for SaslConfig {
@@ -39,6 +43,7 @@ impl Default for SaslConfig {
             enabled_mechanisms: Mechanism::ALL.to_vec(),
             super_users: Vec::new(),
             credentials: None,
+            reauth_ms: 0,
         }
     }
 }
@@ -252,6 +257,7 @@ mod tests {
                 store,
                 std::path::PathBuf::from("/nonexistent"),
             ))),
+            reauth_ms: 0,
         }
     }
 
