@@ -684,14 +684,10 @@ fn the_user_command_lists_replaces_deletes_and_refuses_bad_input() {
 /// The session lifetime of the re-authentication tests.
 const REAUTH_MS: u64 = 1500;
 
-/// KIP-368 with a raw client: the lifetime is announced, a
-/// re-authentication as the same principal renews the session, an
-/// expired session is closed at its next request, and a
-/// re-authentication as someone else is refused and closed.
-#[test]
-fn sessions_expire_unless_the_client_authenticates_again() {
+/// A SASL broker whose sessions last `REAUTH_MS`.
+fn start_reauth_broker() -> TestBroker {
     let reauth = REAUTH_MS.to_string();
-    let broker = TestBroker::start_prepared(
+    TestBroker::start_prepared(
         None,
         &[
             "--listener-security-protocol",
@@ -700,7 +696,16 @@ fn sessions_expire_unless_the_client_authenticates_again() {
             &reauth,
         ],
         create_users,
-    );
+    )
+}
+
+/// KIP-368 with a raw client: the lifetime is announced, a
+/// re-authentication as the same principal renews the session, an
+/// expired session is closed at its next request, and a
+/// re-authentication as someone else is refused and closed.
+#[test]
+fn sessions_expire_unless_the_client_authenticates_again() {
+    let broker = start_reauth_broker();
     let lifetime = Duration::from_millis(REAUTH_MS);
     let mut stream = raw_connect(broker.address());
     assert_eq!(handshake(&mut stream, "PLAIN", 1).error_code, NONE);
@@ -768,17 +773,7 @@ fn sessions_expire_unless_the_client_authenticates_again() {
 fn librdkafka_reauthenticates_before_its_session_expires() {
     const SENDING: Duration = Duration::from_secs(6);
     const PAUSE: Duration = Duration::from_millis(20);
-    let reauth = REAUTH_MS.to_string();
-    let broker = TestBroker::start_prepared(
-        None,
-        &[
-            "--listener-security-protocol",
-            "SASL_PLAINTEXT",
-            "--connections-max-reauth-ms",
-            &reauth,
-        ],
-        create_users,
-    );
+    let broker = start_reauth_broker();
     for mechanism in ["SCRAM-SHA-256", "PLAIN"] {
         let settings = sasl_settings(mechanism, ADMIN, ADMIN_PASSWORD);
         let topic = format!("reauth-{}", mechanism.to_ascii_lowercase());
