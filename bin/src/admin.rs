@@ -26,6 +26,7 @@ mod command_config;
 pub mod consume;
 mod elect;
 pub mod produce;
+pub mod quota;
 mod reassign;
 mod rebalance;
 mod stats;

@@ -11,6 +11,7 @@ use crate::admin::acl::AclArgs;
 use crate::admin::args::{AdminArgs, ClusterAction, GroupAction, TopicAction, TxnAction};
 use crate::admin::consume::ConsumeCommand;
 use crate::admin::produce::ProduceCommand;
+use crate::admin::quota::QuotaArgs;
 use crate::config::BrokerArgs;
 use crate::user::{Target, UserAction};
 
@@ -65,6 +66,9 @@ pub enum Command {
     Consume(ConsumeCommand),
     /// ACLs of a running broker (its authorizer set to acl): add, remove, list.
     Acl(AclArgs),
+    /// Client quotas of a running broker (byte rates per user and client id): set,
+    /// describe.
+    Quota(QuotaArgs),
     /// SASL users: offline in a stopped broker's data directory (--data-dir), or of a
     /// running broker (--bootstrap-server).
     User {
@@ -91,6 +95,7 @@ pub fn run(command: Command) -> std::process::ExitCode {
         Command::Produce(command) => crate::admin::produce::run(command),
         Command::Consume(command) => crate::admin::consume::run(command),
         Command::Acl(args) => crate::admin::acl::run(args),
+        Command::Quota(args) => crate::admin::quota::run(args),
         Command::User { target, action } => crate::user::run(target, action),
         Command::Completions { shell } => {
             completions(shell, &mut std::io::stdout().lock());
@@ -192,7 +197,7 @@ mod tests {
             .map(|sub| sub.get_name())
             .collect();
         for expected in [
-            "topic", "group", "txn", "cluster", "produce", "consume", "acl",
+            "topic", "group", "txn", "cluster", "produce", "consume", "acl", "quota",
         ] {
             assert!(
                 names.contains(&expected),

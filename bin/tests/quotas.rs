@@ -508,3 +508,128 @@ fn a_consumer_byte_rate_quota_holds_a_consumer_to_it() {
     let free = consume_flat_out(&broker, "quota-fetch", "free-consumer", total);
     assert_held_to_quota("consumer", throttled, free);
 }
+
+/// `sluice quota` with `args` against `broker`: (success, stdout, stderr).
+fn quota_cli(broker: &TestBroker, args: &[&str]) -> (bool, String, String) {
+    let output = std::process::Command::new(common::broker_binary())
+        .arg("quota")
+        .args(args)
+        .args(["--bootstrap-server", &broker.bootstrap()])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("running sluice quota");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// The CLI sets, describes and removes quotas (checked through the admin
+/// API as well), a bad key is Kafka's refusal, and a producer whose client
+/// id got its quota from the CLI is held to it.
+#[test]
+fn the_quota_command_sets_describes_and_removes_quotas() {
+    let broker = TestBroker::start();
+    let rate = QUOTA_BYTES_PER_SECOND.to_string();
+    let (ok, out, err) = quota_cli(
+        &broker,
+        &[
+            "set",
+            "--client-id",
+            "cli-slow",
+            "--add",
+            &format!("producer_byte_rate={rate}"),
+        ],
+    );
+    assert!(ok, "{out}{err}");
+    assert!(
+        out.contains("set producer_byte_rate=1048576 for client-id=cli-slow"),
+        "{out}"
+    );
+    let (ok, out, err) = quota_cli(
+        &broker,
+        &[
+            "set",
+            "--user",
+            "alice",
+            "--default-client-id",
+            "--add",
+            "consumer_byte_rate=2048",
+            "--add",
+            "request_percentage=50",
+        ],
+    );
+    assert!(ok, "{out}{err}");
+    let mut admin = admin(&broker);
+    assert_eq!(
+        described(&mut admin, &[], false),
+        vec![
+            QuotaEntry {
+                entity: entity(&[("client-id", Some("cli-slow"))]),
+                values: values(&[("producer_byte_rate", QUOTA_BYTES_PER_SECOND)]),
+            },
+            QuotaEntry {
+                entity: entity(&[("user", Some("alice")), ("client-id", None)]),
+                values: values(&[("consumer_byte_rate", 2048.0), ("request_percentage", 50.0)]),
+            },
+        ]
+    );
+    let (ok, out, _) = quota_cli(&broker, &["describe"]);
+    assert!(ok);
+    assert!(out.contains("client-id=cli-slow"), "{out}");
+    assert!(out.contains("user=alice,client-id=<default>"), "{out}");
+    let (ok, out, _) = quota_cli(&broker, &["describe", "--user", "alice", "--json"]);
+    assert!(ok);
+    let json: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    assert_eq!(json["quotas"].as_array().map(Vec::len), Some(1), "{out}");
+    assert_eq!(json["quotas"][0]["quotas"]["consumer_byte_rate"], 2048.0);
+
+    let (ok, out, err) = quota_cli(
+        &broker,
+        &[
+            "set",
+            "--user",
+            "alice",
+            "--default-client-id",
+            "--delete",
+            "request_percentage",
+        ],
+    );
+    assert!(ok, "{out}{err}");
+    assert_eq!(
+        described(
+            &mut admin,
+            &[component("user", QuotaMatch::Exact("alice".into()))],
+            false
+        )[0]
+        .values,
+        values(&[("consumer_byte_rate", 2048.0)])
+    );
+    // A key Kafka does not know: the broker's refusal, one line, status 1.
+    let (ok, out, err) = quota_cli(
+        &broker,
+        &["set", "--user", "bob", "--add", "fastest_rate=1"],
+    );
+    assert!(!ok, "{out}");
+    assert!(err.contains("INVALID_REQUEST"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    // A value that is not a number never reaches the broker: status 2.
+    let output = std::process::Command::new(common::broker_binary())
+        .args([
+            "quota",
+            "set",
+            "--user",
+            "bob",
+            "--add",
+            "producer_byte_rate=fast",
+        ])
+        .output()
+        .expect("running sluice quota");
+    assert_eq!(output.status.code(), Some(2));
+
+    broker.create_topic("quota-cli", 1);
+    let throttled = produce_flat_out(&broker, "quota-cli", "cli-slow");
+    let free = produce_flat_out(&broker, "quota-cli", "cli-free");
+    assert_held_to_quota("producer (quota set by the CLI)", throttled, free);
+}
