@@ -24,7 +24,7 @@ const LEADER_IMBALANCE_CHECK_INTERVAL_MS_MAX: i64 = 86_400_000;
 const SPIN_BEFORE_PARK_US_MAX: i64 = 10_000;
 use sluice_net::config::{SecurityProtocol, LOG_CLEANER_DEDUPE_BUFFER_BYTES_MIN};
 use sluice_net::sasl::session::{parse_mechanisms, parse_super_users};
-use sluice_net::tls::{ClientAuth, TlsProtocol};
+use sluice_net::tls::{ClientAuth, PrincipalRules, TlsProtocol};
 use sluice_net::BrokerConfig;
 
 /// Why a value was refused; [`apply`] turns it into the one-line message
@@ -500,6 +500,17 @@ pub const SETTINGS: &[Setting] = &[
                 "required" => ClientAuth::Required,
                 _ => return Err(Refused::Expected),
             };
+            Ok(())
+        },
+    },
+    Setting {
+        name: "ssl_principal_mapping_rules",
+        expects: "Kafka's ssl.principal.mapping.rules: DEFAULT (the certificate subject as it \
+            is) and RULE:pattern/replacement/[LU] separated by commas, e.g. \
+            RULE:^CN=([^,]+),.*$/$1/L,DEFAULT",
+        apply: |config, value| {
+            config.tls_settings.principal_rules =
+                PrincipalRules::parse(value).map_err(Refused::Because)?;
             Ok(())
         },
     },
@@ -1366,6 +1377,7 @@ mod tests {
             ("--ssl-enabled-protocols", "TLSv1.1"),
             ("--ssl-enabled-protocols", ","),
             ("--ssl-keystore-location", ""),
+            ("--ssl-principal-mapping-rules", "RULE:^CN=(.*)$"),
         ] {
             let error = from_args(&args(&[flag, value])).unwrap_err();
             assert!(error.contains(&flag[2..].replace('-', "_")), "{error}");

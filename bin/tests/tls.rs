@@ -384,6 +384,58 @@ fn ssl_with_client_certificates_names_the_principal() {
     assert!(log.contains("TLS handshake failed"), "log: {log}");
 }
 
+/// `ssl_principal_mapping_rules` turns alice's subject into `alice` (her
+/// OU is eng), which `super_users` names; bob's subject matches no RULE and
+/// stays whole under DEFAULT, so he has no ACL; and a broker whose only
+/// rule matches no one refuses every client certificate.
+#[test]
+fn principal_mapping_rules_shorten_the_subject() {
+    let root = tempdir("rules");
+    let pki = standard_pki(&root);
+    let keystore = pki.path_text("server.keystore");
+    let truststore = pki.path_text("ca.pem");
+    let broker_with = |rules: &str| {
+        TestBroker::start_with(&[
+            "--listener-security-protocol",
+            "SSL",
+            "--ssl-keystore-location",
+            &keystore,
+            "--ssl-truststore-location",
+            &truststore,
+            "--ssl-client-auth",
+            "required",
+            "--ssl-principal-mapping-rules",
+            rules,
+            "--authorizer",
+            "acl",
+            "--super-users",
+            "User:alice",
+        ])
+    };
+    let broker = broker_with("RULE:^CN=([^,]+),OU=eng,.*$/$1/L, DEFAULT");
+    let alice = ssl_config(&broker, &pki, Some("alice"));
+    create_topic(&admin(&alice), "mapped", 1, &[]);
+    produce(&alice, "mapped", 10).expect("alice, mapped to User:alice, writes");
+    let bob = produce(&ssl_config(&broker, &pki, Some("bob")), "mapped", 1);
+    assert_eq!(
+        bob.err().and_then(|error| error.rdkafka_error_code()),
+        Some(RDKafkaErrorCode::TopicAuthorizationFailed),
+        "bob stays CN=bob,O=Acme"
+    );
+    drop(broker);
+
+    let broker = broker_with("RULE:^CN=nobody$/nobody/");
+    assert!(!reaches_broker(
+        &ssl_config(&broker, &pki, Some("alice")),
+        REFUSED_TIMEOUT
+    ));
+    let log = broker.log();
+    assert!(
+        log.contains("no ssl_principal_mapping_rules rule matches"),
+        "{log}"
+    );
+}
+
 #[test]
 fn scram_over_sasl_ssl() {
     let root = tempdir("sasl-ssl");

@@ -441,6 +441,13 @@ pub const BROKER_SETTINGS: &[BrokerSetting] = &[
         value: |_| Some("PEM".to_string()),
     },
     BrokerSetting {
+        name: "ssl.principal.mapping.rules",
+        setting: "ssl_principal_mapping_rules",
+        kind: ConfigType::String,
+        doc: "How a client certificate's subject becomes its principal name.",
+        value: |config| Some(config.tls_settings.principal_rules.text().to_string()),
+    },
+    BrokerSetting {
         name: "ssl.truststore.location",
         setting: "ssl_truststore_location",
         kind: ConfigType::String,

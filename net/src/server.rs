@@ -278,8 +278,15 @@ async fn tls_handshake(
         match certificate {
             None => None,
             Some(certificate) => {
-                let Some(user) = crate::tls::subject_name(certificate) else {
+                let Some(subject) = crate::tls::subject_name(certificate) else {
                     return Err("the client certificate's subject cannot be read".to_string());
+                };
+                let Some(user) = broker.config.tls_settings.principal_rules.apply(&subject) else {
+                    return Err(format!(
+                        "no ssl_principal_mapping_rules rule matches the client certificate's \
+                         subject {}",
+                        clip(&subject)
+                    ));
                 };
                 let super_user = broker.config.sasl.super_users.contains(&user);
                 Some(Principal { user, super_user })

@@ -98,6 +98,8 @@ pub struct TlsSettings {
     pub client_auth: ClientAuth,
     /// `ssl.enabled.protocols`.
     pub enabled_protocols: Vec<TlsProtocol>,
+    /// `ssl.principal.mapping.rules`.
+    pub principal_rules: PrincipalRules,
 }
 
 impl Default for TlsSettings {
@@ -108,6 +110,7 @@ impl Default for TlsSettings {
             truststore_location: None,
             client_auth: ClientAuth::None,
             enabled_protocols: vec![TlsProtocol::Tls12, TlsProtocol::Tls13],
+            principal_rules: PrincipalRules::default(),
         }
     }
 }
@@ -491,6 +494,193 @@ fn attribute_text(oid: &[u8], tag: u8, content: &[u8], value_der: &[u8]) -> Opti
     }
 }
 
+/// Kafka's `ssl.principal.mapping.rules`: how a certificate subject
+/// becomes a principal name. Rules are tried in order; `DEFAULT` keeps the
+/// subject as it is, `RULE:pattern/replacement/` turns a subject the
+/// pattern matches whole into the replacement (`$1` for a group), and a
+/// trailing `L` or `U` lowercases or uppercases the result. A subject no
+/// rule matches has no principal, and its connection is refused, as in
+/// Kafka.
+#[derive(Clone, Debug)]
+pub struct PrincipalRules {
+    rules: Vec<PrincipalRule>,
+    /// As configured, for DescribeConfigs.
+    text: String,
+}
+
+#[derive(Clone, Debug)]
+enum PrincipalRule {
+    Default,
+    Rule {
+        /// The pattern anchored at both ends: Kafka's `Matcher.matches()`.
+        whole: regex::Regex,
+        pattern: regex::Regex,
+        /// In the regex crate's syntax (`${1}`).
+        replacement: String,
+        case: Option<Case>,
+    },
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Case {
+    Lower,
+    Upper,
+}
+
+impl Default for PrincipalRules {
+    fn default() -> PrincipalRules {
+        PrincipalRules {
+            rules: vec![PrincipalRule::Default],
+            text: "DEFAULT".to_string(),
+        }
+    }
+}
+
+impl PartialEq for PrincipalRules {
+    fn eq(&self, other: &PrincipalRules) -> bool {
+        self.text == other.text
+    }
+}
+
+impl Eq for PrincipalRules {}
+
+impl PrincipalRules {
+    /// Parses Kafka's rule list: `DEFAULT` and `RULE:pattern/replacement/[LU]`
+    /// separated by commas (a pattern may hold commas; `\/` is a slash).
+    pub fn parse(text: &str) -> Result<PrincipalRules, String> {
+        let mut rules = Vec::new();
+        let mut rest = text.trim_start();
+        while !rest.is_empty() {
+            if let Some(after) = rest.strip_prefix("DEFAULT") {
+                rules.push(PrincipalRule::Default);
+                rest = after;
+            } else if let Some(after) = rest.strip_prefix("RULE:") {
+                let (pattern, after) = until_slash(after)
+                    .ok_or_else(|| format!("'{}': no '/' after the pattern", clip_rule(rest)))?;
+                let (replacement, after) = until_slash(after).ok_or_else(|| {
+                    format!("'{}': no '/' after the replacement", clip_rule(rest))
+                })?;
+                let (case, after) = match after.chars().next() {
+                    Some('L') => (Some(Case::Lower), &after[1..]),
+                    Some('U') => (Some(Case::Upper), &after[1..]),
+                    _ => (None, after),
+                };
+                let compile = |source: &str| {
+                    regex::Regex::new(source)
+                        .map_err(|error| format!("'{pattern}' is not a usable pattern: {error}"))
+                };
+                rules.push(PrincipalRule::Rule {
+                    whole: compile(&format!("^(?:{pattern})$"))?,
+                    pattern: compile(pattern)?,
+                    replacement: java_replacement(replacement),
+                    case,
+                });
+                rest = after;
+            } else {
+                return Err(format!(
+                    "'{}': expected DEFAULT or RULE:pattern/replacement/[LU]",
+                    clip_rule(rest)
+                ));
+            }
+            rest = rest.trim_start();
+            match rest.strip_prefix(',') {
+                Some(after) => rest = after.trim_start(),
+                None if rest.is_empty() => {}
+                None => return Err(format!("'{}': expected a comma", clip_rule(rest))),
+            }
+        }
+        if rules.is_empty() {
+            return Err("no rule: use DEFAULT for the subject as it is".to_string());
+        }
+        Ok(PrincipalRules {
+            rules,
+            text: text.trim().to_string(),
+        })
+    }
+
+    /// The rules as configured.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// The principal name of `subject` (its RFC 2253 form), by the first
+    /// rule that matches it.
+    pub fn apply(&self, subject: &str) -> Option<String> {
+        self.rules.iter().find_map(|rule| match rule {
+            PrincipalRule::Default => Some(subject.to_string()),
+            PrincipalRule::Rule {
+                whole,
+                pattern,
+                replacement,
+                case,
+            } => {
+                if !whole.is_match(subject) {
+                    return None;
+                }
+                let name = pattern.replace_all(subject, replacement.as_str());
+                Some(match case {
+                    None => name.into_owned(),
+                    Some(Case::Lower) => name.to_lowercase(),
+                    Some(Case::Upper) => name.to_uppercase(),
+                })
+            }
+        })
+    }
+}
+
+/// The text up to the first `/` not escaped by `\`, and what follows it.
+fn until_slash(text: &str) -> Option<(&str, &str)> {
+    let mut escaped = false;
+    for (index, character) in text.char_indices() {
+        match character {
+            '\\' if !escaped => escaped = true,
+            '/' if !escaped => return Some((&text[..index], &text[index + 1..])),
+            _ => escaped = false,
+        }
+    }
+    None
+}
+
+/// A Java replacement (`$1`, `\$` for a dollar) in the regex crate's
+/// syntax (`${1}`, `$$`): `$1a` is group 1 then `a` in Java, a group named
+/// `1a` in the regex crate.
+fn java_replacement(replacement: &str) -> String {
+    let mut out = String::with_capacity(replacement.len() + 4);
+    let mut characters = replacement.chars().peekable();
+    while let Some(character) = characters.next() {
+        match character {
+            '\\' => match characters.next() {
+                Some('$') => out.push_str("$$"),
+                Some(other) => out.push(other),
+                None => {}
+            },
+            '$' => {
+                let mut digits = String::new();
+                while let Some(digit) = characters.peek().filter(|c| c.is_ascii_digit()) {
+                    digits.push(*digit);
+                    characters.next();
+                }
+                if digits.is_empty() {
+                    out.push_str("$$");
+                } else {
+                    out.push_str(&format!("${{{digits}}}"));
+                }
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+/// The start of a rule, for an error message.
+fn clip_rule(text: &str) -> &str {
+    const SHOWN_CHARS: usize = 40;
+    match text.char_indices().nth(SHOWN_CHARS) {
+        Some((index, _)) => &text[..index],
+        None => text,
+    }
+}
+
 /// The attribute types RFC 2253 names by keyword, by their OID's DER.
 const KEYWORDS: &[(&[u8], &str)] = &[
     (&[0x55, 0x04, 0x03], "CN"),
@@ -638,6 +828,47 @@ mod tests {
             escape("say \"hi\"; <me>\\"),
             "say \\\"hi\\\"\\; \\<me\\>\\\\"
         );
+    }
+
+    #[test]
+    fn principal_rules_map_subjects_as_kafka_does() {
+        // The examples of Kafka's documentation.
+        let rules = PrincipalRules::parse(
+            "RULE:^CN=(.*?),OU=ServiceUsers.*$/$1/ , \
+             RULE:^CN=(.*?),OU=(.*?),O=(.*?),L=(.*?),ST=(.*?),C=(.*?)$/$1@$2/L, DEFAULT",
+        )
+        .unwrap();
+        assert_eq!(
+            rules
+                .apply("CN=serviceuser,OU=ServiceUsers,O=Unknown,L=Unknown,ST=Unknown,C=Unknown")
+                .as_deref(),
+            Some("serviceuser")
+        );
+        assert_eq!(
+            rules
+                .apply("CN=adminUser,OU=Admin,O=Unknown,L=Unknown,ST=Unknown,C=Unknown")
+                .as_deref(),
+            Some("adminuser@admin")
+        );
+        assert_eq!(rules.apply("CN=other").as_deref(), Some("CN=other"));
+        // $1a is group 1 then "a"; a slash escaped in the pattern; U.
+        let rules = PrincipalRules::parse("RULE:^CN=([a-z]+)\\/x$/$1a/U").unwrap();
+        assert_eq!(rules.apply("CN=bob/x").as_deref(), Some("BOBA"));
+        assert_eq!(rules.apply("CN=bob"), None, "no rule matches");
+        assert_eq!(
+            PrincipalRules::default().apply("CN=a,O=b").as_deref(),
+            Some("CN=a,O=b")
+        );
+        for bad in [
+            "",
+            "RULE:^CN=a",
+            "RULE:^CN=a/b",
+            "RULE:(/x/",
+            "DEFAULT DEFAULT",
+            "NONE",
+        ] {
+            assert!(PrincipalRules::parse(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]
