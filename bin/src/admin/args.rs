@@ -23,8 +23,11 @@ pub struct Connection {
         global = true
     )]
     pub bootstrap: String,
-    /// Kafka client properties: security.protocol (PLAINTEXT or SASL_PLAINTEXT),
-    /// sasl.mechanism, and sasl.jaas.config or sasl.username and sasl.password.
+    /// Kafka client properties: security.protocol (PLAINTEXT, SASL_PLAINTEXT, SSL or
+    /// SASL_SSL), sasl.mechanism, and sasl.jaas.config or sasl.username and
+    /// sasl.password; for TLS, ssl.truststore.location (PEM) or ssl.ca.location, and a
+    /// client certificate in ssl.keystore.location (PEM) or ssl.certificate.location
+    /// and ssl.key.location.
     #[arg(long, value_name = "FILE", global = true)]
     pub command_config: Option<String>,
 }
