@@ -478,7 +478,12 @@ fn command_configs_that_cannot_be_used_fail_before_connecting() {
     let dir = std::env::temp_dir().join(format!("sluice-acl-cli-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("a temporary directory");
     let tls = dir.join("tls.properties");
-    std::fs::write(&tls, "security.protocol=SASL_SSL\nsasl.mechanism=PLAIN\n").expect("write");
+    std::fs::write(
+        &tls,
+        "security.protocol=SASL_SSL\nsasl.mechanism=PLAIN\nsasl.username=a\nsasl.password=b\n\
+         ssl.truststore.type=JKS\nssl.truststore.location=truststore.jks\n",
+    )
+    .expect("write");
     let broken = dir.join("broken.properties");
     std::fs::write(
         &broken,
@@ -488,7 +493,10 @@ fn command_configs_that_cannot_be_used_fail_before_connecting() {
     // Nothing listens on port 1: these must fail on the file, not the
     // connection.
     for (config, says) in [
-        (&tls, "TLS is not supported yet".to_string()),
+        (
+            &tls,
+            "ssl.truststore.type JKS: only PEM files are read".to_string(),
+        ),
         (
             &broken,
             format!("{} line 3: expected key=value", broken.display()),
