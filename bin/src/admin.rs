@@ -165,6 +165,31 @@ pub fn run(invocation: Invocation) -> ExitCode {
     }
 }
 
+/// Connects with the login of `command_config` and runs `call`: its output
+/// on stdout, or one line on stderr and a failing exit status (the
+/// commands whose calls are not [`Command`]s: acl, quota, user).
+fn run_against_broker(
+    bootstrap: &str,
+    command_config: Option<&str>,
+    doing: &str,
+    call: impl FnOnce(&mut Admin) -> Result<String, ClientError>,
+) -> ExitCode {
+    let options = match command_config::client_options(command_config) {
+        Ok(options) => options,
+        Err(message) => {
+            eprintln!("sluice: {message}");
+            return ExitCode::from(EXIT_FAILED);
+        }
+    };
+    match Admin::connect(bootstrap, options).and_then(|mut admin| call(&mut admin)) {
+        Ok(output) => {
+            emit(&output);
+            ExitCode::SUCCESS
+        }
+        Err(error) => report_failure(doing, &error),
+    }
+}
+
 /// The one line on stderr for a failed command, and its exit status.
 fn report_failure(doing: &str, error: &ClientError) -> ExitCode {
     let why = match error {

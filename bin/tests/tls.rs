@@ -249,6 +249,24 @@ fn produce(config: &ClientConfig, topic: &str, count: usize) -> Result<(), Kafka
     first.map_or(Ok(()), Err)
 }
 
+/// Reads partition 0 of `topic` from the beginning with a client made from
+/// `config` until at least `count` records are in.
+fn read_back(config: &ClientConfig, topic: &str, count: usize) -> Vec<Record> {
+    let mut config = config.clone();
+    config
+        .set("group.id", format!("{topic}-readers"))
+        .set("enable.auto.commit", "false");
+    let consumer: rdkafka::consumer::BaseConsumer = config.create().expect("consumer");
+    consume(
+        &consumer,
+        topic,
+        &[0],
+        Offset::Beginning,
+        CLIENT_TIMEOUT,
+        |records| records.len() >= count,
+    )
+}
+
 /// Whether a client with `config` can read the cluster's metadata within
 /// `timeout`.
 fn reaches_broker(config: &ClientConfig, timeout: Duration) -> bool {
@@ -287,22 +305,7 @@ fn ssl_with_client_certificates_names_the_principal() {
     create_topic(&admin(&alice_config), "secure", 1, &[]);
     produce(&alice_config, "secure", RECORDS).expect("alice, a super user, writes");
 
-    let consumer: rdkafka::consumer::BaseConsumer = {
-        let mut config = alice_config.clone();
-        config
-            .set("group.id", "tls-readers")
-            .set("enable.auto.commit", "false")
-            .set("auto.offset.reset", "earliest");
-        config.create().expect("consumer")
-    };
-    let records = consume(
-        &consumer,
-        "secure",
-        &[0],
-        Offset::Beginning,
-        CLIENT_TIMEOUT,
-        |records| records.len() > RECORDS,
-    );
+    let records = read_back(&alice_config, "secure", RECORDS + 1);
     let indexes: Vec<usize> = records[..=RECORDS]
         .iter()
         .map(Record::value_index)
@@ -464,21 +467,7 @@ fn scram_over_sasl_ssl() {
     create_topic(&admin(&config), "scrammed", 1, &[]);
     produce(&config, "scrammed", RECORDS).expect("produce over SASL_SSL");
     produce(&settings("SCRAM-SHA-256", PASSWORD), "scrammed", 1).expect("SCRAM-SHA-256");
-    let consumer: rdkafka::consumer::BaseConsumer = {
-        let mut config = settings("PLAIN", PASSWORD);
-        config
-            .set("group.id", "sasl-ssl-readers")
-            .set("enable.auto.commit", "false");
-        config.create().expect("consumer")
-    };
-    let records = consume(
-        &consumer,
-        "scrammed",
-        &[0],
-        Offset::Beginning,
-        CLIENT_TIMEOUT,
-        |records| records.len() >= RECORDS + 3,
-    );
+    let records = read_back(&settings("PLAIN", PASSWORD), "scrammed", RECORDS + 3);
     let first: Vec<usize> = records[..RECORDS].iter().map(Record::value_index).collect();
     assert_eq!(first, (0..RECORDS).collect::<Vec<_>>());
     assert!(!reaches_broker(

@@ -26,7 +26,7 @@ use sluice_net::client::{Admin, ClientError, KafkaError};
 use clap::{Args, Subcommand};
 
 use super::args::{self, AdminOptions};
-use super::{command_config, emit, json_text, report_failure, table};
+use super::{emit, json_text, table};
 use crate::cli::usage_error;
 
 /// `sluice acl ACTION ...`: ACLs of a running broker (CreateAcls,
@@ -386,27 +386,16 @@ pub fn run(args: AclArgs) -> ExitCode {
         Action::Remove(_) => "remove ACLs",
         Action::List(_) => "list ACLs",
     };
-    let options = match command_config::client_options(invocation.command_config.as_deref()) {
-        Ok(options) => options,
-        Err(message) => {
-            eprintln!("sluice: {message}");
-            return ExitCode::from(super::EXIT_FAILED);
-        }
-    };
-    let result = Admin::connect(&invocation.bootstrap, options).and_then(|mut admin| {
-        match &invocation.action {
-            Action::Add(bindings) => add(&mut admin, bindings, invocation.json),
-            Action::Remove(filters) => remove(&mut admin, filters, invocation.json),
-            Action::List(filters) => list(&mut admin, filters, invocation.json),
-        }
-    });
-    match result {
-        Ok(output) => {
-            emit(&output);
-            ExitCode::SUCCESS
-        }
-        Err(error) => report_failure(doing, &error),
-    }
+    super::run_against_broker(
+        &invocation.bootstrap,
+        invocation.command_config.as_deref(),
+        doing,
+        |admin| match &invocation.action {
+            Action::Add(bindings) => add(admin, bindings, invocation.json),
+            Action::Remove(filters) => remove(admin, filters, invocation.json),
+            Action::List(filters) => list(admin, filters, invocation.json),
+        },
+    )
 }
 
 fn binding_json(binding: &AclBinding) -> Value {

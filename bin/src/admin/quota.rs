@@ -19,7 +19,7 @@ use sluice_net::client::quotas::{
 use sluice_net::client::{Admin, ClientError};
 
 use super::args::{self, AdminOptions};
-use super::{command_config, emit, json_text, report_failure, table};
+use super::{json_text, table};
 use crate::cli::usage_error;
 
 /// Kafka's entity types.
@@ -204,27 +204,15 @@ pub fn run(args: QuotaArgs) -> ExitCode {
         Action::Set(_) => "set quotas",
         Action::Describe { .. } => "describe quotas",
     };
-    let options = match command_config::client_options(connection.command_config.as_deref()) {
-        Ok(options) => options,
-        Err(message) => {
-            eprintln!("sluice: {message}");
-            return ExitCode::from(super::EXIT_FAILED);
-        }
-    };
-    let result =
-        Admin::connect(&connection.bootstrap, options).and_then(|mut admin| match &action {
-            Action::Set(alteration) => set(&mut admin, alteration, json),
-            Action::Describe { components, strict } => {
-                describe(&mut admin, components, *strict, json)
-            }
-        });
-    match result {
-        Ok(output) => {
-            emit(&output);
-            ExitCode::SUCCESS
-        }
-        Err(error) => report_failure(doing, &error),
-    }
+    super::run_against_broker(
+        &connection.bootstrap,
+        connection.command_config.as_deref(),
+        doing,
+        |admin| match &action {
+            Action::Set(alteration) => set(admin, alteration, json),
+            Action::Describe { components, strict } => describe(admin, components, *strict, json),
+        },
+    )
 }
 
 /// `user=alice,client-id=<default>`.

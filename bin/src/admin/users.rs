@@ -19,7 +19,7 @@ use sluice_net::client::{
 use sluice_net::constants::SASL_PASSWORD_BYTES_MAX;
 use sluice_net::sasl::Mechanism;
 
-use super::{command_config, emit, json_text, report_failure, table};
+use super::{json_text, table};
 use crate::user::{Target, UserAction};
 
 /// Kafka's RESOURCE_NOT_FOUND error code: the user has no credential.
@@ -147,27 +147,16 @@ pub fn run(target: Target, action: UserAction) -> ExitCode {
         },
         _ => Vec::new(),
     };
-    let options = match command_config::client_options(invocation.command_config.as_deref()) {
-        Ok(options) => options,
-        Err(message) => {
-            eprintln!("sluice: {message}");
-            return ExitCode::from(super::EXIT_FAILED);
-        }
-    };
-    let result = Admin::connect(&invocation.bootstrap, options).and_then(|mut admin| {
-        match &invocation.action {
-            Action::Create { user, .. } => create(&mut admin, user, &upsertions),
-            Action::Delete { user, mechanism } => delete(&mut admin, user, *mechanism),
-            Action::List { users } => list(&mut admin, users, invocation.json),
-        }
-    });
-    match result {
-        Ok(output) => {
-            emit(&output);
-            ExitCode::SUCCESS
-        }
-        Err(error) => report_failure(&doing, &error),
-    }
+    super::run_against_broker(
+        &invocation.bootstrap,
+        invocation.command_config.as_deref(),
+        &doing,
+        |admin| match &invocation.action {
+            Action::Create { user, .. } => create(admin, user, &upsertions),
+            Action::Delete { user, mechanism } => delete(admin, user, *mechanism),
+            Action::List { users } => list(admin, users, invocation.json),
+        },
+    )
 }
 
 /// The one answer for `user`, or the broker's refusal.

@@ -10,7 +10,7 @@
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use sluice_engine::ShardId;
+use sluice_engine::{ClusterMetadata, ShardId};
 
 use super::{futures_lite_join_all, Broker, ShardRequest};
 use crate::constants::QUOTA_SHARE_INTERVAL_MS;
@@ -20,19 +20,20 @@ const SHARE_INTERVAL: Duration = Duration::from_millis(QUOTA_SHARE_INTERVAL_MS);
 impl Broker {
     /// Records `bytes` of quota `key` (`quota::PRODUCER_BYTE_RATE` or
     /// `quota::CONSUMER_BYTE_RATE`) for `identity` (user, client id) and
-    /// returns how long the sender is throttled for (zero without a quota).
+    /// returns how long the sender is throttled for (zero without a quota),
+    /// by the quotas of `image`, the metadata the handler already holds.
     pub(crate) fn record_quota(
         self: &Rc<Self>,
+        image: &ClusterMetadata,
         key: &'static str,
         identity: (&str, &str),
         bytes: usize,
     ) -> Duration {
-        let image = self.metadata();
         if image.client_quotas.is_empty() {
             return Duration::ZERO;
         }
         let mut sensors = self.quota_sensors.borrow_mut();
-        let Some(throttle) = sensors.record(&image, key, identity, bytes, Instant::now()) else {
+        let Some(throttle) = sensors.record(image, key, identity, bytes, Instant::now()) else {
             return Duration::ZERO;
         };
         if self.shards() > 1 {

@@ -272,7 +272,7 @@ pub async fn handle(
         Some(_) => 0,
         None => {
             let bytes: usize = slots.iter().map(|slot| slot.outcome.bytes).sum();
-            let throttle = broker.record_quota(CONSUMER_BYTE_RATE, identity, bytes);
+            let throttle = broker.record_quota(&metadata, CONSUMER_BYTE_RATE, identity, bytes);
             sender
                 .throttle(throttle, version, THROTTLE_MUTE_VERSION)
                 .await

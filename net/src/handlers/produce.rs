@@ -271,7 +271,7 @@ async fn throttle(
         session.quota_user(),
         header.client_id.as_deref().unwrap_or(""),
     );
-    let throttle = broker.record_quota(PRODUCER_BYTE_RATE, identity, bytes);
+    let throttle = broker.record_quota(&broker.metadata(), PRODUCER_BYTE_RATE, identity, bytes);
     let mute_version = if request.acks == 0 {
         0
     } else {
