@@ -26,8 +26,8 @@ use sluice_engine::{
 
 use crate::config::BrokerConfig;
 use crate::constants::{
-    FETCH_READS_CONCURRENT_MAX, LEADER_EPOCH_WRITES_IN_FLIGHT, LOG_CLOSE_CONCURRENCY_MAX,
-    LOG_OPENS_IN_FLIGHT, PRODUCE_WAIT_MS_DEFAULT, SLOW_REQUEST_LOG_MS,
+    COORDINATOR_ROOM_WAIT_MS, FETCH_READS_CONCURRENT_MAX, LEADER_EPOCH_WRITES_IN_FLIGHT,
+    LOG_CLOSE_CONCURRENCY_MAX, LOG_OPENS_IN_FLIGHT, PRODUCE_WAIT_MS_DEFAULT, SLOW_REQUEST_LOG_MS,
     TXN_ADD_RETRY_BACKOFF_MS_MAX, TXN_ADD_RETRY_BACKOFF_MS_MIN, TXN_ADD_RETRY_TOTAL_MS_MAX,
     TXN_MARKER_ACK_TIMEOUT,
 };
@@ -1105,6 +1105,39 @@ impl Broker {
         self.leads(topic, partition).then_some(log)
     }
 
+    /// Waits, before a coordinator appends state, while the state
+    /// partition's write-behind is full (bounded memory), for at most
+    /// [`COORDINATOR_ROOM_WAIT_MS`]. Returns whether it waited at all:
+    /// after a wait the caller must check again that it still coordinates
+    /// the partition, because leadership may have moved meanwhile.
+    /// A failing disk or a wait that ran out answers
+    /// COORDINATOR_NOT_AVAILABLE (retriable, Kafka's answer when a
+    /// coordinator write cannot complete) instead of holding the request.
+    pub(crate) async fn wait_for_coordinator_room(
+        &self,
+        topic: &str,
+        partition: i32,
+    ) -> Result<bool, i16> {
+        let Some(log) = self.log(topic, partition) else {
+            return Ok(false);
+        };
+        if !log.is_backlogged() {
+            return Ok(false);
+        }
+        let deadline = Instant::now() + Duration::from_millis(COORDINATOR_ROOM_WAIT_MS);
+        let room = within(deadline, log.wait_for_room()).await;
+        if !room || (log.is_backlogged() && log.write_failure().is_some()) {
+            tracing::debug!(
+                topic,
+                partition,
+                room,
+                "coordinator write refused: no write-behind room"
+            );
+            return Err(code::COORDINATOR_NOT_AVAILABLE);
+        }
+        Ok(true)
+    }
+
     /// Notes a refusal (see `PartitionLog::note_refused`) on this node's
     /// replica of a partition it does not lead, or not now, if it has one.
     fn note_refused_on_replica(&self, entry: &ProduceEntry, error_code: i16) {
@@ -1962,7 +1995,6 @@ pub fn base64_url(bytes: &[u8]) -> String {
     out
 }
 
-/// Awaits every future, returning outputs in order.
 /// Runs `wait` until `deadline`; whether it finished.
 async fn within(deadline: Instant, wait: impl Future<Output = ()>) -> bool {
     let left = deadline.saturating_duration_since(Instant::now());

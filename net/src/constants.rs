@@ -178,6 +178,12 @@ pub const OFFSETS_RETENTION_CHECK_INTERVAL_MS_DEFAULT: u64 = 10 * 60 * 1000;
 /// request fails (Kafka's `offsets.commit.timeout.ms`).
 pub const OFFSETS_WRITE_TIMEOUT_MS: u64 = 5000;
 
+/// How long a coordinator request waits for room in its state
+/// partition's write-behind before it is refused with a retriable error:
+/// the same budget as the write itself, so a slow disk cannot hold a
+/// group or transaction request unanswered for longer than its write.
+pub const COORDINATOR_ROOM_WAIT_MS: u64 = OFFSETS_WRITE_TIMEOUT_MS;
+
 /// Bytes read per step when replaying an offsets partition.
 pub const OFFSETS_LOAD_READ_BYTES: usize = 1024 * 1024;
 

@@ -151,7 +151,9 @@ impl GroupCoordinator {
                 .collect(),
             instance_id: request.group_instance_id.as_ref().map(|id| id.to_string()),
         };
-        self.wait_for_room(broker, partition).await;
+        if let Err(error_code) = self.wait_for_room(broker, &group_id, partition).await {
+            return JoinOutcome::error(error_code, &member_id);
+        }
         let reply = self.join_now(broker, &group_id, partition, &member_id, joining, version);
         match reply {
             Reply::Now(outcome) => outcome,
@@ -615,7 +617,9 @@ impl GroupCoordinator {
             Ok(partition) => partition,
             Err(error_code) => return SyncOutcome::error(error_code),
         };
-        self.wait_for_room(broker, partition).await;
+        if let Err(error_code) = self.wait_for_room(broker, &group_id, partition).await {
+            return SyncOutcome::error(error_code);
+        }
         let reply = self.sync_now(broker, &group_id, request, version);
         match reply {
             Reply::Now(outcome) => outcome,
@@ -860,7 +864,9 @@ impl GroupCoordinator {
             Ok(partition) => partition,
             Err(error_code) => return whole(error_code),
         };
-        self.wait_for_room(broker, partition).await;
+        if let Err(error_code) = self.wait_for_room(broker, &group_id, partition).await {
+            return whole(error_code);
+        }
         let mut groups = self.groups.borrow_mut();
         let mut members = Vec::with_capacity(identities.len());
         match groups.get_mut(&group_id) {

@@ -651,7 +651,9 @@ impl GroupCoordinator {
             Ok(partition) => partition,
             Err(error_code) => return HeartbeatOutcome::error(error_code, None),
         };
-        self.wait_for_room(broker, partition).await;
+        if let Err(error_code) = self.wait_for_room(broker, &group_id, partition).await {
+            return HeartbeatOutcome::error(error_code, None);
+        }
         let (outcome, records) =
             match self.consumer_heartbeat_now(broker, &group_id, partition, &request, client_id) {
                 Ok(done) => done,

@@ -727,13 +727,26 @@ impl GroupCoordinator {
         Ok((state.groups, state.records, pending))
     }
 
-    /// Waits while the partition's write-behind is full (bounded memory),
-    /// before a state change that will append.
-    async fn wait_for_room(&self, broker: &Broker, partition: i32) {
-        if let Some(log) = broker.log(OFFSETS_TOPIC, partition) {
-            if log.is_backlogged() {
-                log.wait_for_room().await;
-            }
+    /// Waits (bounded) while the group's offsets partition's write-behind
+    /// is full, before a state change that will append; after a wait,
+    /// checks again that this shard still coordinates the group, so that
+    /// a request that waited through a resignation answers
+    /// NOT_COORDINATOR instead of appending to a log it no longer leads.
+    async fn wait_for_room(
+        &self,
+        broker: &Broker,
+        group_id: &str,
+        partition: i32,
+    ) -> Result<(), i16> {
+        if !broker
+            .wait_for_coordinator_room(OFFSETS_TOPIC, partition)
+            .await?
+        {
+            return Ok(());
+        }
+        match self.check_partition(broker, group_id)? {
+            now if now == partition => Ok(()),
+            _ => Err(code::NOT_COORDINATOR),
         }
     }
 

@@ -167,7 +167,9 @@ impl GroupCoordinator {
             Ok(partition) => partition,
             Err(error_code) => return whole(error_code),
         };
-        self.wait_for_room(broker, partition).await;
+        if let Err(error_code) = self.wait_for_room(broker, &group_id, partition).await {
+            return whole(error_code);
+        }
         let (mut outcome, written) =
             match self.commit_now(broker, partition, &group_id, &request, version) {
                 Ok(result) => result,
@@ -395,7 +397,9 @@ impl GroupCoordinator {
             Ok(partition) => partition,
             Err(error_code) => return whole(error_code),
         };
-        self.wait_for_room(broker, partition).await;
+        if let Err(error_code) = self.wait_for_room(broker, &group_id, partition).await {
+            return whole(error_code);
+        }
         let end = {
             let metadata = broker.metadata();
             let mut groups = self.groups.borrow_mut();
@@ -607,7 +611,10 @@ impl GroupCoordinator {
                     continue;
                 }
             };
-            self.wait_for_room(broker, partition).await;
+            if let Err(error_code) = self.wait_for_room(broker, &group_id, partition).await {
+                results.push(error_code);
+                continue;
+            }
             let mut groups = self.groups.borrow_mut();
             let error_code = match groups.get(&group_id) {
                 None => code::GROUP_ID_NOT_FOUND,
@@ -664,7 +671,14 @@ impl GroupCoordinator {
             .map(|group| (group.id.clone(), group.partition))
             .collect();
         for (group_id, partition) in candidates {
-            self.wait_for_room(broker, partition).await;
+            // Refused: the next expiry pass tries again.
+            if self
+                .wait_for_room(broker, &group_id, partition)
+                .await
+                .is_err()
+            {
+                continue;
+            }
             let now = now_ms();
             let mut groups = self.groups.borrow_mut();
             let Some(group) = groups.get_mut(&group_id) else {

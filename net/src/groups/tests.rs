@@ -906,7 +906,10 @@ fn coordinator_measurements() {
                 value: Some(records::encode_offset_value(&value)),
             });
             if batch.len() == RECORDS_PER_BATCH {
-                broker.groups.wait_for_room(&broker, 0).await;
+                broker
+                    .wait_for_coordinator_room(OFFSETS_TOPIC, 0)
+                    .await
+                    .expect("write-behind room");
                 end = broker
                     .groups
                     .append_now(&broker, 0, &batch)

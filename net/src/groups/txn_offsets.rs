@@ -54,7 +54,9 @@ impl GroupCoordinator {
             Ok(partition) => partition,
             Err(error_code) => return whole(error_code),
         };
-        self.wait_for_room(broker, partition).await;
+        if let Err(error_code) = self.wait_for_room(broker, &group_id, partition).await {
+            return whole(error_code);
+        }
         let (mut outcome, written) =
             match self.txn_commit_now(broker, partition, &group_id, &request, version) {
                 Ok(result) => result,

@@ -585,7 +585,12 @@ impl TxnCoordinator {
                 Ok(partition) => partition,
                 Err(error_code) => return failed(error_code),
             };
-            self.wait_for_room(broker, partition).await;
+            if let Err(error_code) = self
+                .wait_for_room(broker, transactional_id, partition)
+                .await
+            {
+                return failed(error_code);
+            }
             let (installed, pending) = self.installed(transactional_id);
             if pending {
                 return failed(code::CONCURRENT_TRANSACTIONS);
@@ -706,7 +711,8 @@ impl TxnCoordinator {
                 })
                 .collect());
         }
-        self.wait_for_room(broker, partition).await;
+        self.wait_for_room(broker, transactional_id, partition)
+            .await?;
         let (installed, pending) = self.installed(transactional_id);
         let meta = installed.ok_or(code::INVALID_PRODUCER_ID_MAPPING)?;
         let next = add_transition(
@@ -759,7 +765,12 @@ impl TxnCoordinator {
             Ok(partition) => partition,
             Err(error_code) => return failed(error_code),
         };
-        self.wait_for_room(broker, partition).await;
+        if let Err(error_code) = self
+            .wait_for_room(broker, transactional_id, partition)
+            .await
+        {
+            return failed(error_code);
+        }
         let mut allocated: Option<i64> = None;
         // At most two passes: the second has the producer id the first
         // found missing.
@@ -885,7 +896,10 @@ impl TxnCoordinator {
                 .collect()
         };
         for (id, partition) in expired {
-            self.wait_for_room(broker, partition).await;
+            // Refused: the next check finds the id again.
+            if self.wait_for_room(broker, &id, partition).await.is_err() {
+                continue;
+            }
             let (installed, pending) = self.installed(&id);
             let Some(meta) = installed else {
                 continue;

@@ -674,12 +674,24 @@ impl TxnCoordinator {
             .map_err(WriteError::from)
     }
 
-    /// Waits while the partition's write-behind is full.
-    async fn wait_for_room(&self, broker: &Broker, partition: i32) {
-        if let Some(log) = broker.log(TXN_TOPIC, partition) {
-            if log.is_backlogged() {
-                log.wait_for_room().await;
-            }
+    /// Waits (bounded) while the id's state partition's write-behind is
+    /// full; after a wait, checks again that this shard still coordinates
+    /// the id (see the group coordinator's `wait_for_room`).
+    async fn wait_for_room(
+        &self,
+        broker: &Broker,
+        transactional_id: &str,
+        partition: i32,
+    ) -> Result<(), i16> {
+        if !broker
+            .wait_for_coordinator_room(TXN_TOPIC, partition)
+            .await?
+        {
+            return Ok(());
+        }
+        match self.check_partition(broker, transactional_id)? {
+            now if now == partition => Ok(()),
+            _ => Err(code::NOT_COORDINATOR),
         }
     }
 }
