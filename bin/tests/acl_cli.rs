@@ -14,7 +14,10 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use common::{consume, Record, TestBroker, TrackedProducer, CLIENT_TIMEOUT};
+use common::{
+    consume, plain_login, raw_connect, raw_metadata, Record, TestBroker, TrackedProducer,
+    CLIENT_TIMEOUT,
+};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::BaseConsumer;
 use rdkafka::Offset;
@@ -25,6 +28,11 @@ const ADMIN_PASSWORD: &str = "admin-secret-Tq58";
 const ALICE: &str = "alice";
 const ALICE_PASSWORD: &str = "alice-secret-Rm31";
 const WRONG_PASSWORD: &str = "not-the-password-Hb07";
+/// A user made offline and granted nothing.
+const CAROL: &str = "carol";
+const CAROL_PASSWORD: &str = "carol-secret-Wd44";
+const OFFSETS_TOPIC: &str = "__consumer_offsets";
+const TOPIC_AUTHORIZATION_FAILED: i16 = 29;
 /// The topic alice is granted, one she is not, and her consumer group.
 const GRANTED: &str = "granted";
 const OTHER: &str = "other";
@@ -115,6 +123,11 @@ fn sluice_as(broker: &TestBroker, config: &Path, args: &[&str], stdin: &str) -> 
 }
 
 fn start_broker() -> TestBroker {
+    start_broker_with_users(&[(ADMIN, ADMIN_PASSWORD)])
+}
+
+/// The broker of [`start_broker`], with these users made offline.
+fn start_broker_with_users(users: &[(&str, &str)]) -> TestBroker {
     TestBroker::start_prepared(
         None,
         &[
@@ -127,11 +140,13 @@ fn start_broker() -> TestBroker {
         ],
         |data_dir| {
             let dir = data_dir.to_str().expect("a UTF-8 path");
-            let run = sluice(
-                &["user", "create", "--data-dir", dir, "--user", ADMIN],
-                &format!("{ADMIN_PASSWORD}\n"),
-            );
-            run.ok();
+            for (user, password) in users {
+                let run = sluice(
+                    &["user", "create", "--data-dir", dir, "--user", user],
+                    &format!("{password}\n"),
+                );
+                run.ok();
+            }
         },
     )
 }
@@ -579,4 +594,35 @@ fn a_mechanism_the_broker_does_not_enable_is_named_with_the_enabled_ones() {
     );
     librdkafka_config(&config, "SCRAM-SHA-512", ADMIN, ADMIN_PASSWORD);
     sluice_as(&broker, &config, &["cluster", "info"], "").ok();
+}
+
+/// Metadata's auto-creation asks CREATE of `__consumer_offsets` too, as
+/// Kafka does of every topic it creates that way: a user granted nothing
+/// is refused and the topic is not made.
+#[test]
+fn metadata_does_not_create_the_offsets_topic_for_a_user_without_create() {
+    let broker = start_broker_with_users(&[(ADMIN, ADMIN_PASSWORD), (CAROL, CAROL_PASSWORD)]);
+    let mut carol = raw_connect(broker.address());
+    plain_login(&mut carol, CAROL, CAROL_PASSWORD);
+    let answer = raw_metadata(&mut carol, Some(vec![OFFSETS_TOPIC]), true, 3);
+    assert_eq!(answer.topics.len(), 1, "{answer:?}");
+    assert_eq!(
+        answer.topics[0].error_code, TOPIC_AUTHORIZATION_FAILED,
+        "{answer:?}"
+    );
+    let mut admin = raw_connect(broker.address());
+    plain_login(&mut admin, ADMIN, ADMIN_PASSWORD);
+    let listing = raw_metadata(&mut admin, None, false, 3);
+    let names: Vec<&str> = listing
+        .topics
+        .iter()
+        .filter_map(|topic| topic.name.as_ref().map(|name| name.0.as_str()))
+        .collect();
+    assert!(
+        !names.contains(&OFFSETS_TOPIC),
+        "carol's Metadata created {OFFSETS_TOPIC}: {names:?}"
+    );
+    // The super user may create it the same way.
+    let created = raw_metadata(&mut admin, Some(vec![OFFSETS_TOPIC]), true, 4);
+    assert_eq!(created.topics[0].error_code, 0, "{created:?}");
 }

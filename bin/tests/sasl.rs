@@ -19,14 +19,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::{
-    assert_closed, consume, create_topic, raw_connect, read_response, receive_response,
-    send_request, text, Record, TestBroker, TrackedProducer, CLIENT_TIMEOUT,
+    assert_closed, authenticate, consume, create_topic, handshake, plain_token, raw_connect,
+    raw_metadata, read_response, receive_response, send_request, text, Record, TestBroker,
+    TrackedProducer, CLIENT_TIMEOUT,
 };
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, ApiVersionsResponse, MetadataRequest, MetadataResponse,
-    ProduceRequest, SaslAuthenticateRequest, SaslAuthenticateResponse, SaslHandshakeRequest,
-    SaslHandshakeResponse, TopicName,
+    ProduceRequest, SaslHandshakeRequest, SaslHandshakeResponse, TopicName,
 };
 use rdkafka::admin::AdminClient;
 use rdkafka::client::DefaultClientContext;
@@ -54,8 +54,6 @@ const UNSUPPORTED_SASL_MECHANISM: i16 = 33;
 const ILLEGAL_SASL_STATE: i16 = 34;
 const SASL_AUTHENTICATION_FAILED: i16 = 58;
 /// Versions of the raw requests.
-const HANDSHAKE_VERSION: i16 = 1;
-const AUTHENTICATE_VERSION: i16 = 2;
 const PRODUCE_VERSION: i16 = 9;
 const METADATA_VERSION: i16 = 12;
 const API_VERSIONS_VERSION: i16 = 3;
@@ -383,65 +381,8 @@ fn a_wrong_password_or_unknown_user_fails_alike_and_others_are_served() {
     );
 }
 
-fn handshake(
-    stream: &mut std::net::TcpStream,
-    mechanism: &str,
-    correlation: i32,
-) -> SaslHandshakeResponse {
-    let mut request = SaslHandshakeRequest::default();
-    request.mechanism = text(mechanism);
-    send_request(
-        stream,
-        ApiKey::SaslHandshake,
-        HANDSHAKE_VERSION,
-        correlation,
-        &request,
-    );
-    receive_response(
-        stream,
-        ApiKey::SaslHandshake,
-        HANDSHAKE_VERSION,
-        correlation,
-    )
-}
-
-fn authenticate(
-    stream: &mut std::net::TcpStream,
-    token: &[u8],
-    correlation: i32,
-) -> SaslAuthenticateResponse {
-    let mut request = SaslAuthenticateRequest::default();
-    request.auth_bytes = bytes::Bytes::copy_from_slice(token);
-    send_request(
-        stream,
-        ApiKey::SaslAuthenticate,
-        AUTHENTICATE_VERSION,
-        correlation,
-        &request,
-    );
-    receive_response(
-        stream,
-        ApiKey::SaslAuthenticate,
-        AUTHENTICATE_VERSION,
-        correlation,
-    )
-}
-
-fn plain_token(user: &str, password: &str) -> Vec<u8> {
-    format!("\0{user}\0{password}").into_bytes()
-}
-
 fn metadata(stream: &mut std::net::TcpStream, correlation: i32) -> MetadataResponse {
-    let mut request = MetadataRequest::default();
-    request.topics = Some(Vec::new());
-    send_request(
-        stream,
-        ApiKey::Metadata,
-        METADATA_VERSION,
-        correlation,
-        &request,
-    );
-    receive_response(stream, ApiKey::Metadata, METADATA_VERSION, correlation)
+    raw_metadata(stream, Some(Vec::new()), false, correlation)
 }
 
 #[test]

@@ -999,6 +999,111 @@ pub fn receive_response<R: kafka_protocol::protocol::Decodable>(
     response
 }
 
+/// The SaslHandshake and SaslAuthenticate versions raw clients speak.
+pub const SASL_HANDSHAKE_VERSION: i16 = 1;
+pub const SASL_AUTHENTICATE_VERSION: i16 = 2;
+
+/// One SaslHandshake on a raw connection.
+pub fn handshake(
+    stream: &mut std::net::TcpStream,
+    mechanism: &str,
+    correlation: i32,
+) -> kafka_protocol::messages::SaslHandshakeResponse {
+    let mut request = kafka_protocol::messages::SaslHandshakeRequest::default();
+    request.mechanism = text(mechanism);
+    send_request(
+        stream,
+        kafka_protocol::messages::ApiKey::SaslHandshake,
+        SASL_HANDSHAKE_VERSION,
+        correlation,
+        &request,
+    );
+    receive_response(
+        stream,
+        kafka_protocol::messages::ApiKey::SaslHandshake,
+        SASL_HANDSHAKE_VERSION,
+        correlation,
+    )
+}
+
+/// One SaslAuthenticate on a raw connection.
+pub fn authenticate(
+    stream: &mut std::net::TcpStream,
+    token: &[u8],
+    correlation: i32,
+) -> kafka_protocol::messages::SaslAuthenticateResponse {
+    let mut request = kafka_protocol::messages::SaslAuthenticateRequest::default();
+    request.auth_bytes = bytes::Bytes::copy_from_slice(token);
+    send_request(
+        stream,
+        kafka_protocol::messages::ApiKey::SaslAuthenticate,
+        SASL_AUTHENTICATE_VERSION,
+        correlation,
+        &request,
+    );
+    receive_response(
+        stream,
+        kafka_protocol::messages::ApiKey::SaslAuthenticate,
+        SASL_AUTHENTICATE_VERSION,
+        correlation,
+    )
+}
+
+/// A SASL/PLAIN token: authorization id (empty), user, password.
+pub fn plain_token(user: &str, password: &str) -> Vec<u8> {
+    format!("\0{user}\0{password}").into_bytes()
+}
+
+/// Logs a raw connection in with SASL/PLAIN, asserting that it succeeds.
+pub fn plain_login(stream: &mut TcpStream, user: &str, password: &str) {
+    let accepted = handshake(stream, "PLAIN", 1);
+    assert_eq!(accepted.error_code, 0, "SaslHandshake PLAIN as {user}");
+    let authenticated = authenticate(stream, &plain_token(user, password), 2);
+    assert_eq!(
+        authenticated.error_code, 0,
+        "SaslAuthenticate as {user}: {:?}",
+        authenticated.error_message
+    );
+}
+
+/// The Metadata version of [`raw_metadata`].
+pub const RAW_METADATA_VERSION: i16 = 12;
+
+/// A raw Metadata request (v12) naming `topics` (all of them when `None`).
+pub fn raw_metadata(
+    stream: &mut std::net::TcpStream,
+    topics: Option<Vec<&str>>,
+    allow_auto_topic_creation: bool,
+    correlation: i32,
+) -> kafka_protocol::messages::MetadataResponse {
+    let mut request = kafka_protocol::messages::MetadataRequest::default();
+    request.topics = topics.map(|names| {
+        names
+            .into_iter()
+            .map(|name| {
+                let mut topic =
+                    kafka_protocol::messages::metadata_request::MetadataRequestTopic::default();
+                topic.name = Some(kafka_protocol::messages::TopicName(text(name)));
+                topic
+            })
+            .collect()
+    });
+    request.allow_auto_topic_creation = allow_auto_topic_creation;
+    send_request(
+        stream,
+        kafka_protocol::messages::ApiKey::Metadata,
+        RAW_METADATA_VERSION,
+        correlation,
+        &request,
+    );
+    receive_response(
+        stream,
+        kafka_protocol::messages::ApiKey::Metadata,
+        RAW_METADATA_VERSION,
+        correlation,
+    )
+}
+
 /// A string field of a kafka-protocol request.
 pub fn text(value: &str) -> kafka_protocol::protocol::StrBytes {
     kafka_protocol::protocol::StrBytes::from_string(value.to_string())

@@ -135,9 +135,12 @@ pub async fn handle(
                     .as_ref()
                     .is_some_and(|name| name.0.as_str() == groups::OFFSETS_TOPIC)
             });
+            // Kafka asks the same CREATE of it as of any auto-created topic.
             if allow_create
                 && offsets_wanted
                 && !metadata.topics.contains_key(groups::OFFSETS_TOPIC)
+                && may_describe(groups::OFFSETS_TOPIC)
+                && may_create(groups::OFFSETS_TOPIC)
             {
                 let _ = groups::ensure_offsets_topic(broker).await;
             }
