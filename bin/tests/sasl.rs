@@ -20,8 +20,8 @@ use std::time::{Duration, Instant};
 
 use common::{
     assert_closed, authenticate, consume, create_topic, handshake, plain_token, raw_connect,
-    raw_metadata, read_response, receive_response, send_request, text, Record, TestBroker,
-    TrackedProducer, CLIENT_TIMEOUT,
+    raw_metadata, read_response, receive_response, send_request, text, wait_until, Record,
+    TestBroker, TrackedProducer, CLIENT_TIMEOUT,
 };
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
@@ -643,7 +643,8 @@ fn start_reauth_broker() -> TestBroker {
 /// KIP-368 with a raw client: the lifetime is announced, a
 /// re-authentication as the same principal renews the session, an
 /// expired session is closed at its next request, and a
-/// re-authentication as someone else is refused and closed.
+/// re-authentication as someone else or with another mechanism is refused
+/// and closed.
 #[test]
 fn sessions_expire_unless_the_client_authenticates_again() {
     let broker = start_reauth_broker();
@@ -698,6 +699,32 @@ fn sessions_expire_unless_the_client_authenticates_again() {
         Some("Cannot change principals during re-authentication")
     );
     assert_closed(&mut stream, "after re-authenticating as another user");
+
+    // Re-authenticating with another mechanism: Kafka's
+    // UNSUPPORTED_SASL_MECHANISM at the handshake, then closed.
+    let mut stream = raw_connect(broker.address());
+    assert_eq!(handshake(&mut stream, "PLAIN", 1).error_code, NONE);
+    assert_eq!(
+        authenticate(&mut stream, &plain_token(ADMIN, ADMIN_PASSWORD), 2).error_code,
+        NONE
+    );
+    let switched = handshake(&mut stream, "SCRAM-SHA-256", 3);
+    assert_eq!(switched.error_code, UNSUPPORTED_SASL_MECHANISM);
+    assert_closed(
+        &mut stream,
+        "after re-authenticating with another mechanism",
+    );
+    // The line is written as the connection closes, just after the client
+    // sees it closed.
+    wait_until(
+        "the broker to log the refused mechanism",
+        CLIENT_TIMEOUT,
+        || {
+            broker
+                .log()
+                .contains("not supported for re-authentication of mechanism 'PLAIN'")
+        },
+    );
     let log = broker.log();
     assert!(
         log.contains("session expired without re-authentication"),

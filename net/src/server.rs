@@ -44,7 +44,7 @@ use crate::constants::{
 };
 use crate::handlers::{self, Session};
 use crate::sasl::session::Authenticate;
-use crate::sasl::{Authenticator, Principal};
+use crate::sasl::{Authenticator, Mechanism, Principal};
 use crate::tls::{write_gathered, Stream};
 use crate::wire::{receive_ready, write_frames, ResponseFrame};
 
@@ -335,9 +335,9 @@ async fn serve_connection(broker: Rc<Broker>, stream: TcpStream) -> Result<(), S
         .is_sasl()
         .then(Authenticator::new);
     // KIP-368: when the session authenticated last must be renewed by, and
-    // during a re-authentication the principal it must keep.
+    // during a re-authentication the principal and mechanism it must keep.
     let mut session_expires: Option<Instant> = None;
-    let mut reauthenticating: Option<Principal> = None;
+    let mut reauthenticating: Option<(Principal, Mechanism)> = None;
     let outcome: Result<(), Closed> = async {
         loop {
             let pending = authenticator
@@ -361,7 +361,10 @@ async fn serve_connection(broker: Rc<Broker>, stream: TcpStream) -> Result<(), S
                 if starts_reauthentication(&broker, authenticator, &frame) {
                     // KIP-368: the connection authenticates again from the
                     // handshake on, and must come out as the same principal.
-                    reauthenticating = authenticator.principal().cloned();
+                    reauthenticating = authenticator
+                        .principal()
+                        .cloned()
+                        .zip(authenticator.mechanism());
                     *authenticator = Authenticator::new();
                 }
             }
@@ -673,7 +676,7 @@ fn dispatch_task(
 fn authenticate_frame(
     broker: &Rc<Broker>,
     authenticator: &mut Authenticator,
-    reauthenticating: &mut Option<Principal>,
+    reauthenticating: &mut Option<(Principal, Mechanism)>,
     frame: Bytes,
 ) -> Result<(Option<Pending>, Option<String>), Closed> {
     let config = &broker.config.sasl;
@@ -713,9 +716,19 @@ fn authenticate_frame(
         }
     };
     let answered = match request {
-        Request::SaslHandshake(request) => {
-            handlers::sasl_handshake::exchange(authenticator, config, &header, request)
-        }
+        Request::SaslHandshake(request) => match reauthenticating.as_ref() {
+            Some((_, was)) if request.mechanism.as_str() != was.name() => {
+                let refused = handlers::sasl_handshake::mechanism_changed(
+                    config,
+                    &header,
+                    *was,
+                    request.mechanism.as_str(),
+                );
+                *authenticator = Authenticator::Failed;
+                refused
+            }
+            _ => handlers::sasl_handshake::exchange(authenticator, config, &header, request),
+        },
         Request::SaslAuthenticate(request) => {
             let answered =
                 handlers::sasl_authenticate::exchange(authenticator, config, &header, request);
@@ -723,7 +736,7 @@ fn authenticate_frame(
                 // A SCRAM exchange half-way: the principal to keep stays.
                 None => answered,
                 Some(principal) => match reauthenticating.take() {
-                    Some(was) if was.user != principal.user => {
+                    Some((was, _)) if was.user != principal.user => {
                         let refused = handlers::sasl_authenticate::principal_changed(
                             &header,
                             &was.user,

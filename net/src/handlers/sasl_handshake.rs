@@ -19,6 +19,7 @@ use crate::broker::Broker;
 use crate::errors::code;
 use crate::sasl::session::{Handshake, SaslConfig};
 use crate::sasl::Authenticator;
+use crate::sasl::Mechanism;
 use crate::server::clip;
 use crate::wire::ResponseFrame;
 
@@ -43,6 +44,31 @@ pub async fn handle(
     let mut response = SaslHandshakeResponse::default();
     response.error_code = code::ILLEGAL_SASL_STATE;
     Some(encode(&response, header.request_api_version))
+}
+
+/// The answer to a KIP-368 re-authentication whose handshake names
+/// another mechanism than the connection logged in with: Kafka's
+/// UNSUPPORTED_SASL_MECHANISM, and the connection closes after it.
+pub fn mechanism_changed(
+    config: &SaslConfig,
+    header: &RequestHeader,
+    was: Mechanism,
+    asked: &str,
+) -> Answered {
+    let version = header.request_api_version;
+    let body = encode(&response(code::UNSUPPORTED_SASL_MECHANISM, config), version);
+    Answered {
+        frame: ResponseFrame::new(
+            header.correlation_id,
+            ApiKey::SaslHandshake.response_header_version(version),
+            body,
+        ),
+        closing: Some(format!(
+            "SASL mechanism '{}' requested by client is not supported for re-authentication of mechanism '{}'",
+            clip(asked),
+            was.name()
+        )),
+    }
 }
 
 /// A handshake on a connection that has not authenticated yet.

@@ -61,7 +61,12 @@ pub enum Authenticator {
         scram: Option<ScramServer>,
         raw_tokens: bool,
     },
-    Authenticated(Principal),
+    /// Logged in as `principal` with `mechanism`, which a KIP-368
+    /// re-authentication must use again.
+    Authenticated {
+        principal: Principal,
+        mechanism: Mechanism,
+    },
     /// A step failed; the connection is closing.
     Failed,
 }
@@ -97,7 +102,7 @@ impl Authenticator {
     /// The principal, once authenticated.
     pub fn principal(&self) -> Option<&Principal> {
         match self {
-            Authenticator::Authenticated(principal) => Some(principal),
+            Authenticator::Authenticated { principal, .. } => Some(principal),
             _ => None,
         }
     }
@@ -106,10 +111,11 @@ impl Authenticator {
         self.principal().is_some()
     }
 
-    /// The mechanism being exchanged, if any.
+    /// The mechanism being exchanged, or logged in with, if any.
     pub fn mechanism(&self) -> Option<Mechanism> {
         match self {
-            Authenticator::Exchange { mechanism, .. } => Some(*mechanism),
+            Authenticator::Exchange { mechanism, .. }
+            | Authenticator::Authenticated { mechanism, .. } => Some(*mechanism),
             _ => None,
         }
     }
@@ -130,7 +136,7 @@ impl Authenticator {
     pub fn serves_api_versions(&self) -> bool {
         matches!(
             self,
-            Authenticator::Handshake | Authenticator::Authenticated(_)
+            Authenticator::Handshake | Authenticator::Authenticated { .. }
         )
     }
 
@@ -157,7 +163,10 @@ impl Authenticator {
     /// One message of the chosen mechanism (a SaslAuthenticate's bytes, or
     /// a bare token after a v0 handshake).
     pub fn authenticate(&mut self, token: &[u8], config: &SaslConfig) -> Authenticate {
-        let Authenticator::Exchange { scram, .. } = self else {
+        let Authenticator::Exchange {
+            scram, mechanism, ..
+        } = self
+        else {
             *self = Authenticator::Failed;
             return Authenticate::IllegalState;
         };
@@ -179,7 +188,10 @@ impl Authenticator {
         match outcome {
             Ok((user, response)) => {
                 let super_user = config.super_users.contains(&user);
-                *self = Authenticator::Authenticated(Principal { user, super_user });
+                *self = Authenticator::Authenticated {
+                    principal: Principal { user, super_user },
+                    mechanism: *mechanism,
+                };
                 Authenticate::Done(response)
             }
             Err(failure) => {
