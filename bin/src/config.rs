@@ -22,7 +22,7 @@ const REPLICA_LAG_TIME_MS_MAX: i64 = 3_600_000;
 const LEADER_IMBALANCE_CHECK_INTERVAL_MS_MAX: i64 = 86_400_000;
 /// Longest spin before an idle shard parks: beyond this it is a busy loop.
 const SPIN_BEFORE_PARK_US_MAX: i64 = 10_000;
-use sluice_net::config::{SecurityProtocol, LOG_CLEANER_DEDUPE_BUFFER_BYTES_MIN};
+use sluice_net::config::{ExtraListener, SecurityProtocol, LOG_CLEANER_DEDUPE_BUFFER_BYTES_MIN};
 use sluice_net::sasl::session::{parse_mechanisms, parse_super_users};
 use sluice_net::tls::{ClientAuth, PrincipalRules, TlsProtocol};
 use sluice_net::BrokerConfig;
@@ -234,6 +234,21 @@ pub const SETTINGS: &[Setting] = &[
         expects: "host:port to bind, e.g. 127.0.0.1:9092 (port 0 picks a free port)",
         apply: |config, value| {
             config.listen = address(value)?;
+            Ok(())
+        },
+    },
+    Setting {
+        name: "listeners",
+        expects: "Kafka's listeners list, NAME://host:port separated by commas, each NAME a \
+            security protocol (PLAINTEXT, SASL_PLAINTEXT, SSL, SASL_SSL) used once, e.g. \
+            PLAINTEXT://127.0.0.1:9092,SASL_SSL://0.0.0.0:9093; the first replaces listen and \
+            listener_security_protocol",
+        apply: |config, value| {
+            let mut listeners = parse_listeners(value)?.into_iter();
+            let first = listeners.next().ok_or(Refused::Expected)?;
+            config.listen = first.address;
+            config.security_protocol = first.protocol;
+            config.extra_listeners = listeners.collect();
             Ok(())
         },
     },
@@ -806,6 +821,49 @@ fn address(value: &str) -> Result<SocketAddr, Refused> {
     resolve(value).ok_or(Refused::Expected)
 }
 
+/// Kafka's `listeners` form: `NAME://host:port,...`, names unique. Without
+/// `listener.security.protocol.map` Kafka's names are the protocols', and
+/// so are Sluice's.
+fn parse_listeners(value: &str) -> Result<Vec<ExtraListener>, Refused> {
+    let mut listeners: Vec<ExtraListener> = Vec::new();
+    for entry in value.split(',').map(str::trim) {
+        let (name, at) = entry.split_once("://").ok_or(Refused::Expected)?;
+        let name = name.trim().to_ascii_uppercase();
+        let protocol = SecurityProtocol::parse(&name).ok_or_else(|| {
+            Refused::Because(format!(
+                "listener name '{name}' is not a security protocol (PLAINTEXT, \
+                 SASL_PLAINTEXT, SSL or SASL_SSL)"
+            ))
+        })?;
+        if listeners
+            .iter()
+            .any(|listener| listener.protocol == protocol)
+        {
+            return Err(Refused::Because(format!(
+                "listener {name} is named twice; each listener name is used once"
+            )));
+        }
+        // Kafka writes "every address" as an empty host.
+        let at = match at.strip_prefix(':') {
+            Some(port) => format!("0.0.0.0:{port}"),
+            None => at.to_string(),
+        };
+        let address = address(&at)?;
+        if address.port() != 0
+            && listeners
+                .iter()
+                .any(|listener| listener.address.port() == address.port())
+        {
+            return Err(Refused::Because(format!(
+                "listeners {name} and another both bind port {}; give each its own port",
+                address.port()
+            )));
+        }
+        listeners.push(ExtraListener { address, protocol });
+    }
+    Ok(listeners)
+}
+
 /// Applies one setting. The error is the whole one-line message.
 pub fn apply(
     config: &mut BrokerConfig,
@@ -997,6 +1055,14 @@ fn check(mut config: BrokerConfig) -> Result<BrokerConfig, String> {
     }
     check_quorum_settings(&config)?;
     check_security_settings(&config)?;
+    // DescribeConfigs names Kafka's settings: `listeners` covers `listen`,
+    // and `listener.security.protocol.map` covers `listeners`' protocols.
+    if config.set_by_operator.contains("listen") {
+        config.set_by_operator.insert("listeners");
+    }
+    if config.set_by_operator.contains("listeners") {
+        config.set_by_operator.insert("listener_security_protocol");
+    }
     absolute_data_dirs(&mut config)?;
     Ok(config)
 }
@@ -1027,6 +1093,22 @@ fn absolute_data_dirs(config: &mut BrokerConfig) -> Result<(), String> {
 /// each other (replica fetches, transaction markers) through the client
 /// listener, and speak neither to each other yet.
 fn check_security_settings(config: &BrokerConfig) -> Result<(), String> {
+    let replaced = ["listen", "listener_security_protocol"]
+        .into_iter()
+        .find(|name| config.set_by_operator.contains(name));
+    if let Some(replaced) = replaced.filter(|_| config.set_by_operator.contains("listeners")) {
+        return Err(format!(
+            "both listeners and {replaced} are set; the first entry of listeners is the first \
+             listener: drop {replaced}"
+        ));
+    }
+    if !config.extra_listeners.is_empty() && !config.is_single_node() {
+        return Err(
+            "listeners names more than one listener, which works on a single broker only: a \
+             cluster's brokers register one address each, so far"
+                .to_string(),
+        );
+    }
     if config.acl_authorizer && !config.is_single_node() {
         return Err(
             "authorizer acl works on a single broker only: a cluster's ACLs would belong in its \
@@ -1093,6 +1175,11 @@ mod tests {
     use clap::Parser;
 
     /// The broker's configuration from a command line, as `sluice` builds it.
+    /// A command line's words as owned strings.
+    fn args(list: &[&str]) -> Vec<String> {
+        list.iter().map(|arg| arg.to_string()).collect()
+    }
+
     fn from_args(args: &[String]) -> Result<BrokerConfig, String> {
         let line = std::iter::once("sluice".to_string()).chain(args.iter().cloned());
         let cli = crate::cli::Cli::try_parse_from(line).map_err(|error| error.to_string())?;
@@ -1170,7 +1257,6 @@ mod tests {
 
     #[test]
     fn consumer_group_settings_apply_and_are_checked() {
-        let args = |list: &[&str]| -> Vec<String> { list.iter().map(|s| s.to_string()).collect() };
         let config = from_args(&args(&[
             "--group-consumer-session-timeout-ms",
             "3000",
@@ -1254,7 +1340,6 @@ mod tests {
 
     #[test]
     fn the_admin_port_is_off_unless_set() {
-        let args = |list: &[&str]| -> Vec<String> { list.iter().map(|s| s.to_string()).collect() };
         assert_eq!(from_args(&[]).unwrap().admin_listen, None);
         let config = from_args(&args(&["--admin-listen", "127.0.0.1:9644"])).unwrap();
         assert_eq!(
@@ -1274,7 +1359,6 @@ mod tests {
 
     #[test]
     fn spin_before_park_is_off_by_default_and_bounded() {
-        let args = |list: &[&str]| -> Vec<String> { list.iter().map(|s| s.to_string()).collect() };
         assert_eq!(from_args(&[]).unwrap().spin_before_park_us, 0);
         let config = from_args(&args(&["--spin-before-park-us", "150"])).unwrap();
         assert_eq!(config.spin_before_park_us, 150);
@@ -1284,7 +1368,6 @@ mod tests {
 
     #[test]
     fn quorum_settings_are_parsed_and_checked() {
-        let args = |list: &[&str]| list.iter().map(|arg| arg.to_string()).collect::<Vec<_>>();
         let config = from_args(&args(&[
             "--node-id",
             "2",
@@ -1332,7 +1415,6 @@ mod tests {
 
     #[test]
     fn security_settings_are_parsed_and_checked() {
-        let args = |list: &[&str]| list.iter().map(|arg| arg.to_string()).collect::<Vec<_>>();
         let defaults = from_args(&[]).unwrap();
         assert_eq!(defaults.security_protocol, SecurityProtocol::Plaintext);
         assert_eq!(defaults.sasl.enabled_mechanisms.len(), 3);
@@ -1392,6 +1474,70 @@ mod tests {
         let error = from_args(&args(&[
             "--listener-security-protocol",
             "SASL_PLAINTEXT",
+            "--node-id",
+            "1",
+            "--controller-listen",
+            "127.0.0.1:9093",
+            "--controller-voters",
+            "1@127.0.0.1:9093,2@127.0.0.1:9193",
+        ]))
+        .unwrap_err();
+        assert!(error.contains("single broker"), "{error}");
+    }
+
+    #[test]
+    fn listeners_take_kafkas_form_and_refuse_what_cannot_work() {
+        let config = from_args(&args(&[
+            "--listeners",
+            "PLAINTEXT://127.0.0.1:9092, sasl_ssl://:9093",
+        ]))
+        .unwrap();
+        assert_eq!(
+            config.listen,
+            "127.0.0.1:9092".parse::<SocketAddr>().unwrap()
+        );
+        assert_eq!(config.security_protocol, SecurityProtocol::Plaintext);
+        assert_eq!(
+            config.extra_listeners,
+            vec![ExtraListener {
+                address: "0.0.0.0:9093".parse().unwrap(),
+                protocol: SecurityProtocol::SaslSsl,
+            }]
+        );
+        assert!(config
+            .set_by_operator
+            .contains("listener_security_protocol"));
+        let one = from_args(&args(&["--listeners", "SASL_PLAINTEXT://127.0.0.1:0"])).unwrap();
+        assert_eq!(one.security_protocol, SecurityProtocol::SaslPlaintext);
+        assert!(one.extra_listeners.is_empty());
+        for (value, says) in [
+            ("INTERNAL://127.0.0.1:9092", "INTERNAL"),
+            (
+                "PLAINTEXT://127.0.0.1:9092,PLAINTEXT://127.0.0.1:9093",
+                "named twice",
+            ),
+            (
+                "PLAINTEXT://127.0.0.1:9092,SSL://127.0.0.1:9092",
+                "port 9092",
+            ),
+            ("127.0.0.1:9092", "listeners"),
+            ("", "listeners"),
+        ] {
+            let error = from_args(&args(&["--listeners", value])).unwrap_err();
+            assert!(error.contains(says), "{value}: {error}");
+            assert_eq!(error.lines().count(), 1, "{error}");
+        }
+        let error = from_args(&args(&[
+            "--listeners",
+            "PLAINTEXT://127.0.0.1:0",
+            "--listen",
+            "127.0.0.1:0",
+        ]))
+        .unwrap_err();
+        assert!(error.contains("drop listen"), "{error}");
+        let error = from_args(&args(&[
+            "--listeners",
+            "PLAINTEXT://127.0.0.1:0,SSL://127.0.0.1:0",
             "--node-id",
             "1",
             "--controller-listen",

@@ -12,6 +12,7 @@ use sluice_engine::shard::{mesh_plan, run_shards, ShardPlan};
 use sluice_engine::{DmaStorage, Mesh};
 use sluice_net::acl::{AclStore, Authorizer, SharedAcls};
 use sluice_net::broker::{ShardRequest, ShardResponse};
+use sluice_net::config::SecurityProtocol;
 use sluice_net::sasl::alter::SharedCredentials;
 use sluice_net::sasl::credentials::CREDENTIALS_FILE;
 use sluice_net::sasl::CredentialStore;
@@ -108,17 +109,48 @@ fn raise_memlock() {
     }
 }
 
+/// A client listener's sockets, one per shard, and the address they bound.
+struct Bound {
+    protocol: SecurityProtocol,
+    fds: Vec<i32>,
+    address: std::net::SocketAddr,
+}
+
+/// Every client listener's sockets, the first listener's first.
+fn bind_listeners(config: &BrokerConfig) -> Result<Vec<Bound>, String> {
+    let first = std::iter::once((config.listen, config.security_protocol, "--listen"));
+    let extra = config
+        .extra_listeners
+        .iter()
+        .map(|listener| (listener.address, listener.protocol, "--listeners"));
+    first
+        .chain(extra)
+        .map(|(address, protocol, flag)| {
+            let (fds, address) = bind_listener(config.shards, address, flag)?;
+            Ok(Bound {
+                protocol,
+                fds,
+                address,
+            })
+        })
+        .collect()
+}
+
 /// One listening socket per shard, all on the same port (SO_REUSEPORT) so
 /// the kernel spreads connections over shards. Port 0 picks a free port for
 /// the first and the rest share it.
-fn bind_listeners(config: &BrokerConfig) -> Result<(Vec<i32>, std::net::SocketAddr), String> {
+fn bind_listener(
+    shards: usize,
+    address: std::net::SocketAddr,
+    flag: &str,
+) -> Result<(Vec<i32>, std::net::SocketAddr), String> {
     use socket2::{Domain, Protocol, Socket, Type};
-    let mut address = config.listen;
+    let mut address = address;
     if address.port() != 0 {
-        check_port_free(address)?;
+        check_port_free(address, flag)?;
     }
-    let mut fds = Vec::with_capacity(config.shards);
-    for _ in 0..config.shards {
+    let mut fds = Vec::with_capacity(shards);
+    for _ in 0..shards {
         let bind = || -> std::io::Result<Socket> {
             let socket = Socket::new(
                 Domain::for_address(address),
@@ -132,7 +164,7 @@ fn bind_listeners(config: &BrokerConfig) -> Result<(Vec<i32>, std::net::SocketAd
             Ok(socket)
         };
         let socket = bind().map_err(|error| {
-            format!("cannot listen on {address}: {error}; choose another address with --listen")
+            format!("cannot listen on {address}: {error}; choose another address with {flag}")
         })?;
         if address.port() == 0 {
             if let Some(local) = socket.local_addr().ok().and_then(|local| local.as_socket()) {
@@ -150,7 +182,7 @@ fn bind_listeners(config: &BrokerConfig) -> Result<(Vec<i32>, std::net::SocketAd
 /// configuration, its node id included) bind it and take a share of the
 /// clients' connections; a socket without SO_REUSEPORT cannot bind while
 /// any listener holds the port.
-fn check_port_free(address: std::net::SocketAddr) -> Result<(), String> {
+fn check_port_free(address: std::net::SocketAddr, flag: &str) -> Result<(), String> {
     let deadline = std::time::Instant::now() + PORT_HELD_WAIT;
     loop {
         match probe_port(address) {
@@ -161,12 +193,12 @@ fn check_port_free(address: std::net::SocketAddr) -> Result<(), String> {
                 return Err(format!(
                     "cannot listen on {address}: another process listens there already (a \
                      second broker started with this one's settings?); choose another address \
-                     with --listen"
+                     with {flag}"
                 ))
             }
             Err(PortProbe::Failed(error)) => {
                 return Err(format!(
-                    "cannot listen on {address}: {error}; choose another address with --listen"
+                    "cannot listen on {address}: {error}; choose another address with {flag}"
                 ))
             }
             Ok(()) => return Ok(()),
@@ -274,7 +306,7 @@ fn spawn_tls_reloader(tls: Arc<sluice_net::tls::Tls>) -> Result<(), String> {
 pub fn run(mut config: BrokerConfig) -> Result<(), String> {
     // First: a certificate that cannot be used is a configuration error,
     // said before anything else is looked at.
-    if config.security_protocol.is_tls() {
+    if config.listener_protocols().any(SecurityProtocol::is_tls) {
         config.tls = Some(Arc::new(sluice_net::tls::Tls::load(&config.tls_settings)?));
     }
     check_io_uring()?;
@@ -317,7 +349,7 @@ pub fn run(mut config: BrokerConfig) -> Result<(), String> {
             allow_if_no_acl: config.allow_everyone_if_no_acl_found,
         }));
     }
-    let (fds, address) = bind_listeners(&config)?;
+    let bound = bind_listeners(&config)?;
     // Bound before the shards start, so that a taken port is a start error;
     // served from now on, so that /health answers and /ready says 503
     // while the data loads.
@@ -349,7 +381,12 @@ pub fn run(mut config: BrokerConfig) -> Result<(), String> {
             .then(|| std::time::Duration::from_micros(config.spin_before_park_us)),
     };
     let shard_config = Arc::clone(&config);
-    let fds = Arc::new(fds);
+    let address = bound[0].address;
+    let extra_addresses: Vec<(SecurityProtocol, std::net::SocketAddr)> = bound[1..]
+        .iter()
+        .map(|extra| (extra.protocol, extra.address))
+        .collect();
+    let listeners = Arc::new(bound);
     let runner = std::thread::Builder::new()
         .name("shards".into())
         .spawn(move || {
@@ -357,13 +394,20 @@ pub fn run(mut config: BrokerConfig) -> Result<(), String> {
                 let plan = plan.clone();
                 let config = Arc::clone(&shard_config);
                 let ready = ready_sender.clone();
-                let fd = fds[shard.0 as usize];
+                let sockets: Vec<ShardListener> = listeners
+                    .iter()
+                    .map(|bound| ShardListener {
+                        protocol: bound.protocol,
+                        fd: bound.fds[shard.0 as usize],
+                        address: bound.address,
+                    })
+                    .collect();
                 async move {
                     use futures_lite::FutureExt;
                     // A shard that panics must not leave the process waiting
                     // for it: report it so start-up fails with a message.
                     let shard_run =
-                        std::panic::AssertUnwindSafe(run_shard(config, plan, fd, address, &ready));
+                        std::panic::AssertUnwindSafe(run_shard(config, plan, sockets, &ready));
                     match shard_run.catch_unwind().await {
                         Ok(Ok(())) => {}
                         Ok(Err(error)) => {
@@ -400,6 +444,13 @@ pub fn run(mut config: BrokerConfig) -> Result<(), String> {
     // Tests and scripts read this line to learn the port when listening on port 0.
     // Written, not printed: a closed or full stdout must not panic the broker.
     let _ = writeln!(std::io::stdout(), "sluice listening on {address}");
+    for (protocol, extra) in &extra_addresses {
+        let _ = writeln!(
+            std::io::stdout(),
+            "sluice {} listener on {extra}",
+            protocol.name()
+        );
+    }
     let dirs: Vec<String> = log_dirs
         .iter()
         .map(|dir| dir.display().to_string())
@@ -422,30 +473,60 @@ pub fn run(mut config: BrokerConfig) -> Result<(), String> {
     }
 }
 
+/// One client listener's socket on one shard.
+struct ShardListener {
+    protocol: SecurityProtocol,
+    fd: i32,
+    address: std::net::SocketAddr,
+}
+
 async fn run_shard(
     config: Arc<BrokerConfig>,
     plan: sluice_engine::shard::MeshPlan<ShardRequest, ShardResponse>,
-    fd: i32,
-    address: std::net::SocketAddr,
+    sockets: Vec<ShardListener>,
     ready: &mpsc::Sender<Result<(), String>>,
 ) -> Result<(), String> {
     let mesh = Mesh::join(plan).await?;
     let broker = Broker::new(Arc::clone(&config), mesh).await?;
+    let first = sockets
+        .first()
+        .ok_or_else(|| "no client listener".to_string())?
+        .address;
     let host = config
         .advertised_host
         .clone()
-        .unwrap_or_else(|| address.ip().to_string());
-    broker.set_advertised(host, config.advertised_port.unwrap_or(address.port()));
+        .unwrap_or_else(|| first.ip().to_string());
+    broker.set_advertised(host.clone(), config.advertised_port.unwrap_or(first.port()));
     if broker.shard.0 == 0 {
         broker.start_controller().await?;
     }
     broker.wait_ready().await;
-    // SAFETY: fd is a listening socket created for this shard and owned by nobody else.
-    let listener = unsafe { TcpListener::from_raw_fd(fd) };
-    let accept = glommio::spawn_local(sluice_net::server::accept_loop(
-        std::rc::Rc::clone(&broker),
-        listener,
-    ));
+    let mut accepts = Vec::with_capacity(sockets.len());
+    for (index, socket) in sockets.iter().enumerate() {
+        // The other listeners are advertised at their own port, on their
+        // own address unless they bind every address: then on the host
+        // the first listener advertises.
+        let advertised = (index > 0).then(|| {
+            let own = socket.address.ip();
+            let host = if own.is_unspecified() {
+                host.clone()
+            } else {
+                own.to_string()
+            };
+            (host, socket.address.port())
+        });
+        let context = std::rc::Rc::new(sluice_net::server::Listener {
+            protocol: socket.protocol,
+            advertised,
+        });
+        // SAFETY: fd is a listening socket created for this shard and owned by nobody else.
+        let listener = unsafe { TcpListener::from_raw_fd(socket.fd) };
+        accepts.push(glommio::spawn_local(sluice_net::server::accept_loop(
+            std::rc::Rc::clone(&broker),
+            listener,
+            context,
+        )));
+    }
     let background = glommio::executor().create_task_queue(
         glommio::Shares::Static(100),
         glommio::Latency::NotImportant,
@@ -481,12 +562,14 @@ async fn run_shard(
     // are answered (NOT_LEADER_OR_FOLLOWER once a leadership has moved).
     broker.controlled_shutdown().await;
     broker.shutting_down.set(true);
-    // Wake the accept loop so it sees the flag; no new connections.
-    // SAFETY: shutting down our own listening socket.
-    unsafe {
-        libc::shutdown(fd, libc::SHUT_RDWR);
+    // Wake the accept loops so they see the flag; no new connections.
+    for socket in &sockets {
+        // SAFETY: shutting down our own listening socket.
+        unsafe {
+            libc::shutdown(socket.fd, libc::SHUT_RDWR);
+        }
     }
-    drop(accept);
+    drop(accepts);
     glommio::timer::sleep(SHUTDOWN_GRACE).await;
     broker.close_logs().await;
     let unfinished = sluice_engine::finish_deletions(SHUTDOWN_DELETIONS_WAIT).await;

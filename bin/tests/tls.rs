@@ -25,7 +25,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use common::{
-    broker_binary, consume, create_topic, raw_connect, Record, TestBroker, CLIENT_TIMEOUT,
+    broker_binary, consume, create_topic, create_user_offline, raw_connect, Record, TestBroker,
+    CLIENT_TIMEOUT,
 };
 use rdkafka::admin::AdminClient;
 use rdkafka::client::DefaultClientContext;
@@ -452,7 +453,7 @@ fn scram_over_sasl_ssl() {
             "--ssl-keystore-location",
             &keystore,
         ],
-        |data_dir| create_user(data_dir, USER, PASSWORD),
+        |data_dir| create_user_offline(data_dir, USER, PASSWORD),
     );
     let settings = |mechanism: &str, password: &str| {
         let mut config = ssl_config(&broker, &pki, None);
@@ -638,31 +639,6 @@ fn hang_up(broker: &TestBroker, line: &str) {
         assert!(Instant::now() < deadline, "no '{line}' in the log");
         std::thread::sleep(Duration::from_millis(50));
     }
-}
-
-/// `sluice user create` for a broker's data directory, before it starts.
-fn create_user(data_dir: &Path, user: &str, password: &str) {
-    let mut child = Command::new(broker_binary())
-        .args(["user", "create", "--data-dir"])
-        .arg(data_dir)
-        .args(["--user", user])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("sluice user create");
-    child
-        .stdin
-        .take()
-        .expect("stdin is piped")
-        .write_all(format!("{password}\n").as_bytes())
-        .expect("password");
-    let output = child.wait_with_output().expect("sluice user create");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
 }
 
 /// A directory for one test's certificates, removed when the test ends

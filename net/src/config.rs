@@ -64,6 +64,16 @@ impl SecurityProtocol {
     }
 }
 
+/// A client listener after the first (Kafka's `listeners` list beyond its
+/// first entry, which is `listen` with `security_protocol`). Its name is
+/// its protocol's, as in Kafka without `listener.security.protocol.map`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExtraListener {
+    /// The address it binds; port 0 picks a free port.
+    pub address: SocketAddr,
+    pub protocol: SecurityProtocol,
+}
+
 /// Transaction coordinator settings (Kafka's names in the comments).
 #[derive(Clone, Debug)]
 pub struct TxnConfig {
@@ -204,6 +214,9 @@ pub struct BrokerConfig {
     pub delete_topic_enable: bool,
     /// The client listener's security protocol.
     pub security_protocol: SecurityProtocol,
+    /// The listeners after the first, each with its own protocol; their
+    /// clients are told the listener's own address. A single broker only.
+    pub extra_listeners: Vec<ExtraListener>,
     /// SASL mechanisms, super users and credentials, used when
     /// `security_protocol` is SASL_PLAINTEXT or SASL_SSL.
     pub sasl: SaslConfig,
@@ -286,6 +299,15 @@ impl Default for ClusterConfig {
 }
 
 impl BrokerConfig {
+    /// Every listener's security protocol, the first listener's first.
+    pub fn listener_protocols(&self) -> impl Iterator<Item = SecurityProtocol> + '_ {
+        std::iter::once(self.security_protocol).chain(
+            self.extra_listeners
+                .iter()
+                .map(|listener| listener.protocol),
+        )
+    }
+
     /// Whether the broker runs on its own: no quorum, or one whose only
     /// voter is this broker.
     pub fn is_single_node(&self) -> bool {
@@ -332,6 +354,7 @@ impl Default for BrokerConfig {
             max_connections_per_ip: MAX_CONNECTIONS_PER_IP_DEFAULT,
             delete_topic_enable: true,
             security_protocol: SecurityProtocol::Plaintext,
+            extra_listeners: Vec::new(),
             tls_settings: crate::tls::TlsSettings::default(),
             tls: None,
             sasl: SaslConfig::default(),

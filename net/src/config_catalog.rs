@@ -9,7 +9,7 @@
 //! settings but a file, and there is no TLS), so none is sensitive; a
 //! secret's value would never be returned.
 
-use crate::config::BrokerConfig;
+use crate::config::{BrokerConfig, SecurityProtocol};
 use crate::constants::REQUEST_BYTES_MAX;
 
 /// Kafka's ConfigType (DescribeConfigs v3+).
@@ -45,8 +45,8 @@ pub struct BrokerSetting {
 
 /// A listener as Kafka writes it: named by its security protocol (Kafka's
 /// default mapping, where a listener's name is its protocol's).
-fn listener(config: &BrokerConfig, host: &str, port: u16) -> String {
-    let protocol = config.security_protocol.name();
+fn listener(protocol: SecurityProtocol, host: &str, port: u16) -> String {
+    let protocol = protocol.name();
     if host.contains(':') {
         format!("{protocol}://[{host}]:{port}")
     } else {
@@ -60,14 +60,28 @@ pub const BROKER_SETTINGS: &[BrokerSetting] = &[
         name: "advertised.listeners",
         setting: "advertised_listener",
         kind: ConfigType::String,
-        doc: "The listener clients are told to connect to, when it differs from the one the broker binds.",
+        doc: "The listeners clients are told to connect to, when they differ from the ones the broker binds.",
         value: |config| {
             let host = config
                 .advertised_host
                 .clone()
                 .unwrap_or_else(|| config.listen.ip().to_string());
             let port = config.advertised_port.unwrap_or(config.listen.port());
-            Some(listener(config, &host, port))
+            // The other listeners are advertised at their own address, or
+            // on the first one's host when they bind every address.
+            let extra = config.extra_listeners.iter().map(|extra| {
+                let own = extra.address.ip();
+                let at = if own.is_unspecified() {
+                    host.clone()
+                } else {
+                    own.to_string()
+                };
+                listener(extra.protocol, &at, extra.address.port())
+            });
+            let all: Vec<String> = std::iter::once(listener(config.security_protocol, &host, port))
+                .chain(extra)
+                .collect();
+            Some(all.join(","))
         },
     },
     BrokerSetting {
@@ -203,23 +217,35 @@ pub const BROKER_SETTINGS: &[BrokerSetting] = &[
         name: "listener.security.protocol.map",
         setting: "listener_security_protocol",
         kind: ConfigType::String,
-        doc: "The security protocol of each listener, as LISTENER:PROTOCOL; Sluice has one client listener, named by its protocol.",
+        doc: "The security protocol of each listener, as LISTENER:PROTOCOL; each listener is named by its protocol.",
         value: |config| {
-            let protocol = config.security_protocol.name();
-            Some(format!("{protocol}:{protocol}"))
+            let all: Vec<String> = config
+                .listener_protocols()
+                .map(|protocol| format!("{0}:{0}", protocol.name()))
+                .collect();
+            Some(all.join(","))
         },
     },
     BrokerSetting {
         name: "listeners",
-        setting: "listen",
+        setting: "listeners",
         kind: ConfigType::String,
-        doc: "The address the broker binds for clients.",
+        doc: "The addresses the broker binds for clients, each with its security protocol.",
         value: |config| {
-            Some(listener(
-                config,
+            let all: Vec<String> = std::iter::once(listener(
+                config.security_protocol,
                 &config.listen.ip().to_string(),
                 config.listen.port(),
             ))
+            .chain(config.extra_listeners.iter().map(|extra| {
+                listener(
+                    extra.protocol,
+                    &extra.address.ip().to_string(),
+                    extra.address.port(),
+                )
+            }))
+            .collect();
+            Some(all.join(","))
         },
     },
     BrokerSetting {

@@ -37,6 +37,7 @@ use kafka_protocol::messages::{ApiKey, RequestHeader};
 
 use crate::broker::Broker;
 use crate::codec::{self, DecodeError, Request};
+use crate::config::SecurityProtocol;
 use crate::constants::{
     FRAME_PRESIZE_BYTES_MAX, FULL_ACCEPT_POLL_MS, IN_FLIGHT_REQUESTS_MAX, LOGGED_STRING_BYTES_MAX,
     READ_CHUNK_BYTES, REQUEST_BYTES_MAX, SLOW_REQUEST_LOG_MS, TLS_HANDSHAKE_TIMEOUT_MS,
@@ -146,8 +147,18 @@ impl Drop for Admitted {
     }
 }
 
-/// Accepts connections on this shard's listener until shutdown.
-pub async fn accept_loop(broker: Rc<Broker>, listener: TcpListener) {
+/// One client listener as its connections see it.
+#[derive(Debug)]
+pub struct Listener {
+    pub protocol: SecurityProtocol,
+    /// Host and port its clients are told this broker is at (Metadata,
+    /// FindCoordinator, DescribeCluster), when it is not the first
+    /// listener, whose address is the one the broker registers.
+    pub advertised: Option<(String, u16)>,
+}
+
+/// Accepts connections on one of this shard's listeners until shutdown.
+pub async fn accept_loop(broker: Rc<Broker>, listener: TcpListener, context: Rc<Listener>) {
     loop {
         // A full broker stops accepting, as Kafka's acceptor does: clients
         // wait in the kernel's backlog (or time out connecting) instead of
@@ -194,10 +205,11 @@ pub async fn accept_loop(broker: Rc<Broker>, listener: TcpListener) {
                 };
                 let _ = stream.set_nodelay(true);
                 let broker = Rc::clone(&broker);
+                let context = Rc::clone(&context);
                 glommio::spawn_local(async move {
                     let _admitted = admitted;
                     let peer = peer.map(|addr| addr.to_string()).unwrap_or_default();
-                    if let Err(reason) = serve_connection(broker, stream).await {
+                    if let Err(reason) = serve_connection(broker, stream, context).await {
                         tracing::info!(%peer, %reason, "connection closed");
                     }
                 })
@@ -248,6 +260,7 @@ type Pending = JoinHandle<Option<ResponseFrame>>;
 async fn tls_handshake(
     broker: &Broker,
     tls: &crate::tls::Tls,
+    protocol: SecurityProtocol,
     stream: TcpStream,
 ) -> Result<(Stream, Option<Principal>), String> {
     let accepted =
@@ -267,7 +280,7 @@ async fn tls_handshake(
         }
         Err(error) => return Err(format!("TLS handshake failed: {error}")),
     };
-    let principal = if broker.config.security_protocol.is_sasl() {
+    let principal = if protocol.is_sasl() {
         None
     } else {
         let certificate = stream
@@ -299,7 +312,11 @@ async fn tls_handshake(
     ))
 }
 
-async fn serve_connection(broker: Rc<Broker>, stream: TcpStream) -> Result<(), String> {
+async fn serve_connection(
+    broker: Rc<Broker>,
+    stream: TcpStream,
+    listener: Rc<Listener>,
+) -> Result<(), String> {
     let socket_fd = stream.as_raw_fd();
     // ACLs name hosts by address; a peer whose address cannot be read
     // matches only ACLs for every host.
@@ -307,13 +324,15 @@ async fn serve_connection(broker: Rc<Broker>, stream: TcpStream) -> Result<(), S
         .peer_addr()
         .map(|address| address.ip().to_string())
         .unwrap_or_default();
-    let mut session = Session::anonymous(&broker, &host);
+    let protocol = listener.protocol;
+    let mut session = Session::anonymous(&broker, &host, listener);
     // Plaintext connections read and write their socket directly (`fd`);
     // TLS ones only through rustls.
-    let (stream, fd) = match broker.config.tls.clone() {
+    let tls = broker.config.tls.clone().filter(|_| protocol.is_tls());
+    let (stream, fd) = match tls {
         None => (Stream::Plain(stream), Some(socket_fd)),
         Some(tls) => {
-            let (stream, principal) = tls_handshake(&broker, &tls, stream).await?;
+            let (stream, principal) = tls_handshake(&broker, &tls, protocol, stream).await?;
             if let Some(principal) = principal {
                 tracing::debug!(%principal, super_user = principal.super_user, "TLS client certificate");
                 session = session.authenticated(principal);
@@ -329,11 +348,7 @@ async fn serve_connection(broker: Rc<Broker>, stream: TcpStream) -> Result<(), S
     let mut wait_buffer = vec![0u8; WAIT_READ_BYTES];
     // On a SASL listener the connection authenticates first; the principal
     // it then holds goes with each of its requests.
-    let mut authenticator = broker
-        .config
-        .security_protocol
-        .is_sasl()
-        .then(Authenticator::new);
+    let mut authenticator = protocol.is_sasl().then(Authenticator::new);
     // KIP-368: when the session authenticated last must be renewed by, and
     // during a re-authentication the principal and mechanism it must keep.
     let mut session_expires: Option<Instant> = None;

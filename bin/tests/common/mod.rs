@@ -88,6 +88,8 @@ pub struct TestBroker {
     /// Whether a restart listens on the port of the first start, as a
     /// deployed broker does, instead of a new one.
     keep_port: bool,
+    /// Every line the process wrote to stdout (its listeners' addresses).
+    announced: Arc<Mutex<Vec<String>>>,
 }
 
 impl TestBroker {
@@ -127,6 +129,7 @@ impl TestBroker {
             stderr_path: stderr_path.map(Path::to_path_buf),
             listening: None,
             keep_port: false,
+            announced: Arc::default(),
         };
         broker.spawn();
         broker
@@ -160,6 +163,7 @@ impl TestBroker {
                     stderr_path: None,
                     listening: None,
                     keep_port: false,
+                    announced: Arc::default(),
                 };
                 broker.launch();
                 broker
@@ -270,11 +274,14 @@ impl TestBroker {
             .unwrap_or_else(|e| panic!("opening the broker log {}: {e}", log_path.display()));
         let _ = writeln!(&log, "==== start {} ====", self.starts);
         let mut command = Command::new(broker_binary());
+        command.arg("--data-dir").arg(self.data_dir());
+        // A test that lists the listeners itself names the first one too.
+        if !self.extra_args.iter().any(|arg| arg == "--listeners") {
+            command
+                .arg("--listen")
+                .arg(self.listen_address().to_string());
+        }
         command
-            .arg("--data-dir")
-            .arg(self.data_dir())
-            .arg("--listen")
-            .arg(self.listen_address().to_string())
             .args(["--shards", &SHARDS.to_string(), "--pin-shards", "false"])
             .args(&self.extra_args)
             .stdin(Stdio::null())
@@ -316,10 +323,15 @@ impl TestBroker {
         // A thread reads stdout for the life of the process, so the broker
         // never blocks on a full pipe; the first listening line is the port.
         let (sender, receiver) = mpsc::channel();
+        let announced = Arc::clone(&self.announced);
         thread::spawn(move || {
             let mut sender = Some(sender);
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
+                announced
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .push(line.clone());
                 if let Some(address) = line.strip_prefix("sluice listening on ") {
                     if let Some(sender) = sender.take() {
                         let _ = sender.send(address.trim().to_string());
@@ -329,6 +341,33 @@ impl TestBroker {
         });
         self.child = Some(child);
         self.listening = Some(Mutex::new(receiver));
+    }
+
+    /// The address of the listener for `protocol` after the first, as the
+    /// process announced it (waiting for the line if need be).
+    pub fn listener(&self, protocol: &str) -> SocketAddr {
+        let prefix = format!("sluice {protocol} listener on ");
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            let found = self
+                .announced
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .iter()
+                .rev()
+                .find_map(|line| line.strip_prefix(&prefix).map(str::to_string));
+            if let Some(address) = found {
+                return address
+                    .trim()
+                    .parse()
+                    .unwrap_or_else(|e| panic!("bad address '{address}': {e}"));
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the broker announced no {protocol} listener"
+            );
+            thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Waits until a launched process reports its listening address.
@@ -738,7 +777,7 @@ impl TrackedProducer {
 
     /// A producer built from `config`, with `settings` on top of the test
     /// defaults.
-    fn with_config(
+    pub fn with_config(
         mut config: ClientConfig,
         topic: &str,
         settings: &[(&str, &str)],
@@ -997,6 +1036,32 @@ pub fn receive_response<R: kafka_protocol::protocol::Decodable>(
         frame.len()
     );
     response
+}
+
+/// Makes a SCRAM user in a broker's data directory before it starts (the
+/// offline `sluice user create`), with `password` given on stdin.
+pub fn create_user_offline(data_dir: &Path, user: &str, password: &str) {
+    let mut child = Command::new(broker_binary())
+        .args(["user", "create", "--data-dir"])
+        .arg(data_dir)
+        .args(["--user", user])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("running sluice user create");
+    child
+        .stdin
+        .take()
+        .expect("stdin is piped")
+        .write_all(format!("{password}\n").as_bytes())
+        .expect("writing the password");
+    let output = child.wait_with_output().expect("waiting for sluice user");
+    assert!(
+        output.status.success(),
+        "sluice user create {user}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
 }
 
 /// The SaslHandshake and SaslAuthenticate versions raw clients speak.

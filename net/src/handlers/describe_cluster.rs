@@ -37,9 +37,9 @@ pub async fn handle(
     response.endpoint_type = request.endpoint_type;
     let version = header.request_api_version;
     let registered = if version >= FENCED_BROKERS_VERSION && request.include_fenced_brokers {
-        broker.registered_brokers()
+        session.registered_brokers(broker)
     } else {
-        broker.live_brokers()
+        session.live_brokers(broker)
     };
     response.brokers = registered
         .into_iter()

@@ -73,7 +73,7 @@ pub async fn handle(
         _ => groups::OFFSETS_TOPIC,
     };
     let metadata = broker.metadata();
-    let live = broker.live_brokers();
+    let live = session.live_brokers(broker);
     // The coordinator of a key is the leader of the internal partition the
     // key hashes to. Kafka answers an error with "no node": id -1, empty
     // host, port -1.

@@ -215,8 +215,8 @@ pub async fn handle(
         }
     }
     let mut response = MetadataResponse::default();
-    response.brokers = broker
-        .live_brokers()
+    response.brokers = session
+        .live_brokers(broker)
         .into_iter()
         .map(|live| {
             let mut node = MetadataResponseBroker::default();

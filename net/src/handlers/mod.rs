@@ -75,6 +75,7 @@ use crate::acl::Operation;
 use crate::broker::Broker;
 use crate::codec::Request;
 use crate::sasl::Principal;
+use crate::server::Listener;
 use crate::wire::ResponseFrame;
 
 /// Kafka's marker in a response for "authorized operations not requested".
@@ -248,6 +249,9 @@ pub struct Session {
     /// Until when the connection reads no request (KIP-219): set by a
     /// throttled response, shared by every request of the connection.
     muted_until: Rc<Cell<Option<Instant>>>,
+    /// The listener the connection came through; `None` for answers given
+    /// before a connection has a session (the first listener's).
+    listener: Option<Rc<Listener>>,
 }
 
 impl Default for Session {
@@ -259,6 +263,7 @@ impl Default for Session {
             host: Rc::from(""),
             super_user: false,
             muted_until: Rc::default(),
+            listener: None,
         }
     }
 }
@@ -267,7 +272,7 @@ impl Session {
     /// A connection from `host` that has not authenticated (or never will,
     /// on a PLAINTEXT listener): `User:ANONYMOUS`, a super user only if
     /// `super_users` names it.
-    pub fn anonymous(broker: &Broker, host: &str) -> Session {
+    pub fn anonymous(broker: &Broker, host: &str, listener: Rc<Listener>) -> Session {
         let anonymous = acl::ANONYMOUS.trim_start_matches("User:");
         Session {
             principal: None,
@@ -280,6 +285,7 @@ impl Session {
                 .iter()
                 .any(|user| user == anonymous),
             muted_until: Rc::default(),
+            listener: Some(listener),
         }
     }
 
@@ -291,7 +297,53 @@ impl Session {
             principal: Some(Rc::new(principal)),
             host: Rc::clone(&self.host),
             muted_until: Rc::clone(&self.muted_until),
+            listener: self.listener.clone(),
         }
+    }
+
+    /// Whether the connection came through a SASL listener.
+    pub fn on_sasl_listener(&self, broker: &Broker) -> bool {
+        self.listener
+            .as_ref()
+            .map_or(broker.config.security_protocol, |listener| {
+                listener.protocol
+            })
+            .is_sasl()
+    }
+
+    /// `brokers` as this connection must see them: this broker at the
+    /// address of the listener the connection came through (Kafka answers
+    /// each listener with its own endpoints).
+    fn through_listener(
+        &self,
+        broker: &Broker,
+        mut brokers: Vec<sluice_engine::BrokerInfo>,
+    ) -> Vec<sluice_engine::BrokerInfo> {
+        let advertised = self
+            .listener
+            .as_ref()
+            .and_then(|listener| listener.advertised.as_ref());
+        if let Some((host, port)) = advertised {
+            for known in brokers
+                .iter_mut()
+                .filter(|known| known.id == broker.config.node_id)
+            {
+                known.host = host.clone();
+                known.port = *port;
+            }
+        }
+        brokers
+    }
+
+    /// [`Broker::live_brokers`] at this connection's listener's addresses.
+    pub fn live_brokers(&self, broker: &Broker) -> Vec<sluice_engine::BrokerInfo> {
+        self.through_listener(broker, broker.live_brokers())
+    }
+
+    /// [`Broker::registered_brokers`] at this connection's listener's
+    /// addresses.
+    pub fn registered_brokers(&self, broker: &Broker) -> Vec<sluice_engine::BrokerInfo> {
+        self.through_listener(broker, broker.registered_brokers())
     }
 
     /// The user a client quota names: the principal's name (`ANONYMOUS`
@@ -457,7 +509,7 @@ impl Session {
         if broker.config.authorizer.is_some() {
             return self.may_on_cluster(broker, acl::Operation::Alter);
         }
-        if !broker.config.security_protocol.is_sasl() {
+        if !self.on_sasl_listener(broker) {
             return true;
         }
         self.super_user
@@ -655,7 +707,7 @@ pub async fn dispatch(
         }
         Request::SaslHandshake(request) => sasl_handshake::handle(broker, &header, request).await,
         Request::SaslAuthenticate(request) => {
-            sasl_authenticate::handle(broker, &header, request).await
+            sasl_authenticate::handle(broker, session, &header, request).await
         }
         Request::DescribeUserScramCredentials(request) => {
             describe_user_scram_credentials::handle(broker, session, &header, request).await

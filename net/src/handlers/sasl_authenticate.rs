@@ -47,10 +47,11 @@ fn response(
 
 pub async fn handle(
     broker: &Rc<Broker>,
+    session: &super::Session,
     header: &RequestHeader,
     _request: SaslAuthenticateRequest,
 ) -> Option<Vec<Bytes>> {
-    let message = if broker.config.security_protocol.is_sasl() {
+    let message = if session.on_sasl_listener(broker) {
         "SaslAuthenticate after the connection authenticated; re-authentication is not supported"
     } else {
         "SASL is not enabled on this listener"
