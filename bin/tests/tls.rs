@@ -500,6 +500,35 @@ fn scram_over_sasl_ssl() {
     assert!(!reaches_broker(&plain_sasl, REFUSED_TIMEOUT));
 }
 
+/// An SSL listener beside a plaintext one (`listeners`): a TLS client
+/// bootstrapped through the SSL listener is told the broker is at that
+/// listener (else it would be sent to the plaintext port and fail), writes
+/// there, and a plaintext client reads the same records through the other.
+#[test]
+fn an_ssl_listener_serves_beside_a_plaintext_one() {
+    let root = tempdir("listeners");
+    let pki = standard_pki(&root);
+    let keystore = pki.path_text("server.keystore");
+    let broker = TestBroker::start_with(&[
+        "--listeners",
+        "PLAINTEXT://127.0.0.1:0,SSL://127.0.0.1:0",
+        "--ssl-keystore-location",
+        &keystore,
+    ]);
+    let mut config = ssl_config(&broker, &pki, None);
+    config.set("bootstrap.servers", broker.listener("SSL").to_string());
+    create_topic(&admin(&config), "both-listeners", 1, &[]);
+    produce(&config, "both-listeners", RECORDS).expect("produce over SSL");
+    let records = read_back(&broker.client_config(), "both-listeners", RECORDS);
+    let read: Vec<usize> = records.iter().map(Record::value_index).collect();
+    assert_eq!(read, (0..RECORDS).collect::<Vec<_>>());
+    // TLS to the plaintext listener gets nowhere.
+    assert!(!reaches_broker(
+        &ssl_config(&broker, &pki, None),
+        REFUSED_TIMEOUT
+    ));
+}
+
 #[test]
 fn sighup_reloads_the_keystore_and_a_bad_one_is_not_taken() {
     let root = tempdir("reload");
