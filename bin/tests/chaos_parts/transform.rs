@@ -55,6 +55,10 @@ const ABORT_ONE_IN: u64 = 4;
 const TRANSACTION_TIMEOUT: Duration = Duration::from_secs(60);
 /// Bound on each transactional call (init, offsets, commit, abort).
 const TXN_CALL_TIMEOUT: Duration = Duration::from_secs(30);
+/// A transactional call that takes longer than this is logged with its
+/// duration, to line up with the nemesis's lines: a stall shows which
+/// call it was in without the clients' debug log.
+const TXN_CALL_SLOW: Duration = Duration::from_secs(5);
 /// librdkafka's `connections.max.idle.ms` for the transactional producer.
 /// librdkafka up to at least 2.12 (its issue 5511) can wait forever in
 /// `send_offsets_to_transaction` when the group coordinator it cached left
@@ -429,7 +433,7 @@ fn transform(
             &consumer,
             history,
             &batch,
-            txn,
+            (txn, started),
             &mut sequence,
             rng.below(ABORT_ONE_IN) == 0,
         );
@@ -493,14 +497,41 @@ fn transform(
     counts
 }
 
-/// One transaction: the batch's outputs and its input offsets, then a
-/// commit (or an abort, if `abort`).
+/// Runs one transactional call, logging it if it was slow or failed
+/// retriably (`started`: when the transformer started, for the log's
+/// clock).
+fn timed<T>(
+    what: &str,
+    started: Instant,
+    call: impl FnOnce() -> Result<T, KafkaError>,
+) -> Result<T, KafkaError> {
+    let began = Instant::now();
+    let result = call();
+    let took = began.elapsed();
+    let retriable = matches!(&result, Err(KafkaError::Transaction(inner)) if inner.is_retriable());
+    if took > TXN_CALL_SLOW || retriable {
+        let outcome = match &result {
+            Ok(_) => "ok".to_string(),
+            Err(error) => error.to_string(),
+        };
+        eprintln!(
+            "chaos: {:.1} s: transformer: {what} took {} ms: {outcome}",
+            started.elapsed().as_secs_f64(),
+            took.as_millis()
+        );
+    }
+    result
+}
+
+/// One transaction (`txn`, numbered from the transformer's start at
+/// `started`): the batch's outputs and its input offsets, then a commit
+/// (or an abort, if `abort`).
 fn run_transaction(
     producer: &TxnProducer,
     consumer: &InputConsumer,
     history: &History,
     batch: &[(i32, i64)],
-    txn: u64,
+    (txn, started): (u64, Instant),
     sequence: &mut u64,
     abort: bool,
 ) -> Ended {
@@ -508,7 +539,12 @@ fn run_transaction(
         // An error that only needs an abort ends the transaction for sure.
         let abortable =
             matches!(&error, KafkaError::Transaction(inner) if inner.txn_requires_abort());
-        if abortable && producer.abort_transaction(TXN_CALL_TIMEOUT).is_ok() {
+        if abortable
+            && timed("abort_transaction", started, || {
+                producer.abort_transaction(TXN_CALL_TIMEOUT)
+            })
+            .is_ok()
+        {
             return Ended::Aborted;
         }
         Ended::Unknown(format!("{what}: {error}"))
@@ -543,7 +579,9 @@ fn run_transaction(
         next.insert(*partition, offset + 1);
     }
     if abort {
-        return match producer.abort_transaction(TXN_CALL_TIMEOUT) {
+        return match timed("abort_transaction", started, || {
+            producer.abort_transaction(TXN_CALL_TIMEOUT)
+        }) {
             Ok(()) => Ended::Aborted,
             Err(error) => Ended::Unknown(format!("abort_transaction: {error}")),
         };
@@ -557,12 +595,15 @@ fn run_transaction(
     let Some(metadata) = consumer.group_metadata() else {
         return failed("group metadata", KafkaError::Canceled);
     };
-    if let Err(error) = producer.send_offsets_to_transaction(&offsets, &metadata, TXN_CALL_TIMEOUT)
-    {
+    if let Err(error) = timed("send_offsets_to_transaction", started, || {
+        producer.send_offsets_to_transaction(&offsets, &metadata, TXN_CALL_TIMEOUT)
+    }) {
         return failed("send_offsets_to_transaction", error);
     }
     for _ in 0..COMMIT_ATTEMPTS_MAX {
-        match producer.commit_transaction(TXN_CALL_TIMEOUT) {
+        match timed("commit_transaction", started, || {
+            producer.commit_transaction(TXN_CALL_TIMEOUT)
+        }) {
             Ok(()) => return Ended::Committed,
             Err(KafkaError::Transaction(inner)) if inner.is_retriable() => continue,
             Err(error) => return failed("commit_transaction", error),
