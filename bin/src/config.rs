@@ -253,6 +253,15 @@ pub const SETTINGS: &[Setting] = &[
         },
     },
     Setting {
+        name: "advertised_listeners",
+        expects: "Kafka's advertised.listeners, NAME://host:port separated by commas: where the \
+            clients of each listener named in listeners are told to connect",
+        apply: |config, value| {
+            config.advertised_listeners = parse_listener_entries(value)?;
+            Ok(())
+        },
+    },
+    Setting {
         name: "advertised_listener",
         expects: "host:port clients should connect to",
         apply: |config, value| {
@@ -821,11 +830,13 @@ fn address(value: &str) -> Result<SocketAddr, Refused> {
     resolve(value).ok_or(Refused::Expected)
 }
 
-/// Kafka's `listeners` form: `NAME://host:port,...`, names unique. Without
-/// `listener.security.protocol.map` Kafka's names are the protocols', and
-/// so are Sluice's.
-fn parse_listeners(value: &str) -> Result<Vec<ExtraListener>, Refused> {
-    let mut listeners: Vec<ExtraListener> = Vec::new();
+/// Kafka's `listeners` form: `NAME://host:port,...`, each name a security
+/// protocol (without `listener.security.protocol.map` Kafka's names are
+/// the protocols', and so are Sluice's) used once. The host stays as
+/// written (an advertised name need not resolve here); an empty host is
+/// Kafka's "every address".
+fn parse_listener_entries(value: &str) -> Result<Vec<(SecurityProtocol, String, u16)>, Refused> {
+    let mut entries: Vec<(SecurityProtocol, String, u16)> = Vec::new();
     for entry in value.split(',').map(str::trim) {
         let (name, at) = entry.split_once("://").ok_or(Refused::Expected)?;
         let name = name.trim().to_ascii_uppercase();
@@ -835,31 +846,42 @@ fn parse_listeners(value: &str) -> Result<Vec<ExtraListener>, Refused> {
                  SASL_PLAINTEXT, SSL or SASL_SSL)"
             ))
         })?;
-        if listeners
-            .iter()
-            .any(|listener| listener.protocol == protocol)
-        {
+        if entries.iter().any(|(seen, _, _)| *seen == protocol) {
             return Err(Refused::Because(format!(
                 "listener {name} is named twice; each listener name is used once"
             )));
         }
-        // Kafka writes "every address" as an empty host.
-        let at = match at.strip_prefix(':') {
-            Some(port) => format!("0.0.0.0:{port}"),
-            None => at.to_string(),
-        };
-        let address = address(&at)?;
-        if address.port() != 0
+        let (host, port) = at.rsplit_once(':').ok_or(Refused::Expected)?;
+        let port = port.parse::<u16>().map_err(|_| Refused::Expected)?;
+        let host = host.trim_matches(|c| c == '[' || c == ']');
+        let host = if host.is_empty() { "0.0.0.0" } else { host };
+        entries.push((protocol, host.to_string(), port));
+    }
+    Ok(entries)
+}
+
+/// The `listeners` setting: [`parse_listener_entries`], each address
+/// resolved, no port bound twice.
+fn parse_listeners(value: &str) -> Result<Vec<ExtraListener>, Refused> {
+    let mut listeners: Vec<ExtraListener> = Vec::new();
+    for (protocol, host, port) in parse_listener_entries(value)? {
+        let address =
+            address(&format!("{host}:{port}")).or_else(|_| address(&format!("[{host}]:{port}")))?;
+        if port != 0
             && listeners
                 .iter()
-                .any(|listener| listener.address.port() == address.port())
+                .any(|listener| listener.address.port() == port)
         {
             return Err(Refused::Because(format!(
-                "listeners {name} and another both bind port {}; give each its own port",
-                address.port()
+                "listeners {} and another both bind port {port}; give each its own port",
+                protocol.name()
             )));
         }
-        listeners.push(ExtraListener { address, protocol });
+        listeners.push(ExtraListener {
+            address,
+            protocol,
+            advertised: None,
+        });
     }
     Ok(listeners)
 }
@@ -1055,6 +1077,7 @@ fn check(mut config: BrokerConfig) -> Result<BrokerConfig, String> {
     }
     check_quorum_settings(&config)?;
     check_security_settings(&config)?;
+    place_advertised_listeners(&mut config)?;
     // DescribeConfigs names Kafka's settings: `listeners` covers `listen`,
     // and `listener.security.protocol.map` covers `listeners`' protocols.
     if config.set_by_operator.contains("listen") {
@@ -1086,6 +1109,43 @@ fn absolute_data_dirs(config: &mut BrokerConfig) -> Result<(), String> {
         .iter()
         .map(absolute)
         .collect::<Result<_, _>>()?;
+    Ok(())
+}
+
+/// Moves each `advertised_listeners` entry onto the listener of its name.
+fn place_advertised_listeners(config: &mut BrokerConfig) -> Result<(), String> {
+    for (protocol, host, port) in std::mem::take(&mut config.advertised_listeners) {
+        if port == 0 {
+            return Err(format!(
+                "advertised_listeners gives {} port 0; name the port clients connect to",
+                protocol.name()
+            ));
+        }
+        if protocol == config.security_protocol {
+            if config.set_by_operator.contains("advertised_listener") {
+                return Err(
+                    "both advertised_listeners and advertised_listener are set; drop \
+                     advertised_listener"
+                        .to_string(),
+                );
+            }
+            config.advertised_host = Some(host);
+            config.advertised_port = Some(port);
+            continue;
+        }
+        let Some(listener) = config
+            .extra_listeners
+            .iter_mut()
+            .find(|listener| listener.protocol == protocol)
+        else {
+            return Err(format!(
+                "advertised_listeners names {}, which is not one of the listeners; list it in \
+                 listeners or drop it",
+                protocol.name()
+            ));
+        };
+        listener.advertised = Some((host, port));
+    }
     Ok(())
 }
 
@@ -1502,6 +1562,7 @@ mod tests {
             vec![ExtraListener {
                 address: "0.0.0.0:9093".parse().unwrap(),
                 protocol: SecurityProtocol::SaslSsl,
+                advertised: None,
             }]
         );
         assert!(config
@@ -1547,6 +1608,65 @@ mod tests {
         ]))
         .unwrap_err();
         assert!(error.contains("single broker"), "{error}");
+    }
+
+    #[test]
+    fn advertised_listeners_go_to_their_listeners() {
+        let listeners = "PLAINTEXT://127.0.0.1:9092,SASL_SSL://:9093";
+        let config = from_args(&args(&[
+            "--listeners",
+            listeners,
+            "--advertised-listeners",
+            "SASL_SSL://b.example.com:19093,PLAINTEXT://a.example.com:9092",
+        ]))
+        .unwrap();
+        assert_eq!(config.advertised_host.as_deref(), Some("a.example.com"));
+        assert_eq!(config.advertised_port, Some(9092));
+        let extra = &config.extra_listeners[0];
+        let bound = "0.0.0.0:9093".parse::<SocketAddr>().unwrap();
+        assert_eq!(
+            config.advertised_of(extra, bound),
+            ("b.example.com".to_string(), 19093)
+        );
+        // Without an entry: its own port, on the first listener's host
+        // when it binds every address.
+        let config = from_args(&args(&[
+            "--listeners",
+            listeners,
+            "--advertised-listener",
+            "a.example.com:9092",
+        ]))
+        .unwrap();
+        let extra = &config.extra_listeners[0];
+        assert_eq!(
+            config.advertised_of(extra, bound),
+            ("a.example.com".to_string(), 9093)
+        );
+        for (advertised, says) in [
+            ("SSL://c.example.com:9094", "not one of the listeners"),
+            ("SASL_SSL://b.example.com:0", "port 0"),
+            ("SASL_SSL://b.example.com", "advertised_listeners"),
+        ] {
+            let error = from_args(&args(&[
+                "--listeners",
+                listeners,
+                "--advertised-listeners",
+                advertised,
+            ]))
+            .unwrap_err();
+            assert!(error.contains(says), "{advertised}: {error}");
+            assert_eq!(error.lines().count(), 1, "{error}");
+        }
+        let error = from_args(&args(&[
+            "--listeners",
+            listeners,
+            "--advertised-listeners",
+            "PLAINTEXT://a.example.com:9092",
+            "--advertised-listener",
+            "a.example.com:9092",
+        ]))
+        .unwrap_err();
+        assert!(error.contains("drop advertised_listener"), "{error}");
     }
 
     #[test]

@@ -492,29 +492,20 @@ async fn run_shard(
         .first()
         .ok_or_else(|| "no client listener".to_string())?
         .address;
-    let host = config
-        .advertised_host
-        .clone()
-        .unwrap_or_else(|| first.ip().to_string());
-    broker.set_advertised(host.clone(), config.advertised_port.unwrap_or(first.port()));
+    broker.set_advertised(
+        config.advertised_host(),
+        config.advertised_port.unwrap_or(first.port()),
+    );
     if broker.shard.0 == 0 {
         broker.start_controller().await?;
     }
     broker.wait_ready().await;
     let mut accepts = Vec::with_capacity(sockets.len());
     for (index, socket) in sockets.iter().enumerate() {
-        // The other listeners are advertised at their own port, on their
-        // own address unless they bind every address: then on the host
-        // the first listener advertises.
-        let advertised = (index > 0).then(|| {
-            let own = socket.address.ip();
-            let host = if own.is_unspecified() {
-                host.clone()
-            } else {
-                own.to_string()
-            };
-            (host, socket.address.port())
-        });
+        let advertised = index
+            .checked_sub(1)
+            .and_then(|extra| config.extra_listeners.get(extra))
+            .map(|extra| config.advertised_of(extra, socket.address));
         let context = std::rc::Rc::new(sluice_net::server::Listener {
             protocol: socket.protocol,
             advertised,

@@ -22,17 +22,17 @@ const RECORDS: usize = 400;
 const VALUE_BYTES: usize = 200;
 const ILLEGAL_SASL_STATE: i16 = 34;
 
-fn start() -> TestBroker {
-    TestBroker::start_prepared(
-        None,
-        &[
-            "--listeners",
-            "PLAINTEXT://127.0.0.1:0,SASL_PLAINTEXT://127.0.0.1:0",
-            "--super-users",
-            "User:admin",
-        ],
-        |data_dir| create_user_offline(data_dir, ADMIN, ADMIN_PASSWORD),
-    )
+fn start(extra: &[&str]) -> TestBroker {
+    let mut args = vec![
+        "--listeners",
+        "PLAINTEXT://127.0.0.1:0,SASL_PLAINTEXT://127.0.0.1:0",
+        "--super-users",
+        "User:admin",
+    ];
+    args.extend_from_slice(extra);
+    TestBroker::start_prepared(None, &args, |data_dir| {
+        create_user_offline(data_dir, ADMIN, ADMIN_PASSWORD)
+    })
 }
 
 /// librdkafka through the SASL listener at `address`.
@@ -63,7 +63,7 @@ fn read_all(consumer: &BaseConsumer) -> Vec<Vec<u8>> {
 
 #[test]
 fn each_listener_advertises_itself_and_keeps_its_protocol() {
-    let broker = start();
+    let broker = start(&[]);
     let plain = broker.address();
     let sasl = broker.listener("SASL_PLAINTEXT");
     assert_ne!(plain.port(), sasl.port());
@@ -117,6 +117,39 @@ fn each_listener_advertises_itself_and_keeps_its_protocol() {
     assert_eq!(
         handshake(&mut stream, "PLAIN", 1).error_code,
         ILLEGAL_SASL_STATE
+    );
+}
+
+/// `advertised_listeners` gives the SASL listener's clients a name of its
+/// own (a broker behind NAT); the plaintext listener's clients still see
+/// its bound address.
+#[test]
+fn advertised_listeners_name_each_listeners_address() {
+    let broker = start(&[
+        "--advertised-listeners",
+        "SASL_PLAINTEXT://sasl.example.com:19093",
+    ]);
+    let mut stream = raw_connect(broker.listener("SASL_PLAINTEXT"));
+    plain_login(&mut stream, ADMIN, ADMIN_PASSWORD);
+    let seen = raw_metadata(&mut stream, None, false, 3);
+    let nodes: Vec<(&str, i32)> = seen
+        .brokers
+        .iter()
+        .map(|node| (node.host.as_str(), node.port))
+        .collect();
+    assert_eq!(nodes, vec![("sasl.example.com", 19093)], "{seen:?}");
+    let plain = broker.address();
+    let mut stream = raw_connect(plain);
+    let seen = raw_metadata(&mut stream, None, false, 1);
+    let nodes: Vec<(&str, i32)> = seen
+        .brokers
+        .iter()
+        .map(|node| (node.host.as_str(), node.port))
+        .collect();
+    assert_eq!(
+        nodes,
+        vec![("127.0.0.1", i32::from(plain.port()))],
+        "{seen:?}"
     );
 }
 

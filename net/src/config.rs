@@ -72,6 +72,8 @@ pub struct ExtraListener {
     /// The address it binds; port 0 picks a free port.
     pub address: SocketAddr,
     pub protocol: SecurityProtocol,
+    /// Its `advertised_listeners` entry, if any.
+    pub advertised: Option<(String, u16)>,
 }
 
 /// Transaction coordinator settings (Kafka's names in the comments).
@@ -217,6 +219,9 @@ pub struct BrokerConfig {
     /// The listeners after the first, each with its own protocol; their
     /// clients are told the listener's own address. A single broker only.
     pub extra_listeners: Vec<ExtraListener>,
+    /// `advertised_listeners` as set, by protocol: moved onto the
+    /// listeners once every setting is read (they may come after it).
+    pub advertised_listeners: Vec<(SecurityProtocol, String, u16)>,
     /// SASL mechanisms, super users and credentials, used when
     /// `security_protocol` is SASL_PLAINTEXT or SASL_SSL.
     pub sasl: SaslConfig,
@@ -299,6 +304,29 @@ impl Default for ClusterConfig {
 }
 
 impl BrokerConfig {
+    /// The host the first listener advertises.
+    pub fn advertised_host(&self) -> String {
+        self.advertised_host
+            .clone()
+            .unwrap_or_else(|| self.listen.ip().to_string())
+    }
+
+    /// Where the clients of a listener after the first are told this
+    /// broker is: its `advertised_listeners` entry; else its own address
+    /// (`bound`, the port it got), on the first listener's advertised host
+    /// when it binds every address.
+    pub fn advertised_of(&self, listener: &ExtraListener, bound: SocketAddr) -> (String, u16) {
+        if let Some(advertised) = &listener.advertised {
+            return advertised.clone();
+        }
+        let host = if bound.ip().is_unspecified() {
+            self.advertised_host()
+        } else {
+            bound.ip().to_string()
+        };
+        (host, bound.port())
+    }
+
     /// Every listener's security protocol, the first listener's first.
     pub fn listener_protocols(&self) -> impl Iterator<Item = SecurityProtocol> + '_ {
         std::iter::once(self.security_protocol).chain(
@@ -355,6 +383,7 @@ impl Default for BrokerConfig {
             delete_topic_enable: true,
             security_protocol: SecurityProtocol::Plaintext,
             extra_listeners: Vec::new(),
+            advertised_listeners: Vec::new(),
             tls_settings: crate::tls::TlsSettings::default(),
             tls: None,
             sasl: SaslConfig::default(),

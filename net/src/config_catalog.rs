@@ -62,21 +62,11 @@ pub const BROKER_SETTINGS: &[BrokerSetting] = &[
         kind: ConfigType::String,
         doc: "The listeners clients are told to connect to, when they differ from the ones the broker binds.",
         value: |config| {
-            let host = config
-                .advertised_host
-                .clone()
-                .unwrap_or_else(|| config.listen.ip().to_string());
+            let host = config.advertised_host();
             let port = config.advertised_port.unwrap_or(config.listen.port());
-            // The other listeners are advertised at their own address, or
-            // on the first one's host when they bind every address.
             let extra = config.extra_listeners.iter().map(|extra| {
-                let own = extra.address.ip();
-                let at = if own.is_unspecified() {
-                    host.clone()
-                } else {
-                    own.to_string()
-                };
-                listener(extra.protocol, &at, extra.address.port())
+                let (at, port) = config.advertised_of(extra, extra.address);
+                listener(extra.protocol, &at, port)
             });
             let all: Vec<String> = std::iter::once(listener(config.security_protocol, &host, port))
                 .chain(extra)
