@@ -13,6 +13,7 @@ use sluice_engine::{DmaStorage, Mesh};
 use sluice_net::acl::{AclStore, Authorizer, SharedAcls};
 use sluice_net::broker::{ShardRequest, ShardResponse};
 use sluice_net::config::SecurityProtocol;
+use sluice_net::constants::{PORT_HELD_RETRY, PORT_HELD_WAIT};
 use sluice_net::sasl::alter::SharedCredentials;
 use sluice_net::sasl::credentials::CREDENTIALS_FILE;
 use sluice_net::sasl::CredentialStore;
@@ -25,12 +26,6 @@ const SHUTDOWN_GRACE: Duration = Duration::from_millis(500);
 /// How long a stopping shard waits for the file deletions it deferred to the
 /// blocking pool (a deleted topic's segments) before it ends anyway.
 const SHUTDOWN_DELETIONS_WAIT: Duration = Duration::from_secs(5);
-/// How long a fixed listening port held by another listener is retried
-/// before starting fails. A broker killed a moment ago (kill -9, then a
-/// supervisor's restart) leaves its listeners open until the kernel has torn
-/// down its io_uring rings, which happens after the process is reaped.
-const PORT_HELD_WAIT: Duration = Duration::from_secs(10);
-const PORT_HELD_RETRY: Duration = Duration::from_millis(100);
 /// The RLIMIT_MEMLOCK glommio wants for registered I/O buffers.
 const MEMLOCK_WANTED_BYTES: u64 = 512 * 1024 * 1024;
 

@@ -17,7 +17,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use common::{
-    admin_options, produce_all, read_all, start_cluster_with, wait_until, Record, Stop, TestBroker,
+    admin_options, free_ports, produce_all, read_all, start_cluster_with, wait_until, Record, Stop,
+    TestBroker,
 };
 use rdkafka::admin::{NewTopic, TopicReplication};
 use rdkafka::consumer::Consumer;
@@ -1100,4 +1101,36 @@ fn a_quorum_without_its_majority_takes_no_admin_writes_until_it_is_back() {
         !names.contains("during-outage") && !names.contains("during-outage-raw"),
         "a topic created without a quorum: {names:?}"
     );
+}
+
+/// A controller port still held when the broker starts (as this node's
+/// previous process holds it for a moment after exiting, until the kernel
+/// has torn down its io_uring rings) is waited for, as the client port is:
+/// the broker starts once the port is free, and serves.
+#[test]
+fn a_controller_port_held_for_a_moment_is_waited_for() {
+    const HELD: Duration = Duration::from_secs(2);
+    let port = free_ports(1)[0];
+    let address = format!("127.0.0.1:{port}");
+    let holder = std::net::TcpListener::bind(&address).expect("holding the controller port");
+    let release = std::thread::spawn(move || {
+        std::thread::sleep(HELD);
+        drop(holder);
+    });
+    let voters = format!("1@{address}");
+    let started = Instant::now();
+    let broker = TestBroker::start_with(&[
+        "--node-id",
+        "1",
+        "--controller-listen",
+        &address,
+        "--controller-voters",
+        &voters,
+    ]);
+    release.join().expect("the holder thread");
+    assert!(
+        started.elapsed() >= HELD,
+        "the broker started while its controller port was held"
+    );
+    broker.create_topic("after-a-held-port", 1);
 }

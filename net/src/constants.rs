@@ -493,3 +493,11 @@ const _: () = assert!(
     "Kafka's rate needs a full sample"
 );
 const _: () = assert!(QUOTA_ENTRIES_MAX <= QUOTA_ENTITIES_MAX);
+
+/// How long a fixed listening port held by another listener is retried
+/// before starting fails. A broker stopped or killed a moment ago (a
+/// supervisor's restart) leaves its listeners open until the kernel has
+/// torn down its io_uring rings, which happens after the process is reaped
+/// (a pending accept holds the socket).
+pub const PORT_HELD_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+pub const PORT_HELD_RETRY: std::time::Duration = std::time::Duration::from_millis(100);

@@ -39,9 +39,9 @@ use super::{
 use crate::constants::{
     CONTROLLED_SHUTDOWN_POLL, CONTROLLED_SHUTDOWN_RETRY, CONTROLLED_SHUTDOWN_TIMEOUT,
     CONTROLLER_HANDOVER_TIMEOUT, CONTROLLER_STALL_TOLERANCE, DISCONNECTED_FENCE_GRACE,
-    LIVENESS_CHECK_INTERVAL, METADATA_WRITE_TIMEOUT, OFFSETS_TOPIC_SEGMENT_BYTES,
-    PRODUCER_ID_BLOCK, QUORUM_WAIT_REPORT_INTERVAL, QUOTA_ENTITIES_MAX, REGISTRATION_RETRY_BACKOFF,
-    REGISTRATION_TIMEOUT,
+    LIVENESS_CHECK_INTERVAL, METADATA_WRITE_TIMEOUT, OFFSETS_TOPIC_SEGMENT_BYTES, PORT_HELD_RETRY,
+    PORT_HELD_WAIT, PRODUCER_ID_BLOCK, QUORUM_WAIT_REPORT_INTERVAL, QUOTA_ENTITIES_MAX,
+    REGISTRATION_RETRY_BACKOFF, REGISTRATION_TIMEOUT,
 };
 use crate::errors::code;
 use crate::topic_config::{self, ListEdit};
@@ -275,7 +275,7 @@ impl Broker {
         let sender = peers.clone();
         let quorum = Quorum::start(node, Rc::new(move |message| sender.send(message)));
         if let Some(listen) = cluster.controller_listen {
-            let listener = bind_controller_port(listen).map_err(|error| {
+            let listener = bind_controller_port(listen).await.map_err(|error| {
                 format!(
                     "cannot bind the controller port {listen} of node {node_id}: {error}{}",
                     if error.kind() == std::io::ErrorKind::AddrInUse {
@@ -1253,11 +1253,24 @@ fn not_controller(request: &ControllerRequest, reason: &str) -> ShardResponse {
 /// quorum. std's bind sets only SO_REUSEADDR (a restart may bind while the
 /// old connections linger in TIME_WAIT, but not while a listener holds
 /// the port).
-fn bind_controller_port(
+/// Binds the controller port, retrying for [`PORT_HELD_WAIT`] while it is
+/// in use: this node's previous process, stopped a moment ago, holds it
+/// until the kernel has torn down that process's io_uring rings.
+async fn bind_controller_port(
     address: std::net::SocketAddr,
 ) -> std::io::Result<glommio::net::TcpListener> {
     use std::os::fd::{FromRawFd, IntoRawFd};
-    let listener = std::net::TcpListener::bind(address)?;
+    let deadline = Instant::now() + PORT_HELD_WAIT;
+    let listener = loop {
+        match std::net::TcpListener::bind(address) {
+            Err(error)
+                if error.kind() == std::io::ErrorKind::AddrInUse && Instant::now() < deadline =>
+            {
+                glommio::timer::sleep(PORT_HELD_RETRY).await;
+            }
+            bound => break bound?,
+        }
+    };
     // SAFETY: the descriptor is a listening socket just created and given
     // up by `listener`; the glommio listener owns it from here on.
     Ok(unsafe { glommio::net::TcpListener::from_raw_fd(listener.into_raw_fd()) })
