@@ -1086,6 +1086,9 @@ fn check(mut config: BrokerConfig) -> Result<BrokerConfig, String> {
     if config.set_by_operator.contains("listeners") {
         config.set_by_operator.insert("listener_security_protocol");
     }
+    if config.set_by_operator.contains("advertised_listeners") {
+        config.set_by_operator.insert("advertised_listener");
+    }
     absolute_data_dirs(&mut config)?;
     Ok(config)
 }

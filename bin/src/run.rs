@@ -345,6 +345,12 @@ pub fn run(mut config: BrokerConfig) -> Result<(), String> {
         }));
     }
     let bound = bind_listeners(&config)?;
+    // The listeners after the first with the port each got (port 0 picks
+    // one), for DescribeConfigs and their advertised address; the first
+    // one's is patched in from the advertised address (describe_configs).
+    for (extra, bound) in config.extra_listeners.iter_mut().zip(&bound[1..]) {
+        extra.address = bound.address;
+    }
     // Bound before the shards start, so that a taken port is a start error;
     // served from now on, so that /health answers and /ready says 503
     // while the data loads.

@@ -8,9 +8,10 @@
 mod common;
 
 use common::{
-    assert_closed, consume, create_user_offline, handshake, indexed_value, plain_login,
-    raw_connect, raw_metadata, Record, TestBroker, TrackedProducer, CLIENT_TIMEOUT,
+    admin_options, assert_closed, consume, create_user_offline, handshake, indexed_value,
+    plain_login, raw_connect, raw_metadata, Record, TestBroker, TrackedProducer, CLIENT_TIMEOUT,
 };
+use rdkafka::admin::ResourceSpecifier;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::BaseConsumer;
 use rdkafka::Offset;
@@ -150,6 +151,33 @@ fn advertised_listeners_name_each_listeners_address() {
         nodes,
         vec![("127.0.0.1", i32::from(plain.port()))],
         "{seen:?}"
+    );
+    // DescribeConfigs names both listeners, with the ports they got.
+    let described = futures_lite::future::block_on(
+        broker
+            .admin()
+            .describe_configs([&ResourceSpecifier::Broker(1)], &admin_options()),
+    )
+    .expect("DescribeConfigs");
+    let resource = described[0].as_ref().expect("the broker's configs");
+    let value = |name: &str| {
+        resource
+            .get(name)
+            .and_then(|entry| entry.value.clone())
+            .unwrap_or_default()
+    };
+    let sasl = broker.listener("SASL_PLAINTEXT");
+    assert_eq!(
+        value("listeners"),
+        format!("PLAINTEXT://{plain},SASL_PLAINTEXT://{sasl}")
+    );
+    assert_eq!(
+        value("advertised.listeners"),
+        format!("PLAINTEXT://{plain},SASL_PLAINTEXT://sasl.example.com:19093")
+    );
+    assert_eq!(
+        value("listener.security.protocol.map"),
+        "PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT"
     );
 }
 

@@ -656,6 +656,7 @@ pub fn defaults_of(config: &BrokerConfig) -> BrokerConfig {
         listen: config.listen,
         advertised_host: config.advertised_host.clone(),
         advertised_port: config.advertised_port,
+        extra_listeners: config.extra_listeners.clone(),
         data_dir: config.data_dir.clone(),
         extra_log_dirs: config.extra_log_dirs.clone(),
         offline_log_dirs: config.offline_log_dirs.clone(),
