@@ -328,10 +328,12 @@ async fn serve_connection(
     let mut session = Session::anonymous(&broker, &host, listener);
     // Plaintext connections read and write their socket directly (`fd`);
     // TLS ones only through rustls.
-    let tls = broker.config.tls.clone().filter(|_| protocol.is_tls());
-    let (stream, fd) = match tls {
-        None => (Stream::Plain(stream), Some(socket_fd)),
-        Some(tls) => {
+    let (stream, fd) = match (protocol.is_tls(), broker.config.tls.clone()) {
+        (false, _) => (Stream::Plain(stream), Some(socket_fd)),
+        // Start loads the keystore when any listener speaks TLS; never
+        // serve a TLS listener in plaintext.
+        (true, None) => return Err("a TLS listener without a loaded keystore".to_string()),
+        (true, Some(tls)) => {
             let (stream, principal) = tls_handshake(&broker, &tls, protocol, stream).await?;
             if let Some(principal) = principal {
                 tracing::debug!(%principal, super_user = principal.super_user, "TLS client certificate");
