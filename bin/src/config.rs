@@ -1243,6 +1243,21 @@ mod tests {
         list.iter().map(|arg| arg.to_string()).collect()
     }
 
+    /// The refusal of `flag value` on node 1 of a two-voter quorum.
+    fn in_a_cluster_of_two(flag: &str, value: &str) -> String {
+        from_args(&args(&[
+            flag,
+            value,
+            "--node-id",
+            "1",
+            "--controller-listen",
+            "127.0.0.1:9093",
+            "--controller-voters",
+            "1@127.0.0.1:9093,2@127.0.0.1:9193",
+        ]))
+        .unwrap_err()
+    }
+
     fn from_args(args: &[String]) -> Result<BrokerConfig, String> {
         let line = std::iter::once("sluice".to_string()).chain(args.iter().cloned());
         let cli = crate::cli::Cli::try_parse_from(line).map_err(|error| error.to_string())?;
@@ -1534,17 +1549,7 @@ mod tests {
         assert!(error.contains("GSSAPI"), "{error}");
         let error = from_args(&args(&["--super-users", "admin"])).unwrap_err();
         assert!(error.contains("super_users"), "{error}");
-        let error = from_args(&args(&[
-            "--listener-security-protocol",
-            "SASL_PLAINTEXT",
-            "--node-id",
-            "1",
-            "--controller-listen",
-            "127.0.0.1:9093",
-            "--controller-voters",
-            "1@127.0.0.1:9093,2@127.0.0.1:9193",
-        ]))
-        .unwrap_err();
+        let error = in_a_cluster_of_two("--listener-security-protocol", "SASL_PLAINTEXT");
         assert!(error.contains("single broker"), "{error}");
     }
 
@@ -1599,17 +1604,7 @@ mod tests {
         ]))
         .unwrap_err();
         assert!(error.contains("drop listen"), "{error}");
-        let error = from_args(&args(&[
-            "--listeners",
-            "PLAINTEXT://127.0.0.1:0,SSL://127.0.0.1:0",
-            "--node-id",
-            "1",
-            "--controller-listen",
-            "127.0.0.1:9093",
-            "--controller-voters",
-            "1@127.0.0.1:9093,2@127.0.0.1:9193",
-        ]))
-        .unwrap_err();
+        let error = in_a_cluster_of_two("--listeners", "PLAINTEXT://127.0.0.1:0,SSL://127.0.0.1:0");
         assert!(error.contains("single broker"), "{error}");
     }
 

@@ -133,20 +133,12 @@ fn advertised_listeners_name_each_listeners_address() {
     let mut stream = raw_connect(broker.listener("SASL_PLAINTEXT"));
     plain_login(&mut stream, ADMIN, ADMIN_PASSWORD);
     let seen = raw_metadata(&mut stream, None, false, 3);
-    let nodes: Vec<(&str, i32)> = seen
-        .brokers
-        .iter()
-        .map(|node| (node.host.as_str(), node.port))
-        .collect();
+    let nodes = endpoints(&seen);
     assert_eq!(nodes, vec![("sasl.example.com", 19093)], "{seen:?}");
     let plain = broker.address();
     let mut stream = raw_connect(plain);
     let seen = raw_metadata(&mut stream, None, false, 1);
-    let nodes: Vec<(&str, i32)> = seen
-        .brokers
-        .iter()
-        .map(|node| (node.host.as_str(), node.port))
-        .collect();
+    let nodes = endpoints(&seen);
     assert_eq!(
         nodes,
         vec![("127.0.0.1", i32::from(plain.port()))],
@@ -179,6 +171,14 @@ fn advertised_listeners_name_each_listeners_address() {
         value("listener.security.protocol.map"),
         "PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT"
     );
+}
+
+/// The brokers a Metadata answer names, as (host, port).
+fn endpoints(seen: &kafka_protocol::messages::MetadataResponse) -> Vec<(&str, i32)> {
+    seen.brokers
+        .iter()
+        .map(|node| (node.host.as_str(), node.port))
+        .collect()
 }
 
 /// Sends a Metadata request without waiting for an answer.
