@@ -593,7 +593,7 @@ pub const SETTINGS: &[Setting] = &[
     Setting {
         name: "authorizer",
         expects: "none (default: every request is allowed) or acl: requests are checked against \
-            the ACLs that CreateAcls makes (Kafka's authorizer.class.name); a single broker only",
+            the ACLs that CreateAcls makes (Kafka's authorizer.class.name), kept in the metadata log",
         apply: |config, value| {
             config.acl_authorizer = match value {
                 "none" => false,
@@ -1154,7 +1154,8 @@ fn place_advertised_listeners(config: &mut BrokerConfig) -> Result<(), String> {
 
 /// SASL and TLS listeners are for a broker on its own so far: brokers reach
 /// each other (replica fetches, transaction markers) through the client
-/// listener, and speak neither to each other yet.
+/// listener, and speak neither to each other yet. The ACL authorizer works
+/// in a cluster: its ACLs are in the metadata log.
 fn check_security_settings(config: &BrokerConfig) -> Result<(), String> {
     let replaced = ["listen", "listener_security_protocol"]
         .into_iter()
@@ -1169,13 +1170,6 @@ fn check_security_settings(config: &BrokerConfig) -> Result<(), String> {
         return Err(
             "listeners names more than one listener, which works on a single broker only: a \
              cluster's brokers register one address each, so far"
-                .to_string(),
-        );
-    }
-    if config.acl_authorizer && !config.is_single_node() {
-        return Err(
-            "authorizer acl works on a single broker only: a cluster's ACLs would belong in its \
-             metadata log, which does not hold them yet"
                 .to_string(),
         );
     }

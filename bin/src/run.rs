@@ -333,14 +333,16 @@ pub fn run(mut config: BrokerConfig) -> Result<(), String> {
         )));
     }
     if config.acl_authorizer {
-        let store = AclStore::load(&config.data_dir)?.unwrap_or_default();
+        // The ACLs are in the metadata log; an ACL file is what a
+        // single-node broker kept them in before, moved there at start.
+        let legacy = AclStore::load(&config.data_dir)?;
         tracing::info!(
-            acls = store.len(),
+            old_acl_file = legacy.is_some(),
             allow_everyone_if_no_acl_found = config.allow_everyone_if_no_acl_found,
             "ACL authorizer on"
         );
         config.authorizer = Some(Arc::new(Authorizer {
-            acls: Arc::new(SharedAcls::new(store, config.data_dir.clone())),
+            acls: Arc::new(SharedAcls::new(legacy)),
             allow_if_no_acl: config.allow_everyone_if_no_acl_found,
         }));
     }

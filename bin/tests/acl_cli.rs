@@ -204,11 +204,7 @@ fn produce_as_alice(broker: &TestBroker, topic: &str) -> Vec<Result<(i32, i64), 
         ));
     }
     producer.flush();
-    producer
-        .reports()
-        .into_iter()
-        .map(|report| report.unwrap_or_else(|| Err("no delivery report".to_string())))
-        .collect()
+    producer.outcomes()
 }
 
 fn acl_lines(listing: &str) -> Vec<&str> {

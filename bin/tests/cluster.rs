@@ -17,8 +17,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use common::{
-    admin_options, free_ports, produce_all, read_all, start_cluster_with, wait_until, Record, Stop,
-    TestBroker,
+    admin_options, cli, free_ports, produce_all, read_all, start_cluster_with, wait_until, Record,
+    Stop, TestBroker,
 };
 use rdkafka::admin::{NewTopic, TopicReplication};
 use rdkafka::consumer::Consumer;
@@ -452,21 +452,6 @@ fn list_offsets_code(broker: &TestBroker, partition: i32, epoch: i32) -> i16 {
     let response: ListOffsetsResponse =
         common::WireClient::new(broker).call(ApiKey::ListOffsets, 7, &request);
     response.topics[0].partitions[0].error_code
-}
-
-/// `sluice ARGS --bootstrap BROKER`: its standard output; it must succeed.
-fn cli(broker: &TestBroker, args: &[&str]) -> String {
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(args)
-        .args(["--bootstrap", &broker.bootstrap()])
-        .output()
-        .expect("running sluice");
-    assert!(
-        output.status.success(),
-        "sluice {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
 /// `sluice cluster info` shows the three brokers with racks, the

@@ -7,10 +7,11 @@
 //! that rebuilds the image from nothing, so there is one format to decode.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use sluice_engine::{
     BrokerInfo, ClusterMetadata, PartitionState, QuotaEntity, QuotaName, QuotaValue, QuotaValues,
-    TopicMetadata,
+    StoredAcl, StoredScram, TopicMetadata,
 };
 
 use crate::codec::{DecodeError, Reader, Writer};
@@ -73,6 +74,17 @@ pub enum MetadataRecord {
         entity: QuotaEntity,
         values: QuotaValues,
     },
+    /// An ACL binding was created (CreateAcls).
+    CreateAcl(StoredAcl),
+    /// An ACL binding was deleted (DeleteAcls).
+    RemoveAcl(StoredAcl),
+    /// A user's credential for one SCRAM mechanism, replaced whole; none
+    /// removes it (AlterUserScramCredentials).
+    ScramCredential {
+        user: String,
+        mechanism: i8,
+        credential: Option<StoredScram>,
+    },
 }
 
 mod kind {
@@ -86,6 +98,9 @@ mod kind {
     pub const TOPIC_CONFIGS: u8 = 8;
     pub const PRODUCER_IDS: u8 = 9;
     pub const CLIENT_QUOTAS: u8 = 10;
+    pub const CREATE_ACL: u8 = 11;
+    pub const REMOVE_ACL: u8 = 12;
+    pub const SCRAM_CREDENTIAL: u8 = 13;
 }
 
 /// How a part of a quota entity is written: a tag byte, then the name for
@@ -145,6 +160,69 @@ fn read_client_quotas(reader: &mut Reader<'_>) -> Result<MetadataRecord, DecodeE
         values.insert(key, QuotaValue(f64::from_bits(reader.u64()?)));
     }
     Ok(MetadataRecord::ClientQuotas { entity, values })
+}
+
+/// Writes an ACL binding: its codes, then its three strings.
+pub fn write_acl(writer: &mut Writer, acl: &StoredAcl) {
+    for code in [
+        acl.resource_type,
+        acl.pattern_type,
+        acl.operation,
+        acl.permission,
+    ] {
+        writer.u8(code as u8);
+    }
+    writer.str(&acl.resource_name);
+    writer.str(&acl.principal);
+    writer.str(&acl.host);
+}
+
+pub fn read_acl(reader: &mut Reader<'_>) -> Result<StoredAcl, DecodeError> {
+    let resource_type = reader.u8()? as i8;
+    let pattern_type = reader.u8()? as i8;
+    let operation = reader.u8()? as i8;
+    let permission = reader.u8()? as i8;
+    Ok(StoredAcl {
+        resource_type,
+        pattern_type,
+        resource_name: reader.str()?,
+        principal: reader.str()?,
+        host: reader.str()?,
+        operation,
+        permission,
+    })
+}
+
+fn write_scram(writer: &mut Writer, user: &str, mechanism: i8, credential: Option<&StoredScram>) {
+    writer.str(user);
+    writer.u8(mechanism as u8);
+    writer.bool(credential.is_some());
+    if let Some(credential) = credential {
+        writer.blob(&credential.salt);
+        writer.u32(credential.iterations);
+        writer.blob(&credential.stored_key);
+        writer.blob(&credential.server_key);
+    }
+}
+
+fn read_scram(reader: &mut Reader<'_>) -> Result<MetadataRecord, DecodeError> {
+    let user = reader.str()?;
+    let mechanism = reader.u8()? as i8;
+    let credential = if reader.bool()? {
+        Some(StoredScram {
+            salt: reader.blob()?.to_vec(),
+            iterations: reader.u32()?,
+            stored_key: reader.blob()?.to_vec(),
+            server_key: reader.blob()?.to_vec(),
+        })
+    } else {
+        None
+    };
+    Ok(MetadataRecord::ScramCredential {
+        user,
+        mechanism,
+        credential,
+    })
 }
 
 /// The smallest encoding of any record (type and version bytes).
@@ -217,6 +295,9 @@ impl MetadataRecord {
             MetadataRecord::TopicConfigs { .. } => kind::TOPIC_CONFIGS,
             MetadataRecord::ProducerIds { .. } => kind::PRODUCER_IDS,
             MetadataRecord::ClientQuotas { .. } => kind::CLIENT_QUOTAS,
+            MetadataRecord::CreateAcl(_) => kind::CREATE_ACL,
+            MetadataRecord::RemoveAcl(_) => kind::REMOVE_ACL,
+            MetadataRecord::ScramCredential { .. } => kind::SCRAM_CREDENTIAL,
         };
         writer.u8(kind);
         writer.u8(match self {
@@ -263,6 +344,14 @@ impl MetadataRecord {
             MetadataRecord::ClientQuotas { entity, values } => {
                 write_client_quotas(writer, entity, values)
             }
+            MetadataRecord::CreateAcl(acl) | MetadataRecord::RemoveAcl(acl) => {
+                write_acl(writer, acl)
+            }
+            MetadataRecord::ScramCredential {
+                user,
+                mechanism,
+                credential,
+            } => write_scram(writer, user, *mechanism, credential.as_ref()),
         }
     }
 
@@ -271,7 +360,7 @@ impl MetadataRecord {
         let version = reader.u8()?;
         let known = version == RECORD_VERSION
             || (kind == kind::PARTITION && version == PARTITION_REASSIGNING_VERSION);
-        if !(kind::CLUSTER_ID..=kind::CLIENT_QUOTAS).contains(&kind) || !known {
+        if !(kind::CLUSTER_ID..=kind::SCRAM_CREDENTIAL).contains(&kind) || !known {
             return Err(DecodeError(format!(
                 "metadata record type {kind} version {version} is unknown to this broker; \
                  a newer Sluice wrote it: upgrade this broker"
@@ -315,7 +404,10 @@ impl MetadataRecord {
             kind::PRODUCER_IDS => MetadataRecord::ProducerIds {
                 next: reader.i64()?,
             },
-            _ => read_client_quotas(reader)?,
+            kind::CLIENT_QUOTAS => read_client_quotas(reader)?,
+            kind::CREATE_ACL => MetadataRecord::CreateAcl(read_acl(reader)?),
+            kind::REMOVE_ACL => MetadataRecord::RemoveAcl(read_acl(reader)?),
+            _ => read_scram(reader)?,
         };
         Ok(record)
     }
@@ -404,6 +496,30 @@ impl MetadataRecord {
                     image.client_quotas.insert(entity.clone(), values.clone());
                 }
             }
+            MetadataRecord::CreateAcl(acl) => {
+                Arc::make_mut(&mut image.acls).insert(acl.clone());
+            }
+            MetadataRecord::RemoveAcl(acl) => {
+                if !Arc::make_mut(&mut image.acls).remove(acl) {
+                    return Err(format!("ACL {acl:?} is not there to remove"));
+                }
+            }
+            MetadataRecord::ScramCredential {
+                user,
+                mechanism,
+                credential,
+            } => {
+                let key = (user.clone(), *mechanism);
+                let credentials = Arc::make_mut(&mut image.scram_credentials);
+                match credential {
+                    Some(credential) => {
+                        credentials.insert(key, credential.clone());
+                    }
+                    None => {
+                        credentials.remove(&key);
+                    }
+                }
+            }
         }
         Ok(())
     }
@@ -465,6 +581,14 @@ pub fn image_records(image: &ClusterMetadata) -> Vec<MetadataRecord> {
         records.push(MetadataRecord::ClientQuotas {
             entity: entity.clone(),
             values: values.clone(),
+        });
+    }
+    records.extend(image.acls.iter().cloned().map(MetadataRecord::CreateAcl));
+    for ((user, mechanism), credential) in image.scram_credentials.iter() {
+        records.push(MetadataRecord::ScramCredential {
+            user: user.clone(),
+            mechanism: *mechanism,
+            credential: Some(credential.clone()),
         });
     }
     records
@@ -567,6 +691,42 @@ pub fn diff_records(old: &ClusterMetadata, new: &ClusterMetadata) -> Vec<Metadat
             });
         }
     }
+    // Most operations leave both sets shared with the old image: then
+    // there is nothing to compare.
+    if !Arc::ptr_eq(&old.acls, &new.acls) {
+        records.extend(
+            old.acls
+                .difference(&new.acls)
+                .cloned()
+                .map(MetadataRecord::RemoveAcl),
+        );
+        records.extend(
+            new.acls
+                .difference(&old.acls)
+                .cloned()
+                .map(MetadataRecord::CreateAcl),
+        );
+    }
+    if !Arc::ptr_eq(&old.scram_credentials, &new.scram_credentials) {
+        for key in old.scram_credentials.keys() {
+            if !new.scram_credentials.contains_key(key) {
+                records.push(MetadataRecord::ScramCredential {
+                    user: key.0.clone(),
+                    mechanism: key.1,
+                    credential: None,
+                });
+            }
+        }
+        for (key, credential) in new.scram_credentials.iter() {
+            if old.scram_credentials.get(key) != Some(credential) {
+                records.push(MetadataRecord::ScramCredential {
+                    user: key.0.clone(),
+                    mechanism: key.1,
+                    credential: Some(credential.clone()),
+                });
+            }
+        }
+    }
     records
 }
 
@@ -644,7 +804,46 @@ mod tests {
                     ("request_percentage".to_string(), QuotaValue(12.5)),
                 ]),
             },
+            MetadataRecord::CreateAcl(acl("t", "User:alice")),
+            MetadataRecord::CreateAcl(acl("t", "User:bob")),
+            MetadataRecord::RemoveAcl(acl("t", "User:bob")),
+            MetadataRecord::ScramCredential {
+                user: "alice".into(),
+                mechanism: 1,
+                credential: Some(scram(1)),
+            },
+            MetadataRecord::ScramCredential {
+                user: "alice".into(),
+                mechanism: 2,
+                credential: Some(scram(2)),
+            },
+            MetadataRecord::ScramCredential {
+                user: "alice".into(),
+                mechanism: 2,
+                credential: None,
+            },
         ]
+    }
+
+    fn acl(topic: &str, principal: &str) -> StoredAcl {
+        StoredAcl {
+            resource_type: 2,
+            pattern_type: 3,
+            resource_name: topic.into(),
+            principal: principal.into(),
+            host: "*".into(),
+            operation: 3,
+            permission: 3,
+        }
+    }
+
+    fn scram(fill: u8) -> StoredScram {
+        StoredScram {
+            salt: vec![fill; 16],
+            iterations: 4096,
+            stored_key: vec![fill; 32],
+            server_key: vec![fill + 1; 32],
+        }
     }
 
     #[test]
@@ -660,6 +859,11 @@ mod tests {
         assert_eq!(image.partition("t", 1).unwrap().adding, vec![4]);
         assert_eq!(image.next_producer_id, 1000);
         assert_eq!(image.client_quotas.len(), 1);
+        assert_eq!(*image.acls, [acl("t", "User:alice")].into());
+        assert_eq!(
+            image.scram_credentials.keys().collect::<Vec<_>>(),
+            [&("alice".to_string(), 1)]
+        );
         let again = image_from_records(&image_records(&image));
         assert_eq!(again, image);
         // Only a partition under reassignment needs the newer version, so
@@ -717,7 +921,14 @@ mod tests {
             },
             QuotaValues::from([("consumer_byte_rate".to_string(), QuotaValue(2.0))]),
         );
+        let acls = Arc::make_mut(&mut new.acls);
+        acls.remove(&acl("t", "User:alice"));
+        acls.insert(acl("u", "User:carol"));
+        let credentials = Arc::make_mut(&mut new.scram_credentials);
+        credentials.insert(("alice".into(), 1), scram(7));
+        credentials.insert(("bob".into(), 2), scram(8));
         let records = diff_records(&old, &new);
+        assert!(records.contains(&MetadataRecord::RemoveAcl(acl("t", "User:alice"))));
         assert!(records.contains(&MetadataRecord::FenceBroker {
             id: 2,
             incarnation: 99
@@ -728,6 +939,14 @@ mod tests {
         }
         assert_eq!(applied, new);
         assert!(diff_records(&new, &new).is_empty());
+        // Removing the last credential of a user is written too.
+        let mut fewer = new.clone();
+        Arc::make_mut(&mut fewer.scram_credentials).remove(&("bob".to_string(), 2));
+        let mut applied = new.clone();
+        for record in diff_records(&new, &fewer) {
+            record.apply(&mut applied).unwrap();
+        }
+        assert_eq!(applied, fewer);
     }
 
     #[test]

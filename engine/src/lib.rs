@@ -46,7 +46,7 @@ pub use log::{
 };
 pub use metadata::{
     BrokerInfo, ClusterMetadata, FileMetadataStore, MetadataStore, PartitionState, QuotaEntity,
-    QuotaName, QuotaValue, QuotaValues, TopicMetadata,
+    QuotaName, QuotaValue, QuotaValues, ScramCredentials, StoredAcl, StoredScram, TopicMetadata,
 };
 pub use producer::ProducerInfo;
 pub use shard::{shard_for, Mesh, ShardPlan};

@@ -6,8 +6,9 @@
 //! The data directory carries a format marker so that Sluice never mistakes
 //! a foreign directory for its own, and never reinitialises over data.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::constants::{METADATA_RESERVE_BYTES, METADATA_SNAPSHOT_BYTES_MAX, TOPIC_PARTITIONS_MAX};
 use crate::error::{OpenError, StorageError};
@@ -141,6 +142,43 @@ impl Eq for QuotaValue {}
 /// An entity's quotas by Kafka's key (`producer_byte_rate`, ...).
 pub type QuotaValues = BTreeMap<String, QuotaValue>;
 
+/// One ACL binding as the metadata log keeps it: Kafka's codes for the
+/// resource type, pattern type, operation and permission, which the
+/// broker's authorizer gives their meaning (the engine only stores them).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct StoredAcl {
+    pub resource_type: i8,
+    pub pattern_type: i8,
+    pub resource_name: String,
+    pub principal: String,
+    pub host: String,
+    pub operation: i8,
+    pub permission: i8,
+}
+
+/// One user's SCRAM credential for one mechanism (RFC 5802): enough to
+/// check a client's proof, not enough to recover its password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StoredScram {
+    pub salt: Vec<u8>,
+    pub iterations: u32,
+    pub stored_key: Vec<u8>,
+    pub server_key: Vec<u8>,
+}
+
+/// Keys stay out of logs and panic messages.
+impl std::fmt::Debug for StoredScram {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredScram")
+            .field("iterations", &self.iterations)
+            .finish_non_exhaustive()
+    }
+}
+
+/// SCRAM credentials by user and Kafka's mechanism code (1 SCRAM-SHA-256,
+/// 2 SCRAM-SHA-512).
+pub type ScramCredentials = BTreeMap<(String, i8), StoredScram>;
+
 /// The metadata image: everything the metadata log describes.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ClusterMetadata {
@@ -155,6 +193,11 @@ pub struct ClusterMetadata {
     /// Client quotas (KIP-13, KIP-546): every entity with at least one
     /// value; an entity whose last value is removed is dropped.
     pub client_quotas: BTreeMap<QuotaEntity, QuotaValues>,
+    /// ACL bindings (KIP-140), shared between images: most changes leave
+    /// them alone, and there may be many.
+    pub acls: Arc<BTreeSet<StoredAcl>>,
+    /// SCRAM credentials (KIP-554), shared between images like the ACLs.
+    pub scram_credentials: Arc<ScramCredentials>,
     /// The active controller (the metadata quorum's leader) when this image
     /// was published; not part of the metadata log.
     pub controller: Option<i32>,
@@ -225,8 +268,11 @@ impl StoredMetadata {
             topics,
             next_producer_id: stored.next_producer_id,
             brokers: BTreeMap::new(),
-            // The single-node file predates client quotas.
+            // The single-node file predates client quotas, ACLs and
+            // credentials in the metadata.
             client_quotas: BTreeMap::new(),
+            acls: Arc::default(),
+            scram_credentials: Arc::default(),
             controller: None,
         })
     }

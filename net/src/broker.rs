@@ -348,6 +348,12 @@ pub enum ControllerRequest {
     /// Client quota changes, written together in one metadata entry;
     /// answered `ClientQuotas`.
     AlterClientQuotas(Vec<QuotaAlteration>),
+    /// New ACLs (CreateAcls), each checked on its own and the valid ones
+    /// written together; answered `AclsCreated`.
+    CreateAcls(Vec<crate::acl::AclBinding>),
+    /// DeleteAcls' filters; what they match is removed in one entry;
+    /// answered `AclsDeleted`.
+    DeleteAcls(Vec<crate::acl::AclFilter>),
 }
 
 /// A message to a shard over the mesh.
@@ -472,6 +478,13 @@ pub enum ShardResponse {
     /// The answer to [`ControllerRequest::AlterClientQuotas`]: every change
     /// written, or none and why (a Kafka error code and message).
     ClientQuotas(Result<(), (i16, String)>),
+    /// The answer to [`ControllerRequest::CreateAcls`]: per ACL, in order,
+    /// `None` when it is in the metadata or why it was refused; or why
+    /// nothing was written.
+    AclsCreated(Result<Vec<crate::acl::store::Created>, (i16, String)>),
+    /// The answer to [`ControllerRequest::DeleteAcls`]: per filter, the
+    /// ACLs it removed; or why nothing was removed.
+    AclsDeleted(Result<Vec<Vec<crate::acl::AclBinding>>, (i16, String)>),
     Done,
 }
 
@@ -895,6 +908,18 @@ impl Broker {
     async fn apply_metadata(&self, metadata: Arc<ClusterMetadata>) {
         if metadata.version < self.metadata.borrow().version {
             return;
+        }
+        // The authorizer's ACLs are one copy for the process: shard 0
+        // rebuilds it when an image holds other ACLs, before the change
+        // that wrote them is answered (that waits for every shard).
+        if self.shard == ShardId(0) {
+            if let Some(authorizer) = &self.config.authorizer {
+                if !Arc::ptr_eq(&self.metadata.borrow().acls, &metadata.acls) {
+                    authorizer
+                        .acls
+                        .replace(crate::acl::AclStore::from_stored(&metadata.acls));
+                }
+            }
         }
         *self.metadata.borrow_mut() = Arc::clone(&metadata);
         *self.topic_ids.borrow_mut() = TopicIds::of(&metadata);

@@ -537,6 +537,21 @@ fn unique_dir() -> PathBuf {
     std::env::temp_dir().join(format!("sluice-it-{}-{n}-{nanos}", std::process::id()))
 }
 
+/// `sluice ARGS --bootstrap BROKER`: its standard output; it must succeed.
+pub fn cli(broker: &TestBroker, args: &[&str]) -> String {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(args)
+        .args(["--bootstrap", &broker.bootstrap()])
+        .output()
+        .expect("running sluice");
+    assert!(
+        output.status.success(),
+        "sluice {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
 /// Polls `condition` every 20 ms until it holds or `timeout` passes.
 pub fn wait_until(what: &str, timeout: Duration, mut condition: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
@@ -562,7 +577,18 @@ pub fn create_topic(
     partitions: i32,
     configs: &[(&str, &str)],
 ) {
-    let mut topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
+    create_replicated_topic(admin, name, partitions, 1, configs);
+}
+
+/// Creates `name` with `replicas` replicas of each partition.
+pub fn create_replicated_topic(
+    admin: &AdminClient<DefaultClientContext>,
+    name: &str,
+    partitions: i32,
+    replicas: i32,
+    configs: &[(&str, &str)],
+) {
+    let mut topic = NewTopic::new(name, partitions, TopicReplication::Fixed(replicas));
     for (key, value) in configs {
         topic = topic.set(key, value);
     }
@@ -861,6 +887,15 @@ impl TrackedProducer {
         let mut results = self.reports.results.lock().expect("reports lock").clone();
         results.resize(self.sent, None);
         results
+    }
+
+    /// Every message's outcome after a flush: a missing report is an
+    /// error too.
+    pub fn outcomes(&self) -> Vec<Delivery> {
+        self.reports()
+            .into_iter()
+            .map(|report| report.unwrap_or_else(|| Err("no delivery report".to_string())))
+            .collect()
     }
 
     /// How many messages the broker has acknowledged so far.

@@ -13,7 +13,7 @@ pub mod store;
 use std::fmt;
 use std::sync::Arc;
 
-pub use store::{AclStore, SharedAcls, ACLS_FILE};
+pub use store::{AclStore, SharedAcls, ACLS_FILE, ACLS_FILE_IMPORTED};
 
 /// The cluster resource's one name.
 pub const CLUSTER_NAME: &str = "kafka-cluster";
@@ -169,6 +169,32 @@ pub struct AclBinding {
 }
 
 impl AclBinding {
+    /// The binding a metadata image holds, if this broker knows its codes.
+    pub fn from_stored(stored: &sluice_engine::StoredAcl) -> Option<AclBinding> {
+        Some(AclBinding {
+            resource_type: ResourceType::of_code(stored.resource_type)?,
+            pattern_type: PatternType::of_code(stored.pattern_type)?,
+            resource_name: stored.resource_name.clone(),
+            principal: stored.principal.clone(),
+            host: stored.host.clone(),
+            operation: Operation::of_code(stored.operation)?,
+            permission: Permission::of_code(stored.permission)?,
+        })
+    }
+
+    /// The binding as the metadata image keeps it.
+    pub fn to_stored(&self) -> sluice_engine::StoredAcl {
+        sluice_engine::StoredAcl {
+            resource_type: self.resource_type.code(),
+            pattern_type: self.pattern_type.code(),
+            resource_name: self.resource_name.clone(),
+            principal: self.principal.clone(),
+            host: self.host.clone(),
+            operation: self.operation.code(),
+            permission: self.permission.code(),
+        }
+    }
+
     /// Kafka's checks on a new ACL (the controller's `validateNewAcl`):
     /// concrete types everywhere, a name, a principal of the form
     /// `Type:name`, the cluster named `kafka-cluster`.
@@ -406,8 +432,10 @@ mod tests {
         for binding in acls {
             store.insert(binding);
         }
+        let shared = SharedAcls::new(None);
+        shared.replace(store);
         Authorizer {
-            acls: Arc::new(SharedAcls::new(store, std::env::temp_dir())),
+            acls: Arc::new(shared),
             allow_if_no_acl,
         }
     }

@@ -1,18 +1,25 @@
-//! The broker's ACLs, indexed for the authorizer, and the file that holds
-//! them: `<first data dir>/meta/acls` (format in docs/format.md). CreateAcls
-//! and DeleteAcls change a copy, save it, and only then show it to the
-//! shards, so an answer of success means the change survives a crash.
+//! The broker's ACLs, indexed for the authorizer. They are kept in the
+//! metadata log (`MetadataRecord::CreateAcl` / `RemoveAcl`), so every
+//! broker of a cluster authorizes alike and a change is durable on a
+//! majority of the quorum before it is answered. The file a single-node
+//! broker kept them in before, `<first data dir>/meta/acls` (format in
+//! docs/format.md), is read once at start, written to the log, and renamed.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError, RwLock, RwLockReadGuard};
+
+use sluice_engine::StoredAcl;
 
 use super::{AclBinding, AclFilter, Operation, PatternType, Permission, ResourceType};
 use crate::constants::{ACLS_FILE_BYTES_MAX, ACLS_MAX, ACL_FIELD_BYTES_MAX};
 use crate::meta_file::{read_bounded, save_atomically, Cursor};
 
-/// Where the ACLs live, under the first data directory.
+/// Where a single-node broker kept its ACLs before the metadata log held
+/// them, under the first data directory.
 pub const ACLS_FILE: &str = "meta/acls";
+/// What that file is renamed to once its ACLs are in the metadata log.
+pub const ACLS_FILE_IMPORTED: &str = "meta/acls.imported";
 /// "SLAC": Sluice access control.
 const MAGIC: u32 = 0x534c_4143;
 const VERSION: u16 = 1;
@@ -209,30 +216,83 @@ fn code<T>(reader: &mut Cursor<'_>, of_code: fn(i8) -> Option<T>, what: &str) ->
 /// One new ACL's outcome: `None` when it was created (or existed).
 pub type Created = Option<String>;
 
-/// The ACLs every shard of a broker reads, and the one writer that changes
-/// them: a change is saved to the file first and shown after.
-#[derive(Debug)]
-pub struct SharedAcls {
-    store: RwLock<AclStore>,
-    /// The first data directory, which holds the file.
-    data_dir: PathBuf,
-    /// One change at a time: each writes the whole file.
-    changing: Mutex<()>,
+impl AclStore {
+    /// The store of the ACLs a metadata image holds. A binding whose codes
+    /// this broker does not know (a newer one wrote it) is left out and
+    /// logged; it grants nothing here.
+    pub fn from_stored(acls: &BTreeSet<StoredAcl>) -> AclStore {
+        let mut store = AclStore::default();
+        for stored in acls {
+            match AclBinding::from_stored(stored) {
+                Some(acl) => {
+                    store.insert(acl);
+                }
+                None => tracing::warn!(?stored, "an ACL with codes unknown here is ignored"),
+            }
+        }
+        store
+    }
+
+    /// The bindings as the metadata image keeps them.
+    pub fn to_stored(&self) -> BTreeSet<StoredAcl> {
+        self.iter().map(AclBinding::to_stored).collect()
+    }
+
+    /// Creates `acls`, each validated on its own (an invalid one gets its
+    /// reason and the others still stand), as the controller does before
+    /// it writes them to the metadata log.
+    pub fn create(&mut self, acls: Vec<AclBinding>) -> Vec<Created> {
+        let mut outcomes = Vec::with_capacity(acls.len());
+        for acl in acls {
+            let outcome = acl
+                .validate()
+                .and_then(|()| check_field_lengths(&acl))
+                .and_then(|()| {
+                    if self.len() >= ACLS_MAX {
+                        Err(format!("the cluster keeps at most {ACLS_MAX} ACLs"))
+                    } else {
+                        Ok(())
+                    }
+                });
+            match outcome {
+                Ok(()) => {
+                    self.insert(acl);
+                    outcomes.push(None);
+                }
+                Err(reason) => outcomes.push(Some(reason)),
+            }
+        }
+        outcomes
+    }
+
+    /// Deletes what each filter matches; per filter, the ACLs it removed
+    /// (an ACL two filters match is reported under the first).
+    pub fn delete(&mut self, filters: &[AclFilter]) -> Vec<Vec<AclBinding>> {
+        filters
+            .iter()
+            .map(|filter| self.remove_matching(filter))
+            .collect()
+    }
 }
 
-/// Why a change was not made.
-#[derive(Debug, PartialEq, Eq)]
-pub enum ChangeError {
-    /// The file could not be written: nothing changed.
-    NotSaved(String),
+/// The ACLs every shard of a broker reads. They live in the metadata log
+/// (CreateAcls and DeleteAcls go to the controller); shard 0 replaces this
+/// copy whenever an image it applies holds other ACLs, before the change
+/// is answered.
+#[derive(Debug, Default)]
+pub struct SharedAcls {
+    store: RwLock<AclStore>,
+    /// The ACLs of a single-node data directory's ACL file, which predates
+    /// ACLs in the metadata log, until they are written there at start.
+    legacy: Mutex<Option<AclStore>>,
 }
 
 impl SharedAcls {
-    pub fn new(store: AclStore, data_dir: PathBuf) -> SharedAcls {
+    /// Empty until the first image; `legacy` is an old ACL file's contents.
+    pub fn new(legacy: Option<AclStore>) -> SharedAcls {
         SharedAcls {
-            store: RwLock::new(store),
-            data_dir,
-            changing: Mutex::new(()),
+            store: RwLock::default(),
+            legacy: Mutex::new(legacy),
         }
     }
 
@@ -242,61 +302,17 @@ impl SharedAcls {
         self.store.read().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Creates `acls`, each validated on its own (an invalid one gets its
-    /// reason and the others still stand). Blocks on the file's write and
-    /// sync: call it off the shards' executors.
-    pub fn create(&self, acls: Vec<AclBinding>) -> Result<Vec<Created>, ChangeError> {
-        let _one_at_a_time = self.changing.lock().unwrap_or_else(PoisonError::into_inner);
-        let mut copy = self.read().clone();
-        let mut outcomes = Vec::with_capacity(acls.len());
-        let mut changed = false;
-        for acl in acls {
-            let outcome = acl
-                .validate()
-                .and_then(|()| check_field_lengths(&acl))
-                .and_then(|()| {
-                    if copy.len() >= ACLS_MAX {
-                        Err(format!("the broker keeps at most {ACLS_MAX} ACLs"))
-                    } else {
-                        Ok(())
-                    }
-                });
-            match outcome {
-                Ok(()) => {
-                    changed |= copy.insert(acl);
-                    outcomes.push(None);
-                }
-                Err(reason) => outcomes.push(Some(reason)),
-            }
-        }
-        if changed {
-            self.replace(copy)?;
-        }
-        Ok(outcomes)
+    /// Shows `store` to every shard.
+    pub fn replace(&self, store: AclStore) {
+        *self.store.write().unwrap_or_else(PoisonError::into_inner) = store;
     }
 
-    /// Deletes what each filter matches; per filter, the ACLs it removed
-    /// (an ACL two filters match is reported under the first).
-    pub fn delete(&self, filters: &[AclFilter]) -> Result<Vec<Vec<AclBinding>>, ChangeError> {
-        let _one_at_a_time = self.changing.lock().unwrap_or_else(PoisonError::into_inner);
-        let mut copy = self.read().clone();
-        let removed: Vec<Vec<AclBinding>> = filters
-            .iter()
-            .map(|filter| copy.remove_matching(filter))
-            .collect();
-        if removed.iter().any(|acls| !acls.is_empty()) {
-            self.replace(copy)?;
-        }
-        Ok(removed)
-    }
-
-    fn replace(&self, copy: AclStore) -> Result<(), ChangeError> {
-        if let Err(reason) = copy.save(&self.data_dir) {
-            tracing::error!(%reason, "saving the ACLs failed; the change is not made");
-            return Err(ChangeError::NotSaved(reason));
-        }
-        *self.store.write().unwrap_or_else(PoisonError::into_inner) = copy;
-        Ok(())
+    /// The old ACL file's contents, once, to write to the metadata log.
+    pub fn take_legacy(&self) -> Option<AclStore> {
+        self.legacy
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
     }
 }
 
@@ -399,27 +415,32 @@ mod tests {
     }
 
     #[test]
-    fn a_change_is_saved_before_it_is_shown() {
-        let dir = std::env::temp_dir().join(format!("sluice-acls-{}", std::process::id()));
-        std::fs::create_dir_all(dir.join("meta")).unwrap();
-        let shared = SharedAcls::new(AclStore::default(), dir.clone());
-        let outcomes = shared
-            .create(vec![
-                acl(ResourceType::Topic, PatternType::Literal, "t"),
-                acl(ResourceType::Any, PatternType::Literal, "t"),
-            ])
-            .unwrap();
+    fn creation_checks_each_acl_and_the_image_form_round_trips() {
+        let mut store = sample();
+        let outcomes = store.create(vec![
+            acl(ResourceType::Topic, PatternType::Literal, "t"),
+            acl(ResourceType::Any, PatternType::Literal, "t"),
+            acl(ResourceType::Topic, PatternType::Literal, &"x".repeat(5000)),
+        ]);
         assert_eq!(outcomes[0], None);
-        assert!(outcomes[1].is_some());
-        assert_eq!(AclStore::load(&dir).unwrap().unwrap().len(), 1);
-        let removed = shared.delete(&[AclFilter::any()]).unwrap();
-        assert_eq!(removed[0].len(), 1);
-        assert!(AclStore::load(&dir).unwrap().unwrap().is_empty());
-        // A directory that cannot hold the file: nothing changes.
-        let gone = SharedAcls::new(AclStore::default(), dir.join("missing"));
-        let refused = gone.create(vec![acl(ResourceType::Topic, PatternType::Literal, "t")]);
-        assert!(matches!(refused, Err(ChangeError::NotSaved(_))));
-        assert!(gone.read().is_empty());
-        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(outcomes[1].as_deref().unwrap().contains("ANY"));
+        assert!(outcomes[2].as_deref().unwrap().contains("longer"));
+        assert_eq!(store.len(), 6);
+        let back = AclStore::from_stored(&store.to_stored());
+        assert_eq!(
+            back.iter().collect::<Vec<_>>(),
+            store.iter().collect::<Vec<_>>()
+        );
+        // A code this broker does not know grants nothing and is skipped.
+        let mut stored = store.to_stored();
+        let mut unknown = stored.iter().next().unwrap().clone();
+        unknown.operation = 99;
+        stored.insert(unknown);
+        assert_eq!(AclStore::from_stored(&stored).len(), 6);
+        let mut filter = AclFilter::any();
+        filter.resource_name = Some("t".into());
+        let removed = store.delete(&[filter, AclFilter::any()]);
+        assert_eq!((removed[0].len(), removed[1].len()), (1, 5));
+        assert!(store.is_empty());
     }
 }

@@ -36,6 +36,7 @@ use super::{
     Broker, ConfigChange, ControllerRequest, IsrChange, NewTopic, PartitionKey, QuotaAlteration,
     ShardRequest, ShardResponse, TopicOutcome,
 };
+use crate::acl::AclStore;
 use crate::constants::{
     CONTROLLED_SHUTDOWN_POLL, CONTROLLED_SHUTDOWN_RETRY, CONTROLLED_SHUTDOWN_TIMEOUT,
     CONTROLLER_HANDOVER_TIMEOUT, CONTROLLER_STALL_TOLERANCE, DISCONNECTED_FENCE_GRACE,
@@ -232,6 +233,53 @@ impl Broker {
         .detach();
         let version = quorum.image().version;
         self.wait_published(version).await;
+        self.import_legacy_acls().await
+    }
+
+    /// Writes the ACLs of a single-node data directory's old ACL file to
+    /// the metadata log, then renames the file so that a later start does
+    /// not write them again (an ACL deleted since must stay deleted).
+    async fn import_legacy_acls(&self) -> Result<(), String> {
+        let Some(authorizer) = &self.config.authorizer else {
+            return Ok(());
+        };
+        let Some(legacy) = authorizer.acls.take_legacy() else {
+            return Ok(());
+        };
+        let file = self.config.data_dir.join(crate::acl::ACLS_FILE);
+        let acls: Vec<_> = legacy.iter().cloned().collect();
+        let count = acls.len();
+        let failed = |reason: String| {
+            format!(
+                "the ACLs of {} could not be written to the metadata log: {reason}",
+                file.display()
+            )
+        };
+        match self
+            .serve_controller(ControllerRequest::CreateAcls(acls))
+            .await
+        {
+            ShardResponse::AclsCreated(Ok(outcomes)) => {
+                for reason in outcomes.into_iter().flatten() {
+                    tracing::warn!(%reason, "an ACL of the old ACL file was refused");
+                }
+            }
+            ShardResponse::AclsCreated(Err((_, message))) => return Err(failed(message)),
+            _ => return Err(failed("the controller did not answer".into())),
+        }
+        let renamed = self.config.data_dir.join(crate::acl::ACLS_FILE_IMPORTED);
+        std::fs::rename(&file, &renamed).map_err(|error| {
+            format!(
+                "the ACLs of {} are in the metadata log, but renaming it to {} failed: {error}",
+                file.display(),
+                renamed.display()
+            )
+        })?;
+        tracing::info!(
+            acls = count,
+            file = %renamed.display(),
+            "the old ACL file's ACLs were moved into the metadata log"
+        );
         Ok(())
     }
 
@@ -512,7 +560,34 @@ impl Broker {
             ControllerRequest::AlterClientQuotas(alterations) => {
                 ShardResponse::ClientQuotas(self.alter_client_quotas(alterations).await)
             }
+            ControllerRequest::CreateAcls(acls) => {
+                ShardResponse::AclsCreated(self.change_acls(|store| store.create(acls)).await)
+            }
+            ControllerRequest::DeleteAcls(filters) => {
+                ShardResponse::AclsDeleted(self.change_acls(|store| store.delete(&filters)).await)
+            }
         }
+    }
+
+    /// CreateAcls and DeleteAcls: `change` applied to the image's ACLs and
+    /// the difference written as one metadata entry. Its outcome is
+    /// answered only once the entry is applied here.
+    async fn change_acls<T>(
+        &self,
+        change: impl FnOnce(&mut AclStore) -> T,
+    ) -> Result<T, (i16, String)> {
+        let base = self.controller_image();
+        let mut store = AclStore::from_stored(&base.acls);
+        let outcome = change(&mut store);
+        let mut metadata = (*base).clone();
+        let acls = store.to_stored();
+        if acls != *base.acls {
+            metadata.acls = Arc::new(acls);
+        }
+        self.publish(&base, metadata)
+            .await
+            .map_err(|error| (error.code, error.message))?;
+        Ok(outcome)
     }
 
     /// AlterClientQuotas: the changes (checked by the handler) applied to
@@ -1240,6 +1315,14 @@ fn not_controller(request: &ControllerRequest, reason: &str) -> ShardResponse {
             format!("the active controller could not be reached: {reason}"),
         ))),
         ControllerRequest::AlterClientQuotas(_) => ShardResponse::ClientQuotas(Err((
+            code::NOT_CONTROLLER,
+            format!("the active controller could not be reached: {reason}"),
+        ))),
+        ControllerRequest::CreateAcls(_) => ShardResponse::AclsCreated(Err((
+            code::NOT_CONTROLLER,
+            format!("the active controller could not be reached: {reason}"),
+        ))),
+        ControllerRequest::DeleteAcls(_) => ShardResponse::AclsDeleted(Err((
             code::NOT_CONTROLLER,
             format!("the active controller could not be reached: {reason}"),
         ))),

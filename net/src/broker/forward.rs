@@ -4,7 +4,11 @@
 //! bounds-checked codec; nothing in a forwarded frame is trusted for sizes.
 
 use sluice_cluster::codec::{DecodeError, Reader, Writer};
-use sluice_cluster::records::{read_configs, read_quota_name, write_configs, write_quota_name};
+use sluice_cluster::records::{
+    read_acl, read_configs, read_quota_name, write_acl, write_configs, write_quota_name,
+};
+
+use crate::acl::{AclBinding, AclFilter, Operation, PatternType, Permission, ResourceType};
 
 use super::{
     ConfigChange, ControllerRequest, ElectionOutcome, ElectionTopic, ElectionType, IsrChange,
@@ -24,6 +28,8 @@ mod tag {
     pub const ELECT_LEADERS: u8 = 9;
     pub const RESIGN_REPLICAS: u8 = 11;
     pub const ALTER_CLIENT_QUOTAS: u8 = 12;
+    pub const CREATE_ACLS: u8 = 13;
+    pub const DELETE_ACLS: u8 = 14;
     pub const TOPICS: u8 = 101;
     pub const PRODUCER_ID: u8 = 102;
     pub const NONE: u8 = 103;
@@ -35,6 +41,54 @@ mod tag {
     pub const PARTITIONS: u8 = 109;
     pub const CLIENT_QUOTAS_WRITTEN: u8 = 110;
     pub const CLIENT_QUOTAS_REFUSED: u8 = 111;
+    pub const ACLS_CREATED: u8 = 112;
+    pub const ACLS_CREATE_REFUSED: u8 = 113;
+    pub const ACLS_DELETED: u8 = 114;
+    pub const ACLS_DELETE_REFUSED: u8 = 115;
+}
+
+/// The smallest ACL encoding: four codes and three empty strings.
+const ACL_BYTES_MIN: usize = 4 + 3 * 4;
+
+fn read_binding(reader: &mut Reader<'_>) -> Result<AclBinding, DecodeError> {
+    let stored = read_acl(reader)?;
+    AclBinding::from_stored(&stored)
+        .ok_or_else(|| DecodeError(format!("an ACL with unknown codes: {stored:?}")))
+}
+
+fn write_filter(writer: &mut Writer, filter: &AclFilter) {
+    for code in [
+        filter.resource_type.code(),
+        filter.pattern_type.code(),
+        filter.operation.code(),
+        filter.permission.code(),
+    ] {
+        writer.u8(code as u8);
+    }
+    writer.opt_str(filter.resource_name.as_deref());
+    writer.opt_str(filter.principal.as_deref());
+    writer.opt_str(filter.host.as_deref());
+}
+
+fn read_filter(reader: &mut Reader<'_>) -> Result<AclFilter, DecodeError> {
+    let unknown = |what: &str, code: u8| DecodeError(format!("unknown ACL filter {what} {code}"));
+    let resource_type = reader.u8()?;
+    let pattern_type = reader.u8()?;
+    let operation = reader.u8()?;
+    let permission = reader.u8()?;
+    Ok(AclFilter {
+        resource_type: ResourceType::of_code(resource_type as i8)
+            .ok_or_else(|| unknown("resource type", resource_type))?,
+        pattern_type: PatternType::of_code(pattern_type as i8)
+            .ok_or_else(|| unknown("pattern type", pattern_type))?,
+        resource_name: reader.opt_str()?,
+        principal: reader.opt_str()?,
+        host: reader.opt_str()?,
+        operation: Operation::of_code(operation as i8)
+            .ok_or_else(|| unknown("operation", operation))?,
+        permission: Permission::of_code(permission as i8)
+            .ok_or_else(|| unknown("permission", permission))?,
+    })
 }
 
 pub fn encode_request(request: &ControllerRequest) -> Vec<u8> {
@@ -151,6 +205,20 @@ pub fn encode_request(request: &ControllerRequest) -> Vec<u8> {
                         writer.u64(value.to_bits());
                     }
                 }
+            }
+        }
+        ControllerRequest::CreateAcls(acls) => {
+            writer.u8(tag::CREATE_ACLS);
+            writer.u32(acls.len() as u32);
+            for acl in acls {
+                write_acl(&mut writer, &acl.to_stored());
+            }
+        }
+        ControllerRequest::DeleteAcls(filters) => {
+            writer.u8(tag::DELETE_ACLS);
+            writer.u32(filters.len() as u32);
+            for filter in filters {
+                write_filter(&mut writer, filter);
             }
         }
     }
@@ -308,6 +376,23 @@ pub fn decode_request(bytes: &[u8]) -> Result<ControllerRequest, DecodeError> {
             }
             ControllerRequest::AlterClientQuotas(alterations)
         }
+        tag::CREATE_ACLS => {
+            let count = reader.count(ACL_BYTES_MIN)?;
+            let mut acls = Vec::with_capacity(count);
+            for _ in 0..count {
+                acls.push(read_binding(&mut reader)?);
+            }
+            ControllerRequest::CreateAcls(acls)
+        }
+        tag::DELETE_ACLS => {
+            // Four codes and three absent strings' flags: 7 bytes at least.
+            let count = reader.count(7)?;
+            let mut filters = Vec::with_capacity(count);
+            for _ in 0..count {
+                filters.push(read_filter(&mut reader)?);
+            }
+            ControllerRequest::DeleteAcls(filters)
+        }
         other => return Err(DecodeError(format!("unknown controller request {other}"))),
     };
     reader.finish()?;
@@ -367,6 +452,33 @@ pub fn encode_response(response: &ShardResponse) -> Vec<u8> {
         ShardResponse::ClientQuotas(Ok(())) => writer.u8(tag::CLIENT_QUOTAS_WRITTEN),
         ShardResponse::ClientQuotas(Err((error_code, message))) => {
             writer.u8(tag::CLIENT_QUOTAS_REFUSED);
+            writer.u16(*error_code as u16);
+            writer.str(message);
+        }
+        ShardResponse::AclsCreated(Ok(outcomes)) => {
+            writer.u8(tag::ACLS_CREATED);
+            writer.u32(outcomes.len() as u32);
+            for outcome in outcomes {
+                writer.opt_str(outcome.as_deref());
+            }
+        }
+        ShardResponse::AclsDeleted(Ok(removed)) => {
+            writer.u8(tag::ACLS_DELETED);
+            writer.u32(removed.len() as u32);
+            for acls in removed {
+                writer.u32(acls.len() as u32);
+                for acl in acls {
+                    write_acl(&mut writer, &acl.to_stored());
+                }
+            }
+        }
+        ShardResponse::AclsCreated(Err((error_code, message)))
+        | ShardResponse::AclsDeleted(Err((error_code, message))) => {
+            writer.u8(if matches!(response, ShardResponse::AclsCreated(_)) {
+                tag::ACLS_CREATE_REFUSED
+            } else {
+                tag::ACLS_DELETE_REFUSED
+            });
             writer.u16(*error_code as u16);
             writer.str(message);
         }
@@ -485,6 +597,35 @@ pub fn decode_response(bytes: &[u8]) -> Result<ShardResponse, DecodeError> {
         tag::CLIENT_QUOTAS_REFUSED => {
             ShardResponse::ClientQuotas(Err((reader.u16()? as i16, reader.str()?)))
         }
+        tag::ACLS_CREATED => {
+            // One flag at least.
+            let count = reader.count(1)?;
+            let mut outcomes = Vec::with_capacity(count);
+            for _ in 0..count {
+                outcomes.push(reader.opt_str()?);
+            }
+            ShardResponse::AclsCreated(Ok(outcomes))
+        }
+        tag::ACLS_DELETED => {
+            // A count at least.
+            let count = reader.count(4)?;
+            let mut removed = Vec::with_capacity(count);
+            for _ in 0..count {
+                let acls_count = reader.count(ACL_BYTES_MIN)?;
+                let mut acls = Vec::with_capacity(acls_count);
+                for _ in 0..acls_count {
+                    acls.push(read_binding(&mut reader)?);
+                }
+                removed.push(acls);
+            }
+            ShardResponse::AclsDeleted(Ok(removed))
+        }
+        tag::ACLS_CREATE_REFUSED => {
+            ShardResponse::AclsCreated(Err((reader.u16()? as i16, reader.str()?)))
+        }
+        tag::ACLS_DELETE_REFUSED => {
+            ShardResponse::AclsDeleted(Err((reader.u16()? as i16, reader.str()?)))
+        }
         other => return Err(DecodeError(format!("unknown controller answer {other}"))),
     };
     reader.finish()?;
@@ -496,6 +637,18 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
+
+    fn sample_acl() -> AclBinding {
+        AclBinding {
+            resource_type: ResourceType::Topic,
+            pattern_type: PatternType::Prefixed,
+            resource_name: "orders-".into(),
+            principal: "User:alice".into(),
+            host: "*".into(),
+            operation: Operation::Write,
+            permission: Permission::Deny,
+        }
+    }
 
     #[test]
     fn requests_and_answers_round_trip_and_truncations_are_refused() {
@@ -611,6 +764,16 @@ mod tests {
                     ("request_percentage".into(), None),
                 ],
             }]),
+            ControllerRequest::CreateAcls(vec![sample_acl(), sample_acl()]),
+            ControllerRequest::DeleteAcls(vec![
+                AclFilter::any(),
+                AclFilter {
+                    resource_name: Some("t".into()),
+                    principal: Some("User:alice".into()),
+                    host: Some("*".into()),
+                    ..AclFilter::any()
+                },
+            ]),
         ] {
             let bytes = encode_request(&request);
             assert_eq!(
@@ -634,6 +797,10 @@ mod tests {
             ShardResponse::Partition(Err(108)),
             ShardResponse::ClientQuotas(Ok(())),
             ShardResponse::ClientQuotas(Err((41, "not the controller".into()))),
+            ShardResponse::AclsCreated(Ok(vec![None, Some("Invalid operation ANY".into())])),
+            ShardResponse::AclsCreated(Err((41, "not the controller".into()))),
+            ShardResponse::AclsDeleted(Ok(vec![vec![sample_acl()], Vec::new()])),
+            ShardResponse::AclsDeleted(Err((7, "timed out".into()))),
             ShardResponse::Partitions(vec![
                 Err(41),
                 Ok(sluice_engine::PartitionState {

@@ -1,6 +1,8 @@
 //! CreateAcls (30): adds ACLs, each checked on its own. Takes ALTER on the
-//! cluster. A new ACL is in the ACL file before the answer and applies to
-//! the next request on every shard.
+//! cluster. The controller writes them to the metadata log; a new ACL is
+//! durable on the quorum before the answer, applies to the next request on
+//! every shard of the controller's broker, and reaches the other brokers
+//! as they apply the log.
 
 use std::rc::Rc;
 
@@ -10,9 +12,8 @@ use kafka_protocol::messages::{CreateAclsRequest, CreateAclsResponse, RequestHea
 
 use super::describe_acls::NO_AUTHORIZER;
 use super::{encode, str_bytes, Session};
-use crate::acl::store::ChangeError;
 use crate::acl::{AclBinding, Operation, PatternType, Permission, ResourceType};
-use crate::broker::Broker;
+use crate::broker::{Broker, ControllerRequest, ShardResponse};
 use crate::errors::code;
 
 pub const VERSIONS: (i16, i16) = (1, 3);
@@ -34,26 +35,28 @@ pub async fn handle(
             );
             count
         ],
-        Some(authorizer) => {
+        Some(_) => {
             // Codes that name no type fail here; the rest are checked by
-            // the store with Kafka's rules.
+            // the controller with Kafka's rules.
             let parsed: Vec<Result<AclBinding, String>> =
                 request.creations.iter().map(binding_of).collect();
             let valid: Vec<AclBinding> = parsed.iter().filter_map(|p| p.clone().ok()).collect();
-            let shared = std::sync::Arc::clone(&authorizer.acls);
-            // The file is written and synced on a blocking thread, not on
-            // the shard's executor.
-            let created = glommio::executor()
-                .spawn_blocking(move || shared.create(valid))
-                .await;
-            match created {
-                Err(ChangeError::NotSaved(_)) => vec![
-                    (
+            let created = if valid.is_empty() {
+                Ok(Vec::new())
+            } else {
+                match broker
+                    .controller_call(ControllerRequest::CreateAcls(valid))
+                    .await
+                {
+                    Some(ShardResponse::AclsCreated(created)) => created,
+                    _ => Err((
                         code::UNKNOWN_SERVER_ERROR,
-                        Some("the broker could not save the ACLs".into()),
-                    );
-                    count
-                ],
+                        "the controller did not answer".to_string(),
+                    )),
+                }
+            };
+            match created {
+                Err((error_code, message)) => vec![(error_code, Some(message)); count],
                 Ok(stored) => {
                     let mut stored = stored.into_iter();
                     parsed

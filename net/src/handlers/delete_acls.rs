@@ -1,9 +1,9 @@
 //! DeleteAcls (31): removes what each filter selects and answers, per
-//! filter, the ACLs it removed. Takes ALTER on the cluster. The removal is
-//! in the ACL file before the answer.
+//! filter, the ACLs it removed. Takes ALTER on the cluster. The controller
+//! applies the filters to the metadata's ACLs and writes the removal to the
+//! metadata log before the answer.
 
 use std::rc::Rc;
-use std::sync::Arc;
 
 use bytes::Bytes;
 use kafka_protocol::messages::delete_acls_response::{
@@ -13,9 +13,8 @@ use kafka_protocol::messages::{DeleteAclsRequest, DeleteAclsResponse, RequestHea
 
 use super::describe_acls::{filter_of, NO_AUTHORIZER};
 use super::{encode, str_bytes, Session};
-use crate::acl::store::ChangeError;
 use crate::acl::{AclBinding, AclFilter, Operation};
-use crate::broker::Broker;
+use crate::broker::{Broker, ControllerRequest, ShardResponse};
 use crate::errors::code;
 
 pub const VERSIONS: (i16, i16) = (1, 3);
@@ -40,7 +39,7 @@ pub async fn handle(
             ));
             count
         ],
-        Some(authorizer) => {
+        Some(_) => {
             let parsed: Vec<Result<AclFilter, String>> = request
                 .filters
                 .iter()
@@ -57,20 +56,22 @@ pub async fn handle(
                 })
                 .collect();
             let valid: Vec<AclFilter> = parsed.iter().filter_map(|p| p.clone().ok()).collect();
-            let shared = Arc::clone(&authorizer.acls);
-            // The file is written and synced on a blocking thread, not on
-            // the shard's executor.
-            let deleted = glommio::executor()
-                .spawn_blocking(move || shared.delete(&valid))
-                .await;
-            match deleted {
-                Err(ChangeError::NotSaved(_)) => vec![
-                    Err((
+            let deleted = if valid.is_empty() {
+                Ok(Vec::new())
+            } else {
+                match broker
+                    .controller_call(ControllerRequest::DeleteAcls(valid))
+                    .await
+                {
+                    Some(ShardResponse::AclsDeleted(deleted)) => deleted,
+                    _ => Err((
                         code::UNKNOWN_SERVER_ERROR,
-                        "the broker could not save the ACLs".into(),
-                    ));
-                    count
-                ],
+                        "the controller did not answer".to_string(),
+                    )),
+                }
+            };
+            match deleted {
+                Err(failure) => vec![Err(failure); count],
                 Ok(removed) => {
                     let mut removed = removed.into_iter();
                     parsed
