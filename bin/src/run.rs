@@ -229,25 +229,20 @@ fn probe_port(address: std::net::SocketAddr) -> Result<(), PortProbe> {
 
 /// The SASL users' credentials in the first data directory; without any,
 /// one line says how to create the first user (no client can log in).
-fn load_credentials(data_dir: &std::path::Path, sasl: bool) -> Result<CredentialStore, String> {
-    let store = match CredentialStore::load(data_dir)? {
-        Some(store) => store,
-        None => CredentialStore::empty()?,
-    };
-    let users: std::collections::BTreeSet<&str> = store.iter().map(|(user, _, _)| user).collect();
-    if !sasl {
-        tracing::debug!(users = users.len(), "SASL credentials loaded");
-    } else if users.is_empty() {
-        tracing::warn!(
-            "SASL is on but {} holds no users, so no client can log in; create the first one \
-             with `sluice user create --data-dir {} --user NAME` (password on stdin) and restart",
-            data_dir.join(CREDENTIALS_FILE).display(),
-            data_dir.display()
+/// The credentials `sluice user create --data-dir` staged for the broker
+/// to write to the metadata log at this start, if any.
+fn load_staged_credentials(data_dir: &std::path::Path) -> Result<Option<CredentialStore>, String> {
+    let staged = CredentialStore::load(data_dir)?;
+    if let Some(staged) = &staged {
+        let users: std::collections::BTreeSet<&str> =
+            staged.iter().map(|(user, _, _)| user).collect();
+        tracing::info!(
+            users = users.len(),
+            file = %data_dir.join(CREDENTIALS_FILE).display(),
+            "staged SCRAM credentials found"
         );
-    } else {
-        tracing::info!(users = users.len(), "SASL credentials loaded");
     }
-    Ok(store)
+    Ok(staged)
 }
 
 static SHUTDOWN: AtomicBool = AtomicBool::new(false);
@@ -323,15 +318,11 @@ pub fn run(mut config: BrokerConfig) -> Result<(), String> {
     sluice_net::broker::finish_moves(&log_dirs)?;
     sluice_net::log_dirs::scan(&log_dirs)?;
     sluice_net::log_dirs::record(&config)?;
-    // A broker on its own keeps its SCRAM users (for a SASL listener now,
-    // or one configured later) and serves the credential APIs; a cluster's
-    // would need them in its metadata log, which does not hold them yet.
-    if config.is_single_node() {
-        config.sasl.credentials = Some(Arc::new(SharedCredentials::new(
-            load_credentials(&config.data_dir, config.security_protocol.is_sasl())?,
-            config.data_dir.clone(),
-        )));
-    }
+    // The SCRAM users are in the metadata log (for a SASL listener now, or
+    // one configured later); the credential file holds staged ones.
+    config.sasl.credentials = Some(Arc::new(SharedCredentials::new(load_staged_credentials(
+        &config.data_dir,
+    )?)?));
     if config.acl_authorizer {
         // The ACLs are in the metadata log; an ACL file is what a
         // single-node broker kept them in before, moved there at start.

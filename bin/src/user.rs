@@ -1,12 +1,14 @@
 //! `sluice user ...`: SASL users, offline. (With `--bootstrap-server` the
-//! same commands manage a running broker's users instead: see
-//! [`crate::admin::users`].) The offline commands edit the credential
+//! same commands manage a running cluster's users instead: see
+//! [`crate::admin::users`].) The offline commands stage credentials in a
 //! file in a broker's first data directory while the broker is stopped (as
 //! Kafka's `kafka-storage format --add-scram` does before a first start),
-//! so the first user exists before any client connects; a broker reads the
-//! file when it starts. Only salted SCRAM credentials are stored, never the
-//! password, and the password is read from a file or stdin, never from the
-//! command line (where `ps` and shell history would show it).
+//! so the first user exists before any client connects: the broker writes
+//! them to the cluster's metadata log when it starts and renames the file,
+//! so offline `list` and `delete` see only credentials staged since. Only
+//! salted SCRAM credentials are stored, never the password, and the
+//! password is read from a file or stdin, never from the command line
+//! (where `ps` and shell history would show it).
 //!
 //! Exit status: 0 on success, 1 when the data directory or the password
 //! cannot be used, 2 for usage errors.
@@ -28,7 +30,8 @@ use sluice_net::sasl::{CredentialStore, Mechanism, ScramCredential};
 use crate::cli::usage_error;
 
 /// `sluice user ACTION`: SCRAM users, offline with `--data-dir` (the
-/// broker stopped; it reads users when it starts) or online with
+/// broker stopped; it moves staged users into the metadata log when it
+/// starts) or online with
 /// `--bootstrap-server` (AlterUserScramCredentials,
 /// DescribeUserScramCredentials).
 #[derive(Debug, Subcommand)]
@@ -36,8 +39,9 @@ pub enum UserAction {
     /// Creates or replaces a user's SCRAM credentials (both mechanisms unless
     /// --mechanism; PLAIN logins check either).
     ///
-    /// Offline, the credentials go to DIR, the broker's first data directory, created
-    /// if needed. Online, the password is salted and hashed here; only the salted
+    /// Offline, the credentials are staged in DIR, the broker's first data directory,
+    /// created if needed; the broker moves them into the cluster's metadata log when it
+    /// starts. Online, the password is salted and hashed here; only the salted
     /// password is sent. The password is the first line of --password-file, or of
     /// stdin.
     Create(CreateArgs),
@@ -48,7 +52,8 @@ pub enum UserAction {
         #[command(flatten)]
         mechanism: MechanismArg,
     },
-    /// Lists users with their mechanisms and iteration counts (never a salt or key).
+    /// Lists users with their mechanisms and iteration counts (never a salt or key);
+    /// offline, only the users staged since the broker last started.
     List {
         /// Only this user (online only); may be given more than once.
         #[arg(long = "user", value_name = "NAME", value_parser = user_name)]

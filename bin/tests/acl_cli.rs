@@ -528,8 +528,9 @@ fn command_configs_that_cannot_be_used_fail_before_connecting() {
     std::fs::remove_dir_all(&dir).expect("removing the temporary directory");
 }
 
-/// The CLI's login works with every mechanism, and the offline user
-/// command still works beside the online one.
+/// The CLI's login works with every mechanism, and the users staged
+/// offline are in the metadata log once the broker has started: the
+/// offline listing no longer shows them, the online one does.
 #[test]
 fn every_mechanism_logs_in_and_the_offline_form_still_works() {
     let broker = start_broker();
@@ -544,7 +545,15 @@ fn every_mechanism_logs_in_and_the_offline_form_still_works() {
         "",
     )
     .ok();
-    assert!(offline.contains(ADMIN), "{offline}");
+    assert!(!offline.contains(ADMIN), "{offline}");
+    assert!(broker
+        .data_dir()
+        .join("meta/scram-credentials.imported")
+        .exists());
+    let admin = root.join("admin-list.properties");
+    librdkafka_config(&admin, "SCRAM-SHA-512", ADMIN, ADMIN_PASSWORD);
+    let online = sluice_as(&broker, &admin, &["user", "list"], "").ok();
+    assert!(online.contains(ADMIN), "{online}");
     for mechanism in ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] {
         let config = root.join(format!("{mechanism}.properties"));
         librdkafka_config(&config, mechanism, ADMIN, ADMIN_PASSWORD);

@@ -354,6 +354,13 @@ pub enum ControllerRequest {
     /// DeleteAcls' filters; what they match is removed in one entry;
     /// answered `AclsDeleted`.
     DeleteAcls(Vec<crate::acl::AclFilter>),
+    /// AlterUserScramCredentials' changes (keys already derived), checked
+    /// as Kafka's controller checks them; the valid ones are written
+    /// together. Answered `ScramCredentials`.
+    AlterScramCredentials {
+        deletions: Vec<crate::sasl::alter::Deletion>,
+        upsertions: Vec<crate::sasl::alter::Upsertion>,
+    },
 }
 
 /// A message to a shard over the mesh.
@@ -485,6 +492,9 @@ pub enum ShardResponse {
     /// The answer to [`ControllerRequest::DeleteAcls`]: per filter, the
     /// ACLs it removed; or why nothing was removed.
     AclsDeleted(Result<Vec<Vec<crate::acl::AclBinding>>, (i16, String)>),
+    /// The answer to [`ControllerRequest::AlterScramCredentials`]: one
+    /// outcome per user; or why nothing was written.
+    ScramCredentials(Result<Vec<crate::sasl::alter::UserOutcome>, (i16, String)>),
     Done,
 }
 
@@ -913,11 +923,18 @@ impl Broker {
         // rebuilds it when an image holds other ACLs, before the change
         // that wrote them is answered (that waits for every shard).
         if self.shard == ShardId(0) {
+            let old = self.metadata();
             if let Some(authorizer) = &self.config.authorizer {
-                if !Arc::ptr_eq(&self.metadata.borrow().acls, &metadata.acls) {
+                if !Arc::ptr_eq(&old.acls, &metadata.acls) {
                     authorizer
                         .acls
                         .replace(crate::acl::AclStore::from_stored(&metadata.acls));
+                }
+            }
+            // The SCRAM credentials likewise.
+            if let Some(credentials) = &self.config.sasl.credentials {
+                if !Arc::ptr_eq(&old.scram_credentials, &metadata.scram_credentials) {
+                    credentials.replace(&metadata.scram_credentials);
                 }
             }
         }

@@ -12,7 +12,7 @@
 //! to it at once.
 
 use std::cell::{Cell, RefCell};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
@@ -45,6 +45,8 @@ use crate::constants::{
     REGISTRATION_RETRY_BACKOFF, REGISTRATION_TIMEOUT,
 };
 use crate::errors::code;
+use crate::sasl::alter::{Deletion, Upsertion, UserOutcome};
+use crate::sasl::{self, CredentialStore};
 use crate::topic_config::{self, ListEdit};
 
 /// Producer ids handed out but not yet persisted as used.
@@ -233,7 +235,80 @@ impl Broker {
         .detach();
         let version = quorum.image().version;
         self.wait_published(version).await;
-        self.import_legacy_acls().await
+        self.import_legacy_acls().await?;
+        self.import_staged_credentials().await
+    }
+
+    /// Writes the credentials `sluice user create --data-dir` staged in the
+    /// credential file to the metadata log (replacing a user's credential
+    /// for the same mechanism), then renames the file so that a later start
+    /// does not write them again.
+    async fn import_staged_credentials(&self) -> Result<(), String> {
+        let Some(shared) = &self.config.sasl.credentials else {
+            return Ok(());
+        };
+        let staged = shared.take_staged();
+        let file = self
+            .config
+            .data_dir
+            .join(sasl::credentials::CREDENTIALS_FILE);
+        if let Some(staged) = staged.filter(|staged| !staged.is_empty()) {
+            let failed = |reason: String| {
+                format!(
+                    "the credentials of {} could not be written to the metadata log: {reason}",
+                    file.display()
+                )
+            };
+            for upsertions in sasl::alter::staged_upsertions(&staged) {
+                let request = ControllerRequest::AlterScramCredentials {
+                    deletions: Vec::new(),
+                    upsertions,
+                };
+                match self.serve_controller(request).await {
+                    ShardResponse::ScramCredentials(Ok(outcomes)) => {
+                        for outcome in outcomes.iter().filter(|outcome| outcome.error_code != 0) {
+                            tracing::warn!(
+                                user = %outcome.user,
+                                reason = outcome.message.as_deref().unwrap_or(""),
+                                "a staged SCRAM credential was refused"
+                            );
+                        }
+                    }
+                    ShardResponse::ScramCredentials(Err((_, message))) => {
+                        return Err(failed(message))
+                    }
+                    _ => return Err(failed("the controller did not answer".into())),
+                }
+            }
+            let renamed = self
+                .config
+                .data_dir
+                .join(sasl::credentials::CREDENTIALS_FILE_IMPORTED);
+            std::fs::rename(&file, &renamed).map_err(|error| {
+                format!(
+                    "the credentials of {} are in the metadata log, but renaming it to {} failed: {error}",
+                    file.display(),
+                    renamed.display()
+                )
+            })?;
+            tracing::info!(
+                file = %renamed.display(),
+                "staged SCRAM credentials were moved into the metadata log"
+            );
+        }
+        let sasl_listener = self
+            .config
+            .listener_protocols()
+            .any(crate::config::SecurityProtocol::is_sasl);
+        if sasl_listener && self.controller_image().scram_credentials.is_empty() {
+            tracing::warn!(
+                "SASL is on but the cluster has no users, so no client can log in; create the \
+                 first one with `sluice user create --data-dir {} --user NAME` (password on \
+                 stdin) while the broker is stopped, and start it again",
+                self.config.data_dir.display()
+            );
+        }
+        Ok(())
     }
 
     /// Writes the ACLs of a single-node data directory's old ACL file to
@@ -566,7 +641,52 @@ impl Broker {
             ControllerRequest::DeleteAcls(filters) => {
                 ShardResponse::AclsDeleted(self.change_acls(|store| store.delete(&filters)).await)
             }
+            ControllerRequest::AlterScramCredentials {
+                deletions,
+                upsertions,
+            } => ShardResponse::ScramCredentials(
+                self.alter_scram_credentials(&deletions, &upsertions).await,
+            ),
         }
+    }
+
+    /// AlterUserScramCredentials: the changes checked against the image's
+    /// credentials as Kafka's controller checks them, and the users whose
+    /// change stands written as one metadata entry.
+    async fn alter_scram_credentials(
+        &self,
+        deletions: &[Deletion],
+        upsertions: &[Upsertion],
+    ) -> Result<Vec<UserOutcome>, (i16, String)> {
+        let base = self.controller_image();
+        let mut store = CredentialStore::empty()
+            .map_err(|reason| (code::UNKNOWN_SERVER_ERROR, reason))?
+            .with_credentials(&base.scram_credentials);
+        let outcomes = sasl::alter::apply(&mut store, deletions, upsertions);
+        let changed: BTreeSet<&str> = outcomes
+            .iter()
+            .filter(|outcome| outcome.error_code == code::NONE)
+            .map(|outcome| outcome.user.as_str())
+            .collect();
+        if changed.is_empty() {
+            return Ok(outcomes);
+        }
+        // Only the changed users' entries are replaced, so that a
+        // credential this broker cannot read (a newer one wrote it) stays.
+        let mut credentials = (*base.scram_credentials).clone();
+        credentials.retain(|(user, _), _| !changed.contains(user.as_str()));
+        credentials.extend(
+            store
+                .to_stored()
+                .into_iter()
+                .filter(|((user, _), _)| changed.contains(user.as_str())),
+        );
+        let mut metadata = (*base).clone();
+        metadata.scram_credentials = Arc::new(credentials);
+        self.publish(&base, metadata)
+            .await
+            .map_err(|error| (error.code, error.message))?;
+        Ok(outcomes)
     }
 
     /// CreateAcls and DeleteAcls: `change` applied to the image's ACLs and
@@ -1323,6 +1443,10 @@ fn not_controller(request: &ControllerRequest, reason: &str) -> ShardResponse {
             format!("the active controller could not be reached: {reason}"),
         ))),
         ControllerRequest::DeleteAcls(_) => ShardResponse::AclsDeleted(Err((
+            code::NOT_CONTROLLER,
+            format!("the active controller could not be reached: {reason}"),
+        ))),
+        ControllerRequest::AlterScramCredentials { .. } => ShardResponse::ScramCredentials(Err((
             code::NOT_CONTROLLER,
             format!("the active controller could not be reached: {reason}"),
         ))),

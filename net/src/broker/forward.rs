@@ -9,6 +9,7 @@ use sluice_cluster::records::{
 };
 
 use crate::acl::{AclBinding, AclFilter, Operation, PatternType, Permission, ResourceType};
+use crate::sasl::alter::{Deletion, Upsertion, UserOutcome};
 
 use super::{
     ConfigChange, ControllerRequest, ElectionOutcome, ElectionTopic, ElectionType, IsrChange,
@@ -30,6 +31,7 @@ mod tag {
     pub const ALTER_CLIENT_QUOTAS: u8 = 12;
     pub const CREATE_ACLS: u8 = 13;
     pub const DELETE_ACLS: u8 = 14;
+    pub const ALTER_SCRAM_CREDENTIALS: u8 = 15;
     pub const TOPICS: u8 = 101;
     pub const PRODUCER_ID: u8 = 102;
     pub const NONE: u8 = 103;
@@ -45,6 +47,8 @@ mod tag {
     pub const ACLS_CREATE_REFUSED: u8 = 113;
     pub const ACLS_DELETED: u8 = 114;
     pub const ACLS_DELETE_REFUSED: u8 = 115;
+    pub const SCRAM_ALTERED: u8 = 116;
+    pub const SCRAM_REFUSED: u8 = 117;
 }
 
 /// The smallest ACL encoding: four codes and three empty strings.
@@ -221,6 +225,26 @@ pub fn encode_request(request: &ControllerRequest) -> Vec<u8> {
                 write_filter(&mut writer, filter);
             }
         }
+        ControllerRequest::AlterScramCredentials {
+            deletions,
+            upsertions,
+        } => {
+            writer.u8(tag::ALTER_SCRAM_CREDENTIALS);
+            writer.u32(deletions.len() as u32);
+            for deletion in deletions {
+                writer.str(&deletion.user);
+                writer.u8(deletion.mechanism as u8);
+            }
+            writer.u32(upsertions.len() as u32);
+            for upsertion in upsertions {
+                writer.str(&upsertion.user);
+                writer.u8(upsertion.mechanism as u8);
+                writer.i32(upsertion.iterations);
+                writer.blob(&upsertion.salt);
+                writer.blob(&upsertion.stored_key);
+                writer.blob(&upsertion.server_key);
+            }
+        }
     }
     writer.bytes
 }
@@ -393,6 +417,35 @@ pub fn decode_request(bytes: &[u8]) -> Result<ControllerRequest, DecodeError> {
             }
             ControllerRequest::DeleteAcls(filters)
         }
+        tag::ALTER_SCRAM_CREDENTIALS => {
+            // A name length and a mechanism: 5 bytes at least.
+            let count = reader.count(5)?;
+            let mut deletions = Vec::with_capacity(count);
+            for _ in 0..count {
+                deletions.push(Deletion {
+                    user: reader.str()?,
+                    mechanism: reader.u8()? as i8,
+                });
+            }
+            // A name length, a mechanism, iterations and three blob
+            // lengths: 21 bytes at least.
+            let count = reader.count(21)?;
+            let mut upsertions = Vec::with_capacity(count);
+            for _ in 0..count {
+                upsertions.push(Upsertion {
+                    user: reader.str()?,
+                    mechanism: reader.u8()? as i8,
+                    iterations: reader.i32()?,
+                    salt: reader.blob()?.to_vec(),
+                    stored_key: reader.blob()?.to_vec(),
+                    server_key: reader.blob()?.to_vec(),
+                });
+            }
+            ControllerRequest::AlterScramCredentials {
+                deletions,
+                upsertions,
+            }
+        }
         other => return Err(DecodeError(format!("unknown controller request {other}"))),
     };
     reader.finish()?;
@@ -472,12 +525,22 @@ pub fn encode_response(response: &ShardResponse) -> Vec<u8> {
                 }
             }
         }
+        ShardResponse::ScramCredentials(Ok(outcomes)) => {
+            writer.u8(tag::SCRAM_ALTERED);
+            writer.u32(outcomes.len() as u32);
+            for outcome in outcomes {
+                writer.str(&outcome.user);
+                writer.u16(outcome.error_code as u16);
+                writer.opt_str(outcome.message.as_deref());
+            }
+        }
         ShardResponse::AclsCreated(Err((error_code, message)))
-        | ShardResponse::AclsDeleted(Err((error_code, message))) => {
-            writer.u8(if matches!(response, ShardResponse::AclsCreated(_)) {
-                tag::ACLS_CREATE_REFUSED
-            } else {
-                tag::ACLS_DELETE_REFUSED
+        | ShardResponse::AclsDeleted(Err((error_code, message)))
+        | ShardResponse::ScramCredentials(Err((error_code, message))) => {
+            writer.u8(match response {
+                ShardResponse::AclsCreated(_) => tag::ACLS_CREATE_REFUSED,
+                ShardResponse::AclsDeleted(_) => tag::ACLS_DELETE_REFUSED,
+                _ => tag::SCRAM_REFUSED,
             });
             writer.u16(*error_code as u16);
             writer.str(message);
@@ -626,6 +689,22 @@ pub fn decode_response(bytes: &[u8]) -> Result<ShardResponse, DecodeError> {
         tag::ACLS_DELETE_REFUSED => {
             ShardResponse::AclsDeleted(Err((reader.u16()? as i16, reader.str()?)))
         }
+        tag::SCRAM_ALTERED => {
+            // A name length, a code and a flag: 7 bytes at least.
+            let count = reader.count(7)?;
+            let mut outcomes = Vec::with_capacity(count);
+            for _ in 0..count {
+                outcomes.push(UserOutcome {
+                    user: reader.str()?,
+                    error_code: reader.u16()? as i16,
+                    message: reader.opt_str()?,
+                });
+            }
+            ShardResponse::ScramCredentials(Ok(outcomes))
+        }
+        tag::SCRAM_REFUSED => {
+            ShardResponse::ScramCredentials(Err((reader.u16()? as i16, reader.str()?)))
+        }
         other => return Err(DecodeError(format!("unknown controller answer {other}"))),
     };
     reader.finish()?;
@@ -765,6 +844,19 @@ mod tests {
                 ],
             }]),
             ControllerRequest::CreateAcls(vec![sample_acl(), sample_acl()]),
+            ControllerRequest::AlterScramCredentials {
+                deletions: vec![Deletion {
+                    user: "bob".into(),
+                    mechanism: 2,
+                }],
+                upsertions: vec![Upsertion::from_salted_password(
+                    "alice".into(),
+                    1,
+                    4096,
+                    vec![5; 16],
+                    &[6; 32],
+                )],
+            },
             ControllerRequest::DeleteAcls(vec![
                 AclFilter::any(),
                 AclFilter {
@@ -801,6 +893,12 @@ mod tests {
             ShardResponse::AclsCreated(Err((41, "not the controller".into()))),
             ShardResponse::AclsDeleted(Ok(vec![vec![sample_acl()], Vec::new()])),
             ShardResponse::AclsDeleted(Err((7, "timed out".into()))),
+            ShardResponse::ScramCredentials(Ok(vec![UserOutcome {
+                user: "alice".into(),
+                error_code: 0,
+                message: None,
+            }])),
+            ShardResponse::ScramCredentials(Err((41, "not the controller".into()))),
             ShardResponse::Partitions(vec![
                 Err(41),
                 Ok(sluice_engine::PartitionState {

@@ -1,8 +1,10 @@
 //! AlterUserScramCredentials (51, KIP-554): creates, replaces and removes
 //! users' SCRAM credentials. The client sends the salted password, never
-//! the password; the broker keeps the keys derived from it. A change is in
-//! the credentials file before the answer, and authenticates the next
-//! login on every shard.
+//! the password; the broker derives the keys from it at once and only they
+//! go on: the controller checks the changes and writes them to the
+//! metadata log, and a change is durable on the quorum before the answer.
+//! It authenticates the next login on every shard of the controller's
+//! broker at once, and on the others as they apply the log.
 
 use std::rc::Rc;
 
@@ -13,7 +15,7 @@ use kafka_protocol::messages::{
 };
 
 use super::{encode, str_bytes, Session};
-use crate::broker::Broker;
+use crate::broker::{Broker, ControllerRequest, ShardResponse};
 use crate::errors::code;
 use crate::sasl::alter::{Deletion, Upsertion, UserOutcome};
 
@@ -37,12 +39,14 @@ pub async fn handle(
     let upsertions: Vec<Upsertion> = request
         .upsertions
         .iter()
-        .map(|upsertion| Upsertion {
-            user: upsertion.name.to_string(),
-            mechanism: upsertion.mechanism,
-            iterations: upsertion.iterations,
-            salt: upsertion.salt.to_vec(),
-            salted_password: upsertion.salted_password.to_vec(),
+        .map(|upsertion| {
+            Upsertion::from_salted_password(
+                upsertion.name.to_string(),
+                upsertion.mechanism,
+                upsertion.iterations,
+                upsertion.salt.to_vec(),
+                &upsertion.salted_password,
+            )
         })
         .collect();
     let refuse_all = |error_code: i16, message: &str| {
@@ -70,17 +74,20 @@ pub async fn handle(
             code::CLUSTER_AUTHORIZATION_FAILED,
             "changing SCRAM credentials takes ALTER on the cluster (a super user without an authorizer)",
         )
-    } else if let Some(shared) = broker.config.sasl.credentials.clone() {
-        // The file is written and synced on a blocking thread, not on the
-        // shard's executor.
-        glommio::executor()
-            .spawn_blocking(move || shared.alter(&deletions, &upsertions))
-            .await
+    } else if deletions.is_empty() && upsertions.is_empty() {
+        Vec::new()
     } else {
-        refuse_all(
-            code::UNSUPPORTED_VERSION,
-            "a broker of a cluster keeps no SCRAM credentials the APIs can reach yet",
-        )
+        let request = ControllerRequest::AlterScramCredentials {
+            deletions: deletions.clone(),
+            upsertions: upsertions.clone(),
+        };
+        match broker.controller_call(request).await {
+            Some(ShardResponse::ScramCredentials(Ok(outcomes))) => outcomes,
+            Some(ShardResponse::ScramCredentials(Err((error_code, message)))) => {
+                refuse_all(error_code, &message)
+            }
+            _ => refuse_all(code::UNKNOWN_SERVER_ERROR, "the controller did not answer"),
+        }
     };
     for outcome in outcomes.iter().filter(|outcome| outcome.error_code == 0) {
         tracing::info!(user = %outcome.user, "SCRAM credentials of a user changed");

@@ -38,9 +38,7 @@ pub async fn handle(
     }
     let Some(shared) = broker.config.sasl.credentials.as_ref() else {
         response.error_code = code::UNSUPPORTED_VERSION;
-        response.error_message = Some(str_bytes(
-            "a broker of a cluster keeps no SCRAM credentials the APIs can reach yet",
-        ));
+        response.error_message = Some(str_bytes("this broker has no SCRAM credential store"));
         return Some(encode(&response, version));
     };
     let store = shared.read();

@@ -1,11 +1,12 @@
 //! The credential APIs' side of the store (KIP-554): the store every shard
 //! authenticates against, and the changes AlterUserScramCredentials makes
-//! to it, checked as Kafka's controller checks them and saved to the
-//! credentials file before any connection sees them.
+//! to it, checked as Kafka's controller checks them, on the controller,
+//! and written to the metadata log before any connection sees them.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
 use std::sync::{Mutex, PoisonError, RwLock, RwLockReadGuard};
+
+use sluice_engine::ScramCredentials;
 
 use super::credentials::{check_user_name, CredentialStore, ScramCredential};
 use super::{scram, Mechanism};
@@ -40,18 +41,47 @@ pub struct Deletion {
     pub mechanism: i8,
 }
 
-/// One credential to create or replace, as a client derives it: the salted
-/// password (PBKDF2 of the password), never the password itself.
+/// One credential to create or replace. A client sends the salted
+/// password (PBKDF2 of the password), never the password itself; the
+/// broker that receives it derives the two keys at once, so only what the
+/// metadata log stores travels to the controller.
 #[derive(Clone)]
 pub struct Upsertion {
     pub user: String,
     pub mechanism: i8,
     pub iterations: i32,
     pub salt: Vec<u8>,
-    pub salted_password: Vec<u8>,
+    /// Empty when the mechanism is unknown or the salted password empty
+    /// (the change is refused for that).
+    pub stored_key: Vec<u8>,
+    pub server_key: Vec<u8>,
 }
 
-/// The salted password stays out of logs.
+impl Upsertion {
+    /// The change a client's upsertion asks for, its keys derived.
+    pub fn from_salted_password(
+        user: String,
+        mechanism: i8,
+        iterations: i32,
+        salt: Vec<u8>,
+        salted_password: &[u8],
+    ) -> Upsertion {
+        let (stored_key, server_key) = match mechanism_of_code(mechanism) {
+            Some(known) if !salted_password.is_empty() => scram::keys(known, salted_password),
+            _ => (Vec::new(), Vec::new()),
+        };
+        Upsertion {
+            user,
+            mechanism,
+            iterations,
+            salt,
+            stored_key,
+            server_key,
+        }
+    }
+}
+
+/// The keys stay out of logs.
 impl std::fmt::Debug for Upsertion {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Upsertion")
@@ -147,13 +177,12 @@ pub fn apply(
         if let Some((deletion, mechanism)) = deleting.remove(user) {
             store.remove(&deletion.user, Some(mechanism));
         } else if let Some((upsertion, mechanism)) = upserting.remove(user) {
-            let (stored_key, server_key) = scram::keys(mechanism, &upsertion.salted_password);
             let credential = ScramCredential {
                 salt: upsertion.salt.clone(),
                 // Checked within SCRAM_ITERATIONS_MIN..=MAX, so positive.
                 iterations: upsertion.iterations.unsigned_abs(),
-                stored_key,
-                server_key,
+                stored_key: upsertion.stored_key.clone(),
+                server_key: upsertion.server_key.clone(),
             };
             store.insert(&upsertion.user, mechanism, credential);
         } else {
@@ -216,35 +245,42 @@ fn check_upsertion(upsertion: &Upsertion) -> Result<Mechanism, (i16, String)> {
             ),
         ));
     }
-    if upsertion.salted_password.is_empty() {
+    let key_bytes = scram::output_bytes(mechanism);
+    if upsertion.stored_key.is_empty() {
         return Err((
             code::UNACCEPTABLE_CREDENTIAL,
             "the salted password is empty".into(),
         ));
     }
+    if upsertion.stored_key.len() != key_bytes || upsertion.server_key.len() != key_bytes {
+        return Err((
+            code::UNACCEPTABLE_CREDENTIAL,
+            format!("a {mechanism} key takes {key_bytes} bytes"),
+        ));
+    }
     Ok(mechanism)
 }
 
-/// The store the shards of a broker share: every authentication reads it,
-/// AlterUserScramCredentials changes it. A change is saved to the file
-/// first and shown to connections after, so an answer of success means the
-/// credential survives a crash.
+/// The store the shards of a broker share: every authentication reads it.
+/// The credentials live in the metadata log (AlterUserScramCredentials goes
+/// to the controller); shard 0 replaces this copy whenever an image it
+/// applies holds other credentials, before the change is answered.
 #[derive(Debug)]
 pub struct SharedCredentials {
     store: RwLock<CredentialStore>,
-    /// The first data directory, which holds the file.
-    data_dir: PathBuf,
-    /// One change at a time: each writes the whole file.
-    changing: Mutex<()>,
+    /// The credentials `sluice user create --data-dir` left in the data
+    /// directory's credential file, until they are written to the log.
+    staged: Mutex<Option<CredentialStore>>,
 }
 
 impl SharedCredentials {
-    pub fn new(store: CredentialStore, data_dir: PathBuf) -> SharedCredentials {
-        SharedCredentials {
-            store: RwLock::new(store),
-            data_dir,
-            changing: Mutex::new(()),
-        }
+    /// No credentials until the first image; `staged` is the credential
+    /// file's contents.
+    pub fn new(staged: Option<CredentialStore>) -> Result<SharedCredentials, String> {
+        Ok(SharedCredentials {
+            store: RwLock::new(CredentialStore::empty()?),
+            staged: Mutex::new(staged),
+        })
     }
 
     /// The store as it is now. A panic elsewhere while holding the lock
@@ -254,34 +290,43 @@ impl SharedCredentials {
         self.store.read().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Applies the changes (see [`apply`]) to a copy, saves the copy, and
-    /// then puts it in place. Blocks on the file's writes and syncs: call it
-    /// off the shards' executors. When the file cannot be written, nothing
-    /// changes and every user that would have gets `UNKNOWN_SERVER_ERROR`.
-    pub fn alter(&self, deletions: &[Deletion], upsertions: &[Upsertion]) -> Vec<UserOutcome> {
-        let _one_at_a_time = self.changing.lock().unwrap_or_else(PoisonError::into_inner);
-        let mut copy = self.read().clone();
-        let mut outcomes = apply(&mut copy, deletions, upsertions);
-        if !outcomes
-            .iter()
-            .any(|outcome| outcome.error_code == code::NONE)
-        {
-            return outcomes;
-        }
-        if let Err(reason) = copy.save(&self.data_dir) {
-            tracing::error!(%reason, "saving SCRAM credentials failed; the change is not made");
-            for outcome in outcomes
-                .iter_mut()
-                .filter(|outcome| outcome.error_code == code::NONE)
-            {
-                outcome.error_code = code::UNKNOWN_SERVER_ERROR;
-                outcome.message = Some("the broker could not save the credentials".into());
-            }
-            return outcomes;
-        }
-        *self.store.write().unwrap_or_else(PoisonError::into_inner) = copy;
-        outcomes
+    /// Shows the credentials of a metadata image to every shard.
+    pub fn replace(&self, stored: &ScramCredentials) {
+        let store = self.read().with_credentials(stored);
+        *self.store.write().unwrap_or_else(PoisonError::into_inner) = store;
     }
+
+    /// The credential file's contents, once, to write to the metadata log.
+    pub fn take_staged(&self) -> Option<CredentialStore> {
+        self.staged
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+    }
+}
+
+/// The credential file's contents as upsertions, in groups that each name
+/// a user once (one group per mechanism), since one AlterUserScramCredentials
+/// change may not name a user twice.
+pub fn staged_upsertions(staged: &CredentialStore) -> Vec<Vec<Upsertion>> {
+    Mechanism::SCRAM
+        .into_iter()
+        .map(|mechanism| {
+            staged
+                .iter()
+                .filter(|(_, stored, _)| *stored == mechanism)
+                .map(|(user, _, credential)| Upsertion {
+                    user: user.to_string(),
+                    mechanism: mechanism_code(mechanism),
+                    iterations: i32::try_from(credential.iterations).unwrap_or(i32::MAX),
+                    salt: credential.salt.clone(),
+                    stored_key: credential.stored_key.clone(),
+                    server_key: credential.server_key.clone(),
+                })
+                .collect::<Vec<_>>()
+        })
+        .filter(|group| !group.is_empty())
+        .collect()
 }
 
 #[cfg(test)]
@@ -289,13 +334,7 @@ mod tests {
     use super::*;
 
     fn upsertion(user: &str, mechanism: i8, iterations: i32) -> Upsertion {
-        Upsertion {
-            user: user.into(),
-            mechanism,
-            iterations,
-            salt: vec![7; 16],
-            salted_password: vec![9; 32],
-        }
+        Upsertion::from_salted_password(user.into(), mechanism, iterations, vec![7; 16], &[9; 32])
     }
 
     fn deletion(user: &str, mechanism: i8) -> Deletion {
@@ -402,23 +441,38 @@ mod tests {
     }
 
     #[test]
-    fn an_altered_store_is_saved_before_it_is_shown() {
-        let dir = std::env::temp_dir().join(format!("sluice-alter-{}", std::process::id()));
-        std::fs::create_dir_all(dir.join("meta")).unwrap();
-        let shared = SharedCredentials::new(CredentialStore::empty().unwrap(), dir.clone());
-        let outcomes = shared.alter(&[], &[upsertion("alice", 2, 4096)]);
-        assert_eq!(codes(&outcomes), BTreeMap::from([("alice".into(), 0)]));
-        assert!(shared.read().get("alice", Mechanism::ScramSha512).is_some());
-        let saved = CredentialStore::load(&dir).unwrap().unwrap();
-        assert!(saved.get("alice", Mechanism::ScramSha512).is_some());
-        // A file that cannot be written: the change is not made.
-        std::fs::remove_dir_all(dir.join("meta")).unwrap();
-        let outcomes = shared.alter(&[], &[upsertion("bob", 1, 4096)]);
-        assert_eq!(
-            codes(&outcomes),
-            BTreeMap::from([("bob".into(), code::UNKNOWN_SERVER_ERROR)])
+    fn the_image_form_round_trips_and_staged_users_come_in_groups_of_one_each() {
+        let mut store = CredentialStore::empty().unwrap();
+        apply(
+            &mut store,
+            &[],
+            &[upsertion("alice", 1, 4096), upsertion("bob", 2, 8192)],
         );
-        assert!(shared.read().get("bob", Mechanism::ScramSha256).is_none());
-        std::fs::remove_dir_all(&dir).unwrap();
+        apply(&mut store, &[], &[upsertion("alice", 2, 4096)]);
+        let shared = SharedCredentials::new(Some(store.clone())).unwrap();
+        assert!(shared.read().is_empty());
+        shared.replace(&store.to_stored());
+        let alice = shared.read().get("alice", Mechanism::ScramSha512).cloned();
+        assert_eq!(alice, store.get("alice", Mechanism::ScramSha512).cloned());
+        assert_eq!(shared.read().iter().count(), 3);
+        // A credential with a mechanism code this broker does not know is
+        // left out, not guessed at.
+        let mut stored = store.to_stored();
+        let odd = stored[&("bob".to_string(), 2)].clone();
+        stored.insert(("carol".into(), 9), odd);
+        shared.replace(&stored);
+        assert_eq!(shared.read().iter().count(), 3);
+        // The staged file's credentials: one group per mechanism, so no
+        // group names a user twice, and every group is taken whole.
+        let staged = shared.take_staged().unwrap();
+        assert!(shared.take_staged().is_none());
+        let groups = staged_upsertions(&staged);
+        assert_eq!(groups.len(), 2);
+        let mut rebuilt = CredentialStore::empty().unwrap();
+        for group in &groups {
+            let outcomes = apply(&mut rebuilt, &[], group);
+            assert!(outcomes.iter().all(|outcome| outcome.error_code == 0));
+        }
+        assert_eq!(rebuilt.to_stored(), store.to_stored());
     }
 }

@@ -1,14 +1,15 @@
-//! The SCRAM credentials of the broker's users, and the file that holds
-//! them: `<first data dir>/meta/scram-credentials` (format in
-//! docs/format.md). Written by `sluice user create` before the broker
-//! starts (as Kafka's `kafka-storage format --add-scram`), read once at
-//! start. Each broker of a cluster has its own file until the credential
-//! APIs (DescribeUserScramCredentials / AlterUserScramCredentials) put
-//! them in the metadata log.
+//! The SCRAM credentials of the cluster's users. They live in the metadata
+//! log (`MetadataRecord::ScramCredential`); the file
+//! `<first data dir>/meta/scram-credentials` (format in docs/format.md)
+//! holds credentials staged by `sluice user create --data-dir` while the
+//! broker is stopped (as Kafka's `kafka-storage format --add-scram`), which
+//! the broker writes to the log at its next start and then renames.
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
+
+use sluice_engine::{ScramCredentials, StoredScram};
 
 use super::{scram, Mechanism};
 use crate::constants::{
@@ -20,6 +21,9 @@ use crate::meta_file::{read_bounded, save_atomically, Cursor};
 
 /// Where the credentials live, under the first data directory.
 pub const CREDENTIALS_FILE: &str = "meta/scram-credentials";
+/// What that file is renamed to once its credentials are in the metadata
+/// log (the next `sluice user create --data-dir` starts a new one).
+pub const CREDENTIALS_FILE_IMPORTED: &str = "meta/scram-credentials.imported";
 /// "SLUS": Sluice users.
 const MAGIC: u32 = 0x534c_5553;
 const VERSION: u16 = 1;
@@ -171,6 +175,60 @@ impl CredentialStore {
         self.credentials
             .retain(|(name, stored), _| !(name == user && mechanism.is_none_or(|m| m == *stored)));
         self.credentials.len() != before
+    }
+
+    /// A store of the credentials a metadata image holds, with this
+    /// store's secret for unknown users (so their dummy salts do not change
+    /// while the broker runs). A credential this broker cannot use (an
+    /// unknown mechanism code, a length outside the bounds) is left out and
+    /// logged.
+    pub fn with_credentials(&self, stored: &ScramCredentials) -> CredentialStore {
+        let mut store = CredentialStore {
+            credentials: BTreeMap::new(),
+            dummy_secret: self.dummy_secret,
+        };
+        for ((user, code), credential) in stored {
+            let usable = super::alter::mechanism_of_code(*code).filter(|mechanism| {
+                check_user_name(user).is_ok()
+                    && (SCRAM_SALT_BYTES_MIN..=SCRAM_SALT_BYTES_MAX)
+                        .contains(&credential.salt.len())
+                    && credential.stored_key.len() == scram::output_bytes(*mechanism)
+                    && credential.server_key.len() == scram::output_bytes(*mechanism)
+            });
+            match usable {
+                Some(mechanism) => store.insert(
+                    user,
+                    mechanism,
+                    ScramCredential {
+                        salt: credential.salt.clone(),
+                        iterations: credential.iterations,
+                        stored_key: credential.stored_key.clone(),
+                        server_key: credential.server_key.clone(),
+                    },
+                ),
+                None => {
+                    tracing::warn!(%user, code, "a SCRAM credential this broker cannot use is ignored")
+                }
+            }
+        }
+        store
+    }
+
+    /// The credentials as the metadata image keeps them.
+    pub fn to_stored(&self) -> ScramCredentials {
+        self.iter()
+            .map(|(user, mechanism, credential)| {
+                (
+                    (user.to_string(), super::alter::mechanism_code(mechanism)),
+                    StoredScram {
+                        salt: credential.salt.clone(),
+                        iterations: credential.iterations,
+                        stored_key: credential.stored_key.clone(),
+                        server_key: credential.server_key.clone(),
+                    },
+                )
+            })
+            .collect()
     }
 
     /// Every credential, by user then mechanism.

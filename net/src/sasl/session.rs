@@ -255,6 +255,12 @@ mod tests {
     use super::*;
     use crate::sasl::{CredentialStore, ScramCredential};
 
+    fn shared(store: &CredentialStore) -> SharedCredentials {
+        let shared = SharedCredentials::new(None).unwrap();
+        shared.replace(&store.to_stored());
+        shared
+    }
+
     fn config(enabled: &[Mechanism]) -> SaslConfig {
         let mut store = CredentialStore::empty().unwrap();
         store.insert(
@@ -265,10 +271,7 @@ mod tests {
         SaslConfig {
             enabled_mechanisms: enabled.to_vec(),
             super_users: vec!["admin".into()],
-            credentials: Some(std::sync::Arc::new(SharedCredentials::new(
-                store,
-                std::path::PathBuf::from("/nonexistent"),
-            ))),
+            credentials: Some(std::sync::Arc::new(shared(&store))),
             reauth_ms: 0,
         }
     }

@@ -1,11 +1,14 @@
-//! ACLs live in the metadata log, so every broker of a cluster authorizes
-//! alike. Three `sluice` processes with the ACL authorizer: an ACL made
+//! ACLs and SCRAM credentials live in the metadata log, so every broker
+//! of a cluster authorizes alike and knows the same users. Three `sluice` processes with the ACL authorizer: an ACL made
 //! through one broker is listed by every broker and refuses librdkafka's
 //! writes to every partition, whichever broker leads it; a broker killed
 //! with kill -9 has the ACLs again when it is back; an ACL removed through
 //! another broker stops refusing everywhere. A single broker's ACL file
 //! from before the metadata log held ACLs is moved into the log at start,
-//! once: an ACL deleted afterwards stays deleted across restarts.
+//! once: an ACL deleted afterwards stays deleted across restarts. A user
+//! created through one broker of a cluster is listed by every broker, also
+//! by one killed and started again, and a deletion through another broker
+//! removes it everywhere.
 
 mod common;
 
@@ -204,4 +207,61 @@ fn a_single_brokers_acl_file_moves_into_the_metadata_log_once() {
     assert_eq!(after.len(), 1, "{after:?}");
     let reports = write_each_partition(&broker, SECRET);
     assert!(reports.iter().all(Result::is_ok), "{reports:?}");
+}
+
+/// The users `sluice user list` prints through `broker`.
+fn users(broker: &TestBroker) -> Vec<String> {
+    cli(broker, &["user", "list"])
+        .lines()
+        .filter(|line| !line.starts_with("USER") && *line != "No users." && !line.trim().is_empty())
+        .filter_map(|line| line.split_whitespace().next())
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn a_user_made_through_one_broker_is_known_to_every_broker() {
+    // Without an authorizer only super users manage credentials; every
+    // plaintext client is ANONYMOUS.
+    let mut brokers = start_cluster_with(NODES, &["--super-users", ANONYMOUS]);
+    let created = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["user", "create", "--user", "alice", "--bootstrap-server"])
+        .arg(brokers[0].bootstrap())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write;
+            child
+                .stdin
+                .take()
+                .expect("stdin is piped")
+                .write_all(b"alice-secret-1\n")?;
+            child.wait_with_output()
+        })
+        .expect("running sluice user create");
+    assert!(
+        created.status.success(),
+        "{}",
+        String::from_utf8_lossy(&created.stderr)
+    );
+    for broker in &brokers {
+        wait_until("every broker knows alice", PROPAGATION_TIMEOUT, || {
+            users(broker) == ["alice"]
+        });
+    }
+    brokers[1].restart(Stop::Kill);
+    wait_until(
+        "the restarted broker knows alice",
+        PROPAGATION_TIMEOUT,
+        || users(&brokers[1]) == ["alice"],
+    );
+    let deleted = cli(&brokers[2], &["user", "delete", "--user", "alice"]);
+    assert!(deleted.contains("removed the"), "{deleted}");
+    for broker in &brokers {
+        wait_until("no broker knows alice", PROPAGATION_TIMEOUT, || {
+            users(broker).is_empty()
+        });
+    }
 }
