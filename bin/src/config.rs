@@ -22,8 +22,10 @@ const REPLICA_LAG_TIME_MS_MAX: i64 = 3_600_000;
 const LEADER_IMBALANCE_CHECK_INTERVAL_MS_MAX: i64 = 86_400_000;
 /// Longest spin before an idle shard parks: beyond this it is a busy loop.
 const SPIN_BEFORE_PARK_US_MAX: i64 = 10_000;
+use sluice_net::client::sasl::SaslCredentials;
 use sluice_net::config::{ExtraListener, SecurityProtocol, LOG_CLEANER_DEDUPE_BUFFER_BYTES_MIN};
 use sluice_net::sasl::session::{parse_mechanisms, parse_super_users};
+use sluice_net::sasl::Mechanism;
 use sluice_net::tls::{ClientAuth, PrincipalRules, TlsProtocol};
 use sluice_net::BrokerConfig;
 
@@ -571,6 +573,37 @@ pub const SETTINGS: &[Setting] = &[
         },
     },
     Setting {
+        name: "inter_broker_sasl_mechanism",
+        expects: "the SASL mechanism a broker of a cluster on a SASL listener logs in to the \
+            others with (Kafka's sasl.mechanism.inter.broker.protocol): PLAIN, SCRAM-SHA-256 or \
+            SCRAM-SHA-512 (default)",
+        apply: |config, value| {
+            config.inter_broker_sasl.mechanism =
+                Mechanism::from_name(value).ok_or(Refused::Expected)?;
+            Ok(())
+        },
+    },
+    Setting {
+        name: "inter_broker_sasl_username",
+        expects: "the user a broker of a cluster on a SASL listener logs in to the others as \
+            (in Kafka, the broker's JAAS login); make it with `sluice user create` and name it \
+            in super_users",
+        apply: |config, value| {
+            sluice_net::sasl::credentials::check_user_name(value).map_err(Refused::Because)?;
+            config.inter_broker_sasl.username = Some(value.to_string());
+            Ok(())
+        },
+    },
+    Setting {
+        name: "inter_broker_sasl_password_file",
+        expects: "a file whose first line is the password of inter_broker_sasl_username (kept \
+            out of the configuration and of the command line)",
+        apply: |config, value| {
+            config.inter_broker_sasl.password_file = Some(PathBuf::from(value));
+            Ok(())
+        },
+    },
+    Setting {
         name: "connections_max_reauth_ms",
         expects: "milliseconds an authenticated SASL session lasts before the client must \
             authenticate again on its connection (Kafka's connections.max.reauth.ms, KIP-368); \
@@ -1076,7 +1109,7 @@ fn check(mut config: BrokerConfig) -> Result<BrokerConfig, String> {
         ));
     }
     check_quorum_settings(&config)?;
-    check_security_settings(&config)?;
+    check_security_settings(&mut config)?;
     place_advertised_listeners(&mut config)?;
     // DescribeConfigs names Kafka's settings: `listeners` covers `listen`,
     // and `listener.security.protocol.map` covers `listeners`' protocols.
@@ -1152,11 +1185,11 @@ fn place_advertised_listeners(config: &mut BrokerConfig) -> Result<(), String> {
     Ok(())
 }
 
-/// SASL and TLS listeners are for a broker on its own so far: brokers reach
-/// each other (replica fetches, transaction markers) through the client
-/// listener, and speak neither to each other yet. The ACL authorizer works
-/// in a cluster: its ACLs are in the metadata log.
-fn check_security_settings(config: &BrokerConfig) -> Result<(), String> {
+/// Brokers of a cluster reach each other (replica fetches, transaction
+/// markers) through the client listener, so on a cluster it is one
+/// listener, and a broker speaks its protocol to the others: TLS needs a
+/// truststore to check their certificates, SASL a login of its own.
+fn check_security_settings(config: &mut BrokerConfig) -> Result<(), String> {
     let replaced = ["listen", "listener_security_protocol"]
         .into_iter()
         .find(|name| config.set_by_operator.contains(name));
@@ -1173,15 +1206,43 @@ fn check_security_settings(config: &BrokerConfig) -> Result<(), String> {
                 .to_string(),
         );
     }
-    let secured = config.security_protocol.is_sasl() || config.security_protocol.is_tls();
-    if secured && !config.is_single_node() {
+    let protocol = config.security_protocol;
+    if config.is_single_node() {
+        return Ok(());
+    }
+    if protocol.is_tls() && config.tls_settings.truststore_location.is_none() {
         return Err(format!(
-            "listener_security_protocol {} works on a single broker only: brokers of a cluster \
-             connect to each other through the client listener, in plaintext and without \
-             authenticating, so far",
-            config.security_protocol.name()
+            "listener_security_protocol {} on a broker of a cluster needs \
+             ssl_truststore_location: brokers connect to each other through it and check each \
+             other's certificates against that CA",
+            protocol.name()
         ));
     }
+    if !protocol.is_sasl() {
+        return Ok(());
+    }
+    let sasl = &config.inter_broker_sasl;
+    let (Some(username), Some(password_file)) = (&sasl.username, &sasl.password_file) else {
+        return Err(format!(
+            "listener_security_protocol {} on a broker of a cluster needs \
+             inter_broker_sasl_username and inter_broker_sasl_password_file: brokers log in to \
+             each other through it",
+            protocol.name()
+        ));
+    };
+    if !config.sasl.enabled_mechanisms.contains(&sasl.mechanism) {
+        return Err(format!(
+            "inter_broker_sasl_mechanism {} is not in sasl_enabled_mechanisms",
+            sasl.mechanism
+        ));
+    }
+    let password = crate::user::read_password(Some(password_file))
+        .map_err(|reason| format!("inter_broker_sasl_password_file: {reason}"))?;
+    config.inter_broker_sasl.credentials = Some(SaslCredentials::new(
+        sasl.mechanism,
+        username.clone(),
+        password,
+    ));
     Ok(())
 }
 
@@ -1237,19 +1298,21 @@ mod tests {
         list.iter().map(|arg| arg.to_string()).collect()
     }
 
+    /// The flags of node 1 of a two-voter quorum.
+    const NODE_1_OF_2: [&str; 6] = [
+        "--node-id",
+        "1",
+        "--controller-listen",
+        "127.0.0.1:9093",
+        "--controller-voters",
+        "1@127.0.0.1:9093,2@127.0.0.1:9193",
+    ];
+
     /// The refusal of `flag value` on node 1 of a two-voter quorum.
     fn in_a_cluster_of_two(flag: &str, value: &str) -> String {
-        from_args(&args(&[
-            flag,
-            value,
-            "--node-id",
-            "1",
-            "--controller-listen",
-            "127.0.0.1:9093",
-            "--controller-voters",
-            "1@127.0.0.1:9093,2@127.0.0.1:9193",
-        ]))
-        .unwrap_err()
+        let mut all = vec![flag, value];
+        all.extend(NODE_1_OF_2);
+        from_args(&args(&all)).unwrap_err()
     }
 
     fn from_args(args: &[String]) -> Result<BrokerConfig, String> {
@@ -1544,7 +1607,43 @@ mod tests {
         let error = from_args(&args(&["--super-users", "admin"])).unwrap_err();
         assert!(error.contains("super_users"), "{error}");
         let error = in_a_cluster_of_two("--listener-security-protocol", "SASL_PLAINTEXT");
-        assert!(error.contains("single broker"), "{error}");
+        assert!(error.contains("inter_broker_sasl_username"), "{error}");
+        let error = in_a_cluster_of_two("--listener-security-protocol", "SSL");
+        assert!(error.contains("ssl_truststore_location"), "{error}");
+    }
+
+    #[test]
+    fn a_sasl_cluster_reads_the_brokers_login() {
+        let dir = std::env::temp_dir().join(format!("sluice-peer-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let password = dir.join("password");
+        std::fs::write(&password, "s3cret\nignored\n").unwrap();
+        let mut cluster = NODE_1_OF_2.to_vec();
+        cluster.extend([
+            "--listener-security-protocol",
+            "SASL_PLAINTEXT",
+            "--inter-broker-sasl-username",
+            "broker",
+        ]);
+        let password_arg = password.to_str().unwrap();
+        let mut all: Vec<&str> = cluster.clone();
+        all.extend(["--inter-broker-sasl-password-file", password_arg]);
+        let config = from_args(&args(&all)).unwrap();
+        let login = config.inter_broker_sasl.credentials.unwrap();
+        assert_eq!(
+            (login.mechanism, login.user.as_str(), login.password()),
+            (Mechanism::ScramSha512, "broker", "s3cret")
+        );
+        // A mechanism the listener does not offer, and a missing file.
+        all.extend(["--inter-broker-sasl-mechanism", "PLAIN"]);
+        all.extend(["--sasl-enabled-mechanisms", "SCRAM-SHA-512"]);
+        let error = from_args(&args(&all)).unwrap_err();
+        assert!(error.contains("not in sasl_enabled_mechanisms"), "{error}");
+        std::fs::remove_dir_all(&dir).unwrap();
+        let mut missing: Vec<&str> = cluster;
+        missing.extend(["--inter-broker-sasl-password-file", password_arg]);
+        let error = from_args(&args(&missing)).unwrap_err();
+        assert!(error.contains("inter_broker_sasl_password_file"), "{error}");
     }
 
     #[test]

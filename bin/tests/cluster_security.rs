@@ -8,16 +8,23 @@
 //! once: an ACL deleted afterwards stays deleted across restarts. A user
 //! created through one broker of a cluster is listed by every broker, also
 //! by one killed and started again, and a deletion through another broker
-//! removes it everywhere.
+//! removes it everywhere. A cluster on SASL_PLAINTEXT with the ACL
+//! authorizer: its brokers log in to each other as their own user, so
+//! followers replicate and an acks=all write that needs all three replicas
+//! in sync is acknowledged and read back.
 
 mod common;
 
 use std::time::Duration;
 
+use common::pki::Pki;
 use common::{
-    cli, create_replicated_topic, start_cluster_with, wait_until, Record, Stop, TestBroker,
-    TrackedProducer,
+    cli, consume, create_replicated_topic, start_cluster_with, wait_until, Record, Stop,
+    TestBroker, TrackedProducer,
 };
+use rdkafka::admin::AdminClient;
+use rdkafka::client::DefaultClientContext;
+use rdkafka::Offset;
 use sluice_net::acl::{
     AclBinding, AclStore, Operation, PatternType, Permission, ResourceType, ACLS_FILE,
     ACLS_FILE_IMPORTED,
@@ -264,4 +271,173 @@ fn a_user_made_through_one_broker_is_known_to_every_broker() {
             users(broker).is_empty()
         });
     }
+}
+
+/// The brokers' own user, a super user.
+const BROKER_USER: &str = "broker";
+const BROKER_PASSWORD: &str = "broker-secret-7";
+/// Records the SASL cluster takes and gives back.
+const SASL_RECORDS: usize = 300;
+
+/// librdkafka's settings to log in as the brokers' user over `protocol`;
+/// `ca` is the CA file to check the brokers' certificates with on TLS.
+fn broker_login(protocol: &str, ca: Option<&str>) -> Vec<(String, String)> {
+    let mut settings: Vec<(String, String)> = [
+        ("security.protocol", protocol),
+        ("sasl.mechanism", "SCRAM-SHA-512"),
+        ("sasl.username", BROKER_USER),
+        ("sasl.password", BROKER_PASSWORD),
+    ]
+    .into_iter()
+    .map(|(key, value)| (key.to_string(), value.to_string()))
+    .collect();
+    if let Some(ca) = ca {
+        settings.push(("ssl.ca.location".into(), ca.into()));
+    }
+    settings
+}
+
+#[test]
+fn brokers_of_a_sasl_cluster_log_in_to_each_other_and_replicate() {
+    sasl_cluster_replicates("SASL_PLAINTEXT");
+}
+
+/// The same over SASL_SSL: each broker checks the others' certificates
+/// against the truststore before it logs in to them.
+#[test]
+fn brokers_of_a_sasl_ssl_cluster_connect_over_tls_and_replicate() {
+    sasl_cluster_replicates("SASL_SSL");
+}
+
+fn sasl_cluster_replicates(protocol: &str) {
+    let secrets = std::env::temp_dir().join(format!(
+        "sluice-peer-login-{protocol}-{}",
+        std::process::id()
+    ));
+    std::fs::create_dir_all(&secrets).expect("a directory for the password");
+    let password_file = secrets.join("broker.password");
+    std::fs::write(&password_file, format!("{BROKER_PASSWORD}\n")).expect("the password file");
+    let password_path = password_file.to_str().expect("a UTF-8 path");
+    // First on PLAINTEXT, where anyone may make users: the brokers' user
+    // goes into the metadata log.
+    let mut brokers = start_cluster_with(
+        NODES,
+        &[
+            "--inter-broker-sasl-username",
+            BROKER_USER,
+            "--inter-broker-sasl-password-file",
+            password_path,
+        ],
+    );
+    cli(
+        &brokers[0],
+        &[
+            "user",
+            "create",
+            "--user",
+            BROKER_USER,
+            "--password-file",
+            password_path,
+        ],
+    );
+    for broker in &brokers {
+        wait_until(
+            "every broker knows the brokers' user",
+            PROPAGATION_TIMEOUT,
+            || users(broker) == [BROKER_USER],
+        );
+    }
+    // Then the whole cluster on `protocol` with ACLs; the brokers' user
+    // is the only super user, so a broker that did not log in as it could
+    // not fetch from another.
+    let pki = Pki::new(&secrets.join("pki"));
+    let tls = protocol == "SASL_SSL";
+    if tls {
+        pki.ca("ca");
+        pki.issue("ca", "server", "/CN=localhost");
+    }
+    let keystore = pki.path_text("server.keystore");
+    let truststore = pki.path_text("ca.pem");
+    for broker in &mut brokers {
+        broker.stop(Stop::Kill);
+        broker.add_args(&[
+            "--listener-security-protocol",
+            protocol,
+            "--authorizer",
+            "acl",
+            "--super-users",
+            "User:broker",
+        ]);
+        if tls {
+            broker.add_args(&[
+                "--ssl-keystore-location",
+                &keystore,
+                "--ssl-truststore-location",
+                &truststore,
+            ]);
+        }
+    }
+    let login = broker_login(protocol, tls.then_some(truststore.as_str()));
+    let login: Vec<(&str, &str)> = login
+        .iter()
+        .map(|(key, value)| (key.as_str(), value.as_str()))
+        .collect();
+    for broker in &mut brokers {
+        broker.launch();
+    }
+    for broker in &mut brokers {
+        broker.await_listening();
+    }
+    let mut config = brokers[1].client_config();
+    for (key, value) in &login {
+        config.set(*key, *value);
+    }
+    let admin: AdminClient<DefaultClientContext> = config.create().expect("an admin client");
+    create_replicated_topic(
+        &admin,
+        "replicated",
+        PARTITIONS,
+        NODES as i32,
+        &[("min.insync.replicas", "3")],
+    );
+    let mut producer = TrackedProducer::with_config(config, "replicated", &[("acks", "all")]);
+    let sent: Vec<Record> = (0..SASL_RECORDS)
+        .map(|index| {
+            Record::with_value(
+                (index % PARTITIONS as usize) as i32,
+                format!("replicated-{index}").into_bytes(),
+            )
+        })
+        .collect();
+    for record in &sent {
+        producer.send(record);
+    }
+    producer.flush();
+    let outcomes = producer.outcomes();
+    assert!(
+        outcomes.iter().all(Result::is_ok),
+        "acks=all writes that need every replica in sync: {:?}",
+        outcomes.iter().find(|outcome| outcome.is_err())
+    );
+    let consumer = brokers[2].consumer(&login);
+    let read = consume(
+        &consumer,
+        "replicated",
+        &(0..PARTITIONS).collect::<Vec<_>>(),
+        Offset::Beginning,
+        PROPAGATION_TIMEOUT,
+        |read| read.len() >= SASL_RECORDS,
+    );
+    let mut values: Vec<Vec<u8>> = read.into_iter().filter_map(|record| record.value).collect();
+    let mut expected: Vec<Vec<u8>> = sent.into_iter().filter_map(|record| record.value).collect();
+    values.sort();
+    expected.sort();
+    assert_eq!(values, expected);
+    for broker in &brokers {
+        assert!(
+            !broker.log().contains(BROKER_PASSWORD),
+            "a password in a log"
+        );
+    }
+    std::fs::remove_dir_all(&secrets).expect("removing the password");
 }

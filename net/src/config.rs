@@ -225,6 +225,10 @@ pub struct BrokerConfig {
     /// SASL mechanisms, super users and credentials, used when
     /// `security_protocol` is SASL_PLAINTEXT or SASL_SSL.
     pub sasl: SaslConfig,
+    /// How this broker logs in to the others of its cluster on a SASL
+    /// listener (the `inter_broker_sasl_*` settings; Kafka's
+    /// `sasl.mechanism.inter.broker.protocol` and the broker's JAAS login).
+    pub inter_broker_sasl: InterBrokerSasl,
     /// The `ssl_*` settings, used when `security_protocol` is SSL or
     /// SASL_SSL.
     pub tls_settings: crate::tls::TlsSettings,
@@ -354,6 +358,29 @@ impl BrokerConfig {
     }
 }
 
+/// The settings of a broker's own SASL login to the other brokers.
+#[derive(Clone, Debug)]
+pub struct InterBrokerSasl {
+    pub mechanism: crate::sasl::Mechanism,
+    pub username: Option<String>,
+    pub password_file: Option<PathBuf>,
+    /// Read from `password_file` once the settings are checked.
+    pub credentials: Option<crate::client::sasl::SaslCredentials>,
+}
+
+impl Default for InterBrokerSasl {
+    /// SCRAM-SHA-512: Kafka's default, GSSAPI, is not spoken here, and of
+    /// the others it is the one that never sends the password.
+    fn default() -> InterBrokerSasl {
+        InterBrokerSasl {
+            mechanism: crate::sasl::Mechanism::ScramSha512,
+            username: None,
+            password_file: None,
+            credentials: None,
+        }
+    }
+}
+
 impl Default for BrokerConfig {
     fn default() -> Self {
         BrokerConfig {
@@ -387,6 +414,7 @@ impl Default for BrokerConfig {
             tls_settings: crate::tls::TlsSettings::default(),
             tls: None,
             sasl: SaslConfig::default(),
+            inter_broker_sasl: InterBrokerSasl::default(),
             acl_authorizer: false,
             authorizer: None,
             allow_everyone_if_no_acl_found: false,

@@ -13,6 +13,7 @@
 
 pub mod disk;
 pub mod netns;
+pub mod pki;
 
 use std::collections::BTreeMap;
 use std::fs;

@@ -55,18 +55,50 @@ impl Broker {
                 .ok_or_else(|| format!("broker {node} is not registered"))?;
             format!("{}:{}", broker.host, broker.port)
         };
+        let protocol = self.config.security_protocol;
         let config = ConnectionConfig {
             client_id: format!("sluice-{purpose}-{}", self.config.node_id),
             connect_timeout: PEER_CONNECT_TIMEOUT,
             request_timeout: PEER_REQUEST_TIMEOUT,
             in_flight_max: in_flight,
-            // Brokers of a cluster listen in plaintext so far (the
-            // configuration refuses SSL and SASL_SSL there).
-            tls: None,
+            tls: protocol.is_tls().then(|| self.peer_tls()).transpose()?,
         };
-        Connection::connect(&address, &config)
+        let connection = Connection::connect(&address, &config)
             .await
-            .map_err(|error| error.to_string())
+            .map_err(|error| error.to_string())?;
+        if protocol.is_sasl() {
+            let credentials = self
+                .config
+                .inter_broker_sasl
+                .credentials
+                .as_ref()
+                .ok_or("no inter-broker SASL login is configured")?;
+            crate::glommio_client::sasl::authenticate(&connection, credentials).await?;
+        }
+        Ok(connection)
+    }
+
+    /// The TLS client side of a connection to another broker: it checks
+    /// the peer's certificate against the truststore and shows its own
+    /// keystore's certificate, which a listener that asks for client
+    /// certificates maps to this broker's principal. Read at each connect
+    /// (connections to peers are long-lived), so a keystore replaced on
+    /// disk and reloaded with SIGHUP is shown from the next one on.
+    fn peer_tls(&self) -> Result<crate::tls::ClientTls, String> {
+        let settings = &self.config.tls_settings;
+        let truststore = settings
+            .truststore_location
+            .as_deref()
+            .ok_or("no ssl_truststore_location to check other brokers' certificates with")?;
+        let identity =
+            settings
+                .keystore_location
+                .as_deref()
+                .map(|keystore| crate::tls::ClientIdentity {
+                    certificate: keystore,
+                    key: keystore,
+                });
+        crate::tls::client_config(truststore, identity)
     }
 
     /// Sends `request` to broker `node` over this shard's connection to it

@@ -102,6 +102,18 @@ fn refusal_text(error: &KafkaError) -> String {
     }
 }
 
+/// PLAIN's one message (RFC 4616): authorization id (empty: the user
+/// itself), user, password, separated by NUL.
+pub(crate) fn plain_message(credentials: &SaslCredentials) -> Vec<u8> {
+    let password = credentials.password.as_bytes();
+    let mut message = Vec::with_capacity(2 + credentials.user.len() + password.len());
+    message.push(0);
+    message.extend_from_slice(credentials.user.as_bytes());
+    message.push(0);
+    message.extend_from_slice(password);
+    message
+}
+
 /// Logs `connection` in with `credentials`.
 pub(super) fn authenticate(
     connection: &mut Connection,
@@ -159,14 +171,7 @@ pub(super) fn authenticate(
     };
     let password = credentials.password.as_bytes();
     if !credentials.mechanism.is_scram() {
-        // RFC 4616: authorization id (empty: the user itself), user,
-        // password, separated by NUL.
-        let mut message = Vec::with_capacity(2 + credentials.user.len() + password.len());
-        message.push(0);
-        message.extend_from_slice(credentials.user.as_bytes());
-        message.push(0);
-        message.extend_from_slice(password);
-        step(connection, message)?;
+        step(connection, plain_message(credentials))?;
         return Ok(());
     }
     let exchange_failed = |connection: &Connection, failure: &dyn fmt::Display| {

@@ -29,6 +29,7 @@ pub mod partitioner;
 pub mod producer;
 pub mod protocol;
 pub mod records;
+pub mod sasl;
 
 pub use cluster::{ClientConfig, Cluster, NewTopic, OffsetSpec};
 pub use compression::Compression;

@@ -48,6 +48,10 @@ pub const CLIENT_API_VERSIONS: &[(ApiKey, i16, i16)] = &[
     // a leader's transaction check (the batched versions).
     (ApiKey::WriteTxnMarkers, 1, 2),
     (ApiKey::AddPartitionsToTxn, 4, 5),
+    // A broker's login to another on a SASL listener (sasl.rs): v1 of
+    // both, the first with SaslAuthenticate framing.
+    (ApiKey::SaslHandshake, 1, 1),
+    (ApiKey::SaslAuthenticate, 1, 1),
 ];
 
 /// First flexible (compact, tagged) version of each API.
