@@ -280,17 +280,11 @@ impl Broker {
                     _ => return Err(failed("the controller did not answer".into())),
                 }
             }
-            let renamed = self
-                .config
-                .data_dir
-                .join(sasl::credentials::CREDENTIALS_FILE_IMPORTED);
-            std::fs::rename(&file, &renamed).map_err(|error| {
-                format!(
-                    "the credentials of {} are in the metadata log, but renaming it to {} failed: {error}",
-                    file.display(),
-                    renamed.display()
-                )
-            })?;
+            let renamed = self.retire_imported(
+                "credentials",
+                sasl::credentials::CREDENTIALS_FILE,
+                sasl::credentials::CREDENTIALS_FILE_IMPORTED,
+            )?;
             tracing::info!(
                 file = %renamed.display(),
                 "staged SCRAM credentials were moved into the metadata log"
@@ -309,6 +303,27 @@ impl Broker {
             );
         }
         Ok(())
+    }
+
+    /// Renames a file of the data directory whose `what` are now in the
+    /// metadata log, so that no later start writes them again; the new
+    /// path.
+    fn retire_imported(
+        &self,
+        what: &str,
+        file: &str,
+        imported: &str,
+    ) -> Result<std::path::PathBuf, String> {
+        let file = self.config.data_dir.join(file);
+        let renamed = self.config.data_dir.join(imported);
+        std::fs::rename(&file, &renamed).map_err(|error| {
+            format!(
+                "the {what} of {} are in the metadata log, but renaming it to {} failed: {error}",
+                file.display(),
+                renamed.display()
+            )
+        })?;
+        Ok(renamed)
     }
 
     /// Writes the ACLs of a single-node data directory's old ACL file to
@@ -342,14 +357,11 @@ impl Broker {
             ShardResponse::AclsCreated(Err((_, message))) => return Err(failed(message)),
             _ => return Err(failed("the controller did not answer".into())),
         }
-        let renamed = self.config.data_dir.join(crate::acl::ACLS_FILE_IMPORTED);
-        std::fs::rename(&file, &renamed).map_err(|error| {
-            format!(
-                "the ACLs of {} are in the metadata log, but renaming it to {} failed: {error}",
-                file.display(),
-                renamed.display()
-            )
-        })?;
+        let renamed = self.retire_imported(
+            "ACLs",
+            crate::acl::ACLS_FILE,
+            crate::acl::ACLS_FILE_IMPORTED,
+        )?;
         tracing::info!(
             acls = count,
             file = %renamed.display(),

@@ -497,16 +497,12 @@ pub fn encode_response(response: &ShardResponse) -> Vec<u8> {
                 writer.opt_str(outcome.error_message.as_deref());
             }
         }
-        ShardResponse::Elections(Err((error_code, message))) => {
-            writer.u8(tag::ELECTIONS_FAILED);
-            writer.u16(*error_code as u16);
-            writer.str(message);
+        ShardResponse::Elections(Err(failure)) => {
+            write_refusal(&mut writer, tag::ELECTIONS_FAILED, failure)
         }
         ShardResponse::ClientQuotas(Ok(())) => writer.u8(tag::CLIENT_QUOTAS_WRITTEN),
-        ShardResponse::ClientQuotas(Err((error_code, message))) => {
-            writer.u8(tag::CLIENT_QUOTAS_REFUSED);
-            writer.u16(*error_code as u16);
-            writer.str(message);
+        ShardResponse::ClientQuotas(Err(failure)) => {
+            write_refusal(&mut writer, tag::CLIENT_QUOTAS_REFUSED, failure)
         }
         ShardResponse::AclsCreated(Ok(outcomes)) => {
             writer.u8(tag::ACLS_CREATED);
@@ -534,20 +530,25 @@ pub fn encode_response(response: &ShardResponse) -> Vec<u8> {
                 writer.opt_str(outcome.message.as_deref());
             }
         }
-        ShardResponse::AclsCreated(Err((error_code, message)))
-        | ShardResponse::AclsDeleted(Err((error_code, message)))
-        | ShardResponse::ScramCredentials(Err((error_code, message))) => {
-            writer.u8(match response {
-                ShardResponse::AclsCreated(_) => tag::ACLS_CREATE_REFUSED,
-                ShardResponse::AclsDeleted(_) => tag::ACLS_DELETE_REFUSED,
-                _ => tag::SCRAM_REFUSED,
-            });
-            writer.u16(*error_code as u16);
-            writer.str(message);
+        ShardResponse::AclsCreated(Err(failure)) => {
+            write_refusal(&mut writer, tag::ACLS_CREATE_REFUSED, failure)
+        }
+        ShardResponse::AclsDeleted(Err(failure)) => {
+            write_refusal(&mut writer, tag::ACLS_DELETE_REFUSED, failure)
+        }
+        ShardResponse::ScramCredentials(Err(failure)) => {
+            write_refusal(&mut writer, tag::SCRAM_REFUSED, failure)
         }
         _ => writer.u8(tag::NONE),
     }
     writer.bytes
+}
+
+/// An answer that is a refusal: its tag, a Kafka error code and a message.
+fn write_refusal(writer: &mut Writer, tag: u8, (error_code, message): &(i16, String)) {
+    writer.u8(tag);
+    writer.u16(*error_code as u16);
+    writer.str(message);
 }
 
 fn write_partition_outcome(
