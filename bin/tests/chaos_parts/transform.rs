@@ -52,7 +52,7 @@ const TXN_GATHER: Duration = Duration::from_millis(100);
 const ABORT_ONE_IN: u64 = 4;
 /// The transaction timeout: past the longest fault, so the coordinator
 /// does not abort a transaction the nemesis merely delayed.
-const TRANSACTION_TIMEOUT: Duration = Duration::from_secs(60);
+pub const TRANSACTION_TIMEOUT: Duration = Duration::from_secs(60);
 /// Bound on each transactional call (init, offsets, commit, abort).
 const TXN_CALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// A transactional call that takes longer than this is logged with its
