@@ -1199,13 +1199,6 @@ fn check_security_settings(config: &mut BrokerConfig) -> Result<(), String> {
              listener: drop {replaced}"
         ));
     }
-    if !config.extra_listeners.is_empty() && !config.is_single_node() {
-        return Err(
-            "listeners names more than one listener, which works on a single broker only: a \
-             cluster's brokers register one address each, so far"
-                .to_string(),
-        );
-    }
     let protocol = config.security_protocol;
     if config.is_single_node() {
         return Ok(());
@@ -1697,8 +1690,16 @@ mod tests {
         ]))
         .unwrap_err();
         assert!(error.contains("drop listen"), "{error}");
-        let error = in_a_cluster_of_two("--listeners", "PLAINTEXT://127.0.0.1:0,SSL://127.0.0.1:0");
-        assert!(error.contains("single broker"), "{error}");
+        // A broker of a cluster may have more listeners than the first,
+        // which the brokers reach each other through.
+        let mut cluster = vec![
+            "--listeners",
+            "PLAINTEXT://127.0.0.1:0,SASL_PLAINTEXT://127.0.0.1:0",
+        ];
+        cluster.extend(NODE_1_OF_2);
+        let config = from_args(&args(&cluster)).expect("two listeners in a cluster");
+        assert_eq!(config.security_protocol, SecurityProtocol::Plaintext);
+        assert_eq!(config.extra_listeners.len(), 1);
     }
 
     #[test]

@@ -24,6 +24,7 @@ use common::{
 };
 use rdkafka::admin::AdminClient;
 use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::Consumer;
 use rdkafka::Offset;
 use sluice_net::acl::{
     AclBinding, AclStore, Operation, PatternType, Permission, ResourceType, ACLS_FILE,
@@ -392,20 +393,48 @@ fn sasl_cluster_replicates(protocol: &str) {
     for (key, value) in &login {
         config.set(*key, *value);
     }
+    round_trip(
+        config,
+        &brokers[2].consumer(&login),
+        "replicated",
+        SASL_RECORDS,
+    );
+    for broker in &brokers {
+        assert!(
+            !broker.log().contains(BROKER_PASSWORD),
+            "a password in a log"
+        );
+    }
+    std::fs::remove_dir_all(&secrets).expect("removing the password");
+}
+
+/// Records the two-listener cluster takes and gives back.
+const LISTENER_RECORDS: usize = 300;
+
+/// Creates `topic` with a replica on every broker and
+/// `min.insync.replicas=3` through `config`, writes `records` records
+/// acks=all to its partitions in turn (each needs every replica in sync),
+/// and reads them all back with `reader`.
+fn round_trip(
+    config: rdkafka::ClientConfig,
+    reader: &rdkafka::consumer::BaseConsumer,
+    topic: &str,
+    records: usize,
+) {
     let admin: AdminClient<DefaultClientContext> = config.create().expect("an admin client");
     create_replicated_topic(
         &admin,
-        "replicated",
+        topic,
         PARTITIONS,
         NODES as i32,
         &[("min.insync.replicas", "3")],
     );
-    let mut producer = TrackedProducer::with_config(config, "replicated", &[("acks", "all")]);
-    let sent: Vec<Record> = (0..SASL_RECORDS)
+    let mut producer = TrackedProducer::with_config(config, topic, &[("acks", "all")]);
+    let sent: Vec<Record> = (0..records)
         .map(|index| {
             Record::with_value(
                 (index % PARTITIONS as usize) as i32,
-                format!("replicated-{index}").into_bytes(),
+                format!("{topic}-{index}").into_bytes(),
             )
         })
         .collect();
@@ -419,25 +448,93 @@ fn sasl_cluster_replicates(protocol: &str) {
         "acks=all writes that need every replica in sync: {:?}",
         outcomes.iter().find(|outcome| outcome.is_err())
     );
-    let consumer = brokers[2].consumer(&login);
     let read = consume(
-        &consumer,
-        "replicated",
+        reader,
+        topic,
         &(0..PARTITIONS).collect::<Vec<_>>(),
         Offset::Beginning,
         PROPAGATION_TIMEOUT,
-        |read| read.len() >= SASL_RECORDS,
+        |read| read.len() >= records,
     );
     let mut values: Vec<Vec<u8>> = read.into_iter().filter_map(|record| record.value).collect();
     let mut expected: Vec<Vec<u8>> = sent.into_iter().filter_map(|record| record.value).collect();
     values.sort();
     expected.sort();
     assert_eq!(values, expected);
-    for broker in &brokers {
-        assert!(
-            !broker.log().contains(BROKER_PASSWORD),
-            "a password in a log"
-        );
-    }
-    std::fs::remove_dir_all(&secrets).expect("removing the password");
+}
+
+/// Every broker of a cluster with two listeners: the first (PLAINTEXT),
+/// which the brokers reach each other through, and an SSL one. A TLS
+/// client bootstrapped through one broker's SSL listener is told every
+/// broker at its SSL address, so its acks=all writes reach the leaders on
+/// the other brokers over TLS too; a plaintext client is told the
+/// plaintext addresses and reads the records back.
+#[test]
+fn every_broker_of_a_cluster_serves_each_listener_at_its_own_address() {
+    let root = std::env::temp_dir().join(format!("sluice-listeners-{}", std::process::id()));
+    let pki = Pki::new(&root.join("pki"));
+    pki.ca("ca");
+    pki.issue("ca", "server", "/CN=localhost");
+    let keystore = pki.path_text("server.keystore");
+    let brokers = start_cluster_with(
+        NODES,
+        &[
+            "--listeners",
+            "PLAINTEXT://127.0.0.1:0,SSL://127.0.0.1:0",
+            "--ssl-keystore-location",
+            &keystore,
+        ],
+    );
+    let mut tls = brokers[0].client_config();
+    tls.set("bootstrap.servers", brokers[0].listener("SSL").to_string())
+        .set("security.protocol", "SSL")
+        .set("ssl.ca.location", pki.path_text("ca.pem"));
+    // What each listener's clients are told: (node id, host, port).
+    let told = |config: &rdkafka::ClientConfig| -> Vec<(i32, String, u16)> {
+        let consumer: rdkafka::consumer::BaseConsumer = config.create().expect("a consumer");
+        let mut listed: Vec<(i32, String, u16)> = consumer
+            .fetch_metadata(None, Duration::from_secs(10))
+            .map(|metadata| {
+                metadata
+                    .brokers()
+                    .iter()
+                    .map(|broker| (broker.id(), broker.host().to_string(), broker.port() as u16))
+                    .collect()
+            })
+            .unwrap_or_default();
+        listed.sort();
+        listed
+    };
+    // The first listener's address is the broker's own.
+    let at = |protocol: &str| -> Vec<(i32, String, u16)> {
+        brokers
+            .iter()
+            .enumerate()
+            .map(|(index, broker)| {
+                let address = match protocol {
+                    "PLAINTEXT" => broker.address(),
+                    other => broker.listener(other),
+                };
+                (index as i32 + 1, address.ip().to_string(), address.port())
+            })
+            .collect()
+    };
+    wait_until(
+        "the SSL listener's clients are told every broker's SSL address",
+        PROPAGATION_TIMEOUT,
+        || told(&tls) == at("SSL"),
+    );
+    wait_until(
+        "the plaintext listener's clients are told every broker's plaintext address",
+        PROPAGATION_TIMEOUT,
+        || told(&brokers[2].client_config()) == at("PLAINTEXT"),
+    );
+    round_trip(
+        tls,
+        &brokers[2].consumer(&[]),
+        "two-listeners",
+        LISTENER_RECORDS,
+    );
+    drop(brokers);
+    std::fs::remove_dir_all(&root).expect("removing the certificates");
 }

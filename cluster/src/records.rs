@@ -10,8 +10,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use sluice_engine::{
-    BrokerInfo, ClusterMetadata, PartitionState, QuotaEntity, QuotaName, QuotaValue, QuotaValues,
-    StoredAcl, StoredScram, TopicMetadata,
+    BrokerInfo, ClusterMetadata, Endpoint, PartitionState, QuotaEntity, QuotaName, QuotaValue,
+    QuotaValues, StoredAcl, StoredScram, TopicMetadata,
 };
 
 use crate::codec::{DecodeError, Reader, Writer};
@@ -23,6 +23,10 @@ const RECORD_VERSION: u8 = 1;
 /// replicas). Written only while one runs, so brokers that predate
 /// reassignment read every log that never had one.
 const PARTITION_REASSIGNING_VERSION: u8 = 2;
+/// A broker registration that carries listeners beyond the first. Written
+/// only by a broker that has some, so brokers that predate them read the
+/// log of every cluster with one listener per broker.
+const REGISTER_BROKER_ENDPOINTS_VERSION: u8 = 2;
 
 /// One change to the cluster's metadata.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -238,6 +242,29 @@ pub fn write_configs(writer: &mut Writer, configs: &BTreeMap<String, String>) {
 }
 
 /// Reads what [`write_configs`] wrote.
+fn write_endpoints(writer: &mut Writer, endpoints: &[Endpoint]) {
+    writer.u32(endpoints.len() as u32);
+    for endpoint in endpoints {
+        writer.str(&endpoint.protocol);
+        writer.str(&endpoint.host);
+        writer.u16(endpoint.port);
+    }
+}
+
+fn read_endpoints(reader: &mut Reader<'_>) -> Result<Vec<Endpoint>, DecodeError> {
+    // Two empty strings (two u32 lengths) and a port.
+    let count = reader.count(10)?;
+    let mut endpoints = Vec::with_capacity(count);
+    for _ in 0..count {
+        endpoints.push(Endpoint {
+            protocol: reader.str()?,
+            host: reader.str()?,
+            port: reader.u16()?,
+        });
+    }
+    Ok(endpoints)
+}
+
 pub fn read_configs(reader: &mut Reader<'_>) -> Result<BTreeMap<String, String>, DecodeError> {
     // A config entry is at least two empty strings (two u32 lengths).
     let count = reader.count(8)?;
@@ -304,6 +331,9 @@ impl MetadataRecord {
             MetadataRecord::Partition { state, .. } if state.reassigning() => {
                 PARTITION_REASSIGNING_VERSION
             }
+            MetadataRecord::RegisterBroker(broker) if !broker.endpoints.is_empty() => {
+                REGISTER_BROKER_ENDPOINTS_VERSION
+            }
             _ => RECORD_VERSION,
         });
         match self {
@@ -315,6 +345,9 @@ impl MetadataRecord {
                 writer.u16(broker.port);
                 writer.opt_str(broker.rack.as_deref());
                 writer.bool(broker.fenced);
+                if !broker.endpoints.is_empty() {
+                    write_endpoints(writer, &broker.endpoints);
+                }
             }
             MetadataRecord::FenceBroker { id, incarnation }
             | MetadataRecord::UnfenceBroker { id, incarnation } => {
@@ -359,7 +392,8 @@ impl MetadataRecord {
         let kind = reader.u8()?;
         let version = reader.u8()?;
         let known = version == RECORD_VERSION
-            || (kind == kind::PARTITION && version == PARTITION_REASSIGNING_VERSION);
+            || (kind == kind::PARTITION && version == PARTITION_REASSIGNING_VERSION)
+            || (kind == kind::REGISTER_BROKER && version == REGISTER_BROKER_ENDPOINTS_VERSION);
         if !(kind::CLUSTER_ID..=kind::SCRAM_CREDENTIAL).contains(&kind) || !known {
             return Err(DecodeError(format!(
                 "metadata record type {kind} version {version} is unknown to this broker; \
@@ -375,6 +409,11 @@ impl MetadataRecord {
                 port: reader.u16()?,
                 rack: reader.opt_str()?,
                 fenced: reader.bool()?,
+                endpoints: if version == REGISTER_BROKER_ENDPOINTS_VERSION {
+                    read_endpoints(reader)?
+                } else {
+                    Vec::new()
+                },
             }),
             kind::FENCE_BROKER => MetadataRecord::FenceBroker {
                 id: reader.i32()?,
@@ -757,6 +796,27 @@ mod tests {
                 port: 9092,
                 rack: Some("r1".into()),
                 fenced: true,
+                endpoints: Vec::new(),
+            }),
+            MetadataRecord::RegisterBroker(BrokerInfo {
+                id: 3,
+                incarnation: 7,
+                host: "10.0.0.3".into(),
+                port: 9092,
+                rack: None,
+                fenced: false,
+                endpoints: vec![
+                    Endpoint {
+                        protocol: "SSL".into(),
+                        host: "broker-3.example".into(),
+                        port: 9093,
+                    },
+                    Endpoint {
+                        protocol: "SASL_SSL".into(),
+                        host: "broker-3.example".into(),
+                        port: 9094,
+                    },
+                ],
             }),
             MetadataRecord::UnfenceBroker {
                 id: 2,
@@ -866,8 +926,9 @@ mod tests {
         );
         let again = image_from_records(&image_records(&image));
         assert_eq!(again, image);
-        // Only a partition under reassignment needs the newer version, so
-        // brokers that predate it read every other log.
+        // Only a partition under reassignment and a broker with more than
+        // one listener need the newer version, so brokers that predate
+        // them read every other log.
         let versions: Vec<u8> = records
             .iter()
             .map(|record| {
@@ -876,7 +937,8 @@ mod tests {
                 writer.bytes[1]
             })
             .collect();
-        assert_eq!(versions.iter().filter(|version| **version == 2).count(), 1);
+        assert_eq!(versions.iter().filter(|version| **version == 2).count(), 2);
+        assert_eq!(image.brokers[&3].endpoints.len(), 2);
     }
 
     #[test]

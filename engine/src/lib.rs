@@ -45,8 +45,9 @@ pub use log::{
     UNDEFINED_EPOCH_OFFSET,
 };
 pub use metadata::{
-    BrokerInfo, ClusterMetadata, FileMetadataStore, MetadataStore, PartitionState, QuotaEntity,
-    QuotaName, QuotaValue, QuotaValues, ScramCredentials, StoredAcl, StoredScram, TopicMetadata,
+    BrokerInfo, ClusterMetadata, Endpoint, FileMetadataStore, MetadataStore, PartitionState,
+    QuotaEntity, QuotaName, QuotaValue, QuotaValues, ScramCredentials, StoredAcl, StoredScram,
+    TopicMetadata,
 };
 pub use producer::ProducerInfo;
 pub use shard::{shard_for, Mesh, ShardPlan};

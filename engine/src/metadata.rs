@@ -88,6 +88,38 @@ pub struct BrokerInfo {
     pub rack: Option<String>,
     /// A fenced broker leads nothing and is not offered to clients.
     pub fenced: bool,
+    /// Its listeners after the first (whose address is `host` and `port`,
+    /// the one brokers reach each other through): clients that came in
+    /// through a listener of another protocol are told these addresses.
+    pub endpoints: Vec<Endpoint>,
+}
+
+/// A broker's listener other than the first, as its registration carries
+/// it: the security protocol that names it (Kafka's listener name without
+/// `listener.security.protocol.map`) and the address its clients are told.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Endpoint {
+    pub protocol: String,
+    pub host: String,
+    pub port: u16,
+}
+
+impl BrokerInfo {
+    /// This broker as the clients of its listener of `protocol`, one after
+    /// the first, must see it: at that listener's address; `None` when it
+    /// has no such listener, so that they are not sent to a port that
+    /// speaks another protocol.
+    pub fn through(&self, protocol: &str) -> Option<BrokerInfo> {
+        let endpoint = self
+            .endpoints
+            .iter()
+            .find(|endpoint| endpoint.protocol == protocol)?;
+        Some(BrokerInfo {
+            host: endpoint.host.clone(),
+            port: endpoint.port,
+            ..self.clone()
+        })
+    }
 }
 
 /// One part of a client quota entity (KIP-546): a name, or the default

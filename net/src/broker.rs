@@ -726,7 +726,25 @@ impl Broker {
             port,
             rack: self.config.cluster.rack.clone(),
             fenced: false,
+            endpoints: self.extra_endpoints(),
         }
+    }
+
+    /// The listeners after the first as this broker registers them: each
+    /// protocol with the address its clients are told.
+    pub fn extra_endpoints(&self) -> Vec<sluice_engine::Endpoint> {
+        self.config
+            .extra_listeners
+            .iter()
+            .map(|listener| {
+                let (host, port) = self.config.advertised_of(listener, listener.address);
+                sluice_engine::Endpoint {
+                    protocol: listener.protocol.name().to_string(),
+                    host,
+                    port,
+                }
+            })
+            .collect()
     }
 
     /// The active controller as of the applied image, -1 when none is known.

@@ -189,6 +189,7 @@ impl Broker {
             port,
             rack: cluster.rack.clone(),
             fenced: false,
+            endpoints: self.extra_endpoints(),
         };
         glommio::spawn_local(keep_registered(
             quorum.clone(),
@@ -2051,6 +2052,7 @@ mod tests {
                     port: 9092,
                     rack: None,
                     fenced: id == 3,
+                    endpoints: Vec::new(),
                 },
             );
         }

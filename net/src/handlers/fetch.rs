@@ -303,7 +303,7 @@ pub async fn handle(
     // request, so that a hint names the leader the partition has now.
     let hinted = slots.iter().any(|slot| wants_hint(slot.outcome.error_code));
     let mut hints = (version >= LEADER_HINTS_VERSION && hinted)
-        .then(|| LeaderHints::new(broker.metadata(), broker.live_brokers()));
+        .then(|| LeaderHints::new(broker.metadata(), sender.live_brokers(broker)));
     if let Some(hints) = hints.as_mut() {
         name_leaders(hints, &topics, &mut slots);
     }

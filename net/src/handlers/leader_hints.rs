@@ -52,7 +52,7 @@ pub struct LeaderHints {
 }
 
 impl LeaderHints {
-    /// `live` is what Metadata answers with (`Broker::live_brokers`), so
+    /// `live` is what Metadata answers with (`Session::live_brokers`), so
     /// that a hint's endpoint is the one a Metadata request would give.
     pub fn new(metadata: Arc<ClusterMetadata>, live: Vec<BrokerInfo>) -> LeaderHints {
         LeaderHints {
@@ -111,6 +111,7 @@ pub(crate) mod tests {
             port: 9000 + id as u16,
             rack: rack.map(str::to_string),
             fenced: false,
+            endpoints: Vec::new(),
         }
     }
 

@@ -311,28 +311,38 @@ impl Session {
             .is_sasl()
     }
 
-    /// `brokers` as this connection must see them: this broker at the
-    /// address of the listener the connection came through (Kafka answers
-    /// each listener with its own endpoints).
+    /// `brokers` as this connection must see them: each at the address of
+    /// its listener of the protocol the connection came through (Kafka
+    /// answers each listener with its own endpoints), and without the
+    /// brokers that have no such listener, as Kafka leaves them out. This
+    /// broker is taken from its own settings, which hold before its
+    /// registration is applied.
     fn through_listener(
         &self,
         broker: &Broker,
-        mut brokers: Vec<sluice_engine::BrokerInfo>,
+        brokers: Vec<sluice_engine::BrokerInfo>,
     ) -> Vec<sluice_engine::BrokerInfo> {
-        let advertised = self
+        let Some(listener) = self
             .listener
             .as_ref()
-            .and_then(|listener| listener.advertised.as_ref());
-        if let Some((host, port)) = advertised {
-            for known in brokers
-                .iter_mut()
-                .filter(|known| known.id == broker.config.node_id)
-            {
-                known.host = host.clone();
-                known.port = *port;
-            }
-        }
+            .filter(|listener| listener.advertised.is_some())
+        else {
+            return brokers;
+        };
+        let protocol = listener.protocol.name();
         brokers
+            .into_iter()
+            .filter_map(|mut known| {
+                if known.id != broker.config.node_id {
+                    return known.through(protocol);
+                }
+                if let Some((host, port)) = &listener.advertised {
+                    known.host = host.clone();
+                    known.port = *port;
+                }
+                Some(known)
+            })
+            .collect()
     }
 
     /// [`Broker::live_brokers`] at this connection's listener's addresses.

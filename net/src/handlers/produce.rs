@@ -244,7 +244,7 @@ pub async fn handle(
         .flatten()
         .any(|outcome| wants_hint(outcome.error_code));
     let mut hints = (version >= LEADER_HINTS_VERSION && hinted)
-        .then(|| LeaderHints::new(broker.metadata(), broker.live_brokers()));
+        .then(|| LeaderHints::new(broker.metadata(), session.live_brokers(broker)));
     let mut response = response(version, &request, outcomes, hints.as_mut());
     response.throttle_time_ms = throttle_time_ms;
     Some(encode(&response, version))

@@ -559,6 +559,7 @@ fn sample_records() -> Vec<MetadataRecord> {
             port: 9092,
             rack: Some("rack-a".into()),
             fenced: false,
+            endpoints: Vec::new(),
         }),
         MetadataRecord::FenceBroker {
             id: 1,
