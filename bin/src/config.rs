@@ -491,6 +491,20 @@ pub const SETTINGS: &[Setting] = &[
         },
     },
     Setting {
+        name: "controller_security_protocol",
+        expects: "the controller port's security protocol: PLAINTEXT (default) or SSL, on which \
+            every node shows its keystore's certificate and checks the other's against \
+            ssl_truststore_location (Kafka's listener.security.protocol.map entry of the \
+            controller listener)",
+        apply: |config, value| {
+            config.controller_security_protocol = match SecurityProtocol::parse(value) {
+                Some(protocol @ (SecurityProtocol::Plaintext | SecurityProtocol::Ssl)) => protocol,
+                _ => return Err(Refused::Expected),
+            };
+            Ok(())
+        },
+    },
+    Setting {
         name: "ssl_keystore_location",
         expects: "a PEM file with the listener's private key (unencrypted) and its certificate \
             chain, server certificate first (Kafka's ssl.keystore.location with \
@@ -1199,6 +1213,17 @@ fn check_security_settings(config: &mut BrokerConfig) -> Result<(), String> {
              listener: drop {replaced}"
         ));
     }
+    if config.controller_security_protocol.is_tls() {
+        let settings = &config.tls_settings;
+        if settings.keystore_location.is_none() || settings.truststore_location.is_none() {
+            return Err(
+                "controller_security_protocol SSL needs ssl_keystore_location and \
+                 ssl_truststore_location: every node shows its certificate on the controller \
+                 port and checks the other's against that CA"
+                    .to_string(),
+            );
+        }
+    }
     let protocol = config.security_protocol;
     if config.is_single_node() {
         return Ok(());
@@ -1603,6 +1628,15 @@ mod tests {
         assert!(error.contains("inter_broker_sasl_username"), "{error}");
         let error = in_a_cluster_of_two("--listener-security-protocol", "SSL");
         assert!(error.contains("ssl_truststore_location"), "{error}");
+        // The controller port speaks PLAINTEXT or SSL, and SSL needs both
+        // files: the node shows a certificate and checks the other end's.
+        let error = in_a_cluster_of_two("--controller-security-protocol", "SASL_SSL");
+        assert!(error.contains("controller_security_protocol"), "{error}");
+        let error = in_a_cluster_of_two("--controller-security-protocol", "SSL");
+        assert!(
+            error.contains("ssl_keystore_location") && error.contains("ssl_truststore_location"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -266,11 +266,15 @@ fn install_signal_handlers() {
     }
 }
 
-/// Reloads the listener's certificate, key and truststore on each SIGHUP,
+/// Reloads the listeners' certificate, key and truststore on each SIGHUP,
+/// and the controller port's (`controller`: the settings to read them by),
 /// off the shards: the files are read and parsed on this thread, and the
-/// shards' next handshakes pick up the result. A reload that fails keeps
-/// what is in use and says why in one line.
-fn spawn_tls_reloader(tls: Arc<sluice_net::tls::Tls>) -> Result<(), String> {
+/// next handshakes pick up the result. A reload that fails keeps what is
+/// in use and says why in one line.
+fn spawn_tls_reloader(
+    tls: Option<Arc<sluice_net::tls::Tls>>,
+    controller: Option<sluice_net::tls::TlsSettings>,
+) -> Result<(), String> {
     std::thread::Builder::new()
         .name("tls-reload".into())
         .spawn(move || loop {
@@ -278,12 +282,24 @@ fn spawn_tls_reloader(tls: Arc<sluice_net::tls::Tls>) -> Result<(), String> {
             if SHUTDOWN.load(Ordering::SeqCst) {
                 return;
             }
-            if RELOAD.swap(false, Ordering::SeqCst) {
+            if !RELOAD.swap(false, Ordering::SeqCst) {
+                continue;
+            }
+            if let Some(tls) = &tls {
                 match tls.reload() {
                     Ok(()) => tracing::info!("TLS certificate and truststore reloaded (SIGHUP)"),
                     Err(error) => {
                         tracing::warn!(%error, "TLS reload failed; the files loaded before stay in use")
                     }
+                }
+            }
+            if let Some(settings) = &controller {
+                match sluice_net::tls::install_controller_tls(settings) {
+                    Ok(()) => tracing::info!("the controller port's TLS files reloaded (SIGHUP)"),
+                    Err(error) => tracing::warn!(
+                        %error,
+                        "the controller port's TLS reload failed; the files loaded before stay in use"
+                    ),
                 }
             }
         })
@@ -298,6 +314,10 @@ pub fn run(mut config: BrokerConfig) -> Result<(), String> {
     // said before anything else is looked at.
     if config.listener_protocols().any(SecurityProtocol::is_tls) {
         config.tls = Some(Arc::new(sluice_net::tls::Tls::load(&config.tls_settings)?));
+    }
+    if config.controller_security_protocol.is_tls() {
+        sluice_net::tls::install_controller_tls(&config.tls_settings)
+            .map_err(|error| format!("the controller port's TLS: {error}"))?;
     }
     check_io_uring()?;
     raise_memlock();
@@ -362,8 +382,12 @@ pub fn run(mut config: BrokerConfig) -> Result<(), String> {
         None => None,
     };
     install_signal_handlers();
-    if let Some(tls) = &config.tls {
-        spawn_tls_reloader(Arc::clone(tls))?;
+    let controller_tls = config
+        .controller_security_protocol
+        .is_tls()
+        .then(|| config.tls_settings.clone());
+    if config.tls.is_some() || controller_tls.is_some() {
+        spawn_tls_reloader(config.tls.clone(), controller_tls)?;
     }
     let config = Arc::new(config);
     let plan = mesh_plan::<ShardRequest, ShardResponse>(config.shards);

@@ -538,3 +538,106 @@ fn every_broker_of_a_cluster_serves_each_listener_at_its_own_address() {
     drop(brokers);
     std::fs::remove_dir_all(&root).expect("removing the certificates");
 }
+
+/// The controller port's frame kinds a probe speaks: a hello, and an
+/// observer's request for the metadata image, which a voter answers with
+/// every record of the metadata log (SCRAM keys among them).
+const HELLO: u8 = 1;
+const FETCH_IMAGE: u8 = 5;
+const IMAGE: u8 = 6;
+/// A node id no broker has.
+const PROBE_NODE: i32 = 99;
+const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Asks the controller port at `address` for the metadata image in
+/// plaintext, as any process that reaches the port could: the kind of the
+/// first frame that comes back, `None` when the port answers no frame
+/// (it closed the connection, or sent a TLS alert).
+fn probe_controller_port(address: std::net::SocketAddr) -> Option<u8> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect_timeout(&address, PROBE_TIMEOUT)
+        .expect("connecting to the controller port");
+    stream
+        .set_read_timeout(Some(PROBE_TIMEOUT))
+        .expect("a read timeout");
+    let mut frames = Vec::new();
+    frames.extend_from_slice(&5u32.to_be_bytes());
+    frames.push(HELLO);
+    frames.extend_from_slice(&PROBE_NODE.to_be_bytes());
+    frames.extend_from_slice(&9u32.to_be_bytes());
+    frames.push(FETCH_IMAGE);
+    frames.extend_from_slice(&0u64.to_be_bytes());
+    // A port that refuses may close before all of it is written.
+    let _ = stream.write_all(&frames);
+    let mut header = [0u8; 5];
+    match stream.read_exact(&mut header) {
+        // A TLS record (an alert is content type 21) is no frame: a frame
+        // of this size begins with a zero length byte.
+        Ok(()) if header[0] == 0 => Some(header[4]),
+        _ => None,
+    }
+}
+
+/// The controller port on TLS (`controller_security_protocol = SSL`): in
+/// plaintext, any process that reaches the port reads the metadata image;
+/// on TLS it is refused in the handshake, while the brokers, each showing
+/// its certificate, still form the cluster, forward admin requests to the
+/// active controller, register and replicate.
+#[test]
+fn the_controller_port_on_tls_refuses_a_plaintext_peer() {
+    let root = std::env::temp_dir().join(format!("sluice-controller-tls-{}", std::process::id()));
+    let pki = Pki::new(&root.join("pki"));
+    pki.ca("ca");
+    pki.issue("ca", "server", "/CN=localhost");
+    let mut brokers = start_cluster_with(NODES, &[]);
+    let ports: Vec<std::net::SocketAddr> = brokers
+        .iter()
+        .map(|broker| broker.controller_address().expect("a controller port"))
+        .collect();
+    // The probe is answered in plaintext: it can tell a refusal.
+    wait_until(
+        "a plaintext controller port answers the probe with the image",
+        PROPAGATION_TIMEOUT,
+        || {
+            ports
+                .iter()
+                .any(|port| probe_controller_port(*port) == Some(IMAGE))
+        },
+    );
+    let keystore = pki.path_text("server.keystore");
+    let truststore = pki.path_text("ca.pem");
+    for broker in &mut brokers {
+        broker.stop(Stop::Kill);
+        broker.add_args(&[
+            "--controller-security-protocol",
+            "SSL",
+            "--ssl-keystore-location",
+            &keystore,
+            "--ssl-truststore-location",
+            &truststore,
+        ]);
+    }
+    for broker in &mut brokers {
+        broker.launch();
+    }
+    for broker in &mut brokers {
+        broker.await_listening();
+    }
+    // Created through a broker that may not be the active controller, so
+    // that the request may be forwarded over the port.
+    round_trip(
+        brokers[2].client_config(),
+        &brokers[1].consumer(&[]),
+        "controller-tls",
+        LISTENER_RECORDS,
+    );
+    for port in &ports {
+        assert_eq!(
+            probe_controller_port(*port),
+            None,
+            "the controller port at {port} answered a plaintext probe"
+        );
+    }
+    drop(brokers);
+    std::fs::remove_dir_all(&root).expect("removing the certificates");
+}

@@ -20,6 +20,7 @@ pub mod placement;
 pub mod quorum;
 pub mod records;
 pub mod store;
+pub mod stream;
 pub mod transport;
 pub mod wal;
 

@@ -28,8 +28,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures_lite::{AsyncWriteExt, FutureExt};
-use glommio::net::TcpStream;
+use futures_lite::FutureExt;
 use sluice_engine::{BrokerInfo, ClusterMetadata};
 
 use crate::codec::{DecodeError, Reader, Writer};
@@ -299,15 +298,14 @@ fn decode_proposed(bytes: &[u8]) -> Result<Result<u64, WriteError>, DecodeError>
 
 /// Sends one frame and reads the answer, which must be of kind `answer`.
 async fn exchange(
-    stream: &mut TcpStream,
+    stream: &mut crate::stream::Conn,
     kind: u8,
     payload: &[u8],
     answer: u8,
 ) -> Result<Vec<u8>, String> {
     let mut frame = Vec::with_capacity(payload.len() + 8);
     push_frame(&mut frame, kind, payload);
-    stream
-        .write_all(&frame)
+    crate::transport::write_frames(stream, &frame)
         .await
         .map_err(|error| error.to_string())?;
     match read_frame(stream).await? {
@@ -360,7 +358,7 @@ pub(crate) async fn follow(quorum: Quorum, observing: std::rc::Rc<Observing>) {
         return;
     }
     let mut target = 0usize;
-    let mut stream: Option<TcpStream> = None;
+    let mut stream: Option<crate::stream::Conn> = None;
     // After a change that did not apply cleanly, ask for the whole image.
     let mut whole = false;
     loop {

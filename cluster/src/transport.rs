@@ -24,6 +24,8 @@ use std::time::{Duration, Instant};
 
 use futures_lite::{AsyncReadExt, AsyncWriteExt, FutureExt};
 use glommio::net::{TcpListener, TcpStream};
+
+use crate::stream::Conn;
 use protobuf::Message as _;
 use raft::prelude::Message;
 use sluice_engine::notify::Signal;
@@ -115,7 +117,7 @@ impl Peers {
         let Some(peer) = self.peers.get(&id) else {
             return;
         };
-        let mut stream: Option<TcpStream> = None;
+        let mut stream: Option<Conn> = None;
         loop {
             let queued = peer
                 .signal
@@ -148,7 +150,7 @@ impl Peers {
                 }
             }
             if let Some(connected) = stream.as_mut() {
-                if let Err(error) = connected.write_all(&bytes).await {
+                if let Err(error) = write_frames(connected, &bytes).await {
                     tracing::debug!(peer = id, %error, "controller connection lost");
                     stream = None;
                 }
@@ -164,7 +166,7 @@ impl Peers {
 /// kernel and lost, and the lost one may be a vote the new leader's
 /// election waits for (an election timeout, 0.5-1 s, instead of a round
 /// trip).
-fn closed_by_peer(stream: &TcpStream) -> bool {
+fn closed_by_peer(stream: &Conn) -> bool {
     use std::os::fd::AsRawFd;
     let mut byte = 0u8;
     // SAFETY: a one-byte buffer owned here and a socket descriptor the
@@ -198,7 +200,7 @@ pub(crate) async fn connect(
     address: SocketAddr,
     node_id: i32,
     incarnation: Option<u64>,
-) -> std::io::Result<TcpStream> {
+) -> std::io::Result<Conn> {
     let timeout = async {
         glommio::timer::sleep(CONTROLLER_CONNECT_TIMEOUT).await;
         Err(std::io::Error::new(
@@ -211,20 +213,39 @@ pub(crate) async fn connect(
             .await
             .map_err(|error| std::io::Error::other(error.to_string()))
     };
-    let mut stream = connect.or(timeout).await?;
+    let stream = connect.or(timeout).await?;
     stream.set_nodelay(true).ok();
+    let mut stream = Conn::dialled(stream, address)
+        .or(handshake_timeout())
+        .await?;
     let mut payload = node_id.to_be_bytes().to_vec();
     if let Some(incarnation) = incarnation {
         payload.extend_from_slice(&incarnation.to_be_bytes());
     }
     let mut hello = Vec::new();
     push_frame(&mut hello, KIND_HELLO, &payload);
-    stream.write_all(&hello).await?;
+    write_frames(&mut stream, &hello).await?;
     Ok(stream)
 }
 
+/// A TLS handshake that takes longer than a connect may is given up.
+async fn handshake_timeout() -> std::io::Result<Conn> {
+    glommio::timer::sleep(CONTROLLER_CONNECT_TIMEOUT).await;
+    Err(std::io::Error::new(
+        std::io::ErrorKind::TimedOut,
+        "TLS handshake timed out",
+    ))
+}
+
+/// Writes whole frames and pushes them out: over TLS, what the record
+/// layer still holds goes to the socket only on a flush.
+pub(crate) async fn write_frames(stream: &mut Conn, bytes: &[u8]) -> std::io::Result<()> {
+    stream.write_all(bytes).await?;
+    stream.flush().await
+}
+
 /// Reads one frame; the buffer grows only as bytes arrive.
-pub(crate) async fn read_frame(stream: &mut TcpStream) -> Result<Option<(u8, Vec<u8>)>, String> {
+pub(crate) async fn read_frame(stream: &mut Conn) -> Result<Option<(u8, Vec<u8>)>, String> {
     let mut header = [0u8; FRAME_HEADER_BYTES];
     let mut filled = 0;
     while filled < FRAME_HEADER_BYTES {
@@ -279,8 +300,7 @@ pub async fn forward(
             .map_err(|error| format!("connecting to {address}: {error}"))?;
         let mut frame = Vec::with_capacity(request.len() + FRAME_HEADER_BYTES);
         push_frame(&mut frame, KIND_FORWARD, request);
-        stream
-            .write_all(&frame)
+        write_frames(&mut stream, &frame)
             .await
             .map_err(|error| format!("sending to {address}: {error}"))?;
         match read_frame(&mut stream).await? {
@@ -318,6 +338,13 @@ pub async fn serve(
         let forwarder = Rc::clone(&forwarder);
         glommio::spawn_local(async move {
             let peer = stream.peer_addr().ok();
+            let stream = match Conn::accepted(stream).or(handshake_timeout()).await {
+                Ok(stream) => stream,
+                Err(error) => {
+                    tracing::warn!(?peer, %error, "controller connection refused");
+                    return;
+                }
+            };
             if let Err(reason) = serve_peer(stream, &config, &quorum, &forwarder).await {
                 tracing::info!(?peer, %reason, "controller connection closed");
             }
@@ -361,7 +388,7 @@ fn decode_hello(payload: &[u8]) -> Result<Hello, DecodeError> {
 }
 
 async fn serve_peer(
-    mut stream: TcpStream,
+    mut stream: Conn,
     config: &ServeConfig,
     quorum: &Quorum,
     forwarder: &Forwarder,
@@ -450,7 +477,7 @@ fn of_registered(quorum: &Quorum, hello: &Hello) -> bool {
 /// it has carried a frame the peer's liveness is judged by (Raft messages,
 /// an observer's polls), not only forwarded requests.
 async fn serve_frames(
-    stream: &mut TcpStream,
+    stream: &mut Conn,
     hello: Hello,
     config: &ServeConfig,
     quorum: &Quorum,
@@ -493,8 +520,7 @@ async fn serve_frames(
         if let Some((answer_kind, answer)) = answer {
             let mut frame = Vec::with_capacity(answer.len() + FRAME_HEADER_BYTES);
             push_frame(&mut frame, answer_kind, &answer);
-            stream
-                .write_all(&frame)
+            write_frames(stream, &frame)
                 .await
                 .map_err(|error| error.to_string())?;
             continue;

@@ -216,6 +216,9 @@ pub struct BrokerConfig {
     pub delete_topic_enable: bool,
     /// The client listener's security protocol.
     pub security_protocol: SecurityProtocol,
+    /// The controller port's: PLAINTEXT, or SSL with certificates checked
+    /// both ways (`sluice_cluster::stream`).
+    pub controller_security_protocol: SecurityProtocol,
     /// The listeners after the first, each with its own protocol; their
     /// clients are told the listener's own address. A single broker only.
     pub extra_listeners: Vec<ExtraListener>,
@@ -409,6 +412,7 @@ impl Default for BrokerConfig {
             max_connections_per_ip: MAX_CONNECTIONS_PER_IP_DEFAULT,
             delete_topic_enable: true,
             security_protocol: SecurityProtocol::Plaintext,
+            controller_security_protocol: SecurityProtocol::Plaintext,
             extra_listeners: Vec::new(),
             advertised_listeners: Vec::new(),
             tls_settings: crate::tls::TlsSettings::default(),

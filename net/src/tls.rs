@@ -376,6 +376,45 @@ fn certificates(
     Ok(certificates)
 }
 
+/// Reads the controller port's TLS files and makes every controller
+/// connection from now on use them; on an error what was in use stays.
+pub fn install_controller_tls(settings: &TlsSettings) -> Result<(), String> {
+    sluice_cluster::stream::install(Some(controller_tls(settings)?));
+    Ok(())
+}
+
+/// The controller port's TLS from the `ssl_*` settings: the keystore's
+/// certificate shown by both ends, the truststore's CAs checking the
+/// other end's, a client certificate always required whatever
+/// `ssl_client_auth` says of the client listeners, and no session tickets
+/// (see `sluice_cluster::stream::install`).
+fn controller_tls(settings: &TlsSettings) -> Result<sluice_cluster::stream::ControllerTls, String> {
+    let mut server = server_config(&TlsSettings {
+        client_auth: ClientAuth::Required,
+        ..settings.clone()
+    })?;
+    server.send_tls13_tickets = 0;
+    let keystore = settings
+        .keystore_location
+        .as_deref()
+        .ok_or("the controller port's TLS needs ssl_keystore_location")?;
+    let truststore = settings
+        .truststore_location
+        .as_deref()
+        .ok_or("the controller port's TLS needs ssl_truststore_location")?;
+    let client = client_config(
+        truststore,
+        Some(ClientIdentity {
+            certificate: keystore,
+            key: keystore,
+        }),
+    )?;
+    Ok(sluice_cluster::stream::ControllerTls {
+        client,
+        server: Arc::new(server),
+    })
+}
+
 /// Builds the rustls configuration the settings describe.
 fn server_config(settings: &TlsSettings) -> Result<ServerConfig, String> {
     const KEYSTORE: &str = "ssl_keystore_location";

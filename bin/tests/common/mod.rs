@@ -176,6 +176,15 @@ impl TestBroker {
         brokers
     }
 
+    /// The controller port it was started with (`--controller-listen`).
+    pub fn controller_address(&self) -> Option<SocketAddr> {
+        self.extra_args
+            .iter()
+            .position(|arg| arg == "--controller-listen")
+            .and_then(|at| self.extra_args.get(at + 1))
+            .and_then(|address| address.parse().ok())
+    }
+
     /// More flags for the next start (a broker stopped first).
     pub fn add_args(&mut self, args: &[&str]) {
         assert!(self.child.is_none(), "broker running");
