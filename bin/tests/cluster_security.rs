@@ -641,3 +641,62 @@ fn the_controller_port_on_tls_refuses_a_plaintext_peer() {
     drop(brokers);
     std::fs::remove_dir_all(&root).expect("removing the certificates");
 }
+
+/// A cluster on an SSL listener that requires client certificates: each
+/// broker dials the others showing its keystore's certificate, so the
+/// followers' fetches are let in and acks=all writes that need every
+/// replica are acknowledged; a client without a certificate is refused.
+#[test]
+fn brokers_of_an_ssl_cluster_that_requires_client_certificates_show_theirs() {
+    let root = std::env::temp_dir().join(format!("sluice-mtls-cluster-{}", std::process::id()));
+    let pki = Pki::new(&root.join("pki"));
+    pki.ca("ca");
+    pki.issue("ca", "server", "/CN=localhost");
+    pki.issue("ca", "client", "/CN=client");
+    let keystore = pki.path_text("server.keystore");
+    let truststore = pki.path_text("ca.pem");
+    let brokers = start_cluster_with(
+        NODES,
+        &[
+            "--listener-security-protocol",
+            "SSL",
+            "--ssl-client-auth",
+            "required",
+            "--ssl-keystore-location",
+            &keystore,
+            "--ssl-truststore-location",
+            &truststore,
+        ],
+    );
+    let client_pem = pki.path_text("client.pem");
+    let client_key = pki.path_text("client.key");
+    let with_certificate = [
+        ("security.protocol", "SSL"),
+        ("ssl.ca.location", truststore.as_str()),
+        ("ssl.certificate.location", client_pem.as_str()),
+        ("ssl.key.location", client_key.as_str()),
+    ];
+    let mut client = brokers[0].client_config();
+    for (key, value) in with_certificate {
+        client.set(key, value);
+    }
+    round_trip(
+        client,
+        &brokers[1].consumer(&with_certificate),
+        "mutual-tls",
+        LISTENER_RECORDS,
+    );
+    let mut anonymous = brokers[0].client_config();
+    anonymous
+        .set("security.protocol", "SSL")
+        .set("ssl.ca.location", &truststore);
+    let refused: rdkafka::consumer::BaseConsumer = anonymous.create().expect("a consumer");
+    assert!(
+        refused
+            .fetch_metadata(None, Duration::from_secs(5))
+            .is_err(),
+        "a client without a certificate got Metadata"
+    );
+    drop(brokers);
+    std::fs::remove_dir_all(&root).expect("removing the certificates");
+}
