@@ -435,6 +435,73 @@ fn assert_held_to_quota(what: &str, throttled: (f64, i64), free: (f64, i64)) {
     );
 }
 
+/// Topics that make each Metadata answer cost the shard some time, and
+/// the request-time quota's share of a shard in percent.
+const METADATA_TOPICS: usize = 40;
+const METADATA_TOPIC_PARTITIONS: i32 = 8;
+const REQUEST_PERCENTAGE: f64 = 1.0;
+/// How many times more Metadata answers a client without the quota must
+/// get than one held to a hundredth of a shard.
+const UNTHROTTLED_METADATA_SPEEDUP_MIN: f64 = 3.0;
+
+/// Asks for the metadata of every topic, one request after another, for
+/// [`RUN`]: the answers per second and the largest throttle time
+/// librdkafka was told of.
+fn metadata_flat_out(broker: &TestBroker, client_id: &str) -> (f64, i64) {
+    let context = CountingContext::default();
+    let consumer: BaseConsumer<CountingContext> = config(broker, client_id)
+        .create_with_context(context.clone())
+        .expect("creating the client");
+    let started = Instant::now();
+    let mut answers = 0u64;
+    while started.elapsed() < RUN {
+        if consumer.fetch_metadata(None, CLIENT_TIMEOUT).is_ok() {
+            answers += 1;
+        }
+        // Statistics arrive through the queue.
+        let _ = consumer.poll(Duration::ZERO);
+    }
+    let rate = answers as f64 / started.elapsed().as_secs_f64();
+    // One more statistics interval, so the last throttle is reported.
+    let _ = consumer.poll(Duration::from_millis(300));
+    (rate, context.0.throttle_ms_max.load(Ordering::Relaxed))
+}
+
+/// A request-time quota (`request_percentage`, KIP-124): a client allowed
+/// a hundredth of a shard's time that asks for Metadata flat out gets far
+/// fewer answers than one without a quota, and is told it was throttled
+/// (librdkafka's statistics count the throttle times of Metadata answers);
+/// the other client is never throttled.
+#[test]
+fn a_request_percentage_quota_holds_a_client_to_its_share_of_a_shard() {
+    let broker = TestBroker::start();
+    for topic in 0..METADATA_TOPICS {
+        broker.create_topic(&format!("metadata-{topic}"), METADATA_TOPIC_PARTITIONS);
+    }
+    let answers = admin(&broker)
+        .alter_client_quotas(
+            &[alteration(
+                &[("client-id", Some("busy"))],
+                &[("request_percentage", Some(REQUEST_PERCENTAGE))],
+            )],
+            false,
+        )
+        .expect("alter client quotas");
+    assert!(answers[0].is_ok(), "{answers:?}");
+    let (busy, busy_throttle_ms) = metadata_flat_out(&broker, "busy");
+    let (free, free_throttle_ms) = metadata_flat_out(&broker, "free");
+    eprintln!(
+        "Metadata answers: {busy:.0}/s with request_percentage {REQUEST_PERCENTAGE} (throttle \
+         max {busy_throttle_ms} ms), {free:.0}/s without"
+    );
+    assert!(busy_throttle_ms > 0, "librdkafka saw no throttle");
+    assert_eq!(free_throttle_ms, 0);
+    assert!(
+        free >= UNTHROTTLED_METADATA_SPEEDUP_MIN * busy,
+        "{free:.0}/s vs {busy:.0}/s"
+    );
+}
+
 #[test]
 fn a_producer_byte_rate_quota_holds_a_producer_to_it() {
     let broker = TestBroker::start();

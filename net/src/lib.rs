@@ -36,6 +36,7 @@ pub mod log_dirs;
 pub mod meta_file;
 pub mod metrics;
 pub mod quota;
+pub mod request_quota;
 pub mod sasl;
 pub mod server;
 pub mod tls;

@@ -40,7 +40,9 @@ pub const IP: &str = "ip";
 /// Kafka's quota keys for users and client ids.
 pub const PRODUCER_BYTE_RATE: &str = "producer_byte_rate";
 pub const CONSUMER_BYTE_RATE: &str = "consumer_byte_rate";
-/// Stored and described, not enforced (see docs/architecture.md).
+/// The share of a shard's time a client's requests may take, in percent
+/// of one shard (Kafka: of one network or I/O thread), measured as the
+/// time the shard spends polling their handlers.
 pub const REQUEST_PERCENTAGE: &str = "request_percentage";
 /// Stored and described, not enforced (see docs/architecture.md).
 pub const CONTROLLER_MUTATION_RATE: &str = "controller_mutation_rate";
@@ -267,6 +269,22 @@ fn resolve(
         })
 }
 
+/// Request time as `REQUEST_PERCENTAGE` counts it: a second of a shard's
+/// time is 100 (percent) over one second, so a nanosecond is 1e-7.
+const NANOS_PER_PERCENT: f64 = 1e7;
+
+/// What `busy` (time a shard spent on a request) counts against a
+/// `REQUEST_PERCENTAGE` quota.
+pub fn request_time(busy: Duration) -> f64 {
+    busy.as_nanos() as f64 / NANOS_PER_PERCENT
+}
+
+/// The longest throttle a request-time quota imposes on one response:
+/// one sample, as Kafka bounds it (`quota.window.size.seconds`), since a
+/// single slow request would otherwise hold its connection for the whole
+/// window.
+const REQUEST_THROTTLE_MAX: Duration = Duration::from_millis(QUOTA_WINDOW_SAMPLE_MS);
+
 /// One sample of a [`Rate`]: what was recorded from `start` on.
 #[derive(Clone, Copy)]
 struct Sample {
@@ -391,16 +409,33 @@ const REMOTE_RATE_STALE: Duration =
     Duration::from_millis(QUOTA_SHARE_INTERVAL_MS * QUOTA_SHARE_STALE_INTERVALS);
 
 impl QuotaSensors {
-    /// Records `bytes` of `key` (`PRODUCER_BYTE_RATE` or
-    /// `CONSUMER_BYTE_RATE`) for `user` and `client_id`, and returns how
-    /// long they are throttled for; `None` when no quota applies to them.
-    /// Costs nothing while the cluster has no client quota.
+    /// Records `amount` of `key` (bytes of `PRODUCER_BYTE_RATE` or
+    /// `CONSUMER_BYTE_RATE`, [`request_time`] of `REQUEST_PERCENTAGE`) for
+    /// `user` and `client_id`, and returns how long they are throttled
+    /// for; `None` when no quota applies to them. Costs nothing while the
+    /// cluster has no client quota.
     pub fn record(
         &mut self,
         image: &ClusterMetadata,
         key: &'static str,
         identity: (&str, &str),
-        bytes: usize,
+        amount: f64,
+        now: Instant,
+    ) -> Option<Duration> {
+        let throttle = self.record_unbounded(image, key, identity, amount, now)?;
+        Some(if key == REQUEST_PERCENTAGE {
+            throttle.min(REQUEST_THROTTLE_MAX)
+        } else {
+            throttle
+        })
+    }
+
+    fn record_unbounded(
+        &mut self,
+        image: &ClusterMetadata,
+        key: &'static str,
+        identity: (&str, &str),
+        amount: f64,
         now: Instant,
     ) -> Option<Duration> {
         if image.client_quotas.is_empty() {
@@ -414,13 +449,13 @@ impl QuotaSensors {
         if self.rates.len() >= QUOTA_SENSORS_MAX && !self.rates.contains_key(&sensor) {
             // Full of active clients: this one is measured from nothing.
             let mut rate = Rate::new(now);
-            rate.record(bytes as f64, now);
+            rate.record(amount, now);
             let (measured, window) = rate.measure(now);
             return Some(throttle_for(measured, quota, window));
         }
         let remote = self.remote_rate(&sensor, now);
         let rate = self.rates.entry(sensor).or_insert_with(|| Rate::new(now));
-        rate.record(bytes as f64, now);
+        rate.record(amount, now);
         // A burst is reported at once rather than at the next interval:
         // a client's first window of quota goes by in milliseconds.
         if rate.unreported >= quota * QUOTA_SHARE_EAGER_SECONDS {
@@ -591,7 +626,7 @@ mod tests {
             &image,
             PRODUCER_BYTE_RATE,
             ("ANONYMOUS", "fast"),
-            1 << 20,
+            (1 << 20) as f64,
             now,
         );
         assert_eq!(free, None);
@@ -599,7 +634,7 @@ mod tests {
             &image,
             PRODUCER_BYTE_RATE,
             ("ANONYMOUS", "slow"),
-            20_000,
+            (20_000) as f64,
             now,
         );
         assert_eq!(throttled, Some(Duration::from_secs(10)));
@@ -617,20 +652,22 @@ mod tests {
         let identity = ("ANONYMOUS", "c");
         // Each shard alone is at its quota: 10 s of it over the window.
         assert!(
-            there.record(&image, PRODUCER_BYTE_RATE, identity, 10_000, now) == Some(Duration::ZERO)
+            there.record(&image, PRODUCER_BYTE_RATE, identity, 10_000.0, now)
+                == Some(Duration::ZERO)
         );
         assert!(
-            here.record(&image, PRODUCER_BYTE_RATE, identity, 10_000, now) == Some(Duration::ZERO)
+            here.record(&image, PRODUCER_BYTE_RATE, identity, 10_000.0, now)
+                == Some(Duration::ZERO)
         );
         let report = there.active_rates(now);
         assert_eq!(report.len(), 1);
         here.take_remote(1, report, now);
         // Together they are at twice the quota: another window to wait.
-        let throttle = here.record(&image, PRODUCER_BYTE_RATE, identity, 0, now);
+        let throttle = here.record(&image, PRODUCER_BYTE_RATE, identity, 0.0, now);
         assert_eq!(throttle, Some(Duration::from_secs(10)));
         let later = now + REMOTE_RATE_STALE;
         assert!(
-            here.record(&image, PRODUCER_BYTE_RATE, identity, 0, later) == Some(Duration::ZERO)
+            here.record(&image, PRODUCER_BYTE_RATE, identity, 0.0, later) == Some(Duration::ZERO)
         );
         assert_eq!(here.active_rates(later + SAMPLE).len(), 1);
         let idle = later + SAMPLE * QUOTA_WINDOW_SAMPLES as u32;

@@ -44,6 +44,7 @@ use crate::constants::{
     UNAUTHENTICATED_REQUEST_BYTES_MAX,
 };
 use crate::handlers::{self, Session};
+use crate::request_quota;
 use crate::sasl::session::Authenticate;
 use crate::sasl::{Authenticator, Mechanism, Principal};
 use crate::tls::{write_gathered, Stream};
@@ -649,18 +650,42 @@ fn starts_reauthentication(broker: &Broker, authenticator: &Authenticator, frame
 /// Starts the handler of a decoded request.
 fn dispatch_task(
     broker: &Rc<Broker>,
-    session: Session,
+    mut session: Session,
     header: RequestHeader,
     request: Request,
 ) -> Pending {
     let broker = Rc::clone(broker);
     let api_key = header.request_api_key;
     broker.metrics.shared().request_started(api_key);
+    // Timed only while the cluster has client quotas: one of them may be
+    // a request-time quota of this sender's.
+    let metered = !broker.metadata().client_quotas.is_empty() && !request_quota::exempt(&request);
+    session.busy = metered.then(Rc::default);
     let task = glommio::spawn_local(async move {
         let api_version = header.request_api_version;
         let correlation_id = header.correlation_id;
+        let client_id = session.busy.is_some().then(|| header.client_id.clone());
         let started = Instant::now();
-        let response = handlers::dispatch(&broker, &session, header, request).await;
+        let handled = handlers::dispatch(&broker, &session, header, request);
+        let mut response = match session.busy.clone() {
+            Some(busy) => {
+                let inner = std::pin::pin!(handled);
+                request_quota::Metered { inner, busy }.await
+            }
+            None => handled.await,
+        };
+        let throttle = match client_id {
+            Some(client_id) => {
+                session.charge_request_time(&broker, client_id.as_deref().unwrap_or_default())
+            }
+            None => Duration::ZERO,
+        };
+        if !throttle.is_zero() {
+            session.mute(throttle);
+            if let (Some(frame), Ok(api)) = (response.as_mut(), ApiKey::try_from(api_key)) {
+                request_quota::write_throttle(frame, api, api_version, throttle);
+            }
+        }
         let elapsed = started.elapsed();
         // No pieces: answered by closing the connection (see write_loop).
         if response

@@ -18,22 +18,24 @@ use crate::constants::QUOTA_SHARE_INTERVAL_MS;
 const SHARE_INTERVAL: Duration = Duration::from_millis(QUOTA_SHARE_INTERVAL_MS);
 
 impl Broker {
-    /// Records `bytes` of quota `key` (`quota::PRODUCER_BYTE_RATE` or
-    /// `quota::CONSUMER_BYTE_RATE`) for `identity` (user, client id) and
-    /// returns how long the sender is throttled for (zero without a quota),
-    /// by the quotas of `image`, the metadata the handler already holds.
+    /// Records `amount` of quota `key` (bytes of
+    /// `quota::PRODUCER_BYTE_RATE` or `quota::CONSUMER_BYTE_RATE`,
+    /// `quota::request_time` of `quota::REQUEST_PERCENTAGE`) for `identity`
+    /// (user, client id) and returns how long the sender is throttled for
+    /// (zero without a quota), by the quotas of `image`, the metadata the
+    /// handler already holds.
     pub(crate) fn record_quota(
         self: &Rc<Self>,
         image: &ClusterMetadata,
         key: &'static str,
         identity: (&str, &str),
-        bytes: usize,
+        amount: f64,
     ) -> Duration {
         if image.client_quotas.is_empty() {
             return Duration::ZERO;
         }
         let mut sensors = self.quota_sensors.borrow_mut();
-        let Some(throttle) = sensors.record(image, key, identity, bytes, Instant::now()) else {
+        let Some(throttle) = sensors.record(image, key, identity, amount, Instant::now()) else {
             return Duration::ZERO;
         };
         if self.shards() > 1 {

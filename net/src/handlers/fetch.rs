@@ -272,7 +272,8 @@ pub async fn handle(
         Some(_) => 0,
         None => {
             let bytes: usize = slots.iter().map(|slot| slot.outcome.bytes).sum();
-            let throttle = broker.record_quota(&metadata, CONSUMER_BYTE_RATE, identity, bytes);
+            let throttle =
+                broker.record_quota(&metadata, CONSUMER_BYTE_RATE, identity, bytes as f64);
             sender
                 .throttle(throttle, version, THROTTLE_MUTE_VERSION)
                 .await

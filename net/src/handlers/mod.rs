@@ -252,6 +252,9 @@ pub struct Session {
     /// The listener the connection came through; `None` for answers given
     /// before a connection has a session (the first listener's).
     listener: Option<Rc<Listener>>,
+    /// The shard time the request being handled took so far, when a
+    /// request-time quota may apply (`crate::request_quota`).
+    pub busy: Option<Rc<Cell<Duration>>>,
 }
 
 impl Default for Session {
@@ -264,6 +267,7 @@ impl Default for Session {
             super_user: false,
             muted_until: Rc::default(),
             listener: None,
+            busy: None,
         }
     }
 }
@@ -286,6 +290,7 @@ impl Session {
                 .any(|user| user == anonymous),
             muted_until: Rc::default(),
             listener: Some(listener),
+            busy: None,
         }
     }
 
@@ -298,6 +303,7 @@ impl Session {
             host: Rc::clone(&self.host),
             muted_until: Rc::clone(&self.muted_until),
             listener: self.listener.clone(),
+            busy: None,
         }
     }
 
@@ -375,16 +381,41 @@ impl Session {
             return 0;
         }
         if version >= mute_version {
-            let until = Instant::now() + throttle;
-            let later = self
-                .muted_until
-                .get()
-                .map_or(until, |muted| muted.max(until));
-            self.muted_until.set(Some(later));
+            self.mute(throttle);
         } else {
             glommio::timer::sleep(throttle).await;
         }
         i32::try_from(throttle.as_millis()).unwrap_or(i32::MAX)
+    }
+
+    /// Counts the shard time the request took so far against the sender's
+    /// request-time quota (`client_id` its header's) and returns how long
+    /// it is throttled for; zero when no such quota applies. What is
+    /// counted is not counted again.
+    pub fn charge_request_time(&self, broker: &Rc<Broker>, client_id: &str) -> Duration {
+        let Some(busy) = &self.busy else {
+            return Duration::ZERO;
+        };
+        let took = busy.replace(Duration::ZERO);
+        broker.record_quota(
+            &broker.metadata(),
+            crate::quota::REQUEST_PERCENTAGE,
+            (self.quota_user(), client_id),
+            crate::quota::request_time(took),
+        )
+    }
+
+    /// The connection reads nothing more for `throttle` (KIP-219).
+    pub fn mute(&self, throttle: Duration) {
+        if throttle.is_zero() {
+            return;
+        }
+        let until = Instant::now() + throttle;
+        let later = self
+            .muted_until
+            .get()
+            .map_or(until, |muted| muted.max(until));
+        self.muted_until.set(Some(later));
     }
 
     /// Waits until the connection's throttle time, if any, is over.

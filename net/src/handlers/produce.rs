@@ -246,7 +246,14 @@ pub async fn handle(
     let mut hints = (version >= LEADER_HINTS_VERSION && hinted)
         .then(|| LeaderHints::new(broker.metadata(), session.live_brokers(broker)));
     let mut response = response(version, &request, outcomes, hints.as_mut());
-    response.throttle_time_ms = throttle_time_ms;
+    // Kafka answers the longer of the byte-rate and request-time throttles;
+    // Produce carries its throttle last, so its time is charged here rather
+    // than written in afterwards (`crate::request_quota`).
+    let request_throttle =
+        session.charge_request_time(broker, header.client_id.as_deref().unwrap_or_default());
+    session.mute(request_throttle);
+    let request_throttle_ms = i32::try_from(request_throttle.as_millis()).unwrap_or(i32::MAX);
+    response.throttle_time_ms = throttle_time_ms.max(request_throttle_ms);
     Some(encode(&response, version))
 }
 
@@ -271,7 +278,12 @@ async fn throttle(
         session.quota_user(),
         header.client_id.as_deref().unwrap_or(""),
     );
-    let throttle = broker.record_quota(&broker.metadata(), PRODUCER_BYTE_RATE, identity, bytes);
+    let throttle = broker.record_quota(
+        &broker.metadata(),
+        PRODUCER_BYTE_RATE,
+        identity,
+        bytes as f64,
+    );
     let mute_version = if request.acks == 0 {
         0
     } else {
