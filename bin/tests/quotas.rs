@@ -19,7 +19,8 @@ use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, T
 use rdkafka::statistics::Statistics;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use sluice_net::client::{
-    Admin, ClientOptions, QuotaAlteration, QuotaEntry, QuotaFilterComponent, QuotaMatch,
+    Admin, ClientError, ClientOptions, NewTopic, QuotaAlteration, QuotaEntry, QuotaFilterComponent,
+    QuotaMatch,
 };
 
 /// Kafka's INVALID_REQUEST.
@@ -500,6 +501,121 @@ fn a_request_percentage_quota_holds_a_client_to_its_share_of_a_shard() {
         free >= UNTHROTTLED_METADATA_SPEEDUP_MIN * busy,
         "{free:.0}/s vs {busy:.0}/s"
     );
+}
+
+/// The partition-mutation quota of the tests below: 2 partitions a
+/// second, so a full bucket (11 s of it) holds 22, and topics of 10
+/// partitions: the third takes the bucket to -8, 4 s of throttle.
+const MUTATIONS_PER_SECOND: f64 = 2.0;
+const MUTATION_TOPIC_PARTITIONS: i32 = 10;
+const TOPICS_IN_A_BUCKET: usize = 3;
+/// Kafka's THROTTLING_QUOTA_EXCEEDED.
+const THROTTLING_QUOTA_EXCEEDED: i16 = 89;
+/// Past the throttle after the third topic (8 partitions at 2 a second).
+const MUTATION_REFILL: Duration = Duration::from_millis(4_500);
+
+fn set_mutation_quota(broker: &TestBroker, client_id: &str) {
+    let answers = admin(broker)
+        .alter_client_quotas(
+            &[alteration(
+                &[("client-id", Some(client_id))],
+                &[("controller_mutation_rate", Some(MUTATIONS_PER_SECOND))],
+            )],
+            false,
+        )
+        .expect("alter client quotas");
+    assert!(answers[0].is_ok(), "{answers:?}");
+}
+
+fn mutation_topic(name: &str) -> NewTopic {
+    NewTopic {
+        name: name.to_string(),
+        partitions: Some(MUTATION_TOPIC_PARTITIONS),
+        replication_factor: None,
+        configs: Vec::new(),
+    }
+}
+
+fn refused_for_quota<T>(outcome: Result<T, &ClientError>) -> bool {
+    matches!(outcome, Err(ClientError::Broker(error)) if error.code == THROTTLING_QUOTA_EXCEEDED)
+}
+
+/// A partition-mutation quota (`controller_mutation_rate`, KIP-599) with
+/// the request versions that can be told no (CreateTopics v6+, DeleteTopics
+/// v5+, which Sluice's admin client speaks): the topics a full bucket
+/// holds are created, the bucket then below zero refuses the next topic
+/// and a deletion with THROTTLING_QUOTA_EXCEEDED (each on a new connection
+/// of the same client id: a connection throttled once reads nothing more
+/// until its throttle is over, by when the bucket has refilled), another
+/// client id is not held, and once the bucket has refilled the deletion
+/// goes through.
+#[test]
+fn a_controller_mutation_rate_quota_refuses_topics_past_it() {
+    let broker = TestBroker::start();
+    set_mutation_quota(&broker, "creator");
+    let options = || ClientOptions {
+        client_id: "creator".to_string(),
+        ..ClientOptions::default()
+    };
+    let mut first = Admin::connect(&broker.bootstrap(), options()).expect("admin connects");
+    for index in 0..TOPICS_IN_A_BUCKET {
+        first
+            .create_topic(&mutation_topic(&format!("mutation-{index}")))
+            .expect("a topic within the quota");
+    }
+    let connect = || Admin::connect(&broker.bootstrap(), options()).expect("admin connects");
+    let refused = connect().create_topic(&mutation_topic("mutation-past"));
+    assert!(refused_for_quota(refused.as_ref()), "{refused:?}");
+    let mut second = connect();
+    let refused = second.delete_topic("mutation-0");
+    assert!(refused_for_quota(refused.as_ref()), "{refused:?}");
+    admin(&broker)
+        .create_topic(&mutation_topic("mutation-other-client"))
+        .expect("another client id has no quota");
+    std::thread::sleep(MUTATION_REFILL);
+    second
+        .delete_topic("mutation-0")
+        .expect("a deletion once the bucket refilled");
+}
+
+/// The same quota with librdkafka, whose CreateTopics (v4) predates
+/// KIP-599 and cannot be told no: every topic of one request past the
+/// quota is still created, and counted, so that a request of the same
+/// client id that can be told no is refused next.
+#[test]
+fn a_controller_mutation_rate_quota_lets_older_clients_through_and_counts_them() {
+    let broker = TestBroker::start();
+    set_mutation_quota(&broker, "rd-creator");
+    let client: rdkafka::admin::AdminClient<rdkafka::client::DefaultClientContext> =
+        config(&broker, "rd-creator")
+            .create()
+            .expect("an admin client");
+    let names: Vec<String> = (0..=TOPICS_IN_A_BUCKET)
+        .map(|index| format!("rd-mutation-{index}"))
+        .collect();
+    let new_topics: Vec<rdkafka::admin::NewTopic> = names
+        .iter()
+        .map(|name| {
+            rdkafka::admin::NewTopic::new(
+                name,
+                MUTATION_TOPIC_PARTITIONS,
+                rdkafka::admin::TopicReplication::Fixed(1),
+            )
+        })
+        .collect();
+    let results = futures_lite::future::block_on(
+        client.create_topics(&new_topics, &rdkafka::admin::AdminOptions::new()),
+    )
+    .expect("CreateTopics answered");
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    let options = ClientOptions {
+        client_id: "rd-creator".to_string(),
+        ..ClientOptions::default()
+    };
+    let refused = Admin::connect(&broker.bootstrap(), options)
+        .expect("admin connects")
+        .create_topic(&mutation_topic("rd-mutation-past"));
+    assert!(refused_for_quota(refused.as_ref()), "{refused:?}");
 }
 
 #[test]

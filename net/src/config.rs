@@ -265,6 +265,11 @@ pub struct BrokerConfig {
     /// Not a setting either: the counters and snapshots every shard
     /// writes and the admin port reads.
     pub metrics: std::sync::Arc<crate::metrics::Metrics>,
+    /// Not a setting either: the broker's partition-mutation buckets
+    /// (KIP-599), one for all its shards, as a client's admin connections
+    /// may land on any of them. Locked only by CreateTopics,
+    /// CreatePartitions and DeleteTopics, and never across an await.
+    pub mutation_buckets: std::sync::Arc<std::sync::Mutex<crate::quota::MutationBuckets>>,
 }
 
 /// How a node takes part in the cluster.
@@ -428,6 +433,7 @@ impl Default for BrokerConfig {
             set_by_operator: std::collections::BTreeSet::new(),
             lease: std::sync::Arc::default(),
             metrics: std::sync::Arc::default(),
+            mutation_buckets: std::sync::Arc::default(),
         }
     }
 }

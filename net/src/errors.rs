@@ -58,6 +58,8 @@ pub mod code {
     pub const LEADER_NOT_AVAILABLE: i16 = 5;
     pub const POLICY_VIOLATION: i16 = 44;
     pub const INVALID_RECORD: i16 = 87;
+    /// A partition-mutation quota (KIP-599) is used up.
+    pub const THROTTLING_QUOTA_EXCEEDED: i16 = 89;
     pub const FETCH_SESSION_ID_NOT_FOUND: i16 = 70;
     pub const INVALID_FETCH_SESSION_EPOCH: i16 = 71;
     pub const UNKNOWN_TOPIC_ID: i16 = 100;

@@ -44,7 +44,8 @@ pub const CONSUMER_BYTE_RATE: &str = "consumer_byte_rate";
 /// of one shard (Kafka: of one network or I/O thread), measured as the
 /// time the shard spends polling their handlers.
 pub const REQUEST_PERCENTAGE: &str = "request_percentage";
-/// Stored and described, not enforced (see docs/architecture.md).
+/// Partitions a client may create or delete per second (KIP-599), with a
+/// burst of a whole window's worth (`MutationBuckets`).
 pub const CONTROLLER_MUTATION_RATE: &str = "controller_mutation_rate";
 
 /// Keys whose values Kafka types as LONG: whole numbers.
@@ -528,6 +529,100 @@ impl QuotaSensors {
     }
 }
 
+/// The partition mutations (KIP-599: partitions created by CreateTopics
+/// and CreatePartitions, deleted by DeleteTopics) a user and client id
+/// may still make: Kafka's token bucket, a whole window of the quota deep
+/// (`QUOTA_WINDOW_SAMPLES` samples of `QUOTA_WINDOW_SAMPLE_MS`), refilled
+/// at the quota's rate. A request is let through while the bucket is not
+/// below zero and takes all its mutations, so one large request may take
+/// it below; the time back to zero is the throttle.
+#[derive(Debug, Default)]
+pub struct MutationBuckets {
+    buckets: HashMap<SensorKey, Bucket>,
+}
+
+#[derive(Debug)]
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
+impl MutationBuckets {
+    /// `identity`'s bucket refilled up to `now`, and its quota; `None`
+    /// without a `CONTROLLER_MUTATION_RATE` quota.
+    fn bucket(
+        &mut self,
+        image: &ClusterMetadata,
+        identity: (&str, &str),
+        now: Instant,
+    ) -> Option<(&mut Bucket, f64)> {
+        if image.client_quotas.is_empty() {
+            return None;
+        }
+        let (quota, sensor) = resolve(image, CONTROLLER_MUTATION_RATE, identity.0, identity.1)?;
+        let window = SAMPLE * QUOTA_WINDOW_SAMPLES as u32;
+        let depth = quota * window.as_secs_f64();
+        if !self.buckets.contains_key(&sensor) && self.buckets.len() >= QUOTA_SENSORS_MAX {
+            // A bucket untouched for a window is full again: forgetting it
+            // changes nothing.
+            self.buckets
+                .retain(|_, bucket| now.saturating_duration_since(bucket.at) < window);
+            if self.buckets.len() >= QUOTA_SENSORS_MAX {
+                // Full of active clients: they start again from full
+                // buckets rather than the map growing without bound.
+                self.buckets.clear();
+            }
+        }
+        let bucket = self.buckets.entry(sensor).or_insert(Bucket {
+            tokens: depth,
+            at: now,
+        });
+        let refill = now.saturating_duration_since(bucket.at).as_secs_f64() * quota;
+        bucket.tokens = (bucket.tokens + refill).min(depth);
+        bucket.at = now;
+        Some((bucket, quota))
+    }
+
+    /// Whether `identity` may make `mutations` more: always without a
+    /// quota, and while its bucket is not below zero. When `strict` is
+    /// false (request versions from before KIP-599, which cannot be told
+    /// no) they are always let through. Those let through are taken.
+    pub fn admit(
+        &mut self,
+        image: &ClusterMetadata,
+        identity: (&str, &str),
+        mutations: u64,
+        strict: bool,
+        now: Instant,
+    ) -> bool {
+        let Some((bucket, _)) = self.bucket(image, identity, now) else {
+            return true;
+        };
+        if strict && bucket.tokens < 0.0 {
+            return false;
+        }
+        bucket.tokens -= mutations as f64;
+        true
+    }
+
+    /// How long `identity` is throttled for: until its bucket is back at
+    /// zero, bounded by `QUOTA_THROTTLE_MS_MAX`.
+    pub fn throttle(
+        &mut self,
+        image: &ClusterMetadata,
+        identity: (&str, &str),
+        now: Instant,
+    ) -> Duration {
+        match self.bucket(image, identity, now) {
+            Some((bucket, quota)) if bucket.tokens < 0.0 => {
+                Duration::from_secs_f64(-bucket.tokens / quota)
+                    .min(Duration::from_millis(QUOTA_THROTTLE_MS_MAX))
+            }
+            _ => Duration::ZERO,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -672,6 +767,34 @@ mod tests {
         assert_eq!(here.active_rates(later + SAMPLE).len(), 1);
         let idle = later + SAMPLE * QUOTA_WINDOW_SAMPLES as u32;
         assert!(here.active_rates(idle).is_empty());
+    }
+
+    #[test]
+    fn a_mutation_bucket_lets_a_window_through_then_refills_at_the_quota() {
+        let image = image(&[(named("u"), None, CONTROLLER_MUTATION_RATE, 10.0)]);
+        let mut buckets = MutationBuckets::default();
+        let now = Instant::now();
+        let admin = ("u", "admin");
+        // Without a quota nothing is counted.
+        assert!(buckets.admit(&image, ("v", "admin"), 1_000_000, true, now));
+        assert_eq!(
+            buckets.throttle(&image, ("v", "admin"), now),
+            Duration::ZERO
+        );
+        // A window's worth (10/s for 11 s) at once, then one request more,
+        // which takes the bucket below zero.
+        assert!(buckets.admit(&image, admin, 110, true, now));
+        assert_eq!(buckets.throttle(&image, admin, now), Duration::ZERO);
+        assert!(buckets.admit(&image, admin, 20, true, now));
+        assert_eq!(buckets.throttle(&image, admin, now), Duration::from_secs(2));
+        // Below zero: refused when strict, let through (and counted) when not.
+        assert!(!buckets.admit(&image, admin, 1, true, now));
+        assert!(buckets.admit(&image, admin, 10, false, now));
+        assert_eq!(buckets.throttle(&image, admin, now), Duration::from_secs(3));
+        // Three seconds later it is at zero again and lets one through.
+        let later = now + Duration::from_secs(3);
+        assert_eq!(buckets.throttle(&image, admin, later), Duration::ZERO);
+        assert!(buckets.admit(&image, admin, 5, true, later));
     }
 
     #[test]

@@ -6,13 +6,16 @@ use bytes::Bytes;
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
 use kafka_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse, RequestHeader};
 
-use super::Session;
 use super::{encode, str_bytes};
+use super::{MutationQuota, Session};
 use crate::acl::Operation;
 use crate::broker::{Broker, ControllerRequest, ShardResponse};
 use crate::errors::code;
 
 pub const VERSIONS: (i16, i16) = (0, 3);
+/// From this version a topic over the partition-mutation quota is refused
+/// (KIP-599); before it, it grows and the answer is throttled.
+const STRICT_QUOTA_VERSION: i16 = 3;
 
 pub async fn handle(
     broker: &Rc<Broker>,
@@ -21,7 +24,15 @@ pub async fn handle(
     request: CreatePartitionsRequest,
 ) -> Option<Vec<Bytes>> {
     let mut response = CreatePartitionsResponse::default();
+    let quota = session.mutation_quota(broker, header, STRICT_QUOTA_VERSION);
+    let metadata = broker.metadata();
     for topic in &request.topics {
+        // The partitions it would add, counted against the sender's
+        // mutation quota unless it only validates.
+        let added = metadata
+            .topics
+            .get(topic.name.0.as_str())
+            .map_or(0, |known| (topic.count - known.partitions).max(0));
         let mut result = CreatePartitionsTopicResult::default();
         result.name = topic.name.clone();
         let assignments_valid = topic.assignments.as_ref().is_none_or(|assignments| {
@@ -36,6 +47,9 @@ pub async fn handle(
             result.error_code = code::INVALID_REPLICA_ASSIGNMENT;
             result.error_message =
                 Some(str_bytes("Replica assignments must name only this broker."));
+        } else if !request.validate_only && !quota.admit(added as u64) {
+            result.error_code = code::THROTTLING_QUOTA_EXCEEDED;
+            result.error_message = Some(str_bytes(MutationQuota::REFUSAL));
         } else {
             let call = ControllerRequest::CreatePartitions {
                 topic: topic.name.0.as_str().to_string(),
@@ -52,5 +66,6 @@ pub async fn handle(
         }
         response.results.push(result);
     }
+    response.throttle_time_ms = quota.throttle_ms();
     Some(encode(&response, header.request_api_version))
 }

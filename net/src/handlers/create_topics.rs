@@ -10,13 +10,16 @@ use kafka_protocol::messages::create_topics_response::CreatableTopicResult;
 use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse, RequestHeader};
 use uuid::Uuid;
 
-use super::Session;
 use super::{encode, str_bytes};
+use super::{MutationQuota, Session};
 use crate::acl::Operation;
 use crate::broker::{Broker, ControllerRequest, NewTopic, ShardResponse};
 use crate::errors::code;
 
 pub const VERSIONS: (i16, i16) = (2, 7);
+/// From this version a topic over the partition-mutation quota is refused
+/// (KIP-599); before it, it is created and the answer throttled.
+const STRICT_QUOTA_VERSION: i16 = 6;
 
 pub async fn handle(
     broker: &Rc<Broker>,
@@ -110,6 +113,22 @@ pub async fn handle(
         }
         results.push(result);
     }
+    // The partitions to create count against the sender's mutation quota
+    // (a validation creates nothing and is not counted, as in Kafka).
+    let quota = session.mutation_quota(broker, header, STRICT_QUOTA_VERSION);
+    if !request.validate_only {
+        let mut admitted = (Vec::new(), Vec::new());
+        for (position, topic) in positions.into_iter().zip(to_create) {
+            if quota.admit(topic.partitions.max(0) as u64) {
+                admitted.0.push(position);
+                admitted.1.push(topic);
+            } else {
+                results[position].error_code = code::THROTTLING_QUOTA_EXCEEDED;
+                results[position].error_message = Some(str_bytes(MutationQuota::REFUSAL));
+            }
+        }
+        (positions, to_create) = admitted;
+    }
     if !to_create.is_empty() {
         match broker
             .controller_call(ControllerRequest::CreateTopics(to_create))
@@ -142,6 +161,7 @@ pub async fn handle(
         }
     }
     let mut response = CreateTopicsResponse::default();
+    response.throttle_time_ms = quota.throttle_ms();
     response.topics = results;
     Some(encode(&response, version))
 }

@@ -9,13 +9,26 @@ use kafka_protocol::messages::{
 };
 use uuid::Uuid;
 
-use super::Session;
 use super::{encode, str_bytes};
+use super::{MutationQuota, Session};
 use crate::acl::Operation;
 use crate::broker::{Broker, ControllerRequest, ShardResponse};
 use crate::errors::code;
 
 pub const VERSIONS: (i16, i16) = (1, 6);
+/// From this version a topic over the partition-mutation quota is refused
+/// (KIP-599); before it, it is deleted and the answer throttled.
+const STRICT_QUOTA_VERSION: i16 = 5;
+
+/// Whether a topic of the request may be deleted by its sender.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    Allowed,
+    /// No DELETE on it.
+    Unauthorized,
+    /// Over the partition-mutation quota.
+    Throttled,
+}
 
 pub async fn handle(
     broker: &Rc<Broker>,
@@ -53,18 +66,32 @@ pub async fn handle(
             ));
         }
     }
-    // Each topic takes DELETE on it; the refused ones are not asked for.
-    let allowed: Vec<bool> = wanted
+    // Each topic takes DELETE on it, and its partitions count against the
+    // sender's mutation quota; the refused ones are not asked for.
+    let quota = session.mutation_quota(broker, header, STRICT_QUOTA_VERSION);
+    let verdicts: Vec<Verdict> = wanted
         .iter()
         .map(|(name, _, _)| {
-            name.as_deref()
-                .is_none_or(|name| session.may_on_topic(broker, Operation::Delete, name))
+            let Some(name) = name.as_deref() else {
+                return Verdict::Allowed;
+            };
+            let partitions = metadata
+                .topics
+                .get(name)
+                .map_or(0, |topic| topic.partitions);
+            if !session.may_on_topic(broker, Operation::Delete, name) {
+                Verdict::Unauthorized
+            } else if !quota.admit(partitions.max(0) as u64) {
+                Verdict::Throttled
+            } else {
+                Verdict::Allowed
+            }
         })
         .collect();
     let names: Vec<String> = wanted
         .iter()
-        .zip(&allowed)
-        .filter(|(_, allowed)| **allowed)
+        .zip(&verdicts)
+        .filter(|(_, verdict)| **verdict == Verdict::Allowed)
         .filter_map(|((name, _, _), _)| name.clone())
         .collect();
     let outcomes = match broker
@@ -76,12 +103,19 @@ pub async fn handle(
     };
     let mut outcomes = outcomes.into_iter();
     let mut response = DeleteTopicsResponse::default();
-    for ((name, id, report), allowed) in wanted.into_iter().zip(allowed) {
+    response.throttle_time_ms = quota.throttle_ms();
+    for ((name, id, report), verdict) in wanted.into_iter().zip(verdicts) {
         let mut result = DeletableTopicResult::default();
         result.name = report;
         result.topic_id = id;
         match name {
-            Some(_) if !allowed => result.error_code = code::TOPIC_AUTHORIZATION_FAILED,
+            Some(_) if verdict == Verdict::Unauthorized => {
+                result.error_code = code::TOPIC_AUTHORIZATION_FAILED
+            }
+            Some(_) if verdict == Verdict::Throttled => {
+                result.error_code = code::THROTTLING_QUOTA_EXCEEDED;
+                result.error_message = Some(str_bytes(MutationQuota::REFUSAL));
+            }
             Some(_) => match outcomes.next() {
                 Some(outcome) => {
                     result.error_code = outcome.error_code;

@@ -257,6 +257,52 @@ pub struct Session {
     pub busy: Option<Rc<Cell<Duration>>>,
 }
 
+/// A request's partition-mutation quota (see [`Session::mutation_quota`]).
+pub struct MutationQuota<'a> {
+    broker: &'a Broker,
+    session: &'a Session,
+    client_id: &'a str,
+    strict: bool,
+}
+
+impl MutationQuota<'_> {
+    /// Kafka's message with THROTTLING_QUOTA_EXCEEDED.
+    pub const REFUSAL: &'static str = "The throttling quota has been exceeded.";
+
+    /// Whether a topic's `mutations` (partitions created or deleted) may
+    /// go ahead; they are counted if so. `false`: answer the topic
+    /// THROTTLING_QUOTA_EXCEEDED.
+    pub fn admit(&self, mutations: u64) -> bool {
+        self.buckets().admit(
+            &self.broker.metadata(),
+            (self.session.quota_user(), self.client_id),
+            mutations,
+            self.strict,
+            Instant::now(),
+        )
+    }
+
+    fn buckets(&self) -> std::sync::MutexGuard<'_, crate::quota::MutationBuckets> {
+        self.broker
+            .config
+            .mutation_buckets
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The `throttle_time_ms` to answer once the request's mutations are
+    /// counted; the connection reads nothing more until it is over.
+    pub fn throttle_ms(&self) -> i32 {
+        let throttle = self.buckets().throttle(
+            &self.broker.metadata(),
+            (self.session.quota_user(), self.client_id),
+            Instant::now(),
+        );
+        self.session.mute(throttle);
+        i32::try_from(throttle.as_millis()).unwrap_or(i32::MAX)
+    }
+}
+
 impl Default for Session {
     /// A connection without authentication whose address is not known.
     fn default() -> Session {
@@ -416,6 +462,24 @@ impl Session {
             .get()
             .map_or(until, |muted| muted.max(until));
         self.muted_until.set(Some(later));
+    }
+
+    /// The partition-mutation quota (KIP-599) of this sender's CreateTopics,
+    /// CreatePartitions or DeleteTopics request with `header`; from
+    /// `strict_version` on, a request over it is refused per topic rather
+    /// than let through and throttled.
+    pub fn mutation_quota<'a>(
+        &'a self,
+        broker: &'a Broker,
+        header: &'a RequestHeader,
+        strict_version: i16,
+    ) -> MutationQuota<'a> {
+        MutationQuota {
+            broker,
+            session: self,
+            client_id: header.client_id.as_deref().unwrap_or_default(),
+            strict: header.request_api_version >= strict_version,
+        }
     }
 
     /// Waits until the connection's throttle time, if any, is over.
