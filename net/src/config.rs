@@ -220,7 +220,8 @@ pub struct BrokerConfig {
     /// both ways (`sluice_cluster::stream`).
     pub controller_security_protocol: SecurityProtocol,
     /// The listeners after the first, each with its own protocol; their
-    /// clients are told the listener's own address. A single broker only.
+    /// clients are told the listener's own address (on a cluster, every
+    /// broker's address on it, from the registrations).
     pub extra_listeners: Vec<ExtraListener>,
     /// `advertised_listeners` as set, by protocol: moved onto the
     /// listeners once every setting is read (they may come after it).
