@@ -408,6 +408,17 @@ fn sasl_cluster_replicates(protocol: &str) {
     std::fs::remove_dir_all(&secrets).expect("removing the password");
 }
 
+/// A directory of this test process named after `purpose`, holding a CA
+/// (`ca.pem`) and a server certificate it signed (`server.keystore`, for
+/// `localhost` and 127.0.0.1), made at run time.
+fn server_pki(purpose: &str) -> (std::path::PathBuf, Pki) {
+    let root = std::env::temp_dir().join(format!("sluice-{purpose}-{}", std::process::id()));
+    let pki = Pki::new(&root.join("pki"));
+    pki.ca("ca");
+    pki.issue("ca", "server", "/CN=localhost");
+    (root, pki)
+}
+
 /// Records the two-listener cluster takes and gives back.
 const LISTENER_RECORDS: usize = 300;
 
@@ -471,10 +482,7 @@ fn round_trip(
 /// plaintext addresses and reads the records back.
 #[test]
 fn every_broker_of_a_cluster_serves_each_listener_at_its_own_address() {
-    let root = std::env::temp_dir().join(format!("sluice-listeners-{}", std::process::id()));
-    let pki = Pki::new(&root.join("pki"));
-    pki.ca("ca");
-    pki.issue("ca", "server", "/CN=localhost");
+    let (root, pki) = server_pki("listeners");
     let keystore = pki.path_text("server.keystore");
     let brokers = start_cluster_with(
         NODES,
@@ -585,10 +593,7 @@ fn probe_controller_port(address: std::net::SocketAddr) -> Option<u8> {
 /// active controller, register and replicate.
 #[test]
 fn the_controller_port_on_tls_refuses_a_plaintext_peer() {
-    let root = std::env::temp_dir().join(format!("sluice-controller-tls-{}", std::process::id()));
-    let pki = Pki::new(&root.join("pki"));
-    pki.ca("ca");
-    pki.issue("ca", "server", "/CN=localhost");
+    let (root, pki) = server_pki("controller-tls");
     let mut brokers = start_cluster_with(NODES, &[]);
     let ports: Vec<std::net::SocketAddr> = brokers
         .iter()
@@ -648,10 +653,7 @@ fn the_controller_port_on_tls_refuses_a_plaintext_peer() {
 /// replica are acknowledged; a client without a certificate is refused.
 #[test]
 fn brokers_of_an_ssl_cluster_that_requires_client_certificates_show_theirs() {
-    let root = std::env::temp_dir().join(format!("sluice-mtls-cluster-{}", std::process::id()));
-    let pki = Pki::new(&root.join("pki"));
-    pki.ca("ca");
-    pki.issue("ca", "server", "/CN=localhost");
+    let (root, pki) = server_pki("mtls-cluster");
     pki.issue("ca", "client", "/CN=client");
     let keystore = pki.path_text("server.keystore");
     let truststore = pki.path_text("ca.pem");

@@ -400,12 +400,13 @@ fn consume_flat_out(broker: &TestBroker, topic: &str, client_id: &str, total: us
     (rate, context.0.throttle_ms_max.load(Ordering::Relaxed))
 }
 
-fn set_quota(broker: &TestBroker, client_id: &str, key: &str) {
+/// Gives `client_id` the quota `key` of `value`.
+fn set_quota(broker: &TestBroker, client_id: &str, key: &str, value: f64) {
     let answers = admin(broker)
         .alter_client_quotas(
             &[alteration(
                 &[("client-id", Some(client_id))],
-                &[(key, Some(QUOTA_BYTES_PER_SECOND))],
+                &[(key, Some(value))],
             )],
             false,
         )
@@ -479,16 +480,7 @@ fn a_request_percentage_quota_holds_a_client_to_its_share_of_a_shard() {
     for topic in 0..METADATA_TOPICS {
         broker.create_topic(&format!("metadata-{topic}"), METADATA_TOPIC_PARTITIONS);
     }
-    let answers = admin(&broker)
-        .alter_client_quotas(
-            &[alteration(
-                &[("client-id", Some("busy"))],
-                &[("request_percentage", Some(REQUEST_PERCENTAGE))],
-            )],
-            false,
-        )
-        .expect("alter client quotas");
-    assert!(answers[0].is_ok(), "{answers:?}");
+    set_quota(&broker, "busy", "request_percentage", REQUEST_PERCENTAGE);
     let (busy, busy_throttle_ms) = metadata_flat_out(&broker, "busy");
     let (free, free_throttle_ms) = metadata_flat_out(&broker, "free");
     eprintln!(
@@ -513,19 +505,6 @@ const TOPICS_IN_A_BUCKET: usize = 3;
 const THROTTLING_QUOTA_EXCEEDED: i16 = 89;
 /// Past the throttle after the third topic (8 partitions at 2 a second).
 const MUTATION_REFILL: Duration = Duration::from_millis(4_500);
-
-fn set_mutation_quota(broker: &TestBroker, client_id: &str) {
-    let answers = admin(broker)
-        .alter_client_quotas(
-            &[alteration(
-                &[("client-id", Some(client_id))],
-                &[("controller_mutation_rate", Some(MUTATIONS_PER_SECOND))],
-            )],
-            false,
-        )
-        .expect("alter client quotas");
-    assert!(answers[0].is_ok(), "{answers:?}");
-}
 
 fn mutation_topic(name: &str) -> NewTopic {
     NewTopic {
@@ -552,7 +531,12 @@ fn refused_for_quota<T>(outcome: Result<T, &ClientError>) -> bool {
 #[test]
 fn a_controller_mutation_rate_quota_refuses_topics_past_it() {
     let broker = TestBroker::start();
-    set_mutation_quota(&broker, "creator");
+    set_quota(
+        &broker,
+        "creator",
+        "controller_mutation_rate",
+        MUTATIONS_PER_SECOND,
+    );
     let options = || ClientOptions {
         client_id: "creator".to_string(),
         ..ClientOptions::default()
@@ -585,7 +569,12 @@ fn a_controller_mutation_rate_quota_refuses_topics_past_it() {
 #[test]
 fn a_controller_mutation_rate_quota_lets_older_clients_through_and_counts_them() {
     let broker = TestBroker::start();
-    set_mutation_quota(&broker, "rd-creator");
+    set_quota(
+        &broker,
+        "rd-creator",
+        "controller_mutation_rate",
+        MUTATIONS_PER_SECOND,
+    );
     let client: rdkafka::admin::AdminClient<rdkafka::client::DefaultClientContext> =
         config(&broker, "rd-creator")
             .create()
@@ -622,7 +611,12 @@ fn a_controller_mutation_rate_quota_lets_older_clients_through_and_counts_them()
 fn a_producer_byte_rate_quota_holds_a_producer_to_it() {
     let broker = TestBroker::start();
     broker.create_topic("quota-produce", 1);
-    set_quota(&broker, "slow-producer", "producer_byte_rate");
+    set_quota(
+        &broker,
+        "slow-producer",
+        "producer_byte_rate",
+        QUOTA_BYTES_PER_SECOND,
+    );
     let throttled = produce_flat_out(&broker, "quota-produce", "slow-producer");
     let free = produce_flat_out(&broker, "quota-produce", "free-producer");
     assert_held_to_quota("producer", throttled, free);
@@ -640,7 +634,12 @@ fn a_quota_holds_a_clients_connections_together() {
     const PRODUCERS: usize = 4;
     let broker = TestBroker::start();
     broker.create_topic("quota-shared", 1);
-    set_quota(&broker, "shared-producer", "producer_byte_rate");
+    set_quota(
+        &broker,
+        "shared-producer",
+        "producer_byte_rate",
+        QUOTA_BYTES_PER_SECOND,
+    );
     let (together, throttle_ms) =
         produce_flat_out_together(&broker, "quota-shared", "shared-producer", PRODUCERS);
     let delivered = together * RUN_SECONDS as f64;
@@ -685,7 +684,12 @@ fn a_consumer_byte_rate_quota_holds_a_consumer_to_it() {
         }
     }
     producer.flush(CLIENT_TIMEOUT).expect("flush");
-    set_quota(&broker, "slow-consumer", "consumer_byte_rate");
+    set_quota(
+        &broker,
+        "slow-consumer",
+        "consumer_byte_rate",
+        QUOTA_BYTES_PER_SECOND,
+    );
     let total = records * RECORD_BYTES;
     let throttled = consume_flat_out(&broker, "quota-fetch", "slow-consumer", total);
     let free = consume_flat_out(&broker, "quota-fetch", "free-consumer", total);

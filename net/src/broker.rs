@@ -756,6 +756,12 @@ impl Broker {
         Arc::clone(&self.metadata.borrow())
     }
 
+    /// Whether the applied image has any client quota: asked on every
+    /// request, so without taking a reference to the image.
+    pub fn has_client_quotas(&self) -> bool {
+        !self.metadata.borrow().client_quotas.is_empty()
+    }
+
     /// The topic `id` names in `metadata`, if any: through the index of
     /// this shard's image when `metadata` is that image, else (an image a
     /// request took before a newer one arrived) by a walk over its topics.

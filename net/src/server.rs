@@ -659,7 +659,7 @@ fn dispatch_task(
     broker.metrics.shared().request_started(api_key);
     // Timed only while the cluster has client quotas: one of them may be
     // a request-time quota of this sender's.
-    let metered = !broker.metadata().client_quotas.is_empty() && !request_quota::exempt(&request);
+    let metered = broker.has_client_quotas() && !request_quota::exempt(&request);
     session.busy = metered.then(Rc::default);
     let task = glommio::spawn_local(async move {
         let api_version = header.request_api_version;
