@@ -29,6 +29,7 @@ else
         perf/workloads/1-topic-100-partitions-1kb-50-producers-max.toml
         perf/workloads/1-topic-100-partitions-1kb-4-producers-keyed-max.toml
         perf/workloads/1-topic-100-partitions-1kb-4-producers-fixed-rate.toml
+        perf/workloads/1-topic-100-partitions-1kb-4-producers-200mbps.toml
         perf/workloads/1-topic-100-partitions-1kb-4-producers-acks-all-fsync.toml
         perf/workloads/1-topic-100-partitions-1kb-consume-backlog.toml
         perf/workloads/10k-partitions.toml

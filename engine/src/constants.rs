@@ -112,3 +112,12 @@ const _: () = assert!(MESSAGE_BYTES_MAX_DEFAULT as usize <= BATCH_BYTES_MAX);
 /// Segments one read may go on into while what it found holds no record
 /// (a compacted log's stretches of emptied batches); see `PartitionLog::read`.
 pub const READ_SPAN_SEGMENTS_MAX: usize = 64;
+
+/// Readers of one partition whose next place on disk the log remembers
+/// (`PartitionLog::read`): a consumer reading from disk in order then
+/// starts each read at its batch, in one read, instead of at the index
+/// entry before it and header by header from there. More readers than this
+/// (consumer groups reading one partition at once) take turns evicting the
+/// oldest place; each costs about 40 bytes, kept only for partitions read
+/// from disk.
+pub const READ_CURSORS_MAX: usize = 4;

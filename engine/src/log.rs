@@ -451,6 +451,22 @@ struct Inner<S: Storage> {
     /// Segments the cleaner replaced so far: a read that found a segment's
     /// file before a replacement and its index after retries.
     compactions: u64,
+    /// Where the batches after recent reads from disk start, newest last
+    /// (at most `READ_CURSORS_MAX`).
+    read_cursors: VecDeque<ReadCursor>,
+}
+
+/// Where a reader that went to disk finds its next batch: the batch with
+/// base offset `next_offset` starts at `position` of segment
+/// `segment_base`. Positions hold until a truncation or a compaction
+/// rewrites the segment, so a cursor names the counts of both it saw.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct ReadCursor {
+    next_offset: i64,
+    segment_base: i64,
+    position: u64,
+    truncations: u64,
+    compactions: u64,
 }
 
 impl<S: Storage> Inner<S> {
@@ -882,6 +898,7 @@ impl<S: Storage> PartitionLog<S> {
             closed: false,
             clean_end: clean_end.clamp(log_start, leo),
             compactions: 0,
+            read_cursors: VecDeque::new(),
         };
         inner.check_offsets();
         Ok(Rc::new_cyclic(|weak_self| PartitionLog {
@@ -2172,15 +2189,34 @@ impl<S: Storage> PartitionLog<S> {
                     log_end: inner.leo,
                 });
             };
+            let cursor = ReadCursor {
+                next_offset: offset,
+                segment_base: base,
+                position: 0,
+                truncations: inner.truncations,
+                compactions: inner.compactions,
+            };
+            let known = inner
+                .read_cursors
+                .iter()
+                .find(|known| {
+                    ReadCursor {
+                        position: 0,
+                        ..**known
+                    } == cursor
+                })
+                .map(|known| known.position);
             (
-                base,
+                cursor,
+                known,
                 segment.file.clone(),
                 segment.written,
                 segment.path.clone(),
                 upper,
             )
         };
-        let (segment_base, file, readable_end, path, upper) = disk;
+        let (cursor, known, file, readable_end, path, upper) = disk;
+        let segment_base = cursor.segment_base;
         let file = match file {
             Some(file) => file,
             None => match self.segment_file(segment_base).await? {
@@ -2194,6 +2230,22 @@ impl<S: Storage> PartitionLog<S> {
                 }
             },
         };
+        if let Some(start) = known {
+            let from = DiskPosition {
+                start,
+                first_base: offset,
+                readable_end,
+            };
+            // A place that does not hold the batch (it cannot happen while
+            // the counts match) is forgotten, and the index decides.
+            if let Ok(read) = read_from_disk(&*file, &path, from, offset, max_bytes, upper).await {
+                return Ok(self.remember_read(cursor, read));
+            }
+            self.inner
+                .borrow_mut()
+                .read_cursors
+                .retain(|known| known.next_offset != offset);
+        }
         let mut index = self.segment_index(segment_base).await?;
         let relative = u32::try_from(offset - segment_base).unwrap_or(u32::MAX);
         loop {
@@ -2205,7 +2257,9 @@ impl<S: Storage> PartitionLog<S> {
                 first_base,
                 readable_end,
             };
-            let result = read_from_disk(&*file, &path, from, offset, max_bytes, upper).await;
+            let result = read_from_disk(&*file, &path, from, offset, max_bytes, upper)
+                .await
+                .map(|read| self.remember_read(cursor, read));
             if result.is_err() {
                 // A wrong entry in an index file looks like damage; rebuilt
                 // from the batches themselves, the index is right, and the
@@ -2217,6 +2271,28 @@ impl<S: Storage> PartitionLog<S> {
             }
             return result;
         }
+    }
+
+    /// Keeps where the batch after a read from disk starts, for the reader's
+    /// next read, and returns the read's batches.
+    fn remember_read(&self, cursor: ReadCursor, read: DiskRead) -> ReadChunks {
+        let DiskRead { chunks, end } = read;
+        if chunks.bytes > 0 {
+            let mut inner = self.inner.borrow_mut();
+            let cursors = &mut inner.read_cursors;
+            cursors.retain(|known| {
+                known.next_offset != cursor.next_offset && known.next_offset != chunks.next_offset
+            });
+            if cursors.len() >= READ_CURSORS_MAX {
+                cursors.pop_front();
+            }
+            cursors.push_back(ReadCursor {
+                next_offset: chunks.next_offset,
+                position: end,
+                ..cursor
+            });
+        }
+        chunks
     }
 
     /// Called when an index entry did not point at its batch. An index read
@@ -3149,6 +3225,12 @@ struct DiskPosition {
     readable_end: u64,
 }
 
+/// What a read from disk found: its batches, and the position after them.
+struct DiskRead {
+    chunks: ReadChunks,
+    end: u64,
+}
+
 async fn read_from_disk<F: StorageFile>(
     file: &F,
     path: &Path,
@@ -3156,7 +3238,7 @@ async fn read_from_disk<F: StorageFile>(
     offset: i64,
     max_bytes: usize,
     upper: i64,
-) -> Result<ReadChunks, ReadError> {
+) -> Result<DiskRead, ReadError> {
     let DiskPosition {
         start,
         first_base,
@@ -3171,25 +3253,39 @@ async fn read_from_disk<F: StorageFile>(
             "{path}: {what} at position {position}: the segment is damaged"
         ))
     };
+    let parse = |head: &[u8]| {
+        BatchHeader::parse(head)
+            .map_err(|error| ReadError::Storage(format!("{}: {error}", path.display())))
+    };
     let mut position = start;
     // The batch at `start` has the base offset the index entry names.
     let mut next_base = Some(first_base);
+    // What a read returns at least; the first batch is whole even if larger.
+    let wanted = |position: u64| {
+        let want = max_bytes.max(DISK_READ_BYTES_MIN) as u64;
+        want.min(readable_end - position) as usize
+    };
     // Skip batches before `offset`, reading headers only. In a sound segment
     // every header on the way is a real batch following the one before, and
     // one of them holds `offset`: the caller comes to the disk only for
     // batches already written there. Anything else is a torn or misdirected
     // write, reported as such; skipping over it would answer with nothing,
     // or with a later batch than asked for, and the consumer would never know.
-    let first = loop {
+    // When the batch at `start` is the one asked for (an exact index entry,
+    // or where the reader's previous read ended), header and records come
+    // in one read.
+    let (first, bytes) = loop {
         if position + BATCH_HEADER_BYTES as u64 > readable_end {
             return Err(damaged(position, format!("no batch holds offset {offset}")));
         }
-        let head = file
-            .read_at(position, BATCH_HEADER_BYTES)
-            .await
-            .map_err(storage_error)?;
-        let header = BatchHeader::parse(&head)
-            .map_err(|error| ReadError::Storage(format!("{}: {error}", path.display())))?;
+        let exact = next_base == Some(offset);
+        let len = if exact {
+            wanted(position)
+        } else {
+            BATCH_HEADER_BYTES
+        };
+        let head = file.read_at(position, len).await.map_err(storage_error)?;
+        let header = parse(&head)?;
         if !is_plausible_header(&header)
             || next_base.is_some_and(|base| base != header.base_offset)
             || position + header.total_bytes() as u64 > readable_end
@@ -3201,14 +3297,16 @@ async fn read_from_disk<F: StorageFile>(
                 let what = format!("the batch holding offset {offset} is missing");
                 return Err(damaged(position, what));
             }
-            break header;
+            if exact && head.len() >= header.total_bytes() {
+                break (header, head);
+            }
+            let len = wanted(position).max(header.total_bytes());
+            let bytes = file.read_at(position, len).await.map_err(storage_error)?;
+            break (header, bytes);
         }
         next_base = Some(header.last_offset() + 1);
         position += header.total_bytes() as u64;
     };
-    let want = max_bytes.max(first.total_bytes()).max(DISK_READ_BYTES_MIN);
-    let len = (want as u64).min(readable_end - position) as usize;
-    let bytes = file.read_at(position, len).await.map_err(storage_error)?;
     let mut out = ReadChunks {
         chunks: Vec::new(),
         bytes: 0,
@@ -3217,8 +3315,7 @@ async fn read_from_disk<F: StorageFile>(
     let mut at = 0usize;
     let mut next_base = first.base_offset;
     while at + BATCH_HEADER_BYTES <= bytes.len() {
-        let header = BatchHeader::parse(&bytes[at..])
-            .map_err(|error| ReadError::Storage(format!("{}: {error}", path.display())))?;
+        let header = parse(&bytes[at..])?;
         if !is_plausible_header(&header) || header.base_offset != next_base {
             return Err(damaged(position + at as u64, "no batch header".into()));
         }
@@ -3258,7 +3355,10 @@ async fn read_from_disk<F: StorageFile>(
         out.chunks.push(bytes.slice(..at));
         out.bytes = at;
     }
-    Ok(out)
+    Ok(DiskRead {
+        chunks: out,
+        end: position + at as u64,
+    })
 }
 
 /// Whether a header read from disk can start a batch the log wrote: magic 2,
@@ -4468,6 +4568,85 @@ mod tests {
             assert_eq!(reopened.offsets().leo, 5);
             let all: Vec<_> = old[..1].iter().chain(&new).cloned().collect();
             assert_eq!(read_all(&reopened).await, concat(&all));
+        });
+    }
+
+    /// A log whose batches are on disk only (a cache too small to keep
+    /// any once written), with an index entry for its first batch alone,
+    /// holding `count` one-record batches of `value_len` bytes.
+    async fn log_on_disk_only(
+        storage: &MemStorage,
+        dir: &str,
+        count: i64,
+        value_len: usize,
+    ) -> (Rc<PartitionLog<MemStorage>>, Vec<(BatchHeader, Bytes)>) {
+        let config = LogConfig {
+            index_interval_bytes: 1 << 20,
+            ..LogConfig::default()
+        };
+        let log = PartitionLog::open(
+            storage.clone(),
+            PathBuf::from(dir),
+            config,
+            BatchCache::new(0),
+        )
+        .await
+        .expect("log opens");
+        let value = vec![b'v'; value_len];
+        let batches: Vec<_> = (0..count)
+            .map(|offset| plain(offset, 1, &[&value]))
+            .collect();
+        log.append_replica(&batches).await.expect("appends");
+        log.wait_durable(count).await.expect("durable");
+        (log, batches)
+    }
+
+    /// A consumer reading a partition from disk in order: each read starts
+    /// where the one before ended, in one read of the disk, instead of at
+    /// the index entry before it and header by header from there.
+    #[test]
+    fn a_reader_going_on_from_disk_reads_the_disk_once_per_read() {
+        run(|| async {
+            const BATCHES: i64 = 40;
+            let storage = MemStorage::new(13);
+            let (log, batches) = log_on_disk_only(&storage, "/data/cursor", BATCHES, 200).await;
+            let before = storage.reads();
+            let mut out = Vec::new();
+            for offset in 0..BATCHES {
+                // One byte asked for: one batch returned per read.
+                let read = log.read(offset, 1, i64::MAX).await.expect("read");
+                assert_eq!(read.next_offset, offset + 1);
+                for chunk in &read.chunks {
+                    out.extend_from_slice(chunk);
+                }
+            }
+            assert_eq!(out, concat(&batches));
+            assert_eq!(storage.reads() - before, BATCHES as u64);
+        });
+    }
+
+    /// A truncation moves the batches after it: where a reader's next batch
+    /// was is forgotten, and the read finds the new batch there.
+    #[test]
+    fn a_truncation_moves_where_readers_go_on() {
+        run(|| async {
+            let storage = MemStorage::new(14);
+            let (log, old) = log_on_disk_only(&storage, "/data/cursor-cut", 10, 100).await;
+            for offset in 0..5 {
+                log.read(offset, 1, i64::MAX).await.expect("read");
+            }
+            log.truncate_to(3).await.expect("truncate");
+            // Longer batches: batch 5 no longer starts where it did.
+            let value = vec![b'w'; 300];
+            let new: Vec<_> = (3..8).map(|offset| plain(offset, 2, &[&value])).collect();
+            log.append_replica(&new)
+                .await
+                .expect("appends after the cut");
+            log.wait_durable(8).await.expect("durable");
+            let read = log.read(5, 1, i64::MAX).await.expect("read");
+            assert_eq!(read.chunks.concat(), new[2].1.to_vec());
+            let all: Vec<_> = old[..3].iter().chain(&new).cloned().collect();
+            assert_eq!(read_all(&log).await, concat(&all));
         });
     }
 

@@ -56,6 +56,8 @@ struct State {
     rng: u64,
     /// Writes completed since this disk was made (see `writes`).
     writes: u64,
+    /// Reads made since this disk was made (see `reads`).
+    reads: u64,
     /// The next sync is to wait (see `hold_next_sync`).
     hold_next_sync: bool,
     /// A held sync waits while set.
@@ -115,6 +117,12 @@ impl MemStorage {
         self.state.borrow().writes
     }
 
+    /// How many reads have been made, of every file: lets tests check how
+    /// many the log needs.
+    pub fn reads(&self) -> u64 {
+        self.state.borrow().reads
+    }
+
     /// Simulates power loss: returns the disk as a restart would find it.
     /// Each unsynced write independently survives whole, survives as a prefix
     /// of its sectors (torn), or is lost.
@@ -151,6 +159,7 @@ impl MemStorage {
                 faults: VecDeque::new(),
                 rng,
                 writes: 0,
+                reads: 0,
                 hold_next_sync: false,
                 sync_held: false,
             })),
@@ -179,6 +188,7 @@ impl MemStorage {
                 faults: VecDeque::new(),
                 rng: state.rng,
                 writes: 0,
+                reads: 0,
                 hold_next_sync: false,
                 sync_held: false,
             })),
@@ -347,6 +357,7 @@ impl StorageFile for MemStorageFile {
     }
 
     async fn read_at(&self, pos: u64, len: usize) -> io::Result<Bytes> {
+        self.storage.state.borrow_mut().reads += 1;
         let file = self.file.borrow();
         let start = (pos as usize).min(file.current.len());
         let end = (start + len).min(file.current.len());
