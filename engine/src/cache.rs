@@ -9,10 +9,20 @@
 //! used for tailing readers; readers of old data go to disk. A batch not yet
 //! written to disk is pinned: the budget may be exceeded until the writer
 //! catches up, and the writer's own bound (`UNWRITTEN_BYTES_MAX`) caps that.
+//!
+//! Readers behind the cache get their next batches read from disk before
+//! they ask (`PartitionLog::read`); the cache grants those reads their
+//! memory from a budget of its own, a quarter of the batch budget. When a
+//! new one does not fit, read-aheads done and left unclaimed for
+//! `READ_AHEAD_KEEP` are taken back, oldest first; fresh ones stay and the
+//! new one is not made. (Taking back the oldest regardless would, with more
+//! partitions being read than the budget holds, drop each just before its
+//! reader came for it, and every batch would be read twice.)
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::rc::{Rc, Weak};
+use std::time::Duration;
 
 /// Something that holds cached batches and can give up its oldest one.
 pub trait CacheOwner {
@@ -28,6 +38,49 @@ pub enum Eviction {
     Gone,
     Pinned,
 }
+
+/// Bytes read ahead for a reader, which the cache may take back.
+pub trait ReadAheadHolder {
+    /// Drops the bytes read ahead if the read is done and they have waited
+    /// for their reader at least `unclaimed_for`.
+    fn give_up(&self, unclaimed_for: Duration) -> GiveUp;
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GiveUp {
+    /// The bytes were dropped.
+    Released,
+    /// The read is still in flight, or done too recently; its bytes stay.
+    Busy,
+    /// Nothing is held (taken by the reader, or the read failed).
+    Empty,
+}
+
+/// Memory granted to one read-ahead, given back when dropped.
+pub struct ReadAheadGrant {
+    cache: Weak<BatchCache>,
+    bytes: usize,
+}
+
+impl Drop for ReadAheadGrant {
+    fn drop(&mut self) {
+        if let Some(cache) = self.cache.upgrade() {
+            let used = cache.read_ahead_used.get();
+            cache.read_ahead_used.set(used.saturating_sub(self.bytes));
+        }
+    }
+}
+
+/// The share of the batch budget read-ahead may hold besides it: 1/4.
+const READ_AHEAD_SHARE_DIVISOR: usize = 4;
+
+/// How long bytes read ahead wait for their reader before another read-ahead
+/// may take their memory: a consumer reading from disk comes back within
+/// its fetch round trip (Kafka's `fetch.max.wait.ms` is 500 ms by default).
+pub const READ_AHEAD_KEEP: Duration = Duration::from_secs(2);
+
+/// Holders listed before the list is swept of dropped ones, at least.
+const READ_AHEAD_HOLDERS_SWEEP_MIN: usize = 1024;
 
 struct Insertion {
     owner: Weak<dyn CacheOwner>,
@@ -45,10 +98,35 @@ pub struct BatchCache {
     /// the metrics report.
     reads_from_cache: Cell<u64>,
     reads_from_disk: Cell<u64>,
+    read_ahead_budget: usize,
+    read_ahead_used: Cell<usize>,
+    /// Every read-ahead granted, oldest first; dropped ones are swept out
+    /// once the list passes `read_ahead_sweep_at`.
+    read_aheads: RefCell<VecDeque<Weak<dyn ReadAheadHolder>>>,
+    read_ahead_sweep_at: Cell<usize>,
+    read_ahead_keep: Duration,
+    /// Disk reads served from what was read ahead.
+    read_ahead_hits: Cell<u64>,
 }
 
 impl BatchCache {
+    /// A cache of `budget_bytes` of batches, and a quarter of that for
+    /// read-ahead.
     pub fn new(budget_bytes: usize) -> Rc<BatchCache> {
+        BatchCache::with_read_ahead(
+            budget_bytes,
+            budget_bytes / READ_AHEAD_SHARE_DIVISOR,
+            READ_AHEAD_KEEP,
+        )
+    }
+
+    /// `read_ahead_keep`: how long bytes read ahead are kept for their
+    /// reader against newer read-aheads.
+    pub fn with_read_ahead(
+        budget_bytes: usize,
+        read_ahead_bytes: usize,
+        read_ahead_keep: Duration,
+    ) -> Rc<BatchCache> {
         Rc::new(BatchCache {
             budget_bytes,
             used_bytes: Cell::new(0),
@@ -56,7 +134,68 @@ impl BatchCache {
             next_sequence: Cell::new(0),
             reads_from_cache: Cell::new(0),
             reads_from_disk: Cell::new(0),
+            read_ahead_budget: read_ahead_bytes,
+            read_ahead_used: Cell::new(0),
+            read_aheads: RefCell::new(VecDeque::new()),
+            read_ahead_sweep_at: Cell::new(READ_AHEAD_HOLDERS_SWEEP_MIN),
+            read_ahead_keep,
+            read_ahead_hits: Cell::new(0),
         })
+    }
+
+    /// Memory for `bytes` read ahead by `holder`, if the read-ahead budget
+    /// has room, or taking back read-aheads left unclaimed makes it.
+    pub fn grant_read_ahead(
+        self: &Rc<Self>,
+        holder: Weak<dyn ReadAheadHolder>,
+        bytes: usize,
+    ) -> Option<ReadAheadGrant> {
+        if bytes > self.read_ahead_budget {
+            return None;
+        }
+        // Each listed holder is asked at most once.
+        let mut asks = self.read_aheads.borrow().len();
+        while self.read_ahead_used.get() + bytes > self.read_ahead_budget {
+            if asks == 0 {
+                return None;
+            }
+            asks -= 1;
+            let oldest = self.read_aheads.borrow_mut().pop_front()?;
+            let Some(listed) = oldest.upgrade() else {
+                continue;
+            };
+            if listed.give_up(self.read_ahead_keep) == GiveUp::Busy {
+                self.read_aheads.borrow_mut().push_back(oldest);
+            }
+        }
+        self.read_ahead_used.set(self.read_ahead_used.get() + bytes);
+        let mut listed = self.read_aheads.borrow_mut();
+        listed.push_back(holder);
+        if listed.len() > self.read_ahead_sweep_at.get() {
+            listed.retain(|holder| holder.strong_count() > 0);
+            self.read_ahead_sweep_at
+                .set((2 * listed.len()).max(READ_AHEAD_HOLDERS_SWEEP_MIN));
+        }
+        Some(ReadAheadGrant {
+            cache: Rc::downgrade(self),
+            bytes,
+        })
+    }
+
+    /// Counts one read served from what was read ahead.
+    pub fn count_read_ahead(&self) {
+        self.read_ahead_hits
+            .set(self.read_ahead_hits.get().wrapping_add(1));
+    }
+
+    /// Reads served from what was read ahead so far.
+    pub fn read_ahead_hits(&self) -> u64 {
+        self.read_ahead_hits.get()
+    }
+
+    /// Bytes read ahead and held now.
+    pub fn read_ahead_bytes(&self) -> usize {
+        self.read_ahead_used.get()
     }
 
     /// Counts one log read, served from the cache or from disk.

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use crate::batch::{self, BatchHeader, BATCH_HEADER_BYTES, LOG_OVERHEAD, PATCHED_HEAD_BYTES};
-use crate::cache::{BatchCache, CacheOwner, Eviction};
+use crate::cache::{BatchCache, CacheOwner, Eviction, GiveUp, ReadAheadGrant, ReadAheadHolder};
 use crate::constants::*;
 use crate::error::{AppendError, OpenError, ProducerError, ReadError, StorageError};
 use crate::index::{OffsetEntry, SegmentIndex, TimeEntry};
@@ -456,17 +456,119 @@ struct Inner<S: Storage> {
     read_cursors: VecDeque<ReadCursor>,
 }
 
-/// Where a reader that went to disk finds its next batch: the batch with
-/// base offset `next_offset` starts at `position` of segment
-/// `segment_base`. Positions hold until a truncation or a compaction
-/// rewrites the segment, so a cursor names the counts of both it saw.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Where a reader that went to disk finds its next batch: the batch at
+/// `position` of the segment the key names has the key's base offset.
+/// Positions hold until a truncation or a compaction rewrites the segment,
+/// so a key names the counts of both it saw.
+#[derive(Clone)]
 struct ReadCursor {
+    key: CursorKey,
+    position: u64,
+    /// The batches from `position` on, read before the reader asks.
+    ahead: Option<Rc<ReadAhead>>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct CursorKey {
     next_offset: i64,
     segment_base: i64,
-    position: u64,
     truncations: u64,
     compactions: u64,
+}
+
+/// Batches read from disk ahead of a reader behind the cache: a consumer
+/// with one fetch in flight (Kafka's clients have one per broker) would
+/// otherwise wait for the disk in every fetch, and one that fell out of the
+/// cache could not catch up with producers again.
+struct ReadAhead {
+    state: RefCell<AheadState>,
+}
+
+enum AheadState {
+    Reading(ReadAheadGrant),
+    /// Done, since the instant it holds.
+    Ready(DiskRead, ReadAheadGrant, Instant),
+    Empty,
+}
+
+impl ReadAhead {
+    fn is_reading(&self) -> bool {
+        matches!(*self.state.borrow(), AheadState::Reading(_))
+    }
+
+    /// The read, if it is done and holds batches.
+    fn take(&self) -> Option<DiskRead> {
+        let mut state = self.state.borrow_mut();
+        match std::mem::replace(&mut *state, AheadState::Empty) {
+            AheadState::Ready(read, _grant, _) => Some(read),
+            reading @ AheadState::Reading(_) => {
+                *state = reading;
+                None
+            }
+            AheadState::Empty => None,
+        }
+    }
+
+    fn finish(&self, read: Option<DiskRead>) {
+        let mut state = self.state.borrow_mut();
+        if let AheadState::Reading(grant) = std::mem::replace(&mut *state, AheadState::Empty) {
+            if let Some(read) = read.filter(|read| read.chunks.bytes > 0) {
+                *state = AheadState::Ready(read, grant, Instant::now());
+            }
+        }
+    }
+}
+
+impl ReadAheadHolder for ReadAhead {
+    fn give_up(&self, unclaimed_for: Duration) -> GiveUp {
+        let mut state = self.state.borrow_mut();
+        match *state {
+            AheadState::Reading(_) => GiveUp::Busy,
+            AheadState::Ready(_, _, since) if since.elapsed() < unclaimed_for => GiveUp::Busy,
+            AheadState::Ready(..) => {
+                *state = AheadState::Empty;
+                GiveUp::Released
+            }
+            AheadState::Empty => GiveUp::Empty,
+        }
+    }
+}
+
+/// The batches of a read made ahead that a read at `offset` of `max_bytes`
+/// below `upper` returns, and where they end; `None` if it returns none.
+fn trim_read(
+    read: DiskRead,
+    start: u64,
+    offset: i64,
+    max_bytes: usize,
+    upper: i64,
+) -> Option<DiskRead> {
+    let bytes = read.chunks.chunks.first()?;
+    let mut at = 0usize;
+    let mut next_offset = offset;
+    while at + BATCH_HEADER_BYTES <= bytes.len() {
+        let header = BatchHeader::parse(&bytes[at..]).ok()?;
+        if at == 0 && header.base_offset != offset {
+            return None;
+        }
+        let size = header.total_bytes();
+        if header.base_offset >= upper || at + size > bytes.len() {
+            break;
+        }
+        if at > 0 && at + size > max_bytes {
+            break;
+        }
+        at += size;
+        next_offset = header.last_offset() + 1;
+    }
+    (at > 0).then(|| DiskRead {
+        chunks: ReadChunks {
+            chunks: vec![bytes.slice(..at)],
+            bytes: at,
+            next_offset,
+        },
+        end: start + at as u64,
+    })
 }
 
 impl<S: Storage> Inner<S> {
@@ -2189,25 +2291,19 @@ impl<S: Storage> PartitionLog<S> {
                     log_end: inner.leo,
                 });
             };
-            let cursor = ReadCursor {
+            let key = CursorKey {
                 next_offset: offset,
                 segment_base: base,
-                position: 0,
                 truncations: inner.truncations,
                 compactions: inner.compactions,
             };
             let known = inner
                 .read_cursors
                 .iter()
-                .find(|known| {
-                    ReadCursor {
-                        position: 0,
-                        ..**known
-                    } == cursor
-                })
-                .map(|known| known.position);
+                .find(|known| known.key == key)
+                .map(|known| (known.position, known.ahead.clone()));
             (
-                cursor,
+                key,
                 known,
                 segment.file.clone(),
                 segment.written,
@@ -2215,8 +2311,8 @@ impl<S: Storage> PartitionLog<S> {
                 upper,
             )
         };
-        let (cursor, known, file, readable_end, path, upper) = disk;
-        let segment_base = cursor.segment_base;
+        let (key, known, file, readable_end, path, upper) = disk;
+        let segment_base = key.segment_base;
         let file = match file {
             Some(file) => file,
             None => match self.segment_file(segment_base).await? {
@@ -2230,7 +2326,29 @@ impl<S: Storage> PartitionLog<S> {
                 }
             },
         };
-        if let Some(start) = known {
+        let place = DiskPlace {
+            key,
+            file: &file,
+            path: &path,
+            readable_end,
+            max_bytes,
+        };
+        if let Some((start, ahead)) = known {
+            if let Some(ahead) = ahead {
+                if ahead.is_reading() {
+                    let reading = Rc::clone(&ahead);
+                    self.signal
+                        .wait_for(move || (!reading.is_reading()).then_some(()))
+                        .await;
+                }
+                let read = ahead
+                    .take()
+                    .and_then(|read| trim_read(read, start, offset, max_bytes, upper));
+                if let Some(read) = read {
+                    self.cache.count_read_ahead();
+                    return Ok(self.remember_read(&place, read));
+                }
+            }
             let from = DiskPosition {
                 start,
                 first_base: offset,
@@ -2239,12 +2357,12 @@ impl<S: Storage> PartitionLog<S> {
             // A place that does not hold the batch (it cannot happen while
             // the counts match) is forgotten, and the index decides.
             if let Ok(read) = read_from_disk(&*file, &path, from, offset, max_bytes, upper).await {
-                return Ok(self.remember_read(cursor, read));
+                return Ok(self.remember_read(&place, read));
             }
             self.inner
                 .borrow_mut()
                 .read_cursors
-                .retain(|known| known.next_offset != offset);
+                .retain(|known| known.key != key);
         }
         let mut index = self.segment_index(segment_base).await?;
         let relative = u32::try_from(offset - segment_base).unwrap_or(u32::MAX);
@@ -2259,7 +2377,7 @@ impl<S: Storage> PartitionLog<S> {
             };
             let result = read_from_disk(&*file, &path, from, offset, max_bytes, upper)
                 .await
-                .map(|read| self.remember_read(cursor, read));
+                .map(|read| self.remember_read(&place, read));
             if result.is_err() {
                 // A wrong entry in an index file looks like damage; rebuilt
                 // from the batches themselves, the index is right, and the
@@ -2274,25 +2392,84 @@ impl<S: Storage> PartitionLog<S> {
     }
 
     /// Keeps where the batch after a read from disk starts, for the reader's
-    /// next read, and returns the read's batches.
-    fn remember_read(&self, cursor: ReadCursor, read: DiskRead) -> ReadChunks {
+    /// next read, starts reading it ahead, and returns the read's batches.
+    fn remember_read(&self, place: &DiskPlace<'_, S::File>, read: DiskRead) -> ReadChunks {
         let DiskRead { chunks, end } = read;
-        if chunks.bytes > 0 {
-            let mut inner = self.inner.borrow_mut();
-            let cursors = &mut inner.read_cursors;
-            cursors.retain(|known| {
-                known.next_offset != cursor.next_offset && known.next_offset != chunks.next_offset
-            });
-            if cursors.len() >= READ_CURSORS_MAX {
-                cursors.pop_front();
-            }
-            cursors.push_back(ReadCursor {
-                next_offset: chunks.next_offset,
-                position: end,
-                ..cursor
-            });
+        if chunks.bytes == 0 {
+            return chunks;
         }
+        let key = CursorKey {
+            next_offset: chunks.next_offset,
+            ..place.key
+        };
+        let ahead = self.read_ahead(place, key.next_offset, end);
+        let mut inner = self.inner.borrow_mut();
+        let cursors = &mut inner.read_cursors;
+        cursors.retain(|known| {
+            known.key.next_offset != place.key.next_offset
+                && known.key.next_offset != key.next_offset
+        });
+        if cursors.len() >= READ_CURSORS_MAX {
+            cursors.pop_front();
+        }
+        cursors.push_back(ReadCursor {
+            key,
+            position: end,
+            ahead,
+        });
         chunks
+    }
+
+    /// Starts reading the batches from `start` (base offset `offset`) of
+    /// the segment, as much as the last read asked for, unless they are in
+    /// the cache, not written yet, or the read-ahead budget is spent.
+    fn read_ahead(
+        &self,
+        place: &DiskPlace<'_, S::File>,
+        offset: i64,
+        start: u64,
+    ) -> Option<Rc<ReadAhead>> {
+        if start + BATCH_HEADER_BYTES as u64 > place.readable_end {
+            return None;
+        }
+        let cached = self
+            .inner
+            .borrow()
+            .cached
+            .front()
+            .is_some_and(|front| front.base_offset <= offset);
+        if cached {
+            return None;
+        }
+        let len = (place.max_bytes.max(DISK_READ_BYTES_MIN) as u64).min(place.readable_end - start)
+            as usize;
+        let ahead = Rc::new(ReadAhead {
+            state: RefCell::new(AheadState::Empty),
+        });
+        let holder: Weak<dyn ReadAheadHolder> = Rc::downgrade(&ahead) as Weak<dyn ReadAheadHolder>;
+        let grant = self.cache.grant_read_ahead(holder, len)?;
+        *ahead.state.borrow_mut() = AheadState::Reading(grant);
+        let log = self.weak_self.clone();
+        let file = Rc::clone(place.file);
+        let path = place.path.to_path_buf();
+        let from = DiskPosition {
+            start,
+            first_base: offset,
+            readable_end: place.readable_end,
+        };
+        let reading = Rc::clone(&ahead);
+        let max_bytes = place.max_bytes;
+        // The task runs up to its disk read at once, so the read is under
+        // way when this returns.
+        glommio::spawn_local(async move {
+            let read = read_from_disk(&*file, &path, from, offset, max_bytes, i64::MAX).await;
+            reading.finish(read.ok());
+            if let Some(log) = log.upgrade() {
+                log.signal.notify();
+            }
+        })
+        .detach();
+        Some(ahead)
     }
 
     /// Called when an index entry did not point at its batch. An index read
@@ -3225,6 +3402,15 @@ struct DiskPosition {
     readable_end: u64,
 }
 
+/// The segment a read from disk is made in, and what the reader asked for.
+struct DiskPlace<'a, F> {
+    key: CursorKey,
+    file: &'a Rc<F>,
+    path: &'a Path,
+    readable_end: u64,
+    max_bytes: usize,
+}
+
 /// What a read from disk found: its batches, and the position after them.
 struct DiskRead {
     chunks: ReadChunks,
@@ -4137,6 +4323,7 @@ mod planted_defect;
 mod tests {
     use super::*;
     use crate::batch::{attributes, BuildBatch};
+    use crate::cache::READ_AHEAD_KEEP;
     use crate::producer::{ProducerEntry, SequenceRange};
     use crate::storage::MemStorage;
     use crate::txn::TxnMarker;
@@ -4580,18 +4767,23 @@ mod tests {
         count: i64,
         value_len: usize,
     ) -> (Rc<PartitionLog<MemStorage>>, Vec<(BatchHeader, Bytes)>) {
+        log_on_disk_with(storage, dir, count, value_len, BatchCache::new(0)).await
+    }
+
+    async fn log_on_disk_with(
+        storage: &MemStorage,
+        dir: &str,
+        count: i64,
+        value_len: usize,
+        cache: Rc<BatchCache>,
+    ) -> (Rc<PartitionLog<MemStorage>>, Vec<(BatchHeader, Bytes)>) {
         let config = LogConfig {
             index_interval_bytes: 1 << 20,
             ..LogConfig::default()
         };
-        let log = PartitionLog::open(
-            storage.clone(),
-            PathBuf::from(dir),
-            config,
-            BatchCache::new(0),
-        )
-        .await
-        .expect("log opens");
+        let log = PartitionLog::open(storage.clone(), PathBuf::from(dir), config, cache)
+            .await
+            .expect("log opens");
         let value = vec![b'v'; value_len];
         let batches: Vec<_> = (0..count)
             .map(|offset| plain(offset, 1, &[&value]))
@@ -4599,6 +4791,90 @@ mod tests {
         log.append_replica(&batches).await.expect("appends");
         log.wait_durable(count).await.expect("durable");
         (log, batches)
+    }
+
+    /// Lets detached tasks (read-ahead) run.
+    async fn let_tasks_run() {
+        glommio::timer::sleep(Duration::from_millis(5)).await;
+    }
+
+    /// A reader behind the cache finds each next batch read before it
+    /// asks; each batch is read from disk once, and once the reader has
+    /// caught up nothing read ahead is left held.
+    #[test]
+    fn a_reader_behind_the_cache_has_its_next_batches_read_ahead() {
+        run(|| async {
+            const BATCHES: i64 = 40;
+            let storage = MemStorage::new(15);
+            let cache = BatchCache::with_read_ahead(0, 1 << 20, READ_AHEAD_KEEP);
+            let (log, batches) =
+                log_on_disk_with(&storage, "/data/ahead", BATCHES, 200, Rc::clone(&cache)).await;
+            let before = storage.reads();
+            let mut out = Vec::new();
+            for offset in 0..BATCHES {
+                let read = log.read(offset, 1, i64::MAX).await.expect("read");
+                assert_eq!(read.next_offset, offset + 1);
+                out.extend_from_slice(&read.chunks.concat());
+                let_tasks_run().await;
+            }
+            assert_eq!(out, concat(&batches));
+            assert_eq!(cache.read_ahead_hits(), BATCHES as u64 - 1);
+            assert_eq!(storage.reads() - before, BATCHES as u64);
+            assert_eq!(cache.read_ahead_bytes(), 0);
+        });
+    }
+
+    /// With the read-ahead budget spent, a new read-ahead is not made while
+    /// the others are fresh, and takes back the oldest one left unclaimed
+    /// past the keep time; that one's reader then reads from disk,
+    /// correctly.
+    #[test]
+    fn a_full_read_ahead_budget_takes_back_only_unclaimed_ones() {
+        run(|| async {
+            const KEEP: Duration = Duration::from_millis(50);
+            let storage = MemStorage::new(16);
+            let budget = DISK_READ_BYTES_MIN;
+            let cache = BatchCache::with_read_ahead(0, budget, KEEP);
+            let mut logs = Vec::new();
+            for name in ["/data/ahead-1", "/data/ahead-2", "/data/ahead-3"] {
+                // Over 16 KiB each: one read-ahead fills the budget.
+                logs.push(log_on_disk_with(&storage, name, 100, 200, Rc::clone(&cache)).await);
+            }
+            let [(first, first_batches), (second, _), (third, third_batches)] = &logs[..] else {
+                unreachable!("three logs")
+            };
+            first.read(0, 1, i64::MAX).await.expect("read");
+            let_tasks_run().await;
+            let first_held = cache.read_ahead_bytes();
+            assert!(
+                first_held > 0,
+                "the first log's next batches are read ahead"
+            );
+            // No room, and the first one's are fresh: none for the second.
+            second.read(0, 1, i64::MAX).await.expect("read");
+            let_tasks_run().await;
+            assert_eq!(cache.read_ahead_bytes(), first_held);
+            // Left unclaimed past the keep time, they make way for the third.
+            glommio::timer::sleep(KEEP * 2).await;
+            third.read(0, 1, i64::MAX).await.expect("read");
+            let_tasks_run().await;
+            assert!(cache.read_ahead_bytes() <= budget);
+            let hits = cache.read_ahead_hits();
+            let read = third.read(1, 1, i64::MAX).await.expect("read");
+            assert_eq!(
+                cache.read_ahead_hits(),
+                hits + 1,
+                "the third reader's were read ahead"
+            );
+            assert_eq!(read.chunks.concat(), third_batches[1].1.to_vec());
+            let read = first.read(1, 1, i64::MAX).await.expect("read");
+            assert_eq!(
+                cache.read_ahead_hits(),
+                hits + 1,
+                "taken back: read from disk"
+            );
+            assert_eq!(read.chunks.concat(), first_batches[1].1.to_vec());
+        });
     }
 
     /// A consumer reading a partition from disk in order: each read starts
@@ -4631,10 +4907,13 @@ mod tests {
     fn a_truncation_moves_where_readers_go_on() {
         run(|| async {
             let storage = MemStorage::new(14);
-            let (log, old) = log_on_disk_only(&storage, "/data/cursor-cut", 10, 100).await;
+            let cache = BatchCache::with_read_ahead(0, 1 << 20, READ_AHEAD_KEEP);
+            let (log, old) = log_on_disk_with(&storage, "/data/cursor-cut", 10, 100, cache).await;
             for offset in 0..5 {
                 log.read(offset, 1, i64::MAX).await.expect("read");
             }
+            // Batch 5 is read ahead, then cut away.
+            let_tasks_run().await;
             log.truncate_to(3).await.expect("truncate");
             // Longer batches: batch 5 no longer starts where it did.
             let value = vec![b'w'; 300];
