@@ -75,6 +75,8 @@ impl Broker {
                 .count() as u64
         });
         let (reads_from_cache, reads_from_disk) = self.cache.reads();
+        // The log counts a read served by read-ahead as a disk read first.
+        let reads_ahead = self.cache.read_ahead_hits();
         let snapshot = ShardSnapshot {
             made: Some(Instant::now()),
             partitions,
@@ -83,7 +85,9 @@ impl Broker {
             cache_used_bytes: self.cache.used_bytes() as u64,
             cache_budget_bytes: self.cache.budget_bytes() as u64,
             reads_from_cache,
-            reads_from_disk,
+            reads_from_disk: reads_from_disk.saturating_sub(reads_ahead),
+            reads_ahead,
+            read_ahead_bytes: self.cache.read_ahead_bytes() as u64,
             executor: self.metrics.executor_figures(),
             offline_partitions,
         };

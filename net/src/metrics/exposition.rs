@@ -324,7 +324,7 @@ fn write_shards(out: &mut Writer, snapshots: &Snapshots, now: Instant) {
     out.family(
         "sluice_log_reads_total",
         "counter",
-        "Partition log reads each shard served, by source: the batch cache or disk (the hit ratio is cache over both).",
+        "Partition log reads each shard served, by source: the batch cache, disk, or what was read from disk ahead of the reader (the cache hit ratio is cache over all three).",
     );
     for ((_, snapshot), shard) in snapshots.iter().zip(&shard_labels) {
         if snapshot.made.is_some() {
@@ -339,8 +339,21 @@ fn write_shards(out: &mut Writer, snapshots: &Snapshots, now: Instant) {
                 &[("shard", shard), ("source", "disk")],
                 snapshot.reads_from_disk,
             );
+            out.sample(
+                name,
+                &[("shard", shard), ("source", "read_ahead")],
+                snapshot.reads_ahead,
+            );
         }
     }
+    out.family(
+        "sluice_read_ahead_bytes",
+        "gauge",
+        "Bytes each shard has read from disk ahead of readers behind its batch cache and holds for them.",
+    );
+    each(out, "sluice_read_ahead_bytes", &|snapshot| {
+        snapshot.read_ahead_bytes.to_string()
+    });
     out.family(
         "sluice_batch_cache_budget_bytes",
         "gauge",
@@ -618,6 +631,9 @@ mod tests {
                     leader: true,
                     ..PartitionGauges::default()
                 }],
+                reads_from_disk: 3,
+                reads_ahead: 9,
+                read_ahead_bytes: 4096,
                 ..ShardSnapshot::default()
             };
             shard.publish(snapshot);
@@ -633,6 +649,9 @@ mod tests {
             "sluice_request_duration_seconds_count{api=\"Produce\"} 4",
             "sluice_topic_bytes_in_total{topic=\"orders\"} 20",
             "sluice_partition_log_end_offset{topic=\"orders\",partition=\"1\"} 5",
+            "sluice_log_reads_total{shard=\"1\",source=\"disk\"} 3",
+            "sluice_log_reads_total{shard=\"1\",source=\"read_ahead\"} 9",
+            "sluice_read_ahead_bytes{shard=\"0\"} 4096",
             "sluice_ready 0",
         ] {
             assert!(

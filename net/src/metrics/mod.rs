@@ -287,9 +287,13 @@ pub struct ShardSnapshot {
     pub committed: Vec<CommittedOffset>,
     pub cache_used_bytes: u64,
     pub cache_budget_bytes: u64,
-    /// Log reads served from the batch cache and from disk, since start.
+    /// Log reads served from the batch cache, from disk, and from what
+    /// was read from disk ahead of the reader, since start.
     pub reads_from_cache: u64,
     pub reads_from_disk: u64,
+    pub reads_ahead: u64,
+    /// Bytes read ahead and held for readers now.
+    pub read_ahead_bytes: u64,
     pub executor: ExecutorFigures,
     /// Partitions without a leader in the metadata image; given by shard 0
     /// only, so that it is counted once.
