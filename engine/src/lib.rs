@@ -50,7 +50,7 @@ pub use metadata::{
     TopicMetadata,
 };
 pub use producer::ProducerInfo;
-pub use shard::{shard_for, Mesh, ShardPlan};
+pub use shard::{shard_for, Mesh, ShardPlan, TopicShards};
 pub use storage::{finish_deletions, DmaStorage, IoBuffer, MemStorage, Storage, StorageFile};
 pub use txn::{AbortedTxn, ControlType, TxnMarker};
 pub use types::{LeaderEpoch, Offset, ProducerId, ShardId, TopicPartition};

@@ -2236,6 +2236,53 @@ impl<S: Storage> PartitionLog<S> {
         Ok(out)
     }
 
+    /// [`PartitionLog::read`] when it can answer without waiting: the
+    /// offset is out of range, nothing new is visible, or the batch cache
+    /// holds what the read returns. `None` when the read needs the disk.
+    /// A fetch of thousands of partitions reads most of them this way, and
+    /// needs no task or heap allocation for them.
+    pub fn read_now(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        upper: i64,
+    ) -> Option<Result<ReadChunks, ReadError>> {
+        let inner = self.inner.borrow();
+        if offset < inner.log_start || offset > inner.leo {
+            return Some(Err(ReadError::OffsetOutOfRange {
+                log_start: inner.log_start,
+                log_end: inner.leo,
+            }));
+        }
+        let upper = upper.min(inner.leo);
+        if offset >= upper {
+            return Some(Ok(ReadChunks {
+                chunks: vec![],
+                bytes: 0,
+                next_offset: offset,
+            }));
+        }
+        let cached = inner
+            .cached
+            .front()
+            .is_some_and(|front| front.base_offset <= offset);
+        if !cached {
+            return None;
+        }
+        let out = read_cached(&inner.cached, offset, max_bytes, upper);
+        // What `read` would go on reading past (bare headers of a compacted
+        // stretch) is left to it.
+        let goes_on = out.bytes < max_bytes
+            && out.next_offset < upper
+            && !out.chunks.is_empty()
+            && !holds_records(&out.chunks);
+        if goes_on {
+            return None;
+        }
+        self.cache.count_read(true);
+        Some(Ok(out))
+    }
+
     async fn read_retrying(
         &self,
         offset: i64,

@@ -28,9 +28,28 @@ use crate::types::ShardId;
 /// shard chosen by the topic name's hash, so a topic's partitions spread
 /// evenly and different topics start on different shards.
 pub fn shard_for(topic: &str, partition: i32, shards: usize) -> ShardId {
-    assert!(shards > 0 && shards <= SHARDS_MAX);
-    let start = u64::from(crc32c::crc32c(topic.as_bytes()));
-    ShardId(((start + partition.max(0) as u64) % shards as u64) as u16)
+    TopicShards::new(topic, shards).owner(partition)
+}
+
+/// [`shard_for`] for many partitions of one topic: the name is hashed once.
+#[derive(Clone, Copy, Debug)]
+pub struct TopicShards {
+    start: u64,
+    shards: usize,
+}
+
+impl TopicShards {
+    pub fn new(topic: &str, shards: usize) -> TopicShards {
+        assert!(shards > 0 && shards <= SHARDS_MAX);
+        TopicShards {
+            start: u64::from(crc32c::crc32c(topic.as_bytes())),
+            shards,
+        }
+    }
+
+    pub fn owner(&self, partition: i32) -> ShardId {
+        ShardId(((self.start + partition.max(0) as u64) % self.shards as u64) as u16)
+    }
 }
 
 /// The shard owning the coordinator for a key (group id, transactional id):

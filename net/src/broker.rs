@@ -174,7 +174,8 @@ pub struct ProduceOutcome {
 /// One partition to read.
 #[derive(Clone, Debug)]
 pub struct ReadEntry {
-    pub topic: String,
+    /// Shared by the entries of one topic (a fetch may list thousands).
+    pub topic: Arc<str>,
     pub partition: i32,
     pub offset: i64,
     pub max_bytes: usize,
@@ -183,6 +184,29 @@ pub struct ReadEntry {
     /// The follower fetching, for a replica's fetch: it reads up to the
     /// log end, and its offset tells the leader how far it has got.
     pub replica: Option<i32>,
+}
+
+/// A topic's name, its logs on this shard and its metadata, looked up
+/// once for a run of its partitions.
+type TopicInHand<'a> = (
+    &'a Arc<str>,
+    Option<&'a HashMap<i32, Rc<Log>>>,
+    Option<&'a TopicMetadata>,
+);
+
+/// How far [`Broker::read_now`] got with a read.
+enum ReadNow {
+    Done(ReadOutcome),
+    /// The read needs the disk, or the aborted transactions beside it.
+    Later(LaterRead),
+}
+
+/// A read to finish with [`Broker::read_later`]: `outcome` has the offsets.
+struct LaterRead {
+    entry: ReadEntry,
+    log: Rc<Log>,
+    outcome: ReadOutcome,
+    upper: i64,
 }
 
 /// What a read of one partition returned.
@@ -381,7 +405,7 @@ pub enum ShardRequest {
     /// Resolves when any watched partition's high watermark (last stable
     /// offset if `read_committed`) passes its offset, or after `wait_ms`.
     WaitForData {
-        watches: Vec<(String, i32, i64)>,
+        watches: Vec<(Arc<str>, i32, i64)>,
         wait_ms: u64,
         read_committed: bool,
         /// A follower's fetch: wakes on the log end instead.
@@ -1716,15 +1740,15 @@ impl Broker {
     /// 200-970 ms measured), fell further behind with every fetch and never
     /// got back to the cache.
     async fn read_local(&self, entries: Vec<ReadEntry>) -> Vec<ReadOutcome> {
+        let logs = self.logs_led(entries.iter().map(|entry| (&entry.topic, entry.partition)));
         let mut outcomes: Vec<ReadOutcome> = Vec::with_capacity(entries.len());
         let mut on_disk = Vec::new();
-        for (index, entry) in entries.into_iter().enumerate() {
-            let mut read = Box::pin(self.read_one(entry));
-            match futures_lite::future::poll_once(&mut read).await {
-                Some(outcome) => outcomes.push(outcome),
-                None => {
+        for (index, (entry, log)) in entries.into_iter().zip(logs).enumerate() {
+            match self.read_now(entry, log) {
+                ReadNow::Done(outcome) => outcomes.push(outcome),
+                ReadNow::Later(later) => {
                     outcomes.push(ReadOutcome::default());
-                    on_disk.push((index, read));
+                    on_disk.push((index, Box::pin(self.read_later(later))));
                 }
             }
         }
@@ -1739,16 +1763,54 @@ impl Broker {
         outcomes
     }
 
-    async fn read_one(&self, entry: ReadEntry) -> ReadOutcome {
+    /// The log of each partition if this broker leads it: [`Broker::log`]
+    /// for many partitions, the topic looked up once for each run of
+    /// partitions of one topic (as fetches list them).
+    fn logs_led<'a>(
+        &self,
+        partitions: impl Iterator<Item = (&'a Arc<str>, i32)>,
+    ) -> Vec<Option<Rc<Log>>> {
+        let logs = self.logs.borrow();
+        let metadata = self.metadata.borrow();
+        let mut found = Vec::with_capacity(partitions.size_hint().0);
+        let mut in_hand: Option<TopicInHand> = None;
+        for (topic, partition) in partitions {
+            let same = in_hand
+                .as_ref()
+                .is_some_and(|(held, ..)| Arc::ptr_eq(held, topic) || ***held == **topic);
+            if !same {
+                in_hand = Some((
+                    topic,
+                    logs.topics.get(&**topic),
+                    metadata.topics.get(&**topic),
+                ));
+            }
+            let Some((_, topic_logs, meta)) = in_hand else {
+                found.push(None);
+                continue;
+            };
+            let leads = meta
+                .and_then(|meta| meta.placement.get(usize::try_from(partition).ok()?))
+                .is_none_or(|state| state.leader == self.config.node_id);
+            let log = topic_logs.and_then(|logs| logs.get(&partition));
+            found.push(log.filter(|_| leads).cloned());
+        }
+        found
+    }
+
+    /// The part of a read that needs no waiting: everything when the
+    /// partition is missing, the offset out of range, nothing new is
+    /// visible or the cache holds the data.
+    fn read_now(&self, entry: ReadEntry, log: Option<Rc<Log>>) -> ReadNow {
         let mut outcome = ReadOutcome {
             high_watermark: -1,
             last_stable_offset: -1,
             log_start_offset: -1,
             ..Default::default()
         };
-        let Some(log) = self.log(&entry.topic, entry.partition) else {
+        let Some(log) = log else {
             outcome.error_code = self.missing_partition_code(&entry.topic, entry.partition);
-            return outcome;
+            return ReadNow::Done(outcome);
         };
         if let Some(replica) = entry.replica {
             // The follower's offset is its log end: recorded before the read
@@ -1769,7 +1831,7 @@ impl Broker {
                     outcome.high_watermark = offsets.hw;
                     outcome.log_start_offset = offsets.log_start;
                 }
-                return outcome;
+                return ReadNow::Done(outcome);
             }
         }
         let offsets = log.offsets();
@@ -1783,6 +1845,35 @@ impl Broker {
         } else {
             offsets.hw
         };
+        match log.read_now(entry.offset, entry.max_bytes, upper) {
+            // Records for a read_committed consumer need the aborted
+            // transactions beside them, which may need the disk.
+            Some(Ok(chunks)) if !(entry.read_committed && chunks.bytes > 0) => {
+                outcome.bytes = chunks.bytes;
+                outcome.chunks = chunks.chunks;
+                ReadNow::Done(outcome)
+            }
+            Some(Err(error)) => {
+                outcome.error_code = self.read_failed(&entry, &error);
+                ReadNow::Done(outcome)
+            }
+            _ => ReadNow::Later(LaterRead {
+                entry,
+                log,
+                outcome,
+                upper,
+            }),
+        }
+    }
+
+    /// The rest of a read that [`Broker::read_now`] could not finish.
+    async fn read_later(&self, later: LaterRead) -> ReadOutcome {
+        let LaterRead {
+            entry,
+            log,
+            mut outcome,
+            upper,
+        } = later;
         let read = match log.read(entry.offset, entry.max_bytes, upper).await {
             Ok(chunks) if entry.read_committed && chunks.bytes > 0 => {
                 // The consumer drops the records of these transactions
@@ -1805,20 +1896,24 @@ impl Broker {
                 outcome.bytes = chunks.bytes;
                 outcome.chunks = chunks.chunks;
             }
-            Err(error) => {
-                if !matches!(error, sluice_engine::ReadError::OffsetOutOfRange { .. }) {
-                    // The client only sees KAFKA_STORAGE_ERROR: say what failed.
-                    tracing::warn!(%error, topic = %entry.topic, partition = entry.partition, "read failed");
-                }
-                outcome.error_code = read_error_code(&error);
-            }
+            Err(error) => outcome.error_code = self.read_failed(&entry, &error),
         }
         outcome
     }
 
+    /// The error code of a failed read, logged unless the client's offset
+    /// was only out of range.
+    fn read_failed(&self, entry: &ReadEntry, error: &sluice_engine::ReadError) -> i16 {
+        if !matches!(error, sluice_engine::ReadError::OffsetOutOfRange { .. }) {
+            // The client only sees KAFKA_STORAGE_ERROR: say what failed.
+            tracing::warn!(%error, topic = %entry.topic, partition = entry.partition, "read failed");
+        }
+        read_error_code(error)
+    }
+
     async fn wait_for_data_local(
         &self,
-        watches: Vec<(String, i32, i64)>,
+        watches: Vec<(Arc<str>, i32, i64)>,
         wait_ms: u64,
         read_committed: bool,
         replica: bool,
@@ -1836,11 +1931,15 @@ impl Broker {
                 offsets.hw
             }
         };
-        let logs: Vec<(Rc<Log>, i64)> = watches
-            .iter()
-            .filter_map(|(topic, partition, offset)| {
-                self.log(topic, *partition).map(|log| (log, *offset))
-            })
+        let found = self.logs_led(
+            watches
+                .iter()
+                .map(|(topic, partition, _)| (topic, *partition)),
+        );
+        let logs: Vec<(Rc<Log>, i64)> = found
+            .into_iter()
+            .zip(&watches)
+            .filter_map(|(log, (_, _, offset))| log.map(|log| (log, *offset)))
             .collect();
         if logs.is_empty() {
             glommio::timer::sleep(Duration::from_millis(wait_ms)).await;

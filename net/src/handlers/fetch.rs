@@ -22,15 +22,16 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, FetchRequest, RequestHeader};
-use sluice_engine::ShardId;
+use sluice_engine::{ShardId, TopicShards};
 use uuid::Uuid;
 
 use super::compact::{put_compact_string, put_unsigned_varint};
-use super::fetch_session::{Answer, PartitionKey, Plan, TopicRef, Wanted};
+use super::fetch_session::{Answer, PartitionKey, Plan, Ticket, TopicRef, Wanted};
 use super::leader_hints::{wants_hint, CurrentLeader, LeaderHints};
 use super::Session;
 use crate::acl::Operation;
@@ -74,6 +75,8 @@ const TAG_NODE_ENDPOINTS: u64 = 0;
 struct Slot {
     topic_index: usize,
     partition: i32,
+    /// Where `entry` is read: found once per request, not per read.
+    shard: ShardId,
     entry: Option<ReadEntry>,
     outcome: ReadOutcome,
     /// The leader to name (v16+); `UNKNOWN`, the schema's default, is not
@@ -84,6 +87,16 @@ struct Slot {
 struct ResolvedTopic {
     name: String,
     id: Uuid,
+}
+
+/// The topic whose partitions are in hand, found once for all of them.
+struct TopicInHand<'a> {
+    meta: Option<&'a sluice_engine::TopicMetadata>,
+    /// Its name for the reads: one allocation per topic, a count per
+    /// partition.
+    shared_name: Arc<str>,
+    shards: TopicShards,
+    allowed: bool,
 }
 
 pub async fn handle(
@@ -126,7 +139,7 @@ pub async fn handle(
         }
         Plan::Sessionless => (requested, SessionUse::None),
         Plan::Full => (requested, SessionUse::Open),
-        Plan::Incremental { id, wanted } => (wanted, SessionUse::Incremental(id)),
+        Plan::Incremental { id, ticket, wanted } => (wanted, SessionUse::Incremental(id, ticket)),
     };
     let metadata = broker.metadata();
     let mut topics: Vec<ResolvedTopic> = Vec::new();
@@ -134,10 +147,9 @@ pub async fn handle(
     // Beside `slots`: the high watermark the follower holds for each
     // partition (v18), `i64::MAX` (the schema's "not said") otherwise.
     let mut follower_high_watermarks = Vec::with_capacity(wanted.len());
-    let mut found = None;
+    let mut in_hand: Option<TopicInHand> = None;
     // Whether the sender may read the topic in hand: a follower needs
     // CLUSTER_ACTION on the cluster, a consumer READ on the topic.
-    let mut allowed = true;
     let may_read = |name: &str| match replica {
         Some(_) => sender.may_on_cluster(broker, Operation::ClusterAction),
         None => sender.may_on_topic(broker, Operation::Read, name),
@@ -145,17 +157,27 @@ pub async fn handle(
     for (position, want) in wanted.iter().enumerate() {
         // Partitions of one topic come together: each run of them is one
         // topic of the response, looked up once.
-        if position == 0 || wanted[position - 1].key.topic != want.key.topic {
-            let (resolved, meta) = resolve_topic(broker, &metadata, &want.key.topic);
-            topics.push(resolved);
-            found = meta;
-            allowed = match (meta, &want.key.topic) {
-                (Some(meta), _) => may_read(&meta.name),
-                (None, TopicRef::Name(name)) => may_read(name),
-                // An id no topic has is answered UNKNOWN_TOPIC_ID.
-                (None, TopicRef::Id(_)) => true,
-            };
-        }
+        let new_topic = position == 0 || !wanted[position - 1].key.topic.same(&want.key.topic);
+        let topic = match in_hand.as_mut() {
+            Some(topic) if !new_topic => topic,
+            _ => {
+                let (resolved, meta) = resolve_topic(broker, &metadata, &want.key.topic);
+                let allowed = match (meta, &want.key.topic) {
+                    (Some(meta), _) => may_read(&meta.name),
+                    (None, TopicRef::Name(name)) => may_read(name),
+                    // An id no topic has is answered UNKNOWN_TOPIC_ID.
+                    (None, TopicRef::Id(_)) => true,
+                };
+                let shared_name: Arc<str> = Arc::from(resolved.name.as_str());
+                topics.push(resolved);
+                in_hand.insert(TopicInHand {
+                    meta,
+                    shards: TopicShards::new(&shared_name, broker.shards()),
+                    shared_name,
+                    allowed,
+                })
+            }
+        };
         let topic_index = topics.len() - 1;
         let partition = want.key.partition;
         let mut outcome = ReadOutcome {
@@ -164,8 +186,8 @@ pub async fn handle(
             log_start_offset: -1,
             ..Default::default()
         };
-        let entry = match found {
-            _ if !allowed => {
+        let entry = match topic.meta {
+            _ if !topic.allowed => {
                 outcome.error_code = code::TOPIC_AUTHORIZATION_FAILED;
                 None
             }
@@ -183,7 +205,7 @@ pub async fn handle(
                     None
                 } else {
                     Some(ReadEntry {
-                        topic: meta.name.clone(),
+                        topic: Arc::clone(&topic.shared_name),
                         partition,
                         offset: want.fetch_offset,
                         max_bytes: (want.max_bytes as usize).min(FETCH_RESPONSE_BYTES_MAX),
@@ -208,6 +230,7 @@ pub async fn handle(
         slots.push(Slot {
             topic_index,
             partition,
+            shard: topic.shards.owner(partition),
             entry,
             outcome,
             current_leader: CurrentLeader::UNKNOWN,
@@ -289,11 +312,11 @@ pub async fn handle(
             replica.is_some(),
             Instant::now(),
         ),
-        SessionUse::Incremental(id) => {
+        SessionUse::Incremental(id, ticket) => {
             let named = broker
                 .fetch_sessions
                 .borrow_mut()
-                .answered(id, &wanted, &answers);
+                .answered(id, ticket, &answers);
             let mut named = named.into_iter();
             slots.retain(|_| named.next().unwrap_or(true));
             id
@@ -360,8 +383,8 @@ enum SessionUse {
     None,
     /// Open one once answered.
     Open,
-    /// Answer from this session.
-    Incremental(i32),
+    /// Answer from this session, to the plan of this ticket.
+    Incremental(i32, Ticket),
 }
 
 /// The partitions a request names, in its order.
@@ -372,7 +395,7 @@ fn wanted_of(request: &FetchRequest, version: i16, follower: bool) -> Vec<Wanted
         let topic_ref = if version >= TOPIC_ID_VERSION {
             TopicRef::Id(*topic.topic_id.as_bytes())
         } else {
-            TopicRef::Name(topic.topic.0.as_str().to_string())
+            TopicRef::Name(Rc::from(&*topic.topic.0))
         };
         for partition in &topic.partitions {
             wanted.push(Wanted {
@@ -401,7 +424,7 @@ fn forgotten_of(request: &FetchRequest, uses_topic_ids: bool) -> Vec<PartitionKe
         let topic_ref = if uses_topic_ids {
             TopicRef::Id(*topic.topic_id.as_bytes())
         } else {
-            TopicRef::Name(topic.topic.0.as_str().to_string())
+            TopicRef::Name(Rc::from(&*topic.topic.0))
         };
         for &partition in &topic.partitions {
             keys.push(PartitionKey {
@@ -430,9 +453,9 @@ fn resolve_topic<'a>(
             (resolved, found)
         }
         TopicRef::Name(name) => {
-            let found = metadata.topics.get(name.as_str());
+            let found = metadata.topics.get(&**name);
             let resolved = ResolvedTopic {
-                name: name.clone(),
+                name: name.to_string(),
                 id: Uuid::nil(),
             };
             (resolved, found)
@@ -469,9 +492,8 @@ async fn read_round(broker: &Rc<Broker>, slots: &mut [Slot]) {
         .collect();
     for (index, slot) in slots.iter().enumerate() {
         if let Some(entry) = &slot.entry {
-            let shard = broker.owner(&entry.topic, entry.partition);
-            per_shard[shard.0 as usize].0.push(index);
-            per_shard[shard.0 as usize].1.push(entry.clone());
+            per_shard[slot.shard.0 as usize].0.push(index);
+            per_shard[slot.shard.0 as usize].1.push(entry.clone());
         }
     }
     let mut calls = Vec::new();
@@ -514,12 +536,15 @@ async fn wait_for_data(
     read_committed: bool,
     replica: bool,
 ) {
-    let mut per_shard: Vec<Vec<(String, i32, i64)>> =
+    let mut per_shard: Vec<Vec<(Arc<str>, i32, i64)>> =
         (0..broker.shards()).map(|_| Vec::new()).collect();
     for slot in slots {
         if let Some(entry) = &slot.entry {
-            let shard = broker.owner(&entry.topic, entry.partition);
-            per_shard[shard.0 as usize].push((entry.topic.clone(), entry.partition, entry.offset));
+            per_shard[slot.shard.0 as usize].push((
+                Arc::clone(&entry.topic),
+                entry.partition,
+                entry.offset,
+            ));
         }
     }
     let wait_ms = wait.as_millis() as u64;
@@ -743,6 +768,7 @@ pub fn encode_single_partition(version: i16, topic: &str, chunks: Vec<Bytes>) ->
     let slots = vec![Slot {
         topic_index: 0,
         partition: 0,
+        shard: ShardId(0),
         entry: None,
         outcome: ReadOutcome {
             error_code: code::NONE,
@@ -771,6 +797,7 @@ mod tests {
         Slot {
             topic_index,
             partition,
+            shard: ShardId(0),
             entry: None,
             outcome: ReadOutcome {
                 error_code: 0,
