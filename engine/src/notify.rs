@@ -6,7 +6,68 @@ use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
-use std::task::{Context, Poll, Waker};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Wake, Waker};
+
+/// One waker that stands for a task's waker wherever a task waits on many
+/// signals at once: it passes each wake on to the task's current waker.
+/// Registering the task's own waker with each signal takes a reference to
+/// the task per signal, and glommio counts a task's references in 16 bits
+/// (its waker panics on the 32,768th); a fetch long-polling 50,000
+/// partitions of one shard took that shard down. Clones of this waker count
+/// on the relay instead.
+pub struct Relay {
+    target: Arc<RelayTarget>,
+    waker: Waker,
+}
+
+#[derive(Default)]
+struct RelayTarget {
+    waker: Mutex<Option<Waker>>,
+}
+
+impl Wake for RelayTarget {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        // A poisoned lock only means a wake panicked; the waker is intact.
+        let target = match self.waker.lock() {
+            Ok(guard) => guard.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        };
+        if let Some(target) = target {
+            target.wake();
+        }
+    }
+}
+
+impl Default for Relay {
+    fn default() -> Relay {
+        let target = Arc::new(RelayTarget::default());
+        let waker = Waker::from(Arc::clone(&target));
+        Relay { target, waker }
+    }
+}
+
+impl Relay {
+    /// Makes `waker` the one woken from now on.
+    pub fn set(&self, waker: &Waker) {
+        let mut target = match self.target.waker.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if !target.as_ref().is_some_and(|known| known.will_wake(waker)) {
+            *target = Some(waker.clone());
+        }
+    }
+
+    /// The waker to register in the task's place.
+    pub fn waker(&self) -> &Waker {
+        &self.waker
+    }
+}
 
 /// Wakes every waiting task when notified. Cheap to clone; clones share waiters.
 #[derive(Clone, Default)]

@@ -1956,7 +1956,7 @@ impl Broker {
         let mut watch = DataWatch {
             logs: &logs,
             registered: vec![None; logs.len()],
-            waker: None,
+            relay: sluice_engine::notify::Relay::default(),
         };
         let arrived = std::future::poll_fn(|cx| {
             if watch.poll_arrived(cx.waker(), visible_end) {
@@ -2237,31 +2237,22 @@ pub async fn futures_lite_join_all<T>(futures: Vec<impl Future<Output = T>>) -> 
 /// lists do not grow with every long poll.
 struct DataWatch<'a> {
     logs: &'a [(Rc<Log>, i64)],
-    /// Per log: the signal generation at which the waker was registered.
+    /// Per log: the signal generation at which the relay was registered.
     registered: Vec<Option<u64>>,
-    waker: Option<std::task::Waker>,
+    /// Registered with every log in the task's place: a fetch may watch
+    /// more partitions than a glommio task can be referenced from.
+    relay: sluice_engine::notify::Relay,
 }
 
 impl DataWatch<'_> {
-    /// Whether a watched log shows data past its offset; registers `waker`
-    /// again with every log whose signal fired (or all, if the waker
-    /// changed).
+    /// Whether a watched log shows data past its offset; registers again
+    /// with every log whose signal fired.
     fn poll_arrived(
         &mut self,
         waker: &std::task::Waker,
         visible_end: impl Fn(&Log) -> i64,
     ) -> bool {
-        let same_waker = self
-            .waker
-            .as_ref()
-            .is_some_and(|known| known.will_wake(waker));
-        if !same_waker {
-            if let Some(old) = self.waker.take() {
-                self.unregister_all(&old);
-            }
-            self.registered.iter_mut().for_each(|slot| *slot = None);
-            self.waker = Some(waker.clone());
-        }
+        self.relay.set(waker);
         for ((log, offset), slot) in self.logs.iter().zip(self.registered.iter_mut()) {
             let signal = log.data_signal();
             if *slot == Some(signal.generation()) {
@@ -2270,25 +2261,19 @@ impl DataWatch<'_> {
             if visible_end(log) > *offset {
                 return true;
             }
-            *slot = Some(signal.register_fresh(waker));
+            *slot = Some(signal.register_fresh(self.relay.waker()));
         }
         false
-    }
-
-    fn unregister_all(&self, waker: &std::task::Waker) {
-        for ((log, _), slot) in self.logs.iter().zip(&self.registered) {
-            let signal = log.data_signal();
-            if *slot == Some(signal.generation()) {
-                signal.unregister(waker);
-            }
-        }
     }
 }
 
 impl Drop for DataWatch<'_> {
     fn drop(&mut self) {
-        if let Some(waker) = self.waker.take() {
-            self.unregister_all(&waker);
+        for ((log, _), slot) in self.logs.iter().zip(&self.registered) {
+            let signal = log.data_signal();
+            if *slot == Some(signal.generation()) {
+                signal.unregister(self.relay.waker());
+            }
         }
     }
 }
