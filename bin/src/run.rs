@@ -28,6 +28,15 @@ const SHUTDOWN_GRACE: Duration = Duration::from_millis(500);
 const SHUTDOWN_DELETIONS_WAIT: Duration = Duration::from_secs(5);
 /// The RLIMIT_MEMLOCK glommio wants for registered I/O buffers.
 const MEMLOCK_WANTED_BYTES: u64 = 512 * 1024 * 1024;
+/// The open files the broker asks for (RLIMIT_NOFILE): every partition
+/// holds its active segment open and every connection a socket, so a
+/// broker of 100,000 partitions needs more than 100,000 (Kafka's
+/// documentation asks for at least that). Linux's default ceiling
+/// (`fs.nr_open`).
+const NOFILE_WANTED: u64 = 1_048_576;
+/// Below this many open files the broker says at start that partitions
+/// may fail to open their segments.
+const NOFILE_WARN_BELOW: u64 = 100_000;
 
 /// `struct io_uring_params` in 32-bit words (120 bytes): what
 /// io_uring_setup reads and fills in. The kernel refuses it unless its
@@ -100,6 +109,49 @@ fn raise_memlock() {
              unregistered buffers (slightly more CPU per I/O). To fix: `ulimit -l unlimited` or \
              LimitMEMLOCK=infinity in the systemd unit",
             limit.rlim_cur / 1024
+        );
+    }
+}
+
+/// Raises RLIMIT_NOFILE as far as allowed: the soft limit to the hard one,
+/// and both to [`NOFILE_WANTED`] where the process may (root). A partition
+/// that cannot open its segment refuses writes with a storage error, so a
+/// low limit is said once at start, with the fix.
+fn raise_nofile() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit write/read a plain struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return;
+        }
+        if limit.rlim_cur < NOFILE_WANTED {
+            let both = libc::rlimit {
+                rlim_cur: NOFILE_WANTED,
+                rlim_max: limit.rlim_max.max(NOFILE_WANTED),
+            };
+            let soft = libc::rlimit {
+                rlim_cur: limit.rlim_max.min(NOFILE_WANTED),
+                rlim_max: limit.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &both) == 0 {
+                limit = both;
+            } else if soft.rlim_cur > limit.rlim_cur
+                && libc::setrlimit(libc::RLIMIT_NOFILE, &soft) == 0
+            {
+                limit = soft;
+            }
+        }
+    }
+    if limit.rlim_cur < NOFILE_WARN_BELOW {
+        tracing::warn!(
+            open_files_max = limit.rlim_cur,
+            "RLIMIT_NOFILE is {}: each partition holds a file open, and a partition that cannot \
+             open its segment refuses writes. To fix: `ulimit -n {NOFILE_WANTED}` or \
+             LimitNOFILE={NOFILE_WANTED} in the systemd unit",
+            limit.rlim_cur
         );
     }
 }
@@ -321,6 +373,7 @@ pub fn run(mut config: BrokerConfig) -> Result<(), String> {
     }
     check_io_uring()?;
     raise_memlock();
+    raise_nofile();
     sluice_net::log_dirs::check_missing(&mut config)?;
     let log_dirs = config.log_dirs();
     let checked = log_dirs.clone();
