@@ -3322,12 +3322,16 @@ impl<S: Storage> PartitionLog<S> {
                 .map_err(|error| StorageError::new("sync", &path, error))?;
         }
         // A recovery point at the end lets a restart skip the scan; one
-        // already at the end (nothing appended since) is not written again.
+        // already at the end (nothing appended since) is not written again,
+        // and a log that never held a record has nothing to scan: 100,000
+        // partitions created and stopped wrote (and synced) 100,000 files,
+        // and the stop took 37 s.
         let capture = {
             let inner = self.inner.borrow();
             let active = inner.active();
             let current = inner.recovery_point_at == Some((active.base_offset, active.size));
-            (!current).then(|| inner.capture_recovery_point())
+            let never_written = inner.leo == 0 && active.file.is_none();
+            (!current && !never_written).then(|| inner.capture_recovery_point())
         };
         if let Some(capture) = capture {
             self.write_recovery_point(capture).await;
