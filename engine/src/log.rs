@@ -571,7 +571,45 @@ fn trim_read(
     })
 }
 
+/// What a read finds before it would need the disk.
+enum InMemory {
+    /// Out of range, or nothing visible past the offset yet.
+    Answered(Result<ReadChunks, ReadError>),
+    /// The batch cache holds the start of the read.
+    Cached(ReadChunks),
+    OnDisk,
+}
+
 impl<S: Storage> Inner<S> {
+    /// The part of a read that memory answers: the range check, an empty
+    /// answer when nothing is visible past `offset` below `upper`, and the
+    /// batch cache.
+    fn read_in_memory(&self, offset: i64, max_bytes: usize, upper: i64) -> InMemory {
+        if offset < self.log_start || offset > self.leo {
+            return InMemory::Answered(Err(ReadError::OffsetOutOfRange {
+                log_start: self.log_start,
+                log_end: self.leo,
+            }));
+        }
+        let upper = upper.min(self.leo);
+        if offset >= upper {
+            return InMemory::Answered(Ok(ReadChunks {
+                chunks: vec![],
+                bytes: 0,
+                next_offset: offset,
+            }));
+        }
+        let cached = self
+            .cached
+            .front()
+            .is_some_and(|front| front.base_offset <= offset);
+        if cached {
+            InMemory::Cached(read_cached(&self.cached, offset, max_bytes, upper))
+        } else {
+            InMemory::OnDisk
+        }
+    }
+
     fn active(&self) -> &Segment<S::File> {
         match self.segments.last_key_value() {
             Some((_, segment)) => segment,
@@ -2248,32 +2286,15 @@ impl<S: Storage> PartitionLog<S> {
         upper: i64,
     ) -> Option<Result<ReadChunks, ReadError>> {
         let inner = self.inner.borrow();
-        if offset < inner.log_start || offset > inner.leo {
-            return Some(Err(ReadError::OffsetOutOfRange {
-                log_start: inner.log_start,
-                log_end: inner.leo,
-            }));
-        }
-        let upper = upper.min(inner.leo);
-        if offset >= upper {
-            return Some(Ok(ReadChunks {
-                chunks: vec![],
-                bytes: 0,
-                next_offset: offset,
-            }));
-        }
-        let cached = inner
-            .cached
-            .front()
-            .is_some_and(|front| front.base_offset <= offset);
-        if !cached {
-            return None;
-        }
-        let out = read_cached(&inner.cached, offset, max_bytes, upper);
+        let out = match inner.read_in_memory(offset, max_bytes, upper) {
+            InMemory::Answered(answer) => return Some(answer),
+            InMemory::Cached(out) => out,
+            InMemory::OnDisk => return None,
+        };
         // What `read` would go on reading past (bare headers of a compacted
         // stretch) is left to it.
         let goes_on = out.bytes < max_bytes
-            && out.next_offset < upper
+            && out.next_offset < upper.min(inner.leo)
             && !out.chunks.is_empty()
             && !holds_records(&out.chunks);
         if goes_on {
@@ -2309,28 +2330,15 @@ impl<S: Storage> PartitionLog<S> {
     ) -> Result<ReadChunks, ReadError> {
         let disk = {
             let inner = self.inner.borrow();
-            if offset < inner.log_start || offset > inner.leo {
-                return Err(ReadError::OffsetOutOfRange {
-                    log_start: inner.log_start,
-                    log_end: inner.leo,
-                });
+            match inner.read_in_memory(offset, max_bytes, upper) {
+                InMemory::Answered(answer) => return answer,
+                InMemory::Cached(out) => {
+                    self.cache.count_read(true);
+                    return Ok(out);
+                }
+                InMemory::OnDisk => {}
             }
             let upper = upper.min(inner.leo);
-            if offset >= upper {
-                return Ok(ReadChunks {
-                    chunks: vec![],
-                    bytes: 0,
-                    next_offset: offset,
-                });
-            }
-            if inner
-                .cached
-                .front()
-                .is_some_and(|front| front.base_offset <= offset)
-            {
-                self.cache.count_read(true);
-                return Ok(read_cached(&inner.cached, offset, max_bytes, upper));
-            }
             self.cache.count_read(false);
             let Some((&base, segment)) = inner.segments.range(..=offset).next_back() else {
                 return Err(ReadError::OffsetOutOfRange {
