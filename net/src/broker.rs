@@ -26,10 +26,10 @@ use sluice_engine::{
 
 use crate::config::BrokerConfig;
 use crate::constants::{
-    COORDINATOR_ROOM_WAIT_MS, FETCH_READS_CONCURRENT_MAX, LEADER_EPOCH_WRITES_IN_FLIGHT,
-    LOG_CLOSE_CONCURRENCY_MAX, LOG_OPENS_IN_FLIGHT, PRODUCE_WAIT_MS_DEFAULT, SLOW_REQUEST_LOG_MS,
-    TXN_ADD_RETRY_BACKOFF_MS_MAX, TXN_ADD_RETRY_BACKOFF_MS_MIN, TXN_ADD_RETRY_TOTAL_MS_MAX,
-    TXN_MARKER_ACK_TIMEOUT,
+    COORDINATOR_ROOM_WAIT_MS, DURABLE_WAITS_TOGETHER_MAX, FETCH_READS_CONCURRENT_MAX,
+    LEADER_EPOCH_WRITES_IN_FLIGHT, LOG_CLOSE_CONCURRENCY_MAX, LOG_OPENS_IN_FLIGHT,
+    PRODUCE_WAIT_MS_DEFAULT, SLOW_REQUEST_LOG_MS, TXN_ADD_RETRY_BACKOFF_MS_MAX,
+    TXN_ADD_RETRY_BACKOFF_MS_MIN, TXN_ADD_RETRY_TOTAL_MS_MAX, TXN_MARKER_ACK_TIMEOUT,
 };
 use crate::errors::{append_error_code, batch_error_code, code, read_error_code};
 use crate::topic_config;
@@ -1471,11 +1471,17 @@ impl Broker {
         }
         if !durable_waits.is_empty() {
             let deadline = Instant::now() + Duration::from_millis(timeout_ms.max(0) as u64);
-            for (index, key, log, end) in durable_waits {
-                let acknowledged = self.wait_acknowledged(&key, &log, end, deadline).await;
-                if let Err(error) = acknowledged {
-                    outcomes[index].error_code = error.code();
-                    outcomes[index].error_message = Some(error.to_string());
+            for together in durable_waits.chunks(DURABLE_WAITS_TOGETHER_MAX) {
+                let waits = together
+                    .iter()
+                    .map(|(_, key, log, end)| self.wait_acknowledged(key, log, *end, deadline))
+                    .collect();
+                let acknowledged = futures_lite_join_all(waits).await;
+                for ((index, ..), acknowledged) in together.iter().zip(acknowledged) {
+                    if let Err(error) = acknowledged {
+                        outcomes[*index].error_code = error.code();
+                        outcomes[*index].error_message = Some(error.to_string());
+                    }
                 }
             }
         }
@@ -1621,15 +1627,22 @@ impl Broker {
             }
         }
         let deadline = Instant::now() + TXN_MARKER_ACK_TIMEOUT;
-        for (index, key, log, end, marker) in durable_waits {
-            if let Err(error) = self.wait_acknowledged(&key, &log, end, deadline).await {
-                tracing::warn!(%error, topic = %key.0, partition = key.1, "transaction marker not acknowledged");
-                codes[index] = error.code();
-            } else if key.0 == crate::groups::OFFSETS_TOPIC {
-                // Offsets committed in the transaction become visible
-                // (commit) or are dropped, on this shard's coordinator.
-                self.groups
-                    .txn_marker(key.1, marker.producer_id, marker.commit);
+        for together in durable_waits.chunks(DURABLE_WAITS_TOGETHER_MAX) {
+            let waits = together
+                .iter()
+                .map(|(_, key, log, end, _)| self.wait_acknowledged(key, log, *end, deadline))
+                .collect();
+            let acknowledged = futures_lite_join_all(waits).await;
+            for ((index, key, _, _, marker), acknowledged) in together.iter().zip(acknowledged) {
+                if let Err(error) = acknowledged {
+                    tracing::warn!(%error, topic = %key.0, partition = key.1, "transaction marker not acknowledged");
+                    codes[*index] = error.code();
+                } else if key.0 == crate::groups::OFFSETS_TOPIC {
+                    // Offsets committed in the transaction become visible
+                    // (commit) or are dropped, on this shard's coordinator.
+                    self.groups
+                        .txn_marker(key.1, marker.producer_id, marker.commit);
+                }
             }
         }
         codes
