@@ -325,6 +325,21 @@ fn scraped_figures_match_the_traffic() {
         let Value::Histogram(buckets) = &sample.value else {
             continue;
         };
+        if sample.metric == "sluice_request_queue_seconds" {
+            let shard = sample.labels.get("shard").expect("a shard label");
+            let counts: Vec<f64> = buckets.iter().map(|bucket| bucket.count).collect();
+            assert!(
+                counts.windows(2).all(|pair| pair[0] <= pair[1]),
+                "shard {shard}: {counts:?}"
+            );
+            let count = value(
+                &scraped,
+                "sluice_request_queue_seconds_count",
+                &[("shard", shard)],
+            );
+            assert_eq!(counts.last().copied(), count, "shard {shard}: _count");
+            continue;
+        }
         assert_eq!(sample.metric, "sluice_request_duration_seconds");
         let api = sample.labels.get("api").expect("an api label");
         let counts: Vec<f64> = buckets.iter().map(|bucket| bucket.count).collect();
@@ -349,8 +364,39 @@ fn scraped_figures_match_the_traffic() {
         assert_eq!(count, Some(requests(&scraped, api)), "{api}: _count");
     }
 
+    // Every request was queued once, on the shard of its connection.
+    let queued: f64 = ["0", "1"]
+        .iter()
+        .filter_map(|shard| {
+            value(
+                &scraped,
+                "sluice_request_queue_seconds_count",
+                &[("shard", shard)],
+            )
+        })
+        .sum();
+    let answered: f64 = scraped
+        .samples
+        .iter()
+        .filter(|sample| sample.metric == "sluice_requests_total")
+        .filter_map(|sample| match sample.value {
+            Value::Counter(count) | Value::Gauge(count) | Value::Untyped(count) => Some(count),
+            _ => None,
+        })
+        .sum();
+    assert!(
+        queued >= answered && answered > 0.0,
+        "queued {queued}, answered {answered}"
+    );
+
     // Exact counts: nothing else talks to the broker now.
     let before = scrape(admin);
+    let connections = |scrape: &Scrape| -> f64 {
+        ["0", "1"]
+            .iter()
+            .filter_map(|shard| value(scrape, "sluice_connections", &[("shard", shard)]))
+            .sum()
+    };
     let mut client = WireClient::new(&broker);
     for _ in 0..API_VERSIONS_REQUESTS {
         let _: ApiVersionsResponse =
@@ -359,6 +405,11 @@ fn scraped_figures_match_the_traffic() {
     let error_code = produce_to_missing_partition(&mut client);
     assert_ne!(error_code, 0, "a produce to a missing partition is refused");
     let after = scrape(admin);
+    assert_eq!(
+        connections(&after) - connections(&before),
+        1.0,
+        "the wire client's connection is counted"
+    );
     assert_eq!(
         requests(&after, "ApiVersions") - requests(&before, "ApiVersions"),
         API_VERSIONS_REQUESTS as f64

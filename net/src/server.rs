@@ -209,10 +209,13 @@ pub async fn accept_loop(broker: Rc<Broker>, listener: TcpListener, context: Rc<
                 let context = Rc::clone(&context);
                 glommio::spawn_local(async move {
                     let _admitted = admitted;
+                    let metrics = broker.metrics.shared_arc();
+                    metrics.connection(true);
                     let peer = peer.map(|addr| addr.to_string()).unwrap_or_default();
                     if let Err(reason) = serve_connection(broker, stream, context).await {
                         tracing::info!(%peer, %reason, "connection closed");
                     }
+                    metrics.connection(false);
                 })
                 .detach();
             }
@@ -661,11 +664,21 @@ fn dispatch_task(
     // a request-time quota of this sender's.
     let metered = broker.has_client_quotas() && !request_quota::exempt(&request);
     session.busy = metered.then(Rc::default);
+    let spawned = Instant::now();
     let task = glommio::spawn_local(async move {
+        let started = Instant::now();
+        let waited = started.saturating_duration_since(spawned);
+        broker.metrics.shared().request_dequeued(waited);
+        if waited.as_millis() > SLOW_REQUEST_LOG_MS {
+            tracing::debug!(
+                api_key,
+                waited_ms = waited.as_millis() as u64,
+                "request waited to start"
+            );
+        }
         let api_version = header.request_api_version;
         let correlation_id = header.correlation_id;
         let client_id = session.busy.is_some().then(|| header.client_id.clone());
-        let started = Instant::now();
         let handled = handlers::dispatch(&broker, &session, header, request);
         let mut response = match session.busy.clone() {
             Some(busy) => {

@@ -111,6 +111,7 @@ pub fn render(metrics: &Metrics, process: &ProcessFigures, now: Instant) -> Stri
     out.sample("sluice_ready", &[], u8::from(metrics.is_ready()));
 
     write_requests(out, &shards);
+    write_request_queue(out, &shards);
     write_shards(out, &snapshots, now);
     write_topics(out, &snapshots);
     write_partitions(out, &snapshots);
@@ -149,6 +150,69 @@ pub fn render(metrics: &Metrics, process: &ProcessFigures, now: Instant) -> Stri
         out.sample("sluice_memory_resident_bytes", &[], resident);
     }
     writer.out
+}
+
+fn write_request_queue(out: &mut Writer, shards: &[std::sync::Arc<super::ShardMetrics>]) {
+    let totals: Vec<(String, super::QueueTotals)> = shards
+        .iter()
+        .map(|shard| (shard.shard.0.to_string(), shard.queue_totals()))
+        .collect();
+    out.family(
+        "sluice_request_queue_seconds",
+        "histogram",
+        "Time from a request's decoding to its handler's first run (queued behind the shard's other tasks, or the shard asleep), by shard.",
+    );
+    for (shard, totals) in &totals {
+        let mut cumulative = 0;
+        for (bound, count) in REQUEST_DURATION_BUCKETS_MICROS.iter().zip(&totals.buckets) {
+            cumulative += count;
+            let le = seconds(*bound).to_string();
+            out.sample(
+                "sluice_request_queue_seconds_bucket",
+                &[("shard", shard), ("le", &le)],
+                cumulative,
+            );
+        }
+        out.sample(
+            "sluice_request_queue_seconds_bucket",
+            &[("shard", shard), ("le", "+Inf")],
+            totals.count,
+        );
+        out.sample(
+            "sluice_request_queue_seconds_sum",
+            &[("shard", shard)],
+            seconds(totals.micros),
+        );
+        out.sample(
+            "sluice_request_queue_seconds_count",
+            &[("shard", shard)],
+            totals.count,
+        );
+    }
+    out.family(
+        "sluice_connections",
+        "gauge",
+        "Client connections open, by the shard that serves them.",
+    );
+    for shard in shards {
+        out.sample(
+            "sluice_connections",
+            &[("shard", &shard.shard.0.to_string())],
+            shard.connections(),
+        );
+    }
+    out.family(
+        "sluice_request_queue_seconds_max",
+        "gauge",
+        "The longest a request of the shard waited for its handler's first run since the broker started.",
+    );
+    for (shard, totals) in &totals {
+        out.sample(
+            "sluice_request_queue_seconds_max",
+            &[("shard", shard)],
+            seconds(totals.max_micros),
+        );
+    }
 }
 
 fn write_requests(out: &mut Writer, shards: &[std::sync::Arc<super::ShardMetrics>]) {
@@ -199,7 +263,7 @@ fn write_requests(out: &mut Writer, shards: &[std::sync::Arc<super::ShardMetrics
     out.family(
         "sluice_request_duration_seconds",
         "histogram",
-        "Time from a request's decoding to its response being ready, by API.",
+        "Time from a request handler's first run to its response being ready, by API.",
     );
     for (api, totals) in &named {
         let mut cumulative = 0;

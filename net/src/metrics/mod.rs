@@ -104,6 +104,31 @@ struct ApiCounters {
     buckets: [AtomicU64; REQUEST_DURATION_BUCKETS_MICROS.len()],
 }
 
+/// How long the requests of one shard waited between being decoded (their
+/// handler task spawned) and that task's first run: queueing behind other
+/// tasks of the shard, the thread descheduled, or the shard asleep with the
+/// task runnable (glommio 0.9 can park with tasks queued, see
+/// docs/architecture.md). Kafka's `RequestQueueTimeMs` says the same for
+/// its request queue. The request-duration histogram starts after it.
+#[repr(align(128))]
+#[derive(Default)]
+struct QueueCounters {
+    count: AtomicU64,
+    micros: AtomicU64,
+    max_micros: AtomicU64,
+    /// Requests per bucket, not cumulative, as `ApiCounters::buckets`.
+    buckets: [AtomicU64; REQUEST_DURATION_BUCKETS_MICROS.len()],
+}
+
+/// What a shard's queue counters held when read.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct QueueTotals {
+    pub count: u64,
+    pub micros: u64,
+    pub max_micros: u64,
+    pub buckets: [u64; REQUEST_DURATION_BUCKETS_MICROS.len()],
+}
+
 /// What one API's counters held when read.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ApiTotals {
@@ -134,6 +159,9 @@ pub struct ShardMetrics {
     pub shard: ShardId,
     /// By Kafka api key.
     apis: Box<[ApiCounters]>,
+    queue: QueueCounters,
+    /// Client connections this shard serves now.
+    connections: AtomicU64,
     snapshot: Mutex<Arc<ShardSnapshot>>,
 }
 
@@ -144,6 +172,8 @@ impl ShardMetrics {
             apis: (0..METRICS_API_KEYS_MAX)
                 .map(|_| ApiCounters::default())
                 .collect(),
+            queue: QueueCounters::default(),
+            connections: AtomicU64::new(0),
             snapshot: Mutex::default(),
         }
     }
@@ -175,6 +205,53 @@ impl ShardMetrics {
         // Last, so that a reader that sees it counted sees its duration too
         // (a moment's skew either way only blurs one scrape).
         bump(&api.finished, 1);
+    }
+
+    /// A request's handler ran for the first time, `waited` after it was
+    /// spawned.
+    pub fn request_dequeued(&self, waited: Duration) {
+        let queue = &self.queue;
+        let micros = u64::try_from(waited.as_micros()).unwrap_or(u64::MAX);
+        bump(&queue.micros, micros);
+        if micros > queue.max_micros.load(Ordering::Relaxed) {
+            queue.max_micros.store(micros, Ordering::Relaxed);
+        }
+        let bucket = REQUEST_DURATION_BUCKETS_MICROS.partition_point(|bound| *bound < micros);
+        if let Some(count) = queue.buckets.get(bucket) {
+            bump(count, 1);
+        }
+        bump(&queue.count, 1);
+    }
+
+    /// A client connection began (`true`) or ended on this shard.
+    pub fn connection(&self, opened: bool) {
+        let open = self.connections.load(Ordering::Relaxed);
+        let open = if opened {
+            open + 1
+        } else {
+            open.saturating_sub(1)
+        };
+        self.connections.store(open, Ordering::Relaxed);
+    }
+
+    /// Client connections this shard serves now.
+    pub fn connections(&self) -> u64 {
+        self.connections.load(Ordering::Relaxed)
+    }
+
+    /// The queue counters as they are now.
+    pub fn queue_totals(&self) -> QueueTotals {
+        let queue = &self.queue;
+        let mut totals = QueueTotals {
+            count: queue.count.load(Ordering::Relaxed),
+            micros: queue.micros.load(Ordering::Relaxed),
+            max_micros: queue.max_micros.load(Ordering::Relaxed),
+            buckets: [0; REQUEST_DURATION_BUCKETS_MICROS.len()],
+        };
+        for (total, count) in totals.buckets.iter_mut().zip(&queue.buckets) {
+            *total = count.load(Ordering::Relaxed);
+        }
+        totals
     }
 
     /// A request of `api_key` was answered with an error (see
@@ -328,6 +405,11 @@ impl ShardRecorder {
         &self.shared
     }
 
+    /// The shared counters, to hold past a borrow of the recorder.
+    pub fn shared_arc(&self) -> Arc<ShardMetrics> {
+        Arc::clone(&self.shared)
+    }
+
     /// Counts an answer that carries a non-zero error code. Which answers
     /// are looked at: Produce and Fetch (an error code on any partition, or
     /// on the whole request); for the other APIs only a request answered by
@@ -398,6 +480,31 @@ impl ShardRecorder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn queue_waits_are_bucketed_and_the_longest_is_kept() {
+        let metrics = Metrics::default();
+        let shard = metrics.register(ShardId(0));
+        shard.request_dequeued(Duration::from_micros(40));
+        shard.request_dequeued(Duration::from_millis(120));
+        shard.request_dequeued(Duration::from_millis(3));
+        let totals = shard.queue_totals();
+        assert_eq!(totals.count, 3);
+        assert_eq!(totals.micros, 40 + 120_000 + 3_000);
+        assert_eq!(totals.max_micros, 120_000);
+        assert_eq!(totals.buckets[0], 1, "40 us is within 100 us");
+        assert_eq!(totals.buckets[5], 1, "3 ms is within 5 ms");
+        assert_eq!(totals.buckets[10], 1, "120 ms is within 250 ms");
+        let text = exposition::render(
+            &metrics,
+            &exposition::ProcessFigures::default(),
+            Instant::now(),
+        );
+        assert!(text.contains("sluice_request_queue_seconds_max{shard=\"0\"} 0.12\n"));
+        assert!(text.contains("sluice_request_queue_seconds_bucket{shard=\"0\",le=\"0.0001\"} 1\n"));
+        assert!(text.contains("sluice_request_queue_seconds_bucket{shard=\"0\",le=\"0.1\"} 2\n"));
+        assert!(text.contains("sluice_request_queue_seconds_bucket{shard=\"0\",le=\"0.25\"} 3\n"));
+    }
 
     #[test]
     fn durations_fall_in_the_first_bucket_that_holds_them() {
