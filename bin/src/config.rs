@@ -241,16 +241,36 @@ pub const SETTINGS: &[Setting] = &[
     },
     Setting {
         name: "listeners",
-        expects: "Kafka's listeners list, NAME://host:port separated by commas, each NAME a \
-            security protocol (PLAINTEXT, SASL_PLAINTEXT, SSL, SASL_SSL) used once, e.g. \
-            PLAINTEXT://127.0.0.1:9092,SASL_SSL://0.0.0.0:9093; the first replaces listen and \
-            listener_security_protocol",
+        expects: "Kafka's listeners list, NAME://host:port separated by commas, each NAME used \
+            once and either a security protocol (PLAINTEXT, SASL_PLAINTEXT, SSL, SASL_SSL) or a \
+            name listener_security_protocol_map gives one, e.g. \
+            PLAINTEXT://127.0.0.1:9092,SASL_SSL://0.0.0.0:9093; the first (or the one \
+            inter_broker_listener_name names) replaces listen and listener_security_protocol",
         apply: |config, value| {
-            let mut listeners = parse_listeners(value)?.into_iter();
-            let first = listeners.next().ok_or(Refused::Expected)?;
-            config.listen = first.address;
-            config.security_protocol = first.protocol;
-            config.extra_listeners = listeners.collect();
+            config.listener_entries = parse_listener_entries(value)?;
+            Ok(())
+        },
+    },
+    Setting {
+        name: "listener_security_protocol_map",
+        expects: "Kafka's listener.security.protocol.map, NAME:PROTOCOL separated by commas, \
+            e.g. INTERNAL:PLAINTEXT,EXTERNAL:SASL_SSL: the security protocol of each listener \
+            named in listeners (a listener named after a protocol needs no entry)",
+        apply: |config, value| {
+            config.listener_protocol_map = parse_listener_protocol_map(value)?;
+            Ok(())
+        },
+    },
+    Setting {
+        name: "inter_broker_listener_name",
+        expects: "Kafka's inter.broker.listener.name: the listener of listeners the brokers of \
+            a cluster reach each other through (default: the first)",
+        apply: |config, value| {
+            let name = value.trim().to_ascii_uppercase();
+            if name.is_empty() {
+                return Err(Refused::Expected);
+            }
+            config.inter_broker_listener_name = Some(name);
             Ok(())
         },
     },
@@ -877,23 +897,17 @@ fn address(value: &str) -> Result<SocketAddr, Refused> {
     resolve(value).ok_or(Refused::Expected)
 }
 
-/// Kafka's `listeners` form: `NAME://host:port,...`, each name a security
-/// protocol (without `listener.security.protocol.map` Kafka's names are
-/// the protocols', and so are Sluice's) used once. The host stays as
-/// written (an advertised name need not resolve here); an empty host is
-/// Kafka's "every address".
-fn parse_listener_entries(value: &str) -> Result<Vec<(SecurityProtocol, String, u16)>, Refused> {
-    let mut entries: Vec<(SecurityProtocol, String, u16)> = Vec::new();
+/// Kafka's `listeners` form: `NAME://host:port,...`, each name used once
+/// (its protocol is resolved later, against
+/// `listener_security_protocol_map`, which may come after it). The host
+/// stays as written (an advertised name need not resolve here); an empty
+/// host is Kafka's "every address".
+fn parse_listener_entries(value: &str) -> Result<Vec<(String, String, u16)>, Refused> {
+    let mut entries: Vec<(String, String, u16)> = Vec::new();
     for entry in value.split(',').map(str::trim) {
         let (name, at) = entry.split_once("://").ok_or(Refused::Expected)?;
-        let name = name.trim().to_ascii_uppercase();
-        let protocol = SecurityProtocol::parse(&name).ok_or_else(|| {
-            Refused::Because(format!(
-                "listener name '{name}' is not a security protocol (PLAINTEXT, \
-                 SASL_PLAINTEXT, SSL or SASL_SSL)"
-            ))
-        })?;
-        if entries.iter().any(|(seen, _, _)| *seen == protocol) {
+        let name = listener_name(name)?;
+        if entries.iter().any(|(seen, _, _)| *seen == name) {
             return Err(Refused::Because(format!(
                 "listener {name} is named twice; each listener name is used once"
             )));
@@ -902,35 +916,139 @@ fn parse_listener_entries(value: &str) -> Result<Vec<(SecurityProtocol, String, 
         let port = port.parse::<u16>().map_err(|_| Refused::Expected)?;
         let host = host.trim_matches(|c| c == '[' || c == ']');
         let host = if host.is_empty() { "0.0.0.0" } else { host };
-        entries.push((protocol, host.to_string(), port));
+        entries.push((name, host.to_string(), port));
     }
     Ok(entries)
 }
 
-/// The `listeners` setting: [`parse_listener_entries`], each address
-/// resolved, no port bound twice.
-fn parse_listeners(value: &str) -> Result<Vec<ExtraListener>, Refused> {
-    let mut listeners: Vec<ExtraListener> = Vec::new();
-    for (protocol, host, port) in parse_listener_entries(value)? {
-        let address =
-            address(&format!("{host}:{port}")).or_else(|_| address(&format!("[{host}]:{port}")))?;
+/// A listener name as Kafka spells them: letters, digits, `_` and `-`,
+/// compared without case (Kafka upper-cases them).
+fn listener_name(name: &str) -> Result<String, Refused> {
+    let name = name.trim().to_ascii_uppercase();
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
+        return Err(Refused::Because(format!(
+            "listener name '{name}' must be letters, digits, '_' or '-'"
+        )));
+    }
+    Ok(name)
+}
+
+/// Kafka's `listener.security.protocol.map`: `NAME:PROTOCOL,...`.
+fn parse_listener_protocol_map(value: &str) -> Result<Vec<(String, SecurityProtocol)>, Refused> {
+    let mut map: Vec<(String, SecurityProtocol)> = Vec::new();
+    for entry in value
+        .split(',')
+        .map(str::trim)
+        .filter(|entry| !entry.is_empty())
+    {
+        let (name, protocol) = entry.split_once(':').ok_or(Refused::Expected)?;
+        let name = listener_name(name)?;
+        let protocol =
+            SecurityProtocol::parse(&protocol.trim().to_ascii_uppercase()).ok_or_else(|| {
+                Refused::Because(format!(
+                    "listener {name} is mapped to '{}', which is not a security protocol \
+                     (PLAINTEXT, SASL_PLAINTEXT, SSL or SASL_SSL)",
+                    protocol.trim()
+                ))
+            })?;
+        if map.iter().any(|(seen, _)| *seen == name) {
+            return Err(Refused::Because(format!(
+                "listener {name} is mapped twice; map each listener once"
+            )));
+        }
+        map.push((name, protocol));
+    }
+    Ok(map)
+}
+
+/// Turns the `listeners` entries into the first listener and the others:
+/// each name's protocol from `listener_security_protocol_map` (or the name
+/// itself when it is a protocol's), each address resolved, no port bound
+/// twice, and the listener `inter_broker_listener_name` names first.
+fn resolve_listeners(config: &mut BrokerConfig) -> Result<(), String> {
+    let entries = std::mem::take(&mut config.listener_entries);
+    if entries.is_empty() {
+        // One listener, from listen and listener_security_protocol.
+        if let Some(protocol) = config
+            .listener_protocol_map
+            .iter()
+            .find(|(name, _)| name == config.security_protocol.name())
+            .map(|(_, protocol)| *protocol)
+            .filter(|protocol| *protocol != config.security_protocol)
+        {
+            return Err(format!(
+                "listener_security_protocol_map maps {} to {}; name the listener in listeners \
+                 instead",
+                config.security_protocol.name(),
+                protocol.name()
+            ));
+        }
+        if let Some(wanted) = &config.inter_broker_listener_name {
+            if wanted != config.first_listener_name() {
+                return Err(format!(
+                    "inter_broker_listener_name {wanted} is not a listener; the only listener is \
+                     {}: set listeners",
+                    config.first_listener_name()
+                ));
+            }
+        }
+        return Ok(());
+    }
+    let mut listeners: Vec<ExtraListener> = Vec::with_capacity(entries.len());
+    for (name, host, port) in entries {
+        let mapped = config
+            .listener_protocol_map
+            .iter()
+            .find(|(mapped, _)| *mapped == name)
+            .map(|(_, protocol)| *protocol);
+        let Some(protocol) = mapped.or_else(|| SecurityProtocol::parse(&name)) else {
+            return Err(format!(
+                "listener {name} has no security protocol: add {name}:PROTOCOL to \
+                 listener_security_protocol_map (PLAINTEXT, SASL_PLAINTEXT, SSL or SASL_SSL)"
+            ));
+        };
+        let address = address(&format!("{host}:{port}"))
+            .or_else(|_| address(&format!("[{host}]:{port}")))
+            .map_err(|_| format!("listener {name}: cannot resolve {host}:{port}"))?;
         if port != 0
             && listeners
                 .iter()
                 .any(|listener| listener.address.port() == port)
         {
-            return Err(Refused::Because(format!(
-                "listeners {} and another both bind port {port}; give each its own port",
-                protocol.name()
-            )));
+            return Err(format!(
+                "listeners {name} and another both bind port {port}; give each its own port"
+            ));
         }
         listeners.push(ExtraListener {
+            name,
             address,
             protocol,
             advertised: None,
         });
     }
-    Ok(listeners)
+    if let Some(wanted) = &config.inter_broker_listener_name {
+        let Some(at) = listeners
+            .iter()
+            .position(|listener| listener.name == *wanted)
+        else {
+            return Err(format!(
+                "inter_broker_listener_name {wanted} is not one of the listeners; list it in \
+                 listeners or drop it"
+            ));
+        };
+        let chosen = listeners.remove(at);
+        listeners.insert(0, chosen);
+    }
+    let first = listeners.remove(0);
+    config.listen = first.address;
+    config.security_protocol = first.protocol;
+    config.listener_name = Some(first.name);
+    config.extra_listeners = listeners;
+    Ok(())
 }
 
 /// Applies one setting. The error is the whole one-line message.
@@ -1123,12 +1241,22 @@ fn check(mut config: BrokerConfig) -> Result<BrokerConfig, String> {
         ));
     }
     check_quorum_settings(&config)?;
+    resolve_listeners(&mut config)?;
     check_security_settings(&mut config)?;
     place_advertised_listeners(&mut config)?;
     // DescribeConfigs names Kafka's settings: `listeners` covers `listen`,
     // and `listener.security.protocol.map` covers `listeners`' protocols.
     if config.set_by_operator.contains("listen") {
         config.set_by_operator.insert("listeners");
+    }
+    if config.set_by_operator.contains("listeners")
+        || config
+            .set_by_operator
+            .contains("listener_security_protocol")
+    {
+        config
+            .set_by_operator
+            .insert("listener_security_protocol_map");
     }
     if config.set_by_operator.contains("listeners") {
         config.set_by_operator.insert("listener_security_protocol");
@@ -1164,14 +1292,13 @@ fn absolute_data_dirs(config: &mut BrokerConfig) -> Result<(), String> {
 
 /// Moves each `advertised_listeners` entry onto the listener of its name.
 fn place_advertised_listeners(config: &mut BrokerConfig) -> Result<(), String> {
-    for (protocol, host, port) in std::mem::take(&mut config.advertised_listeners) {
+    for (name, host, port) in std::mem::take(&mut config.advertised_listeners) {
         if port == 0 {
             return Err(format!(
-                "advertised_listeners gives {} port 0; name the port clients connect to",
-                protocol.name()
+                "advertised_listeners gives {name} port 0; name the port clients connect to"
             ));
         }
-        if protocol == config.security_protocol {
+        if name == config.first_listener_name() {
             if config.set_by_operator.contains("advertised_listener") {
                 return Err(
                     "both advertised_listeners and advertised_listener are set; drop \
@@ -1186,12 +1313,11 @@ fn place_advertised_listeners(config: &mut BrokerConfig) -> Result<(), String> {
         let Some(listener) = config
             .extra_listeners
             .iter_mut()
-            .find(|listener| listener.protocol == protocol)
+            .find(|listener| listener.name == name)
         else {
             return Err(format!(
-                "advertised_listeners names {}, which is not one of the listeners; list it in \
-                 listeners or drop it",
-                protocol.name()
+                "advertised_listeners names {name}, which is not one of the listeners; list it \
+                 in listeners or drop it"
             ));
         };
         listener.advertised = Some((host, port));
@@ -1688,6 +1814,7 @@ mod tests {
         assert_eq!(
             config.extra_listeners,
             vec![ExtraListener {
+                name: "SASL_SSL".to_string(),
                 address: "0.0.0.0:9093".parse().unwrap(),
                 protocol: SecurityProtocol::SaslSsl,
                 advertised: None,
@@ -1734,6 +1861,91 @@ mod tests {
         let config = from_args(&args(&cluster)).expect("two listeners in a cluster");
         assert_eq!(config.security_protocol, SecurityProtocol::Plaintext);
         assert_eq!(config.extra_listeners.len(), 1);
+    }
+
+    #[test]
+    fn listeners_named_through_the_protocol_map() {
+        let config = from_args(&args(&[
+            "--listeners",
+            "external://127.0.0.1:9092,INTERNAL://127.0.0.1:9093,SSL://127.0.0.1:9094",
+            "--listener-security-protocol-map",
+            "INTERNAL:PLAINTEXT, External:sasl_ssl",
+            "--advertised-listeners",
+            "EXTERNAL://kafka.example.com:19092",
+        ]))
+        .unwrap();
+        assert_eq!(config.first_listener_name(), "EXTERNAL");
+        assert_eq!(config.security_protocol, SecurityProtocol::SaslSsl);
+        assert_eq!(config.advertised_host.as_deref(), Some("kafka.example.com"));
+        let names: Vec<(&str, SecurityProtocol)> = config.listener_names().collect();
+        assert_eq!(
+            names,
+            vec![
+                ("EXTERNAL", SecurityProtocol::SaslSsl),
+                ("INTERNAL", SecurityProtocol::Plaintext),
+                ("SSL", SecurityProtocol::Ssl),
+            ]
+        );
+        // Two listeners of one protocol, the second the brokers' own.
+        let mut cluster = vec![
+            "--listeners",
+            "CLIENTS://127.0.0.1:0,REPLICATION://127.0.0.1:0",
+            "--listener-security-protocol-map",
+            "CLIENTS:PLAINTEXT,REPLICATION:PLAINTEXT",
+            "--inter-broker-listener-name",
+            "replication",
+        ];
+        cluster.extend(NODE_1_OF_2);
+        let config = from_args(&args(&cluster)).expect("named listeners in a cluster");
+        assert_eq!(config.first_listener_name(), "REPLICATION");
+        assert_eq!(config.extra_listeners[0].name, "CLIENTS");
+        for (arguments, says) in [
+            (
+                vec!["--listeners", "INTERNAL://127.0.0.1:9092"],
+                "add INTERNAL:PROTOCOL",
+            ),
+            (
+                vec![
+                    "--listeners",
+                    "A://127.0.0.1:9092",
+                    "--listener-security-protocol-map",
+                    "A:TLS",
+                ],
+                "not a security protocol",
+            ),
+            (
+                vec![
+                    "--listeners",
+                    "A://127.0.0.1:9092",
+                    "--listener-security-protocol-map",
+                    "A:SSL,a:PLAINTEXT",
+                ],
+                "mapped twice",
+            ),
+            (
+                vec![
+                    "--listeners",
+                    "A://127.0.0.1:9092",
+                    "--listener-security-protocol-map",
+                    "A:SSL",
+                    "--inter-broker-listener-name",
+                    "B",
+                ],
+                "inter_broker_listener_name B",
+            ),
+            (
+                vec!["--inter-broker-listener-name", "INTERNAL"],
+                "the only listener is PLAINTEXT",
+            ),
+            (
+                vec!["--listeners", "A B://127.0.0.1:9092"],
+                "letters, digits",
+            ),
+        ] {
+            let error = from_args(&args(&arguments)).unwrap_err();
+            assert!(error.contains(says), "{arguments:?}: {error}");
+            assert_eq!(error.lines().count(), 1, "{error}");
+        }
     }
 
     #[test]

@@ -158,6 +158,7 @@ fn raise_nofile() {
 
 /// A client listener's sockets, one per shard, and the address they bound.
 struct Bound {
+    name: String,
     protocol: SecurityProtocol,
     fds: Vec<i32>,
     address: std::net::SocketAddr,
@@ -165,16 +166,26 @@ struct Bound {
 
 /// Every client listener's sockets, the first listener's first.
 fn bind_listeners(config: &BrokerConfig) -> Result<Vec<Bound>, String> {
-    let first = std::iter::once((config.listen, config.security_protocol, "--listen"));
-    let extra = config
-        .extra_listeners
-        .iter()
-        .map(|listener| (listener.address, listener.protocol, "--listeners"));
+    let first = std::iter::once((
+        config.first_listener_name(),
+        config.listen,
+        config.security_protocol,
+        "--listen",
+    ));
+    let extra = config.extra_listeners.iter().map(|listener| {
+        (
+            listener.name.as_str(),
+            listener.address,
+            listener.protocol,
+            "--listeners",
+        )
+    });
     first
         .chain(extra)
-        .map(|(address, protocol, flag)| {
+        .map(|(name, address, protocol, flag)| {
             let (fds, address) = bind_listener(config.shards, address, flag)?;
             Ok(Bound {
+                name: name.to_string(),
                 protocol,
                 fds,
                 address,
@@ -453,9 +464,9 @@ pub fn run(mut config: BrokerConfig) -> Result<(), String> {
     };
     let shard_config = Arc::clone(&config);
     let address = bound[0].address;
-    let extra_addresses: Vec<(SecurityProtocol, std::net::SocketAddr)> = bound[1..]
+    let extra_addresses: Vec<(String, std::net::SocketAddr)> = bound[1..]
         .iter()
-        .map(|extra| (extra.protocol, extra.address))
+        .map(|extra| (extra.name.clone(), extra.address))
         .collect();
     let listeners = Arc::new(bound);
     let runner = std::thread::Builder::new()
@@ -468,6 +479,7 @@ pub fn run(mut config: BrokerConfig) -> Result<(), String> {
                 let sockets: Vec<ShardListener> = listeners
                     .iter()
                     .map(|bound| ShardListener {
+                        name: bound.name.clone(),
                         protocol: bound.protocol,
                         fd: bound.fds[shard.0 as usize],
                         address: bound.address,
@@ -515,12 +527,8 @@ pub fn run(mut config: BrokerConfig) -> Result<(), String> {
     // Tests and scripts read this line to learn the port when listening on port 0.
     // Written, not printed: a closed or full stdout must not panic the broker.
     let _ = writeln!(std::io::stdout(), "sluice listening on {address}");
-    for (protocol, extra) in &extra_addresses {
-        let _ = writeln!(
-            std::io::stdout(),
-            "sluice {} listener on {extra}",
-            protocol.name()
-        );
+    for (name, extra) in &extra_addresses {
+        let _ = writeln!(std::io::stdout(), "sluice {name} listener on {extra}");
     }
     let dirs: Vec<String> = log_dirs
         .iter()
@@ -546,6 +554,7 @@ pub fn run(mut config: BrokerConfig) -> Result<(), String> {
 
 /// One client listener's socket on one shard.
 struct ShardListener {
+    name: String,
     protocol: SecurityProtocol,
     fd: i32,
     address: std::net::SocketAddr,
@@ -578,6 +587,7 @@ async fn run_shard(
             .and_then(|extra| config.extra_listeners.get(extra))
             .map(|extra| config.advertised_of(extra, socket.address));
         let context = std::rc::Rc::new(sluice_net::server::Listener {
+            name: socket.name.clone(),
             protocol: socket.protocol,
             advertised,
         });

@@ -547,6 +547,90 @@ fn every_broker_of_a_cluster_serves_each_listener_at_its_own_address() {
     std::fs::remove_dir_all(&root).expect("removing the certificates");
 }
 
+/// Listeners with names of their own (Kafka's
+/// `listener.security.protocol.map` and `inter.broker.listener.name`): two
+/// PLAINTEXT listeners per broker, CLIENTS first and BROKERS second, the
+/// brokers reaching each other through BROKERS. BROKERS becomes the
+/// registered address; a client bootstrapped through a CLIENTS listener is
+/// told every broker's CLIENTS address, and its acks=all writes, which need
+/// the followers to replicate through BROKERS, are read back through
+/// BROKERS.
+#[test]
+fn named_listeners_keep_clients_and_brokers_apart() {
+    let brokers = start_cluster_with(
+        NODES,
+        &[
+            "--listeners",
+            "CLIENTS://127.0.0.1:0,BROKERS://127.0.0.1:0",
+            "--listener-security-protocol-map",
+            "CLIENTS:PLAINTEXT,BROKERS:PLAINTEXT",
+            "--inter-broker-listener-name",
+            "BROKERS",
+        ],
+    );
+    let told = |bootstrap: std::net::SocketAddr| -> Vec<(i32, u16)> {
+        let mut config = brokers[0].client_config();
+        config.set("bootstrap.servers", bootstrap.to_string());
+        let consumer: rdkafka::consumer::BaseConsumer = config.create().expect("a consumer");
+        let mut listed: Vec<(i32, u16)> = consumer
+            .fetch_metadata(None, Duration::from_secs(10))
+            .map(|metadata| {
+                metadata
+                    .brokers()
+                    .iter()
+                    .map(|broker| (broker.id(), broker.port() as u16))
+                    .collect()
+            })
+            .unwrap_or_default();
+        listed.sort();
+        listed
+    };
+    // `address()` is the first listener the broker printed: BROKERS, moved
+    // to the front by inter_broker_listener_name.
+    let ports = |clients: bool| -> Vec<(i32, u16)> {
+        brokers
+            .iter()
+            .enumerate()
+            .map(|(index, broker)| {
+                let address = if clients {
+                    broker.listener("CLIENTS")
+                } else {
+                    broker.address()
+                };
+                (index as i32 + 1, address.port())
+            })
+            .collect()
+    };
+    assert!(
+        ports(true)
+            .iter()
+            .zip(ports(false))
+            .all(|(clients, brokers)| clients.1 != brokers.1),
+        "each listener has a port of its own"
+    );
+    wait_until(
+        "a CLIENTS listener's clients are told every broker's CLIENTS address",
+        PROPAGATION_TIMEOUT,
+        || told(brokers[1].listener("CLIENTS")) == ports(true),
+    );
+    wait_until(
+        "a BROKERS listener's clients are told every broker's BROKERS address",
+        PROPAGATION_TIMEOUT,
+        || told(brokers[2].address()) == ports(false),
+    );
+    let mut clients = brokers[0].client_config();
+    clients.set(
+        "bootstrap.servers",
+        brokers[0].listener("CLIENTS").to_string(),
+    );
+    round_trip(
+        clients,
+        &brokers[2].consumer(&[]),
+        "named-listeners",
+        LISTENER_RECORDS,
+    );
+}
+
 /// The controller port's frame kinds a probe speaks: a hello, and an
 /// observer's request for the metadata image, which a voter answers with
 /// every record of the metadata log (SCRAM keys among them).

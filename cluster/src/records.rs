@@ -245,7 +245,7 @@ pub fn write_configs(writer: &mut Writer, configs: &BTreeMap<String, String>) {
 fn write_endpoints(writer: &mut Writer, endpoints: &[Endpoint]) {
     writer.u32(endpoints.len() as u32);
     for endpoint in endpoints {
-        writer.str(&endpoint.protocol);
+        writer.str(&endpoint.listener);
         writer.str(&endpoint.host);
         writer.u16(endpoint.port);
     }
@@ -257,7 +257,7 @@ fn read_endpoints(reader: &mut Reader<'_>) -> Result<Vec<Endpoint>, DecodeError>
     let mut endpoints = Vec::with_capacity(count);
     for _ in 0..count {
         endpoints.push(Endpoint {
-            protocol: reader.str()?,
+            listener: reader.str()?,
             host: reader.str()?,
             port: reader.u16()?,
         });
@@ -807,12 +807,12 @@ mod tests {
                 fenced: false,
                 endpoints: vec![
                     Endpoint {
-                        protocol: "SSL".into(),
+                        listener: "SSL".into(),
                         host: "broker-3.example".into(),
                         port: 9093,
                     },
                     Endpoint {
-                        protocol: "SASL_SSL".into(),
+                        listener: "EXTERNAL".into(),
                         host: "broker-3.example".into(),
                         port: 9094,
                     },

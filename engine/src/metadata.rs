@@ -90,30 +90,31 @@ pub struct BrokerInfo {
     pub fenced: bool,
     /// Its listeners after the first (whose address is `host` and `port`,
     /// the one brokers reach each other through): clients that came in
-    /// through a listener of another protocol are told these addresses.
+    /// through a listener of another name are told these addresses.
     pub endpoints: Vec<Endpoint>,
 }
 
 /// A broker's listener other than the first, as its registration carries
-/// it: the security protocol that names it (Kafka's listener name without
-/// `listener.security.protocol.map`) and the address its clients are told.
+/// it: Kafka's listener name (its security protocol's unless
+/// `listener_security_protocol_map` names it otherwise) and the address its
+/// clients are told.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Endpoint {
-    pub protocol: String,
+    pub listener: String,
     pub host: String,
     pub port: u16,
 }
 
 impl BrokerInfo {
-    /// This broker as the clients of its listener of `protocol`, one after
-    /// the first, must see it: at that listener's address; `None` when it
-    /// has no such listener, so that they are not sent to a port that
-    /// speaks another protocol.
-    pub fn through(&self, protocol: &str) -> Option<BrokerInfo> {
+    /// This broker as the clients of its listener named `listener`, one
+    /// after the first, must see it: at that listener's address; `None`
+    /// when it has no such listener, so that they are not sent to a port
+    /// that speaks another protocol.
+    pub fn through(&self, listener: &str) -> Option<BrokerInfo> {
         let endpoint = self
             .endpoints
             .iter()
-            .find(|endpoint| endpoint.protocol == protocol)?;
+            .find(|endpoint| endpoint.listener == listener)?;
         Some(BrokerInfo {
             host: endpoint.host.clone(),
             port: endpoint.port,

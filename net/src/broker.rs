@@ -755,7 +755,7 @@ impl Broker {
     }
 
     /// The listeners after the first as this broker registers them: each
-    /// protocol with the address its clients are told.
+    /// name with the address its clients are told.
     pub fn extra_endpoints(&self) -> Vec<sluice_engine::Endpoint> {
         self.config
             .extra_listeners
@@ -763,7 +763,7 @@ impl Broker {
             .map(|listener| {
                 let (host, port) = self.config.advertised_of(listener, listener.address);
                 sluice_engine::Endpoint {
-                    protocol: listener.protocol.name().to_string(),
+                    listener: listener.name.clone(),
                     host,
                     port,
                 }

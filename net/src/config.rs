@@ -65,10 +65,13 @@ impl SecurityProtocol {
 }
 
 /// A client listener after the first (Kafka's `listeners` list beyond its
-/// first entry, which is `listen` with `security_protocol`). Its name is
-/// its protocol's, as in Kafka without `listener.security.protocol.map`.
+/// first entry, which is `listen` with `security_protocol`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ExtraListener {
+    /// Kafka's listener name: its protocol's, as in Kafka, unless
+    /// `listener_security_protocol_map` gives it a name of its own. Brokers
+    /// of a cluster match each other's listeners by it.
+    pub name: String,
     /// The address it binds; port 0 picks a free port.
     pub address: SocketAddr,
     pub protocol: SecurityProtocol,
@@ -223,9 +226,22 @@ pub struct BrokerConfig {
     /// clients are told the listener's own address (on a cluster, every
     /// broker's address on it, from the registrations).
     pub extra_listeners: Vec<ExtraListener>,
-    /// `advertised_listeners` as set, by protocol: moved onto the
+    /// The first listener's name (see [`ExtraListener::name`]); `None`:
+    /// its protocol's.
+    pub listener_name: Option<String>,
+    /// `listeners` as set (name, host, port): resolved into `listen`,
+    /// `security_protocol`, `listener_name` and `extra_listeners` once every
+    /// setting is read, since the map that names their protocols may come
+    /// after it.
+    pub listener_entries: Vec<(String, String, u16)>,
+    /// Kafka's `listener.security.protocol.map`: listener name to protocol.
+    pub listener_protocol_map: Vec<(String, SecurityProtocol)>,
+    /// Kafka's `inter.broker.listener.name`: the listener the brokers of a
+    /// cluster reach each other through, which becomes the first.
+    pub inter_broker_listener_name: Option<String>,
+    /// `advertised_listeners` as set, by listener name: moved onto the
     /// listeners once every setting is read (they may come after it).
-    pub advertised_listeners: Vec<(SecurityProtocol, String, u16)>,
+    pub advertised_listeners: Vec<(String, String, u16)>,
     /// SASL mechanisms, super users and credentials, used when
     /// `security_protocol` is SASL_PLAINTEXT or SASL_SSL.
     pub sasl: SaslConfig,
@@ -349,6 +365,22 @@ impl BrokerConfig {
         )
     }
 
+    /// The first listener's name.
+    pub fn first_listener_name(&self) -> &str {
+        self.listener_name
+            .as_deref()
+            .unwrap_or(self.security_protocol.name())
+    }
+
+    /// Every listener's name and protocol, the first listener's first.
+    pub fn listener_names(&self) -> impl Iterator<Item = (&str, SecurityProtocol)> + '_ {
+        std::iter::once((self.first_listener_name(), self.security_protocol)).chain(
+            self.extra_listeners
+                .iter()
+                .map(|listener| (listener.name.as_str(), listener.protocol)),
+        )
+    }
+
     /// Whether the broker runs on its own: no quorum, or one whose only
     /// voter is this broker.
     pub fn is_single_node(&self) -> bool {
@@ -420,6 +452,10 @@ impl Default for BrokerConfig {
             security_protocol: SecurityProtocol::Plaintext,
             controller_security_protocol: SecurityProtocol::Plaintext,
             extra_listeners: Vec::new(),
+            listener_name: None,
+            listener_entries: Vec::new(),
+            listener_protocol_map: Vec::new(),
+            inter_broker_listener_name: None,
             advertised_listeners: Vec::new(),
             tls_settings: crate::tls::TlsSettings::default(),
             tls: None,

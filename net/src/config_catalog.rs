@@ -9,7 +9,7 @@
 //! settings but a file, and there is no TLS), so none is sensitive; a
 //! secret's value would never be returned.
 
-use crate::config::{BrokerConfig, SecurityProtocol};
+use crate::config::BrokerConfig;
 use crate::constants::REQUEST_BYTES_MAX;
 
 /// Kafka's ConfigType (DescribeConfigs v3+).
@@ -43,14 +43,12 @@ pub struct BrokerSetting {
     pub value: fn(&BrokerConfig) -> Option<String>,
 }
 
-/// A listener as Kafka writes it: named by its security protocol (Kafka's
-/// default mapping, where a listener's name is its protocol's).
-fn listener(protocol: SecurityProtocol, host: &str, port: u16) -> String {
-    let protocol = protocol.name();
+/// A listener as Kafka writes it: `NAME://host:port`.
+fn listener(name: &str, host: &str, port: u16) -> String {
     if host.contains(':') {
-        format!("{protocol}://[{host}]:{port}")
+        format!("{name}://[{host}]:{port}")
     } else {
-        format!("{protocol}://{host}:{port}")
+        format!("{name}://{host}:{port}")
     }
 }
 
@@ -66,9 +64,10 @@ pub const BROKER_SETTINGS: &[BrokerSetting] = &[
             let port = config.advertised_port.unwrap_or(config.listen.port());
             let extra = config.extra_listeners.iter().map(|extra| {
                 let (at, port) = config.advertised_of(extra, extra.address);
-                listener(extra.protocol, &at, port)
+                listener(&extra.name, &at, port)
             });
-            let all: Vec<String> = std::iter::once(listener(config.security_protocol, &host, port))
+            let all: Vec<String> =
+                std::iter::once(listener(config.first_listener_name(), &host, port))
                 .chain(extra)
                 .collect();
             Some(all.join(","))
@@ -204,14 +203,21 @@ pub const BROKER_SETTINGS: &[BrokerSetting] = &[
         value: |config| Some(config.groups.min_session_timeout_ms.to_string()),
     },
     BrokerSetting {
-        name: "listener.security.protocol.map",
-        setting: "listener_security_protocol",
+        name: "inter.broker.listener.name",
+        setting: "inter_broker_listener_name",
         kind: ConfigType::String,
-        doc: "The security protocol of each listener, as LISTENER:PROTOCOL; each listener is named by its protocol.",
+        doc: "The listener the brokers of a cluster reach each other through: the first of listeners unless named.",
+        value: |config| Some(config.first_listener_name().to_string()),
+    },
+    BrokerSetting {
+        name: "listener.security.protocol.map",
+        setting: "listener_security_protocol_map",
+        kind: ConfigType::String,
+        doc: "The security protocol of each listener, as LISTENER:PROTOCOL.",
         value: |config| {
             let all: Vec<String> = config
-                .listener_protocols()
-                .map(|protocol| format!("{0}:{0}", protocol.name()))
+                .listener_names()
+                .map(|(name, protocol)| format!("{name}:{}", protocol.name()))
                 .collect();
             Some(all.join(","))
         },
@@ -223,13 +229,13 @@ pub const BROKER_SETTINGS: &[BrokerSetting] = &[
         doc: "The addresses the broker binds for clients, each with its security protocol.",
         value: |config| {
             let all: Vec<String> = std::iter::once(listener(
-                config.security_protocol,
+                config.first_listener_name(),
                 &config.listen.ip().to_string(),
                 config.listen.port(),
             ))
             .chain(config.extra_listeners.iter().map(|extra| {
                 listener(
-                    extra.protocol,
+                    &extra.name,
                     &extra.address.ip().to_string(),
                     extra.address.port(),
                 )

@@ -151,6 +151,8 @@ impl Drop for Admitted {
 /// One client listener as its connections see it.
 #[derive(Debug)]
 pub struct Listener {
+    /// Kafka's listener name (see `ExtraListener::name`).
+    pub name: String,
     pub protocol: SecurityProtocol,
     /// Host and port its clients are told this broker is at (Metadata,
     /// FindCoordinator, DescribeCluster), when it is not the first

@@ -364,7 +364,7 @@ impl Session {
     }
 
     /// `brokers` as this connection must see them: each at the address of
-    /// its listener of the protocol the connection came through (Kafka
+    /// its listener of the name the connection came through (Kafka
     /// answers each listener with its own endpoints), and without the
     /// brokers that have no such listener, as Kafka leaves them out. This
     /// broker is taken from its own settings, which hold before its
@@ -381,12 +381,11 @@ impl Session {
         else {
             return brokers;
         };
-        let protocol = listener.protocol.name();
         brokers
             .into_iter()
             .filter_map(|mut known| {
                 if known.id != broker.config.node_id {
-                    return known.through(protocol);
+                    return known.through(&listener.name);
                 }
                 if let Some((host, port)) = &listener.advertised {
                     known.host = host.clone();
