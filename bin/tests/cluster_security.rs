@@ -300,17 +300,36 @@ fn broker_login(protocol: &str, ca: Option<&str>) -> Vec<(String, String)> {
 
 #[test]
 fn brokers_of_a_sasl_cluster_log_in_to_each_other_and_replicate() {
-    sasl_cluster_replicates("SASL_PLAINTEXT");
+    sasl_cluster_replicates("SASL_PLAINTEXT", None);
 }
 
 /// The same over SASL_SSL: each broker checks the others' certificates
 /// against the truststore before it logs in to them.
 #[test]
 fn brokers_of_a_sasl_ssl_cluster_connect_over_tls_and_replicate() {
-    sasl_cluster_replicates("SASL_SSL");
+    sasl_cluster_replicates("SASL_SSL", None);
 }
 
-fn sasl_cluster_replicates(protocol: &str) {
+/// Sessions that expire (`connections.max.reauth.ms`, KIP-368): a broker
+/// closes a connection whose session ended at its next request, so the
+/// brokers' own connections to each other (replica fetches, markers) must
+/// log in again before then. Writes that need every replica keep being
+/// acknowledged for several lifetimes, and no broker closes another's
+/// connection for an expired session.
+#[test]
+fn brokers_of_a_sasl_cluster_renew_their_sessions_with_each_other() {
+    sasl_cluster_replicates("SASL_PLAINTEXT", Some(REAUTH_MS));
+}
+
+/// The session lifetime of the test above: several lifetimes pass while it
+/// writes `REAUTH_RECORDS`, `REAUTH_RECORD_GAP` apart.
+const REAUTH_MS: &str = "1500";
+const REAUTH_RECORDS: usize = 120;
+const REAUTH_RECORD_GAP: Duration = Duration::from_millis(50);
+/// What the broker logs when it closes a connection whose session expired.
+const SESSION_EXPIRED: &str = "session expired without re-authentication";
+
+fn sasl_cluster_replicates(protocol: &str, reauth_ms: Option<&str>) {
     let secrets = std::env::temp_dir().join(format!(
         "sluice-peer-login-{protocol}-{}",
         std::process::id()
@@ -369,6 +388,9 @@ fn sasl_cluster_replicates(protocol: &str) {
             "--super-users",
             "User:broker",
         ]);
+        if let Some(reauth_ms) = reauth_ms {
+            broker.add_args(&["--connections-max-reauth-ms", reauth_ms]);
+        }
         if tls {
             broker.add_args(&[
                 "--ssl-keystore-location",
@@ -394,11 +416,40 @@ fn sasl_cluster_replicates(protocol: &str) {
         config.set(*key, *value);
     }
     round_trip(
-        config,
+        config.clone(),
         &brokers[2].consumer(&login),
         "replicated",
         SASL_RECORDS,
     );
+    if reauth_ms.is_some() {
+        // librdkafka itself re-authenticates; the brokers must too.
+        let mut producer = TrackedProducer::with_config(config, "replicated", &[("acks", "all")]);
+        for index in 0..REAUTH_RECORDS {
+            producer.send(&Record::with_value(
+                (index % PARTITIONS as usize) as i32,
+                format!("renewed-{index}").into_bytes(),
+            ));
+            std::thread::sleep(REAUTH_RECORD_GAP);
+        }
+        producer.flush();
+        let outcomes = producer.outcomes();
+        assert!(
+            outcomes.iter().all(Result::is_ok),
+            "acks=all writes across session lifetimes: {:?}",
+            outcomes
+                .iter()
+                .filter(|outcome| outcome.is_err())
+                .collect::<Vec<_>>()
+        );
+        for broker in &brokers {
+            let closed = broker
+                .log()
+                .lines()
+                .filter(|line| line.contains(SESSION_EXPIRED))
+                .count();
+            assert_eq!(closed, 0, "connections closed for an expired session");
+        }
+    }
     for broker in &brokers {
         assert!(
             !broker.log().contains(BROKER_PASSWORD),

@@ -128,7 +128,7 @@ impl Broker {
             .connections
             .borrow()
             .get(&node)
-            .filter(|connection| !connection.is_failed())
+            .filter(|connection| connection.is_usable())
             .cloned();
         let connection = match known {
             Some(connection) => connection,

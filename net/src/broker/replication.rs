@@ -788,7 +788,9 @@ impl Broker {
                 glommio::timer::sleep(REPLICA_FETCH_BACKOFF).await;
                 continue;
             }
-            let current = match connection.as_ref().filter(|known| !known.is_failed()) {
+            // Not usable also when its SASL session is near its end: a new
+            // connection logs in again before the leader would close it.
+            let current = match connection.as_ref().filter(|known| known.is_usable()) {
                 Some(known) => Rc::clone(known),
                 None => match self.connect_to(leader, "replica", REPLICA_IN_FLIGHT).await {
                     Ok(connected) => {

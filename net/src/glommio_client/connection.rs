@@ -23,7 +23,7 @@ use std::os::fd::AsRawFd;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use futures_lite::io::{ReadHalf, WriteHalf};
@@ -35,6 +35,7 @@ use kafka_protocol::protocol::Encodable;
 
 use super::constants::{
     IN_FLIGHT_REQUESTS_MAX, READ_CHUNK_BYTES, RESPONSE_BYTES_MAX, RESPONSE_BYTES_MIN,
+    SESSION_RENEWAL_PERCENT,
 };
 use super::error::ClientError;
 use super::protocol::{self, ApiVersionRange, CLIENT_API_VERSIONS};
@@ -232,6 +233,9 @@ pub struct Connection {
     client_id: Bytes,
     request_timeout: Duration,
     versions: RefCell<Vec<(ApiKey, i16)>>,
+    /// When a SASL session whose lifetime the broker stated should be
+    /// renewed (see [`Connection::is_usable`]).
+    renew_by: Cell<Option<Instant>>,
 }
 
 impl Drop for Connection {
@@ -312,6 +316,7 @@ impl Connection {
             client_id: client_id.freeze(),
             request_timeout: config.request_timeout,
             versions: RefCell::new(Vec::new()),
+            renew_by: Cell::new(None),
         });
         connection.negotiate().await?;
         Ok(connection)
@@ -325,6 +330,25 @@ impl Connection {
     /// Whether the connection has failed or been closed.
     pub fn is_failed(&self) -> bool {
         self.shared.failed.borrow().is_some()
+    }
+
+    /// The SASL login just made lasts `lifetime` (KIP-368), counted from
+    /// now: the connection is to be replaced before it ends.
+    pub fn session_lasts(&self, lifetime: Duration) {
+        let renewal = lifetime * SESSION_RENEWAL_PERCENT / 100;
+        self.renew_by.set(Some(Instant::now() + renewal));
+    }
+
+    /// Whether new requests may go on this connection: it has not failed,
+    /// and its SASL session, if it has a lifetime, is not near its end (a
+    /// broker closes a connection whose session expired at its next
+    /// request). Requests already in flight finish either way.
+    pub fn is_usable(&self) -> bool {
+        !self.is_failed()
+            && self
+                .renew_by
+                .get()
+                .is_none_or(|renew_by| Instant::now() < renew_by)
     }
 
     /// The version agreed for `api`.

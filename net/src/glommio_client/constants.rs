@@ -25,6 +25,14 @@ pub const BATCH_BUFFERS_POOLED_MAX: usize = 256;
 /// more would only queue in socket buffers).
 pub const IN_FLIGHT_REQUESTS_MAX: usize = 64;
 
+/// How far into a SASL session (KIP-368: the session lifetime a broker
+/// with `connections.max.reauth.ms` states) a connection stops being used
+/// for new requests, so that none reaches the broker after the session
+/// expired, which closes the connection. Kafka's clients re-authenticate
+/// between 85 and 95 % of the lifetime; this client opens a new connection
+/// at the first of those instead.
+pub const SESSION_RENEWAL_PERCENT: u32 = 85;
+
 /// Kafka's `max.in.flight.requests.per.connection` default.
 pub const IN_FLIGHT_REQUESTS_DEFAULT: usize = 5;
 

@@ -48,13 +48,20 @@ pub async fn authenticate(
             .call(ApiKey::SaslAuthenticate, &request)
             .await
             .map_err(|error| failed(error.to_string()))?;
-        let (error_code, message, bytes) = decode_authenticate(body)
+        let (error_code, message, bytes, lifetime_ms) = decode_authenticate(body)
             .map_err(|error| failed(format!("SaslAuthenticate v{version} answer: {error}")))?;
         if error_code != code::NONE {
             return Err(failed(format!(
                 "SaslAuthenticate answered error {error_code}{}",
                 message.map(|text| format!(": {text}")).unwrap_or_default()
             )));
+        }
+        // The last step's answer states the session's lifetime (KIP-368);
+        // zero when sessions do not expire.
+        if let Ok(lifetime_ms) = u64::try_from(lifetime_ms) {
+            if lifetime_ms > 0 {
+                connection.session_lasts(std::time::Duration::from_millis(lifetime_ms));
+            }
         }
         Ok(bytes)
     };
@@ -86,15 +93,15 @@ fn decode_handshake(body: Bytes) -> Result<i16, DecodeError> {
 }
 
 /// SaslAuthenticate v1: error code, message, the mechanism's bytes and the
-/// session lifetime.
-fn decode_authenticate(body: Bytes) -> Result<(i16, Option<String>, Bytes), DecodeError> {
+/// session lifetime in milliseconds.
+fn decode_authenticate(body: Bytes) -> Result<(i16, Option<String>, Bytes, i64), DecodeError> {
     let mut r = Reader::new(body);
     let error_code = r.i16()?;
     let message = r.nullable_string()?.map(|text| text.to_string());
     let bytes = r.bytes()?;
-    let _session_lifetime_ms = r.i64()?;
+    let session_lifetime_ms = r.i64()?;
     r.finish()?;
-    Ok((error_code, message, bytes))
+    Ok((error_code, message, bytes, session_lifetime_ms))
 }
 
 #[cfg(test)]
@@ -121,12 +128,12 @@ mod tests {
         body.put_slice(b"nope");
         body.put_i32(2);
         body.put_slice(b"xy");
-        body.put_i64(0);
+        body.put_i64(3_600_000);
         let body = body.freeze();
-        let (error_code, message, bytes) = decode_authenticate(body.clone()).unwrap();
+        let (error_code, message, bytes, lifetime_ms) = decode_authenticate(body.clone()).unwrap();
         assert_eq!(
-            (error_code, message.as_deref(), &bytes[..]),
-            (58, Some("nope"), &b"xy"[..])
+            (error_code, message.as_deref(), &bytes[..], lifetime_ms),
+            (58, Some("nope"), &b"xy"[..], 3_600_000)
         );
         for cut in 0..body.len() {
             assert!(
