@@ -226,8 +226,8 @@ check "confluent-kafka: every API refused without its ACL, allowed with it, refu
 # Certificates made now with openssl: a CA, the broker's certificate for
 # 127.0.0.1, and a client certificate. A SASL_SSL broker is then used by
 # kcat, confluent-kafka and kafka-python with PLAIN, SCRAM-SHA-256 and
-# SCRAM-SHA-512; an SSL broker that requires client certificates by each
-# of them with the client certificate.
+# SCRAM-SHA-512, then the same on SASL_PLAINTEXT; an SSL broker that
+# requires client certificates by each of them with the client certificate.
 make_pki() {
     local pki="$1"
     mkdir -p "$pki" && cd "$pki" || return 1
@@ -270,6 +270,17 @@ tls_steps() {
             -X "sasl.mechanisms=$mechanism" -X sasl.username=admin -X "sasl.password=$password" || return 1
     done
     stop_broker
+    # The same users over SASL_PLAINTEXT.
+    start_broker "$data" --listener-security-protocol SASL_PLAINTEXT || return 1
+    for mechanism in PLAIN SCRAM-SHA-256 SCRAM-SHA-512; do
+        timeout 120 "$python" "$here/tls.py" confluent "$bootstrap" "$pki" SASL_PLAINTEXT "$mechanism" \
+            "$password" "confluent-sasl-plaintext-$mechanism" "$messages" || return 1
+        timeout 120 "$python" "$here/tls.py" kafka-python "$bootstrap" "$pki" SASL_PLAINTEXT \
+            "$mechanism" "$password" "kafka-python-sasl-plaintext-$mechanism" "$messages" || return 1
+        kcat_tls "kcat-sasl-plaintext-$mechanism" -X security.protocol=SASL_PLAINTEXT \
+            -X "sasl.mechanisms=$mechanism" -X sasl.username=admin -X "sasl.password=$password" || return 1
+    done
+    stop_broker
     start_broker "$work/ssl-data" --listener-security-protocol SSL --ssl-client-auth required \
         --ssl-keystore-location "$pki/server.keystore" --ssl-truststore-location "$pki/ca.pem" || return 1
     timeout 120 "$python" "$here/tls.py" confluent "$bootstrap" "$pki" SSL - - confluent-ssl "$messages" \
@@ -291,7 +302,7 @@ tls_clients() {
     stop_broker
     return $status
 }
-check "kcat, confluent-kafka and kafka-python over SASL_SSL (3 mechanisms) and SSL (client certificates)" tls_clients
+check "kcat, confluent-kafka and kafka-python over SASL_SSL and SASL_PLAINTEXT (3 mechanisms each) and SSL (client certificates)" tls_clients
 
 # ---- a three-broker cluster --------------------------------------------
 # Each client must see three brokers and a 12-partition, 3-replica topic

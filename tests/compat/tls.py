@@ -1,12 +1,14 @@
-"""Produce and consume over TLS (SSL and SASL_SSL) with the Python clients.
+"""Produce and consume over TLS and SASL (SSL, SASL_SSL, SASL_PLAINTEXT)
+with the Python clients.
 
-usage: tls.py confluent|kafka-python BOOTSTRAP PKI_DIR SSL|SASL_SSL MECHANISM PASSWORD TOPIC N
+usage: tls.py confluent|kafka-python BOOTSTRAP PKI_DIR SSL|SASL_SSL|SASL_PLAINTEXT MECHANISM PASSWORD TOPIC N
 
 PKI_DIR holds ca.pem (the CA the broker's certificate chains to) and, for
 SSL, client.pem and client.key (a client certificate of that CA: the broker
-asks for one). On SASL_SSL the client logs in as `admin` with MECHANISM
-(PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512) and PASSWORD; on SSL both are
-ignored ("-").
+asks for one); SASL_PLAINTEXT does not use it. On SASL_SSL and
+SASL_PLAINTEXT the client logs in as `admin` with MECHANISM (PLAIN,
+SCRAM-SHA-256 or SCRAM-SHA-512) and PASSWORD; on SSL both are ignored
+("-").
 
 Creates TOPIC (one partition), produces N keyed records with acks=all,
 reads them back from the beginning and compares them in order. Exits
@@ -38,8 +40,9 @@ def confluent():
     settings = {
         "bootstrap.servers": bootstrap,
         "security.protocol": protocol,
-        "ssl.ca.location": ca,
     }
+    if protocol != "SASL_PLAINTEXT":
+        settings["ssl.ca.location"] = ca
     if protocol == "SSL":
         settings["ssl.certificate.location"] = certificate
         settings["ssl.key.location"] = key
@@ -86,9 +89,10 @@ def kafka_python():
     settings = {
         "bootstrap_servers": bootstrap,
         "security_protocol": protocol,
-        "ssl_cafile": ca,
-        "ssl_check_hostname": True,
     }
+    if protocol != "SASL_PLAINTEXT":
+        settings["ssl_cafile"] = ca
+        settings["ssl_check_hostname"] = True
     if protocol == "SSL":
         settings["ssl_certfile"] = certificate
         settings["ssl_keyfile"] = key
