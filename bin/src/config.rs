@@ -600,9 +600,20 @@ pub const SETTINGS: &[Setting] = &[
     Setting {
         name: "sasl_enabled_mechanisms",
         expects: "SASL mechanisms a SASL_PLAINTEXT listener offers, separated by commas: PLAIN, \
-            SCRAM-SHA-256, SCRAM-SHA-512 (default all three)",
+            SCRAM-SHA-256, SCRAM-SHA-512 (default all three), and OAUTHBEARER with \
+            sasl_oauthbearer_unsecured_jwt",
         apply: |config, value| {
             config.sasl.enabled_mechanisms = parse_mechanisms(value).map_err(Refused::Because)?;
+            Ok(())
+        },
+    },
+    Setting {
+        name: "sasl_oauthbearer_unsecured_jwt",
+        expects: "true to let OAUTHBEARER in sasl_enabled_mechanisms accept unsigned JSON Web \
+            Tokens (Kafka's unsecured validator: the token's sub, exp and iat are checked, not \
+            who made it; for development and tests), false (default) otherwise",
+        apply: |config, value| {
+            config.sasl.oauthbearer_unsecured_jwt = boolean(value)?;
             Ok(())
         },
     },
@@ -612,8 +623,9 @@ pub const SETTINGS: &[Setting] = &[
             others with (Kafka's sasl.mechanism.inter.broker.protocol): PLAIN, SCRAM-SHA-256 or \
             SCRAM-SHA-512 (default)",
         apply: |config, value| {
-            config.inter_broker_sasl.mechanism =
-                Mechanism::from_name(value).ok_or(Refused::Expected)?;
+            config.inter_broker_sasl.mechanism = Mechanism::from_name(value)
+                .filter(|mechanism| mechanism.uses_credentials())
+                .ok_or(Refused::Expected)?;
             Ok(())
         },
     },
@@ -1330,6 +1342,19 @@ fn place_advertised_listeners(config: &mut BrokerConfig) -> Result<(), String> {
 /// listener, and a broker speaks its protocol to the others: TLS needs a
 /// truststore to check their certificates, SASL a login of its own.
 fn check_security_settings(config: &mut BrokerConfig) -> Result<(), String> {
+    if config
+        .sasl
+        .enabled_mechanisms
+        .contains(&Mechanism::OAuthBearer)
+        && !config.sasl.oauthbearer_unsecured_jwt
+    {
+        return Err(
+            "OAUTHBEARER in sasl_enabled_mechanisms accepts tokens without checking who signed \
+             them (Kafka's unsecured validator); set sasl_oauthbearer_unsecured_jwt = true to \
+             accept that, or drop OAUTHBEARER"
+                .to_string(),
+        );
+    }
     let replaced = ["listen", "listener_security_protocol"]
         .into_iter()
         .find(|name| config.set_by_operator.contains(name));
@@ -1763,6 +1788,24 @@ mod tests {
             error.contains("ssl_keystore_location") && error.contains("ssl_truststore_location"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn oauthbearer_needs_its_unsecured_flag_and_is_no_brokers_login() {
+        let mechanisms = ["--sasl-enabled-mechanisms", "SCRAM-SHA-512,OAUTHBEARER"];
+        let error = from_args(&args(&mechanisms)).unwrap_err();
+        assert!(error.contains("sasl_oauthbearer_unsecured_jwt"), "{error}");
+        assert_eq!(error.lines().count(), 1, "{error}");
+        let mut flagged = mechanisms.to_vec();
+        flagged.extend(["--sasl-oauthbearer-unsecured-jwt", "true"]);
+        let config = from_args(&args(&flagged)).expect("OAUTHBEARER with its flag");
+        assert!(config
+            .sasl
+            .enabled_mechanisms
+            .contains(&Mechanism::OAuthBearer));
+        let error =
+            from_args(&args(&["--inter-broker-sasl-mechanism", "OAUTHBEARER"])).unwrap_err();
+        assert!(error.contains("inter_broker_sasl_mechanism"), "{error}");
     }
 
     #[test]

@@ -306,6 +306,86 @@ fn plain_and_both_scram_mechanisms_produce_and_consume() {
     }
 }
 
+/// OAUTHBEARER with unsecured tokens (`sasl_oauthbearer_unsecured_jwt`):
+/// librdkafka's own unsecured token (`enable.sasl.oauthbearer.unsecure.jwt`)
+/// logs in as the principal it names. Under the ACL authorizer `admin`, a
+/// super user, creates a topic, writes and reads it back; `mallory`, who
+/// has no ACL, is refused the writes; SCRAM works beside it, and PLAIN,
+/// not enabled, is refused.
+#[test]
+fn oauthbearer_logs_in_the_principal_of_an_unsecured_token() {
+    let broker = TestBroker::start_prepared(
+        None,
+        &[
+            "--listener-security-protocol",
+            "SASL_PLAINTEXT",
+            "--super-users",
+            "User:admin",
+            "--authorizer",
+            "acl",
+            "--sasl-enabled-mechanisms",
+            "SCRAM-SHA-256,OAUTHBEARER",
+            "--sasl-oauthbearer-unsecured-jwt",
+            "true",
+        ],
+        create_users,
+    );
+    let bearer = |config: &'static str| {
+        vec![
+            ("security.protocol", "SASL_PLAINTEXT"),
+            ("sasl.mechanism", "OAUTHBEARER"),
+            ("enable.sasl.oauthbearer.unsecure.jwt", "true"),
+            ("sasl.oauthbearer.config", config),
+        ]
+    };
+    let admin_settings = bearer("principal=admin lifeSeconds=600");
+    let topic = "oauthbearer";
+    let admin: AdminClient<DefaultClientContext> = config_with(&broker, &admin_settings)
+        .create()
+        .expect("creating the admin client");
+    create_topic(&admin, topic, 1, &[]);
+    let records: Vec<Record> = (0..RECORDS_PER_MECHANISM)
+        .map(|index| Record::with_value(0, format!("bearer-{index}").into_bytes()))
+        .collect();
+    let mut producer = TrackedProducer::new(&broker, topic, &admin_settings);
+    for record in &records {
+        producer.send(record);
+    }
+    producer.flush();
+    assert_eq!(producer.acknowledged(), RECORDS_PER_MECHANISM);
+    let read = consume(
+        &broker.consumer(&admin_settings),
+        topic,
+        &[0],
+        Offset::Beginning,
+        CLIENT_TIMEOUT,
+        |read| read.len() >= RECORDS_PER_MECHANISM,
+    );
+    let values: Vec<Vec<u8>> = read.into_iter().filter_map(|r| r.value).collect();
+    let sent: Vec<Vec<u8>> = records.iter().filter_map(|r| r.value.clone()).collect();
+    assert_eq!(values, sent, "read back through an OAUTHBEARER login");
+    // Another principal is only who its token says: no ACL, no writes.
+    let mut mallory_settings = bearer("principal=mallory");
+    mallory_settings.push(("message.timeout.ms", "5000"));
+    let mut refused = TrackedProducer::new(&broker, topic, &mallory_settings);
+    for record in records.iter().take(10) {
+        refused.send(record);
+    }
+    refused.flush();
+    let outcomes = refused.outcomes();
+    assert!(
+        outcomes.iter().all(|outcome| outcome
+            .as_ref()
+            .is_err_and(|error| error.contains("authorization"))),
+        "mallory logs in and is refused by the authorizer: {outcomes:?}"
+    );
+    assert_served(
+        &broker,
+        &sasl_settings("SCRAM-SHA-256", ADMIN, ADMIN_PASSWORD),
+    );
+    expect_authentication_failure(&broker, &sasl_settings("PLAIN", ADMIN, ADMIN_PASSWORD));
+}
+
 /// The system's kcat (on Debian 12, librdkafka 2.0.2) logs in with every
 /// mechanism: librdkafka before 2.6.1 echoes the SCRAM client nonce twice,
 /// which the broker must accept as Kafka does. Skipped where kcat is not

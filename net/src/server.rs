@@ -397,9 +397,10 @@ async fn serve_connection(
                         authenticate_frame(&broker, authenticator, &mut reauthenticating, frame)?;
                     if let Some(principal) = authenticator.principal() {
                         session = session.authenticated(principal.clone());
-                        session_expires = (broker.config.sasl.reauth_ms > 0).then(|| {
-                            Instant::now() + Duration::from_millis(broker.config.sasl.reauth_ms)
-                        });
+                        let lifetime =
+                            authenticator.session_lifetime_ms(broker.config.sasl.reauth_ms);
+                        session_expires = (lifetime > 0)
+                            .then(|| Instant::now() + Duration::from_millis(lifetime));
                     }
                     answer
                 }

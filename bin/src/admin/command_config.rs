@@ -277,13 +277,15 @@ fn sasl_of(properties: &[Property]) -> Result<Option<SaslCredentials>, String> {
         }
         Some(property) => {
             let name = property.value.trim();
-            Mechanism::from_name(name).ok_or_else(|| {
-                format!(
+            Mechanism::from_name(name)
+                .filter(|mechanism| mechanism.uses_credentials())
+                .ok_or_else(|| {
+                    format!(
                     "line {}: sasl.mechanism '{name}' is not supported (PLAIN, SCRAM-SHA-256 or \
                      SCRAM-SHA-512)",
                     property.line
                 )
-            })?
+                })?
         }
     };
     let (user, password) = match value_of(properties, "sasl.jaas.config") {

@@ -114,7 +114,8 @@ pub fn exchange(
             // v1+ (KIP-368): the session's lifetime, after which the
             // client authenticates again; 0 when sessions do not expire.
             if version >= 1 {
-                body.session_lifetime_ms = i64::try_from(config.reauth_ms).unwrap_or(i64::MAX);
+                let lifetime = authenticator.session_lifetime_ms(config.reauth_ms);
+                body.session_lifetime_ms = i64::try_from(lifetime).unwrap_or(i64::MAX);
             }
             (body, None)
         }

@@ -21,8 +21,9 @@ pub fn mechanism_code(mechanism: Mechanism) -> i8 {
     match mechanism {
         Mechanism::ScramSha256 => 1,
         Mechanism::ScramSha512 => 2,
-        // PLAIN has no credential of its own; it checks a SCRAM one.
-        Mechanism::Plain => 0,
+        // PLAIN has no credential of its own (it checks a SCRAM one), and
+        // OAUTHBEARER none at all.
+        Mechanism::Plain | Mechanism::OAuthBearer => 0,
     }
 }
 

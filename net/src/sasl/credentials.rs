@@ -275,7 +275,10 @@ impl CredentialStore {
             out.extend_from_slice(user.as_bytes());
             out.push(match mechanism {
                 Mechanism::ScramSha512 => MECHANISM_SCRAM_SHA_512,
-                Mechanism::ScramSha256 | Mechanism::Plain => MECHANISM_SCRAM_SHA_256,
+                // Only SCRAM credentials are stored (checked when made).
+                Mechanism::ScramSha256 | Mechanism::Plain | Mechanism::OAuthBearer => {
+                    MECHANISM_SCRAM_SHA_256
+                }
             });
             out.extend_from_slice(&credential.iterations.to_be_bytes());
             for field in [

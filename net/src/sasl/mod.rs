@@ -22,6 +22,7 @@
 
 pub mod alter;
 pub mod credentials;
+pub mod oauthbearer;
 pub mod plain;
 pub mod scram;
 pub mod scram_client;
@@ -39,6 +40,9 @@ pub enum Mechanism {
     Plain,
     ScramSha256,
     ScramSha512,
+    /// RFC 7628 with unsecured tokens only (see [`oauthbearer`]); never
+    /// a default, and offered only with `sasl_oauthbearer_unsecured_jwt`.
+    OAuthBearer,
 }
 
 impl Mechanism {
@@ -52,24 +56,39 @@ impl Mechanism {
     /// The SCRAM mechanisms: the ones a credential is stored for.
     pub const SCRAM: [Mechanism; 2] = [Mechanism::ScramSha256, Mechanism::ScramSha512];
 
+    /// Every mechanism Sluice knows, the defaults first.
+    pub const KNOWN: [Mechanism; 4] = [
+        Mechanism::Plain,
+        Mechanism::ScramSha256,
+        Mechanism::ScramSha512,
+        Mechanism::OAuthBearer,
+    ];
+
     pub fn name(self) -> &'static str {
         match self {
             Mechanism::Plain => "PLAIN",
             Mechanism::ScramSha256 => "SCRAM-SHA-256",
             Mechanism::ScramSha512 => "SCRAM-SHA-512",
+            Mechanism::OAuthBearer => "OAUTHBEARER",
         }
     }
 
     /// The mechanism of an IANA name. Exact match: SASL mechanism names are
     /// upper case (RFC 4422 section 3.1), and Kafka compares them exactly.
     pub fn from_name(name: &str) -> Option<Mechanism> {
-        Mechanism::ALL
+        Mechanism::KNOWN
             .into_iter()
             .find(|mechanism| mechanism.name() == name)
     }
 
     pub fn is_scram(self) -> bool {
-        self != Mechanism::Plain
+        matches!(self, Mechanism::ScramSha256 | Mechanism::ScramSha512)
+    }
+
+    /// Whether the mechanism checks a password against the stored SCRAM
+    /// credentials (PLAIN and the SCRAMs; OAUTHBEARER checks a token).
+    pub fn uses_credentials(self) -> bool {
+        self != Mechanism::OAuthBearer
     }
 }
 

@@ -38,7 +38,9 @@ const TOKEN_AUTH_EXTENSION: &str = "tokenauth";
 pub fn hash(mechanism: Mechanism, data: &[u8]) -> Vec<u8> {
     match mechanism {
         Mechanism::ScramSha512 => Sha512::digest(data).to_vec(),
-        Mechanism::ScramSha256 | Mechanism::Plain => Sha256::digest(data).to_vec(),
+        Mechanism::ScramSha256 | Mechanism::Plain | Mechanism::OAuthBearer => {
+            Sha256::digest(data).to_vec()
+        }
     }
 }
 
@@ -52,7 +54,7 @@ pub fn hmac(mechanism: Mechanism, key: &[u8], data: &[u8]) -> Vec<u8> {
             mac.update(data);
             mac.finalize().into_bytes().to_vec()
         }
-        Mechanism::ScramSha256 | Mechanism::Plain => {
+        Mechanism::ScramSha256 | Mechanism::Plain | Mechanism::OAuthBearer => {
             let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key length");
             mac.update(data);
             mac.finalize().into_bytes().to_vec()
@@ -64,7 +66,7 @@ pub fn hmac(mechanism: Mechanism, key: &[u8], data: &[u8]) -> Vec<u8> {
 pub fn output_bytes(mechanism: Mechanism) -> usize {
     match mechanism {
         Mechanism::ScramSha512 => 64,
-        Mechanism::ScramSha256 | Mechanism::Plain => 32,
+        Mechanism::ScramSha256 | Mechanism::Plain | Mechanism::OAuthBearer => 32,
     }
 }
 
@@ -80,7 +82,7 @@ pub fn salted_password(
         Mechanism::ScramSha512 => {
             pbkdf2::pbkdf2_hmac::<Sha512>(password, salt, iterations, &mut out)
         }
-        Mechanism::ScramSha256 | Mechanism::Plain => {
+        Mechanism::ScramSha256 | Mechanism::Plain | Mechanism::OAuthBearer => {
             pbkdf2::pbkdf2_hmac::<Sha256>(password, salt, iterations, &mut out)
         }
     }

@@ -15,7 +15,7 @@
 
 use super::alter::SharedCredentials;
 use super::scram::{ScramServer, Step};
-use super::{plain, AuthFailure, Mechanism, Principal};
+use super::{oauthbearer, plain, AuthFailure, Mechanism, Principal};
 
 /// SASL settings of the client listener.
 #[derive(Clone, Debug)]
@@ -32,6 +32,10 @@ pub struct SaslConfig {
     /// authenticated session lasts before the client must authenticate
     /// again on the same connection; 0 (Kafka's default) is for ever.
     pub reauth_ms: u64,
+    /// OAUTHBEARER may be enabled: its tokens are checked without a
+    /// signature (Kafka's unsecured validator), which the operator must
+    /// accept in so many words.
+    pub oauthbearer_unsecured_jwt: bool,
 }
 
 impl Default for SaslConfig {
@@ -44,6 +48,7 @@ impl Default for SaslConfig {
             super_users: Vec::new(),
             credentials: None,
             reauth_ms: 0,
+            oauthbearer_unsecured_jwt: false,
         }
     }
 }
@@ -62,10 +67,12 @@ pub enum Authenticator {
         raw_tokens: bool,
     },
     /// Logged in as `principal` with `mechanism`, which a KIP-368
-    /// re-authentication must use again.
+    /// re-authentication must use again; `expires_at_ms`: when the
+    /// OAUTHBEARER token it presented expires (ms since the Unix epoch).
     Authenticated {
         principal: Principal,
         mechanism: Mechanism,
+        expires_at_ms: Option<i64>,
     },
     /// A step failed; the connection is closing.
     Failed,
@@ -120,6 +127,24 @@ impl Authenticator {
         }
     }
 
+    /// How long the session just authenticated lasts (KIP-368), in ms; 0
+    /// for ever. With `connections_max_reauth_ms` set, that long, or less
+    /// when an OAUTHBEARER token expires sooner (as Kafka bounds it); the
+    /// token's expiry alone does not end a session that never expires.
+    pub fn session_lifetime_ms(&self, reauth_ms: u64) -> u64 {
+        let Authenticator::Authenticated { expires_at_ms, .. } = self else {
+            return 0;
+        };
+        if reauth_ms == 0 {
+            return 0;
+        }
+        let token_left = expires_at_ms
+            .map(|expires| u64::try_from(expires.saturating_sub(now_ms())).unwrap_or(0))
+            .unwrap_or(u64::MAX);
+        // At least a millisecond: 0 would say "for ever".
+        reauth_ms.min(token_left).max(1)
+    }
+
     /// Whether the next frame is a bare SASL token (after a v0 handshake).
     pub fn expects_raw_token(&self) -> bool {
         matches!(
@@ -170,20 +195,28 @@ impl Authenticator {
             *self = Authenticator::Failed;
             return Authenticate::IllegalState;
         };
-        let Some(shared) = config.credentials.as_deref() else {
-            // Not loaded: nobody can log in, so there is no user whose
-            // existence the failure could give away.
-            *self = Authenticator::Failed;
-            return Authenticate::Failed(AuthFailure::Unsupported("no credentials loaded"));
-        };
-        let store = &*shared.read();
-        let outcome = match scram {
-            None => plain::authenticate(token, store).map(|user| (user, Vec::new())),
-            Some(server) => match server.step(token, store) {
-                Ok(Step::Continue(response)) => return Authenticate::Continue(response),
-                Ok(Step::Authenticated { user, response }) => Ok((user, response)),
-                Err(failure) => Err(failure),
-            },
+        let mut expires_at_ms = None;
+        let outcome = if *mechanism == Mechanism::OAuthBearer {
+            oauthbearer::authenticate(token, now_ms()).map(|token| {
+                expires_at_ms = Some(token.expires_at_ms);
+                (token.principal, Vec::new())
+            })
+        } else {
+            let Some(shared) = config.credentials.as_deref() else {
+                // Not loaded: nobody can log in, so there is no user whose
+                // existence the failure could give away.
+                *self = Authenticator::Failed;
+                return Authenticate::Failed(AuthFailure::Unsupported("no credentials loaded"));
+            };
+            let store = &*shared.read();
+            match scram {
+                None => plain::authenticate(token, store).map(|user| (user, Vec::new())),
+                Some(server) => match server.step(token, store) {
+                    Ok(Step::Continue(response)) => return Authenticate::Continue(response),
+                    Ok(Step::Authenticated { user, response }) => Ok((user, response)),
+                    Err(failure) => Err(failure),
+                },
+            }
         };
         match outcome {
             Ok((user, response)) => {
@@ -191,6 +224,7 @@ impl Authenticator {
                 *self = Authenticator::Authenticated {
                     principal: Principal { user, super_user },
                     mechanism: *mechanism,
+                    expires_at_ms,
                 };
                 Authenticate::Done(response)
             }
@@ -206,6 +240,14 @@ impl Default for Authenticator {
     fn default() -> Self {
         Authenticator::new()
     }
+}
+
+/// Milliseconds since the Unix epoch (tokens state their times so).
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|since| i64::try_from(since.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
 }
 
 /// Parses `super_users`: Kafka's `super.users`, principals separated by
@@ -237,7 +279,7 @@ pub fn parse_mechanisms(value: &str) -> Result<Vec<Mechanism>, String> {
         let mechanism = Mechanism::from_name(name).ok_or_else(|| {
             format!(
                 "'{name}' is not a mechanism Sluice has ({})",
-                Mechanism::ALL.map(Mechanism::name).join(", ")
+                Mechanism::KNOWN.map(Mechanism::name).join(", ")
             )
         })?;
         if !mechanisms.contains(&mechanism) {
@@ -273,7 +315,57 @@ mod tests {
             super_users: vec!["admin".into()],
             credentials: Some(std::sync::Arc::new(shared(&store))),
             reauth_ms: 0,
+            oauthbearer_unsecured_jwt: false,
         }
+    }
+
+    /// An OAUTHBEARER message with an unsecured token for `sub` that
+    /// expires `expires_in_s` from now.
+    fn bearer(sub: &str, expires_in_s: i64) -> Vec<u8> {
+        use base64::Engine;
+        let encode = |json: String| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json);
+        let exp = now_ms() / 1000 + expires_in_s;
+        format!(
+            "n,,\u{1}auth=Bearer {}.{}.\u{1}\u{1}",
+            encode(r#"{"alg":"none"}"#.to_string()),
+            encode(format!(r#"{{"sub":"{sub}","exp":{exp}}}"#))
+        )
+        .into_bytes()
+    }
+
+    #[test]
+    fn oauthbearer_logs_in_the_tokens_subject_for_no_longer_than_the_token() {
+        let mut config = config(&Mechanism::KNOWN);
+        let mut session = Authenticator::new();
+        assert_eq!(
+            session.handshake("OAUTHBEARER", 1, &config),
+            Handshake::Accepted
+        );
+        assert_eq!(
+            session.authenticate(&bearer("carol", 60), &config),
+            Authenticate::Done(Vec::new())
+        );
+        assert_eq!(session.principal().map(|p| p.user.as_str()), Some("carol"));
+        assert_eq!(session.session_lifetime_ms(0), 0, "no reauth: for ever");
+        assert_eq!(session.session_lifetime_ms(5_000), 5_000);
+        let capped = session.session_lifetime_ms(3_600_000);
+        assert!(
+            (55_000..=60_000).contains(&capped),
+            "the token's minute bounds the session: {capped}"
+        );
+        // An expired token fails; a mechanism not enabled is refused.
+        let mut session = Authenticator::new();
+        session.handshake("OAUTHBEARER", 1, &config);
+        assert!(matches!(
+            session.authenticate(&bearer("carol", -10), &config),
+            Authenticate::Failed(AuthFailure::BadCredentials { .. })
+        ));
+        config.enabled_mechanisms = Mechanism::ALL.to_vec();
+        let mut session = Authenticator::new();
+        assert_eq!(
+            session.handshake("OAUTHBEARER", 1, &config),
+            Handshake::UnsupportedMechanism
+        );
     }
 
     #[test]
