@@ -330,8 +330,15 @@ const REAUTH_RECORD_GAP: Duration = Duration::from_millis(50);
 const SESSION_EXPIRED: &str = "session expired without re-authentication";
 
 fn sasl_cluster_replicates(protocol: &str, reauth_ms: Option<&str>) {
+    // One directory per test: two of them run this on SASL_PLAINTEXT at
+    // once, and each removes its own directory at the end.
+    let renewing = if reauth_ms.is_some() {
+        "renewing"
+    } else {
+        "once"
+    };
     let secrets = std::env::temp_dir().join(format!(
-        "sluice-peer-login-{protocol}-{}",
+        "sluice-peer-login-{protocol}-{renewing}-{}",
         std::process::id()
     ));
     std::fs::create_dir_all(&secrets).expect("a directory for the password");
