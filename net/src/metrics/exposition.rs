@@ -65,6 +65,33 @@ impl Writer {
         }
         let _ = writeln!(self.out, " {value}");
     }
+
+    /// One histogram's samples under `labels`: cumulative `le` buckets of
+    /// `REQUEST_DURATION_BUCKETS_MICROS` from per-bucket counts, `+Inf`,
+    /// `_sum` and `_count`.
+    fn histogram(
+        &mut self,
+        name: &str,
+        labels: &[(&str, &str)],
+        buckets: &[u64],
+        count: u64,
+        sum_micros: u64,
+    ) {
+        let bucket_name = format!("{name}_bucket");
+        let mut cumulative = 0;
+        for (bound, in_bucket) in REQUEST_DURATION_BUCKETS_MICROS.iter().zip(buckets) {
+            cumulative += in_bucket;
+            let le = seconds(*bound).to_string();
+            let mut with_le = labels.to_vec();
+            with_le.push(("le", &le));
+            self.sample(&bucket_name, &with_le, cumulative);
+        }
+        let mut with_le = labels.to_vec();
+        with_le.push(("le", "+Inf"));
+        self.sample(&bucket_name, &with_le, count);
+        self.sample(&format!("{name}_sum"), labels, seconds(sum_micros));
+        self.sample(&format!("{name}_count"), labels, count);
+    }
 }
 
 /// A label value as the format wants it: backslash, double quote and line
@@ -163,30 +190,12 @@ fn write_request_queue(out: &mut Writer, shards: &[std::sync::Arc<super::ShardMe
         "Time from a request's decoding to its handler's first run (queued behind the shard's other tasks, or the shard asleep), by shard.",
     );
     for (shard, totals) in &totals {
-        let mut cumulative = 0;
-        for (bound, count) in REQUEST_DURATION_BUCKETS_MICROS.iter().zip(&totals.buckets) {
-            cumulative += count;
-            let le = seconds(*bound).to_string();
-            out.sample(
-                "sluice_request_queue_seconds_bucket",
-                &[("shard", shard), ("le", &le)],
-                cumulative,
-            );
-        }
-        out.sample(
-            "sluice_request_queue_seconds_bucket",
-            &[("shard", shard), ("le", "+Inf")],
-            totals.count,
-        );
-        out.sample(
-            "sluice_request_queue_seconds_sum",
+        out.histogram(
+            "sluice_request_queue_seconds",
             &[("shard", shard)],
-            seconds(totals.micros),
-        );
-        out.sample(
-            "sluice_request_queue_seconds_count",
-            &[("shard", shard)],
+            &totals.buckets,
             totals.count,
+            totals.micros,
         );
     }
     out.family(
@@ -266,30 +275,12 @@ fn write_requests(out: &mut Writer, shards: &[std::sync::Arc<super::ShardMetrics
         "Time from a request handler's first run to its response being ready, by API.",
     );
     for (api, totals) in &named {
-        let mut cumulative = 0;
-        for (bound, count) in REQUEST_DURATION_BUCKETS_MICROS.iter().zip(totals.buckets) {
-            cumulative += count;
-            let le = seconds(*bound).to_string();
-            out.sample(
-                "sluice_request_duration_seconds_bucket",
-                &[("api", api), ("le", &le)],
-                cumulative,
-            );
-        }
-        out.sample(
-            "sluice_request_duration_seconds_bucket",
-            &[("api", api), ("le", "+Inf")],
-            totals.finished,
-        );
-        out.sample(
-            "sluice_request_duration_seconds_sum",
+        out.histogram(
+            "sluice_request_duration_seconds",
             &[("api", api)],
-            seconds(totals.duration_micros),
-        );
-        out.sample(
-            "sluice_request_duration_seconds_count",
-            &[("api", api)],
+            &totals.buckets,
             totals.finished,
+            totals.duration_micros,
         );
     }
 }

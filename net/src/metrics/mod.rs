@@ -43,6 +43,22 @@ fn bump(counter: &AtomicU64, by: u64) {
     );
 }
 
+/// Adds a duration to a histogram's sum and its bucket (counts per bucket,
+/// not cumulative); returns it in microseconds.
+fn record_duration(
+    sum_micros: &AtomicU64,
+    buckets: &[AtomicU64; REQUEST_DURATION_BUCKETS_MICROS.len()],
+    took: Duration,
+) -> u64 {
+    let micros = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+    bump(sum_micros, micros);
+    let bucket = REQUEST_DURATION_BUCKETS_MICROS.partition_point(|bound| *bound < micros);
+    if let Some(count) = buckets.get(bucket) {
+        bump(count, 1);
+    }
+    micros
+}
+
 /// The metrics of the whole process: one [`ShardMetrics`] per shard that
 /// has started, and whether the broker is ready. Shared through the broker
 /// configuration with every shard and with the admin port.
@@ -196,12 +212,7 @@ impl ShardMetrics {
         let Some(api) = self.api(api_key) else {
             return;
         };
-        let micros = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
-        bump(&api.duration_micros, micros);
-        let bucket = REQUEST_DURATION_BUCKETS_MICROS.partition_point(|bound| *bound < micros);
-        if let Some(count) = api.buckets.get(bucket) {
-            bump(count, 1);
-        }
+        record_duration(&api.duration_micros, &api.buckets, took);
         // Last, so that a reader that sees it counted sees its duration too
         // (a moment's skew either way only blurs one scrape).
         bump(&api.finished, 1);
@@ -211,14 +222,9 @@ impl ShardMetrics {
     /// spawned.
     pub fn request_dequeued(&self, waited: Duration) {
         let queue = &self.queue;
-        let micros = u64::try_from(waited.as_micros()).unwrap_or(u64::MAX);
-        bump(&queue.micros, micros);
+        let micros = record_duration(&queue.micros, &queue.buckets, waited);
         if micros > queue.max_micros.load(Ordering::Relaxed) {
             queue.max_micros.store(micros, Ordering::Relaxed);
-        }
-        let bucket = REQUEST_DURATION_BUCKETS_MICROS.partition_point(|bound| *bound < micros);
-        if let Some(count) = queue.buckets.get(bucket) {
-            bump(count, 1);
         }
         bump(&queue.count, 1);
     }
