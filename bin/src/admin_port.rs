@@ -278,9 +278,12 @@ fn process_figures(state: &AdminState) -> ProcessFigures {
         })
         .collect();
     let resident = crate::memory::resident_bytes();
+    let allocator = crate::memory::allocator_figures();
     ProcessFigures {
         dirs,
         resident_bytes: (resident > 0).then_some(resident as u64),
+        allocated_bytes: allocator.map(|figures| figures.allocated),
+        allocator_resident_bytes: allocator.map(|figures| figures.resident),
     }
 }
 

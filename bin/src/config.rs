@@ -416,11 +416,11 @@ pub const SETTINGS: &[Setting] = &[
         },
     },
     Setting {
-        name: "allocator_free_bytes_max",
-        expects: "bytes of free memory kept resident before it is returned to the kernel, 0 = \
-            never (default 268435456)",
+        name: "allocator_decay_ms",
+        expects: "milliseconds freed memory stays resident before it is returned to the \
+            kernel, 0 = at once (default 1000)",
         apply: |config, value| {
-            config.allocator_free_bytes_max = long(value, 0, i64::MAX)? as usize;
+            config.allocator_decay_ms = long(value, 0, i64::MAX)? as u64;
             Ok(())
         },
     },

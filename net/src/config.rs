@@ -9,7 +9,7 @@ use sluice_engine::LogConfig;
 pub use crate::sasl::session::SaslConfig;
 
 use crate::constants::{
-    ALLOCATOR_FREE_BYTES_MAX_DEFAULT, AUTO_CREATE_PARTITIONS_DEFAULT, CONNECTION_IDLE_MS_DEFAULT,
+    ALLOCATOR_DECAY_MS_DEFAULT, AUTO_CREATE_PARTITIONS_DEFAULT, CONNECTION_IDLE_MS_DEFAULT,
     CONSUMER_GROUP_HEARTBEAT_INTERVAL_MS_DEFAULT, CONSUMER_GROUP_SESSION_TIMEOUT_MS_DEFAULT,
     CONSUMER_GROUP_SIZE_MAX_DEFAULT, GROUP_INITIAL_REBALANCE_DELAY_MS_DEFAULT,
     GROUP_SESSION_TIMEOUT_MS_MAX_DEFAULT, GROUP_SESSION_TIMEOUT_MS_MIN_DEFAULT,
@@ -202,9 +202,9 @@ pub struct BrokerConfig {
     pub log: LogConfig,
     /// Batch-cache budget per shard.
     pub cache_bytes_per_shard: usize,
-    /// Free memory the allocator may keep resident before it is handed
-    /// back to the kernel; 0 never hands it back.
-    pub allocator_free_bytes_max: usize,
+    /// How long freed memory may stay resident before the allocator hands
+    /// it back to the kernel; 0 hands it back at once.
+    pub allocator_decay_ms: u64,
     /// How often retention runs (Kafka's `log.retention.check.interval.ms`).
     pub retention_check_interval_ms: u64,
     /// The cleaner of compacted topics (`log.cleaner.*`).
@@ -442,7 +442,7 @@ impl Default for BrokerConfig {
             default_replication_factor: 1,
             log: LogConfig::default(),
             cache_bytes_per_shard: BATCH_CACHE_BYTES_DEFAULT,
-            allocator_free_bytes_max: ALLOCATOR_FREE_BYTES_MAX_DEFAULT,
+            allocator_decay_ms: ALLOCATOR_DECAY_MS_DEFAULT,
             retention_check_interval_ms: 5 * 60 * 1000,
             cleaner: CleanerConfig::default(),
             connections_max_idle_ms: CONNECTION_IDLE_MS_DEFAULT,

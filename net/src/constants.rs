@@ -65,9 +65,12 @@ pub const IOVECS_MAX: usize = 1024;
 /// JoinGroup) exceed it by design.
 pub const SLOW_REQUEST_LOG_MS: u128 = 200;
 
-/// Free memory the allocator may keep resident before the broker hands it
-/// back to the kernel (`allocator_free_bytes_max`): see bin/src/memory.rs.
-pub const ALLOCATOR_FREE_BYTES_MAX_DEFAULT: usize = 256 * 1024 * 1024;
+/// How long freed memory may stay resident before the allocator hands it
+/// back to the kernel (`allocator_decay_ms`, jemalloc's `dirty_decay_ms`):
+/// long enough that the request frames of a steady load are reused rather
+/// than page-faulted afresh, short enough that a burst's memory is gone
+/// within seconds. See bin/src/memory.rs.
+pub const ALLOCATOR_DECAY_MS_DEFAULT: u64 = 1000;
 
 /// How long a produce request without a timeout of its own may wait before
 /// its append (for earlier requests to the partition, for write-behind

@@ -36,6 +36,11 @@ pub struct DirSpace {
 pub struct ProcessFigures {
     pub dirs: Vec<DirSpace>,
     pub resident_bytes: Option<u64>,
+    /// Bytes the broker's allocations hold (the allocator's own count).
+    pub allocated_bytes: Option<u64>,
+    /// Bytes the allocator holds resident: what is allocated, its free
+    /// pages not yet handed back, and its own bookkeeping.
+    pub allocator_resident_bytes: Option<u64>,
 }
 
 struct Writer {
@@ -168,13 +173,28 @@ pub fn render(metrics: &Metrics, process: &ProcessFigures, now: Instant) -> Stri
             dir.size_bytes,
         );
     }
-    if let Some(resident) = process.resident_bytes {
-        out.family(
+    let memory = [
+        (
             "sluice_memory_resident_bytes",
-            "gauge",
             "Resident memory of the broker process.",
-        );
-        out.sample("sluice_memory_resident_bytes", &[], resident);
+            process.resident_bytes,
+        ),
+        (
+            "sluice_memory_allocated_bytes",
+            "Memory the broker's allocations hold, as the allocator counts it.",
+            process.allocated_bytes,
+        ),
+        (
+            "sluice_memory_allocator_resident_bytes",
+            "Memory the allocator holds resident: allocations, free pages not yet returned to the kernel, metadata.",
+            process.allocator_resident_bytes,
+        ),
+    ];
+    for (name, help, figure) in memory {
+        if let Some(bytes) = figure {
+            out.family(name, "gauge", help);
+            out.sample(name, &[], bytes);
+        }
     }
     writer.out
 }
@@ -626,6 +646,8 @@ mod tests {
     fn the_readme_and_the_dashboard_name_the_metrics_there_are() {
         let process = ProcessFigures {
             resident_bytes: Some(1),
+            allocated_bytes: Some(1),
+            allocator_resident_bytes: Some(1),
             ..ProcessFigures::default()
         };
         let text = render(&Metrics::default(), &process, Instant::now());
