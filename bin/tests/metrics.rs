@@ -533,3 +533,84 @@ fn a_taken_admin_port_is_a_start_error() {
     );
     drop(taken);
 }
+
+/// Batch cache budget per shard in the memory test: small, so that the
+/// cache fills and evicts within a few seconds of producing.
+const SMALL_CACHE_BYTES: u64 = 4 * 1024 * 1024;
+/// Records produced in the memory test: several times what the cache holds.
+const SMALL_BATCH_RECORDS: usize = 24_000;
+const SMALL_BATCH_PARTITIONS: i32 = 12;
+/// What the broker may allocate beyond its idle figure, as a multiple of
+/// the bytes its cache holds, plus a fixed allowance for indexes, producer
+/// state and connection buffers.
+const ALLOCATED_PER_CACHED_BYTE_MAX: f64 = 2.0;
+const ALLOCATED_ALLOWANCE_BYTES: f64 = 8.0 * 1024.0 * 1024.0;
+
+/// Many small produce requests: the memory the broker holds follows what
+/// its batch cache counts. (Each cached batch used to keep the connection's
+/// whole 64 KiB read block alive, so 4 MiB of small batches held hundreds
+/// of MiB.)
+#[test]
+fn small_produce_requests_hold_what_the_cache_counts() {
+    let port = free_ports(1)[0];
+    let admin = SocketAddr::from(([127, 0, 0, 1], port));
+    let cache = SMALL_CACHE_BYTES.to_string();
+    let broker = TestBroker::start_with(&[
+        "--admin-listen",
+        &admin.to_string(),
+        "--cache-bytes-per-shard",
+        &cache,
+    ]);
+    let topic = "small-batches";
+    broker.create_topic(topic, SMALL_BATCH_PARTITIONS);
+    let allocated = |scrape: &Scrape| value(scrape, "sluice_memory_allocated_bytes", &[]);
+    let mut idle = None;
+    wait_until("the allocator's figure", PUBLISH_TIMEOUT, || {
+        idle = allocated(&scrape(admin));
+        idle.is_some()
+    });
+    let idle = idle.unwrap_or_default();
+
+    let records: Vec<Record> = (0..SMALL_BATCH_RECORDS)
+        .map(|index| {
+            let partition = (index % SMALL_BATCH_PARTITIONS as usize) as i32;
+            Record::with_value(partition, common::indexed_value(index, 1024))
+        })
+        .collect();
+    produce_all(
+        &broker,
+        topic,
+        // One request in flight: each arrives on its own, as at a steady
+        // rate, rather than several in one socket read.
+        &[
+            ("linger.ms", "0"),
+            ("batch.num.messages", "1"),
+            ("max.in.flight.requests.per.connection", "1"),
+        ],
+        &records,
+    );
+
+    let after = scrape(admin);
+    let cached: f64 = after
+        .samples
+        .iter()
+        .filter(|sample| sample.metric == "sluice_batch_cache_bytes")
+        .filter_map(|sample| match sample.value {
+            Value::Gauge(bytes) => Some(bytes),
+            _ => None,
+        })
+        .sum();
+    let held = allocated(&after).unwrap_or_default() - idle;
+    eprintln!(
+        "cached {:.1} MiB, allocated {:.1} MiB beyond the idle {:.1} MiB",
+        cached / 1048576.0,
+        held / 1048576.0,
+        idle / 1048576.0
+    );
+    // The cache filled: the test measured what it means to measure.
+    assert!(cached >= SMALL_CACHE_BYTES as f64, "cached {cached}");
+    assert!(
+        held <= cached * ALLOCATED_PER_CACHED_BYTE_MAX + ALLOCATED_ALLOWANCE_BYTES,
+        "the broker holds {held} bytes for {cached} cached"
+    );
+}

@@ -39,6 +39,16 @@ pub const TLS_WRITE_GATHER_BYTES: usize = 16 * 1024;
 
 /// Bytes read from a socket per read call.
 pub const READ_CHUNK_BYTES: usize = 64 * 1024;
+/// A Produce frame smaller than this is copied out of the connection's read
+/// buffer into an allocation of its own. A frame split off the buffer keeps
+/// the buffer's whole block alive, and a produced batch lives on in the
+/// batch cache, which counts the batch's bytes, not the block's: with small
+/// produce requests (a few KiB each at 20,000 msg/s over 12 partitions)
+/// every cached batch pinned a 64 KiB block, and 512 MiB of cached batches
+/// held 16.8 GiB of allocations and 1.9 GiB resident. Copying a frame this
+/// small costs less than a microsecond; larger frames get a block sized for
+/// them (`FRAME_PRESIZE_BYTES_MAX`) and are not copied.
+pub const PRODUCE_FRAME_COPY_BYTES_MAX: usize = READ_CHUNK_BYTES / 2;
 /// A frame up to this size gets its whole buffer as soon as its length
 /// prefix is in: growing the buffer by doubling instead re-copied every
 /// large produce request about once more (measured: 2-3 % of broker CPU at

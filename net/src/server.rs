@@ -40,8 +40,8 @@ use crate::codec::{self, DecodeError, Request};
 use crate::config::SecurityProtocol;
 use crate::constants::{
     FRAME_PRESIZE_BYTES_MAX, FULL_ACCEPT_POLL_MS, IN_FLIGHT_REQUESTS_MAX, LOGGED_STRING_BYTES_MAX,
-    READ_CHUNK_BYTES, REQUEST_BYTES_MAX, SLOW_REQUEST_LOG_MS, TLS_HANDSHAKE_TIMEOUT_MS,
-    UNAUTHENTICATED_REQUEST_BYTES_MAX,
+    PRODUCE_FRAME_COPY_BYTES_MAX, READ_CHUNK_BYTES, REQUEST_BYTES_MAX, SLOW_REQUEST_LOG_MS,
+    TLS_HANDSHAKE_TIMEOUT_MS, UNAUTHENTICATED_REQUEST_BYTES_MAX,
 };
 use crate::handlers::{self, Session};
 use crate::request_quota;
@@ -54,6 +54,9 @@ use crate::wire::{receive_ready, write_frames, ResponseFrame};
 /// start of the next request. The rest of a request is taken straight from
 /// the socket (see `read_frame`).
 const WAIT_READ_BYTES: usize = 16 * 1024;
+
+/// Produce's API key, big-endian, as a frame starts with it.
+const PRODUCE_API_KEY: [u8; 2] = 0i16.to_be_bytes();
 
 /// Smallest request: api key, api version, correlation id.
 const REQUEST_HEADER_BYTES_MIN: usize = 8;
@@ -501,7 +504,14 @@ async fn read_frame(
             let frame_end = 4 + declared as usize;
             if buffer.len() >= frame_end {
                 buffer.advance(4);
-                return Ok(Some(buffer.split_to(declared as usize).freeze()));
+                let frame = buffer.split_to(declared as usize);
+                // The API key is the frame's first two bytes (the frame is
+                // at least `bounds.min` long, which covers them).
+                let produce = frame.get(..2) == Some(PRODUCE_API_KEY.as_slice());
+                if produce && frame.len() < PRODUCE_FRAME_COPY_BYTES_MAX {
+                    return Ok(Some(Bytes::copy_from_slice(&frame)));
+                }
+                return Ok(Some(frame.freeze()));
             }
             needed = Some(frame_end - buffer.len());
         }
