@@ -587,10 +587,12 @@ async fn run_shard(
             .and_then(|extra| config.extra_listeners.get(extra))
             .map(|extra| config.advertised_of(extra, socket.address));
         let context = std::rc::Rc::new(sluice_net::server::Listener {
+            index,
             name: socket.name.clone(),
             protocol: socket.protocol,
             advertised,
         });
+        broker.add_listener(std::rc::Rc::clone(&context));
         // SAFETY: fd is a listening socket created for this shard and owned by nobody else.
         let listener = unsafe { TcpListener::from_raw_fd(socket.fd) };
         accepts.push(glommio::spawn_local(sluice_net::server::accept_loop(
@@ -599,6 +601,7 @@ async fn run_shard(
             context,
         )));
     }
+    broker.metrics.shared().set_accepting(true);
     let background = glommio::executor().create_task_queue(
         glommio::Shares::Static(100),
         glommio::Latency::NotImportant,
@@ -632,6 +635,7 @@ async fn run_shard(
     config.metrics.set_ready(false);
     // Still serving while the leaderships move, so that requests in flight
     // are answered (NOT_LEADER_OR_FOLLOWER once a leadership has moved).
+    broker.metrics.shared().set_accepting(false);
     broker.controlled_shutdown().await;
     broker.shutting_down.set(true);
     // Wake the accept loops so they see the flag; no new connections.

@@ -614,3 +614,51 @@ fn small_produce_requests_hold_what_the_cache_counts() {
         "the broker holds {held} bytes for {cached} cached"
     );
 }
+
+/// Raw client connections opened in the spreading test: an odd number, so
+/// that an even spread over two shards is 5 and 4 (a hash spread gives
+/// that in under half of the tries).
+const SPREAD_CONNECTIONS: usize = 9;
+
+/// Connections are served by the shard with the fewest, whichever shard's
+/// socket the kernel gave them to; each is served, and each leaves its
+/// shard's count when it closes.
+#[test]
+fn connections_spread_evenly_over_the_shards() {
+    let (broker, admin) = start_with_admin_port();
+    let per_shard = |scrape: &Scrape| -> Vec<f64> {
+        (0..common::SHARDS)
+            .map(|shard| {
+                value(
+                    scrape,
+                    "sluice_connections",
+                    &[("shard", &shard.to_string())],
+                )
+                .unwrap_or(0.0)
+            })
+            .collect()
+    };
+    let mut clients = Vec::new();
+    for _ in 0..SPREAD_CONNECTIONS {
+        let mut client = WireClient::new(&broker);
+        let versions: ApiVersionsResponse =
+            client.call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default());
+        assert_eq!(versions.error_code, 0);
+        clients.push(client);
+    }
+    let counts = per_shard(&scrape(admin));
+    assert_eq!(counts.iter().sum::<f64>(), SPREAD_CONNECTIONS as f64, "{counts:?}");
+    let most = counts.iter().cloned().fold(f64::MIN, f64::max);
+    let fewest = counts.iter().cloned().fold(f64::MAX, f64::min);
+    assert!(most - fewest <= 1.0, "connections per shard: {counts:?}");
+    // Every connection, wherever it is served, still answers.
+    for client in &mut clients {
+        let versions: ApiVersionsResponse =
+            client.call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default());
+        assert_eq!(versions.error_code, 0);
+    }
+    drop(clients);
+    wait_until("every shard's count back to 0", PUBLISH_TIMEOUT, || {
+        per_shard(&scrape(admin)).iter().all(|count| *count == 0.0)
+    });
+}

@@ -449,6 +449,9 @@ pub enum ShardRequest {
     DirsFailing(Vec<usize>),
     /// What shard 0's member of the metadata quorum knows of it.
     QuorumStatus,
+    /// A client connection another shard accepted, for this shard to serve
+    /// (it has fewer connections); answered `Done` once it is served.
+    Adopt(crate::server::Adoption),
     Shutdown,
 }
 
@@ -545,6 +548,8 @@ pub struct Broker {
     ready: Cell<bool>,
     ready_signal: sluice_engine::notify::Signal,
     pub shutting_down: Cell<bool>,
+    /// This shard's client listeners, by index (see `server::Listener`).
+    listeners: RefCell<Vec<Rc<crate::server::Listener>>>,
     /// The coordinator of the groups whose offsets partitions this shard owns.
     pub groups: crate::groups::GroupCoordinator,
     /// The coordinator of the transactional ids whose state partitions this
@@ -675,6 +680,7 @@ impl Broker {
             ready: Cell::new(false),
             ready_signal: sluice_engine::notify::Signal::new(),
             shutting_down: Cell::new(false),
+            listeners: RefCell::default(),
             groups,
             txns,
             replication: replication::Replication::default(),
@@ -821,8 +827,26 @@ impl Broker {
         topic_config::log_config(&self.config.log, &topic.configs)
     }
 
+    /// Records one of this shard's client listeners, at its index.
+    pub fn add_listener(&self, listener: Rc<crate::server::Listener>) {
+        self.listeners.borrow_mut().push(listener);
+    }
+
+    /// This shard's client listener of `index`.
+    pub fn listener(&self, index: usize) -> Option<Rc<crate::server::Listener>> {
+        self.listeners
+            .borrow()
+            .iter()
+            .find(|listener| listener.index == index)
+            .cloned()
+    }
+
     async fn serve(self: Rc<Self>, request: ShardRequest) -> ShardResponse {
         match request {
+            ShardRequest::Adopt(adoption) => {
+                crate::server::adopt(self, adoption);
+                ShardResponse::Done
+            }
             ShardRequest::QuotaUsage { from, rates } => {
                 self.quota_sensors
                     .borrow_mut()

@@ -23,9 +23,9 @@
 use std::collections::BTreeMap;
 use std::io;
 use std::net::IpAddr;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd};
 use std::rc::Rc;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -49,6 +49,7 @@ use crate::sasl::session::Authenticate;
 use crate::sasl::{Authenticator, Mechanism, Principal};
 use crate::tls::{write_gathered, Stream};
 use crate::wire::{receive_ready, write_frames, ResponseFrame};
+use sluice_engine::ShardId;
 
 /// Bytes read through glommio when a connection's socket is empty: the
 /// start of the next request. The rest of a request is taken straight from
@@ -116,6 +117,7 @@ enum Refused {
 }
 
 /// A connection counted against the limits; dropping it gives its slot back.
+#[derive(Debug)]
 struct Admitted {
     ip: IpAddr,
 }
@@ -154,6 +156,10 @@ impl Drop for Admitted {
 /// One client listener as its connections see it.
 #[derive(Debug)]
 pub struct Listener {
+    /// Its place among the broker's listeners, the same on every shard: a
+    /// connection handed to another shard is served there by that shard's
+    /// listener of this index.
+    pub index: usize,
     /// Kafka's listener name (see `ExtraListener::name`).
     pub name: String,
     pub protocol: SecurityProtocol,
@@ -210,19 +216,18 @@ pub async fn accept_loop(broker: Rc<Broker>, listener: TcpListener, context: Rc<
                     continue;
                 };
                 let _ = stream.set_nodelay(true);
-                let broker = Rc::clone(&broker);
-                let context = Rc::clone(&context);
-                glommio::spawn_local(async move {
-                    let _admitted = admitted;
-                    let metrics = broker.metrics.shared_arc();
-                    metrics.connection(true);
-                    let peer = peer.map(|addr| addr.to_string()).unwrap_or_default();
-                    if let Err(reason) = serve_connection(broker, stream, context).await {
-                        tracing::info!(%peer, %reason, "connection closed");
-                    }
-                    metrics.connection(false);
-                })
-                .detach();
+                let (shard, counted) = place_connection(&broker);
+                if shard == broker.shard {
+                    spawn_connection(
+                        Rc::clone(&broker),
+                        stream,
+                        Rc::clone(&context),
+                        admitted,
+                        counted,
+                    );
+                } else {
+                    hand_over(&broker, shard, stream, context.index, admitted, counted);
+                }
             }
             Err(error) => {
                 tracing::warn!(%error, "accept failed");
@@ -230,6 +235,137 @@ pub async fn accept_loop(broker: Rc<Broker>, listener: TcpListener, context: Rc<
             }
         }
     }
+}
+
+/// A connection counted on the shard that serves it; dropping it takes it
+/// off that shard's count.
+struct Counted(Arc<crate::metrics::ShardMetrics>);
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.connection(false);
+    }
+}
+
+impl std::fmt::Debug for Counted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Counted").field(&self.0.shard).finish()
+    }
+}
+
+/// The shard to serve a connection just accepted: the one with the fewest
+/// connections, this one on a tie. The kernel spreads connections over the
+/// shards' sockets by a hash of their addresses, which for a handful of
+/// clients often puts all of them on one shard (all of a benchmark's six
+/// producer and consumer connections, in 2 runs of 5); Kafka's acceptor
+/// hands connections to its network threads in turn. The connection is
+/// counted there at once, so that connections accepted together spread.
+fn place_connection(broker: &Broker) -> (ShardId, Counted) {
+    let shards = broker.config.metrics.shards();
+    let own = broker.metrics.shared_arc();
+    let fewest = shards
+        .iter()
+        .filter(|shard| shard.accepting() && shard.connections() < own.connections())
+        .min_by_key(|shard| shard.connections())
+        .cloned()
+        .unwrap_or(own);
+    fewest.connection(true);
+    (fewest.shard, Counted(fewest))
+}
+
+/// Serves a connection on this shard until it closes.
+fn spawn_connection(
+    broker: Rc<Broker>,
+    stream: TcpStream,
+    context: Rc<Listener>,
+    admitted: Admitted,
+    counted: Counted,
+) {
+    glommio::spawn_local(async move {
+        let _held = (admitted, counted);
+        let peer = stream
+            .peer_addr()
+            .map(|addr| addr.to_string())
+            .unwrap_or_default();
+        if let Err(reason) = serve_connection(broker, stream, context).await {
+            tracing::info!(%peer, %reason, "connection closed");
+        }
+    })
+    .detach();
+}
+
+/// A connection on its way to the shard that serves it: the socket, which
+/// listener took it, and its places in the counts (given back if it is
+/// dropped on the way, e.g. at shutdown).
+#[derive(Debug)]
+pub struct Adoption {
+    socket: OwnedFd,
+    listener: usize,
+    admitted: Admitted,
+    counted: Counted,
+}
+
+/// Sends an accepted connection to `shard`. glommio's socket cannot leave
+/// its executor, so the other shard gets a duplicate of its descriptor and
+/// this one is closed.
+fn hand_over(
+    broker: &Rc<Broker>,
+    shard: ShardId,
+    stream: TcpStream,
+    listener: usize,
+    admitted: Admitted,
+    counted: Counted,
+) {
+    // SAFETY: duplicates the descriptor of a socket this function owns
+    // (close-on-exec, as the original); the OwnedFd below owns the copy.
+    let duplicate = unsafe { libc::fcntl(stream.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 0) };
+    drop(stream);
+    if duplicate < 0 {
+        tracing::warn!(error = %io::Error::last_os_error(), "a connection could not be handed to another shard");
+        return;
+    }
+    // SAFETY: `duplicate` is a fresh descriptor nothing else owns.
+    let socket = unsafe { OwnedFd::from_raw_fd(duplicate) };
+    let adoption = Adoption {
+        socket,
+        listener,
+        admitted,
+        counted,
+    };
+    let broker = Rc::clone(broker);
+    glommio::spawn_local(async move {
+        // Unanswered only when the mesh is closing; the adoption was
+        // dropped with it, which closed the socket.
+        let _ = broker
+            .mesh
+            .call(shard, crate::broker::ShardRequest::Adopt(adoption))
+            .await;
+    })
+    .detach();
+}
+
+/// Serves a connection another shard accepted and handed to this one.
+pub(crate) fn adopt(broker: Rc<Broker>, adoption: Adoption) {
+    if broker.shutting_down.get() {
+        return;
+    }
+    let Some(context) = broker.listener(adoption.listener) else {
+        tracing::warn!(
+            listener = adoption.listener,
+            "a handed-over connection for an unknown listener was closed"
+        );
+        return;
+    };
+    let Adoption {
+        socket,
+        admitted,
+        counted,
+        ..
+    } = adoption;
+    // SAFETY: the descriptor is a connected TCP socket whose ownership the
+    // OwnedFd passes on.
+    let stream = unsafe { TcpStream::from_raw_fd(socket.into_raw_fd()) };
+    spawn_connection(broker, stream, context, admitted, counted);
 }
 
 /// Why a connection ended (logged once).

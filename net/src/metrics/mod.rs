@@ -178,6 +178,9 @@ pub struct ShardMetrics {
     queue: QueueCounters,
     /// Client connections this shard serves now.
     connections: AtomicU64,
+    /// Its client listeners are up and it is not stopping: other shards
+    /// may hand it connections.
+    accepting: AtomicBool,
     snapshot: Mutex<Arc<ShardSnapshot>>,
 }
 
@@ -190,6 +193,7 @@ impl ShardMetrics {
                 .collect(),
             queue: QueueCounters::default(),
             connections: AtomicU64::new(0),
+            accepting: AtomicBool::new(false),
             snapshot: Mutex::default(),
         }
     }
@@ -231,13 +235,26 @@ impl ShardMetrics {
 
     /// A client connection began (`true`) or ended on this shard.
     pub fn connection(&self, opened: bool) {
-        let open = self.connections.load(Ordering::Relaxed);
-        let open = if opened {
-            open + 1
+        // Read-modify-write: a shard handing a connection over counts it on
+        // the shard that will serve it.
+        if opened {
+            self.connections.fetch_add(1, Ordering::Relaxed);
         } else {
-            open.saturating_sub(1)
-        };
-        self.connections.store(open, Ordering::Relaxed);
+            let _ = self
+                .connections
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |open| {
+                    Some(open.saturating_sub(1))
+                });
+        }
+    }
+
+    /// Whether other shards may hand this one connections (see `accepting`).
+    pub fn set_accepting(&self, accepting: bool) {
+        self.accepting.store(accepting, Ordering::Release);
+    }
+
+    pub fn accepting(&self) -> bool {
+        self.accepting.load(Ordering::Acquire)
     }
 
     /// Client connections this shard serves now.
