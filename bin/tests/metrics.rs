@@ -647,7 +647,11 @@ fn connections_spread_evenly_over_the_shards() {
         clients.push(client);
     }
     let counts = per_shard(&scrape(admin));
-    assert_eq!(counts.iter().sum::<f64>(), SPREAD_CONNECTIONS as f64, "{counts:?}");
+    assert_eq!(
+        counts.iter().sum::<f64>(),
+        SPREAD_CONNECTIONS as f64,
+        "{counts:?}"
+    );
     let most = counts.iter().cloned().fold(f64::MIN, f64::max);
     let fewest = counts.iter().cloned().fold(f64::MAX, f64::min);
     assert!(most - fewest <= 1.0, "connections per shard: {counts:?}");
