@@ -43,7 +43,7 @@ pub fn set_decay_ms(decay_ms: u64) -> Result<(), String> {
         };
         match write_option(&name, value) {
             // An arena not created yet: it starts from the default above.
-            Err(EFAULT) => {}
+            Err(libc::EFAULT) => {}
             Err(status) => return Err(format!("{} (error {status})", name.to_string_lossy())),
             Ok(()) => {}
         }
@@ -51,19 +51,17 @@ pub fn set_decay_ms(decay_ms: u64) -> Result<(), String> {
     Ok(())
 }
 
-/// What jemalloc answers for an arena index that has no arena yet.
-const EFAULT: libc::c_int = libc::EFAULT;
-
-fn write_option(name: &CStr, mut value: libc::ssize_t) -> Result<(), libc::c_int> {
-    // SAFETY: `name` is NUL-terminated, and the value is an ssize_t, the
-    // type jemalloc documents for the decay options; nothing is read back.
+/// Writes option `name`; `T` must be the type jemalloc documents for it.
+fn write_option<T>(name: &CStr, mut value: T) -> Result<(), libc::c_int> {
+    // SAFETY: `name` is NUL-terminated and the value has the size jemalloc
+    // is told it has; nothing is read back.
     let status = unsafe {
         tikv_jemalloc_sys::mallctl(
             name.as_ptr(),
             std::ptr::null_mut(),
             std::ptr::null_mut(),
-            (&mut value as *mut libc::ssize_t).cast(),
-            std::mem::size_of::<libc::ssize_t>(),
+            (&mut value as *mut T).cast(),
+            std::mem::size_of::<T>(),
         )
     };
     if status == 0 {
@@ -106,20 +104,7 @@ pub struct AllocatorFigures {
 /// The allocator's figures now (jemalloc refreshes them on an `epoch`
 /// write), or `None` if it refused.
 pub fn allocator_figures() -> Option<AllocatorFigures> {
-    let mut epoch: u64 = 1;
-    // SAFETY: writes a u64, the type of `epoch`; nothing is read back.
-    let status = unsafe {
-        tikv_jemalloc_sys::mallctl(
-            c"epoch".as_ptr(),
-            std::ptr::null_mut(),
-            std::ptr::null_mut(),
-            (&mut epoch as *mut u64).cast(),
-            std::mem::size_of::<u64>(),
-        )
-    };
-    if status != 0 {
-        return None;
-    }
+    write_option(c"epoch", 1u64).ok()?;
     let mut allocated: libc::size_t = 0;
     let mut resident: libc::size_t = 0;
     read_option(c"stats.allocated", &mut allocated).ok()?;
