@@ -11,9 +11,11 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use common::{free_ports, produce_all, read_all, wait_until, Record, TestBroker, WireClient};
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, ApiVersionsResponse, ProduceRequest, ProduceResponse, TopicName,
+    ApiKey, ApiVersionsRequest, ApiVersionsResponse, FetchRequest, FetchResponse, ProduceRequest,
+    ProduceResponse, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use prometheus_parse::{Scrape, Value};
@@ -664,5 +666,121 @@ fn connections_spread_evenly_over_the_shards() {
     drop(clients);
     wait_until("every shard's count back to 0", PUBLISH_TIMEOUT, || {
         per_shard(&scrape(admin)).iter().all(|count| *count == 0.0)
+    });
+}
+
+/// Fetch v12: topics by name, incremental sessions available.
+const SPREAD_FETCH_VERSION: i16 = 12;
+/// Connections opened for the fetch-spreading test: two per shard.
+const FETCH_SPREAD_CONNECTIONS: usize = 2 * common::SHARDS;
+
+/// Connections are placed when accepted, before anything says what they
+/// will carry; a consumer's carries every byte it fetches. Two connections
+/// that were accepted onto the same shard and then both fetch end on
+/// different shards: the second moves at its first Fetch, on the same
+/// socket, and every connection keeps answering. (Without the move both
+/// stay: the counts would be 2 and 0.)
+#[test]
+fn fetching_connections_spread_over_the_shards() {
+    let (broker, admin) = start_with_admin_port();
+    broker.create_topic(TOPIC, PARTITIONS);
+    let per_shard = |name: &str| -> Vec<f64> {
+        let scraped = scrape(admin);
+        (0..common::SHARDS)
+            .map(|shard| value(&scraped, name, &[("shard", &shard.to_string())]).unwrap_or(0.0))
+            .collect()
+    };
+    // Where each connection went, from the count that grew when it opened.
+    let mut placed: Vec<(usize, WireClient)> = Vec::new();
+    for _ in 0..FETCH_SPREAD_CONNECTIONS {
+        let before = per_shard("sluice_connections");
+        let mut client = WireClient::new(&broker);
+        let versions: ApiVersionsResponse =
+            client.call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default());
+        assert_eq!(versions.error_code, 0);
+        let mut shard = None;
+        wait_until("the new connection counted", PUBLISH_TIMEOUT, || {
+            let after = per_shard("sluice_connections");
+            shard = (0..common::SHARDS).find(|&index| after[index] > before[index]);
+            shard.is_some()
+        });
+        placed.push((shard.unwrap_or_default(), client));
+    }
+    let crowded = placed[0].0;
+    let mut same: Vec<WireClient> = Vec::new();
+    let mut others: Vec<WireClient> = Vec::new();
+    for (shard, client) in placed {
+        if shard == crowded && same.len() < 2 {
+            same.push(client);
+        } else {
+            others.push(client);
+        }
+    }
+    assert_eq!(
+        same.len(),
+        2,
+        "two connections accepted onto shard {crowded}"
+    );
+    let fetch = FetchRequest::default()
+        .with_replica_id((-1).into())
+        .with_max_wait_ms(0)
+        .with_min_bytes(1)
+        .with_max_bytes(1 << 20)
+        .with_session_epoch(-1)
+        .with_topics(vec![FetchTopic::default()
+            .with_topic(TopicName(StrBytes::from_static_str(TOPIC)))
+            .with_partitions(
+                (0..PARTITIONS)
+                    .map(|partition| {
+                        FetchPartition::default()
+                            .with_partition(partition)
+                            .with_fetch_offset(0)
+                            .with_partition_max_bytes(1 << 20)
+                    })
+                    .collect(),
+            )]);
+    for client in &mut same {
+        let response: FetchResponse = client.call(ApiKey::Fetch, SPREAD_FETCH_VERSION, &fetch);
+        assert_eq!(response.error_code, 0);
+        assert_eq!(response.responses.len(), 1);
+        for partition in &response.responses[0].partitions {
+            assert_eq!(
+                partition.error_code, 0,
+                "partition {}",
+                partition.partition_index
+            );
+        }
+    }
+    wait_until("one fetching connection per shard", PUBLISH_TIMEOUT, || {
+        per_shard("sluice_connections_fetching")
+            .iter()
+            .all(|count| *count == 1.0)
+    });
+    // Every connection still answers, the moved one on its new shard, and
+    // the connection counts followed it.
+    for client in same.iter_mut().chain(others.iter_mut()) {
+        let versions: ApiVersionsResponse =
+            client.call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default());
+        assert_eq!(versions.error_code, 0);
+    }
+    for client in &mut same {
+        let response: FetchResponse = client.call(ApiKey::Fetch, SPREAD_FETCH_VERSION, &fetch);
+        assert_eq!(response.error_code, 0);
+    }
+    let counts = per_shard("sluice_connections");
+    assert_eq!(
+        counts.iter().sum::<f64>(),
+        FETCH_SPREAD_CONNECTIONS as f64,
+        "{counts:?}"
+    );
+    drop(same);
+    drop(others);
+    wait_until("every shard's counts back to 0", PUBLISH_TIMEOUT, || {
+        per_shard("sluice_connections")
+            .iter()
+            .all(|count| *count == 0.0)
+            && per_shard("sluice_connections_fetching")
+                .iter()
+                .all(|count| *count == 0.0)
     });
 }

@@ -224,9 +224,17 @@ pub async fn accept_loop(broker: Rc<Broker>, listener: TcpListener, context: Rc<
                         Rc::clone(&context),
                         admitted,
                         counted,
+                        Carried::default(),
                     );
                 } else {
-                    hand_over(&broker, shard, stream, context.index, admitted, counted);
+                    let moved = Moved {
+                        listener: context.index,
+                        admitted,
+                        counted,
+                        carried: Carried::default(),
+                    };
+                    hand_over(&broker, shard, stream.as_raw_fd(), moved);
+                    drop(stream);
                 }
             }
             Err(error) => {
@@ -253,6 +261,48 @@ impl std::fmt::Debug for Counted {
     }
 }
 
+/// A connection counted among its shard's fetching ones; dropping it takes
+/// it off that count.
+struct Fetching(Arc<crate::metrics::ShardMetrics>);
+
+impl Drop for Fetching {
+    fn drop(&mut self) {
+        self.0.fetching(false);
+    }
+}
+
+impl std::fmt::Debug for Fetching {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Fetching").field(&self.0.shard).finish()
+    }
+}
+
+/// The shard to serve a connection that is about to fetch for the first
+/// time: another one when it has fewer fetching connections than this one
+/// (and `movable`), else this one; counted there at once.
+///
+/// Connections are placed when they are accepted, before anything says what
+/// they will carry, and a consumer's connection carries every byte it
+/// fetches: both of the 50-producer benchmark's consumers landed on one
+/// shard in 4 of 8 runs, that shard sent all 1.1 GB/s of responses beside
+/// its half of the produce work while the other shard had CPU to spare,
+/// and the consumers fell behind the cache at once (in all 4). Kafka's
+/// network threads take connections in turn and have the same blind spot;
+/// a shard that cannot share a connection's work can hand the connection
+/// over instead.
+fn place_fetcher(broker: &Broker, movable: bool) -> (ShardId, Fetching) {
+    let own = broker.metrics.shared_arc();
+    let shards = broker.config.metrics.shards();
+    let fewest = shards
+        .iter()
+        .filter(|shard| movable && shard.accepting() && shard.fetchers() < own.fetchers())
+        .min_by_key(|shard| shard.fetchers())
+        .cloned()
+        .unwrap_or(own);
+    fewest.fetching(true);
+    (fewest.shard, Fetching(fewest))
+}
+
 /// The shard to serve a connection just accepted: the one with the fewest
 /// connections, this one on a tie. The kernel spreads connections over the
 /// shards' sockets by a hash of their addresses, which for a handful of
@@ -273,65 +323,86 @@ fn place_connection(broker: &Broker) -> (ShardId, Counted) {
     (fewest.shard, Counted(fewest))
 }
 
-/// Serves a connection on this shard until it closes.
+/// Serves a connection on this shard until it closes, or until it moves to
+/// another shard at its first fetch (see `place_fetcher`).
 fn spawn_connection(
     broker: Rc<Broker>,
     stream: TcpStream,
     context: Rc<Listener>,
     admitted: Admitted,
     counted: Counted,
+    carried: Carried,
 ) {
     glommio::spawn_local(async move {
-        let _held = (admitted, counted);
         let peer = stream
             .peer_addr()
             .map(|addr| addr.to_string())
             .unwrap_or_default();
-        if let Err(reason) = serve_connection(broker, stream, context).await {
-            tracing::info!(%peer, %reason, "connection closed");
+        let listener = context.index;
+        match serve_connection(Rc::clone(&broker), stream, context, carried).await {
+            Ok(None) => {}
+            Ok(Some(leaving)) => {
+                // Counted where it goes, and no longer here.
+                leaving.to.connection(true);
+                let moved = Moved {
+                    listener,
+                    admitted,
+                    counted: Counted(Arc::clone(&leaving.to)),
+                    carried: leaving.carried,
+                };
+                drop(counted);
+                hand_over(&broker, leaving.to.shard, leaving.socket.as_raw_fd(), moved);
+            }
+            Err(reason) => tracing::info!(%peer, %reason, "connection closed"),
         }
     })
     .detach();
 }
 
-/// A connection on its way to the shard that serves it: the socket, which
-/// listener took it, and its places in the counts (given back if it is
-/// dropped on the way, e.g. at shutdown).
+/// What a connection takes along when it moves to another shard: the input
+/// read but not yet handled (beginning with the frame that made it move),
+/// and its place among the fetching connections, which also keeps it from
+/// moving again.
+#[derive(Debug, Default)]
+pub struct Carried {
+    input: BytesMut,
+    fetching: Option<Fetching>,
+}
+
+/// A connection on its way to the shard that serves it: which listener took
+/// it, its places in the counts (given back if it is dropped on the way,
+/// e.g. at shutdown) and what it carries.
+#[derive(Debug)]
+struct Moved {
+    listener: usize,
+    admitted: Admitted,
+    counted: Counted,
+    carried: Carried,
+}
+
+/// A connection that stopped being served here to move to `to`: a
+/// duplicate of its socket (this shard's copy closes with its stream).
+struct Leaving {
+    socket: OwnedFd,
+    to: Arc<crate::metrics::ShardMetrics>,
+    carried: Carried,
+}
+
+/// A connection handed to another shard: its socket and what goes with it.
 #[derive(Debug)]
 pub struct Adoption {
     socket: OwnedFd,
-    listener: usize,
-    admitted: Admitted,
-    counted: Counted,
+    moved: Moved,
 }
 
-/// Sends an accepted connection to `shard`. glommio's socket cannot leave
-/// its executor, so the other shard gets a duplicate of its descriptor and
-/// this one is closed.
-fn hand_over(
-    broker: &Rc<Broker>,
-    shard: ShardId,
-    stream: TcpStream,
-    listener: usize,
-    admitted: Admitted,
-    counted: Counted,
-) {
-    // SAFETY: duplicates the descriptor of a socket this function owns
-    // (close-on-exec, as the original); the OwnedFd below owns the copy.
-    let duplicate = unsafe { libc::fcntl(stream.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 0) };
-    drop(stream);
-    if duplicate < 0 {
-        tracing::warn!(error = %io::Error::last_os_error(), "a connection could not be handed to another shard");
+/// Sends a connection to `shard`. glommio's socket cannot leave its
+/// executor, so the other shard gets a close-on-exec duplicate of `fd` and
+/// the caller closes its own copy.
+fn hand_over(broker: &Rc<Broker>, shard: ShardId, fd: i32, moved: Moved) {
+    let Some(socket) = duplicate(fd) else {
         return;
-    }
-    // SAFETY: `duplicate` is a fresh descriptor nothing else owns.
-    let socket = unsafe { OwnedFd::from_raw_fd(duplicate) };
-    let adoption = Adoption {
-        socket,
-        listener,
-        admitted,
-        counted,
     };
+    let adoption = Adoption { socket, moved };
     let broker = Rc::clone(broker);
     glommio::spawn_local(async move {
         // Unanswered only when the mesh is closing; the adoption was
@@ -344,28 +415,44 @@ fn hand_over(
     .detach();
 }
 
-/// Serves a connection another shard accepted and handed to this one.
+/// A close-on-exec duplicate of a socket's descriptor, `None` (logged) if
+/// the process is out of descriptors: the connection then closes.
+fn duplicate(fd: i32) -> Option<OwnedFd> {
+    // SAFETY: duplicates a descriptor the caller holds open; the OwnedFd
+    // below owns the copy.
+    let copy = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) };
+    if copy < 0 {
+        tracing::warn!(error = %io::Error::last_os_error(), "a connection could not be handed to another shard");
+        return None;
+    }
+    // SAFETY: `copy` is a fresh descriptor nothing else owns.
+    Some(unsafe { OwnedFd::from_raw_fd(copy) })
+}
+
+/// Serves a connection another shard handed over.
 pub(crate) fn adopt(broker: Rc<Broker>, adoption: Adoption) {
     if broker.shutting_down.get() {
         return;
     }
-    let Some(context) = broker.listener(adoption.listener) else {
+    let Adoption { socket, moved } = adoption;
+    let Some(context) = broker.listener(moved.listener) else {
         tracing::warn!(
-            listener = adoption.listener,
+            listener = moved.listener,
             "a handed-over connection for an unknown listener was closed"
         );
         return;
     };
-    let Adoption {
-        socket,
-        admitted,
-        counted,
-        ..
-    } = adoption;
     // SAFETY: the descriptor is a connected TCP socket whose ownership the
     // OwnedFd passes on.
     let stream = unsafe { TcpStream::from_raw_fd(socket.into_raw_fd()) };
-    spawn_connection(broker, stream, context, admitted, counted);
+    spawn_connection(
+        broker,
+        stream,
+        context,
+        moved.admitted,
+        moved.counted,
+        moved.carried,
+    );
 }
 
 /// Why a connection ended (logged once).
@@ -461,7 +548,8 @@ async fn serve_connection(
     broker: Rc<Broker>,
     stream: TcpStream,
     listener: Rc<Listener>,
-) -> Result<(), String> {
+    carried: Carried,
+) -> Result<Option<Leaving>, String> {
     let socket_fd = stream.as_raw_fd();
     // ACLs name hosts by address; a peer whose address cannot be read
     // matches only ACLs for every host.
@@ -491,7 +579,11 @@ async fn serve_connection(
     let (sender, receiver) = local_channel::new_bounded::<Pending>(IN_FLIGHT_REQUESTS_MAX);
     let writer_task = glommio::spawn_local(write_loop(writer, socket_fd, fd, receiver));
     let idle = Duration::from_millis(broker.config.connections_max_idle_ms.max(1));
-    let mut buffer = BytesMut::with_capacity(READ_CHUNK_BYTES);
+    let Carried {
+        input: mut buffer,
+        mut fetching,
+    } = carried;
+    buffer.reserve(READ_CHUNK_BYTES);
     let mut wait_buffer = vec![0u8; WAIT_READ_BYTES];
     // On a SASL listener the connection authenticates first; the principal
     // it then holds goes with each of its requests.
@@ -500,7 +592,10 @@ async fn serve_connection(
     // during a re-authentication the principal and mechanism it must keep.
     let mut session_expires: Option<Instant> = None;
     let mut reauthenticating: Option<(Principal, Mechanism)> = None;
-    let outcome: Result<(), Closed> = async {
+    // A connection moves at most once, and only while nothing but its socket
+    // holds its state: plaintext, without SASL.
+    let movable = fd.is_some() && authenticator.is_none() && fetching.is_none();
+    let outcome: Result<Option<(Bytes, Arc<crate::metrics::ShardMetrics>)>, Closed> = async {
         loop {
             let pending = authenticator
                 .as_ref()
@@ -513,7 +608,7 @@ async fn serve_connection(
             let Some(frame) =
                 read_frame(&mut reader, &mut buffer, &mut wait_buffer, fd, idle, bounds).await?
             else {
-                return Ok(());
+                return Ok(None);
             };
             // A throttled connection (KIP-219) handles nothing more until
             // its throttle time is over; what the client sends meanwhile
@@ -553,13 +648,22 @@ async fn serve_connection(
                                 .to_string(),
                         ));
                     }
+                    if fetching.is_none() && api_key_of(&frame) == Some(ApiKey::Fetch as i16) {
+                        let (shard, counted) = place_fetcher(&broker, movable);
+                        if shard != broker.shard {
+                            let to = Arc::clone(&counted.0);
+                            fetching = Some(counted);
+                            return Ok(Some((frame, to)));
+                        }
+                        fetching = Some(counted);
+                    }
                     (handle_frame(&broker, &session, frame)?, None)
                 }
             };
             if let Some(task) = task {
                 if sender.send(task).await.is_err() {
                     // The writer stopped: the peer is gone.
-                    return Ok(());
+                    return Ok(None);
                 }
             }
             if let Some(reason) = closing {
@@ -571,12 +675,39 @@ async fn serve_connection(
     }
     .await;
     drop(sender);
+    // Every answer to what came before goes out first, from here.
     let written = writer_task.await;
     match (outcome, written) {
         (Err(closed), _) => Err(closed.to_string()),
-        (Ok(()), Err(error)) => Err(format!("write: {error}")),
-        _ => Ok(()),
+        (Ok(_), Err(error)) => Err(format!("write: {error}")),
+        (Ok(None), Ok(())) => Ok(None),
+        (Ok(Some((frame, to))), Ok(())) => {
+            let Some(socket) = duplicate(socket_fd) else {
+                return Err("out of file descriptors while moving".to_string());
+            };
+            // The frame goes back in front of what was read after it, as
+            // it came off the wire.
+            let mut input =
+                BytesMut::with_capacity(FRAME_LENGTH_BYTES + frame.len() + buffer.len());
+            input.extend_from_slice(&(frame.len() as u32).to_be_bytes());
+            input.extend_from_slice(&frame);
+            input.extend_from_slice(&buffer);
+            drop(reader);
+            Ok(Some(Leaving {
+                socket,
+                to,
+                carried: Carried { input, fetching },
+            }))
+        }
     }
+}
+
+/// Bytes of a frame's length prefix.
+const FRAME_LENGTH_BYTES: usize = 4;
+
+/// The API key a request frame begins with, if it is long enough to say.
+fn api_key_of(frame: &Bytes) -> Option<i16> {
+    (frame.len() >= 2).then(|| i16::from_be_bytes([frame[0], frame[1]]))
 }
 
 /// Sends the responses in request order. `socket_fd` is the connection's

@@ -231,6 +231,18 @@ fn write_request_queue(out: &mut Writer, shards: &[std::sync::Arc<super::ShardMe
         );
     }
     out.family(
+        "sluice_connections_fetching",
+        "gauge",
+        "Client connections that have fetched (consumers, followers), by the shard that serves them.",
+    );
+    for shard in shards {
+        out.sample(
+            "sluice_connections_fetching",
+            &[("shard", &shard.shard.0.to_string())],
+            shard.fetchers(),
+        );
+    }
+    out.family(
         "sluice_request_queue_seconds_max",
         "gauge",
         "The longest a request of the shard waited for its handler's first run since the broker started.",

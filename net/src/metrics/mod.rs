@@ -178,6 +178,9 @@ pub struct ShardMetrics {
     queue: QueueCounters,
     /// Client connections this shard serves now.
     connections: AtomicU64,
+    /// Of those, the ones that have fetched (consumers, followers): they
+    /// carry the response bytes, so they are spread on their own.
+    fetching: AtomicU64,
     /// Its client listeners are up and it is not stopping: other shards
     /// may hand it connections.
     accepting: AtomicBool,
@@ -193,6 +196,7 @@ impl ShardMetrics {
                 .collect(),
             queue: QueueCounters::default(),
             connections: AtomicU64::new(0),
+            fetching: AtomicU64::new(0),
             accepting: AtomicBool::new(false),
             snapshot: Mutex::default(),
         }
@@ -237,15 +241,18 @@ impl ShardMetrics {
     pub fn connection(&self, opened: bool) {
         // Read-modify-write: a shard handing a connection over counts it on
         // the shard that will serve it.
-        if opened {
-            self.connections.fetch_add(1, Ordering::Relaxed);
-        } else {
-            let _ = self
-                .connections
-                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |open| {
-                    Some(open.saturating_sub(1))
-                });
-        }
+        step(&self.connections, opened);
+    }
+
+    /// A connection on this shard began fetching (`true`), or a fetching
+    /// one ended or left.
+    pub fn fetching(&self, began: bool) {
+        step(&self.fetching, began);
+    }
+
+    /// Connections on this shard that have fetched.
+    pub fn fetchers(&self) -> u64 {
+        self.fetching.load(Ordering::Relaxed)
     }
 
     /// Whether other shards may hand this one connections (see `accepting`).
@@ -497,6 +504,17 @@ impl ShardRecorder {
         figures.file_write_bytes += write_bytes;
         self.executor.set(figures);
         figures
+    }
+}
+
+/// Counts one up or down; down never wraps below zero.
+fn step(count: &AtomicU64, up: bool) {
+    if up {
+        count.fetch_add(1, Ordering::Relaxed);
+    } else {
+        let _ = count.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |open| {
+            Some(open.saturating_sub(1))
+        });
     }
 }
 
