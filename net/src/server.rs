@@ -233,8 +233,11 @@ pub async fn accept_loop(broker: Rc<Broker>, listener: TcpListener, context: Rc<
                         counted,
                         carried: Carried::default(),
                     };
-                    hand_over(&broker, shard, stream.as_raw_fd(), moved);
+                    let socket = duplicate(stream.as_raw_fd());
                     drop(stream);
+                    if let Some(socket) = socket {
+                        hand_over(&broker, shard, socket, moved);
+                    }
                 }
             }
             Err(error) => {
@@ -351,7 +354,7 @@ fn spawn_connection(
                     carried: leaving.carried,
                 };
                 drop(counted);
-                hand_over(&broker, leaving.to.shard, leaving.socket.as_raw_fd(), moved);
+                hand_over(&broker, leaving.to.shard, leaving.socket, moved);
             }
             Err(reason) => tracing::info!(%peer, %reason, "connection closed"),
         }
@@ -396,12 +399,9 @@ pub struct Adoption {
 }
 
 /// Sends a connection to `shard`. glommio's socket cannot leave its
-/// executor, so the other shard gets a close-on-exec duplicate of `fd` and
-/// the caller closes its own copy.
-fn hand_over(broker: &Rc<Broker>, shard: ShardId, fd: i32, moved: Moved) {
-    let Some(socket) = duplicate(fd) else {
-        return;
-    };
+/// executor, so the other shard gets `socket`, a close-on-exec duplicate
+/// (`duplicate`), and the caller closes its own copy.
+fn hand_over(broker: &Rc<Broker>, shard: ShardId, socket: OwnedFd, moved: Moved) {
     let adoption = Adoption { socket, moved };
     let broker = Rc::clone(broker);
     glommio::spawn_local(async move {
@@ -760,7 +760,7 @@ async fn read_frame(
 ) -> Result<Option<Bytes>, Closed> {
     loop {
         let mut needed = None;
-        if buffer.len() >= 4 {
+        if buffer.len() >= FRAME_LENGTH_BYTES {
             let declared = i32::from_be_bytes([buffer[0], buffer[1], buffer[2], buffer[3]]);
             if declared < bounds.min as i32 || declared as usize > bounds.max {
                 return Err(Closed::Malformed(format!(
@@ -768,9 +768,9 @@ async fn read_frame(
                     bounds.min, bounds.max
                 )));
             }
-            let frame_end = 4 + declared as usize;
+            let frame_end = FRAME_LENGTH_BYTES + declared as usize;
             if buffer.len() >= frame_end {
-                buffer.advance(4);
+                buffer.advance(FRAME_LENGTH_BYTES);
                 let frame = buffer.split_to(declared as usize);
                 // The API key is the frame's first two bytes (the frame is
                 // at least `bounds.min` long, which covers them).
@@ -926,7 +926,7 @@ fn starts_reauthentication(broker: &Broker, authenticator: &Authenticator, frame
     broker.config.sasl.reauth_ms > 0
         && authenticator.is_authenticated()
         && frame.len() >= REQUEST_HEADER_BYTES_MIN
-        && i16::from_be_bytes([frame[0], frame[1]]) == ApiKey::SaslHandshake as i16
+        && api_key_of(frame) == Some(ApiKey::SaslHandshake as i16)
         && i16::from_be_bytes([frame[2], frame[3]]) >= HANDSHAKE_VERSION_MIN
 }
 
