@@ -286,10 +286,11 @@ impl std::fmt::Debug for Fetching {
 ///
 /// Connections are placed when they are accepted, before anything says what
 /// they will carry, and a consumer's connection carries every byte it
-/// fetches: both of the 50-producer benchmark's consumers landed on one
-/// shard in 4 of 8 runs, that shard sent all 1.1 GB/s of responses beside
-/// its half of the produce work while the other shard had CPU to spare,
-/// and the consumers fell behind the cache at once (in all 4). Kafka's
+/// fetches: in the 50-producer benchmark, every run whose consumers fell
+/// behind the cache had both consumer connections on one shard (3 of 5
+/// runs whose placement was recorded; the 2 that kept up had one on each).
+/// That shard sent all 1.1 GB/s of responses beside its half of the
+/// produce work while the other shard had CPU to spare. Kafka's
 /// network threads take connections in turn and have the same blind spot;
 /// a shard that cannot share a connection's work can hand the connection
 /// over instead.
