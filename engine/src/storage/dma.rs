@@ -12,7 +12,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use glommio::io::{DmaBuffer, DmaFile, OpenOptions};
 
-use super::{Storage, StorageFile};
+use super::{shard_read, Storage, StorageFile};
 use crate::constants::{DELETIONS_QUEUED_MAX, IO_ALIGNMENT};
 
 /// How often a stopping shard looks whether the deletion thread is done.
@@ -367,6 +367,9 @@ impl StorageFile for DmaStorageFile {
     }
 
     async fn write_at(&self, buffer: DmaBuffer, pos: u64) -> io::Result<()> {
+        // A shard that writes but no longer reads still frees the read
+        // buffers other shards let go of.
+        shard_read::free_returned();
         let len = buffer.len();
         let written = self
             .file
@@ -383,10 +386,9 @@ impl StorageFile for DmaStorageFile {
     }
 
     async fn read_at(&self, pos: u64, len: usize) -> io::Result<Bytes> {
+        shard_read::free_returned();
         let result = self.file.read_at(pos, len).await.map_err(glommio_error)?;
-        // The read buffer belongs to this shard's reactor and is not `Send`;
-        // one copy turns it into bytes any shard can hold (cold reads only).
-        Ok(Bytes::copy_from_slice(&result))
+        Ok(shard_read::share(result))
     }
 
     async fn sync(&self) -> io::Result<()> {

@@ -8,6 +8,7 @@
 
 mod dma;
 mod mem;
+mod shard_read;
 
 use std::io;
 use std::path::Path;
