@@ -32,6 +32,7 @@ else
         perf/workloads/1-topic-100-partitions-1kb-4-producers-200mbps.toml
         perf/workloads/1-topic-100-partitions-1kb-4-producers-acks-all-fsync.toml
         perf/workloads/1-topic-100-partitions-1kb-consume-backlog.toml
+        perf/workloads/1-topic-100-partitions-1kb-consume-backlog-disk.toml
         perf/workloads/10k-partitions.toml
     )
 fi
