@@ -79,36 +79,53 @@ fn check_io_uring() -> Result<(), String> {
     Ok(())
 }
 
-/// Raises RLIMIT_MEMLOCK so glommio can register its buffers; where that is
-/// not allowed, says once what it costs and how to fix it.
-fn raise_memlock() {
+/// Raises the soft limit of `resource` toward `wanted`, as far as the hard
+/// limit allows; with `hard_too`, first both limits to `wanted`, which
+/// only a process allowed to raise hard limits (root) may do. Returns the
+/// soft limit in force afterwards, `None` if it cannot be read.
+fn raise_limit(resource: libc::__rlimit_resource_t, wanted: u64, hard_too: bool) -> Option<u64> {
     let mut limit = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
     };
     // SAFETY: getrlimit/setrlimit write/read a plain struct.
     unsafe {
-        if libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut limit) != 0 {
-            return;
+        if libc::getrlimit(resource, &mut limit) != 0 {
+            return None;
         }
-        if limit.rlim_cur >= MEMLOCK_WANTED_BYTES {
-            return;
+        if limit.rlim_cur >= wanted {
+            return Some(limit.rlim_cur);
         }
-        let wanted = libc::rlimit {
-            rlim_cur: MEMLOCK_WANTED_BYTES.min(limit.rlim_max),
+        let both = libc::rlimit {
+            rlim_cur: wanted,
+            rlim_max: limit.rlim_max.max(wanted),
+        };
+        let soft = libc::rlimit {
+            rlim_cur: limit.rlim_max.min(wanted),
             rlim_max: limit.rlim_max,
         };
-        if wanted.rlim_cur > limit.rlim_cur && libc::setrlimit(libc::RLIMIT_MEMLOCK, &wanted) == 0 {
-            limit = wanted;
+        if hard_too && libc::setrlimit(resource, &both) == 0 {
+            limit = both;
+        } else if soft.rlim_cur > limit.rlim_cur && libc::setrlimit(resource, &soft) == 0 {
+            limit = soft;
         }
     }
-    if limit.rlim_cur < MEMLOCK_WANTED_BYTES {
+    Some(limit.rlim_cur)
+}
+
+/// Raises RLIMIT_MEMLOCK so glommio can register its buffers; where that is
+/// not allowed, says once what it costs and how to fix it.
+fn raise_memlock() {
+    let Some(memlock) = raise_limit(libc::RLIMIT_MEMLOCK, MEMLOCK_WANTED_BYTES, false) else {
+        return;
+    };
+    if memlock < MEMLOCK_WANTED_BYTES {
         tracing::warn!(
-            memlock_bytes = limit.rlim_cur,
+            memlock_bytes = memlock,
             "RLIMIT_MEMLOCK is {} KiB: io_uring registered buffers are unavailable, so I/O uses \
              unregistered buffers (slightly more CPU per I/O). To fix: `ulimit -l unlimited` or \
              LimitMEMLOCK=infinity in the systemd unit",
-            limit.rlim_cur / 1024
+            memlock / 1024
         );
     }
 }
@@ -118,40 +135,15 @@ fn raise_memlock() {
 /// that cannot open its segment refuses writes with a storage error, so a
 /// low limit is said once at start, with the fix.
 fn raise_nofile() {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
+    let Some(open_files) = raise_limit(libc::RLIMIT_NOFILE, NOFILE_WANTED, true) else {
+        return;
     };
-    // SAFETY: getrlimit/setrlimit write/read a plain struct.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
-            return;
-        }
-        if limit.rlim_cur < NOFILE_WANTED {
-            let both = libc::rlimit {
-                rlim_cur: NOFILE_WANTED,
-                rlim_max: limit.rlim_max.max(NOFILE_WANTED),
-            };
-            let soft = libc::rlimit {
-                rlim_cur: limit.rlim_max.min(NOFILE_WANTED),
-                rlim_max: limit.rlim_max,
-            };
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &both) == 0 {
-                limit = both;
-            } else if soft.rlim_cur > limit.rlim_cur
-                && libc::setrlimit(libc::RLIMIT_NOFILE, &soft) == 0
-            {
-                limit = soft;
-            }
-        }
-    }
-    if limit.rlim_cur < NOFILE_WARN_BELOW {
+    if open_files < NOFILE_WARN_BELOW {
         tracing::warn!(
-            open_files_max = limit.rlim_cur,
-            "RLIMIT_NOFILE is {}: each partition holds a file open, and a partition that cannot \
-             open its segment refuses writes. To fix: `ulimit -n {NOFILE_WANTED}` or \
-             LimitNOFILE={NOFILE_WANTED} in the systemd unit",
-            limit.rlim_cur
+            open_files_max = open_files,
+            "RLIMIT_NOFILE is {open_files}: each partition holds a file open, and a partition \
+             that cannot open its segment refuses writes. To fix: `ulimit -n {NOFILE_WANTED}` or \
+             LimitNOFILE={NOFILE_WANTED} in the systemd unit"
         );
     }
 }

@@ -26,10 +26,10 @@ use sluice_engine::{
 
 use crate::config::BrokerConfig;
 use crate::constants::{
-    COORDINATOR_ROOM_WAIT_MS, DURABLE_WAITS_TOGETHER_MAX, FETCH_READS_CONCURRENT_MAX,
-    LEADER_EPOCH_WRITES_IN_FLIGHT, LOG_CLOSE_CONCURRENCY_MAX, LOG_OPENS_IN_FLIGHT,
-    PRODUCE_WAIT_MS_DEFAULT, SLOW_REQUEST_LOG_MS, TXN_ADD_RETRY_BACKOFF_MS_MAX,
-    TXN_ADD_RETRY_BACKOFF_MS_MIN, TXN_ADD_RETRY_TOTAL_MS_MAX, TXN_MARKER_ACK_TIMEOUT,
+    COORDINATOR_ROOM_WAIT_MS, FETCH_READS_CONCURRENT_MAX, LEADER_EPOCH_WRITES_IN_FLIGHT,
+    LOG_CLOSE_CONCURRENCY_MAX, LOG_OPENS_IN_FLIGHT, PRODUCE_WAIT_MS_DEFAULT, SLOW_REQUEST_LOG_MS,
+    TXN_ADD_RETRY_BACKOFF_MS_MAX, TXN_ADD_RETRY_BACKOFF_MS_MIN, TXN_ADD_RETRY_TOTAL_MS_MAX,
+    TXN_MARKER_ACK_TIMEOUT,
 };
 use crate::errors::{append_error_code, batch_error_code, code, read_error_code};
 use crate::topic_config;
@@ -1289,9 +1289,10 @@ impl Broker {
         timeout_ms: i32,
     ) -> Vec<ProduceOutcome> {
         let mut outcomes = Vec::with_capacity(entries.len());
-        // acks=all: (outcome index, partition, log, end offset) of each
-        // append, answered once durable here and held by the whole ISR.
-        let mut durable_waits: Vec<(usize, PartitionKey, Rc<Log>, i64)> = Vec::new();
+        // acks=all: each append and the index of its outcome, answered once
+        // durable here and held by the whole ISR.
+        let mut durable_waits: Vec<DurableWrite> = Vec::new();
+        let mut waiting_outcomes: Vec<usize> = Vec::new();
         // Waits before the append (for earlier requests, for room) end at
         // the request's timeout: every request is answered, at worst with
         // REQUEST_TIMED_OUT. A client that sends no timeout gets Kafka's
@@ -1472,12 +1473,12 @@ impl Broker {
                     outcome.log_append_time = appended.log_append_time;
                     outcome.log_start_offset = log.offsets().log_start;
                     if acks == -1 {
-                        durable_waits.push((
-                            outcomes.len(),
-                            (entry.topic.clone(), entry.partition),
-                            Rc::clone(&log),
-                            appended.last_offset.0 + 1,
-                        ));
+                        waiting_outcomes.push(outcomes.len());
+                        durable_waits.push(DurableWrite {
+                            key: (entry.topic.clone(), entry.partition),
+                            log: Rc::clone(&log),
+                            end: appended.last_offset.0 + 1,
+                        });
                     }
                 }
                 Err(error) => {
@@ -1495,17 +1496,11 @@ impl Broker {
         }
         if !durable_waits.is_empty() {
             let deadline = Instant::now() + Duration::from_millis(timeout_ms.max(0) as u64);
-            for together in durable_waits.chunks(DURABLE_WAITS_TOGETHER_MAX) {
-                let waits = together
-                    .iter()
-                    .map(|(_, key, log, end)| self.wait_acknowledged(key, log, *end, deadline))
-                    .collect();
-                let acknowledged = futures_lite_join_all(waits).await;
-                for ((index, ..), acknowledged) in together.iter().zip(acknowledged) {
-                    if let Err(error) = acknowledged {
-                        outcomes[*index].error_code = error.code();
-                        outcomes[*index].error_message = Some(error.to_string());
-                    }
+            let acknowledged = self.wait_all_acknowledged(&durable_waits, deadline).await;
+            for (index, acknowledged) in waiting_outcomes.into_iter().zip(acknowledged) {
+                if let Err(error) = acknowledged {
+                    outcomes[index].error_code = error.code();
+                    outcomes[index].error_message = Some(error.to_string());
                 }
             }
         }
@@ -1629,7 +1624,9 @@ impl Broker {
     /// [`Broker::write_marker`].
     pub async fn write_markers_local(&self, markers: Vec<MarkerEntry>) -> Vec<i16> {
         let mut codes = Vec::with_capacity(markers.len());
-        let mut durable_waits: Vec<(usize, PartitionKey, Rc<Log>, i64, TxnMarker)> = Vec::new();
+        // Each marker written, with the index of its code and the marker.
+        let mut durable_waits: Vec<DurableWrite> = Vec::new();
+        let mut written: Vec<(usize, TxnMarker)> = Vec::new();
         for (topic, partition, marker) in markers {
             let Some(log) = self.log(&topic, partition) else {
                 codes.push(self.missing_partition_code(&topic, partition));
@@ -1641,7 +1638,12 @@ impl Broker {
             match log.append_marker(marker) {
                 Ok(appended) => {
                     let end = appended.last_offset.0 + 1;
-                    durable_waits.push((codes.len(), (topic, partition), log, end, marker));
+                    written.push((codes.len(), marker));
+                    durable_waits.push(DurableWrite {
+                        key: (topic, partition),
+                        log,
+                        end,
+                    });
                     codes.push(code::NONE);
                 }
                 Err(error) => {
@@ -1651,22 +1653,19 @@ impl Broker {
             }
         }
         let deadline = Instant::now() + TXN_MARKER_ACK_TIMEOUT;
-        for together in durable_waits.chunks(DURABLE_WAITS_TOGETHER_MAX) {
-            let waits = together
-                .iter()
-                .map(|(_, key, log, end, _)| self.wait_acknowledged(key, log, *end, deadline))
-                .collect();
-            let acknowledged = futures_lite_join_all(waits).await;
-            for ((index, key, _, _, marker), acknowledged) in together.iter().zip(acknowledged) {
-                if let Err(error) = acknowledged {
-                    tracing::warn!(%error, topic = %key.0, partition = key.1, "transaction marker not acknowledged");
-                    codes[*index] = error.code();
-                } else if key.0 == crate::groups::OFFSETS_TOPIC {
-                    // Offsets committed in the transaction become visible
-                    // (commit) or are dropped, on this shard's coordinator.
-                    self.groups
-                        .txn_marker(key.1, marker.producer_id, marker.commit);
-                }
+        let acknowledged = self.wait_all_acknowledged(&durable_waits, deadline).await;
+        for ((write, (index, marker)), acknowledged) in
+            durable_waits.iter().zip(written).zip(acknowledged)
+        {
+            let key = &write.key;
+            if let Err(error) = acknowledged {
+                tracing::warn!(%error, topic = %key.0, partition = key.1, "transaction marker not acknowledged");
+                codes[index] = error.code();
+            } else if key.0 == crate::groups::OFFSETS_TOPIC {
+                // Offsets committed in the transaction become visible
+                // (commit) or are dropped, on this shard's coordinator.
+                self.groups
+                    .txn_marker(key.1, marker.producer_id, marker.commit);
             }
         }
         codes
@@ -2174,7 +2173,7 @@ mod reassignment;
 mod registration;
 mod replication;
 mod storage_health;
-pub(crate) use replication::AckError;
+pub(crate) use replication::{AckError, DurableWrite};
 #[cfg(test)]
 mod txn_tests;
 

@@ -44,6 +44,7 @@ use crate::constants::{
     TLS_HANDSHAKE_TIMEOUT_MS, UNAUTHENTICATED_REQUEST_BYTES_MAX,
 };
 use crate::handlers::{self, Session};
+use crate::metrics::Tally;
 use crate::request_quota;
 use crate::sasl::session::Authenticate;
 use crate::sasl::{Authenticator, Mechanism, Principal};
@@ -216,7 +217,8 @@ pub async fn accept_loop(broker: Rc<Broker>, listener: TcpListener, context: Rc<
                     continue;
                 };
                 let _ = stream.set_nodelay(true);
-                let (shard, counted) = place_connection(&broker);
+                let counted = place_connection(&broker);
+                let shard = counted.shard.shard;
                 if shard == broker.shard {
                     spawn_connection(
                         Rc::clone(&broker),
@@ -248,41 +250,54 @@ pub async fn accept_loop(broker: Rc<Broker>, listener: TcpListener, context: Rc<
     }
 }
 
-/// A connection counted on the shard that serves it; dropping it takes it
-/// off that shard's count.
-struct Counted(Arc<crate::metrics::ShardMetrics>);
+/// A connection's place in one of the tallies of the shard that serves it;
+/// dropping it takes the connection off that count.
+struct Place {
+    shard: Arc<crate::metrics::ShardMetrics>,
+    tally: Tally,
+}
 
-impl Drop for Counted {
+impl Place {
+    fn new(shard: Arc<crate::metrics::ShardMetrics>, tally: Tally) -> Place {
+        shard.count(tally, true);
+        Place { shard, tally }
+    }
+}
+
+impl Drop for Place {
     fn drop(&mut self) {
-        self.0.connection(false);
+        self.shard.count(self.tally, false);
     }
 }
 
-impl std::fmt::Debug for Counted {
+impl std::fmt::Debug for Place {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_tuple("Counted").field(&self.0.shard).finish()
+        f.debug_struct("Place")
+            .field("shard", &self.shard.shard)
+            .field("tally", &self.tally)
+            .finish()
     }
 }
 
-/// A connection counted among its shard's fetching ones; dropping it takes
-/// it off that count.
-struct Fetching(Arc<crate::metrics::ShardMetrics>);
-
-impl Drop for Fetching {
-    fn drop(&mut self) {
-        self.0.fetching(false);
-    }
-}
-
-impl std::fmt::Debug for Fetching {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_tuple("Fetching").field(&self.0.shard).finish()
-    }
+/// The shard with the fewest connections in `tally`: another one when it
+/// has fewer than this one (and may take connections), else this one;
+/// counted there at once, so that connections placed together spread.
+fn place(broker: &Broker, tally: Tally, movable: bool) -> Place {
+    let own = broker.metrics.shared_arc();
+    let fewest = broker
+        .config
+        .metrics
+        .shards()
+        .iter()
+        .filter(|shard| movable && shard.accepting() && shard.counted(tally) < own.counted(tally))
+        .min_by_key(|shard| shard.counted(tally))
+        .cloned()
+        .unwrap_or(own);
+    Place::new(fewest, tally)
 }
 
 /// The shard to serve a connection that is about to fetch for the first
-/// time: another one when it has fewer fetching connections than this one
-/// (and `movable`), else this one; counted there at once.
+/// time (`movable`: one that may move).
 ///
 /// Connections are placed when they are accepted, before anything says what
 /// they will carry, and a consumer's connection carries every byte it
@@ -294,37 +309,17 @@ impl std::fmt::Debug for Fetching {
 /// network threads take connections in turn and have the same blind spot;
 /// a shard that cannot share a connection's work can hand the connection
 /// over instead.
-fn place_fetcher(broker: &Broker, movable: bool) -> (ShardId, Fetching) {
-    let own = broker.metrics.shared_arc();
-    let shards = broker.config.metrics.shards();
-    let fewest = shards
-        .iter()
-        .filter(|shard| movable && shard.accepting() && shard.fetchers() < own.fetchers())
-        .min_by_key(|shard| shard.fetchers())
-        .cloned()
-        .unwrap_or(own);
-    fewest.fetching(true);
-    (fewest.shard, Fetching(fewest))
+fn place_fetcher(broker: &Broker, movable: bool) -> Place {
+    place(broker, Tally::Fetching, movable)
 }
 
-/// The shard to serve a connection just accepted: the one with the fewest
-/// connections, this one on a tie. The kernel spreads connections over the
-/// shards' sockets by a hash of their addresses, which for a handful of
-/// clients often puts all of them on one shard (all of a benchmark's six
-/// producer and consumer connections, in 2 runs of 5); Kafka's acceptor
-/// hands connections to its network threads in turn. The connection is
-/// counted there at once, so that connections accepted together spread.
-fn place_connection(broker: &Broker) -> (ShardId, Counted) {
-    let shards = broker.config.metrics.shards();
-    let own = broker.metrics.shared_arc();
-    let fewest = shards
-        .iter()
-        .filter(|shard| shard.accepting() && shard.connections() < own.connections())
-        .min_by_key(|shard| shard.connections())
-        .cloned()
-        .unwrap_or(own);
-    fewest.connection(true);
-    (fewest.shard, Counted(fewest))
+/// The shard to serve a connection just accepted. The kernel spreads
+/// connections over the shards' sockets by a hash of their addresses, which
+/// for a handful of clients often puts all of them on one shard (all of a
+/// benchmark's six producer and consumer connections, in 2 runs of 5);
+/// Kafka's acceptor hands connections to its network threads in turn.
+fn place_connection(broker: &Broker) -> Place {
+    place(broker, Tally::Connections, true)
 }
 
 /// Serves a connection on this shard until it closes, or until it moves to
@@ -334,7 +329,7 @@ fn spawn_connection(
     stream: TcpStream,
     context: Rc<Listener>,
     admitted: Admitted,
-    counted: Counted,
+    counted: Place,
     carried: Carried,
 ) {
     glommio::spawn_local(async move {
@@ -347,15 +342,18 @@ fn spawn_connection(
             Ok(None) => {}
             Ok(Some(leaving)) => {
                 // Counted where it goes, and no longer here.
-                leaving.to.connection(true);
+                let to = Arc::clone(&leaving.fetching.shard);
                 let moved = Moved {
                     listener,
                     admitted,
-                    counted: Counted(Arc::clone(&leaving.to)),
-                    carried: leaving.carried,
+                    counted: Place::new(Arc::clone(&to), Tally::Connections),
+                    carried: Carried {
+                        input: leaving.input,
+                        fetching: Some(leaving.fetching),
+                    },
                 };
                 drop(counted);
-                hand_over(&broker, leaving.to.shard, leaving.socket, moved);
+                hand_over(&broker, to.shard, leaving.socket, moved);
             }
             Err(reason) => tracing::info!(%peer, %reason, "connection closed"),
         }
@@ -370,7 +368,7 @@ fn spawn_connection(
 #[derive(Debug, Default)]
 pub struct Carried {
     input: BytesMut,
-    fetching: Option<Fetching>,
+    fetching: Option<Place>,
 }
 
 /// A connection on its way to the shard that serves it: which listener took
@@ -380,16 +378,18 @@ pub struct Carried {
 struct Moved {
     listener: usize,
     admitted: Admitted,
-    counted: Counted,
+    counted: Place,
     carried: Carried,
 }
 
-/// A connection that stopped being served here to move to `to`: a
-/// duplicate of its socket (this shard's copy closes with its stream).
+/// A connection that stopped being served here to move to the shard of its
+/// place among the fetching connections: a duplicate of its socket (this
+/// shard's copy closes with its stream), and the input read but not yet
+/// handled.
 struct Leaving {
     socket: OwnedFd,
-    to: Arc<crate::metrics::ShardMetrics>,
-    carried: Carried,
+    input: BytesMut,
+    fetching: Place,
 }
 
 /// A connection handed to another shard: its socket and what goes with it.
@@ -596,7 +596,7 @@ async fn serve_connection(
     // A connection moves at most once, and only while nothing but its socket
     // holds its state: plaintext, without SASL.
     let movable = fd.is_some() && authenticator.is_none() && fetching.is_none();
-    let outcome: Result<Option<(Bytes, Arc<crate::metrics::ShardMetrics>)>, Closed> = async {
+    let outcome: Result<Option<(Bytes, Place)>, Closed> = async {
         loop {
             let pending = authenticator
                 .as_ref()
@@ -650,11 +650,9 @@ async fn serve_connection(
                         ));
                     }
                     if fetching.is_none() && api_key_of(&frame) == Some(ApiKey::Fetch as i16) {
-                        let (shard, counted) = place_fetcher(&broker, movable);
-                        if shard != broker.shard {
-                            let to = Arc::clone(&counted.0);
-                            fetching = Some(counted);
-                            return Ok(Some((frame, to)));
+                        let counted = place_fetcher(&broker, movable);
+                        if counted.shard.shard != broker.shard {
+                            return Ok(Some((frame, counted)));
                         }
                         fetching = Some(counted);
                     }
@@ -682,7 +680,7 @@ async fn serve_connection(
         (Err(closed), _) => Err(closed.to_string()),
         (Ok(_), Err(error)) => Err(format!("write: {error}")),
         (Ok(None), Ok(())) => Ok(None),
-        (Ok(Some((frame, to))), Ok(())) => {
+        (Ok(Some((frame, place))), Ok(())) => {
             let Some(socket) = duplicate(socket_fd) else {
                 return Err("out of file descriptors while moving".to_string());
             };
@@ -696,8 +694,8 @@ async fn serve_connection(
             drop(reader);
             Ok(Some(Leaving {
                 socket,
-                to,
-                carried: Carried { input, fetching },
+                input,
+                fetching: place,
             }))
         }
     }

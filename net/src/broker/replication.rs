@@ -40,6 +40,14 @@ use crate::glommio_client::protocol::{
     decode_fetch, decode_offset_for_leader_epoch, FetchPartitionData,
 };
 
+/// A write to be acknowledged once durable here and held by the in-sync
+/// replicas: its partition, its log, and the offset past it.
+pub(crate) struct DurableWrite {
+    pub key: PartitionKey,
+    pub log: Rc<Log>,
+    pub end: i64,
+}
+
 /// Why an acks=all write (or a coordinator's write) was not acknowledged.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum AckError {
@@ -421,6 +429,24 @@ impl Broker {
             Ok(Err(error)) => Err(AckError::Storage(error.to_string())),
             Err(_) => Err(AckError::TimedOut("fsync")),
         }
+    }
+
+    /// [`Broker::wait_acknowledged`] for many writes, waited for together
+    /// `DURABLE_WAITS_TOGETHER_MAX` at a time; each one's result, in order.
+    pub(crate) async fn wait_all_acknowledged(
+        &self,
+        writes: &[DurableWrite],
+        deadline: Instant,
+    ) -> Vec<Result<(), AckError>> {
+        let mut results = Vec::with_capacity(writes.len());
+        for together in writes.chunks(crate::constants::DURABLE_WAITS_TOGETHER_MAX) {
+            let waits = together
+                .iter()
+                .map(|write| self.wait_acknowledged(&write.key, &write.log, write.end, deadline))
+                .collect();
+            results.extend(super::futures_lite_join_all(waits).await);
+        }
+        results
     }
 
     /// Records a follower's fetch at `fetch_offset` (its log end) on the

@@ -218,29 +218,25 @@ fn write_request_queue(out: &mut Writer, shards: &[std::sync::Arc<super::ShardMe
             totals.micros,
         );
     }
-    out.family(
-        "sluice_connections",
-        "gauge",
-        "Client connections open, by the shard that serves them.",
-    );
-    for shard in shards {
-        out.sample(
-            "sluice_connections",
-            &[("shard", &shard.shard.0.to_string())],
-            shard.connections(),
-        );
-    }
-    out.family(
-        "sluice_connections_fetching",
-        "gauge",
-        "Client connections that have fetched (consumers, followers), by the shard that serves them.",
-    );
-    for shard in shards {
-        out.sample(
-            "sluice_connections_fetching",
-            &[("shard", &shard.shard.0.to_string())],
-            shard.fetchers(),
-        );
+    for tally in super::Tally::ALL {
+        let (name, help) = match tally {
+            super::Tally::Connections => (
+                "sluice_connections",
+                "Client connections open, by the shard that serves them.",
+            ),
+            super::Tally::Fetching => (
+                "sluice_connections_fetching",
+                "Client connections that have fetched (consumers, followers), by the shard that serves them.",
+            ),
+        };
+        out.family(name, "gauge", help);
+        for shard in shards {
+            out.sample(
+                name,
+                &[("shard", &shard.shard.0.to_string())],
+                shard.counted(tally),
+            );
+        }
     }
     out.family(
         "sluice_request_queue_seconds_max",

@@ -170,6 +170,20 @@ impl ApiTotals {
     }
 }
 
+/// The counts of a shard's connections that connections are spread by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tally {
+    /// Client connections the shard serves now.
+    Connections,
+    /// Of those, the ones that have fetched (consumers, followers): they
+    /// carry the response bytes, so they are spread on their own.
+    Fetching,
+}
+
+impl Tally {
+    pub const ALL: [Tally; 2] = [Tally::Connections, Tally::Fetching];
+}
+
 /// One shard's metrics: written by that shard only, read by anyone.
 pub struct ShardMetrics {
     pub shard: ShardId,
@@ -237,22 +251,23 @@ impl ShardMetrics {
         bump(&queue.count, 1);
     }
 
-    /// A client connection began (`true`) or ended on this shard.
-    pub fn connection(&self, opened: bool) {
+    fn tally_count(&self, tally: Tally) -> &AtomicU64 {
+        match tally {
+            Tally::Connections => &self.connections,
+            Tally::Fetching => &self.fetching,
+        }
+    }
+
+    /// A connection joined (`true`) or left one of this shard's tallies.
+    pub fn count(&self, tally: Tally, joined: bool) {
         // Read-modify-write: a shard handing a connection over counts it on
         // the shard that will serve it.
-        step(&self.connections, opened);
+        step(self.tally_count(tally), joined);
     }
 
-    /// A connection on this shard began fetching (`true`), or a fetching
-    /// one ended or left.
-    pub fn fetching(&self, began: bool) {
-        step(&self.fetching, began);
-    }
-
-    /// Connections on this shard that have fetched.
-    pub fn fetchers(&self) -> u64 {
-        self.fetching.load(Ordering::Relaxed)
+    /// The connections in one of this shard's tallies now.
+    pub fn counted(&self, tally: Tally) -> u64 {
+        self.tally_count(tally).load(Ordering::Relaxed)
     }
 
     /// Whether other shards may hand this one connections (see `accepting`).
@@ -262,11 +277,6 @@ impl ShardMetrics {
 
     pub fn accepting(&self) -> bool {
         self.accepting.load(Ordering::Acquire)
-    }
-
-    /// Client connections this shard serves now.
-    pub fn connections(&self) -> u64 {
-        self.connections.load(Ordering::Relaxed)
     }
 
     /// The queue counters as they are now.
