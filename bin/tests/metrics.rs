@@ -784,3 +784,122 @@ fn fetching_connections_spread_over_the_shards() {
                 .all(|count| *count == 0.0)
     });
 }
+
+/// Partitions of the response-limit test: several times the disk reads a
+/// shard makes at once (32), on each of the two shards.
+const LIMIT_PARTITIONS: i32 = 256;
+/// Records of 1 KiB per partition: 64 KiB each, 16 MiB in all, far more
+/// than the 1 MiB caches hold.
+const LIMIT_RECORDS_PER_PARTITION: usize = 64;
+const LIMIT_PARTITION_MAX_BYTES: i32 = 64 * 1024;
+const LIMIT_RESPONSE_MAX_BYTES: i32 = 128 * 1024;
+/// What the fetch may read from disk: the first reads of each shard (32
+/// partitions of at most 64 KiB and a header read each) and the read-ahead
+/// a 1 MiB cache allows, with room to spare; reading every partition is
+/// 16 MiB.
+const LIMIT_DISK_READ_BYTES_MAX: f64 = 8.0 * 1024.0 * 1024.0;
+
+/// A fetch whose response limit is far below what its partitions hold on
+/// disk reads about what it can send, not every partition: the data of the
+/// partitions past the limit would be dropped from the answer anyway.
+#[test]
+fn a_fetch_reads_from_disk_about_what_its_response_carries() {
+    let port = free_ports(1)[0];
+    let admin = SocketAddr::from(([127, 0, 0, 1], port));
+    let broker = TestBroker::start_with(&[
+        "--admin-listen",
+        &admin.to_string(),
+        "--cache-bytes-per-shard",
+        "1048576",
+    ]);
+    let topic = "limited";
+    broker.create_topic(topic, LIMIT_PARTITIONS);
+    let records: Vec<Record> = (0..LIMIT_PARTITIONS as usize * LIMIT_RECORDS_PER_PARTITION)
+        .map(|index| {
+            let partition = (index % LIMIT_PARTITIONS as usize) as i32;
+            Record::with_value(partition, common::indexed_value(index, 1024))
+        })
+        .collect();
+    produce_all(&broker, topic, &[("linger.ms", "5")], &records);
+    let disk_reads = |scrape: &Scrape| -> f64 {
+        scrape
+            .samples
+            .iter()
+            .filter(|sample| {
+                sample.metric == "sluice_shard_io_bytes_total"
+                    && sample.labels.get("op") == Some("read")
+            })
+            .filter_map(|sample| match sample.value {
+                Value::Counter(bytes) | Value::Untyped(bytes) => Some(bytes),
+                _ => None,
+            })
+            .sum()
+    };
+    // The figures are published every second: wait for two scrapes in a
+    // row to agree before and after the fetch.
+    let settled = || {
+        let mut last = disk_reads(&scrape(admin));
+        loop {
+            std::thread::sleep(Duration::from_millis(1500));
+            let now = disk_reads(&scrape(admin));
+            if now == last {
+                return now;
+            }
+            last = now;
+        }
+    };
+    let before = settled();
+
+    let fetch = FetchRequest::default()
+        .with_replica_id((-1).into())
+        .with_max_wait_ms(0)
+        .with_min_bytes(1)
+        .with_max_bytes(LIMIT_RESPONSE_MAX_BYTES)
+        .with_session_epoch(-1)
+        .with_topics(vec![FetchTopic::default()
+            .with_topic(TopicName(StrBytes::from_static_str(topic)))
+            .with_partitions(
+                (0..LIMIT_PARTITIONS)
+                    .map(|partition| {
+                        FetchPartition::default()
+                            .with_partition(partition)
+                            .with_fetch_offset(0)
+                            .with_partition_max_bytes(LIMIT_PARTITION_MAX_BYTES)
+                    })
+                    .collect(),
+            )]);
+    let mut client = WireClient::new(&broker);
+    let response: FetchResponse = client.call(ApiKey::Fetch, SPREAD_FETCH_VERSION, &fetch);
+    assert_eq!(response.error_code, 0);
+    let partitions = &response.responses[0].partitions;
+    assert_eq!(partitions.len(), LIMIT_PARTITIONS as usize);
+    let mut sent = 0usize;
+    for partition in partitions {
+        assert_eq!(partition.error_code, 0, "{}", partition.partition_index);
+        // Every partition is answered with its offsets, data or not.
+        assert_eq!(
+            partition.high_watermark, LIMIT_RECORDS_PER_PARTITION as i64,
+            "partition {}",
+            partition.partition_index
+        );
+        sent += partition
+            .records
+            .as_ref()
+            .map_or(0, |records| records.len());
+    }
+    assert!(sent > 0, "the fetch returned no data");
+    assert!(
+        sent <= (LIMIT_RESPONSE_MAX_BYTES + LIMIT_PARTITION_MAX_BYTES) as usize,
+        "{sent} bytes sent"
+    );
+    let read = settled() - before;
+    eprintln!("{sent} bytes sent, {read} bytes read from disk");
+    assert!(
+        read > 0.0,
+        "nothing was read from disk: the test reads no cold data"
+    );
+    assert!(
+        read <= LIMIT_DISK_READ_BYTES_MAX,
+        "{read} bytes read from disk for a response of at most {LIMIT_RESPONSE_MAX_BYTES}"
+    );
+}

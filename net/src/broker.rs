@@ -401,7 +401,12 @@ pub enum ShardRequest {
         acks: i16,
         timeout_ms: i32,
     },
-    Read(Vec<ReadEntry>),
+    /// Reads partitions of one fetch; `bytes_max` is the response's limit
+    /// (see [`Broker::read_local`]).
+    Read {
+        entries: Vec<ReadEntry>,
+        bytes_max: usize,
+    },
     /// Resolves when any watched partition's high watermark (last stable
     /// offset if `read_committed`) passes its offset, or after `wait_ms`.
     WaitForData {
@@ -858,7 +863,9 @@ impl Broker {
                 acks,
                 timeout_ms,
             } => ShardResponse::Produce(self.produce_local(entries, acks, timeout_ms).await),
-            ShardRequest::Read(entries) => ShardResponse::Read(self.read_local(entries).await),
+            ShardRequest::Read { entries, bytes_max } => {
+                ShardResponse::Read(self.read_local(entries, bytes_max).await)
+            }
             ShardRequest::WaitForData {
                 watches,
                 wait_ms,
@@ -1775,7 +1782,16 @@ impl Broker {
     /// partition in turn (a fetch of 50 partitions: 100 reads in series,
     /// 200-970 ms measured), fell further behind with every fetch and never
     /// got back to the cache.
-    async fn read_local(&self, entries: Vec<ReadEntry>) -> Vec<ReadOutcome> {
+    ///
+    /// Once the data read, in request order, reaches `bytes_max` (the
+    /// response's limit), the partitions after it are answered with their
+    /// offsets and no data, unread: the fetch handler would drop their data
+    /// anyway (`apply_response_limit`, Kafka's `max_bytes`). Read and then
+    /// dropped, a consumer of 10,000 partitions behind the cache had each
+    /// shard read thousands of partitions per fetch for the 50 MiB it could
+    /// send: 1.5 GB/s read from disk for 210 MB/s consumed, and fetches of
+    /// 1-1.5 s.
+    async fn read_local(&self, entries: Vec<ReadEntry>, bytes_max: usize) -> Vec<ReadOutcome> {
         let logs = self.logs_led(entries.iter().map(|entry| (&entry.topic, entry.partition)));
         let mut outcomes: Vec<ReadOutcome> = Vec::with_capacity(entries.len());
         let mut on_disk = Vec::new();
@@ -1784,17 +1800,33 @@ impl Broker {
                 ReadNow::Done(outcome) => outcomes.push(outcome),
                 ReadNow::Later(later) => {
                     outcomes.push(ReadOutcome::default());
-                    on_disk.push((index, Box::pin(self.read_later(later))));
+                    on_disk.push((index, later));
                 }
             }
         }
         let mut on_disk = on_disk.into_iter().peekable();
-        while on_disk.peek().is_some() {
-            let (indexes, reads): (Vec<usize>, Vec<_>) =
-                on_disk.by_ref().take(FETCH_READS_CONCURRENT_MAX).unzip();
+        // Bytes of the outcomes before `counted`, which are final.
+        let (mut counted, mut read_before) = (0usize, 0usize);
+        while let Some(&(next, _)) = on_disk.peek() {
+            read_before += outcomes[counted..next]
+                .iter()
+                .map(|outcome| outcome.bytes)
+                .sum::<usize>();
+            counted = next;
+            if read_before > 0 && read_before >= bytes_max {
+                break;
+            }
+            let (indexes, reads): (Vec<usize>, Vec<_>) = on_disk
+                .by_ref()
+                .take(FETCH_READS_CONCURRENT_MAX)
+                .map(|(index, later)| (index, Box::pin(self.read_later(later))))
+                .unzip();
             for (index, outcome) in indexes.into_iter().zip(futures_lite_join_all(reads).await) {
                 outcomes[index] = outcome;
             }
+        }
+        for (index, later) in on_disk {
+            outcomes[index] = later.outcome;
         }
         outcomes
     }

@@ -66,7 +66,7 @@ async fn read(broker: &Broker, offset: i64, read_committed: bool) -> ReadOutcome
         replica: None,
     };
     broker
-        .read_local(vec![entry])
+        .read_local(vec![entry], usize::MAX)
         .await
         .pop()
         .expect("one outcome")

@@ -240,8 +240,11 @@ pub async fn handle(
         Duration::from_millis(request.max_wait_ms.clamp(0, FETCH_WAIT_MS_MAX as i32) as u64);
     let deadline = Instant::now() + max_wait;
     let min_bytes = request.min_bytes.max(0) as usize;
+    // The shards read no further than the response can carry (a quota can
+    // lower the limit further below; this bound only has to be above it).
+    let response_bytes_max = (request.max_bytes.max(0) as usize).min(FETCH_RESPONSE_BYTES_MAX);
     loop {
-        read_round(broker, &mut slots).await;
+        read_round(broker, &mut slots, response_bytes_max).await;
         let available: usize = slots.iter().map(|slot| slot.outcome.bytes).sum();
         let failed = slots
             .iter()
@@ -269,7 +272,7 @@ pub async fn handle(
         .await;
         if Instant::now() >= deadline && min_bytes > 0 {
             // One last read below picks up whatever arrived.
-            read_round(broker, &mut slots).await;
+            read_round(broker, &mut slots, response_bytes_max).await;
             break;
         }
     }
@@ -485,8 +488,9 @@ fn name_leaders(hints: &mut LeaderHints, topics: &[ResolvedTopic], slots: &mut [
     }
 }
 
-/// Reads every readable slot, one mesh message per owner shard.
-async fn read_round(broker: &Rc<Broker>, slots: &mut [Slot]) {
+/// Reads every readable slot, one mesh message per owner shard; the shards
+/// read from disk no further than `bytes_max`, the response's limit.
+async fn read_round(broker: &Rc<Broker>, slots: &mut [Slot], bytes_max: usize) {
     let mut per_shard: Vec<(Vec<usize>, Vec<ReadEntry>)> = (0..broker.shards())
         .map(|_| (Vec::new(), Vec::new()))
         .collect();
@@ -503,11 +507,10 @@ async fn read_round(broker: &Rc<Broker>, slots: &mut [Slot]) {
             continue;
         }
         positions.push(indexes);
-        calls.push(
-            broker
-                .mesh
-                .call(ShardId(shard as u16), ShardRequest::Read(entries)),
-        );
+        calls.push(broker.mesh.call(
+            ShardId(shard as u16),
+            ShardRequest::Read { entries, bytes_max },
+        ));
     }
     for (indexes, answer) in positions
         .into_iter()
