@@ -1790,7 +1790,7 @@ impl Broker {
     /// dropped, a consumer of 10,000 partitions behind the cache had each
     /// shard read thousands of partitions per fetch for the 50 MiB it could
     /// send: 1.5 GB/s read from disk for 210 MB/s consumed, and fetches of
-    /// 1-1.5 s.
+    /// 0.6-1.5 s.
     async fn read_local(&self, entries: Vec<ReadEntry>, bytes_max: usize) -> Vec<ReadOutcome> {
         let logs = self.logs_led(entries.iter().map(|entry| (&entry.topic, entry.partition)));
         let mut outcomes: Vec<ReadOutcome> = Vec::with_capacity(entries.len());
