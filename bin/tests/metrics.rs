@@ -110,21 +110,65 @@ fn scrape(address: SocketAddr) -> Scrape {
     parsed
 }
 
-/// The value of the sample `metric` with exactly these labels' values.
-fn value(scrape: &Scrape, metric: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    scrape
-        .samples
-        .iter()
-        .filter(|sample| sample.metric == metric)
-        .find(|sample| {
-            labels
+/// The samples of `metric` with these labels' values, in scrape order.
+fn matching<'a>(
+    scrape: &'a Scrape,
+    metric: &'a str,
+    labels: &'a [(&'a str, &'a str)],
+) -> impl Iterator<Item = &'a prometheus_parse::Sample> {
+    scrape.samples.iter().filter(move |sample| {
+        sample.metric == metric
+            && labels
                 .iter()
                 .all(|(name, wanted)| sample.labels.get(name) == Some(*wanted))
-        })
-        .and_then(|sample| match &sample.value {
-            Value::Counter(value) | Value::Gauge(value) | Value::Untyped(value) => Some(*value),
-            _ => None,
-        })
+    })
+}
+
+/// A counter's, gauge's or untyped sample's number.
+fn number(sample: &prometheus_parse::Sample) -> Option<f64> {
+    match sample.value {
+        Value::Counter(value) | Value::Gauge(value) | Value::Untyped(value) => Some(value),
+        _ => None,
+    }
+}
+
+/// The value of the sample `metric` with exactly these labels' values.
+fn value(scrape: &Scrape, metric: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    matching(scrape, metric, labels).next().and_then(number)
+}
+
+/// The sum of every sample of `metric` with these labels' values (over
+/// shards, say).
+fn total(scrape: &Scrape, metric: &str, labels: &[(&str, &str)]) -> f64 {
+    matching(scrape, metric, labels).filter_map(number).sum()
+}
+
+/// A sessionless consumer Fetch of partitions `0..partitions` of `topic`,
+/// each from offset 0, answered at once.
+fn fetch_from_start(
+    topic: &'static str,
+    partitions: i32,
+    max_bytes: i32,
+    partition_max_bytes: i32,
+) -> FetchRequest {
+    FetchRequest::default()
+        .with_replica_id((-1).into())
+        .with_max_wait_ms(0)
+        .with_min_bytes(1)
+        .with_max_bytes(max_bytes)
+        .with_session_epoch(-1)
+        .with_topics(vec![FetchTopic::default()
+            .with_topic(TopicName(StrBytes::from_static_str(topic)))
+            .with_partitions(
+                (0..partitions)
+                    .map(|partition| {
+                        FetchPartition::default()
+                            .with_partition(partition)
+                            .with_fetch_offset(0)
+                            .with_partition_max_bytes(partition_max_bytes)
+                    })
+                    .collect(),
+            )])
 }
 
 fn partition_value(scrape: &Scrape, metric: &str, partition: i32) -> Option<f64> {
@@ -593,15 +637,7 @@ fn small_produce_requests_hold_what_the_cache_counts() {
     );
 
     let after = scrape(admin);
-    let cached: f64 = after
-        .samples
-        .iter()
-        .filter(|sample| sample.metric == "sluice_batch_cache_bytes")
-        .filter_map(|sample| match sample.value {
-            Value::Gauge(bytes) => Some(bytes),
-            _ => None,
-        })
-        .sum();
+    let cached = total(&after, "sluice_batch_cache_bytes", &[]);
     let held = allocated(&after).unwrap_or_default() - idle;
     eprintln!(
         "cached {:.1} MiB, allocated {:.1} MiB beyond the idle {:.1} MiB",
@@ -721,24 +757,7 @@ fn fetching_connections_spread_over_the_shards() {
         2,
         "two connections accepted onto shard {crowded}"
     );
-    let fetch = FetchRequest::default()
-        .with_replica_id((-1).into())
-        .with_max_wait_ms(0)
-        .with_min_bytes(1)
-        .with_max_bytes(1 << 20)
-        .with_session_epoch(-1)
-        .with_topics(vec![FetchTopic::default()
-            .with_topic(TopicName(StrBytes::from_static_str(TOPIC)))
-            .with_partitions(
-                (0..PARTITIONS)
-                    .map(|partition| {
-                        FetchPartition::default()
-                            .with_partition(partition)
-                            .with_fetch_offset(0)
-                            .with_partition_max_bytes(1 << 20)
-                    })
-                    .collect(),
-            )]);
+    let fetch = fetch_from_start(TOPIC, PARTITIONS, 1 << 20, 1 << 20);
     for client in &mut same {
         let response: FetchResponse = client.call(ApiKey::Fetch, SPREAD_FETCH_VERSION, &fetch);
         assert_eq!(response.error_code, 0);
@@ -821,20 +840,8 @@ fn a_fetch_reads_from_disk_about_what_its_response_carries() {
         })
         .collect();
     produce_all(&broker, topic, &[("linger.ms", "5")], &records);
-    let disk_reads = |scrape: &Scrape| -> f64 {
-        scrape
-            .samples
-            .iter()
-            .filter(|sample| {
-                sample.metric == "sluice_shard_io_bytes_total"
-                    && sample.labels.get("op") == Some("read")
-            })
-            .filter_map(|sample| match sample.value {
-                Value::Counter(bytes) | Value::Untyped(bytes) => Some(bytes),
-                _ => None,
-            })
-            .sum()
-    };
+    let disk_reads =
+        |scrape: &Scrape| total(scrape, "sluice_shard_io_bytes_total", &[("op", "read")]);
     // The figures are published every second: wait for two scrapes in a
     // row to agree before and after the fetch.
     let settled = || {
@@ -850,24 +857,12 @@ fn a_fetch_reads_from_disk_about_what_its_response_carries() {
     };
     let before = settled();
 
-    let fetch = FetchRequest::default()
-        .with_replica_id((-1).into())
-        .with_max_wait_ms(0)
-        .with_min_bytes(1)
-        .with_max_bytes(LIMIT_RESPONSE_MAX_BYTES)
-        .with_session_epoch(-1)
-        .with_topics(vec![FetchTopic::default()
-            .with_topic(TopicName(StrBytes::from_static_str(topic)))
-            .with_partitions(
-                (0..LIMIT_PARTITIONS)
-                    .map(|partition| {
-                        FetchPartition::default()
-                            .with_partition(partition)
-                            .with_fetch_offset(0)
-                            .with_partition_max_bytes(LIMIT_PARTITION_MAX_BYTES)
-                    })
-                    .collect(),
-            )]);
+    let fetch = fetch_from_start(
+        topic,
+        LIMIT_PARTITIONS,
+        LIMIT_RESPONSE_MAX_BYTES,
+        LIMIT_PARTITION_MAX_BYTES,
+    );
     let mut client = WireClient::new(&broker);
     let response: FetchResponse = client.call(ApiKey::Fetch, SPREAD_FETCH_VERSION, &fetch);
     assert_eq!(response.error_code, 0);

@@ -218,7 +218,7 @@ pub async fn accept_loop(broker: Rc<Broker>, listener: TcpListener, context: Rc<
                 };
                 let _ = stream.set_nodelay(true);
                 let counted = place_connection(&broker);
-                let shard = counted.shard.shard;
+                let shard = counted.shard_id();
                 if shard == broker.shard {
                     spawn_connection(
                         Rc::clone(&broker),
@@ -261,6 +261,10 @@ impl Place {
     fn new(shard: Arc<crate::metrics::ShardMetrics>, tally: Tally) -> Place {
         shard.count(tally, true);
         Place { shard, tally }
+    }
+
+    fn shard_id(&self) -> ShardId {
+        self.shard.shard
     }
 }
 
@@ -342,18 +346,18 @@ fn spawn_connection(
             Ok(None) => {}
             Ok(Some(leaving)) => {
                 // Counted where it goes, and no longer here.
-                let to = Arc::clone(&leaving.fetching.shard);
+                let to = leaving.fetching.shard_id();
                 let moved = Moved {
                     listener,
                     admitted,
-                    counted: Place::new(Arc::clone(&to), Tally::Connections),
+                    counted: Place::new(Arc::clone(&leaving.fetching.shard), Tally::Connections),
                     carried: Carried {
                         input: leaving.input,
                         fetching: Some(leaving.fetching),
                     },
                 };
                 drop(counted);
-                hand_over(&broker, to.shard, leaving.socket, moved);
+                hand_over(&broker, to, leaving.socket, moved);
             }
             Err(reason) => tracing::info!(%peer, %reason, "connection closed"),
         }
@@ -651,7 +655,7 @@ async fn serve_connection(
                     }
                     if fetching.is_none() && api_key_of(&frame) == Some(ApiKey::Fetch as i16) {
                         let counted = place_fetcher(&broker, movable);
-                        if counted.shard.shard != broker.shard {
+                        if counted.shard_id() != broker.shard {
                             return Ok(Some((frame, counted)));
                         }
                         fetching = Some(counted);

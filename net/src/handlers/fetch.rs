@@ -242,7 +242,7 @@ pub async fn handle(
     let min_bytes = request.min_bytes.max(0) as usize;
     // The shards read no further than the response can carry (a quota can
     // lower the limit further below; this bound only has to be above it).
-    let response_bytes_max = (request.max_bytes.max(0) as usize).min(FETCH_RESPONSE_BYTES_MAX);
+    let response_bytes_max = response_limit(request.max_bytes);
     loop {
         read_round(broker, &mut slots, response_bytes_max).await;
         let available: usize = slots.iter().map(|slot| slot.outcome.bytes).sum();
@@ -580,11 +580,16 @@ async fn wait_for_data(
     select_first(waits).await;
 }
 
+/// The bytes of record data a response of `max_bytes` may carry.
+fn response_limit(max_bytes: i32) -> usize {
+    (max_bytes.max(0) as usize).min(FETCH_RESPONSE_BYTES_MAX)
+}
+
 /// Kafka's `max_bytes` across the response: partitions after the limit is
 /// reached return no data; the first partition with data is always kept
 /// whole, so a consumer can always make progress.
 fn apply_response_limit(slots: &mut [Slot], max_bytes: i32) {
-    let limit = (max_bytes.max(0) as usize).min(FETCH_RESPONSE_BYTES_MAX);
+    let limit = response_limit(max_bytes);
     let mut total = 0usize;
     for slot in slots.iter_mut() {
         let bytes = slot.outcome.bytes;
