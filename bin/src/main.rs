@@ -9,7 +9,7 @@ mod memory;
 mod run;
 mod user;
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
 /// See memory.rs for why jemalloc.
@@ -26,6 +26,9 @@ fn init_logging() {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // Colour codes only for a person at a terminal: a journal, a log
+        // file or `docker logs` would keep them as escape sequences.
+        .with_ansi(std::io::stderr().is_terminal())
         .log_internal_errors(false)
         .init();
 }
