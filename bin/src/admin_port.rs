@@ -284,6 +284,7 @@ fn process_figures(state: &AdminState) -> ProcessFigures {
         resident_bytes: (resident > 0).then_some(resident as u64),
         allocated_bytes: allocator.map(|figures| figures.allocated),
         allocator_resident_bytes: allocator.map(|figures| figures.resident),
+        allocations: allocator.map(|figures| figures.allocations),
     }
 }
 

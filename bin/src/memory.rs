@@ -99,6 +99,8 @@ pub struct AllocatorFigures {
     /// Resident pages the allocator maps: allocations, free pages not yet
     /// purged, metadata.
     pub resident: u64,
+    /// Allocations made since the start, small and large, over all arenas.
+    pub allocations: u64,
 }
 
 /// The allocator's figures now (jemalloc refreshes them on an `epoch`
@@ -109,9 +111,18 @@ pub fn allocator_figures() -> Option<AllocatorFigures> {
     let mut resident: libc::size_t = 0;
     read_option(c"stats.allocated", &mut allocated).ok()?;
     read_option(c"stats.resident", &mut resident).ok()?;
+    // Arena index 4096 (MALLCTL_ARENAS_ALL) sums every arena. `nrequests`
+    // counts allocations a thread cache satisfied too (merged into the
+    // arena's figures as the caches flush), where `nmalloc` counts only
+    // the arena's refills of those caches.
+    let mut small: u64 = 0;
+    let mut large: u64 = 0;
+    read_option(c"stats.arenas.4096.small.nrequests", &mut small).ok()?;
+    read_option(c"stats.arenas.4096.large.nrequests", &mut large).ok()?;
     Some(AllocatorFigures {
         allocated: allocated as u64,
         resident: resident as u64,
+        allocations: small.saturating_add(large),
     })
 }
 
@@ -159,6 +170,19 @@ mod tests {
                 "{before} -> {during:?}"
             );
             assert!(during.resident >= during.allocated / 2, "{during:?}");
+        }
+        drop(held);
+    }
+
+    #[test]
+    fn the_allocator_counts_allocations() {
+        let before = allocator_figures().map(|figures| figures.allocations);
+        let held: Vec<Box<u64>> = (0..10_000u64).map(Box::new).collect();
+        let after = allocator_figures().map(|figures| figures.allocations);
+        assert!(before.is_some() && after.is_some());
+        if let (Some(before), Some(after)) = (before, after) {
+            // The thread's cache may not have merged its last few hundred.
+            assert!(after >= before + 9_000, "{before} -> {after}");
         }
         drop(held);
     }

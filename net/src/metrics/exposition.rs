@@ -41,6 +41,9 @@ pub struct ProcessFigures {
     /// Bytes the allocator holds resident: what is allocated, its free
     /// pages not yet handed back, and its own bookkeeping.
     pub allocator_resident_bytes: Option<u64>,
+    /// Allocations made since the start (the allocator's own count), so
+    /// that allocations per request can be read beside the request counts.
+    pub allocations: Option<u64>,
 }
 
 struct Writer {
@@ -195,6 +198,11 @@ pub fn render(metrics: &Metrics, process: &ProcessFigures, now: Instant) -> Stri
             out.family(name, "gauge", help);
             out.sample(name, &[], bytes);
         }
+    }
+    if let Some(count) = process.allocations {
+        let name = "sluice_memory_allocations_total";
+        out.family(name, "counter", "Heap allocations made since the broker started.");
+        out.sample(name, &[], count);
     }
     writer.out
 }
@@ -656,6 +664,7 @@ mod tests {
             resident_bytes: Some(1),
             allocated_bytes: Some(1),
             allocator_resident_bytes: Some(1),
+            allocations: Some(1),
             ..ProcessFigures::default()
         };
         let text = render(&Metrics::default(), &process, Instant::now());
