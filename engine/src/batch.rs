@@ -267,13 +267,15 @@ fn validate_as(bytes: &[u8], limit: usize, compacted: bool) -> Result<BatchHeade
     Ok(header)
 }
 
+/// The batches of one partition's records, each with its header: one
+/// inline, as producers send them (Kafka requires exactly one from Produce
+/// v3 on), more on the heap.
+pub type Batches = smallvec::SmallVec<[(BatchHeader, Bytes); 1]>;
+
 /// Splits a record set (the `records` field of a produce partition) into its
 /// batches, validating each. Returns the batches as zero-copy slices.
-pub fn split_and_validate(
-    records: &Bytes,
-    limit: usize,
-) -> Result<Vec<(BatchHeader, Bytes)>, BatchError> {
-    let mut batches = Vec::new();
+pub fn split_and_validate(records: &Bytes, limit: usize) -> Result<Batches, BatchError> {
+    let mut batches = Batches::new();
     let mut at = 0usize;
     while at < records.len() {
         let rest = &records[at..];

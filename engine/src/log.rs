@@ -42,6 +42,31 @@ const WRITE_RETRY_DELAY: Duration = Duration::from_millis(100);
 /// Bytes read per request when serving a fetch from disk, at least.
 const DISK_READ_BYTES_MIN: usize = 16 * 1024;
 
+/// Bytes of one slab the patched heads of appended batches are cut from
+/// (1,024 heads).
+const HEAD_SLAB_BYTES: usize = 1024 * PATCHED_HEAD_BYTES;
+
+thread_local! {
+    /// The shard's current slab of patched heads. A head kept in its own
+    /// allocation cost two per batch (the bytes, then the shared count
+    /// made when the cache and the writer's queue each took a copy); cut
+    /// from a slab, heads share one allocation, and a clone only counts.
+    /// A slab lives as long as any head cut from it (16 KiB at most).
+    static HEAD_SLAB: RefCell<bytes::BytesMut> = RefCell::new(bytes::BytesMut::new());
+}
+
+/// `head` as shared bytes cut from the shard's slab.
+fn head_bytes(head: [u8; PATCHED_HEAD_BYTES]) -> Bytes {
+    HEAD_SLAB.with(|slab| {
+        let mut slab = slab.borrow_mut();
+        if slab.capacity() < PATCHED_HEAD_BYTES {
+            *slab = bytes::BytesMut::with_capacity(HEAD_SLAB_BYTES);
+        }
+        slab.extend_from_slice(&head);
+        slab.split().freeze()
+    })
+}
+
 /// Per-topic settings that shape a partition's log.
 #[derive(Clone, Debug, PartialEq)]
 pub struct LogConfig {
@@ -1273,15 +1298,10 @@ impl<S: Storage> PartitionLog<S> {
                 header.max_timestamp = now;
                 log_append_time = now;
                 let owned = Bytes::from(owned);
-                let head = Bytes::copy_from_slice(&batch::patched_head(
-                    &owned,
-                    Offset(base_offset),
-                    epoch,
-                ));
+                let head = head_bytes(batch::patched_head(&owned, Offset(base_offset), epoch));
                 (head, owned.slice(PATCHED_HEAD_BYTES..))
             } else {
-                let head =
-                    Bytes::copy_from_slice(&batch::patched_head(bytes, Offset(base_offset), epoch));
+                let head = head_bytes(batch::patched_head(bytes, Offset(base_offset), epoch));
                 (head, bytes.slice(PATCHED_HEAD_BYTES..))
             };
             self.append_stored(&mut inner, &header, bytes, head, body, now);
@@ -3413,19 +3433,24 @@ fn read_cached(
     upper: i64,
 ) -> ReadChunks {
     let start = cached.partition_point(|batch| batch.last_offset < offset);
+    // Counted first, so that the chunks are allocated once: grown a push
+    // at a time, a read of a few dozen batches allocated six times.
+    let mut count = 0;
+    let mut bytes = 0;
+    for batch in cached.iter().skip(start) {
+        if batch.base_offset >= upper || (count > 0 && bytes + batch.bytes() > max_bytes) {
+            break;
+        }
+        bytes += batch.bytes();
+        count += 1;
+    }
     let mut out = ReadChunks {
-        chunks: Vec::new(),
+        chunks: Vec::with_capacity(2 * count),
         bytes: 0,
         next_offset: offset,
     };
-    for batch in cached.iter().skip(start) {
-        if batch.base_offset >= upper {
-            break;
-        }
+    for batch in cached.iter().skip(start).take(count) {
         let size = batch.bytes();
-        if !out.chunks.is_empty() && out.bytes + size > max_bytes {
-            break;
-        }
         out.chunks.push(batch.head.clone());
         out.chunks.push(batch.body.clone());
         out.bytes += size;
@@ -4382,6 +4407,27 @@ mod planted_defect;
 mod tests {
     use super::*;
     use crate::batch::{attributes, BuildBatch};
+
+    #[test]
+    fn heads_cut_from_shared_slabs_keep_their_own_bytes() {
+        // Three slabs' worth, so that heads of a full slab and of its
+        // successor are both alive.
+        let count = 3 * HEAD_SLAB_BYTES / PATCHED_HEAD_BYTES + 7;
+        let wanted: Vec<[u8; PATCHED_HEAD_BYTES]> = (0..count)
+            .map(|index| {
+                let mut head = [0u8; PATCHED_HEAD_BYTES];
+                head[..8].copy_from_slice(&(index as u64).to_be_bytes());
+                head[8..].copy_from_slice(&(!(index as u64)).to_be_bytes());
+                head
+            })
+            .collect();
+        let heads: Vec<Bytes> = wanted.iter().map(|head| head_bytes(*head)).collect();
+        let copies: Vec<Bytes> = heads.iter().step_by(3).cloned().collect();
+        drop(copies);
+        for (head, wanted) in heads.iter().zip(&wanted) {
+            assert_eq!(&head[..], &wanted[..]);
+        }
+    }
     use crate::cache::READ_AHEAD_KEEP;
     use crate::producer::{ProducerEntry, SequenceRange};
     use crate::storage::MemStorage;

@@ -147,7 +147,9 @@ pub type MarkerEntry = (String, i32, TxnMarker);
 /// One partition's records in a produce request.
 #[derive(Debug)]
 pub struct ProduceEntry {
-    pub topic: String,
+    /// The topic's name as the request frame carries it: a slice of the
+    /// frame, so that naming each partition costs no allocation.
+    pub topic: kafka_protocol::protocol::StrBytes,
     pub partition: i32,
     pub records: Option<Bytes>,
     /// The request's transactional id, for KIP-890 verification of a
@@ -1482,7 +1484,7 @@ impl Broker {
                     if acks == -1 {
                         waiting_outcomes.push(outcomes.len());
                         durable_waits.push(DurableWrite {
-                            key: (entry.topic.clone(), entry.partition),
+                            key: (entry.topic.to_string(), entry.partition),
                             log: Rc::clone(&log),
                             end: appended.last_offset.0 + 1,
                         });
@@ -2273,18 +2275,27 @@ pub async fn fan_out<T, R>(
     }
 }
 
-pub async fn futures_lite_join_all<T>(futures: Vec<impl Future<Output = T>>) -> Vec<T> {
-    let mut futures: Vec<Pin<Box<dyn Future<Output = T> + '_>>> = futures
-        .into_iter()
-        .map(|future| Box::pin(future) as Pin<Box<dyn Future<Output = T>>>)
-        .collect();
-    let mut outputs: Vec<Option<T>> = (0..futures.len()).map(|_| None).collect();
+/// Awaits every future, polling them together; the outputs in the order
+/// of the futures. The futures stay where the vector put them (no box per
+/// future: it runs once per produce and fetch request).
+pub async fn futures_lite_join_all<F: Future>(futures: Vec<F>) -> Vec<F::Output> {
+    enum Slot<F: Future> {
+        Running(F),
+        Done(F::Output),
+        Taken,
+    }
+    let mut slots: Vec<Slot<F>> = futures.into_iter().map(Slot::Running).collect();
     std::future::poll_fn(|cx| {
         let mut pending = false;
-        for (future, output) in futures.iter_mut().zip(outputs.iter_mut()) {
-            if output.is_none() {
-                match future.as_mut().poll(cx) {
-                    std::task::Poll::Ready(value) => *output = Some(value),
+        for slot in slots.iter_mut() {
+            if let Slot::Running(future) = slot {
+                // SAFETY: the future is never moved out of its slot: the
+                // vector is not resized while any slot runs, and a slot is
+                // overwritten (dropping the future in place) only once the
+                // future has completed.
+                let future = unsafe { Pin::new_unchecked(future) };
+                match future.poll(cx) {
+                    std::task::Poll::Ready(value) => *slot = Slot::Done(value),
                     std::task::Poll::Pending => pending = true,
                 }
             }
@@ -2296,7 +2307,13 @@ pub async fn futures_lite_join_all<T>(futures: Vec<impl Future<Output = T>>) -> 
         }
     })
     .await;
-    outputs.into_iter().flatten().collect()
+    slots
+        .iter_mut()
+        .filter_map(|slot| match std::mem::replace(slot, Slot::Taken) {
+            Slot::Done(value) => Some(value),
+            Slot::Running(_) | Slot::Taken => None,
+        })
+        .collect()
 }
 
 /// A fetch's registration with the data signals of the logs it waits on.
@@ -2414,5 +2431,63 @@ pub fn txn_produce_error(version: i16, coordinator_error: i16) -> (i16, Option<S
 fn note_refused(log: &Log, batches: &[(BatchHeader, Bytes)], error_code: i16) {
     if let Some((header, _)) = batches.first() {
         log.note_refused(header, error_code);
+    }
+}
+
+#[cfg(test)]
+mod join_tests {
+    use super::futures_lite_join_all;
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    /// Ready with `value` after being polled `polls` times.
+    struct After {
+        polls: u32,
+        value: u32,
+    }
+
+    impl Future for After {
+        type Output = u32;
+        fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<u32> {
+            if self.polls == 0 {
+                return Poll::Ready(self.value);
+            }
+            self.polls -= 1;
+            cx.waker().wake_by_ref();
+            Poll::Pending
+        }
+    }
+
+    #[test]
+    fn outputs_come_in_the_futures_order_whenever_each_ends() {
+        let futures: Vec<After> = [5, 0, 3, 1]
+            .into_iter()
+            .enumerate()
+            .map(|(index, polls)| After {
+                polls,
+                value: index as u32 * 10,
+            })
+            .collect();
+        let outputs = futures_lite::future::block_on(futures_lite_join_all(futures));
+        assert_eq!(outputs, vec![0, 10, 20, 30]);
+        let none: Vec<After> = Vec::new();
+        assert!(futures_lite::future::block_on(futures_lite_join_all(none)).is_empty());
+    }
+
+    #[test]
+    fn async_futures_that_borrow_their_own_state_complete() {
+        // An async block holding a reference across an await is not Unpin:
+        // what the in-place pinning exists for.
+        let futures: Vec<_> = (0..4u32)
+            .map(|value| async move {
+                let owned = vec![value; 3];
+                let borrowed = &owned;
+                futures_lite::future::yield_now().await;
+                borrowed.iter().sum::<u32>()
+            })
+            .collect();
+        let outputs = futures_lite::future::block_on(futures_lite_join_all(futures));
+        assert_eq!(outputs, vec![0, 3, 6, 9]);
     }
 }

@@ -676,6 +676,20 @@ fn encode_error(version: i16, error_code: i16) -> Vec<Bytes> {
 /// topic of the response; a topic with no slot left (an incremental answer
 /// with no news for it) is not named. `hints` lists the endpoints of the
 /// leaders the slots name; both are encoded from v16 only.
+/// Room reserved for a fetch response's own fields: throttle, error,
+/// session, the topic count and the response's tagged fields (leader
+/// hints need more, and the buffer grows for them).
+const RESPONSE_FIELDS_BYTES: usize = 64;
+/// Room for a topic's fields besides its name: an id or the name's
+/// length, the partition count, tagged fields.
+const TOPIC_FIELDS_BYTES: usize = 32;
+/// Room for a partition's fields: index, error, three offsets, the
+/// aborted-transaction count, preferred replica, the records' length and
+/// tagged fields (a current-leader tag included).
+const PARTITION_FIELDS_BYTES: usize = 72;
+/// Room for one aborted transaction: producer id, first offset, tags.
+const ABORTED_TXN_FIELDS_BYTES: usize = 17;
+
 fn encode_response(
     version: i16,
     throttle_time_ms: i32,
@@ -685,8 +699,27 @@ fn encode_response(
     hints: Option<&LeaderHints>,
 ) -> Vec<Bytes> {
     let flexible = version >= FLEXIBLE_VERSION;
-    let mut pieces = Vec::new();
-    let mut out = BytesMut::with_capacity(256);
+    // Every piece counted and the encoded fields' room reserved up front:
+    // each partition with data ends a piece, cut from the one buffer so
+    // that the pieces share its allocation (a buffer per partition cost
+    // two allocations each, its bytes and, frozen with room to spare, a
+    // shared count).
+    let data_slots = slots.iter().filter(|slot| slot.outcome.bytes > 0);
+    let piece_count = 1 + data_slots
+        .map(|slot| 1 + slot.outcome.chunks.len())
+        .sum::<usize>();
+    let fields_bytes = RESPONSE_FIELDS_BYTES
+        + topics.len() * TOPIC_FIELDS_BYTES
+        + topics.iter().map(|topic| topic.name.len()).sum::<usize>()
+        + slots
+            .iter()
+            .map(|slot| {
+                PARTITION_FIELDS_BYTES
+                    + slot.outcome.aborted_transactions.len() * ABORTED_TXN_FIELDS_BYTES
+            })
+            .sum::<usize>();
+    let mut pieces = Vec::with_capacity(piece_count);
+    let mut out = BytesMut::with_capacity(fields_bytes);
     out.put_i32(throttle_time_ms);
     if version >= SESSION_VERSION {
         out.put_i16(code::NONE);
@@ -744,9 +777,8 @@ fn encode_response(
                 out.put_i32(outcome.bytes as i32);
             }
             if outcome.bytes > 0 {
-                pieces.push(std::mem::take(&mut out).freeze());
+                pieces.push(out.split().freeze());
                 pieces.extend(outcome.chunks.iter().cloned());
-                out = BytesMut::with_capacity(64);
             }
             if flexible {
                 put_partition_tags(&mut out, version, slot.current_leader);

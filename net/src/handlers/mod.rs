@@ -210,7 +210,12 @@ pub fn is_supported(api_key: i16, version: i16) -> bool {
 
 /// Encodes a response with the crate's encoder (safe for responses).
 pub fn encode<R: Encodable>(response: &R, version: i16) -> Vec<Bytes> {
-    let mut buffer = BytesMut::new();
+    // Sized first: grown as the encoder writes, a produce response of a
+    // hundred partitions was reallocated several times, and frozen with
+    // room to spare it cost one more allocation for a shared count. An
+    // error here shows again in `encode` below.
+    let size = response.compute_size(version).unwrap_or(0);
+    let mut buffer = BytesMut::with_capacity(size);
     match response.encode(&mut buffer, version) {
         Ok(()) => vec![buffer.freeze()],
         Err(error) => {

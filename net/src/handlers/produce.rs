@@ -148,10 +148,15 @@ pub async fn handle(
     }
     let acks = request.acks;
     let valid_acks = (-1..=1).contains(&acks);
-    // Positions of every partition in the request, grouped by owner shard.
-    let mut per_shard: PerShard<ProduceEntry> = (0..broker.shards())
-        .map(|_| (Vec::new(), Vec::new()))
-        .collect();
+    // The partitions to append and their owner shards, in request order;
+    // grouped by shard below, each group sized once (growing a vector per
+    // shard one push at a time cost several allocations per request).
+    let partitions = request
+        .topic_data
+        .iter()
+        .map(|t| t.partition_data.len())
+        .sum();
+    let mut owned: Vec<(u16, usize, usize)> = Vec::with_capacity(partitions);
     let mut outcomes: Vec<Vec<ProduceOutcome>> = Vec::with_capacity(request.topic_data.len());
     for (topic_index, topic) in request.topic_data.iter().enumerate() {
         let name = topic.name.0.as_str();
@@ -181,26 +186,41 @@ pub async fn handle(
                     });
                 if known {
                     let shard = broker.owner(name, partition.index);
-                    let (positions, entries) = &mut per_shard[shard.0 as usize];
-                    positions.push((topic_index, partition_index));
-                    entries.push(ProduceEntry {
-                        topic: name.to_string(),
-                        partition: partition.index,
-                        records: partition.records.clone(),
-                        transactional_id: request
-                            .transactional_id
-                            .as_ref()
-                            .map(|id| id.to_string()),
-                        version: header.request_api_version,
-                    });
+                    owned.push((shard.0, topic_index, partition_index));
                 }
             }
             topic_outcomes.push(outcome);
         }
         outcomes.push(topic_outcomes);
     }
-    let mut calls = Vec::new();
-    let mut call_positions = Vec::new();
+    let mut per_shard: PerShard<ProduceEntry> = (0..broker.shards())
+        .map(|shard| {
+            let count = owned
+                .iter()
+                .filter(|(owner, ..)| usize::from(*owner) == shard)
+                .count();
+            (Vec::with_capacity(count), Vec::with_capacity(count))
+        })
+        .collect();
+    for &(shard, topic_index, partition_index) in &owned {
+        let topic = &request.topic_data[topic_index];
+        let partition = &topic.partition_data[partition_index];
+        let (positions, entries) = &mut per_shard[usize::from(shard)];
+        positions.push((topic_index, partition_index));
+        entries.push(ProduceEntry {
+            topic: topic.name.0.clone(),
+            partition: partition.index,
+            records: partition.records.clone(),
+            transactional_id: request.transactional_id.as_ref().map(|id| id.to_string()),
+            version: header.request_api_version,
+        });
+    }
+    let involved = per_shard
+        .iter()
+        .filter(|(_, entries)| !entries.is_empty())
+        .count();
+    let mut calls = Vec::with_capacity(involved);
+    let mut call_positions = Vec::with_capacity(involved);
     for (shard, (positions, entries)) in per_shard.into_iter().enumerate() {
         if entries.is_empty() {
             continue;

@@ -201,7 +201,11 @@ pub fn render(metrics: &Metrics, process: &ProcessFigures, now: Instant) -> Stri
     }
     if let Some(count) = process.allocations {
         let name = "sluice_memory_allocations_total";
-        out.family(name, "counter", "Heap allocations made since the broker started.");
+        out.family(
+            name,
+            "counter",
+            "Heap allocations made since the broker started.",
+        );
         out.sample(name, &[], count);
     }
     writer.out
