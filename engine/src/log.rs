@@ -4407,6 +4407,10 @@ mod planted_defect;
 mod tests {
     use super::*;
     use crate::batch::{attributes, BuildBatch};
+    use crate::cache::READ_AHEAD_KEEP;
+    use crate::producer::{ProducerEntry, SequenceRange};
+    use crate::storage::MemStorage;
+    use crate::txn::TxnMarker;
 
     #[test]
     fn heads_cut_from_shared_slabs_keep_their_own_bytes() {
@@ -4428,10 +4432,6 @@ mod tests {
             assert_eq!(&head[..], &wanted[..]);
         }
     }
-    use crate::cache::READ_AHEAD_KEEP;
-    use crate::producer::{ProducerEntry, SequenceRange};
-    use crate::storage::MemStorage;
-    use crate::txn::TxnMarker;
 
     /// Enough for every batch of these tests to stay cached.
     const TEST_CACHE_BYTES: usize = 1 << 20;

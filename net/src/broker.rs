@@ -154,7 +154,7 @@ pub struct ProduceEntry {
     pub records: Option<Bytes>,
     /// The request's transactional id, for KIP-890 verification of a
     /// transaction's first batch in the partition.
-    pub transactional_id: Option<String>,
+    pub transactional_id: Option<kafka_protocol::protocol::StrBytes>,
     /// The Produce request's version: from v12 (transaction version 2) a
     /// transaction's first batch in a partition adds the partition to the
     /// transaction instead of only verifying it.

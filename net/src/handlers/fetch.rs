@@ -671,11 +671,6 @@ fn encode_error(version: i16, error_code: i16) -> Vec<Bytes> {
     vec![out.freeze()]
 }
 
-/// Encodes the response as pieces: fixed fields in small buffers, record
-/// slices as they came from the log. Each run of slots of one topic is one
-/// topic of the response; a topic with no slot left (an incremental answer
-/// with no news for it) is not named. `hints` lists the endpoints of the
-/// leaders the slots name; both are encoded from v16 only.
 /// Room reserved for a fetch response's own fields: throttle, error,
 /// session, the topic count and the response's tagged fields (leader
 /// hints need more, and the buffer grows for them).
@@ -690,6 +685,11 @@ const PARTITION_FIELDS_BYTES: usize = 72;
 /// Room for one aborted transaction: producer id, first offset, tags.
 const ABORTED_TXN_FIELDS_BYTES: usize = 17;
 
+/// Encodes the response as pieces: fixed fields cut from one buffer, record
+/// slices as they came from the log. Each run of slots of one topic is one
+/// topic of the response; a topic with no slot left (an incremental answer
+/// with no news for it) is not named. `hints` lists the endpoints of the
+/// leaders the slots name; both are encoded from v16 only.
 fn encode_response(
     version: i16,
     throttle_time_ms: i32,

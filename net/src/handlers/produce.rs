@@ -193,14 +193,13 @@ pub async fn handle(
         }
         outcomes.push(topic_outcomes);
     }
-    let mut per_shard: PerShard<ProduceEntry> = (0..broker.shards())
-        .map(|shard| {
-            let count = owned
-                .iter()
-                .filter(|(owner, ..)| usize::from(*owner) == shard)
-                .count();
-            (Vec::with_capacity(count), Vec::with_capacity(count))
-        })
+    let mut counts = vec![0; broker.shards()];
+    for &(shard, ..) in &owned {
+        counts[usize::from(shard)] += 1;
+    }
+    let mut per_shard: PerShard<ProduceEntry> = counts
+        .into_iter()
+        .map(|count| (Vec::with_capacity(count), Vec::with_capacity(count)))
         .collect();
     for &(shard, topic_index, partition_index) in &owned {
         let topic = &request.topic_data[topic_index];
@@ -211,7 +210,7 @@ pub async fn handle(
             topic: topic.name.0.clone(),
             partition: partition.index,
             records: partition.records.clone(),
-            transactional_id: request.transactional_id.as_ref().map(|id| id.to_string()),
+            transactional_id: request.transactional_id.as_ref().map(|id| id.0.clone()),
             version: header.request_api_version,
         });
     }
