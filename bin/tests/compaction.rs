@@ -26,6 +26,8 @@ const VALUE_BYTES_MAX: usize = 200;
 /// One in this many records is a tombstone.
 const TOMBSTONE_ONE_IN: u64 = 10;
 const WAIT: Duration = Duration::from_secs(60);
+/// The topic's `segment.bytes`: small, so that the rounds roll many.
+const SEGMENT_BYTES: u64 = 16384;
 
 type Table = BTreeMap<Vec<u8>, Vec<u8>>;
 
@@ -40,7 +42,7 @@ fn compacted_topic(broker: &TestBroker, topic: &str) {
         1,
         &[
             ("cleanup.policy", "compact"),
-            ("segment.bytes", "16384"),
+            ("segment.bytes", &SEGMENT_BYTES.to_string()),
             ("min.cleanable.dirty.ratio", "0.01"),
             // Tombstones go on the pass after the one that first cleans them.
             ("delete.retention.ms", "0"),
@@ -149,9 +151,9 @@ fn restore(broker: &TestBroker, topic: &str) -> (Table, usize) {
     (table, read)
 }
 
-/// Bytes of the partition's segment files.
-fn segment_bytes(data_dir: &Path, topic: &str) -> u64 {
-    let mut total = 0;
+/// The partition's segment files: how many, and their bytes.
+fn segments(data_dir: &Path, topic: &str) -> (u64, u64) {
+    let (mut count, mut total) = (0, 0);
     let mut stack = vec![data_dir.to_path_buf()];
     while let Some(dir) = stack.pop() {
         let Ok(entries) = std::fs::read_dir(&dir) else {
@@ -165,11 +167,23 @@ fn segment_bytes(data_dir: &Path, topic: &str) -> u64 {
             } else if name.ends_with(".log")
                 && path.to_string_lossy().contains(&format!("{topic}-0"))
             {
+                count += 1;
                 total += entry.metadata().map(|m| m.len()).unwrap_or(0);
             }
         }
     }
-    total
+    (count, total)
+}
+
+/// Segments the cleaner's passes merged into others, from its log lines.
+fn merged_segments(broker: &TestBroker) -> usize {
+    broker
+        .log()
+        .lines()
+        .filter(|line| line.contains("log cleaned"))
+        .filter_map(|line| line.split("merged=").nth(1))
+        .filter_map(|rest| rest.split_whitespace().next()?.parse::<usize>().ok())
+        .sum()
 }
 
 fn cleaned_passes(broker: &TestBroker) -> usize {
@@ -207,16 +221,29 @@ fn a_compacted_topic_restores_the_same_table() {
     );
     // Random values do not compress: what is stored is about what was
     // sent, and after compaction a small part of it.
-    let compacted = segment_bytes(&broker.data_dir(), topic);
+    let (_, compacted) = segments(&broker.data_dir(), topic);
     let sent = produced as u64 * (VALUE_BYTES_MAX as u64 / 2);
     assert!(
         compacted < sent / 4,
         "segments hold {compacted} bytes of about {sent} sent"
     );
+    // Cleaned segments are merged, as Kafka's cleaner merges them, so
+    // the segment count follows what the log keeps, not how many segments
+    // were ever rolled. Once no two neighbours fit one segment, any two
+    // neighbours hold more than `segment.bytes`: fewer than 2 x bytes /
+    // `segment.bytes` + 2 segments, plus the active one.
+    let merged_enough = || {
+        let (files, bytes) = segments(&broker.data_dir(), topic);
+        files <= 2 * bytes / SEGMENT_BYTES + 3
+    };
+    wait_until("cleaned segments merged", WAIT, merged_enough);
+    let merged = merged_segments(&broker);
+    let (files, _) = segments(&broker.data_dir(), topic);
     eprintln!(
-        "{produced} records produced (~{sent} value bytes), {read} read after compaction, {} keys; segments {compacted} bytes",
+        "{produced} records produced (~{sent} value bytes), {read} read after compaction, {} keys; segments {compacted} bytes in {files} files, {merged} merged away",
         table.len()
     );
+    assert!(merged > 0, "no pass merged cleaned segments");
     // The compacted segments, their rebuilt indexes and the cleaner
     // checkpoint survive a restart, clean or not.
     for how in [Stop::Term, Stop::Kill] {

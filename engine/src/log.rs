@@ -794,6 +794,13 @@ impl<S: Storage> PartitionLog<S> {
             .map_err(|error| StorageError::new("list", &dir, error))?;
         crate::storage::forget_doomed(&storage, &dir, &names);
         compact::forget_cleaned_copies(&storage, &dir, &names);
+        let names = if compact::finish_swaps(&storage, &dir, &names, &config).await? {
+            storage
+                .list_dir(&dir)
+                .map_err(|error| StorageError::new("list", &dir, error))?
+        } else {
+            names
+        };
         let clean_end = compact::read_clean_end(&storage, &dir).await;
         let mut bases: Vec<i64> = names
             .iter()

@@ -169,6 +169,8 @@ struct Run {
     /// Records the passes removed, over the run.
     records_removed: u64,
     markers_removed: u64,
+    /// Segments the passes merged into the one before them.
+    segments_merged: u64,
 }
 
 impl Run {
@@ -324,6 +326,7 @@ impl Run {
                 );
                 self.model.clean_end = self.model.clean_end.max(report.clean_end);
                 self.records_removed += report.records_removed;
+                self.segments_merged += report.segments_merged as u64;
                 self.markers_removed += report.markers_removed;
             }
             Ok(None) => self.trace.push("compaction not due".into()),
@@ -331,10 +334,17 @@ impl Run {
         }
     }
 
-    /// A power loss while a pass waits for its cleaned copy to be synced:
-    /// the copy is incomplete on the crashed disk.
+    /// A power loss during a pass: while it waits for its cleaned copy to
+    /// be synced (the copy is incomplete on the crashed disk), or for the
+    /// directory sync after its first rename (a segment just replaced, or
+    /// segments being merged, their swap file just in place).
     async fn crash_during_compaction(&mut self) {
-        self.storage.hold_next_sync();
+        let at_rename = self.rng.percent(50);
+        if at_rename {
+            self.storage.hold_next_sync_dir();
+        } else {
+            self.storage.hold_next_sync();
+        }
         let log = Rc::clone(&self.log);
         let limits = CompactionLimits {
             key_map_entries_max: 1 << 16,
@@ -350,7 +360,14 @@ impl Run {
         if let Err(error) = task.await {
             panic!("compaction failed: {error}");
         }
-        self.trace.push("crash during compaction".into());
+        self.trace.push(format!(
+            "crash during compaction ({})",
+            if at_rename {
+                "at a rename"
+            } else {
+                "at a sync"
+            }
+        ));
         self.reopen_crashed(crashed).await;
     }
 
@@ -608,8 +625,9 @@ fn varint(bytes: &[u8]) -> (i64, usize) {
     panic!("bad varint");
 }
 
-/// Runs one seed; returns the markers its passes removed.
-async fn run(seed: u64) -> u64 {
+/// Runs one seed; returns the markers its passes removed and the segments
+/// they merged.
+async fn run(seed: u64) -> (u64, u64) {
     let mut rng = Rng::new(seed);
     let config = LogConfig {
         segment_bytes: rng.between(SEGMENT_BYTES_MIN, SEGMENT_BYTES_MAX) as u64,
@@ -649,6 +667,7 @@ async fn run(seed: u64) -> u64 {
         timestamp: sluice_engine::types::now_ms(),
         records_removed: 0,
         markers_removed: 0,
+        segments_merged: 0,
     };
     let mut compactions = 0;
     for _ in 0..OPERATIONS_PER_RUN {
@@ -701,27 +720,31 @@ async fn run(seed: u64) -> u64 {
         "no pass of the run removed a record"
     );
     eprintln!(
-        "seed {seed}: {compactions} passes removed {} records, {} of them markers",
-        run.records_removed, run.markers_removed
+        "seed {seed}: {compactions} passes removed {} records, {} of them markers, and merged {} segments",
+        run.records_removed, run.markers_removed, run.segments_merged
     );
-    run.markers_removed
+    (run.markers_removed, run.segments_merged)
 }
 
 #[test]
 fn compaction_agrees_with_model() {
     let mut seeds: Vec<u64> = SEEDS_DEFAULT.collect();
     seeds.extend(common::seeds_from_env("SLUICE_COMPACTION_MODEL_SEEDS"));
-    let mut markers_removed = 0;
+    let (mut markers_removed, mut segments_merged) = (0, 0);
     for seed in seeds {
         let handle = LocalExecutorBuilder::default()
             .name("compaction-model")
             .spawn(move || run(seed))
             .expect("start an executor");
         match handle.join() {
-            Ok(removed) => markers_removed += removed,
+            Ok((markers, merged)) => {
+                markers_removed += markers;
+                segments_merged += merged;
+            }
             Err(_) => panic!("compaction model run with seed {seed} failed (SLUICE_COMPACTION_MODEL_SEEDS={seed})"),
         }
     }
     // Markers go only on narrow terms; the seeds must still reach them.
     assert!(markers_removed > 0, "no pass of any seed removed a marker");
+    assert!(segments_merged > 0, "no pass of any seed merged segments");
 }

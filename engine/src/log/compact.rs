@@ -51,6 +51,10 @@ const CLEANER_WRITE_BYTES: usize = 1 << 20;
 pub(super) const CLEANER_CHECKPOINT_FILE: &str = "cleaner-offset-checkpoint";
 /// The suffix of a cleaned copy of a segment before it replaces the segment.
 pub(super) const CLEANED_SUFFIX: &str = ".cleaned";
+/// The suffix of a complete cleaned copy that replaces several segments
+/// (`<base>.log.swap`): from its rename to this name on, the merge is
+/// decided, and an open after a crash finishes it.
+pub(super) const SWAP_SUFFIX: &str = ".swap";
 
 /// How much a cleaning pass may use.
 #[derive(Clone, Copy, Debug)]
@@ -70,6 +74,9 @@ pub struct CompactionReport {
     /// remove is left as it is).
     pub segments_cleaned: usize,
     pub segments_rewritten: usize,
+    /// Segments that ceased to exist because their cleaned records were
+    /// merged into the segment before them.
+    pub segments_merged: usize,
     pub bytes_before: u64,
     pub bytes_after: u64,
     pub records_removed: u64,
@@ -108,6 +115,8 @@ struct Plan {
     dirty_ratio: f64,
     /// `max.compaction.lag.ms` has passed for the oldest dirty segment.
     overdue: bool,
+    /// Two neighbouring cleanable segments fit one (see `may_merge`).
+    mergeable: bool,
 }
 
 /// Holds the cleaner to a byte rate and lets the shard's other tasks run.
@@ -260,8 +269,9 @@ impl<F: StorageFile> CleanedFile<F> {
         Ok(())
     }
 
-    /// Writes what is left, cuts the padding and makes the copy durable.
-    async fn finish(mut self) -> Result<u64, CompactionError> {
+    /// Writes what is left, cuts the padding and makes the copy durable;
+    /// returns its size and the open file.
+    async fn finish(mut self) -> Result<(u64, F), CompactionError> {
         let len = self.len();
         if !self.pending.is_empty() {
             let rest = self.pending.len();
@@ -275,7 +285,7 @@ impl<F: StorageFile> CleanedFile<F> {
             .sync()
             .await
             .map_err(|error| StorageError::new("sync", &self.path, error))?;
-        Ok(len)
+        Ok((len, self.file))
     }
 }
 
@@ -366,7 +376,21 @@ impl<S: Storage> PartitionLog<S> {
                 dirty += size;
             }
         }
-        if dirty == 0 {
+        // Segments a pass would merge make one due, dirty or not: the pass
+        // that cleaned them weighed them at their sizes before cleaning,
+        // and without a further pass they would stay apart until new
+        // records made the log dirty again.
+        let mergeable = segments.windows(2).any(|pair| {
+            let ((base, bytes, _), (_, next_bytes, next_end)) = (pair[0], pair[1]);
+            may_merge(
+                bytes,
+                bytes,
+                next_bytes,
+                next_end - base,
+                config.segment_bytes,
+            )
+        });
+        if dirty == 0 && !mergeable {
             return None;
         }
         Some(Plan {
@@ -375,12 +399,14 @@ impl<S: Storage> PartitionLog<S> {
             log_start: inner.log_start,
             dirty_ratio: dirty as f64 / total.max(1) as f64,
             overdue,
+            mergeable,
         })
     }
 
     /// Runs one cleaning pass if the log is dirty enough
-    /// (`min.cleanable.dirty.ratio`) or has waited too long
-    /// (`max.compaction.lag.ms`); `Ok(None)` if it was not due.
+    /// (`min.cleanable.dirty.ratio`), has waited too long
+    /// (`max.compaction.lag.ms`) or has segments to merge; `Ok(None)` if it
+    /// was not due.
     pub async fn compact(
         &self,
         now: i64,
@@ -391,7 +417,7 @@ impl<S: Storage> PartitionLog<S> {
             return Ok(None);
         };
         let ratio_min = self.inner.borrow().config.min_cleanable_dirty_ratio;
-        if plan.dirty_ratio < ratio_min && !plan.overdue {
+        if plan.dirty_ratio < ratio_min && !plan.overdue && !plan.mergeable {
             return Ok(None);
         }
         self.compact_with(plan, now, limits, codec).await.map(Some)
@@ -469,147 +495,201 @@ impl<S: Storage> PartitionLog<S> {
         // transaction, reset at each of its markers.
         let mut txn_kept: HashMap<i64, bool> = HashMap::new();
         let mut report = CompactionReport::default();
-        for &(base, size, _) in plan.segments.iter().filter(|s| s.2 <= end) {
-            report.segments_cleaned += 1;
-            report.bytes_before += size;
+        let cleanable: Vec<(i64, u64, i64)> = plan
+            .segments
+            .iter()
+            .copied()
+            .filter(|s| s.2 <= end)
+            .collect();
+        let segment_bytes = self.inner.borrow().config.segment_bytes;
+        let mut next = 0;
+        while next < cleanable.len() {
+            let group_start = next;
+            let (group_base, first_bytes, _) = cleanable[group_start];
             let cleaned_path = self.dir.join(format!(
                 "{}{CLEANED_SUFFIX}",
-                segment_file_name(base, "log")
+                segment_file_name(group_base, "log")
             ));
-            // The copy is started at the first batch that changes: most
-            // segments of a log cleaned before have nothing to remove, and
-            // writing them out only to delete the copy would cost the
-            // shard's producers a segment of writes each.
+            // A segment's copy is started at the first batch that changes:
+            // most segments of a log cleaned before have nothing to remove,
+            // and writing them out only to delete the copy would cost the
+            // shard's producers a segment of writes each. The segments that
+            // follow join the copy while it has room for them (see
+            // `may_merge`), which starts it if no batch changed.
             let mut copy: Option<CleanedFile<S::File>> = None;
-            // Bytes at the start of the segment that stay as they are.
-            let mut untouched = 0u64;
-            let mut removed = 0u64;
-            let mut run: Option<EmptyRun> = None;
-            // Transactions open where this segment starts (loaded on its
-            // first marker): see the module's documentation.
-            let mut open_at_start: Option<ProducerState> = None;
-            let mut removed_markers: Vec<i64> = Vec::new();
-            let mut batches = self.segment_batches(base, size).await?;
-            while let Some((header, bytes)) = batches.next().await? {
-                let fate = if header.is_control() {
-                    let kept_data = txn_kept.remove(&header.producer_id).unwrap_or(false);
-                    let expired = header.base_offset < plan.first_dirty
-                        && now.saturating_sub(header.max_timestamp) > delete_retention_ms;
-                    if kept_data || !expired {
-                        Fate::Whole
-                    } else {
-                        if open_at_start.is_none() {
-                            open_at_start = Some(
-                                super::load_producer_snapshot(&self.storage, &self.dir, base).await,
-                            );
-                        }
-                        let opened_before = open_at_start.as_ref().is_some_and(|state| {
-                            state.ongoing_txn_first_offset(header.producer_id).is_some()
-                        });
-                        if opened_before {
+            let mut group_removed = 0u64;
+            loop {
+                let (base, size, _) = cleanable[next];
+                report.segments_cleaned += 1;
+                report.bytes_before += size;
+                // Bytes at the start of the segment that stay as they are.
+                let mut untouched = 0u64;
+                let mut removed = 0u64;
+                let mut run: Option<EmptyRun> = None;
+                // Transactions open where this segment starts (loaded on its
+                // first marker): see the module's documentation.
+                let mut open_at_start: Option<ProducerState> = None;
+                let mut removed_markers: Vec<i64> = Vec::new();
+                let mut batches = self.segment_batches(base, size).await?;
+                while let Some((header, bytes)) = batches.next().await? {
+                    let fate = if header.is_control() {
+                        let kept_data = txn_kept.remove(&header.producer_id).unwrap_or(false);
+                        let expired = header.base_offset < plan.first_dirty
+                            && now.saturating_sub(header.max_timestamp) > delete_retention_ms;
+                        if kept_data || !expired {
                             Fate::Whole
                         } else {
-                            removed += u64::from(header.record_count.max(0).unsigned_abs());
-                            report.markers_removed += 1;
-                            removed_markers.push(header.base_offset);
-                            Fate::Emptied
+                            if open_at_start.is_none() {
+                                open_at_start = Some(
+                                    super::load_producer_snapshot(&self.storage, &self.dir, base)
+                                        .await,
+                                );
+                            }
+                            let opened_before = open_at_start.as_ref().is_some_and(|state| {
+                                state.ongoing_txn_first_offset(header.producer_id).is_some()
+                            });
+                            if opened_before {
+                                Fate::Whole
+                            } else {
+                                removed += u64::from(header.record_count.max(0).unsigned_abs());
+                                report.markers_removed += 1;
+                                removed_markers.push(header.base_offset);
+                                Fate::Emptied
+                            }
                         }
-                    }
-                } else {
-                    let area = record_area(&bytes, &header, codec, BATCH_BYTES_MAX)
-                        .map_err(|error| self.record_error(base, &header, error))?;
-                    let records = parse_records(&area, header.record_count)
-                        .map_err(|error| self.record_error(base, &header, error))?;
-                    let aborted = is_aborted(&aborted, &header);
-                    let kept: Vec<_> = records
-                        .iter()
-                        .filter(|record| !aborted && keep(&header, record))
-                        .copied()
-                        .collect();
-                    removed += (records.len() - kept.len()) as u64;
-                    let fate = if kept.len() == records.len() {
-                        Fate::Whole
-                    } else if kept.is_empty() && !last_batches.contains(&header.base_offset) {
-                        Fate::Emptied
                     } else {
-                        let batch =
-                            rewrite_batch(&bytes, &header, &kept, codec).map_err(|error| {
-                                self.record_error(
-                                    base,
-                                    &header,
-                                    crate::compaction::RecordError::Codec(error),
-                                )
-                            })?;
-                        Fate::Rewritten(batch)
+                        let area = record_area(&bytes, &header, codec, BATCH_BYTES_MAX)
+                            .map_err(|error| self.record_error(base, &header, error))?;
+                        let records = parse_records(&area, header.record_count)
+                            .map_err(|error| self.record_error(base, &header, error))?;
+                        let aborted = is_aborted(&aborted, &header);
+                        let kept: Vec<_> = records
+                            .iter()
+                            .filter(|record| !aborted && keep(&header, record))
+                            .copied()
+                            .collect();
+                        removed += (records.len() - kept.len()) as u64;
+                        let fate = if kept.len() == records.len() {
+                            Fate::Whole
+                        } else if kept.is_empty() && !last_batches.contains(&header.base_offset) {
+                            Fate::Emptied
+                        } else {
+                            let batch =
+                                rewrite_batch(&bytes, &header, &kept, codec).map_err(|error| {
+                                    self.record_error(
+                                        base,
+                                        &header,
+                                        crate::compaction::RecordError::Codec(error),
+                                    )
+                                })?;
+                            Fate::Rewritten(batch)
+                        };
+                        if header.is_transactional() {
+                            // A batch that stays with its producer id (whole,
+                            // rewritten, or emptied as its producer's last)
+                            // keeps its transaction's marker.
+                            *txn_kept.entry(header.producer_id).or_default() |=
+                                !matches!(fate, Fate::Emptied);
+                        }
+                        fate
                     };
-                    if header.is_transactional() {
-                        // A batch that stays with its producer id (whole,
-                        // rewritten, or emptied as its producer's last)
-                        // keeps its transaction's marker.
-                        *txn_kept.entry(header.producer_id).or_default() |=
-                            !matches!(fate, Fate::Emptied);
-                    }
-                    fate
-                };
-                let copy = match &mut copy {
-                    Some(copy) => copy,
-                    None if matches!(fate, Fate::Whole) => {
-                        untouched += bytes.len() as u64;
-                        throttle.account(bytes.len()).await;
-                        continue;
-                    }
-                    None => copy.insert(
-                        self.start_copy(base, &cleaned_path, untouched, &mut throttle)
-                            .await?,
-                    ),
-                };
-                match fate {
-                    Fate::Emptied => {
-                        // Joins the run of emptied batches before it.
-                        match &mut run {
-                            Some(run) if header.last_offset() - run.base <= i64::from(i32::MAX) => {
-                                run.last = header.last_offset();
-                                run.leader_epoch = header.leader_epoch;
-                                run.timestamp = run.timestamp.max(header.max_timestamp);
-                            }
-                            _ => {
-                                flush_run(copy, run.take(), &mut throttle).await?;
-                                run = Some(EmptyRun {
-                                    base: header.base_offset,
-                                    last: header.last_offset(),
-                                    leader_epoch: header.leader_epoch,
-                                    timestamp: header.max_timestamp,
-                                });
+                    let copy = match &mut copy {
+                        Some(copy) => copy,
+                        None if matches!(fate, Fate::Whole) => {
+                            untouched += bytes.len() as u64;
+                            throttle.account(bytes.len()).await;
+                            continue;
+                        }
+                        None => copy.insert(
+                            self.start_copy(base, &cleaned_path, untouched, &mut throttle)
+                                .await?,
+                        ),
+                    };
+                    match fate {
+                        Fate::Emptied => {
+                            // Joins the run of emptied batches before it.
+                            match &mut run {
+                                Some(run)
+                                    if header.last_offset() - run.base <= i64::from(i32::MAX) =>
+                                {
+                                    run.last = header.last_offset();
+                                    run.leader_epoch = header.leader_epoch;
+                                    run.timestamp = run.timestamp.max(header.max_timestamp);
+                                }
+                                _ => {
+                                    flush_run(copy, run.take(), &mut throttle).await?;
+                                    run = Some(EmptyRun {
+                                        base: header.base_offset,
+                                        last: header.last_offset(),
+                                        leader_epoch: header.leader_epoch,
+                                        timestamp: header.max_timestamp,
+                                    });
+                                }
                             }
                         }
+                        Fate::Whole => {
+                            flush_run(copy, run.take(), &mut throttle).await?;
+                            copy.push(&bytes, &mut throttle).await?;
+                        }
+                        Fate::Rewritten(batch) => {
+                            flush_run(copy, run.take(), &mut throttle).await?;
+                            copy.push(&batch, &mut throttle).await?;
+                        }
                     }
-                    Fate::Whole => {
-                        flush_run(copy, run.take(), &mut throttle).await?;
-                        copy.push(&bytes, &mut throttle).await?;
-                    }
-                    Fate::Rewritten(batch) => {
-                        flush_run(copy, run.take(), &mut throttle).await?;
-                        copy.push(&batch, &mut throttle).await?;
-                    }
+                    throttle.account(bytes.len()).await;
                 }
-                throttle.account(bytes.len()).await;
+                if let Some(copy) = &mut copy {
+                    flush_run(copy, run.take(), &mut throttle).await?;
+                }
+                if !removed_markers.is_empty() {
+                    self.forget_aborted(base, &removed_markers).await?;
+                }
+                group_removed += removed;
+                next += 1;
+                let Some(&(_, next_bytes, next_end)) = cleanable.get(next) else {
+                    break;
+                };
+                // Bytes the merged segment holds so far: the copy, or the first
+                // segment untouched.
+                let held = copy.as_ref().map_or(first_bytes, |copy| copy.len());
+                if !may_merge(
+                    first_bytes,
+                    held,
+                    next_bytes,
+                    next_end - group_base,
+                    segment_bytes,
+                ) {
+                    break;
+                }
+                if copy.is_none() {
+                    copy = Some(
+                        self.start_copy(group_base, &cleaned_path, first_bytes, &mut throttle)
+                            .await?,
+                    );
+                }
             }
-            let Some(mut copy) = copy else {
-                debug_assert_eq!(removed, 0);
-                report.bytes_after += size;
+            let group = &cleanable[group_start..next];
+            let group_bytes: u64 = group.iter().map(|s| s.1).sum();
+            let Some(copy) = copy else {
+                debug_assert_eq!(group_removed, 0);
+                report.bytes_after += group_bytes;
                 continue;
             };
-            flush_run(&mut copy, run.take(), &mut throttle).await?;
-            let new_size = copy.finish().await?;
-            if !removed_markers.is_empty() {
-                self.forget_aborted(base, &removed_markers).await?;
-            }
-            if self.swap_in(base, size, new_size, &cleaned_path).await? {
+            let (new_size, file) = copy.finish().await?;
+            let swapped = if group.len() > 1 {
+                self.merge_in(group, new_size, file, &cleaned_path).await?
+            } else {
+                drop(file);
+                self.swap_in(group_base, group_bytes, new_size, &cleaned_path)
+                    .await?
+            };
+            if swapped {
                 report.segments_rewritten += 1;
-                report.records_removed += removed;
+                report.segments_merged += group.len() - 1;
+                report.records_removed += group_removed;
                 report.bytes_after += new_size;
             } else {
-                report.bytes_after += size;
+                report.bytes_after += group_bytes;
             }
         }
         let path = self.dir.join(CLEANER_CHECKPOINT_FILE);
@@ -747,6 +827,7 @@ impl<S: Storage> PartitionLog<S> {
         new_size: u64,
         cleaned_path: &std::path::Path,
     ) -> Result<bool, CompactionError> {
+        self.forget_recovery_point_in(&[base]).await?;
         let released = {
             let mut inner = self.inner.borrow_mut();
             let unchanged = !inner.closed
@@ -786,20 +867,16 @@ impl<S: Storage> PartitionLog<S> {
             segment.max_timestamp = -1;
             segment.offset_of_max_timestamp = base;
             inner.compactions += 1;
-            // Cached batches of this segment (and of older ones) are
-            // copies of what was replaced, with positions in the old file.
-            let mut released = 0;
-            while inner
-                .cached
-                .front()
-                .is_some_and(|front| front.segment_base <= base)
-            {
-                if let Some(batch) = inner.cached.pop_front() {
-                    released += batch.bytes();
-                }
-            }
-            released
+            self.release_cached_through(&mut inner, base)
         };
+        self.settle_replaced(base, released).await?;
+        Ok(true)
+    }
+
+    /// After segment `base` was replaced: gives the cache back the bytes of
+    /// its dropped batches, makes the directory durable, and writes the
+    /// segment's index files again, so that a restart does not scan it.
+    async fn settle_replaced(&self, base: i64, released: usize) -> Result<(), CompactionError> {
         if released > 0 {
             self.cache.release(released);
         }
@@ -807,12 +884,182 @@ impl<S: Storage> PartitionLog<S> {
             .sync_dir(&self.dir)
             .await
             .map_err(|error| StorageError::new("sync directory", &self.dir, error))?;
-        // Index files again, so that a restart does not scan the segment.
         let index = self
             .scan_index(base)
             .await
             .map_err(|error| CompactionError(error.to_string()))?;
         self.write_sealed_index(base, index).await?;
+        Ok(())
+    }
+}
+
+/// Whether the next segment joins the cleaned copy of the segments before
+/// it, as Kafka's cleaner merges them: the copy (`held` bytes so far) and
+/// the next segment's size before cleaning (`next_bytes`) must fit one
+/// segment (`segment.bytes`, so positions still fit the index's 32 bits),
+/// the merged offsets must span at most `i32::MAX` (relative offsets), and
+/// neither the first segment nor the next may be empty (an empty segment's
+/// base may lie past the last batch of the merged copy, where an open
+/// finishing the merge would not count it as merged). Counting the copy
+/// after cleaning, not the segments before it, lets one pass fold a run of
+/// mostly removed segments into one. Without merging, a compacted topic
+/// keeps a segment for every one it ever rolled, however little each keeps.
+fn may_merge(
+    first_bytes: u64,
+    held: u64,
+    next_bytes: u64,
+    offsets_spanned: i64,
+    segment_bytes: u64,
+) -> bool {
+    first_bytes > 0
+        && next_bytes > 0
+        && held.saturating_add(next_bytes) <= segment_bytes
+        && offsets_spanned <= i64::from(i32::MAX)
+}
+
+impl<S: Storage> PartitionLog<S> {
+    /// Whether every segment of `group` is still there, sealed, at the size
+    /// it was cleaned at, and the log neither closed nor truncating.
+    fn group_unchanged(&self, group: &[(i64, u64, i64)]) -> bool {
+        let inner = self.inner.borrow();
+        !inner.closed
+            && !inner.truncating
+            && group.iter().all(|&(base, size, _)| {
+                inner
+                    .segments
+                    .get(&base)
+                    .is_some_and(|segment| segment.finalized && segment.size == size)
+            })
+    }
+
+    /// Removes the recovery point if it names a segment about to be replaced
+    /// by its cleaned copy: a restart would resume its scan at a position
+    /// in the old file, which in the copy falls in the middle of another
+    /// batch, and would cut the segment there. Removed before the copy takes
+    /// the segment's place, as a truncation does; without it, a restart
+    /// that recovers this segment scans it from its start.
+    async fn forget_recovery_point_in(&self, bases: &[i64]) -> Result<(), CompactionError> {
+        let path = self.dir.join(super::RECOVERY_POINT_FILE);
+        if !self.storage.exists(&path) {
+            return Ok(());
+        }
+        if let Some((point, _)) = super::load_recovery_point(&self.storage, &self.dir).await {
+            if !bases.contains(&point.segment_base) {
+                return Ok(());
+            }
+        }
+        if let Err(error) = self.storage.remove_file_at_once(&path) {
+            if error.kind() != std::io::ErrorKind::NotFound {
+                return Err(StorageError::new("remove", &path, error).into());
+            }
+        }
+        let mut inner = self.inner.borrow_mut();
+        if inner
+            .recovery_point_at
+            .is_some_and(|(base, _)| bases.contains(&base))
+        {
+            inner.recovery_point_at = None;
+        }
+        Ok(())
+    }
+
+    /// Drops cached batches of segments up to `last_base`: they are copies of
+    /// what a cleaning replaced, with positions in the old files. Returns the
+    /// bytes to give back to the cache.
+    fn release_cached_through(&self, inner: &mut super::Inner<S>, last_base: i64) -> usize {
+        let mut released = 0;
+        while inner
+            .cached
+            .front()
+            .is_some_and(|front| front.segment_base <= last_base)
+        {
+            if let Some(batch) = inner.cached.pop_front() {
+                released += batch.bytes();
+            }
+        }
+        released
+    }
+
+    /// Puts the cleaned copy of several segments in place of them all if
+    /// they are still the ones cleaned; returns whether it did.
+    ///
+    /// The copy is renamed to `<base>.log.swap` and the directory synced:
+    /// that is the point from which the merge happens even across a crash
+    /// (`finish_swaps` at the next open completes it). Then the first
+    /// segment takes the merged `.txnindex`, the other segments' files go,
+    /// and the swap file becomes `<base>.log`. The transaction-index lock is
+    /// held throughout, so retention and truncation, which take it to remove
+    /// files, cannot remove a segment's files half-way through.
+    async fn merge_in(
+        &self,
+        group: &[(i64, u64, i64)],
+        new_size: u64,
+        file: S::File,
+        cleaned_path: &std::path::Path,
+    ) -> Result<bool, CompactionError> {
+        let base = group[0].0;
+        let swap_path = self
+            .dir
+            .join(format!("{}{SWAP_SUFFIX}", segment_file_name(base, "log")));
+        let permit = self.txn_index_lock.acquire_permit(1).await.map_err(|_| {
+            StorageError::new("lock", cleaned_path, std::io::Error::other("log closed"))
+        })?;
+        if !self.group_unchanged(group) {
+            let _ = self.storage.remove_file_at_once(cleaned_path);
+            return Ok(false);
+        }
+        let bases: Vec<i64> = group.iter().map(|s| s.0).collect();
+        self.forget_recovery_point_in(&bases).await?;
+        self.storage
+            .rename(cleaned_path, &swap_path)
+            .map_err(|error| StorageError::new("rename", cleaned_path, error))?;
+        self.storage
+            .sync_dir(&self.dir)
+            .await
+            .map_err(|error| StorageError::new("sync directory", &self.dir, error))?;
+        // Retention or a truncation may have changed the segments in memory
+        // while the directory synced; their files are all still there (the
+        // lock is held), so the merge can still be called off.
+        if !self.group_unchanged(group) {
+            let _ = self.storage.remove_file_at_once(&swap_path);
+            return Ok(false);
+        }
+        let last_base = group[group.len() - 1].0;
+        let (aborted, released) = {
+            let mut inner = self.inner.borrow_mut();
+            let mut aborted = Vec::new();
+            let mut next_offset = base;
+            for &(segment_base, _, _) in group {
+                if let Some(segment) = inner.segments.get(&segment_base) {
+                    aborted.extend_from_slice(&segment.aborted);
+                    next_offset = segment.next_offset;
+                }
+            }
+            for &(segment_base, _, _) in &group[1..] {
+                inner.segments.remove(&segment_base);
+            }
+            let Some(segment) = inner.segments.get_mut(&base) else {
+                unreachable!("checked by group_unchanged");
+            };
+            // The merged copy is read through the handle that wrote it until
+            // the swap file takes the segment's name: its path names the old
+            // segment until then.
+            segment.file = Some(Rc::new(file));
+            segment.size = new_size;
+            segment.written = new_size;
+            segment.issued = new_size;
+            segment.next_offset = next_offset;
+            segment.aborted = aborted.clone();
+            segment.index = None;
+            segment.index_from_files = false;
+            segment.max_timestamp = -1;
+            segment.offset_of_max_timestamp = base;
+            inner.compactions += 1;
+            (aborted, self.release_cached_through(&mut inner, last_base))
+        };
+        complete_swap(&self.storage, &self.dir, &bases, &aborted).await?;
+        drop(permit);
+        self.settle_replaced(base, released).await?;
         Ok(true)
     }
 }
@@ -842,6 +1089,118 @@ pub(super) fn forget_cleaned_copies<S: Storage>(
             tracing::warn!(%error, path = %path.display(), "could not remove an unfinished cleaned segment");
         }
     }
+}
+
+/// Finishes replacing segments `bases` (ascending) by `<bases[0]>.log.swap`:
+/// the first segment takes `aborted` as its `.txnindex`, its stale index
+/// files and every file of the other segments go, and the swap file takes
+/// the first segment's name. Each step may be repeated after a crash.
+async fn complete_swap<S: Storage>(
+    storage: &S,
+    dir: &std::path::Path,
+    bases: &[i64],
+    aborted: &[AbortedTxn],
+) -> Result<(), StorageError> {
+    let Some(&base) = bases.first() else {
+        return Ok(());
+    };
+    super::write_txn_index(storage, dir, base, aborted).await?;
+    // Index files of the first segment would point into the merged one.
+    for extension in ["index", "timeindex"] {
+        let path = dir.join(segment_file_name(base, extension));
+        if let Err(error) = storage.remove_file_at_once(&path) {
+            if error.kind() != std::io::ErrorKind::NotFound {
+                return Err(StorageError::new("remove", &path, error));
+            }
+        }
+    }
+    for &merged in &bases[1..] {
+        super::remove_segment_files(storage, dir, merged);
+    }
+    let swap_path = dir.join(format!("{}{SWAP_SUFFIX}", segment_file_name(base, "log")));
+    storage
+        .rename(&swap_path, &dir.join(segment_file_name(base, "log")))
+        .map_err(|error| StorageError::new("rename", &swap_path, error))?;
+    Ok(())
+}
+
+/// Completes merges a crash interrupted after their swap file was in place
+/// (see `merge_in`); returns whether there was one. The segments a swap
+/// file replaces are those whose base lies within its offsets. If the first
+/// of them is gone, retention removed the group before the merge finished,
+/// and the swap file goes instead.
+pub(super) async fn finish_swaps<S: Storage>(
+    storage: &S,
+    dir: &std::path::Path,
+    names: &[String],
+    config: &super::LogConfig,
+) -> Result<bool, StorageError> {
+    let mut bases: Vec<i64> = names
+        .iter()
+        .filter_map(|name| super::parse_segment_name(name))
+        .collect();
+    bases.sort_unstable();
+    let mut found = false;
+    for name in names {
+        let Some(base) = name
+            .strip_suffix(SWAP_SUFFIX)
+            .and_then(super::parse_segment_name)
+        else {
+            continue;
+        };
+        found = true;
+        let swap_path = dir.join(name);
+        if !bases.contains(&base) {
+            tracing::warn!(path = %swap_path.display(), "merged segment outlived its first segment; removing it");
+            storage
+                .remove_file_at_once(&swap_path)
+                .map_err(|error| StorageError::new("remove", &swap_path, error))?;
+            continue;
+        }
+        let file = storage
+            .open(&swap_path, false)
+            .await
+            .map_err(|error| StorageError::new("open", &swap_path, error))?;
+        let size = file
+            .size()
+            .await
+            .map_err(|error| StorageError::new("stat", &swap_path, error))?;
+        let scanned = super::scan_segment(&file, &swap_path, base, size, config, None).await?;
+        drop(file);
+        if scanned.valid_bytes < size {
+            tracing::warn!(
+                path = %swap_path.display(),
+                valid = scanned.valid_bytes,
+                size,
+                "merged segment damaged after its batches"
+            );
+        }
+        let replaced: Vec<i64> = bases
+            .iter()
+            .copied()
+            .filter(|&other| other >= base && other < scanned.next_offset)
+            .collect();
+        let mut aborted: Vec<AbortedTxn> = Vec::new();
+        for &segment in &replaced {
+            for entry in super::load_txn_index(storage, dir, segment).await {
+                // An interrupted completion may have written the merged
+                // index already.
+                if !aborted.contains(&entry) {
+                    aborted.push(entry);
+                }
+            }
+        }
+        aborted.sort_by_key(|entry| entry.last_offset);
+        tracing::info!(path = %swap_path.display(), segments = replaced.len(), "finishing a merge of cleaned segments");
+        complete_swap(storage, dir, &replaced, &aborted).await?;
+    }
+    if found {
+        storage
+            .sync_dir(dir)
+            .await
+            .map_err(|error| StorageError::new("sync directory", dir, error))?;
+    }
+    Ok(found)
 }
 
 /// The cleaner checkpoint, or 0 (nothing cleaned) if there is none or it

@@ -60,6 +60,8 @@ struct State {
     reads: u64,
     /// The next sync is to wait (see `hold_next_sync`).
     hold_next_sync: bool,
+    /// The next directory sync is to wait (see `hold_next_sync_dir`).
+    hold_next_sync_dir: bool,
     /// A held sync waits while set.
     sync_held: bool,
 }
@@ -104,6 +106,13 @@ impl MemStorage {
     /// sync is in flight.
     pub fn hold_next_sync(&self) {
         self.state.borrow_mut().hold_next_sync = true;
+    }
+
+    /// The next directory sync to start waits until
+    /// [`MemStorage::release_sync`]: lets a test crash the disk right after
+    /// a rename that the log makes durable with that sync.
+    pub fn hold_next_sync_dir(&self) {
+        self.state.borrow_mut().hold_next_sync_dir = true;
     }
 
     /// Lets the held sync finish.
@@ -161,6 +170,7 @@ impl MemStorage {
                 writes: 0,
                 reads: 0,
                 hold_next_sync: false,
+                hold_next_sync_dir: false,
                 sync_held: false,
             })),
         }
@@ -190,6 +200,7 @@ impl MemStorage {
                 writes: 0,
                 reads: 0,
                 hold_next_sync: false,
+                hold_next_sync_dir: false,
                 sync_held: false,
             })),
         }
@@ -284,6 +295,15 @@ impl Storage for MemStorage {
     }
 
     async fn sync_dir(&self, _path: &Path) -> io::Result<()> {
+        let held = {
+            let mut state = self.state.borrow_mut();
+            let held = std::mem::take(&mut state.hold_next_sync_dir);
+            state.sync_held |= held;
+            held
+        };
+        while held && self.state.borrow().sync_held {
+            glommio::timer::sleep(SYNC_HOLD_POLL).await;
+        }
         Ok(())
     }
 

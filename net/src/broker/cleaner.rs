@@ -84,6 +84,7 @@ impl Broker {
                                 dir = %log.dir().display(),
                                 segments = report.segments_cleaned,
                                 rewritten = report.segments_rewritten,
+                                merged = report.segments_merged,
                                 bytes_before = report.bytes_before,
                                 bytes_after = report.bytes_after,
                                 records_removed = report.records_removed,
