@@ -468,6 +468,15 @@ pub const SETTINGS: &[Setting] = &[
         },
     },
     Setting {
+        name: "log_cleaner_merge_segments",
+        expects: "true or false: merge neighbouring cleaned segments that fit one segment \
+            (default false)",
+        apply: |config, value| {
+            config.cleaner.merge_segments = boolean(value)?;
+            Ok(())
+        },
+    },
+    Setting {
         name: "connections_max_idle_ms",
         expects: "milliseconds, at least 1",
         apply: |config, value| {

@@ -32,7 +32,12 @@ const SEGMENT_BYTES: u64 = 16384;
 type Table = BTreeMap<Vec<u8>, Vec<u8>>;
 
 fn broker() -> TestBroker {
-    TestBroker::start_with(&["--log-cleaner-backoff-ms", "100"])
+    TestBroker::start_with(&[
+        "--log-cleaner-backoff-ms",
+        "100",
+        "--log-cleaner-merge-segments",
+        "true",
+    ])
 }
 
 fn compacted_topic(broker: &TestBroker, topic: &str) {

@@ -316,6 +316,7 @@ impl Run {
         let limits = CompactionLimits {
             key_map_entries_max: if self.rng.percent(20) { 4 } else { 1 << 16 },
             io_bytes_per_second: 0,
+            merge_segments: true,
         };
         match self.log.compact(now, &limits, &NoCodecs).await {
             Ok(Some(report)) => {
@@ -349,6 +350,7 @@ impl Run {
         let limits = CompactionLimits {
             key_map_entries_max: 1 << 16,
             io_bytes_per_second: 0,
+            merge_segments: true,
         };
         let now = self.timestamp;
         let task = glommio::spawn_local(async move { log.compact(now, &limits, &NoCodecs).await });

@@ -65,6 +65,8 @@ pub struct CompactionLimits {
     pub key_map_entries_max: usize,
     /// Bytes read and written per second, at most; 0: no limit.
     pub io_bytes_per_second: u64,
+    /// Merge neighbouring cleaned segments that fit one (see `may_merge`).
+    pub merge_segments: bool,
 }
 
 /// What a cleaning pass did.
@@ -320,10 +322,13 @@ impl<S: Storage> PartitionLog<S> {
     /// The part of the log not cleaned yet, as a share of its cleanable
     /// bytes (`None`: not compacted, or nothing cleanable).
     pub async fn dirty_ratio(&self, now: i64) -> Option<f64> {
-        self.compaction_plan(now).await.map(|plan| plan.dirty_ratio)
+        self.compaction_plan(now, false)
+            .await
+            .map(|plan| plan.dirty_ratio)
     }
 
-    async fn compaction_plan(&self, now: i64) -> Option<Plan> {
+    /// `merge`: neighbours that would merge make a pass due.
+    async fn compaction_plan(&self, now: i64, merge: bool) -> Option<Plan> {
         let bases: Vec<i64> = {
             let inner = self.inner.borrow();
             if !inner.config.compact {
@@ -380,16 +385,17 @@ impl<S: Storage> PartitionLog<S> {
         // that cleaned them weighed them at their sizes before cleaning,
         // and without a further pass they would stay apart until new
         // records made the log dirty again.
-        let mergeable = segments.windows(2).any(|pair| {
-            let ((base, bytes, _), (_, next_bytes, next_end)) = (pair[0], pair[1]);
-            may_merge(
-                bytes,
-                bytes,
-                next_bytes,
-                next_end - base,
-                config.segment_bytes,
-            )
-        });
+        let mergeable = merge
+            && segments.windows(2).any(|pair| {
+                let ((base, bytes, _), (_, next_bytes, next_end)) = (pair[0], pair[1]);
+                may_merge(
+                    bytes,
+                    bytes,
+                    next_bytes,
+                    next_end - base,
+                    config.segment_bytes,
+                )
+            });
         if dirty == 0 && !mergeable {
             return None;
         }
@@ -413,7 +419,7 @@ impl<S: Storage> PartitionLog<S> {
         limits: &CompactionLimits,
         codec: &dyn RecordCodec,
     ) -> Result<Option<CompactionReport>, CompactionError> {
-        let Some(plan) = self.compaction_plan(now).await else {
+        let Some(plan) = self.compaction_plan(now, limits.merge_segments).await else {
             return Ok(None);
         };
         let ratio_min = self.inner.borrow().config.min_cleanable_dirty_ratio;
@@ -987,9 +993,11 @@ impl<S: Storage> PartitionLog<S> {
     /// that is the point from which the merge happens even across a crash
     /// (`finish_swaps` at the next open completes it). Then the first
     /// segment takes the merged `.txnindex`, the other segments' files go,
-    /// and the swap file becomes `<base>.log`. The transaction-index lock is
-    /// held throughout, so retention and truncation, which take it to remove
-    /// files, cannot remove a segment's files half-way through.
+    /// and the swap file becomes `<base>.log`. The removal lock is held
+    /// throughout, so retention and truncation, which take it to remove
+    /// files, cannot remove a segment's files half-way through. No other
+    /// task writes a sealed segment's `.txnindex`, so the merge does not
+    /// take that file's lock, which a roll on the write path waits for.
     async fn merge_in(
         &self,
         group: &[(i64, u64, i64)],
@@ -1001,7 +1009,7 @@ impl<S: Storage> PartitionLog<S> {
         let swap_path = self
             .dir
             .join(format!("{}{SWAP_SUFFIX}", segment_file_name(base, "log")));
-        let permit = self.txn_index_lock.acquire_permit(1).await.map_err(|_| {
+        let permit = self.removal_lock.acquire_permit(1).await.map_err(|_| {
             StorageError::new("lock", cleaned_path, std::io::Error::other("log closed"))
         })?;
         if !self.group_unchanged(group) {

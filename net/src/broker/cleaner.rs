@@ -55,6 +55,7 @@ impl Broker {
             key_map_entries_max: usize::try_from(config.dedupe_buffer_bytes).unwrap_or(usize::MAX)
                 / KEY_MAP_ENTRY_BYTES,
             io_bytes_per_second: config.io_max_bytes_per_second,
+            merge_segments: config.merge_segments,
         };
         let backoff = Duration::from_millis(config.backoff_ms.max(1));
         let mut stopped: HashSet<PathBuf> = HashSet::new();
@@ -116,6 +117,7 @@ pub(crate) async fn clean_now(log: &Log) -> sluice_engine::log::CompactionReport
     let limits = CompactionLimits {
         key_map_entries_max: 1 << 16,
         io_bytes_per_second: 0,
+        merge_segments: true,
     };
     log.compact(sluice_engine::types::now_ms(), &limits, &WireCodecs)
         .await
