@@ -860,14 +860,7 @@ impl<S: Storage> PartitionLog<S> {
         let mut sizes = Vec::new();
         for &base in bases.iter().rev() {
             let path = dir.join(segment_file_name(base, "log"));
-            let file = storage
-                .open(&path, false)
-                .await
-                .map_err(|error| StorageError::new("open", &path, error))?;
-            let size = file
-                .size()
-                .await
-                .map_err(|error| StorageError::new("stat", &path, error))?;
+            let (file, size) = open_with_size(&storage, &path).await?;
             sizes.push((base, size));
             if size > 0 || base == bases[0] {
                 let resume = match &resume_point {
@@ -3877,6 +3870,22 @@ fn sealed_index<F>(segment: &Segment<F>, mut index: SegmentIndex) -> SegmentInde
         });
     }
     index
+}
+
+/// Opens an existing file and reads its size.
+async fn open_with_size<S: Storage>(
+    storage: &S,
+    path: &Path,
+) -> Result<(S::File, u64), StorageError> {
+    let file = storage
+        .open(path, false)
+        .await
+        .map_err(|error| StorageError::new("open", path, error))?;
+    let size = file
+        .size()
+        .await
+        .map_err(|error| StorageError::new("stat", path, error))?;
+    Ok((file, size))
 }
 
 fn remove_segment_files<S: Storage>(storage: &S, dir: &Path, base: i64) {

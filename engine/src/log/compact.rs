@@ -834,19 +834,12 @@ impl<S: Storage> PartitionLog<S> {
         cleaned_path: &std::path::Path,
     ) -> Result<bool, CompactionError> {
         self.forget_recovery_point_in(&[base]).await?;
+        if !self.group_unchanged(&[(base, size, 0)]) {
+            let _ = self.storage.remove_file_at_once(cleaned_path);
+            return Ok(false);
+        }
         let released = {
             let mut inner = self.inner.borrow_mut();
-            let unchanged = !inner.closed
-                && !inner.truncating
-                && inner
-                    .segments
-                    .get(&base)
-                    .is_some_and(|segment| segment.finalized && segment.size == size);
-            if !unchanged {
-                drop(inner);
-                let _ = self.storage.remove_file_at_once(cleaned_path);
-                return Ok(false);
-            }
             // Index files of the old segment would point into the new one:
             // gone first, so that a crash at any point leaves a segment
             // whose index is rebuilt from its own batches.
@@ -1037,14 +1030,11 @@ impl<S: Storage> PartitionLog<S> {
             let mut inner = self.inner.borrow_mut();
             let mut aborted = Vec::new();
             let mut next_offset = base;
-            for &(segment_base, _, _) in group {
-                if let Some(segment) = inner.segments.get(&segment_base) {
-                    aborted.extend_from_slice(&segment.aborted);
-                    next_offset = segment.next_offset;
-                }
-            }
             for &(segment_base, _, _) in &group[1..] {
-                inner.segments.remove(&segment_base);
+                if let Some(merged) = inner.segments.remove(&segment_base) {
+                    aborted.extend(merged.aborted);
+                    next_offset = merged.next_offset;
+                }
             }
             let Some(segment) = inner.segments.get_mut(&base) else {
                 unreachable!("checked by group_unchanged");
@@ -1057,6 +1047,8 @@ impl<S: Storage> PartitionLog<S> {
             segment.written = new_size;
             segment.issued = new_size;
             segment.next_offset = next_offset;
+            // The first segment's entries come before the merged ones'.
+            aborted.splice(0..0, segment.aborted.drain(..));
             segment.aborted = aborted.clone();
             segment.index = None;
             segment.index_from_files = false;
@@ -1165,14 +1157,7 @@ pub(super) async fn finish_swaps<S: Storage>(
                 .map_err(|error| StorageError::new("remove", &swap_path, error))?;
             continue;
         }
-        let file = storage
-            .open(&swap_path, false)
-            .await
-            .map_err(|error| StorageError::new("open", &swap_path, error))?;
-        let size = file
-            .size()
-            .await
-            .map_err(|error| StorageError::new("stat", &swap_path, error))?;
+        let (file, size) = super::open_with_size(storage, &swap_path).await?;
         let scanned = super::scan_segment(&file, &swap_path, base, size, config, None).await?;
         drop(file);
         if scanned.valid_bytes < size {
