@@ -951,11 +951,8 @@ impl<S: Storage> PartitionLog<S> {
                 .collect();
             for base in stale {
                 if let Some(segment) = segments.remove(&base) {
-                    storage
-                        .remove_file(&segment.path)
-                        .map_err(|error| StorageError::new("remove", &segment.path, error))?;
                     // Its start snapshot describes offsets that are gone.
-                    remove_segment_files(&storage, &dir, base);
+                    remove_segment_files(&storage, &dir, base, segment.file);
                 }
             }
         }
@@ -1008,8 +1005,8 @@ impl<S: Storage> PartitionLog<S> {
                 leo,
                 "log start is past the recovered log end; starting the log at the log start"
             );
-            for &base in segments.keys() {
-                remove_segment_files(&storage, &dir, base);
+            for (&base, segment) in segments.iter_mut() {
+                remove_segment_files(&storage, &dir, base, segment.file.take());
             }
             storage
                 .sync_dir(&dir)
@@ -3173,7 +3170,7 @@ impl<S: Storage> PartitionLog<S> {
         let removing = self.removal_lock.acquire_permit(1).await;
         let permit = self.txn_index_lock.acquire_permit(1).await;
         for segment in later {
-            remove_segment_files(&self.storage, &self.dir, segment.base_offset);
+            remove_segment_files(&self.storage, &self.dir, segment.base_offset, segment.file);
         }
         drop(permit);
         drop(removing);
@@ -3328,10 +3325,11 @@ impl<S: Storage> PartitionLog<S> {
         if doomed.is_empty() {
             return Ok(0);
         }
+        let mut open = Vec::with_capacity(doomed.len());
         let new_start = {
             let mut inner = self.inner.borrow_mut();
             for base in &doomed {
-                inner.segments.remove(base);
+                open.push(inner.segments.remove(base).and_then(|segment| segment.file));
             }
             let first = inner.segments.keys().next().copied().unwrap_or(inner.leo);
             inner.log_start = inner.log_start.max(first);
@@ -3346,8 +3344,8 @@ impl<S: Storage> PartitionLog<S> {
         // so it cannot leave a file behind the removal.
         let removing = self.removal_lock.acquire_permit(1).await;
         let permit = self.txn_index_lock.acquire_permit(1).await;
-        for base in &doomed {
-            remove_segment_files(&self.storage, &self.dir, *base);
+        for (base, handle) in doomed.iter().zip(open) {
+            remove_segment_files(&self.storage, &self.dir, *base, handle);
         }
         drop(permit);
         drop(removing);
@@ -3414,18 +3412,25 @@ impl<S: Storage> PartitionLog<S> {
 
     /// Deletes the whole log (topic deletion).
     pub fn delete(&self) -> Result<(), StorageError> {
-        let released = {
+        let (released, open) = {
             let mut inner = self.inner.borrow_mut();
             inner.closed = true;
             let released: usize = inner.cached.iter().map(CachedBatch::bytes).sum();
             inner.cached.clear();
-            released
+            // Shared, not taken: a task of the log still running may use
+            // them; they are closed once the log lets go of them.
+            let open: Vec<Rc<S::File>> = inner
+                .segments
+                .values()
+                .filter_map(|segment| segment.file.clone())
+                .collect();
+            (released, open)
         };
         self.cache.release(released);
         self.signal.notify();
         self.data_signal.notify();
         self.storage
-            .remove_dir_all(&self.dir)
+            .retire(&self.dir, true, open)
             .map_err(|error| StorageError::new("remove", &self.dir, error))
     }
 }
@@ -3888,10 +3893,17 @@ async fn open_with_size<S: Storage>(
     Ok((file, size))
 }
 
-fn remove_segment_files<S: Storage>(storage: &S, dir: &Path, base: i64) {
+/// Removes segment `base`'s files; `open` is the segment's handle if this
+/// shard still holds it (see `Storage::retire`).
+fn remove_segment_files<S: Storage>(storage: &S, dir: &Path, base: i64, open: Option<Rc<S::File>>) {
+    let mut open = open;
     for extension in ["log", "index", "timeindex", "txnindex"] {
         let path = dir.join(segment_file_name(base, extension));
-        if let Err(error) = storage.remove_file(&path) {
+        let removed = match open.take() {
+            Some(handle) => storage.retire(&path, false, vec![handle]),
+            None => storage.remove_file(&path),
+        };
+        if let Err(error) = removed {
             if error.kind() != std::io::ErrorKind::NotFound {
                 tracing::warn!(%error, path = %path.display(), "could not remove segment file");
             }

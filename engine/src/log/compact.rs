@@ -843,24 +843,17 @@ impl<S: Storage> PartitionLog<S> {
             // Index files of the old segment would point into the new one:
             // gone first, so that a crash at any point leaves a segment
             // whose index is rebuilt from its own batches.
-            for extension in ["index", "timeindex"] {
-                let path = self.dir.join(segment_file_name(base, extension));
-                if let Err(error) = self.storage.remove_file_at_once(&path) {
-                    if error.kind() != std::io::ErrorKind::NotFound {
-                        return Err(StorageError::new("remove", &path, error).into());
-                    }
-                }
-            }
+            remove_index_files(&self.storage, &self.dir, base)?;
             let Some(segment) = inner.segments.get_mut(&base) else {
                 unreachable!("checked above");
             };
+            let old = segment.file.take();
             self.storage
-                .rename(cleaned_path, &segment.path)
+                .replace(cleaned_path, &segment.path, old)
                 .map_err(|error| StorageError::new("rename", cleaned_path, error))?;
             segment.size = new_size;
             segment.written = new_size;
             segment.issued = new_size;
-            segment.file = None;
             segment.index = None;
             segment.index_from_files = false;
             segment.max_timestamp = -1;
@@ -947,7 +940,7 @@ impl<S: Storage> PartitionLog<S> {
                 return Ok(());
             }
         }
-        if let Err(error) = self.storage.remove_file_at_once(&path) {
+        if let Err(error) = self.storage.remove_file(&path) {
             if error.kind() != std::io::ErrorKind::NotFound {
                 return Err(StorageError::new("remove", &path, error).into());
             }
@@ -1006,7 +999,9 @@ impl<S: Storage> PartitionLog<S> {
             StorageError::new("lock", cleaned_path, std::io::Error::other("log closed"))
         })?;
         if !self.group_unchanged(group) {
-            let _ = self.storage.remove_file_at_once(cleaned_path);
+            let _ = self
+                .storage
+                .retire(cleaned_path, false, vec![Rc::new(file)]);
             return Ok(false);
         }
         let bases: Vec<i64> = group.iter().map(|s| s.0).collect();
@@ -1022,10 +1017,12 @@ impl<S: Storage> PartitionLog<S> {
         // while the directory synced; their files are all still there (the
         // lock is held), so the merge can still be called off.
         if !self.group_unchanged(group) {
-            let _ = self.storage.remove_file_at_once(&swap_path);
+            let _ = self.storage.retire(&swap_path, false, vec![Rc::new(file)]);
             return Ok(false);
         }
         let last_base = group[group.len() - 1].0;
+        // The replaced segments' handles, closed before their files go.
+        let mut open = Vec::with_capacity(group.len());
         let (aborted, released) = {
             let mut inner = self.inner.borrow_mut();
             let mut aborted = Vec::new();
@@ -1034,6 +1031,7 @@ impl<S: Storage> PartitionLog<S> {
                 if let Some(merged) = inner.segments.remove(&segment_base) {
                     aborted.extend(merged.aborted);
                     next_offset = merged.next_offset;
+                    open.extend(merged.file.map(|handle| (segment_base, handle)));
                 }
             }
             let Some(segment) = inner.segments.get_mut(&base) else {
@@ -1042,7 +1040,8 @@ impl<S: Storage> PartitionLog<S> {
             // The merged copy is read through the handle that wrote it until
             // the swap file takes the segment's name: its path names the old
             // segment until then.
-            segment.file = Some(Rc::new(file));
+            let first = segment.file.replace(Rc::new(file));
+            open.extend(first.map(|handle| (base, handle)));
             segment.size = new_size;
             segment.written = new_size;
             segment.issued = new_size;
@@ -1057,7 +1056,7 @@ impl<S: Storage> PartitionLog<S> {
             inner.compactions += 1;
             (aborted, self.release_cached_through(&mut inner, last_base))
         };
-        complete_swap(&self.storage, &self.dir, &bases, &aborted).await?;
+        complete_swap(&self.storage, &self.dir, &bases, &aborted, open).await?;
         drop(permit);
         self.settle_replaced(base, released).await?;
         Ok(true)
@@ -1094,33 +1093,56 @@ pub(super) fn forget_cleaned_copies<S: Storage>(
 /// Finishes replacing segments `bases` (ascending) by `<bases[0]>.log.swap`:
 /// the first segment takes `aborted` as its `.txnindex`, its stale index
 /// files and every file of the other segments go, and the swap file takes
-/// the first segment's name. Each step may be repeated after a crash.
+/// the first segment's name. `open` holds the replaced segments' handles
+/// this shard still has, by base. Each step may be repeated after a crash.
 async fn complete_swap<S: Storage>(
     storage: &S,
     dir: &std::path::Path,
     bases: &[i64],
     aborted: &[AbortedTxn],
+    mut open: Vec<(i64, Rc<S::File>)>,
 ) -> Result<(), StorageError> {
     let Some(&base) = bases.first() else {
         return Ok(());
     };
+    let mut handle_of = |segment: i64| {
+        let at = open.iter().position(|&(of, _)| of == segment)?;
+        Some(open.swap_remove(at).1)
+    };
     super::write_txn_index(storage, dir, base, aborted).await?;
     // Index files of the first segment would point into the merged one.
+    remove_index_files(storage, dir, base)?;
+    for &merged in &bases[1..] {
+        super::remove_segment_files(storage, dir, merged, handle_of(merged));
+    }
+    let swap_path = dir.join(format!("{}{SWAP_SUFFIX}", segment_file_name(base, "log")));
+    storage
+        .replace(
+            &swap_path,
+            &dir.join(segment_file_name(base, "log")),
+            handle_of(base),
+        )
+        .map_err(|error| StorageError::new("rename", &swap_path, error))?;
+    Ok(())
+}
+
+/// Removes segment `base`'s offset and time index files, which would point
+/// into a copy taking its place. Set aside at once (a crash after this
+/// leaves a segment whose index is rebuilt from its batches), deleted off
+/// the shard: even a small file's removal waits for its discard here.
+fn remove_index_files<S: Storage>(
+    storage: &S,
+    dir: &std::path::Path,
+    base: i64,
+) -> Result<(), StorageError> {
     for extension in ["index", "timeindex"] {
         let path = dir.join(segment_file_name(base, extension));
-        if let Err(error) = storage.remove_file_at_once(&path) {
+        if let Err(error) = storage.remove_file(&path) {
             if error.kind() != std::io::ErrorKind::NotFound {
                 return Err(StorageError::new("remove", &path, error));
             }
         }
     }
-    for &merged in &bases[1..] {
-        super::remove_segment_files(storage, dir, merged);
-    }
-    let swap_path = dir.join(format!("{}{SWAP_SUFFIX}", segment_file_name(base, "log")));
-    storage
-        .rename(&swap_path, &dir.join(segment_file_name(base, "log")))
-        .map_err(|error| StorageError::new("rename", &swap_path, error))?;
     Ok(())
 }
 
@@ -1185,7 +1207,7 @@ pub(super) async fn finish_swaps<S: Storage>(
         }
         aborted.sort_by_key(|entry| entry.last_offset);
         tracing::info!(path = %swap_path.display(), segments = replaced.len(), "finishing a merge of cleaned segments");
-        complete_swap(storage, dir, &replaced, &aborted).await?;
+        complete_swap(storage, dir, &replaced, &aborted, Vec::new()).await?;
     }
     if found {
         storage

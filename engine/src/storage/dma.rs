@@ -5,6 +5,7 @@ use std::collections::HashSet;
 use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, OnceLock};
 use std::time::Duration;
@@ -17,6 +18,11 @@ use crate::constants::{DELETIONS_QUEUED_MAX, IO_ALIGNMENT};
 
 /// How often a stopping shard looks whether the deletion thread is done.
 const DELETIONS_POLL_INTERVAL: Duration = Duration::from_millis(10);
+
+/// How often a removed file's handle is looked at again while a reader
+/// still shares it (a read in flight: milliseconds), and for how long.
+const RETIRE_POLL_INTERVAL: Duration = Duration::from_millis(10);
+const RETIRE_WAIT_MAX: Duration = Duration::from_secs(10);
 
 /// Files on a real file system, written with direct I/O.
 #[derive(Clone, Copy, Debug, Default)]
@@ -89,24 +95,82 @@ pub fn is_doomed(name: &str) -> bool {
 /// new segment of the same name can be created right after) and returns the
 /// new path. A name already set aside is returned as it is.
 fn set_aside(path: &Path) -> io::Result<PathBuf> {
+    let Some(doomed) = doomed_name(path) else {
+        return Ok(path.to_path_buf());
+    };
+    std::fs::rename(path, &doomed)?;
+    Ok(doomed)
+}
+
+/// The name `path` is set aside under, or `None` if it is set aside already.
+fn doomed_name(path: &Path) -> Option<PathBuf> {
     let name = path
         .file_name()
         .map(|name| name.to_string_lossy().into_owned())
         .unwrap_or_default();
     if is_doomed(&name) {
-        return Ok(path.to_path_buf());
+        return None;
     }
     let number = DOOMED_NAMES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|since| since.as_nanos())
         .unwrap_or_default();
-    let doomed = path.with_file_name(format!(
+    Some(path.with_file_name(format!(
         ".{name}{DOOMED_MARKER}{}-{nanos}-{number}",
         std::process::id()
-    ));
-    std::fs::rename(path, &doomed)?;
-    Ok(doomed)
+    )))
+}
+
+/// Deletes a set-aside file or tree once this shard's `open` handles into
+/// it are closed. Whoever drops the last reference to a file's blocks frees
+/// them, and that is the last close as much as the unlink: a handle
+/// dropped after the deletion thread's unlink is closed by the shard's
+/// ring, and the kernel then frees the file (and waits for its discards)
+/// on the shard's thread. Profiled under the compacted fixed-rate load,
+/// such closes freed 655 MB in 40 s on the two shards, most of what the
+/// cleaner replaced. So each handle is closed here first (after any
+/// reader that still shares it lets go, for up to `RETIRE_WAIT_MAX`), and
+/// only then is the name queued for deletion.
+fn forget_after_close(doomed: PathBuf, tree: bool, open: Vec<Rc<DmaStorageFile>>) {
+    if open.is_empty() {
+        forget_later(doomed, tree);
+        return;
+    }
+    // Counted from now, so that a stopping shard waits for the closes too.
+    DELETIONS_PENDING.fetch_add(1, Ordering::SeqCst);
+    glommio::spawn_local(async move {
+        for handle in open {
+            close_when_unshared(handle).await;
+        }
+        forget_later(doomed, tree);
+        DELETIONS_PENDING.fetch_sub(1, Ordering::SeqCst);
+    })
+    .detach();
+}
+
+/// Closes `handle` once no one else holds it. A reader that holds it past
+/// `RETIRE_WAIT_MAX` keeps it; the file is then freed wherever that reader
+/// drops it.
+async fn close_when_unshared(mut handle: Rc<DmaStorageFile>) {
+    let deadline = std::time::Instant::now() + RETIRE_WAIT_MAX;
+    loop {
+        match Rc::try_unwrap(handle) {
+            Ok(owned) => {
+                if let Err(error) = owned.file.close().await {
+                    tracing::debug!(%error, "closing a removed file failed");
+                }
+                return;
+            }
+            Err(shared) => {
+                if std::time::Instant::now() >= deadline {
+                    return;
+                }
+                handle = shared;
+                glommio::timer::sleep(RETIRE_POLL_INTERVAL).await;
+            }
+        }
+    }
 }
 
 /// Deletes a set-aside file or tree on the process's deletion thread.
@@ -243,6 +307,38 @@ impl Storage for DmaStorage {
 
     fn remove_file_at_once(&self, path: &Path) -> io::Result<()> {
         std::fs::remove_file(path)
+    }
+
+    fn retire(&self, path: &Path, tree: bool, open: Vec<Rc<DmaStorageFile>>) -> io::Result<()> {
+        let doomed = set_aside(path)?;
+        forget_after_close(doomed, tree, open);
+        Ok(())
+    }
+
+    /// The file `to` names is first linked under a set-aside name, so the
+    /// rename only drops a name, never the file's blocks, whatever the
+    /// shard still holds open; a crash between the two leaves both names,
+    /// and the next open removes the set-aside one (a name only).
+    fn replace(&self, from: &Path, to: &Path, open: Option<Rc<DmaStorageFile>>) -> io::Result<()> {
+        let kept = match doomed_name(to) {
+            Some(doomed) => match std::fs::hard_link(to, &doomed) {
+                Ok(()) => Some(doomed),
+                Err(error) if error.kind() == io::ErrorKind::NotFound => None,
+                Err(error) => return Err(error),
+            },
+            None => None,
+        };
+        if let Err(error) = std::fs::rename(from, to) {
+            if let Some(doomed) = kept {
+                // A second name of a file still named `to`: nothing freed.
+                let _ = std::fs::remove_file(&doomed);
+            }
+            return Err(error);
+        }
+        if let Some(doomed) = kept {
+            forget_after_close(doomed, false, open.into_iter().collect());
+        }
+        Ok(())
     }
 
     fn remove_dir_all(&self, path: &Path) -> io::Result<()> {
@@ -408,5 +504,95 @@ impl StorageFile for DmaStorageFile {
 
     async fn size(&self) -> io::Result<u64> {
         self.file.file_size().await.map_err(glommio_error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// How long the test waits for the deletion thread.
+    const DELETION_WAIT_MAX: Duration = Duration::from_secs(5);
+
+    fn scratch_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("sluice-dma-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("scratch directory");
+        dir
+    }
+
+    fn doomed_entries(dir: &Path) -> usize {
+        std::fs::read_dir(dir)
+            .expect("list scratch directory")
+            .filter_map(Result::ok)
+            .filter(|entry| is_doomed(&entry.file_name().to_string_lossy()))
+            .count()
+    }
+
+    async fn wait_until_no_doomed(dir: &Path) -> bool {
+        let deadline = std::time::Instant::now() + DELETION_WAIT_MAX;
+        while std::time::Instant::now() < deadline {
+            if doomed_entries(dir) == 0 {
+                return true;
+            }
+            glommio::timer::sleep(Duration::from_millis(5)).await;
+        }
+        false
+    }
+
+    /// A file replaced or removed while this thread holds it open keeps a
+    /// name until the last handle here is closed: were it deleted first,
+    /// the shard's own close would free its blocks (and wait for the
+    /// disk's discards) on the shard's thread.
+    #[test]
+    fn a_removed_file_is_deleted_only_after_its_handles_close() {
+        let dir = scratch_dir("retire");
+        let body_dir = dir.clone();
+        glommio::LocalExecutorBuilder::default()
+            .spawn(move || async move {
+                let dir = body_dir;
+                let storage = DmaStorage;
+                let segment = dir.join("00000000000000000000.log");
+                let copy = dir.join("00000000000000000000.log.cleaned");
+                std::fs::write(&segment, vec![1u8; 8192]).expect("segment");
+                std::fs::write(&copy, vec![2u8; 4096]).expect("copy");
+                let handle = Rc::new(storage.open(&segment, false).await.expect("open"));
+                let reader = Rc::clone(&handle);
+
+                storage
+                    .replace(&copy, &segment, Some(handle))
+                    .expect("replace");
+                assert_eq!(
+                    std::fs::read(&segment).expect("new segment"),
+                    vec![2u8; 4096]
+                );
+                glommio::timer::sleep(Duration::from_millis(50)).await;
+                assert_eq!(doomed_entries(&dir), 1, "deleted while a reader held it");
+                let old = reader.read_at(0, 8192).await.expect("old file still reads");
+                assert_eq!(&old[..], &[1u8; 8192][..]);
+                drop(reader);
+                assert!(
+                    wait_until_no_doomed(&dir).await,
+                    "not deleted after its close"
+                );
+
+                let handle = Rc::new(storage.open(&segment, false).await.expect("open"));
+                let reader = Rc::clone(&handle);
+                storage
+                    .retire(&segment, false, vec![handle])
+                    .expect("retire");
+                assert!(!segment.exists());
+                glommio::timer::sleep(Duration::from_millis(50)).await;
+                assert_eq!(doomed_entries(&dir), 1, "deleted while a reader held it");
+                drop(reader);
+                assert!(
+                    wait_until_no_doomed(&dir).await,
+                    "not deleted after its close"
+                );
+            })
+            .expect("executor starts")
+            .join()
+            .expect("test body completes");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -265,6 +265,20 @@ impl Storage for MemStorage {
         self.remove_file(path)
     }
 
+    /// The model frees nothing on a disk, so it removes at once; handles
+    /// still open keep reading what they read before, as on a real disk.
+    fn retire(&self, path: &Path, tree: bool, _open: Vec<Rc<MemStorageFile>>) -> io::Result<()> {
+        if tree {
+            self.remove_dir_all(path)
+        } else {
+            self.remove_file(path)
+        }
+    }
+
+    fn replace(&self, from: &Path, to: &Path, _open: Option<Rc<MemStorageFile>>) -> io::Result<()> {
+        self.rename(from, to)
+    }
+
     fn remove_dir_all(&self, path: &Path) -> io::Result<()> {
         self.state
             .borrow_mut()

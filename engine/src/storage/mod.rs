@@ -12,6 +12,7 @@ mod shard_read;
 
 use std::io;
 use std::path::Path;
+use std::rc::Rc;
 
 use bytes::Bytes;
 
@@ -34,6 +35,15 @@ pub trait Storage: Clone + 'static {
     /// free when this returns (`remove_file` may defer the deletion).
     fn remove_file_at_once(&self, path: &Path) -> io::Result<()>;
     fn remove_dir_all(&self, path: &Path) -> io::Result<()>;
+    /// Removes a file (or a directory tree, `tree`) that this thread may
+    /// still hold open through `open`: the name goes at once, the blocks
+    /// are freed off the shard once those handles are closed (freeing a
+    /// large file can wait on the disk for milliseconds to seconds).
+    fn retire(&self, path: &Path, tree: bool, open: Vec<Rc<Self::File>>) -> io::Result<()>;
+    /// Renames `from` over `to`, as `rename` does; the file `to` named,
+    /// which this thread may hold open through `open`, is freed as
+    /// `retire` frees it.
+    fn replace(&self, from: &Path, to: &Path, open: Option<Rc<Self::File>>) -> io::Result<()>;
     /// Renames a file over `to` (replacing it atomically, as rename(2)
     /// does); durable once the directory is synced.
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
