@@ -40,13 +40,18 @@ use crate::producer::ProducerState;
 use crate::storage::{IoBuffer, Storage, StorageFile};
 use crate::txn::AbortedTxn;
 
-/// Bytes the cleaner reads from a segment at a time.
-const CLEANER_READ_BYTES: usize = 1 << 20;
+/// Bytes the cleaner reads from a segment at a time. Each read or write
+/// holds the disk for its length, and a producer's write queued behind it
+/// waits that long: under the compacted fixed-rate load on the slow disk,
+/// reads and writes of 256 KiB instead of 1 MiB brought producers' ack p99
+/// from 23.8–26.3 to 18.6–23.6 ms (four runs each, alternated).
+const CLEANER_READ_BYTES: usize = 256 * 1024;
 /// Bytes the cleaner reads or writes between two turns it gives the shard's
 /// other task queues (see `Throttle::account`).
 const CLEANER_YIELD_BYTES: usize = 64 * 1024;
-/// Bytes of a cleaned segment gathered before they are written.
-const CLEANER_WRITE_BYTES: usize = 1 << 20;
+/// Bytes of a cleaned segment gathered before they are written (see
+/// `CLEANER_READ_BYTES` for the size).
+const CLEANER_WRITE_BYTES: usize = 256 * 1024;
 /// The cleaner checkpoint: the end of the part of the log already cleaned.
 pub(super) const CLEANER_CHECKPOINT_FILE: &str = "cleaner-offset-checkpoint";
 /// The suffix of a cleaned copy of a segment before it replaces the segment.
