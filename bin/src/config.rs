@@ -470,7 +470,7 @@ pub const SETTINGS: &[Setting] = &[
     Setting {
         name: "log_cleaner_merge_segments",
         expects: "true or false: merge neighbouring cleaned segments that fit one segment \
-            (default false)",
+            (default true)",
         apply: |config, value| {
             config.cleaner.merge_segments = boolean(value)?;
             Ok(())

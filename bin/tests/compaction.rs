@@ -31,13 +31,9 @@ const SEGMENT_BYTES: u64 = 16384;
 
 type Table = BTreeMap<Vec<u8>, Vec<u8>>;
 
+/// Merging is on by default, so the test checks the default too.
 fn broker() -> TestBroker {
-    TestBroker::start_with(&[
-        "--log-cleaner-backoff-ms",
-        "100",
-        "--log-cleaner-merge-segments",
-        "true",
-    ])
+    TestBroker::start_with(&["--log-cleaner-backoff-ms", "100"])
 }
 
 fn compacted_topic(broker: &TestBroker, topic: &str) {

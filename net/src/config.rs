@@ -497,9 +497,7 @@ pub struct CleanerConfig {
     /// has none by default either).
     pub io_max_bytes_per_second: u64,
     /// Merge neighbouring cleaned segments that fit one, as Kafka's cleaner
-    /// does. Off by default: on a 2-core machine with a slow disk, merges
-    /// doubled producers' ack p99 under a compacted fixed-rate load
-    /// (README, "Compaction"), for a cause not found yet.
+    /// always does; off keeps one segment for every segment rolled.
     pub merge_segments: bool,
 }
 
@@ -510,7 +508,7 @@ impl Default for CleanerConfig {
             backoff_ms: LOG_CLEANER_BACKOFF_MS_DEFAULT,
             dedupe_buffer_bytes: LOG_CLEANER_DEDUPE_BUFFER_BYTES_DEFAULT,
             io_max_bytes_per_second: 0,
-            merge_segments: false,
+            merge_segments: true,
         }
     }
 }
