@@ -20,7 +20,8 @@ use crate::constants::{DELETIONS_QUEUED_MAX, IO_ALIGNMENT};
 const DELETIONS_POLL_INTERVAL: Duration = Duration::from_millis(10);
 
 /// How often a removed file's handle is looked at again while a reader
-/// still shares it (a read in flight: milliseconds), and for how long.
+/// still shares it (a read in flight: milliseconds), and for how long in
+/// all for the handles of one removal.
 const RETIRE_POLL_INTERVAL: Duration = Duration::from_millis(10);
 const RETIRE_WAIT_MAX: Duration = Duration::from_secs(10);
 
@@ -139,9 +140,10 @@ fn forget_after_close(doomed: PathBuf, tree: bool, open: Vec<Rc<DmaStorageFile>>
     }
     // Counted from now, so that a stopping shard waits for the closes too.
     DELETIONS_PENDING.fetch_add(1, Ordering::SeqCst);
+    let deadline = std::time::Instant::now() + RETIRE_WAIT_MAX;
     glommio::spawn_local(async move {
         for handle in open {
-            close_when_unshared(handle).await;
+            close_when_unshared(handle, deadline).await;
         }
         forget_later(doomed, tree);
         DELETIONS_PENDING.fetch_sub(1, Ordering::SeqCst);
@@ -150,10 +152,9 @@ fn forget_after_close(doomed: PathBuf, tree: bool, open: Vec<Rc<DmaStorageFile>>
 }
 
 /// Closes `handle` once no one else holds it. A reader that holds it past
-/// `RETIRE_WAIT_MAX` keeps it; the file is then freed wherever that reader
-/// drops it.
-async fn close_when_unshared(mut handle: Rc<DmaStorageFile>) {
-    let deadline = std::time::Instant::now() + RETIRE_WAIT_MAX;
+/// `deadline` keeps it; the file is then freed wherever that reader drops
+/// it.
+async fn close_when_unshared(mut handle: Rc<DmaStorageFile>, deadline: std::time::Instant) {
     loop {
         match Rc::try_unwrap(handle) {
             Ok(owned) => {
