@@ -147,13 +147,22 @@ pub fn usage(before: &Sample, after: &Sample) -> Usage {
 mod tests {
     use super::*;
 
+    /// How long the test burns CPU: 100 ticks of each core at 100 Hz.
+    const CPU_TEST_WINDOW: std::time::Duration = std::time::Duration::from_secs(1);
+
     #[test]
     fn counters_are_read_and_split() {
         let before = sample(&[std::process::id()]);
-        // Burn a little CPU so the counters move.
+        // Burn CPU for a window of many clock ticks: the per-process and
+        // machine-wide counters are kept apart and each is off by a few
+        // ticks, so over a window of ~20 ticks (a fixed loop that took
+        // ~60 ms) they once summed to 2.8 cores on 2.
+        let burn_until = std::time::Instant::now() + CPU_TEST_WINDOW;
         let mut x = 0u64;
-        for index in 0..20_000_000u64 {
+        let mut index = 0u64;
+        while std::time::Instant::now() < burn_until {
             x = x.wrapping_mul(31).wrapping_add(index);
+            index += 1;
         }
         std::hint::black_box(x);
         std::thread::sleep(std::time::Duration::from_millis(30));
