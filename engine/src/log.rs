@@ -3895,8 +3895,12 @@ async fn open_with_size<S: Storage>(
 
 /// Removes segment `base`'s files; `open` is the segment's handle if this
 /// shard still holds it (see `Storage::retire`).
-fn remove_segment_files<S: Storage>(storage: &S, dir: &Path, base: i64, open: Option<Rc<S::File>>) {
-    let mut open = open;
+fn remove_segment_files<S: Storage>(
+    storage: &S,
+    dir: &Path,
+    base: i64,
+    mut open: Option<Rc<S::File>>,
+) {
     for extension in ["log", "index", "timeindex", "txnindex"] {
         let path = dir.join(segment_file_name(base, extension));
         let removed = match open.take() {
