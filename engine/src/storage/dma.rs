@@ -3,7 +3,8 @@
 use std::cell::RefCell;
 use std::collections::HashSet;
 use std::io;
-use std::os::unix::fs::MetadataExt;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -69,13 +70,59 @@ async fn probe_polling(dir: &Path) -> io::Result<()> {
         std::process::id()
     ));
     std::fs::write(&probe, [0u8; IO_ALIGNMENT as usize])?;
-    let opened = OpenOptions::new().read(true).dma_open(&probe).await;
+    let opened = dma_open(&probe, OpenOptions::new().read(true)).await;
     let removed = std::fs::remove_file(&probe);
-    let file = opened.map_err(glommio_error)?;
+    let file = opened?;
     file.close().await.map_err(glommio_error)?;
     removed?;
     PROBED_DEVICES.with(|probed| probed.borrow_mut().insert(device));
     Ok(())
+}
+
+/// Where the kernel shows this process's open descriptors.
+const PROC_FDS: &str = "/proc/self/fd";
+
+/// Opens `path` with glommio, through a handle on its directory.
+///
+/// glommio opens the file and then looks the path up once more (statfs)
+/// and panics if it is gone by then. A partition's directory is renamed
+/// aside when its topic is deleted, at once, while its writer may be
+/// opening a segment in it: that took the shard, and so the broker, down
+/// (`bin/tests/delete_while_writing.rs`). A path through
+/// `/proc/self/fd/<directory>` follows the directory wherever it is
+/// renamed, and resolves as long as the handle is open; a directory already
+/// removed makes the open itself fail, which is an error like any other.
+/// Without /proc (not mounted) the plain path is used. The path glommio
+/// keeps is then stale: nothing here asks glommio for anything by path
+/// after the open (sizes come from the descriptor).
+async fn dma_open(path: &Path, options: &OpenOptions) -> io::Result<DmaFile> {
+    let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
+        return options.dma_open(path).await.map_err(glommio_error);
+    };
+    if !Path::new(PROC_FDS).is_dir() {
+        return options.dma_open(path).await.map_err(glommio_error);
+    }
+    let parent = if parent.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        parent
+    };
+    let directory = match std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH | libc::O_DIRECTORY)
+        .open(parent)
+    {
+        Ok(directory) => directory,
+        // Gone already: the open below fails with the plain path's error.
+        Err(_) => return options.dma_open(path).await.map_err(glommio_error),
+    };
+    let through = Path::new(PROC_FDS)
+        .join(directory.as_raw_fd().to_string())
+        .join(name);
+    let opened = options.dma_open(&through).await.map_err(glommio_error);
+    // Held until glommio's second look-up is done.
+    drop(directory);
+    opened
 }
 
 /// What a removed file or directory is renamed to before it is deleted:
@@ -278,13 +325,11 @@ impl Storage for DmaStorage {
 
     async fn open(&self, path: &Path, create: bool) -> io::Result<DmaStorageFile> {
         probe_polling(path.parent().unwrap_or(Path::new("."))).await?;
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(create)
-            .dma_open(path)
-            .await
-            .map_err(glommio_error)?;
+        let file = dma_open(
+            path,
+            OpenOptions::new().read(true).write(true).create(create),
+        )
+        .await?;
         Ok(DmaStorageFile { file })
     }
 
@@ -504,7 +549,24 @@ impl StorageFile for DmaStorageFile {
     }
 
     async fn size(&self) -> io::Result<u64> {
-        self.file.file_size().await.map_err(glommio_error)
+        // fstat on the descriptor, not glommio's statx of the path it was
+        // opened by: that path goes through a directory handle closed
+        // since (see `dma_open`), and the file may have been renamed.
+        let mut stat = std::mem::MaybeUninit::<libc::stat>::uninit();
+        // SAFETY: fstat writes a whole `stat` into memory this function
+        // owns; the descriptor is this file's, open while `self` lives.
+        let result = unsafe { libc::fstat(self.file.as_raw_fd(), stat.as_mut_ptr()) };
+        if result != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: fstat succeeded, so it initialised the whole struct.
+        let stat = unsafe { stat.assume_init() };
+        u64::try_from(stat.st_size).map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("negative file size {}", stat.st_size),
+            )
+        })
     }
 }
 
