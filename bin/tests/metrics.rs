@@ -898,3 +898,107 @@ fn a_fetch_reads_from_disk_about_what_its_response_carries() {
         "{read} bytes read from disk for a response of at most {LIMIT_RESPONSE_MAX_BYTES}"
     );
 }
+
+/// The cleaner's figures: a compacted topic written with few keys is
+/// cleaned, and the scrape counts the passes, what they removed, their
+/// I/O and the shard time they took.
+#[test]
+fn the_cleaners_work_is_counted() {
+    const TOPIC: &str = "cleaned";
+    /// Few keys against the records: most records are superseded.
+    const KEYS: usize = 20;
+    const RECORDS: usize = 3_000;
+    /// Small segments, so that the records roll many the cleaner may clean.
+    const SEGMENT_BYTES: &str = "16384";
+    let port = free_ports(1)[0];
+    let admin_address = SocketAddr::from(([127, 0, 0, 1], port));
+    let broker = TestBroker::start_with(&[
+        "--admin-listen",
+        &admin_address.to_string(),
+        "--log-cleaner-backoff-ms",
+        "100",
+    ]);
+    common::create_topic(
+        &broker.admin(),
+        TOPIC,
+        1,
+        &[
+            ("cleanup.policy", "compact"),
+            ("segment.bytes", SEGMENT_BYTES),
+            ("min.cleanable.dirty.ratio", "0.01"),
+        ],
+    );
+    let records: Vec<Record> = (0..RECORDS)
+        .map(|index| Record {
+            key: Some(format!("key-{}", index % KEYS).into_bytes()),
+            ..Record::with_value(0, vec![b'v'; VALUE_BYTES])
+        })
+        .collect();
+    // Batches well under a segment: the active segment, which is never
+    // cleaned, must not hold most of the records.
+    produce_all(
+        &broker,
+        TOPIC,
+        &[("linger.ms", "5"), ("batch.size", "4096")],
+        &records,
+    );
+    let produced_bytes = (RECORDS * VALUE_BYTES) as f64;
+    let cleaned = || {
+        let scrape = scrape(admin_address);
+        (total(&scrape, "sluice_cleaner_records_removed_total", &[]) > 0.0).then_some(scrape)
+    };
+    let deadline = Instant::now() + PUBLISH_TIMEOUT;
+    let scrape = loop {
+        if let Some(scrape) = cleaned() {
+            break scrape;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no cleaning pass counted in {PUBLISH_TIMEOUT:?}; the broker's log:\n{}",
+            broker.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let passes = total(&scrape, "sluice_cleaner_passes_total", &[]);
+    let removed_records = total(&scrape, "sluice_cleaner_records_removed_total", &[]);
+    let removed_bytes = total(&scrape, "sluice_cleaner_bytes_removed_total", &[]);
+    let io_bytes = total(&scrape, "sluice_cleaner_io_bytes_total", &[]);
+    let busy = total(&scrape, "sluice_cleaner_busy_seconds_total", &[]);
+    let shard_busy = total(&scrape, "sluice_shard_busy_seconds_total", &[]);
+    eprintln!(
+        "passes {passes}, records removed {removed_records}, bytes removed {removed_bytes}, \
+         I/O {io_bytes} bytes, cleaner busy {busy} s of the shards' {shard_busy} s"
+    );
+    assert!(passes >= 1.0, "passes {passes}");
+    assert!(
+        removed_records <= RECORDS as f64,
+        "removed {removed_records} of {RECORDS} records"
+    );
+    assert!(
+        removed_bytes > 0.0 && removed_bytes < produced_bytes * 2.0,
+        "bytes removed {removed_bytes} of about {produced_bytes} produced"
+    );
+    // A pass reads at least what it removes.
+    assert!(
+        io_bytes >= removed_bytes,
+        "I/O {io_bytes} bytes for {removed_bytes} removed"
+    );
+    assert!(
+        busy > 0.0 && busy <= shard_busy,
+        "cleaner busy {busy} s, shards busy {shard_busy} s"
+    );
+    // Every shard reports all five, whether it cleans or not.
+    for name in [
+        "sluice_cleaner_passes_total",
+        "sluice_cleaner_io_bytes_total",
+        "sluice_cleaner_bytes_removed_total",
+        "sluice_cleaner_records_removed_total",
+        "sluice_cleaner_busy_seconds_total",
+    ] {
+        assert_eq!(
+            matching(&scrape, name, &[]).count(),
+            matching(&scrape, "sluice_shard_busy_seconds_total", &[]).count(),
+            "{name}: one sample per shard"
+        );
+    }
+}

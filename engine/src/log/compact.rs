@@ -91,6 +91,8 @@ pub struct CompactionReport {
     pub markers_removed: u64,
     /// The cleaner checkpoint after the pass.
     pub clean_end: i64,
+    /// Bytes the pass read and wrote, as its I/O limit counts them.
+    pub io_bytes: u64,
 }
 
 /// Why a cleaning pass stopped. The log itself is untouched by a failed
@@ -713,6 +715,7 @@ impl<S: Storage> PartitionLog<S> {
             inner.clean_end = inner.clean_end.max(end).min(inner.leo);
         }
         report.clean_end = end;
+        report.io_bytes = throttle.bytes;
         Ok(report)
     }
 

@@ -81,6 +81,11 @@ impl Broker {
                     match log.compact(now, &limits, &WireCodecs).await {
                         Ok(Some(report)) => {
                             cleaned_any = true;
+                            self.metrics.cleaner_pass(
+                                report.io_bytes,
+                                report.bytes_before.saturating_sub(report.bytes_after),
+                                report.records_removed,
+                            );
                             tracing::info!(
                                 dir = %log.dir().display(),
                                 segments = report.segments_cleaned,

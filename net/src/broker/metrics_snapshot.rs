@@ -89,6 +89,7 @@ impl Broker {
             reads_ahead,
             read_ahead_bytes: self.cache.read_ahead_bytes() as u64,
             executor: self.metrics.executor_figures(),
+            cleaner: self.metrics.cleaner_figures(),
             offline_partitions,
         };
         (snapshot, truncated)

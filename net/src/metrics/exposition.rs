@@ -327,6 +327,9 @@ fn write_requests(out: &mut Writer, shards: &[std::sync::Arc<super::ShardMetrics
 
 type Snapshots = [(u16, std::sync::Arc<ShardSnapshot>)];
 
+/// One figure of a shard's snapshot, as a sample's text.
+type ShardFigure = dyn Fn(&ShardSnapshot) -> String;
+
 fn write_shards(out: &mut Writer, snapshots: &Snapshots, now: Instant) {
     let shard_labels: Vec<String> = snapshots
         .iter()
@@ -407,6 +410,37 @@ fn write_shards(out: &mut Writer, snapshots: &Snapshots, now: Instant) {
                 executor.file_write_bytes,
             );
         }
+    }
+    let cleaner: [(&str, &str, &ShardFigure); 5] = [
+        (
+            "sluice_cleaner_passes_total",
+            "Log cleaning passes each shard ran.",
+            &|snapshot| snapshot.cleaner.passes.to_string(),
+        ),
+        (
+            "sluice_cleaner_io_bytes_total",
+            "Bytes each shard's log cleaner read and wrote (what log_cleaner_io_max_bytes_per_second limits).",
+            &|snapshot| snapshot.cleaner.io_bytes.to_string(),
+        ),
+        (
+            "sluice_cleaner_bytes_removed_total",
+            "Bytes of log each shard's log cleaner removed.",
+            &|snapshot| snapshot.cleaner.bytes_removed.to_string(),
+        ),
+        (
+            "sluice_cleaner_records_removed_total",
+            "Records (and transaction markers) each shard's log cleaner removed.",
+            &|snapshot| snapshot.cleaner.records_removed.to_string(),
+        ),
+        (
+            "sluice_cleaner_busy_seconds_total",
+            "Time each shard ran its log cleaner (part of sluice_shard_busy_seconds_total).",
+            &|snapshot| snapshot.cleaner.busy.as_secs_f64().to_string(),
+        ),
+    ];
+    for (name, help, value) in cleaner {
+        out.family(name, "counter", help);
+        each(out, name, value);
     }
     out.family(
         "sluice_batch_cache_bytes",

@@ -394,6 +394,22 @@ pub struct ExecutorFigures {
     pub file_write_bytes: u64,
 }
 
+/// The log cleaner's work on one shard, summed since the shard started.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct CleanerFigures {
+    /// Cleaning passes that rewrote, merged or checked segments.
+    pub passes: u64,
+    /// Bytes the passes read and wrote (what `log_cleaner_io_max_bytes_per_second`
+    /// limits).
+    pub io_bytes: u64,
+    /// Bytes of log the passes removed, and records.
+    pub bytes_removed: u64,
+    pub records_removed: u64,
+    /// Time the shard ran the cleaner's task queue: the shard's time the
+    /// cleaner took from produce and fetch.
+    pub busy: Duration,
+}
+
 /// What a shard publishes every interval.
 #[derive(Clone, Debug, Default)]
 pub struct ShardSnapshot {
@@ -412,6 +428,7 @@ pub struct ShardSnapshot {
     /// Bytes read ahead and held for readers now.
     pub read_ahead_bytes: u64,
     pub executor: ExecutorFigures,
+    pub cleaner: CleanerFigures,
     /// Partitions without a leader in the metadata image; given by shard 0
     /// only, so that it is counted once.
     pub offline_partitions: Option<u64>,
@@ -429,6 +446,9 @@ pub struct ShardRecorder {
     /// only for topics that still exist (pruned when a snapshot is made).
     topics: RefCell<HashMap<String, TopicTraffic>>,
     executor: Cell<ExecutorFigures>,
+    cleaner: Cell<CleanerFigures>,
+    /// The task queue the cleaner runs in, once it runs.
+    cleaner_queue: Cell<Option<glommio::TaskQueueHandle>>,
 }
 
 impl ShardRecorder {
@@ -438,6 +458,8 @@ impl ShardRecorder {
             published,
             topics: RefCell::default(),
             executor: Cell::default(),
+            cleaner: Cell::default(),
+            cleaner_queue: Cell::default(),
         }
     }
 
@@ -494,6 +516,35 @@ impl ShardRecorder {
             .collect();
         traffic.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         traffic
+    }
+
+    /// The cleaner runs in `queue` (its own, so that its time is its own).
+    pub fn set_cleaner_queue(&self, queue: glommio::TaskQueueHandle) {
+        self.cleaner_queue.set(Some(queue));
+    }
+
+    /// One cleaning pass: its bytes of I/O and what it removed.
+    pub fn cleaner_pass(&self, io_bytes: u64, bytes_removed: u64, records_removed: u64) {
+        let mut figures = self.cleaner.get();
+        figures.passes += 1;
+        figures.io_bytes += io_bytes;
+        figures.bytes_removed += bytes_removed;
+        figures.records_removed += records_removed;
+        self.cleaner.set(figures);
+    }
+
+    /// Adds the cleaner queue's run time since the last call and returns
+    /// the totals. Only this recorder asks glommio for it: glommio resets a
+    /// queue's figures on every read.
+    pub fn cleaner_figures(&self) -> CleanerFigures {
+        let mut figures = self.cleaner.get();
+        if let Some(queue) = self.cleaner_queue.get() {
+            if let Ok(stats) = glommio::executor().task_queue_stats(queue) {
+                figures.busy += stats.runtime();
+            }
+        }
+        self.cleaner.set(figures);
+        figures
     }
 
     /// Adds the executor's figures since the last call and returns the
