@@ -83,9 +83,15 @@ fn deleting_a_topic_whose_files_are_being_opened_keeps_the_broker_up() {
     let read = read_all(&broker, "after", 1);
     assert_eq!(read[&0].len(), records.len(), "records read back");
     broker.assert_running();
+    let log = broker.log();
     assert!(
-        !broker.log().contains("panicked"),
-        "the broker logged a panic:\n{}",
-        broker.log()
+        !log.contains("panicked"),
+        "the broker logged a panic:\n{log}"
+    );
+    // A deleted partition's failed writes are its own: the data directory
+    // the other partitions share is not taken for failing.
+    assert!(
+        !log.contains("data directory failing"),
+        "the data directory was taken for failing:\n{log}"
     );
 }

@@ -4,7 +4,7 @@ use std::cell::RefCell;
 use std::collections::HashSet;
 use std::io;
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -70,7 +70,7 @@ async fn probe_polling(dir: &Path) -> io::Result<()> {
         std::process::id()
     ));
     std::fs::write(&probe, [0u8; IO_ALIGNMENT as usize])?;
-    let opened = dma_open(&probe, OpenOptions::new().read(true)).await;
+    let opened = dma_open(&probe, false, false).await;
     let removed = std::fs::remove_file(&probe);
     let file = opened?;
     file.close().await.map_err(glommio_error)?;
@@ -82,46 +82,40 @@ async fn probe_polling(dir: &Path) -> io::Result<()> {
 /// Where the kernel shows this process's open descriptors.
 const PROC_FDS: &str = "/proc/self/fd";
 
-/// Opens `path` with glommio, through a handle on its directory.
+/// Opens `path` with glommio for direct I/O (`write`: read and write;
+/// `create`: make it if missing), through a descriptor of its own.
 ///
 /// glommio opens the file and then looks the path up once more (statfs)
 /// and panics if it is gone by then. A partition's directory is renamed
-/// aside when its topic is deleted, at once, while its writer may be
-/// opening a segment in it: that took the shard, and so the broker, down
-/// (`bin/tests/delete_while_writing.rs`). A path through
-/// `/proc/self/fd/<directory>` follows the directory wherever it is
-/// renamed, and resolves as long as the handle is open; a directory already
-/// removed makes the open itself fail, which is an error like any other.
-/// Without /proc (not mounted) the plain path is used. The path glommio
-/// keeps is then stale: nothing here asks glommio for anything by path
-/// after the open (sizes come from the descriptor).
-async fn dma_open(path: &Path, options: &OpenOptions) -> io::Result<DmaFile> {
-    let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
-        return options.dma_open(path).await.map_err(glommio_error);
-    };
+/// aside the moment its topic is deleted and then removed by the deletion
+/// thread, and retention renames a segment aside, while a writer or reader
+/// of the shard may be opening a file there: that took the shard, and so
+/// the broker, down (`bin/tests/delete_while_writing.rs`). So the file is
+/// opened here first, plainly (creating it if asked), and glommio opens
+/// `/proc/self/fd/<that descriptor>`: both of its look-ups reach the same
+/// file, wherever it has been renamed and even once unlinked. The plain
+/// open is a synchronous system call on the shard; glommio's own open
+/// already makes several (statfs, reads of the device's sysfs files).
+/// Without /proc (not mounted) glommio opens the plain path. The path
+/// glommio keeps is stale once the descriptor here is closed: nothing
+/// asks glommio for anything by path after the open (a file's size comes
+/// from `fstat` on its own descriptor).
+async fn dma_open(path: &Path, write: bool, create: bool) -> io::Result<DmaFile> {
+    let mut options = OpenOptions::new();
+    options.read(true).write(write);
     if !Path::new(PROC_FDS).is_dir() {
+        options.create(create);
         return options.dma_open(path).await.map_err(glommio_error);
     }
-    let parent = if parent.as_os_str().is_empty() {
-        Path::new(".")
-    } else {
-        parent
-    };
-    let directory = match std::fs::OpenOptions::new()
+    let plain = std::fs::OpenOptions::new()
         .read(true)
-        .custom_flags(libc::O_PATH | libc::O_DIRECTORY)
-        .open(parent)
-    {
-        Ok(directory) => directory,
-        // Gone already: the open below fails with the plain path's error.
-        Err(_) => return options.dma_open(path).await.map_err(glommio_error),
-    };
-    let through = Path::new(PROC_FDS)
-        .join(directory.as_raw_fd().to_string())
-        .join(name);
+        .write(write)
+        .create(create)
+        .open(path)?;
+    let through = Path::new(PROC_FDS).join(plain.as_raw_fd().to_string());
     let opened = options.dma_open(&through).await.map_err(glommio_error);
     // Held until glommio's second look-up is done.
-    drop(directory);
+    drop(plain);
     opened
 }
 
@@ -325,11 +319,7 @@ impl Storage for DmaStorage {
 
     async fn open(&self, path: &Path, create: bool) -> io::Result<DmaStorageFile> {
         probe_polling(path.parent().unwrap_or(Path::new("."))).await?;
-        let file = dma_open(
-            path,
-            OpenOptions::new().read(true).write(true).create(create),
-        )
-        .await?;
+        let file = dma_open(path, true, create).await?;
         Ok(DmaStorageFile { file })
     }
 
@@ -550,8 +540,8 @@ impl StorageFile for DmaStorageFile {
 
     async fn size(&self) -> io::Result<u64> {
         // fstat on the descriptor, not glommio's statx of the path it was
-        // opened by: that path goes through a directory handle closed
-        // since (see `dma_open`), and the file may have been renamed.
+        // opened by: that path names a descriptor closed since (see
+        // `dma_open`), and the file may have been renamed.
         let mut stat = std::mem::MaybeUninit::<libc::stat>::uninit();
         // SAFETY: fstat writes a whole `stat` into memory this function
         // owns; the descriptor is this file's, open while `self` lives.
