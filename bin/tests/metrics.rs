@@ -40,9 +40,17 @@ const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
 const PUBLISH_TIMEOUT: Duration = Duration::from_secs(30);
 
 fn start_with_admin_port() -> (TestBroker, SocketAddr) {
+    start_with_admin_port_and(&[])
+}
+
+/// A broker with its admin port and `extra` arguments.
+fn start_with_admin_port_and(extra: &[&str]) -> (TestBroker, SocketAddr) {
     let port = free_ports(1)[0];
     let admin = SocketAddr::from(([127, 0, 0, 1], port));
-    let broker = TestBroker::start_with(&["--admin-listen", &admin.to_string()]);
+    let address = admin.to_string();
+    let mut args = vec!["--admin-listen", address.as_str()];
+    args.extend_from_slice(extra);
+    let broker = TestBroker::start_with(&args);
     (broker, admin)
 }
 
@@ -910,14 +918,7 @@ fn the_cleaners_work_is_counted() {
     const RECORDS: usize = 3_000;
     /// Small segments, so that the records roll many the cleaner may clean.
     const SEGMENT_BYTES: &str = "16384";
-    let port = free_ports(1)[0];
-    let admin_address = SocketAddr::from(([127, 0, 0, 1], port));
-    let broker = TestBroker::start_with(&[
-        "--admin-listen",
-        &admin_address.to_string(),
-        "--log-cleaner-backoff-ms",
-        "100",
-    ]);
+    let (broker, admin_address) = start_with_admin_port_and(&["--log-cleaner-backoff-ms", "100"]);
     common::create_topic(
         &broker.admin(),
         TOPIC,
