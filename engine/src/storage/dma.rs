@@ -103,7 +103,7 @@ const PROC_FDS: &str = "/proc/self/fd";
 async fn dma_open(path: &Path, write: bool, create: bool) -> io::Result<DmaFile> {
     let mut options = OpenOptions::new();
     options.read(true).write(write);
-    if !Path::new(PROC_FDS).is_dir() {
+    if !proc_fds_mounted() {
         options.create(create);
         return options.dma_open(path).await.map_err(glommio_error);
     }
@@ -117,6 +117,13 @@ async fn dma_open(path: &Path, write: bool, create: bool) -> io::Result<DmaFile>
     // Held until glommio's second look-up is done.
     drop(plain);
     opened
+}
+
+/// Whether `/proc/self/fd` exists: looked up once per process, since /proc
+/// is not mounted or unmounted under a running broker.
+fn proc_fds_mounted() -> bool {
+    static MOUNTED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *MOUNTED.get_or_init(|| Path::new(PROC_FDS).is_dir())
 }
 
 /// What a removed file or directory is renamed to before it is deleted:
