@@ -11,14 +11,11 @@ pub const WRITE_CHUNK_BYTES_MIN: usize = 64 * 1024;
 
 /// Longest the writer holds back a write smaller than `WRITE_CHUNK_BYTES_MIN`
 /// that would rewrite a partial page, waiting for more appends to fill it. A
-/// sync, a roll or close ends the wait at once, so only data no sync covers
-/// waits. That includes a follower's copy of acks=all records: the leader
-/// counts them as replicated once the follower fetches past them, before
-/// the follower has written them. So the wait stays short. 50 ms (dd1ad14,
-/// fewer file-extending writes: README, "Tail writes") made a follower
-/// killed -9 right after an acks=all produce lose those records in 3 of 7
-/// runs of `elect_leaders.rs::an_unclean_election_revives_a_partition_whose_isr_is_gone`;
-/// with 5 ms the window is a tenth as long, not closed.
+/// sync, a roll, close, or a follower about to fetch again
+/// (`PartitionLog::wait_written`) ends the wait at once, so only acks=0/1
+/// data on a leader waits; a kill -9 loses up to this much of it. 50 ms
+/// (dd1ad14) cut file-extending writes 7-fold (README, "Tail writes") but
+/// widened that loss tenfold, so it stays short.
 pub const TAIL_WRITE_DELAY: std::time::Duration = std::time::Duration::from_millis(5);
 
 /// How many direct-I/O writes one partition keeps in flight at once.

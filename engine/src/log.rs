@@ -383,10 +383,40 @@ impl<F> Segment<F> {
 /// chunk's worth of staged bytes.
 fn tail_write_due<S: Storage>(inner: &Inner<S>, segment: &Segment<S::File>) -> bool {
     inner.syncer_running
+        || inner.write_waiters > 0
         || inner.closed
         || inner.write_error.is_some()
         || segment.sealed
         || segment.size - segment.issued >= WRITE_CHUNK_BYTES_MIN as u64
+}
+
+/// Whether every segment up to `base` is written through, and `base`
+/// itself up to `position` (a segment gone was retired whole, written).
+fn written_through<S: Storage>(inner: &Inner<S>, base: i64, position: u64) -> bool {
+    inner
+        .segments
+        .range(..=base)
+        .all(|(&segment_base, segment)| {
+            let end = if segment_base == base {
+                position
+            } else {
+                segment.size
+            };
+            segment.written >= end
+        })
+}
+
+/// Counts one [`PartitionLog::wait_written`] caller while it waits, and
+/// stops counting it however the wait ends (its future may be dropped).
+struct WriteWaiter<'a, S: Storage> {
+    log: &'a PartitionLog<S>,
+}
+
+impl<S: Storage> Drop for WriteWaiter<'_, S> {
+    fn drop(&mut self) {
+        let mut inner = self.log.inner.borrow_mut();
+        inner.write_waiters = inner.write_waiters.saturating_sub(1);
+    }
 }
 
 fn align_down(value: u64) -> u64 {
@@ -485,6 +515,9 @@ struct Inner<S: Storage> {
     writing_recovery_point: bool,
     syncer_running: bool,
     sync_wanted: bool,
+    /// Callers of [`PartitionLog::wait_written`] waiting now: while any
+    /// waits, the writer holds no tail back.
+    write_waiters: usize,
     /// Producers with a transactional append between its coordinator
     /// check and the append itself, and how many markers for them (or
     /// truncations) happened meanwhile; see [`TxnGuard`].
@@ -1089,6 +1122,7 @@ impl<S: Storage> PartitionLog<S> {
             truncations: 0,
             writing_recovery_point: false,
             syncer_running: false,
+            write_waiters: 0,
             sync_wanted: false,
             recovery_point_at: None,
             txn_guards: HashMap::new(),
@@ -2146,6 +2180,62 @@ impl<S: Storage> PartitionLog<S> {
         }
     }
 
+    /// Resolves once everything appended so far is written to its segment
+    /// file (handed to the kernel, not necessarily synced), so that killing
+    /// the process can no longer lose it; fails if a write failed meanwhile.
+    ///
+    /// A follower calls it before its next fetch: the leader counts a
+    /// follower's records as replicated (acks=all answered, the high
+    /// watermark moved) once it fetches past them, and a tail still held
+    /// back in memory (`TAIL_WRITE_DELAY`) would die with a `kill -9`.
+    pub async fn wait_written(&self) -> Result<(), StorageError> {
+        let (base, target, failures_before, truncations_before) = {
+            let mut inner = self.inner.borrow_mut();
+            let active = inner.active();
+            let (base, target) = (active.base_offset, active.size);
+            if written_through(&inner, base, target) {
+                return Ok(());
+            }
+            inner.write_waiters += 1;
+            (base, target, inner.sync_failures, inner.truncations)
+        };
+        let _waiter = WriteWaiter { log: self };
+        // A writer holding back a partial page must write it now.
+        self.signal.notify();
+        let this = self.weak_self.clone();
+        let outcome = self
+            .signal
+            .wait_for(move || {
+                let log = this.upgrade()?;
+                let inner = log.inner.borrow();
+                if inner.sync_failures != failures_before || inner.closed {
+                    Some(Err(()))
+                } else if inner.truncations != truncations_before
+                    || written_through(&inner, base, target)
+                {
+                    // A truncation cut what was waited for: nothing of it
+                    // is left to acknowledge.
+                    Some(Ok(()))
+                } else {
+                    None
+                }
+            })
+            .await;
+        outcome.map_err(|()| self.wait_failed("write"))
+    }
+
+    /// Why a wait for a write or a sync ended without it: the write error
+    /// the writer met, or the log closing under it.
+    fn wait_failed(&self, what: &'static str) -> StorageError {
+        let reason = self
+            .inner
+            .borrow()
+            .write_error
+            .clone()
+            .unwrap_or_else(|| "log closed".into());
+        StorageError::new(what, &self.dir, std::io::Error::other(reason))
+    }
+
     /// Resolves when every offset below `offset_end` is on stable storage,
     /// or fails if a write or sync failed meanwhile.
     pub async fn wait_durable(&self, offset_end: i64) -> Result<(), StorageError> {
@@ -2183,15 +2273,7 @@ impl<S: Storage> PartitionLog<S> {
                 }
             })
             .await;
-        outcome.map_err(|()| {
-            let reason = self
-                .inner
-                .borrow()
-                .write_error
-                .clone()
-                .unwrap_or_else(|| "log closed".into());
-            StorageError::new("sync", &self.dir, std::io::Error::other(reason))
-        })
+        outcome.map_err(|()| self.wait_failed("sync"))
     }
 
     /// The group-commit loop: each round syncs everything appended before it

@@ -197,3 +197,49 @@ fn a_written_small_batch_frees_its_request_frame() {
         );
     });
 }
+
+/// `wait_written` puts a held-back tail into its file at once: a follower
+/// waits for it before its next fetch tells the leader that the records
+/// are replicated, and a process killed right after (the disk as it is,
+/// nothing in the process's memory) must still hold them.
+#[test]
+fn wait_written_writes_a_held_back_tail_before_it_returns() {
+    in_executor(|| async {
+        let storage = MemStorage::new(2);
+        let log = open(&storage).await;
+        append(&log, 0);
+        // Let the writer write the first batch (the file's first write is
+        // never held back) and start holding the next.
+        if let Err(error) = log.wait_written().await {
+            panic!("wait_written failed: {error}");
+        }
+        append(&log, 1);
+        let appended_at = Instant::now();
+        glommio::timer::sleep(PAUSE).await;
+        let before = storage.snapshot();
+        if let Err(error) = log.wait_written().await {
+            panic!("wait_written failed: {error}");
+        }
+        // Measured from the append: the writer would have written the tail
+        // by itself once it had waited `TAIL_WRITE_DELAY`.
+        let waited = appended_at.elapsed();
+        let after = storage.snapshot();
+
+        // The premise: before the wait the second batch was only in
+        // memory, so a kill then would have lost it.
+        assert_eq!(
+            open(&before).await.offsets().leo,
+            1,
+            "the tail was not held back, so this test shows nothing"
+        );
+        assert_eq!(
+            open(&after).await.offsets().leo,
+            2,
+            "a kill after wait_written lost the batch it waited for"
+        );
+        assert!(
+            waited < TAIL_WRITE_DELAY,
+            "wait_written returned {waited:?} after the append: it waited out the tail delay instead of writing"
+        );
+    });
+}

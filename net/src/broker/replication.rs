@@ -980,6 +980,7 @@ impl Broker {
             .map(|entry| ((entry.0 .0.as_str(), entry.0 .1), entry))
             .collect();
         let mut progressed = false;
+        let mut appended: Vec<Rc<Log>> = Vec::new();
         for topic in data.topics {
             for answer in topic.partitions {
                 let Some((key, follow, log)) =
@@ -1019,29 +1020,47 @@ impl Broker {
                 // backoff, if nothing else got through). A failing disk is
                 // reported by `storage_health`.
                 match self.apply_fetched(key, follow, log, &answer).await {
-                    Ok(()) => progressed = true,
+                    Ok(Some(log)) => {
+                        progressed = true;
+                        appended.push(log);
+                    }
+                    Ok(None) => progressed = true,
                     Err(reason) => {
                         tracing::debug!(topic = %key.0, partition = key.1, %reason, "applying fetched data failed; fetching it again");
                     }
                 }
             }
         }
+        // The next fetch tells the leader these records are replicated
+        // (acks=all answered, its high watermark moved): they must be in
+        // their files by then, not in a tail the writer holds back, or a
+        // kill -9 of this broker would lose acknowledged records. The
+        // writes were started above, one per log, and run together.
+        for log in appended {
+            if let Err(error) = log.wait_written().await {
+                // The writer retries; the directory's health check reports
+                // a disk that keeps failing.
+                tracing::debug!(%error, "a fetched batch is not written yet");
+            }
+        }
         Ok(progressed)
     }
 
     /// Appends one partition's fetched batches and moves its high
-    /// watermark and log start as the leader's answer says.
+    /// watermark and log start as the leader's answer says. Returns the
+    /// log appended to, if any batches were.
     async fn apply_fetched(
         &self,
         key: &PartitionKey,
         follow: &Followed,
         log: &Rc<Log>,
         answer: &FetchPartitionData,
-    ) -> Result<(), String> {
+    ) -> Result<Option<Rc<Log>>, String> {
         let batches = whole_batches(&answer.records)
             .map_err(|reason| format!("{}-{}: {reason}", key.0, key.1))?;
         let mut log = Rc::clone(log);
-        if !batches.is_empty() {
+        let appended = !batches.is_empty();
+        if appended {
             // The role may have changed while the fetch was out.
             let still = self
                 .replication
@@ -1050,7 +1069,7 @@ impl Broker {
                 .get(key)
                 .is_some_and(|current| current == follow);
             if !still {
-                return Ok(());
+                return Ok(None);
             }
             // The follower's writer is bounded like the leader's: a
             // slow disk here slows the fetches, not the memory.
@@ -1083,7 +1102,7 @@ impl Broker {
                 .await
                 .map_err(|error| format!("{}-{}: moving the log start: {error}", key.0, key.1))?;
         }
-        Ok(())
+        Ok(appended.then_some(log))
     }
 
     /// Replaces a follower's log with an empty one starting at `start` (the
