@@ -9,6 +9,16 @@ pub const IO_ALIGNMENT: u64 = 4096;
 /// so the device sees large sequential writes when load allows.
 pub const WRITE_CHUNK_BYTES_MIN: usize = 64 * 1024;
 
+/// How far ahead of its writes a segment file is allocated (and its size
+/// set). fio on this project's test disk, 256 KiB O_DIRECT writes through
+/// io_uring: into such a file none of 1,024 writes went to an io_uring
+/// worker thread, while every one did when it extended the file or landed
+/// past a size kept by `FALLOC_FL_KEEP_SIZE` (590 against 406 MiB/s). One
+/// allocation (itself a worker's job) then serves many writes. The space
+/// ahead is cut when the segment is sealed or the log closed, and a crash
+/// leaves zeros there that recovery cuts like any torn tail.
+pub const ALLOCATE_AHEAD_BYTES: u64 = 1 << 20;
+
 /// Longest the writer holds back a write smaller than `WRITE_CHUNK_BYTES_MIN`
 /// that would rewrite a partial page, waiting for more appends to fill it. A
 /// sync, a roll, close, or a follower about to fetch again

@@ -198,10 +198,12 @@ fn a_written_small_batch_frees_its_request_frame() {
     });
 }
 
-/// `wait_written` puts a held-back tail into its file at once: a follower
-/// waits for it before its next fetch tells the leader that the records
-/// are replicated, and a process killed right after (the disk as it is,
-/// nothing in the process's memory) must still hold them.
+/// `wait_written` returns only once a held-back tail is in its file: a
+/// follower waits for it before its next fetch tells the leader that the
+/// records are replicated, and a process killed right after (the disk as it
+/// is, nothing in the process's memory) must still hold them. (That it ends
+/// the hold at once rather than waiting it out is not asserted: on a loaded
+/// machine the clock cannot tell the two apart.)
 #[test]
 fn wait_written_writes_a_held_back_tail_before_it_returns() {
     in_executor(|| async {
@@ -214,15 +216,11 @@ fn wait_written_writes_a_held_back_tail_before_it_returns() {
             panic!("wait_written failed: {error}");
         }
         append(&log, 1);
-        let appended_at = Instant::now();
         glommio::timer::sleep(PAUSE).await;
         let before = storage.snapshot();
         if let Err(error) = log.wait_written().await {
             panic!("wait_written failed: {error}");
         }
-        // Measured from the append: the writer would have written the tail
-        // by itself once it had waited `TAIL_WRITE_DELAY`.
-        let waited = appended_at.elapsed();
         let after = storage.snapshot();
 
         // The premise: before the wait the second batch was only in
@@ -236,10 +234,6 @@ fn wait_written_writes_a_held_back_tail_before_it_returns() {
             open(&after).await.offsets().leo,
             2,
             "a kill after wait_written lost the batch it waited for"
-        );
-        assert!(
-            waited < TAIL_WRITE_DELAY,
-            "wait_written returned {waited:?} after the append: it waited out the tail delay instead of writing"
         );
     });
 }

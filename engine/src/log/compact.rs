@@ -34,7 +34,7 @@ use crate::batch::{BatchHeader, BATCH_HEADER_BYTES, LOG_OVERHEAD};
 use crate::compaction::{
     empty_batch, parse_records, record_area, rewrite_batch, KeyMap, RecordCodec,
 };
-use crate::constants::{BATCH_BYTES_MAX, IO_ALIGNMENT};
+use crate::constants::{ALLOCATE_AHEAD_BYTES, BATCH_BYTES_MAX, IO_ALIGNMENT};
 use crate::error::StorageError;
 use crate::producer::ProducerState;
 use crate::storage::{IoBuffer, Storage, StorageFile};
@@ -245,6 +245,11 @@ struct CleanedFile<F: StorageFile> {
     pending: Vec<u8>,
     /// Bytes written so far (a multiple of the I/O alignment).
     written: u64,
+    /// The file's size as allocations ahead of the writes left it (see
+    /// `ALLOCATE_AHEAD_BYTES`; `finish` cuts what is left of it).
+    allocated: u64,
+    /// An allocation failed: the writes extend the file instead.
+    allocation_refused: bool,
 }
 
 impl<F: StorageFile> CleanedFile<F> {
@@ -265,6 +270,17 @@ impl<F: StorageFile> CleanedFile<F> {
     /// Writes the first `len` pending bytes, padded to the alignment.
     async fn write(&mut self, len: usize) -> Result<(), CompactionError> {
         let padded = len.next_multiple_of(IO_ALIGNMENT as usize);
+        let end = self.written + padded as u64;
+        if end > self.allocated && !self.allocation_refused {
+            let ahead = end + ALLOCATE_AHEAD_BYTES;
+            match self.file.allocate(ahead).await {
+                Ok(()) => self.allocated = ahead,
+                Err(error) => {
+                    tracing::debug!(%error, path = %self.path.display(), "allocating ahead failed; the cleaned copy's writes extend it");
+                    self.allocation_refused = true;
+                }
+            }
+        }
         let mut buffer = self.file.alloc(padded);
         let target = buffer.bytes_mut();
         target[..len].copy_from_slice(&self.pending[..len]);
@@ -773,6 +789,8 @@ impl<S: Storage> PartitionLog<S> {
             path: cleaned_path.to_path_buf(),
             pending: Vec::new(),
             written: 0,
+            allocated: 0,
+            allocation_refused: false,
         };
         let original = self.segment_batches(base, untouched).await?;
         let mut position = 0u64;
@@ -862,6 +880,7 @@ impl<S: Storage> PartitionLog<S> {
             segment.size = new_size;
             segment.written = new_size;
             segment.issued = new_size;
+            segment.allocated = new_size;
             segment.index = None;
             segment.index_from_files = false;
             segment.max_timestamp = -1;
@@ -1053,6 +1072,7 @@ impl<S: Storage> PartitionLog<S> {
             segment.size = new_size;
             segment.written = new_size;
             segment.issued = new_size;
+            segment.allocated = new_size;
             segment.next_offset = next_offset;
             // The first segment's entries come before the merged ones'.
             aborted.splice(0..0, segment.aborted.drain(..));

@@ -545,6 +545,13 @@ impl StorageFile for DmaStorageFile {
             .map_err(glommio_error)
     }
 
+    async fn allocate(&self, len: u64) -> io::Result<()> {
+        self.file
+            .pre_allocate(len, false)
+            .await
+            .map_err(glommio_error)
+    }
+
     async fn size(&self) -> io::Result<u64> {
         // fstat on the descriptor, not glommio's statx of the path it was
         // opened by: that path names a descriptor closed since (see

@@ -438,6 +438,17 @@ impl StorageFile for MemStorageFile {
         Ok(())
     }
 
+    async fn allocate(&self, len: u64) -> io::Result<()> {
+        // The new size is metadata no sync has covered yet: a crash may
+        // lose it (`crash` starts from the durable content), a kill keeps
+        // it (`snapshot` copies the current one), zeros and all.
+        let mut file = self.file.borrow_mut();
+        if (len as usize) > file.current.len() {
+            file.current.resize(len as usize, 0);
+        }
+        Ok(())
+    }
+
     async fn size(&self) -> io::Result<u64> {
         Ok(self.file.borrow().current.len() as u64)
     }

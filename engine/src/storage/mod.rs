@@ -80,6 +80,12 @@ pub trait StorageFile: 'static {
     async fn truncate(&self, len: u64) -> io::Result<()>;
     /// Reserves space without changing the file's size.
     async fn preallocate(&self, len: u64) -> io::Result<()>;
+    /// Allocates the file's blocks up to `len` and makes `len` its size if
+    /// it was smaller (unwritten blocks read as zeros). An O_DIRECT write
+    /// inside the file's size and its allocated blocks is one io_uring
+    /// completes on the submitting thread; one that extends the file (or
+    /// lands past a size kept by `preallocate`) it hands to a worker thread.
+    async fn allocate(&self, len: u64) -> io::Result<()>;
     async fn size(&self) -> io::Result<u64>;
 }
 
