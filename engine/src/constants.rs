@@ -9,14 +9,18 @@ pub const IO_ALIGNMENT: u64 = 4096;
 /// so the device sees large sequential writes when load allows.
 pub const WRITE_CHUNK_BYTES_MIN: usize = 64 * 1024;
 
-/// How far ahead of its writes a segment file is allocated (and its size
-/// set). fio on this project's test disk, 256 KiB O_DIRECT writes through
-/// io_uring: into such a file none of 1,024 writes went to an io_uring
-/// worker thread, while every one did when it extended the file or landed
-/// past a size kept by `FALLOC_FL_KEEP_SIZE` (590 against 406 MiB/s). One
-/// allocation (itself a worker's job) then serves many writes. The space
-/// ahead is cut when the segment is sealed or the log closed, and a crash
-/// leaves zeros there that recovery cuts like any torn tail.
+/// How far ahead of its writes the cleaner allocates a cleaned copy (an
+/// fallocate that also sets the file's size; `finish` cuts what is left).
+/// fio on this project's slow test disk, 256 KiB O_DIRECT writes through
+/// io_uring, sequential and page-aligned as the cleaner's are: into such a
+/// file none of 1,024 writes went to an io_uring worker thread, while every
+/// one did when it extended the file or landed past a size kept by
+/// `FALLOC_FL_KEEP_SIZE` (590 against 406 MiB/s). The partition writer
+/// does not do this: each of its writes rewrites the partial page the last
+/// one left, so it spans a written block and unwritten ones, which ext4
+/// does not take as an overwrite; in a broker that allocated its segments
+/// ahead, the writes were handed off just the same (README, "Allocation
+/// ahead of the writes").
 pub const ALLOCATE_AHEAD_BYTES: u64 = 1 << 20;
 
 /// Longest the writer holds back a write smaller than `WRITE_CHUNK_BYTES_MIN`

@@ -234,12 +234,6 @@ struct Segment<F> {
     /// Completed writes above `written`, start -> end.
     completed: BTreeMap<u64, u64>,
     in_flight: usize,
-    /// The file's size as the writer's allocations left it (see
-    /// `ALLOCATE_AHEAD_BYTES`): writes below it do not extend the file.
-    allocated: u64,
-    /// An allocation failed (a full disk, a file system without
-    /// fallocate): this segment's writes extend its file instead.
-    allocation_refused: bool,
     sealed: bool,
     finalized: bool,
 }
@@ -268,8 +262,6 @@ impl<F> Segment<F> {
             written: 0,
             completed: BTreeMap::new(),
             in_flight: 0,
-            allocated: 0,
-            allocation_refused: false,
             sealed: false,
             finalized: false,
         }
@@ -425,21 +417,6 @@ impl<S: Storage> Drop for WriteWaiter<'_, S> {
         let mut inner = self.log.inner.borrow_mut();
         inner.write_waiters = inner.write_waiters.saturating_sub(1);
     }
-}
-
-/// Where to allocate `segment`'s file to before a write that ends at `end`
-/// (page-aligned), if that write would extend it: `ALLOCATE_AHEAD_BYTES`
-/// past it, and no further than the segment may grow.
-fn allocation_due<S: Storage>(
-    inner: &Inner<S>,
-    segment: &Segment<S::File>,
-    end: u64,
-) -> Option<u64> {
-    if end <= segment.allocated || segment.allocation_refused {
-        return None;
-    }
-    let limit = align_up(inner.config.segment_bytes).max(end);
-    Some((end + ALLOCATE_AHEAD_BYTES).min(limit))
 }
 
 fn align_down(value: u64) -> u64 {
@@ -859,13 +836,6 @@ enum WriterStep<F> {
     Finalize {
         segment_base: i64,
     },
-    /// The next write would extend the file: allocate ahead first (see
-    /// `ALLOCATE_AHEAD_BYTES`).
-    Allocate {
-        file: Rc<F>,
-        segment_base: i64,
-        end: u64,
-    },
     /// Only a partial last page of `segment_base` is left to write and
     /// nothing needs it yet: wait for more appends (see `TAIL_WRITE_DELAY`).
     HoldTail {
@@ -977,12 +947,6 @@ impl<S: Storage> PartitionLog<S> {
                         .await
                         .map_err(|error| StorageError::new("sync", &path, error))?;
                 }
-                if scanned.valid_bytes == 0 && base != bases[0] {
-                    // Only space allocated ahead of writes, or a first write
-                    // the crash lost: as with an empty file, the log ends in
-                    // the segment before.
-                    continue;
-                }
                 // The producer state as of this segment's start, and then
                 // every batch the scan found in it.
                 producers = match resumed_producers {
@@ -1005,7 +969,6 @@ impl<S: Storage> PartitionLog<S> {
                     segment.bytes_since_index = scanned.bytes_since_index;
                     segment.file = Some(Rc::new(file));
                     segment.written = scanned.valid_bytes;
-                    segment.allocated = scanned.valid_bytes;
                     segment.issued = scanned.valid_bytes;
                 }
                 recovered_next = Some(scanned.next_offset);
@@ -1035,7 +998,6 @@ impl<S: Storage> PartitionLog<S> {
                     .map_err(|error| StorageError::new("stat", &segment.path, error))?;
                 segment.size = size;
                 segment.written = size;
-                segment.allocated = size;
                 segment.issued = size;
                 // A sealed segment's aborted transactions: its `.txnindex`
                 // was written when it was finalized, before any later
@@ -1799,13 +1761,6 @@ impl<S: Storage> PartitionLog<S> {
             {
                 // Whole pages only: this write shares no page with any other.
                 let to = full_pages_end.min(start + (WRITE_CHUNK_BYTES_MIN * 16) as u64);
-                if let Some(end) = allocation_due(&inner, segment, to) {
-                    return WriterStep::Allocate {
-                        file,
-                        segment_base: segment.base_offset,
-                        end,
-                    };
-                }
                 return WriterStep::Write {
                     file,
                     segment_base: segment.base_offset,
@@ -1822,13 +1777,6 @@ impl<S: Storage> PartitionLog<S> {
                     };
                 }
                 let to = segment.size;
-                if let Some(end) = allocation_due(&inner, segment, align_up(to)) {
-                    return WriterStep::Allocate {
-                        file,
-                        segment_base: segment.base_offset,
-                        end,
-                    };
-                }
                 return WriterStep::Write {
                     file,
                     segment_base: segment.base_offset,
@@ -1917,23 +1865,6 @@ impl<S: Storage> PartitionLog<S> {
                 WriterStep::Finalize { segment_base } => {
                     if let Err(error) = self.finalize_segment(segment_base).await {
                         self.writer_failed(error);
-                    }
-                }
-                WriterStep::Allocate {
-                    file,
-                    segment_base,
-                    end,
-                } => {
-                    let result = file.allocate(end).await;
-                    let mut inner = self.inner.borrow_mut();
-                    if let Some(segment) = inner.segments.get_mut(&segment_base) {
-                        match result {
-                            Ok(()) => segment.allocated = segment.allocated.max(end),
-                            Err(error) => {
-                                tracing::debug!(%error, path = %segment.path.display(), "allocating ahead failed; this segment's writes extend its file");
-                                segment.allocation_refused = true;
-                            }
-                        }
                     }
                 }
                 WriterStep::HoldTail { segment_base } => {
@@ -3369,7 +3300,6 @@ impl<S: Storage> PartitionLog<S> {
                 segment.file = Some(Rc::clone(&file));
                 segment.size = position;
                 segment.written = position;
-                segment.allocated = position;
                 segment.issued = position;
                 segment.completed.clear();
                 segment.next_offset = new_leo;

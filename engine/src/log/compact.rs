@@ -880,7 +880,6 @@ impl<S: Storage> PartitionLog<S> {
             segment.size = new_size;
             segment.written = new_size;
             segment.issued = new_size;
-            segment.allocated = new_size;
             segment.index = None;
             segment.index_from_files = false;
             segment.max_timestamp = -1;
@@ -1072,7 +1071,6 @@ impl<S: Storage> PartitionLog<S> {
             segment.size = new_size;
             segment.written = new_size;
             segment.issued = new_size;
-            segment.allocated = new_size;
             segment.next_offset = next_offset;
             // The first segment's entries come before the merged ones'.
             aborted.splice(0..0, segment.aborted.drain(..));
