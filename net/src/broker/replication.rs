@@ -1034,10 +1034,15 @@ impl Broker {
         // The next fetch tells the leader these records are replicated
         // (acks=all answered, its high watermark moved): they must be in
         // their files by then, not in a tail the writer holds back, or a
-        // kill -9 of this broker would lose acknowledged records. The
-        // writes were started above, one per log, and run together.
-        for log in appended {
-            if let Err(error) = log.wait_written().await {
+        // kill -9 of this broker would lose acknowledged records. Each
+        // wait ends its log's hold, so all of them start before any is
+        // awaited: the writes run together, not one after the other.
+        let waits: Vec<_> = appended
+            .into_iter()
+            .map(|log| glommio::spawn_local(async move { log.wait_written().await }))
+            .collect();
+        for wait in waits {
+            if let Err(error) = wait.await {
                 // The writer retries; the directory's health check reports
                 // a disk that keeps failing.
                 tracing::debug!(%error, "a fetched batch is not written yet");
