@@ -16,6 +16,7 @@
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::rc::{Rc, Weak};
 use std::time::{Duration, Instant};
@@ -2188,40 +2189,57 @@ impl<S: Storage> PartitionLog<S> {
     /// follower's records as replicated (acks=all answered, the high
     /// watermark moved) once it fetches past them, and a tail still held
     /// back in memory (`TAIL_WRITE_DELAY`) would die with a `kill -9`.
-    pub async fn wait_written(&self) -> Result<(), StorageError> {
-        let (base, target, failures_before, truncations_before) = {
+    ///
+    /// The wait is registered, and the writer told to end its hold, when
+    /// this is called, not when the future is first polled: the waits of
+    /// several logs made before any is awaited have their writes run
+    /// together. Dropping the future withdraws the wait.
+    pub fn wait_written(&self) -> impl Future<Output = Result<(), StorageError>> + '_ {
+        let registered = {
             let mut inner = self.inner.borrow_mut();
             let active = inner.active();
             let (base, target) = (active.base_offset, active.size);
-            if written_through(&inner, base, target) {
-                return Ok(());
-            }
-            inner.write_waiters += 1;
-            (base, target, inner.sync_failures, inner.truncations)
-        };
-        let _waiter = WriteWaiter { log: self };
-        // A writer holding back a partial page must write it now.
-        self.signal.notify();
-        let this = self.weak_self.clone();
-        let outcome = self
-            .signal
-            .wait_for(move || {
-                let log = this.upgrade()?;
-                let inner = log.inner.borrow();
-                if inner.sync_failures != failures_before || inner.closed {
-                    Some(Err(()))
-                } else if inner.truncations != truncations_before
-                    || written_through(&inner, base, target)
-                {
-                    // A truncation cut what was waited for: nothing of it
-                    // is left to acknowledge.
-                    Some(Ok(()))
-                } else {
-                    None
-                }
+            (!written_through(&inner, base, target)).then(|| {
+                inner.write_waiters += 1;
+                (
+                    WriteWaiter { log: self },
+                    base,
+                    target,
+                    inner.sync_failures,
+                    inner.truncations,
+                )
             })
-            .await;
-        outcome.map_err(|()| self.wait_failed("write"))
+        };
+        if registered.is_some() {
+            // A writer holding back a partial page must write it now.
+            self.signal.notify();
+        }
+        async move {
+            let Some((_waiter, base, target, failures_before, truncations_before)) = registered
+            else {
+                return Ok(());
+            };
+            let this = self.weak_self.clone();
+            let outcome = self
+                .signal
+                .wait_for(move || {
+                    let log = this.upgrade()?;
+                    let inner = log.inner.borrow();
+                    if inner.sync_failures != failures_before || inner.closed {
+                        Some(Err(()))
+                    } else if inner.truncations != truncations_before
+                        || written_through(&inner, base, target)
+                    {
+                        // A truncation cut what was waited for: nothing of
+                        // it is left to acknowledge.
+                        Some(Ok(()))
+                    } else {
+                        None
+                    }
+                })
+                .await;
+            outcome.map_err(|()| self.wait_failed("write"))
+        }
     }
 
     /// Why a wait for a write or a sync ended without it: the write error

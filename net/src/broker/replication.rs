@@ -1035,12 +1035,10 @@ impl Broker {
         // (acks=all answered, its high watermark moved): they must be in
         // their files by then, not in a tail the writer holds back, or a
         // kill -9 of this broker would lose acknowledged records. Each
-        // wait ends its log's hold, so all of them start before any is
-        // awaited: the writes run together, not one after the other.
-        let waits: Vec<_> = appended
-            .into_iter()
-            .map(|log| glommio::spawn_local(async move { log.wait_written().await }))
-            .collect();
+        // wait ends its log's hold when it is made, so all of them are made
+        // before any is awaited: the writes run together, not one after
+        // the other.
+        let waits: Vec<_> = appended.iter().map(|log| log.wait_written()).collect();
         for wait in waits {
             if let Err(error) = wait.await {
                 // The writer retries; the directory's health check reports
