@@ -138,3 +138,12 @@ pub const READ_SPAN_SEGMENTS_MAX: usize = 64;
 /// oldest place; each costs about 40 bytes, kept only for partitions read
 /// from disk.
 pub const READ_CURSORS_MAX: usize = 4;
+
+/// Plain threads that run the file-system calls a shard must not make
+/// itself (see `storage::off_shard`): enough that one call stuck on a
+/// stalled disk leaves others running.
+pub const FS_THREADS: usize = 4;
+
+/// File-system calls queued for those threads; beyond the bound a shard
+/// makes the call itself.
+pub const FS_CALLS_QUEUED_MAX: usize = 4_096;

@@ -275,3 +275,48 @@ pub fn partitions_in(dir: &Path, topic: &str) -> Vec<i32> {
     found.sort();
     found
 }
+
+/// `FIFREEZE` and `FITHAW`, `_IOWR('X', 119, int)` and `_IOWR('X', 120,
+/// int)`.
+const FIFREEZE: libc::c_ulong = 0xC004_5877;
+const FITHAW: libc::c_ulong = 0xC004_5878;
+
+/// A file system frozen, as `fsfreeze` and snapshot tools freeze one:
+/// whatever writes to it (data, a new file, a rename) waits until it is
+/// thawed. Thawed on drop, so a failing test can still stop its broker.
+pub struct Freeze {
+    root: fs::File,
+}
+
+impl Freeze {
+    pub fn new(mount_point: &Path) -> Freeze {
+        let root = fs::File::open(mount_point).expect("opening the mount point");
+        freeze_ioctl(&root, FIFREEZE, "freezing", mount_point);
+        Freeze { root }
+    }
+}
+
+impl Drop for Freeze {
+    fn drop(&mut self) {
+        use std::os::fd::AsRawFd;
+        // SAFETY: an ioctl without an argument on a descriptor this guard
+        // owns.
+        let status = unsafe { libc::ioctl(self.root.as_raw_fd(), FITHAW, 0) };
+        if status != 0 {
+            eprintln!("thawing: {}", std::io::Error::last_os_error());
+        }
+    }
+}
+
+fn freeze_ioctl(root: &fs::File, request: libc::c_ulong, what: &str, path: &Path) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: an ioctl without an argument on a descriptor the caller owns.
+    let status = unsafe { libc::ioctl(root.as_raw_fd(), request, 0) };
+    assert_eq!(
+        status,
+        0,
+        "{what} {}: {}",
+        path.display(),
+        std::io::Error::last_os_error()
+    );
+}

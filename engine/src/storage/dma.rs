@@ -14,6 +14,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use glommio::io::{DmaBuffer, DmaFile, OpenOptions};
 
+use super::off_shard::off_shard;
 use super::{shard_read, Storage, StorageFile};
 use crate::constants::{DELETIONS_QUEUED_MAX, IO_ALIGNMENT};
 
@@ -69,9 +70,11 @@ async fn probe_polling(dir: &Path) -> io::Result<()> {
         ".sluice-poll-probe-{}-{number}",
         std::process::id()
     ));
-    std::fs::write(&probe, [0u8; IO_ALIGNMENT as usize])?;
+    let written = probe.clone();
+    off_shard(move || std::fs::write(&written, [0u8; IO_ALIGNMENT as usize])).await?;
     let opened = dma_open(&probe, false, false).await;
-    let removed = std::fs::remove_file(&probe);
+    let removing = probe.clone();
+    let removed = off_shard(move || std::fs::remove_file(&removing)).await;
     let file = opened?;
     file.close().await.map_err(glommio_error)?;
     removed?;
@@ -94,8 +97,11 @@ const PROC_FDS: &str = "/proc/self/fd";
 /// opened here first, plainly (creating it if asked), and glommio opens
 /// `/proc/self/fd/<that descriptor>`: both of its look-ups reach the same
 /// file, wherever it has been renamed and even once unlinked. The plain
-/// open is a synchronous system call on the shard; glommio's own open
-/// already makes several (statfs, reads of the device's sysfs files).
+/// open is made on a file-system thread (`off_shard`): creating a file
+/// waits for a frozen or stalled file system. glommio's own open of an
+/// existing file through its descriptor needs no write access to the
+/// file system (its statfs and reads of the device's sysfs files are
+/// synchronous, but take no file-system lock).
 /// Without /proc (not mounted) glommio opens the plain path. The path
 /// glommio keeps is stale once the descriptor here is closed: nothing
 /// asks glommio for anything by path after the open (a file's size comes
@@ -107,11 +113,15 @@ async fn dma_open(path: &Path, write: bool, create: bool) -> io::Result<DmaFile>
         options.create(create);
         return options.dma_open(path).await.map_err(glommio_error);
     }
-    let plain = std::fs::OpenOptions::new()
-        .read(true)
-        .write(write)
-        .create(create)
-        .open(path)?;
+    let opening = path.to_path_buf();
+    let plain = off_shard(move || {
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(write)
+            .create(create)
+            .open(&opening)
+    })
+    .await?;
     let through = Path::new(PROC_FDS).join(plain.as_raw_fd().to_string());
     let opened = options.dma_open(&through).await.map_err(glommio_error);
     // Held until glommio's second look-up is done.

@@ -8,6 +8,7 @@
 
 mod dma;
 mod mem;
+mod off_shard;
 mod shard_read;
 
 use std::io;

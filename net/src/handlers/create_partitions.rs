@@ -56,12 +56,16 @@ pub async fn handle(
                 count: topic.count,
                 validate_only: request.validate_only,
             };
-            match broker.controller_call(call).await {
-                Some(ShardResponse::Topics(outcomes)) if !outcomes.is_empty() => {
+            match broker
+                .controller_call_within(call, request.timeout_ms)
+                .await
+            {
+                Some(Some(ShardResponse::Topics(outcomes))) if !outcomes.is_empty() => {
                     result.error_code = outcomes[0].error_code;
                     result.error_message = outcomes[0].error_message.as_deref().map(str_bytes);
                 }
-                _ => result.error_code = code::UNKNOWN_SERVER_ERROR,
+                None => result.error_code = code::REQUEST_TIMED_OUT,
+                Some(_) => result.error_code = code::UNKNOWN_SERVER_ERROR,
             }
         }
         response.results.push(result);

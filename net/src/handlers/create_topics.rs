@@ -131,10 +131,13 @@ pub async fn handle(
     }
     if !to_create.is_empty() {
         match broker
-            .controller_call(ControllerRequest::CreateTopics(to_create))
+            .controller_call_within(
+                ControllerRequest::CreateTopics(to_create),
+                request.timeout_ms,
+            )
             .await
         {
-            Some(ShardResponse::Topics(outcomes)) => {
+            Some(Some(ShardResponse::Topics(outcomes))) => {
                 for (position, outcome) in positions.into_iter().zip(outcomes) {
                     let result = &mut results[position];
                     result.error_code = outcome.error_code;
@@ -148,7 +151,12 @@ pub async fn handle(
                     }
                 }
             }
-            _ => {
+            None => {
+                for position in positions {
+                    results[position].error_code = code::REQUEST_TIMED_OUT;
+                }
+            }
+            Some(_) => {
                 for position in positions {
                     results[position].error_code = code::UNKNOWN_SERVER_ERROR;
                 }

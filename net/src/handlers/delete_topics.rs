@@ -94,12 +94,13 @@ pub async fn handle(
         .filter(|(_, verdict)| **verdict == Verdict::Allowed)
         .filter_map(|((name, _, _), _)| name.clone())
         .collect();
-    let outcomes = match broker
-        .controller_call(ControllerRequest::DeleteTopics(names))
+    let (outcomes, missing) = match broker
+        .controller_call_within(ControllerRequest::DeleteTopics(names), request.timeout_ms)
         .await
     {
-        Some(ShardResponse::Topics(outcomes)) => outcomes,
-        _ => Vec::new(),
+        Some(Some(ShardResponse::Topics(outcomes))) => (outcomes, code::UNKNOWN_SERVER_ERROR),
+        Some(_) => (Vec::new(), code::UNKNOWN_SERVER_ERROR),
+        None => (Vec::new(), code::REQUEST_TIMED_OUT),
     };
     let mut outcomes = outcomes.into_iter();
     let mut response = DeleteTopicsResponse::default();
@@ -123,7 +124,7 @@ pub async fn handle(
                         result.topic_id = Uuid::from_bytes(outcome.topic_id);
                     }
                 }
-                None => result.error_code = code::UNKNOWN_SERVER_ERROR,
+                None => result.error_code = missing,
             },
             None => result.error_code = code::UNKNOWN_TOPIC_ID,
         }

@@ -1,0 +1,286 @@
+//! A data disk that stops taking writes for a while: its file system frozen
+//! (`FIFREEZE`, what snapshot tools and `fsfreeze` do; a stalled network or
+//! cloud volume looks the same to the broker). Every produce request still
+//! gets an answer, a success or Kafka's timeout error, within its timeout;
+//! requests that need no disk are answered throughout; and once the disk
+//! thaws, producing works again and nothing acknowledged is lost.
+//!
+//! The data directory is a small ext4 file system on a loop device, so this
+//! test needs root (as CI runs it).
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::AdminOptions;
+use rdkafka::consumer::Consumer;
+use rdkafka::types::RDKafkaErrorCode;
+
+use common::disk::{Freeze, SmallDisk};
+use common::{
+    create_topic, indexed_value, produce_all, raw_connect, raw_metadata, read_all, wait_until,
+    Record, TestBroker, TrackedProducer, CLIENT_TIMEOUT,
+};
+
+const DISK_BYTES: u64 = 256 * 1024 * 1024;
+const RECORD_BYTES: usize = 16 * 1024;
+/// Small segments, so that the records sent while the disk is frozen roll
+/// several of them: a roll creates a file, which a frozen file system
+/// makes wait.
+const SEGMENT_BYTES: &str = "262144";
+const PARTITIONS: i32 = 2;
+/// Records acknowledged before the freeze.
+const BEFORE_RECORDS: usize = 100;
+/// Records sent while the disk is frozen, by each producer: more than
+/// several segments' worth.
+const FROZEN_RECORDS: usize = 200;
+/// The produce requests' own timeout (`request.timeout.ms`, which
+/// librdkafka sends as the Produce request's timeout).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
+/// librdkafka's own give-up time: a message the broker never answered is
+/// reported "Message timed out" after this, which the test tells apart
+/// from the broker's REQUEST_TIMED_OUT.
+const MESSAGE_TIMEOUT: Duration = Duration::from_secs(40);
+/// How long the disk stays frozen: several request timeouts.
+const FROZEN_FOR: Duration = Duration::from_secs(12);
+/// A request that needs no disk must be answered within this while the
+/// disk is frozen.
+const ANSWER_WITHIN: Duration = Duration::from_secs(2);
+/// Connections a metadata request is sent on: placed over the shards, so
+/// that every shard is asked.
+const PROBE_CONNECTIONS: usize = 6;
+
+fn record(partition: i32, index: usize) -> Record {
+    Record::with_value(partition, indexed_value(index, RECORD_BYTES))
+}
+
+/// Metadata requests on fresh connections; the slowest answer's time.
+fn slowest_metadata_answer(broker: &TestBroker, correlation: &mut i32) -> Duration {
+    let mut slowest = Duration::ZERO;
+    for _ in 0..PROBE_CONNECTIONS {
+        let started = Instant::now();
+        let mut stream = raw_connect(broker.address());
+        *correlation += 1;
+        let answer = raw_metadata(&mut stream, Some(vec!["frozen"]), false, *correlation);
+        assert_eq!(answer.topics.len(), 1, "metadata of one topic asked for");
+        slowest = slowest.max(started.elapsed());
+    }
+    slowest
+}
+
+fn producer(broker: &TestBroker, acks: &str) -> TrackedProducer {
+    let request_timeout = REQUEST_TIMEOUT.as_millis().to_string();
+    let message_timeout = MESSAGE_TIMEOUT.as_millis().to_string();
+    TrackedProducer::new(
+        broker,
+        "frozen",
+        &[
+            ("acks", acks),
+            ("retries", "0"),
+            ("request.timeout.ms", &request_timeout),
+            ("message.timeout.ms", &message_timeout),
+        ],
+    )
+}
+
+#[test]
+fn a_frozen_disk_gets_every_produce_answered_and_loses_nothing() {
+    let mut disk = None;
+    let broker = TestBroker::start_prepared(None, &[], |data_dir| {
+        disk = Some(SmallDisk::mount(data_dir, DISK_BYTES));
+    });
+    let disk = disk.as_ref().expect("the disk was mounted");
+    create_topic(
+        &broker.admin(),
+        "frozen",
+        PARTITIONS,
+        &[("segment.bytes", SEGMENT_BYTES)],
+    );
+    // A topic whose partitions have no segment file yet: their first
+    // write creates it, while the disk is frozen.
+    create_topic(&broker.admin(), "fresh", PARTITIONS, &[]);
+    // A topic deleted while the disk is frozen: its directories are
+    // renamed aside, which waits for the file system.
+    create_topic(&broker.admin(), "doomed", PARTITIONS, &[]);
+    produce_all(
+        &broker,
+        "doomed",
+        &[("acks", "all")],
+        &[record(0, 0), record(1, 1)],
+    );
+    let mut acknowledged: Vec<(i32, usize)> = Vec::new();
+    let mut next = 0;
+
+    let mut before = producer(&broker, "all");
+    for _ in 0..BEFORE_RECORDS {
+        before.send(&record(next as i32 % PARTITIONS, next));
+        next += 1;
+    }
+    before.flush();
+    for (index, report) in before.reports().iter().enumerate() {
+        match report {
+            Some(Ok((partition, _))) => acknowledged.push((*partition, index)),
+            other => panic!("record {index} before the freeze: {other:?}"),
+        }
+    }
+    drop(before);
+
+    let mut correlation = 0;
+    let frozen_from = next;
+    let (durable_outcomes, fast_outcomes, slowest) = {
+        // Declared after the broker: dropped (thawed) first, also when an
+        // assertion fails, so the broker can be stopped.
+        let freeze = Freeze::new(disk.mount_point());
+        let frozen_at = Instant::now();
+        let mut durable = producer(&broker, "all");
+        let mut fast = producer(&broker, "1");
+        let mut fresh = TrackedProducer::new(&broker, "fresh", &[("acks", "1")]);
+        for index in 0..PARTITIONS as usize {
+            fresh.send(&record(index as i32, index));
+        }
+        for _ in 0..FROZEN_RECORDS {
+            durable.send(&record(next as i32 % PARTITIONS, next));
+            next += 1;
+            fast.send(&record(next as i32 % PARTITIONS, next));
+            next += 1;
+        }
+        let admin = broker.admin();
+        let deleting = std::thread::spawn(move || {
+            let options = AdminOptions::new()
+                .operation_timeout(Some(REQUEST_TIMEOUT))
+                .request_timeout(Some(MESSAGE_TIMEOUT));
+            futures_lite::future::block_on(admin.delete_topics(&["doomed"], &options))
+        });
+        let mut slowest = Duration::ZERO;
+        while frozen_at.elapsed() < FROZEN_FOR {
+            slowest = slowest.max(slowest_metadata_answer(&broker, &mut correlation));
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        // Every produce sent while frozen has been answered by now: each
+        // was sent more than two request timeouts ago.
+        let outcomes = (durable.reports(), fast.reports(), slowest);
+        // acks=1 is answered at the append, before any write: also for a
+        // partition whose first segment file is still to be created.
+        for (index, report) in fresh.reports().iter().enumerate() {
+            assert!(
+                matches!(report, Some(Ok(_))),
+                "acks=1 record {index} to a new partition, disk frozen: {report:?}"
+            );
+        }
+        assert!(
+            deleting.is_finished(),
+            "DeleteTopics unanswered {FROZEN_FOR:?} into the freeze"
+        );
+        // Answered within its timeout: deleted, or Kafka's timeout error
+        // (the deletion then goes on, and ends once the disk thaws).
+        match deleting.join() {
+            Ok(Ok(results)) => match results.as_slice() {
+                [Ok(_)] | [Err((_, RDKafkaErrorCode::RequestTimedOut))] => {}
+                other => panic!("DeleteTopics, disk frozen: {other:?}"),
+            },
+            other => panic!("DeleteTopics, disk frozen: {other:?}"),
+        }
+        drop(freeze);
+        fresh.flush();
+        durable.flush();
+        fast.flush();
+        outcomes
+    };
+    assert!(
+        slowest <= ANSWER_WITHIN,
+        "a metadata request took {slowest:?} while the disk was frozen"
+    );
+    let mut timed_out = 0;
+    for (name, outcomes, first, acks_all) in [
+        ("acks=all", &durable_outcomes, frozen_from, true),
+        ("acks=1", &fast_outcomes, frozen_from + 1, false),
+    ] {
+        for (index, outcome) in outcomes.iter().enumerate() {
+            let value_index = first + 2 * index;
+            match outcome {
+                Some(Ok((partition, _))) => {
+                    assert!(
+                        !acks_all,
+                        "{name} record {value_index} acknowledged while the disk was frozen"
+                    );
+                    acknowledged.push((*partition, value_index));
+                }
+                Some(Err(error)) => {
+                    assert!(
+                        error.contains("RequestTimedOut") || error.contains("timed out"),
+                        "{name} record {value_index} failed with {error}"
+                    );
+                    assert!(
+                        !error.contains("Message timed out"),
+                        "{name} record {value_index} was never answered by the broker: {error}"
+                    );
+                    timed_out += 1;
+                }
+                None => panic!(
+                    "{name} record {value_index} had no answer {FROZEN_FOR:?} into the freeze"
+                ),
+            }
+        }
+    }
+    assert!(timed_out > 0, "no produce waited on the frozen disk");
+    eprintln!("{timed_out} acks=all produces timed out; slowest metadata answer {slowest:?}");
+
+    // Thawed: producing works again.
+    let mut after = producer(&broker, "all");
+    let after_from = next;
+    for _ in 0..BEFORE_RECORDS {
+        after.send(&record(next as i32 % PARTITIONS, next));
+        next += 1;
+    }
+    after.flush();
+    for (index, report) in after.reports().iter().enumerate() {
+        match report {
+            Some(Ok((partition, _))) => acknowledged.push((*partition, after_from + index)),
+            other => panic!("record {} after the thaw: {other:?}", after_from + index),
+        }
+    }
+    drop(after);
+
+    let consumer = broker.consumer(&[]);
+    wait_until("the deleted topic to go", CLIENT_TIMEOUT, || {
+        consumer
+            .fetch_metadata(None, CLIENT_TIMEOUT)
+            .is_ok_and(|metadata| {
+                metadata
+                    .topics()
+                    .iter()
+                    .all(|topic| topic.name() != "doomed")
+            })
+    });
+
+    // Nothing acknowledged is lost, nothing is stored twice or out of order.
+    let fresh = read_all(&broker, "fresh", PARTITIONS);
+    for partition in 0..PARTITIONS {
+        let indexes: Vec<usize> = fresh
+            .get(&partition)
+            .map(|records| records.iter().map(Record::value_index).collect())
+            .unwrap_or_default();
+        assert_eq!(indexes, [partition as usize], "fresh partition {partition}");
+    }
+    let stored = read_all(&broker, "frozen", PARTITIONS);
+    for partition in 0..PARTITIONS {
+        let indexes: Vec<usize> = stored
+            .get(&partition)
+            .map(|records| records.iter().map(Record::value_index).collect())
+            .unwrap_or_default();
+        for pair in indexes.windows(2) {
+            assert!(
+                pair[0] < pair[1],
+                "partition {partition} holds record {} after record {}",
+                pair[1],
+                pair[0]
+            );
+        }
+        for (_, index) in acknowledged.iter().filter(|(p, _)| *p == partition) {
+            assert!(
+                indexes.binary_search(index).is_ok(),
+                "acknowledged record {index} is missing from partition {partition}"
+            );
+        }
+    }
+}
