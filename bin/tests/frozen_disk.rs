@@ -1,7 +1,8 @@
 //! A data disk that stops taking writes for a while: its file system frozen
 //! (`FIFREEZE`, what snapshot tools and `fsfreeze` do; a stalled network or
 //! cloud volume looks the same to the broker). Every produce request still
-//! gets an answer, a success or Kafka's timeout error, within its timeout;
+//! gets an answer, a success or Kafka's timeout error, within its timeout
+//! (as do DeleteTopics and OffsetCommit);
 //! requests that need no disk are answered throughout; and once the disk
 //! thaws, producing works again and nothing acknowledged is lost.
 //!
@@ -12,14 +13,21 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use kafka_protocol::messages::offset_commit_request::{
+    OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+};
+use kafka_protocol::messages::{
+    ApiKey, GroupId, OffsetCommitRequest, OffsetCommitResponse, TopicName,
+};
 use rdkafka::admin::AdminOptions;
-use rdkafka::consumer::Consumer;
+use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{Offset, TopicPartitionList};
 
 use common::disk::{Freeze, SmallDisk};
 use common::{
-    create_topic, indexed_value, produce_all, raw_connect, raw_metadata, read_all, wait_until,
-    Record, TestBroker, TrackedProducer, CLIENT_TIMEOUT,
+    create_topic, indexed_value, produce_all, raw_connect, raw_metadata, read_all, text,
+    wait_until, Record, TestBroker, TrackedProducer, WireClient, CLIENT_TIMEOUT,
 };
 
 const DISK_BYTES: u64 = 256 * 1024 * 1024;
@@ -53,6 +61,34 @@ const ANSWER_WITHIN: Duration = Duration::from_secs(2);
 /// Connections a metadata request is sent on: placed over the shards, so
 /// that every shard is asked.
 const PROBE_CONNECTIONS: usize = 6;
+
+/// An offset commit on the frozen disk is answered within this: the
+/// coordinator's 5 s write timeout (`offsets.commit.timeout.ms`) and some
+/// room. (librdkafka retries a commit answered REQUEST_TIMED_OUT, so the
+/// commit is sent raw: the broker's own answer is what is timed.)
+const COMMIT_ANSWER_WITHIN: Duration = Duration::from_secs(8);
+/// The OffsetCommit version sent.
+const OFFSET_COMMIT_VERSION: i16 = 8;
+/// Kafka's error codes the test expects.
+const NONE: i16 = 0;
+const REQUEST_TIMED_OUT: i16 = 7;
+
+/// Commits `offset` for partition 0 of `frozen` as a simple consumer
+/// (no generation); the partition's error code.
+fn commit_offset(wire: &mut WireClient, offset: i64) -> i16 {
+    let mut request = OffsetCommitRequest::default();
+    request.group_id = GroupId(text("frozen-group"));
+    request.generation_id_or_member_epoch = -1;
+    let mut topic = OffsetCommitRequestTopic::default();
+    topic.name = TopicName(text("frozen"));
+    let mut partition = OffsetCommitRequestPartition::default();
+    partition.committed_offset = offset;
+    topic.partitions = vec![partition];
+    request.topics = vec![topic];
+    let response: OffsetCommitResponse =
+        wire.call(ApiKey::OffsetCommit, OFFSET_COMMIT_VERSION, &request);
+    response.topics[0].partitions[0].error_code
+}
 
 fn record(partition: i32, index: usize) -> Record {
     Record::with_value(partition, indexed_value(index, RECORD_BYTES))
@@ -112,6 +148,24 @@ fn a_frozen_disk_gets_every_produce_answered_and_loses_nothing() {
         &[("acks", "all")],
         &[record(0, 0), record(1, 1)],
     );
+    // A group's offsets, committed once before the freeze (which creates
+    // the offsets topic) and once while the disk is frozen.
+    // librdkafka's commit finds the coordinator first, which creates the
+    // offsets topic.
+    let mut offsets = TopicPartitionList::new();
+    offsets
+        .add_partition_offset("frozen", 0, Offset::Offset(1))
+        .expect("an offset to commit");
+    broker
+        .consumer(&[("group.id", "frozen-group")])
+        .commit(&offsets, CommitMode::Sync)
+        .expect("an offset commit before the freeze");
+    let mut committer = WireClient::new(&broker);
+    assert_eq!(
+        commit_offset(&mut committer, 1),
+        NONE,
+        "a raw offset commit before the freeze"
+    );
     let mut acknowledged: Vec<(i32, usize)> = Vec::new();
     let mut next = 0;
 
@@ -155,11 +209,16 @@ fn a_frozen_disk_gets_every_produce_answered_and_loses_nothing() {
                 .request_timeout(Some(MESSAGE_TIMEOUT));
             futures_lite::future::block_on(admin.delete_topics(&["doomed"], &options))
         });
+        let committing = std::thread::spawn(move || {
+            let started = Instant::now();
+            let outcome = commit_offset(&mut committer, 2);
+            (outcome, started.elapsed())
+        });
         let mut slowest = Duration::ZERO;
         let answered = |producer: &TrackedProducer| producer.reports().iter().all(Option::is_some);
         while frozen_at.elapsed() < FROZEN_FOR
             || (frozen_at.elapsed() < FROZEN_FOR_MAX
-                && !(answered(&durable) && deleting.is_finished()))
+                && !(answered(&durable) && deleting.is_finished() && committing.is_finished()))
         {
             slowest = slowest.max(slowest_metadata_answer(&broker, &mut correlation));
             std::thread::sleep(Duration::from_millis(200));
@@ -188,6 +247,27 @@ fn a_frozen_disk_gets_every_produce_answered_and_loses_nothing() {
                 other => panic!("DeleteTopics, disk frozen: {other:?}"),
             },
             other => panic!("DeleteTopics, disk frozen: {other:?}"),
+        }
+        // The coordinator gives up on a write after 5 s
+        // (`offsets.commit.timeout.ms`), and says so.
+        assert!(
+            committing.is_finished(),
+            "an offset commit unanswered {:?} into the freeze",
+            frozen_at.elapsed()
+        );
+        match committing.join() {
+            Ok((outcome, took)) => {
+                eprintln!("offset commit, disk frozen: error {outcome} in {took:?}");
+                assert!(
+                    took <= COMMIT_ANSWER_WITHIN,
+                    "an offset commit took {took:?} on the frozen disk (error {outcome})"
+                );
+                assert_eq!(
+                    outcome, REQUEST_TIMED_OUT,
+                    "an offset commit on the frozen disk, answered in {took:?}"
+                );
+            }
+            Err(_) => panic!("the committing thread panicked"),
         }
         drop(freeze);
         fresh.flush();
