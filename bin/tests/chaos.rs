@@ -40,6 +40,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use common::disk::Freeze;
 use common::netns::TestNetwork;
 use common::{
     admin_options, cluster_bootstrap, start_cluster_on, try_wait_for, wait_for, Frozen, Host, Rng,
@@ -88,7 +89,8 @@ struct Pace {
     /// How long a broker stays cut off: past the session timeout, so that
     /// the others fence it and its leader lease has lapsed.
     partitioned: (Duration, Duration),
-    /// How long a broker's data disk stays full, or slowed to a trickle.
+    /// How long a broker's data disk stays full, or slowed to a trickle
+    /// (or frozen: the same spans as slowed).
     disk_full: (Duration, Duration),
     disk_slow: (Duration, Duration),
 }
@@ -344,7 +346,7 @@ fn run_chaos(shape: Shape) {
         kinds.push(Fault::Partition);
     }
     if disks.as_ref().is_some_and(|disks| disks.len() == NODES) {
-        kinds.extend([Fault::DiskFull, Fault::DiskSlow]);
+        kinds.extend([Fault::DiskFull, Fault::DiskSlow, Fault::DiskFrozen]);
     }
     let mut rng = Rng::new(seed);
     let mut faults = Faults::default();
@@ -388,7 +390,7 @@ fn run_chaos(shape: Shape) {
     let anomalies = check(&history);
     eprintln!(
         "chaos: seed {seed}, {} faults (kill9 {}, stop {}, term {}, cut {}, \
-         disk full {}, disk slow {}), {} acknowledged ({} sent, {} failed), {} reads (live {}, final {}; {} rewinds, {} resets), \
+         disk full {}, disk slow {}, disk frozen {}), {} acknowledged ({} sent, {} failed), {} reads (live {}, final {}; {} rewinds, {} resets), \
          transformer: {} records in {} committed, {} aborted, {} unknown transactions, \
          {} outputs read committed (live {}, final {}), group: {} members started ({} left, \
          {} killed, {} refused), {} reads, {} commits ({} failed), anomalies: {}, {:.0} s",
@@ -399,6 +401,7 @@ fn run_chaos(shape: Shape) {
         faults.partitioned,
         faults.filled,
         faults.slowed,
+        faults.disk_frozen,
         thousands(finished.acknowledged),
         thousands(finished.sent),
         thousands(finished.failed),
@@ -787,6 +790,9 @@ enum Fault {
     DiskFull,
     /// Its data disk throttled to a few dozen I/Os a second, then not.
     DiskSlow,
+    /// Its data disk's file system frozen (`FIFREEZE`: every write, file
+    /// creation and rename waits), then thawed: a volume that stalls.
+    DiskFrozen,
 }
 
 #[derive(Debug, Default)]
@@ -797,6 +803,7 @@ struct Faults {
     partitioned: usize,
     filled: usize,
     slowed: usize,
+    disk_frozen: usize,
 }
 
 impl Faults {
@@ -808,11 +815,18 @@ impl Faults {
             Fault::Partition => self.partitioned += 1,
             Fault::DiskFull => self.filled += 1,
             Fault::DiskSlow => self.slowed += 1,
+            Fault::DiskFrozen => self.disk_frozen += 1,
         }
     }
 
     fn total(&self) -> usize {
-        self.killed + self.frozen + self.terminated + self.partitioned + self.filled + self.slowed
+        self.killed
+            + self.frozen
+            + self.terminated
+            + self.partitioned
+            + self.filled
+            + self.slowed
+            + self.disk_frozen
     }
 }
 
@@ -881,6 +895,17 @@ fn inject(
             format!(
                 "disk of broker {node} slowed for {} ms",
                 slow_for.as_millis()
+            )
+        }
+        Fault::DiskFrozen => {
+            let frozen_for = between(rng, pace.disk_slow.0, pace.disk_slow.1);
+            // Thawed when dropped, also when the test fails meanwhile.
+            let frozen = Freeze::new(&broker.data_dir());
+            thread::sleep(frozen_for);
+            drop(frozen);
+            format!(
+                "disk of broker {node} frozen for {} ms",
+                frozen_for.as_millis()
             )
         }
     }

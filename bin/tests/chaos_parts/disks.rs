@@ -1,8 +1,9 @@
 //! The fault harness's disk faults: every broker's data directory on a
 //! small file system of its own, which the nemesis fills to the last byte
-//! (the broker's writes fail with ENOSPC) or slows down (the block layer
-//! throttles the broker's reads and writes to a trickle). Both need root:
-//! a loop-mounted ext4 image and a blkio control group.
+//! (the broker's writes fail with ENOSPC), slows down (the block layer
+//! throttles the broker's reads and writes to a trickle) or freezes
+//! (`common::disk::Freeze`: every write waits until the thaw). All need
+//! root: a loop-mounted ext4 image and a blkio control group.
 
 use std::fs;
 use std::path::{Path, PathBuf};
