@@ -2,7 +2,7 @@
 //! (`FIFREEZE`, what snapshot tools and `fsfreeze` do; a stalled network or
 //! cloud volume looks the same to the broker). Every produce request still
 //! gets an answer, a success or Kafka's timeout error, within its timeout
-//! (as do DeleteTopics and OffsetCommit);
+//! (as do DeleteTopics, OffsetCommit and InitProducerId);
 //! requests that need no disk are answered throughout; and once the disk
 //! thaws, producing works again and nothing acknowledged is lost.
 //!
@@ -17,7 +17,8 @@ use kafka_protocol::messages::offset_commit_request::{
     OffsetCommitRequestPartition, OffsetCommitRequestTopic,
 };
 use kafka_protocol::messages::{
-    ApiKey, GroupId, OffsetCommitRequest, OffsetCommitResponse, TopicName,
+    ApiKey, GroupId, InitProducerIdRequest, InitProducerIdResponse, OffsetCommitRequest,
+    OffsetCommitResponse, TopicName,
 };
 use rdkafka::admin::AdminOptions;
 use rdkafka::consumer::{CommitMode, Consumer};
@@ -72,6 +73,26 @@ const OFFSET_COMMIT_VERSION: i16 = 8;
 /// Kafka's error codes the test expects.
 const NONE: i16 = 0;
 const REQUEST_TIMED_OUT: i16 = 7;
+const COORDINATOR_LOAD_IN_PROGRESS: i16 = 14;
+/// An InitProducerId that needs a new block of ids is answered within
+/// this: the broker's 2 s wait for the block's metadata write, then a
+/// retriable error, and some room.
+const INIT_ANSWER_WITHIN: Duration = Duration::from_secs(4);
+/// The InitProducerId version sent.
+const INIT_PRODUCER_ID_VERSION: i16 = 4;
+
+/// An idempotent (not transactional) producer's InitProducerId; its error
+/// code.
+fn init_producer_id(wire: &mut WireClient) -> i16 {
+    let mut request = InitProducerIdRequest::default();
+    request.transactional_id = None;
+    request.transaction_timeout_ms = -1;
+    request.producer_id = (-1).into();
+    request.producer_epoch = -1;
+    let response: InitProducerIdResponse =
+        wire.call(ApiKey::InitProducerId, INIT_PRODUCER_ID_VERSION, &request);
+    response.error_code
+}
 
 /// Commits `offset` for partition 0 of `frozen` as a simple consumer
 /// (no generation); the partition's error code.
@@ -209,6 +230,14 @@ fn a_frozen_disk_gets_every_produce_answered_and_loses_nothing() {
                 .request_timeout(Some(MESSAGE_TIMEOUT));
             futures_lite::future::block_on(admin.delete_topics(&["doomed"], &options))
         });
+        // An idempotent producer's first InitProducerId on this broker:
+        // the id block it draws from is written to the metadata first.
+        let mut initiator = WireClient::new(&broker);
+        let initiating = std::thread::spawn(move || {
+            let started = Instant::now();
+            let outcome = init_producer_id(&mut initiator);
+            (outcome, started.elapsed())
+        });
         let committing = std::thread::spawn(move || {
             let started = Instant::now();
             let outcome = commit_offset(&mut committer, 2);
@@ -218,7 +247,10 @@ fn a_frozen_disk_gets_every_produce_answered_and_loses_nothing() {
         let answered = |producer: &TrackedProducer| producer.reports().iter().all(Option::is_some);
         while frozen_at.elapsed() < FROZEN_FOR
             || (frozen_at.elapsed() < FROZEN_FOR_MAX
-                && !(answered(&durable) && deleting.is_finished() && committing.is_finished()))
+                && !(answered(&durable)
+                    && deleting.is_finished()
+                    && committing.is_finished()
+                    && initiating.is_finished()))
         {
             slowest = slowest.max(slowest_metadata_answer(&broker, &mut correlation));
             std::thread::sleep(Duration::from_millis(200));
@@ -268,6 +300,25 @@ fn a_frozen_disk_gets_every_produce_answered_and_loses_nothing() {
                 );
             }
             Err(_) => panic!("the committing thread panicked"),
+        }
+        assert!(
+            initiating.is_finished(),
+            "an InitProducerId unanswered {:?} into the freeze",
+            frozen_at.elapsed()
+        );
+        match initiating.join() {
+            Ok((outcome, took)) => {
+                eprintln!("InitProducerId, disk frozen: error {outcome} in {took:?}");
+                assert!(
+                    took <= INIT_ANSWER_WITHIN,
+                    "an InitProducerId took {took:?} on the frozen disk (error {outcome})"
+                );
+                assert!(
+                    [NONE, COORDINATOR_LOAD_IN_PROGRESS].contains(&outcome),
+                    "an InitProducerId on the frozen disk: error {outcome} in {took:?}"
+                );
+            }
+            Err(_) => panic!("the InitProducerId thread panicked"),
         }
         drop(freeze);
         fresh.flush();
@@ -330,6 +381,12 @@ fn a_frozen_disk_gets_every_produce_answered_and_loses_nothing() {
     }
     drop(after);
 
+    // The id block's write went on: once thawed, an InitProducerId gets
+    // an id.
+    let mut initiator = WireClient::new(&broker);
+    wait_until("an InitProducerId after the thaw", CLIENT_TIMEOUT, || {
+        init_producer_id(&mut initiator) == NONE
+    });
     let consumer = broker.consumer(&[]);
     wait_until("the deleted topic to go", CLIENT_TIMEOUT, || {
         consumer

@@ -201,6 +201,15 @@ pub const OFFSETS_RETENTION_CHECK_INTERVAL_MS_DEFAULT: u64 = 10 * 60 * 1000;
 /// request fails (Kafka's `offsets.commit.timeout.ms`).
 pub const OFFSETS_WRITE_TIMEOUT_MS: u64 = 5000;
 
+/// How long an idempotent producer's InitProducerId waits for a new block
+/// of producer ids (a metadata write) before it is answered
+/// COORDINATOR_LOAD_IN_PROGRESS, which clients retry; Kafka answers that
+/// at once when no id is at hand. The block's write goes on, so a retry
+/// finds it. Without the bound a data disk that stopped taking writes
+/// held the request for the metadata write's 30 s timeout, as long as a
+/// client's own request timeout.
+pub const PRODUCER_ID_WAIT_MS: i32 = 2000;
+
 /// How long a coordinator request waits for room in its state
 /// partition's write-behind before it is refused with a retriable error:
 /// the same budget as the write itself, so a slow disk cannot hold a

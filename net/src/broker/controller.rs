@@ -1325,7 +1325,8 @@ impl Broker {
     }
 
     /// [`Broker::controller_call`] for a request that carries its own
-    /// `timeout_ms` (CreateTopics, DeleteTopics, CreatePartitions): `None`
+    /// `timeout_ms` (CreateTopics, DeleteTopics, CreatePartitions), or
+    /// that the broker bounds (InitProducerId's id block): `None`
     /// once that passes, which the handler answers REQUEST_TIMED_OUT, as
     /// Kafka's controller does. The change itself is not cut short: it
     /// runs on in a task of its own and may still take effect (a topic

@@ -14,6 +14,7 @@ use super::encode;
 use super::Session;
 use crate::acl::Operation;
 use crate::broker::{Broker, ControllerRequest, ShardResponse};
+use crate::constants::PRODUCER_ID_WAIT_MS;
 use crate::errors::code;
 use crate::txn::{self, TxnRequest, TxnResponse};
 
@@ -92,15 +93,16 @@ pub async fn handle(
         return Some(encode(&response, header.request_api_version));
     }
     match broker
-        .controller_call(ControllerRequest::AllocateProducerId)
+        .controller_call_within(ControllerRequest::AllocateProducerId, PRODUCER_ID_WAIT_MS)
         .await
     {
-        Some(ShardResponse::ProducerId(id)) if id >= 0 => {
+        Some(Some(ShardResponse::ProducerId(id))) if id >= 0 => {
             response.error_code = code::NONE;
             response.producer_id = ProducerId(id);
             response.producer_epoch = 0;
         }
-        _ => response.error_code = code::KAFKA_STORAGE_ERROR,
+        None => response.error_code = code::COORDINATOR_LOAD_IN_PROGRESS,
+        Some(_) => response.error_code = code::KAFKA_STORAGE_ERROR,
     }
     Some(encode(&response, header.request_api_version))
 }
