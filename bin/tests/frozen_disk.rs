@@ -2,7 +2,8 @@
 //! (`FIFREEZE`, what snapshot tools and `fsfreeze` do; a stalled network or
 //! cloud volume looks the same to the broker). Every produce request still
 //! gets an answer, a success or Kafka's timeout error, within its timeout
-//! (as do DeleteTopics, OffsetCommit and InitProducerId);
+//! (as do DeleteTopics, OffsetCommit, InitProducerId and a Metadata
+//! request that auto-creates a topic);
 //! requests that need no disk are answered throughout; and once the disk
 //! thaws, producing works again and nothing acknowledged is lost.
 //!
@@ -74,9 +75,10 @@ const OFFSET_COMMIT_VERSION: i16 = 8;
 const NONE: i16 = 0;
 const REQUEST_TIMED_OUT: i16 = 7;
 const COORDINATOR_LOAD_IN_PROGRESS: i16 = 14;
-/// An InitProducerId that needs a new block of ids is answered within
-/// this: the broker's 2 s wait for the block's metadata write, then a
-/// retriable error, and some room.
+const LEADER_NOT_AVAILABLE: i16 = 5;
+/// An InitProducerId that needs a new block of ids, or a Metadata request
+/// that auto-creates a topic, is answered within this: the broker's 2 s
+/// wait for the metadata write, then a retriable error, and some room.
 const INIT_ANSWER_WITHIN: Duration = Duration::from_secs(4);
 /// The InitProducerId version sent.
 const INIT_PRODUCER_ID_VERSION: i16 = 4;
@@ -230,6 +232,16 @@ fn a_frozen_disk_gets_every_produce_answered_and_loses_nothing() {
                 .request_timeout(Some(MESSAGE_TIMEOUT));
             futures_lite::future::block_on(admin.delete_topics(&["doomed"], &options))
         });
+        // A Metadata request that auto-creates a topic: the creation's
+        // metadata write waits for the thaw.
+        let creating_address = broker.address();
+        let auto_creating = std::thread::spawn(move || {
+            let started = Instant::now();
+            let mut stream = raw_connect(creating_address);
+            let answer = raw_metadata(&mut stream, Some(vec!["auto-created"]), true, 1);
+            let error = answer.topics.first().map(|topic| topic.error_code);
+            (error, started.elapsed())
+        });
         // An idempotent producer's first InitProducerId on this broker:
         // the id block it draws from is written to the metadata first.
         let mut initiator = WireClient::new(&broker);
@@ -250,7 +262,8 @@ fn a_frozen_disk_gets_every_produce_answered_and_loses_nothing() {
                 && !(answered(&durable)
                     && deleting.is_finished()
                     && committing.is_finished()
-                    && initiating.is_finished()))
+                    && initiating.is_finished()
+                    && auto_creating.is_finished()))
         {
             slowest = slowest.max(slowest_metadata_answer(&broker, &mut correlation));
             std::thread::sleep(Duration::from_millis(200));
@@ -319,6 +332,20 @@ fn a_frozen_disk_gets_every_produce_answered_and_loses_nothing() {
                 );
             }
             Err(_) => panic!("the InitProducerId thread panicked"),
+        }
+        match auto_creating.join() {
+            Ok((error, took)) => {
+                eprintln!("auto-creating Metadata, disk frozen: error {error:?} in {took:?}");
+                assert!(
+                    took <= INIT_ANSWER_WITHIN,
+                    "a Metadata request auto-creating a topic took {took:?} on the frozen disk"
+                );
+                assert!(
+                    matches!(error, Some(NONE | LEADER_NOT_AVAILABLE)),
+                    "a Metadata request auto-creating a topic, disk frozen: error {error:?}"
+                );
+            }
+            Err(_) => panic!("the auto-creating thread panicked"),
         }
         drop(freeze);
         fresh.flush();

@@ -201,6 +201,14 @@ pub const OFFSETS_RETENTION_CHECK_INTERVAL_MS_DEFAULT: u64 = 10 * 60 * 1000;
 /// request fails (Kafka's `offsets.commit.timeout.ms`).
 pub const OFFSETS_WRITE_TIMEOUT_MS: u64 = 5000;
 
+/// How long a Metadata request waits for the topics it auto-creates
+/// before it answers them LEADER_NOT_AVAILABLE (the creation goes on, and
+/// the client asks again). Kafka does not wait at all; waiting a little
+/// lets a healthy broker's first answer name the new topic's leaders.
+/// Without the bound a data disk that stopped taking writes held the
+/// Metadata request for the metadata write's 30 s timeout.
+pub const AUTO_CREATE_WAIT_MS: i32 = 2000;
+
 /// How long an idempotent producer's InitProducerId waits for a new block
 /// of producer ids (a metadata write) before it is answered
 /// COORDINATOR_LOAD_IN_PROGRESS, which clients retry; Kafka answers that

@@ -22,6 +22,7 @@ use super::Session;
 use super::{encode, str_bytes, AUTHORIZED_OPERATIONS_UNKNOWN};
 use crate::acl::Operation;
 use crate::broker::{validate_topic_name, Broker, ControllerRequest, NewTopic, ShardResponse};
+use crate::constants::AUTO_CREATE_WAIT_MS;
 use crate::errors::code;
 use crate::groups;
 
@@ -144,6 +145,10 @@ pub async fn handle(
             {
                 let _ = groups::ensure_offsets_topic(broker).await;
             }
+            // Topics whose creation is still under way when the answer
+            // goes: LEADER_NOT_AVAILABLE, as Kafka answers a topic it is
+            // auto-creating; the client asks again.
+            let mut being_created: Vec<String> = Vec::new();
             let to_create: Vec<String> = requested
                 .iter()
                 .filter_map(|topic| topic.name.as_ref().map(|name| name.0.as_str().to_string()))
@@ -166,11 +171,15 @@ pub async fn handle(
                     })
                     .collect();
                 match broker
-                    .controller_call(ControllerRequest::CreateTopics(new_topics))
+                    .controller_call_within(
+                        ControllerRequest::CreateTopics(new_topics),
+                        AUTO_CREATE_WAIT_MS,
+                    )
                     .await
                 {
-                    Some(ShardResponse::Topics(_)) => {}
-                    other => tracing::warn!(?other, "auto-creating topics failed"),
+                    Some(Some(ShardResponse::Topics(_))) => {}
+                    Some(other) => tracing::warn!(?other, "auto-creating topics failed"),
+                    None => being_created = to_create,
                 }
             }
             let metadata = broker.metadata();
@@ -186,6 +195,11 @@ pub async fn handle(
                         None => {
                             let error = if validate_topic_name(name.0.as_str()).is_err() {
                                 code::INVALID_TOPIC_EXCEPTION
+                            } else if being_created
+                                .iter()
+                                .any(|created| created == name.0.as_str())
+                            {
+                                code::LEADER_NOT_AVAILABLE
                             } else if allow_create && !may_create(name.0.as_str()) {
                                 code::TOPIC_AUTHORIZATION_FAILED
                             } else {
