@@ -2,8 +2,8 @@
 //! (`FIFREEZE`, what snapshot tools and `fsfreeze` do; a stalled network or
 //! cloud volume looks the same to the broker). Every produce request still
 //! gets an answer, a success or Kafka's timeout error, within its timeout
-//! (as do DeleteTopics, OffsetCommit, InitProducerId and a Metadata
-//! request that auto-creates a topic);
+//! (as do DeleteTopics, OffsetCommit, InitProducerId, and Metadata and
+//! FindCoordinator requests that create a topic);
 //! requests that need no disk are answered throughout; and once the disk
 //! thaws, producing works again and nothing acknowledged is lost.
 //!
@@ -18,8 +18,8 @@ use kafka_protocol::messages::offset_commit_request::{
     OffsetCommitRequestPartition, OffsetCommitRequestTopic,
 };
 use kafka_protocol::messages::{
-    ApiKey, GroupId, InitProducerIdRequest, InitProducerIdResponse, OffsetCommitRequest,
-    OffsetCommitResponse, TopicName,
+    ApiKey, FindCoordinatorRequest, FindCoordinatorResponse, GroupId, InitProducerIdRequest,
+    InitProducerIdResponse, OffsetCommitRequest, OffsetCommitResponse, TopicName,
 };
 use rdkafka::admin::AdminOptions;
 use rdkafka::consumer::{CommitMode, Consumer};
@@ -76,6 +76,24 @@ const NONE: i16 = 0;
 const REQUEST_TIMED_OUT: i16 = 7;
 const COORDINATOR_LOAD_IN_PROGRESS: i16 = 14;
 const LEADER_NOT_AVAILABLE: i16 = 5;
+const COORDINATOR_NOT_AVAILABLE: i16 = 15;
+/// The FindCoordinator version sent (one that takes a list of keys).
+const FIND_COORDINATOR_VERSION: i16 = 4;
+/// FindCoordinator's key type of a transactional id.
+const TRANSACTION_KEY_TYPE: i8 = 1;
+
+/// Asks for the coordinator of a transactional id; its error code.
+fn find_transaction_coordinator(wire: &mut WireClient) -> i16 {
+    let mut request = FindCoordinatorRequest::default();
+    request.key_type = TRANSACTION_KEY_TYPE;
+    request.coordinator_keys = vec![text("frozen-transactions")];
+    let response: FindCoordinatorResponse =
+        wire.call(ApiKey::FindCoordinator, FIND_COORDINATOR_VERSION, &request);
+    response
+        .coordinators
+        .first()
+        .map_or(response.error_code, |coordinator| coordinator.error_code)
+}
 /// An InitProducerId that needs a new block of ids, or a Metadata request
 /// that auto-creates a topic, is answered within this: the broker's 2 s
 /// wait for the metadata write, then a retriable error, and some room.
@@ -242,6 +260,14 @@ fn a_frozen_disk_gets_every_produce_answered_and_loses_nothing() {
             let error = answer.topics.first().map(|topic| topic.error_code);
             (error, started.elapsed())
         });
+        // The first FindCoordinator for a transactional id: it creates
+        // `__transaction_state`, whose metadata write waits for the thaw.
+        let mut finder = WireClient::new(&broker);
+        let finding = std::thread::spawn(move || {
+            let started = Instant::now();
+            let outcome = find_transaction_coordinator(&mut finder);
+            (outcome, started.elapsed())
+        });
         // An idempotent producer's first InitProducerId on this broker:
         // the id block it draws from is written to the metadata first.
         let mut initiator = WireClient::new(&broker);
@@ -263,7 +289,8 @@ fn a_frozen_disk_gets_every_produce_answered_and_loses_nothing() {
                     && deleting.is_finished()
                     && committing.is_finished()
                     && initiating.is_finished()
-                    && auto_creating.is_finished()))
+                    && auto_creating.is_finished()
+                    && finding.is_finished()))
         {
             slowest = slowest.max(slowest_metadata_answer(&broker, &mut correlation));
             std::thread::sleep(Duration::from_millis(200));
@@ -332,6 +359,20 @@ fn a_frozen_disk_gets_every_produce_answered_and_loses_nothing() {
                 );
             }
             Err(_) => panic!("the InitProducerId thread panicked"),
+        }
+        match finding.join() {
+            Ok((error, took)) => {
+                eprintln!("FindCoordinator, disk frozen: error {error} in {took:?}");
+                assert!(
+                    took <= INIT_ANSWER_WITHIN,
+                    "a FindCoordinator creating the transaction topic took {took:?} on the frozen disk"
+                );
+                assert!(
+                    [NONE, COORDINATOR_NOT_AVAILABLE].contains(&error),
+                    "a FindCoordinator creating the transaction topic, disk frozen: error {error}"
+                );
+            }
+            Err(_) => panic!("the FindCoordinator thread panicked"),
         }
         match auto_creating.join() {
             Ok((error, took)) => {

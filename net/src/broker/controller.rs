@@ -38,11 +38,12 @@ use super::{
 };
 use crate::acl::AclStore;
 use crate::constants::{
-    CONTROLLED_SHUTDOWN_POLL, CONTROLLED_SHUTDOWN_RETRY, CONTROLLED_SHUTDOWN_TIMEOUT,
-    CONTROLLER_HANDOVER_TIMEOUT, CONTROLLER_STALL_TOLERANCE, DISCONNECTED_FENCE_GRACE,
-    LIVENESS_CHECK_INTERVAL, METADATA_WRITE_TIMEOUT, OFFSETS_TOPIC_SEGMENT_BYTES, PORT_HELD_RETRY,
-    PORT_HELD_WAIT, PRODUCER_ID_BLOCK, QUORUM_WAIT_REPORT_INTERVAL, QUOTA_ENTITIES_MAX,
-    REGISTRATION_RETRY_BACKOFF, REGISTRATION_TIMEOUT,
+    AUTO_CREATE_WAIT_MS, CONTROLLED_SHUTDOWN_POLL, CONTROLLED_SHUTDOWN_RETRY,
+    CONTROLLED_SHUTDOWN_TIMEOUT, CONTROLLER_HANDOVER_TIMEOUT, CONTROLLER_STALL_TOLERANCE,
+    DISCONNECTED_FENCE_GRACE, LIVENESS_CHECK_INTERVAL, METADATA_WRITE_TIMEOUT,
+    OFFSETS_TOPIC_SEGMENT_BYTES, PORT_HELD_RETRY, PORT_HELD_WAIT, PRODUCER_ID_BLOCK,
+    QUORUM_WAIT_REPORT_INTERVAL, QUOTA_ENTITIES_MAX, REGISTRATION_RETRY_BACKOFF,
+    REGISTRATION_TIMEOUT,
 };
 use crate::errors::code;
 use crate::sasl::alter::{Deletion, Upsertion, UserOutcome};
@@ -1366,7 +1367,7 @@ impl Broker {
     /// brokers are live for the factor, creation fails and the caller
     /// answers COORDINATOR_NOT_AVAILABLE, which clients retry.
     pub(crate) async fn ensure_internal_topic(
-        &self,
+        self: &Rc<Self>,
         name: &str,
         partitions: i32,
         replication_factor: i16,
@@ -1411,11 +1412,19 @@ impl Broker {
             configs,
             validate_only: false,
         };
+        // Bounded as an auto-creating Metadata request is: a creation
+        // still under way is answered COORDINATOR_NOT_AVAILABLE, which
+        // clients retry, and goes on (a data disk that stopped taking
+        // writes held FindCoordinator for the metadata write's 30 s).
         match self
-            .controller_call(ControllerRequest::CreateTopics(vec![topic]))
+            .controller_call_within(
+                ControllerRequest::CreateTopics(vec![topic]),
+                AUTO_CREATE_WAIT_MS,
+            )
             .await
         {
-            Some(ShardResponse::Topics(outcomes)) => {
+            None => {}
+            Some(Some(ShardResponse::Topics(outcomes))) => {
                 for outcome in outcomes {
                     if outcome.error_code != code::NONE
                         && outcome.error_code != code::TOPIC_ALREADY_EXISTS
@@ -1424,7 +1433,9 @@ impl Broker {
                     }
                 }
             }
-            other => tracing::warn!(topic = name, ?other, "creating an internal topic failed"),
+            Some(other) => {
+                tracing::warn!(topic = name, ?other, "creating an internal topic failed")
+            }
         }
         self.metadata()
             .topics
