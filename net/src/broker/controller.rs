@@ -1327,9 +1327,11 @@ impl Broker {
 
     /// [`Broker::controller_call`] for a request that carries its own
     /// `timeout_ms` (CreateTopics, DeleteTopics, CreatePartitions), or
-    /// that the broker bounds (InitProducerId's id block): `None`
-    /// once that passes, which the handler answers REQUEST_TIMED_OUT, as
-    /// Kafka's controller does. The change itself is not cut short: it
+    /// whose wait the broker bounds (InitProducerId's id block, topics a
+    /// Metadata request auto-creates, the coordinators' internal topics):
+    /// `None` once that passes, which the handler answers with Kafka's
+    /// error for it (REQUEST_TIMED_OUT, or a retriable one where Kafka
+    /// does not wait). The change itself is not cut short: it
     /// runs on in a task of its own and may still take effect (a topic
     /// deleted after the answer), as in Kafka. Without the bound a data
     /// disk that stopped taking writes (frozen, stalled) left the request
