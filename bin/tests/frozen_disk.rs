@@ -131,6 +131,43 @@ fn commit_offset(wire: &mut WireClient, offset: i64) -> i16 {
     response.topics[0].partitions[0].error_code
 }
 
+/// What `auto_creating` reports when the answer names no topic at all
+/// (no Kafka error code has this value).
+const NO_TOPIC_ANSWERED: i16 = i16::MIN;
+
+/// A request made on a thread of its own: its error code, and how long
+/// its answer took.
+type Timed = std::thread::JoinHandle<(i16, Duration)>;
+
+fn timed(request: impl FnOnce() -> i16 + Send + 'static) -> Timed {
+    std::thread::spawn(move || {
+        let started = Instant::now();
+        let error = request();
+        (error, started.elapsed())
+    })
+}
+
+/// `what` was answered (the disk still frozen) within `within`, with one
+/// of the `allowed` error codes.
+fn check_answer(what: &str, request: Timed, within: Duration, allowed: &[i16]) {
+    assert!(
+        request.is_finished(),
+        "{what} unanswered while the disk was frozen"
+    );
+    let Ok((error, took)) = request.join() else {
+        panic!("the thread of {what} panicked");
+    };
+    eprintln!("{what}, disk frozen: error {error} in {took:?}");
+    assert!(
+        took <= within,
+        "{what} took {took:?} on the frozen disk (error {error})"
+    );
+    assert!(
+        allowed.contains(&error),
+        "{what} on the frozen disk: error {error} in {took:?}"
+    );
+}
+
 fn record(partition: i32, index: usize) -> Record {
     Record::with_value(partition, indexed_value(index, RECORD_BYTES))
 }
@@ -253,34 +290,23 @@ fn a_frozen_disk_gets_every_produce_answered_and_loses_nothing() {
         // A Metadata request that auto-creates a topic: the creation's
         // metadata write waits for the thaw.
         let creating_address = broker.address();
-        let auto_creating = std::thread::spawn(move || {
-            let started = Instant::now();
+        let auto_creating = timed(move || {
             let mut stream = raw_connect(creating_address);
             let answer = raw_metadata(&mut stream, Some(vec!["auto-created"]), true, 1);
-            let error = answer.topics.first().map(|topic| topic.error_code);
-            (error, started.elapsed())
+            answer
+                .topics
+                .first()
+                .map_or(NO_TOPIC_ANSWERED, |topic| topic.error_code)
         });
         // The first FindCoordinator for a transactional id: it creates
         // `__transaction_state`, whose metadata write waits for the thaw.
         let mut finder = WireClient::new(&broker);
-        let finding = std::thread::spawn(move || {
-            let started = Instant::now();
-            let outcome = find_transaction_coordinator(&mut finder);
-            (outcome, started.elapsed())
-        });
+        let finding = timed(move || find_transaction_coordinator(&mut finder));
         // An idempotent producer's first InitProducerId on this broker:
         // the id block it draws from is written to the metadata first.
         let mut initiator = WireClient::new(&broker);
-        let initiating = std::thread::spawn(move || {
-            let started = Instant::now();
-            let outcome = init_producer_id(&mut initiator);
-            (outcome, started.elapsed())
-        });
-        let committing = std::thread::spawn(move || {
-            let started = Instant::now();
-            let outcome = commit_offset(&mut committer, 2);
-            (outcome, started.elapsed())
-        });
+        let initiating = timed(move || init_producer_id(&mut initiator));
+        let committing = timed(move || commit_offset(&mut committer, 2));
         let mut slowest = Duration::ZERO;
         let answered = |producer: &TrackedProducer| producer.reports().iter().all(Option::is_some);
         while frozen_at.elapsed() < FROZEN_FOR
@@ -322,72 +348,30 @@ fn a_frozen_disk_gets_every_produce_answered_and_loses_nothing() {
         }
         // The coordinator gives up on a write after 5 s
         // (`offsets.commit.timeout.ms`), and says so.
-        assert!(
-            committing.is_finished(),
-            "an offset commit unanswered {:?} into the freeze",
-            frozen_at.elapsed()
+        check_answer(
+            "an offset commit",
+            committing,
+            COMMIT_ANSWER_WITHIN,
+            &[REQUEST_TIMED_OUT],
         );
-        match committing.join() {
-            Ok((outcome, took)) => {
-                eprintln!("offset commit, disk frozen: error {outcome} in {took:?}");
-                assert!(
-                    took <= COMMIT_ANSWER_WITHIN,
-                    "an offset commit took {took:?} on the frozen disk (error {outcome})"
-                );
-                assert_eq!(
-                    outcome, REQUEST_TIMED_OUT,
-                    "an offset commit on the frozen disk, answered in {took:?}"
-                );
-            }
-            Err(_) => panic!("the committing thread panicked"),
-        }
-        assert!(
-            initiating.is_finished(),
-            "an InitProducerId unanswered {:?} into the freeze",
-            frozen_at.elapsed()
+        check_answer(
+            "an InitProducerId",
+            initiating,
+            INIT_ANSWER_WITHIN,
+            &[NONE, COORDINATOR_LOAD_IN_PROGRESS],
         );
-        match initiating.join() {
-            Ok((outcome, took)) => {
-                eprintln!("InitProducerId, disk frozen: error {outcome} in {took:?}");
-                assert!(
-                    took <= INIT_ANSWER_WITHIN,
-                    "an InitProducerId took {took:?} on the frozen disk (error {outcome})"
-                );
-                assert!(
-                    [NONE, COORDINATOR_LOAD_IN_PROGRESS].contains(&outcome),
-                    "an InitProducerId on the frozen disk: error {outcome} in {took:?}"
-                );
-            }
-            Err(_) => panic!("the InitProducerId thread panicked"),
-        }
-        match finding.join() {
-            Ok((error, took)) => {
-                eprintln!("FindCoordinator, disk frozen: error {error} in {took:?}");
-                assert!(
-                    took <= INIT_ANSWER_WITHIN,
-                    "a FindCoordinator creating the transaction topic took {took:?} on the frozen disk"
-                );
-                assert!(
-                    [NONE, COORDINATOR_NOT_AVAILABLE].contains(&error),
-                    "a FindCoordinator creating the transaction topic, disk frozen: error {error}"
-                );
-            }
-            Err(_) => panic!("the FindCoordinator thread panicked"),
-        }
-        match auto_creating.join() {
-            Ok((error, took)) => {
-                eprintln!("auto-creating Metadata, disk frozen: error {error:?} in {took:?}");
-                assert!(
-                    took <= INIT_ANSWER_WITHIN,
-                    "a Metadata request auto-creating a topic took {took:?} on the frozen disk"
-                );
-                assert!(
-                    matches!(error, Some(NONE | LEADER_NOT_AVAILABLE)),
-                    "a Metadata request auto-creating a topic, disk frozen: error {error:?}"
-                );
-            }
-            Err(_) => panic!("the auto-creating thread panicked"),
-        }
+        check_answer(
+            "a FindCoordinator creating the transaction topic",
+            finding,
+            INIT_ANSWER_WITHIN,
+            &[NONE, COORDINATOR_NOT_AVAILABLE],
+        );
+        check_answer(
+            "a Metadata request auto-creating a topic",
+            auto_creating,
+            INIT_ANSWER_WITHIN,
+            &[NONE, LEADER_NOT_AVAILABLE],
+        );
         drop(freeze);
         fresh.flush();
         durable.flush();

@@ -1342,12 +1342,10 @@ impl Broker {
         request: ControllerRequest,
         timeout_ms: i32,
     ) -> Option<Option<ShardResponse>> {
-        let Ok(timeout_ms) = u64::try_from(timeout_ms) else {
-            return Some(self.controller_call(request).await);
+        let timeout_ms = match u64::try_from(timeout_ms) {
+            Ok(timeout_ms) if timeout_ms > 0 => timeout_ms,
+            _ => return Some(self.controller_call(request).await),
         };
-        if timeout_ms == 0 {
-            return Some(self.controller_call(request).await);
-        }
         let broker = Rc::clone(self);
         let call =
             glommio::spawn_local(async move { broker.controller_call(request).await }).detach();
