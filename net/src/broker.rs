@@ -23,6 +23,7 @@ use sluice_engine::{
     AppendError, BatchCache, ClusterMetadata, DmaStorage, LogConfig, Mesh, PartitionLog, ShardId,
     TopicMetadata, TxnMarker,
 };
+use smallvec::SmallVec;
 
 use crate::config::BrokerConfig;
 use crate::constants::{
@@ -1320,7 +1321,7 @@ impl Broker {
         // broker may have been fenced and its partitions given to others:
         // it takes no writes until it is back in touch (`broker::lease`).
         let leased = self.config.lease.holds();
-        let turns: Vec<Option<(Rc<Log>, Turn)>> = entries
+        let turns: SmallVec<[AppendTurn; TURNS_INLINE]> = entries
             .iter()
             .map(|entry| {
                 if !leased {
@@ -2276,9 +2277,22 @@ pub async fn fan_out<T, R>(
 }
 
 /// Awaits every future, polling them together; the outputs in the order
-/// of the futures. The futures stay where the vector put them (no box per
-/// future: it runs once per produce and fetch request).
+/// of the futures (see [`join_collect`]).
 pub async fn futures_lite_join_all<F: Future>(futures: Vec<F>) -> Vec<F::Output> {
+    join_collect(futures).await
+}
+
+/// Partitions of one produce call whose append turns are kept inline (a
+/// producer's request to a shard seldom names more).
+const TURNS_INLINE: usize = 16;
+
+/// A partition's log and its place in the log's append order; `None` when
+/// the partition is not appended here.
+type AppendTurn = Option<(Rc<Log>, Turn)>;
+
+pub async fn join_collect<F: Future, B: FromIterator<F::Output>>(
+    futures: impl IntoIterator<Item = F>,
+) -> B {
     enum Slot<F: Future> {
         Running(F),
         Done(F::Output),

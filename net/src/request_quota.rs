@@ -214,13 +214,13 @@ mod tests {
             body.put_i16(0);
             body.freeze()
         };
-        let mut frame = ResponseFrame::new(7, 0, vec![body(5)]);
+        let mut frame = ResponseFrame::new(7, 0, smallvec::smallvec![body(5)]);
         write_throttle(&mut frame, ApiKey::Metadata, 12, Duration::from_millis(300));
         assert_eq!(frame.pieces[1], body(300));
         write_throttle(&mut frame, ApiKey::Metadata, 12, Duration::from_millis(20));
         assert_eq!(frame.pieces[1], body(300));
         // Before v3 Metadata has no throttle to write.
-        let mut old = ResponseFrame::new(7, 0, vec![body(0)]);
+        let mut old = ResponseFrame::new(7, 0, smallvec::smallvec![body(0)]);
         write_throttle(&mut old, ApiKey::Metadata, 2, Duration::from_millis(300));
         assert_eq!(old.pieces[1], body(0));
     }

@@ -11,18 +11,31 @@ use std::io;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use futures_lite::{AsyncWrite, AsyncWriteExt};
+use smallvec::SmallVec;
 
 use crate::constants::IOVECS_MAX;
+
+/// Pieces of one `sendmsg` described on the stack: a produce answer is
+/// two, a fetch answer a few per partition; more go to the heap.
+const IOVECS_INLINE: usize = 32;
 
 /// A response ready to send, minus the 4-byte length prefix.
 #[derive(Debug, Default)]
 pub struct ResponseFrame {
-    pub pieces: Vec<Bytes>,
+    pub pieces: Pieces,
 }
+
+/// A response's pieces: its length and header, then its body. Most bodies
+/// are one buffer, so two are kept inline (no allocation for the list);
+/// a fetch's record slices go to the heap.
+pub type Pieces = SmallVec<[Bytes; PIECES_INLINE]>;
+
+/// See [`Pieces`].
+pub const PIECES_INLINE: usize = 2;
 
 impl ResponseFrame {
     /// Builds a frame from a response header version and body pieces.
-    pub fn new(correlation_id: i32, header_version: i16, body: Vec<Bytes>) -> ResponseFrame {
+    pub fn new(correlation_id: i32, header_version: i16, body: Pieces) -> ResponseFrame {
         let body_len: usize = body.iter().map(Bytes::len).sum();
         let header_len = if header_version >= 1 { 5 } else { 4 };
         let mut head = BytesMut::with_capacity(4 + header_len);
@@ -32,7 +45,7 @@ impl ResponseFrame {
             // No tagged fields.
             head.put_u8(0);
         }
-        let mut pieces = Vec::with_capacity(body.len() + 1);
+        let mut pieces = Pieces::with_capacity(body.len() + 1);
         pieces.push(head.freeze());
         pieces.extend(body.into_iter().filter(|piece| !piece.is_empty()));
         ResponseFrame { pieces }
@@ -45,7 +58,7 @@ impl ResponseFrame {
         frame.put_i32(token.len() as i32);
         frame.extend_from_slice(&token);
         ResponseFrame {
-            pieces: vec![frame.freeze()],
+            pieces: smallvec::smallvec![frame.freeze()],
         }
     }
 
@@ -104,7 +117,7 @@ pub async fn write_frames<W: AsyncWrite + Unpin>(
     let mut first = 0usize;
     while first < pieces.len() {
         let end = (first + IOVECS_MAX).min(pieces.len());
-        let iovecs: Vec<libc::iovec> = pieces[first..end]
+        let iovecs: SmallVec<[libc::iovec; IOVECS_INLINE]> = pieces[first..end]
             .iter()
             .map(|piece| libc::iovec {
                 iov_base: piece.as_ptr() as *mut libc::c_void,

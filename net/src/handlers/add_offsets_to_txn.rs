@@ -3,7 +3,6 @@
 
 use std::rc::Rc;
 
-use bytes::Bytes;
 use kafka_protocol::messages::{AddOffsetsToTxnRequest, AddOffsetsToTxnResponse, RequestHeader};
 
 use super::add_partitions_to_txn::fenced_for;
@@ -14,6 +13,7 @@ use crate::broker::Broker;
 use crate::errors::code;
 use crate::groups;
 use crate::txn::{self, TxnRequest, TxnResponse};
+use crate::wire::Pieces;
 
 pub const VERSIONS: (i16, i16) = (0, 4);
 
@@ -22,7 +22,7 @@ pub async fn handle(
     session: &Session,
     header: &RequestHeader,
     request: AddOffsetsToTxnRequest,
-) -> Option<Vec<Bytes>> {
+) -> Option<Pieces> {
     let version = header.request_api_version;
     let mut response = AddOffsetsToTxnResponse::default();
     let id = request.transactional_id.to_string();

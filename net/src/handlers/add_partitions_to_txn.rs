@@ -5,7 +5,6 @@
 
 use std::rc::Rc;
 
-use bytes::Bytes;
 use kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
 use kafka_protocol::messages::add_partitions_to_txn_response::{
     AddPartitionsToTxnPartitionResult, AddPartitionsToTxnResult, AddPartitionsToTxnTopicResult,
@@ -21,6 +20,7 @@ use crate::acl::Operation;
 use crate::broker::Broker;
 use crate::errors::code;
 use crate::txn::{self, TxnRequest, TxnResponse};
+use crate::wire::Pieces;
 
 pub const VERSIONS: (i16, i16) = (0, 5);
 
@@ -154,7 +154,7 @@ pub async fn handle(
     session: &Session,
     header: &RequestHeader,
     request: AddPartitionsToTxnRequest,
-) -> Option<Vec<Bytes>> {
+) -> Option<Pieces> {
     let version = header.request_api_version;
     let mut response = AddPartitionsToTxnResponse::default();
     if version < BATCHED_VERSION {

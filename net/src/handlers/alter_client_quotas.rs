@@ -7,7 +7,6 @@
 
 use std::rc::Rc;
 
-use bytes::Bytes;
 use kafka_protocol::messages::alter_client_quotas_request::EntryData;
 use kafka_protocol::messages::alter_client_quotas_response::{self, EntityData};
 use kafka_protocol::messages::{
@@ -20,6 +19,7 @@ use crate::broker::{Broker, ControllerRequest, QuotaAlteration, ShardResponse};
 use crate::constants::QUOTA_ENTRIES_MAX;
 use crate::errors::code;
 use crate::quota;
+use crate::wire::Pieces;
 
 pub const VERSIONS: (i16, i16) = (0, 1);
 
@@ -55,7 +55,7 @@ pub async fn handle(
     session: &Session,
     header: &RequestHeader,
     request: AlterClientQuotasRequest,
-) -> Option<Vec<Bytes>> {
+) -> Option<Pieces> {
     let allowed = session.may_on_cluster(broker, Operation::AlterConfigs);
     let too_many = request.entries.len() > QUOTA_ENTRIES_MAX;
     let mut outcomes: Vec<Result<(), (i16, String)>> = Vec::with_capacity(request.entries.len());

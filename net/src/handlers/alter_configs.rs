@@ -7,7 +7,6 @@
 
 use std::rc::Rc;
 
-use bytes::Bytes;
 use kafka_protocol::messages::alter_configs_response::AlterConfigsResourceResponse;
 use kafka_protocol::messages::{AlterConfigsRequest, AlterConfigsResponse, RequestHeader};
 
@@ -19,6 +18,7 @@ use crate::broker::{config_operation, Broker, ConfigChange, ControllerRequest, S
 use crate::config_catalog::static_broker_configs;
 use crate::errors::code;
 use crate::topic_config;
+use crate::wire::Pieces;
 
 pub const VERSIONS: (i16, i16) = (0, 2);
 
@@ -27,7 +27,7 @@ pub async fn handle(
     session: &Session,
     header: &RequestHeader,
     request: AlterConfigsRequest,
-) -> Option<Vec<Bytes>> {
+) -> Option<Pieces> {
     let mut response = AlterConfigsResponse::default();
     for resource in &request.resources {
         let mut result = AlterConfigsResourceResponse::default();

@@ -17,7 +17,6 @@
 use std::collections::BTreeMap;
 use std::rc::Rc;
 
-use bytes::Bytes;
 use kafka_protocol::messages::alter_partition_reassignments_response::{
     ReassignablePartitionResponse, ReassignableTopicResponse,
 };
@@ -32,6 +31,7 @@ use crate::acl::Operation;
 use crate::broker::{Broker, ControllerRequest, Reassignment, ReassignmentOutcome, ShardResponse};
 use crate::codec::alter_partition_reassignments::ALTER_PARTITION_REASSIGNMENTS_VERSIONS;
 use crate::errors::code;
+use crate::wire::Pieces;
 
 pub const VERSIONS: (i16, i16) = ALTER_PARTITION_REASSIGNMENTS_VERSIONS;
 
@@ -191,7 +191,7 @@ pub async fn handle(
     session: &Session,
     header: &RequestHeader,
     request: AlterPartitionReassignmentsRequest,
-) -> Option<Vec<Bytes>> {
+) -> Option<Pieces> {
     if !session.may_on_cluster(broker, Operation::Alter) {
         let mut response = AlterPartitionReassignmentsResponse::default();
         response.error_code = code::CLUSTER_AUTHORIZATION_FAILED;

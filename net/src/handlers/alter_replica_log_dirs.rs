@@ -6,7 +6,6 @@
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
-use bytes::Bytes;
 use kafka_protocol::messages::alter_replica_log_dirs_response::{
     AlterReplicaLogDirPartitionResult, AlterReplicaLogDirTopicResult,
 };
@@ -20,6 +19,7 @@ use super::{encode, str_bytes};
 use crate::acl::Operation;
 use crate::broker::{futures_lite_join_all, Broker, ShardRequest, ShardResponse};
 use crate::errors::code;
+use crate::wire::Pieces;
 
 pub const VERSIONS: (i16, i16) = (1, 2);
 
@@ -38,7 +38,7 @@ pub async fn handle(
     session: &Session,
     header: &RequestHeader,
     request: AlterReplicaLogDirsRequest,
-) -> Option<Vec<Bytes>> {
+) -> Option<Pieces> {
     let online: Vec<Option<PathBuf>> = broker
         .config
         .log_dirs()

@@ -8,7 +8,6 @@
 
 use std::rc::Rc;
 
-use bytes::Bytes;
 use kafka_protocol::messages::alter_user_scram_credentials_response::AlterUserScramCredentialsResult;
 use kafka_protocol::messages::{
     AlterUserScramCredentialsRequest, AlterUserScramCredentialsResponse, RequestHeader,
@@ -18,6 +17,7 @@ use super::{encode, str_bytes, Session};
 use crate::broker::{Broker, ControllerRequest, ShardResponse};
 use crate::errors::code;
 use crate::sasl::alter::{Deletion, Upsertion, UserOutcome};
+use crate::wire::Pieces;
 
 pub const VERSIONS: (i16, i16) = (0, 0);
 
@@ -26,7 +26,7 @@ pub async fn handle(
     session: &Session,
     header: &RequestHeader,
     request: AlterUserScramCredentialsRequest,
-) -> Option<Vec<Bytes>> {
+) -> Option<Pieces> {
     let version = header.request_api_version;
     let deletions: Vec<Deletion> = request
         .deletions

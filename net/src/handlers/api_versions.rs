@@ -15,7 +15,6 @@
 
 use std::rc::Rc;
 
-use bytes::Bytes;
 use kafka_protocol::messages::api_versions_response::{
     ApiVersion, FinalizedFeatureKey, SupportedFeatureKey,
 };
@@ -24,6 +23,7 @@ use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, ApiVersionsResponse, 
 use super::{encode, str_bytes, IMPLEMENTED};
 use crate::broker::Broker;
 use crate::errors::code;
+use crate::wire::Pieces;
 use crate::wire::ResponseFrame;
 
 pub const VERSIONS: (i16, i16) = (0, 4);
@@ -94,7 +94,7 @@ pub async fn handle(
     _broker: &Rc<Broker>,
     header: &RequestHeader,
     _request: ApiVersionsRequest,
-) -> Option<Vec<Bytes>> {
+) -> Option<Pieces> {
     let version = header.request_api_version;
     Some(encode(&response(code::NONE, version), version))
 }

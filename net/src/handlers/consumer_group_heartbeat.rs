@@ -4,7 +4,6 @@
 
 use std::rc::Rc;
 
-use bytes::Bytes;
 use kafka_protocol::messages::consumer_group_heartbeat_response::{Assignment, TopicPartitions};
 use kafka_protocol::messages::{
     ConsumerGroupHeartbeatRequest, ConsumerGroupHeartbeatResponse, RequestHeader,
@@ -16,6 +15,7 @@ use crate::acl::Operation;
 use crate::broker::Broker;
 use crate::errors::code;
 use crate::groups::{self, GroupRequest, GroupResponse, HeartbeatOutcome};
+use crate::wire::Pieces;
 
 /// v1 (KIP-1082) has the client generate its member id, and adds regex
 /// subscriptions.
@@ -26,7 +26,7 @@ pub async fn handle(
     session: &Session,
     header: &RequestHeader,
     request: ConsumerGroupHeartbeatRequest,
-) -> Option<Vec<Bytes>> {
+) -> Option<Pieces> {
     let version = header.request_api_version;
     let group_id = request.group_id.to_string();
     let client_id = header

@@ -6,7 +6,6 @@
 
 use std::rc::Rc;
 
-use bytes::Bytes;
 use kafka_protocol::messages::create_acls_response::AclCreationResult;
 use kafka_protocol::messages::{CreateAclsRequest, CreateAclsResponse, RequestHeader};
 
@@ -15,6 +14,7 @@ use super::{encode, str_bytes, Session};
 use crate::acl::{AclBinding, Operation, PatternType, Permission, ResourceType};
 use crate::broker::{Broker, ControllerRequest, ShardResponse};
 use crate::errors::code;
+use crate::wire::Pieces;
 
 pub const VERSIONS: (i16, i16) = (1, 3);
 
@@ -23,7 +23,7 @@ pub async fn handle(
     session: &Session,
     header: &RequestHeader,
     request: CreateAclsRequest,
-) -> Option<Vec<Bytes>> {
+) -> Option<Pieces> {
     let version = header.request_api_version;
     let count = request.creations.len();
     let outcomes: Vec<(i16, Option<String>)> = match broker.config.authorizer.as_ref() {

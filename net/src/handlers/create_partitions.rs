@@ -2,7 +2,6 @@
 
 use std::rc::Rc;
 
-use bytes::Bytes;
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
 use kafka_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse, RequestHeader};
 
@@ -11,6 +10,7 @@ use super::{MutationQuota, Session};
 use crate::acl::Operation;
 use crate::broker::{Broker, ControllerRequest, ShardResponse};
 use crate::errors::code;
+use crate::wire::Pieces;
 
 pub const VERSIONS: (i16, i16) = (0, 3);
 /// From this version a topic over the partition-mutation quota is refused
@@ -22,7 +22,7 @@ pub async fn handle(
     session: &Session,
     header: &RequestHeader,
     request: CreatePartitionsRequest,
-) -> Option<Vec<Bytes>> {
+) -> Option<Pieces> {
     let mut response = CreatePartitionsResponse::default();
     let quota = session.mutation_quota(broker, header, STRICT_QUOTA_VERSION);
     let metadata = broker.metadata();

@@ -5,7 +5,6 @@
 use std::collections::BTreeMap;
 use std::rc::Rc;
 
-use bytes::Bytes;
 use kafka_protocol::messages::create_topics_response::CreatableTopicResult;
 use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse, RequestHeader};
 use uuid::Uuid;
@@ -15,6 +14,7 @@ use super::{MutationQuota, Session};
 use crate::acl::Operation;
 use crate::broker::{Broker, ControllerRequest, NewTopic, ShardResponse};
 use crate::errors::code;
+use crate::wire::Pieces;
 
 pub const VERSIONS: (i16, i16) = (2, 7);
 /// From this version a topic over the partition-mutation quota is refused
@@ -26,7 +26,7 @@ pub async fn handle(
     session: &Session,
     header: &RequestHeader,
     request: CreateTopicsRequest,
-) -> Option<Vec<Bytes>> {
+) -> Option<Pieces> {
     let version = header.request_api_version;
     let mut results: Vec<CreatableTopicResult> = Vec::with_capacity(request.topics.len());
     let mut to_create = Vec::new();

@@ -5,7 +5,6 @@
 
 use std::rc::Rc;
 
-use bytes::Bytes;
 use kafka_protocol::messages::delete_acls_response::{
     DeleteAclsFilterResult, DeleteAclsMatchingAcl,
 };
@@ -16,6 +15,7 @@ use super::{encode, str_bytes, Session};
 use crate::acl::{AclBinding, AclFilter, Operation};
 use crate::broker::{Broker, ControllerRequest, ShardResponse};
 use crate::errors::code;
+use crate::wire::Pieces;
 
 pub const VERSIONS: (i16, i16) = (1, 3);
 
@@ -27,7 +27,7 @@ pub async fn handle(
     session: &Session,
     header: &RequestHeader,
     request: DeleteAclsRequest,
-) -> Option<Vec<Bytes>> {
+) -> Option<Pieces> {
     let version = header.request_api_version;
     let count = request.filters.len();
     let outcomes: Vec<FilterOutcome> = match broker.config.authorizer.as_ref() {

@@ -3,7 +3,6 @@
 
 use std::rc::Rc;
 
-use bytes::Bytes;
 use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
 use kafka_protocol::messages::{DeleteGroupsRequest, DeleteGroupsResponse, GroupId, RequestHeader};
 
@@ -13,6 +12,7 @@ use crate::acl::Operation;
 use crate::broker::{futures_lite_join_all, Broker};
 use crate::errors::code;
 use crate::groups::{self, GroupRequest, GroupResponse};
+use crate::wire::Pieces;
 
 pub const VERSIONS: (i16, i16) = (0, 2);
 
@@ -21,7 +21,7 @@ pub async fn handle(
     session: &Session,
     header: &RequestHeader,
     request: DeleteGroupsRequest,
-) -> Option<Vec<Bytes>> {
+) -> Option<Pieces> {
     let ids: Vec<String> = request
         .groups_names
         .iter()

@@ -4,7 +4,6 @@
 
 use std::rc::Rc;
 
-use bytes::Bytes;
 use kafka_protocol::messages::delete_records_response::{
     DeleteRecordsPartitionResult, DeleteRecordsTopicResult,
 };
@@ -15,6 +14,7 @@ use super::Session;
 use crate::acl::Operation;
 use crate::broker::{fan_out, Broker, DeleteRecordsEntry, PerShard, ShardRequest, ShardResponse};
 use crate::errors::code;
+use crate::wire::Pieces;
 
 pub const VERSIONS: (i16, i16) = crate::codec::delete_records::DELETE_RECORDS_VERSIONS;
 
@@ -23,7 +23,7 @@ pub async fn handle(
     session: &Session,
     header: &RequestHeader,
     request: DeleteRecordsRequest,
-) -> Option<Vec<Bytes>> {
+) -> Option<Pieces> {
     let mut per_shard: PerShard<DeleteRecordsEntry> = (0..broker.shards())
         .map(|_| (Vec::new(), Vec::new()))
         .collect();

@@ -2,7 +2,6 @@
 
 use std::rc::Rc;
 
-use bytes::Bytes;
 use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
 use kafka_protocol::messages::{
     DeleteTopicsRequest, DeleteTopicsResponse, RequestHeader, TopicName,
@@ -14,6 +13,7 @@ use super::{MutationQuota, Session};
 use crate::acl::Operation;
 use crate::broker::{Broker, ControllerRequest, ShardResponse};
 use crate::errors::code;
+use crate::wire::Pieces;
 
 pub const VERSIONS: (i16, i16) = (1, 6);
 /// From this version a topic over the partition-mutation quota is refused
@@ -35,7 +35,7 @@ pub async fn handle(
     session: &Session,
     header: &RequestHeader,
     request: DeleteTopicsRequest,
-) -> Option<Vec<Bytes>> {
+) -> Option<Pieces> {
     let version = header.request_api_version;
     let metadata = broker.metadata();
     // (name to delete or None, id, the name to report)

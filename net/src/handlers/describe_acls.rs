@@ -5,7 +5,6 @@
 use std::collections::BTreeMap;
 use std::rc::Rc;
 
-use bytes::Bytes;
 use kafka_protocol::messages::describe_acls_response::{AclDescription, DescribeAclsResource};
 use kafka_protocol::messages::{DescribeAclsRequest, DescribeAclsResponse, RequestHeader};
 
@@ -13,6 +12,7 @@ use super::{encode, str_bytes, Session};
 use crate::acl::{AclBinding, AclFilter, Operation, PatternType, Permission, ResourceType};
 use crate::broker::Broker;
 use crate::errors::code;
+use crate::wire::Pieces;
 
 pub const VERSIONS: (i16, i16) = (1, 3);
 
@@ -24,7 +24,7 @@ pub async fn handle(
     session: &Session,
     header: &RequestHeader,
     request: DescribeAclsRequest,
-) -> Option<Vec<Bytes>> {
+) -> Option<Pieces> {
     let version = header.request_api_version;
     let mut response = DescribeAclsResponse::default();
     let refuse = |mut response: DescribeAclsResponse, error_code: i16, message: String| {

@@ -5,7 +5,6 @@
 
 use std::rc::Rc;
 
-use bytes::Bytes;
 use kafka_protocol::messages::describe_client_quotas_response::{EntityData, EntryData, ValueData};
 use kafka_protocol::messages::{
     DescribeClientQuotasRequest, DescribeClientQuotasResponse, RequestHeader,
@@ -16,6 +15,7 @@ use crate::acl::Operation;
 use crate::broker::Broker;
 use crate::errors::code;
 use crate::quota::{self, FilterComponent};
+use crate::wire::Pieces;
 
 pub const VERSIONS: (i16, i16) = (0, 1);
 
@@ -24,7 +24,7 @@ pub async fn handle(
     session: &Session,
     header: &RequestHeader,
     request: DescribeClientQuotasRequest,
-) -> Option<Vec<Bytes>> {
+) -> Option<Pieces> {
     let mut response = DescribeClientQuotasResponse::default();
     if !session.may_on_cluster(broker, Operation::DescribeConfigs) {
         response.error_code = code::CLUSTER_AUTHORIZATION_FAILED;

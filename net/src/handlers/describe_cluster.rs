@@ -5,7 +5,6 @@
 
 use std::rc::Rc;
 
-use bytes::Bytes;
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
 use kafka_protocol::messages::{
     BrokerId, DescribeClusterRequest, DescribeClusterResponse, RequestHeader,
@@ -16,6 +15,7 @@ use super::{encode, str_bytes, AUTHORIZED_OPERATIONS_UNKNOWN, CLUSTER_OPERATIONS
 use crate::acl::Operation;
 use crate::broker::Broker;
 use crate::errors::code;
+use crate::wire::Pieces;
 
 pub const VERSIONS: (i16, i16) = (0, 2);
 
@@ -27,7 +27,7 @@ pub async fn handle(
     session: &Session,
     header: &RequestHeader,
     request: DescribeClusterRequest,
-) -> Option<Vec<Bytes>> {
+) -> Option<Pieces> {
     let mut response = DescribeClusterResponse::default();
     response.error_code = code::NONE;
     response.cluster_id = str_bytes(&broker.metadata().cluster_id);

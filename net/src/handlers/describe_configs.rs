@@ -5,7 +5,6 @@
 
 use std::rc::Rc;
 
-use bytes::Bytes;
 use kafka_protocol::messages::describe_configs_response::{
     DescribeConfigsResourceResult, DescribeConfigsResult, DescribeConfigsSynonym,
 };
@@ -22,6 +21,7 @@ use crate::config_catalog::{
 };
 use crate::errors::code;
 use crate::topic_config;
+use crate::wire::Pieces;
 
 pub const VERSIONS: (i16, i16) = (1, 4);
 
@@ -121,7 +121,7 @@ pub async fn handle(
     session: &Session,
     header: &RequestHeader,
     request: DescribeConfigsRequest,
-) -> Option<Vec<Bytes>> {
+) -> Option<Pieces> {
     let metadata = broker.metadata();
     let mut response = DescribeConfigsResponse::default();
     let asked = Asked {

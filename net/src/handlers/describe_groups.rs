@@ -8,7 +8,6 @@
 
 use std::rc::Rc;
 
-use bytes::Bytes;
 use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
 use kafka_protocol::messages::{
     DescribeGroupsRequest, DescribeGroupsResponse, GroupId, RequestHeader,
@@ -20,6 +19,7 @@ use crate::acl::Operation;
 use crate::broker::{futures_lite_join_all, Broker};
 use crate::errors::code;
 use crate::groups::{self, DescribedGroupOutcome, GroupRequest, GroupResponse, GroupState};
+use crate::wire::Pieces;
 
 pub const VERSIONS: (i16, i16) = (0, 6);
 
@@ -48,7 +48,7 @@ pub async fn handle(
     session: &Session,
     header: &RequestHeader,
     request: DescribeGroupsRequest,
-) -> Option<Vec<Bytes>> {
+) -> Option<Pieces> {
     let version = header.request_api_version;
     let ids: Vec<String> = request
         .groups

@@ -6,7 +6,6 @@
 use std::collections::BTreeMap;
 use std::rc::Rc;
 
-use bytes::Bytes;
 use kafka_protocol::messages::describe_log_dirs_response::{
     DescribeLogDirsPartition, DescribeLogDirsResult, DescribeLogDirsTopic,
 };
@@ -21,6 +20,7 @@ use crate::acl::Operation;
 use crate::broker::{futures_lite_join_all, Broker, ShardRequest, ShardResponse};
 use crate::errors::code;
 use crate::log_dirs::disk_space;
+use crate::wire::Pieces;
 
 pub const VERSIONS: (i16, i16) = (1, 4);
 
@@ -40,7 +40,7 @@ pub async fn handle(
     session: &Session,
     header: &RequestHeader,
     request: DescribeLogDirsRequest,
-) -> Option<Vec<Bytes>> {
+) -> Option<Pieces> {
     if !session.may_on_cluster(broker, Operation::Describe) {
         // Kafka answers an unauthorized request with no directories (and,
         // from v3, the error).

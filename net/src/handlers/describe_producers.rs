@@ -5,7 +5,6 @@
 use std::collections::BTreeMap;
 use std::rc::Rc;
 
-use bytes::Bytes;
 use kafka_protocol::messages::describe_producers_response::{
     PartitionResponse, ProducerState, TopicResponse,
 };
@@ -19,6 +18,7 @@ use super::Session;
 use crate::acl::Operation;
 use crate::broker::{Broker, PartitionKey, ShardRequest, ShardResponse};
 use crate::errors::code;
+use crate::wire::Pieces;
 
 pub const VERSIONS: (i16, i16) = (0, 0);
 
@@ -30,7 +30,7 @@ pub async fn handle(
     session: &Session,
     header: &RequestHeader,
     request: DescribeProducersRequest,
-) -> Option<Vec<Bytes>> {
+) -> Option<Pieces> {
     let version = header.request_api_version;
     let metadata = broker.metadata();
     // Each partition's answer, by (topic index, partition index).

@@ -5,7 +5,6 @@
 
 use std::rc::Rc;
 
-use bytes::Bytes;
 use kafka_protocol::messages::describe_quorum_response::{
     Listener, Node, PartitionData, ReplicaState, TopicData,
 };
@@ -19,6 +18,7 @@ use super::{encode, str_bytes};
 use crate::acl::Operation;
 use crate::broker::{Broker, ShardRequest, ShardResponse};
 use crate::errors::code;
+use crate::wire::Pieces;
 
 pub const VERSIONS: (i16, i16) = (0, 2);
 
@@ -32,7 +32,7 @@ pub async fn handle(
     session: &Session,
     header: &RequestHeader,
     request: DescribeQuorumRequest,
-) -> Option<Vec<Bytes>> {
+) -> Option<Pieces> {
     let version = header.request_api_version;
     if !session.may_on_cluster(broker, Operation::Describe) {
         let mut response = DescribeQuorumResponse::default();

@@ -27,7 +27,6 @@ use std::cmp::Ordering;
 use std::ops::Range;
 use std::rc::Rc;
 
-use bytes::Bytes;
 use kafka_protocol::messages::describe_topic_partitions_response::{
     Cursor, DescribeTopicPartitionsResponsePartition, DescribeTopicPartitionsResponseTopic,
 };
@@ -45,6 +44,7 @@ use crate::broker::{validate_topic_name, Broker};
 use crate::errors::code;
 use crate::groups::OFFSETS_TOPIC;
 use crate::txn::TXN_TOPIC;
+use crate::wire::Pieces;
 
 pub const VERSIONS: (i16, i16) = (0, 0);
 
@@ -311,7 +311,7 @@ pub async fn handle(
     session: &Session,
     header: &RequestHeader,
     request: DescribeTopicPartitionsRequest,
-) -> Option<Vec<Bytes>> {
+) -> Option<Pieces> {
     let metadata = broker.metadata();
     let may_describe = |name: &str| session.may_on_topic(broker, Operation::Describe, name);
     // A named topic the sender may not describe is answered

@@ -4,7 +4,6 @@
 use std::collections::BTreeMap;
 use std::rc::Rc;
 
-use bytes::Bytes;
 use kafka_protocol::messages::describe_transactions_response::{TopicData, TransactionState};
 use kafka_protocol::messages::{
     DescribeTransactionsRequest, DescribeTransactionsResponse, ProducerId, RequestHeader,
@@ -17,6 +16,7 @@ use crate::acl::Operation;
 use crate::broker::Broker;
 use crate::errors::code;
 use crate::txn::{self, DescribedTxn, TxnRequest, TxnResponse};
+use crate::wire::Pieces;
 
 pub const VERSIONS: (i16, i16) = (0, 0);
 
@@ -25,7 +25,7 @@ pub async fn handle(
     session: &Session,
     header: &RequestHeader,
     request: DescribeTransactionsRequest,
-) -> Option<Vec<Bytes>> {
+) -> Option<Pieces> {
     let version = header.request_api_version;
     let ids: Vec<String> = request
         .transactional_ids

@@ -5,7 +5,6 @@
 use std::collections::BTreeMap;
 use std::rc::Rc;
 
-use bytes::Bytes;
 use kafka_protocol::messages::describe_user_scram_credentials_response::{
     CredentialInfo, DescribeUserScramCredentialsResult,
 };
@@ -18,6 +17,7 @@ use crate::broker::Broker;
 use crate::errors::code;
 use crate::sasl::alter::mechanism_code;
 use crate::sasl::Mechanism;
+use crate::wire::Pieces;
 
 pub const VERSIONS: (i16, i16) = (0, 0);
 
@@ -26,7 +26,7 @@ pub async fn handle(
     session: &Session,
     header: &RequestHeader,
     request: DescribeUserScramCredentialsRequest,
-) -> Option<Vec<Bytes>> {
+) -> Option<Pieces> {
     let version = header.request_api_version;
     let mut response = DescribeUserScramCredentialsResponse::default();
     if !session.may_describe_security(broker) {

@@ -13,7 +13,6 @@
 
 use std::rc::Rc;
 
-use bytes::Bytes;
 use kafka_protocol::messages::elect_leaders_response::{PartitionResult, ReplicaElectionResult};
 use kafka_protocol::messages::{ElectLeadersRequest, ElectLeadersResponse, RequestHeader};
 
@@ -25,6 +24,7 @@ use crate::broker::{
 };
 use crate::codec::elect_leaders::{ELECTION_TYPE_VERSION_MIN, ELECT_LEADERS_VERSIONS};
 use crate::errors::code;
+use crate::wire::Pieces;
 
 pub const VERSIONS: (i16, i16) = ELECT_LEADERS_VERSIONS;
 
@@ -143,7 +143,7 @@ pub async fn handle(
     session: &Session,
     header: &RequestHeader,
     request: ElectLeadersRequest,
-) -> Option<Vec<Bytes>> {
+) -> Option<Pieces> {
     let version = header.request_api_version;
     if !session.may_on_cluster(broker, Operation::Alter) {
         let message = "Electing leaders takes ALTER on the cluster.";

@@ -3,7 +3,6 @@
 
 use std::rc::Rc;
 
-use bytes::Bytes;
 use kafka_protocol::messages::{EndTxnRequest, EndTxnResponse, ProducerId, RequestHeader};
 
 use super::add_partitions_to_txn::fenced_for;
@@ -13,6 +12,7 @@ use crate::acl::Operation;
 use crate::broker::Broker;
 use crate::errors::code;
 use crate::txn::{self, TxnRequest, TxnResponse};
+use crate::wire::Pieces;
 
 pub const VERSIONS: (i16, i16) = (0, 5);
 
@@ -24,7 +24,7 @@ pub async fn handle(
     session: &Session,
     header: &RequestHeader,
     request: EndTxnRequest,
-) -> Option<Vec<Bytes>> {
+) -> Option<Pieces> {
     let version = header.request_api_version;
     let mut response = EndTxnResponse::default();
     response.producer_id = ProducerId(-1);

@@ -42,6 +42,7 @@ use crate::broker::{
 use crate::constants::{FETCH_RESPONSE_BYTES_MAX, FETCH_WAIT_MS_MAX};
 use crate::errors::{code, leader_epoch_error};
 use crate::quota::{QuotaSensors, CONSUMER_BYTE_RATE};
+use crate::wire::Pieces;
 
 pub const VERSIONS: (i16, i16) = (4, 18);
 
@@ -104,7 +105,7 @@ pub async fn handle(
     sender: &Session,
     header: &RequestHeader,
     request: FetchRequest,
-) -> Option<Vec<Bytes>> {
+) -> Option<Pieces> {
     // A fetch pipelined behind a throttled one starts when the throttle
     // time is over (see produce).
     sender.wait_unmuted().await;
@@ -656,7 +657,7 @@ fn put_response_tags(out: &mut BytesMut, version: i16, hints: Option<&LeaderHint
     out.put_slice(&endpoints);
 }
 
-fn encode_error(version: i16, error_code: i16) -> Vec<Bytes> {
+fn encode_error(version: i16, error_code: i16) -> Pieces {
     let flexible = version >= FLEXIBLE_VERSION;
     let mut out = BytesMut::with_capacity(16);
     out.put_i32(0); // throttle_time_ms
@@ -668,7 +669,7 @@ fn encode_error(version: i16, error_code: i16) -> Vec<Bytes> {
     if flexible {
         out.put_u8(0);
     }
-    vec![out.freeze()]
+    smallvec::smallvec![out.freeze()]
 }
 
 /// Room reserved for a fetch response's own fields: throttle, error,
@@ -697,7 +698,7 @@ fn encode_response(
     topics: &[ResolvedTopic],
     slots: &[Slot],
     hints: Option<&LeaderHints>,
-) -> Vec<Bytes> {
+) -> Pieces {
     let flexible = version >= FLEXIBLE_VERSION;
     // Every piece counted and the encoded fields' room reserved up front:
     // each partition with data ends a piece, cut from the one buffer so
@@ -718,7 +719,7 @@ fn encode_response(
                     + slot.outcome.aborted_transactions.len() * ABORTED_TXN_FIELDS_BYTES
             })
             .sum::<usize>();
-    let mut pieces = Vec::with_capacity(piece_count);
+    let mut pieces = Pieces::with_capacity(piece_count);
     let mut out = BytesMut::with_capacity(fields_bytes);
     out.put_i32(throttle_time_ms);
     if version >= SESSION_VERSION {
@@ -799,7 +800,7 @@ fn encode_response(
 /// Encodes a one-topic, one-partition fetch response holding `chunks`, for
 /// the benchmarks that compare scatter-gather with a copying encoder.
 #[doc(hidden)]
-pub fn encode_single_partition(version: i16, topic: &str, chunks: Vec<Bytes>) -> Vec<Bytes> {
+pub fn encode_single_partition(version: i16, topic: &str, chunks: Vec<Bytes>) -> Pieces {
     let bytes = chunks.iter().map(Bytes::len).sum();
     let topics = vec![ResolvedTopic {
         name: topic.to_string(),

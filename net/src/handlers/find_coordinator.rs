@@ -5,7 +5,6 @@
 
 use std::rc::Rc;
 
-use bytes::Bytes;
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
 use kafka_protocol::messages::{
     BrokerId, FindCoordinatorRequest, FindCoordinatorResponse, RequestHeader,
@@ -18,6 +17,7 @@ use crate::broker::Broker;
 use crate::errors::code;
 use crate::groups;
 use crate::txn;
+use crate::wire::Pieces;
 
 pub const VERSIONS: (i16, i16) = (0, 6);
 
@@ -35,7 +35,7 @@ pub async fn handle(
     session: &Session,
     header: &RequestHeader,
     request: FindCoordinatorRequest,
-) -> Option<Vec<Bytes>> {
+) -> Option<Pieces> {
     let version = header.request_api_version;
     let keys: Vec<_> = if version >= BATCHED_VERSION {
         request.coordinator_keys.clone()

@@ -3,7 +3,6 @@
 
 use std::rc::Rc;
 
-use bytes::Bytes;
 use kafka_protocol::messages::{HeartbeatRequest, HeartbeatResponse, RequestHeader};
 
 use super::encode;
@@ -12,6 +11,7 @@ use crate::acl::Operation;
 use crate::broker::Broker;
 use crate::errors::code;
 use crate::groups::{self, GroupRequest, GroupResponse};
+use crate::wire::Pieces;
 
 pub const VERSIONS: (i16, i16) = (0, 4);
 
@@ -20,7 +20,7 @@ pub async fn handle(
     session: &Session,
     header: &RequestHeader,
     request: HeartbeatRequest,
-) -> Option<Vec<Bytes>> {
+) -> Option<Pieces> {
     let group_id = request.group_id.to_string();
     let error_code = match group_call(
         session.may_on_group(broker, Operation::Read, &group_id),

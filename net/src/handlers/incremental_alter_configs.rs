@@ -4,7 +4,6 @@
 
 use std::rc::Rc;
 
-use bytes::Bytes;
 use kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse;
 use kafka_protocol::messages::{
     IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse, RequestHeader,
@@ -17,6 +16,7 @@ use crate::acl::Operation;
 use crate::broker::{Broker, ConfigChange, ControllerRequest, ShardResponse};
 use crate::config_catalog::static_broker_configs;
 use crate::errors::code;
+use crate::wire::Pieces;
 
 pub const VERSIONS: (i16, i16) = (0, 1);
 
@@ -25,7 +25,7 @@ pub async fn handle(
     session: &Session,
     header: &RequestHeader,
     request: IncrementalAlterConfigsRequest,
-) -> Option<Vec<Bytes>> {
+) -> Option<Pieces> {
     let mut response = IncrementalAlterConfigsResponse::default();
     for resource in &request.resources {
         let mut result = AlterConfigsResourceResponse::default();

@@ -5,7 +5,6 @@
 
 use std::rc::Rc;
 
-use bytes::Bytes;
 use kafka_protocol::messages::{
     InitProducerIdRequest, InitProducerIdResponse, ProducerId, RequestHeader,
 };
@@ -17,6 +16,7 @@ use crate::broker::{Broker, ControllerRequest, ShardResponse};
 use crate::constants::PRODUCER_ID_WAIT_MS;
 use crate::errors::code;
 use crate::txn::{self, TxnRequest, TxnResponse};
+use crate::wire::Pieces;
 
 pub const VERSIONS: (i16, i16) = (0, 5);
 
@@ -28,7 +28,7 @@ pub async fn handle(
     session: &Session,
     header: &RequestHeader,
     request: InitProducerIdRequest,
-) -> Option<Vec<Bytes>> {
+) -> Option<Pieces> {
     let version = header.request_api_version;
     let mut response = InitProducerIdResponse::default();
     response.producer_id = ProducerId(-1);

@@ -3,7 +3,6 @@
 
 use std::rc::Rc;
 
-use bytes::Bytes;
 use kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
 use kafka_protocol::messages::{JoinGroupRequest, JoinGroupResponse, RequestHeader};
 
@@ -13,6 +12,7 @@ use crate::acl::Operation;
 use crate::broker::Broker;
 use crate::errors::code;
 use crate::groups::{self, GroupRequest, GroupResponse, JoinOutcome};
+use crate::wire::Pieces;
 
 pub const VERSIONS: (i16, i16) = (0, 9);
 
@@ -28,7 +28,7 @@ pub async fn handle(
     session: &Session,
     header: &RequestHeader,
     request: JoinGroupRequest,
-) -> Option<Vec<Bytes>> {
+) -> Option<Pieces> {
     let version = header.request_api_version;
     let group_id = request.group_id.to_string();
     let member_id = request.member_id.to_string();

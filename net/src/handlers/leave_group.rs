@@ -3,7 +3,6 @@
 
 use std::rc::Rc;
 
-use bytes::Bytes;
 use kafka_protocol::messages::leave_group_response::MemberResponse;
 use kafka_protocol::messages::{LeaveGroupRequest, LeaveGroupResponse, RequestHeader};
 
@@ -13,6 +12,7 @@ use crate::acl::Operation;
 use crate::broker::Broker;
 use crate::errors::code;
 use crate::groups::{self, GroupRequest, GroupResponse, LeaveOutcome};
+use crate::wire::Pieces;
 
 pub const VERSIONS: (i16, i16) = (0, 5);
 
@@ -24,7 +24,7 @@ pub async fn handle(
     session: &Session,
     header: &RequestHeader,
     request: LeaveGroupRequest,
-) -> Option<Vec<Bytes>> {
+) -> Option<Pieces> {
     let version = header.request_api_version;
     let group_id = request.group_id.to_string();
     let identities: Vec<(String, Option<String>)> = if version < BATCH_VERSION {

@@ -9,7 +9,6 @@
 
 use std::rc::Rc;
 
-use bytes::Bytes;
 use kafka_protocol::messages::list_config_resources_response::ConfigResource;
 use kafka_protocol::messages::{
     ListConfigResourcesRequest, ListConfigResourcesResponse, RequestHeader,
@@ -21,6 +20,7 @@ use super::{encode, str_bytes};
 use crate::acl::Operation;
 use crate::broker::Broker;
 use crate::errors::code;
+use crate::wire::Pieces;
 
 pub const VERSIONS: (i16, i16) = (0, 1);
 
@@ -42,7 +42,7 @@ pub async fn handle(
     session: &Session,
     header: &RequestHeader,
     request: ListConfigResourcesRequest,
-) -> Option<Vec<Bytes>> {
+) -> Option<Pieces> {
     let mut response = ListConfigResourcesResponse::default();
     if !session.may_on_cluster(broker, Operation::DescribeConfigs) {
         response.error_code = code::CLUSTER_AUTHORIZATION_FAILED;

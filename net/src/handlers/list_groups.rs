@@ -3,7 +3,6 @@
 
 use std::rc::Rc;
 
-use bytes::Bytes;
 use kafka_protocol::messages::list_groups_response::ListedGroup;
 use kafka_protocol::messages::{GroupId, ListGroupsRequest, ListGroupsResponse, RequestHeader};
 use sluice_engine::ShardId;
@@ -14,6 +13,7 @@ use crate::acl::Operation;
 use crate::broker::{futures_lite_join_all, Broker};
 use crate::errors::code;
 use crate::groups::{self, GroupRequest, GroupResponse};
+use crate::wire::Pieces;
 
 pub const VERSIONS: (i16, i16) = (0, 5);
 
@@ -27,7 +27,7 @@ pub async fn handle(
     session: &Session,
     header: &RequestHeader,
     request: ListGroupsRequest,
-) -> Option<Vec<Bytes>> {
+) -> Option<Pieces> {
     let version = header.request_api_version;
     let calls = (0..broker.shards())
         .map(|shard| groups::call(broker, ShardId(shard as u16), GroupRequest::List))

@@ -12,7 +12,6 @@
 
 use std::rc::Rc;
 
-use bytes::Bytes;
 use kafka_protocol::messages::list_offsets_response::{
     ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
 };
@@ -29,6 +28,7 @@ use crate::broker::{
     LATEST_TIERED_TIMESTAMP, LATEST_TIMESTAMP, MAX_TIMESTAMP,
 };
 use crate::errors::{code, leader_epoch_error};
+use crate::wire::Pieces;
 
 pub const VERSIONS: (i16, i16) = (1, 11);
 
@@ -58,7 +58,7 @@ pub async fn handle(
     session: &Session,
     header: &RequestHeader,
     request: ListOffsetsRequest,
-) -> Option<Vec<Bytes>> {
+) -> Option<Pieces> {
     let version = header.request_api_version;
     let read_committed = request.isolation_level == READ_COMMITTED;
     let mut per_shard: PerShard<OffsetQueryEntry> = (0..broker.shards())

@@ -8,7 +8,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
 
-use bytes::Bytes;
 use kafka_protocol::messages::list_partition_reassignments_request::ListPartitionReassignmentsTopics;
 use kafka_protocol::messages::list_partition_reassignments_response::{
     OngoingPartitionReassignment, OngoingTopicReassignment,
@@ -25,6 +24,7 @@ use crate::acl::Operation;
 use crate::broker::Broker;
 use crate::codec::list_partition_reassignments::LIST_PARTITION_REASSIGNMENTS_VERSIONS;
 use crate::errors::code;
+use crate::wire::Pieces;
 
 pub const VERSIONS: (i16, i16) = LIST_PARTITION_REASSIGNMENTS_VERSIONS;
 
@@ -116,7 +116,7 @@ pub async fn handle(
     session: &Session,
     header: &RequestHeader,
     request: ListPartitionReassignmentsRequest,
-) -> Option<Vec<Bytes>> {
+) -> Option<Pieces> {
     let response = if session.may_on_cluster(broker, Operation::Describe) {
         respond(&broker.metadata(), &request)
     } else {

@@ -7,7 +7,6 @@
 
 use std::rc::Rc;
 
-use bytes::Bytes;
 use kafka_protocol::messages::list_transactions_response::TransactionState;
 use kafka_protocol::messages::{
     ListTransactionsRequest, ListTransactionsResponse, ProducerId, RequestHeader, TransactionalId,
@@ -23,6 +22,7 @@ use crate::constants::{
 };
 use crate::errors::code;
 use crate::txn::{self, TxnRequest, TxnResponse, TxnStatus};
+use crate::wire::Pieces;
 
 pub const VERSIONS: (i16, i16) = (0, 2);
 
@@ -52,7 +52,7 @@ pub async fn handle(
     session: &Session,
     header: &RequestHeader,
     request: ListTransactionsRequest,
-) -> Option<Vec<Bytes>> {
+) -> Option<Pieces> {
     let version = header.request_api_version;
     let mut response = ListTransactionsResponse::default();
     let requested_pattern = request

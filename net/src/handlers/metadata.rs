@@ -8,7 +8,6 @@
 use std::collections::BTreeMap;
 use std::rc::Rc;
 
-use bytes::Bytes;
 use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
 };
@@ -25,6 +24,7 @@ use crate::broker::{validate_topic_name, Broker, ControllerRequest, NewTopic, Sh
 use crate::constants::AUTO_CREATE_WAIT_MS;
 use crate::errors::code;
 use crate::groups;
+use crate::wire::Pieces;
 
 pub const VERSIONS: (i16, i16) = (0, 13);
 
@@ -99,7 +99,7 @@ pub async fn handle(
     session: &Session,
     header: &RequestHeader,
     request: MetadataRequest,
-) -> Option<Vec<Bytes>> {
+) -> Option<Pieces> {
     let version = header.request_api_version;
     // Before v4 every request may auto-create; from v4 the client says.
     let allow_create =

@@ -66,7 +66,7 @@ use std::cell::Cell;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use kafka_protocol::messages::{ApiKey, RequestHeader};
 use kafka_protocol::protocol::{Encodable, StrBytes};
 
@@ -76,6 +76,7 @@ use crate::broker::Broker;
 use crate::codec::Request;
 use crate::sasl::Principal;
 use crate::server::Listener;
+use crate::wire::Pieces;
 use crate::wire::ResponseFrame;
 
 /// Kafka's marker in a response for "authorized operations not requested".
@@ -209,7 +210,7 @@ pub fn is_supported(api_key: i16, version: i16) -> bool {
 }
 
 /// Encodes a response with the crate's encoder (safe for responses).
-pub fn encode<R: Encodable>(response: &R, version: i16) -> Vec<Bytes> {
+pub fn encode<R: Encodable>(response: &R, version: i16) -> Pieces {
     // Sized first: grown as the encoder writes, a produce response of a
     // hundred partitions was reallocated several times, and frozen with
     // room to spare it cost one more allocation for a shared count. An
@@ -217,12 +218,12 @@ pub fn encode<R: Encodable>(response: &R, version: i16) -> Vec<Bytes> {
     let size = response.compute_size(version).unwrap_or(0);
     let mut buffer = BytesMut::with_capacity(size);
     match response.encode(&mut buffer, version) {
-        Ok(()) => vec![buffer.freeze()],
+        Ok(()) => smallvec::smallvec![buffer.freeze()],
         Err(error) => {
             // A handler set a field its version lacks: a bug, but one that
             // must cost only this connection. No pieces means "close".
             tracing::error!(%error, version, "encoding a response failed; closing the connection");
-            Vec::new()
+            Pieces::new()
         }
     }
 }

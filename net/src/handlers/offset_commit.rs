@@ -9,7 +9,7 @@
 
 use std::rc::Rc;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{BufMut, BytesMut};
 use kafka_protocol::messages::offset_commit_response::{
     OffsetCommitResponsePartition, OffsetCommitResponseTopic,
 };
@@ -25,6 +25,7 @@ use crate::acl::Operation;
 use crate::broker::Broker;
 use crate::errors::code;
 use crate::groups::{self, GroupRequest, GroupResponse};
+use crate::wire::Pieces;
 
 pub const VERSIONS: (i16, i16) = (2, 10);
 
@@ -44,7 +45,7 @@ pub async fn handle(
     session: &Session,
     header: &RequestHeader,
     mut request: OffsetCommitRequest,
-) -> Option<Vec<Bytes>> {
+) -> Option<Pieces> {
     let version = header.request_api_version;
     let group_id = request.group_id.to_string();
     // The response mirrors the request's topics and partitions; a topic
@@ -154,7 +155,7 @@ pub async fn handle(
 
 /// The v10 response body: throttle time, then per topic its id and each
 /// partition's index and error code, every level flexible.
-fn encode_by_id(answers: &[TopicAnswer]) -> Vec<Bytes> {
+fn encode_by_id(answers: &[TopicAnswer]) -> Pieces {
     let mut out = BytesMut::new();
     out.put_i32(0); // throttle_time_ms
     put_compact_len(&mut out, answers.len());
@@ -169,7 +170,7 @@ fn encode_by_id(answers: &[TopicAnswer]) -> Vec<Bytes> {
         put_no_tags(&mut out);
     }
     put_no_tags(&mut out);
-    vec![out.freeze()]
+    smallvec::smallvec![out.freeze()]
 }
 
 #[cfg(test)]

@@ -3,7 +3,6 @@
 
 use std::rc::Rc;
 
-use bytes::Bytes;
 use kafka_protocol::messages::offset_delete_response::{
     OffsetDeleteResponsePartition, OffsetDeleteResponseTopic,
 };
@@ -15,6 +14,7 @@ use crate::acl::Operation;
 use crate::broker::Broker;
 use crate::errors::code;
 use crate::groups::{self, GroupRequest, GroupResponse};
+use crate::wire::Pieces;
 
 pub const VERSIONS: (i16, i16) = (0, 0);
 
@@ -23,7 +23,7 @@ pub async fn handle(
     session: &Session,
     header: &RequestHeader,
     mut request: OffsetDeleteRequest,
-) -> Option<Vec<Bytes>> {
+) -> Option<Pieces> {
     let group_id = request.group_id.to_string();
     // A topic the sender may not READ is answered TOPIC_AUTHORIZATION_FAILED
     // and its offsets are kept, as Kafka does.

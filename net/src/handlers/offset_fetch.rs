@@ -10,7 +10,7 @@
 
 use std::rc::Rc;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{BufMut, BytesMut};
 use kafka_protocol::messages::offset_fetch_response::{
     OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions,
     OffsetFetchResponseTopic, OffsetFetchResponseTopics,
@@ -30,6 +30,7 @@ use crate::errors::code;
 use crate::groups::{
     self, FetchGroup, FetchedGroup, FetchedPartition, GroupRequest, GroupResponse,
 };
+use crate::wire::Pieces;
 
 pub const VERSIONS: (i16, i16) = (1, 10);
 
@@ -158,7 +159,7 @@ pub async fn handle(
     session: &Session,
     header: &RequestHeader,
     request: OffsetFetchRequest,
-) -> Option<Vec<Bytes>> {
+) -> Option<Pieces> {
     let version = header.request_api_version;
     let mut response = OffsetFetchResponse::default();
     // require_stable (v7+) reports offsets of unfinished transactions as
@@ -339,7 +340,7 @@ fn unknown_topic(id: uuid::Uuid, partitions: &[i32]) -> OffsetFetchResponseTopic
 /// The v10 response body: v9's layout (throttle time, groups, each with
 /// its topics and an error code) with each topic's id where v9 has its
 /// name, every level flexible.
-fn encode_by_id(response: &OffsetFetchResponse) -> Vec<Bytes> {
+fn encode_by_id(response: &OffsetFetchResponse) -> Pieces {
     let mut out = BytesMut::new();
     out.put_i32(response.throttle_time_ms);
     put_compact_len(&mut out, response.groups.len());
@@ -363,7 +364,7 @@ fn encode_by_id(response: &OffsetFetchResponse) -> Vec<Bytes> {
         put_no_tags(&mut out);
     }
     put_no_tags(&mut out);
-    vec![out.freeze()]
+    smallvec::smallvec![out.freeze()]
 }
 
 #[cfg(test)]

@@ -5,7 +5,6 @@
 
 use std::rc::Rc;
 
-use bytes::Bytes;
 use kafka_protocol::messages::offset_for_leader_epoch_response::{
     EpochEndOffset, OffsetForLeaderTopicResult,
 };
@@ -18,6 +17,7 @@ use super::Session;
 use crate::acl::Operation;
 use crate::broker::{fan_out, Broker, PerShard, ShardRequest, ShardResponse};
 use crate::errors::{code, leader_epoch_error};
+use crate::wire::Pieces;
 
 pub const VERSIONS: (i16, i16) = (2, 4);
 
@@ -33,7 +33,7 @@ pub async fn handle(
     session: &Session,
     header: &RequestHeader,
     request: OffsetForLeaderEpochRequest,
-) -> Option<Vec<Bytes>> {
+) -> Option<Pieces> {
     let metadata = broker.metadata();
     let mut per_shard: PerShard<EpochQuery> = (0..broker.shards())
         .map(|_| (Vec::new(), Vec::new()))

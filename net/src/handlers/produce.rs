@@ -17,6 +17,7 @@
 use std::rc::Rc;
 
 use bytes::Bytes;
+use kafka_protocol::messages::produce_request::TopicProduceData;
 use kafka_protocol::messages::produce_response::{
     BatchIndexAndErrorMessage, LeaderIdAndEpoch, NodeEndpoint, PartitionProduceResponse,
     TopicProduceResponse,
@@ -25,23 +26,39 @@ use kafka_protocol::messages::{
     ApiKey, BrokerId, ProduceRequest, ProduceResponse, RequestHeader, TopicName,
 };
 use sluice_engine::{batch, ShardId};
+use smallvec::{smallvec, SmallVec};
 
 use super::leader_hints::{wants_hint, LeaderHints};
 use super::Session;
 use super::{encode, str_bytes};
 use crate::acl::Operation;
 use crate::broker::{
-    futures_lite_join_all, Broker, PerShard, ProduceEntry, ProduceOutcome, ShardRequest,
-    ShardResponse,
+    join_collect, Broker, ProduceEntry, ProduceOutcome, ShardRequest, ShardResponse,
 };
 use crate::errors::code;
 use crate::quota::PRODUCER_BYTE_RATE;
+use crate::wire::Pieces;
 
 pub const VERSIONS: (i16, i16) = (3, 13);
 
 /// First version whose client backs off itself when throttled (KIP-219):
 /// the response goes at once and the connection is muted instead.
 const THROTTLE_MUTE_VERSION: i16 = 6;
+
+/// Partitions of a request whose shards are kept without an allocation
+/// (producers send a batch for each partition with data; beyond this the
+/// list goes to the heap).
+const OWNERS_INLINE: usize = 64;
+
+/// Shards kept inline in a request's per-shard lists: more than most
+/// hosts have cores; beyond this they go to the heap.
+const SHARDS_INLINE: usize = 8;
+
+/// Shard answers kept inline (each a small header and a vector).
+const ANSWERS_INLINE: usize = 4;
+
+/// `owners`' mark for a partition refused before any shard saw it.
+const NOT_APPENDED: u16 = u16::MAX;
 
 /// First version that names topics by id.
 const TOPIC_ID_VERSION: i16 = 13;
@@ -74,9 +91,9 @@ fn refuse_every_partition(
     header: &RequestHeader,
     request: &ProduceRequest,
     error_code: i16,
-) -> Vec<Bytes> {
+) -> Pieces {
     if request.acks == 0 {
-        return Vec::new();
+        return Pieces::new();
     }
     let mut response = ProduceResponse::default();
     response.responses = request
@@ -112,7 +129,7 @@ pub async fn handle(
     session: &Session,
     header: &RequestHeader,
     mut request: ProduceRequest,
-) -> Option<Vec<Bytes>> {
+) -> Option<Pieces> {
     // A request pipelined behind one that was throttled starts when the
     // throttle time is over, as if the connection had not been read
     // meanwhile (Kafka reads one request of a connection at a time). It is
@@ -148,26 +165,28 @@ pub async fn handle(
     }
     let acks = request.acks;
     let valid_acks = (-1..=1).contains(&acks);
-    // The partitions to append and their owner shards, in request order;
-    // grouped by shard below, each group sized once (growing a vector per
-    // shard one push at a time cost several allocations per request).
+    // Per partition, in request order (topic by topic): its outcome, and
+    // the shard it is appended on (`NOT_APPENDED` when refused here). One
+    // flat vector and inline arrays, so that a request costs an allocation
+    // per shard it touches rather than several per topic and shard.
     let partitions = request
         .topic_data
         .iter()
         .map(|t| t.partition_data.len())
         .sum();
-    let mut owned: Vec<(u16, usize, usize)> = Vec::with_capacity(partitions);
-    let mut outcomes: Vec<Vec<ProduceOutcome>> = Vec::with_capacity(request.topic_data.len());
+    let mut outcomes: Vec<ProduceOutcome> = Vec::with_capacity(partitions);
+    let mut owners: SmallVec<[u16; OWNERS_INLINE]> = SmallVec::with_capacity(partitions);
+    let mut counts: SmallVec<[usize; SHARDS_INLINE]> = smallvec![0; broker.shards()];
     for (topic_index, topic) in request.topic_data.iter().enumerate() {
         let name = topic.name.0.as_str();
-        let mut topic_outcomes = Vec::with_capacity(topic.partition_data.len());
-        for (partition_index, partition) in topic.partition_data.iter().enumerate() {
+        for partition in &topic.partition_data {
             let mut outcome = ProduceOutcome {
                 base_offset: -1,
                 log_append_time: -1,
                 log_start_offset: -1,
                 ..Default::default()
             };
+            let mut owner = NOT_APPENDED;
             if !valid_acks {
                 outcome.error_code = code::INVALID_REQUIRED_ACKS;
             } else if unknown_ids.get(topic_index).copied().unwrap_or(false) {
@@ -185,28 +204,29 @@ pub async fn handle(
                         partition.index >= 0 && partition.index < meta.partitions
                     });
                 if known {
-                    let shard = broker.owner(name, partition.index);
-                    owned.push((shard.0, topic_index, partition_index));
+                    owner = broker.owner(name, partition.index).0;
+                    counts[usize::from(owner)] += 1;
                 }
             }
-            topic_outcomes.push(outcome);
+            outcomes.push(outcome);
+            owners.push(owner);
         }
-        outcomes.push(topic_outcomes);
     }
-    let mut counts = vec![0; broker.shards()];
-    for &(shard, ..) in &owned {
-        counts[usize::from(shard)] += 1;
-    }
-    let mut per_shard: PerShard<ProduceEntry> = counts
-        .into_iter()
-        .map(|count| (Vec::with_capacity(count), Vec::with_capacity(count)))
+    let mut per_shard: SmallVec<[Vec<ProduceEntry>; SHARDS_INLINE]> = counts
+        .iter()
+        .map(|&count| Vec::with_capacity(count))
         .collect();
-    for &(shard, topic_index, partition_index) in &owned {
-        let topic = &request.topic_data[topic_index];
-        let partition = &topic.partition_data[partition_index];
-        let (positions, entries) = &mut per_shard[usize::from(shard)];
-        positions.push((topic_index, partition_index));
-        entries.push(ProduceEntry {
+    let placed = request.topic_data.iter().flat_map(|topic| {
+        topic
+            .partition_data
+            .iter()
+            .map(move |partition| (topic, partition))
+    });
+    for ((topic, partition), &owner) in placed.zip(&owners) {
+        if owner == NOT_APPENDED {
+            continue;
+        }
+        per_shard[usize::from(owner)].push(ProduceEntry {
             topic: topic.name.0.clone(),
             partition: partition.index,
             records: partition.records.clone(),
@@ -214,40 +234,41 @@ pub async fn handle(
             version: header.request_api_version,
         });
     }
-    let involved = per_shard
-        .iter()
+    // Each shard answers its entries in the order they were given, which
+    // is request order: the answers are dealt back by walking `owners`.
+    let calls = per_shard
+        .into_iter()
+        .enumerate()
         .filter(|(_, entries)| !entries.is_empty())
-        .count();
-    let mut calls = Vec::with_capacity(involved);
-    let mut call_positions = Vec::with_capacity(involved);
-    for (shard, (positions, entries)) in per_shard.into_iter().enumerate() {
-        if entries.is_empty() {
+        .map(|(shard, entries)| {
+            let call = broker.mesh.call(
+                ShardId(shard as u16),
+                ShardRequest::Produce {
+                    entries,
+                    acks,
+                    timeout_ms: request.timeout_ms,
+                },
+            );
+            async move { (shard, call.await) }
+        });
+    let answers: SmallVec<[_; ANSWERS_INLINE]> = join_collect(calls).await;
+    let mut results: SmallVec<[Option<std::vec::IntoIter<ProduceOutcome>>; SHARDS_INLINE]> =
+        (0..counts.len()).map(|_| None).collect();
+    for (shard, answer) in answers {
+        if let Some(ShardResponse::Produce(answered)) = answer {
+            results[shard] = Some(answered.into_iter());
+        }
+    }
+    for (outcome, &owner) in outcomes.iter_mut().zip(&owners) {
+        if owner == NOT_APPENDED {
             continue;
         }
-        call_positions.push(positions);
-        calls.push(broker.mesh.call(
-            ShardId(shard as u16),
-            ShardRequest::Produce {
-                entries,
-                acks,
-                timeout_ms: request.timeout_ms,
-            },
-        ));
-    }
-    let answers = futures_lite_join_all(calls).await;
-    for (positions, answer) in call_positions.into_iter().zip(answers) {
-        match answer {
-            Some(ShardResponse::Produce(results)) => {
-                for ((topic_index, partition_index), result) in positions.into_iter().zip(results) {
-                    outcomes[topic_index][partition_index] = result;
-                }
-            }
-            _ => {
-                for (topic_index, partition_index) in positions {
-                    outcomes[topic_index][partition_index].error_code =
-                        code::NOT_LEADER_OR_FOLLOWER;
-                }
-            }
+        match results[usize::from(owner)]
+            .as_mut()
+            .and_then(Iterator::next)
+        {
+            Some(result) => *outcome = result,
+            None => outcome.error_code = code::NOT_LEADER_OR_FOLLOWER,
         }
     }
     count_traffic(broker, &request, &outcomes);
@@ -260,11 +281,10 @@ pub async fn handle(
     // the request, so that a hint names the leader the partition has now.
     let hinted = outcomes
         .iter()
-        .flatten()
         .any(|outcome| wants_hint(outcome.error_code));
     let mut hints = (version >= LEADER_HINTS_VERSION && hinted)
         .then(|| LeaderHints::new(broker.metadata(), session.live_brokers(broker)));
-    let mut response = response(version, &request, outcomes, hints.as_mut());
+    let mut response = response(version, &request, &outcomes, hints.as_mut());
     // Kafka answers the longer of the byte-rate and request-time throttles;
     // Produce carries its throttle last, so its time is charged here rather
     // than written in afterwards (`crate::request_quota`).
@@ -316,9 +336,9 @@ async fn throttle(
 /// The metrics of an answered produce: the record bytes of every partition
 /// that took its records, per topic, and the request as failed when any
 /// partition was refused.
-fn count_traffic(broker: &Broker, request: &ProduceRequest, outcomes: &[Vec<ProduceOutcome>]) {
+fn count_traffic(broker: &Broker, request: &ProduceRequest, outcomes: &[ProduceOutcome]) {
     let mut failed = false;
-    for (topic, topic_outcomes) in request.topic_data.iter().zip(outcomes) {
+    for (topic, topic_outcomes) in by_topic(request, outcomes) {
         let mut bytes = 0;
         for (partition, outcome) in topic.partition_data.iter().zip(topic_outcomes) {
             if outcome.error_code == code::NONE {
@@ -334,6 +354,20 @@ fn count_traffic(broker: &Broker, request: &ProduceRequest, outcomes: &[Vec<Prod
     if failed {
         broker.metrics.request_failed(ApiKey::Produce as i16);
     }
+}
+
+/// Each topic of `request` with its partitions' outcomes, taken from the
+/// flat list of outcomes in request order.
+fn by_topic<'a>(
+    request: &'a ProduceRequest,
+    outcomes: &'a [ProduceOutcome],
+) -> impl Iterator<Item = (&'a TopicProduceData, &'a [ProduceOutcome])> {
+    let mut rest = outcomes;
+    request.topic_data.iter().map(move |topic| {
+        let (mine, tail) = rest.split_at(topic.partition_data.len().min(rest.len()));
+        rest = tail;
+        (topic, mine)
+    })
 }
 
 /// Names each topic of a v13+ request from its id (KIP-516); says, per
@@ -364,14 +398,14 @@ fn name_topics_by_id(broker: &Broker, version: i16, request: &mut ProduceRequest
 fn response(
     version: i16,
     request: &ProduceRequest,
-    outcomes: Vec<Vec<ProduceOutcome>>,
+    outcomes: &[ProduceOutcome],
     hints: Option<&mut LeaderHints>,
 ) -> ProduceResponse {
     // Older versions have no field for a hint: their bytes stay as they were.
     let mut hints = hints.filter(|_| version >= LEADER_HINTS_VERSION);
     let mut response = ProduceResponse::default();
     response.responses = Vec::with_capacity(request.topic_data.len());
-    for (topic, topic_outcomes) in request.topic_data.iter().zip(outcomes) {
+    for (topic, topic_outcomes) in by_topic(request, outcomes) {
         let mut topic_response = TopicProduceResponse::default();
         // The version's encoder writes the one it has.
         topic_response.name = topic.name.clone();
@@ -441,7 +475,7 @@ mod tests {
     /// A request for partitions 0 to 3 of `t`, and their outcomes: 0 and 1
     /// not led here (leaders 2 and 3, of which 3 is not live), 2 appended,
     /// 3 refused for a reason that is not leadership.
-    fn request_and_outcomes() -> (ProduceRequest, Vec<Vec<ProduceOutcome>>) {
+    fn request_and_outcomes() -> (ProduceRequest, Vec<ProduceOutcome>) {
         let mut topic = TopicProduceData::default();
         topic.name = TopicName(str_bytes("t"));
         topic.partition_data = (0..4)
@@ -462,12 +496,12 @@ mod tests {
             error_message: None,
             record_errors: Vec::new(),
         };
-        let outcomes = vec![vec![
+        let outcomes = vec![
             outcome(code::NOT_LEADER_OR_FOLLOWER, -1),
             outcome(code::NOT_LEADER_OR_FOLLOWER, -1),
             outcome(code::NONE, 42),
             outcome(code::NOT_ENOUGH_REPLICAS, -1),
-        ]];
+        ];
         (request, outcomes)
     }
 
@@ -484,8 +518,8 @@ mod tests {
         let (request, outcomes) = request_and_outcomes();
         for version in VERSIONS.0..=VERSIONS.1 {
             let mut hints = hints();
-            let hinted = response(version, &request, outcomes.clone(), Some(&mut hints));
-            let plain = response(version, &request, outcomes.clone(), None);
+            let hinted = response(version, &request, &outcomes, Some(&mut hints));
+            let plain = response(version, &request, &outcomes, None);
             let bytes = encoded(&hinted, version);
             if version < LEADER_HINTS_VERSION {
                 assert_eq!(bytes, encoded(&plain, version), "v{version} unchanged");
@@ -538,12 +572,12 @@ mod tests {
     #[test]
     fn without_a_leadership_error_v10_is_unchanged() {
         let (request, mut outcomes) = request_and_outcomes();
-        outcomes[0][0].error_code = code::NONE;
-        outcomes[0][1].error_code = code::KAFKA_STORAGE_ERROR;
+        outcomes[0].error_code = code::NONE;
+        outcomes[1].error_code = code::KAFKA_STORAGE_ERROR;
         for version in LEADER_HINTS_VERSION..=VERSIONS.1 {
             let mut hints = hints();
-            let hinted = response(version, &request, outcomes.clone(), Some(&mut hints));
-            let plain = response(version, &request, outcomes.clone(), None);
+            let hinted = response(version, &request, &outcomes, Some(&mut hints));
+            let plain = response(version, &request, &outcomes, None);
             assert_eq!(encoded(&hinted, version), encoded(&plain, version));
             assert!(hinted.node_endpoints.is_empty());
         }

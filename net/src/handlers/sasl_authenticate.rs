@@ -22,6 +22,7 @@ use crate::errors::code;
 use crate::sasl::session::{Authenticate, SaslConfig};
 use crate::sasl::{AuthFailure, Authenticator};
 use crate::server::clip;
+use crate::wire::Pieces;
 use crate::wire::ResponseFrame;
 
 pub const VERSIONS: (i16, i16) = (0, 2);
@@ -50,7 +51,7 @@ pub async fn handle(
     session: &super::Session,
     header: &RequestHeader,
     _request: SaslAuthenticateRequest,
-) -> Option<Vec<Bytes>> {
+) -> Option<Pieces> {
     let message = if session.on_sasl_listener(broker) {
         "SaslAuthenticate after the connection authenticated; re-authentication is not supported"
     } else {

@@ -9,7 +9,6 @@
 
 use std::rc::Rc;
 
-use bytes::Bytes;
 use kafka_protocol::messages::{
     ApiKey, RequestHeader, SaslHandshakeRequest, SaslHandshakeResponse,
 };
@@ -21,6 +20,7 @@ use crate::sasl::session::{Handshake, SaslConfig};
 use crate::sasl::Authenticator;
 use crate::sasl::Mechanism;
 use crate::server::clip;
+use crate::wire::Pieces;
 use crate::wire::ResponseFrame;
 
 pub const VERSIONS: (i16, i16) = (0, 1);
@@ -40,7 +40,7 @@ pub async fn handle(
     _broker: &Rc<Broker>,
     header: &RequestHeader,
     _request: SaslHandshakeRequest,
-) -> Option<Vec<Bytes>> {
+) -> Option<Pieces> {
     let mut response = SaslHandshakeResponse::default();
     response.error_code = code::ILLEGAL_SASL_STATE;
     Some(encode(&response, header.request_api_version))

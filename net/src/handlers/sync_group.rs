@@ -3,7 +3,6 @@
 
 use std::rc::Rc;
 
-use bytes::Bytes;
 use kafka_protocol::messages::{RequestHeader, SyncGroupRequest, SyncGroupResponse};
 
 use super::{encode, str_bytes};
@@ -12,6 +11,7 @@ use crate::acl::Operation;
 use crate::broker::Broker;
 use crate::errors::code;
 use crate::groups::{self, GroupRequest, GroupResponse, SyncOutcome};
+use crate::wire::Pieces;
 
 pub const VERSIONS: (i16, i16) = (0, 5);
 
@@ -23,7 +23,7 @@ pub async fn handle(
     session: &Session,
     header: &RequestHeader,
     request: SyncGroupRequest,
-) -> Option<Vec<Bytes>> {
+) -> Option<Pieces> {
     let version = header.request_api_version;
     let group_id = request.group_id.to_string();
     let outcome = match group_call(

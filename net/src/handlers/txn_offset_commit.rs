@@ -10,7 +10,6 @@
 
 use std::rc::Rc;
 
-use bytes::Bytes;
 use kafka_protocol::messages::txn_offset_commit_response::{
     TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic,
 };
@@ -24,6 +23,7 @@ use crate::broker::Broker;
 use crate::errors::code;
 use crate::groups::{self, GroupRequest, GroupResponse};
 use crate::txn::{self, TxnRequest};
+use crate::wire::Pieces;
 
 pub const VERSIONS: (i16, i16) = (0, 5);
 
@@ -82,7 +82,7 @@ pub async fn handle(
     session: &Session,
     header: &RequestHeader,
     mut request: TxnOffsetCommitRequest,
-) -> Option<Vec<Bytes>> {
+) -> Option<Pieces> {
     let version = header.request_api_version;
     let group_id = request.group_id.to_string();
     // Kafka's checks, in its order: WRITE on the transactional id and READ

@@ -12,7 +12,6 @@
 
 use std::rc::Rc;
 
-use bytes::Bytes;
 use kafka_protocol::messages::write_txn_markers_response::{
     WritableTxnMarkerPartitionResult, WritableTxnMarkerResult, WritableTxnMarkerTopicResult,
 };
@@ -24,6 +23,7 @@ use super::Session;
 use crate::acl::Operation;
 use crate::broker::Broker;
 use crate::codec::write_txn_markers::{WriteTxnMarkers, WRITE_TXN_MARKERS_VERSIONS};
+use crate::wire::Pieces;
 
 pub const VERSIONS: (i16, i16) = WRITE_TXN_MARKERS_VERSIONS;
 
@@ -36,7 +36,7 @@ pub async fn handle(
     session: &Session,
     header: &RequestHeader,
     request: WriteTxnMarkers,
-) -> Option<Vec<Bytes>> {
+) -> Option<Pieces> {
     let mut entries = Vec::new();
     for (written, transaction_version) in request.markers() {
         let marker = TxnMarker {
