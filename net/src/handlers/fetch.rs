@@ -36,7 +36,7 @@ use super::leader_hints::{wants_hint, CurrentLeader, LeaderHints};
 use super::Session;
 use crate::acl::Operation;
 use crate::broker::{
-    futures_lite_join_all, select_first, Broker, ReadEntry, ReadOutcome, ShardRequest,
+    ask_shards, select_first, Broker, ReadEntry, ReadOutcome, ShardLists, ShardRequest,
     ShardResponse,
 };
 use crate::constants::{FETCH_RESPONSE_BYTES_MAX, FETCH_WAIT_MS_MAX};
@@ -492,42 +492,39 @@ fn name_leaders(hints: &mut LeaderHints, topics: &[ResolvedTopic], slots: &mut [
 /// Reads every readable slot, one mesh message per owner shard; the shards
 /// read from disk no further than `bytes_max`, the response's limit.
 async fn read_round(broker: &Rc<Broker>, slots: &mut [Slot], bytes_max: usize) {
-    let mut per_shard: Vec<(Vec<usize>, Vec<ReadEntry>)> = (0..broker.shards())
-        .map(|_| (Vec::new(), Vec::new()))
+    // Each shard's list sized once (grown a push at a time, two lists per
+    // shard cost several allocations per fetch).
+    let mut counts: ShardLists<usize> = smallvec::smallvec![0; broker.shards()];
+    for slot in slots.iter().filter(|slot| slot.entry.is_some()) {
+        counts[usize::from(slot.shard.0)] += 1;
+    }
+    let mut per_shard: ShardLists<Vec<ReadEntry>> = counts
+        .iter()
+        .map(|&count| Vec::with_capacity(count))
         .collect();
-    for (index, slot) in slots.iter().enumerate() {
+    for slot in slots.iter() {
         if let Some(entry) = &slot.entry {
-            per_shard[slot.shard.0 as usize].0.push(index);
-            per_shard[slot.shard.0 as usize].1.push(entry.clone());
+            per_shard[usize::from(slot.shard.0)].push(entry.clone());
         }
     }
-    let mut calls = Vec::new();
-    let mut positions = Vec::new();
-    for (shard, (indexes, entries)) in per_shard.into_iter().enumerate() {
-        if entries.is_empty() {
-            continue;
-        }
-        positions.push(indexes);
-        calls.push(broker.mesh.call(
-            ShardId(shard as u16),
-            ShardRequest::Read { entries, bytes_max },
-        ));
-    }
-    for (indexes, answer) in positions
-        .into_iter()
-        .zip(futures_lite_join_all(calls).await)
-    {
-        match answer {
-            Some(ShardResponse::Read(outcomes)) => {
-                for (index, outcome) in indexes.into_iter().zip(outcomes) {
-                    slots[index].outcome = outcome;
-                }
-            }
-            _ => {
-                for index in indexes {
-                    slots[index].outcome.error_code = code::NOT_LEADER_OR_FOLLOWER;
-                }
-            }
+    let mut answers = ask_shards(
+        broker,
+        per_shard,
+        |entries| ShardRequest::Read { entries, bytes_max },
+        |response| match response {
+            ShardResponse::Read(outcomes) => Some(outcomes),
+            _ => None,
+        },
+    )
+    .await;
+    // Dealt back in the order the lists were made: slot order.
+    for slot in slots.iter_mut().filter(|slot| slot.entry.is_some()) {
+        match answers[usize::from(slot.shard.0)]
+            .as_mut()
+            .and_then(Iterator::next)
+        {
+            Some(outcome) => slot.outcome = outcome,
+            None => slot.outcome.error_code = code::NOT_LEADER_OR_FOLLOWER,
         }
     }
 }

@@ -25,7 +25,7 @@ use kafka_protocol::messages::produce_response::{
 use kafka_protocol::messages::{
     ApiKey, BrokerId, ProduceRequest, ProduceResponse, RequestHeader, TopicName,
 };
-use sluice_engine::{batch, ShardId};
+use sluice_engine::batch;
 use smallvec::{smallvec, SmallVec};
 
 use super::leader_hints::{wants_hint, LeaderHints};
@@ -33,7 +33,7 @@ use super::Session;
 use super::{encode, str_bytes};
 use crate::acl::Operation;
 use crate::broker::{
-    join_collect, Broker, ProduceEntry, ProduceOutcome, ShardRequest, ShardResponse,
+    ask_shards, Broker, ProduceEntry, ProduceOutcome, ShardLists, ShardRequest, ShardResponse,
 };
 use crate::errors::code;
 use crate::quota::PRODUCER_BYTE_RATE;
@@ -49,13 +49,6 @@ const THROTTLE_MUTE_VERSION: i16 = 6;
 /// (producers send a batch for each partition with data; beyond this the
 /// list goes to the heap).
 const OWNERS_INLINE: usize = 64;
-
-/// Shards kept inline in a request's per-shard lists: more than most
-/// hosts have cores; beyond this they go to the heap.
-const SHARDS_INLINE: usize = 8;
-
-/// Shard answers kept inline (each a small header and a vector).
-const ANSWERS_INLINE: usize = 4;
 
 /// `owners`' mark for a partition refused before any shard saw it.
 const NOT_APPENDED: u16 = u16::MAX;
@@ -176,7 +169,7 @@ pub async fn handle(
         .sum();
     let mut outcomes: Vec<ProduceOutcome> = Vec::with_capacity(partitions);
     let mut owners: SmallVec<[u16; OWNERS_INLINE]> = SmallVec::with_capacity(partitions);
-    let mut counts: SmallVec<[usize; SHARDS_INLINE]> = smallvec![0; broker.shards()];
+    let mut counts: ShardLists<usize> = smallvec![0; broker.shards()];
     for (topic_index, topic) in request.topic_data.iter().enumerate() {
         let name = topic.name.0.as_str();
         for partition in &topic.partition_data {
@@ -212,7 +205,7 @@ pub async fn handle(
             owners.push(owner);
         }
     }
-    let mut per_shard: SmallVec<[Vec<ProduceEntry>; SHARDS_INLINE]> = counts
+    let mut per_shard: ShardLists<Vec<ProduceEntry>> = counts
         .iter()
         .map(|&count| Vec::with_capacity(count))
         .collect();
@@ -236,29 +229,21 @@ pub async fn handle(
     }
     // Each shard answers its entries in the order they were given, which
     // is request order: the answers are dealt back by walking `owners`.
-    let calls = per_shard
-        .into_iter()
-        .enumerate()
-        .filter(|(_, entries)| !entries.is_empty())
-        .map(|(shard, entries)| {
-            let call = broker.mesh.call(
-                ShardId(shard as u16),
-                ShardRequest::Produce {
-                    entries,
-                    acks,
-                    timeout_ms: request.timeout_ms,
-                },
-            );
-            async move { (shard, call.await) }
-        });
-    let answers: SmallVec<[_; ANSWERS_INLINE]> = join_collect(calls).await;
-    let mut results: SmallVec<[Option<std::vec::IntoIter<ProduceOutcome>>; SHARDS_INLINE]> =
-        (0..counts.len()).map(|_| None).collect();
-    for (shard, answer) in answers {
-        if let Some(ShardResponse::Produce(answered)) = answer {
-            results[shard] = Some(answered.into_iter());
-        }
-    }
+    let timeout_ms = request.timeout_ms;
+    let mut results = ask_shards(
+        broker,
+        per_shard,
+        |entries| ShardRequest::Produce {
+            entries,
+            acks,
+            timeout_ms,
+        },
+        |response| match response {
+            ShardResponse::Produce(outcomes) => Some(outcomes),
+            _ => None,
+        },
+    )
+    .await;
     for (outcome, &owner) in outcomes.iter_mut().zip(&owners) {
         if owner == NOT_APPENDED {
             continue;
