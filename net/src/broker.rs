@@ -2334,7 +2334,7 @@ pub async fn ask_shards<E, O>(
 /// one vector they run in (one allocation, however they were listed). Not
 /// inline: the slots would then be part of the caller's task, whose size
 /// every request pays (measured: eight inline slots for produce made the
-/// task of each request 48 KiB).
+/// task of each request 48,240 bytes instead of 5,824).
 pub async fn join_collect<F: Future, B: FromIterator<F::Output>>(
     futures: impl IntoIterator<Item = F>,
 ) -> B {
