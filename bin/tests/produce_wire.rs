@@ -18,8 +18,8 @@ use sluice_engine::shard_for;
 
 use common::{read_all, text, TestBroker, WireClient, SHARDS};
 
-/// A version that names topics (v13 names them by id) and is not flexible
-/// in the same way as the newest: the merge does not depend on it.
+/// A version that names topics by name (v13 names them by id); how the
+/// answers are merged does not depend on the version.
 const PRODUCE_VERSION: i16 = 9;
 const PRODUCE_TIMEOUT_MS: i32 = 10_000;
 const SPREAD: &str = "spread";

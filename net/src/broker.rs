@@ -93,6 +93,16 @@ impl PartitionLogs {
 /// partition index) and the items, in the same order.
 pub type PerShard<T> = Vec<(Vec<(usize, usize)>, Vec<T>)>;
 
+/// Shards kept inline in a request's per-shard lists: more than most
+/// hosts have cores; beyond this the lists go to the heap.
+pub const SHARDS_INLINE: usize = 8;
+
+/// One value per shard, inline up to [`SHARDS_INLINE`] shards.
+pub type ShardLists<T> = SmallVec<[T; SHARDS_INLINE]>;
+
+/// Each shard's answers, in the order of the entries it was given.
+pub type ShardAnswers<O> = ShardLists<Option<std::vec::IntoIter<O>>>;
+
 /// A ListOffsets answer for one partition.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ListedOffset {
@@ -534,6 +544,14 @@ pub enum ShardResponse {
 }
 
 type Log = PartitionLog<DmaStorage>;
+
+/// Partitions of one produce call whose append turns are kept inline (a
+/// producer's request to a shard seldom names more).
+const TURNS_INLINE: usize = 16;
+
+/// A partition's log and its place in the log's append order; `None` when
+/// the partition is not appended here.
+type AppendTurn = Option<(Rc<Log>, Turn)>;
 
 /// A shard's broker.
 pub struct Broker {
@@ -2281,24 +2299,6 @@ pub async fn fan_out<T, R>(
 pub async fn futures_lite_join_all<F: Future>(futures: Vec<F>) -> Vec<F::Output> {
     join_collect(futures).await
 }
-
-/// Partitions of one produce call whose append turns are kept inline (a
-/// producer's request to a shard seldom names more).
-const TURNS_INLINE: usize = 16;
-
-/// A partition's log and its place in the log's append order; `None` when
-/// the partition is not appended here.
-type AppendTurn = Option<(Rc<Log>, Turn)>;
-
-/// Shards kept inline in a request's per-shard lists: more than most
-/// hosts have cores; beyond this the lists go to the heap.
-pub const SHARDS_INLINE: usize = 8;
-
-/// One value per shard, inline up to [`SHARDS_INLINE`] shards.
-pub type ShardLists<T> = SmallVec<[T; SHARDS_INLINE]>;
-
-/// Each shard's answers, in the order of the entries it was given.
-pub type ShardAnswers<O> = ShardLists<Option<std::vec::IntoIter<O>>>;
 
 /// Asks every shard that has entries in `per_shard`, all at once (one mesh
 /// call each, `request` making it from the shard's entries), and returns
