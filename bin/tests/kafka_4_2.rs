@@ -13,8 +13,8 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use common::{
-    produce_all, raw_connect, receive_response, start_cluster_with, text, wait_for, Record, Stop,
-    TestBroker, WireClient,
+    produce_all, produce_partition_answers, raw_connect, receive_response, start_cluster_with,
+    text, wait_for, Record, Stop, TestBroker, WireClient,
 };
 use kafka_protocol::messages::describe_groups_response::DescribedGroup;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic, ReplicaState};
@@ -783,14 +783,7 @@ fn produce_v13_writes_to_topics_named_by_id() {
     let answered: Vec<Answered> = answer
         .responses
         .iter()
-        .map(|topic| {
-            let partitions = topic
-                .partition_responses
-                .iter()
-                .map(|partition| (partition.index, partition.error_code, partition.base_offset))
-                .collect();
-            (topic.topic_id, partitions)
-        })
+        .map(|topic| (topic.topic_id, produce_partition_answers(topic)))
         .collect();
     assert_eq!(
         answered,

@@ -16,7 +16,7 @@ use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse, TopicNam
 use sluice_engine::batch::build_batch;
 use sluice_engine::shard_for;
 
-use common::{read_all, text, TestBroker, WireClient, SHARDS};
+use common::{produce_partition_answers, read_all, text, TestBroker, WireClient, SHARDS};
 
 /// A version that names topics by name (v13 names them by id); how the
 /// answers are merged does not depend on the version.
@@ -94,14 +94,7 @@ fn answered(response: &ProduceResponse) -> Vec<TopicAnswer> {
     response
         .responses
         .iter()
-        .map(|topic| {
-            let partitions = topic
-                .partition_responses
-                .iter()
-                .map(|p| (p.index, p.error_code, p.base_offset))
-                .collect();
-            (topic.name.0.to_string(), partitions)
-        })
+        .map(|topic| (topic.name.0.to_string(), produce_partition_answers(topic)))
         .collect()
 }
 

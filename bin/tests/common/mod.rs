@@ -1214,6 +1214,18 @@ pub fn raw_metadata(
     )
 }
 
+/// One topic of a Produce answer: each partition's index, error code and
+/// base offset, in the answer's order.
+pub fn produce_partition_answers(
+    topic: &kafka_protocol::messages::produce_response::TopicProduceResponse,
+) -> Vec<(i32, i16, i64)> {
+    topic
+        .partition_responses
+        .iter()
+        .map(|partition| (partition.index, partition.error_code, partition.base_offset))
+        .collect()
+}
+
 /// A string field of a kafka-protocol request.
 pub fn text(value: &str) -> kafka_protocol::protocol::StrBytes {
     kafka_protocol::protocol::StrBytes::from_string(value.to_string())
