@@ -416,6 +416,16 @@ pub const SETTINGS: &[Setting] = &[
         },
     },
     Setting {
+        name: "segment_files_per_shard",
+        expects: "segment files each shard keeps open, at least 8 (default and most: half \
+            the open-file limit, shared by the shards)",
+        apply: |config, value| {
+            config.segment_files_per_shard =
+                long(value, SEGMENT_FILES_PER_SHARD_MIN as i64, i64::MAX)? as usize;
+            Ok(())
+        },
+    },
+    Setting {
         name: "allocator_decay_ms",
         expects: "milliseconds freed memory stays resident before it is returned to the \
             kernel, 0 = at once (default 1000)",
@@ -870,6 +880,10 @@ const OFFSETS_TOPIC_PARTITIONS_MAX: i64 = 1000;
 
 /// Smallest batch cache that still holds a few batches per partition.
 const CACHE_BYTES_MIN: usize = 1 << 20;
+/// Segment files a shard keeps open however low the open-file limit or the
+/// setting: with fewer, a partition's own reads and writes (a sealed
+/// segment read while the active one is written) would close each other's.
+pub const SEGMENT_FILES_PER_SHARD_MIN: usize = 8;
 
 /// Where a value came from, for the error message.
 #[derive(Clone, Debug)]

@@ -19,6 +19,8 @@ use sluice_net::sasl::credentials::CREDENTIALS_FILE;
 use sluice_net::sasl::CredentialStore;
 use sluice_net::{Broker, BrokerConfig};
 
+use crate::config::SEGMENT_FILES_PER_SHARD_MIN;
+
 /// How often a shard checks whether a shutdown signal arrived.
 const SHUTDOWN_POLL: Duration = Duration::from_millis(50);
 /// How long in-flight requests may take to finish after a shutdown signal.
@@ -33,14 +35,18 @@ const BACKGROUND_SHARES: usize = 100;
 /// The RLIMIT_MEMLOCK glommio wants for registered I/O buffers.
 const MEMLOCK_WANTED_BYTES: u64 = 512 * 1024 * 1024;
 /// The open files the broker asks for (RLIMIT_NOFILE): every partition
-/// holds its active segment open and every connection a socket, so a
-/// broker of 100,000 partitions needs more than 100,000 (Kafka's
-/// documentation asks for at least that). Linux's default ceiling
-/// (`fs.nr_open`).
+/// written holds its active segment open and every connection a socket,
+/// so a broker of 100,000 partitions needs more than 100,000 to keep them
+/// all open (Kafka's documentation asks for at least that). Linux's
+/// default ceiling (`fs.nr_open`).
 const NOFILE_WANTED: u64 = 1_048_576;
-/// Below this many open files the broker says at start that partitions
-/// may fail to open their segments.
+/// Below this many open files the broker says at start that segment files
+/// will be closed and opened again once many partitions are written.
 const NOFILE_WARN_BELOW: u64 = 100_000;
+/// The share of the open-file limit the shards' segment files may take
+/// (1/2): the rest is for connections, the metadata log, files being
+/// written whole (indexes, checkpoints) and io_uring's own.
+const SEGMENT_FILES_SHARE_DIVISOR: u64 = 2;
 
 /// `struct io_uring_params` in 32-bit words (120 bytes): what
 /// io_uring_setup reads and fills in. The kernel refuses it unless its
@@ -135,21 +141,29 @@ fn raise_memlock() {
 }
 
 /// Raises RLIMIT_NOFILE as far as allowed: the soft limit to the hard one,
-/// and both to [`NOFILE_WANTED`] where the process may (root). A partition
-/// that cannot open its segment refuses writes with a storage error, so a
-/// low limit is said once at start, with the fix.
-fn raise_nofile() {
+/// and both to [`NOFILE_WANTED`] where the process may (root). Returns the
+/// most segment files each of `shards` keeps open: a share of the limit.
+/// Past it a shard closes idle segment files and opens them again on use,
+/// which costs an open per partition that comes back; a low limit is said
+/// once at start, with the fix.
+fn raise_nofile(shards: usize) -> usize {
     let Some(open_files) = raise_limit(libc::RLIMIT_NOFILE, NOFILE_WANTED, true) else {
-        return;
+        return usize::MAX;
     };
+    let shards = u64::try_from(shards.max(1)).unwrap_or(u64::MAX);
+    let per_shard =
+        (open_files / SEGMENT_FILES_SHARE_DIVISOR / shards).max(SEGMENT_FILES_PER_SHARD_MIN as u64);
     if open_files < NOFILE_WARN_BELOW {
         tracing::warn!(
             open_files_max = open_files,
-            "RLIMIT_NOFILE is {open_files}: each partition holds a file open, and a partition \
-             that cannot open its segment refuses writes. To fix: `ulimit -n {NOFILE_WANTED}` or \
-             LimitNOFILE={NOFILE_WANTED} in the systemd unit"
+            segment_files_per_shard = per_shard,
+            "RLIMIT_NOFILE is {open_files}: each shard keeps at most {per_shard} segment files \
+             open, and a partition written after its idle file was closed opens it again. \
+             To fix: `ulimit -n {NOFILE_WANTED}` or LimitNOFILE={NOFILE_WANTED} in the \
+             systemd unit"
         );
     }
+    usize::try_from(per_shard).unwrap_or(usize::MAX)
 }
 
 /// A client listener's sockets, one per shard, and the address they bound.
@@ -380,7 +394,9 @@ pub fn run(mut config: BrokerConfig) -> Result<(), String> {
     }
     check_io_uring()?;
     raise_memlock();
-    raise_nofile();
+    config.segment_files_per_shard = config
+        .segment_files_per_shard
+        .min(raise_nofile(config.shards));
     sluice_net::log_dirs::check_missing(&mut config)?;
     let log_dirs = config.log_dirs();
     let checked = log_dirs.clone();

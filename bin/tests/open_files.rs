@@ -1,6 +1,10 @@
-//! A broker holds a file open per partition, so it raises its own open-file
-//! limit at start: the soft limit to the hard one, and both where the
-//! process may (root); a limit still low is said once on stderr.
+//! A broker holds a file open per partition written, so it raises its own
+//! open-file limit at start: the soft limit to the hard one, and both where
+//! the process may (root); a limit still low is said once on stderr. Past a
+//! share of that limit each shard closes idle segment files and opens them
+//! again on use, so more partitions than the limit take writes and reads.
+
+mod common;
 
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
@@ -14,6 +18,20 @@ const WARN_BELOW: u64 = 100_000;
 /// How long the broker may take to get past its start-up checks.
 const RAISED_WITHIN: Duration = Duration::from_secs(20);
 const POLL: Duration = Duration::from_millis(50);
+/// The open-file limit of the broker with more partitions than that: a
+/// common default (systemd's and many distributions' soft limit).
+const TIGHT_LIMIT: u64 = 1024;
+/// Partitions written under it: more than the whole limit.
+const WIDE_PARTITIONS: i32 = 1500;
+/// Records written to each of them, in rounds over all partitions.
+const ROUNDS: usize = 2;
+const VALUE_BYTES: usize = 200;
+/// The broker's descriptors besides segment files: its own (about 17),
+/// io_uring rings, listeners and the test's few connections.
+const OTHER_FDS_MAX: usize = 96;
+/// The share of the limit segment files may take, per shard (the broker's
+/// `SEGMENT_FILES_SHARE_DIVISOR`, split over `common::SHARDS`).
+const SEGMENT_FILES_SHARE_DIVISOR: u64 = 2;
 
 /// The soft limit on open files of process `pid`, from /proc.
 fn soft_open_files(pid: u32) -> Option<u64> {
@@ -83,4 +101,73 @@ fn the_broker_raises_its_open_file_limit() {
             "a limit of {soft} open files was not said: {said}"
         );
     }
+}
+
+/// Descriptors process `pid` holds open now.
+fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, Iterator::count)
+}
+
+fn wide_records() -> Vec<common::Record> {
+    let mut records = Vec::new();
+    for round in 0..ROUNDS {
+        for partition in 0..WIDE_PARTITIONS {
+            let index = round * WIDE_PARTITIONS as usize + partition as usize;
+            records.push(common::Record::with_value(
+                partition,
+                common::indexed_value(index, VALUE_BYTES),
+            ));
+        }
+    }
+    records
+}
+
+/// Every partition holds its rounds' records, in order, and nothing else.
+fn check_wide(broker: &common::TestBroker, topic: &str) {
+    let read = common::read_all(broker, topic, WIDE_PARTITIONS);
+    for (partition, records) in &read {
+        let indexes: Vec<usize> = records.iter().map(common::Record::value_index).collect();
+        let expected: Vec<usize> = (0..ROUNDS)
+            .map(|round| round * WIDE_PARTITIONS as usize + *partition as usize)
+            .collect();
+        let offsets: Vec<i64> = records.iter().map(|record| record.offset).collect();
+        assert_eq!(
+            indexes, expected,
+            "partition {partition} (offsets {offsets:?})"
+        );
+    }
+}
+
+#[test]
+fn more_partitions_than_the_open_file_limit_take_writes_and_reads() {
+    let mut broker = common::TestBroker::start_with_open_files(TIGHT_LIMIT, &[]);
+    let topic = "wide";
+    broker.create_topic(topic, WIDE_PARTITIONS);
+    // A partition that could not open its segment would answer
+    // KAFKA_STORAGE_ERROR, which librdkafka retries until this timeout.
+    let positions = common::produce_all(
+        &broker,
+        topic,
+        &[("linger.ms", "5"), ("message.timeout.ms", "60000")],
+        &wide_records(),
+    );
+    assert_eq!(positions.len(), ROUNDS * WIDE_PARTITIONS as usize);
+    let segment_files = (TIGHT_LIMIT / SEGMENT_FILES_SHARE_DIVISOR) as usize;
+    let fds = open_fds(broker.pid());
+    assert!(
+        fds <= segment_files + OTHER_FDS_MAX,
+        "{fds} descriptors open with {WIDE_PARTITIONS} partitions written: the shards kept \
+         more than their {segment_files} segment files"
+    );
+    check_wide(&broker, topic);
+    // A clean stop syncs and cuts files closed for room too; the restart
+    // recovers every partition under the same limit.
+    broker.restart(common::Stop::Term);
+    check_wide(&broker, topic);
+    let log = broker.log();
+    assert!(
+        !log.contains("KAFKA_STORAGE_ERROR") && !log.contains("Too many open files"),
+        "the broker ran out of descriptors:\n{}",
+        broker.log_tail()
+    );
 }

@@ -24,6 +24,8 @@ use std::collections::VecDeque;
 use std::rc::{Rc, Weak};
 use std::time::Duration;
 
+use crate::open_files::OpenFiles;
+
 /// Something that holds cached batches and can give up its oldest one.
 pub trait CacheOwner {
     /// Drops the cached batch with sequence `sequence` if it is still the
@@ -107,6 +109,9 @@ pub struct BatchCache {
     read_ahead_keep: Duration,
     /// Disk reads served from what was read ahead.
     read_ahead_hits: Cell<u64>,
+    /// The shard's other budget every log draws on: its open segment
+    /// files, a cache of descriptors.
+    open_files: OpenFiles,
 }
 
 impl BatchCache {
@@ -140,6 +145,7 @@ impl BatchCache {
             read_ahead_sweep_at: Cell::new(READ_AHEAD_HOLDERS_SWEEP_MIN),
             read_ahead_keep,
             read_ahead_hits: Cell::new(0),
+            open_files: OpenFiles::default(),
         })
     }
 
@@ -180,6 +186,11 @@ impl BatchCache {
             cache: Rc::downgrade(self),
             bytes,
         })
+    }
+
+    /// The shard's open segment files (unbounded until `set_max`).
+    pub fn open_files(&self) -> &OpenFiles {
+        &self.open_files
     }
 
     /// Counts one read served from what was read ahead.

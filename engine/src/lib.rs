@@ -14,6 +14,7 @@
 //!   index; the log keeps each producer's open transaction and the last
 //!   stable offset it implies.
 //! - [`cache::BatchCache`]: the per-shard memory budget for recent batches.
+//! - [`open_files::OpenFiles`]: the per-shard budget of open segment files.
 //! - [`storage`]: the backend trait, the DMA backend and a fault-injecting
 //!   in-memory disk for tests.
 //! - [`metadata`]: topics and configs on disk behind [`metadata::MetadataStore`].
@@ -31,6 +32,7 @@ pub mod index;
 pub mod log;
 pub mod metadata;
 pub mod notify;
+pub mod open_files;
 pub mod producer;
 pub mod recovery_point;
 pub mod shard;

@@ -14,7 +14,7 @@
 //! together (they touch disjoint pages); a write that rewrites a partial page
 //! waits until nothing else is in flight.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -29,6 +29,7 @@ use crate::constants::*;
 use crate::error::{AppendError, OpenError, ProducerError, ReadError, StorageError};
 use crate::index::{OffsetEntry, SegmentIndex, TimeEntry};
 use crate::notify::{Signal, Turn, Turns};
+use crate::open_files::{FileHolder, FileRelease};
 use crate::producer::{ProducerInfo, ProducerState, SequenceCheck};
 use crate::recovery_point::{
     RecoveryPoint, RECOVERY_POINT_BYTES, RECOVERY_POINT_FILE, RECOVERY_POINT_INTERVAL_BYTES,
@@ -197,7 +198,18 @@ impl CachedBatch {
 struct Segment<F> {
     base_offset: i64,
     path: PathBuf,
+    /// The open file, if open: the active segment's from its first write
+    /// on, a sealed one's once read. The shard's budget of open files
+    /// ([`crate::open_files::OpenFiles`]) may close it while idle; it is
+    /// then opened again by path.
     file: Option<Rc<F>>,
+    /// Which opening of `file` the shard's budget counts (0: not counted).
+    file_generation: u64,
+    /// The file was used since the budget's clock last passed it.
+    file_used: Cell<bool>,
+    /// The file exists on disk, so opening it again needs neither a
+    /// directory sync nor a preallocation.
+    file_created: bool,
     /// Logical size: every byte appended, written or not.
     size: u64,
     next_offset: i64,
@@ -245,6 +257,9 @@ impl<F> Segment<F> {
             base_offset,
             path: dir.join(segment_file_name(base_offset, "log")),
             file: None,
+            file_generation: 0,
+            file_used: Cell::new(false),
+            file_created: false,
             size: 0,
             next_offset: base_offset,
             index: Some(SegmentIndex::default()),
@@ -516,6 +531,9 @@ struct Inner<S: Storage> {
     writing_recovery_point: bool,
     syncer_running: bool,
     sync_wanted: bool,
+    /// Openings of segment files counted by the shard's budget so far; the
+    /// last one names the segment's current file (`Segment::file_generation`).
+    file_openings: u64,
     /// Callers of [`PartitionLog::wait_written`] waiting now: while any
     /// waits, the writer holds no tail back.
     write_waiters: usize,
@@ -820,6 +838,15 @@ pub struct PartitionLog<S: Storage> {
     weak_self: Weak<PartitionLog<S>>,
 }
 
+/// What the syncer found once the writes it waited for were done.
+enum SyncTarget<F> {
+    Open(Rc<F>),
+    /// The segment's file (at this path) was closed while idle.
+    Closed(PathBuf),
+    /// A write or sync failed, the log closed or a truncation cut the target.
+    Failed,
+}
+
 /// What the writer task does next.
 enum WriterStep<F> {
     Open {
@@ -881,6 +908,7 @@ impl<S: Storage> PartitionLog<S> {
         let mut segments: BTreeMap<i64, Segment<S::File>> = BTreeMap::new();
         for &base in &bases {
             let mut segment = Segment::new(&dir, base);
+            segment.file_created = true;
             segment.index = None;
             segment.sealed = true;
             segment.finalized = true;
@@ -1123,6 +1151,7 @@ impl<S: Storage> PartitionLog<S> {
             truncations: 0,
             writing_recovery_point: false,
             syncer_running: false,
+            file_openings: 0,
             write_waiters: 0,
             sync_wanted: false,
             recovery_point_at: None,
@@ -1134,7 +1163,7 @@ impl<S: Storage> PartitionLog<S> {
             read_cursors: VecDeque::new(),
         };
         inner.check_offsets();
-        Ok(Rc::new_cyclic(|weak_self| PartitionLog {
+        let log = Rc::new_cyclic(|weak_self| PartitionLog {
             dir,
             storage,
             cache,
@@ -1146,7 +1175,63 @@ impl<S: Storage> PartitionLog<S> {
             removal_lock: glommio::sync::Semaphore::new(1),
             epoch_checkpoint_lock: glommio::sync::Semaphore::new(1),
             weak_self: weak_self.clone(),
-        }))
+        });
+        // Recovery left the active segment's file open.
+        let open: Vec<i64> = log
+            .inner
+            .borrow()
+            .segments
+            .values()
+            .filter(|segment| segment.file.is_some())
+            .map(|segment| segment.base_offset)
+            .collect();
+        for base in open {
+            log.count_open_file(base);
+        }
+        Ok(log)
+    }
+
+    /// Counts segment `base`'s open file against the shard's budget of open
+    /// files, unless it is counted already; closing idle files of this or
+    /// other logs if that puts the shard over. Called with no borrow held.
+    fn count_open_file(&self, base: i64) {
+        let generation = {
+            let mut inner = self.inner.borrow_mut();
+            let generation = inner.file_openings + 1;
+            let Some(segment) = inner.segments.get_mut(&base) else {
+                return;
+            };
+            if segment.file.is_none() || segment.file_generation != 0 {
+                return;
+            }
+            segment.file_generation = generation;
+            inner.file_openings = generation;
+            generation
+        };
+        let holder: Weak<dyn FileHolder> = self.weak_self.clone();
+        self.cache.open_files().opened(holder, base, generation);
+    }
+
+    /// Opens an existing segment file once the shard's budget of open
+    /// files has room for it.
+    async fn open_with_room(&self, path: &Path) -> std::io::Result<S::File> {
+        let _room = self.cache.open_files().room().await;
+        self.storage.open(path, false).await
+    }
+
+    /// Keeps `file` as segment `base`'s open file, replacing any other
+    /// handle (whose holders keep it until they let go), and counts it.
+    fn keep_open_file(&self, base: i64, file: Rc<S::File>) {
+        {
+            let mut inner = self.inner.borrow_mut();
+            let Some(segment) = inner.segments.get_mut(&base) else {
+                return;
+            };
+            segment.file = Some(file);
+            segment.file_generation = 0;
+            segment.file_created = true;
+        }
+        self.count_open_file(base);
     }
 
     /// Opens a new log in `dir`, which must hold none, starting at offset
@@ -1743,6 +1828,7 @@ impl<S: Storage> PartitionLog<S> {
         else {
             return WriterStep::Idle;
         };
+        segment.file_used.set(true);
         let Some(file) = segment.file.clone() else {
             if segment.in_flight == 0 {
                 return WriterStep::Open {
@@ -1985,13 +2071,28 @@ impl<S: Storage> PartitionLog<S> {
         segment_base: i64,
         path: &Path,
     ) -> Result<(), StorageError> {
-        let preallocate = {
+        let (preallocate, created) = {
             let inner = self.inner.borrow();
-            inner
+            let created = inner
+                .segments
+                .get(&segment_base)
+                .is_some_and(|segment| segment.file_created);
+            let preallocate = inner
                 .config
                 .preallocate
-                .then_some(inner.config.segment_bytes)
+                .then_some(inner.config.segment_bytes);
+            (preallocate, created)
         };
+        if created {
+            // Closed while idle to keep within the shard's open files.
+            let file = self
+                .open_with_room(path)
+                .await
+                .map_err(|error| StorageError::new("open", path, error))?;
+            self.keep_open_file(segment_base, Rc::new(file));
+            return Ok(());
+        }
+        let room = self.cache.open_files().room().await;
         let file = self
             .storage
             .open(path, true)
@@ -2008,9 +2109,8 @@ impl<S: Storage> PartitionLog<S> {
             .sync_dir(&self.dir)
             .await
             .map_err(|error| StorageError::new("sync directory", &self.dir, error))?;
-        if let Some(segment) = self.inner.borrow_mut().segments.get_mut(&segment_base) {
-            segment.file = Some(Rc::new(file));
-        }
+        drop(room);
+        self.keep_open_file(segment_base, Rc::new(file));
         Ok(())
     }
 
@@ -2328,20 +2428,42 @@ impl<S: Storage> PartitionLog<S> {
                     let log = this.upgrade()?;
                     let inner = log.inner.borrow();
                     if inner.sync_failures != failures_before || inner.closed {
-                        return Some(None);
+                        return Some(SyncTarget::Failed);
                     }
                     if inner.truncations != truncations_before {
                         // The target was cut away: its offset and position
                         // now name other batches, or none (see below).
-                        return Some(None);
+                        return Some(SyncTarget::Failed);
                     }
                     let segment = inner.segments.get(&segment_base)?;
                     if segment.written >= target_position {
-                        return Some(segment.file.clone());
+                        return Some(match &segment.file {
+                            Some(file) => SyncTarget::Open(Rc::clone(file)),
+                            None => SyncTarget::Closed(segment.path.clone()),
+                        });
                     }
                     None
                 })
                 .await;
+            let file = match file {
+                // Written, and closed since to keep within the shard's open
+                // files: fdatasync through a new handle covers the same
+                // inode's writes (a write-back error not yet reported is
+                // reported to the new handle too).
+                SyncTarget::Closed(path) => match self.open_with_room(&path).await {
+                    Ok(file) => {
+                        let file = Rc::new(file);
+                        self.keep_open_file(segment_base, Rc::clone(&file));
+                        Some(file)
+                    }
+                    Err(error) => {
+                        self.writer_failed(StorageError::new("open", &path, error));
+                        None
+                    }
+                },
+                SyncTarget::Open(file) => Some(file),
+                SyncTarget::Failed => None,
+            };
             let Some(file) = file else {
                 // The write failed, the segment went away or a truncation
                 // cut the target; waiters were told through
@@ -2511,6 +2633,7 @@ impl<S: Storage> PartitionLog<S> {
                 .iter()
                 .find(|known| known.key == key)
                 .map(|known| (known.position, known.ahead.clone()));
+            segment.file_used.set(true);
             (
                 key,
                 known,
@@ -2786,8 +2909,9 @@ impl<S: Storage> PartitionLog<S> {
         Ok(index)
     }
 
-    /// Opens the files of sealed segments lazily: their handles are needed
-    /// only when read.
+    /// A segment's file, opened if it is not open: a sealed segment's is
+    /// needed only when read, and any segment's may have been closed while
+    /// idle to keep within the shard's open files.
     async fn segment_file(&self, segment_base: i64) -> Result<Option<Rc<S::File>>, ReadError> {
         let path = {
             let inner = self.inner.borrow();
@@ -2795,16 +2919,15 @@ impl<S: Storage> PartitionLog<S> {
                 return Ok(None);
             };
             if let Some(file) = &segment.file {
+                segment.file_used.set(true);
                 return Ok(Some(Rc::clone(file)));
             }
             segment.path.clone()
         };
-        let file = Rc::new(self.storage.open(&path, false).await.map_err(|error| {
+        let file = Rc::new(self.open_with_room(&path).await.map_err(|error| {
             ReadError::Storage(StorageError::new("open", &path, error).to_string())
         })?);
-        if let Some(segment) = self.inner.borrow_mut().segments.get_mut(&segment_base) {
-            segment.file = Some(Rc::clone(&file));
-        }
+        self.keep_open_file(segment_base, Rc::clone(&file));
         Ok(Some(file))
     }
 
@@ -3361,6 +3484,8 @@ impl<S: Storage> PartitionLog<S> {
             inner.check_offsets();
             (released, lowered_start, inner.epochs_dirty)
         };
+        // The file may have been opened for the truncation.
+        self.count_open_file(segment_base);
         if released > 0 {
             self.cache.release(released);
         }
@@ -3472,14 +3597,34 @@ impl<S: Storage> PartitionLog<S> {
                 (!inner.writer_running && !inner.writing_recovery_point).then_some(())
             })
             .await;
-        let (file, path, size) = {
+        let (file, path, size, active_base) = {
             let mut inner = self.inner.borrow_mut();
             inner.closed = true;
             let active = inner.active();
-            (active.file.clone(), active.path.clone(), active.size)
+            let file = match &active.file {
+                Some(file) => Some(Ok(Rc::clone(file))),
+                // Closed while idle to keep within the shard's open files;
+                // its writes still need the sync below.
+                None if active.file_created => Some(Err(())),
+                None => None,
+            };
+            (file, active.path.clone(), active.size, active.base_offset)
         };
         self.signal.notify();
         self.data_signal.notify();
+        let file = match file {
+            Some(Ok(file)) => Some(file),
+            Some(Err(())) => {
+                let file = Rc::new(
+                    self.open_with_room(&path)
+                        .await
+                        .map_err(|error| StorageError::new("open", &path, error))?,
+                );
+                self.keep_open_file(active_base, Rc::clone(&file));
+                Some(file)
+            }
+            None => None,
+        };
         if let Some(file) = file {
             file.truncate(size)
                 .await
@@ -3569,6 +3714,40 @@ impl<S: Storage> CacheOwner for PartitionLog<S> {
         }
         inner.cached.pop_front();
         Eviction::Evicted
+    }
+}
+
+impl<S: Storage> FileHolder for PartitionLog<S> {
+    fn close_idle_file(&self, segment_base: i64, generation: u64) -> FileRelease {
+        // Asked while this log is borrowed further up the stack: busy.
+        let Ok(mut inner) = self.inner.try_borrow_mut() else {
+            return FileRelease::Busy;
+        };
+        // The syncer takes the active segment's file once its writes are
+        // done; it would find it closed.
+        let syncing =
+            inner.syncer_running && inner.segments.keys().next_back() == Some(&segment_base);
+        let Some(segment) = inner.segments.get_mut(&segment_base) else {
+            return FileRelease::Gone;
+        };
+        if segment.file_generation != generation {
+            return FileRelease::Gone;
+        }
+        let Some(file) = &segment.file else {
+            return FileRelease::Gone;
+        };
+        if segment.file_used.replace(false) {
+            return FileRelease::Used;
+        }
+        // Another holder (a write, a read, a sync, a truncation, the
+        // cleaner) is using it; the writer's staged bytes and a pending
+        // finalize need it next.
+        if syncing || Rc::strong_count(file) > 1 || segment.has_writer_work() {
+            return FileRelease::Busy;
+        }
+        segment.file = None;
+        segment.file_generation = 0;
+        FileRelease::Closed
     }
 }
 

@@ -67,6 +67,17 @@ const PRODUCERS: usize = 3;
 const PRODUCER_ID_FIRST: i64 = 1000;
 /// Timestamps start here (a plausible epoch-milliseconds value).
 const TIMESTAMP_START: i64 = 1_700_000_000_000;
+/// Mixed into a run's seed for the open-file squeezes, which draw from a
+/// generator of their own so that every seed's operations stay the same.
+const SQUEEZE_SEED_SALT: u64 = 0x5eed_f11e;
+/// Chance after each operation, in percent, that the shard's budget of
+/// open files drops to none for a moment (as if other partitions needed
+/// them): every idle file of the log is closed and must be opened again by
+/// path.
+const SQUEEZE_PERCENT: u64 = 25;
+/// The budget of open files in a squeezing run, between squeezes: small,
+/// so that opens close the log's other files, or wait for them.
+const SQUEEZE_FILES_MAX: usize = 2;
 
 /// xorshift64*: small, deterministic, good enough to pick operations.
 struct Rng(u64);
@@ -952,8 +963,12 @@ fn verify_offsets(log: &PartitionLog<MemStorage>, model: &Model) {
     assert_eq!(log.size_bytes(), model.size_bytes(), "bytes held");
 }
 
-async fn run(seed: u64) {
+/// One model run; returns the files its squeezes closed.
+async fn run(seed: u64) -> u64 {
     let mut rng = Rng::new(seed);
+    let mut squeeze_rng = Rng::new(seed ^ SQUEEZE_SEED_SALT);
+    // Half the runs keep files open as before; the other half squeeze.
+    let squeezing = squeeze_rng.percent(50);
     let segment_bytes = rng.between(SEGMENT_BYTES_MIN as i64, SEGMENT_BYTES_MAX as i64) as u64;
     let config = LogConfig {
         segment_bytes,
@@ -980,6 +995,9 @@ async fn run(seed: u64) {
         CACHE_BYTES_LARGE
     };
     let cache = BatchCache::new(cache_bytes);
+    if squeezing {
+        cache.open_files().set_max(SQUEEZE_FILES_MAX);
+    }
     let storage = MemStorage::new(seed);
     let dir = PathBuf::from("/data/model-0");
     let log = Run::open(&storage, &dir, &config, &cache).await;
@@ -987,7 +1005,9 @@ async fn run(seed: u64) {
         seed,
         lines: Vec::new(),
     };
-    trace.push(format!("config {config:?}, cache {cache_bytes} bytes"));
+    trace.push(format!(
+        "config {config:?}, cache {cache_bytes} bytes, squeezing open files: {squeezing}"
+    ));
     let mut run = Run {
         rng,
         trace,
@@ -1019,10 +1039,16 @@ async fn run(seed: u64) {
             88..=92 => run.crash_restart().await,
             _ => run.yield_some().await,
         }
+        if squeezing && squeeze_rng.percent(SQUEEZE_PERCENT) {
+            run.trace.push("squeeze open files".into());
+            run.cache.open_files().set_max(0);
+            run.cache.open_files().set_max(SQUEEZE_FILES_MAX);
+        }
     }
     run.trace.push("final check".into());
     verify_all(&run.log, &run.model).await;
     run.crash_restart().await;
+    run.cache.open_files().closed_for_room()
 }
 
 /// Seeds from `SLUICE_MODEL_SEEDS`: `7,9,100..200`.
@@ -1052,13 +1078,21 @@ fn extra_seeds() -> Vec<u64> {
 fn log_agrees_with_model() {
     let mut seeds: Vec<u64> = SEEDS_DEFAULT.chain(SEEDS_REGRESSION).collect();
     seeds.extend(extra_seeds());
+    let mut closed_for_room = 0;
     for seed in seeds {
         let handle = LocalExecutorBuilder::default()
             .name("log-model")
             .spawn(move || run(seed))
             .expect("start an executor");
-        if handle.join().is_err() {
-            panic!("model run with seed {seed} failed (SLUICE_MODEL_SEEDS={seed} replays it)");
+        match handle.join() {
+            Ok(closed) => closed_for_room += closed,
+            Err(_) => {
+                panic!("model run with seed {seed} failed (SLUICE_MODEL_SEEDS={seed} replays it)")
+            }
         }
     }
+    assert!(
+        closed_for_room > 0,
+        "no run closed a file for room: the squeezes tested nothing"
+    );
 }

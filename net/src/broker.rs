@@ -694,7 +694,11 @@ impl Broker {
         );
         let broker = Rc::new_cyclic(|this| Broker {
             this: this.clone(),
-            cache: BatchCache::new(config.cache_bytes_per_shard),
+            cache: {
+                let cache = BatchCache::new(config.cache_bytes_per_shard);
+                cache.open_files().set_max(config.segment_files_per_shard);
+                cache
+            },
             config,
             shard,
             mesh,

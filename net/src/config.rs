@@ -202,6 +202,10 @@ pub struct BrokerConfig {
     pub log: LogConfig,
     /// Batch-cache budget per shard.
     pub cache_bytes_per_shard: usize,
+    /// The most segment files a shard keeps open; idle ones past it are
+    /// closed and opened again on use. At start it becomes at most a share
+    /// of the process's open-file limit; unbounded where nothing set it.
+    pub segment_files_per_shard: usize,
     /// How long freed memory may stay resident before the allocator hands
     /// it back to the kernel; 0 hands it back at once.
     pub allocator_decay_ms: u64,
@@ -442,6 +446,7 @@ impl Default for BrokerConfig {
             default_replication_factor: 1,
             log: LogConfig::default(),
             cache_bytes_per_shard: BATCH_CACHE_BYTES_DEFAULT,
+            segment_files_per_shard: usize::MAX,
             allocator_decay_ms: ALLOCATOR_DECAY_MS_DEFAULT,
             retention_check_interval_ms: 5 * 60 * 1000,
             cleaner: CleanerConfig::default(),

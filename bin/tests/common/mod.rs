@@ -50,6 +50,9 @@ const WATERMARK_RETRY_INTERVAL: Duration = Duration::from_millis(50);
 pub const SHARDS: usize = 2;
 /// Lines of the broker log shown when a test fails.
 const LOG_TAIL_LINES: usize = 60;
+/// `CAP_SYS_RESOURCE` (linux/capability.h): lets a process raise its hard
+/// resource limits.
+const CAP_SYS_RESOURCE: libc::c_ulong = 24;
 
 static NEXT_BROKER: AtomicU32 = AtomicU32::new(0);
 
@@ -91,6 +94,9 @@ pub struct TestBroker {
     keep_port: bool,
     /// Every line the process wrote to stdout (its listeners' addresses).
     announced: Arc<Mutex<Vec<String>>>,
+    /// RLIMIT_NOFILE (soft and hard) the process starts with, which it may
+    /// not raise, if set.
+    open_files_limit: Option<u64>,
 }
 
 impl TestBroker {
@@ -117,6 +123,21 @@ impl TestBroker {
         extra_args: &[&str],
         prepare: impl FnOnce(&Path),
     ) -> TestBroker {
+        TestBroker::start_limited(stderr_path, extra_args, prepare, None)
+    }
+
+    /// Starts a broker that may hold at most `limit` files open: its
+    /// RLIMIT_NOFILE, soft and hard, without the capability to raise it.
+    pub fn start_with_open_files(limit: u64, extra_args: &[&str]) -> TestBroker {
+        TestBroker::start_limited(None, extra_args, |_| {}, Some(limit))
+    }
+
+    fn start_limited(
+        stderr_path: Option<&Path>,
+        extra_args: &[&str],
+        prepare: impl FnOnce(&Path),
+        open_files_limit: Option<u64>,
+    ) -> TestBroker {
         let root = unique_dir();
         fs::create_dir_all(&root).unwrap_or_else(|e| panic!("creating {}: {e}", root.display()));
         prepare(&root.join("data"));
@@ -131,6 +152,7 @@ impl TestBroker {
             listening: None,
             keep_port: false,
             announced: Arc::default(),
+            open_files_limit,
         };
         broker.spawn();
         broker
@@ -165,6 +187,7 @@ impl TestBroker {
                     listening: None,
                     keep_port: false,
                     announced: Arc::default(),
+                    open_files_limit: None,
                 };
                 broker.launch();
                 broker
@@ -308,6 +331,7 @@ impl TestBroker {
                 .unwrap_or_else(|e| panic!("opening the namespace {}: {e}", path.display()))
         });
         let namespace_fd = namespace.as_ref().map(std::os::fd::AsRawFd::as_raw_fd);
+        let open_files_limit = self.open_files_limit;
         // If the test process dies without running destructors (a killed
         // `cargo test`), the kernel kills the broker too.
         // SAFETY: prctl and setns are async-signal-safe system calls that
@@ -317,6 +341,19 @@ impl TestBroker {
             use std::os::unix::process::CommandExt;
             command.pre_exec(move || {
                 libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                if let Some(limit) = open_files_limit {
+                    // Out of the bounding set, the capability is not the
+                    // broker's after exec, even as root: it cannot raise
+                    // the hard limit, as in a container.
+                    libc::prctl(libc::PR_CAPBSET_DROP, CAP_SYS_RESOURCE);
+                    let both = libc::rlimit {
+                        rlim_cur: limit,
+                        rlim_max: limit,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &both) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
                 if let Some(fd) = namespace_fd {
                     if libc::setns(fd, libc::CLONE_NEWNET) != 0 {
                         return Err(std::io::Error::last_os_error());

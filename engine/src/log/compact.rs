@@ -874,6 +874,7 @@ impl<S: Storage> PartitionLog<S> {
                 unreachable!("checked above");
             };
             let old = segment.file.take();
+            segment.file_generation = 0;
             self.storage
                 .replace(cleaned_path, &segment.path, old)
                 .map_err(|error| StorageError::new("rename", cleaned_path, error))?;
@@ -1068,6 +1069,9 @@ impl<S: Storage> PartitionLog<S> {
             // segment until then.
             let first = segment.file.replace(Rc::new(file));
             open.extend(first.map(|handle| (base, handle)));
+            // Not closed for room before the swap: reopened by its path, it
+            // would be the old segment. Counted once the swap is done.
+            segment.file_generation = 0;
             segment.size = new_size;
             segment.written = new_size;
             segment.issued = new_size;
@@ -1083,6 +1087,7 @@ impl<S: Storage> PartitionLog<S> {
             (aborted, self.release_cached_through(&mut inner, last_base))
         };
         complete_swap(&self.storage, &self.dir, &bases, &aborted, open).await?;
+        self.count_open_file(base);
         drop(permit);
         self.settle_replaced(base, released).await?;
         Ok(true)

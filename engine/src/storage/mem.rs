@@ -64,6 +64,8 @@ struct State {
     hold_next_sync_dir: bool,
     /// A held sync waits while set.
     sync_held: bool,
+    /// Handles from `open` not dropped yet (see `open_handles`).
+    open_handles: usize,
 }
 
 impl State {
@@ -126,6 +128,12 @@ impl MemStorage {
         self.state.borrow().writes
     }
 
+    /// Files opened through this disk and not closed yet, as a process's
+    /// descriptors would be.
+    pub fn open_handles(&self) -> usize {
+        self.state.borrow().open_handles
+    }
+
     /// How many reads have been made, of every file: lets tests check how
     /// many the log needs.
     pub fn reads(&self) -> u64 {
@@ -172,6 +180,7 @@ impl MemStorage {
                 hold_next_sync: false,
                 hold_next_sync_dir: false,
                 sync_held: false,
+                open_handles: 0,
             })),
         }
     }
@@ -202,6 +211,7 @@ impl MemStorage {
                 hold_next_sync: false,
                 hold_next_sync_dir: false,
                 sync_held: false,
+                open_handles: 0,
             })),
         }
     }
@@ -228,6 +238,7 @@ impl Storage for MemStorage {
             }
             None => return Err(not_found(path)),
         };
+        state.open_handles += 1;
         Ok(MemStorageFile {
             file,
             storage: self.clone(),
@@ -361,6 +372,13 @@ impl MemStorage {
 pub struct MemStorageFile {
     file: Rc<RefCell<MemFile>>,
     storage: MemStorage,
+}
+
+impl Drop for MemStorageFile {
+    fn drop(&mut self) {
+        let mut state = self.storage.state.borrow_mut();
+        state.open_handles = state.open_handles.saturating_sub(1);
+    }
 }
 
 impl StorageFile for MemStorageFile {

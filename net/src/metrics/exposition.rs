@@ -491,6 +491,30 @@ fn write_shards(out: &mut Writer, snapshots: &Snapshots, now: Instant) {
     each(out, "sluice_batch_cache_budget_bytes", &|snapshot| {
         snapshot.cache_budget_bytes.to_string()
     });
+    out.family(
+        "sluice_segment_files_open",
+        "gauge",
+        "Segment files each shard holds open (counted until it next makes room, so closed ones may linger in the figure).",
+    );
+    each(out, "sluice_segment_files_open", &|snapshot| {
+        snapshot.segment_files_open.to_string()
+    });
+    out.family(
+        "sluice_segment_files_max",
+        "gauge",
+        "The most segment files each shard keeps open: half the open-file limit, shared by the shards.",
+    );
+    each(out, "sluice_segment_files_max", &|snapshot| {
+        snapshot.segment_files_max.to_string()
+    });
+    out.family(
+        "sluice_segment_files_closed_total",
+        "counter",
+        "Idle segment files each shard closed to stay within its budget; each is opened again on its next use, so a fast rise means the open-file limit is too low for the partitions written.",
+    );
+    each(out, "sluice_segment_files_closed_total", &|snapshot| {
+        snapshot.segment_files_closed_for_room.to_string()
+    });
 }
 
 fn write_topics(out: &mut Writer, snapshots: &Snapshots) {
@@ -766,6 +790,7 @@ mod tests {
                 reads_from_disk: 3,
                 reads_ahead: 9,
                 read_ahead_bytes: 4096,
+                segment_files_closed_for_room: 12,
                 ..ShardSnapshot::default()
             };
             shard.publish(snapshot);
@@ -784,6 +809,7 @@ mod tests {
             "sluice_log_reads_total{shard=\"1\",source=\"disk\"} 3",
             "sluice_log_reads_total{shard=\"1\",source=\"read_ahead\"} 9",
             "sluice_read_ahead_bytes{shard=\"0\"} 4096",
+            "sluice_segment_files_closed_total{shard=\"1\"} 12",
             "sluice_ready 0",
         ] {
             assert!(

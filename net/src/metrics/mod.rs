@@ -427,6 +427,11 @@ pub struct ShardSnapshot {
     pub reads_ahead: u64,
     /// Bytes read ahead and held for readers now.
     pub read_ahead_bytes: u64,
+    /// Segment files counted open, the most kept open, and the idle ones
+    /// closed to stay within that since start.
+    pub segment_files_open: u64,
+    pub segment_files_max: u64,
+    pub segment_files_closed_for_room: u64,
     pub executor: ExecutorFigures,
     pub cleaner: CleanerFigures,
     /// Partitions without a leader in the metadata image; given by shard 0

@@ -1,0 +1,321 @@
+//! The shard's budget of open segment files.
+//!
+//! A partition holds its active segment's file open, and every older
+//! segment it read since it started. With more partitions written than the
+//! process may hold descriptors (RLIMIT_NOFILE), opening the next segment
+//! fails and that partition refuses writes. So each shard keeps at most
+//! [`OpenFiles::max`] segment files open: past it, an idle one is closed,
+//! and its partition opens it again by path on its next write or read.
+//!
+//! The choice is a clock (second chance) over the files in the order they
+//! were opened: a file used since the hand last passed it is passed over
+//! once, so a busy partition keeps its file and the oldest idle one goes.
+//! Marking a use is one flag in the segment, so the path of a request pays
+//! nothing while the budget holds. A file with writes in flight, staged
+//! bytes still to write, a finalize or a sync pending, or a reader holding
+//! it is busy and stays open.
+//!
+//! An open waits for room ([`OpenFiles::room`]) until an idle file can be
+//! closed: a thousand partitions written at once for the first time would
+//! otherwise open a thousand files, each busy until its first write is
+//! done, and run the process out of descriptors. After `ROOM_WAIT_MAX` it
+//! opens anyway, over the budget: a wait must not become a stall if every
+//! file stays busy.
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::rc::Weak;
+use std::time::{Duration, Instant};
+
+/// How often an open waiting for room looks again: files turn idle as
+/// their writes complete, within a millisecond or so on a working disk.
+const ROOM_RECHECK: Duration = Duration::from_millis(1);
+/// The longest an open waits for room before it goes over the budget.
+const ROOM_WAIT_MAX: Duration = Duration::from_secs(1);
+
+/// Something that keeps segment files open and can close an idle one.
+pub trait FileHolder {
+    /// Closes the file of segment `segment_base` if it is still the one
+    /// opened as `generation` and nothing needs it now.
+    fn close_idle_file(&self, segment_base: i64, generation: u64) -> FileRelease;
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FileRelease {
+    /// The file was closed.
+    Closed,
+    /// That file is no longer open there (closed, replaced, segment gone).
+    Gone,
+    /// Used since the clock last passed; passed over this time.
+    Used,
+    /// In use now: writes, a sync or a reader.
+    Busy,
+}
+
+struct OpenFile {
+    holder: Weak<dyn FileHolder>,
+    segment_base: i64,
+    generation: u64,
+}
+
+/// One shard's open segment files and the most it keeps.
+pub struct OpenFiles {
+    max: Cell<usize>,
+    /// The clock's ring: its front is where the hand is.
+    ring: RefCell<VecDeque<OpenFile>>,
+    /// Opens under way that were given room ([`Room`]).
+    reserved: Cell<usize>,
+    closed: Cell<u64>,
+}
+
+/// Room for one file being opened, counted until dropped.
+pub struct Room<'a> {
+    files: &'a OpenFiles,
+}
+
+impl Drop for Room<'_> {
+    fn drop(&mut self) {
+        let reserved = self.files.reserved.get();
+        self.files.reserved.set(reserved.saturating_sub(1));
+    }
+}
+
+impl Default for OpenFiles {
+    fn default() -> OpenFiles {
+        OpenFiles::new(usize::MAX)
+    }
+}
+
+impl OpenFiles {
+    pub fn new(max: usize) -> OpenFiles {
+        OpenFiles {
+            max: Cell::new(max),
+            ring: RefCell::new(VecDeque::new()),
+            reserved: Cell::new(0),
+            closed: Cell::new(0),
+        }
+    }
+
+    /// The most segment files this shard keeps open.
+    pub fn max(&self) -> usize {
+        self.max.get()
+    }
+
+    pub fn set_max(&self, max: usize) {
+        self.max.set(max);
+        self.make_room(0);
+    }
+
+    /// Waits until one more file fits in the budget, closing idle ones,
+    /// or `ROOM_WAIT_MAX` passed. The room is held until the returned
+    /// guard is dropped: drop it once the file is counted with
+    /// [`OpenFiles::opened`], or closed again.
+    pub async fn room(&self) -> Room<'_> {
+        let started = Instant::now();
+        while !self.make_room(1) && started.elapsed() < ROOM_WAIT_MAX {
+            glommio::timer::sleep(ROOM_RECHECK).await;
+        }
+        self.reserved.set(self.reserved.get() + 1);
+        Room { files: self }
+    }
+
+    /// Files counted as open: those open now, and until the hand passes
+    /// them, some closed by their holders (a segment deleted, a log closed).
+    pub fn counted(&self) -> usize {
+        self.ring.borrow().len()
+    }
+
+    /// Idle files closed to stay within the budget, since the start.
+    pub fn closed_for_room(&self) -> u64 {
+        self.closed.get()
+    }
+
+    /// Counts a file just opened by `holder` for `segment_base`, and closes
+    /// idle ones if that puts the shard over its budget. The caller must
+    /// hold no borrow that `close_idle_file` takes.
+    pub fn opened(&self, holder: Weak<dyn FileHolder>, segment_base: i64, generation: u64) {
+        self.ring.borrow_mut().push_back(OpenFile {
+            holder,
+            segment_base,
+            generation,
+        });
+        self.make_room(0);
+    }
+
+    /// Moves the hand until `more` files fit besides those counted and
+    /// given room, or every file was asked twice (once to clear its use,
+    /// once to close it). Returns whether they fit.
+    fn make_room(&self, more: usize) -> bool {
+        let fits = |files: &OpenFiles| {
+            files.ring.borrow().len() + files.reserved.get() + more <= files.max.get()
+        };
+        let mut asks = 2 * self.ring.borrow().len();
+        while !fits(self) && asks > 0 {
+            asks -= 1;
+            let Some(file) = self.ring.borrow_mut().pop_front() else {
+                return fits(self);
+            };
+            let Some(holder) = file.holder.upgrade() else {
+                continue;
+            };
+            match holder.close_idle_file(file.segment_base, file.generation) {
+                FileRelease::Closed => self.closed.set(self.closed.get().wrapping_add(1)),
+                FileRelease::Gone => {}
+                FileRelease::Used | FileRelease::Busy => self.ring.borrow_mut().push_back(file),
+            }
+        }
+        fits(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::rc::Rc;
+
+    /// A holder of one file per segment, each with a state to answer.
+    struct Holder {
+        answers: RefCell<Vec<FileRelease>>,
+        closed: RefCell<Vec<i64>>,
+    }
+
+    impl FileHolder for Holder {
+        fn close_idle_file(&self, segment_base: i64, _generation: u64) -> FileRelease {
+            let mut answers = self.answers.borrow_mut();
+            let index = usize::try_from(segment_base).unwrap_or(0);
+            let answer = answers[index];
+            match answer {
+                FileRelease::Closed => {
+                    answers[index] = FileRelease::Gone;
+                    self.closed.borrow_mut().push(segment_base);
+                }
+                FileRelease::Used => answers[index] = FileRelease::Closed,
+                FileRelease::Gone | FileRelease::Busy => {}
+            }
+            answer
+        }
+    }
+
+    fn holder(answers: Vec<FileRelease>) -> Rc<Holder> {
+        Rc::new(Holder {
+            answers: RefCell::new(answers),
+            closed: RefCell::new(Vec::new()),
+        })
+    }
+
+    fn open_all(files: &OpenFiles, holder: &Rc<Holder>, count: i64) {
+        let weak: Weak<dyn FileHolder> = Rc::downgrade(holder) as Weak<dyn FileHolder>;
+        for base in 0..count {
+            files.opened(weak.clone(), base, 1);
+        }
+    }
+
+    #[test]
+    fn the_oldest_idle_file_closes_first() {
+        let files = OpenFiles::new(2);
+        let holder = holder(vec![FileRelease::Closed; 4]);
+        open_all(&files, &holder, 4);
+        assert_eq!(*holder.closed.borrow(), vec![0, 1]);
+        assert_eq!(files.counted(), 2);
+        assert_eq!(files.closed_for_room(), 2);
+    }
+
+    #[test]
+    fn a_used_file_gets_a_second_chance_and_a_busy_one_stays() {
+        let files = OpenFiles::new(2);
+        let holder = holder(vec![
+            FileRelease::Used,
+            FileRelease::Busy,
+            FileRelease::Closed,
+            FileRelease::Closed,
+        ]);
+        open_all(&files, &holder, 4);
+        // File 0 was passed over once, file 1 is busy: 2 went when 3 came,
+        // and 0 (its use cleared) the time after.
+        assert_eq!(*holder.closed.borrow(), vec![2, 0]);
+        assert_eq!(files.counted(), 2);
+    }
+
+    #[test]
+    fn all_busy_goes_over_the_budget_and_gone_ones_leave_the_count() {
+        let files = OpenFiles::new(1);
+        let holder = holder(vec![
+            FileRelease::Busy,
+            FileRelease::Busy,
+            FileRelease::Gone,
+        ]);
+        open_all(&files, &holder, 3);
+        assert!(holder.closed.borrow().is_empty());
+        assert_eq!(files.counted(), 2, "the busy two stay, the gone one leaves");
+        holder.answers.borrow_mut()[0] = FileRelease::Closed;
+        files.set_max(1);
+        assert_eq!(*holder.closed.borrow(), vec![0]);
+        assert_eq!(files.counted(), 1);
+    }
+
+    /// Runs `body` on a glommio executor of its own.
+    fn on_executor<F, Fut>(body: F)
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()> + 'static,
+    {
+        let handle = glommio::LocalExecutorBuilder::default()
+            .spawn(body)
+            .expect("an executor");
+        assert!(handle.join().is_ok(), "the test body panicked");
+    }
+
+    /// How long the file below stays busy.
+    const BUSY_FOR: Duration = Duration::from_millis(20);
+
+    #[test]
+    fn an_open_waits_until_a_busy_file_turns_idle() {
+        on_executor(|| async {
+            let files = OpenFiles::new(1);
+            let holder = holder(vec![FileRelease::Busy]);
+            open_all(&files, &holder, 1);
+            let later = Rc::clone(&holder);
+            glommio::spawn_local(async move {
+                glommio::timer::sleep(BUSY_FOR).await;
+                later.answers.borrow_mut()[0] = FileRelease::Closed;
+            })
+            .detach();
+            let started = Instant::now();
+            let room = files.room().await;
+            let waited = started.elapsed();
+            assert!(
+                waited >= BUSY_FOR && waited < ROOM_WAIT_MAX,
+                "waited {waited:?}"
+            );
+            assert_eq!(*holder.closed.borrow(), vec![0]);
+            assert_eq!(files.counted(), 0);
+            assert_eq!(files.reserved.get(), 1, "the room is held");
+            drop(room);
+            assert_eq!(files.reserved.get(), 0);
+        });
+    }
+
+    #[test]
+    fn an_open_goes_over_the_budget_when_every_file_stays_busy() {
+        on_executor(|| async {
+            let files = OpenFiles::new(1);
+            let holder = holder(vec![FileRelease::Busy]);
+            open_all(&files, &holder, 1);
+            let started = Instant::now();
+            let _room = files.room().await;
+            assert!(started.elapsed() >= ROOM_WAIT_MAX);
+            assert_eq!(files.counted() + files.reserved.get(), 2);
+        });
+    }
+
+    #[test]
+    fn a_dropped_holder_leaves_the_count() {
+        let files = OpenFiles::new(1);
+        let dropped = holder(vec![FileRelease::Busy; 2]);
+        open_all(&files, &dropped, 2);
+        assert_eq!(files.counted(), 2);
+        drop(dropped);
+        files.set_max(0);
+        assert_eq!(files.counted(), 0);
+    }
+}
