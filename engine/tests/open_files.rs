@@ -9,7 +9,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::{in_executor, open_log_with};
+use common::{drop_log, in_executor, open_log_with};
 use sluice_engine::batch;
 use sluice_engine::log::LogConfig;
 use sluice_engine::{BatchCache, MemStorage, PartitionLog};
@@ -215,5 +215,44 @@ fn more_logs_than_open_files_write_sync_read_and_recover() {
             );
             check_log(log, index, ROUNDS + 2).await;
         }
+    });
+}
+
+/// A log closed with nothing appended since it opened has nothing to cut
+/// or record: it neither opens its segment file again (closed for room
+/// meanwhile) nor rewrites its recovery point and indexes.
+#[test]
+fn a_log_closed_without_appends_since_it_opened_writes_nothing() {
+    in_executor(|| async {
+        let storage = MemStorage::new(5);
+        let cache = BatchCache::new(CACHE_BYTES);
+        let log = open_log_with(&storage, &dir(0), &config(), &cache).await;
+        for round in 0..3 {
+            append(&log, 0, round);
+        }
+        if let Err(error) = within("a close", log.close()).await {
+            panic!("closing: {error}");
+        }
+        drop_log(log).await;
+        let reopened = open_log_with(&storage, &dir(0), &config(), &cache).await;
+        assert_eq!(reopened.offsets().leo, 3);
+        cache.open_files().set_max(0);
+        assert_eq!(storage.open_handles(), 0, "the idle file was not closed");
+        cache.open_files().set_max(OPEN_FILES_MAX);
+        let small_writes = storage.small_writes();
+        if let Err(error) = within("a close", reopened.close()).await {
+            panic!("closing again: {error}");
+        }
+        assert_eq!(
+            storage.small_writes(),
+            small_writes,
+            "the recovery point or indexes were written again"
+        );
+        assert_eq!(
+            storage.open_handles(),
+            0,
+            "the segment file was opened again"
+        );
+        check_log(&reopened, 0, 3).await;
     });
 }

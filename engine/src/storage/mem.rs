@@ -66,6 +66,9 @@ struct State {
     sync_held: bool,
     /// Handles from `open` not dropped yet (see `open_handles`).
     open_handles: usize,
+    /// Small files written whole since this disk was made (see
+    /// `small_writes`).
+    small_writes: u64,
 }
 
 impl State {
@@ -128,6 +131,12 @@ impl MemStorage {
         self.state.borrow().writes
     }
 
+    /// Small files (indexes, checkpoints, recovery points) written whole
+    /// since this disk was made.
+    pub fn small_writes(&self) -> u64 {
+        self.state.borrow().small_writes
+    }
+
     /// Files opened through this disk and not closed yet, as a process's
     /// descriptors would be.
     pub fn open_handles(&self) -> usize {
@@ -181,6 +190,7 @@ impl MemStorage {
                 hold_next_sync_dir: false,
                 sync_held: false,
                 open_handles: 0,
+                small_writes: 0,
             })),
         }
     }
@@ -212,6 +222,7 @@ impl MemStorage {
                 hold_next_sync_dir: false,
                 sync_held: false,
                 open_handles: 0,
+                small_writes: 0,
             })),
         }
     }
@@ -361,8 +372,9 @@ impl MemStorage {
             current: bytes.to_vec(),
             unsynced: vec![],
         };
-        self.state
-            .borrow_mut()
+        let mut state = self.state.borrow_mut();
+        state.small_writes += 1;
+        state
             .files
             .insert(path.to_path_buf(), Rc::new(RefCell::new(file)));
     }
