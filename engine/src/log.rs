@@ -3620,9 +3620,11 @@ impl<S: Storage> PartitionLog<S> {
             let active = inner.active();
             // Every write is durable (waited for above): only a file a
             // write padded past the log's end needs cutting back, and the
-            // cut syncing. Unwritten since the log opened, nothing does:
-            // 100,000 partitions stopped in 53 s after a restart without a
-            // write, almost all of it these truncations and syncs.
+            // cut syncing. Unwritten since the log opened, nothing does: a
+            // stop of 100,000 partitions after a restart without a write
+            // took 53 s, 22 s without these truncations and syncs, and
+            // 0.9 s once the recovery point (below) was not rewritten
+            // either.
             let file = match &active.file {
                 _ if !active.padded => None,
                 Some(file) => Some(Ok(Rc::clone(file))),
