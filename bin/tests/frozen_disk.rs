@@ -2,8 +2,9 @@
 //! (`FIFREEZE`, what snapshot tools and `fsfreeze` do; a stalled network or
 //! cloud volume looks the same to the broker). Every produce request still
 //! gets an answer, a success or Kafka's timeout error, within its timeout
-//! (as do DeleteTopics, OffsetCommit, InitProducerId, and Metadata and
-//! FindCoordinator requests that create a topic);
+//! (as do DeleteTopics, OffsetCommit, InitProducerId, ElectLeaders,
+//! AlterPartitionReassignments, and Metadata and FindCoordinator requests
+//! that create a topic);
 //! requests that need no disk are answered throughout; and once the disk
 //! thaws, producing works again and nothing acknowledged is lost.
 //!
@@ -14,12 +15,18 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use kafka_protocol::messages::alter_partition_reassignments_request::{
+    ReassignablePartition, ReassignableTopic,
+};
+use kafka_protocol::messages::elect_leaders_request::TopicPartitions;
 use kafka_protocol::messages::offset_commit_request::{
     OffsetCommitRequestPartition, OffsetCommitRequestTopic,
 };
 use kafka_protocol::messages::{
-    ApiKey, FindCoordinatorRequest, FindCoordinatorResponse, GroupId, InitProducerIdRequest,
-    InitProducerIdResponse, OffsetCommitRequest, OffsetCommitResponse, TopicName,
+    AlterPartitionReassignmentsRequest, AlterPartitionReassignmentsResponse, ApiKey,
+    ElectLeadersRequest, ElectLeadersResponse, FindCoordinatorRequest, FindCoordinatorResponse,
+    GroupId, InitProducerIdRequest, InitProducerIdResponse, OffsetCommitRequest,
+    OffsetCommitResponse, TopicName,
 };
 use rdkafka::admin::AdminOptions;
 use rdkafka::consumer::{CommitMode, Consumer};
@@ -129,6 +136,60 @@ fn commit_offset(wire: &mut WireClient, offset: i64) -> i16 {
     let response: OffsetCommitResponse =
         wire.call(ApiKey::OffsetCommit, OFFSET_COMMIT_VERSION, &request);
     response.topics[0].partitions[0].error_code
+}
+
+/// The `timeout_ms` of the ElectLeaders and AlterPartitionReassignments
+/// sent while the controller waits on the frozen disk (for the deletion
+/// begun before them), and how soon after it they must be answered.
+const CONTROLLER_TIMEOUT_MS: i32 = 1_000;
+const CONTROLLER_ANSWER_WITHIN: Duration = Duration::from_secs(3);
+/// How long the deletion is given to reach the controller before the
+/// requests that must queue behind it are sent.
+const DELETION_AHEAD: Duration = Duration::from_secs(1);
+/// The versions sent (ElectLeaders with a top-level error code).
+const ELECT_LEADERS_VERSION: i16 = 2;
+const ALTER_REASSIGNMENTS_VERSION: i16 = 0;
+/// ElectLeaders' preferred-leader election.
+const PREFERRED_ELECTION: i8 = 0;
+
+/// A preferred-leader election for partition 0 of `frozen`; the top-level
+/// error code.
+fn elect_leaders(wire: &mut WireClient) -> i16 {
+    let mut topic = TopicPartitions::default();
+    topic.topic = TopicName(text("frozen"));
+    topic.partitions = vec![0];
+    let mut request = ElectLeadersRequest::default();
+    request.election_type = PREFERRED_ELECTION;
+    request.topic_partitions = Some(vec![topic]);
+    request.timeout_ms = CONTROLLER_TIMEOUT_MS;
+    let response: ElectLeadersResponse =
+        wire.call(ApiKey::ElectLeaders, ELECT_LEADERS_VERSION, &request);
+    response.error_code
+}
+
+/// Cancels a reassignment of partition 0 of `frozen` (there is none; a
+/// cancellation is always the controller's to answer); the partition's
+/// error code.
+fn cancel_reassignment(wire: &mut WireClient) -> i16 {
+    let mut partition = ReassignablePartition::default();
+    partition.partition_index = 0;
+    partition.replicas = None;
+    let mut topic = ReassignableTopic::default();
+    topic.name = TopicName(text("frozen"));
+    topic.partitions = vec![partition];
+    let mut request = AlterPartitionReassignmentsRequest::default();
+    request.timeout_ms = CONTROLLER_TIMEOUT_MS;
+    request.topics = vec![topic];
+    let response: AlterPartitionReassignmentsResponse = wire.call(
+        ApiKey::AlterPartitionReassignments,
+        ALTER_REASSIGNMENTS_VERSION,
+        &request,
+    );
+    response
+        .responses
+        .first()
+        .and_then(|topic| topic.partitions.first())
+        .map_or(response.error_code, |partition| partition.error_code)
 }
 
 /// What `auto_creating` reports when the answer names no topic at all
@@ -307,6 +368,13 @@ fn a_frozen_disk_gets_every_produce_answered_and_loses_nothing() {
         let mut initiator = WireClient::new(&broker);
         let initiating = timed(move || init_producer_id(&mut initiator));
         let committing = timed(move || commit_offset(&mut committer, 2));
+        // Requests for the controller, which is busy with the deletion
+        // until the thaw: each waits only its own timeout.
+        std::thread::sleep(DELETION_AHEAD);
+        let mut elector = WireClient::new(&broker);
+        let electing = timed(move || elect_leaders(&mut elector));
+        let mut reassigner = WireClient::new(&broker);
+        let reassigning = timed(move || cancel_reassignment(&mut reassigner));
         let mut slowest = Duration::ZERO;
         let answered = |producer: &TrackedProducer| producer.reports().iter().all(Option::is_some);
         while frozen_at.elapsed() < FROZEN_FOR
@@ -316,7 +384,9 @@ fn a_frozen_disk_gets_every_produce_answered_and_loses_nothing() {
                     && committing.is_finished()
                     && initiating.is_finished()
                     && auto_creating.is_finished()
-                    && finding.is_finished()))
+                    && finding.is_finished()
+                    && electing.is_finished()
+                    && reassigning.is_finished()))
         {
             slowest = slowest.max(slowest_metadata_answer(&broker, &mut correlation));
             std::thread::sleep(Duration::from_millis(200));
@@ -371,6 +441,18 @@ fn a_frozen_disk_gets_every_produce_answered_and_loses_nothing() {
             auto_creating,
             INIT_ANSWER_WITHIN,
             &[NONE, LEADER_NOT_AVAILABLE],
+        );
+        check_answer(
+            "an ElectLeaders",
+            electing,
+            CONTROLLER_ANSWER_WITHIN,
+            &[REQUEST_TIMED_OUT],
+        );
+        check_answer(
+            "an AlterPartitionReassignments",
+            reassigning,
+            CONTROLLER_ANSWER_WITHIN,
+            &[REQUEST_TIMED_OUT],
         );
         drop(freeze);
         fresh.flush();

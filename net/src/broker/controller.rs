@@ -1326,7 +1326,8 @@ impl Broker {
     }
 
     /// [`Broker::controller_call`] for a request that carries its own
-    /// `timeout_ms` (CreateTopics, DeleteTopics, CreatePartitions), or
+    /// `timeout_ms` (CreateTopics, DeleteTopics, CreatePartitions,
+    /// ElectLeaders, AlterPartitionReassignments), or
     /// whose wait the broker bounds (InitProducerId's id block, topics a
     /// Metadata request auto-creates, the coordinators' internal topics):
     /// `None` once that passes, which the handler answers with Kafka's

@@ -138,23 +138,32 @@ fn replication_factor_change(
 
 /// Builds the response from the plan and the controller's answers (`None`
 /// when the controller could not be asked, or answered something else).
+/// What the partitions asked of the controller get when it did not answer.
+fn unreachable() -> ReassignmentOutcome {
+    ReassignmentOutcome {
+        error_code: code::UNKNOWN_SERVER_ERROR,
+        error_message: Some("The controller could not be asked.".to_string()),
+    }
+}
+
+/// The answer: `outcomes` are the controller's for the partitions asked of
+/// it, or the one error all of them (and the request) get.
 fn respond(
     request: &AlterPartitionReassignmentsRequest,
     plan: &Plan,
-    outcomes: Option<&[ReassignmentOutcome]>,
+    outcomes: Result<&[ReassignmentOutcome], ReassignmentOutcome>,
 ) -> AlterPartitionReassignmentsResponse {
-    let unreachable = ReassignmentOutcome {
-        error_code: code::UNKNOWN_SERVER_ERROR,
-        error_message: Some("The controller could not be asked.".to_string()),
-    };
     let mut response = AlterPartitionReassignmentsResponse::default();
     response.allow_replication_factor_change = request.allow_replication_factor_change;
     response.error_code = code::NONE;
     response.error_message = None;
-    if outcomes.is_none() {
-        response.error_code = unreachable.error_code;
-        response.error_message = unreachable.error_message.as_deref().map(str_bytes);
+    let failed = outcomes.as_ref().err().cloned();
+    if let Some(failed) = &failed {
+        response.error_code = failed.error_code;
+        response.error_message = failed.error_message.as_deref().map(str_bytes);
     }
+    let fallback = failed.unwrap_or_else(unreachable);
+    let outcomes = outcomes.ok();
     response.responses = request
         .topics
         .iter()
@@ -171,7 +180,7 @@ fn respond(
                         Verdict::Refused(outcome) => outcome,
                         Verdict::Asked(index) => outcomes
                             .and_then(|outcomes| outcomes.get(*index))
-                            .unwrap_or(&unreachable),
+                            .unwrap_or(&fallback),
                     };
                     let mut result = ReassignablePartitionResponse::default();
                     result.partition_index = partition.partition_index;
@@ -202,25 +211,36 @@ pub async fn handle(
     }
     let plan = plan(&request, &broker.metadata());
     let answered = if plan.asked.is_empty() {
-        Some(Vec::new())
+        Ok(Vec::new())
     } else {
         let count = plan.asked.len();
         let call = ControllerRequest::AlterReassignments(plan.asked.clone());
-        match broker.controller_call(call).await {
-            Some(ShardResponse::Reassignments(outcomes)) if outcomes.len() == count => {
-                Some(outcomes)
+        match broker
+            .controller_call_within(call, request.timeout_ms)
+            .await
+        {
+            Some(Some(ShardResponse::Reassignments(outcomes))) if outcomes.len() == count => {
+                Ok(outcomes)
             }
-            other => {
+            // Kafka's answer once the request's timeout passes; the
+            // controller's change goes on and may still take effect.
+            None => Err(ReassignmentOutcome {
+                error_code: code::REQUEST_TIMED_OUT,
+                error_message: Some(
+                    "The reassignment was not done within the request's timeout.".to_string(),
+                ),
+            }),
+            Some(other) => {
                 tracing::warn!(
                     ?other,
                     count,
                     "the controller did not answer AlterPartitionReassignments"
                 );
-                None
+                Err(unreachable())
             }
         }
     };
-    let response = respond(&request, &plan, answered.as_deref());
+    let response = respond(&request, &plan, answered.as_deref().map_err(Clone::clone));
     Some(encode(&response, header.request_api_version))
 }
 
@@ -348,7 +368,7 @@ mod tests {
             error_code: code::UNKNOWN_TOPIC_OR_PARTITION,
             error_message: Some("no such topic".to_string()),
         };
-        let response = respond(&request, &plan, Some(&[ok(), ok(), unknown]));
+        let response = respond(&request, &plan, Ok(&[ok(), ok(), unknown]));
         assert_eq!(response.error_code, code::NONE);
         assert_eq!(response.error_message, None);
         assert_eq!(
@@ -380,7 +400,7 @@ mod tests {
         let plan = plan(&request, &metadata());
         assert_eq!(plan.asked.len(), 1);
         assert_eq!(plan.asked[0].partition, 1);
-        let response = respond(&request, &plan, Some(&[ok()]));
+        let response = respond(&request, &plan, Ok(&[ok()]));
         assert_eq!(
             codes(&response),
             vec![
@@ -440,7 +460,7 @@ mod tests {
             )],
         );
         let plan = plan(&request, &metadata());
-        let response = respond(&request, &plan, None);
+        let response = respond(&request, &plan, Err(unreachable()));
         assert_eq!(response.error_code, code::UNKNOWN_SERVER_ERROR);
         assert!(response.error_message.is_some());
         // Local refusals keep their own code; the asked entry gets the
@@ -467,7 +487,7 @@ mod tests {
             );
             let plan = plan(&request, &metadata());
             let outcomes: Vec<ReassignmentOutcome> = plan.asked.iter().map(|_| ok()).collect();
-            let response = respond(&request, &plan, Some(&outcomes));
+            let response = respond(&request, &plan, Ok(&outcomes));
             let pieces = encode(&response, version);
             assert_eq!(pieces.len(), 1, "v{version} encodes");
             let mut body = BytesMut::new();

@@ -165,14 +165,27 @@ pub async fn handle(
     };
     let count = named(&request);
     let all = request.topic_partitions.is_none();
-    let response = match broker.controller_call(call).await {
-        Some(ShardResponse::Elections(Ok(outcomes))) if all || outcomes.len() == count => {
+    let response = match broker
+        .controller_call_within(call, request.timeout_ms)
+        .await
+    {
+        Some(Some(ShardResponse::Elections(Ok(outcomes)))) if all || outcomes.len() == count => {
             respond(&request, version, Ok(&outcomes))
         }
-        Some(ShardResponse::Elections(Err((error_code, message)))) => {
+        Some(Some(ShardResponse::Elections(Err((error_code, message))))) => {
             respond(&request, version, Err((error_code, &message)))
         }
-        other => {
+        // Kafka's answer once the request's timeout passes; the elections
+        // go on and may still take effect.
+        None => respond(
+            &request,
+            version,
+            Err((
+                code::REQUEST_TIMED_OUT,
+                "The elections were not done within the request's timeout.",
+            )),
+        ),
+        Some(other) => {
             tracing::warn!(?other, count, "the controller did not answer ElectLeaders");
             respond(
                 &request,
