@@ -29,8 +29,8 @@ const VALUE_BYTES: usize = 200;
 /// The broker's descriptors besides segment files: its own (about 17),
 /// io_uring rings, listeners and the test's few connections.
 const OTHER_FDS_MAX: usize = 96;
-/// The share of the limit segment files may take, per shard (the broker's
-/// `SEGMENT_FILES_SHARE_DIVISOR`, split over `common::SHARDS`).
+/// The share of the limit the segment files of all shards together may
+/// take (the broker's `SEGMENT_FILES_SHARE_DIVISOR`).
 const SEGMENT_FILES_SHARE_DIVISOR: u64 = 2;
 
 /// The soft limit on open files of process `pid`, from /proc.
@@ -105,7 +105,10 @@ fn the_broker_raises_its_open_file_limit() {
 
 /// Descriptors process `pid` holds open now.
 fn open_fds(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, Iterator::count)
+    match std::fs::read_dir(format!("/proc/{pid}/fd")) {
+        Ok(entries) => entries.count(),
+        Err(error) => panic!("listing the broker's descriptors: {error}"),
+    }
 }
 
 fn wide_records() -> Vec<common::Record> {
