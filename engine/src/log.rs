@@ -1227,11 +1227,15 @@ impl<S: Storage> PartitionLog<S> {
         self.cache.open_files().opened(holder, base, generation);
     }
 
-    /// Opens an existing segment file once the shard's budget of open
-    /// files has room for it.
-    async fn open_with_room(&self, path: &Path) -> std::io::Result<S::File> {
-        let _room = self.cache.open_files().room().await;
-        self.storage.open(path, false).await
+    /// Opens segment `base`'s existing file at `path` again, once the
+    /// shard's budget of open files has room for it, and keeps it as the
+    /// segment's open file.
+    async fn reopen_file(&self, base: i64, path: &Path) -> std::io::Result<Rc<S::File>> {
+        let room = self.cache.open_files().room().await;
+        let file = Rc::new(self.storage.open(path, false).await?);
+        drop(room);
+        self.keep_open_file(base, Rc::clone(&file));
+        Ok(file)
     }
 
     /// Keeps `file` as segment `base`'s open file, replacing any other
@@ -2101,11 +2105,9 @@ impl<S: Storage> PartitionLog<S> {
         };
         if created {
             // Closed while idle to keep within the shard's open files.
-            let file = self
-                .open_with_room(path)
+            self.reopen_file(segment_base, path)
                 .await
                 .map_err(|error| StorageError::new("open", path, error))?;
-            self.keep_open_file(segment_base, Rc::new(file));
             return Ok(());
         }
         let room = self.cache.open_files().room().await;
@@ -2466,12 +2468,8 @@ impl<S: Storage> PartitionLog<S> {
                 // files: fdatasync through a new handle covers the same
                 // inode's writes (a write-back error not yet reported is
                 // reported to the new handle too).
-                SyncTarget::Closed(path) => match self.open_with_room(&path).await {
-                    Ok(file) => {
-                        let file = Rc::new(file);
-                        self.keep_open_file(segment_base, Rc::clone(&file));
-                        Some(file)
-                    }
+                SyncTarget::Closed(path) => match self.reopen_file(segment_base, &path).await {
+                    Ok(file) => Some(file),
                     Err(error) => {
                         self.writer_failed(StorageError::new("open", &path, error));
                         None
@@ -2940,10 +2938,12 @@ impl<S: Storage> PartitionLog<S> {
             }
             segment.path.clone()
         };
-        let file = Rc::new(self.open_with_room(&path).await.map_err(|error| {
-            ReadError::Storage(StorageError::new("open", &path, error).to_string())
-        })?);
-        self.keep_open_file(segment_base, Rc::clone(&file));
+        let file = self
+            .reopen_file(segment_base, &path)
+            .await
+            .map_err(|error| {
+                ReadError::Storage(StorageError::new("open", &path, error).to_string())
+            })?;
         Ok(Some(file))
     }
 
@@ -3614,42 +3614,35 @@ impl<S: Storage> PartitionLog<S> {
                 (!inner.writer_running && !inner.writing_recovery_point).then_some(())
             })
             .await;
-        let (file, path, size, active_base) = {
+        let (padded, file, path, size, active_base) = {
             let mut inner = self.inner.borrow_mut();
             inner.closed = true;
             let active = inner.active();
-            // Every write is durable (waited for above): only a file a
-            // write padded past the log's end needs cutting back, and the
-            // cut syncing. Unwritten since the log opened, nothing does: a
-            // stop of 100,000 partitions after a restart without a write
-            // took 53 s, 22 s without these truncations and syncs, and
-            // 0.9 s once the recovery point (below) was not rewritten
-            // either.
-            let file = match &active.file {
-                _ if !active.padded => None,
-                Some(file) => Some(Ok(Rc::clone(file))),
-                // Closed while idle to keep within the shard's open files.
-                None if active.file_created => Some(Err(())),
-                None => None,
-            };
-            (file, active.path.clone(), active.size, active.base_offset)
+            (
+                active.padded,
+                active.file.clone(),
+                active.path.clone(),
+                active.size,
+                active.base_offset,
+            )
         };
         self.signal.notify();
         self.data_signal.notify();
-        let file = match file {
-            Some(Ok(file)) => Some(file),
-            Some(Err(())) => {
-                let file = Rc::new(
-                    self.open_with_room(&path)
-                        .await
-                        .map_err(|error| StorageError::new("open", &path, error))?,
-                );
-                self.keep_open_file(active_base, Rc::clone(&file));
-                Some(file)
-            }
-            None => None,
-        };
-        if let Some(file) = file {
+        // Every write is durable (waited for above): only a file a write
+        // padded past the log's end needs cutting back, and the cut syncing.
+        // Unwritten since the log opened, nothing does: a stop of 100,000
+        // partitions after a restart without a write took 53 s, 22 s
+        // without these truncations and syncs, and 0.9 s once the recovery
+        // point (below) was not rewritten either.
+        if padded {
+            let file = match file {
+                Some(file) => file,
+                // Closed while idle to keep within the shard's open files.
+                None => self
+                    .reopen_file(active_base, &path)
+                    .await
+                    .map_err(|error| StorageError::new("open", &path, error))?,
+            };
             file.truncate(size)
                 .await
                 .map_err(|error| StorageError::new("truncate", &path, error))?;
