@@ -257,7 +257,9 @@ impl Cluster {
         let connection = self
             .admin_connection(if controller >= 0 { controller } else { -1 })
             .await?;
-        let (version, body) = connection.call(ApiKey::CreateTopics, &request).await?;
+        let (version, body) = connection
+            .call_held(ApiKey::CreateTopics, &request, admin_operation_timeout())
+            .await?;
         protocol::decode_create_topics(version, body)
     }
 
@@ -285,7 +287,9 @@ impl Cluster {
                 .map(|name| TopicName(str_bytes(name)))
                 .collect();
         }
-        let (version, body) = connection.call(ApiKey::DeleteTopics, &request).await?;
+        let (version, body) = connection
+            .call_held(ApiKey::DeleteTopics, &request, admin_operation_timeout())
+            .await?;
         protocol::decode_delete_topics(version, body)
     }
 
@@ -376,4 +380,9 @@ impl Cluster {
         let (version, body) = connection.call(ApiKey::InitProducerId, &request).await?;
         protocol::decode_init_producer_id(version, body)
     }
+}
+
+/// How long the broker may hold a CreateTopics or DeleteTopics.
+fn admin_operation_timeout() -> Duration {
+    Duration::from_millis(ADMIN_OPERATION_TIMEOUT_MS.unsigned_abs().into())
 }

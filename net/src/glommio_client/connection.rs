@@ -477,6 +477,26 @@ impl Connection {
             .await
     }
 
+    /// [`Connection::call`] for a request the broker may hold for up to
+    /// `broker_wait` (its `timeout_ms`: CreateTopics, DeleteTopics): the
+    /// answer is awaited that long on top of the request timeout, so that
+    /// the broker's own REQUEST_TIMED_OUT, or its late success, is what the
+    /// caller sees (a 100,000-partition CreateTopics took longer than the
+    /// 30 s request timeout, and the client gave up on an answer coming).
+    pub async fn call_held<R: Encodable>(
+        &self,
+        api: ApiKey,
+        request: &R,
+        broker_wait: Duration,
+    ) -> Result<(i16, Bytes), ClientError> {
+        let version = self.version(api)?;
+        let body = encode(api, version, request)?;
+        let slot = self.slot().await?;
+        let mut in_flight = self.send(slot, api, version, vec![body], true).await?;
+        in_flight.timeout += broker_wait;
+        Ok((version, in_flight.response().await?))
+    }
+
     /// Sends a request whose body `encode_at` writes for the agreed version
     /// (for versions `kafka-protocol` does not know) and waits for the
     /// response.
