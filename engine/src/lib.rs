@@ -43,8 +43,8 @@ pub mod types;
 pub use cache::BatchCache;
 pub use error::{AppendError, OpenError, ProducerError, ReadError, StorageError};
 pub use log::{
-    Appended, LogConfig, OffsetQuery, Offsets, PartitionLog, ReadChunks, TxnGuard, UNDEFINED_EPOCH,
-    UNDEFINED_EPOCH_OFFSET,
+    Appended, LogConfig, OffsetQuery, Offsets, PartitionLog, PublishStep, ReadChunks, StagedClose,
+    TxnGuard, UNDEFINED_EPOCH, UNDEFINED_EPOCH_OFFSET,
 };
 pub use metadata::{
     BrokerInfo, ClusterMetadata, Endpoint, FileMetadataStore, MetadataStore, PartitionState,

@@ -9,7 +9,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::{drop_log, in_executor, open_log_with};
+use common::{check_values, drop_log, in_executor, open_log_with, open_logs_in};
 use sluice_engine::batch;
 use sluice_engine::log::LogConfig;
 use sluice_engine::{BatchCache, MemStorage, PartitionLog};
@@ -61,39 +61,12 @@ async fn open_all(
     storage: &MemStorage,
     cache: &Rc<BatchCache>,
 ) -> Vec<Rc<PartitionLog<MemStorage>>> {
-    let mut logs = Vec::with_capacity(LOGS);
-    for index in 0..LOGS {
-        logs.push(open_log_with(storage, &dir(index), &config(), cache).await);
-    }
-    logs
+    open_logs_in(storage, (0..LOGS).map(dir), &config(), cache).await
 }
 
 /// Reads log `index` whole and checks it holds the values of `rounds`.
 async fn check_log(log: &PartitionLog<MemStorage>, index: usize, rounds: usize) {
-    let mut offset = 0;
-    while offset < rounds as i64 {
-        let read = match log.read(offset, 1 << 20, rounds as i64).await {
-            Ok(read) => read,
-            Err(error) => panic!("reading log {index} at {offset} failed: {error}"),
-        };
-        assert!(
-            read.next_offset > offset,
-            "log {index}: no progress at {offset}"
-        );
-        for chunk in &read.chunks {
-            let batches = batch::split_and_validate(chunk, usize::MAX).expect("stored batches");
-            for (_, stored) in batches {
-                let expected = value(index, offset as usize);
-                assert!(
-                    stored
-                        .windows(expected.len())
-                        .any(|window| window == expected),
-                    "log {index}, offset {offset}: the batch holds another value"
-                );
-                offset += 1;
-            }
-        }
-    }
+    check_values(log, index, rounds as i64, |offset| value(index, offset)).await;
 }
 
 /// Runs `future`, failing the test if it takes longer than `WAIT_MAX`.

@@ -20,8 +20,8 @@ use sluice_engine::batch::{self, BatchHeader};
 use sluice_engine::log::{FoundOffset, OffsetQuery};
 use sluice_engine::notify::Turn;
 use sluice_engine::{
-    AppendError, BatchCache, ClusterMetadata, DmaStorage, LogConfig, Mesh, PartitionLog, ShardId,
-    TopicMetadata, TxnMarker,
+    AppendError, BatchCache, ClusterMetadata, DmaStorage, LogConfig, Mesh, PartitionLog,
+    PublishStep, ShardId, StagedClose, TopicMetadata, TxnMarker,
 };
 use smallvec::SmallVec;
 
@@ -2178,19 +2178,119 @@ impl Broker {
     }
 
     /// Flushes and closes every log of this shard (clean shutdown).
+    ///
+    /// The logs' writes and small files share a few syncs of each file
+    /// system instead of about 16 fsyncs each
+    /// ([`PartitionLog::close_staged`]): a stop of 10,000 written
+    /// partitions made 156,000 fsyncs and took 8.9 s.
     pub async fn close_logs(&self) {
         let logs: Vec<Rc<Log>> = self.logs.borrow_mut().take_all();
-        // Each close waits on a few fsyncs; one after another, ten thousand
-        // partitions took longer to stop than a service manager waits.
-        for group in logs.chunks(LOG_CLOSE_CONCURRENCY_MAX) {
-            let closes = group.iter().map(|log| async move {
-                if let Err(error) = log.close().await {
-                    tracing::warn!(%error, dir = %log.dir().display(), "closing log failed");
-                }
-            });
-            futures_lite_join_all(closes.collect()).await;
+        if logs.is_empty() {
+            return;
         }
+        let started = Instant::now();
+        let staged: Vec<RefCell<Option<StagedClose>>> =
+            logs.iter().map(|_| RefCell::new(None)).collect();
+        // Each close may wait on a write or a file creation.
+        each_at_once(logs.len(), LOG_CLOSE_CONCURRENCY_MAX, |index| {
+            let (log, staged) = (&logs[index], &staged[index]);
+            async move {
+                match log.close_staged().await {
+                    Ok(files) if !files.is_empty() => *staged.borrow_mut() = Some(files),
+                    Ok(_) => {}
+                    Err(error) => {
+                        tracing::warn!(%error, dir = %log.dir().display(), "closing log failed");
+                    }
+                }
+            }
+        })
+        .await;
+        let written = started.elapsed();
+        // One log of each data directory stands for its file system.
+        let mut file_systems: Vec<&Rc<Log>> = Vec::new();
+        for log in &logs {
+            let parent = log.dir().parent();
+            if !file_systems
+                .iter()
+                .any(|seen| seen.dir().parent() == parent)
+            {
+                file_systems.push(log);
+            }
+        }
+        let recovery_points = staged
+            .iter()
+            .filter(|files| files.borrow().is_some())
+            .count();
+        let (mut syncing, mut publishing) = (Duration::ZERO, Duration::ZERO);
+        for step in [
+            None,
+            Some(PublishStep::Indexes),
+            Some(PublishStep::RecoveryPoint),
+        ] {
+            let step_started = Instant::now();
+            if let Some(step) = step {
+                each_at_once(logs.len(), LOG_CLOSE_CONCURRENCY_MAX, |index| {
+                    let (log, staged) = (&logs[index], &staged[index]);
+                    async move {
+                        // Taken out for the rename, so that no borrow is
+                        // held across it.
+                        let Some(mut files) = staged.borrow_mut().take() else {
+                            return;
+                        };
+                        if let Err(error) = log.publish(&mut files, step).await {
+                            tracing::warn!(%error, "publishing a log's recovery point failed");
+                        }
+                        *staged.borrow_mut() = Some(files);
+                    }
+                })
+                .await;
+            }
+            let sync_started = Instant::now();
+            publishing += sync_started - step_started;
+            for log in &file_systems {
+                if let Err(error) = log.sync_file_system().await {
+                    // What is not durable is not published: a restart
+                    // resumes from the recovery points before, or scans.
+                    tracing::warn!(%error, "syncing a data directory at shutdown failed");
+                    return;
+                }
+            }
+            syncing += sync_started.elapsed();
+            if recovery_points == 0 {
+                break;
+            }
+        }
+        tracing::info!(
+            logs = logs.len(),
+            recovery_points,
+            write_ms = written.as_millis() as u64,
+            sync_ms = syncing.as_millis() as u64,
+            rename_ms = publishing.as_millis() as u64,
+            "logs closed"
+        );
     }
+}
+
+/// Runs `work(0)` to `work(count - 1)`, at most `limit` at a time, the next
+/// starting as soon as one ends: in fixed groups, each group waited for its
+/// slowest member.
+async fn each_at_once<F, Fut>(count: usize, limit: usize, work: F)
+where
+    F: Fn(usize) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let next = Cell::new(0usize);
+    let runners = (0..limit.min(count)).map(|_| async {
+        loop {
+            let index = next.get();
+            if index >= count {
+                return;
+            }
+            next.set(index + 1);
+            work(index).await;
+        }
+    });
+    futures_lite_join_all(runners.collect()).await;
 }
 
 /// Checks that a produce request's batches are ones a client may send

@@ -315,8 +315,9 @@ pub const TXN_ADD_RETRY_TOTAL_MS_MAX: u64 = 100;
 /// thousands of partitions does not hold thousands of read buffers at once.
 pub const FETCH_READS_CONCURRENT_MAX: usize = 32;
 
-/// Logs a shard closes at once at shutdown: enough to keep the disk's queue
-/// busy with their final syncs, few enough not to flood io_uring.
+/// Logs a shard closes (or publishes the files of) at once at shutdown:
+/// enough to keep the disk's queue busy with their last writes and file
+/// creations, few enough not to flood io_uring and the file-system threads.
 pub const LOG_CLOSE_CONCURRENCY_MAX: usize = 64;
 
 /// Kafka's default `replica.lag.time.max.ms`.

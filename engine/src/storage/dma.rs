@@ -446,6 +446,55 @@ impl Storage for DmaStorage {
     async fn write_small_unsynced(&self, path: &Path, bytes: &[u8]) -> io::Result<()> {
         self.replace_small(path, bytes, false).await
     }
+
+    async fn write_small_staged(&self, path: &Path, bytes: &[u8]) -> io::Result<PathBuf> {
+        let temp = temp_path(path);
+        let file = glommio::io::BufferedFile::create(&temp)
+            .await
+            .map_err(glommio_error)?;
+        let written = write_all_buffered(&file, bytes).await;
+        let closed = file.close().await.map_err(glommio_error);
+        if let Err(error) = written.and(closed) {
+            let _ = std::fs::remove_file(&temp);
+            return Err(error);
+        }
+        Ok(temp)
+    }
+
+    /// On a file-system thread: a rename waits on the directory's lock for
+    /// as long as the file system stalls.
+    async fn rename_all(&self, renames: Vec<(PathBuf, PathBuf)>) -> io::Result<()> {
+        off_shard(move || {
+            renames
+                .iter()
+                .try_for_each(|(from, to)| std::fs::rename(from, to))
+        })
+        .await
+    }
+
+    /// `syncfs(2)` on a file-system thread: it waits for the writeback of
+    /// every dirty inode of the file system and a flush of the disk's cache.
+    /// Since Linux 5.8 it reports a writeback error met since the file
+    /// system's last syncfs.
+    async fn sync_file_system(&self, path: &Path) -> io::Result<()> {
+        let path = path.to_path_buf();
+        off_shard(move || {
+            let directory = std::fs::File::open(&path)?;
+            // SAFETY: the descriptor is open for the length of the call.
+            if unsafe { libc::syncfs(directory.as_raw_fd()) } != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        })
+        .await
+    }
+}
+
+/// The temp file beside `path` that a replacement of it is written to.
+fn temp_path(path: &Path) -> PathBuf {
+    let mut temp = path.as_os_str().to_owned();
+    temp.push(".tmp");
+    PathBuf::from(temp)
 }
 
 impl DmaStorage {
@@ -454,9 +503,7 @@ impl DmaStorage {
     /// directory's after it.
     async fn replace_small(&self, path: &Path, bytes: &[u8], durable: bool) -> io::Result<()> {
         let parent = path.parent().unwrap_or(Path::new("."));
-        let mut temp = path.as_os_str().to_owned();
-        temp.push(".tmp");
-        let temp = PathBuf::from(temp);
+        let temp = temp_path(path);
         let file = glommio::io::BufferedFile::create(&temp)
             .await
             .map_err(glommio_error)?;

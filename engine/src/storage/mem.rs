@@ -69,6 +69,11 @@ struct State {
     /// Small files written whole since this disk was made (see
     /// `small_writes`).
     small_writes: u64,
+    /// Syncs of one file or directory (a small file written atomically
+    /// counts as one) since this disk was made (see `file_syncs`).
+    file_syncs: u64,
+    /// Syncs of the whole file system since this disk was made.
+    file_system_syncs: u64,
 }
 
 impl State {
@@ -137,6 +142,17 @@ impl MemStorage {
         self.state.borrow().small_writes
     }
 
+    /// Syncs of single files and directories since this disk was made
+    /// (a small file written atomically counts as one).
+    pub fn file_syncs(&self) -> u64 {
+        self.state.borrow().file_syncs
+    }
+
+    /// Syncs of the whole file system since this disk was made.
+    pub fn file_system_syncs(&self) -> u64 {
+        self.state.borrow().file_system_syncs
+    }
+
     /// Files opened through this disk and not closed yet, as a process's
     /// descriptors would be.
     pub fn open_handles(&self) -> usize {
@@ -191,6 +207,8 @@ impl MemStorage {
                 sync_held: false,
                 open_handles: 0,
                 small_writes: 0,
+                file_syncs: 0,
+                file_system_syncs: 0,
             })),
         }
     }
@@ -223,6 +241,8 @@ impl MemStorage {
                 sync_held: false,
                 open_handles: 0,
                 small_writes: 0,
+                file_syncs: 0,
+                file_system_syncs: 0,
             })),
         }
     }
@@ -333,6 +353,7 @@ impl Storage for MemStorage {
     async fn sync_dir(&self, _path: &Path) -> io::Result<()> {
         let held = {
             let mut state = self.state.borrow_mut();
+            state.file_syncs += 1;
             let held = std::mem::take(&mut state.hold_next_sync_dir);
             state.sync_held |= held;
             held
@@ -354,6 +375,7 @@ impl Storage for MemStorage {
     }
 
     async fn write_small_atomic(&self, path: &Path, bytes: &[u8]) -> io::Result<()> {
+        self.state.borrow_mut().file_syncs += 1;
         self.replace_small(path, bytes, bytes.to_vec());
         Ok(())
     }
@@ -363,9 +385,50 @@ impl Storage for MemStorage {
         self.replace_small(path, bytes, Vec::new());
         Ok(())
     }
+
+    async fn write_small_staged(&self, path: &Path, bytes: &[u8]) -> io::Result<PathBuf> {
+        let mut temp = path.as_os_str().to_owned();
+        temp.push(".tmp");
+        let temp = PathBuf::from(temp);
+        // Unsynced: a crash before the file system's sync empties it.
+        self.replace_small(&temp, bytes, Vec::new());
+        Ok(temp)
+    }
+
+    async fn rename_all(&self, renames: Vec<(PathBuf, PathBuf)>) -> io::Result<()> {
+        for (from, to) in renames {
+            self.rename(&from, &to)?;
+        }
+        Ok(())
+    }
+
+    /// The model holds one file system: every file's writes become durable.
+    async fn sync_file_system(&self, _path: &Path) -> io::Result<()> {
+        self.fail_if_sync_faulted()?;
+        let mut state = self.state.borrow_mut();
+        for file in state.files.values() {
+            let mut file = file.borrow_mut();
+            file.durable = file.current.clone();
+            file.unsynced.clear();
+        }
+        state.file_system_syncs += 1;
+        Ok(())
+    }
 }
 
 impl MemStorage {
+    /// EIO if a `SyncEio` fault is queued (taking it).
+    fn fail_if_sync_faulted(&self) -> io::Result<()> {
+        let fault = self
+            .state
+            .borrow_mut()
+            .take_fault(|fault| *fault == Fault::SyncEio);
+        match fault {
+            Some(_) => Err(io::Error::from_raw_os_error(libc::EIO)),
+            None => Ok(()),
+        }
+    }
+
     fn replace_small(&self, path: &Path, bytes: &[u8], durable: Vec<u8>) {
         let file = MemFile {
             durable,
@@ -431,6 +494,7 @@ impl StorageFile for MemStorageFile {
     async fn sync(&self) -> io::Result<()> {
         let held = {
             let mut state = self.storage.state.borrow_mut();
+            state.file_syncs += 1;
             let held = std::mem::take(&mut state.hold_next_sync);
             state.sync_held |= held;
             held
@@ -438,15 +502,7 @@ impl StorageFile for MemStorageFile {
         while held && self.storage.state.borrow().sync_held {
             glommio::timer::sleep(SYNC_HOLD_POLL).await;
         }
-        if self
-            .storage
-            .state
-            .borrow_mut()
-            .take_fault(|f| *f == Fault::SyncEio)
-            .is_some()
-        {
-            return Err(io::Error::from_raw_os_error(libc::EIO));
-        }
+        self.storage.fail_if_sync_faulted()?;
         let mut file = self.file.borrow_mut();
         file.durable = file.current.clone();
         file.unsynced.clear();

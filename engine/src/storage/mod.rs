@@ -12,7 +12,7 @@ mod off_shard;
 mod shard_read;
 
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
 use bytes::Bytes;
@@ -63,6 +63,19 @@ pub trait Storage: Clone + 'static {
     /// after a crash it may be missing, empty or partial. For files whose
     /// damage is detected and that are rebuilt from others (index files).
     async fn write_small_unsynced(&self, path: &Path, bytes: &[u8]) -> io::Result<()>;
+    /// Writes a small file's new bytes to a temp file beside `path`, with
+    /// no fsync, and returns the temp file's path: the caller renames it
+    /// over `path` ([`Storage::rename_all`]) once a
+    /// [`Storage::sync_file_system`] has made it durable. Many files then
+    /// share one sync instead of two each.
+    async fn write_small_staged(&self, path: &Path, bytes: &[u8]) -> io::Result<PathBuf>;
+    /// Renames each `(from, to)` in order, as [`Storage::rename`] does,
+    /// off the shard's thread; stops at the first failure.
+    async fn rename_all(&self, renames: Vec<(PathBuf, PathBuf)>) -> io::Result<()>;
+    /// Makes everything written to the file system that holds `path`
+    /// durable: file data and sizes, creations, renames, truncations
+    /// (`syncfs`).
+    async fn sync_file_system(&self, path: &Path) -> io::Result<()>;
 }
 
 /// One open file. Writes take aligned buffers at aligned positions.

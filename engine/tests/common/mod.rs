@@ -68,6 +68,57 @@ pub async fn open_log_with(
     }
 }
 
+/// Opens (or creates) one log in each of `dirs` with `config`, sharing
+/// `cache`.
+pub async fn open_logs_in(
+    storage: &MemStorage,
+    dirs: impl Iterator<Item = PathBuf>,
+    config: &LogConfig,
+    cache: &Rc<BatchCache>,
+) -> Vec<Rc<PartitionLog<MemStorage>>> {
+    let mut logs = Vec::new();
+    for dir in dirs {
+        logs.push(open_log_with(storage, &dir, config, cache).await);
+    }
+    logs
+}
+
+/// Reads `log` (the log numbered `index`) from offset 0 up to `end` and
+/// checks that the record at each offset holds `value(offset)`.
+pub async fn check_values(
+    log: &PartitionLog<MemStorage>,
+    index: usize,
+    end: i64,
+    value: impl Fn(usize) -> Vec<u8>,
+) {
+    let mut offset = 0;
+    while offset < end {
+        let read = match log.read(offset, 1 << 20, end).await {
+            Ok(read) => read,
+            Err(error) => panic!("log {index}: reading at {offset} failed: {error}"),
+        };
+        assert!(
+            read.next_offset > offset,
+            "log {index}: no progress at {offset}"
+        );
+        for chunk in &read.chunks {
+            let Ok(batches) = sluice_engine::batch::split_and_validate(chunk, usize::MAX) else {
+                panic!("log {index}: a stored batch at {offset} is damaged");
+            };
+            for (_, stored) in batches {
+                let expected = value(offset as usize);
+                assert!(
+                    stored
+                        .windows(expected.len())
+                        .any(|window| window == expected),
+                    "log {index}, offset {offset}: the batch holds another value"
+                );
+                offset += 1;
+            }
+        }
+    }
+}
+
 /// Drops a log and waits until its tasks let it go.
 pub async fn drop_log(log: Rc<PartitionLog<MemStorage>>) {
     let weak = Rc::downgrade(&log);
