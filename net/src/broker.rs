@@ -2222,6 +2222,10 @@ impl Broker {
             .filter(|files| files.borrow().is_some())
             .count();
         let (mut syncing, mut publishing) = (Duration::ZERO, Duration::ZERO);
+        // Data directories whose sync failed: their logs publish nothing
+        // more, and a restart resumes them from the recovery points before
+        // (or scans); the other directories go on.
+        let mut failed: Vec<Option<&std::path::Path>> = Vec::new();
         for step in [
             None,
             Some(PublishStep::Indexes),
@@ -2229,9 +2233,13 @@ impl Broker {
         ] {
             let step_started = Instant::now();
             if let Some(step) = step {
+                let failed = &failed;
                 each_at_once(logs.len(), LOG_CLOSE_CONCURRENCY_MAX, |index| {
                     let (log, staged) = (&logs[index], &staged[index]);
                     async move {
+                        if failed.contains(&log.dir().parent()) {
+                            return;
+                        }
                         // Taken out for the rename, so that no borrow is
                         // held across it.
                         let Some(mut files) = staged.borrow_mut().take() else {
@@ -2248,15 +2256,17 @@ impl Broker {
             let sync_started = Instant::now();
             publishing += sync_started - step_started;
             for log in &file_systems {
+                let dir = log.dir().parent();
+                if failed.contains(&dir) {
+                    continue;
+                }
                 if let Err(error) = log.sync_file_system().await {
-                    // What is not durable is not published: a restart
-                    // resumes from the recovery points before, or scans.
-                    tracing::warn!(%error, "syncing a data directory at shutdown failed");
-                    return;
+                    tracing::warn!(%error, dir = ?dir, "syncing a data directory at shutdown failed");
+                    failed.push(dir);
                 }
             }
             syncing += sync_started.elapsed();
-            if recovery_points == 0 {
+            if recovery_points == 0 || failed.len() == file_systems.len() {
                 break;
             }
         }
