@@ -2182,7 +2182,7 @@ impl Broker {
     /// The logs' writes and small files share a few syncs of each file
     /// system instead of about 16 fsyncs each
     /// ([`PartitionLog::close_staged`]): a stop of 10,000 written
-    /// partitions made 156,000 fsyncs and took 8.9 s.
+    /// partitions made 156,000 fsyncs and took 10.8-11.4 s, 2.5-3.3 s now.
     pub async fn close_logs(&self) {
         let logs: Vec<Rc<Log>> = self.logs.borrow_mut().take_all();
         if logs.is_empty() {
@@ -2282,8 +2282,9 @@ impl Broker {
 }
 
 /// Runs `work(0)` to `work(count - 1)`, at most `limit` at a time, the next
-/// starting as soon as one ends: in fixed groups, each group waited for its
-/// slowest member.
+/// starting as soon as one ends (in fixed groups of `limit`, each group
+/// waited for its slowest member: the stop's writes took 1.0-1.35 s per
+/// shard for 5,000 logs that way, 0.82-0.88 s this way).
 async fn each_at_once<F, Fut>(count: usize, limit: usize, work: F)
 where
     F: Fn(usize) -> Fut,
