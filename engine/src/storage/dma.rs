@@ -474,8 +474,10 @@ impl Storage for DmaStorage {
 
     /// `syncfs(2)` on a file-system thread: it waits for the writeback of
     /// every dirty inode of the file system and a flush of the disk's cache.
-    /// Since Linux 5.8 it reports a writeback error met since the file
-    /// system's last syncfs.
+    /// Since Linux 5.8 it reports a writeback error met since its
+    /// descriptor was opened, which is here, just before: an error that
+    /// background writeback met earlier is not seen. (The segments' own
+    /// writes are O_DIRECT and report their errors themselves.)
     async fn sync_file_system(&self, path: &Path) -> io::Result<()> {
         let path = path.to_path_buf();
         off_shard(move || {
