@@ -88,7 +88,7 @@ impl Broker {
             reads_from_disk: reads_from_disk.saturating_sub(reads_ahead),
             reads_ahead,
             read_ahead_bytes: self.cache.read_ahead_bytes() as u64,
-            segment_files_open: self.cache.open_files().counted() as u64,
+            segment_files_open: self.cache.open_files().held() as u64,
             segment_files_max: u64::try_from(self.cache.open_files().max()).unwrap_or(u64::MAX),
             segment_files_closed_for_room: self.cache.open_files().closed_for_room(),
             executor: self.metrics.executor_figures(),

@@ -494,7 +494,7 @@ fn write_shards(out: &mut Writer, snapshots: &Snapshots, now: Instant) {
     out.family(
         "sluice_segment_files_open",
         "gauge",
-        "Segment files each shard holds open (counted until it next makes room, so closed ones may linger in the figure).",
+        "Segment files each shard holds open or is opening (counted until it next makes room, so closed ones may linger in the figure).",
     );
     each(out, "sluice_segment_files_open", &|snapshot| {
         snapshot.segment_files_open.to_string()
