@@ -32,6 +32,13 @@ const OTHER_FDS_MAX: usize = 96;
 /// The share of the limit the segment files of all shards together may
 /// take (the broker's `SEGMENT_FILES_SHARE_DIVISOR`).
 const SEGMENT_FILES_SHARE_DIVISOR: u64 = 2;
+/// Descriptors beyond the budget while partitions are first written, as a
+/// share of it: each shard runs at most an eighth of its files' worth of
+/// opens at once, each holding up to three descriptors, and may overdraw
+/// its budget by an eighth.
+const OPENING_FDS_DIVISOR: usize = 2;
+/// How often the descriptors are counted while the partitions are written.
+const FDS_SAMPLED_EVERY: Duration = Duration::from_millis(5);
 
 /// The soft limit on open files of process `pid`, from /proc.
 fn soft_open_files(pid: u32) -> Option<u64> {
@@ -111,6 +118,28 @@ fn open_fds(pid: u32) -> usize {
     }
 }
 
+/// Runs `work` while counting process `pid`'s descriptors; returns its
+/// result and the most descriptors seen.
+fn most_fds_during<T>(pid: u32, work: impl FnOnce() -> T) -> (T, usize) {
+    let done = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        let counter = scope.spawn(|| {
+            let mut most = 0;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                most = most.max(open_fds(pid));
+                std::thread::sleep(FDS_SAMPLED_EVERY);
+            }
+            most
+        });
+        let result = work();
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        let most = counter
+            .join()
+            .unwrap_or_else(|_| panic!("the counter failed"));
+        (result, most)
+    })
+}
+
 fn wide_records() -> Vec<common::Record> {
     let mut records = Vec::new();
     for round in 0..ROUNDS {
@@ -148,14 +177,24 @@ fn more_partitions_than_the_open_file_limit_take_writes_and_reads() {
     broker.create_topic(topic, WIDE_PARTITIONS);
     // A partition that could not open its segment would answer
     // KAFKA_STORAGE_ERROR, which librdkafka retries until this timeout.
-    let positions = common::produce_all(
-        &broker,
-        topic,
-        &[("linger.ms", "5"), ("message.timeout.ms", "60000")],
-        &wide_records(),
-    );
+    // Every partition's first write opens its file at once: the opens
+    // under way must not hold descriptors beyond the budget's margin.
+    let (positions, most) = most_fds_during(broker.pid(), || {
+        common::produce_all(
+            &broker,
+            topic,
+            &[("linger.ms", "5"), ("message.timeout.ms", "60000")],
+            &wide_records(),
+        )
+    });
     assert_eq!(positions.len(), ROUNDS * WIDE_PARTITIONS as usize);
     let segment_files = (TIGHT_LIMIT / SEGMENT_FILES_SHARE_DIVISOR) as usize;
+    let while_opening = segment_files + segment_files / OPENING_FDS_DIVISOR + OTHER_FDS_MAX;
+    assert!(
+        most <= while_opening,
+        "{most} descriptors open while {WIDE_PARTITIONS} partitions were first written: more \
+         than the {segment_files} segment files and {while_opening} in all"
+    );
     let fds = open_fds(broker.pid());
     assert!(
         fds <= segment_files + OTHER_FDS_MAX,
