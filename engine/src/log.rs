@@ -3646,11 +3646,21 @@ impl<S: Storage> PartitionLog<S> {
         Ok(staged)
     }
 
-    /// Syncs the file system that holds this log (see
-    /// [`PartitionLog::close_staged`]); one log per file system is enough.
-    pub async fn sync_file_system(&self) -> Result<(), StorageError> {
+    /// Opens the file system that holds this log, to sync it after a
+    /// [`PartitionLog::close_staged`] of its logs; open it before them
+    /// (see [`Storage::open_file_system`]).
+    pub async fn open_file_system(&self) -> Result<S::FileSystem, StorageError> {
         self.storage
-            .sync_file_system(&self.dir)
+            .open_file_system(&self.dir)
+            .await
+            .map_err(|error| StorageError::new("open file system", &self.dir, error))
+    }
+
+    /// Syncs `file_system`, which holds this log (see
+    /// [`PartitionLog::close_staged`]); one log per file system is enough.
+    pub async fn sync_file_system(&self, file_system: &S::FileSystem) -> Result<(), StorageError> {
+        self.storage
+            .sync_file_system(file_system)
             .await
             .map_err(|error| StorageError::new("sync file system", &self.dir, error))
     }

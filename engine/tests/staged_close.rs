@@ -78,6 +78,10 @@ async fn check_log(log: &PartitionLog<MemStorage>, index: usize) -> i64 {
 /// shutdown does: stage every log, sync, publish the indexes, sync,
 /// publish the recovery points, sync.
 async fn close_staged_up_to(logs: &[Rc<PartitionLog<MemStorage>>], steps: usize) {
+    let file_system = match logs[0].open_file_system().await {
+        Ok(file_system) => file_system,
+        Err(error) => panic!("opening the file system failed: {error}"),
+    };
     let mut staged: Vec<StagedClose> = Vec::new();
     for (index, log) in logs.iter().enumerate() {
         match log.close_staged().await {
@@ -102,7 +106,7 @@ async fn close_staged_up_to(logs: &[Rc<PartitionLog<MemStorage>>], steps: usize)
                 }
             }
             None => {
-                if let Err(error) = logs[0].sync_file_system().await {
+                if let Err(error) = logs[0].sync_file_system(&file_system).await {
                     panic!("the file system's sync failed: {error}");
                 }
             }

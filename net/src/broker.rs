@@ -2189,6 +2189,27 @@ impl Broker {
             return;
         }
         let started = Instant::now();
+        // One log of each data directory stands for its file system, opened
+        // before the logs are staged so that its syncs report any writeback
+        // error of the staged files.
+        let mut file_systems: Vec<(&Rc<Log>, Option<Arc<std::fs::File>>)> = Vec::new();
+        for log in &logs {
+            let parent = log.dir().parent();
+            if file_systems
+                .iter()
+                .any(|(seen, _)| seen.dir().parent() == parent)
+            {
+                continue;
+            }
+            let opened = match log.open_file_system().await {
+                Ok(file_system) => Some(file_system),
+                Err(error) => {
+                    tracing::warn!(%error, "opening a data directory to sync it at shutdown failed");
+                    None
+                }
+            };
+            file_systems.push((log, opened));
+        }
         let staged: Vec<RefCell<Option<StagedClose>>> =
             logs.iter().map(|_| RefCell::new(None)).collect();
         // Each close may wait on a write or a file creation.
@@ -2206,17 +2227,6 @@ impl Broker {
         })
         .await;
         let written = started.elapsed();
-        // One log of each data directory stands for its file system.
-        let mut file_systems: Vec<&Rc<Log>> = Vec::new();
-        for log in &logs {
-            let parent = log.dir().parent();
-            if !file_systems
-                .iter()
-                .any(|seen| seen.dir().parent() == parent)
-            {
-                file_systems.push(log);
-            }
-        }
         let recovery_points = staged
             .iter()
             .filter(|files| files.borrow().is_some())
@@ -2225,7 +2235,11 @@ impl Broker {
         // Data directories whose sync failed: their logs publish nothing
         // more, and a restart resumes them from the recovery points before
         // (or scans); the other directories go on.
-        let mut failed: Vec<Option<&std::path::Path>> = Vec::new();
+        let mut failed: Vec<Option<&std::path::Path>> = file_systems
+            .iter()
+            .filter(|(_, opened)| opened.is_none())
+            .map(|(log, _)| log.dir().parent())
+            .collect();
         for step in [
             None,
             Some(PublishStep::Indexes),
@@ -2255,12 +2269,15 @@ impl Broker {
             }
             let sync_started = Instant::now();
             publishing += sync_started - step_started;
-            for log in &file_systems {
+            for (log, opened) in &file_systems {
                 let dir = log.dir().parent();
+                let Some(file_system) = opened else {
+                    continue;
+                };
                 if failed.contains(&dir) {
                     continue;
                 }
-                if let Err(error) = log.sync_file_system().await {
+                if let Err(error) = log.sync_file_system(file_system).await {
                     tracing::warn!(%error, dir = ?dir, "syncing a data directory at shutdown failed");
                     failed.push(dir);
                 }

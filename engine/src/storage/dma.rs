@@ -8,7 +8,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{mpsc, OnceLock};
+use std::sync::{mpsc, Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -333,6 +333,7 @@ pub async fn finish_deletions(wait_max: std::time::Duration) -> usize {
 
 impl Storage for DmaStorage {
     type File = DmaStorageFile;
+    type FileSystem = Arc<std::fs::File>;
 
     async fn open(&self, path: &Path, create: bool) -> io::Result<DmaStorageFile> {
         probe_polling(path.parent().unwrap_or(Path::new("."))).await?;
@@ -448,17 +449,7 @@ impl Storage for DmaStorage {
     }
 
     async fn write_small_staged(&self, path: &Path, bytes: &[u8]) -> io::Result<PathBuf> {
-        let temp = temp_path(path);
-        let file = glommio::io::BufferedFile::create(&temp)
-            .await
-            .map_err(glommio_error)?;
-        let written = write_all_buffered(&file, bytes).await;
-        let closed = file.close().await.map_err(glommio_error);
-        if let Err(error) = written.and(closed) {
-            let _ = std::fs::remove_file(&temp);
-            return Err(error);
-        }
-        Ok(temp)
+        write_temp(path, bytes, false).await
     }
 
     /// On a file-system thread: a rename waits on the directory's lock for
@@ -472,17 +463,25 @@ impl Storage for DmaStorage {
         .await
     }
 
+    /// A descriptor of the directory `path`, opened on a file-system
+    /// thread (a stalled file system stalls the open).
+    async fn open_file_system(&self, path: &Path) -> io::Result<Arc<std::fs::File>> {
+        let path = path.to_path_buf();
+        off_shard(move || std::fs::File::open(&path).map(Arc::new)).await
+    }
+
     /// `syncfs(2)` on a file-system thread: it waits for the writeback of
     /// every dirty inode of the file system and a flush of the disk's cache.
     /// Since Linux 5.8 it reports a writeback error met since its
-    /// descriptor was opened, which is here, just before: an error that
-    /// background writeback met earlier is not seen. (The segments' own
-    /// writes are O_DIRECT and report their errors themselves.)
-    async fn sync_file_system(&self, path: &Path) -> io::Result<()> {
-        let path = path.to_path_buf();
+    /// descriptor was opened (`open_file_system`), so background writeback
+    /// of the staged files that failed before the sync is reported too.
+    /// (The segments' own writes are O_DIRECT and report their errors
+    /// themselves.)
+    async fn sync_file_system(&self, file_system: &Arc<std::fs::File>) -> io::Result<()> {
+        let directory = Arc::clone(file_system);
         off_shard(move || {
-            let directory = std::fs::File::open(&path)?;
-            // SAFETY: the descriptor is open for the length of the call.
+            // SAFETY: the descriptor is open for the length of the call:
+            // `directory` holds it.
             if unsafe { libc::syncfs(directory.as_raw_fd()) } != 0 {
                 return Err(io::Error::last_os_error());
             }
@@ -505,22 +504,7 @@ impl DmaStorage {
     /// directory's after it.
     async fn replace_small(&self, path: &Path, bytes: &[u8], durable: bool) -> io::Result<()> {
         let parent = path.parent().unwrap_or(Path::new("."));
-        let temp = temp_path(path);
-        let file = glommio::io::BufferedFile::create(&temp)
-            .await
-            .map_err(glommio_error)?;
-        let written = write_all_buffered(&file, bytes).await;
-        let synced = match written {
-            Ok(()) if durable => file.fdatasync().await.map_err(glommio_error),
-            other => other,
-        };
-        let closed = file.close().await.map_err(glommio_error);
-        if let Err(error) = synced.and(closed) {
-            // A temp file cut short by a full disk would hold on to the
-            // space it got; the old file is untouched.
-            let _ = std::fs::remove_file(&temp);
-            return Err(error);
-        }
+        let temp = write_temp(path, bytes, durable).await?;
         glommio::io::rename(&temp, path)
             .await
             .map_err(glommio_error)?;
@@ -529,6 +513,28 @@ impl DmaStorage {
         }
         Ok(())
     }
+}
+
+/// Writes `bytes` to the temp file beside `path` (synced if `durable`)
+/// and returns its path. On an error the temp file is removed: one cut
+/// short by a full disk would hold on to the space it got; the file at
+/// `path` is untouched.
+async fn write_temp(path: &Path, bytes: &[u8], durable: bool) -> io::Result<PathBuf> {
+    let temp = temp_path(path);
+    let file = glommio::io::BufferedFile::create(&temp)
+        .await
+        .map_err(glommio_error)?;
+    let written = write_all_buffered(&file, bytes).await;
+    let synced = match written {
+        Ok(()) if durable => file.fdatasync().await.map_err(glommio_error),
+        other => other,
+    };
+    let closed = file.close().await.map_err(glommio_error);
+    if let Err(error) = synced.and(closed) {
+        let _ = std::fs::remove_file(&temp);
+        return Err(error);
+    }
+    Ok(temp)
 }
 
 /// Writes all of `bytes` at the start of `file`.
@@ -664,6 +670,41 @@ mod tests {
             glommio::timer::sleep(Duration::from_millis(5)).await;
         }
         false
+    }
+
+    /// A staged file is left under its temp name for the caller's rename,
+    /// and the file system opened before it was written syncs it; a data
+    /// directory that is gone cannot be opened to be synced.
+    #[test]
+    fn a_staged_file_waits_for_its_rename_and_the_file_system_syncs() {
+        let dir = scratch_dir("staged");
+        let body_dir = dir.clone();
+        glommio::LocalExecutorBuilder::default()
+            .spawn(move || async move {
+                let dir = body_dir;
+                let storage = DmaStorage;
+                let path = dir.join("recovery-point");
+                let file_system = storage.open_file_system(&dir).await.expect("open");
+                let temp = storage
+                    .write_small_staged(&path, b"point")
+                    .await
+                    .expect("staged");
+                assert!(!path.exists(), "the staged file took its name early");
+                storage.sync_file_system(&file_system).await.expect("sync");
+                storage
+                    .rename_all(vec![(temp, path.clone())])
+                    .await
+                    .expect("rename");
+                assert_eq!(std::fs::read(&path).expect("renamed"), b"point");
+                assert!(storage
+                    .open_file_system(&dir.join("missing"))
+                    .await
+                    .is_err());
+            })
+            .expect("executor")
+            .join()
+            .expect("test body");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     /// A file replaced or removed while this thread holds it open keeps a

@@ -255,8 +255,13 @@ fn not_found(path: &Path) -> io::Error {
     )
 }
 
+/// The model's one file system, opened to be synced.
+#[derive(Debug)]
+pub struct MemFileSystem;
+
 impl Storage for MemStorage {
     type File = MemStorageFile;
+    type FileSystem = MemFileSystem;
 
     async fn open(&self, path: &Path, create: bool) -> io::Result<MemStorageFile> {
         let mut state = self.state.borrow_mut();
@@ -402,8 +407,13 @@ impl Storage for MemStorage {
         Ok(())
     }
 
-    /// The model holds one file system: every file's writes become durable.
-    async fn sync_file_system(&self, _path: &Path) -> io::Result<()> {
+    /// The model holds one file system.
+    async fn open_file_system(&self, _path: &Path) -> io::Result<MemFileSystem> {
+        Ok(MemFileSystem)
+    }
+
+    /// Every file's writes become durable.
+    async fn sync_file_system(&self, _file_system: &MemFileSystem) -> io::Result<()> {
         self.fail_if_sync_faulted()?;
         let mut state = self.state.borrow_mut();
         for file in state.files.values() {

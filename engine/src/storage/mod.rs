@@ -24,6 +24,8 @@ pub use mem::{Fault, MemStorage};
 #[allow(async_fn_in_trait)] // Shard-local futures: nothing here is ever sent to another thread.
 pub trait Storage: Clone + 'static {
     type File: StorageFile;
+    /// A file system opened to be synced whole.
+    type FileSystem: 'static;
 
     /// Opens a file for direct-I/O reads and writes, creating it if asked.
     async fn open(&self, path: &Path, create: bool) -> io::Result<Self::File>;
@@ -72,10 +74,14 @@ pub trait Storage: Clone + 'static {
     /// Renames each `(from, to)` in order, as [`Storage::rename`] does,
     /// off the shard's thread; stops at the first failure.
     async fn rename_all(&self, renames: Vec<(PathBuf, PathBuf)>) -> io::Result<()>;
-    /// Makes everything written to the file system that holds `path`
-    /// durable: file data and sizes, creations, renames, truncations
-    /// (`syncfs`).
-    async fn sync_file_system(&self, path: &Path) -> io::Result<()>;
+    /// Opens the file system that holds `path` for
+    /// [`Storage::sync_file_system`]. Open it before writing what it is to
+    /// make durable: a sync reports the writeback errors met since its
+    /// handle was opened, not before.
+    async fn open_file_system(&self, path: &Path) -> io::Result<Self::FileSystem>;
+    /// Makes everything written to `file_system` durable: file data and
+    /// sizes, creations, renames, truncations (`syncfs`).
+    async fn sync_file_system(&self, file_system: &Self::FileSystem) -> io::Result<()>;
 }
 
 /// One open file. Writes take aligned buffers at aligned positions.
