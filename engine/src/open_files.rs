@@ -23,7 +23,7 @@
 //! `ROOM_WAIT_LONGEST` past that too: a wait must not become a stall if
 //! every file stays busy. (With every waiter going over after a second,
 //! as at first, 10,000 partitions under a budget of 500 files a shard
-//! held 5,400 counted files.)
+//! held up to 5,449 counted files.)
 //!
 //! Opens under way are bounded too, to an eighth of the budget (within
 //! [`OPENS_IN_FLIGHT_MIN`] and [`OPENS_IN_FLIGHT_MAX`]), served in the order
@@ -31,9 +31,10 @@
 //! one it opens the file by, the file's own, the directory's for a new
 //! file's sync), and without that bound 5,000 partitions of a shard written
 //! for the first time all opened at once: under a budget of 500 files a
-//! shard, 10,000 partitions reached 13,000 descriptors (5,400 of them opens
-//! still waiting on the file-system threads), and every one of those
-//! waiters had gone over the budget after `ROOM_WAIT_MAX`. Up to three
+//! shard, 10,000 partitions reached 11,106 descriptors of segment files
+//! (at one moment 5,422 of them the plain descriptors of opens under way),
+//! and every one of those waiters had gone over the budget after
+//! `ROOM_WAIT_MAX`. Up to three
 //! descriptors for each of an eighth of the files keeps the opens within
 //! 3/8 of the budget; with the overdraft, the files and the opens stay
 //! within 1.5 times the budget (3/4 of the open-file limit) unless a wait
