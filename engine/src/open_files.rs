@@ -40,8 +40,9 @@
 //! within 1.5 times the budget (3/4 of the open-file limit) unless a wait
 //! reaches `ROOM_WAIT_LONGEST`. Only the open itself holds a turn: a turn
 //! held while waiting for room queued every open behind the waits of
-//! those ahead (100,000 partitions ran at 106-132 MB/s that way, against
-//! 198-252 MB/s without turns).
+//! those ahead, each up to a second (100,000 partitions ran at 106-132
+//! MB/s in four runs that way; without turns 77-252 MB/s, too noisy to
+//! prove the cost, but nothing bounds a queue of waits).
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
