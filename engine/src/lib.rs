@@ -33,6 +33,7 @@ pub mod log;
 pub mod metadata;
 pub mod notify;
 pub mod open_files;
+pub mod prefetch;
 pub mod producer;
 pub mod recovery_point;
 pub mod shard;

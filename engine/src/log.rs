@@ -30,6 +30,7 @@ use crate::error::{AppendError, OpenError, ProducerError, ReadError, StorageErro
 use crate::index::{OffsetEntry, SegmentIndex, TimeEntry};
 use crate::notify::{Signal, Turn, Turns};
 use crate::open_files::{FileHolder, FileRelease};
+use crate::prefetch;
 use crate::producer::{ProducerInfo, ProducerState, SequenceCheck};
 use crate::recovery_point::{
     RecoveryPoint, RECOVERY_POINT_BYTES, RECOVERY_POINT_FILE, RECOVERY_POINT_INTERVAL_BYTES,
@@ -2565,6 +2566,22 @@ impl<S: Storage> PartitionLog<S> {
             spanned += 1;
         }
         Ok(out)
+    }
+
+    /// Asks the CPU to start loading the state [`PartitionLog::read_now`]
+    /// and [`PartitionLog::offsets`] look at first (the borrow flag, the
+    /// offsets, the cache's queue, the producer state), without reading
+    /// it: see [`crate::prefetch`].
+    pub fn prefetch_read_state(&self) {
+        let start = self.inner.as_ptr().cast::<u8>().cast_const();
+        prefetch::prefetch_line(std::ptr::from_ref(&self.inner).cast::<u8>());
+        for offset in [
+            std::mem::offset_of!(Inner<S>, hw),
+            std::mem::offset_of!(Inner<S>, cached),
+            std::mem::offset_of!(Inner<S>, producers),
+        ] {
+            prefetch::prefetch_line(start.wrapping_add(offset));
+        }
     }
 
     /// [`PartitionLog::read`] when it can answer without waiting: the

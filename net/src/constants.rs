@@ -315,6 +315,12 @@ pub const TXN_ADD_RETRY_TOTAL_MS_MAX: u64 = 100;
 /// thousands of partitions does not hold thousands of read buffers at once.
 pub const FETCH_READS_CONCURRENT_MAX: usize = 32;
 
+/// How many partitions ahead of the one it reads a fetch asks the CPU to
+/// load a log's state: far enough for the loads to overlap (each is a miss
+/// to memory, about 100 ns), near enough that they are still cached when
+/// the read reaches them.
+pub const READ_PREFETCH_AHEAD: usize = 8;
+
 /// Logs a shard closes (or publishes the files of) at once at shutdown:
 /// enough to keep the disk's queue busy with their last writes and file
 /// creations, few enough not to flood io_uring and the file-system threads.
