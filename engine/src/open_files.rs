@@ -34,9 +34,8 @@
 //! shard, 10,000 partitions reached 11,106 descriptors of segment files
 //! (at one moment 5,422 of them the plain descriptors of opens under way),
 //! and every one of those waiters had gone over the budget after
-//! `ROOM_WAIT_MAX`. Up to three
-//! descriptors for each of an eighth of the files keeps the opens within
-//! 3/8 of the budget; with the overdraft, the files and the opens stay
+//! `ROOM_WAIT_MAX`. Up to three descriptors for each of an eighth of the
+//! files keeps the opens within 3/8 of the budget; with the overdraft, the files and the opens stay
 //! within 1.5 times the budget (3/4 of the open-file limit) unless a wait
 //! reaches `ROOM_WAIT_LONGEST`. Only the open itself holds a turn: a turn
 //! held while waiting for room queued every open behind the waits of
