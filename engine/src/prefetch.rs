@@ -32,3 +32,67 @@ pub fn prefetch_rc<T>(rc: &Rc<T>) {
     let value = Rc::as_ptr(rc).cast::<u8>();
     prefetch_line(value.wrapping_sub(2 * std::mem::size_of::<usize>()));
 }
+
+/// Clones each of `found` into a new vector, in order, asking for each
+/// reference count `AHEAD` items before cloning it. The window of the
+/// items not yet cloned sits on the stack, so the references need no
+/// vector of their own (one allocation per fetch and shard).
+pub fn clone_ahead<'a, T: 'a, const AHEAD: usize>(
+    found: impl Iterator<Item = Option<&'a Rc<T>>>,
+) -> Vec<Option<Rc<T>>> {
+    const { assert!(AHEAD > 0, "a window holds at least one item") };
+    let mut cloned = Vec::with_capacity(found.size_hint().0);
+    let mut window: [Option<&Rc<T>>; AHEAD] = [None; AHEAD];
+    let mut seen = 0usize;
+    for item in found {
+        if let Some(rc) = item {
+            prefetch_rc(rc);
+        }
+        // The slot of item `seen` held item `seen - AHEAD`, the oldest not
+        // yet cloned.
+        let slot = seen % AHEAD;
+        if seen >= AHEAD {
+            cloned.push(window[slot].cloned());
+        }
+        window[slot] = item;
+        seen += 1;
+    }
+    for index in seen.saturating_sub(AHEAD)..seen {
+        cloned.push(window[index % AHEAD].cloned());
+    }
+    cloned
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clones_keep_their_order_and_gaps_whatever_the_length() {
+        for length in 0..30usize {
+            let values: Vec<Option<Rc<usize>>> = (0..length)
+                .map(|index| (index % 3 != 1).then(|| Rc::new(index)))
+                .collect();
+            let cloned = clone_ahead::<_, 8>(values.iter().map(Option::as_ref));
+            let seen: Vec<Option<usize>> = cloned.iter().map(|rc| rc.as_deref().copied()).collect();
+            let wanted: Vec<Option<usize>> = (0..length)
+                .map(|index| (index % 3 != 1).then_some(index))
+                .collect();
+            assert_eq!(seen, wanted, "length {length}");
+            for (original, clone) in values.iter().zip(&cloned) {
+                if let (Some(original), Some(clone)) = (original, clone) {
+                    assert!(Rc::ptr_eq(original, clone));
+                    assert_eq!(Rc::strong_count(original), 2);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_window_of_one_clones_in_order() {
+        let values: Vec<Option<Rc<u8>>> = vec![Some(Rc::new(1)), None, Some(Rc::new(3))];
+        let cloned = clone_ahead::<_, 1>(values.iter().map(Option::as_ref));
+        let seen: Vec<Option<u8>> = cloned.iter().map(|rc| rc.as_deref().copied()).collect();
+        assert_eq!(seen, vec![Some(1), None, Some(3)]);
+    }
+}

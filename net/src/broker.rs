@@ -1869,9 +1869,8 @@ impl Broker {
     ) -> Vec<Option<Rc<Log>>> {
         let logs = self.logs.borrow();
         let metadata = self.metadata.borrow();
-        let mut found: Vec<Option<&Rc<Log>>> = Vec::with_capacity(partitions.size_hint().0);
         let mut in_hand: Option<TopicInHand> = None;
-        for (topic, partition) in partitions {
+        let found = partitions.map(|(topic, partition)| {
             let same = in_hand
                 .as_ref()
                 .is_some_and(|(held, ..)| Arc::ptr_eq(held, topic) || ***held == **topic);
@@ -1882,26 +1881,17 @@ impl Broker {
                     metadata.topics.get(&**topic),
                 ));
             }
-            let Some((_, topic_logs, meta)) = in_hand else {
-                found.push(None);
-                continue;
-            };
+            let (_, topic_logs, meta) = in_hand?;
             let leads = meta
                 .and_then(|meta| meta.placement.get(usize::try_from(partition).ok()?))
                 .is_none_or(|state| state.leader == self.config.node_id);
-            let log = topic_logs.and_then(|logs| logs.get(&partition));
-            found.push(log.filter(|_| leads));
-        }
-        // Cloned apart, the reference counts asked for a few logs ahead
+            topic_logs
+                .and_then(|logs| logs.get(&partition))
+                .filter(|_| leads)
+        });
+        // The reference counts asked for a few logs ahead of their clones
         // (see `sluice_engine::prefetch`).
-        let mut cloned = Vec::with_capacity(found.len());
-        for (index, log) in found.iter().enumerate() {
-            if let Some(Some(ahead)) = found.get(index + READ_PREFETCH_AHEAD) {
-                sluice_engine::prefetch::prefetch_rc(ahead);
-            }
-            cloned.push(log.cloned());
-        }
-        cloned
+        sluice_engine::prefetch::clone_ahead::<_, READ_PREFETCH_AHEAD>(found)
     }
 
     /// The part of a read that needs no waiting: everything when the
