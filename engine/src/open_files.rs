@@ -99,6 +99,10 @@ pub struct OpenFiles {
     ring: RefCell<VecDeque<OpenFile>>,
     /// Opens under way that were given room ([`Room`]).
     reserved: Cell<usize>,
+    /// Opens waiting for room: the first in line looks for it, the others
+    /// wait their turn without looking (see [`OpenFiles::room`]).
+    waiting: Cell<usize>,
+    line: glommio::sync::Semaphore,
     /// Turns to open, first come first served; replaced when the budget
     /// changes (turns taken from the one before end on it).
     opening: RefCell<Rc<glommio::sync::Semaphore>>,
@@ -120,6 +124,26 @@ impl Drop for Room<'_> {
     }
 }
 
+/// One open waiting for room, counted until it leaves the line (also when
+/// its open is dropped while waiting).
+struct InLine<'a> {
+    files: &'a OpenFiles,
+}
+
+impl<'a> InLine<'a> {
+    fn join(files: &'a OpenFiles) -> InLine<'a> {
+        files.waiting.set(files.waiting.get() + 1);
+        InLine { files }
+    }
+}
+
+impl Drop for InLine<'_> {
+    fn drop(&mut self) {
+        let waiting = self.files.waiting.get();
+        self.files.waiting.set(waiting.saturating_sub(1));
+    }
+}
+
 impl Default for OpenFiles {
     fn default() -> OpenFiles {
         OpenFiles::new(usize::MAX)
@@ -132,6 +156,8 @@ impl OpenFiles {
             max: Cell::new(max),
             ring: RefCell::new(VecDeque::new()),
             reserved: Cell::new(0),
+            waiting: Cell::new(0),
+            line: glommio::sync::Semaphore::new(1),
             opening: RefCell::new(Rc::new(glommio::sync::Semaphore::new(opens_at_once(max)))),
             closed: Cell::new(0),
         }
@@ -155,17 +181,32 @@ impl OpenFiles {
     /// the turn, held until the returned guard is dropped: drop it once the
     /// file is counted with [`OpenFiles::opened`], or closed again. The
     /// wait for room holds no turn: a turn is held only while opening.
+    ///
+    /// Waiting opens stand in line and only the first looks for room, every
+    /// `ROOM_RECHECK`; it hands the line on as soon as it has room, and the
+    /// next looks at once, so every file that turned idle is taken within
+    /// the same pass. Each looking itself could ask every file of the ring
+    /// twice, so thousands of opens looking at once every millisecond
+    /// spent the shard on asking. A newcomer joins the line when one
+    /// exists, so it cannot take the room of those waiting longer.
     pub async fn room(&self) -> Room<'_> {
         let started = Instant::now();
-        loop {
-            if self.make_room(1) {
-                break;
+        if self.waiting.get() > 0 || !self.make_room(1) {
+            let _waiting = InLine::join(self);
+            // `None` only if the line were closed, which nothing does.
+            let _front = self.line.acquire_permit(1).await.ok();
+            loop {
+                if self.make_room(1) {
+                    break;
+                }
+                let waited = started.elapsed();
+                if (waited >= ROOM_WAIT_MAX && self.fits_overdrawn(1))
+                    || waited >= ROOM_WAIT_LONGEST
+                {
+                    break;
+                }
+                glommio::timer::sleep(ROOM_RECHECK).await;
             }
-            let waited = started.elapsed();
-            if (waited >= ROOM_WAIT_MAX && self.fits_overdrawn(1)) || waited >= ROOM_WAIT_LONGEST {
-                break;
-            }
-            glommio::timer::sleep(ROOM_RECHECK).await;
         }
         // Counted only once the turn is taken: rooms counted while their
         // opens queued for turns took the budget from open files (10,000
@@ -257,10 +298,12 @@ mod tests {
     struct Holder {
         answers: RefCell<Vec<FileRelease>>,
         closed: RefCell<Vec<i64>>,
+        asks: Cell<usize>,
     }
 
     impl FileHolder for Holder {
         fn close_idle_file(&self, segment_base: i64, _generation: u64) -> FileRelease {
+            self.asks.set(self.asks.get() + 1);
             let mut answers = self.answers.borrow_mut();
             let index = usize::try_from(segment_base).unwrap_or(0);
             let answer = answers[index];
@@ -280,6 +323,7 @@ mod tests {
         Rc::new(Holder {
             answers: RefCell::new(answers),
             closed: RefCell::new(Vec::new()),
+            asks: Cell::new(0),
         })
     }
 
@@ -430,6 +474,42 @@ mod tests {
             assert!(opened.get());
             drop(rooms);
             assert_eq!(files.held(), 0);
+        });
+    }
+
+    #[test]
+    fn only_the_first_waiting_open_looks_for_room() {
+        on_executor(|| async {
+            const FILES: usize = 64;
+            let files = Rc::new(OpenFiles::new(FILES));
+            let holder = holder(vec![FileRelease::Busy; FILES]);
+            open_all(&files, &holder, FILES as i64);
+            let started = Instant::now();
+            let waiters: Vec<_> = (0..FILES)
+                .map(|_| {
+                    let files = Rc::clone(&files);
+                    glommio::spawn_local(async move {
+                        let _room = files.room().await;
+                    })
+                })
+                .collect();
+            glommio::timer::sleep(BUSY_FOR).await;
+            let asks = holder.asks.get();
+            let looks = started.elapsed().as_millis() / ROOM_RECHECK.as_millis() + 2;
+            // One looker asks each file at most twice a look; every waiter
+            // looking, as before, asked 64 times as often (81,920 asks).
+            let bound = 2 * FILES * usize::try_from(looks).unwrap_or(usize::MAX);
+            assert!(asks <= bound, "{asks} asks, bound {bound}");
+            assert!(asks > 0);
+            // Every file turns idle: the waiters get room one after the
+            // other (each room dropped at once leaves space for the next),
+            // before any would go into the overdraft.
+            holder.answers.borrow_mut().fill(FileRelease::Closed);
+            for waiter in waiters {
+                waiter.await;
+            }
+            assert!(started.elapsed() < ROOM_WAIT_MAX);
+            assert!(!holder.closed.borrow().is_empty());
         });
     }
 
