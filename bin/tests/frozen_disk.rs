@@ -3,7 +3,8 @@
 //! cloud volume looks the same to the broker). Every produce request still
 //! gets an answer, a success or Kafka's timeout error, within its timeout
 //! (as do DeleteTopics, OffsetCommit, InitProducerId, ElectLeaders,
-//! AlterPartitionReassignments, and Metadata and FindCoordinator requests
+//! AlterPartitionReassignments, CreatePartitions of several topics (within
+//! one timeout, not one per topic), and Metadata and FindCoordinator requests
 //! that create a topic);
 //! requests that need no disk are answered throughout; and once the disk
 //! thaws, producing works again and nothing acknowledged is lost.
@@ -18,15 +19,16 @@ use std::time::{Duration, Instant};
 use kafka_protocol::messages::alter_partition_reassignments_request::{
     ReassignablePartition, ReassignableTopic,
 };
+use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
 use kafka_protocol::messages::elect_leaders_request::TopicPartitions;
 use kafka_protocol::messages::offset_commit_request::{
     OffsetCommitRequestPartition, OffsetCommitRequestTopic,
 };
 use kafka_protocol::messages::{
     AlterPartitionReassignmentsRequest, AlterPartitionReassignmentsResponse, ApiKey,
-    ElectLeadersRequest, ElectLeadersResponse, FindCoordinatorRequest, FindCoordinatorResponse,
-    GroupId, InitProducerIdRequest, InitProducerIdResponse, OffsetCommitRequest,
-    OffsetCommitResponse, TopicName,
+    CreatePartitionsRequest, CreatePartitionsResponse, ElectLeadersRequest, ElectLeadersResponse,
+    FindCoordinatorRequest, FindCoordinatorResponse, GroupId, InitProducerIdRequest,
+    InitProducerIdResponse, OffsetCommitRequest, OffsetCommitResponse, TopicName,
 };
 use rdkafka::admin::AdminOptions;
 use rdkafka::consumer::{CommitMode, Consumer};
@@ -192,6 +194,46 @@ fn cancel_reassignment(wire: &mut WireClient) -> i16 {
         .map_or(response.error_code, |partition| partition.error_code)
 }
 
+/// Topics grown by one CreatePartitions while the controller is busy: more
+/// timeouts' worth than `CONTROLLER_ANSWER_WITHIN` holds, so a request
+/// that waited one timeout per topic would be answered too late.
+const GROWN_TOPICS: [&str; 4] = ["grown-a", "grown-b", "grown-c", "grown-d"];
+const CREATE_PARTITIONS_VERSION: i16 = 3;
+/// What `create_partitions` reports when its topics got different errors.
+const MIXED_ERRORS: i16 = i16::MIN + 1;
+
+/// One CreatePartitions growing every topic of `GROWN_TOPICS` to two
+/// partitions; the error code they share.
+fn create_partitions(wire: &mut WireClient) -> i16 {
+    let mut request = CreatePartitionsRequest::default();
+    request.timeout_ms = CONTROLLER_TIMEOUT_MS;
+    request.topics = GROWN_TOPICS
+        .iter()
+        .map(|name| {
+            let mut topic = CreatePartitionsTopic::default();
+            topic.name = TopicName(text(name));
+            topic.count = 2;
+            topic
+        })
+        .collect();
+    let response: CreatePartitionsResponse = wire.call(
+        ApiKey::CreatePartitions,
+        CREATE_PARTITIONS_VERSION,
+        &request,
+    );
+    assert_eq!(response.results.len(), GROWN_TOPICS.len());
+    let first = response.results[0].error_code;
+    if response
+        .results
+        .iter()
+        .all(|result| result.error_code == first)
+    {
+        first
+    } else {
+        MIXED_ERRORS
+    }
+}
+
 /// What `auto_creating` reports when the answer names no topic at all
 /// (no Kafka error code has this value).
 const NO_TOPIC_ANSWERED: i16 = i16::MIN;
@@ -281,6 +323,9 @@ fn a_frozen_disk_gets_every_produce_answered_and_loses_nothing() {
     // A topic deleted while the disk is frozen: its directories are
     // renamed aside, which waits for the file system.
     create_topic(&broker.admin(), "doomed", PARTITIONS, &[]);
+    for name in GROWN_TOPICS {
+        create_topic(&broker.admin(), name, 1, &[]);
+    }
     produce_all(
         &broker,
         "doomed",
@@ -375,6 +420,8 @@ fn a_frozen_disk_gets_every_produce_answered_and_loses_nothing() {
         let electing = timed(move || elect_leaders(&mut elector));
         let mut reassigner = WireClient::new(&broker);
         let reassigning = timed(move || cancel_reassignment(&mut reassigner));
+        let mut grower = WireClient::new(&broker);
+        let growing = timed(move || create_partitions(&mut grower));
         let mut slowest = Duration::ZERO;
         let answered = |producer: &TrackedProducer| producer.reports().iter().all(Option::is_some);
         while frozen_at.elapsed() < FROZEN_FOR
@@ -386,7 +433,8 @@ fn a_frozen_disk_gets_every_produce_answered_and_loses_nothing() {
                     && auto_creating.is_finished()
                     && finding.is_finished()
                     && electing.is_finished()
-                    && reassigning.is_finished()))
+                    && reassigning.is_finished()
+                    && growing.is_finished()))
         {
             slowest = slowest.max(slowest_metadata_answer(&broker, &mut correlation));
             std::thread::sleep(Duration::from_millis(200));
@@ -451,6 +499,12 @@ fn a_frozen_disk_gets_every_produce_answered_and_loses_nothing() {
         check_answer(
             "an AlterPartitionReassignments",
             reassigning,
+            CONTROLLER_ANSWER_WITHIN,
+            &[REQUEST_TIMED_OUT],
+        );
+        check_answer(
+            "a CreatePartitions of several topics",
+            growing,
             CONTROLLER_ANSWER_WITHIN,
             &[REQUEST_TIMED_OUT],
         );

@@ -8,7 +8,7 @@ use kafka_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse
 use super::{encode, str_bytes};
 use super::{MutationQuota, Session};
 use crate::acl::Operation;
-use crate::broker::{Broker, ControllerRequest, ShardResponse};
+use crate::broker::{futures_lite_join_all, Broker, ControllerRequest, ShardResponse};
 use crate::errors::code;
 use crate::wire::Pieces;
 
@@ -26,6 +26,11 @@ pub async fn handle(
     let mut response = CreatePartitionsResponse::default();
     let quota = session.mutation_quota(broker, header, STRICT_QUOTA_VERSION);
     let metadata = broker.metadata();
+    // The controller's calls, all sent before any is waited for: the
+    // request's `timeout_ms` bounds the whole request, as in Kafka, not
+    // each topic in turn (one after the other, a request of ten topics
+    // behind a busy controller took ten timeouts to answer).
+    let mut calls = Vec::new();
     for topic in &request.topics {
         // The partitions it would add, counted against the sender's
         // mutation quota unless it only validates.
@@ -56,19 +61,27 @@ pub async fn handle(
                 count: topic.count,
                 validate_only: request.validate_only,
             };
-            match broker
-                .controller_call_within(call, request.timeout_ms)
-                .await
-            {
-                Some(Some(ShardResponse::Topics(outcomes))) if !outcomes.is_empty() => {
-                    result.error_code = outcomes[0].error_code;
-                    result.error_message = outcomes[0].error_message.as_deref().map(str_bytes);
-                }
-                None => result.error_code = code::REQUEST_TIMED_OUT,
-                Some(_) => result.error_code = code::UNKNOWN_SERVER_ERROR,
-            }
+            calls.push((
+                response.results.len(),
+                broker.controller_call_within(call, request.timeout_ms),
+            ));
         }
         response.results.push(result);
+    }
+    let (positions, calls): (Vec<usize>, Vec<_>) = calls.into_iter().unzip();
+    for (position, answer) in positions
+        .into_iter()
+        .zip(futures_lite_join_all(calls).await)
+    {
+        let result = &mut response.results[position];
+        match answer {
+            Some(Some(ShardResponse::Topics(outcomes))) if !outcomes.is_empty() => {
+                result.error_code = outcomes[0].error_code;
+                result.error_message = outcomes[0].error_message.as_deref().map(str_bytes);
+            }
+            None => result.error_code = code::REQUEST_TIMED_OUT,
+            Some(_) => result.error_code = code::UNKNOWN_SERVER_ERROR,
+        }
     }
     response.throttle_time_ms = quota.throttle_ms();
     Some(encode(&response, header.request_api_version))
