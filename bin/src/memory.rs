@@ -22,10 +22,20 @@ use std::ffi::CStr;
 /// crosses a decay step), and purged pages are released at once
 /// (`muzzy_decay_ms:0`, so `allocator_decay_ms` alone bounds what is kept;
 /// the broker sets it with [`set_decay_ms`] once its settings are read).
+///
+/// No allocation goes to jemalloc's separate arena for large ones
+/// (`oversize_threshold:0`; by default, those of 8 MiB and more), which
+/// hands their pages back to the kernel as soon as they are freed instead
+/// of after `allocator_decay_ms`: a fetch of 100,000 partitions builds
+/// lists that large on every fetch, and each one faulted its pages in
+/// afresh. Measured at 100,000 partitions (a 6 s profile of the broker at
+/// the maximum rate): page clearing 27.6 % of the broker's samples, 12.3 %
+/// without that arena.
 /// The `_rjem_` prefix is the name the prefixed jemalloc build reads.
 #[allow(non_upper_case_globals)]
 #[export_name = "_rjem_malloc_conf"]
-pub static malloc_conf: &[u8; 40] = b"background_thread:true,muzzy_decay_ms:0\0";
+pub static malloc_conf: &[u8; 61] =
+    b"background_thread:true,muzzy_decay_ms:0,oversize_threshold:0\0";
 
 /// Sets how long freed memory may stay resident before jemalloc hands it
 /// back to the kernel: the default of arenas still to be created, then each
@@ -156,6 +166,22 @@ mod tests {
         let mut first: libc::ssize_t = 0;
         assert_eq!(read_option(c"arena.0.dirty_decay_ms", &mut first), Ok(()));
         assert_eq!(first, 250);
+    }
+
+    #[test]
+    fn jemalloc_reads_the_options_and_keeps_no_oversize_arena() {
+        let mut threshold: libc::size_t = 1;
+        assert_eq!(
+            read_option(c"opt.oversize_threshold", &mut threshold),
+            Ok(())
+        );
+        assert_eq!(threshold, 0);
+        let mut background = false;
+        assert_eq!(
+            read_option(c"opt.background_thread", &mut background),
+            Ok(())
+        );
+        assert!(background);
     }
 
     #[test]
