@@ -653,6 +653,23 @@ mod tests {
         dir
     }
 
+    /// Runs `body` on an executor of its own with a fresh scratch
+    /// directory, removed afterwards.
+    fn in_scratch_dir<F, Fut>(name: &str, body: F)
+    where
+        F: FnOnce(PathBuf) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()> + 'static,
+    {
+        let dir = scratch_dir(name);
+        let body_dir = dir.clone();
+        glommio::LocalExecutorBuilder::default()
+            .spawn(move || body(body_dir))
+            .expect("executor starts")
+            .join()
+            .expect("test body completes");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     fn doomed_entries(dir: &Path) -> usize {
         std::fs::read_dir(dir)
             .expect("list scratch directory")
@@ -677,34 +694,26 @@ mod tests {
     /// directory that is gone cannot be opened to be synced.
     #[test]
     fn a_staged_file_waits_for_its_rename_and_the_file_system_syncs() {
-        let dir = scratch_dir("staged");
-        let body_dir = dir.clone();
-        glommio::LocalExecutorBuilder::default()
-            .spawn(move || async move {
-                let dir = body_dir;
-                let storage = DmaStorage;
-                let path = dir.join("recovery-point");
-                let file_system = storage.open_file_system(&dir).await.expect("open");
-                let temp = storage
-                    .write_small_staged(&path, b"point")
-                    .await
-                    .expect("staged");
-                assert!(!path.exists(), "the staged file took its name early");
-                storage.sync_file_system(&file_system).await.expect("sync");
-                storage
-                    .rename_all(vec![(temp, path.clone())])
-                    .await
-                    .expect("rename");
-                assert_eq!(std::fs::read(&path).expect("renamed"), b"point");
-                assert!(storage
-                    .open_file_system(&dir.join("missing"))
-                    .await
-                    .is_err());
-            })
-            .expect("executor")
-            .join()
-            .expect("test body");
-        let _ = std::fs::remove_dir_all(&dir);
+        in_scratch_dir("staged", |dir| async move {
+            let storage = DmaStorage;
+            let path = dir.join("recovery-point");
+            let file_system = storage.open_file_system(&dir).await.expect("open");
+            let temp = storage
+                .write_small_staged(&path, b"point")
+                .await
+                .expect("staged");
+            assert!(!path.exists(), "the staged file took its name early");
+            storage.sync_file_system(&file_system).await.expect("sync");
+            storage
+                .rename_all(vec![(temp, path.clone())])
+                .await
+                .expect("rename");
+            assert_eq!(std::fs::read(&path).expect("renamed"), b"point");
+            assert!(storage
+                .open_file_system(&dir.join("missing"))
+                .await
+                .is_err());
+        });
     }
 
     /// A file replaced or removed while this thread holds it open keeps a
@@ -713,53 +722,45 @@ mod tests {
     /// disk's discards) on the shard's thread.
     #[test]
     fn a_removed_file_is_deleted_only_after_its_handles_close() {
-        let dir = scratch_dir("retire");
-        let body_dir = dir.clone();
-        glommio::LocalExecutorBuilder::default()
-            .spawn(move || async move {
-                let dir = body_dir;
-                let storage = DmaStorage;
-                let segment = dir.join("00000000000000000000.log");
-                let copy = dir.join("00000000000000000000.log.cleaned");
-                std::fs::write(&segment, vec![1u8; 8192]).expect("segment");
-                std::fs::write(&copy, vec![2u8; 4096]).expect("copy");
-                let handle = Rc::new(storage.open(&segment, false).await.expect("open"));
-                let reader = Rc::clone(&handle);
+        in_scratch_dir("retire", |dir| async move {
+            let storage = DmaStorage;
+            let segment = dir.join("00000000000000000000.log");
+            let copy = dir.join("00000000000000000000.log.cleaned");
+            std::fs::write(&segment, vec![1u8; 8192]).expect("segment");
+            std::fs::write(&copy, vec![2u8; 4096]).expect("copy");
+            let handle = Rc::new(storage.open(&segment, false).await.expect("open"));
+            let reader = Rc::clone(&handle);
 
-                storage
-                    .replace(&copy, &segment, Some(handle))
-                    .expect("replace");
-                assert_eq!(
-                    std::fs::read(&segment).expect("new segment"),
-                    vec![2u8; 4096]
-                );
-                glommio::timer::sleep(Duration::from_millis(50)).await;
-                assert_eq!(doomed_entries(&dir), 1, "deleted while a reader held it");
-                let old = reader.read_at(0, 8192).await.expect("old file still reads");
-                assert_eq!(&old[..], &[1u8; 8192][..]);
-                drop(reader);
-                assert!(
-                    wait_until_no_doomed(&dir).await,
-                    "not deleted after its close"
-                );
+            storage
+                .replace(&copy, &segment, Some(handle))
+                .expect("replace");
+            assert_eq!(
+                std::fs::read(&segment).expect("new segment"),
+                vec![2u8; 4096]
+            );
+            glommio::timer::sleep(Duration::from_millis(50)).await;
+            assert_eq!(doomed_entries(&dir), 1, "deleted while a reader held it");
+            let old = reader.read_at(0, 8192).await.expect("old file still reads");
+            assert_eq!(&old[..], &[1u8; 8192][..]);
+            drop(reader);
+            assert!(
+                wait_until_no_doomed(&dir).await,
+                "not deleted after its close"
+            );
 
-                let handle = Rc::new(storage.open(&segment, false).await.expect("open"));
-                let reader = Rc::clone(&handle);
-                storage
-                    .retire(&segment, false, vec![handle])
-                    .expect("retire");
-                assert!(!segment.exists());
-                glommio::timer::sleep(Duration::from_millis(50)).await;
-                assert_eq!(doomed_entries(&dir), 1, "deleted while a reader held it");
-                drop(reader);
-                assert!(
-                    wait_until_no_doomed(&dir).await,
-                    "not deleted after its close"
-                );
-            })
-            .expect("executor starts")
-            .join()
-            .expect("test body completes");
-        let _ = std::fs::remove_dir_all(&dir);
+            let handle = Rc::new(storage.open(&segment, false).await.expect("open"));
+            let reader = Rc::clone(&handle);
+            storage
+                .retire(&segment, false, vec![handle])
+                .expect("retire");
+            assert!(!segment.exists());
+            glommio::timer::sleep(Duration::from_millis(50)).await;
+            assert_eq!(doomed_entries(&dir), 1, "deleted while a reader held it");
+            drop(reader);
+            assert!(
+                wait_until_no_doomed(&dir).await,
+                "not deleted after its close"
+            );
+        });
     }
 }
