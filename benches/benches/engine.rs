@@ -1,6 +1,8 @@
-//! Engine micro-benchmarks: batch validation (CRC-32C), index lookup, and
-//! the cross-shard hand-off. Baselines in the same run: a plain memcpy of
-//! the same bytes (for validation) and a same-shard call (for the mesh).
+//! Engine micro-benchmarks: batch validation (CRC-32C), index lookup, the
+//! cleaner's key map, and the cross-shard hand-off. Baselines in the same
+//! run: a plain memcpy of the same bytes (for validation), one 64-bit
+//! SipHash of each key (for the key map) and a same-shard call (for the
+//! mesh).
 
 use std::hint::black_box;
 use std::rc::Rc;
@@ -9,6 +11,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use sluice_engine::batch::{build_batch, validate};
+use sluice_engine::compaction::KeyMap;
 use sluice_engine::index::{OffsetEntry, SegmentIndex};
 use sluice_engine::shard::{mesh_plan, run_shards, ShardPlan};
 use sluice_engine::{Mesh, ShardId};
@@ -129,5 +132,50 @@ fn cross_shard(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, validation, index_lookup, cross_shard);
+/// Keys the key-map benchmark records and looks up: as many as the
+/// compacted fixed-rate workload (`perf/workloads/compacted-keyed-fixed-rate.toml`)
+/// writes, each 16 bytes like its keys.
+const KEY_MAP_BENCH_KEYS: u64 = 10_000;
+
+fn key_map(c: &mut Criterion) {
+    let keys: Vec<[u8; 16]> = (0..KEY_MAP_BENCH_KEYS)
+        .map(|i| {
+            let mut key = [0u8; 16];
+            key[..8].copy_from_slice(&i.wrapping_mul(0x9E37_79B9_7F4A_7C15).to_le_bytes());
+            key[8..].copy_from_slice(&i.to_be_bytes());
+            key
+        })
+        .collect();
+    let mut group = c.benchmark_group("cleaner_key_map");
+    group.throughput(Throughput::Elements(KEY_MAP_BENCH_KEYS));
+    // One pass's work per key: recorded while the dirty part is read, then
+    // looked up while each segment is copied.
+    group.bench_function("insert_then_latest", |b| {
+        b.iter(|| {
+            let mut map = KeyMap::new(KEY_MAP_BENCH_KEYS as usize);
+            for (offset, key) in keys.iter().enumerate() {
+                map.insert(key, offset as i64);
+            }
+            let mut kept = 0usize;
+            for (offset, key) in keys.iter().enumerate() {
+                kept += usize::from(map.latest(key) == Some(offset as i64));
+            }
+            black_box(kept)
+        })
+    });
+    group.bench_function("siphash_baseline", |b| {
+        use std::hash::BuildHasher;
+        let state = std::hash::RandomState::new();
+        b.iter(|| {
+            let mut folded = 0u64;
+            for key in &keys {
+                folded ^= state.hash_one(black_box(key));
+            }
+            black_box(folded)
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, validation, index_lookup, key_map, cross_shard);
 criterion_main!(benches);
