@@ -258,6 +258,8 @@ pub struct KeyMap {
 /// The table's own hasher for [`KeyMap`]'s entries, which are already keyed
 /// SipHash outputs: it takes their low 64 bits as they are instead of
 /// hashing them a third time (a third of the hashing per key looked up).
+/// Keyed with random keys per map, they stay out of a client's reach: no
+/// choice of record keys crowds one bucket.
 #[derive(Default, Clone, Copy)]
 struct KeyHashed;
 
@@ -272,6 +274,10 @@ impl std::hash::BuildHasher for KeyHashed {
 /// See [`KeyHashed`].
 struct LowBits(u64);
 
+/// An odd multiplier whose bits are spread evenly (2^64 over the golden
+/// ratio), so each byte written moves every bit above it.
+const SPREAD_MULTIPLIER: u64 = 0x9E37_79B9_7F4A_7C15;
+
 impl std::hash::Hasher for LowBits {
     fn write_u128(&mut self, value: u128) {
         self.0 = value as u64;
@@ -283,7 +289,7 @@ impl std::hash::Hasher for LowBits {
         for chunk in bytes.chunks(8) {
             let mut word = [0u8; 8];
             word[..chunk.len()].copy_from_slice(chunk);
-            self.0 = (self.0 ^ u64::from_le_bytes(word)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+            self.0 = (self.0 ^ u64::from_le_bytes(word)).wrapping_mul(SPREAD_MULTIPLIER);
         }
     }
 
