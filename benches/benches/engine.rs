@@ -134,7 +134,7 @@ fn cross_shard(c: &mut Criterion) {
 
 /// Keys the key-map benchmark records and looks up: as many as the
 /// compacted fixed-rate workload (`perf/workloads/compacted-keyed-fixed-rate.toml`)
-/// writes, each 16 bytes like its keys.
+/// writes, each 16 bytes (its keys are 12: `key-00001234`).
 const KEY_MAP_BENCH_KEYS: u64 = 10_000;
 
 fn key_map(c: &mut Criterion) {
