@@ -252,6 +252,14 @@ struct Segment<F> {
     written: u64,
     /// Completed writes above `written`, start -> end.
     completed: BTreeMap<u64, u64>,
+    /// Bytes below which a durable write (`write_at_durable`, issued with
+    /// nothing else in flight) made the file durable: a sync up to there
+    /// has nothing left to do.
+    durable_written: u64,
+    /// The file's length as far as this process knows, never lowered: its
+    /// size when opened, then the padded end of the furthest write issued.
+    /// A write past it extends the file (see `next_writer_step`).
+    file_end: u64,
     in_flight: usize,
     sealed: bool,
     finalized: bool,
@@ -284,6 +292,8 @@ impl<F> Segment<F> {
             issued: 0,
             written: 0,
             completed: BTreeMap::new(),
+            durable_written: 0,
+            file_end: 0,
             in_flight: 0,
             sealed: false,
             finalized: false,
@@ -847,6 +857,8 @@ pub struct PartitionLog<S: Storage> {
 
 /// What the syncer found once the writes it waited for were done.
 enum SyncTarget<F> {
+    /// A durable write already covered the target: nothing to sync.
+    Synced,
     Open(Rc<F>),
     /// The segment's file (at this path) was closed while idle.
     Closed(PathBuf),
@@ -866,6 +878,8 @@ enum WriterStep<F> {
         from: u64,
         to: u64,
         wait: bool,
+        /// Durable as it completes (`write_at_durable`).
+        durable: bool,
         buffer_len: usize,
     },
     Finalize {
@@ -1006,6 +1020,7 @@ impl<S: Storage> PartitionLog<S> {
                     segment.file = Some(Rc::new(file));
                     segment.written = scanned.valid_bytes;
                     segment.issued = scanned.valid_bytes;
+                    segment.file_end = size;
                 }
                 recovered_next = Some(scanned.next_offset);
                 break;
@@ -1874,6 +1889,7 @@ impl<S: Storage> PartitionLog<S> {
                     from: start,
                     to,
                     wait: false,
+                    durable: false,
                     buffer_len: (to - start) as usize,
                 };
             }
@@ -1890,6 +1906,17 @@ impl<S: Storage> PartitionLog<S> {
                     from: start,
                     to,
                     wait: true,
+                    // Someone waits for a sync: this write, issued with
+                    // nothing else in flight on the segment, can be the
+                    // sync (the syncer then finds it done). Only if it
+                    // extends the file: ext4 hands such a write to an
+                    // io_uring worker, which then syncs too. One inside the
+                    // file it may complete during the submission, and then
+                    // runs the sync (a device cache flush) on the shard's
+                    // thread: seen, the shard asleep in `blkdev_issue_flush`
+                    // under `io_uring_enter`. Those stay a write and an
+                    // fdatasync, which io_uring always hands off.
+                    durable: inner.syncer_running && align_up(to) > segment.file_end,
                     buffer_len: (align_up(to) - start) as usize,
                 };
             }
@@ -1943,6 +1970,7 @@ impl<S: Storage> PartitionLog<S> {
                     from,
                     to,
                     wait,
+                    durable,
                     buffer_len,
                 } => {
                     let mut buffer = file.alloc(buffer_len);
@@ -1956,13 +1984,18 @@ impl<S: Storage> PartitionLog<S> {
                         segment.copy_staged(from, to, &mut bytes[..data_len]);
                         bytes[data_len..].fill(0);
                         segment.issued = to;
+                        segment.file_end = segment.file_end.max(align_up(to));
                         segment.padded |= to % IO_ALIGNMENT != 0;
                         segment.in_flight += 1;
                     }
                     let log = Rc::clone(&self);
                     let write = async move {
-                        let result = file.write_at(buffer, from).await;
-                        log.write_done(segment_base, from, to, result);
+                        let result = if durable {
+                            file.write_at_durable(buffer, from).await
+                        } else {
+                            file.write_at(buffer, from).await
+                        };
+                        log.write_done(segment_base, from, to, durable, result);
                     };
                     if wait {
                         write.await;
@@ -2033,7 +2066,14 @@ impl<S: Storage> PartitionLog<S> {
             .sum()
     }
 
-    fn write_done(&self, segment_base: i64, from: u64, to: u64, result: std::io::Result<()>) {
+    fn write_done(
+        &self,
+        segment_base: i64,
+        from: u64,
+        to: u64,
+        durable: bool,
+        result: std::io::Result<()>,
+    ) {
         let mut inner = self.inner.borrow_mut();
         let Some(segment) = inner.segments.get_mut(&segment_base) else {
             return;
@@ -2043,6 +2083,11 @@ impl<S: Storage> PartitionLog<S> {
             Ok(()) => {
                 let before = segment.written;
                 segment.write_completed(from, to);
+                if durable {
+                    // Issued with nothing else in flight, so everything
+                    // below `from` had completed: all of `..to` is durable.
+                    segment.durable_written = segment.durable_written.max(to);
+                }
                 let advanced = segment.written - before;
                 inner.unwritten_bytes = inner.unwritten_bytes.saturating_sub(advanced as usize);
                 if inner.write_failing {
@@ -2459,6 +2504,9 @@ impl<S: Storage> PartitionLog<S> {
                     }
                     let segment = inner.segments.get(&segment_base)?;
                     if segment.written >= target_position {
+                        if segment.durable_written >= target_position {
+                            return Some(SyncTarget::Synced);
+                        }
                         return Some(match &segment.file {
                             Some(file) => SyncTarget::Open(Rc::clone(file)),
                             None => SyncTarget::Closed(segment.path.clone()),
@@ -2467,19 +2515,21 @@ impl<S: Storage> PartitionLog<S> {
                     None
                 })
                 .await;
+            // `Some(None)`: nothing left to sync.
             let file = match file {
+                SyncTarget::Synced => Some(None),
                 // Written, and closed since to keep within the shard's open
                 // files: fdatasync through a new handle covers the same
                 // inode's writes (a write-back error not yet reported is
                 // reported to the new handle too).
                 SyncTarget::Closed(path) => match self.reopen_file(segment_base, &path).await {
-                    Ok(file) => Some(file),
+                    Ok(file) => Some(Some(file)),
                     Err(error) => {
                         self.writer_failed(StorageError::new("open", &path, error));
                         None
                     }
                 },
-                SyncTarget::Open(file) => Some(file),
+                SyncTarget::Open(file) => Some(Some(file)),
                 SyncTarget::Failed => None,
             };
             let Some(file) = file else {
@@ -2496,7 +2546,11 @@ impl<S: Storage> PartitionLog<S> {
                 }
                 continue;
             };
-            match file.sync().await {
+            let synced = match file {
+                Some(file) => file.sync().await,
+                None => Ok(()),
+            };
+            match synced {
                 Ok(()) => {
                     {
                         // A truncation during the sync makes the target
@@ -3480,6 +3534,7 @@ impl<S: Storage> PartitionLog<S> {
                 segment.written = position;
                 segment.issued = position;
                 segment.completed.clear();
+                segment.durable_written = segment.durable_written.min(position);
                 segment.next_offset = new_leo;
                 segment.sealed = false;
                 segment.finalized = false;
@@ -5697,6 +5752,72 @@ mod tests {
                 .expect("appends on");
             log.wait_durable(4).await.expect("durable");
             drop(waiting);
+        });
+    }
+
+    /// A sync waited for while the writer still holds a partial page back
+    /// is that page's durable write when the write extends the file: the
+    /// syncer finds it done and syncs nothing. A write inside the file (a
+    /// small batch rewriting the padded last page) stays a write and an
+    /// fdatasync. Either way what was waited for survives a power loss.
+    #[test]
+    fn a_waited_for_tail_write_that_extends_the_file_is_the_sync() {
+        /// Appends of a page each, waited for one at a time: every tail
+        /// write reaches a new page.
+        const PAGE_APPENDS: i64 = 6;
+        /// Small appends after them: at most one of them reaches a new page.
+        const SMALL_APPENDS: i64 = 3;
+        run(|| async {
+            let storage = MemStorage::new(13);
+            let dir = "/data/durable-write";
+            let log = open_log(&storage, dir, LogConfig::default()).await;
+            let mut batches = Vec::new();
+            let mut append_and_wait = |value: Vec<u8>| {
+                let log = Rc::clone(&log);
+                let offset = batches.len() as i64;
+                let batch = plain(offset, 1, &[&value]);
+                batches.push(batch.clone());
+                async move {
+                    log.append_replica(std::slice::from_ref(&batch))
+                        .await
+                        .expect("appends");
+                    log.wait_durable(offset + 1).await.expect("durable");
+                }
+            };
+            // The first append creates the segment file (and syncs its
+            // directory); counted from after it.
+            append_and_wait(b"first".to_vec()).await;
+            let counts = |storage: &MemStorage| (storage.file_syncs(), storage.durable_writes());
+            let before = counts(&storage);
+            for _ in 0..PAGE_APPENDS {
+                append_and_wait(vec![b'p'; IO_ALIGNMENT as usize]).await;
+            }
+            let after_pages = counts(&storage);
+            for _ in 0..SMALL_APPENDS {
+                append_and_wait(b"small".to_vec()).await;
+            }
+            let after_small = counts(&storage);
+            let crashed = storage.crash();
+            drop(log);
+            let log = open_log(&crashed, dir, LogConfig::default()).await;
+            assert_eq!(
+                read_all(&log).await,
+                concat(&batches),
+                "what was waited for survives a power loss"
+            );
+            assert_eq!(
+                (after_pages.0 - before.0, after_pages.1 - before.1),
+                (0, PAGE_APPENDS as u64),
+                "(fdatasyncs, durable writes) for the page-sized appends"
+            );
+            let (syncs, durable_writes) =
+                (after_small.0 - after_pages.0, after_small.1 - after_pages.1);
+            assert_eq!(syncs + durable_writes, SMALL_APPENDS as u64);
+            assert!(
+                syncs >= SMALL_APPENDS as u64 - 1,
+                "small appends inside the last page are synced apart: \
+                 {syncs} fdatasyncs, {durable_writes} durable writes"
+            );
         });
     }
 

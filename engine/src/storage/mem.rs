@@ -74,6 +74,9 @@ struct State {
     file_syncs: u64,
     /// Syncs of the whole file system since this disk was made.
     file_system_syncs: u64,
+    /// Durable writes (a write and the sync of its file in one) since
+    /// this disk was made (see `durable_writes`).
+    durable_writes: u64,
 }
 
 impl State {
@@ -148,6 +151,12 @@ impl MemStorage {
         self.state.borrow().file_syncs
     }
 
+    /// Durable writes (`StorageFile::write_at_durable`) since this disk
+    /// was made; they are not counted in `file_syncs`.
+    pub fn durable_writes(&self) -> u64 {
+        self.state.borrow().durable_writes
+    }
+
     /// Syncs of the whole file system since this disk was made.
     pub fn file_system_syncs(&self) -> u64 {
         self.state.borrow().file_system_syncs
@@ -209,6 +218,7 @@ impl MemStorage {
                 small_writes: 0,
                 file_syncs: 0,
                 file_system_syncs: 0,
+                durable_writes: 0,
             })),
         }
     }
@@ -243,6 +253,7 @@ impl MemStorage {
                 small_writes: 0,
                 file_syncs: 0,
                 file_system_syncs: 0,
+                durable_writes: 0,
             })),
         }
     }
@@ -466,6 +477,27 @@ impl Drop for MemStorageFile {
     }
 }
 
+impl MemStorageFile {
+    /// What a sync does once counted: waits if held, fails if a sync
+    /// fault is queued, else makes the file's current bytes durable.
+    async fn make_durable(&self) -> io::Result<()> {
+        let held = {
+            let mut state = self.storage.state.borrow_mut();
+            let held = std::mem::take(&mut state.hold_next_sync);
+            state.sync_held |= held;
+            held
+        };
+        while held && self.storage.state.borrow().sync_held {
+            glommio::timer::sleep(SYNC_HOLD_POLL).await;
+        }
+        self.storage.fail_if_sync_faulted()?;
+        let mut file = self.file.borrow_mut();
+        file.durable = file.current.clone();
+        file.unsynced.clear();
+        Ok(())
+    }
+}
+
 impl StorageFile for MemStorageFile {
     type Buffer = Vec<u8>;
 
@@ -502,21 +534,14 @@ impl StorageFile for MemStorageFile {
     }
 
     async fn sync(&self) -> io::Result<()> {
-        let held = {
-            let mut state = self.storage.state.borrow_mut();
-            state.file_syncs += 1;
-            let held = std::mem::take(&mut state.hold_next_sync);
-            state.sync_held |= held;
-            held
-        };
-        while held && self.storage.state.borrow().sync_held {
-            glommio::timer::sleep(SYNC_HOLD_POLL).await;
-        }
-        self.storage.fail_if_sync_faulted()?;
-        let mut file = self.file.borrow_mut();
-        file.durable = file.current.clone();
-        file.unsynced.clear();
-        Ok(())
+        self.storage.state.borrow_mut().file_syncs += 1;
+        self.make_durable().await
+    }
+
+    async fn write_at_durable(&self, buffer: Vec<u8>, pos: u64) -> io::Result<()> {
+        self.write_at(buffer, pos).await?;
+        self.storage.state.borrow_mut().durable_writes += 1;
+        self.make_durable().await
     }
 
     async fn truncate(&self, len: u64) -> io::Result<()> {

@@ -97,6 +97,15 @@ pub trait StorageFile: 'static {
     async fn read_at(&self, pos: u64, len: usize) -> io::Result<Bytes>;
     /// Makes every completed write durable (fdatasync).
     async fn sync(&self) -> io::Result<()>;
+    /// Writes the whole buffer at `pos` and returns once it is durable,
+    /// together with every write to this file that completed before this
+    /// one was issued: what `write_at` then `sync` give, in one operation
+    /// where the backend has one (an O_DSYNC write: one hand-off to the
+    /// kernel's worker and one wake-up instead of two of each).
+    async fn write_at_durable(&self, buffer: Self::Buffer, pos: u64) -> io::Result<()> {
+        self.write_at(buffer, pos).await?;
+        self.sync().await
+    }
     async fn truncate(&self, len: u64) -> io::Result<()>;
     /// Reserves space without changing the file's size.
     async fn preallocate(&self, len: u64) -> io::Result<()>;
