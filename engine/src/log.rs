@@ -1989,9 +1989,14 @@ impl<S: Storage> PartitionLog<S> {
                         segment.in_flight += 1;
                     }
                     let log = Rc::clone(&self);
+                    // The O_DSYNC descriptor counts in the shard's
+                    // open-file budget; without room the write syncs apart.
+                    let room = durable
+                        .then(|| self.cache.open_files().extra_descriptor())
+                        .flatten();
                     let write = async move {
                         let result = if durable {
-                            file.write_at_durable(buffer, from).await
+                            file.write_at_durable(buffer, from, room).await
                         } else {
                             file.write_at(buffer, from).await
                         };

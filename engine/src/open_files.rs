@@ -107,6 +107,21 @@ pub struct OpenFiles {
     /// changes (turns taken from the one before end on it).
     opening: RefCell<Rc<glommio::sync::Semaphore>>,
     closed: Cell<u64>,
+    /// Second descriptors of counted files (see [`OpenFiles::extra_descriptor`]).
+    extra: Rc<Cell<usize>>,
+}
+
+/// A place in the budget for a second descriptor of a counted file, given
+/// back when dropped (with the descriptor it was taken for).
+#[derive(Debug)]
+pub struct ExtraDescriptor {
+    extra: Rc<Cell<usize>>,
+}
+
+impl Drop for ExtraDescriptor {
+    fn drop(&mut self) {
+        self.extra.set(self.extra.get().saturating_sub(1));
+    }
 }
 
 /// Room for one file being opened, counted until dropped.
@@ -160,6 +175,7 @@ impl OpenFiles {
             line: glommio::sync::Semaphore::new(1),
             opening: RefCell::new(Rc::new(glommio::sync::Semaphore::new(opens_at_once(max)))),
             closed: Cell::new(0),
+            extra: Rc::new(Cell::new(0)),
         }
     }
 
@@ -227,7 +243,29 @@ impl OpenFiles {
     fn fits_overdrawn(&self, more: usize) -> bool {
         let max = self.max.get();
         let overdrawn_max = max.saturating_add(max / OVERDRAFT_DIVISOR);
-        self.ring.borrow().len() + self.reserved.get() + more <= overdrawn_max
+        self.held() + self.extra.get() + more <= overdrawn_max
+    }
+
+    /// A place for a second descriptor of a file already counted (an
+    /// O_DSYNC one for durable writes), if one fits in the budget now; it
+    /// is never worth waiting or closing a file for, since the first
+    /// descriptor does the same work less cheaply. Counted until the
+    /// returned place is dropped, and it goes with the descriptor, so a
+    /// file closed for room gives its second descriptor's place back too.
+    pub fn extra_descriptor(&self) -> Option<ExtraDescriptor> {
+        if self.held() + self.extra.get() < self.max.get() {
+            self.extra.set(self.extra.get() + 1);
+            Some(ExtraDescriptor {
+                extra: Rc::clone(&self.extra),
+            })
+        } else {
+            None
+        }
+    }
+
+    /// Second descriptors counted now.
+    pub fn extra_descriptors(&self) -> usize {
+        self.extra.get()
     }
 
     /// Files counted as open: those open now, and until the hand passes
@@ -262,9 +300,7 @@ impl OpenFiles {
     /// given room, or every file was asked twice (once to clear its use,
     /// once to close it). Returns whether they fit.
     fn make_room(&self, more: usize) -> bool {
-        let fits = |files: &OpenFiles| {
-            files.ring.borrow().len() + files.reserved.get() + more <= files.max.get()
-        };
+        let fits = |files: &OpenFiles| files.held() + files.extra.get() + more <= files.max.get();
         let mut asks = 2 * self.ring.borrow().len();
         while !fits(self) && asks > 0 {
             asks -= 1;
@@ -328,8 +364,12 @@ mod tests {
     }
 
     fn open_all(files: &OpenFiles, holder: &Rc<Holder>, count: i64) {
+        open_all_from(files, holder, 0, count);
+    }
+
+    fn open_all_from(files: &OpenFiles, holder: &Rc<Holder>, first: i64, count: i64) {
         let weak: Weak<dyn FileHolder> = Rc::downgrade(holder) as Weak<dyn FileHolder>;
-        for base in 0..count {
+        for base in first..first + count {
             files.opened(weak.clone(), base, 1);
         }
     }
@@ -342,6 +382,33 @@ mod tests {
         assert_eq!(*holder.closed.borrow(), vec![0, 1]);
         assert_eq!(files.counted(), 2);
         assert_eq!(files.closed_for_room(), 2);
+    }
+
+    /// A second descriptor takes a free place only (nothing is closed for
+    /// it), and holds it against files until dropped.
+    #[test]
+    fn a_second_descriptor_takes_a_free_place_only() {
+        let files = OpenFiles::new(3);
+        let holder = holder(vec![FileRelease::Closed; 3]);
+        open_all(&files, &holder, 2);
+        let extra = files.extra_descriptor().expect("one place is free");
+        assert!(
+            files.extra_descriptor().is_none(),
+            "two files and one second descriptor fill a budget of 3"
+        );
+        assert!(holder.closed.borrow().is_empty(), "nothing closed for it");
+        open_all_from(&files, &holder, 2, 1);
+        assert_eq!(
+            *holder.closed.borrow(),
+            vec![0],
+            "a third file made room by closing the oldest"
+        );
+        drop(extra);
+        assert_eq!(files.extra_descriptors(), 0);
+        assert!(
+            files.extra_descriptor().is_some(),
+            "its place is free again"
+        );
     }
 
     #[test]

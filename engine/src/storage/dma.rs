@@ -17,6 +17,7 @@ use glommio::io::{DmaBuffer, DmaFile, OpenOptions};
 use super::off_shard::off_shard;
 use super::{shard_read, Storage, StorageFile};
 use crate::constants::{DELETIONS_QUEUED_MAX, IO_ALIGNMENT};
+use crate::open_files::ExtraDescriptor;
 
 /// How often a stopping shard looks whether the deletion thread is done.
 const DELETIONS_POLL_INTERVAL: Duration = Duration::from_millis(10);
@@ -571,9 +572,8 @@ pub struct DmaStorageFile {
 /// The O_DSYNC descriptor of a [`DmaStorageFile`].
 #[derive(Debug)]
 enum DurableHandle {
-    /// Not opened yet, or refused for want of room (see
-    /// `DURABLE_DESCRIPTORS_SHARE`): durable writes are a write and an
-    /// fdatasync meanwhile.
+    /// Not opened yet, or refused for want of room in the shard's open-file
+    /// budget: durable writes are a write and an fdatasync meanwhile.
     NotOpened,
     Open(Rc<DurableFile>),
     /// It could not be opened (no /proc to reopen the file through, or the
@@ -581,86 +581,35 @@ enum DurableHandle {
     Unavailable,
 }
 
-/// An O_DSYNC descriptor, counted in `DURABLE_DESCRIPTORS` while it lives.
+/// An O_DSYNC descriptor with its place in the open-file budget.
 #[derive(Debug)]
 struct DurableFile {
     file: DmaFile,
-    counted: DurableDescriptor,
-}
-
-/// One place in `DURABLE_DESCRIPTORS`, given back when dropped.
-#[derive(Debug)]
-struct DurableDescriptor;
-
-impl DurableDescriptor {
-    /// A place, if the process's O_DSYNC descriptors are under their share
-    /// of the open-file limit.
-    fn take() -> Option<DurableDescriptor> {
-        let taken = DURABLE_DESCRIPTORS.fetch_add(1, Ordering::Relaxed);
-        if taken < durable_descriptors_max() {
-            Some(DurableDescriptor)
-        } else {
-            DURABLE_DESCRIPTORS.fetch_sub(1, Ordering::Relaxed);
-            None
-        }
-    }
-}
-
-impl Drop for DurableDescriptor {
-    fn drop(&mut self) {
-        DURABLE_DESCRIPTORS.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-/// O_DSYNC descriptors open in the process, all shards.
-static DURABLE_DESCRIPTORS: AtomicUsize = AtomicUsize::new(0);
-
-/// The O_DSYNC descriptors may take one part in this many of the open-file
-/// limit. They come on top of the segment files' budget (half the limit,
-/// see `open_files`), out of the half left for connections and the rest;
-/// a partition taking durable writes past it syncs apart, as before.
-const DURABLE_DESCRIPTORS_SHARE: u64 = 8;
-
-/// The most O_DSYNC descriptors open at once: a share of RLIMIT_NOFILE as
-/// it is at the first durable write (the broker raises it at start).
-fn durable_descriptors_max() -> usize {
-    static MAX: OnceLock<usize> = OnceLock::new();
-    *MAX.get_or_init(|| {
-        let mut limit = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        // SAFETY: getrlimit writes one `rlimit` into memory we own.
-        let known = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0;
-        if known {
-            usize::try_from(limit.rlim_cur / DURABLE_DESCRIPTORS_SHARE).unwrap_or(usize::MAX)
-        } else {
-            0
-        }
-    })
+    room: ExtraDescriptor,
 }
 
 impl DmaStorageFile {
     /// Closes the file's descriptors.
     async fn close(self) -> io::Result<()> {
         if let DurableHandle::Open(durable) = self.durable.into_inner() {
-            if let Ok(DurableFile { file, counted }) = Rc::try_unwrap(durable) {
+            if let Ok(DurableFile { file, room }) = Rc::try_unwrap(durable) {
                 let closed = file.close().await.map_err(glommio_error);
-                drop(counted);
+                drop(room);
                 closed?;
             }
         }
         self.file.close().await.map_err(glommio_error)
     }
 
-    /// The O_DSYNC descriptor, opened on first use; `None` if it cannot be.
-    async fn durable_handle(&self) -> Option<Rc<DurableFile>> {
+    /// The O_DSYNC descriptor, opened on first use in `room`; `None` if it
+    /// cannot be.
+    async fn durable_handle(&self, room: Option<ExtraDescriptor>) -> Option<Rc<DurableFile>> {
         match &*self.durable.borrow() {
             DurableHandle::Open(handle) => return Some(Rc::clone(handle)),
             DurableHandle::Unavailable => return None,
             DurableHandle::NotOpened => {}
         }
-        let counted = DurableDescriptor::take()?;
+        let room = room?;
         let opened = if proc_fds_mounted() {
             // Through this descriptor's /proc entry: the same inode even
             // if the file was renamed since it was opened.
@@ -679,7 +628,7 @@ impl DmaStorageFile {
         }
         match opened {
             Ok(file) => {
-                let handle = Rc::new(DurableFile { file, counted });
+                let handle = Rc::new(DurableFile { file, room });
                 *state = DurableHandle::Open(Rc::clone(&handle));
                 Some(handle)
             }
@@ -721,7 +670,12 @@ impl StorageFile for DmaStorageFile {
         write_whole(&self.file, buffer, pos).await
     }
 
-    async fn write_at_durable(&self, buffer: DmaBuffer, pos: u64) -> io::Result<()> {
+    async fn write_at_durable(
+        &self,
+        buffer: DmaBuffer,
+        pos: u64,
+        room: Option<ExtraDescriptor>,
+    ) -> io::Result<()> {
         // An O_DSYNC write completes once its data, and the metadata
         // needed to read it back, are on stable storage: the kernel syncs
         // the file's range after the write (`generic_write_sync`), which
@@ -730,7 +684,7 @@ impl StorageFile for DmaStorageFile {
         // this disk (fio, 4 KiB extending writes at depth 1) that is one
         // hand-off to an io_uring worker and one context switch per
         // durable write instead of three, at about the same device time.
-        match self.durable_handle().await {
+        match self.durable_handle(room).await {
             Some(durable) => write_whole(&durable.file, buffer, pos).await,
             None => {
                 self.write_at(buffer, pos).await?;
@@ -855,9 +809,13 @@ mod tests {
             std::fs::rename(&path, &renamed).expect("rename");
             let mut durable = file.alloc(IO_ALIGNMENT as usize);
             durable.as_bytes_mut().fill(b'b');
-            file.write_at_durable(durable, IO_ALIGNMENT)
+            let budget = crate::open_files::OpenFiles::new(2);
+            let room = budget.extra_descriptor();
+            assert!(room.is_some(), "a budget of 2 has room for one more");
+            file.write_at_durable(durable, IO_ALIGNMENT, room)
                 .await
                 .expect("durable write");
+            assert_eq!(budget.extra_descriptors(), 1, "held by the descriptor");
             let flags = match &*file.durable.borrow() {
                 // SAFETY: F_GETFL reads the flags of a descriptor the
                 // handle keeps open; it touches no memory of ours.
@@ -876,6 +834,7 @@ mod tests {
             assert!(bytes[..half].iter().all(|&byte| byte == b'a'));
             assert!(bytes[half..].iter().all(|&byte| byte == b'b'));
             file.close().await.expect("close");
+            assert_eq!(budget.extra_descriptors(), 0, "given back at the close");
         });
     }
 

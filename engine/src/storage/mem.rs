@@ -11,6 +11,7 @@ use std::rc::Rc;
 use bytes::Bytes;
 
 use super::{Storage, StorageFile};
+use crate::open_files::ExtraDescriptor;
 
 /// Granularity at which a torn write stops: one disk sector.
 const SECTOR_BYTES: usize = 512;
@@ -538,7 +539,12 @@ impl StorageFile for MemStorageFile {
         self.make_durable().await
     }
 
-    async fn write_at_durable(&self, buffer: Vec<u8>, pos: u64) -> io::Result<()> {
+    async fn write_at_durable(
+        &self,
+        buffer: Vec<u8>,
+        pos: u64,
+        _room: Option<ExtraDescriptor>,
+    ) -> io::Result<()> {
         self.write_at(buffer, pos).await?;
         self.storage.state.borrow_mut().durable_writes += 1;
         self.make_durable().await

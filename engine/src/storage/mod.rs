@@ -17,6 +17,8 @@ use std::rc::Rc;
 
 use bytes::Bytes;
 
+use crate::open_files::ExtraDescriptor;
+
 pub use dma::{finish_deletions, is_doomed, DmaStorage};
 pub use mem::{Fault, MemStorage};
 
@@ -101,8 +103,17 @@ pub trait StorageFile: 'static {
     /// together with every write to this file that completed before this
     /// one was issued: what `write_at` then `sync` give, in one operation
     /// where the backend has one (an O_DSYNC write: one hand-off to the
-    /// kernel's worker and one wake-up instead of two of each).
-    async fn write_at_durable(&self, buffer: Self::Buffer, pos: u64) -> io::Result<()> {
+    /// kernel's worker and one wake-up instead of two of each). `room`: a
+    /// place in the shard's open-file budget for the second descriptor
+    /// that may take, kept as long as it; without a place, and without
+    /// such a descriptor already, it is a write and a sync.
+    async fn write_at_durable(
+        &self,
+        buffer: Self::Buffer,
+        pos: u64,
+        room: Option<ExtraDescriptor>,
+    ) -> io::Result<()> {
+        drop(room);
         self.write_at(buffer, pos).await?;
         self.sync().await
     }
