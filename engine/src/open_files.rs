@@ -243,7 +243,12 @@ impl OpenFiles {
     fn fits_overdrawn(&self, more: usize) -> bool {
         let max = self.max.get();
         let overdrawn_max = max.saturating_add(max / OVERDRAFT_DIVISOR);
-        self.held() + self.extra.get() + more <= overdrawn_max
+        self.taken() + more <= overdrawn_max
+    }
+
+    /// Places taken: files counted and being opened, and second descriptors.
+    fn taken(&self) -> usize {
+        self.held() + self.extra.get()
     }
 
     /// A place for a second descriptor of a file already counted (an
@@ -253,7 +258,7 @@ impl OpenFiles {
     /// returned place is dropped, and it goes with the descriptor, so a
     /// file closed for room gives its second descriptor's place back too.
     pub fn extra_descriptor(&self) -> Option<ExtraDescriptor> {
-        if self.held() + self.extra.get() < self.max.get() {
+        if self.taken() < self.max.get() {
             self.extra.set(self.extra.get() + 1);
             Some(ExtraDescriptor {
                 extra: Rc::clone(&self.extra),
@@ -300,7 +305,7 @@ impl OpenFiles {
     /// given room, or every file was asked twice (once to clear its use,
     /// once to close it). Returns whether they fit.
     fn make_room(&self, more: usize) -> bool {
-        let fits = |files: &OpenFiles| files.held() + files.extra.get() + more <= files.max.get();
+        let fits = |files: &OpenFiles| files.taken() + more <= files.max.get();
         let mut asks = 2 * self.ring.borrow().len();
         while !fits(self) && asks > 0 {
             asks -= 1;

@@ -123,11 +123,17 @@ async fn dma_open(path: &Path, write: bool, create: bool) -> io::Result<DmaFile>
             .open(&opening)
     })
     .await?;
-    let through = Path::new(PROC_FDS).join(plain.as_raw_fd().to_string());
+    let through = proc_fd_path(plain.as_raw_fd());
     let opened = options.dma_open(&through).await.map_err(glommio_error);
     // Held until glommio's second look-up is done.
     drop(plain);
     opened
+}
+
+/// The /proc entry of this process's descriptor `fd`: opening it opens
+/// the descriptor's file, whatever its name now.
+fn proc_fd_path(fd: std::os::fd::RawFd) -> PathBuf {
+    Path::new(PROC_FDS).join(fd.to_string())
 }
 
 /// Whether `/proc/self/fd` exists: looked up once per process, since /proc
@@ -613,7 +619,7 @@ impl DmaStorageFile {
         let opened = if proc_fds_mounted() {
             // Through this descriptor's /proc entry: the same inode even
             // if the file was renamed since it was opened.
-            let through = Path::new(PROC_FDS).join(self.file.as_raw_fd().to_string());
+            let through = proc_fd_path(self.file.as_raw_fd());
             let mut options = OpenOptions::new();
             options.write(true).custom_flags(libc::O_DSYNC);
             options.dma_open(&through).await.map_err(glommio_error)

@@ -112,11 +112,7 @@ pub trait StorageFile: 'static {
         buffer: Self::Buffer,
         pos: u64,
         room: Option<ExtraDescriptor>,
-    ) -> io::Result<()> {
-        drop(room);
-        self.write_at(buffer, pos).await?;
-        self.sync().await
-    }
+    ) -> io::Result<()>;
     async fn truncate(&self, len: u64) -> io::Result<()>;
     /// Reserves space without changing the file's size.
     async fn preallocate(&self, len: u64) -> io::Result<()>;
