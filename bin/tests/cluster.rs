@@ -1095,9 +1095,16 @@ fn a_quorum_without_its_majority_takes_no_admin_writes_until_it_is_back() {
 #[test]
 fn a_controller_port_held_for_a_moment_is_waited_for() {
     const HELD: Duration = Duration::from_secs(2);
-    let port = free_ports(1)[0];
-    let address = format!("127.0.0.1:{port}");
-    let holder = std::net::TcpListener::bind(&address).expect("holding the controller port");
+    /// Ports tried for the one held: a port found free can be taken by
+    /// another process before this test binds it again (seen once in CI).
+    const PORT_TRIES: usize = 5;
+    let (address, holder) = (0..PORT_TRIES)
+        .find_map(|_| {
+            let address = format!("127.0.0.1:{}", free_ports(1)[0]);
+            let holder = std::net::TcpListener::bind(&address).ok()?;
+            Some((address, holder))
+        })
+        .expect("holding a controller port");
     let release = std::thread::spawn(move || {
         std::thread::sleep(HELD);
         drop(holder);
