@@ -147,6 +147,9 @@ impl RunOptions {
 /// What a run measured.
 pub struct Measured {
     pub ack: Histogram<u64>,
+    /// The round trip of each acknowledged record's Produce request (see
+    /// `Delivery::round_trip`); empty for clients that do not report it.
+    pub request: Histogram<u64>,
     pub e2e: Histogram<u64>,
     /// Acknowledged in the measured window (by intended send time).
     pub produced_messages: u64,
@@ -236,6 +239,7 @@ pub(crate) struct IntervalReport {
 #[derive(Default)]
 pub(crate) struct WorkerResult {
     pub(crate) ack: Option<Histogram<u64>>,
+    pub(crate) request: Option<Histogram<u64>>,
     pub(crate) e2e: Option<Histogram<u64>>,
     pub(crate) produced_messages: u64,
     pub(crate) produced_bytes: u64,
@@ -247,6 +251,7 @@ pub(crate) struct WorkerResult {
 struct Recorder {
     ack: Histogram<u64>,
     ack_interval: Histogram<u64>,
+    request: Histogram<u64>,
     e2e: Histogram<u64>,
     e2e_interval: Histogram<u64>,
     produced_messages: u64,
@@ -260,6 +265,7 @@ impl Recorder {
         Recorder {
             ack: stats::histogram(),
             ack_interval: stats::histogram(),
+            request: stats::histogram(),
             e2e: stats::histogram(),
             e2e_interval: stats::histogram(),
             produced_messages: 0,
@@ -601,6 +607,9 @@ fn on_delivery(
             return;
         }
         let now = clock::now_nanos();
+        let round_trip = delivery
+            .round_trip
+            .map(|round_trip| round_trip.as_nanos().min(u64::MAX as u128) as u64);
         let mut recorder = recorder.borrow_mut();
         let recorder = &mut *recorder;
         for intended in &delivery.tokens {
@@ -611,6 +620,11 @@ fn on_delivery(
             if shared.in_window(*intended) {
                 if timed {
                     stats::record(&mut recorder.ack, latency);
+                    // Once per record, as the ack latency is, so that the
+                    // two distributions weigh requests alike.
+                    if let Some(round_trip) = round_trip {
+                        stats::record(&mut recorder.request, round_trip);
+                    }
                 }
                 recorder.produced_messages += 1;
                 recorder.produced_bytes += message_bytes;
@@ -912,6 +926,7 @@ async fn worker(
     let recorder = recorder.borrow();
     WorkerResult {
         ack: Some(recorder.ack.clone()),
+        request: Some(recorder.request.clone()),
         e2e: Some(recorder.e2e.clone()),
         produced_messages: recorder.produced_messages,
         produced_bytes: recorder.produced_bytes,
@@ -1271,9 +1286,11 @@ pub fn run(options: &RunOptions) -> Result<Measured, String> {
     }
 
     let mut ack = stats::histogram();
+    let mut request = stats::histogram();
     let mut e2e = stats::histogram();
     let mut measured = Measured {
         ack: stats::histogram(),
+        request: stats::histogram(),
         e2e: stats::histogram(),
         produced_messages: 0,
         produced_bytes: 0,
@@ -1300,6 +1317,9 @@ pub fn run(options: &RunOptions) -> Result<Measured, String> {
         if let Some(histogram) = &result.ack {
             stats::merge(&mut ack, histogram);
         }
+        if let Some(histogram) = &result.request {
+            stats::merge(&mut request, histogram);
+        }
         if let Some(histogram) = &result.e2e {
             stats::merge(&mut e2e, histogram);
         }
@@ -1309,6 +1329,7 @@ pub fn run(options: &RunOptions) -> Result<Measured, String> {
         measured.consumed_bytes += result.consumed_bytes;
     }
     measured.ack = ack;
+    measured.request = request;
     measured.e2e = e2e;
     if options.delete_topics {
         delete_topics(options.client_config(), topics);

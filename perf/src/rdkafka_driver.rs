@@ -263,6 +263,8 @@ mod with_rdkafka {
         };
         WorkerResult {
             ack: Some(recorder.ack.clone()),
+            // librdkafka does not tell a message's request round trip.
+            request: None,
             e2e: None,
             produced_messages: recorder.produced_messages,
             produced_bytes: recorder.produced_bytes,

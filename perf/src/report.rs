@@ -130,6 +130,11 @@ pub struct RunResult {
     pub produce: Throughput,
     pub consume: Throughput,
     pub ack_latency: Percentiles,
+    /// The Produce requests' round trips, weighted per record (see
+    /// `Measured::request`); empty (count 0) for clients that do not report
+    /// them and in results written before they were recorded.
+    #[serde(default)]
+    pub request_latency: Percentiles,
     pub e2e_latency: Percentiles,
     /// `[percentile, microseconds]` points, see `stats::curve`.
     pub ack_curve: Vec<[f64; 2]>,
@@ -176,6 +181,7 @@ impl RunResult {
                 measured.consume_secs,
             ),
             ack_latency: Percentiles::of(&measured.ack),
+            request_latency: Percentiles::of(&measured.request),
             e2e_latency: Percentiles::of(&measured.e2e),
             ack_curve: stats::curve(&measured.ack),
             e2e_curve: stats::curve(&measured.e2e),
@@ -294,6 +300,9 @@ pub fn table(result: &RunResult) -> String {
         "latency (ms)", "p50", "p90", "p99", "p99.9", "p99.99", "max", "mean", "count"
     );
     latency_row(&mut out, "produce ack", &result.ack_latency);
+    if result.request_latency.count > 0 {
+        latency_row(&mut out, "  request trip", &result.request_latency);
+    }
     latency_row(&mut out, "end-to-end", &result.e2e_latency);
     if let Some(baseline) = &result.baseline {
         out.push('\n');
@@ -321,6 +330,13 @@ pub fn table(result: &RunResult) -> String {
                 "    produce-ack p99 - fdatasync p99  {:+.3} ms",
                 (result.ack_latency.p99_us - baseline.fdatasync_p99_us) / 1e3
             );
+            if result.request_latency.count > 0 {
+                let _ = writeln!(
+                    out,
+                    "    request-trip p99 - fdatasync p99  {:+.3} ms",
+                    (result.request_latency.p99_us - baseline.fdatasync_p99_us) / 1e3
+                );
+            }
         }
     }
     let cpu = &result.cpu;

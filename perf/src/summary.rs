@@ -10,6 +10,7 @@
 use std::fmt::Write as _;
 
 use crate::report::RunResult;
+use crate::stats::Percentiles;
 
 /// One figure over the runs of a group.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -99,31 +100,35 @@ pub fn markdown(results: &[RunResult]) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "| run | runs | produce MB/s | × loopback | consume MB/s | × loopback | ack p50 ms | ack p99 ms | e2e p50 ms | e2e p99 ms | e2e p99.9 ms | ack p99 − fdatasync p99 ms |"
+        "| run | runs | produce MB/s | × loopback | consume MB/s | × loopback | ack p50 ms | ack p99 ms | e2e p50 ms | e2e p99 ms | e2e p99.9 ms | ack p99 − fdatasync p99 ms | request trip p99 − fdatasync p99 ms |"
     );
-    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for group in group(results) {
         let runs = &group.runs;
         let loopback = |run: &RunResult| run.baseline.as_ref().map(|b| b.loopback_mb_per_sec);
         let durable = runs
             .iter()
             .all(|run| matches!(run.workload.acks.as_str(), "all" | "-1"));
-        let fsync_margin = if durable {
+        // p99 of a latency over the fdatasync p99 the run's baseline measured.
+        let over_fsync = |latency: fn(&RunResult) -> &Percentiles| {
+            if !durable {
+                return "—".to_string();
+            }
             cell(
                 spread_of(runs, |run| {
                     let fsync = run.baseline.as_ref()?.fdatasync_p99_us;
-                    (fsync > 0.0 && run.ack_latency.count > 0)
-                        .then_some(run.ack_latency.p99_us - fsync)
+                    let latency = latency(run);
+                    (fsync > 0.0 && latency.count > 0).then_some(latency.p99_us - fsync)
                 }),
                 MS,
                 2,
             )
-        } else {
-            "—".to_string()
         };
+        let fsync_margin = over_fsync(|run| &run.ack_latency);
+        let request_margin = over_fsync(|run| &run.request_latency);
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             group.label,
             runs.len(),
             cell(spread_of(runs, |run| Some(run.produce.mb_per_sec)), 1.0, 0),
@@ -189,6 +194,7 @@ pub fn markdown(results: &[RunResult]) -> String {
                 2
             ),
             fsync_margin,
+            request_margin,
         );
     }
     let _ = writeln!(

@@ -142,6 +142,20 @@ fn tiny_workload_produces_a_consistent_result() {
             "{latency} percentiles ordered: {values:?}"
         );
     }
+    // The Produce requests' round trips, one per acknowledged record: each
+    // lies inside its record's ack latency (the record waited for its batch
+    // and its request before the trip began), so no percentile can exceed
+    // the ack latency's.
+    assert_eq!(number(&result, &["request_latency", "count"]), measured);
+    assert!(number(&result, &["request_latency", "p50_us"]) > 0.0);
+    for key in ["p50_us", "p90_us", "p99_us", "p999_us", "max_us"] {
+        let trip = number(&result, &["request_latency", key]);
+        let ack = number(&result, &["ack_latency", key]);
+        assert!(
+            trip <= ack,
+            "request trip {key} {trip} above the ack's {ack}"
+        );
+    }
     let curve = result["e2e_curve"].as_array().expect("curve");
     assert!(curve.len() > 10);
     assert!(

@@ -178,6 +178,12 @@ pub struct Delivery<'a, T> {
     pub tokens: Vec<T>,
     /// Uncompressed bytes of the batch.
     pub bytes: usize,
+    /// From the start of the request's write to its response's arrival, as
+    /// the producer's task saw it: the broker's and the network's share of
+    /// the acknowledgement latency, without the time the batch lingered or
+    /// waited for an in-flight slot. `None` when no response came (acks=0,
+    /// or the batch failed before or while it was sent).
+    pub round_trip: Option<Duration>,
 }
 
 struct OpenBatch<T> {
@@ -662,7 +668,11 @@ fn drain<T: 'static>(inner: &Inner<T>, node: i32) -> Drained<T> {
 }
 
 /// Reports batches and frees their memory.
-fn report<T: 'static>(inner: &Inner<T>, mut outcomes: Vec<(Taken<T>, Result<i64, ClientError>)>) {
+fn report<T: 'static>(
+    inner: &Inner<T>,
+    mut outcomes: Vec<(Taken<T>, Result<i64, ClientError>)>,
+    round_trip: Option<Duration>,
+) {
     {
         let mut state = inner.state.borrow_mut();
         let keep_max = 2 * inner.config.batch_bytes.max(BATCH_INITIAL_BYTES_MIN);
@@ -692,6 +702,7 @@ fn report<T: 'static>(inner: &Inner<T>, mut outcomes: Vec<(Taken<T>, Result<i64,
                 result,
                 tokens: taken.tokens,
                 bytes: taken.bytes,
+                round_trip,
             });
         }
     }
@@ -754,6 +765,7 @@ async fn sender_loop<T: 'static>(inner: Rc<Inner<T>>, node: i32) {
                     .into_iter()
                     .map(|(taken, error)| (taken, Err(error)))
                     .collect(),
+                None,
             );
         }
         if taken.is_empty() {
@@ -768,6 +780,7 @@ async fn sender_loop<T: 'static>(inner: Rc<Inner<T>>, node: i32) {
                         .into_iter()
                         .map(|taken| (taken, Err(error.clone())))
                         .collect(),
+                    None,
                 );
                 continue;
             }
@@ -804,10 +817,12 @@ async fn sender_loop<T: 'static>(inner: Rc<Inner<T>>, node: i32) {
                         .into_iter()
                         .map(|taken| (taken, Err(error.clone())))
                         .collect(),
+                    None,
                 );
                 continue;
             }
         };
+        let sent_at = Instant::now();
         match current
             .send(slot, ApiKey::Produce, version, body, acks != 0)
             .await
@@ -816,7 +831,8 @@ async fn sender_loop<T: 'static>(inner: Rc<Inner<T>>, node: i32) {
                 let inner = Rc::clone(&inner);
                 glommio::spawn_local(async move {
                     let response = in_flight.response().await;
-                    complete(&inner, version, acks, response, taken);
+                    let round_trip = (acks != 0).then(|| sent_at.elapsed());
+                    complete(&inner, version, acks, response, taken, round_trip);
                 })
                 .detach();
             }
@@ -827,6 +843,7 @@ async fn sender_loop<T: 'static>(inner: Rc<Inner<T>>, node: i32) {
                         .into_iter()
                         .map(|taken| (taken, Err(error.clone())))
                         .collect(),
+                    None,
                 );
             }
         }
@@ -840,13 +857,14 @@ fn complete<T: 'static>(
     acks: i16,
     response: Result<Bytes, ClientError>,
     taken: Vec<Taken<T>>,
+    round_trip: Option<Duration>,
 ) {
     if acks == 0 {
         let outcomes = taken
             .into_iter()
             .map(|taken| (taken, response.clone().map(|_| -1)))
             .collect();
-        report(inner, outcomes);
+        report(inner, outcomes, None);
         return;
     }
     let decoded = response.and_then(|body| protocol::decode_produce(version, body));
@@ -859,6 +877,7 @@ fn complete<T: 'static>(
                     .into_iter()
                     .map(|taken| (taken, Err(error.clone())))
                     .collect(),
+                None,
             );
             return;
         }
@@ -890,7 +909,7 @@ fn complete<T: 'static>(
         })
         .collect();
     drop(answers);
-    report(inner, outcomes);
+    report(inner, outcomes, round_trip);
 }
 
 /// Connects to broker `node`.
@@ -942,7 +961,7 @@ fn fail_ready<T: 'static>(inner: &Inner<T>, node: i32, error: &ClientError) {
         }
         state.in_flight_batches += failed.len();
     }
-    report(inner, failed);
+    report(inner, failed, None);
     inner.refresh_wanted.set(true);
     inner.refresh_signal.notify();
 }
