@@ -607,9 +607,7 @@ fn on_delivery(
             return;
         }
         let now = clock::now_nanos();
-        let round_trip = delivery
-            .round_trip
-            .map(|round_trip| round_trip.as_nanos().min(u64::MAX as u128) as u64);
+        let mut timed_in_window = 0;
         let mut recorder = recorder.borrow_mut();
         let recorder = &mut *recorder;
         for intended in &delivery.tokens {
@@ -620,15 +618,20 @@ fn on_delivery(
             if shared.in_window(*intended) {
                 if timed {
                     stats::record(&mut recorder.ack, latency);
-                    // Once per record, as the ack latency is, so that the
-                    // two distributions weigh requests alike.
-                    if let Some(round_trip) = round_trip {
-                        stats::record(&mut recorder.request, round_trip);
-                    }
+                    timed_in_window += 1;
                 }
                 recorder.produced_messages += 1;
                 recorder.produced_bytes += message_bytes;
             }
+        }
+        // Once per record the ack latency counted, so that the two
+        // distributions weigh requests alike.
+        if let Some(round_trip) = delivery.round_trip.filter(|_| timed_in_window > 0) {
+            stats::record_n(
+                &mut recorder.request,
+                round_trip.as_nanos() as u64,
+                timed_in_window,
+            );
         }
         shared.acked.fetch_add(count, Ordering::Relaxed);
         shared

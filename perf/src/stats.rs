@@ -34,6 +34,11 @@ pub fn record(histogram: &mut Histogram<u64>, nanos: u64) {
     histogram.saturating_record(nanos.clamp(1, LATENCY_NANOS_MAX));
 }
 
+/// Records one latency `count` times, clamped as [`record`] does.
+pub fn record_n(histogram: &mut Histogram<u64>, nanos: u64, count: u64) {
+    histogram.saturating_record_n(nanos.clamp(1, LATENCY_NANOS_MAX), count);
+}
+
 /// Adds `from` into `into`. Both were made by [`histogram`], so the bounds
 /// agree and the merge is exact.
 pub fn merge(into: &mut Histogram<u64>, from: &Histogram<u64>) {
