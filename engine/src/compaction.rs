@@ -329,6 +329,11 @@ impl KeyMap {
         self.latest.get(&self.hash(key)).copied()
     }
 
+    /// The latest offset of every key, in no order.
+    pub fn offsets(&self) -> impl Iterator<Item = i64> + '_ {
+        self.latest.values().copied()
+    }
+
     pub fn len(&self) -> usize {
         self.latest.len()
     }

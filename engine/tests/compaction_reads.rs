@@ -1,0 +1,204 @@
+//! What a cleaning pass reads. Its first phase reads the dirty part of the
+//! log for the latest offset of each key; its second reads again only the
+//! batches that may keep a record, and empties the others from what the
+//! first phase saw. A producer's last batch is read and stays, with its
+//! producer id and sequence, though a later record supersedes every record
+//! of it.
+
+mod common;
+
+use std::path::Path;
+
+use bytes::Bytes;
+use common::{in_executor, open_log_with};
+use sluice_engine::batch::{self, BatchHeader, BuildBatch};
+use sluice_engine::compaction::{parse_records, record_area, NoCodecs};
+use sluice_engine::log::{CompactionLimits, LogConfig, PartitionLog};
+use sluice_engine::storage::MemStorage;
+use sluice_engine::BatchCache;
+
+/// Keys written again and again: nearly every batch is superseded.
+const KEYS: usize = 4;
+const BATCHES: usize = 3_000;
+const VALUE_BYTES: usize = 200;
+const SEGMENT_BYTES: u64 = 16 * 1024;
+const CACHE_BYTES: usize = 64 * 1024;
+const READ_BYTES: usize = 64 * 1024;
+/// The idempotent producer whose only batch a later record supersedes.
+const PRODUCER: i64 = 7;
+/// Batches of distinct keys written last: about three segments.
+const FILLERS: usize = 200;
+const KEY_MAP_ENTRIES: usize = 1 << 16;
+
+fn append(log: &PartitionLog<MemStorage>, producer: i64, key: &[u8], value: &[u8]) {
+    let bytes = Bytes::from(batch::build_keyed_batch(
+        BuildBatch {
+            base_timestamp: sluice_engine::types::now_ms(),
+            producer_id: producer,
+            producer_epoch: if producer >= 0 { 0 } else { -1 },
+            base_sequence: if producer >= 0 { 0 } else { -1 },
+            attributes: 0,
+        },
+        &[(Some(key), Some(value))],
+    ));
+    let header = match batch::validate(&bytes, usize::MAX) {
+        Ok(header) => header,
+        Err(error) => panic!("a built batch is invalid: {error}"),
+    };
+    if let Err(error) = log.append(&[(header, bytes)]) {
+        panic!("append failed: {error}");
+    }
+}
+
+fn value_of(batch: usize) -> Vec<u8> {
+    let mut value = format!("value-{batch}-").into_bytes();
+    value.resize(VALUE_BYTES, b'.');
+    value
+}
+
+/// Every batch of the log from its start, with its records' keys and whole
+/// encoded records.
+async fn read_all(log: &PartitionLog<MemStorage>) -> Vec<(BatchHeader, Vec<(Vec<u8>, Vec<u8>)>)> {
+    let upper = log.offsets().leo;
+    let mut offset = log.offsets().log_start;
+    let mut batches = Vec::new();
+    while offset < upper {
+        let chunks = match log.read(offset, READ_BYTES, upper).await {
+            Ok(chunks) => chunks,
+            Err(error) => panic!("read at {offset} failed: {error}"),
+        };
+        assert!(
+            chunks.next_offset > offset,
+            "a read at {offset} made no progress"
+        );
+        let joined: Vec<u8> = chunks
+            .chunks
+            .iter()
+            .flat_map(|c| c.iter().copied())
+            .collect();
+        let mut at = 0;
+        while at < joined.len() {
+            let header = match BatchHeader::parse(&joined[at..]) {
+                Ok(header) => header,
+                Err(error) => panic!("a batch header at {at}: {error}"),
+            };
+            let bytes = &joined[at..at + header.total_bytes()];
+            let area = match record_area(bytes, &header, &NoCodecs, usize::MAX) {
+                Ok(area) => area,
+                Err(error) => panic!("records of the batch at {}: {error}", header.base_offset),
+            };
+            let records = match parse_records(&area, header.record_count) {
+                Ok(records) => records,
+                Err(error) => panic!("records of the batch at {}: {error}", header.base_offset),
+            };
+            let pairs = records
+                .iter()
+                .map(|record| {
+                    (
+                        record.key.unwrap_or_default().to_vec(),
+                        record.bytes.to_vec(),
+                    )
+                })
+                .collect();
+            batches.push((header, pairs));
+            at += header.total_bytes();
+        }
+        offset = chunks.next_offset;
+    }
+    batches
+}
+
+#[test]
+fn a_pass_reads_superseded_batches_once() {
+    in_executor(|| async {
+        let config = LogConfig {
+            segment_bytes: SEGMENT_BYTES,
+            segment_ms: i64::MAX,
+            retention_ms: -1,
+            retention_bytes: -1,
+            delete: false,
+            compact: true,
+            min_cleanable_dirty_ratio: 0.0,
+            ..LogConfig::default()
+        };
+        let storage = MemStorage::new(1);
+        let cache = BatchCache::new(CACHE_BYTES);
+        let log = open_log_with(&storage, Path::new("/data/reads-0"), &config, &cache).await;
+        append(&log, PRODUCER, b"key-0", &value_of(0));
+        for batch in 1..BATCHES {
+            append(
+                &log,
+                -1,
+                format!("key-{}", batch % KEYS).as_bytes(),
+                &value_of(batch),
+            );
+        }
+        // Records of keys of their own, a few segments' worth, so that the
+        // latest record of each key above lies in a segment the pass cleans.
+        for filler in 0..FILLERS {
+            append(
+                &log,
+                -1,
+                format!("filler-{filler}").as_bytes(),
+                &value_of(filler),
+            );
+        }
+        let leo = log.offsets().leo;
+        if let Err(error) = log.wait_durable(leo).await {
+            panic!("sync failed: {error}");
+        }
+        let limits = CompactionLimits {
+            key_map_entries_max: KEY_MAP_ENTRIES,
+            io_bytes_per_second: 0,
+            merge_segments: true,
+        };
+        let report = match log
+            .compact(sluice_engine::types::now_ms(), &limits, &NoCodecs)
+            .await
+        {
+            Ok(Some(report)) => report,
+            Ok(None) => panic!("no pass was due"),
+            Err(error) => panic!("the pass failed: {error}"),
+        };
+        // Everything cleanable was dirty: the first phase read it all once.
+        // Reading it all again in the second would make this twice.
+        assert!(
+            report.io_bytes < report.bytes_before + report.bytes_before / 4,
+            "the pass handled {} bytes of {} cleanable: the superseded batches were read again",
+            report.io_bytes,
+            report.bytes_before
+        );
+        assert!(
+            report.records_removed as usize > BATCHES / 2,
+            "only {} records removed",
+            report.records_removed
+        );
+        let batches = read_all(&log).await;
+        let kept = batches
+            .iter()
+            .find(|(header, _)| header.producer_id == PRODUCER);
+        match kept {
+            Some((header, _)) => assert_eq!(
+                (header.base_offset, header.base_sequence),
+                (0, 0),
+                "the producer's last batch moved or lost its sequence"
+            ),
+            None => panic!("the producer's last batch is gone: its sequence with it"),
+        }
+        // The latest value of each key is there.
+        for batch in BATCHES - KEYS..BATCHES {
+            let key = format!("key-{}", batch % KEYS).into_bytes();
+            let value = value_of(batch);
+            assert!(
+                batches
+                    .iter()
+                    .flat_map(|(_, records)| records)
+                    .any(|(k, record)| *k == key
+                        && record.windows(value.len()).any(|bytes| bytes == value)),
+                "the latest value of {} is gone",
+                String::from_utf8_lossy(&key)
+            );
+        }
+        common::drop_log(log).await;
+    });
+}
