@@ -157,15 +157,23 @@ impl Throttle {
 
     async fn account(&mut self, bytes: usize) {
         self.bytes += bytes as u64;
-        self.since_yield += bytes;
         if self.bytes_per_second > 0 {
             let due = Duration::from_secs_f64(self.bytes as f64 / self.bytes_per_second as f64);
             let elapsed = self.started.elapsed();
             if due > elapsed {
                 glommio::timer::sleep(due - elapsed).await;
                 self.since_yield = 0;
+                glommio::yield_if_needed().await;
+                return;
             }
         }
+        self.handled(bytes).await;
+    }
+
+    /// Work weighed as `bytes` handled that is not I/O (a batch passed over
+    /// unread): it counts towards the shard's next turn, not the limit.
+    async fn handled(&mut self, bytes: usize) {
+        self.since_yield += bytes;
         if self.since_yield >= CLEANER_YIELD_BYTES {
             // glommio yields a queue only once its preemption timer fired,
             // which let a pass run for milliseconds while produce and fetch
@@ -806,7 +814,12 @@ impl<S: Storage> PartitionLog<S> {
                             copy.push(&batch, &mut throttle).await?;
                         }
                     }
-                    throttle.account(bytes.len()).await;
+                    if superseded {
+                        // A long run of them costs the shard time too.
+                        throttle.handled(BATCH_HEADER_BYTES).await;
+                    } else {
+                        throttle.account(bytes.len()).await;
+                    }
                 }
                 if let Some(copy) = &mut copy {
                     flush_run(copy, run.take(), &mut throttle).await?;
