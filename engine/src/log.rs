@@ -224,6 +224,11 @@ struct Segment<F> {
     /// The index was read from its files rather than built from the batches,
     /// so an entry may point at the wrong place; see `distrust_index`.
     index_from_files: bool,
+    /// The index files on disk may describe the file a cleaned copy
+    /// replaced in memory (the copy's name and the files' removal are made
+    /// off the shard, after the switch): the index is rebuilt from the
+    /// batches, not read from those files.
+    index_files_stale: bool,
     /// The producer state as of this segment's base offset, taken when it
     /// was rolled, until the previous segment's finalize writes it to disk
     /// as `<base>.snapshot`.
@@ -279,6 +284,7 @@ impl<F> Segment<F> {
             next_offset: base_offset,
             index: Some(SegmentIndex::default()),
             index_from_files: false,
+            index_files_stale: false,
             start_producers: None,
             aborted: Vec::new(),
             bytes_since_index: 0,
@@ -1036,7 +1042,7 @@ impl<S: Storage> PartitionLog<S> {
             for base in stale {
                 if let Some(segment) = segments.remove(&base) {
                     // Its start snapshot describes offsets that are gone.
-                    remove_segment_files(&storage, &dir, base, segment.file);
+                    remove_segment_files(&storage, &dir, base, segment.file).await;
                 }
             }
         }
@@ -1090,7 +1096,7 @@ impl<S: Storage> PartitionLog<S> {
                 "log start is past the recovered log end; starting the log at the log start"
             );
             for (&base, segment) in segments.iter_mut() {
-                remove_segment_files(&storage, &dir, base, segment.file.take());
+                remove_segment_files(&storage, &dir, base, segment.file.take()).await;
             }
             storage
                 .sync_dir(&dir)
@@ -2922,12 +2928,17 @@ impl<S: Storage> PartitionLog<S> {
 
     /// Builds a segment's index by scanning its batches, and keeps it.
     async fn scan_index(&self, segment_base: i64) -> Result<SegmentIndex, ReadError> {
-        let (file, path, size) = {
+        let (file, path, size, compactions) = {
             let inner = self.inner.borrow();
             let Some(segment) = inner.segments.get(&segment_base) else {
                 return Ok(SegmentIndex::default());
             };
-            (segment.file.clone(), segment.path.clone(), segment.size)
+            (
+                segment.file.clone(),
+                segment.path.clone(),
+                segment.size,
+                inner.compactions,
+            )
         };
         let file = match file {
             Some(file) => file,
@@ -2940,6 +2951,12 @@ impl<S: Storage> PartitionLog<S> {
             .await
             .map_err(|error| ReadError::Storage(error.to_string()))?;
         let mut inner = self.inner.borrow_mut();
+        // A cleaned copy that took the segment's place during the scan
+        // has other positions: the scan is the caller's (whose read starts
+        // again, the cleaner having been at work), not the segment's.
+        if inner.compactions != compactions {
+            return Ok(scanned.index);
+        }
         if let Some(segment) = inner.segments.get_mut(&segment_base) {
             segment.index = Some(scanned.index.clone());
             segment.index_from_files = false;
@@ -2951,7 +2968,7 @@ impl<S: Storage> PartitionLog<S> {
 
     /// The index of a segment, loading (or rebuilding) it on first use.
     async fn segment_index(&self, segment_base: i64) -> Result<SegmentIndex, ReadError> {
-        let (path, size) = {
+        let (path, size, compactions, files_stale) = {
             let inner = self.inner.borrow();
             let Some(segment) = inner.segments.get(&segment_base) else {
                 return Ok(SegmentIndex::default());
@@ -2959,8 +2976,16 @@ impl<S: Storage> PartitionLog<S> {
             if let Some(index) = &segment.index {
                 return Ok(index.clone());
             }
-            (segment.path.clone(), segment.size)
+            (
+                segment.path.clone(),
+                segment.size,
+                inner.compactions,
+                segment.index_files_stale,
+            )
         };
+        if files_stale {
+            return self.scan_index(segment_base).await;
+        }
         let index_path = self.dir.join(segment_file_name(segment_base, "index"));
         let time_path = self.dir.join(segment_file_name(segment_base, "timeindex"));
         let index_bytes_max = size / 8 * crate::index::OFFSET_ENTRY_BYTES as u64 + 4096;
@@ -2990,6 +3015,11 @@ impl<S: Storage> PartitionLog<S> {
             ),
             None => (-1, segment_base),
         };
+        // Read from the files of a segment a cleaned copy has replaced
+        // since: they point into the old file.
+        if self.inner.borrow().compactions != compactions {
+            return self.scan_index(segment_base).await;
+        }
         let mut inner = self.inner.borrow_mut();
         if let Some(segment) = inner.segments.get_mut(&segment_base) {
             segment.index = Some(index.clone());
@@ -3006,7 +3036,7 @@ impl<S: Storage> PartitionLog<S> {
     /// needed only when read, and any segment's may have been closed while
     /// idle to keep within the shard's open files.
     async fn segment_file(&self, segment_base: i64) -> Result<Option<Rc<S::File>>, ReadError> {
-        let path = {
+        let (path, compactions) = {
             let inner = self.inner.borrow();
             let Some(segment) = inner.segments.get(&segment_base) else {
                 return Ok(None);
@@ -3015,14 +3045,20 @@ impl<S: Storage> PartitionLog<S> {
                 segment.file_used.set(true);
                 return Ok(Some(Rc::clone(file)));
             }
-            segment.path.clone()
+            (segment.path.clone(), inner.compactions)
         };
-        let file = self
-            .reopen_file(segment_base, &path)
-            .await
-            .map_err(|error| {
-                ReadError::Storage(StorageError::new("open", &path, error).to_string())
-            })?;
+        let room = self.cache.open_files().room().await;
+        let file = Rc::new(self.storage.open(&path, false).await.map_err(|error| {
+            ReadError::Storage(StorageError::new("open", &path, error).to_string())
+        })?);
+        drop(room);
+        // A cleaned copy that took the segment's place during the open may
+        // have left this handle on the file it replaced: it serves this
+        // caller (whose read starts again, the cleaner having been at
+        // work), and is not kept as the segment's.
+        if self.inner.borrow().compactions == compactions {
+            self.keep_open_file(segment_base, Rc::clone(&file));
+        }
         Ok(Some(file))
     }
 
@@ -3488,7 +3524,7 @@ impl<S: Storage> PartitionLog<S> {
         let removing = self.removal_lock.acquire_permit(1).await;
         let permit = self.txn_index_lock.acquire_permit(1).await;
         for segment in later {
-            remove_segment_files(&self.storage, &self.dir, segment.base_offset, segment.file);
+            remove_segment_files(&self.storage, &self.dir, segment.base_offset, segment.file).await;
         }
         drop(permit);
         drop(removing);
@@ -3667,7 +3703,7 @@ impl<S: Storage> PartitionLog<S> {
         let removing = self.removal_lock.acquire_permit(1).await;
         let permit = self.txn_index_lock.acquire_permit(1).await;
         for (base, handle) in doomed.iter().zip(open) {
-            remove_segment_files(&self.storage, &self.dir, *base, handle);
+            remove_segment_files(&self.storage, &self.dir, *base, handle).await;
         }
         drop(permit);
         drop(removing);
@@ -4419,18 +4455,20 @@ async fn open_with_size<S: Storage>(
 }
 
 /// Removes segment `base`'s files; `open` is the segment's handle if this
-/// shard still holds it (see `Storage::retire`).
-fn remove_segment_files<S: Storage>(
+/// shard still holds it (see `Storage::retire`). The renames that set them
+/// aside are made off the shard's thread (see
+/// [`Storage::remove_file_off_shard`]).
+async fn remove_segment_files<S: Storage>(
     storage: &S,
     dir: &Path,
     base: i64,
     mut open: Option<Rc<S::File>>,
 ) {
-    for extension in ["log", "index", "timeindex", "txnindex"] {
+    for extension in SEGMENT_FILE_EXTENSIONS {
         let path = dir.join(segment_file_name(base, extension));
         let removed = match open.take() {
-            Some(handle) => storage.retire(&path, false, vec![handle]),
-            None => storage.remove_file(&path),
+            Some(handle) => storage.retire_off_shard(&path, false, vec![handle]).await,
+            None => storage.remove_file_off_shard(&path).await,
         };
         if let Err(error) = removed {
             if error.kind() != std::io::ErrorKind::NotFound {
@@ -4439,8 +4477,12 @@ fn remove_segment_files<S: Storage>(
         }
     }
     let snapshot = dir.join(segment_file_name(base, "snapshot"));
-    let _ = storage.remove_file(&snapshot);
+    let _ = storage.remove_file_off_shard(&snapshot).await;
 }
+
+/// A segment's files besides its producer snapshot, the log file first
+/// (the one `open` handles are for).
+const SEGMENT_FILE_EXTENSIONS: [&str; 4] = ["log", "index", "timeindex", "txnindex"];
 
 const LOG_START_FILE: &str = "log-start-offset";
 /// Magic of Sluice's small checkpoint files ("SLCK").

@@ -9,11 +9,9 @@ mod common;
 
 use std::path::Path;
 
-use bytes::Bytes;
-use common::{in_executor, open_log_with};
-use sluice_engine::batch::{self, BatchHeader, BuildBatch};
-use sluice_engine::compaction::{parse_records, record_area, NoCodecs};
-use sluice_engine::log::{CompactionLimits, LogConfig, PartitionLog};
+use common::{append_keyed as append, compacted_config, in_executor, open_log_with, read_all};
+use sluice_engine::compaction::NoCodecs;
+use sluice_engine::log::CompactionLimits;
 use sluice_engine::storage::MemStorage;
 use sluice_engine::BatchCache;
 
@@ -30,97 +28,16 @@ const PRODUCER: i64 = 7;
 const FILLERS: usize = 200;
 const KEY_MAP_ENTRIES: usize = 1 << 16;
 
-fn append(log: &PartitionLog<MemStorage>, producer: i64, key: &[u8], value: &[u8]) {
-    let bytes = Bytes::from(batch::build_keyed_batch(
-        BuildBatch {
-            base_timestamp: sluice_engine::types::now_ms(),
-            producer_id: producer,
-            producer_epoch: if producer >= 0 { 0 } else { -1 },
-            base_sequence: if producer >= 0 { 0 } else { -1 },
-            attributes: 0,
-        },
-        &[(Some(key), Some(value))],
-    ));
-    let header = match batch::validate(&bytes, usize::MAX) {
-        Ok(header) => header,
-        Err(error) => panic!("a built batch is invalid: {error}"),
-    };
-    if let Err(error) = log.append(&[(header, bytes)]) {
-        panic!("append failed: {error}");
-    }
-}
-
 fn value_of(batch: usize) -> Vec<u8> {
     let mut value = format!("value-{batch}-").into_bytes();
     value.resize(VALUE_BYTES, b'.');
     value
 }
 
-/// Every batch of the log from its start, with its records' keys and whole
-/// encoded records.
-async fn read_all(log: &PartitionLog<MemStorage>) -> Vec<(BatchHeader, Vec<(Vec<u8>, Vec<u8>)>)> {
-    let upper = log.offsets().leo;
-    let mut offset = log.offsets().log_start;
-    let mut batches = Vec::new();
-    while offset < upper {
-        let chunks = match log.read(offset, READ_BYTES, upper).await {
-            Ok(chunks) => chunks,
-            Err(error) => panic!("read at {offset} failed: {error}"),
-        };
-        assert!(
-            chunks.next_offset > offset,
-            "a read at {offset} made no progress"
-        );
-        let joined: Vec<u8> = chunks
-            .chunks
-            .iter()
-            .flat_map(|c| c.iter().copied())
-            .collect();
-        let mut at = 0;
-        while at < joined.len() {
-            let header = match BatchHeader::parse(&joined[at..]) {
-                Ok(header) => header,
-                Err(error) => panic!("a batch header at {at}: {error}"),
-            };
-            let bytes = &joined[at..at + header.total_bytes()];
-            let area = match record_area(bytes, &header, &NoCodecs, usize::MAX) {
-                Ok(area) => area,
-                Err(error) => panic!("records of the batch at {}: {error}", header.base_offset),
-            };
-            let records = match parse_records(&area, header.record_count) {
-                Ok(records) => records,
-                Err(error) => panic!("records of the batch at {}: {error}", header.base_offset),
-            };
-            let pairs = records
-                .iter()
-                .map(|record| {
-                    (
-                        record.key.unwrap_or_default().to_vec(),
-                        record.bytes.to_vec(),
-                    )
-                })
-                .collect();
-            batches.push((header, pairs));
-            at += header.total_bytes();
-        }
-        offset = chunks.next_offset;
-    }
-    batches
-}
-
 #[test]
 fn a_pass_reads_superseded_batches_once() {
     in_executor(|| async {
-        let config = LogConfig {
-            segment_bytes: SEGMENT_BYTES,
-            segment_ms: i64::MAX,
-            retention_ms: -1,
-            retention_bytes: -1,
-            delete: false,
-            compact: true,
-            min_cleanable_dirty_ratio: 0.0,
-            ..LogConfig::default()
-        };
+        let config = compacted_config(SEGMENT_BYTES);
         let storage = MemStorage::new(1);
         let cache = BatchCache::new(CACHE_BYTES);
         let log = open_log_with(&storage, Path::new("/data/reads-0"), &config, &cache).await;
@@ -173,7 +90,10 @@ fn a_pass_reads_superseded_batches_once() {
             "only {} records removed",
             report.records_removed
         );
-        let batches = read_all(&log).await;
+        let batches = match read_all(&log, READ_BYTES).await {
+            Ok(batches) => batches,
+            Err(error) => panic!("{error}"),
+        };
         let kept = batches
             .iter()
             .find(|(header, _)| header.producer_id == PRODUCER);

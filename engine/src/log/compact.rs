@@ -862,8 +862,7 @@ impl<S: Storage> PartitionLog<S> {
             let swapped = if group.len() > 1 {
                 self.merge_in(group, new_size, file, &cleaned_path).await?
             } else {
-                drop(file);
-                self.swap_in(group_base, group_bytes, new_size, &cleaned_path)
+                self.swap_in(group_base, group_bytes, new_size, file, &cleaned_path)
                     .await?
             };
             if swapped {
@@ -933,7 +932,10 @@ impl<S: Storage> PartitionLog<S> {
         untouched: u64,
         throttle: &mut Throttle,
     ) -> Result<CleanedFile<S::File>, CompactionError> {
-        let _ = self.storage.remove_file_at_once(cleaned_path);
+        // A copy an earlier pass left (a failed swap): its name is needed.
+        if self.storage.exists(cleaned_path) {
+            let _ = self.storage.remove_file_off_shard(cleaned_path).await;
+        }
         let file = self
             .storage
             .open(cleaned_path, true)
@@ -1004,35 +1006,45 @@ impl<S: Storage> PartitionLog<S> {
         Ok(())
     }
 
-    /// Puts the cleaned copy in place of segment `base` if the segment is
-    /// still the one cleaned (retention, DeleteRecords or a truncation may
-    /// have removed or cut it meanwhile); returns whether it did.
+    /// Puts the cleaned copy (`file`, at `cleaned_path`) in place of segment
+    /// `base` if the segment is still the one cleaned (retention,
+    /// DeleteRecords or a truncation may have removed or cut it meanwhile);
+    /// returns whether it did.
+    ///
+    /// Memory takes the copy first, read through the handle that wrote it;
+    /// then, off the shard's thread, the old index files go and the copy
+    /// takes the segment's name. The removal lock is held throughout, so
+    /// retention and truncation, which take it to remove or cut files,
+    /// wait for the name. Until then the handle is not closed for room (its
+    /// path would open the old file) and the index is rebuilt from the
+    /// batches, not read from the old files.
     async fn swap_in(
         &self,
         base: i64,
         size: u64,
         new_size: u64,
+        file: S::File,
         cleaned_path: &std::path::Path,
     ) -> Result<bool, CompactionError> {
         self.forget_recovery_point_in(&[base]).await?;
+        let permit = self.removal_lock.acquire_permit(1).await.map_err(|_| {
+            StorageError::new("lock", cleaned_path, std::io::Error::other("log closed"))
+        })?;
         if !self.group_unchanged(&[(base, size, 0)]) {
-            let _ = self.storage.remove_file_at_once(cleaned_path);
+            let _ = self
+                .storage
+                .retire_off_shard(cleaned_path, false, vec![Rc::new(file)])
+                .await;
             return Ok(false);
         }
-        let released = {
+        let (old, path, released) = {
             let mut inner = self.inner.borrow_mut();
-            // Index files of the old segment would point into the new one:
-            // gone first, so that a crash at any point leaves a segment
-            // whose index is rebuilt from its own batches.
-            remove_index_files(&self.storage, &self.dir, base)?;
             let Some(segment) = inner.segments.get_mut(&base) else {
-                unreachable!("checked above");
+                unreachable!("checked by group_unchanged");
             };
-            let old = segment.file.take();
+            let old = segment.file.replace(Rc::new(file));
             segment.file_generation = 0;
-            self.storage
-                .replace(cleaned_path, &segment.path, old)
-                .map_err(|error| StorageError::new("rename", cleaned_path, error))?;
+            segment.index_files_stale = true;
             segment.size = new_size;
             segment.written = new_size;
             segment.issued = new_size;
@@ -1040,11 +1052,33 @@ impl<S: Storage> PartitionLog<S> {
             segment.index_from_files = false;
             segment.max_timestamp = -1;
             segment.offset_of_max_timestamp = base;
+            let path = segment.path.clone();
             inner.compactions += 1;
-            self.release_cached_through(&mut inner, base)
+            (old, path, self.release_cached_through(&mut inner, base))
         };
+        // Index files of the old segment would point into the new one:
+        // gone first, so that a crash at any point leaves a segment whose
+        // index is rebuilt from its own batches. On an error the copy stays
+        // the segment's, held open, until the log closes; the old file
+        // keeps the name, and a restart reads that.
+        remove_index_files(&self.storage, &self.dir, base).await?;
+        self.storage
+            .replace_off_shard(cleaned_path, &path, old)
+            .await
+            .map_err(|error| StorageError::new("rename", cleaned_path, error))?;
+        self.names_settled(base);
+        drop(permit);
         self.settle_replaced(base, released).await?;
         Ok(true)
+    }
+
+    /// The copy that replaced segment `base` has the segment's name: its
+    /// handle may be closed for room, and its index files are its own.
+    fn names_settled(&self, base: i64) {
+        if let Some(segment) = self.inner.borrow_mut().segments.get_mut(&base) {
+            segment.index_files_stale = false;
+        }
+        self.count_open_file(base);
     }
 
     /// After segment `base` was replaced: gives the cache back the bytes of
@@ -1122,7 +1156,7 @@ impl<S: Storage> PartitionLog<S> {
                 return Ok(());
             }
         }
-        if let Err(error) = self.storage.remove_file(&path) {
+        if let Err(error) = self.storage.remove_file_off_shard(&path).await {
             if error.kind() != std::io::ErrorKind::NotFound {
                 return Err(StorageError::new("remove", &path, error).into());
             }
@@ -1183,13 +1217,15 @@ impl<S: Storage> PartitionLog<S> {
         if !self.group_unchanged(group) {
             let _ = self
                 .storage
-                .retire(cleaned_path, false, vec![Rc::new(file)]);
+                .retire_off_shard(cleaned_path, false, vec![Rc::new(file)])
+                .await;
             return Ok(false);
         }
         let bases: Vec<i64> = group.iter().map(|s| s.0).collect();
         self.forget_recovery_point_in(&bases).await?;
         self.storage
-            .rename(cleaned_path, &swap_path)
+            .rename_off_shard(cleaned_path, &swap_path)
+            .await
             .map_err(|error| StorageError::new("rename", cleaned_path, error))?;
         self.storage
             .sync_dir(&self.dir)
@@ -1199,7 +1235,10 @@ impl<S: Storage> PartitionLog<S> {
         // while the directory synced; their files are all still there (the
         // lock is held), so the merge can still be called off.
         if !self.group_unchanged(group) {
-            let _ = self.storage.retire(&swap_path, false, vec![Rc::new(file)]);
+            let _ = self
+                .storage
+                .retire_off_shard(&swap_path, false, vec![Rc::new(file)])
+                .await;
             return Ok(false);
         }
         let last_base = group[group.len() - 1].0;
@@ -1236,13 +1275,14 @@ impl<S: Storage> PartitionLog<S> {
             segment.aborted = aborted.clone();
             segment.index = None;
             segment.index_from_files = false;
+            segment.index_files_stale = true;
             segment.max_timestamp = -1;
             segment.offset_of_max_timestamp = base;
             inner.compactions += 1;
             (aborted, self.release_cached_through(&mut inner, last_base))
         };
         complete_swap(&self.storage, &self.dir, &bases, &aborted, open).await?;
-        self.count_open_file(base);
+        self.names_settled(base);
         drop(permit);
         self.settle_replaced(base, released).await?;
         Ok(true)
@@ -1297,33 +1337,35 @@ async fn complete_swap<S: Storage>(
     };
     super::write_txn_index(storage, dir, base, aborted).await?;
     // Index files of the first segment would point into the merged one.
-    remove_index_files(storage, dir, base)?;
+    remove_index_files(storage, dir, base).await?;
     for &merged in &bases[1..] {
-        super::remove_segment_files(storage, dir, merged, handle_of(merged));
+        super::remove_segment_files(storage, dir, merged, handle_of(merged)).await;
     }
     let swap_path = dir.join(format!("{}{SWAP_SUFFIX}", segment_file_name(base, "log")));
     storage
-        .replace(
+        .replace_off_shard(
             &swap_path,
             &dir.join(segment_file_name(base, "log")),
             handle_of(base),
         )
+        .await
         .map_err(|error| StorageError::new("rename", &swap_path, error))?;
     Ok(())
 }
 
 /// Removes segment `base`'s offset and time index files, which would point
-/// into a copy taking its place. Set aside at once (a crash after this
-/// leaves a segment whose index is rebuilt from its batches), deleted off
-/// the shard: even a small file's removal waits for its discard here.
-fn remove_index_files<S: Storage>(
+/// into a copy taking its place. Set aside before the copy takes the
+/// segment's name (a crash after this leaves a segment whose index is
+/// rebuilt from its batches), deleted later: even a small file's removal
+/// waits for its discard here.
+async fn remove_index_files<S: Storage>(
     storage: &S,
     dir: &std::path::Path,
     base: i64,
 ) -> Result<(), StorageError> {
     for extension in ["index", "timeindex"] {
         let path = dir.join(segment_file_name(base, extension));
-        if let Err(error) = storage.remove_file(&path) {
+        if let Err(error) = storage.remove_file_off_shard(&path).await {
             if error.kind() != std::io::ErrorKind::NotFound {
                 return Err(StorageError::new("remove", &path, error));
             }

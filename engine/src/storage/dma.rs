@@ -168,6 +168,28 @@ fn set_aside(path: &Path) -> io::Result<PathBuf> {
     Ok(doomed)
 }
 
+/// Renames `from` over `to`, having first linked the file `to` names
+/// under a set-aside name, which it returns (`None`: `to` named nothing,
+/// or a set-aside name already).
+fn link_aside_and_rename(from: &Path, to: &Path) -> io::Result<Option<PathBuf>> {
+    let kept = match doomed_name(to) {
+        Some(doomed) => match std::fs::hard_link(to, &doomed) {
+            Ok(()) => Some(doomed),
+            Err(error) if error.kind() == io::ErrorKind::NotFound => None,
+            Err(error) => return Err(error),
+        },
+        None => None,
+    };
+    if let Err(error) = std::fs::rename(from, to) {
+        if let Some(doomed) = kept {
+            // A second name of a file still named `to`: nothing freed.
+            let _ = std::fs::remove_file(&doomed);
+        }
+        return Err(error);
+    }
+    Ok(kept)
+}
+
 /// The name `path` is set aside under, or `None` if it is set aside already.
 fn doomed_name(path: &Path) -> Option<PathBuf> {
     let name = path
@@ -384,22 +406,39 @@ impl Storage for DmaStorage {
     /// shard still holds open; a crash between the two leaves both names,
     /// and the next open removes the set-aside one (a name only).
     fn replace(&self, from: &Path, to: &Path, open: Option<Rc<DmaStorageFile>>) -> io::Result<()> {
-        let kept = match doomed_name(to) {
-            Some(doomed) => match std::fs::hard_link(to, &doomed) {
-                Ok(()) => Some(doomed),
-                Err(error) if error.kind() == io::ErrorKind::NotFound => None,
-                Err(error) => return Err(error),
-            },
-            None => None,
-        };
-        if let Err(error) = std::fs::rename(from, to) {
-            if let Some(doomed) = kept {
-                // A second name of a file still named `to`: nothing freed.
-                let _ = std::fs::remove_file(&doomed);
-            }
-            return Err(error);
+        if let Some(doomed) = link_aside_and_rename(from, to)? {
+            forget_after_close(doomed, false, open.into_iter().collect());
         }
-        if let Some(doomed) = kept {
+        Ok(())
+    }
+
+    async fn remove_file_off_shard(&self, path: &Path) -> io::Result<()> {
+        let path = path.to_path_buf();
+        let doomed = off_shard(move || set_aside(&path)).await?;
+        forget_later(doomed, false);
+        Ok(())
+    }
+
+    async fn retire_off_shard(
+        &self,
+        path: &Path,
+        tree: bool,
+        open: Vec<Rc<DmaStorageFile>>,
+    ) -> io::Result<()> {
+        let path = path.to_path_buf();
+        let doomed = off_shard(move || set_aside(&path)).await?;
+        forget_after_close(doomed, tree, open);
+        Ok(())
+    }
+
+    async fn replace_off_shard(
+        &self,
+        from: &Path,
+        to: &Path,
+        open: Option<Rc<DmaStorageFile>>,
+    ) -> io::Result<()> {
+        let (from, to) = (from.to_path_buf(), to.to_path_buf());
+        if let Some(doomed) = off_shard(move || link_aside_and_rename(&from, &to)).await? {
             forget_after_close(doomed, false, open.into_iter().collect());
         }
         Ok(())

@@ -338,6 +338,33 @@ impl Storage for MemStorage {
         self.rename(from, to)
     }
 
+    /// A file-system thread's call takes a while: other tasks of the shard
+    /// run before it is made.
+    async fn remove_file_off_shard(&self, path: &Path) -> io::Result<()> {
+        futures_lite::future::yield_now().await;
+        self.remove_file(path)
+    }
+
+    async fn retire_off_shard(
+        &self,
+        path: &Path,
+        tree: bool,
+        open: Vec<Rc<MemStorageFile>>,
+    ) -> io::Result<()> {
+        futures_lite::future::yield_now().await;
+        self.retire(path, tree, open)
+    }
+
+    async fn replace_off_shard(
+        &self,
+        from: &Path,
+        to: &Path,
+        open: Option<Rc<MemStorageFile>>,
+    ) -> io::Result<()> {
+        futures_lite::future::yield_now().await;
+        self.replace(from, to, open)
+    }
+
     fn remove_dir_all(&self, path: &Path) -> io::Result<()> {
         self.state
             .borrow_mut()
@@ -413,6 +440,7 @@ impl Storage for MemStorage {
     }
 
     async fn rename_all(&self, renames: Vec<(PathBuf, PathBuf)>) -> io::Result<()> {
+        futures_lite::future::yield_now().await;
         for (from, to) in renames {
             self.rename(&from, &to)?;
         }

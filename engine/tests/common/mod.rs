@@ -8,6 +8,8 @@ use std::path::PathBuf;
 use std::rc::Rc;
 
 use glommio::LocalExecutorBuilder;
+use sluice_engine::batch::BatchHeader;
+use sluice_engine::compaction::{parse_records, record_area, NoCodecs};
 use sluice_engine::log::LogConfig;
 use sluice_engine::{BatchCache, MemStorage, PartitionLog};
 
@@ -181,5 +183,95 @@ impl Rng {
 
     pub fn percent(&mut self, chance: u64) -> bool {
         self.below(100) < chance
+    }
+}
+
+/// A batch read back: its header and its records' keys and whole encoded
+/// records.
+pub type ReadBatch = (BatchHeader, Vec<(Vec<u8>, Vec<u8>)>);
+
+/// Every batch of the log from its start, read `read_bytes` at a time; an
+/// error says what could not be read or parsed, and where.
+pub async fn read_all(
+    log: &PartitionLog<MemStorage>,
+    read_bytes: usize,
+) -> Result<Vec<ReadBatch>, String> {
+    let upper = log.offsets().leo;
+    let mut offset = log.offsets().log_start;
+    let mut batches = Vec::new();
+    while offset < upper {
+        let chunks = log
+            .read(offset, read_bytes, upper)
+            .await
+            .map_err(|error| format!("read at {offset} failed: {error}"))?;
+        if chunks.next_offset <= offset {
+            return Err(format!("a read at {offset} made no progress"));
+        }
+        let joined: Vec<u8> = chunks
+            .chunks
+            .iter()
+            .flat_map(|c| c.iter().copied())
+            .collect();
+        let mut at = 0;
+        while at < joined.len() {
+            let header = BatchHeader::parse(&joined[at..])
+                .map_err(|error| format!("a batch header read at {offset}, byte {at}: {error}"))?;
+            let Some(bytes) = joined.get(at..at + header.total_bytes()) else {
+                return Err(format!("the batch at {} is cut short", header.base_offset));
+            };
+            let failed = |error| format!("records of the batch at {}: {error}", header.base_offset);
+            let area = record_area(bytes, &header, &NoCodecs, usize::MAX).map_err(failed)?;
+            let records = parse_records(&area, header.record_count).map_err(failed)?;
+            let pairs = records
+                .iter()
+                .map(|record| {
+                    (
+                        record.key.unwrap_or_default().to_vec(),
+                        record.bytes.to_vec(),
+                    )
+                })
+                .collect();
+            batches.push((header, pairs));
+            at += header.total_bytes();
+        }
+        offset = chunks.next_offset;
+    }
+    Ok(batches)
+}
+
+/// Appends one batch of one keyed record; `producer` -1 for a producer
+/// without idempotence, else its id (epoch 0, sequence 0).
+pub fn append_keyed(log: &PartitionLog<MemStorage>, producer: i64, key: &[u8], value: &[u8]) {
+    let bytes = bytes::Bytes::from(sluice_engine::batch::build_keyed_batch(
+        sluice_engine::batch::BuildBatch {
+            base_timestamp: sluice_engine::types::now_ms(),
+            producer_id: producer,
+            producer_epoch: if producer >= 0 { 0 } else { -1 },
+            base_sequence: if producer >= 0 { 0 } else { -1 },
+            attributes: 0,
+        },
+        &[(Some(key), Some(value))],
+    ));
+    let header = match sluice_engine::batch::validate(&bytes, usize::MAX) {
+        Ok(header) => header,
+        Err(error) => panic!("a built batch is invalid: {error}"),
+    };
+    if let Err(error) = log.append(&[(header, bytes)]) {
+        panic!("append failed: {error}");
+    }
+}
+
+/// A compacted log's settings (no retention), with `segment_bytes`
+/// segments rolled by size only, every segment cleanable once sealed.
+pub fn compacted_config(segment_bytes: u64) -> LogConfig {
+    LogConfig {
+        segment_bytes,
+        segment_ms: i64::MAX,
+        retention_ms: -1,
+        retention_bytes: -1,
+        delete: false,
+        compact: true,
+        min_cleanable_dirty_ratio: 0.0,
+        ..LogConfig::default()
     }
 }
