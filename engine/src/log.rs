@@ -3401,7 +3401,8 @@ impl<S: Storage> PartitionLog<S> {
         let point_path = self.dir.join(RECOVERY_POINT_FILE);
         if self.storage.exists(&point_path) {
             self.storage
-                .remove_file(&point_path)
+                .remove_file_off_shard(&point_path)
+                .await
                 .map_err(|error| StorageError::new("remove", &point_path, error))?;
         }
         self.inner.borrow_mut().recovery_point_at = None;
@@ -3912,7 +3913,8 @@ impl<S: Storage> PartitionLog<S> {
             // No aborted transactions, no file, as `write_txn_index` does.
             if self.storage.exists(&txn_path) {
                 self.storage
-                    .remove_file(&txn_path)
+                    .remove_file_off_shard(&txn_path)
+                    .await
                     .map_err(|error| StorageError::new("remove", &txn_path, error))?;
             }
         } else {
@@ -4824,7 +4826,8 @@ async fn write_txn_index<S: Storage>(
     if entries.is_empty() {
         if storage.exists(&path) {
             storage
-                .remove_file(&path)
+                .remove_file_off_shard(&path)
+                .await
                 .map_err(|error| StorageError::new("remove", &path, error))?;
         }
         return Ok(());
