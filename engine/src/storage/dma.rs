@@ -401,17 +401,6 @@ impl Storage for DmaStorage {
         Ok(())
     }
 
-    /// The file `to` names is first linked under a set-aside name, so the
-    /// rename only drops a name, never the file's blocks, whatever the
-    /// shard still holds open; a crash between the two leaves both names,
-    /// and the next open removes the set-aside one (a name only).
-    fn replace(&self, from: &Path, to: &Path, open: Option<Rc<DmaStorageFile>>) -> io::Result<()> {
-        if let Some(doomed) = link_aside_and_rename(from, to)? {
-            forget_after_close(doomed, false, open.into_iter().collect());
-        }
-        Ok(())
-    }
-
     async fn remove_file_off_shard(&self, path: &Path) -> io::Result<()> {
         let path = path.to_path_buf();
         let doomed = off_shard(move || set_aside(&path)).await?;
@@ -431,6 +420,10 @@ impl Storage for DmaStorage {
         Ok(())
     }
 
+    /// The file `to` names is first linked under a set-aside name, so the
+    /// rename only drops a name, never the file's blocks, whatever the
+    /// shard still holds open; a crash between the two leaves both names,
+    /// and the next open removes the set-aside one (a name only).
     async fn replace_off_shard(
         &self,
         from: &Path,
@@ -448,10 +441,6 @@ impl Storage for DmaStorage {
         let doomed = set_aside(path)?;
         forget_later(doomed, true);
         Ok(())
-    }
-
-    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
-        std::fs::rename(from, to)
     }
 
     fn exists(&self, path: &Path) -> bool {
@@ -926,7 +915,8 @@ mod tests {
             let reader = Rc::clone(&handle);
 
             storage
-                .replace(&copy, &segment, Some(handle))
+                .replace_off_shard(&copy, &segment, Some(handle))
+                .await
                 .expect("replace");
             assert_eq!(
                 std::fs::read(&segment).expect("new segment"),

@@ -334,10 +334,6 @@ impl Storage for MemStorage {
         }
     }
 
-    fn replace(&self, from: &Path, to: &Path, _open: Option<Rc<MemStorageFile>>) -> io::Result<()> {
-        self.rename(from, to)
-    }
-
     /// A file-system thread's call takes a while: other tasks of the shard
     /// run before it is made.
     async fn remove_file_off_shard(&self, path: &Path) -> io::Result<()> {
@@ -359,10 +355,10 @@ impl Storage for MemStorage {
         &self,
         from: &Path,
         to: &Path,
-        open: Option<Rc<MemStorageFile>>,
+        _open: Option<Rc<MemStorageFile>>,
     ) -> io::Result<()> {
         futures_lite::future::yield_now().await;
-        self.replace(from, to, open)
+        self.rename(from, to)
     }
 
     fn remove_dir_all(&self, path: &Path) -> io::Result<()> {
@@ -370,15 +366,6 @@ impl Storage for MemStorage {
             .borrow_mut()
             .files
             .retain(|file, _| !file.starts_with(path));
-        Ok(())
-    }
-
-    /// Directory changes are durable at once here (the model's volatile
-    /// cache holds file contents only).
-    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
-        let mut state = self.state.borrow_mut();
-        let file = state.files.remove(from).ok_or_else(|| not_found(from))?;
-        state.files.insert(to.to_path_buf(), file);
         Ok(())
     }
 
@@ -467,6 +454,15 @@ impl Storage for MemStorage {
 }
 
 impl MemStorage {
+    /// Directory changes are durable at once here (the model's volatile
+    /// cache holds file contents only).
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        let mut state = self.state.borrow_mut();
+        let file = state.files.remove(from).ok_or_else(|| not_found(from))?;
+        state.files.insert(to.to_path_buf(), file);
+        Ok(())
+    }
+
     /// EIO if a `SyncEio` fault is queued (taking it).
     fn fail_if_sync_faulted(&self) -> io::Result<()> {
         let fault = self

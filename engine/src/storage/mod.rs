@@ -45,13 +45,6 @@ pub trait Storage: Clone + 'static {
     /// are freed off the shard once those handles are closed (freeing a
     /// large file can wait on the disk for milliseconds to seconds).
     fn retire(&self, path: &Path, tree: bool, open: Vec<Rc<Self::File>>) -> io::Result<()>;
-    /// Renames `from` over `to`, as `rename` does; the file `to` named,
-    /// which this thread may hold open through `open`, is freed as
-    /// `retire` frees it.
-    fn replace(&self, from: &Path, to: &Path, open: Option<Rc<Self::File>>) -> io::Result<()>;
-    /// Renames a file over `to` (replacing it atomically, as rename(2)
-    /// does); durable once the directory is synced.
-    fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
     /// As [`Storage::remove_file`], with the rename that sets the file aside
     /// made on a file-system thread. A rename waits for its directory's
     /// lock, which a sync of that directory holds across a disk write
@@ -66,15 +59,18 @@ pub trait Storage: Clone + 'static {
         tree: bool,
         open: Vec<Rc<Self::File>>,
     ) -> io::Result<()>;
-    /// As [`Storage::replace`], with the link and the rename on a
-    /// file-system thread.
+    /// Renames `from` over `to` (atomically, as rename(2) does; durable
+    /// once the directory is synced), on a file-system thread; the file
+    /// `to` named, which this thread may hold open through `open`, is
+    /// freed as `retire` frees it.
     async fn replace_off_shard(
         &self,
         from: &Path,
         to: &Path,
         open: Option<Rc<Self::File>>,
     ) -> io::Result<()>;
-    /// As [`Storage::rename`], on a file-system thread.
+    /// Renames a file over `to` (atomically, as rename(2) does; durable
+    /// once the directory is synced), on a file-system thread.
     async fn rename_off_shard(&self, from: &Path, to: &Path) -> io::Result<()> {
         self.rename_all(vec![(from.to_path_buf(), to.to_path_buf())])
             .await
