@@ -401,13 +401,6 @@ impl Storage for DmaStorage {
         Ok(())
     }
 
-    async fn remove_file_off_shard(&self, path: &Path) -> io::Result<()> {
-        let path = path.to_path_buf();
-        let doomed = off_shard(move || set_aside(&path)).await?;
-        forget_later(doomed, false);
-        Ok(())
-    }
-
     async fn retire_off_shard(
         &self,
         path: &Path,

@@ -336,11 +336,6 @@ impl Storage for MemStorage {
 
     /// A file-system thread's call takes a while: other tasks of the shard
     /// run before it is made.
-    async fn remove_file_off_shard(&self, path: &Path) -> io::Result<()> {
-        futures_lite::future::yield_now().await;
-        self.remove_file(path)
-    }
-
     async fn retire_off_shard(
         &self,
         path: &Path,

@@ -51,7 +51,9 @@ pub trait Storage: Clone + 'static {
     /// (renames of the shard's thread were seen taking 1-3 ms behind one)
     /// and a frozen file system holds until it thaws; on the shard's thread
     /// that stalls every partition and connection of the shard.
-    async fn remove_file_off_shard(&self, path: &Path) -> io::Result<()>;
+    async fn remove_file_off_shard(&self, path: &Path) -> io::Result<()> {
+        self.retire_off_shard(path, false, Vec::new()).await
+    }
     /// As [`Storage::retire`], with the rename on a file-system thread.
     async fn retire_off_shard(
         &self,
