@@ -402,3 +402,96 @@ fn repeated_kill_9_keeps_a_durable_prefix() {
         );
     }
 }
+
+/// A partition taking acks=all writes of a batch or so each has its active
+/// segment filled with zeros ahead of its writes, so that each durable
+/// write lands on blocks already written (`ZERO_AHEAD_BYTES_MIN` in the
+/// engine). A kill -9 leaves those zeros after the log's end: the restart
+/// cuts them, keeps every acknowledged message once, and the log takes new
+/// messages at its end.
+#[test]
+fn zeros_written_ahead_are_cut_after_kill_9() {
+    const TOPIC: &str = "trickle";
+    const PARTITIONS: i32 = 2;
+    /// Messages of each phase: about 375 KiB per partition, several zero
+    /// fills' worth.
+    const MESSAGES: usize = 3_000;
+    /// A file ending in this many zero bytes was filled ahead: the padding
+    /// of a last page is shorter.
+    const ZEROS_AHEAD_SEEN_BYTES: usize = 8192;
+    let mut broker = TestBroker::start();
+    broker.create_topic(TOPIC, PARTITIONS);
+    // Small batches, each synced on its own: the case zeros are written
+    // ahead for.
+    let settings = [
+        ("acks", "all"),
+        ("enable.idempotence", "true"),
+        ("linger.ms", "0"),
+        ("batch.size", "1024"),
+    ];
+    let data_dir = broker.data_dir();
+    let trailing_zeros = |partition: i32| {
+        let segment = data_dir
+            .join(format!("{TOPIC}-{partition}"))
+            .join("00000000000000000000.log");
+        let bytes = std::fs::read(segment).expect("the segment file");
+        bytes.iter().rev().take_while(|&&byte| byte == 0).count()
+    };
+    let first: Vec<Record> = (0..MESSAGES).map(|index| message(20, index)).collect();
+    let first_positions: Vec<(usize, (i32, i64))> = produce_all(&broker, TOPIC, &settings, &first)
+        .into_iter()
+        .enumerate()
+        .collect();
+    let zeros: Vec<usize> = (0..PARTITIONS).map(trailing_zeros).collect();
+    assert!(
+        zeros.iter().any(|&count| count >= ZEROS_AHEAD_SEEN_BYTES),
+        "no segment file ends in zeros written ahead: trailing zero bytes {zeros:?}"
+    );
+    let ends_before_kill = (0..PARTITIONS)
+        .map(|partition| {
+            use rdkafka::consumer::Consumer;
+            broker
+                .consumer(&[])
+                .fetch_watermarks(TOPIC, partition, common::CLIENT_TIMEOUT)
+                .expect("watermarks")
+                .1
+        })
+        .collect::<Vec<i64>>();
+    broker.restart(Stop::Kill);
+    let after = read_all(&broker, TOPIC, PARTITIONS);
+    assert_acknowledged_present(&after, 20, &first_positions);
+    assert_only_sent_messages(&after);
+    for partition in 0..PARTITIONS {
+        assert_eq!(
+            after[&partition].len() as i64,
+            ends_before_kill[partition as usize],
+            "partition {partition}: the log's end moved across kill -9"
+        );
+        assert!(
+            trailing_zeros(partition) < ZEROS_AHEAD_SEEN_BYTES,
+            "partition {partition}: the zeros after the log were not cut at the restart"
+        );
+    }
+    let second: Vec<Record> = (0..MESSAGES).map(|index| message(21, index)).collect();
+    let second_positions: Vec<(usize, (i32, i64))> =
+        produce_all(&broker, TOPIC, &settings, &second)
+            .into_iter()
+            .enumerate()
+            .collect();
+    for (index, (partition, offset)) in &second_positions {
+        assert!(
+            *offset >= ends_before_kill[*partition as usize],
+            "message {index} got offset {offset} below the old end"
+        );
+    }
+    broker.restart(Stop::Kill);
+    let after = read_all(&broker, TOPIC, PARTITIONS);
+    assert_acknowledged_present(&after, 20, &first_positions);
+    assert_acknowledged_present(&after, 21, &second_positions);
+    assert_only_sent_messages(&after);
+    assert_eq!(
+        after.values().map(Vec::len).sum::<usize>(),
+        2 * MESSAGES,
+        "every message once"
+    );
+}

@@ -261,11 +261,26 @@ struct Segment<F> {
     /// nothing else in flight) made the file durable: a sync up to there
     /// has nothing left to do.
     durable_written: u64,
-    /// The file's length as far as this process knows, never lowered: its
-    /// size when opened, then the padded end of the furthest write issued.
-    /// A write past it extends the file (see `next_writer_step`).
+    /// The file's length as far as this process knows: its size when
+    /// opened (after recovery's cut), then the padded end of the furthest
+    /// write or zero fill issued, lowered only by a truncation. A write
+    /// past it extends the file (see `next_writer_step`).
     file_end: u64,
+    /// Writes in flight, a zero fill (`zeroing`) included.
     in_flight: usize,
+    /// A write of zeros past `file_end` is in flight (see
+    /// `ZERO_AHEAD_BYTES_MIN`): nothing else may be written past
+    /// `file_end` until it completes.
+    zeroing: bool,
+    /// How many bytes the next zero fill writes.
+    zero_window: u64,
+    /// The segment's size and the log's syncs when zero filling was last
+    /// decided on (see `zero_ahead`); `None` until its first write step
+    /// after a completed write.
+    zero_mark: Cell<Option<(u64, u64)>>,
+    /// A zero fill failed (a full disk, say): this segment's writes extend
+    /// the file as they come, as when nobody waits for syncs.
+    zero_failed: bool,
     sealed: bool,
     finalized: bool,
 }
@@ -301,9 +316,50 @@ impl<F> Segment<F> {
             durable_written: 0,
             file_end: 0,
             in_flight: 0,
+            zeroing: false,
+            zero_window: ZERO_AHEAD_BYTES_MIN,
+            zero_mark: Cell::new(None),
+            zero_failed: false,
             sealed: false,
             finalized: false,
         }
+    }
+
+    /// The zeros to write past the file's end beside a write ending at
+    /// `to`, while someone waits for this segment's syncs (`syncs` of the
+    /// log so far): when the room already zero-filled ahead of `to` is
+    /// under half the next fill, the next `zero_window` bytes, up to the
+    /// segment's size limit. Only while syncs are frequent for the bytes
+    /// appended (see `ZERO_AHEAD_BYTES_PER_SYNC_MAX`), decided again every
+    /// `ZERO_AHEAD_BYTES_MIN` appended at least. Not before the segment's
+    /// first write has completed, so that a file holding nothing but zeros
+    /// is never left for recovery to take for a segment.
+    fn zero_ahead(&self, to: u64, segment_bytes: u64, syncs: u64) -> Option<(u64, u64)> {
+        if self.zeroing || self.zero_failed || self.sealed || self.written == 0 {
+            return None;
+        }
+        let end = align_up(to);
+        if self.file_end.saturating_sub(end) >= self.zero_window / 2 {
+            return None;
+        }
+        // The log's syncs count since it opened: a new segment weighs
+        // only those made while it is written.
+        let Some((marked_size, marked_syncs)) = self.zero_mark.get() else {
+            self.zero_mark.set(Some((self.size, syncs)));
+            return None;
+        };
+        let appended = self.size.saturating_sub(marked_size);
+        if appended < ZERO_AHEAD_BYTES_MIN {
+            return None;
+        }
+        self.zero_mark.set(Some((self.size, syncs)));
+        let synced = syncs.saturating_sub(marked_syncs);
+        if appended > synced.saturating_mul(ZERO_AHEAD_BYTES_PER_SYNC_MAX) {
+            return None;
+        }
+        let from = self.file_end.max(end);
+        let until = (from + self.zero_window).min(align_up(segment_bytes));
+        (until > from).then_some((from, until))
     }
 
     fn has_writer_work(&self) -> bool {
@@ -554,6 +610,10 @@ struct Inner<S: Storage> {
     writing_recovery_point: bool,
     syncer_running: bool,
     sync_wanted: bool,
+    /// Syncer rounds that ended in a sync (or found one done) so far:
+    /// weighed against the bytes appended meanwhile to decide whether
+    /// zeros are written ahead (`Segment::zero_ahead`).
+    syncs: u64,
     /// Openings of segment files counted by the shard's budget so far; the
     /// last one names the segment's current file (`Segment::file_generation`).
     file_openings: u64,
@@ -887,6 +947,9 @@ enum WriterStep<F> {
         /// Durable as it completes (`write_at_durable`).
         durable: bool,
         buffer_len: usize,
+        /// Zeros to write past the file's end beside this write, `[from,
+        /// until)` (see `ZERO_AHEAD_BYTES_MIN`).
+        zero_ahead: Option<(u64, u64)>,
     },
     Finalize {
         segment_base: i64,
@@ -990,12 +1053,23 @@ impl<S: Storage> PartitionLog<S> {
                 };
                 let scanned = scan_segment(&file, &path, base, size, &config, start).await?;
                 if scanned.valid_bytes < size {
-                    tracing::warn!(
-                        path = %path.display(),
-                        valid = scanned.valid_bytes,
-                        size,
-                        "log ends at the first incomplete or corrupt batch; truncating"
-                    );
+                    if scanned.ends_in_zeros {
+                        // Padding, zeros written ahead, or writes no sync
+                        // covered: what a stop without a close leaves.
+                        tracing::debug!(
+                            path = %path.display(),
+                            valid = scanned.valid_bytes,
+                            size,
+                            "log ends where zeros begin; cutting them"
+                        );
+                    } else {
+                        tracing::warn!(
+                            path = %path.display(),
+                            valid = scanned.valid_bytes,
+                            size,
+                            "log ends at the first incomplete or corrupt batch; truncating"
+                        );
+                    }
                     file.truncate(scanned.valid_bytes)
                         .await
                         .map_err(|error| StorageError::new("truncate", &path, error))?;
@@ -1026,7 +1100,8 @@ impl<S: Storage> PartitionLog<S> {
                     segment.file = Some(Rc::new(file));
                     segment.written = scanned.valid_bytes;
                     segment.issued = scanned.valid_bytes;
-                    segment.file_end = size;
+                    // The file was cut back to this above if it was longer.
+                    segment.file_end = scanned.valid_bytes;
                 }
                 recovered_next = Some(scanned.next_offset);
                 break;
@@ -1188,6 +1263,7 @@ impl<S: Storage> PartitionLog<S> {
             truncations: 0,
             writing_recovery_point: false,
             syncer_running: false,
+            syncs: 0,
             file_openings: 0,
             write_waiters: 0,
             sync_wanted: false,
@@ -1883,12 +1959,24 @@ impl<S: Storage> PartitionLog<S> {
             let start = align_down(segment.issued);
             let full_pages_end = align_down(segment.size);
             let aligned_start = segment.issued % IO_ALIGNMENT == 0;
+            // Zeros being written past `file_end` would land on anything
+            // written there meanwhile.
+            let beyond_zeroing = |end: u64| segment.zeroing && align_up(end) > segment.file_end;
+            let zero_ahead = |to: u64| {
+                inner
+                    .syncer_running
+                    .then(|| segment.zero_ahead(to, inner.config.segment_bytes, inner.syncs))
+                    .flatten()
+            };
             if aligned_start
                 && segment.in_flight < WRITES_IN_FLIGHT_MAX
                 && full_pages_end >= start + WRITE_CHUNK_BYTES_MIN as u64
             {
                 // Whole pages only: this write shares no page with any other.
                 let to = full_pages_end.min(start + (WRITE_CHUNK_BYTES_MIN * 16) as u64);
+                if beyond_zeroing(to) {
+                    return WriterStep::WaitInFlight;
+                }
                 return WriterStep::Write {
                     file,
                     segment_base: segment.base_offset,
@@ -1897,15 +1985,20 @@ impl<S: Storage> PartitionLog<S> {
                     wait: false,
                     durable: false,
                     buffer_len: (to - start) as usize,
+                    zero_ahead: zero_ahead(to),
                 };
             }
-            if segment.in_flight == 0 {
+            // A zero fill in flight lies past every write issued.
+            if segment.in_flight == usize::from(segment.zeroing) {
                 if may_hold && !tail_write_due(&inner, segment) {
                     return WriterStep::HoldTail {
                         segment_base: segment.base_offset,
                     };
                 }
                 let to = segment.size;
+                if beyond_zeroing(to) {
+                    return WriterStep::WaitInFlight;
+                }
                 return WriterStep::Write {
                     file,
                     segment_base: segment.base_offset,
@@ -1924,6 +2017,7 @@ impl<S: Storage> PartitionLog<S> {
                     // fdatasync, which io_uring always hands off.
                     durable: inner.syncer_running && align_up(to) > segment.file_end,
                     buffer_len: (align_up(to) - start) as usize,
+                    zero_ahead: zero_ahead(to),
                 };
             }
             return WriterStep::WaitInFlight;
@@ -1978,6 +2072,7 @@ impl<S: Storage> PartitionLog<S> {
                     wait,
                     durable,
                     buffer_len,
+                    zero_ahead,
                 } => {
                     let mut buffer = file.alloc(buffer_len);
                     {
@@ -1993,6 +2088,21 @@ impl<S: Storage> PartitionLog<S> {
                         segment.file_end = segment.file_end.max(align_up(to));
                         segment.padded |= to % IO_ALIGNMENT != 0;
                         segment.in_flight += 1;
+                        if zero_ahead.is_some() {
+                            segment.zeroing = true;
+                            segment.in_flight += 1;
+                        }
+                    }
+                    if let Some((zeros_from, zeros_until)) = zero_ahead {
+                        let log = Rc::clone(&self);
+                        let file = Rc::clone(&file);
+                        glommio::spawn_local(async move {
+                            let mut zeros = file.alloc((zeros_until - zeros_from) as usize);
+                            zeros.bytes_mut().fill(0);
+                            let result = file.write_at(zeros, zeros_from).await;
+                            log.zero_fill_done(segment_base, zeros_until, result);
+                        })
+                        .detach();
                     }
                     let log = Rc::clone(&self);
                     // The O_DSYNC descriptor counts in the shard's
@@ -2115,6 +2225,36 @@ impl<S: Storage> PartitionLog<S> {
         }
         drop(inner);
         self.cache.trim();
+        self.signal.notify();
+    }
+
+    /// A zero fill ahead of `segment_base`'s writes ended; the segment's
+    /// file now reaches `until` if it succeeded. A failure is not a write
+    /// failure (no data was in it): the segment's writes extend the file
+    /// again, as before the fills began.
+    fn zero_fill_done(&self, segment_base: i64, until: u64, result: std::io::Result<()>) {
+        let mut inner = self.inner.borrow_mut();
+        let Some(segment) = inner.segments.get_mut(&segment_base) else {
+            return;
+        };
+        segment.in_flight -= 1;
+        segment.zeroing = false;
+        match result {
+            Ok(()) => {
+                segment.file_end = segment.file_end.max(until);
+                segment.padded = true;
+                segment.zero_window = (segment.zero_window * 2).min(ZERO_AHEAD_BYTES_MAX);
+            }
+            Err(error) => {
+                tracing::debug!(
+                    path = %segment.path.display(),
+                    %error,
+                    "zero fill ahead of the writes failed; the segment's writes extend it"
+                );
+                segment.zero_failed = true;
+            }
+        }
+        drop(inner);
         self.signal.notify();
     }
 
@@ -2573,6 +2713,7 @@ impl<S: Storage> PartitionLog<S> {
                         // stopped the shard: the long fault schedule,
                         // seed 58.)
                         let mut inner = self.inner.borrow_mut();
+                        inner.syncs += 1;
                         if inner.truncations == truncations_before {
                             inner.durable = inner.durable.max(target_offset);
                         } else {
@@ -3572,6 +3713,7 @@ impl<S: Storage> PartitionLog<S> {
             if let Some(segment) = inner.segments.get_mut(&segment_base) {
                 segment.file = Some(Rc::clone(&file));
                 segment.padded = false;
+                segment.file_end = position;
                 segment.size = position;
                 segment.written = position;
                 segment.issued = position;
@@ -4258,6 +4400,10 @@ struct Scanned {
     max_timestamp: i64,
     offset_of_max_timestamp: i64,
     bytes_since_index: u64,
+    /// The scan stopped at a zeroed header: the padding of a last page,
+    /// zeros written ahead of the writes, or a write a crash lost; not
+    /// damage.
+    ends_in_zeros: bool,
 }
 
 /// Where a scan resumes: a recovery point and the index below it.
@@ -4284,6 +4430,7 @@ async fn scan_segment<F: StorageFile>(
         max_timestamp: -1,
         offset_of_max_timestamp: base_offset,
         bytes_since_index: 0,
+        ends_in_zeros: false,
     };
     let mut position = 0u64;
     if let Some(start) = start {
@@ -4313,6 +4460,9 @@ async fn scan_segment<F: StorageFile>(
             buffer_start = position;
         }
         let at = (position - buffer_start) as usize;
+        scanned.ends_in_zeros = buffer
+            .get(at..at + LOG_OVERHEAD)
+            .is_some_and(|head| head.iter().all(|&byte| byte == 0));
         let Ok(header) = BatchHeader::parse(&buffer[at..]) else {
             break;
         };
@@ -4372,6 +4522,7 @@ async fn scan_segment<F: StorageFile>(
         scanned.headers.push((header, control));
         position += total;
         scanned.valid_bytes = position;
+        scanned.ends_in_zeros = false;
     }
     Ok(scanned)
 }
@@ -5811,15 +5962,20 @@ mod tests {
     /// small batch rewriting the padded last page) stays a write and an
     /// fdatasync. Either way what was waited for survives a power loss.
     #[test]
-    fn a_waited_for_tail_write_that_extends_the_file_is_the_sync() {
+    fn durable_writes_go_through_zeros_written_ahead() {
         /// Appends of a page each, waited for one at a time: every tail
         /// write reaches a new page.
         const PAGE_APPENDS: i64 = 6;
-        /// Small appends after them: at most one of them reaches a new page.
+        /// Small appends after them, inside the last page.
         const SMALL_APPENDS: i64 = 3;
+        /// Zero fills the appends above may start (see below).
+        const ZERO_FILLS_MAX: u64 = 2;
+        /// Page appends before the zeros: past `ZERO_AHEAD_BYTES_MIN`.
+        const WARM_UP_APPENDS: usize = 20;
         run(|| async {
             let storage = MemStorage::new(13);
             let dir = "/data/durable-write";
+            let path = Path::new(dir).join(segment_file_name(0, "log"));
             let log = open_log(&storage, dir, LogConfig::default()).await;
             let mut batches = Vec::new();
             let mut append_and_wait = |value: Vec<u8>| {
@@ -5834,19 +5990,58 @@ mod tests {
                     log.wait_durable(offset + 1).await.expect("durable");
                 }
             };
+            let counts = |storage: &MemStorage| {
+                (
+                    storage.file_syncs(),
+                    storage.durable_writes(),
+                    storage.extending_writes(),
+                )
+            };
             // The first append creates the segment file (and syncs its
-            // directory); counted from after it.
+            // directory): its write extends the file and is the sync.
+            let before_first = storage.durable_writes();
             append_and_wait(b"first".to_vec()).await;
-            let counts = |storage: &MemStorage| (storage.file_syncs(), storage.durable_writes());
+            assert_eq!(
+                storage.durable_writes() - before_first,
+                1,
+                "the first write, which extends the file, is a durable write"
+            );
+            // The next writes extend the file too, until enough is appended
+            // to weigh the syncs against (`ZERO_AHEAD_BYTES_MIN`): a sync
+            // for each page is frequent enough, so zeros are written past
+            // the file's end beside a write. From then on every waited-for
+            // write lands inside the file, on blocks already written, and
+            // is synced apart.
+            for _ in 0..WARM_UP_APPENDS {
+                append_and_wait(vec![b's'; IO_ALIGNMENT as usize]).await;
+            }
             let before = counts(&storage);
             for _ in 0..PAGE_APPENDS {
                 append_and_wait(vec![b'p'; IO_ALIGNMENT as usize]).await;
             }
-            let after_pages = counts(&storage);
             for _ in 0..SMALL_APPENDS {
                 append_and_wait(b"small".to_vec()).await;
             }
-            let after_small = counts(&storage);
+            let after = counts(&storage);
+            let logical = log.size_bytes();
+            let on_disk = storage.file_size(&path).expect("segment file");
+            assert!(
+                on_disk > align_up(logical),
+                "the file reaches past the log ({on_disk} bytes for {logical})"
+            );
+            let appends = (PAGE_APPENDS + SMALL_APPENDS) as u64;
+            let (syncs, durable_writes, extending) =
+                (after.0 - before.0, after.1 - before.1, after.2 - before.2);
+            // Only the zero fills extend the file: each fill doubles the
+            // next one's size (64, 128 KiB), and so the room wanted before
+            // a fill; the appends here need at most two. Without them every
+            // page append would extend it.
+            assert_eq!(durable_writes, 0, "durable writes ({syncs} fdatasyncs)");
+            assert!(
+                extending <= ZERO_FILLS_MAX,
+                "{extending} writes extended the file, more than the zero fills"
+            );
+            assert_eq!(syncs, appends, "one fdatasync per waited-for append");
             let crashed = storage.crash();
             drop(log);
             let log = open_log(&crashed, dir, LogConfig::default()).await;
@@ -5856,17 +6051,59 @@ mod tests {
                 "what was waited for survives a power loss"
             );
             assert_eq!(
-                (after_pages.0 - before.0, after_pages.1 - before.1),
-                (0, PAGE_APPENDS as u64),
-                "(fdatasyncs, durable writes) for the page-sized appends"
+                crashed.file_size(&path).expect("segment file"),
+                logical,
+                "recovery cuts the zeros after the last batch"
             );
-            let (syncs, durable_writes) =
-                (after_small.0 - after_pages.0, after_small.1 - after_pages.1);
-            assert_eq!(syncs + durable_writes, SMALL_APPENDS as u64);
+            // Appends go on at the right offsets, and a close leaves the
+            // file at the log's size.
+            let next = plain(batches.len() as i64, 1, &[b"after"]);
+            log.append_replica(std::slice::from_ref(&next))
+                .await
+                .expect("appends after recovery");
+            log.wait_durable(batches.len() as i64 + 1)
+                .await
+                .expect("durable");
+            batches.push(next);
+            let logical = log.size_bytes();
+            log.close().await.expect("closes");
+            drop(log);
+            assert_eq!(crashed.file_size(&path).expect("segment file"), logical);
+            let log = open_log(&crashed, dir, LogConfig::default()).await;
+            assert_eq!(read_all(&log).await, concat(&batches));
+        });
+    }
+
+    #[test]
+    fn syncs_of_much_data_each_write_no_zeros_ahead() {
+        /// Bytes of each batch's value.
+        const VALUE_BYTES: usize = 32 * 1024;
+        /// Batches appended between two waits for a sync: 128 KiB a sync,
+        /// past `ZERO_AHEAD_BYTES_PER_SYNC_MAX`.
+        const BATCHES_PER_SYNC: i64 = 4;
+        /// Batches appended in all: about 1 MiB.
+        const BATCHES: i64 = 32;
+        run(|| async {
+            let storage = MemStorage::new(17);
+            let dir = "/data/rare-syncs";
+            let path = Path::new(dir).join(segment_file_name(0, "log"));
+            let log = open_log(&storage, dir, LogConfig::default()).await;
+            let value = vec![b'v'; VALUE_BYTES];
+            for offset in 0..BATCHES {
+                let batch = plain(offset, 1, &[&value]);
+                log.append_replica(std::slice::from_ref(&batch))
+                    .await
+                    .expect("appends");
+                if (offset + 1) % BATCHES_PER_SYNC == 0 {
+                    log.wait_durable(offset + 1).await.expect("durable");
+                }
+            }
+            let logical = log.size_bytes();
+            let on_disk = storage.file_size(&path).expect("segment file");
             assert!(
-                syncs >= SMALL_APPENDS as u64 - 1,
-                "small appends inside the last page are synced apart: \
-                 {syncs} fdatasyncs, {durable_writes} durable writes"
+                on_disk <= align_up(logical),
+                "zeros written ahead of syncs of {} KiB each: {on_disk} bytes for {logical}",
+                BATCHES_PER_SYNC as usize * VALUE_BYTES / 1024
             );
         });
     }

@@ -78,6 +78,8 @@ struct State {
     /// Durable writes (a write and the sync of its file in one) since
     /// this disk was made (see `durable_writes`).
     durable_writes: u64,
+    /// Writes that reached past their file's end (see `extending_writes`).
+    extending_writes: u64,
 }
 
 impl State {
@@ -158,6 +160,13 @@ impl MemStorage {
         self.state.borrow().durable_writes
     }
 
+    /// Writes that reached past their file's end since this disk was made:
+    /// the ones ext4 hands to an io_uring worker and whose sync must write
+    /// the file's new size too.
+    pub fn extending_writes(&self) -> u64 {
+        self.state.borrow().extending_writes
+    }
+
     /// Syncs of the whole file system since this disk was made.
     pub fn file_system_syncs(&self) -> u64 {
         self.state.borrow().file_system_syncs
@@ -208,18 +217,9 @@ impl MemStorage {
         MemStorage {
             state: Rc::new(RefCell::new(State {
                 files,
-                faults: VecDeque::new(),
                 rng,
-                writes: 0,
-                reads: 0,
-                hold_next_sync: false,
-                hold_next_sync_dir: false,
-                sync_held: false,
-                open_handles: 0,
-                small_writes: 0,
-                file_syncs: 0,
-                file_system_syncs: 0,
-                durable_writes: 0,
+                // A new disk's counts start at zero.
+                ..State::default()
             })),
         }
     }
@@ -243,18 +243,8 @@ impl MemStorage {
         MemStorage {
             state: Rc::new(RefCell::new(State {
                 files,
-                faults: VecDeque::new(),
                 rng: state.rng,
-                writes: 0,
-                reads: 0,
-                hold_next_sync: false,
-                hold_next_sync_dir: false,
-                sync_held: false,
-                open_handles: 0,
-                small_writes: 0,
-                file_syncs: 0,
-                file_system_syncs: 0,
-                durable_writes: 0,
+                ..State::default()
             })),
         }
     }
@@ -538,8 +528,14 @@ impl StorageFile for MemStorageFile {
             Some(Fault::MisdirectWrite { by }) => (pos as i64 + by).max(0) as u64,
             _ => pos,
         };
-        self.storage.state.borrow_mut().writes += 1;
         let mut file = self.file.borrow_mut();
+        {
+            let mut state = self.storage.state.borrow_mut();
+            state.writes += 1;
+            if pos + buffer.len() as u64 > file.current.len() as u64 {
+                state.extending_writes += 1;
+            }
+        }
         write_into(&mut file.current, pos, &buffer);
         file.unsynced.push((pos, buffer));
         Ok(())
