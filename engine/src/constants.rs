@@ -48,10 +48,10 @@ pub const ZERO_AHEAD_BYTES_MAX: u64 = 1 << 20;
 /// the inode, and the block bitmap and group descriptor when it allocated,
 /// a few pages of metadata, which zeros written once more than the data
 /// save only when each sync covers little data. At 10,000 msg/s of 1 KiB
-/// over 100 partitions (about 3 KiB a sync) the zeros took 0.11 ms off the
-/// ack p50; at the maximum rate (tens of KiB a sync) zero-filling every
-/// partition cut acks=all throughput from 859-884 to 797-806 MB/s, the
-/// disk writing each byte twice.
+/// over 100 partitions (about 3 KiB a sync) the zeros took 0.10-0.14 ms
+/// off the ack p50; at the maximum rate zero-filling every partition cut
+/// acks=all throughput from 859-884 to 797-806 MB/s, the disk writing each
+/// byte twice, and with this bound no segment was zero-filled there.
 pub const ZERO_AHEAD_BYTES_PER_SYNC_MAX: u64 = 16 * 1024;
 
 /// Longest the writer holds back a write smaller than `WRITE_CHUNK_BYTES_MIN`
