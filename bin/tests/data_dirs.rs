@@ -14,14 +14,15 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use rdkafka::admin::{AdminOptions, NewTopic, TopicReplication};
 use rdkafka::consumer::Consumer;
 
 use kafka_protocol::messages::{ApiKey, DescribeLogDirsRequest, DescribeLogDirsResponse};
 
-use common::disk::{partitions_in, KeptFull, SmallDisk};
+use common::disk::{partitions_in, Freeze, KeptFull, SmallDisk};
 use common::{
-    indexed_value, produce_all, raw_connect, read_all, receive_response, send_request, Record,
-    Stop, TestBroker, TrackedProducer, SHARDS,
+    indexed_value, produce_all, raw_connect, raw_metadata, read_all, receive_response,
+    send_request, Record, Stop, TestBroker, TrackedProducer, SHARDS,
 };
 
 const TOPIC: &str = "spread";
@@ -761,4 +762,177 @@ fn a_partition_moves_to_another_directory_under_load_with_nothing_lost() {
     broker.restart(Stop::Kill);
     check(&broker);
     assert!(partitions_in(&disks.dir(to), TOPIC).contains(&0));
+}
+
+/// How long the second directory stays frozen while the first is probed.
+const FROZEN_PROBE_FOR: Duration = Duration::from_secs(6);
+/// Time given the creation and the deletion to reach the shards before
+/// the probes start.
+const FROZEN_AHEAD: Duration = Duration::from_secs(1);
+/// A request for the healthy directory's partitions, or one that needs no
+/// disk, is answered within this while the other directory is frozen.
+const FROZEN_ANSWER_WITHIN: Duration = Duration::from_secs(2);
+/// Connections each probe sends a Metadata request on: placed over the
+/// shards, so that every shard is asked.
+const FROZEN_PROBE_CONNECTIONS: usize = 6;
+
+/// Metadata of `TOPIC` on fresh connections; the slowest answer's time.
+fn slowest_metadata_answer(broker: &TestBroker, correlation: &mut i32) -> Duration {
+    let mut slowest = Duration::ZERO;
+    for _ in 0..FROZEN_PROBE_CONNECTIONS {
+        let started = Instant::now();
+        let mut stream = raw_connect(broker.address());
+        *correlation += 1;
+        let answer = raw_metadata(&mut stream, Some(vec![TOPIC]), false, *correlation);
+        assert_eq!(answer.topics.len(), 1, "metadata of one topic asked for");
+        slowest = slowest.max(started.elapsed());
+    }
+    slowest
+}
+
+/// Records for the healthy directory's partitions and Metadata requests
+/// over every shard, for `FROZEN_PROBE_FOR` while the file system at
+/// `frozen` is frozen and `operation` (started once it is) waits on it;
+/// each must be answered within `FROZEN_ANSWER_WITHIN`. Returns what the
+/// operation returned once the disk thawed.
+fn probe_while_frozen<T: Send + 'static>(
+    broker: &TestBroker,
+    frozen: &Path,
+    healthy: &[i32],
+    sent: &mut usize,
+    operation: impl FnOnce() -> T + Send + 'static,
+) -> T {
+    let waiting = {
+        // Declared after the broker: dropped (thawed) first, also when an
+        // assertion fails, so the broker can be stopped.
+        let _freeze = Freeze::new(frozen);
+        let waiting = std::thread::spawn(operation);
+        std::thread::sleep(FROZEN_AHEAD);
+        let mut producer = TrackedProducer::new(broker, TOPIC, &[("acks", "1")]);
+        let mut correlation = 0;
+        let sent_before = *sent;
+        let frozen_at = Instant::now();
+        while frozen_at.elapsed() < FROZEN_PROBE_FOR {
+            let slowest = slowest_metadata_answer(broker, &mut correlation);
+            assert!(
+                slowest <= FROZEN_ANSWER_WITHIN,
+                "a Metadata request took {slowest:?} with the other directory frozen"
+            );
+            let started = Instant::now();
+            for &partition in healthy {
+                producer.send(&Record::with_value(
+                    partition,
+                    format!("frozen-{sent}").into_bytes(),
+                ));
+                *sent += 1;
+            }
+            producer.flush();
+            let took = started.elapsed();
+            assert!(
+                took <= FROZEN_ANSWER_WITHIN,
+                "records for the healthy directory took {took:?} with the other frozen"
+            );
+        }
+        assert_eq!(
+            producer.acknowledged(),
+            *sent - sent_before,
+            "records for the healthy directory"
+        );
+        eprintln!(
+            "other directory frozen for {:?}: {} records acknowledged, {correlation} metadata answers",
+            frozen_at.elapsed(),
+            *sent - sent_before
+        );
+        assert!(
+            !waiting.is_finished(),
+            "the operation on the frozen directory finished before the thaw"
+        );
+        waiting
+    };
+    waiting.join().expect("the operation's thread")
+}
+
+/// A data directory whose file system stops taking writes (frozen, as
+/// `fsfreeze` and snapshot tools freeze one; a stalled volume looks the
+/// same) holds up only its own partitions. While it is frozen, a topic is
+/// created with partitions in it, and (frozen again) a topic with
+/// partitions in it is deleted: creating a partition's directory and
+/// setting a deleted one aside wait for the file system, and made on a
+/// shard's thread they stopped that shard, every partition and connection
+/// of it. Every shard must keep answering, and keep taking records for the
+/// partitions of the healthy directory; after each thaw the creation or
+/// the deletion finishes.
+#[test]
+fn a_frozen_data_directory_holds_up_only_its_own_partitions() {
+    let disks = Disks::new("frozen");
+    fs::create_dir_all(disks.dir(0)).expect("the first directory");
+    let small = SmallDisk::mount(&disks.dir(1), SMALL_DISK_BYTES);
+    let list = disks.list(2);
+    let broker = TestBroker::start_with(&["--log-dirs", &list]);
+    broker.create_topic(TOPIC, PARTITIONS);
+    broker.create_topic("doomed", PARTITIONS);
+    produce_all(&broker, "doomed", &[("acks", "all")], &records());
+    let healthy = partitions_in(&disks.dir(0), TOPIC);
+    assert!(
+        healthy.len() >= SHARDS && !partitions_in(small.mount_point(), "doomed").is_empty(),
+        "the partitions spread over both directories: {healthy:?}"
+    );
+    let options = || {
+        AdminOptions::new()
+            .operation_timeout(Some(CLIENT_TIMEOUT))
+            .request_timeout(Some(CLIENT_TIMEOUT))
+    };
+    let mut sent = 0;
+
+    let admin = broker.admin();
+    let created = probe_while_frozen(
+        &broker,
+        small.mount_point(),
+        &healthy,
+        &mut sent,
+        move || {
+            let topic = NewTopic::new("fresh", PARTITIONS, TopicReplication::Fixed(1));
+            futures_lite::future::block_on(admin.create_topics(&[topic], &options()))
+        },
+    );
+    let created = created.expect("CreateTopics answered");
+    assert!(
+        created.iter().all(Result::is_ok),
+        "creating a topic across the frozen directory: {created:?}"
+    );
+    let fresh: Vec<Record> = (0..PARTITIONS)
+        .map(|partition| Record::with_value(partition, b"after the thaw".to_vec()))
+        .collect();
+    produce_all(&broker, "fresh", &[("acks", "all")], &fresh);
+    let on_small = partitions_in(small.mount_point(), "fresh");
+    assert!(
+        !on_small.is_empty(),
+        "the new topic has partitions on the thawed directory"
+    );
+    let read = read_all(&broker, "fresh", PARTITIONS);
+    assert_eq!(read.values().map(Vec::len).sum::<usize>(), fresh.len());
+
+    let admin = broker.admin();
+    let deleted = probe_while_frozen(
+        &broker,
+        small.mount_point(),
+        &healthy,
+        &mut sent,
+        move || futures_lite::future::block_on(admin.delete_topics(&["doomed"], &options())),
+    );
+    let deleted = deleted.expect("DeleteTopics answered");
+    assert!(
+        deleted.iter().all(Result::is_ok),
+        "deleting a topic on the frozen directory: {deleted:?}"
+    );
+    common::wait_until(
+        "the deleted topic's directories gone",
+        CLIENT_TIMEOUT,
+        || {
+            partitions_in(&disks.dir(0), "doomed").is_empty()
+                && partitions_in(small.mount_point(), "doomed").is_empty()
+        },
+    );
+    let read = read_all(&broker, TOPIC, PARTITIONS);
+    assert_eq!(read.values().map(Vec::len).sum::<usize>(), sent);
 }

@@ -271,6 +271,7 @@ impl<S: Storage> Wal<S> {
     pub async fn open(&mut self) -> Result<Persisted, WalError> {
         self.storage
             .create_dir_all(&self.dir)
+            .await
             .map_err(|error| io_error("create", &self.dir, error))?;
         keep_reserve(&self.storage, &self.data_dir).await;
         let mut persisted = Persisted::default();

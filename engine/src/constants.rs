@@ -177,3 +177,9 @@ pub const FS_THREADS: usize = 4;
 /// File-system calls queued for those threads; beyond the bound a shard
 /// makes the call itself.
 pub const FS_CALLS_QUEUED_MAX: usize = 4_096;
+
+/// A small file (checkpoint, snapshot, index) up to this size is read on
+/// the shard's thread: a page or two, where the hand-off to a file-system
+/// thread would cost about as much as the read. Larger ones (the indexes
+/// of large segments) are read on a file-system thread.
+pub const READ_INLINE_BYTES_MAX: u64 = 64 * 1024;

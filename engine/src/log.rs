@@ -975,15 +975,18 @@ impl<S: Storage> PartitionLog<S> {
     ) -> Result<Rc<PartitionLog<S>>, OpenError> {
         storage
             .create_dir_all(&dir)
+            .await
             .map_err(|error| StorageError::new("create directory", &dir, error))?;
         let names = storage
             .list_dir(&dir)
+            .await
             .map_err(|error| StorageError::new("list", &dir, error))?;
         crate::storage::forget_doomed(&storage, &dir, &names);
         compact::forget_cleaned_copies(&storage, &dir, &names);
         let names = if compact::finish_swaps(&storage, &dir, &names, &config).await? {
             storage
                 .list_dir(&dir)
+                .await
                 .map_err(|error| StorageError::new("list", &dir, error))?
         } else {
             names
@@ -1364,9 +1367,11 @@ impl<S: Storage> PartitionLog<S> {
     ) -> Result<Rc<PartitionLog<S>>, OpenError> {
         storage
             .create_dir_all(&dir)
+            .await
             .map_err(|error| StorageError::new("create directory", &dir, error))?;
         let names = storage
             .list_dir(&dir)
+            .await
             .map_err(|error| StorageError::new("list", &dir, error))?;
         if let Some(name) = names.iter().find(|name| parse_segment_name(name).is_some()) {
             return Err(OpenError::Foreign {
@@ -4082,7 +4087,7 @@ impl<S: Storage> PartitionLog<S> {
     }
 
     /// Deletes the whole log (topic deletion).
-    pub fn delete(&self) -> Result<(), StorageError> {
+    pub async fn delete(&self) -> Result<(), StorageError> {
         let (released, open) = {
             let mut inner = self.inner.borrow_mut();
             inner.closed = true;
@@ -4100,8 +4105,11 @@ impl<S: Storage> PartitionLog<S> {
         self.cache.release(released);
         self.signal.notify();
         self.data_signal.notify();
+        // Set aside on a file-system thread: a rename waits for the file
+        // system's write lock, which a frozen data directory holds.
         self.storage
-            .retire(&self.dir, true, open)
+            .retire_off_shard(&self.dir, true, open)
+            .await
             .map_err(|error| StorageError::new("remove", &self.dir, error))
     }
 }

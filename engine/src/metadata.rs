@@ -525,11 +525,12 @@ impl<S: Storage> FileMetadataStore<S> {
 /// Every data directory of a broker gets the same marker (in `meta/`);
 /// only the first holds the metadata itself.
 pub async fn prepare_data_dir<S: Storage>(storage: &S, data_dir: &Path) -> Result<(), OpenError> {
-    storage.create_dir_all(data_dir).map_err(|error| {
+    storage.create_dir_all(data_dir).await.map_err(|error| {
         OpenError::Storage(StorageError::new("create data directory", data_dir, error))
     })?;
     let entries = storage
         .list_dir(data_dir)
+        .await
         .map_err(|error| OpenError::Storage(StorageError::new("list", data_dir, error)))?;
     let marker = data_dir.join(FORMAT_FILE);
     crate::storage::forget_doomed(storage, data_dir, &entries);
@@ -560,6 +561,7 @@ pub async fn prepare_data_dir<S: Storage>(storage: &S, data_dir: &Path) -> Resul
     let meta = data_dir.join("meta");
     storage
         .create_dir_all(&meta)
+        .await
         .map_err(|error| OpenError::Storage(StorageError::new("create", &meta, error)))?;
     storage
         .write_small_atomic(&marker, FORMAT_LINE)

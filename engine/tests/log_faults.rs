@@ -494,7 +494,7 @@ fn recovery_stops_at_the_first_bad_batch_even_if_good_ones_follow() {
                 }
                 file_bytes.extend_from_slice(&on_disk);
             }
-            storage.create_dir_all(&dir()).expect("mkdir");
+            storage.create_dir_all(&dir()).await.expect("mkdir");
             let file = storage.open(&path, true).await.expect("create");
             file.write_at(file_bytes, 0).await.expect("write");
             file.sync().await.expect("sync");
@@ -616,7 +616,7 @@ fn damaged_index_files_are_rebuilt() {
         }
         log.close().await.expect("close");
         drop(log);
-        let names = storage.list_dir(&dir()).expect("list");
+        let names = storage.list_dir(&dir()).await.expect("list");
         let mut sealed: Vec<i64> = names
             .iter()
             .filter_map(|name| name.strip_suffix(".index"))

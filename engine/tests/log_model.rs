@@ -412,8 +412,11 @@ async fn verify_all(log: &PartitionLog<MemStorage>, model: &Model) {
 }
 
 /// Segment bases present on the disk.
-fn listed_segments(storage: &MemStorage, dir: &Path) -> Vec<i64> {
-    let names = storage.list_dir(dir).expect("list the partition directory");
+async fn listed_segments(storage: &MemStorage, dir: &Path) -> Vec<i64> {
+    let names = storage
+        .list_dir(dir)
+        .await
+        .expect("list the partition directory");
     let mut bases: Vec<i64> = names
         .iter()
         .filter_map(|name| name.strip_suffix(".log"))
@@ -860,7 +863,7 @@ impl Run {
         }
         self.model.durable = self.model.leo;
         self.reopen(self.storage.snapshot()).await;
-        let listed = listed_segments(&self.storage, &self.dir);
+        let listed = listed_segments(&self.storage, &self.dir).await;
         // A segment file is created by its first write, so a log that never
         // held a byte has none; every other segment is on disk.
         let never_written = self.model.segments.len() == 1 && self.model.batches.is_empty();
@@ -893,7 +896,7 @@ impl Run {
             recovered.leo <= self.model.leo,
             "recovery invented offsets past the log end"
         );
-        let listed = listed_segments(&self.storage, &self.dir);
+        let listed = listed_segments(&self.storage, &self.dir).await;
         if listed.is_empty() {
             // No segment survived, or every surviving batch lay below the log
             // start (DeleteRecords past unsynced data): the log restarts

@@ -494,7 +494,7 @@ impl Run {
             .enforce_retention(TIMESTAMP_START)
             .await
             .expect("retention");
-        let listed = self.first_listed_segment();
+        let listed = self.first_listed_segment().await;
         self.trace.push(format!(
             "delete records to {}, retention deleted {deleted} segments, first segment {listed}",
             self.model.log_start
@@ -504,8 +504,12 @@ impl Run {
     }
 
     /// The base offset of the first segment file on disk.
-    fn first_listed_segment(&self) -> i64 {
-        let names = self.storage.list_dir(&self.dir).expect("list the log");
+    async fn first_listed_segment(&self) -> i64 {
+        let names = self
+            .storage
+            .list_dir(&self.dir)
+            .await
+            .expect("list the log");
         names
             .iter()
             .filter_map(|name| name.strip_suffix(".log"))

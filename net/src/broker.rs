@@ -1109,9 +1109,12 @@ impl Broker {
             }
         }
         for key in stale {
-            if let Some(log) = self.logs.borrow_mut().remove(&key.0, key.1) {
+            // Taken out first: the deletion awaits, and the map must not
+            // stay borrowed across it.
+            let removed = self.logs.borrow_mut().remove(&key.0, key.1);
+            if let Some(log) = removed {
                 self.log_dirs.borrow_mut().released(log.dir());
-                if let Err(error) = log.delete() {
+                if let Err(error) = log.delete().await {
                     tracing::warn!(%error, topic = %key.0, partition = key.1, "removing log failed");
                 }
             }

@@ -16,7 +16,7 @@ use glommio::io::{DmaBuffer, DmaFile, OpenOptions};
 
 use super::off_shard::off_shard;
 use super::{shard_read, Storage, StorageFile};
-use crate::constants::{DELETIONS_QUEUED_MAX, IO_ALIGNMENT};
+use crate::constants::{DELETIONS_QUEUED_MAX, IO_ALIGNMENT, READ_INLINE_BYTES_MAX};
 use crate::open_files::ExtraDescriptor;
 
 /// How often a stopping shard looks whether the deletion thread is done.
@@ -373,16 +373,21 @@ impl Storage for DmaStorage {
         })
     }
 
-    fn create_dir_all(&self, path: &Path) -> io::Result<()> {
-        std::fs::create_dir_all(path)
+    async fn create_dir_all(&self, path: &Path) -> io::Result<()> {
+        let path = path.to_path_buf();
+        off_shard(move || std::fs::create_dir_all(path)).await
     }
 
-    fn list_dir(&self, path: &Path) -> io::Result<Vec<String>> {
-        let mut names = Vec::new();
-        for entry in std::fs::read_dir(path)? {
-            names.push(entry?.file_name().to_string_lossy().into_owned());
-        }
-        Ok(names)
+    async fn list_dir(&self, path: &Path) -> io::Result<Vec<String>> {
+        let path = path.to_path_buf();
+        off_shard(move || {
+            let mut names = Vec::new();
+            for entry in std::fs::read_dir(path)? {
+                names.push(entry?.file_name().to_string_lossy().into_owned());
+            }
+            Ok(names)
+        })
+        .await
     }
 
     fn remove_file(&self, path: &Path) -> io::Result<()> {
@@ -463,7 +468,14 @@ impl Storage for DmaStorage {
                 ),
             ));
         }
-        std::fs::read(path)
+        if size <= READ_INLINE_BYTES_MAX {
+            return std::fs::read(path);
+        }
+        // An index of a large segment is megabytes: read from a cold page
+        // cache on a slow disk, tens of milliseconds the shard's other
+        // partitions would wait for.
+        let path = path.to_path_buf();
+        off_shard(move || std::fs::read(path)).await
     }
 
     /// Every step goes through the reactor (io_uring, or glommio's

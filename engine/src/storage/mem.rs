@@ -283,11 +283,11 @@ impl Storage for MemStorage {
         })
     }
 
-    fn create_dir_all(&self, _path: &Path) -> io::Result<()> {
+    async fn create_dir_all(&self, _path: &Path) -> io::Result<()> {
         Ok(())
     }
 
-    fn list_dir(&self, path: &Path) -> io::Result<Vec<String>> {
+    async fn list_dir(&self, path: &Path) -> io::Result<Vec<String>> {
         let state = self.state.borrow();
         let mut names: Vec<String> = Vec::new();
         for file in state.files.keys() {

@@ -31,10 +31,13 @@ pub trait Storage: Clone + 'static {
 
     /// Opens a file for direct-I/O reads and writes, creating it if asked.
     async fn open(&self, path: &Path, create: bool) -> io::Result<Self::File>;
-    /// Creates a directory and its parents.
-    fn create_dir_all(&self, path: &Path) -> io::Result<()>;
-    /// Names of the entries of a directory.
-    fn list_dir(&self, path: &Path) -> io::Result<Vec<String>>;
+    /// Creates a directory and its parents, on a file-system thread: a
+    /// creation takes the file system's write lock, which a frozen or
+    /// stalled file system holds until it thaws (a partition created in
+    /// such a data directory stopped its whole shard for the freeze).
+    async fn create_dir_all(&self, path: &Path) -> io::Result<()>;
+    /// Names of the entries of a directory, read on a file-system thread.
+    async fn list_dir(&self, path: &Path) -> io::Result<Vec<String>>;
     fn remove_file(&self, path: &Path) -> io::Result<()>;
     /// Removes a small file on the calling thread, so that its space is
     /// free when this returns (`remove_file` may defer the deletion).

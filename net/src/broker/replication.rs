@@ -1132,6 +1132,7 @@ impl Broker {
             .await
             .map_err(|error| failed("closing the old log", &error))?;
         log.delete()
+            .await
             .map_err(|error| failed("removing the old log", &error))?;
         let fresh = sluice_engine::PartitionLog::create_at(
             sluice_engine::DmaStorage,
