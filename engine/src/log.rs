@@ -1332,10 +1332,17 @@ impl<S: Storage> PartitionLog<S> {
     /// shard's budget of open files has room for it, and keeps it as the
     /// segment's open file.
     async fn reopen_file(&self, base: i64, path: &Path) -> std::io::Result<Rc<S::File>> {
+        let file = self.open_in_budget(path).await?;
+        self.keep_open_file(base, Rc::clone(&file));
+        Ok(file)
+    }
+
+    /// Opens the existing file at `path` once the shard's budget of open
+    /// files has room for it; the caller keeps it (and counts it) or not.
+    async fn open_in_budget(&self, path: &Path) -> std::io::Result<Rc<S::File>> {
         let room = self.cache.open_files().room().await;
         let file = Rc::new(self.storage.open(path, false).await?);
         drop(room);
-        self.keep_open_file(base, Rc::clone(&file));
         Ok(file)
     }
 
@@ -3193,11 +3200,9 @@ impl<S: Storage> PartitionLog<S> {
             }
             (segment.path.clone(), inner.compactions)
         };
-        let room = self.cache.open_files().room().await;
-        let file = Rc::new(self.storage.open(&path, false).await.map_err(|error| {
+        let file = self.open_in_budget(&path).await.map_err(|error| {
             ReadError::Storage(StorageError::new("open", &path, error).to_string())
-        })?);
-        drop(room);
+        })?;
         // A cleaned copy that took the segment's place during the open may
         // have left this handle on the file it replaced: it serves this
         // caller (whose read starts again, the cleaner having been at
