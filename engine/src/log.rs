@@ -4621,7 +4621,7 @@ async fn open_with_size<S: Storage>(
 }
 
 /// Removes segment `base`'s files; `open` is the segment's handle if this
-/// shard still holds it (see `Storage::retire`). The renames that set them
+/// shard still holds it (see `Storage::retire_off_shard`). The renames that set them
 /// aside are made off the shard's thread (see
 /// [`Storage::remove_file_off_shard`]).
 async fn remove_segment_files<S: Storage>(

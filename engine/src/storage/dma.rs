@@ -400,12 +400,6 @@ impl Storage for DmaStorage {
         std::fs::remove_file(path)
     }
 
-    fn retire(&self, path: &Path, tree: bool, open: Vec<Rc<DmaStorageFile>>) -> io::Result<()> {
-        let doomed = set_aside(path)?;
-        forget_after_close(doomed, tree, open);
-        Ok(())
-    }
-
     async fn retire_off_shard(
         &self,
         path: &Path,
@@ -940,7 +934,8 @@ mod tests {
             let handle = Rc::new(storage.open(&segment, false).await.expect("open"));
             let reader = Rc::clone(&handle);
             storage
-                .retire(&segment, false, vec![handle])
+                .retire_off_shard(&segment, false, vec![handle])
+                .await
                 .expect("retire");
             assert!(!segment.exists());
             glommio::timer::sleep(Duration::from_millis(50)).await;

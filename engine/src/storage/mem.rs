@@ -316,24 +316,20 @@ impl Storage for MemStorage {
 
     /// The model frees nothing on a disk, so it removes at once; handles
     /// still open keep reading what they read before, as on a real disk.
-    fn retire(&self, path: &Path, tree: bool, _open: Vec<Rc<MemStorageFile>>) -> io::Result<()> {
-        if tree {
-            self.remove_dir_all(path)
-        } else {
-            self.remove_file(path)
-        }
-    }
-
     /// A file-system thread's call takes a while: other tasks of the shard
     /// run before it is made.
     async fn retire_off_shard(
         &self,
         path: &Path,
         tree: bool,
-        open: Vec<Rc<MemStorageFile>>,
+        _open: Vec<Rc<MemStorageFile>>,
     ) -> io::Result<()> {
         futures_lite::future::yield_now().await;
-        self.retire(path, tree, open)
+        if tree {
+            self.remove_dir_all(path)
+        } else {
+            self.remove_file(path)
+        }
     }
 
     async fn replace_off_shard(

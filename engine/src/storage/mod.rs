@@ -43,11 +43,6 @@ pub trait Storage: Clone + 'static {
     /// free when this returns (`remove_file` may defer the deletion).
     fn remove_file_at_once(&self, path: &Path) -> io::Result<()>;
     fn remove_dir_all(&self, path: &Path) -> io::Result<()>;
-    /// Removes a file (or a directory tree, `tree`) that this thread may
-    /// still hold open through `open`: the name goes at once, the blocks
-    /// are freed off the shard once those handles are closed (freeing a
-    /// large file can wait on the disk for milliseconds to seconds).
-    fn retire(&self, path: &Path, tree: bool, open: Vec<Rc<Self::File>>) -> io::Result<()>;
     /// As [`Storage::remove_file`], with the rename that sets the file aside
     /// made on a file-system thread. A rename waits for its directory's
     /// lock, which a sync of that directory holds across a disk write
@@ -57,7 +52,11 @@ pub trait Storage: Clone + 'static {
     async fn remove_file_off_shard(&self, path: &Path) -> io::Result<()> {
         self.retire_off_shard(path, false, Vec::new()).await
     }
-    /// As [`Storage::retire`], with the rename on a file-system thread.
+    /// Removes a file (or a directory tree, `tree`) that this thread may
+    /// still hold open through `open`: the name goes at once, set aside by
+    /// a rename on a file-system thread, and the blocks are freed off the
+    /// shard once those handles are closed (freeing a large file can wait
+    /// on the disk for milliseconds to seconds).
     async fn retire_off_shard(
         &self,
         path: &Path,
@@ -67,7 +66,7 @@ pub trait Storage: Clone + 'static {
     /// Renames `from` over `to` (atomically, as rename(2) does; durable
     /// once the directory is synced), on a file-system thread; the file
     /// `to` named, which this thread may hold open through `open`, is
-    /// freed as `retire` frees it.
+    /// freed as `retire_off_shard` frees it.
     async fn replace_off_shard(
         &self,
         from: &Path,
