@@ -183,3 +183,17 @@ pub const FS_CALLS_QUEUED_MAX: usize = 4_096;
 /// thread would cost about as much as the read. Larger ones (the indexes
 /// of large segments) are read on a file-system thread.
 pub const READ_INLINE_BYTES_MAX: u64 = 64 * 1024;
+
+/// How often each executor's heartbeat task advances its count for the
+/// wake watch (`wake_watch`): the timer that an executor asleep through its
+/// own wake-ups misses.
+pub const WAKE_WATCH_BEAT: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// A heartbeat this much overdue, with its thread asleep in `io_uring_enter`,
+/// means the executor slept through the timer: the watch interrupts the
+/// sleep. Five beats, so a thread descheduled for a moment on a loaded
+/// machine is not taken for one (it is not asleep in the kernel then).
+pub const WAKE_WATCH_STALL_AFTER: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// How often the watch thread looks at the heartbeats.
+pub const WAKE_WATCH_CHECK: std::time::Duration = std::time::Duration::from_millis(50);

@@ -40,6 +40,7 @@ pub mod shard;
 pub mod storage;
 pub mod txn;
 pub mod types;
+pub mod wake_watch;
 
 pub use cache::BatchCache;
 pub use error::{AppendError, OpenError, ProducerError, ReadError, StorageError};

@@ -21,6 +21,7 @@ use glommio::{LocalExecutorBuilder, Placement};
 use crate::constants::{MESH_CHANNEL_CAPACITY, SHARDS_MAX};
 use crate::notify::{Signal, Turns};
 use crate::types::ShardId;
+use crate::wake_watch::{watched, Timing, WakeWatch};
 
 /// The shard that owns `partition` of `topic`, for `shards` shards.
 ///
@@ -278,6 +279,10 @@ where
         ));
     }
     let cores = available_cores();
+    // Each shard's heartbeat, watched from a plain thread (`wake_watch`):
+    // a shard asleep through its own wake-ups is interrupted.
+    let watch = WakeWatch::start("shard", plan.shards, Timing::default())?;
+    let beat = watch.beat();
     let mut handles = Vec::with_capacity(plan.shards);
     for index in 0..plan.shards {
         let placement = if plan.pin {
@@ -290,8 +295,11 @@ where
             builder = builder.spin_before_park(spin);
         }
         let body = body.clone();
+        let heartbeat = watch
+            .heartbeat(index)
+            .ok_or_else(|| format!("no heartbeat for shard {index}"))?;
         let handle = builder
-            .spawn(move || body(ShardId(index as u16)))
+            .spawn(move || watched(heartbeat, beat, body(ShardId(index as u16))))
             .map_err(|error| format!("starting shard {index}: {error}"))?;
         handles.push(handle);
     }
@@ -301,6 +309,7 @@ where
             first_error.get_or_insert(format!("shard {index} failed: {error}"));
         }
     }
+    drop(watch);
     match first_error {
         Some(error) => Err(error),
         None => Ok(()),

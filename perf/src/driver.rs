@@ -39,6 +39,7 @@ use crate::rate::{split_rate, Schedule};
 use crate::report::IntervalSample;
 use crate::stats::{self, Percentiles};
 use crate::workload::Workload;
+use sluice_engine::wake_watch::{watched, Timing, WakeWatch};
 
 /// Shares of the producer and consumer task queues of a worker: equal, so
 /// neither side can starve the other of its executor.
@@ -1088,6 +1089,10 @@ pub fn run(options: &RunOptions) -> Result<Measured, String> {
     let (report_sender, reports) = mpsc::channel();
     let slots: Vec<Arc<nudge::Slot>> = (0..threads).map(|_| Arc::default()).collect();
     let nudger = nudge::Nudger::start(slots.clone())?;
+    // The nudger ends a sleep with runnable tasks queued; the wake watch
+    // one that slept through its own timer (`wake_watch`).
+    let watch = WakeWatch::start("perf-worker", threads, Timing::default())?;
+    let beat = watch.beat();
     let mut handles = Vec::new();
     let mut rdkafka_threads = Vec::new();
     for (thread, slot) in slots.iter().enumerate() {
@@ -1110,18 +1115,25 @@ pub fn run(options: &RunOptions) -> Result<Measured, String> {
         let worker_shared = Arc::clone(&shared);
         let sender = report_sender.clone();
         let slot = Arc::clone(slot);
+        let heartbeat = watch
+            .heartbeat(thread)
+            .ok_or_else(|| format!("no heartbeat for worker {thread}"))?;
         let handle = LocalExecutorBuilder::new(Placement::Unbound)
             .name(&format!("perf-worker-{thread}"))
             .preempt_timer(PREEMPT_TIMER)
             .spawn(move || {
-                worker(
-                    thread,
-                    worker_options,
-                    mine_producers,
-                    mine_consumers,
-                    worker_shared,
-                    sender,
-                    slot,
+                watched(
+                    heartbeat,
+                    beat,
+                    worker(
+                        thread,
+                        worker_options,
+                        mine_producers,
+                        mine_consumers,
+                        worker_shared,
+                        sender,
+                        slot,
+                    ),
                 )
             })
             .map_err(|error| format!("cannot start a worker executor: {error}"))?;
@@ -1277,6 +1289,13 @@ pub fn run(options: &RunOptions) -> Result<Measured, String> {
     }
     // Every executor has ended: nothing is left to wake.
     drop(nudger);
+    let interrupts = watch.interrupts();
+    drop(watch);
+    if interrupts > 0 {
+        eprintln!(
+            "note: the wake watch interrupted {interrupts} worker executor sleep(s) that outlasted their heartbeat timer"
+        );
+    }
     for thread in rdkafka_threads {
         results.push(
             thread

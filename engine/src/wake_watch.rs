@@ -1,0 +1,377 @@
+//! Interrupts an executor's thread that sleeps through its own wake-ups.
+//!
+//! A glommio 0.9 executor with nothing to run sleeps in `io_uring_enter` on
+//! its main ring, which holds a poll on its latency ring's descriptor: its
+//! timers and the wakes sent from other threads (an eventfd read) complete
+//! in the latency ring and reach the sleeping thread only through that
+//! poll. Seen once in the benchmark client (a 10,000-partition run): both
+//! worker executors asleep there for four minutes while a thread of the
+//! same process woke one of their tasks every millisecond and their own 2 s
+//! timers came due; the broker had answered everything, no socket held a
+//! byte. Attaching a debugger, which interrupts the sleep, set both going
+//! at once and the run finished normally. Every broker shard sleeps the
+//! same way, where such a lost wake-up would hold a cross-shard call or a
+//! timer until the shard's own sockets bring it traffic: a produce request
+//! left unanswered with the broker idle.
+//!
+//! Nothing inside a sleeping executor can notice. So each executor runs a
+//! heartbeat task on a timer, and a plain thread watches the counts: a
+//! heartbeat `stall_after` overdue while its thread sits in
+//! `io_uring_enter` (read from `/proc`: a thread that is running, or
+//! waiting on anything else, is left alone) means the timer's completion
+//! did not wake it. The watch then sends that thread a signal whose handler
+//! does nothing: `io_uring_enter` returns EINTR, which glommio takes as a
+//! spurious wake-up, and its next pass reaps the completions that were
+//! waiting. Each interruption is logged, so how often it happens is seen.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Once};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::constants::{WAKE_WATCH_BEAT, WAKE_WATCH_CHECK, WAKE_WATCH_STALL_AFTER};
+
+/// The signal that interrupts a sleeping executor. Its default action is to
+/// ignore it, so nothing else in the process relies on it; a handler that
+/// does nothing is installed so that it interrupts at all (an ignored
+/// signal is dropped before it reaches the thread).
+const WAKE_SIGNAL: libc::c_int = libc::SIGURG;
+
+/// The watch's timing: the defaults are the constants; tests shorten them.
+#[derive(Clone, Copy, Debug)]
+pub struct Timing {
+    pub beat: Duration,
+    pub stall_after: Duration,
+    pub check: Duration,
+}
+
+impl Default for Timing {
+    fn default() -> Timing {
+        Timing {
+            beat: WAKE_WATCH_BEAT,
+            stall_after: WAKE_WATCH_STALL_AFTER,
+            check: WAKE_WATCH_CHECK,
+        }
+    }
+}
+
+/// The thread a heartbeat belongs to, while its executor runs.
+#[derive(Clone, Copy)]
+struct Registered {
+    pthread: libc::pthread_t,
+    tid: libc::pid_t,
+}
+
+/// One executor's heartbeat, shared between it and the watch thread.
+#[derive(Default)]
+pub struct Heartbeat {
+    beats: AtomicU64,
+    /// Held by the watch thread while it signals, and cleared before the
+    /// executor's thread can exit, so a signal never goes to a thread that
+    /// has ended.
+    thread: Mutex<Option<Registered>>,
+}
+
+/// The watch thread; stopped and joined on drop.
+pub struct WakeWatch {
+    heartbeats: Vec<Arc<Heartbeat>>,
+    interrupts: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+    timing: Timing,
+}
+
+impl WakeWatch {
+    /// Starts watching `executors` heartbeats; `name` names the thread and
+    /// the executors in the log (`name`-index).
+    pub fn start(name: &str, executors: usize, timing: Timing) -> Result<WakeWatch, String> {
+        install_handler()?;
+        let heartbeats: Vec<Arc<Heartbeat>> = (0..executors).map(|_| Arc::default()).collect();
+        let interrupts = Arc::new(AtomicU64::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let heartbeats = heartbeats.clone();
+            let interrupts = Arc::clone(&interrupts);
+            let stop = Arc::clone(&stop);
+            let name = name.to_string();
+            std::thread::Builder::new()
+                .name(format!("{name}-wake-watch"))
+                .spawn(move || watch(&name, &heartbeats, &interrupts, &stop, timing))
+                .map_err(|error| format!("cannot start the wake watch thread: {error}"))?
+        };
+        Ok(WakeWatch {
+            heartbeats,
+            interrupts,
+            stop,
+            thread: Some(thread),
+            timing,
+        })
+    }
+
+    /// Executor `index`'s heartbeat, for `watched`.
+    pub fn heartbeat(&self, index: usize) -> Option<Arc<Heartbeat>> {
+        self.heartbeats.get(index).cloned()
+    }
+
+    /// How often a heartbeat beats.
+    pub fn beat(&self) -> Duration {
+        self.timing.beat
+    }
+
+    /// How many sleeps the watch has interrupted so far.
+    pub fn interrupts(&self) -> u64 {
+        self.interrupts.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for WakeWatch {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Runs `body` on the current executor with `heartbeat` beating every
+/// `beat` beside it, registered with the watch until `body` ends (or
+/// unwinds).
+pub async fn watched<F: Future>(heartbeat: Arc<Heartbeat>, beat: Duration, body: F) -> F::Output {
+    let registration = Registration::new(Arc::clone(&heartbeat));
+    let beating = glommio::spawn_local(async move {
+        loop {
+            glommio::timer::sleep(beat).await;
+            heartbeat.beats.fetch_add(1, Ordering::Relaxed);
+        }
+    })
+    .detach();
+    let output = body.await;
+    beating.cancel();
+    drop(registration);
+    output
+}
+
+/// Registers the current thread for a heartbeat; unregisters on drop.
+struct Registration {
+    heartbeat: Arc<Heartbeat>,
+}
+
+impl Registration {
+    fn new(heartbeat: Arc<Heartbeat>) -> Registration {
+        // SAFETY: both only read the calling thread's identity.
+        let registered = unsafe {
+            Registered {
+                pthread: libc::pthread_self(),
+                tid: libc::gettid(),
+            }
+        };
+        if let Ok(mut thread) = heartbeat.thread.lock() {
+            *thread = Some(registered);
+        }
+        Registration { heartbeat }
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        if let Ok(mut thread) = self.heartbeat.thread.lock() {
+            *thread = None;
+        }
+    }
+}
+
+/// The watch thread's loop.
+fn watch(
+    name: &str,
+    heartbeats: &[Arc<Heartbeat>],
+    interrupts: &AtomicU64,
+    stop: &AtomicBool,
+    timing: Timing,
+) {
+    let started = Instant::now();
+    let mut last: Vec<(u64, Instant)> = heartbeats.iter().map(|_| (0, started)).collect();
+    while !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(timing.check);
+        let now = Instant::now();
+        for (index, (heartbeat, (seen, since))) in heartbeats.iter().zip(&mut last).enumerate() {
+            let beats = heartbeat.beats.load(Ordering::Relaxed);
+            if beats != *seen {
+                *seen = beats;
+                *since = now;
+                continue;
+            }
+            let silent = now.saturating_duration_since(*since);
+            if silent < timing.stall_after {
+                continue;
+            }
+            let Ok(thread) = heartbeat.thread.lock() else {
+                continue;
+            };
+            let Some(registered) = *thread else {
+                // Not started yet, or ended: nothing to wake.
+                *since = now;
+                continue;
+            };
+            if !asleep_in_io_uring_enter(registered.tid) {
+                continue;
+            }
+            // SAFETY: the thread is registered, so it has not exited (it
+            // unregisters first, under this lock), and the signal's handler
+            // does nothing.
+            let sent = unsafe { libc::pthread_kill(registered.pthread, WAKE_SIGNAL) };
+            drop(thread);
+            *since = now;
+            if sent == 0 {
+                let total = interrupts.fetch_add(1, Ordering::Relaxed) + 1;
+                tracing::warn!(
+                    executor = %format!("{name}-{index}"),
+                    silent_ms = silent.as_millis() as u64,
+                    interrupts = total,
+                    "an executor slept in io_uring_enter past its heartbeat timer: its sleep was interrupted so it reaps what was waiting"
+                );
+            }
+        }
+    }
+}
+
+/// Whether thread `tid` of this process is blocked in `io_uring_enter`
+/// (`/proc/self/task/<tid>/syscall` starts with the number of the call a
+/// blocked thread is in, and says "running" for one that is not blocked).
+/// Unreadable counts as yes: the signal is harmless, a missed wake is not.
+fn asleep_in_io_uring_enter(tid: libc::pid_t) -> bool {
+    match std::fs::read_to_string(format!("/proc/self/task/{tid}/syscall")) {
+        Ok(line) => line
+            .split_whitespace()
+            .next()
+            .and_then(|number| number.parse::<libc::c_long>().ok())
+            .is_some_and(|number| number == libc::SYS_io_uring_enter),
+        Err(_) => true,
+    }
+}
+
+extern "C" fn on_wake_signal(_: libc::c_int) {}
+
+/// Installs the do-nothing handler once per process. `SA_RESTART`, so a
+/// call the signal lands in that can resume does; `io_uring_enter` returns
+/// EINTR regardless, which is the point.
+fn install_handler() -> Result<(), String> {
+    static INSTALL: Once = Once::new();
+    static FAILED: AtomicBool = AtomicBool::new(false);
+    INSTALL.call_once(|| {
+        // SAFETY: a zeroed sigaction with a handler that does nothing (so
+        // it is async-signal-safe) and an empty mask.
+        let installed = unsafe {
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = on_wake_signal as *const () as libc::sighandler_t;
+            action.sa_flags = libc::SA_RESTART;
+            libc::sigemptyset(&mut action.sa_mask);
+            libc::sigaction(WAKE_SIGNAL, &action, std::ptr::null_mut())
+        };
+        FAILED.store(installed != 0, Ordering::Relaxed);
+    });
+    if FAILED.load(Ordering::Relaxed) {
+        return Err(format!(
+            "cannot install the wake watch's signal handler: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc;
+
+    /// Short enough for a test, the same shape as the defaults.
+    const TEST_TIMING: Timing = Timing {
+        beat: Duration::from_millis(20),
+        stall_after: Duration::from_millis(100),
+        check: Duration::from_millis(20),
+    };
+
+    /// How long a test waits for the executor before calling it stuck.
+    const TEST_WAIT: Duration = Duration::from_secs(20);
+
+    /// io_uring_params is 120 bytes; zeroed asks for nothing special.
+    const IO_URING_PARAMS_BYTES: usize = 120;
+
+    /// Blocks this thread in `io_uring_enter` on a ring of its own with
+    /// nothing submitted, as an executor whose wake-ups are lost does: only
+    /// a signal ends it. Returns the call's errno.
+    fn sleep_in_io_uring_enter() -> i32 {
+        let mut params = [0u8; IO_URING_PARAMS_BYTES];
+        // SAFETY: the parameters buffer is the size the call expects; the
+        // descriptor is closed before returning.
+        unsafe {
+            let fd = libc::syscall(libc::SYS_io_uring_setup, 1u32, params.as_mut_ptr());
+            assert!(
+                fd >= 0,
+                "io_uring_setup: {}",
+                std::io::Error::last_os_error()
+            );
+            let entered = libc::syscall(
+                libc::SYS_io_uring_enter,
+                fd as libc::c_int,
+                0u32,
+                1u32,
+                1u32, // IORING_ENTER_GETEVENTS
+                std::ptr::null::<libc::c_void>(),
+                0usize,
+            );
+            let errno = std::io::Error::last_os_error().raw_os_error().unwrap_or(0);
+            libc::close(fd as libc::c_int);
+            assert_eq!(entered, -1, "io_uring_enter returned without a completion");
+            errno
+        }
+    }
+
+    #[test]
+    fn an_executor_asleep_past_its_heartbeat_is_interrupted() {
+        let watch = WakeWatch::start("test", 1, TEST_TIMING).expect("watch");
+        let heartbeat = watch.heartbeat(0).expect("heartbeat");
+        let beat = watch.beat();
+        let (sender, receiver) = mpsc::channel();
+        let executor = glommio::LocalExecutorBuilder::default()
+            .spawn(move || {
+                watched(heartbeat, beat, async move {
+                    // A few beats first, so the watch has seen it alive.
+                    glommio::timer::sleep(TEST_TIMING.stall_after).await;
+                    let _ = sender.send(sleep_in_io_uring_enter());
+                })
+            })
+            .expect("executor");
+        let errno = receiver
+            .recv_timeout(TEST_WAIT)
+            .expect("the thread asleep in io_uring_enter was never interrupted");
+        assert_eq!(errno, libc::EINTR);
+        executor.join().expect("executor ended");
+        assert_eq!(watch.interrupts(), 1);
+    }
+
+    #[test]
+    fn a_busy_executor_is_left_alone() {
+        let watch = WakeWatch::start("test", 1, TEST_TIMING).expect("watch");
+        let heartbeat = watch.heartbeat(0).expect("heartbeat");
+        let beat = watch.beat();
+        let executor = glommio::LocalExecutorBuilder::default()
+            .spawn(move || {
+                watched(heartbeat, beat, async move {
+                    glommio::timer::sleep(TEST_TIMING.stall_after).await;
+                    // Its heartbeat cannot run for ten stall periods, but the
+                    // thread is running, not asleep: not this defect.
+                    let busy = Instant::now();
+                    let mut spins = 0u64;
+                    while busy.elapsed() < TEST_TIMING.stall_after * 10 {
+                        spins = std::hint::black_box(spins + 1);
+                    }
+                    spins
+                })
+            })
+            .expect("executor");
+        let spins = executor.join().expect("executor ended");
+        assert!(spins > 0);
+        assert_eq!(watch.interrupts(), 0);
+    }
+}
