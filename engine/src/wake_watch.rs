@@ -38,6 +38,14 @@ use crate::constants::{WAKE_WATCH_BEAT, WAKE_WATCH_CHECK, WAKE_WATCH_STALL_AFTER
 /// signal is dropped before it reaches the thread).
 const WAKE_SIGNAL: libc::c_int = libc::SIGURG;
 
+/// Sleeps interrupted by every watch in this process, for the metrics.
+static INTERRUPTS_TOTAL: AtomicU64 = AtomicU64::new(0);
+
+/// How many executor sleeps the watches of this process have interrupted.
+pub fn interrupts_total() -> u64 {
+    INTERRUPTS_TOTAL.load(Ordering::Relaxed)
+}
+
 /// The watch's timing: the defaults are the constants; tests shorten them.
 #[derive(Clone, Copy, Debug)]
 pub struct Timing {
@@ -191,9 +199,19 @@ fn watch(
 ) {
     let started = Instant::now();
     let mut last: Vec<(u64, Instant)> = heartbeats.iter().map(|_| (0, started)).collect();
+    let mut checked = started;
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(timing.check);
         let now = Instant::now();
+        if now.saturating_duration_since(checked) > timing.check + timing.stall_after {
+            // This thread was held up too (the process stopped with
+            // SIGSTOP, or the machine overloaded): the executors' silence
+            // is counted from now, not taken for lost wake-ups.
+            for (_, since) in &mut last {
+                *since = now;
+            }
+        }
+        checked = now;
         for (index, (heartbeat, (seen, since))) in heartbeats.iter().zip(&mut last).enumerate() {
             let beats = heartbeat.beats.load(Ordering::Relaxed);
             if beats != *seen {
@@ -224,6 +242,7 @@ fn watch(
             *since = now;
             if sent == 0 {
                 let total = interrupts.fetch_add(1, Ordering::Relaxed) + 1;
+                INTERRUPTS_TOTAL.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(
                     executor = %format!("{name}-{index}"),
                     silent_ms = silent.as_millis() as u64,

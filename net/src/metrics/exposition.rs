@@ -208,6 +208,13 @@ pub fn render(metrics: &Metrics, process: &ProcessFigures, now: Instant) -> Stri
         );
         out.sample(name, &[], count);
     }
+    let name = "sluice_shard_sleeps_interrupted_total";
+    out.family(
+        name,
+        "counter",
+        "Shard sleeps the wake watch interrupted: a shard asleep past its heartbeat timer, its wake-up lost.",
+    );
+    out.sample(name, &[], sluice_engine::wake_watch::interrupts_total());
     writer.out
 }
 
