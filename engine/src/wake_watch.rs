@@ -1,28 +1,35 @@
-//! Interrupts an executor's thread that sleeps through its own wake-ups.
+//! Interrupts an executor's thread that sleeps with work to do.
 //!
-//! A glommio 0.9 executor with nothing to run sleeps in `io_uring_enter` on
-//! its main ring, which holds a poll on its latency ring's descriptor: its
-//! timers and the wakes sent from other threads (an eventfd read) complete
-//! in the latency ring and reach the sleeping thread only through that
-//! poll. Seen once in the benchmark client (a 10,000-partition run): both
-//! worker executors asleep there for four minutes while a thread of the
-//! same process woke one of their tasks every millisecond and their own 2 s
-//! timers came due; the broker had answered everything, no socket held a
-//! byte. Attaching a debugger, which interrupts the sleep, set both going
-//! at once and the run finished normally. Every broker shard sleeps the
-//! same way, where such a lost wake-up would hold a cross-shard call or a
-//! timer until the shard's own sockets bring it traffic: a produce request
-//! left unanswered with the broker idle.
+//! glommio 0.9's run loop starts the task queues only if its preemption
+//! timer has not fired yet; when it has (the thread was held off its core
+//! between arming the timer and starting the queues, or the timer is very
+//! short), the loop reports that nothing ran and parks, with tasks still
+//! runnable. Parked, it sleeps in `io_uring_enter` until an I/O completion
+//! or a timer it armed: with every runnable task stranded, including any
+//! that would arm a timer, and no I/O in flight, nothing ends that sleep.
+//! Seen in the benchmark client (a 10,000-partition run): both worker
+//! executors asleep for four minutes while setting up their producers,
+//! every socket empty, the broker idle; attaching a debugger, which
+//! interrupts the sleep, set both going and the run finished normally. The
+//! unit test below makes it happen within a second with a 10 µs timer. A
+//! shard runs the same loop with the default 100 ms timer, so a shard held
+//! off its core that long can park with requests half-served and wait for
+//! its sockets to bring more traffic.
 //!
 //! Nothing inside a sleeping executor can notice. So each executor runs a
 //! heartbeat task on a timer, and a plain thread watches the counts: a
 //! heartbeat `stall_after` overdue while its thread sits in
 //! `io_uring_enter` (read from `/proc`: a thread that is running, or
-//! waiting on anything else, is left alone) means the timer's completion
-//! did not wake it. The watch then sends that thread a signal whose handler
-//! does nothing: `io_uring_enter` returns EINTR, which glommio takes as a
-//! spurious wake-up, and its next pass reaps the completions that were
-//! waiting. Each interruption is logged, so how often it happens is seen.
+//! waiting on anything else, is left alone) means the executor sleeps with
+//! work stranded or slept through its timer. The watch then sends that
+//! thread a signal whose handler does nothing: `io_uring_enter` returns
+//! EINTR, which glommio takes as a spurious wake-up, and its next pass runs
+//! the task queues. Each interruption is logged and counted.
+//!
+//! Not covered: a parking before the executor first polls `watched`'s
+//! future (the thread is not registered yet), and a run loop that finds the
+//! timer fired on every pass (it spins, so it is not asleep; seen only with
+//! timers of a few microseconds).
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -367,6 +374,67 @@ mod tests {
         assert_eq!(errno, libc::EINTR);
         executor.join().expect("executor ended");
         assert_eq!(watch.interrupts(), 1);
+    }
+
+    /// glommio 0.9 parks an executor with tasks still runnable when its
+    /// preemption timer has fired by the time it starts the task queues;
+    /// with nothing else armed, it sleeps until I/O arrives. A 10 µs timer
+    /// makes that happen within seconds of yielding (a 100 µs one did not
+    /// in 200,000 yields; the benchmark client's is 500 µs, a shard's the
+    /// default 100 ms, where it takes a thread held off its core that long).
+    const STRANDING_PREEMPT: Duration = Duration::from_micros(10);
+
+    /// Sleeps the test wants interrupted, and the yields it gives up after.
+    const STRANDINGS_WANTED: u64 = 3;
+    const STRANDING_YIELDS_MAX: u64 = 5_000_000;
+
+    #[test]
+    fn an_executor_parked_with_a_task_runnable_is_woken() {
+        let watch = WakeWatch::start("test", 1, TEST_TIMING).expect("watch");
+        let heartbeat = watch.heartbeat(0).expect("heartbeat");
+        let beat = watch.beat();
+        let interrupts = Arc::clone(&watch.interrupts);
+        let (sender, receiver) = mpsc::channel();
+        let executor = glommio::LocalExecutorBuilder::default()
+            .spawn(move || {
+                watched(heartbeat, beat, async move {
+                    // The short timer only once the executor runs and is
+                    // registered: it strands the executor's first task too.
+                    let queue = glommio::executor().create_task_queue(
+                        glommio::Shares::default(),
+                        glommio::Latency::Matters(STRANDING_PREEMPT),
+                        "stranding",
+                    );
+                    // A task that is always runnable: without the watch
+                    // the first parking with it queued never ends.
+                    let yielding = glommio::spawn_local_into(
+                        async move {
+                            let mut yields = 0u64;
+                            while interrupts.load(Ordering::Relaxed) < STRANDINGS_WANTED
+                                && yields < STRANDING_YIELDS_MAX
+                            {
+                                futures_lite::future::yield_now().await;
+                                yields += 1;
+                            }
+                            yields
+                        },
+                        queue,
+                    );
+                    if let Ok(yielding) = yielding {
+                        let _ = sender.send(yielding.await);
+                    }
+                })
+            })
+            .expect("executor");
+        let yields = receiver
+            .recv_timeout(TEST_WAIT)
+            .expect("the executor parked with a runnable task and was never woken");
+        executor.join().expect("executor ended");
+        assert!(
+            watch.interrupts() >= STRANDINGS_WANTED,
+            "only {} parkings interrupted in {yields} yields",
+            watch.interrupts()
+        );
     }
 
     #[test]
