@@ -212,7 +212,7 @@ pub fn render(metrics: &Metrics, process: &ProcessFigures, now: Instant) -> Stri
     out.family(
         name,
         "counter",
-        "Shard sleeps the wake watch interrupted: a shard asleep past its heartbeat timer, its wake-up lost.",
+        "Shard sleeps the wake watch interrupted: a shard asleep past its heartbeat timer with work stranded.",
     );
     out.sample(name, &[], sluice_engine::wake_watch::interrupts_total());
     writer.out
