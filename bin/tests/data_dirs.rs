@@ -21,8 +21,8 @@ use kafka_protocol::messages::{ApiKey, DescribeLogDirsRequest, DescribeLogDirsRe
 
 use common::disk::{partitions_in, Freeze, KeptFull, SmallDisk};
 use common::{
-    indexed_value, produce_all, raw_connect, raw_metadata, read_all, receive_response,
-    send_request, Record, Stop, TestBroker, TrackedProducer, SHARDS,
+    indexed_value, produce_all, raw_connect, read_all, receive_response, send_request,
+    slowest_metadata_answer, Record, Stop, TestBroker, TrackedProducer, SHARDS,
 };
 
 const TOPIC: &str = "spread";
@@ -776,20 +776,6 @@ const FROZEN_ANSWER_WITHIN: Duration = Duration::from_secs(2);
 /// shards, so that every shard is asked.
 const FROZEN_PROBE_CONNECTIONS: usize = 6;
 
-/// Metadata of `TOPIC` on fresh connections; the slowest answer's time.
-fn slowest_metadata_answer(broker: &TestBroker, correlation: &mut i32) -> Duration {
-    let mut slowest = Duration::ZERO;
-    for _ in 0..FROZEN_PROBE_CONNECTIONS {
-        let started = Instant::now();
-        let mut stream = raw_connect(broker.address());
-        *correlation += 1;
-        let answer = raw_metadata(&mut stream, Some(vec![TOPIC]), false, *correlation);
-        assert_eq!(answer.topics.len(), 1, "metadata of one topic asked for");
-        slowest = slowest.max(started.elapsed());
-    }
-    slowest
-}
-
 /// Records for the healthy directory's partitions and Metadata requests
 /// over every shard, for `FROZEN_PROBE_FOR` while the file system at
 /// `frozen` is frozen and `operation` (started once it is) waits on it;
@@ -813,7 +799,8 @@ fn probe_while_frozen<T: Send + 'static>(
         let sent_before = *sent;
         let frozen_at = Instant::now();
         while frozen_at.elapsed() < FROZEN_PROBE_FOR {
-            let slowest = slowest_metadata_answer(broker, &mut correlation);
+            let slowest =
+                slowest_metadata_answer(broker, TOPIC, FROZEN_PROBE_CONNECTIONS, &mut correlation);
             assert!(
                 slowest <= FROZEN_ANSWER_WITHIN,
                 "a Metadata request took {slowest:?} with the other directory frozen"

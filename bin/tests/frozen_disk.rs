@@ -37,8 +37,9 @@ use rdkafka::{Offset, TopicPartitionList};
 
 use common::disk::{Freeze, SmallDisk};
 use common::{
-    create_topic, indexed_value, produce_all, raw_connect, raw_metadata, read_all, text,
-    wait_until, Record, TestBroker, TrackedProducer, WireClient, CLIENT_TIMEOUT,
+    create_topic, indexed_value, produce_all, raw_connect, raw_metadata, read_all,
+    slowest_metadata_answer, text, wait_until, Record, TestBroker, TrackedProducer, WireClient,
+    CLIENT_TIMEOUT,
 };
 
 const DISK_BYTES: u64 = 256 * 1024 * 1024;
@@ -275,20 +276,6 @@ fn record(partition: i32, index: usize) -> Record {
     Record::with_value(partition, indexed_value(index, RECORD_BYTES))
 }
 
-/// Metadata requests on fresh connections; the slowest answer's time.
-fn slowest_metadata_answer(broker: &TestBroker, correlation: &mut i32) -> Duration {
-    let mut slowest = Duration::ZERO;
-    for _ in 0..PROBE_CONNECTIONS {
-        let started = Instant::now();
-        let mut stream = raw_connect(broker.address());
-        *correlation += 1;
-        let answer = raw_metadata(&mut stream, Some(vec!["frozen"]), false, *correlation);
-        assert_eq!(answer.topics.len(), 1, "metadata of one topic asked for");
-        slowest = slowest.max(started.elapsed());
-    }
-    slowest
-}
-
 fn producer(broker: &TestBroker, acks: &str) -> TrackedProducer {
     let request_timeout = REQUEST_TIMEOUT.as_millis().to_string();
     let message_timeout = MESSAGE_TIMEOUT.as_millis().to_string();
@@ -436,7 +423,12 @@ fn a_frozen_disk_gets_every_produce_answered_and_loses_nothing() {
                     && reassigning.is_finished()
                     && growing.is_finished()))
         {
-            slowest = slowest.max(slowest_metadata_answer(&broker, &mut correlation));
+            slowest = slowest.max(slowest_metadata_answer(
+                &broker,
+                "frozen",
+                PROBE_CONNECTIONS,
+                &mut correlation,
+            ));
             std::thread::sleep(Duration::from_millis(200));
         }
         // Every produce sent while frozen has been answered by now: each

@@ -280,7 +280,7 @@ where
     }
     let cores = available_cores();
     // Each shard's heartbeat, watched from a plain thread (`wake_watch`):
-    // a shard asleep through its own wake-ups is interrupted.
+    // a shard that glommio parked with work still runnable is woken.
     let watch = WakeWatch::start("shard", plan.shards, Timing::default())?;
     let beat = watch.beat();
     let mut handles = Vec::with_capacity(plan.shards);

@@ -1089,8 +1089,9 @@ pub fn run(options: &RunOptions) -> Result<Measured, String> {
     let (report_sender, reports) = mpsc::channel();
     let slots: Vec<Arc<nudge::Slot>> = (0..threads).map(|_| Arc::default()).collect();
     let nudger = nudge::Nudger::start(slots.clone())?;
-    // The nudger ends a sleep with runnable tasks queued; the wake watch
-    // one that slept through its own timer (`wake_watch`).
+    // The nudger ends a sleep with runnable tasks queued once the run has
+    // started; the wake watch also covers setup, before the nudge task
+    // exists (where a 10,000-partition run once sat for four minutes).
     let watch = WakeWatch::start("perf-worker", threads, Timing::default())?;
     let beat = watch.beat();
     let mut handles = Vec::new();
@@ -1293,7 +1294,7 @@ pub fn run(options: &RunOptions) -> Result<Measured, String> {
     drop(watch);
     if interrupts > 0 {
         eprintln!(
-            "note: the wake watch interrupted {interrupts} worker executor sleep(s) that outlasted their heartbeat timer"
+            "note: the wake watch interrupted {interrupts} worker executor sleep(s) with work stranded (heartbeat overdue)"
         );
     }
     for thread in rdkafka_threads {

@@ -1034,6 +1034,26 @@ pub fn now_ms() -> i64 {
 
 // ---- raw wire helpers --------------------------------------------------
 
+/// Metadata requests for `topic`, each on a fresh connection (`connections`
+/// of them, so every shard is asked); the slowest answer's time.
+pub fn slowest_metadata_answer(
+    broker: &TestBroker,
+    topic: &str,
+    connections: usize,
+    correlation: &mut i32,
+) -> Duration {
+    let mut slowest = Duration::ZERO;
+    for _ in 0..connections {
+        let started = Instant::now();
+        let mut stream = raw_connect(broker.address());
+        *correlation += 1;
+        let answer = raw_metadata(&mut stream, Some(vec![topic]), false, *correlation);
+        assert_eq!(answer.topics.len(), 1, "metadata of one topic asked for");
+        slowest = slowest.max(started.elapsed());
+    }
+    slowest
+}
+
 /// Connects a raw TCP client with read/write timeouts.
 pub fn raw_connect(address: SocketAddr) -> TcpStream {
     let stream = TcpStream::connect(address).expect("connecting");
