@@ -254,7 +254,7 @@ fn watch(
                     executor = %format!("{name}-{index}"),
                     silent_ms = silent.as_millis() as u64,
                     interrupts = total,
-                    "an executor slept in io_uring_enter past its heartbeat timer: its sleep was interrupted so it reaps what was waiting"
+                    "an executor slept in io_uring_enter with its heartbeat overdue (glommio parks one with work still runnable): its sleep was interrupted so it runs what waits"
                 );
             }
         }
