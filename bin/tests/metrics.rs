@@ -10,7 +10,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use common::{free_ports, produce_all, read_all, wait_until, Record, TestBroker, WireClient};
+use common::{free_ports, produce_all, read_all, wait_until, Record, Stop, TestBroker, WireClient};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
@@ -820,6 +820,9 @@ const LIMIT_PARTITIONS: i32 = 256;
 const LIMIT_RECORDS_PER_PARTITION: usize = 64;
 const LIMIT_PARTITION_MAX_BYTES: i32 = 64 * 1024;
 const LIMIT_RESPONSE_MAX_BYTES: i32 = 128 * 1024;
+/// The producer's largest batch (librdkafka's `batch.size`): a quarter of
+/// the partition limit, so every read from disk ends at a batch boundary.
+const LIMIT_BATCH_BYTES: &str = "16384";
 /// What the fetch may read from disk: the first reads of each shard (32
 /// partitions of at most 64 KiB and a header read each) and the read-ahead
 /// a 1 MiB cache allows, with room to spare; reading every partition is
@@ -833,7 +836,7 @@ const LIMIT_DISK_READ_BYTES_MAX: f64 = 8.0 * 1024.0 * 1024.0;
 fn a_fetch_reads_from_disk_about_what_its_response_carries() {
     let port = free_ports(1)[0];
     let admin = SocketAddr::from(([127, 0, 0, 1], port));
-    let broker = TestBroker::start_with(&[
+    let mut broker = TestBroker::start_with(&[
         "--admin-listen",
         &admin.to_string(),
         "--cache-bytes-per-shard",
@@ -847,7 +850,21 @@ fn a_fetch_reads_from_disk_about_what_its_response_carries() {
             Record::with_value(partition, common::indexed_value(index, 1024))
         })
         .collect();
-    produce_all(&broker, topic, &[("linger.ms", "5")], &records);
+    // Batches of at most 16 KiB, whatever the machine's load: when the
+    // producer was slow enough to hold each partition's 64 records for one
+    // batch (66 KB, past the partition limit), the first read of 64 KiB
+    // came short of the batch and was read again whole, twice the bytes.
+    produce_all(
+        &broker,
+        topic,
+        &[("linger.ms", "5"), ("batch.size", LIMIT_BATCH_BYTES)],
+        &records,
+    );
+    // A restart empties the cache, so what the fetch sends is cold on every
+    // run: without it, how much of the written data the 1 MiB cache still
+    // held depended on how the producer had batched, and on a loaded
+    // machine a fetch was once answered from the cache alone.
+    broker.restart(Stop::Term);
     let disk_reads =
         |scrape: &Scrape| total(scrape, "sluice_shard_io_bytes_total", &[("op", "read")]);
     // The figures are published every second: wait for two scrapes in a
