@@ -282,7 +282,6 @@ where
     // Each shard's heartbeat, watched from a plain thread (`wake_watch`):
     // a shard that glommio parked with work still runnable is woken.
     let watch = WakeWatch::start("shard", plan.shards, Timing::default())?;
-    let beat = watch.beat();
     let mut handles = Vec::with_capacity(plan.shards);
     for index in 0..plan.shards {
         let placement = if plan.pin {
@@ -299,7 +298,7 @@ where
             .heartbeat(index)
             .ok_or_else(|| format!("no heartbeat for shard {index}"))?;
         let handle = builder
-            .spawn(move || watched(heartbeat, beat, body(ShardId(index as u16))))
+            .spawn(move || watched(heartbeat, body(ShardId(index as u16))))
             .map_err(|error| format!("starting shard {index}: {error}"))?;
         handles.push(handle);
     }

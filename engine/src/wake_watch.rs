@@ -79,9 +79,11 @@ struct Registered {
 }
 
 /// One executor's heartbeat, shared between it and the watch thread.
-#[derive(Default)]
 pub struct Heartbeat {
     beats: AtomicU64,
+    /// How often it beats: the watch's timing, carried so that `watched`
+    /// needs nothing else from the watch.
+    beat: Duration,
     /// Held by the watch thread while it signals, and cleared before the
     /// executor's thread can exit, so a signal never goes to a thread that
     /// has ended.
@@ -94,7 +96,6 @@ pub struct WakeWatch {
     interrupts: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
-    timing: Timing,
 }
 
 impl WakeWatch {
@@ -102,7 +103,15 @@ impl WakeWatch {
     /// the executors in the log (`name`-index).
     pub fn start(name: &str, executors: usize, timing: Timing) -> Result<WakeWatch, String> {
         install_handler()?;
-        let heartbeats: Vec<Arc<Heartbeat>> = (0..executors).map(|_| Arc::default()).collect();
+        let heartbeats: Vec<Arc<Heartbeat>> = (0..executors)
+            .map(|_| {
+                Arc::new(Heartbeat {
+                    beats: AtomicU64::new(0),
+                    beat: timing.beat,
+                    thread: Mutex::new(None),
+                })
+            })
+            .collect();
         let interrupts = Arc::new(AtomicU64::new(0));
         let stop = Arc::new(AtomicBool::new(false));
         let thread = {
@@ -120,18 +129,12 @@ impl WakeWatch {
             interrupts,
             stop,
             thread: Some(thread),
-            timing,
         })
     }
 
     /// Executor `index`'s heartbeat, for `watched`.
     pub fn heartbeat(&self, index: usize) -> Option<Arc<Heartbeat>> {
         self.heartbeats.get(index).cloned()
-    }
-
-    /// How often a heartbeat beats.
-    pub fn beat(&self) -> Duration {
-        self.timing.beat
     }
 
     /// How many sleeps the watch has interrupted so far.
@@ -149,11 +152,11 @@ impl Drop for WakeWatch {
     }
 }
 
-/// Runs `body` on the current executor with `heartbeat` beating every
-/// `beat` beside it, registered with the watch until `body` ends (or
-/// unwinds).
-pub async fn watched<F: Future>(heartbeat: Arc<Heartbeat>, beat: Duration, body: F) -> F::Output {
+/// Runs `body` on the current executor with `heartbeat` beating beside it,
+/// registered with the watch until `body` ends (or unwinds).
+pub async fn watched<F: Future>(heartbeat: Arc<Heartbeat>, body: F) -> F::Output {
     let registration = Registration::new(Arc::clone(&heartbeat));
+    let beat = heartbeat.beat;
     let beating = glommio::spawn_local(async move {
         loop {
             glommio::timer::sleep(beat).await;
@@ -353,21 +356,33 @@ mod tests {
         }
     }
 
+    /// A watch of one executor with the test timing.
+    fn test_watch() -> WakeWatch {
+        WakeWatch::start("test", 1, TEST_TIMING).expect("watch")
+    }
+
+    /// An executor running what `body` makes under `watch`'s heartbeat.
+    fn watched_executor<G, F>(watch: &WakeWatch, body: G) -> glommio::ExecutorJoinHandle<F::Output>
+    where
+        G: FnOnce() -> F + Send + 'static,
+        F: Future + 'static,
+        F::Output: Send + 'static,
+    {
+        let heartbeat = watch.heartbeat(0).expect("heartbeat");
+        glommio::LocalExecutorBuilder::default()
+            .spawn(move || watched(heartbeat, body()))
+            .expect("executor")
+    }
+
     #[test]
     fn an_executor_asleep_past_its_heartbeat_is_interrupted() {
-        let watch = WakeWatch::start("test", 1, TEST_TIMING).expect("watch");
-        let heartbeat = watch.heartbeat(0).expect("heartbeat");
-        let beat = watch.beat();
+        let watch = test_watch();
         let (sender, receiver) = mpsc::channel();
-        let executor = glommio::LocalExecutorBuilder::default()
-            .spawn(move || {
-                watched(heartbeat, beat, async move {
-                    // A few beats first, so the watch has seen it alive.
-                    glommio::timer::sleep(TEST_TIMING.stall_after).await;
-                    let _ = sender.send(sleep_in_io_uring_enter());
-                })
-            })
-            .expect("executor");
+        let executor = watched_executor(&watch, move || async move {
+            // A few beats first, so the watch has seen it alive.
+            glommio::timer::sleep(TEST_TIMING.stall_after).await;
+            let _ = sender.send(sleep_in_io_uring_enter());
+        });
         let errno = receiver
             .recv_timeout(TEST_WAIT)
             .expect("the thread asleep in io_uring_enter was never interrupted");
@@ -397,45 +412,39 @@ mod tests {
 
     #[test]
     fn an_executor_parked_with_a_task_runnable_is_woken() {
-        let watch = WakeWatch::start("test", 1, TEST_TIMING).expect("watch");
-        let heartbeat = watch.heartbeat(0).expect("heartbeat");
-        let beat = watch.beat();
+        let watch = test_watch();
         let interrupts = Arc::clone(&watch.interrupts);
         let (sender, receiver) = mpsc::channel();
-        let executor = glommio::LocalExecutorBuilder::default()
-            .spawn(move || {
-                watched(heartbeat, beat, async move {
-                    // The short timer only once the executor runs and is
-                    // registered: it strands the executor's first task too.
-                    let queue = glommio::executor().create_task_queue(
-                        glommio::Shares::default(),
-                        glommio::Latency::Matters(STRANDING_PREEMPT),
-                        "stranding",
-                    );
-                    // A task that is always runnable: without the watch
-                    // the first parking with it queued never ends.
-                    let yielding = glommio::spawn_local_into(
-                        async move {
-                            // Only interruptions from here on count.
-                            let before = interrupts.load(Ordering::Relaxed);
-                            let started = Instant::now();
-                            let mut yields = 0u64;
-                            while interrupts.load(Ordering::Relaxed) == before
-                                && started.elapsed() < STRANDING_FOR_MAX
-                            {
-                                futures_lite::future::yield_now().await;
-                                yields += 1;
-                            }
-                            (yields, interrupts.load(Ordering::Relaxed) - before)
-                        },
-                        queue,
-                    );
-                    if let Ok(yielding) = yielding {
-                        let _ = sender.send(yielding.await);
+        let executor = watched_executor(&watch, move || async move {
+            // The short timer only once the executor runs and is
+            // registered: it strands the executor's first task too.
+            let queue = glommio::executor().create_task_queue(
+                glommio::Shares::default(),
+                glommio::Latency::Matters(STRANDING_PREEMPT),
+                "stranding",
+            );
+            // A task that is always runnable: without the watch
+            // the first parking with it queued never ends.
+            let yielding = glommio::spawn_local_into(
+                async move {
+                    // Only interruptions from here on count.
+                    let before = interrupts.load(Ordering::Relaxed);
+                    let started = Instant::now();
+                    let mut yields = 0u64;
+                    while interrupts.load(Ordering::Relaxed) == before
+                        && started.elapsed() < STRANDING_FOR_MAX
+                    {
+                        futures_lite::future::yield_now().await;
+                        yields += 1;
                     }
-                })
-            })
-            .expect("executor");
+                    (yields, interrupts.load(Ordering::Relaxed) - before)
+                },
+                queue,
+            );
+            if let Ok(yielding) = yielding {
+                let _ = sender.send(yielding.await);
+            }
+        });
         let (yields, interrupted) = receiver
             .recv_timeout(STRANDING_WAIT)
             .expect("the executor parked with a runnable task and was never woken");
@@ -448,24 +457,18 @@ mod tests {
 
     #[test]
     fn a_busy_executor_is_left_alone() {
-        let watch = WakeWatch::start("test", 1, TEST_TIMING).expect("watch");
-        let heartbeat = watch.heartbeat(0).expect("heartbeat");
-        let beat = watch.beat();
-        let executor = glommio::LocalExecutorBuilder::default()
-            .spawn(move || {
-                watched(heartbeat, beat, async move {
-                    glommio::timer::sleep(TEST_TIMING.stall_after).await;
-                    // Its heartbeat cannot run for ten stall periods, but the
-                    // thread is running, not asleep: not this defect.
-                    let busy = Instant::now();
-                    let mut spins = 0u64;
-                    while busy.elapsed() < TEST_TIMING.stall_after * 10 {
-                        spins = std::hint::black_box(spins + 1);
-                    }
-                    spins
-                })
-            })
-            .expect("executor");
+        let watch = test_watch();
+        let executor = watched_executor(&watch, || async {
+            glommio::timer::sleep(TEST_TIMING.stall_after).await;
+            // Its heartbeat cannot run for ten stall periods, but the
+            // thread is running, not asleep: not this defect.
+            let busy = Instant::now();
+            let mut spins = 0u64;
+            while busy.elapsed() < TEST_TIMING.stall_after * 10 {
+                spins = std::hint::black_box(spins + 1);
+            }
+            spins
+        });
         let spins = executor.join().expect("executor ended");
         assert!(spins > 0);
         assert_eq!(watch.interrupts(), 0);

@@ -1093,7 +1093,6 @@ pub fn run(options: &RunOptions) -> Result<Measured, String> {
     // started; the wake watch also covers setup, before the nudge task
     // exists (where a 10,000-partition run once sat for four minutes).
     let watch = WakeWatch::start("perf-worker", threads, Timing::default())?;
-    let beat = watch.beat();
     let mut handles = Vec::new();
     let mut rdkafka_threads = Vec::new();
     for (thread, slot) in slots.iter().enumerate() {
@@ -1125,7 +1124,6 @@ pub fn run(options: &RunOptions) -> Result<Measured, String> {
             .spawn(move || {
                 watched(
                     heartbeat,
-                    beat,
                     worker(
                         thread,
                         worker_options,
