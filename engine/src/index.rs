@@ -56,6 +56,30 @@ impl SegmentIndex {
         }
     }
 
+    /// The bytes from the batch at `relative_offset` to the next entry's
+    /// position, or to `end` (what is written of the segment) after the
+    /// last entry, when a batch starts exactly there (an entry of its own,
+    /// or the segment's start). Entries come every `index.interval.bytes`
+    /// of log, so a batch at least that long is followed by an entry of the
+    /// next batch's (or ends the segment), and this is its size; after a
+    /// shorter one it is less than the interval and one batch more.
+    pub fn extent_at(&self, relative_offset: u32, end: u64) -> Option<u64> {
+        let at = self
+            .offsets
+            .partition_point(|entry| entry.relative_offset < relative_offset);
+        let (start, next) = match self.offsets.get(at) {
+            Some(entry) if entry.relative_offset == relative_offset => {
+                (entry.position, self.offsets.get(at + 1))
+            }
+            next if relative_offset == 0 => (0, next),
+            _ => return None,
+        };
+        let until = next.map_or(end, |next| u64::from(next.position));
+        until
+            .checked_sub(u64::from(start))
+            .filter(|&extent| extent > 0)
+    }
+
     /// The relative offset to start scanning from for the first record with
     /// a timestamp at or after `timestamp`.
     pub fn relative_offset_for_time(&self, timestamp: i64) -> u32 {
@@ -178,6 +202,22 @@ mod tests {
         assert_eq!(index.relative_offset_for_time(50), 0);
         assert_eq!(index.relative_offset_for_time(150), 10);
         assert_eq!(index.relative_offset_for_time(250), 20);
+    }
+
+    #[test]
+    fn extents_run_from_an_exact_entry_to_the_next() {
+        let index = sample();
+        let end = 10_000;
+        // The segment's first batch starts at 0 without an entry.
+        assert_eq!(index.extent_at(0, end), Some(4096));
+        assert_eq!(index.extent_at(10, end), Some(4096));
+        // Not at an entry: where the batch ends is not known.
+        assert_eq!(index.extent_at(15, end), None);
+        // After the last entry: to what is written.
+        assert_eq!(index.extent_at(20, end), Some(end - 8192));
+        assert_eq!(index.extent_at(20, 8192), None);
+        assert_eq!(SegmentIndex::default().extent_at(0, 300), Some(300));
+        assert_eq!(SegmentIndex::default().extent_at(3, 300), None);
     }
 
     #[test]

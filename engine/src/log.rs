@@ -771,9 +771,26 @@ enum InMemory {
 }
 
 impl<S: Storage> Inner<S> {
-    /// The part of a read that memory answers: the range check, an empty
-    /// answer when nothing is visible past `offset` below `upper`, and the
-    /// batch cache.
+    /// How long the batch at `offset` in `segment_base`'s segment is, from
+    /// an index in memory, when it starts at an index entry: see
+    /// `SegmentIndex::extent_at`. Only where the index interval is within
+    /// the shortest disk read, so that the extent of a batch shorter than
+    /// the interval makes a read longer by at most the batch after it.
+    fn batch_extent(
+        &self,
+        segment_base: i64,
+        offset: i64,
+        index: Option<&SegmentIndex>,
+    ) -> Option<u64> {
+        if self.config.index_interval_bytes as usize > DISK_READ_BYTES_MIN {
+            return None;
+        }
+        let segment = self.segments.get(&segment_base)?;
+        let index = index.or(segment.index.as_ref())?;
+        let relative = u32::try_from(offset.checked_sub(segment_base)?).ok()?;
+        index.extent_at(relative, segment.written)
+    }
+
     fn read_in_memory(&self, offset: i64, max_bytes: usize, upper: i64) -> InMemory {
         if offset < self.log_start || offset > self.leo {
             return InMemory::Answered(Err(ReadError::OffsetOutOfRange {
@@ -2893,9 +2910,10 @@ impl<S: Storage> PartitionLog<S> {
                 segment.written,
                 segment.path.clone(),
                 upper,
+                inner.batch_extent(base, offset, None),
             )
         };
-        let (key, known, file, readable_end, path, upper) = disk;
+        let (key, known, file, readable_end, path, upper, extent) = disk;
         let segment_base = key.segment_base;
         let file = match file {
             Some(file) => file,
@@ -2937,6 +2955,7 @@ impl<S: Storage> PartitionLog<S> {
                 start,
                 first_base: offset,
                 readable_end,
+                first_extent: extent,
             };
             // A place that does not hold the batch (it cannot happen while
             // the counts match) is forgotten, and the index decides.
@@ -2954,10 +2973,15 @@ impl<S: Storage> PartitionLog<S> {
             let entry = index.entry_for(relative);
             let first_base = segment_base + i64::from(entry.relative_offset);
             let start = u64::from(entry.position);
+            let first_extent =
+                self.inner
+                    .borrow()
+                    .batch_extent(segment_base, first_base, Some(&index));
             let from = DiskPosition {
                 start,
                 first_base,
                 readable_end,
+                first_extent,
             };
             let result = read_from_disk(&*file, &path, from, offset, max_bytes, upper)
                 .await
@@ -3040,6 +3064,10 @@ impl<S: Storage> PartitionLog<S> {
             start,
             first_base: offset,
             readable_end: place.readable_end,
+            first_extent: self
+                .inner
+                .borrow()
+                .batch_extent(place.key.segment_base, offset, None),
         };
         let reading = Rc::clone(&ahead);
         let max_bytes = place.max_bytes;
@@ -4248,6 +4276,10 @@ struct DiskPosition {
     start: u64,
     first_base: i64,
     readable_end: u64,
+    /// The size of the batch at `start` when the segment's index tells it
+    /// (`Inner::batch_extent`): a batch larger than the reader's limit is
+    /// then read in one go, not the limit's worth first and whole again.
+    first_extent: Option<u64>,
 }
 
 /// The segment a read from disk is made in, and what the reader asked for.
@@ -4277,6 +4309,7 @@ async fn read_from_disk<F: StorageFile>(
         start,
         first_base,
         readable_end,
+        first_extent,
     } = from;
     let storage_error = |error: std::io::Error| {
         ReadError::Storage(StorageError::new("read", path, error).to_string())
@@ -4314,7 +4347,16 @@ async fn read_from_disk<F: StorageFile>(
         }
         let exact = next_base == Some(offset);
         let len = if exact {
-            wanted(position)
+            // The batch's own size when the index gave it (a batch is at
+            // most `BATCH_BYTES_MAX`, and never past the written end).
+            let extent = first_extent
+                .filter(|_| position == start)
+                .map_or(0, |extent| {
+                    extent
+                        .min(BATCH_BYTES_MAX as u64)
+                        .min(readable_end - position) as usize
+                });
+            wanted(position).max(extent)
         } else {
             BATCH_HEADER_BYTES
         };
@@ -5894,6 +5936,63 @@ mod tests {
             }
             assert_eq!(out, concat(&batches));
             assert_eq!(storage.reads() - before, BATCHES as u64);
+        });
+    }
+
+    /// A batch larger than what the reader asked for is sent whole (KIP-74).
+    /// With the default index interval every such batch has an index entry
+    /// and the next one too (or ends the segment), so the read knows its
+    /// size: one read of the
+    /// disk each, whether it starts at an index entry (reads in no order)
+    /// or where the previous read ended (reads in order). Without the
+    /// extent each read took the limit's worth first, then the batch again.
+    #[test]
+    fn a_batch_larger_than_the_limit_is_read_from_disk_once() {
+        run(|| async {
+            const BATCHES: i64 = 12;
+            // Larger than the shortest disk read, so a read of the limit's
+            // worth comes short of it.
+            const VALUE_BYTES: usize = DISK_READ_BYTES_MIN + 4096;
+            let storage = MemStorage::new(21);
+            let log = PartitionLog::open(
+                storage.clone(),
+                PathBuf::from("/data/large"),
+                LogConfig::default(),
+                BatchCache::new(0),
+            )
+            .await
+            .expect("log opens");
+            let value = vec![b'l'; VALUE_BYTES];
+            let batches: Vec<_> = (0..BATCHES)
+                .map(|offset| plain(offset, 1, &[&value]))
+                .collect();
+            log.append_replica(&batches).await.expect("appends");
+            log.wait_durable(BATCHES).await.expect("durable");
+            // Every other batch, then the rest: each read starts at an index
+            // entry (or the segment's start), none where one ended.
+            let scattered: Vec<i64> = (0..BATCHES)
+                .step_by(2)
+                .chain((1..BATCHES).step_by(2))
+                .collect();
+            for pass in ["scattered", "in order"] {
+                let offsets: Vec<i64> = if pass == "scattered" {
+                    scattered.clone()
+                } else {
+                    (0..BATCHES).collect()
+                };
+                for offset in offsets {
+                    let before = storage.reads();
+                    let read = log.read(offset, 1, i64::MAX).await.expect("read");
+                    assert_eq!(
+                        read.chunks.concat(),
+                        batches[offset as usize].1.to_vec(),
+                        "{pass}: batch {offset}"
+                    );
+                    assert_eq!(read.next_offset, offset + 1);
+                    // The last one too: it ends where the segment does.
+                    assert_eq!(storage.reads() - before, 1, "{pass}: batch {offset}");
+                }
+            }
         });
     }
 
