@@ -12,7 +12,7 @@ use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use sluice_engine::batch::{build_batch, validate};
 use sluice_engine::compaction::KeyMap;
-use sluice_engine::index::{OffsetEntry, SegmentIndex};
+use sluice_engine::index::{OffsetEntry, SegmentIndex, TimeEntry};
 use sluice_engine::shard::{mesh_plan, run_shards, ShardPlan};
 use sluice_engine::{Mesh, ShardId};
 
@@ -46,7 +46,8 @@ fn validation(c: &mut Criterion) {
 }
 
 fn index_lookup(c: &mut Criterion) {
-    // A full 1 GiB segment at Kafka's default index interval: 262,144 entries.
+    // A full 1 GiB segment at Kafka's default index interval: 262,144 entries,
+    // and a time entry beside each (timestamps rising, as appends make them).
     let entries = (1u64 << 30) / 4096;
     let index = SegmentIndex {
         offsets: (0..entries as u32)
@@ -55,13 +56,27 @@ fn index_lookup(c: &mut Criterion) {
                 position: i * 4096,
             })
             .collect(),
-        times: Vec::new(),
+        times: (0..entries as u32)
+            .map(|i| TimeEntry {
+                timestamp: i64::from(i),
+                relative_offset: i * 4,
+            })
+            .collect(),
     };
     let mut probe = 0u32;
+    let mut next_probe = move || {
+        probe = probe.wrapping_mul(1_103_515_245).wrapping_add(12_345) % (entries as u32 * 4);
+        probe
+    };
     c.bench_function("index_lookup_1GiB_segment", |b| {
+        b.iter(|| black_box(index.position_for(black_box(next_probe()))))
+    });
+    // What a read from an index entry cost while the log handed out a copy
+    // of the segment's index for each (before `PartitionLog::read_start`).
+    c.bench_function("index_copy_and_lookup_1GiB_segment", |b| {
         b.iter(|| {
-            probe = probe.wrapping_mul(1_103_515_245).wrapping_add(12_345) % (entries as u32 * 4);
-            black_box(index.position_for(black_box(probe)))
+            let copy = black_box(&index).clone();
+            black_box(copy.position_for(black_box(next_probe())))
         })
     });
 }

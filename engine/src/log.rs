@@ -791,6 +791,22 @@ impl<S: Storage> Inner<S> {
         index.extent_at(relative, segment.written)
     }
 
+    /// The entry of `index` at or before `relative` in `segment_base`'s
+    /// segment, and the extent of the batch at it (`batch_extent`).
+    fn read_start_in(
+        &self,
+        segment_base: i64,
+        relative: u32,
+        index: &SegmentIndex,
+    ) -> (OffsetEntry, Option<u64>) {
+        let entry = index.entry_for(relative);
+        let first_base = segment_base + i64::from(entry.relative_offset);
+        (
+            entry,
+            self.batch_extent(segment_base, first_base, Some(index)),
+        )
+    }
+
     fn read_in_memory(&self, offset: i64, max_bytes: usize, upper: i64) -> InMemory {
         if offset < self.log_start || offset > self.leo {
             return InMemory::Answered(Err(ReadError::OffsetOutOfRange {
@@ -2967,16 +2983,12 @@ impl<S: Storage> PartitionLog<S> {
                 .read_cursors
                 .retain(|known| known.key != key);
         }
-        let mut index = self.segment_index(segment_base).await?;
         let relative = u32::try_from(offset - segment_base).unwrap_or(u32::MAX);
+        let mut read_start = self.read_start(segment_base, relative).await?;
         loop {
-            let entry = index.entry_for(relative);
+            let (entry, first_extent) = read_start;
             let first_base = segment_base + i64::from(entry.relative_offset);
             let start = u64::from(entry.position);
-            let first_extent =
-                self.inner
-                    .borrow()
-                    .batch_extent(segment_base, first_base, Some(&index));
             let from = DiskPosition {
                 start,
                 first_base,
@@ -2991,7 +3003,10 @@ impl<S: Storage> PartitionLog<S> {
                 // from the batches themselves, the index is right, and the
                 // read tells real damage from a bad index.
                 if let Some(rebuilt) = self.distrust_index(segment_base).await? {
-                    index = rebuilt;
+                    read_start =
+                        self.inner
+                            .borrow()
+                            .read_start_in(segment_base, relative, &rebuilt);
                     continue;
                 }
             }
@@ -3147,6 +3162,49 @@ impl<S: Storage> PartitionLog<S> {
         Ok(scanned.index)
     }
 
+    /// Where a read of `relative` in `segment_base`'s segment starts: the
+    /// index entry at or before it, and the extent of the batch there (see
+    /// `Inner::read_start_in`). Looked up in place when the index is in
+    /// memory: a segment of 1 GiB has up to 262,144 entries (6 MiB with
+    /// its time index), which [`PartitionLog::segment_index`] would copy
+    /// for every read.
+    async fn read_start(
+        &self,
+        segment_base: i64,
+        relative: u32,
+    ) -> Result<(OffsetEntry, Option<u64>), ReadError> {
+        {
+            let inner = self.inner.borrow();
+            let in_memory = inner
+                .segments
+                .get(&segment_base)
+                .and_then(|segment| segment.index.as_ref());
+            if let Some(index) = in_memory {
+                return Ok(inner.read_start_in(segment_base, relative, index));
+            }
+        }
+        let index = self.segment_index(segment_base).await?;
+        Ok(self
+            .inner
+            .borrow()
+            .read_start_in(segment_base, relative, &index))
+    }
+
+    /// Loads a segment's index into memory if it is not there yet, without
+    /// the copy [`PartitionLog::segment_index`] returns.
+    async fn load_index(&self, segment_base: i64) -> Result<(), ReadError> {
+        let loaded = self
+            .inner
+            .borrow()
+            .segments
+            .get(&segment_base)
+            .is_none_or(|segment| segment.index.is_some());
+        if !loaded {
+            self.segment_index(segment_base).await?;
+        }
+        Ok(())
+    }
+
     /// The index of a segment, loading (or rebuilding) it on first use.
     async fn segment_index(&self, segment_base: i64) -> Result<SegmentIndex, ReadError> {
         let (path, size, compactions, files_stale) = {
@@ -3255,7 +3313,7 @@ impl<S: Storage> PartitionLog<S> {
             OffsetQuery::MaxTimestamp => {
                 let bases: Vec<i64> = self.inner.borrow().segments.keys().copied().collect();
                 for &base in &bases {
-                    self.segment_index(base).await?;
+                    self.load_index(base).await?;
                 }
                 let inner = self.inner.borrow();
                 let best = inner
@@ -3291,8 +3349,12 @@ impl<S: Storage> PartitionLog<S> {
             let inner = self.inner.borrow();
             (inner.log_start, inner.hw)
         };
+        // The entry to scan from for `target`.
+        let start_entry =
+            |index: &SegmentIndex| index.entry_for(index.relative_offset_for_time(target));
         for base in bases {
-            let index = self.segment_index(base).await?;
+            // Sealed segments' max timestamps come from their time indexes.
+            self.load_index(base).await?;
             let (max_timestamp, written, path, next_offset) = {
                 let inner = self.inner.borrow();
                 let Some(segment) = inner.segments.get(&base) else {
@@ -3319,9 +3381,16 @@ impl<S: Storage> PartitionLog<S> {
             } else {
                 None
             };
-            let mut index = index;
-            let relative = index.relative_offset_for_time(target);
-            let mut entry = index.entry_for(relative);
+            let in_memory = self
+                .inner
+                .borrow()
+                .segments
+                .get(&base)
+                .and_then(|segment| segment.index.as_ref().map(start_entry));
+            let mut entry = match in_memory {
+                Some(entry) => entry,
+                None => start_entry(&self.segment_index(base).await?),
+            };
             let mut position = u64::from(entry.position);
             // Scan batch headers forward to the first batch reaching `target`.
             while position + BATCH_HEADER_BYTES as u64 <= written {
@@ -3345,8 +3414,7 @@ impl<S: Storage> PartitionLog<S> {
                     // The index entry does not point at its batch (see `read`).
                     match self.distrust_index(base).await? {
                         Some(rebuilt) => {
-                            index = rebuilt;
-                            entry = index.entry_for(index.relative_offset_for_time(target));
+                            entry = start_entry(&rebuilt);
                             position = u64::from(entry.position);
                             continue;
                         }
@@ -3828,7 +3896,7 @@ impl<S: Storage> PartitionLog<S> {
         let bases: Vec<i64> = self.inner.borrow().segments.keys().copied().collect();
         for &base in &bases {
             // Sealed segments' max timestamps come from their time indexes.
-            let _ = self.segment_index(base).await;
+            let _ = self.load_index(base).await;
         }
         let doomed: Vec<i64> = {
             let inner = self.inner.borrow();
@@ -5819,6 +5887,19 @@ mod tests {
             index_interval_bytes: 1 << 20,
             ..LogConfig::default()
         };
+        log_on_disk_configured(storage, dir, count, value_len, cache, config).await
+    }
+
+    /// `count` single-record batches of `value_len` bytes, appended and
+    /// durable, in a log of `config`.
+    async fn log_on_disk_configured(
+        storage: &MemStorage,
+        dir: &str,
+        count: i64,
+        value_len: usize,
+        cache: Rc<BatchCache>,
+        config: LogConfig,
+    ) -> (Rc<PartitionLog<MemStorage>>, Vec<(BatchHeader, Bytes)>) {
         let log = PartitionLog::open(storage.clone(), PathBuf::from(dir), config, cache)
             .await
             .expect("log opens");
@@ -5954,20 +6035,16 @@ mod tests {
             // worth comes short of it.
             const VALUE_BYTES: usize = DISK_READ_BYTES_MIN + 4096;
             let storage = MemStorage::new(21);
-            let log = PartitionLog::open(
-                storage.clone(),
-                PathBuf::from("/data/large"),
-                LogConfig::default(),
+            // The default index interval, an entry every 4 KiB of log.
+            let (log, batches) = log_on_disk_configured(
+                &storage,
+                "/data/large",
+                BATCHES,
+                VALUE_BYTES,
                 BatchCache::new(0),
+                LogConfig::default(),
             )
-            .await
-            .expect("log opens");
-            let value = vec![b'l'; VALUE_BYTES];
-            let batches: Vec<_> = (0..BATCHES)
-                .map(|offset| plain(offset, 1, &[&value]))
-                .collect();
-            log.append_replica(&batches).await.expect("appends");
-            log.wait_durable(BATCHES).await.expect("durable");
+            .await;
             // Every other batch, then the rest: each read starts at an index
             // entry (or the segment's start), none where one ended.
             let scattered: Vec<i64> = (0..BATCHES)

@@ -466,7 +466,7 @@ impl<S: Storage> PartitionLog<S> {
         };
         // Sealed segments' max timestamps come from their time indexes.
         for &base in bases.iter().rev().skip(1) {
-            let _ = self.segment_index(base).await;
+            let _ = self.load_index(base).await;
         }
         let offsets = self.offsets();
         let upper = offsets.lso.min(offsets.hw);
