@@ -178,6 +178,15 @@ pub const FS_THREADS: usize = 4;
 /// makes the call itself.
 pub const FS_CALLS_QUEUED_MAX: usize = 4_096;
 
+/// Threads of the background pool (`storage::in_background`), which runs
+/// only in the CPU's idle time: the cleaner's parsing and key hashing of
+/// the dirty part. Two let a host with idle cores clean two logs at once.
+pub const BACKGROUND_THREADS: usize = 2;
+
+/// Calls queued for the background pool; beyond the bound a shard does the
+/// work itself. A cleaner has at most one call queued at a time.
+pub const BACKGROUND_CALLS_QUEUED_MAX: usize = 1_024;
+
 /// A small file (checkpoint, snapshot, index) up to this size is read on
 /// the shard's thread: a page or two, where the hand-off to a file-system
 /// thread would cost about as much as the read. Larger ones (the indexes

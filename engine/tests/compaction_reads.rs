@@ -122,3 +122,75 @@ fn a_pass_reads_superseded_batches_once() {
         common::drop_log(log).await;
     });
 }
+
+/// A batch of the dirty part that fails its CRC stops the pass, though
+/// every record of it is superseded and the second phase would pass it over
+/// unread: the first phase checks each batch it reads.
+#[test]
+fn a_damaged_batch_of_the_dirty_part_stops_the_pass() {
+    use sluice_engine::storage::Storage;
+    in_executor(|| async {
+        let dir = Path::new("/data/damaged-0");
+        let config = compacted_config(SEGMENT_BYTES);
+        let storage = MemStorage::new(2);
+        let log = open_log_with(&storage, dir, &config, &BatchCache::new(CACHE_BYTES)).await;
+        // Every key is written again later, so no batch of the first
+        // segments holds a key's latest record.
+        for batch in 0..DAMAGE_BATCHES {
+            append(
+                &log,
+                -1,
+                format!("key-{}", batch % KEYS).as_bytes(),
+                &value_of(batch),
+            );
+        }
+        common::close_durable(log).await;
+        let names = match storage.list_dir(dir).await {
+            Ok(names) => names,
+            Err(error) => panic!("list failed: {error}"),
+        };
+        let mut segments: Vec<&String> = names.iter().filter(|n| n.ends_with(".log")).collect();
+        segments.sort();
+        assert!(
+            segments.len() >= 4,
+            "the test needs several sealed segments, got {}",
+            segments.len()
+        );
+        // A byte of the first batch's value in the second segment.
+        let damaged = dir.join(segments[1]);
+        let mut bytes = match storage.read_small(&damaged, SEGMENT_BYTES * 2).await {
+            Ok(bytes) => bytes,
+            Err(error) => panic!("read failed: {error}"),
+        };
+        bytes[DAMAGE_AT] ^= 0x5a;
+        if let Err(error) = storage.write_small_atomic(&damaged, &bytes).await {
+            panic!("write failed: {error}");
+        }
+        let log = open_log_with(&storage, dir, &config, &BatchCache::new(CACHE_BYTES)).await;
+        let limits = CompactionLimits {
+            key_map_entries_max: KEY_MAP_ENTRIES,
+            io_bytes_per_second: 0,
+            merge_segments: true,
+        };
+        match log
+            .compact(sluice_engine::types::now_ms(), &limits, &NoCodecs)
+            .await
+        {
+            Err(error) => {
+                let error = error.to_string();
+                assert!(
+                    error.contains("checksum") && error.contains(segments[1].as_str()),
+                    "the pass failed for another reason: {error}"
+                );
+            }
+            Ok(report) => panic!("the pass went through a damaged batch: {report:?}"),
+        }
+        common::drop_log(log).await;
+    });
+}
+
+/// Batches the damaged-batch test writes: a few segments' worth.
+const DAMAGE_BATCHES: usize = 400;
+/// Where in its segment the damaged-batch test flips a byte: within the
+/// first batch's value, past its header and the record's key.
+const DAMAGE_AT: usize = 120;

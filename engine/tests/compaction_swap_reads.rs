@@ -103,14 +103,7 @@ fn reads_during_a_pass(merge_segments: bool) {
         for batch in 0..BATCHES {
             append(&log, batch);
         }
-        let leo = log.offsets().leo;
-        if let Err(error) = log.wait_durable(leo).await {
-            panic!("sync failed: {error}");
-        }
-        if let Err(error) = log.close().await {
-            panic!("close failed: {error}");
-        }
-        common::drop_log(log).await;
+        common::close_durable(log).await;
         // Opened again, the sealed segments' indexes are read from their
         // files on first use.
         let cache = BatchCache::new(CACHE_BYTES);

@@ -10,10 +10,12 @@
 //!
 //! A pass has two phases. The dirty part of the log (the cleanable segments
 //! after the cleaner checkpoint) is read to map each key to its latest
-//! offset; then every cleanable segment from the log start to the end of
-//! that part is rewritten without the records the map supersedes. Only
-//! sealed segments entirely below the last stable offset and the high
-//! watermark are cleanable, and not those younger than
+//! offset (the shard reads it; the batches' CRCs, records and keys are
+//! checked, parsed and hashed on a background thread that runs only in the
+//! CPU's idle time, see `note_keys`); then every cleanable segment from the
+//! log start to the end of that part is rewritten without the records the
+//! map supersedes. Only sealed segments entirely below the last stable
+//! offset and the high watermark are cleanable, and not those younger than
 //! `min.compaction.lag.ms`.
 //!
 //! A segment is replaced whole and atomically: the cleaned copy is written
@@ -59,6 +61,15 @@ const CLEANER_YIELD_BYTES: usize = 64 * 1024;
 /// Bytes of a cleaned segment gathered before they are written (see
 /// `CLEANER_READ_BYTES` for the size).
 const CLEANER_WRITE_BYTES: usize = 256 * 1024;
+/// Bytes of batches the first phase hands to the background at a time (see
+/// `note_keys`): enough that a hand-off, two thread wake-ups, is small
+/// beside the work it carries.
+const CLEANER_NOTE_BYTES: usize = 256 * 1024;
+/// The first phase lost its key map: never expected, but a pass must not go
+/// on with an empty map, which would empty every batch of the dirty part.
+const KEY_MAP_MISSING: &str = "the first phase lost its key map";
+/// What a batch failing its CRC is called in the cleaner's error.
+const CRC_FAILED: &str = "a batch failing its checksum";
 /// The cleaner checkpoint: the end of the part of the log already cleaned.
 pub(super) const CLEANER_CHECKPOINT_FILE: &str = "cleaner-offset-checkpoint";
 /// The suffix of a cleaned copy of a segment before it replaces the segment.
@@ -198,6 +209,9 @@ struct SegmentBatches<F> {
     /// Where the bytes wanted next end: a read goes no further unless the
     /// batch at `position` does (the segment's size when reading it all).
     span_end: u64,
+    /// Each batch's CRC is checked here; off where the caller checks it
+    /// elsewhere (the first phase, in the background: see `note_keys`).
+    check_crc: bool,
 }
 
 impl<F: StorageFile> SegmentBatches<F> {
@@ -248,13 +262,71 @@ impl<F: StorageFile> SegmentBatches<F> {
         let Some(bytes) = self.buffer.get(at..at + total) else {
             return Err(damaged(self.position, "a short read"));
         };
-        if crate::batch::compute_crc(bytes) != header.crc {
-            return Err(damaged(self.position, "a batch failing its checksum"));
+        if self.check_crc && crate::batch::compute_crc(bytes) != header.crc {
+            return Err(damaged(self.position, CRC_FAILED));
         }
         let bytes = self.buffer.slice(at..at + total);
         self.position += total as u64;
         Ok(Some((header, bytes)))
     }
+}
+
+/// A chunk of the dirty part's batches for the background to note in the
+/// key map, with what it needs to do so away from the shard.
+struct NoteKeys {
+    keys: KeyMap,
+    /// Each batch with its position in the segment.
+    batches: Vec<(u64, BatchHeader, Bytes)>,
+    aborted: std::sync::Arc<[AbortedTxn]>,
+    first_dirty: i64,
+    codec: &'static (dyn RecordCodec + Sync),
+    /// The segment's file, for errors.
+    path: std::path::PathBuf,
+}
+
+/// Checks each batch's CRC and notes the offset of each keyed record of the
+/// dirty part as its key's latest. Runs in the background (off the shard's
+/// thread, in the CPU's idle time): it is most of the cleaner's CPU, since
+/// the first phase reads the whole dirty part and most of it is then passed
+/// over unread.
+fn note_keys(job: NoteKeys) -> Result<KeyMap, CompactionError> {
+    let NoteKeys {
+        mut keys,
+        batches,
+        aborted,
+        first_dirty,
+        codec,
+        path,
+    } = job;
+    for (position, header, bytes) in &batches {
+        if crate::batch::compute_crc(bytes) != header.crc {
+            return Err(CompactionError(format!(
+                "{}: {CRC_FAILED} at position {position}: the segment is damaged",
+                path.display()
+            )));
+        }
+        if header.is_control() || is_aborted(&aborted, header) {
+            continue;
+        }
+        let records = record_area(bytes, header, codec, BATCH_BYTES_MAX).and_then(|area| {
+            let records = parse_records(&area, header.record_count)?;
+            for record in records {
+                let offset = header.base_offset.saturating_add(record.offset_delta);
+                if let (Some(key), true) = (record.key, offset >= first_dirty) {
+                    keys.insert(key, offset);
+                }
+            }
+            Ok(())
+        });
+        if let Err(error) = records {
+            return Err(CompactionError(format!(
+                "{}: batch at offset {}: {error}",
+                path.display(),
+                header.base_offset
+            )));
+        }
+    }
+    Ok(keys)
 }
 
 /// Where the first phase found a batch of the dirty part, with its header.
@@ -545,7 +617,7 @@ impl<S: Storage> PartitionLog<S> {
         &self,
         now: i64,
         limits: &CompactionLimits,
-        codec: &dyn RecordCodec,
+        codec: &'static (dyn RecordCodec + Sync),
     ) -> Result<Option<CompactionReport>, CompactionError> {
         let Some(plan) = self.compaction_plan(now, limits.merge_segments).await else {
             return Ok(None);
@@ -562,7 +634,7 @@ impl<S: Storage> PartitionLog<S> {
         plan: Plan,
         now: i64,
         limits: &CompactionLimits,
-        codec: &dyn RecordCodec,
+        codec: &'static (dyn RecordCodec + Sync),
     ) -> Result<CompactionReport, CompactionError> {
         let mut throttle = Throttle::new(limits.io_bytes_per_second);
         let plan_end = plan.segments.last().map_or(plan.first_dirty, |s| s.2);
@@ -570,42 +642,66 @@ impl<S: Storage> PartitionLog<S> {
             .aborted_txns(plan.log_start, plan_end)
             .await
             .map_err(|error| CompactionError(error.to_string()))?;
-        // Phase 1: the latest offset of every key of the dirty part.
-        let mut keys = KeyMap::new(limits.key_map_entries_max);
+        // Phase 1: the latest offset of every key of the dirty part. The
+        // shard reads; checking, parsing and hashing the batches is done in
+        // the background (see `note_keys`), a chunk at a time, while the
+        // shard reads the next chunk.
+        let aborted_shared: std::sync::Arc<[AbortedTxn]> = aborted.as_slice().into();
+        let mut keys = Some(KeyMap::new(limits.key_map_entries_max));
+        // The chunk in the background, which holds the map meanwhile.
+        let mut noting = None;
         let mut places = DirtyPlaces::default();
         let mut end = plan.first_dirty;
         for &(base, size, next) in plan.segments.iter().filter(|s| s.2 > plan.first_dirty) {
-            if keys.is_full() {
+            if let Some(pending) = noting.take() {
+                keys = Some(pending.await?);
+            }
+            if keys.as_ref().is_some_and(KeyMap::is_full) {
                 break;
             }
             let mut batches = self.segment_batches(base, size).await?;
+            batches.check_crc = false;
             let mut segment_places = Vec::new();
+            let mut chunk: Vec<(u64, BatchHeader, Bytes)> = Vec::new();
+            let mut chunk_bytes = 0usize;
             loop {
                 let position = batches.position;
-                let Some((header, bytes)) = batches.next().await? else {
+                let batch = batches.next().await?;
+                let last = batch.is_none();
+                if let Some((header, bytes)) = batch {
+                    if !places.full {
+                        if places.count + segment_places.len() < CLEANER_PLACES_MAX {
+                            segment_places.push(BatchPlace { position, header });
+                        } else {
+                            places.full = true;
+                        }
+                    }
+                    let len = bytes.len();
+                    chunk_bytes += len;
+                    chunk.push((position, header, bytes));
+                    throttle.account(len).await;
+                }
+                if (last && !chunk.is_empty()) || chunk_bytes >= CLEANER_NOTE_BYTES {
+                    if let Some(pending) = noting.take() {
+                        keys = Some(pending.await?);
+                    }
+                    let map = keys
+                        .take()
+                        .ok_or_else(|| CompactionError(KEY_MAP_MISSING.into()))?;
+                    let job = NoteKeys {
+                        keys: map,
+                        batches: std::mem::take(&mut chunk),
+                        aborted: std::sync::Arc::clone(&aborted_shared),
+                        first_dirty: plan.first_dirty,
+                        codec,
+                        path: batches.path.clone(),
+                    };
+                    chunk_bytes = 0;
+                    noting = Some(crate::storage::in_background(move || note_keys(job)));
+                }
+                if last {
                     break;
-                };
-                if !places.full {
-                    if places.count + segment_places.len() < CLEANER_PLACES_MAX {
-                        segment_places.push(BatchPlace { position, header });
-                    } else {
-                        places.full = true;
-                    }
                 }
-                if header.is_control() || is_aborted(&aborted, &header) {
-                    continue;
-                }
-                let area = record_area(&bytes, &header, codec, BATCH_BYTES_MAX)
-                    .map_err(|error| self.record_error(base, &header, error))?;
-                let records = parse_records(&area, header.record_count)
-                    .map_err(|error| self.record_error(base, &header, error))?;
-                for record in records {
-                    let offset = header.base_offset.saturating_add(record.offset_delta);
-                    if let (Some(key), true) = (record.key, offset >= plan.first_dirty) {
-                        keys.insert(key, offset);
-                    }
-                }
-                throttle.account(bytes.len()).await;
             }
             if !places.full {
                 places.count += segment_places.len();
@@ -613,6 +709,10 @@ impl<S: Storage> PartitionLog<S> {
             }
             end = next;
         }
+        let keys = match noting.take() {
+            Some(pending) => pending.await?,
+            None => keys.ok_or_else(|| CompactionError(KEY_MAP_MISSING.into()))?,
+        };
         // Phase 2: every cleanable segment up to `end`, rewritten.
         let delete_retention_ms = self.inner.borrow().config.delete_retention_ms;
         // A producer's last batch stays, emptied or not, with its producer
@@ -920,6 +1020,7 @@ impl<S: Storage> PartitionLog<S> {
             buffer: Bytes::new(),
             buffer_start: 0,
             span_end: size,
+            check_crc: true,
         })
     }
 

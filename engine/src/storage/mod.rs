@@ -21,6 +21,7 @@ use crate::open_files::ExtraDescriptor;
 
 pub use dma::{finish_deletions, is_doomed, DmaStorage};
 pub use mem::{Fault, MemStorage};
+pub(crate) use off_shard::in_background;
 
 /// A directory tree of files. Cheap to clone; clones share the same files.
 #[allow(async_fn_in_trait)] // Shard-local futures: nothing here is ever sent to another thread.

@@ -15,6 +15,9 @@
 //! while these owe no executor anything. The result travels in a slot the
 //! waiting task polls; the thread wakes the task through its waker, which
 //! glommio lets other threads use.
+//!
+//! A second pool runs work that is not a file-system call but that a shard
+//! can put off to the CPU's idle time (`in_background`).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -22,7 +25,9 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::task::{Context, Poll, Waker};
 
-use crate::constants::{FS_CALLS_QUEUED_MAX, FS_THREADS};
+use crate::constants::{
+    BACKGROUND_CALLS_QUEUED_MAX, BACKGROUND_THREADS, FS_CALLS_QUEUED_MAX, FS_THREADS,
+};
 
 type Call = Box<dyn FnOnce() + Send>;
 
@@ -59,6 +64,30 @@ where
     T: Send + 'static,
     F: FnOnce() -> T + Send + 'static,
 {
+    run_on(&FILE_SYSTEM, call)
+}
+
+/// Runs `call`, work a shard can put off, on a thread of the process's
+/// background pool, which the kernel runs only when no other thread wants
+/// its CPU (`SCHED_IDLE`), and resolves to its result. The work a shard
+/// does itself competes with its producers and consumers for the CPU, and
+/// so does a plain thread's: on a machine the clients and shards keep busy,
+/// a busy loop taking 2 % of one core raised producers' ack p99 as much as
+/// the cleaner did (README, "Compaction"). Made here and now when the
+/// pool's queue is full or it has no thread.
+pub(crate) fn in_background<T, F>(call: F) -> impl Future<Output = T>
+where
+    T: Send + 'static,
+    F: FnOnce() -> T + Send + 'static,
+{
+    run_on(&BACKGROUND, call)
+}
+
+fn run_on<T, F>(pool: &'static Pool, call: F) -> impl Future<Output = T>
+where
+    T: Send + 'static,
+    F: FnOnce() -> T + Send + 'static,
+{
     let slot = Arc::new(Mutex::new(Slot {
         value: None,
         waker: None,
@@ -75,7 +104,7 @@ where
             waker.wake();
         }
     });
-    let refused = match queue() {
+    let refused = match pool.queue() {
         Some(sender) => match sender.try_send(job) {
             Ok(()) => None,
             Err(mpsc::TrySendError::Full(job) | mpsc::TrySendError::Disconnected(job)) => Some(job),
@@ -88,42 +117,87 @@ where
     Pending(slot)
 }
 
-/// The threads' queue, started at the first call; `None` if no thread
-/// could be started.
-static QUEUE: OnceLock<Option<mpsc::SyncSender<Call>>> = OnceLock::new();
+/// A set of plain threads taking calls from one queue, started at the
+/// first call.
+struct Pool {
+    name: &'static str,
+    threads: usize,
+    queued_max: usize,
+    /// The threads run under `SCHED_IDLE`.
+    idle_priority: bool,
+    /// `None` if no thread could be started.
+    queue: OnceLock<Option<mpsc::SyncSender<Call>>>,
+}
 
-fn queue() -> Option<&'static mpsc::SyncSender<Call>> {
-    QUEUE
-        .get_or_init(|| {
-            let (sender, receiver) = mpsc::sync_channel::<Call>(FS_CALLS_QUEUED_MAX);
-            let receiver = Arc::new(Mutex::new(receiver));
-            let mut started = 0;
-            for number in 0..FS_THREADS {
-                let receiver = Arc::clone(&receiver);
-                let spawned = std::thread::Builder::new()
-                    .name(format!("sluice-fs-{number}"))
-                    .spawn(move || loop {
-                        // One thread takes the next call at a time; the
-                        // lock is let go before the call runs.
-                        let next = receiver
-                            .lock()
-                            .unwrap_or_else(PoisonError::into_inner)
-                            .recv();
-                        match next {
-                            Ok(call) => call(),
-                            Err(mpsc::RecvError) => return,
+static FILE_SYSTEM: Pool = Pool {
+    name: "sluice-fs",
+    threads: FS_THREADS,
+    queued_max: FS_CALLS_QUEUED_MAX,
+    idle_priority: false,
+    queue: OnceLock::new(),
+};
+
+static BACKGROUND: Pool = Pool {
+    name: "sluice-bg",
+    threads: BACKGROUND_THREADS,
+    queued_max: BACKGROUND_CALLS_QUEUED_MAX,
+    idle_priority: true,
+    queue: OnceLock::new(),
+};
+
+impl Pool {
+    fn queue(&'static self) -> Option<&'static mpsc::SyncSender<Call>> {
+        self.queue
+            .get_or_init(|| {
+                let (sender, receiver) = mpsc::sync_channel::<Call>(self.queued_max);
+                let receiver = Arc::new(Mutex::new(receiver));
+                let mut started = 0;
+                for number in 0..self.threads {
+                    let receiver = Arc::clone(&receiver);
+                    let spawned = std::thread::Builder::new()
+                        .name(format!("{}-{number}", self.name))
+                        .spawn(move || {
+                            if self.idle_priority {
+                                lower_to_idle_priority();
+                            }
+                            loop {
+                                // One thread takes the next call at a time;
+                                // the lock is let go before the call runs.
+                                let next = receiver
+                                    .lock()
+                                    .unwrap_or_else(PoisonError::into_inner)
+                                    .recv();
+                                match next {
+                                    Ok(call) => call(),
+                                    Err(mpsc::RecvError) => return,
+                                }
+                            }
+                        });
+                    match spawned {
+                        Ok(_) => started += 1,
+                        Err(error) => {
+                            tracing::warn!(%error, pool = self.name, "a thread could not be started");
                         }
-                    });
-                match spawned {
-                    Ok(_) => started += 1,
-                    Err(error) => {
-                        tracing::warn!(%error, "a file-system thread could not be started");
                     }
                 }
-            }
-            (started > 0).then_some(sender)
-        })
-        .as_ref()
+                (started > 0).then_some(sender)
+            })
+            .as_ref()
+    }
+}
+
+/// Puts the calling thread under `SCHED_IDLE`. Where the kernel refuses
+/// (a container's seccomp profile, say), the thread runs at its normal
+/// priority: the work still gets done, only not in the CPU's idle time.
+fn lower_to_idle_priority() {
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: pid 0 is the calling thread; `param` is a valid sched_param
+    // that outlives the call, and SCHED_IDLE takes priority 0.
+    let result = unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) };
+    if result != 0 {
+        let error = std::io::Error::last_os_error();
+        tracing::warn!(%error, "a background thread could not be put under SCHED_IDLE");
+    }
 }
 
 #[cfg(test)]
@@ -138,6 +212,30 @@ mod tests {
                 let (there, value) = off_shard(|| (std::thread::current().id(), 6 * 7)).await;
                 assert_eq!(value, 42);
                 assert_ne!(there, here, "the call ran on the shard's thread");
+            })
+            .expect("executor")
+            .join()
+            .expect("join");
+    }
+
+    #[test]
+    fn background_work_runs_in_the_idle_time_of_the_cpu() {
+        glommio::LocalExecutorBuilder::default()
+            .spawn(|| async {
+                let here = std::thread::current().id();
+                // SAFETY: sched_getscheduler only reads the calling
+                // thread's policy.
+                let (there, policy) = in_background(|| {
+                    (std::thread::current().id(), unsafe {
+                        libc::sched_getscheduler(0)
+                    })
+                })
+                .await;
+                assert_ne!(there, here, "the work ran on the shard's thread");
+                assert_eq!(policy, libc::SCHED_IDLE, "the background thread's policy");
+                // SAFETY: as above.
+                let own = unsafe { libc::sched_getscheduler(0) };
+                assert_eq!(own, libc::SCHED_OTHER, "the shard's own policy changed");
             })
             .expect("executor")
             .join()

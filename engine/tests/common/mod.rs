@@ -135,6 +135,19 @@ pub async fn drop_log(log: Rc<PartitionLog<MemStorage>>) {
     }
 }
 
+/// Waits until everything appended to `log` is durable, closes it and
+/// drops it: the log's files as a clean stop leaves them.
+pub async fn close_durable(log: Rc<PartitionLog<MemStorage>>) {
+    let leo = log.offsets().leo;
+    if let Err(error) = log.wait_durable(leo).await {
+        panic!("sync failed: {error}");
+    }
+    if let Err(error) = log.close().await {
+        panic!("close failed: {error}");
+    }
+    drop_log(log).await;
+}
+
 /// Seeds from the environment variable `name`: `7,9,100..200`.
 pub fn seeds_from_env(name: &str) -> Vec<u64> {
     let Ok(spec) = std::env::var(name) else {
