@@ -286,9 +286,10 @@ struct NoteKeys {
 
 /// Checks each batch's CRC and notes the offset of each keyed record of the
 /// dirty part as its key's latest. Runs in the background (off the shard's
-/// thread, in the CPU's idle time): it is most of the cleaner's CPU, since
-/// the first phase reads the whole dirty part and most of it is then passed
-/// over unread.
+/// thread, in the CPU's idle time): it touches every byte of the dirty
+/// part, most of which the second phase then passes over unread, and in a
+/// profile of the compacted fixed-rate workload it was about as much CPU
+/// as all the cleaner's work left on the shard.
 fn note_keys(job: NoteKeys) -> Result<KeyMap, CompactionError> {
     let NoteKeys {
         mut keys,
