@@ -31,9 +31,11 @@ use crate::constants::{
 
 type Call = Box<dyn FnOnce() + Send>;
 
-/// Where a call's result waits for its task.
+/// Where a call's result waits for its task: its value, or the payload of
+/// its panic, which the task resumes (a panicking call must not leave its
+/// task waiting for good, nor end the thread that made it).
 struct Slot<T> {
-    value: Option<T>,
+    value: Option<std::thread::Result<T>>,
     waker: Option<Waker>,
 }
 
@@ -45,8 +47,13 @@ impl<T> Future for Pending<T> {
 
     fn poll(self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<T> {
         let mut slot = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(value) = slot.value.take() {
-            return Poll::Ready(value);
+        match slot.value.take() {
+            Some(Ok(value)) => return Poll::Ready(value),
+            Some(Err(payload)) => {
+                drop(slot);
+                std::panic::resume_unwind(payload)
+            }
+            None => {}
         }
         match &slot.waker {
             Some(waker) if waker.will_wake(context.waker()) => {}
@@ -94,7 +101,7 @@ where
     }));
     let filled = Arc::clone(&slot);
     let job: Call = Box::new(move || {
-        let value = call();
+        let value = std::panic::catch_unwind(std::panic::AssertUnwindSafe(call));
         let waker = {
             let mut slot = filled.lock().unwrap_or_else(PoisonError::into_inner);
             slot.value = Some(value);
@@ -240,5 +247,35 @@ mod tests {
             .expect("executor")
             .join()
             .expect("join");
+    }
+
+    /// How long the panicking call's task waits before giving up.
+    const PANIC_WAIT_MAX: std::time::Duration = std::time::Duration::from_secs(5);
+
+    #[test]
+    fn a_panicking_call_panics_its_task_and_the_thread_goes_on() {
+        let waiting = glommio::LocalExecutorBuilder::default()
+            .spawn(|| async {
+                // Without the panic passed on, the task would wait for
+                // good: it gives up instead, and the test fails.
+                let _ = glommio::timer::timeout(PANIC_WAIT_MAX, async {
+                    Ok(in_background(|| -> u32 { panic!("a planted panic") }).await)
+                })
+                .await;
+            })
+            .expect("executor")
+            .join();
+        assert!(
+            waiting.is_err(),
+            "the task waiting for the panicked call went on"
+        );
+        for _ in 0..BACKGROUND_THREADS * 2 {
+            let answered = glommio::LocalExecutorBuilder::default()
+                .spawn(|| async { in_background(|| 6 * 7).await })
+                .expect("executor")
+                .join()
+                .expect("join");
+            assert_eq!(answered, 42, "a later call was not answered");
+        }
     }
 }
