@@ -128,7 +128,6 @@ fn a_pass_reads_superseded_batches_once() {
 /// unread: the first phase checks each batch it reads.
 #[test]
 fn a_damaged_batch_of_the_dirty_part_stops_the_pass() {
-    use sluice_engine::storage::Storage;
     in_executor(|| async {
         let dir = Path::new("/data/damaged-0");
         let config = compacted_config(SEGMENT_BYTES);
@@ -136,61 +135,141 @@ fn a_damaged_batch_of_the_dirty_part_stops_the_pass() {
         let log = open_log_with(&storage, dir, &config, &BatchCache::new(CACHE_BYTES)).await;
         // Every key is written again later, so no batch of the first
         // segments holds a key's latest record.
-        for batch in 0..DAMAGE_BATCHES {
-            append(
-                &log,
-                -1,
-                format!("key-{}", batch % KEYS).as_bytes(),
-                &value_of(batch),
-            );
-        }
+        append_cycling(&log);
         common::close_durable(log).await;
-        let names = match storage.list_dir(dir).await {
-            Ok(names) => names,
-            Err(error) => panic!("list failed: {error}"),
-        };
-        let mut segments: Vec<&String> = names.iter().filter(|n| n.ends_with(".log")).collect();
-        segments.sort();
-        assert!(
-            segments.len() >= 4,
-            "the test needs several sealed segments, got {}",
-            segments.len()
-        );
         // A byte of the first batch's value in the second segment.
-        let damaged = dir.join(segments[1]);
-        let mut bytes = match storage.read_small(&damaged, SEGMENT_BYTES * 2).await {
-            Ok(bytes) => bytes,
-            Err(error) => panic!("read failed: {error}"),
-        };
-        bytes[DAMAGE_AT] ^= 0x5a;
-        if let Err(error) = storage.write_small_atomic(&damaged, &bytes).await {
-            panic!("write failed: {error}");
-        }
+        let segment = damage(&storage, dir, 1, None).await;
         let log = open_log_with(&storage, dir, &config, &BatchCache::new(CACHE_BYTES)).await;
+        the_pass_fails_on(&log, &segment).await;
+        common::drop_log(log).await;
+    });
+}
+
+/// A batch of the part cleaned before that fails its CRC stops the next
+/// pass: the first phase does not read that part, the second reads it
+/// again and checks each batch it reads.
+#[test]
+fn a_damaged_batch_of_the_clean_part_stops_the_pass() {
+    in_executor(|| async {
+        let dir = Path::new("/data/damaged-1");
+        let config = compacted_config(SEGMENT_BYTES);
+        let storage = MemStorage::new(2);
+        let log = open_log_with(&storage, dir, &config, &BatchCache::new(CACHE_BYTES)).await;
+        // Keys written once, then keys written again and again: the first
+        // segment keeps its batches whole through the first pass.
+        for batch in 0..DAMAGE_BATCHES {
+            let key = if batch < DAMAGE_BATCHES / 4 {
+                format!("once-{batch}")
+            } else {
+                format!("key-{}", batch % KEYS)
+            };
+            append(&log, -1, key.as_bytes(), &value_of(batch));
+        }
         let limits = CompactionLimits {
             key_map_entries_max: KEY_MAP_ENTRIES,
             io_bytes_per_second: 0,
             merge_segments: true,
         };
+        let leo = log.offsets().leo;
+        if let Err(error) = log.wait_durable(leo).await {
+            panic!("sync failed: {error}");
+        }
         match log
             .compact(sluice_engine::types::now_ms(), &limits, &NoCodecs)
             .await
         {
-            Err(error) => {
-                let error = error.to_string();
-                assert!(
-                    error.contains("checksum") && error.contains(segments[1].as_str()),
-                    "the pass failed for another reason: {error}"
-                );
-            }
-            Ok(report) => panic!("the pass went through a damaged batch: {report:?}"),
+            Ok(Some(report)) => assert!(report.records_removed > 0, "{report:?}"),
+            Ok(None) => panic!("no first pass was due"),
+            Err(error) => panic!("the first pass failed: {error}"),
         }
+        // A new dirty part, for a second pass.
+        append_cycling(&log);
+        common::close_durable(log).await;
+        // A byte of the first batch's value in the first segment, which the
+        // first pass left whole.
+        let segment = damage(&storage, dir, 0, Some(b"once-0")).await;
+        let log = open_log_with(&storage, dir, &config, &BatchCache::new(CACHE_BYTES)).await;
+        the_pass_fails_on(&log, &segment).await;
         common::drop_log(log).await;
     });
 }
 
-/// Batches the damaged-batch test writes: a few segments' worth.
+/// Segments the damaged-batch tests need: a few, sealed.
+const DAMAGE_SEGMENTS_MIN: usize = 4;
+/// Batches the damaged-batch tests write: a few segments' worth.
 const DAMAGE_BATCHES: usize = 400;
 /// Where in its segment the damaged-batch test flips a byte: within the
 /// first batch's value, past its header and the record's key.
 const DAMAGE_AT: usize = 120;
+
+/// Flips a byte of the first batch's value (at `DAMAGE_AT`) in the
+/// `index`th segment of `dir`, after checking that the batch holds `key`
+/// where one is given; returns the segment's file name.
+async fn damage(storage: &MemStorage, dir: &Path, index: usize, key: Option<&[u8]>) -> String {
+    use sluice_engine::storage::Storage;
+    let names = match storage.list_dir(dir).await {
+        Ok(names) => names,
+        Err(error) => panic!("list failed: {error}"),
+    };
+    let mut segments: Vec<String> = names.into_iter().filter(|n| n.ends_with(".log")).collect();
+    segments.sort();
+    assert!(
+        segments.len() >= DAMAGE_SEGMENTS_MIN,
+        "the test needs several sealed segments, got {}",
+        segments.len()
+    );
+    let segment = segments.swap_remove(index);
+    let path = dir.join(&segment);
+    let mut bytes = match storage.read_small(&path, SEGMENT_BYTES * 2).await {
+        Ok(bytes) => bytes,
+        Err(error) => panic!("read failed: {error}"),
+    };
+    if let Some(key) = key {
+        assert!(
+            bytes[..DAMAGE_AT]
+                .windows(key.len())
+                .any(|window| window == key),
+            "the segment's first batch is not the one expected"
+        );
+    }
+    bytes[DAMAGE_AT] ^= 0x5a;
+    if let Err(error) = storage.write_small_atomic(&path, &bytes).await {
+        panic!("write failed: {error}");
+    }
+    segment
+}
+
+/// A pass over the log fails, on a batch of `segment` failing its CRC.
+async fn the_pass_fails_on(log: &sluice_engine::log::PartitionLog<MemStorage>, segment: &str) {
+    let limits = CompactionLimits {
+        key_map_entries_max: KEY_MAP_ENTRIES,
+        io_bytes_per_second: 0,
+        merge_segments: true,
+    };
+    match log
+        .compact(sluice_engine::types::now_ms(), &limits, &NoCodecs)
+        .await
+    {
+        Err(error) => {
+            let error = error.to_string();
+            assert!(
+                error.contains("checksum") && error.contains(segment),
+                "the pass failed for another reason: {error}"
+            );
+        }
+        Ok(report) => panic!("the pass went through a damaged batch: {report:?}"),
+    }
+}
+
+/// Appends `DAMAGE_BATCHES` batches cycling through `KEYS` keys: each key
+/// is written again and again.
+fn append_cycling(log: &sluice_engine::log::PartitionLog<MemStorage>) {
+    for batch in 0..DAMAGE_BATCHES {
+        append(
+            log,
+            -1,
+            format!("key-{}", batch % KEYS).as_bytes(),
+            &value_of(batch),
+        );
+    }
+}

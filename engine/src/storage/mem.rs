@@ -131,9 +131,15 @@ impl MemStorage {
         self.state.borrow_mut().hold_next_sync_dir = true;
     }
 
-    /// Lets the held sync finish.
+    /// Lets the held sync finish; a hold whose sync has not started yet is
+    /// dropped, so that the sync does not wait for a release that already
+    /// came (a test's pass may reach its sync only after the test released
+    /// it: it then waited for good).
     pub fn release_sync(&self) {
-        self.state.borrow_mut().sync_held = false;
+        let mut state = self.state.borrow_mut();
+        state.sync_held = false;
+        state.hold_next_sync = false;
+        state.hold_next_sync_dir = false;
     }
 
     /// How many writes have completed, to every file: lets tests check how
@@ -589,5 +595,40 @@ impl StorageFile for MemStorageFile {
 
     async fn size(&self) -> io::Result<u64> {
         Ok(self.file.borrow().current.len() as u64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// How long the test lets a sync released before it started take.
+    const RELEASED_SYNC_WAIT_MAX: std::time::Duration = std::time::Duration::from_secs(2);
+
+    /// A sync that starts after the release of its hold does not wait for
+    /// another release: a test that released it would wait for good.
+    #[test]
+    fn a_hold_released_before_its_sync_starts_holds_nothing() {
+        let synced = glommio::LocalExecutorBuilder::default()
+            .spawn(|| async {
+                let storage = MemStorage::new(1);
+                let file = match storage.open(Path::new("/data/held"), true).await {
+                    Ok(file) => file,
+                    Err(error) => panic!("open failed: {error}"),
+                };
+                storage.hold_next_sync();
+                storage.release_sync();
+                glommio::timer::timeout(RELEASED_SYNC_WAIT_MAX, async {
+                    Ok(file.sync().await.is_ok())
+                })
+                .await
+            })
+            .expect("executor")
+            .join()
+            .expect("join");
+        assert!(
+            matches!(synced, Ok(true)),
+            "the sync waited for a release that had already come: {synced:?}"
+        );
     }
 }
