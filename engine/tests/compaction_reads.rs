@@ -64,11 +64,7 @@ fn a_pass_reads_superseded_batches_once() {
         if let Err(error) = log.wait_durable(leo).await {
             panic!("sync failed: {error}");
         }
-        let limits = CompactionLimits {
-            key_map_entries_max: KEY_MAP_ENTRIES,
-            io_bytes_per_second: 0,
-            merge_segments: true,
-        };
+        let limits = limits();
         let report = match log
             .compact(sluice_engine::types::now_ms(), &limits, &NoCodecs)
             .await
@@ -165,11 +161,7 @@ fn a_damaged_batch_of_the_clean_part_stops_the_pass() {
             };
             append(&log, -1, key.as_bytes(), &value_of(batch));
         }
-        let limits = CompactionLimits {
-            key_map_entries_max: KEY_MAP_ENTRIES,
-            io_bytes_per_second: 0,
-            merge_segments: true,
-        };
+        let limits = limits();
         let leo = log.offsets().leo;
         if let Err(error) = log.wait_durable(leo).await {
             panic!("sync failed: {error}");
@@ -241,11 +233,7 @@ async fn damage(storage: &MemStorage, dir: &Path, index: usize, key: Option<&[u8
 
 /// A pass over the log fails, on a batch of `segment` failing its CRC.
 async fn the_pass_fails_on(log: &sluice_engine::log::PartitionLog<MemStorage>, segment: &str) {
-    let limits = CompactionLimits {
-        key_map_entries_max: KEY_MAP_ENTRIES,
-        io_bytes_per_second: 0,
-        merge_segments: true,
-    };
+    let limits = limits();
     match log
         .compact(sluice_engine::types::now_ms(), &limits, &NoCodecs)
         .await
@@ -271,5 +259,14 @@ fn append_cycling(log: &sluice_engine::log::PartitionLog<MemStorage>) {
             format!("key-{}", batch % KEYS).as_bytes(),
             &value_of(batch),
         );
+    }
+}
+
+/// What every pass of these tests may use: no I/O limit, a map for all keys.
+fn limits() -> CompactionLimits {
+    CompactionLimits {
+        key_map_entries_max: KEY_MAP_ENTRIES,
+        io_bytes_per_second: 0,
+        merge_segments: true,
     }
 }
