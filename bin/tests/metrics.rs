@@ -208,6 +208,8 @@ fn produce_to_missing_partition(client: &mut WireClient) -> i16 {
 
 #[test]
 fn scraped_figures_match_the_traffic() {
+    // No thread of the broker can have run longer than this.
+    let started = Instant::now();
     let (broker, admin) = start_with_admin_port();
     assert_eq!(get(admin, "/health"), (200, "ok\n".to_string()));
     assert_eq!(get(admin, "/ready"), (200, "ready\n".to_string()));
@@ -360,6 +362,16 @@ fn scraped_figures_match_the_traffic() {
         assert!(
             busy.is_some_and(|busy| busy > 0.0),
             "shard {shard} busy {busy:?}"
+        );
+        let lifetime = started.elapsed().as_secs_f64();
+        let cpu = value(
+            &scraped,
+            "sluice_shard_cpu_seconds_total",
+            &[("shard", shard)],
+        );
+        assert!(
+            cpu.is_some_and(|cpu| cpu > 0.0 && cpu <= lifetime),
+            "shard {shard} CPU {cpu:?} s in {lifetime} s"
         );
         let cache = value(
             &scraped,

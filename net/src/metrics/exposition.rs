@@ -369,6 +369,14 @@ fn write_shards(out: &mut Writer, snapshots: &Snapshots, now: Instant) {
         snapshot.executor.busy.as_secs_f64().to_string()
     });
     out.family(
+        "sluice_shard_cpu_seconds_total",
+        "counter",
+        "CPU time the kernel charged each shard's thread (user and system).",
+    );
+    each(out, "sluice_shard_cpu_seconds_total", &|snapshot| {
+        snapshot.executor.cpu.as_secs_f64().to_string()
+    });
+    out.family(
         "sluice_shard_tasks_executed_total",
         "counter",
         "Tasks each shard's executor ran.",

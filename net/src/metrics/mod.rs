@@ -384,8 +384,12 @@ pub struct CommittedOffset {
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct ExecutorFigures {
     /// Time spent running tasks and polling for I/O (not spinning or
-    /// parked).
+    /// parked). Wall-clock time: it includes moments the kernel ran
+    /// another thread on the shard's core.
     pub busy: Duration,
+    /// CPU time the kernel charged the shard's thread, user and system:
+    /// what the shard took from the machine, whoever else wanted the core.
+    pub cpu: Duration,
     pub tasks_executed: u64,
     /// File reads and writes submitted to io_uring, and their bytes.
     pub file_reads: u64,
@@ -568,9 +572,30 @@ impl ShardRecorder {
         figures.file_read_bytes += read_bytes;
         figures.file_writes += writes;
         figures.file_write_bytes += write_bytes;
+        // A total the kernel keeps, not a figure since the last call.
+        if let Some(cpu) = thread_cpu_time() {
+            figures.cpu = cpu;
+        }
         self.executor.set(figures);
         figures
     }
+}
+
+/// The calling thread's CPU time so far, user and system; `None` where
+/// the kernel does not answer.
+fn thread_cpu_time() -> Option<Duration> {
+    let mut time = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `time` is a valid timespec for the call to fill.
+    let status = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut time) };
+    if status != 0 {
+        return None;
+    }
+    let seconds = u64::try_from(time.tv_sec).ok()?;
+    let nanos = u32::try_from(time.tv_nsec).ok()?;
+    Some(Duration::new(seconds, nanos))
 }
 
 /// Counts one up or down; down never wraps below zero.
