@@ -21,7 +21,7 @@ use glommio::{LocalExecutorBuilder, Placement};
 use crate::constants::{MESH_CHANNEL_CAPACITY, SHARDS_MAX};
 use crate::notify::{Signal, Turns};
 use crate::types::ShardId;
-use crate::wake_watch::{watched, Timing, WakeWatch};
+use crate::wake_watch::{spawn_watched, Timing, WakeWatch};
 
 /// The shard that owns `partition` of `topic`, for `shards` shards.
 ///
@@ -289,7 +289,7 @@ where
         } else {
             Placement::Unbound
         };
-        let mut builder = LocalExecutorBuilder::new(placement).name(&format!("shard-{index}"));
+        let mut builder = LocalExecutorBuilder::new(placement);
         if let Some(spin) = plan.spin_before_park {
             builder = builder.spin_before_park(spin);
         }
@@ -297,15 +297,22 @@ where
         let heartbeat = watch
             .heartbeat(index)
             .ok_or_else(|| format!("no heartbeat for shard {index}"))?;
-        let handle = builder
-            .spawn(move || watched(heartbeat, body(ShardId(index as u16))))
-            .map_err(|error| format!("starting shard {index}: {error}"))?;
+        let handle = spawn_watched(builder, format!("shard-{index}"), heartbeat, move || {
+            body(ShardId(index as u16))
+        })
+        .map_err(|error| format!("starting shard {index}: {error}"))?;
         handles.push(handle);
     }
     let mut first_error = None;
     for (index, handle) in handles.into_iter().enumerate() {
-        if let Err(error) = handle.join() {
-            first_error.get_or_insert(format!("shard {index} failed: {error}"));
+        match handle.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => {
+                first_error.get_or_insert(format!("shard {index} failed: {error}"));
+            }
+            Err(_) => {
+                first_error.get_or_insert(format!("shard {index} panicked"));
+            }
         }
     }
     drop(watch);

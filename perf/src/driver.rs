@@ -39,7 +39,7 @@ use crate::rate::{split_rate, Schedule};
 use crate::report::IntervalSample;
 use crate::stats::{self, Percentiles};
 use crate::workload::Workload;
-use sluice_engine::wake_watch::{watched, Timing, WakeWatch};
+use sluice_engine::wake_watch::{spawn_watched, Timing, WakeWatch};
 
 /// Shares of the producer and consumer task queues of a worker: equal, so
 /// neither side can starve the other of its executor.
@@ -1118,24 +1118,23 @@ pub fn run(options: &RunOptions) -> Result<Measured, String> {
         let heartbeat = watch
             .heartbeat(thread)
             .ok_or_else(|| format!("no heartbeat for worker {thread}"))?;
-        let handle = LocalExecutorBuilder::new(Placement::Unbound)
-            .name(&format!("perf-worker-{thread}"))
-            .preempt_timer(PREEMPT_TIMER)
-            .spawn(move || {
-                watched(
-                    heartbeat,
-                    worker(
-                        thread,
-                        worker_options,
-                        mine_producers,
-                        mine_consumers,
-                        worker_shared,
-                        sender,
-                        slot,
-                    ),
+        let handle = spawn_watched(
+            LocalExecutorBuilder::new(Placement::Unbound).preempt_timer(PREEMPT_TIMER),
+            format!("perf-worker-{thread}"),
+            heartbeat,
+            move || {
+                worker(
+                    thread,
+                    worker_options,
+                    mine_producers,
+                    mine_consumers,
+                    worker_shared,
+                    sender,
+                    slot,
                 )
-            })
-            .map_err(|error| format!("cannot start a worker executor: {error}"))?;
+            },
+        )
+        .map_err(|error| format!("cannot start a worker executor: {error}"))?;
         handles.push(handle);
     }
     let mut workers = threads;
@@ -1280,11 +1279,11 @@ pub fn run(options: &RunOptions) -> Result<Measured, String> {
     shared.stop_consumers.store(true, Ordering::Relaxed);
     let mut results = Vec::new();
     for handle in handles {
-        results.push(
-            handle
-                .join()
-                .map_err(|error| format!("a worker executor failed: {error}"))?,
-        );
+        match handle.join() {
+            Ok(Ok(result)) => results.push(result),
+            Ok(Err(error)) => return Err(format!("a worker executor failed: {error}")),
+            Err(_) => return Err("a worker executor panicked".to_string()),
+        }
     }
     // Every executor has ended: nothing is left to wake.
     drop(nudger);
