@@ -360,70 +360,54 @@ fn write_shards(out: &mut Writer, snapshots: &Snapshots, now: Instant) {
             .as_secs_f64()
             .to_string()
     });
-    out.family(
-        "sluice_shard_busy_seconds_total",
-        "counter",
-        "Time each shard spent running tasks and polling for I/O (not spinning or parked).",
-    );
-    each(out, "sluice_shard_busy_seconds_total", &|snapshot| {
-        snapshot.executor.busy.as_secs_f64().to_string()
-    });
-    out.family(
-        "sluice_shard_cpu_seconds_total",
-        "counter",
-        "CPU time the kernel charged each shard's thread (user and system).",
-    );
-    each(out, "sluice_shard_cpu_seconds_total", &|snapshot| {
-        snapshot.executor.cpu.as_secs_f64().to_string()
-    });
-    out.family(
-        "sluice_shard_tasks_executed_total",
-        "counter",
-        "Tasks each shard's executor ran.",
-    );
-    each(out, "sluice_shard_tasks_executed_total", &|snapshot| {
-        snapshot.executor.tasks_executed.to_string()
-    });
-    out.family(
-        "sluice_shard_io_operations_total",
-        "counter",
-        "File reads and writes each shard submitted to io_uring.",
-    );
-    for ((_, snapshot), shard) in snapshots.iter().zip(&shard_labels) {
-        if snapshot.made.is_some() {
-            let executor = &snapshot.executor;
-            let name = "sluice_shard_io_operations_total";
-            out.sample(
-                name,
-                &[("shard", shard), ("op", "read")],
-                executor.file_reads,
-            );
-            out.sample(
-                name,
-                &[("shard", shard), ("op", "write")],
-                executor.file_writes,
-            );
-        }
+    let counters: [(&str, &str, &ShardFigure); 3] = [
+        (
+            "sluice_shard_busy_seconds_total",
+            "Time each shard spent running tasks and polling for I/O (not spinning or parked).",
+            &|snapshot| snapshot.executor.busy.as_secs_f64().to_string(),
+        ),
+        (
+            "sluice_shard_cpu_seconds_total",
+            "CPU time the kernel charged each shard's thread (user and system).",
+            &|snapshot| snapshot.executor.cpu.as_secs_f64().to_string(),
+        ),
+        (
+            "sluice_shard_tasks_executed_total",
+            "Tasks each shard's executor ran.",
+            &|snapshot| snapshot.executor.tasks_executed.to_string(),
+        ),
+    ];
+    for (name, help, value) in counters {
+        out.family(name, "counter", help);
+        each(out, name, value);
     }
-    out.family(
-        "sluice_shard_io_bytes_total",
-        "counter",
-        "Bytes of the file reads and writes each shard submitted to io_uring.",
-    );
-    for ((_, snapshot), shard) in snapshots.iter().zip(&shard_labels) {
-        if snapshot.made.is_some() {
-            let executor = &snapshot.executor;
-            let name = "sluice_shard_io_bytes_total";
-            out.sample(
-                name,
-                &[("shard", shard), ("op", "read")],
-                executor.file_read_bytes,
-            );
-            out.sample(
-                name,
-                &[("shard", shard), ("op", "write")],
-                executor.file_write_bytes,
-            );
+    // File I/O by direction: (family, help, reads, writes).
+    type ByOp = fn(&ShardSnapshot) -> (u64, u64);
+    let by_op: [(&str, &str, ByOp); 2] = [
+        (
+            "sluice_shard_io_operations_total",
+            "File reads and writes each shard submitted to io_uring.",
+            |snapshot| (snapshot.executor.file_reads, snapshot.executor.file_writes),
+        ),
+        (
+            "sluice_shard_io_bytes_total",
+            "Bytes of the file reads and writes each shard submitted to io_uring.",
+            |snapshot| {
+                (
+                    snapshot.executor.file_read_bytes,
+                    snapshot.executor.file_write_bytes,
+                )
+            },
+        ),
+    ];
+    for (name, help, figures) in by_op {
+        out.family(name, "counter", help);
+        for ((_, snapshot), shard) in snapshots.iter().zip(&shard_labels) {
+            if snapshot.made.is_some() {
+                let (reads, writes) = figures(snapshot);
+                out.sample(name, &[("shard", shard), ("op", "read")], reads);
+                out.sample(name, &[("shard", shard), ("op", "write")], writes);
+            }
         }
     }
     let cleaner: [(&str, &str, &ShardFigure); 5] = [
