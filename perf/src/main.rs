@@ -73,7 +73,8 @@ USAGE:
       --fetch-sessions true|false  consumers fetch in incremental fetch sessions (KIP-227;
                               default true, as Kafka's Java consumer)
       --backlog-mb MB         consume-from-backlog mode with this backlog (0 = tail the producers)
-      --threads N             client executors (default: number of cores)
+      --threads N             client executors (default: the workload's client_threads, else
+                              the number of cores, up to 4)
       --report-interval SECS  progress line interval (default 2)
       --drain-timeout SECS    how long consumers may take to catch up (default 30)
       --baseline auto|none|FILE  measure the machine's limits now (default), skip, or load them
@@ -279,6 +280,9 @@ fn override_workload(workload: &mut Workload, flags: &Flags) -> Result<(), Strin
     if let Some(value) = flags.number("consumers-per-topic")? {
         workload.consumers_per_topic = value;
     }
+    if let Some(value) = flags.number("threads")? {
+        workload.client_threads = Some(value);
+    }
     if let Some(value) = flags.number("partitions")? {
         workload.partitions_per_topic = value;
     }
@@ -414,13 +418,15 @@ fn run(args: &[String]) -> Result<(), String> {
         "rdkafka" => ClientKind::Rdkafka,
         other => return Err(format!("--client {other}: expected sluice or rdkafka")),
     };
-    let threads = match flags.number::<usize>("threads")? {
-        Some(threads) => threads.max(1),
+    let threads = match workload.client_threads {
+        Some(threads) => threads,
         None => std::thread::available_parallelism()
             .map(usize::from)
             .unwrap_or(1)
             .min(THREADS_DEFAULT_MAX),
     };
+    // The result file says how many executors the run had.
+    workload.client_threads = Some(threads);
     let tls_ca = flags.get("tls-ca").map(PathBuf::from);
     let out_dir = PathBuf::from(flags.get("out").unwrap_or("perf-results"));
     std::fs::create_dir_all(&out_dir)

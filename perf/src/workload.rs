@@ -29,6 +29,9 @@ pub const KEYS_MAX: u32 = 10_000_000;
 /// machines this suite targets is a typo; Kafka's own limit (`i16::MAX`) is
 /// far above it.
 pub const REPLICATION_FACTOR_MAX: i16 = 16;
+/// Most client executors a workload may ask for: one per core of the
+/// largest load machine this suite is meant for.
+pub const CLIENT_THREADS_MAX: usize = 64;
 
 /// How keys are chosen (OMB's `keyDistributor`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -172,6 +175,14 @@ pub struct Workload {
     /// must be a cluster of at least that many nodes.
     #[serde(default = "default_replication_factor")]
     pub replication_factor: i16,
+    /// Client executors (threads) the producers and consumers are spread
+    /// over; none = one per core, up to four. A fixed-rate latency
+    /// workload that one executor keeps up with sets 1: every executor
+    /// parks and wakes for each of its events, so a second one on a small
+    /// machine adds client CPU that the broker under test then lacks
+    /// (README, "One client executor for the acks=all runs").
+    #[serde(default)]
+    pub client_threads: Option<usize>,
     /// Topic configs passed to CreateTopics (e.g. `"flush.messages" = "1"`
     /// for brokers that fsync only when told to).
     #[serde(default)]
@@ -233,6 +244,14 @@ impl Workload {
             1,
             REPLICATION_FACTOR_MAX as u64,
         )?;
+        if let Some(threads) = self.client_threads {
+            within(
+                "client_threads",
+                threads as u64,
+                1,
+                CLIENT_THREADS_MAX as u64,
+            )?;
+        }
         if !(0.0..=LINGER_MS_MAX).contains(&self.linger_ms) {
             return Err(format!(
                 "linger_ms = {} is outside 0..={LINGER_MS_MAX}",
@@ -331,5 +350,22 @@ mod tests {
         assert!(with(i64::from(REPLICATION_FACTOR_MAX) + 1).is_err());
         // Beyond i16 the TOML value does not fit the field at all.
         assert!(with(i64::from(i16::MAX) + 1).is_err());
+    }
+
+    #[test]
+    fn client_threads_are_bounded() {
+        let with = |threads: &str| {
+            Workload::parse(&format!(
+                "name = 'x'\npartitions_per_topic = 3\nmessage_size = 100\n{threads}"
+            ))
+        };
+        assert_eq!(with("").map(|workload| workload.client_threads), Ok(None));
+        assert_eq!(
+            with("client_threads = 1\n").map(|workload| workload.client_threads),
+            Ok(Some(1))
+        );
+        assert!(with(&format!("client_threads = {CLIENT_THREADS_MAX}\n")).is_ok());
+        assert!(with("client_threads = 0\n").is_err());
+        assert!(with(&format!("client_threads = {}\n", CLIENT_THREADS_MAX + 1)).is_err());
     }
 }
