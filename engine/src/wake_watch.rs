@@ -31,8 +31,8 @@
 //! loop arms the timer and can find it fired before it first starts the
 //! queues, and then parks with the body's task never polled (seen in the
 //! benchmark client with its 500 µs timer: a worker asleep for minutes
-//! with no CPU time and no connection made). `watched` alone registers
-//! at that first poll, too late for it. Not covered: a run loop that finds
+//! with no CPU time and no connection made), which a registration made
+//! at that first poll came too late for. Not covered: a run loop that finds
 //! the timer fired on every pass (it spins, so it is not asleep; seen only
 //! with timers of a few microseconds).
 
@@ -86,7 +86,7 @@ struct Registered {
 /// One executor's heartbeat, shared between it and the watch thread.
 pub struct Heartbeat {
     beats: AtomicU64,
-    /// How often it beats: the watch's timing, carried so that `watched`
+    /// How often it beats: the watch's timing, carried so that `spawn_watched`
     /// needs nothing else from the watch.
     beat: Duration,
     /// Held by the watch thread while it signals, and cleared before the
@@ -137,7 +137,7 @@ impl WakeWatch {
         })
     }
 
-    /// Executor `index`'s heartbeat, for `watched`.
+    /// Executor `index`'s heartbeat, for `spawn_watched`.
     pub fn heartbeat(&self, index: usize) -> Option<Arc<Heartbeat>> {
         self.heartbeats.get(index).cloned()
     }
@@ -157,12 +157,10 @@ impl Drop for WakeWatch {
     }
 }
 
-/// Runs `body` on the current executor with `heartbeat` beating beside it,
-/// registered with the watch until `body` ends (or unwinds).
-pub async fn watched<F: Future>(heartbeat: Arc<Heartbeat>, body: F) -> F::Output {
-    let registration = Registration::new(Arc::clone(&heartbeat));
+/// Runs `body` on the current executor with `heartbeat` beating beside it.
+async fn beating<F: Future>(heartbeat: Arc<Heartbeat>, body: F) -> F::Output {
     let beat = heartbeat.beat;
-    let beating = glommio::spawn_local(async move {
+    let beats = glommio::spawn_local(async move {
         loop {
             glommio::timer::sleep(beat).await;
             heartbeat.beats.fetch_add(1, Ordering::Relaxed);
@@ -170,16 +168,16 @@ pub async fn watched<F: Future>(heartbeat: Arc<Heartbeat>, body: F) -> F::Output
     })
     .detach();
     let output = body.await;
-    beating.cancel();
-    drop(registration);
+    beats.cancel();
     output
 }
 
 /// Starts an executor made by `builder` on a thread of its own (named
 /// `thread_name`), running what `body` makes under `heartbeat`. The thread
-/// is registered before the executor exists, so the watch can wake a
-/// parking that comes before the body's first poll. `body` is called on
-/// the executor, as glommio's own `spawn` calls it.
+/// is registered with the watch before the executor exists and until it
+/// has ended, so the watch can wake a parking that comes before the body's
+/// first poll. `body` is called on the executor, as glommio's own `spawn`
+/// calls it.
 pub fn spawn_watched<G, F>(
     builder: glommio::LocalExecutorBuilder,
     thread_name: String,
@@ -198,7 +196,7 @@ where
             let executor = builder
                 .make()
                 .map_err(|error| format!("cannot make the executor: {error}"))?;
-            let output = executor.run(async move { watched(heartbeat, body()).await });
+            let output = executor.run(async move { beating(heartbeat, body()).await });
             drop(registration);
             Ok(output)
         })
@@ -397,16 +395,20 @@ mod tests {
     }
 
     /// An executor running what `body` makes under `watch`'s heartbeat.
-    fn watched_executor<G, F>(watch: &WakeWatch, body: G) -> glommio::ExecutorJoinHandle<F::Output>
+    fn watched_executor<G, F>(watch: &WakeWatch, body: G) -> JoinHandle<Result<F::Output, String>>
     where
         G: FnOnce() -> F + Send + 'static,
         F: Future + 'static,
         F::Output: Send + 'static,
     {
         let heartbeat = watch.heartbeat(0).expect("heartbeat");
-        glommio::LocalExecutorBuilder::default()
-            .spawn(move || watched(heartbeat, body()))
-            .expect("executor")
+        spawn_watched(
+            glommio::LocalExecutorBuilder::default(),
+            "test-watched".to_string(),
+            heartbeat,
+            body,
+        )
+        .expect("executor")
     }
 
     #[test]
@@ -422,7 +424,10 @@ mod tests {
             .recv_timeout(TEST_WAIT)
             .expect("the thread asleep in io_uring_enter was never interrupted");
         assert_eq!(errno, libc::EINTR);
-        executor.join().expect("executor ended");
+        executor
+            .join()
+            .expect("executor ended")
+            .expect("executor made");
         // At least the one that ended the sleep; a loaded machine can make
         // the executor's first timer late enough for another before it.
         assert!(watch.interrupts() >= 1);
@@ -483,7 +488,10 @@ mod tests {
         let (yields, interrupted) = receiver
             .recv_timeout(STRANDING_WAIT)
             .expect("the executor parked with a runnable task and was never woken");
-        executor.join().expect("executor ended");
+        executor
+            .join()
+            .expect("executor ended")
+            .expect("executor made");
         assert!(
             interrupted >= 1,
             "no parking needed the watch in {yields} yields over {STRANDING_FOR_MAX:?}"
@@ -545,7 +553,10 @@ mod tests {
             }
             spins
         });
-        let spins = executor.join().expect("executor ended");
+        let spins = executor
+            .join()
+            .expect("executor ended")
+            .expect("executor made");
         assert!(spins > 0);
         assert_eq!(watch.interrupts(), 0);
     }
