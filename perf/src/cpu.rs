@@ -17,6 +17,10 @@ pub struct Sample {
     all: u64,
     own: u64,
     broker: Option<u64>,
+    /// The CPUs `all` covers (the `cpuN` lines of /proc/stat): the
+    /// machine's, where the affinity this process runs with may allow
+    /// fewer (`taskset`).
+    cpus: u32,
     io_stall_us: Option<u64>,
     cpu_stall_us: Option<u64>,
     at: Option<std::time::Instant>,
@@ -47,11 +51,16 @@ fn pressure(resource: &str) -> Option<u64> {
         .ok()
 }
 
-/// Busy and total ticks of all CPUs, from the first line of /proc/stat.
-fn machine() -> Option<(u64, u64)> {
-    let stat = std::fs::read_to_string("/proc/stat").ok()?;
-    let fields: Vec<u64> = stat
-        .lines()
+/// Busy and total ticks of all CPUs, and how many CPUs, from /proc/stat.
+fn machine() -> Option<(u64, u64, u32)> {
+    parse_machine(&std::fs::read_to_string("/proc/stat").ok()?)
+}
+
+/// The first line of a /proc/stat text (every CPU's ticks summed) and the
+/// count of the per-CPU lines after it.
+fn parse_machine(stat: &str) -> Option<(u64, u64, u32)> {
+    let mut lines = stat.lines();
+    let fields: Vec<u64> = lines
         .next()?
         .split_whitespace()
         .skip(1)
@@ -62,7 +71,16 @@ fn machine() -> Option<(u64, u64)> {
     let value = |index: usize| fields.get(index).copied().unwrap_or(0);
     let idle = value(3) + value(4);
     let all: u64 = (0..8).map(value).sum();
-    Some((all - idle, all))
+    let cpus = lines
+        .take_while(|line| line.starts_with("cpu"))
+        .filter(|line| {
+            line.split_whitespace()
+                .next()
+                .and_then(|name| name.strip_prefix("cpu"))
+                .is_some_and(|number| number.parse::<u32>().is_ok())
+        })
+        .count();
+    Some((all - idle, all, u32::try_from(cpus).unwrap_or(u32::MAX)))
 }
 
 /// utime + stime of a process, all threads included.
@@ -92,12 +110,13 @@ fn brokers(broker_pids: &[u32]) -> Option<u64> {
 
 /// Reads the counters now.
 pub fn sample(broker_pids: &[u32]) -> Sample {
-    let (busy, all) = machine().unwrap_or((0, 0));
+    let (busy, all, cpus) = machine().unwrap_or((0, 0, 0));
     Sample {
         busy,
         all,
         own: process("self").unwrap_or(0),
         broker: brokers(broker_pids),
+        cpus,
         io_stall_us: pressure("io"),
         cpu_stall_us: pressure("cpu"),
         at: Some(std::time::Instant::now()),
@@ -106,9 +125,15 @@ pub fn sample(broker_pids: &[u32]) -> Sample {
 
 /// What was used between `before` and `after`.
 pub fn usage(before: &Sample, after: &Sample) -> Usage {
-    let cores = std::thread::available_parallelism()
-        .map(usize::from)
-        .unwrap_or(1) as f64;
+    // The CPUs /proc/stat counted, not `available_parallelism`: that is
+    // the affinity's count, one when the clients run under `taskset -c 0`,
+    // which made every figure of such a run half of what it was.
+    let cores = match after.cpus.max(before.cpus) {
+        0 => std::thread::available_parallelism()
+            .map(usize::from)
+            .unwrap_or(1) as f64,
+        cpus => f64::from(cpus),
+    };
     let all = after.all.saturating_sub(before.all);
     if all == 0 {
         return Usage::default();
@@ -176,6 +201,39 @@ mod tests {
             .unwrap_or(1) as f64;
         // The "broker" is this process too here, so it is counted twice.
         assert!(total <= cores + 0.5, "{used:?}");
+    }
+
+    /// Ticks become cores by the CPUs /proc/stat covers, whatever the
+    /// affinity of the process reading them.
+    #[test]
+    fn cores_are_counted_from_proc_stat() {
+        let stat = "cpu  100 0 100 600 0 0 0 0 0 0\n\
+                    cpu0 25 0 25 150 0 0 0 0 0 0\n\
+                    cpu1 25 0 25 150 0 0 0 0 0 0\n\
+                    cpu2 25 0 25 150 0 0 0 0 0 0\n\
+                    cpu3 25 0 25 150 0 0 0 0 0 0\n\
+                    intr 12345 0 0\n\
+                    ctxt 999\n";
+        assert_eq!(parse_machine(stat), Some((200, 800, 4)));
+        let before = Sample {
+            broker: Some(0),
+            cpus: 4,
+            ..Sample::default()
+        };
+        // 400 ticks over 4 CPUs: 100 ticks make one core.
+        let after = Sample {
+            busy: 300,
+            all: 400,
+            own: 100,
+            broker: Some(100),
+            cpus: 4,
+            ..Sample::default()
+        };
+        let used = usage(&before, &after);
+        assert_eq!(used.client_cores, 1.0, "{used:?}");
+        assert_eq!(used.broker_cores, Some(1.0), "{used:?}");
+        assert_eq!(used.other_cores, 1.0, "{used:?}");
+        assert_eq!(used.idle_cores, 1.0, "{used:?}");
     }
 
     #[test]
