@@ -351,6 +351,7 @@ mod tests {
             let recorded = std::sync::Arc::clone(&recorded);
             async move {
                 let mesh = Mesh::join(plan).await.expect("join");
+                assert_eq!(mesh.shard(), shard, "the mesh id is not the shard's index");
                 let me = shard.0 as u64;
                 mesh.set_handler(Rc::new(move |x: u64| Box::pin(async move { x * 10 + me })));
                 let other = ShardId(1 - shard.0);

@@ -189,18 +189,27 @@ where
     F: Future + 'static,
     F::Output: Send + 'static,
 {
-    std::thread::Builder::new()
+    // Returns only once the executor is made: glommio numbers executors as
+    // they are made and orders a channel mesh's peers by that number, so
+    // shards started one after the other get mesh ids in the same order
+    // (made on their threads at once, shard 0 was once mesh peer 1).
+    let (made_sender, made) = std::sync::mpsc::sync_channel::<()>(1);
+    let handle = std::thread::Builder::new()
         .name(thread_name)
         .spawn(move || {
             let registration = Registration::new(Arc::clone(&heartbeat));
-            let executor = builder
-                .make()
-                .map_err(|error| format!("cannot make the executor: {error}"))?;
+            let executor = builder.make();
+            let _ = made_sender.send(());
+            let executor =
+                executor.map_err(|error| format!("cannot make the executor: {error}"))?;
             let output = executor.run(async move { beating(heartbeat, body()).await });
             drop(registration);
             Ok(output)
         })
-        .map_err(|error| format!("cannot start an executor's thread: {error}"))
+        .map_err(|error| format!("cannot start an executor's thread: {error}"))?;
+    // An error here is a thread that ended before sending: its join says why.
+    let _ = made.recv();
+    Ok(handle)
 }
 
 /// Registers the current thread for a heartbeat; unregisters on drop.
