@@ -51,6 +51,13 @@ fn pressure(resource: &str) -> Option<u64> {
         .ok()
 }
 
+/// The CPUs of the machine, as /proc/stat lists them (0 if it cannot be
+/// read): the result's machine line names the machine, whatever CPUs the
+/// clients were held to.
+pub fn machine_cpus() -> u32 {
+    machine().map_or(0, |(_, _, cpus)| cpus)
+}
+
 /// Busy and total ticks of all CPUs, and how many CPUs, from /proc/stat.
 fn machine() -> Option<(u64, u64, u32)> {
     parse_machine(&std::fs::read_to_string("/proc/stat").ok()?)

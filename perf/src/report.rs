@@ -70,9 +70,15 @@ impl Machine {
         Machine {
             hostname: read("/proc/sys/kernel/hostname").trim().to_string(),
             cpu_model,
-            cores: std::thread::available_parallelism()
-                .map(usize::from)
-                .unwrap_or(1),
+            // Not `available_parallelism`, which counts the CPUs this
+            // process may use: under `taskset -c 0` a 2-core machine was
+            // reported as one core.
+            cores: match crate::cpu::machine_cpus() {
+                0 => std::thread::available_parallelism()
+                    .map(usize::from)
+                    .unwrap_or(1),
+                cpus => cpus as usize,
+            },
             kernel: read("/proc/sys/kernel/osrelease").trim().to_string(),
             memory_gib: memory_kib / (1024.0 * 1024.0),
         }
@@ -434,4 +440,43 @@ pub fn compare_table(results: &[RunResult]) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Machine;
+
+    /// The machine line counts the machine's CPUs even when the process is
+    /// held to fewer of them, as `perf/cleaner-cost.sh` holds its clients.
+    #[test]
+    fn machine_cores_ignore_the_affinity() {
+        let listed = std::fs::read_to_string("/proc/stat")
+            .unwrap_or_default()
+            .lines()
+            .filter(|line| {
+                line.strip_prefix("cpu")
+                    .is_some_and(|rest| rest.starts_with(|c: char| c.is_ascii_digit()))
+            })
+            .count();
+        // SAFETY: the set is a plain bit mask owned by this frame; the
+        // calls change only this thread's affinity, restored below.
+        let (held, before) = unsafe {
+            let mut before: libc::cpu_set_t = std::mem::zeroed();
+            libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut before);
+            let mut one: libc::cpu_set_t = std::mem::zeroed();
+            let first = (0..libc::CPU_SETSIZE as usize)
+                .find(|&cpu| libc::CPU_ISSET(cpu, &before))
+                .unwrap_or(0);
+            libc::CPU_SET(first, &mut one);
+            let held = libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &one);
+            (held, before)
+        };
+        assert_eq!(held, 0, "this thread could not be held to one CPU");
+        let machine = Machine::detect();
+        // SAFETY: as above.
+        unsafe {
+            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &before);
+        }
+        assert_eq!(machine.cores, listed);
+    }
 }
