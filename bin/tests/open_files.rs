@@ -13,6 +13,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 /// The limits the broker is started with: far below what it asks for.
 const SOFT_AT_START: u64 = 1024;
 const HARD_AT_START: u64 = 4096;
+/// The descriptor table the broker grows to at start, at most (its
+/// `FD_TABLE_PRESIZE_MAX`).
+const FD_TABLE_PRESIZE_MAX: u64 = 262_144;
 /// Below this the broker must have warned (its `NOFILE_WARN_BELOW`).
 const WARN_BELOW: u64 = 100_000;
 /// How long the broker may take to get past its start-up checks.
@@ -93,11 +96,26 @@ fn the_broker_raises_its_open_file_limit() {
         std::thread::sleep(POLL);
         soft = soft_open_files(child.id());
     }
+    // The descriptor table is grown ahead, to the raised limit or the
+    // broker's `FD_TABLE_PRESIZE_MAX`, so that no later open waits for
+    // the kernel to grow it.
+    let presized = soft.map(|soft| soft.min(FD_TABLE_PRESIZE_MAX));
+    let mut table = fd_table_size(child.id());
+    while table < presized && Instant::now() < deadline {
+        std::thread::sleep(POLL);
+        table = fd_table_size(child.id());
+    }
     let _ = child.kill();
     let _ = child.wait();
     let said = std::fs::read_to_string(&stderr_path).unwrap_or_default();
     let _ = std::fs::remove_dir_all(&base);
     let soft = soft.expect("the broker's limits in /proc");
+    let table = table.expect("the broker's status in /proc");
+    assert!(
+        table >= soft.min(FD_TABLE_PRESIZE_MAX),
+        "the descriptor table holds {table} entries, under the raised limit {soft} \
+         (or {FD_TABLE_PRESIZE_MAX})"
+    );
     assert!(
         soft >= HARD_AT_START,
         "the soft limit stayed at {soft}, below the hard limit {HARD_AT_START}"
@@ -108,6 +126,13 @@ fn the_broker_raises_its_open_file_limit() {
             "a limit of {soft} open files was not said: {said}"
         );
     }
+}
+
+/// The size of process `pid`'s descriptor table, from /proc.
+fn fd_table_size(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|line| line.starts_with("FDSize:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// Descriptors process `pid` holds open now.
