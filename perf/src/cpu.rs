@@ -58,6 +58,19 @@ pub fn machine_cpus() -> u32 {
     machine().map_or(0, |(_, _, cpus)| cpus)
 }
 
+/// The machine's CPU count from a /proc/stat count (`machine_cpus`, or a
+/// sample's), or where that read nothing, the CPUs this process may use:
+/// not `available_parallelism` first, which under `taskset -c 0` made a
+/// 2-core machine one core and every figure of such a run half of what it
+/// was.
+pub fn cpus_or_affinity(proc_stat_cpus: u32) -> u32 {
+    match proc_stat_cpus {
+        0 => std::thread::available_parallelism()
+            .map_or(1, |cpus| u32::try_from(usize::from(cpus)).unwrap_or(u32::MAX)),
+        cpus => cpus,
+    }
+}
+
 /// Busy and total ticks of all CPUs, and how many CPUs, from /proc/stat.
 fn machine() -> Option<(u64, u64, u32)> {
     parse_machine(&std::fs::read_to_string("/proc/stat").ok()?)
@@ -132,15 +145,7 @@ pub fn sample(broker_pids: &[u32]) -> Sample {
 
 /// What was used between `before` and `after`.
 pub fn usage(before: &Sample, after: &Sample) -> Usage {
-    // The CPUs /proc/stat counted, not `available_parallelism`: that is
-    // the affinity's count, one when the clients run under `taskset -c 0`,
-    // which made every figure of such a run half of what it was.
-    let cores = match after.cpus.max(before.cpus) {
-        0 => std::thread::available_parallelism()
-            .map(usize::from)
-            .unwrap_or(1) as f64,
-        cpus => f64::from(cpus),
-    };
+    let cores = f64::from(cpus_or_affinity(after.cpus.max(before.cpus)));
     let all = after.all.saturating_sub(before.all);
     if all == 0 {
         return Usage::default();

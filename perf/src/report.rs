@@ -70,15 +70,7 @@ impl Machine {
         Machine {
             hostname: read("/proc/sys/kernel/hostname").trim().to_string(),
             cpu_model,
-            // Not `available_parallelism`, which counts the CPUs this
-            // process may use: under `taskset -c 0` a 2-core machine was
-            // reported as one core.
-            cores: match crate::cpu::machine_cpus() {
-                0 => std::thread::available_parallelism()
-                    .map(usize::from)
-                    .unwrap_or(1),
-                cpus => cpus as usize,
-            },
+            cores: crate::cpu::cpus_or_affinity(crate::cpu::machine_cpus()) as usize,
             kernel: read("/proc/sys/kernel/osrelease").trim().to_string(),
             memory_gib: memory_kib / (1024.0 * 1024.0),
         }
