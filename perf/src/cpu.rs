@@ -2,12 +2,30 @@
 //! (the clients), the broker (when its pid is known), and everything else.
 //! Client and broker share the machine, so a throughput figure means little
 //! without knowing whether an unrelated process (a compiler, a backup) took
-//! a core meanwhile; a busy neighbour is reported next to the results.
+//! a core meanwhile; a busy neighbour is reported next to the results. So
+//! is the time the hypervisor took from a virtual machine's CPUs (steal):
+//! a guest that is not run for some milliseconds shows it as a latency
+//! stall of the broker and the clients alike.
 
 use serde::{Deserialize, Serialize};
 
 /// Other processes using more than this many cores make a run suspect.
 pub const OTHER_CORES_WARNING: f64 = 0.1;
+
+/// The clock ticks /proc/stat counts per second (the kernel's `USER_HZ`,
+/// fixed at 100 for user space whatever the kernel's own tick rate).
+const USER_HZ: u64 = 100;
+
+/// Busy, total and stolen ticks of all CPUs, summed, and how many CPUs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct MachineTicks {
+    busy: u64,
+    all: u64,
+    /// Time the hypervisor ran something else while a CPU of this guest
+    /// had work (inside `busy`).
+    steal: u64,
+    cpus: u32,
+}
 
 /// CPU counters at one instant, in clock ticks, and the kernel's pressure
 /// stall totals (microseconds).
@@ -15,6 +33,7 @@ pub const OTHER_CORES_WARNING: f64 = 0.1;
 pub struct Sample {
     busy: u64,
     all: u64,
+    steal: u64,
     own: u64,
     broker: Option<u64>,
     /// The CPUs `all` covers (the `cpuN` lines of /proc/stat): the
@@ -34,6 +53,10 @@ pub struct Usage {
     /// Everything else (including the broker when its pid is unknown).
     pub other_cores: f64,
     pub idle_cores: f64,
+    /// CPU the hypervisor took from this machine while it had work (steal
+    /// time; 0 on bare metal): not in `other_cores`.
+    #[serde(default)]
+    pub stolen_cores: f64,
     /// Share of the window in which some task waited for I/O or for a CPU
     /// (Linux pressure stall information, `some` line): a slow or busy
     /// shared disk shows here even when the CPUs are idle.
@@ -55,7 +78,13 @@ fn pressure(resource: &str) -> Option<u64> {
 /// read): the result's machine line names the machine, whatever CPUs the
 /// clients were held to.
 pub fn machine_cpus() -> u32 {
-    machine().map_or(0, |(_, _, cpus)| cpus)
+    machine().map_or(0, |ticks| ticks.cpus)
+}
+
+/// Milliseconds of CPU time the hypervisor took from this machine so far,
+/// summed over its CPUs (0 where /proc/stat cannot be read).
+pub fn stolen_ms() -> u64 {
+    machine().map_or(0, |ticks| ticks.steal * 1000 / USER_HZ)
 }
 
 /// The machine's CPU count from a /proc/stat count (`machine_cpus`, or a
@@ -65,20 +94,21 @@ pub fn machine_cpus() -> u32 {
 /// was.
 pub fn cpus_or_affinity(proc_stat_cpus: u32) -> u32 {
     match proc_stat_cpus {
-        0 => std::thread::available_parallelism()
-            .map_or(1, |cpus| u32::try_from(usize::from(cpus)).unwrap_or(u32::MAX)),
+        0 => std::thread::available_parallelism().map_or(1, |cpus| {
+            u32::try_from(usize::from(cpus)).unwrap_or(u32::MAX)
+        }),
         cpus => cpus,
     }
 }
 
-/// Busy and total ticks of all CPUs, and how many CPUs, from /proc/stat.
-fn machine() -> Option<(u64, u64, u32)> {
+/// The ticks of all CPUs, and how many CPUs, from /proc/stat.
+fn machine() -> Option<MachineTicks> {
     parse_machine(&std::fs::read_to_string("/proc/stat").ok()?)
 }
 
 /// The first line of a /proc/stat text (every CPU's ticks summed) and the
 /// count of the per-CPU lines after it.
-fn parse_machine(stat: &str) -> Option<(u64, u64, u32)> {
+fn parse_machine(stat: &str) -> Option<MachineTicks> {
     let mut lines = stat.lines();
     let fields: Vec<u64> = lines
         .next()?
@@ -100,7 +130,12 @@ fn parse_machine(stat: &str) -> Option<(u64, u64, u32)> {
                 .is_some_and(|number| number.parse::<u32>().is_ok())
         })
         .count();
-    Some((all - idle, all, u32::try_from(cpus).unwrap_or(u32::MAX)))
+    Some(MachineTicks {
+        busy: all - idle,
+        all,
+        steal: value(7),
+        cpus: u32::try_from(cpus).unwrap_or(u32::MAX),
+    })
 }
 
 /// utime + stime of a process, all threads included.
@@ -130,10 +165,16 @@ fn brokers(broker_pids: &[u32]) -> Option<u64> {
 
 /// Reads the counters now.
 pub fn sample(broker_pids: &[u32]) -> Sample {
-    let (busy, all, cpus) = machine().unwrap_or((0, 0, 0));
+    let MachineTicks {
+        busy,
+        all,
+        steal,
+        cpus,
+    } = machine().unwrap_or_default();
     Sample {
         busy,
         all,
+        steal,
         own: process("self").unwrap_or(0),
         broker: brokers(broker_pids),
         cpus,
@@ -159,7 +200,11 @@ pub fn usage(before: &Sample, after: &Sample) -> Usage {
         (Some(before), Some(after)) => Some(after.saturating_sub(before)),
         _ => None,
     };
-    let other = busy.saturating_sub(own).saturating_sub(broker.unwrap_or(0));
+    let steal = after.steal.saturating_sub(before.steal);
+    let other = busy
+        .saturating_sub(own)
+        .saturating_sub(broker.unwrap_or(0))
+        .saturating_sub(steal);
     let window_us = match (before.at, after.at) {
         (Some(before), Some(after)) => after.duration_since(before).as_micros() as f64,
         _ => 0.0,
@@ -177,6 +222,7 @@ pub fn usage(before: &Sample, after: &Sample) -> Usage {
         broker_cores: broker.map(to_cores),
         other_cores: to_cores(other),
         idle_cores: to_cores(all.saturating_sub(busy)),
+        stolen_cores: to_cores(steal),
     }
 }
 
@@ -226,7 +272,15 @@ mod tests {
                     cpu3 25 0 25 150 0 0 0 0 0 0\n\
                     intr 12345 0 0\n\
                     ctxt 999\n";
-        assert_eq!(parse_machine(stat), Some((200, 800, 4)));
+        assert_eq!(
+            parse_machine(stat),
+            Some(MachineTicks {
+                busy: 200,
+                all: 800,
+                steal: 0,
+                cpus: 4
+            })
+        );
         let before = Sample {
             broker: Some(0),
             cpus: 4,
@@ -246,6 +300,44 @@ mod tests {
         assert_eq!(used.broker_cores, Some(1.0), "{used:?}");
         assert_eq!(used.other_cores, 1.0, "{used:?}");
         assert_eq!(used.idle_cores, 1.0, "{used:?}");
+    }
+
+    /// Steal is busy time the hypervisor took: counted as stolen, not as
+    /// other processes' work.
+    #[test]
+    fn stolen_time_is_apart_from_other_processes() {
+        let stat = "cpu  100 0 100 500 0 0 0 100 0 0\n\
+                    cpu0 50 0 50 250 0 0 0 50 0 0\n\
+                    cpu1 50 0 50 250 0 0 0 50 0 0\n";
+        assert_eq!(
+            parse_machine(stat),
+            Some(MachineTicks {
+                busy: 300,
+                all: 800,
+                steal: 100,
+                cpus: 2
+            })
+        );
+        let before = Sample {
+            broker: Some(0),
+            cpus: 2,
+            ..Sample::default()
+        };
+        // 200 ticks over 2 CPUs: 100 make one core; of the 150 busy, 50
+        // are the clients', 25 the broker's and 50 stolen.
+        let after = Sample {
+            busy: 150,
+            all: 200,
+            steal: 50,
+            own: 50,
+            broker: Some(25),
+            cpus: 2,
+            ..Sample::default()
+        };
+        let used = usage(&before, &after);
+        assert_eq!(used.stolen_cores, 0.5, "{used:?}");
+        assert_eq!(used.other_cores, 0.25, "{used:?}");
+        assert_eq!(used.idle_cores, 0.5, "{used:?}");
     }
 
     #[test]

@@ -992,7 +992,7 @@ fn progress(
     shared: &Shared,
     elapsed: f64,
     seconds: f64,
-    previous: &mut [u64; 4],
+    previous: &mut [u64; 5],
     reports: &mpsc::Receiver<IntervalReport>,
 ) -> IntervalSample {
     let now = [
@@ -1000,6 +1000,7 @@ fn progress(
         shared.acked_bytes.load(Ordering::Relaxed),
         shared.consumed.load(Ordering::Relaxed),
         shared.consumed_bytes.load(Ordering::Relaxed),
+        crate::cpu::stolen_ms(),
     ];
     let rate = |index: usize| (now[index] - previous[index]) as f64 / seconds.max(1e-9);
     let mut ack = stats::histogram();
@@ -1035,12 +1036,13 @@ fn progress(
         e2e_p50_us: e2e.p50_us,
         e2e_p99_us: e2e.p99_us,
         e2e_max_us: e2e.max_us,
+        stolen_ms: now[4].saturating_sub(previous[4]),
     };
     if options.verbose {
         let backlog = shared.sent.load(Ordering::Relaxed).saturating_sub(now[0]);
         println!(
             "[{:>6.1}s {:<7}] produce {:>10.0} msg/s {:>8.1} MB/s | consume {:>10.0} msg/s {:>8.1} MB/s | \
-             ack p50/p99/max {:>7.2} {:>7.2} {:>8.2} ms | e2e p50/p99/max {:>7.2} {:>7.2} {:>8.2} ms | unacked {}",
+             ack p50/p99/max {:>7.2} {:>7.2} {:>8.2} ms | e2e p50/p99/max {:>7.2} {:>7.2} {:>8.2} ms | unacked {} | stolen {} ms",
             elapsed,
             phase,
             sample.produce_msg_per_sec,
@@ -1054,6 +1056,7 @@ fn progress(
             e2e.p99_us / 1e3,
             e2e.max_us / 1e3,
             backlog,
+            sample.stolen_ms,
         );
     }
     *previous = now;
@@ -1174,7 +1177,7 @@ pub fn run(options: &RunOptions) -> Result<Measured, String> {
     shared.start.store(start, Ordering::Relaxed);
 
     let mut intervals = Vec::new();
-    let mut previous = [0u64; 4];
+    let mut previous = [0, 0, 0, 0, crate::cpu::stolen_ms()];
     let mut last = start;
     let interval = options.report_interval.as_nanos() as u64;
     // Backlog mode: when producing ended (consumers start) and when the

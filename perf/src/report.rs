@@ -34,6 +34,11 @@ pub struct IntervalSample {
     pub e2e_p50_us: f64,
     pub e2e_p99_us: f64,
     pub e2e_max_us: f64,
+    /// CPU time the hypervisor took from the machine in this interval,
+    /// summed over its CPUs (steal; 10 ms steps): a stall with steal
+    /// beside it may be the host's, not the broker's.
+    #[serde(default)]
+    pub stolen_ms: u64,
 }
 
 /// The machine a run happened on.
@@ -344,14 +349,17 @@ pub fn table(result: &RunResult) -> String {
         .unwrap_or_default();
     let _ = writeln!(
         out,
-        "\n  cpu during the window (cores): clients {:.2}, {broker}other processes {:.2}, idle {:.2}",
-        cpu.client_cores, cpu.other_cores, cpu.idle_cores
+        "\n  cpu during the window (cores): clients {:.2}, {broker}other processes {:.2}, idle {:.2}, stolen by the hypervisor {:.3}",
+        cpu.client_cores, cpu.other_cores, cpu.idle_cores, cpu.stolen_cores
     );
     if let (Some(io), Some(cpu_wait)) = (cpu.io_pressure_pct, cpu.cpu_pressure_pct) {
         let _ = writeln!(
             out,
             "  pressure during the window: some task waited for I/O {io:.0}% and for a CPU {cpu_wait:.0}% of the time"
         );
+    }
+    if let Some(line) = worst_interval_line(&result.intervals) {
+        let _ = writeln!(out, "{line}");
     }
     if cpu.other_cores > crate::cpu::OTHER_CORES_WARNING {
         let _ = writeln!(
@@ -369,6 +377,29 @@ pub fn table(result: &RunResult) -> String {
         let _ = writeln!(out, "  error: {error}");
     }
     out
+}
+
+/// The measured interval with the highest ack p99, and the hypervisor's
+/// steal in it and over the run: a stall with steal beside it may be the
+/// host's rather than the broker's. `None` without measured intervals.
+fn worst_interval_line(intervals: &[IntervalSample]) -> Option<String> {
+    let measured: Vec<&IntervalSample> = intervals
+        .iter()
+        .filter(|interval| interval.phase != "warm-up")
+        .collect();
+    let worst = measured
+        .iter()
+        .max_by(|a, b| a.ack_p99_us.total_cmp(&b.ack_p99_us))?;
+    let stolen_intervals = measured.iter().filter(|i| i.stolen_ms > 0).count();
+    Some(format!(
+        "  worst interval: ack p99 {:.2} ms (max {:.2}) ending at {:.0} s, {} ms stolen in it; \
+         steal in {stolen_intervals} of {} intervals",
+        worst.ack_p99_us / 1e3,
+        worst.ack_max_us / 1e3,
+        worst.t_secs,
+        worst.stolen_ms,
+        measured.len()
+    ))
 }
 
 /// One table comparing several results.
@@ -436,7 +467,34 @@ pub fn compare_table(results: &[RunResult]) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::Machine;
+    use super::{worst_interval_line, IntervalSample, Machine};
+
+    /// The worst measured interval is named with its steal; warm-up
+    /// intervals do not count.
+    #[test]
+    fn the_worst_interval_is_named_with_its_steal() {
+        let interval = |t_secs: f64, phase: &str, ack_p99_ms: f64, stolen_ms: u64| IntervalSample {
+            t_secs,
+            phase: phase.to_string(),
+            ack_p99_us: ack_p99_ms * 1e3,
+            ack_max_us: ack_p99_ms * 2e3,
+            stolen_ms,
+            ..IntervalSample::default()
+        };
+        assert_eq!(worst_interval_line(&[]), None);
+        let line = worst_interval_line(&[
+            interval(2.0, "warm-up", 90.0, 0),
+            interval(4.0, "measure", 1.5, 0),
+            interval(6.0, "measure", 36.0, 20),
+            interval(8.0, "measure", 2.0, 10),
+        ])
+        .expect("measured intervals");
+        assert_eq!(
+            line,
+            "  worst interval: ack p99 36.00 ms (max 72.00) ending at 6 s, 20 ms stolen in it; \
+             steal in 2 of 3 intervals"
+        );
+    }
 
     /// The machine line counts the machine's CPUs even when the process is
     /// held to fewer of them, as `perf/cleaner-cost.sh` holds its clients.
