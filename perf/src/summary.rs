@@ -9,6 +9,7 @@
 
 use std::fmt::Write as _;
 
+use crate::cpu::Usage;
 use crate::report::RunResult;
 use crate::stats::Percentiles;
 
@@ -94,15 +95,33 @@ fn ratio(value: f64, limit: f64) -> Option<f64> {
     (limit > 0.0).then_some(value / limit)
 }
 
+/// The CPU beside a group's latency figures: the clients', the broker's
+/// (where its pid was known) and what the hypervisor took (steal), in
+/// cores over each run's measured window.
+fn cpu_cells(usages: &[&Usage]) -> [String; 3] {
+    let spread = |figure: fn(&Usage) -> Option<f64>| {
+        let values: Vec<f64> = usages.iter().filter_map(|usage| figure(usage)).collect();
+        Spread::of(&values)
+    };
+    [
+        cell(spread(|usage| Some(usage.client_cores)), 1.0, 2),
+        cell(spread(|usage| usage.broker_cores), 1.0, 2),
+        cell(spread(|usage| Some(usage.stolen_cores)), 1.0, 3),
+    ]
+}
+
 /// A Markdown table with one row per label: medians and (min–max) spreads.
 pub fn markdown(results: &[RunResult]) -> String {
     const MS: f64 = 1e-3;
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "| run | runs | produce MB/s | × loopback | consume MB/s | × loopback | ack p50 ms | ack p99 ms | e2e p50 ms | e2e p99 ms | e2e p99.9 ms | ack p99 − fdatasync p99 ms | request trip p99 − fdatasync p99 ms |"
+        "| run | runs | produce MB/s | × loopback | consume MB/s | × loopback | ack p50 ms | ack p99 ms | e2e p50 ms | e2e p99 ms | e2e p99.9 ms | ack p99 − fdatasync p99 ms | request trip p99 − fdatasync p99 ms | client cores | broker cores | stolen cores |"
     );
-    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(
+        out,
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+    );
     for group in group(results) {
         let runs = &group.runs;
         let loopback = |run: &RunResult| run.baseline.as_ref().map(|b| b.loopback_mb_per_sec);
@@ -126,9 +145,11 @@ pub fn markdown(results: &[RunResult]) -> String {
         };
         let fsync_margin = over_fsync(|run| &run.ack_latency);
         let request_margin = over_fsync(|run| &run.request_latency);
+        let usages: Vec<&Usage> = runs.iter().map(|run| &run.cpu).collect();
+        let [client_cores, broker_cores, stolen_cores] = cpu_cells(&usages);
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             group.label,
             runs.len(),
             cell(spread_of(runs, |run| Some(run.produce.mb_per_sec)), 1.0, 0),
@@ -195,6 +216,9 @@ pub fn markdown(results: &[RunResult]) -> String {
             ),
             fsync_margin,
             request_margin,
+            client_cores,
+            broker_cores,
+            stolen_cores,
         );
     }
     let _ = writeln!(
@@ -216,6 +240,36 @@ mod tests {
         assert_eq!(even, Some(2.5));
         assert_eq!(Spread::of(&[]), None);
         assert_eq!(Spread::of(&[f64::NAN]), None);
+    }
+
+    /// Client, broker and stolen cores come out as spreads; runs without
+    /// a broker pid leave the broker's cell empty.
+    #[test]
+    fn cpu_is_summarized_beside_the_latencies() {
+        let usage = |client_cores: f64, broker_cores: Option<f64>, stolen_cores: f64| Usage {
+            client_cores,
+            broker_cores,
+            stolen_cores,
+            ..Usage::default()
+        };
+        let (a, b, c) = (
+            usage(0.8, Some(1.0), 0.0),
+            usage(0.9, Some(1.1), 0.002),
+            usage(0.85, Some(0.9), 0.001),
+        );
+        assert_eq!(
+            cpu_cells(&[&a, &b, &c]),
+            [
+                "0.85 (0.80–0.90)".to_string(),
+                "1.00 (0.90–1.10)".to_string(),
+                "0.001 (0.000–0.002)".to_string()
+            ]
+        );
+        let external = usage(0.5, None, 0.0);
+        assert_eq!(
+            cpu_cells(&[&external]),
+            ["0.50".to_string(), "—".to_string(), "0.000".to_string()]
+        );
     }
 
     #[test]
