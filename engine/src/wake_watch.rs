@@ -323,9 +323,15 @@ fn asleep_in_io_uring_enter(tid: libc::pid_t) -> bool {
 
 extern "C" fn on_wake_signal(_: libc::c_int) {}
 
-/// Installs the do-nothing handler once per process. `SA_RESTART`, so a
-/// call the signal lands in that can resume does; `io_uring_enter` returns
-/// EINTR regardless, which is the point.
+/// Installs the do-nothing handler once per process. Without `SA_RESTART`:
+/// with it, on kernel 6.18 a waiting `io_uring_enter` that the signal
+/// interrupted was restarted instead of returning EINTR (seen: the test
+/// executor woken ten times a second by the watch and asleep again each
+/// time, until the test gave up after 30 s; the same tests had passed on
+/// that machine earlier the same day). The signal is sent only to a
+/// thread seen asleep in `io_uring_enter`; a call it might land in instead,
+/// in the moment after that look, gets EINTR, which glommio's ring and the
+/// standard library's locks retry.
 fn install_handler() -> Result<(), String> {
     static INSTALL: Once = Once::new();
     static FAILED: AtomicBool = AtomicBool::new(false);
@@ -335,7 +341,7 @@ fn install_handler() -> Result<(), String> {
         let installed = unsafe {
             let mut action: libc::sigaction = std::mem::zeroed();
             action.sa_sigaction = on_wake_signal as *const () as libc::sighandler_t;
-            action.sa_flags = libc::SA_RESTART;
+            action.sa_flags = 0;
             libc::sigemptyset(&mut action.sa_mask);
             libc::sigaction(WAKE_SIGNAL, &action, std::ptr::null_mut())
         };
