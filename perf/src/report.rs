@@ -403,6 +403,24 @@ fn worst_interval_line(intervals: &[IntervalSample]) -> Option<String> {
 }
 
 /// One table comparing several results.
+/// One run's CPU for the comparison: client, broker and stolen cores over
+/// the measured window, and the broker's CPU-µs per message produced ("-"
+/// where the broker's pid was not known, as for a broker run elsewhere).
+fn cpu_columns(usage: &crate::cpu::Usage, msg_per_sec: f64) -> [String; 4] {
+    let broker = usage.broker_cores;
+    let per_message = broker
+        .filter(|_| msg_per_sec > 0.0)
+        .map_or("-".to_string(), |cores| {
+            format!("{:.1}", cores * 1e6 / msg_per_sec)
+        });
+    [
+        format!("{:.2}", usage.client_cores),
+        broker.map_or("-".to_string(), |cores| format!("{cores:.2}")),
+        format!("{:.3}", usage.stolen_cores),
+        per_message,
+    ]
+}
+
 pub fn compare_table(results: &[RunResult]) -> String {
     let mut out = String::new();
     let width = results
@@ -413,7 +431,7 @@ pub fn compare_table(results: &[RunResult]) -> String {
         .max(5);
     let _ = writeln!(
         out,
-        "{:<width$}  {:>11} {:>8} | {:>8} {:>8} {:>8} {:>8} | {:>8} {:>8} {:>8} {:>8}",
+        "{:<width$}  {:>11} {:>8} | {:>8} {:>8} {:>8} {:>8} | {:>8} {:>8} {:>8} {:>8} | {:>6} {:>6} {:>6} {:>8}",
         "run",
         "produce/s",
         "MB/s",
@@ -425,13 +443,18 @@ pub fn compare_table(results: &[RunResult]) -> String {
         "p99",
         "p99.9",
         "max",
+        "client",
+        "broker",
+        "stolen",
+        "µs/msg",
     );
     for result in results {
         let ack = &result.ack_latency;
         let e2e = &result.e2e_latency;
+        let cpu = cpu_columns(&result.cpu, result.produce.msg_per_sec);
         let _ = writeln!(
             out,
-            "{:<width$}  {:>11.0} {:>8.1} | {:>8} {:>8} {:>8} {:>8} | {:>8} {:>8} {:>8} {:>8}",
+            "{:<width$}  {:>11.0} {:>8.1} | {:>8} {:>8} {:>8} {:>8} | {:>8} {:>8} {:>8} {:>8} | {:>6} {:>6} {:>6} {:>8}",
             result.label,
             result.produce.msg_per_sec,
             result.produce.mb_per_sec,
@@ -443,11 +466,16 @@ pub fn compare_table(results: &[RunResult]) -> String {
             ms(e2e.p99_us),
             ms(e2e.p999_us),
             ms(e2e.max_us),
+            cpu[0],
+            cpu[1],
+            cpu[2],
+            cpu[3],
         );
     }
     let _ = writeln!(
         out,
-        "(latencies in ms; throughput over each run's measured window)"
+        "(latencies in ms; throughput over each run's measured window; client, broker and stolen \
+         in cores over that window; µs/msg: the broker's CPU per message produced)"
     );
     if let Some(first) = results.first() {
         if results.len() > 1 && first.produce.msg_per_sec > 0.0 {
@@ -467,7 +495,34 @@ pub fn compare_table(results: &[RunResult]) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{worst_interval_line, IntervalSample, Machine};
+    use super::{cpu_columns, worst_interval_line, IntervalSample, Machine};
+    use crate::cpu::Usage;
+
+    /// The comparison's CPU columns: cores, and the broker's CPU per
+    /// message; a broker whose pid was not known leaves both of its cells
+    /// empty.
+    #[test]
+    fn compare_shows_cpu_and_broker_cost_per_message() {
+        let usage = Usage {
+            client_cores: 0.84,
+            broker_cores: Some(0.5),
+            stolen_cores: 0.0021,
+            ..Usage::default()
+        };
+        assert_eq!(
+            cpu_columns(&usage, 20_000.0),
+            ["0.84", "0.50", "0.002", "25.0"].map(String::from)
+        );
+        let external = Usage {
+            broker_cores: None,
+            ..usage.clone()
+        };
+        assert_eq!(
+            cpu_columns(&external, 20_000.0),
+            ["0.84", "-", "0.002", "-"].map(String::from)
+        );
+        assert_eq!(cpu_columns(&usage, 0.0)[3], "-");
+    }
 
     /// The worst measured interval is named with its steal; warm-up
     /// intervals do not count.
