@@ -58,3 +58,52 @@ pub use shard::{shard_for, Mesh, ShardPlan, TopicShards};
 pub use storage::{finish_deletions, DmaStorage, IoBuffer, MemStorage, Storage, StorageFile};
 pub use txn::{AbortedTxn, ControlType, TxnMarker};
 pub use types::{LeaderEpoch, Offset, ProducerId, ShardId, TopicPartition};
+
+/// Counts the heap allocations a piece of code makes on the calling thread,
+/// for tests of paths meant to allocate nothing in steady state.
+#[cfg(test)]
+pub(crate) mod counted_alloc {
+    use std::alloc::{GlobalAlloc, Layout, System};
+    use std::cell::Cell;
+
+    thread_local! {
+        static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
+    }
+
+    struct Counting;
+
+    fn note() {
+        // `try_with`: a thread's own teardown may allocate after its
+        // locals are gone.
+        let _ = ALLOCATIONS.try_with(|count| count.set(count.get() + 1));
+    }
+
+    // SAFETY: every call is passed on to the system allocator unchanged.
+    unsafe impl GlobalAlloc for Counting {
+        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+            note();
+            unsafe { System.alloc(layout) }
+        }
+        unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+            note();
+            unsafe { System.alloc_zeroed(layout) }
+        }
+        unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+            note();
+            unsafe { System.realloc(ptr, layout, new_size) }
+        }
+        unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+            unsafe { System.dealloc(ptr, layout) }
+        }
+    }
+
+    #[global_allocator]
+    static ALLOCATOR: Counting = Counting;
+
+    /// Runs `f` and returns its result with the allocations it made.
+    pub(crate) fn allocations_of<R>(f: impl FnOnce() -> R) -> (R, u64) {
+        let before = ALLOCATIONS.with(Cell::get);
+        let result = f();
+        (result, ALLOCATIONS.with(Cell::get) - before)
+    }
+}
