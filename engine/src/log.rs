@@ -262,8 +262,7 @@ struct Segment<F> {
     /// into, taking turns: the copy is made from the pieces staged before
     /// it, which may include the previous copy. Plain vectors rather than
     /// `Bytes`: freezing a reused buffer into `Bytes` allocated its shared
-    /// header each time, one allocation per tail write (13 % of the
-    /// broker's allocations at 200 MB/s over 100 partitions).
+    /// header each time, one allocation per tail write.
     tail_copies: [Vec<u8>; 2],
     /// Which of `tail_copies` a `Staged::TailCopy` piece reads.
     tail_front: usize,
@@ -5383,7 +5382,8 @@ mod tests {
     use crate::storage::MemStorage;
     use crate::txn::TxnMarker;
 
-    /// Stages `len` bytes of `fill` on `segment` and completes their write.
+    /// Stages `piece` on `segment` and completes its write; returns the
+    /// allocations the completion made.
     fn stage_and_write(segment: &mut Segment<()>, piece: Bytes) -> u64 {
         let start = segment.size;
         segment.size += piece.len() as u64;
@@ -5421,11 +5421,11 @@ mod tests {
         assert_ne!(fronts[0], fronts[1]);
     }
 
-    /// The bytes `stage_and_write` staged in rounds 0..=last (all within
-    /// the first page, so the whole of them is the tail).
     /// The appends of `tail_copies_reuse_their_buffers`: all within one page.
     const TAIL_ROUNDS: [usize; 6] = [100, 200, 300, 400, 500, 600];
 
+    /// The bytes `stage_and_write` staged in rounds 0..=last (all within
+    /// the first page, so the whole of them is the tail).
     fn copy_bytes_of_rounds(out: &mut Vec<u8>, last: usize) {
         for (round, len) in TAIL_ROUNDS.into_iter().enumerate() {
             if round <= last {

@@ -402,7 +402,6 @@ fn worst_interval_line(intervals: &[IntervalSample]) -> Option<String> {
     ))
 }
 
-/// One table comparing several results.
 /// One run's CPU for the comparison: client, broker and stolen cores over
 /// the measured window, and the broker's CPU-µs per message produced ("-"
 /// where the broker's pid was not known, as for a broker run elsewhere).
@@ -421,6 +420,7 @@ fn cpu_columns(usage: &crate::cpu::Usage, msg_per_sec: f64) -> [String; 4] {
     ]
 }
 
+/// One table comparing several results.
 pub fn compare_table(results: &[RunResult]) -> String {
     let mut out = String::new();
     let width = results
