@@ -21,6 +21,7 @@ use crate::open_files::ExtraDescriptor;
 
 pub use dma::{finish_deletions, is_doomed, DmaStorage};
 pub use mem::{Fault, MemStorage};
+pub use off_shard::background_calls_taken_back_total;
 pub(crate) use off_shard::in_background;
 
 /// A directory tree of files. Cheap to clone; clones share the same files.

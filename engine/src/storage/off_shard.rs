@@ -21,15 +21,31 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
 
 use crate::constants::{
-    BACKGROUND_CALLS_QUEUED_MAX, BACKGROUND_THREADS, FS_CALLS_QUEUED_MAX, FS_THREADS,
+    BACKGROUND_CALLS_QUEUED_MAX, BACKGROUND_START_WAIT_MAX, BACKGROUND_THREADS,
+    FS_CALLS_QUEUED_MAX, FS_THREADS,
 };
 
 type Call = Box<dyn FnOnce() + Send>;
+
+/// A queued call, taken by the first of a pool thread and its waiting task
+/// to get to it: a thread runs what it finds; it finds nothing when the
+/// task took the call back.
+type Ticket = Arc<Mutex<Option<Call>>>;
+
+static TAKEN_BACK_TOTAL: AtomicU64 = AtomicU64::new(0);
+
+/// How many background calls of this process their shards took back and
+/// made themselves, because no idle CPU had started them in time.
+pub fn background_calls_taken_back_total() -> u64 {
+    TAKEN_BACK_TOTAL.load(Ordering::Relaxed)
+}
 
 /// Where a call's result waits for its task: its value, or the payload of
 /// its panic, which the task resumes (a panicking call must not leave its
@@ -71,7 +87,9 @@ where
     T: Send + 'static,
     F: FnOnce() -> T + Send + 'static,
 {
-    run_on(&FILE_SYSTEM, call)
+    // Never taken back: a file-system call may wait on the disk for as
+    // long as it stalls, which is what the shard must not do.
+    run_on(&FILE_SYSTEM, None, call)
 }
 
 /// Runs `call`, work a shard can put off, on a thread of the process's
@@ -82,15 +100,31 @@ where
 /// a busy loop taking 2 % of one core raised producers' ack p99 as much as
 /// the cleaner did (README, "Compaction"). Made here and now when the
 /// pool's queue is full or it has no thread.
+///
+/// The idle time may never come: beside threads that keep every core busy
+/// the pool's threads were seen to get no CPU for about two minutes, and
+/// the work waiting on them (a cleaning pass) with them. So a call no
+/// thread has started within `BACKGROUND_START_WAIT_MAX` is taken back and
+/// made here: the shard's work goes on at the price of that call's CPU
+/// taken from its requests, as it was before the pool existed.
 pub(crate) fn in_background<T, F>(call: F) -> impl Future<Output = T>
 where
     T: Send + 'static,
     F: FnOnce() -> T + Send + 'static,
 {
-    run_on(&BACKGROUND, call)
+    run_on(&BACKGROUND, Some(BACKGROUND_START_WAIT_MAX), call)
 }
 
-fn run_on<T, F>(pool: &'static Pool, call: F) -> impl Future<Output = T>
+/// Queues `call` on `pool` now, and resolves to its result; with
+/// `take_back_after`, the waiting task makes the call itself if no thread
+/// has started it by then. Queued at once, not at the first poll: the
+/// caller goes on with other work meanwhile (the cleaner reads its next
+/// chunk).
+fn run_on<T, F>(
+    pool: &'static Pool,
+    take_back_after: Option<Duration>,
+    call: F,
+) -> impl Future<Output = T>
 where
     T: Send + 'static,
     F: FnOnce() -> T + Send + 'static,
@@ -111,17 +145,47 @@ where
             waker.wake();
         }
     });
-    let refused = match pool.queue() {
-        Some(sender) => match sender.try_send(job) {
-            Ok(()) => None,
-            Err(mpsc::TrySendError::Full(job) | mpsc::TrySendError::Disconnected(job)) => Some(job),
+    let ticket: Ticket = Arc::new(Mutex::new(Some(job)));
+    let queued = match pool.queue() {
+        Some(sender) => match sender.try_send(Arc::clone(&ticket)) {
+            Ok(()) => true,
+            Err(mpsc::TrySendError::Full(_) | mpsc::TrySendError::Disconnected(_)) => false,
         },
-        None => Some(job),
+        None => false,
     };
-    if let Some(job) = refused {
-        job();
+    if !queued {
+        take_and_make(&ticket);
     }
-    Pending(slot)
+    let queued_at = Instant::now();
+    let mut pending = Pending(slot);
+    async move {
+        let Some(wait) = take_back_after.filter(|_| queued) else {
+            return pending.await;
+        };
+        let answered = futures_lite::future::or(async { Some((&mut pending).await) }, async {
+            glommio::timer::sleep(wait.saturating_sub(queued_at.elapsed())).await;
+            None
+        })
+        .await;
+        if let Some(value) = answered {
+            return value;
+        }
+        // Not started in time: made here, unless a thread has just begun it.
+        if take_and_make(&ticket) {
+            TAKEN_BACK_TOTAL.fetch_add(1, Ordering::Relaxed);
+        }
+        pending.await
+    }
+}
+
+/// Makes the ticket's call here if no thread has taken it; whether it did.
+fn take_and_make(ticket: &Ticket) -> bool {
+    let call = ticket.lock().unwrap_or_else(PoisonError::into_inner).take();
+    let made = call.is_some();
+    if let Some(call) = call {
+        call();
+    }
+    made
 }
 
 /// A set of plain threads taking calls from one queue, started at the
@@ -133,7 +197,7 @@ struct Pool {
     /// The threads run under `SCHED_IDLE`.
     idle_priority: bool,
     /// `None` if no thread could be started.
-    queue: OnceLock<Option<mpsc::SyncSender<Call>>>,
+    queue: OnceLock<Option<mpsc::SyncSender<Ticket>>>,
 }
 
 static FILE_SYSTEM: Pool = Pool {
@@ -153,10 +217,10 @@ static BACKGROUND: Pool = Pool {
 };
 
 impl Pool {
-    fn queue(&'static self) -> Option<&'static mpsc::SyncSender<Call>> {
+    fn queue(&'static self) -> Option<&'static mpsc::SyncSender<Ticket>> {
         self.queue
             .get_or_init(|| {
-                let (sender, receiver) = mpsc::sync_channel::<Call>(self.queued_max);
+                let (sender, receiver) = mpsc::sync_channel::<Ticket>(self.queued_max);
                 let receiver = Arc::new(Mutex::new(receiver));
                 let mut started = 0;
                 for number in 0..self.threads {
@@ -174,10 +238,12 @@ impl Pool {
                                     .lock()
                                     .unwrap_or_else(PoisonError::into_inner)
                                     .recv();
-                                match next {
-                                    Ok(call) => call(),
+                                let ticket = match next {
+                                    Ok(ticket) => ticket,
                                     Err(mpsc::RecvError) => return,
-                                }
+                                };
+                                // Empty when its task took the call back.
+                                take_and_make(&ticket);
                             }
                         });
                     match spawned {
@@ -232,7 +298,9 @@ mod tests {
                 let here = std::thread::current().id();
                 // SAFETY: sched_getscheduler only reads the calling
                 // thread's policy.
-                let (there, policy) = in_background(|| {
+                // Never taken back: on a machine other tests keep busy the
+                // pool may not start it for a while.
+                let (there, policy) = run_on(&BACKGROUND, None, || {
                     (std::thread::current().id(), unsafe {
                         libc::sched_getscheduler(0)
                     })
@@ -243,6 +311,66 @@ mod tests {
                 // SAFETY: as above.
                 let own = unsafe { libc::sched_getscheduler(0) };
                 assert_eq!(own, libc::SCHED_OTHER, "the shard's own policy changed");
+            })
+            .expect("executor")
+            .join()
+            .expect("join");
+    }
+
+    /// How long a test waits for what should come at once, or within
+    /// `BACKGROUND_START_WAIT_MAX`, before it fails.
+    const TEST_WAIT_MAX: Duration = Duration::from_secs(30);
+
+    #[test]
+    fn a_call_no_idle_cpu_starts_is_made_by_its_shard() {
+        glommio::LocalExecutorBuilder::default()
+            .spawn(|| async {
+                let here = std::thread::current().id();
+                // Every pool thread held by a call that waits for the test
+                // (never taken back: the shard would wait on itself), as a
+                // pool starved of CPU holds its calls.
+                let (started_sender, started) = mpsc::channel::<()>();
+                let (release, released) = mpsc::channel::<()>();
+                let released = Arc::new(Mutex::new(released));
+                let mut holds = Vec::new();
+                for _ in 0..BACKGROUND_THREADS {
+                    let started_sender = started_sender.clone();
+                    let released = Arc::clone(&released);
+                    holds.push(glommio::spawn_local(run_on(&BACKGROUND, None, move || {
+                        let _ = started_sender.send(());
+                        let _ = released
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .recv();
+                    })));
+                }
+                // Other tests' calls may hold a thread first: waited for
+                // off the shard's thread, so the holds' tasks can run.
+                let all_started = off_shard(move || {
+                    (0..BACKGROUND_THREADS).all(|_| started.recv_timeout(TEST_WAIT_MAX).is_ok())
+                })
+                .await;
+                assert!(all_started, "the pool's threads did not take the holds");
+                let before = background_calls_taken_back_total();
+                let asked = Instant::now();
+                let answered = glommio::timer::timeout(TEST_WAIT_MAX, async {
+                    Ok(in_background(|| std::thread::current().id()).await)
+                })
+                .await;
+                let waited = asked.elapsed();
+                for _ in 0..BACKGROUND_THREADS {
+                    let _ = release.send(());
+                }
+                for hold in holds {
+                    hold.await;
+                }
+                let there = answered.expect("a call behind a busy pool was never made");
+                assert_eq!(there, here, "the call was not made by its shard");
+                assert!(
+                    waited >= BACKGROUND_START_WAIT_MAX,
+                    "taken back after {waited:?}, before the pool had its chance"
+                );
+                assert!(background_calls_taken_back_total() > before);
             })
             .expect("executor")
             .join()

@@ -215,6 +215,20 @@ pub fn render(metrics: &Metrics, process: &ProcessFigures, now: Instant) -> Stri
         "Shard sleeps the wake watch interrupted: a shard asleep past its heartbeat timer with work stranded.",
     );
     out.sample(name, &[], sluice_engine::wake_watch::interrupts_total());
+    let name = "sluice_background_calls_taken_back_total";
+    out.family(
+        name,
+        "counter",
+        &format!(
+            "Background work (the cleaner's key noting) a shard did itself because no idle CPU had started it within {} ms.",
+            sluice_engine::constants::BACKGROUND_START_WAIT_MAX.as_millis()
+        ),
+    );
+    out.sample(
+        name,
+        &[],
+        sluice_engine::storage::background_calls_taken_back_total(),
+    );
     writer.out
 }
 
