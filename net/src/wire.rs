@@ -19,6 +19,21 @@ use crate::constants::IOVECS_MAX;
 /// two, a fetch answer a few per partition; more go to the heap.
 const IOVECS_INLINE: usize = 32;
 
+/// Bytes of a response's length prefix and header at most: length,
+/// correlation id, and the empty tagged fields of header v1.
+const HEAD_BYTES_MAX: usize = 4 + 4 + 1;
+
+/// Bytes of each buffer response heads are cut from: a head cut from a
+/// shared buffer costs no allocation, where a buffer of its own cost one
+/// per response. A head in a slow client's queue keeps its whole buffer
+/// alive, so the buffer is small.
+const HEAD_ARENA_BYTES: usize = 4096;
+
+thread_local! {
+    /// What is left of this thread's buffer for response heads.
+    static HEADS: std::cell::RefCell<BytesMut> = std::cell::RefCell::new(BytesMut::new());
+}
+
 /// A response ready to send, minus the 4-byte length prefix.
 #[derive(Debug, Default)]
 pub struct ResponseFrame {
@@ -38,15 +53,21 @@ impl ResponseFrame {
     pub fn new(correlation_id: i32, header_version: i16, body: Pieces) -> ResponseFrame {
         let body_len: usize = body.iter().map(Bytes::len).sum();
         let header_len = if header_version >= 1 { 5 } else { 4 };
-        let mut head = BytesMut::with_capacity(4 + header_len);
-        head.put_i32((header_len + body_len) as i32);
-        head.put_i32(correlation_id);
-        if header_version >= 1 {
-            // No tagged fields.
-            head.put_u8(0);
-        }
+        let head = HEADS.with(|heads| {
+            let mut heads = heads.borrow_mut();
+            if heads.capacity() < HEAD_BYTES_MAX {
+                *heads = BytesMut::with_capacity(HEAD_ARENA_BYTES);
+            }
+            heads.put_i32((header_len + body_len) as i32);
+            heads.put_i32(correlation_id);
+            if header_version >= 1 {
+                // No tagged fields.
+                heads.put_u8(0);
+            }
+            heads.split().freeze()
+        });
         let mut pieces = Pieces::with_capacity(body.len() + 1);
-        pieces.push(head.freeze());
+        pieces.push(head);
         pieces.extend(body.into_iter().filter(|piece| !piece.is_empty()));
         ResponseFrame { pieces }
     }
@@ -170,4 +191,30 @@ pub async fn write_frames<W: AsyncWrite + Unpin>(
     }
     pieces.clear();
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn response_heads_are_cut_from_one_buffer() {
+        let body = || -> Pieces { smallvec::smallvec![Bytes::from_static(b"body")] };
+        let first = ResponseFrame::new(7, 1, body());
+        let second = ResponseFrame::new(8, 0, body());
+        let (a, b) = (&first.pieces[0], &second.pieces[0]);
+        assert_eq!(a[..], [0, 0, 0, 9, 0, 0, 0, 7, 0]);
+        assert_eq!(b[..], [0, 0, 0, 8, 0, 0, 0, 8]);
+        // Unless the first took the last room of a buffer, the second head
+        // lies right after it: no buffer of its own was allocated.
+        let adjacent = a.as_ptr().wrapping_add(a.len()) == b.as_ptr();
+        let third = ResponseFrame::new(9, 1, body());
+        let c = &third.pieces[0];
+        let adjacent_later = b.as_ptr().wrapping_add(b.len()) == c.as_ptr();
+        assert!(
+            adjacent || adjacent_later,
+            "each head has a buffer of its own"
+        );
+        assert_eq!(first.pieces[1][..], *b"body");
+    }
 }
