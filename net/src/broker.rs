@@ -33,6 +33,7 @@ use crate::constants::{
     TXN_ADD_RETRY_TOTAL_MS_MAX, TXN_MARKER_ACK_TIMEOUT,
 };
 use crate::errors::{append_error_code, batch_error_code, code, read_error_code};
+use crate::reuse::Spares;
 use crate::topic_config;
 
 /// A partition as the mesh addresses it.
@@ -146,6 +147,15 @@ pub type ShardLists<T> = SmallVec<[T; SHARDS_INLINE]>;
 
 /// Each shard's answers, in the order of the entries it was given.
 pub type ShardAnswers<O> = ShardLists<Option<std::vec::IntoIter<O>>>;
+
+thread_local! {
+    /// Produce outcomes' and entries' vectors of answered requests, for the
+    /// next (see `crate::reuse`). A shard's outcomes are read, and its
+    /// entries taken apart, on the other shard of a cross-shard call: each
+    /// vector joins the spares of the thread that is done with it.
+    pub static PRODUCE_OUTCOMES: Spares<ProduceOutcome> = const { Spares::new() };
+    pub static PRODUCE_ENTRIES: Spares<ProduceEntry> = const { Spares::new() };
+}
 
 /// A ListOffsets answer for one partition.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -1367,7 +1377,7 @@ impl Broker {
         acks: i16,
         timeout_ms: i32,
     ) -> Vec<ProduceOutcome> {
-        let mut outcomes = Vec::with_capacity(entries.len());
+        let mut outcomes = PRODUCE_OUTCOMES.with(|spares| spares.take(entries.len()));
         // acks=all: each append and the index of its outcome, answered once
         // durable here and held by the whole ISR.
         let mut durable_waits: Vec<DurableWrite> = Vec::new();
@@ -1402,7 +1412,8 @@ impl Broker {
                 })
             })
             .collect();
-        for (entry, turn) in entries.into_iter().zip(turns) {
+        let mut entries = entries;
+        for (entry, turn) in entries.drain(..).zip(turns) {
             let mut outcome = ProduceOutcome {
                 base_offset: -1,
                 log_append_time: -1,
@@ -1573,6 +1584,7 @@ impl Broker {
             }
             outcomes.push(outcome);
         }
+        PRODUCE_ENTRIES.with(|spares| spares.give(entries));
         if !durable_waits.is_empty() {
             let deadline = Instant::now() + Duration::from_millis(timeout_ms.max(0) as u64);
             let acknowledged = self.wait_all_acknowledged(&durable_waits, deadline).await;
@@ -2494,6 +2506,21 @@ pub async fn ask_shards<E, O>(
     request: impl Fn(Vec<E>) -> ShardRequest,
     answers: impl Fn(ShardResponse) -> Option<Vec<O>>,
 ) -> ShardAnswers<O> {
+    ask_shards_for_vectors(broker, per_shard, request, answers)
+        .await
+        .into_iter()
+        .map(|answer| answer.map(Vec::into_iter))
+        .collect()
+}
+
+/// `ask_shards`, each shard's answers as the vector it sent, so that the
+/// caller can keep the vector for reuse once it has read them.
+pub async fn ask_shards_for_vectors<E, O>(
+    broker: &Broker,
+    per_shard: ShardLists<Vec<E>>,
+    request: impl Fn(Vec<E>) -> ShardRequest,
+    answers: impl Fn(ShardResponse) -> Option<Vec<O>>,
+) -> ShardLists<Option<Vec<O>>> {
     let shards = per_shard.len();
     let calls = per_shard
         .into_iter()
@@ -2504,9 +2531,9 @@ pub async fn ask_shards<E, O>(
             async move { (shard, call.await) }
         });
     let answered: ShardLists<(usize, Option<ShardResponse>)> = join_collect(calls).await;
-    let mut dealt: ShardAnswers<O> = (0..shards).map(|_| None).collect();
+    let mut dealt: ShardLists<Option<Vec<O>>> = (0..shards).map(|_| None).collect();
     for (shard, response) in answered {
-        dealt[shard] = response.and_then(&answers).map(Vec::into_iter);
+        dealt[shard] = response.and_then(&answers);
     }
     dealt
 }

@@ -37,6 +37,7 @@ pub mod meta_file;
 pub mod metrics;
 pub mod quota;
 pub mod request_quota;
+pub mod reuse;
 pub mod sasl;
 pub mod server;
 pub mod tls;

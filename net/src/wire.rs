@@ -14,6 +14,7 @@ use futures_lite::{AsyncWrite, AsyncWriteExt};
 use smallvec::SmallVec;
 
 use crate::constants::IOVECS_MAX;
+use crate::reuse::Arena;
 
 /// Pieces of one `sendmsg` described on the stack: a produce answer is
 /// two, a fetch answer a few per partition; more go to the heap.
@@ -30,8 +31,8 @@ const HEAD_BYTES_MAX: usize = 4 + 4 + 1;
 const HEAD_ARENA_BYTES: usize = 4096;
 
 thread_local! {
-    /// What is left of this thread's buffer for response heads.
-    static HEADS: std::cell::RefCell<BytesMut> = std::cell::RefCell::new(BytesMut::new());
+    /// This thread's buffer response heads are cut from.
+    static HEADS: Arena = Arena::new(HEAD_ARENA_BYTES);
 }
 
 /// A response ready to send, minus the 4-byte length prefix.
@@ -54,17 +55,14 @@ impl ResponseFrame {
         let body_len: usize = body.iter().map(Bytes::len).sum();
         let header_len = if header_version >= 1 { 5 } else { 4 };
         let head = HEADS.with(|heads| {
-            let mut heads = heads.borrow_mut();
-            if heads.capacity() < HEAD_BYTES_MAX {
-                *heads = BytesMut::with_capacity(HEAD_ARENA_BYTES);
-            }
-            heads.put_i32((header_len + body_len) as i32);
-            heads.put_i32(correlation_id);
-            if header_version >= 1 {
-                // No tagged fields.
-                heads.put_u8(0);
-            }
-            heads.split().freeze()
+            heads.put(HEAD_BYTES_MAX, |head| {
+                head.put_i32((header_len + body_len) as i32);
+                head.put_i32(correlation_id);
+                if header_version >= 1 {
+                    // No tagged fields.
+                    head.put_u8(0);
+                }
+            })
         });
         let mut pieces = Pieces::with_capacity(body.len() + 1);
         pieces.push(head);

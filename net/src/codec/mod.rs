@@ -533,6 +533,16 @@ impl Reader {
     fn elements<T>(
         &mut self,
         count: usize,
+        element: impl FnMut(&mut Self) -> Result<T, DecodeError>,
+    ) -> Result<Vec<T>, DecodeError> {
+        self.elements_into(count, Vec::new(), element)
+    }
+
+    /// `elements`, pushed onto `out` (an empty vector, whose room is reused).
+    fn elements_into<T>(
+        &mut self,
+        count: usize,
+        mut out: Vec<T>,
         mut element: impl FnMut(&mut Self) -> Result<T, DecodeError>,
     ) -> Result<Vec<T>, DecodeError> {
         let remaining = self.buf.len();
@@ -545,7 +555,7 @@ impl Reader {
                 remaining,
             });
         }
-        let mut out = Vec::with_capacity(reservation::<T>(count, remaining));
+        out.reserve(reservation::<T>(count, remaining));
         for _ in 0..count {
             out.push(element(self)?);
         }
@@ -643,6 +653,25 @@ impl Reader {
             self.compact_array(element)
         } else {
             self.array(element)
+        }
+    }
+
+    /// `array_v`, decoded into `out` (an empty vector, whose room is
+    /// reused: see `crate::reuse`).
+    pub fn array_v_into<T>(
+        &mut self,
+        flexible: bool,
+        out: Vec<T>,
+        element: impl FnMut(&mut Self) -> Result<T, DecodeError>,
+    ) -> Result<Vec<T>, DecodeError> {
+        let count = if flexible {
+            self.compact_length()?
+        } else {
+            self.classic_length()?
+        };
+        match count {
+            None => Err(DecodeError::UnexpectedNull),
+            Some(count) => self.elements_into(count, out, element),
         }
     }
 

@@ -66,7 +66,6 @@ use std::cell::Cell;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
 use kafka_protocol::messages::{ApiKey, RequestHeader};
 use kafka_protocol::protocol::{Encodable, StrBytes};
 
@@ -74,6 +73,7 @@ use crate::acl;
 use crate::acl::Operation;
 use crate::broker::Broker;
 use crate::codec::Request;
+use crate::reuse::Arena;
 use crate::sasl::Principal;
 use crate::server::Listener;
 use crate::wire::Pieces;
@@ -209,16 +209,26 @@ pub fn is_supported(api_key: i16, version: i16) -> bool {
         .any(|(key, (min, max))| *key as i16 == api_key && (*min..=*max).contains(&version))
 }
 
+/// Bytes of each buffer small response bodies are encoded into, one after
+/// another (bodies of up to half of it; larger ones get a buffer of their
+/// own). A body waiting in a slow client's queue keeps its whole buffer
+/// alive, and a connection has at most `IN_FLIGHT_REQUESTS_MAX` answers
+/// queued, so the buffer is kept small.
+const BODY_ARENA_BYTES: usize = 64 * 1024;
+
+thread_local! {
+    /// This thread's buffer for small response bodies.
+    static BODIES: Arena = Arena::new(BODY_ARENA_BYTES);
+}
+
 /// Encodes a response with the crate's encoder (safe for responses).
 pub fn encode<R: Encodable>(response: &R, version: i16) -> Pieces {
     // Sized first: grown as the encoder writes, a produce response of a
-    // hundred partitions was reallocated several times, and frozen with
-    // room to spare it cost one more allocation for a shared count. An
-    // error here shows again in `encode` below.
+    // hundred partitions was reallocated several times. An error here
+    // shows again in `encode` below.
     let size = response.compute_size(version).unwrap_or(0);
-    let mut buffer = BytesMut::with_capacity(size);
-    match response.encode(&mut buffer, version) {
-        Ok(()) => smallvec::smallvec![buffer.freeze()],
+    match BODIES.with(|bodies| bodies.cut(size, |buffer| response.encode(buffer, version))) {
+        Ok(body) => smallvec::smallvec![body],
         Err(error) => {
             // A handler set a field its version lacks: a bug, but one that
             // must cost only this connection. No pieces means "close".

@@ -33,10 +33,13 @@ use super::Session;
 use super::{encode, str_bytes};
 use crate::acl::Operation;
 use crate::broker::{
-    ask_shards, Broker, ProduceEntry, ProduceOutcome, ShardLists, ShardRequest, ShardResponse,
+    ask_shards_for_vectors, Broker, ProduceEntry, ProduceOutcome, ShardLists, ShardRequest,
+    ShardResponse, PRODUCE_ENTRIES, PRODUCE_OUTCOMES,
 };
+use crate::codec;
 use crate::errors::code;
 use crate::quota::PRODUCER_BYTE_RATE;
+use crate::reuse::Spares;
 use crate::wire::Pieces;
 
 pub const VERSIONS: (i16, i16) = (3, 13);
@@ -167,7 +170,7 @@ pub async fn handle(
         .iter()
         .map(|t| t.partition_data.len())
         .sum();
-    let mut outcomes: Vec<ProduceOutcome> = Vec::with_capacity(partitions);
+    let mut outcomes = PRODUCE_OUTCOMES.with(|spares| spares.take(partitions));
     let mut owners: SmallVec<[u16; OWNERS_INLINE]> = SmallVec::with_capacity(partitions);
     let mut counts: ShardLists<usize> = smallvec![0; broker.shards()];
     for (topic_index, topic) in request.topic_data.iter().enumerate() {
@@ -207,7 +210,10 @@ pub async fn handle(
     }
     let mut per_shard: ShardLists<Vec<ProduceEntry>> = counts
         .iter()
-        .map(|&count| Vec::with_capacity(count))
+        .map(|&count| match count {
+            0 => Vec::new(),
+            _ => PRODUCE_ENTRIES.with(|spares| spares.take(count)),
+        })
         .collect();
     let placed = request.topic_data.iter().flat_map(|topic| {
         topic
@@ -230,7 +236,7 @@ pub async fn handle(
     // Each shard answers its entries in the order they were given, which
     // is request order: the answers are dealt back by walking `owners`.
     let timeout_ms = request.timeout_ms;
-    let mut results = ask_shards(
+    let mut results = ask_shards_for_vectors(
         broker,
         per_shard,
         |entries| ShardRequest::Produce {
@@ -244,21 +250,34 @@ pub async fn handle(
         },
     )
     .await;
+    // Each shard's answers are read in order, taken out of its vector,
+    // which is then kept for reuse.
+    let mut read: ShardLists<usize> = smallvec![0; results.len()];
     for (outcome, &owner) in outcomes.iter_mut().zip(&owners) {
         if owner == NOT_APPENDED {
             continue;
         }
-        match results[usize::from(owner)]
-            .as_mut()
-            .and_then(Iterator::next)
-        {
-            Some(result) => *outcome = result,
+        let shard = usize::from(owner);
+        let answer = results
+            .get_mut(shard)
+            .and_then(Option::as_mut)
+            .and_then(|answers| answers.get_mut(read[shard]));
+        match answer {
+            Some(result) => {
+                *outcome = std::mem::take(result);
+                read[shard] += 1;
+            }
             None => outcome.error_code = code::NOT_LEADER_OR_FOLLOWER,
         }
+    }
+    for answers in results.into_iter().flatten() {
+        PRODUCE_OUTCOMES.with(|spares| spares.give(answers));
     }
     count_traffic(broker, &request, &outcomes);
     let version = header.request_api_version;
     if acks == 0 {
+        PRODUCE_OUTCOMES.with(|spares| spares.give(outcomes));
+        codec::produce::recycle(&mut request);
         return None;
     }
     // Looked up only when some partition needs a hint, so that successful
@@ -278,7 +297,11 @@ pub async fn handle(
     session.mute(request_throttle);
     let request_throttle_ms = i32::try_from(request_throttle.as_millis()).unwrap_or(i32::MAX);
     response.throttle_time_ms = throttle_time_ms.max(request_throttle_ms);
-    Some(encode(&response, version))
+    let encoded = encode(&response, version);
+    recycle_response(&mut response);
+    PRODUCE_OUTCOMES.with(|spares| spares.give(outcomes));
+    codec::produce::recycle(&mut request);
+    Some(encoded)
 }
 
 /// Records the request's record bytes against the sender's producer quota
@@ -377,6 +400,22 @@ fn name_topics_by_id(broker: &Broker, version: i16, request: &mut ProduceRequest
         .collect()
 }
 
+thread_local! {
+    /// Encoded responses' lists, for the next response (`crate::reuse`).
+    static TOPIC_RESPONSES: Spares<TopicProduceResponse> = const { Spares::new() };
+    static PARTITION_RESPONSES: Spares<PartitionProduceResponse> = const { Spares::new() };
+}
+
+/// Gives an encoded response's lists back for the next response.
+fn recycle_response(response: &mut ProduceResponse) {
+    let mut topics = std::mem::take(&mut response.responses);
+    for topic in topics.iter_mut() {
+        let partitions = std::mem::take(&mut topic.partition_responses);
+        PARTITION_RESPONSES.with(|spares| spares.give(partitions));
+    }
+    TOPIC_RESPONSES.with(|spares| spares.give(topics));
+}
+
 /// The answer to `request`, one partition per outcome in request order.
 /// With `hints` (v10+), a partition that lost or never had its leader here
 /// names the current one, and the response lists the leaders' endpoints.
@@ -389,13 +428,14 @@ fn response(
     // Older versions have no field for a hint: their bytes stay as they were.
     let mut hints = hints.filter(|_| version >= LEADER_HINTS_VERSION);
     let mut response = ProduceResponse::default();
-    response.responses = Vec::with_capacity(request.topic_data.len());
+    response.responses = TOPIC_RESPONSES.with(|spares| spares.take(request.topic_data.len()));
     for (topic, topic_outcomes) in by_topic(request, outcomes) {
         let mut topic_response = TopicProduceResponse::default();
         // The version's encoder writes the one it has.
         topic_response.name = topic.name.clone();
         topic_response.topic_id = topic.topic_id;
-        topic_response.partition_responses = Vec::with_capacity(topic.partition_data.len());
+        topic_response.partition_responses =
+            PARTITION_RESPONSES.with(|spares| spares.take(topic.partition_data.len()));
         for (partition, outcome) in topic.partition_data.iter().zip(topic_outcomes) {
             let mut partition_response = PartitionProduceResponse::default();
             partition_response.index = partition.index;
