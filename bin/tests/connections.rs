@@ -244,3 +244,74 @@ fn connection_floods_are_bounded_and_others_are_served() {
         took.as_millis()
     );
 }
+
+/// `connections.max.idle.ms` in the idle test: short, so the test is quick.
+const IDLE_MS: u64 = 1_000;
+/// How often the busy connection of the idle test sends a request: well
+/// within `IDLE_MS`.
+const BUSY_EVERY: Duration = Duration::from_millis(300);
+/// How long the busy connection keeps sending: several idle periods.
+const BUSY_FOR: Duration = Duration::from_millis(3 * IDLE_MS);
+
+/// Sends an ApiVersions v0 request and reads its answer's length prefix
+/// and body. `None` when the broker closed the connection instead.
+fn api_versions(stream: &mut TcpStream, correlation_id: i32) -> Option<Vec<u8>> {
+    use std::io::Write;
+    const API_VERSIONS_KEY: i16 = 18;
+    let mut frame = Vec::new();
+    frame.extend_from_slice(&API_VERSIONS_KEY.to_be_bytes());
+    frame.extend_from_slice(&0i16.to_be_bytes());
+    frame.extend_from_slice(&correlation_id.to_be_bytes());
+    frame.extend_from_slice(&(-1i16).to_be_bytes());
+    let mut sent = (frame.len() as u32).to_be_bytes().to_vec();
+    sent.extend_from_slice(&frame);
+    stream.write_all(&sent).ok()?;
+    let mut length = [0u8; 4];
+    stream.read_exact(&mut length).ok()?;
+    let mut body = vec![0u8; u32::from_be_bytes(length) as usize];
+    stream.read_exact(&mut body).ok()?;
+    Some(body)
+}
+
+#[test]
+fn a_connection_idle_past_the_limit_is_closed_and_a_busy_one_is_not() {
+    let broker = TestBroker::start_with(&["--connections-max-idle-ms", &IDLE_MS.to_string()]);
+    let address: SocketAddr = broker.bootstrap().parse().expect("address");
+    let mut busy = TcpStream::connect(address).expect("connect");
+    busy.set_read_timeout(Some(SETTLE_TIMEOUT))
+        .expect("timeout");
+    let mut idle = TcpStream::connect(address).expect("connect");
+    idle.set_read_timeout(Some(SETTLE_TIMEOUT))
+        .expect("timeout");
+    let started = Instant::now();
+    let mut correlation_id = 0;
+    while started.elapsed() < BUSY_FOR {
+        correlation_id += 1;
+        let body = api_versions(&mut busy, correlation_id).unwrap_or_else(|| {
+            panic!(
+                "a connection sending every {BUSY_EVERY:?} was closed after {:?}",
+                started.elapsed()
+            )
+        });
+        assert_eq!(body[..4], correlation_id.to_be_bytes());
+        std::thread::sleep(BUSY_EVERY);
+    }
+    // The idle connection was closed meanwhile: its read ends at once.
+    let mut byte = [0u8; 1];
+    let read = idle.read(&mut byte);
+    assert!(
+        matches!(read, Ok(0))
+            || read.is_err_and(|error| error.kind() != std::io::ErrorKind::WouldBlock),
+        "a connection idle for {:?} is still open",
+        started.elapsed()
+    );
+    // And the busy one, idle from now on, goes after the limit too.
+    let quiet = Instant::now();
+    let read = busy.read(&mut byte);
+    assert!(matches!(read, Ok(0)), "read {read:?}");
+    let waited = quiet.elapsed();
+    assert!(
+        waited >= Duration::from_millis(IDLE_MS / 2),
+        "closed {waited:?} after its last request, before the idle limit"
+    );
+}

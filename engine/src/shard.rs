@@ -83,12 +83,28 @@ struct Pending<Resp> {
     waker: Option<Waker>,
 }
 
+/// Removes a call's entry from the pending map when the call ends.
+struct PendingEntry<'a, Resp> {
+    pending: &'a RefCell<HashMap<u64, Pending<Resp>>>,
+    id: u64,
+}
+
+impl<Resp> Drop for PendingEntry<'_, Resp> {
+    fn drop(&mut self) {
+        if let Ok(mut pending) = self.pending.try_borrow_mut() {
+            pending.remove(&self.id);
+        }
+    }
+}
+
 /// This shard's end of the mesh.
 pub struct Mesh<Req: Send + 'static, Resp: Send + 'static> {
     shard: ShardId,
     shards: usize,
     senders: Senders<Envelope<Req, Resp>>,
-    pending: RefCell<HashMap<u64, Rc<RefCell<Pending<Resp>>>>>,
+    /// Calls awaiting their answer, by id. Kept in the map itself (not
+    /// behind an `Rc` each): a call then costs no allocation of its own.
+    pending: RefCell<HashMap<u64, Pending<Resp>>>,
     next_id: Cell<u64>,
     /// Per target shard, the order in which calls may put their request on
     /// the channel: the order they were made. A call that finds the channel
@@ -191,12 +207,16 @@ impl<Req: Send + 'static, Resp: Send + 'static> Mesh<Req, Resp> {
                 .detach();
             }
             Envelope::Response { id, response } => {
-                let Some(slot) = self.pending.borrow_mut().remove(&id) else {
-                    return;
+                // Not there: the call was dropped (its guard took its
+                // entry out), and the answer goes with it.
+                let waker = match self.pending.borrow_mut().get_mut(&id) {
+                    Some(slot) => {
+                        slot.response = Some(response);
+                        slot.waker.take()
+                    }
+                    None => return,
                 };
-                let mut slot = slot.borrow_mut();
-                slot.response = Some(response);
-                if let Some(waker) = slot.waker.take() {
+                if let Some(waker) = waker {
                     waker.wake();
                 }
             }
@@ -214,11 +234,19 @@ impl<Req: Send + 'static, Resp: Send + 'static> Mesh<Req, Resp> {
         let turn = self.send_turns[shard.0 as usize].take();
         let id = self.next_id.get();
         self.next_id.set(id + 1);
-        let slot = Rc::new(RefCell::new(Pending {
-            response: None,
-            waker: None,
-        }));
-        self.pending.borrow_mut().insert(id, Rc::clone(&slot));
+        self.pending.borrow_mut().insert(
+            id,
+            Pending {
+                response: None,
+                waker: None,
+            },
+        );
+        // Takes the entry out however the call ends: answered, refused,
+        // or dropped while it waits.
+        let _entry = PendingEntry {
+            pending: &self.pending,
+            id,
+        };
         let envelope = Envelope::Request {
             id,
             from: self.shard,
@@ -228,11 +256,13 @@ impl<Req: Send + 'static, Resp: Send + 'static> Mesh<Req, Resp> {
         let sent = self.senders.send_to(shard.0 as usize, envelope).await;
         drop(turn);
         if sent.is_err() {
-            self.pending.borrow_mut().remove(&id);
             return None;
         }
         std::future::poll_fn(|cx| {
-            let mut slot = slot.borrow_mut();
+            let mut pending = self.pending.borrow_mut();
+            let Some(slot) = pending.get_mut(&id) else {
+                return Poll::Ready(None);
+            };
             match slot.response.take() {
                 Some(response) => Poll::Ready(Some(response)),
                 None => {
@@ -369,5 +399,47 @@ mod tests {
         let mut results = results.lock().expect("lock").clone();
         results.sort();
         assert_eq!(results, vec![(0, 71, 10), (1, 70, 11)]);
+    }
+
+    #[test]
+    fn a_call_dropped_before_its_answer_leaves_nothing_pending() {
+        let plan = mesh_plan::<u64, u64>(2);
+        let shard_plan = ShardPlan {
+            shards: 2,
+            pin: false,
+            spin_before_park: None,
+        };
+        let left = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let recorded = std::sync::Arc::clone(&left);
+        run_shards(&shard_plan, move |shard| {
+            let plan = plan.clone();
+            let recorded = std::sync::Arc::clone(&recorded);
+            async move {
+                let mesh = Mesh::join(plan).await.expect("join");
+                // Answers after 100 ms: the caller gives up after 10.
+                mesh.set_handler(Rc::new(move |x: u64| {
+                    Box::pin(async move {
+                        glommio::timer::sleep(Duration::from_millis(100)).await;
+                        x
+                    })
+                }));
+                let other = ShardId(1 - shard.0);
+                let answered = glommio::timer::timeout(Duration::from_millis(10), async {
+                    Ok(mesh.call(other, 7).await)
+                })
+                .await;
+                let during = mesh.pending.borrow().len();
+                // The late answer arrives meanwhile and finds no call.
+                glommio::timer::sleep(Duration::from_millis(300)).await;
+                let after = mesh.pending.borrow().len();
+                recorded
+                    .lock()
+                    .expect("lock")
+                    .push((answered.is_err(), during, after));
+            }
+        })
+        .expect("shards ran");
+        let left = left.lock().expect("lock").clone();
+        assert_eq!(left, vec![(true, 0, 0), (true, 0, 0)]);
     }
 }

@@ -590,6 +590,9 @@ async fn serve_connection(
     } = carried;
     buffer.reserve(READ_CHUNK_BYTES);
     let mut wait_buffer = vec![0u8; WAIT_READ_BYTES];
+    // One idle timer for the connection's life, set again before each
+    // wait: a timer made for each wait cost an allocation per request.
+    let mut idle_timer = glommio::timer::Timer::new(idle);
     // On a SASL listener the connection authenticates first; the principal
     // it then holds goes with each of its requests.
     let mut authenticator = protocol.is_sasl().then(Authenticator::new);
@@ -610,8 +613,15 @@ async fn serve_connection(
                 Some(authenticator) if authenticator.expects_raw_token() => RAW_TOKEN_FRAMES,
                 Some(_) => UNAUTHENTICATED_FRAMES,
             };
-            let Some(frame) =
-                read_frame(&mut reader, &mut buffer, &mut wait_buffer, fd, idle, bounds).await?
+            let Some(frame) = read_frame(
+                &mut reader,
+                &mut buffer,
+                &mut wait_buffer,
+                fd,
+                (&mut idle_timer, idle),
+                bounds,
+            )
+            .await?
             else {
                 return Ok(None);
             };
@@ -758,7 +768,7 @@ async fn read_frame(
     buffer: &mut BytesMut,
     wait_buffer: &mut [u8],
     fd: Option<i32>,
-    idle: Duration,
+    (idle_timer, idle): (&mut glommio::timer::Timer, Duration),
     bounds: FrameBounds,
 ) -> Result<Option<Bytes>, Closed> {
     loop {
@@ -808,18 +818,17 @@ async fn read_frame(
                 Err(error) => return Err(Closed::Io(error)),
             }
         }
-        let read = glommio::timer::timeout(idle, async {
-            reader
-                .read(wait_buffer)
-                .await
-                .map_err(glommio::GlommioError::IoError)
-        })
-        .await;
+        idle_timer.reset(idle);
+        let read =
+            futures_lite::future::or(async { Some(reader.read(wait_buffer).await) }, async {
+                (&mut *idle_timer).await;
+                None
+            })
+            .await;
         let read = match read {
-            Ok(read) => read,
-            Err(glommio::GlommioError::TimedOut(_)) => return Err(Closed::Idle),
-            Err(glommio::GlommioError::IoError(error)) => return Err(Closed::Io(error)),
-            Err(other) => return Err(Closed::Io(io::Error::other(other.to_string()))),
+            Some(Ok(read)) => read,
+            Some(Err(error)) => return Err(Closed::Io(error)),
+            None => return Err(Closed::Idle),
         };
         if read == 0 {
             return end_of_stream(buffer);
